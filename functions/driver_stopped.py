@@ -1,0 +1,28 @@
+"""The driver task stopped ("ECS Task State Change"): tell the waiting state machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
+from miniwdl_fargate.pipeline.complete import EcsTaskStateChange, report
+from miniwdl_fargate.pipeline.settings import FunctionSettings
+
+logger = Logger()
+
+
+class EcsTaskStateChangeEvent(EventBridgeModel):
+    detail: EcsTaskStateChange
+
+
+@logger.inject_lambda_context(clear_state=True)
+@event_parser(model=EcsTaskStateChangeEvent)
+def handler(event: EcsTaskStateChangeEvent, context: Any) -> dict[str, str]:
+    container = FunctionSettings.from_env().driver_container_name
+    logger.append_keys(run_id=event.detail.environment(container).get("RUN_ID"), task_arn=event.detail.taskArn)
+    result = report(event.detail, container)
+    logger.info("driver stop handled", extra={"result": result})
+    return {"result": result}

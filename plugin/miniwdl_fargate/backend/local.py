@@ -1,0 +1,73 @@
+"""local_process: run each task command as a host process (no container, no image).
+
+For trying workflows on a machine without Docker or AWS, and for testing the shared base class:
+the command runs with the host's tools, in the same directory layout the Fargate backend uses,
+with ``<task dir>/container`` standing in for ``/mnt/miniwdl_task_container``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
+from typing import Any, Dict
+
+import psutil
+from WDL._util import StructuredLogMessage as _
+
+from .base import JobStatus, ViewTaskContainer
+
+
+class LocalProcessTaskContainer(ViewTaskContainer):
+    _limits: Dict[str, int] | None = None
+
+    @classmethod
+    def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
+        logger.info(_("local_process backend: task commands run as host processes"))
+
+    @classmethod
+    def detect_resource_limits(cls, cfg: Any, logger: logging.Logger) -> Dict[str, int]:
+        if cls._limits is None:
+            cls._limits = {
+                "cpu": multiprocessing.cpu_count(),
+                "mem_bytes": psutil.virtual_memory().total,
+            }
+        return cls._limits
+
+    def view_dir(self) -> str:
+        return os.path.join(self.host_dir, "container")
+
+    def _start(self, logger: logging.Logger, script: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", script],
+            cwd=self.host_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        logger.notice(_("local_process started", pid=proc.pid))  # type: ignore[attr-defined]
+        return proc
+
+    def _status(self, logger: logging.Logger, job: subprocess.Popen, wait: float) -> JobStatus:
+        try:
+            code = job.wait(wait)
+        except subprocess.TimeoutExpired:
+            return JobStatus(running=True)
+        # a command killed by signal N reports 128+N, as a shell (and a container) would
+        return JobStatus(stopped=True, exit_code=code if code >= 0 else 128 - code)
+
+    def _stop(self, logger: logging.Logger, job: subprocess.Popen, reason: str) -> None:
+        if job.poll() is not None:
+            return
+        logger.warning(_("stopping local process", pid=job.pid, reason=reason))
+        try:
+            os.killpg(job.pid, signal.SIGTERM)
+            job.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,113 @@
+"""One status poller per driver process.
+
+Every running task registers here; a single thread makes one pass per interval, calling
+DescribeTasks for at most 100 tasks per call, and hands each task's latest description to the
+thread waiting on it. STOPPED tasks leave the watch list.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+MAX_DESCRIBE = 100
+
+log = logging.getLogger(__name__)
+
+
+class Watch:
+    """The waiting side of one task."""
+
+    def __init__(self, arn: str) -> None:
+        self.arn = arn
+        self.description: dict[str, Any] | None = None
+        self.missing = False
+        self._news = threading.Condition()
+        self._version = 0
+
+    def _update(self, description: dict[str, Any] | None, missing: bool = False) -> None:
+        with self._news:
+            self.description = description
+            self.missing = missing
+            self._version += 1
+            self._news.notify_all()
+
+    @property
+    def stopped(self) -> bool:
+        return self.missing or bool(self.description and self.description.get("lastStatus") == "STOPPED")
+
+    def wait(self, timeout: float, seen: int = -1) -> int:
+        """Wait until an update newer than ``seen`` arrives (or timeout); return the version."""
+        with self._news:
+            if self._version == seen:
+                self._news.wait(timeout)
+            return self._version
+
+
+class TaskPoller:
+    def __init__(self, describe: Callable[[list[str]], dict[str, Any]], interval: float) -> None:
+        self._describe = describe
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._watches: dict[str, Watch] = {}
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        #: DescribeTasks calls made, and (calls, watched) per pass: read by tests and the benchmark
+        self.calls = 0
+        self.passes: list[tuple[int, int]] = []
+
+    def watch(self, arn: str) -> Watch:
+        with self._lock:
+            found = self._watches.get(arn)
+            if found is None:
+                found = self._watches[arn] = Watch(arn)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="fargate-poller", daemon=True)
+                self._thread.start()
+        return found
+
+    def forget(self, arn: str) -> None:
+        with self._lock:
+            self._watches.pop(arn, None)
+
+    def poll_once(self) -> None:
+        with self._lock:
+            arns = list(self._watches)
+        calls = 0
+        for i in range(0, len(arns), MAX_DESCRIBE):
+            chunk = arns[i : i + MAX_DESCRIBE]
+            try:
+                response = self._describe(chunk)
+            except Exception as exn:  # keep polling: a transient error must not strand waiters
+                log.warning("DescribeTasks failed (will retry next pass): %s", exn)
+                continue
+            calls += 1
+            for task in response.get("tasks", []):
+                self._deliver(task["taskArn"], task)
+            for failure in response.get("failures", []):
+                if failure.get("reason") == "MISSING" and failure.get("arn"):
+                    self._deliver(failure["arn"], None, missing=True)
+        self.calls += calls
+        if arns:
+            self.passes.append((calls, len(arns)))
+
+    def _deliver(self, arn: str, task: dict[str, Any] | None, missing: bool = False) -> None:
+        with self._lock:
+            watch = self._watches.get(arn)
+            if watch is not None and (missing or (task or {}).get("lastStatus") == "STOPPED"):
+                del self._watches[arn]
+        if watch is not None:
+            watch._update(task, missing=missing)
+
+    def _loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            self.poll_once()
+            with self._lock:
+                if not self._watches:
+                    self._thread = None
+                    return
+            self._wake.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            self._wake.clear()

@@ -1,0 +1,97 @@
+"""Settings of the aws_fargate backend, read from miniwdl's configuration.
+
+Defaults live in one place, the packaged ``aws_fargate.cfg`` (which doubles as the user
+documentation); miniwdl's own loader supplies the user's cfg files and ``MINIWDL__AWS_FARGATE__*``
+environment variables on top.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+from dataclasses import dataclass, fields
+from importlib import resources
+
+from WDL.runtime import config as wdl_config
+
+SECTION = "aws_fargate"
+
+
+def default_cfg_text() -> str:
+    return resources.files(__package__).joinpath("aws_fargate.cfg").read_text()
+
+
+def _defaults() -> dict[str, str]:
+    parser = configparser.ConfigParser()
+    parser.read_string(default_cfg_text())
+    return dict(parser[SECTION])
+
+
+def parse_list(value: str) -> list[str]:
+    value = value.strip()
+    if not value:
+        return []
+    if value.startswith("["):
+        items = json.loads(value)
+        if not isinstance(items, list):
+            raise ValueError(f"expected a JSON list, got {value!r}")
+        return [str(v).strip() for v in items if str(v).strip()]
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "t", "yes", "y", "on", "enabled"):
+        return True
+    if v in ("0", "false", "f", "no", "n", "off", "disabled", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+@dataclass
+class FargateSettings:
+    cluster: str
+    subnets: list[str]
+    efs_security_group: str
+    security_groups: list[str]
+    assign_public_ip: bool
+    efs_id: str
+    efs_mountpoint: str
+    efs_access_point: str
+    execution_role: str
+    task_role: str
+    log_group: str
+    task_definition_prefix: str
+    default_cpu_shares: int
+    default_memory_mb: int
+    poll_interval: float
+    stop_timeout: int
+
+    @classmethod
+    def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
+        defaults = _defaults()
+        values = {}
+        for f in fields(cls):
+            if cfg.has_option(SECTION, f.name):
+                raw = str(cfg[SECTION][f.name])
+            else:
+                raw = defaults.get(f.name, "")
+            try:
+                values[f.name] = _PARSERS.get(f.name, str.strip)(raw)
+            except ValueError as exn:
+                raise ValueError(
+                    f"invalid [{SECTION}] {f.name} (or MINIWDL__AWS_FARGATE__{f.name.upper()}): {exn}"
+                ) from None
+        return cls(**values)
+
+
+_PARSERS = {
+    "subnets": parse_list,
+    "security_groups": parse_list,
+    "assign_public_ip": parse_bool,
+    "efs_mountpoint": lambda v: v.strip().rstrip("/"),
+    "default_cpu_shares": int,
+    "default_memory_mb": int,
+    "poll_interval": float,
+    "stop_timeout": lambda v: min(120, int(v)),
+}

@@ -1,0 +1,105 @@
+"""``miniwdl-fargate local ...``: local mode from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .. import aws
+
+
+def add_arguments(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run a workflow through the whole pipeline on this machine, like `miniwdl run`",
+        description=(
+            "Deploy template.yaml into an embedded moto server, stage WORKFLOW.wdl (with its folder) and "
+            "the local files INPUTS.json names into the local bucket, drop inputs.json into runs/<name>/, "
+            "follow the run, and print its outputs (File values as s3:// URIs)."
+        ),
+    )
+    run.add_argument("wdl", metavar="WORKFLOW.wdl")
+    run.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
+    run.add_argument("--name", help="run name (default: the WDL's name and a timestamp)")
+    run.add_argument(
+        "--seed-s3",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="upload DIR/<bucket>/<key> into local S3 first (stand-ins for data already in your S3)",
+    )
+    run.add_argument("--state-dir", help="where local mode keeps EFS, logs and the mirrored results (default: a new temp dir)")
+    run.add_argument("--template", help="the SAM template to deploy (default: this checkout's template.yaml)")
+    run.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default 3600)")
+    run.add_argument("-v", "--verbose", action="store_true", help="log what local mode does")
+
+
+def seed(dirs: list[str]) -> int:
+    s3 = aws.client("s3")
+    count = 0
+    for top in dirs:
+        top_path = Path(top)
+        if not top_path.is_dir():
+            raise FileNotFoundError(f"--seed-s3 {top}: not a directory")
+        for bucket_dir in sorted(p for p in top_path.iterdir() if p.is_dir()):
+            bucket = bucket_dir.name
+            try:
+                s3.create_bucket(Bucket=bucket)
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
+            for path in sorted(p for p in bucket_dir.rglob("*") if p.is_file()):
+                s3.upload_file(str(path), bucket, path.relative_to(bucket_dir).as_posix())
+                count += 1
+    return count
+
+
+def run(args: argparse.Namespace) -> int:
+    from .run import RunInputError, mirror, submit, wait
+    from .stack import LocalStack
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+
+    def say(msg: str) -> None:
+        print(f"[local] {msg}", file=sys.stderr, flush=True)
+
+    if args.local_command != "run":
+        return 2
+    # check what we can before starting anything
+    for path, what in ((args.wdl, "WDL file"), (args.inputs, "inputs file")):
+        if not os.path.isfile(path):
+            print(f"error: {what} {path} not found", file=sys.stderr)
+            return 2
+    started = time.monotonic()
+    try:
+        with LocalStack(state_dir=args.state_dir, template=args.template) as stack:
+            bucket = stack.outputs["BucketName"]
+            say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")
+            if args.seed_s3:
+                say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
+            name, run_id = submit(bucket, args.wdl, args.inputs, args.name)
+            say(f"submitted s3://{bucket}/runs/{name}/inputs.json -> run {run_id}")
+            result = wait(
+                bucket, stack.outputs["StateMachineArn"], name, run_id, args.timeout,
+                on_status=lambda s: say(f"run {run_id}: {s}"),
+            )
+            local_copy = mirror(bucket, result.results.split("/", 3)[3], os.path.join(stack.state_dir, "s3"))
+    except RunInputError as exn:
+        print(f"error: {exn}", file=sys.stderr)
+        return 2
+    say(f"{'outputs' if result.status == 'SUCCEEDED' else 'error'}: {result.outputs_uri}")
+    say(f"results copied to {local_copy}")
+    if result.status == "SUCCEEDED":
+        print(json.dumps({"run_id": result.run_id, "outputs": result.document.get("outputs", {}), "results": result.results}, indent=2))
+        say(f"SUCCEEDED in {time.monotonic() - started:.1f}s")
+        return 0
+    print(json.dumps(result.document, indent=2), file=sys.stderr)
+    say(f"FAILED: {result.document.get('message', '')}")
+    return 1

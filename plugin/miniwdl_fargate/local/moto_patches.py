@@ -1,0 +1,183 @@
+"""Every patch local mode makes to moto, in one place. moto is pinned (==5.2.5) for this reason.
+
+moto records what it is asked but does not execute Lambda functions without Docker, does not
+deliver EventBridge events to Lambda or Step Functions targets, does not run ECS tasks, and
+ignores a state machine's DefinitionSubstitutions / DefinitionS3Location in CloudFormation. Each
+patch below hands one of those to the local runtime (``runtime``), which does the work the AWS
+service would do. Nothing here changes how the product's own code talks to AWS.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any, Protocol
+
+MOTO_VERSION = "5.2.5"
+
+
+class Runtime(Protocol):
+    def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]: ...
+    def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None: ...
+    def ecs_task_started(self, backend: Any, task: Any) -> None: ...
+    def ecs_stop_task(self, backend: Any, task: Any, reason: str) -> bool: ...
+
+
+_installed: dict[str, Any] = {}
+
+
+def install(runtime: Runtime) -> None:
+    """Install the patches (once per process), routing work to ``runtime``."""
+    import moto
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(
+            f"local mode patches moto {MOTO_VERSION} internals but moto {moto.__version__} is installed"
+        )
+    _installed["runtime"] = runtime
+    if _installed.get("done"):
+        return
+    _patch_lambda()
+    _patch_events()
+    _patch_stepfunctions_cfn()
+    _patch_ecs()
+    _installed["done"] = True
+
+
+def _runtime() -> Runtime:
+    return _installed["runtime"]
+
+
+def _patch_lambda() -> None:
+    # Lambda.Invoke: without Docker moto would only echo the payload; run the real handler instead.
+    from moto.awslambda.models import LambdaFunction
+
+    def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        return _runtime().invoke_lambda(self, event)
+
+    LambdaFunction._invoke_lambda = _invoke_lambda
+
+
+def _patch_events() -> None:
+    # EventBridge: moto delivers to SQS/Logs/buses only, and raises on Lambda and Step Functions
+    # targets (silently dropping them for S3 notifications). Deliver those through the runtime.
+    from moto.events.models import Rule
+    from moto.events.utils import EventTemplateParser
+    from moto.utilities.utils import parse_arn
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        if not self.event_pattern.matches_event(original_event):
+            return
+        original_event = _as_delivered(original_event)
+        ours, others = [], []
+        for target in self.targets:
+            service = parse_arn(target["Arn"]).service
+            (ours if service in ("lambda", "states") else others).append(target)
+        for target in ours:
+            event = original_event
+            transformer = target.get("InputTransformer")
+            if transformer:
+                event = EventTemplateParser.parse(
+                    input_template=transformer.get("InputTemplate"),
+                    input_paths_map=transformer.get("InputPathsMap", {}),
+                    event=original_event,
+                )
+            elif target.get("Input"):
+                event = json.loads(target["Input"])
+            _runtime().deliver_event(target, copy.deepcopy(event))
+        if others:
+            rest = copy.copy(self)
+            rest.targets = others
+            original(rest, original_event, transform_input)
+
+    Rule.send_to_targets = send_to_targets
+
+
+def _as_delivered(event: dict[str, Any]) -> dict[str, Any]:
+    """Make moto's event envelope look like what EventBridge delivers: an ISO 8601 ``time``
+    (moto: a float), a unique ``id`` (moto: one constant id for every S3 event), and S3's
+    ``detail.object.etag`` (moto: ``eTag``)."""
+    import uuid
+    from datetime import datetime, timezone
+
+    event = copy.deepcopy(event)
+    if isinstance(event.get("time"), (int, float)):
+        event["time"] = datetime.fromtimestamp(event["time"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if event.get("source") == "aws.s3":
+        event["id"] = str(uuid.uuid4())
+        obj = event.get("detail", {}).get("object", {})
+        if "eTag" in obj:
+            obj["etag"] = obj.pop("eTag")
+    return event
+
+
+def _patch_stepfunctions_cfn() -> None:
+    # AWS::StepFunctions::StateMachine: moto reads only DefinitionString. Support what `sam
+    # package` produces: DefinitionS3Location, and DefinitionSubstitutions.
+    from moto.stepfunctions.models import StateMachine
+
+    original = StateMachine.create_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        props = cloudformation_json["Properties"]
+        definition = props.get("DefinitionString")
+        location = props.get("DefinitionS3Location")
+        if definition is None and location:
+            from moto.s3.models import s3_backends
+
+            s3 = s3_backends[account_id]["aws"]
+            definition = s3.get_object(location["Bucket"], location["Key"]).value.decode()
+        if isinstance(definition, dict):
+            definition = json.dumps(definition)
+        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        leftover = re.findall(r"\$\{[A-Za-z0-9_]+\}", definition or "")
+        if leftover:
+            raise ValueError(f"state machine {resource_name}: unsubstituted placeholders {sorted(set(leftover))}")
+        props = dict(props, DefinitionString=definition)
+        return original(cls, resource_name, dict(cloudformation_json, Properties=props), account_id, region_name, **kwargs)
+
+    StateMachine.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def _patch_ecs() -> None:
+    # ECS: RunTask records a task and executes nothing. Hand Fargate tasks to the local runner,
+    # which runs the container command as a host process and drives the task's status.
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original_run = EC2ContainerServiceBackend.run_task
+    original_stop = EC2ContainerServiceBackend.stop_task
+    original_requirements = EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+    def run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        tasks = original_run(self, *args, **kwargs)
+        for task in tasks:
+            _runtime().ecs_task_started(self, task)
+        return tasks
+
+    def stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
+        cluster = self._get_cluster(cluster_str)
+        task_id = task_str.split("/")[-1]
+        for arn, task in self.tasks.get(cluster.name, {}).items():
+            if arn.endswith(task_id) and _runtime().ecs_stop_task(self, task, reason):
+                return task
+        return original_stop(self, cluster_str, task_str, reason)
+
+    def requirements(self: Any, task_definition: Any) -> dict[str, int]:
+        # Fargate containers need no container-level memory (the task size covers it); moto's
+        # bookkeeping adds None. Count a missing value as 0.
+        patched = copy.copy(task_definition)
+        patched.container_definitions = [
+            dict(cd, memory=cd.get("memory") or cd.get("memoryReservation") or 0)
+            for cd in task_definition.container_definitions
+        ]
+        return original_requirements(self, patched)
+
+    EC2ContainerServiceBackend.run_task = run_task
+    EC2ContainerServiceBackend.stop_task = stop_task
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = requirements

@@ -1,0 +1,212 @@
+"""Running a workflow through the (local) pipeline the way a user would.
+
+Stage the workflow bundle and any local input files into the bucket, drop ``inputs.json`` into
+``runs/<name>/`` (which starts the run through S3 -> EventBridge -> submit), follow the execution,
+and return the outputs (File values as s3:// URIs) or the error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import WDL
+
+from .. import aws, runs, s3io
+
+BUNDLE_MAX_FILES = 200
+BUNDLE_MAX_BYTES = 256 * 1024 * 1024
+SKIP_DIRS = {"__pycache__", ".git", ".venv", "node_modules", ".pytest_cache"}
+
+
+class RunInputError(ValueError):
+    """The WDL or inputs cannot be submitted; nothing was uploaded or started."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # SUCCEEDED | FAILED
+    results: str  # s3:// prefix
+    document: dict[str, Any]  # outputs.json or error.json
+
+    @property
+    def outputs_uri(self) -> str:
+        return self.results + ("outputs.json" if self.status == "SUCCEEDED" else "error.json")
+
+
+def workflow_target(doc: WDL.Tree.Document) -> Any:
+    if doc.workflow:
+        return doc.workflow
+    if len(doc.tasks) == 1:
+        return doc.tasks[0]
+    raise RunInputError(f"{doc.pos.uri}: no workflow, and not exactly one task")
+
+
+def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
+    try:
+        return WDL.load(str(wdl_path))
+    except WDL.Error.SyntaxError as exn:
+        raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: WDL syntax error: {exn}") from None
+    except WDL.Error.ValidationError as exn:
+        raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: {exn}") from None
+    except WDL.Error.MultipleValidationErrors as exn:
+        first = exn.exceptions[0]
+        raise RunInputError(
+            f"{wdl_path}:{first.pos.line}:{first.pos.column}: {first} (and {len(exn.exceptions) - 1} more)"
+        ) from None
+    except (OSError, ImportError) as exn:
+        raise RunInputError(f"{wdl_path}: {exn}") from None
+
+
+def bundle_files(wdl_path: Path) -> list[Path]:
+    """The files of the WDL's folder (its imports and source-relative files live there)."""
+    base = wdl_path.parent
+    files, total = [], 0
+    for root, dirs, names in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        for name in sorted(names):
+            path = Path(root) / name
+            if name.startswith(".") or not path.is_file():
+                continue
+            files.append(path)
+            total += path.stat().st_size
+            if len(files) > BUNDLE_MAX_FILES or total > BUNDLE_MAX_BYTES:
+                raise RunInputError(
+                    f"{base} holds more than {BUNDLE_MAX_FILES} files or {BUNDLE_MAX_BYTES >> 20} MiB; "
+                    "put the WDL (with its imports and the files it reads by relative path) in a folder of its own"
+                )
+    return files
+
+
+def stage_inputs(
+    doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str, name: str
+) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
+    """Rewrite local File/Directory inputs (relative to the inputs file) as s3:// URIs.
+
+    Returns the new inputs JSON and the uploads to make; checks everything before uploading.
+    """
+    target = workflow_target(doc)
+    try:
+        env = WDL.values_from_json(inputs, target.available_inputs, namespace=target.name)
+    except WDL.Error.InputError as exn:
+        raise RunInputError(f"inputs: {exn}") from None
+    uploads: list[tuple[Path, str]] = []
+
+    def stage(value: WDL.Value.File | WDL.Value.Directory) -> str:
+        path = value.value
+        if "://" in path:
+            return path
+        local = (inputs_dir / path).resolve()
+        is_dir = isinstance(value, WDL.Value.Directory)
+        if not (local.is_dir() if is_dir else local.is_file()):
+            kind = "directory" if is_dir else "file"
+            raise RunInputError(f"inputs: {kind} {path} not found (looked for {local})")
+        digest = hashlib.sha256(str(local).encode()).hexdigest()[:8]
+        key = f"staged/{name}/{digest}/{local.name}"
+        if is_dir:
+            for file in sorted(p for p in local.rglob("*") if p.is_file()):
+                uploads.append((file, f"{key}/{file.relative_to(local).as_posix()}"))
+            return s3io.uri(bucket, key + "/")
+        uploads.append((local, key))
+        return s3io.uri(bucket, key)
+
+    rewritten = WDL.Value.rewrite_env_paths(env, stage)
+    return WDL.values_to_json(rewritten, namespace=target.name), uploads
+
+
+def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None) -> tuple[str, str]:
+    """Upload and submit as a user would; return (run name, expected run id)."""
+    wdl_path = Path(wdl).resolve()
+    if not wdl_path.is_file():
+        raise RunInputError(f"{wdl}: no such WDL file")
+    doc = load_wdl(wdl_path)
+    if isinstance(inputs, dict):
+        inputs_doc, inputs_dir = inputs, Path.cwd()
+    else:
+        inputs_path = Path(inputs).resolve()
+        try:
+            inputs_doc = json.loads(inputs_path.read_text())
+        except OSError as exn:
+            raise RunInputError(f"{inputs}: {exn.strerror}") from None
+        except ValueError as exn:
+            raise RunInputError(f"{inputs}: not valid JSON: {exn}") from None
+        inputs_dir = inputs_path.parent
+    if not isinstance(inputs_doc, dict):
+        raise RunInputError(f"{inputs}: must be a JSON object of workflow inputs")
+    name = name or f"{wdl_path.stem}-{int(time.time() * 1000) % 10**10}"
+    try:
+        runs.check_name(name)
+    except ValueError as exn:
+        raise RunInputError(str(exn)) from None
+    staged_inputs, uploads = stage_inputs(doc, inputs_doc, inputs_dir, bucket, name)
+    files = bundle_files(wdl_path)
+
+    s3 = aws.client("s3")
+    prefix = runs.run_prefix(name)
+    for path in files:
+        rel = path.relative_to(wdl_path.parent).as_posix()
+        if path == wdl_path:
+            rel = runs.DEFAULT_WDL
+        elif rel == runs.DEFAULT_WDL or rel == runs.INPUTS_NAME or not runs.in_bundle(rel):
+            continue
+        s3.upload_file(str(path), bucket, prefix + rel)
+    for path, key in uploads:
+        s3.upload_file(str(path), bucket, key)
+    wdl_etag = s3.head_object(Bucket=bucket, Key=prefix + runs.DEFAULT_WDL)["ETag"].strip('"')
+    put = s3.put_object(
+        Bucket=bucket,
+        Key=prefix + runs.INPUTS_NAME,
+        Body=json.dumps(staged_inputs, indent=2).encode(),
+        ContentType="application/json",
+    )
+    run_id = runs.run_id_for(name, prefix + runs.INPUTS_NAME, put["ETag"].strip('"'), wdl_etag)
+    return name, run_id
+
+
+def wait(bucket: str, state_machine_arn: str, name: str, run_id: str, timeout: float = 3600, on_status=None) -> RunResult:
+    """Follow the run's execution to its end; return its outcome document."""
+    sfn = aws.client("stepfunctions")
+    s3 = aws.client("s3")
+    arn = state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + run_id
+    results = runs.results_uri(bucket, name, run_id)
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            status = sfn.describe_execution(executionArn=arn)["status"]
+        except sfn.exceptions.ExecutionDoesNotExist:
+            status = "SUBMITTING"
+            rejected = _get_json(s3, bucket, runs.run_prefix(name) + "error.json")
+            if rejected is not None:
+                return RunResult(run_id, "FAILED", f"s3://{bucket}/{runs.run_prefix(name)}", rejected)
+        if status != last and on_status:
+            on_status(status)
+        last = status
+        if status not in ("SUBMITTING", "RUNNING"):
+            key = runs.run_prefix(name) + f"{runs.RESULTS_DIR}/{run_id}/"
+            doc = _get_json(s3, bucket, key + ("outputs.json" if status == "SUCCEEDED" else "error.json"))
+            if doc is None:
+                doc = {"status": status, "message": f"execution ended {status} without a result document"}
+            return RunResult(run_id, "SUCCEEDED" if status == "SUCCEEDED" else "FAILED", results, doc)
+        time.sleep(0.25)
+    raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f}s")
+
+
+def _get_json(s3: Any, bucket: str, key: str) -> Any | None:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def mirror(bucket: str, prefix: str, dest: str) -> str:
+    """Copy a prefix of the (in-memory) local bucket to disk, so it outlives local mode."""
+    target = os.path.join(dest, bucket, prefix)
+    s3io.download_prefix(bucket, prefix, target)
+    return target

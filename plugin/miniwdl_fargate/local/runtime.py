@@ -1,0 +1,397 @@
+"""The local runtime: what AWS itself would do, for the pieces moto only records.
+
+- Lambda: each invocation runs the real handler in a fresh Python subprocess, from the code
+  package deployed into moto, with the function's environment (``lambda_bootstrap``).
+- EventBridge: deliveries to Lambda (asynchronous invoke) and Step Functions (StartExecution)
+  targets.
+- ECS on Fargate: each task runs its container command as a host process, in a private mount
+  namespace where the task definition's EFS volumes are bind-mounted at their container paths
+  (a local directory per filesystem stands in for EFS). The runner drives the task's status,
+  exit code and stop code in moto, and emits "ECS Task State Change" events.
+
+Handlers, driver and backend are unchanged: they reach moto through ``AWS_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zipfile
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import aws
+
+log = logging.getLogger("miniwdl-fargate.local")
+
+ECS_STOPPED_REASON = "Essential container in task exited"
+
+
+def _ci(mapping: dict[str, Any] | None, name: str, default: Any = None) -> Any:
+    """Case-insensitive key lookup (CloudFormation-created ECS objects keep odd key casing)."""
+    for key, value in (mapping or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return default
+
+
+class LocalRuntime:
+    def __init__(self, state_dir: str, endpoint: str, region: str) -> None:
+        self.state_dir = state_dir
+        self.endpoint = endpoint
+        self.region = region
+        self.efs_root = os.path.join(state_dir, "efs")
+        self.logs_dir = os.path.join(state_dir, "logs")
+        self._code_lock = threading.Lock()
+        self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._stop_requests: dict[str, str] = {}
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.namespaces = NamespaceSupport.detect()
+        os.makedirs(self.efs_root, exist_ok=True)
+        os.makedirs(self.logs_dir, exist_ok=True)
+
+    # -- environment every "AWS compute" process gets -------------------------------------------
+
+    def aws_environment(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def base_environment(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in ("LANG", "LC_ALL", "TZ", "TMPDIR") if k in os.environ}
+        bindir = os.path.dirname(sys.executable)
+        env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
+        env.update(self.aws_environment())
+        return env
+
+    # -- Lambda ---------------------------------------------------------------------------------
+
+    def _code_dir(self, function: Any) -> str:
+        digest = getattr(function, "code_sha_256", "") or uuid.uuid4().hex
+        target = os.path.join(self.state_dir, "lambda", f"{function.function_name}-{digest[:12].replace('/', '_')}")
+        with self._code_lock:
+            if not os.path.isdir(target):
+                tmp = target + ".part"
+                shutil.rmtree(tmp, ignore_errors=True)
+                with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as zf:
+                    zf.extractall(tmp)
+                os.replace(tmp, target)
+        return target
+
+    def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]:
+        code_dir = self._code_dir(function)
+        env = self.base_environment()
+        env.update({k: str(v) for k, v in (function.environment_vars or {}).items()})
+        env.update(
+            {
+                "_HANDLER": function.handler,
+                "LAMBDA_TASK_ROOT": code_dir,
+                "PYTHONPATH": code_dir,
+                "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_ARN": function.function_arn,
+                "HOME": os.path.join(self.state_dir, "home", "lambda"),
+            }
+        )
+        os.makedirs(env["HOME"], exist_ok=True)
+        result_path = os.path.join(self.state_dir, "lambda", f"result-{uuid.uuid4().hex}.json")
+        timeout = int(function.timeout or 3)
+        payload = event if isinstance(event, str) else json.dumps(event)
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "miniwdl_fargate.local.lambda_bootstrap", function.handler, result_path],
+                input=payload.encode(),
+                cwd=code_dir,
+                env=env,
+                capture_output=True,
+                timeout=timeout,
+            )
+            logs = (proc.stdout + proc.stderr).decode(errors="replace")
+            with open(result_path) as infile:
+                result = infile.read()
+            errored = proc.returncode != 0
+        except subprocess.TimeoutExpired as exn:
+            logs = ((exn.stdout or b"") + (exn.stderr or b"")).decode(errors="replace")
+            result = json.dumps(
+                {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout}.00 seconds"}
+            )
+            errored = True
+        except OSError:
+            result = json.dumps({"errorType": "Runtime.ExitError", "errorMessage": "handler process died"})
+            errored = True
+        finally:
+            if os.path.exists(result_path):
+                os.unlink(result_path)
+        with open(os.path.join(self.logs_dir, f"lambda-{function.function_name}.log"), "a") as logfile:
+            logfile.write(f"--- invoke ({time.monotonic() - started:.1f}s, error={errored})\n{logs}\n")
+        return result, errored, logs
+
+    # -- EventBridge ------------------------------------------------------------------------------
+
+    def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+        self._deliveries.submit(self._deliver, target, event)
+
+    def _deliver(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+        arn = target["Arn"]
+        try:
+            if ":lambda:" in arn:
+                from moto.awslambda.utils import get_backend
+
+                account, region = arn.split(":")[4], arn.split(":")[3]
+                function = get_backend(account, region).get_function(arn)
+                result, errored, _logs = self.invoke_lambda(function, event)
+                if errored:
+                    log.error("EventBridge -> %s failed: %s", function.function_name, result)
+            elif ":states:" in arn:
+                aws.client("stepfunctions").start_execution(
+                    stateMachineArn=arn, name=str(uuid.uuid4()), input=json.dumps(event)
+                )
+        except Exception:
+            log.exception("EventBridge delivery to %s failed", arn)
+
+    # -- ECS on Fargate ---------------------------------------------------------------------------
+
+    def ecs_task_started(self, backend: Any, task: Any) -> None:
+        now = datetime.now(timezone.utc)
+        task.created_at = now
+        task.status = "PROVISIONING"
+        task.stop_code = None
+        task.version = 1
+        for container in task.containers:
+            container.exitCode = None
+            container.last_status = "PENDING"
+        thread = threading.Thread(
+            target=self._run_task, args=(backend, task), name=f"fargate-{task.id[:8]}", daemon=True
+        )
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def ecs_stop_task(self, backend: Any, task: Any, reason: str) -> bool:
+        with self._lock:
+            proc = self._procs.get(task.task_arn)
+            if task.task_arn not in self._procs and task.last_status == "STOPPED":
+                return True
+            self._stop_requests[task.task_arn] = reason or "Task stopped by user"
+        task.desired_status = "STOPPED"
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        return True
+
+    def efs_host_dir(self, volume: dict[str, Any]) -> str:
+        efs = _ci(volume, "efsVolumeConfiguration")
+        if efs is None:
+            raise ValueError(f"volume {_ci(volume, 'name')!r}: only EFS volumes are supported locally")
+        fs_id = _ci(efs, "fileSystemId") or _ci(efs, "filesystemId")
+        root = _ci(efs, "rootDirectory") or "/"
+        access_point = _ci(_ci(efs, "authorizationConfig"), "accessPointId")
+        if access_point:
+            desc = aws.client("efs").describe_access_points(AccessPointId=access_point)["AccessPoints"][0]
+            root = desc.get("RootDirectory", {}).get("Path", "/")
+        path = os.path.join(self.efs_root, fs_id, root.lstrip("/"))
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _set_status(self, task: Any, status: str) -> None:
+        task.status = status
+        task.version = getattr(task, "version", 1) + 1
+        for container in task.containers:
+            container.last_status = status if status in ("RUNNING", "STOPPED") else "PENDING"
+
+    def _emit(self, task: Any) -> None:
+        try:
+            desc = aws.client("ecs").describe_tasks(cluster=task.cluster_arn, tasks=[task.task_arn])["tasks"][0]
+        except Exception:
+            log.exception("cannot describe %s for its state change event", task.task_arn)
+            return
+        desc["version"] = task.version
+        desc["updatedAt"] = datetime.now(timezone.utc)
+        detail = json.dumps(desc, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
+        from moto.events.models import events_backends
+
+        account = task.cluster_arn.split(":")[4]
+        events_backends[account][self.region].put_events(
+            [
+                {
+                    "Source": "aws.ecs",
+                    "DetailType": "ECS Task State Change",
+                    "Detail": detail,
+                    "Resources": [task.task_arn],
+                }
+            ]
+        )
+
+    def _run_task(self, backend: Any, task: Any) -> None:
+        try:
+            self._run_task_inner(backend, task)
+        except Exception as exn:
+            log.exception("local Fargate task %s failed to run", task.task_arn)
+            task.stop_code = "TaskFailedToStart"
+            task.stopped_reason = f"CannotStartContainerError: {exn}"[:255]
+            task.stopped_at = datetime.now(timezone.utc)
+            task.desired_status = "STOPPED"
+            self._set_status(task, "STOPPED")
+            self._emit(task)
+
+    def _run_task_inner(self, backend: Any, task: Any) -> None:
+        td = backend.describe_task_definition(task.task_definition_arn)
+        container_def = td.container_definitions[0]
+        name = _ci(container_def, "name")
+        override = next(
+            (o for o in (task.overrides or {}).get("containerOverrides", []) if o.get("name") == name), {}
+        )
+        argv = list(_ci(container_def, "entryPoint") or []) + list(
+            override.get("command") or _ci(container_def, "command") or []
+        )
+        if not argv:
+            raise ValueError(f"container {name!r} has no command (local mode cannot run image entrypoints)")
+        env = self.base_environment()
+        env["HOME"] = os.path.join(self.state_dir, "home", task.id)
+        os.makedirs(env["HOME"], exist_ok=True)
+        for item in list(_ci(container_def, "environment") or []) + list(override.get("environment") or []):
+            env[_ci(item, "name")] = str(_ci(item, "value"))
+        env["ECS_TASK_ARN"] = task.task_arn
+        volumes = {_ci(v, "name"): v for v in (td.volumes or [])}
+        mounts = []
+        for mp in _ci(container_def, "mountPoints") or []:
+            volume = volumes[_ci(mp, "sourceVolume")]
+            mounts.append((_ci(mp, "containerPath"), self.efs_host_dir(volume)))
+
+        family = td.family
+        log_path = os.path.join(self.logs_dir, "ecs", family, f"{task.id}.log")
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        stop_timeout = int(_ci(container_def, "stopTimeout") or 30)
+
+        self._set_status(task, "PENDING")
+        with open(log_path, "ab") as logfile:
+            proc = subprocess.Popen(
+                self.namespaces.wrap(mounts, argv),
+                cwd=_ci(container_def, "workingDirectory") or "/",
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        with self._lock:
+            self._procs[task.task_arn] = proc
+            early_stop = self._stop_requests.get(task.task_arn)
+        if early_stop:
+            os.killpg(proc.pid, signal.SIGTERM)
+        task.started_at = datetime.now(timezone.utc)
+        self._set_status(task, "RUNNING")
+        self._emit(task)
+
+        deadline = None
+        while True:
+            try:
+                code = proc.wait(0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if task.task_arn in self._stop_requests:
+                if deadline is None:
+                    deadline = time.monotonic() + stop_timeout
+                    task.stopping_at = datetime.now(timezone.utc)
+                elif time.monotonic() > deadline:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+        with self._lock:
+            self._procs.pop(task.task_arn, None)
+            reason = self._stop_requests.pop(task.task_arn, None)
+        task.containers[0].exitCode = code if code >= 0 else 128 - code
+        if reason is None:
+            task.stop_code = "EssentialContainerExited"
+            task.stopped_reason = ECS_STOPPED_REASON
+        else:
+            task.stop_code = "UserInitiated"
+            task.stopped_reason = reason
+        task.stopped_at = datetime.now(timezone.utc)
+        task.desired_status = "STOPPED"
+        self._set_status(task, "STOPPED")
+        self._emit(task)
+
+    def running_tasks(self) -> list[str]:
+        with self._lock:
+            return [arn for arn, proc in self._procs.items() if proc.poll() is None]
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Stop every task still running and wait for the runner threads."""
+        with self._lock:
+            procs = list(self._procs.items())
+        for arn, proc in procs:
+            self._stop_requests.setdefault(arn, "local mode shutting down")
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.1, deadline - time.monotonic()))
+        self._deliveries.shutdown(wait=True, cancel_futures=True)
+
+
+class NamespaceSupport:
+    """How to give a host process its own mounts: ``unshare`` a mount namespace (as root, or in
+    a user namespace), put a tmpfs on /mnt and bind-mount each volume at its container path."""
+
+    def __init__(self, prefix: list[str]) -> None:
+        self.prefix = prefix
+
+    @classmethod
+    def detect(cls) -> "NamespaceSupport":
+        unshare = shutil.which("unshare")
+        if not unshare or not sys.platform.startswith("linux"):
+            raise RuntimeError(
+                "local mode runs Fargate tasks in Linux mount namespaces (unshare, from util-linux); "
+                "this machine has none. Use a Linux machine or container."
+            )
+        candidates = [[unshare, "--mount", "--propagation", "private"]]
+        candidates.append([unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"])
+        if os.geteuid() != 0:
+            candidates.reverse()
+        for prefix in candidates:
+            probe = subprocess.run(
+                prefix + ["sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True, text=True
+            )
+            if probe.returncode == 0:
+                return cls(prefix)
+        raise RuntimeError(
+            "local mode runs Fargate tasks in mount namespaces, but `unshare --mount` failed here: "
+            f"{probe.stderr.strip()}. Unprivileged user namespaces may be disabled "
+            "(e.g. sysctl kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04)."
+        )
+
+    def wrap(self, mounts: list[tuple[str, str]], argv: list[str]) -> list[str]:
+        lines = ["set -e", "mount -t tmpfs tmpfs /mnt"]
+        for container_path, host_path in mounts:
+            if not container_path.startswith("/mnt/"):
+                raise ValueError(f"local mode mounts volumes under /mnt only, not {container_path}")
+            q = shlex.quote
+            lines.append(f"mkdir -p {q(container_path)} && mount --bind {q(host_path)} {q(container_path)}")
+        lines.append('exec "$@"')
+        return self.prefix + ["sh", "-c", "\n".join(lines), "container", *argv]

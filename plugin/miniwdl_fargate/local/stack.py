@@ -1,0 +1,246 @@
+"""Local mode's AWS: an embedded moto server with this repository's template.yaml deployed in it.
+
+Deployment follows what ``sam package`` + ``sam deploy`` do: local ``CodeUri`` / ``ContentUri`` /
+``DefinitionUri`` paths are zipped or uploaded to an artifacts bucket and replaced by s3:// URIs,
+aws-sam-translator transforms the template into plain CloudFormation, and moto's CloudFormation
+creates the stack.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .. import aws
+
+log = logging.getLogger("miniwdl-fargate.local")
+
+REGION = "us-east-1"
+ARTIFACTS_BUCKET = "miniwdl-fargate-local-artifacts"
+STACK_NAME = "miniwdl-fargate"
+SKIP_DIRS = {"__pycache__", ".venv", ".git", "build", "dist", ".pytest_cache"}
+
+
+def repo_root() -> Path:
+    """The checkout this package was installed from (editable install), else the cwd."""
+    here = Path(__file__).resolve().parents[3]
+    if (here / "template.yaml").is_file():
+        return here
+    return Path.cwd()
+
+
+def zip_directory(path: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+            for name in sorted(files):
+                full = Path(root) / name
+                zf.write(full, full.relative_to(path).as_posix())
+    return buf.getvalue()
+
+
+class _NoManagedPolicies:
+    """aws-sam-translator looks up AWS managed policy ARNs by name; the template names none."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def package(template: dict[str, Any], base: Path, bucket: str) -> dict[str, Any]:
+    """Upload local artifacts like ``sam package`` and point the template at them."""
+    s3 = aws.client("s3")
+    uploaded: dict[str, str] = {}
+
+    def upload(relpath: str, kind: str) -> str:
+        if relpath.startswith("s3://"):
+            return relpath
+        local = (base / relpath).resolve()
+        if str(local) in uploaded:
+            return uploaded[str(local)]
+        if local.is_dir():
+            body, key = zip_directory(local), f"{kind}/{local.name}.zip"
+        elif local.is_file():
+            body, key = local.read_bytes(), f"{kind}/{local.name}"
+        else:
+            raise FileNotFoundError(f"template.yaml refers to {relpath}, which does not exist under {base}")
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        uploaded[str(local)] = f"s3://{bucket}/{key}"
+        return uploaded[str(local)]
+
+    for resource in template.get("Resources", {}).values():
+        props = resource.get("Properties", {})
+        kind = resource.get("Type")
+        if kind == "AWS::Serverless::Function" and isinstance(props.get("CodeUri"), str):
+            props["CodeUri"] = upload(props["CodeUri"], "functions")
+        elif kind == "AWS::Serverless::LayerVersion" and isinstance(props.get("ContentUri"), str):
+            props["ContentUri"] = upload(props["ContentUri"], "layers")
+        elif kind == "AWS::Serverless::StateMachine" and isinstance(props.get("DefinitionUri"), str):
+            props["DefinitionUri"] = upload(props["DefinitionUri"], "statemachines")
+    return template
+
+
+def transform(template_path: Path, parameters: dict[str, str], bucket: str) -> dict[str, Any]:
+    from samtranslator.translator.transform import transform as sam_transform
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse(template_path.read_text())
+    template = package(template, template_path.parent, bucket)
+    return sam_transform(template, parameters, _NoManagedPolicies())
+
+
+def deploy(template_path: Path, stack_name: str, parameters: dict[str, str]) -> dict[str, str]:
+    """Deploy the template into the moto endpoint the environment points at; return its outputs."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
+    cfn_template = transform(template_path, parameters, ARTIFACTS_BUCKET)
+    cfn = aws.client("cloudformation")
+    cfn.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(cfn_template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        status = stack["StackStatus"]
+        if status == "CREATE_COMPLETE":
+            break
+        if not status.endswith("IN_PROGRESS") or time.monotonic() > deadline:
+            events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
+            failed = [e for e in events if e.get("ResourceStatus", "").endswith("FAILED")]
+            raise RuntimeError(f"local stack {stack_name} ended {status}: {failed[:5]}")
+        time.sleep(0.2)
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def default_network() -> tuple[str, list[str]]:
+    """The default VPC and two of its subnets, as `sam deploy --guided` users would pick."""
+    ec2 = aws.client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    by_az: dict[str, str] = {}
+    for subnet in subnets:
+        by_az.setdefault(subnet["AvailabilityZone"], subnet["SubnetId"])
+    return vpc, sorted(by_az.values())[:2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalStack:
+    """Start moto, install the local runtime, deploy the stack. Use as a context manager."""
+
+    def __init__(
+        self,
+        state_dir: str | None = None,
+        template: str | os.PathLike | None = None,
+        stack_name: str = STACK_NAME,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
+        self.template = Path(template) if template else repo_root() / "template.yaml"
+        self.stack_name = stack_name
+        self.poll_seconds = poll_seconds
+        self.outputs: dict[str, str] = {}
+        self.server: Any = None
+        self.runtime: Any = None
+        self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def _setenv(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def start(self) -> "LocalStack":
+        from moto.moto_api import state_manager
+        from moto.server import ThreadedMotoServer
+
+        from . import moto_patches
+        from .runtime import LocalRuntime
+
+        if not self.template.is_file():
+            raise FileNotFoundError(f"no template.yaml at {self.template} (use --template)")
+        os.makedirs(self.state_dir, exist_ok=True)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+        self.server.start()
+        _, port = self.server.get_host_and_port()
+        self._setenv(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "MOTO_PORT": str(port),  # Step Functions' service integrations call localhost:$MOTO_PORT
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+            }
+        )
+        for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+            if key in os.environ:
+                self._saved_env.setdefault(key, os.environ.pop(key))
+        aws.reset()
+        self.runtime = LocalRuntime(self.state_dir, self.endpoint, REGION)
+        moto_patches.install(self.runtime)
+        import requests
+
+        requests.post(
+            f"{self.endpoint}/moto-api/config",
+            json={"stepfunctions": {"execute_state_machine": True}},
+            timeout=10,
+        ).raise_for_status()
+        # the local runner, not moto's describe counter, decides when a task changes status
+        state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
+        vpc, subnets = default_network()
+        started = time.monotonic()
+        self.outputs = deploy(
+            self.template,
+            self.stack_name,
+            {
+                "DriverImage": "local/miniwdl-fargate-driver:latest",
+                "VpcId": vpc,
+                "SubnetIds": ",".join(subnets),
+                "TaskPollSeconds": str(self.poll_seconds),
+            },
+        )
+        log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
+        return self
+
+    def stop(self) -> None:
+        if self.runtime is not None:
+            self.runtime.shutdown()
+        if self.server is not None:
+            self.server.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        aws.reset()
+
+    def __enter__(self) -> "LocalStack":
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,118 @@
+"""The driver task stopped: report the run's outcome to the waiting state machine."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import BaseModel
+
+from .. import aws, s3io
+
+log = logging.getLogger(__name__)
+
+CAUSE_LIMIT = 32000  # Step Functions allows 32768 characters
+
+
+class EcsContainer(BaseModel):
+    name: str = ""
+    exitCode: int | None = None
+    reason: str | None = None
+
+
+class EcsOverride(BaseModel):
+    name: str = ""
+    environment: list[dict[str, str]] = []
+
+
+class EcsOverrides(BaseModel):
+    containerOverrides: list[EcsOverride] = []
+
+
+class EcsTaskStateChange(BaseModel):
+    """The part of an "ECS Task State Change" event detail we read."""
+
+    taskArn: str
+    lastStatus: str
+    containers: list[EcsContainer] = []
+    overrides: EcsOverrides = EcsOverrides()
+    stopCode: str | None = None
+    stoppedReason: str | None = None
+    version: int | None = None
+
+    def environment(self, container: str) -> dict[str, str]:
+        for override in self.overrides.containerOverrides:
+            if override.name == container:
+                return {e["name"]: e["value"] for e in override.environment if "name" in e and "value" in e}
+        return {}
+
+
+def _read_json(bucket: str, key: str) -> Any | None:
+    s3 = aws.client("s3")
+    try:
+        return s3io.get_json(bucket, key)
+    except s3.exceptions.NoSuchKey:
+        return None
+    except s3.exceptions.ClientError as exn:
+        if exn.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            return None
+        raise
+
+
+def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, Any]] | None:
+    """("success"|"failure", payload) for a stopped driver, or None if the event is not ours."""
+    if detail.lastStatus != "STOPPED":
+        return None
+    env = detail.environment(container)
+    if not env.get("SFN_TASK_TOKEN") or not env.get("RUN_RESULTS"):
+        return None
+    bucket, prefix = s3io.split(env["RUN_RESULTS"])
+    exit_code = next((c.exitCode for c in detail.containers if c.name == container), None)
+    outputs = _read_json(bucket, prefix + "outputs.json")
+    if exit_code == 0 and outputs is not None:
+        return "success", {
+            "run_id": env.get("RUN_ID"),
+            "status": "SUCCEEDED",
+            "outputs": s3io.uri(bucket, prefix + "outputs.json"),
+        }
+    error = _read_json(bucket, prefix + "error.json")
+    if error is not None:
+        return "failure", {
+            "error": "WorkflowFailed",
+            "cause": json.dumps(
+                {k: error[k] for k in ("message", "failed_task", "error") if k in error}
+                | {"error_json": s3io.uri(bucket, prefix + "error.json")}
+            )[:CAUSE_LIMIT],
+        }
+    return "failure", {
+        "error": "DriverStopped",
+        "cause": json.dumps(
+            {
+                "message": "the driver task stopped without writing outputs.json or error.json",
+                "task": detail.taskArn,
+                "exit_code": exit_code,
+                "stop_code": detail.stopCode,
+                "stopped_reason": detail.stoppedReason,
+            }
+        )[:CAUSE_LIMIT],
+    }
+
+
+def report(detail: EcsTaskStateChange, container: str) -> str:
+    """Send the outcome to Step Functions. Duplicate events are harmless."""
+    found = outcome(detail, container)
+    if found is None:
+        return "ignored"
+    kind, payload = found
+    token = detail.environment(container)["SFN_TASK_TOKEN"]
+    sfn = aws.client("stepfunctions")
+    try:
+        if kind == "success":
+            sfn.send_task_success(taskToken=token, output=json.dumps(payload))
+        else:
+            sfn.send_task_failure(taskToken=token, error=payload["error"], cause=payload["cause"])
+    except (sfn.exceptions.TaskDoesNotExist, sfn.exceptions.TaskTimedOut, sfn.exceptions.InvalidToken) as exn:
+        log.info("task token no longer waiting (duplicate event?): %s", exn)
+        return "duplicate"
+    return kind

@@ -1,0 +1,54 @@
+"""Launch the driver task of a run, carrying the Step Functions task token."""
+
+from __future__ import annotations
+
+import logging
+
+from .. import aws, runs
+from .settings import FunctionSettings
+
+log = logging.getLogger(__name__)
+
+
+class DriverCapacityUnavailable(RuntimeError):
+    """RunTask answered with failures[] (e.g. no Fargate capacity): the state machine retries."""
+
+
+def driver_environment(record: runs.RunRecord, task_token: str) -> list[dict[str, str]]:
+    return [
+        {"name": "RUN_ID", "value": record.run_id},
+        {"name": "RUN_WORKFLOW", "value": record.workflow},
+        {"name": "RUN_INPUTS", "value": record.inputs},
+        {"name": "RUN_RESULTS", "value": record.results},
+        {"name": "SFN_TASK_TOKEN", "value": task_token},
+    ]
+
+
+def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> str:
+    response = aws.client("ecs").run_task(
+        cluster=settings.cluster,
+        taskDefinition=settings.driver_task_definition,
+        launchType="FARGATE",
+        count=1,
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": settings.split(settings.driver_subnets),
+                "securityGroups": settings.split(settings.driver_security_groups),
+                "assignPublicIp": settings.driver_assign_public_ip,
+            }
+        },
+        overrides={
+            "containerOverrides": [
+                {"name": settings.driver_container_name, "environment": driver_environment(record, task_token)}
+            ]
+        },
+        startedBy=record.run_id[:128],
+        tags=[{"key": "miniwdl-fargate:run", "value": record.run_id}],
+        enableECSManagedTags=True,
+        propagateTags="TASK_DEFINITION",
+    )
+    if response.get("failures") or not response.get("tasks"):
+        raise DriverCapacityUnavailable(f"RunTask of the driver failed: {response.get('failures')}")
+    arn = response["tasks"][0]["taskArn"]
+    log.info("driver of run %s launched: %s", record.run_id, arn)
+    return arn

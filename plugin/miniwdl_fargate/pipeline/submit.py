@@ -1,0 +1,162 @@
+"""Submit: turn an inputs JSON dropped into the bucket (or an API request) into one execution.
+
+The run id is derived from what was submitted, and is the execution name: a duplicate delivery of
+the same submission finds the execution already there and starts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .. import aws, runs, s3io
+from .settings import FunctionSettings
+
+log = logging.getLogger(__name__)
+
+
+class SubmitError(ValueError):
+    """Bad input: nothing was started. ``problems`` says what and where."""
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p['where']}: {p['problem']}" for p in problems))
+
+
+@dataclass
+class Submitted:
+    record: runs.RunRecord
+    execution_arn: str
+    duplicate: bool
+
+
+def find_workflow(bucket: str, name: str) -> tuple[str, str]:
+    """(key, etag) of the run's WDL: ``workflow.wdl``, or the only ``*.wdl`` in its folder."""
+    s3 = aws.client("s3")
+    prefix = runs.run_prefix(name)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=prefix + runs.DEFAULT_WDL)
+        return prefix + runs.DEFAULT_WDL, head["ETag"].strip('"')
+    except s3.exceptions.ClientError as exn:
+        if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    wdls = [o for o in listing.get("Contents", []) if o["Key"].endswith(".wdl")]
+    where = f"s3://{bucket}/{prefix}"
+    if not wdls:
+        raise SubmitError([{"where": where, "problem": f"no WDL found: upload the workflow as {where}{runs.DEFAULT_WDL}"}])
+    if len(wdls) > 1:
+        names = ", ".join(o["Key"][len(prefix):] for o in wdls)
+        raise SubmitError(
+            [{"where": where, "problem": f"several WDL files ({names}); name the main one {runs.DEFAULT_WDL}"}]
+        )
+    return wdls[0]["Key"], wdls[0]["ETag"].strip('"')
+
+
+def read_inputs(bucket: str, key: str) -> dict[str, Any]:
+    body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    where = s3io.uri(bucket, key)
+    try:
+        doc = json.loads(body)
+    except ValueError as exn:
+        raise SubmitError([{"where": where, "problem": f"not valid JSON: {exn}"}]) from None
+    if not isinstance(doc, dict):
+        raise SubmitError([{"where": where, "problem": "must be a JSON object of workflow inputs"}])
+    return doc
+
+
+def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
+    """Write run.json and start the execution named after the run (idempotent)."""
+    sfn = aws.client("stepfunctions")
+    s3io.put_json(record.bucket, record.results_key("run.json"), record.model_dump())
+    try:
+        arn = sfn.start_execution(
+            stateMachineArn=settings.state_machine_arn, name=record.run_id, input=record.model_dump_json()
+        )["executionArn"]
+        return Submitted(record, arn, duplicate=False)
+    except sfn.exceptions.ExecutionAlreadyExists:
+        arn = execution_arn(settings.state_machine_arn, record.run_id)
+        log.info("run %s already submitted: %s", record.run_id, arn)
+        return Submitted(record, arn, duplicate=True)
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
+
+
+def submit_object(settings: FunctionSettings, bucket: str, key: str, etag: str) -> Submitted | None:
+    """An object landed in the bucket: start a run if it is ``runs/<name>/inputs.json``.
+
+    Returns None when nothing was started: not a trigger key, or a rejected submission (its
+    problems written to ``runs/<name>/error.json``).
+    """
+    match = runs.TRIGGER_RE.match(key)
+    if not match:
+        log.info("ignoring s3://%s/%s: not runs/<name>/inputs.json", bucket, key)
+        return None
+    name = match.group("name")
+    try:
+        runs.check_name(name)
+        read_inputs(bucket, key)
+        wdl_key, wdl_etag = find_workflow(bucket, name)
+    except (SubmitError, ValueError) as exn:
+        problems = exn.problems if isinstance(exn, SubmitError) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
+        where = s3io.put_json(
+            bucket,
+            runs.run_prefix(name) + "error.json",
+            {"status": "FAILED", "error": "InvalidSubmission", "problems": problems, "inputs": s3io.uri(bucket, key)},
+        )
+        # handled: the user's answer is error.json; raising would only make EventBridge retry
+        log.error("rejected s3://%s/%s: %s (see %s)", bucket, key, SubmitError(problems), where)
+        return None
+    run_id = runs.run_id_for(name, key, etag, wdl_etag)
+    record = runs.RunRecord(
+        run_id=run_id,
+        name=name,
+        bucket=bucket,
+        workflow=s3io.uri(bucket, wdl_key),
+        inputs=s3io.uri(bucket, key),
+        results=runs.results_uri(bucket, name, run_id),
+        submitted_at=runs.now_iso(),
+        source="s3",
+    )
+    return start(settings, record)
+
+
+def submit_request(settings: FunctionSettings, name: str, workflow: str, inputs: dict[str, Any], client_token: str) -> Submitted:
+    """An API request: inputs given inline, workflow by s3:// URI."""
+    problems = []
+    try:
+        runs.check_name(name)
+    except ValueError as exn:
+        problems.append({"where": "name", "problem": str(exn)})
+    try:
+        wf_bucket, wf_key = s3io.split(workflow)
+        if not wf_key.endswith(".wdl"):
+            problems.append({"where": "workflow", "problem": f"{workflow} is not a .wdl file"})
+    except ValueError as exn:
+        problems.append({"where": "workflow", "problem": str(exn)})
+    if problems:
+        raise SubmitError(problems)
+    s3 = aws.client("s3")
+    try:
+        wdl_etag = s3.head_object(Bucket=wf_bucket, Key=wf_key)["ETag"].strip('"')
+    except s3.exceptions.ClientError:
+        raise SubmitError([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
+    bucket = settings.runs_bucket
+    run_id = runs.run_id_for(name, "api", client_token, workflow, wdl_etag)
+    results = runs.results_uri(bucket, name, run_id)
+    record = runs.RunRecord(
+        run_id=run_id,
+        name=name,
+        bucket=bucket,
+        workflow=workflow,
+        inputs=results + runs.INPUTS_NAME,
+        results=results,
+        submitted_at=runs.now_iso(),
+        source="api",
+    )
+    s3io.put_json(bucket, record.results_key(runs.INPUTS_NAME), inputs)
+    return start(settings, record)

@@ -1,0 +1,71 @@
+"""Runs: the S3 key layout and the run record every stage passes along (docs/CONTRACTS.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+RUNS_PREFIX = "runs/"
+INPUTS_NAME = "inputs.json"
+RESULTS_DIR = "results"
+DEFAULT_WDL = "workflow.wdl"
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+TRIGGER_RE = re.compile(r"^runs/(?P<name>[^/]+)/inputs\.json$")
+
+
+class RunRecord(BaseModel):
+    """What a run is: the state machine input, ``run.json``, and the driver's environment."""
+
+    run_id: str
+    name: str
+    bucket: str
+    workflow: str = Field(description="s3:// URI of the main WDL file")
+    inputs: str = Field(description="s3:// URI of the inputs JSON")
+    results: str = Field(description="s3:// URI prefix (ending in /) for this run's results")
+    submitted_at: str
+    source: Literal["s3", "api", "cli"] = "s3"
+
+    @property
+    def results_prefix(self) -> str:
+        return self.results.split("/", 3)[3]
+
+    def results_key(self, name: str) -> str:
+        return self.results_prefix + name
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ValueError(
+            f"run name {name!r} must be 1-64 characters of letters, digits, '.', '_' or '-'"
+        )
+    return name
+
+
+def run_prefix(name: str) -> str:
+    return f"{RUNS_PREFIX}{name}/"
+
+
+def run_id_for(name: str, *parts: str) -> str:
+    """``<name>-<8 hex>``: stable for the same parts, so a duplicate submission maps to one run.
+
+    Step Functions execution names allow 80 characters; names are at most 64.
+    """
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+    return f"{name}-{digest}"
+
+
+def results_uri(bucket: str, name: str, run_id: str) -> str:
+    return f"s3://{bucket}/{run_prefix(name)}{RESULTS_DIR}/{run_id}/"
+
+
+def in_bundle(rel_key: str) -> bool:
+    """Whether a key (relative to the WDL's folder) belongs to the workflow bundle."""
+    return not (rel_key == INPUTS_NAME or rel_key.startswith(RESULTS_DIR + "/"))

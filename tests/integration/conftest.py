@@ -1,0 +1,15 @@
+import pytest
+from moto import mock_aws
+
+from miniwdl_fargate import aws
+
+
+@pytest.fixture
+def moto_aws(monkeypatch):
+    """In-process moto (no server): every client from miniwdl_fargate.aws talks to it."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws.reset()
+    with mock_aws():
+        yield
+    aws.reset()

@@ -1,0 +1,96 @@
+"""The driver against moto S3, with the local_process backend standing in for Fargate."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from miniwdl_fargate import aws, driver
+
+WDL = """
+version 1.1
+workflow w {
+  input {
+    Array[String] names
+    File reference
+  }
+  scatter (n in names) {
+    call greet { input: name = n }
+  }
+  call fail_maybe { input: reference = reference }
+  output {
+    Array[File] greetings = greet.out
+    Int words = fail_maybe.words
+  }
+}
+task greet {
+  input { String name }
+  command <<< echo "hi ~{name}" > out.txt >>>
+  output { File out = "out.txt" }
+}
+task fail_maybe {
+  input { File reference }
+  command <<<
+    set -e
+    if grep -q FAIL "~{reference}"; then echo "reference says FAIL" >&2; exit 3; fi
+    wc -w < "~{reference}" > words
+  >>>
+  output { Int words = read_int("words") }
+}
+"""
+
+
+@pytest.fixture
+def bucket(moto_aws):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="runs/t/workflow.wdl", Body=WDL.encode())
+    return s3
+
+
+def start(tmp_path, monkeypatch, reference_text):
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key="data/ref.txt", Body=reference_text.encode())
+    s3.put_object(
+        Bucket="runs",
+        Key="runs/t/inputs.json",
+        Body=json.dumps({"w.names": ["a", "b"], "w.reference": "s3://runs/data/ref.txt"}).encode(),
+    )
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "local_process")
+    monkeypatch.chdir(tmp_path)
+    run = driver.DriverRun(
+        run_id="t-1",
+        workflow="s3://runs/runs/t/workflow.wdl",
+        inputs="s3://runs/runs/t/inputs.json",
+        results="s3://runs/runs/t/results/t-1/",
+        workdir=str(tmp_path / "work"),
+    )
+    return driver.drive(run)
+
+
+def get(key):
+    return json.loads(aws.client("s3").get_object(Bucket="runs", Key=key)["Body"].read())
+
+
+def test_success_writes_outputs_json_with_s3_uris(bucket, tmp_path, monkeypatch):
+    assert start(tmp_path, monkeypatch, "one two three") == 0
+    doc = get("runs/t/results/t-1/outputs.json")
+    assert doc["status"] == "SUCCEEDED"
+    assert doc["outputs"]["w.words"] == 3
+    greetings = doc["outputs"]["w.greetings"]
+    assert greetings == [
+        "s3://runs/runs/t/results/t-1/out/greetings/0/out.txt",
+        "s3://runs/runs/t/results/t-1/out/greetings/1/out.txt",
+    ]
+    body = aws.client("s3").get_object(Bucket="runs", Key="runs/t/results/t-1/out/greetings/1/out.txt")["Body"].read()
+    assert body == b"hi b\n"
+
+
+def test_failure_writes_error_json_naming_the_task_and_its_stderr(bucket, tmp_path, monkeypatch):
+    assert start(tmp_path, monkeypatch, "FAIL") == 1
+    doc = get("runs/t/results/t-1/error.json")
+    assert doc["status"] == "FAILED"
+    assert doc["failed_task"]["task"] == "call-fail_maybe"
+    assert doc["failed_task"]["exit_status"] == 3
+    assert "reference says FAIL" in doc["failed_task"]["stderr_tail"]
+    assert doc["message"] == "call-fail_maybe failed with exit status 3"
