@@ -2,6 +2,7 @@ import pytest
 from moto import mock_aws
 
 from miniwdl_fargate import aws
+from miniwdl_fargate.local.moto_patches import fix_ecs_resource_requirements
 
 
 @pytest.fixture
@@ -10,6 +11,7 @@ def moto_aws(monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     aws.reset()
+    fix_ecs_resource_requirements()
     with mock_aws():
         yield
     aws.reset()

@@ -57,6 +57,8 @@ def start(tmp_path, monkeypatch, reference_text):
         Body=json.dumps({"w.names": ["a", "b"], "w.reference": "s3://runs/data/ref.txt"}).encode(),
     )
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "local_process")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
+    monkeypatch.setenv("RUN_ID", "t-1")  # drive() sets it; restored after the test
     monkeypatch.chdir(tmp_path)
     run = driver.DriverRun(
         run_id="t-1",

@@ -42,6 +42,10 @@ def install(runtime: Runtime) -> None:
     _patch_events()
     _patch_stepfunctions_cfn()
     _patch_ecs()
+    _patch_efs_cfn()
+    _patch_apigateway_cfn()
+    _patch_s3_cfn()
+    fix_ecs_resource_requirements()
     _installed["done"] = True
 
 
@@ -64,7 +68,7 @@ def _patch_events() -> None:
     # targets (silently dropping them for S3 notifications). Deliver those through the runtime.
     from moto.events.models import Rule
     from moto.events.utils import EventTemplateParser
-    from moto.utilities.utils import parse_arn
+    from moto.utilities.arns import parse_arn
 
     original = Rule.send_to_targets
 
@@ -115,11 +119,13 @@ def _as_delivered(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _patch_stepfunctions_cfn() -> None:
-    # AWS::StepFunctions::StateMachine: moto reads only DefinitionString. Support what `sam
-    # package` produces: DefinitionS3Location, and DefinitionSubstitutions.
+    # AWS::StepFunctions::StateMachine: moto reads only DefinitionString, and creates the machine
+    # in the backend that does not execute ASL even when execution is enabled. Support what `sam
+    # package` produces (DefinitionS3Location, DefinitionSubstitutions) and create it where
+    # StartExecution will find it.
     from moto.stepfunctions.models import StateMachine
-
-    original = StateMachine.create_from_cloudformation_json.__func__
+    from moto.stepfunctions.responses import get_backend
+    from moto.stepfunctions.utils import cfn_to_api_tags
 
     def create_from_cloudformation_json(
         cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
@@ -139,8 +145,10 @@ def _patch_stepfunctions_cfn() -> None:
         leftover = re.findall(r"\$\{[A-Za-z0-9_]+\}", definition or "")
         if leftover:
             raise ValueError(f"state machine {resource_name}: unsubstituted placeholders {sorted(set(leftover))}")
-        props = dict(props, DefinitionString=definition)
-        return original(cls, resource_name, dict(cloudformation_json, Properties=props), account_id, region_name, **kwargs)
+        tags = cfn_to_api_tags(props.get("Tags", []))
+        return get_backend(account_id, region_name).create_state_machine(
+            props.get("StateMachineName", resource_name), definition, props.get("RoleArn", ""), tags=tags
+        )
 
     StateMachine.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
 
@@ -152,7 +160,6 @@ def _patch_ecs() -> None:
 
     original_run = EC2ContainerServiceBackend.run_task
     original_stop = EC2ContainerServiceBackend.stop_task
-    original_requirements = EC2ContainerServiceBackend._calculate_task_resource_requirements
 
     def run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
         tasks = original_run(self, *args, **kwargs)
@@ -168,16 +175,86 @@ def _patch_ecs() -> None:
                 return task
         return original_stop(self, cluster_str, task_str, reason)
 
-    def requirements(self: Any, task_definition: Any) -> dict[str, int]:
-        # Fargate containers need no container-level memory (the task size covers it); moto's
-        # bookkeeping adds None. Count a missing value as 0.
+    EC2ContainerServiceBackend.run_task = run_task
+    EC2ContainerServiceBackend.stop_task = stop_task
+
+
+def _patch_efs_cfn() -> None:
+    # AWS::EFS::FileSystem: moto has no Fn::GetAtt support (Arn, FileSystemId);
+    # AWS::EFS::AccessPoint: moto has no physical id, so Ref gives an object instead of its id.
+    from moto.efs.models import AccessPoint, FileSystem
+
+    AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)
+
+    def get_cfn_attribute(self: Any, attribute_name: str) -> str:
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        if attribute_name == "Arn":
+            return self.file_system_arn
+        if attribute_name == "FileSystemId":
+            return self.file_system_id
+        raise UnformattedGetAttTemplateException()
+
+    FileSystem.get_cfn_attribute = get_cfn_attribute
+    FileSystem.has_cfn_attr = classmethod(lambda cls, attr: attr in ("Arn", "FileSystemId"))
+
+
+def _patch_apigateway_cfn() -> None:
+    # AWS::ApiGateway::RestApi: moto ignores the Body (the OpenAPI document SAM generates), so
+    # the API has no methods and its Deployment fails. Import the Body as PutRestApi would.
+    from moto.apigateway.models import RestAPI, apigateway_backends
+
+    original = RestAPI.create_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        props = cloudformation_json["Properties"]
+        props.setdefault("Name", resource_name)
+        api = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        if isinstance(props.get("Body"), dict):
+            apigateway_backends[account_id][region_name].put_rest_api(api.id, props["Body"], fail_on_warnings=False)
+        return api
+
+    RestAPI.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def _patch_s3_cfn() -> None:
+    # AWS::S3::Bucket: moto ignores NotificationConfiguration.EventBridgeConfiguration, so no
+    # "Object Created" event would ever reach EventBridge.
+    from moto.s3.models import FakeBucket
+
+    original = FakeBucket.create_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        notifications = cloudformation_json.get("Properties", {}).get("NotificationConfiguration", {})
+        if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") in (True, "true", "True"):
+            bucket.set_notification_configuration({"EventBridgeConfiguration": {}})
+        return bucket
+
+    FakeBucket.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def fix_ecs_resource_requirements() -> None:
+    """RunTask: Fargate containers need no container-level memory (the task size covers it), but
+    moto's placement bookkeeping adds it up and fails on None. Count a missing value as 0.
+    (Also used by tests that run the backend against in-process moto.)"""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    if _installed.get("ecs_requirements"):
+        return
+    original = EC2ContainerServiceBackend._calculate_task_resource_requirements
+
+    def requirements(task_definition: Any) -> dict[str, int]:
         patched = copy.copy(task_definition)
         patched.container_definitions = [
             dict(cd, memory=cd.get("memory") or cd.get("memoryReservation") or 0)
             for cd in task_definition.container_definitions
         ]
-        return original_requirements(self, patched)
+        return original(patched)
 
-    EC2ContainerServiceBackend.run_task = run_task
-    EC2ContainerServiceBackend.stop_task = stop_task
-    EC2ContainerServiceBackend._calculate_task_resource_requirements = requirements
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(requirements)
+    _installed["ecs_requirements"] = True

@@ -179,6 +179,7 @@ class LocalStack:
         if not self.template.is_file():
             raise FileNotFoundError(f"no template.yaml at {self.template} (use --template)")
         os.makedirs(self.state_dir, exist_ok=True)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's request log
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
         self.server.start()
         _, port = self.server.get_host_and_port()
