@@ -1,10 +1,9 @@
 """The whole pipeline in local mode: S3 / API -> EventBridge -> submit -> Step Functions ->
-launch -> driver (Fargate task) -> per-task Fargate tasks on EFS -> STOPPED event -> outputs."""
+launch -> driver (a Fargate task) -> one Fargate task per WDL task, on EFS -> driver STOPPED
+event -> driver_stopped -> finalize. Each test goes in the way a user would."""
 
 import json
 from pathlib import Path
-
-import pytest
 
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate.local import run as local_run
@@ -13,6 +12,31 @@ from miniwdl_fargate.local.cli import seed
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EVENTS = REPO / "tests" / "events"
+
+FAILING_WDL = """
+version 1.1
+workflow failing {
+  input { Array[Int] xs = [1, 2] }
+  scatter (x in xs) { call ok { input: x = x } }
+  call breaks { input: n = length(ok.out) }
+  output { Int never = breaks.out }
+}
+task ok {
+  input { Int x }
+  command <<< echo ~{x} >>>
+  output { Int out = read_int(stdout()) }
+}
+task breaks {
+  input { Int n }
+  command <<<
+    echo "counting ~{n} things" >&2
+    echo "samtools: truncated file" >&2
+    exit 7
+  >>>
+  output { Int out = read_int(stdout()) }
+}
+"""
 
 
 def read(s3, uri):
@@ -20,30 +44,117 @@ def read(s3, uri):
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
+def execution_history(stack, run_id):
+    arn = stack.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + run_id
+    return aws.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
+
+
+def run_through_bucket(stack, wdl, inputs, name):
+    bucket = stack.outputs["BucketName"]
+    name, run_id = local_run.submit(bucket, wdl, inputs, name=name)
+    return local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+
+
 def test_inputs_json_in_the_bucket_runs_the_example_to_success(stack, s3):
     seed([str(REPO / "examples" / "s3")])
-    bucket = stack.outputs["BucketName"]
-    name, run_id = local_run.submit(bucket, EXAMPLE / "workflow.wdl", EXAMPLE / "inputs.json", name="hello-s3")
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    result = run_through_bucket(stack, EXAMPLE / "workflow.wdl", EXAMPLE / "inputs.json", "hello-s3")
     assert result.status == "SUCCEEDED", result.document
     outputs = result.document["outputs"]
     assert outputs["hello.reference_words"] == 9
-    assert len(outputs["hello.greetings"]) == 3
     assert read(s3, outputs["hello.greetings"][1]) == b"Hello, Ben Bitdiddle!\n"
     assert read(s3, outputs["hello.summary"]).decode().splitlines() == [
         "Hello, Alyssa P. Hacker!",
         "Hello, Ben Bitdiddle!",
         "Hello, Cy D. Fect!",
     ]
-    prefix = f"runs/{name}/results/{run_id}/"
-    assert result.results == f"s3://{bucket}/{prefix}"
-    assert json.loads(read(s3, result.results + "run.json"))["run_id"] == run_id
-    # every output file is under the run's results prefix
     for uri in outputs["hello.greetings"] + [outputs["hello.summary"]]:
         assert uri.startswith(result.results + "out/")
-    # nothing left running
+    assert json.loads(read(s3, result.results + "run.json"))["run_id"] == result.run_id
+    assert b"NOTICE done" in read(s3, result.results + "workflow.log")
+    # every WDL task ran as its own Fargate task, with the cpu/memory its runtime asked for
+    ecs = aws.client("ecs")
+    cluster = stack.outputs["ClusterName"]
+    arns = ecs.list_tasks(cluster=cluster)["taskArns"]
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"]
+    wdl_tasks = [t for t in tasks if "-task-" in t["taskDefinitionArn"]]
+    assert len(wdl_tasks) >= 4  # 3 greet + 1 gather
+    assert {(t["overrides"]["cpu"], t["overrides"]["memory"]) for t in wdl_tasks} >= {("1024", "2048"), ("2048", "4096")}
+    assert all(t["lastStatus"] == "STOPPED" for t in tasks)
     assert stack.runtime.running_tasks() == []
-    history = aws.client("stepfunctions").get_execution_history(
-        executionArn=stack.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + run_id
-    )["events"]
-    assert len(history) < 60  # fan-out stays in the driver, not in the state machine history
+    # fan-out stays in the driver: the execution history is a handful of events
+    assert len(execution_history(stack, result.run_id)) < 40
+
+
+def test_post_to_the_submit_handler_runs_the_workflow(stack, s3):
+    """An API Gateway proxy event (POST /runs) delivered to the submit function."""
+    bucket = stack.outputs["BucketName"]
+    s3.upload_file(str(EXAMPLE / "workflow.wdl"), bucket, "workflows/hello.wdl")
+    event = json.loads((EVENTS / "apigw_post_runs.json").read_text())
+    event["body"] = json.dumps(
+        {
+            "name": "hello-api",
+            "workflow": f"s3://{bucket}/workflows/hello.wdl",
+            "inputs": {"hello.names": ["Dee"], "hello.reference": "s3://example-data/hello/reference.txt"},
+            "client_token": "req-1",
+        }
+    )
+    seed([str(REPO / "examples" / "s3")])
+    functions = next(
+        r["PhysicalResourceId"]
+        for r in aws.client("cloudformation").list_stack_resources(StackName=stack.stack_name)["StackResourceSummaries"]
+        if r["LogicalResourceId"] == "SubmitFunction"
+    )
+    response = aws.client("lambda").invoke(FunctionName=functions, Payload=json.dumps(event).encode())
+    answer = json.loads(response["Payload"].read())
+    assert answer["statusCode"] == 202, answer
+    accepted = json.loads(answer["body"])
+    run_id = accepted["run_id"]
+    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], "hello-api", run_id, timeout=300)
+    assert result.status == "SUCCEEDED", result.document
+    assert read(s3, result.document["outputs"]["hello.greetings"][0]) == b"Hello, Dee!\n"
+    # the same request again (same client token) starts nothing new
+    again = aws.client("lambda").invoke(FunctionName=functions, Payload=json.dumps(event).encode())
+    answer = json.loads(again["Payload"].read())
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["duplicate"] is True
+
+    event["body"] = json.dumps({"name": "bad name!", "workflow": "http://x"})
+    bad = json.loads(aws.client("lambda").invoke(FunctionName=functions, Payload=json.dumps(event).encode())["Payload"].read())
+    assert bad["statusCode"] == 400
+    problems = json.loads(bad["body"])["problems"]
+    assert {p["where"] for p in problems} == {"name", "workflow"}
+
+
+def test_failing_task_ends_failed_with_error_json(stack, s3, tmp_path):
+    wdl = tmp_path / "failing.wdl"
+    wdl.write_text(FAILING_WDL)
+    result = run_through_bucket(stack, wdl, {}, "failing")
+    assert result.status == "FAILED"
+    error = result.document
+    assert error["status"] == "FAILED"
+    assert error["message"] == "call-breaks failed with exit status 7"
+    failed = error["failed_task"]
+    assert failed["task"] == "call-breaks"
+    assert failed["exit_status"] == 7
+    assert failed["stderr_tail"] == ["counting 2 things", "samtools: truncated file"]
+    assert failed["log_stream"].startswith("miniwdl/task/")
+    assert result.outputs_uri.endswith("/error.json")
+    sfn = aws.client("stepfunctions")
+    arn = stack.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + result.run_id
+    assert sfn.describe_execution(executionArn=arn)["status"] == "FAILED"
+    assert stack.runtime.running_tasks() == []
+
+
+def test_miniwdl_self_test_workflow_passes_through_the_pipeline(stack, s3):
+    seed([str(FIXTURES / "s3")])
+    result = run_through_bucket(
+        stack, FIXTURES / "self_test" / "test.wdl", FIXTURES / "self_test" / "inputs.json", "self-test"
+    )
+    assert result.status == "SUCCEEDED", result.document
+    outputs = result.document["outputs"]
+    names = ("Alyssa P. Hacker", "Ben Bitdiddle")
+    assert outputs["hello_caller.messages"] == [f"Hello, {n}!" for n in names]
+    assert outputs["hello_caller.reference_file_counts"] == [2, 2]
+    assert outputs["hello_caller.remote_names_lines"] == 3
+    for name, directory in zip(names, outputs["hello_caller.message_directories"]):
+        assert directory.startswith(result.results + "out/message_directories/")
+        assert read(s3, directory.rstrip("/") + "/message.txt").decode().rstrip() == f"Hello, {name}!"

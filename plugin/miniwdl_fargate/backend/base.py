@@ -4,9 +4,9 @@ Both run the task command somewhere that sees the task's directory through a *vi
 ``container_dir``: a directory of four symlinks (``work``, ``command``, ``stdout.txt``,
 ``stderr.txt``) pointing at the current attempt's files in the task directory. On Fargate the view
 is ``/mnt/miniwdl_task_container`` inside the container, which mounts the shared EFS filesystem at
-the same path as the driver; locally it is ``<task dir>/container``. Input files are linked (not
-copied) into ``work/_miniwdl_inputs``, so they cost nothing on EFS; ``[file_io] copy_input_files``
-still makes real copies.
+the same path as the driver; locally it is ``<task dir>/container``. Input files are hard-linked
+(not copied) into ``work/_miniwdl_inputs``, so they cost nothing on EFS; ``[file_io]
+copy_input_files`` still makes real copies.
 
 Subclasses supply ``_start`` (launch the script), ``_status`` (wait briefly for news) and ``_stop``.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 from abc import abstractmethod
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -37,6 +38,18 @@ class JobStatus:
     exit_code: int | None = None
     reason: str = ""
     detail: dict[str, Any] | None = None
+
+
+def _link_or_copy(source: str, target: str) -> int:
+    """Hard-link the file ``source`` (symlinks resolved) at ``target``; copy if that fails.
+    Returns 1 if it had to copy."""
+    source = os.path.realpath(source)
+    try:
+        os.link(source, target)
+        return 0
+    except OSError:
+        shutil.copy2(source, target)
+        return 1
 
 
 class ViewTaskContainer(TaskContainer):
@@ -85,15 +98,26 @@ class ViewTaskContainer(TaskContainer):
         self._inputs_copied = False
 
     def link_input_files(self, logger: logging.Logger) -> None:
-        """Symlink each input into ``work/_miniwdl_inputs`` (the container sees the same paths)."""
+        """Hard-link each input into ``work/_miniwdl_inputs`` (a Directory input becomes a tree of
+        directories and hard links). On one filesystem (EFS) this copies no data, and the command
+        sees ordinary files; across filesystems it falls back to copying."""
+        copied = 0
         for host_path, container_path in self.input_path_map.items():
-            link = self.host_work_path(container_path).rstrip("/")
-            os.makedirs(os.path.dirname(link), exist_ok=True)
-            if os.path.lexists(link):
+            source = host_path.rstrip("/")
+            target = self.host_work_path(container_path).rstrip("/")
+            if os.path.lexists(target):
                 continue
-            os.symlink(os.path.abspath(host_path.rstrip("/")), link)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if os.path.isdir(source):
+                for root, _dirs, files in os.walk(source, followlinks=True):
+                    rel = os.path.relpath(root, source)
+                    os.makedirs(os.path.join(target, rel), exist_ok=True)
+                    for name in files:
+                        copied += _link_or_copy(os.path.join(root, name), os.path.join(target, rel, name))
+            else:
+                copied += _link_or_copy(source, target)
         if self.input_path_map:
-            logger.debug(_("linked input files", count=len(self.input_path_map)))
+            logger.debug(_("linked input files", count=len(self.input_path_map), copied=copied))
 
     def write_command(self, command: str) -> str:
         path = os.path.join(self.host_dir, "command")
