@@ -13,7 +13,7 @@ RUNS_PREFIX = "runs/"
 INPUTS_NAME = "inputs.json"
 RESULTS_DIR = "results"
 DEFAULT_WDL = "workflow.wdl"
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TRIGGER_RE = re.compile(r"^runs/(?P<name>[^/]+)/inputs\.json$")
 
 
@@ -44,7 +44,7 @@ def now_iso() -> str:
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise ValueError(
-            f"run name {name!r} must be 1-64 characters of letters, digits, '.', '_' or '-'"
+            f"run name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return name
 

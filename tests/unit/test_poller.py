@@ -24,9 +24,8 @@ class FakeECS:
 
 def test_one_describe_call_per_hundred_tasks_per_pass():
     ecs = FakeECS()
-    poller = TaskPoller(ecs.describe, interval=3600)
+    poller = TaskPoller(ecs.describe, interval=3600, background=False)
     watches = [poller.watch(f"arn:{i}") for i in range(250)]
-    ecs.calls.clear()
     poller.poll_once()
     assert [len(c) for c in ecs.calls] == [MAX_DESCRIBE, MAX_DESCRIBE, 50]
     assert all(w.description["lastStatus"] == "RUNNING" for w in watches)
@@ -34,10 +33,9 @@ def test_one_describe_call_per_hundred_tasks_per_pass():
 
 def test_stopped_tasks_are_delivered_and_leave_the_watch_list():
     ecs = FakeECS()
-    poller = TaskPoller(ecs.describe, interval=3600)
+    poller = TaskPoller(ecs.describe, interval=3600, background=False)
     a, b, gone = poller.watch("a"), poller.watch("b"), poller.watch("gone-1")
     ecs.stopped.add("a")
-    ecs.calls.clear()
     poller.poll_once()
     assert a.stopped and not b.stopped
     assert gone.stopped and gone.missing

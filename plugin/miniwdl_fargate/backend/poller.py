@@ -47,9 +47,13 @@ class Watch:
 
 
 class TaskPoller:
-    def __init__(self, describe: Callable[[list[str]], dict[str, Any]], interval: float) -> None:
+    def __init__(
+        self, describe: Callable[[list[str]], dict[str, Any]], interval: float, background: bool = True
+    ) -> None:
         self._describe = describe
         self.interval = interval
+        #: False: no thread; the caller drives ``poll_once`` (tests, the benchmark's simulations)
+        self.background = background
         self._lock = threading.Lock()
         self._watches: dict[str, Watch] = {}
         self._thread: threading.Thread | None = None
@@ -63,7 +67,7 @@ class TaskPoller:
             found = self._watches.get(arn)
             if found is None:
                 found = self._watches[arn] = Watch(arn)
-            if self._thread is None or not self._thread.is_alive():
+            if self.background and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._loop, name="fargate-poller", daemon=True)
                 self._thread.start()
         return found

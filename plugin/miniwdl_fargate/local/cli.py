@@ -25,7 +25,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("wdl", metavar="WORKFLOW.wdl")
     run.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
-    run.add_argument("--name", help="run name (default: the WDL's name and a timestamp)")
+    run.add_argument("--name", help="run name (default: the workflow's name and the time)")
     run.add_argument(
         "--seed-s3",
         metavar="DIR",

@@ -139,7 +139,7 @@ def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict
         inputs_dir = inputs_path.parent
     if not isinstance(inputs_doc, dict):
         raise RunInputError(f"{inputs}: must be a JSON object of workflow inputs")
-    name = name or f"{wdl_path.stem}-{int(time.time() * 1000) % 10**10}"
+    name = name or f"{workflow_target(doc).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         runs.check_name(name)
     except ValueError as exn:

@@ -15,6 +15,7 @@ import os
 import socket
 import tempfile
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,11 @@ class LocalStack:
             raise FileNotFoundError(f"no template.yaml at {self.template} (use --template)")
         os.makedirs(self.state_dir, exist_ok=True)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's request log
+        # known and harmless: SAM's feature-toggle notice; moto has no CloudFormation model of an
+        # API Gateway Stage (the API itself is created; local mode invokes functions directly)
+        logging.getLogger("samtranslator").setLevel(logging.ERROR)
+        logging.getLogger("moto").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", message=".*AWS::ApiGateway::Stage.*")
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
         self.server.start()
         _, port = self.server.get_host_and_port()
