@@ -61,9 +61,12 @@ class DriverRun:
 def fetch(run: DriverRun) -> tuple[str, str]:
     """Download the workflow bundle and the inputs; return their local paths."""
     bucket, wdl_key = s3io.split(run.workflow)
-    folder = wdl_key.rsplit("/", 1)[0] + "/" if "/" in wdl_key else ""
     source = tempfile.mkdtemp(prefix="source-", dir=run.workdir)
-    s3io.download_prefix(bucket, folder, source, exclude=lambda rel: not runs.in_bundle(rel))
+    if "/" in wdl_key:  # the WDL's folder is its bundle (imports, source-relative files)
+        folder = wdl_key.rsplit("/", 1)[0] + "/"
+        s3io.download_prefix(bucket, folder, source, exclude=lambda rel: not runs.in_bundle(rel))
+    else:  # at the top of a bucket: never download the whole bucket
+        folder = ""
     wdl_path = os.path.join(source, wdl_key[len(folder) :])
     if not os.path.isfile(wdl_path):
         s3io.download_to(bucket, wdl_key, wdl_path)

@@ -203,6 +203,7 @@ class FargateTaskContainer(ViewTaskContainer):
         return request
 
     def _start(self, logger: logging.Logger, script: str) -> Watch:
+        self._seen_version, self._last_state = 0, None
         request = self.run_task_request(logger, script)
         response = aws.client("ecs").run_task(**request)
         if response.get("failures") or not response.get("tasks"):
@@ -230,15 +231,14 @@ class FargateTaskContainer(ViewTaskContainer):
         return info
 
     def _status(self, logger: logging.Logger, job: Watch, wait: float) -> JobStatus:
-        seen = getattr(job, "_seen", -1)
-        job._seen = job.wait(wait, seen)  # type: ignore[attr-defined]
+        self._seen_version = job.wait(wait, getattr(self, "_seen_version", 0))
         if job.missing:
             return JobStatus(stopped=True, reason="ECS no longer knows the task (MISSING)")
         task = job.description or {}
         state = task.get("lastStatus", "PROVISIONING")
-        if state != getattr(job, "_logged_state", None):
+        if state != getattr(self, "_last_state", None):
             logger.info(_("ECS task status", arn=job.arn, status=state))
-            job._logged_state = state  # type: ignore[attr-defined]
+            self._last_state = state
         if state != "STOPPED":
             return JobStatus(running=state == "RUNNING", detail=task)
         containers = task.get("containers") or [{}]

@@ -59,7 +59,7 @@ def seed(dirs: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .run import RunInputError, mirror, submit, wait
+    from .run import RunInputError, mirror, prepare, wait
     from .stack import LocalStack
 
     logging.basicConfig(
@@ -79,12 +79,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
     started = time.monotonic()
     try:
+        submission = prepare(args.wdl, args.inputs, args.name)
         with LocalStack(state_dir=args.state_dir, template=args.template) as stack:
             bucket = stack.outputs["BucketName"]
             say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")
             if args.seed_s3:
                 say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
-            name, run_id = submit(bucket, args.wdl, args.inputs, args.name)
+            name, run_id = submission.upload(bucket)
             say(f"submitted s3://{bucket}/runs/{name}/inputs.json -> run {run_id}")
             result = wait(
                 bucket, stack.outputs["StateMachineArn"], name, run_id, args.timeout,

@@ -120,8 +120,45 @@ def stage_inputs(
     return WDL.values_to_json(rewritten, namespace=target.name), uploads
 
 
-def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None) -> tuple[str, str]:
-    """Upload and submit as a user would; return (run name, expected run id)."""
+@dataclass
+class Submission:
+    """A checked WDL + inputs, ready to upload: everything that can be wrong with them was found
+    before anything is started."""
+
+    wdl_path: Path
+    doc: WDL.Tree.Document
+    inputs: dict[str, Any]
+    inputs_dir: Path
+    name: str
+    files: list[Path]
+
+    def upload(self, bucket: str) -> tuple[str, str]:
+        """Upload the bundle, the local inputs and then inputs.json (which starts the run).
+        Returns (run name, the run id the pipeline will give it)."""
+        staged_inputs, uploads = stage_inputs(self.doc, self.inputs, self.inputs_dir, bucket, self.name)
+        s3 = aws.client("s3")
+        prefix = runs.run_prefix(self.name)
+        for path in self.files:
+            rel = path.relative_to(self.wdl_path.parent).as_posix()
+            if path == self.wdl_path:
+                rel = runs.DEFAULT_WDL
+            elif rel == runs.DEFAULT_WDL or rel == runs.INPUTS_NAME or not runs.in_bundle(rel):
+                continue
+            s3.upload_file(str(path), bucket, prefix + rel)
+        for path, key in uploads:
+            s3.upload_file(str(path), bucket, key)
+        wdl_etag = s3.head_object(Bucket=bucket, Key=prefix + runs.DEFAULT_WDL)["ETag"].strip('"')
+        put = s3.put_object(
+            Bucket=bucket,
+            Key=prefix + runs.INPUTS_NAME,
+            Body=json.dumps(staged_inputs, indent=2).encode(),
+            ContentType="application/json",
+        )
+        return self.name, runs.run_id_for(self.name, prefix + runs.INPUTS_NAME, put["ETag"].strip('"'), wdl_etag)
+
+
+def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None) -> Submission:
+    """Check the WDL, the inputs and the files they name; raise RunInputError saying what is wrong."""
     wdl_path = Path(wdl).resolve()
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: no such WDL file")
@@ -144,29 +181,13 @@ def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict
         runs.check_name(name)
     except ValueError as exn:
         raise RunInputError(str(exn)) from None
-    staged_inputs, uploads = stage_inputs(doc, inputs_doc, inputs_dir, bucket, name)
-    files = bundle_files(wdl_path)
+    stage_inputs(doc, inputs_doc, inputs_dir, "bucket", name)  # raises on a missing local file
+    return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, bundle_files(wdl_path))
 
-    s3 = aws.client("s3")
-    prefix = runs.run_prefix(name)
-    for path in files:
-        rel = path.relative_to(wdl_path.parent).as_posix()
-        if path == wdl_path:
-            rel = runs.DEFAULT_WDL
-        elif rel == runs.DEFAULT_WDL or rel == runs.INPUTS_NAME or not runs.in_bundle(rel):
-            continue
-        s3.upload_file(str(path), bucket, prefix + rel)
-    for path, key in uploads:
-        s3.upload_file(str(path), bucket, key)
-    wdl_etag = s3.head_object(Bucket=bucket, Key=prefix + runs.DEFAULT_WDL)["ETag"].strip('"')
-    put = s3.put_object(
-        Bucket=bucket,
-        Key=prefix + runs.INPUTS_NAME,
-        Body=json.dumps(staged_inputs, indent=2).encode(),
-        ContentType="application/json",
-    )
-    run_id = runs.run_id_for(name, prefix + runs.INPUTS_NAME, put["ETag"].strip('"'), wdl_etag)
-    return name, run_id
+
+def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None) -> tuple[str, str]:
+    """Check, upload and submit as a user would; return (run name, expected run id)."""
+    return prepare(wdl, inputs, name).upload(bucket)
 
 
 def wait(bucket: str, state_machine_arn: str, name: str, run_id: str, timeout: float = 3600, on_status=None) -> RunResult:
