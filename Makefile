@@ -12,7 +12,7 @@ help:
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e 'plugin[local]' -r requirements-dev.txt
+	$(BIN)/pip install --quiet -e 'plugin[local,standalone]' -r requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/miniwdl-fargate

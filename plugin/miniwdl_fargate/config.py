@@ -66,6 +66,11 @@ class FargateSettings:
     default_memory_mb: int
     poll_interval: float
     stop_timeout: int
+    launch_rate: float
+    launch_burst: int
+    capacity_retries: int
+    spot: bool
+    provision: bool
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
@@ -94,4 +99,9 @@ _PARSERS = {
     "default_memory_mb": int,
     "poll_interval": float,
     "stop_timeout": lambda v: min(120, int(v)),
+    "launch_rate": float,
+    "launch_burst": int,
+    "capacity_retries": int,
+    "spot": parse_bool,
+    "provision": parse_bool,
 }

@@ -23,7 +23,7 @@ from typing import Any
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import runs, s3io
+from . import runs, s3io, sweep
 
 log = logging.getLogger("miniwdl-fargate.driver")
 
@@ -165,13 +165,29 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def sweep_orphans() -> None:
+    """Stop WDL tasks left running by drivers that died (see ``sweep``): a driver's start-up is
+    the one moment a crashed predecessor's tasks are sure to be noticed."""
+    cluster = os.environ.get("MINIWDL__AWS_FARGATE__CLUSTER")
+    if not cluster or os.environ.get("MINIWDL__SCHEDULER__CONTAINER_BACKEND") != "aws_fargate":
+        return
+    try:
+        stopped = sweep.sweep_orphans(cluster)
+        if stopped:
+            log.warning("stopped %d orphaned task(s) of dead drivers", len(stopped))
+    except Exception:  # never let housekeeping fail a run
+        log.exception("sweeping orphaned tasks failed")
+
+
 def drive(run: DriverRun) -> int:
     os.makedirs(run.workdir, exist_ok=True)
     os.chdir(run.workdir)  # s3:// downloads land here, on EFS, visible to every task
     os.environ.setdefault("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "aws_fargate")
-    os.environ.setdefault("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "256")
+    # one thread per scheduled task (miniwdl's model): 1,000 cost about 150 MB of the driver's memory
+    os.environ.setdefault("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "1000")
     os.environ["RUN_ID"] = run.run_id
     bucket = run.results_bucket
+    sweep_orphans()
     try:
         wdl_path, inputs_path = fetch(run)
         status, result = miniwdl_run(wdl_path, inputs_path, run.workdir)

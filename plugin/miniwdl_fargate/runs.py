@@ -62,6 +62,11 @@ def run_id_for(name: str, *parts: str) -> str:
     return f"{name}-{digest}"
 
 
+def started_by(run_id: str) -> str:
+    """A run id as ECS ``startedBy`` allows it: letters, digits, '-', '_' and '/', up to 128."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_/") else "_" for c in run_id)[:128]
+
+
 def results_uri(bucket: str, name: str, run_id: str) -> str:
     return f"s3://{bucket}/{run_prefix(name)}{RESULTS_DIR}/{run_id}/"
 

@@ -5,6 +5,7 @@ import os
 
 import botocore.session
 import pytest
+import WDL
 from botocore.validate import ParamValidator
 from WDL.runtime import config as wdl_config
 
@@ -12,11 +13,27 @@ from miniwdl_fargate import aws
 from miniwdl_fargate.backend.fargate import FargateTaskContainer
 
 ECS_MODEL = botocore.session.get_session().get_service_model("ecs")
+LOG = logging.getLogger("test")
 
 
 def validate(operation, params):
     report = ParamValidator().validate(params, ECS_MODEL.operation_model(operation).input_shape)
     assert not report.has_errors(), report.generate_report()
+
+
+def runtime(**values):
+    """A task's evaluated runtime section, as miniwdl hands it to process_runtime."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            out[key] = WDL.Value.Boolean(value)
+        elif isinstance(value, int):
+            out[key] = WDL.Value.Int(value)
+        elif isinstance(value, float):
+            out[key] = WDL.Value.Float(value)
+        else:
+            out[key] = WDL.Value.String(value)
+    return out
 
 
 @pytest.fixture
@@ -34,28 +51,35 @@ def backend(moto_aws, tmp_path, monkeypatch):
         "EXECUTION_ROLE": "arn:aws:iam::123456789012:role/exec",
         "LOG_GROUP": "/wdl/tasks",
         "POLL_INTERVAL": "0.1",
+        "PROVISION": "false",
     }
     for key, value in env.items():
         monkeypatch.setenv(f"MINIWDL__AWS_FARGATE__{key}", value)
-    cfg = wdl_config.Loader(logging.getLogger("test"), filenames=[])
+    monkeypatch.setenv("RUN_ID", "run-1")
+    cfg = wdl_config.Loader(LOG, filenames=[])
     FargateTaskContainer._task_definitions.clear()
-    FargateTaskContainer.global_init(cfg, logging.getLogger("test"))
-    host_dir = efs / "runs" / "r1" / "call-align"
-    os.makedirs(host_dir)
-    container = FargateTaskContainer(cfg, "call-align", str(host_dir))
-    container.runtime_values.update({"docker": "biocontainers/bwa:0.7.17", "cpu": 2, "memory_reservation": 3 * 2**30})
-    return container, sg, subnets
+    FargateTaskContainer.global_init(cfg, LOG)
+
+    def new(name="call-align", **values):
+        host_dir = efs / "runs" / "r1" / name
+        os.makedirs(host_dir)
+        container = FargateTaskContainer(cfg, name, str(host_dir))
+        container.process_runtime(LOG, runtime(docker="biocontainers/bwa:0.7.17", **values))
+        return container
+
+    return new, sg, subnets
 
 
 def test_run_task_request_matches_the_ecs_model(backend):
-    container, sg, subnets = backend
-    logger = logging.getLogger("test")
-    request = container.run_task_request(logger, container.view_script())
+    new, sg, subnets = backend
+    container = new(cpu=2, memory="3 GiB")
+    request = container.run_task_request(LOG, container.view_script())
     validate("RunTask", request)
     assert request["launchType"] == "FARGATE"
     # WDL runtime cpu 2 / memory 3 GiB -> the smallest Fargate size: 2 vCPU with 4 GB
     assert request["overrides"]["cpu"] == "2048"
     assert request["overrides"]["memory"] == "4096"
+    assert "ephemeralStorage" not in request["overrides"]
     assert request["networkConfiguration"]["awsvpcConfiguration"] == {
         "subnets": subnets,
         "securityGroups": [sg],  # aegea.efs resolved to its id
@@ -65,14 +89,58 @@ def test_run_task_request_matches_the_ecs_model(backend):
     assert command[:2] == ["/bin/sh", "-c"]
     assert "/mnt/miniwdl_task_container/work" in command[2]
     assert f"ln -sfn {container.host_work_dir()} /mnt/miniwdl_task_container/work" in command[2]
+    tags = {t["key"]: t["value"] for t in request["tags"]}
+    assert tags["miniwdl-fargate:run"] == "run-1"
+    assert tags["miniwdl-fargate:call"] == "call-align"
+    assert tags["miniwdl-fargate:driver"].startswith("host:")  # not in an ECS task: the host and pid
+    assert request["startedBy"] == "run-1"
+
+
+def test_disks_become_ephemeral_storage(backend):
+    new, _, _ = backend
+    container = new(cpu=1, memory="2 GiB", disks="local-disk 150 SSD")
+    request = container.run_task_request(LOG, container.view_script())
+    validate("RunTask", request)
+    assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 150}
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(cpu=32), "task call-align cannot run on Fargate: runtime.cpu = 32; Fargate allows at most 16 vCPU"),
+        (dict(memory="256 GiB"), "runtime.memory = 256 GiB; Fargate allows at most 120 GiB"),
+        (dict(gpu=True), "runtime.gpu = true; Fargate has no GPUs"),
+        (dict(disks="1000 GiB"), "runtime.disks = 1000 GiB; Fargate ephemeral storage is at most 200 GiB"),
+    ],
+)
+def test_a_request_fargate_cannot_meet_fails_before_launch(backend, values, message):
+    new, _, _ = backend
+    with pytest.raises(WDL.Error.RuntimeError, match=message.replace(".", r"\.")):
+        new(**values)
+    assert aws.client("ecs").list_tasks(cluster="wdl")["taskArns"] == []
+
+
+def test_preemptible_tasks_run_on_spot_until_the_budget_is_spent(backend):
+    new, _, _ = backend
+    container = new(cpu=1, preemptible=2)
+    for interruptions, expected in ((0, "FARGATE_SPOT"), (1, "FARGATE_SPOT"), (2, "FARGATE")):
+        container._interruptions = interruptions
+        request = container.run_task_request(LOG, container.view_script())
+        validate("RunTask", request)
+        if expected == "FARGATE_SPOT":
+            assert request["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+            assert "launchType" not in request
+        else:
+            assert request["launchType"] == "FARGATE" and "capacityProviderStrategy" not in request
+    assert "capacityProviderStrategy" not in new("call-plain", cpu=1).run_task_request(LOG, "true")
 
 
 def test_task_definition_mounts_efs_at_the_driver_path_and_is_reused(backend):
-    container, _, _ = backend
-    logger = logging.getLogger("test")
+    new, _, _ = backend
+    container = new()
     spec = FargateTaskContainer.task_definition_spec("biocontainers/bwa:0.7.17")
     validate("RegisterTaskDefinition", {"family": "f", **spec})
-    arn = container.task_definition(logger, "biocontainers/bwa:0.7.17")
+    arn = container.task_definition(LOG, "biocontainers/bwa:0.7.17")
     td = aws.client("ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
     assert td["volumes"] == [
         {"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-12345678", "rootDirectory": "/", "transitEncryption": "ENABLED"}}
@@ -80,19 +148,27 @@ def test_task_definition_mounts_efs_at_the_driver_path_and_is_reused(backend):
     mount = td["containerDefinitions"][0]["mountPoints"][0]
     assert mount["containerPath"] == FargateTaskContainer.settings.efs_mountpoint
     assert td["containerDefinitions"][0]["logConfiguration"]["options"]["awslogs-group"] == "/wdl/tasks"
+    assert td["containerDefinitions"][0]["stopTimeout"] == 120  # Spot's two-minute warning
     # a second request for the same image reuses it, also across processes (looked up by family)
     FargateTaskContainer._task_definitions.clear()
-    assert container.task_definition(logger, "biocontainers/bwa:0.7.17") == arn
-    assert len(aws.client("ecs").list_task_definitions()["taskDefinitionArns"]) == 1
+    assert container.task_definition(LOG, "biocontainers/bwa:0.7.17") == arn
+    # another image: one more task definition, never one per task
+    new("call-other").task_definition(LOG, "ubuntu:24.04")
+    new("call-third").task_definition(LOG, "ubuntu:24.04")
+    assert len(aws.client("ecs").list_task_definitions()["taskDefinitionArns"]) == 2
 
 
-def test_launch_records_a_fargate_task_in_ecs(backend):
-    container, _, _ = backend
-    logger = logging.getLogger("test")
-    watch = container._start(logger, container.view_script())
+def test_launch_records_a_tagged_fargate_task_and_its_log_stream(backend):
+    new, _, _ = backend
+    container = new(cpu=2, memory="3 GiB")
+    watch = container._start(LOG, container.view_script(), lambda: False)
     task = aws.client("ecs").describe_tasks(cluster="wdl", tasks=[watch.arn], include=["TAGS"])["tasks"][0]
     assert task["overrides"]["cpu"] == "2048"
     assert task["overrides"]["memory"] == "4096"
-    assert {"key": "miniwdl-fargate:run", "value": "standalone"} in task["tags"]
-    assert container.failure_info["log_stream"] == f"miniwdl/task/{watch.arn.rsplit('/', 1)[1]}"
-    container._stop(logger, watch, "test over")
+    assert {"key": "miniwdl-fargate:run", "value": "run-1"} in task["tags"]
+    task_id = watch.arn.rsplit("/", 1)[1]
+    assert container.failure_info["log_group"] == "/wdl/tasks"
+    assert container.failure_info["log_stream"] == f"miniwdl/task/{task_id}"
+    assert container.failure_info["log_url"].startswith("https://us-east-1.console.aws.amazon.com/cloudwatch/home")
+    assert "$252Fwdl$252Ftasks" in container.failure_info["log_url"]
+    container._stop(LOG, watch, "test over")

@@ -70,8 +70,9 @@ class ViewTaskContainer(TaskContainer):
         """Where the task command sees its task directory."""
 
     @abstractmethod
-    def _start(self, logger: logging.Logger, script: str) -> Any:
-        """Launch ``/bin/sh -c script``; return a handle for ``_status`` and ``_stop``."""
+    def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> Any:
+        """Launch ``/bin/sh -c script``; return a handle for ``_status`` and ``_stop``. May raise
+        Terminated if ``terminating()`` turns true before the launch happens."""
 
     @abstractmethod
     def _status(self, logger: logging.Logger, job: Any, wait: float) -> JobStatus:
@@ -157,7 +158,7 @@ class ViewTaskContainer(TaskContainer):
 
         with ExitStack() as cleanup:
             poll_stderr = cleanup.enter_context(self.poll_stderr_context(logger))
-            job = self._start(logger, script)
+            job = self._start(logger, script, terminating)
             finished = False
 
             def stop_unless_finished() -> None:
@@ -168,6 +169,7 @@ class ViewTaskContainer(TaskContainer):
             running = False
             while True:
                 if terminating():
+                    finished = True  # (stopped here: the cleanup need not stop it again)
                     self._stop(logger, job, "run terminated")
                     raise Terminated()
                 status = self._status(logger, job, self.status_wait)

@@ -1,10 +1,16 @@
 """aws_fargate: each WDL task runs as one ECS task on Fargate.
 
+- Sizes: WDL ``cpu``/``memory`` snapped up to the nearest valid Fargate size, ``disks`` to ephemeral
+  storage; what Fargate cannot give fails the task before launch (``sizes.for_task``).
 - The task definition is registered once per distinct image (content-hashed family name, reused
-  across runs); cpu, memory and the command travel as RunTask overrides.
+  across runs); cpu, memory, storage and the command travel as RunTask overrides.
 - Every task container mounts the EFS filesystem at the driver's mount path and builds
   ``/mnt/miniwdl_task_container`` as a view of its own task directory (see ``base``).
-- One shared poller follows all tasks with DescribeTasks (at most 100 per call).
+- One ``Launcher`` per process paces RunTask to the account's quotas and retries throttling and
+  capacity failures; one ``TaskPoller`` follows all tasks with DescribeTasks (100 per call).
+- ``runtime.preemptible`` tasks run on FARGATE_SPOT; a Spot interruption raises miniwdl's
+  ``Interrupted`` (retried while the preemptible budget lasts), after which tasks run on-demand.
+- Tasks are tagged with the run id and their driver, so a dead driver's tasks can be swept.
 """
 
 from __future__ import annotations
@@ -14,27 +20,48 @@ import json
 import logging
 import os
 import threading
-from typing import Any, Dict
+from typing import Any, Callable, Dict
+from urllib.parse import quote
 
+import WDL
 from WDL._util import StructuredLogMessage as _
-from WDL.runtime.error import Interrupted
+from WDL._util import parse_byte_size
+from WDL.runtime.error import Interrupted, Terminated
 
-from .. import aws, sizes
+from .. import aws, runs, sizes, sweep
 from ..config import FargateSettings
+from . import standalone
 from .base import JobStatus, ViewTaskContainer
+from .launcher import LaunchCancelled, LaunchFailed, Launcher
 from .poller import TaskPoller, Watch
 
 CONTAINER_NAME = "task"
 EFS_VOLUME = "efs"
-RUN_TAG = "miniwdl-fargate:run"
-#: stop codes meaning "not the command's fault; try again" (miniwdl retries Interrupted
-#: up to runtime.preemptible times)
-INTERRUPTED_STOP_CODES = {"SpotInterruption", "TaskFailedToStart"}
+RUN_TAG = sweep.RUN_TAG
+DRIVER_TAG = sweep.DRIVER_TAG
+CALL_TAG = "miniwdl-fargate:call"
+SPOT = "FARGATE_SPOT"
+#: stoppedReason prefixes of a task that failed to start for reasons retrying will not fix
+PERMANENT_START_FAILURES = ("CannotPullContainerError", "CannotCreateContainerError", "InvalidParameter")
+
+
+def log_url(region: str, group: str, stream: str) -> str:
+    """The CloudWatch console page of one log stream."""
+
+    def enc(value: str) -> str:  # the console's own escaping of path parts in its fragment
+        return quote(quote(value, safe=""), safe="").replace("%", "$")
+
+    return (
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#logsV2:log-groups/log-group/{enc(group)}/log-events/{enc(stream)}"
+    )
 
 
 class FargateTaskContainer(ViewTaskContainer):
     settings: FargateSettings
     _poller: TaskPoller | None = None
+    _launcher: Launcher | None = None
+    _driver: str = ""
     _task_definitions: Dict[str, str] = {}
     _td_lock = threading.Lock()
 
@@ -44,7 +71,7 @@ class FargateTaskContainer(ViewTaskContainer):
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
         settings = FargateSettings.from_cfg(cfg)
         if not settings.efs_mountpoint:
-            settings.efs_mountpoint, detected_id = detect_efs_mount(os.getcwd())
+            settings.efs_mountpoint, detected_id = standalone.detect_efs_mount(os.getcwd())
             settings.efs_id = settings.efs_id or detected_id
         if not settings.efs_id:
             raise RuntimeError(
@@ -52,20 +79,36 @@ class FargateTaskContainer(ViewTaskContainer):
                 "mount, or set [aws_fargate] efs_id and efs_mountpoint "
                 "(MINIWDL__AWS_FARGATE__EFS_ID=fs-12345678 MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT=/mnt/efs)"
             )
+        if settings.provision:
+            standalone.provision(settings, logger)
         if not settings.subnets:
             raise RuntimeError(
                 "aws_fargate: no subnets configured: set [aws_fargate] subnets "
                 "(MINIWDL__AWS_FARGATE__SUBNETS=subnet-aaa,subnet-bbb)"
             )
-        settings.efs_security_group = resolve_security_group(settings.efs_security_group)
-        settings.execution_role = role_arn(settings.execution_role)
-        settings.task_role = role_arn(settings.task_role)
+        if settings.log_group and not settings.execution_role:
+            raise RuntimeError(
+                "aws_fargate: log_group needs an execution_role that may write to it (or set "
+                "provision = true to create one)"
+            )
+        settings.efs_security_group = standalone.resolve_security_group(settings.efs_security_group)
+        settings.execution_role = standalone.role_arn(settings.execution_role)
+        settings.task_role = standalone.role_arn(settings.task_role)
         cls.settings = settings
         ecs = aws.client("ecs")
         cls._poller = TaskPoller(
             lambda arns: ecs.describe_tasks(cluster=settings.cluster, tasks=arns),
             settings.poll_interval,
         )
+        if cls._launcher is not None:
+            cls._launcher.close()
+        cls._launcher = Launcher(
+            ecs,
+            rate=settings.launch_rate,
+            burst=settings.launch_burst,
+            capacity_retries=settings.capacity_retries,
+        )
+        cls._driver = sweep.driver_identity()
         logger.info(
             _(
                 "aws_fargate backend",
@@ -73,6 +116,8 @@ class FargateTaskContainer(ViewTaskContainer):
                 efs_id=settings.efs_id,
                 efs_mountpoint=settings.efs_mountpoint,
                 subnets=settings.subnets,
+                launch_rate=settings.launch_rate,
+                driver=cls._driver,
             )
         )
 
@@ -80,26 +125,59 @@ class FargateTaskContainer(ViewTaskContainer):
     def detect_resource_limits(cls, cfg: Any, logger: logging.Logger) -> Dict[str, int]:
         return {"cpu": sizes.MAX_CPU_UNITS // 1024, "mem_bytes": sizes.MAX_MEMORY_MIB * 1024 * 1024}
 
+    def __init__(self, cfg: Any, run_id: str, host_dir: str) -> None:
+        super().__init__(cfg, run_id, host_dir)
+        self._size: sizes.FargateSize | None = None
+        self._interruptions = 0
+        self._capacity = "FARGATE"
+        self._seen_version = 0
+        self._last_state: str | None = None
+
     def view_dir(self) -> str:
         return "/mnt/miniwdl_task_container"
 
-    # -- sizing and task definitions ------------------------------------------------------------
+    # -- sizing ---------------------------------------------------------------------------------
+
+    def process_runtime(self, logger: logging.Logger, runtime_eval: Dict[str, WDL.Value.Base]) -> None:
+        # Size the task from what it asked for, before miniwdl clamps cpu/memory to
+        # detect_resource_limits: a request Fargate cannot meet must fail, not shrink silently.
+        cpu = memory = disks = None
+        if "cpu" in runtime_eval:
+            cpu = runtime_eval["cpu"].coerce(WDL.Type.Float()).value
+        if "memory" in runtime_eval:
+            try:
+                memory = parse_byte_size(runtime_eval["memory"].coerce(WDL.Type.String()).value)
+            except ValueError:
+                pass  # miniwdl's own check reports it
+        if "disks" in runtime_eval:
+            disks = runtime_eval["disks"].json
+        gpu = runtime_eval.get("gpu")
+        try:
+            self._size = sizes.for_task(
+                self.run_id,
+                cpu=cpu,
+                memory_bytes=memory,
+                disks=disks,
+                gpu=isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
+                default_cpu_units=self.settings.default_cpu_shares,
+                default_memory_mib=self.settings.default_memory_mb,
+            )
+        except sizes.SizeError as exn:
+            raise WDL.Error.RuntimeError(str(exn)) from None
+        super().process_runtime(logger, runtime_eval)
 
     def fargate_size(self) -> sizes.FargateSize:
-        settings = self.settings
-        cpu = settings.default_cpu_shares
-        memory = settings.default_memory_mb
-        if "cpu" in self.runtime_values:
-            cpu = int(self.runtime_values["cpu"]) * 1024
-        if "memory_reservation" in self.runtime_values:
-            memory = sizes.memory_mib(int(self.runtime_values["memory_reservation"]))
-        return sizes.snap(cpu, memory)
+        if self._size is None:  # process_runtime not called: the task's runtime said nothing
+            self._size = sizes.snap(self.settings.default_cpu_shares, self.settings.default_memory_mb)
+        return self._size
 
     def image(self) -> str:
         image = self.runtime_values.get("docker") or self.cfg.get_dict("task_runtime", "defaults").get(
             "docker", "ubuntu:22.04"
         )
         return str(image)
+
+    # -- task definitions -----------------------------------------------------------------------
 
     @classmethod
     def task_definition_spec(cls, image: str) -> dict[str, Any]:
@@ -169,74 +247,104 @@ class FargateTaskContainer(ViewTaskContainer):
 
     # -- one task -------------------------------------------------------------------------------
 
+    def on_spot(self) -> bool:
+        """Whether this attempt runs on FARGATE_SPOT: the task is preemptible and its budget of
+        interruptions is not spent yet (miniwdl retries up to ``preemptible`` interruptions)."""
+        budget = int(self.runtime_values.get("preemptible", 0) or 0)
+        return self.settings.spot and self._interruptions < budget
+
     def run_task_request(self, logger: logging.Logger, script: str) -> dict[str, Any]:
         s = self.settings
         size = self.fargate_size()
+        overrides: dict[str, Any] = {
+            "cpu": str(size.cpu),
+            "memory": str(size.memory),
+            "containerOverrides": [
+                {
+                    "name": CONTAINER_NAME,
+                    "command": ["/bin/sh", "-c", script],
+                    "cpu": size.cpu,
+                    "memory": size.memory,
+                }
+            ],
+        }
+        if size.ephemeral_gib:
+            overrides["ephemeralStorage"] = {"sizeInGiB": size.ephemeral_gib}
+        run_id = os.environ.get("RUN_ID", "standalone")
         request: dict[str, Any] = {
             "cluster": s.cluster,
             "taskDefinition": self.task_definition(logger, self.image()),
-            "launchType": "FARGATE",
             "count": 1,
             "networkConfiguration": {
                 "awsvpcConfiguration": {
-                    "subnets": s.subnets,
+                    "subnets": list(s.subnets),
                     "securityGroups": [s.efs_security_group, *s.security_groups],
                     "assignPublicIp": "ENABLED" if s.assign_public_ip else "DISABLED",
                 }
             },
-            "overrides": {
-                "cpu": str(size.cpu),
-                "memory": str(size.memory),
-                "containerOverrides": [
-                    {
-                        "name": CONTAINER_NAME,
-                        "command": ["/bin/sh", "-c", script],
-                        "cpu": size.cpu,
-                        "memory": size.memory,
-                    }
-                ],
-            },
-            "startedBy": "miniwdl-fargate",
-            "tags": [{"key": RUN_TAG, "value": os.environ.get("RUN_ID", "standalone")}],
+            "overrides": overrides,
+            "startedBy": runs.started_by(run_id),
+            "tags": [
+                {"key": RUN_TAG, "value": run_id},
+                {"key": DRIVER_TAG, "value": self._driver or "unknown"},
+                {"key": CALL_TAG, "value": self.run_id[:256]},
+            ],
             "enableECSManagedTags": True,
         }
+        if self.on_spot():
+            request["capacityProviderStrategy"] = [{"capacityProvider": SPOT, "weight": 1}]
+        else:
+            request["launchType"] = "FARGATE"
         return request
 
-    def _start(self, logger: logging.Logger, script: str) -> Watch:
+    def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> Watch:
         self._seen_version, self._last_state = 0, None
         request = self.run_task_request(logger, script)
-        response = aws.client("ecs").run_task(**request)
-        if response.get("failures") or not response.get("tasks"):
-            raise RuntimeError(f"ECS RunTask failed: {response.get('failures')}")
-        task = response["tasks"][0]
+        assert self._launcher is not None and self._poller is not None
+        try:
+            task = self._launcher.launch(request, logger, cancelled=terminating)
+        except LaunchCancelled:
+            raise Terminated(quiet=True) from None
+        except LaunchFailed as exn:
+            if exn.capacity:  # not the task's fault: retried if its preemptible budget allows
+                self._interruptions += 1
+                raise Interrupted(str(exn)) from exn
+            raise WDL.Error.RuntimeError(f"task {self.run_id}: {exn}") from exn
         arn = task["taskArn"]
+        self._capacity = SPOT if "capacityProviderStrategy" in request else "FARGATE"
         self.failure_info = self._task_info(task)
+        size = request["overrides"]
         logger.notice(  # type: ignore[attr-defined]
             _(
                 "ECS task launched",
                 arn=arn,
-                cpu=request["overrides"]["cpu"],
-                memory=request["overrides"]["memory"],
-                **({"log_stream": self.failure_info["log_stream"]} if "log_stream" in self.failure_info else {}),
+                capacity=self._capacity,
+                cpu=size["cpu"],
+                memory=size["memory"],
+                **{k: v for k, v in self.failure_info.items() if k in ("log_group", "log_stream")},
             )
         )
-        assert self._poller is not None
         return self._poller.watch(arn)
 
     def _task_info(self, task: dict[str, Any]) -> dict[str, Any]:
-        info: dict[str, Any] = {"ecs_task": task["taskArn"]}
+        info: dict[str, Any] = {"ecs_task": task["taskArn"], "capacity": self._capacity}
         if self.settings.log_group:
-            info["log_group"] = self.settings.log_group
-            info["log_stream"] = f"miniwdl/{CONTAINER_NAME}/{task['taskArn'].rsplit('/', 1)[-1]}"
+            region = aws.client("ecs").meta.region_name
+            stream = f"miniwdl/{CONTAINER_NAME}/{task['taskArn'].rsplit('/', 1)[-1]}"
+            info.update(
+                log_group=self.settings.log_group,
+                log_stream=stream,
+                log_url=log_url(region, self.settings.log_group, stream),
+            )
         return info
 
     def _status(self, logger: logging.Logger, job: Watch, wait: float) -> JobStatus:
-        self._seen_version = job.wait(wait, getattr(self, "_seen_version", 0))
+        self._seen_version = job.wait(wait, self._seen_version)
         if job.missing:
             return JobStatus(stopped=True, reason="ECS no longer knows the task (MISSING)")
         task = job.description or {}
         state = task.get("lastStatus", "PROVISIONING")
-        if state != getattr(self, "_last_state", None):
+        if state != self._last_state:
             logger.info(_("ECS task status", arn=job.arn, status=state))
             self._last_state = state
         if state != "STOPPED":
@@ -250,8 +358,9 @@ class FargateTaskContainer(ViewTaskContainer):
         )
 
     def _stop(self, logger: logging.Logger, job: Watch, reason: str) -> None:
-        if job.stopped:
+        if job.stopped or getattr(job, "stop_sent", False):
             return
+        job.stop_sent = True  # type: ignore[attr-defined]
         logger.warning(_("stopping ECS task", arn=job.arn, reason=reason))
         try:
             aws.client("ecs").stop_task(cluster=self.settings.cluster, task=job.arn, reason=reason[:255])
@@ -263,55 +372,27 @@ class FargateTaskContainer(ViewTaskContainer):
 
     def _exit_code(self, logger: logging.Logger, status: JobStatus) -> int:
         task = status.detail or {}
+        container = (task.get("containers") or [{}])[0]
         info = dict(self.failure_info or {})
         info.update({k: task[k] for k in ("stopCode", "stoppedReason") if task.get(k)})
+        if container.get("reason"):
+            info["container_reason"] = container["reason"]
         self.failure_info = info
+        stop_code = task.get("stopCode")
+        reason = status.reason or task.get("stoppedReason", "")
+        if stop_code == "SpotInterruption":
+            # whatever the container exited with after its SIGTERM warning, it was not its fault
+            self._interruptions += 1
+            logger.warning(_("Fargate Spot interruption", arn=task.get("taskArn"), interruptions=self._interruptions))
+            raise Interrupted(f"Fargate Spot reclaimed the task ({reason})")
         if status.exit_code is not None:
             return status.exit_code
-        if task.get("stopCode") in INTERRUPTED_STOP_CODES:
-            raise Interrupted(f"ECS task {task.get('stopCode')}: {status.reason}")
-        raise RuntimeError(f"ECS task stopped without an exit code: {status.reason or task.get('stopCode')}")
+        if stop_code == "TaskFailedToStart":
+            if reason.startswith(PERMANENT_START_FAILURES):
+                raise WDL.Error.RuntimeError(f"task {self.run_id}: ECS could not start the task: {reason}")
+            self._interruptions += 1
+            raise Interrupted(f"ECS task failed to start: {reason}")
+        raise WDL.Error.RuntimeError(
+            f"task {self.run_id}: ECS task stopped without an exit code ({stop_code or 'no stop code'}: {reason})"
+        )
 
-
-def detect_efs_mount(start: str) -> tuple[str, str]:
-    """(mountpoint, efs id) of the NFS mount holding ``start``, walking up its directories."""
-    mounts: dict[str, str] = {}
-    try:
-        with open("/proc/mounts") as infile:
-            for line in infile:
-                device, mountpoint, fstype = line.split()[:3]
-                if fstype.startswith("nfs") or fstype == "efs":
-                    mounts[mountpoint] = device
-    except OSError:
-        pass
-    path = os.path.abspath(start)
-    while True:
-        if path in mounts:
-            device = mounts[path]
-            host = device.split(":", 1)[0]
-            efs_id = host.split(".", 1)[0] if host.startswith("fs-") else ""
-            return path, efs_id
-        parent = os.path.dirname(path)
-        if parent == path:
-            raise RuntimeError(
-                f"aws_fargate: {start} is not on an EFS (NFS) mount. Run miniwdl in a directory on "
-                "the EFS filesystem, or set [aws_fargate] efs_mountpoint and efs_id"
-            )
-        path = parent
-
-
-def resolve_security_group(name_or_id: str) -> str:
-    if not name_or_id or name_or_id.startswith("sg-"):
-        return name_or_id
-    found = aws.client("ec2").describe_security_groups(
-        Filters=[{"Name": "group-name", "Values": [name_or_id]}]
-    )["SecurityGroups"]
-    if not found:
-        raise RuntimeError(f"aws_fargate: security group {name_or_id!r} not found")
-    return found[0]["GroupId"]
-
-
-def role_arn(name_or_arn: str) -> str:
-    if not name_or_arn or name_or_arn.startswith("arn:"):
-        return name_or_arn
-    return aws.client("iam").get_role(RoleName=name_or_arn)["Role"]["Arn"]

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import signal
 import subprocess
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 import psutil
 from WDL._util import StructuredLogMessage as _
@@ -39,7 +39,7 @@ class LocalProcessTaskContainer(ViewTaskContainer):
     def view_dir(self) -> str:
         return os.path.join(self.host_dir, "container")
 
-    def _start(self, logger: logging.Logger, script: str) -> subprocess.Popen:
+    def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> subprocess.Popen:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", script],
             cwd=self.host_dir,

@@ -201,6 +201,16 @@ class LocalRuntime:
                 pass
         return True
 
+    def task_metadata(self, task: Any) -> str:
+        """The task metadata endpoint (v4) a Fargate container finds in its environment: here a
+        directory read through file:// URLs (``<uri>/task`` is a file), so the same urllib code
+        reads it."""
+        folder = os.path.join(self.state_dir, "ecs-metadata", task.id)
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "task"), "w") as outfile:
+            json.dump({"Cluster": task.cluster_arn, "TaskARN": task.task_arn, "Family": task.task_definition_arn.rsplit("/", 1)[-1].split(":")[0]}, outfile)
+        return "file://" + folder
+
     def efs_host_dir(self, volume: dict[str, Any]) -> str:
         efs = _ci(volume, "efsVolumeConfiguration")
         if efs is None:
@@ -273,7 +283,7 @@ class LocalRuntime:
         os.makedirs(env["HOME"], exist_ok=True)
         for item in list(_ci(container_def, "environment") or []) + list(override.get("environment") or []):
             env[_ci(item, "name")] = str(_ci(item, "value"))
-        env["ECS_TASK_ARN"] = task.task_arn
+        env["ECS_CONTAINER_METADATA_URI_V4"] = self.task_metadata(task)
         volumes = {_ci(v, "name"): v for v in (td.volumes or [])}
         mounts = []
         for mp in _ci(container_def, "mountPoints") or []:

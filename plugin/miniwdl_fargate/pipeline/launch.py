@@ -42,7 +42,7 @@ def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token
                 {"name": settings.driver_container_name, "environment": driver_environment(record, task_token)}
             ]
         },
-        startedBy=record.run_id[:128],
+        startedBy=runs.started_by(record.run_id),
         tags=[{"key": "miniwdl-fargate:run", "value": record.run_id}],
         enableECSManagedTags=True,
         propagateTags="TASK_DEFINITION",

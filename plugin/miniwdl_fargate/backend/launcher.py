@@ -1,0 +1,293 @@
+"""RunTask at the rate ECS allows, and through the failures it answers with.
+
+One ``Launcher`` per driver process, shared by every task thread:
+
+- a token bucket matching the account's Fargate quotas (default: bursts of 100, then 19 per second,
+  a little under the 20/s quota), so a 2,000-task scatter launches as fast as ECS lets it. Every
+  RunTask *attempt* takes a token, botocore's own retries included (a ``before-send`` hook on the
+  client), so retries never push the account over its quota;
+- ``ThrottlingException``: botocore's "standard" retry mode retries it with jittered backoff; when
+  throttles come in clusters (another driver shares the quota) the bucket slows down
+  (multiplicative decrease) and recovers gradually; if botocore gives up (its retry quota drains
+  when many threads are throttled at once) the launcher backs off with full jitter and tries again;
+- ``failures[]`` in a 200 answer (Fargate capacity): retried with backoff, narrowing the request
+  to one subnet at a time in turn; a Spot request that finds no capacity in any subnet falls back
+  to on-demand FARGATE; the account's concurrent vCPU quota in use: waited out, however long
+  (the run's other tasks will free it);
+- anything else (a bad request, a missing cluster, access denied) fails at once, saying why.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+log = logging.getLogger(__name__)
+
+THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+# Fargate: "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+CAPACITY_MARKERS = ("capacity",)
+# the account's concurrent Fargate vCPU quota: "You've reached the limit on the number of vCPUs you
+# can run concurrently". Other tasks of the run will finish and free vCPUs: wait, however long.
+QUOTA_MARKERS = ("limit on the number of vcpus",)
+
+
+class LaunchCancelled(Exception):
+    """The caller stopped waiting (the run is terminating) before its turn to launch."""
+
+
+class TokenBucket:
+    """Thread-safe token bucket: ``rate`` tokens per second, at most ``burst`` saved up.
+
+    Waiters queue in FIFO order and only the head of the queue sleeps on the clock, for the time
+    until the next token at the *current* rate; it hands the head on when it leaves. So a
+    thousand threads waiting to launch cost one timed wait, not a stampede, a rate change applies
+    at once to everyone waiting, and a late wake-up never turns into a burst beyond ``burst``.
+
+    ``throttled()`` reports a throttle from the server: a cluster of them (``cluster`` within
+    ``window`` seconds) cuts the rate by ``decrease`` (not below 1/s); the rate then climbs back
+    to its maximum at ``recovery`` x maximum per second.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        cluster: int = 3,
+        window: float = 2.0,
+        decrease: float = 0.75,
+        recovery: float = 0.05,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"token bucket needs rate > 0 and burst >= 1 (got rate={rate}, burst={burst})")
+        self.max_rate = self.rate = float(rate)
+        self.burst = float(burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._lock = threading.Lock()
+        self._queue: collections.deque[threading.Event] = collections.deque()
+        self._cluster, self._window, self._decrease, self._recovery = cluster, window, decrease, recovery
+        self._throttles: collections.deque[float] = collections.deque()
+        self.decreases = 0
+
+    def _refill(self, now: float) -> None:
+        elapsed = max(0.0, now - self._stamp)
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        self.rate = min(self.max_rate, self.rate + elapsed * self.max_rate * self._recovery)
+        self._stamp = now
+
+    def acquire(self, cancelled: Callable[[], bool] | None = None) -> float:
+        """Take one token, waiting for it in turn; return the seconds waited. Raises
+        LaunchCancelled if ``cancelled()`` turns true while waiting (checked every second)."""
+        started = self._clock()
+        me = threading.Event()
+        with self._lock:
+            self._queue.append(me)
+            if self._queue[0] is me:
+                me.set()
+        try:
+            while True:
+                if cancelled is not None and cancelled():
+                    raise LaunchCancelled()
+                if not me.wait(1.0):
+                    continue  # not at the head of the queue yet
+                with self._lock:
+                    self._refill(self._clock())
+                    if self._tokens >= 1 - 1e-9:  # (tolerance: float drift must not spin)
+                        self._tokens -= 1
+                        return self._clock() - started
+                    delay = (1 - self._tokens) / self.rate
+                self._sleep(min(delay, 1.0))
+        finally:
+            with self._lock:
+                at_head = self._queue[0] is me
+                self._queue.remove(me)
+                if at_head and self._queue:
+                    self._queue[0].set()
+
+    def throttled(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._refill(now)
+            self._throttles.append(now)
+            while self._throttles and self._throttles[0] < now - self._window:
+                self._throttles.popleft()
+            if len(self._throttles) >= self._cluster:
+                self._throttles.clear()
+                self.rate = max(1.0, self.rate * self._decrease)
+                self._tokens = min(self._tokens, 0.0)
+                self.decreases += 1
+                log.warning("RunTask throttled repeatedly: launching at %.1f/s for now", self.rate)
+
+
+class LaunchFailed(RuntimeError):
+    """RunTask could not start the task; the message says why."""
+
+    def __init__(self, message: str, capacity: bool = False) -> None:
+        super().__init__(message)
+        self.capacity = capacity
+
+
+def is_throttle(exn: BaseException) -> bool:
+    return isinstance(exn, ClientError) and exn.response.get("Error", {}).get("Code") in THROTTLE_CODES
+
+
+def is_capacity_failure(failure: dict[str, Any]) -> bool:
+    text = f"{failure.get('reason', '')} {failure.get('detail', '')}".lower()
+    return any(marker in text for marker in CAPACITY_MARKERS)
+
+
+def is_quota_failure(failure: dict[str, Any]) -> bool:
+    text = f"{failure.get('reason', '')} {failure.get('detail', '')}".lower()
+    return any(marker in text for marker in QUOTA_MARKERS)
+
+
+class Launcher:
+    def __init__(
+        self,
+        client: Any,
+        rate: float = 19,
+        burst: float = 100,
+        capacity_retries: int = 12,
+        throttle_retries: int = 30,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``client``: the boto3 ECS client RunTask goes through (its events get the hooks)."""
+        self._client = client
+        self.bucket = TokenBucket(rate, burst, clock=clock, sleep=sleep)
+        self.capacity_retries = capacity_retries
+        self.throttle_retries = throttle_retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        #: counters read by tests, logs and the benchmark
+        self.stats = {
+            "attempts": 0, "launched": 0, "throttled": 0, "capacity_failures": 0, "quota_waits": 0, "spot_fallbacks": 0,
+        }
+        events = client.meta.events
+        events.register("before-send.ecs.RunTask", self._before_send)
+        events.register("needs-retry.ecs.RunTask", self._after_attempt)
+
+    def close(self) -> None:
+        """Take the hooks off the client."""
+        events = self._client.meta.events
+        events.unregister("before-send.ecs.RunTask", self._before_send)
+        events.unregister("needs-retry.ecs.RunTask", self._after_attempt)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.stats[key] += n
+
+    # botocore hooks: every HTTP attempt of RunTask, retries included
+
+    def _before_send(self, **kwargs: Any) -> None:
+        self.bucket.acquire(getattr(self._local, "cancelled", None))
+        self._count("attempts")
+        return None  # let botocore send the request
+
+    def _after_attempt(self, response: Any = None, **kwargs: Any) -> None:
+        parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else None
+        if isinstance(parsed, dict) and parsed.get("Error", {}).get("Code") in THROTTLE_CODES:
+            self._count("throttled")
+            self.bucket.throttled()
+        return None  # botocore's retry handler decides
+
+    def _backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff (attempt 1, 2, ...)."""
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+    def _wait(self, seconds: float, cancelled: Callable[[], bool] | None) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            if cancelled is not None and cancelled():
+                raise LaunchCancelled()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._sleep(min(left, 1.0))
+
+    def launch(
+        self,
+        request: dict[str, Any],
+        logger: logging.Logger | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
+        """RunTask ``request`` (count 1) until the task is accepted; return its description.
+
+        Capacity retries narrow the request to one subnet at a time, cycling through them; a
+        FARGATE_SPOT request switches to on-demand FARGATE once every subnet has been tried
+        without capacity (``request`` is updated in place, so the caller sees what ran)."""
+        logger = logger or log
+        subnets = list(request.get("networkConfiguration", {}).get("awsvpcConfiguration", {}).get("subnets", []))
+        throttles = capacity = quota = 0
+        self._local.cancelled = cancelled
+        try:
+            while True:
+                try:
+                    response = self._client.run_task(**request)
+                except ClientError as exn:
+                    if not is_throttle(exn):
+                        raise LaunchFailed(f"ECS RunTask refused the task: {exn}") from exn
+                    throttles += 1  # botocore's retries are spent: back off ourselves
+                    if throttles > self.throttle_retries:
+                        raise LaunchFailed(f"ECS RunTask still throttled after {throttles} rounds of retries: {exn}") from exn
+                    delay = self._backoff(throttles)
+                    logger.warning("RunTask throttled (round %d); retrying in %.1fs", throttles, delay)
+                    self._wait(delay, cancelled)
+                    continue
+                failures = response.get("failures") or []
+                tasks = response.get("tasks") or []
+                if tasks and not failures:
+                    self._count("launched")
+                    return tasks[0]
+                if failures and all(is_quota_failure(f) for f in failures):
+                    quota += 1
+                    self._count("quota_waits")
+                    delay = self._backoff(min(quota, 7))
+                    log_ = logger.warning if quota == 1 or quota % 10 == 0 else logger.info
+                    log_("the account's Fargate vCPU quota is in use (attempt %d: %s); retrying in %.0fs",
+                         quota, failures[0].get("reason"), delay)
+                    self._wait(delay, cancelled)
+                    continue
+                if not failures or not all(is_capacity_failure(f) for f in failures):
+                    raise LaunchFailed(f"ECS RunTask failed: {failures or 'no task in the answer'}")
+                capacity += 1
+                self._count("capacity_failures")
+                if capacity > self.capacity_retries:
+                    raise LaunchFailed(
+                        f"no Fargate capacity after {capacity} attempts across subnets {subnets}: {failures}",
+                        capacity=True,
+                    )
+                strategy = request.get("capacityProviderStrategy") or []
+                if any(s.get("capacityProvider") == "FARGATE_SPOT" for s in strategy) and capacity > len(subnets):
+                    request.pop("capacityProviderStrategy")
+                    request["launchType"] = "FARGATE"
+                    self._count("spot_fallbacks")
+                    logger.warning("no FARGATE_SPOT capacity in any subnet; falling back to on-demand FARGATE")
+                if len(subnets) > 1:
+                    chosen = [subnets[(capacity - 1) % len(subnets)]]
+                    request["networkConfiguration"]["awsvpcConfiguration"]["subnets"] = chosen
+                delay = self._backoff(capacity)
+                logger.warning(
+                    "no Fargate capacity (attempt %d: %s); retrying in %.1fs in subnets %s",
+                    capacity, failures[0].get("reason"), delay,
+                    request["networkConfiguration"]["awsvpcConfiguration"]["subnets"] if subnets else "-",
+                )
+                self._wait(delay, cancelled)
+        finally:
+            self._local.cancelled = None

@@ -1,0 +1,112 @@
+"""Stopping tasks that should not be running: every task of a run (cancel, a dead driver), and
+orphans (WDL tasks whose driver task has stopped).
+
+Every WDL task the aws_fargate backend launches carries two tags: ``miniwdl-fargate:run`` (the run
+id) and ``miniwdl-fargate:driver`` (the ECS task ARN of the driver that launched it, or
+``host:<name>:<pid>`` for a standalone ``miniwdl run``). A task whose driver is an ECS task that is
+no longer running is an orphan: nothing will ever collect its result, and it bills until stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import urllib.request
+from typing import Any, Iterable, Iterator
+
+from . import aws
+
+log = logging.getLogger(__name__)
+
+RUN_TAG = "miniwdl-fargate:run"
+DRIVER_TAG = "miniwdl-fargate:driver"
+DESCRIBE_BATCH = 100
+
+
+def own_task_arn() -> str:
+    """This process's ECS task ARN from the task metadata endpoint (v4), or "" outside ECS."""
+    uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if not uri:
+        return ""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/task", timeout=5) as response:
+            return str(json.load(response).get("TaskARN", ""))
+    except (OSError, ValueError) as exn:
+        log.warning("cannot read the ECS task metadata at %s: %s", uri, exn)
+        return ""
+
+
+def driver_identity() -> str:
+    """What the ``miniwdl-fargate:driver`` tag of the tasks this process launches says."""
+    return own_task_arn() or f"host:{socket.gethostname()}:{os.getpid()}"
+
+
+def tags_of(task: dict[str, Any]) -> dict[str, str]:
+    return {t.get("key", ""): t.get("value", "") for t in task.get("tags") or []}
+
+
+def running_tasks(cluster: str) -> Iterator[dict[str, Any]]:
+    """Descriptions (with tags) of the cluster's tasks that are meant to be running."""
+    ecs = aws.client("ecs")
+    arns: list[str] = []
+    for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, desiredStatus="RUNNING"):
+        arns.extend(page.get("taskArns", []))
+    for i in range(0, len(arns), DESCRIBE_BATCH):
+        found = ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + DESCRIBE_BATCH], include=["TAGS"])
+        yield from found.get("tasks", [])
+
+
+def stop_tasks(cluster: str, arns: Iterable[str], reason: str) -> list[str]:
+    ecs = aws.client("ecs")
+    stopped = []
+    for arn in arns:
+        try:
+            ecs.stop_task(cluster=cluster, task=arn, reason=reason[:255])
+            stopped.append(arn)
+        except ecs.exceptions.ClientError as exn:
+            log.error("StopTask %s failed: %s", arn, exn)
+    return stopped
+
+
+def run_tasks(cluster: str, run_id: str) -> list[dict[str, Any]]:
+    return [t for t in running_tasks(cluster) if tags_of(t).get(RUN_TAG) == run_id]
+
+
+def stop_run(cluster: str, run_id: str, reason: str, exclude: Iterable[str] = ()) -> list[str]:
+    """Stop every running task of ``run_id`` (but those in ``exclude``); return their ARNs."""
+    skip = set(exclude)
+    arns = [t["taskArn"] for t in run_tasks(cluster, run_id) if t["taskArn"] not in skip]
+    if arns:
+        log.warning("stopping %d task(s) of run %s: %s", len(arns), run_id, reason)
+    return stop_tasks(cluster, arns, reason)
+
+
+def orphans(cluster: str) -> list[dict[str, Any]]:
+    """Running WDL tasks whose driver is an ECS task that is no longer running."""
+    tasks = [t for t in running_tasks(cluster) if tags_of(t).get(DRIVER_TAG, "").startswith("arn:")]
+    drivers = sorted({tags_of(t)[DRIVER_TAG] for t in tasks})
+    alive: set[str] = set()
+    ecs = aws.client("ecs")
+    for i in range(0, len(drivers), DESCRIBE_BATCH):
+        chunk = drivers[i : i + DESCRIBE_BATCH]
+        # a driver may run in another cluster: its ARN names it (arn:...:task/<cluster>/<id>)
+        by_cluster: dict[str, list[str]] = {}
+        for arn in chunk:
+            parts = arn.split(":", 5)[-1].split("/")
+            by_cluster.setdefault(parts[1] if len(parts) == 3 else cluster, []).append(arn)
+        for driver_cluster, arns in by_cluster.items():
+            found = ecs.describe_tasks(cluster=driver_cluster, tasks=arns)
+            alive.update(d["taskArn"] for d in found.get("tasks", []) if d.get("lastStatus") != "STOPPED")
+    return [t for t in tasks if tags_of(t)[DRIVER_TAG] not in alive]
+
+
+def sweep_orphans(cluster: str, reason: str = "miniwdl-fargate sweep: the task's driver has stopped") -> list[str]:
+    found = orphans(cluster)
+    for task in found:
+        log.warning(
+            "orphaned task %s of run %s (driver %s gone)",
+            task["taskArn"], tags_of(task).get(RUN_TAG), tags_of(task).get(DRIVER_TAG),
+        )
+    return stop_tasks(cluster, [t["taskArn"] for t in found], reason)

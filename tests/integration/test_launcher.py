@@ -1,0 +1,114 @@
+"""RunTask pacing and retries, over HTTP against the simulated ECS endpoint (bench/ecs_sim.py)."""
+
+import boto3
+import botocore.config
+import pytest
+
+from bench.ecs_sim import Faults, SimulatedECS
+from miniwdl_fargate import aws
+from miniwdl_fargate.backend.launcher import LaunchFailed, Launcher
+
+SUBNETS = ["subnet-a", "subnet-b"]
+
+
+@pytest.fixture
+def sim():
+    sim = SimulatedECS(start_latency=(0.05, 0.1), run_time=(0.2, 0.3), faults=Faults())
+    sim.endpoint = sim.start()
+    yield sim
+    sim.stop()
+
+
+def ecs_client(sim, max_attempts=8):
+    config = aws.RETRY_CONFIG.merge(botocore.config.Config(retries={"mode": "standard", "max_attempts": max_attempts}))
+    return boto3.client(
+        "ecs", endpoint_url=sim.endpoint, region_name="us-east-1",
+        aws_access_key_id="t", aws_secret_access_key="t", config=config,
+    )
+
+
+def request(ecs, spot=False):
+    arn = ecs.register_task_definition(family="t", containerDefinitions=[{"name": "task", "image": "ubuntu"}])[
+        "taskDefinition"]["taskDefinitionArn"]
+    req = {
+        "cluster": "c",
+        "taskDefinition": arn,
+        "count": 1,
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": list(SUBNETS), "securityGroups": ["sg-1"]}},
+    }
+    if spot:
+        req["capacityProviderStrategy"] = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+    else:
+        req["launchType"] = "FARGATE"
+    return req
+
+
+def test_throttled_attempts_are_retried_and_every_attempt_is_paced(sim):
+    ecs = ecs_client(sim)
+    launcher = Launcher(ecs, rate=50, burst=1, backoff_base=0.01)
+    sim.faults.script.extend(["throttle", "throttle", "ok"])
+    task = launcher.launch(request(ecs))
+    assert task["taskArn"] in sim.tasks
+    assert sim.count("RunTask", "throttled") == 2
+    assert launcher.stats["throttled"] == 2  # seen through botocore's retries
+    assert launcher.stats["attempts"] == 3  # each attempt, retries included, took a token
+    launcher.close()
+
+
+def test_when_botocore_gives_up_on_throttling_the_launcher_keeps_going(sim):
+    ecs = ecs_client(sim, max_attempts=2)  # botocore retries once
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01)
+    sim.faults.script.extend(["throttle"] * 5 + ["ok"])
+    task = launcher.launch(request(ecs))
+    assert task["lastStatus"] == "PROVISIONING"
+    assert sim.count("RunTask", "throttled") == 5
+    assert sim.count("RunTask", "ok") == 1
+    launcher.close()
+
+
+def test_capacity_failures_retry_one_subnet_at_a_time(sim):
+    ecs = ecs_client(sim)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01)
+    sim.faults.script.extend(["capacity", "capacity", "capacity", "ok"])
+    launcher.launch(request(ecs))
+    subnets = [r["networkConfiguration"]["awsvpcConfiguration"]["subnets"] for r in sim.run_task_requests]
+    assert subnets == [SUBNETS, ["subnet-a"], ["subnet-b"], ["subnet-a"]]
+    assert launcher.stats["capacity_failures"] == 3
+    launcher.close()
+
+
+def test_spot_without_capacity_anywhere_falls_back_to_on_demand(sim):
+    ecs = ecs_client(sim)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01)
+    sim.faults.script.extend(["capacity"] * 3 + ["ok"])
+    req = request(ecs, spot=True)
+    task = launcher.launch(req)
+    sent = sim.run_task_requests
+    assert [r.get("capacityProviderStrategy", [{}])[0].get("capacityProvider") for r in sent[:3]] == ["FARGATE_SPOT"] * 3
+    assert sent[3]["launchType"] == "FARGATE" and "capacityProviderStrategy" not in sent[3]
+    assert task["capacityProviderName"] == "FARGATE"
+    assert req["launchType"] == "FARGATE"  # the caller sees what ran
+    assert launcher.stats["spot_fallbacks"] == 1
+    launcher.close()
+
+
+def test_capacity_that_never_comes_fails_as_capacity(sim):
+    ecs = ecs_client(sim)
+    launcher = Launcher(ecs, rate=100, burst=10, capacity_retries=2, backoff_base=0.01)
+    sim.faults.script.extend(["capacity"] * 5)
+    with pytest.raises(LaunchFailed, match="no Fargate capacity after 3 attempts") as info:
+        launcher.launch(request(ecs))
+    assert info.value.capacity
+    launcher.close()
+
+
+def test_a_bad_request_fails_at_once_saying_why(sim):
+    ecs = ecs_client(sim)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01)
+    req = request(ecs)
+    req["taskDefinition"] = "arn:aws:ecs:us-east-1:123456789012:task-definition/nope:1"
+    with pytest.raises(LaunchFailed, match="TaskDefinition not found") as info:
+        launcher.launch(req)
+    assert not info.value.capacity
+    assert sim.count("RunTask") == 0 or len(sim.run_task_requests) == 1
+    launcher.close()

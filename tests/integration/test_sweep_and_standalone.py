@@ -1,0 +1,155 @@
+"""Sweeping orphaned tasks, stopping a run's tasks, and standalone set-up (aegea) against moto."""
+
+import logging
+
+import pytest
+from WDL.runtime import config as wdl_config
+
+from miniwdl_fargate import aws, sweep
+from miniwdl_fargate.backend import standalone
+from miniwdl_fargate.config import FargateSettings
+
+LOG = logging.getLogger("test")
+
+
+@pytest.fixture
+def cluster(moto_aws):
+    ecs = aws.client("ecs")
+    ecs.create_cluster(clusterName="wdl")
+    ecs.register_task_definition(
+        family="driver", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        containerDefinitions=[{"name": "driver", "image": "d", "memory": 512}],
+    )
+    ecs.register_task_definition(
+        family="task", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        containerDefinitions=[{"name": "task", "image": "t", "memory": 512}],
+    )
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+
+    def run(family, tags):
+        return ecs.run_task(
+            cluster="wdl", taskDefinition=family, launchType="FARGATE",
+            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
+            tags=[{"key": k, "value": v} for k, v in tags.items()],
+        )["tasks"][0]["taskArn"]
+
+    return run
+
+
+def test_tasks_of_a_stopped_driver_are_swept_and_a_live_drivers_are_kept(cluster):
+    dead = cluster("driver", {sweep.RUN_TAG: "run-a"})
+    alive = cluster("driver", {sweep.RUN_TAG: "run-b"})
+    orphans = [cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: dead}) for _ in range(3)]
+    kept = [cluster("task", {sweep.RUN_TAG: "run-b", sweep.DRIVER_TAG: alive}) for _ in range(2)]
+    standalone_task = cluster("task", {sweep.RUN_TAG: "standalone", sweep.DRIVER_TAG: "host:laptop:123"})
+    aws.client("ecs").stop_task(cluster="wdl", task=dead, reason="driver crashed")
+
+    stopped = sweep.sweep_orphans("wdl")
+
+    assert sorted(stopped) == sorted(orphans)
+    running = {t["taskArn"] for t in sweep.running_tasks("wdl")}
+    assert running == {alive, *kept, standalone_task}  # a standalone driver cannot be checked: kept
+
+
+def test_stop_run_stops_every_task_of_the_run_but_the_excluded(cluster):
+    driver = cluster("driver", {sweep.RUN_TAG: "run-a"})
+    tasks = [cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: driver}) for _ in range(2)]
+    other = cluster("task", {sweep.RUN_TAG: "run-b", sweep.DRIVER_TAG: driver})
+    stopped = sweep.stop_run("wdl", "run-a", "cancelled by the user", exclude=[driver])
+    assert sorted(stopped) == sorted(tasks)
+    assert {t["taskArn"] for t in sweep.running_tasks("wdl")} == {driver, other}
+    described = aws.client("ecs").describe_tasks(cluster="wdl", tasks=tasks)["tasks"]
+    assert {t["stoppedReason"] for t in described} == {"cancelled by the user"}
+
+
+def test_own_task_arn_comes_from_the_task_metadata_endpoint(tmp_path, monkeypatch):
+    (tmp_path / "task").write_text('{"TaskARN": "arn:aws:ecs:us-east-1:123456789012:task/wdl/abc"}')
+    monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", f"file://{tmp_path}")
+    assert sweep.own_task_arn() == "arn:aws:ecs:us-east-1:123456789012:task/wdl/abc"
+    assert sweep.driver_identity() == "arn:aws:ecs:us-east-1:123456789012:task/wdl/abc"
+    monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4")
+    assert sweep.driver_identity().startswith("host:")
+
+
+def test_efs_mount_is_found_by_walking_up_from_the_run_directory(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "proc /proc proc rw 0 0\n"
+        "fs-0123abcd.efs.us-east-1.amazonaws.com:/ /mnt/efs nfs4 rw,vers=4.1 0 0\n"
+        "127.0.0.1:/ /mnt/other nfs4 rw 0 0\n"
+    )
+    assert standalone.detect_efs_mount("/mnt/efs/work/runs/x", str(mounts)) == ("/mnt/efs", "fs-0123abcd")
+    assert standalone.detect_efs_mount("/mnt/other/y", str(mounts)) == ("/mnt/other", "")
+    with pytest.raises(RuntimeError, match="is not on an EFS \\(NFS\\) mount"):
+        standalone.detect_efs_mount("/home/me/work", str(mounts))
+
+
+def settings(monkeypatch, **env):
+    for key, value in env.items():
+        monkeypatch.setenv(f"MINIWDL__AWS_FARGATE__{key.upper()}", value)
+    return FargateSettings.from_cfg(wdl_config.Loader(LOG, filenames=[]))
+
+
+@pytest.fixture
+def moto_with_managed_policies(monkeypatch):
+    from moto import mock_aws
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    aws.reset()
+    with mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
+        yield
+    aws.reset()
+
+
+def test_aegea_provisions_what_standalone_use_needs(moto_with_managed_policies, monkeypatch):
+    s = settings(monkeypatch, cluster="miniwdl", efs_id="fs-1", efs_mountpoint="/mnt/efs")
+    assert s.provision and s.efs_security_group == "aegea.efs" and not s.subnets and not s.execution_role
+
+    standalone.provision(s, LOG)
+
+    ecs, ec2 = aws.client("ecs"), aws.client("ec2")
+    cluster = ecs.describe_clusters(clusters=["miniwdl"])["clusters"][0]
+    assert set(cluster["capacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
+    groups = aws.client("logs").describe_log_groups(logGroupNamePrefix="miniwdl-fargate-tasks")["logGroups"]
+    assert [g["logGroupName"] for g in groups] == ["miniwdl-fargate-tasks"]
+    role = aws.client("iam").get_role(RoleName=standalone.EXECUTION_ROLE_NAME)["Role"]
+    assert s.execution_role == role["Arn"]
+    assert "ecs-tasks.amazonaws.com" in str(role["AssumeRolePolicyDocument"])
+    attached = aws.client("iam").list_attached_role_policies(RoleName=standalone.EXECUTION_ROLE_NAME)
+    assert [p["PolicyArn"] for p in attached["AttachedPolicies"]] == [
+        "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+    ]
+    default_vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = ec2.describe_subnets(SubnetIds=s.subnets)["Subnets"]
+    assert subnets and {x["VpcId"] for x in subnets} == {default_vpc}
+    group = ec2.describe_security_groups(GroupIds=[s.efs_security_group])["SecurityGroups"][0]
+    assert group["GroupName"] == "aegea.efs"
+    nfs = [p for p in group["IpPermissions"] if p.get("FromPort") == 2049]
+    assert nfs and nfs[0]["UserIdGroupPairs"][0]["GroupId"] == group["GroupId"]  # NFS from itself
+
+    # a second run finds everything and changes nothing
+    again = settings(monkeypatch, cluster="miniwdl", efs_id="fs-1", efs_mountpoint="/mnt/efs")
+    standalone.provision(again, LOG)
+    assert again.efs_security_group == s.efs_security_group and again.execution_role == s.execution_role
+    assert len(ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["aegea.efs"]}])["SecurityGroups"]) == 1
+
+
+def test_without_provisioning_a_missing_security_group_is_a_clear_error(moto_aws):
+    with pytest.raises(RuntimeError, match="security group 'aegea.efs' not found; create it"):
+        standalone.resolve_security_group("aegea.efs")
+
+
+def test_sweep_command_lists_then_stops_orphans(cluster, capsys):
+    from miniwdl_fargate.cli import main
+
+    dead = cluster("driver", {sweep.RUN_TAG: "run-a"})
+    orphan = cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: dead})
+    aws.client("ecs").stop_task(cluster="wdl", task=dead, reason="driver crashed")
+    assert main(["sweep", "--cluster", "wdl", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{orphan}\trun=run-a\tdriver={dead}")
+    assert "1 task(s) would be stopped (dry run)" in err
+    assert [t["taskArn"] for t in sweep.running_tasks("wdl")] == [orphan]
+    assert main(["sweep", "--cluster", "wdl"]) == 0
+    assert "stopped 1 of 1 task(s) in cluster wdl" in capsys.readouterr().err
+    assert list(sweep.running_tasks("wdl")) == []
