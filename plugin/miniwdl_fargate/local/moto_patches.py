@@ -65,6 +65,7 @@ def install_cloudformation() -> None:
     _patch_apigateway_cfn()
     _patch_s3_cfn()
     _patch_vpc_cfn()
+    _patch_ecs_cluster_cfn()
     _add_missing_cfn_models()
     _installed["cloudformation"] = True
 
@@ -222,7 +223,10 @@ def _patch_efs_cfn() -> None:
 def _patch_apigateway_cfn() -> None:
     # AWS::ApiGateway::RestApi: moto ignores the Body (the OpenAPI document SAM generates), so
     # the API has no methods and its Deployment fails. Import the Body as PutRestApi would.
-    from moto.apigateway.models import RestAPI, apigateway_backends
+    # AWS::ApiGateway::Deployment has no physical id, so Ref gives an object instead of its id.
+    from moto.apigateway.models import Deployment, RestAPI, apigateway_backends
+
+    Deployment.physical_resource_id = property(lambda self: self.id)
 
     original = RestAPI.create_from_cloudformation_json.__func__
 
@@ -241,8 +245,9 @@ def _patch_apigateway_cfn() -> None:
 
 def _patch_s3_cfn() -> None:
     # AWS::S3::Bucket: moto ignores NotificationConfiguration.EventBridgeConfiguration, so no
-    # "Object Created" event would ever reach EventBridge.
-    from moto.s3.models import FakeBucket
+    # "Object Created" event would ever reach EventBridge; it also ignores the public access
+    # block and versioning, which the template tests read back.
+    from moto.s3.models import FakeBucket, PublicAccessBlock
 
     original = FakeBucket.create_from_cloudformation_json.__func__
 
@@ -250,9 +255,20 @@ def _patch_s3_cfn() -> None:
         cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
     ) -> Any:
         bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        notifications = cloudformation_json.get("Properties", {}).get("NotificationConfiguration", {})
+        props = cloudformation_json.get("Properties", {})
+        notifications = props.get("NotificationConfiguration", {})
         if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") in (True, "true", "True"):
             bucket.set_notification_configuration({"EventBridgeConfiguration": {}})
+        block = props.get("PublicAccessBlockConfiguration")
+        if block:
+            bucket.public_access_block = PublicAccessBlock(
+                *(str(block.get(k, False)).lower() for k in (
+                    "BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"
+                ))
+            )
+        versioning = props.get("VersioningConfiguration", {}).get("Status")
+        if versioning:
+            bucket.versioning_status = versioning
         return bucket
 
     FakeBucket.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
@@ -276,6 +292,33 @@ def _patch_vpc_cfn() -> None:
         return vpc
 
     VPC.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def _patch_ecs_cluster_cfn() -> None:
+    # AWS::ECS::Cluster: moto creates the cluster by name only, ignoring its capacity providers
+    # (FARGATE, FARGATE_SPOT), default strategy and settings (Container Insights).
+    from moto.ecs.models import Cluster, ecs_backends
+
+    original = Cluster.create_from_cloudformation_json.__func__
+
+    def lower_keys(items: Any) -> list[dict[str, Any]]:
+        return [{k[0].lower() + k[1:]: v for k, v in item.items()} for item in items or []]
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        cluster = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        props = cloudformation_json.get("Properties", {})
+        ecs_backends[account_id][region_name].put_cluster_capacity_providers(
+            cluster.name,
+            props.get("CapacityProviders"),
+            lower_keys(props.get("DefaultCapacityProviderStrategy")) or None,
+        )
+        if props.get("ClusterSettings"):
+            cluster.settings = lower_keys(props["ClusterSettings"])
+        return cluster
+
+    Cluster.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
 
 
 def _add_missing_cfn_models() -> None:
