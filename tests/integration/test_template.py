@@ -451,6 +451,13 @@ def test_state_machine_logs_and_every_log_group_expires(cfn_template):
     assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
 
 
+def test_outputs_do_not_share_names_with_parameters(cfn_template):
+    """`sam build` (SAM CLI's intrinsic resolver) crashes on an Output named like a Parameter,
+    though cfn-lint and `sam validate --lint` accept it."""
+    assert not set(cfn_template["Outputs"]) & set(cfn_template["Parameters"])
+    assert {"BucketName", "ApiUrl", "StateMachineArn", "ClusterName", "FileSystemId"} <= set(cfn_template["Outputs"])
+
+
 def test_checkov_skips_are_justified():
     text = TEMPLATE.read_text()
     skips = re.findall(r"- id: (CKV\S+)\n\s+comment: (.*)", text)
@@ -510,7 +517,7 @@ def test_default_stack_comes_up_in_moto(moto_cfn):
     ec2 = aws.client("ec2")
     vpc = ec2.describe_vpcs(VpcIds=[physical["Vpc"]])["Vpcs"][0]
     assert vpc["CidrBlock"] == "10.192.0.0/16"
-    subnets = ec2.describe_subnets(SubnetIds=outputs["SubnetIds"].split(","))["Subnets"]
+    subnets = ec2.describe_subnets(SubnetIds=outputs["TaskSubnetIds"].split(","))["Subnets"]
     assert {s["VpcId"] for s in subnets} == {physical["Vpc"]}
     assert len({s["AvailabilityZone"] for s in subnets}) == 2
     assert ec2.describe_nat_gateways()["NatGateways"] == []
@@ -527,7 +534,7 @@ def test_default_stack_comes_up_in_moto(moto_cfn):
     efs = aws.client("efs").describe_file_systems(FileSystemId=outputs["FileSystemId"])["FileSystems"][0]
     assert efs["Encrypted"] and efs["ThroughputMode"] == "elastic"
     mount_targets = aws.client("efs").describe_mount_targets(FileSystemId=outputs["FileSystemId"])["MountTargets"]
-    assert sorted(m["SubnetId"] for m in mount_targets) == sorted(outputs["SubnetIds"].split(","))
+    assert sorted(m["SubnetId"] for m in mount_targets) == sorted(outputs["TaskSubnetIds"].split(","))
 
     cluster = aws.client("ecs").describe_clusters(clusters=[outputs["ClusterName"]])["clusters"][0]
     assert set(cluster["capacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
@@ -564,7 +571,7 @@ def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
     )
     _template, physical, outputs = deploy(parameters)
     assert "Vpc" not in physical and "AlarmTopic" in physical
-    assert outputs["SubnetIds"] == parameters["SubnetIds"]
+    assert outputs["TaskSubnetIds"] == parameters["SubnetIds"]
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"]
     assert sorted((e["VpcEndpointType"], e["ServiceName"].rsplit(".", 2)[-2:][-1]) for e in endpoints) == [
         ("Gateway", "s3"), ("Interface", "api"), ("Interface", "dkr"), ("Interface", "ecs"), ("Interface", "logs"),
