@@ -439,6 +439,18 @@ def test_api_requires_sigv4_validates_and_throttles(cfn_template):
     assert stage["MethodSettings"][0]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurst"}
 
 
+def test_api_model_mirrors_the_submit_function(cfn_template):
+    """The gateway rejects what the function would reject (and unknown fields), never more."""
+    from miniwdl_fargate import runs
+    from submit import RunRequest
+
+    schema = cfn_template["Resources"]["RunsApi"]["Properties"]["Body"]["components"]["schemas"]["runrequest"]
+    assert set(schema["properties"]) == set(RunRequest.model_fields)
+    assert set(schema["required"]) == {n for n, f in RunRequest.model_fields.items() if f.is_required()}
+    assert schema["properties"]["name"]["pattern"] == runs.NAME_RE.pattern
+    assert schema["additionalProperties"] is False
+
+
 def test_state_machine_logs_and_every_log_group_expires(cfn_template):
     resources = Conditions(cfn_template).resources()
     machine = resources["RunStateMachine"]["Properties"]
