@@ -311,6 +311,52 @@ def test_roles_are_pinned_to_this_stack(cfn_template):
     assert "ReadS3Inputs" not in sids  # by default the runs bucket is the only readable bucket
 
 
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+# What each component's code calls (boto3 operation -> IAM action), and nothing else.
+ROLE_ACTIONS = {
+    # pipeline/submit.py: head_object/get_object, list_objects_v2, put_object, start_execution
+    "SubmitRole": LOGS | {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "states:StartExecution", "sqs:SendMessage"},
+    # pipeline/launch.py: run_task (with tags, roles of the task definition)
+    "LaunchDriverRole": LOGS | {"ecs:RunTask", "ecs:TagResource", "iam:PassRole"},
+    # pipeline/complete.py: get_object, send_task_success/failure; stopping a dead driver's tasks
+    "DriverStoppedRole": LOGS | {
+        "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess", "states:SendTaskFailure",
+        "ecs:ListTasks", "ecs:StopTask", "sqs:SendMessage",
+    },
+    # pipeline/finalize.py: head_object, put_object
+    "FinalizeRole": LOGS | {"s3:GetObject", "s3:PutObject"},
+    # statemachine/run.asl.json: lambda:invoke (and its execution log delivery)
+    "StateMachineRole": {"lambda:InvokeFunction"} | {
+        f"logs:{a}" for a in (
+            "CreateLogDelivery", "GetLogDelivery", "UpdateLogDelivery", "DeleteLogDelivery",
+            "ListLogDeliveries", "PutResourcePolicy", "DescribeResourcePolicies", "DescribeLogGroups",
+        )
+    },
+    # driver.py + backend/fargate.py: one RunTask per WDL task, the shared DescribeTasks poller,
+    # StopTask on cancel (ListTasks for the orphan sweeper), task definitions per image, s3 staging
+    "DriverTaskRole": {
+        "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:ListTasks", "ecs:TagResource",
+        "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "iam:PassRole",
+        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload",
+        "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess",
+    },
+    # ECS itself: image pulls and awslogs
+    "TaskExecutionRole": LOGS | {
+        "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage",
+    },
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_role_may_do_what_its_code_calls_and_no_more(cfn_template, variant):
+    resources = Conditions(cfn_template, VARIANTS[variant]).resources()
+    granted: dict[str, set[str]] = {}
+    for logical_id, what, statement in statements(resources):
+        if what != "trust" and resources[logical_id]["Type"] == "AWS::IAM::Role" and statement["Effect"] == "Allow":
+            granted.setdefault(logical_id, set()).update(as_list(statement["Action"]))
+    assert granted == ROLE_ACTIONS
+
+
 def test_each_function_has_its_own_role_and_log_group(cfn_template):
     resources = Conditions(cfn_template).resources()
     functions = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
