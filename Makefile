@@ -3,11 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv demo test unit integration local lint clean
+.PHONY: help venv demo test unit integration local lint image push-image clean
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
 	@echo "make test   lint + unit + integration + local end-to-end tests"
+	@echo "make push-image   build the driver image and push it to ECR (needs Docker and AWS credentials)"
 
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +36,37 @@ local: venv
 test: lint
 	$(BIN)/pytest tests
 
+# -- the driver image (needs Docker and AWS credentials; not used by demo or test) -------------
+# The stack's DriverImage default is <account>.dkr.ecr.<region>.amazonaws.com/miniwdl-fargate-driver:latest
+# in the stack's region, which is where push-image puts it: samconfig.toml's region unless
+# AWS_REGION is set. Each push also gets an immutable-by-convention tag (the commit) to pin with
+#   sam deploy --parameter-overrides DriverImage=<the URI printed at the end>
+ECR_REPOSITORY ?= miniwdl-fargate-driver
+IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || date +%Y%m%d%H%M%S)
+AWS_REGION ?= $(or $(shell sed -n 's/^region *= *"\(.*\)"/\1/p' samconfig.toml | head -n 1),us-east-1)
+# untagged images (replaced :latest) expire after a day, and at most 20 tagged ones are kept
+ECR_LIFECYCLE := {"rules":[{"rulePriority":1,"description":"expire untagged","selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":1},"action":{"type":"expire"}},{"rulePriority":2,"description":"keep 20 images","selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":20},"action":{"type":"expire"}}]}
+
+image:
+	docker build --platform linux/amd64 -t $(ECR_REPOSITORY):$(IMAGE_TAG) .
+
+push-image: image
+	@set -eu; \
+	account=$$(aws sts get-caller-identity --query Account --output text); \
+	registry=$$account.dkr.ecr.$(AWS_REGION).amazonaws.com; \
+	if ! aws ecr describe-repositories --region $(AWS_REGION) --repository-names $(ECR_REPOSITORY) >/dev/null 2>&1; then \
+	  echo "creating ECR repository $(ECR_REPOSITORY) in $(AWS_REGION)"; \
+	  aws ecr create-repository --region $(AWS_REGION) --repository-name $(ECR_REPOSITORY) \
+	    --image-scanning-configuration scanOnPush=true --encryption-configuration encryptionType=AES256 >/dev/null; \
+	  aws ecr put-lifecycle-policy --region $(AWS_REGION) --repository-name $(ECR_REPOSITORY) \
+	    --lifecycle-policy-text '$(ECR_LIFECYCLE)' >/dev/null; \
+	fi; \
+	aws ecr get-login-password --region $(AWS_REGION) | docker login --username AWS --password-stdin $$registry; \
+	for tag in $(IMAGE_TAG) latest; do \
+	  docker tag $(ECR_REPOSITORY):$(IMAGE_TAG) $$registry/$(ECR_REPOSITORY):$$tag; \
+	  docker push $$registry/$(ECR_REPOSITORY):$$tag; \
+	done; \
+	echo "pushed; pin it with: sam deploy --parameter-overrides DriverImage=$$registry/$(ECR_REPOSITORY):$(IMAGE_TAG)"
+
 clean:
-	rm -rf $(VENV) .venv-sam .aws-sam .pytest_cache
+	rm -rf $(VENV) .venv-sam .venv-checkov .aws-sam .pytest_cache

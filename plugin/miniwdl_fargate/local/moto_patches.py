@@ -1,10 +1,13 @@
 """Every patch local mode makes to moto, in one place. moto is pinned (==5.2.5) for this reason.
 
 moto records what it is asked but does not execute Lambda functions without Docker, does not
-deliver EventBridge events to Lambda or Step Functions targets, does not run ECS tasks, and
-ignores a state machine's DefinitionSubstitutions / DefinitionS3Location in CloudFormation. Each
-patch below hands one of those to the local runtime (``runtime``), which does the work the AWS
-service would do. Nothing here changes how the product's own code talks to AWS.
+deliver EventBridge events to Lambda or Step Functions targets, and does not run ECS tasks: those
+patches hand the work to the local runtime (``runtime``), which does what the AWS service would
+do. Its CloudFormation ignores some properties template.yaml relies on (a state machine's
+DefinitionSubstitutions / DefinitionS3Location, a bucket's EventBridge switch, a VPC's DNS
+settings) and has no model of a few resource types (alarms, queue and bucket policies, API
+stages): ``install_cloudformation`` covers those. Nothing here changes how the product's own code
+talks to AWS.
 """
 
 from __future__ import annotations
@@ -40,13 +43,31 @@ def install(runtime: Runtime) -> None:
         return
     _patch_lambda()
     _patch_events()
-    _patch_stepfunctions_cfn()
     _patch_ecs()
+    install_cloudformation()
+    fix_ecs_resource_requirements()
+    _installed["done"] = True
+
+
+def install_cloudformation() -> None:
+    """Only the patches that let moto's CloudFormation create this template's stack (no runtime
+    needed: tests/integration deploys the template into in-process moto with these alone)."""
+    import moto
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(
+            f"local mode patches moto {MOTO_VERSION} internals but moto {moto.__version__} is installed"
+        )
+    if _installed.get("cloudformation"):
+        return
+    _patch_stepfunctions_cfn()
     _patch_efs_cfn()
     _patch_apigateway_cfn()
     _patch_s3_cfn()
-    fix_ecs_resource_requirements()
-    _installed["done"] = True
+    _patch_vpc_cfn()
+    _patch_ecs_cluster_cfn()
+    _add_missing_cfn_models()
+    _installed["cloudformation"] = True
 
 
 def _runtime() -> Runtime:
@@ -202,7 +223,10 @@ def _patch_efs_cfn() -> None:
 def _patch_apigateway_cfn() -> None:
     # AWS::ApiGateway::RestApi: moto ignores the Body (the OpenAPI document SAM generates), so
     # the API has no methods and its Deployment fails. Import the Body as PutRestApi would.
-    from moto.apigateway.models import RestAPI, apigateway_backends
+    # AWS::ApiGateway::Deployment has no physical id, so Ref gives an object instead of its id.
+    from moto.apigateway.models import Deployment, RestAPI, apigateway_backends
+
+    Deployment.physical_resource_id = property(lambda self: self.id)
 
     original = RestAPI.create_from_cloudformation_json.__func__
 
@@ -221,8 +245,9 @@ def _patch_apigateway_cfn() -> None:
 
 def _patch_s3_cfn() -> None:
     # AWS::S3::Bucket: moto ignores NotificationConfiguration.EventBridgeConfiguration, so no
-    # "Object Created" event would ever reach EventBridge.
-    from moto.s3.models import FakeBucket
+    # "Object Created" event would ever reach EventBridge; it also ignores the public access
+    # block and versioning, which the template tests read back.
+    from moto.s3.models import FakeBucket, PublicAccessBlock
 
     original = FakeBucket.create_from_cloudformation_json.__func__
 
@@ -230,12 +255,190 @@ def _patch_s3_cfn() -> None:
         cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
     ) -> Any:
         bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        notifications = cloudformation_json.get("Properties", {}).get("NotificationConfiguration", {})
+        props = cloudformation_json.get("Properties", {})
+        notifications = props.get("NotificationConfiguration", {})
         if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") in (True, "true", "True"):
             bucket.set_notification_configuration({"EventBridgeConfiguration": {}})
+        block = props.get("PublicAccessBlockConfiguration")
+        if block:
+            bucket.public_access_block = PublicAccessBlock(
+                *(str(block.get(k, False)).lower() for k in (
+                    "BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"
+                ))
+            )
+        versioning = props.get("VersioningConfiguration", {}).get("Status")
+        if versioning:
+            bucket.versioning_status = versioning
         return bucket
 
     FakeBucket.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def _patch_vpc_cfn() -> None:
+    # AWS::EC2::VPC: moto ignores EnableDnsSupport/EnableDnsHostnames, and its network interfaces
+    # in a VPC without DNS hostnames break ECS DescribeTasks (no private_dns_name).
+    from moto.ec2.models.vpcs import VPC
+
+    original = VPC.create_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        vpc = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        props = cloudformation_json.get("Properties", {})
+        for prop, attribute in (("EnableDnsSupport", "enable_dns_support"), ("EnableDnsHostnames", "enable_dns_hostnames")):
+            if prop in props:
+                setattr(vpc, attribute, props[prop] in (True, "true", "True"))
+        return vpc
+
+    VPC.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def _patch_ecs_cluster_cfn() -> None:
+    # AWS::ECS::Cluster: moto creates the cluster by name only, ignoring its capacity providers
+    # (FARGATE, FARGATE_SPOT), default strategy and settings (Container Insights).
+    from moto.ecs.models import Cluster, ecs_backends
+
+    original = Cluster.create_from_cloudformation_json.__func__
+
+    def lower_keys(items: Any) -> list[dict[str, Any]]:
+        return [{k[0].lower() + k[1:]: v for k, v in item.items()} for item in items or []]
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        cluster = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        props = cloudformation_json.get("Properties", {})
+        ecs_backends[account_id][region_name].put_cluster_capacity_providers(
+            cluster.name,
+            props.get("CapacityProviders"),
+            lower_keys(props.get("DefaultCapacityProviderStrategy")) or None,
+        )
+        if props.get("ClusterSettings"):
+            cluster.settings = lower_keys(props["ClusterSettings"])
+        return cluster
+
+    Cluster.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def _add_missing_cfn_models() -> None:
+    # moto's CloudFormation has no model for these types: it warns and leaves them out of the
+    # stack. Each small model below does what the AWS API call behind the resource would.
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    class _Created:
+        """Common plumbing: a resource with a physical id and no attributes. (moto finds models
+        as direct subclasses of CloudFormationModel, hence a mixin.)"""
+
+        def __init__(self, physical_id: str) -> None:
+            self.physical_resource_id = physical_id
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return False
+
+        def is_created(self) -> bool:
+            return True
+
+    class Alarm(_Created, CloudFormationModel):
+        # AWS::CloudWatch::Alarm -> PutMetricAlarm
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::CloudWatch::Alarm"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> Any:
+            from moto.cloudwatch.models import cloudwatch_backends
+
+            p = cloudformation_json["Properties"]
+            name = p.get("AlarmName") or f"{kwargs.get('StackId', 'stack').split('/')[-2]}-{resource_name}"
+            cloudwatch_backends[account_id][region_name].put_metric_alarm(
+                name=name,
+                namespace=p.get("Namespace"),
+                metric_name=p.get("MetricName"),
+                comparison_operator=p["ComparisonOperator"],
+                evaluation_periods=int(p["EvaluationPeriods"]),
+                period=int(p.get("Period", 60)),
+                threshold=float(p["Threshold"]),
+                statistic=p.get("Statistic"),
+                description=p.get("AlarmDescription", ""),
+                dimensions=list(p.get("Dimensions") or []),
+                alarm_actions=list(p.get("AlarmActions") or []),
+                treat_missing_data=p.get("TreatMissingData"),
+            )
+            return cls(name)
+
+    class QueuePolicy(_Created, CloudFormationModel):
+        # AWS::SQS::QueuePolicy -> SetQueueAttributes(Policy) on each queue (Queues are URLs)
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::SQS::QueuePolicy"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> Any:
+            from moto.sqs.models import sqs_backends
+
+            p = cloudformation_json["Properties"]
+            for url in p["Queues"]:
+                sqs_backends[account_id][region_name].set_queue_attributes(
+                    url.rstrip("/").split("/")[-1], {"Policy": json.dumps(p["PolicyDocument"])}
+                )
+            return cls(f"{resource_name}-policy")
+
+    class BucketPolicy(_Created, CloudFormationModel):
+        # AWS::S3::BucketPolicy: recorded, not enforced. moto evaluates bucket policies without
+        # their Conditions, so the TLS-only Deny statements would deny every request.
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::S3::BucketPolicy"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> Any:
+            from moto.s3.models import s3_backends
+
+            p = cloudformation_json["Properties"]
+            s3_backends[account_id]["aws"].get_bucket(p["Bucket"])  # the bucket must exist
+            policy = cls(p["Bucket"])
+            policy.document = p["PolicyDocument"]
+            return policy
+
+    class ApiStage(_Created, CloudFormationModel):
+        # AWS::ApiGateway::Stage -> CreateStage (SAM puts the stage in its own resource)
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::ApiGateway::Stage"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> Any:
+            from moto.apigateway.models import apigateway_backends
+
+            p = cloudformation_json["Properties"]
+            apigateway_backends[account_id][region_name].create_stage(
+                p["RestApiId"],
+                p["StageName"],
+                p["DeploymentId"],
+                variables=p.get("Variables"),
+                description=p.get("Description", ""),
+                tracing_enabled=p.get("TracingEnabled") in (True, "true", "True"),
+            )
+            return cls(p["StageName"])
+
+    _installed["cfn_models"] = [Alarm, QueuePolicy, BucketPolicy, ApiStage]  # keep the classes alive
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
 
 
 def fix_ecs_resource_requirements() -> None:

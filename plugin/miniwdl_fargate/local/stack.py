@@ -15,7 +15,6 @@ import os
 import socket
 import tempfile
 import time
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -124,17 +123,6 @@ def deploy(template_path: Path, stack_name: str, parameters: dict[str, str]) -> 
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
-def default_network() -> tuple[str, list[str]]:
-    """The default VPC and two of its subnets, as `sam deploy --guided` users would pick."""
-    ec2 = aws.client("ec2")
-    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
-    by_az: dict[str, str] = {}
-    for subnet in subnets:
-        by_az.setdefault(subnet["AvailabilityZone"], subnet["SubnetId"])
-    return vpc, sorted(by_az.values())[:2]
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -181,11 +169,9 @@ class LocalStack:
             raise FileNotFoundError(f"no template.yaml at {self.template} (use --template)")
         os.makedirs(self.state_dir, exist_ok=True)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's request log
-        # known and harmless: SAM's feature-toggle notice; moto has no CloudFormation model of an
-        # API Gateway Stage (the API itself is created; local mode invokes functions directly)
+        # known and harmless: SAM's feature-toggle notice
         logging.getLogger("samtranslator").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
-        warnings.filterwarnings("ignore", message=".*AWS::ApiGateway::Stage.*")
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
         self.server.start()
         _, port = self.server.get_host_and_port()
@@ -215,15 +201,13 @@ class LocalStack:
         ).raise_for_status()
         # the local runner, not moto's describe counter, decides when a task changes status
         state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
-        vpc, subnets = default_network()
         started = time.monotonic()
+        # the production defaults otherwise: the stack creates its own VPC, as `sam deploy` does
         self.outputs = deploy(
             self.template,
             self.stack_name,
             {
-                "DriverImage": "local/miniwdl-fargate-driver:latest",
-                "VpcId": vpc,
-                "SubnetIds": ",".join(subnets),
+                "DriverImage": "local/miniwdl-fargate-driver:latest",  # never pulled: tasks run as host processes
                 "TaskPollSeconds": str(self.poll_seconds),
             },
         )

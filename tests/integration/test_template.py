@@ -1,0 +1,641 @@
+"""template.yaml as CloudFormation receives it: transformed by aws-sam-translator (as `sam deploy`
+does), then checked for least privilege and zero idle cost, and deployed into moto.
+
+Given the template's default parameters (what `sam deploy --guided` proposes), when it is
+transformed, then:
+- no IAM or resource policy statement allows Action "*" (nor a whole service, in an Allow);
+- every Resource "*" is in ALLOWED_STAR_RESOURCES with its reason, which is also the inline
+  comment next to it in template.yaml;
+- no resource bills by the hour, and the only fixed monthly charges are the two alarms;
+and when it is deployed into moto, every resource of the stack comes up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from moto import mock_aws
+
+from miniwdl_fargate import aws
+from miniwdl_fargate.local import moto_patches, stack
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+ARTIFACTS = "template-test-artifacts"
+
+# (resource, statement Sid) -> why "*" is the narrowest resource. Each reason is also the
+# inline comment after `Resource: "*"  #` in template.yaml.
+ALLOWED_STAR_RESOURCES = {
+    ("TaskExecutionRole", "EcrLogin"): "GetAuthorizationToken supports no resource-level permissions",
+    ("DriverTaskRole", "ListTasksOfThisCluster"): (
+        "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
+    ),
+    ("DriverTaskRole", "FindTaskDefinitions"): "DescribeTaskDefinition supports no resource-level permissions",
+    ("DriverStoppedRole", "ReportToStateMachine"): "task-token callbacks support no resource-level permissions",
+    ("DriverStoppedRole", "ListTasksOfThisCluster"): (
+        "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
+    ),
+    ("StateMachineRole", "DeliverExecutionLogs"): (
+        "CloudWatch Logs vended-log delivery APIs support no resource-level permissions"
+    ),
+}
+
+# Resource types (and the property that makes them so) billed for every hour they exist.
+HOURLY_BILLED = {
+    "AWS::EC2::NatGateway": lambda p: True,
+    "AWS::EC2::VPCEndpoint": lambda p: p.get("VpcEndpointType", "Gateway") != "Gateway",  # Interface, GWLB
+    "AWS::EC2::Instance": lambda p: True,
+    "AWS::EC2::Host": lambda p: True,
+    "AWS::EC2::EIP": lambda p: True,  # public IPv4 address
+    "AWS::EC2::SpotFleet": lambda p: True,
+    "AWS::EC2::EC2Fleet": lambda p: True,
+    "AWS::EC2::TransitGateway": lambda p: True,
+    "AWS::EC2::TransitGatewayAttachment": lambda p: True,
+    "AWS::EC2::TransitGatewayVpcAttachment": lambda p: True,
+    "AWS::EC2::VPNConnection": lambda p: True,
+    "AWS::EC2::ClientVpnEndpoint": lambda p: True,
+    "AWS::NetworkFirewall::Firewall": lambda p: True,
+    "AWS::Route53Resolver::ResolverEndpoint": lambda p: True,
+    "AWS::GlobalAccelerator::Accelerator": lambda p: True,
+    "AWS::ElasticLoadBalancing::LoadBalancer": lambda p: True,
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": lambda p: True,
+    "AWS::AutoScaling::AutoScalingGroup": lambda p: True,
+    "AWS::EFS::FileSystem": lambda p: p.get("ThroughputMode") == "provisioned",
+    "AWS::ECS::Service": lambda p: True,  # keeps tasks running
+    "AWS::EKS::Cluster": lambda p: True,
+    "AWS::EKS::Nodegroup": lambda p: True,
+    "AWS::Batch::ComputeEnvironment": lambda p: int((p.get("ComputeResources") or {}).get("MinvCpus", 0)) > 0,
+    "AWS::ApiGateway::Stage": lambda p: p.get("CacheClusterEnabled") in (True, "true"),
+    "AWS::Lambda::Alias": lambda p: "ProvisionedConcurrencyConfig" in p,
+    "AWS::Lambda::Version": lambda p: "ProvisionedConcurrencyConfig" in p,
+    "AWS::DynamoDB::Table": lambda p: p.get("BillingMode", "PROVISIONED") == "PROVISIONED",
+    "AWS::Kinesis::Stream": lambda p: (p.get("StreamModeDetails") or {}).get("StreamMode", "PROVISIONED") == "PROVISIONED",
+    "AWS::ElastiCache::CacheCluster": lambda p: True,
+    "AWS::ElastiCache::ReplicationGroup": lambda p: True,
+    "AWS::Redshift::Cluster": lambda p: True,
+    "AWS::OpenSearchService::Domain": lambda p: True,
+    "AWS::Elasticsearch::Domain": lambda p: True,
+    "AWS::DocDB::DBCluster": lambda p: True,
+    "AWS::DocDB::DBInstance": lambda p: True,
+    "AWS::Neptune::DBInstance": lambda p: True,
+    "AWS::MSK::Cluster": lambda p: True,
+    "AWS::AmazonMQ::Broker": lambda p: True,
+    "AWS::SageMaker::Endpoint": lambda p: True,
+    "AWS::SageMaker::NotebookInstance": lambda p: True,
+    "AWS::AppRunner::Service": lambda p: True,
+    "AWS::DirectoryService::MicrosoftAD": lambda p: True,
+    "AWS::DirectoryService::SimpleAD": lambda p: True,
+}
+HOURLY_BILLED_PREFIXES = ("AWS::RDS::DB",)  # DBInstance, DBCluster (not subnet/parameter groups)
+
+# Resource types with a fixed monthly charge however little they are used.
+MONTHLY_BILLED = {
+    "AWS::CloudWatch::Alarm",  # 0.10 USD per metric a month
+    "AWS::KMS::Key",  # 1 USD a month
+    "AWS::SecretsManager::Secret",  # 0.40 USD a month
+    "AWS::Route53::HostedZone",  # 0.50 USD a month
+    "AWS::CloudWatch::Dashboard",  # 3 USD a month beyond the free three
+}
+
+
+# -- the template as CloudFormation sees it ------------------------------------------------------
+
+
+def transform(parameters: dict[str, str]) -> dict[str, Any]:
+    """Package and transform like `sam deploy` (artifacts into moto's S3: call inside mock_aws)."""
+    aws.client("s3").create_bucket(Bucket=ARTIFACTS)
+    return stack.transform(TEMPLATE, parameters, ARTIFACTS)
+
+
+@pytest.fixture(scope="module")
+def cfn_template() -> dict[str, Any]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        aws.reset()
+        with mock_aws():
+            template = transform({})
+        aws.reset()
+    return template
+
+
+class Conditions:
+    """Evaluate a transformed template's Conditions and Fn::If for given parameter values."""
+
+    def __init__(self, template: dict[str, Any], overrides: dict[str, str] | None = None) -> None:
+        self.template = template
+        self.params: dict[str, Any] = {}
+        for name, spec in template.get("Parameters", {}).items():
+            value = str((overrides or {}).get(name, spec.get("Default", "")))
+            self.params[name] = value.split(",") if spec["Type"].startswith(("CommaDelimitedList", "List<")) else value
+        self._cache: dict[str, bool] = {}
+
+    def value(self, node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            (fn, arg), = node.items()
+            if fn == "Ref" and arg in self.params:
+                return self.params[arg]
+            if fn == "Fn::Equals":
+                return self.value(arg[0]) == self.value(arg[1])
+            if fn == "Fn::Not":
+                return not self.value(arg[0])
+            if fn == "Fn::And":
+                return all(self.value(a) for a in arg)
+            if fn == "Fn::Or":
+                return any(self.value(a) for a in arg)
+            if fn == "Condition":
+                return self.holds(arg)
+            if fn == "Fn::Join":
+                return arg[0].join(self.value(arg[1]))
+        return node
+
+    def holds(self, name: str) -> bool:
+        if name not in self._cache:
+            self._cache[name] = bool(self.value(self.template["Conditions"][name]))
+        return self._cache[name]
+
+    NO_VALUE = {"Ref": "AWS::NoValue"}
+
+    def resolve(self, node: Any) -> Any:
+        """``node`` with every Fn::If decided and AWS::NoValue dropped."""
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                name, yes, no = node["Fn::If"]
+                return self.resolve(yes if self.holds(name) else no)
+            resolved = {k: self.resolve(v) for k, v in node.items()}
+            return {k: v for k, v in resolved.items() if v != self.NO_VALUE}
+        if isinstance(node, list):
+            return [v for v in (self.resolve(v) for v in node) if v != self.NO_VALUE]
+        return node
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """The resources created with these parameters, Fn::If resolved."""
+        return {
+            logical_id: self.resolve(resource)
+            for logical_id, resource in self.template["Resources"].items()
+            if "Condition" not in resource or self.holds(resource["Condition"])
+        }
+
+
+def policy_documents(resources: dict[str, dict[str, Any]]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(resource, what, document) for every IAM and resource policy document."""
+    for logical_id, resource in resources.items():
+        props = resource.get("Properties", {})
+        kind = resource["Type"]
+        if kind == "AWS::IAM::Role":
+            yield logical_id, "trust", props["AssumeRolePolicyDocument"]
+            for policy in props.get("Policies", []):
+                yield logical_id, policy["PolicyName"], policy["PolicyDocument"]
+        elif kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            yield logical_id, "policy", props["PolicyDocument"]
+        elif kind in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
+            yield logical_id, "resource policy", props["PolicyDocument"]
+        elif kind == "AWS::EFS::FileSystem" and "FileSystemPolicy" in props:
+            yield logical_id, "file system policy", props["FileSystemPolicy"]
+        elif kind == "AWS::EC2::VPCEndpoint" and "PolicyDocument" in props:
+            yield logical_id, "endpoint policy", props["PolicyDocument"]
+
+
+def statements(resources: dict[str, dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
+    found = []
+    for logical_id, what, document in policy_documents(resources):
+        for statement in document["Statement"]:
+            found.append((logical_id, what, statement))
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# every combination of the switches that add or remove IAM statements and resources
+VARIANTS = {
+    "defaults": {},
+    "own VPC, private subnets, everything on": {
+        "VpcId": "vpc-0123456789abcdef0",
+        "SubnetIds": "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+        "AssignPublicIp": "DISABLED",
+        "RouteTableIds": "rtb-0123456789abcdef0",
+        "InterfaceEndpoints": "true",
+        "TaskRoleArn": "arn:aws:iam::123456789012:role/wdl-tasks",
+        "ReadableS3Arns": "arn:aws:s3:::my-data,arn:aws:s3:::my-data/*",
+        "AlarmEmail": "ops@example.com",
+    },
+}
+
+
+# -- least privilege ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_no_statement_allows_every_action(cfn_template, variant):
+    resources = Conditions(cfn_template, VARIANTS[variant]).resources()
+    found = statements(resources)
+    assert len(found) > 20
+    for logical_id, what, statement in found:
+        actions = as_list(statement.get("Action", []))
+        assert "*" not in actions, f"{logical_id} ({what}) {statement.get('Sid')}: Action '*'"
+        assert "NotAction" not in statement, f"{logical_id} ({what}): NotAction"
+        if statement["Effect"] == "Allow":
+            wildcards = [a for a in actions if a.endswith(":*")]
+            assert not wildcards, f"{logical_id} ({what}) {statement.get('Sid')} allows a whole service: {wildcards}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_star_resource_is_allowed_with_a_reason(cfn_template, variant):
+    resources = Conditions(cfn_template, VARIANTS[variant]).resources()
+    star = set()
+    for logical_id, what, statement in statements(resources):
+        if statement["Effect"] != "Allow" or what == "trust":
+            continue
+        if "*" in as_list(statement.get("Resource", [])):
+            assert statement.get("Sid"), f"{logical_id}: a Resource '*' statement needs a Sid to be allow-listed"
+            star.add((logical_id, statement["Sid"]))
+    assert star == set(ALLOWED_STAR_RESOURCES), (
+        f"not allow-listed: {sorted(star - set(ALLOWED_STAR_RESOURCES))}; "
+        f"allow-listed but gone: {sorted(set(ALLOWED_STAR_RESOURCES) - star)}"
+    )
+
+
+def test_star_resources_carry_the_allow_listed_reason_inline():
+    """Each `Resource: "*"` line of template.yaml ends with `# <the reason in the allow-list>`."""
+    resource_id = sid = None
+    seen = {}
+    for number, line in enumerate(TEMPLATE.read_text().splitlines(), 1):
+        if m := re.match(r"^  ([A-Za-z0-9]+):\s*$", line):
+            resource_id, sid = m.group(1), None
+        elif m := re.match(r"^\s*- Sid: (\S+)", line):
+            sid = m.group(1)
+        elif re.match(r'^\s*Resource: "\*"', line):
+            comment = line.split("#", 1)[1].strip() if "#" in line else ""
+            assert comment, f"template.yaml:{number}: Resource \"*\" without a comment saying why"
+            seen[(resource_id, sid)] = comment
+    assert seen == ALLOWED_STAR_RESOURCES
+
+
+def test_no_role_hides_permissions_in_managed_policies(cfn_template):
+    """Managed policies (e.g. AWSLambdaBasicExecutionRole: logs on "*") would bypass the checks
+    above: every role carries its own inline policies only."""
+    roles = {k: r for k, r in Conditions(cfn_template).resources().items() if r["Type"] == "AWS::IAM::Role"}
+    assert set(roles) == {
+        "TaskExecutionRole", "DriverTaskRole", "SubmitRole", "LaunchDriverRole",
+        "DriverStoppedRole", "FinalizeRole", "StateMachineRole",
+    }
+    for logical_id, role in roles.items():
+        assert not role["Properties"].get("ManagedPolicyArns"), logical_id
+        assert role["Properties"].get("Policies"), logical_id
+
+
+def test_roles_are_pinned_to_this_stack(cfn_template):
+    resources = Conditions(cfn_template, VARIANTS["own VPC, private subnets, everything on"]).resources()
+    for logical_id, _what, statement in statements(resources):
+        actions = as_list(statement.get("Action", []))
+        if "iam:PassRole" in actions:
+            assert "*" not in as_list(statement["Resource"]), logical_id
+            assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "ecs-tasks.amazonaws.com"
+        if {"ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks", "ecs:ListTasks"} & set(actions):
+            assert statement["Condition"]["ArnEquals"]["ecs:cluster"] == {"Fn::GetAtt": ["Cluster", "Arn"]}, (
+                f"{logical_id} {statement['Sid']}: not pinned to this cluster"
+            )
+        if "ecs:TagResource" in actions:
+            assert statement["Condition"]["StringEquals"]["ecs:CreateAction"] == "RunTask"
+    driver = resources["DriverTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    passed = next(s for s in driver if s["Sid"] == "PassRolesToTasks")["Resource"]
+    assert passed == [{"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}, {"Ref": "TaskRoleArn"}]
+    default_driver = Conditions(cfn_template).resources()["DriverTaskRole"]["Properties"]["Policies"][0]
+    sids = [s["Sid"] for s in default_driver["PolicyDocument"]["Statement"]]
+    assert "ReadS3Inputs" not in sids  # by default the runs bucket is the only readable bucket
+
+
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+# What each component's code calls (boto3 operation -> IAM action), and nothing else.
+ROLE_ACTIONS = {
+    # pipeline/submit.py: head_object/get_object, list_objects_v2, put_object, start_execution
+    "SubmitRole": LOGS | {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "states:StartExecution", "sqs:SendMessage"},
+    # pipeline/launch.py: run_task (with tags, roles of the task definition)
+    "LaunchDriverRole": LOGS | {"ecs:RunTask", "ecs:TagResource", "iam:PassRole"},
+    # pipeline/complete.py: get_object, send_task_success/failure; stopping a dead driver's tasks
+    "DriverStoppedRole": LOGS | {
+        "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess", "states:SendTaskFailure",
+        "ecs:ListTasks", "ecs:StopTask", "sqs:SendMessage",
+    },
+    # pipeline/finalize.py: head_object, put_object
+    "FinalizeRole": LOGS | {"s3:GetObject", "s3:PutObject"},
+    # statemachine/run.asl.json: lambda:invoke (and its execution log delivery)
+    "StateMachineRole": {"lambda:InvokeFunction"} | {
+        f"logs:{a}" for a in (
+            "CreateLogDelivery", "GetLogDelivery", "UpdateLogDelivery", "DeleteLogDelivery",
+            "ListLogDeliveries", "PutResourcePolicy", "DescribeResourcePolicies", "DescribeLogGroups",
+        )
+    },
+    # driver.py + backend/fargate.py: one RunTask per WDL task, the shared DescribeTasks poller,
+    # StopTask on cancel (ListTasks for the orphan sweeper), task definitions per image, s3 staging
+    "DriverTaskRole": {
+        "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:ListTasks", "ecs:TagResource",
+        "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "iam:PassRole",
+        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload",
+        "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess",
+    },
+    # ECS itself: image pulls and awslogs
+    "TaskExecutionRole": LOGS | {
+        "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage",
+    },
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_role_may_do_what_its_code_calls_and_no_more(cfn_template, variant):
+    resources = Conditions(cfn_template, VARIANTS[variant]).resources()
+    granted: dict[str, set[str]] = {}
+    for logical_id, what, statement in statements(resources):
+        if what != "trust" and resources[logical_id]["Type"] == "AWS::IAM::Role" and statement["Effect"] == "Allow":
+            granted.setdefault(logical_id, set()).update(as_list(statement["Action"]))
+    assert granted == ROLE_ACTIONS
+
+
+def test_each_function_has_its_own_role_and_log_group(cfn_template):
+    resources = Conditions(cfn_template).resources()
+    functions = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    assert len(functions) == 4
+    roles = {f["Role"]["Fn::GetAtt"][0] for f in functions.values()}
+    groups = {f["LoggingConfig"]["LogGroup"]["Ref"] for f in functions.values()}
+    assert len(roles) == len(groups) == 4
+    for group in groups:
+        assert resources[group]["Type"] == "AWS::Logs::LogGroup"
+
+
+# -- zero idle cost -------------------------------------------------------------------------------
+
+
+def hourly_billed(resources: dict[str, dict[str, Any]]) -> list[str]:
+    found = []
+    for logical_id, resource in resources.items():
+        kind, props = resource["Type"], resource.get("Properties", {})
+        if kind.startswith(HOURLY_BILLED_PREFIXES) or HOURLY_BILLED.get(kind, lambda p: False)(props):
+            found.append(f"{logical_id} ({kind})")
+    return found
+
+
+def test_default_stack_bills_nothing_by_the_hour(cfn_template):
+    resources = Conditions(cfn_template).resources()
+    assert hourly_billed(resources) == []
+    # the network it creates instead of a NAT gateway: public subnets in two AZs, a free S3 endpoint
+    kinds = [r["Type"] for r in resources.values()]
+    assert kinds.count("AWS::EC2::Subnet") == 2
+    azs = [resources[s]["Properties"]["AvailabilityZone"] for s in ("PublicSubnetA", "PublicSubnetB")]
+    assert azs[0] != azs[1]
+    assert resources["S3GatewayEndpoint"]["Properties"]["VpcEndpointType"] == "Gateway"
+    assert resources["DefaultRoute"]["Properties"]["GatewayId"] == {"Ref": "InternetGateway"}
+    assert resources["FileSystem"]["Properties"]["ThroughputMode"] == "elastic"
+    # the only fixed monthly charge: two alarms (0.10 USD each)
+    monthly = sorted(k for k, r in resources.items() if r["Type"] in MONTHLY_BILLED)
+    assert monthly == ["DeadLetterAlarm", "RunsFailedAlarm"]
+
+
+def test_hourly_billed_resources_only_when_asked(cfn_template):
+    """The walk does find hourly-billed resources: the InterfaceEndpoints switch adds four."""
+    resources = Conditions(cfn_template, {"InterfaceEndpoints": "true"}).resources()
+    assert sorted(hourly_billed(resources)) == [
+        f"{name} (AWS::EC2::VPCEndpoint)" for name in ("EcrApiEndpoint", "EcrDockerEndpoint", "EcsEndpoint", "LogsEndpoint")
+    ]
+
+
+def test_tasks_get_public_ips_and_no_inbound_rules(cfn_template):
+    resources = Conditions(cfn_template).resources()
+    task_sg = resources["TaskSecurityGroup"]["Properties"]
+    assert "SecurityGroupIngress" not in task_sg
+    assert not any(r["Type"] == "AWS::EC2::SecurityGroupIngress" for r in resources.values())
+    efs_ingress = resources["EfsSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert efs_ingress == [
+        {
+            "IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
+            "SourceSecurityGroupId": {"Ref": "TaskSecurityGroup"}, "Description": "NFS (TLS) from Fargate tasks",
+        }
+    ]
+    env = resources["SubmitFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["DRIVER_ASSIGN_PUBLIC_IP"] == "ENABLED"
+    driver_env = {
+        e["Name"]: e["Value"]
+        for e in resources["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]
+    }
+    assert driver_env["MINIWDL__AWS_FARGATE__ASSIGN_PUBLIC_IP"] == "ENABLED"
+    assert driver_env["MINIWDL__AWS_FARGATE__SUBNETS"] == {"Fn::Sub": "${PublicSubnetA},${PublicSubnetB}"}
+
+
+# -- encryption, TLS, events, API -----------------------------------------------------------------
+
+
+def test_storage_is_private_encrypted_and_tls_only(cfn_template):
+    resources = Conditions(cfn_template).resources()
+    bucket = resources["RunsBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+    assert {r["Id"] for r in bucket["LifecycleConfiguration"]["Rules"]} == {
+        "expire-noncurrent-versions", "abort-incomplete-uploads",
+    }
+    denies = resources["RunsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert {"Bool": {"aws:SecureTransport": "false"}} in [d["Condition"] for d in denies if d["Effect"] == "Deny"]
+    efs = resources["FileSystem"]["Properties"]
+    assert efs["Encrypted"] is True
+    efs_deny = [s for s in efs["FileSystemPolicy"]["Statement"] if s["Effect"] == "Deny"]
+    assert efs_deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    volume = resources["DriverTaskDefinition"]["Properties"]["Volumes"][0]["EFSVolumeConfiguration"]
+    assert volume["TransitEncryption"] == "ENABLED"
+    assert volume["AuthorizationConfig"] == {"AccessPointId": {"Ref": "AccessPoint"}, "IAM": "ENABLED"}
+    assert {resources[m]["Properties"]["SubnetId"]["Ref"] for m in ("MountTargetA", "MountTargetB")} == {
+        "PublicSubnetA", "PublicSubnetB",
+    }
+
+
+def test_event_targets_have_a_dead_letter_queue_and_alarms_watch_it(cfn_template):
+    resources = Conditions(cfn_template).resources()
+    rules = {k: r for k, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    assert len(rules) == 2
+    for logical_id, rule in rules.items():
+        for target in rule["Properties"]["Targets"]:
+            assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}, logical_id
+    queue_policy = resources["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert {a["Fn::GetAtt"][0] for a in queue_policy["Condition"]["ArnEquals"]["aws:SourceArn"]} == set(rules)
+    # asynchronously invoked functions also send what they failed on there
+    for function in ("SubmitFunction", "DriverStoppedFunction"):
+        assert resources[function]["Properties"]["DeadLetterConfig"]["TargetArn"] == {
+            "Fn::GetAtt": ["DeadLetterQueue", "Arn"]
+        }
+    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms["ExecutionsFailed"]["Dimensions"][0]["Value"] == {"Ref": "RunStateMachine"}
+    assert alarms["ApproximateNumberOfMessagesVisible"]["Dimensions"][0]["Value"] == {
+        "Fn::GetAtt": ["DeadLetterQueue", "QueueName"]
+    }
+
+
+def test_api_requires_sigv4_validates_and_throttles(cfn_template):
+    resources = Conditions(cfn_template).resources()
+    body = resources["RunsApi"]["Properties"]["Body"]
+    methods = [m for path in body["paths"].values() for m in path.values()]
+    assert methods and all(m["security"] == [{"AWS_IAM": []}] for m in methods)
+    assert all(m["x-amazon-apigateway-request-validator"] for m in methods)
+    assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    stage = next(r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage")
+    assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    assert stage["MethodSettings"][0]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurst"}
+
+
+def test_api_model_mirrors_the_submit_function(cfn_template):
+    """The gateway rejects what the function would reject (and unknown fields), never more."""
+    from miniwdl_fargate import runs
+    from submit import RunRequest
+
+    schema = cfn_template["Resources"]["RunsApi"]["Properties"]["Body"]["components"]["schemas"]["runrequest"]
+    assert set(schema["properties"]) == set(RunRequest.model_fields)
+    assert set(schema["required"]) == {n for n, f in RunRequest.model_fields.items() if f.is_required()}
+    assert schema["properties"]["name"]["pattern"] == runs.NAME_RE.pattern
+    assert schema["additionalProperties"] is False
+
+
+def test_state_machine_logs_and_every_log_group_expires(cfn_template):
+    resources = Conditions(cfn_template).resources()
+    machine = resources["RunStateMachine"]["Properties"]
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+    assert machine["LoggingConfiguration"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"] == {
+        "Fn::GetAtt": ["StateMachineLogGroup", "Arn"]
+    }
+    groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert len(groups) == 7
+    assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
+
+
+def test_outputs_do_not_share_names_with_parameters(cfn_template):
+    """`sam build` (SAM CLI's intrinsic resolver) crashes on an Output named like a Parameter,
+    though cfn-lint and `sam validate --lint` accept it."""
+    assert not set(cfn_template["Outputs"]) & set(cfn_template["Parameters"])
+    assert {"BucketName", "ApiUrl", "StateMachineArn", "ClusterName", "FileSystemId"} <= set(cfn_template["Outputs"])
+
+
+def test_checkov_skips_are_justified():
+    text = TEMPLATE.read_text()
+    skips = re.findall(r"- id: (CKV\S+)\n\s+comment: (.*)", text)
+    assert len(skips) == text.count("- id: CKV")
+    for check, comment in skips:
+        assert len(comment.split()) >= 6, f"{check}: say why it is skipped"
+
+
+# -- deployed into moto ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_cfn(moto_aws):
+    moto_patches.install_cloudformation()
+    return aws.client("cloudformation")
+
+
+def deploy(parameters: dict[str, str]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """(transformed template, logical id -> physical id, outputs) of a stack created in moto."""
+    template = transform(parameters)
+    cfn = aws.client("cloudformation")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfn.create_stack(
+            StackName="mwf",
+            TemplateBody=json.dumps(template),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM"],
+        )
+    # moto warns about, and leaves out, resource types its CloudFormation cannot create
+    assert not [str(w.message) for w in caught if "Tried to parse" in str(w.message)]
+    described = cfn.describe_stacks(StackName="mwf")["Stacks"][0]
+    assert described["StackStatus"] == "CREATE_COMPLETE"
+    summaries = cfn.list_stack_resources(StackName="mwf")["StackResourceSummaries"]
+    created = {s["LogicalResourceId"]: s for s in summaries if s["LogicalResourceId"]}
+    expected = Conditions(template, parameters).resources()
+    assert set(created) == set(expected)
+    for logical_id, summary in created.items():
+        assert summary["ResourceStatus"] == "CREATE_COMPLETE"
+        assert summary["ResourceType"] == expected[logical_id]["Type"]
+    physical = {k: s["PhysicalResourceId"] for k, s in created.items()}
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
+    return template, physical, outputs
+
+
+# moto keeps no physical id for these; the test looks them up through their APIs instead
+NO_PHYSICAL_ID_IN_MOTO = {"AWS::Lambda::Permission", "AWS::Lambda::LayerVersion"}
+
+
+def test_default_stack_comes_up_in_moto(moto_cfn):
+    template, physical, outputs = deploy({})
+    types = {k: r["Type"] for k, r in template["Resources"].items()}
+    for logical_id, physical_id in physical.items():
+        assert physical_id or types[logical_id] in NO_PHYSICAL_ID_IN_MOTO, f"{logical_id} has no physical id"
+    assert set(outputs) >= {"BucketName", "ApiUrl", "StateMachineArn", "ClusterName", "FileSystemId"}
+
+    ec2 = aws.client("ec2")
+    vpc = ec2.describe_vpcs(VpcIds=[physical["Vpc"]])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "10.192.0.0/16"
+    subnets = ec2.describe_subnets(SubnetIds=outputs["TaskSubnetIds"].split(","))["Subnets"]
+    assert {s["VpcId"] for s in subnets} == {physical["Vpc"]}
+    assert len({s["AvailabilityZone"] for s in subnets}) == 2
+    assert ec2.describe_nat_gateways()["NatGateways"] == []
+    endpoints = ec2.describe_vpc_endpoints()["VpcEndpoints"]
+    assert [(e["VpcEndpointType"], e["ServiceName"]) for e in endpoints] == [("Gateway", "com.amazonaws.us-east-1.s3")]
+
+    s3 = aws.client("s3")
+    bucket = outputs["BucketName"]
+    assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    # (moto does not render EventBridgeConfiguration back; tests/local shows S3 events starting runs)
+
+    efs = aws.client("efs").describe_file_systems(FileSystemId=outputs["FileSystemId"])["FileSystems"][0]
+    assert efs["Encrypted"] and efs["ThroughputMode"] == "elastic"
+    mount_targets = aws.client("efs").describe_mount_targets(FileSystemId=outputs["FileSystemId"])["MountTargets"]
+    assert sorted(m["SubnetId"] for m in mount_targets) == sorted(outputs["TaskSubnetIds"].split(","))
+
+    cluster = aws.client("ecs").describe_clusters(clusters=[outputs["ClusterName"]])["clusters"][0]
+    assert set(cluster["capacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
+
+    alarms = aws.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    assert sorted(a["MetricName"] for a in alarms) == ["ApproximateNumberOfMessagesVisible", "ExecutionsFailed"]
+    sqs = aws.client("sqs")
+    policy = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["Policy"])
+    assert "events.amazonaws.com" in policy["Attributes"]["Policy"]
+
+    apigw = aws.client("apigateway")
+    api_id = outputs["ApiUrl"].split("//")[1].split(".")[0]
+    assert apigw.get_stage(restApiId=api_id, stageName="v1")["tracingEnabled"] is True
+    assert apigw.get_deployments(restApiId=api_id)["items"]
+    lam = aws.client("lambda")
+    assert lam.list_layers()["Layers"]
+    for function in ("SubmitFunction", "DriverStoppedFunction"):
+        assert json.loads(lam.get_policy(FunctionName=physical[function])["Policy"])["Statement"]
+
+    roles = aws.client("iam").list_roles()["Roles"]
+    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 7
+
+
+def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
+    ec2 = aws.client("ec2")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][:2]
+    route_table = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"][0]
+    parameters = dict(
+        VARIANTS["own VPC, private subnets, everything on"],
+        VpcId=vpc,
+        SubnetIds=",".join(s["SubnetId"] for s in subnets),
+        RouteTableIds=route_table["RouteTableId"],
+    )
+    _template, physical, outputs = deploy(parameters)
+    assert "Vpc" not in physical and "AlarmTopic" in physical
+    assert outputs["TaskSubnetIds"] == parameters["SubnetIds"]
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"]
+    assert sorted((e["VpcEndpointType"], e["ServiceName"].rsplit(".", 2)[-2:][-1]) for e in endpoints) == [
+        ("Gateway", "s3"), ("Interface", "api"), ("Interface", "dkr"), ("Interface", "ecs"), ("Interface", "logs"),
+    ]
+    task_definition = aws.client("ecs").describe_task_definition(taskDefinition=outputs["DriverTaskDefinitionArn"])
+    env = {e["name"]: e["value"] for e in task_definition["taskDefinition"]["containerDefinitions"][0]["environment"]}
+    assert env["MINIWDL__AWS_FARGATE__ASSIGN_PUBLIC_IP"] == "DISABLED"
+    assert env["MINIWDL__AWS_FARGATE__TASK_ROLE"] == parameters["TaskRoleArn"]
+    assert env["MINIWDL__AWS_FARGATE__SUBNETS"] == parameters["SubnetIds"]
