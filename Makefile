@@ -3,12 +3,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv demo test unit integration local lint image push-image clean
+.PHONY: help venv demo test unit integration local lint image push-image clean bench
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
 	@echo "make test   lint + unit + integration + local end-to-end tests"
 	@echo "make push-image   build the driver image and push it to ECR (needs Docker and AWS credentials)"
+	@echo "make bench  the aws_fargate backend at scale against a simulated ECS with the account quotas (about 3 min)"
 
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,3 +71,6 @@ push-image: image
 
 clean:
 	rm -rf $(VENV) .venv-sam .venv-checkov .aws-sam .pytest_cache
+
+bench: venv
+	$(BIN)/python bench/fargate_scale.py

@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -135,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-interval", type=float, default=5.0)
     parser.add_argument("--throttle-rate", type=float, default=0.01, help="injected ThrottlingException per RunTask")
     parser.add_argument("--capacity-rate", type=float, default=0.01, help="injected capacity failures[] per RunTask")
+    parser.add_argument("--neighbor", type=float, default=0.0, metavar="RATE",
+                        help="another client launching RATE tasks/s from the same account quota during the run")
     args = parser.parse_args(argv)
     args.concurrency = args.concurrency or args.tasks
 
@@ -144,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         faults=Faults(throttle_rate=args.throttle_rate, capacity_rate=args.capacity_rate),
     )
     endpoint = sim.start()
+    neighbor_done = threading.Event()
+    if args.neighbor:
+        def neighbor() -> None:  # takes launch tokens from the shared quota, as another driver would
+            while not neighbor_done.wait(1 / args.neighbor):
+                if sim.buckets["RunTask"].take():
+                    sim.buckets["launch"].take()
+        threading.Thread(target=neighbor, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="fargate-bench-") as tmp:
         workdir = Path(tmp)
         print(f"{args.tasks}-task scatter, up to {args.concurrency} at once, tasks run ~{args.run_time:g}s; "
@@ -155,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             print(driver_log[-4000:], file=sys.stderr)
     # a throttle is unrecovered when a task failed because of it (the launcher gave up)
     unrecovered = sum(1 for line in driver_log.splitlines() if "still throttled after" in line and " ERROR " in line)
+    neighbor_done.set()
     sim.stop()
 
     launched = sorted(t.created for t in sim.tasks.values())
     first_call = min(t for t, op, _n, _o in sim.calls if op == "RunTask")
     launch_time = launched[-1] - first_call
-    ideal = args.tasks / QUOTA_RATE
+    ideal = args.tasks / (QUOTA_RATE - args.neighbor)  # what is left of the quota
     throttles = sim.count("RunTask", "throttled")
     calls, expected, passes, span = pass_figures(sim, args.poll_interval)
     latencies = [t.noticed - t.stopped_at for t in sim.tasks.values() if t.noticed]
@@ -178,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"workflow: {'succeeded' if code == 0 else 'FAILED (exit %d)' % code} in {seconds:.0f}s; "
           f"{len(launched)} tasks launched, {len(sim.tasks) and sum(1 for t in sim.tasks.values() if t.noticed)} seen stopped")
-    print(f"launch: {launch_time:.1f}s for {args.tasks} tasks; quota-bound ideal {ideal:.1f}s "
-          f"(burst 100: {(args.tasks - 100) / QUOTA_RATE:.1f}s); ratio {figures['launch_ratio']}")
+    share = f" (the quota less a neighbor's {args.neighbor:g}/s)" if args.neighbor else ""
+    print(f"launch: {launch_time:.1f}s for {args.tasks} tasks; quota-bound ideal {ideal:.1f}s{share} "
+          f"(burst 100: {(args.tasks - 100) / (QUOTA_RATE - args.neighbor):.1f}s); ratio {figures['launch_ratio']}")
     print(f"RunTask: {sim.count('RunTask')} calls, {throttles} throttled ({unrecovered} not recovered), "
           f"{sim.count('RunTask', 'capacity')} capacity failures (retried in other subnets)")
     print(f"DescribeTasks: {calls} calls in {passes} passes over {span:.0f}s (one pass per {span / max(1, passes - 1):.2f}s, "

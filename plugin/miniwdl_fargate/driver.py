@@ -148,7 +148,10 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
     cause = error.get("cause") if isinstance(error.get("cause"), dict) else error
     failed = {
         k: cause[k]
-        for k in ("error", "run", "exit_status", "message", "log_group", "log_stream", "ecs_task", "stopCode", "stoppedReason")
+        for k in (
+            "error", "run", "exit_status", "message", "log_group", "log_stream", "log_url", "ecs_task", "capacity",
+            "stopCode", "stoppedReason", "container_reason",
+        )
         if k in cause
     }
     if "run" in failed:

@@ -137,6 +137,8 @@ def test_failing_task_ends_failed_with_error_json(stack, s3, tmp_path):
     assert failed["exit_status"] == 7
     assert failed["stderr_tail"] == ["counting 2 things", "samtools: truncated file"]
     assert failed["log_stream"].startswith("miniwdl/task/")
+    assert failed["log_group"] and failed["log_url"].startswith("https://us-east-1.console.aws.amazon.com/cloudwatch/")
+    assert failed["ecs_task"].startswith("arn:aws:ecs:") and failed["capacity"] == "FARGATE"
     assert result.outputs_uri.endswith("/error.json")
     sfn = aws.client("stepfunctions")
     arn = stack.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + result.run_id
