@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv demo test unit integration local lint image push-image clean bench
+.PHONY: help venv demo test unit integration local lint image push-image clean bench openapi
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
@@ -74,3 +74,6 @@ clean:
 
 bench: venv
 	$(BIN)/python bench/fargate_scale.py
+
+openapi: venv
+	cd functions && ../$(BIN)/python -c "import api; open('../docs/openapi.json', 'w').write(api.openapi_json())"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
@@ -12,6 +12,7 @@ from miniwdl_fargate.pipeline.complete import EcsTaskStateChange, report
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
 logger = Logger()
+tracer = Tracer()
 
 
 class EcsTaskStateChangeEvent(EventBridgeModel):
@@ -19,6 +20,7 @@ class EcsTaskStateChangeEvent(EventBridgeModel):
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 @event_parser(model=EcsTaskStateChangeEvent)
 def handler(event: EcsTaskStateChangeEvent, context: Any) -> dict[str, str]:
     settings = FunctionSettings.from_env()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from pydantic import BaseModel
 
@@ -13,6 +13,7 @@ from miniwdl_fargate.pipeline.settings import FunctionSettings
 from miniwdl_fargate.runs import RunRecord
 
 logger = Logger()
+tracer = Tracer()
 
 
 class LaunchEvent(BaseModel):
@@ -21,6 +22,7 @@ class LaunchEvent(BaseModel):
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 @event_parser(model=LaunchEvent)
 def handler(event: LaunchEvent, context: Any) -> dict[str, str]:
     logger.append_keys(run_id=event.run.run_id)

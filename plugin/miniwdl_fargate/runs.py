@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,7 @@ class RunRecord(BaseModel):
     results: str = Field(description="s3:// URI prefix (ending in /) for this run's results")
     submitted_at: str
     source: Literal["s3", "api", "cli"] = "s3"
+    options: dict[str, Any] = Field(default_factory=dict, description="run options, e.g. {\"call_cache\": false}")
 
     @property
     def results_prefix(self) -> str:

@@ -40,6 +40,13 @@ ALLOWED_STAR_RESOURCES = {
     ("DriverStoppedRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
     ),
+    ("ApiRole", "ListTasksOfThisCluster"): (
+        "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
+    ),
+    **{
+        (role, "Tracing"): "X-Ray trace APIs support no resource-level permissions"
+        for role in ("SubmitRole", "ApiRole", "LaunchDriverRole", "DriverStoppedRole", "FinalizeRole")
+    },
     ("StateMachineRole", "DeliverExecutionLogs"): (
         "CloudWatch Logs vended-log delivery APIs support no resource-level permissions"
     ),
@@ -282,7 +289,7 @@ def test_no_role_hides_permissions_in_managed_policies(cfn_template):
     above: every role carries its own inline policies only."""
     roles = {k: r for k, r in Conditions(cfn_template).resources().items() if r["Type"] == "AWS::IAM::Role"}
     assert set(roles) == {
-        "TaskExecutionRole", "DriverTaskRole", "SubmitRole", "LaunchDriverRole",
+        "TaskExecutionRole", "DriverTaskRole", "SubmitRole", "ApiRole", "LaunchDriverRole",
         "DriverStoppedRole", "FinalizeRole", "StateMachineRole",
     }
     for logical_id, role in roles.items():
@@ -312,22 +319,29 @@ def test_roles_are_pinned_to_this_stack(cfn_template):
 
 
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # Powertools Tracer
 # What each component's code calls (boto3 operation -> IAM action), and nothing else.
 ROLE_ACTIONS = {
     # pipeline/submit.py + validate.py: head_object/get_object, list_objects_v2, put_object, delete_object
     # (a stale error.json), start_execution
-    "SubmitRole": LOGS | {
+    "SubmitRole": LOGS | XRAY | {
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "sqs:SendMessage",
     },
-    # pipeline/launch.py: run_task (with tags, roles of the task definition)
-    "LaunchDriverRole": LOGS | {"ecs:RunTask", "ecs:TagResource", "iam:PassRole"},
+    # functions/api.py: pipeline/submit.py (as above), manage.py: list/describe (s3), cancel
+    # (stop_execution, the run's tasks, the run-finished event)
+    "ApiRole": LOGS | XRAY | {
+        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "states:StartExecution", "states:StopExecution",
+        "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "events:PutEvents",
+    },
+    # pipeline/launch.py: run_task (with tags, roles of the task definition), status.json
+    "LaunchDriverRole": LOGS | XRAY | {"ecs:RunTask", "ecs:TagResource", "iam:PassRole", "s3:GetObject", "s3:PutObject", "s3:ListBucket"},
     # pipeline/complete.py: get_object, send_task_success/failure; stopping a dead driver's tasks
-    "DriverStoppedRole": LOGS | {
+    "DriverStoppedRole": LOGS | XRAY | {
         "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess", "states:SendTaskFailure",
         "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "sqs:SendMessage",
     },
-    # pipeline/finalize.py: head_object, put_object
-    "FinalizeRole": LOGS | {"s3:GetObject", "s3:PutObject"},
+    # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event
+    "FinalizeRole": LOGS | XRAY | {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "events:PutEvents"},
     # statemachine/run.asl.json: lambda:invoke (and its execution log delivery)
     "StateMachineRole": {"lambda:InvokeFunction"} | {
         f"logs:{a}" for a in (
@@ -363,10 +377,10 @@ def test_each_role_may_do_what_its_code_calls_and_no_more(cfn_template, variant)
 def test_each_function_has_its_own_role_and_log_group(cfn_template):
     resources = Conditions(cfn_template).resources()
     functions = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) == 4
+    assert len(functions) == 5
     roles = {f["Role"]["Fn::GetAtt"][0] for f in functions.values()}
     groups = {f["LoggingConfig"]["LogGroup"]["Ref"] for f in functions.values()}
-    assert len(roles) == len(groups) == 4
+    assert len(roles) == len(groups) == 5
     for group in groups:
         assert resources[group]["Type"] == "AWS::Logs::LogGroup"
 
@@ -481,7 +495,12 @@ def test_api_requires_sigv4_validates_and_throttles(cfn_template):
     body = resources["RunsApi"]["Properties"]["Body"]
     methods = [m for path in body["paths"].values() for m in path.values()]
     assert methods and all(m["security"] == [{"AWS_IAM": []}] for m in methods)
-    assert all(m["x-amazon-apigateway-request-validator"] for m in methods)
+    # the gateway checks the body of POST /runs against the model; the function validates every
+    # request (path and query parameters included) as docs/openapi.json says
+    assert body["paths"]["/runs"]["post"]["x-amazon-apigateway-request-validator"] == "body-only"
+    assert {(p, v) for p, ops in body["paths"].items() for v in ops} == {
+        ("/runs", "post"), ("/runs", "get"), ("/runs/{run_id}", "get"), ("/runs/{run_id}", "delete"),
+    }
     assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     stage = next(r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage")
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
@@ -491,7 +510,7 @@ def test_api_requires_sigv4_validates_and_throttles(cfn_template):
 def test_api_model_mirrors_the_submit_function(cfn_template):
     """The gateway rejects what the function would reject (and unknown fields), never more."""
     from miniwdl_fargate import runs
-    from submit import RunRequest
+    from api import RunRequest
 
     schema = cfn_template["Resources"]["RunsApi"]["Properties"]["Body"]["components"]["schemas"]["runrequest"]
     assert set(schema["properties"]) == set(RunRequest.model_fields)
@@ -508,7 +527,7 @@ def test_state_machine_logs_and_every_log_group_expires(cfn_template):
         "Fn::GetAtt": ["StateMachineLogGroup", "Arn"]
     }
     groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 7
+    assert len(groups) == 8
     assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
 
 
@@ -616,7 +635,7 @@ def test_default_stack_comes_up_in_moto(moto_cfn):
         assert json.loads(lam.get_policy(FunctionName=physical[function])["Policy"])["Statement"]
 
     roles = aws.client("iam").list_roles()["Roles"]
-    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 7
+    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 8
 
 
 def test_own_vpc_stack_comes_up_in_moto(moto_cfn):

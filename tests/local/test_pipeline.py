@@ -85,8 +85,8 @@ def test_inputs_json_in_the_bucket_runs_the_example_to_success(stack, s3):
     assert len(execution_history(stack, result.run_id)) < 40
 
 
-def test_post_to_the_submit_handler_runs_the_workflow(stack, s3):
-    """An API Gateway proxy event (POST /runs) delivered to the submit function."""
+def test_post_to_the_api_runs_the_workflow(stack, s3):
+    """An API Gateway proxy event (POST /runs) delivered to the API function."""
     bucket = stack.outputs["BucketName"]
     s3.upload_file(str(EXAMPLE / "workflow.wdl"), bucket, "workflows/hello.wdl")
     event = json.loads((EVENTS / "apigw_post_runs.json").read_text())
@@ -102,7 +102,7 @@ def test_post_to_the_submit_handler_runs_the_workflow(stack, s3):
     functions = next(
         r["PhysicalResourceId"]
         for r in aws.client("cloudformation").list_stack_resources(StackName=stack.stack_name)["StackResourceSummaries"]
-        if r["LogicalResourceId"] == "SubmitFunction"
+        if r["LogicalResourceId"] == "ApiFunction"
     )
     response = aws.client("lambda").invoke(FunctionName=functions, Payload=json.dumps(event).encode())
     answer = json.loads(response["Payload"].read())

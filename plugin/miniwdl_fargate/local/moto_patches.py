@@ -99,6 +99,7 @@ def _patch_events() -> None:
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
         if not self.event_pattern.matches_event(original_event):
             return
+        raw_event = original_event  # moto's own deliveries (SQS, logs) expect its envelope
         original_event = _as_delivered(original_event)
         ours, others = [], []
         for target in self.targets:
@@ -122,7 +123,7 @@ def _patch_events() -> None:
         if others:
             rest = copy.copy(self)
             rest.targets = others
-            original(rest, original_event, transform_input)
+            original(rest, raw_event, transform_input)
 
     Rule.send_to_targets = send_to_targets
 

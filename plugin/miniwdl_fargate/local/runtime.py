@@ -120,6 +120,8 @@ class LocalRuntime:
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_FUNCTION_ARN": function.function_arn,
                 "HOME": os.path.join(self.state_dir, "home", "lambda"),
+                # no X-Ray daemon here: Powertools' Tracer would only complain of a missing segment
+                "POWERTOOLS_TRACE_DISABLED": "true",
             }
         )
         os.makedirs(env["HOME"], exist_ok=True)

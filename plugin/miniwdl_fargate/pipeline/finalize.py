@@ -1,33 +1,64 @@
-"""Finalize: the last step of every run. A failed run always leaves an error.json."""
+"""Finalize: the last step of every run. Its status becomes final (SUCCEEDED or FAILED, with
+timings, and where its outputs or its error are), a failed run always has an error.json, and a
+run-finished event tells whoever listens."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from .. import aws, runs, s3io
+from .. import aws, runs, s3io, status
+from . import manage
 
 
-def finalize(record: runs.RunRecord, status: str, error: dict[str, Any] | None) -> dict[str, Any]:
-    key = record.results_key("error.json")
-    if status == "FAILED":
-        s3 = aws.client("s3")
-        try:
-            s3.head_object(Bucket=record.bucket, Key=key)
-        except s3.exceptions.ClientError:
-            cause: Any = (error or {}).get("Cause", "")
-            try:
-                cause = json.loads(cause)
-            except (TypeError, ValueError):
-                pass
-            name = (error or {}).get("Error") or "RunFailed"
-            if isinstance(cause, dict):  # ours ({"message": ...}) or a Lambda error ({"errorMessage": ...})
-                message = cause.get("message") or cause.get("errorMessage") or json.dumps(cause)[:1000]
-            else:
-                message = str(cause or name)
-            s3io.put_json(
-                record.bucket,
-                key,
-                {"run_id": record.run_id, "status": "FAILED", "error": name, "message": message, "cause": cause},
-            )
-    return {"run_id": record.run_id, "status": status}
+def _error_document(record: runs.RunRecord, error: dict[str, Any] | None) -> dict[str, Any]:
+    """error.json for a run whose driver wrote none (it never started, or died)."""
+    cause: Any = (error or {}).get("Cause", "")
+    try:
+        cause = json.loads(cause)
+    except (TypeError, ValueError):
+        pass
+    name = (error or {}).get("Error") or "RunFailed"
+    if isinstance(cause, dict):  # ours ({"message": ...}) or a Lambda error ({"errorMessage": ...})
+        message = cause.get("message") or cause.get("errorMessage") or json.dumps(cause)[:1000]
+    else:
+        message = str(cause or name)
+    return {"run_id": record.run_id, "status": "FAILED", "error": name, "message": message, "cause": cause}
+
+
+def _read(bucket: str, key: str) -> dict[str, Any] | None:
+    s3 = aws.client("s3")
+    try:
+        return s3io.get_json(bucket, key)
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def finalize(record: runs.RunRecord, state: str, error: dict[str, Any] | None) -> dict[str, Any]:
+    if state == "SUCCEEDED":
+        doc = _read(record.bucket, record.results_key("outputs.json")) or {}
+        fields: dict[str, Any] = {"outputs": record.results + "outputs.json", "error": None}
+    else:
+        doc = _read(record.bucket, record.results_key("error.json"))
+        if doc is None:
+            doc = _error_document(record, error)
+            s3io.put_json(record.bucket, record.results_key("error.json"), doc)
+        fields = {
+            "error": {
+                "error": doc.get("error"),
+                "message": doc.get("message"),
+                "error_json": record.results + "error.json",
+            }
+        }
+    if doc.get("report"):
+        fields["report"] = doc["report"]
+    final = status.update(
+        record.bucket,
+        record.run_id,
+        lambda current: current.model_copy(update={"status": state, **fields}),
+        initial=status.new(record),
+    )
+    if final is not None and final.status == state:  # not CANCELLED meanwhile
+        manage.announce(final)
+    return {"run_id": record.run_id, "status": final.status if final else state,
+            "duration_s": final.duration_s if final else None}

@@ -6,7 +6,7 @@ import logging
 
 from botocore.exceptions import BotoCoreError
 
-from .. import aws, runs
+from .. import aws, runs, status
 from .settings import FunctionSettings
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,13 @@ def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token
         raise DriverCapacityUnavailable(f"RunTask of the driver failed: {response.get('failures')}")
     arn = response["tasks"][0]["taskArn"]
     log.info("driver of run %s launched: %s", record.run_id, arn)
+
+    def starting(current: status.RunStatus) -> status.RunStatus | None:
+        if current.status != "SUBMITTED":
+            return None  # the driver already reports (or the run ended)
+        return current.model_copy(update={"status": "STARTING", "driver_task": arn})
+
+    status.update(record.bucket, record.run_id, starting)
     return arn
 
 

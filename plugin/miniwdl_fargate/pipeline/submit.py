@@ -6,13 +6,14 @@ the same submission finds the execution already there and starts nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from .. import aws, runs, s3io
+from .. import aws, runs, s3io, status
 from .settings import FunctionSettings
 from .validate import MAX_INPUTS_BYTES, Problems, check_run
 
@@ -112,6 +113,8 @@ def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
             raise
         first = False
         record = _recorded(record.bucket, key)
+    arn = execution_arn(settings.state_machine_arn, record.run_id)
+    status.update(record.bucket, record.run_id, lambda current: current, initial=status.new(record, arn))
     sfn = aws.client("stepfunctions")
     try:
         arn = sfn.start_execution(
@@ -193,29 +196,47 @@ def submit_object(
     return submitted
 
 
-def submit_request(settings: FunctionSettings, name: str, workflow: str, inputs: dict[str, Any], client_token: str) -> Submitted:
-    """An API request: inputs given inline, workflow by s3:// URI."""
+def submit_request(
+    settings: FunctionSettings,
+    name: str,
+    workflow: str | None,
+    inputs: dict[str, Any],
+    client_token: str,
+    wdl: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Submitted:
+    """An API request: inputs given inline, the workflow by s3:// URI or inline (``wdl``, the
+    source of a self-contained WDL document). The same ``client_token`` is the same run."""
     problems = []
     try:
         runs.check_name(name)
     except ValueError as exn:
         problems.append({"where": "name", "problem": str(exn)})
-    try:
-        wf_bucket, wf_key = s3io.split(workflow)
-        if not wf_key.endswith(".wdl"):
-            problems.append({"where": "workflow", "problem": f"{workflow} is not a .wdl file"})
-    except ValueError as exn:
-        problems.append({"where": "workflow", "problem": str(exn)})
+    if (workflow is None) == (wdl is None):
+        problems.append({"where": "workflow", "problem": "give either workflow (an s3:// URI of a .wdl file) or wdl (its source)"})
+    elif workflow is not None:
+        try:
+            wf_bucket, wf_key = s3io.split(workflow)
+            if not wf_key.endswith(".wdl"):
+                problems.append({"where": "workflow", "problem": f"{workflow} is not a .wdl file"})
+        except ValueError as exn:
+            problems.append({"where": "workflow", "problem": str(exn)})
     if problems:
         raise SubmitError(problems)
     s3 = aws.client("s3")
-    try:
-        wdl_etag = s3.head_object(Bucket=wf_bucket, Key=wf_key)["ETag"].strip('"')
-    except s3.exceptions.ClientError:
-        raise SubmitError([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
-    validate(workflow, inputs, "inputs")
     bucket = settings.runs_bucket
-    run_id = runs.run_id_for(name, "api", client_token, workflow, wdl_etag)
+    if workflow is not None:
+        try:
+            wdl_version = s3.head_object(Bucket=wf_bucket, Key=wf_key)["ETag"].strip('"')
+        except s3.exceptions.ClientError:
+            raise SubmitError([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
+        run_id = runs.run_id_for(name, "api", client_token, workflow, wdl_version)
+    else:
+        assert wdl is not None
+        run_id = runs.run_id_for(name, "api", client_token, hashlib.sha256(wdl.encode()).hexdigest())
+        workflow = runs.results_uri(bucket, name, run_id) + "source/" + runs.DEFAULT_WDL
+        _put_once(bucket, s3io.split(workflow)[1], wdl.encode(), "wdl")
+    validate(workflow, inputs, "inputs")
     results = runs.results_uri(bucket, name, run_id)
     record = runs.RunRecord(
         run_id=run_id,
@@ -226,6 +247,22 @@ def submit_request(settings: FunctionSettings, name: str, workflow: str, inputs:
         results=results,
         submitted_at=runs.now_iso(),
         source="api",
+        options=options or {},
     )
-    s3io.put_json(bucket, record.results_key(runs.INPUTS_NAME), inputs)
+    _put_once(bucket, record.results_key(runs.INPUTS_NAME), json.dumps(inputs, indent=2, sort_keys=True).encode(), "inputs")
     return start(settings, record)
+
+
+def _put_once(bucket: str, key: str, body: bytes, what: str) -> None:
+    """Write a run's input once: a retried request finds the same bytes there; a different
+    request reusing the client token is refused rather than overwriting the first run's."""
+    s3 = aws.client("s3")
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+    except s3.exceptions.ClientError as exn:
+        if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise
+        if s3.get_object(Bucket=bucket, Key=key)["Body"].read() != body:
+            raise SubmitError(
+                [{"where": "client_token", "problem": f"already used for a run with other {what}; use a new token for a new run"}]
+            ) from None

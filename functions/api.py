@@ -1,0 +1,198 @@
+"""The run API (API Gateway, IAM-authorized): submit, list, describe and cancel runs.
+
+    POST   /runs            submit: the workflow by s3:// URI or inline, inputs, options
+    GET    /runs            list (newest first within each run name)
+    GET    /runs/{run_id}   status, timings, task counts, outputs or error
+    DELETE /runs/{run_id}   cancel, end to end
+
+Powertools validates requests against the models below, which also generate the OpenAPI
+document kept in docs/openapi.json (`make openapi`).
+"""
+
+
+import json
+import uuid
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, Field
+
+from miniwdl_fargate import runs, status
+from miniwdl_fargate.pipeline import manage, submit
+from miniwdl_fargate.pipeline.settings import FunctionSettings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayRestResolver(enable_validation=True)
+
+RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$"
+
+
+class RunOptions(BaseModel):
+    call_cache: bool = Field(default=True, description="reuse results of identical earlier task calls (miniwdl's call cache on EFS)")
+
+
+class RunRequest(BaseModel):
+    name: str = Field(pattern=runs.NAME_RE.pattern, description="run name: 1-64 letters, digits, '.', '_' or '-'")
+    workflow: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+\.wdl$", description="s3:// URI of the main WDL file (its folder holds its imports)")
+    wdl: str | None = Field(default=None, min_length=1, max_length=1_000_000, description="or: the WDL source itself (a self-contained document)")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="miniwdl inputs JSON object, e.g. {\"hello.names\": [\"Ann\"]}")
+    options: RunOptions = Field(default_factory=RunOptions)
+    client_token: str | None = Field(default=None, min_length=1, max_length=128, description="idempotency token: a retry with the same token starts no second run")
+
+
+class Accepted(BaseModel):
+    run_id: str
+    execution_arn: str
+    results: str = Field(description="s3:// prefix of the run's results")
+    duplicate: bool = Field(description="true: this request was a retry of an earlier one")
+
+
+class Problem(BaseModel):
+    where: str
+    problem: str
+
+
+class Problems(BaseModel):
+    error: str
+    problems: list[Problem] = []
+    message: str | None = None
+
+
+class RunDescription(status.RunStatus):
+    outputs: dict[str, Any] | str | None = Field(default=None, description="the run's outputs (File values as s3:// URIs)")
+    outputs_json: str | None = None
+    error: dict[str, Any] | None = Field(default=None, description="error.json: what failed, where, the tail of its stderr")
+    error_json: str | None = None
+
+
+class RunList(BaseModel):
+    runs: list[status.RunStatus]
+    next: str | None = Field(default=None, description="pass as ?after= for the next page")
+
+
+def _json(code: int, body: BaseModel | dict[str, Any]) -> Response[dict[str, Any]]:
+    payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    return Response(code, content_types.APPLICATION_JSON, payload)
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(exn: RequestValidationError) -> Response[dict[str, Any]]:
+    problems = [
+        Problem(where=".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body", problem=e.get("msg", str(e)))
+        for e in exn.errors()
+    ]
+    return _json(400, Problems(error="InvalidRequest", problems=problems))
+
+
+BAD_REQUEST = {400: {"description": "bad request: every problem, and where", "content": {"application/json": {"model": Problems}}}}
+NOT_FOUND = {404: {"description": "no such run", "content": {"application/json": {"model": Problems}}}}
+
+
+@app.post(
+    "/runs",
+    summary="Submit a run",
+    responses={
+        202: {"description": "started", "content": {"application/json": {"model": Accepted}}},
+        200: {"description": "a retry of an earlier request (same client_token)", "content": {"application/json": {"model": Accepted}}},
+        **BAD_REQUEST,
+    },
+)
+@tracer.capture_method
+def post_run(request: RunRequest) -> Response[dict[str, Any]]:
+    logger.append_keys(run_name=request.name)
+    try:
+        result = submit.submit_request(
+            FunctionSettings.from_env(), request.name, request.workflow, request.inputs,
+            request.client_token or str(uuid.uuid4()), wdl=request.wdl, options=request.options.model_dump(),
+        )
+    except submit.SubmitError as exn:
+        return _json(400, Problems(error="InvalidRequest", problems=[Problem(**p) for p in exn.problems]))
+    logger.append_keys(run_id=result.record.run_id)
+    logger.info("run submitted", extra={"duplicate": result.duplicate})
+    if not result.duplicate:
+        metrics.add_metric(name="RunsSubmitted", unit=MetricUnit.Count, value=1)
+    accepted = Accepted(
+        run_id=result.record.run_id, execution_arn=result.execution_arn, results=result.record.results,
+        duplicate=result.duplicate,
+    )
+    return _json(200 if result.duplicate else 202, accepted)
+
+
+@app.get(
+    "/runs",
+    summary="List runs",
+    responses={200: {"description": "runs", "content": {"application/json": {"model": RunList}}}, **BAD_REQUEST},
+)
+@tracer.capture_method
+def list_runs(
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many runs")] = 50,
+    name: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="only runs of this name")] = None,
+    after: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="continue after this run name")] = None,
+) -> Response[dict[str, Any]]:
+    found, following = manage.list_runs(FunctionSettings.from_env().runs_bucket, limit, name, after)
+    return _json(200, RunList(runs=found, next=following))
+
+
+@app.get(
+    "/runs/<run_id>",
+    summary="Describe a run: status, timings, task counts, outputs or error",
+    responses={200: {"description": "the run", "content": {"application/json": {"model": RunDescription}}}, **BAD_REQUEST, **NOT_FOUND},
+)
+@tracer.capture_method
+def get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
+    try:
+        return _json(200, manage.describe_run(FunctionSettings.from_env().runs_bucket, run_id))
+    except manage.RunNotFound as exn:
+        return _json(404, Problems(error="NotFound", message=str(exn)))
+
+
+@app.delete(
+    "/runs/<run_id>",
+    summary="Cancel a run: its execution, its driver and every task",
+    responses={
+        200: {"description": "cancelled", "content": {"application/json": {"model": status.RunStatus}}},
+        **BAD_REQUEST, **NOT_FOUND,
+        409: {"description": "the run already ended", "content": {"application/json": {"model": Problems}}},
+    },
+)
+@tracer.capture_method
+def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
+    settings = FunctionSettings.from_env()
+    try:
+        final = manage.cancel_run(settings.runs_bucket, settings.state_machine_arn, settings.cluster, run_id)
+    except manage.RunNotFound as exn:
+        return _json(404, Problems(error="NotFound", message=str(exn)))
+    except manage.RunFinished as exn:
+        return _json(409, Problems(error="AlreadyFinished", message=str(exn)))
+    metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
+    return _json(200, final)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> Any:
+    return app.resolve(event, context)
+
+
+def openapi_json() -> str:
+    """The OpenAPI document of this API (docs/openapi.json)."""
+    doc = json.loads(
+        app.get_openapi_json_schema(
+            title="miniwdl-fargate runs API",
+            version="1",
+            description="Submit, list, describe and cancel WDL runs. Every request is SigV4-signed (IAM, execute-api:Invoke).",
+        )
+    )
+    # invalid requests answer 400 with Problems (invalid_request above), not Powertools' 422
+    for path in doc["paths"].values():
+        for operation in path.values():
+            operation["responses"].pop("422", None)
+    doc["components"]["schemas"].pop("HTTPValidationError", None)
+    return json.dumps(doc, indent=2) + "\n"

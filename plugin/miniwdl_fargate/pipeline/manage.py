@@ -1,0 +1,134 @@
+"""Looking at and managing runs: list, describe, cancel, and the run-finished event.
+
+Plain functions over boto3 shared by the run API (functions/api.py) and the command line
+(``miniwdl-fargate status|list|cancel ...``), so both behave the same against AWS and local mode.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from .. import aws, runs, s3io, status, sweep
+
+log = logging.getLogger(__name__)
+
+EVENT_SOURCE = "miniwdl-fargate"
+EVENT_FINISHED = "Run Finished"
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+class RunFinished(ValueError):
+    """The run already ended: there is nothing to cancel."""
+
+
+def list_runs(bucket: str, limit: int = 50, name: str | None = None, after: str | None = None) -> tuple[list[status.RunStatus], str | None]:
+    """Runs, newest first within each name, names in order; ``after`` continues from the name of
+    the last page (returned as the second value, None at the end)."""
+    s3 = aws.client("s3")
+    names: list[str] = []
+    if name:
+        runs.check_name(name)
+        names = [name]
+    else:
+        paginator = s3.get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": runs.RUNS_PREFIX, "Delimiter": "/"}
+        if after:
+            kwargs["StartAfter"] = runs.run_prefix(after)
+        for page in paginator.paginate(**kwargs):
+            names += [p["Prefix"][len(runs.RUNS_PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+    found: list[status.RunStatus] = []
+    for i, run_name in enumerate(names):
+        prefix = f"{runs.run_prefix(run_name)}{runs.RESULTS_DIR}/"
+        ids = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            ids += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        statuses = [st for st in (status.read(bucket, run_id) for run_id in ids) if st is not None]
+        found += sorted(statuses, key=lambda st: st.submitted_at, reverse=True)
+        if len(found) >= limit and i + 1 < len(names):
+            return found, run_name
+    return found, None
+
+
+def describe_run(bucket: str, run_id: str) -> dict[str, Any]:
+    """The run's status with its outputs (outputs.json) or its error (error.json) inline."""
+    current = status.read(bucket, run_id)
+    if current is None:
+        raise RunNotFound(f"no run {run_id} in s3://{bucket} (looked for s3://{bucket}/{status.status_key(run_id)})")
+    doc = current.model_dump()
+    results_bucket, prefix = s3io.split(current.results)
+    s3 = aws.client("s3")
+    for key, name in (("outputs", "outputs.json"), ("error", "error.json")):
+        try:
+            found = s3io.get_json(results_bucket, prefix + name)
+        except s3.exceptions.NoSuchKey:
+            continue
+        if key == "outputs":
+            doc["outputs"] = found.get("outputs", found)
+            doc["outputs_json"] = s3io.uri(results_bucket, prefix + name)
+        else:
+            doc["error"] = found
+            doc["error_json"] = s3io.uri(results_bucket, prefix + name)
+    return doc
+
+
+def run_finished_event(current: status.RunStatus) -> dict[str, Any]:
+    """The run-finished EventBridge entry: what a notification needs, nothing more."""
+    detail: dict[str, Any] = {
+        "run_id": current.run_id,
+        "name": current.name,
+        "status": current.status,
+        "submitted_at": current.submitted_at,
+        "finished_at": current.finished_at,
+        "duration_s": current.duration_s,
+        "results": current.results,
+        "tasks": current.tasks.model_dump(),
+    }
+    if current.outputs:
+        detail["outputs"] = current.outputs
+    if current.error:
+        detail["error"] = current.error
+    if current.report:
+        detail["report"] = current.report
+    return {
+        "Source": EVENT_SOURCE,
+        "DetailType": EVENT_FINISHED,
+        "Resources": [current.execution_arn] if current.execution_arn else [],
+        "Detail": json.dumps(detail),
+    }
+
+
+def announce(current: status.RunStatus) -> None:
+    """Put the run-finished event on the default bus (users wire rules to it: SNS, Slack, ...)."""
+    answer = aws.client("events").put_events(Entries=[run_finished_event(current)])
+    if answer.get("FailedEntryCount"):
+        log.error("run-finished event of %s not delivered: %s", current.run_id, answer.get("Entries"))
+
+
+def cancel_run(bucket: str, state_machine_arn: str, cluster: str, run_id: str, reason: str = "cancelled by the user") -> status.RunStatus:
+    """Cancel end to end: mark the run CANCELLED (so nothing later reports it otherwise), stop its
+    execution, stop its driver (SIGTERM: miniwdl stops every task it runs) and any task of the
+    run still running, write error.json and announce the end."""
+    error = {"error": "Cancelled", "message": reason}
+    before = status.read(bucket, run_id)
+    if before is None:
+        raise RunNotFound(f"no run {run_id} in s3://{bucket} (looked for s3://{bucket}/{status.status_key(run_id)})")
+    final = status.set_state(bucket, run_id, "CANCELLED", error=error)
+    if final is None or final.status != "CANCELLED" or before.finished:
+        raise RunFinished(f"run {run_id} already {(final or before).status}")
+    sfn = aws.client("stepfunctions")
+    arn = final.execution_arn or state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + run_id
+    try:
+        sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason[:32000])
+    except sfn.exceptions.ExecutionDoesNotExist:
+        pass
+    stopped = sweep.stop_run(cluster, run_id, f"run cancelled: {reason}") if cluster else []
+    log.info("run %s cancelled: execution stopped, %d task(s) stopped", run_id, len(stopped))
+    results_bucket, prefix = s3io.split(final.results)
+    s3io.put_json(results_bucket, prefix + "error.json", {"run_id": run_id, "status": "CANCELLED", **error})
+    announce(final)
+    return final

@@ -1,0 +1,143 @@
+"""A run's status, kept in S3 next to its results (``runs/<name>/results/<run id>/status.json``):
+it outlives the Step Functions history (90 days) and costs nothing while idle.
+
+Who writes it, in order: submit (SUBMITTED), launch (STARTING, the driver's task), the driver
+(RUNNING, then task counts as it goes), finalize (SUCCEEDED / FAILED, timings, outputs or error),
+and cancel (CANCELLED). Updates are read-modify-write with a conditional put (If-Match on the
+ETag, retried on a conflict), and a finished run is never moved back to a running state by a late
+writer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, Field
+
+from . import aws, runs, s3io
+
+STATUS_NAME = "status.json"
+FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
+State = Literal["SUBMITTED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+
+
+class TaskCounts(BaseModel):
+    """WDL task attempts of the run, as the driver sees them."""
+
+    total: int = 0  # calls scheduled so far (a scatter adds its calls as it unrolls)
+    queued: int = 0  # waiting for a launch slot or for ECS to start them
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0  # attempts retried (Spot interruption, out of memory, maxRetries)
+    cached: int = 0  # calls answered by the call cache
+
+
+class RunStatus(BaseModel):
+    run_id: str
+    name: str
+    status: State
+    submitted_at: str
+    started_at: str | None = None  # the driver started
+    finished_at: str | None = None
+    updated_at: str = Field(default_factory=runs.now_iso)
+    duration_s: float | None = None  # submitted to finished
+    source: str = "s3"
+    workflow: str = ""
+    inputs: str = ""
+    results: str = ""
+    execution_arn: str | None = None
+    driver_task: str | None = None
+    tasks: TaskCounts = Field(default_factory=TaskCounts)
+    outputs: str | None = None  # s3:// URI of outputs.json
+    error: dict[str, Any] | None = None  # {"error", "message", "error_json"}
+    report: str | None = None  # s3:// URI of the run report
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def status_key(run_id: str) -> str:
+    """The status.json key of a run, from its id alone (``<name>-<8 hex>``)."""
+    name = run_id.rsplit("-", 1)[0]
+    return f"{runs.run_prefix(name)}{runs.RESULTS_DIR}/{run_id}/{STATUS_NAME}"
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def read(bucket: str, run_id: str) -> RunStatus | None:
+    s3 = aws.client("s3")
+    try:
+        return RunStatus.model_validate(s3io.get_json(bucket, status_key(run_id)))
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:
+    return RunStatus(
+        run_id=record.run_id,
+        name=record.name,
+        status="SUBMITTED",
+        submitted_at=record.submitted_at,
+        source=record.source,
+        workflow=record.workflow,
+        inputs=record.inputs,
+        results=record.results,
+        execution_arn=execution_arn,
+    )
+
+
+def update(
+    bucket: str, run_id: str, change: Callable[[RunStatus], RunStatus | None], initial: RunStatus | None = None
+) -> RunStatus | None:
+    """Apply ``change`` to the stored status (or to ``initial`` if there is none yet) and store it,
+    safely against concurrent writers. ``change`` returns None to leave it as it is. A finished
+    status only changes into another finished one (a late RUNNING update is dropped)."""
+    s3 = aws.client("s3")
+    key = status_key(run_id)
+    for attempt in range(8):
+        try:
+            obj = s3.get_object(Bucket=bucket, Key=key)
+            current: RunStatus | None = RunStatus.model_validate(json.loads(obj["Body"].read()))
+            condition = {"IfMatch": obj["ETag"]}
+        except s3.exceptions.NoSuchKey:
+            current, condition = initial, {"IfNoneMatch": "*"}
+        if current is None:
+            return None
+        changed = change(current.model_copy(deep=True))
+        if changed is None:
+            return current
+        if current.finished and not changed.finished:
+            return current
+        changed.updated_at = runs.now_iso()
+        if changed.finished and changed.finished_at is None:
+            changed.finished_at = changed.updated_at
+        if changed.finished_at and changed.duration_s is None:
+            start, end = _parse_time(changed.submitted_at), _parse_time(changed.finished_at)
+            if start and end:
+                changed.duration_s = round((end - start).total_seconds(), 1)
+        try:
+            s3.put_object(
+                Bucket=bucket, Key=key, ContentType="application/json",
+                Body=(changed.model_dump_json(indent=2) + "\n").encode(), **condition,
+            )
+            return changed
+        except s3.exceptions.ClientError as exn:
+            if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise
+            time.sleep(0.05 * (attempt + 1))  # someone else wrote first: read again
+    raise RuntimeError(f"status of run {run_id} kept changing under us; gave up updating it")
+
+
+def set_state(bucket: str, run_id: str, state: State, **fields: Any) -> RunStatus | None:
+    def change(current: RunStatus) -> RunStatus:
+        return current.model_copy(update={"status": state, **fields})
+
+    return update(bucket, run_id, change)
+

@@ -1,0 +1,169 @@
+"""The run API (functions/api.py) against local mode: API Gateway proxy events (the shape of
+tests/events/apigw_post_runs.json) invoked on the deployed function, as API Gateway would."""
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from miniwdl_fargate import aws
+
+REPO = Path(__file__).resolve().parents[2]
+EVENT = json.loads((REPO / "tests" / "events" / "apigw_post_runs.json").read_text())
+
+SLEEPY = """version 1.1
+workflow sleepy {
+  input { Int n = 2  Int seconds = 120 }
+  scatter (i in range(n)) { call nap { input: seconds = seconds } }
+}
+task nap {
+  input { Int seconds }
+  command <<< sleep ~{seconds} >>>
+  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
+}
+"""
+GREET = """version 1.1
+workflow greet {
+  input { String who }
+  call hi { input: who = who }
+  output { String greeting = hi.out }
+}
+task hi {
+  input { String who }
+  command <<< echo "Hello, ~{who}!" >>>
+  output { String out = read_string(stdout()) }
+  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def api(stack):
+    physical = next(
+        r["PhysicalResourceId"]
+        for r in aws.client("cloudformation").list_stack_resources(StackName=stack.stack_name)["StackResourceSummaries"]
+        if r["LogicalResourceId"] == "ApiFunction"
+    )
+
+    def call(method, path, body=None, query=None):
+        event = copy.deepcopy(EVENT)
+        resource = "/runs/{run_id}" if path.count("/") == 2 else "/runs"
+        event.update(httpMethod=method, path=path, resource=resource, queryStringParameters=query,
+                     body=json.dumps(body) if body is not None else None)
+        event["pathParameters"] = {"run_id": path.rsplit("/", 1)[1]} if resource != "/runs" else None
+        event["requestContext"].update(httpMethod=method, resourcePath=resource, path="/v1" + path)
+        answer = json.loads(aws.client("lambda").invoke(FunctionName=physical, Payload=json.dumps(event).encode())["Payload"].read())
+        return answer["statusCode"], json.loads(answer["body"]) if answer.get("body") else None
+
+    return call
+
+
+def wait_for(api, run_id, states, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, doc = api("GET", f"/runs/{run_id}")
+        if code == 200 and doc["status"] in states:
+            return doc
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} not {states} after {timeout}s: {doc}")
+
+
+@pytest.fixture(scope="module")
+def finished_events(stack):
+    """Run-finished events, through a rule to a queue (what a user would wire to SNS or Slack)."""
+    sqs, events = aws.client("sqs"), aws.client("events")
+    url = sqs.create_queue(QueueName="run-finished")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="run-finished", EventPattern=json.dumps({"source": ["miniwdl-fargate"], "detail-type": ["Run Finished"]}))
+    events.put_targets(Rule="run-finished", Targets=[{"Id": "q", "Arn": arn}])
+
+    def received(run_id, timeout=30):
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                seen.append(json.loads(m["Body"]))
+            mine = [e for e in seen if e["detail"]["run_id"] == run_id]
+            if mine:
+                return mine
+        raise AssertionError(f"no run-finished event for {run_id}; saw {seen}")
+
+    return received
+
+
+def test_post_inline_wdl_then_get_the_run_with_its_outputs(api, finished_events):
+    code, accepted = api("POST", "/runs", {"name": "api-inline", "wdl": GREET, "inputs": {"greet.who": "Ann"}, "client_token": "t-1"})
+    assert code == 202, accepted
+    run_id = accepted["run_id"]
+    doc = wait_for(api, run_id, {"SUCCEEDED", "FAILED"})
+    assert doc["status"] == "SUCCEEDED", doc
+    assert doc["outputs"] == {"greet.greeting": "Hello, Ann!"}
+    assert doc["outputs_json"] == accepted["results"] + "outputs.json"
+    assert doc["source"] == "api" and doc["workflow"] == accepted["results"] + "source/workflow.wdl"
+    assert doc["submitted_at"] <= doc["started_at"] <= doc["finished_at"]
+    assert doc["duration_s"] > 0
+    assert doc["driver_task"].startswith("arn:aws:ecs:")
+    (event,) = finished_events(run_id)
+    assert event["detail"]["status"] == "SUCCEEDED"
+    assert event["detail"]["outputs"] == accepted["results"] + "outputs.json"
+    # the same request again is the same run
+    code, again = api("POST", "/runs", {"name": "api-inline", "wdl": GREET, "inputs": {"greet.who": "Ann"}, "client_token": "t-1"})
+    assert code == 200 and again["duplicate"] is True and again["run_id"] == run_id
+    # the token with other inputs is refused, not run over the first
+    code, refused = api("POST", "/runs", {"name": "api-inline", "wdl": GREET, "inputs": {"greet.who": "Bob"}, "client_token": "t-1"})
+    assert code == 400
+    assert refused["problems"] == [{"where": "client_token", "problem": "already used for a run with other inputs; use a new token for a new run"}]
+
+
+def test_list_runs_newest_first_and_by_name(api):
+    for token in ("l-1", "l-2"):
+        code, _ = api("POST", "/runs", {"name": "api-listed", "wdl": GREET, "inputs": {"greet.who": token}, "client_token": token})
+        assert code == 202
+    code, listed = api("GET", "/runs", query={"name": "api-listed"})
+    assert code == 200
+    assert [r["name"] for r in listed["runs"]] == ["api-listed", "api-listed"]
+    assert listed["runs"][0]["submitted_at"] >= listed["runs"][1]["submitted_at"]
+    code, everything = api("GET", "/runs", query={"limit": "1"})
+    assert code == 200 and everything["runs"] and everything["next"]
+    code, bad = api("GET", "/runs", query={"limit": "0"})
+    assert code == 400 and bad["problems"][0]["where"] == "query.limit"
+
+
+def test_delete_cancels_end_to_end(stack, api, finished_events):
+    code, accepted = api("POST", "/runs", {"name": "api-cancel", "wdl": SLEEPY, "client_token": "c-1"})
+    assert code == 202, accepted
+    run_id = accepted["run_id"]
+    wait_for(api, run_id, {"RUNNING"})
+    deadline = time.monotonic() + 60
+    while len(stack.runtime.running_tasks()) < 3 and time.monotonic() < deadline:  # driver + 2 naps
+        time.sleep(0.5)
+    code, cancelled = api("DELETE", f"/runs/{run_id}")
+    assert code == 200, cancelled
+    assert cancelled["status"] == "CANCELLED"
+    execution = aws.client("stepfunctions").describe_execution(executionArn=accepted["execution_arn"])
+    assert execution["status"] == "ABORTED"
+    deadline = time.monotonic() + 60
+    while stack.runtime.running_tasks() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stack.runtime.running_tasks() == []
+    code, doc = api("GET", f"/runs/{run_id}")
+    assert doc["status"] == "CANCELLED" and doc["error"]["status"] == "CANCELLED"
+    (event,) = finished_events(run_id)
+    assert event["detail"]["status"] == "CANCELLED"
+    code, again = api("DELETE", f"/runs/{run_id}")
+    assert code == 409 and again["error"] == "AlreadyFinished"
+
+
+def test_unknown_runs_and_bad_requests(api):
+    code, doc = api("GET", "/runs/nope-0123abcd")
+    assert code == 404 and doc["error"] == "NotFound", doc
+    code, doc = api("GET", "/runs/not a run id")
+    assert code == 400
+    code, doc = api("POST", "/runs", {"name": "x", "workflow": "s3://b/w.wdl", "wdl": GREET})
+    assert code == 400
+    assert doc["problems"] == [{"where": "workflow", "problem": "give either workflow (an s3:// URI of a .wdl file) or wdl (its source)"}]
+    code, doc = api("POST", "/runs", {"name": "x", "wdl": GREET, "inputs": {"greet.who": 1, "greet.extra": 2}})
+    assert code == 400
+    assert [p["where"] for p in doc["problems"]] == ["inputs: greet.who", "inputs: greet.extra"]
