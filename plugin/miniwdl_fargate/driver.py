@@ -369,7 +369,7 @@ def run_report(run: DriverRun, status: str, started: float, run_dir: str = "", c
         subtitle = (
             f"{status} · {tasks} task(s), {len(attempts)} attempt(s)"
             + (f", {hits} call(s) reused from the call cache" if hits else "")
-            + f" · {report._clock(round(now - started))} · estimated {cost['total_usd']:.4f} {cost['currency']}"
+            + f" · {report.clock(round(now - started))} · estimated {cost['total_usd']:.4f} {cost['currency']}"
         )
         title = f"run {run.run_id}"
         svg = report.timeline_svg(([own] if own else []) + attempts, title=title, subtitle=subtitle, now=now, costs=cost)
@@ -419,6 +419,9 @@ def driver_attempt(run: DriverRun, started: float, status: str, now: float) -> r
     try:
         cluster = arn.split("/")[1] if arn.count("/") >= 2 else os.environ.get("MINIWDL__AWS_FARGATE__CLUSTER", "default")
         task = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+        if not (int(task.get("cpu") or 0) and int(task.get("memory") or 0)):
+            log.info("the driver task's size is unknown (%s): the report leaves the driver out", arn)
+            return None
         from .backend.fargate import epoch
 
         created = epoch(task.get("createdAt")) or started

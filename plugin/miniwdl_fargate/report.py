@@ -174,8 +174,9 @@ class Prices:
 
 def billed_seconds(attempt: Attempt, minimum: float, now: float | None = None) -> float:
     """Seconds Fargate bills for the attempt: from the image pull (or launch) until it stopped,
-    at least ``minimum``; 0 for a launch that never happened."""
-    start = attempt.billing_start or attempt.launched
+    at least ``minimum``; 0 for a launch that never happened, or a task that stopped before its
+    image pull began."""
+    start = attempt.billing_start or (attempt.launched if attempt.running is not None else None)
     if start is None:
         return 0.0
     end = attempt.stopped if attempt.stopped is not None else (now or time.time())
@@ -255,7 +256,7 @@ def _nice_step(span: float, ticks: int = 8) -> float:
     return 86400.0 * math.ceil(raw / 86400)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:g}s"
     if seconds < 3600:
@@ -268,7 +269,7 @@ def _clock(seconds: float) -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds:.1f}s" if seconds < 60 else _clock(seconds)
+    return f"{seconds:.1f}s" if seconds < 60 else clock(seconds)
 
 
 def call_labels(attempts: list[Attempt]) -> dict[int, str]:
@@ -337,7 +338,7 @@ def timeline_svg(
     for i in range(ticks + 1):
         tx = LABEL_W + i * step / span * plot_w
         out.append(f'<line x1="{tx:.1f}" y1="{axis_y}" x2="{tx:.1f}" y2="{TOP + max(rows, 1) * ROW_H}" stroke="#e6e8eb"/>')
-        out.append(f'<text x="{tx:.1f}" y="{axis_y - 4}" text-anchor="middle">{esc(_clock(i * step))}</text>')
+        out.append(f'<text x="{tx:.1f}" y="{axis_y - 4}" text-anchor="middle">{esc(clock(i * step))}</text>')
     out.append("</g>")
     if not attempts:
         out.append(f'<text x="{LABEL_W}" y="{TOP + 14}" fill="#555">no WDL task ran</text>')
@@ -412,6 +413,17 @@ def _fit(text: str, chars: int) -> str:
     return text if len(text) <= chars else "…" + text[-(chars - 1) :]
 
 
+def price_text(table: dict[str, Any]) -> str:
+    parts = [
+        f"{name} {entry['vcpu_hour']:g} per vCPU, {entry['gb_hour']:g} per GB"
+        for name, entry in table.items()
+        if isinstance(entry, dict)
+    ]
+    if table.get("ephemeral_gb_hour"):
+        parts.append(f"ephemeral storage beyond 20 GB {table['ephemeral_gb_hour']:g} per GB")
+    return "; ".join(parts)
+
+
 def report_html(svg: str, cost: dict[str, Any], title: str, facts: list[tuple[str, str]]) -> str:
     """One self-contained page: the facts of the run, the timeline, and the cost table."""
     esc = html.escape
@@ -436,6 +448,7 @@ table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
 th, td {{ border: 1px solid #d5d9e0; padding: 3px 8px; text-align: left; }}
 td:nth-child(n+5) {{ text-align: right; }}
 .facts th {{ background: #f3f4f6; }}
+svg {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>{esc(title)}</h1>
 <table class="facts">{fact_rows}</table>
@@ -444,8 +457,8 @@ td:nth-child(n+5) {{ text-align: right; }}
 {svg}
 <h2>Cost estimate</h2>
 <p>{esc(cost['method'])}. Total: <b>{cost['total_usd']:.4f} {esc(cost['currency'])}</b>
-({cost['totals']['vcpu_seconds']:g} vCPU-seconds, {cost['totals']['gb_seconds']:g} GB-seconds).
-Prices: {esc(json.dumps(cost['prices']))}</p>
+({cost['totals']['vcpu_seconds']:g} vCPU-seconds, {cost['totals']['gb_seconds']:g} GB-seconds).</p>
+<p>Prices ({esc(str(cost['prices'].get('region', '')))}, {esc(cost['currency'])} per hour): {esc(price_text(cost['prices']))}</p>
 <table class="cost"><tr><th>call</th><th>attempt</th><th>outcome</th><th>capacity</th><th>vCPU</th><th>GiB</th>
 <th>billed s</th><th>vCPU-s</th><th>GB-s</th><th>{esc(cost['currency'])}</th></tr>
 {rows}
