@@ -138,3 +138,47 @@ def test_without_a_cache_dir_the_driver_leaves_the_call_cache_to_miniwdl(bucket,
 def get_key(uri):
     bucket, key = uri[len("s3://"):].split("/", 1)
     return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def test_error_json_says_when_a_task_ran_out_of_memory():
+    run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/res/", "/tmp/x")
+    cause = {
+        "error": "CommandFailed", "run": "call-big", "exit_status": 137,
+        "container_reason": "OutOfMemoryError: Container killed due to memory usage",
+        "out_of_memory": "killed for exceeding its memory at 16 vCPU / 120 GiB, and 120 GiB is already "
+        "Fargate's largest memory size: not retried",
+    }
+    doc = driver.describe_error(run, {"error": "RunFailed", "cause": cause})
+    assert doc["message"].startswith("call-big ran out of memory (exit status 137): killed for exceeding")
+    assert doc["failed_task"]["out_of_memory"] == cause["out_of_memory"]
+
+
+class FakeECS:
+    def __init__(self, task):
+        self.task = task
+
+    def describe_tasks(self, cluster, tasks):
+        assert cluster == "wdl" and tasks == [self.task["taskArn"]]
+        return {"tasks": [self.task]}
+
+
+def test_the_driver_itself_is_a_row_of_the_report_when_ecs_knows_its_size(monkeypatch):
+    from datetime import datetime, timezone
+
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/wdl/0123abcd"
+    task = {
+        "taskArn": arn, "cpu": "1024", "memory": "2048", "launchType": "FARGATE",
+        "createdAt": datetime.fromtimestamp(1000, timezone.utc), "pullStartedAt": datetime.fromtimestamp(1010, timezone.utc),
+        "startedAt": datetime.fromtimestamp(1030, timezone.utc),
+    }
+    monkeypatch.setattr(driver.sweep, "own_task_arn", lambda: arn)
+    monkeypatch.setattr(driver.aws, "client", lambda service: FakeECS(task))
+    run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/res/", "/tmp/x")
+    own = driver.driver_attempt(run, started=1040, status="SUCCEEDED", now=1130)
+    assert (own.call, own.cpu, own.memory, own.capacity) == ("driver", 1024, 2048, "FARGATE")
+    assert (own.queued, own.billing_start, own.running, own.stopped) == (1000, 1010, 1030, 1130)
+    cost = report.estimate_cost([own], report.Prices())
+    assert cost["attempts"][0]["billed_seconds"] == 120  # from its image pull until the report
+    # a size ECS does not give (moto's does not) leaves the driver out rather than price it at 0
+    task.update(cpu=None)
+    assert driver.driver_attempt(run, started=1040, status="SUCCEEDED", now=1130) is None
