@@ -77,9 +77,6 @@ class Attempt:
     detail: str = ""  # why it ended so (stop reason, container reason, error)
     task_arn: str = ""
 
-    def label(self) -> str:
-        return self.call + (f" #{self.attempt}" if self.attempt > 1 else "")
-
     def outcome_text(self) -> str:
         if self.outcome in (FAILED, OUT_OF_MEMORY) and self.exit_code is not None:
             return f"{self.outcome} (exit {self.exit_code})"
@@ -117,10 +114,14 @@ class AttemptLog:
                 attempt.stopped = time.time()
 
     def snapshot(self, run: str | None = None) -> list[Attempt]:
-        """Copies of the attempts (of one run, if given), in the order they were queued."""
+        """Copies of the attempts (of one run, if given): calls in the order their first attempt
+        was queued, each call's attempts together."""
         with self._lock:
             found = [dataclasses.replace(a) for a in self._attempts if run is None or a.run == run]
-        return sorted(found, key=lambda a: (a.queued, a.call, a.attempt))
+        first: dict[str, float] = {}
+        for a in found:
+            first[a.path or a.call] = min(first.get(a.path or a.call, a.queued), a.queued)
+        return sorted(found, key=lambda a: (first[a.path or a.call], a.path or a.call, a.attempt))
 
     def clear(self) -> None:
         with self._lock:

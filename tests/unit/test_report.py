@@ -164,3 +164,10 @@ def test_the_page_holds_the_svg_and_the_cost_table():
     assert page.startswith("<!DOCTYPE html>") and svg in page
     assert page.count("<tr><td>") == len(cost["attempts"])
     assert "eu-west-1" not in page and "us-east-1" in page
+
+
+def test_a_calls_attempts_are_listed_together():
+    log = AttemptLog()
+    for call, attempt, queued in (("a", 1, 1.0), ("b", 1, 2.0), ("a", 2, 3.0), ("c", 1, 4.0), ("b", 2, 5.0)):
+        log.begin(call=call, attempt=attempt, queued=queued, path=f"/r/{call}")
+    assert [(a.call, a.attempt) for a in log.snapshot()] == [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("c", 1)]
