@@ -21,8 +21,9 @@ class EcsTaskStateChangeEvent(EventBridgeModel):
 @logger.inject_lambda_context(clear_state=True)
 @event_parser(model=EcsTaskStateChangeEvent)
 def handler(event: EcsTaskStateChangeEvent, context: Any) -> dict[str, str]:
-    container = FunctionSettings.from_env().driver_container_name
+    settings = FunctionSettings.from_env()
+    container = settings.driver_container_name
     logger.append_keys(run_id=event.detail.environment(container).get("RUN_ID"), task_arn=event.detail.taskArn)
-    result = report(event.detail, container)
+    result = report(event.detail, container, settings.cluster)
     logger.info("driver stop handled", extra={"result": result})
     return {"result": result}

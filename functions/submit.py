@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import unquote_plus
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -65,7 +66,9 @@ def handler(event: dict[str, Any], context: Any) -> Any:
     parsed = parse(event=event, model=S3EventNotificationEventBridgeModel)
     bucket, obj = parsed.detail.bucket.name, parsed.detail.object
     logger.append_keys(s3_key=obj.key)
-    result = submit.submit_object(FunctionSettings.from_env(), bucket, obj.key, obj.etag)
+    # S3 notifications URL-encode keys ("runs/my%20run/inputs.json")
+    key = unquote_plus(obj.key)
+    result = submit.submit_object(FunctionSettings.from_env(), bucket, key, obj.etag, obj.version_id)
     if result is None:
         return {"started": False}
     logger.append_keys(run_id=result.record.run_id)

@@ -314,14 +314,17 @@ def test_roles_are_pinned_to_this_stack(cfn_template):
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 # What each component's code calls (boto3 operation -> IAM action), and nothing else.
 ROLE_ACTIONS = {
-    # pipeline/submit.py: head_object/get_object, list_objects_v2, put_object, start_execution
-    "SubmitRole": LOGS | {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "states:StartExecution", "sqs:SendMessage"},
+    # pipeline/submit.py + validate.py: head_object/get_object, list_objects_v2, put_object, delete_object
+    # (a stale error.json), start_execution
+    "SubmitRole": LOGS | {
+        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "sqs:SendMessage",
+    },
     # pipeline/launch.py: run_task (with tags, roles of the task definition)
     "LaunchDriverRole": LOGS | {"ecs:RunTask", "ecs:TagResource", "iam:PassRole"},
     # pipeline/complete.py: get_object, send_task_success/failure; stopping a dead driver's tasks
     "DriverStoppedRole": LOGS | {
         "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess", "states:SendTaskFailure",
-        "ecs:ListTasks", "ecs:StopTask", "sqs:SendMessage",
+        "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "sqs:SendMessage",
     },
     # pipeline/finalize.py: head_object, put_object
     "FinalizeRole": LOGS | {"s3:GetObject", "s3:PutObject"},

@@ -160,3 +160,23 @@ def test_miniwdl_self_test_workflow_passes_through_the_pipeline(stack, s3):
     for name, directory in zip(names, outputs["hello_caller.message_directories"]):
         assert directory.startswith(result.results + "out/message_directories/")
         assert read(s3, directory.rstrip("/") + "/message.txt").decode().rstrip() == f"Hello, {name}!"
+
+
+def test_bad_inputs_dropped_in_the_bucket_are_rejected_before_anything_starts(stack, s3):
+    """The user uploads a workflow and inputs that name an s3:// object that is not there."""
+    bucket = stack.outputs["BucketName"]
+    s3.upload_file(str(EXAMPLE / "workflow.wdl"), bucket, "runs/rejected/workflow.wdl")
+    s3.put_object(
+        Bucket=bucket, Key="runs/rejected/inputs.json",
+        Body=json.dumps({"hello.names": "Ann", "hello.reference": "s3://example-data/hello/nope.txt"}).encode(),
+    )
+    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], "rejected", "rejected-none", timeout=120)
+    assert result.status == "FAILED"
+    assert result.outputs_uri == f"s3://{bucket}/runs/rejected/error.json"
+    assert result.document["error"] == "InvalidSubmission"
+    assert [(p["where"], p["problem"]) for p in result.document["problems"]] == [
+        (f"s3://{bucket}/runs/rejected/inputs.json: hello.names",
+         "expected Array[String], got \"Ann\" (couldn't construct 'Array[String]' from \"Ann\" (in names))"),
+    ]
+    executions = aws.client("stepfunctions").list_executions(stateMachineArn=stack.outputs["StateMachineArn"])["executions"]
+    assert not [e for e in executions if e["name"].startswith("rejected-")]

@@ -36,6 +36,12 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--state-dir", help="where local mode keeps EFS, logs and the mirrored results (default: a new temp dir)")
     run.add_argument("--template", help="the SAM template to deploy (default: this checkout's template.yaml)")
     run.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default 3600)")
+    run.add_argument(
+        "--faults",
+        metavar="JSON",
+        help='inject faults, e.g. \'{"spot_interruptions": 1, "kill_driver_after_tasks": 2}\' '
+        "(see RELIABILITY.md; also MINIWDL_FARGATE_LOCAL_FAULTS)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log what local mode does")
 
 
@@ -77,6 +83,15 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.isfile(path):
             print(f"error: {what} {path} not found", file=sys.stderr)
             return 2
+    if args.faults is not None:
+        from .faults import ENV, Faults
+
+        try:
+            Faults.parse(args.faults)
+        except ValueError as exn:
+            print(f"error: {exn}", file=sys.stderr)
+            return 2
+        os.environ[ENV] = args.faults
     started = time.monotonic()
     try:
         submission = prepare(args.wdl, args.inputs, args.name)
@@ -89,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             say(f"submitted s3://{bucket}/runs/{name}/inputs.json -> run {run_id}")
             result = wait(
                 bucket, stack.outputs["StateMachineArn"], name, run_id, args.timeout,
-                on_status=lambda s: say(f"run {run_id}: {s}"),
+                on_status=lambda s: say(f"run {run_id}: {s}"), inputs_version=submission.inputs_version,
             )
             local_copy = mirror(bucket, result.results.split("/", 3)[3], os.path.join(stack.state_dir, "s3"))
     except RunInputError as exn:

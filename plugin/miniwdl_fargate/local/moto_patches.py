@@ -21,6 +21,8 @@ MOTO_VERSION = "5.2.5"
 
 
 class Runtime(Protocol):
+    faults: Any  # local.faults.Faults
+
     def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]: ...
     def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None: ...
     def ecs_task_started(self, backend: Any, task: Any) -> None: ...
@@ -44,6 +46,7 @@ def install(runtime: Runtime) -> None:
     _patch_lambda()
     _patch_events()
     _patch_ecs()
+    _patch_send_task_failure()
     install_cloudformation()
     fix_ecs_resource_requirements()
     _installed["done"] = True
@@ -113,12 +116,30 @@ def _patch_events() -> None:
             elif target.get("Input"):
                 event = json.loads(target["Input"])
             _runtime().deliver_event(target, copy.deepcopy(event))
+            if _runtime().faults.duplicate_events:  # fault injection: at-least-once, twice
+                _runtime().faults.injected.append("duplicate_event")
+                _runtime().deliver_event(target, copy.deepcopy(event))
         if others:
             rest = copy.copy(self)
             rest.targets = others
             original(rest, original_event, transform_input)
 
     Rule.send_to_targets = send_to_targets
+
+
+def _patch_send_task_failure() -> None:
+    # SendTaskFailure: moto's API layer drops the ``cause`` parameter (its executing backend takes
+    # it), so a failed run's state machine would see a null Cause.
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def send_task_failure(self: Any) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure
 
 
 def _as_delivered(event: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +219,27 @@ def _patch_ecs() -> None:
 
     EC2ContainerServiceBackend.run_task = run_task
     EC2ContainerServiceBackend.stop_task = stop_task
+
+    # fault injection (local.faults): RunTask throttled, or answered with a capacity failure
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    from .faults import CAPACITY_REASON
+
+    original_response = EC2ContainerServiceResponse.run_task
+
+    def run_task_response(self: Any) -> Any:
+        faults = _runtime().faults
+        if "-driver" in str(self._get_param("taskDefinition")):  # faults aim at the WDL tasks' launches
+            return original_response(self)
+        if faults.take("run_task_throttles"):
+            raise JsonRESTError("ThrottlingException", "Rate exceeded")
+        if faults.take("run_task_capacity"):
+            return ActionResult({"tasks": [], "failures": [{"arn": "", "reason": CAPACITY_REASON}]})
+        return original_response(self)
+
+    EC2ContainerServiceResponse.run_task = run_task_response
 
 
 def _patch_efs_cfn() -> None:

@@ -131,6 +131,7 @@ class Submission:
     inputs_dir: Path
     name: str
     files: list[Path]
+    inputs_version: str | None = None  # of the uploaded inputs.json, once uploaded
 
     def upload(self, bucket: str) -> tuple[str, str]:
         """Upload the bundle, the local inputs and then inputs.json (which starts the run).
@@ -154,7 +155,9 @@ class Submission:
             Body=json.dumps(staged_inputs, indent=2).encode(),
             ContentType="application/json",
         )
-        return self.name, runs.run_id_for(self.name, prefix + runs.INPUTS_NAME, put["ETag"].strip('"'), wdl_etag)
+        version = put.get("VersionId") or put["ETag"].strip('"')  # as the submit step names the run
+        self.inputs_version = version
+        return self.name, runs.run_id_for(self.name, prefix + runs.INPUTS_NAME, version, wdl_etag)
 
 
 def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None) -> Submission:
@@ -190,8 +193,12 @@ def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict
     return prepare(wdl, inputs, name).upload(bucket)
 
 
-def wait(bucket: str, state_machine_arn: str, name: str, run_id: str, timeout: float = 3600, on_status=None) -> RunResult:
-    """Follow the run's execution to its end; return its outcome document."""
+def wait(
+    bucket: str, state_machine_arn: str, name: str, run_id: str, timeout: float = 3600, on_status=None,
+    inputs_version: str | None = None,
+) -> RunResult:
+    """Follow the run's execution to its end; return its outcome document. A rejection of the
+    submission (runs/<name>/error.json) counts if it answers ``inputs_version`` (any, if None)."""
     sfn = aws.client("stepfunctions")
     s3 = aws.client("s3")
     arn = state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + run_id
@@ -204,7 +211,7 @@ def wait(bucket: str, state_machine_arn: str, name: str, run_id: str, timeout: f
         except sfn.exceptions.ExecutionDoesNotExist:
             status = "SUBMITTING"
             rejected = _get_json(s3, bucket, runs.run_prefix(name) + "error.json")
-            if rejected is not None:
+            if rejected is not None and inputs_version in (None, rejected.get("inputs_version")):
                 return RunResult(run_id, "FAILED", f"s3://{bucket}/{runs.run_prefix(name)}", rejected)
         if status != last and on_status:
             on_status(status)

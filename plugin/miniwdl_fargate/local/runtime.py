@@ -35,13 +35,15 @@ from typing import Any
 
 import psutil
 
-from .. import aws
+from .. import aws, sweep
+from .faults import Faults
 
 log = logging.getLogger("miniwdl-fargate.local")
 
 ECS_STOPPED_REASON = "Essential container in task exited"
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"  # Fargate's words
 MEMORY_CHECK_SECONDS = 0.25
+SPOT_INTERRUPTION = "\0spot"  # a stop request that is Fargate Spot taking its capacity back
 
 
 def _ci(mapping: dict[str, Any] | None, name: str, default: Any = None) -> Any:
@@ -66,6 +68,8 @@ class LocalRuntime:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.namespaces = NamespaceSupport.detect()
+        self.faults = Faults.from_env()
+        self._launched_by_driver: dict[str, int] = {}
         os.makedirs(self.efs_root, exist_ok=True)
         os.makedirs(self.logs_dir, exist_ok=True)
 
@@ -103,6 +107,12 @@ class LocalRuntime:
         return target
 
     def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]:
+        injected = self.faults.take_lambda(function.function_name)
+        if injected:  # fault injection: the Lambda service fails, or the handler raises
+            kind = "Lambda.ServiceException" if injected == "error" else "RuntimeError"
+            message = f"injected fault: {kind} in {function.function_name}"
+            log.warning(message)
+            return json.dumps({"errorType": kind, "errorMessage": message}), True, message
         code_dir = self._code_dir(function)
         env = self.base_environment()
         env.update({k: str(v) for k, v in (function.environment_vars or {}).items()})
@@ -192,6 +202,26 @@ class LocalRuntime:
         with self._lock:
             self._threads.append(thread)
         thread.start()
+        self._maybe_kill_driver(task)
+
+    def _maybe_kill_driver(self, task: Any) -> None:
+        """Fault injection: kill a driver (SIGKILL, as an OOM or a crash would) once it has
+        launched ``kill_driver_after_tasks`` WDL tasks."""
+        driver = {t.get("key"): t.get("value") for t in (task.tags or [])}.get(sweep.DRIVER_TAG, "")
+        limit = self.faults.kill_driver_after_tasks
+        if not driver.startswith("arn:") or limit is None:
+            return
+        with self._lock:
+            count = self._launched_by_driver[driver] = self._launched_by_driver.get(driver, 0) + 1
+            proc = self._procs.get(driver)
+        if count >= limit and proc is not None and proc.poll() is None:
+            self.faults.kill_driver_after_tasks = None
+            self.faults.injected.append("kill_driver")
+            log.warning("injected fault: killing driver %s after %d task(s)", driver, count)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def ecs_stop_task(self, backend: Any, task: Any, reason: str) -> bool:
         with self._lock:
@@ -321,6 +351,8 @@ class LocalRuntime:
         task.started_at = datetime.now(timezone.utc)
         self._set_status(task, "RUNNING")
         self._emit(task)
+        if getattr(task, "capacity_provider_name", None) == "FARGATE_SPOT" and self.faults.take("spot_interruptions"):
+            threading.Timer(0.5, self._interrupt_spot, args=(task,)).start()
 
         deadline = None
         out_of_memory = False
@@ -350,6 +382,9 @@ class LocalRuntime:
         if reason is None:
             task.stop_code = "EssentialContainerExited"
             task.stopped_reason = ECS_STOPPED_REASON
+        elif reason == SPOT_INTERRUPTION:
+            task.stop_code = "SpotInterruption"
+            task.stopped_reason = "Your Spot Task was interrupted."
         else:
             task.stop_code = "UserInitiated"
             task.stopped_reason = reason
@@ -357,6 +392,19 @@ class LocalRuntime:
         task.desired_status = "STOPPED"
         self._set_status(task, "STOPPED")
         self._emit(task)
+
+    def _interrupt_spot(self, task: Any) -> None:
+        """Fault injection: Fargate Spot reclaims the task (SIGTERM first, as its warning)."""
+        with self._lock:
+            proc = self._procs.get(task.task_arn)
+            if proc is None or proc.poll() is not None:
+                return
+            self._stop_requests[task.task_arn] = SPOT_INTERRUPTION
+        log.warning("injected fault: Spot interruption of %s", task.task_arn)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
     def running_tasks(self) -> list[str]:
         with self._lock:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .. import aws, s3io
+from .. import aws, s3io, sweep
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +99,35 @@ def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, 
     }
 
 
-def report(detail: EcsTaskStateChange, container: str) -> str:
-    """Send the outcome to Step Functions. Duplicate events are harmless."""
+def report(detail: EcsTaskStateChange, container: str, cluster: str = "") -> str:
+    """Send the outcome to Step Functions, then stop whatever of the run is still running.
+
+    Safe to repeat, whatever the order: only a STOPPED driver counts (earlier states are
+    ignored), its task token accepts one answer (a duplicate event finds it spent), and stopping
+    tasks that are stopped already changes nothing.
+    """
     found = outcome(detail, container)
     if found is None:
         return "ignored"
     kind, payload = found
-    token = detail.environment(container)["SFN_TASK_TOKEN"]
+    env = detail.environment(container)
     sfn = aws.client("stepfunctions")
+    result = kind
     try:
         if kind == "success":
-            sfn.send_task_success(taskToken=token, output=json.dumps(payload))
+            sfn.send_task_success(taskToken=env["SFN_TASK_TOKEN"], output=json.dumps(payload))
         else:
-            sfn.send_task_failure(taskToken=token, error=payload["error"], cause=payload["cause"])
+            sfn.send_task_failure(taskToken=env["SFN_TASK_TOKEN"], error=payload["error"], cause=payload["cause"])
     except (sfn.exceptions.TaskDoesNotExist, sfn.exceptions.TaskTimedOut, sfn.exceptions.InvalidToken) as exn:
         log.info("task token no longer waiting (duplicate event?): %s", exn)
-        return "duplicate"
-    return kind
+        result = "duplicate"
+    if cluster and env.get("RUN_ID"):
+        # a driver that died (killed, out of memory, its host lost) leaves its WDL tasks running
+        # and billing: nothing else would ever stop them
+        stopped = sweep.stop_run(
+            cluster, env["RUN_ID"], f"the run's driver stopped ({detail.stopCode or 'exit'}): stopping its tasks",
+            exclude=[detail.taskArn],
+        )
+        if stopped:
+            log.warning("stopped %d task(s) left running by the driver of run %s", len(stopped), env["RUN_ID"])
+    return result

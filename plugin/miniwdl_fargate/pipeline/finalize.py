@@ -20,15 +20,14 @@ def finalize(record: runs.RunRecord, status: str, error: dict[str, Any] | None) 
                 cause = json.loads(cause)
             except (TypeError, ValueError):
                 pass
+            name = (error or {}).get("Error") or "RunFailed"
+            if isinstance(cause, dict):  # ours ({"message": ...}) or a Lambda error ({"errorMessage": ...})
+                message = cause.get("message") or cause.get("errorMessage") or json.dumps(cause)[:1000]
+            else:
+                message = str(cause or name)
             s3io.put_json(
                 record.bucket,
                 key,
-                {
-                    "run_id": record.run_id,
-                    "status": "FAILED",
-                    "error": (error or {}).get("Error", "RunFailed"),
-                    "message": cause.get("message") if isinstance(cause, dict) else str(cause),
-                    "cause": cause,
-                },
+                {"run_id": record.run_id, "status": "FAILED", "error": name, "message": message, "cause": cause},
             )
     return {"run_id": record.run_id, "status": status}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from botocore.exceptions import BotoCoreError
+
 from .. import aws, runs
 from .settings import FunctionSettings
 
@@ -12,6 +14,11 @@ log = logging.getLogger(__name__)
 
 class DriverCapacityUnavailable(RuntimeError):
     """RunTask answered with failures[] (e.g. no Fargate capacity): the state machine retries."""
+
+
+class DriverLaunchFailed(RuntimeError):
+    """RunTask of the driver raised (throttled beyond botocore's retries, a network failure, a
+    permission missing): the state machine retries a few times, then fails the run with this."""
 
 
 def driver_environment(record: runs.RunRecord, task_token: str) -> list[dict[str, str]]:
@@ -25,7 +32,20 @@ def driver_environment(record: runs.RunRecord, task_token: str) -> list[dict[str
 
 
 def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> str:
-    response = aws.client("ecs").run_task(
+    ecs = aws.client("ecs")
+    try:
+        response = _run_driver(ecs, settings, record, task_token)
+    except (ecs.exceptions.ClientError, BotoCoreError) as exn:
+        raise DriverLaunchFailed(f"RunTask of the driver of run {record.run_id} failed: {exn}") from exn
+    if response.get("failures") or not response.get("tasks"):
+        raise DriverCapacityUnavailable(f"RunTask of the driver failed: {response.get('failures')}")
+    arn = response["tasks"][0]["taskArn"]
+    log.info("driver of run %s launched: %s", record.run_id, arn)
+    return arn
+
+
+def _run_driver(ecs, settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> dict:
+    return ecs.run_task(
         cluster=settings.cluster,
         taskDefinition=settings.driver_task_definition,
         launchType="FARGATE",
@@ -47,8 +67,3 @@ def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token
         enableECSManagedTags=True,
         propagateTags="TASK_DEFINITION",
     )
-    if response.get("failures") or not response.get("tasks"):
-        raise DriverCapacityUnavailable(f"RunTask of the driver failed: {response.get('failures')}")
-    arn = response["tasks"][0]["taskArn"]
-    log.info("driver of run %s launched: %s", record.run_id, arn)
-    return arn

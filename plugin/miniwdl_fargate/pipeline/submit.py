@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from .. import aws, runs, s3io
 from .settings import FunctionSettings
+from .validate import MAX_INPUTS_BYTES, Problems, check_run
 
 log = logging.getLogger(__name__)
 
@@ -55,38 +57,91 @@ def find_workflow(bucket: str, name: str) -> tuple[str, str]:
     return wdls[0]["Key"], wdls[0]["ETag"].strip('"')
 
 
-def read_inputs(bucket: str, key: str) -> dict[str, Any]:
-    body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    where = s3io.uri(bucket, key)
+def parse_inputs(body: bytes, where: str) -> dict[str, Any]:
+    """The inputs document as a dict, or SubmitError saying why not."""
+    if len(body) > MAX_INPUTS_BYTES:
+        raise SubmitError(
+            [{"where": where, "problem": f"{len(body)} bytes; an inputs JSON may have at most {MAX_INPUTS_BYTES >> 20} MiB "
+              "(put large values in files and pass their s3:// URIs)"}]
+        )
+    if not body.strip():
+        raise SubmitError([{"where": where, "problem": "empty: expected a JSON object of workflow inputs, e.g. {\"wf.x\": 1}"}])
     try:
         doc = json.loads(body)
     except ValueError as exn:
         raise SubmitError([{"where": where, "problem": f"not valid JSON: {exn}"}]) from None
     if not isinstance(doc, dict):
-        raise SubmitError([{"where": where, "problem": "must be a JSON object of workflow inputs"}])
+        raise SubmitError(
+            [{"where": where, "problem": f"expected a JSON object of workflow inputs, got a JSON {type(doc).__name__}"}]
+        )
     return doc
 
 
+def read_inputs(bucket: str, key: str) -> dict[str, Any]:
+    body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return parse_inputs(body, s3io.uri(bucket, key))
+
+
+def validate(workflow: str, inputs: dict[str, Any], inputs_where: str) -> None:
+    """Raise SubmitError listing every problem of the run (see ``validate``)."""
+    problems = Problems()
+    check_run(workflow, inputs, inputs_where, problems)
+    if problems:
+        raise SubmitError(problems.found)
+
+
 def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
-    """Write run.json and start the execution named after the run (idempotent)."""
+    """Write run.json and start the execution named after the run, exactly once per run id.
+
+    run.json is written only if absent (a conditional put): the submission that creates it is the
+    first; any other is a duplicate (a redelivered event, a retried request). Either way the
+    execution is started with the input recorded in run.json, so a first attempt that died
+    between the two steps is completed by its retry, and a duplicate finds the execution there:
+    Step Functions answers the same running execution, or ExecutionAlreadyExists.
+    """
+    s3 = aws.client("s3")
+    key = record.results_key("run.json")
+    first = True
+    try:
+        s3.put_object(
+            Bucket=record.bucket, Key=key, IfNoneMatch="*", ContentType="application/json",
+            Body=(record.model_dump_json(indent=2) + "\n").encode(),
+        )
+    except s3.exceptions.ClientError as exn:
+        if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise
+        first = False
+        record = _recorded(record.bucket, key)
     sfn = aws.client("stepfunctions")
-    s3io.put_json(record.bucket, record.results_key("run.json"), record.model_dump())
     try:
         arn = sfn.start_execution(
             stateMachineArn=settings.state_machine_arn, name=record.run_id, input=record.model_dump_json()
         )["executionArn"]
-        return Submitted(record, arn, duplicate=False)
     except sfn.exceptions.ExecutionAlreadyExists:
-        arn = execution_arn(settings.state_machine_arn, record.run_id)
+        arn, first = execution_arn(settings.state_machine_arn, record.run_id), False
+    if not first:
         log.info("run %s already submitted: %s", record.run_id, arn)
-        return Submitted(record, arn, duplicate=True)
+    return Submitted(record, arn, duplicate=not first)
+
+
+def _recorded(bucket: str, key: str) -> runs.RunRecord:
+    """The run record another submission wrote (waiting briefly if it is still being written)."""
+    for delay in (0.0, 0.2, 0.5, 1.0, 2.0):
+        time.sleep(delay)
+        try:
+            return runs.RunRecord.model_validate(s3io.get_json(bucket, key))
+        except aws.client("s3").exceptions.NoSuchKey:
+            continue
+    raise RuntimeError(f"s3://{bucket}/{key} is being written by another submission and did not appear")
 
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
 
 
-def submit_object(settings: FunctionSettings, bucket: str, key: str, etag: str) -> Submitted | None:
+def submit_object(
+    settings: FunctionSettings, bucket: str, key: str, etag: str, version_id: str | None = None
+) -> Submitted | None:
     """An object landed in the bucket: start a run if it is ``runs/<name>/inputs.json``.
 
     Returns None when nothing was started: not a trigger key, or a rejected submission (its
@@ -99,19 +154,29 @@ def submit_object(settings: FunctionSettings, bucket: str, key: str, etag: str) 
     name = match.group("name")
     try:
         runs.check_name(name)
-        read_inputs(bucket, key)
+        inputs = read_inputs(bucket, key)
         wdl_key, wdl_etag = find_workflow(bucket, name)
+        validate(s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key))
     except (SubmitError, ValueError) as exn:
         problems = exn.problems if isinstance(exn, SubmitError) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
         where = s3io.put_json(
             bucket,
             runs.run_prefix(name) + "error.json",
-            {"status": "FAILED", "error": "InvalidSubmission", "problems": problems, "inputs": s3io.uri(bucket, key)},
+            {
+                "status": "FAILED",
+                "error": "InvalidSubmission",
+                "message": f"the run was not started: {len(problems)} problem(s) with the submission",
+                "problems": problems,
+                "inputs": s3io.uri(bucket, key),
+                "inputs_version": version_id or etag,  # which upload of inputs.json this answers
+            },
         )
         # handled: the user's answer is error.json; raising would only make EventBridge retry
         log.error("rejected s3://%s/%s: %s (see %s)", bucket, key, SubmitError(problems), where)
         return None
-    run_id = runs.run_id_for(name, key, etag, wdl_etag)
+    # the object's version (each upload its own, even of the same bytes) when the bucket keeps
+    # versions; a redelivered event carries the same one, so it maps to the same run
+    run_id = runs.run_id_for(name, key, version_id or etag, wdl_etag)
     record = runs.RunRecord(
         run_id=run_id,
         name=name,
@@ -122,7 +187,10 @@ def submit_object(settings: FunctionSettings, bucket: str, key: str, etag: str) 
         submitted_at=runs.now_iso(),
         source="s3",
     )
-    return start(settings, record)
+    submitted = start(settings, record)
+    if not submitted.duplicate:  # an earlier rejection of this run name no longer applies
+        aws.client("s3").delete_object(Bucket=bucket, Key=runs.run_prefix(name) + "error.json")
+    return submitted
 
 
 def submit_request(settings: FunctionSettings, name: str, workflow: str, inputs: dict[str, Any], client_token: str) -> Submitted:
@@ -145,6 +213,7 @@ def submit_request(settings: FunctionSettings, name: str, workflow: str, inputs:
         wdl_etag = s3.head_object(Bucket=wf_bucket, Key=wf_key)["ETag"].strip('"')
     except s3.exceptions.ClientError:
         raise SubmitError([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
+    validate(workflow, inputs, "inputs")
     bucket = settings.runs_bucket
     run_id = runs.run_id_for(name, "api", client_token, workflow, wdl_etag)
     results = runs.results_uri(bucket, name, run_id)

@@ -1,0 +1,262 @@
+"""Everything that can be known wrong about a run before anything is started.
+
+The submit step calls ``check_run``: the WDL (read from S3 with its imports) parses and typechecks
+with miniwdl; the inputs are a JSON object of the workflow's inputs, none missing, none unknown,
+each of the declared type; every s3:// File/Directory they name exists and is readable; File
+inputs are not local paths nobody in the cloud can read; and what can be told of sizes is within
+limits (the inputs document, the WDL, literal runtime cpu/memory/disks/gpu against Fargate's).
+
+Every problem is reported, each with where it is (``where``) and what is wrong (``problem``), so
+one fix-and-resubmit round is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import WDL
+from WDL._util import parse_byte_size
+
+from .. import aws, s3io, sizes
+
+MAX_INPUTS_BYTES = 1024 * 1024  # an inputs JSON beyond 1 MiB is data that belongs in files
+MAX_WDL_BYTES = 2 * 1024 * 1024  # per WDL document
+MAX_URI_CHECKS = 2000  # s3:// inputs checked for existence (the rest are left to the driver)
+SUPPORTED_SCHEMES = ("s3://", "https://", "http://")
+
+
+@dataclass
+class Problems:
+    found: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, where: str, problem: str) -> None:
+        self.found.append({"where": where, "problem": problem})
+
+    def __bool__(self) -> bool:
+        return bool(self.found)
+
+
+# -- the WDL, read from S3 ---------------------------------------------------------------------
+
+
+def _where(uri: str, pos: Any) -> str:
+    line, column = getattr(pos, "line", 0), getattr(pos, "column", 0)
+    source = getattr(pos, "abspath", "") or getattr(pos, "uri", "") or uri
+    return f"{source}:{line}:{column}" if line else source
+
+
+def _read_s3(uri: str) -> str:
+    bucket, key = s3io.split(uri)
+    s3 = aws.client("s3")
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as exn:
+        raise FileNotFoundError(_s3_error(exn, uri)) from None
+    if obj["ContentLength"] > MAX_WDL_BYTES:
+        raise ValueError(f"{obj['ContentLength']} bytes; a WDL document may have at most {MAX_WDL_BYTES >> 20} MiB")
+    return obj["Body"].read().decode("utf-8", errors="replace")
+
+
+async def _read_source(uri: str, path: list[str], importer: Any) -> Any:
+    """miniwdl ``read_source``: the main document and its imports, straight from S3. A relative
+    import is resolved against the importing document's s3:// location, as the driver will see it
+    (it downloads the WDL's folder)."""
+    if "://" not in uri and importer is not None and str(importer.pos.abspath).startswith("s3://"):
+        bucket, key = s3io.split(importer.pos.abspath)
+        uri = s3io.uri(bucket, posixpath.normpath(posixpath.join(posixpath.dirname(key), uri)))
+    if not uri.startswith("s3://"):
+        raise FileNotFoundError(f"imports must be relative paths or s3:// URIs, not {uri}")
+    return WDL.ReadSourceResult(source_text=_read_s3(uri), abspath=uri)
+
+
+def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
+    """The typechecked document at ``uri`` (s3://), or None with the problems recorded."""
+    try:
+        return asyncio.run(WDL.load_async(uri, read_source=_read_source))
+    except WDL.Error.SyntaxError as exn:
+        problems.add(_where(uri, exn.pos), "WDL syntax error: " + " ".join(str(exn).split()))
+    except WDL.Error.ImportError as exn:
+        cause = exn.__cause__ or exn.__context__
+        detail = f": {cause}" if cause and str(cause) not in str(exn) else ""
+        problems.add(_where(uri, exn.pos), f"WDL import failed: {exn}{detail}")
+    except WDL.Error.MultipleValidationErrors as exn:
+        for error in exn.exceptions:
+            problems.add(_where(uri, error.pos), f"WDL error: {error}")
+    except WDL.Error.ValidationError as exn:
+        problems.add(_where(uri, exn.pos), f"WDL error: {exn}")
+    except (FileNotFoundError, ValueError) as exn:
+        problems.add(uri, str(exn))
+    return None
+
+
+def workflow_target(doc: WDL.Tree.Document, uri: str, problems: Problems) -> Any:
+    if doc.workflow is not None:
+        return doc.workflow
+    if len(doc.tasks) == 1:
+        return doc.tasks[0]
+    problems.add(uri, f"no workflow to run: the document has no workflow and {len(doc.tasks)} tasks (it needs one)")
+    return None
+
+
+# -- the inputs ---------------------------------------------------------------------------------
+
+
+def _strip(key: str, namespace: str) -> str:
+    return key[len(namespace) + 1 :] if key.startswith(namespace + ".") else key
+
+
+def check_inputs(target: Any, inputs: dict[str, Any], where: str, problems: Problems) -> WDL.Env.Bindings | None:
+    """Each input known and well-typed, none required missing; the values if all is well."""
+    available = target.available_inputs
+    ok = True
+    for key, value in inputs.items():
+        name = _strip(key, target.name)
+        if not available.has_binding(name):
+            close = [b.name for b in available if b.name.split(".")[-1] == name.split(".")[-1]]
+            hint = f" (did you mean {target.name}.{close[0]}?)" if close else ""
+            problems.add(f"{where}: {key}", f"unknown input: {target.name} has no input {name}{hint}")
+            ok = False
+            continue
+        decl = available[name]
+        try:
+            WDL.values_from_json({name: value}, available, namespace=target.name)
+        except (WDL.Error.InputError, ValueError, TypeError) as exn:
+            problems.add(f"{where}: {key}", f"expected {decl.type}, got {json.dumps(value)[:200]} ({exn})")
+            ok = False
+    given = {_strip(k, target.name) for k in inputs}
+    for binding in target.required_inputs:
+        if binding.name not in given:
+            problems.add(f"{where}: {target.name}.{binding.name}", f"missing required input of type {binding.value.type}")
+            ok = False
+    if not ok:
+        return None
+    return WDL.values_from_json(inputs, available, target.required_inputs, namespace=target.name)
+
+
+def _s3_error(exn: Any, uri: str) -> str:
+    code = str(exn.response.get("Error", {}).get("Code", ""))
+    if code in ("404", "NoSuchKey", "NotFound"):
+        return f"{uri} does not exist"
+    if code == "NoSuchBucket":
+        return f"{uri}: bucket {s3io.split(uri)[0]} does not exist"
+    if code in ("403", "AccessDenied", "Forbidden"):
+        return (
+            f"{uri} is not readable by the pipeline (does it exist? is its bucket in the stack's "
+            "ReadableS3Arns parameter?)"
+        )
+    return f"{uri}: {exn}"
+
+
+def _check_s3(uri: str, directory: bool) -> str | None:
+    s3 = aws.client("s3")
+    try:
+        bucket, key = s3io.split(uri)
+        if directory:
+            prefix = key if key.endswith("/") or not key else key + "/"
+            listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+            if not listing.get("KeyCount"):
+                return f"{uri} holds no objects (a Directory input names a prefix with files under it)"
+            return None
+        if not key or key.endswith("/"):
+            return f"{uri} names a folder; a File input names one object (use a Directory input for a folder)"
+        s3.head_object(Bucket=bucket, Key=key)
+        return None
+    except s3io.S3URIError as exn:
+        return str(exn)
+    except s3.exceptions.ClientError as exn:
+        return _s3_error(exn, uri)
+
+
+def check_files(values: WDL.Env.Bindings, where: str, problems: Problems, namespace: str = "") -> None:
+    """Every File/Directory input a URI the driver can fetch, and every s3:// one there."""
+    found: list[tuple[str, str, bool]] = []  # (input name, uri, is a Directory)
+
+    def collect(name: str):
+        def visit(value: Any) -> str:
+            found.append((name, value.value, isinstance(value, WDL.Value.Directory)))
+            return value.value
+
+        return visit
+
+    prefix = namespace + "." if namespace else ""
+    for binding in values:
+        WDL.Value.rewrite_paths(binding.value, collect(prefix + binding.name))
+    s3_checks: dict[tuple[str, bool], list[str]] = {}
+    for name, uri, directory in found:
+        kind = "Directory" if directory else "File"
+        if "://" not in uri:
+            problems.add(
+                f"{where}: {name}",
+                f"{kind} input {uri!r} is a local path, which the pipeline cannot read: upload it to S3 and "
+                "give its s3:// URI (`miniwdl-fargate local run` uploads local files for you)",
+            )
+        elif not uri.startswith(SUPPORTED_SCHEMES):
+            problems.add(f"{where}: {name}", f"{kind} input {uri}: only s3:// and https:// URIs are supported")
+        elif uri.startswith("s3://"):
+            s3_checks.setdefault((uri, directory), []).append(name)
+    unique = list(s3_checks)[:MAX_URI_CHECKS]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda item: _check_s3(*item), unique))
+    for (uri, _directory), problem in zip(unique, results):
+        if problem:
+            for name in s3_checks[(uri, _directory)]:
+                problems.add(f"{where}: {name}", problem)
+
+
+# -- sizes -------------------------------------------------------------------------------------
+
+
+def _literal(expr: Any, version: str) -> Any:
+    """The value of a runtime expression that needs no inputs, else None."""
+    try:
+        return expr.eval(WDL.Env.Bindings(), stdlib=WDL.StdLib.Base(version))
+    except Exception:  # it refers to inputs or calls functions needing files: known at run time only
+        return None
+
+
+def check_task_sizes(doc: WDL.Tree.Document, problems: Problems) -> None:
+    """Literal runtime requests (cpu: 64, memory: "500 GiB", gpu: true) Fargate cannot meet."""
+    docs = [doc] + [imp.doc for imp in doc.imports if imp.doc is not None]
+    for document in docs:
+        for task in document.tasks:
+            runtime = task.runtime
+            version = document.effective_wdl_version
+            values = {k: _literal(runtime[k], version) for k in ("cpu", "memory", "disks", "gpu") if k in runtime}
+            try:
+                memory = parse_byte_size(values["memory"].value) if values.get("memory") is not None else None
+            except (ValueError, AttributeError):
+                memory = None
+            cpu = values.get("cpu")
+            gpu = values.get("gpu")
+            disks = values.get("disks")
+            try:
+                sizes.for_task(
+                    task.name,
+                    cpu=float(cpu.value) if isinstance(cpu, (WDL.Value.Int, WDL.Value.Float)) else None,
+                    memory_bytes=memory,
+                    disks=disks.json if disks is not None else None,
+                    gpu=isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
+                    default_cpu_units=256,
+                    default_memory_mib=512,
+                )
+            except sizes.SizeError as exn:
+                problems.add(_where(document.pos.abspath, task.pos), str(exn))
+
+
+def check_run(workflow_uri: str, inputs: dict[str, Any], inputs_where: str, problems: Problems) -> None:
+    """Everything above, for one run: ``problems`` says what is wrong, if anything."""
+    doc = load_workflow(workflow_uri, problems)
+    if doc is None:
+        return
+    target = workflow_target(doc, workflow_uri, problems)
+    check_task_sizes(doc, problems)
+    if target is None:
+        return
+    values = check_inputs(target, inputs, inputs_where, problems)
+    if values is not None:
+        check_files(values, inputs_where, problems, namespace=target.name)

@@ -1,0 +1,230 @@
+"""Bad input is refused before anything starts, saying what is wrong and where.
+
+Each case drops a run into the bucket (or POSTs it) the way a user would, against moto, and
+checks the exact problems reported (runs/<name>/error.json, or the HTTP 400 body) and that no
+execution was started.
+"""
+
+import json
+
+import pytest
+
+from miniwdl_fargate import aws
+from miniwdl_fargate.pipeline import submit
+from miniwdl_fargate.pipeline.settings import FunctionSettings
+
+GOOD = """version 1.1
+workflow hello {
+  input {
+    Array[String] names
+    File reference
+    Int copies = 1
+  }
+  scatter (n in names) { call greet { input: name = n } }
+  output { Array[String] out = greet.out }
+}
+task greet {
+  input { String name }
+  command <<< echo ~{name} >>>
+  output { String out = read_string(stdout()) }
+  runtime { cpu: 1 memory: "1 GiB" }
+}
+"""
+OK_INPUTS = {"hello.names": ["Ann"], "hello.reference": "s3://data/ref.txt"}
+WDL = "s3://runs/runs/{name}/workflow.wdl"
+INPUTS = "s3://runs/runs/{name}/inputs.json"
+
+
+@pytest.fixture
+def pipeline(moto_aws):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.create_bucket(Bucket="data")
+    s3.put_object(Bucket="data", Key="ref.txt", Body=b"reference")
+    s3.put_object(Bucket="data", Key="dir/a.txt", Body=b"a")
+    machine = aws.client("stepfunctions").create_state_machine(
+        name="run",
+        definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/run",
+    )["stateMachineArn"]
+    settings = FunctionSettings.model_validate({"RUNS_BUCKET": "runs", "STATE_MACHINE_ARN": machine})
+
+    def executions():
+        return aws.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+
+    def drop(name, inputs, wdl=GOOD, extra=None):
+        """Upload the run folder, then inputs.json (which triggers it), and submit the event."""
+        for key, body in (extra or {}).items():
+            s3.put_object(Bucket="runs", Key=f"runs/{name}/{key}", Body=body.encode())
+        if wdl is not None:
+            s3.put_object(Bucket="runs", Key=f"runs/{name}/workflow.wdl", Body=wdl.encode())
+        body = inputs if isinstance(inputs, (str, bytes)) else json.dumps(inputs)
+        put = s3.put_object(Bucket="runs", Key=f"runs/{name}/inputs.json", Body=body)
+        return submit.submit_object(settings, "runs", f"runs/{name}/inputs.json", put["ETag"].strip('"'), put.get("VersionId"))
+
+    def rejection(name):
+        doc = json.loads(s3.get_object(Bucket="runs", Key=f"runs/{name}/error.json")["Body"].read())
+        assert doc["status"] == "FAILED" and doc["error"] == "InvalidSubmission"
+        return [(p["where"], p["problem"]) for p in doc["problems"]]
+
+    return settings, drop, rejection, executions
+
+
+BAD_SUBMISSIONS = {
+    # name: (inputs, wdl, extra files, [(where, problem)])
+    "not-json": (
+        '{"hello.names": [', GOOD, None,
+        [(INPUTS, "not valid JSON: Expecting value: line 1 column 18 (char 17)")],
+    ),
+    "json-array": ("[1, 2]", GOOD, None, [(INPUTS, "expected a JSON object of workflow inputs, got a JSON list")]),
+    "empty-inputs": ("", GOOD, None, [(INPUTS, 'empty: expected a JSON object of workflow inputs, e.g. {"wf.x": 1}')]),
+    "too-big": (
+        json.dumps({"hello.names": ["x" * (1024 * 1024)]}), GOOD, None,
+        [(INPUTS, "1048597 bytes; an inputs JSON may have at most 1 MiB (put large values in files and pass their s3:// URIs)")],
+    ),
+    "no-wdl": (OK_INPUTS, None, None, [("s3://runs/runs/{name}/", "no WDL found: upload the workflow as s3://runs/runs/{name}/workflow.wdl")]),
+    "two-wdls": (
+        OK_INPUTS, None, {"a.wdl": GOOD, "b.wdl": GOOD},
+        [("s3://runs/runs/{name}/", "several WDL files (a.wdl, b.wdl); name the main one workflow.wdl")],
+    ),
+    "syntax-error": (
+        OK_INPUTS, "version 1.1\nworkflow hello { call }\n", None,
+        [(WDL + ":2:23", "WDL syntax error: Unexpected token Token('STRING1_FRAGMENT', '}\\n') at line 2, column 23. Expected one of: * CNAME Previous tokens: [Token('CALL', 'call')]")],
+    ),
+    "unknown-version": (
+        OK_INPUTS, GOOD.replace("version 1.1", "version 3.0"), None,
+        [(WDL, "WDL syntax error: unknown WDL version 3.0; choices: draft-2, 1.0, 1.1, development, 1.2")],
+    ),
+    "unknown-identifier": (
+        {}, "version 1.1\nworkflow hello {\n  Int x = y\n}\n", None,
+        [(WDL + ":3:11", "WDL error: Unknown identifier y")],
+    ),
+    "type-error": (
+        {}, "version 1.1\nworkflow hello {\n  input { Int n = 1 }\n  String s = n + [1]\n}\n", None,
+        [(WDL + ":4:14", "WDL error: Non-numeric operand to + operator")],
+    ),
+    "missing-import": (
+        {}, 'version 1.1\nimport "lib.wdl" as lib\nworkflow hello { call lib.t }\n', None,
+        [(WDL + ":2:1", "WDL import failed: Failed to import lib.wdl: s3://runs/runs/{name}/lib.wdl does not exist")],
+    ),
+    "no-workflow": (
+        {}, "version 1.1\ntask a { command <<< >>> }\ntask b { command <<< >>> }\n", None,
+        [(WDL, "no workflow to run: the document has no workflow and 2 tasks (it needs one)")],
+    ),
+    "missing-input": (
+        {"hello.reference": "s3://data/ref.txt"}, GOOD, None,
+        [(INPUTS + ": hello.names", "missing required input of type Array[String]")],
+    ),
+    "unknown-input": (
+        dict(OK_INPUTS, **{"hello.nmes": ["x"]}), GOOD, None,
+        [(INPUTS + ": hello.nmes", "unknown input: hello has no input nmes")],
+    ),
+    "wrong-namespace": (
+        {"other.names": ["Ann"], "hello.reference": "s3://data/ref.txt"}, GOOD, None,
+        [
+            (INPUTS + ": other.names", "unknown input: hello has no input other.names (did you mean hello.names?)"),
+            (INPUTS + ": hello.names", "missing required input of type Array[String]"),
+        ],
+    ),
+    "wrong-types": (
+        dict(OK_INPUTS, **{"hello.names": "Ann", "hello.copies": "three"}), GOOD, None,
+        [
+            (INPUTS + ": hello.names", "expected Array[String], got \"Ann\" (couldn't construct 'Array[String]' from \"Ann\" (in names))"),
+            (INPUTS + ": hello.copies", "expected Int, got \"three\" (couldn't construct 'Int?' from \"three\" (in copies))"),
+        ],
+    ),
+    "missing-object": (
+        dict(OK_INPUTS, **{"hello.reference": "s3://data/nope.txt"}), GOOD, None,
+        [(INPUTS + ": hello.reference", "s3://data/nope.txt does not exist")],
+    ),
+    "missing-bucket": (
+        dict(OK_INPUTS, **{"hello.reference": "s3://no-such-bucket-x/ref.txt"}), GOOD, None,
+        [(INPUTS + ": hello.reference", "s3://no-such-bucket-x/ref.txt: bucket no-such-bucket-x does not exist")],
+    ),
+    "local-path": (
+        dict(OK_INPUTS, **{"hello.reference": "/home/me/ref.txt"}), GOOD, None,
+        [(INPUTS + ": hello.reference", "File input '/home/me/ref.txt' is a local path, which the pipeline cannot read: "
+          "upload it to S3 and give its s3:// URI (`miniwdl-fargate local run` uploads local files for you)")],
+    ),
+    "unsupported-scheme": (
+        dict(OK_INPUTS, **{"hello.reference": "gs://bucket/ref.txt"}), GOOD, None,
+        [(INPUTS + ": hello.reference", "File input gs://bucket/ref.txt: only s3:// and https:// URIs are supported")],
+    ),
+    "cpu-beyond-fargate": (
+        OK_INPUTS, GOOD.replace("cpu: 1", "cpu: 64"), None,
+        [(WDL + ":11:1", "task greet cannot run on Fargate: runtime.cpu = 64; Fargate allows at most 16 vCPU")],
+    ),
+    "gpu-and-memory": (
+        OK_INPUTS, GOOD.replace('memory: "1 GiB"', 'memory: "500 GiB" gpu: true'), None,
+        [(WDL + ":11:1", "task greet cannot run on Fargate: runtime.gpu = true; Fargate has no GPUs; "
+          "runtime.memory = 500 GiB; Fargate allows at most 120 GiB")],
+    ),
+    "bad name!": (OK_INPUTS, GOOD, None, [(INPUTS, "run name 'bad name!' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]),
+}
+
+
+@pytest.mark.parametrize("name", BAD_SUBMISSIONS)
+def test_bad_submission_is_refused_with_every_problem_and_starts_nothing(pipeline, name):
+    settings, drop, rejection, executions = pipeline
+    inputs, wdl, extra, expected = BAD_SUBMISSIONS[name]
+    assert drop(name, inputs, wdl, extra) is None
+    assert rejection(name) == [(w.replace("{name}", name), p.replace("{name}", name)) for w, p in expected]
+    assert executions() == []
+
+
+def test_a_directory_input_must_name_a_prefix_with_files(pipeline):
+    settings, drop, rejection, executions = pipeline
+    wdl = GOOD.replace("File reference", "Directory reference").replace("version 1.1", "version 1.2")
+    assert drop("dir-empty", dict(OK_INPUTS, **{"hello.reference": "s3://data/nothing/"}), wdl) is None
+    assert rejection("dir-empty") == [
+        (INPUTS.format(name="dir-empty") + ": hello.reference",
+         "s3://data/nothing holds no objects (a Directory input names a prefix with files under it)")
+    ]
+    assert drop("dir-ok", dict(OK_INPUTS, **{"hello.reference": "s3://data/dir/"}), wdl) is not None
+    assert len(executions()) == 1
+
+
+def test_a_good_submission_starts_once_and_clears_an_earlier_rejection(pipeline):
+    settings, drop, rejection, executions = pipeline
+    assert drop("retry", {"hello.names": "Ann"}, GOOD) is None
+    assert rejection("retry")
+    started = drop("retry", OK_INPUTS, GOOD)
+    assert started is not None and not started.duplicate
+    assert [e["name"] for e in executions()] == [started.record.run_id]
+    with pytest.raises(aws.client("s3").exceptions.ClientError):
+        aws.client("s3").head_object(Bucket="runs", Key="runs/retry/error.json")
+
+
+def test_the_same_upload_delivered_twice_starts_one_run_and_a_reupload_starts_another(pipeline):
+    settings, drop, rejection, executions = pipeline
+    s3 = aws.client("s3")
+    first = drop("twice", OK_INPUTS)
+    head = s3.head_object(Bucket="runs", Key="runs/twice/inputs.json")
+    again = submit.submit_object(settings, "runs", "runs/twice/inputs.json", head["ETag"].strip('"'), head.get("VersionId"))
+    assert again.duplicate and again.record.run_id == first.record.run_id
+    assert len(executions()) == 1
+    # new content: a new run
+    second = drop("twice", dict(OK_INPUTS, **{"hello.copies": 2}), wdl=None)
+    assert not second.duplicate and second.record.run_id != first.record.run_id
+    assert len(executions()) == 2
+
+
+def test_api_requests_are_checked_the_same_way(pipeline):
+    settings, drop, rejection, executions = pipeline
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.wdl", Body=GOOD.encode())
+    with pytest.raises(submit.SubmitError) as info:
+        submit.submit_request(
+            settings, "api-run", "s3://runs/workflows/hello.wdl",
+            {"hello.names": 3, "hello.reference": "s3://data/missing.txt"}, "token-1",
+        )
+    assert [(p["where"], p["problem"]) for p in info.value.problems] == [
+        ("inputs: hello.names", "expected Array[String], got 3 (couldn't construct 'Array[String]' from 3 (in names))"),
+    ]
+    with pytest.raises(submit.SubmitError) as info:
+        submit.submit_request(settings, "api-run", "s3://runs/workflows/none.wdl", OK_INPUTS, "token-2")
+    assert info.value.problems == [{"where": "workflow", "problem": "s3://runs/workflows/none.wdl does not exist or is not readable"}]
+    assert executions() == []
+    accepted = submit.submit_request(settings, "api-run", "s3://runs/workflows/hello.wdl", OK_INPUTS, "token-3")
+    again = submit.submit_request(settings, "api-run", "s3://runs/workflows/hello.wdl", OK_INPUTS, "token-3")
+    assert again.duplicate and again.record.run_id == accepted.record.run_id
+    assert len(executions()) == 1

@@ -1,0 +1,151 @@
+"""Faults injected in local mode (local/faults.py) end each run in the right terminal state, with
+nothing left running: throttled and capacity-starved launches, Spot interruptions, a driver killed
+mid-run, duplicated events, Lambda failures."""
+
+import json
+import time
+
+import pytest
+
+from miniwdl_fargate import aws
+from miniwdl_fargate.local import run as local_run
+from miniwdl_fargate.local.faults import Faults
+
+SCATTER = """
+version 1.1
+workflow faulty {
+  input { Int n = 3  Int seconds = 1  Int spot = 0 }
+  scatter (i in range(n)) { call work { input: i = i, seconds = seconds, spot = spot } }
+  output { Array[Int] out = work.out }
+}
+task work {
+  input { Int i  Int seconds  Int spot }
+  command <<< sleep ~{seconds}; echo ~{i} >>>
+  output { Int out = read_int(stdout()) }
+  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" preemptible: spot }
+}
+"""
+
+
+def wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.fixture
+def faults(stack):
+    def inject(**spec):
+        stack.runtime.faults = Faults(**spec)
+        return stack.runtime.faults
+
+    yield inject
+    stack.runtime.faults = Faults()
+
+
+@pytest.fixture
+def run(stack, tmp_path):
+    def go(name, inputs=None, source=SCATTER, timeout=240):
+        wdl = tmp_path / f"{name}.wdl"
+        wdl.write_text(source)
+        bucket = stack.outputs["BucketName"]
+        name, run_id = local_run.submit(bucket, wdl, inputs or {}, name=name)
+        result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=timeout)
+        # whatever happened, nothing of the run keeps running (and billing)
+        assert wait_until(lambda: stack.runtime.running_tasks() == []), stack.runtime.running_tasks()
+        return result
+
+    return go
+
+
+def ecs_tasks_of(stack, run_id):
+    ecs = aws.client("ecs")
+    cluster = stack.outputs["ClusterName"]
+    arns = ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"] + ecs.list_tasks(cluster=cluster)["taskArns"]
+    found = []
+    for i in range(0, len(arns), 100):
+        for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i:i + 100], include=["TAGS"])["tasks"]:
+            if {"key": "miniwdl-fargate:run", "value": run_id} in task.get("tags", []):
+                found.append(task)
+    return found
+
+
+def execution(stack, run_id):
+    arn = stack.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + run_id
+    sfn = aws.client("stepfunctions")
+    return sfn.describe_execution(executionArn=arn), sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+
+
+def test_throttled_and_capacity_starved_launches_are_retried(stack, faults, run):
+    injected = faults(run_task_throttles=2, run_task_capacity=2)
+    result = run("throttled")
+    assert result.status == "SUCCEEDED", result.document
+    assert result.document["outputs"]["faulty.out"] == [0, 1, 2]
+    assert injected.injected.count("run_task_throttles") == 2
+    assert injected.injected.count("run_task_capacity") == 2
+
+
+def test_a_spot_interruption_is_retried_on_demand(stack, faults, run):
+    injected = faults(spot_interruptions=1)
+    result = run("spot", {"faulty.n": 1, "faulty.seconds": 3, "faulty.spot": 1})
+    assert result.status == "SUCCEEDED", result.document
+    assert injected.injected == ["spot_interruptions"]
+    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    assert sorted((t.get("capacityProviderName") or t.get("launchType"), t.get("stopCode")) for t in tasks) == [
+        ("FARGATE", "EssentialContainerExited"),
+        ("FARGATE_SPOT", "SpotInterruption"),
+    ]
+
+
+def test_a_driver_killed_mid_run_fails_the_run_and_stops_its_tasks(stack, faults, run):
+    faults(kill_driver_after_tasks=2)
+    result = run("killed", {"faulty.seconds": 60})
+    assert result.status == "FAILED"
+    cause = result.document["cause"]
+    assert result.document["error"] == "DriverStopped", result.document
+    assert cause["message"] == "the driver task stopped without writing outputs.json or error.json"
+    assert cause["exit_code"] == 137
+    status, _ = execution(stack, result.run_id)
+    assert status["status"] == "FAILED"
+    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    assert len(tasks) >= 2
+    assert all(t["lastStatus"] == "STOPPED" for t in tasks)
+    assert {t["stoppedReason"] for t in tasks} == {"the run's driver stopped (EssentialContainerExited): stopping its tasks"}
+
+
+def test_duplicated_events_start_one_run_and_finish_it_once(stack, faults, run):
+    injected = faults(duplicate_events=True)
+    result = run("duplicated", {"faulty.n": 1})
+    assert result.status == "SUCCEEDED", result.document
+    assert "duplicate_event" in injected.injected
+    executions = aws.client("stepfunctions").list_executions(stateMachineArn=stack.outputs["StateMachineArn"])["executions"]
+    assert [e["name"] for e in executions if e["name"].startswith("duplicated-")] == [result.run_id]
+    drivers = [t for t in ecs_tasks_of(stack, result.run_id) if "-driver" in t["taskDefinitionArn"]]
+    assert len(drivers) == 1
+    _, history = execution(stack, result.run_id)
+    assert sum(1 for e in history if e["type"] == "TaskSucceeded") == 2  # launch (token) + finalize, once each
+
+
+def test_lambda_service_errors_are_retried_by_the_state_machine(stack, faults, run):
+    injected = faults(lambda_errors={"LaunchDriver": 2})
+    result = run("lambda-flaky", {"faulty.n": 1})
+    assert result.status == "SUCCEEDED", result.document
+    assert injected.injected == ["lambda_error:LaunchDriver"] * 2
+    _, history = execution(stack, result.run_id)
+    assert sum(1 for e in history if e["type"] == "TaskFailed") == 2
+
+
+def test_a_failing_lambda_ends_the_run_failed_with_error_json(stack, faults, run):
+    faults(lambda_crashes={"LaunchDriver": 5})
+    result = run("lambda-broken", {"faulty.n": 1})
+    assert result.status == "FAILED"
+    doc = result.document
+    assert doc["error"] == "RuntimeError"
+    assert doc["message"] == "injected fault: RuntimeError in " + doc["message"].rsplit(" ", 1)[1]
+    assert "LaunchDriver" in doc["message"]
+    status, _ = execution(stack, result.run_id)
+    assert status["status"] == "FAILED"
+    assert ecs_tasks_of(stack, result.run_id) == []  # nothing was launched
