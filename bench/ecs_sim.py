@@ -78,6 +78,7 @@ class SimTask:
     exit_code: int | None = 0
     stop_code: str = "EssentialContainerExited"
     stopped_reason: str = "Essential container in task exited"
+    container_reason: str = ""  # e.g. "OutOfMemoryError: Container killed due to memory usage"
     stop_requested: float | None = None
     noticed: float | None = None  # first DescribeTasks answer showing it STOPPED
 
@@ -118,12 +119,16 @@ class SimTask:
             "memory": self.overrides.get("memory", "2048"),
             "containers": [container],
         }
+        if status != "PROVISIONING" and self.stop_code != "TaskFailedToStart":
+            desc["pullStartedAt"] = self.created + self.start_latency / 2
         if status in ("RUNNING", "STOPPED") and self.stop_code != "TaskFailedToStart":
             desc["startedAt"] = self.created + self.start_latency
         if status == "STOPPED":
             desc.update(stopCode=self.stop_code, stoppedReason=self.stopped_reason, stoppedAt=self.stopped_at)
             if self.exit_code is not None:
                 container["exitCode"] = self.exit_code
+            if self.container_reason:
+                container["reason"] = self.container_reason
         return desc
 
 
@@ -139,8 +144,10 @@ class SimulatedECS:
         register_quota: tuple[float, float] = (1, 1),
         behaviour: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
-        """``behaviour(run_task_request)`` may return {"exit_code": int, "run_time": seconds} to
-        make a task do something else than exit 0 after ``run_time``."""
+        """``behaviour(run_task_request)`` may return {"exit_code": int, "run_time": seconds,
+        "container_reason": str} to make a task do something else than exit 0 after
+        ``run_time`` (``container_reason`` "OutOfMemoryError: ..." with exit code 137 is how
+        Fargate reports a container killed for exceeding its memory)."""
         self.start_latency = start_latency
         self.run_time = run_time
         self.faults = faults or Faults()
@@ -298,6 +305,7 @@ class SimulatedECS:
             chosen = self.behaviour(req) or {}
             task.exit_code = chosen.get("exit_code", task.exit_code)
             task.run_time = chosen.get("run_time", task.run_time)
+            task.container_reason = chosen.get("container_reason", task.container_reason)
         if fault == "fail_to_start":
             task.run_time, task.exit_code = 0.0, None
             task.stop_code = "TaskFailedToStart"

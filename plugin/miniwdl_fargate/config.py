@@ -14,6 +14,8 @@ from importlib import resources
 
 from WDL.runtime import config as wdl_config
 
+from .report import Prices
+
 SECTION = "aws_fargate"
 
 
@@ -71,6 +73,9 @@ class FargateSettings:
     capacity_retries: int
     spot: bool
     provision: bool
+    oom_retries: int
+    oom_memory_factor: float
+    prices: Prices
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
@@ -104,4 +109,13 @@ _PARSERS = {
     "capacity_retries": int,
     "spot": parse_bool,
     "provision": parse_bool,
+    "oom_retries": lambda v: max(0, int(v)),
+    "oom_memory_factor": lambda v: _factor(float(v)),
+    "prices": Prices.parse,
 }
+
+
+def _factor(value: float) -> float:
+    if value <= 1.0:
+        raise ValueError(f"must be more than 1 (got {value:g})")
+    return value

@@ -1,21 +1,29 @@
 """The driver: what the driver Fargate task runs for one run.
 
 1. fetch the workflow bundle (the WDL's S3 folder, less ``results/`` and ``inputs.json``) and the
-   inputs JSON onto EFS;
-2. ``miniwdl run`` them, with the aws_fargate backend unless configured otherwise;
+   inputs JSON onto EFS; stage the s3:// File/Directory inputs into a store on EFS addressed by
+   their ETags (``cache``), so the call cache sees the same paths for the same data across runs;
+2. ``miniwdl run`` them, with the aws_fargate backend unless configured otherwise, and with
+   miniwdl's call cache on EFS (a ``miniwdl.cfg`` in the bundle may change that for one run);
 3. upload the output files under the run's results prefix and write ``outputs.json`` (File and
-   Directory values as s3:// URIs), or ``error.json`` naming what failed with its stderr tail.
+   Directory values as s3:// URIs), or ``error.json`` naming what failed with its stderr tail;
+   either way, first the run report (``report.html``, ``timeline.svg``, ``cost.json``).
 
 Exit status: 0 succeeded, 1 the workflow failed, 2 the driver itself failed.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import configparser
+import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +31,7 @@ from typing import Any
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import runs, s3io, sweep
+from . import aws, report, runs, s3io, sweep
 
 log = logging.getLogger("miniwdl-fargate.driver")
 
@@ -37,6 +45,9 @@ class DriverRun:
     inputs: str  # s3:// URI of the inputs JSON
     results: str  # s3:// URI prefix ending in /
     workdir: str  # local (EFS) directory for this run
+    #: shared by the runs of this filesystem: the call cache and the staged s3:// inputs
+    #: (empty: neither; miniwdl's own configuration decides about its call cache)
+    cache_dir: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, workdir: str | None = None) -> "DriverRun":
@@ -45,10 +56,12 @@ class DriverRun:
         if missing:
             raise ValueError(f"driver: missing environment variable(s) {', '.join(missing)}")
         results = env["RUN_RESULTS"] if env["RUN_RESULTS"].endswith("/") else env["RUN_RESULTS"] + "/"
+        base = env.get("MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT") or os.getcwd()
         if workdir is None:
-            base = env.get("MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT") or os.getcwd()
             workdir = os.path.join(base, "runs", env["RUN_ID"])
-        return cls(env["RUN_ID"], env["RUN_WORKFLOW"], env["RUN_INPUTS"], results, workdir)
+        return cls(
+            env["RUN_ID"], env["RUN_WORKFLOW"], env["RUN_INPUTS"], results, workdir, os.path.join(base, "cache")
+        )
 
     @property
     def results_bucket(self) -> str:
@@ -75,10 +88,12 @@ def fetch(run: DriverRun) -> tuple[str, str]:
     return wdl_path, inputs_path
 
 
-def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str) -> tuple[int, dict[str, Any]]:
+def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None = None) -> tuple[int, dict[str, Any]]:
     """``miniwdl run`` in-process; return (exit status, the JSON miniwdl wrote: outputs or error)."""
     result_file = os.path.join(run_dir, f".result-{os.getpid()}.json")
     argv = ["run", wdl_path, "-i", inputs_path, "--dir", run_dir + "/", "-o", result_file, "--verbose"]
+    if cfg:
+        argv += ["--cfg", cfg]
     args = vars(wdl_cli.create_arg_parser().parse_args(argv))
     assert args.pop("command") == "run"
     status = 0
@@ -97,6 +112,141 @@ def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str) -> tuple[int, dic
     return status, result
 
 
+# -- the call cache, and the s3:// inputs it can trust -----------------------------------------------
+#
+# miniwdl keys a call cache entry by the call's inputs as values: an s3:// URI by its text, a
+# local file by its path (and trusts an entry while the local files it names are older than it).
+# Left to download s3:// inputs into each run's own directory, every run would see new paths
+# (no reuse for any task reading them), while a rerun of the whole workflow would be keyed by
+# URI text alone and hit even after the object was overwritten. So the driver stages each s3://
+# File/Directory input first, into a store on EFS addressed by the object's ETag, and runs
+# miniwdl on those paths: the same data is the same path in every run, changed data a new one.
+# (miniwdl's own download cache is keyed by URI only, so it stays off.) No flock is needed:
+# staging is temp-file-and-rename, and miniwdl's call cache takes flocks only on the run's own
+# log file.
+
+CALL_CACHE_DEFAULTS = {"get": "true", "put": "true"}
+RUN_CFG = "miniwdl.cfg"  # in the workflow bundle: this run's miniwdl configuration
+STAGING_THREADS = 8
+
+
+def run_cfg(workdir: str, cache_dir: str, bundle_dir: str) -> str | None:
+    """The run's miniwdl configuration file: the driver's defaults (call cache on, in
+    ``cache_dir``), under the operator's file (``MINIWDL_CFG``), under the bundle's own
+    ``miniwdl.cfg``. Environment variables (the deployment's) still win over all three, as
+    always in miniwdl. None: no defaults and no files, miniwdl as configured."""
+    merged = configparser.RawConfigParser()  # raw: values reach miniwdl exactly as written
+    if cache_dir:
+        merged.read_dict({"call_cache": {**CALL_CACHE_DEFAULTS, "dir": os.path.join(cache_dir, "call")}})
+    sources = [f for f in os.environ.get("MINIWDL_CFG", "").split(":") if f and os.path.isfile(f)][:1]
+    bundled = os.path.join(bundle_dir, RUN_CFG)
+    if os.path.isfile(bundled):
+        sources.append(bundled)
+    for source in sources:
+        merged.read(source)
+        log.info("miniwdl configuration from %s", source)
+    if not merged.sections():
+        return None
+    path = os.path.join(workdir, RUN_CFG)
+    with open(path, "w") as outfile:
+        merged.write(outfile)
+    return path
+
+
+def stage_s3_inputs(wdl_path: str, inputs_path: str, store: str) -> str:
+    """Download the s3:// File/Directory inputs into ``store`` (``<bucket>/<key>/<etag>/<name>``,
+    reused when already there) and return the path of an inputs JSON naming those copies.
+    Anything this cannot read (a WDL or inputs miniwdl will reject, an object it cannot see) is
+    left as it was, for miniwdl to report in its own words."""
+    try:
+        target: Any = WDL.load(wdl_path)
+        target = target.workflow or (target.tasks[0] if len(target.tasks) == 1 else None)
+        with open(inputs_path) as infile:
+            given = json.load(infile)
+        env = WDL.values_from_json(given, target.available_inputs, namespace=target.name)
+    except Exception as exn:
+        log.info("inputs not staged (%s: %s); miniwdl will read them as given", exn.__class__.__name__, exn)
+        return inputs_path
+    uris: dict[str, bool] = {}  # uri -> is a Directory
+
+    def collect(value: WDL.Value.File | WDL.Value.Directory) -> str:
+        if value.value.startswith("s3://"):
+            uris[value.value] = isinstance(value, WDL.Value.Directory)
+        return value.value
+
+    WDL.Value.rewrite_env_paths(env, collect)
+    if not uris:
+        return inputs_path
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(STAGING_THREADS) as pool:
+        staged = dict(zip(uris, pool.map(lambda u: _stage(u, uris[u], store), uris)))
+    env = WDL.Value.rewrite_env_paths(env, lambda v: staged.get(v.value) or v.value)
+    reused = sum(1 for path in staged.values() if path and getattr(path, "reused", False))
+    log.info("staged %d s3:// input(s) in %.1fs (%d already in %s)", len(uris), time.monotonic() - started, reused, store)
+    path = os.path.join(os.path.dirname(inputs_path), "inputs.staged.json")
+    with open(path, "w") as outfile:
+        json.dump(WDL.values_to_json(env, namespace=target.name), outfile, indent=2)
+    return path
+
+
+class _Staged(str):
+    """A staged path that remembers whether it was already in the store."""
+
+    reused = False
+
+
+def _in_store(store: str, *parts: str) -> _Staged:
+    """``store/parts...``, refusing keys that would climb out of it (S3 keys may hold "..")."""
+    path = os.path.normpath(os.path.join(store, *parts))
+    if not path.startswith(os.path.normpath(store) + os.sep):
+        raise s3io.S3URIError(f"refusing to stage outside {store}: {'/'.join(parts)}")
+    return _Staged(path)
+
+
+def _stage(uri: str, directory: bool, store: str) -> str | None:
+    try:
+        return _stage_directory(uri, store) if directory else _stage_file(uri, store)
+    except Exception as exn:  # miniwdl's own download of the URI will report it
+        log.warning("cannot stage %s (%s); leaving it to miniwdl", uri, exn)
+        return None
+
+
+def _stage_file(uri: str, store: str) -> str:
+    bucket, key = s3io.split(uri)
+    head = aws.client("s3").head_object(Bucket=bucket, Key=key)
+    etag = head["ETag"].strip('"')
+    path = _in_store(store, bucket, key, etag, os.path.basename(key))
+    if os.path.isfile(path) and os.path.getsize(path) == head["ContentLength"]:
+        path.reused = True
+        return path
+    s3io.download_to(bucket, key, path)
+    return path
+
+
+def _stage_directory(uri: str, store: str) -> str:
+    bucket, prefix = s3io.split(uri)
+    prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+    listing = sorted((o["Key"], o["ETag"].strip('"')) for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/"))
+    if not listing:
+        raise s3io.S3URIError(f"no objects under {uri}")
+    digest = hashlib.sha256("\n".join(f"{k} {e}" for k, e in listing).encode()).hexdigest()[:32]
+    name = os.path.basename(prefix.rstrip("/")) or bucket
+    path = _in_store(store, bucket, prefix.rstrip("/") or "_", digest, name)
+    if os.path.isdir(path):
+        path.reused = True
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".part.", dir=os.path.dirname(path))
+    s3io.download_prefix(bucket, prefix, staging)
+    try:
+        os.rename(staging, path)
+    except OSError:  # another run staged it meanwhile: same listing, same content
+        shutil.rmtree(staging, ignore_errors=True)
+        if not os.path.isdir(path):
+            raise
+    return path
+
+
 def upload_outputs(run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """Upload File/Directory outputs; return the outputs with s3:// URIs in their place."""
     doc = WDL.load(wdl_path)
@@ -106,12 +256,17 @@ def upload_outputs(run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_d
     env = WDL.values_from_json(outputs, target.effective_outputs, namespace=target.name)
     out_dir = os.path.realpath(os.path.join(run_dir, "out"))
     bucket = run.results_bucket
+    links = out_links(os.path.join(run_dir, "out"))
 
     def key_for(path: str) -> str:
         real = os.path.realpath(path.rstrip("/"))
         rel = os.path.relpath(path.rstrip("/"), os.path.join(run_dir, "out"))
         if rel.startswith(".."):
             rel = os.path.relpath(real, out_dir)
+        if rel.startswith("..") and real in links:
+            # an output taken from the call cache lives in an earlier run's directory; this
+            # run's out/ links to it under the output's own name
+            rel = links[real]
         if rel.startswith(".."):
             rel = os.path.join("other", os.path.basename(real))
         return run.results_key("out/" + rel)
@@ -129,6 +284,16 @@ def upload_outputs(run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_d
 
     rewritten = WDL.Value.rewrite_env_paths(env, upload)
     return WDL.values_to_json(rewritten, namespace=target.name)
+
+
+def out_links(out_dir: str) -> dict[str, str]:
+    """What each entry of miniwdl's out/ tree is (its real path) -> where it is under out/."""
+    found: dict[str, str] = {}
+    for root, dirs, files in os.walk(out_dir):  # (symlinked directories are listed, not entered)
+        for name in files + dirs:
+            path = os.path.join(root, name)
+            found.setdefault(os.path.realpath(path), os.path.relpath(path, out_dir))
+    return found
 
 
 def tail(path: str | None, lines: int = STDERR_TAIL_LINES) -> list[str]:
@@ -150,7 +315,7 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
         k: cause[k]
         for k in (
             "error", "run", "exit_status", "message", "log_group", "log_stream", "log_url", "ecs_task", "capacity",
-            "stopCode", "stoppedReason", "container_reason",
+            "stopCode", "stoppedReason", "container_reason", "out_of_memory",
         )
         if k in cause
     }
@@ -161,7 +326,9 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
         failed["stderr_tail"] = stderr
     doc["failed_task"] = failed
     what = failed.get("task") or error.get("workflow") or error.get("task") or "the run"
-    if "exit_status" in failed:
+    if "out_of_memory" in failed:
+        doc["message"] = f"{what} ran out of memory (exit status {failed.get('exit_status')}): {failed['out_of_memory']}"
+    elif "exit_status" in failed:
         doc["message"] = f"{what} failed with exit status {failed['exit_status']}"
     else:
         doc["message"] = error.get("message") or f"{what} failed: {failed.get('error', error.get('error'))}"
@@ -182,7 +349,124 @@ def sweep_orphans() -> None:
         log.exception("sweeping orphaned tasks failed")
 
 
+def run_report(run: DriverRun, status: str, started: float, run_dir: str = "", cfg: str | None = None) -> dict[str, Any]:
+    """Write the run report (report.html, timeline.svg, cost.json) under the results prefix;
+    return what outputs.json / error.json say of it. Never fails the run: a report that cannot
+    be made is logged and left out."""
+    try:
+        from .backend.base import ViewTaskContainer
+
+        now = time.time()
+        attempts = ViewTaskContainer.attempts.snapshot(run=run.run_id)
+        own = driver_attempt(run, started, status, now)
+        prices = report_prices(cfg)
+        cost = report.estimate_cost(([own] if own else []) + attempts, prices, now=now)
+        cost.update(run_id=run.run_id, status=status)
+        hits = cache_hits(run_dir)
+        if hits:
+            cost["call_cache_hits"] = hits
+        tasks = len({a.call for a in attempts})
+        subtitle = (
+            f"{status} · {tasks} task(s), {len(attempts)} attempt(s)"
+            + (f", {hits} call(s) reused from the call cache" if hits else "")
+            + f" · {report.clock(round(now - started))} · estimated {cost['total_usd']:.4f} {cost['currency']}"
+        )
+        title = f"run {run.run_id}"
+        svg = report.timeline_svg(([own] if own else []) + attempts, title=title, subtitle=subtitle, now=now, costs=cost)
+        facts = [
+            ("status", status),
+            ("results", run.results),
+            ("WDL tasks", f"{tasks} ({len(attempts)} attempts)"),
+            ("call cache", f"{hits} call(s) reused" if hits else "no call reused"),
+            ("estimated cost", f"{cost['total_usd']:.4f} {cost['currency']} (driver included)" if own
+             else f"{cost['total_usd']:.4f} {cost['currency']} (WDL tasks; the driver's own size is unknown here)"),
+        ]
+        page = report.report_html(svg, cost, title, facts)
+        bucket = run.results_bucket
+        s3 = aws.client("s3")
+        for name, body, kind in (
+            ("timeline.svg", svg, "image/svg+xml"),
+            ("report.html", page, "text/html; charset=utf-8"),
+        ):
+            s3.put_object(Bucket=bucket, Key=run.results_key(name), Body=body.encode(), ContentType=kind)
+        s3io.put_json(bucket, run.results_key("cost.json"), cost)
+        return {
+            "report": s3io.uri(bucket, run.results_key("report.html")),
+            "cost": s3io.uri(bucket, run.results_key("cost.json")),
+            "estimated_cost_usd": cost["total_usd"],
+        }
+    except Exception:
+        log.exception("could not write the run report")
+        return {}
+
+
+def report_prices(cfg: str | None) -> report.Prices:
+    """``[aws_fargate] prices`` as the run's miniwdl configuration has it."""
+    from WDL.runtime import config as wdl_config
+
+    loader = wdl_config.Loader(log, filenames=[cfg] if cfg else None)
+    if loader.has_option("aws_fargate", "prices"):
+        return report.Prices.parse(loader["aws_fargate"]["prices"])
+    return report.Prices()
+
+
+def driver_attempt(run: DriverRun, started: float, status: str, now: float) -> report.Attempt | None:
+    """The driver task itself as a row of the report (its size and capacity from ECS), when it
+    runs as an ECS task."""
+    arn = sweep.own_task_arn()
+    if not arn:
+        return None
+    try:
+        cluster = arn.split("/")[1] if arn.count("/") >= 2 else os.environ.get("MINIWDL__AWS_FARGATE__CLUSTER", "default")
+        task = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+        if not (int(task.get("cpu") or 0) and int(task.get("memory") or 0)):
+            log.info("the driver task's size is unknown (%s): the report leaves the driver out", arn)
+            return None
+        from .backend.fargate import epoch
+
+        created = epoch(task.get("createdAt")) or started
+        return report.Attempt(
+            call="driver",
+            attempt=1,
+            run=run.run_id,
+            cpu=int(task.get("cpu") or 0),
+            memory=int(task.get("memory") or 0),
+            capacity=task.get("capacityProviderName") or task.get("launchType") or "FARGATE",
+            queued=created,
+            launched=created,
+            running=epoch(task.get("startedAt")) or started,
+            stopped=now,
+            billing_start=epoch(task.get("pullStartedAt")),
+            outcome=report.SUCCEEDED if status == "SUCCEEDED" else report.FAILED,
+            detail="the driver, until this report",
+            task_arn=arn,
+        )
+    except Exception as exn:  # the report goes on without the driver's row
+        log.warning("cannot describe the driver task %s: %s", arn, exn)
+        return None
+
+
+def cache_hits(run_dir: str) -> int:
+    """Calls miniwdl took from the call cache, read from the run directory: a task call's
+    directory has a ``work`` directory once a container was made for it, and a cached call's
+    never does; a whole workflow taken from the cache has outputs and no call directories."""
+    if not run_dir or not os.path.isdir(run_dir):
+        return 0
+    hits = 0
+    calls = 0
+    for root, dirs, files in os.walk(run_dir):
+        if os.path.basename(root).startswith("call-"):
+            calls += 1
+            if "task.log" in files and not any(d.startswith("work") for d in dirs):
+                hits += 1
+        dirs[:] = [d for d in dirs if d.startswith("call-")]
+    if not calls and os.path.isfile(os.path.join(run_dir, "outputs.json")):
+        return 1
+    return hits
+
+
 def drive(run: DriverRun) -> int:
+    started = time.time()
     os.makedirs(run.workdir, exist_ok=True)
     os.chdir(run.workdir)  # s3:// downloads land here, on EFS, visible to every task
     os.environ.setdefault("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "aws_fargate")
@@ -191,19 +475,27 @@ def drive(run: DriverRun) -> int:
     os.environ["RUN_ID"] = run.run_id
     bucket = run.results_bucket
     sweep_orphans()
+    cfg = None
+    run_dir = ""
     try:
         wdl_path, inputs_path = fetch(run)
-        status, result = miniwdl_run(wdl_path, inputs_path, run.workdir)
+        cfg = run_cfg(run.workdir, run.cache_dir, os.path.dirname(wdl_path))
+        if run.cache_dir:
+            inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"))
+        status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, cfg)
         run_dir = result.get("dir") or ""
         if run_dir and os.path.isfile(os.path.join(run_dir, "workflow.log")):
             s3io.upload_file(os.path.join(run_dir, "workflow.log"), bucket, run.results_key("workflow.log"))
         if status == 0:
             outputs = upload_outputs(run, wdl_path, result["outputs"], run_dir)
             doc = {"run_id": run.run_id, "status": "SUCCEEDED", "outputs": outputs, "results": run.results}
+            doc.update(run_report(run, "SUCCEEDED", started, run_dir, cfg))
             where = s3io.put_json(bucket, run.results_key("outputs.json"), doc)
             log.info("run %s succeeded: %s", run.run_id, where)
             return 0
-        where = s3io.put_json(bucket, run.results_key("error.json"), describe_error(run, result))
+        doc = describe_error(run, result)
+        doc.update(run_report(run, "FAILED", started, run_dir, cfg))
+        where = s3io.put_json(bucket, run.results_key("error.json"), doc)
         log.error("run %s failed: %s", run.run_id, where)
         return 1
     except Exception as exn:
@@ -215,6 +507,7 @@ def drive(run: DriverRun) -> int:
             "message": f"driver error: {exn}",
             "traceback": traceback.format_exc().splitlines(),
         }
+        doc.update(run_report(run, "FAILED", started, run_dir, cfg))
         try:
             s3io.put_json(bucket, run.results_key("error.json"), doc)
         except Exception:

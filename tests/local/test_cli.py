@@ -29,6 +29,9 @@ def test_local_run_prints_outputs_and_where_they_landed(tmp_path):
     local_copy = tmp_path / "s3" / bucket_and_prefix
     assert json.loads((local_copy / "outputs.json").read_text())["outputs"] == outputs
     assert (local_copy / "out" / "summary" / "summary.txt").read_text().count("Hello") == 3
+    # and the run report with them: its last lines say where
+    assert f"[local] run report: {local_copy / 'report.html'} (estimated cost " in proc.stderr
+    assert (local_copy / "timeline.svg").read_text().startswith("<svg")
 
 
 def test_local_run_with_a_missing_input_file_starts_nothing(tmp_path):

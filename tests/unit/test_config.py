@@ -46,3 +46,18 @@ def test_environment_overrides(monkeypatch):
 def test_bad_value_names_the_option(monkeypatch):
     with pytest.raises(ValueError, match=r"default_memory_mb \(or MINIWDL__AWS_FARGATE__DEFAULT_MEMORY_MB\)"):
         load(monkeypatch, default_memory_mb="lots")
+
+
+def test_oom_retry_and_prices_options(monkeypatch, tmp_path):
+    s = load(monkeypatch)
+    assert (s.oom_retries, s.oom_memory_factor) == (1, 2.0)
+    assert s.prices.rate("FARGATE") == {"vcpu_hour": 0.04048, "gb_hour": 0.004445}
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"FARGATE": {"vcpu_hour": 0.05, "gb_hour": 0.005}}')
+    s = load(monkeypatch, oom_retries="2", oom_memory_factor="1.5", prices=str(prices))
+    assert (s.oom_retries, s.oom_memory_factor) == (2, 1.5)
+    assert s.prices.rate("FARGATE")["vcpu_hour"] == 0.05
+    with pytest.raises(ValueError, match=r"oom_memory_factor .*must be more than 1"):
+        load(monkeypatch, oom_memory_factor="1")
+    for key in ("oom_retries", "oom_memory_factor", "prices"):
+        assert f"\n{key} =" in default_cfg_text()

@@ -9,6 +9,12 @@ the same path as the driver; locally it is ``<task dir>/container``. Input files
 copy_input_files`` still makes real copies.
 
 Subclasses supply ``_start`` (launch the script), ``_status`` (wait briefly for news) and ``_stop``.
+
+Every attempt is recorded in ``attempts`` (one process-wide log, read by the driver's run report):
+when it was queued, launched, running and stopped, its size and how it ended. A subclass may ask
+for another attempt of the command inside the same miniwdl attempt (``_retry_attempt``: the
+Fargate backend does so for a task killed for running out of memory); it runs in a fresh work
+directory, the way miniwdl's own retries do.
 """
 
 from __future__ import annotations
@@ -17,14 +23,17 @@ import logging
 import os
 import shlex
 import shutil
+import time
 from abc import abstractmethod
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from WDL.runtime.error import Terminated
+from WDL.runtime.error import Interrupted, Terminated
 from WDL.runtime.task_container import TaskContainer
 from WDL._util import StructuredLogMessage as _
+
+from .. import report
 
 VIEW_LINKS = ("work", "command", "stdout.txt", "stderr.txt")
 
@@ -38,6 +47,8 @@ class JobStatus:
     exit_code: int | None = None
     reason: str = ""
     detail: dict[str, Any] | None = None
+    started_at: float | None = None  # epoch seconds the command started, if the backend knows
+    stopped_at: float | None = None  # epoch seconds it stopped, if the backend knows
 
 
 def _link_or_copy(source: str, target: str) -> int:
@@ -57,11 +68,14 @@ class ViewTaskContainer(TaskContainer):
 
     #: seconds to wait for news of a running job between checks of ``terminating()``
     status_wait: float = 1.0
+    #: every attempt of every task of this process (the driver's run report reads it)
+    attempts = report.AttemptLog()
 
     def __init__(self, cfg: Any, run_id: str, host_dir: str) -> None:
         super().__init__(cfg, run_id, host_dir)
         self.container_dir = self.view_dir()
         self._inputs_copied = False
+        self._attempt: report.Attempt | None = None
 
     # -- what subclasses provide ------------------------------------------------------------
 
@@ -87,6 +101,22 @@ class ViewTaskContainer(TaskContainer):
         if status.exit_code is None:
             raise RuntimeError(f"task stopped without an exit code: {status.reason}")
         return status.exit_code
+
+    def _retry_attempt(self, logger: logging.Logger, exit_code: int) -> bool:
+        """After a failed attempt: whether to run the command again at once (having changed what
+        it needs, e.g. its size). miniwdl's own retries (``maxRetries``, ``preemptible``) are not
+        spent on it."""
+        return False
+
+    def attempt_facts(self) -> dict[str, Any]:
+        """What the run report shows of this attempt's size and image, as far as known before
+        launch (``report.Attempt`` fields)."""
+        facts: dict[str, Any] = {"image": str(self.runtime_values.get("docker") or "")}
+        if "cpu" in self.runtime_values:
+            facts["cpu"] = int(float(self.runtime_values["cpu"]) * 1024)
+        if "memory_reservation" in self.runtime_values:
+            facts["memory"] = int(self.runtime_values["memory_reservation"]) // (1024 * 1024)
+        return facts
 
     # -- the shared mechanics -----------------------------------------------------------------
 
@@ -150,6 +180,50 @@ class ViewTaskContainer(TaskContainer):
 
     def _run(self, logger: logging.Logger, terminating: Callable[[], bool], command: str) -> int:
         self.write_command(command)
+        while True:
+            exit_code = self._run_attempt(logger, terminating)
+            if self.success_exit_code(exit_code) or terminating() or not self._retry_attempt(logger, exit_code):
+                return exit_code
+            self._fresh_attempt(logger)
+
+    def _fresh_attempt(self, logger: logging.Logger) -> None:
+        """Start over in a new work directory (``work2``, ``stdout2.txt``, ...), as miniwdl does
+        between its retries: the failed attempt's files stay for inspection, and the next attempt
+        does not trip over its half-written outputs."""
+        copied = self._inputs_copied
+        tmpdir = os.path.isdir(os.path.join(self.host_work_dir(), "_miniwdl_tmpdir"))
+        self.reset(logger)
+        if copied:
+            self.copy_input_files(logger)
+        if tmpdir:  # ([file_io] mount_tmpdir: miniwdl made one for the first attempt only)
+            os.mkdir(os.path.join(self.host_work_dir(), "_miniwdl_tmpdir"), mode=0o770)
+
+    def _run_attempt(self, logger: logging.Logger, terminating: Callable[[], bool]) -> int:
+        """Run the command once; record the attempt for the run report."""
+        attempt = self._attempt = self.attempts.begin(
+            call=self.run_id,
+            attempt=self.try_counter,
+            run=os.environ.get("RUN_ID", ""),
+            path=self.host_dir,
+            **self.attempt_facts(),
+        )
+        try:
+            exit_code = self._attempt_once(logger, terminating, attempt)
+        except Terminated:
+            self.attempts.finish(attempt, report.CANCELLED)
+            raise
+        except Interrupted as exn:
+            self.attempts.finish(attempt, report.INTERRUPTED, detail=attempt.detail or str(exn))
+            raise
+        except Exception as exn:
+            outcome = report.FAILED if attempt.launched is not None else report.FAILED_TO_START
+            self.attempts.finish(attempt, outcome, detail=attempt.detail or str(exn))
+            raise
+        outcome = report.SUCCEEDED if self.success_exit_code(exit_code) else report.FAILED
+        self.attempts.finish(attempt, outcome, exit_code=exit_code)
+        return exit_code
+
+    def _attempt_once(self, logger: logging.Logger, terminating: Callable[[], bool], attempt: report.Attempt) -> int:
         if not self._inputs_copied:
             self.link_input_files(logger)
         for stream in (self.host_stdout_txt(), self.host_stderr_txt()):
@@ -159,6 +233,8 @@ class ViewTaskContainer(TaskContainer):
         with ExitStack() as cleanup:
             poll_stderr = cleanup.enter_context(self.poll_stderr_context(logger))
             job = self._start(logger, script, terminating)
+            if attempt.launched is None:
+                self.attempts.update(attempt, launched=time.time())
             finished = False
 
             def stop_unless_finished() -> None:
@@ -176,7 +252,12 @@ class ViewTaskContainer(TaskContainer):
                 if (status.running or status.stopped) and not running:
                     cleanup.enter_context(self.task_running_context())
                     running = True
+                    if status.running or status.started_at:
+                        self.attempts.update(attempt, running=status.started_at or time.time())
+                elif status.started_at and attempt.running != status.started_at:
+                    self.attempts.update(attempt, running=status.started_at)  # ECS's own time
                 poll_stderr()
                 if status.stopped:
                     finished = True
+                    self.attempts.update(attempt, stopped=status.stopped_at or time.time())
                     return self._exit_code(logger, status)

@@ -11,6 +11,11 @@
 - ``runtime.preemptible`` tasks run on FARGATE_SPOT; a Spot interruption raises miniwdl's
   ``Interrupted`` (retried while the preemptible budget lasts), after which tasks run on-demand.
 - Tasks are tagged with the run id and their driver, so a dead driver's tasks can be swept.
+- A task killed for running out of memory (container reason ``OutOfMemoryError``, exit 137) runs
+  again at once with ``oom_memory_factor`` times the memory, snapped up to a Fargate size, up to
+  ``oom_retries`` times. This happens inside one miniwdl attempt (``_retry_attempt``), so it
+  spends neither the task's ``maxRetries`` nor its ``preemptible`` budget; the new attempt gets a
+  fresh work directory, as miniwdl's retries do, and the report shows both attempts.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import json
 import logging
 import os
 import threading
+import time
+from datetime import datetime
 from typing import Any, Callable, Dict
 from urllib.parse import quote
 
@@ -28,7 +35,7 @@ from WDL._util import StructuredLogMessage as _
 from WDL._util import parse_byte_size
 from WDL.runtime.error import Interrupted, Terminated
 
-from .. import aws, runs, sizes, sweep
+from .. import aws, report, runs, sizes, sweep
 from ..config import FargateSettings
 from . import standalone
 from .base import JobStatus, ViewTaskContainer
@@ -43,6 +50,24 @@ CALL_TAG = "miniwdl-fargate:call"
 SPOT = "FARGATE_SPOT"
 #: stoppedReason prefixes of a task that failed to start for reasons retrying will not fix
 PERMANENT_START_FAILURES = ("CannotPullContainerError", "CannotCreateContainerError", "InvalidParameter")
+#: how Fargate says a container was killed for exceeding its memory (container ``reason``)
+OOM_REASON = "OutOfMemoryError"
+OOM_EXIT_CODE = 137  # SIGKILL
+
+
+def epoch(value: Any) -> float | None:
+    """An ECS timestamp (boto3 gives datetimes) as epoch seconds."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def out_of_memory(task: dict[str, Any]) -> bool:
+    """Whether ECS says the task's container was killed for running out of memory."""
+    container = (task.get("containers") or [{}])[0]
+    return str(container.get("reason") or "").startswith(OOM_REASON)
 
 
 def log_url(region: str, group: str, stream: str) -> str:
@@ -132,6 +157,8 @@ class FargateTaskContainer(ViewTaskContainer):
         self._capacity = "FARGATE"
         self._seen_version = 0
         self._last_state: str | None = None
+        self._oom_retries = 0
+        self._oom = False
 
     def view_dir(self) -> str:
         return "/mnt/miniwdl_task_container"
@@ -170,6 +197,16 @@ class FargateTaskContainer(ViewTaskContainer):
         if self._size is None:  # process_runtime not called: the task's runtime said nothing
             self._size = sizes.snap(self.settings.default_cpu_shares, self.settings.default_memory_mb)
         return self._size
+
+    def attempt_facts(self) -> dict[str, Any]:
+        size = self.fargate_size()
+        return {
+            "image": self.image(),
+            "cpu": size.cpu,
+            "memory": size.memory,
+            "ephemeral_gib": size.ephemeral_gib or sizes.DEFAULT_EPHEMERAL_GIB,
+            "capacity": SPOT if self.on_spot() else "FARGATE",
+        }
 
     def image(self) -> str:
         image = self.runtime_values.get("docker") or self.cfg.get_dict("task_runtime", "defaults").get(
@@ -297,8 +334,13 @@ class FargateTaskContainer(ViewTaskContainer):
             request["launchType"] = "FARGATE"
         return request
 
+    def _mark(self, **changes: Any) -> None:
+        """Update this attempt's record for the run report."""
+        if self._attempt is not None:
+            self.attempts.update(self._attempt, **changes)
+
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> Watch:
-        self._seen_version, self._last_state = 0, None
+        self._seen_version, self._last_state, self._oom = 0, None, False
         request = self.run_task_request(logger, script)
         assert self._launcher is not None and self._poller is not None
         try:
@@ -306,12 +348,14 @@ class FargateTaskContainer(ViewTaskContainer):
         except LaunchCancelled:
             raise Terminated(quiet=True) from None
         except LaunchFailed as exn:
+            self._mark(outcome=report.FAILED_TO_START, detail=str(exn))
             if exn.capacity:  # not the task's fault: retried if its preemptible budget allows
                 self._interruptions += 1
                 raise Interrupted(str(exn)) from exn
             raise WDL.Error.RuntimeError(f"task {self.run_id}: {exn}") from exn
         arn = task["taskArn"]
         self._capacity = SPOT if "capacityProviderStrategy" in request else "FARGATE"
+        self._mark(launched=time.time(), task_arn=arn, capacity=self._capacity)
         self.failure_info = self._task_info(task)
         size = request["overrides"]
         logger.notice(  # type: ignore[attr-defined]
@@ -347,14 +391,20 @@ class FargateTaskContainer(ViewTaskContainer):
         if state != self._last_state:
             logger.info(_("ECS task status", arn=job.arn, status=state))
             self._last_state = state
+        pulled = epoch(task.get("pullStartedAt"))
+        if pulled and self._attempt is not None and self._attempt.billing_start is None:
+            self._mark(billing_start=pulled)  # Fargate bills from the start of the image pull
+        started = epoch(task.get("startedAt"))
         if state != "STOPPED":
-            return JobStatus(running=state == "RUNNING", detail=task)
+            return JobStatus(running=state == "RUNNING", detail=task, started_at=started)
         containers = task.get("containers") or [{}]
         return JobStatus(
             stopped=True,
             exit_code=containers[0].get("exitCode"),
             reason=task.get("stoppedReason", ""),
             detail=task,
+            started_at=started,
+            stopped_at=epoch(task.get("stoppedAt")),
         )
 
     def _stop(self, logger: logging.Logger, job: Watch, reason: str) -> None:
@@ -384,10 +434,16 @@ class FargateTaskContainer(ViewTaskContainer):
             # whatever the container exited with after its SIGTERM warning, it was not its fault
             self._interruptions += 1
             logger.warning(_("Fargate Spot interruption", arn=task.get("taskArn"), interruptions=self._interruptions))
+            self._mark(outcome=report.INTERRUPTED, detail=f"Spot: {reason}", exit_code=status.exit_code)
             raise Interrupted(f"Fargate Spot reclaimed the task ({reason})")
+        if out_of_memory(task):
+            self._oom = True
+            self._mark(outcome=report.OUT_OF_MEMORY, detail=container.get("reason", ""))
+            return status.exit_code if status.exit_code is not None else OOM_EXIT_CODE
         if status.exit_code is not None:
             return status.exit_code
         if stop_code == "TaskFailedToStart":
+            self._mark(outcome=report.FAILED_TO_START, detail=reason)
             if reason.startswith(PERMANENT_START_FAILURES):
                 raise WDL.Error.RuntimeError(f"task {self.run_id}: ECS could not start the task: {reason}")
             self._interruptions += 1
@@ -396,3 +452,40 @@ class FargateTaskContainer(ViewTaskContainer):
             f"task {self.run_id}: ECS task stopped without an exit code ({stop_code or 'no stop code'}: {reason})"
         )
 
+    def _retry_attempt(self, logger: logging.Logger, exit_code: int) -> bool:
+        """Out of memory: run again at once with more memory, while ``oom_retries`` allows and
+        Fargate has a bigger size. Otherwise the task fails as usual, and its error says why it
+        was not retried."""
+        if not self._oom:
+            return False
+        size = self.fargate_size()
+        info = dict(self.failure_info or {})
+        here = f"{size.vcpu:g} vCPU / {size.memory / sizes.GIB:g} GiB"
+        if self._oom_retries >= self.settings.oom_retries:
+            info["out_of_memory"] = (
+                f"killed for exceeding its memory at {here}; not retried "
+                f"(oom_retries = {self.settings.oom_retries}, spent: {self._oom_retries})"
+            )
+            self.failure_info = info
+            return False
+        try:
+            bigger = sizes.next_size_up(size, self.settings.oom_memory_factor)
+        except sizes.SizeError as exn:
+            info["out_of_memory"] = f"killed for exceeding its memory at {here}, and {exn}: not retried"
+            self.failure_info = info
+            logger.error(_("task ran out of memory at Fargate's largest size", size=here))
+            return False
+        self._oom_retries += 1
+        logger.warning(
+            _(
+                "task ran out of memory: retrying with more memory",
+                old_size=here,
+                new_size=f"{bigger.vcpu:g} vCPU / {bigger.memory / sizes.GIB:g} GiB",
+                oom_retry=self._oom_retries,
+                oom_retries=self.settings.oom_retries,
+            )
+        )
+        self._size = bigger
+        self._oom = False
+        self.failure_info = None
+        return True

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import subprocess
+import time
 from typing import Any, Callable, Dict
 
 import psutil
@@ -39,6 +40,9 @@ class LocalProcessTaskContainer(ViewTaskContainer):
     def view_dir(self) -> str:
         return os.path.join(self.host_dir, "container")
 
+    def attempt_facts(self) -> dict[str, Any]:
+        return {**super().attempt_facts(), "capacity": "local"}
+
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> subprocess.Popen:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", script],
@@ -48,6 +52,7 @@ class LocalProcessTaskContainer(ViewTaskContainer):
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        proc.started_at = time.time()  # type: ignore[attr-defined]
         logger.notice(_("local_process started", pid=proc.pid))  # type: ignore[attr-defined]
         return proc
 
@@ -55,9 +60,11 @@ class LocalProcessTaskContainer(ViewTaskContainer):
         try:
             code = job.wait(wait)
         except subprocess.TimeoutExpired:
-            return JobStatus(running=True)
+            return JobStatus(running=True, started_at=job.started_at)  # type: ignore[attr-defined]
         # a command killed by signal N reports 128+N, as a shell (and a container) would
-        return JobStatus(stopped=True, exit_code=code if code >= 0 else 128 - code)
+        return JobStatus(
+            stopped=True, exit_code=code if code >= 0 else 128 - code, started_at=job.started_at  # type: ignore[attr-defined]
+        )
 
     def _stop(self, logger: logging.Logger, job: subprocess.Popen, reason: str) -> None:
         if job.poll() is not None:

@@ -7,7 +7,9 @@
 - ECS on Fargate: each task runs its container command as a host process, in a private mount
   namespace where the task definition's EFS volumes are bind-mounted at their container paths
   (a local directory per filesystem stands in for EFS). The runner drives the task's status,
-  exit code and stop code in moto, and emits "ECS Task State Change" events.
+  exit code and stop code in moto, and emits "ECS Task State Change" events. Like Fargate, it
+  kills a task whose processes use more memory than the task's size (checked every quarter of
+  a second) and says so the way Fargate does: exit code 137, container reason OutOfMemoryError.
 
 Handlers, driver and backend are unchanged: they reach moto through ``AWS_ENDPOINT_URL``.
 """
@@ -31,12 +33,16 @@ import zipfile
 from datetime import datetime, timezone
 from typing import Any
 
+import psutil
+
 from .. import aws, sweep
 from .faults import Faults
 
 log = logging.getLogger("miniwdl-fargate.local")
 
 ECS_STOPPED_REASON = "Essential container in task exited"
+OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"  # Fargate's words
+MEMORY_CHECK_SECONDS = 0.25
 SPOT_INTERRUPTION = "\0spot"  # a stop request that is Fargate Spot taking its capacity back
 
 
@@ -322,6 +328,7 @@ class LocalRuntime:
             volume = volumes[_ci(mp, "sourceVolume")]
             mounts.append((_ci(mp, "containerPath"), self.efs_host_dir(volume)))
 
+        memory_mib = _memory_limit_mib(task, td, container_def, override)
         family = td.family
         log_path = os.path.join(self.logs_dir, "ecs", family, f"{task.id}.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -350,12 +357,17 @@ class LocalRuntime:
             threading.Timer(0.5, self._interrupt_spot, args=(task,)).start()
 
         deadline = None
+        out_of_memory = False
         while True:
             try:
-                code = proc.wait(0.5)
+                code = proc.wait(MEMORY_CHECK_SECONDS)
                 break
             except subprocess.TimeoutExpired:
                 pass
+            if memory_mib and not out_of_memory and _tree_rss(proc.pid) > memory_mib * 1024 * 1024:
+                log.warning("task %s used more than its %d MiB: killed, as Fargate would", task.task_arn, memory_mib)
+                out_of_memory = True
+                os.killpg(proc.pid, signal.SIGKILL)
             if task.task_arn in self._stop_requests:
                 if deadline is None:
                     deadline = time.monotonic() + stop_timeout
@@ -367,6 +379,8 @@ class LocalRuntime:
             self._procs.pop(task.task_arn, None)
             reason = self._stop_requests.pop(task.task_arn, None)
         task.containers[0].exitCode = code if code >= 0 else 128 - code
+        if out_of_memory:
+            task.containers[0].reason = OOM_REASON
         if reason is None:
             task.stop_code = "EssentialContainerExited"
             task.stopped_reason = ECS_STOPPED_REASON
@@ -413,6 +427,36 @@ class LocalRuntime:
         for thread in list(self._threads):
             thread.join(max(0.1, deadline - time.monotonic()))
         self._deliveries.shutdown(wait=True, cancel_futures=True)
+
+
+def _memory_limit_mib(task: Any, td: Any, container_def: dict[str, Any], override: dict[str, Any]) -> int | None:
+    """The memory the task's container may use: its override, else the task's, else the task
+    definition's (what Fargate enforces)."""
+    for value in (
+        override.get("memory"), (task.overrides or {}).get("memory"), _ci(container_def, "memory"), td.memory,
+    ):
+        try:
+            if value:
+                return int(value)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
 
 
 class NamespaceSupport:

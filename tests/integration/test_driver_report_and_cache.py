@@ -1,0 +1,184 @@
+"""The driver's run report and call cache, against moto S3 with the local_process backend standing
+in for Fargate: report.html / timeline.svg / cost.json next to outputs.json or error.json, and a
+rerun that takes its results from the call cache unless the data changed or the run says not to."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from test_driver import WDL
+
+from miniwdl_fargate import aws, driver, report
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture
+def bucket(moto_aws, monkeypatch, tmp_path):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="runs/t/workflow.wdl", Body=WDL.encode())
+    s3.put_object(
+        Bucket="runs",
+        Key="runs/t/inputs.json",
+        Body=json.dumps({"w.names": ["a", "b"], "w.reference": "s3://runs/data/ref.txt"}).encode(),
+    )
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "local_process")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
+    monkeypatch.setenv("RUN_ID", "unset")  # drive() sets it; restored after the test
+    monkeypatch.chdir(tmp_path)
+    return s3
+
+
+def drive(tmp_path, run_id, reference=None, cache=True):
+    s3 = aws.client("s3")
+    if reference is not None:
+        s3.put_object(Bucket="runs", Key="data/ref.txt", Body=reference.encode())
+    run = driver.DriverRun(
+        run_id=run_id,
+        workflow="s3://runs/runs/t/workflow.wdl",
+        inputs="s3://runs/runs/t/inputs.json",
+        results=f"s3://runs/runs/t/results/{run_id}/",
+        workdir=str(tmp_path / "efs" / "runs" / run_id),
+        cache_dir=str(tmp_path / "efs" / "cache") if cache else "",
+    )
+    return driver.drive(run)
+
+
+def get(run_id, name):
+    body = aws.client("s3").get_object(Bucket="runs", Key=f"runs/t/results/{run_id}/{name}")["Body"].read()
+    return json.loads(body) if name.endswith(".json") else body.decode()
+
+
+def bars(svg_text):
+    """(call, attempt, outcome, segment classes, fill of the last segment) per bar of the SVG."""
+    root = ET.fromstring(svg_text)
+    found = []
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") != "attempt":
+            continue
+        segments = [r for r in g.iter(f"{SVG}rect") if "segment" in (r.get("class") or "")]
+        label = next(t.text for t in g.iter(f"{SVG}text") if t.get("class") == "label")
+        found.append(
+            (label, g.get("data-attempt"), g.get("data-outcome"),
+             [r.get("class").split()[1] for r in segments], segments[-1].get("fill"))
+        )
+    return found
+
+
+def test_a_successful_run_has_a_report_next_to_its_outputs(bucket, tmp_path):
+    assert drive(tmp_path, "t-ok", reference="one two three") == 0
+    doc = get("t-ok", "outputs.json")
+    assert doc["report"] == "s3://runs/runs/t/results/t-ok/report.html"
+    assert doc["cost"] == "s3://runs/runs/t/results/t-ok/cost.json"
+    found = bars(get("t-ok", "timeline.svg"))
+    assert sorted((label, outcome) for label, _a, outcome, _s, _f in found) == [
+        ("call-fail_maybe", "succeeded"), ("call-greet-0-a", "succeeded"), ("call-greet-1-b", "succeeded"),
+    ]
+    assert all(fill == report.COLOURS["succeeded"] for *_rest, fill in found)
+    assert all(segments[0] == "queued" and segments[-1] == "running" for _l, _a, _o, segments, _f in found)
+    page = get("t-ok", "report.html")
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "call-greet-1-b" in page
+    cost = get("t-ok", "cost.json")
+    assert cost["run_id"] == "t-ok" and cost["status"] == "SUCCEEDED"
+    assert len(cost["attempts"]) == 3
+    # host processes are not Fargate: no price applies
+    assert cost["total_usd"] == 0 and cost["unpriced_capacity"] == ["local"]
+
+
+def test_a_failed_run_has_a_report_showing_the_failure(bucket, tmp_path):
+    assert drive(tmp_path, "t-fail", reference="FAIL") == 1
+    error = get("t-fail", "error.json")
+    assert error["report"] == "s3://runs/runs/t/results/t-fail/report.html"
+    found = {label: (outcome, fill) for label, _a, outcome, _s, fill in bars(get("t-fail", "timeline.svg"))}
+    assert found["call-fail_maybe"] == ("failed", report.COLOURS["failed"])
+    assert "failed (exit 3)" in get("t-fail", "timeline.svg")
+
+
+def test_a_rerun_takes_its_results_from_the_call_cache(bucket, tmp_path):
+    assert drive(tmp_path, "t-first", reference="one two three") == 0
+    first = get("t-first", "outputs.json")
+    assert len(get("t-first", "cost.json")["attempts"]) == 3
+
+    # the same inputs again: the whole workflow comes from the call cache, no task runs
+    assert drive(tmp_path, "t-again") == 0
+    again = get("t-again", "outputs.json")
+    assert again["outputs"]["w.words"] == first["outputs"]["w.words"] == 3
+    assert [get_key(u) for u in again["outputs"]["w.greetings"]] == [b"hi a\n", b"hi b\n"]
+    cost = get("t-again", "cost.json")
+    assert cost["attempts"] == [] and cost["call_cache_hits"] == 1  # the workflow as a whole
+
+    # the reference object overwritten at the same key: its ETag changed, so it is staged anew
+    # and what read it runs again; the greetings did not read it and still come from the cache
+    assert drive(tmp_path, "t-changed", reference="one two three four") == 0
+    assert get("t-changed", "outputs.json")["outputs"]["w.words"] == 4
+    changed = get("t-changed", "cost.json")
+    assert [a["call"] for a in changed["attempts"]] == ["call-fail_maybe"]
+    assert changed["call_cache_hits"] == 2  # the two greetings
+    staged = sorted(p.name for p in (tmp_path / "efs" / "cache" / "s3" / "runs" / "data" / "ref.txt").iterdir())
+    assert len(staged) == 2  # one copy per ETag
+
+
+def test_a_run_can_turn_the_call_cache_off_with_a_miniwdl_cfg_in_its_bundle(bucket, tmp_path):
+    assert drive(tmp_path, "t-fill", reference="one two three") == 0
+    aws.client("s3").put_object(Bucket="runs", Key="runs/t/miniwdl.cfg", Body=b"[call_cache]\nget = false\n")
+    assert drive(tmp_path, "t-nocache") == 0
+    assert len(get("t-nocache", "cost.json")["attempts"]) == 3
+
+
+def test_without_a_cache_dir_the_driver_leaves_the_call_cache_to_miniwdl(bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIWDL__CALL_CACHE__PUT", "false")
+    monkeypatch.setenv("MINIWDL__CALL_CACHE__GET", "false")
+    assert drive(tmp_path, "t-plain-1", reference="one", cache=False) == 0
+    assert drive(tmp_path, "t-plain-2", cache=False) == 0
+    assert len(get("t-plain-2", "cost.json")["attempts"]) == 3
+    assert not (tmp_path / "efs" / "cache").exists()
+
+
+def get_key(uri):
+    bucket, key = uri[len("s3://"):].split("/", 1)
+    return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def test_error_json_says_when_a_task_ran_out_of_memory():
+    run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/res/", "/tmp/x")
+    cause = {
+        "error": "CommandFailed", "run": "call-big", "exit_status": 137,
+        "container_reason": "OutOfMemoryError: Container killed due to memory usage",
+        "out_of_memory": "killed for exceeding its memory at 16 vCPU / 120 GiB, and 120 GiB is already "
+        "Fargate's largest memory size: not retried",
+    }
+    doc = driver.describe_error(run, {"error": "RunFailed", "cause": cause})
+    assert doc["message"].startswith("call-big ran out of memory (exit status 137): killed for exceeding")
+    assert doc["failed_task"]["out_of_memory"] == cause["out_of_memory"]
+
+
+class FakeECS:
+    def __init__(self, task):
+        self.task = task
+
+    def describe_tasks(self, cluster, tasks):
+        assert cluster == "wdl" and tasks == [self.task["taskArn"]]
+        return {"tasks": [self.task]}
+
+
+def test_the_driver_itself_is_a_row_of_the_report_when_ecs_knows_its_size(monkeypatch):
+    from datetime import datetime, timezone
+
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/wdl/0123abcd"
+    task = {
+        "taskArn": arn, "cpu": "1024", "memory": "2048", "launchType": "FARGATE",
+        "createdAt": datetime.fromtimestamp(1000, timezone.utc), "pullStartedAt": datetime.fromtimestamp(1010, timezone.utc),
+        "startedAt": datetime.fromtimestamp(1030, timezone.utc),
+    }
+    monkeypatch.setattr(driver.sweep, "own_task_arn", lambda: arn)
+    monkeypatch.setattr(driver.aws, "client", lambda service: FakeECS(task))
+    run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/res/", "/tmp/x")
+    own = driver.driver_attempt(run, started=1040, status="SUCCEEDED", now=1130)
+    assert (own.call, own.cpu, own.memory, own.capacity) == ("driver", 1024, 2048, "FARGATE")
+    assert (own.queued, own.billing_start, own.running, own.stopped) == (1000, 1010, 1030, 1130)
+    cost = report.estimate_cost([own], report.Prices())
+    assert cost["attempts"][0]["billed_seconds"] == 120  # from its image pull until the report
+    # a size ECS does not give (moto's does not) leaves the driver out rather than price it at 0
+    task.update(cpu=None)
+    assert driver.driver_attempt(run, started=1040, status="SUCCEEDED", now=1130) is None

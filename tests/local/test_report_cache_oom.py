@@ -1,0 +1,130 @@
+"""What users touch, through the whole local pipeline: the run report next to the outputs, the
+call cache across runs, and a task killed for running out of memory retried with more."""
+
+import json
+import uuid
+import xml.etree.ElementTree as ET
+
+from test_pipeline import EXAMPLE, REPO, read, run_through_bucket
+
+from miniwdl_fargate import aws, report, sweep
+from miniwdl_fargate.local.cli import seed
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+OOM_WDL = """
+version 1.1
+workflow hungry {
+  call eat
+  output { String said = eat.said }
+}
+task eat {
+  command <<<
+    # hold about 700 MiB for two seconds: more than the 512 MiB asked for
+    python3 -c 'import time; food = b"x" * (700 << 20); time.sleep(2)'
+    echo full
+  >>>
+  output { String said = read_string(stdout()) }
+  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
+}
+"""
+
+
+def wdl_tasks_of(stack, run_id):
+    """The ECS tasks the run's driver launched for WDL tasks (not the driver itself)."""
+    ecs = aws.client("ecs")
+    cluster = stack.outputs["ClusterName"]
+    arns = ecs.list_tasks(cluster=cluster)["taskArns"]
+    found = []
+    for i in range(0, len(arns), 100):
+        for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"])["tasks"]:
+            if sweep.tags_of(task).get(sweep.RUN_TAG) == run_id and "-task-" in task["taskDefinitionArn"]:
+                found.append(task)
+    return found
+
+
+def attempts_in(svg_text):
+    root = ET.fromstring(svg_text)
+    return [
+        (g.get("data-call"), int(g.get("data-attempt")), g.get("data-outcome"))
+        for g in root.iter(f"{SVG}g")
+        if g.get("class") == "attempt"
+    ]
+
+
+def hello_inputs(tmp_path, *names):
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"hello.names": list(names), "hello.reference": "s3://example-data/hello/reference.txt"}))
+    return inputs
+
+
+def test_the_example_run_writes_its_report_next_to_the_outputs(stack, s3, tmp_path):
+    seed([str(REPO / "examples" / "s3")])
+    token = uuid.uuid4().hex[:6]  # inputs no other test (or earlier session) has cached
+    result = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"A {token}", f"B {token}"), "report")
+    assert result.status == "SUCCEEDED", result.document
+    assert result.document["report"] == result.results + "report.html"
+    assert result.document["cost"] == result.results + "cost.json"
+    svg = read(s3, result.results + "timeline.svg").decode()
+    bars = attempts_in(svg)
+    # one bar per WDL task attempt: two greetings and the gather, each run once, all succeeded
+    assert sorted(call.split("-")[1] for call, _attempt, _outcome in bars) == ["gather", "greet", "greet"]
+    assert {(attempt, outcome) for _call, attempt, outcome in bars} == {(1, "succeeded")}
+    assert len(wdl_tasks_of(stack, result.run_id)) == 3
+    page = read(s3, result.results + "report.html").decode()
+    assert "<svg" in page and "call-gather" in page
+    cost = json.loads(read(s3, result.results + "cost.json"))
+    # Fargate prices, per second with a one-minute minimum: 2 x (1 vCPU, 2 GiB) + (2 vCPU, 4 GiB)
+    tasks = [a for a in cost["attempts"] if a["call"] != "driver"]
+    assert sorted((a["vcpu"], a["memory_gib"], a["billed_seconds"]) for a in tasks) == [
+        (1.0, 2.0, 60.0), (1.0, 2.0, 60.0), (2.0, 4.0, 60.0),
+    ]
+    expected = 60 * (4 * 0.04048 + 8 * 0.004445) / 3600
+    assert abs(sum(a["usd"] for a in tasks) - expected) < 1e-5
+
+
+def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
+    seed([str(REPO / "examples" / "s3")])
+    token = uuid.uuid4().hex[:6]
+    first = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"C {token}", f"D {token}"), "cache-1")
+    assert first.status == "SUCCEEDED", first.document
+    assert len(wdl_tasks_of(stack, first.run_id)) == 3
+
+    # another run, the same inputs: nothing is launched, the outputs are the same
+    again = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"C {token}", f"D {token}"), "cache-2")
+    assert again.status == "SUCCEEDED", again.document
+    assert again.run_id != first.run_id
+    assert wdl_tasks_of(stack, again.run_id) == []
+    for name in ("hello.greetings", "hello.summary"):
+        one, two = first.document["outputs"][name], again.document["outputs"][name]
+        assert [read(s3, u) for u in (one if isinstance(one, list) else [one])] == [
+            read(s3, u) for u in (two if isinstance(two, list) else [two])
+        ]
+    assert again.document["outputs"]["hello.reference_words"] == 9
+    assert json.loads(read(s3, again.results + "cost.json"))["call_cache_hits"] == 1
+
+    # one more name: only its greeting and the gather run; the other greetings come from the cache
+    more = run_through_bucket(
+        stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"C {token}", f"D {token}", f"E {token}"), "cache-3"
+    )
+    assert more.status == "SUCCEEDED", more.document
+    launched = wdl_tasks_of(stack, more.run_id)
+    assert len(launched) == 2
+    assert json.loads(read(s3, more.results + "cost.json"))["call_cache_hits"] == 2
+
+
+def test_a_task_out_of_memory_is_retried_with_twice_the_memory(stack, s3, tmp_path):
+    wdl = tmp_path / "hungry.wdl"
+    wdl.write_text(OOM_WDL.replace("two seconds", f"two seconds ({uuid.uuid4().hex[:6]})"))
+    result = run_through_bucket(stack, wdl, {}, "hungry")
+    assert result.status == "SUCCEEDED", result.document
+    assert result.document["outputs"]["hungry.said"] == "full"
+    tasks = sorted(wdl_tasks_of(stack, result.run_id), key=lambda t: t["createdAt"])
+    # killed at 0.25 vCPU / 512 MiB the way Fargate does it, then run at 1 GiB
+    assert [(t["overrides"]["cpu"], t["overrides"]["memory"]) for t in tasks] == [("256", "512"), ("256", "1024")]
+    assert tasks[0]["containers"][0]["exitCode"] == 137
+    assert tasks[0]["containers"][0]["reason"].startswith("OutOfMemoryError")
+    bars = attempts_in(read(s3, result.results + "timeline.svg").decode())
+    assert bars == [("call-eat", 1, report.OUT_OF_MEMORY), ("call-eat", 2, report.SUCCEEDED)]
+    log = read(s3, result.results + "workflow.log").decode()
+    assert 'task ran out of memory: retrying with more memory :: old_size: "0.25 vCPU / 0.5 GiB", new_size: "0.25 vCPU / 1 GiB"' in log

@@ -1,0 +1,173 @@
+"""The run report: attempts -> SVG timeline (parsed as XML) and cost estimate."""
+
+import json
+import threading
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from miniwdl_fargate import report
+from miniwdl_fargate.report import Attempt, AttemptLog, Prices
+
+SVG = "{http://www.w3.org/2000/svg}"
+T = 1_800_000_000.0
+
+
+def attempts():
+    return [
+        Attempt(call="call-a", attempt=1, cpu=1024, memory=2048, capacity="FARGATE", path="/r/w/call-a",
+                queued=T, launched=T + 1, running=T + 11, stopped=T + 101, outcome=report.SUCCEEDED, exit_code=0),
+        Attempt(call="call-b", attempt=1, cpu=4096, memory=8192, capacity="FARGATE", path="/r/w/call-b",
+                queued=T, launched=T + 2, running=T + 12, stopped=T + 40, outcome=report.OUT_OF_MEMORY, exit_code=137),
+        Attempt(call="call-b", attempt=2, cpu=4096, memory=16384, capacity="FARGATE", path="/r/w/call-b",
+                queued=T + 40, launched=T + 41, running=T + 50, stopped=T + 200, billing_start=T + 45,
+                outcome=report.SUCCEEDED, exit_code=0),
+        Attempt(call="call-x", attempt=1, cpu=2048, memory=4096, capacity="FARGATE_SPOT", path="/r/w/call-sub/call-x",
+                queued=T + 5, launched=T + 6, running=T + 16, stopped=T + 30, outcome=report.INTERRUPTED),
+        Attempt(call="call-y", attempt=1, cpu=256, memory=512, capacity="FARGATE", path="/r/w/call-y",
+                queued=T + 5, launched=T + 6, running=None, stopped=T + 20, outcome=report.FAILED_TO_START),
+        Attempt(call="call-z", attempt=1, cpu=256, memory=512, capacity="FARGATE", path="/r/w/call-z",
+                queued=T + 5, launched=None, running=None, stopped=T + 9, outcome=report.CANCELLED),
+    ]
+
+
+def parse(svg):
+    root = ET.fromstring(svg)  # well-formed, self-contained XML
+    bars = []
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") != "attempt":
+            continue
+        segments = [r for r in g.iter(f"{SVG}rect") if "segment" in (r.get("class") or "")]
+        texts = {t.get("class"): t.text for t in g.iter(f"{SVG}text")}
+        bars.append(
+            {
+                "label": texts["label"],
+                "outcome": g.get("data-outcome"),
+                "text": texts["outcome"],
+                "segments": [(r.get("class").split()[1], r.get("fill"), float(r.get("x")), float(r.get("width"))) for r in segments],
+                "title": g.find(f"{SVG}title").text,
+            }
+        )
+    return root, bars
+
+
+def test_one_bar_per_attempt_coloured_by_outcome_and_labelled_with_its_call():
+    cost = report.estimate_cost(attempts(), Prices(), now=T + 200)
+    root, bars = parse(report.timeline_svg(attempts(), title="run r-1", subtitle="FAILED", now=T + 200, costs=cost))
+    assert [b["label"] for b in bars] == ["call-a", "call-b", "call-b #2", "call-sub/call-x", "call-y", "call-z"]
+    assert [b["text"] for b in bars] == [
+        "succeeded", "out of memory (exit 137)", "succeeded", "interrupted", "failed to start", "cancelled",
+    ]
+    for bar in bars:
+        colour = report.COLOURS[bar["outcome"]]
+        for name, fill, _x, _w in bar["segments"]:
+            assert fill == (report.QUEUED_COLOUR if name == "queued" else colour)
+    # phases: queued, then starting (RunTask accepted), then running; what never happened is absent
+    assert [s[0] for s in bars[0]["segments"]] == ["queued", "starting", "running"]
+    assert [s[0] for s in bars[4]["segments"]] == ["queued", "starting"]  # never ran
+    assert [s[0] for s in bars[5]["segments"]] == ["queued"]  # never launched
+    # segments follow each other along the time axis, and time runs left to right
+    a = bars[0]["segments"]
+    assert a[0][2] + a[0][3] == pytest.approx(a[1][2], abs=0.2) and a[1][2] + a[1][3] == pytest.approx(a[2][2], abs=0.2)
+    assert bars[2]["segments"][0][2] > bars[1]["segments"][0][2]  # the retry was queued later
+    assert "FARGATE 4 vCPU, 16 GiB" in bars[2]["title"] and "~$" in bars[2]["title"]
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert "run r-1" in texts and "0s" in texts and "3m" in texts  # title and time axis (200 s -> 0..3m20s)
+    for outcome in ("succeeded", "failed", "out of memory", "interrupted", "failed to start", "cancelled"):
+        assert outcome in texts  # the legend
+
+
+def test_an_empty_run_still_draws():
+    root, bars = parse(report.timeline_svg([], title="nothing", now=T))
+    assert bars == [] and "no WDL task ran" in [t.text for t in root.iter(f"{SVG}text")]
+
+
+def test_labels_and_details_are_escaped():
+    odd = Attempt(call="call-<b>&", attempt=1, queued=T, launched=T + 1, running=T + 2, stopped=T + 3,
+                  outcome=report.FAILED, exit_code=1, detail='reason "<x>"')
+    _root, bars = parse(report.timeline_svg([odd], now=T + 3))
+    assert bars[0]["label"] == "call-<b>&" and 'reason "<x>"' in bars[0]["title"]
+
+
+def test_cost_per_second_with_a_one_minute_minimum_from_the_image_pull():
+    cost = report.estimate_cost(attempts(), Prices(), now=T + 200)
+    rows = {(r["call"], r["attempt"]): r for r in cost["attempts"]}
+    assert rows[("call-a", 1)]["billed_seconds"] == 100  # launched -> stopped (no pull time known)
+    assert rows[("call-b", 1)]["billed_seconds"] == 60  # 38 s, billed the minimum
+    assert rows[("call-b", 2)]["billed_seconds"] == 155  # from pullStartedAt
+    assert rows[("call-y", 1)]["billed_seconds"] == 0  # stopped before its image pull began
+    assert rows[("call-z", 1)]["billed_seconds"] == 0  # never launched
+    b2 = rows[("call-b", 2)]
+    assert b2["vcpu_seconds"] == 4 * 155 and b2["gb_seconds"] == 16 * 155
+    assert b2["usd"] == pytest.approx((4 * 155 * 0.04048 + 16 * 155 * 0.004445) / 3600, abs=1e-6)
+    spot = rows[("call-x", 1)]
+    assert spot["usd"] == pytest.approx((2 * 60 * 0.01334058 + 4 * 60 * 0.00146489) / 3600, abs=1e-6)
+    assert cost["total_usd"] == pytest.approx(sum(r["usd"] for r in cost["attempts"]), abs=1e-5)
+    assert cost["totals"]["vcpu_seconds"] == pytest.approx(sum(r["vcpu_seconds"] for r in cost["attempts"]))
+
+
+def test_ephemeral_storage_beyond_20_gib_is_priced():
+    big = Attempt(call="c", attempt=1, cpu=1024, memory=2048, ephemeral_gib=120, capacity="FARGATE",
+                  queued=T, launched=T, running=T + 1, stopped=T + 3600, outcome=report.SUCCEEDED)
+    cost = report.estimate_cost([big], Prices())
+    assert cost["total_usd"] == pytest.approx(0.04048 + 2 * 0.004445 + 100 * 0.000111, abs=1e-6)
+
+
+def test_prices_replace_the_defaults_entry_by_entry(tmp_path):
+    prices = Prices.parse('{"region": "eu-west-1", "FARGATE": {"vcpu_hour": 0.04456, "gb_hour": 0.004865}}')
+    assert prices.table["region"] == "eu-west-1"
+    assert prices.rate("FARGATE") == {"vcpu_hour": 0.04456, "gb_hour": 0.004865}
+    assert prices.rate("FARGATE_SPOT") == report.DEFAULT_PRICES["FARGATE_SPOT"]
+    table = tmp_path / "prices.json"
+    table.write_text(json.dumps({"FARGATE_SPOT": {"vcpu_hour": 0.01, "gb_hour": 0.001}, "minimum_seconds": 0}))
+    from_file = Prices.parse(str(table))
+    assert from_file.rate("FARGATE_SPOT")["vcpu_hour"] == 0.01 and from_file.table["minimum_seconds"] == 0
+    with pytest.raises(ValueError, match="vcpu_hour"):
+        Prices.parse('{"FARGATE": {"vcpu": 1}}')
+    assert Prices.parse("").table == report.DEFAULT_PRICES
+
+
+def test_unknown_capacity_is_not_priced_but_said():
+    local = Attempt(call="c", attempt=1, cpu=1024, memory=1024, capacity="local",
+                    queued=T, launched=T, running=T, stopped=T + 5, outcome=report.SUCCEEDED)
+    cost = report.estimate_cost([local], Prices())
+    assert cost["total_usd"] == 0 and cost["unpriced_capacity"] == ["local"]
+
+
+def test_the_attempt_log_is_thread_safe_and_filters_by_run():
+    log = AttemptLog()
+
+    def work(run, n):
+        for i in range(n):
+            a = log.begin(call=f"call-{i}", attempt=1, run=run)
+            log.update(a, launched=a.queued)
+            log.finish(a, report.SUCCEEDED)
+
+    threads = [threading.Thread(target=work, args=(f"r{k}", 200)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(log.snapshot()) == 800 and len(log.snapshot(run="r2")) == 200
+    assert all(a.outcome == report.SUCCEEDED and a.stopped for a in log.snapshot())
+    # the backend's own verdict (Spot, OOM) is kept over the generic one
+    a = log.begin(call="x", attempt=1)
+    log.update(a, outcome=report.OUT_OF_MEMORY)
+    log.finish(a, report.FAILED, exit_code=137)
+    assert log.snapshot(run="")[-1].outcome == report.OUT_OF_MEMORY
+
+
+def test_the_page_holds_the_svg_and_the_cost_table():
+    cost = report.estimate_cost(attempts(), Prices(), now=T + 200)
+    svg = report.timeline_svg(attempts(), now=T + 200)
+    page = report.report_html(svg, cost, "run r-1", [("status", "FAILED")])
+    assert page.startswith("<!DOCTYPE html>") and svg in page
+    assert page.count("<tr><td>") == len(cost["attempts"])
+    assert "eu-west-1" not in page and "us-east-1" in page
+
+
+def test_a_calls_attempts_are_listed_together():
+    log = AttemptLog()
+    for call, attempt, queued in (("a", 1, 1.0), ("b", 1, 2.0), ("a", 2, 3.0), ("c", 1, 4.0), ("b", 2, 5.0)):
+        log.begin(call=call, attempt=attempt, queued=queued, path=f"/r/{call}")
+    assert [(a.call, a.attempt) for a in log.snapshot()] == [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("c", 1)]
