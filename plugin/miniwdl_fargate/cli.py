@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .config import default_cfg_text
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep_p.add_argument("--run", metavar="RUN_ID", help="stop every running task of this run")
     sweep_p.add_argument("--dry-run", action="store_true", help="only list what would be stopped")
 
+    add_run_commands(sub)
+
     local = sub.add_parser("local", help="local mode: the whole pipeline on this machine (moto, no AWS account)")
     local_sub = local.add_subparsers(dest="local_command", required=True)
     from .local import cli as local_cli
@@ -39,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         return driver.main()
     if args.command == "sweep":
         return sweep_command(args)
+    if args.command in RUN_COMMANDS:
+        return run_command(args)
     if args.command == "config":
         sys.stdout.write(default_cfg_text())
         return 0
@@ -46,6 +51,104 @@ def main(argv: list[str] | None = None) -> int:
         return local_cli.run(args)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel")
+
+
+def add_run_commands(sub: argparse._SubParsersAction) -> None:
+    where = argparse.ArgumentParser(add_help=False)
+    group = where.add_argument_group("which deployment")
+    group.add_argument("--stack", help="CloudFormation stack name (default: MINIWDL_FARGATE_STACK, or samconfig.toml's)")
+    group.add_argument("--region", help="AWS region (default: samconfig.toml's, or your AWS configuration's)")
+    group.add_argument(
+        "--local", nargs="?", const="", metavar="FILE",
+        help="the local-mode stack that `miniwdl-fargate local up` serves (its file; default ~/.local/state/miniwdl-fargate/local.json)",
+    )
+    p = sub.add_parser("submit", parents=[where], help="submit WORKFLOW.wdl with INPUTS.json (local files are uploaded)")
+    p.add_argument("wdl", metavar="WORKFLOW.wdl")
+    p.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
+    p.add_argument("--name", help="run name (default: the workflow's name and the time)")
+    p.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends, then its outputs or error")
+    p = sub.add_parser("status", parents=[where], help="a run's status, timings, task counts, outputs or error")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--json", action="store_true", help="print the whole description as JSON")
+    p = sub.add_parser("list", parents=[where], help="list runs, newest first within each name")
+    p.add_argument("--name", help="only runs of this name")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("logs", parents=[where], help="the driver's log, or a task's (--task NAME)")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--task", metavar="NAME", help="tasks whose call id contains NAME (e.g. greet: call-greet-0, call-greet-1, ...)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    p = sub.add_parser("outputs", parents=[where], help="a run's outputs (File values as s3:// URIs)")
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--download", metavar="DIR", help="download the output files into DIR")
+    p = sub.add_parser("cancel", parents=[where], help="cancel a run: its execution, its driver and every task")
+    p.add_argument("run_id", metavar="RUN")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from . import client
+    from .submission import RunInputError
+
+    try:
+        deployment = client.connect(args.stack, args.region, args.local)
+        if args.command == "submit":
+            name, run_id, version = client.submit(deployment, args.wdl, args.inputs, args.name)
+            print(f"submitted run {run_id} (s3://{deployment.bucket}/{runs_prefix(name)}inputs.json)", file=sys.stderr)
+            if not args.follow:
+                client.emit({"run_id": run_id, "name": name})
+                return 0
+            doc = client.follow(deployment, run_id, name=name, inputs_version=version)
+            return _finish(client, doc)
+        if args.command == "status":
+            doc = client.describe(deployment, args.run_id)
+            print(json.dumps(doc, indent=2, default=str) if args.json else client.status_text(doc))
+            return 0
+        if args.command == "list":
+            found = client.list_runs(deployment, args.limit, args.name)
+            if args.json:
+                client.emit([r.model_dump() for r in found])
+            else:
+                print(client.runs_table(found))
+            return 0
+        if args.command == "logs":
+            client.print_logs(deployment, args.run_id, args.task, args.follow)
+            return 0
+        if args.command == "outputs":
+            doc = client.describe(deployment, args.run_id)
+            if doc["status"] != "SUCCEEDED":
+                raise client.ClientError(f"run {args.run_id} is {doc['status']}: no outputs (see `miniwdl-fargate status {args.run_id}`)")
+            if args.download:
+                got = client.download_outputs(doc["outputs"], args.download, doc["results"])
+                print(f"downloaded {len(got)} file(s) into {args.download}", file=sys.stderr)
+            client.emit(doc["outputs"])
+            return 0
+        if args.command == "cancel":
+            final = client.cancel(deployment, args.run_id)
+            print(f"run {args.run_id} {final.status}", file=sys.stderr)
+            return 0
+    except (client.ClientError, RunInputError) as exn:
+        print(f"error: {exn}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _finish(client, doc: dict) -> int:
+    if doc["status"] == "SUCCEEDED":
+        client.emit({"run_id": doc["run_id"], "outputs": doc.get("outputs", {}), "results": doc.get("results")})
+        return 0
+    client.emit(doc.get("error") or doc, sys.stderr)
+    return 1
+
+
+def runs_prefix(name: str) -> str:
+    from .runs import run_prefix
+
+    return run_prefix(name)
 
 
 def sweep_command(args: argparse.Namespace) -> int:

@@ -25,13 +25,13 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import aws, report, runs, s3io, sweep
+from . import aws, progress, report, runs, s3io, sweep
 
 log = logging.getLogger("miniwdl-fargate.driver")
 
@@ -48,6 +48,8 @@ class DriverRun:
     #: shared by the runs of this filesystem: the call cache and the staged s3:// inputs
     #: (empty: neither; miniwdl's own configuration decides about its call cache)
     cache_dir: str = ""
+    #: the run's options (runs.RunRecord.options), e.g. {"call_cache": false}
+    options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, workdir: str | None = None) -> "DriverRun":
@@ -59,8 +61,13 @@ class DriverRun:
         base = env.get("MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT") or os.getcwd()
         if workdir is None:
             workdir = os.path.join(base, "runs", env["RUN_ID"])
+        try:
+            options = json.loads(env.get("RUN_OPTIONS") or "{}")
+        except ValueError as exn:
+            raise ValueError(f"driver: RUN_OPTIONS is not JSON: {exn}") from None
         return cls(
-            env["RUN_ID"], env["RUN_WORKFLOW"], env["RUN_INPUTS"], results, workdir, os.path.join(base, "cache")
+            env["RUN_ID"], env["RUN_WORKFLOW"], env["RUN_INPUTS"], results, workdir, os.path.join(base, "cache"),
+            options if isinstance(options, dict) else {},
         )
 
     @property
@@ -130,7 +137,7 @@ RUN_CFG = "miniwdl.cfg"  # in the workflow bundle: this run's miniwdl configurat
 STAGING_THREADS = 8
 
 
-def run_cfg(workdir: str, cache_dir: str, bundle_dir: str) -> str | None:
+def run_cfg(workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None) -> str | None:
     """The run's miniwdl configuration file: the driver's defaults (call cache on, in
     ``cache_dir``), under the operator's file (``MINIWDL_CFG``), under the bundle's own
     ``miniwdl.cfg``. Environment variables (the deployment's) still win over all three, as
@@ -145,6 +152,8 @@ def run_cfg(workdir: str, cache_dir: str, bundle_dir: str) -> str | None:
     for source in sources:
         merged.read(source)
         log.info("miniwdl configuration from %s", source)
+    if (options or {}).get("call_cache") is False:  # the submitter's say for this run
+        merged.read_dict({"call_cache": {"get": "false", "put": "false"}})
     if not merged.sections():
         return None
     path = os.path.join(workdir, RUN_CFG)
@@ -349,6 +358,27 @@ def sweep_orphans() -> None:
         log.exception("sweeping orphaned tasks failed")
 
 
+def publish_metrics(run: DriverRun, outcome: str) -> None:
+    """The run's task figures as CloudWatch metrics (Powertools EMF, in the driver's log):
+    TasksLaunched (ECS tasks), TaskAttemptsRetried, TasksFailed; dimension: the run's outcome."""
+    try:
+        from aws_lambda_powertools import Metrics
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        from .backend.base import ViewTaskContainer
+
+        counts, _ = progress.task_counts(ViewTaskContainer.attempts.snapshot(run=run.run_id))
+        launched = sum(1 for a in ViewTaskContainer.attempts.snapshot(run=run.run_id) if a.task_arn)
+        metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "miniwdl-fargate"), service="driver")
+        metrics.add_dimension(name="outcome", value=outcome)
+        metrics.add_metric(name="TasksLaunched", unit=MetricUnit.Count, value=launched)
+        metrics.add_metric(name="TaskAttemptsRetried", unit=MetricUnit.Count, value=counts.retried)
+        metrics.add_metric(name="TasksFailed", unit=MetricUnit.Count, value=counts.failed)
+        metrics.flush_metrics()
+    except Exception:  # figures are a courtesy: never fail a run over them
+        log.exception("could not publish the run's metrics")
+
+
 def run_report(run: DriverRun, status: str, started: float, run_dir: str = "", cfg: str | None = None) -> dict[str, Any]:
     """Write the run report (report.html, timeline.svg, cost.json) under the results prefix;
     return what outputs.json / error.json say of it. Never fails the run: a report that cannot
@@ -475,15 +505,24 @@ def drive(run: DriverRun) -> int:
     os.environ["RUN_ID"] = run.run_id
     bucket = run.results_bucket
     sweep_orphans()
+    reporter = progress.StatusReporter(
+        bucket, run.run_id, float(os.environ.get("MINIWDL_FARGATE_STATUS_INTERVAL") or progress.DEFAULT_INTERVAL)
+    )
+    reporter.started(sweep.own_task_arn())
     cfg = None
     run_dir = ""
     try:
         wdl_path, inputs_path = fetch(run)
-        cfg = run_cfg(run.workdir, run.cache_dir, os.path.dirname(wdl_path))
+        cfg = run_cfg(run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options)
         if run.cache_dir:
             inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"))
-        status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, cfg)
-        run_dir = result.get("dir") or ""
+        result: dict[str, Any] = {}
+        try:
+            status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, cfg)
+        finally:
+            run_dir = result.get("dir") or ""
+            reporter.stop(cached=cache_hits(run_dir) if run_dir else 0)
+            publish_metrics(run, "succeeded" if result.get("outputs") is not None else "failed")
         if run_dir and os.path.isfile(os.path.join(run_dir, "workflow.log")):
             s3io.upload_file(os.path.join(run_dir, "workflow.log"), bucket, run.results_key("workflow.log"))
         if status == 0:
@@ -494,7 +533,10 @@ def drive(run: DriverRun) -> int:
             log.info("run %s succeeded: %s", run.run_id, where)
             return 0
         doc = describe_error(run, result)
-        doc.update(run_report(run, "FAILED", started, run_dir, cfg))
+        was_cancelled = progress.cancelled(bucket, run.run_id)
+        if was_cancelled is not None:  # miniwdl was terminated because the run was cancelled
+            doc.update(status="CANCELLED", error="Cancelled", message=(was_cancelled.error or {}).get("message", "cancelled"))
+        doc.update(run_report(run, doc["status"], started, run_dir, cfg))
         where = s3io.put_json(bucket, run.results_key("error.json"), doc)
         log.error("run %s failed: %s", run.run_id, where)
         return 1

@@ -52,6 +52,7 @@ class RunStatus(BaseModel):
     execution_arn: str | None = None
     driver_task: str | None = None
     tasks: TaskCounts = Field(default_factory=TaskCounts)
+    calls: dict[str, list[str]] = Field(default_factory=dict, description="each WDL call's ECS tasks, attempt by attempt")
     outputs: str | None = None  # s3:// URI of outputs.json
     error: dict[str, Any] | None = None  # {"error", "message", "error_json"}
     report: str | None = None  # s3:// URI of the run report

@@ -142,8 +142,11 @@ def test_delete_cancels_end_to_end(stack, api, finished_events):
     code, cancelled = api("DELETE", f"/runs/{run_id}")
     assert code == 200, cancelled
     assert cancelled["status"] == "CANCELLED"
-    execution = aws.client("stepfunctions").describe_execution(executionArn=accepted["execution_arn"])
-    assert execution["status"] == "ABORTED"
+    deadline = time.monotonic() + 60
+    sfn = aws.client("stepfunctions")
+    while sfn.describe_execution(executionArn=accepted["execution_arn"])["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sfn.describe_execution(executionArn=accepted["execution_arn"])["status"] == "ABORTED"
     deadline = time.monotonic() + 60
     while stack.runtime.running_tasks() and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -5,7 +5,7 @@ import os
 import time
 
 from miniwdl_fargate import aws, runs
-from miniwdl_fargate.local import run as local_run
+from miniwdl_fargate import submission as local_run
 
 RUNS = int(os.environ.get("MINIWDL_FARGATE_TEST_CONCURRENT_RUNS", "50"))
 

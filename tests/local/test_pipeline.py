@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from miniwdl_fargate import aws, runs
-from miniwdl_fargate.local import run as local_run
+from miniwdl_fargate import submission as local_run
 from miniwdl_fargate.local.cli import seed
 
 REPO = Path(__file__).resolve().parents[2]

@@ -66,6 +66,8 @@ def _link_or_copy(source: str, target: str) -> int:
 class ViewTaskContainer(TaskContainer):
     """A TaskContainer that runs its command through a symlink view of the task directory."""
 
+    #: copy the command's stdout/stderr to the container's own as well (for its log driver)
+    stream_logs: bool = False
     #: seconds to wait for news of a running job between checks of ``terminating()``
     status_wait: float = 1.0
     #: every attempt of every task of this process (the driver's run report reads it)
@@ -171,10 +173,25 @@ class ViewTaskContainer(TaskContainer):
         lines = ["set -e", f"mkdir -p {q(view)}"]
         lines += [f"ln -sfn {q(targets[n])} {q(os.path.join(view, n))}" for n in VIEW_LINKS]
         shell = self.cfg.get("task_runtime", "command_shell")
+        out, err = q(os.path.join(view, "stdout.txt")), q(os.path.join(view, "stderr.txt"))
+        lines.append(f"cd {q(os.path.join(view, 'work'))}")
+        run = f"{shell} {q(os.path.join(view, 'command'))} >> {out} 2>> {err}"
+        if not self.stream_logs:
+            return "\n".join(lines + [f"exec {run}"]) + "\n"
+        # The command's stdout/stderr go to its files (miniwdl reads them) and, copied by tail, to
+        # the container's own (its log driver: CloudWatch Logs). The shell stays to forward the
+        # SIGTERM that comes before a stop (a Spot interruption's two-minute warning) and to let
+        # tail catch up before leaving.
         lines += [
-            f"cd {q(os.path.join(view, 'work'))}",
-            f"exec {shell} {q(os.path.join(view, 'command'))}"
-            f" >> {q(os.path.join(view, 'stdout.txt'))} 2>> {q(os.path.join(view, 'stderr.txt'))}",
+            f"tail -n +1 -f {out} 2>/dev/null & t1=$!",
+            f"tail -n +1 -f {err} >&2 2>/dev/null & t2=$!",
+            "set +e",
+            f"{run} & child=$!",
+            "trap 'kill -TERM $child 2>/dev/null' TERM INT",
+            "wait $child; rc=$?",
+            "while kill -0 $child 2>/dev/null; do wait $child; rc=$?; done",
+            "sleep 1; kill $t1 $t2 2>/dev/null",
+            "exit $rc",
         ]
         return "\n".join(lines) + "\n"
 

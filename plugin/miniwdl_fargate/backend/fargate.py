@@ -120,6 +120,7 @@ class FargateTaskContainer(ViewTaskContainer):
         settings.execution_role = standalone.role_arn(settings.execution_role)
         settings.task_role = standalone.role_arn(settings.task_role)
         cls.settings = settings
+        cls.stream_logs = bool(settings.log_group)  # the command's output also to CloudWatch Logs
         ecs = aws.client("ecs")
         cls._poller = TaskPoller(
             lambda arns: ecs.describe_tasks(cluster=settings.cluster, tasks=arns),

@@ -10,10 +10,23 @@ import sys
 import time
 from pathlib import Path
 
-from .. import aws
+from .. import aws, client, s3io
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser(
+        "up",
+        help="serve the local stack until interrupted, for `miniwdl-fargate submit|status|list|logs|outputs|cancel --local`",
+        description="Deploy template.yaml into an embedded moto server and keep it running (Ctrl-C stops it). "
+        "The commands that work on a deployed stack work on this one with --local.",
+    )
+    up.add_argument("--state-dir", help="where local mode keeps EFS and logs (default: a new temp dir)")
+    up.add_argument("--template", help="the SAM template to deploy (default: this checkout's template.yaml)")
+    up.add_argument("--file", help=f"where to write how to reach it (default {client.LOCAL_FILE})")
+    up.add_argument(
+        "--seed-s3", metavar="DIR", action="append", default=[],
+        help="upload DIR/<bucket>/<key> into local S3 first (stand-ins for data already in your S3)",
+    )
     run = sub.add_parser(
         "run",
         help="run a workflow through the whole pipeline on this machine, like `miniwdl run`",
@@ -64,18 +77,54 @@ def seed(dirs: list[str]) -> int:
     return count
 
 
+def up(args: argparse.Namespace, say) -> int:
+    """Serve the local stack until SIGINT/SIGTERM; write where it is to ``--file``."""
+    import signal
+    import threading
+
+    from .stack import LocalStack
+
+    path = Path(args.file) if args.file else client.LOCAL_FILE
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    with LocalStack(state_dir=args.state_dir, template=args.template) as stack:
+        if args.seed_s3:
+            say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
+        stack.write_connection(path)
+        say(f"local stack up at {stack.endpoint} (bucket s3://{stack.outputs['BucketName']}, state in {stack.state_dir})")
+        say(f"try: miniwdl-fargate submit --local examples/hello/workflow.wdl examples/hello/inputs.json --follow")
+        say("Ctrl-C stops it")
+        try:
+            done.wait()
+        finally:
+            if path.is_file() and json.loads(path.read_text()).get("endpoint") == stack.endpoint:
+                path.unlink()
+    say("local stack stopped")
+    return 0
+
+
+def mirror(bucket: str, prefix: str, dest: str) -> str:
+    """Copy a prefix of the (in-memory) local bucket to disk, so it outlives local mode."""
+    target = os.path.join(dest, bucket, prefix)
+    s3io.download_prefix(bucket, prefix, target)
+    return target
+
+
 def run(args: argparse.Namespace) -> int:
-    from .run import RunInputError, mirror, prepare, wait
+    from ..submission import RunInputError, prepare, wait
     from .stack import LocalStack
 
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
 
     def say(msg: str) -> None:
         print(f"[local] {msg}", file=sys.stderr, flush=True)
 
+    if args.local_command == "up":
+        return up(args, say)
     if args.local_command != "run":
         return 2
     # check what we can before starting anything

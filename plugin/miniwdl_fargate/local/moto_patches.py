@@ -47,6 +47,7 @@ def install(runtime: Runtime) -> None:
     _patch_events()
     _patch_ecs()
     _patch_send_task_failure()
+    _patch_stop_execution()
     install_cloudformation()
     fix_ecs_resource_requirements()
     _installed["done"] = True
@@ -141,6 +142,34 @@ def _patch_send_task_failure() -> None:
         return EmptyResult()
 
     StepFunctionResponse.send_task_failure = send_task_failure
+
+
+def _patch_stop_execution() -> None:
+    # StopExecution: moto flags the program stopped but a state waiting for a task token keeps
+    # waiting, and the execution ends with whatever happens next (FAILED, SUCCEEDED) instead of
+    # ABORTED at once. Make it ABORTED when stopped, as Step Functions does, and keep it so.
+    import datetime
+
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+    original_stop = Execution.stop
+    original_reflect = BaseExecutionWorkerCommunication._reflect_execution_status
+
+    def stop(self: Any, stop_date: Any, error: Any, cause: Any) -> None:
+        original_stop(self, stop_date, error, cause)
+        if self.exec_status == ExecutionStatus.RUNNING:
+            self.exec_status = ExecutionStatus.ABORTED
+            self.stop_date = stop_date or datetime.datetime.now(tz=datetime.timezone.utc)
+            self._miniwdl_fargate_aborted = True
+
+    def reflect(self: Any) -> None:
+        if getattr(self.execution, "_miniwdl_fargate_aborted", False):
+            return
+        original_reflect(self)
+
+    Execution.stop = stop
+    BaseExecutionWorkerCommunication._reflect_execution_status = reflect
 
 
 def _as_delivered(event: dict[str, Any]) -> dict[str, Any]:

@@ -356,6 +356,7 @@ class LocalRuntime:
         if getattr(task, "capacity_provider_name", None) == "FARGATE_SPOT" and self.faults.take("spot_interruptions"):
             threading.Timer(0.5, self._interrupt_spot, args=(task,)).start()
 
+        shipper = LogShipper.for_container(container_def, task, log_path)
         deadline = None
         out_of_memory = False
         while True:
@@ -364,6 +365,8 @@ class LocalRuntime:
                 break
             except subprocess.TimeoutExpired:
                 pass
+            if shipper is not None:
+                shipper.ship()
             if memory_mib and not out_of_memory and _tree_rss(proc.pid) > memory_mib * 1024 * 1024:
                 log.warning("task %s used more than its %d MiB: killed, as Fargate would", task.task_arn, memory_mib)
                 out_of_memory = True
@@ -375,6 +378,8 @@ class LocalRuntime:
                 elif time.monotonic() > deadline:
                     os.killpg(proc.pid, signal.SIGKILL)
 
+        if shipper is not None:
+            shipper.ship(final=True)
         with self._lock:
             self._procs.pop(task.task_arn, None)
             reason = self._stop_requests.pop(task.task_arn, None)
@@ -457,6 +462,56 @@ def _tree_rss(pid: int) -> int:
         except psutil.Error:
             pass
     return total
+
+
+class LogShipper:
+    """The awslogs log driver: a container's output, line by line, into its CloudWatch Logs
+    stream ``<awslogs-stream-prefix>/<container>/<task id>`` (in moto), as it is written."""
+
+    def __init__(self, path: str, group: str, stream: str) -> None:
+        self.path, self.group, self.stream = path, group, stream
+        self._offset = 0
+        self._partial = b""
+        logs = aws.client("logs")
+        try:
+            logs.create_log_group(logGroupName=group)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+
+    @classmethod
+    def for_container(cls, container_def: dict[str, Any], task: Any, path: str) -> "LogShipper | None":
+        config = _ci(container_def, "logConfiguration") or {}
+        options = _ci(config, "options") or {}
+        if _ci(config, "logDriver") != "awslogs" or not options.get("awslogs-group"):
+            return None
+        stream = f"{options.get('awslogs-stream-prefix', 'ecs')}/{_ci(container_def, 'name')}/{task.id}"
+        try:
+            return cls(path, options["awslogs-group"], stream)
+        except Exception:
+            log.exception("cannot ship the logs of %s to CloudWatch Logs", task.task_arn)
+            return None
+
+    def ship(self, final: bool = False) -> None:
+        try:
+            with open(self.path, "rb") as infile:
+                infile.seek(self._offset)
+                data = infile.read(1024 * 1024)
+        except OSError:
+            data = b""
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        if final and self._partial:
+            lines.append(self._partial)
+            self._partial = b""
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line.decode("utf-8", errors="replace")} for line in lines]
+        if events:
+            try:
+                aws.client("logs").put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events)
+            except Exception:
+                log.exception("cannot ship logs to %s/%s", self.group, self.stream)
 
 
 class NamespaceSupport:

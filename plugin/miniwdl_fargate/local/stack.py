@@ -214,6 +214,19 @@ class LocalStack:
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
         return self
 
+    def write_connection(self, path: str | os.PathLike) -> Path:
+        """What `miniwdl-fargate ... --local` needs to reach this stack (client.connect)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        info = {
+            "endpoint": self.endpoint, "region": REGION, "stack_name": self.stack_name, "outputs": self.outputs,
+            "state_dir": self.state_dir, "pid": os.getpid(),
+        }
+        tmp = target.with_suffix(".part")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(target)
+        return target
+
     def stop(self) -> None:
         if self.runtime is not None:
             self.runtime.shutdown()

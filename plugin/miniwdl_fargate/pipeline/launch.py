@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from botocore.exceptions import BotoCoreError
@@ -28,6 +29,7 @@ def driver_environment(record: runs.RunRecord, task_token: str) -> list[dict[str
         {"name": "RUN_INPUTS", "value": record.inputs},
         {"name": "RUN_RESULTS", "value": record.results},
         {"name": "SFN_TASK_TOKEN", "value": task_token},
+        {"name": "RUN_OPTIONS", "value": json.dumps(record.options)},
     ]
 
 

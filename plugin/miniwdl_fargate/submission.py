@@ -1,4 +1,4 @@
-"""Running a workflow through the (local) pipeline the way a user would.
+"""Submitting a workflow to the pipeline the way a user would (AWS or local mode alike).
 
 Stage the workflow bundle and any local input files into the bucket, drop ``inputs.json`` into
 ``runs/<name>/`` (which starts the run through S3 -> EventBridge -> submit), follow the execution,
@@ -17,7 +17,7 @@ from typing import Any
 
 import WDL
 
-from .. import aws, runs, s3io
+from . import aws, runs, s3io
 
 BUNDLE_MAX_FILES = 200
 BUNDLE_MAX_BYTES = 256 * 1024 * 1024
@@ -232,9 +232,3 @@ def _get_json(s3: Any, bucket: str, key: str) -> Any | None:
     except s3.exceptions.NoSuchKey:
         return None
 
-
-def mirror(bucket: str, prefix: str, dest: str) -> str:
-    """Copy a prefix of the (in-memory) local bucket to disk, so it outlives local mode."""
-    target = os.path.join(dest, bucket, prefix)
-    s3io.download_prefix(bucket, prefix, target)
-    return target

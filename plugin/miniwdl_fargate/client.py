@@ -1,0 +1,320 @@
+"""The user's command line: submit, status, list, logs, outputs, cancel.
+
+It talks to a deployed stack (found by name: ``--stack``, ``MINIWDL_FARGATE_STACK``, or
+samconfig.toml) or to local mode (``--local``: the stack ``miniwdl-fargate local up`` serves),
+the same way: boto3 against the stack's bucket, state machine, cluster and log groups.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import aws, runs, s3io, status
+from .pipeline import manage
+
+LOCAL_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "miniwdl-fargate" / "local.json"
+FOLLOW_SECONDS = 2.0
+
+
+class ClientError(RuntimeError):
+    """Something the user can fix: no stack, no run, a bad argument."""
+
+
+@dataclass
+class Deployment:
+    stack_name: str
+    region: str
+    outputs: dict[str, str]
+    local: bool = False
+
+    @property
+    def bucket(self) -> str:
+        return self.outputs["BucketName"]
+
+    @property
+    def state_machine_arn(self) -> str:
+        return self.outputs["StateMachineArn"]
+
+    @property
+    def cluster(self) -> str:
+        return self.outputs.get("ClusterName", "")
+
+
+def samconfig_defaults(start: Path | None = None) -> dict[str, str]:
+    """stack_name and region from the nearest samconfig.toml (the [default] environment)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        path = folder / "samconfig.toml"
+        if path.is_file():
+            config = tomllib.loads(path.read_text()).get("default", {})
+            found: dict[str, str] = {}
+            for command in ("global", "deploy"):
+                params = config.get(command, {}).get("parameters", {})
+                for key in ("stack_name", "region"):
+                    if key in params and key not in found:
+                        found[key] = str(params[key])
+            return found
+    return {}
+
+
+def connect(stack: str | None = None, region: str | None = None, local: str | None = None) -> Deployment:
+    """The deployment to talk to; for local mode, point this process's AWS clients at it."""
+    local = local if local is not None else os.environ.get("MINIWDL_FARGATE_LOCAL")
+    if local is not None:
+        path = Path(local) if local else LOCAL_FILE
+        if not path.is_file():
+            raise ClientError(f"no local stack running ({path} not found): start one with `miniwdl-fargate local up`")
+        info = json.loads(path.read_text())
+        os.environ.update(
+            AWS_ENDPOINT_URL=info["endpoint"], AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+            AWS_SESSION_TOKEN="testing", AWS_DEFAULT_REGION=info["region"], AWS_REGION=info["region"],
+        )
+        for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+            os.environ.pop(key, None)
+        aws.reset()
+        return Deployment(info["stack_name"], info["region"], info["outputs"], local=True)
+    defaults = samconfig_defaults()
+    stack = stack or os.environ.get("MINIWDL_FARGATE_STACK") or defaults.get("stack_name")
+    if not stack:
+        raise ClientError("which stack? give --stack NAME (or run where samconfig.toml names it)")
+    region = region or defaults.get("region")
+    if region:
+        os.environ.setdefault("AWS_DEFAULT_REGION", region)
+        aws.reset()
+    cfn = aws.client("cloudformation")
+    try:
+        found = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    except cfn.exceptions.ClientError as exn:
+        raise ClientError(f"stack {stack}: {exn.response.get('Error', {}).get('Message', exn)}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+    return Deployment(stack, cfn.meta.region_name, outputs)
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+def progress_line(current: status.RunStatus, now: float | None = None, width: int = 24) -> str:
+    """``[#####.....] 12/40 done · 5 running · 1 failed · 3 queued  RUNNING 1m12s``"""
+    t = current.tasks
+    done = t.succeeded + t.cached
+    total = max(t.total, done + t.failed + t.running + t.queued)
+    filled = int(width * done / total) if total else 0
+    bar = "#" * filled + "." * (width - filled)
+    parts = [f"{done}/{total} done", f"{t.running} running", f"{t.failed} failed", f"{t.queued} queued"]
+    if t.retried:
+        parts.append(f"{t.retried} retried")
+    started = current.submitted_at
+    elapsed = ""
+    if started:
+        from datetime import datetime
+
+        end = datetime.fromisoformat(current.finished_at).timestamp() if current.finished_at else (now or time.time())
+        seconds = max(0, int(end - datetime.fromisoformat(started).timestamp()))
+        elapsed = f" {seconds // 60}m{seconds % 60:02d}s"
+    return f"[{bar}] {' · '.join(parts)}  {current.status}{elapsed}"
+
+
+def follow(
+    deployment: Deployment, run_id: str, out: TextIO = sys.stderr, interval: float = FOLLOW_SECONDS,
+    name: str | None = None, inputs_version: str | None = None, timeout: float | None = None,
+) -> dict[str, Any]:
+    """Show the run's progress until it ends; return its description (with outputs or error).
+    Before the run exists, a rejection of the submission (runs/<name>/error.json) ends it."""
+    tty = out.isatty()
+    last = last_key = ""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        current = status.read(deployment.bucket, run_id)
+        if current is None and name:
+            rejected = _rejection(deployment.bucket, name, inputs_version)
+            if rejected is not None:
+                if tty and last:
+                    out.write("\n")
+                return {"run_id": run_id, "status": "FAILED", "error": rejected}
+        line = progress_line(current) if current else "submitting..."
+        # a terminal gets one line redrawn; a log gets a line when something other than the clock moved
+        key = line if tty or current is None else f"{line.rsplit('  ', 1)[0]} {current.status}"
+        if key != last_key:
+            out.write(("\r" + line.ljust(len(last))) if tty else line + "\n")
+            out.flush()
+            last, last_key = line, key
+        if current is not None and current.finished:
+            if tty:
+                out.write("\n")
+            return manage.describe_run(deployment.bucket, run_id)
+        if deadline is not None and time.monotonic() > deadline:
+            raise ClientError(f"run {run_id} did not finish within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def _rejection(bucket: str, name: str, inputs_version: str | None) -> dict[str, Any] | None:
+    s3 = aws.client("s3")
+    try:
+        doc = s3io.get_json(bucket, runs.run_prefix(name) + "error.json")
+    except s3.exceptions.NoSuchKey:
+        return None
+    return doc if inputs_version in (None, doc.get("inputs_version")) else None
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def submit(deployment: Deployment, wdl: str, inputs: str, name: str | None = None) -> tuple[str, str, str | None]:
+    """Stage the workflow and its local inputs into the bucket and drop inputs.json (which
+    starts the run). Returns (run name, run id, version of the inputs upload)."""
+    from .submission import prepare
+
+    prepared = prepare(wdl, inputs, name)
+    run_name, run_id = prepared.upload(deployment.bucket)
+    return run_name, run_id, prepared.inputs_version
+
+
+def describe(deployment: Deployment, run_id: str) -> dict[str, Any]:
+    try:
+        return manage.describe_run(deployment.bucket, run_id)
+    except manage.RunNotFound as exn:
+        raise ClientError(str(exn)) from None
+
+
+def list_runs(deployment: Deployment, limit: int = 50, name: str | None = None) -> list[status.RunStatus]:
+    return manage.list_runs(deployment.bucket, limit, name)[0]
+
+
+def cancel(deployment: Deployment, run_id: str) -> status.RunStatus:
+    try:
+        return manage.cancel_run(deployment.bucket, deployment.state_machine_arn, deployment.cluster, run_id)
+    except (manage.RunNotFound, manage.RunFinished) as exn:
+        raise ClientError(str(exn)) from None
+
+
+def log_streams(deployment: Deployment, run_id: str, task: str | None = None) -> list[tuple[str, str, str]]:
+    """(label, log group, log stream) of the driver, or of the tasks whose call id contains ``task``."""
+    current = status.read(deployment.bucket, run_id)
+    if current is None:
+        raise ClientError(f"no run {run_id}")
+    if task is None:
+        if not current.driver_task:
+            raise ClientError(f"run {run_id} has no driver task yet ({current.status})")
+        group = deployment.outputs["DriverLogGroupName"]
+        return [("driver", group, f"driver/driver/{current.driver_task.rsplit('/', 1)[-1]}")]
+    group = deployment.outputs["TaskLogGroupName"]
+    matches = sorted(call for call in current.calls if call == task or task in call)
+    if not matches:
+        known = ", ".join(sorted(current.calls)) or "none yet"
+        raise ClientError(f"run {run_id} has no task matching {task!r} (its tasks: {known})")
+    return [
+        (f"{call} attempt {i}", group, f"miniwdl/task/{arn.rsplit('/', 1)[-1]}")
+        for call in matches
+        for i, arn in enumerate(current.calls[call], 1)
+    ]
+
+
+def print_logs(
+    deployment: Deployment, run_id: str, task: str | None, follow_: bool, out: TextIO = sys.stdout,
+    interval: float = FOLLOW_SECONDS,
+) -> None:
+    logs = aws.client("logs")
+    tokens: dict[tuple[str, str], str | None] = {}
+    headed: set[str] = set()
+    while True:
+        streams = log_streams(deployment, run_id, task)
+        for label, group, stream in streams:
+            kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+            if tokens.get((group, stream)):
+                kwargs["nextToken"] = tokens[(group, stream)]
+            try:
+                page = logs.get_log_events(**kwargs)
+            except logs.exceptions.ResourceNotFoundException:
+                continue  # not started yet
+            events = page.get("events", [])
+            tokens[(group, stream)] = page.get("nextForwardToken")
+            if events and len(streams) > 1 and label not in headed:
+                out.write(f"== {label} ({group} {stream})\n")
+                headed.add(label)
+            for event in events:
+                out.write(event["message"].rstrip("\n") + "\n")
+        out.flush()
+        if not follow_:
+            return
+        current = status.read(deployment.bucket, run_id)
+        if current is None or current.finished:
+            follow_ = False  # one more pass for what came last
+        time.sleep(interval)
+
+
+def download_outputs(outputs: dict[str, Any], dest: str, results: str) -> list[str]:
+    """Download every s3:// File/Directory in ``outputs`` under ``dest``, keeping their paths
+    below the run's results prefix (out/<output>/...). Returns the local paths."""
+    bucket, prefix = s3io.split(results)
+    got: list[str] = []
+
+    def visit(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: visit(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [visit(v) for v in value]
+        if isinstance(value, str) and value.startswith("s3://"):
+            src_bucket, key = s3io.split(value)
+            rel = key[len(prefix):] if src_bucket == bucket and key.startswith(prefix) else f"{src_bucket}/{key}"
+            target = os.path.join(dest, rel)
+            if value.endswith("/"):
+                got.extend(s3io.download_prefix(src_bucket, key, target))
+            else:
+                got.append(s3io.download_to(src_bucket, key, target))
+            return target
+        return value
+
+    visit(outputs)
+    return got
+
+
+def status_text(doc: dict[str, Any]) -> str:
+    current = status.RunStatus.model_validate({k: v for k, v in doc.items() if k in status.RunStatus.model_fields and k not in ("outputs", "error")})
+    lines = [
+        f"run        {current.run_id}  ({current.name}, from {current.source})",
+        f"status     {current.status}",
+        f"progress   {progress_line(current)}",
+        f"submitted  {current.submitted_at}",
+    ]
+    if current.started_at:
+        lines.append(f"started    {current.started_at}")
+    if current.finished_at:
+        lines.append(f"finished   {current.finished_at}  ({current.duration_s:g}s)")
+    lines.append(f"results    {current.results}")
+    if doc.get("outputs_json"):
+        lines.append(f"outputs    {doc['outputs_json']}")
+    error = doc.get("error")
+    if isinstance(error, dict):
+        lines.append(f"error      {error.get('error', '')}: {error.get('message', '')}")
+        failed = error.get("failed_task") or {}
+        if failed.get("stderr_tail"):
+            lines.append("stderr     " + "\n           ".join(failed["stderr_tail"][-10:]))
+        if failed.get("log_url"):
+            lines.append(f"log        {failed['log_url']}")
+    if current.report or doc.get("report"):
+        lines.append(f"report     {current.report or doc.get('report')}")
+    return "\n".join(lines)
+
+
+def runs_table(found: list[status.RunStatus]) -> str:
+    rows = [("RUN", "STATUS", "SUBMITTED", "DURATION", "TASKS")]
+    for r in found:
+        t = r.tasks
+        rows.append((
+            r.run_id, r.status, r.submitted_at, f"{r.duration_s:g}s" if r.duration_s is not None else "-",
+            f"{t.succeeded + t.cached}/{t.total} done, {t.failed} failed",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def emit(doc: Any, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(doc, indent=2, default=str) + "\n")
+

@@ -1,0 +1,97 @@
+"""The driver's part of a run's status.json: RUNNING when it starts, then the task counts (and
+which ECS tasks each call ran as, for `miniwdl-fargate logs --task`) as they change, at most
+every ``interval`` seconds: a few small S3 writes per minute, nothing on EFS."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from . import report, runs, status
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 10.0
+
+
+def task_counts(attempts: list[report.Attempt], cached: int = 0) -> tuple[status.TaskCounts, dict[str, list[str]]]:
+    """Counts per call (its latest attempt decides), and each call's ECS tasks in attempt order."""
+    latest: dict[str, report.Attempt] = {}
+    calls: dict[str, list[str]] = {}
+    for attempt in attempts:
+        key = attempt.path or attempt.call
+        if key not in latest or attempt.attempt >= latest[key].attempt:
+            latest[key] = attempt
+        if attempt.task_arn:
+            calls.setdefault(attempt.call, []).append(attempt.task_arn)
+    counts = status.TaskCounts(total=len(latest) + cached, retried=len(attempts) - len(latest), cached=cached)
+    for attempt in latest.values():
+        if attempt.outcome == report.SUCCEEDED:
+            counts.succeeded += 1
+        elif attempt.outcome and attempt.outcome != report.RUNNING:
+            counts.failed += 1
+        elif attempt.running is not None:
+            counts.running += 1
+        else:
+            counts.queued += 1
+    return counts, calls
+
+
+class StatusReporter:
+    """Keeps the run's status.json current while miniwdl runs (a background thread)."""
+
+    def __init__(self, bucket: str, run_id: str, interval: float = DEFAULT_INTERVAL) -> None:
+        self.bucket, self.run_id, self.interval = bucket, run_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: tuple[Any, ...] | None = None
+
+    def _attempts(self) -> list[report.Attempt]:
+        from .backend.base import ViewTaskContainer
+
+        return ViewTaskContainer.attempts.snapshot(run=self.run_id)
+
+    def started(self, driver_task: str = "") -> None:
+        def running(current: status.RunStatus) -> status.RunStatus:
+            fields: dict[str, Any] = {"status": "RUNNING", "started_at": current.started_at or runs.now_iso()}
+            if driver_task:
+                fields["driver_task"] = driver_task
+            return current.model_copy(update=fields)
+
+        self._write(running)
+        self._thread = threading.Thread(target=self._loop, name="status-reporter", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.publish()
+
+    def publish(self, cached: int = 0) -> None:
+        counts, calls = task_counts(self._attempts(), cached)
+        fingerprint = (counts.model_dump_json(), sum(len(v) for v in calls.values()))
+        if fingerprint == self._last:
+            return
+        self._last = fingerprint
+        self._write(lambda current: current.model_copy(update={"tasks": counts, "calls": calls}))
+
+    def stop(self, cached: int = 0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.publish(cached)
+
+    def _write(self, change: Any) -> None:
+        try:
+            status.update(self.bucket, self.run_id, change)
+        except Exception:  # progress is a courtesy: never let it fail a run
+            log.exception("could not update the status of run %s", self.run_id)
+
+
+def cancelled(bucket: str, run_id: str) -> status.RunStatus | None:
+    """The run's status if it was cancelled (the driver then reports that, not a failure)."""
+    try:
+        current = status.read(bucket, run_id)
+    except Exception:
+        return None
+    return current if current is not None and current.status == "CANCELLED" else None

@@ -1,0 +1,129 @@
+"""The user's command line (`miniwdl-fargate submit|status|list|logs|outputs|cancel`) against
+local mode, run as a user runs it: a separate process reaching the stack by its --local file."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "hello"
+SLEEPY = """version 1.1
+workflow sleepy {
+  call nap
+}
+task nap {
+  command <<< echo "napping"; sleep 300 >>>
+  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cli(stack, tmp_path_factory):
+    from miniwdl_fargate.local.cli import seed
+
+    seed([str(REPO / "examples" / "s3")])
+    connection = stack.write_connection(tmp_path_factory.mktemp("client") / "local.json")
+
+    def run(*args, timeout=300):
+        return subprocess.run(
+            [sys.executable, "-m", "miniwdl_fargate.cli", *args, "--local", str(connection)],
+            capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def finished_run(cli):
+    proc = cli("submit", str(EXAMPLE / "workflow.wdl"), str(EXAMPLE / "inputs.json"), "--name", "cli-hello", "--follow")
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_submit_follow_shows_progress_and_ends_with_the_outputs(finished_run):
+    doc = json.loads(finished_run.stdout)
+    assert doc["outputs"]["hello.reference_words"] == 9
+    assert len(doc["outputs"]["hello.greetings"]) == 3
+    lines = finished_run.stderr.splitlines()
+    assert lines[0].startswith(f"submitted run {doc['run_id']} (s3://")
+    assert any("RUNNING" in line for line in lines)
+    assert lines[-1].startswith("[########################] 4/4 done · 0 running · 0 failed · 0 queued  SUCCEEDED")
+
+
+def test_status_and_list(cli, finished_run):
+    run_id = json.loads(finished_run.stdout)["run_id"]
+    proc = cli("status", run_id)
+    assert proc.returncode == 0, proc.stderr
+    assert f"run        {run_id}  (cli-hello, from s3)" in proc.stdout
+    assert "status     SUCCEEDED" in proc.stdout
+    assert "report     s3://" in proc.stdout
+    doc = json.loads(cli("status", run_id, "--json").stdout)
+    assert doc["status"] == "SUCCEEDED" and doc["tasks"]["succeeded"] == 4 and doc["outputs"]["hello.reference_words"] == 9
+    listed = cli("list", "--name", "cli-hello")
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines()[0].split() == ["RUN", "STATUS", "SUBMITTED", "DURATION", "TASKS"]
+    assert run_id in listed.stdout and "4/4 done, 0 failed" in listed.stdout
+
+
+def test_logs_of_the_driver_and_of_tasks(cli, finished_run):
+    run_id = json.loads(finished_run.stdout)["run_id"]
+    driver = cli("logs", run_id)
+    assert driver.returncode == 0, driver.stderr
+    assert f"run {run_id} succeeded" in driver.stdout
+    tasks = cli("logs", run_id, "--task", "greet")
+    assert tasks.returncode == 0, tasks.stderr
+    assert tasks.stdout.count("== call-greet-") == 3
+    assert "greeted Alyssa P. Hacker" in tasks.stdout and "greeted Cy D. Fect" in tasks.stdout
+    missing = cli("logs", run_id, "--task", "nosuch")
+    assert missing.returncode == 2
+    assert "has no task matching 'nosuch' (its tasks: call-gather, call-greet-0" in missing.stderr
+
+
+def test_outputs_and_download(cli, finished_run, tmp_path):
+    run_id = json.loads(finished_run.stdout)["run_id"]
+    proc = cli("outputs", run_id, "--download", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["hello.reference_words"] == 9
+    assert "downloaded 4 file(s)" in proc.stderr
+    assert (tmp_path / "out" / "greetings" / "1" / "greeting.txt").read_text() == "Hello, Ben Bitdiddle!\n"
+    assert (tmp_path / "out" / "summary" / "summary.txt").read_text().count("Hello") == 3
+
+
+def test_cancel_a_running_run(cli, stack, tmp_path):
+    (tmp_path / "sleepy.wdl").write_text(SLEEPY)
+    (tmp_path / "inputs.json").write_text("{}")
+    proc = cli("submit", str(tmp_path / "sleepy.wdl"), str(tmp_path / "inputs.json"), "--name", "cli-sleepy")
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(proc.stdout)["run_id"]
+    deadline = time.monotonic() + 120
+    while "napping" not in cli("logs", run_id, "--task", "nap").stdout and time.monotonic() < deadline:
+        time.sleep(1)
+    cancelled = cli("cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stderr.strip().splitlines()[-1] == f"run {run_id} CANCELLED"
+    assert "status     CANCELLED" in cli("status", run_id).stdout
+    deadline = time.monotonic() + 60
+    while stack.runtime.running_tasks() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stack.runtime.running_tasks() == []
+    again = cli("cancel", run_id)
+    assert again.returncode == 2 and "already CANCELLED" in again.stderr
+    outputs = cli("outputs", run_id)
+    assert outputs.returncode == 2 and "is CANCELLED: no outputs" in outputs.stderr
+
+
+def test_errors_are_plain(cli):
+    proc = cli("status", "nope-0123abcd")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: no run nope-0123abcd in s3://")
+    proc = subprocess.run(
+        [sys.executable, "-m", "miniwdl_fargate.cli", "status", "x-0123abcd", "--local", "/nonexistent/local.json"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert "no local stack running (/nonexistent/local.json not found): start one with `miniwdl-fargate local up`" in proc.stderr
