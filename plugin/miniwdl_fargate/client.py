@@ -312,7 +312,7 @@ def runs_table(found: list[status.RunStatus]) -> str:
             f"{t.succeeded + t.cached}/{t.total} done, {t.failed} failed",
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def emit(doc: Any, out: TextIO = sys.stdout) -> None:

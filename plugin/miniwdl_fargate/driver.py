@@ -188,7 +188,7 @@ def stage_s3_inputs(wdl_path: str, inputs_path: str, store: str) -> str:
         return inputs_path
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(STAGING_THREADS) as pool:
-        staged = dict(zip(uris, pool.map(lambda u: _stage(u, uris[u], store), uris)))
+        staged = dict(zip(uris, pool.map(lambda u: _stage(u, uris[u], store), uris), strict=True))
     env = WDL.Value.rewrite_env_paths(env, lambda v: staged.get(v.value) or v.value)
     reused = sum(1 for path in staged.values() if path and getattr(path, "reused", False))
     log.info("staged %d s3:// input(s) in %.1fs (%d already in %s)", len(uris), time.monotonic() - started, reused, store)

@@ -398,7 +398,7 @@ def timeline_svg(
     ly += 22
     out.append(f'<text x="12" y="{ly}" font-weight="bold">phase</text>')
     lx = 80
-    for name, fill, opacity, what in (
+    for _name, fill, opacity, what in (
         ("queued", QUEUED_COLOUR, 1.0, "queued: waiting to launch"),
         ("starting", COLOURS[SUCCEEDED], 0.45, "starting: RunTask accepted, image pull"),
         ("running", COLOURS[SUCCEEDED], 1.0, "running: the command"),

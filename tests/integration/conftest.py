@@ -15,3 +15,14 @@ def moto_aws(monkeypatch):
     with mock_aws():
         yield
     aws.reset()
+
+
+@pytest.fixture
+def sim():
+    """A simulated ECS endpoint (bench/ecs_sim.py) with fast tasks and no faults unless a test adds them."""
+    from bench.ecs_sim import Faults, SimulatedECS
+
+    sim = SimulatedECS(start_latency=(0.05, 0.1), run_time=(0.3, 0.4), faults=Faults())
+    sim.endpoint = sim.start()
+    yield sim
+    sim.stop()

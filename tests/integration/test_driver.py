@@ -1,7 +1,6 @@
 """The driver against moto S3, with the local_process backend standing in for Fargate."""
 
 import json
-from pathlib import Path
 
 import pytest
 

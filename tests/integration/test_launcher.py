@@ -4,19 +4,12 @@ import boto3
 import botocore.config
 import pytest
 
-from bench.ecs_sim import Faults, SimulatedECS
 from miniwdl_fargate import aws
 from miniwdl_fargate.backend.launcher import LaunchFailed, Launcher
 
 SUBNETS = ["subnet-a", "subnet-b"]
 
 
-@pytest.fixture
-def sim():
-    sim = SimulatedECS(start_latency=(0.05, 0.1), run_time=(0.2, 0.3), faults=Faults())
-    sim.endpoint = sim.start()
-    yield sim
-    sim.stop()
 
 
 def ecs_client(sim, max_attempts=8):

@@ -4,20 +4,11 @@ memory is below what the command needs."""
 
 import json
 
-import pytest
-from test_fargate_sim import finish, start_miniwdl
-
-from bench.ecs_sim import Faults, SimulatedECS
+from sim_support import finish, start_miniwdl
 
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 
 
-@pytest.fixture
-def sim():
-    sim = SimulatedECS(start_latency=(0.05, 0.1), run_time=(0.3, 0.4), faults=Faults())
-    sim.endpoint = sim.start()
-    yield sim
-    sim.stop()
 
 TASK = """
     version 1.1

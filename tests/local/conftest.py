@@ -1,6 +1,3 @@
-import shutil
-import subprocess
-
 import pytest
 
 from miniwdl_fargate import aws

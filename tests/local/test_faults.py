@@ -2,7 +2,6 @@
 nothing left running: throttled and capacity-starved launches, Spot interruptions, a driver killed
 mid-run, duplicated events, Lambda failures."""
 
-import json
 import time
 
 import pytest

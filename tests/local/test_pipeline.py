@@ -5,7 +5,7 @@ event -> driver_stopped -> finalize. Each test goes in the way a user would."""
 import json
 from pathlib import Path
 
-from miniwdl_fargate import aws, runs
+from miniwdl_fargate import aws
 from miniwdl_fargate import submission as local_run
 from miniwdl_fargate.local.cli import seed
 
@@ -157,7 +157,7 @@ def test_miniwdl_self_test_workflow_passes_through_the_pipeline(stack, s3):
     assert outputs["hello_caller.messages"] == [f"Hello, {n}!" for n in names]
     assert outputs["hello_caller.reference_file_counts"] == [2, 2]
     assert outputs["hello_caller.remote_names_lines"] == 3
-    for name, directory in zip(names, outputs["hello_caller.message_directories"]):
+    for name, directory in zip(names, outputs["hello_caller.message_directories"], strict=True):
         assert directory.startswith(result.results + "out/message_directories/")
         assert read(s3, directory.rstrip("/") + "/message.txt").decode().rstrip() == f"Hello, {name}!"
 

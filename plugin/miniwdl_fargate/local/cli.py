@@ -93,7 +93,7 @@ def up(args: argparse.Namespace, say) -> int:
             say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
         stack.write_connection(path)
         say(f"local stack up at {stack.endpoint} (bucket s3://{stack.outputs['BucketName']}, state in {stack.state_dir})")
-        say(f"try: miniwdl-fargate submit --local examples/hello/workflow.wdl examples/hello/inputs.json --follow")
+        say("try: miniwdl-fargate submit --local examples/hello/workflow.wdl examples/hello/inputs.json --follow")
         say("Ctrl-C stops it")
         try:
             done.wait()

@@ -202,7 +202,7 @@ def check_files(values: WDL.Env.Bindings, where: str, problems: Problems, namesp
     unique = list(s3_checks)[:MAX_URI_CHECKS]
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda item: _check_s3(*item), unique))
-    for (uri, _directory), problem in zip(unique, results):
+    for (uri, _directory), problem in zip(unique, results, strict=True):
         if problem:
             for name in s3_checks[(uri, _directory)]:
                 problems.add(f"{where}: {name}", problem)
