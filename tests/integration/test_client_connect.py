@@ -1,0 +1,46 @@
+"""How the command line finds a deployed stack: --stack, MINIWDL_FARGATE_STACK, samconfig.toml."""
+
+import json
+
+import pytest
+
+from miniwdl_fargate import aws, client
+
+TEMPLATE = {
+    "Resources": {"RunsBucket": {"Type": "AWS::S3::Bucket"}},
+    "Outputs": {
+        "BucketName": {"Value": {"Ref": "RunsBucket"}},
+        "StateMachineArn": {"Value": "arn:aws:states:us-east-1:123456789012:stateMachine:run"},
+        "ClusterName": {"Value": "wdl"},
+    },
+}
+
+
+@pytest.fixture
+def deployed(moto_aws):
+    aws.client("cloudformation").create_stack(StackName="my-wdl", TemplateBody=json.dumps(TEMPLATE))
+
+
+def test_samconfig_names_the_stack_and_region(tmp_path, monkeypatch):
+    (tmp_path / "samconfig.toml").write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "my-wdl"\n'
+        '[default.deploy.parameters]\nregion = "eu-west-1"\n'
+    )
+    (tmp_path / "sub").mkdir()
+    assert client.samconfig_defaults(tmp_path / "sub") == {"stack_name": "my-wdl", "region": "eu-west-1"}
+
+
+def test_connect_reads_the_stack_outputs(deployed, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no samconfig.toml here
+    monkeypatch.delenv("MINIWDL_FARGATE_STACK", raising=False)
+    monkeypatch.delenv("MINIWDL_FARGATE_LOCAL", raising=False)
+    with pytest.raises(client.ClientError, match="which stack"):
+        client.connect()
+    found = client.connect(stack="my-wdl")
+    assert found.stack_name == "my-wdl" and not found.local
+    assert found.bucket.startswith("my-wdl-runsbucket-")
+    assert found.cluster == "wdl"
+    monkeypatch.setenv("MINIWDL_FARGATE_STACK", "my-wdl")
+    assert client.connect().outputs == found.outputs
+    with pytest.raises(client.ClientError, match="stack nope: "):
+        client.connect(stack="nope")
