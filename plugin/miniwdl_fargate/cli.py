@@ -90,13 +90,14 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from . import client
+    from .runs import run_prefix
     from .submission import RunInputError
 
     try:
         deployment = client.connect(args.stack, args.region, args.local)
         if args.command == "submit":
             name, run_id, version = client.submit(deployment, args.wdl, args.inputs, args.name)
-            print(f"submitted run {run_id} (s3://{deployment.bucket}/{runs_prefix(name)}inputs.json)", file=sys.stderr)
+            print(f"submitted run {run_id} (s3://{deployment.bucket}/{run_prefix(name)}inputs.json)", file=sys.stderr)
             if not args.follow:
                 client.emit({"run_id": run_id, "name": name})
                 return 0
@@ -143,12 +144,6 @@ def _finish(client, doc: dict) -> int:
         return 0
     client.emit(doc.get("error") or doc, sys.stderr)
     return 1
-
-
-def runs_prefix(name: str) -> str:
-    from .runs import run_prefix
-
-    return run_prefix(name)
 
 
 def sweep_command(args: argparse.Namespace) -> int:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import aws, runs, s3io, status
+from . import aws, s3io, status
 from .pipeline import manage
+from .submission import rejection
 
 LOCAL_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "miniwdl-fargate" / "local.json"
 FOLLOW_SECONDS = 2.0
@@ -133,7 +134,7 @@ def follow(
     while True:
         current = status.read(deployment.bucket, run_id)
         if current is None and name:
-            rejected = _rejection(deployment.bucket, name, inputs_version)
+            rejected = rejection(deployment.bucket, name, inputs_version)
             if rejected is not None:
                 if tty and last:
                     out.write("\n")
@@ -152,15 +153,6 @@ def follow(
         if deadline is not None and time.monotonic() > deadline:
             raise ClientError(f"run {run_id} did not finish within {timeout:.0f}s")
         time.sleep(interval)
-
-
-def _rejection(bucket: str, name: str, inputs_version: str | None) -> dict[str, Any] | None:
-    s3 = aws.client("s3")
-    try:
-        doc = s3io.get_json(bucket, runs.run_prefix(name) + "error.json")
-    except s3.exceptions.NoSuchKey:
-        return None
-    return doc if inputs_version in (None, doc.get("inputs_version")) else None
 
 
 # -- commands ----------------------------------------------------------------------------------

@@ -367,8 +367,9 @@ def publish_metrics(run: DriverRun, outcome: str) -> None:
 
         from .backend.base import ViewTaskContainer
 
-        counts, _ = progress.task_counts(ViewTaskContainer.attempts.snapshot(run=run.run_id))
-        launched = sum(1 for a in ViewTaskContainer.attempts.snapshot(run=run.run_id) if a.task_arn)
+        attempts = ViewTaskContainer.attempts.snapshot(run=run.run_id)
+        counts, _ = progress.task_counts(attempts)
+        launched = sum(1 for a in attempts if a.task_arn)
         metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "miniwdl-fargate"), service="driver")
         metrics.add_dimension(name="outcome", value=outcome)
         metrics.add_metric(name="TasksLaunched", unit=MetricUnit.Count, value=launched)

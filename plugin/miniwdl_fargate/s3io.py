@@ -125,3 +125,16 @@ def get_json(bucket: str, key: str) -> Any:
     import json
 
     return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def find_json(bucket: str, key: str) -> Any | None:
+    """The JSON object at the key, or None if there is none (yet)."""
+    s3 = aws.client("s3")
+    try:
+        return get_json(bucket, key)
+    except s3.exceptions.NoSuchKey:
+        return None
+    except s3.exceptions.ClientError as exn:
+        if exn.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            return None
+        raise

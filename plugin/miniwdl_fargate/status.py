@@ -73,11 +73,8 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def read(bucket: str, run_id: str) -> RunStatus | None:
-    s3 = aws.client("s3")
-    try:
-        return RunStatus.model_validate(s3io.get_json(bucket, status_key(run_id)))
-    except s3.exceptions.NoSuchKey:
-        return None
+    found = s3io.find_json(bucket, status_key(run_id))
+    return None if found is None else RunStatus.model_validate(found)
 
 
 def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:

@@ -200,7 +200,6 @@ def wait(
     """Follow the run's execution to its end; return its outcome document. A rejection of the
     submission (runs/<name>/error.json) counts if it answers ``inputs_version`` (any, if None)."""
     sfn = aws.client("stepfunctions")
-    s3 = aws.client("s3")
     arn = state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + run_id
     results = runs.results_uri(bucket, name, run_id)
     deadline = time.monotonic() + timeout
@@ -210,15 +209,15 @@ def wait(
             status = sfn.describe_execution(executionArn=arn)["status"]
         except sfn.exceptions.ExecutionDoesNotExist:
             status = "SUBMITTING"
-            rejected = _get_json(s3, bucket, runs.run_prefix(name) + "error.json")
-            if rejected is not None and inputs_version in (None, rejected.get("inputs_version")):
+            rejected = rejection(bucket, name, inputs_version)
+            if rejected is not None:
                 return RunResult(run_id, "FAILED", f"s3://{bucket}/{runs.run_prefix(name)}", rejected)
         if status != last and on_status:
             on_status(status)
         last = status
         if status not in ("SUBMITTING", "RUNNING"):
             key = runs.run_prefix(name) + f"{runs.RESULTS_DIR}/{run_id}/"
-            doc = _get_json(s3, bucket, key + ("outputs.json" if status == "SUCCEEDED" else "error.json"))
+            doc = s3io.find_json(bucket, key + ("outputs.json" if status == "SUCCEEDED" else "error.json"))
             if doc is None:
                 doc = {"status": status, "message": f"execution ended {status} without a result document"}
             return RunResult(run_id, "SUCCEEDED" if status == "SUCCEEDED" else "FAILED", results, doc)
@@ -226,9 +225,9 @@ def wait(
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f}s")
 
 
-def _get_json(s3: Any, bucket: str, key: str) -> Any | None:
-    try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except s3.exceptions.NoSuchKey:
-        return None
+def rejection(bucket: str, name: str, inputs_version: str | None = None) -> dict[str, Any] | None:
+    """The submit step's rejection of run ``name`` (runs/<name>/error.json), if it answers the
+    upload ``inputs_version`` (any upload, if None)."""
+    found = s3io.find_json(bucket, runs.run_prefix(name) + "error.json")
+    return found if found is not None and inputs_version in (None, found.get("inputs_version")) else None
 

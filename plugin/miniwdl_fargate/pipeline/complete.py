@@ -48,18 +48,6 @@ class EcsTaskStateChange(BaseModel):
         return {}
 
 
-def _read_json(bucket: str, key: str) -> Any | None:
-    s3 = aws.client("s3")
-    try:
-        return s3io.get_json(bucket, key)
-    except s3.exceptions.NoSuchKey:
-        return None
-    except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-            return None
-        raise
-
-
 def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, Any]] | None:
     """("success"|"failure", payload) for a stopped driver, or None if the event is not ours."""
     if detail.lastStatus != "STOPPED":
@@ -69,14 +57,14 @@ def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, 
         return None
     bucket, prefix = s3io.split(env["RUN_RESULTS"])
     exit_code = next((c.exitCode for c in detail.containers if c.name == container), None)
-    outputs = _read_json(bucket, prefix + "outputs.json")
+    outputs = s3io.find_json(bucket, prefix + "outputs.json")
     if exit_code == 0 and outputs is not None:
         return "success", {
             "run_id": env.get("RUN_ID"),
             "status": "SUCCEEDED",
             "outputs": s3io.uri(bucket, prefix + "outputs.json"),
         }
-    error = _read_json(bucket, prefix + "error.json")
+    error = s3io.find_json(bucket, prefix + "error.json")
     if error is not None:
         return "failure", {
             "error": "WorkflowFailed",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import aws, runs, s3io, status
+from .. import runs, s3io, status
 from . import manage
 
 
@@ -26,20 +26,12 @@ def _error_document(record: runs.RunRecord, error: dict[str, Any] | None) -> dic
     return {"run_id": record.run_id, "status": "FAILED", "error": name, "message": message, "cause": cause}
 
 
-def _read(bucket: str, key: str) -> dict[str, Any] | None:
-    s3 = aws.client("s3")
-    try:
-        return s3io.get_json(bucket, key)
-    except s3.exceptions.NoSuchKey:
-        return None
-
-
 def finalize(record: runs.RunRecord, state: str, error: dict[str, Any] | None) -> dict[str, Any]:
     if state == "SUCCEEDED":
-        doc = _read(record.bucket, record.results_key("outputs.json")) or {}
+        doc = s3io.find_json(record.bucket, record.results_key("outputs.json")) or {}
         fields: dict[str, Any] = {"outputs": record.results + "outputs.json", "error": None}
     else:
-        doc = _read(record.bucket, record.results_key("error.json"))
+        doc = s3io.find_json(record.bucket, record.results_key("error.json"))
         if doc is None:
             doc = _error_document(record, error)
             s3io.put_json(record.bucket, record.results_key("error.json"), doc)

@@ -61,11 +61,9 @@ def describe_run(bucket: str, run_id: str) -> dict[str, Any]:
         raise RunNotFound(f"no run {run_id} in s3://{bucket} (looked for s3://{bucket}/{status.status_key(run_id)})")
     doc = current.model_dump()
     results_bucket, prefix = s3io.split(current.results)
-    s3 = aws.client("s3")
     for key, name in (("outputs", "outputs.json"), ("error", "error.json")):
-        try:
-            found = s3io.get_json(results_bucket, prefix + name)
-        except s3.exceptions.NoSuchKey:
+        found = s3io.find_json(results_bucket, prefix + name)
+        if found is None:
             continue
         if key == "outputs":
             doc["outputs"] = found.get("outputs", found)

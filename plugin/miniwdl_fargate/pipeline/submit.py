@@ -131,10 +131,9 @@ def _recorded(bucket: str, key: str) -> runs.RunRecord:
     """The run record another submission wrote (waiting briefly if it is still being written)."""
     for delay in (0.0, 0.2, 0.5, 1.0, 2.0):
         time.sleep(delay)
-        try:
-            return runs.RunRecord.model_validate(s3io.get_json(bucket, key))
-        except aws.client("s3").exceptions.NoSuchKey:
-            continue
+        found = s3io.find_json(bucket, key)
+        if found is not None:
+            return runs.RunRecord.model_validate(found)
     raise RuntimeError(f"s3://{bucket}/{key} is being written by another submission and did not appear")
 
 
