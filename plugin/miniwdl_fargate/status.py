@@ -4,8 +4,8 @@ it outlives the Step Functions history (90 days) and costs nothing while idle.
 Who writes it, in order: submit (SUBMITTED), launch (STARTING, the driver's task), the driver
 (RUNNING, then task counts as it goes), finalize (SUCCEEDED / FAILED, timings, outputs or error),
 and cancel (CANCELLED). Updates are read-modify-write with a conditional put (If-Match on the
-ETag, retried on a conflict), and a finished run is never moved back to a running state by a late
-writer.
+ETag, retried on a conflict), and a finished run keeps its state: a late writer (the driver's last
+counts, finalize after a cancel, a cancel after the end) can add to it but not change it.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def update(
 ) -> RunStatus | None:
     """Apply ``change`` to the stored status (or to ``initial`` if there is none yet) and store it,
     safely against concurrent writers. ``change`` returns None to leave it as it is. A finished
-    status only changes into another finished one (a late RUNNING update is dropped)."""
+    run's state never changes (a late RUNNING, FAILED or CANCELLED is dropped)."""
     s3 = aws.client("s3")
     key = status_key(run_id)
     for attempt in range(8):
@@ -111,7 +111,7 @@ def update(
         changed = change(current.model_copy(deep=True))
         if changed is None:
             return current
-        if current.finished and not changed.finished:
+        if current.finished and changed.status != current.status:
             return current
         changed.updated_at = runs.now_iso()
         if changed.finished and changed.finished_at is None:

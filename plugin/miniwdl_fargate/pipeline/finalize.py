@@ -44,13 +44,13 @@ def finalize(record: runs.RunRecord, state: str, error: dict[str, Any] | None) -
         }
     if doc.get("report"):
         fields["report"] = doc["report"]
-    def finished(current: status.RunStatus) -> status.RunStatus | None:
-        if current.status == "CANCELLED":
-            return None  # a cancelled run stays cancelled, whatever its driver said on its way out
-        return current.model_copy(update={"status": state, **fields})
-
-    final = status.update(record.bucket, record.run_id, finished, initial=status.new(record))
-    if final is not None and final.status == state:  # not CANCELLED meanwhile
+    final = status.update(
+        record.bucket,
+        record.run_id,
+        lambda current: current.model_copy(update={"status": state, **fields}),
+        initial=status.new(record),
+    )
+    if final is not None and final.status == state:  # not CANCELLED meanwhile (that state stays)
         manage.announce(final)
     return {"run_id": record.run_id, "status": final.status if final else state,
             "duration_s": final.duration_s if final else None}

@@ -115,7 +115,7 @@ def cancel_run(bucket: str, state_machine_arn: str, cluster: str, run_id: str, r
     before = status.read(bucket, run_id)
     if before is None:
         raise RunNotFound(f"no run {run_id} in s3://{bucket} (looked for s3://{bucket}/{status.status_key(run_id)})")
-    final = status.set_state(bucket, run_id, "CANCELLED", error=error)
+    final = status.set_state(bucket, run_id, "CANCELLED", error=error)  # no-op on a finished run
     if final is None or final.status != "CANCELLED" or before.finished:
         raise RunFinished(f"run {run_id} already {(final or before).status}")
     sfn = aws.client("stepfunctions")
