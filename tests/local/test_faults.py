@@ -111,7 +111,7 @@ def test_a_driver_killed_mid_run_fails_the_run_and_stops_its_tasks(stack, faults
     assert status["status"] == "FAILED"
     tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
     assert len(tasks) >= 2
-    assert all(t["lastStatus"] == "STOPPED" for t in tasks)
+    assert all(t["lastStatus"] == "STOPPED" for t in tasks), [(t["lastStatus"], t.get("stoppedReason"), t.get("createdAt")) for t in tasks]
     assert {t["stoppedReason"] for t in tasks} == {"the run's driver stopped (EssentialContainerExited): stopping its tasks"}
 
 

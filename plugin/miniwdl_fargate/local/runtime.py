@@ -64,6 +64,8 @@ class LocalRuntime:
         self._code_lock = threading.Lock()
         self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
         self._procs: dict[str, subprocess.Popen] = {}
+        #: tasks this runner started that ECS does not yet show STOPPED (kept by _set_status)
+        self._active: set[str] = set()
         self._stop_requests: dict[str, str] = {}
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -203,6 +205,7 @@ class LocalRuntime:
         )
         with self._lock:
             self._threads.append(thread)
+            self._active.add(task.task_arn)
         thread.start()
         self._maybe_kill_driver(task)
 
@@ -268,6 +271,9 @@ class LocalRuntime:
         task.version = getattr(task, "version", 1) + 1
         for container in task.containers:
             container.last_status = status if status in ("RUNNING", "STOPPED") else "PENDING"
+        if status == "STOPPED":
+            with self._lock:
+                self._active.discard(task.task_arn)
 
     def _emit(self, task: Any) -> None:
         try:
@@ -414,8 +420,10 @@ class LocalRuntime:
             pass
 
     def running_tasks(self) -> list[str]:
+        """Tasks started here that are not STOPPED yet, as ECS would list them (provisioning,
+        running, or with their process gone but their status not yet set)."""
         with self._lock:
-            return [arn for arn, proc in self._procs.items() if proc.poll() is None]
+            return sorted(self._active)
 
     def shutdown(self, timeout: float = 30) -> None:
         """Stop every task still running and wait for the runner threads."""
