@@ -75,6 +75,9 @@ class FargateSettings:
     provision: bool
     oom_retries: int
     oom_memory_factor: float
+    missing_grace: float
+    pull_retries: int
+    pull_retry_delay: float
     prices: Prices
 
     @classmethod
@@ -111,8 +114,17 @@ _PARSERS = {
     "provision": parse_bool,
     "oom_retries": lambda v: max(0, int(v)),
     "oom_memory_factor": lambda v: _factor(float(v)),
+    "missing_grace": lambda v: _at_least(float(v), 0.0),
+    "pull_retries": lambda v: int(_at_least(int(v), 0)),
+    "pull_retry_delay": lambda v: _at_least(float(v), 0.0),
     "prices": Prices.parse,
 }
+
+
+def _at_least(value: float, low: float) -> float:
+    if value < low:
+        raise ValueError(f"must be at least {low:g} (got {value:g})")
+    return value
 
 
 def _factor(value: float) -> float:

@@ -51,6 +51,16 @@ class JobStatus:
     stopped_at: float | None = None  # epoch seconds it stopped, if the backend knows
 
 
+class StartAgain(Exception):
+    """Raised by ``_exit_code`` when the command never started for a reason that passes (an
+    image pull rate-limited or timed out): ``_run`` waits ``delay`` seconds and starts it again
+    in the same work directory (nothing ran in it). miniwdl's own retries are not spent."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 def _link_or_copy(source: str, target: str) -> int:
     """Hard-link the file ``source`` (symlinks resolved) at ``target``; copy if that fails.
     Returns 1 if it had to copy."""
@@ -198,10 +208,24 @@ class ViewTaskContainer(TaskContainer):
     def _run(self, logger: logging.Logger, terminating: Callable[[], bool], command: str) -> int:
         self.write_command(command)
         while True:
-            exit_code = self._run_attempt(logger, terminating)
+            try:
+                exit_code = self._run_attempt(logger, terminating)
+            except StartAgain as again:
+                self._wait_to_start_again(logger, again, terminating)
+                continue
             if self.success_exit_code(exit_code) or terminating() or not self._retry_attempt(logger, exit_code):
                 return exit_code
             self._fresh_attempt(logger)
+
+    def _wait_to_start_again(self, logger: logging.Logger, again: StartAgain, terminating: Callable[[], bool]) -> None:
+        """Wait ``again.delay`` seconds before starting the command again (Terminated if the run
+        ends meanwhile)."""
+        logger.warning(_("task did not start; starting it again", reason=str(again), delay=round(again.delay, 1)))
+        deadline = time.monotonic() + again.delay
+        while time.monotonic() < deadline:
+            if terminating():
+                raise Terminated()
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _fresh_attempt(self, logger: logging.Logger) -> None:
         """Start over in a new work directory (``work2``, ``stdout2.txt``, ...), as miniwdl does
@@ -231,6 +255,9 @@ class ViewTaskContainer(TaskContainer):
             raise
         except Interrupted as exn:
             self.attempts.finish(attempt, report.INTERRUPTED, detail=attempt.detail or str(exn))
+            raise
+        except StartAgain as exn:
+            self.attempts.finish(attempt, report.FAILED_TO_START, detail=str(exn))
             raise
         except Exception as exn:
             outcome = report.FAILED if attempt.launched is not None else report.FAILED_TO_START

@@ -11,6 +11,16 @@
 - ``runtime.preemptible`` tasks run on FARGATE_SPOT; a Spot interruption raises miniwdl's
   ``Interrupted`` (retried while the preemptible budget lasts), after which tasks run on-demand.
 - Tasks are tagged with the run id and their driver, so a dead driver's tasks can be swept.
+- Every RunTask carries a ``clientToken`` (one per attempt), so a retry of a request ECS already
+  handled returns the task it started instead of starting a second one.
+- A task DescribeTasks does not know yet (MISSING: ECS is eventually consistent) counts as not
+  started for ``missing_grace`` seconds; then it is stopped and the attempt fails as an
+  infrastructure failure (retried like a capacity failure).
+- How a stopped task ends the attempt follows one table of ECS stop codes (``stops.STOP_CODES``);
+  an image pull that failed for a passing reason (rate limit, timeout) is tried again with
+  backoff, one that cannot succeed (no such image, access denied) fails at once (``stops.PULL_ERRORS``).
+- Task definitions are registered under a lock per image: a slow or throttled registration of
+  a new image never holds up launches of images already known.
 - A task killed for running out of memory (container reason ``OutOfMemoryError``, exit 137) runs
   again at once with ``oom_memory_factor`` times the memory, snapped up to a Fargate size, up to
   ``oom_retries`` times. This happens inside one miniwdl attempt (``_retry_attempt``), so it
@@ -24,21 +34,24 @@ import hashlib
 import json
 import logging
 import os
+import random
 import threading
 import time
+import uuid
 from datetime import datetime
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, NoReturn
 from urllib.parse import quote
 
 import WDL
 from WDL._util import StructuredLogMessage as _
 from WDL._util import parse_byte_size
+from docker.errors import BuildError as DockerBuildError  # (miniwdl's own dependency)
 from WDL.runtime.error import Interrupted, Terminated
 
 from .. import aws, report, runs, sizes, sweep
 from ..config import FargateSettings
-from . import standalone
-from .base import JobStatus, ViewTaskContainer
+from . import standalone, stops
+from .base import JobStatus, StartAgain, ViewTaskContainer
 from .launcher import LaunchCancelled, LaunchFailed, Launcher
 from .poller import TaskPoller, Watch
 
@@ -49,7 +62,10 @@ DRIVER_TAG = sweep.DRIVER_TAG
 CALL_TAG = "miniwdl-fargate:call"
 SPOT = "FARGATE_SPOT"
 #: stoppedReason prefixes of a task that failed to start for reasons retrying will not fix
-PERMANENT_START_FAILURES = ("CannotPullContainerError", "CannotCreateContainerError", "InvalidParameter")
+#: (CannotPullContainerError is read with stops.PULL_ERRORS instead)
+PERMANENT_START_FAILURES = ("CannotCreateContainerError", "InvalidParameter")
+#: the longest wait between two pulls of an image
+PULL_RETRY_CAP = 300.0
 #: how Fargate says a container was killed for exceeding its memory (container ``reason``)
 OOM_REASON = "OutOfMemoryError"
 OOM_EXIT_CODE = 137  # SIGKILL
@@ -70,6 +86,24 @@ def out_of_memory(task: dict[str, Any]) -> bool:
     return str(container.get("reason") or "").startswith(OOM_REASON)
 
 
+class ImageNotPullable(WDL.Error.RuntimeError, DockerBuildError):
+    """The task's image cannot be pulled and retrying will not change that (it does not exist,
+    or the registry refuses it). miniwdl retries any failed task up to ``maxRetries`` except a
+    docker ``BuildError`` (WDL/runtime/task.py, ``_try_task``): being one too, this fails the
+    task at once instead of pulling the missing image ``maxRetries`` more times."""
+
+    def __init__(self, message: str) -> None:
+        WDL.Error.RuntimeError.__init__(self, message)
+        self.msg = message
+        self.build_log: list[Any] = []
+
+
+def client_token() -> str:
+    """A fresh RunTask ``clientToken``: up to 64 ASCII characters 33-126
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html)."""
+    return uuid.uuid4().hex
+
+
 def log_url(region: str, group: str, stream: str) -> str:
     """The CloudWatch console page of one log stream."""
 
@@ -88,7 +122,10 @@ class FargateTaskContainer(ViewTaskContainer):
     _launcher: Launcher | None = None
     _driver: str = ""
     _task_definitions: Dict[str, str] = {}
-    _td_lock = threading.Lock()
+    #: one lock per image, so registering one image never holds up another (``_td_guard``
+    #: protects the dict of locks only)
+    _td_locks: Dict[str, threading.Lock] = {}
+    _td_guard = threading.Lock()
 
     # -- class-wide setup ---------------------------------------------------------------------
 
@@ -160,6 +197,7 @@ class FargateTaskContainer(ViewTaskContainer):
         self._last_state: str | None = None
         self._oom_retries = 0
         self._oom = False
+        self._pull_retries = 0
 
     def view_dir(self) -> str:
         return "/mnt/miniwdl_task_container"
@@ -258,9 +296,18 @@ class FargateTaskContainer(ViewTaskContainer):
         return spec
 
     @classmethod
+    def _image_lock(cls, image: str) -> threading.Lock:
+        with cls._td_guard:
+            return cls._td_locks.setdefault(image, threading.Lock())
+
+    @classmethod
     def task_definition(cls, logger: logging.Logger, image: str) -> str:
-        """The task definition ARN for ``image``: found by content hash, registered if new."""
-        with cls._td_lock:
+        """The task definition ARN for ``image``: found by content hash, registered if new. Known
+        images return at once; a new image waits only for its own registration."""
+        found = cls._task_definitions.get(image)
+        if found:
+            return found
+        with cls._image_lock(image):
             found = cls._task_definitions.get(image)
             if found:
                 return found
@@ -291,7 +338,8 @@ class FargateTaskContainer(ViewTaskContainer):
         budget = int(self.runtime_values.get("preemptible", 0) or 0)
         return self.settings.spot and self._interruptions < budget
 
-    def run_task_request(self, logger: logging.Logger, script: str) -> dict[str, Any]:
+    def run_task_request(self, logger: logging.Logger, script: str, token: str | None = None) -> dict[str, Any]:
+        """The RunTask request of one attempt; ``token``: its clientToken (fresh if not given)."""
         s = self.settings
         size = self.fargate_size()
         overrides: dict[str, Any] = {
@@ -328,6 +376,9 @@ class FargateTaskContainer(ViewTaskContainer):
                 {"key": CALL_TAG, "value": self.run_id[:256]},
             ],
             "enableECSManagedTags": True,
+            # idempotent: botocore's retries of this request, and the launcher's after a lost
+            # answer, return the task ECS started rather than starting another
+            "clientToken": token or client_token(),
         }
         if self.on_spot():
             request["capacityProviderStrategy"] = [{"capacityProvider": SPOT, "weight": 1}]
@@ -342,7 +393,7 @@ class FargateTaskContainer(ViewTaskContainer):
 
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> Watch:
         self._seen_version, self._last_state, self._oom = 0, None, False
-        request = self.run_task_request(logger, script)
+        request = self.run_task_request(logger, script, client_token())
         assert self._launcher is not None and self._poller is not None
         try:
             task = self._launcher.launch(request, logger, cancelled=terminating)
@@ -366,6 +417,7 @@ class FargateTaskContainer(ViewTaskContainer):
                 capacity=self._capacity,
                 cpu=size["cpu"],
                 memory=size["memory"],
+                client_token=request["clientToken"],
                 **{k: v for k, v in self.failure_info.items() if k in ("log_group", "log_stream")},
             )
         )
@@ -386,7 +438,7 @@ class FargateTaskContainer(ViewTaskContainer):
     def _status(self, logger: logging.Logger, job: Watch, wait: float) -> JobStatus:
         self._seen_version = job.wait(wait, self._seen_version)
         if job.missing:
-            return JobStatus(stopped=True, reason="ECS no longer knows the task (MISSING)")
+            return self._missing(logger, job)
         task = job.description or {}
         state = task.get("lastStatus", "PROVISIONING")
         if state != self._last_state:
@@ -408,6 +460,30 @@ class FargateTaskContainer(ViewTaskContainer):
             stopped_at=epoch(task.get("stoppedAt")),
         )
 
+    def _missing(self, logger: logging.Logger, job: Watch) -> JobStatus:
+        """DescribeTasks answers MISSING. Within ``missing_grace`` the task is just not visible
+        yet (ECS is eventually consistent: the RunTask reference says to poll DescribeTasks with
+        backoff after RunTask, https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html);
+        after it, stop it (so it cannot run and bill unseen) and fail the attempt as an
+        infrastructure failure, retried like a capacity failure."""
+        unknown = job.unknown_for()
+        grace = self.settings.missing_grace
+        if unknown < grace:
+            if self._last_state != "MISSING":
+                logger.info(_("ECS does not know the task yet (MISSING): waiting", arn=job.arn, grace=grace))
+                self._last_state = "MISSING"
+            return JobStatus(running=False)
+        message = (
+            f"ECS did not know task {job.arn} for {unknown:.0f}s after "
+            f"{'RunTask' if job.description is None else 'it was last seen'} (DescribeTasks answered "
+            f"MISSING; missing_grace = {grace:g}s): stopped it, and the attempt will be retried"
+        )
+        self._stop(logger, job, "miniwdl-fargate: ECS did not know the task within missing_grace")
+        self._mark(outcome=report.FAILED_TO_START, detail=message)
+        self.failure_info = dict(self.failure_info or {}, missing=message)
+        self._interruptions += 1
+        raise Interrupted(message)
+
     def _stop(self, logger: logging.Logger, job: Watch, reason: str) -> None:
         if job.stopped or getattr(job, "stop_sent", False):
             return
@@ -422,6 +498,8 @@ class FargateTaskContainer(ViewTaskContainer):
             self._poller.forget(job.arn)
 
     def _exit_code(self, logger: logging.Logger, status: JobStatus) -> int:
+        """What the stopped task means, by its stop code (``stops.STOP_CODES``): the command's
+        exit code, an interruption (retried), a failure to start, or a stop from outside."""
         task = status.detail or {}
         container = (task.get("containers") or [{}])[0]
         info = dict(self.failure_info or {})
@@ -429,28 +507,79 @@ class FargateTaskContainer(ViewTaskContainer):
         if container.get("reason"):
             info["container_reason"] = container["reason"]
         self.failure_info = info
-        stop_code = task.get("stopCode")
+        code = task.get("stopCode")
         reason = status.reason or task.get("stoppedReason", "")
-        if stop_code == "SpotInterruption":
-            # whatever the container exited with after its SIGTERM warning, it was not its fault
-            self._interruptions += 1
-            logger.warning(_("Fargate Spot interruption", arn=task.get("taskArn"), interruptions=self._interruptions))
-            self._mark(outcome=report.INTERRUPTED, detail=f"Spot: {reason}", exit_code=status.exit_code)
-            raise Interrupted(f"Fargate Spot reclaimed the task ({reason})")
+        known = stops.stop_code(code)
+        outcome = known.outcome if known else stops.Outcome.EXIT_CODE
+        if outcome is stops.Outcome.INTERRUPTED:
+            return self._interrupted(logger, task, code or "", reason, status.exit_code)
         if out_of_memory(task):
             self._oom = True
             self._mark(outcome=report.OUT_OF_MEMORY, detail=container.get("reason", ""))
             return status.exit_code if status.exit_code is not None else OOM_EXIT_CODE
+        if outcome is stops.Outcome.STOPPED:
+            self._mark(outcome=report.FAILED, detail=f"{code}: {reason}")
+            raise WDL.Error.RuntimeError(
+                f"task {self.run_id}: its ECS task {task.get('taskArn')} was stopped from outside "
+                f"({code}: {reason or 'no reason given'}; {known.meaning if known else ''})"
+                + (f"; exit status {status.exit_code}" if status.exit_code is not None else "")
+            )
+        if outcome is stops.Outcome.FAILED_TO_START and status.exit_code is None:
+            return self._failed_to_start(logger, reason)
         if status.exit_code is not None:
             return status.exit_code
-        if stop_code == "TaskFailedToStart":
-            self._mark(outcome=report.FAILED_TO_START, detail=reason)
-            if reason.startswith(PERMANENT_START_FAILURES):
-                raise WDL.Error.RuntimeError(f"task {self.run_id}: ECS could not start the task: {reason}")
-            self._interruptions += 1
-            raise Interrupted(f"ECS task failed to start: {reason}")
         raise WDL.Error.RuntimeError(
-            f"task {self.run_id}: ECS task stopped without an exit code ({stop_code or 'no stop code'}: {reason})"
+            f"task {self.run_id}: ECS task stopped without an exit code ({code or 'no stop code'}: {reason})"
+        )
+
+    def _interrupted(self, logger: logging.Logger, task: dict[str, Any], code: str, reason: str, exit_code: int | None) -> NoReturn:
+        """Spot reclaimed the task, or ECS stopped it for its infrastructure: whatever the
+        container exited with after its SIGTERM, not the task's fault. Retried as miniwdl
+        retries an interruption (``preemptible``)."""
+        self._interruptions += 1
+        logger.warning(
+            _("ECS task interrupted", arn=task.get("taskArn"), stop_code=code, interruptions=self._interruptions)
+        )
+        label = "Spot" if code == "SpotInterruption" else code
+        self._mark(outcome=report.INTERRUPTED, detail=f"{label}: {reason}", exit_code=exit_code)
+        if code == "SpotInterruption":
+            raise Interrupted(f"Fargate Spot reclaimed the task ({reason})")
+        raise Interrupted(f"ECS stopped the task ({code}: {reason})")
+
+    def _failed_to_start(self, logger: logging.Logger, reason: str) -> int:
+        """TaskFailedToStart: an image pull error by ``stops.PULL_ERRORS`` (again after a backoff,
+        or fail at once naming the image); any other reason, as before: permanent ones fail,
+        the rest are retried as interruptions."""
+        self._mark(outcome=report.FAILED_TO_START, detail=reason)
+        pull = stops.pull_error(reason)
+        if pull is not None and pull.kind is stops.Pull.PERMANENT:
+            raise ImageNotPullable(
+                f"task {self.run_id}: image {self.image()!r} cannot be pulled ({pull.what}); "
+                f"not retried. ECS: {reason}"
+            )
+        if pull is not None:
+            return self._pull_again(logger, pull, reason)
+        if reason.startswith(PERMANENT_START_FAILURES):
+            raise WDL.Error.RuntimeError(f"task {self.run_id}: ECS could not start the task: {reason}")
+        self._interruptions += 1
+        raise Interrupted(f"ECS task failed to start: {reason}")
+
+    def _pull_again(self, logger: logging.Logger, pull: stops.PullError, reason: str) -> NoReturn:
+        """A pull that failed for a passing reason: start again after an exponential, jittered
+        delay while ``pull_retries`` lasts; then fail, naming the image."""
+        s = self.settings
+        if self._pull_retries >= s.pull_retries:
+            raise WDL.Error.RuntimeError(
+                f"task {self.run_id}: image {self.image()!r} could not be pulled ({pull.what}) "
+                f"after {self._pull_retries + 1} tries (pull_retries = {s.pull_retries}). ECS: {reason}"
+            )
+        self._pull_retries += 1
+        ceiling = min(PULL_RETRY_CAP, s.pull_retry_delay * 2 ** (self._pull_retries - 1))
+        delay = random.uniform(ceiling / 2, ceiling)
+        raise StartAgain(
+            f"image {self.image()!r} could not be pulled ({pull.what}): pull retry "
+            f"{self._pull_retries} of {s.pull_retries}. ECS: {reason}",
+            delay,
         )
 
     def _retry_attempt(self, logger: logging.Logger, exit_code: int) -> bool:

@@ -14,6 +14,12 @@ One ``Launcher`` per driver process, shared by every task thread:
   to one subnet at a time in turn; a Spot request that finds no capacity in any subnet falls back
   to on-demand FARGATE; the account's concurrent vCPU quota in use: waited out, however long
   (the run's other tasks will free it);
+- no answer (the connection broke, a read timed out, a 5xx) once botocore's retries are spent:
+  sent again with the same ``clientToken`` and parameters, so a request ECS did handle returns
+  the task it started rather than starting a second one. Each new round after a definite "not
+  started" answer (throttled, no capacity, another subnet or Spot fallback) gets a token of its
+  own (derived from the request's), since ECS answers ConflictException to a token reused with
+  other parameters (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html);
 - anything else (a bad request, a missing cluster, access denied) fails at once, saying why.
 """
 
@@ -26,7 +32,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +145,19 @@ class LaunchFailed(RuntimeError):
         self.capacity = capacity
 
 
+def is_unanswered(exn: BaseException) -> bool:
+    """Whether RunTask may have been handled though no answer came back: the connection failed
+    or ECS answered with a server error."""
+    if isinstance(exn, (BotoConnectionError, HTTPClientError)):
+        return True
+    return isinstance(exn, ClientError) and exn.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+
+
+def round_token(base: str, round_: int) -> str:
+    """The clientToken of the ``round_``-th new RunTask round of one launch (at most 64 chars)."""
+    return base if round_ == 0 else f"{base[:56]}.{round_}"
+
+
 def is_throttle(exn: BaseException) -> bool:
     return isinstance(exn, ClientError) and exn.response.get("Error", {}).get("Code") in THROTTLE_CODES
 
@@ -160,6 +180,7 @@ class Launcher:
         burst: float = 100,
         capacity_retries: int = 12,
         throttle_retries: int = 30,
+        unanswered_retries: int = 5,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -170,6 +191,7 @@ class Launcher:
         self.bucket = TokenBucket(rate, burst, clock=clock, sleep=sleep)
         self.capacity_retries = capacity_retries
         self.throttle_retries = throttle_retries
+        self.unanswered_retries = unanswered_retries
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._sleep = sleep
@@ -178,6 +200,7 @@ class Launcher:
         #: counters read by tests, logs and the benchmark
         self.stats = {
             "attempts": 0, "launched": 0, "throttled": 0, "capacity_failures": 0, "quota_waits": 0, "spot_fallbacks": 0,
+            "unanswered": 0,
         }
         events = client.meta.events
         events.register("before-send.ecs.RunTask", self._before_send)
@@ -234,14 +257,30 @@ class Launcher:
         without capacity (``request`` is updated in place, so the caller sees what ran)."""
         logger = logger or log
         subnets = list(request.get("networkConfiguration", {}).get("awsvpcConfiguration", {}).get("subnets", []))
-        throttles = capacity = quota = 0
+        throttles = capacity = quota = unanswered = rounds = 0
+        base_token = request.get("clientToken")
         self._local.cancelled = cancelled
         try:
             while True:
+                if base_token:
+                    request["clientToken"] = round_token(base_token, rounds)
                 try:
                     response = self._client.run_task(**request)
-                except ClientError as exn:
-                    if not is_throttle(exn):
+                except (ClientError, BotoConnectionError, HTTPClientError) as exn:
+                    if is_unanswered(exn) and base_token:
+                        unanswered += 1  # the same token again: a handled request returns its task
+                        self._count("unanswered")
+                        if unanswered > self.unanswered_retries:
+                            raise LaunchFailed(
+                                f"ECS RunTask did not answer after {unanswered} tries (clientToken "
+                                f"{request['clientToken']}; a task it may have started carries the run's tags): {exn}"
+                            ) from exn
+                        delay = self._backoff(unanswered)
+                        logger.warning("RunTask got no answer (%s); sending it again with the same clientToken in %.1fs", exn, delay)
+                        self._wait(delay, cancelled)
+                        continue
+                    rounds += 1
+                    if not isinstance(exn, ClientError) or not is_throttle(exn):
                         raise LaunchFailed(f"ECS RunTask refused the task: {exn}") from exn
                     throttles += 1  # botocore's retries are spent: back off ourselves
                     if throttles > self.throttle_retries:
@@ -255,6 +294,7 @@ class Launcher:
                 if tasks and not failures:
                     self._count("launched")
                     return tasks[0]
+                rounds += 1
                 if failures and all(is_quota_failure(f) for f in failures):
                     quota += 1
                     self._count("quota_waits")

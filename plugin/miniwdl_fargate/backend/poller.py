@@ -3,6 +3,13 @@
 Every running task registers here; a single thread makes one pass per interval, calling
 DescribeTasks for at most 100 tasks per call, and hands each task's latest description to the
 thread waiting on it. STOPPED tasks leave the watch list.
+
+A task DescribeTasks answers MISSING for stays on the list: ECS is eventually consistent, and a
+task just launched may be unknown to DescribeTasks for a while (the RunTask API reference says
+to call DescribeTasks with backoff after RunTask,
+https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html). The waiter sees
+``missing`` and since when (``missing_since``), and decides how long to wait (the backend's
+``missing_grace``).
 """
 
 from __future__ import annotations
@@ -20,23 +27,42 @@ log = logging.getLogger(__name__)
 class Watch:
     """The waiting side of one task."""
 
-    def __init__(self, arn: str) -> None:
+    def __init__(self, arn: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.arn = arn
         self.description: dict[str, Any] | None = None
         self.missing = False
+        self._clock = clock
+        #: when the task was put on the list (right after RunTask answered)
+        self.watched_at = clock()
+        #: when the current run of MISSING answers began (None: not missing)
+        self.missing_since: float | None = None
         self._news = threading.Condition()
         self._version = 0
 
     def _update(self, description: dict[str, Any] | None, missing: bool = False) -> None:
         with self._news:
-            self.description = description
+            if missing:
+                if self.missing_since is None:
+                    self.missing_since = self._clock()
+                # keep what was known before, if anything: only MISSING is new
+            else:
+                self.description = description
+                self.missing_since = None
             self.missing = missing
             self._version += 1
             self._news.notify_all()
 
     @property
     def stopped(self) -> bool:
-        return self.missing or bool(self.description and self.description.get("lastStatus") == "STOPPED")
+        return bool(self.description and self.description.get("lastStatus") == "STOPPED")
+
+    def unknown_for(self) -> float:
+        """Seconds ECS has not known the task: since launch if it never knew it, else since it
+        went missing. 0 while it knows it."""
+        if not self.missing or self.missing_since is None:
+            return 0.0
+        start = self.watched_at if self.description is None else self.missing_since
+        return self._clock() - start
 
     def wait(self, timeout: float, seen: int = -1) -> int:
         """Wait until an update newer than ``seen`` arrives (or timeout); return the version."""
@@ -100,7 +126,7 @@ class TaskPoller:
     def _deliver(self, arn: str, task: dict[str, Any] | None, missing: bool = False) -> None:
         with self._lock:
             watch = self._watches.get(arn)
-            if watch is not None and (missing or (task or {}).get("lastStatus") == "STOPPED"):
+            if watch is not None and not missing and (task or {}).get("lastStatus") == "STOPPED":
                 del self._watches[arn]
         if watch is not None:
             watch._update(task, missing=missing)
