@@ -10,8 +10,12 @@ latency and run time. It enforces, with token buckets, the quotas in ../shared/D
 - RegisterTaskDefinition: 1/s (burst 1)
 
 and injects faults on demand: throttles, "Capacity is unavailable" failures[], Spot
-interruptions, tasks that fail to start; either at random rates (seeded) or as a script of
-outcomes for the next RunTask calls. It records every call for the benchmark's figures.
+interruptions, tasks that fail to start (image pull errors among them), tasks DescribeTasks
+never knows, RunTask answers lost after the task was started; either at random rates (seeded)
+or as a script of outcomes for the next RunTask calls. Like ECS it is eventually consistent if
+asked (``missing_describes``: a new task is MISSING for its first DescribeTasks) and honours
+RunTask's ``clientToken`` (the same token and parameters in a cluster return the same task;
+other parameters: ConflictException). It records every call for the benchmark's figures.
 """
 
 from __future__ import annotations
@@ -29,6 +33,22 @@ from typing import Any, Callable
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 CAPACITY_REASON = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+#: stoppedReason of the "pull_*" script outcomes, as Fargate words them
+PULL_ERRORS = {
+    "pull_rate_limit": (
+        "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref "
+        "docker.io/library/ubuntu:22.04: unexpected status code 429 Too Many Requests - Server message: "
+        "toomanyrequests: You have reached your pull rate limit."
+    ),
+    "pull_timeout": (
+        "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to do request: "
+        "Head \"https://registry-1.docker.io/v2/library/ubuntu/manifests/22.04\": dial tcp 10.0.3.17:443: i/o timeout"
+    ),
+    "pull_not_found": (
+        "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref "
+        "docker.io/library/ubuntu:no-such-tag: docker.io/library/ubuntu:no-such-tag: not found"
+    ),
+}
 
 
 class Bucket:
@@ -52,7 +72,9 @@ class Bucket:
 class Faults:
     """What goes wrong. Rates are per RunTask call (throttle, capacity, fail_to_start) or per
     Spot task (spot_interruption); ``script`` overrides them for the next calls, in order:
-    "throttle", "capacity", "fail_to_start", "spot_interruption", "ok"."""
+    "throttle", "capacity", "fail_to_start", "spot_interruption", "ok", "missing_forever" (a
+    task DescribeTasks never knows), "lost_response" (the task starts, its answer is lost: the
+    connection closes) and the keys of PULL_ERRORS (the task stops failing to pull its image)."""
 
     throttle_rate: float = 0.0
     capacity_rate: float = 0.0
@@ -81,6 +103,7 @@ class SimTask:
     container_reason: str = ""  # e.g. "OutOfMemoryError: Container killed due to memory usage"
     stop_requested: float | None = None
     noticed: float | None = None  # first DescribeTasks answer showing it STOPPED
+    hidden_describes: int = 0  # DescribeTasks answers still to say MISSING (-1: always)
 
     @property
     def stopped_at(self) -> float:
@@ -143,10 +166,11 @@ class SimulatedECS:
         describe_quota: tuple[float, float] = (20, 100),
         register_quota: tuple[float, float] = (1, 1),
         behaviour: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        missing_describes: int = 0,
     ) -> None:
         """``behaviour(run_task_request)`` may return {"exit_code": int, "run_time": seconds,
-        "container_reason": str} to make a task do something else than exit 0 after
-        ``run_time`` (``container_reason`` "OutOfMemoryError: ..." with exit code 137 is how
+        "container_reason": str, "stop_code": str, "stopped_reason": str} to make a task do
+        something else than exit 0 after ``run_time`` (``container_reason`` "OutOfMemoryError: ..." with exit code 137 is how
         Fargate reports a container killed for exceeding its memory)."""
         self.start_latency = start_latency
         self.run_time = run_time
@@ -159,6 +183,12 @@ class SimulatedECS:
             "RegisterTaskDefinition": Bucket(*register_quota),
         }
         self.behaviour = behaviour
+        #: DescribeTasks calls that answer MISSING for each new task (eventual consistency)
+        self.missing_describes = missing_describes
+        #: (cluster, clientToken) -> (the request without its token, the task's ARN)
+        self.client_tokens: dict[tuple[str, str], tuple[str, str]] = {}
+        self._lose_next: set[int] = set()  # threads whose next RunTask answer is lost
+        self.missing_answers = 0  # DescribeTasks answers of MISSING, for tests
         self.lock = threading.Lock()
         self.tasks: dict[str, SimTask] = {}
         self.task_definitions: dict[str, dict[str, Any]] = {}
@@ -180,6 +210,9 @@ class SimulatedECS:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)) or 0)
                 op = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
                 status, answer = sim.handle(op, json.loads(body or b"{}"))
+                if sim._answer_lost():
+                    self.close_connection = True  # handled, but the client never hears of it
+                    return
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-amz-json-1.1")
@@ -201,6 +234,13 @@ class SimulatedECS:
             self.server.server_close()
 
     # -- the API ---------------------------------------------------------------------------------
+
+    def _answer_lost(self) -> bool:
+        with self.lock:
+            if threading.get_ident() in self._lose_next:
+                self._lose_next.discard(threading.get_ident())
+                return True
+            return False
 
     def _record(self, op: str, n: int, outcome: str) -> None:
         with self.lock:
@@ -261,9 +301,31 @@ class SimulatedECS:
             return "spot_interruption"
         return "ok"
 
+    def _same_token(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """A RunTask whose clientToken this cluster has seen: the task it started (same
+        parameters) or ConflictException (other parameters)."""
+        token = req.get("clientToken")
+        if not token:
+            return None
+        key = (req.get("cluster", "default"), token)
+        params = json.dumps({k: v for k, v in req.items() if k != "clientToken"}, sort_keys=True)
+        with self.lock:
+            seen = self.client_tokens.get(key)
+            if seen is None:
+                return None
+            task = self.tasks[seen[1]]
+        if seen[0] != params:
+            self._record("RunTask", 0, "conflict")
+            return 400, {"__type": "ConflictException", "message": "The clientToken is already in use with a different RunTask request.", "resourceIds": [task.arn]}
+        self._record("RunTask", 0, "idempotent")
+        return 200, {"tasks": [task.describe(time.time())], "failures": []}
+
     def op_RunTask(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self.lock:
             self.run_task_requests.append(json.loads(json.dumps(req)))
+        repeated = self._same_token(req)
+        if repeated is not None:
+            return repeated
         strategy = req.get("capacityProviderStrategy") or []
         if strategy and req.get("launchType"):
             return self._error("InvalidParameterException", "Specify either Launch Type or Capacity Provider Strategy, but not both.")
@@ -306,10 +368,16 @@ class SimulatedECS:
             task.exit_code = chosen.get("exit_code", task.exit_code)
             task.run_time = chosen.get("run_time", task.run_time)
             task.container_reason = chosen.get("container_reason", task.container_reason)
-        if fault == "fail_to_start":
+            task.stop_code = chosen.get("stop_code", task.stop_code)
+            task.stopped_reason = chosen.get("stopped_reason", task.stopped_reason)
+        task.hidden_describes = -1 if fault == "missing_forever" else self.missing_describes
+        if fault == "lost_response":
+            with self.lock:
+                self._lose_next.add(threading.get_ident())
+        if fault == "fail_to_start" or fault in PULL_ERRORS:
             task.run_time, task.exit_code = 0.0, None
             task.stop_code = "TaskFailedToStart"
-            task.stopped_reason = "ResourceInitializationError: failed to configure ENI (simulated)"
+            task.stopped_reason = PULL_ERRORS.get(fault, "ResourceInitializationError: failed to configure ENI (simulated)")
         elif fault == "spot_interruption":
             task.run_time = run_time / 2
             task.exit_code = 143  # SIGTERM, the two-minute warning
@@ -317,6 +385,9 @@ class SimulatedECS:
             task.stopped_reason = "Your Spot Task was interrupted."
         with self.lock:
             self.tasks[task.arn] = task
+            if req.get("clientToken"):
+                params = json.dumps({k: v for k, v in req.items() if k != "clientToken"}, sort_keys=True)
+                self.client_tokens[(cluster, req["clientToken"])] = (params, task.arn)
         self._record("RunTask", 1, "ok")
         return 200, {"tasks": [task.describe(time.time())], "failures": []}
 
@@ -333,8 +404,12 @@ class SimulatedECS:
         with self.lock:
             for arn in arns:
                 task = self.tasks.get(arn)
+                if task is not None and task.hidden_describes:
+                    task.hidden_describes -= 1 if task.hidden_describes > 0 else 0
+                    task = None  # not visible yet (or never, for "missing_forever")
                 if task is None:
                     failures.append({"arn": arn, "reason": "MISSING"})
+                    self.missing_answers += 1
                     continue
                 desc = task.describe(now)
                 if desc["lastStatus"] == "STOPPED" and task.noticed is None:

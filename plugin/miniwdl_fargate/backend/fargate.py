@@ -93,9 +93,8 @@ class ImageNotPullable(WDL.Error.RuntimeError, DockerBuildError):
     task at once instead of pulling the missing image ``maxRetries`` more times."""
 
     def __init__(self, message: str) -> None:
-        WDL.Error.RuntimeError.__init__(self, message)
-        self.msg = message
-        self.build_log: list[Any] = []
+        # (RuntimeError's __init__ passes its arguments on to BuildError's: reason, build_log)
+        super().__init__(message, [])
 
 
 def client_token() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -31,6 +32,15 @@ def driver_environment(record: runs.RunRecord, task_token: str) -> list[dict[str
         {"name": "SFN_TASK_TOKEN", "value": task_token},
         {"name": "RUN_OPTIONS", "value": json.dumps(record.options)},
     ]
+
+
+def driver_client_token(run_id: str, task_token: str) -> str:
+    """RunTask's clientToken for the driver of one state-machine attempt: the same for every
+    invocation of the launch Lambda that carries the same run and Step Functions task token, so
+    a retried invocation gets the driver the first one started instead of a second driver. 64 hex
+    characters: RunTask allows up to 64 ASCII characters 33-126 and treats a token as idempotent
+    within its cluster (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html)."""
+    return hashlib.sha256(f"{run_id}\n{task_token}".encode()).hexdigest()
 
 
 def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> str:
@@ -75,4 +85,5 @@ def _run_driver(ecs, settings: FunctionSettings, record: runs.RunRecord, task_to
         tags=[{"key": "miniwdl-fargate:run", "value": record.run_id}],
         enableECSManagedTags=True,
         propagateTags="TASK_DEFINITION",
+        clientToken=driver_client_token(record.run_id, task_token),
     )
