@@ -7,6 +7,7 @@ class FakeECS:
     def __init__(self):
         self.calls = []
         self.stopped = set()
+        self.hidden = set()  # ARNs ECS does not know (yet)
         self.lock = threading.Lock()
 
     def describe(self, arns):
@@ -16,9 +17,9 @@ class FakeECS:
             "tasks": [
                 {"taskArn": a, "lastStatus": "STOPPED" if a in self.stopped else "RUNNING", "containers": [{"exitCode": 0}]}
                 for a in arns
-                if not a.startswith("gone")
+                if not a.startswith("gone") and a not in self.hidden
             ],
-            "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a.startswith("gone")],
+            "failures": [{"arn": a, "reason": "MISSING"} for a in arns if a.startswith("gone") or a in self.hidden],
         }
 
 
@@ -38,10 +39,48 @@ def test_stopped_tasks_are_delivered_and_leave_the_watch_list():
     ecs.stopped.add("a")
     poller.poll_once()
     assert a.stopped and not b.stopped
-    assert gone.stopped and gone.missing
+    assert gone.missing and not gone.stopped
     ecs.calls.clear()
     poller.poll_once()
-    assert ecs.calls == [["b"]]
+    assert ecs.calls == [["b", "gone-1"]]  # a MISSING task stays watched: ECS may not know it yet
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_missing_task_is_unknown_since_launch_until_ecs_knows_it():
+    ecs, clock = FakeECS(), Clock()
+    poller = TaskPoller(ecs.describe, interval=3600, background=False, clock=clock)
+    ecs.hidden.add("new")
+    watch = poller.watch("new")  # launched at 100
+    clock.now = 103.0
+    poller.poll_once()
+    assert watch.missing and watch.unknown_for() == 3.0  # since launch: it was never seen
+    clock.now = 110.0
+    assert watch.unknown_for() == 10.0
+    ecs.hidden.clear()  # ECS knows it now
+    poller.poll_once()
+    assert not watch.missing and watch.unknown_for() == 0.0
+    assert watch.description["lastStatus"] == "RUNNING"
+
+
+def test_a_task_seen_then_missing_is_unknown_since_it_went_missing():
+    ecs, clock = FakeECS(), Clock()
+    poller = TaskPoller(ecs.describe, interval=3600, background=False, clock=clock)
+    watch = poller.watch("x")
+    poller.poll_once()
+    assert watch.description["lastStatus"] == "RUNNING"
+    clock.now = 200.0
+    watch._update(None, missing=True)
+    clock.now = 205.0
+    watch._update(None, missing=True)
+    assert watch.unknown_for() == 5.0
+    assert watch.description["lastStatus"] == "RUNNING"  # what was known stays
 
 
 def test_waiter_wakes_on_update():

@@ -74,9 +74,14 @@ class Watch:
 
 class TaskPoller:
     def __init__(
-        self, describe: Callable[[list[str]], dict[str, Any]], interval: float, background: bool = True
+        self,
+        describe: Callable[[list[str]], dict[str, Any]],
+        interval: float,
+        background: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._describe = describe
+        self._clock = clock
         self.interval = interval
         #: False: no thread; the caller drives ``poll_once`` (tests, the benchmark's simulations)
         self.background = background
@@ -92,7 +97,7 @@ class TaskPoller:
         with self._lock:
             found = self._watches.get(arn)
             if found is None:
-                found = self._watches[arn] = Watch(arn)
+                found = self._watches[arn] = Watch(arn, self._clock)
             if self.background and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._loop, name="fargate-poller", daemon=True)
                 self._thread.start()
