@@ -73,14 +73,16 @@ class Faults:
     """What goes wrong. Rates are per RunTask call (throttle, capacity, fail_to_start) or per
     Spot task (spot_interruption); ``script`` overrides them for the next calls, in order:
     "throttle", "capacity", "fail_to_start", "spot_interruption", "ok", "missing_forever" (a
-    task DescribeTasks never knows), "lost_response" (the task starts, its answer is lost: the
-    connection closes) and the keys of PULL_ERRORS (the task stops failing to pull its image)."""
+    task DescribeTasks never knows) and the keys of PULL_ERRORS (the task stops failing to pull
+    its image). ``lost_answers``: the next N successful RunTask answers (a repeat of a handled
+    request included) are lost: the request is handled, then the connection closes."""
 
     throttle_rate: float = 0.0
     capacity_rate: float = 0.0
     fail_to_start_rate: float = 0.0
     spot_interruption_rate: float = 0.0
     script: deque = field(default_factory=deque)
+    lost_answers: int = 0
     seed: int = 7
 
 
@@ -187,7 +189,6 @@ class SimulatedECS:
         self.missing_describes = missing_describes
         #: (cluster, clientToken) -> (the request without its token, the task's ARN)
         self.client_tokens: dict[tuple[str, str], tuple[str, str]] = {}
-        self._lose_next: set[int] = set()  # threads whose next RunTask answer is lost
         self.missing_answers = 0  # DescribeTasks answers of MISSING, for tests
         self.lock = threading.Lock()
         self.tasks: dict[str, SimTask] = {}
@@ -210,7 +211,7 @@ class SimulatedECS:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)) or 0)
                 op = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
                 status, answer = sim.handle(op, json.loads(body or b"{}"))
-                if sim._answer_lost():
+                if sim._answer_lost(op, status):
                     self.close_connection = True  # handled, but the client never hears of it
                     return
                 data = json.dumps(answer).encode()
@@ -235,10 +236,10 @@ class SimulatedECS:
 
     # -- the API ---------------------------------------------------------------------------------
 
-    def _answer_lost(self) -> bool:
+    def _answer_lost(self, op: str, status: int) -> bool:
         with self.lock:
-            if threading.get_ident() in self._lose_next:
-                self._lose_next.discard(threading.get_ident())
+            if op == "RunTask" and status == 200 and self.faults.lost_answers > 0:
+                self.faults.lost_answers -= 1
                 return True
             return False
 
@@ -371,9 +372,6 @@ class SimulatedECS:
             task.stop_code = chosen.get("stop_code", task.stop_code)
             task.stopped_reason = chosen.get("stopped_reason", task.stopped_reason)
         task.hidden_describes = -1 if fault == "missing_forever" else self.missing_describes
-        if fault == "lost_response":
-            with self.lock:
-                self._lose_next.add(threading.get_ident())
         if fault == "fail_to_start" or fault in PULL_ERRORS:
             task.run_time, task.exit_code = 0.0, None
             task.stop_code = "TaskFailedToStart"

@@ -63,7 +63,7 @@ def test_a_task_ecs_never_knows_is_retried_as_an_infrastructure_failure(sim, tmp
 
 
 def test_every_run_task_carries_a_client_token_and_a_lost_answer_starts_no_second_task(sim, tmp_path):
-    sim.faults.script.extend(["lost_response"])  # started, but the connection closes unanswered
+    sim.faults.lost_answers = 1  # started, but the connection closes unanswered
     code, out = finish(start_miniwdl(sim, tmp_path, TASK % (0, 0)))
     assert code == 0, out
     tokens = [r.get("clientToken") for r in sim.run_task_requests]

@@ -105,3 +105,42 @@ def test_a_bad_request_fails_at_once_saying_why(sim):
     assert not info.value.capacity
     assert sim.count("RunTask") == 0 or len(sim.run_task_requests) == 1
     launcher.close()
+
+
+def test_an_answer_lost_after_botocore_gave_up_is_asked_again_with_the_same_token(sim):
+    ecs = ecs_client(sim, max_attempts=0)  # botocore does not retry (max_attempts counts retries): the launcher must
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01)
+    sim.faults.lost_answers = 1  # ECS started the task; the connection closed
+    req = request(ecs)
+    req["clientToken"] = "attempt-token"
+    task = launcher.launch(req)
+    assert len(sim.tasks) == 1 and task["taskArn"] in sim.tasks  # no second task
+    assert [r["clientToken"] for r in sim.run_task_requests] == ["attempt-token", "attempt-token"]
+    assert launcher.stats["unanswered"] == 1
+    launcher.close()
+
+
+def test_each_new_round_after_a_refusal_gets_its_own_token(sim):
+    ecs = ecs_client(sim)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01)
+    sim.faults.script.extend(["capacity", "capacity", "ok"])
+    req = request(ecs)
+    req["clientToken"] = "t" * 64
+    launcher.launch(req)
+    tokens = [r["clientToken"] for r in sim.run_task_requests]
+    # another subnet is another request: a reused token would be a ConflictException
+    assert tokens == ["t" * 64, "t" * 56 + ".1", "t" * 56 + ".2"]
+    assert all(len(t) <= 64 for t in tokens)
+    launcher.close()
+
+
+def test_without_an_answer_for_good_the_launch_fails_naming_the_token(sim):
+    ecs = ecs_client(sim, max_attempts=0)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01, unanswered_retries=1)
+    sim.faults.lost_answers = 2
+    req = request(ecs)
+    req["clientToken"] = "lost-token"
+    with pytest.raises(LaunchFailed, match="ECS RunTask did not answer after 2 tries \\(clientToken lost-token;"):
+        launcher.launch(req)
+    assert len(sim.tasks) == 1  # the second try found the task the first one started
+    launcher.close()

@@ -61,3 +61,14 @@ def test_oom_retry_and_prices_options(monkeypatch, tmp_path):
         load(monkeypatch, oom_memory_factor="1")
     for key in ("oom_retries", "oom_memory_factor", "prices"):
         assert f"\n{key} =" in default_cfg_text()
+
+
+def test_missing_grace_and_pull_retries(monkeypatch):
+    s = load(monkeypatch)
+    assert (s.missing_grace, s.pull_retries, s.pull_retry_delay) == (60.0, 4, 15.0)
+    for key in ("missing_grace", "pull_retries", "pull_retry_delay"):
+        assert f"\n{key} =" in default_cfg_text()
+    s = load(monkeypatch, missing_grace="5", pull_retries="0", pull_retry_delay="0.5")
+    assert (s.missing_grace, s.pull_retries, s.pull_retry_delay) == (5.0, 0, 0.5)
+    with pytest.raises(ValueError, match=r"invalid \[aws_fargate\] pull_retries .*must be at least 0 \(got -1\)"):
+        load(monkeypatch, pull_retries="-1")
