@@ -10,6 +10,13 @@ Set ``MINIWDL_FARGATE_LOCAL_FAULTS`` to a JSON object (or pass ``--faults`` to
 - ``run_task_throttles``: the next N RunTask calls of WDL tasks answer ThrottlingException;
 - ``run_task_capacity``: the next N RunTask calls of WDL tasks answer ``failures[]`` "Capacity is
   unavailable" (the driver's own launch is retried by the state machine: see ``lambda_errors``);
+- ``run_task_lost_answers``: the next N RunTask calls of WDL tasks start their task, then answer
+  with a server error, as if the answer were lost (botocore retries with the same clientToken);
+- ``pull_failures``: the next N WDL tasks stop before starting with stop code TaskFailedToStart
+  and the stopped reason ``CannotPullContainerError: <pull_error>`` (default: Docker Hub's rate
+  limit; e.g. "... manifest unknown" for an image that does not exist);
+- ``describe_missing`` (default 1, on unless set to 0): ECS is eventually consistent, so each WDL
+  task is MISSING for the first N DescribeTasks calls that name it;
 - ``spot_interruptions``: the next N tasks on FARGATE_SPOT are reclaimed a moment after they start
   (SIGTERM, stop code SpotInterruption);
 - ``kill_driver_after_tasks``: a driver is killed (SIGKILL) once it has launched N WDL tasks;
@@ -31,12 +38,20 @@ from typing import Any
 
 ENV = "MINIWDL_FARGATE_LOCAL_FAULTS"
 CAPACITY_REASON = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+RATE_LIMITED_PULL = (
+    "pull image manifest has been retried 5 time(s): unexpected status code 429 Too Many Requests - "
+    "Server message: toomanyrequests: You have reached your pull rate limit."
+)
 
 
 @dataclass
 class Faults:
     run_task_throttles: int = 0
     run_task_capacity: int = 0
+    run_task_lost_answers: int = 0
+    pull_failures: int = 0
+    pull_error: str = RATE_LIMITED_PULL
+    describe_missing: int = 1
     spot_interruptions: int = 0
     kill_driver_after_tasks: int | None = None
     duplicate_events: bool = False

@@ -15,9 +15,13 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from typing import Any, Protocol
 
 MOTO_VERSION = "5.2.5"
+#: the local runtime's own ECS calls carry this in their User-Agent: "ECS itself" always knows
+#: its tasks, so DescribeTasks hides nothing from it
+LOCAL_RUNTIME_AGENT = "miniwdl-fargate-local-runtime"
 
 
 class Runtime(Protocol):
@@ -30,6 +34,9 @@ class Runtime(Protocol):
 
 
 _installed: dict[str, Any] = {}
+#: moto's own methods where a patch replaced them (tests use them to tell when a patch is no
+#: longer needed)
+originals: dict[str, Any] = {}
 
 
 def install(runtime: Runtime) -> None:
@@ -50,6 +57,8 @@ def install(runtime: Runtime) -> None:
     _patch_stop_execution()
     install_cloudformation()
     fix_ecs_resource_requirements()
+    honour_run_task_client_token()
+    describe_tasks_like_ecs()
     _installed["done"] = True
 
 
@@ -250,7 +259,8 @@ def _patch_ecs() -> None:
     EC2ContainerServiceBackend.run_task = run_task
     EC2ContainerServiceBackend.stop_task = stop_task
 
-    # fault injection (local.faults): RunTask throttled, or answered with a capacity failure
+    # fault injection (local.faults): RunTask throttled, answered with a capacity failure, or
+    # handled and then answered with a server error (the answer lost: the client retries)
     from moto.core.exceptions import JsonRESTError
     from moto.core.responses import ActionResult
     from moto.ecs.responses import EC2ContainerServiceResponse
@@ -267,9 +277,135 @@ def _patch_ecs() -> None:
             raise JsonRESTError("ThrottlingException", "Rate exceeded")
         if faults.take("run_task_capacity"):
             return ActionResult({"tasks": [], "failures": [{"arn": "", "reason": CAPACITY_REASON}]})
-        return original_response(self)
+        result = original_response(self)
+        if faults.take("run_task_lost_answers"):
+            raise _ServerError("ServerException", "injected fault: the task was started, this answer is lost")
+        return result
 
     EC2ContainerServiceResponse.run_task = run_task_response
+
+
+def _server_error_class() -> type:
+    from moto.core.exceptions import JsonRESTError
+
+    class ServerError(JsonRESTError):
+        code = 500  # botocore retries a 5xx: with the same clientToken
+
+    return ServerError
+
+
+def _ServerError(error_type: str, message: str) -> Exception:  # noqa: N802 (raised like a class)
+    return _server_error_class()(error_type, message)
+
+
+_client_tokens_lock = threading.Lock()
+
+
+def _backend_state(backend: Any, name: str) -> dict[str, Any]:
+    """A dict kept on moto's ECS backend (so it goes when moto resets its backends)."""
+    state = getattr(backend, name, None)
+    if state is None:
+        state = {}
+        setattr(backend, name, state)
+    return state
+
+
+def honour_run_task_client_token() -> None:
+    """RunTask: moto 5.2.5 ignores ``clientToken``, so a retry of a request it handled starts a
+    second task. ECS returns the tasks the first request started for the same token and
+    parameters in the same cluster, and ConflictException for a token reused with other
+    parameters (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html).
+    No upstream issue tracks it; tests/integration/test_moto_patches.py fails once moto does it
+    itself. (Also used by tests that run against in-process moto.)"""
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    if _installed.get("client_token"):
+        return
+    original = originals["ecs.RunTask"] = EC2ContainerServiceResponse.run_task
+
+    def run_task(self: Any) -> Any:
+        token = self._get_param("clientToken")
+        if not token:
+            return original(self)
+        cluster = self._get_param("cluster", "default")
+        params = json.dumps({k: v for k, v in json.loads(self.body or "{}").items() if k != "clientToken"}, sort_keys=True)
+        key = (cluster.rsplit("/", 1)[-1], token)
+        with _client_tokens_lock:  # (one RunTask at a time: a concurrent repeat must not start a task)
+            tokens = _backend_state(self.ecs_backend, "_miniwdl_fargate_client_tokens")
+            seen = tokens.get(key)
+            if seen is None:
+                result = original(self)
+                tasks = result.result.get("tasks") or []  # type: ignore[union-attr]
+                if tasks:
+                    tokens[key] = (params, [t.task_arn for t in tasks])
+                return result
+        if seen[0] != params:
+            raise JsonRESTError("ConflictException", f"The clientToken {token} is already in use with a different RunTask request.")
+        return ActionResult({"tasks": self.ecs_backend.describe_tasks(cluster, seen[1]), "failures": []})
+
+    EC2ContainerServiceResponse.run_task = run_task
+    _installed["client_token"] = True
+
+
+def _hidden_describes() -> int:
+    runtime = _installed.get("runtime")
+    return int(getattr(runtime.faults, "describe_missing", 0)) if runtime is not None else 0
+
+
+def describe_tasks_like_ecs() -> None:
+    """DescribeTasks: moto 5.2.5 leaves a task it does not know out of its answer; ECS lists it
+    in ``failures`` with reason MISSING (API_Failure). And ECS is eventually consistent: a task
+    just started may be MISSING for a while (RunTask API reference); local mode is strict about
+    it: each WDL task is MISSING for the first ``faults.describe_missing`` DescribeTasks calls
+    that name it (not the local runtime's own). tests/integration/test_moto_patches.py fails
+    once moto reports MISSING itself."""
+    from moto.core.responses import ActionResult
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    if _installed.get("describe_tasks"):
+        return
+    originals["ecs.DescribeTasks"] = EC2ContainerServiceResponse.describe_tasks
+
+    def describe_tasks(self: Any) -> Any:
+        cluster = self._get_param("cluster", "default")
+        asked = self._get_param("tasks", [])
+        found = {t.task_arn: t for t in self.ecs_backend.describe_tasks(cluster, asked)}
+        ours = LOCAL_RUNTIME_AGENT in (self.headers.get("User-Agent") or "")
+        tasks, failures = [], []
+        for name in asked:
+            task = next((t for arn, t in found.items() if arn == name or arn.endswith("/" + name)), None)
+            if task is not None and not ours and _hidden_now(self.ecs_backend, task):
+                task = None
+            if task is None:
+                failures.append({"arn": name, "reason": "MISSING"})
+            elif task not in tasks:
+                tasks.append(task)
+        include = self._get_param("include", [])
+        from moto.ecs.responses import DESCRIBE_TASKS_TAGS
+
+        if "TAGS" in include:
+            self._include_in_response(DESCRIBE_TASKS_TAGS)
+        else:
+            self._exclude_from_response(DESCRIBE_TASKS_TAGS)
+        return ActionResult({"tasks": tasks, "failures": failures})
+
+    EC2ContainerServiceResponse.describe_tasks = describe_tasks
+    _installed["describe_tasks"] = True
+
+
+def _hidden_now(backend: Any, task: Any) -> bool:
+    """Whether this DescribeTasks still does not know ``task`` (and count it)."""
+    if "-driver" in str(task.task_definition_arn):  # (WDL tasks only, like the other faults)
+        return False
+    with _client_tokens_lock:
+        left_by_task = _backend_state(backend, "_miniwdl_fargate_hidden")
+        left = left_by_task.setdefault(task.task_arn, _hidden_describes())
+        if left <= 0:
+            return False
+        left_by_task[task.task_arn] = left - 1
+        return True
 
 
 def _patch_efs_cfn() -> None:

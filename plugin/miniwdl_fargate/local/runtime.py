@@ -10,6 +10,8 @@
   exit code and stop code in moto, and emits "ECS Task State Change" events. Like Fargate, it
   kills a task whose processes use more memory than the task's size (checked every quarter of
   a second) and says so the way Fargate does: exit code 137, container reason OutOfMemoryError.
+  A task whose image pull is made to fail (``faults.pull_failures``) stops before it starts, as
+  Fargate's does: stop code TaskFailedToStart, reason ``CannotPullContainerError: ...``.
 
 Handlers, driver and backend are unchanged: they reach moto through ``AWS_ENDPOINT_URL``.
 """
@@ -33,10 +35,13 @@ import zipfile
 from datetime import datetime, timezone
 from typing import Any
 
+import boto3
+import botocore.config
 import psutil
 
 from .. import aws, sweep
 from .faults import Faults
+from .moto_patches import LOCAL_RUNTIME_AGENT
 
 log = logging.getLogger("miniwdl-fargate.local")
 
@@ -52,6 +57,10 @@ def _ci(mapping: dict[str, Any] | None, name: str, default: Any = None) -> Any:
         if key.lower() == name.lower():
             return value
     return default
+
+
+class PullFailed(Exception):
+    """A task's image "could not be pulled" (fault injection): its stopped reason."""
 
 
 class LocalRuntime:
@@ -72,6 +81,7 @@ class LocalRuntime:
         self.namespaces = NamespaceSupport.detect()
         self.faults = Faults.from_env()
         self._launched_by_driver: dict[str, int] = {}
+        self._ecs: Any = None
         os.makedirs(self.efs_root, exist_ok=True)
         os.makedirs(self.logs_dir, exist_ok=True)
 
@@ -275,9 +285,17 @@ class LocalRuntime:
             with self._lock:
                 self._active.discard(task.task_arn)
 
+    def ecs(self) -> Any:
+        """The runtime's own ECS client: "ECS itself", which always knows its tasks (DescribeTasks
+        hides nothing from it, see ``moto_patches.describe_tasks_like_ecs``)."""
+        if self._ecs is None:
+            config = aws.RETRY_CONFIG.merge(botocore.config.Config(user_agent_extra=LOCAL_RUNTIME_AGENT))
+            self._ecs = boto3.session.Session().client("ecs", config=config)
+        return self._ecs
+
     def _emit(self, task: Any) -> None:
         try:
-            desc = aws.client("ecs").describe_tasks(cluster=task.cluster_arn, tasks=[task.task_arn])["tasks"][0]
+            desc = self.ecs().describe_tasks(cluster=task.cluster_arn, tasks=[task.task_arn])["tasks"][0]
         except Exception:
             log.exception("cannot describe %s for its state change event", task.task_arn)
             return
@@ -302,15 +320,22 @@ class LocalRuntime:
         try:
             self._run_task_inner(backend, task)
         except Exception as exn:
-            log.exception("local Fargate task %s failed to run", task.task_arn)
+            if isinstance(exn, PullFailed):
+                log.warning("injected fault: the image of %s could not be pulled", task.task_arn)
+                reason = str(exn)
+            else:
+                log.exception("local Fargate task %s failed to run", task.task_arn)
+                reason = f"CannotStartContainerError: {exn}"
             task.stop_code = "TaskFailedToStart"
-            task.stopped_reason = f"CannotStartContainerError: {exn}"[:255]
+            task.stopped_reason = reason[:255]
             task.stopped_at = datetime.now(timezone.utc)
             task.desired_status = "STOPPED"
             self._set_status(task, "STOPPED")
             self._emit(task)
 
     def _run_task_inner(self, backend: Any, task: Any) -> None:
+        if "-driver" not in str(task.task_definition_arn) and self.faults.take("pull_failures"):
+            raise PullFailed(f"CannotPullContainerError: {self.faults.pull_error}")
         td = backend.describe_task_definition(task.task_definition_arn)
         container_def = td.container_definitions[0]
         name = _ci(container_def, "name")
