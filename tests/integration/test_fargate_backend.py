@@ -172,3 +172,43 @@ def test_launch_records_a_tagged_fargate_task_and_its_log_stream(backend):
     assert container.failure_info["log_url"].startswith("https://us-east-1.console.aws.amazon.com/cloudwatch/home")
     assert "$252Fwdl$252Ftasks" in container.failure_info["log_url"]
     container._stop(LOG, watch, "test over")
+
+
+def test_every_run_task_request_carries_a_client_token(backend):
+    new, _, _ = backend
+    container = new()
+    request = container.run_task_request(LOG, container.view_script(), "attempt-token-1")
+    validate("RunTask", request)
+    assert request["clientToken"] == "attempt-token-1"
+    fresh = container.run_task_request(LOG, container.view_script())["clientToken"]
+    assert 0 < len(fresh) <= 64 and all(33 <= ord(c) <= 126 for c in fresh)
+
+
+def test_a_blocked_registration_of_one_image_holds_up_no_other_image(backend, monkeypatch):
+    import threading
+
+    new, _, _ = backend
+    known = new().task_definition(LOG, "ubuntu:22.04")  # registered already
+    ecs = aws.client("ecs")
+    original = ecs.describe_task_definition
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_describe(**kwargs):  # the new image's registration hangs (throttled, 1/s)
+        entered.set()
+        release.wait(30)
+        return original(**kwargs)
+
+    monkeypatch.setattr(ecs, "describe_task_definition", slow_describe)
+    blocked = threading.Thread(target=FargateTaskContainer.task_definition, args=(LOG, "biocontainers/new:1"))
+    blocked.start()
+    assert entered.wait(10)
+    found = []
+    other = threading.Thread(target=lambda: found.append(FargateTaskContainer.task_definition(LOG, "ubuntu:22.04")))
+    other.start()
+    other.join(10)
+    finished = not other.is_alive()
+    release.set()
+    blocked.join(30)
+    other.join(30)
+    assert finished, "the known image waited for another image's registration"
+    assert found == [known]
