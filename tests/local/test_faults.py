@@ -148,3 +148,22 @@ def test_a_failing_lambda_ends_the_run_failed_with_error_json(stack, faults, run
     status, _ = execution(stack, result.run_id)
     assert status["status"] == "FAILED"
     assert ecs_tasks_of(stack, result.run_id) == []  # nothing was launched
+
+
+def test_a_lost_run_task_answer_starts_no_second_task(stack, faults, run):
+    injected = faults(run_task_lost_answers=1)  # the task starts; its answer is a server error
+    result = run("lost-answer", {"faulty.n": 1, "faulty.seconds": 4})  # (inputs no other test uses: no call cache hit)
+    assert result.status == "SUCCEEDED", result.document
+    assert injected.injected == ["run_task_lost_answers"]
+    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    assert len(tasks) == 1  # botocore's retry carried the same clientToken
+
+
+def test_an_image_that_cannot_be_pulled_fails_the_run_at_once_naming_it(stack, faults, run):
+    faults(pull_failures=1, pull_error="failed to resolve ref docker.io/library/ubuntu:22.04: manifest unknown")
+    result = run("no-image", {"faulty.n": 1, "faulty.seconds": 5})
+    assert result.status == "FAILED"
+    message = str(result.document)
+    assert "image 'ubuntu:22.04' cannot be pulled (the tag or digest does not exist); not retried" in message, message
+    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    assert [(t["stopCode"], t["stoppedReason"][:24]) for t in tasks] == [("TaskFailedToStart", "CannotPullContainerError")]

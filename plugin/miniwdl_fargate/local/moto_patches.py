@@ -52,12 +52,12 @@ def install(runtime: Runtime) -> None:
         return
     _patch_lambda()
     _patch_events()
+    honour_run_task_client_token()  # (first: the fault injection of _patch_ecs wraps it)
     _patch_ecs()
     _patch_send_task_failure()
     _patch_stop_execution()
     install_cloudformation()
     fix_ecs_resource_requirements()
-    honour_run_task_client_token()
     describe_tasks_like_ecs()
     _installed["done"] = True
 
