@@ -16,7 +16,7 @@ import socket
 import urllib.request
 from typing import Any, Iterable, Iterator
 
-from . import aws
+from . import aws, runs
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,28 @@ def run_tasks(cluster: str, run_id: str) -> list[dict[str, Any]]:
     return [t for t in running_tasks(cluster) if tags_of(t).get(RUN_TAG) == run_id]
 
 
+def run_task_arns(cluster: str, run_id: str) -> list[str]:
+    """The ARNs of the run's tasks that are meant to be running: those whose tags name the run,
+    and those listed under the run's ``startedBy`` that DescribeTasks does not know yet. ECS is
+    eventually consistent: a task launched a moment ago may be listed and still be MISSING to
+    DescribeTasks (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html),
+    and it must be stopped with the rest."""
+    found = [t["taskArn"] for t in run_tasks(cluster, run_id)]
+    ecs = aws.client("ecs")
+    listed: list[str] = []
+    pages = ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=runs.started_by(run_id), desiredStatus="RUNNING")
+    for page in pages:
+        listed.extend(arn for arn in page.get("taskArns", []) if arn not in found)
+    for i in range(0, len(listed), DESCRIBE_BATCH):
+        answer = ecs.describe_tasks(cluster=cluster, tasks=listed[i : i + DESCRIBE_BATCH])
+        found += [f["arn"] for f in answer.get("failures", []) if f.get("reason") == "MISSING" and f.get("arn")]
+    return found
+
+
 def stop_run(cluster: str, run_id: str, reason: str, exclude: Iterable[str] = ()) -> list[str]:
     """Stop every running task of ``run_id`` (but those in ``exclude``); return their ARNs."""
     skip = set(exclude)
-    arns = [t["taskArn"] for t in run_tasks(cluster, run_id) if t["taskArn"] not in skip]
+    arns = [arn for arn in run_task_arns(cluster, run_id) if arn not in skip]
     if arns:
         log.warning("stopping %d task(s) of run %s: %s", len(arns), run_id, reason)
     return stop_tasks(cluster, arns, reason)

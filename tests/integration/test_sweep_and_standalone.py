@@ -153,3 +153,23 @@ def test_sweep_command_lists_then_stops_orphans(cluster, capsys):
     assert main(["sweep", "--cluster", "wdl"]) == 0
     assert "stopped 1 of 1 task(s) in cluster wdl" in capsys.readouterr().err
     assert list(sweep.running_tasks("wdl")) == []
+
+
+def test_stop_run_stops_a_task_describe_tasks_does_not_know_yet(cluster, monkeypatch):
+    from types import SimpleNamespace
+
+    from miniwdl_fargate.local import moto_patches
+    from miniwdl_fargate.local.faults import Faults
+
+    moto_patches.describe_tasks_like_ecs()
+    ecs = aws.client("ecs")
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    arn = ecs.run_task(
+        cluster="wdl", taskDefinition="task", launchType="FARGATE", startedBy="run-a",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
+        tags=[{"key": sweep.RUN_TAG, "value": "run-a"}],
+    )["tasks"][0]["taskArn"]
+    # launched a moment ago: ListTasks lists it, DescribeTasks does not know it yet (MISSING)
+    monkeypatch.setitem(moto_patches._installed, "runtime", SimpleNamespace(faults=Faults(describe_missing=2)))
+    assert sweep.stop_run("wdl", "run-a", "run cancelled") == [arn]
+    assert ecs.list_tasks(cluster="wdl", desiredStatus="RUNNING")["taskArns"] == []
