@@ -87,7 +87,8 @@ def run_task_arns(cluster: str, run_id: str) -> list[str]:
     for page in pages:
         listed.extend(arn for arn in page.get("taskArns", []) if arn not in found)
     for i in range(0, len(listed), DESCRIBE_BATCH):
-        answer = ecs.describe_tasks(cluster=cluster, tasks=listed[i : i + DESCRIBE_BATCH])
+        answer = ecs.describe_tasks(cluster=cluster, tasks=listed[i : i + DESCRIBE_BATCH], include=["TAGS"])
+        found += [t["taskArn"] for t in answer.get("tasks", []) if tags_of(t).get(RUN_TAG) == run_id]  # (known by now)
         found += [f["arn"] for f in answer.get("failures", []) if f.get("reason") == "MISSING" and f.get("arn")]
     return found
 

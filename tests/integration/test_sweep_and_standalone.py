@@ -155,7 +155,8 @@ def test_sweep_command_lists_then_stops_orphans(cluster, capsys):
     assert list(sweep.running_tasks("wdl")) == []
 
 
-def test_stop_run_stops_a_task_describe_tasks_does_not_know_yet(cluster, monkeypatch):
+@pytest.mark.parametrize("hidden", [1, 2])  # known by the second look, or not even then
+def test_stop_run_stops_a_task_describe_tasks_does_not_know_yet(cluster, monkeypatch, hidden):
     from types import SimpleNamespace
 
     from miniwdl_fargate.local import moto_patches
@@ -170,6 +171,6 @@ def test_stop_run_stops_a_task_describe_tasks_does_not_know_yet(cluster, monkeyp
         tags=[{"key": sweep.RUN_TAG, "value": "run-a"}],
     )["tasks"][0]["taskArn"]
     # launched a moment ago: ListTasks lists it, DescribeTasks does not know it yet (MISSING)
-    monkeypatch.setitem(moto_patches._installed, "runtime", SimpleNamespace(faults=Faults(describe_missing=2)))
+    monkeypatch.setitem(moto_patches._installed, "runtime", SimpleNamespace(faults=Faults(describe_missing=hidden)))
     assert sweep.stop_run("wdl", "run-a", "run cancelled") == [arn]
     assert ecs.list_tasks(cluster="wdl", desiredStatus="RUNNING")["taskArns"] == []

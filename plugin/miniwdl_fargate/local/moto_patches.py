@@ -332,8 +332,10 @@ def honour_run_task_client_token() -> None:
         cluster = self._get_param("cluster", "default")
         params = json.dumps({k: v for k, v in json.loads(self.body or "{}").items() if k != "clientToken"}, sort_keys=True)
         key = (cluster.rsplit("/", 1)[-1], token)
-        with _client_tokens_lock:  # (one RunTask at a time: a concurrent repeat must not start a task)
+        with _client_tokens_lock:
             tokens = _backend_state(self.ecs_backend, "_miniwdl_fargate_client_tokens")
+            token_lock = _backend_state(self.ecs_backend, "_miniwdl_fargate_token_locks").setdefault(key, threading.Lock())
+        with token_lock:  # (a concurrent repeat of the same token waits; other RunTasks do not)
             seen = tokens.get(key)
             if seen is None:
                 result = original(self)
