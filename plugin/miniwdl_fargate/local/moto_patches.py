@@ -48,6 +48,7 @@ def install(runtime: Runtime) -> None:
     _patch_ecs()
     _patch_send_task_failure()
     _patch_stop_execution()
+    patch_heartbeat_timeout_name()
     install_cloudformation()
     fix_ecs_resource_requirements()
     _installed["done"] = True
@@ -170,6 +171,49 @@ def _patch_stop_execution() -> None:
 
     Execution.stop = stop
     BaseExecutionWorkerCommunication._reflect_execution_status = reflect
+
+
+def patch_heartbeat_timeout_name() -> None:
+    """A task state whose HeartbeatSeconds passed without a SendTaskHeartbeat fails with
+    ``States.HeartbeatTimeout`` in Step Functions
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html), which a
+    Catch can tell from ``States.Timeout`` (TimeoutSeconds). moto 5.2.5's ASL interpreter raises its
+    HeartbeatTimeoutError (a TimeoutError) and names every TimeoutError ``States.Timeout``. Name it
+    as AWS does. (moto's own TimeoutSecondsPath, HeartbeatSecondsPath and SendTaskHeartbeat work as
+    documented; tests/integration/test_moto_patches.py tells when this patch is no longer needed.)"""
+    if _installed.get("heartbeat_timeout_name"):
+        return
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskTimedOutEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+    from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateTaskServiceCallback._from_error
+
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, HeartbeatTimeoutError):
+            return original(self, env, ex)
+        name = StatesErrorNameType.StatesHeartbeatTimeout
+        return FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=name),
+            event_type=HistoryEventType.TaskTimedOut,
+            event_details=EventDetails(
+                taskTimedOutEventDetails=TaskTimedOutEventDetails(
+                    resourceType=self._get_sfn_resource_type(), resource=self._get_sfn_resource(), error=name.to_name(),
+                )
+            ),
+        )
+
+    StateTaskServiceCallback._from_error = _from_error
+    _installed["heartbeat_timeout_name"] = True
 
 
 def _as_delivered(event: dict[str, Any]) -> dict[str, Any]:

@@ -235,6 +235,8 @@ class LocalRuntime:
                 return True
             self._stop_requests[task.task_arn] = reason or "Task stopped by user"
         task.desired_status = "STOPPED"
+        # as ECS does, from the request on: the task itself can read why it is being stopped
+        task.stop_code, task.stopped_reason = "UserInitiated", reason or "Task stopped by user"
         if proc is not None and proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -276,6 +278,9 @@ class LocalRuntime:
                 self._active.discard(task.task_arn)
 
     def _emit(self, task: Any) -> None:
+        if task.status == "STOPPED" and _is_driver(task) and self.faults.take("lose_driver_stopped_events"):
+            log.warning("injected fault: the STOPPED event of driver %s is lost", task.task_arn)
+            return
         try:
             desc = aws.client("ecs").describe_tasks(cluster=task.cluster_arn, tasks=[task.task_arn])["tasks"][0]
         except Exception:
@@ -440,6 +445,12 @@ class LocalRuntime:
         for thread in list(self._threads):
             thread.join(max(0.1, deadline - time.monotonic()))
         self._deliveries.shutdown(wait=True, cancel_futures=True)
+
+
+def _is_driver(task: Any) -> bool:
+    """A run's driver task (tagged with its run, launched by no driver)."""
+    tags = {t.get("key"): t.get("value") for t in (task.tags or [])}
+    return sweep.RUN_TAG in tags and sweep.DRIVER_TAG not in tags
 
 
 def _memory_limit_mib(task: Any, td: Any, container_def: dict[str, Any], override: dict[str, Any]) -> int | None:
