@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 from moto import mock_aws
 
-from miniwdl_fargate import aws
+from miniwdl_fargate import aws, runs
 from miniwdl_fargate.local import moto_patches, stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +36,10 @@ ALLOWED_STAR_RESOURCES = {
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
     ),
     ("DriverTaskRole", "FindTaskDefinitions"): "DescribeTaskDefinition supports no resource-level permissions",
+    ("DriverTaskRole", "HeartbeatToStateMachine"): "task-token callbacks support no resource-level permissions",
+    ("RunTimedOutRole", "ListTasksOfThisCluster"): (
+        "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
+    ),
     ("DriverStoppedRole", "ReportToStateMachine"): "task-token callbacks support no resource-level permissions",
     ("DriverStoppedRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
@@ -45,7 +49,7 @@ ALLOWED_STAR_RESOURCES = {
     ),
     **{
         (role, "Tracing"): "X-Ray trace APIs support no resource-level permissions"
-        for role in ("SubmitRole", "ApiRole", "LaunchDriverRole", "DriverStoppedRole", "FinalizeRole")
+        for role in ("SubmitRole", "ApiRole", "LaunchDriverRole", "DriverStoppedRole", "FinalizeRole", "RunTimedOutRole")
     },
     ("StateMachineRole", "DeliverExecutionLogs"): (
         "CloudWatch Logs vended-log delivery APIs support no resource-level permissions"
@@ -290,7 +294,7 @@ def test_no_role_hides_permissions_in_managed_policies(cfn_template):
     roles = {k: r for k, r in Conditions(cfn_template).resources().items() if r["Type"] == "AWS::IAM::Role"}
     assert set(roles) == {
         "TaskExecutionRole", "DriverTaskRole", "SubmitRole", "ApiRole", "LaunchDriverRole",
-        "DriverStoppedRole", "FinalizeRole", "StateMachineRole",
+        "DriverStoppedRole", "FinalizeRole", "RunTimedOutRole", "StateMachineRole",
     }
     for logical_id, role in roles.items():
         assert not role["Properties"].get("ManagedPolicyArns"), logical_id
@@ -342,6 +346,10 @@ ROLE_ACTIONS = {
     },
     # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event
     "FinalizeRole": LOGS | XRAY | {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "events:PutEvents"},
+    # pipeline/timeout.py: outputs.json/error.json/status.json, stopping the run's driver and tasks
+    "RunTimedOutRole": LOGS | XRAY | {
+        "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
+    },
     # statemachine/run.asl.json: lambda:invoke (and its execution log delivery)
     "StateMachineRole": {"lambda:InvokeFunction"} | {
         f"logs:{a}" for a in (
@@ -350,8 +358,10 @@ ROLE_ACTIONS = {
         )
     },
     # driver.py + backend/fargate.py: one RunTask per WDL task, the shared DescribeTasks poller,
-    # StopTask on cancel (ListTasks for the orphan sweeper), task definitions per image, s3 staging
+    # StopTask on cancel (ListTasks for the orphan sweeper), task definitions per image, s3 staging,
+    # lifecycle.Heartbeat: SendTaskHeartbeat
     "DriverTaskRole": {
+        "states:SendTaskHeartbeat",
         "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:ListTasks", "ecs:TagResource",
         "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "iam:PassRole",
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload",
@@ -377,10 +387,10 @@ def test_each_role_may_do_what_its_code_calls_and_no_more(cfn_template, variant)
 def test_each_function_has_its_own_role_and_log_group(cfn_template):
     resources = Conditions(cfn_template).resources()
     functions = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) == 5
+    assert len(functions) == 6
     roles = {f["Role"]["Fn::GetAtt"][0] for f in functions.values()}
     groups = {f["LoggingConfig"]["LogGroup"]["Ref"] for f in functions.values()}
-    assert len(roles) == len(groups) == 5
+    assert len(roles) == len(groups) == 6
     for group in groups:
         assert resources[group]["Type"] == "AWS::Logs::LogGroup"
 
@@ -527,7 +537,7 @@ def test_state_machine_logs_and_every_log_group_expires(cfn_template):
         "Fn::GetAtt": ["StateMachineLogGroup", "Arn"]
     }
     groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 8
+    assert len(groups) == 9  # driver, tasks, state machine, six functions
     assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
 
 
@@ -635,7 +645,7 @@ def test_default_stack_comes_up_in_moto(moto_cfn):
         assert json.loads(lam.get_policy(FunctionName=physical[function])["Policy"])["Statement"]
 
     roles = aws.client("iam").list_roles()["Roles"]
-    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 8
+    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 9
 
 
 def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
@@ -661,3 +671,41 @@ def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
     assert env["MINIWDL__AWS_FARGATE__ASSIGN_PUBLIC_IP"] == "DISABLED"
     assert env["MINIWDL__AWS_FARGATE__TASK_ROLE"] == parameters["TaskRoleArn"]
     assert env["MINIWDL__AWS_FARGATE__SUBNETS"] == parameters["SubnetIds"]
+
+
+# -- a run ends: stop signals, heartbeat, maximum duration ---------------------------------------
+
+
+def test_driver_runs_under_an_init_process_with_the_longest_stop_timeout(cfn_template):
+    """The driver is not PID 1 (an init forwards ECS's SIGTERM and reaps), and has 120 s after it."""
+    container = Conditions(cfn_template).resources()["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
+    assert container["StopTimeout"] == 120
+
+
+def test_the_wait_for_the_driver_has_a_heartbeat_and_the_runs_maximum_duration():
+    asl = json.loads((REPO / "statemachine" / "run.asl.json").read_text())
+    wait = asl["States"]["LaunchDriver"]
+    assert "TimeoutSeconds" not in wait and "HeartbeatSeconds" not in wait
+    assert wait["TimeoutSecondsPath"] == "$.max_run_seconds"
+    assert wait["HeartbeatSecondsPath"] == "$.heartbeat_seconds"
+    assert {"max_run_seconds", "heartbeat_seconds"} <= set(runs.RunRecord.model_fields)
+    first = wait["Catch"][0]
+    assert first["ErrorEquals"] == ["States.Timeout", "States.HeartbeatTimeout"]
+    assert first["Next"] == "StopTimedOutRun"
+    stop = asl["States"]["StopTimedOutRun"]
+    assert stop["Parameters"]["FunctionName"] == "${RunTimedOutFunctionArn}"
+    assert asl["States"][stop["Next"]]["Choices"][0]["Next"] == "RecordSuccess"
+    assert asl["States"][stop["Next"]]["Default"] == "RecordFailure"
+    assert stop["Catch"][0]["Next"] == "RecordFailure"
+
+
+def test_functions_get_the_limits_from_the_parameters(cfn_template):
+    for logical_id, function in Conditions(cfn_template).resources().items():
+        if function["Type"] == "AWS::Lambda::Function":
+            env = function["Properties"]["Environment"]["Variables"]
+            assert env["MAX_RUN_HOURS"] == {"Ref": "MaxRunHours"}, logical_id
+            assert env["DRIVER_HEARTBEAT_SECONDS"] == {"Ref": "DriverHeartbeatSeconds"}, logical_id
+    params = cfn_template["Parameters"]
+    assert float(params["MaxRunHours"]["Default"]) == runs.DEFAULT_MAX_RUN_HOURS
+    assert int(params["DriverHeartbeatSeconds"]["Default"]) == runs.DEFAULT_HEARTBEAT_SECONDS
