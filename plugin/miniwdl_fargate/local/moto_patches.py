@@ -195,7 +195,7 @@ def patch_heartbeat_timeout_name() -> None:
     from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
-    original = StateTaskServiceCallback._from_error
+    original = _installed["heartbeat_timeout_original"] = StateTaskServiceCallback._from_error
 
     def _from_error(self: Any, env: Any, ex: Exception) -> Any:
         if not isinstance(ex, HeartbeatTimeoutError):
