@@ -54,9 +54,9 @@ def timed_out_error(record: runs.RunRecord, limit: str, elapsed: float | None) -
     if limit == MAX_DURATION:
         hours = record.max_run_seconds / 3600
         message = (
-            f"the run timed out: it was still running at its maximum duration of {hours:g} h "
-            f"({record.max_run_seconds} s: options.max_run_hours, else the stack's MaxRunHours); its driver and "
-            f"every task were stopped{after}"
+            f"the run timed out: it was still running at its maximum duration of {clock(record.max_run_seconds)} "
+            f"({hours:.4g} h: options.max_run_hours, else the stack's MaxRunHours); its driver and every task "
+            f"were stopped{after}"
         )
     else:
         message = (
