@@ -172,3 +172,15 @@ def test_launch_records_a_tagged_fargate_task_and_its_log_stream(backend):
     assert container.failure_info["log_url"].startswith("https://us-east-1.console.aws.amazon.com/cloudwatch/home")
     assert "$252Fwdl$252Ftasks" in container.failure_info["log_url"]
     container._stop(LOG, watch, "test over")
+
+
+def test_the_report_counts_a_public_ipv4_address_exactly_when_the_task_gets_one(backend, monkeypatch):
+    new, _, _ = backend
+    container = new()
+    request = container.run_task_request(LOG, container.view_script())
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
+    assert container.attempt_facts()["public_ip"] is True
+    monkeypatch.setattr(FargateTaskContainer.settings, "assign_public_ip", False)
+    request = container.run_task_request(LOG, container.view_script())
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
+    assert container.attempt_facts()["public_ip"] is False

@@ -837,7 +837,20 @@ def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
         ("Gateway", "s3"), ("Interface", "api"), ("Interface", "dkr"), ("Interface", "ecs"), ("Interface", "logs"),
     ]
     task_definition = aws.client("ecs").describe_task_definition(taskDefinition=outputs["DriverTaskDefinitionArn"])
+    # its size, as ECS reports it (the driver's row of the run report comes from it)
+    assert (task_definition["taskDefinition"]["cpu"], task_definition["taskDefinition"]["memory"]) == ("1024", "2048")
     env = {e["name"]: e["value"] for e in task_definition["taskDefinition"]["containerDefinitions"][0]["environment"]}
     assert env["MINIWDL__AWS_FARGATE__ASSIGN_PUBLIC_IP"] == "DISABLED"
     assert env["MINIWDL__AWS_FARGATE__TASK_ROLE"] == parameters["TaskRoleArn"]
     assert env["MINIWDL__AWS_FARGATE__SUBNETS"] == parameters["SubnetIds"]
+
+
+def test_moto_cloudformation_still_drops_a_task_definitions_cpu(moto_aws):
+    """Why moto_patches._patch_ecs_task_definition_cfn exists; when this fails, moto keeps Cpu
+    itself: drop the patch."""
+    from moto.ecs.models import TaskDefinition
+
+    create = moto_patches.unpatched_task_definition_cfn()
+    template = {"Properties": {"Family": "f", "Cpu": "1024", "Memory": "2048", "ContainerDefinitions": [{"Name": "c", "Image": "i"}]}}
+    task_definition = create(TaskDefinition, "F", template, "123456789012", "us-east-1")
+    assert task_definition.memory == "2048" and not task_definition.cpu

@@ -207,6 +207,7 @@ class FargateTaskContainer(ViewTaskContainer):
             "memory": size.memory,
             "ephemeral_gib": size.ephemeral_gib or sizes.DEFAULT_EPHEMERAL_GIB,
             "capacity": SPOT if self.on_spot() else "FARGATE",
+            "public_ip": self.settings.assign_public_ip,  # run_task_request's assignPublicIp
         }
 
     def image(self) -> str:
