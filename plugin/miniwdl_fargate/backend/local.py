@@ -1,8 +1,7 @@
 """local_process: run each task command as a host process (no container, no image).
 
 For trying workflows on a machine without Docker or AWS, and for testing the shared base class:
-the command runs with the host's tools, in the same directory layout the Fargate backend uses,
-with ``<task dir>/container`` standing in for ``/mnt/miniwdl_task_container``.
+the command runs with the host's tools, in its task's real directory, as on Fargate.
 """
 
 from __future__ import annotations
@@ -36,9 +35,6 @@ class LocalProcessTaskContainer(ViewTaskContainer):
                 "mem_bytes": psutil.virtual_memory().total,
             }
         return cls._limits
-
-    def view_dir(self) -> str:
-        return os.path.join(self.host_dir, "container")
 
     def attempt_facts(self) -> dict[str, Any]:
         return {**super().attempt_facts(), "capacity": "local"}
