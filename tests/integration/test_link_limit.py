@@ -1,5 +1,5 @@
 """EFS's limit of 177 hard links per file, through the driver: a 300-way scatter over one staged
-s3:// input, and one staged input reused by several runs, with the local_process backend standing
+s3:// File (and a Directory), and staged inputs reused by several runs, with the local_process backend standing
 in for Fargate and ``[aws_fargate] efs_link_limit`` making the limit real on this filesystem."""
 
 import json
@@ -11,29 +11,40 @@ from miniwdl_fargate import aws, driver
 from miniwdl_fargate.backend import links
 
 SCATTER_WDL = """
-version 1.1
+version development
 workflow w {
   input {
     File reference
+    Directory index
     Int width
   }
   scatter (i in range(width)) {
-    call look { input: reference = reference }
+    call look { input: reference = reference, index = index }
   }
   output {
     Array[String] seen = look.seen
+    Array[String] listed = look.listed
   }
 }
 task look {
-  input { File reference }
+  input {
+    File reference
+    Directory index
+  }
   command <<<
     set -e
     cat "$(realpath "~{reference}")"
+    (cd "~{index}" && find . -type f | sort | xargs cat) > listed
   >>>
-  output { String seen = read_string(stdout()) }
+  output {
+    String seen = read_string(stdout())
+    String listed = read_string("listed")
+  }
 }
 """
 REFERENCE = "ACGT" * 1000
+INDEX = {"a.idx": "index part a", "sub/b.idx": "index part b"}
+LISTED = "index part aindex part b"  # what `cat` of the Directory's files gives, in name order
 LIMIT = "MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT"
 
 
@@ -43,6 +54,8 @@ def bucket(moto_aws, monkeypatch, tmp_path):
     s3.create_bucket(Bucket="runs")
     s3.put_object(Bucket="runs", Key="runs/t/workflow.wdl", Body=SCATTER_WDL.encode())
     s3.put_object(Bucket="runs", Key="data/ref.txt", Body=REFERENCE.encode())
+    for name, body in INDEX.items():
+        s3.put_object(Bucket="runs", Key=f"data/index/{name}", Body=body.encode())
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "local_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "16")
     monkeypatch.setenv("RUN_ID", "unset")  # drive() sets it; restored after the test
@@ -54,7 +67,7 @@ def drive(tmp_path, run_id, width):
     aws.client("s3").put_object(
         Bucket="runs",
         Key=f"runs/t/{run_id}.json",
-        Body=json.dumps({"w.reference": "s3://runs/data/ref.txt", "w.width": width}).encode(),
+        Body=json.dumps({"w.reference": "s3://runs/data/ref.txt", "w.index": "s3://runs/data/index/", "w.width": width}).encode(),
     )
     run = driver.DriverRun(
         run_id=run_id,
@@ -73,16 +86,18 @@ def outputs(run_id):
     return json.loads(body)["outputs"]
 
 
-def staged_reference(tmp_path):
-    """The staged copy of s3://runs/data/ref.txt in the store."""
-    found = [os.path.join(r, f) for r, _d, fs in os.walk(tmp_path / "efs" / "cache" / "s3") for f in fs]
-    assert len(found) == 1, found
-    return found[0]
+def staged(tmp_path, text):
+    """The staged copies, in the store, of the s3:// objects holding ``text``."""
+    return [p for p in files_under(tmp_path / "efs" / "cache" / "s3") if open(p).read() == text]
 
 
-def spare_copies(tmp_path):
-    spares = tmp_path / "efs" / "cache" / "links"
-    return sorted(os.path.join(r, f) for r, _d, fs in os.walk(spares) for f in fs) if spares.exists() else []
+def spares(tmp_path, text):
+    """The spare copies holding ``text``."""
+    return [p for p in files_under(tmp_path / "efs" / "cache" / "links") if open(p).read() == text]
+
+
+def files_under(root):
+    return sorted(os.path.join(r, f) for r, _d, fs in os.walk(root) for f in fs)
 
 
 def task_inputs(tmp_path, run_id):
@@ -99,31 +114,34 @@ def task_inputs(tmp_path, run_id):
 def test_a_300_way_scatter_over_one_input_makes_one_spare_copy_not_300(bucket, tmp_path, monkeypatch):
     monkeypatch.setenv(LIMIT, str(links.EFS_LINK_LIMIT))
     assert drive(tmp_path, "wide", 300) == 0
-    seen = outputs("wide")["w.seen"]
-    assert len(seen) == 300 and set(seen) == {REFERENCE}  # every task read its input (by realpath)
+    out = outputs("wide")
+    assert out["w.seen"] == [REFERENCE] * 300  # every task read its input (by its realpath)
+    assert out["w.listed"] == [LISTED] * 300  # and saw the Directory as it is, nothing added
     inputs = task_inputs(tmp_path, "wide")
     assert len(inputs) == 300
-    staged = staged_reference(tmp_path)
-    spares = spare_copies(tmp_path)
-    # the staged file takes 176 links (177 with itself), one spare the other 124: ceil(300/176) inodes
-    assert len(spares) == 1
-    inodes = {os.stat(path).st_ino for path in inputs}
-    assert inodes == {os.stat(staged).st_ino, os.stat(spares[0]).st_ino}
-    assert os.stat(staged).st_nlink == links.EFS_LINK_LIMIT
-    assert os.stat(spares[0]).st_nlink == 1 + 300 - (links.EFS_LINK_LIMIT - 1)
+    (store,) = staged(tmp_path, REFERENCE)
+    # the staged file takes 176 links (177 with its own name), one spare the other 124
+    (spare,) = spares(tmp_path, REFERENCE)
+    assert {os.stat(path).st_ino for path in inputs} == {os.stat(store).st_ino, os.stat(spare).st_ino}
+    assert os.stat(store).st_nlink == links.EFS_LINK_LIMIT
+    assert os.stat(spare).st_nlink == 1 + 300 - (links.EFS_LINK_LIMIT - 1)
+    for text in INDEX.values():  # each file of the Directory input likewise
+        assert len(staged(tmp_path, text)) == 1 and len(spares(tmp_path, text)) == 1
+    assert len(files_under(tmp_path / "efs" / "cache" / "links")) == 3
 
 
-def test_runs_reusing_one_staged_input_share_its_spares(bucket, tmp_path, monkeypatch):
+def test_runs_reusing_staged_inputs_share_their_spares(bucket, tmp_path, monkeypatch):
     monkeypatch.setenv(LIMIT, "5")  # 4 links per file besides its own name
     for run_id in ("r1", "r2", "r3"):
         assert drive(tmp_path, run_id, 6) == 0
         assert outputs(run_id)["w.seen"] == [REFERENCE] * 6
-    # 18 links in all: 4 on the staged file, 4 on each spare -> 4 spares, made once for all runs
-    # (a spare per run and per file at its limit would be 1 + 2 + 2 = 5)
-    spares = spare_copies(tmp_path)
-    assert len(spares) == 4
-    for path in [staged_reference(tmp_path)] + spares:
-        assert os.stat(path).st_nlink <= 5
+        assert outputs(run_id)["w.listed"] == [LISTED] * 6
+    # 18 links of each file in all: 4 on the staged file, 4 on each spare -> 4 spares, made once
+    # for all runs (a spare per run and per file at its limit would be 1 + 2 + 2 = 5)
+    for text in [REFERENCE, *INDEX.values()]:
+        copies = staged(tmp_path, text) + spares(tmp_path, text)
+        assert len(copies) == 5, text
+        assert all(os.stat(path).st_nlink <= 5 for path in copies)
     inputs = [p for run_id in ("r1", "r2", "r3") for p in task_inputs(tmp_path, run_id)]
     assert len(inputs) == 18
     assert len({os.stat(path).st_ino for path in inputs}) == 5
