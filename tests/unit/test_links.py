@@ -7,6 +7,7 @@ import errno
 import logging
 import math
 import os
+import threading
 
 import pytest
 from WDL.runtime import config as wdl_config
@@ -92,6 +93,41 @@ def test_concurrent_tasks_never_pass_the_limit_nor_make_a_spare_twice(tmp_path):
     assert sum(r.spares for r in results) == len(spares) == expected_spares(200, 5)
     assert max(os.stat(p).st_nlink for p in [source] + spares) <= 5
     assert not [p for p in spares if ".part." in p]  # no half-made spare left behind
+
+
+def test_tasks_wanting_the_same_spare_wait_for_one_copy_instead_of_each_copying(tmp_path, monkeypatch):
+    """Two tasks find the source full and its spare missing at once: one copies, the other waits
+    and links (a 50 GB input must not be copied by every task of a scatter at once)."""
+    source = data_file(tmp_path / "store" / "ref.fa")
+    policy = links.LinkPolicy(limit=3, spares=str(tmp_path / "spares"))  # room for both on one spare
+    link_many(source, tmp_path / "first", 2, policy)  # the source is now full
+    both_missed = threading.Event()
+    misses = []
+    real_hard_link, real_copy2 = links.hard_link, links.shutil.copy2
+
+    def hard_link(src, dst, limit):
+        try:
+            return real_hard_link(src, dst, limit)
+        except FileNotFoundError:
+            misses.append(src)
+            if len(misses) >= 2:
+                both_missed.set()
+            raise
+
+    copies = []
+
+    def copy2(src, dst):
+        copies.append(dst)
+        both_missed.wait(timeout=10)  # (bounded: holds the first copy until the other task missed too)
+        return real_copy2(src, dst)
+
+    monkeypatch.setattr(links, "hard_link", hard_link)
+    monkeypatch.setattr(links.shutil, "copy2", copy2)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda n: link_many(source, tmp_path / f"task{n}", 1, policy)[0], range(2)))
+    assert both_missed.is_set()
+    assert len(copies) == 1 and sum(r.spares for r in results) == 1
+    assert sum(r.linked for r in results) == 2 and sum(r.copied for r in results) == 0
 
 
 def test_a_changed_source_never_gets_an_old_spare(tmp_path):

@@ -15,8 +15,9 @@ copy, not 123. Spares live in one directory shared by every run on the filesyste
 (``[aws_fargate] link_spares_dir``: the driver makes it ``<cache>/links`` on EFS; empty, a
 hidden ``.miniwdl_links`` directory beside the input), grouped by the source's inode, size and
 modification time, so a changed or replaced source never gets an old spare. Each spare is made
-as a temporary file then hard-linked under its final name, which fails if another thread or
-another run's driver made it first: never a half-written spare, never two copies for one slot.
+by one thread of the driver while the others needing it wait (a 50 GB input is not copied 123
+times at once), as a temporary file then hard-linked under its final name, which fails if
+another run's driver made it first: never a half-written spare, never two spares for one slot.
 
 ``[aws_fargate] efs_link_limit`` (``MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT``) makes the limit
 real where the filesystem allows more (local mode's "EFS" is an ordinary directory whose
@@ -41,11 +42,13 @@ from typing import Any, Iterator
 SECTION = "aws_fargate"
 SPARES_NAME = ".miniwdl_links"  # the spares directory beside an input when none is configured
 EFS_LINK_LIMIT = 177
-#: how many times one spare may vanish (deleted by hand) between being made and being linked
+#: how many times one spare may be found missing by one link (made meanwhile by another thread,
+#: or deleted by hand) before the link gives up on spares
 SPARE_REMAKES = 3
 
 _next_spare: dict[str, int] = {}  # spares group -> the first spare that may still have room
-_next_spare_lock = threading.Lock()
+_making: dict[str, threading.Lock] = {}  # spares group -> held while this process makes one of its spares
+_registry_lock = threading.Lock()
 
 
 @dataclass
@@ -149,8 +152,9 @@ def _link_from_spare(source: str, target: str, spares: str, stats: LinkStats, li
     st = os.stat(source)
     group = os.path.join(spares, f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}")
     os.makedirs(group, exist_ok=True)
-    with _next_spare_lock:
+    with _registry_lock:
         number = _next_spare.get(group, 1)
+        making = _making.setdefault(group, threading.Lock())
     remade = 0
     while True:
         spare = os.path.join(group, str(number))
@@ -160,15 +164,17 @@ def _link_from_spare(source: str, target: str, spares: str, stats: LinkStats, li
             if remade >= SPARE_REMAKES:
                 raise
             remade += 1
-            stats.spares += _make_spare(source, spare)
+            with making:  # one copy at a time: the other tasks wanting it wait, then link
+                if not os.path.lexists(spare):
+                    stats.spares += _make_spare(source, spare)
             continue
         except OSError as exn:
             if exn.errno != errno.EMLINK:
                 raise
-            number += 1
+            number, remade = number + 1, 0
             continue
         stats.linked += 1
-        with _next_spare_lock:
+        with _registry_lock:
             _next_spare[group] = max(number, _next_spare.get(group, 1))
         return
 
