@@ -8,10 +8,12 @@ import logging
 import math
 import os
 import threading
+from types import SimpleNamespace
 
 import pytest
 from WDL.runtime import config as wdl_config
 
+from miniwdl_fargate import sweep
 from miniwdl_fargate.backend import links
 from miniwdl_fargate.backend.local import LocalProcessTaskContainer
 from miniwdl_fargate.local.runtime import LocalRuntime
@@ -198,9 +200,12 @@ def test_link_limit_settings_are_checked_with_where_they_come_from(tmp_path, mon
         links.LinkPolicy.from_cfg(cfg(monkeypatch, **{LIMIT: "1"}))
 
 
-def test_local_mode_gives_ecs_tasks_efs_link_limit(tmp_path, monkeypatch):
+def test_local_mode_gives_drivers_efs_link_limit_and_wdl_tasks_nothing(tmp_path, monkeypatch):
     monkeypatch.delenv(LIMIT, raising=False)
     runtime = LocalRuntime(str(tmp_path), "http://127.0.0.1:1", "us-east-1")
-    assert runtime.efs_environment() == {LIMIT: "177"}
+    driver = SimpleNamespace(tags=[{"key": "miniwdl-fargate:run", "value": "r1"}])
+    wdl_task = SimpleNamespace(tags=[{"key": sweep.DRIVER_TAG, "value": "arn:aws:ecs:us-east-1:123456789012:task/c/d"}])
+    assert runtime.efs_environment(driver) == {LIMIT: "177"}
+    assert runtime.efs_environment(wdl_task) == {}
     monkeypatch.setenv(LIMIT, "4")  # what a test asks for
-    assert runtime.efs_environment() == {LIMIT: "4"}
+    assert runtime.efs_environment(driver) == {LIMIT: "4"}
