@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
 import time
 from abc import abstractmethod
 from contextlib import ExitStack
@@ -34,6 +33,7 @@ from WDL.runtime.task_container import TaskContainer
 from WDL._util import StructuredLogMessage as _
 
 from .. import report
+from . import links, nfs
 
 
 @dataclass
@@ -47,18 +47,6 @@ class JobStatus:
     detail: dict[str, Any] | None = None
     started_at: float | None = None  # epoch seconds the command started, if the backend knows
     stopped_at: float | None = None  # epoch seconds it stopped, if the backend knows
-
-
-def _link_or_copy(source: str, target: str) -> int:
-    """Hard-link the file ``source`` (symlinks resolved) at ``target``; copy if that fails.
-    Returns 1 if it had to copy."""
-    source = os.path.realpath(source)
-    try:
-        os.link(source, target)
-        return 0
-    except OSError:
-        shutil.copy2(source, target)
-        return 1
 
 
 class ViewTaskContainer(TaskContainer):
@@ -127,8 +115,10 @@ class ViewTaskContainer(TaskContainer):
     def link_input_files(self, logger: logging.Logger) -> None:
         """Hard-link each input into ``work/_miniwdl_inputs`` (a Directory input becomes a tree of
         directories and hard links). On one filesystem (EFS) this copies no data, and the command
-        sees ordinary files; across filesystems it falls back to copying."""
-        copied = 0
+        sees ordinary files; a file that has all the links EFS allows is linked from a spare copy
+        (``links``); across filesystems it falls back to copying."""
+        stats = links.LinkStats()
+        policy = links.LinkPolicy.from_cfg(self.cfg)
         for host_path, container_path in self.input_path_map.items():
             source = host_path.rstrip("/")
             target = self.host_work_path(container_path).rstrip("/")
@@ -140,11 +130,13 @@ class ViewTaskContainer(TaskContainer):
                     rel = os.path.relpath(root, source)
                     os.makedirs(os.path.join(target, rel), exist_ok=True)
                     for name in files:
-                        copied += _link_or_copy(os.path.join(root, name), os.path.join(target, rel, name))
+                        links.link_or_copy(os.path.join(root, name), os.path.join(target, rel, name), source, stats, policy)
             else:
-                copied += _link_or_copy(source, target)
-        if self.input_path_map:
-            logger.debug(_("linked input files", count=len(self.input_path_map), copied=copied))
+                links.link_or_copy(source, target, source, stats, policy)
+        if stats.spares or stats.copied:
+            logger.info(_("linked input files", files=stats.linked, spare_copies=stats.spares, copied=stats.copied))
+        elif self.input_path_map:
+            logger.debug(_("linked input files", files=stats.linked))
 
     def write_command(self, command: str) -> str:
         path = os.path.join(self.host_dir, "command")
@@ -206,6 +198,17 @@ class ViewTaskContainer(TaskContainer):
             if self.success_exit_code(exit_code) or terminating() or not self._retry_attempt(logger, exit_code):
                 return exit_code
             self._fresh_attempt(logger)
+
+    def refresh_view(self, logger: logging.Logger) -> None:
+        """After the task stopped, before miniwdl reads its outputs: make this host's NFS client
+        see what the task's container wrote (``nfs``: attribute and directory entry caching can
+        hide it for up to ``acdirmax`` seconds). Never fails the task."""
+        try:
+            dirs = nfs.revalidate_tree(self.host_work_dir())
+            logs = sum(nfs.revalidate_file(path) for path in (self.host_stdout_txt(), self.host_stderr_txt()))
+            logger.debug(_("refreshed the view of the task directory", directories=dirs, files=logs))
+        except OSError as exn:
+            logger.warning(_("could not refresh the view of the task directory", error=str(exn)))
 
     def _fresh_attempt(self, logger: logging.Logger) -> None:
         """Start over in a new work directory (``work2``, ``stdout2.txt``, ...), as miniwdl does
@@ -281,4 +284,5 @@ class ViewTaskContainer(TaskContainer):
                 if status.stopped:
                     finished = True
                     self.attempts.update(attempt, stopped=status.stopped_at or time.time())
+                    self.refresh_view(logger)
                     return self._exit_code(logger, status)

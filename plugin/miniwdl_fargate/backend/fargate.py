@@ -40,7 +40,7 @@ from WDL.runtime.error import Interrupted, Terminated
 
 from .. import aws, report, runs, sizes, sweep
 from ..config import FargateSettings
-from . import standalone
+from . import links, standalone
 from .base import JobStatus, ViewTaskContainer
 from .launcher import LaunchCancelled, LaunchFailed, Launcher
 from .poller import TaskPoller, Watch
@@ -98,6 +98,7 @@ class FargateTaskContainer(ViewTaskContainer):
     @classmethod
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
         settings = FargateSettings.from_cfg(cfg)
+        links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
         if not settings.efs_mountpoint:
             settings.efs_mountpoint, detected_id = standalone.detect_efs_mount(os.getcwd())
             settings.efs_id = settings.efs_id or detected_id

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict
 import psutil
 from WDL._util import StructuredLogMessage as _
 
+from . import links
 from .base import JobStatus, ViewTaskContainer
 
 
@@ -26,6 +27,7 @@ class LocalProcessTaskContainer(ViewTaskContainer):
     @classmethod
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
         logger.info(_("local_process backend: task commands run as host processes"))
+        links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
 
     @classmethod
     def detect_resource_limits(cls, cfg: Any, logger: logging.Logger) -> Dict[str, int]:
