@@ -139,12 +139,16 @@ STAGING_THREADS = 8
 
 def run_cfg(workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None) -> str | None:
     """The run's miniwdl configuration file: the driver's defaults (call cache on, in
-    ``cache_dir``), under the operator's file (``MINIWDL_CFG``), under the bundle's own
-    ``miniwdl.cfg``. Environment variables (the deployment's) still win over all three, as
-    always in miniwdl. None: no defaults and no files, miniwdl as configured."""
+    ``cache_dir``; spare copies of inputs at EFS's link limit in ``cache_dir/links``), under the
+    operator's file (``MINIWDL_CFG``), under the bundle's own ``miniwdl.cfg``. Environment
+    variables (the deployment's) still win over all three, as always in miniwdl. None: no
+    defaults and no files, miniwdl as configured."""
     merged = configparser.RawConfigParser()  # raw: values reach miniwdl exactly as written
     if cache_dir:
         merged.read_dict({"call_cache": {**CALL_CACHE_DEFAULTS, "dir": os.path.join(cache_dir, "call")}})
+        # spare copies of inputs at EFS's hard-link limit (backend.links): shared by the runs, like
+        # the staged inputs they are mostly copies of
+        merged.read_dict({"aws_fargate": {"link_spares_dir": os.path.join(cache_dir, "links")}})
     sources = [f for f in os.environ.get("MINIWDL_CFG", "").split(":") if f and os.path.isfile(f)][:1]
     bundled = os.path.join(bundle_dir, RUN_CFG)
     if os.path.isfile(bundled):
