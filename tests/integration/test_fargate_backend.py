@@ -182,10 +182,10 @@ def test_launch_records_a_tagged_fargate_task_and_its_log_stream(backend):
 def test_the_report_counts_a_public_ipv4_address_exactly_when_the_task_gets_one(backend, monkeypatch):
     new, _, _ = backend
     container = new()
-    request = container.run_task_request(LOG, container.view_script())
+    request = container.run_task_request(LOG, container.task_script())
     assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
     assert container.attempt_facts()["public_ip"] is True
     monkeypatch.setattr(FargateTaskContainer.settings, "assign_public_ip", False)
-    request = container.run_task_request(LOG, container.view_script())
+    request = container.run_task_request(LOG, container.task_script())
     assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
     assert container.attempt_facts()["public_ip"] is False
