@@ -36,6 +36,7 @@ from typing import Any
 import psutil
 
 from .. import aws, sweep
+from ..backend import links
 from .faults import Faults
 
 log = logging.getLogger("miniwdl-fargate.local")
@@ -93,6 +94,16 @@ class LocalRuntime:
         env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
         env.update(self.aws_environment())
         return env
+
+    def efs_environment(self, task: Any) -> dict[str, str]:
+        """What makes local "EFS" (an ordinary directory) as strict as EFS for a driver task: at
+        most 177 hard links per file (``backend.links``), or what the caller set. WDL tasks
+        (tagged with their driver) get nothing: their command sees the environment it would on
+        Fargate."""
+        if any(t.get("key") == sweep.DRIVER_TAG for t in (getattr(task, "tags", None) or [])):
+            return {}
+        name = "MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT"
+        return {name: os.environ.get(name) or str(links.EFS_LINK_LIMIT)}
 
     # -- Lambda ---------------------------------------------------------------------------------
 
@@ -328,6 +339,7 @@ class LocalRuntime:
         if not argv:
             raise ValueError(f"container {name!r} has no command (local mode cannot run image entrypoints)")
         env = self.base_environment()
+        env.update(self.efs_environment(task))
         env["HOME"] = os.path.join(self.state_dir, "home", task.id)
         os.makedirs(env["HOME"], exist_ok=True)
         for item in list(_ci(container_def, "environment") or []) + list(override.get("environment") or []):
