@@ -48,8 +48,8 @@ class HostJob:
 
     watch_memory = True
 
-    def __init__(self, argv: list[str], cwd: str, env: dict[str, str]) -> None:
-        self.argv, self.cwd, self.env = argv, cwd, env
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], cleanup: Callable[[], None] = lambda: None) -> None:
+        self.argv, self.cwd, self.env, self._cleanup = argv, cwd, env, cleanup
         self.proc: subprocess.Popen | None = None
         self._killed_for_memory = False
 
@@ -90,6 +90,7 @@ class HostJob:
         self.kill()
 
     def finish(self, code: int, stop_requested: bool) -> Outcome:
+        self._cleanup()
         # a command killed by signal N reports 128+N, as a container's would
         return Outcome(code if code >= 0 else 128 - code, out_of_memory=self._killed_for_memory)
 

@@ -39,7 +39,9 @@ from typing import Any
 
 from .. import aws, sweep
 from . import idmap
-from .containers import NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice
+from .containers import (
+    NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice, remove_cgroup,
+)
 from .faults import Faults
 from .jobs import ContainerJob, HostJob
 from .sandbox import StrictSandbox
@@ -484,8 +486,7 @@ class LocalRuntime:
             if sandbox.identity.mode == "setpriv":
                 host = self._idmapped(task, index, mount.host, (sandbox.identity.uid, sandbox.identity.gid))
             pairs.append((mount.container, host))
-        job = HostJob(sandbox.wrap(pairs, argv), "/", env)
-        return job
+        return HostJob(sandbox.wrap(pairs, argv), "/", env, cleanup=lambda: self._unmount_idmapped(task))
 
     def _container_job(
         self, task: Any, td: Any, container_def: dict[str, Any], override: dict[str, Any],
@@ -644,6 +645,8 @@ class LocalRuntime:
         deadline = time.monotonic() + timeout
         for thread in list(self._threads):
             thread.join(max(0.1, deadline - time.monotonic()))
+        if self.engine is not None and self.engine.cgroup_manager == "cgroupfs":
+            remove_cgroup(CGROUP_PARENT)
         self._deliveries.shutdown(wait=True, cancel_futures=True)
 
 
@@ -703,7 +706,8 @@ class LogShipper:
             lines.append(self._partial)
             self._partial = b""
         now = int(time.time() * 1000)
-        events = [{"timestamp": now, "message": line.decode("utf-8", errors="replace")} for line in lines]
+        # like the awslogs driver, empty lines are not sent (CloudWatch Logs refuses empty messages)
+        events = [{"timestamp": now, "message": line.decode("utf-8", errors="replace")} for line in lines if line.strip()]
         if events:
             try:
                 aws.client("logs").put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events)
