@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv demo test unit integration local lint image push-image clean bench openapi
+.PHONY: help venv demo test unit integration local containers lint image push-image clean bench openapi
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
@@ -33,6 +33,10 @@ integration: venv
 
 local: venv
 	$(BIN)/pytest tests/local
+
+# WDL tasks in real images (podman or docker; `sudo bash .ci/containers` sets podman up on Debian)
+containers: venv
+	$(BIN)/pytest tests/containers
 
 test: lint
 	$(BIN)/pytest tests

@@ -540,7 +540,8 @@ class LocalRuntime:
             raise TaskStartError(f"CannotPullContainerError: pull image {image}: {problem}")
         raise TaskStartError(
             f"CannotPullContainerError: failed to resolve ref {image}: {image}: not found "
-            f"(local mode: not in {self.engine.kind}'s image store, and {PULL_ENV}=never)"
+            f"(local mode: not among {self.engine.kind}'s images; pull it, or set {PULL_ENV}=missing "
+            f"or MINIWDL_FARGATE_LOCAL_ENGINE=none)"
         )
 
     def _access_point_mounts(self, task: Any, image: str, user: str, mounts: list[Mount]) -> list[Mount]:
