@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field
 
-from miniwdl_fargate import runs, status
+from miniwdl_fargate import openapi30, runs, status
 from miniwdl_fargate.pipeline import manage, submit
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
@@ -195,4 +195,6 @@ def openapi_json() -> str:
         for operation in path.values():
             operation["responses"].pop("422", None)
     doc["components"]["schemas"].pop("HTTPValidationError", None)
-    return json.dumps(doc, indent=2) + "\n"
+    # Powertools writes OpenAPI 3.1 (JSON Schema 2020-12: anyOf with {"type": "null"}); API
+    # Gateway and most tools read OpenAPI 3.0: nullable fields say so with `nullable: true`
+    return json.dumps(openapi30.downgrade(doc), indent=2) + "\n"

@@ -139,12 +139,16 @@ STAGING_THREADS = 8
 
 def run_cfg(workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None) -> str | None:
     """The run's miniwdl configuration file: the driver's defaults (call cache on, in
-    ``cache_dir``), under the operator's file (``MINIWDL_CFG``), under the bundle's own
-    ``miniwdl.cfg``. Environment variables (the deployment's) still win over all three, as
-    always in miniwdl. None: no defaults and no files, miniwdl as configured."""
+    ``cache_dir``; spare copies of inputs at EFS's link limit in ``cache_dir/links``), under the
+    operator's file (``MINIWDL_CFG``), under the bundle's own ``miniwdl.cfg``. Environment
+    variables (the deployment's) still win over all three, as always in miniwdl. None: no
+    defaults and no files, miniwdl as configured."""
     merged = configparser.RawConfigParser()  # raw: values reach miniwdl exactly as written
     if cache_dir:
         merged.read_dict({"call_cache": {**CALL_CACHE_DEFAULTS, "dir": os.path.join(cache_dir, "call")}})
+        # spare copies of inputs at EFS's hard-link limit (backend.links): shared by the runs, like
+        # the staged inputs they are mostly copies of
+        merged.read_dict({"aws_fargate": {"link_spares_dir": os.path.join(cache_dir, "links")}})
     sources = [f for f in os.environ.get("MINIWDL_CFG", "").split(":") if f and os.path.isfile(f)][:1]
     bundled = os.path.join(bundle_dir, RUN_CFG)
     if os.path.isfile(bundled):
@@ -389,7 +393,7 @@ def run_report(run: DriverRun, status: str, started: float, run_dir: str = "", c
 
         now = time.time()
         attempts = ViewTaskContainer.attempts.snapshot(run=run.run_id)
-        own = driver_attempt(run, started, status, now)
+        own = driver_attempt(run, started, status, now, public_ip=own_public_ip(cfg))
         prices = report_prices(cfg)
         cost = report.estimate_cost(([own] if own else []) + attempts, prices, now=now)
         cost.update(run_id=run.run_id, status=status)
@@ -441,7 +445,22 @@ def report_prices(cfg: str | None) -> report.Prices:
     return report.Prices()
 
 
-def driver_attempt(run: DriverRun, started: float, status: str, now: float) -> report.Attempt | None:
+def own_public_ip(cfg: str | None) -> bool:
+    """Whether this driver's task has a public IPv4 address: the stack launches it with the
+    assignPublicIp it gives the WDL tasks (``[aws_fargate] assign_public_ip``, set from the same
+    template parameter); DescribeTasks does not report the address itself."""
+    from WDL.runtime import config as wdl_config
+
+    from . import config
+
+    try:
+        return bool(config.option(wdl_config.Loader(log, filenames=[cfg] if cfg else None), "assign_public_ip"))
+    except ValueError as exn:  # the backend refuses such a setting before any task runs
+        log.warning("%s: the report counts no public IPv4 address for the driver", exn)
+        return False
+
+
+def driver_attempt(run: DriverRun, started: float, status: str, now: float, public_ip: bool = False) -> report.Attempt | None:
     """The driver task itself as a row of the report (its size and capacity from ECS), when it
     runs as an ECS task."""
     arn = sweep.own_task_arn()
@@ -471,6 +490,7 @@ def driver_attempt(run: DriverRun, started: float, status: str, now: float) -> r
             outcome=report.SUCCEEDED if status == "SUCCEEDED" else report.FAILED,
             detail="the driver, until this report",
             task_arn=arn,
+            public_ip=public_ip,
         )
     except Exception as exn:  # the report goes on without the driver's row
         log.warning("cannot describe the driver task %s: %s", arn, exn)

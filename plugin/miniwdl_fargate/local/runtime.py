@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import aws, sweep
+from ..backend import links
 from . import idmap
 from .containers import (
     NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice, remove_cgroup,
@@ -120,6 +121,16 @@ class LocalRuntime:
         env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
         env.update(self.aws_environment())
         return env
+
+    def efs_environment(self, task: Any) -> dict[str, str]:
+        """What makes local "EFS" (an ordinary directory) as strict as EFS for a driver task: at
+        most 177 hard links per file (``backend.links``), or what the caller set. WDL tasks
+        (tagged with their driver) get nothing: their command sees the environment it would on
+        Fargate."""
+        if any(t.get("key") == sweep.DRIVER_TAG for t in (getattr(task, "tags", None) or [])):
+            return {}
+        name = "MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT"
+        return {name: os.environ.get(name) or str(links.EFS_LINK_LIMIT)}
 
     # -- Lambda ---------------------------------------------------------------------------------
 
@@ -456,6 +467,7 @@ class LocalRuntime:
         """The driver: our own image, which local mode does not have; a host process in a private
         mount namespace, as root (or the user running local mode)."""
         env = self._host_environment(task, environment)
+        env.update(self.efs_environment(task))
         env["HOME"] = os.path.join(self.state_dir, "home", task.id)
         os.makedirs(env["HOME"], exist_ok=True)
         argv = self._argv(_ci(container_def, "name"), container_def, override)
