@@ -210,11 +210,14 @@ class LocalStack:
             self.template,
             self.stack_name,
             {
-                "DriverImage": "local/miniwdl-fargate-driver:latest",  # never pulled: tasks run as host processes
+                "DriverImage": "local/miniwdl-fargate-driver:latest",  # never pulled: the driver runs as a host process
                 "TaskPollSeconds": str(self.poll_seconds),
                 "DriverHeartbeatSeconds": str(self.heartbeat_seconds),
             },
         )
+        driver = self.outputs.get("DriverTaskDefinitionArn", "")
+        if driver:  # its tasks stay host processes; every other task definition is a WDL task's
+            self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
         return self
 
