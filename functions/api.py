@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field
 
-from miniwdl_fargate import runs, status
+from miniwdl_fargate import openapi30, runs, status
 from miniwdl_fargate.pipeline import manage, submit
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
@@ -35,6 +35,11 @@ RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$"
 
 class RunOptions(BaseModel):
     call_cache: bool = Field(default=True, description="reuse results of identical earlier task calls (miniwdl's call cache on EFS)")
+    max_run_hours: float | None = Field(
+        default=None, gt=0, le=runs.MAX_RUN_HOURS_LIMIT,
+        description="the run's maximum duration in hours (default: the stack's MaxRunHours); a run still going then "
+        "is stopped with its tasks and ends FAILED, its error.json saying it timed out",
+    )
 
 
 class RunRequest(BaseModel):
@@ -109,7 +114,7 @@ def post_run(request: RunRequest) -> Response[dict[str, Any]]:
     try:
         result = submit.submit_request(
             FunctionSettings.from_env(), request.name, request.workflow, request.inputs,
-            request.client_token or str(uuid.uuid4()), wdl=request.wdl, options=request.options.model_dump(),
+            request.client_token or str(uuid.uuid4()), wdl=request.wdl, options=request.options.model_dump(exclude_none=True),
         )
     except submit.SubmitError as exn:
         return _json(400, Problems(error="InvalidRequest", problems=[Problem(**p) for p in exn.problems]))
@@ -195,4 +200,6 @@ def openapi_json() -> str:
         for operation in path.values():
             operation["responses"].pop("422", None)
     doc["components"]["schemas"].pop("HTTPValidationError", None)
-    return json.dumps(doc, indent=2) + "\n"
+    # Powertools writes OpenAPI 3.1 (JSON Schema 2020-12: anyOf with {"type": "null"}); API
+    # Gateway and most tools read OpenAPI 3.0: nullable fields say so with `nullable: true`
+    return json.dumps(openapi30.downgrade(doc), indent=2) + "\n"

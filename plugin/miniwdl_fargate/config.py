@@ -8,6 +8,7 @@ environment variables on top.
 from __future__ import annotations
 
 import configparser
+import functools
 import json
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -23,6 +24,7 @@ def default_cfg_text() -> str:
     return resources.files(__package__).joinpath("aws_fargate.cfg").read_text()
 
 
+@functools.lru_cache(maxsize=1)
 def _defaults() -> dict[str, str]:
     parser = configparser.ConfigParser()
     parser.read_string(default_cfg_text())
@@ -82,20 +84,16 @@ class FargateSettings:
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
-        defaults = _defaults()
-        values = {}
-        for f in fields(cls):
-            if cfg.has_option(SECTION, f.name):
-                raw = str(cfg[SECTION][f.name])
-            else:
-                raw = defaults.get(f.name, "")
-            try:
-                values[f.name] = _PARSERS.get(f.name, str.strip)(raw)
-            except ValueError as exn:
-                raise ValueError(
-                    f"invalid [{SECTION}] {f.name} (or MINIWDL__AWS_FARGATE__{f.name.upper()}): {exn}"
-                ) from None
-        return cls(**values)
+        return cls(**{f.name: option(cfg, f.name) for f in fields(cls)})
+
+
+def option(cfg: wdl_config.Loader, name: str) -> object:
+    """One ``[aws_fargate]`` setting, parsed: the user's (cfg file or environment) or the default."""
+    raw = str(cfg[SECTION][name]) if cfg.has_option(SECTION, name) else _defaults().get(name, "")
+    try:
+        return _PARSERS.get(name, str.strip)(raw)
+    except ValueError as exn:
+        raise ValueError(f"invalid [{SECTION}] {name} (or MINIWDL__AWS_FARGATE__{name.upper()}): {exn}") from None
 
 
 _PARSERS = {

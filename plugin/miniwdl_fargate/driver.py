@@ -9,18 +9,26 @@
    Directory values as s3:// URIs), or ``error.json`` naming what failed with its stderr tail;
    either way, first the run report (``report.html``, ``timeline.svg``, ``cost.json``).
 
-Exit status: 0 succeeded, 1 the workflow failed, 2 the driver itself failed.
+Told to stop (SIGTERM from ECS: a cancel, a timed-out run, Fargate taking its capacity back) at
+any moment of the three, it stops what it is doing and every WDL task of the run, and writes
+error.json saying so (``lifecycle``). Meanwhile it keeps the state machine's wait alive with
+heartbeats.
+
+Exit status: 0 succeeded, 1 the workflow failed, 2 the driver itself failed, 128 + the signal's
+number when it was stopped (143: SIGTERM).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import configparser
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -31,7 +39,8 @@ from typing import Any
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import aws, progress, report, runs, s3io, sweep
+from . import aws, lifecycle, progress, report, runs, s3io, sweep
+from .lifecycle import DriverStopped, StopSignals
 
 log = logging.getLogger("miniwdl-fargate.driver")
 
@@ -78,20 +87,20 @@ class DriverRun:
         return s3io.split(self.results)[1] + name
 
 
-def fetch(run: DriverRun) -> tuple[str, str]:
+def fetch(run: DriverRun, progress: s3io.Progress | None = None) -> tuple[str, str]:
     """Download the workflow bundle and the inputs; return their local paths."""
     bucket, wdl_key = s3io.split(run.workflow)
     source = tempfile.mkdtemp(prefix="source-", dir=run.workdir)
     if "/" in wdl_key:  # the WDL's folder is its bundle (imports, source-relative files)
         folder = wdl_key.rsplit("/", 1)[0] + "/"
-        s3io.download_prefix(bucket, folder, source, exclude=lambda rel: not runs.in_bundle(rel))
+        s3io.download_prefix(bucket, folder, source, exclude=lambda rel: not runs.in_bundle(rel), progress=progress)
     else:  # at the top of a bucket: never download the whole bucket
         folder = ""
     wdl_path = os.path.join(source, wdl_key[len(folder) :])
     if not os.path.isfile(wdl_path):
-        s3io.download_to(bucket, wdl_key, wdl_path)
+        s3io.download_to(bucket, wdl_key, wdl_path, progress)
     in_bucket, in_key = s3io.split(run.inputs)
-    inputs_path = s3io.download_to(in_bucket, in_key, os.path.join(source, ".inputs", "inputs.json"))
+    inputs_path = s3io.download_to(in_bucket, in_key, os.path.join(source, ".inputs", "inputs.json"), progress)
     return wdl_path, inputs_path
 
 
@@ -139,12 +148,16 @@ STAGING_THREADS = 8
 
 def run_cfg(workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None) -> str | None:
     """The run's miniwdl configuration file: the driver's defaults (call cache on, in
-    ``cache_dir``), under the operator's file (``MINIWDL_CFG``), under the bundle's own
-    ``miniwdl.cfg``. Environment variables (the deployment's) still win over all three, as
-    always in miniwdl. None: no defaults and no files, miniwdl as configured."""
+    ``cache_dir``; spare copies of inputs at EFS's link limit in ``cache_dir/links``), under the
+    operator's file (``MINIWDL_CFG``), under the bundle's own ``miniwdl.cfg``. Environment
+    variables (the deployment's) still win over all three, as always in miniwdl. None: no
+    defaults and no files, miniwdl as configured."""
     merged = configparser.RawConfigParser()  # raw: values reach miniwdl exactly as written
     if cache_dir:
         merged.read_dict({"call_cache": {**CALL_CACHE_DEFAULTS, "dir": os.path.join(cache_dir, "call")}})
+        # spare copies of inputs at EFS's hard-link limit (backend.links): shared by the runs, like
+        # the staged inputs they are mostly copies of
+        merged.read_dict({"aws_fargate": {"link_spares_dir": os.path.join(cache_dir, "links")}})
     sources = [f for f in os.environ.get("MINIWDL_CFG", "").split(":") if f and os.path.isfile(f)][:1]
     bundled = os.path.join(bundle_dir, RUN_CFG)
     if os.path.isfile(bundled):
@@ -162,11 +175,12 @@ def run_cfg(workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, An
     return path
 
 
-def stage_s3_inputs(wdl_path: str, inputs_path: str, store: str) -> str:
+def stage_s3_inputs(wdl_path: str, inputs_path: str, store: str, progress: s3io.Progress | None = None) -> str:
     """Download the s3:// File/Directory inputs into ``store`` (``<bucket>/<key>/<etag>/<name>``,
     reused when already there) and return the path of an inputs JSON naming those copies.
     Anything this cannot read (a WDL or inputs miniwdl will reject, an object it cannot see) is
-    left as it was, for miniwdl to report in its own words."""
+    left as it was, for miniwdl to report in its own words. ``progress`` is called as the bytes
+    come (it raises DriverStopped to stop the staging)."""
     try:
         target: Any = WDL.load(wdl_path)
         target = target.workflow or (target.tasks[0] if len(target.tasks) == 1 else None)
@@ -188,7 +202,7 @@ def stage_s3_inputs(wdl_path: str, inputs_path: str, store: str) -> str:
         return inputs_path
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(STAGING_THREADS) as pool:
-        staged = dict(zip(uris, pool.map(lambda u: _stage(u, uris[u], store), uris), strict=True))
+        staged = dict(zip(uris, pool.map(lambda u: _stage(u, uris[u], store, progress), uris), strict=True))
     env = WDL.Value.rewrite_env_paths(env, lambda v: staged.get(v.value) or v.value)
     reused = sum(1 for path in staged.values() if path and getattr(path, "reused", False))
     log.info("staged %d s3:// input(s) in %.1fs (%d already in %s)", len(uris), time.monotonic() - started, reused, store)
@@ -212,15 +226,19 @@ def _in_store(store: str, *parts: str) -> _Staged:
     return _Staged(path)
 
 
-def _stage(uri: str, directory: bool, store: str) -> str | None:
+def _stage(uri: str, directory: bool, store: str, progress: s3io.Progress | None = None) -> str | None:
     try:
-        return _stage_directory(uri, store) if directory else _stage_file(uri, store)
+        if progress is not None:
+            progress(0)  # (told to stop: start no other download)
+        return _stage_directory(uri, store, progress) if directory else _stage_file(uri, store, progress)
+    except DriverStopped:
+        raise
     except Exception as exn:  # miniwdl's own download of the URI will report it
         log.warning("cannot stage %s (%s); leaving it to miniwdl", uri, exn)
         return None
 
 
-def _stage_file(uri: str, store: str) -> str:
+def _stage_file(uri: str, store: str, progress: s3io.Progress | None = None) -> str:
     bucket, key = s3io.split(uri)
     head = aws.client("s3").head_object(Bucket=bucket, Key=key)
     etag = head["ETag"].strip('"')
@@ -228,11 +246,11 @@ def _stage_file(uri: str, store: str) -> str:
     if os.path.isfile(path) and os.path.getsize(path) == head["ContentLength"]:
         path.reused = True
         return path
-    s3io.download_to(bucket, key, path)
+    s3io.download_to(bucket, key, path, progress)
     return path
 
 
-def _stage_directory(uri: str, store: str) -> str:
+def _stage_directory(uri: str, store: str, progress: s3io.Progress | None = None) -> str:
     bucket, prefix = s3io.split(uri)
     prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
     listing = sorted((o["Key"], o["ETag"].strip('"')) for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/"))
@@ -246,7 +264,11 @@ def _stage_directory(uri: str, store: str) -> str:
         return path
     os.makedirs(os.path.dirname(path), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".part.", dir=os.path.dirname(path))
-    s3io.download_prefix(bucket, prefix, staging)
+    try:
+        s3io.download_prefix(bucket, prefix, staging, progress=progress)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     try:
         os.rename(staging, path)
     except OSError:  # another run staged it meanwhile: same listing, same content
@@ -256,8 +278,11 @@ def _stage_directory(uri: str, store: str) -> str:
     return path
 
 
-def upload_outputs(run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_dir: str) -> dict[str, Any]:
-    """Upload File/Directory outputs; return the outputs with s3:// URIs in their place."""
+def upload_outputs(
+    run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_dir: str, progress: s3io.Progress | None = None
+) -> dict[str, Any]:
+    """Upload File/Directory outputs; return the outputs with s3:// URIs in their place.
+    ``progress`` is called as the bytes go (it raises DriverStopped to stop the upload)."""
     doc = WDL.load(wdl_path)
     target: Any = doc.workflow or (doc.tasks[0] if len(doc.tasks) == 1 else None)
     if target is None:
@@ -287,9 +312,9 @@ def upload_outputs(run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_d
             for root, _dirs, files in os.walk(path, followlinks=True):
                 for name in files:
                     local = os.path.join(root, name)
-                    s3io.upload_file(local, bucket, key + "/" + os.path.relpath(local, path))
+                    s3io.upload_file(local, bucket, key + "/" + os.path.relpath(local, path), progress)
             return s3io.uri(bucket, key + "/")
-        return s3io.upload_file(path, bucket, key)
+        return s3io.upload_file(path, bucket, key, progress)
 
     rewritten = WDL.Value.rewrite_env_paths(env, upload)
     return WDL.values_to_json(rewritten, namespace=target.name)
@@ -389,7 +414,7 @@ def run_report(run: DriverRun, status: str, started: float, run_dir: str = "", c
 
         now = time.time()
         attempts = ViewTaskContainer.attempts.snapshot(run=run.run_id)
-        own = driver_attempt(run, started, status, now)
+        own = driver_attempt(run, started, status, now, public_ip=own_public_ip(cfg))
         prices = report_prices(cfg)
         cost = report.estimate_cost(([own] if own else []) + attempts, prices, now=now)
         cost.update(run_id=run.run_id, status=status)
@@ -441,7 +466,22 @@ def report_prices(cfg: str | None) -> report.Prices:
     return report.Prices()
 
 
-def driver_attempt(run: DriverRun, started: float, status: str, now: float) -> report.Attempt | None:
+def own_public_ip(cfg: str | None) -> bool:
+    """Whether this driver's task has a public IPv4 address: the stack launches it with the
+    assignPublicIp it gives the WDL tasks (``[aws_fargate] assign_public_ip``, set from the same
+    template parameter); DescribeTasks does not report the address itself."""
+    from WDL.runtime import config as wdl_config
+
+    from . import config
+
+    try:
+        return bool(config.option(wdl_config.Loader(log, filenames=[cfg] if cfg else None), "assign_public_ip"))
+    except ValueError as exn:  # the backend refuses such a setting before any task runs
+        log.warning("%s: the report counts no public IPv4 address for the driver", exn)
+        return False
+
+
+def driver_attempt(run: DriverRun, started: float, status: str, now: float, public_ip: bool = False) -> report.Attempt | None:
     """The driver task itself as a row of the report (its size and capacity from ECS), when it
     runs as an ECS task."""
     arn = sweep.own_task_arn()
@@ -471,6 +511,7 @@ def driver_attempt(run: DriverRun, started: float, status: str, now: float) -> r
             outcome=report.SUCCEEDED if status == "SUCCEEDED" else report.FAILED,
             detail="the driver, until this report",
             task_arn=arn,
+            public_ip=public_ip,
         )
     except Exception as exn:  # the report goes on without the driver's row
         log.warning("cannot describe the driver task %s: %s", arn, exn)
@@ -496,7 +537,13 @@ def cache_hits(run_dir: str) -> int:
     return hits
 
 
-def drive(run: DriverRun) -> int:
+def drive(run: DriverRun, stop: StopSignals | None = None) -> int:
+    """Run ``run`` to its end (see the module's docstring); the exit status."""
+    with contextlib.nullcontext(stop) if stop is not None else StopSignals() as signals:
+        return _drive(run, signals)
+
+
+def _drive(run: DriverRun, stop: StopSignals) -> int:
     started = time.time()
     os.makedirs(run.workdir, exist_ok=True)
     os.chdir(run.workdir)  # s3:// downloads land here, on EFS, visible to every task
@@ -513,10 +560,13 @@ def drive(run: DriverRun) -> int:
     cfg = None
     run_dir = ""
     try:
-        wdl_path, inputs_path = fetch(run)
+        stop.enter("fetching the workflow and its inputs")
+        wdl_path, inputs_path = fetch(run, stop.check)
         cfg = run_cfg(run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options)
         if run.cache_dir:
-            inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"))
+            stop.enter("staging the inputs")
+            inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), stop.check)
+        stop.enter("running the workflow")
         result: dict[str, Any] = {}
         try:
             status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, cfg)
@@ -526,10 +576,13 @@ def drive(run: DriverRun) -> int:
             publish_metrics(run, "succeeded" if result.get("outputs") is not None else "failed")
         if run_dir and os.path.isfile(os.path.join(run_dir, "workflow.log")):
             s3io.upload_file(os.path.join(run_dir, "workflow.log"), bucket, run.results_key("workflow.log"))
+        stop.check()  # (miniwdl ended because of the signal: its error is not the story)
         if status == 0:
-            outputs = upload_outputs(run, wdl_path, result["outputs"], run_dir)
+            stop.enter("uploading the outputs")
+            outputs = upload_outputs(run, wdl_path, result["outputs"], run_dir, stop.check)
             doc = {"run_id": run.run_id, "status": "SUCCEEDED", "outputs": outputs, "results": run.results}
             doc.update(run_report(run, "SUCCEEDED", started, run_dir, cfg))
+            stop.check()
             where = s3io.put_json(bucket, run.results_key("outputs.json"), doc)
             log.info("run %s succeeded: %s", run.run_id, where)
             return 0
@@ -542,6 +595,8 @@ def drive(run: DriverRun) -> int:
         log.error("run %s failed: %s", run.run_id, where)
         return 1
     except Exception as exn:
+        if stop.requested:  # whatever broke meanwhile (a transfer cut short), the stop is the story
+            return stopped(run, stop, started, run_dir, cfg)
         log.exception("driver failed")
         doc = {
             "run_id": run.run_id,
@@ -558,11 +613,61 @@ def drive(run: DriverRun) -> int:
         return 2
 
 
+def stopped(run: DriverRun, stop: StopSignals, started: float, run_dir: str, cfg: str | None) -> int:
+    """The driver was told to stop: stop every task of the run still running, then write
+    error.json: CANCELLED if the run was cancelled, FAILED with why otherwise (a run that timed
+    out keeps its TimedOut error), with the run report if it can still be made. Exit 128 + the
+    signal's number."""
+    bucket = run.results_bucket
+    stop_run_tasks(run, f"the run's driver was stopped ({stop.signal_name}) while {stop.phase}")
+    facts = lifecycle.ecs_stop_facts()
+    doc: dict[str, Any] = {
+        "run_id": run.run_id,
+        "status": "FAILED",
+        "error": "DriverStopped",
+        "message": lifecycle.stopped_message(stop, facts),
+        "signal": stop.signal_name,
+        "phase": stop.phase,
+        **{k: v for k, v in (("stop_code", facts.get("stopCode")), ("stopped_reason", facts.get("stoppedReason"))) if v},
+    }
+    ended = progress.ended(bucket, run.run_id)
+    if ended is not None and ended.status != "SUCCEEDED":  # cancelled, or timed out: that is the story
+        told = ended.error or {}
+        doc.update(status=ended.status, error=told.get("error") or doc["error"], message=told.get("message") or doc["message"])
+        doc["driver"] = lifecycle.stopped_message(stop, facts)
+    doc.update(run_report(run, doc["status"], started, run_dir, cfg))
+    try:
+        where = s3io.put_json(bucket, run.results_key("error.json"), doc)
+        log.error("run %s stopped: %s (%s)", run.run_id, doc["message"], where)
+    except Exception:
+        log.exception("could not write error.json")
+    signum = getattr(signal.Signals, stop.signal_name or "SIGTERM", signal.SIGTERM)
+    return 128 + int(signum)
+
+
+def stop_run_tasks(run: DriverRun, reason: str) -> None:
+    """Stop every ECS task of the run but this driver (by the run tag). miniwdl's backends stop
+    the tasks they were waiting on when the stop signal came; this also catches a task whose
+    RunTask was still in flight then."""
+    cluster = os.environ.get("MINIWDL__AWS_FARGATE__CLUSTER")
+    if not cluster or os.environ.get("MINIWDL__SCHEDULER__CONTAINER_BACKEND") != "aws_fargate":
+        return
+    try:
+        own = sweep.own_task_arn()
+        sweep.stop_run(cluster, run.run_id, reason, exclude=[own] if own else [])
+    except Exception:  # stopping is best effort here: the driver's STOPPED event sweeps again
+        log.exception("could not stop the tasks of run %s", run.run_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        run = DriverRun.from_env()
-    except ValueError as exn:
-        print(str(exn), file=sys.stderr)
-        return 2
-    return drive(run)
+    with StopSignals() as stop:  # from the very start: a stop at any moment ends cleanly
+        heartbeat = lifecycle.Heartbeat.from_env()
+        if heartbeat is not None:
+            heartbeat.start()
+        try:
+            run = DriverRun.from_env()
+        except ValueError as exn:
+            print(str(exn), file=sys.stderr)
+            return 2
+        return drive(run, stop)

@@ -95,3 +95,12 @@ def cancelled(bucket: str, run_id: str) -> status.RunStatus | None:
     except Exception:
         return None
     return current if current is not None and current.status == "CANCELLED" else None
+
+
+def ended(bucket: str, run_id: str) -> status.RunStatus | None:
+    """The run's status if something already ended it (cancelled, timed out), else None."""
+    try:
+        current = status.read(bucket, run_id)
+    except Exception:
+        return None
+    return current if current is not None and current.finished else None

@@ -10,7 +10,8 @@ nothing extra is written on EFS while tasks run). From those records this module
 - ``estimate_cost``: vCPU-seconds, GB-seconds and dollars per attempt and in total, priced with a
   ``Prices`` table (Fargate bills per second with a one-minute minimum, from the start of the image
   pull until the task stops; the attempt's ``billing_start`` is ECS's ``pullStartedAt`` where known,
-  else the moment RunTask accepted the task);
+  else the moment RunTask accepted the task), plus the public IPv4 address of each task that has
+  one (VPC bills every public IPv4 address by the hour: priced here over the same billed seconds);
 - ``report_html``: one page holding both, readable offline.
 """
 
@@ -76,6 +77,7 @@ class Attempt:
     exit_code: int | None = None
     detail: str = ""  # why it ended so (stop reason, container reason, error)
     task_arn: str = ""
+    public_ip: bool = False  # its network interface got a public IPv4 address (assignPublicIp ENABLED)
 
     def outcome_text(self) -> str:
         if self.outcome in (FAILED, OUT_OF_MEMORY) and self.exit_code is not None:
@@ -131,15 +133,21 @@ class AttemptLog:
 # -- what it cost -------------------------------------------------------------------------------
 
 #: us-east-1, Linux/x86_64, USD. On-demand: the AWS Fargate pricing page; Spot prices move with
-#: supply and demand (the page's "current Spot price" table): this is a typical value.
+#: supply and demand (the page's "current Spot price" table): this is a typical value. Public
+#: IPv4: the Amazon VPC pricing page (https://aws.amazon.com/vpc/pricing/, "Public IPv4 Address":
+#: every public IPv4 address, in use or idle, 0.005 USD an hour), which a Fargate task with
+#: assignPublicIp ENABLED holds on its network interface for its life.
 DEFAULT_PRICES: dict[str, Any] = {
     "currency": "USD",
     "region": "us-east-1",
     "FARGATE": {"vcpu_hour": 0.04048, "gb_hour": 0.004445},
     "FARGATE_SPOT": {"vcpu_hour": 0.01334058, "gb_hour": 0.00146489},
     "ephemeral_gb_hour": 0.000111,  # per GB over the 20 GB every task gets
+    "public_ipv4_hour": 0.005,  # per public IPv4 address
     "minimum_seconds": 60,
 }
+#: the table's single numbers (the rest: a capacity's rates, or text)
+NUMBERS = ("ephemeral_gb_hour", "public_ipv4_hour", "minimum_seconds")
 
 
 @dataclass
@@ -165,6 +173,9 @@ class Prices:
                 if not (isinstance(entry, dict) and {"vcpu_hour", "gb_hour"} <= set(entry)):
                     raise ValueError(f"{key}: expected {{\"vcpu_hour\": ..., \"gb_hour\": ...}}")
                 entry = {k: float(v) for k, v in entry.items()}
+            elif key in NUMBERS:
+                if isinstance(entry, bool) or not isinstance(entry, (int, float)) or entry < 0:
+                    raise ValueError(f"{key}: expected a number of at least 0, got {entry!r}")
             table[key] = entry
         return cls(table)
 
@@ -189,17 +200,23 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
     table = prices.table
     minimum = float(table.get("minimum_seconds", 60))
     ephemeral_rate = float(table.get("ephemeral_gb_hour", 0.0))
-    rows, totals = [], {"vcpu_seconds": 0.0, "gb_seconds": 0.0, "ephemeral_gb_seconds": 0.0, "usd": 0.0}
+    ipv4_rate = float(table.get("public_ipv4_hour", 0.0))
+    rows, totals = [], {
+        "vcpu_seconds": 0.0, "gb_seconds": 0.0, "ephemeral_gb_seconds": 0.0, "public_ipv4_seconds": 0.0, "usd": 0.0,
+    }
+    ipv4_total = 0.0
     unpriced = set()
     for a in attempts:
         seconds = billed_seconds(a, minimum, now)
         vcpu_s = a.cpu / 1024 * seconds
         gb_s = a.memory / 1024 * seconds
         extra_gb_s = max(0, a.ephemeral_gib - 20) * seconds
+        ipv4_s = seconds if a.public_ip else 0.0
+        ipv4_usd = ipv4_s * ipv4_rate / 3600
         rate = prices.rate(a.capacity)
-        usd = 0.0
+        usd = ipv4_usd
         if rate is not None:
-            usd = (vcpu_s * rate["vcpu_hour"] + gb_s * rate["gb_hour"] + extra_gb_s * ephemeral_rate) / 3600
+            usd += (vcpu_s * rate["vcpu_hour"] + gb_s * rate["gb_hour"] + extra_gb_s * ephemeral_rate) / 3600
         elif seconds:
             unpriced.add(a.capacity or "?")
         rows.append(
@@ -214,6 +231,8 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
                 "billed_seconds": seconds,
                 "vcpu_seconds": round(vcpu_s, 3),
                 "gb_seconds": round(gb_s, 3),
+                "public_ipv4": a.public_ip,
+                "public_ipv4_usd": round(ipv4_usd, 6),
                 "usd": round(usd, 6),
                 "ecs_task": a.task_arn,
             }
@@ -221,16 +240,20 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
         totals["vcpu_seconds"] += vcpu_s
         totals["gb_seconds"] += gb_s
         totals["ephemeral_gb_seconds"] += extra_gb_s
+        totals["public_ipv4_seconds"] += ipv4_s
         totals["usd"] += usd
+        ipv4_total += ipv4_usd
     doc: dict[str, Any] = {
         "currency": table.get("currency", "USD"),
         "total_usd": round(totals["usd"], 6),
+        "public_ipv4_usd": round(ipv4_total, 6),
         "totals": {k: round(v, 3) for k, v in totals.items() if k != "usd"},
         "attempts": rows,
         "prices": table,
         "method": (
             f"per second with a {minimum:g}-second minimum, from the image pull (or RunTask) to the stop; "
-            "vCPU and GB as sized for the task; ephemeral storage beyond 20 GB"
+            "vCPU and GB as sized for the task; ephemeral storage beyond 20 GB; "
+            "the public IPv4 address of each task that has one, over the same seconds"
         ),
     }
     if unpriced:
@@ -357,6 +380,7 @@ def timeline_svg(
             + f"\n{a.capacity or '?'} {a.cpu / 1024:g} vCPU, {a.memory / 1024:g} GiB"
             + (f", {a.ephemeral_gib} GiB disk" if a.ephemeral_gib != 20 else "")
             + (f", {a.image}" if a.image else "")
+            + (", public IPv4" if a.public_ip else "")
             + f"\nqueued {_duration(durations.get('queued'))}, starting {_duration(durations.get('starting'))}, "
             f"running {_duration(durations.get('running'))}"
             + (f"\n~${cost['usd']:.4f}" if cost else "")
@@ -422,6 +446,8 @@ def price_text(table: dict[str, Any]) -> str:
     ]
     if table.get("ephemeral_gb_hour"):
         parts.append(f"ephemeral storage beyond 20 GB {table['ephemeral_gb_hour']:g} per GB")
+    if table.get("public_ipv4_hour"):
+        parts.append(f"public IPv4 address {table['public_ipv4_hour']:g} each")
     return "; ".join(parts)
 
 
@@ -434,7 +460,8 @@ def report_html(svg: str, cost: dict[str, Any], title: str, facts: list[tuple[st
             f"<td>{esc(str(v))}</td>"
             for v in (
                 r["call"], r["attempt"], r["outcome"], r["capacity"], f"{r['vcpu']:g}", f"{r['memory_gib']:g}",
-                r["billed_seconds"], r["vcpu_seconds"], r["gb_seconds"], f"{r['usd']:.6f}",
+                r["billed_seconds"], r["vcpu_seconds"], r["gb_seconds"],
+                f"{r['public_ipv4_usd']:.6f}" if r["public_ipv4"] else "-", f"{r['usd']:.6f}",
             )
         )
         + "</tr>"
@@ -458,10 +485,11 @@ svg {{ max-width: 100%; height: auto; }}
 {svg}
 <h2>Cost estimate</h2>
 <p>{esc(cost['method'])}. Total: <b>{cost['total_usd']:.4f} {esc(cost['currency'])}</b>
-({cost['totals']['vcpu_seconds']:g} vCPU-seconds, {cost['totals']['gb_seconds']:g} GB-seconds).</p>
+({cost['totals']['vcpu_seconds']:g} vCPU-seconds, {cost['totals']['gb_seconds']:g} GB-seconds;
+public IPv4 addresses {cost['public_ipv4_usd']:.4f} {esc(cost['currency'])} of it).</p>
 <p>Prices ({esc(str(cost['prices'].get('region', '')))}, {esc(cost['currency'])} per hour): {esc(price_text(cost['prices']))}</p>
 <table class="cost"><tr><th>call</th><th>attempt</th><th>outcome</th><th>capacity</th><th>vCPU</th><th>GiB</th>
-<th>billed s</th><th>vCPU-s</th><th>GB-s</th><th>{esc(cost['currency'])}</th></tr>
+<th>billed s</th><th>vCPU-s</th><th>GB-s</th><th>public IPv4</th><th>{esc(cost['currency'])}</th></tr>
 {rows}
 </table>
 </body></html>

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -15,6 +16,13 @@ RESULTS_DIR = "results"
 DEFAULT_WDL = "workflow.wdl"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TRIGGER_RE = re.compile(r"^runs/(?P<name>[^/]+)/inputs\.json$")
+
+#: how long a run may take (template parameter MaxRunHours; per run: options.max_run_hours)
+DEFAULT_MAX_RUN_HOURS = 72.0
+#: at most a Standard workflow's own maximum duration, one year
+MAX_RUN_HOURS_LIMIT = 8760.0
+#: seconds the state machine waits for a heartbeat of the driver (DriverHeartbeatSeconds)
+DEFAULT_HEARTBEAT_SECONDS = 900
 
 
 class RunRecord(BaseModel):
@@ -29,6 +37,9 @@ class RunRecord(BaseModel):
     submitted_at: str
     source: Literal["s3", "api", "cli"] = "s3"
     options: dict[str, Any] = Field(default_factory=dict, description="run options, e.g. {\"call_cache\": false}")
+    #: the state machine's limits for this run (its TimeoutSecondsPath / HeartbeatSecondsPath)
+    max_run_seconds: int = Field(default=int(DEFAULT_MAX_RUN_HOURS * 3600), gt=0)
+    heartbeat_seconds: int = Field(default=DEFAULT_HEARTBEAT_SECONDS, gt=0)
 
     @property
     def results_prefix(self) -> str:
@@ -75,3 +86,25 @@ def results_uri(bucket: str, name: str, run_id: str) -> str:
 def in_bundle(rel_key: str) -> bool:
     """Whether a key (relative to the WDL's folder) belongs to the workflow bundle."""
     return not (rel_key == INPUTS_NAME or rel_key.startswith(RESULTS_DIR + "/"))
+
+
+def max_run_hours(options: dict[str, Any], default: float = DEFAULT_MAX_RUN_HOURS) -> float:
+    """``options.max_run_hours`` if given, else ``default``; ValueError saying what is wrong."""
+    value = options.get("max_run_hours")
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"must be a number of hours, e.g. 12 or 0.5, not {value!r}")
+    if not 0 < value <= MAX_RUN_HOURS_LIMIT:
+        raise ValueError(f"must be more than 0 and at most {MAX_RUN_HOURS_LIMIT:g} hours (a year), not {value:g}")
+    return float(value)
+
+
+def limits(hours: float, heartbeat_seconds: int) -> dict[str, int]:
+    """The record's ``max_run_seconds`` and ``heartbeat_seconds`` for a run of at most ``hours``.
+
+    Step Functions wants whole positive seconds, and a heartbeat shorter than the timeout
+    (https://docs.aws.amazon.com/step-functions/latest/dg/state-task.html): a run limited to less
+    than the heartbeat gets a heartbeat one second short of its limit."""
+    max_seconds = max(2, math.ceil(hours * 3600))
+    return {"max_run_seconds": max_seconds, "heartbeat_seconds": max(1, min(heartbeat_seconds, max_seconds - 1))}

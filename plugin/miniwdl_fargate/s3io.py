@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 from . import aws
@@ -42,13 +42,18 @@ def list_keys(bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
-def download_to(bucket: str, key: str, path: str) -> str:
+Progress = Callable[[int], None]  # a boto3 transfer Callback: bytes moved; may raise to stop it
+
+
+def download_to(bucket: str, key: str, path: str, progress: Progress | None = None) -> str:
     """Download atomically (temp file + rename) to ``path``."""
+    if progress is not None:
+        progress(0)  # (it may say stop before a byte moves)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".part.")
     os.close(fd)
     try:
-        aws.client("s3").download_file(bucket, key, tmp)
+        aws.client("s3").download_file(bucket, key, tmp, Callback=progress)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -57,7 +62,9 @@ def download_to(bucket: str, key: str, path: str) -> str:
     return path
 
 
-def download_prefix(bucket: str, prefix: str, dest: str, exclude=lambda rel: False) -> list[str]:
+def download_prefix(
+    bucket: str, prefix: str, dest: str, exclude=lambda rel: False, progress: Progress | None = None
+) -> list[str]:
     """Download every object under ``prefix`` into ``dest``, keeping relative paths."""
     prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     got = []
@@ -68,7 +75,7 @@ def download_prefix(bucket: str, prefix: str, dest: str, exclude=lambda rel: Fal
         target = os.path.normpath(os.path.join(dest, rel))
         if not target.startswith(os.path.normpath(dest) + os.sep):
             raise S3URIError(f"refusing to write outside {dest}: s3://{bucket}/{obj['Key']}")
-        got.append(download_to(bucket, obj["Key"], target))
+        got.append(download_to(bucket, obj["Key"], target, progress))
     return got
 
 
@@ -104,8 +111,10 @@ def download_directory(cfg: Any, logger: logging.Logger, uri: str, **kwargs: Any
     yield {"outputs": {"directory": path}}
 
 
-def upload_file(path: str, bucket: str, key: str) -> str:
-    aws.client("s3").upload_file(path, bucket, key)
+def upload_file(path: str, bucket: str, key: str, progress: Progress | None = None) -> str:
+    if progress is not None:
+        progress(0)
+    aws.client("s3").upload_file(path, bucket, key, Callback=progress)
     return uri(bucket, key)
 
 

@@ -182,3 +182,77 @@ def test_the_driver_itself_is_a_row_of_the_report_when_ecs_knows_its_size(monkey
     # a size ECS does not give (moto's does not) leaves the driver out rather than price it at 0
     task.update(cpu=None)
     assert driver.driver_attempt(run, started=1040, status="SUCCEEDED", now=1130) is None
+
+
+# -- the driver's own task, and public IPv4 addresses, in cost.json --------------------------------
+
+
+def fargate_task(cluster="wdl", family="mwf-driver", overrides=None):
+    """RunTask of a Fargate task (1 vCPU, 2 GiB unless overridden) in moto: its description."""
+    ecs, ec2 = aws.client("ecs"), aws.client("ec2")
+    ecs.create_cluster(clusterName=cluster)
+    ecs.register_task_definition(
+        family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="1024", memory="2048",
+        containerDefinitions=[{"name": "driver", "image": "driver:latest", "essential": True}],
+    )
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    arn = ecs.run_task(
+        cluster=cluster, taskDefinition=family, launchType="FARGATE", overrides=overrides or {},
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group], "assignPublicIp": "ENABLED"}},
+    )["tasks"][0]["taskArn"]
+    return ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+
+
+def test_moto_still_leaves_the_task_size_out(moto_aws, monkeypatch):
+    """Why local mode patches moto (moto_patches.report_ecs_task_size): ECS's DescribeTasks gives
+    each task's cpu and memory, moto 5.2.5 does not. When this fails, moto reports them itself:
+    drop the patch."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    from miniwdl_fargate.local import moto_patches
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "run_task", moto_patches.unpatched_ecs_run_task())
+    task = fargate_task()
+    assert "cpu" not in task and "memory" not in task
+
+
+def test_local_modes_ecs_reports_the_task_size(moto_aws):
+    from miniwdl_fargate.local import moto_patches
+
+    moto_patches.report_ecs_task_size()
+    task = fargate_task()
+    assert (task["cpu"], task["memory"]) == ("1024", "2048")  # the task definition's
+    bigger = fargate_task(family="mwf-task-x", overrides={"cpu": "2048", "memory": "8192"})
+    assert (bigger["cpu"], bigger["memory"]) == ("2048", "8192")  # RunTask's overrides win
+
+
+def test_cost_json_has_the_drivers_own_row_and_its_public_ipv4_address(bucket, tmp_path, monkeypatch):
+    """Through the driver, as it runs in the stack: it finds its own ECS task from the task
+    metadata endpoint, describes it for its size, and prices it (with the public IPv4 address
+    the stack gives it) next to the WDL tasks."""
+    from miniwdl_fargate.local import moto_patches
+
+    moto_patches.report_ecs_task_size()
+    own = fargate_task()
+    metadata = tmp_path / "metadata"
+    metadata.mkdir()
+    (metadata / "task").write_text(json.dumps({"TaskARN": own["taskArn"], "Cluster": own["clusterArn"]}))
+    monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", f"file://{metadata}")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__ASSIGN_PUBLIC_IP", "ENABLED")
+    assert drive(tmp_path, "t-own", reference="one") == 0
+
+    cost = get("t-own", "cost.json")
+    rows = {r["call"]: r for r in cost["attempts"]}
+    driver_row = rows["driver"]
+    assert (driver_row["vcpu"], driver_row["memory_gib"], driver_row["capacity"]) == (1.0, 2.0, "FARGATE")
+    assert driver_row["ecs_task"] == own["taskArn"]
+    assert driver_row["public_ipv4"] is True and driver_row["billed_seconds"] >= 60
+    assert driver_row["public_ipv4_usd"] == pytest.approx(driver_row["billed_seconds"] * 0.005 / 3600, abs=1e-6)
+    assert driver_row["usd"] > driver_row["public_ipv4_usd"] > 0
+    # the WDL tasks ran as host processes here (local_process): no address, no price
+    assert {r["public_ipv4"] for c, r in rows.items() if c != "driver"} == {False}
+    assert cost["public_ipv4_usd"] == driver_row["public_ipv4_usd"]
+    assert cost["total_usd"] == pytest.approx(driver_row["usd"], abs=1e-6)
+    page = get("t-own", "report.html")
+    assert "<td>driver</td>" in page and "(driver included)" in page and "<th>public IPv4</th>" in page

@@ -73,7 +73,7 @@ def backend(moto_aws, tmp_path, monkeypatch):
 def test_run_task_request_matches_the_ecs_model(backend):
     new, sg, subnets = backend
     container = new(cpu=2, memory="3 GiB")
-    request = container.run_task_request(LOG, container.view_script())
+    request = container.run_task_request(LOG, container.task_script())
     validate("RunTask", request)
     assert request["launchType"] == "FARGATE"
     # WDL runtime cpu 2 / memory 3 GiB -> the smallest Fargate size: 2 vCPU with 4 GB
@@ -85,10 +85,11 @@ def test_run_task_request_matches_the_ecs_model(backend):
         "securityGroups": [sg],  # aegea.efs resolved to its id
         "assignPublicIp": "ENABLED",
     }
-    command = request["overrides"]["containerOverrides"][0]["command"]
-    assert command[:2] == ["/bin/sh", "-c"]
-    assert "/mnt/miniwdl_task_container/work" in command[2]
-    assert f"ln -sfn {container.host_work_dir()} /mnt/miniwdl_task_container/work" in command[2]
+    # the script goes to the task definition's entryPoint (/bin/sh -c) and runs the command in
+    # the task's real directory on EFS, mounted at the driver's own path
+    (script,) = request["overrides"]["containerOverrides"][0]["command"]
+    assert script.startswith(f"cd {container.host_work_dir()} ")
+    assert "miniwdl_task_container" not in script and "ln -s" not in script
     tags = {t["key"]: t["value"] for t in request["tags"]}
     assert tags["miniwdl-fargate:run"] == "run-1"
     assert tags["miniwdl-fargate:call"] == "call-align"
@@ -99,7 +100,7 @@ def test_run_task_request_matches_the_ecs_model(backend):
 def test_disks_become_ephemeral_storage(backend):
     new, _, _ = backend
     container = new(cpu=1, memory="2 GiB", disks="local-disk 150 SSD")
-    request = container.run_task_request(LOG, container.view_script())
+    request = container.run_task_request(LOG, container.task_script())
     validate("RunTask", request)
     assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 150}
 
@@ -125,7 +126,7 @@ def test_preemptible_tasks_run_on_spot_until_the_budget_is_spent(backend):
     container = new(cpu=1, preemptible=2)
     for interruptions, expected in ((0, "FARGATE_SPOT"), (1, "FARGATE_SPOT"), (2, "FARGATE")):
         container._interruptions = interruptions
-        request = container.run_task_request(LOG, container.view_script())
+        request = container.run_task_request(LOG, container.task_script())
         validate("RunTask", request)
         if expected == "FARGATE_SPOT":
             assert request["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
@@ -149,6 +150,10 @@ def test_task_definition_mounts_efs_at_the_driver_path_and_is_reused(backend):
     assert mount["containerPath"] == FargateTaskContainer.settings.efs_mountpoint
     assert td["containerDefinitions"][0]["logConfiguration"]["options"]["awslogs-group"] == "/wdl/tasks"
     assert td["containerDefinitions"][0]["stopTimeout"] == 120  # Spot's two-minute warning
+    # the image's ENTRYPOINT never swallows the command; PID 1 is an init that forwards SIGTERM
+    assert td["containerDefinitions"][0]["entryPoint"] == ["/bin/sh", "-c"]
+    assert td["containerDefinitions"][0]["linuxParameters"]["initProcessEnabled"] is True
+    assert "user" not in td["containerDefinitions"][0]  # the image's own USER
     # a second request for the same image reuses it, also across processes (looked up by family)
     FargateTaskContainer._task_definitions.clear()
     assert container.task_definition(LOG, "biocontainers/bwa:0.7.17") == arn
@@ -161,7 +166,7 @@ def test_task_definition_mounts_efs_at_the_driver_path_and_is_reused(backend):
 def test_launch_records_a_tagged_fargate_task_and_its_log_stream(backend):
     new, _, _ = backend
     container = new(cpu=2, memory="3 GiB")
-    watch = container._start(LOG, container.view_script(), lambda: False)
+    watch = container._start(LOG, container.task_script(), lambda: False)
     task = aws.client("ecs").describe_tasks(cluster="wdl", tasks=[watch.arn], include=["TAGS"])["tasks"][0]
     assert task["overrides"]["cpu"] == "2048"
     assert task["overrides"]["memory"] == "4096"
@@ -177,10 +182,10 @@ def test_launch_records_a_tagged_fargate_task_and_its_log_stream(backend):
 def test_every_run_task_request_carries_a_client_token(backend):
     new, _, _ = backend
     container = new()
-    request = container.run_task_request(LOG, container.view_script(), "attempt-token-1")
+    request = container.run_task_request(LOG, container.task_script(), "attempt-token-1")
     validate("RunTask", request)
     assert request["clientToken"] == "attempt-token-1"
-    fresh = container.run_task_request(LOG, container.view_script())["clientToken"]
+    fresh = container.run_task_request(LOG, container.task_script())["clientToken"]
     assert 0 < len(fresh) <= 64 and all(33 <= ord(c) <= 126 for c in fresh)
 
 
@@ -212,3 +217,15 @@ def test_a_blocked_registration_of_one_image_holds_up_no_other_image(backend, mo
     other.join(30)
     assert finished, "the known image waited for another image's registration"
     assert found == [known]
+
+
+def test_the_report_counts_a_public_ipv4_address_exactly_when_the_task_gets_one(backend, monkeypatch):
+    new, _, _ = backend
+    container = new()
+    request = container.run_task_request(LOG, container.task_script())
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
+    assert container.attempt_facts()["public_ip"] is True
+    monkeypatch.setattr(FargateTaskContainer.settings, "assign_public_ip", False)
+    request = container.run_task_request(LOG, container.task_script())
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
+    assert container.attempt_facts()["public_ip"] is False

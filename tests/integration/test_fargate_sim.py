@@ -86,8 +86,8 @@ SCATTER_WITH_A_FAILURE = """
 
 
 def slow_or_failing(req):
-    command = req["overrides"]["containerOverrides"][0]["command"][2]
-    workdir = command.split("ln -sfn ", 1)[1].split(" ", 1)[0]
+    (script,) = req["overrides"]["containerOverrides"][0]["command"]
+    workdir = script.split("cd ", 1)[1].split(" ", 1)[0]
     if "call-breaks" in workdir:
         return {"exit_code": 3, "run_time": 1.0}
     return {"run_time": 600}

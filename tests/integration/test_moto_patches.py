@@ -1,82 +1,112 @@
-"""The ECS patches of local/moto_patches.py: what they make moto do, and tests that fail once
-moto does it itself (then drop the patch)."""
+"""moto's Step Functions emulator against what local mode needs of it: TimeoutSecondsPath,
+HeartbeatSecondsPath and SendTaskHeartbeat work as documented; the name of a heartbeat timeout
+needs moto_patches.patch_heartbeat_timeout_name (the first test says when it no longer does)."""
+
+import json
+import time
+from types import SimpleNamespace
 
 import pytest
-from botocore.exceptions import ClientError
-from moto.ecs.responses import EC2ContainerServiceResponse
+import requests
 
 from miniwdl_fargate import aws
+from miniwdl_fargate.lifecycle import Heartbeat
 from miniwdl_fargate.local import moto_patches
 
 
-@pytest.fixture
-def ecs(moto_aws):
-    moto_patches.honour_run_task_client_token()
-    moto_patches.describe_tasks_like_ecs()
-    client = aws.client("ecs")
-    client.create_cluster(clusterName="c")
-    client.register_task_definition(
-        family="t", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
-        containerDefinitions=[{"name": "task", "image": "ubuntu"}],
+def test_moto_still_names_a_heartbeat_timeout_states_timeout():
+    """When this fails, moto names heartbeat timeouts itself: remove patch_heartbeat_timeout_name."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
     )
-    return client
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_lambda import (
+        StateTaskServiceLambda,
+    )
+    from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
+
+    own = moto_patches._installed.get("heartbeat_timeout_original", StateTaskServiceCallback._from_error)
+    state = StateTaskServiceLambda.__new__(StateTaskServiceLambda)
+    state.resource = SimpleNamespace(service_name="lambda", api_action="invoke", condition="waitForTaskToken", resource_arn="x")
+    env = SimpleNamespace(next_state_name="Wait", event_history_context=SimpleNamespace(source_event_id=0))
+    event = own(state, env, HeartbeatTimeoutError())
+    assert event.error_name.error_name == "States.Timeout"
 
 
-def run(ecs, token, command="true"):
-    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
-    return ecs.run_task(
-        cluster="c", taskDefinition="t", launchType="FARGATE", clientToken=token,
-        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
-        overrides={"containerOverrides": [{"name": "task", "command": [command]}]},
-    )["tasks"]
+def wait_for(condition, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} after {timeout}s")
 
 
-def test_the_same_client_token_returns_the_same_task(ecs):
-    first = run(ecs, "token-1")
-    again = run(ecs, "token-1")
-    assert [t["taskArn"] for t in again] == [t["taskArn"] for t in first]
-    assert len(ecs.list_tasks(cluster="c")["taskArns"]) == 1
-    assert run(ecs, "token-2")[0]["taskArn"] != first[0]["taskArn"]
-    with pytest.raises(ClientError, match="ConflictException"):
-        run(ecs, "token-1", command="other")
+@pytest.fixture
+def moto_server(monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {
+        "AWS_ENDPOINT_URL": endpoint, "MOTO_PORT": str(port), "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    aws.reset()
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()  # (moto's state is per process)
+    requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+    moto_patches.patch_heartbeat_timeout_name()
+    yield endpoint
+    server.stop()
+    aws.reset()
 
 
-def test_moto_itself_still_ignores_client_tokens(ecs, monkeypatch):
-    monkeypatch.setattr(EC2ContainerServiceResponse, "run_task", moto_patches.originals["ecs.RunTask"])
-    run(ecs, "token-1")
-    run(ecs, "token-1")
-    # when this fails, moto honours clientToken: drop honour_run_task_client_token
-    assert len(ecs.list_tasks(cluster="c")["taskArns"]) == 2
+@pytest.fixture
+def waiting_machine(moto_server):
+    """A state machine that waits on a task token (as LaunchDriver does) with the run record's
+    limits, and reports the error its Catch saw; the token arrives on a queue."""
+    sqs, sfn = aws.client("sqs"), aws.client("stepfunctions")
+    queue = sqs.create_queue(QueueName="tokens")["QueueUrl"]
+    asl = {
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {
+                "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "TimeoutSecondsPath": "$.max_run_seconds", "HeartbeatSecondsPath": "$.heartbeat_seconds",
+                "Catch": [{"ErrorEquals": ["States.Timeout", "States.HeartbeatTimeout"], "ResultPath": "$.error", "Next": "TimedOut"}],
+                "End": True,
+            },
+            "TimedOut": {"Type": "Pass", "End": True},
+        },
+    }
+    arn = sfn.create_state_machine(name="wait", definition=json.dumps(asl), roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
+
+    def run(max_run_seconds, heartbeat_seconds, heartbeat=False):
+        execution = sfn.start_execution(
+            stateMachineArn=arn, name=f"run-{time.monotonic_ns()}",
+            input=json.dumps({"max_run_seconds": max_run_seconds, "heartbeat_seconds": heartbeat_seconds}),
+        )["executionArn"]
+        message = wait_for(lambda: sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), what="task token")[0]
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        beating = Heartbeat(json.loads(message["Body"])["token"], heartbeat_seconds).start() if heartbeat else None
+        done = wait_for(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d, what="end")
+        if beating is not None:
+            beating.stop()
+        return json.loads(done["output"])["error"]["Error"], beating
+
+    return run
 
 
-def test_describe_tasks_reports_unknown_tasks_missing(ecs):
-    (task,) = run(ecs, "t")
-    gone = task["taskArn"].rsplit("/", 1)[0] + "/0123456789abcdef"
-    answer = ecs.describe_tasks(cluster="c", tasks=[task["taskArn"], gone])
-    assert [t["taskArn"] for t in answer["tasks"]] == [task["taskArn"]]
-    assert answer["failures"] == [{"arn": gone, "reason": "MISSING"}]
+def test_a_wait_without_heartbeats_ends_in_a_heartbeat_timeout(waiting_machine):
+    error, _ = waiting_machine(max_run_seconds=60, heartbeat_seconds=1)
+    assert error == "States.HeartbeatTimeout"
 
 
-def test_moto_itself_still_leaves_unknown_tasks_out(ecs, monkeypatch):
-    monkeypatch.setattr(EC2ContainerServiceResponse, "describe_tasks", moto_patches.originals["ecs.DescribeTasks"])
-    (task,) = run(ecs, "t")
-    gone = task["taskArn"].rsplit("/", 1)[0] + "/0123456789abcdef"
-    # when this fails, moto reports MISSING itself: drop that part of describe_tasks_like_ecs
-    assert ecs.describe_tasks(cluster="c", tasks=[gone])["failures"] == []
-
-
-def test_a_new_wdl_task_is_missing_for_its_first_describes_but_not_to_ecs_itself(ecs, monkeypatch):
-    import boto3
-    import botocore.config
-    from types import SimpleNamespace
-
-    from miniwdl_fargate.local.faults import Faults
-
-    monkeypatch.setitem(moto_patches._installed, "runtime", SimpleNamespace(faults=Faults(describe_missing=2)))
-    (task,) = run(ecs, "t")
-    arn = task["taskArn"]
-    itself = boto3.client("ecs", config=botocore.config.Config(user_agent_extra=moto_patches.LOCAL_RUNTIME_AGENT))
-    assert [t["taskArn"] for t in itself.describe_tasks(cluster="c", tasks=[arn])["tasks"]] == [arn]
-    answers = [ecs.describe_tasks(cluster="c", tasks=[arn]) for _ in range(3)]
-    assert [a["failures"] for a in answers[:2]] == [[{"arn": arn, "reason": "MISSING"}]] * 2
-    assert [t["taskArn"] for t in answers[2]["tasks"]] == [arn] and answers[2]["failures"] == []
+def test_a_heartbeating_wait_ends_at_its_maximum_duration(waiting_machine):
+    error, beating = waiting_machine(max_run_seconds=3, heartbeat_seconds=1, heartbeat=True)
+    assert error == "States.Timeout"
+    assert beating.sent >= 2  # it kept the 1 s heartbeat alive past it, until the 3 s limit

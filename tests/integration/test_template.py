@@ -21,8 +21,10 @@ from typing import Any, Iterator
 import pytest
 from moto import mock_aws
 
-from miniwdl_fargate import aws
+from miniwdl_fargate import aws, runs
 from miniwdl_fargate.local import moto_patches, stack
+
+import iam_reference
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -36,6 +38,10 @@ ALLOWED_STAR_RESOURCES = {
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
     ),
     ("DriverTaskRole", "FindTaskDefinitions"): "DescribeTaskDefinition supports no resource-level permissions",
+    ("DriverTaskRole", "HeartbeatToStateMachine"): "task-token callbacks support no resource-level permissions",
+    ("RunTimedOutRole", "ListTasksOfThisCluster"): (
+        "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
+    ),
     ("DriverStoppedRole", "ReportToStateMachine"): "task-token callbacks support no resource-level permissions",
     ("DriverStoppedRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
@@ -45,7 +51,7 @@ ALLOWED_STAR_RESOURCES = {
     ),
     **{
         (role, "Tracing"): "X-Ray trace APIs support no resource-level permissions"
-        for role in ("SubmitRole", "ApiRole", "LaunchDriverRole", "DriverStoppedRole", "FinalizeRole")
+        for role in ("SubmitRole", "ApiRole", "LaunchDriverRole", "DriverStoppedRole", "FinalizeRole", "RunTimedOutRole")
     },
     ("StateMachineRole", "DeliverExecutionLogs"): (
         "CloudWatch Logs vended-log delivery APIs support no resource-level permissions"
@@ -290,7 +296,7 @@ def test_no_role_hides_permissions_in_managed_policies(cfn_template):
     roles = {k: r for k, r in Conditions(cfn_template).resources().items() if r["Type"] == "AWS::IAM::Role"}
     assert set(roles) == {
         "TaskExecutionRole", "DriverTaskRole", "SubmitRole", "ApiRole", "LaunchDriverRole",
-        "DriverStoppedRole", "FinalizeRole", "StateMachineRole",
+        "DriverStoppedRole", "FinalizeRole", "RunTimedOutRole", "StateMachineRole",
     }
     for logical_id, role in roles.items():
         assert not role["Properties"].get("ManagedPolicyArns"), logical_id
@@ -318,6 +324,184 @@ def test_roles_are_pinned_to_this_stack(cfn_template):
     assert "ReadS3Inputs" not in sids  # by default the runs bucket is the only readable bucket
 
 
+
+# -- what AWS authorizes (tests/integration/iam_reference.py: the Service Authorization Reference) --
+
+PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::StackName": "mwf"}
+
+
+class Arns:
+    """A policy's Resource as the ARN string CloudFormation makes of it (names stand in for the
+    physical ids): Ref and Fn::GetAtt as each resource type documents them, parameters as given."""
+
+    # Fn::GetAtt <resource>.Arn, per type (a log group's Arn ends with ":*", as CloudFormation's
+    # AWS::Logs::LogGroup reference says)
+    GETATT_ARN = {
+        "AWS::Logs::LogGroup": "arn:aws:logs:us-east-1:123456789012:log-group:{name}:*",
+        "AWS::S3::Bucket": "arn:aws:s3:::{name}",
+        "AWS::ECS::Cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/{name}",
+        "AWS::IAM::Role": "arn:aws:iam::123456789012:role/{name}",
+        "AWS::SQS::Queue": "arn:aws:sqs:us-east-1:123456789012:{name}",
+        "AWS::Lambda::Function": "arn:aws:lambda:us-east-1:123456789012:function:{name}",
+        "AWS::EFS::FileSystem": "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/fs-{name}",
+        "AWS::Events::Rule": "arn:aws:events:us-east-1:123456789012:rule/{name}",
+    }
+    # Ref <resource>, for types whose Ref is an ARN (others: the name)
+    REF_ARN = {
+        "AWS::StepFunctions::StateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:{name}",
+        "AWS::SQS::Queue": "https://sqs.us-east-1.amazonaws.com/123456789012/{name}",
+    }
+
+    def __init__(self, resources: dict[str, dict[str, Any]], params: dict[str, Any]) -> None:
+        self.resources, self.params = resources, params
+
+    def ref(self, name: str) -> Any:
+        if name in PSEUDO:
+            return PSEUDO[name]
+        if name in self.params:
+            return self.params[name]
+        kind = self.resources[name]["Type"]
+        return self.REF_ARN.get(kind, "{name}").format(name=name.lower())
+
+    def getatt(self, name: str, attribute: str) -> str:
+        kind = self.resources[name]["Type"]
+        if attribute == "Arn":
+            return self.GETATT_ARN[kind].format(name=name.lower())
+        return name.lower()  # Name, QueueName, ...
+
+    def render(self, node: Any) -> Any:
+        if isinstance(node, str):
+            return node
+        if isinstance(node, list):
+            return [self.render(n) for n in node]
+        (fn, arg), = node.items()
+        if fn == "Ref":
+            return self.ref(arg)
+        if fn == "Fn::GetAtt":
+            return self.getatt(*arg)
+        if fn == "Fn::Sub":
+            def one(m: re.Match[str]) -> str:
+                name, _, attribute = m.group(1).partition(".")
+                return self.getatt(name, attribute) if attribute else str(self.ref(name))
+            return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", one, arg)
+        raise AssertionError(f"cannot render {node}")
+
+    def resources_of(self, statement: dict[str, Any]) -> list[str]:
+        out = []
+        for item in as_list(statement.get("Resource", [])):
+            rendered = self.render(item)
+            out.extend(as_list(rendered))
+        return out
+
+
+def authorization_problems(logical_id: str, statement: dict[str, Any], arns: Arns) -> list[str]:
+    """What AWS would not honour in ``statement`` as written, per iam_reference."""
+    where = f"{logical_id} {statement.get('Sid', '')}"
+    actions = as_list(statement.get("Action", []))
+    problems = []
+    if any("*" in a for a in actions):  # "s3:*" in a Deny: any key of the service is fine
+        service = actions[0].split(":")[0]
+        allowed = iam_reference.SERVICE_CONDITION_KEYS.get(service, set())
+        for key in condition_keys_of(statement):
+            if not key.lower().startswith("aws:") and not iam_reference.key_matches(key, allowed):
+                problems.append(f"{where}: condition key {key} is not a key of {service}")
+        return problems
+    unknown = [a for a in actions if a not in iam_reference.ACTIONS]
+    if unknown:
+        return [f"{where}: {unknown} not in iam_reference.ACTIONS (look them up in the Service Authorization Reference)"]
+    resources = arns.resources_of(statement)
+    if resources and resources != ["*"]:
+        typed = {}
+        for arn in resources:
+            kind = iam_reference.resource_type_of(arn)
+            if kind is None:
+                problems.append(f"{where}: {arn} has the shape of no ARN the reference defines")
+            typed[arn] = kind
+        for action in actions:
+            service, entry = action.split(":")[0], iam_reference.ACTIONS[action]
+            if not entry.resource_types:
+                problems.append(f"{where}: {action} supports no resource-level permissions: grant it on \"*\" ({entry.page})")
+                continue
+            if not any(typed[a] and typed[a][0] == service and typed[a][1] in entry.resource_types for a in resources):
+                problems.append(
+                    f"{where}: {action} authorizes {entry.resource_types} ARNs, the statement names none ({entry.page})"
+                )
+        for arn, kind in typed.items():
+            if kind and not any(
+                a.split(":")[0] == kind[0] and kind[1] in iam_reference.ACTIONS[a].resource_types for a in actions
+            ):
+                problems.append(f"{where}: {arn} ({kind[1]}) is authorized by none of {actions}")
+    for key in condition_keys_of(statement):
+        if key.lower().startswith("aws:"):
+            continue
+        for action in actions:
+            if not iam_reference.key_matches(key, iam_reference.condition_keys(action)):
+                problems.append(f"{where}: {action} carries no condition key {key} ({iam_reference.ACTIONS[action].page})")
+    return problems
+
+
+def condition_keys_of(statement: dict[str, Any]) -> list[str]:
+    return [key for block in statement.get("Condition", {}).values() for key in block]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_statement_is_one_aws_honours(cfn_template, variant):
+    """Each action is granted on ARNs of a type it supports (or on "*" when it supports none),
+    and conditioned only on keys it carries, as the Service Authorization Reference says."""
+    conditions = Conditions(cfn_template, VARIANTS[variant])
+    resources = conditions.resources()
+    arns = Arns(resources, conditions.params)
+    problems = []
+    checked = 0
+    for logical_id, what, statement in statements(resources):
+        if what == "trust":
+            continue
+        problems += authorization_problems(logical_id, statement, arns)
+        checked += 1
+    assert checked > 50
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "statement, problem",
+    [
+        # RegisterTaskDefinition on a family without its revision: not a task-definition ARN
+        (
+            {"Action": "ecs:RegisterTaskDefinition", "Resource": "arn:aws:ecs:us-east-1:123456789012:task-definition/mwf-task-*"},
+            "has the shape of no ARN",
+        ),
+        # DescribeTaskDefinition supports no resource-level permissions
+        (
+            {"Action": "ecs:DescribeTaskDefinition", "Resource": "arn:aws:ecs:us-east-1:123456789012:task-definition/mwf-task-*:*"},
+            "supports no resource-level permissions",
+        ),
+        # ListTasks authorizes container instances, not tasks
+        ({"Action": "ecs:ListTasks", "Resource": "arn:aws:ecs:us-east-1:123456789012:task/c/*"}, "authorizes ('container-instance',)"),
+        # log writes authorize log streams: the bare log group ARN grants nothing
+        (
+            {"Action": "logs:PutLogEvents", "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:g"},
+            "authorizes ('log-stream',)",
+        ),
+        ({"Action": "states:SendTaskHeartbeat", "Resource": "arn:aws:states:us-east-1:123456789012:stateMachine:m"}, "supports no resource"),
+        # RunTask carries no ecs:CreateAction (TagResource does)
+        (
+            {
+                "Action": "ecs:RunTask", "Resource": "arn:aws:ecs:us-east-1:123456789012:task-definition/f:*",
+                "Condition": {"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            },
+            "carries no condition key ecs:CreateAction",
+        ),
+        ({"Action": "ecs:UpdateService", "Resource": "*"}, "not in iam_reference.ACTIONS"),
+    ],
+)
+def test_statements_aws_would_not_honour_are_refused(cfn_template, statement, problem):
+    """The check above finds each kind of statement AWS ignores (what it protects against)."""
+    conditions = Conditions(cfn_template)
+    arns = Arns(conditions.resources(), conditions.params)
+    found = authorization_problems("Role", dict(statement, Effect="Allow"), arns)
+    assert any(problem in p for p in found), found
+
+
 LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # Powertools Tracer
 # What each component's code calls (boto3 operation -> IAM action), and nothing else.
@@ -342,6 +526,10 @@ ROLE_ACTIONS = {
     },
     # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event
     "FinalizeRole": LOGS | XRAY | {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "events:PutEvents"},
+    # pipeline/timeout.py: outputs.json/error.json/status.json, stopping the run's driver and tasks
+    "RunTimedOutRole": LOGS | XRAY | {
+        "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
+    },
     # statemachine/run.asl.json: lambda:invoke (and its execution log delivery)
     "StateMachineRole": {"lambda:InvokeFunction"} | {
         f"logs:{a}" for a in (
@@ -350,8 +538,10 @@ ROLE_ACTIONS = {
         )
     },
     # driver.py + backend/fargate.py: one RunTask per WDL task, the shared DescribeTasks poller,
-    # StopTask on cancel (ListTasks for the orphan sweeper), task definitions per image, s3 staging
+    # StopTask on cancel (ListTasks for the orphan sweeper), task definitions per image, s3 staging,
+    # lifecycle.Heartbeat: SendTaskHeartbeat
     "DriverTaskRole": {
+        "states:SendTaskHeartbeat",
         "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:ListTasks", "ecs:TagResource",
         "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "iam:PassRole",
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload",
@@ -377,10 +567,10 @@ def test_each_role_may_do_what_its_code_calls_and_no_more(cfn_template, variant)
 def test_each_function_has_its_own_role_and_log_group(cfn_template):
     resources = Conditions(cfn_template).resources()
     functions = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) == 5
+    assert len(functions) == 6
     roles = {f["Role"]["Fn::GetAtt"][0] for f in functions.values()}
     groups = {f["LoggingConfig"]["LogGroup"]["Ref"] for f in functions.values()}
-    assert len(roles) == len(groups) == 5
+    assert len(roles) == len(groups) == 6
     for group in groups:
         assert resources[group]["Type"] == "AWS::Logs::LogGroup"
 
@@ -527,7 +717,7 @@ def test_state_machine_logs_and_every_log_group_expires(cfn_template):
         "Fn::GetAtt": ["StateMachineLogGroup", "Arn"]
     }
     groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
-    assert len(groups) == 8
+    assert len(groups) == 9  # driver, tasks, state machine, six functions
     assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups)
 
 
@@ -635,7 +825,7 @@ def test_default_stack_comes_up_in_moto(moto_cfn):
         assert json.loads(lam.get_policy(FunctionName=physical[function])["Policy"])["Statement"]
 
     roles = aws.client("iam").list_roles()["Roles"]
-    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 8
+    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 9
 
 
 def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
@@ -657,7 +847,58 @@ def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
         ("Gateway", "s3"), ("Interface", "api"), ("Interface", "dkr"), ("Interface", "ecs"), ("Interface", "logs"),
     ]
     task_definition = aws.client("ecs").describe_task_definition(taskDefinition=outputs["DriverTaskDefinitionArn"])
+    # its size, as ECS reports it (the driver's row of the run report comes from it)
+    assert (task_definition["taskDefinition"]["cpu"], task_definition["taskDefinition"]["memory"]) == ("1024", "2048")
     env = {e["name"]: e["value"] for e in task_definition["taskDefinition"]["containerDefinitions"][0]["environment"]}
     assert env["MINIWDL__AWS_FARGATE__ASSIGN_PUBLIC_IP"] == "DISABLED"
     assert env["MINIWDL__AWS_FARGATE__TASK_ROLE"] == parameters["TaskRoleArn"]
     assert env["MINIWDL__AWS_FARGATE__SUBNETS"] == parameters["SubnetIds"]
+
+
+def test_moto_cloudformation_still_drops_a_task_definitions_cpu(moto_aws):
+    """Why moto_patches._patch_ecs_task_definition_cfn exists; when this fails, moto keeps Cpu
+    itself: drop the patch."""
+    from moto.ecs.models import TaskDefinition
+
+    create = moto_patches.unpatched_task_definition_cfn()
+    template = {"Properties": {"Family": "f", "Cpu": "1024", "Memory": "2048", "ContainerDefinitions": [{"Name": "c", "Image": "i"}]}}
+    task_definition = create(TaskDefinition, "F", template, "123456789012", "us-east-1")
+    assert task_definition.memory == "2048" and not task_definition.cpu
+
+
+# -- a run ends: stop signals, heartbeat, maximum duration ---------------------------------------
+
+
+def test_driver_runs_under_an_init_process_with_the_longest_stop_timeout(cfn_template):
+    """The driver is not PID 1 (an init forwards ECS's SIGTERM and reaps), and has 120 s after it."""
+    container = Conditions(cfn_template).resources()["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True
+    assert container["StopTimeout"] == 120
+
+
+def test_the_wait_for_the_driver_has_a_heartbeat_and_the_runs_maximum_duration():
+    asl = json.loads((REPO / "statemachine" / "run.asl.json").read_text())
+    wait = asl["States"]["LaunchDriver"]
+    assert "TimeoutSeconds" not in wait and "HeartbeatSeconds" not in wait
+    assert wait["TimeoutSecondsPath"] == "$.max_run_seconds"
+    assert wait["HeartbeatSecondsPath"] == "$.heartbeat_seconds"
+    assert {"max_run_seconds", "heartbeat_seconds"} <= set(runs.RunRecord.model_fields)
+    first = wait["Catch"][0]
+    assert first["ErrorEquals"] == ["States.Timeout", "States.HeartbeatTimeout"]
+    assert first["Next"] == "StopTimedOutRun"
+    stop = asl["States"]["StopTimedOutRun"]
+    assert stop["Parameters"]["FunctionName"] == "${RunTimedOutFunctionArn}"
+    assert asl["States"][stop["Next"]]["Choices"][0]["Next"] == "RecordSuccess"
+    assert asl["States"][stop["Next"]]["Default"] == "RecordFailure"
+    assert stop["Catch"][0]["Next"] == "RecordFailure"
+
+
+def test_functions_get_the_limits_from_the_parameters(cfn_template):
+    for logical_id, function in Conditions(cfn_template).resources().items():
+        if function["Type"] == "AWS::Lambda::Function":
+            env = function["Properties"]["Environment"]["Variables"]
+            assert env["MAX_RUN_HOURS"] == {"Ref": "MaxRunHours"}, logical_id
+            assert env["DRIVER_HEARTBEAT_SECONDS"] == {"Ref": "DriverHeartbeatSeconds"}, logical_id
+    params = cfn_template["Parameters"]
+    assert float(params["MaxRunHours"]["Default"]) == runs.DEFAULT_MAX_RUN_HOURS
+    assert int(params["DriverHeartbeatSeconds"]["Default"]) == runs.DEFAULT_HEARTBEAT_SECONDS

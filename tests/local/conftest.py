@@ -1,14 +1,27 @@
+import os
+
 import pytest
 
 from miniwdl_fargate import aws
+from miniwdl_fargate.local.containers import ENGINE_ENV
 from miniwdl_fargate.local.stack import LocalStack
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    """The whole pipeline, deployed from template.yaml into an embedded moto server."""
-    with LocalStack(state_dir=str(tmp_path_factory.mktemp("local-mode")), poll_seconds=0.5) as deployed:
-        yield deployed
+    """The whole pipeline, deployed from template.yaml into an embedded moto server. WDL tasks
+    run as sandboxed host processes (no container engine: their images, e.g. ubuntu:22.04, are
+    not available offline; tests/containers runs real images)."""
+    saved = os.environ.get(ENGINE_ENV)
+    os.environ[ENGINE_ENV] = "none"
+    try:
+        with LocalStack(state_dir=str(tmp_path_factory.mktemp("local-mode")), poll_seconds=0.5) as deployed:
+            yield deployed
+    finally:
+        if saved is None:
+            os.environ.pop(ENGINE_ENV, None)
+        else:
+            os.environ[ENGINE_ENV] = saved
 
 
 @pytest.fixture

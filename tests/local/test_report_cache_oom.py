@@ -67,7 +67,10 @@ def test_the_example_run_writes_its_report_next_to_the_outputs(stack, s3, tmp_pa
     assert result.document["cost"] == result.results + "cost.json"
     svg = read(s3, result.results + "timeline.svg").decode()
     bars = attempts_in(svg)
-    # one bar per WDL task attempt: two greetings and the gather, each run once, all succeeded
+    # the driver's own task first (local ECS reports its size, as ECS does) ...
+    assert bars[0][0] == "driver", bars
+    bars = bars[1:]
+    # ... then one bar per WDL task attempt: two greetings and the gather, each run once, all succeeded
     assert sorted(call.split("-")[1] for call, _attempt, _outcome in bars) == ["gather", "greet", "greet"]
     assert {(attempt, outcome) for _call, attempt, outcome in bars} == {(1, "succeeded")}
     assert len(wdl_tasks_of(stack, result.run_id)) == 3
@@ -79,8 +82,16 @@ def test_the_example_run_writes_its_report_next_to_the_outputs(stack, s3, tmp_pa
     assert sorted((a["vcpu"], a["memory_gib"], a["billed_seconds"]) for a in tasks) == [
         (1.0, 2.0, 60.0), (1.0, 2.0, 60.0), (2.0, 4.0, 60.0),
     ]
-    expected = 60 * (4 * 0.04048 + 8 * 0.004445) / 3600
+    # ... and each task's public IPv4 address (the stack's tasks get one), 0.005 USD an hour
+    expected = 60 * (4 * 0.04048 + 8 * 0.004445 + 3 * 0.005) / 3600
     assert abs(sum(a["usd"] for a in tasks) - expected) < 1e-5
+    assert all(a["public_ipv4"] for a in tasks)
+    # the driver's own task is a row too: its size from ECS, its public IPv4 address priced
+    driver = [a for a in cost["attempts"] if a["call"] == "driver"]
+    assert len(driver) == 1, cost["attempts"]
+    assert (driver[0]["vcpu"], driver[0]["memory_gib"], driver[0]["capacity"]) == (1.0, 2.0, "FARGATE")
+    assert driver[0]["public_ipv4"] and driver[0]["public_ipv4_usd"] > 0
+    assert abs(cost["public_ipv4_usd"] - sum(a["public_ipv4_usd"] for a in cost["attempts"])) < 1e-5
 
 
 def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
@@ -125,6 +136,6 @@ def test_a_task_out_of_memory_is_retried_with_twice_the_memory(stack, s3, tmp_pa
     assert tasks[0]["containers"][0]["exitCode"] == 137
     assert tasks[0]["containers"][0]["reason"].startswith("OutOfMemoryError")
     bars = attempts_in(read(s3, result.results + "timeline.svg").decode())
-    assert bars == [("call-eat", 1, report.OUT_OF_MEMORY), ("call-eat", 2, report.SUCCEEDED)]
+    assert bars == [("driver", 1, report.SUCCEEDED), ("call-eat", 1, report.OUT_OF_MEMORY), ("call-eat", 2, report.SUCCEEDED)]
     log = read(s3, result.results + "workflow.log").decode()
     assert 'task ran out of memory: retrying with more memory :: old_size: "0.25 vCPU / 0.5 GiB", new_size: "0.25 vCPU / 1 GiB"' in log

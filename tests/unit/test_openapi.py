@@ -1,7 +1,10 @@
 """docs/openapi.json is the run API's document as the code generates it (`make openapi`)."""
 
 import json
+import re
 from pathlib import Path
+
+import pytest
 
 import api
 
@@ -21,3 +24,117 @@ def test_every_route_documents_its_answers():
         assert "422" not in op["responses"]  # invalid requests answer 400, with every problem
     schema = doc["components"]["schemas"]["RunRequest"]
     assert set(schema["properties"]) == {"name", "workflow", "wdl", "inputs", "options", "client_token"}
+
+
+# -- OpenAPI 3.0 only ---------------------------------------------------------------------------
+# OpenAPI 3.0's Schema Object (https://spec.openapis.org/oas/v3.0.3#schema-object): one `type`
+# (a string), `nullable` for null, draft-4 style boolean exclusiveMinimum/Maximum; none of JSON
+# Schema 2020-12's newer keywords. API Gateway validates request models as JSON Schema draft 4
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-create-model.html).
+NOT_IN_OPENAPI_30 = {
+    "$schema", "$id", "$anchor", "$defs", "$dynamicRef", "$dynamicAnchor", "$comment", "const", "examples",
+    "prefixItems", "contains", "minContains", "maxContains", "if", "then", "else", "dependentRequired",
+    "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "propertyNames", "patternProperties",
+    "contentMediaType", "contentEncoding", "contentSchema",
+}
+
+
+def schema_problems(schema, where):
+    """Every construct of ``schema`` (recursively) that OpenAPI 3.0 does not have."""
+    if not isinstance(schema, dict):
+        return []
+    found = []
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        found.append(f"{where}: type {kind} (OpenAPI 3.0: one type, `nullable: true` for null)")
+    elif kind == "null":
+        found.append(f"{where}: type null (OpenAPI 3.0: `nullable: true`)")
+    for key in sorted(NOT_IN_OPENAPI_30 & set(schema)):
+        found.append(f"{where}: {key} is not an OpenAPI 3.0 keyword")
+    for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+        if bound in schema and not isinstance(schema[bound], bool):
+            found.append(f"{where}: numeric {bound} (OpenAPI 3.0: a boolean beside minimum/maximum)")
+    if schema.get("nullable") and "type" not in schema:
+        found.append(f"{where}: nullable without a type (OpenAPI 3.0.3: nullable applies beside a type)")
+    for key, value in (schema.get("properties") or {}).items():
+        found += schema_problems(value, f"{where}.properties.{key}")
+    for key in ("items", "additionalProperties", "not"):
+        found += schema_problems(schema.get(key), f"{where}.{key}")
+    for key in ("allOf", "anyOf", "oneOf"):
+        for i, sub in enumerate(schema.get(key, [])):
+            found += schema_problems(sub, f"{where}.{key}[{i}]")
+    return found
+
+
+def document_schemas(doc):
+    """(where, schema) of every schema an OpenAPI document holds."""
+    for name, schema in doc.get("components", {}).get("schemas", {}).items():
+        yield f"components.schemas.{name}", schema
+    for path, operations in doc.get("paths", {}).items():
+        for verb, op in operations.items():
+            for i, parameter in enumerate(op.get("parameters", [])):
+                yield f"{verb} {path} parameters[{i}]", parameter.get("schema")
+            for media, content in (op.get("requestBody", {}).get("content") or {}).items():
+                yield f"{verb} {path} requestBody {media}", content.get("schema")
+            for code, response in op.get("responses", {}).items():
+                for media, content in (response.get("content") or {}).items():
+                    yield f"{verb} {path} {code} {media}", content.get("schema")
+
+
+def test_the_openapi_document_is_openapi_30_only():
+    doc = json.loads(DOC.read_text())
+    assert doc["openapi"].startswith("3.0.")
+    problems = [p for where, schema in document_schemas(doc) for p in schema_problems(schema, where)]
+    assert not problems, "\n".join(problems)
+    # nullable fields say so the 3.0 way
+    request = doc["components"]["schemas"]["RunRequest"]["properties"]
+    assert request["client_token"] == {**request["client_token"], "type": "string", "nullable": True}
+
+
+def test_the_gateway_request_model_is_openapi_30_and_draft_4():
+    """template.yaml's RunRequest model (the gateway's check of POST /runs)."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((DOC.parents[1] / "template.yaml").read_text())
+    models = template["Resources"]["RunsApi"]["Properties"]["Models"]
+    problems = [p for name, schema in models.items() for p in schema_problems(schema, f"Models.{name}")]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_walk_refuses_json_schema_2020_constructs():
+    """What the two tests above would refuse: Powertools' own (OpenAPI 3.1) output among them."""
+    bad = {
+        "type": "object",
+        "properties": {
+            "a": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "b": {"type": ["string", "null"]},
+            "c": {"const": 1},
+            "d": {"type": "integer", "exclusiveMinimum": 0},
+            "e": {"type": "array", "prefixItems": [{"type": "string"}]},
+        },
+    }
+    problems = schema_problems(bad, "x")
+    assert [p.split(":")[0] for p in problems] == [
+        "x.properties.a.anyOf[1]", "x.properties.b", "x.properties.c", "x.properties.d", "x.properties.e",
+    ]
+    powertools = json.loads(api.app.get_openapi_json_schema(title="t", version="1"))
+    assert [p for where, s in document_schemas(powertools) for p in schema_problems(s, where)]
+
+
+def test_downgrade_turns_nullable_unions_into_nullable_and_refuses_the_rest():
+    from miniwdl_fargate import openapi30
+
+    converted = openapi30.convert(
+        {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "null"}], "title": "T", "default": None}, "x"
+    )
+    assert converted == {"type": "string", "maxLength": 3, "title": "T", "default": None, "nullable": True}
+    assert openapi30.convert({"type": ["integer", "null"], "exclusiveMinimum": 0}, "x") == {
+        "type": "integer", "nullable": True, "minimum": 0, "exclusiveMinimum": True,
+    }
+    assert openapi30.convert({"const": "a", "examples": ["a"]}, "x") == {"enum": ["a"], "example": "a"}
+    for schema, message in (
+        ({"type": "object", "properties": {"p": {"prefixItems": []}}}, "x.properties.p: prefixItems"),
+        ({"anyOf": [{"$ref": "#/components/schemas/A"}, {"type": "null"}]}, "x: a nullable $ref"),
+    ):
+        with pytest.raises(openapi30.Unconvertible, match=re.escape(message)):
+            openapi30.convert(schema, "x")

@@ -171,3 +171,52 @@ def test_a_calls_attempts_are_listed_together():
     for call, attempt, queued in (("a", 1, 1.0), ("b", 1, 2.0), ("a", 2, 3.0), ("c", 1, 4.0), ("b", 2, 5.0)):
         log.begin(call=call, attempt=attempt, queued=queued, path=f"/r/{call}")
     assert [(a.call, a.attempt) for a in log.snapshot()] == [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("c", 1)]
+
+
+def test_each_public_ipv4_address_is_priced_over_the_tasks_billed_seconds():
+    """Amazon VPC bills every public IPv4 address (0.005 USD an hour by default): a task with
+    assignPublicIp ENABLED holds one while Fargate bills it, with the same one-minute minimum."""
+    public = Attempt(call="c", attempt=1, cpu=1024, memory=2048, capacity="FARGATE", public_ip=True,
+                     queued=T, launched=T, running=T + 1, stopped=T + 3600, billing_start=T, outcome=report.SUCCEEDED)
+    short = dataclasses_replace(public, call="d", stopped=T + 10)  # billed the 60 s minimum
+    private = dataclasses_replace(public, call="e", public_ip=False)
+    never = dataclasses_replace(public, call="f", launched=None, running=None, billing_start=None)  # no task, no address
+    cost = report.estimate_cost([public, short, private, never], Prices())
+    rows = {r["call"]: r for r in cost["attempts"]}
+    assert rows["c"]["public_ipv4"] and rows["c"]["public_ipv4_usd"] == pytest.approx(0.005)
+    assert rows["c"]["usd"] == pytest.approx(0.04048 + 2 * 0.004445 + 0.005, abs=1e-6)
+    assert rows["d"]["public_ipv4_usd"] == pytest.approx(60 * 0.005 / 3600, abs=1e-6)  # rounded to 6 places
+    assert rows["e"]["public_ipv4"] is False and rows["e"]["public_ipv4_usd"] == 0
+    assert rows["e"]["usd"] == pytest.approx(0.04048 + 2 * 0.004445, abs=1e-6)
+    assert rows["f"]["public_ipv4_usd"] == 0
+    assert cost["public_ipv4_usd"] == pytest.approx(0.005 + 60 * 0.005 / 3600, abs=1e-6)
+    assert cost["totals"]["public_ipv4_seconds"] == 3600 + 60
+    assert cost["total_usd"] == pytest.approx(sum(r["usd"] for r in cost["attempts"]), abs=1e-5)
+    assert "public IPv4" in cost["method"]
+    # a region's own price replaces the default
+    cheaper = report.estimate_cost([public], Prices.parse('{"public_ipv4_hour": 0.004}'))
+    assert cheaper["public_ipv4_usd"] == pytest.approx(0.004)
+
+
+def test_a_price_that_is_not_a_number_is_refused_by_name():
+    for bad in ('{"public_ipv4_hour": "cheap"}', '{"public_ipv4_hour": -1}', '{"minimum_seconds": true}'):
+        key = json.loads(bad).popitem()[0]
+        with pytest.raises(ValueError, match=f"{key}: expected a number of at least 0"):
+            Prices.parse(bad)
+
+
+def test_the_page_shows_the_public_ipv4_charge_per_row_and_in_total():
+    driver_row = Attempt(call="driver", attempt=1, cpu=1024, memory=2048, capacity="FARGATE", public_ip=True,
+                         queued=T, launched=T, running=T + 5, stopped=T + 200, outcome=report.SUCCEEDED)
+    cost = report.estimate_cost([driver_row, *attempts()], Prices(), now=T + 200)
+    page = report.report_html(report.timeline_svg([driver_row], now=T + 200), cost, "run r-1", [])
+    assert "<th>public IPv4</th>" in page
+    assert "<td>driver</td>" in page and f"<td>{cost['attempts'][0]['public_ipv4_usd']:.6f}</td>" in page
+    assert f"public IPv4 addresses {cost['public_ipv4_usd']:.4f} USD" in page
+    assert "public IPv4 address 0.005 each" in page
+
+
+def dataclasses_replace(attempt, **changes):
+    import dataclasses
+
+    return dataclasses.replace(attempt, **changes)

@@ -1,12 +1,12 @@
 """The base class shared by the aws_fargate and local_process backends.
 
-Both run the task command somewhere that sees the task's directory through a *view* at
-``container_dir``: a directory of four symlinks (``work``, ``command``, ``stdout.txt``,
-``stderr.txt``) pointing at the current attempt's files in the task directory. On Fargate the view
-is ``/mnt/miniwdl_task_container`` inside the container, which mounts the shared EFS filesystem at
-the same path as the driver; locally it is ``<task dir>/container``. Input files are hard-linked
-(not copied) into ``work/_miniwdl_inputs``, so they cost nothing on EFS; ``[file_io]
-copy_input_files`` still makes real copies.
+Both run the task command in the task's own directory, by its real path: ``container_dir`` is
+``host_dir`` (as in miniwdl-aws). On Fargate every task container mounts the shared EFS
+filesystem at the same path as the driver, so ``<task dir>/work`` is the same directory, with the
+same absolute path, for miniwdl and for the command; locally it is simply the host directory.
+Input files are hard-linked (not copied) into ``work/_miniwdl_inputs``, so they cost nothing on
+EFS; ``[file_io] copy_input_files`` still makes real copies. ``task_script`` is the one shell
+script a container runs.
 
 Subclasses supply ``_start`` (launch the script), ``_status`` (wait briefly for news) and ``_stop``.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
 import time
 from abc import abstractmethod
 from contextlib import ExitStack
@@ -34,8 +33,7 @@ from WDL.runtime.task_container import TaskContainer
 from WDL._util import StructuredLogMessage as _
 
 from .. import report
-
-VIEW_LINKS = ("work", "command", "stdout.txt", "stderr.txt")
+from . import links, nfs
 
 
 @dataclass
@@ -61,20 +59,8 @@ class StartAgain(Exception):
         self.delay = delay
 
 
-def _link_or_copy(source: str, target: str) -> int:
-    """Hard-link the file ``source`` (symlinks resolved) at ``target``; copy if that fails.
-    Returns 1 if it had to copy."""
-    source = os.path.realpath(source)
-    try:
-        os.link(source, target)
-        return 0
-    except OSError:
-        shutil.copy2(source, target)
-        return 1
-
-
 class ViewTaskContainer(TaskContainer):
-    """A TaskContainer that runs its command through a symlink view of the task directory."""
+    """A TaskContainer whose command runs in the task's real directory (see the module's doc)."""
 
     #: copy the command's stdout/stderr to the container's own as well (for its log driver)
     stream_logs: bool = False
@@ -85,15 +71,11 @@ class ViewTaskContainer(TaskContainer):
 
     def __init__(self, cfg: Any, run_id: str, host_dir: str) -> None:
         super().__init__(cfg, run_id, host_dir)
-        self.container_dir = self.view_dir()
+        self.container_dir = host_dir  # the command sees its directory by its real path
         self._inputs_copied = False
         self._attempt: report.Attempt | None = None
 
     # -- what subclasses provide ------------------------------------------------------------
-
-    @abstractmethod
-    def view_dir(self) -> str:
-        """Where the task command sees its task directory."""
 
     @abstractmethod
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> Any:
@@ -143,8 +125,10 @@ class ViewTaskContainer(TaskContainer):
     def link_input_files(self, logger: logging.Logger) -> None:
         """Hard-link each input into ``work/_miniwdl_inputs`` (a Directory input becomes a tree of
         directories and hard links). On one filesystem (EFS) this copies no data, and the command
-        sees ordinary files; across filesystems it falls back to copying."""
-        copied = 0
+        sees ordinary files; a file that has all the links EFS allows is linked from a spare copy
+        (``links``); across filesystems it falls back to copying."""
+        stats = links.LinkStats()
+        policy = links.LinkPolicy.from_cfg(self.cfg)
         for host_path, container_path in self.input_path_map.items():
             source = host_path.rstrip("/")
             target = self.host_work_path(container_path).rstrip("/")
@@ -156,11 +140,13 @@ class ViewTaskContainer(TaskContainer):
                     rel = os.path.relpath(root, source)
                     os.makedirs(os.path.join(target, rel), exist_ok=True)
                     for name in files:
-                        copied += _link_or_copy(os.path.join(root, name), os.path.join(target, rel, name))
+                        links.link_or_copy(os.path.join(root, name), os.path.join(target, rel, name), source, stats, policy)
             else:
-                copied += _link_or_copy(source, target)
-        if self.input_path_map:
-            logger.debug(_("linked input files", count=len(self.input_path_map), copied=copied))
+                links.link_or_copy(source, target, source, stats, policy)
+        if stats.spares or stats.copied:
+            logger.info(_("linked input files", files=stats.linked, spare_copies=stats.spares, copied=stats.copied))
+        elif self.input_path_map:
+            logger.debug(_("linked input files", files=stats.linked))
 
     def write_command(self, command: str) -> str:
         path = os.path.join(self.host_dir, "command")
@@ -170,39 +156,49 @@ class ViewTaskContainer(TaskContainer):
             outfile.write(command)
         return path
 
-    def view_script(self) -> str:
-        """The shell script that builds the view and runs the command in ``work``."""
-        view = self.container_dir
-        targets = {
-            "work": self.host_work_dir(),
-            "command": os.path.join(self.host_dir, "command"),
-            "stdout.txt": self.host_stdout_txt(),
-            "stderr.txt": self.host_stderr_txt(),
-        }
+    def task_script(self) -> str:
+        """The shell script the task's container runs (``/bin/sh -c``): the WDL command, in the
+        task's own work directory, by its real path.
+
+        - The command runs in ``<task dir>/work`` on EFS, mounted at the same path as in the driver
+          (``container_dir`` is ``host_dir``, as in miniwdl-aws): ``pwd -P``, ``realpath`` of an
+          input and outputs named by absolute paths all mean what they say. Nothing is created
+          outside EFS first, so an image whose USER is not root runs as well.
+        - With ``command_shell`` (``/bin/bash`` by default) where the image has it, else ``/bin/sh``:
+          an image without bash runs a command that needs only sh.
+        - ``TMPDIR`` is a fresh directory in the container's own filesystem (``/tmp``: Fargate's
+          ephemeral storage, which ``runtime.disks`` sizes), removed afterwards; a command that sets
+          its own (``[file_io] mount_tmpdir``) overrides it.
+        - The shell waits for the command in the background and passes a SIGTERM on (a stop, or a
+          Spot interruption's two-minute warning): a foreground child of ``sh`` would not get it.
+        """
         q = shlex.quote
-        lines = ["set -e", f"mkdir -p {q(view)}"]
-        lines += [f"ln -sfn {q(targets[n])} {q(os.path.join(view, n))}" for n in VIEW_LINKS]
+        host = self.host_dir
+        out, err = q(self.host_stdout_txt()), q(self.host_stderr_txt())
         shell = self.cfg.get("task_runtime", "command_shell")
-        out, err = q(os.path.join(view, "stdout.txt")), q(os.path.join(view, "stderr.txt"))
-        lines.append(f"cd {q(os.path.join(view, 'work'))}")
-        run = f"{shell} {q(os.path.join(view, 'command'))} >> {out} 2>> {err}"
-        if not self.stream_logs:
-            return "\n".join(lines + [f"exec {run}"]) + "\n"
-        # The command's stdout/stderr go to its files (miniwdl reads them) and, copied by tail, to
-        # the container's own (its log driver: CloudWatch Logs). The shell stays to forward the
-        # SIGTERM that comes before a stop (a Spot interruption's two-minute warning) and to let
-        # tail catch up before leaving.
+        lines = [
+            f"cd {q(self.host_work_dir())} || exit 1",
+            f"shell={q(shell)}",
+            '[ -x "$shell" ] || shell=/bin/sh',
+            'scratch=$(mktemp -d "${TMPDIR:-/tmp}/miniwdl.XXXXXX" 2>/dev/null) && export TMPDIR="$scratch"',
+        ]
+        if self.stream_logs:
+            # The command's stdout/stderr go to its files (miniwdl reads them) and, copied by
+            # tail, to the container's own (its log driver: CloudWatch Logs).
+            lines += [
+                f"tail -n +1 -f {out} 2>/dev/null & t1=$!",
+                f"tail -n +1 -f {err} >&2 2>/dev/null & t2=$!",
+            ]
         lines += [
-            f"tail -n +1 -f {out} 2>/dev/null & t1=$!",
-            f"tail -n +1 -f {err} >&2 2>/dev/null & t2=$!",
-            "set +e",
-            f"{run} & child=$!",
-            "trap 'kill -TERM $child 2>/dev/null' TERM INT",
+            "trap 'kill -TERM $child 2>/dev/null' TERM",
+            f'"$shell" {q(os.path.join(host, "command"))} >> {out} 2>> {err} & child=$!',
             "wait $child; rc=$?",
             "while kill -0 $child 2>/dev/null; do wait $child; rc=$?; done",
-            "sleep 1; kill $t1 $t2 2>/dev/null",
-            "exit $rc",
+            '[ -n "$scratch" ] && rm -rf "$scratch"',
         ]
+        if self.stream_logs:
+            lines.append("sleep 1; kill $t1 $t2 2>/dev/null")
+        lines.append("exit $rc")
         return "\n".join(lines) + "\n"
 
     def _run(self, logger: logging.Logger, terminating: Callable[[], bool], command: str) -> int:
@@ -226,6 +222,16 @@ class ViewTaskContainer(TaskContainer):
             if terminating():
                 raise Terminated()
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    def refresh_view(self, logger: logging.Logger) -> None:
+        """After the task stopped, before miniwdl reads its outputs: make this host's NFS client
+        see what the task's container wrote (``nfs``: attribute and directory entry caching can
+        hide it for up to ``acdirmax`` seconds). Never fails the task."""
+        try:
+            dirs = nfs.revalidate_tree(self.host_work_dir())
+            logs = sum(nfs.revalidate_file(path) for path in (self.host_stdout_txt(), self.host_stderr_txt()))
+            logger.debug(_("refreshed the view of the task directory", directories=dirs, files=logs))
+        except OSError as exn:
+            logger.warning(_("could not refresh the view of the task directory", error=str(exn)))
 
     def _fresh_attempt(self, logger: logging.Logger) -> None:
         """Start over in a new work directory (``work2``, ``stdout2.txt``, ...), as miniwdl does
@@ -272,7 +278,7 @@ class ViewTaskContainer(TaskContainer):
             self.link_input_files(logger)
         for stream in (self.host_stdout_txt(), self.host_stderr_txt()):
             open(stream, "a").close()
-        script = self.view_script()
+        script = self.task_script()
 
         with ExitStack() as cleanup:
             poll_stderr = cleanup.enter_context(self.poll_stderr_context(logger))
@@ -304,4 +310,5 @@ class ViewTaskContainer(TaskContainer):
                 if status.stopped:
                     finished = True
                     self.attempts.update(attempt, stopped=status.stopped_at or time.time())
+                    self.refresh_view(logger)
                     return self._exit_code(logger, status)

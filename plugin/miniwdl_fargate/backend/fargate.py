@@ -4,8 +4,11 @@
   storage; what Fargate cannot give fails the task before launch (``sizes.for_task``).
 - The task definition is registered once per distinct image (content-hashed family name, reused
   across runs); cpu, memory, storage and the command travel as RunTask overrides.
-- Every task container mounts the EFS filesystem at the driver's mount path and builds
-  ``/mnt/miniwdl_task_container`` as a view of its own task directory (see ``base``).
+- Every task container mounts the EFS filesystem at the driver's mount path and runs the WDL
+  command in its task's real directory there (see ``base``). The task definition sets
+  ``entryPoint`` to ``/bin/sh -c``, so an image's own ENTRYPOINT (``amazon/aws-cli``'s ``aws``)
+  does not swallow the command, and enables an init process as PID 1 (signals forwarded,
+  zombies reaped); the image's USER is kept (EFS's access point decides file ownership).
 - One ``Launcher`` per process paces RunTask to the account's quotas and retries throttling and
   capacity failures; one ``TaskPoller`` follows all tasks with DescribeTasks (100 per call).
 - ``runtime.preemptible`` tasks run on FARGATE_SPOT; a Spot interruption raises miniwdl's
@@ -50,7 +53,7 @@ from WDL.runtime.error import Interrupted, Terminated
 
 from .. import aws, report, runs, sizes, sweep
 from ..config import FargateSettings
-from . import standalone, stops
+from . import links, standalone, stops
 from .base import JobStatus, StartAgain, ViewTaskContainer
 from .launcher import LaunchCancelled, LaunchFailed, Launcher
 from .poller import TaskPoller, Watch
@@ -131,6 +134,7 @@ class FargateTaskContainer(ViewTaskContainer):
     @classmethod
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
         settings = FargateSettings.from_cfg(cfg)
+        links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
         if not settings.efs_mountpoint:
             settings.efs_mountpoint, detected_id = standalone.detect_efs_mount(os.getcwd())
             settings.efs_id = settings.efs_id or detected_id
@@ -198,9 +202,6 @@ class FargateTaskContainer(ViewTaskContainer):
         self._oom = False
         self._pull_retries = 0
 
-    def view_dir(self) -> str:
-        return "/mnt/miniwdl_task_container"
-
     # -- sizing ---------------------------------------------------------------------------------
 
     def process_runtime(self, logger: logging.Logger, runtime_eval: Dict[str, WDL.Value.Base]) -> None:
@@ -244,6 +245,7 @@ class FargateTaskContainer(ViewTaskContainer):
             "memory": size.memory,
             "ephemeral_gib": size.ephemeral_gib or sizes.DEFAULT_EPHEMERAL_GIB,
             "capacity": SPOT if self.on_spot() else "FARGATE",
+            "public_ip": self.settings.assign_public_ip,  # run_task_request's assignPublicIp
         }
 
     def image(self) -> str:
@@ -262,6 +264,13 @@ class FargateTaskContainer(ViewTaskContainer):
             "name": CONTAINER_NAME,
             "image": image,
             "essential": True,
+            # RunTask's command override replaces only the image's CMD: without an entryPoint here
+            # an image with an ENTRYPOINT would run "<entrypoint> /bin/sh -c <script>"
+            # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html)
+            "entryPoint": ["/bin/sh", "-c"],
+            # an init process as PID 1 forwards the stop's SIGTERM to our shell and reaps zombies
+            # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LinuxParameters.html)
+            "linuxParameters": {"initProcessEnabled": True},
             "mountPoints": [
                 {"sourceVolume": EFS_VOLUME, "containerPath": s.efs_mountpoint, "readOnly": False}
             ],
@@ -347,7 +356,7 @@ class FargateTaskContainer(ViewTaskContainer):
             "containerOverrides": [
                 {
                     "name": CONTAINER_NAME,
-                    "command": ["/bin/sh", "-c", script],
+                    "command": [script],  # to the task definition's entryPoint, /bin/sh -c
                     "cpu": size.cpu,
                     "memory": size.memory,
                 }

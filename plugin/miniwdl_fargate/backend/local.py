@@ -1,8 +1,7 @@
 """local_process: run each task command as a host process (no container, no image).
 
 For trying workflows on a machine without Docker or AWS, and for testing the shared base class:
-the command runs with the host's tools, in the same directory layout the Fargate backend uses,
-with ``<task dir>/container`` standing in for ``/mnt/miniwdl_task_container``.
+the command runs with the host's tools, in its task's real directory, as on Fargate.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import Any, Callable, Dict
 import psutil
 from WDL._util import StructuredLogMessage as _
 
+from . import links
 from .base import JobStatus, ViewTaskContainer
 
 
@@ -27,6 +27,7 @@ class LocalProcessTaskContainer(ViewTaskContainer):
     @classmethod
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
         logger.info(_("local_process backend: task commands run as host processes"))
+        links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
 
     @classmethod
     def detect_resource_limits(cls, cfg: Any, logger: logging.Logger) -> Dict[str, int]:
@@ -36,9 +37,6 @@ class LocalProcessTaskContainer(ViewTaskContainer):
                 "mem_bytes": psutil.virtual_memory().total,
             }
         return cls._limits
-
-    def view_dir(self) -> str:
-        return os.path.join(self.host_dir, "container")
 
     def attempt_facts(self) -> dict[str, Any]:
         return {**super().attempt_facts(), "capacity": "local"}

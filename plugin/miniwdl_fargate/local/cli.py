@@ -23,6 +23,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--state-dir", help="where local mode keeps EFS and logs (default: a new temp dir)")
     up.add_argument("--template", help="the SAM template to deploy (default: this checkout's template.yaml)")
     up.add_argument("--file", help=f"where to write how to reach it (default {client.LOCAL_FILE})")
+    add_engine_argument(up)
     up.add_argument(
         "--seed-s3", metavar="DIR", action="append", default=[],
         help="upload DIR/<bucket>/<key> into local S3 first (stand-ins for data already in your S3)",
@@ -55,7 +56,16 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         help='inject faults, e.g. \'{"spot_interruptions": 1, "kill_driver_after_tasks": 2}\' '
         "(see RELIABILITY.md; also MINIWDL_FARGATE_LOCAL_FAULTS)",
     )
+    add_engine_argument(run)
     run.add_argument("-v", "--verbose", action="store_true", help="log what local mode does")
+
+
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine", choices=("auto", "podman", "docker", "none"),
+        help="how WDL tasks run: in their images with podman or docker (auto: the first that works), "
+        "or none: as sandboxed host processes (also MINIWDL_FARGATE_LOCAL_ENGINE)",
+    )
 
 
 def seed(dirs: list[str]) -> int:
@@ -123,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(f"[local] {msg}", file=sys.stderr, flush=True)
 
+    if getattr(args, "engine", None):
+        os.environ["MINIWDL_FARGATE_LOCAL_ENGINE"] = args.engine
     if args.local_command == "up":
         return up(args, say)
     if args.local_command != "run":

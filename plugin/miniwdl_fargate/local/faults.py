@@ -20,6 +20,9 @@ Set ``MINIWDL_FARGATE_LOCAL_FAULTS`` to a JSON object (or pass ``--faults`` to
 - ``spot_interruptions``: the next N tasks on FARGATE_SPOT are reclaimed a moment after they start
   (SIGTERM, stop code SpotInterruption);
 - ``kill_driver_after_tasks``: a driver is killed (SIGKILL) once it has launched N WDL tasks;
+- ``lose_driver_stopped_events``: the STOPPED events of the next N drivers never reach EventBridge
+  (as when the event, or the function handling it, is lost for good): only the state machine's
+  heartbeat timeout can then end the run;
 - ``duplicate_events``: every EventBridge delivery to a Lambda or Step Functions target happens
   twice;
 - ``lambda_errors``: the next N invocations of functions whose name contains the key fail as the
@@ -54,6 +57,7 @@ class Faults:
     describe_missing: int = 1
     spot_interruptions: int = 0
     kill_driver_after_tasks: int | None = None
+    lose_driver_stopped_events: int = 0
     duplicate_events: bool = False
     lambda_errors: dict[str, int] = field(default_factory=dict)
     lambda_crashes: dict[str, int] = field(default_factory=dict)

@@ -52,10 +52,12 @@ def install(runtime: Runtime) -> None:
         return
     _patch_lambda()
     _patch_events()
+    report_ecs_task_size()  # before _patch_ecs: the runner gets tasks with their size
     honour_run_task_client_token()  # (first: the fault injection of _patch_ecs wraps it)
     _patch_ecs()
     _patch_send_task_failure()
     _patch_stop_execution()
+    patch_heartbeat_timeout_name()
     install_cloudformation()
     fix_ecs_resource_requirements()
     describe_tasks_like_ecs()
@@ -79,6 +81,7 @@ def install_cloudformation() -> None:
     _patch_s3_cfn()
     _patch_vpc_cfn()
     _patch_ecs_cluster_cfn()
+    _patch_ecs_task_definition_cfn()
     _add_missing_cfn_models()
     _installed["cloudformation"] = True
 
@@ -179,6 +182,49 @@ def _patch_stop_execution() -> None:
 
     Execution.stop = stop
     BaseExecutionWorkerCommunication._reflect_execution_status = reflect
+
+
+def patch_heartbeat_timeout_name() -> None:
+    """A task state whose HeartbeatSeconds passed without a SendTaskHeartbeat fails with
+    ``States.HeartbeatTimeout`` in Step Functions
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html), which a
+    Catch can tell from ``States.Timeout`` (TimeoutSeconds). moto 5.2.5's ASL interpreter raises its
+    HeartbeatTimeoutError (a TimeoutError) and names every TimeoutError ``States.Timeout``. Name it
+    as AWS does. (moto's own TimeoutSecondsPath, HeartbeatSecondsPath and SendTaskHeartbeat work as
+    documented; tests/integration/test_moto_patches.py tells when this patch is no longer needed.)"""
+    if _installed.get("heartbeat_timeout_name"):
+        return
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskTimedOutEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+    from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = _installed["heartbeat_timeout_original"] = StateTaskServiceCallback._from_error
+
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, HeartbeatTimeoutError):
+            return original(self, env, ex)
+        name = StatesErrorNameType.StatesHeartbeatTimeout
+        return FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=name),
+            event_type=HistoryEventType.TaskTimedOut,
+            event_details=EventDetails(
+                taskTimedOutEventDetails=TaskTimedOutEventDetails(
+                    resourceType=self._get_sfn_resource_type(), resource=self._get_sfn_resource(), error=name.to_name(),
+                )
+            ),
+        )
+
+    StateTaskServiceCallback._from_error = _from_error
+    _installed["heartbeat_timeout_name"] = True
 
 
 def _as_delivered(event: dict[str, Any]) -> dict[str, Any]:
@@ -531,6 +577,35 @@ def _patch_ecs_cluster_cfn() -> None:
     Cluster.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
 
 
+def _patch_ecs_task_definition_cfn() -> None:
+    # AWS::ECS::TaskDefinition: moto registers Memory but drops Cpu, so the driver's task (and its
+    # run report's own row, see report_ecs_task_size) had no vCPU size in local mode.
+    # tests/integration/test_template.py::test_moto_cloudformation_still_drops_a_task_definitions_cpu
+    # fails once moto keeps it.
+    from moto.ecs.models import TaskDefinition
+
+    original = TaskDefinition.create_from_cloudformation_json.__func__
+    _installed["moto_task_definition_cfn"] = original
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        task_definition = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        cpu = cloudformation_json.get("Properties", {}).get("Cpu")
+        if cpu and not task_definition.cpu:
+            task_definition.cpu = str(cpu)
+        return task_definition
+
+    TaskDefinition.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def unpatched_task_definition_cfn() -> Any:
+    """moto's own AWS::ECS::TaskDefinition creation (a function of cls, name, template, account, region)."""
+    from moto.ecs.models import TaskDefinition
+
+    return _installed.get("moto_task_definition_cfn", TaskDefinition.create_from_cloudformation_json.__func__)
+
+
 def _add_missing_cfn_models() -> None:
     # moto's CloudFormation has no model for these types: it warns and leaves them out of the
     # stack. Each small model below does what the AWS API call behind the resource would.
@@ -671,3 +746,43 @@ def fix_ecs_resource_requirements() -> None:
 
     EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(requirements)
     _installed["ecs_requirements"] = True
+
+
+def report_ecs_task_size() -> None:
+    """DescribeTasks: ECS answers each task's ``cpu`` and ``memory`` (the task size: RunTask's
+    overrides, else the task definition's; https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Task.html),
+    moto 5.2.5 leaves both out, so a driver in local mode could not price its own task in the run
+    report. Set them on every task RunTask creates. tests/integration/test_driver_report_and_cache.py
+    ::test_moto_still_leaves_the_task_size_out fails once moto reports them itself."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    if _installed.get("ecs_task_size"):
+        return
+    original = EC2ContainerServiceBackend.run_task
+
+    def run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        tasks = original(self, *args, **kwargs)
+        for task in tasks:
+            size_task(task, self.describe_task_definition(task.task_definition_arn))
+        return tasks
+
+    _installed["moto_ecs_run_task"] = original
+    EC2ContainerServiceBackend.run_task = run_task
+    _installed["ecs_task_size"] = True
+
+
+def unpatched_ecs_run_task() -> Any:
+    """moto's own RunTask (for the test that tells when ``report_ecs_task_size`` is no longer
+    needed)."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    return _installed.get("moto_ecs_run_task", EC2ContainerServiceBackend.run_task)
+
+
+def size_task(task: Any, task_definition: Any) -> None:
+    """``task.cpu`` / ``task.memory`` as ECS reports them (strings), where the task has a size."""
+    overrides = task.overrides or {}
+    for name in ("cpu", "memory"):
+        value = overrides.get(name) or getattr(task_definition, name, None)
+        if value:
+            setattr(task, name, str(value))

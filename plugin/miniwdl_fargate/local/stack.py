@@ -138,11 +138,14 @@ class LocalStack:
         template: str | os.PathLike | None = None,
         stack_name: str = STACK_NAME,
         poll_seconds: float = 0.5,
+        heartbeat_seconds: int = 30,
     ) -> None:
         self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
         self.template = Path(template) if template else repo_root() / "template.yaml"
         self.stack_name = stack_name
         self.poll_seconds = poll_seconds
+        #: a run whose driver dies unnoticed ends this long after (a deployment's default: 900 s)
+        self.heartbeat_seconds = heartbeat_seconds
         self.outputs: dict[str, str] = {}
         self.server: Any = None
         self.runtime: Any = None
@@ -207,10 +210,14 @@ class LocalStack:
             self.template,
             self.stack_name,
             {
-                "DriverImage": "local/miniwdl-fargate-driver:latest",  # never pulled: tasks run as host processes
+                "DriverImage": "local/miniwdl-fargate-driver:latest",  # never pulled: the driver runs as a host process
                 "TaskPollSeconds": str(self.poll_seconds),
+                "DriverHeartbeatSeconds": str(self.heartbeat_seconds),
             },
         )
+        driver = self.outputs.get("DriverTaskDefinitionArn", "")
+        if driver:  # its tasks stay host processes; every other task definition is a WDL task's
+            self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
         return self
 

@@ -31,6 +31,8 @@ def driver_environment(record: runs.RunRecord, task_token: str) -> list[dict[str
         {"name": "RUN_RESULTS", "value": record.results},
         {"name": "SFN_TASK_TOKEN", "value": task_token},
         {"name": "RUN_OPTIONS", "value": json.dumps(record.options)},
+        # the driver heartbeats well within this (driver.Heartbeat)
+        {"name": "SFN_HEARTBEAT_SECONDS", "value": str(record.heartbeat_seconds)},
     ]
 
 

@@ -6,6 +6,8 @@ import os
 
 from pydantic import BaseModel, Field
 
+from .. import runs
+
 
 class FunctionSettings(BaseModel):
     runs_bucket: str = Field(alias="RUNS_BUCKET")
@@ -16,10 +18,18 @@ class FunctionSettings(BaseModel):
     driver_subnets: str = Field(default="", alias="DRIVER_SUBNETS")
     driver_security_groups: str = Field(default="", alias="DRIVER_SECURITY_GROUPS")
     driver_assign_public_ip: str = Field(default="ENABLED", alias="DRIVER_ASSIGN_PUBLIC_IP")
+    #: a run's maximum duration unless its options say otherwise (template parameter MaxRunHours)
+    max_run_hours: float = Field(default=runs.DEFAULT_MAX_RUN_HOURS, gt=0, alias="MAX_RUN_HOURS")
+    #: how long the state machine waits for the driver's next heartbeat (DriverHeartbeatSeconds)
+    heartbeat_seconds: int = Field(default=runs.DEFAULT_HEARTBEAT_SECONDS, gt=0, alias="DRIVER_HEARTBEAT_SECONDS")
 
     @classmethod
     def from_env(cls) -> "FunctionSettings":
         return cls.model_validate(dict(os.environ))
+
+    def run_limits(self, options: dict | None) -> dict[str, int]:
+        """A run record's limits for these options (ValueError: a bad ``max_run_hours``)."""
+        return runs.limits(runs.max_run_hours(options or {}, self.max_run_hours), self.heartbeat_seconds)
 
     @staticmethod
     def split(value: str) -> list[str]:

@@ -188,6 +188,7 @@ def submit_object(
         results=runs.results_uri(bucket, name, run_id),
         submitted_at=runs.now_iso(),
         source="s3",
+        **settings.run_limits({}),
     )
     submitted = start(settings, record)
     if not submitted.duplicate:  # an earlier rejection of this run name no longer applies
@@ -220,6 +221,10 @@ def submit_request(
                 problems.append({"where": "workflow", "problem": f"{workflow} is not a .wdl file"})
         except ValueError as exn:
             problems.append({"where": "workflow", "problem": str(exn)})
+    try:
+        limits = settings.run_limits(options)
+    except ValueError as exn:
+        problems.append({"where": "options.max_run_hours", "problem": str(exn)})
     if problems:
         raise SubmitError(problems)
     s3 = aws.client("s3")
@@ -247,6 +252,7 @@ def submit_request(
         submitted_at=runs.now_iso(),
         source="api",
         options=options or {},
+        **limits,
     )
     _put_once(bucket, record.results_key(runs.INPUTS_NAME), json.dumps(inputs, indent=2, sort_keys=True).encode(), "inputs")
     return start(settings, record)

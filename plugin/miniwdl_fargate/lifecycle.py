@@ -1,0 +1,214 @@
+"""The driver's life: it stops cleanly whenever it is told to, and it keeps the state machine's
+wait for it alive while it runs.
+
+Stopping. ECS stops a task with SIGTERM, then SIGKILL after the container's ``stopTimeout``
+(the driver's task definition gives it the maximum, 120 s:
+https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html#container_definition_timeout).
+``StopSignals`` is held for the driver's whole life. It opens miniwdl's own termination flag
+(``WDL._util.TerminationSignalFlag``) first, so miniwdl's nested flags, which install handlers
+only when none is open, share it: a SIGTERM during the run reaches miniwdl, whose backends stop
+their tasks (aws_fargate: StopTask) and raise ``Terminated``. On top of miniwdl's handlers it
+notes which signal came, so the phases miniwdl does not run (fetching and staging inputs,
+uploading outputs) stop at their next checkpoint (``check``, and every chunk of an S3 transfer)
+with ``DriverStopped``. miniwdl's own SIGUSR1 (its fail-fast abort after a task failed) is not a
+stop of the driver and is not noted.
+
+Heartbeat. The state machine waits for the driver with a task token and ``HeartbeatSeconds``;
+``Heartbeat`` sends SendTaskHeartbeat from a daemon thread (it dies with the driver, which is the
+point: a driver that is gone stops heartbeating, and the wait ends in States.HeartbeatTimeout
+instead of hanging until its maximum duration).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any, Callable
+
+log = logging.getLogger("miniwdl-fargate.driver")
+
+#: the signals that stop the driver (ECS sends SIGTERM; a terminal, SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+PAUSE_AT_ENV = "MINIWDL_FARGATE_PAUSE_AT"  # tests: "<phase>:<directory>"
+PAUSE_LIMIT_SECONDS = 120.0
+
+
+class DriverStopped(Exception):
+    """The driver was told to stop (a signal) while in ``phase``."""
+
+    def __init__(self, signal_name: str, phase: str) -> None:
+        self.signal_name, self.phase = signal_name, phase
+        super().__init__(f"the driver received {signal_name} while {phase}")
+
+
+class StopSignals:
+    """For the driver's whole life (a context manager, entered on the main thread): stop signals
+    set miniwdl's termination flag and are remembered for ``check``."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self.received_at: float | None = None
+        self.phase = "starting"
+        self._event = threading.Event()
+        self._flag: Any = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        from WDL._util import TerminationSignalFlag
+
+        if threading.current_thread() is not threading.main_thread():
+            return self  # (signal handlers belong to the main thread: a test driving in a thread)
+        self._flag = TerminationSignalFlag(log)
+        self._flag.__enter__()
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._noting(signal.getsignal(sig)))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+        if self._flag is not None:
+            self._flag.__exit__(*exc)
+            self._flag = None
+
+    def _noting(self, chained: Any) -> Callable[[int, FrameType | None], None]:
+        def handler(sig: int, frame: FrameType | None) -> None:
+            if self.signal_name is None:
+                self.signal_name = signal.Signals(sig).name
+                self.received_at = time.time()
+                log.warning("%s received while %s: stopping the run", self.signal_name, self.phase)
+                self._event.set()
+            if callable(chained):
+                chained(sig, frame)
+
+        return handler
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def enter(self, phase: str) -> None:
+        """Now in ``phase`` (for the error message); stop here if told to already."""
+        self.phase = phase
+        pause_for_test(phase, self)
+        self.check()
+
+    def check(self, *_: Any) -> None:
+        """Raise DriverStopped if a stop signal came (usable as a boto3 transfer Callback)."""
+        if self.signal_name is not None:
+            raise DriverStopped(self.signal_name, self.phase)
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+
+def pause_for_test(phase: str, stop: StopSignals) -> None:
+    """Tests only (``MINIWDL_FARGATE_PAUSE_AT=<phase>:<directory>``): on reaching ``phase``, write
+    ``<directory>/<phase>`` and wait (at most two minutes) for a stop signal, so a test can stop
+    the driver exactly there."""
+    spec = os.environ.get(PAUSE_AT_ENV, "")
+    wanted, _, folder = spec.partition(":")
+    if wanted != phase or not folder:
+        return
+    with open(os.path.join(folder, phase), "w") as marker:
+        marker.write(str(os.getpid()))
+    deadline = time.monotonic() + PAUSE_LIMIT_SECONDS
+    while not stop.requested and time.monotonic() < deadline:
+        stop.wait(0.05)
+
+
+# -- how the driver was stopped -------------------------------------------------------------------
+
+
+def ecs_stop_facts() -> dict[str, str]:
+    """Why ECS is stopping this task, when it says: ``stopCode`` (UserInitiated, SpotInterruption,
+    TerminationNotice, ...) and ``stoppedReason`` of the task (DescribeTasks on its own ARN, from
+    the task metadata endpoint; ECS sets both when the stop is requested:
+    https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Task.html). Empty outside ECS
+    or if ECS cannot be asked."""
+    from . import aws, sweep
+
+    arn = sweep.own_task_arn()
+    if not arn:
+        return {}
+    try:
+        cluster = arn.split(":", 5)[-1].split("/")[1]
+        task = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+    except Exception as exn:  # the error says "SIGTERM" alone
+        log.warning("cannot describe the driver's own task %s: %s", arn, exn)
+        return {}
+    return {k: str(task[k]) for k in ("stopCode", "stoppedReason") if task.get(k)}
+
+
+def stopped_message(stop: DriverStopped | StopSignals, facts: dict[str, str]) -> str:
+    why = f"{facts['stopCode']}: {facts.get('stoppedReason', '')}".rstrip(": ") if facts.get("stopCode") else ""
+    return f"the driver was stopped ({stop.signal_name}{'; ECS ' + why if why else ''}) while {stop.phase}"
+
+
+# -- the heartbeat ------------------------------------------------------------------------------
+
+
+class Heartbeat:
+    """SendTaskHeartbeat every ``interval`` seconds from a daemon thread, until ``stop()`` or the
+    process ends. A failed heartbeat is logged and the next one tried: a missed beat or two is
+    what ``HeartbeatSeconds`` (several intervals) absorbs. A token the state machine no longer
+    waits on (timed out, answered) ends the heartbeat."""
+
+    MAX_INTERVAL = 60.0
+
+    def __init__(self, task_token: str, heartbeat_seconds: float) -> None:
+        self.task_token = task_token
+        # four beats per heartbeat period: three can be lost before the state machine gives up
+        self.interval = max(0.2, min(self.MAX_INTERVAL, heartbeat_seconds / 4))
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Heartbeat | None":
+        env = os.environ if environ is None else environ
+        token = env.get("SFN_TASK_TOKEN")
+        if not token:
+            return None
+        try:
+            seconds = float(env.get("SFN_HEARTBEAT_SECONDS") or 0)
+        except ValueError:
+            seconds = 0
+        from .runs import DEFAULT_HEARTBEAT_SECONDS
+
+        return cls(token, seconds if seconds > 0 else DEFAULT_HEARTBEAT_SECONDS)
+
+    def start(self) -> "Heartbeat":
+        self._thread = threading.Thread(target=self._loop, name="sfn-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def beat(self) -> bool:
+        """One heartbeat; False when the state machine no longer waits on the token."""
+        from . import aws
+
+        sfn = aws.client("stepfunctions")
+        try:
+            sfn.send_task_heartbeat(taskToken=self.task_token)
+            self.sent += 1
+            return True
+        except (sfn.exceptions.TaskTimedOut, sfn.exceptions.TaskDoesNotExist, sfn.exceptions.InvalidToken) as exn:
+            log.warning("the state machine no longer waits for this driver (%s): heartbeat ended", exn)
+            return False
+        except Exception as exn:  # never fatal: the next beat may pass
+            log.warning("heartbeat to the state machine failed: %s", exn)
+            return True
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if not self.beat():
+                return
+            self._stop.wait(self.interval)

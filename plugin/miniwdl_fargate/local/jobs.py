@@ -1,0 +1,165 @@
+"""What runs one ECS task's container locally: a host process (``HostJob``) or a container of
+the local engine (``ContainerJob``). The local Fargate runner drives either the same way: start,
+wait, SIGTERM on StopTask, SIGKILL after the container's stopTimeout, and how it ended."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import psutil
+
+from .containers import ContainerSpec, Engine, cgroup_hit_limit, engine_argv, remove_cgroup
+
+
+@dataclass
+class Outcome:
+    """How a job ended: its exit code, whether it was killed for its memory, or why it never
+    started (ECS's ``CannotStartContainerError``)."""
+
+    exit_code: int | None
+    out_of_memory: bool = False
+    start_error: str = ""
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+class HostJob:
+    """A container command as a host process (its own process group); the runner watches its
+    memory, as Fargate's cgroup would."""
+
+    watch_memory = True
+
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str], cleanup: Callable[[], None] = lambda: None) -> None:
+        self.argv, self.cwd, self.env, self._cleanup = argv, cwd, env, cleanup
+        self.proc: subprocess.Popen | None = None
+        self._killed_for_memory = False
+
+    def start(self, output: Any) -> None:
+        self.proc = subprocess.Popen(
+            self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=output,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int | None:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _signal(self, sig: int) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def memory(self) -> int:
+        return tree_rss(self.proc.pid) if self.proc is not None else 0
+
+    def kill_for_memory(self) -> None:
+        self._killed_for_memory = True
+        self.kill()
+
+    def finish(self, code: int, stop_requested: bool) -> Outcome:
+        self._cleanup()
+        # a command killed by signal N reports 128+N, as a container's would
+        return Outcome(code if code >= 0 else 128 - code, out_of_memory=self._killed_for_memory)
+
+
+class ContainerJob:
+    """A container of the local engine. The engine enforces memory (its cgroup), so the runner
+    does not watch it; StopTask becomes ``<engine> stop --time <stopTimeout>``."""
+
+    watch_memory = False
+
+    def __init__(self, engine: Engine, spec: ContainerSpec, cleanup: Callable[[], None] = lambda: None) -> None:
+        self.engine, self.spec, self._cleanup = engine, spec, cleanup
+        self.argv = engine_argv(engine.program, spec)
+        self.proc: subprocess.Popen | None = None
+        self._stopping: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self, output: Any) -> None:
+        self.proc = self.engine.start(self.argv, output)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int | None:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self) -> None:
+        """StopTask: the engine sends SIGTERM, then SIGKILL after the stop timeout (once)."""
+        with self._lock:
+            if self._stopping is not None or self.proc is None:
+                return
+            self._stopping = threading.Thread(target=self._stop, daemon=True, name=f"stop-{self.spec.name}")
+        self._stopping.start()
+
+    def _stop(self) -> None:
+        # right after `run` the engine may not know the container yet: ask again while it runs
+        while not self.engine.stop(self.spec.name, self.spec.stop_timeout) and self.running():
+            if self.proc is not None and self.wait(0.2) is not None:
+                return
+
+    def kill(self) -> None:
+        self.engine.stop(self.spec.name, 0)
+
+    def memory(self) -> int:
+        return 0
+
+    def kill_for_memory(self) -> None:  # pragma: no cover - the engine's cgroup does it
+        self.kill()
+
+    def finish(self, code: int, stop_requested: bool) -> Outcome:
+        try:
+            ending = self.engine.ending(self.spec.name)
+            if ending.error:
+                return Outcome(None, start_error=ending.error)
+            exit_code = ending.exit_code if ending.exit_code is not None else code
+            oom = ending.oom_killed or (
+                exit_code == 137 and not stop_requested and self.spec.memory_mib is not None
+                and self.spec.cgroup_parent is not None
+                and cgroup_hit_limit(self.spec.cgroup_parent, self.spec.memory_mib)
+            )
+            return Outcome(exit_code, out_of_memory=oom)
+        finally:
+            if self._stopping is not None:
+                self._stopping.join(self.spec.stop_timeout + 60)
+            self.engine.remove(self.spec.name)
+            if self.spec.cgroup_parent:
+                remove_cgroup(self.spec.cgroup_parent)
+            self._cleanup()

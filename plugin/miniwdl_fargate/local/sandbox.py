@@ -1,0 +1,151 @@
+"""Local mode without a container engine: WDL tasks as host processes, but strictly.
+
+A host process is far kinder than Fargate: it could write anywhere as the user running local
+mode. Here a WDL task's command runs in a private mount namespace whose root is the host's, read-
+only (every mount remounted ``ro``, except ``/proc``); the task's EFS volumes are bind-mounted
+writable at their container paths; ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are private tmpfs (a
+container's own scratch); and the command runs as an unprivileged user with no capabilities:
+
+- ``setpriv`` (local mode runs as root and the kernel has idmapped mounts): the command runs as a
+  uid of its own (``MINIWDL_FARGATE_LOCAL_TASK_UID``, default the first uid >= 1000 that the
+  host's passwd does not name), and each EFS volume is an idmapped mount on which that uid acts as
+  the owner of the local EFS directory (the access point's POSIX user; see ``idmap``).
+- ``userns`` (otherwise, where user namespaces are allowed): the command runs in a user namespace
+  as uid/gid 1000 mapped onto the user running local mode, without capabilities; on disk its
+  files belong to that user, as they would to the access point's user.
+
+Only util-linux (``unshare``, ``mount``, ``findmnt``, ``pivot_root``, ``setpriv``) is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import subprocess
+from dataclasses import dataclass
+
+TASK_UID_ENV = "MINIWDL_FARGATE_LOCAL_TASK_UID"
+APPARENT_UID = 1000  # what `id -u` says in userns mode, like a typical non-root image
+NEW_ROOT = "/mnt/.root"
+OLD_ROOT = "/mnt/.old"
+SCRATCH = ("tmp", "var/tmp", "dev/shm")
+
+
+def free_uid(start: int = 1000) -> int:
+    """The first uid from ``start`` that the host's passwd does not name."""
+    uid = start
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+@dataclass
+class Identity:
+    """How the sandboxed command gets its uid: ``setpriv`` (a real unprivileged uid) or
+    ``userns`` (a uid in a user namespace)."""
+
+    mode: str
+    uid: int
+    gid: int
+
+    def exec_prefix(self) -> list[str]:
+        if self.mode == "setpriv":
+            return [
+                "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+            ]
+        return ["unshare", "--user", f"--map-user={self.uid}", f"--map-group={self.gid}", "--"]
+
+
+def strict_script(mounts: list[tuple[str, str]], identity: Identity, report: bool = False) -> str:
+    """The shell script (run as root of a private mount namespace) that builds the sandbox and
+    execs ``"$@"`` in it. ``mounts``: (container path, host path), container paths under /mnt.
+    ``report``: say on stderr which mounts could not be made read-only."""
+    q = shlex.quote
+    lines = [
+        "set -e",
+        "mount -t tmpfs -o mode=0755 tmpfs /mnt",
+        f"mkdir -p {NEW_ROOT} {OLD_ROOT}",
+    ]
+    for container_path, _host in mounts:
+        if not container_path.startswith("/mnt/") or "/." in container_path:
+            raise ValueError(f"local mode mounts volumes under /mnt only, not {container_path}")
+        lines.append(f"mkdir -p {q(container_path)}")
+    lines += [
+        f"mount --rbind / {NEW_ROOT}",
+        # every mount of the new root read-only, keeping its other flags (a user namespace may
+        # not drop nosuid/nodev); /proc stays as it is (the user namespace maps are written there)
+        f"findmnt -rno TARGET,VFS-OPTIONS --submounts --mountpoint {NEW_ROOT} | sort -r |"
+        " while read -r target options; do",
+        f'  case "$target" in {NEW_ROOT}/proc|{NEW_ROOT}/proc/*) continue;; esac',
+        '  options=$(printf %s "$options" | sed -e "s/^rw,//; s/,rw,/,/; s/^rw$//")',
+        '  mount -o "remount,bind,ro${options:+,$options}" "$(printf %b "$target")" 2>/dev/null'
+        + (f' || echo "sandbox: not read-only: $(printf %b "${{target#{NEW_ROOT}}}")" >&2' if report else " || true"),
+        "done",
+    ]
+    for container_path, host_path in mounts:
+        lines.append(f"mount --bind {q(host_path)} {q(NEW_ROOT + container_path)}")
+    for scratch in SCRATCH:
+        lines.append(f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {NEW_ROOT}/{scratch}")
+    lines += [
+        f"cd {NEW_ROOT}",
+        f"pivot_root . {OLD_ROOT.lstrip('/')}",
+        f"umount -l {OLD_ROOT}",
+        'cd "${SANDBOX_CWD:-/}"',
+        'unset SANDBOX_CWD',
+        "exec " + shlex.join(identity.exec_prefix()) + ' "$@"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class StrictSandbox:
+    """Runs a command in the sandbox, inside ``prefix`` (a private mount namespace)."""
+
+    prefix: list[str]
+    identity: Identity
+    #: mounts the sandbox could not make read-only (found by the probe)
+    writable: list[str]
+
+    def wrap(self, mounts: list[tuple[str, str]], argv: list[str], report: bool = False) -> list[str]:
+        return self.prefix + ["sh", "-c", strict_script(mounts, self.identity, report), "sandbox", *argv]
+
+    @classmethod
+    def detect(cls, prefix: list[str], idmap_problem: str | None) -> tuple["StrictSandbox | None", str]:
+        """The strictest sandbox this machine allows inside ``prefix``, and what it leaves
+        unenforced ('' if nothing). ``idmap_problem``: why idmapped mounts cannot be used, or None."""
+        running_as_root = os.geteuid() == 0 and "--user" not in prefix
+        candidates = []
+        if running_as_root and idmap_problem is None:
+            uid = int(os.environ.get(TASK_UID_ENV) or free_uid())
+            candidates.append(Identity("setpriv", uid, uid))
+        candidates.append(Identity("userns", APPARENT_UID, APPARENT_UID))
+        failures = []
+        for identity in candidates:
+            sandbox = cls(prefix, identity, [])
+            probe = subprocess.run(
+                sandbox.wrap([], ["sh", "-c", "test $(id -u) != 0 && ! touch /.sandbox-probe 2>/dev/null"], report=True),
+                capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            )
+            if probe.returncode == 0:
+                sandbox.writable = [
+                    line.split(": ", 2)[2] or "/" for line in probe.stderr.splitlines() if line.startswith("sandbox: not read-only")
+                ]
+                return sandbox, sandbox.caveats(idmap_problem if running_as_root else None)
+            failures.append(f"{identity.mode}: {(probe.stderr.strip().splitlines() or ['failed'])[-1]}")
+        return None, "; ".join(failures)
+
+    def caveats(self, idmap_problem: str | None) -> str:
+        said = []
+        if self.identity.mode == "userns" and os.geteuid() == 0:
+            said.append(
+                "tasks run as uid 0 of the host without capabilities, shown as uid 1000 in a user "
+                f"namespace (idmapped mounts unavailable: {idmap_problem})"
+            )
+        if self.writable:
+            said.append("still writable: " + ", ".join(self.writable))
+        return "; ".join(said)

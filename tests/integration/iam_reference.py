@@ -1,0 +1,185 @@
+"""What AWS authorizes, for every IAM action template.yaml grants: the resource types each action
+can be scoped to and the condition keys it honours, as AWS's Service Authorization Reference
+lists them (the page of each service is given with its actions). tests/integration/
+test_template.py checks every statement of the template against this table, so a statement that
+scopes an action to an ARN type the action does not support (AWS then grants nothing), or
+conditions it on a key the action never carries, fails there.
+
+Read from the reference's "Actions defined by ..." tables: "Resource types" (an action with none
+must be granted on "*") and "Condition keys" (the action's own, plus the condition keys of the
+resource types it is scoped to, from the "Resource types defined by ..." table). Global keys
+(aws:...) apply to every action. When template.yaml grants a new action, look it up there and add
+it here; the test refuses actions it does not know.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+SAR = "https://docs.aws.amazon.com/service-authorization/latest/reference/"
+ECS = SAR + "list_amazonelasticcontainerservice.html"
+STATES = SAR + "list_awsstepfunctions.html"
+LOGS = SAR + "list_amazoncloudwatchlogs.html"
+XRAY = SAR + "list_awsx-ray.html"
+SQS = SAR + "list_amazonsqs.html"
+LAMBDA = SAR + "list_awslambda.html"
+IAM = SAR + "list_awsidentityandaccessmanagementiam.html"
+EFS = SAR + "list_amazonelasticfilesystem.html"
+S3 = SAR + "list_amazons3.html"
+EVENTS = SAR + "list_amazoneventbridge.html"
+ECR = SAR + "list_amazonelasticcontainerregistry.html"
+
+
+@dataclass(frozen=True)
+class Action:
+    page: str
+    resource_types: tuple[str, ...] = ()  # none: the action authorizes "*" only
+    condition_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    arn: str  # the reference's ARN format, ${Variables} and all
+    condition_keys: tuple[str, ...] = field(default=())
+
+
+# service prefix -> resource type -> ARN format (only the types the actions below use)
+RESOURCE_TYPES: dict[str, dict[str, ResourceType]] = {
+    "ecs": {
+        "task": ResourceType("arn:${Partition}:ecs:${Region}:${Account}:task/${ClusterName}/${TaskId}", ("ecs:ResourceTag/${TagKey}",)),
+        "task-definition": ResourceType(
+            "arn:${Partition}:ecs:${Region}:${Account}:task-definition/${TaskDefinitionFamilyName}:${TaskDefinitionRevisionNumber}",
+            ("ecs:ResourceTag/${TagKey}",),
+        ),
+        "container-instance": ResourceType(
+            "arn:${Partition}:ecs:${Region}:${Account}:container-instance/${ClusterName}/${ContainerInstanceId}",
+            ("ecs:ResourceTag/${TagKey}",),
+        ),
+        "cluster": ResourceType("arn:${Partition}:ecs:${Region}:${Account}:cluster/${ClusterName}", ("ecs:ResourceTag/${TagKey}",)),
+    },
+    "states": {
+        "statemachine": ResourceType("arn:${Partition}:states:${Region}:${Account}:stateMachine:${StateMachineName}"),
+        "execution": ResourceType("arn:${Partition}:states:${Region}:${Account}:execution:${StateMachineName}:${ExecutionId}"),
+    },
+    "logs": {
+        "log-group": ResourceType("arn:${Partition}:logs:${Region}:${Account}:log-group:${LogGroupName}"),
+        "log-stream": ResourceType("arn:${Partition}:logs:${Region}:${Account}:log-group:${LogGroupName}:log-stream:${LogStreamName}"),
+    },
+    "sqs": {"queue": ResourceType("arn:${Partition}:sqs:${Region}:${Account}:${QueueName}")},
+    "lambda": {"function": ResourceType("arn:${Partition}:lambda:${Region}:${Account}:function:${FunctionName}")},
+    "iam": {"role": ResourceType("arn:${Partition}:iam::${Account}:role/${RoleNameWithPath}", ("iam:ResourceTag/${TagKey}",))},
+    "elasticfilesystem": {
+        "file-system": ResourceType("arn:${Partition}:elasticfilesystem:${Region}:${Account}:file-system/${FileSystemId}"),
+    },
+    "s3": {
+        "bucket": ResourceType("arn:${Partition}:s3:::${BucketName}", ("s3:BucketTag/${TagKey}",)),
+        "object": ResourceType("arn:${Partition}:s3:::${BucketName}/${ObjectName}", ("s3:BucketTag/${TagKey}",)),
+    },
+    "events": {"event-bus": ResourceType("arn:${Partition}:events:${Region}:${Account}:event-bus/${EventBusName}")},
+    "ecr": {"repository": ResourceType("arn:${Partition}:ecr:${Region}:${Account}:repository/${RepositoryName}", ("ecr:ResourceTag/${TagKey}",))},
+}
+
+S3_COMMON = ("s3:authType", "s3:ResourceAccount", "s3:signatureAge", "s3:signatureversion", "s3:TlsVersion", "s3:x-amz-content-sha256")
+
+ACTIONS: dict[str, Action] = {
+    # ECS. RegisterTaskDefinition is scoped to task-definition ARNs (family:revision); Describe-
+    # TaskDefinition to nothing; ListTasks to container instances (none on Fargate: grant "*",
+    # pin the cluster with ecs:cluster); TagResource on create carries ecs:CreateAction.
+    "ecs:RunTask": Action(ECS, ("task-definition",), (
+        "aws:RequestTag/${TagKey}", "aws:ResourceTag/${TagKey}", "aws:TagKeys", "ecs:capacity-provider", "ecs:cluster",
+        "ecs:enable-ebs-volumes", "ecs:enable-execute-command",
+    )),
+    "ecs:DescribeTasks": Action(ECS, ("task",), ("aws:ResourceTag/${TagKey}", "ecs:cluster")),
+    "ecs:StopTask": Action(ECS, ("task",), ("aws:ResourceTag/${TagKey}", "ecs:cluster")),
+    "ecs:ListTasks": Action(ECS, ("container-instance",), ("aws:ResourceTag/${TagKey}", "ecs:cluster")),
+    "ecs:TagResource": Action(ECS, ("cluster", "container-instance", "task", "task-definition"), (
+        "aws:RequestTag/${TagKey}", "aws:ResourceTag/${TagKey}", "aws:TagKeys", "ecs:CreateAction",
+    )),
+    "ecs:RegisterTaskDefinition": Action(ECS, ("task-definition",), (
+        "aws:ResourceTag/${TagKey}", "aws:RequestTag/${TagKey}", "aws:TagKeys", "ecs:compute-compatibility",
+        "ecs:privileged", "ecs:task-cpu", "ecs:task-memory",
+    )),
+    "ecs:DescribeTaskDefinition": Action(ECS),
+    # Step Functions: the task-token callbacks authorize "*" only
+    "states:SendTaskSuccess": Action(STATES),
+    "states:SendTaskFailure": Action(STATES),
+    "states:SendTaskHeartbeat": Action(STATES),
+    "states:StartExecution": Action(STATES, ("statemachine",), ("states:StateMachineQualifier",)),
+    "states:StopExecution": Action(STATES, ("execution",)),
+    # CloudWatch Logs: writing authorizes the log *stream* ARN; vended-log delivery (a state
+    # machine's execution logs) authorizes "*" only
+    "logs:CreateLogStream": Action(LOGS, ("log-stream",)),
+    "logs:PutLogEvents": Action(LOGS, ("log-stream",)),
+    **{f"logs:{name}": Action(LOGS) for name in (
+        "CreateLogDelivery", "GetLogDelivery", "UpdateLogDelivery", "DeleteLogDelivery", "ListLogDeliveries",
+        "PutResourcePolicy", "DescribeResourcePolicies", "DescribeLogGroups",
+    )},
+    "xray:PutTraceSegments": Action(XRAY, (), ("logs:LogGeneratingResourceArns",)),
+    "xray:PutTelemetryRecords": Action(XRAY),
+    "sqs:SendMessage": Action(SQS, ("queue",)),
+    "lambda:InvokeFunction": Action(LAMBDA, ("function",), ("lambda:EventSourceToken", "lambda:InvokedViaFunctionUrl")),
+    "iam:PassRole": Action(IAM, ("role",), ("iam:AssociatedResourceArn", "iam:PassedToService")),
+    **{f"elasticfilesystem:{name}": Action(EFS, ("file-system",), (
+        "elasticfilesystem:AccessPointArn", "elasticfilesystem:AccessedViaMountTarget",
+    )) for name in ("ClientMount", "ClientWrite", "ClientRootAccess")},
+    "s3:GetObject": Action(S3, ("object",), S3_COMMON + ("s3:ExistingObjectTag/<key>",)),
+    "s3:PutObject": Action(S3, ("object",), S3_COMMON + ("s3:RequestObjectTag/<key>", "s3:RequestObjectTagKeys", "s3:x-amz-acl")),
+    "s3:DeleteObject": Action(S3, ("object",), S3_COMMON),
+    "s3:AbortMultipartUpload": Action(S3, ("object",), S3_COMMON),
+    "s3:ListBucket": Action(S3, ("bucket",), S3_COMMON + ("s3:delimiter", "s3:max-keys", "s3:prefix")),
+    "events:PutEvents": Action(EVENTS, ("event-bus",), ("events:detail-type", "events:source", "events:eventBusInvocation")),
+    "ecr:GetAuthorizationToken": Action(ECR),
+    **{f"ecr:{name}": Action(ECR, ("repository",)) for name in ("BatchCheckLayerAvailability", "GetDownloadUrlForLayer", "BatchGetImage")},
+}
+
+# keys any action of the service carries (for statements on "s3:*" and the like)
+SERVICE_CONDITION_KEYS = {"s3": set(S3_COMMON), "sqs": set(), "elasticfilesystem": set()}
+
+_WIDE = {"ObjectName": ".+", "RoleNameWithPath": ".+", "LogStreamName": ".+", "LogGroupName": "[^:]+"}
+
+
+def arn_regex(arn_format: str) -> re.Pattern[str]:
+    """The reference's ARN format as a regex: each ${Variable} one name (a path where AWS allows
+    one: object keys, role paths, log group names)."""
+    out, pos = [], 0
+    for m in re.finditer(r"\$\{(\w+)\}", arn_format):
+        out.append(re.escape(arn_format[pos : m.start()]))
+        name = m.group(1)
+        out.append({"Partition": "aws[a-z-]*", "Region": "[a-z0-9-]+", "Account": "[0-9]{12}"}.get(name, _WIDE.get(name, "[^:/]+")))
+        pos = m.end()
+    out.append(re.escape(arn_format[pos:]))
+    return re.compile("^" + "".join(out) + "$")
+
+
+def resource_type_of(arn: str) -> tuple[str, str] | None:
+    """(service, resource type) of a policy Resource, each ``*`` in it standing for one name (so
+    ``task-definition/family:*`` is a task definition, ``task-definition/family*`` is not: a
+    pattern must have the shape of the ARNs it means)."""
+    sample = arn.replace("*", "x")
+    for service, types in RESOURCE_TYPES.items():
+        for name, kind in types.items():
+            if arn_regex(kind.arn).match(sample):
+                return service, name
+    return None
+
+
+def condition_keys(action: str) -> set[str]:
+    """The keys a statement granting ``action`` may test: the action's own and those of the
+    resource types it is scoped to."""
+    entry = ACTIONS[action]
+    service = action.split(":")[0]
+    keys = set(entry.condition_keys)
+    for kind in entry.resource_types:
+        keys |= set(RESOURCE_TYPES.get(service, {}).get(kind, ResourceType("")).condition_keys)
+    return keys
+
+
+def key_matches(key: str, allowed: set[str]) -> bool:
+    """``key`` as a policy writes it (aws:RequestTag/env) against the reference's templates
+    (aws:RequestTag/${TagKey}); condition keys are case-insensitive."""
+    for template in allowed:
+        pattern = re.escape(template.lower()).replace(re.escape("${tagkey}"), ".+").replace(re.escape("<key>"), ".+")
+        if re.fullmatch(pattern, key.lower()):
+            return True
+    return False

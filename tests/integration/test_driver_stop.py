@@ -1,0 +1,185 @@
+"""The driver stopped (SIGTERM, as ECS stops a task) in each phase of its life: fetching and
+staging inputs, running the workflow, uploading outputs. Each ends with error.json saying so,
+no outputs.json, every WDL task of the run stopped, and a non-zero exit status.
+
+The driver runs as a subprocess against a moto server (S3) and, for the run phase, the
+simulated ECS endpoint (bench/ecs_sim.py). A test reaches the staging and upload phases through
+the driver's test-only pause point (MINIWDL_FARGATE_PAUSE_AT: the driver writes a marker file
+there and waits for the signal); the run phase is reached when the simulated ECS has the run's
+tasks running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from miniwdl_fargate import aws, runs, status
+
+WDL = """
+version 1.1
+workflow w {
+  input { File reference  Int n = 2 }
+  scatter (i in range(n)) { call copy { input: reference = reference, i = i } }
+  output { Array[File] copies = copy.out }
+}
+task copy {
+  input { File reference  Int i }
+  command <<< cp "~{reference}" out_~{i}.txt >>>
+  output { File out = "out_~{i}.txt" }
+  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
+}
+"""
+RUN_ID = "stop-1a2b3c4d"
+RESULTS = f"s3://runs/runs/stop/results/{RUN_ID}/"
+
+
+def wait_for(condition, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} after {timeout}s")
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    aws.reset()
+    requests.post(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", timeout=10).raise_for_status()  # (moto's state is per process)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="runs/stop/workflow.wdl", Body=WDL.encode())
+    s3.put_object(Bucket="runs", Key="data/ref.txt", Body=b"reference\n")
+    s3.put_object(Bucket="runs", Key="runs/stop/inputs.json", Body=json.dumps({"w.reference": "s3://runs/data/ref.txt"}).encode())
+    record = runs.RunRecord(
+        run_id=RUN_ID, name="stop", bucket="runs", workflow="s3://runs/runs/stop/workflow.wdl",
+        inputs="s3://runs/runs/stop/inputs.json", results=RESULTS, submitted_at=runs.now_iso(),
+    )
+    status.update("runs", RUN_ID, lambda current: current, initial=status.new(record))
+    yield env
+    server.stop()
+    aws.reset()
+
+
+def start_driver(tmp_path, env: dict[str, str], pause_at: str = "", **extra: str) -> subprocess.Popen:
+    full = dict(os.environ)
+    full.update(env)
+    full.update(
+        {
+            "RUN_ID": RUN_ID, "RUN_WORKFLOW": "s3://runs/runs/stop/workflow.wdl",
+            "RUN_INPUTS": "s3://runs/runs/stop/inputs.json", "RUN_RESULTS": RESULTS,
+            "MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT": str(tmp_path / "efs"),
+            "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "local_process",
+            "MINIWDL__SCHEDULER__TASK_CONCURRENCY": "4",
+            "MINIWDL_FARGATE_STATUS_INTERVAL": "0.5",
+        }
+    )
+    if pause_at:
+        full["MINIWDL_FARGATE_PAUSE_AT"] = f"{pause_at}:{tmp_path}"
+    full.update(extra)
+    (tmp_path / "efs").mkdir(exist_ok=True)
+    driver = os.path.join(os.path.dirname(sys.executable), "miniwdl-fargate")
+    return subprocess.Popen([driver, "driver"], env=full, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_and_collect(proc: subprocess.Popen) -> tuple[int, str, dict | None, dict | None]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    prefix = RESULTS.split("/", 3)[3]
+    from miniwdl_fargate import s3io
+
+    return proc.returncode, out, s3io.find_json("runs", prefix + "error.json"), s3io.find_json("runs", prefix + "outputs.json")
+
+
+def paused(tmp_path, phase: str, proc: subprocess.Popen):
+    def reached():
+        if proc.poll() is not None:
+            raise AssertionError(f"the driver ended before {phase}: {proc.communicate()[0][-3000:]}")
+        return (tmp_path / phase).exists()
+
+    wait_for(reached, what=f"driver at {phase}")
+
+
+@pytest.mark.parametrize("phase", ["fetching the workflow and its inputs", "staging the inputs", "uploading the outputs"])
+def test_sigterm_while_moving_data_ends_failed_saying_so(moto_s3, tmp_path, phase):
+    proc = start_driver(tmp_path, moto_s3, pause_at=phase)
+    paused(tmp_path, phase, proc)
+    code, out, error, outputs = stop_and_collect(proc)
+    assert code == 128 + signal.SIGTERM, out[-3000:]
+    assert outputs is None
+    assert error["status"] == "FAILED" and error["error"] == "DriverStopped", error
+    assert error["signal"] == "SIGTERM" and error["phase"] == phase
+    assert error["message"] == f"the driver was stopped (SIGTERM) while {phase}"
+    assert error.get("report"), "the run report is written when it can be"
+
+
+def test_sigterm_of_a_cancelled_run_ends_cancelled(moto_s3, tmp_path):
+    proc = start_driver(tmp_path, moto_s3, pause_at="staging the inputs")
+    paused(tmp_path, "staging the inputs", proc)
+    status.set_state("runs", RUN_ID, "CANCELLED", error={"error": "Cancelled", "message": "cancelled by the user"})
+    code, out, error, outputs = stop_and_collect(proc)
+    assert code == 128 + signal.SIGTERM, out[-3000:]
+    assert outputs is None
+    assert error["status"] == "CANCELLED" and error["error"] == "Cancelled"
+    assert error["message"] == "cancelled by the user"
+    assert error["driver"] == "the driver was stopped (SIGTERM) while staging the inputs"
+
+
+@pytest.fixture
+def long_tasks():
+    """Simulated ECS whose tasks run for five minutes unless stopped."""
+    from bench.ecs_sim import Faults, SimulatedECS
+
+    sim = SimulatedECS(start_latency=(0.05, 0.1), run_time=(300.0, 300.0), faults=Faults())
+    sim.endpoint = sim.start()
+    yield sim
+    sim.stop()
+
+
+def test_sigterm_while_running_stops_every_task_and_ends_failed(moto_s3, long_tasks, tmp_path):
+    fargate = {
+        "AWS_ENDPOINT_URL_ECS": long_tasks.endpoint,
+        "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "aws_fargate",
+        "MINIWDL__AWS_FARGATE__CLUSTER": "wdl",
+        "MINIWDL__AWS_FARGATE__SUBNETS": "subnet-a,subnet-b",
+        "MINIWDL__AWS_FARGATE__EFS_SECURITY_GROUP": "sg-0test",
+        "MINIWDL__AWS_FARGATE__EFS_ID": "fs-0test",
+        "MINIWDL__AWS_FARGATE__EXECUTION_ROLE": "arn:aws:iam::123456789012:role/exec",
+        "MINIWDL__AWS_FARGATE__PROVISION": "false",
+        "MINIWDL__AWS_FARGATE__POLL_INTERVAL": "0.2",
+        "MINIWDL__CALL_CACHE__GET": "false",
+        "MINIWDL__CALL_CACHE__PUT": "false",
+    }
+    proc = start_driver(tmp_path, moto_s3, **fargate)
+
+    def both_running():
+        if proc.poll() is not None:
+            raise AssertionError(f"the driver ended early: {proc.communicate()[0][-3000:]}")
+        return long_tasks.running() >= 2
+
+    wait_for(both_running, what="two running tasks")
+    code, out, error, outputs = stop_and_collect(proc)
+    assert code == 128 + signal.SIGTERM, out[-3000:]
+    assert outputs is None
+    assert error["status"] == "FAILED" and error["error"] == "DriverStopped"
+    assert error["phase"] == "running the workflow"
+    not_stopped = [t.arn for t in long_tasks.tasks.values() if t.stop_requested is None and t.status(time.time()) != "STOPPED"]
+    assert not_stopped == [], "tasks left running after the driver exited"
+    assert len(long_tasks.tasks) >= 2

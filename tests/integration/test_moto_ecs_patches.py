@@ -1,0 +1,82 @@
+"""The ECS patches of local/moto_patches.py: what they make moto do, and tests that fail once
+moto does it itself (then drop the patch)."""
+
+import pytest
+from botocore.exceptions import ClientError
+from moto.ecs.responses import EC2ContainerServiceResponse
+
+from miniwdl_fargate import aws
+from miniwdl_fargate.local import moto_patches
+
+
+@pytest.fixture
+def ecs(moto_aws):
+    moto_patches.honour_run_task_client_token()
+    moto_patches.describe_tasks_like_ecs()
+    client = aws.client("ecs")
+    client.create_cluster(clusterName="c")
+    client.register_task_definition(
+        family="t", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        containerDefinitions=[{"name": "task", "image": "ubuntu"}],
+    )
+    return client
+
+
+def run(ecs, token, command="true"):
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    return ecs.run_task(
+        cluster="c", taskDefinition="t", launchType="FARGATE", clientToken=token,
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
+        overrides={"containerOverrides": [{"name": "task", "command": [command]}]},
+    )["tasks"]
+
+
+def test_the_same_client_token_returns_the_same_task(ecs):
+    first = run(ecs, "token-1")
+    again = run(ecs, "token-1")
+    assert [t["taskArn"] for t in again] == [t["taskArn"] for t in first]
+    assert len(ecs.list_tasks(cluster="c")["taskArns"]) == 1
+    assert run(ecs, "token-2")[0]["taskArn"] != first[0]["taskArn"]
+    with pytest.raises(ClientError, match="ConflictException"):
+        run(ecs, "token-1", command="other")
+
+
+def test_moto_itself_still_ignores_client_tokens(ecs, monkeypatch):
+    monkeypatch.setattr(EC2ContainerServiceResponse, "run_task", moto_patches.originals["ecs.RunTask"])
+    run(ecs, "token-1")
+    run(ecs, "token-1")
+    # when this fails, moto honours clientToken: drop honour_run_task_client_token
+    assert len(ecs.list_tasks(cluster="c")["taskArns"]) == 2
+
+
+def test_describe_tasks_reports_unknown_tasks_missing(ecs):
+    (task,) = run(ecs, "t")
+    gone = task["taskArn"].rsplit("/", 1)[0] + "/0123456789abcdef"
+    answer = ecs.describe_tasks(cluster="c", tasks=[task["taskArn"], gone])
+    assert [t["taskArn"] for t in answer["tasks"]] == [task["taskArn"]]
+    assert answer["failures"] == [{"arn": gone, "reason": "MISSING"}]
+
+
+def test_moto_itself_still_leaves_unknown_tasks_out(ecs, monkeypatch):
+    monkeypatch.setattr(EC2ContainerServiceResponse, "describe_tasks", moto_patches.originals["ecs.DescribeTasks"])
+    (task,) = run(ecs, "t")
+    gone = task["taskArn"].rsplit("/", 1)[0] + "/0123456789abcdef"
+    # when this fails, moto reports MISSING itself: drop that part of describe_tasks_like_ecs
+    assert ecs.describe_tasks(cluster="c", tasks=[gone])["failures"] == []
+
+
+def test_a_new_wdl_task_is_missing_for_its_first_describes_but_not_to_ecs_itself(ecs, monkeypatch):
+    import boto3
+    import botocore.config
+    from types import SimpleNamespace
+
+    from miniwdl_fargate.local.faults import Faults
+
+    monkeypatch.setitem(moto_patches._installed, "runtime", SimpleNamespace(faults=Faults(describe_missing=2)))
+    (task,) = run(ecs, "t")
+    arn = task["taskArn"]
+    itself = boto3.client("ecs", config=botocore.config.Config(user_agent_extra=moto_patches.LOCAL_RUNTIME_AGENT))
+    assert [t["taskArn"] for t in itself.describe_tasks(cluster="c", tasks=[arn])["tasks"]] == [arn]
+    answers = [ecs.describe_tasks(cluster="c", tasks=[arn]) for _ in range(3)]
+    assert [a["failures"] for a in answers[:2]] == [[{"arn": arn, "reason": "MISSING"}]] * 2
+    assert [t["taskArn"] for t in answers[2]["tasks"]] == [arn] and answers[2]["failures"] == []

@@ -1,0 +1,31 @@
+"""Without a container engine, a WDL task runs as a host process, but strictly: an unprivileged
+uid, a root filesystem it cannot write, its EFS volume writable (files owned as the access
+point's user would own them), a private /tmp. The driver is not sandboxed."""
+
+import os
+
+from tests.local_ecs import efs_dir, fresh_dir, log_of, register, run, stopped
+
+
+def test_a_wdl_task_without_an_engine_cannot_write_outside_efs_and_tmp(stack):
+    assert stack.runtime.engine is None
+    container_path, host_path = fresh_dir(stack)
+    td = register(stack, "ubuntu:22.04")  # never pulled: no engine
+    script = (
+        f"cd {container_path} && id -u > uid && echo data > out.txt && mkdir sub"
+        " && (touch /etc/sandbox-probe 2>/dev/null && echo etc-writable || echo etc-read-only)"
+        " && (touch /mnt/sandbox-probe 2>/dev/null && echo mnt-writable || echo mnt-read-only)"
+        " && echo scratch > /tmp/scratch && cat /tmp/scratch && pwd -P"
+    )
+    arn = run(stack, td, [script])
+    task = stopped(stack, arn)
+    output = log_of(stack, arn, td)
+    assert task["containers"][0]["exitCode"] == 0, output
+    assert output.split() == ["etc-read-only", "mnt-read-only", "scratch", container_path]
+    with open(os.path.join(host_path, "uid")) as infile:
+        assert infile.read().strip() != "0"
+    owner = os.stat(efs_dir(stack)).st_uid
+    assert os.stat(os.path.join(host_path, "out.txt")).st_uid == owner
+    assert os.stat(os.path.join(host_path, "sub")).st_uid == owner
+    assert not os.path.exists("/etc/sandbox-probe")
+    assert not os.path.exists("/tmp/scratch")  # the task's /tmp was its own

@@ -1,0 +1,97 @@
+"""What a WDL task command observes of its directory, through the whole local pipeline: the same
+as under miniwdl's Docker backend. A command that resolves its working directory or its inputs
+(``realpath``, ``pwd -P``, ``readlink -f``, Python's ``os.getcwd()``) and names outputs by those
+absolute paths succeeds; ``TMPDIR`` is a private scratch directory outside the work directory."""
+
+import json
+
+from miniwdl_fargate import aws
+from miniwdl_fargate import submission as local_run
+
+RESOLVING_WDL = r"""
+version development
+workflow resolving {
+  input { File reads }
+  call resolve { input: reads = reads }
+  call consume { input: made = resolve.by_realpath }
+  output {
+    File by_realpath = resolve.by_realpath
+    File by_pwd = resolve.by_pwd
+    File by_getcwd = resolve.by_getcwd
+    File input_copy = resolve.input_copy
+    Array[File] globbed = resolve.globbed
+    Directory folder = resolve.folder
+    String facts = resolve.facts
+    Int consumed = consume.n
+  }
+}
+task resolve {
+  input { File reads }
+  command <<<
+    set -eu
+    here=$(realpath .)
+    p=$(pwd -P)
+    echo realpath > "$here/by_realpath.txt"
+    echo pwd > "$p/by_pwd.txt"
+    python3 -c 'import os; open(os.path.join(os.getcwd(), "by_getcwd.txt"), "w").write("getcwd\n")'
+    cp "$(readlink -f '~{reads}')" "$p/input_copy.txt"
+    mkdir -p "$here/folder/sub" && echo leaf > "$here/folder/sub/leaf.txt"
+    echo a > "$p/g1.part" && echo b > "$p/g2.part"
+    echo "$here" > "$here/here.txt"
+    echo "$p" > "$here/pwd.txt"
+    echo "${TMPDIR:-unset}" > tmpdir.txt
+    touch "$TMPDIR/scratch-works"
+    case "$(readlink -f '~{reads}')" in "$here"/*) echo inside > input_where.txt ;; *) echo outside > input_where.txt ;; esac
+  >>>
+  output {
+    File by_realpath = read_string("here.txt") + "/by_realpath.txt"
+    File by_pwd = read_string("pwd.txt") + "/by_pwd.txt"
+    File by_getcwd = read_string("here.txt") + "/by_getcwd.txt"
+    File input_copy = read_string("pwd.txt") + "/input_copy.txt"
+    Array[File] globbed = glob("*.part")
+    Directory folder = read_string("here.txt") + "/folder"
+    String facts = read_string("tmpdir.txt") + " " + read_string("input_where.txt")
+  }
+}
+task consume {
+  input { File made }
+  command <<< cat "$(realpath '~{made}')" | wc -l >>>
+  output { Int n = read_int(stdout()) }
+}
+"""
+
+
+def read(s3, uri):
+    bucket, key = uri[len("s3://"):].split("/", 1)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def test_outputs_named_by_resolved_absolute_paths_succeed(stack, s3, tmp_path):
+    wdl = tmp_path / "resolving.wdl"
+    wdl.write_text(RESOLVING_WDL)
+    reads = tmp_path / "reads.txt"
+    reads.write_text("ACGT\n")
+    bucket = stack.outputs["BucketName"]
+    s3.put_object(Bucket=bucket, Key="data/reads.txt", Body=reads.read_bytes())
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"resolving.reads": f"s3://{bucket}/data/reads.txt"}))
+    name, run_id = local_run.submit(bucket, wdl, inputs, name="resolving")
+    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    assert result.status == "SUCCEEDED", json.dumps(result.document, indent=1)[:3000]
+    out = result.document["outputs"]
+    assert read(s3, out["resolving.by_realpath"]) == b"realpath\n"
+    assert read(s3, out["resolving.by_pwd"]) == b"pwd\n"
+    assert read(s3, out["resolving.by_getcwd"]) == b"getcwd\n"
+    assert read(s3, out["resolving.input_copy"]) == b"ACGT\n"
+    assert sorted(read(s3, uri) for uri in out["resolving.globbed"]) == [b"a\n", b"b\n"]
+    assert read(s3, out["resolving.folder"].rstrip("/") + "/sub/leaf.txt") == b"leaf\n"
+    assert out["resolving.consumed"] == 1
+    tmpdir, where = out["resolving.facts"].split()
+    # scratch is the container's own (not EFS, not the work directory); inputs resolve to real
+    # files inside the work directory (hard links), as bind-mounted inputs do under Docker
+    assert tmpdir.startswith("/tmp/miniwdl.") and where == "inside"
+    # and on Fargate's terms: every WDL task's command came from the task definition's entryPoint
+    ecs = aws.client("ecs")
+    arns = ecs.list_task_definitions()["taskDefinitionArns"]
+    wdl_tds = [ecs.describe_task_definition(taskDefinition=a)["taskDefinition"] for a in arns if "-task-" in a]
+    assert wdl_tds and all(td["containerDefinitions"][0]["entryPoint"] == ["/bin/sh", "-c"] for td in wdl_tds)

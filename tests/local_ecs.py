@@ -1,0 +1,92 @@
+"""Helpers for tests of local mode's Fargate runner, task by task: RunTask on a task definition
+shaped like the aws_fargate backend's (entryPoint ["/bin/sh", "-c"], the EFS access point
+mounted at /mnt/efs, initProcessEnabled), and what ECS then reports."""
+
+import os
+import time
+import uuid
+
+from miniwdl_fargate import aws
+
+EFS = "/mnt/efs"
+
+
+def image(name):
+    """One of the images tests/containers/images.sh builds."""
+    return f"miniwdl-fargate-test/{name}:1"
+
+
+def wait_until(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def register(stack, image_name, entry_point=("/bin/sh", "-c"), **container):
+    spec = {
+        "name": "task", "image": image_name, "essential": True, "memory": 512, "stopTimeout": 5,
+        "mountPoints": [{"sourceVolume": "efs", "containerPath": EFS, "readOnly": False}],
+        "linuxParameters": {"initProcessEnabled": True},
+        **container,
+    }
+    if entry_point:
+        spec["entryPoint"] = list(entry_point)
+    efs = {
+        "fileSystemId": stack.outputs["FileSystemId"], "transitEncryption": "ENABLED",
+        "authorizationConfig": {"accessPointId": stack.outputs["AccessPointId"], "iam": "DISABLED"},
+    }
+    return aws.client("ecs").register_task_definition(
+        family=f"test-{uuid.uuid4().hex[:8]}", requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+        cpu="256", memory="512", containerDefinitions=[spec], volumes=[{"name": "efs", "efsVolumeConfiguration": efs}],
+    )["taskDefinition"]["taskDefinitionArn"]
+
+
+def run(stack, td, command, memory=None):
+    override = {"name": "task", "command": list(command)}
+    overrides = {"containerOverrides": [override]}
+    if memory:
+        override["memory"] = memory
+        overrides["memory"] = str(memory)
+    return aws.client("ecs").run_task(
+        cluster=stack.outputs["ClusterName"], taskDefinition=td, launchType="FARGATE", overrides=overrides,
+        networkConfiguration={"awsvpcConfiguration": {
+            "subnets": stack.outputs["TaskSubnetIds"].split(","), "securityGroups": [stack.outputs["TaskSecurityGroupId"]],
+        }},
+    )["tasks"][0]["taskArn"]
+
+
+def describe(stack, arn):
+    return aws.client("ecs").describe_tasks(cluster=stack.outputs["ClusterName"], tasks=[arn])["tasks"][0]
+
+
+def stopped(stack, arn, timeout=60.0):
+    assert wait_until(lambda: describe(stack, arn)["lastStatus"] == "STOPPED", timeout), describe(stack, arn)
+    return describe(stack, arn)
+
+
+def efs_dir(stack):
+    return stack.runtime.efs_host_dir(
+        {"name": "efs", "efsVolumeConfiguration": {
+            "fileSystemId": stack.outputs["FileSystemId"],
+            "authorizationConfig": {"accessPointId": stack.outputs["AccessPointId"]},
+        }}
+    )
+
+
+def fresh_dir(stack):
+    """A task directory the driver (root, on the host) made, as miniwdl would."""
+    name = uuid.uuid4().hex[:8]
+    os.makedirs(os.path.join(efs_dir(stack), "t", name))
+    return f"{EFS}/t/{name}", os.path.join(efs_dir(stack), "t", name)
+
+
+def log_of(stack, arn, family_td):
+    family = family_td.rsplit("/", 1)[-1].split(":")[0]
+    path = os.path.join(stack.state_dir, "logs", "ecs", family, arn.rsplit("/", 1)[-1] + ".log")
+    if not os.path.exists(path):  # not started yet
+        return ""
+    with open(path) as infile:
+        return infile.read()

@@ -1,0 +1,102 @@
+"""Local mode's container runner, alone: the engine command line for a task definition and its
+overrides, the engine choice, and the strict sandbox's script (pure functions, no engine)."""
+
+import pytest
+
+from miniwdl_fargate.local.containers import ENGINE_ENV, NETWORK_ENV, ContainerSpec, Engine, Mount, choice, engine_argv
+from miniwdl_fargate.local.sandbox import Identity, strict_script
+
+
+def wdl_task_spec(**changes):
+    """What the aws_fargate backend's task definition + RunTask overrides become."""
+    spec = ContainerSpec(
+        name="miniwdl-fargate-abc",
+        image="quay.io/biocontainers/samtools:1.17",
+        entry_point=["/bin/sh", "-c"],
+        command=["cd /mnt/efs/runs/r1/call-x/work && echo hi"],
+        environment={"AWS_REGION": "us-east-1", "A": "b c"},
+        mounts=[Mount("/state/efs/fs-1/miniwdl", "/mnt/efs")],
+        memory_mib=2048,
+        cpu_units=1024,
+        init=True,
+        stop_timeout=120,
+    )
+    for key, value in changes.items():
+        setattr(spec, key, value)
+    return spec
+
+
+def test_argv_runs_the_entry_point_and_command_with_the_task_size_and_no_network():
+    argv = engine_argv("podman", wdl_task_spec())
+    assert argv[:8] == ["podman", "run", "--name", "miniwdl-fargate-abc", "--pull", "never", "--network", "none"]
+    assert argv[-3:] == ["quay.io/biocontainers/samtools:1.17", "-c", "cd /mnt/efs/runs/r1/call-x/work && echo hi"]
+    assert argv[argv.index("--entrypoint") + 1] == "/bin/sh"
+    assert argv[argv.index("--memory") + 1] == "2048m" and argv[argv.index("--memory-swap") + 1] == "2048m"
+    assert argv[argv.index("--cpus") + 1] == "1"
+    assert argv[argv.index("--stop-timeout") + 1] == "120"
+    assert "--init" in argv
+    assert argv[argv.index("--volume") + 1] == "/state/efs/fs-1/miniwdl:/mnt/efs"
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--env"] == ["AWS_REGION=us-east-1", "A=b c"]
+    assert "--user" not in argv  # the image's own USER
+    assert "--rm" not in argv  # kept until its exit code is read
+
+
+def test_argv_without_an_entry_point_keeps_the_images_and_replaces_only_cmd():
+    argv = engine_argv("docker", wdl_task_spec(entry_point=None, command=["echo", "x"], init=False))
+    assert "--entrypoint" not in argv and "--init" not in argv
+    assert argv[-3:] == ["quay.io/biocontainers/samtools:1.17", "echo", "x"]
+
+
+def test_argv_honours_user_workdir_read_only_root_and_read_only_mounts():
+    spec = wdl_task_spec(
+        user="1000:1000", working_directory="/data", read_only_root=True,
+        mounts=[Mount("/h/in", "/mnt/in", read_only=True)], network="host", cgroup_parent="/x/1",
+    )
+    argv = engine_argv("podman", spec)
+    assert argv[argv.index("--user") + 1] == "1000:1000"
+    assert argv[argv.index("--workdir") + 1] == "/data"
+    assert "--read-only" in argv and "--read-only-tmpfs=false" in argv  # Fargate adds no tmpfs
+    assert argv[argv.index("--volume") + 1] == "/h/in:/mnt/in:ro"
+    assert argv[argv.index("--network") + 1] == "host"
+    assert argv[argv.index("--cgroup-parent") + 1] == "/x/1"
+    docker = engine_argv("docker", spec)
+    assert "--read-only-tmpfs=false" not in docker
+
+
+def test_a_path_the_engine_cannot_mount_is_a_clear_error():
+    with pytest.raises(ValueError, match="'/h/a:b'.*':' or ','"):
+        engine_argv("podman", wdl_task_spec(mounts=[Mount("/h/a:b", "/mnt/efs")]))
+
+
+def test_engine_choice_is_checked():
+    assert Engine.detect({ENGINE_ENV: "none"}) is None
+    with pytest.raises(ValueError, match=f"{ENGINE_ENV}='rkt': expected one of podman, docker, none, auto"):
+        Engine.detect({ENGINE_ENV: "rkt"})
+    assert choice({}, NETWORK_ENV, ("none", "host"), "none") == "none"
+    with pytest.raises(ValueError, match=f"{NETWORK_ENV}='bridge'"):
+        choice({NETWORK_ENV: "bridge"}, NETWORK_ENV, ("none", "host"), "none")
+
+
+def test_an_engine_asked_for_that_does_not_work_is_an_error_naming_it(tmp_path, monkeypatch):
+    fake = tmp_path / "podman"
+    fake.write_text("#!/bin/sh\necho 'Cannot connect to the Podman socket' >&2\nexit 125\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"MINIWDL_FARGATE_LOCAL_ENGINE=podman, but `podman info` failed: Cannot connect"):
+        Engine.detect({ENGINE_ENV: "podman"})
+    # left to choose, a broken engine is just not chosen (docker is not on this PATH either)
+    assert Engine.detect({}) is None
+
+
+def test_strict_script_mounts_efs_writable_over_a_read_only_root_and_drops_privileges():
+    script = strict_script([("/mnt/efs", "/state/efs/fs-1")], Identity("setpriv", 1001, 1001))
+    lines = script.splitlines()
+    assert "mount --rbind / /mnt/.root" in lines
+    assert lines.index("mount --rbind / /mnt/.root") < lines.index("mount --bind /state/efs/fs-1 /mnt/.root/mnt/efs")
+    assert any("remount,bind,ro" in line for line in lines)
+    assert "mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /mnt/.root/tmp" in lines
+    assert lines[-1].startswith("exec setpriv --reuid=1001 --regid=1001 --clear-groups --inh-caps=-all")
+    userns = strict_script([], Identity("userns", 1000, 1000)).splitlines()[-1]
+    assert userns == 'exec unshare --user --map-user=1000 --map-group=1000 -- "$@"'
+    with pytest.raises(ValueError, match="under /mnt only, not /data"):
+        strict_script([("/data", "/x")], Identity("userns", 1000, 1000))

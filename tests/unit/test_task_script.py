@@ -1,0 +1,59 @@
+"""The one script a task container runs (``task_script``), run for real with the local_process
+backend (``miniwdl run``, no AWS): the WDL command runs with bash where the image has it and with
+sh where it does not, in its real directory, with a private TMPDIR that is removed afterwards."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+WDL = """
+version 1.1
+task which_shell {
+  command <<<
+    if [ -n "${BASH_VERSION:-}" ]; then echo bash; else echo sh; fi
+    pwd -P > where.txt
+    echo "$TMPDIR" > tmpdir.txt
+    [ -d "$TMPDIR" ] && [ -w "$TMPDIR" ] && echo writable > tmp_ok.txt
+  >>>
+  output {
+    String shell = read_string(stdout())
+    String where = read_string("where.txt")
+    String tmpdir = read_string("tmpdir.txt")
+    String tmp_ok = read_string("tmp_ok.txt")
+  }
+}
+"""
+
+
+def run(tmp_path: Path, **env: str) -> dict:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    wdl = tmp_path / "t.wdl"
+    wdl.write_text(WDL)
+    environ = {**os.environ, "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "local_process", **env}
+    miniwdl = Path(sys.executable).parent / "miniwdl"
+    proc = subprocess.run(
+        [str(miniwdl), "run", str(wdl), "--dir", str(tmp_path / "runs") + "/", "-o", str(tmp_path / "out.json")],
+        env=environ, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def test_bash_when_the_image_has_it_and_sh_when_it_does_not(tmp_path):
+    with_bash = run(tmp_path / "a")
+    assert with_bash["outputs"]["which_shell.shell"] == "bash"
+    no_bash = run(tmp_path / "b", MINIWDL__TASK_RUNTIME__COMMAND_SHELL="/no/such/bash")
+    assert no_bash["outputs"]["which_shell.shell"] == "sh"
+
+
+def test_command_runs_in_its_real_work_directory_with_a_private_tmpdir(tmp_path):
+    result = run(tmp_path)
+    outputs = result["outputs"]
+    work = os.path.realpath(os.path.join(result["dir"], "work"))
+    assert outputs["which_shell.where"] == work  # not a view through symlinks
+    tmpdir = outputs["which_shell.tmpdir"]
+    assert tmpdir.startswith(os.path.join(os.environ.get("TMPDIR", "/tmp"), "miniwdl."))
+    assert outputs["which_shell.tmp_ok"] == "writable"
+    assert not os.path.exists(tmpdir)  # scratch is removed when the command ends
