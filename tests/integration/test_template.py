@@ -659,6 +659,18 @@ def test_storage_is_private_encrypted_and_tls_only(cfn_template):
     }
 
 
+def test_the_access_point_user_is_not_root_so_read_only_inputs_hold(cfn_template):
+    """Every NFS operation through the access point is done as its POSIX user; as root it would
+    ignore the modes that keep tasks from writing their input files. It is the driver image's
+    own user, and owns the root directory it creates."""
+    access_point = Conditions(cfn_template).resources()["AccessPoint"]["Properties"]
+    assert access_point["PosixUser"] == {"Uid": "1000", "Gid": "1000"}
+    creation = access_point["RootDirectory"]["CreationInfo"]
+    assert (creation["OwnerUid"], creation["OwnerGid"]) == ("1000", "1000")
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "--uid 1000" in dockerfile and "USER driver" in dockerfile
+
+
 def test_event_targets_have_a_dead_letter_queue_and_alarms_watch_it(cfn_template):
     resources = Conditions(cfn_template).resources()
     rules = {k: r for k, r in resources.items() if r["Type"] == "AWS::Events::Rule"}

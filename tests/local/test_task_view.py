@@ -95,3 +95,47 @@ def test_outputs_named_by_resolved_absolute_paths_succeed(stack, s3, tmp_path):
     arns = ecs.list_task_definitions()["taskDefinitionArns"]
     wdl_tds = [ecs.describe_task_definition(taskDefinition=a)["taskDefinition"] for a in arns if "-task-" in a]
     assert wdl_tds and all(td["containerDefinitions"][0]["entryPoint"] == ["/bin/sh", "-c"] for td in wdl_tds)
+
+
+WRITING_WDL = r"""
+version 1.1
+workflow writing {
+  input { File data }
+  call scribble { input: f = data }
+  call scribble as again { input: f = data }
+  output {
+    String first = scribble.attempt
+    String second = again.attempt
+    String seen_after = again.content
+  }
+}
+task scribble {
+  input { File f }
+  command <<<
+    if echo tampered >> '~{f}' 2>/dev/null; then echo wrote; else echo refused; fi
+    if : > '~{f}' 2>/dev/null; then echo truncated; else echo kept; fi
+    cat '~{f}' > content.txt
+  >>>
+  output {
+    String attempt = sub(read_string(stdout()), "\n", " ")
+    String content = read_string("content.txt")
+  }
+}
+"""
+
+
+def test_a_task_cannot_modify_its_input_files(stack, s3, tmp_path):
+    """As under miniwdl's Docker backend (inputs mounted read-only): writing an input fails in
+    the task, and the staged copy every other task and later run links to never changes."""
+    wdl = tmp_path / "writing.wdl"
+    wdl.write_text(WRITING_WDL)
+    bucket = stack.outputs["BucketName"]
+    s3.put_object(Bucket=bucket, Key="data/precious.txt", Body=b"precious\n")
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"writing.data": f"s3://{bucket}/data/precious.txt"}))
+    name, run_id = local_run.submit(bucket, wdl, inputs, name="writing")
+    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    assert result.status == "SUCCEEDED", json.dumps(result.document, indent=1)[:3000]
+    out = result.document["outputs"]
+    assert out["writing.first"] == "refused kept" and out["writing.second"] == "refused kept"
+    assert out["writing.seen_after"] == "precious"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import stat
 import time
 from abc import abstractmethod
 from contextlib import ExitStack
@@ -57,6 +58,24 @@ class StartAgain(Exception):
     def __init__(self, message: str, delay: float) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+def read_only(path: str) -> None:
+    """Take the write bits off an input file (each file of an input Directory), as miniwdl's
+    Docker backend mounts inputs read-only. The file shares its inode with the staged copy other
+    tasks and later runs reuse, so a task writing its input would change theirs: now the write
+    fails (EACCES) in the task. It holds for a task that is not root on the filesystem: on EFS the
+    access point's non-root POSIX user; locally the sandbox's unprivileged user."""
+    paths = [path] if not os.path.isdir(path) else [
+        os.path.join(root, name) for root, _dirs, files in os.walk(path) for name in files
+    ]
+    for each in paths:
+        try:
+            mode = os.lstat(each).st_mode
+            if stat.S_ISREG(mode) and mode & 0o222:
+                os.chmod(each, stat.S_IMODE(mode) & ~0o222)
+        except OSError:  # not ours to change (standalone, a file of another user): left as is
+            pass
 
 
 class ViewTaskContainer(TaskContainer):
@@ -143,6 +162,7 @@ class ViewTaskContainer(TaskContainer):
                         links.link_or_copy(os.path.join(root, name), os.path.join(target, rel, name), source, stats, policy)
             else:
                 links.link_or_copy(source, target, source, stats, policy)
+            read_only(target)
         if stats.spares or stats.copied:
             logger.info(_("linked input files", files=stats.linked, spare_copies=stats.spares, copied=stats.copied))
         elif self.input_path_map:
