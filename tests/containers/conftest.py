@@ -12,10 +12,17 @@ from miniwdl_fargate.local.containers import ENGINE_ENV, Engine
 
 HERE = Path(__file__).resolve().parent
 
+def _wanted() -> str:
+    """The engine this tier asks for: the one named in MINIWDL_FARGATE_LOCAL_ENGINE, else the first
+    that works ("none", which the local tier sets for itself, does not apply here)."""
+    named = os.environ.get(ENGINE_ENV, "auto")
+    return "auto" if named == "none" else named
+
+
 def _unavailable() -> str | None:
     """Why this tier cannot run here, or None."""
     try:
-        engine = Engine.detect({ENGINE_ENV: os.environ.get(ENGINE_ENV, "auto")})
+        engine = Engine.detect({ENGINE_ENV: _wanted()})
     except (RuntimeError, ValueError) as exn:
         return str(exn)
     if engine is None:
@@ -41,7 +48,7 @@ def stack(engine_ready, tmp_path_factory):
     from miniwdl_fargate.local.stack import LocalStack
 
     saved = os.environ.get(ENGINE_ENV)
-    os.environ.setdefault(ENGINE_ENV, "auto")
+    os.environ[ENGINE_ENV] = _wanted()
     try:
         with LocalStack(state_dir=str(tmp_path_factory.mktemp("containers")), poll_seconds=0.5) as deployed:
             assert deployed.runtime.engine is not None
