@@ -390,9 +390,9 @@ def publish_metrics(run: DriverRun, outcome: str) -> None:
         from aws_lambda_powertools import Metrics
         from aws_lambda_powertools.metrics import MetricUnit
 
-        from .backend.base import ViewTaskContainer
+        from .backend.base import BaseTaskContainer
 
-        attempts = ViewTaskContainer.attempts.snapshot(run=run.run_id)
+        attempts = BaseTaskContainer.attempts.snapshot(run=run.run_id)
         counts, _ = progress.task_counts(attempts)
         launched = sum(1 for a in attempts if a.task_arn)
         metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "miniwdl-fargate"), service="driver")
@@ -410,10 +410,10 @@ def run_report(run: DriverRun, status: str, started: float, run_dir: str = "", c
     return what outputs.json / error.json say of it. Never fails the run: a report that cannot
     be made is logged and left out."""
     try:
-        from .backend.base import ViewTaskContainer
+        from .backend.base import BaseTaskContainer
 
         now = time.time()
-        attempts = ViewTaskContainer.attempts.snapshot(run=run.run_id)
+        attempts = BaseTaskContainer.attempts.snapshot(run=run.run_id)
         own = driver_attempt(run, started, status, now, public_ip=own_public_ip(cfg))
         prices = report_prices(cfg)
         cost = report.estimate_cost(([own] if own else []) + attempts, prices, now=now)

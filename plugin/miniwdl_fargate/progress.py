@@ -48,9 +48,9 @@ class StatusReporter:
         self._last: tuple[Any, ...] | None = None
 
     def _attempts(self) -> list[report.Attempt]:
-        from .backend.base import ViewTaskContainer
+        from .backend.base import BaseTaskContainer
 
-        return ViewTaskContainer.attempts.snapshot(run=self.run_id)
+        return BaseTaskContainer.attempts.snapshot(run=self.run_id)
 
     def started(self, driver_task: str = "") -> None:
         def running(current: status.RunStatus) -> status.RunStatus:

@@ -1,5 +1,5 @@
 """The driver refreshes its NFS view of a task's directory after the task stops and before miniwdl
-reads its outputs (backend.nfs, ViewTaskContainer.refresh_view)."""
+reads its outputs (backend.nfs, BaseTaskContainer.refresh_task_dir)."""
 
 import logging
 import os
@@ -60,7 +60,7 @@ def test_revalidate_file_refreshes_a_regular_file_and_never_blocks(tmp_path):
     assert nfs.revalidate_tree(str(tmp_path / "missing")) == 0
 
 
-class FakeTask(base.ViewTaskContainer):
+class FakeTask(base.BaseTaskContainer):
     """A backend whose 'container' writes its outputs when it stops, recording what happens."""
 
     def __init__(self, cfg, run_id, host_dir, events):

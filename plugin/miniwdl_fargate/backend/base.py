@@ -78,7 +78,7 @@ def read_only(path: str) -> None:
             pass
 
 
-class ViewTaskContainer(TaskContainer):
+class BaseTaskContainer(TaskContainer):
     """A TaskContainer whose command runs in the task's real directory (see the module's doc)."""
 
     #: copy the command's stdout/stderr to the container's own as well (for its log driver)
@@ -242,16 +242,16 @@ class ViewTaskContainer(TaskContainer):
             if terminating():
                 raise Terminated()
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-    def refresh_view(self, logger: logging.Logger) -> None:
+    def refresh_task_dir(self, logger: logging.Logger) -> None:
         """After the task stopped, before miniwdl reads its outputs: make this host's NFS client
         see what the task's container wrote (``nfs``: attribute and directory entry caching can
         hide it for up to ``acdirmax`` seconds). Never fails the task."""
         try:
             dirs = nfs.revalidate_tree(self.host_work_dir())
             logs = sum(nfs.revalidate_file(path) for path in (self.host_stdout_txt(), self.host_stderr_txt()))
-            logger.debug(_("refreshed the view of the task directory", directories=dirs, files=logs))
+            logger.debug(_("refreshed the task directory (NFS)", directories=dirs, files=logs))
         except OSError as exn:
-            logger.warning(_("could not refresh the view of the task directory", error=str(exn)))
+            logger.warning(_("could not refresh the task directory (NFS)", error=str(exn)))
 
     def _fresh_attempt(self, logger: logging.Logger) -> None:
         """Start over in a new work directory (``work2``, ``stdout2.txt``, ...), as miniwdl does
@@ -330,5 +330,5 @@ class ViewTaskContainer(TaskContainer):
                 if status.stopped:
                     finished = True
                     self.attempts.update(attempt, stopped=status.stopped_at or time.time())
-                    self.refresh_view(logger)
+                    self.refresh_task_dir(logger)
                     return self._exit_code(logger, status)

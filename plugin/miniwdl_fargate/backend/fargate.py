@@ -54,7 +54,7 @@ from WDL.runtime.error import Interrupted, Terminated
 from .. import aws, report, runs, sizes, sweep
 from ..config import FargateSettings
 from . import links, standalone, stops
-from .base import JobStatus, StartAgain, ViewTaskContainer
+from .base import JobStatus, StartAgain, BaseTaskContainer
 from .launcher import LaunchCancelled, LaunchFailed, Launcher
 from .poller import TaskPoller, Watch
 
@@ -118,7 +118,7 @@ def log_url(region: str, group: str, stream: str) -> str:
     )
 
 
-class FargateTaskContainer(ViewTaskContainer):
+class FargateTaskContainer(BaseTaskContainer):
     settings: FargateSettings
     _poller: TaskPoller | None = None
     _launcher: Launcher | None = None

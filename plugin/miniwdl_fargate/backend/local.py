@@ -18,10 +18,10 @@ import psutil
 from WDL._util import StructuredLogMessage as _
 
 from . import links
-from .base import JobStatus, ViewTaskContainer
+from .base import JobStatus, BaseTaskContainer
 
 
-class LocalProcessTaskContainer(ViewTaskContainer):
+class LocalProcessTaskContainer(BaseTaskContainer):
     _limits: Dict[str, int] | None = None
 
     @classmethod
