@@ -59,7 +59,10 @@ def run(stack, td, command, memory=None):
 
 
 def describe(stack, arn):
-    return aws.client("ecs").describe_tasks(cluster=stack.outputs["ClusterName"], tasks=[arn])["tasks"][0]
+    """The task as DescribeTasks sees it; right after RunTask ECS may not know it yet (local mode
+    answers MISSING for a new task's first describe, as ECS may), which reads as not stopped."""
+    found = aws.client("ecs").describe_tasks(cluster=stack.outputs["ClusterName"], tasks=[arn])
+    return found["tasks"][0] if found["tasks"] else {"lastStatus": "MISSING", "failures": found["failures"]}
 
 
 def stopped(stack, arn, timeout=60.0):

@@ -42,7 +42,24 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-class HostJob:
+class ProcessJob:
+    """What both kinds of job are to the runner: one local process (the command, or the engine's
+    ``run``) to start and wait for."""
+
+    proc: subprocess.Popen | None = None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float) -> int | None:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+class HostJob(ProcessJob):
     """A container command as a host process (its own process group); the runner watches its
     memory, as Fargate's cgroup would."""
 
@@ -58,16 +75,6 @@ class HostJob:
             self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=output,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait(self, timeout: float) -> int | None:
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
 
     def _signal(self, sig: int) -> None:
         if self.proc is not None:
@@ -95,7 +102,7 @@ class HostJob:
         return Outcome(code if code >= 0 else 128 - code, out_of_memory=self._killed_for_memory)
 
 
-class ContainerJob:
+class ContainerJob(ProcessJob):
     """A container of the local engine. The engine enforces memory (its cgroup), so the runner
     does not watch it; StopTask becomes ``<engine> stop --time <stopTimeout>``."""
 
@@ -110,16 +117,6 @@ class ContainerJob:
 
     def start(self, output: Any) -> None:
         self.proc = self.engine.start(self.argv, output)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait(self, timeout: float) -> int | None:
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
 
     def terminate(self) -> None:
         """StopTask: the engine sends SIGTERM, then SIGKILL after the stop timeout (once)."""
