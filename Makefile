@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv demo test unit integration local containers lint image push-image clean bench openapi
+.PHONY: help venv demo test soak unit integration local containers lint image push-image clean bench openapi
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
@@ -44,6 +44,10 @@ containers: venv
 
 test: lint
 	$(BIN)/pytest tests
+
+# the many-runs test at 50 runs dropped at once (make test runs it at 10)
+soak: venv
+	MINIWDL_FARGATE_TEST_CONCURRENT_RUNS=50 $(BIN)/pytest tests/local/test_many_runs.py
 
 # -- the driver image (needs Docker and AWS credentials; not used by demo or test) -------------
 # The stack's DriverImage default is <account>.dkr.ecr.<region>.amazonaws.com/miniwdl-fargate-driver:latest

@@ -50,7 +50,11 @@ def stack(engine_ready, tmp_path_factory):
     saved = os.environ.get(ENGINE_ENV)
     os.environ[ENGINE_ENV] = _wanted()
     try:
-        with LocalStack(state_dir=str(tmp_path_factory.mktemp("containers")), poll_seconds=0.5) as deployed:
+        # its own stack name: moto's state is per process, and the local tier's stack may still be
+        # up in this process (session fixtures end with the session)
+        with LocalStack(
+            state_dir=str(tmp_path_factory.mktemp("containers")), stack_name="miniwdl-fargate-containers", poll_seconds=0.5
+        ) as deployed:
             assert deployed.runtime.engine is not None
             yield deployed
     finally:

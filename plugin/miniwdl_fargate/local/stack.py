@@ -138,7 +138,7 @@ class LocalStack:
         template: str | os.PathLike | None = None,
         stack_name: str = STACK_NAME,
         poll_seconds: float = 0.5,
-        heartbeat_seconds: int = 30,
+        heartbeat_seconds: int = 90,
     ) -> None:
         self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
         self.template = Path(template) if template else repo_root() / "template.yaml"
