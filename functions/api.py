@@ -63,10 +63,13 @@ class Problem(BaseModel):
     problem: str
 
 
-class Problems(BaseModel):
-    error: str
-    problems: list[Problem] = []
-    message: str | None = None
+class ApiError(BaseModel):
+    """Every error answer of the API, whatever its HTTP status: a code, one line for people and
+    each problem with where it is (empty when there is nothing more to point at)."""
+
+    error: str = Field(description="InvalidRequest, ClientTokenConflict, NotFound, AlreadyFinished or InternalError")
+    message: str = Field(description="what went wrong, in one line")
+    problems: list[Problem] = Field(default_factory=list, description="each problem and where it is")
 
 
 class RunDescription(status.RunStatus):
@@ -86,17 +89,40 @@ def _json(code: int, body: BaseModel | dict[str, Any]) -> Response[dict[str, Any
     return Response(code, content_types.APPLICATION_JSON, payload)
 
 
+def _error(code: int, error: str, message: str, problems: list[dict[str, str]] | None = None) -> Response[dict[str, Any]]:
+    return _json(code, ApiError(error=error, message=message, problems=[Problem(**p) for p in problems or []]))
+
+
+def _invalid(problems: list[dict[str, str]]) -> Response[dict[str, Any]]:
+    return _error(400, "InvalidRequest", f"the request was not accepted: {len(problems)} problem(s)", problems)
+
+
 @app.exception_handler(RequestValidationError)
 def invalid_request(exn: RequestValidationError) -> Response[dict[str, Any]]:
-    problems = [
-        Problem(where=".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body", problem=e.get("msg", str(e)))
+    return _invalid([
+        {"where": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body", "problem": e.get("msg", str(e))}
         for e in exn.errors()
-    ]
-    return _json(400, Problems(error="InvalidRequest", problems=problems))
+    ])
 
 
-BAD_REQUEST = {400: {"description": "bad request: every problem, and where", "content": {"application/json": {"model": Problems}}}}
-NOT_FOUND = {404: {"description": "no such run", "content": {"application/json": {"model": Problems}}}}
+@app.not_found
+def no_such_route(exn: Exception) -> Response[dict[str, Any]]:
+    return _error(404, "NotFound", f"no such resource: {app.current_event.http_method} {app.current_event.path}")
+
+
+@app.exception_handler(Exception)
+def internal_error(exn: Exception) -> Response[dict[str, Any]]:
+    logger.exception("request failed")  # the traceback goes to the log, never to the caller
+    return _error(500, "InternalError", "the request failed on our side; it is logged: try again, or report it")
+
+
+def _answers(code: int, description: str) -> dict[int, dict[str, Any]]:
+    return {code: {"description": description, "content": {"application/json": {"model": ApiError}}}}
+
+
+BAD_REQUEST = _answers(400, "bad request: every problem, and where")
+NOT_FOUND = _answers(404, "no such run")
+INTERNAL = _answers(500, "the API failed; the same error shape")
 
 
 @app.post(
@@ -104,8 +130,10 @@ NOT_FOUND = {404: {"description": "no such run", "content": {"application/json":
     summary="Submit a run",
     responses={
         202: {"description": "started", "content": {"application/json": {"model": Accepted}}},
-        200: {"description": "a retry of an earlier request (same client_token)", "content": {"application/json": {"model": Accepted}}},
+        200: {"description": "a retry of an earlier request (same client_token, same request)", "content": {"application/json": {"model": Accepted}}},
         **BAD_REQUEST,
+        **_answers(409, "the client_token was first used for a different request; problems name each part that differs"),
+        **INTERNAL,
     },
 )
 @tracer.capture_method
@@ -116,8 +144,11 @@ def post_run(request: RunRequest) -> Response[dict[str, Any]]:
             FunctionSettings.from_env(), request.name, request.workflow, request.inputs,
             request.client_token or str(uuid.uuid4()), wdl=request.wdl, options=request.options.model_dump(exclude_none=True),
         )
+    except submit.TokenConflict as exn:
+        parts = ", ".join(p["where"] for p in exn.problems)
+        return _error(409, "ClientTokenConflict", f"client_token already used for a request with another {parts}", exn.problems)
     except submit.SubmitError as exn:
-        return _json(400, Problems(error="InvalidRequest", problems=[Problem(**p) for p in exn.problems]))
+        return _invalid(exn.problems)
     logger.append_keys(run_id=result.record.run_id)
     logger.info("run submitted", extra={"duplicate": result.duplicate})
     if not result.duplicate:
@@ -132,7 +163,7 @@ def post_run(request: RunRequest) -> Response[dict[str, Any]]:
 @app.get(
     "/runs",
     summary="List runs",
-    responses={200: {"description": "runs", "content": {"application/json": {"model": RunList}}}, **BAD_REQUEST},
+    responses={200: {"description": "runs", "content": {"application/json": {"model": RunList}}}, **BAD_REQUEST, **INTERNAL},
 )
 @tracer.capture_method
 def list_runs(
@@ -147,14 +178,14 @@ def list_runs(
 @app.get(
     "/runs/<run_id>",
     summary="Describe a run: status, timings, task counts, outputs or error",
-    responses={200: {"description": "the run", "content": {"application/json": {"model": RunDescription}}}, **BAD_REQUEST, **NOT_FOUND},
+    responses={200: {"description": "the run", "content": {"application/json": {"model": RunDescription}}}, **BAD_REQUEST, **NOT_FOUND, **INTERNAL},
 )
 @tracer.capture_method
 def get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
     try:
         return _json(200, manage.describe_run(FunctionSettings.from_env().runs_bucket, run_id))
     except manage.RunNotFound as exn:
-        return _json(404, Problems(error="NotFound", message=str(exn)))
+        return _error(404, "NotFound", str(exn))
 
 
 @app.delete(
@@ -163,7 +194,7 @@ def get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, 
     responses={
         200: {"description": "cancelled", "content": {"application/json": {"model": status.RunStatus}}},
         **BAD_REQUEST, **NOT_FOUND,
-        409: {"description": "the run already ended", "content": {"application/json": {"model": Problems}}},
+        **_answers(409, "the run already ended"), **INTERNAL,
     },
 )
 @tracer.capture_method
@@ -172,9 +203,9 @@ def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[st
     try:
         final = manage.cancel_run(settings.runs_bucket, settings.state_machine_arn, settings.cluster, run_id)
     except manage.RunNotFound as exn:
-        return _json(404, Problems(error="NotFound", message=str(exn)))
+        return _error(404, "NotFound", str(exn))
     except manage.RunFinished as exn:
-        return _json(409, Problems(error="AlreadyFinished", message=str(exn)))
+        return _error(409, "AlreadyFinished", str(exn))
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
     return _json(200, final)
 
@@ -195,7 +226,7 @@ def openapi_json() -> str:
             description="Submit, list, describe and cancel WDL runs. Every request is SigV4-signed (IAM, execute-api:Invoke).",
         )
     )
-    # invalid requests answer 400 with Problems (invalid_request above), not Powertools' 422
+    # invalid requests answer 400 with ApiError (invalid_request above), not Powertools' 422
     for path in doc["paths"].values():
         for operation in path.values():
             operation["responses"].pop("422", None)

@@ -37,6 +37,9 @@ class RunRecord(BaseModel):
     submitted_at: str
     source: Literal["s3", "api", "cli"] = "s3"
     options: dict[str, Any] = Field(default_factory=dict, description="run options, e.g. {\"call_cache\": false}")
+    #: what the run was submitted from (workflow, inputs, inputs_version); ``workflow`` and
+    #: ``inputs`` above are the run's own copies of them, the only thing its driver reads
+    submitted: dict[str, str] = Field(default_factory=dict, description="the objects the run was created from")
     #: the state machine's limits for this run (its TimeoutSecondsPath / HeartbeatSecondsPath)
     max_run_seconds: int = Field(default=int(DEFAULT_MAX_RUN_HOURS * 3600), gt=0)
     heartbeat_seconds: int = Field(default=DEFAULT_HEARTBEAT_SECONDS, gt=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +149,6 @@ class Submission:
             s3.upload_file(str(path), bucket, prefix + rel)
         for path, key in uploads:
             s3.upload_file(str(path), bucket, key)
-        wdl_etag = s3.head_object(Bucket=bucket, Key=prefix + runs.DEFAULT_WDL)["ETag"].strip('"')
         put = s3.put_object(
             Bucket=bucket,
             Key=prefix + runs.INPUTS_NAME,
@@ -157,7 +157,14 @@ class Submission:
         )
         version = put.get("VersionId") or put["ETag"].strip('"')  # as the submit step names the run
         self.inputs_version = version
-        return self.name, runs.run_id_for(self.name, prefix + runs.INPUTS_NAME, version, wdl_etag)
+        return self.name, runs.run_id_for(self.name, prefix + runs.INPUTS_NAME, version)
+
+
+def default_name(workflow: str) -> str:
+    """``<workflow>-<UTC time>-<6 random hex>``: submits in the same second (three shells, a
+    loop) never share a run folder, whose bundle each would overwrite."""
+    suffix = f"-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+    return workflow[: 64 - len(suffix)] + suffix
 
 
 def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None) -> Submission:
@@ -179,7 +186,7 @@ def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], 
         inputs_dir = inputs_path.parent
     if not isinstance(inputs_doc, dict):
         raise RunInputError(f"{inputs}: must be a JSON object of workflow inputs")
-    name = name or f"{workflow_target(doc).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = name or default_name(workflow_target(doc).name)
     try:
         runs.check_name(name)
     except ValueError as exn:

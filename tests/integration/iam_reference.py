@@ -124,6 +124,8 @@ ACTIONS: dict[str, Action] = {
         "elasticfilesystem:AccessPointArn", "elasticfilesystem:AccessedViaMountTarget",
     )) for name in ("ClientMount", "ClientWrite", "ClientRootAccess")},
     "s3:GetObject": Action(S3, ("object",), S3_COMMON + ("s3:ExistingObjectTag/<key>",)),
+    # GetObject with a VersionId (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html)
+    "s3:GetObjectVersion": Action(S3, ("object",), S3_COMMON + ("s3:ExistingObjectTag/<key>", "s3:versionid")),
     "s3:PutObject": Action(S3, ("object",), S3_COMMON + ("s3:RequestObjectTag/<key>", "s3:RequestObjectTagKeys", "s3:x-amz-acl")),
     "s3:DeleteObject": Action(S3, ("object",), S3_COMMON),
     "s3:AbortMultipartUpload": Action(S3, ("object",), S3_COMMON),

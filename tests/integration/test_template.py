@@ -506,15 +506,17 @@ LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # Powertools Tracer
 # What each component's code calls (boto3 operation -> IAM action), and nothing else.
 ROLE_ACTIONS = {
-    # pipeline/submit.py + validate.py: head_object/get_object, list_objects_v2, put_object, delete_object
-    # (a stale error.json), start_execution
+    # pipeline/submit.py + validate.py + snapshot.py: head_object/get_object (inputs.json at its
+    # VersionId: s3:GetObjectVersion), copy_object (GetObject + PutObject), list_objects_v2,
+    # put_object, delete_object (a stale error.json, a rejected copy), start_execution
     "SubmitRole": LOGS | XRAY | {
-        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "sqs:SendMessage",
+        "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "sqs:SendMessage",
     },
-    # functions/api.py: pipeline/submit.py (as above), manage.py: list/describe (s3), cancel
-    # (stop_execution, the run's tasks, the run-finished event)
+    # functions/api.py: pipeline/submit.py (as above; client-tokens/ records; a rejected request's
+    # copy deleted), manage.py: list/describe (s3), cancel (stop_execution, the run's tasks, the
+    # run-finished event)
     "ApiRole": LOGS | XRAY | {
-        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "states:StartExecution", "states:StopExecution",
+        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "states:StopExecution",
         "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "events:PutEvents",
     },
     # pipeline/launch.py: run_task (with tags, roles of the task definition), status.json

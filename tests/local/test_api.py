@@ -111,10 +111,12 @@ def test_post_inline_wdl_then_get_the_run_with_its_outputs(api, finished_events)
     # the same request again is the same run
     code, again = api("POST", "/runs", {"name": "api-inline", "wdl": GREET, "inputs": {"greet.who": "Ann"}, "client_token": "t-1"})
     assert code == 200 and again["duplicate"] is True and again["run_id"] == run_id
-    # the token with other inputs is refused, not run over the first
-    code, refused = api("POST", "/runs", {"name": "api-inline", "wdl": GREET, "inputs": {"greet.who": "Bob"}, "client_token": "t-1"})
-    assert code == 400
-    assert refused["problems"] == [{"where": "client_token", "problem": "already used for a run with other inputs; use a new token for a new run"}]
+    # the token with another request is a conflict naming what differs, not a second run
+    code, refused = api("POST", "/runs", {"name": "api-other", "wdl": GREET, "inputs": {"greet.who": "Bob"}, "client_token": "t-1"})
+    assert code == 409, refused
+    assert refused["error"] == "ClientTokenConflict"
+    assert refused["message"] == "client_token already used for a request with another name, inputs"
+    assert [p["where"] for p in refused["problems"]] == ["name", "inputs"]
 
 
 def test_list_runs_newest_first_and_by_name(api):
@@ -162,6 +164,7 @@ def test_delete_cancels_end_to_end(stack, api, finished_events):
 def test_unknown_runs_and_bad_requests(api):
     code, doc = api("GET", "/runs/nope-0123abcd")
     assert code == 404 and doc["error"] == "NotFound", doc
+    assert set(doc) == {"error", "message", "problems"}  # one error shape, whatever the status
     code, doc = api("GET", "/runs/not a run id")
     assert code == 400
     code, doc = api("POST", "/runs", {"name": "x", "workflow": "s3://b/w.wdl", "wdl": GREET})

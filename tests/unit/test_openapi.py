@@ -26,6 +26,38 @@ def test_every_route_documents_its_answers():
     assert set(schema["properties"]) == {"name", "workflow", "wdl", "inputs", "options", "client_token"}
 
 
+def test_every_error_answer_has_the_one_error_shape():
+    doc = json.loads(DOC.read_text())
+    errors = [
+        (path, verb, code, answer) for path, ops in doc["paths"].items() for verb, op in ops.items()
+        for code, answer in op["responses"].items() if code >= "400"
+    ]
+    assert ("/runs", "post", "409", errors[0][3]) in [(p, v, c, errors[0][3]) for p, v, c, _ in errors]
+    for path, verb, code, answer in errors:
+        assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ApiError"}, (verb, path, code)
+    assert set(doc["components"]["schemas"]["ApiError"]["required"]) == {"error", "message"}
+
+
+def test_errors_are_answered_in_the_one_shape(monkeypatch):
+    event = json.loads((DOC.parents[1] / "tests" / "events" / "apigw_post_runs.json").read_text())
+    unknown = dict(event, path="/nowhere", resource="/nowhere", httpMethod="GET", body=None)
+    answer = api.app.resolve(unknown, None)
+    assert answer["statusCode"] == 404
+    assert json.loads(answer["body"]) == {"error": "NotFound", "message": "no such resource: GET /nowhere", "problems": []}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(api.submit, "submit_request", broken)
+    monkeypatch.setenv("RUNS_BUCKET", "b")
+    monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:run")
+    valid = dict(event, body=json.dumps({"name": "x", "wdl": "version 1.1", "client_token": "t"}))
+    answer = api.app.resolve(valid, None)
+    assert answer["statusCode"] == 500
+    body = json.loads(answer["body"])
+    assert body["error"] == "InternalError" and "secret" not in answer["body"] and body["problems"] == []
+
+
 # -- OpenAPI 3.0 only ---------------------------------------------------------------------------
 # OpenAPI 3.0's Schema Object (https://spec.openapis.org/oas/v3.0.3#schema-object): one `type`
 # (a string), `nullable` for null, draft-4 style boolean exclusiveMinimum/Maximum; none of JSON

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import aws, runs, s3io, status
+from . import snapshot
 from .settings import FunctionSettings
 from .validate import MAX_INPUTS_BYTES, Problems, check_run
 
@@ -26,6 +27,11 @@ class SubmitError(ValueError):
     def __init__(self, problems: list[dict[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{p['where']}: {p['problem']}" for p in problems))
+
+
+class TokenConflict(SubmitError):
+    """The client token was first used for a different request (HTTP 409): ``problems`` name
+    each part of the request that differs."""
 
 
 @dataclass
@@ -141,59 +147,180 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
 
 
+def reject(bucket: str, name: str, key: str, inputs_version: str, problems: list[dict[str, str]]) -> None:
+    """Answer a rejected S3 submission with ``runs/<name>/error.json``."""
+    where = s3io.put_json(
+        bucket,
+        runs.run_prefix(name) + "error.json",
+        {
+            "status": "FAILED",
+            "error": "InvalidSubmission",
+            "message": f"the run was not started: {len(problems)} problem(s) with the submission",
+            "problems": problems,
+            "inputs": s3io.uri(bucket, key),
+            "inputs_version": inputs_version,  # which upload of inputs.json this answers
+        },
+    )
+    # handled: the user's answer is error.json; raising would only make EventBridge retry
+    log.error("rejected s3://%s/%s: %s (see %s)", bucket, key, SubmitError(problems), where)
+
+
+def pin_and_validate(workflow: str, inputs: dict[str, Any], inputs_where: str, results: str) -> str:
+    """Copy the workflow's bundle into the run's ``source/`` and validate that copy (what the
+    driver will run); return the copy's URI. Problems name the original keys. A rejected copy is
+    removed."""
+    bucket, prefix = s3io.split(results)
+    copy = snapshot.copy_bundle(workflow, bucket, prefix + snapshot.SOURCE_DIR)
+    try:
+        validate(copy, inputs, inputs_where)
+    except SubmitError as exn:
+        snapshot.delete_prefix(bucket, prefix + snapshot.SOURCE_DIR)
+        original = s3io.uri(s3io.split(workflow)[0], snapshot.folder_of(s3io.split(workflow)[1]))
+        pinned = s3io.uri(bucket, prefix + snapshot.SOURCE_DIR)
+        raise SubmitError(
+            [{k: snapshot.unmap(v, pinned, original) for k, v in p.items()} for p in exn.problems]
+        ) from None
+    return copy
+
+
 def submit_object(
     settings: FunctionSettings, bucket: str, key: str, etag: str, version_id: str | None = None
 ) -> Submitted | None:
     """An object landed in the bucket: start a run if it is ``runs/<name>/inputs.json``.
 
-    Returns None when nothing was started: not a trigger key, or a rejected submission (its
-    problems written to ``runs/<name>/error.json``).
+    The run is this upload (``version_id``, else ``etag``): it reads exactly these bytes and a
+    copy of the workflow's folder as it is now (see ``snapshot``), so a later upload to the same
+    keys, however soon, is a run of its own and never changes this one. Returns None when nothing
+    was started: not a trigger key, or a rejected submission (its problems written to
+    ``runs/<name>/error.json``).
     """
     match = runs.TRIGGER_RE.match(key)
     if not match:
         log.info("ignoring s3://%s/%s: not runs/<name>/inputs.json", bucket, key)
         return None
     name = match.group("name")
+    upload = version_id or etag
     try:
         runs.check_name(name)
-        inputs = read_inputs(bucket, key)
-        wdl_key, wdl_etag = find_workflow(bucket, name)
-        validate(s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key))
+        # a redelivered event carries the same version, so it maps to the same run
+        run_id = runs.run_id_for(name, key, upload)
+        results = runs.results_uri(bucket, name, run_id)
+        record = _recorded_or_none(bucket, s3io.split(results)[1] + "run.json")
+        if record is not None:  # a duplicate delivery: the run is already bound
+            return start(settings, record)
+        body = snapshot.read_version(bucket, key, version_id, etag)
+        inputs = parse_inputs(body, s3io.uri(bucket, key))
+        wdl_key, _ = find_workflow(bucket, name)
+        workflow = pin_and_validate(s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results)
     except (SubmitError, ValueError) as exn:
         problems = exn.problems if isinstance(exn, SubmitError) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
-        where = s3io.put_json(
-            bucket,
-            runs.run_prefix(name) + "error.json",
-            {
-                "status": "FAILED",
-                "error": "InvalidSubmission",
-                "message": f"the run was not started: {len(problems)} problem(s) with the submission",
-                "problems": problems,
-                "inputs": s3io.uri(bucket, key),
-                "inputs_version": version_id or etag,  # which upload of inputs.json this answers
-            },
-        )
-        # handled: the user's answer is error.json; raising would only make EventBridge retry
-        log.error("rejected s3://%s/%s: %s (see %s)", bucket, key, SubmitError(problems), where)
+        reject(bucket, name, key, upload, problems)
         return None
-    # the object's version (each upload its own, even of the same bytes) when the bucket keeps
-    # versions; a redelivered event carries the same one, so it maps to the same run
-    run_id = runs.run_id_for(name, key, version_id or etag, wdl_etag)
     record = runs.RunRecord(
         run_id=run_id,
         name=name,
         bucket=bucket,
-        workflow=s3io.uri(bucket, wdl_key),
-        inputs=s3io.uri(bucket, key),
-        results=runs.results_uri(bucket, name, run_id),
+        workflow=workflow,
+        inputs=results + runs.INPUTS_NAME,
+        results=results,
         submitted_at=runs.now_iso(),
         source="s3",
+        submitted={"workflow": s3io.uri(bucket, wdl_key), "inputs": s3io.uri(bucket, key), "inputs_version": upload},
         **settings.run_limits({}),
     )
+    _put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     submitted = start(settings, record)
     if not submitted.duplicate:  # an earlier rejection of this run name no longer applies
         aws.client("s3").delete_object(Bucket=bucket, Key=runs.run_prefix(name) + "error.json")
     return submitted
+
+
+def _recorded_or_none(bucket: str, key: str) -> runs.RunRecord | None:
+    found = s3io.find_json(bucket, key)
+    return runs.RunRecord.model_validate(found) if found is not None else None
+
+
+# -- the API: one client token, one request ------------------------------------------------------
+
+TOKENS_PREFIX = "client-tokens/"
+
+
+def request_fingerprint(
+    name: str, workflow: str | None, wdl: str | None, inputs: dict[str, Any], options: dict[str, Any] | None
+) -> dict[str, str]:
+    """What a request asks for, part by part (digests of the large parts), to compare a retry."""
+
+    def digest(value: Any) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    return {
+        "name": name,
+        "workflow": workflow or "",
+        "wdl": digest(wdl) if wdl is not None else "",
+        "inputs": digest(inputs),
+        "options": digest(options or {}),
+    }
+
+
+def token_key(client_token: str) -> str:
+    return TOKENS_PREFIX + hashlib.sha256(client_token.encode()).hexdigest() + ".json"
+
+
+def check_token(bucket: str, client_token: str, fingerprint: dict[str, str]) -> str | None:
+    """The run id this token was first used for, if for this same request; TokenConflict naming
+    what differs if for another; None if the token is new."""
+    used = s3io.find_json(bucket, token_key(client_token))
+    if used is None:
+        return None
+    differs = [part for part, value in fingerprint.items() if used.get("request", {}).get(part) != value]
+    if differs:
+        raise TokenConflict(
+            [{"where": part, "problem": f"differs from the request that first used this client_token (run {used['run_id']}); "
+              "a retry must repeat the request exactly, a new run needs a new client_token"} for part in differs]
+        )
+    return str(used["run_id"])
+
+
+def claim_token(bucket: str, client_token: str, fingerprint: dict[str, str], run_id: str) -> None:
+    """Record the token's request once (a conditional put): of two different requests racing
+    with one token, the second gets TokenConflict."""
+    s3 = aws.client("s3")
+    try:
+        s3.put_object(
+            Bucket=bucket, Key=token_key(client_token), IfNoneMatch="*", ContentType="application/json",
+            Body=json.dumps({"run_id": run_id, "request": fingerprint}).encode(),
+        )
+    except s3.exceptions.ClientError as exn:
+        if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise
+        check_token(bucket, client_token, fingerprint)
+
+
+def check_request(
+    settings: FunctionSettings, name: str, workflow: str | None, wdl: str | None, options: dict[str, Any] | None
+) -> dict[str, int]:
+    """The run's limits, or SubmitError naming every malformed field of the request."""
+    problems = []
+    try:
+        runs.check_name(name)
+    except ValueError as exn:
+        problems.append({"where": "name", "problem": str(exn)})
+    if (workflow is None) == (wdl is None):
+        problems.append({"where": "workflow", "problem": "give either workflow (an s3:// URI of a .wdl file) or wdl (its source)"})
+    elif workflow is not None:
+        try:
+            if not s3io.split(workflow)[1].endswith(".wdl"):
+                problems.append({"where": "workflow", "problem": f"{workflow} is not a .wdl file"})
+        except ValueError as exn:
+            problems.append({"where": "workflow", "problem": str(exn)})
+    limits: dict[str, int] = {}
+    try:
+        limits = settings.run_limits(options)
+    except ValueError as exn:
+        problems.append({"where": "options.max_run_hours", "problem": str(exn)})
+    if problems:
+        raise SubmitError(problems)
+    return limits
 
 
 def submit_request(
@@ -206,61 +333,57 @@ def submit_request(
     options: dict[str, Any] | None = None,
 ) -> Submitted:
     """An API request: inputs given inline, the workflow by s3:// URI or inline (``wdl``, the
-    source of a self-contained WDL document). The same ``client_token`` is the same run."""
-    problems = []
-    try:
-        runs.check_name(name)
-    except ValueError as exn:
-        problems.append({"where": "name", "problem": str(exn)})
-    if (workflow is None) == (wdl is None):
-        problems.append({"where": "workflow", "problem": "give either workflow (an s3:// URI of a .wdl file) or wdl (its source)"})
-    elif workflow is not None:
-        try:
-            wf_bucket, wf_key = s3io.split(workflow)
-            if not wf_key.endswith(".wdl"):
-                problems.append({"where": "workflow", "problem": f"{workflow} is not a .wdl file"})
-        except ValueError as exn:
-            problems.append({"where": "workflow", "problem": str(exn)})
-    try:
-        limits = settings.run_limits(options)
-    except ValueError as exn:
-        problems.append({"where": "options.max_run_hours", "problem": str(exn)})
-    if problems:
-        raise SubmitError(problems)
-    s3 = aws.client("s3")
+    source of a self-contained WDL document). The same ``client_token`` with the same request is
+    the same run; with a different request, TokenConflict. The run reads only its own copies of
+    the workflow's folder and the inputs (see ``snapshot``)."""
+    limits = check_request(settings, name, workflow, wdl, options)
     bucket = settings.runs_bucket
+    fingerprint = request_fingerprint(name, workflow, wdl, inputs, options)
+    earlier = check_token(bucket, client_token, fingerprint)
+    if earlier is not None and (record := _recorded_or_none(bucket, _run_key(bucket, name, earlier))) is not None:
+        return start(settings, record)
+    # the request's own digest in the id: a different request racing with the same token never
+    # shares (or overwrites) this run's copies
+    run_id = runs.run_id_for(name, "api", client_token, json.dumps(fingerprint, sort_keys=True))
+    results = runs.results_uri(bucket, name, run_id)
     if workflow is not None:
+        s3 = aws.client("s3")
+        wf_bucket, wf_key = s3io.split(workflow)
         try:
-            wdl_version = s3.head_object(Bucket=wf_bucket, Key=wf_key)["ETag"].strip('"')
+            s3.head_object(Bucket=wf_bucket, Key=wf_key)
         except s3.exceptions.ClientError:
             raise SubmitError([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
-        run_id = runs.run_id_for(name, "api", client_token, workflow, wdl_version)
+        source = pin_and_validate(workflow, inputs, "inputs", results)
     else:
         assert wdl is not None
-        run_id = runs.run_id_for(name, "api", client_token, hashlib.sha256(wdl.encode()).hexdigest())
-        workflow = runs.results_uri(bucket, name, run_id) + "source/" + runs.DEFAULT_WDL
-        _put_once(bucket, s3io.split(workflow)[1], wdl.encode(), "wdl")
-    validate(workflow, inputs, "inputs")
-    results = runs.results_uri(bucket, name, run_id)
+        source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
+        _put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
+        validate(source, inputs, "inputs")
     record = runs.RunRecord(
         run_id=run_id,
         name=name,
         bucket=bucket,
-        workflow=workflow,
+        workflow=source,
         inputs=results + runs.INPUTS_NAME,
         results=results,
         submitted_at=runs.now_iso(),
         source="api",
         options=options or {},
+        submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"},
         **limits,
     )
     _put_once(bucket, record.results_key(runs.INPUTS_NAME), json.dumps(inputs, indent=2, sort_keys=True).encode(), "inputs")
+    claim_token(bucket, client_token, fingerprint, run_id)
     return start(settings, record)
 
 
+def _run_key(bucket: str, name: str, run_id: str) -> str:
+    return s3io.split(runs.results_uri(bucket, name, run_id))[1] + "run.json"
+
+
 def _put_once(bucket: str, key: str, body: bytes, what: str) -> None:
-    """Write a run's input once: a retried request finds the same bytes there; a different
-    request reusing the client token is refused rather than overwriting the first run's."""
+    """Write a run's input once: a retried request or redelivered event finds the same bytes
+    there; anything else is refused rather than overwriting the first run's."""
     s3 = aws.client("s3")
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
@@ -268,6 +391,4 @@ def _put_once(bucket: str, key: str, body: bytes, what: str) -> None:
         if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             raise
         if s3.get_object(Bucket=bucket, Key=key)["Body"].read() != body:
-            raise SubmitError(
-                [{"where": "client_token", "problem": f"already used for a run with other {what}; use a new token for a new run"}]
-            ) from None
+            raise SubmitError([{"where": s3io.uri(bucket, key), "problem": f"already holds other {what}"}]) from None

@@ -1,0 +1,119 @@
+"""A run's own copy of what it was submitted with: the only thing its driver reads.
+
+The submit step copies the workflow bundle (the main WDL's folder: its imports, miniwdl.cfg, files
+read by relative path) into ``<results>/source/`` and writes the inputs it read into
+``<results>/inputs.json``; it then validates that copy, and the run record names it. So a run
+runs exactly what was checked, whatever is uploaded to the same keys afterwards, even within the
+same second.
+
+Why a copy, not version ids: pinning by version would take a version id per bundle object
+(``ListObjectVersions`` grows with every upload of the folder, HeadObject per object otherwise),
+only works in versioned buckets (an API run's workflow may live in any readable bucket), and a
+lifecycle rule expiring noncurrent versions would break a long or resumed run. A server-side
+``CopyObject`` moves no data through the function, costs one PUT-class request per object, and
+leaves the run's source beside its results. The inputs document is read at its exact version
+(``GetObject`` with ``VersionId``, the one the S3 event names:
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/RetrievingObjectVersions.html and
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html), or, in a bucket without
+versioning, with ``IfMatch`` on the event's ETag, which fails rather than read a later upload.
+Each bundle object is copied with ``CopySourceIfMatch`` on the ETag its listing showed, so an
+object replaced while the copy runs fails the copy instead of mixing two uploads
+(https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from .. import aws, runs, s3io
+
+SOURCE_DIR = "source/"
+#: as the CLI's own bundle limits: a workflow's folder is its bundle, not a data folder
+BUNDLE_MAX_FILES = 200
+BUNDLE_MAX_BYTES = 256 * 1024 * 1024
+COPY_ATTEMPTS = 3
+_CHANGED = ("PreconditionFailed", "412")
+
+
+class SnapshotError(ValueError):
+    """The bundle or inputs cannot be pinned; the message says what and where."""
+
+
+def folder_of(key: str) -> str:
+    """The WDL's folder (``a/b/`` for ``a/b/x.wdl``; empty at the top of a bucket)."""
+    return key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+
+
+def bundle_objects(bucket: str, wdl_key: str) -> list[dict[str, Any]]:
+    """The objects of the WDL's bundle as listed now (Key, ETag, Size); the WDL alone at the top
+    of a bucket (never the whole bucket)."""
+    folder = folder_of(wdl_key)
+    if not folder:
+        head = aws.client("s3").head_object(Bucket=bucket, Key=wdl_key)
+        return [{"Key": wdl_key, "ETag": head["ETag"], "Size": head["ContentLength"]}]
+    found = [
+        obj for obj in s3io.list_keys(bucket, folder)
+        if (rel := obj["Key"][len(folder):]) and not rel.endswith("/") and runs.in_bundle(rel)
+    ]
+    if len(found) > BUNDLE_MAX_FILES or sum(o["Size"] for o in found) > BUNDLE_MAX_BYTES:
+        raise SnapshotError(
+            f"s3://{bucket}/{folder} holds more than {BUNDLE_MAX_FILES} files or {BUNDLE_MAX_BYTES >> 20} MiB: "
+            "put the WDL (with its imports and the files it reads by relative path) in a folder of its own"
+        )
+    return found
+
+
+def copy_bundle(wdl_uri: str, dest_bucket: str, dest_prefix: str) -> str:
+    """Copy the WDL's bundle under ``dest_prefix`` (server side); return the URI of the main
+    WDL's copy. Retried whole if an object changes during the copy."""
+    bucket, wdl_key = s3io.split(wdl_uri)
+    folder = folder_of(wdl_key)
+    s3 = aws.client("s3")
+    for _attempt in range(COPY_ATTEMPTS):
+        try:
+            for obj in bundle_objects(bucket, wdl_key):
+                s3.copy_object(
+                    Bucket=dest_bucket, Key=dest_prefix + obj["Key"][len(folder):],
+                    # "bucket/key", URL-encoded, as the API takes it
+                    CopySource=quote(f"{bucket}/{obj['Key']}", safe="/"), CopySourceIfMatch=obj["ETag"],
+                )
+            return s3io.uri(dest_bucket, dest_prefix + wdl_key[len(folder):])
+        except s3.exceptions.ClientError as exn:
+            if exn.response.get("Error", {}).get("Code") not in _CHANGED:
+                raise
+    raise SnapshotError(f"s3://{bucket}/{folder} kept changing while it was being copied; submit again once uploads end")
+
+
+def unmap(text: str, copy_uri: str, original_uri: str) -> str:
+    """A message about the copy, as about the original (users know their own keys)."""
+    return text.replace(copy_uri, original_uri)
+
+
+def read_version(bucket: str, key: str, version: str | None, etag: str | None) -> bytes:
+    """The bytes of exactly that upload of ``key``: by version id, else by ETag (IfMatch)."""
+    s3 = aws.client("s3")
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version and version != "null":
+        kwargs["VersionId"] = version
+    elif etag:
+        kwargs["IfMatch"] = etag
+    try:
+        return s3.get_object(**kwargs)["Body"].read()
+    except s3.exceptions.ClientError as exn:
+        code = exn.response.get("Error", {}).get("Code")
+        where = s3io.uri(bucket, key)
+        if code in _CHANGED:
+            raise SnapshotError(
+                f"{where} was replaced before this upload could be read (the bucket keeps no versions): upload it again"
+            ) from None
+        if code in ("NoSuchKey", "NoSuchVersion", "404"):
+            raise SnapshotError(f"{where}: this upload was deleted before it could be read") from None
+        raise
+
+
+def delete_prefix(bucket: str, prefix: str) -> None:
+    """Remove a snapshot that will never run (a rejected submission)."""
+    s3 = aws.client("s3")
+    for obj in list(s3io.list_keys(bucket, prefix)):
+        s3.delete_object(Bucket=bucket, Key=obj["Key"])

@@ -1,0 +1,184 @@
+"""A run runs exactly what it was submitted with, and a client token names one request.
+
+Against moto with a versioned bucket, as the stack's: the submit handler's pieces are driven
+directly with the S3 event the upload makes (tests/events/s3_object_created.json, its key,
+etag and version-id set to the upload's), then the driver's ``fetch`` shows what the run reads.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from miniwdl_fargate import aws, driver
+from miniwdl_fargate.pipeline import submit
+from miniwdl_fargate.pipeline.settings import FunctionSettings
+
+EVENT = json.loads((Path(__file__).resolve().parents[1] / "events" / "s3_object_created.json").read_text())
+S3_MODEL = botocore.session.get_session().get_service_model("s3")
+WDL = """version 1.1
+workflow hello {
+  input { String who }
+  call greet { input: who = who }
+  output { String out = greet.out }
+}
+task greet {
+  input { String who }
+  command <<< echo "~{who}" >>>
+  output { String out = read_string(stdout()) }
+}
+"""
+OTHER_WDL = WDL.replace('echo "~{who}"', 'echo "someone else"')
+
+
+@pytest.fixture
+def pipeline(moto_aws):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.put_bucket_versioning(Bucket="runs", VersioningConfiguration={"Status": "Enabled"})
+    machine = aws.client("stepfunctions").create_state_machine(
+        name="run",
+        definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/run",
+    )["stateMachineArn"]
+    sent = []  # every S3 request the pipeline makes, checked against botocore's model below
+    s3.meta.events.register("provide-client-params.s3.*", lambda params, model, **_: sent.append((model.name, dict(params))))
+    yield FunctionSettings.model_validate({"RUNS_BUCKET": "runs", "STATE_MACHINE_ARN": machine}), sent
+    for operation, params in sent:
+        report = ParamValidator().validate(params, S3_MODEL.operation_model(operation).input_shape)
+        assert not report.has_errors(), (operation, report.generate_report())
+
+
+def upload(key, body):
+    """Put an object as a user would; the EventBridge event S3 sends for that upload."""
+    put = aws.client("s3").put_object(Bucket="runs", Key=key, Body=body.encode() if isinstance(body, str) else body)
+    event = copy.deepcopy(EVENT)
+    event["detail"]["bucket"]["name"] = "runs"
+    event["detail"]["object"].update(key=key, etag=put["ETag"].strip('"'), **{"version-id": put["VersionId"]})
+    return event
+
+
+def deliver(settings, event):
+    obj = event["detail"]["object"]
+    return submit.submit_object(settings, event["detail"]["bucket"]["name"], obj["key"], obj["etag"], obj["version-id"])
+
+
+def fetched(record, tmp_path):
+    """(WDL source, inputs) as the run's driver downloads them."""
+    run = driver.DriverRun(record.run_id, record.workflow, record.inputs, record.results, str(tmp_path / record.run_id))
+    (tmp_path / record.run_id).mkdir()
+    wdl_path, inputs_path = driver.fetch(run)
+    return Path(wdl_path).read_text(), json.loads(Path(inputs_path).read_text())
+
+
+def test_five_quick_uploads_of_one_inputs_json_are_five_runs_each_with_its_own_inputs(pipeline, tmp_path):
+    settings, _ = pipeline
+    upload("runs/quick/workflow.wdl", WDL)
+    # all five land before the first event is handled, as uploads within a second do
+    events = [upload("runs/quick/inputs.json", json.dumps({"hello.who": f"user-{i}"})) for i in range(5)]
+    started = [deliver(settings, event) for event in events]
+    assert all(s is not None and not s.duplicate for s in started)
+    assert len({s.record.run_id for s in started}) == 5
+    for i, submitted in enumerate(started):
+        source, inputs = fetched(submitted.record, tmp_path)
+        assert inputs == {"hello.who": f"user-{i}"}
+        assert source == WDL
+        assert submitted.record.submitted["inputs_version"] == events[i]["detail"]["object"]["version-id"]
+    # a redelivered event is the same run, bound to the same upload
+    again = deliver(settings, events[2])
+    assert again.duplicate and again.record.run_id == started[2].record.run_id
+    assert len(aws.client("stepfunctions").list_executions(stateMachineArn=settings.state_machine_arn)["executions"]) == 5
+
+
+def test_a_workflow_replaced_after_submit_does_not_change_the_run(pipeline, tmp_path):
+    settings, _ = pipeline
+    upload("runs/pinned/workflow.wdl", WDL)
+    upload("runs/pinned/lib/notes.txt", "first")
+    started = deliver(settings, upload("runs/pinned/inputs.json", json.dumps({"hello.who": "Ann"})))
+    upload("runs/pinned/workflow.wdl", OTHER_WDL)
+    upload("runs/pinned/lib/notes.txt", "second")
+    source, inputs = fetched(started.record, tmp_path)
+    assert source == WDL and inputs == {"hello.who": "Ann"}
+    assert (tmp_path / started.record.run_id).joinpath(*next((tmp_path / started.record.run_id).glob("source-*")).parts[-1:], "lib", "notes.txt").read_text() == "first"
+    assert started.record.workflow == started.record.results + "source/workflow.wdl"
+    assert started.record.submitted["workflow"] == "s3://runs/runs/pinned/workflow.wdl"
+
+
+def test_a_rejected_submission_names_the_users_keys_and_leaves_no_copy(pipeline):
+    settings, _ = pipeline
+    upload("runs/broken/workflow.wdl", WDL.replace("call greet", "call nothing"))
+    event = upload("runs/broken/inputs.json", json.dumps({"hello.who": "Ann"}))
+    assert deliver(settings, event) is None
+    error = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/broken/error.json")["Body"].read())
+    assert [p["where"] for p in error["problems"]] == ["s3://runs/runs/broken/workflow.wdl:4:3"]
+    assert error["inputs_version"] == event["detail"]["object"]["version-id"]
+    left = aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/broken/results/")
+    assert left.get("KeyCount", 0) == 0
+
+
+def test_an_upload_replaced_in_a_bucket_without_versions_is_refused_not_mixed_up(moto_aws):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="plain")
+    machine = aws.client("stepfunctions").create_state_machine(
+        name="run", definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/run",
+    )["stateMachineArn"]
+    settings = FunctionSettings.model_validate({"RUNS_BUCKET": "plain", "STATE_MACHINE_ARN": machine})
+    s3.put_object(Bucket="plain", Key="runs/plain/workflow.wdl", Body=WDL.encode())
+    first = s3.put_object(Bucket="plain", Key="runs/plain/inputs.json", Body=b'{"hello.who": "Ann"}')
+    s3.put_object(Bucket="plain", Key="runs/plain/inputs.json", Body=b'{"hello.who": "Bob"}')
+    assert submit.submit_object(settings, "plain", "runs/plain/inputs.json", first["ETag"].strip('"'), None) is None
+    error = json.loads(s3.get_object(Bucket="plain", Key="runs/plain/error.json")["Body"].read())
+    assert error["problems"] == [{
+        "where": "s3://plain/runs/plain/inputs.json",
+        "problem": "s3://plain/runs/plain/inputs.json was replaced before this upload could be read "
+                   "(the bucket keeps no versions): upload it again",
+    }]
+
+
+# -- the API: one client token, one request ------------------------------------------------------
+
+
+def test_an_api_run_reads_its_own_copy_of_the_workflow_folder(pipeline, tmp_path):
+    settings, _ = pipeline
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello/hello.wdl", Body=WDL.encode())
+    accepted = submit.submit_request(settings, "api-pin", "s3://runs/workflows/hello/hello.wdl", {"hello.who": "Ann"}, "t-pin")
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello/hello.wdl", Body=OTHER_WDL.encode())
+    source, inputs = fetched(accepted.record, tmp_path)
+    assert source == WDL and inputs == {"hello.who": "Ann"}
+
+
+@pytest.mark.parametrize(
+    "change, differs",
+    [
+        ({"inputs": {"hello.who": "Bob"}}, ["inputs"]),
+        ({"name": "api-other"}, ["name"]),
+        ({"options": {"call_cache": False}}, ["options"]),
+        ({"workflow": None, "wdl": WDL, "inputs": {"hello.who": "Bob"}}, ["workflow", "wdl", "inputs"]),
+    ],
+)
+def test_the_same_client_token_with_another_request_is_a_conflict_naming_what_differs(pipeline, change, differs):
+    settings, _ = pipeline
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.wdl", Body=WDL.encode())
+    request = {"name": "api-token", "workflow": "s3://runs/workflows/hello.wdl", "inputs": {"hello.who": "Ann"}, "wdl": None, "options": None}
+    first = submit.submit_request(settings, client_token="tok", **request)
+    with pytest.raises(submit.TokenConflict) as info:
+        submit.submit_request(settings, client_token="tok", **dict(request, **change))
+    assert [p["where"] for p in info.value.problems] == differs
+    assert all(first.record.run_id in p["problem"] for p in info.value.problems)
+    again = submit.submit_request(settings, client_token="tok", **request)
+    assert again.duplicate and again.record.run_id == first.record.run_id
+    assert len(aws.client("stepfunctions").list_executions(stateMachineArn=settings.state_machine_arn)["executions"]) == 1
+
+
+def test_a_rejected_request_does_not_use_up_its_token(pipeline):
+    settings, _ = pipeline
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.wdl", Body=WDL.encode())
+    with pytest.raises(submit.SubmitError) as info:
+        submit.submit_request(settings, "api-fix", "s3://runs/workflows/hello.wdl", {"hello.who": 3}, "fix-1")
+    assert not isinstance(info.value, submit.TokenConflict)
+    fixed = submit.submit_request(settings, "api-fix", "s3://runs/workflows/hello.wdl", {"hello.who": "Ann"}, "fix-1")
+    assert not fixed.duplicate
