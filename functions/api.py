@@ -95,6 +95,12 @@ def invalid_request(exn: RequestValidationError) -> Response[dict[str, Any]]:
     return _json(400, Problems(error="InvalidRequest", problems=problems))
 
 
+def _unreadable(exn: status.UnreadableStatus) -> Response[dict[str, Any]]:
+    """The run's status.json was damaged (edited by hand): say which object and what is wrong."""
+    logger.error("unreadable run status", extra={"problem": str(exn)})
+    return _json(500, Problems(error="UnreadableStatus", message=str(exn)))
+
+
 BAD_REQUEST = {400: {"description": "bad request: every problem, and where", "content": {"application/json": {"model": Problems}}}}
 NOT_FOUND = {404: {"description": "no such run", "content": {"application/json": {"model": Problems}}}}
 
@@ -155,6 +161,8 @@ def get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, 
         return _json(200, manage.describe_run(FunctionSettings.from_env().runs_bucket, run_id))
     except manage.RunNotFound as exn:
         return _json(404, Problems(error="NotFound", message=str(exn)))
+    except status.UnreadableStatus as exn:
+        return _unreadable(exn)
 
 
 @app.delete(
@@ -175,6 +183,8 @@ def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[st
         return _json(404, Problems(error="NotFound", message=str(exn)))
     except manage.RunFinished as exn:
         return _json(409, Problems(error="AlreadyFinished", message=str(exn)))
+    except status.UnreadableStatus as exn:
+        return _unreadable(exn)
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
     return _json(200, final)
 
