@@ -39,7 +39,7 @@ from typing import Any
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import aws, lifecycle, progress, report, runs, s3io, sweep
+from . import aws, config, lifecycle, progress, report, runs, s3io, sweep
 from .lifecycle import DriverStopped, StopSignals
 
 log = logging.getLogger("miniwdl-fargate.driver")
@@ -142,16 +142,19 @@ def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None =
 # log file.
 
 CALL_CACHE_DEFAULTS = {"get": "true", "put": "true"}
-RUN_CFG = "miniwdl.cfg"  # in the workflow bundle: this run's miniwdl configuration
+RUN_CFG = config.RUN_CFG  # in the workflow bundle: this run's miniwdl configuration
 STAGING_THREADS = 8
 
 
-def run_cfg(workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None) -> str | None:
+def run_cfg(
+    workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None, bundle_uri: str | None = None
+) -> str | None:
     """The run's miniwdl configuration file: the driver's defaults (call cache on, in
     ``cache_dir``; spare copies of inputs at EFS's link limit in ``cache_dir/links``), under the
     operator's file (``MINIWDL_CFG``), under the bundle's own ``miniwdl.cfg``. Environment
     variables (the deployment's) still win over all three, as always in miniwdl. None: no
-    defaults and no files, miniwdl as configured."""
+    defaults and no files, miniwdl as configured. A file miniwdl could not read raises
+    config.InvalidConfig naming it (the bundle's by ``bundle_uri``, where the user put it)."""
     merged = configparser.RawConfigParser()  # raw: values reach miniwdl exactly as written
     if cache_dir:
         merged.read_dict({"call_cache": {**CALL_CACHE_DEFAULTS, "dir": os.path.join(cache_dir, "call")}})
@@ -163,6 +166,7 @@ def run_cfg(workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, An
     if os.path.isfile(bundled):
         sources.append(bundled)
     for source in sources:
+        config.check_cfg_file(source, bundle_uri if source == bundled and bundle_uri else source)
         merged.read(source)
         log.info("miniwdl configuration from %s", source)
     if (options or {}).get("call_cache") is False:  # the submitter's say for this run
@@ -562,7 +566,10 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
     try:
         stop.enter("fetching the workflow and its inputs")
         wdl_path, inputs_path = fetch(run, stop.check)
-        cfg = run_cfg(run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options)
+        cfg = run_cfg(
+            run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options,
+            bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG,
+        )
         if run.cache_dir:
             stop.enter("staging the inputs")
             inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), stop.check)
@@ -594,6 +601,8 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         where = s3io.put_json(bucket, run.results_key("error.json"), doc)
         log.error("run %s failed: %s", run.run_id, where)
         return 1
+    except config.InvalidConfig as exn:
+        return invalid_config(run, exn, started)
     except Exception as exn:
         if stop.requested:  # whatever broke meanwhile (a transfer cut short), the stop is the story
             return stopped(run, stop, started, run_dir, cfg)
@@ -611,6 +620,25 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         except Exception:
             log.exception("could not write error.json")
         return 2
+
+
+def invalid_config(run: DriverRun, exn: config.InvalidConfig, started: float) -> int:
+    """The bundle's (or the operator's) miniwdl.cfg cannot be read: fail the run with an
+    error.json naming the file (as its s3:// URI, for the bundle's) and the parse error. Nothing
+    ran; exit 1, as for a workflow that failed."""
+    where = exn.where
+    doc = {
+        "run_id": run.run_id,
+        "status": "FAILED",
+        "error": "InvalidConfiguration",
+        "message": f"{where}: not a valid miniwdl configuration file: {exn.problem}",
+        "file": where,
+        "problem": exn.problem,
+    }
+    doc.update(run_report(run, "FAILED", started))
+    where_doc = s3io.put_json(run.results_bucket, run.results_key("error.json"), doc)
+    log.error("run %s failed: %s (%s)", run.run_id, doc["message"], where_doc)
+    return 1
 
 
 def stopped(run: DriverRun, stop: StopSignals, started: float, run_dir: str, cfg: str | None) -> int:
