@@ -88,11 +88,20 @@ def _json(code: int, body: BaseModel | dict[str, Any]) -> Response[dict[str, Any
 
 @app.exception_handler(RequestValidationError)
 def invalid_request(exn: RequestValidationError) -> Response[dict[str, Any]]:
-    problems = [
-        Problem(where=".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body", problem=e.get("msg", str(e)))
-        for e in exn.errors()
-    ]
+    problems = [_problem(e) for e in exn.errors()]
     return _json(400, Problems(error="InvalidRequest", problems=problems))
+
+
+def _problem(error: dict[str, Any]) -> Problem:
+    """One validation error as where + what. A body that is not JSON is located by Powertools
+    as ("body", <character offset>): say so in words."""
+    if error.get("type") == "json_invalid":
+        offset = next((p for p in error.get("loc", ()) if isinstance(p, int)), None)
+        detail = (error.get("ctx") or {}).get("error", "")
+        at = f" at character {offset}" if offset is not None else ""
+        return Problem(where="body", problem=f"not valid JSON{at}" + (f": {detail}" if detail else ""))
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+    return Problem(where=where, problem=error.get("msg", str(error)))
 
 
 def _unreadable(exn: status.UnreadableStatus) -> Response[dict[str, Any]]:

@@ -116,3 +116,13 @@ def test_get_runs_shows_the_others_and_get_of_the_damaged_run_says_what_is_wrong
     assert code == 500
     assert body["error"] == "UnreadableStatus"
     assert body["message"].startswith("s3://runs/runs/broken/results/broken-deadbeef/status.json is not valid JSON")
+
+
+def test_a_damaged_outputs_json_is_described_as_such(run):
+    aws.client("s3").put_object(Bucket="runs", Key=RECORD.results_key("outputs.json"), Body=b"{\"outputs\": ")
+    doc = manage.describe_run("runs", run)
+    assert doc["status"] == "SUBMITTED" and doc["outputs_json"] == RECORD.results + "outputs.json"
+    assert doc["error"] == {
+        "error": "UnreadableDocument",
+        "message": f"{RECORD.results}outputs.json is not valid JSON: Expecting value: line 1 column 13 (char 12)",
+    }

@@ -269,3 +269,22 @@ def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_
         (INPUTS.format(name="gone"), "was deleted before the pipeline could read it: upload it again to start the run")
     ]
     assert executions() == []
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        ("{oops", "not valid JSON at character 1: Expecting property name enclosed in double quotes"),
+        ("[1]", "Input should be a valid dictionary or object to extract fields from"),
+    ],
+)
+def test_a_post_whose_body_is_not_a_json_object_is_a_400_saying_so(monkeypatch, body, problem):
+    import api
+
+    monkeypatch.setenv("RUNS_BUCKET", "runs")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
+    event = json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": body}
+    answer = api.handler(event, Context())
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["problems"] == [{"where": "body", "problem": problem}]

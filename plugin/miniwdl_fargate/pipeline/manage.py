@@ -77,7 +77,14 @@ def describe_run(bucket: str, run_id: str) -> dict[str, Any]:
     doc = current.model_dump()
     results_bucket, prefix = s3io.split(current.results)
     for key, name in (("outputs", "outputs.json"), ("error", "error.json")):
-        found = s3io.find_json(results_bucket, prefix + name)
+        try:
+            found = s3io.find_json(results_bucket, prefix + name)
+        except ValueError as exn:  # damaged (edited by hand): say so rather than fail the description
+            where = s3io.uri(results_bucket, prefix + name)
+            log.warning("run %s: %s is not valid JSON: %s", run_id, where, exn)
+            doc["error"] = {"error": "UnreadableDocument", "message": f"{where} is not valid JSON: {exn}"}
+            doc[f"{key}_json"] = where
+            continue
         if found is None:
             continue
         if key == "outputs":
