@@ -63,9 +63,10 @@ def _readable(bucket: str, run_id: str, on_unreadable: Callable[[str], None] | N
     try:
         return status.read(bucket, run_id)
     except status.UnreadableStatus as exn:
-        log.warning("run %s left out of the list: %s", run_id, exn)
-        if on_unreadable is not None:
+        if on_unreadable is not None:  # the caller tells its user
             on_unreadable(f"run {run_id} left out: {exn}")
+        else:
+            log.warning("run %s left out of the list: %s", run_id, exn)
         return None
 
 
