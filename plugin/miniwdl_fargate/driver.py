@@ -36,6 +36,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
@@ -98,10 +99,23 @@ def fetch(run: DriverRun, progress: s3io.Progress | None = None) -> tuple[str, s
         folder = ""
     wdl_path = os.path.join(source, wdl_key[len(folder) :])
     if not os.path.isfile(wdl_path):
-        s3io.download_to(bucket, wdl_key, wdl_path, progress)
-    in_bucket, in_key = s3io.split(run.inputs)
-    inputs_path = s3io.download_to(in_bucket, in_key, os.path.join(source, ".inputs", "inputs.json"), progress)
+        _download_submitted(run.workflow, wdl_path, progress)
+    inputs_path = _download_submitted(run.inputs, os.path.join(source, ".inputs", "inputs.json"), progress)
     return wdl_path, inputs_path
+
+
+class SubmittedFileGone(FileNotFoundError):
+    """The run's WDL or inputs JSON was deleted between its submission and the driver's start."""
+
+
+def _download_submitted(uri: str, path: str, progress: s3io.Progress | None) -> str:
+    bucket, key = s3io.split(uri)
+    try:
+        return s3io.download_to(bucket, key, path, progress)
+    except botocore.exceptions.ClientError as exn:  # download_file reports a missing key as a 404
+        if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        raise SubmittedFileGone(f"{uri} was deleted after the run was submitted: submit it again") from None
 
 
 def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -603,6 +617,8 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         return 1
     except config.InvalidConfig as exn:
         return invalid_config(run, exn, started)
+    except SubmittedFileGone as exn:
+        return user_error(run, "SubmittedFileGone", str(exn), started)
     except Exception as exn:
         if stop.requested:  # whatever broke meanwhile (a transfer cut short), the stop is the story
             return stopped(run, stop, started, run_dir, cfg)
@@ -626,18 +642,16 @@ def invalid_config(run: DriverRun, exn: config.InvalidConfig, started: float) ->
     """The bundle's (or the operator's) miniwdl.cfg cannot be read: fail the run with an
     error.json naming the file (as its s3:// URI, for the bundle's) and the parse error. Nothing
     ran; exit 1, as for a workflow that failed."""
-    where = exn.where
-    doc = {
-        "run_id": run.run_id,
-        "status": "FAILED",
-        "error": "InvalidConfiguration",
-        "message": f"{where}: not a valid miniwdl configuration file: {exn.problem}",
-        "file": where,
-        "problem": exn.problem,
-    }
+    return user_error(run, "InvalidConfiguration", str(exn), started, file=exn.where, problem=exn.problem)
+
+
+def user_error(run: DriverRun, error: str, message: str, started: float, **facts: Any) -> int:
+    """Fail the run for something the user can fix (no traceback: the message says what and
+    where); exit 1, as for a workflow that failed."""
+    doc = {"run_id": run.run_id, "status": "FAILED", "error": error, "message": message, **facts}
     doc.update(run_report(run, "FAILED", started))
-    where_doc = s3io.put_json(run.results_bucket, run.results_key("error.json"), doc)
-    log.error("run %s failed: %s (%s)", run.run_id, doc["message"], where_doc)
+    where = s3io.put_json(run.results_bucket, run.results_key("error.json"), doc)
+    log.error("run %s failed: %s (%s)", run.run_id, message, where)
     return 1
 
 

@@ -113,3 +113,19 @@ def test_a_broken_miniwdl_cfg_in_the_bundle_fails_the_run_naming_the_file(bucket
     assert doc["file"] == "s3://runs/runs/t/miniwdl.cfg"
     assert doc["message"] == f"s3://runs/runs/t/miniwdl.cfg: not a valid miniwdl configuration file: {problem}"
     assert "traceback" not in doc
+
+
+def test_inputs_deleted_after_submission_fail_the_run_saying_so(bucket, tmp_path, monkeypatch):
+    real = driver.s3io.download_to
+
+    def deleted_first(bucket_, key, path, progress=None):  # deleted between submit and the driver
+        if key == "runs/t/inputs.json":
+            aws.client("s3").delete_object(Bucket=bucket_, Key=key)
+        return real(bucket_, key, path, progress)
+
+    monkeypatch.setattr(driver.s3io, "download_to", deleted_first)
+    assert start(tmp_path, monkeypatch, "one two three") == 1
+    doc = get("runs/t/results/t-1/error.json")
+    assert doc["status"] == "FAILED" and doc["error"] == "SubmittedFileGone"
+    assert doc["message"] == "s3://runs/runs/t/inputs.json was deleted after the run was submitted: submit it again"
+    assert "traceback" not in doc
