@@ -67,7 +67,7 @@ class ApiError(BaseModel):
     """Every error answer of the API, whatever its HTTP status: a code, one line for people and
     each problem with where it is (empty when there is nothing more to point at)."""
 
-    error: str = Field(description="InvalidRequest, ClientTokenConflict, NotFound, AlreadyFinished or InternalError")
+    error: str = Field(description="InvalidRequest, ClientTokenConflict, NotFound, AlreadyFinished, UnreadableStatus or InternalError")
     message: str = Field(description="what went wrong, in one line")
     problems: list[Problem] = Field(default_factory=list, description="each problem and where it is")
 
@@ -99,10 +99,25 @@ def _invalid(problems: list[dict[str, str]]) -> Response[dict[str, Any]]:
 
 @app.exception_handler(RequestValidationError)
 def invalid_request(exn: RequestValidationError) -> Response[dict[str, Any]]:
-    return _invalid([
-        {"where": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body", "problem": e.get("msg", str(e))}
-        for e in exn.errors()
-    ])
+    return _invalid([_problem(e) for e in exn.errors()])
+
+
+def _problem(error: dict[str, Any]) -> dict[str, str]:
+    """One validation error as where + what. A body that is not JSON is located by Powertools
+    as ("body", <character offset>): say so in words."""
+    if error.get("type") == "json_invalid":
+        offset = next((p for p in error.get("loc", ()) if isinstance(p, int)), None)
+        detail = (error.get("ctx") or {}).get("error", "")
+        at = f" at character {offset}" if offset is not None else ""
+        return {"where": "body", "problem": f"not valid JSON{at}" + (f": {detail}" if detail else "")}
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+    return {"where": where, "problem": error.get("msg", str(error))}
+
+
+def _unreadable(exn: status.UnreadableStatus) -> Response[dict[str, Any]]:
+    """The run's status.json was damaged (edited by hand): say which object and what is wrong."""
+    logger.error("unreadable run status", extra={"problem": str(exn)})
+    return _error(500, "UnreadableStatus", str(exn))
 
 
 @app.not_found
@@ -122,7 +137,7 @@ def _answers(code: int, description: str) -> dict[int, dict[str, Any]]:
 
 BAD_REQUEST = _answers(400, "bad request: every problem, and where")
 NOT_FOUND = _answers(404, "no such run")
-INTERNAL = _answers(500, "the API failed; the same error shape")
+INTERNAL = _answers(500, "the API failed (InternalError), or the run's status.json is damaged (UnreadableStatus); the same error shape")
 
 
 @app.post(
@@ -186,6 +201,8 @@ def get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, 
         return _json(200, manage.describe_run(FunctionSettings.from_env().runs_bucket, run_id))
     except manage.RunNotFound as exn:
         return _error(404, "NotFound", str(exn))
+    except status.UnreadableStatus as exn:
+        return _unreadable(exn)
 
 
 @app.delete(
@@ -206,6 +223,8 @@ def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[st
         return _error(404, "NotFound", str(exn))
     except manage.RunFinished as exn:
         return _error(409, "AlreadyFinished", str(exn))
+    except status.UnreadableStatus as exn:
+        return _unreadable(exn)
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
     return _json(200, final)
 

@@ -6,12 +6,20 @@ import argparse
 import json
 import sys
 
+from . import arguments
 from .config import default_cfg_text
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    """Parse and run one command. No user-facing command ends in a traceback: a bad argument is
+    one line and exit 2 (arguments.Parser), a known problem ``error: ...`` from the command, and
+    anything else ``error: ...`` from the last-line guard (the traceback with --debug)."""
+    parser = arguments.Parser(
         prog="miniwdl-fargate", description="Run WDL workflows on AWS Fargate with zero idle cost."
+    )
+    parser.add_argument(
+        "--debug", action="store_true",
+        help=f"show the traceback of an unexpected error (also {arguments.DEBUG_ENV}=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -24,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         "tasks whose driver is an ECS task that is no longer running; with --run, stop every task of that run.",
     )
     sweep_p.add_argument("--cluster", help="ECS cluster (default: [aws_fargate] cluster of your miniwdl configuration)")
-    sweep_p.add_argument("--run", metavar="RUN_ID", help="stop every running task of this run")
+    sweep_p.add_argument("--run", metavar="RUN_ID", type=arguments.run_id, help="stop every running task of this run")
     sweep_p.add_argument("--dry-run", action="store_true", help="only list what would be stopped")
 
     add_run_commands(sub)
@@ -36,10 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     local_cli.add_arguments(local_sub)
 
     args = parser.parse_args(argv)
-    if args.command == "driver":
+    if args.command == "driver":  # not a user's command: the driver's log keeps any traceback
         from . import driver
 
         return driver.main()
+    try:
+        return dispatch(parser, local_cli, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exn:
+        return arguments.guard_failure(exn, argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespace) -> int:
     if args.command == "sweep":
         return sweep_command(args)
     if args.command in RUN_COMMANDS:
@@ -68,35 +85,43 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", parents=[where], help="submit WORKFLOW.wdl with INPUTS.json (local files are uploaded)")
     p.add_argument("wdl", metavar="WORKFLOW.wdl")
     p.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
-    p.add_argument("--name", help="run name (default: the workflow's name and the time)")
+    p.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends, then its outputs or error")
     p = sub.add_parser("status", parents=[where], help="a run's status, timings, task counts, outputs or error")
-    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
     p.add_argument("--json", action="store_true", help="print the whole description as JSON")
     p = sub.add_parser("list", parents=[where], help="list runs, newest first within each name")
-    p.add_argument("--name", help="only runs of this name")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--name", type=arguments.run_name, help="only runs of this name")
+    p.add_argument("--limit", type=arguments.positive_int, default=50, help="at most this many runs (default 50)")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("logs", parents=[where], help="the driver's log, or a task's (--task NAME)")
-    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
     p.add_argument("--task", metavar="NAME", help="tasks whose call id contains NAME (e.g. greet: call-greet-0, call-greet-1, ...)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     p = sub.add_parser("outputs", parents=[where], help="a run's outputs (File values as s3:// URIs)")
-    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
     p.add_argument("--download", metavar="DIR", help="download the output files into DIR")
+    p.add_argument("--overwrite", action="store_true", help="with --download: replace files already in DIR")
     p = sub.add_parser("cancel", parents=[where], help="cancel a run: its execution, its driver and every task")
-    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
 
 
 def run_command(args: argparse.Namespace) -> int:
     from . import client
     from .runs import run_prefix
+    from .status import UnreadableStatus
     from .submission import RunInputError
 
     try:
+        if args.command == "submit":  # everything about the submission is checked before connecting
+            from .submission import prepare
+
+            prepared = prepare(args.wdl, args.inputs, args.name)
+        if args.command == "outputs" and args.download:
+            client.check_download_dir(args.download)
         deployment = client.connect(args.stack, args.region, args.local)
         if args.command == "submit":
-            name, run_id, version = client.submit(deployment, args.wdl, args.inputs, args.name)
+            name, run_id, version = client.submit(deployment, prepared)
             print(f"submitted run {run_id} (s3://{deployment.bucket}/{run_prefix(name)}inputs.json)", file=sys.stderr)
             if not args.follow:
                 client.emit({"run_id": run_id, "name": name})
@@ -108,7 +133,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(json.dumps(doc, indent=2, default=str) if args.json else client.status_text(doc))
             return 0
         if args.command == "list":
-            found = client.list_runs(deployment, args.limit, args.name)
+            found = client.list_runs(deployment, args.limit, args.name, on_unreadable=_warn)
             if args.json:
                 client.emit([r.model_dump() for r in found])
             else:
@@ -122,7 +147,7 @@ def run_command(args: argparse.Namespace) -> int:
             if doc["status"] != "SUCCEEDED":
                 raise client.ClientError(f"run {args.run_id} is {doc['status']}: no outputs (see `miniwdl-fargate status {args.run_id}`)")
             if args.download:
-                got = client.download_outputs(doc["outputs"], args.download, doc["results"])
+                got = client.download_outputs(doc["outputs"], args.download, doc["results"], args.overwrite)
                 print(f"downloaded {len(got)} file(s) into {args.download}", file=sys.stderr)
             client.emit(doc["outputs"])
             return 0
@@ -130,12 +155,16 @@ def run_command(args: argparse.Namespace) -> int:
             final = client.cancel(deployment, args.run_id)
             print(f"run {args.run_id} {final.status}", file=sys.stderr)
             return 0
-    except (client.ClientError, RunInputError) as exn:
+    except (client.ClientError, RunInputError, UnreadableStatus) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _finish(client, doc: dict) -> int:

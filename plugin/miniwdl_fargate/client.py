@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from . import aws, s3io, status
 from .pipeline import manage
-from .submission import rejection
+from .submission import Submission, rejection
 
 LOCAL_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "miniwdl-fargate" / "local.json"
 FOLLOW_SECONDS = 2.0
@@ -54,7 +54,10 @@ def samconfig_defaults(start: Path | None = None) -> dict[str, str]:
     for folder in (here, *here.parents):
         path = folder / "samconfig.toml"
         if path.is_file():
-            config = tomllib.loads(path.read_text()).get("default", {})
+            try:
+                config = tomllib.loads(path.read_text()).get("default", {})
+            except (OSError, ValueError) as exn:
+                raise ClientError(f"{path}: cannot read it: {exn}") from None
             found: dict[str, str] = {}
             for command in ("global", "deploy"):
                 params = config.get(command, {}).get("parameters", {})
@@ -65,6 +68,19 @@ def samconfig_defaults(start: Path | None = None) -> dict[str, str]:
     return {}
 
 
+def read_connection(path: Path) -> dict[str, Any]:
+    """The local stack's connection file (``local up`` writes it), or ClientError saying what is
+    wrong with it."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exn:
+        raise ClientError(f"{path}: not a local stack connection file ({exn}); restart `miniwdl-fargate local up`") from None
+    missing = [k for k in ("endpoint", "region", "stack_name", "outputs") if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise ClientError(f"{path}: not a local stack connection file (no {', '.join(missing)}); restart `miniwdl-fargate local up`")
+    return info
+
+
 def connect(stack: str | None = None, region: str | None = None, local: str | None = None) -> Deployment:
     """The deployment to talk to; for local mode, point this process's AWS clients at it."""
     local = local if local is not None else os.environ.get("MINIWDL_FARGATE_LOCAL")
@@ -72,7 +88,7 @@ def connect(stack: str | None = None, region: str | None = None, local: str | No
         path = Path(local) if local else LOCAL_FILE
         if not path.is_file():
             raise ClientError(f"no local stack running ({path} not found): start one with `miniwdl-fargate local up`")
-        info = json.loads(path.read_text())
+        info = read_connection(path)
         os.environ.update(
             AWS_ENDPOINT_URL=info["endpoint"], AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
             AWS_SESSION_TOKEN="testing", AWS_DEFAULT_REGION=info["region"], AWS_REGION=info["region"],
@@ -158,12 +174,10 @@ def follow(
 # -- commands ----------------------------------------------------------------------------------
 
 
-def submit(deployment: Deployment, wdl: str, inputs: str, name: str | None = None) -> tuple[str, str, str | None]:
-    """Stage the workflow and its local inputs into the bucket and drop inputs.json (which
-    starts the run). Returns (run name, run id, version of the inputs upload)."""
-    from .submission import prepare
-
-    prepared = prepare(wdl, inputs, name)
+def submit(deployment: Deployment, prepared: Submission) -> tuple[str, str, str | None]:
+    """Stage a checked submission (``submission.prepare``) and its local inputs into the bucket
+    and drop inputs.json (which starts the run). Returns (run name, run id, version of the inputs
+    upload)."""
     run_name, run_id = prepared.upload(deployment.bucket)
     return run_name, run_id, prepared.inputs_version
 
@@ -171,18 +185,21 @@ def submit(deployment: Deployment, wdl: str, inputs: str, name: str | None = Non
 def describe(deployment: Deployment, run_id: str) -> dict[str, Any]:
     try:
         return manage.describe_run(deployment.bucket, run_id)
-    except manage.RunNotFound as exn:
+    except (manage.RunNotFound, status.UnreadableStatus) as exn:
         raise ClientError(str(exn)) from None
 
 
-def list_runs(deployment: Deployment, limit: int = 50, name: str | None = None) -> list[status.RunStatus]:
-    return manage.list_runs(deployment.bucket, limit, name)[0]
+def list_runs(
+    deployment: Deployment, limit: int = 50, name: str | None = None, on_unreadable=None
+) -> list[status.RunStatus]:
+    """The runs; one whose status.json cannot be read is left out, told to ``on_unreadable``."""
+    return manage.list_runs(deployment.bucket, limit, name, on_unreadable=on_unreadable)[0]
 
 
 def cancel(deployment: Deployment, run_id: str) -> status.RunStatus:
     try:
         return manage.cancel_run(deployment.bucket, deployment.state_machine_arn, deployment.cluster, run_id)
-    except (manage.RunNotFound, manage.RunFinished) as exn:
+    except (manage.RunNotFound, manage.RunFinished, status.UnreadableStatus) as exn:
         raise ClientError(str(exn)) from None
 
 
@@ -241,30 +258,61 @@ def print_logs(
         time.sleep(interval)
 
 
-def download_outputs(outputs: dict[str, Any], dest: str, results: str) -> list[str]:
-    """Download every s3:// File/Directory in ``outputs`` under ``dest``, keeping their paths
-    below the run's results prefix (out/<output>/...). Returns the local paths."""
-    bucket, prefix = s3io.split(results)
-    got: list[str] = []
+def check_download_dir(dest: str) -> None:
+    """``outputs --download DIR``: DIR is a folder, or can be made one."""
+    path = Path(dest)
+    if path.exists() and not path.is_dir():
+        raise ClientError(f"--download {dest}: exists and is not a folder; give a folder to download into")
+    parent = next((p for p in (path.absolute(), *path.absolute().parents) if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ClientError(f"--download {dest}: cannot create it ({parent} is not a writable folder)")
 
-    def visit(value: Any) -> Any:
+
+def download_outputs(outputs: dict[str, Any], dest: str, results: str, overwrite: bool = False) -> list[str]:
+    """Download every s3:// File/Directory in ``outputs`` under ``dest``, keeping their paths
+    below the run's results prefix (out/<output>/...). Returns the local paths. Refuses (before
+    downloading anything) a file already there, unless ``overwrite``."""
+    check_download_dir(dest)
+    bucket, prefix = s3io.split(results)
+    targets = output_targets(outputs, dest, bucket, prefix)
+    if not overwrite:
+        there = [t.rstrip(os.sep) for _, t in targets if os.path.lexists(t.rstrip(os.sep))]
+        if there:
+            more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
+            raise ClientError(f"--download {dest}: {there[0]} already exists{more}; use --overwrite to replace")
+    got: list[str] = []
+    for uri_, target in targets:
+        src_bucket, key = s3io.split(uri_)
+        if uri_.endswith("/"):
+            got.extend(s3io.download_prefix(src_bucket, key, target))
+        else:
+            got.append(s3io.download_to(src_bucket, key, target))
+    return got
+
+
+def output_targets(outputs: dict[str, Any], dest: str, bucket: str, prefix: str) -> list[tuple[str, str]]:
+    """(s3:// URI, local path under ``dest``) of every File/Directory value in ``outputs``;
+    ClientError for one that would land outside ``dest`` (a key with '..' segments)."""
+    found: list[tuple[str, str]] = []
+    root = os.path.abspath(dest)
+
+    def visit(value: Any) -> None:
         if isinstance(value, dict):
-            return {k: visit(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [visit(v) for v in value]
-        if isinstance(value, str) and value.startswith("s3://"):
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v)
+        elif isinstance(value, str) and value.startswith("s3://"):
             src_bucket, key = s3io.split(value)
             rel = key[len(prefix):] if src_bucket == bucket and key.startswith(prefix) else f"{src_bucket}/{key}"
-            target = os.path.join(dest, rel)
-            if value.endswith("/"):
-                got.extend(s3io.download_prefix(src_bucket, key, target))
-            else:
-                got.append(s3io.download_to(src_bucket, key, target))
-            return target
-        return value
+            target = os.path.normpath(os.path.join(root, rel))
+            if not target.startswith(root + os.sep):
+                raise ClientError(f"output {value} would land outside {dest}; not downloading it")
+            found.append((value, target + (os.sep if value.endswith("/") else "")))
 
     visit(outputs)
-    return got
+    return found
 
 
 def status_text(doc: dict[str, Any]) -> str:

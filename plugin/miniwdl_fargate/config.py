@@ -20,6 +20,45 @@ from .report import Prices
 SECTION = "aws_fargate"
 
 
+RUN_CFG = "miniwdl.cfg"  # in a workflow bundle (the WDL's folder): that run's miniwdl configuration
+
+
+class InvalidConfig(ValueError):
+    """A miniwdl configuration file miniwdl could not read: ``where`` it is and ``problem``."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where, self.problem = where, problem
+        super().__init__(f"{where}: not a valid miniwdl configuration file: {problem}")
+
+
+def cfg_problem(text: str, where: str) -> str | None:
+    """What miniwdl would find wrong reading this configuration text (an INI file, read by
+    configparser with its default interpolation: a lone '%' is an error), or None."""
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(text, source=where)
+        for section in parser.sections():
+            for option in parser.options(section):
+                parser.get(section, option)  # interpolation errors surface only here
+    except configparser.Error as exn:
+        return " ".join(str(exn).split())
+    return None
+
+
+def check_cfg_file(path: str, where: str | None = None) -> None:
+    """InvalidConfig if the file at ``path`` (named ``where`` in the message) is not one miniwdl
+    can read."""
+    where = where or path
+    try:
+        with open(path, encoding="utf-8") as infile:
+            text = infile.read()
+    except (OSError, UnicodeDecodeError) as exn:
+        raise InvalidConfig(where, str(exn)) from None
+    problem = cfg_problem(text, where)
+    if problem:
+        raise InvalidConfig(where, problem)
+
+
 def default_cfg_text() -> str:
     return resources.files(__package__).joinpath("aws_fargate.cfg").read_text()
 

@@ -36,10 +36,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import aws, lifecycle, progress, report, runs, s3io, sweep
+from . import aws, config, lifecycle, progress, report, runs, s3io, sweep
 from .lifecycle import DriverStopped, StopSignals
 
 log = logging.getLogger("miniwdl-fargate.driver")
@@ -98,10 +99,23 @@ def fetch(run: DriverRun, progress: s3io.Progress | None = None) -> tuple[str, s
         folder = ""
     wdl_path = os.path.join(source, wdl_key[len(folder) :])
     if not os.path.isfile(wdl_path):
-        s3io.download_to(bucket, wdl_key, wdl_path, progress)
-    in_bucket, in_key = s3io.split(run.inputs)
-    inputs_path = s3io.download_to(in_bucket, in_key, os.path.join(source, ".inputs", "inputs.json"), progress)
+        _download_submitted(run.workflow, wdl_path, progress)
+    inputs_path = _download_submitted(run.inputs, os.path.join(source, ".inputs", "inputs.json"), progress)
     return wdl_path, inputs_path
+
+
+class SubmittedFileGone(FileNotFoundError):
+    """The run's WDL or inputs JSON was deleted between its submission and the driver's start."""
+
+
+def _download_submitted(uri: str, path: str, progress: s3io.Progress | None) -> str:
+    bucket, key = s3io.split(uri)
+    try:
+        return s3io.download_to(bucket, key, path, progress)
+    except botocore.exceptions.ClientError as exn:  # download_file reports a missing key as a 404
+        if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        raise SubmittedFileGone(f"{uri} was deleted after the run was submitted: submit it again") from None
 
 
 def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -142,16 +156,19 @@ def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None =
 # log file.
 
 CALL_CACHE_DEFAULTS = {"get": "true", "put": "true"}
-RUN_CFG = "miniwdl.cfg"  # in the workflow bundle: this run's miniwdl configuration
+RUN_CFG = config.RUN_CFG  # in the workflow bundle: this run's miniwdl configuration
 STAGING_THREADS = 8
 
 
-def run_cfg(workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None) -> str | None:
+def run_cfg(
+    workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None, bundle_uri: str | None = None
+) -> str | None:
     """The run's miniwdl configuration file: the driver's defaults (call cache on, in
     ``cache_dir``; spare copies of inputs at EFS's link limit in ``cache_dir/links``), under the
     operator's file (``MINIWDL_CFG``), under the bundle's own ``miniwdl.cfg``. Environment
     variables (the deployment's) still win over all three, as always in miniwdl. None: no
-    defaults and no files, miniwdl as configured."""
+    defaults and no files, miniwdl as configured. A file miniwdl could not read raises
+    config.InvalidConfig naming it (the bundle's by ``bundle_uri``, where the user put it)."""
     merged = configparser.RawConfigParser()  # raw: values reach miniwdl exactly as written
     if cache_dir:
         merged.read_dict({"call_cache": {**CALL_CACHE_DEFAULTS, "dir": os.path.join(cache_dir, "call")}})
@@ -163,6 +180,7 @@ def run_cfg(workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, An
     if os.path.isfile(bundled):
         sources.append(bundled)
     for source in sources:
+        config.check_cfg_file(source, bundle_uri if source == bundled and bundle_uri else source)
         merged.read(source)
         log.info("miniwdl configuration from %s", source)
     if (options or {}).get("call_cache") is False:  # the submitter's say for this run
@@ -562,7 +580,10 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
     try:
         stop.enter("fetching the workflow and its inputs")
         wdl_path, inputs_path = fetch(run, stop.check)
-        cfg = run_cfg(run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options)
+        cfg = run_cfg(
+            run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options,
+            bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG,
+        )
         if run.cache_dir:
             stop.enter("staging the inputs")
             inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), stop.check)
@@ -594,6 +615,10 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         where = s3io.put_json(bucket, run.results_key("error.json"), doc)
         log.error("run %s failed: %s", run.run_id, where)
         return 1
+    except config.InvalidConfig as exn:
+        return invalid_config(run, exn, started)
+    except SubmittedFileGone as exn:
+        return user_error(run, "SubmittedFileGone", str(exn), started)
     except Exception as exn:
         if stop.requested:  # whatever broke meanwhile (a transfer cut short), the stop is the story
             return stopped(run, stop, started, run_dir, cfg)
@@ -611,6 +636,23 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         except Exception:
             log.exception("could not write error.json")
         return 2
+
+
+def invalid_config(run: DriverRun, exn: config.InvalidConfig, started: float) -> int:
+    """The bundle's (or the operator's) miniwdl.cfg cannot be read: fail the run with an
+    error.json naming the file (as its s3:// URI, for the bundle's) and the parse error. Nothing
+    ran; exit 1, as for a workflow that failed."""
+    return user_error(run, "InvalidConfiguration", str(exn), started, file=exn.where, problem=exn.problem)
+
+
+def user_error(run: DriverRun, error: str, message: str, started: float, **facts: Any) -> int:
+    """Fail the run for something the user can fix (no traceback: the message says what and
+    where); exit 1, as for a workflow that failed."""
+    doc = {"run_id": run.run_id, "status": "FAILED", "error": error, "message": message, **facts}
+    doc.update(run_report(run, "FAILED", started))
+    where = s3io.put_json(run.results_bucket, run.results_key("error.json"), doc)
+    log.error("run %s failed: %s (%s)", run.run_id, message, where)
+    return 1
 
 
 def stopped(run: DriverRun, stop: StopSignals, started: float, run_dir: str, cfg: str | None) -> int:

@@ -14,7 +14,13 @@ RUNS_PREFIX = "runs/"
 INPUTS_NAME = "inputs.json"
 RESULTS_DIR = "results"
 DEFAULT_WDL = "workflow.wdl"
+# A run name is a key segment (runs/<name>/) and the stem of the Step Functions execution name
+# (<name>-<8 hex>): S3's safe key characters less those an execution name may not hold, and no
+# '/' or '..' segment (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html;
+# execution names: 1-80 characters, no whitespace, brackets, wildcards, "#%\\^|~`$&,;:/" or
+# control characters, https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html).
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$")
 TRIGGER_RE = re.compile(r"^runs/(?P<name>[^/]+)/inputs\.json$")
 
 #: how long a run may take (template parameter MaxRunHours; per run: options.max_run_hours)
@@ -62,6 +68,16 @@ def check_name(name: str) -> str:
             f"run name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return name
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id as the pipeline makes them (``run_id_for``), or ValueError saying what one is."""
+    if not RUN_ID_RE.match(run_id):
+        raise ValueError(
+            f"run id {run_id!r} is not one: a run id is the run's name, '-' and 8 hex digits "
+            "(e.g. hello-1a2b3c4d), as submit and list print it"
+        )
+    return run_id
 
 
 def run_prefix(name: str) -> str:

@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from . import aws, runs, s3io
 
@@ -72,9 +72,25 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+class UnreadableStatus(ValueError):
+    """A status.json that is not JSON, or not a run's status (edited or written by hand)."""
+
+
 def read(bucket: str, run_id: str) -> RunStatus | None:
-    found = s3io.find_json(bucket, status_key(run_id))
-    return None if found is None else RunStatus.model_validate(found)
+    """The run's status; None if it has none (yet); UnreadableStatus saying where and what is
+    wrong if its status.json is not one."""
+    where = s3io.uri(bucket, status_key(run_id))
+    try:
+        found = s3io.find_json(bucket, status_key(run_id))
+    except ValueError as exn:  # (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        raise UnreadableStatus(f"{where} is not valid JSON: {exn}") from None
+    if found is None:
+        return None
+    try:
+        return RunStatus.model_validate(found)
+    except ValidationError as exn:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}" for e in exn.errors()[:3])
+        raise UnreadableStatus(f"{where} is not a run status ({problems})") from None
 
 
 def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:

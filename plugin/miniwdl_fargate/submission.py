@@ -18,7 +18,7 @@ from typing import Any
 
 import WDL
 
-from . import aws, runs, s3io
+from . import aws, config, runs, s3io
 
 BUNDLE_MAX_FILES = 200
 BUNDLE_MAX_BYTES = 256 * 1024 * 1024
@@ -173,6 +173,12 @@ def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], 
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: no such WDL file")
     doc = load_wdl(wdl_path)
+    bundled_cfg = wdl_path.parent / config.RUN_CFG  # uploaded with the bundle; the driver reads it
+    if bundled_cfg.is_file():
+        try:
+            config.check_cfg_file(str(bundled_cfg))
+        except config.InvalidConfig as exn:
+            raise RunInputError(str(exn)) from None
     if isinstance(inputs, dict):
         inputs_doc, inputs_dir = inputs, Path.cwd()
     else:

@@ -95,3 +95,37 @@ def test_failure_writes_error_json_naming_the_task_and_its_stderr(bucket, tmp_pa
     assert doc["failed_task"]["exit_status"] == 3
     assert "reference says FAIL" in doc["failed_task"]["stderr_tail"]
     assert doc["message"] == "call-fail_maybe failed with exit status 3"
+
+
+@pytest.mark.parametrize(
+    "cfg, problem",
+    [
+        ("[call_cache\nget = true\n", "File contains no section headers. file: 's3://runs/runs/t/miniwdl.cfg', line: 1 '[call_cache\\n'"),
+        ("[task_runtime]\ndefaults = {\"cpu\": 1}\ndefaults = {}\n",
+         "While reading from 's3://runs/runs/t/miniwdl.cfg' [line 3]: option 'defaults' in section 'task_runtime' already exists"),
+    ],
+)
+def test_a_broken_miniwdl_cfg_in_the_bundle_fails_the_run_naming_the_file(bucket, tmp_path, monkeypatch, cfg, problem):
+    bucket.put_object(Bucket="runs", Key="runs/t/miniwdl.cfg", Body=cfg.encode())
+    assert start(tmp_path, monkeypatch, "one two three") == 1
+    doc = get("runs/t/results/t-1/error.json")
+    assert doc["status"] == "FAILED" and doc["error"] == "InvalidConfiguration"
+    assert doc["file"] == "s3://runs/runs/t/miniwdl.cfg"
+    assert doc["message"] == f"s3://runs/runs/t/miniwdl.cfg: not a valid miniwdl configuration file: {problem}"
+    assert "traceback" not in doc
+
+
+def test_inputs_deleted_after_submission_fail_the_run_saying_so(bucket, tmp_path, monkeypatch):
+    real = driver.s3io.download_to
+
+    def deleted_first(bucket_, key, path, progress=None):  # deleted between submit and the driver
+        if key == "runs/t/inputs.json":
+            aws.client("s3").delete_object(Bucket=bucket_, Key=key)
+        return real(bucket_, key, path, progress)
+
+    monkeypatch.setattr(driver.s3io, "download_to", deleted_first)
+    assert start(tmp_path, monkeypatch, "one two three") == 1
+    doc = get("runs/t/results/t-1/error.json")
+    assert doc["status"] == "FAILED" and doc["error"] == "SubmittedFileGone"
+    assert doc["message"] == "s3://runs/runs/t/inputs.json was deleted after the run was submitted: submit it again"
+    assert "traceback" not in doc

@@ -1,6 +1,7 @@
 """status.json: a finished run keeps its state, whoever writes late."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,86 @@ def test_cancelling_a_finished_run_refuses_and_leaves_it_as_it_was(run):
     with pytest.raises(manage.RunFinished, match="already SUCCEEDED"):
         manage.cancel_run("runs", "arn:aws:states:us-east-1:123456789012:stateMachine:run", "", run)
     assert stored(run)["status"] == "SUCCEEDED" and stored(run)["error"] is None
+
+
+# -- one damaged status.json among many runs ---------------------------------------------------
+
+DAMAGED = {
+    "broken-deadbeef": b"{not json",  # cut short, or edited by hand
+    "shape-0000aaaa": json.dumps({"run_id": "shape-0000aaaa", "status": "DONE"}).encode(),  # not a run status
+}
+
+
+@pytest.fixture
+def many(run):
+    """The fixture's run, a second good run, and one damaged status.json of each kind."""
+    other = RECORD.model_copy(update={"run_id": "other-12345678", "name": "other",
+                                      "results": "s3://runs/runs/other/results/other-12345678/"})
+    status.update("runs", other.run_id, lambda current: current, initial=status.new(other))
+    for run_id, body in DAMAGED.items():
+        aws.client("s3").put_object(Bucket="runs", Key=status.status_key(run_id), Body=body)
+    return [run, other.run_id]
+
+
+def test_a_malformed_status_json_is_left_out_of_the_list_and_the_others_shown(many):
+    told = []
+    found, following = manage.list_runs("runs", on_unreadable=told.append)
+    assert sorted(r.run_id for r in found) == sorted(many) and following is None
+    assert told == [
+        "run broken-deadbeef left out: s3://runs/runs/broken/results/broken-deadbeef/status.json is not valid JSON: "
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        "run shape-0000aaaa left out: s3://runs/runs/shape/results/shape-0000aaaa/status.json is not a run status "
+        "(name: Field required; status: Input should be 'SUBMITTED', 'STARTING', 'RUNNING', 'SUCCEEDED', 'FAILED' "
+        "or 'CANCELLED'; submitted_at: Field required)",
+    ]
+
+
+def test_describing_or_cancelling_a_run_with_a_malformed_status_says_which_object_is_wrong(many):
+    with pytest.raises(status.UnreadableStatus, match=r"^s3://runs/runs/broken/results/broken-deadbeef/status.json is not valid JSON"):
+        manage.describe_run("runs", "broken-deadbeef")
+    with pytest.raises(status.UnreadableStatus, match=r"^s3://runs/runs/shape/results/shape-0000aaaa/status.json is not a run status"):
+        manage.cancel_run("runs", "", "", "shape-0000aaaa")
+
+
+EVENT = Path(__file__).resolve().parents[1] / "events" / "apigw_post_runs.json"
+
+
+def api_get(path, monkeypatch):
+    """GET ``path`` through the API function, as API Gateway invokes it (the stored POST /runs
+    payload, made a GET)."""
+    import api
+
+    monkeypatch.setenv("RUNS_BUCKET", "runs")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
+
+    class Context:
+        function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
+
+    event = json.loads(EVENT.read_text())
+    run_id = path.split("/")[2] if path.count("/") == 2 else None
+    resource = "/runs/{run_id}" if run_id else "/runs"
+    event.update(path=path, httpMethod="GET", resource=resource, body=None, pathParameters={"run_id": run_id} if run_id else None)
+    event["requestContext"].update(httpMethod="GET", resourcePath=resource, path="/v1" + path)
+    answer = api.handler(event, Context())
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def test_get_runs_shows_the_others_and_get_of_the_damaged_run_says_what_is_wrong(many, monkeypatch):
+    code, body = api_get("/runs", monkeypatch)
+    assert code == 200
+    assert sorted(r["run_id"] for r in body["runs"]) == sorted(many)
+    code, body = api_get("/runs/broken-deadbeef", monkeypatch)
+    assert code == 500
+    assert body["error"] == "UnreadableStatus"
+    assert body["message"].startswith("s3://runs/runs/broken/results/broken-deadbeef/status.json is not valid JSON")
+
+
+def test_a_damaged_outputs_json_is_described_as_such(run):
+    aws.client("s3").put_object(Bucket="runs", Key=RECORD.results_key("outputs.json"), Body=b"{\"outputs\": ")
+    doc = manage.describe_run("runs", run)
+    assert doc["status"] == "SUBMITTED" and doc["outputs_json"] == RECORD.results + "outputs.json"
+    assert doc["error"] == {
+        "error": "UnreadableDocument",
+        "message": f"{RECORD.results}outputs.json is not valid JSON: Expecting value: line 1 column 13 (char 12)",
+    }

@@ -6,6 +6,7 @@ execution was started.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -160,6 +161,15 @@ BAD_SUBMISSIONS = {
           "runtime.memory = 500 GiB; Fargate allows at most 120 GiB")],
     ),
     "bad name!": (OK_INPUTS, GOOD, None, [(INPUTS, "run name 'bad name!' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]),
+    "broken-cfg": (
+        OK_INPUTS, GOOD, {"miniwdl.cfg": "[call_cache\nget = true\n"},
+        [("s3://runs/runs/{name}/miniwdl.cfg", "not a valid miniwdl configuration file: File contains no section headers. "
+          "file: 's3://runs/runs/{name}/miniwdl.cfg', line: 1 '[call_cache\\n'")],
+    ),
+    "cfg-bad-interpolation": (
+        OK_INPUTS, GOOD, {"miniwdl.cfg": "[scheduler]\ncall_concurrency = 50%\n"},
+        [("s3://runs/runs/{name}/miniwdl.cfg", "not a valid miniwdl configuration file: '%' must be followed by '%' or '(', found: '%'")],
+    ),
 }
 
 
@@ -228,3 +238,53 @@ def test_api_requests_are_checked_the_same_way(pipeline):
     again = submit.submit_request(settings, "api-run", "s3://runs/workflows/hello.wdl", OK_INPUTS, "token-3")
     assert again.duplicate and again.record.run_id == accepted.record.run_id
     assert len(executions()) == 1
+
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+class Context:
+    function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
+
+
+def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_retried(pipeline, monkeypatch):
+    """The submit function answers the S3 event (a real payload) with error.json and returns: an
+    error raised here would only be retried by EventBridge into the dead-letter queue."""
+    import submit as submit_function
+
+    settings, drop, rejection, executions = pipeline
+    monkeypatch.setenv("RUNS_BUCKET", "runs")
+    monkeypatch.setenv("STATE_MACHINE_ARN", settings.state_machine_arn)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setattr(submit_function.metrics.provider, "namespace", "test")  # (the template sets it)
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key="runs/gone/workflow.wdl", Body=GOOD.encode())
+    put = s3.put_object(Bucket="runs", Key="runs/gone/inputs.json", Body=json.dumps(OK_INPUTS).encode())
+    s3.delete_object(Bucket="runs", Key="runs/gone/inputs.json")
+    event = json.loads((EVENTS / "s3_object_created.json").read_text())
+    event["detail"]["bucket"]["name"] = "runs"
+    event["detail"]["object"].update(key="runs/gone/inputs.json", etag=put["ETag"].strip('"'))
+    assert submit_function.handler(event, Context()) == {"started": False}
+    assert rejection("gone") == [
+        (INPUTS.format(name="gone"), "was deleted before the pipeline could read it: upload it again to start the run")
+    ]
+    assert executions() == []
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        ("{oops", "not valid JSON at character 1: Expecting property name enclosed in double quotes"),
+        ("[1]", "Input should be a valid dictionary or object to extract fields from"),
+    ],
+)
+def test_a_post_whose_body_is_not_a_json_object_is_a_400_saying_so(monkeypatch, body, problem):
+    import api
+
+    monkeypatch.setenv("RUNS_BUCKET", "runs")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
+    event = json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": body}
+    answer = api.handler(event, Context())
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["problems"] == [{"where": "body", "problem": problem}]

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import aws, client, s3io
+from .. import arguments, aws, client, s3io
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
@@ -21,11 +21,11 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         "The commands that work on a deployed stack work on this one with --local.",
     )
     up.add_argument("--state-dir", help="where local mode keeps EFS and logs (default: a new temp dir)")
-    up.add_argument("--template", help="the SAM template to deploy (default: this checkout's template.yaml)")
+    up.add_argument("--template", type=arguments.existing_file, help="the SAM template to deploy (default: this checkout's template.yaml)")
     up.add_argument("--file", help=f"where to write how to reach it (default {client.LOCAL_FILE})")
     add_engine_argument(up)
     up.add_argument(
-        "--seed-s3", metavar="DIR", action="append", default=[],
+        "--seed-s3", metavar="DIR", action="append", default=[], type=arguments.existing_dir,
         help="upload DIR/<bucket>/<key> into local S3 first (stand-ins for data already in your S3)",
     )
     run = sub.add_parser(
@@ -39,17 +39,18 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("wdl", metavar="WORKFLOW.wdl")
     run.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
-    run.add_argument("--name", help="run name (default: the workflow's name and the time)")
+    run.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     run.add_argument(
         "--seed-s3",
         metavar="DIR",
         action="append",
         default=[],
+        type=arguments.existing_dir,
         help="upload DIR/<bucket>/<key> into local S3 first (stand-ins for data already in your S3)",
     )
     run.add_argument("--state-dir", help="where local mode keeps EFS, logs and the mirrored results (default: a new temp dir)")
-    run.add_argument("--template", help="the SAM template to deploy (default: this checkout's template.yaml)")
-    run.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default 3600)")
+    run.add_argument("--template", type=arguments.existing_file, help="the SAM template to deploy (default: this checkout's template.yaml)")
+    run.add_argument("--timeout", type=arguments.positive_seconds, default=3600, help="seconds to wait for the run (default 3600)")
     run.add_argument(
         "--faults",
         metavar="JSON",
@@ -74,7 +75,7 @@ def seed(dirs: list[str]) -> int:
     for top in dirs:
         top_path = Path(top)
         if not top_path.is_dir():
-            raise FileNotFoundError(f"--seed-s3 {top}: not a directory")
+            raise client.ClientError(f"--seed-s3 {top}: no such folder")
         for bucket_dir in sorted(p for p in top_path.iterdir() if p.is_dir()):
             bucket = bucket_dir.name
             try:
@@ -136,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "engine", None):
         os.environ["MINIWDL_FARGATE_LOCAL_ENGINE"] = args.engine
     if args.local_command == "up":
+        if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):
+            print(f"error: --state-dir {args.state_dir}: exists and is not a folder", file=sys.stderr)
+            return 2
         return up(args, say)
     if args.local_command != "run":
         return 2
@@ -144,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.isfile(path):
             print(f"error: {what} {path} not found", file=sys.stderr)
             return 2
+    if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):
+        print(f"error: --state-dir {args.state_dir}: exists and is not a folder", file=sys.stderr)
+        return 2
     if args.faults is not None:
         from .faults import ENV, Faults
 
@@ -168,9 +175,12 @@ def run(args: argparse.Namespace) -> int:
                 on_status=lambda s: say(f"run {run_id}: {s}"), inputs_version=submission.inputs_version,
             )
             local_copy = mirror(bucket, result.results.split("/", 3)[3], os.path.join(stack.state_dir, "s3"))
-    except RunInputError as exn:
+    except (RunInputError, client.ClientError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
+    except TimeoutError as exn:  # (local mode stopped with the stack: nothing is left running)
+        print(f"error: {exn} (--timeout {args.timeout:g}); local mode stopped it", file=sys.stderr)
+        return 1
     say(f"{'outputs' if result.status == 'SUCCEEDED' else 'error'}: {result.outputs_uri}")
     say(f"results copied to {local_copy}")
     page = os.path.join(local_copy, "report.html")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from .. import aws, runs, s3io, status, sweep
 
@@ -26,9 +26,14 @@ class RunFinished(ValueError):
     """The run already ended: there is nothing to cancel."""
 
 
-def list_runs(bucket: str, limit: int = 50, name: str | None = None, after: str | None = None) -> tuple[list[status.RunStatus], str | None]:
+def list_runs(
+    bucket: str, limit: int = 50, name: str | None = None, after: str | None = None,
+    on_unreadable: Callable[[str], None] | None = None,
+) -> tuple[list[status.RunStatus], str | None]:
     """Runs, newest first within each name, names in order; ``after`` continues from the name of
-    the last page (returned as the second value, None at the end)."""
+    the last page (returned as the second value, None at the end). A run whose status.json
+    cannot be read is left out (logged, and told to ``on_unreadable``): one bad object does not
+    hide the others."""
     s3 = aws.client("s3")
     names: list[str] = []
     if name:
@@ -47,11 +52,22 @@ def list_runs(bucket: str, limit: int = 50, name: str | None = None, after: str 
         ids = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             ids += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-        statuses = [st for st in (status.read(bucket, run_id) for run_id in ids) if st is not None]
+        statuses = [st for st in (_readable(bucket, run_id, on_unreadable) for run_id in ids) if st is not None]
         found += sorted(statuses, key=lambda st: st.submitted_at, reverse=True)
         if len(found) >= limit and i + 1 < len(names):
             return found, run_name
     return found, None
+
+
+def _readable(bucket: str, run_id: str, on_unreadable: Callable[[str], None] | None) -> status.RunStatus | None:
+    try:
+        return status.read(bucket, run_id)
+    except status.UnreadableStatus as exn:
+        if on_unreadable is not None:  # the caller tells its user
+            on_unreadable(f"run {run_id} left out: {exn}")
+        else:
+            log.warning("run %s left out of the list: %s", run_id, exn)
+        return None
 
 
 def describe_run(bucket: str, run_id: str) -> dict[str, Any]:
@@ -62,7 +78,14 @@ def describe_run(bucket: str, run_id: str) -> dict[str, Any]:
     doc = current.model_dump()
     results_bucket, prefix = s3io.split(current.results)
     for key, name in (("outputs", "outputs.json"), ("error", "error.json")):
-        found = s3io.find_json(results_bucket, prefix + name)
+        try:
+            found = s3io.find_json(results_bucket, prefix + name)
+        except ValueError as exn:  # damaged (edited by hand): say so rather than fail the description
+            where = s3io.uri(results_bucket, prefix + name)
+            log.warning("run %s: %s is not valid JSON: %s", run_id, where, exn)
+            doc["error"] = {"error": "UnreadableDocument", "message": f"{where} is not valid JSON: {exn}"}
+            doc[f"{key}_json"] = where
+            continue
         if found is None:
             continue
         if key == "outputs":

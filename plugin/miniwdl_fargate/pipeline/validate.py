@@ -22,7 +22,7 @@ from typing import Any
 import WDL
 from WDL._util import parse_byte_size
 
-from .. import aws, s3io, sizes
+from .. import aws, config, s3io, sizes
 
 MAX_INPUTS_BYTES = 1024 * 1024  # an inputs JSON beyond 1 MiB is data that belongs in files
 MAX_WDL_BYTES = 2 * 1024 * 1024  # per WDL document
@@ -248,8 +248,31 @@ def check_task_sizes(doc: WDL.Tree.Document, problems: Problems) -> None:
                 problems.add(_where(document.pos.abspath, task.pos), str(exn))
 
 
+def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
+    """The bundle's miniwdl.cfg (beside the WDL, as the driver will read it), if there is one, is
+    a configuration file miniwdl can read."""
+    bucket, key = s3io.split(workflow_uri)
+    if "/" not in key:  # a WDL at the top of its bucket has no bundle (driver.fetch)
+        return
+    cfg_uri = s3io.uri(bucket, key.rsplit("/", 1)[0] + "/" + config.RUN_CFG)
+    try:
+        text = _read_s3(cfg_uri)
+    except FileNotFoundError:
+        # none there (or, without s3:ListBucket on that bucket, a 403 in place of the 404:
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html); the driver
+        # still checks whatever it downloads
+        return
+    except ValueError as exn:
+        problems.add(cfg_uri, str(exn))
+        return
+    problem = config.cfg_problem(text, cfg_uri)
+    if problem:
+        problems.add(cfg_uri, f"not a valid miniwdl configuration file: {problem}")
+
+
 def check_run(workflow_uri: str, inputs: dict[str, Any], inputs_where: str, problems: Problems) -> None:
     """Everything above, for one run: ``problems`` says what is wrong, if anything."""
+    check_bundle_cfg(workflow_uri, problems)
     doc = load_workflow(workflow_uri, problems)
     if doc is None:
         return

@@ -1,0 +1,119 @@
+"""Command-line argument checking: every bad argument is one line saying what is wrong and what is
+allowed, exit status 2, never a traceback (argparse's own usage dump included)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import traceback
+from typing import NoReturn
+
+from . import runs
+
+DEBUG_ENV = "MINIWDL_FARGATE_DEBUG"
+USAGE_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, answering a bad command line with one line (``error: <prog>: ...``) instead of
+    the usage text; ``--help`` still shows it. Subparsers inherit this class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_seconds(text: str) -> float:
+    """``--timeout``: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (e.g. 600 or 0.5)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} seconds: must be a number above 0 (e.g. 600)")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """``--limit``: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (e.g. 50)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1 or more")
+    return value
+
+
+def run_name(text: str) -> str:
+    """``--name``: a run name (runs.check_name: what S3 keys and Step Functions execution names
+    both take)."""
+    try:
+        return runs.check_name(text)
+    except ValueError as exn:
+        raise argparse.ArgumentTypeError(str(exn)) from None
+
+
+def run_id(text: str) -> str:
+    """A RUN argument: ``<run name>-<8 hex digits>``, as submit prints it."""
+    try:
+        return runs.check_run_id(text)
+    except ValueError as exn:
+        raise argparse.ArgumentTypeError(str(exn)) from None
+
+
+def existing_dir(text: str) -> str:
+    """``--seed-s3 DIR``: a folder that is there."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such folder" if not os.path.exists(text) else f"{text}: not a folder")
+    return text
+
+
+def existing_file(text: str) -> str:
+    """``--template FILE``: a file that is there."""
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such file" if not os.path.exists(text) else f"{text}: not a file")
+    return text
+
+
+def debugging(argv: list[str] | None) -> bool:
+    """Whether an unexpected error shows its traceback: ``--debug`` or MINIWDL_FARGATE_DEBUG=1."""
+    args = sys.argv[1:] if argv is None else argv
+    return "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def explain(exn: BaseException) -> str:
+    """One line for an error nobody anticipated: what kind, what it said, and where AWS errors
+    came from."""
+    import botocore.exceptions as boto
+
+    return _aws_problem(exn, boto) or f"{exn.__class__.__name__}: {' '.join(str(exn).split()) or '(no message)'}"
+
+
+def _aws_problem(exn: BaseException, boto) -> str | None:
+    """What an AWS client error means for the user, or None if it is not one."""
+    if isinstance(exn, boto.NoCredentialsError):
+        return "no AWS credentials found: configure them (aws configure, AWS_PROFILE) or use --local"
+    if isinstance(exn, boto.NoRegionError):
+        return "no AWS region: give --region or set AWS_REGION"
+    if isinstance(exn, boto.EndpointConnectionError):
+        return f"could not reach {exn.kwargs.get('endpoint_url', 'AWS')} (for --local: is `miniwdl-fargate local up` still running?)"
+    if isinstance(exn, boto.ClientError):
+        error = exn.response.get("Error", {})
+        return f"AWS {exn.operation_name}: {error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
+    if isinstance(exn, boto.BotoCoreError):
+        return f"AWS: {exn}"
+    return None
+
+
+def guard_failure(exn: BaseException, argv: list[str] | None) -> int:
+    """The last line of defence: print ``error: ...`` (the traceback too, if debugging); exit 2."""
+    if debugging(argv):
+        traceback.print_exception(exn)
+    import botocore.exceptions as boto
+
+    known = _aws_problem(exn, boto) is not None
+    hint = "" if debugging(argv) or known else f" (unexpected: for the traceback, --debug or {DEBUG_ENV}=1)"
+    print(f"error: {explain(exn)}{hint}", file=sys.stderr)
+    return USAGE_ERROR

@@ -1,0 +1,64 @@
+"""The user's commands against moto S3, in-process: what they answer when the bucket holds
+something they cannot use, or the user's folder something they must not overwrite."""
+
+import json
+
+import pytest
+
+from miniwdl_fargate import aws, cli, client, runs, status
+
+RESULTS = "s3://runs/runs/dl/results/dl-0123abcd/"
+OUTPUTS = {"w.report": RESULTS + "out/report/report.txt", "w.parts": [RESULTS + "out/parts/0/a.txt"]}
+
+
+@pytest.fixture
+def bucket(moto_aws, monkeypatch):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    for uri in (OUTPUTS["w.report"], *OUTPUTS["w.parts"]):
+        s3.put_object(Bucket="runs", Key=uri.split("/", 3)[3], Body=b"new\n")
+    monkeypatch.setattr(client, "connect", lambda *a, **k: client.Deployment("s", "us-east-1", {"BucketName": "runs"}))
+    return s3
+
+
+def test_download_refuses_to_overwrite_a_file_before_downloading_anything(bucket, tmp_path):
+    (tmp_path / "out" / "report").mkdir(parents=True)
+    (tmp_path / "out" / "report" / "report.txt").write_text("mine\n")
+    with pytest.raises(client.ClientError) as refused:
+        client.download_outputs(OUTPUTS, str(tmp_path), RESULTS)
+    assert str(refused.value) == (
+        f"--download {tmp_path}: {tmp_path}/out/report/report.txt already exists; use --overwrite to replace"
+    )
+    assert not (tmp_path / "out" / "parts").exists()  # nothing was downloaded
+    assert (tmp_path / "out" / "report" / "report.txt").read_text() == "mine\n"
+    got = client.download_outputs(OUTPUTS, str(tmp_path), RESULTS, overwrite=True)
+    assert sorted(got) == [f"{tmp_path}/out/parts/0/a.txt", f"{tmp_path}/out/report/report.txt"]
+    assert (tmp_path / "out" / "report" / "report.txt").read_text() == "new\n"
+
+
+def test_download_refuses_an_output_that_would_land_outside_the_folder(bucket, tmp_path):
+    outputs = {"w.x": "s3://runs/../../escape.txt"}
+    with pytest.raises(client.ClientError, match=r"^output s3://runs/../../escape.txt would land outside "):
+        client.download_outputs(outputs, str(tmp_path / "dl"), RESULTS)
+
+
+def test_list_shows_the_good_runs_and_warns_of_a_damaged_status_json(bucket, capsys):
+    record = runs.RunRecord(
+        run_id="ok-0123abcd", name="ok", bucket="runs", workflow="s3://runs/runs/ok/workflow.wdl",
+        inputs="s3://runs/runs/ok/inputs.json", results="s3://runs/runs/ok/results/ok-0123abcd/",
+        submitted_at="2026-11-25T12:00:00+00:00",
+    )
+    status.update("runs", record.run_id, lambda current: current, initial=status.new(record))
+    bucket.put_object(Bucket="runs", Key=status.status_key("bad-0123abcd"), Body=json.dumps([1, 2]).encode())
+    assert cli.main(["list"]) == 0
+    out, err = capsys.readouterr()
+    assert "ok-0123abcd  SUBMITTED" in out and "bad-0123abcd" not in out
+    assert err == (
+        "warning: run bad-0123abcd left out: s3://runs/runs/bad/results/bad-0123abcd/status.json is not a run status "
+        "(document: Input should be a valid dictionary or instance of RunStatus)\n"
+    )
+    assert cli.main(["status", "bad-0123abcd"]) == 2
+    assert capsys.readouterr().err == (
+        "error: s3://runs/runs/bad/results/bad-0123abcd/status.json is not a run status "
+        "(document: Input should be a valid dictionary or instance of RunStatus)\n"
+    )

@@ -1,0 +1,179 @@
+"""No traceback ever reaches a user: every bad command line is one line on stderr and exit 2.
+
+Each case runs ``miniwdl-fargate`` as its own process, the way a user does, with no stack to talk
+to: everything here must be refused before anything is reached, or answered in one line when
+what it reaches is broken.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from miniwdl_fargate import arguments, cli
+
+REPO = Path(__file__).resolve().parents[2]
+WDL = """version 1.1
+workflow w {
+  input { String who }
+  call hi { input: who = who }
+}
+task hi {
+  input { String who }
+  command <<< echo hi ~{who} >>>
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A workflow folder with a broken miniwdl.cfg, a good one without, and other things to point at."""
+    top = tmp_path_factory.mktemp("cli")
+    for name, cfg in (("good", None), ("badcfg", "[call_cache\nget = true\n"), ("badpct", "[scheduler]\ncall_concurrency = 50%\n")):
+        (top / name).mkdir()
+        (top / name / "w.wdl").write_text(WDL)
+        (top / name / "inputs.json").write_text(json.dumps({"w.who": "you"}))
+        if cfg:
+            (top / name / "miniwdl.cfg").write_text(cfg)
+    (top / "a-file").write_text("not a folder")
+    (top / "not-json.json").write_text("{oops")
+    (top / "wrong-shape.json").write_text(json.dumps({"endpoint": "http://127.0.0.1:9"}))
+    # a stack that is not there any more: the connection file of a `local up` that was killed
+    (top / "gone.json").write_text(json.dumps({
+        "endpoint": "http://127.0.0.1:9", "region": "us-east-1", "stack_name": "gone", "outputs": {"BucketName": "b"},
+    }))
+    return top
+
+
+# (arguments, the one line stderr must hold); {d} is the fixture's folder
+CASES = {
+    "submit --name with a slash": (
+        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--name", "../x"],
+        "argument --name: run name '../x' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    ),
+    "submit --name with a space": (
+        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--name", "my run"],
+        "argument --name: run name 'my run' must be 1-64 letters",
+    ),
+    "submit --name too long for an execution name": (
+        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--name", "x" * 65],
+        "must be 1-64 letters",
+    ),
+    "submit a bundle with a broken miniwdl.cfg": (
+        ["submit", "{d}/badcfg/w.wdl", "{d}/badcfg/inputs.json", "--local", "{d}/gone.json"],
+        "{d}/badcfg/miniwdl.cfg: not a valid miniwdl configuration file: File contains no section headers.",
+    ),
+    "submit a bundle whose miniwdl.cfg miniwdl cannot interpolate": (
+        ["submit", "{d}/badpct/w.wdl", "{d}/badpct/inputs.json", "--local", "{d}/gone.json"],
+        "{d}/badpct/miniwdl.cfg: not a valid miniwdl configuration file: '%' must be followed by '%' or '('",
+    ),
+    "submit a missing WDL": (["submit", "{d}/nope.wdl", "{d}/good/inputs.json"], "error: {d}/nope.wdl: no such WDL file"),
+    "submit inputs that are not JSON": (
+        ["submit", "{d}/good/w.wdl", "{d}/not-json.json"], "error: {d}/not-json.json: not valid JSON: Expecting property name",
+    ),
+    "status of something that is not a run id": (["status", "../x"], "argument RUN: run id '../x' is not one"),
+    "cancel of a run name, not a run id": (["cancel", "hello"], "argument RUN: run id 'hello' is not one"),
+    "logs of a run id with a slash": (["logs", "a/b-12345678"], "argument RUN: run id 'a/b-12345678' is not one"),
+    "list --limit 0": (["list", "--limit", "0"], "argument --limit: 0: must be 1 or more"),
+    "list --limit not a number": (["list", "--limit", "ten"], "argument --limit: 'ten' is not a whole number"),
+    "list --name with a slash": (["list", "--name", "a/b"], "argument --name: run name 'a/b' must be"),
+    "outputs --download onto a file": (
+        ["outputs", "hello-12345678", "--download", "{d}/a-file", "--local", "{d}/gone.json"],
+        "error: --download {d}/a-file: exists and is not a folder",
+    ),
+    "no local stack file": (["status", "hello-12345678", "--local", "{d}/missing.json"], "error: no local stack running ({d}/missing.json not found)"),
+    "a local stack file that is not JSON": (
+        ["list", "--local", "{d}/not-json.json"], "error: {d}/not-json.json: not a local stack connection file",
+    ),
+    "a local stack file of the wrong shape": (
+        ["list", "--local", "{d}/wrong-shape.json"], "not a local stack connection file (no region, stack_name, outputs)",
+    ),
+    "a local stack that is gone": (
+        ["list", "--local", "{d}/gone.json"], "error: could not reach http://127.0.0.1:9",
+    ),
+    "local run --timeout negative": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--timeout", "-5"],
+        "argument --timeout: -5 seconds: must be a number above 0",
+    ),
+    "local run --timeout not a number": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--timeout", "soon"],
+        "argument --timeout: 'soon' is not a number of seconds",
+    ),
+    "local run --seed-s3 missing folder": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--seed-s3", "{d}/no-such-dir"],
+        "argument --seed-s3: {d}/no-such-dir: no such folder",
+    ),
+    "local up --seed-s3 a file": (["local", "up", "--seed-s3", "{d}/a-file"], "argument --seed-s3: {d}/a-file: not a folder"),
+    "local run --template missing": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--template", "{d}/none.yaml"],
+        "argument --template: {d}/none.yaml: no such file",
+    ),
+    "local run --state-dir a file": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--state-dir", "{d}/a-file"],
+        "error: --state-dir {d}/a-file: exists and is not a folder",
+    ),
+    "local run --name with a slash": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--name", "../x"], "argument --name: run name '../x'",
+    ),
+    "local run --faults not JSON": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--faults", "{{"],
+        "error: MINIWDL_FARGATE_LOCAL_FAULTS / --faults: Expecting property name",
+    ),
+    "local run a bundle with a broken miniwdl.cfg": (
+        ["local", "run", "{d}/badcfg/w.wdl", "{d}/badcfg/inputs.json", "--state-dir", "{d}/state"],
+        "error: {d}/badcfg/miniwdl.cfg: not a valid miniwdl configuration file",
+    ),
+    "an unknown command": (["frobnicate"], "error: miniwdl-fargate: argument command: invalid choice: 'frobnicate'"),
+    "sweep --run not a run id": (["sweep", "--run", "x y"], "argument --run: run id 'x y' is not one"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_bad_command_line_is_one_line_and_exit_2(case, files):
+    argv, expected = CASES[case]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIWDL_FARGATE", "AWS_ENDPOINT"))}
+    env.update(AWS_MAX_ATTEMPTS="1", AWS_RETRY_MODE="standard", AWS_CONNECT_TIMEOUT="2")
+    proc = subprocess.run(
+        [sys.executable, "-m", "miniwdl_fargate.cli", *(a.format(d=files) for a in argv)],
+        capture_output=True, text=True, timeout=120, cwd=files, env=env,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert expected.format(d=files) in lines[0]
+    assert proc.stdout == ""
+    assert not (files / "state").exists()  # refused before local mode started anything
+
+
+def test_the_last_line_guard_prints_one_line_and_the_traceback_only_when_debugging(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something nobody\nanticipated")
+
+    monkeypatch.delenv(arguments.DEBUG_ENV, raising=False)
+    monkeypatch.setattr(cli, "sweep_command", broken)
+    assert cli.main(["sweep", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: RuntimeError: something nobody anticipated "
+        f"(unexpected: for the traceback, --debug or {arguments.DEBUG_ENV}=1)\n"
+    )
+    assert cli.main(["--debug", "sweep", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.endswith("error: RuntimeError: something nobody anticipated\n")
+    monkeypatch.setenv(arguments.DEBUG_ENV, "1")
+    assert cli.main(["sweep", "--dry-run"]) == 2
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_interrupting_a_command_exits_130_without_a_traceback(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "sweep_command", interrupted)
+    assert cli.main(["sweep"]) == 130
+    assert capsys.readouterr().err == ""
