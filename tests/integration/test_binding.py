@@ -134,7 +134,7 @@ def test_an_upload_replaced_in_a_bucket_without_versions_is_refused_not_mixed_up
     error = json.loads(s3.get_object(Bucket="plain", Key="runs/plain/error.json")["Body"].read())
     assert error["problems"] == [{
         "where": "s3://plain/runs/plain/inputs.json",
-        "problem": "s3://plain/runs/plain/inputs.json was replaced before this upload could be read "
+        "problem": "was replaced before this upload could be read "
                    "(the bucket keeps no versions): upload it again",
     }]
 

@@ -102,13 +102,12 @@ def read_version(bucket: str, key: str, version: str | None, etag: str | None) -
         return s3.get_object(**kwargs)["Body"].read()
     except s3.exceptions.ClientError as exn:
         code = exn.response.get("Error", {}).get("Code")
-        where = s3io.uri(bucket, key)
         if code in _CHANGED:
             raise SnapshotError(
-                f"{where} was replaced before this upload could be read (the bucket keeps no versions): upload it again"
+                "was replaced before this upload could be read (the bucket keeps no versions): upload it again"
             ) from None
         if code in ("NoSuchKey", "NoSuchVersion", "404"):
-            raise SnapshotError(f"{where}: this upload was deleted before it could be read") from None
+            raise SnapshotError("was deleted before the pipeline could read it: upload it again to start the run") from None
         raise
 
 

@@ -84,20 +84,6 @@ def parse_inputs(body: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
-def read_inputs(bucket: str, key: str) -> dict[str, Any]:
-    """The inputs document at the key; SubmitError if it is gone (deleted or replaced by a
-    delete marker between its upload and this event) or not a JSON object of inputs."""
-    s3 = aws.client("s3")
-    where = s3io.uri(bucket, key)
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        raise SubmitError(
-            [{"where": where, "problem": "was deleted before the pipeline could read it: upload it again to start the run"}]
-        ) from None
-    return parse_inputs(body, where)
-
-
 def validate(workflow: str, inputs: dict[str, Any], inputs_where: str) -> None:
     """Raise SubmitError listing every problem of the run (see ``validate``)."""
     problems = Problems()
