@@ -41,6 +41,7 @@ import WDL
 from WDL import CLI as wdl_cli
 
 from . import aws, config, lifecycle, progress, report, runs, s3io, sweep
+from . import outputs as outputs_check
 from .lifecycle import DriverStopped, StopSignals
 
 log = logging.getLogger("miniwdl-fargate.driver")
@@ -323,19 +324,38 @@ def upload_outputs(
             rel = os.path.join("other", os.path.basename(real))
         return run.results_key("out/" + rel)
 
-    def upload(value: WDL.Value.File | WDL.Value.Directory) -> str:
+    # every output is checked before anything is uploaded: a refused run uploads nothing
+    roots = output_roots(run)
+    real_run_dir = os.path.realpath(run_dir)
+    uploads: list[tuple[str, str]] = []  # (local file, key)
+
+    def plan(name: str, value: WDL.Value.File | WDL.Value.Directory) -> str:
         path = value.value
         key = key_for(path)
         if isinstance(value, WDL.Value.Directory):
-            for root, _dirs, files in os.walk(path, followlinks=True):
-                for name in files:
-                    local = os.path.join(root, name)
-                    s3io.upload_file(local, bucket, key + "/" + os.path.relpath(local, path), progress)
+            files = outputs_check.directory_output(name, path, roots, real_run_dir)
+            uploads.extend((local, key + "/" + rel) for local, rel in files)
             return s3io.uri(bucket, key + "/")
-        return s3io.upload_file(path, bucket, key, progress)
+        uploads.append((outputs_check.file_output(name, path, roots), key))
+        return s3io.uri(bucket, key)
 
-    rewritten = WDL.Value.rewrite_env_paths(env, upload)
+    rewritten = env.map(
+        lambda b: WDL.Env.Binding(
+            b.name, WDL.Value.rewrite_paths(b.value, lambda v: plan(f"{target.name}.{b.name}", v)), b.info
+        )
+    )
+    for local, key in uploads:
+        s3io.upload_file(local, bucket, key, progress)
     return WDL.values_to_json(rewritten, namespace=target.name)
+
+
+def output_roots(run: DriverRun) -> list[str]:
+    """Where an output may really be (real paths): the runs of this filesystem (this run's own
+    directory, and earlier runs' whose outputs the call cache reuses) and the staged inputs."""
+    roots = [os.path.dirname(os.path.realpath(run.workdir))]
+    if run.cache_dir:
+        roots.append(os.path.realpath(run.cache_dir))
+    return roots
 
 
 def out_links(out_dir: str) -> dict[str, str]:
@@ -600,7 +620,10 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         stop.check()  # (miniwdl ended because of the signal: its error is not the story)
         if status == 0:
             stop.enter("uploading the outputs")
-            outputs = upload_outputs(run, wdl_path, result["outputs"], run_dir, stop.check)
+            try:
+                outputs = upload_outputs(run, wdl_path, result["outputs"], run_dir, stop.check)
+            except outputs_check.OutputRefused as exn:
+                return refused(run, exn, started, run_dir, cfg)
             doc = {"run_id": run.run_id, "status": "SUCCEEDED", "outputs": outputs, "results": run.results}
             doc.update(run_report(run, "SUCCEEDED", started, run_dir, cfg))
             stop.check()
@@ -645,11 +668,19 @@ def invalid_config(run: DriverRun, exn: config.InvalidConfig, started: float) ->
     return user_error(run, "InvalidConfiguration", str(exn), started, file=exn.where, problem=exn.problem)
 
 
-def user_error(run: DriverRun, error: str, message: str, started: float, **facts: Any) -> int:
+def refused(run: DriverRun, exn: outputs_check.OutputRefused, started: float, run_dir: str, cfg: str | None) -> int:
+    """The workflow succeeded but an output is not one the driver uploads (``outputs``): fail
+    the run saying which, where and why; nothing was uploaded."""
+    return user_error(run, "OutputRefused", str(exn), started, run_dir=run_dir, cfg=cfg)
+
+
+def user_error(
+    run: DriverRun, error: str, message: str, started: float, run_dir: str = "", cfg: str | None = None, **facts: Any
+) -> int:
     """Fail the run for something the user can fix (no traceback: the message says what and
     where); exit 1, as for a workflow that failed."""
     doc = {"run_id": run.run_id, "status": "FAILED", "error": error, "message": message, **facts}
-    doc.update(run_report(run, "FAILED", started))
+    doc.update(run_report(run, "FAILED", started, run_dir, cfg))
     where = s3io.put_json(run.results_bucket, run.results_key("error.json"), doc)
     log.error("run %s failed: %s (%s)", run.run_id, message, where)
     return 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
@@ -112,6 +113,11 @@ def download_directory(cfg: Any, logger: logging.Logger, uri: str, **kwargs: Any
 
 
 def upload_file(path: str, bucket: str, key: str, progress: Progress | None = None) -> str:
+    """Upload the regular file at ``path`` (anything else, e.g. a FIFO that opening would block
+    on, is refused before it is opened: ValueError)."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"not a regular file, not uploaded: {path}")
     if progress is not None:
         progress(0)
     aws.client("s3").upload_file(path, bucket, key, Callback=progress)

@@ -191,11 +191,15 @@ class BaseTaskContainer(TaskContainer):
           its own (``[file_io] mount_tmpdir``) overrides it.
         - The shell waits for the command in the background and passes a SIGTERM on (a stop, or a
           Spot interruption's two-minute warning): a foreground child of ``sh`` would not get it.
+        - With ``stream_logs``, the command's stdout/stderr are also copied to the container's own
+          (``log_forwarder``), every byte exactly once and in order, all of it before the script
+          exits.
         """
         q = shlex.quote
         host = self.host_dir
         out, err = q(self.host_stdout_txt()), q(self.host_stderr_txt())
         shell = self.cfg.get("task_runtime", "command_shell")
+        closed = "3<&- 4<&- " if self.stream_logs else ""  # (the forwarder's descriptors are not the command's)
         lines = [
             f"cd {q(self.host_work_dir())} || exit 1",
             f"shell={q(shell)}",
@@ -203,23 +207,47 @@ class BaseTaskContainer(TaskContainer):
             'scratch=$(mktemp -d "${TMPDIR:-/tmp}/miniwdl.XXXXXX" 2>/dev/null) && export TMPDIR="$scratch"',
         ]
         if self.stream_logs:
-            # The command's stdout/stderr go to its files (miniwdl reads them) and, copied by
-            # tail, to the container's own (its log driver: CloudWatch Logs).
-            lines += [
-                f"tail -n +1 -f {out} 2>/dev/null & t1=$!",
-                f"tail -n +1 -f {err} >&2 2>/dev/null & t2=$!",
-            ]
+            lines += self.log_forwarder(out, err)
         lines += [
             "trap 'kill -TERM $child 2>/dev/null' TERM",
-            f'"$shell" {q(os.path.join(host, "command"))} >> {out} 2>> {err} & child=$!',
+            f'"$shell" {q(os.path.join(host, "command"))} {closed}>> {out} 2>> {err} & child=$!',
             "wait $child; rc=$?",
             "while kill -0 $child 2>/dev/null; do wait $child; rc=$?; done",
             '[ -n "$scratch" ] && rm -rf "$scratch"',
         ]
         if self.stream_logs:
-            lines.append("sleep 1; kill $t1 $t2 2>/dev/null")
+            lines += self.log_forwarder_drain()
         lines.append("exit $rc")
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def log_forwarder(out: str, err: str) -> list[str]:
+        """Shell lines starting the copy of the command's stdout/stderr files (quoted paths) to
+        the container's own stdout/stderr (its log driver: CloudWatch Logs), as they grow.
+
+        The script holds each file open on its own descriptor (3: stdout, 4: stderr) and the
+        forwarder, a background subshell sharing those open files, copies from where the last
+        copy stopped to the end with ``cat <&3`` once a second: the kernel keeps the offset, so
+        no byte is copied twice or skipped, however much the command writes. POSIX sh and
+        ``cat``/``sleep`` only (busybox images have them; ``tail --pid`` is GNU's). The files
+        themselves stay exactly as the command wrote them (miniwdl reads them)."""
+        return [
+            f"exec 3<{out} 4<{err}",
+            # told to stop (TERM), the forwarder ends after the copy it is making, never in the
+            # middle of one; a TERM before its trap is set ends it before its first copy
+            "( stop=; trap 'stop=1' TERM; while [ -z \"$stop\" ]; do cat <&3; cat <&4 >&2; sleep 1; done ) & fwd=$!",
+        ]
+
+    @staticmethod
+    def log_forwarder_drain() -> list[str]:
+        """Shell lines run once the command ended: stop the forwarder, wait until it has, then
+        copy what it had not (from the same shared offsets) before the script exits."""
+        return [
+            "kill -TERM $fwd 2>/dev/null",
+            "while kill -0 $fwd 2>/dev/null; do wait $fwd; done",
+            "cat <&3; cat <&4 >&2",
+            "exec 3<&- 4<&-",
+        ]
 
     def _run(self, logger: logging.Logger, terminating: Callable[[], bool], command: str) -> int:
         self.write_command(command)

@@ -1,0 +1,88 @@
+"""The driver uploads what the tasks made and nothing else: through ``driver.drive`` (the
+local_process backend, moto S3), a task whose Directory output holds a FIFO, or a link to a
+directory out of the run, ends the run FAILED with error.json saying which output, where and
+what, uploads no output, and does not hang."""
+
+import json
+
+import pytest
+
+from miniwdl_fargate import aws, driver
+
+WDL = """
+version development
+task make {
+  input { String kind }
+  command <<<
+    mkdir -p d/sub
+    echo fine > d/fine.txt
+    echo plain > plain.txt
+    case "~{kind}" in
+      fifo) mkfifo d/sub/pipe ;;
+      escape) ln -s /etc d/sub/etc ;;
+      inside) ln -s ../fine.txt d/sub/linked.txt; ln -s sub d/also ;;
+    esac
+  >>>
+  output {
+    File plain = "plain.txt"
+    Directory d = "d"
+  }
+}
+"""
+
+
+@pytest.fixture
+def drive(moto_aws, tmp_path, monkeypatch):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="runs/t/make.wdl", Body=WDL.encode())
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "local_process")
+    monkeypatch.setenv("RUN_ID", "t-1")
+    monkeypatch.chdir(tmp_path)
+
+    def run(kind: str) -> int:
+        s3.put_object(Bucket="runs", Key="runs/t/inputs.json", Body=json.dumps({"make.kind": kind}).encode())
+        return driver.drive(
+            driver.DriverRun(
+                run_id="t-1",
+                workflow="s3://runs/runs/t/make.wdl",
+                inputs="s3://runs/runs/t/inputs.json",
+                results="s3://runs/runs/t/results/t-1/",
+                workdir=str(tmp_path / "work" / kind),
+            )
+        )
+
+    return run
+
+
+def results() -> dict[str, bytes]:
+    s3 = aws.client("s3")
+    listed = s3.list_objects_v2(Bucket="runs", Prefix="runs/t/results/t-1/").get("Contents", [])
+    return {o["Key"].rsplit("t-1/", 1)[1]: s3.get_object(Bucket="runs", Key=o["Key"])["Body"].read() for o in listed}
+
+
+def test_a_fifo_in_a_directory_output_fails_the_run_and_uploads_nothing(drive):
+    assert drive("fifo") == 1
+    got = results()
+    error = json.loads(got["error.json"])
+    assert error["status"] == "FAILED" and error["error"] == "OutputRefused"
+    assert error["message"] == "Directory output make.d: sub/pipe is a FIFO (named pipe), which cannot be uploaded"
+    assert not [key for key in got if key.startswith("out/")] and "outputs.json" not in got
+
+
+def test_a_link_out_of_the_run_in_a_directory_output_fails_the_run(drive):
+    assert drive("escape") == 1
+    got = results()
+    error = json.loads(got["error.json"])
+    assert error["error"] == "OutputRefused"
+    assert error["message"].startswith("Directory output make.d: sub/etc is a symbolic link to /etc, outside ")
+    assert not [key for key in got if key.startswith("out/")]
+
+
+def test_links_inside_are_uploaded_as_what_they_point_to(drive):
+    # (miniwdl itself refuses a link to a file outside the Directory: "contains unusable symlink")
+    assert drive("inside") == 0
+    got = results()
+    outputs = json.loads(got["outputs.json"])["outputs"]
+    assert outputs["make.d"] == "s3://runs/runs/t/results/t-1/out/d/d"
+    assert got["out/d/d/fine.txt"] == got["out/d/d/sub/linked.txt"] == got["out/d/d/also/linked.txt"] == b"fine\n"

@@ -1,0 +1,84 @@
+"""The task script's log forwarder (``stream_logs``: the command's stdout/stderr also go to the
+container's own, which Fargate's log driver sends to CloudWatch Logs), run for real with ``sh``
+and with ``busybox sh`` in a PATH of busybox tools only (an image without GNU coreutils): every
+line the command wrote reaches the container's output, in order, exactly once, and the
+stdout.txt/stderr.txt files stay exactly as the command wrote them."""
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from WDL.runtime import config as wdl_config
+
+from miniwdl_fargate.backend.base import BaseTaskContainer
+
+LOG = logging.getLogger("test")
+LINES = 200_000
+BUSYBOX = shutil.which("busybox")
+# what the script and the command use, as busybox applets
+TOOLS = ("cat", "sleep", "mktemp", "rm", "seq", "tail", "kill", "sh")
+
+
+class ScriptOnly(BaseTaskContainer):
+    """Only ``task_script``: these tests run it themselves."""
+
+    stream_logs = True
+
+    def _start(self, logger, script, terminating):
+        raise NotImplementedError("not launched: the test runs task_script itself")
+
+    def _status(self, logger, job, wait):
+        raise NotImplementedError("not launched: the test runs task_script itself")
+
+    def _stop(self, logger, job, reason):
+        raise NotImplementedError("not launched: the test runs task_script itself")
+
+
+def container(tmp_path: Path, command: str) -> ScriptOnly:
+    host_dir = tmp_path / "call-loud"
+    host_dir.mkdir()
+    made = ScriptOnly(wdl_config.Loader(LOG, filenames=[]), "call-loud", str(host_dir))
+    made.runtime_values = {}
+    made.write_command(command)
+    for stream in (made.host_stdout_txt(), made.host_stderr_txt()):
+        open(stream, "a").close()
+    return made
+
+
+def busybox_path(tmp_path: Path) -> str:
+    """A PATH holding busybox's applets and nothing else."""
+    bin_dir = tmp_path / "busybox-bin"
+    bin_dir.mkdir()
+    for tool in TOOLS:
+        os.symlink(BUSYBOX, bin_dir / tool)
+    return str(bin_dir)
+
+
+SHELLS = [pytest.param(["/bin/sh"], None, id="sh")]
+if BUSYBOX:
+    SHELLS.append(pytest.param([BUSYBOX, "sh"], "busybox", id="busybox-sh"))
+
+
+@pytest.mark.parametrize(("shell", "tools"), SHELLS)
+def test_every_line_reaches_the_container_output_once_in_order(tmp_path, shell, tools):
+    made = container(tmp_path, f"seq 1 {LINES}; seq 1 {LINES} >&2; echo last line; echo last error >&2\n")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    if tools:
+        env["PATH"] = busybox_path(tmp_path)
+    proc = subprocess.run([*shell, "-c", made.task_script()], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = "".join(f"{i}\n" for i in range(1, LINES + 1))
+    assert proc.stdout.decode() == expected + "last line\n"
+    assert proc.stderr.decode() == expected + "last error\n"
+    assert Path(made.host_stdout_txt()).read_text() == expected + "last line\n"
+    assert Path(made.host_stderr_txt()).read_text() == expected + "last error\n"
+
+
+def test_the_exit_status_and_a_command_writing_nothing(tmp_path):
+    made = container(tmp_path, "exit 3\n")
+    proc = subprocess.run(["/bin/sh", "-c", made.task_script()], capture_output=True, timeout=60)
+    assert proc.returncode == 3
+    assert proc.stdout == b"" and proc.stderr == b""
