@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from pydantic import BaseModel
 
 from miniwdl_fargate.pipeline.finalize import finalize
+from miniwdl_fargate.pipeline.settings import FunctionSettings
 from miniwdl_fargate.runs import RunRecord
 
 logger = Logger()
@@ -29,7 +30,7 @@ class FinalizeEvent(BaseModel):
 @event_parser(model=FinalizeEvent)
 def handler(event: FinalizeEvent, context: Any) -> dict[str, Any]:
     logger.append_keys(run_id=event.run.run_id)
-    result = finalize(event.run, event.status, event.error)
+    result = finalize(event.run, event.status, event.error, FunctionSettings.from_env().cluster)
     metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)
     if result.get("duration_s") is not None:
         metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=result["duration_s"])

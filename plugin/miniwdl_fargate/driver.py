@@ -41,6 +41,7 @@ import WDL
 from WDL import CLI as wdl_cli
 
 from . import aws, config, lifecycle, progress, report, runs, s3io, sweep
+from . import status as status_doc
 from . import outputs as outputs_check
 from .lifecycle import DriverStopped, StopSignals
 
@@ -591,6 +592,9 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
     os.environ["RUN_ID"] = run.run_id
     bucket = run.results_bucket
     sweep_orphans()
+    ended = progress.ended(bucket, run.run_id)
+    if ended is not None:  # cancelled (or timed out) before this driver started: run nothing
+        return already_ended(run, ended, "starting")
     reporter = progress.StatusReporter(
         bucket, run.run_id, float(os.environ.get("MINIWDL_FARGATE_STATUS_INTERVAL") or progress.DEFAULT_INTERVAL)
     )
@@ -608,6 +612,10 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
             stop.enter("staging the inputs")
             inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), stop.check)
         stop.enter("running the workflow")
+        ended = progress.ended(bucket, run.run_id)
+        if ended is not None:  # cancelled while the workflow was fetched and staged
+            reporter.stop()
+            return already_ended(run, ended, "about to run the workflow")
         result: dict[str, Any] = {}
         try:
             status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, cfg)
@@ -627,6 +635,8 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
             doc = {"run_id": run.run_id, "status": "SUCCEEDED", "outputs": outputs, "results": run.results}
             doc.update(run_report(run, "SUCCEEDED", started, run_dir, cfg))
             stop.check()
+            if not claim_success(run):  # cancelled (or timed out) first: that end stands
+                return already_ended(run, progress.ended(bucket, run.run_id), "writing outputs.json")
             where = s3io.put_json(bucket, run.results_key("outputs.json"), doc)
             log.info("run %s succeeded: %s", run.run_id, where)
             return 0
@@ -659,6 +669,30 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         except Exception:
             log.exception("could not write error.json")
         return 2
+
+
+def claim_success(run: DriverRun) -> bool:
+    """Claim the run's end as SUCCEEDED before writing outputs.json: status.json's ``outputs``
+    is set with a conditional write (If-Match on its ETag, ``status.update``), unless the run
+    ended first. A cancel makes the same kind of write and refuses a run whose outputs are
+    claimed, so of the two exactly one wins: a run's files never say SUCCEEDED beside
+    CANCELLED. True: claimed (or the run has no status.json: a driver run by hand)."""
+    uri = run.results + "outputs.json"
+
+    def claiming(current: status_doc.RunStatus) -> status_doc.RunStatus | None:
+        return None if current.finished else current.model_copy(update={"outputs": uri})
+
+    after = status_doc.update(run.results_bucket, run.run_id, claiming)
+    return after is None or (not after.finished and after.outputs == uri)
+
+
+def already_ended(run: DriverRun, ended: status_doc.RunStatus | None, phase: str) -> int:
+    """The run ended (cancelled, timed out) before this driver got to ``phase``: stop without
+    running (or writing) anything more; whoever ended it wrote its error.json. Exit 1."""
+    state = ended.status if ended is not None else "ended"
+    log.warning("run %s is %s: the driver stops while %s, running nothing more", run.run_id, state, phase)
+    stop_run_tasks(run, f"the run is {state}")
+    return 1
 
 
 def invalid_config(run: DriverRun, exn: config.InvalidConfig, started: float) -> int:

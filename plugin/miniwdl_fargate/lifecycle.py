@@ -109,8 +109,9 @@ class StopSignals:
 
 def pause_for_test(phase: str, stop: StopSignals) -> None:
     """Tests only (``MINIWDL_FARGATE_PAUSE_AT=<phase>:<directory>``): on reaching ``phase``, write
-    ``<directory>/<phase>`` and wait (at most two minutes) for a stop signal, so a test can stop
-    the driver exactly there."""
+    ``<directory>/<phase>`` and wait (at most two minutes) for a stop signal, or for the test to
+    write ``<directory>/<phase>.resume``, so a test can stop the driver exactly there, or change
+    the run's state there (a cancel whose signal has not come) and let it go on."""
     spec = os.environ.get(PAUSE_AT_ENV, "")
     wanted, _, folder = spec.partition(":")
     if wanted != phase or not folder:
@@ -118,7 +119,8 @@ def pause_for_test(phase: str, stop: StopSignals) -> None:
     with open(os.path.join(folder, phase), "w") as marker:
         marker.write(str(os.getpid()))
     deadline = time.monotonic() + PAUSE_LIMIT_SECONDS
-    while not stop.requested and time.monotonic() < deadline:
+    resume = os.path.join(folder, phase + ".resume")
+    while not stop.requested and not os.path.exists(resume) and time.monotonic() < deadline:
         stop.wait(0.05)
 
 

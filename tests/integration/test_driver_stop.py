@@ -183,3 +183,62 @@ def test_sigterm_while_running_stops_every_task_and_ends_failed(moto_s3, long_ta
     not_stopped = [t.arn for t in long_tasks.tasks.values() if t.stop_requested is None and t.status(time.time()) != "STOPPED"]
     assert not_stopped == [], "tasks left running after the driver exited"
     assert len(long_tasks.tasks) >= 2
+
+
+# -- a cancel whose signal has not reached the driver (issue 11, item 4) ------------------------
+
+
+def cancel_in_status() -> None:
+    """What cancel_run writes before it signals anything: status.json CANCELLED, error.json."""
+    from miniwdl_fargate import s3io
+
+    error = {"error": "Cancelled", "message": "cancelled by the user"}
+    status.set_state("runs", RUN_ID, "CANCELLED", error=error)
+    s3io.put_json("runs", RESULTS.split("/", 3)[3] + "error.json", {"run_id": RUN_ID, "status": "CANCELLED", **error})
+
+
+def ended_files(proc: subprocess.Popen) -> tuple[int, str, dict | None, dict | None]:
+    out, _ = proc.communicate(timeout=120)
+    prefix = RESULTS.split("/", 3)[3]
+    from miniwdl_fargate import s3io
+
+    return proc.returncode, out, s3io.find_json("runs", prefix + "error.json"), s3io.find_json("runs", prefix + "outputs.json")
+
+
+def assert_cancelled_and_consistent(error: dict | None, outputs: dict | None) -> None:
+    assert outputs is None
+    assert error == {"run_id": RUN_ID, "status": "CANCELLED", "error": "Cancelled", "message": "cancelled by the user"}
+    assert status.read("runs", RUN_ID).status == "CANCELLED"
+
+
+def test_a_driver_that_starts_after_the_cancel_runs_nothing(moto_s3, tmp_path):
+    cancel_in_status()
+    code, out, error, outputs = ended_files(start_driver(tmp_path, moto_s3))
+    assert code == 1, out[-3000:]
+    assert "is CANCELLED: the driver stops while starting" in out
+    assert_cancelled_and_consistent(error, outputs)
+    assert not (tmp_path / "efs" / "runs" / RUN_ID).exists() or not any((tmp_path / "efs" / "runs" / RUN_ID).iterdir())
+
+
+@pytest.mark.parametrize("phase", ["staging the inputs", "running the workflow"])
+def test_a_cancel_before_the_workflow_runs_stops_the_driver_before_it(moto_s3, tmp_path, phase):
+    proc = start_driver(tmp_path, moto_s3, pause_at=phase)
+    paused(tmp_path, phase, proc)
+    cancel_in_status()
+    (tmp_path / f"{phase}.resume").touch()
+    code, out, error, outputs = ended_files(proc)
+    assert code == 1, out[-3000:]
+    assert "is CANCELLED: the driver stops while about to run the workflow" in out
+    assert_cancelled_and_consistent(error, outputs)
+    assert not list((tmp_path / "efs" / "runs" / RUN_ID).glob("*_w")), "miniwdl ran nothing"
+
+
+def test_a_cancel_after_the_workflow_succeeded_leaves_no_outputs_json(moto_s3, tmp_path):
+    proc = start_driver(tmp_path, moto_s3, pause_at="uploading the outputs")
+    paused(tmp_path, "uploading the outputs", proc)
+    cancel_in_status()
+    (tmp_path / "uploading the outputs.resume").touch()
+    code, out, error, outputs = ended_files(proc)
+    assert code == 1, out[-3000:]
+    assert "is CANCELLED: the driver stops while writing outputs.json" in out
+    assert_cancelled_and_consistent(error, outputs)

@@ -519,15 +519,19 @@ ROLE_ACTIONS = {
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "states:StopExecution",
         "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "events:PutEvents",
     },
-    # pipeline/launch.py: run_task (with tags, roles of the task definition), status.json
-    "LaunchDriverRole": LOGS | XRAY | {"ecs:RunTask", "ecs:TagResource", "iam:PassRole", "s3:GetObject", "s3:PutObject", "s3:ListBucket"},
+    # pipeline/launch.py: run_task (with tags, roles of the task definition), status.json, stop_task of a cancelled run's driver
+    "LaunchDriverRole": LOGS | XRAY | {
+        "ecs:RunTask", "ecs:TagResource", "iam:PassRole", "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:StopTask",
+    },
     # pipeline/complete.py: get_object, send_task_success/failure; stopping a dead driver's tasks
     "DriverStoppedRole": LOGS | XRAY | {
         "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess", "states:SendTaskFailure",
         "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "sqs:SendMessage",
     },
-    # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event
-    "FinalizeRole": LOGS | XRAY | {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "events:PutEvents"},
+    # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event, stopping what still runs
+    "FinalizeRole": LOGS | XRAY | {
+        "s3:GetObject", "s3:PutObject", "s3:ListBucket", "events:PutEvents", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
+    },
     # pipeline/timeout.py: outputs.json/error.json/status.json, stopping the run's driver and tasks
     "RunTimedOutRole": LOGS | XRAY | {
         "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",

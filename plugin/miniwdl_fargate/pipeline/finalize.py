@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import runs, s3io, status
+import logging
+
+from .. import runs, s3io, status, sweep
 from . import manage
+
+log = logging.getLogger(__name__)
 
 
 def _error_document(record: runs.RunRecord, error: dict[str, Any] | None) -> dict[str, Any]:
@@ -26,7 +30,10 @@ def _error_document(record: runs.RunRecord, error: dict[str, Any] | None) -> dic
     return {"run_id": record.run_id, "status": "FAILED", "error": name, "message": message, "cause": cause}
 
 
-def finalize(record: runs.RunRecord, state: str, error: dict[str, Any] | None) -> dict[str, Any]:
+def finalize(record: runs.RunRecord, state: str, error: dict[str, Any] | None, cluster: str = "") -> dict[str, Any]:
+    """Record the run's end; then stop whatever of it still runs (by its run tag): every path
+    of the state machine ends here (RecordSuccess / RecordFailure, the Catch of every state
+    included), so a run the state machine ends, whatever ended it, leaves nothing running."""
     if state == "SUCCEEDED":
         doc = s3io.find_json(record.bucket, record.results_key("outputs.json")) or {}
         fields: dict[str, Any] = {"outputs": record.results + "outputs.json", "error": None}
@@ -52,5 +59,15 @@ def finalize(record: runs.RunRecord, state: str, error: dict[str, Any] | None) -
     )
     if final is not None and final.status == state:  # not CANCELLED meanwhile (that state stays)
         manage.announce(final)
+    stop_what_runs(cluster, record.run_id, final.status if final else state)
     return {"run_id": record.run_id, "status": final.status if final else state,
             "duration_s": final.duration_s if final else None}
+
+
+def stop_what_runs(cluster: str, run_id: str, state: str) -> list[str]:
+    """Stop the run's tasks still running (a driver whose launch the state machine gave up on,
+    tasks left by a driver that died); none, usually."""
+    stopped = sweep.stop_run(cluster, run_id, f"run {state}: stopping what still runs of it") if cluster else []
+    if stopped:
+        log.warning("run %s ended %s with %d task(s) still running: stopped", run_id, state, len(stopped))
+    return stopped

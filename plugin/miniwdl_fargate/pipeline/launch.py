@@ -45,7 +45,21 @@ def driver_client_token(run_id: str, task_token: str) -> str:
     return hashlib.sha256(f"{run_id}\n{task_token}".encode()).hexdigest()
 
 
+class RunAlreadyEnded(RuntimeError):
+    """The run was cancelled (or otherwise ended) before its driver ran: no driver is left
+    running for it. The state machine catches this and records the run's end, which keeps the
+    state it already has (``status.update``)."""
+
+
+def refuse_ended_run(record: runs.RunRecord) -> None:
+    """Launch no driver for a run that has ended (cancelled while SUBMITTED)."""
+    current = status.read(record.bucket, record.run_id)
+    if current is not None and current.finished:
+        raise RunAlreadyEnded(f"run {record.run_id} is {current.status}: its driver is not launched")
+
+
 def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> str:
+    refuse_ended_run(record)
     ecs = aws.client("ecs")
     try:
         response = _run_driver(ecs, settings, record, task_token)
@@ -61,8 +75,22 @@ def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token
             return None  # the driver already reports (or the run ended)
         return current.model_copy(update={"status": "STARTING", "driver_task": arn})
 
-    status.update(record.bucket, record.run_id, starting)
+    after = status.update(record.bucket, record.run_id, starting)
+    if after is not None and after.finished:  # cancelled between the check above and RunTask
+        stop_driver(ecs, settings, arn, f"run {record.run_id} is {after.status}")
+        raise RunAlreadyEnded(f"run {record.run_id} is {after.status}: its driver {arn} was stopped as it started")
     return arn
+
+
+def stop_driver(ecs, settings: FunctionSettings, arn: str, reason: str) -> None:
+    """StopTask on a driver just launched for a run that ended meanwhile (its own start check
+    would stop it too; this spares it the start). StopTask is ``docker stop``: SIGTERM, which
+    the driver handles, then SIGKILL after the stop timeout
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_StopTask.html)."""
+    try:
+        ecs.stop_task(cluster=settings.cluster, task=arn, reason=reason[:255])
+    except (ecs.exceptions.ClientError, BotoCoreError) as exn:  # its own start check stops it
+        log.warning("StopTask of driver %s failed: %s", arn, exn)
 
 
 def _run_driver(ecs, settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> dict:

@@ -133,14 +133,26 @@ def announce(current: status.RunStatus) -> None:
 def cancel_run(bucket: str, state_machine_arn: str, cluster: str, run_id: str, reason: str = "cancelled by the user") -> status.RunStatus:
     """Cancel end to end: mark the run CANCELLED (so nothing later reports it otherwise), stop its
     execution, stop its driver (SIGTERM: miniwdl stops every task it runs) and any task of the
-    run still running, write error.json and announce the end."""
+    run still running, write error.json and announce the end.
+
+    One rule keeps a run's files from saying SUCCEEDED beside CANCELLED: status.json decides,
+    with conditional writes. The driver claims a success there (``outputs``) before it writes
+    outputs.json, and only if the run has not ended; a cancel marks CANCELLED only if the run
+    has neither ended nor a claimed success. A run that had ended raises RunFinished, after
+    stopping whatever of it still runs (and saying so)."""
     error = {"error": "Cancelled", "message": reason}
     before = status.read(bucket, run_id)
     if before is None:
         raise RunNotFound(f"no run {run_id} in s3://{bucket} (looked for s3://{bucket}/{status.status_key(run_id)})")
-    final = status.set_state(bucket, run_id, "CANCELLED", error=error)  # no-op on a finished run
+
+    def cancelling(current: status.RunStatus) -> status.RunStatus | None:
+        if current.finished or current.outputs:
+            return None  # ended, or its driver is writing its outputs: that end stands
+        return current.model_copy(update={"status": "CANCELLED", "error": error})
+
+    final = status.update(bucket, run_id, cancelling)
     if final is None or final.status != "CANCELLED" or before.finished:
-        raise RunFinished(f"run {run_id} already {(final or before).status}")
+        raise RunFinished(_already_finished(cluster, run_id, final or before))
     sfn = aws.client("stepfunctions")
     arn = final.execution_arn or state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + run_id
     try:
@@ -153,3 +165,15 @@ def cancel_run(bucket: str, state_machine_arn: str, cluster: str, run_id: str, r
     s3io.put_json(results_bucket, prefix + "error.json", {"run_id": run_id, "status": "CANCELLED", **error})
     announce(final)
     return final
+
+
+def _already_finished(cluster: str, run_id: str, current: status.RunStatus) -> str:
+    """What a cancel of a run that had ended answers. A finished run's tasks still running (a
+    driver that did not stop, a task whose stop was lost) are stopped by the run tag, and the
+    answer says so; a run whose driver is writing its outputs is left to finish."""
+    if not current.finished:
+        return f"run {run_id} already SUCCEEDED: its driver is writing its outputs ({current.outputs})"
+    stopped = sweep.stop_run(cluster, run_id, f"run {current.status}: stopping what still runs of it") if cluster else []
+    if stopped:
+        return f"run {run_id} already {current.status}; stopped {len(stopped)} task(s) of it still running"
+    return f"run {run_id} already {current.status}"
