@@ -50,3 +50,92 @@ def test_the_driver_token_fits_run_task(settings):
     model = botocore.session.get_session().get_service_model("ecs")
     request = {"cluster": "c", "taskDefinition": "td", "clientToken": token}
     assert not ParamValidator().validate(request, model.operation_model("RunTask").input_shape).has_errors()
+
+
+# -- cancel and the end of a run always stop the work (issue 11, item 4) -------------------------
+
+from miniwdl_fargate import s3io, status  # noqa: E402
+from miniwdl_fargate.driver import DriverRun, claim_success  # noqa: E402
+from miniwdl_fargate.pipeline import finalize, manage  # noqa: E402
+
+SFN = "arn:aws:states:us-east-1:123456789012:stateMachine:run"
+
+
+def submitted(run_id="run-1"):
+    status.update("runs", run_id, lambda current: current, initial=status.new(record(run_id)))
+    return record(run_id)
+
+
+def desired(arn):
+    return aws.client("ecs").describe_tasks(cluster="c", tasks=[arn])["tasks"][0]["desiredStatus"]
+
+
+def valid(operation, request):
+    model = botocore.session.get_session().get_service_model("ecs")
+    return not ParamValidator().validate(request, model.operation_model(operation).input_shape).has_errors()
+
+
+def test_launch_refuses_a_run_cancelled_while_submitted(settings):
+    run = submitted()
+    manage.cancel_run("runs", SFN, "c", run.run_id)
+    with pytest.raises(launch.RunAlreadyEnded, match="run run-1 is CANCELLED: its driver is not launched"):
+        launch.launch_driver(settings, run, "token")
+    assert aws.client("ecs").list_tasks(cluster="c")["taskArns"] == []
+
+
+def test_a_driver_launched_as_its_run_is_cancelled_is_stopped(settings, monkeypatch):
+    run = submitted()
+    requests = []
+    real = launch._run_driver
+
+    def cancelled_during_run_task(ecs, *args):
+        answer = real(ecs, *args)
+        manage.cancel_run("runs", SFN, "", run.run_id)  # (no cluster: the driver is not listed yet)
+        ecs.meta.events.register("provide-client-params.ecs.StopTask", lambda params, **_: requests.append(dict(params)))
+        return answer
+
+    monkeypatch.setattr(launch, "_run_driver", cancelled_during_run_task)
+    with pytest.raises(launch.RunAlreadyEnded, match="was stopped as it started"):
+        launch.launch_driver(settings, run, "token")
+    (arn,) = aws.client("ecs").list_tasks(cluster="c", desiredStatus="STOPPED")["taskArns"]
+    assert desired(arn) == "STOPPED"
+    assert requests and all(valid("StopTask", r) for r in requests)
+    assert status.read("runs", run.run_id).status == "CANCELLED"
+
+
+def test_success_and_cancel_exclude_each_other(settings):
+    driver_run = DriverRun("run-1", "s3://runs/w.wdl", "s3://runs/i.json", "s3://runs/results/run-1/", "/nonexistent")
+    submitted()
+    assert claim_success(driver_run)  # the driver got there first: the cancel is too late
+    with pytest.raises(manage.RunFinished, match="already SUCCEEDED: its driver is writing its outputs"):
+        manage.cancel_run("runs", SFN, "c", "run-1")
+    assert status.read("runs", "run-1").status == "SUBMITTED"
+    assert s3io.find_json("runs", "results/run-1/error.json") is None
+    submitted("run-2")
+    manage.cancel_run("runs", SFN, "c", "run-2")  # the cancel got there first: no success claimed
+    other = DriverRun("run-2", "s3://runs/w.wdl", "s3://runs/i.json", "s3://runs/results/run-2/", "/nonexistent")
+    assert not claim_success(other)
+    assert status.read("runs", "run-2").outputs is None
+
+
+def test_cancel_of_an_ended_run_stops_what_still_runs_and_says_so(settings):
+    run = submitted()
+    arn = launch.launch_driver(settings, run, "token")
+    status.set_state("runs", run.run_id, "FAILED")
+    with pytest.raises(manage.RunFinished, match=r"^run run-1 already FAILED; stopped 1 task\(s\) of it still running$"):
+        manage.cancel_run("runs", SFN, "c", run.run_id)
+    assert desired(arn) == "STOPPED"
+    with pytest.raises(manage.RunFinished, match=r"^run run-1 already FAILED$"):
+        manage.cancel_run("runs", SFN, "c", run.run_id)
+
+
+@pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED"])
+def test_every_end_the_state_machine_records_stops_what_still_runs(settings, state):
+    run = submitted()
+    arn = launch.launch_driver(settings, run, "token")
+    if state == "SUCCEEDED":
+        s3io.put_json("runs", "results/run-1/outputs.json", {"run_id": "run-1", "status": "SUCCEEDED", "outputs": {}})
+    error = {"Error": "States.TaskFailed", "Cause": "{\"errorMessage\": \"the Lambda kept failing\"}"}
+    finalize.finalize(run, state, None if state == "SUCCEEDED" else error, cluster="c")
+    assert desired(arn) == "STOPPED"
+    assert status.read("runs", run.run_id).status == state

@@ -42,6 +42,9 @@ ALLOWED_STAR_RESOURCES = {
     ("RunTimedOutRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
     ),
+    ("FinalizeRole", "ListTasksOfThisCluster"): (
+        "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
+    ),
     ("DriverStoppedRole", "ReportToStateMachine"): "task-token callbacks support no resource-level permissions",
     ("DriverStoppedRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
