@@ -72,6 +72,7 @@ EFS_VOLUME = "efs"
 RUN_TAG = sweep.RUN_TAG
 DRIVER_TAG = sweep.DRIVER_TAG
 CALL_TAG = "miniwdl-fargate:call"
+RUN_ACCESS_POINT_TAG = "miniwdl-fargate:run-access-point"
 SPOT = "FARGATE_SPOT"
 #: stoppedReason prefixes of a task that failed to start for reasons retrying will not fix
 #: (CannotPullContainerError is read with stops.PULL_ERRORS instead)
@@ -321,7 +322,11 @@ class FargateTaskContainer(BaseTaskContainer):
             "RootDirectory": {"Path": path},
             # tags on creation also need elasticfilesystem:TagResource
             # (https://docs.aws.amazon.com/efs/latest/ug/API_CreateAccessPoint.html)
-            "Tags": [{"Key": RUN_TAG, "Value": run_id}, {"Key": "Name", "Value": f"miniwdl run {run_id}"[:256]}],
+            "Tags": [
+                {"Key": RUN_TAG, "Value": run_id},
+                {"Key": RUN_ACCESS_POINT_TAG, "Value": "true"},  # (template.yaml lets the driver delete only these)
+                {"Key": "Name", "Value": f"miniwdl run {run_id}"[:256]},
+            ],
         }
         if base.get("PosixUser"):
             request["PosixUser"] = base["PosixUser"]
