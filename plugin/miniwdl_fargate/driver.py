@@ -120,6 +120,14 @@ def _download_submitted(uri: str, path: str, progress: s3io.Progress | None) -> 
         raise SubmittedFileGone(f"{uri} was deleted after the run was submitted: submit it again") from None
 
 
+def release_run_volume() -> None:
+    """The run's WDL tasks are over: remove what the aws_fargate backend made for them alone
+    (its task definitions and EFS access point)."""
+    from .backend.fargate import FargateTaskContainer  # (not every driver test loads the backend)
+
+    FargateTaskContainer.release_run(log)
+
+
 def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None = None) -> tuple[int, dict[str, Any]]:
     """``miniwdl run`` in-process; return (exit status, the JSON miniwdl wrote: outputs or error)."""
     result_file = os.path.join(run_dir, f".result-{os.getpid()}.json")
@@ -620,6 +628,7 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         try:
             status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, cfg)
         finally:
+            release_run_volume()
             run_dir = result.get("dir") or ""
             reporter.stop(cached=cache_hits(run_dir) if run_dir else 0)
             publish_metrics(run, "succeeded" if result.get("outputs") is not None else "failed")

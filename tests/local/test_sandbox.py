@@ -29,3 +29,28 @@ def test_a_wdl_task_without_an_engine_cannot_write_outside_efs_and_tmp(stack):
     assert os.stat(os.path.join(host_path, "sub")).st_uid == owner
     assert not os.path.exists("/etc/sandbox-probe")
     assert not os.path.exists("/tmp/scratch")  # the task's /tmp was its own
+
+
+def test_local_modes_state_is_hidden_from_a_sandboxed_task(stack):
+    """Wherever local mode keeps its state (here outside /tmp, which the sandbox replaces
+    anyway), a sandboxed task cannot read it by its host path."""
+    import subprocess
+    import tempfile
+
+    sandbox = stack.runtime.sandbox()
+    assert sandbox is not None
+    state = tempfile.mkdtemp(prefix=".isolation-state-", dir=os.getcwd())
+    try:
+        with open(os.path.join(state, "other-run.txt"), "w") as outfile:
+            outfile.write("secret\n")
+        os.chmod(state, 0o755)
+        os.chmod(os.path.join(state, "other-run.txt"), 0o644)
+        probe = ["sh", "-c", f"cat {state}/other-run.txt 2>/dev/null || echo hidden"]
+        seen = subprocess.run(sandbox.wrap([], probe), capture_output=True, text=True, timeout=60).stdout
+        assert seen.split() == ["secret"]  # (without hiding: readable; the test sees the difference)
+        hidden = subprocess.run(sandbox.wrap([], probe, hidden=(state,)), capture_output=True, text=True, timeout=60).stdout
+        assert hidden.split() == ["hidden"]
+    finally:
+        import shutil
+
+        shutil.rmtree(state)

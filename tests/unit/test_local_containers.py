@@ -100,3 +100,12 @@ def test_strict_script_mounts_efs_writable_over_a_read_only_root_and_drops_privi
     assert userns == 'exec unshare --user --map-user=1000 --map-group=1000 -- "$@"'
     with pytest.raises(ValueError, match="under /mnt only, not /data"):
         strict_script([("/data", "/x")], Identity("userns", 1000, 1000))
+
+
+def test_strict_script_hides_local_modes_state_before_binding_the_volumes():
+    script = strict_script([("/mnt/efs/runs/r-1", "/state/efs/fs-1/miniwdl/runs/r-1")], Identity("userns", 1000, 1000), hidden=("/state",))
+    lines = script.splitlines()
+    hide = "if [ -d /mnt/.root/state ]; then mount -t tmpfs -o ro,mode=0555,size=4k tmpfs /mnt/.root/state; fi"
+    assert hide in lines
+    # the bind's source is the namespace's own /state, which the hiding (under the new root) leaves alone
+    assert lines.index(hide) < lines.index("mount --bind /state/efs/fs-1/miniwdl/runs/r-1 /mnt/.root/mnt/efs/runs/r-1")

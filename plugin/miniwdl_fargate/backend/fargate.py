@@ -2,10 +2,17 @@
 
 - Sizes: WDL ``cpu``/``memory`` snapped up to the nearest valid Fargate size, ``disks`` to ephemeral
   storage; what Fargate cannot give fails the task before launch (``sizes.for_task``).
-- The task definition is registered once per distinct image (content-hashed family name, reused
-  across runs); cpu, memory, storage and the command travel as RunTask overrides.
-- Every task container mounts the EFS filesystem at the driver's mount path and runs the WDL
-  command in its task's real directory there (see ``base``). The task definition sets
+- The task definition is registered once per distinct image and run (content-hashed family name;
+  the run's access point is part of the content); cpu, memory, storage and the command travel as
+  RunTask overrides.
+- Every task container mounts only its run's directory (``<efs root>/runs/<run id>``), at the
+  path the driver sees it (``<mount path>/runs/<run id>``), and runs the WDL command in its task's
+  real directory there (see ``base``): a task sees its own run's files, not every run's nor the
+  shared cache (its inputs are hard links inside its work directory). A volume's root belongs to
+  the task definition, and with an access point the volume's ``rootDirectory`` must be ``/``, so
+  each run gets its own EFS access point (rooted at the run's directory, same POSIX user as the
+  stack's) and its own task definition per image, both removed when the run ends (``RunVolume``,
+  ``release_run``). Without ``RUN_ID`` or an access point (standalone use) the whole mount is shared. The task definition sets
   ``entryPoint`` to ``/bin/sh -c``, so an image's own ENTRYPOINT (``amazon/aws-cli``'s ``aws``)
   does not swallow the command, and enables an init process as PID 1 (signals forwarded,
   zombies reaped); the image's USER is kept (EFS's access point decides file ownership).
@@ -23,7 +30,8 @@
   an image pull that failed for a passing reason (rate limit, timeout) is tried again with
   backoff, one that cannot succeed (no such image, access denied) fails at once (``stops.PULL_ERRORS``).
 - Task definitions are registered under a lock per image: a slow or throttled registration of
-  a new image never holds up launches of images already known.
+  a new image never holds up launches of images already known. Registrations are paced to one a
+  second, RegisterTaskDefinition's sustained rate.
 - A task killed for running out of memory (container reason ``OutOfMemoryError``, exit 137) runs
   again at once with ``oom_memory_factor`` times the memory, snapped up to a Fargate size, up to
   ``oom_retries`` times. This happens inside one miniwdl attempt (``_retry_attempt``), so it
@@ -41,6 +49,7 @@ import random
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Dict, NoReturn
 from urllib.parse import quote
@@ -63,6 +72,7 @@ EFS_VOLUME = "efs"
 RUN_TAG = sweep.RUN_TAG
 DRIVER_TAG = sweep.DRIVER_TAG
 CALL_TAG = "miniwdl-fargate:call"
+RUN_ACCESS_POINT_TAG = "miniwdl-fargate:run-access-point"
 SPOT = "FARGATE_SPOT"
 #: stoppedReason prefixes of a task that failed to start for reasons retrying will not fix
 #: (CannotPullContainerError is read with stops.PULL_ERRORS instead)
@@ -72,6 +82,25 @@ PULL_RETRY_CAP = 300.0
 #: how Fargate says a container was killed for exceeding its memory (container ``reason``)
 OOM_REASON = "OutOfMemoryError"
 OOM_EXIT_CODE = 137  # SIGKILL
+#: RegisterTaskDefinition's sustained rate is 1 a second (token bucket per account and Region:
+#: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/request-throttling.html)
+REGISTER_INTERVAL = 1.0
+#: how long a new access point may stay ``creating`` before the run fails
+ACCESS_POINT_WAIT = 120.0
+
+
+@dataclass(frozen=True)
+class RunVolume:
+    """What a run's WDL tasks mount: the run's own access point (rooted at ``<efs root>/runs/<run
+    id>``), at ``container_path`` (the path the driver sees that directory at)."""
+
+    run_id: str
+    access_point: str
+    container_path: str
+
+
+class RunVolumeError(RuntimeError):
+    """The run's own EFS access point could not be made ready."""
 
 
 def epoch(value: Any) -> float | None:
@@ -128,6 +157,12 @@ class FargateTaskContainer(BaseTaskContainer):
     #: protects the dict of locks only)
     _td_locks: Dict[str, threading.Lock] = {}
     _td_guard = threading.Lock()
+    #: this process's run's volume (made on the first task definition), and when the last
+    #: RegisterTaskDefinition was sent (``_pace_registration``)
+    _run_volume: RunVolume | None = None
+    _run_volume_lock = threading.Lock()
+    _last_registration = 0.0
+    _registration_lock = threading.Lock()
 
     # -- class-wide setup ---------------------------------------------------------------------
 
@@ -257,8 +292,100 @@ class FargateTaskContainer(BaseTaskContainer):
     # -- task definitions -----------------------------------------------------------------------
 
     @classmethod
-    def task_definition_spec(cls, image: str) -> dict[str, Any]:
-        """The RegisterTaskDefinition request for ``image`` (without its family name)."""
+    def run_volume(cls, logger: logging.Logger) -> RunVolume | None:
+        """This run's volume, made once per process: None outside a run (no ``RUN_ID``) or
+        without an access point (standalone use, which mounts the whole filesystem)."""
+        run_id = os.environ.get("RUN_ID", "")
+        if not run_id or not cls.settings.efs_access_point:
+            return None
+        with cls._run_volume_lock:
+            if cls._run_volume is None or cls._run_volume.run_id != run_id:
+                cls._run_volume = cls._make_run_volume(logger, run_id)
+            return cls._run_volume
+
+    @classmethod
+    def run_access_point_request(cls, base: dict[str, Any], run_id: str) -> dict[str, Any]:
+        """The CreateAccessPoint request of ``run_id``'s access point: the stack's access point
+        (``base``, a DescribeAccessPoints entry) narrowed to the run's directory. The directory
+        exists (the driver made it), so no CreationInfo. An access point's root is at most 100
+        characters and 4 levels (https://docs.aws.amazon.com/efs/latest/ug/API_RootDirectory.html)."""
+        root = (base.get("RootDirectory") or {}).get("Path", "/").rstrip("/")
+        path = f"{root}/runs/{run_id}"
+        if len(path) > 100 or path.count("/") > 4:
+            raise RunVolumeError(
+                f"run {run_id}: its directory {path} is too long or too deep for an EFS access point root "
+                "(at most 100 characters and 4 levels): shorten the run name or the stack's access point path"
+            )
+        request: dict[str, Any] = {
+            "ClientToken": client_token(),
+            "FileSystemId": cls.settings.efs_id,
+            "RootDirectory": {"Path": path},
+            # tags on creation also need elasticfilesystem:TagResource
+            # (https://docs.aws.amazon.com/efs/latest/ug/API_CreateAccessPoint.html)
+            "Tags": [
+                {"Key": RUN_TAG, "Value": run_id},
+                {"Key": RUN_ACCESS_POINT_TAG, "Value": "true"},  # (template.yaml lets the driver delete only these)
+                {"Key": "Name", "Value": f"miniwdl run {run_id}"[:256]},
+            ],
+        }
+        if base.get("PosixUser"):
+            request["PosixUser"] = base["PosixUser"]
+        return request
+
+    @classmethod
+    def _make_run_volume(cls, logger: logging.Logger, run_id: str) -> RunVolume:
+        efs = aws.client("efs")
+        s = cls.settings
+        base = efs.describe_access_points(AccessPointId=s.efs_access_point)["AccessPoints"][0]
+        made = efs.create_access_point(**cls.run_access_point_request(base, run_id))
+        access_point = made["AccessPointId"]
+        cls._wait_available(efs, access_point, made.get("LifeCycleState", ""))
+        logger.notice(_("run access point", access_point=access_point, root=made["RootDirectory"]["Path"]))  # type: ignore[attr-defined]
+        return RunVolume(run_id, access_point, f"{s.efs_mountpoint}/runs/{run_id}")
+
+    @staticmethod
+    def _wait_available(efs: Any, access_point: str, state: str) -> None:
+        """A new access point is ``creating`` until ``available``; only then can tasks mount it
+        (https://docs.aws.amazon.com/efs/latest/ug/API_AccessPointDescription.html)."""
+        deadline = time.monotonic() + ACCESS_POINT_WAIT
+        while state != "available":
+            if state in ("deleting", "deleted", "error") or time.monotonic() > deadline:
+                raise RunVolumeError(f"the run's EFS access point {access_point} is {state or 'unknown'}, not available")
+            time.sleep(1.0)
+            state = efs.describe_access_points(AccessPointId=access_point)["AccessPoints"][0]["LifeCycleState"]
+
+    @classmethod
+    def release_run(cls, logger: logging.Logger) -> None:
+        """At the end of the run: deregister its task definitions and delete its access point
+        (tasks already running keep their mount). Failures are logged, never raised."""
+        ecs = aws.client("ecs")
+        for arn in list(cls._task_definitions.values()):
+            try:
+                ecs.deregister_task_definition(taskDefinition=arn)
+            except Exception as exn:  # noqa: BLE001 (cleanup: the run's result stands)
+                logger.warning(_("could not deregister task definition", arn=arn, error=str(exn)))
+        cls._task_definitions.clear()
+        with cls._run_volume_lock:
+            volume, cls._run_volume = cls._run_volume, None
+        if volume is not None:
+            try:
+                aws.client("efs").delete_access_point(AccessPointId=volume.access_point)
+            except Exception as exn:  # noqa: BLE001
+                logger.warning(_("could not delete the run's access point", access_point=volume.access_point, error=str(exn)))
+
+    @classmethod
+    def _pace_registration(cls) -> None:
+        """Wait until REGISTER_INTERVAL has passed since this process's last registration."""
+        with cls._registration_lock:
+            wait = cls._last_registration + REGISTER_INTERVAL - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            cls._last_registration = time.monotonic()
+
+    @classmethod
+    def task_definition_spec(cls, image: str, volume: RunVolume | None = None) -> dict[str, Any]:
+        """The RegisterTaskDefinition request for ``image`` (without its family name); with
+        ``volume``, the tasks mount only that run's directory."""
         s = cls.settings
         container: dict[str, Any] = {
             "name": CONTAINER_NAME,
@@ -272,7 +399,11 @@ class FargateTaskContainer(BaseTaskContainer):
             # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_LinuxParameters.html)
             "linuxParameters": {"initProcessEnabled": True},
             "mountPoints": [
-                {"sourceVolume": EFS_VOLUME, "containerPath": s.efs_mountpoint, "readOnly": False}
+                {
+                    "sourceVolume": EFS_VOLUME,
+                    "containerPath": volume.container_path if volume else s.efs_mountpoint,
+                    "readOnly": False,
+                }
             ],
             "stopTimeout": s.stop_timeout,
         }
@@ -286,8 +417,11 @@ class FargateTaskContainer(BaseTaskContainer):
                 },
             }
         efs: dict[str, Any] = {"fileSystemId": s.efs_id, "transitEncryption": "ENABLED"}
-        if s.efs_access_point:
-            efs["authorizationConfig"] = {"accessPointId": s.efs_access_point, "iam": "DISABLED"}
+        access_point = volume.access_point if volume else s.efs_access_point
+        if access_point:
+            # the volume's root is the access point's: rootDirectory must be omitted or "/"
+            # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_EFSVolumeConfiguration.html)
+            efs["authorizationConfig"] = {"accessPointId": access_point, "iam": "DISABLED"}
         spec: dict[str, Any] = {
             "requiresCompatibilities": ["FARGATE"],
             "networkMode": "awsvpc",
@@ -319,7 +453,7 @@ class FargateTaskContainer(BaseTaskContainer):
             found = cls._task_definitions.get(image)
             if found:
                 return found
-            spec = cls.task_definition_spec(image)
+            spec = cls.task_definition_spec(image, cls.run_volume(logger))
             digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
             family = f"{cls.settings.task_definition_prefix}-{digest}"
             ecs = aws.client("ecs")
@@ -331,6 +465,7 @@ class FargateTaskContainer(BaseTaskContainer):
             except ecs.exceptions.ClientException:
                 pass
             if arn is None:
+                cls._pace_registration()
                 arn = ecs.register_task_definition(family=family, **spec)["taskDefinition"][
                     "taskDefinitionArn"
                 ]

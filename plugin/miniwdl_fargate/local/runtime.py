@@ -520,7 +520,9 @@ class LocalRuntime:
             if sandbox.identity.mode == "setpriv":
                 host = self._idmapped(task, index, mount.host, (sandbox.identity.uid, sandbox.identity.gid))
             pairs.append((mount.container, host))
-        return HostJob(sandbox.wrap(pairs, argv), "/", env, cleanup=lambda: self._unmount_idmapped(task))
+        # local mode's state (every run's EFS directory among it) is out of the task's sight
+        hidden = (self.state_dir,)
+        return HostJob(sandbox.wrap(pairs, argv, hidden=hidden), "/", env, cleanup=lambda: self._unmount_idmapped(task))
 
     def _container_job(
         self, task: Any, td: Any, container_def: dict[str, Any], override: dict[str, Any],

@@ -4,7 +4,9 @@ A host process is far kinder than Fargate: it could write anywhere as the user r
 mode. Here a WDL task's command runs in a private mount namespace whose root is the host's, read-
 only (every mount remounted ``ro``, except ``/proc``); the task's EFS volumes are bind-mounted
 writable at their container paths; ``/tmp``, ``/var/tmp`` and ``/dev/shm`` are private tmpfs (a
-container's own scratch); and the command runs as an unprivileged user with no capabilities:
+container's own scratch); local mode's own state (the local EFS with every run's directory, moto's
+data) is hidden under an empty read-only tmpfs, so a task reaches no other run by its host path;
+and the command runs as an unprivileged user with no capabilities:
 
 - ``setpriv`` (local mode runs as root and the kernel has idmapped mounts): the command runs as a
   uid of its own (``MINIWDL_FARGATE_LOCAL_TASK_UID``, default the first uid >= 1000 that the
@@ -61,10 +63,13 @@ class Identity:
         return ["unshare", "--user", f"--map-user={self.uid}", f"--map-group={self.gid}", "--"]
 
 
-def strict_script(mounts: list[tuple[str, str]], identity: Identity, report: bool = False) -> str:
+def strict_script(
+    mounts: list[tuple[str, str]], identity: Identity, report: bool = False, hidden: tuple[str, ...] = ()
+) -> str:
     """The shell script (run as root of a private mount namespace) that builds the sandbox and
     execs ``"$@"`` in it. ``mounts``: (container path, host path), container paths under /mnt.
-    ``report``: say on stderr which mounts could not be made read-only."""
+    ``report``: say on stderr which mounts could not be made read-only. ``hidden``: host
+    directories the task must not see (each covered by an empty read-only tmpfs)."""
     q = shlex.quote
     lines = [
         "set -e",
@@ -87,6 +92,9 @@ def strict_script(mounts: list[tuple[str, str]], identity: Identity, report: boo
         + (f' || echo "sandbox: not read-only: $(printf %b "${{target#{NEW_ROOT}}}")" >&2' if report else " || true"),
         "done",
     ]
+    for path in hidden:  # (the binds below take their sources from the namespace's own root)
+        target = q(NEW_ROOT + os.path.realpath(path))
+        lines.append(f"if [ -d {target} ]; then mount -t tmpfs -o ro,mode=0555,size=4k tmpfs {target}; fi")
     for container_path, host_path in mounts:
         lines.append(f"mount --bind {q(host_path)} {q(NEW_ROOT + container_path)}")
     for scratch in SCRATCH:
@@ -111,8 +119,10 @@ class StrictSandbox:
     #: mounts the sandbox could not make read-only (found by the probe)
     writable: list[str]
 
-    def wrap(self, mounts: list[tuple[str, str]], argv: list[str], report: bool = False) -> list[str]:
-        return self.prefix + ["sh", "-c", strict_script(mounts, self.identity, report), "sandbox", *argv]
+    def wrap(
+        self, mounts: list[tuple[str, str]], argv: list[str], report: bool = False, hidden: tuple[str, ...] = ()
+    ) -> list[str]:
+        return self.prefix + ["sh", "-c", strict_script(mounts, self.identity, report, hidden), "sandbox", *argv]
 
     @classmethod
     def detect(cls, prefix: list[str], idmap_problem: str | None) -> tuple["StrictSandbox | None", str]:

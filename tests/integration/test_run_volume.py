@@ -1,0 +1,156 @@
+"""A WDL task mounts only its run's directory: each run gets its own EFS access point (rooted at
+``<stack access point root>/runs/<run id>``) and its own task definitions, mounted at the path
+the driver sees the run at, all removed when the run ends. Requests checked against botocore's
+ECS and EFS models and moto."""
+
+import logging
+import os
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+from WDL.runtime import config as wdl_config
+
+from miniwdl_fargate import aws
+from miniwdl_fargate.backend import fargate
+from miniwdl_fargate.backend.fargate import FargateTaskContainer, RunVolumeError
+from tests.integration.test_fargate_backend import runtime
+
+SESSION = botocore.session.get_session()
+LOG = logging.getLogger("test")
+IMAGE = "biocontainers/bwa:0.7.17"
+
+
+def validate(service, operation, params):
+    model = SESSION.get_service_model(service).operation_model(operation).input_shape
+    report = ParamValidator().validate(params, model)
+    assert not report.has_errors(), report.generate_report()
+
+
+@pytest.fixture
+def stack_efs(moto_aws, tmp_path, monkeypatch):
+    """A filesystem and the stack's access point (as template.yaml makes them), and the
+    backend set up in a run's driver (RUN_ID set)."""
+    ec2 = aws.client("ec2")
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"][:2]]
+    ec2.create_security_group(GroupName="aegea.efs", Description="efs")
+    aws.client("ecs").create_cluster(clusterName="wdl")
+    efs = aws.client("efs")
+    fs_id = efs.create_file_system(CreationToken="t")["FileSystemId"]
+    stack_ap = efs.create_access_point(
+        FileSystemId=fs_id, PosixUser={"Uid": 1000, "Gid": 1000},
+        RootDirectory={"Path": "/miniwdl", "CreationInfo": {"OwnerUid": 1000, "OwnerGid": 1000, "Permissions": "0755"}},
+    )["AccessPointId"]
+    mount = tmp_path / "efs"
+    env = {
+        "CLUSTER": "wdl", "SUBNETS": ",".join(subnets), "EFS_ID": fs_id, "EFS_ACCESS_POINT": stack_ap,
+        "EFS_MOUNTPOINT": str(mount), "PROVISION": "false", "POLL_INTERVAL": "0.1", "LOG_GROUP": "",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(f"MINIWDL__AWS_FARGATE__{key}", value)
+    monkeypatch.setenv("RUN_ID", "align-3f2a9c01")
+    monkeypatch.setattr(fargate, "REGISTER_INTERVAL", 0.0)
+    FargateTaskContainer._task_definitions.clear()
+    FargateTaskContainer._run_volume = None
+    cfg = wdl_config.Loader(LOG, filenames=[])
+    FargateTaskContainer.global_init(cfg, LOG)
+
+    def task(run_id, name="call-align"):
+        host_dir = mount / "runs" / run_id / name
+        os.makedirs(host_dir)
+        container = FargateTaskContainer(cfg, name, str(host_dir))
+        container.process_runtime(LOG, runtime(docker=IMAGE))
+        return container
+
+    yield task, stack_ap, str(mount)
+    FargateTaskContainer._task_definitions.clear()
+    FargateTaskContainer._run_volume = None
+
+
+def volume_of(arn):
+    td = aws.client("ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    return td["volumes"][0]["efsVolumeConfiguration"], td["containerDefinitions"][0]["mountPoints"][0]
+
+
+def test_a_runs_tasks_mount_only_the_runs_directory_at_the_drivers_path(stack_efs):
+    task, stack_ap, mount = stack_efs
+    container = task("align-3f2a9c01")
+    request = container.run_task_request(LOG, container.task_script())
+    validate("ecs", "RunTask", request)
+    volume = FargateTaskContainer.run_volume(LOG)
+    validate("ecs", "RegisterTaskDefinition", {"family": "f", **FargateTaskContainer.task_definition_spec(IMAGE, volume)})
+    efs_config, mount_point = volume_of(request["taskDefinition"])
+    run_ap = efs_config["authorizationConfig"]["accessPointId"]
+    assert run_ap != stack_ap and efs_config.get("rootDirectory", "/") == "/"
+    assert mount_point["containerPath"] == f"{mount}/runs/align-3f2a9c01"
+    described = aws.client("efs").describe_access_points(AccessPointId=run_ap)["AccessPoints"][0]
+    assert described["RootDirectory"]["Path"] == "/miniwdl/runs/align-3f2a9c01"
+    assert described["PosixUser"]["Uid"] == 1000 and described["PosixUser"]["Gid"] == 1000
+    assert {"Key": "miniwdl-fargate:run", "Value": "align-3f2a9c01"} in described["Tags"]
+    # the same run and image: one task definition, one access point, however many tasks
+    again = task("align-3f2a9c01", "call-again").run_task_request(LOG, "true")
+    assert again["taskDefinition"] == request["taskDefinition"]
+    assert len(aws.client("efs").describe_access_points(FileSystemId=efs_config["fileSystemId"])["AccessPoints"]) == 2
+
+
+def test_the_create_access_point_request_matches_the_efs_model(stack_efs):
+    base = {"RootDirectory": {"Path": "/miniwdl"}, "PosixUser": {"Uid": 1000, "Gid": 1000}}
+    request = FargateTaskContainer.run_access_point_request(base, "align-3f2a9c01")
+    validate("efs", "CreateAccessPoint", request)
+    assert request["RootDirectory"] == {"Path": "/miniwdl/runs/align-3f2a9c01"}
+
+
+def test_a_run_directory_too_long_for_an_access_point_root_is_a_clear_error(stack_efs):
+    base = {"RootDirectory": {"Path": "/a/b/c"}}
+    with pytest.raises(RunVolumeError, match="at most 100 characters and 4 levels"):
+        FargateTaskContainer.run_access_point_request(base, "x" * 60 + "-3f2a9c01")
+
+
+def test_another_run_gets_its_own_access_point_and_task_definition(stack_efs, monkeypatch):
+    task, _, mount = stack_efs
+    first = task("align-3f2a9c01").run_task_request(LOG, "true")["taskDefinition"]
+    FargateTaskContainer.release_run(LOG)
+    monkeypatch.setenv("RUN_ID", "other-0badcafe")
+    second = task("other-0badcafe").run_task_request(LOG, "true")["taskDefinition"]
+    assert first != second
+    (first_efs, _), (second_efs, second_mount) = volume_of(first), volume_of(second)
+    assert first_efs["authorizationConfig"]["accessPointId"] != second_efs["authorizationConfig"]["accessPointId"]
+    assert second_mount["containerPath"] == f"{mount}/runs/other-0badcafe"
+
+
+def test_the_end_of_a_run_deregisters_its_task_definitions_and_deletes_its_access_point(stack_efs):
+    task, stack_ap, _ = stack_efs
+    arn = task("align-3f2a9c01").run_task_request(LOG, "true")["taskDefinition"]
+    run_ap = volume_of(arn)[0]["authorizationConfig"]["accessPointId"]
+    FargateTaskContainer.release_run(LOG)
+    ecs, efs = aws.client("ecs"), aws.client("efs")
+    assert ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["status"] == "INACTIVE"
+    remaining = [ap["AccessPointId"] for ap in efs.describe_access_points()["AccessPoints"]]
+    assert run_ap not in remaining and stack_ap in remaining
+
+
+class CreatingThenAvailable:
+    """An EFS client whose new access point is ``creating`` for a few describes."""
+
+    def __init__(self, describes_creating):
+        self.left = describes_creating
+        self.calls = 0
+
+    def describe_access_points(self, AccessPointId):
+        self.calls += 1
+        self.left -= 1
+        return {"AccessPoints": [{"AccessPointId": AccessPointId, "LifeCycleState": "creating" if self.left >= 0 else "available"}]}
+
+
+def test_tasks_wait_until_the_runs_access_point_is_available(monkeypatch):
+    monkeypatch.setattr(fargate.time, "sleep", lambda seconds: None)
+    efs = CreatingThenAvailable(2)
+    FargateTaskContainer._wait_available(efs, "fsap-1", "creating")
+    assert efs.calls == 3
+
+
+def test_an_access_point_that_never_becomes_available_fails_the_run_clearly(monkeypatch):
+    monkeypatch.setattr(fargate.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(fargate, "ACCESS_POINT_WAIT", -1.0)
+    with pytest.raises(RunVolumeError, match="fsap-1 is creating, not available"):
+        FargateTaskContainer._wait_available(CreatingThenAvailable(5), "fsap-1", "creating")
