@@ -30,7 +30,8 @@ class FinalizeEvent(BaseModel):
 @event_parser(model=FinalizeEvent)
 def handler(event: FinalizeEvent, context: Any) -> dict[str, Any]:
     logger.append_keys(run_id=event.run.run_id)
-    result = finalize(event.run, event.status, event.error, FunctionSettings.from_env().cluster)
+    settings = FunctionSettings.from_env()
+    result = finalize(event.run, event.status, event.error, settings.cluster, settings.file_system_id)
     metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)
     if result.get("duration_s") is not None:
         metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=result["duration_s"])

@@ -129,3 +129,24 @@ def sweep_orphans(cluster: str, reason: str = "miniwdl-fargate sweep: the task's
             task["taskArn"], tags_of(task).get(RUN_TAG), tags_of(task).get(DRIVER_TAG),
         )
     return stop_tasks(cluster, [t["taskArn"] for t in found], reason)
+
+
+#: the tag of an EFS access point made for one run (``backend.fargate``); only those are deleted
+RUN_ACCESS_POINT_TAG = "miniwdl-fargate:run-access-point"
+
+
+def release_access_points(file_system_id: str, run_id: str) -> list[str]:
+    """Delete the EFS access points made for ``run_id`` that are still there (its driver
+    deletes its own at the run's end; one that died leaves it: access points do not bill, but a
+    file system holds at most 10,000). Returns their ids."""
+    efs = aws.client("efs")
+    released = []
+    for page in efs.get_paginator("describe_access_points").paginate(FileSystemId=file_system_id):
+        for point in page.get("AccessPoints", []):
+            tags = {t["Key"]: t["Value"] for t in point.get("Tags", [])}
+            if tags.get(RUN_TAG) == run_id and tags.get(RUN_ACCESS_POINT_TAG) == "true":
+                efs.delete_access_point(AccessPointId=point["AccessPointId"])
+                released.append(point["AccessPointId"])
+    if released:
+        log.warning("run %s left %d EFS access point(s): deleted %s", run_id, len(released), ", ".join(released))
+    return released

@@ -70,7 +70,12 @@ RESOURCE_TYPES: dict[str, dict[str, ResourceType]] = {
     "lambda": {"function": ResourceType("arn:${Partition}:lambda:${Region}:${Account}:function:${FunctionName}")},
     "iam": {"role": ResourceType("arn:${Partition}:iam::${Account}:role/${RoleNameWithPath}", ("iam:ResourceTag/${TagKey}",))},
     "elasticfilesystem": {
-        "file-system": ResourceType("arn:${Partition}:elasticfilesystem:${Region}:${Account}:file-system/${FileSystemId}"),
+        "file-system": ResourceType(
+            "arn:${Partition}:elasticfilesystem:${Region}:${Account}:file-system/${FileSystemId}", ("aws:ResourceTag/${TagKey}",)
+        ),
+        "access-point": ResourceType(
+            "arn:${Partition}:elasticfilesystem:${Region}:${Account}:access-point/${AccessPointId}", ("aws:ResourceTag/${TagKey}",)
+        ),
     },
     "s3": {
         "bucket": ResourceType("arn:${Partition}:s3:::${BucketName}", ("s3:BucketTag/${TagKey}",)),
@@ -101,6 +106,7 @@ ACTIONS: dict[str, Action] = {
         "ecs:privileged", "ecs:task-cpu", "ecs:task-memory",
     )),
     "ecs:DescribeTaskDefinition": Action(ECS),
+    "ecs:DeregisterTaskDefinition": Action(ECS),
     # Step Functions: the task-token callbacks authorize "*" only
     "states:SendTaskSuccess": Action(STATES),
     "states:SendTaskFailure": Action(STATES),
@@ -120,6 +126,13 @@ ACTIONS: dict[str, Action] = {
     "sqs:SendMessage": Action(SQS, ("queue",)),
     "lambda:InvokeFunction": Action(LAMBDA, ("function",), ("lambda:EventSourceToken", "lambda:InvokedViaFunctionUrl")),
     "iam:PassRole": Action(IAM, ("role",), ("iam:AssociatedResourceArn", "iam:PassedToService")),
+    # a run's own access point (backend/fargate.py run_volume; pipeline/finalize.py for a dead driver's)
+    "elasticfilesystem:CreateAccessPoint": Action(EFS, ("file-system",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
+    "elasticfilesystem:TagResource": Action(EFS, ("access-point", "file-system"), (
+        "aws:RequestTag/${TagKey}", "aws:TagKeys", "elasticfilesystem:CreateAction",
+    )),
+    "elasticfilesystem:DescribeAccessPoints": Action(EFS, ("access-point", "file-system")),
+    "elasticfilesystem:DeleteAccessPoint": Action(EFS, ("access-point",)),
     **{f"elasticfilesystem:{name}": Action(EFS, ("file-system",), (
         "elasticfilesystem:AccessPointArn", "elasticfilesystem:AccessedViaMountTarget",
     )) for name in ("ClientMount", "ClientWrite", "ClientRootAccess")},

@@ -154,3 +154,28 @@ def test_an_access_point_that_never_becomes_available_fails_the_run_clearly(monk
     monkeypatch.setattr(fargate, "ACCESS_POINT_WAIT", -1.0)
     with pytest.raises(RunVolumeError, match="fsap-1 is creating, not available"):
         FargateTaskContainer._wait_available(CreatingThenAvailable(5), "fsap-1", "creating")
+
+
+def test_the_runs_end_deletes_the_access_point_a_dead_driver_left(moto_aws):
+    """Finalize (every end of a run) deletes the run's own access point if its driver died
+    before it could: only that run's, never another run's nor the stack's."""
+    from miniwdl_fargate import sweep
+    from miniwdl_fargate.pipeline.finalize import release_leftovers
+
+    efs = aws.client("efs")
+    fs_id = efs.create_file_system(CreationToken="leftovers")["FileSystemId"]
+
+    def access_point(tags):
+        return efs.create_access_point(
+            FileSystemId=fs_id, RootDirectory={"Path": "/miniwdl"}, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+        )["AccessPointId"]
+
+    stack = access_point({"Name": "stack"})
+    dead = access_point({sweep.RUN_TAG: "run-dead", sweep.RUN_ACCESS_POINT_TAG: "true"})
+    other = access_point({sweep.RUN_TAG: "run-other", sweep.RUN_ACCESS_POINT_TAG: "true"})
+    not_ours = access_point({sweep.RUN_TAG: "run-dead"})  # tagged with the run, but not made for it
+    release_leftovers(fs_id, "run-dead")
+    left = {p["AccessPointId"] for p in efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]}
+    assert left == {stack, other, not_ours} and dead not in left
+    release_leftovers("", "run-other")  # (no file system configured: nothing to do, no error)
+    release_leftovers("fs-00000000", "run-other")  # (an unknown file system: logged, never raised)

@@ -38,6 +38,7 @@ ALLOWED_STAR_RESOURCES = {
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
     ),
     ("DriverTaskRole", "FindTaskDefinitions"): "DescribeTaskDefinition supports no resource-level permissions",
+    ("DriverTaskRole", "DeregisterTheRunsTaskDefinitions"): "DeregisterTaskDefinition supports no resource-level permissions",
     ("DriverTaskRole", "HeartbeatToStateMachine"): "task-token callbacks support no resource-level permissions",
     ("RunTimedOutRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
@@ -531,9 +532,11 @@ ROLE_ACTIONS = {
         "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess", "states:SendTaskFailure",
         "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "sqs:SendMessage",
     },
-    # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event, stopping what still runs
+    # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event, stopping what still runs,
+    # the run's own access point a dead driver left
     "FinalizeRole": LOGS | XRAY | {
         "s3:GetObject", "s3:PutObject", "s3:ListBucket", "events:PutEvents", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
+        "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
     },
     # pipeline/timeout.py: outputs.json/error.json/status.json, stopping the run's driver and tasks
     "RunTimedOutRole": LOGS | XRAY | {
@@ -552,9 +555,12 @@ ROLE_ACTIONS = {
     "DriverTaskRole": {
         "states:SendTaskHeartbeat",
         "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:ListTasks", "ecs:TagResource",
-        "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "iam:PassRole",
+        "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:DeregisterTaskDefinition", "iam:PassRole",
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload",
         "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess",
+        # each run's own access point (backend/fargate.py run_volume)
+        "elasticfilesystem:CreateAccessPoint", "elasticfilesystem:TagResource",
+        "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
     },
     # ECS itself: image pulls and awslogs
     "TaskExecutionRole": LOGS | {

@@ -72,7 +72,7 @@ EFS_VOLUME = "efs"
 RUN_TAG = sweep.RUN_TAG
 DRIVER_TAG = sweep.DRIVER_TAG
 CALL_TAG = "miniwdl-fargate:call"
-RUN_ACCESS_POINT_TAG = "miniwdl-fargate:run-access-point"
+RUN_ACCESS_POINT_TAG = sweep.RUN_ACCESS_POINT_TAG
 SPOT = "FARGATE_SPOT"
 #: stoppedReason prefixes of a task that failed to start for reasons retrying will not fix
 #: (CannotPullContainerError is read with stops.PULL_ERRORS instead)

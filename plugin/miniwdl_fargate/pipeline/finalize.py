@@ -30,7 +30,9 @@ def _error_document(record: runs.RunRecord, error: dict[str, Any] | None) -> dic
     return {"run_id": record.run_id, "status": "FAILED", "error": name, "message": message, "cause": cause}
 
 
-def finalize(record: runs.RunRecord, state: str, error: dict[str, Any] | None, cluster: str = "") -> dict[str, Any]:
+def finalize(
+    record: runs.RunRecord, state: str, error: dict[str, Any] | None, cluster: str = "", file_system_id: str = ""
+) -> dict[str, Any]:
     """Record the run's end; then stop whatever of it still runs (by its run tag): every path
     of the state machine ends here (RecordSuccess / RecordFailure, the Catch of every state
     included), so a run the state machine ends, whatever ended it, leaves nothing running."""
@@ -60,6 +62,7 @@ def finalize(record: runs.RunRecord, state: str, error: dict[str, Any] | None, c
     if final is not None and final.status == state:  # not CANCELLED meanwhile (that state stays)
         manage.announce(final)
     stop_what_runs(cluster, record.run_id, final.status if final else state)
+    release_leftovers(file_system_id, record.run_id)
     return {"run_id": record.run_id, "status": final.status if final else state,
             "duration_s": final.duration_s if final else None}
 
@@ -71,3 +74,14 @@ def stop_what_runs(cluster: str, run_id: str, state: str) -> list[str]:
     if stopped:
         log.warning("run %s ended %s with %d task(s) still running: stopped", run_id, state, len(stopped))
     return stopped
+
+
+def release_leftovers(file_system_id: str, run_id: str) -> None:
+    """Delete the run's own EFS access point if its driver could not (it died). Never fails
+    the run's end: a leftover is logged."""
+    if not file_system_id:
+        return
+    try:
+        sweep.release_access_points(file_system_id, run_id)
+    except Exception:  # noqa: BLE001 (housekeeping: the run's end stands)
+        log.exception("could not release the EFS access points of run %s", run_id)

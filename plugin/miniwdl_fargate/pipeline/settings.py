@@ -13,6 +13,7 @@ class FunctionSettings(BaseModel):
     runs_bucket: str = Field(alias="RUNS_BUCKET")
     state_machine_arn: str = Field(default="", alias="STATE_MACHINE_ARN")
     cluster: str = Field(default="", alias="CLUSTER")
+    file_system_id: str = Field(default="", alias="FILE_SYSTEM_ID")
     driver_task_definition: str = Field(default="", alias="DRIVER_TASK_DEFINITION")
     driver_container_name: str = Field(default="driver", alias="DRIVER_CONTAINER_NAME")
     driver_subnets: str = Field(default="", alias="DRIVER_SUBNETS")
