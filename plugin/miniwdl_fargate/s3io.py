@@ -77,14 +77,22 @@ class Transfers:
         return self
 
     def __exit__(self, kind: Any, exn: Any, tb: Any) -> None:
-        self.manager.shutdown(cancel=kind is not None, cancel_msg=str(exn) if exn else "")
+        # the manager's own exit: cancels what is in flight on an error, then waits for its
+        # threads. (Not manager.shutdown(cancel=True, ...): s3transfer 0.19.3 passes its
+        # arguments to _shutdown one place off, and the cancel fails with a TypeError.)
+        self.manager.__exit__(kind, exn, tb)
 
-    def _subscribers(self) -> list[Any]:
+    def _subscribers(self, known: tuple[int, str] | None = None) -> list[Any]:
         from s3transfer.subscribers import BaseSubscriber
 
         outer = self
 
         class Counter(BaseSubscriber):
+            def on_queued(self, future: Any, **kwargs: Any) -> None:
+                if known is not None:  # size and ETag from the listing: no HeadObject per object
+                    future.meta.provide_transfer_size(known[0])
+                    future.meta.provide_object_etag(known[1])
+
             def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
                 if outer.progress is not None:
                     outer.progress(bytes_transferred)
@@ -107,21 +115,24 @@ class Transfers:
             self.progress(0)  # (told to stop: queue nothing more)
         return start()
 
-    def download(self, items: Iterable[tuple[str, str, str]]) -> list[str]:
-        """Download (bucket, key, path) items in parallel (each written to a temporary name beside
-        ``path``, renamed when whole); the paths, once every one arrived."""
+    def download(self, items: Iterable[tuple[str, str, str] | tuple[str, str, str, int, str]]) -> list[str]:
+        """Download (bucket, key, path[, size, ETag]) items in parallel (each written to a
+        temporary name beside ``path``, renamed when whole); the paths, once every one arrived.
+        The size and ETag of a listing save the HeadObject s3transfer would otherwise send first
+        (and s3transfer then asks for that ETag: an object replaced since the listing fails)."""
         items = list(items)
         self._count(total=len(items))
         folders: set[str] = set()
         futures = []
-        for bucket, key, path in items:
+        for bucket, key, path, *known in items:
             folder = os.path.dirname(path) or "."
             if folder not in folders:
                 os.makedirs(folder, exist_ok=True)
                 folders.add(folder)
-            futures.append(self._queue(lambda b=bucket, k=key, p=path: self.manager.download(b, k, p, subscribers=self._subscribers())))
+            subscribers = self._subscribers((known[0], known[1]) if known else None)
+            futures.append(self._queue(lambda b=bucket, k=key, p=path, s=subscribers: self.manager.download(b, k, p, subscribers=s)))
         self.wait(futures)
-        return [path for _, _, path in items]
+        return [item[2] for item in items]
 
     def upload(self, items: Iterable[tuple[str, str, str]]) -> list[str]:
         """Upload (regular file, bucket, key) items in parallel; their s3:// URIs. Anything but a
@@ -172,8 +183,8 @@ def download_to(bucket: str, key: str, path: str, progress: Progress | None = No
     return path
 
 
-def prefix_targets(bucket: str, prefix: str, dest: str, exclude=lambda rel: False) -> list[tuple[str, str, str]]:
-    """(bucket, key, path under ``dest``) of every object under ``prefix``, keeping relative
+def prefix_targets(bucket: str, prefix: str, dest: str, exclude=lambda rel: False) -> list[tuple[str, str, str, int, str]]:
+    """(bucket, key, path under ``dest``, size, ETag) of every object under ``prefix``, keeping relative
     paths; a key that would land outside ``dest`` is refused before anything is downloaded."""
     prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     targets = []
@@ -184,7 +195,7 @@ def prefix_targets(bucket: str, prefix: str, dest: str, exclude=lambda rel: Fals
         target = os.path.normpath(os.path.join(dest, rel))
         if not target.startswith(os.path.normpath(dest) + os.sep):
             raise S3URIError(f"refusing to write outside {dest}: s3://{bucket}/{obj['Key']}")
-        targets.append((bucket, obj["Key"], target))
+        targets.append((bucket, obj["Key"], target, obj["Size"], obj["ETag"]))
     return targets
 
 

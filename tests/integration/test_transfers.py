@@ -158,3 +158,27 @@ def test_staging_a_directory_input_counts_to_m_of_m_in_status_json(reporter, pre
     current = status.read("data", "big-0123abcd")
     assert current.phase == f"staging inputs {N + 1}/{N + 1}"  # the Directory's objects and the File
     assert current.transfers["staging inputs"] == status.TransferCounts(done=N + 1, total=N + 1)
+
+
+def test_every_request_is_valid_and_a_listing_spares_a_head_per_object(s3, prefix_of_n, tmp_path):
+    """What Transfers sends validates against botocore's S3 model; a download of a listed prefix
+    is ListObjectsV2 and one GetObject per object (the listing's sizes: no HeadObject)."""
+    from botocore.validate import ParamValidator
+
+    sent: list[str] = []
+    problems: list[str] = []
+
+    def check(params, model, **_):
+        sent.append(model.name)
+        report = ParamValidator().validate(params, model.input_shape)
+        if report.has_errors():
+            problems.append(report.generate_report())
+
+    s3.meta.events.register("provide-client-params.s3.*", check)
+    with s3io.Transfers() as transfers:
+        s3io.download_prefix("data", prefix_of_n, str(tmp_path / "dest"), transfers=transfers)
+        transfers.upload([(os.path.join(tmp_path / "dest", "d0/sub0/f0.txt"), "data", "copy/f0.txt")])
+    s3.meta.events.unregister("provide-client-params.s3.*", check)
+    assert problems == []
+    assert sorted(set(sent)) == ["GetObject", "ListObjectsV2", "PutObject"], {op: sent.count(op) for op in set(sent)}
+    assert sent.count("GetObject") == N and sent.count("PutObject") == 1
