@@ -371,6 +371,8 @@ def status_text(doc: dict[str, Any]) -> str:
         f"progress   {progress_line(current)}",
         f"submitted  {current.submitted_at}",
     ]
+    if current.phase and not current.finished:
+        lines.insert(2, f"phase      {current.phase}")
     if current.started_at:
         lines.append(f"started    {current.started_at}")
     if current.finished_at:

@@ -182,3 +182,13 @@ def test_every_request_is_valid_and_a_listing_spares_a_head_per_object(s3, prefi
     assert problems == []
     assert sorted(set(sent)) == ["GetObject", "ListObjectsV2", "PutObject"], {op: sent.count(op) for op in set(sent)}
     assert sent.count("GetObject") == N and sent.count("PutObject") == 1
+
+
+def test_status_text_shows_the_phase_of_a_running_run(reporter):
+    from miniwdl_fargate import client
+
+    status.set_state("data", "big-0123abcd", "RUNNING")
+    counter = reporter.counter("uploading outputs")
+    counter(120, 50_000)
+    text = client.status_text(status.read("data", "big-0123abcd").model_dump())
+    assert "\nphase      uploading outputs 120/50000\n" in text
