@@ -268,7 +268,7 @@ def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
     if os.path.isfile(path) and os.path.getsize(path) == head["ContentLength"]:
         path.reused = True
         return path
-    transfers.download([(bucket, key, path)])
+    transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])
     return path
 
 
