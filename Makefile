@@ -3,13 +3,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv demo test soak unit integration local containers lint image push-image clean bench openapi
+.PHONY: help venv demo test soak unit integration local containers lint image push-image clean bench bench-transfers openapi
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
 	@echo "make test   lint + unit + integration + local end-to-end tests"
 	@echo "make push-image   build the driver image and push it to ECR (needs Docker and AWS credentials)"
 	@echo "make bench  the aws_fargate backend at scale against a simulated ECS with the account quotas (about 3 min)"
+	@echo "make bench-transfers  many small objects down and up, one at a time vs in parallel (under 1 min)"
 
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +87,9 @@ clean:
 
 bench: venv
 	$(BIN)/python bench/fargate_scale.py
+
+bench-transfers: venv
+	$(BIN)/python bench/transfers.py
 
 openapi: venv
 	cd functions && ../$(BIN)/python -c "import api; open('../docs/openapi.json', 'w').write(api.openapi_json())"

@@ -140,8 +140,10 @@ def run_command(args: argparse.Namespace) -> int:
                 print(client.runs_table(found))
             return 0
         if args.command == "logs":
-            client.print_logs(deployment, args.run_id, args.task, args.follow)
-            return 0
+            incomplete = client.print_logs(deployment, args.run_id, args.task, args.follow)
+            for problem in incomplete:
+                _warn(problem)
+            return 1 if incomplete else 0
         if args.command == "outputs":
             doc = client.describe(deployment, args.run_id)
             if doc["status"] != "SUCCEEDED":

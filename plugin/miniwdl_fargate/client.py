@@ -225,33 +225,81 @@ def log_streams(deployment: Deployment, run_id: str, task: str | None = None) ->
     ]
 
 
+LOG_PAGE_LIMIT = 1000  # pages read from one stream in one pass (a page: up to 10,000 events or 1 MB)
+
+
+@dataclass
+class StreamRead:
+    """Where reading a log stream got to: the token to go on from, and why it stopped early (if it did)."""
+
+    token: str | None
+    pages: int = 0
+    stopped_early: str | None = None
+
+
+def read_stream(
+    logs: Any, group: str, stream: str, token: str | None, on_events: Any, limit: int = LOG_PAGE_LIMIT
+) -> StreamRead:
+    """Read a log stream from ``token`` (None: its head) page by page to its end, handing each
+    page's events to ``on_events``. GetLogEvents pages with nextForwardToken and says the end is
+    reached by returning the token it was given
+    (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_GetLogEvents.html),
+    so an empty page alone does not mean the end. Stops early, saying why, at ``limit`` pages or
+    on an error; a stream that does not exist (yet) is an empty one."""
+    read = StreamRead(token)
+    while read.pages < limit:
+        kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+        if read.token:
+            kwargs["nextToken"] = read.token
+        try:
+            page = logs.get_log_events(**kwargs)
+        except logs.exceptions.ResourceNotFoundException:
+            return read  # not started yet
+        except Exception as exn:  # throttled past the retries, expired token, no permission...
+            read.stopped_early = f"{exn.__class__.__name__}: {exn}"
+            return read
+        read.pages += 1
+        on_events(page.get("events", []))
+        following = page.get("nextForwardToken")
+        if not following or following == read.token:
+            return read
+        read.token = following
+    read.stopped_early = f"read {limit} pages, the most one pass reads"
+    return read
+
+
 def print_logs(
-    deployment: Deployment, run_id: str, task: str | None, follow_: bool, out: TextIO = sys.stdout,
-    interval: float = FOLLOW_SECONDS,
-) -> None:
+    deployment: Deployment, run_id: str, task: str | None, follow_: bool, out: TextIO | None = None,
+    interval: float = FOLLOW_SECONDS, page_limit: int = LOG_PAGE_LIMIT,
+) -> list[str]:
+    """Print the logs (every page of every stream) to ``out`` (standard output); what was cut
+    short and why, one line each (an empty list: nothing was)."""
+    out = out or sys.stdout
     logs = aws.client("logs")
     tokens: dict[tuple[str, str], str | None] = {}
     headed: set[str] = set()
+    incomplete: list[str] = []
     while True:
         streams = log_streams(deployment, run_id, task)
+        many = len(streams) > 1
         for label, group, stream in streams:
-            kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
-            if tokens.get((group, stream)):
-                kwargs["nextToken"] = tokens[(group, stream)]
-            try:
-                page = logs.get_log_events(**kwargs)
-            except logs.exceptions.ResourceNotFoundException:
-                continue  # not started yet
-            events = page.get("events", [])
-            tokens[(group, stream)] = page.get("nextForwardToken")
-            if events and len(streams) > 1 and label not in headed:
-                out.write(f"== {label} ({group} {stream})\n")
-                headed.add(label)
-            for event in events:
-                out.write(event["message"].rstrip("\n") + "\n")
+
+            def write(
+                events: list[dict[str, Any]], label: str = label, group: str = group, stream: str = stream, many: bool = many
+            ) -> None:
+                if events and many and label not in headed:
+                    out.write(f"== {label} ({group} {stream})\n")
+                    headed.add(label)
+                for event in events:
+                    out.write(event["message"].rstrip("\n") + "\n")
+
+            read = read_stream(logs, group, stream, tokens.get((group, stream)), write, page_limit)
+            tokens[(group, stream)] = read.token
+            if read.stopped_early:
+                incomplete.append(f"the log of {label} ({group} {stream}) was cut short: {read.stopped_early}")
         out.flush()
-        if not follow_:
-            return
+        if not follow_ or incomplete:
+            return incomplete
         current = status.read(deployment.bucket, run_id)
         if current is None or current.finished:
             follow_ = False  # one more pass for what came last
@@ -323,6 +371,8 @@ def status_text(doc: dict[str, Any]) -> str:
         f"progress   {progress_line(current)}",
         f"submitted  {current.submitted_at}",
     ]
+    if current.phase and not current.finished:
+        lines.insert(2, f"phase      {current.phase}")
     if current.started_at:
         lines.append(f"started    {current.started_at}")
     if current.finished_at:

@@ -203,12 +203,15 @@ def run_cfg(
     return path
 
 
-def stage_s3_inputs(wdl_path: str, inputs_path: str, store: str, progress: s3io.Progress | None = None) -> str:
+def stage_s3_inputs(
+    wdl_path: str, inputs_path: str, store: str, progress: s3io.Progress | None = None, counted: s3io.Counted | None = None
+) -> str:
     """Download the s3:// File/Directory inputs into ``store`` (``<bucket>/<key>/<etag>/<name>``,
     reused when already there) and return the path of an inputs JSON naming those copies.
     Anything this cannot read (a WDL or inputs miniwdl will reject, an object it cannot see) is
-    left as it was, for miniwdl to report in its own words. ``progress`` is called as the bytes
-    come (it raises DriverStopped to stop the staging)."""
+    left as it was, for miniwdl to report in its own words. Every object moves through one
+    s3io.Transfers (bounded, parallel); ``progress`` is called as the bytes come (it raises
+    DriverStopped to stop the staging), ``counted`` with the objects done and known."""
     try:
         target: Any = WDL.load(wdl_path)
         target = target.workflow or (target.tasks[0] if len(target.tasks) == 1 else None)
@@ -229,8 +232,8 @@ def stage_s3_inputs(wdl_path: str, inputs_path: str, store: str, progress: s3io.
     if not uris:
         return inputs_path
     started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(STAGING_THREADS) as pool:
-        staged = dict(zip(uris, pool.map(lambda u: _stage(u, uris[u], store, progress), uris), strict=True))
+    with s3io.Transfers(progress, counted) as transfers, concurrent.futures.ThreadPoolExecutor(STAGING_THREADS) as pool:
+        staged = dict(zip(uris, pool.map(lambda u: _stage(u, uris[u], store, transfers), uris), strict=True))
     env = WDL.Value.rewrite_env_paths(env, lambda v: staged.get(v.value) or v.value)
     reused = sum(1 for path in staged.values() if path and getattr(path, "reused", False))
     log.info("staged %d s3:// input(s) in %.1fs (%d already in %s)", len(uris), time.monotonic() - started, reused, store)
@@ -254,11 +257,11 @@ def _in_store(store: str, *parts: str) -> _Staged:
     return _Staged(path)
 
 
-def _stage(uri: str, directory: bool, store: str, progress: s3io.Progress | None = None) -> str | None:
+def _stage(uri: str, directory: bool, store: str, transfers: s3io.Transfers) -> str | None:
     try:
-        if progress is not None:
-            progress(0)  # (told to stop: start no other download)
-        return _stage_directory(uri, store, progress) if directory else _stage_file(uri, store, progress)
+        if transfers.progress is not None:
+            transfers.progress(0)  # (told to stop: start no other download)
+        return _stage_directory(uri, store, transfers) if directory else _stage_file(uri, store, transfers)
     except DriverStopped:
         raise
     except Exception as exn:  # miniwdl's own download of the URI will report it
@@ -266,7 +269,7 @@ def _stage(uri: str, directory: bool, store: str, progress: s3io.Progress | None
         return None
 
 
-def _stage_file(uri: str, store: str, progress: s3io.Progress | None = None) -> str:
+def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
     bucket, key = s3io.split(uri)
     head = aws.client("s3").head_object(Bucket=bucket, Key=key)
     etag = head["ETag"].strip('"')
@@ -274,11 +277,11 @@ def _stage_file(uri: str, store: str, progress: s3io.Progress | None = None) -> 
     if os.path.isfile(path) and os.path.getsize(path) == head["ContentLength"]:
         path.reused = True
         return path
-    s3io.download_to(bucket, key, path, progress)
+    transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])
     return path
 
 
-def _stage_directory(uri: str, store: str, progress: s3io.Progress | None = None) -> str:
+def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
     bucket, prefix = s3io.split(uri)
     prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
     listing = sorted((o["Key"], o["ETag"].strip('"')) for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/"))
@@ -293,7 +296,7 @@ def _stage_directory(uri: str, store: str, progress: s3io.Progress | None = None
     os.makedirs(os.path.dirname(path), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".part.", dir=os.path.dirname(path))
     try:
-        s3io.download_prefix(bucket, prefix, staging, progress=progress)
+        s3io.download_prefix(bucket, prefix, staging, transfers=transfers)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -307,10 +310,12 @@ def _stage_directory(uri: str, store: str, progress: s3io.Progress | None = None
 
 
 def upload_outputs(
-    run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_dir: str, progress: s3io.Progress | None = None
+    run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_dir: str, progress: s3io.Progress | None = None,
+    counted: s3io.Counted | None = None,
 ) -> dict[str, Any]:
-    """Upload File/Directory outputs; return the outputs with s3:// URIs in their place.
-    ``progress`` is called as the bytes go (it raises DriverStopped to stop the upload)."""
+    """Upload File/Directory outputs (bounded, in parallel: s3io.Transfers); return the outputs
+    with s3:// URIs in their place. ``progress`` is called as the bytes go (it raises
+    DriverStopped to stop the upload), ``counted`` with the files done and known."""
     doc = WDL.load(wdl_path)
     target: Any = doc.workflow or (doc.tasks[0] if len(doc.tasks) == 1 else None)
     if target is None:
@@ -353,8 +358,8 @@ def upload_outputs(
             b.name, WDL.Value.rewrite_paths(b.value, lambda v: plan(f"{target.name}.{b.name}", v)), b.info
         )
     )
-    for local, key in uploads:
-        s3io.upload_file(local, bucket, key, progress)
+    with s3io.Transfers(progress, counted) as transfers:
+        transfers.upload((local, bucket, key) for local, key in uploads)
     return WDL.values_to_json(rewritten, namespace=target.name)
 
 
@@ -618,7 +623,11 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         )
         if run.cache_dir:
             stop.enter("staging the inputs")
-            inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), stop.check)
+            staging = reporter.counter("staging inputs")
+            try:
+                inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), stop.check, staging)
+            finally:
+                staging.flush()
         stop.enter("running the workflow")
         ended = progress.ended(bucket, run.run_id)
         if ended is not None:  # cancelled while the workflow was fetched and staged
@@ -638,7 +647,11 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         if status == 0:
             stop.enter("uploading the outputs")
             try:
-                outputs = upload_outputs(run, wdl_path, result["outputs"], run_dir, stop.check)
+                uploading = reporter.counter("uploading outputs")
+                try:
+                    outputs = upload_outputs(run, wdl_path, result["outputs"], run_dir, stop.check, uploading)
+                finally:
+                    uploading.flush()
             except outputs_check.OutputRefused as exn:
                 return refused(run, exn, started, run_dir, cfg)
             doc = {"run_id": run.run_id, "status": "SUCCEEDED", "outputs": outputs, "results": run.results}

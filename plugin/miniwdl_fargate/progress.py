@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from . import report, runs, status
@@ -73,7 +74,7 @@ class StatusReporter:
         if fingerprint == self._last:
             return
         self._last = fingerprint
-        self._write(lambda current: current.model_copy(update={"tasks": counts, "calls": calls}))
+        self._write(lambda current: current.model_copy(update={"tasks": counts, "calls": calls, "phase": "running the workflow"}))
 
     def stop(self, cached: int = 0) -> None:
         self._stop.set()
@@ -81,11 +82,54 @@ class StatusReporter:
             self._thread.join(5)
         self.publish(cached)
 
+    def counter(self, phase: str) -> "TransferCounter":
+        """A ``s3io.Counted`` for a transfer phase ("staging inputs", "uploading outputs") that
+        keeps status.json's phase and counts current, written at most every ``interval``."""
+        return TransferCounter(self, phase)
+
     def _write(self, change: Any) -> None:
         try:
             status.update(self.bucket, self.run_id, change)
         except Exception:  # progress is a courtesy: never let it fail a run
             log.exception("could not update the status of run %s", self.run_id)
+
+
+class TransferCounter:
+    """Counts of a transfer phase, as s3transfer reports them from its threads: status.json gets
+    them at most every ``interval`` seconds (a write in progress is not waited for: the next
+    count writes), and ``flush`` writes the last ones."""
+
+    def __init__(self, reporter: StatusReporter, phase: str) -> None:
+        self.reporter, self.phase = reporter, phase
+        self.done = self.total = 0
+        self._written: tuple[int, int] | None = None
+        self._last = float("-inf")
+        self._writing = threading.Lock()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = max(self.done, done), max(self.total, total)
+        if time.monotonic() - self._last >= self.reporter.interval and self._writing.acquire(blocking=False):
+            try:
+                self._publish()
+            finally:
+                self._writing.release()
+
+    def flush(self) -> None:
+        with self._writing:
+            self._publish()
+
+    def _publish(self) -> None:
+        now = (self.done, self.total)
+        if now == self._written:
+            return
+        self._written, self._last = now, time.monotonic()
+        counts = status.TransferCounts(done=now[0], total=now[1])
+
+        def change(current: status.RunStatus) -> status.RunStatus:
+            transfers = {**current.transfers, self.phase: counts}
+            return current.model_copy(update={"phase": f"{self.phase} {now[0]}/{now[1]}", "transfers": transfers})
+
+        self.reporter._write(change)
 
 
 def cancelled(bucket: str, run_id: str) -> status.RunStatus | None:

@@ -13,7 +13,9 @@ import logging
 import os
 import stat
 import tempfile
-from typing import Any, Callable, Iterator
+import threading
+from concurrent.futures import CancelledError
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
 from . import aws
@@ -44,6 +46,124 @@ def list_keys(bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
 
 
 Progress = Callable[[int], None]  # a boto3 transfer Callback: bytes moved; may raise to stop it
+Counted = Callable[[int, int], None]  # (objects done, objects known so far)
+
+#: objects moved at once by one Transfers (each a request of its own; the client's connection
+#: pool, aws.RETRY_CONFIG, holds 64)
+TRANSFER_CONCURRENCY = int(os.environ.get("MINIWDL_FARGATE_TRANSFER_CONCURRENCY") or 32)
+
+
+class Transfers:
+    """Many objects moved in parallel, bounded: one s3transfer TransferManager (boto3's managed
+    transfers, https://docs.aws.amazon.com/boto3/latest/reference/customizations/s3.html:
+    ``max_concurrency`` threads make the requests) shared by every transfer of a phase, counted
+    for status.json through ``counted``. ``progress`` is called before each object is queued and
+    as its bytes move; when it raises (the driver's stop check), queued and running transfers are
+    cancelled and ``wait`` raises that exception. A context manager: leaving it with an error
+    cancels what is left."""
+
+    def __init__(
+        self, progress: Progress | None = None, counted: Counted | None = None, concurrency: int = TRANSFER_CONCURRENCY
+    ) -> None:
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+        config = TransferConfig(max_concurrency=concurrency, use_threads=True, preferred_transfer_client="classic")
+        self.manager = create_transfer_manager(aws.client("s3"), config)
+        self.progress, self.counted = progress, counted
+        self.done = self.total = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "Transfers":
+        return self
+
+    def __exit__(self, kind: Any, exn: Any, tb: Any) -> None:
+        # the manager's own exit: cancels what is in flight on an error, then waits for its
+        # threads. (Not manager.shutdown(cancel=True, ...): s3transfer 0.19.3 passes its
+        # arguments to _shutdown one place off, and the cancel fails with a TypeError.)
+        self.manager.__exit__(kind, exn, tb)
+
+    def _subscribers(self, known: tuple[int, str] | None = None) -> list[Any]:
+        from s3transfer.subscribers import BaseSubscriber
+
+        outer = self
+
+        class Counter(BaseSubscriber):
+            def on_queued(self, future: Any, **kwargs: Any) -> None:
+                if known is not None:  # size and ETag from the listing: no HeadObject per object
+                    future.meta.provide_transfer_size(known[0])
+                    future.meta.provide_object_etag(known[1])
+
+            def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+                if outer.progress is not None:
+                    outer.progress(bytes_transferred)
+
+            def on_done(self, future: Any, **kwargs: Any) -> None:
+                outer._count(done=1)
+
+        return [Counter()]
+
+    def _count(self, done: int = 0, total: int = 0) -> None:
+        with self._lock:
+            self.done += done
+            self.total += total
+            now = (self.done, self.total)
+        if self.counted is not None:
+            self.counted(*now)
+
+    def _queue(self, start: Callable[[], Any]) -> Any:
+        if self.progress is not None:
+            self.progress(0)  # (told to stop: queue nothing more)
+        return start()
+
+    def download(self, items: Iterable[tuple[str, str, str] | tuple[str, str, str, int, str]]) -> list[str]:
+        """Download (bucket, key, path[, size, ETag]) items in parallel (each written to a
+        temporary name beside ``path``, renamed when whole); the paths, once every one arrived.
+        The size and ETag of a listing save the HeadObject s3transfer would otherwise send first
+        (and s3transfer then asks for that ETag: an object replaced since the listing fails)."""
+        items = list(items)
+        self._count(total=len(items))
+        folders: set[str] = set()
+        futures = []
+        for bucket, key, path, *known in items:
+            folder = os.path.dirname(path) or "."
+            if folder not in folders:
+                os.makedirs(folder, exist_ok=True)
+                folders.add(folder)
+            subscribers = self._subscribers((known[0], known[1]) if known else None)
+            futures.append(self._queue(lambda b=bucket, k=key, p=path, s=subscribers: self.manager.download(b, k, p, subscribers=s)))
+        self.wait(futures)
+        return [item[2] for item in items]
+
+    def upload(self, items: Iterable[tuple[str, str, str]]) -> list[str]:
+        """Upload (regular file, bucket, key) items in parallel; their s3:// URIs. Anything but a
+        regular file (a FIFO that opening would block on) is refused before any is queued."""
+        items = list(items)
+        for path, _, _ in items:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise ValueError(f"not a regular file, not uploaded: {path}")
+        self._count(total=len(items))
+        futures = [
+            self._queue(lambda p=path, b=bucket, k=key: self.manager.upload(p, b, k, subscribers=self._subscribers()))
+            for path, bucket, key in items
+        ]
+        self.wait(futures)
+        return [uri(bucket, key) for _, bucket, key in items]
+
+    def wait(self, futures: list[Any]) -> None:
+        """Wait for every transfer; on the first that failed, cancel the rest, wait for them to
+        end (no half-written file is left behind), and raise its error."""
+        for i, future in enumerate(futures):
+            try:
+                future.result()
+            except BaseException:
+                for later in futures[i + 1 :]:
+                    later.cancel()
+                for later in futures[i + 1 :]:
+                    try:
+                        later.result()
+                    except (CancelledError, Exception):
+                        pass
+                raise
 
 
 def download_to(bucket: str, key: str, path: str, progress: Progress | None = None) -> str:
@@ -63,12 +183,11 @@ def download_to(bucket: str, key: str, path: str, progress: Progress | None = No
     return path
 
 
-def download_prefix(
-    bucket: str, prefix: str, dest: str, exclude=lambda rel: False, progress: Progress | None = None
-) -> list[str]:
-    """Download every object under ``prefix`` into ``dest``, keeping relative paths."""
+def prefix_targets(bucket: str, prefix: str, dest: str, exclude=lambda rel: False) -> list[tuple[str, str, str, int, str]]:
+    """(bucket, key, path under ``dest``, size, ETag) of every object under ``prefix``, keeping relative
+    paths; a key that would land outside ``dest`` is refused before anything is downloaded."""
     prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-    got = []
+    targets = []
     for obj in list_keys(bucket, prefix):
         rel = obj["Key"][len(prefix) :]
         if not rel or rel.endswith("/") or exclude(rel):
@@ -76,8 +195,21 @@ def download_prefix(
         target = os.path.normpath(os.path.join(dest, rel))
         if not target.startswith(os.path.normpath(dest) + os.sep):
             raise S3URIError(f"refusing to write outside {dest}: s3://{bucket}/{obj['Key']}")
-        got.append(download_to(bucket, obj["Key"], target, progress))
-    return got
+        targets.append((bucket, obj["Key"], target, obj["Size"], obj["ETag"]))
+    return targets
+
+
+def download_prefix(
+    bucket: str, prefix: str, dest: str, exclude=lambda rel: False, progress: Progress | None = None,
+    transfers: Transfers | None = None,
+) -> list[str]:
+    """Download every object under ``prefix`` into ``dest``, keeping relative paths, in parallel
+    (through ``transfers``, or a Transfers of its own)."""
+    targets = prefix_targets(bucket, prefix, dest, exclude)
+    if transfers is not None:
+        return transfers.download(targets)
+    with Transfers(progress) as own:
+        return own.download(targets)
 
 
 def _download_dir(uri_: str) -> str:

@@ -36,6 +36,13 @@ class TaskCounts(BaseModel):
     cached: int = 0  # calls answered by the call cache
 
 
+class TransferCounts(BaseModel):
+    """Objects of one transfer phase of the driver (staging inputs, uploading outputs)."""
+
+    done: int = 0
+    total: int = 0  # known so far (a phase adds a Directory's objects once it has listed them)
+
+
 class RunStatus(BaseModel):
     run_id: str
     name: str
@@ -52,6 +59,10 @@ class RunStatus(BaseModel):
     execution_arn: str | None = None
     driver_task: str | None = None
     tasks: TaskCounts = Field(default_factory=TaskCounts)
+    phase: str | None = None  # what the driver is doing, e.g. "staging inputs 1200/20000"
+    transfers: dict[str, TransferCounts] = Field(
+        default_factory=dict, description="objects moved by phase: staging inputs, uploading outputs"
+    )
     calls: dict[str, list[str]] = Field(default_factory=dict, description="each WDL call's ECS tasks, attempt by attempt")
     outputs: str | None = None  # s3:// URI of outputs.json
     error: dict[str, Any] | None = None  # {"error", "message", "error_json"}

@@ -1,0 +1,97 @@
+"""`miniwdl-fargate logs RUN --task NAME` against moto CloudWatch Logs: every page of a stream
+is printed, and a read cut short says so (never a silent truncation)."""
+
+import io
+import time
+
+import botocore.session
+import pytest
+from botocore.stub import Stubber
+
+from miniwdl_fargate import aws, cli, client, runs, status
+
+GROUP = "/miniwdl-fargate/tasks"
+TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/c/0123456789abcdef"
+STREAM = "miniwdl/task/0123456789abcdef"
+RUN_ID = "big-0123abcd"
+EVENTS = 10_000 + 2_500  # more than one GetLogEvents page (at most 10,000 events)
+
+
+@pytest.fixture
+def deployment(moto_aws, monkeypatch):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    record = runs.RunRecord(
+        run_id=RUN_ID, name="big", bucket="runs", submitted_at=runs.now_iso(), workflow="s3://runs/w.wdl", inputs="s3://runs/i.json", results="s3://runs/r/"
+    )
+    current = status.new(record).model_copy(update={"status": "SUCCEEDED", "calls": {"call-chatty": [TASK_ARN]}})
+    status.update("runs", RUN_ID, lambda s: s, initial=current)
+    logs = aws.client("logs")
+    logs.create_log_group(logGroupName=GROUP)
+    logs.create_log_stream(logGroupName=GROUP, logStreamName=STREAM)
+    now = int(time.time() * 1000) - EVENTS  # (PutLogEvents rejects events older than 14 days)
+    for start in range(0, EVENTS, 10_000):  # PutLogEvents takes at most 10,000 events a call
+        batch = [{"timestamp": now + i, "message": f"line {i}"} for i in range(start, min(start + 10_000, EVENTS))]
+        logs.put_log_events(logGroupName=GROUP, logStreamName=STREAM, logEvents=batch)
+    found = client.Deployment("s", "us-east-1", {"BucketName": "runs", "TaskLogGroupName": GROUP})
+    monkeypatch.setattr(client, "connect", lambda *a, **k: found)
+    return found
+
+
+def test_logs_of_a_task_print_every_page(deployment, capsys):
+    assert cli.main(["logs", RUN_ID, "--task", "chatty"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines == [f"line {i}" for i in range(EVENTS)]
+    assert "warning" not in captured.err
+
+
+def test_a_page_limit_reached_is_said_not_hidden(deployment):
+    out = io.StringIO()
+    incomplete = client.print_logs(deployment, RUN_ID, "chatty", False, out=out, page_limit=1)
+    assert len(out.getvalue().splitlines()) < EVENTS
+    assert incomplete == [
+        f"the log of call-chatty attempt 1 ({GROUP} {STREAM}) was cut short: read 1 pages, the most one pass reads"
+    ]
+
+
+def test_an_error_mid_stream_is_said_and_the_cli_exits_1(deployment, monkeypatch, capsys):
+    real = aws.client("logs")
+    calls = []
+
+    def failing_after_one_page(**kwargs):
+        calls.append(kwargs)
+        if len(calls) > 1:
+            raise real.exceptions.InvalidParameterException(
+                {"Error": {"Code": "InvalidParameterException", "Message": "The specified nextToken has expired"}},
+                "GetLogEvents",
+            )
+        return real.__class__.get_log_events(real, **kwargs)
+
+    monkeypatch.setattr(real, "get_log_events", failing_after_one_page)
+    assert cli.main(["logs", RUN_ID, "--task", "chatty"]) == 1
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 10_000
+    assert captured.err.strip() == (
+        f"warning: the log of call-chatty attempt 1 ({GROUP} {STREAM}) was cut short: "
+        "InvalidParameterException: An error occurred (InvalidParameterException) when calling the GetLogEvents "
+        "operation: The specified nextToken has expired"
+    )
+
+
+def test_the_requests_validate_against_the_botocore_model():
+    """read_stream's GetLogEvents requests (first page, then with nextToken) are valid requests."""
+    logs = botocore.session.get_session().create_client("logs", region_name="us-east-1")
+    pages = [
+        {"events": [{"timestamp": 1, "message": "a", "ingestionTime": 2}], "nextForwardToken": "f/1", "nextBackwardToken": "b/0"},
+        {"events": [], "nextForwardToken": "f/1", "nextBackwardToken": "b/0"},
+    ]
+    with Stubber(logs) as stub:
+        stub.add_response("get_log_events", pages[0], {"logGroupName": GROUP, "logStreamName": STREAM, "startFromHead": True})
+        stub.add_response(
+            "get_log_events", pages[1], {"logGroupName": GROUP, "logStreamName": STREAM, "startFromHead": True, "nextToken": "f/1"}
+        )
+        got: list = []
+        read = client.read_stream(logs, GROUP, STREAM, None, got.extend)
+        stub.assert_no_pending_responses()
+    assert [e["message"] for e in got] == ["a"] and read.token == "f/1" and read.stopped_early is None
