@@ -82,12 +82,12 @@ def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str |
         if version_id and version_id != "null":
             kwargs["VersionId"] = version_id
         elif etag:
-            kwargs["IfMatch"] = etag
+            kwargs["IfMatch"] = f'"{etag.strip(chr(34))}"'  # an entity tag is quoted (RFC 9110 section 8.8.3)
         s3 = aws.client("s3")
         try:
             size = int(s3.head_object(**kwargs)["ContentLength"])
         except s3.exceptions.ClientError:
-            return  # gone or replaced: reading it says so (snapshot.read_version)
+            return  # gone or replaced: reading it says so (snapshot.read_version); the body is capped too
     problem = inputs_json.size_problem(size)
     if problem:
         raise SubmitError([{"where": s3io.uri(bucket, key), "problem": problem}])
