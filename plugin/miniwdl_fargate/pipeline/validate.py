@@ -23,7 +23,6 @@ import WDL
 from WDL._util import parse_byte_size
 
 from .. import aws, config, s3io, sizes
-from ..inputs_json import MAX_INPUTS_BYTES  # noqa: F401 (the one cap, re-exported)
 from . import snapshot
 
 MAX_WDL_BYTES = 2 * 1024 * 1024  # per WDL document
