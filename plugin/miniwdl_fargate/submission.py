@@ -65,6 +65,21 @@ def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
         raise RunInputError(f"{wdl_path}: {exn}") from None
 
 
+def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
+    """Every import a relative path to a file inside the WDL's folder (``base``), as the pipeline
+    requires (``pipeline.validate.IMPORT_RULE``): only that folder is uploaded."""
+    from .pipeline.validate import IMPORT_RULE
+
+    for imp in doc.imports:
+        where = f"{doc.pos.abspath}:{imp.pos.line}:{imp.pos.column}"
+        if "://" in imp.uri or imp.uri.startswith("/"):
+            raise RunInputError(f"{where}: cannot import {imp.uri}: {IMPORT_RULE}")
+        if imp.doc is not None:
+            if not Path(imp.doc.pos.abspath).resolve().is_relative_to(base):
+                raise RunInputError(f"{where}: cannot import {imp.uri}: it is outside the workflow's folder; {IMPORT_RULE}")
+            check_imports(imp.doc, base)
+
+
 def bundle_files(wdl_path: Path) -> list[Path]:
     """The files of the WDL's folder (its imports and source-relative files live there)."""
     base = wdl_path.parent
@@ -176,6 +191,7 @@ def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], 
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: no such WDL file")
     doc = load_wdl(wdl_path)
+    check_imports(doc, wdl_path.parent)
     bundled_cfg = wdl_path.parent / config.RUN_CFG  # uploaded with the bundle; the driver reads it
     if bundled_cfg.is_file():
         try:

@@ -492,3 +492,22 @@ def test_the_cli_reads_inputs_as_the_pipeline_does(tmp_path):
         with pytest.raises(submission.RunInputError) as info:
             submission.prepare(wdl, tmp_path / "bad.json", name="cli")
         assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "uri, problem",
+    [
+        ("../shared/lib.wdl", "cannot import ../shared/lib.wdl: it is outside the workflow's folder; " + IMPORT_RULE),
+        ("{tmp}/shared/lib.wdl", "cannot import {tmp}/shared/lib.wdl: " + IMPORT_RULE),
+    ],
+    ids=["outside-the-folder", "absolute"],
+)
+def test_the_cli_refuses_the_imports_the_pipeline_refuses(tmp_path, uri, problem):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "lib.wdl").write_text("version 1.1\ntask t { command <<< >>> }\n")
+    (tmp_path / "wf").mkdir()
+    wdl = tmp_path / "wf" / "main.wdl"
+    wdl.write_text(f'version 1.1\nimport "{uri.format(tmp=tmp_path)}" as lib\nworkflow hello {{ call lib.t }}\n')
+    with pytest.raises(submission.RunInputError) as info:
+        submission.prepare(wdl, {}, name="cli")
+    assert str(info.value) == f"{wdl}:2:1: " + problem.format(tmp=tmp_path)
