@@ -431,12 +431,19 @@ def _run_inputs(record) -> bytes:
 
 
 def test_a_bom_is_stripped_and_emoji_work_in_an_s3_drop(pipeline):
+    """Emoji in strings, in JSON keys (a Map's), in an input's object key and in a bundle file's
+    name; the run's copy of inputs.json has no byte order mark."""
     settings, drop, rejection, executions = pipeline
-    aws.client("s3").put_object(Bucket="data", Key="ref 😀.txt", Body=b"r")
-    started = drop("bom", (BOM + json.dumps(EMOJI_INPUTS, ensure_ascii=False)).encode("utf-8"))
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="data", Key="ref 😀.txt", Body=b"r")
+    wdl = GOOD.replace("Int copies = 1", "Int copies = 1\n    Map[String, String] tags = {}")
+    inputs = dict(EMOJI_INPUTS, **{"hello.tags": {"🏷️ key": "🧪 value"}})
+    started = drop("bom", (BOM + json.dumps(inputs, ensure_ascii=False)).encode("utf-8"), wdl, {"notes 📝.txt": "n"})
     assert started is not None
     copied = _run_inputs(started.record)
-    assert not copied.startswith(BOM.encode()) and json.loads(copied) == EMOJI_INPUTS
+    assert not copied.startswith(BOM.encode()) and json.loads(copied) == inputs
+    source = started.record.results.split("/", 3)[3] + snapshot.SOURCE_DIR
+    assert s3.get_object(Bucket="runs", Key=source + "notes 📝.txt")["Body"].read() == b"n"
 
 
 def test_a_bom_is_stripped_and_emoji_work_through_the_api(api_env):

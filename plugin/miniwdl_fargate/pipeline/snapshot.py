@@ -24,7 +24,6 @@ object replaced while the copy runs fails the copy instead of mixing two uploads
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from .. import aws, runs, s3io
 
@@ -89,8 +88,11 @@ def copy_bundle(wdl_uri: str, dest_bucket: str, dest_prefix: str) -> str:
             for obj in bundle_objects(bucket, wdl_key):
                 s3.copy_object(
                     Bucket=dest_bucket, Key=dest_prefix + obj["Key"][len(folder):],
-                    # "bucket/key", URL-encoded, as the API takes it
-                    CopySource=quote(f"{bucket}/{obj['Key']}", safe="/"), CopySourceIfMatch=obj["ETag"],
+                    # as a dict: botocore URL-encodes the key itself (x-amz-copy-source must be
+                    # URL-encoded, https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html);
+                    # a string encoded here would be encoded twice, and a key with a space or an
+                    # emoji would name no object
+                    CopySource={"Bucket": bucket, "Key": obj["Key"]}, CopySourceIfMatch=obj["ETag"],
                 )
             return s3io.uri(dest_bucket, dest_prefix + wdl_key[len(folder):])
         except s3.exceptions.ClientError as exn:
