@@ -88,11 +88,11 @@ def copy_bundle(wdl_uri: str, dest_bucket: str, dest_prefix: str) -> str:
             for obj in bundle_objects(bucket, wdl_key):
                 s3.copy_object(
                     Bucket=dest_bucket, Key=dest_prefix + obj["Key"][len(folder):],
-                    # as a dict: botocore URL-encodes the key itself (x-amz-copy-source must be
-                    # URL-encoded, https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html);
-                    # a string encoded here would be encoded twice, and a key with a space or an
-                    # emoji would name no object
-                    CopySource={"Bucket": bucket, "Key": obj["Key"]}, CopySourceIfMatch=obj["ETag"],
+                    # "bucket/key" as it is: x-amz-copy-source must be URL-encoded
+                    # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html) and
+                    # botocore encodes a CopySource string itself (handle_copy_source_param);
+                    # encoded here too, a key with a space or an emoji named no object
+                    CopySource=f"{bucket}/{obj['Key']}", CopySourceIfMatch=obj["ETag"],
                 )
             return s3io.uri(dest_bucket, dest_prefix + wdl_key[len(folder):])
         except s3.exceptions.ClientError as exn:
