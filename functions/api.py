@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field
 
-from miniwdl_fargate import openapi30, runs, status
+from miniwdl_fargate import inputs_json, openapi30, runs, status
 from miniwdl_fargate.pipeline import manage, submit
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
@@ -233,7 +233,44 @@ def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[st
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> Any:
-    return app.resolve(event, context)
+    refused = _strict_body(event)
+    return refused if refused is not None else app.resolve(event, context)
+
+
+def _strict_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A POST's body read as an S3 drop's inputs.json is (``inputs_json.loads``: its byte order
+    mark stripped, the same size cap; a duplicate key, NaN or too deep a nesting refused, with
+    where), before Powertools parses it leniently; the 400 answer if it is refused."""
+    body = event.get("body")
+    if event.get("httpMethod") != "POST" or not isinstance(body, str) or event.get("isBase64Encoded"):
+        return None
+    text = inputs_json.decode(body, "body")
+    event["body"] = text
+    try:
+        json.loads(text)
+    except ValueError:
+        return None  # not JSON at all: Powertools says where (invalid_request)
+    except RecursionError:
+        pass  # too deep: said below
+    try:
+        inputs_json.loads(text, "body")
+    except inputs_json.InputsJSONError as exn:
+        problems = [_body_problem(p) for p in exn.problems]
+        answer = ApiError(error="InvalidRequest", message=f"the request was not accepted: {len(problems)} problem(s)",
+                          problems=[Problem(**p) for p in problems])
+        return {"statusCode": 400, "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "body": answer.model_dump_json(), "isBase64Encoded": False}
+    return None
+
+
+def _body_problem(problem: dict[str, str]) -> dict[str, str]:
+    """``body: inputs.wf.x`` as the API names places: ``inputs: wf.x`` (``inputs`` as submit does)."""
+    where = problem["where"]
+    if where.startswith("body: inputs."):
+        where = "inputs: " + where[len("body: inputs."):]
+    elif where.startswith("body: "):
+        where = where[len("body: "):]
+    return {"where": where, "problem": problem["problem"]}
 
 
 def openapi_json() -> str:

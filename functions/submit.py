@@ -27,7 +27,8 @@ def handler(event: S3EventNotificationEventBridgeModel, context: Any) -> dict[st
     bucket, obj = event.detail.bucket.name, event.detail.object
     key = unquote_plus(obj.key)  # S3 notifications URL-encode keys ("runs/my%20run/inputs.json")
     logger.append_keys(s3_key=key)
-    result = submit.submit_object(FunctionSettings.from_env(), bucket, key, obj.etag, obj.version_id)
+    size = int(obj.size) if obj.size is not None else None  # the event's object size: the inputs cap before any read
+    result = submit.submit_object(FunctionSettings.from_env(), bucket, key, obj.etag, obj.version_id, size)
     if result is None:
         metrics.add_metric(name="RunsRejected", unit=MetricUnit.Count, value=1)
         return {"started": False}

@@ -111,6 +111,7 @@ class FargateSettings:
     stop_timeout: int
     launch_rate: float
     launch_burst: int
+    max_tasks_per_run: int
     capacity_retries: int
     spot: bool
     provision: bool
@@ -146,6 +147,7 @@ _PARSERS = {
     "stop_timeout": lambda v: min(120, int(v)),
     "launch_rate": float,
     "launch_burst": int,
+    "max_tasks_per_run": lambda v: int(_at_least(int(v), 1)),
     "capacity_retries": int,
     "spot": parse_bool,
     "provision": parse_bool,

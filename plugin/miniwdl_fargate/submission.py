@@ -18,7 +18,7 @@ from typing import Any
 
 import WDL
 
-from . import aws, config, runs, s3io
+from . import aws, config, inputs_json, runs, s3io
 
 BUNDLE_MAX_FILES = 200
 BUNDLE_MAX_BYTES = 256 * 1024 * 1024
@@ -63,6 +63,21 @@ def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
         ) from None
     except (OSError, ImportError) as exn:
         raise RunInputError(f"{wdl_path}: {exn}") from None
+
+
+def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
+    """Every import a relative path to a file inside the WDL's folder (``base``), as the pipeline
+    requires (``pipeline.validate.IMPORT_RULE``): only that folder is uploaded."""
+    from .pipeline.validate import IMPORT_RULE
+
+    for imp in doc.imports:
+        where = f"{doc.pos.abspath}:{imp.pos.line}:{imp.pos.column}"
+        if "://" in imp.uri or imp.uri.startswith("/"):
+            raise RunInputError(f"{where}: cannot import {imp.uri}: {IMPORT_RULE}")
+        if imp.doc is not None:
+            if not Path(imp.doc.pos.abspath).resolve().is_relative_to(base):
+                raise RunInputError(f"{where}: cannot import {imp.uri}: it is outside the workflow's folder; {IMPORT_RULE}")
+            check_imports(imp.doc, base)
 
 
 def bundle_files(wdl_path: Path) -> list[Path]:
@@ -149,10 +164,13 @@ class Submission:
             s3.upload_file(str(path), bucket, prefix + rel)
         for path, key in uploads:
             s3.upload_file(str(path), bucket, key)
+        body = json.dumps(staged_inputs, indent=2).encode()
+        if problem := inputs_json.size_problem(len(body)):  # with its local paths made s3:// URIs
+            raise RunInputError(f"inputs (as uploaded): {problem}")
         put = s3.put_object(
             Bucket=bucket,
             Key=prefix + runs.INPUTS_NAME,
-            Body=json.dumps(staged_inputs, indent=2).encode(),
+            Body=body,
             ContentType="application/json",
         )
         version = put.get("VersionId") or put["ETag"].strip('"')  # as the submit step names the run
@@ -173,6 +191,7 @@ def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], 
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: no such WDL file")
     doc = load_wdl(wdl_path)
+    check_imports(doc, wdl_path.parent)
     bundled_cfg = wdl_path.parent / config.RUN_CFG  # uploaded with the bundle; the driver reads it
     if bundled_cfg.is_file():
         try:
@@ -182,14 +201,7 @@ def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], 
     if isinstance(inputs, dict):
         inputs_doc, inputs_dir = inputs, Path.cwd()
     else:
-        inputs_path = Path(inputs).resolve()
-        try:
-            inputs_doc = json.loads(inputs_path.read_text())
-        except OSError as exn:
-            raise RunInputError(f"{inputs}: {exn.strerror}") from None
-        except ValueError as exn:
-            raise RunInputError(f"{inputs}: not valid JSON: {exn}") from None
-        inputs_dir = inputs_path.parent
+        inputs_doc, inputs_dir = read_inputs(Path(inputs)), Path(inputs).resolve().parent
     if not isinstance(inputs_doc, dict):
         raise RunInputError(f"{inputs}: must be a JSON object of workflow inputs")
     name = name or default_name(workflow_target(doc).name)
@@ -199,6 +211,20 @@ def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], 
         raise RunInputError(str(exn)) from None
     stage_inputs(doc, inputs_doc, inputs_dir, "bucket", name)  # raises on a missing local file
     return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, bundle_files(wdl_path))
+
+
+def read_inputs(path: Path) -> dict[str, Any]:
+    """The inputs file as the pipeline reads an inputs.json (``inputs_json``): its size checked
+    before it is read, a byte order mark stripped, duplicate keys and NaN refused."""
+    try:
+        problem = inputs_json.size_problem(path.stat().st_size)
+        if problem:
+            raise RunInputError(f"{path}: {problem}")
+        return inputs_json.load_object(path.read_bytes(), str(path))
+    except OSError as exn:
+        raise RunInputError(f"{path}: {exn.strerror}") from None
+    except inputs_json.InputsJSONError as exn:
+        raise RunInputError(str(exn)) from None
 
 
 def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None) -> tuple[str, str]:

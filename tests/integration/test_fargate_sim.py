@@ -117,3 +117,32 @@ def test_sigterm_to_the_driver_stops_every_running_task(sim, tmp_path):
     assert code != 0
     assert sim.count("StopTask", "ok") == 3
     assert wait_until(lambda: sim.running() == 0)
+
+
+FOUR_IN_A_ROW = """
+    version 1.1
+    workflow w {
+      call t as a { input: i = 1 }
+      call t as b { input: i = a.out }
+      call t as c { input: i = b.out }
+      call t as d { input: i = c.out }
+      output { Int out = d.out }
+    }
+    task t {
+      input { Int i }
+      command <<< echo ~{i} >>>
+      output { Int out = i + 1 }
+      runtime { docker: "ubuntu:22.04" maxRetries: 2 }
+    }
+"""
+
+
+def test_a_run_launches_at_most_max_tasks_per_run_and_fails_naming_the_limit(sim, tmp_path, monkeypatch):
+    """The stack's MaxTasksPerRun reaches the driver as MINIWDL__AWS_FARGATE__MAX_TASKS_PER_RUN;
+    the launch past it (and its retries) fails the run and is never sent to ECS."""
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_TASKS_PER_RUN", "3")
+    code, out = finish(start_miniwdl(sim, tmp_path, FOUR_IN_A_ROW))
+    assert code != 0
+    assert ("task call-d not launched: the run has launched its maximum of 3 ECS tasks (retries included); "
+            "the limit is the stack parameter MaxTasksPerRun") in out
+    assert len(sim.run_task_requests) == 3

@@ -929,3 +929,13 @@ def test_functions_get_the_limits_from_the_parameters(cfn_template):
     params = cfn_template["Parameters"]
     assert float(params["MaxRunHours"]["Default"]) == runs.DEFAULT_MAX_RUN_HOURS
     assert int(params["DriverHeartbeatSeconds"]["Default"]) == runs.DEFAULT_HEARTBEAT_SECONDS
+
+
+def test_the_driver_gets_max_tasks_per_run_from_the_parameter_with_the_backend_default(cfn_template):
+    from miniwdl_fargate import config as backend_config
+
+    driver = Conditions(cfn_template).resources()["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    env = {e["Name"]: e["Value"] for e in driver["Environment"]}
+    assert env["MINIWDL__AWS_FARGATE__MAX_TASKS_PER_RUN"] == {"Ref": "MaxTasksPerRun"}
+    param = cfn_template["Parameters"]["MaxTasksPerRun"]
+    assert str(param["Default"]) == backend_config._defaults()["max_tasks_per_run"] and int(param["MinValue"]) == 1

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from miniwdl_fargate import aws
-from miniwdl_fargate.pipeline import submit
+from miniwdl_fargate import aws, inputs_json, submission
+from miniwdl_fargate.pipeline import snapshot, submit, validate
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
 GOOD = """version 1.1
@@ -31,6 +31,12 @@ task greet {
   runtime { cpu: 1 memory: "1 GiB" }
 }
 """
+STRUCTS = GOOD.replace("workflow hello {\n  input {", """struct Person { String name }
+workflow hello {
+  input {
+    Array[Person] people = []
+    Person? who""")
+IMPORT_RULE = "imports must be relative paths to files inside the workflow's folder (the driver downloads that folder, nothing else)"
 OK_INPUTS = {"hello.names": ["Ann"], "hello.reference": "s3://data/ref.txt"}
 WDL = "s3://runs/runs/{name}/workflow.wdl"
 INPUTS = "s3://runs/runs/{name}/inputs.json"
@@ -41,6 +47,7 @@ def pipeline(moto_aws):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="runs")
     s3.create_bucket(Bucket="data")
+    s3.put_object(Bucket="runs", Key="shared/lib.wdl", Body=b"version 1.1\ntask t { command <<< >>> }\n")
     s3.put_object(Bucket="data", Key="ref.txt", Body=b"reference")
     s3.put_object(Bucket="data", Key="dir/a.txt", Body=b"a")
     machine = aws.client("stepfunctions").create_state_machine(
@@ -159,6 +166,48 @@ BAD_SUBMISSIONS = {
         OK_INPUTS, GOOD.replace('memory: "1 GiB"', 'memory: "500 GiB" gpu: true'), None,
         [(WDL + ":11:1", "task greet cannot run on Fargate: runtime.gpu = true; Fargate has no GPUs; "
           "runtime.memory = 500 GiB; Fargate allows at most 120 GiB")],
+    ),
+    "duplicate-key": (
+        '{"hello.names": ["Ann"], "hello.reference": "s3://data/ref.txt", "hello.names": ["Bob"]}', GOOD, None,
+        [(INPUTS + ": hello.names", "key given more than once in the same object")],
+    ),
+    "nan-and-infinity": (
+        '{"hello.names": ["Ann"], "hello.reference": "s3://data/ref.txt", "hello.copies": NaN, "x": [-Infinity]}', GOOD, None,
+        [
+            (INPUTS + ": hello.copies", "NaN is not a JSON number (JSON has no NaN or Infinity)"),
+            (INPUTS + ": x[0]", "-Infinity is not a JSON number (JSON has no NaN or Infinity)"),
+        ],
+    ),
+    "nested-too-deep": (
+        '{"hello.names": ' + "[" * 50000 + "]" * 50000 + "}", GOOD, None,
+        [(INPUTS, "nested too deeply to parse (at most 64 levels of arrays and objects)")],
+    ),
+    "given-twice": (
+        dict(OK_INPUTS, names=["Bob"]), GOOD, None,
+        [(INPUTS + ": names", "the input hello.names is also given as 'hello.names': give it once")],
+    ),
+    "extra-struct-member": (
+        dict(OK_INPUTS, **{"hello.people": [{"name": "Ann", "age": 3}], "hello.who": {"name": "Bob", "nmae": "x"}}),
+        STRUCTS, None,
+        [
+            (INPUTS + ": hello.people[0]", "struct Person has no member 'age'"),
+            (INPUTS + ": hello.who", "struct Person has no member 'nmae'"),
+        ],
+    ),
+    "import-outside-folder": (
+        {}, 'version 1.1\nimport "../shared/lib.wdl" as lib\nworkflow hello { call lib.t }\n', None,
+        [(WDL + ":2:1", "WDL import failed: Failed to import ../shared/lib.wdl: cannot import ../shared/lib.wdl: it is "
+          "outside the workflow's folder; " + IMPORT_RULE)],
+    ),
+    "import-s3": (
+        {}, 'version 1.1\nimport "s3://runs/shared/lib.wdl" as lib\nworkflow hello { call lib.t }\n', None,
+        [(WDL + ":2:1", "WDL import failed: Failed to import s3://runs/shared/lib.wdl: cannot import "
+          "s3://runs/shared/lib.wdl: " + IMPORT_RULE + "; copy it into the folder and import it by relative path")],
+    ),
+    "import-absolute": (
+        {}, 'version 1.1\nimport "/etc/lib.wdl" as lib\nworkflow hello { call lib.t }\n', None,
+        [(WDL + ":2:1", "WDL import failed: Failed to import /etc/lib.wdl: cannot import /etc/lib.wdl: an absolute "
+          "path names a file on the machine running the workflow; " + IMPORT_RULE)],
     ),
     "bad name!": (OK_INPUTS, GOOD, None, [(INPUTS, "run name 'bad name!' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]),
     "broken-cfg": (
@@ -288,3 +337,184 @@ def test_a_post_whose_body_is_not_a_json_object_is_a_400_saying_so(monkeypatch, 
     answer = api.handler(event, Context())
     assert answer["statusCode"] == 400
     assert json.loads(answer["body"])["problems"] == [{"where": "body", "problem": problem}]
+
+
+# -- issue 11: one reading of the inputs everywhere, limits before loading ---------------------------
+
+def _api_event(body: str) -> dict:
+    return json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": body}
+
+
+@pytest.fixture
+def api_env(pipeline, monkeypatch):
+    import api
+
+    settings, drop, rejection, executions = pipeline
+    monkeypatch.setenv("RUNS_BUCKET", "runs")
+    monkeypatch.setenv("STATE_MACHINE_ARN", settings.state_machine_arn)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello/hello.wdl", Body=GOOD.encode())
+    return api.handler, executions
+
+
+def test_an_api_workflow_whose_folder_holds_other_runs_is_refused_naming_the_rule(pipeline):
+    settings, drop, rejection, executions = pipeline
+    s3 = aws.client("s3")
+    for key in ("runs/hello.wdl", "hello.wdl"):
+        s3.put_object(Bucket="runs", Key=key, Body=GOOD.encode())
+        with pytest.raises(submit.SubmitError) as info:
+            submit.submit_request(settings, "api-run", f"s3://runs/{key}", OK_INPUTS, "t-" + key)
+        assert info.value.problems == [{"where": "workflow", "problem": f"s3://runs/{key}: " + snapshot.FOLDER_RULE}]
+        assert "bucket's top or 'runs/'" in snapshot.FOLDER_RULE
+    assert executions() == []
+
+
+def test_every_s3_input_is_checked_however_many_and_the_message_counts_them_all(pipeline):
+    settings, drop, rejection, executions = pipeline
+    wdl = GOOD.replace("File reference", "File reference\n    Array[File] more")
+    missing = [f"s3://data/missing/{i}.txt" for i in range(2001)]
+    assert drop("many", dict(OK_INPUTS, **{"hello.more": missing}), wdl) is None
+    found = rejection("many")
+    assert len(found) == validate.MAX_LISTED + 1
+    assert found[0] == (INPUTS.format(name="many") + ": hello.more", "s3://data/missing/0.txt does not exist")
+    assert found[-1] == (
+        INPUTS.format(name="many"),
+        "2001 of the 2002 s3:// inputs cannot be read (100 are listed above; fix those and submit again to see the rest)",
+    )
+
+
+def test_an_inputs_json_over_the_cap_is_refused_from_the_event_size_before_it_is_read(pipeline, monkeypatch):
+    """A real EventBridge payload: its object.size alone refuses the upload; GetObject never runs."""
+    import submit as submit_function
+
+    settings, drop, rejection, executions = pipeline
+    monkeypatch.setenv("RUNS_BUCKET", "runs")
+    monkeypatch.setenv("STATE_MACHINE_ARN", settings.state_machine_arn)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setattr(submit_function.metrics.provider, "namespace", "test")
+    reads = []
+    monkeypatch.setattr(snapshot, "read_version", lambda *args: reads.append(args))
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key="runs/huge/workflow.wdl", Body=GOOD.encode())
+    put = s3.put_object(Bucket="runs", Key="runs/huge/inputs.json", Body=b" " * (inputs_json.MAX_INPUTS_BYTES + 1))
+    event = json.loads((EVENTS / "s3_object_created.json").read_text())
+    event["detail"]["bucket"]["name"] = "runs"
+    event["detail"]["object"].update(key="runs/huge/inputs.json", etag=put["ETag"].strip('"'), size=inputs_json.MAX_INPUTS_BYTES + 1)
+    event["detail"]["object"].pop("version-id")
+    assert submit_function.handler(event, Context()) == {"started": False}
+    assert rejection("huge") == [
+        (INPUTS.format(name="huge"), "1048577 bytes; an inputs JSON may have at most 1 MiB (put large values in files and pass their s3:// URIs)")
+    ]
+    assert reads == [] and executions() == []
+
+
+def test_without_an_event_size_the_cap_is_checked_by_head_object_before_reading(pipeline, monkeypatch):
+    settings, drop, rejection, executions = pipeline
+    reads = []
+    monkeypatch.setattr(snapshot, "read_version", lambda *args: reads.append(args))
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key="runs/huge2/workflow.wdl", Body=GOOD.encode())
+    put = s3.put_object(Bucket="runs", Key="runs/huge2/inputs.json", Body=b" " * (inputs_json.MAX_INPUTS_BYTES + 5))
+    assert submit.submit_object(settings, "runs", "runs/huge2/inputs.json", put["ETag"].strip('"')) is None
+    assert rejection("huge2")[0][1].startswith("1048581 bytes; an inputs JSON may have at most 1 MiB")
+    assert reads == []
+
+
+BOM = "\ufeff"
+EMOJI_INPUTS = {"hello.names": ["Ann 😀", "🧬"], "hello.reference": "s3://data/ref 😀.txt"}
+
+
+def _run_inputs(record) -> bytes:
+    bucket, key = record.inputs[len("s3://"):].split("/", 1)
+    return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def test_a_bom_is_stripped_and_emoji_work_in_an_s3_drop(pipeline):
+    """Emoji in strings, in JSON keys (a Map's), in an input's object key and in a bundle file's
+    name; the run's copy of inputs.json has no byte order mark."""
+    settings, drop, rejection, executions = pipeline
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="data", Key="ref 😀.txt", Body=b"r")
+    wdl = GOOD.replace("Int copies = 1", "Int copies = 1\n    Map[String, String] tags = {}")
+    inputs = dict(EMOJI_INPUTS, **{"hello.tags": {"🏷️ key": "🧪 value"}})
+    started = drop("bom", (BOM + json.dumps(inputs, ensure_ascii=False)).encode("utf-8"), wdl, {"notes 📝.txt": "n"})
+    assert started is not None
+    copied = _run_inputs(started.record)
+    assert not copied.startswith(BOM.encode()) and json.loads(copied) == inputs
+    source = started.record.results.split("/", 3)[3] + snapshot.SOURCE_DIR
+    assert s3.get_object(Bucket="runs", Key=source + "notes 📝.txt")["Body"].read() == b"n"
+
+
+def test_a_bom_is_stripped_and_emoji_work_through_the_api(api_env):
+    handler, executions = api_env
+    aws.client("s3").put_object(Bucket="data", Key="ref 😀.txt", Body=b"r")
+    body = BOM + json.dumps({"name": "api-bom", "workflow": "s3://runs/workflows/hello/hello.wdl", "inputs": EMOJI_INPUTS}, ensure_ascii=False)
+    answer = handler(_api_event(body), Context())
+    assert answer["statusCode"] == 202, answer["body"]
+    run = json.loads(answer["body"])
+    inputs = aws.client("s3").get_object(Bucket="runs", Key=run["results"].split("/", 3)[3] + "inputs.json")["Body"].read()
+    assert json.loads(inputs) == EMOJI_INPUTS and len(executions()) == 1
+
+
+@pytest.mark.parametrize(
+    "body, problems",
+    [
+        ('{"name": "a", "workflow": "s3://runs/workflows/hello/hello.wdl", "inputs": {"hello.names": ["A"], "hello.names": []}}',
+         [{"where": "inputs: hello.names", "problem": "key given more than once in the same object"}]),
+        ('{"name": "a", "workflow": "s3://runs/workflows/hello/hello.wdl", "inputs": {"hello.copies": Infinity}}',
+         [{"where": "inputs: hello.copies", "problem": "Infinity is not a JSON number (JSON has no NaN or Infinity)"}]),
+        ('{"name": "a", "inputs": {"hello.names": ' + "[" * 50000 + "]" * 50000 + "}}",
+         [{"where": "body", "problem": "nested too deeply to parse (at most 64 levels of arrays and objects)"}]),
+        ('{"name": "a", "workflow": "s3://runs/workflows/hello/hello.wdl", "inputs": {"hello.names": ["' + "x" * (1 << 20) + '"]}}',
+         [{"where": "body", "problem": "1048673 bytes; an inputs JSON may have at most 1 MiB (put large values in files and pass their s3:// URIs)"}]),
+    ],
+    ids=["duplicate-key", "infinity", "too-deep", "too-big"],
+)
+def test_the_api_refuses_what_an_s3_drop_refuses_with_where(api_env, body, problems):
+    handler, executions = api_env
+    answer = handler(_api_event(body), Context())
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["problems"] == problems
+    assert executions() == []
+
+
+def test_the_cli_reads_inputs_as_the_pipeline_does(tmp_path):
+    wdl = tmp_path / "hello.wdl"
+    wdl.write_text(GOOD)
+    (tmp_path / "ref 😀.txt").write_text("r")
+    good = tmp_path / "good.json"
+    good.write_bytes((BOM + json.dumps({"hello.names": ["😀"], "hello.reference": "ref 😀.txt"}, ensure_ascii=False)).encode())
+    prepared = submission.prepare(wdl, good, name="cli")
+    staged, uploads = submission.stage_inputs(prepared.doc, prepared.inputs, prepared.inputs_dir, "runs", "cli")
+    assert staged["hello.names"] == ["😀"] and staged["hello.reference"].endswith("/ref 😀.txt")
+    assert [path.name for path, _key in uploads] == ["ref 😀.txt"]
+    for text, message in (
+        ('{"hello.names": [], "hello.names": []}', f"{tmp_path}/bad.json: hello.names: key given more than once in the same object"),
+        ('{"hello.copies": NaN}', f"{tmp_path}/bad.json: hello.copies: NaN is not a JSON number (JSON has no NaN or Infinity)"),
+        (" " * (inputs_json.MAX_INPUTS_BYTES + 1), f"{tmp_path}/bad.json: 1048577 bytes; an inputs JSON may have at most 1 MiB "
+         "(put large values in files and pass their s3:// URIs)"),
+    ):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(submission.RunInputError) as info:
+            submission.prepare(wdl, tmp_path / "bad.json", name="cli")
+        assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "uri, problem",
+    [
+        ("../shared/lib.wdl", "cannot import ../shared/lib.wdl: it is outside the workflow's folder; " + IMPORT_RULE),
+        ("{tmp}/shared/lib.wdl", "cannot import {tmp}/shared/lib.wdl: " + IMPORT_RULE),
+    ],
+    ids=["outside-the-folder", "absolute"],
+)
+def test_the_cli_refuses_the_imports_the_pipeline_refuses(tmp_path, uri, problem):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "lib.wdl").write_text("version 1.1\ntask t { command <<< >>> }\n")
+    (tmp_path / "wf").mkdir()
+    wdl = tmp_path / "wf" / "main.wdl"
+    wdl.write_text(f'version 1.1\nimport "{uri.format(tmp=tmp_path)}" as lib\nworkflow hello {{ call lib.t }}\n')
+    with pytest.raises(submission.RunInputError) as info:
+        submission.prepare(wdl, {}, name="cli")
+    assert str(info.value) == f"{wdl}:2:1: " + problem.format(tmp=tmp_path)

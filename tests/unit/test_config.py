@@ -72,3 +72,10 @@ def test_missing_grace_and_pull_retries(monkeypatch):
     assert (s.missing_grace, s.pull_retries, s.pull_retry_delay) == (5.0, 0, 0.5)
     with pytest.raises(ValueError, match=r"invalid \[aws_fargate\] pull_retries .*must be at least 0 \(got -1\)"):
         load(monkeypatch, pull_retries="-1")
+
+
+def test_max_tasks_per_run(monkeypatch):
+    assert load(monkeypatch).max_tasks_per_run == 10000
+    assert load(monkeypatch, max_tasks_per_run="25").max_tasks_per_run == 25
+    with pytest.raises(ValueError, match=r"invalid \[aws_fargate\] max_tasks_per_run .*must be at least 1 \(got 0\)"):
+        load(monkeypatch, max_tasks_per_run="0")

@@ -118,6 +118,10 @@ def out_of_memory(task: dict[str, Any]) -> bool:
     return str(container.get("reason") or "").startswith(OOM_REASON)
 
 
+class TaskLimitReached(WDL.Error.RuntimeError):
+    """The run has launched as many ECS tasks as its stack allows (MaxTasksPerRun)."""
+
+
 class ImageNotPullable(WDL.Error.RuntimeError, DockerBuildError):
     """The task's image cannot be pulled and retrying will not change that (it does not exist,
     or the registry refuses it). miniwdl retries any failed task up to ``maxRetries`` except a
@@ -163,6 +167,9 @@ class FargateTaskContainer(BaseTaskContainer):
     _run_volume_lock = threading.Lock()
     _last_registration = 0.0
     _registration_lock = threading.Lock()
+    #: RunTask calls of this run so far (one run per driver process), against max_tasks_per_run
+    _launches = 0
+    _launches_guard = threading.Lock()
 
     # -- class-wide setup ---------------------------------------------------------------------
 
@@ -210,6 +217,8 @@ class FargateTaskContainer(BaseTaskContainer):
             capacity_retries=settings.capacity_retries,
         )
         cls._driver = sweep.driver_identity()
+        with cls._launches_guard:
+            cls._launches = 0
         logger.info(
             _(
                 "aws_fargate backend",
@@ -218,6 +227,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 efs_mountpoint=settings.efs_mountpoint,
                 subnets=settings.subnets,
                 launch_rate=settings.launch_rate,
+                max_tasks_per_run=settings.max_tasks_per_run,
                 driver=cls._driver,
             )
         )
@@ -534,9 +544,25 @@ class FargateTaskContainer(BaseTaskContainer):
         if self._attempt is not None:
             self.attempts.update(self._attempt, **changes)
 
+    def _count_launch(self) -> None:
+        """Take one of the run's ``max_tasks_per_run`` launches, or fail this task naming the limit
+        (before any request: RunTask is never called past it)."""
+        cap = self.settings.max_tasks_per_run
+        with self._launches_guard:
+            if FargateTaskContainer._launches >= cap:
+                message = (
+                    f"task {self.run_id} not launched: the run has launched its maximum of {cap} ECS tasks "
+                    "(retries included); the limit is the stack parameter MaxTasksPerRun "
+                    "([aws_fargate] max_tasks_per_run when miniwdl runs on its own)"
+                )
+                self._mark(outcome=report.FAILED_TO_START, detail=message)
+                raise TaskLimitReached(message)
+            FargateTaskContainer._launches += 1
+
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> Watch:
         self._seen_version, self._last_state, self._oom = 0, None, False
         request = self.run_task_request(logger, script, client_token())
+        self._count_launch()
         assert self._launcher is not None and self._poller is not None
         try:
             task = self._launcher.launch(request, logger, cancelled=terminating)

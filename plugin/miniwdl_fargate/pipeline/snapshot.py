@@ -24,7 +24,6 @@ object replaced while the copy runs fails the copy instead of mixing two uploads
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from .. import aws, runs, s3io
 
@@ -45,13 +44,27 @@ def folder_of(key: str) -> str:
     return key.rsplit("/", 1)[0] + "/" if "/" in key else ""
 
 
+FOLDER_RULE = (
+    "the workflow's folder is copied whole with each run, so it may not be the bucket's top or "
+    f"{runs.RUNS_PREFIX!r}, which hold other runs: put the WDL (and its imports) in a folder of its own"
+)
+
+
+def folder_problem(wdl_uri: str) -> str | None:
+    """Why the WDL's folder cannot be its bundle, if it cannot: a prefix that holds other runs."""
+    folder = folder_of(s3io.split(wdl_uri)[1])
+    if runs.RUNS_PREFIX.startswith(folder):  # "" (the bucket's top) or "runs/"
+        return f"{wdl_uri}: {FOLDER_RULE}"
+    return None
+
+
 def bundle_objects(bucket: str, wdl_key: str) -> list[dict[str, Any]]:
-    """The objects of the WDL's bundle as listed now (Key, ETag, Size); the WDL alone at the top
-    of a bucket (never the whole bucket)."""
+    """The objects of the WDL's bundle as listed now (Key, ETag, Size): its folder, never a
+    prefix holding other runs (``folder_problem``)."""
+    problem = folder_problem(s3io.uri(bucket, wdl_key))
+    if problem:
+        raise SnapshotError(problem)
     folder = folder_of(wdl_key)
-    if not folder:
-        head = aws.client("s3").head_object(Bucket=bucket, Key=wdl_key)
-        return [{"Key": wdl_key, "ETag": head["ETag"], "Size": head["ContentLength"]}]
     found = [
         obj for obj in s3io.list_keys(bucket, folder)
         if (rel := obj["Key"][len(folder):]) and not rel.endswith("/") and runs.in_bundle(rel)
@@ -75,8 +88,11 @@ def copy_bundle(wdl_uri: str, dest_bucket: str, dest_prefix: str) -> str:
             for obj in bundle_objects(bucket, wdl_key):
                 s3.copy_object(
                     Bucket=dest_bucket, Key=dest_prefix + obj["Key"][len(folder):],
-                    # "bucket/key", URL-encoded, as the API takes it
-                    CopySource=quote(f"{bucket}/{obj['Key']}", safe="/"), CopySourceIfMatch=obj["ETag"],
+                    # "bucket/key" as it is: x-amz-copy-source must be URL-encoded
+                    # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html) and
+                    # botocore encodes a CopySource string itself (handle_copy_source_param);
+                    # encoded here too, a key with a space or an emoji named no object
+                    CopySource=f"{bucket}/{obj['Key']}", CopySourceIfMatch=obj["ETag"],
                 )
             return s3io.uri(dest_bucket, dest_prefix + wdl_key[len(folder):])
         except s3.exceptions.ClientError as exn:

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .. import aws, runs, s3io, status
+from .. import aws, inputs_json, runs, s3io, status
 from . import snapshot
 from .settings import FunctionSettings
-from .validate import MAX_INPUTS_BYTES, Problems, check_run
+from .validate import Problems, check_run
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +65,32 @@ def find_workflow(bucket: str, name: str) -> tuple[str, str]:
 
 
 def parse_inputs(body: bytes, where: str) -> dict[str, Any]:
-    """The inputs document as a dict, or SubmitError saying why not."""
-    if len(body) > MAX_INPUTS_BYTES:
-        raise SubmitError(
-            [{"where": where, "problem": f"{len(body)} bytes; an inputs JSON may have at most {MAX_INPUTS_BYTES >> 20} MiB "
-              "(put large values in files and pass their s3:// URIs)"}]
-        )
-    if not body.strip():
-        raise SubmitError([{"where": where, "problem": "empty: expected a JSON object of workflow inputs, e.g. {\"wf.x\": 1}"}])
+    """The inputs document as a dict, or SubmitError saying why not (``inputs_json.load_object``)."""
     try:
-        doc = json.loads(body)
-    except ValueError as exn:
-        raise SubmitError([{"where": where, "problem": f"not valid JSON: {exn}"}]) from None
-    if not isinstance(doc, dict):
-        raise SubmitError(
-            [{"where": where, "problem": f"expected a JSON object of workflow inputs, got a JSON {type(doc).__name__}"}]
-        )
-    return doc
+        return inputs_json.load_object(body, where)
+    except inputs_json.InputsJSONError as exn:
+        raise SubmitError(exn.problems) from None
+
+
+def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None) -> None:
+    """Refuse an inputs JSON over the cap from its size alone, before reading a byte of it: the
+    event's ``object.size``, else HeadObject's ContentLength of that same upload
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html,
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html)."""
+    if size is None:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        elif etag:
+            kwargs["IfMatch"] = f'"{etag.strip(chr(34))}"'  # an entity tag is quoted (RFC 9110 section 8.8.3)
+        s3 = aws.client("s3")
+        try:
+            size = int(s3.head_object(**kwargs)["ContentLength"])
+        except s3.exceptions.ClientError:
+            return  # gone or replaced: reading it says so (snapshot.read_version); the body is capped too
+    problem = inputs_json.size_problem(size)
+    if problem:
+        raise SubmitError([{"where": s3io.uri(bucket, key), "problem": problem}])
 
 
 def validate(workflow: str, inputs: dict[str, Any], inputs_where: str) -> None:
@@ -179,7 +188,7 @@ def pin_and_validate(workflow: str, inputs: dict[str, Any], inputs_where: str, r
 
 
 def submit_object(
-    settings: FunctionSettings, bucket: str, key: str, etag: str, version_id: str | None = None
+    settings: FunctionSettings, bucket: str, key: str, etag: str, version_id: str | None = None, size: int | None = None
 ) -> Submitted | None:
     """An object landed in the bucket: start a run if it is ``runs/<name>/inputs.json``.
 
@@ -203,8 +212,10 @@ def submit_object(
         record = _recorded_or_none(bucket, s3io.split(results)[1] + "run.json")
         if record is not None:  # a duplicate delivery: the run is already bound
             return start(settings, record)
+        check_inputs_size(bucket, key, version_id, etag, size)
         body = snapshot.read_version(bucket, key, version_id, etag)
         inputs = parse_inputs(body, s3io.uri(bucket, key))
+        body = inputs_json.decode(body, key).encode("utf-8")  # the run's copy: no byte order mark
         wdl_key, _ = find_workflow(bucket, name)
         workflow = pin_and_validate(s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results)
     except (SubmitError, ValueError) as exn:
@@ -306,6 +317,8 @@ def check_request(
         try:
             if not s3io.split(workflow)[1].endswith(".wdl"):
                 problems.append({"where": "workflow", "problem": f"{workflow} is not a .wdl file"})
+            elif problem := snapshot.folder_problem(workflow):
+                problems.append({"where": "workflow", "problem": problem})
         except ValueError as exn:
             problems.append({"where": "workflow", "problem": str(exn)})
     limits: dict[str, int] = {}
@@ -332,6 +345,9 @@ def submit_request(
     the same run; with a different request, TokenConflict. The run reads only its own copies of
     the workflow's folder and the inputs (see ``snapshot``)."""
     limits = check_request(settings, name, workflow, wdl, options)
+    inputs_body = json.dumps(inputs, indent=2, sort_keys=True, ensure_ascii=False).encode()
+    if problem := inputs_json.size_problem(len(inputs_body)):  # the cap of every entrance
+        raise SubmitError([{"where": "inputs", "problem": problem}])
     bucket = settings.runs_bucket
     fingerprint = request_fingerprint(name, workflow, wdl, inputs, options)
     earlier = check_token(bucket, client_token, fingerprint)
@@ -367,7 +383,7 @@ def submit_request(
         submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"},
         **limits,
     )
-    _put_once(bucket, record.results_key(runs.INPUTS_NAME), json.dumps(inputs, indent=2, sort_keys=True).encode(), "inputs")
+    _put_once(bucket, record.results_key(runs.INPUTS_NAME), inputs_body, "inputs")
     claim_token(bucket, client_token, fingerprint, run_id)
     return start(settings, record)
 

@@ -23,10 +23,11 @@ import WDL
 from WDL._util import parse_byte_size
 
 from .. import aws, config, s3io, sizes
+from . import snapshot
 
-MAX_INPUTS_BYTES = 1024 * 1024  # an inputs JSON beyond 1 MiB is data that belongs in files
 MAX_WDL_BYTES = 2 * 1024 * 1024  # per WDL document
-MAX_URI_CHECKS = 2000  # s3:// inputs checked for existence (the rest are left to the driver)
+S3_CHECK_THREADS = 16  # s3:// inputs checked at once (each of them is checked)
+MAX_LISTED = 100  # unreadable s3:// inputs listed one by one; the rest are counted
 SUPPORTED_SCHEMES = ("s3://", "https://", "http://")
 
 
@@ -62,22 +63,44 @@ def _read_s3(uri: str) -> str:
     return obj["Body"].read().decode("utf-8", errors="replace")
 
 
-async def _read_source(uri: str, path: list[str], importer: Any) -> Any:
+IMPORT_RULE = "imports must be relative paths to files inside the workflow's folder (the driver downloads that folder, nothing else)"
+
+
+def _import_problem(uri: str, resolved: str, folder: str) -> str | None:
+    """Why the driver could not load this import as the validator would, if it could not."""
+    if "://" in uri:
+        return f"cannot import {uri}: {IMPORT_RULE}; copy it into the folder and import it by relative path"
+    if uri.startswith("/"):
+        return f"cannot import {uri}: an absolute path names a file on the machine running the workflow; {IMPORT_RULE}"
+    if not resolved.startswith(folder):
+        return f"cannot import {uri}: it is outside the workflow's folder; {IMPORT_RULE}"
+    return None
+
+
+def _source_reader(main_uri: str) -> Any:
     """miniwdl ``read_source``: the main document and its imports, straight from S3. A relative
     import is resolved against the importing document's s3:// location, as the driver will see it
-    (it downloads the WDL's folder)."""
-    if "://" not in uri and importer is not None and str(importer.pos.abspath).startswith("s3://"):
-        bucket, key = s3io.split(importer.pos.abspath)
-        uri = s3io.uri(bucket, posixpath.normpath(posixpath.join(posixpath.dirname(key), uri)))
-    if not uri.startswith("s3://"):
-        raise FileNotFoundError(f"imports must be relative paths or s3:// URIs, not {uri}")
-    return WDL.ReadSourceResult(source_text=_read_s3(uri), abspath=uri)
+    (it downloads the WDL's folder, so only imports inside that folder can be loaded)."""
+    bucket, main_key = s3io.split(main_uri)
+    folder = s3io.uri(bucket, snapshot.folder_of(main_key))
+
+    async def read_source(uri: str, path: list[str], importer: Any) -> Any:
+        if importer is None:
+            return WDL.ReadSourceResult(source_text=_read_s3(uri), abspath=uri)
+        importer_bucket, importer_key = s3io.split(importer.pos.abspath)
+        resolved = s3io.uri(importer_bucket, posixpath.normpath(posixpath.join(posixpath.dirname(importer_key), uri)))
+        problem = _import_problem(uri, resolved, folder)
+        if problem:
+            raise FileNotFoundError(problem)
+        return WDL.ReadSourceResult(source_text=_read_s3(resolved), abspath=resolved)
+
+    return read_source
 
 
 def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
     """The typechecked document at ``uri`` (s3://), or None with the problems recorded."""
     try:
-        return asyncio.run(WDL.load_async(uri, read_source=_read_source))
+        return asyncio.run(WDL.load_async(uri, read_source=_source_reader(uri)))
     except WDL.Error.SyntaxError as exn:
         problems.add(_where(uri, exn.pos), "WDL syntax error: " + " ".join(str(exn).split()))
     except WDL.Error.ImportError as exn:
@@ -110,32 +133,69 @@ def _strip(key: str, namespace: str) -> str:
     return key[len(namespace) + 1 :] if key.startswith(namespace + ".") else key
 
 
-def check_inputs(target: Any, inputs: dict[str, Any], where: str, problems: Problems) -> WDL.Env.Bindings | None:
-    """Each input known and well-typed, none required missing; the values if all is well."""
+def _extra_members(ty: Any, value: Any, path: str) -> list[tuple[str, str, str]]:
+    """(path, member, struct name) of each JSON member that a struct in ``value`` does not
+    declare (miniwdl would drop them silently)."""
+    found: list[tuple[str, str, str]] = []
+    if isinstance(ty, WDL.Type.StructInstance) and isinstance(value, dict) and ty.members is not None:
+        for key, item in value.items():
+            if key not in ty.members:
+                found.append((path, key, ty.type_name))
+            else:
+                found += _extra_members(ty.members[key], item, f"{path}.{key}")
+    elif isinstance(ty, WDL.Type.Array) and isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _extra_members(ty.item_type, item, f"{path}[{index}]")
+    elif isinstance(ty, WDL.Type.Map) and isinstance(value, dict):
+        for key, item in value.items():
+            found += _extra_members(ty.item_type[1], item, f"{path}[{json.dumps(key)}]")
+    elif isinstance(ty, WDL.Type.Pair) and isinstance(value, dict):
+        for side, side_type in (("left", ty.left_type), ("right", ty.right_type)):
+            if side in value:
+                found += _extra_members(side_type, value[side], f"{path}.{side}")
+    return found
+
+
+def _check_input(target: Any, key: str, value: Any, where: str, problems: Problems) -> bool:
+    """One input: known, well-typed, no struct member it does not declare."""
     available = target.available_inputs
+    name = _strip(key, target.name)
+    if not available.has_binding(name):
+        close = [b.name for b in available if b.name.split(".")[-1] == name.split(".")[-1]]
+        hint = f" (did you mean {target.name}.{close[0]}?)" if close else ""
+        problems.add(f"{where}: {key}", f"unknown input: {target.name} has no input {name}{hint}")
+        return False
+    decl = available[name]
+    try:
+        WDL.values_from_json({name: value}, available, namespace=target.name)
+    except (WDL.Error.InputError, ValueError, TypeError) as exn:
+        problems.add(f"{where}: {key}", f"expected {decl.type}, got {json.dumps(value)[:200]} ({exn})")
+        return False
+    extra = _extra_members(decl.type, value, key)
+    for path, member, struct in extra:
+        problems.add(f"{where}: {path}", f"struct {struct} has no member {member!r}")
+    return not extra
+
+
+def check_inputs(target: Any, inputs: dict[str, Any], where: str, problems: Problems) -> WDL.Env.Bindings | None:
+    """Each input known and well-typed, given once, none required missing; the values if all is well."""
     ok = True
+    given: dict[str, str] = {}
     for key, value in inputs.items():
         name = _strip(key, target.name)
-        if not available.has_binding(name):
-            close = [b.name for b in available if b.name.split(".")[-1] == name.split(".")[-1]]
-            hint = f" (did you mean {target.name}.{close[0]}?)" if close else ""
-            problems.add(f"{where}: {key}", f"unknown input: {target.name} has no input {name}{hint}")
+        if name in given:
+            problems.add(f"{where}: {key}", f"the input {target.name}.{name} is also given as {given[name]!r}: give it once")
             ok = False
             continue
-        decl = available[name]
-        try:
-            WDL.values_from_json({name: value}, available, namespace=target.name)
-        except (WDL.Error.InputError, ValueError, TypeError) as exn:
-            problems.add(f"{where}: {key}", f"expected {decl.type}, got {json.dumps(value)[:200]} ({exn})")
-            ok = False
-    given = {_strip(k, target.name) for k in inputs}
+        given[name] = key
+        ok = _check_input(target, key, value, where, problems) and ok
     for binding in target.required_inputs:
         if binding.name not in given:
             problems.add(f"{where}: {target.name}.{binding.name}", f"missing required input of type {binding.value.type}")
             ok = False
     if not ok:
         return None
-    return WDL.values_from_json(inputs, available, target.required_inputs, namespace=target.name)
+    return WDL.values_from_json(inputs, target.available_inputs, target.required_inputs, namespace=target.name)
 
 
 def _s3_error(exn: Any, uri: str) -> str:
@@ -199,13 +259,25 @@ def check_files(values: WDL.Env.Bindings, where: str, problems: Problems, namesp
             problems.add(f"{where}: {name}", f"{kind} input {uri}: only s3:// and https:// URIs are supported")
         elif uri.startswith("s3://"):
             s3_checks.setdefault((uri, directory), []).append(name)
-    unique = list(s3_checks)[:MAX_URI_CHECKS]
-    with ThreadPoolExecutor(16) as pool:
+    _report_s3(s3_checks, where, problems)
+
+
+def _report_s3(s3_checks: dict[tuple[str, bool], list[str]], where: str, problems: Problems) -> None:
+    """HeadObject/ListObjectsV2 every distinct s3:// input, however many, ``S3_CHECK_THREADS`` at
+    a time; each missing one reported (the first ``MAX_LISTED``, then a count of them all)."""
+    unique = list(s3_checks)
+    with ThreadPoolExecutor(S3_CHECK_THREADS) as pool:
         results = list(pool.map(lambda item: _check_s3(*item), unique))
-    for (uri, _directory), problem in zip(unique, results, strict=True):
-        if problem:
-            for name in s3_checks[(uri, _directory)]:
-                problems.add(f"{where}: {name}", problem)
+    failed = [(item, problem) for item, problem in zip(unique, results, strict=True) if problem]
+    for item, problem in failed[:MAX_LISTED]:
+        for name in s3_checks[item]:
+            problems.add(f"{where}: {name}", problem)
+    if len(failed) > MAX_LISTED:
+        problems.add(
+            where,
+            f"{len(failed)} of the {len(unique)} s3:// inputs cannot be read ({MAX_LISTED} are listed above; "
+            "fix those and submit again to see the rest)",
+        )
 
 
 # -- sizes -------------------------------------------------------------------------------------
