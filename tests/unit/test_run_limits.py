@@ -39,7 +39,7 @@ def test_a_limit_shorter_than_the_heartbeat_keeps_the_heartbeat_below_it():
 )
 def test_a_bad_max_run_hours_says_what_is_wrong_and_where(value, problem):
     with pytest.raises(submit.SubmitError) as failed:
-        submit.submit_request(settings(), "ok", "s3://b/w.wdl", {}, "token", options={"max_run_hours": value})
+        submit.submit_request(settings(), "ok", "s3://b/wf/w.wdl", {}, "token", options={"max_run_hours": value})
     assert failed.value.problems == [{"where": "options.max_run_hours", "problem": problem}]
 
 
@@ -55,7 +55,7 @@ def test_the_api_model_refuses_a_bad_max_run_hours_too():
 
 def test_an_old_run_record_gets_the_default_limits():
     record = runs.RunRecord.model_validate(
-        {"run_id": "a-01234567", "name": "a", "bucket": "b", "workflow": "s3://b/w.wdl", "inputs": "s3://b/i.json",
+        {"run_id": "a-01234567", "name": "a", "bucket": "b", "workflow": "s3://b/wf/w.wdl", "inputs": "s3://b/i.json",
          "results": "s3://b/r/", "submitted_at": "2026-11-22T12:00:00+00:00"}
     )
     assert record.max_run_seconds == runs.DEFAULT_MAX_RUN_HOURS * 3600
