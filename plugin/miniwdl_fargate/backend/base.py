@@ -243,8 +243,9 @@ class BaseTaskContainer(TaskContainer):
         """Shell lines run once the command ended: stop the forwarder, wait until it has, then
         copy what it had not (from the same shared offsets) before the script exits."""
         return [
-            "kill -TERM $fwd 2>/dev/null",
-            "while kill -0 $fwd 2>/dev/null; do wait $fwd; done",
+            # (a forwarder stopped before its trap was set dies of the TERM, which some shells
+            # report on stderr, "Terminated": that is not the command's output)
+            "{ kill -TERM $fwd; while kill -0 $fwd; do wait $fwd; done; } 2>/dev/null",
             "cat <&3; cat <&4 >&2",
             "exec 3<&- 4<&-",
         ]
