@@ -90,6 +90,20 @@ def test_a_finished_driver_whose_end_was_lost_succeeded(run_tasks):
     assert status.read("runs", RUN).status == "RUNNING"  # (RecordSuccess finalizes it)
 
 
+def test_a_run_whose_driver_claimed_success_is_not_failed_under_it(run_tasks):
+    """The driver claims success in status.json just before writing outputs.json; a timeout that
+    lands between the two leaves that run to succeed (no FAILED beside an outputs.json), and
+    stops nothing: the driver is writing its last object."""
+    rec = record(max_run_seconds=60, heartbeat_seconds=30)
+    start(rec)
+    claimed = rec.results + "outputs.json"
+    status.update("runs", RUN, lambda current: current.model_copy(update={"outputs": claimed}))
+    assert timeout.stop_timed_out_run(rec, {"Error": "States.Timeout"}, "wdl") == {"status": "SUCCEEDED"}
+    assert stored("error.json") is None
+    assert status.read("runs", RUN).status == "RUNNING"  # (RecordSuccess finalizes it)
+    assert run_tasks["driver"] in {t["taskArn"] for t in sweep.running_tasks("wdl")}
+
+
 def test_a_drivers_own_error_is_kept(run_tasks):
     rec = record()
     start(rec)

@@ -96,10 +96,16 @@ def stop_timed_out_run(record: runs.RunRecord, error: dict[str, Any] | None, clu
     doc = timed_out_error(record, limit, elapsed)
     if written is None:
         summary = {"error": doc["error"], "message": doc["message"], "error_json": record.results + "error.json"}
-        status.update(
-            bucket, record.run_id, lambda now: now.model_copy(update={"status": "FAILED", "error": summary}),
-            initial=status.new(record),
-        )
+
+        def failing(now: status.RunStatus) -> status.RunStatus | None:
+            # the driver claims success in status.json just before it writes outputs.json (the
+            # same conditional write a cancel makes): a claimed run is not failed under it
+            return None if now.outputs and not now.finished else now.model_copy(update={"status": "FAILED", "error": summary})
+
+        after = status.update(bucket, record.run_id, failing, initial=status.new(record))
+        if after is not None and after.outputs and not after.finished:
+            log.warning("run %s: %s, but its driver had claimed success: SUCCEEDED", record.run_id, name)
+            return {"status": "SUCCEEDED"}
     stopped = _stop_all(cluster, record.run_id, f"run timed out ({limit.replace('_', ' ')})")
     if written is None:
         s3io.put_json(bucket, prefix + "error.json", doc | {"stopped_tasks": stopped})
