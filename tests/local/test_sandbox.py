@@ -4,6 +4,8 @@ point's user would own them), a private /tmp. The driver is not sandboxed."""
 
 import os
 
+import pytest
+
 from tests.local_ecs import efs_dir, fresh_dir, log_of, register, run, stopped
 
 
@@ -31,6 +33,32 @@ def test_a_wdl_task_without_an_engine_cannot_write_outside_efs_and_tmp(stack):
     assert not os.path.exists("/tmp/scratch")  # the task's /tmp was its own
 
 
+def visible_dir() -> str:
+    """A directory a sandboxed task could read if nothing hid it: outside /tmp, /var/tmp and
+    /dev/shm (the sandbox gives a task its own) and searchable by any user all the way down (the
+    task runs as another uid). The working directory may be under /tmp (CI's clone) and a home
+    is often private, so as root /var/lib serves."""
+    import stat
+
+    def open_to_all(path: str) -> bool:
+        while True:
+            if not os.stat(path).st_mode & stat.S_IXOTH:
+                return False
+            if path == "/":
+                return True
+            path = os.path.dirname(path)
+
+    candidates = [os.getcwd(), os.path.expanduser("~")]
+    if os.geteuid() == 0:
+        os.makedirs("/var/lib/miniwdl-fargate-tests", mode=0o755, exist_ok=True)
+        candidates.append("/var/lib/miniwdl-fargate-tests")
+    for path in candidates:
+        private = ("/tmp", "/var/tmp", "/dev/shm")
+        if not any(path == p or path.startswith(p + "/") for p in private) and open_to_all(path) and os.access(path, os.W_OK):
+            return path
+    pytest.skip(f"no directory readable by every user outside /tmp to try from (tried {candidates})")
+
+
 def test_local_modes_state_is_hidden_from_a_sandboxed_task(stack):
     """Wherever local mode keeps its state (here outside /tmp, which the sandbox replaces
     anyway), a sandboxed task cannot read it by its host path."""
@@ -39,7 +67,7 @@ def test_local_modes_state_is_hidden_from_a_sandboxed_task(stack):
 
     sandbox = stack.runtime.sandbox()
     assert sandbox is not None
-    state = tempfile.mkdtemp(prefix=".isolation-state-", dir=os.getcwd())
+    state = tempfile.mkdtemp(prefix=".isolation-state-", dir=visible_dir())
     try:
         with open(os.path.join(state, "other-run.txt"), "w") as outfile:
             outfile.write("secret\n")
