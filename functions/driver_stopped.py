@@ -26,6 +26,6 @@ def handler(event: EcsTaskStateChangeEvent, context: Any) -> dict[str, str]:
     settings = FunctionSettings.from_env()
     container = settings.driver_container_name
     logger.append_keys(run_id=event.detail.environment(container).get("RUN_ID"), task_arn=event.detail.taskArn)
-    result = report(event.detail, container, settings.cluster)
+    result = report(event.detail, container, settings.cluster, settings.file_system_id)
     logger.info("driver stop handled", extra={"result": result})
     return {"result": result}

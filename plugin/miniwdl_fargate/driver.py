@@ -654,11 +654,12 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
                     uploading.flush()
             except outputs_check.OutputRefused as exn:
                 return refused(run, exn, started, run_dir, cfg)
-            doc = {"run_id": run.run_id, "status": "SUCCEEDED", "outputs": outputs, "results": run.results}
-            doc.update(run_report(run, "SUCCEEDED", started, run_dir, cfg))
             stop.check()
             if not claim_success(run):  # cancelled (or timed out) first: that end stands
                 return already_ended(run, progress.ended(bucket, run.run_id), "writing outputs.json")
+            # (the report after the claim: a run that lost it never has a report saying SUCCEEDED)
+            doc = {"run_id": run.run_id, "status": "SUCCEEDED", "outputs": outputs, "results": run.results}
+            doc.update(run_report(run, "SUCCEEDED", started, run_dir, cfg))
             where = s3io.put_json(bucket, run.results_key("outputs.json"), doc)
             log.info("run %s succeeded: %s", run.run_id, where)
             return 0

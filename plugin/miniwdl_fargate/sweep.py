@@ -150,3 +150,15 @@ def release_access_points(file_system_id: str, run_id: str) -> list[str]:
     if released:
         log.warning("run %s left %d EFS access point(s): deleted %s", run_id, len(released), ", ".join(released))
     return released
+
+
+def release_leftovers(file_system_id: str, run_id: str) -> None:
+    """Delete the run's own EFS access point if its driver could not (it died, or its run was
+    cancelled): at every end of a run (finalize) and when its driver stops (driver_stopped).
+    Housekeeping: never raises, a leftover is logged."""
+    if not file_system_id:
+        return
+    try:
+        release_access_points(file_system_id, run_id)
+    except Exception:  # noqa: BLE001 (the run's end stands)
+        log.exception("could not release the EFS access points of run %s", run_id)

@@ -52,6 +52,7 @@ def stack_efs(moto_aws, tmp_path, monkeypatch):
     monkeypatch.setattr(fargate, "REGISTER_INTERVAL", 0.0)
     FargateTaskContainer._task_definitions.clear()
     FargateTaskContainer._run_volume = None
+    FargateTaskContainer._run_volume_failure = None
     cfg = wdl_config.Loader(LOG, filenames=[])
     FargateTaskContainer.global_init(cfg, LOG)
 
@@ -65,6 +66,7 @@ def stack_efs(moto_aws, tmp_path, monkeypatch):
     yield task, stack_ap, str(mount)
     FargateTaskContainer._task_definitions.clear()
     FargateTaskContainer._run_volume = None
+    FargateTaskContainer._run_volume_failure = None
 
 
 def volume_of(arn):
@@ -160,7 +162,7 @@ def test_the_runs_end_deletes_the_access_point_a_dead_driver_left(moto_aws):
     """Finalize (every end of a run) deletes the run's own access point if its driver died
     before it could: only that run's, never another run's nor the stack's."""
     from miniwdl_fargate import sweep
-    from miniwdl_fargate.pipeline.finalize import release_leftovers
+    from miniwdl_fargate.sweep import release_leftovers
 
     efs = aws.client("efs")
     fs_id = efs.create_file_system(CreationToken="leftovers")["FileSystemId"]
@@ -179,3 +181,61 @@ def test_the_runs_end_deletes_the_access_point_a_dead_driver_left(moto_aws):
     assert left == {stack, other, not_ours} and dead not in left
     release_leftovers("", "run-other")  # (no file system configured: nothing to do, no error)
     release_leftovers("fs-00000000", "run-other")  # (an unknown file system: logged, never raised)
+
+
+def test_a_run_volume_that_could_not_be_made_fails_every_task_at_once_and_leaves_nothing(stack_efs, monkeypatch):
+    """An access point that never becomes available is deleted, and the run's later tasks get
+    the same error at once instead of each creating (and waiting for) another one."""
+    task, stack_ap, _ = stack_efs
+    monkeypatch.setattr(fargate.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(fargate, "ACCESS_POINT_WAIT", -1.0)
+    efs = aws.client("efs")
+    created = []
+    real_create = efs.create_access_point
+
+    def create_stuck(**request):
+        made = real_create(**request)
+        created.append(made["AccessPointId"])
+        return {**made, "LifeCycleState": "creating"}
+
+    monkeypatch.setattr(aws.client("efs"), "create_access_point", create_stuck)
+    monkeypatch.setattr(
+        aws.client("efs"), "describe_access_points",
+        lambda **kw: {"AccessPoints": [{"AccessPointId": kw.get("AccessPointId", stack_ap), "LifeCycleState": "creating",
+                                         "RootDirectory": {"Path": "/miniwdl"}, "PosixUser": {"Uid": 1000, "Gid": 1000}}]},
+    )
+    for _task in ("call-a", "call-b", "call-c"):  # three tasks of the run
+        with pytest.raises(RunVolumeError, match="not available"):
+            FargateTaskContainer.run_volume(LOG)
+    assert len(created) == 1  # made (and failed) once for the run
+    monkeypatch.undo()
+    left = {p["AccessPointId"] for p in efs.describe_access_points(FileSystemId=FargateTaskContainer.settings.efs_id)["AccessPoints"]}
+    assert created[0] not in left and stack_ap in left
+
+
+def test_a_stopped_driver_releases_its_runs_access_point(moto_aws):
+    """The driver's STOPPED event (a real payload) releases the access point of its run when the
+    driver could not (killed, or its run cancelled: then finalize never runs)."""
+    import json
+    from pathlib import Path
+
+    from aws_lambda_powertools.utilities.parser import parse
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+
+    from miniwdl_fargate import sweep
+    from miniwdl_fargate.pipeline import complete
+
+    class Stopped(EventBridgeModel):
+        detail: complete.EcsTaskStateChange
+
+    event = json.loads((Path(__file__).parents[1] / "events" / "ecs_driver_stopped.json").read_text())
+    detail = parse(event=event, model=Stopped).detail
+    aws.client("s3").create_bucket(Bucket="miniwdl-fargate-runsbucket-example")  # (no outputs.json: a dead driver)
+    efs = aws.client("efs")
+    fs_id = efs.create_file_system(CreationToken="stopped")["FileSystemId"]
+    left = efs.create_access_point(
+        FileSystemId=fs_id, RootDirectory={"Path": "/miniwdl/runs/hello-1a2b3c4d"},
+        Tags=[{"Key": sweep.RUN_TAG, "Value": "hello-1a2b3c4d"}, {"Key": sweep.RUN_ACCESS_POINT_TAG, "Value": "true"}],
+    )["AccessPointId"]
+    complete.report(detail, "driver", "", fs_id)  # (the task token is not waited on here: a duplicate)
+    assert left not in {p["AccessPointId"] for p in efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]}

@@ -531,6 +531,7 @@ ROLE_ACTIONS = {
     "DriverStoppedRole": LOGS | XRAY | {
         "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess", "states:SendTaskFailure",
         "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "sqs:SendMessage",
+        "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
     },
     # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event, stopping what still runs,
     # the run's own access point a dead driver left

@@ -164,6 +164,7 @@ class FargateTaskContainer(BaseTaskContainer):
     #: this process's run's volume (made on the first task definition), and when the last
     #: RegisterTaskDefinition was sent (``_pace_registration``)
     _run_volume: RunVolume | None = None
+    _run_volume_failure: tuple[str, Exception] | None = None  # (run id, why its volume could not be made)
     _run_volume_lock = threading.Lock()
     _last_registration = 0.0
     _registration_lock = threading.Lock()
@@ -309,8 +310,15 @@ class FargateTaskContainer(BaseTaskContainer):
         if not run_id or not cls.settings.efs_access_point:
             return None
         with cls._run_volume_lock:
+            failed = cls._run_volume_failure
+            if failed is not None and failed[0] == run_id:  # made once: its failure too
+                raise RunVolumeError(str(failed[1]))
             if cls._run_volume is None or cls._run_volume.run_id != run_id:
-                cls._run_volume = cls._make_run_volume(logger, run_id)
+                try:
+                    cls._run_volume = cls._make_run_volume(logger, run_id)
+                except Exception as exn:
+                    cls._run_volume_failure = (run_id, exn)
+                    raise
             return cls._run_volume
 
     @classmethod
@@ -349,7 +357,14 @@ class FargateTaskContainer(BaseTaskContainer):
         base = efs.describe_access_points(AccessPointId=s.efs_access_point)["AccessPoints"][0]
         made = efs.create_access_point(**cls.run_access_point_request(base, run_id))
         access_point = made["AccessPointId"]
-        cls._wait_available(efs, access_point, made.get("LifeCycleState", ""))
+        try:
+            cls._wait_available(efs, access_point, made.get("LifeCycleState", ""))
+        except RunVolumeError:
+            try:  # never left behind: it will not serve this run
+                efs.delete_access_point(AccessPointId=access_point)
+            except Exception as exn:  # noqa: BLE001 (finalize deletes the run's leftovers too)
+                logger.warning(_("could not delete the run's access point", access_point=access_point, error=str(exn)))
+            raise
         logger.notice(_("run access point", access_point=access_point, root=made["RootDirectory"]["Path"]))  # type: ignore[attr-defined]
         return RunVolume(run_id, access_point, f"{s.efs_mountpoint}/runs/{run_id}")
 
@@ -369,14 +384,16 @@ class FargateTaskContainer(BaseTaskContainer):
         """At the end of the run: deregister its task definitions and delete its access point
         (tasks already running keep their mount). Failures are logged, never raised."""
         ecs = aws.client("ecs")
-        for arn in list(cls._task_definitions.values()):
+        with cls._run_volume_lock:
+            volume, cls._run_volume = cls._run_volume, None
+        # only a run's own task definitions: without a run volume they are shared, content-hashed
+        # ones other drivers use too
+        for arn in list(cls._task_definitions.values()) if volume is not None else []:
             try:
                 ecs.deregister_task_definition(taskDefinition=arn)
             except Exception as exn:  # noqa: BLE001 (cleanup: the run's result stands)
                 logger.warning(_("could not deregister task definition", arn=arn, error=str(exn)))
         cls._task_definitions.clear()
-        with cls._run_volume_lock:
-            volume, cls._run_volume = cls._run_volume, None
         if volume is not None:
             try:
                 aws.client("efs").delete_access_point(AccessPointId=volume.access_point)
@@ -645,7 +662,8 @@ class FargateTaskContainer(BaseTaskContainer):
         message = (
             f"ECS did not know task {job.arn} for {unknown:.0f}s after "
             f"{'RunTask' if job.description is None else 'it was last seen'} (DescribeTasks answered "
-            f"MISSING; missing_grace = {grace:g}s): stopped it, and the attempt will be retried"
+            f"MISSING; missing_grace = {grace:g}s): stopped it; the attempt is retried if the task's "
+            "preemptible or maxRetries allows"
         )
         self._stop(logger, job, "miniwdl-fargate: ECS did not know the task within missing_grace")
         self._mark(outcome=report.FAILED_TO_START, detail=message)

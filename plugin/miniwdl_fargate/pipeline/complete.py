@@ -87,7 +87,7 @@ def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, 
     }
 
 
-def report(detail: EcsTaskStateChange, container: str, cluster: str = "") -> str:
+def report(detail: EcsTaskStateChange, container: str, cluster: str = "", file_system_id: str = "") -> str:
     """Send the outcome to Step Functions, then stop whatever of the run is still running.
 
     Safe to repeat, whatever the order: only a STOPPED driver counts (earlier states are
@@ -118,4 +118,8 @@ def report(detail: EcsTaskStateChange, container: str, cluster: str = "") -> str
         )
         if stopped:
             log.warning("stopped %d task(s) left running by the driver of run %s", len(stopped), env["RUN_ID"])
+    if env.get("RUN_ID"):
+        # and its run's own EFS access point, if it could not delete it itself (killed, or its
+        # run cancelled: a cancelled run's state machine never reaches finalize)
+        sweep.release_leftovers(file_system_id, env["RUN_ID"])
     return result

@@ -62,7 +62,7 @@ def finalize(
     if final is not None and final.status == state:  # not CANCELLED meanwhile (that state stays)
         manage.announce(final)
     stop_what_runs(cluster, record.run_id, final.status if final else state)
-    release_leftovers(file_system_id, record.run_id)
+    sweep.release_leftovers(file_system_id, record.run_id)
     return {"run_id": record.run_id, "status": final.status if final else state,
             "duration_s": final.duration_s if final else None}
 
@@ -75,13 +75,3 @@ def stop_what_runs(cluster: str, run_id: str, state: str) -> list[str]:
         log.warning("run %s ended %s with %d task(s) still running: stopped", run_id, state, len(stopped))
     return stopped
 
-
-def release_leftovers(file_system_id: str, run_id: str) -> None:
-    """Delete the run's own EFS access point if its driver could not (it died). Never fails
-    the run's end: a leftover is logged."""
-    if not file_system_id:
-        return
-    try:
-        sweep.release_access_points(file_system_id, run_id)
-    except Exception:  # noqa: BLE001 (housekeeping: the run's end stands)
-        log.exception("could not release the EFS access points of run %s", run_id)

@@ -58,6 +58,25 @@ def folder_problem(wdl_uri: str) -> str | None:
     return None
 
 
+def bundle_listing(bucket: str, folder: str) -> list[dict[str, Any]]:
+    """Every object under ``folder`` but its ``results/`` (where each run of an S3-dropped name
+    keeps its outputs and copies: it grows with every run, and is never part of the bundle), one
+    level at a time (ListObjectsV2 with a delimiter), so the listing costs what the bundle holds,
+    not the name's whole history. Stops early past BUNDLE_MAX_FILES (the caller refuses it)."""
+    paginator = aws.client("s3").get_paginator("list_objects_v2")
+    found: list[dict[str, Any]] = []
+    pending = [folder]
+    while pending and len(found) <= BUNDLE_MAX_FILES:
+        prefix = pending.pop()
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            found.extend(page.get("Contents", []))
+            pending.extend(
+                p["Prefix"] for p in page.get("CommonPrefixes", [])
+                if runs.in_bundle(p["Prefix"][len(folder):] + "_")  # (a folder: is it results/?)
+            )
+    return found
+
+
 def bundle_objects(bucket: str, wdl_key: str) -> list[dict[str, Any]]:
     """The objects of the WDL's bundle as listed now (Key, ETag, Size): its folder, never a
     prefix holding other runs (``folder_problem``)."""
@@ -66,7 +85,7 @@ def bundle_objects(bucket: str, wdl_key: str) -> list[dict[str, Any]]:
         raise SnapshotError(problem)
     folder = folder_of(wdl_key)
     found = [
-        obj for obj in s3io.list_keys(bucket, folder)
+        obj for obj in bundle_listing(bucket, folder)
         if (rel := obj["Key"][len(folder):]) and not rel.endswith("/") and runs.in_bundle(rel)
     ]
     if len(found) > BUNDLE_MAX_FILES or sum(o["Size"] for o in found) > BUNDLE_MAX_BYTES:

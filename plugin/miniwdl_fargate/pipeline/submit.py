@@ -174,7 +174,10 @@ def pin_and_validate(workflow: str, inputs: dict[str, Any], inputs_where: str, r
     driver will run); return the copy's URI. Problems name the original keys. A rejected copy is
     removed."""
     bucket, prefix = s3io.split(results)
-    copy = snapshot.copy_bundle(workflow, bucket, prefix + snapshot.SOURCE_DIR)
+    try:
+        copy = snapshot.copy_bundle(workflow, bucket, prefix + snapshot.SOURCE_DIR)
+    except snapshot.SnapshotError as exn:  # too big, or kept changing: the submitter's to fix
+        raise SubmitError([{"where": workflow, "problem": str(exn)}]) from None
     try:
         validate(copy, inputs, inputs_where)
     except SubmitError as exn:
