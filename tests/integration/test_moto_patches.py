@@ -110,3 +110,24 @@ def test_a_heartbeating_wait_ends_at_its_maximum_duration(waiting_machine):
     error, beating = waiting_machine(max_run_seconds=3, heartbeat_seconds=1, heartbeat=True)
     assert error == "States.Timeout"
     assert beating.sent >= 2  # it kept the 1 s heartbeat alive past it, until the 3 s limit
+
+
+def test_moto_still_shares_which_keys_a_response_includes():
+    """When this fails, moto keeps ``include`` per request and
+    ``moto_patches.fix_response_transformer_race`` can go."""
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    from miniwdl_fargate.local import moto_patches
+
+    moto_patches.fix_response_transformer_race()
+    original = moto_patches._ORIGINAL_TRANSFORMER_METHODS
+    with_tags, without = EC2ContainerServiceResponse(), EC2ContainerServiceResponse()
+    original["include"](with_tags, "DescribeTasksResponse.tasks.Task.tags")
+    original["exclude"](without, "DescribeTasksResponse.tasks.Task.tags")
+    leaked = with_tags.RESPONSE_KEY_PATH_TO_TRANSFORMER["DescribeTasksResponse.tasks.Task.tags"]
+    assert leaked("kept") != "kept", "moto no longer shares include/exclude between requests"
+    # and with the fix, each request keeps its own
+    fixed_with, fixed_without = EC2ContainerServiceResponse(), EC2ContainerServiceResponse()
+    fixed_with._include_in_response("DescribeTasksResponse.tasks.Task.tags")
+    fixed_without._exclude_from_response("DescribeTasksResponse.tasks.Task.tags")
+    assert fixed_with.RESPONSE_KEY_PATH_TO_TRANSFORMER["DescribeTasksResponse.tasks.Task.tags"]("kept") == "kept"

@@ -60,6 +60,7 @@ def install(runtime: Runtime) -> None:
     patch_heartbeat_timeout_name()
     install_cloudformation()
     fix_ecs_resource_requirements()
+    fix_response_transformer_race()
     describe_tasks_like_ecs()
     _installed["done"] = True
 
@@ -786,3 +787,37 @@ def size_task(task: Any, task_definition: Any) -> None:
         value = overrides.get(name) or getattr(task_definition, name, None)
         if value:
             setattr(task, name, str(value))
+
+
+_ORIGINAL_TRANSFORMER_METHODS: dict[str, Any] = {}
+
+
+def fix_response_transformer_race() -> None:
+    """moto 5.2.5 keeps which optional keys a response includes (DescribeTasks ``include=TAGS``)
+    in ``BaseResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER``, a class attribute every request of a
+    service shares: a DescribeTasks without ``include`` (a driver's poller) running beside one
+    with it (a sweep looking for a run's tasks by tag) can answer it without tags. Each request
+    gets its own copy instead. (moto serves each request from a fresh response object; no
+    upstream issue filed yet: moto/core/responses.py ``_include_in_response``.)
+    ``tests/integration/test_moto_patches.py`` tells when moto no longer shares it."""
+    from moto.core.responses import BaseResponse, never_return
+
+    if _ORIGINAL_TRANSFORMER_METHODS:
+        return
+    _ORIGINAL_TRANSFORMER_METHODS.update(
+        include=BaseResponse._include_in_response, exclude=BaseResponse._exclude_from_response
+    )
+
+    def own(self: Any) -> dict[str, Any]:
+        if "RESPONSE_KEY_PATH_TO_TRANSFORMER" not in vars(self):
+            self.RESPONSE_KEY_PATH_TO_TRANSFORMER = dict(type(self).RESPONSE_KEY_PATH_TO_TRANSFORMER)
+        return self.RESPONSE_KEY_PATH_TO_TRANSFORMER
+
+    def include(self: Any, response_key_path: str) -> None:
+        own(self)[response_key_path] = lambda x: x
+
+    def exclude(self: Any, response_key_path: str) -> None:
+        own(self)[response_key_path] = never_return
+
+    BaseResponse._include_in_response = include  # type: ignore[method-assign]
+    BaseResponse._exclude_from_response = exclude  # type: ignore[method-assign]
