@@ -239,8 +239,9 @@ def handler(event: dict[str, Any], context: Any) -> Any:
 
 def _strict_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """A POST's body read as an S3 drop's inputs.json is (``inputs_json.loads``: its byte order
-    mark stripped, the same size cap; a duplicate key, NaN or too deep a nesting refused, with
-    where), before Powertools parses it leniently; the 400 answer if it is refused."""
+    mark stripped; a duplicate key, NaN or too deep a nesting refused, with where; the inputs'
+    size cap applies to its inputs, by submit), before Powertools parses it leniently; the 400
+    answer if it is refused."""
     body = event.get("body")
     if event.get("httpMethod") != "POST" or not isinstance(body, str) or event.get("isBase64Encoded"):
         return None
@@ -253,7 +254,7 @@ def _strict_body(event: dict[str, Any]) -> dict[str, Any] | None:
     except RecursionError:
         pass  # too deep: said below
     try:
-        inputs_json.loads(text, "body")
+        inputs_json.loads(text, "body", capped=False, wrapping=1)  # (its inputs are capped on their own)
     except inputs_json.InputsJSONError as exn:
         problems = [_body_problem(p) for p in exn.problems]
         answer = ApiError(error="InvalidRequest", message=f"the request was not accepted: {len(problems)} problem(s)",

@@ -68,11 +68,14 @@ def decode(body: bytes | str, where: str) -> str:
     return body[1:] if body.startswith(BOM) else body
 
 
-def loads(body: bytes | str, where: str) -> Any:
+def loads(body: bytes | str, where: str, capped: bool = True, wrapping: int = 0) -> Any:
     """Any JSON document, strictly: InputsJSONError naming every duplicate key, NaN/Infinity
-    and a nesting too deep, each with its path (``a.b[2].c``) after ``where``."""
+    and a nesting too deep, each with its path (``a.b[2].c``) after ``where``. ``capped``: the
+    inputs size cap applies to the whole document (an API request, which also holds a WDL, has
+    its inputs capped on their own); ``wrapping``: levels around the inputs that do not count
+    towards the nesting limit (the API request's object)."""
     text = decode(body, where)
-    problem = size_problem(len(text.encode("utf-8")))
+    problem = size_problem(len(text.encode("utf-8"))) if capped else None
     if problem:
         raise InputsJSONError([{"where": where, "problem": problem}])
     try:
@@ -85,7 +88,7 @@ def loads(body: bytes | str, where: str) -> Any:
     if problem:
         raise InputsJSONError([{"where": where, "problem": problem}])
     problems: list[dict[str, str]] = []
-    _check(doc, "", 0, where, problems)
+    _check(doc, "", -wrapping, where, problems)
     if problems:
         raise InputsJSONError(problems)
     return doc
