@@ -74,7 +74,10 @@ class StatusReporter:
         if fingerprint == self._last:
             return
         self._last = fingerprint
-        self._write(lambda current: current.model_copy(update={"tasks": counts, "calls": calls, "phase": "running the workflow"}))
+        update: dict[str, Any] = {"tasks": counts, "calls": calls}
+        if calls:  # (before its first task, the run is still fetching or staging: that phase stands)
+            update["phase"] = "running the workflow"
+        self._write(lambda current: current.model_copy(update=update))
 
     def stop(self, cached: int = 0) -> None:
         self._stop.set()

@@ -143,6 +143,15 @@ def test_status_json_shows_the_phase_and_counts_at_a_bounded_rate(reporter):
     assert current.transfers == {"staging inputs": status.TransferCounts(done=N, total=N)}
 
 
+def test_the_task_counts_do_not_claim_the_workflow_runs_while_inputs_stage(reporter):
+    """The reporter's periodic publish (task counts) leaves a transfer phase alone until the
+    run's first task: status.json does not say "running the workflow" while inputs stage."""
+    counter = reporter.counter("staging inputs")
+    counter(3, 10)
+    reporter.publish()  # (no task launched yet)
+    assert status.read("data", "big-0123abcd").phase == "staging inputs 3/10"
+
+
 def test_staging_a_directory_input_counts_to_m_of_m_in_status_json(reporter, prefix_of_n, tmp_path):
     from miniwdl_fargate import driver
 
