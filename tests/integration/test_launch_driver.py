@@ -44,6 +44,22 @@ def test_a_retried_launch_for_the_same_attempt_starts_one_driver(settings):
     assert launch.launch_driver(settings, record("run-2"), "sfn-task-token-A") != first
 
 
+def test_a_new_attempt_stops_the_driver_an_unanswered_run_task_may_have_started(settings):
+    """A RunTask whose answer was lost (DriverLaunchFailed) is retried by the state machine with a
+    new task token, so a new clientToken: the driver the lost call started holds a spent token
+    and would run the workflow beside the new one. The new attempt stops it first; a retried
+    invocation of the same attempt finds its own driver and starts nothing."""
+    ecs = aws.client("ecs")
+    lost = launch.launch_driver(settings, record(), "sfn-task-token-A")  # (its answer "lost")
+    new = launch.launch_driver(settings, record(), "sfn-task-token-B")
+    assert new != lost
+    states = {t["taskArn"]: t["desiredStatus"] for t in ecs.describe_tasks(cluster="c", tasks=[lost, new])["tasks"]}
+    assert states == {lost: "STOPPED", new: "RUNNING"}
+    assert launch.launch_driver(settings, record(), "sfn-task-token-B") == new  # (its own retry)
+    running = ecs.list_tasks(cluster="c", desiredStatus="RUNNING")["taskArns"]
+    assert running == [new]
+
+
 def test_the_driver_token_fits_run_task(settings):
     token = launch.driver_client_token("run-1", "x" * 5000)
     assert len(token) <= 64 and all(33 <= ord(c) <= 126 for c in token)

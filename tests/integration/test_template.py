@@ -43,6 +43,9 @@ ALLOWED_STAR_RESOURCES = {
     ("RunTimedOutRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
     ),
+    ("LaunchDriverRole", "ListTasksOfThisCluster"): (
+        "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
+    ),
     ("FinalizeRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
     ),
@@ -526,6 +529,7 @@ ROLE_ACTIONS = {
     # pipeline/launch.py: run_task (with tags, roles of the task definition), status.json, stop_task of a cancelled run's driver
     "LaunchDriverRole": LOGS | XRAY | {
         "ecs:RunTask", "ecs:TagResource", "iam:PassRole", "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:StopTask",
+        "ecs:ListTasks", "ecs:DescribeTasks",
     },
     # pipeline/complete.py: get_object, send_task_success/failure; stopping a dead driver's tasks
     "DriverStoppedRole": LOGS | XRAY | {

@@ -58,9 +58,40 @@ def refuse_ended_run(record: runs.RunRecord) -> None:
         raise RunAlreadyEnded(f"run {record.run_id} is {current.status}: its driver is not launched")
 
 
+def earlier_drivers(ecs, settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> tuple[str | None, list[str]]:
+    """The run's drivers ECS still runs: (the one this state-machine attempt already launched, if
+    a retried invocation finds it; those of earlier attempts). An earlier attempt's driver holds
+    a task token the state machine no longer waits on: it could never report, and would run the
+    workflow beside the new one. A RunTask whose answer was lost (DriverLaunchFailed, retried by
+    the state machine with a new token, so a new clientToken) may have started one."""
+    family = settings.driver_task_definition.rsplit("/", 1)[-1].split(":")[0]
+    listed = ecs.list_tasks(
+        cluster=settings.cluster, family=family, startedBy=runs.started_by(record.run_id), desiredStatus="RUNNING"
+    ).get("taskArns", [])
+    ours, stale = None, []
+    for task in ecs.describe_tasks(cluster=settings.cluster, tasks=listed).get("tasks", []) if listed else []:
+        overrides = (task.get("overrides") or {}).get("containerOverrides") or []
+        env = {e["name"]: e["value"] for o in overrides for e in o.get("environment") or []}
+        if env.get("SFN_TASK_TOKEN") == task_token:
+            ours = task["taskArn"]
+        else:
+            stale.append(task["taskArn"])
+    return ours, stale
+
+
 def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> str:
     refuse_ended_run(record)
     ecs = aws.client("ecs")
+    try:
+        ours, stale = earlier_drivers(ecs, settings, record, task_token)
+    except (ecs.exceptions.ClientError, BotoCoreError) as exn:
+        raise DriverLaunchFailed(f"listing the drivers of run {record.run_id} failed: {exn}") from exn
+    for arn in stale:
+        log.warning("run %s: stopping driver %s of an earlier attempt (its task token is spent)", record.run_id, arn)
+        stop_driver(ecs, settings, arn, f"run {record.run_id}: a new attempt launches its driver")
+    if ours is not None:  # a retried invocation of this attempt: its driver runs already
+        log.info("driver of run %s already launched for this attempt: %s", record.run_id, ours)
+        return ours
     try:
         response = _run_driver(ecs, settings, record, task_token)
     except (ecs.exceptions.ClientError, BotoCoreError) as exn:
