@@ -19,6 +19,30 @@ def moto_aws(monkeypatch):
 
 
 @pytest.fixture
+def moto_server(monkeypatch):
+    """A moto server in this process (a driver subprocess or Step Functions' service
+    integrations reach it by URL), emptied first: moto's state is per process. Yields the
+    environment that points boto3 at it."""
+    import requests
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "MOTO_PORT": str(port), "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    aws.reset()
+    requests.post(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", timeout=10).raise_for_status()
+    yield env
+    server.stop()
+    aws.reset()
+
+
+@pytest.fixture
 def sim():
     """A simulated ECS endpoint (bench/ecs_sim.py) with fast tasks and no faults unless a test adds them."""
     from bench.ecs_sim import Faults, SimulatedECS

@@ -18,9 +18,9 @@ import sys
 import time
 
 import pytest
-import requests
 
 from miniwdl_fargate import aws, runs, status
+from tests.waiting import wait_for
 
 WDL = """
 version 1.1
@@ -40,29 +40,9 @@ RUN_ID = "stop-1a2b3c4d"
 RESULTS = f"s3://runs/runs/stop/results/{RUN_ID}/"
 
 
-def wait_for(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no {what} after {timeout}s")
-
-
 @pytest.fixture
-def moto_s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    aws.reset()
-    requests.post(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", timeout=10).raise_for_status()  # (moto's state is per process)
+def moto_s3(moto_server):
+    """The moto server with the run's bucket, workflow, inputs and status.json."""
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="runs")
     s3.put_object(Bucket="runs", Key="runs/stop/workflow.wdl", Body=WDL.encode())
@@ -73,9 +53,7 @@ def moto_s3(monkeypatch):
         inputs="s3://runs/runs/stop/inputs.json", results=RESULTS, submitted_at=runs.now_iso(),
     )
     status.update("runs", RUN_ID, lambda current: current, initial=status.new(record))
-    yield env
-    server.stop()
-    aws.reset()
+    return moto_server
 
 
 def start_driver(tmp_path, env: dict[str, str], pause_at: str = "", **extra: str) -> subprocess.Popen:

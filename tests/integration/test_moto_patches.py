@@ -12,6 +12,7 @@ import requests
 from miniwdl_fargate import aws
 from miniwdl_fargate.lifecycle import Heartbeat
 from miniwdl_fargate.local import moto_patches
+from tests.waiting import wait_for
 
 
 def test_moto_still_names_a_heartbeat_timeout_states_timeout():
@@ -32,40 +33,17 @@ def test_moto_still_names_a_heartbeat_timeout_states_timeout():
     assert event.error_name.error_name == "States.Timeout"
 
 
-def wait_for(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no {what} after {timeout}s")
-
-
 @pytest.fixture
-def moto_server(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    for key, value in {
-        "AWS_ENDPOINT_URL": endpoint, "MOTO_PORT": str(port), "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    aws.reset()
-    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()  # (moto's state is per process)
+def step_functions(moto_server):
+    """The moto server, executing state machines, with the heartbeat-timeout name fixed."""
+    endpoint = moto_server["AWS_ENDPOINT_URL"]
     requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
     moto_patches.patch_heartbeat_timeout_name()
-    yield endpoint
-    server.stop()
-    aws.reset()
+    return endpoint
 
 
 @pytest.fixture
-def waiting_machine(moto_server):
+def waiting_machine(step_functions):
     """A state machine that waits on a task token (as LaunchDriver does) with the run record's
     limits, and reports the error its Catch saw; the token arrives on a queue."""
     sqs, sfn = aws.client("sqs"), aws.client("stepfunctions")
@@ -90,10 +68,10 @@ def waiting_machine(moto_server):
             stateMachineArn=arn, name=f"run-{time.monotonic_ns()}",
             input=json.dumps({"max_run_seconds": max_run_seconds, "heartbeat_seconds": heartbeat_seconds}),
         )["executionArn"]
-        message = wait_for(lambda: sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), what="task token")[0]
+        message = wait_for(lambda: sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), 30.0, "task token")[0]
         sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         beating = Heartbeat(json.loads(message["Body"])["token"], heartbeat_seconds).start() if heartbeat else None
-        done = wait_for(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d, what="end")
+        done = wait_for(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d, 30.0, "end")
         if beating is not None:
             beating.stop()
         return json.loads(done["output"])["error"]["Error"], beating
