@@ -103,7 +103,28 @@ def fetch(run: DriverRun, progress: s3io.Progress | None = None) -> tuple[str, s
     if not os.path.isfile(wdl_path):
         _download_submitted(run.workflow, wdl_path, progress)
     inputs_path = _download_submitted(run.inputs, os.path.join(source, ".inputs", "inputs.json"), progress)
+    unescape_json(inputs_path)
     return wdl_path, inputs_path
+
+
+def unescape_json(path: str) -> None:
+    """Rewrite a JSON file with its characters as UTF-8 instead of ``\\u`` escapes. miniwdl
+    (1.16) reads a string escaped as a surrogate pair (``"\\ud83d\\ude00"``, how Python's json
+    and many tools write an emoji) as two lone surrogates, and the task then fails writing its
+    command ("surrogates not allowed"); the same characters written plainly work. A file that is
+    not JSON (or holds a lone surrogate, no character at all) is left for miniwdl to report."""
+    try:
+        with open(path, encoding="utf-8") as infile:
+            write_json(path, json.load(infile))
+    except ValueError:  # (UnicodeError included: nothing was written)
+        return
+
+
+def write_json(path: str, doc: Any) -> None:
+    """A JSON file miniwdl reads as written: UTF-8, no ``\\u`` escapes (``unescape_json``)."""
+    data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")  # (before the file is opened)
+    with open(path, "wb") as outfile:
+        outfile.write(data)
 
 
 class SubmittedFileGone(FileNotFoundError):
@@ -238,8 +259,7 @@ def stage_s3_inputs(
     reused = sum(1 for path in staged.values() if path and getattr(path, "reused", False))
     log.info("staged %d s3:// input(s) in %.1fs (%d already in %s)", len(uris), time.monotonic() - started, reused, store)
     path = os.path.join(os.path.dirname(inputs_path), "inputs.staged.json")
-    with open(path, "w") as outfile:
-        json.dump(WDL.values_to_json(env, namespace=target.name), outfile, indent=2)
+    write_json(path, WDL.values_to_json(env, namespace=target.name))
     return path
 
 

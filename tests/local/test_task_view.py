@@ -139,3 +139,35 @@ def test_a_task_cannot_modify_its_input_files(stack, s3, tmp_path):
     out = result.document["outputs"]
     assert out["writing.first"] == "refused kept" and out["writing.second"] == "refused kept"
     assert out["writing.seen_after"] == "precious"
+
+
+ECHO_WDL = r"""
+version 1.1
+workflow greet {
+  input { Array[String] names }
+  scatter (name in names) { call hello { input: name = name } }
+  output { Array[String] said = hello.said }
+}
+task hello {
+  input { String name }
+  command <<< echo "Hello, ~{name}!" >>>
+  output { String said = read_string(stdout()) }
+}
+"""
+
+
+def test_characters_beyond_the_bmp_reach_the_command_however_the_json_escapes_them(stack, tmp_path):
+    """An emoji written as a JSON surrogate-pair escape ("\\ud83d\\ude00", as Python's json and
+    many tools write it) or plainly: the command gets the same characters (miniwdl alone reads
+    the escaped form as lone surrogates and fails the task)."""
+    wdl = tmp_path / "greet.wdl"
+    wdl.write_text(ECHO_WDL)
+    names = ["😀 Ünï", "日本"]
+    bucket = stack.outputs["BucketName"]
+    for i, ascii_only in enumerate((True, False)):
+        inputs = tmp_path / f"inputs{i}.json"
+        inputs.write_text(json.dumps({"greet.names": names}, ensure_ascii=ascii_only), encoding="utf-8")
+        name, run_id = local_run.submit(bucket, wdl, inputs, name=f"greet-{i}")
+        result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+        assert result.status == "SUCCEEDED", json.dumps(result.document)[:2000]
+        assert result.document["outputs"]["greet.said"] == [f"Hello, {n}!" for n in names]
