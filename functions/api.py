@@ -22,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, Field
 
 from miniwdl_fargate import inputs_json, openapi30, runs, status
-from miniwdl_fargate.pipeline import manage, submit
+from miniwdl_fargate.pipeline import manage, start
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
 logger = Logger()
@@ -155,14 +155,14 @@ INTERNAL = _answers(500, "the API failed (InternalError), or the run's status.js
 def post_run(request: RunRequest) -> Response[dict[str, Any]]:
     logger.append_keys(run_name=request.name)
     try:
-        result = submit.submit_request(
+        result = start.from_request(
             FunctionSettings.from_env(), request.name, request.workflow, request.inputs,
             request.client_token or str(uuid.uuid4()), wdl=request.wdl, options=request.options.model_dump(exclude_none=True),
         )
-    except submit.TokenConflict as exn:
+    except start.TokenConflict as exn:
         parts = ", ".join(p["where"] for p in exn.problems)
         return _error(409, "ClientTokenConflict", f"client_token already used for a request with another {parts}", exn.problems)
-    except submit.SubmitError as exn:
+    except start.Refused as exn:
         return _invalid(exn.problems)
     logger.append_keys(run_id=result.record.run_id)
     logger.info("run submitted", extra={"duplicate": result.duplicate})

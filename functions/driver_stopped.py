@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
-from miniwdl_fargate.pipeline.complete import EcsTaskStateChange, report
+from miniwdl_fargate.pipeline.driver_outcome import EcsTaskStateChange, send_outcome
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
 logger = Logger()
@@ -26,6 +26,6 @@ def handler(event: EcsTaskStateChangeEvent, context: Any) -> dict[str, str]:
     settings = FunctionSettings.from_env()
     container = settings.driver_container_name
     logger.append_keys(run_id=event.detail.environment(container).get("RUN_ID"), task_arn=event.detail.taskArn)
-    result = report(event.detail, container, settings.cluster, settings.file_system_id)
+    result = send_outcome(event.detail, container, settings.cluster, settings.file_system_id)
     logger.info("driver stop handled", extra={"result": result})
     return {"result": result}

@@ -110,11 +110,11 @@ def run_command(args: argparse.Namespace) -> int:
     from . import client
     from .runs import run_prefix
     from .status import UnreadableStatus
-    from .submission import RunInputError
+    from .upload import RunInputError
 
     try:
         if args.command == "submit":  # everything about the submission is checked before connecting
-            from .submission import prepare
+            from .upload import prepare
 
             prepared = prepare(args.wdl, args.inputs, args.name)
         if args.command == "outputs" and args.download:

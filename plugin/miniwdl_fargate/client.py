@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from . import aws, s3io, status
 from .pipeline import manage
-from .submission import Submission, rejection
+from .upload import Submission, rejection
 
 LOCAL_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "miniwdl-fargate" / "local.json"
 FOLLOW_SECONDS = 2.0
@@ -175,7 +175,7 @@ def follow(
 
 
 def submit(deployment: Deployment, prepared: Submission) -> tuple[str, str, str | None]:
-    """Stage a checked submission (``submission.prepare``) and its local inputs into the bucket
+    """Stage a checked submission (``upload.prepare``) and its local inputs into the bucket
     and drop inputs.json (which starts the run). Returns (run name, run id, version of the inputs
     upload)."""
     run_name, run_id = prepared.upload(deployment.bucket)

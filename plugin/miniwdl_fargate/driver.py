@@ -40,7 +40,7 @@ import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import aws, config, lifecycle, progress, report, runs, s3io, sweep
+from . import attempts, aws, config, lifecycle, progress, report, runs, s3io, sweep
 from . import status as status_doc
 from . import outputs as outputs_check
 from .lifecycle import DriverStopped, StopSignals
@@ -462,11 +462,9 @@ def publish_metrics(run: DriverRun, outcome: str) -> None:
         from aws_lambda_powertools import Metrics
         from aws_lambda_powertools.metrics import MetricUnit
 
-        from .backend.base import BaseTaskContainer
-
-        attempts = BaseTaskContainer.attempts.snapshot(run=run.run_id)
-        counts, _ = progress.task_counts(attempts)
-        launched = sum(1 for a in attempts if a.task_arn)
+        done = attempts.LOG.snapshot(run=run.run_id)
+        counts, _ = progress.task_counts(done)
+        launched = sum(1 for a in done if a.task_arn)
         metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "miniwdl-fargate"), service="driver")
         metrics.add_dimension(name="outcome", value=outcome)
         metrics.add_metric(name="TasksLaunched", unit=MetricUnit.Count, value=launched)
@@ -482,29 +480,27 @@ def run_report(run: DriverRun, status: str, started: float, run_dir: str = "", c
     return what outputs.json / error.json say of it. Never fails the run: a report that cannot
     be made is logged and left out."""
     try:
-        from .backend.base import BaseTaskContainer
-
         now = time.time()
-        attempts = BaseTaskContainer.attempts.snapshot(run=run.run_id)
+        recorded = attempts.LOG.snapshot(run=run.run_id)
         own = driver_attempt(run, started, status, now, public_ip=own_public_ip(cfg))
         prices = report_prices(cfg)
-        cost = report.estimate_cost(([own] if own else []) + attempts, prices, now=now)
+        cost = report.estimate_cost(([own] if own else []) + recorded, prices, now=now)
         cost.update(run_id=run.run_id, status=status)
         hits = cache_hits(run_dir)
         if hits:
             cost["call_cache_hits"] = hits
-        tasks = len({a.call for a in attempts})
+        tasks = len({a.call for a in recorded})
         subtitle = (
-            f"{status} · {tasks} task(s), {len(attempts)} attempt(s)"
+            f"{status} · {tasks} task(s), {len(recorded)} attempt(s)"
             + (f", {hits} call(s) reused from the call cache" if hits else "")
             + f" · {report.clock(round(now - started))} · estimated {cost['total_usd']:.4f} {cost['currency']}"
         )
         title = f"run {run.run_id}"
-        svg = report.timeline_svg(([own] if own else []) + attempts, title=title, subtitle=subtitle, now=now, costs=cost)
+        svg = report.timeline_svg(([own] if own else []) + recorded, title=title, subtitle=subtitle, now=now, costs=cost)
         facts = [
             ("status", status),
             ("results", run.results),
-            ("WDL tasks", f"{tasks} ({len(attempts)} attempts)"),
+            ("WDL tasks", f"{tasks} ({len(recorded)} attempts)"),
             ("call cache", f"{hits} call(s) reused" if hits else "no call reused"),
             ("estimated cost", f"{cost['total_usd']:.4f} {cost['currency']} (driver included)" if own
              else f"{cost['total_usd']:.4f} {cost['currency']} (WDL tasks; the driver's own size is unknown here)"),
@@ -553,7 +549,7 @@ def own_public_ip(cfg: str | None) -> bool:
         return False
 
 
-def driver_attempt(run: DriverRun, started: float, status: str, now: float, public_ip: bool = False) -> report.Attempt | None:
+def driver_attempt(run: DriverRun, started: float, status: str, now: float, public_ip: bool = False) -> attempts.Attempt | None:
     """The driver task itself as a row of the report (its size and capacity from ECS), when it
     runs as an ECS task."""
     arn = sweep.own_task_arn()
@@ -568,7 +564,7 @@ def driver_attempt(run: DriverRun, started: float, status: str, now: float, publ
         from .backend.fargate import epoch
 
         created = epoch(task.get("createdAt")) or started
-        return report.Attempt(
+        return attempts.Attempt(
             call="driver",
             attempt=1,
             run=run.run_id,
@@ -580,7 +576,7 @@ def driver_attempt(run: DriverRun, started: float, status: str, now: float, publ
             running=epoch(task.get("startedAt")) or started,
             stopped=now,
             billing_start=epoch(task.get("pullStartedAt")),
-            outcome=report.SUCCEEDED if status == "SUCCEEDED" else report.FAILED,
+            outcome=attempts.SUCCEEDED if status == "SUCCEEDED" else attempts.FAILED,
             detail="the driver, until this report",
             task_arn=arn,
             public_ip=public_ip,

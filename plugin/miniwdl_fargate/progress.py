@@ -9,28 +9,28 @@ import threading
 import time
 from typing import Any
 
-from . import report, runs, status
+from . import attempts, runs, status
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 10.0
 
 
-def task_counts(attempts: list[report.Attempt], cached: int = 0) -> tuple[status.TaskCounts, dict[str, list[str]]]:
+def task_counts(recorded: list[attempts.Attempt], cached: int = 0) -> tuple[status.TaskCounts, dict[str, list[str]]]:
     """Counts per call (its latest attempt decides), and each call's ECS tasks in attempt order."""
-    latest: dict[str, report.Attempt] = {}
+    latest: dict[str, attempts.Attempt] = {}
     calls: dict[str, list[str]] = {}
-    for attempt in attempts:
+    for attempt in recorded:
         key = attempt.path or attempt.call
         if key not in latest or attempt.attempt >= latest[key].attempt:
             latest[key] = attempt
         if attempt.task_arn:
             calls.setdefault(attempt.call, []).append(attempt.task_arn)
-    counts = status.TaskCounts(total=len(latest) + cached, retried=len(attempts) - len(latest), cached=cached)
+    counts = status.TaskCounts(total=len(latest) + cached, retried=len(recorded) - len(latest), cached=cached)
     for attempt in latest.values():
-        if attempt.outcome == report.SUCCEEDED:
+        if attempt.outcome == attempts.SUCCEEDED:
             counts.succeeded += 1
-        elif attempt.outcome and attempt.outcome != report.RUNNING:
+        elif attempt.outcome and attempt.outcome != attempts.RUNNING:
             counts.failed += 1
         elif attempt.running is not None:
             counts.running += 1
@@ -48,10 +48,8 @@ class StatusReporter:
         self._thread: threading.Thread | None = None
         self._last: tuple[Any, ...] | None = None
 
-    def _attempts(self) -> list[report.Attempt]:
-        from .backend.base import BaseTaskContainer
-
-        return BaseTaskContainer.attempts.snapshot(run=self.run_id)
+    def _attempts(self) -> list[attempts.Attempt]:
+        return attempts.LOG.snapshot(run=self.run_id)
 
     def started(self, driver_task: str = "") -> None:
         def running(current: status.RunStatus) -> status.RunStatus:

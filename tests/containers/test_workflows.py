@@ -4,7 +4,7 @@ command that resolves its own directory), and an image that is not there."""
 
 import json
 
-from miniwdl_fargate import submission
+from miniwdl_fargate import upload
 
 IMAGES_WDL = """
 version 1.1
@@ -70,8 +70,8 @@ def run_workflow(stack, tmp_path, wdl_text, name):
     wdl = tmp_path / f"{name}.wdl"
     wdl.write_text(wdl_text)
     bucket = stack.outputs["BucketName"]
-    name, run_id = submission.submit(bucket, wdl, {}, name=name)
-    return submission.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    name, run_id = upload.submit(bucket, wdl, {}, name=name)
+    return upload.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
 
 
 def read(uri):

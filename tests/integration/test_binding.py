@@ -14,7 +14,7 @@ import pytest
 from botocore.validate import ParamValidator
 
 from miniwdl_fargate import aws, driver
-from miniwdl_fargate.pipeline import submit
+from miniwdl_fargate.pipeline import start
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
 EVENT = json.loads((Path(__file__).resolve().parents[1] / "events" / "s3_object_created.json").read_text())
@@ -63,7 +63,7 @@ def upload(key, body):
 
 def deliver(settings, event):
     obj = event["detail"]["object"]
-    return submit.submit_object(settings, event["detail"]["bucket"]["name"], obj["key"], obj["etag"], obj["version-id"])
+    return start.from_object(settings, event["detail"]["bucket"]["name"], obj["key"], obj["etag"], obj["version-id"])
 
 
 def fetched(record, tmp_path):
@@ -130,7 +130,7 @@ def test_an_upload_replaced_in_a_bucket_without_versions_is_refused_not_mixed_up
     s3.put_object(Bucket="plain", Key="runs/plain/workflow.wdl", Body=WDL.encode())
     first = s3.put_object(Bucket="plain", Key="runs/plain/inputs.json", Body=b'{"hello.who": "Ann"}')
     s3.put_object(Bucket="plain", Key="runs/plain/inputs.json", Body=b'{"hello.who": "Bob"}')
-    assert submit.submit_object(settings, "plain", "runs/plain/inputs.json", first["ETag"].strip('"'), None) is None
+    assert start.from_object(settings, "plain", "runs/plain/inputs.json", first["ETag"].strip('"'), None) is None
     error = json.loads(s3.get_object(Bucket="plain", Key="runs/plain/error.json")["Body"].read())
     assert error["problems"] == [{
         "where": "s3://plain/runs/plain/inputs.json",
@@ -145,7 +145,7 @@ def test_an_upload_replaced_in_a_bucket_without_versions_is_refused_not_mixed_up
 def test_an_api_run_reads_its_own_copy_of_the_workflow_folder(pipeline, tmp_path):
     settings, _ = pipeline
     aws.client("s3").put_object(Bucket="runs", Key="workflows/hello/hello.wdl", Body=WDL.encode())
-    accepted = submit.submit_request(settings, "api-pin", "s3://runs/workflows/hello/hello.wdl", {"hello.who": "Ann"}, "t-pin")
+    accepted = start.from_request(settings, "api-pin", "s3://runs/workflows/hello/hello.wdl", {"hello.who": "Ann"}, "t-pin")
     aws.client("s3").put_object(Bucket="runs", Key="workflows/hello/hello.wdl", Body=OTHER_WDL.encode())
     source, inputs = fetched(accepted.record, tmp_path)
     assert source == WDL and inputs == {"hello.who": "Ann"}
@@ -164,12 +164,12 @@ def test_the_same_client_token_with_another_request_is_a_conflict_naming_what_di
     settings, _ = pipeline
     aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.wdl", Body=WDL.encode())
     request = {"name": "api-token", "workflow": "s3://runs/workflows/hello.wdl", "inputs": {"hello.who": "Ann"}, "wdl": None, "options": None}
-    first = submit.submit_request(settings, client_token="tok", **request)
-    with pytest.raises(submit.TokenConflict) as info:
-        submit.submit_request(settings, client_token="tok", **dict(request, **change))
+    first = start.from_request(settings, client_token="tok", **request)
+    with pytest.raises(start.TokenConflict) as info:
+        start.from_request(settings, client_token="tok", **dict(request, **change))
     assert [p["where"] for p in info.value.problems] == differs
     assert all(first.record.run_id in p["problem"] for p in info.value.problems)
-    again = submit.submit_request(settings, client_token="tok", **request)
+    again = start.from_request(settings, client_token="tok", **request)
     assert again.duplicate and again.record.run_id == first.record.run_id
     assert len(aws.client("stepfunctions").list_executions(stateMachineArn=settings.state_machine_arn)["executions"]) == 1
 
@@ -177,8 +177,8 @@ def test_the_same_client_token_with_another_request_is_a_conflict_naming_what_di
 def test_a_rejected_request_does_not_use_up_its_token(pipeline):
     settings, _ = pipeline
     aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.wdl", Body=WDL.encode())
-    with pytest.raises(submit.SubmitError) as info:
-        submit.submit_request(settings, "api-fix", "s3://runs/workflows/hello.wdl", {"hello.who": 3}, "fix-1")
-    assert not isinstance(info.value, submit.TokenConflict)
-    fixed = submit.submit_request(settings, "api-fix", "s3://runs/workflows/hello.wdl", {"hello.who": "Ann"}, "fix-1")
+    with pytest.raises(start.Refused) as info:
+        start.from_request(settings, "api-fix", "s3://runs/workflows/hello.wdl", {"hello.who": 3}, "fix-1")
+    assert not isinstance(info.value, start.TokenConflict)
+    fixed = start.from_request(settings, "api-fix", "s3://runs/workflows/hello.wdl", {"hello.who": "Ann"}, "fix-1")
     assert not fixed.duplicate

@@ -1,4 +1,4 @@
-"""The driver against moto S3, with the local_process backend standing in for Fargate."""
+"""The driver against moto S3, with the host_process backend standing in for Fargate."""
 
 import json
 
@@ -55,7 +55,7 @@ def start(tmp_path, monkeypatch, reference_text):
         Key="runs/t/inputs.json",
         Body=json.dumps({"w.names": ["a", "b"], "w.reference": "s3://runs/data/ref.txt"}).encode(),
     )
-    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "local_process")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
     monkeypatch.setenv("RUN_ID", "t-1")  # drive() sets it; restored after the test
     monkeypatch.chdir(tmp_path)

@@ -1,5 +1,5 @@
 """The driver uploads what the tasks made and nothing else: through ``driver.drive`` (the
-local_process backend, moto S3), a task whose Directory output holds a FIFO, or a link to a
+host_process backend, moto S3), a task whose Directory output holds a FIFO, or a link to a
 directory out of the run, ends the run FAILED with error.json saying which output, where and
 what, uploads no output, and does not hang."""
 
@@ -36,7 +36,7 @@ def drive(moto_aws, tmp_path, monkeypatch):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="runs")
     s3.put_object(Bucket="runs", Key="runs/t/make.wdl", Body=WDL.encode())
-    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "local_process")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("RUN_ID", "t-1")
     monkeypatch.chdir(tmp_path)
 

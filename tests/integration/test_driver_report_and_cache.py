@@ -1,4 +1,4 @@
-"""The driver's run report and call cache, against moto S3 with the local_process backend standing
+"""The driver's run report and call cache, against moto S3 with the host_process backend standing
 in for Fargate: report.html / timeline.svg / cost.json next to outputs.json or error.json, and a
 rerun that takes its results from the call cache unless the data changed or the run says not to."""
 
@@ -23,7 +23,7 @@ def bucket(moto_aws, monkeypatch, tmp_path):
         Key="runs/t/inputs.json",
         Body=json.dumps({"w.names": ["a", "b"], "w.reference": "s3://runs/data/ref.txt"}).encode(),
     )
-    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "local_process")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
     monkeypatch.setenv("RUN_ID", "unset")  # drive() sets it; restored after the test
     monkeypatch.chdir(tmp_path)
@@ -250,7 +250,7 @@ def test_cost_json_has_the_drivers_own_row_and_its_public_ipv4_address(bucket, t
     assert driver_row["public_ipv4"] is True and driver_row["billed_seconds"] >= 60
     assert driver_row["public_ipv4_usd"] == pytest.approx(driver_row["billed_seconds"] * 0.005 / 3600, abs=1e-6)
     assert driver_row["usd"] > driver_row["public_ipv4_usd"] > 0
-    # the WDL tasks ran as host processes here (local_process): no address, no price
+    # the WDL tasks ran as host processes here (host_process): no address, no price
     assert {r["public_ipv4"] for c, r in rows.items() if c != "driver"} == {False}
     assert cost["public_ipv4_usd"] == driver_row["public_ipv4_usd"]
     assert cost["total_usd"] == pytest.approx(driver_row["usd"], abs=1e-6)

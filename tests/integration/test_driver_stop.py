@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def start_driver(tmp_path, env: dict[str, str], pause_at: str = "", **extra: str
             "RUN_ID": RUN_ID, "RUN_WORKFLOW": "s3://runs/runs/stop/workflow.wdl",
             "RUN_INPUTS": "s3://runs/runs/stop/inputs.json", "RUN_RESULTS": RESULTS,
             "MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT": str(tmp_path / "efs"),
-            "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "local_process",
+            "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "host_process",
             "MINIWDL__SCHEDULER__TASK_CONCURRENCY": "4",
             "MINIWDL_FARGATE_STATUS_INTERVAL": "0.5",
         }
@@ -208,7 +209,9 @@ def test_a_cancel_before_the_workflow_runs_stops_the_driver_before_it(moto_s3, t
     assert code == 1, out[-3000:]
     assert "is CANCELLED: the driver stops while about to run the workflow" in out
     assert_cancelled_and_consistent(error, outputs)
-    assert not list((tmp_path / "efs" / "runs" / RUN_ID).glob("*_w")), "miniwdl ran nothing"
+    # miniwdl names a run directory <yyyymmdd>_<hhmmss>_<workflow> (the source-XXXXXXXX folder may end in _w too)
+    ran = [p for p in (tmp_path / "efs" / "runs" / RUN_ID).iterdir() if re.match(r"^\d{8}_\d{6}_", p.name)]
+    assert not ran, "miniwdl ran nothing"
 
 
 def test_a_cancel_after_the_workflow_succeeded_leaves_no_outputs_json(moto_s3, tmp_path):

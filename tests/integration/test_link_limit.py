@@ -1,5 +1,5 @@
 """EFS's limit of 177 hard links per file, through the driver: a 300-way scatter over one staged
-s3:// File (and a Directory), and staged inputs reused by several runs, with the local_process backend standing
+s3:// File (and a Directory), and staged inputs reused by several runs, with the host_process backend standing
 in for Fargate and ``[aws_fargate] efs_link_limit`` making the limit real on this filesystem."""
 
 import json
@@ -56,7 +56,7 @@ def bucket(moto_aws, monkeypatch, tmp_path):
     s3.put_object(Bucket="runs", Key="data/ref.txt", Body=REFERENCE.encode())
     for name, body in INDEX.items():
         s3.put_object(Bucket="runs", Key=f"data/index/{name}", Body=body.encode())
-    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "local_process")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "16")
     monkeypatch.setenv("RUN_ID", "unset")  # drive() sets it; restored after the test
     monkeypatch.chdir(tmp_path)

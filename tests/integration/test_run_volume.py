@@ -223,10 +223,10 @@ def test_a_stopped_driver_releases_its_runs_access_point(moto_aws):
     from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 
     from miniwdl_fargate import sweep
-    from miniwdl_fargate.pipeline import complete
+    from miniwdl_fargate.pipeline import driver_outcome
 
     class Stopped(EventBridgeModel):
-        detail: complete.EcsTaskStateChange
+        detail: driver_outcome.EcsTaskStateChange
 
     event = json.loads((Path(__file__).parents[1] / "events" / "ecs_driver_stopped.json").read_text())
     detail = parse(event=event, model=Stopped).detail
@@ -237,5 +237,5 @@ def test_a_stopped_driver_releases_its_runs_access_point(moto_aws):
         FileSystemId=fs_id, RootDirectory={"Path": "/miniwdl/runs/hello-1a2b3c4d"},
         Tags=[{"Key": sweep.RUN_TAG, "Value": "hello-1a2b3c4d"}, {"Key": sweep.RUN_ACCESS_POINT_TAG, "Value": "true"}],
     )["AccessPointId"]
-    complete.report(detail, "driver", "", fs_id)  # (the task token is not waited on here: a duplicate)
+    driver_outcome.send_outcome(detail, "driver", "", fs_id)  # (the task token is not waited on here: a duplicate)
     assert left not in {p["AccessPointId"] for p in efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]}

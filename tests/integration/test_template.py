@@ -513,13 +513,13 @@ LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # Powertools Tracer
 # What each component's code calls (boto3 operation -> IAM action), and nothing else.
 ROLE_ACTIONS = {
-    # pipeline/submit.py + validate.py + snapshot.py: head_object/get_object (inputs.json at its
+    # pipeline/start.py + validate.py + snapshot.py: head_object/get_object (inputs.json at its
     # VersionId: s3:GetObjectVersion), copy_object (GetObject + PutObject), list_objects_v2,
     # put_object, delete_object (a stale error.json, a rejected copy), start_execution
     "SubmitRole": LOGS | XRAY | {
         "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "sqs:SendMessage",
     },
-    # functions/api.py: pipeline/submit.py (as above; client-tokens/ records; a rejected request's
+    # functions/api.py: pipeline/start.py (as above; client-tokens/ records; a rejected request's
     # copy deleted), manage.py: list/describe (s3), cancel (stop_execution, the run's tasks, the
     # run-finished event)
     "ApiRole": LOGS | XRAY | {
@@ -531,7 +531,7 @@ ROLE_ACTIONS = {
         "ecs:RunTask", "ecs:TagResource", "iam:PassRole", "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:StopTask",
         "ecs:ListTasks", "ecs:DescribeTasks",
     },
-    # pipeline/complete.py: get_object, send_task_success/failure; stopping a dead driver's tasks
+    # pipeline/driver_outcome.py: get_object, send_task_success/failure; stopping a dead driver's tasks
     "DriverStoppedRole": LOGS | XRAY | {
         "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess", "states:SendTaskFailure",
         "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "sqs:SendMessage",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from miniwdl_fargate import aws, inputs_json, submission
-from miniwdl_fargate.pipeline import snapshot, submit, validate
+from miniwdl_fargate import aws, inputs_json, upload
+from miniwdl_fargate.pipeline import snapshot, start, validate
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
 GOOD = """version 1.1
@@ -68,7 +68,7 @@ def pipeline(moto_aws):
             s3.put_object(Bucket="runs", Key=f"runs/{name}/workflow.wdl", Body=wdl.encode())
         body = inputs if isinstance(inputs, (str, bytes)) else json.dumps(inputs)
         put = s3.put_object(Bucket="runs", Key=f"runs/{name}/inputs.json", Body=body)
-        return submit.submit_object(settings, "runs", f"runs/{name}/inputs.json", put["ETag"].strip('"'), put.get("VersionId"))
+        return start.from_object(settings, "runs", f"runs/{name}/inputs.json", put["ETag"].strip('"'), put.get("VersionId"))
 
     def rejection(name):
         doc = json.loads(s3.get_object(Bucket="runs", Key=f"runs/{name}/error.json")["Body"].read())
@@ -259,7 +259,7 @@ def test_the_same_upload_delivered_twice_starts_one_run_and_a_reupload_starts_an
     s3 = aws.client("s3")
     first = drop("twice", OK_INPUTS)
     head = s3.head_object(Bucket="runs", Key="runs/twice/inputs.json")
-    again = submit.submit_object(settings, "runs", "runs/twice/inputs.json", head["ETag"].strip('"'), head.get("VersionId"))
+    again = start.from_object(settings, "runs", "runs/twice/inputs.json", head["ETag"].strip('"'), head.get("VersionId"))
     assert again.duplicate and again.record.run_id == first.record.run_id
     assert len(executions()) == 1
     # new content: a new run
@@ -271,20 +271,20 @@ def test_the_same_upload_delivered_twice_starts_one_run_and_a_reupload_starts_an
 def test_api_requests_are_checked_the_same_way(pipeline):
     settings, drop, rejection, executions = pipeline
     aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.wdl", Body=GOOD.encode())
-    with pytest.raises(submit.SubmitError) as info:
-        submit.submit_request(
+    with pytest.raises(start.Refused) as info:
+        start.from_request(
             settings, "api-run", "s3://runs/workflows/hello.wdl",
             {"hello.names": 3, "hello.reference": "s3://data/missing.txt"}, "token-1",
         )
     assert [(p["where"], p["problem"]) for p in info.value.problems] == [
         ("inputs: hello.names", "expected Array[String], got 3 (couldn't construct 'Array[String]' from 3 (in names))"),
     ]
-    with pytest.raises(submit.SubmitError) as info:
-        submit.submit_request(settings, "api-run", "s3://runs/workflows/none.wdl", OK_INPUTS, "token-2")
+    with pytest.raises(start.Refused) as info:
+        start.from_request(settings, "api-run", "s3://runs/workflows/none.wdl", OK_INPUTS, "token-2")
     assert info.value.problems == [{"where": "workflow", "problem": "s3://runs/workflows/none.wdl does not exist or is not readable"}]
     assert executions() == []
-    accepted = submit.submit_request(settings, "api-run", "s3://runs/workflows/hello.wdl", OK_INPUTS, "token-3")
-    again = submit.submit_request(settings, "api-run", "s3://runs/workflows/hello.wdl", OK_INPUTS, "token-3")
+    accepted = start.from_request(settings, "api-run", "s3://runs/workflows/hello.wdl", OK_INPUTS, "token-3")
+    again = start.from_request(settings, "api-run", "s3://runs/workflows/hello.wdl", OK_INPUTS, "token-3")
     assert again.duplicate and again.record.run_id == accepted.record.run_id
     assert len(executions()) == 1
 
@@ -299,13 +299,13 @@ class Context:
 def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_retried(pipeline, monkeypatch):
     """The submit function answers the S3 event (a real payload) with error.json and returns: an
     error raised here would only be retried by EventBridge into the dead-letter queue."""
-    import submit as submit_function
+    import inputs_dropped
 
     settings, drop, rejection, executions = pipeline
     monkeypatch.setenv("RUNS_BUCKET", "runs")
     monkeypatch.setenv("STATE_MACHINE_ARN", settings.state_machine_arn)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setattr(submit_function.metrics.provider, "namespace", "test")  # (the template sets it)
+    monkeypatch.setattr(inputs_dropped.metrics.provider, "namespace", "test")  # (the template sets it)
     s3 = aws.client("s3")
     s3.put_object(Bucket="runs", Key="runs/gone/workflow.wdl", Body=GOOD.encode())
     put = s3.put_object(Bucket="runs", Key="runs/gone/inputs.json", Body=json.dumps(OK_INPUTS).encode())
@@ -313,7 +313,7 @@ def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_
     event = json.loads((EVENTS / "s3_object_created.json").read_text())
     event["detail"]["bucket"]["name"] = "runs"
     event["detail"]["object"].update(key="runs/gone/inputs.json", etag=put["ETag"].strip('"'))
-    assert submit_function.handler(event, Context()) == {"started": False}
+    assert inputs_dropped.handler(event, Context()) == {"started": False}
     assert rejection("gone") == [
         (INPUTS.format(name="gone"), "was deleted before the pipeline could read it: upload it again to start the run")
     ]
@@ -363,8 +363,8 @@ def test_an_api_workflow_whose_folder_holds_other_runs_is_refused_naming_the_rul
     s3 = aws.client("s3")
     for key in ("runs/hello.wdl", "hello.wdl"):
         s3.put_object(Bucket="runs", Key=key, Body=GOOD.encode())
-        with pytest.raises(submit.SubmitError) as info:
-            submit.submit_request(settings, "api-run", f"s3://runs/{key}", OK_INPUTS, "t-" + key)
+        with pytest.raises(start.Refused) as info:
+            start.from_request(settings, "api-run", f"s3://runs/{key}", OK_INPUTS, "t-" + key)
         assert info.value.problems == [{"where": "workflow", "problem": f"s3://runs/{key}: " + snapshot.FOLDER_RULE}]
         assert "bucket's top or 'runs/'" in snapshot.FOLDER_RULE
     assert executions() == []
@@ -386,13 +386,13 @@ def test_every_s3_input_is_checked_however_many_and_the_message_counts_them_all(
 
 def test_an_inputs_json_over_the_cap_is_refused_from_the_event_size_before_it_is_read(pipeline, monkeypatch):
     """A real EventBridge payload: its object.size alone refuses the upload; GetObject never runs."""
-    import submit as submit_function
+    import inputs_dropped
 
     settings, drop, rejection, executions = pipeline
     monkeypatch.setenv("RUNS_BUCKET", "runs")
     monkeypatch.setenv("STATE_MACHINE_ARN", settings.state_machine_arn)
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setattr(submit_function.metrics.provider, "namespace", "test")
+    monkeypatch.setattr(inputs_dropped.metrics.provider, "namespace", "test")
     reads = []
     monkeypatch.setattr(snapshot, "read_version", lambda *args: reads.append(args))
     s3 = aws.client("s3")
@@ -402,7 +402,7 @@ def test_an_inputs_json_over_the_cap_is_refused_from_the_event_size_before_it_is
     event["detail"]["bucket"]["name"] = "runs"
     event["detail"]["object"].update(key="runs/huge/inputs.json", etag=put["ETag"].strip('"'), size=inputs_json.MAX_INPUTS_BYTES + 1)
     event["detail"]["object"].pop("version-id")
-    assert submit_function.handler(event, Context()) == {"started": False}
+    assert inputs_dropped.handler(event, Context()) == {"started": False}
     assert rejection("huge") == [
         (INPUTS.format(name="huge"), "1048577 bytes; an inputs JSON may have at most 1 MiB (put large values in files and pass their s3:// URIs)")
     ]
@@ -416,7 +416,7 @@ def test_without_an_event_size_the_cap_is_checked_by_head_object_before_reading(
     s3 = aws.client("s3")
     s3.put_object(Bucket="runs", Key="runs/huge2/workflow.wdl", Body=GOOD.encode())
     put = s3.put_object(Bucket="runs", Key="runs/huge2/inputs.json", Body=b" " * (inputs_json.MAX_INPUTS_BYTES + 5))
-    assert submit.submit_object(settings, "runs", "runs/huge2/inputs.json", put["ETag"].strip('"')) is None
+    assert start.from_object(settings, "runs", "runs/huge2/inputs.json", put["ETag"].strip('"')) is None
     assert rejection("huge2")[0][1].startswith("1048581 bytes; an inputs JSON may have at most 1 MiB")
     assert reads == []
 
@@ -486,8 +486,8 @@ def test_the_cli_reads_inputs_as_the_pipeline_does(tmp_path):
     (tmp_path / "ref 😀.txt").write_text("r")
     good = tmp_path / "good.json"
     good.write_bytes((BOM + json.dumps({"hello.names": ["😀"], "hello.reference": "ref 😀.txt"}, ensure_ascii=False)).encode())
-    prepared = submission.prepare(wdl, good, name="cli")
-    staged, uploads = submission.stage_inputs(prepared.doc, prepared.inputs, prepared.inputs_dir, "runs", "cli")
+    prepared = upload.prepare(wdl, good, name="cli")
+    staged, uploads = upload.stage_inputs(prepared.doc, prepared.inputs, prepared.inputs_dir, "runs", "cli")
     assert staged["hello.names"] == ["😀"] and staged["hello.reference"].endswith("/ref 😀.txt")
     assert [path.name for path, _key in uploads] == ["ref 😀.txt"]
     for text, message in (
@@ -497,8 +497,8 @@ def test_the_cli_reads_inputs_as_the_pipeline_does(tmp_path):
          "(put large values in files and pass their s3:// URIs)"),
     ):
         (tmp_path / "bad.json").write_text(text)
-        with pytest.raises(submission.RunInputError) as info:
-            submission.prepare(wdl, tmp_path / "bad.json", name="cli")
+        with pytest.raises(upload.RunInputError) as info:
+            upload.prepare(wdl, tmp_path / "bad.json", name="cli")
         assert str(info.value) == message
 
 
@@ -516,8 +516,8 @@ def test_the_cli_refuses_the_imports_the_pipeline_refuses(tmp_path, uri, problem
     (tmp_path / "wf").mkdir()
     wdl = tmp_path / "wf" / "main.wdl"
     wdl.write_text(f'version 1.1\nimport "{uri.format(tmp=tmp_path)}" as lib\nworkflow hello {{ call lib.t }}\n')
-    with pytest.raises(submission.RunInputError) as info:
-        submission.prepare(wdl, {}, name="cli")
+    with pytest.raises(upload.RunInputError) as info:
+        upload.prepare(wdl, {}, name="cli")
     assert str(info.value) == f"{wdl}:2:1: " + problem.format(tmp=tmp_path)
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from miniwdl_fargate import aws
-from miniwdl_fargate import submission as local_run
+from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
 
 SCATTER = """

@@ -7,7 +7,7 @@ import os
 import uuid
 
 from miniwdl_fargate import aws
-from miniwdl_fargate import submission as local_run
+from miniwdl_fargate import upload as local_run
 
 WDL = """
 version 1.1

@@ -5,7 +5,7 @@ import os
 import time
 
 from miniwdl_fargate import aws, runs
-from miniwdl_fargate import submission as local_run
+from miniwdl_fargate import upload as local_run
 
 #: 10 in `make test`; `make soak` runs 50 (the machines that run the tests have 2 cores)
 RUNS = int(os.environ.get("MINIWDL_FARGATE_TEST_CONCURRENT_RUNS", "10"))

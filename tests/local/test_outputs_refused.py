@@ -4,7 +4,7 @@ hang on the special file."""
 
 import json
 
-from miniwdl_fargate import submission as local_run
+from miniwdl_fargate import upload as local_run
 
 WDL = r"""
 version development

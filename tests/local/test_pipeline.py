@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from miniwdl_fargate import aws
-from miniwdl_fargate import submission as local_run
+from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.cli import seed
 
 REPO = Path(__file__).resolve().parents[2]

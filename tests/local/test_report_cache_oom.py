@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 from test_pipeline import EXAMPLE, REPO, read, run_through_bucket
 
-from miniwdl_fargate import aws, report, sweep
+from miniwdl_fargate import attempts, aws, sweep
 from miniwdl_fargate.local.cli import seed
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -136,6 +136,6 @@ def test_a_task_out_of_memory_is_retried_with_twice_the_memory(stack, s3, tmp_pa
     assert tasks[0]["containers"][0]["exitCode"] == 137
     assert tasks[0]["containers"][0]["reason"].startswith("OutOfMemoryError")
     bars = attempts_in(read(s3, result.results + "timeline.svg").decode())
-    assert bars == [("driver", 1, report.SUCCEEDED), ("call-eat", 1, report.OUT_OF_MEMORY), ("call-eat", 2, report.SUCCEEDED)]
+    assert bars == [("driver", 1, attempts.SUCCEEDED), ("call-eat", 1, attempts.OUT_OF_MEMORY), ("call-eat", 2, attempts.SUCCEEDED)]
     log = read(s3, result.results + "workflow.log").decode()
     assert 'task ran out of memory: retrying with more memory :: old_size: "0.25 vCPU / 0.5 GiB", new_size: "0.25 vCPU / 1 GiB"' in log

@@ -6,7 +6,7 @@ host path; and nothing on the host outside its run is writable."""
 import json
 import os
 
-from miniwdl_fargate import submission as local_run
+from miniwdl_fargate import upload as local_run
 
 SECRET_WDL = r"""
 version 1.1

@@ -6,7 +6,7 @@ absolute paths succeeds; ``TMPDIR`` is a private scratch directory outside the w
 import json
 
 from miniwdl_fargate import aws
-from miniwdl_fargate import submission as local_run
+from miniwdl_fargate import upload as local_run
 
 RESOLVING_WDL = r"""
 version development

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from miniwdl_fargate import aws, s3io
-from miniwdl_fargate import submission as local_run
+from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
 
 REPO = Path(__file__).resolve().parents[2]

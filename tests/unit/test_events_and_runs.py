@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 
 from driver_stopped import EcsTaskStateChangeEvent
 from miniwdl_fargate import runs
-from miniwdl_fargate.pipeline.complete import outcome
+from miniwdl_fargate.pipeline.driver_outcome import outcome
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 

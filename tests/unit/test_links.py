@@ -15,7 +15,7 @@ from WDL.runtime import config as wdl_config
 
 from miniwdl_fargate import sweep
 from miniwdl_fargate.backend import links
-from miniwdl_fargate.backend.local import LocalProcessTaskContainer
+from miniwdl_fargate.backend.host_process import HostProcessTaskContainer
 from miniwdl_fargate.local.runtime import LocalRuntime
 
 LOG = logging.getLogger("test")
@@ -160,7 +160,7 @@ def cfg(monkeypatch, **env):
 
 def container(cfg, host_dir, paths):
     os.makedirs(host_dir)
-    c = LocalProcessTaskContainer(cfg, os.path.basename(host_dir), str(host_dir))
+    c = HostProcessTaskContainer(cfg, os.path.basename(host_dir), str(host_dir))
     c.add_paths(paths)
     return c
 
@@ -195,7 +195,7 @@ def test_link_limit_settings_are_checked_with_where_they_come_from(tmp_path, mon
     policy = links.LinkPolicy.from_cfg(cfg(monkeypatch, **{LIMIT: "177", SPARES: "/mnt/efs/cache/links"}))
     assert policy == links.LinkPolicy(177, "/mnt/efs/cache/links")
     with pytest.raises(ValueError, match=r"\[aws_fargate\] efs_link_limit \(or MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT\) = 'lots': expected a whole number"):
-        LocalProcessTaskContainer.global_init(cfg(monkeypatch, **{LIMIT: "lots"}), LOG)
+        HostProcessTaskContainer.global_init(cfg(monkeypatch, **{LIMIT: "lots"}), LOG)
     with pytest.raises(ValueError, match=r"efs_link_limit .* = '1': a file needs at least 2 links"):
         links.LinkPolicy.from_cfg(cfg(monkeypatch, **{LIMIT: "1"}))
 

@@ -48,7 +48,7 @@ def test_errors_are_answered_in_the_one_shape(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(api.submit, "submit_request", broken)
+    monkeypatch.setattr(api.start, "from_request", broken)
     monkeypatch.setenv("RUNS_BUCKET", "b")
     monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:run")
     valid = dict(event, body=json.dumps({"name": "x", "wdl": "version 1.1", "client_token": "t"}))

@@ -7,7 +7,10 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from miniwdl_fargate import report
-from miniwdl_fargate.report import Attempt, AttemptLog, Prices
+from miniwdl_fargate.attempts import (
+    CANCELLED, FAILED, FAILED_TO_START, INTERRUPTED, OUT_OF_MEMORY, SUCCEEDED, Attempt, AttemptLog,
+)
+from miniwdl_fargate.report import Prices
 
 SVG = "{http://www.w3.org/2000/svg}"
 T = 1_800_000_000.0
@@ -16,18 +19,18 @@ T = 1_800_000_000.0
 def attempts():
     return [
         Attempt(call="call-a", attempt=1, cpu=1024, memory=2048, capacity="FARGATE", path="/r/w/call-a",
-                queued=T, launched=T + 1, running=T + 11, stopped=T + 101, outcome=report.SUCCEEDED, exit_code=0),
+                queued=T, launched=T + 1, running=T + 11, stopped=T + 101, outcome=SUCCEEDED, exit_code=0),
         Attempt(call="call-b", attempt=1, cpu=4096, memory=8192, capacity="FARGATE", path="/r/w/call-b",
-                queued=T, launched=T + 2, running=T + 12, stopped=T + 40, outcome=report.OUT_OF_MEMORY, exit_code=137),
+                queued=T, launched=T + 2, running=T + 12, stopped=T + 40, outcome=OUT_OF_MEMORY, exit_code=137),
         Attempt(call="call-b", attempt=2, cpu=4096, memory=16384, capacity="FARGATE", path="/r/w/call-b",
                 queued=T + 40, launched=T + 41, running=T + 50, stopped=T + 200, billing_start=T + 45,
-                outcome=report.SUCCEEDED, exit_code=0),
+                outcome=SUCCEEDED, exit_code=0),
         Attempt(call="call-x", attempt=1, cpu=2048, memory=4096, capacity="FARGATE_SPOT", path="/r/w/call-sub/call-x",
-                queued=T + 5, launched=T + 6, running=T + 16, stopped=T + 30, outcome=report.INTERRUPTED),
+                queued=T + 5, launched=T + 6, running=T + 16, stopped=T + 30, outcome=INTERRUPTED),
         Attempt(call="call-y", attempt=1, cpu=256, memory=512, capacity="FARGATE", path="/r/w/call-y",
-                queued=T + 5, launched=T + 6, running=None, stopped=T + 20, outcome=report.FAILED_TO_START),
+                queued=T + 5, launched=T + 6, running=None, stopped=T + 20, outcome=FAILED_TO_START),
         Attempt(call="call-z", attempt=1, cpu=256, memory=512, capacity="FARGATE", path="/r/w/call-z",
-                queued=T + 5, launched=None, running=None, stopped=T + 9, outcome=report.CANCELLED),
+                queued=T + 5, launched=None, running=None, stopped=T + 9, outcome=CANCELLED),
     ]
 
 
@@ -84,7 +87,7 @@ def test_an_empty_run_still_draws():
 
 def test_labels_and_details_are_escaped():
     odd = Attempt(call="call-<b>&", attempt=1, queued=T, launched=T + 1, running=T + 2, stopped=T + 3,
-                  outcome=report.FAILED, exit_code=1, detail='reason "<x>"')
+                  outcome=FAILED, exit_code=1, detail='reason "<x>"')
     _root, bars = parse(report.timeline_svg([odd], now=T + 3))
     assert bars[0]["label"] == "call-<b>&" and 'reason "<x>"' in bars[0]["title"]
 
@@ -108,7 +111,7 @@ def test_cost_per_second_with_a_one_minute_minimum_from_the_image_pull():
 
 def test_ephemeral_storage_beyond_20_gib_is_priced():
     big = Attempt(call="c", attempt=1, cpu=1024, memory=2048, ephemeral_gib=120, capacity="FARGATE",
-                  queued=T, launched=T, running=T + 1, stopped=T + 3600, outcome=report.SUCCEEDED)
+                  queued=T, launched=T, running=T + 1, stopped=T + 3600, outcome=SUCCEEDED)
     cost = report.estimate_cost([big], Prices())
     assert cost["total_usd"] == pytest.approx(0.04048 + 2 * 0.004445 + 100 * 0.000111, abs=1e-6)
 
@@ -129,7 +132,7 @@ def test_prices_replace_the_defaults_entry_by_entry(tmp_path):
 
 def test_unknown_capacity_is_not_priced_but_said():
     local = Attempt(call="c", attempt=1, cpu=1024, memory=1024, capacity="local",
-                    queued=T, launched=T, running=T, stopped=T + 5, outcome=report.SUCCEEDED)
+                    queued=T, launched=T, running=T, stopped=T + 5, outcome=SUCCEEDED)
     cost = report.estimate_cost([local], Prices())
     assert cost["total_usd"] == 0 and cost["unpriced_capacity"] == ["local"]
 
@@ -141,7 +144,7 @@ def test_the_attempt_log_is_thread_safe_and_filters_by_run():
         for i in range(n):
             a = log.begin(call=f"call-{i}", attempt=1, run=run)
             log.update(a, launched=a.queued)
-            log.finish(a, report.SUCCEEDED)
+            log.finish(a, SUCCEEDED)
 
     threads = [threading.Thread(target=work, args=(f"r{k}", 200)) for k in range(4)]
     for t in threads:
@@ -149,12 +152,12 @@ def test_the_attempt_log_is_thread_safe_and_filters_by_run():
     for t in threads:
         t.join()
     assert len(log.snapshot()) == 800 and len(log.snapshot(run="r2")) == 200
-    assert all(a.outcome == report.SUCCEEDED and a.stopped for a in log.snapshot())
+    assert all(a.outcome == SUCCEEDED and a.stopped for a in log.snapshot())
     # the backend's own verdict (Spot, OOM) is kept over the generic one
     a = log.begin(call="x", attempt=1)
-    log.update(a, outcome=report.OUT_OF_MEMORY)
-    log.finish(a, report.FAILED, exit_code=137)
-    assert log.snapshot(run="")[-1].outcome == report.OUT_OF_MEMORY
+    log.update(a, outcome=OUT_OF_MEMORY)
+    log.finish(a, FAILED, exit_code=137)
+    assert log.snapshot(run="")[-1].outcome == OUT_OF_MEMORY
 
 
 def test_the_page_holds_the_svg_and_the_cost_table():
@@ -177,7 +180,7 @@ def test_each_public_ipv4_address_is_priced_over_the_tasks_billed_seconds():
     """Amazon VPC bills every public IPv4 address (0.005 USD an hour by default): a task with
     assignPublicIp ENABLED holds one while Fargate bills it, with the same one-minute minimum."""
     public = Attempt(call="c", attempt=1, cpu=1024, memory=2048, capacity="FARGATE", public_ip=True,
-                     queued=T, launched=T, running=T + 1, stopped=T + 3600, billing_start=T, outcome=report.SUCCEEDED)
+                     queued=T, launched=T, running=T + 1, stopped=T + 3600, billing_start=T, outcome=SUCCEEDED)
     short = dataclasses_replace(public, call="d", stopped=T + 10)  # billed the 60 s minimum
     private = dataclasses_replace(public, call="e", public_ip=False)
     never = dataclasses_replace(public, call="f", launched=None, running=None, billing_start=None)  # no task, no address
@@ -207,7 +210,7 @@ def test_a_price_that_is_not_a_number_is_refused_by_name():
 
 def test_the_page_shows_the_public_ipv4_charge_per_row_and_in_total():
     driver_row = Attempt(call="driver", attempt=1, cpu=1024, memory=2048, capacity="FARGATE", public_ip=True,
-                         queued=T, launched=T, running=T + 5, stopped=T + 200, outcome=report.SUCCEEDED)
+                         queued=T, launched=T, running=T + 5, stopped=T + 200, outcome=SUCCEEDED)
     cost = report.estimate_cost([driver_row, *attempts()], Prices(), now=T + 200)
     page = report.report_html(report.timeline_svg([driver_row], now=T + 200), cost, "run r-1", [])
     assert "<th>public IPv4</th>" in page

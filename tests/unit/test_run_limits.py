@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from miniwdl_fargate import runs
-from miniwdl_fargate.pipeline import submit
+from miniwdl_fargate.pipeline import start
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
 
@@ -38,8 +38,8 @@ def test_a_limit_shorter_than_the_heartbeat_keeps_the_heartbeat_below_it():
     ],
 )
 def test_a_bad_max_run_hours_says_what_is_wrong_and_where(value, problem):
-    with pytest.raises(submit.SubmitError) as failed:
-        submit.submit_request(settings(), "ok", "s3://b/wf/w.wdl", {}, "token", options={"max_run_hours": value})
+    with pytest.raises(start.Refused) as failed:
+        start.from_request(settings(), "ok", "s3://b/wf/w.wdl", {}, "token", options={"max_run_hours": value})
     assert failed.value.problems == [{"where": "options.max_run_hours", "problem": problem}]
 
 

@@ -1,4 +1,4 @@
-"""The one script a task container runs (``task_script``), run for real with the local_process
+"""The one script a task container runs (``task_script``), run for real with the host_process
 backend (``miniwdl run``, no AWS): the WDL command runs with bash where the image has it and with
 sh where it does not, in its real directory, with a private TMPDIR that is removed afterwards."""
 
@@ -31,7 +31,7 @@ def run(tmp_path: Path, **env: str) -> dict:
     tmp_path.mkdir(parents=True, exist_ok=True)
     wdl = tmp_path / "t.wdl"
     wdl.write_text(WDL)
-    environ = {**os.environ, "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "local_process", **env}
+    environ = {**os.environ, "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "host_process", **env}
     miniwdl = Path(sys.executable).parent / "miniwdl"
     proc = subprocess.run(
         [str(miniwdl), "run", str(wdl), "--dir", str(tmp_path / "runs") + "/", "-o", str(tmp_path / "out.json")],

@@ -1,4 +1,4 @@
-"""The base class shared by the aws_fargate and local_process backends.
+"""The base class shared by the aws_fargate and host_process backends.
 
 Both run the task command in the task's own directory, by its real path: ``container_dir`` is
 ``host_dir`` (as in miniwdl-aws). On Fargate every task container mounts the shared EFS
@@ -33,7 +33,7 @@ from WDL.runtime.error import Interrupted, Terminated
 from WDL.runtime.task_container import TaskContainer
 from WDL._util import StructuredLogMessage as _
 
-from .. import report
+from .. import attempts
 from . import links, nfs
 
 
@@ -86,13 +86,12 @@ class BaseTaskContainer(TaskContainer):
     #: seconds to wait for news of a running job between checks of ``terminating()``
     status_wait: float = 1.0
     #: every attempt of every task of this process (the driver's run report reads it)
-    attempts = report.AttemptLog()
 
     def __init__(self, cfg: Any, run_id: str, host_dir: str) -> None:
         super().__init__(cfg, run_id, host_dir)
         self.container_dir = host_dir  # the command sees its directory by its real path
         self._inputs_copied = False
-        self._attempt: report.Attempt | None = None
+        self._attempt: attempts.Attempt | None = None
 
     # -- what subclasses provide ------------------------------------------------------------
 
@@ -123,7 +122,7 @@ class BaseTaskContainer(TaskContainer):
 
     def attempt_facts(self) -> dict[str, Any]:
         """What the run report shows of this attempt's size and image, as far as known before
-        launch (``report.Attempt`` fields)."""
+        launch (``attempts.Attempt`` fields)."""
         facts: dict[str, Any] = {"image": str(self.runtime_values.get("docker") or "")}
         if "cpu" in self.runtime_values:
             facts["cpu"] = int(float(self.runtime_values["cpu"]) * 1024)
@@ -296,7 +295,7 @@ class BaseTaskContainer(TaskContainer):
 
     def _run_attempt(self, logger: logging.Logger, terminating: Callable[[], bool]) -> int:
         """Run the command once; record the attempt for the run report."""
-        attempt = self._attempt = self.attempts.begin(
+        attempt = self._attempt = attempts.LOG.begin(
             call=self.run_id,
             attempt=self.try_counter,
             run=os.environ.get("RUN_ID", ""),
@@ -306,23 +305,23 @@ class BaseTaskContainer(TaskContainer):
         try:
             exit_code = self._attempt_once(logger, terminating, attempt)
         except Terminated:
-            self.attempts.finish(attempt, report.CANCELLED)
+            attempts.LOG.finish(attempt, attempts.CANCELLED)
             raise
         except Interrupted as exn:
-            self.attempts.finish(attempt, report.INTERRUPTED, detail=attempt.detail or str(exn))
+            attempts.LOG.finish(attempt, attempts.INTERRUPTED, detail=attempt.detail or str(exn))
             raise
         except StartAgain as exn:
-            self.attempts.finish(attempt, report.FAILED_TO_START, detail=str(exn))
+            attempts.LOG.finish(attempt, attempts.FAILED_TO_START, detail=str(exn))
             raise
         except Exception as exn:
-            outcome = report.FAILED if attempt.launched is not None else report.FAILED_TO_START
-            self.attempts.finish(attempt, outcome, detail=attempt.detail or str(exn))
+            outcome = attempts.FAILED if attempt.launched is not None else attempts.FAILED_TO_START
+            attempts.LOG.finish(attempt, outcome, detail=attempt.detail or str(exn))
             raise
-        outcome = report.SUCCEEDED if self.success_exit_code(exit_code) else report.FAILED
-        self.attempts.finish(attempt, outcome, exit_code=exit_code)
+        outcome = attempts.SUCCEEDED if self.success_exit_code(exit_code) else attempts.FAILED
+        attempts.LOG.finish(attempt, outcome, exit_code=exit_code)
         return exit_code
 
-    def _attempt_once(self, logger: logging.Logger, terminating: Callable[[], bool], attempt: report.Attempt) -> int:
+    def _attempt_once(self, logger: logging.Logger, terminating: Callable[[], bool], attempt: attempts.Attempt) -> int:
         if not self._inputs_copied:
             self.link_input_files(logger)
         for stream in (self.host_stdout_txt(), self.host_stderr_txt()):
@@ -333,7 +332,7 @@ class BaseTaskContainer(TaskContainer):
             poll_stderr = cleanup.enter_context(self.poll_stderr_context(logger))
             job = self._start(logger, script, terminating)
             if attempt.launched is None:
-                self.attempts.update(attempt, launched=time.time())
+                attempts.LOG.update(attempt, launched=time.time())
             finished = False
 
             def stop_unless_finished() -> None:
@@ -352,12 +351,12 @@ class BaseTaskContainer(TaskContainer):
                     cleanup.enter_context(self.task_running_context())
                     running = True
                     if status.running or status.started_at:
-                        self.attempts.update(attempt, running=status.started_at or time.time())
+                        attempts.LOG.update(attempt, running=status.started_at or time.time())
                 elif status.started_at and attempt.running != status.started_at:
-                    self.attempts.update(attempt, running=status.started_at)  # ECS's own time
+                    attempts.LOG.update(attempt, running=status.started_at)  # ECS's own time
                 poll_stderr()
                 if status.stopped:
                     finished = True
-                    self.attempts.update(attempt, stopped=status.stopped_at or time.time())
+                    attempts.LOG.update(attempt, stopped=status.stopped_at or time.time())
                     self.refresh_task_dir(logger)
                     return self._exit_code(logger, status)

@@ -60,7 +60,7 @@ from WDL._util import parse_byte_size
 from docker.errors import BuildError as DockerBuildError  # (miniwdl's own dependency)
 from WDL.runtime.error import Interrupted, Terminated
 
-from .. import aws, report, runs, sizes, sweep
+from .. import attempts, aws, runs, sizes, sweep
 from ..config import FargateSettings
 from . import links, standalone, stops
 from .base import JobStatus, StartAgain, BaseTaskContainer
@@ -559,7 +559,7 @@ class FargateTaskContainer(BaseTaskContainer):
     def _mark(self, **changes: Any) -> None:
         """Update this attempt's record for the run report."""
         if self._attempt is not None:
-            self.attempts.update(self._attempt, **changes)
+            attempts.LOG.update(self._attempt, **changes)
 
     def _count_launch(self) -> None:
         """Take one of the run's ``max_tasks_per_run`` launches, or fail this task naming the limit
@@ -572,7 +572,7 @@ class FargateTaskContainer(BaseTaskContainer):
                     "(retries included); the limit is the stack parameter MaxTasksPerRun "
                     "([aws_fargate] max_tasks_per_run when miniwdl runs on its own)"
                 )
-                self._mark(outcome=report.FAILED_TO_START, detail=message)
+                self._mark(outcome=attempts.FAILED_TO_START, detail=message)
                 raise TaskLimitReached(message)
             FargateTaskContainer._launches += 1
 
@@ -586,7 +586,7 @@ class FargateTaskContainer(BaseTaskContainer):
         except LaunchCancelled:
             raise Terminated(quiet=True) from None
         except LaunchFailed as exn:
-            self._mark(outcome=report.FAILED_TO_START, detail=str(exn))
+            self._mark(outcome=attempts.FAILED_TO_START, detail=str(exn))
             if exn.capacity:  # not the task's fault: retried if its preemptible budget allows
                 self._interruptions += 1
                 raise Interrupted(str(exn)) from exn
@@ -666,7 +666,7 @@ class FargateTaskContainer(BaseTaskContainer):
             "preemptible or maxRetries allows"
         )
         self._stop(logger, job, "miniwdl-fargate: ECS did not know the task within missing_grace")
-        self._mark(outcome=report.FAILED_TO_START, detail=message)
+        self._mark(outcome=attempts.FAILED_TO_START, detail=message)
         self.failure_info = dict(self.failure_info or {}, missing=message)
         self._interruptions += 1
         raise Interrupted(message)
@@ -702,10 +702,10 @@ class FargateTaskContainer(BaseTaskContainer):
             return self._interrupted(logger, task, code or "", reason, status.exit_code)
         if out_of_memory(task):
             self._oom = True
-            self._mark(outcome=report.OUT_OF_MEMORY, detail=container.get("reason", ""))
+            self._mark(outcome=attempts.OUT_OF_MEMORY, detail=container.get("reason", ""))
             return status.exit_code if status.exit_code is not None else OOM_EXIT_CODE
         if outcome is stops.Outcome.STOPPED:
-            self._mark(outcome=report.FAILED, detail=f"{code}: {reason}")
+            self._mark(outcome=attempts.FAILED, detail=f"{code}: {reason}")
             raise WDL.Error.RuntimeError(
                 f"task {self.run_id}: its ECS task {task.get('taskArn')} was stopped from outside "
                 f"({code}: {reason or 'no reason given'}; {known.meaning if known else ''})"
@@ -728,7 +728,7 @@ class FargateTaskContainer(BaseTaskContainer):
             _("ECS task interrupted", arn=task.get("taskArn"), stop_code=code, interruptions=self._interruptions)
         )
         label = "Spot" if code == "SpotInterruption" else code
-        self._mark(outcome=report.INTERRUPTED, detail=f"{label}: {reason}", exit_code=exit_code)
+        self._mark(outcome=attempts.INTERRUPTED, detail=f"{label}: {reason}", exit_code=exit_code)
         if code == "SpotInterruption":
             raise Interrupted(f"Fargate Spot reclaimed the task ({reason})")
         raise Interrupted(f"ECS stopped the task ({code}: {reason})")
@@ -737,7 +737,7 @@ class FargateTaskContainer(BaseTaskContainer):
         """TaskFailedToStart: an image pull error by ``stops.PULL_ERRORS`` (again after a backoff,
         or fail at once naming the image); any other reason, as before: permanent ones fail,
         the rest are retried as interruptions."""
-        self._mark(outcome=report.FAILED_TO_START, detail=reason)
+        self._mark(outcome=attempts.FAILED_TO_START, detail=reason)
         pull = stops.pull_error(reason)
         if pull is not None and pull.kind is stops.Pull.PERMANENT:
             raise ImageNotPullable(

@@ -123,7 +123,7 @@ def mirror(bucket: str, prefix: str, dest: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..submission import RunInputError, prepare, wait
+    from ..upload import RunInputError, prepare, wait
     from .stack import LocalStack
 
     logging.basicConfig(

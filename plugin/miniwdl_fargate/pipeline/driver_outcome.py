@@ -87,7 +87,7 @@ def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, 
     }
 
 
-def report(detail: EcsTaskStateChange, container: str, cluster: str = "", file_system_id: str = "") -> str:
+def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", file_system_id: str = "") -> str:
     """Send the outcome to Step Functions, then stop whatever of the run is still running.
 
     Safe to repeat, whatever the order: only a STOPPED driver counts (earlier states are

@@ -11,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 
-from miniwdl_fargate.pipeline import submit
+from miniwdl_fargate.pipeline import start
 from miniwdl_fargate.pipeline.settings import FunctionSettings
 
 logger = Logger()
@@ -28,7 +28,7 @@ def handler(event: S3EventNotificationEventBridgeModel, context: Any) -> dict[st
     key = unquote_plus(obj.key)  # S3 notifications URL-encode keys ("runs/my%20run/inputs.json")
     logger.append_keys(s3_key=key)
     size = int(obj.size) if obj.size is not None else None  # the event's object size: the inputs cap before any read
-    result = submit.submit_object(FunctionSettings.from_env(), bucket, key, obj.etag, obj.version_id, size)
+    result = start.from_object(FunctionSettings.from_env(), bucket, key, obj.etag, obj.version_id, size)
     if result is None:
         metrics.add_metric(name="RunsRejected", unit=MetricUnit.Count, value=1)
         return {"started": False}

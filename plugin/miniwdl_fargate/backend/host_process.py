@@ -1,4 +1,5 @@
-"""local_process: run each task command as a host process (no container, no image).
+"""host_process (also registered under its earlier name, local_process): run each task command as a
+host process (no container, no image).
 
 For trying workflows on a machine without Docker or AWS, and for testing the shared base class:
 the command runs with the host's tools, in its task's real directory, as on Fargate.
@@ -21,12 +22,12 @@ from . import links
 from .base import JobStatus, BaseTaskContainer
 
 
-class LocalProcessTaskContainer(BaseTaskContainer):
+class HostProcessTaskContainer(BaseTaskContainer):
     _limits: Dict[str, int] | None = None
 
     @classmethod
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
-        logger.info(_("local_process backend: task commands run as host processes"))
+        logger.info(_("host_process backend: task commands run as host processes"))
         links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
 
     @classmethod
@@ -51,7 +52,7 @@ class LocalProcessTaskContainer(BaseTaskContainer):
             start_new_session=True,
         )
         proc.started_at = time.time()  # type: ignore[attr-defined]
-        logger.notice(_("local_process started", pid=proc.pid))  # type: ignore[attr-defined]
+        logger.notice(_("host_process started", pid=proc.pid))  # type: ignore[attr-defined]
         return proc
 
     def _status(self, logger: logging.Logger, job: subprocess.Popen, wait: float) -> JobStatus:

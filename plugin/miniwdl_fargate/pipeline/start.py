@@ -21,7 +21,7 @@ from .validate import Problems, check_run
 log = logging.getLogger(__name__)
 
 
-class SubmitError(ValueError):
+class Refused(ValueError):
     """Bad input: nothing was started. ``problems`` says what and where."""
 
     def __init__(self, problems: list[dict[str, str]]) -> None:
@@ -29,7 +29,7 @@ class SubmitError(ValueError):
         super().__init__("; ".join(f"{p['where']}: {p['problem']}" for p in problems))
 
 
-class TokenConflict(SubmitError):
+class TokenConflict(Refused):
     """The client token was first used for a different request (HTTP 409): ``problems`` name
     each part of the request that differs."""
 
@@ -55,21 +55,21 @@ def find_workflow(bucket: str, name: str) -> tuple[str, str]:
     wdls = [o for o in listing.get("Contents", []) if o["Key"].endswith(".wdl")]
     where = f"s3://{bucket}/{prefix}"
     if not wdls:
-        raise SubmitError([{"where": where, "problem": f"no WDL found: upload the workflow as {where}{runs.DEFAULT_WDL}"}])
+        raise Refused([{"where": where, "problem": f"no WDL found: upload the workflow as {where}{runs.DEFAULT_WDL}"}])
     if len(wdls) > 1:
         names = ", ".join(o["Key"][len(prefix):] for o in wdls)
-        raise SubmitError(
+        raise Refused(
             [{"where": where, "problem": f"several WDL files ({names}); name the main one {runs.DEFAULT_WDL}"}]
         )
     return wdls[0]["Key"], wdls[0]["ETag"].strip('"')
 
 
 def parse_inputs(body: bytes, where: str) -> dict[str, Any]:
-    """The inputs document as a dict, or SubmitError saying why not (``inputs_json.load_object``)."""
+    """The inputs document as a dict, or Refused saying why not (``inputs_json.load_object``)."""
     try:
         return inputs_json.load_object(body, where)
     except inputs_json.InputsJSONError as exn:
-        raise SubmitError(exn.problems) from None
+        raise Refused(exn.problems) from None
 
 
 def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None) -> None:
@@ -90,15 +90,15 @@ def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str |
             return  # gone or replaced: reading it says so (snapshot.read_version); the body is capped too
     problem = inputs_json.size_problem(size)
     if problem:
-        raise SubmitError([{"where": s3io.uri(bucket, key), "problem": problem}])
+        raise Refused([{"where": s3io.uri(bucket, key), "problem": problem}])
 
 
 def validate(workflow: str, inputs: dict[str, Any], inputs_where: str) -> None:
-    """Raise SubmitError listing every problem of the run (see ``validate``)."""
+    """Raise Refused listing every problem of the run (see ``validate``)."""
     problems = Problems()
     check_run(workflow, inputs, inputs_where, problems)
     if problems:
-        raise SubmitError(problems.found)
+        raise Refused(problems.found)
 
 
 def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
@@ -166,7 +166,7 @@ def reject(bucket: str, name: str, key: str, inputs_version: str, problems: list
         },
     )
     # handled: the user's answer is error.json; raising would only make EventBridge retry
-    log.error("rejected s3://%s/%s: %s (see %s)", bucket, key, SubmitError(problems), where)
+    log.error("rejected s3://%s/%s: %s (see %s)", bucket, key, Refused(problems), where)
 
 
 def pin_and_validate(workflow: str, inputs: dict[str, Any], inputs_where: str, results: str) -> str:
@@ -177,20 +177,20 @@ def pin_and_validate(workflow: str, inputs: dict[str, Any], inputs_where: str, r
     try:
         copy = snapshot.copy_bundle(workflow, bucket, prefix + snapshot.SOURCE_DIR)
     except snapshot.SnapshotError as exn:  # too big, or kept changing: the submitter's to fix
-        raise SubmitError([{"where": workflow, "problem": str(exn)}]) from None
+        raise Refused([{"where": workflow, "problem": str(exn)}]) from None
     try:
         validate(copy, inputs, inputs_where)
-    except SubmitError as exn:
+    except Refused as exn:
         snapshot.delete_prefix(bucket, prefix + snapshot.SOURCE_DIR)
         original = s3io.uri(s3io.split(workflow)[0], snapshot.folder_of(s3io.split(workflow)[1]))
         pinned = s3io.uri(bucket, prefix + snapshot.SOURCE_DIR)
-        raise SubmitError(
+        raise Refused(
             [{k: snapshot.unmap(v, pinned, original) for k, v in p.items()} for p in exn.problems]
         ) from None
     return copy
 
 
-def submit_object(
+def from_object(
     settings: FunctionSettings, bucket: str, key: str, etag: str, version_id: str | None = None, size: int | None = None
 ) -> Submitted | None:
     """An object landed in the bucket: start a run if it is ``runs/<name>/inputs.json``.
@@ -221,8 +221,8 @@ def submit_object(
         body = inputs_json.decode(body, key).encode("utf-8")  # the run's copy: no byte order mark
         wdl_key, _ = find_workflow(bucket, name)
         workflow = pin_and_validate(s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results)
-    except (SubmitError, ValueError) as exn:
-        problems = exn.problems if isinstance(exn, SubmitError) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
+    except (Refused, ValueError) as exn:
+        problems = exn.problems if isinstance(exn, Refused) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
         reject(bucket, name, key, upload, problems)
         return None
     record = runs.RunRecord(
@@ -308,7 +308,7 @@ def claim_token(bucket: str, client_token: str, fingerprint: dict[str, str], run
 def check_request(
     settings: FunctionSettings, name: str, workflow: str | None, wdl: str | None, options: dict[str, Any] | None
 ) -> dict[str, int]:
-    """The run's limits, or SubmitError naming every malformed field of the request."""
+    """The run's limits, or Refused naming every malformed field of the request."""
     problems = []
     try:
         runs.check_name(name)
@@ -330,11 +330,11 @@ def check_request(
     except ValueError as exn:
         problems.append({"where": "options.max_run_hours", "problem": str(exn)})
     if problems:
-        raise SubmitError(problems)
+        raise Refused(problems)
     return limits
 
 
-def submit_request(
+def from_request(
     settings: FunctionSettings,
     name: str,
     workflow: str | None,
@@ -350,7 +350,7 @@ def submit_request(
     limits = check_request(settings, name, workflow, wdl, options)
     inputs_body = json.dumps(inputs, indent=2, sort_keys=True, ensure_ascii=False).encode()
     if problem := inputs_json.size_problem(len(inputs_body)):  # the cap of every entrance
-        raise SubmitError([{"where": "inputs", "problem": problem}])
+        raise Refused([{"where": "inputs", "problem": problem}])
     bucket = settings.runs_bucket
     fingerprint = request_fingerprint(name, workflow, wdl, inputs, options)
     earlier = check_token(bucket, client_token, fingerprint)
@@ -366,7 +366,7 @@ def submit_request(
         try:
             s3.head_object(Bucket=wf_bucket, Key=wf_key)
         except s3.exceptions.ClientError:
-            raise SubmitError([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
+            raise Refused([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
         source = pin_and_validate(workflow, inputs, "inputs", results)
     else:
         assert wdl is not None
@@ -405,4 +405,4 @@ def _put_once(bucket: str, key: str, body: bytes, what: str) -> None:
         if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             raise
         if s3.get_object(Bucket=bucket, Key=key)["Body"].read() != body:
-            raise SubmitError([{"where": s3io.uri(bucket, key), "problem": f"already holds other {what}"}]) from None
+            raise Refused([{"where": s3io.uri(bucket, key), "problem": f"already holds other {what}"}]) from None

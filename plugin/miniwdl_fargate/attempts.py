@@ -1,0 +1,104 @@
+"""The attempts log: one ``Attempt`` per WDL task attempt, recorded by the container backends in a
+process-wide ``LOG`` (the driver runs miniwdl in its own process, so the records are at hand when the
+run ends and nothing extra is written on EFS while tasks run); read by the driver's progress,
+metrics and run report."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+OUT_OF_MEMORY = "out of memory"
+INTERRUPTED = "interrupted"
+FAILED_TO_START = "failed to start"
+CANCELLED = "cancelled"
+RUNNING = "running"  # not finished when the report was made
+OUTCOMES = (SUCCEEDED, FAILED, OUT_OF_MEMORY, INTERRUPTED, FAILED_TO_START, CANCELLED, RUNNING)
+
+@dataclass
+class Attempt:
+    """One attempt of one WDL task: one ECS task (or host process), or a launch that never was.
+
+    Times are epoch seconds. ``queued``: the task thread asked to launch (before waiting for a
+    launch token); ``launched``: RunTask accepted it; ``running``: its container started (ECS
+    ``startedAt``); ``stopped``: it stopped (ECS ``stoppedAt``).
+    """
+
+    call: str  # miniwdl's id of the call (the container's run_id), e.g. call-greet-2
+    attempt: int  # 1, 2, ...: miniwdl's try counter
+    run: str = ""  # the pipeline's run id
+    path: str = ""  # the call's directory, for labels that tell sub-workflow calls apart
+    image: str = ""
+    cpu: int = 0  # cpu units (1024 = 1 vCPU)
+    memory: int = 0  # MiB
+    ephemeral_gib: int = 20
+    capacity: str = ""  # FARGATE, FARGATE_SPOT, or local
+    queued: float = 0.0
+    launched: float | None = None
+    running: float | None = None
+    stopped: float | None = None
+    billing_start: float | None = None
+    outcome: str = ""
+    exit_code: int | None = None
+    detail: str = ""  # why it ended so (stop reason, container reason, error)
+    task_arn: str = ""
+    public_ip: bool = False  # its network interface got a public IPv4 address (assignPublicIp ENABLED)
+
+    def outcome_text(self) -> str:
+        if self.outcome in (FAILED, OUT_OF_MEMORY) and self.exit_code is not None:
+            return f"{self.outcome} (exit {self.exit_code})"
+        return self.outcome or RUNNING
+
+
+class AttemptLog:
+    """The attempts of this process's tasks: appended by task threads, read by the driver."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._attempts: list[Attempt] = []
+
+    def begin(self, **facts: Any) -> Attempt:
+        facts.setdefault("queued", time.time())
+        attempt = Attempt(**facts)
+        with self._lock:
+            self._attempts.append(attempt)
+        return attempt
+
+    def update(self, attempt: Attempt, **changes: Any) -> None:
+        with self._lock:
+            for key, value in changes.items():
+                setattr(attempt, key, value)
+
+    def finish(self, attempt: Attempt, outcome: str, **changes: Any) -> None:
+        """Set the outcome unless the backend already said (it knows Spot from OOM), and the
+        stop time if no better one came from ECS."""
+        with self._lock:
+            for key, value in changes.items():
+                setattr(attempt, key, value)
+            if not attempt.outcome:
+                attempt.outcome = outcome
+            if attempt.stopped is None:
+                attempt.stopped = time.time()
+
+    def snapshot(self, run: str | None = None) -> list[Attempt]:
+        """Copies of the attempts (of one run, if given): calls in the order their first attempt
+        was queued, each call's attempts together."""
+        with self._lock:
+            found = [dataclasses.replace(a) for a in self._attempts if run is None or a.run == run]
+        first: dict[str, float] = {}
+        for a in found:
+            first[a.path or a.call] = min(first.get(a.path or a.call, a.queued), a.queued)
+        return sorted(found, key=lambda a: (first[a.path or a.call], a.path or a.call, a.attempt))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._attempts.clear()
+
+
+#: the attempts of this process's tasks (every backend instance appends here)
+LOG = AttemptLog()
