@@ -15,7 +15,7 @@ from importlib import resources
 
 from WDL.runtime import config as wdl_config
 
-from .report import Prices
+from .report.cost import Prices
 
 SECTION = "aws_fargate"
 

@@ -20,14 +20,11 @@ number when it was stopped (143: SIGTERM).
 
 from __future__ import annotations
 
-import concurrent.futures
 import configparser
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -40,10 +37,11 @@ import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import attempts, aws, config, lifecycle, progress, report, runs, s3io, sweep
+from . import attempts, config, inputs_json, lifecycle, progress, runs, s3io, staging, sweep
 from . import status as status_doc
 from . import outputs as outputs_check
-from .lifecycle import DriverStopped, StopSignals
+from .lifecycle import StopSignals
+from .report.run import cache_hits, run_report
 
 log = logging.getLogger("miniwdl-fargate.driver")
 
@@ -90,6 +88,280 @@ class DriverRun:
         return s3io.split(self.results)[1] + name
 
 
+# -- the pass: fetch → stage inputs → run → upload → finish ---------------------------------------
+
+
+def drive(run: DriverRun, stop: StopSignals | None = None) -> int:
+    """Run ``run`` to its end (see the module's docstring); the exit status."""
+    with contextlib.nullcontext(stop) if stop is not None else StopSignals() as signals:
+        return _drive(run, signals)
+
+
+@dataclass
+class RunSoFar:
+    """What the driver has of a run so far, for whichever end it comes to."""
+
+    stop: StopSignals
+    reporter: progress.StatusReporter  # status.json's progress, once the run is started
+    started: float = field(default_factory=time.time)
+    cfg: str | None = None  # the run's miniwdl configuration file, once made
+    run_dir: str = ""  # miniwdl's run directory, once the workflow ran
+    #: "succeeded" or "failed" once miniwdl returned (the outcome of the run's task metrics)
+    workflow: str = ""
+
+
+def _drive(run: DriverRun, stop: StopSignals) -> int:
+    interval = float(os.environ.get("MINIWDL_FARGATE_STATUS_INTERVAL") or progress.DEFAULT_INTERVAL)
+    so_far = RunSoFar(stop, progress.StatusReporter(run.results_bucket, run.run_id, interval))
+    set_up(run)
+    sweep_orphans()
+    ended = progress.ended(run.results_bucket, run.run_id)
+    if ended is not None:  # cancelled (or timed out) before this driver started: run nothing
+        return finish(run, so_far, already_ended(run, ended, "starting"))
+    so_far.reporter.started(sweep.own_task_arn())
+    try:
+        outcome = run_phases(run, so_far)
+    except config.InvalidConfig as exn:
+        outcome = invalid_config(run, exn)
+    except SubmittedFileGone as exn:
+        outcome = user_error(run, "SubmittedFileGone", str(exn))
+    except Exception as exn:
+        outcome = broken(run, so_far, exn)
+    return finish(run, so_far, outcome)
+
+
+def set_up(run: DriverRun) -> None:
+    """The run's directory on EFS as the working directory; the aws_fargate backend unless
+    configured otherwise."""
+    os.makedirs(run.workdir, exist_ok=True)
+    os.chdir(run.workdir)  # s3:// downloads land here, on EFS, visible to every task
+    os.environ.setdefault("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "aws_fargate")
+    # one thread per scheduled task (miniwdl's model): 1,000 cost about 150 MB of the driver's memory
+    os.environ.setdefault("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "1000")
+    os.environ["RUN_ID"] = run.run_id
+
+
+def run_phases(run: DriverRun, so_far: RunSoFar) -> Outcome:
+    """Each phase in turn, up to how the run ends (its Outcome); raises what the driver cannot
+    turn into one itself (a stop, its own failure: ``_drive`` does)."""
+    wdl_path, inputs_path = fetch_phase(run, so_far)
+    inputs_path = stage_phase(run, so_far, wdl_path, inputs_path)
+    so_far.stop.enter("running the workflow")
+    ended = progress.ended(run.results_bucket, run.run_id)
+    if ended is not None:  # cancelled while the workflow was fetched and staged
+        so_far.reporter.stop()
+        return already_ended(run, ended, "about to run the workflow")
+    status, result = run_phase(run, so_far, wdl_path, inputs_path)
+    so_far.stop.check()  # (miniwdl ended because of the signal: its error is not the story)
+    if status != 0:
+        return workflow_failed(run, result)
+    so_far.stop.enter("uploading the outputs")
+    try:
+        outputs = upload_phase(run, so_far, wdl_path, result["outputs"])
+    except outputs_check.OutputRefused as exn:
+        return user_error(run, "OutputRefused", str(exn))
+    so_far.stop.check()
+    return Outcome(SUCCEEDED, 0, {"run_id": run.run_id, "status": SUCCEEDED, "outputs": outputs, "results": run.results})
+
+
+def fetch_phase(run: DriverRun, so_far: RunSoFar) -> tuple[str, str]:
+    """The workflow bundle and the inputs onto EFS, and the run's miniwdl configuration; their paths."""
+    so_far.stop.enter("fetching the workflow and its inputs")
+    wdl_path, inputs_path = fetch(run, so_far.stop.check)
+    so_far.cfg = run_cfg(
+        run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options,
+        bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG,
+    )
+    return wdl_path, inputs_path
+
+
+def stage_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str) -> str:
+    """The s3:// inputs into the store of staged inputs (``staging``), when the runs of this
+    filesystem share one; the inputs JSON miniwdl is to read."""
+    if not run.cache_dir:
+        return inputs_path
+    so_far.stop.enter("staging the inputs")
+    counter = so_far.reporter.counter("staging inputs")
+    try:
+        return staging.stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), so_far.stop.check, counter)
+    finally:
+        counter.flush()
+
+
+def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str) -> tuple[int, dict[str, Any]]:
+    """``miniwdl run``, then what is over with it: the run's task definitions and EFS access
+    point, status.json's progress; workflow.log under the results prefix."""
+    result: dict[str, Any] = {}
+    try:
+        status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, so_far.cfg)
+    finally:
+        release_run_volume()
+        so_far.run_dir = result.get("dir") or ""
+        so_far.reporter.stop(cached=cache_hits(so_far.run_dir) if so_far.run_dir else 0)
+        so_far.workflow = "succeeded" if result.get("outputs") is not None else "failed"
+    log_file = os.path.join(so_far.run_dir, "workflow.log")
+    if so_far.run_dir and os.path.isfile(log_file):
+        s3io.upload_file(log_file, run.results_bucket, run.results_key("workflow.log"))
+    return status, result
+
+
+def upload_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    """The output files under the results prefix; the outputs with their s3:// URIs."""
+    counter = so_far.reporter.counter("uploading outputs")
+    try:
+        return upload_outputs(run, wdl_path, outputs, so_far.run_dir, so_far.stop.check, counter)
+    finally:
+        counter.flush()
+
+
+# -- how a run ends: one Outcome, through one finish ----------------------------------------------
+
+SUCCEEDED, FAILED, CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
+
+
+@dataclass
+class Outcome:
+    """How a run ends: what its results say, and the driver's exit status."""
+
+    status: str  # SUCCEEDED, FAILED or CANCELLED
+    exit_code: int
+    #: outputs.json (SUCCEEDED) or error.json (otherwise), the run report still to add; None: the
+    #: run ended elsewhere first (whoever ended it wrote its error.json), nothing more is written
+    document: dict[str, Any] | None
+    #: stop every ECS task of the run still running first, saying this (empty: none to stop)
+    stop_tasks: str = ""
+    #: the driver's own failure or a stop: nothing comes after it, so a document it cannot
+    #: write is only logged (any other end that cannot be written becomes the driver's failure)
+    last_word: bool = False
+
+
+def finish(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> int:
+    """End the run as ``outcome`` says, every end the same way: stop what still runs; claim
+    success in status.json (a run cancelled first ends as that); the run report; error.json or
+    outputs.json; the run's task metrics. The exit status."""
+    try:
+        outcome = conclude(run, so_far, outcome)
+    except Exception as exn:
+        if not outcome.last_word:
+            return finish(run, so_far, broken(run, so_far, exn))
+        log.exception("could not write error.json")
+    if so_far.workflow:
+        publish_metrics(run, so_far.workflow)
+    return outcome.exit_code
+
+
+def conclude(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> Outcome:
+    """``finish``'s writes, in their order; the outcome that stands."""
+    if outcome.status == SUCCEEDED and outcome.document is not None and not claim_success(run):
+        # cancelled (or timed out) first: that end stands
+        outcome = already_ended(run, progress.ended(run.results_bucket, run.run_id), "writing outputs.json")
+    if outcome.stop_tasks:
+        stop_run_tasks(run, outcome.stop_tasks)
+    doc = outcome.document
+    if doc is None:
+        return outcome
+    # (the report after the claim: a run that lost it never has a report saying SUCCEEDED)
+    doc.update(run_report(run, doc["status"], so_far.started, so_far.run_dir, so_far.cfg))
+    name = "outputs.json" if outcome.status == SUCCEEDED else "error.json"
+    where = s3io.put_json(run.results_bucket, run.results_key(name), doc)
+    if outcome.status == SUCCEEDED:
+        log.info("run %s succeeded: %s", run.run_id, where)
+    else:
+        said = "stopped" if outcome.exit_code > 128 else "failed"  # (128 + a signal's number: stopped)
+        log.error("run %s %s: %s (%s)", run.run_id, said, doc.get("message"), where)
+    return outcome
+
+
+def claim_success(run: DriverRun) -> bool:
+    """Claim the run's end as SUCCEEDED before writing outputs.json: status.json's ``outputs``
+    is set with a conditional write (If-Match on its ETag, ``status.update``), unless the run
+    ended first. A cancel makes the same kind of write and refuses a run whose outputs are
+    claimed, so of the two exactly one wins: a run's files never say SUCCEEDED beside
+    CANCELLED. True: claimed (or the run has no status.json: a driver run by hand)."""
+    uri = run.results + "outputs.json"
+
+    def claiming(current: status_doc.RunStatus) -> status_doc.RunStatus | None:
+        return None if current.finished else current.model_copy(update={"outputs": uri})
+
+    after = status_doc.update(run.results_bucket, run.run_id, claiming)
+    return after is None or (not after.finished and after.outputs == uri)
+
+
+def already_ended(run: DriverRun, ended: status_doc.RunStatus | None, phase: str) -> Outcome:
+    """The run ended (cancelled, timed out) before this driver so_far to ``phase``: stop without
+    running (or writing) anything more; whoever ended it wrote its error.json. Exit 1."""
+    state = ended.status if ended is not None else "ended"
+    log.warning("run %s is %s: the driver stops while %s, running nothing more", run.run_id, state, phase)
+    return Outcome(ended.status if ended is not None else FAILED, 1, None, stop_tasks=f"the run is {state}")
+
+
+def workflow_failed(run: DriverRun, result: dict[str, Any]) -> Outcome:
+    """miniwdl's error, with what a user needs first (``describe_error``); CANCELLED if miniwdl
+    was terminated because the run was cancelled. Exit 1."""
+    doc = describe_error(run, result)
+    was_cancelled = progress.cancelled(run.results_bucket, run.run_id)
+    if was_cancelled is not None:
+        doc.update(status=CANCELLED, error="Cancelled", message=(was_cancelled.error or {}).get("message", "cancelled"))
+    return Outcome(doc["status"], 1, doc)
+
+
+def invalid_config(run: DriverRun, exn: config.InvalidConfig) -> Outcome:
+    """The bundle's (or the operator's) miniwdl.cfg cannot be read: fail the run with an
+    error.json naming the file (as its s3:// URI, for the bundle's) and the parse error. Nothing
+    ran; exit 1, as for a workflow that failed."""
+    return user_error(run, "InvalidConfiguration", str(exn), file=exn.where, problem=exn.problem)
+
+
+def user_error(run: DriverRun, error: str, message: str, **facts: Any) -> Outcome:
+    """Fail the run for something the user can fix (no traceback: the message says what and
+    where): a deleted submission, an output the driver does not upload (``outputs``), a broken
+    miniwdl.cfg; exit 1, as for a workflow that failed."""
+    return Outcome(FAILED, 1, {"run_id": run.run_id, "status": FAILED, "error": error, "message": message, **facts})
+
+
+def broken(run: DriverRun, so_far: RunSoFar, exn: Exception) -> Outcome:
+    """Something went wrong: if the driver was told to stop, whatever broke meanwhile (a transfer
+    cut short) is not the story (``stopped``); else the driver itself failed, exit 2."""
+    if so_far.stop.requested:
+        return stopped(run, so_far.stop)
+    log.exception("driver failed", exc_info=exn)
+    return Outcome(FAILED, 2, {
+        "run_id": run.run_id,
+        "status": FAILED,
+        "error": exn.__class__.__name__,
+        "message": f"driver error: {exn}",
+        "traceback": "".join(traceback.format_exception(exn)).splitlines(),
+    }, last_word=True)
+
+
+def stopped(run: DriverRun, stop: StopSignals) -> Outcome:
+    """The driver was told to stop: stop every task of the run still running, then write
+    error.json: CANCELLED if the run was cancelled, FAILED with why otherwise (a run that timed
+    out keeps its TimedOut error), with the run report if it can still be made. Exit 128 + the
+    signal's number."""
+    facts = lifecycle.ecs_stop_facts()
+    doc: dict[str, Any] = {
+        "run_id": run.run_id,
+        "status": FAILED,
+        "error": "DriverStopped",
+        "message": lifecycle.stopped_message(stop, facts),
+        "signal": stop.signal_name,
+        "phase": stop.phase,
+        **{k: v for k, v in (("stop_code", facts.get("stopCode")), ("stopped_reason", facts.get("stoppedReason"))) if v},
+    }
+    ended = progress.ended(run.results_bucket, run.run_id)
+    if ended is not None and ended.status != SUCCEEDED:  # cancelled, or timed out: that is the story
+        told = ended.error or {}
+        doc.update(status=ended.status, error=told.get("error") or doc["error"], message=told.get("message") or doc["message"])
+        doc["driver"] = lifecycle.stopped_message(stop, facts)
+    signum = getattr(signal.Signals, stop.signal_name or "SIGTERM", signal.SIGTERM)
+    reason = f"the run's driver was stopped ({stop.signal_name}) while {stop.phase}"
+    return Outcome(doc["status"], 128 + int(signum), doc, stop_tasks=reason, last_word=True)
+
+
+# -- the phases' work ------------------------------------------------------------------------------
+
+
 def fetch(run: DriverRun, progress: s3io.Progress | None = None) -> tuple[str, str]:
     """Download the workflow bundle and the inputs; return their local paths."""
     bucket, wdl_key = s3io.split(run.workflow)
@@ -103,28 +375,8 @@ def fetch(run: DriverRun, progress: s3io.Progress | None = None) -> tuple[str, s
     if not os.path.isfile(wdl_path):
         _download_submitted(run.workflow, wdl_path, progress)
     inputs_path = _download_submitted(run.inputs, os.path.join(source, ".inputs", "inputs.json"), progress)
-    unescape_json(inputs_path)
+    inputs_json.unescape_json(inputs_path)
     return wdl_path, inputs_path
-
-
-def unescape_json(path: str) -> None:
-    """Rewrite a JSON file with its characters as UTF-8 instead of ``\\u`` escapes. miniwdl
-    (1.16) reads a string escaped as a surrogate pair (``"\\ud83d\\ude00"``, how Python's json
-    and many tools write an emoji) as two lone surrogates, and the task then fails writing its
-    command ("surrogates not allowed"); the same characters written plainly work. A file that is
-    not JSON (or holds a lone surrogate, no character at all) is left for miniwdl to report."""
-    try:
-        with open(path, encoding="utf-8") as infile:
-            write_json(path, json.load(infile))
-    except ValueError:  # (UnicodeError included: nothing was written)
-        return
-
-
-def write_json(path: str, doc: Any) -> None:
-    """A JSON file miniwdl reads as written: UTF-8, no ``\\u`` escapes (``unescape_json``)."""
-    data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")  # (before the file is opened)
-    with open(path, "wb") as outfile:
-        outfile.write(data)
 
 
 class SubmittedFileGone(FileNotFoundError):
@@ -173,22 +425,10 @@ def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None =
     return status, result
 
 
-# -- the call cache, and the s3:// inputs it can trust -----------------------------------------------
-#
-# miniwdl keys a call cache entry by the call's inputs as values: an s3:// URI by its text, a
-# local file by its path (and trusts an entry while the local files it names are older than it).
-# Left to download s3:// inputs into each run's own directory, every run would see new paths
-# (no reuse for any task reading them), while a rerun of the whole workflow would be keyed by
-# URI text alone and hit even after the object was overwritten. So the driver stages each s3://
-# File/Directory input first, into a store on EFS addressed by the object's ETag, and runs
-# miniwdl on those paths: the same data is the same path in every run, changed data a new one.
-# (miniwdl's own download cache is keyed by URI only, so it stays off.) No flock is needed:
-# staging is temp-file-and-rename, and miniwdl's call cache takes flocks only on the run's own
-# log file.
+# -- the run's miniwdl configuration: the call cache on, in the filesystem's cache ------------------
 
 CALL_CACHE_DEFAULTS = {"get": "true", "put": "true"}
 RUN_CFG = config.RUN_CFG  # in the workflow bundle: this run's miniwdl configuration
-STAGING_THREADS = 8
 
 
 def run_cfg(
@@ -221,111 +461,6 @@ def run_cfg(
     path = os.path.join(workdir, RUN_CFG)
     with open(path, "w") as outfile:
         merged.write(outfile)
-    return path
-
-
-def stage_s3_inputs(
-    wdl_path: str, inputs_path: str, store: str, progress: s3io.Progress | None = None, counted: s3io.Counted | None = None
-) -> str:
-    """Download the s3:// File/Directory inputs into ``store`` (``<bucket>/<key>/<etag>/<name>``,
-    reused when already there) and return the path of an inputs JSON naming those copies.
-    Anything this cannot read (a WDL or inputs miniwdl will reject, an object it cannot see) is
-    left as it was, for miniwdl to report in its own words. Every object moves through one
-    s3io.Transfers (bounded, parallel); ``progress`` is called as the bytes come (it raises
-    DriverStopped to stop the staging), ``counted`` with the objects done and known."""
-    try:
-        target: Any = WDL.load(wdl_path)
-        target = target.workflow or (target.tasks[0] if len(target.tasks) == 1 else None)
-        with open(inputs_path) as infile:
-            given = json.load(infile)
-        env = WDL.values_from_json(given, target.available_inputs, namespace=target.name)
-    except Exception as exn:
-        log.info("inputs not staged (%s: %s); miniwdl will read them as given", exn.__class__.__name__, exn)
-        return inputs_path
-    uris: dict[str, bool] = {}  # uri -> is a Directory
-
-    def collect(value: WDL.Value.File | WDL.Value.Directory) -> str:
-        if value.value.startswith("s3://"):
-            uris[value.value] = isinstance(value, WDL.Value.Directory)
-        return value.value
-
-    WDL.Value.rewrite_env_paths(env, collect)
-    if not uris:
-        return inputs_path
-    started = time.monotonic()
-    with s3io.Transfers(progress, counted) as transfers, concurrent.futures.ThreadPoolExecutor(STAGING_THREADS) as pool:
-        staged = dict(zip(uris, pool.map(lambda u: _stage(u, uris[u], store, transfers), uris), strict=True))
-    env = WDL.Value.rewrite_env_paths(env, lambda v: staged.get(v.value) or v.value)
-    reused = sum(1 for path in staged.values() if path and getattr(path, "reused", False))
-    log.info("staged %d s3:// input(s) in %.1fs (%d already in %s)", len(uris), time.monotonic() - started, reused, store)
-    path = os.path.join(os.path.dirname(inputs_path), "inputs.staged.json")
-    write_json(path, WDL.values_to_json(env, namespace=target.name))
-    return path
-
-
-class _Staged(str):
-    """A staged path that remembers whether it was already in the store."""
-
-    reused = False
-
-
-def _in_store(store: str, *parts: str) -> _Staged:
-    """``store/parts...``, refusing keys that would climb out of it (S3 keys may hold "..")."""
-    path = os.path.normpath(os.path.join(store, *parts))
-    if not path.startswith(os.path.normpath(store) + os.sep):
-        raise s3io.S3URIError(f"refusing to stage outside {store}: {'/'.join(parts)}")
-    return _Staged(path)
-
-
-def _stage(uri: str, directory: bool, store: str, transfers: s3io.Transfers) -> str | None:
-    try:
-        if transfers.progress is not None:
-            transfers.progress(0)  # (told to stop: start no other download)
-        return _stage_directory(uri, store, transfers) if directory else _stage_file(uri, store, transfers)
-    except DriverStopped:
-        raise
-    except Exception as exn:  # miniwdl's own download of the URI will report it
-        log.warning("cannot stage %s (%s); leaving it to miniwdl", uri, exn)
-        return None
-
-
-def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
-    bucket, key = s3io.split(uri)
-    head = aws.client("s3").head_object(Bucket=bucket, Key=key)
-    etag = head["ETag"].strip('"')
-    path = _in_store(store, bucket, key, etag, os.path.basename(key))
-    if os.path.isfile(path) and os.path.getsize(path) == head["ContentLength"]:
-        path.reused = True
-        return path
-    transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])
-    return path
-
-
-def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
-    bucket, prefix = s3io.split(uri)
-    prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
-    listing = sorted((o["Key"], o["ETag"].strip('"')) for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/"))
-    if not listing:
-        raise s3io.S3URIError(f"no objects under {uri}")
-    digest = hashlib.sha256("\n".join(f"{k} {e}" for k, e in listing).encode()).hexdigest()[:32]
-    name = os.path.basename(prefix.rstrip("/")) or bucket
-    path = _in_store(store, bucket, prefix.rstrip("/") or "_", digest, name)
-    if os.path.isdir(path):
-        path.reused = True
-        return path
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".part.", dir=os.path.dirname(path))
-    try:
-        s3io.download_prefix(bucket, prefix, staging, transfers=transfers)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    try:
-        os.rename(staging, path)
-    except OSError:  # another run staged it meanwhile: same listing, same content
-        shutil.rmtree(staging, ignore_errors=True)
-        if not os.path.isdir(path):
-            raise
     return path
 
 
@@ -473,322 +608,6 @@ def publish_metrics(run: DriverRun, outcome: str) -> None:
         metrics.flush_metrics()
     except Exception:  # figures are a courtesy: never fail a run over them
         log.exception("could not publish the run's metrics")
-
-
-def run_report(run: DriverRun, status: str, started: float, run_dir: str = "", cfg: str | None = None) -> dict[str, Any]:
-    """Write the run report (report.html, timeline.svg, cost.json) under the results prefix;
-    return what outputs.json / error.json say of it. Never fails the run: a report that cannot
-    be made is logged and left out."""
-    try:
-        now = time.time()
-        recorded = attempts.LOG.snapshot(run=run.run_id)
-        own = driver_attempt(run, started, status, now, public_ip=own_public_ip(cfg))
-        prices = report_prices(cfg)
-        cost = report.estimate_cost(([own] if own else []) + recorded, prices, now=now)
-        cost.update(run_id=run.run_id, status=status)
-        hits = cache_hits(run_dir)
-        if hits:
-            cost["call_cache_hits"] = hits
-        tasks = len({a.call for a in recorded})
-        subtitle = (
-            f"{status} · {tasks} task(s), {len(recorded)} attempt(s)"
-            + (f", {hits} call(s) reused from the call cache" if hits else "")
-            + f" · {report.clock(round(now - started))} · estimated {cost['total_usd']:.4f} {cost['currency']}"
-        )
-        title = f"run {run.run_id}"
-        svg = report.timeline_svg(([own] if own else []) + recorded, title=title, subtitle=subtitle, now=now, costs=cost)
-        facts = [
-            ("status", status),
-            ("results", run.results),
-            ("WDL tasks", f"{tasks} ({len(recorded)} attempts)"),
-            ("call cache", f"{hits} call(s) reused" if hits else "no call reused"),
-            ("estimated cost", f"{cost['total_usd']:.4f} {cost['currency']} (driver included)" if own
-             else f"{cost['total_usd']:.4f} {cost['currency']} (WDL tasks; the driver's own size is unknown here)"),
-        ]
-        page = report.report_html(svg, cost, title, facts)
-        bucket = run.results_bucket
-        s3 = aws.client("s3")
-        for name, body, kind in (
-            ("timeline.svg", svg, "image/svg+xml"),
-            ("report.html", page, "text/html; charset=utf-8"),
-        ):
-            s3.put_object(Bucket=bucket, Key=run.results_key(name), Body=body.encode(), ContentType=kind)
-        s3io.put_json(bucket, run.results_key("cost.json"), cost)
-        return {
-            "report": s3io.uri(bucket, run.results_key("report.html")),
-            "cost": s3io.uri(bucket, run.results_key("cost.json")),
-            "estimated_cost_usd": cost["total_usd"],
-        }
-    except Exception:
-        log.exception("could not write the run report")
-        return {}
-
-
-def report_prices(cfg: str | None) -> report.Prices:
-    """``[aws_fargate] prices`` as the run's miniwdl configuration has it."""
-    from WDL.runtime import config as wdl_config
-
-    loader = wdl_config.Loader(log, filenames=[cfg] if cfg else None)
-    if loader.has_option("aws_fargate", "prices"):
-        return report.Prices.parse(loader["aws_fargate"]["prices"])
-    return report.Prices()
-
-
-def own_public_ip(cfg: str | None) -> bool:
-    """Whether this driver's task has a public IPv4 address: the stack launches it with the
-    assignPublicIp it gives the WDL tasks (``[aws_fargate] assign_public_ip``, set from the same
-    template parameter); DescribeTasks does not report the address itself."""
-    from WDL.runtime import config as wdl_config
-
-    from . import config
-
-    try:
-        return bool(config.option(wdl_config.Loader(log, filenames=[cfg] if cfg else None), "assign_public_ip"))
-    except ValueError as exn:  # the backend refuses such a setting before any task runs
-        log.warning("%s: the report counts no public IPv4 address for the driver", exn)
-        return False
-
-
-def driver_attempt(run: DriverRun, started: float, status: str, now: float, public_ip: bool = False) -> attempts.Attempt | None:
-    """The driver task itself as a row of the report (its size and capacity from ECS), when it
-    runs as an ECS task."""
-    arn = sweep.own_task_arn()
-    if not arn:
-        return None
-    try:
-        cluster = arn.split("/")[1] if arn.count("/") >= 2 else os.environ.get("MINIWDL__AWS_FARGATE__CLUSTER", "default")
-        task = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
-        if not (int(task.get("cpu") or 0) and int(task.get("memory") or 0)):
-            log.info("the driver task's size is unknown (%s): the report leaves the driver out", arn)
-            return None
-        from .backend.fargate import epoch
-
-        created = epoch(task.get("createdAt")) or started
-        return attempts.Attempt(
-            call="driver",
-            attempt=1,
-            run=run.run_id,
-            cpu=int(task.get("cpu") or 0),
-            memory=int(task.get("memory") or 0),
-            capacity=task.get("capacityProviderName") or task.get("launchType") or "FARGATE",
-            queued=created,
-            launched=created,
-            running=epoch(task.get("startedAt")) or started,
-            stopped=now,
-            billing_start=epoch(task.get("pullStartedAt")),
-            outcome=attempts.SUCCEEDED if status == "SUCCEEDED" else attempts.FAILED,
-            detail="the driver, until this report",
-            task_arn=arn,
-            public_ip=public_ip,
-        )
-    except Exception as exn:  # the report goes on without the driver's row
-        log.warning("cannot describe the driver task %s: %s", arn, exn)
-        return None
-
-
-def cache_hits(run_dir: str) -> int:
-    """Calls miniwdl took from the call cache, read from the run directory: a task call's
-    directory has a ``work`` directory once a container was made for it, and a cached call's
-    never does; a whole workflow taken from the cache has outputs and no call directories."""
-    if not run_dir or not os.path.isdir(run_dir):
-        return 0
-    hits = 0
-    calls = 0
-    for root, dirs, files in os.walk(run_dir):
-        if os.path.basename(root).startswith("call-"):
-            calls += 1
-            if "task.log" in files and not any(d.startswith("work") for d in dirs):
-                hits += 1
-        dirs[:] = [d for d in dirs if d.startswith("call-")]
-    if not calls and os.path.isfile(os.path.join(run_dir, "outputs.json")):
-        return 1
-    return hits
-
-
-def drive(run: DriverRun, stop: StopSignals | None = None) -> int:
-    """Run ``run`` to its end (see the module's docstring); the exit status."""
-    with contextlib.nullcontext(stop) if stop is not None else StopSignals() as signals:
-        return _drive(run, signals)
-
-
-def _drive(run: DriverRun, stop: StopSignals) -> int:
-    started = time.time()
-    os.makedirs(run.workdir, exist_ok=True)
-    os.chdir(run.workdir)  # s3:// downloads land here, on EFS, visible to every task
-    os.environ.setdefault("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "aws_fargate")
-    # one thread per scheduled task (miniwdl's model): 1,000 cost about 150 MB of the driver's memory
-    os.environ.setdefault("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "1000")
-    os.environ["RUN_ID"] = run.run_id
-    bucket = run.results_bucket
-    sweep_orphans()
-    ended = progress.ended(bucket, run.run_id)
-    if ended is not None:  # cancelled (or timed out) before this driver started: run nothing
-        return already_ended(run, ended, "starting")
-    reporter = progress.StatusReporter(
-        bucket, run.run_id, float(os.environ.get("MINIWDL_FARGATE_STATUS_INTERVAL") or progress.DEFAULT_INTERVAL)
-    )
-    reporter.started(sweep.own_task_arn())
-    cfg = None
-    run_dir = ""
-    try:
-        stop.enter("fetching the workflow and its inputs")
-        wdl_path, inputs_path = fetch(run, stop.check)
-        cfg = run_cfg(
-            run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options,
-            bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG,
-        )
-        if run.cache_dir:
-            stop.enter("staging the inputs")
-            staging = reporter.counter("staging inputs")
-            try:
-                inputs_path = stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), stop.check, staging)
-            finally:
-                staging.flush()
-        stop.enter("running the workflow")
-        ended = progress.ended(bucket, run.run_id)
-        if ended is not None:  # cancelled while the workflow was fetched and staged
-            reporter.stop()
-            return already_ended(run, ended, "about to run the workflow")
-        result: dict[str, Any] = {}
-        try:
-            status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, cfg)
-        finally:
-            release_run_volume()
-            run_dir = result.get("dir") or ""
-            reporter.stop(cached=cache_hits(run_dir) if run_dir else 0)
-            publish_metrics(run, "succeeded" if result.get("outputs") is not None else "failed")
-        if run_dir and os.path.isfile(os.path.join(run_dir, "workflow.log")):
-            s3io.upload_file(os.path.join(run_dir, "workflow.log"), bucket, run.results_key("workflow.log"))
-        stop.check()  # (miniwdl ended because of the signal: its error is not the story)
-        if status == 0:
-            stop.enter("uploading the outputs")
-            try:
-                uploading = reporter.counter("uploading outputs")
-                try:
-                    outputs = upload_outputs(run, wdl_path, result["outputs"], run_dir, stop.check, uploading)
-                finally:
-                    uploading.flush()
-            except outputs_check.OutputRefused as exn:
-                return refused(run, exn, started, run_dir, cfg)
-            stop.check()
-            if not claim_success(run):  # cancelled (or timed out) first: that end stands
-                return already_ended(run, progress.ended(bucket, run.run_id), "writing outputs.json")
-            # (the report after the claim: a run that lost it never has a report saying SUCCEEDED)
-            doc = {"run_id": run.run_id, "status": "SUCCEEDED", "outputs": outputs, "results": run.results}
-            doc.update(run_report(run, "SUCCEEDED", started, run_dir, cfg))
-            where = s3io.put_json(bucket, run.results_key("outputs.json"), doc)
-            log.info("run %s succeeded: %s", run.run_id, where)
-            return 0
-        doc = describe_error(run, result)
-        was_cancelled = progress.cancelled(bucket, run.run_id)
-        if was_cancelled is not None:  # miniwdl was terminated because the run was cancelled
-            doc.update(status="CANCELLED", error="Cancelled", message=(was_cancelled.error or {}).get("message", "cancelled"))
-        doc.update(run_report(run, doc["status"], started, run_dir, cfg))
-        where = s3io.put_json(bucket, run.results_key("error.json"), doc)
-        log.error("run %s failed: %s", run.run_id, where)
-        return 1
-    except config.InvalidConfig as exn:
-        return invalid_config(run, exn, started)
-    except SubmittedFileGone as exn:
-        return user_error(run, "SubmittedFileGone", str(exn), started)
-    except Exception as exn:
-        if stop.requested:  # whatever broke meanwhile (a transfer cut short), the stop is the story
-            return stopped(run, stop, started, run_dir, cfg)
-        log.exception("driver failed")
-        doc = {
-            "run_id": run.run_id,
-            "status": "FAILED",
-            "error": exn.__class__.__name__,
-            "message": f"driver error: {exn}",
-            "traceback": traceback.format_exc().splitlines(),
-        }
-        doc.update(run_report(run, "FAILED", started, run_dir, cfg))
-        try:
-            s3io.put_json(bucket, run.results_key("error.json"), doc)
-        except Exception:
-            log.exception("could not write error.json")
-        return 2
-
-
-def claim_success(run: DriverRun) -> bool:
-    """Claim the run's end as SUCCEEDED before writing outputs.json: status.json's ``outputs``
-    is set with a conditional write (If-Match on its ETag, ``status.update``), unless the run
-    ended first. A cancel makes the same kind of write and refuses a run whose outputs are
-    claimed, so of the two exactly one wins: a run's files never say SUCCEEDED beside
-    CANCELLED. True: claimed (or the run has no status.json: a driver run by hand)."""
-    uri = run.results + "outputs.json"
-
-    def claiming(current: status_doc.RunStatus) -> status_doc.RunStatus | None:
-        return None if current.finished else current.model_copy(update={"outputs": uri})
-
-    after = status_doc.update(run.results_bucket, run.run_id, claiming)
-    return after is None or (not after.finished and after.outputs == uri)
-
-
-def already_ended(run: DriverRun, ended: status_doc.RunStatus | None, phase: str) -> int:
-    """The run ended (cancelled, timed out) before this driver got to ``phase``: stop without
-    running (or writing) anything more; whoever ended it wrote its error.json. Exit 1."""
-    state = ended.status if ended is not None else "ended"
-    log.warning("run %s is %s: the driver stops while %s, running nothing more", run.run_id, state, phase)
-    stop_run_tasks(run, f"the run is {state}")
-    return 1
-
-
-def invalid_config(run: DriverRun, exn: config.InvalidConfig, started: float) -> int:
-    """The bundle's (or the operator's) miniwdl.cfg cannot be read: fail the run with an
-    error.json naming the file (as its s3:// URI, for the bundle's) and the parse error. Nothing
-    ran; exit 1, as for a workflow that failed."""
-    return user_error(run, "InvalidConfiguration", str(exn), started, file=exn.where, problem=exn.problem)
-
-
-def refused(run: DriverRun, exn: outputs_check.OutputRefused, started: float, run_dir: str, cfg: str | None) -> int:
-    """The workflow succeeded but an output is not one the driver uploads (``outputs``): fail
-    the run saying which, where and why; nothing was uploaded."""
-    return user_error(run, "OutputRefused", str(exn), started, run_dir=run_dir, cfg=cfg)
-
-
-def user_error(
-    run: DriverRun, error: str, message: str, started: float, run_dir: str = "", cfg: str | None = None, **facts: Any
-) -> int:
-    """Fail the run for something the user can fix (no traceback: the message says what and
-    where); exit 1, as for a workflow that failed."""
-    doc = {"run_id": run.run_id, "status": "FAILED", "error": error, "message": message, **facts}
-    doc.update(run_report(run, "FAILED", started, run_dir, cfg))
-    where = s3io.put_json(run.results_bucket, run.results_key("error.json"), doc)
-    log.error("run %s failed: %s (%s)", run.run_id, message, where)
-    return 1
-
-
-def stopped(run: DriverRun, stop: StopSignals, started: float, run_dir: str, cfg: str | None) -> int:
-    """The driver was told to stop: stop every task of the run still running, then write
-    error.json: CANCELLED if the run was cancelled, FAILED with why otherwise (a run that timed
-    out keeps its TimedOut error), with the run report if it can still be made. Exit 128 + the
-    signal's number."""
-    bucket = run.results_bucket
-    stop_run_tasks(run, f"the run's driver was stopped ({stop.signal_name}) while {stop.phase}")
-    facts = lifecycle.ecs_stop_facts()
-    doc: dict[str, Any] = {
-        "run_id": run.run_id,
-        "status": "FAILED",
-        "error": "DriverStopped",
-        "message": lifecycle.stopped_message(stop, facts),
-        "signal": stop.signal_name,
-        "phase": stop.phase,
-        **{k: v for k, v in (("stop_code", facts.get("stopCode")), ("stopped_reason", facts.get("stoppedReason"))) if v},
-    }
-    ended = progress.ended(bucket, run.run_id)
-    if ended is not None and ended.status != "SUCCEEDED":  # cancelled, or timed out: that is the story
-        told = ended.error or {}
-        doc.update(status=ended.status, error=told.get("error") or doc["error"], message=told.get("message") or doc["message"])
-        doc["driver"] = lifecycle.stopped_message(stop, facts)
-    doc.update(run_report(run, doc["status"], started, run_dir, cfg))
-    try:
-        where = s3io.put_json(bucket, run.results_key("error.json"), doc)
-        log.error("run %s stopped: %s (%s)", run.run_id, doc["message"], where)
-    except Exception:
-        log.exception("could not write error.json")
-    signum = getattr(signal.Signals, stop.signal_name or "SIGTERM", signal.SIGTERM)
-    return 128 + int(signum)
 
 
 def stop_run_tasks(run: DriverRun, reason: str) -> None:

@@ -123,3 +123,26 @@ def _check(value: Any, path: str, depth: int, where: str, problems: list[dict[st
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check(item, f"{path}[{index}]", depth + 1, where, problems)
+
+
+# -- the driver's copies, as miniwdl reads them ------------------------------------------------
+
+
+def unescape_json(path: str) -> None:
+    """Rewrite a JSON file with its characters as UTF-8 instead of ``\\u`` escapes. miniwdl
+    (1.16) reads a string escaped as a surrogate pair (``"\\ud83d\\ude00"``, how Python's json
+    and many tools write an emoji) as two lone surrogates, and the task then fails writing its
+    command ("surrogates not allowed"); the same characters written plainly work. A file that is
+    not JSON (or holds a lone surrogate, no character at all) is left for miniwdl to report."""
+    try:
+        with open(path, encoding="utf-8") as infile:
+            write_json(path, json.load(infile))
+    except ValueError:  # (UnicodeError included: nothing was written)
+        return
+
+
+def write_json(path: str, doc: Any) -> None:
+    """A JSON file miniwdl reads as written: UTF-8, no ``\\u`` escapes (``unescape_json``)."""
+    data = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")  # (before the file is opened)
+    with open(path, "wb") as outfile:
+        outfile.write(data)

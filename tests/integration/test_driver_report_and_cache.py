@@ -8,7 +8,10 @@ import xml.etree.ElementTree as ET
 import pytest
 from test_driver import WDL
 
-from miniwdl_fargate import aws, driver, report
+from miniwdl_fargate import aws, driver
+from miniwdl_fargate.report import cost as report_cost
+from miniwdl_fargate.report import render
+from miniwdl_fargate.report import run as report_run
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -75,7 +78,7 @@ def test_a_successful_run_has_a_report_next_to_its_outputs(bucket, tmp_path):
     assert sorted((label, outcome) for label, _a, outcome, _s, _f in found) == [
         ("call-fail_maybe", "succeeded"), ("call-greet-0-a", "succeeded"), ("call-greet-1-b", "succeeded"),
     ]
-    assert all(fill == report.COLOURS["succeeded"] for *_rest, fill in found)
+    assert all(fill == render.COLOURS["succeeded"] for *_rest, fill in found)
     assert all(segments[0] == "queued" and segments[-1] == "running" for _l, _a, _o, segments, _f in found)
     page = get("t-ok", "report.html")
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "call-greet-1-b" in page
@@ -91,7 +94,7 @@ def test_a_failed_run_has_a_report_showing_the_failure(bucket, tmp_path):
     error = get("t-fail", "error.json")
     assert error["report"] == "s3://runs/runs/t/results/t-fail/report.html"
     found = {label: (outcome, fill) for label, _a, outcome, _s, fill in bars(get("t-fail", "timeline.svg"))}
-    assert found["call-fail_maybe"] == ("failed", report.COLOURS["failed"])
+    assert found["call-fail_maybe"] == ("failed", render.COLOURS["failed"])
     assert "failed (exit 3)" in get("t-fail", "timeline.svg")
 
 
@@ -171,17 +174,17 @@ def test_the_driver_itself_is_a_row_of_the_report_when_ecs_knows_its_size(monkey
         "createdAt": datetime.fromtimestamp(1000, timezone.utc), "pullStartedAt": datetime.fromtimestamp(1010, timezone.utc),
         "startedAt": datetime.fromtimestamp(1030, timezone.utc),
     }
-    monkeypatch.setattr(driver.sweep, "own_task_arn", lambda: arn)
-    monkeypatch.setattr(driver.aws, "client", lambda service: FakeECS(task))
+    monkeypatch.setattr(report_run.sweep, "own_task_arn", lambda: arn)
+    monkeypatch.setattr(report_run.aws, "client", lambda service: FakeECS(task))
     run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/res/", "/tmp/x")
-    own = driver.driver_attempt(run, started=1040, status="SUCCEEDED", now=1130)
+    own = report_run.driver_attempt(run, started=1040, status="SUCCEEDED", now=1130)
     assert (own.call, own.cpu, own.memory, own.capacity) == ("driver", 1024, 2048, "FARGATE")
     assert (own.queued, own.billing_start, own.running, own.stopped) == (1000, 1010, 1030, 1130)
-    cost = report.estimate_cost([own], report.Prices())
+    cost = report_cost.estimate_cost([own], report_cost.Prices())
     assert cost["attempts"][0]["billed_seconds"] == 120  # from its image pull until the report
     # a size ECS does not give (moto's does not) leaves the driver out rather than price it at 0
     task.update(cpu=None)
-    assert driver.driver_attempt(run, started=1040, status="SUCCEEDED", now=1130) is None
+    assert report_run.driver_attempt(run, started=1040, status="SUCCEEDED", now=1130) is None
 
 
 # -- the driver's own task, and public IPv4 addresses, in cost.json --------------------------------

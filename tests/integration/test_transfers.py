@@ -153,12 +153,12 @@ def test_the_task_counts_do_not_claim_the_workflow_runs_while_inputs_stage(repor
 
 
 def test_staging_a_directory_input_counts_to_m_of_m_in_status_json(reporter, prefix_of_n, tmp_path):
-    from miniwdl_fargate import driver
+    from miniwdl_fargate import staging
 
     (tmp_path / "w.wdl").write_text("version development\nworkflow w {\n  input { Directory d\n File f }\n}\n")
     (tmp_path / "inputs.json").write_text('{"w.d": "s3://data/in/", "w.f": "s3://data/in/d0/sub0/f0.txt"}')
     counter = reporter.counter("staging inputs")
-    staged = driver.stage_s3_inputs(str(tmp_path / "w.wdl"), str(tmp_path / "inputs.json"), str(tmp_path / "store"), None, counter)
+    staged = staging.stage_s3_inputs(str(tmp_path / "w.wdl"), str(tmp_path / "inputs.json"), str(tmp_path / "store"), None, counter)
     counter.flush()
 
     doc = json.load(open(staged))

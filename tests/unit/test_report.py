@@ -6,11 +6,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from miniwdl_fargate import report
+from miniwdl_fargate.report import cost as report_cost
+from miniwdl_fargate.report import render
 from miniwdl_fargate.attempts import (
     CANCELLED, FAILED, FAILED_TO_START, INTERRUPTED, OUT_OF_MEMORY, SUCCEEDED, Attempt, AttemptLog,
 )
-from miniwdl_fargate.report import Prices
+from miniwdl_fargate.report.cost import Prices
 
 SVG = "{http://www.w3.org/2000/svg}"
 T = 1_800_000_000.0
@@ -55,16 +56,16 @@ def parse(svg):
 
 
 def test_one_bar_per_attempt_coloured_by_outcome_and_labelled_with_its_call():
-    cost = report.estimate_cost(attempts(), Prices(), now=T + 200)
-    root, bars = parse(report.timeline_svg(attempts(), title="run r-1", subtitle="FAILED", now=T + 200, costs=cost))
+    cost = report_cost.estimate_cost(attempts(), Prices(), now=T + 200)
+    root, bars = parse(render.timeline_svg(attempts(), title="run r-1", subtitle="FAILED", now=T + 200, costs=cost))
     assert [b["label"] for b in bars] == ["call-a", "call-b", "call-b #2", "call-sub/call-x", "call-y", "call-z"]
     assert [b["text"] for b in bars] == [
         "succeeded", "out of memory (exit 137)", "succeeded", "interrupted", "failed to start", "cancelled",
     ]
     for bar in bars:
-        colour = report.COLOURS[bar["outcome"]]
+        colour = render.COLOURS[bar["outcome"]]
         for name, fill, _x, _w in bar["segments"]:
-            assert fill == (report.QUEUED_COLOUR if name == "queued" else colour)
+            assert fill == (render.QUEUED_COLOUR if name == "queued" else colour)
     # phases: queued, then starting (RunTask accepted), then running; what never happened is absent
     assert [s[0] for s in bars[0]["segments"]] == ["queued", "starting", "running"]
     assert [s[0] for s in bars[4]["segments"]] == ["queued", "starting"]  # never ran
@@ -81,19 +82,19 @@ def test_one_bar_per_attempt_coloured_by_outcome_and_labelled_with_its_call():
 
 
 def test_an_empty_run_still_draws():
-    root, bars = parse(report.timeline_svg([], title="nothing", now=T))
+    root, bars = parse(render.timeline_svg([], title="nothing", now=T))
     assert bars == [] and "no WDL task ran" in [t.text for t in root.iter(f"{SVG}text")]
 
 
 def test_labels_and_details_are_escaped():
     odd = Attempt(call="call-<b>&", attempt=1, queued=T, launched=T + 1, running=T + 2, stopped=T + 3,
                   outcome=FAILED, exit_code=1, detail='reason "<x>"')
-    _root, bars = parse(report.timeline_svg([odd], now=T + 3))
+    _root, bars = parse(render.timeline_svg([odd], now=T + 3))
     assert bars[0]["label"] == "call-<b>&" and 'reason "<x>"' in bars[0]["title"]
 
 
 def test_cost_per_second_with_a_one_minute_minimum_from_the_image_pull():
-    cost = report.estimate_cost(attempts(), Prices(), now=T + 200)
+    cost = report_cost.estimate_cost(attempts(), Prices(), now=T + 200)
     rows = {(r["call"], r["attempt"]): r for r in cost["attempts"]}
     assert rows[("call-a", 1)]["billed_seconds"] == 100  # launched -> stopped (no pull time known)
     assert rows[("call-b", 1)]["billed_seconds"] == 60  # 38 s, billed the minimum
@@ -112,7 +113,7 @@ def test_cost_per_second_with_a_one_minute_minimum_from_the_image_pull():
 def test_ephemeral_storage_beyond_20_gib_is_priced():
     big = Attempt(call="c", attempt=1, cpu=1024, memory=2048, ephemeral_gib=120, capacity="FARGATE",
                   queued=T, launched=T, running=T + 1, stopped=T + 3600, outcome=SUCCEEDED)
-    cost = report.estimate_cost([big], Prices())
+    cost = report_cost.estimate_cost([big], Prices())
     assert cost["total_usd"] == pytest.approx(0.04048 + 2 * 0.004445 + 100 * 0.000111, abs=1e-6)
 
 
@@ -120,20 +121,20 @@ def test_prices_replace_the_defaults_entry_by_entry(tmp_path):
     prices = Prices.parse('{"region": "eu-west-1", "FARGATE": {"vcpu_hour": 0.04456, "gb_hour": 0.004865}}')
     assert prices.table["region"] == "eu-west-1"
     assert prices.rate("FARGATE") == {"vcpu_hour": 0.04456, "gb_hour": 0.004865}
-    assert prices.rate("FARGATE_SPOT") == report.DEFAULT_PRICES["FARGATE_SPOT"]
+    assert prices.rate("FARGATE_SPOT") == report_cost.DEFAULT_PRICES["FARGATE_SPOT"]
     table = tmp_path / "prices.json"
     table.write_text(json.dumps({"FARGATE_SPOT": {"vcpu_hour": 0.01, "gb_hour": 0.001}, "minimum_seconds": 0}))
     from_file = Prices.parse(str(table))
     assert from_file.rate("FARGATE_SPOT")["vcpu_hour"] == 0.01 and from_file.table["minimum_seconds"] == 0
     with pytest.raises(ValueError, match="vcpu_hour"):
         Prices.parse('{"FARGATE": {"vcpu": 1}}')
-    assert Prices.parse("").table == report.DEFAULT_PRICES
+    assert Prices.parse("").table == report_cost.DEFAULT_PRICES
 
 
 def test_unknown_capacity_is_not_priced_but_said():
     local = Attempt(call="c", attempt=1, cpu=1024, memory=1024, capacity="local",
                     queued=T, launched=T, running=T, stopped=T + 5, outcome=SUCCEEDED)
-    cost = report.estimate_cost([local], Prices())
+    cost = report_cost.estimate_cost([local], Prices())
     assert cost["total_usd"] == 0 and cost["unpriced_capacity"] == ["local"]
 
 
@@ -161,9 +162,9 @@ def test_the_attempt_log_is_thread_safe_and_filters_by_run():
 
 
 def test_the_page_holds_the_svg_and_the_cost_table():
-    cost = report.estimate_cost(attempts(), Prices(), now=T + 200)
-    svg = report.timeline_svg(attempts(), now=T + 200)
-    page = report.report_html(svg, cost, "run r-1", [("status", "FAILED")])
+    cost = report_cost.estimate_cost(attempts(), Prices(), now=T + 200)
+    svg = render.timeline_svg(attempts(), now=T + 200)
+    page = render.report_html(svg, cost, "run r-1", [("status", "FAILED")])
     assert page.startswith("<!DOCTYPE html>") and svg in page
     assert page.count("<tr><td>") == len(cost["attempts"])
     assert "eu-west-1" not in page and "us-east-1" in page
@@ -184,7 +185,7 @@ def test_each_public_ipv4_address_is_priced_over_the_tasks_billed_seconds():
     short = dataclasses_replace(public, call="d", stopped=T + 10)  # billed the 60 s minimum
     private = dataclasses_replace(public, call="e", public_ip=False)
     never = dataclasses_replace(public, call="f", launched=None, running=None, billing_start=None)  # no task, no address
-    cost = report.estimate_cost([public, short, private, never], Prices())
+    cost = report_cost.estimate_cost([public, short, private, never], Prices())
     rows = {r["call"]: r for r in cost["attempts"]}
     assert rows["c"]["public_ipv4"] and rows["c"]["public_ipv4_usd"] == pytest.approx(0.005)
     assert rows["c"]["usd"] == pytest.approx(0.04048 + 2 * 0.004445 + 0.005, abs=1e-6)
@@ -197,7 +198,7 @@ def test_each_public_ipv4_address_is_priced_over_the_tasks_billed_seconds():
     assert cost["total_usd"] == pytest.approx(sum(r["usd"] for r in cost["attempts"]), abs=1e-5)
     assert "public IPv4" in cost["method"]
     # a region's own price replaces the default
-    cheaper = report.estimate_cost([public], Prices.parse('{"public_ipv4_hour": 0.004}'))
+    cheaper = report_cost.estimate_cost([public], Prices.parse('{"public_ipv4_hour": 0.004}'))
     assert cheaper["public_ipv4_usd"] == pytest.approx(0.004)
 
 
@@ -211,8 +212,8 @@ def test_a_price_that_is_not_a_number_is_refused_by_name():
 def test_the_page_shows_the_public_ipv4_charge_per_row_and_in_total():
     driver_row = Attempt(call="driver", attempt=1, cpu=1024, memory=2048, capacity="FARGATE", public_ip=True,
                          queued=T, launched=T, running=T + 5, stopped=T + 200, outcome=SUCCEEDED)
-    cost = report.estimate_cost([driver_row, *attempts()], Prices(), now=T + 200)
-    page = report.report_html(report.timeline_svg([driver_row], now=T + 200), cost, "run r-1", [])
+    cost = report_cost.estimate_cost([driver_row, *attempts()], Prices(), now=T + 200)
+    page = render.report_html(render.timeline_svg([driver_row], now=T + 200), cost, "run r-1", [])
     assert "<th>public IPv4</th>" in page
     assert "<td>driver</td>" in page and f"<td>{cost['attempts'][0]['public_ipv4_usd']:.6f}</td>" in page
     assert f"public IPv4 addresses {cost['public_ipv4_usd']:.4f} USD" in page

@@ -1,0 +1,173 @@
+"""The run report as the driver writes it at a run's end: ``run_report`` puts ``report.html``,
+``timeline.svg`` and ``cost.json`` under the run's results prefix, from the attempts the
+container backends recorded (``attempts.LOG``), the driver's own task (``driver_attempt``, its
+size from ECS), the prices the run's miniwdl configuration sets and the calls the call cache
+answered (``cache_hits``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from WDL.runtime import config as wdl_config
+
+from .. import attempts, aws, config, s3io, sweep
+from .cost import Prices, estimate_cost
+from .render import clock, report_html, timeline_svg
+
+if TYPE_CHECKING:
+    from ..driver import DriverRun
+
+log = logging.getLogger("miniwdl-fargate.driver")
+
+
+def run_report(run: "DriverRun", status: str, started: float, run_dir: str = "", cfg: str | None = None) -> dict[str, Any]:
+    """Write the run report (report.html, timeline.svg, cost.json) under the results prefix;
+    return what outputs.json / error.json say of it. Never fails the run: a report that cannot
+    be made is logged and left out."""
+    try:
+        now = time.time()
+        recorded = attempts.LOG.snapshot(run=run.run_id)
+        own = driver_attempt(run, started, status, now, public_ip=own_public_ip(cfg))
+        rows = ([own] if own else []) + recorded
+        cost = run_cost(run, status, rows, report_prices(cfg), cache_hits(run_dir), now)
+        title = f"run {run.run_id}"
+        svg = timeline_svg(rows, title=title, subtitle=subtitle(status, recorded, cost, now - started), now=now, costs=cost)
+        page = report_html(svg, cost, title, facts(run, status, recorded, cost, with_driver=own is not None))
+        return write_report(run, svg, page, cost)
+    except Exception:
+        log.exception("could not write the run report")
+        return {}
+
+
+def run_cost(
+    run: "DriverRun", status: str, rows: list[attempts.Attempt], prices: Prices, hits: int, now: float
+) -> dict[str, Any]:
+    """cost.json: the attempts' cost, the run's id and status, and the calls the call cache answered."""
+    cost = estimate_cost(rows, prices, now=now)
+    cost.update(run_id=run.run_id, status=status)
+    if hits:
+        cost["call_cache_hits"] = hits
+    return cost
+
+
+def subtitle(status: str, recorded: list[attempts.Attempt], cost: dict[str, Any], elapsed: float) -> str:
+    """The timeline's second line: status, tasks and attempts, call cache, time and cost."""
+    hits = cost.get("call_cache_hits", 0)
+    return (
+        f"{status} · {len({a.call for a in recorded})} task(s), {len(recorded)} attempt(s)"
+        + (f", {hits} call(s) reused from the call cache" if hits else "")
+        + f" · {clock(round(elapsed))} · estimated {cost['total_usd']:.4f} {cost['currency']}"
+    )
+
+
+def facts(
+    run: "DriverRun", status: str, recorded: list[attempts.Attempt], cost: dict[str, Any], with_driver: bool
+) -> list[tuple[str, str]]:
+    """The report page's table of facts about the run."""
+    hits = cost.get("call_cache_hits", 0)
+    total = f"{cost['total_usd']:.4f} {cost['currency']}"
+    return [
+        ("status", status),
+        ("results", run.results),
+        ("WDL tasks", f"{len({a.call for a in recorded})} ({len(recorded)} attempts)"),
+        ("call cache", f"{hits} call(s) reused" if hits else "no call reused"),
+        ("estimated cost", f"{total} (driver included)" if with_driver
+         else f"{total} (WDL tasks; the driver's own size is unknown here)"),
+    ]
+
+
+def write_report(run: "DriverRun", svg: str, page: str, cost: dict[str, Any]) -> dict[str, Any]:
+    """Put timeline.svg, report.html and cost.json under the results prefix; what outputs.json /
+    error.json say of them."""
+    bucket = run.results_bucket
+    s3 = aws.client("s3")
+    for name, body, kind in (
+        ("timeline.svg", svg, "image/svg+xml"),
+        ("report.html", page, "text/html; charset=utf-8"),
+    ):
+        s3.put_object(Bucket=bucket, Key=run.results_key(name), Body=body.encode(), ContentType=kind)
+    s3io.put_json(bucket, run.results_key("cost.json"), cost)
+    return {
+        "report": s3io.uri(bucket, run.results_key("report.html")),
+        "cost": s3io.uri(bucket, run.results_key("cost.json")),
+        "estimated_cost_usd": cost["total_usd"],
+    }
+
+
+def report_prices(cfg: str | None) -> Prices:
+    """``[aws_fargate] prices`` as the run's miniwdl configuration has it."""
+    loader = wdl_config.Loader(log, filenames=[cfg] if cfg else None)
+    if loader.has_option("aws_fargate", "prices"):
+        return Prices.parse(loader["aws_fargate"]["prices"])
+    return Prices()
+
+
+def own_public_ip(cfg: str | None) -> bool:
+    """Whether this driver's task has a public IPv4 address: the stack launches it with the
+    assignPublicIp it gives the WDL tasks (``[aws_fargate] assign_public_ip``, set from the same
+    template parameter); DescribeTasks does not report the address itself."""
+    try:
+        return bool(config.option(wdl_config.Loader(log, filenames=[cfg] if cfg else None), "assign_public_ip"))
+    except ValueError as exn:  # the backend refuses such a setting before any task runs
+        log.warning("%s: the report counts no public IPv4 address for the driver", exn)
+        return False
+
+
+def driver_attempt(run: "DriverRun", started: float, status: str, now: float, public_ip: bool = False) -> attempts.Attempt | None:
+    """The driver task itself as a row of the report (its size and capacity from ECS), when it
+    runs as an ECS task."""
+    arn = sweep.own_task_arn()
+    if not arn:
+        return None
+    try:
+        cluster = arn.split("/")[1] if arn.count("/") >= 2 else os.environ.get("MINIWDL__AWS_FARGATE__CLUSTER", "default")
+        task = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+        if not (int(task.get("cpu") or 0) and int(task.get("memory") or 0)):
+            log.info("the driver task's size is unknown (%s): the report leaves the driver out", arn)
+            return None
+        from ..backend.fargate import epoch  # (not every driver test loads the backend)
+
+        created = epoch(task.get("createdAt")) or started
+        return attempts.Attempt(
+            call="driver",
+            attempt=1,
+            run=run.run_id,
+            cpu=int(task.get("cpu") or 0),
+            memory=int(task.get("memory") or 0),
+            capacity=task.get("capacityProviderName") or task.get("launchType") or "FARGATE",
+            queued=created,
+            launched=created,
+            running=epoch(task.get("startedAt")) or started,
+            stopped=now,
+            billing_start=epoch(task.get("pullStartedAt")),
+            outcome=attempts.SUCCEEDED if status == "SUCCEEDED" else attempts.FAILED,
+            detail="the driver, until this report",
+            task_arn=arn,
+            public_ip=public_ip,
+        )
+    except Exception as exn:  # the report goes on without the driver's row
+        log.warning("cannot describe the driver task %s: %s", arn, exn)
+        return None
+
+
+def cache_hits(run_dir: str) -> int:
+    """Calls miniwdl took from the call cache, read from the run directory: a task call's
+    directory has a ``work`` directory once a container was made for it, and a cached call's
+    never does; a whole workflow taken from the cache has outputs and no call directories."""
+    if not run_dir or not os.path.isdir(run_dir):
+        return 0
+    hits = 0
+    calls = 0
+    for root, dirs, files in os.walk(run_dir):
+        if os.path.basename(root).startswith("call-"):
+            calls += 1
+            if "task.log" in files and not any(d.startswith("work") for d in dirs):
+                hits += 1
+        dirs[:] = [d for d in dirs if d.startswith("call-")]
+    if not calls and os.path.isfile(os.path.join(run_dir, "outputs.json")):
+        return 1
+    return hits

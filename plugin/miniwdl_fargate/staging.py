@@ -1,0 +1,141 @@
+"""The store of staged s3:// inputs: the driver downloads each s3:// File/Directory input of a
+run into a store on EFS addressed by the object's ETag, and runs miniwdl on those paths.
+
+Why: miniwdl keys a call cache entry by the call's inputs as values: an s3:// URI by its text, a
+local file by its path (and trusts an entry while the local files it names are older than it).
+Left to download s3:// inputs into each run's own directory, every run would see new paths (no
+reuse for any task reading them), while a rerun of the whole workflow would be keyed by URI text
+alone and hit even after the object was overwritten. Staged here, the same data is the same path
+in every run, changed data a new one. (miniwdl's own download cache is keyed by URI only, so it
+stays off.) No flock is needed: staging is temp-file-and-rename, and miniwdl's call cache takes
+flocks only on the run's own log file.
+
+Layout: a File at ``<store>/<bucket>/<key>/<etag>/<name>``, a Directory at
+``<store>/<bucket>/<prefix>/<digest of its keys and ETags>/<name>``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+import WDL
+
+from . import aws, inputs_json, s3io
+from .lifecycle import DriverStopped
+
+log = logging.getLogger("miniwdl-fargate.driver")
+
+STAGING_THREADS = 8
+
+
+def stage_s3_inputs(
+    wdl_path: str, inputs_path: str, store: str, progress: s3io.Progress | None = None, counted: s3io.Counted | None = None
+) -> str:
+    """Download the s3:// File/Directory inputs into ``store`` (``<bucket>/<key>/<etag>/<name>``,
+    reused when already there) and return the path of an inputs JSON naming those copies.
+    Anything this cannot read (a WDL or inputs miniwdl will reject, an object it cannot see) is
+    left as it was, for miniwdl to report in its own words. Every object moves through one
+    s3io.Transfers (bounded, parallel); ``progress`` is called as the bytes come (it raises
+    DriverStopped to stop the staging), ``counted`` with the objects done and known."""
+    try:
+        target: Any = WDL.load(wdl_path)
+        target = target.workflow or (target.tasks[0] if len(target.tasks) == 1 else None)
+        with open(inputs_path) as infile:
+            given = json.load(infile)
+        env = WDL.values_from_json(given, target.available_inputs, namespace=target.name)
+    except Exception as exn:
+        log.info("inputs not staged (%s: %s); miniwdl will read them as given", exn.__class__.__name__, exn)
+        return inputs_path
+    uris: dict[str, bool] = {}  # uri -> is a Directory
+
+    def collect(value: WDL.Value.File | WDL.Value.Directory) -> str:
+        if value.value.startswith("s3://"):
+            uris[value.value] = isinstance(value, WDL.Value.Directory)
+        return value.value
+
+    WDL.Value.rewrite_env_paths(env, collect)
+    if not uris:
+        return inputs_path
+    started = time.monotonic()
+    with s3io.Transfers(progress, counted) as transfers, concurrent.futures.ThreadPoolExecutor(STAGING_THREADS) as pool:
+        staged = dict(zip(uris, pool.map(lambda u: _stage(u, uris[u], store, transfers), uris), strict=True))
+    env = WDL.Value.rewrite_env_paths(env, lambda v: staged.get(v.value) or v.value)
+    reused = sum(1 for path in staged.values() if path and getattr(path, "reused", False))
+    log.info("staged %d s3:// input(s) in %.1fs (%d already in %s)", len(uris), time.monotonic() - started, reused, store)
+    path = os.path.join(os.path.dirname(inputs_path), "inputs.staged.json")
+    inputs_json.write_json(path, WDL.values_to_json(env, namespace=target.name))
+    return path
+
+
+class _Staged(str):
+    """A staged path that remembers whether it was already in the store."""
+
+    reused = False
+
+
+def _in_store(store: str, *parts: str) -> _Staged:
+    """``store/parts...``, refusing keys that would climb out of it (S3 keys may hold "..")."""
+    path = os.path.normpath(os.path.join(store, *parts))
+    if not path.startswith(os.path.normpath(store) + os.sep):
+        raise s3io.S3URIError(f"refusing to stage outside {store}: {'/'.join(parts)}")
+    return _Staged(path)
+
+
+def _stage(uri: str, directory: bool, store: str, transfers: s3io.Transfers) -> str | None:
+    try:
+        if transfers.progress is not None:
+            transfers.progress(0)  # (told to stop: start no other download)
+        return _stage_directory(uri, store, transfers) if directory else _stage_file(uri, store, transfers)
+    except DriverStopped:
+        raise
+    except Exception as exn:  # miniwdl's own download of the URI will report it
+        log.warning("cannot stage %s (%s); leaving it to miniwdl", uri, exn)
+        return None
+
+
+def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
+    bucket, key = s3io.split(uri)
+    head = aws.client("s3").head_object(Bucket=bucket, Key=key)
+    etag = head["ETag"].strip('"')
+    path = _in_store(store, bucket, key, etag, os.path.basename(key))
+    if os.path.isfile(path) and os.path.getsize(path) == head["ContentLength"]:
+        path.reused = True
+        return path
+    transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])
+    return path
+
+
+def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
+    bucket, prefix = s3io.split(uri)
+    prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+    listing = sorted((o["Key"], o["ETag"].strip('"')) for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/"))
+    if not listing:
+        raise s3io.S3URIError(f"no objects under {uri}")
+    digest = hashlib.sha256("\n".join(f"{k} {e}" for k, e in listing).encode()).hexdigest()[:32]
+    name = os.path.basename(prefix.rstrip("/")) or bucket
+    path = _in_store(store, bucket, prefix.rstrip("/") or "_", digest, name)
+    if os.path.isdir(path):
+        path.reused = True
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".part.", dir=os.path.dirname(path))
+    try:
+        s3io.download_prefix(bucket, prefix, staging, transfers=transfers)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        os.rename(staging, path)
+    except OSError:  # another run staged it meanwhile: same listing, same content
+        shutil.rmtree(staging, ignore_errors=True)
+        if not os.path.isdir(path):
+            raise
+    return path
