@@ -1,21 +1,24 @@
-"""The driver: what the driver Fargate task runs for one run.
+"""The driver: what the driver Fargate task runs for one run, as one pass of phases (``_drive``):
 
-1. fetch the workflow bundle (the WDL's S3 folder, less ``results/`` and ``inputs.json``) and the
-   inputs JSON onto EFS; stage the s3:// File/Directory inputs into a store on EFS addressed by
-   their ETags (``cache``), so the call cache sees the same paths for the same data across runs;
-2. ``miniwdl run`` them, with the aws_fargate backend unless configured otherwise, and with
-   miniwdl's call cache on EFS (a ``miniwdl.cfg`` in the bundle may change that for one run);
-3. upload the output files under the run's results prefix and write ``outputs.json`` (File and
-   Directory values as s3:// URIs), or ``error.json`` naming what failed with its stderr tail;
-   either way, first the run report (``report.html``, ``timeline.svg``, ``cost.json``).
+1. fetch: the workflow bundle (the WDL's S3 folder, less ``results/`` and ``inputs.json``) and
+   the inputs JSON onto EFS, and the run's miniwdl configuration (``run_cfg``: miniwdl's call
+   cache on EFS, which a ``miniwdl.cfg`` in the bundle may change for one run);
+2. stage inputs: the s3:// File/Directory inputs into a store on EFS addressed by their ETags
+   (``staging``), so the call cache sees the same paths for the same data across runs;
+3. run: ``miniwdl run`` them, with the aws_fargate backend unless configured otherwise;
+4. upload: the output files under the run's results prefix (File and Directory values become
+   s3:// URIs);
+5. finish: every end of the run, whichever phase it came in, is an ``Outcome`` that ``finish``
+   makes so in one place: stop what still runs, claim success in status.json, the run report
+   (``report.run``: ``report.html``, ``timeline.svg``, ``cost.json``), then ``outputs.json`` or
+   ``error.json`` (naming what failed, with its stderr tail), then the run's task metrics.
 
 Told to stop (SIGTERM from ECS: a cancel, a timed-out run, Fargate taking its capacity back) at
-any moment of the three, it stops what it is doing and every WDL task of the run, and writes
-error.json saying so (``lifecycle``). Meanwhile it keeps the state machine's wait alive with
-heartbeats.
+any moment, it stops what it is doing and every WDL task of the run, and writes error.json
+saying so (``lifecycle``). Meanwhile it keeps the state machine's wait alive with heartbeats.
 
-Exit status: 0 succeeded, 1 the workflow failed, 2 the driver itself failed, 128 + the signal's
-number when it was stopped (143: SIGTERM).
+Exit status: 0 succeeded, 1 the workflow failed (or the run ended elsewhere first), 2 the driver
+itself failed, 128 + the signal's number when it was stopped (143: SIGTERM).
 """
 
 from __future__ import annotations
@@ -288,7 +291,7 @@ def claim_success(run: DriverRun) -> bool:
 
 
 def already_ended(run: DriverRun, ended: status_doc.RunStatus | None, phase: str) -> Outcome:
-    """The run ended (cancelled, timed out) before this driver so_far to ``phase``: stop without
+    """The run ended (cancelled, timed out) before this driver got to ``phase``: stop without
     running (or writing) anything more; whoever ended it wrote its error.json. Exit 1."""
     state = ended.status if ended is not None else "ended"
     log.warning("run %s is %s: the driver stops while %s, running nothing more", run.run_id, state, phase)

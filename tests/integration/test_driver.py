@@ -129,3 +129,64 @@ def test_inputs_deleted_after_submission_fail_the_run_saying_so(bucket, tmp_path
     assert doc["status"] == "FAILED" and doc["error"] == "SubmittedFileGone"
     assert doc["message"] == "s3://runs/runs/t/inputs.json was deleted after the run was submitted: submit it again"
     assert "traceback" not in doc
+
+
+# -- every end through one finish ------------------------------------------------------------------
+
+
+def failing_once(monkeypatch, name):
+    """s3io.put_json refuses the first write of ``name`` under the results prefix (S3 down for a moment)."""
+    real = driver.s3io.put_json
+    refused = []
+
+    def put_json(bucket_, key, doc):
+        if key == f"runs/t/results/t-1/{name}" and not refused:
+            refused.append(key)
+            raise RuntimeError("S3 is down for a moment")
+        return real(bucket_, key, doc)
+
+    monkeypatch.setattr(driver.s3io, "put_json", put_json)
+    return refused
+
+
+@pytest.mark.parametrize(
+    "cfg, name",
+    [(None, "outputs.json"), ("[call_cache\nget = true\n", "error.json")],
+    ids=["success", "invalid-config"],
+)
+def test_an_end_that_cannot_be_written_becomes_the_drivers_own_failure(bucket, tmp_path, monkeypatch, cfg, name):
+    if cfg is not None:
+        bucket.put_object(Bucket="runs", Key="runs/t/miniwdl.cfg", Body=cfg.encode())
+    refused = failing_once(monkeypatch, name)
+    assert start(tmp_path, monkeypatch, "one two three") == 2
+    assert refused == [f"runs/t/results/t-1/{name}"]
+    doc = get("runs/t/results/t-1/error.json")
+    assert doc["status"] == "FAILED" and doc["error"] == "RuntimeError"
+    assert doc["message"] == "driver error: S3 is down for a moment"
+    assert any("S3 is down for a moment" in line for line in doc["traceback"])
+    assert doc["report"] == "s3://runs/runs/t/results/t-1/report.html"
+    keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="runs", Prefix="runs/t/results/t-1/")["Contents"]]
+    assert "runs/t/results/t-1/outputs.json" not in keys
+
+
+@pytest.mark.parametrize(
+    "reference, cfg, refuse, published",
+    [
+        ("one two three", None, None, ["succeeded"]),
+        ("FAIL", None, None, ["failed"]),
+        ("one two three", "[call_cache\nget = true\n", None, []),  # nothing ran: no task figures
+        ("one two three", None, "outputs.json", ["succeeded"]),  # once, though the end was made twice
+    ],
+    ids=["succeeded", "failed", "invalid-config", "unwritable-end"],
+)
+def test_the_task_metrics_are_published_once_for_a_run_whose_workflow_ran(
+    bucket, tmp_path, monkeypatch, reference, cfg, refuse, published
+):
+    if cfg is not None:
+        bucket.put_object(Bucket="runs", Key="runs/t/miniwdl.cfg", Body=cfg.encode())
+    if refuse is not None:
+        failing_once(monkeypatch, refuse)
+    seen = []
+    monkeypatch.setattr(driver, "publish_metrics", lambda run, outcome: seen.append((run.run_id, outcome)))
+    start(tmp_path, monkeypatch, reference)
+    assert seen == [("t-1", outcome) for outcome in published]
