@@ -467,6 +467,9 @@ def run_cfg(
     return path
 
 
+# -- the outputs, under the results prefix ---------------------------------------------------------
+
+
 def upload_outputs(
     run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_dir: str, progress: s3io.Progress | None = None,
     counted: s3io.Counted | None = None,
@@ -540,6 +543,9 @@ def out_links(out_dir: str) -> dict[str, str]:
     return found
 
 
+# -- what failed -----------------------------------------------------------------------------------
+
+
 def tail(path: str | None, lines: int = STDERR_TAIL_LINES) -> list[str]:
     if not path or not os.path.isfile(path):
         return []
@@ -577,6 +583,9 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
     else:
         doc["message"] = error.get("message") or f"{what} failed: {failed.get('error', error.get('error'))}"
     return doc
+
+
+# -- the run's ECS tasks and figures ---------------------------------------------------------------
 
 
 def sweep_orphans() -> None:
@@ -625,6 +634,9 @@ def stop_run_tasks(run: DriverRun, reason: str) -> None:
         sweep.stop_run(cluster, run.run_id, reason, exclude=[own] if own else [])
     except Exception:  # stopping is best effort here: the driver's STOPPED event sweeps again
         log.exception("could not stop the tasks of run %s", run.run_id)
+
+
+# -- the command (miniwdl-fargate driver) ----------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
