@@ -6,6 +6,9 @@ though not JSON (RFC 8259 section 6), and nesting deep enough exhausts the recur
 RecursionError instead of an answer. Here each of those is a problem with where it is. A UTF-8
 byte order mark is accepted and stripped on every entrance (RFC 8259 section 8.1 lets parsers
 ignore it), and the run's copy of its inputs is written without one.
+
+The driver's copies of an inputs JSON, the ones miniwdl reads, are written with their characters
+as UTF-8, not ``\\u`` escapes (``write_json``, ``unescape_json``).
 """
 
 from __future__ import annotations
