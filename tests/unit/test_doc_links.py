@@ -112,3 +112,26 @@ def test_the_module_map_names_every_module():
     ]
     missing = [str(p.relative_to(ROOT)) for p in modules if f"../{p.relative_to(ROOT)}" not in mapped]
     assert missing == [], "add these to the module map in docs/architecture.md"
+
+
+def first_column_names(page: Path, header: str) -> set[str]:
+    """The `names` in the first column of the table whose header row starts with ``| header |``."""
+    names: set[str] = set()
+    rows = iter(page.read_text().splitlines())
+    for line in rows:
+        if line.startswith(f"| {header} |"):
+            next(rows)  # |---|---|
+            for row in rows:
+                if not row.startswith("|"):
+                    break
+                names |= set(re.findall(r"`([A-Za-z0-9]+)`", row.split("|")[1]))
+    return names
+
+
+def test_deploy_md_describes_every_parameter_and_output_of_the_stack():
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    deploy = ROOT / "docs" / "deploy.md"
+    assert first_column_names(deploy, "parameter") == set(template["Parameters"])
+    assert first_column_names(deploy, "output") == set(template["Outputs"])
