@@ -80,7 +80,10 @@ def option_types() -> dict[str, str]:
 
 def anchor(heading: str) -> str:
     """The anchor GitHub gives a Markdown heading: lower case, punctuation other than ``-`` and
-    ``_`` dropped, spaces as hyphens."""
+    ``_`` dropped (markup's backticks included), each space a hyphen; a repeated heading's anchor
+    gets ``-1``, ``-2``... (not done here). GitHub's "Section links":
+    https://docs.github.com/en/get-started/writing-on-github/getting-started-with-writing-and-formatting-on-github/basic-writing-and-formatting-syntax#section-links
+    (e.g. ``This -- Is__A_Test!`` is ``this----is__a_test``, as GitHub's slugger gives it)."""
     text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
     return text.replace(" ", "-")
 

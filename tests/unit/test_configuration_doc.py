@@ -92,3 +92,4 @@ def test_anchors_are_githubs():
     assert config_doc.anchor("`default_cpu_shares`, `default_memory_mb`") == "default_cpu_shares-default_memory_mb"
     assert config_doc.anchor("Input files, hard links and EFS's limits") == "input-files-hard-links-and-efss-limits"
     assert config_doc.anchor("Configuration: `[aws_fargate]`") == "configuration-aws_fargate"
+    assert config_doc.anchor("This -- Is__A_Test!") == "this----is__a_test"
