@@ -135,3 +135,30 @@ def test_deploy_md_describes_every_parameter_and_output_of_the_stack():
     deploy = ROOT / "docs" / "deploy.md"
     assert first_column_names(deploy, "parameter") == set(template["Parameters"])
     assert first_column_names(deploy, "output") == set(template["Outputs"])
+
+
+def table_shape_problems(text: str) -> list[str]:
+    """Table rows with another number of cells than their header row. GitHub splits a row at every
+    ``|`` not escaped as ``\\|``, inside code spans too (GFM spec, "Tables (extension)":
+    https://github.github.com/gfm/#tables-extension-)."""
+    problems, header = [], None
+    for line in outside_fences(text):
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = len(re.split(r"(?<!\\)\|", line.strip().strip("|")))
+        if header is None:
+            header = cells
+        elif cells != header:
+            problems.append(f"{cells} cells, not {header}: {line[:80]}")
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_table_row_has_its_headers_cells(page):
+    assert table_shape_problems(page.read_text()) == []
+
+
+def test_a_pipe_in_a_code_span_splits_a_row_unless_escaped():
+    table = "| a | b |\n|---|---|\n| `x\\|y` | z |\n| `x|y` | z |\n"
+    assert table_shape_problems(table) == ["3 cells, not 2: | `x|y` | z |"]
