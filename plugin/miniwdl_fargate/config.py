@@ -15,6 +15,7 @@ from importlib import resources
 
 from WDL.runtime import config as wdl_config
 
+from .backend.links import parse_link_limit
 from .report.cost import Prices
 
 SECTION = "aws_fargate"
@@ -121,6 +122,8 @@ class FargateSettings:
     pull_retries: int
     pull_retry_delay: float
     prices: Prices
+    efs_link_limit: int | None
+    link_spares_dir: str
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
@@ -157,6 +160,7 @@ _PARSERS = {
     "pull_retries": lambda v: int(_at_least(int(v), 0)),
     "pull_retry_delay": lambda v: _at_least(float(v), 0.0),
     "prices": Prices.parse,
+    "efs_link_limit": parse_link_limit,
 }
 
 

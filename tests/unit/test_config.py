@@ -79,3 +79,14 @@ def test_max_tasks_per_run(monkeypatch):
     assert load(monkeypatch, max_tasks_per_run="25").max_tasks_per_run == 25
     with pytest.raises(ValueError, match=r"invalid \[aws_fargate\] max_tasks_per_run .*must be at least 1 \(got 0\)"):
         load(monkeypatch, max_tasks_per_run="0")
+
+
+def test_efs_link_limit_and_link_spares_dir(monkeypatch):
+    s = load(monkeypatch)
+    assert (s.efs_link_limit, s.link_spares_dir) == (None, "")
+    s = load(monkeypatch, efs_link_limit="177", link_spares_dir="/mnt/efs/cache/links")
+    assert (s.efs_link_limit, s.link_spares_dir) == (177, "/mnt/efs/cache/links")
+    with pytest.raises(ValueError, match=r"invalid \[aws_fargate\] efs_link_limit .*expected a whole number"):
+        load(monkeypatch, efs_link_limit="lots")
+    with pytest.raises(ValueError, match=r"invalid \[aws_fargate\] efs_link_limit .*at least 2 links"):
+        load(monkeypatch, efs_link_limit="1")

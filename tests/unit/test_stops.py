@@ -11,7 +11,7 @@ def test_every_stop_code_in_botocores_model_is_classified():
     codes = botocore.session.get_session().get_service_model("ecs").shape_for("TaskStopCode").enum
     print("TaskStopCode:", codes)
     unclassified = sorted(set(codes) - set(stops.STOP_CODES))
-    assert not unclassified, f"classify these ECS stop codes in stops.STOP_CODES (and README's table): {unclassified}"
+    assert not unclassified, f"classify these ECS stop codes in stops.STOP_CODES (and the table in docs/architecture.md): {unclassified}"
 
 
 @pytest.mark.parametrize(

@@ -73,15 +73,10 @@ class LinkPolicy:
     @classmethod
     def from_cfg(cls, cfg: Any) -> "LinkPolicy":
         raw = _option(cfg, "efs_link_limit")
-        limit = None
-        if raw:
-            where = f"[{SECTION}] efs_link_limit (or MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT) = {raw!r}"
-            try:
-                limit = int(raw)
-            except ValueError:
-                raise ValueError(f"{where}: expected a whole number of hard links per file (EFS allows {EFS_LINK_LIMIT})") from None
-            if limit < 2:
-                raise ValueError(f"{where}: a file needs at least 2 links (its own name and one task's)")
+        try:
+            limit = parse_link_limit(raw)
+        except ValueError as exn:
+            raise ValueError(f"[{SECTION}] efs_link_limit (or MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT) = {raw!r}: {exn}") from None
         return cls(limit, _option(cfg, "link_spares_dir"))
 
     def spares_dir(self, top: str) -> str:
@@ -91,6 +86,20 @@ class LinkPolicy:
         if self.spares:
             return self.spares
         return os.path.join(os.path.dirname(os.path.realpath(top).rstrip("/")) or "/", SPARES_NAME)
+
+
+def parse_link_limit(raw: str) -> int | None:
+    """``efs_link_limit``: the hard links one file may have, or None (empty: the filesystem's own)."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number of hard links per file (EFS allows {EFS_LINK_LIMIT})") from None
+    if limit < 2:
+        raise ValueError("a file needs at least 2 links (its own name and one task's)")
+    return limit
 
 
 def _option(cfg: Any, key: str) -> str:
