@@ -10,7 +10,7 @@ from botocore.validate import ParamValidator
 from WDL.runtime import config as wdl_config
 
 from miniwdl_fargate import aws
-from miniwdl_fargate.backend.fargate import FargateTaskContainer
+from miniwdl_fargate.backend.fargate import FargateJob, FargateTaskContainer
 
 ECS_MODEL = botocore.session.get_session().get_service_model("ecs")
 LOG = logging.getLogger("test")
@@ -177,6 +177,23 @@ def test_launch_records_a_tagged_fargate_task_and_its_log_stream(backend):
     assert container.failure_info["log_url"].startswith("https://us-east-1.console.aws.amazon.com/cloudwatch/home")
     assert "$252Fwdl$252Ftasks" in container.failure_info["log_url"]
     container._stop(LOG, watch, "test over")
+
+
+def test_an_attempt_is_a_fargate_job_holding_what_it_was_launched_with(backend):
+    new, _, _ = backend
+    container = new()
+    job = container._start(LOG, container.task_script(), lambda: False)
+    assert isinstance(job, FargateJob)
+    task = aws.client("ecs").describe_tasks(cluster="wdl", tasks=[job.arn])["tasks"][0]
+    assert job.task_definition == task["taskDefinitionArn"] == container.task_definition(LOG, container.image())
+    assert job.family == task["taskDefinitionArn"].rsplit("/", 1)[1].split(":")[0]
+    assert job.family.startswith("miniwdl-task-")
+    assert 0 < len(job.client_token) <= 64 and job.capacity == "FARGATE"
+    assert job.launched_at > 0 and job.seen_version == 0 and job.last_state is None
+    container._stop(LOG, job, "test over")
+    container._stop(LOG, job, "again")  # sent once
+    assert job.stop_sent
+    assert vars(job.watch).keys() == vars(type(job.watch)(job.arn)).keys()  # nothing set on the poller's Watch
 
 
 def test_every_run_task_request_carries_a_client_token(backend):
