@@ -36,3 +36,15 @@ def test_a_stopped_job_reports_the_signal_as_a_shell_would(tmp_path):
     made._stop(LOG, job, "test over")
     assert made._poll(LOG, job, 60).exit_code == 128 + 15  # SIGTERM
     made._stop(LOG, job, "again")  # already ended: nothing to do
+
+
+def test_an_attempt_is_recorded_under_the_run_id_of_the_tasks_cfg(tmp_path, monkeypatch):
+    from miniwdl_fargate import attempts
+
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "hello-0a0b0c0d")
+    made = container(tmp_path)
+    made.runtime_values = {}
+    assert made._run(LOG, lambda: False, "exit 0") == 0
+    (attempt,) = attempts.LOG.snapshot(run="hello-0a0b0c0d")
+    assert (attempt.call, attempt.outcome, attempt.exit_code) == ("call-t", attempts.SUCCEEDED, 0)
+    attempts.LOG.clear()

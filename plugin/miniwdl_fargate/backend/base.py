@@ -34,7 +34,7 @@ from WDL.runtime.error import Interrupted, Terminated
 from WDL.runtime.task_container import TaskContainer
 from WDL._util import StructuredLogMessage as _
 
-from .. import attempts
+from .. import attempts, config
 from . import links, nfs
 
 
@@ -99,6 +99,8 @@ class BaseTaskContainer(TaskContainer):
         self.container_dir = host_dir  # the command sees its directory by its real path
         self._inputs_copied = False
         self._attempt: attempts.Attempt | None = None
+        #: the pipeline's run id ("" when miniwdl runs on its own); miniwdl's ``run_id`` is the call's
+        self.pipeline_run_id = config.run_id(cfg)
 
     # -- what subclasses provide ------------------------------------------------------------
 
@@ -305,7 +307,7 @@ class BaseTaskContainer(TaskContainer):
         attempt = self._attempt = attempts.LOG.begin(
             call=self.run_id,
             attempt=self.try_counter,
-            run=os.environ.get("RUN_ID", ""),
+            run=self.pipeline_run_id,
             path=self.host_dir,
             **self.attempt_facts(),
         )

@@ -12,7 +12,8 @@
   the task definition, and with an access point the volume's ``rootDirectory`` must be ``/``, so
   each run gets its own EFS access point (rooted at the run's directory, same POSIX user as the
   stack's) and its own task definition per image, both removed when the run ends (``RunVolume``,
-  ``release_run``). Without ``RUN_ID`` or an access point (standalone use) the whole mount is shared. The task definition sets
+  ``release_run``). Without a run id (``[aws_fargate] run_id``, which the driver sets) or an
+  access point (standalone use) the whole mount is shared. The task definition sets
   ``entryPoint`` to ``/bin/sh -c``, so an image's own ENTRYPOINT (``amazon/aws-cli``'s ``aws``)
   does not swallow the command, and enables an init process as PID 1 (signals forwarded,
   zombies reaped); the image's USER is kept (EFS's access point decides file ownership).
@@ -324,10 +325,9 @@ class FargateTaskContainer(BaseTaskContainer):
     # -- task definitions -----------------------------------------------------------------------
 
     @classmethod
-    def run_volume(cls, logger: logging.Logger) -> RunVolume | None:
-        """This run's volume, made once per process: None outside a run (no ``RUN_ID``) or
+    def run_volume(cls, logger: logging.Logger, run_id: str) -> RunVolume | None:
+        """Run ``run_id``'s volume, made once per process: None outside a run (no run id) or
         without an access point (standalone use, which mounts the whole filesystem)."""
-        run_id = os.environ.get("RUN_ID", "")
         if not run_id or not cls.settings.efs_access_point:
             return None
         with cls._run_volume_lock:
@@ -491,9 +491,10 @@ class FargateTaskContainer(BaseTaskContainer):
             return cls._td_locks.setdefault(image, threading.Lock())
 
     @classmethod
-    def task_definition(cls, logger: logging.Logger, image: str) -> str:
+    def task_definition(cls, logger: logging.Logger, image: str, run_id: str = "") -> str:
         """The task definition ARN for ``image``: found by content hash, registered if new. Known
-        images return at once; a new image waits only for its own registration."""
+        images return at once; a new image waits only for its own registration. With ``run_id``
+        (the pipeline's run), its tasks mount only that run's directory (``run_volume``)."""
         found = cls._task_definitions.get(image)
         if found:
             return found
@@ -501,7 +502,7 @@ class FargateTaskContainer(BaseTaskContainer):
             found = cls._task_definitions.get(image)
             if found:
                 return found
-            spec = cls.task_definition_spec(image, cls.run_volume(logger))
+            spec = cls.task_definition_spec(image, cls.run_volume(logger, run_id))
             digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
             family = f"{cls.settings.task_definition_prefix}-{digest}"
             ecs = aws.client("ecs")
@@ -547,10 +548,10 @@ class FargateTaskContainer(BaseTaskContainer):
         }
         if size.ephemeral_gib:
             overrides["ephemeralStorage"] = {"sizeInGiB": size.ephemeral_gib}
-        run_id = os.environ.get("RUN_ID", "standalone")
+        run_id = self.pipeline_run_id or "standalone"
         request: dict[str, Any] = {
             "cluster": s.cluster,
-            "taskDefinition": self.task_definition(logger, self.image()),
+            "taskDefinition": self.task_definition(logger, self.image(), self.pipeline_run_id),
             "count": 1,
             "networkConfiguration": {
                 "awsvpcConfiguration": {
