@@ -27,7 +27,11 @@
 - A task DescribeTasks does not know yet (MISSING: ECS is eventually consistent) counts as not
   started for ``missing_grace`` seconds; then it is stopped and the attempt fails as an
   infrastructure failure (retried like a capacity failure).
-- How a stopped task ends the attempt follows one table of ECS stop codes (``stops.STOP_CODES``);
+- Each attempt is a ``FargateJob`` (its task's poller watch, task definition, client token,
+  capacity and launch time, and what the attempt has seen of it): ``_start`` returns it, ``_poll``
+  and ``_stop`` take it.
+- How a stopped task ends the attempt is one pure function of ECS's description of it
+  (``stops.ending``), which follows one table of ECS stop codes (``stops.STOP_CODES``);
   an image pull that failed for a passing reason (rate limit, timeout) is tried again with
   backoff, one that cannot succeed (no such image, access denied) fails at once (``stops.PULL_ERRORS``).
 - Task definitions are registered under a lock per image: a slow or throttled registration of
@@ -75,11 +79,8 @@ DRIVER_TAG = sweep.DRIVER_TAG
 CALL_TAG = "miniwdl-fargate:call"
 RUN_ACCESS_POINT_TAG = sweep.RUN_ACCESS_POINT_TAG
 SPOT = "FARGATE_SPOT"
-PERMANENT_START_FAILURES = stops.PERMANENT_START_FAILURES
 #: the longest wait between two pulls of an image
 PULL_RETRY_CAP = 300.0
-OOM_REASON = stops.OOM_REASON
-OOM_EXIT_CODE = stops.OOM_EXIT_CODE
 #: RegisterTaskDefinition's sustained rate is 1 a second (token bucket per account and Region:
 #: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/request-throttling.html)
 REGISTER_INTERVAL = 1.0
@@ -108,12 +109,6 @@ def epoch(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
     return None
-
-
-def out_of_memory(task: dict[str, Any]) -> bool:
-    """Whether ECS says the task's container was killed for running out of memory."""
-    container = (task.get("containers") or [{}])[0]
-    return str(container.get("reason") or "").startswith(OOM_REASON)
 
 
 @dataclass(eq=False)
