@@ -78,7 +78,7 @@ def run_driver(args: argparse.Namespace, endpoint: str, workdir: Path) -> tuple[
             "MINIWDL__AWS_FARGATE__LOG_GROUP": "bench-tasks",
             "MINIWDL__AWS_FARGATE__PROVISION": "false",
             "MINIWDL__AWS_FARGATE__POLL_INTERVAL": str(args.poll_interval),
-            "RUN_ID": "bench",
+            "MINIWDL__AWS_FARGATE__RUN_ID": "bench",
         }
     )
     cmd = [sys.executable, "-m", "WDL", "run", str(workdir / "scale.wdl"), f"n={args.tasks}",

@@ -2,7 +2,12 @@
 
 Defaults live in one place, the packaged ``aws_fargate.cfg`` (which doubles as the user
 documentation); miniwdl's own loader supplies the user's cfg files and ``MINIWDL__AWS_FARGATE__*``
-environment variables on top.
+environment variables on top. Every ``[aws_fargate]`` option is read here, through ``option``:
+the backend's settings (``FargateSettings``), the run id the driver gives the backend
+(``run_id``), and what the driver needs outside miniwdl (``loader``, ``backend_cluster``), so a
+miniwdl.cfg file configures everything environment variables do. (``efs_link_limit`` and
+``link_spares_dir``, shared by both backends, are parsed by ``backend.links.LinkPolicy.from_cfg``
+through the same loader.)
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import configparser
 import functools
 import json
+import logging
 from dataclasses import dataclass, fields
 from importlib import resources
 
@@ -124,10 +130,46 @@ class FargateSettings:
     prices: Prices
     efs_link_limit: int | None
     link_spares_dir: str
+    #: the pipeline's run id (set by the driver for each run; read per task with ``run_id``)
+    run_id: str
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
         return cls(**{f.name: option(cfg, f.name) for f in fields(cls)})
+
+
+def loader(cfg_file: str | None = None, environ: dict[str, str] | None = None) -> wdl_config.Loader:
+    """miniwdl's configuration as miniwdl reads it: ``cfg_file`` (None: the file ``MINIWDL_CFG``
+    names, else the user's miniwdl.cfg), under ``MINIWDL__<SECTION>__<OPTION>`` environment
+    variables; those of ``environ`` (a driver's environment given as a dict) win too."""
+    overrides: dict[str, dict[str, str]] = {}
+    for key, value in (environ or {}).items():
+        parts = key.split("__")
+        if len(parts) == 3 and parts[0] == "MINIWDL" and parts[1] and parts[2]:
+            overrides.setdefault(parts[1].lower(), {})[parts[2].lower()] = value
+    # (quiet: miniwdl's own loader, made for the run, logs which file it read)
+    return wdl_config.Loader(_QUIET, filenames=[cfg_file] if cfg_file else None, overrides=overrides)
+
+
+_QUIET = logging.getLogger(__name__ + ".loader")
+_QUIET.setLevel(logging.WARNING)
+
+
+def run_id(cfg: wdl_config.Loader) -> str:
+    """The pipeline's run id, ``[aws_fargate] run_id``: the driver sets it
+    (``MINIWDL__AWS_FARGATE__RUN_ID``); "" when miniwdl runs on its own. Read per task, from the
+    task's own configuration: one process may run several runs (tests do), and miniwdl calls a
+    backend's ``global_init`` only once per process."""
+    return str(option(cfg, "run_id"))
+
+
+def backend_cluster(cfg: wdl_config.Loader) -> str:
+    """The ECS cluster the aws_fargate backend runs its tasks in, when aws_fargate is the
+    configured ``[scheduler] container_backend`` and a cluster is set (a cfg file or
+    ``MINIWDL__AWS_FARGATE__CLUSTER``); "" otherwise: there are no tasks of ours to stop."""
+    if cfg.get("scheduler", "container_backend", "") != "aws_fargate" or not cfg.has_option(SECTION, "cluster"):
+        return ""
+    return str(option(cfg, "cluster"))
 
 
 def option(cfg: wdl_config.Loader, name: str) -> object:

@@ -71,7 +71,7 @@ class DriverRun:
         if missing:
             raise ValueError(f"driver: missing environment variable(s) {', '.join(missing)}")
         results = env["RUN_RESULTS"] if env["RUN_RESULTS"].endswith("/") else env["RUN_RESULTS"] + "/"
-        base = env.get("MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT") or os.getcwd()
+        base = str(config.option(config.loader(environ=env), "efs_mountpoint")) or os.getcwd()
         if workdir is None:
             workdir = os.path.join(base, "runs", env["RUN_ID"])
         try:
@@ -141,7 +141,7 @@ def set_up(run: DriverRun) -> None:
     os.environ.setdefault("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "aws_fargate")
     # one thread per scheduled task (miniwdl's model): 1,000 cost about 150 MB of the driver's memory
     os.environ.setdefault("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "1000")
-    os.environ["RUN_ID"] = run.run_id
+    os.environ["MINIWDL__AWS_FARGATE__RUN_ID"] = run.run_id  # the backend's [aws_fargate] run_id
 
 
 def run_phases(run: DriverRun, so_far: RunSoFar) -> Outcome:
@@ -591,8 +591,8 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
 def sweep_orphans() -> None:
     """Stop WDL tasks left running by drivers that died (see ``sweep``): a driver's start-up is
     the one moment a crashed predecessor's tasks are sure to be noticed."""
-    cluster = os.environ.get("MINIWDL__AWS_FARGATE__CLUSTER")
-    if not cluster or os.environ.get("MINIWDL__SCHEDULER__CONTAINER_BACKEND") != "aws_fargate":
+    cluster = config.backend_cluster(config.loader())
+    if not cluster:
         return
     try:
         stopped = sweep.sweep_orphans(cluster)
@@ -626,8 +626,8 @@ def stop_run_tasks(run: DriverRun, reason: str) -> None:
     """Stop every ECS task of the run but this driver (by the run tag). miniwdl's backends stop
     the tasks they were waiting on when the stop signal came; this also catches a task whose
     RunTask was still in flight then."""
-    cluster = os.environ.get("MINIWDL__AWS_FARGATE__CLUSTER")
-    if not cluster or os.environ.get("MINIWDL__SCHEDULER__CONTAINER_BACKEND") != "aws_fargate":
+    cluster = config.backend_cluster(config.loader())
+    if not cluster:
         return
     try:
         own = sweep.own_task_arn()

@@ -29,7 +29,7 @@ def start_miniwdl(sim, tmp_path, source, **inputs):
             "MINIWDL__AWS_FARGATE__EXECUTION_ROLE": "arn:aws:iam::123456789012:role/exec",
             "MINIWDL__AWS_FARGATE__PROVISION": "false",
             "MINIWDL__AWS_FARGATE__POLL_INTERVAL": "0.2",
-            "RUN_ID": "sim-run",
+            "MINIWDL__AWS_FARGATE__RUN_ID": "sim-run",
         }
     )
     args = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in inputs.items()]

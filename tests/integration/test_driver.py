@@ -57,7 +57,7 @@ def start(tmp_path, monkeypatch, reference_text):
     )
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
-    monkeypatch.setenv("RUN_ID", "t-1")  # drive() sets it; restored after the test
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "t-1")  # drive() sets it; restored after the test
     monkeypatch.chdir(tmp_path)
     run = driver.DriverRun(
         run_id="t-1",

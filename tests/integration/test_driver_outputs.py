@@ -37,7 +37,7 @@ def drive(moto_aws, tmp_path, monkeypatch):
     s3.create_bucket(Bucket="runs")
     s3.put_object(Bucket="runs", Key="runs/t/make.wdl", Body=WDL.encode())
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
-    monkeypatch.setenv("RUN_ID", "t-1")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "t-1")
     monkeypatch.chdir(tmp_path)
 
     def run(kind: str) -> int:

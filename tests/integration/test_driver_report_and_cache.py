@@ -28,7 +28,7 @@ def bucket(moto_aws, monkeypatch, tmp_path):
     )
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
-    monkeypatch.setenv("RUN_ID", "unset")  # drive() sets it; restored after the test
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "unset")  # drive() sets it; restored after the test
     monkeypatch.chdir(tmp_path)
     return s3
 

@@ -10,7 +10,7 @@ from botocore.validate import ParamValidator
 from WDL.runtime import config as wdl_config
 
 from miniwdl_fargate import aws
-from miniwdl_fargate.backend.fargate import FargateTaskContainer
+from miniwdl_fargate.backend.fargate import FargateJob, FargateTaskContainer
 
 ECS_MODEL = botocore.session.get_session().get_service_model("ecs")
 LOG = logging.getLogger("test")
@@ -55,7 +55,7 @@ def backend(moto_aws, tmp_path, monkeypatch):
     }
     for key, value in env.items():
         monkeypatch.setenv(f"MINIWDL__AWS_FARGATE__{key}", value)
-    monkeypatch.setenv("RUN_ID", "run-1")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "run-1")
     cfg = wdl_config.Loader(LOG, filenames=[])
     FargateTaskContainer._task_definitions.clear()
     FargateTaskContainer.global_init(cfg, LOG)
@@ -179,6 +179,23 @@ def test_launch_records_a_tagged_fargate_task_and_its_log_stream(backend):
     container._stop(LOG, watch, "test over")
 
 
+def test_an_attempt_is_a_fargate_job_holding_what_it_was_launched_with(backend):
+    new, _, _ = backend
+    container = new()
+    job = container._start(LOG, container.task_script(), lambda: False)
+    assert isinstance(job, FargateJob)
+    task = aws.client("ecs").describe_tasks(cluster="wdl", tasks=[job.arn])["tasks"][0]
+    assert job.task_definition == task["taskDefinitionArn"] == container.task_definition(LOG, container.image())
+    assert job.family == task["taskDefinitionArn"].rsplit("/", 1)[1].split(":")[0]
+    assert job.family.startswith("miniwdl-task-")
+    assert 0 < len(job.client_token) <= 64 and job.capacity == "FARGATE"
+    assert job.launched_at > 0 and job.seen_version == 0 and job.last_state is None
+    container._stop(LOG, job, "test over")
+    container._stop(LOG, job, "again")  # sent once
+    assert job.stop_sent
+    assert vars(job.watch).keys() == vars(type(job.watch)(job.arn)).keys()  # nothing set on the poller's Watch
+
+
 def test_every_run_task_request_carries_a_client_token(backend):
     new, _, _ = backend
     container = new()
@@ -229,3 +246,45 @@ def test_the_report_counts_a_public_ipv4_address_exactly_when_the_task_gets_one(
     request = container.run_task_request(LOG, container.task_script())
     assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
     assert container.attempt_facts()["public_ip"] is False
+
+
+def test_a_cfg_file_alone_configures_the_backend_and_names_the_run(backend, tmp_path, monkeypatch):
+    _, sg, subnets = backend
+    for key in list(os.environ):
+        if key.startswith("MINIWDL__AWS_FARGATE__"):
+            monkeypatch.delenv(key)
+    aws.client("ecs").create_cluster(clusterName="wdl-file")
+    efs = tmp_path / "file-efs"
+    path = tmp_path / "miniwdl.cfg"
+    path.write_text(
+        "[aws_fargate]\ncluster = wdl-file\n"
+        f"subnets = {subnets[0]}\nefs_id = fs-0f11e\nefs_mountpoint = {efs}\nprovision = false\nlog_group =\n"
+        "run_id = hello-0f11e0f1\n"
+    )
+    cfg = wdl_config.Loader(LOG, filenames=[str(path)])
+    FargateTaskContainer._task_definitions.clear()
+    FargateTaskContainer.global_init(cfg, LOG)
+    host_dir = efs / "runs" / "hello-0f11e0f1" / "call-align"
+    os.makedirs(host_dir)
+    container = FargateTaskContainer(cfg, "call-align", str(host_dir))
+    container.process_runtime(LOG, runtime(docker="ubuntu:22.04"))
+    request = container.run_task_request(LOG, container.task_script())
+    validate("RunTask", request)
+    assert request["cluster"] == "wdl-file"
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == [subnets[0]]
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"] == [sg]
+    assert {"key": "miniwdl-fargate:run", "value": "hello-0f11e0f1"} in request["tags"]
+    assert request["startedBy"] == "hello-0f11e0f1"
+    job = container._start(LOG, container.task_script(), lambda: False)
+    assert aws.client("ecs").describe_tasks(cluster="wdl-file", tasks=[job.arn])["tasks"][0]["taskArn"] == job.arn
+    container._stop(LOG, job, "test over")
+
+
+def test_standalone_without_a_run_id_tags_its_tasks_standalone(backend, monkeypatch):
+    new, _, _ = backend
+    monkeypatch.delenv("MINIWDL__AWS_FARGATE__RUN_ID")
+    container = new()
+    assert container.pipeline_run_id == ""
+    request = container.run_task_request(LOG, container.task_script())
+    assert {"key": "miniwdl-fargate:run", "value": "standalone"} in request["tags"]
+    assert request["startedBy"] == "standalone"

@@ -30,7 +30,7 @@ def validate(service, operation, params):
 @pytest.fixture
 def stack_efs(moto_aws, tmp_path, monkeypatch):
     """A filesystem and the stack's access point (as template.yaml makes them), and the
-    backend set up in a run's driver (RUN_ID set)."""
+    backend set up in a run's driver (its run id set, as the driver sets it)."""
     ec2 = aws.client("ec2")
     subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"][:2]]
     ec2.create_security_group(GroupName="aegea.efs", Description="efs")
@@ -48,7 +48,7 @@ def stack_efs(moto_aws, tmp_path, monkeypatch):
     }
     for key, value in env.items():
         monkeypatch.setenv(f"MINIWDL__AWS_FARGATE__{key}", value)
-    monkeypatch.setenv("RUN_ID", "align-3f2a9c01")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "align-3f2a9c01")
     monkeypatch.setattr(fargate, "REGISTER_INTERVAL", 0.0)
     FargateTaskContainer._task_definitions.clear()
     FargateTaskContainer._run_volume = None
@@ -79,7 +79,7 @@ def test_a_runs_tasks_mount_only_the_runs_directory_at_the_drivers_path(stack_ef
     container = task("align-3f2a9c01")
     request = container.run_task_request(LOG, container.task_script())
     validate("ecs", "RunTask", request)
-    volume = FargateTaskContainer.run_volume(LOG)
+    volume = FargateTaskContainer.run_volume(LOG, "align-3f2a9c01")
     validate("ecs", "RegisterTaskDefinition", {"family": "f", **FargateTaskContainer.task_definition_spec(IMAGE, volume)})
     efs_config, mount_point = volume_of(request["taskDefinition"])
     run_ap = efs_config["authorizationConfig"]["accessPointId"]
@@ -112,7 +112,7 @@ def test_another_run_gets_its_own_access_point_and_task_definition(stack_efs, mo
     task, _, mount = stack_efs
     first = task("align-3f2a9c01").run_task_request(LOG, "true")["taskDefinition"]
     FargateTaskContainer.release_run(LOG)
-    monkeypatch.setenv("RUN_ID", "other-0badcafe")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "other-0badcafe")
     second = task("other-0badcafe").run_task_request(LOG, "true")["taskDefinition"]
     assert first != second
     (first_efs, _), (second_efs, second_mount) = volume_of(first), volume_of(second)
@@ -206,7 +206,7 @@ def test_a_run_volume_that_could_not_be_made_fails_every_task_at_once_and_leaves
     )
     for _task in ("call-a", "call-b", "call-c"):  # three tasks of the run
         with pytest.raises(RunVolumeError, match="not available"):
-            FargateTaskContainer.run_volume(LOG)
+            FargateTaskContainer.run_volume(LOG, "align-3f2a9c01")
     assert len(created) == 1  # made (and failed) once for the run
     monkeypatch.undo()
     left = {p["AccessPointId"] for p in efs.describe_access_points(FileSystemId=FargateTaskContainer.settings.efs_id)["AccessPoints"]}

@@ -174,3 +174,65 @@ def test_stop_run_stops_a_task_describe_tasks_does_not_know_yet(cluster, monkeyp
     monkeypatch.setitem(moto_patches._installed, "runtime", SimpleNamespace(faults=Faults(describe_missing=hidden)))
     assert sweep.stop_run("wdl", "run-a", "run cancelled") == [arn]
     assert ecs.list_tasks(cluster="wdl", desiredStatus="RUNNING")["taskArns"] == []
+
+
+def operator_cfg(tmp_path, monkeypatch, cluster_name="wdl"):
+    """The driver configured by an operator's cfg file alone (MINIWDL_CFG), no
+    MINIWDL__AWS_FARGATE__* variables."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("MINIWDL__AWS_FARGATE__") or key == "MINIWDL__SCHEDULER__CONTAINER_BACKEND":
+            monkeypatch.delenv(key)
+    path = tmp_path / "operator.cfg"
+    path.write_text(f"[scheduler]\ncontainer_backend = aws_fargate\n\n[aws_fargate]\ncluster = {cluster_name}\n")
+    monkeypatch.setenv("MINIWDL_CFG", str(path))
+
+
+def test_the_driver_sweeps_the_cluster_its_cfg_file_names(cluster, tmp_path, monkeypatch):
+    from miniwdl_fargate import driver
+
+    dead = cluster("driver", {sweep.RUN_TAG: "run-a"})
+    orphan = cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: dead})
+    aws.client("ecs").stop_task(cluster="wdl", task=dead, reason="driver crashed")
+    operator_cfg(tmp_path, monkeypatch)
+    driver.sweep_orphans()
+    assert orphan not in {t["taskArn"] for t in sweep.running_tasks("wdl")}
+
+
+def test_the_driver_stops_its_runs_tasks_in_the_cluster_its_cfg_file_names(cluster, tmp_path, monkeypatch):
+    from miniwdl_fargate import driver
+
+    tasks = [cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: "arn:driver"}) for _ in range(2)]
+    other = cluster("task", {sweep.RUN_TAG: "run-b", sweep.DRIVER_TAG: "arn:driver"})
+    operator_cfg(tmp_path, monkeypatch)
+    run = driver.DriverRun("run-a", "s3://b/w.wdl", "s3://b/i.json", "s3://b/r/", str(tmp_path / "work"))
+    driver.stop_run_tasks(run, "the run is cancelled")
+    assert {t["taskArn"] for t in sweep.running_tasks("wdl")} == {other}
+    assert {t["stoppedReason"] for t in aws.client("ecs").describe_tasks(cluster="wdl", tasks=tasks)["tasks"]} == {
+        "the run is cancelled"
+    }
+
+
+def test_without_a_configured_cluster_the_driver_stops_nothing(cluster, tmp_path, monkeypatch):
+    from miniwdl_fargate import driver
+
+    task = cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: "arn:driver"})
+    operator_cfg(tmp_path, monkeypatch)
+    (tmp_path / "operator.cfg").write_text("[scheduler]\ncontainer_backend = aws_fargate\n")
+    driver.stop_run_tasks(driver.DriverRun("run-a", "s3://b/w.wdl", "s3://b/i.json", "s3://b/r/", str(tmp_path)), "x")
+    driver.sweep_orphans()
+    assert task in {t["taskArn"] for t in sweep.running_tasks("wdl")}
+
+
+def test_the_drivers_run_directory_is_under_the_efs_mountpoint_of_its_cfg_file(tmp_path, monkeypatch):
+    from miniwdl_fargate import driver
+
+    operator_cfg(tmp_path, monkeypatch)
+    with open(tmp_path / "operator.cfg", "a") as cfg:
+        cfg.write("efs_mountpoint = /mnt/from-file\n")
+    environ = {"RUN_ID": "hello-1a2b3c4d", "RUN_WORKFLOW": "s3://b/w.wdl", "RUN_INPUTS": "s3://b/i.json", "RUN_RESULTS": "s3://b/r"}
+    run = driver.DriverRun.from_env(environ)
+    assert (run.workdir, run.cache_dir) == ("/mnt/from-file/runs/hello-1a2b3c4d", "/mnt/from-file/cache")
+    environ["MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT"] = "/mnt/from-env"
+    assert driver.DriverRun.from_env(environ).workdir == "/mnt/from-env/runs/hello-1a2b3c4d"

@@ -1,8 +1,10 @@
 import logging
+from dataclasses import fields
 
 import pytest
 from WDL.runtime import config as wdl_config
 
+from miniwdl_fargate import config
 from miniwdl_fargate.config import FargateSettings, default_cfg_text
 
 
@@ -90,3 +92,90 @@ def test_efs_link_limit_and_link_spares_dir(monkeypatch):
         load(monkeypatch, efs_link_limit="lots")
     with pytest.raises(ValueError, match=r"invalid \[aws_fargate\] efs_link_limit .*at least 2 links"):
         load(monkeypatch, efs_link_limit="1")
+
+
+# -- one settings reader: a cfg file works as well as MINIWDL__AWS_FARGATE__* ----------------------
+
+CFG_FILE = """
+[scheduler]
+container_backend = aws_fargate
+
+[aws_fargate]
+cluster = wdl-from-file
+subnets = subnet-f1, subnet-f2
+security_groups = ["sg-f1"]
+efs_id = fs-0f11e
+efs_mountpoint = /mnt/file-efs/
+efs_access_point = fsap-0f11e
+execution_role = arn:aws:iam::123456789012:role/from-file
+log_group = /from/file
+launch_rate = 7.5
+spot = false
+run_id = hello-0f11e0f1
+"""
+
+
+@pytest.fixture
+def no_environment(monkeypatch):
+    """Nothing configured by environment: only the cfg file the test writes counts."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("MINIWDL__") or key == "MINIWDL_CFG":
+            monkeypatch.delenv(key)
+
+
+def test_a_cfg_file_alone_configures_the_backend(tmp_path, no_environment):
+    path = tmp_path / "miniwdl.cfg"
+    path.write_text(CFG_FILE)
+    cfg = config.loader(str(path))
+    s = FargateSettings.from_cfg(cfg)
+    assert (s.cluster, s.subnets, s.security_groups) == ("wdl-from-file", ["subnet-f1", "subnet-f2"], ["sg-f1"])
+    assert (s.efs_id, s.efs_mountpoint, s.efs_access_point) == ("fs-0f11e", "/mnt/file-efs", "fsap-0f11e")
+    assert (s.execution_role, s.log_group, s.launch_rate, s.spot) == ("arn:aws:iam::123456789012:role/from-file", "/from/file", 7.5, False)
+    assert config.run_id(cfg) == "hello-0f11e0f1"
+    assert config.backend_cluster(cfg) == "wdl-from-file"
+
+
+def test_the_file_miniwdl_cfg_names_is_read_when_none_is_given(tmp_path, no_environment, monkeypatch):
+    path = tmp_path / "operator.cfg"
+    path.write_text(CFG_FILE)
+    monkeypatch.setenv("MINIWDL_CFG", str(path))
+    assert config.backend_cluster(config.loader()) == "wdl-from-file"
+
+
+def test_environment_variables_win_over_the_file(tmp_path, no_environment, monkeypatch):
+    path = tmp_path / "miniwdl.cfg"
+    path.write_text(CFG_FILE)
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__CLUSTER", "wdl-from-env")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "hello-0e0e0e0e")
+    cfg = config.loader(str(path))
+    assert FargateSettings.from_cfg(cfg).cluster == "wdl-from-env" == config.backend_cluster(cfg)
+    assert config.run_id(cfg) == "hello-0e0e0e0e"
+    given = config.loader(str(path), environ={"MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT": "/given/", "OTHER": "x"})
+    assert config.option(given, "efs_mountpoint") == "/given"
+
+
+def test_no_run_id_and_no_cluster_when_nothing_says_so(no_environment):
+    cfg = config.loader(None)
+    assert config.run_id(cfg) == ""
+    assert config.backend_cluster(cfg) == ""  # nothing set: no tasks of ours to stop
+    assert config.option(cfg, "cluster") == "default"  # (what the backend would use)
+
+
+def test_no_cluster_to_sweep_unless_aws_fargate_is_the_backend(tmp_path, no_environment, monkeypatch):
+    path = tmp_path / "miniwdl.cfg"
+    path.write_text(CFG_FILE.replace("container_backend = aws_fargate", "container_backend = host_process"))
+    assert config.backend_cluster(config.loader(str(path))) == ""
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "aws_fargate")
+    assert config.backend_cluster(config.loader(str(path))) == "wdl-from-file"
+
+
+def test_every_option_of_the_packaged_cfg_has_one_reader():
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read_string(default_cfg_text())
+    documented = set(parser[config.SECTION])
+    read = {f.name for f in fields(FargateSettings)}
+    assert documented == read

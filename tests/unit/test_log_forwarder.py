@@ -30,7 +30,7 @@ class ScriptOnly(BaseTaskContainer):
     def _start(self, logger, script, terminating):
         raise NotImplementedError("not launched: the test runs task_script itself")
 
-    def _status(self, logger, job, wait):
+    def _poll(self, logger, job, wait):
         raise NotImplementedError("not launched: the test runs task_script itself")
 
     def _stop(self, logger, job, reason):

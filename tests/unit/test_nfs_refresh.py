@@ -71,9 +71,9 @@ class FakeTask(base.BaseTaskContainer):
         return os.path.join(self.host_dir, "container")
 
     def _start(self, logger, script, terminating):
-        return "job-1"
+        return base.Job()
 
-    def _status(self, logger, job, wait):
+    def _poll(self, logger, job, wait):
         make_tree(self.host_work_dir())  # the container's writes
         self.events.append(("stopped", job))
         return base.JobStatus(stopped=True, exit_code=0)

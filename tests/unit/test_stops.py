@@ -1,10 +1,16 @@
-"""The tables of stops.py: every ECS stop code classified, image pull errors told apart."""
+"""The tables of stops.py: every ECS stop code classified, image pull errors told apart; and
+``stops.ending``, what a stopped task means, on real DescribeTasks answers (tests/events/describe_tasks)."""
+
+import json
+from datetime import datetime
+from pathlib import Path
 
 import botocore.session
 import pytest
 
+from miniwdl_fargate import attempts
 from miniwdl_fargate.backend import stops
-from miniwdl_fargate.backend.stops import Outcome, Pull
+from miniwdl_fargate.backend.stops import Outcome, Pull, Verdict
 
 
 def test_every_stop_code_in_botocores_model_is_classified():
@@ -60,3 +66,123 @@ def test_pull_errors_are_told_apart(reason, kind):
 
 def test_other_start_failures_are_not_pull_errors():
     assert stops.pull_error("ResourceInitializationError: failed to configure ENI") is None
+
+
+# -- stops.ending: one decision per stopped task, from real DescribeTasks answers -------------------
+
+
+PAYLOADS = Path(__file__).parent.parent / "events" / "describe_tasks"
+
+
+def payload(name: str) -> dict:
+    return json.loads((PAYLOADS / f"{name}.json").read_text())
+
+
+def conforms(shape, value, where: str) -> list[str]:
+    """What in ``value`` botocore's output ``shape`` has no place for (member names, enum values,
+    types): the fixtures are DescribeTasks answers as ECS sends them."""
+    kind = shape.type_name
+    if kind == "structure":
+        if not isinstance(value, dict):
+            return [f"{where}: not an object"]
+        problems = [f"{where}.{key}: not in {shape.name}" for key in value if key not in shape.members]
+        for key, item in value.items():
+            if key in shape.members:
+                problems += conforms(shape.members[key], item, f"{where}.{key}")
+        return problems
+    if kind == "list":
+        if not isinstance(value, list):
+            return [f"{where}: not a list"]
+        return [p for i, item in enumerate(value) for p in conforms(shape.member, item, f"{where}[{i}]")]
+    if kind == "string":
+        if not isinstance(value, str):
+            return [f"{where}: not a string"]
+        return [f"{where}: {value!r} not one of {shape.name}"] if shape.enum and value not in shape.enum else []
+    if kind == "integer" or kind == "long":
+        return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{where}: not an integer"]
+    if kind == "boolean":
+        return [] if isinstance(value, bool) else [f"{where}: not a boolean"]
+    if kind == "timestamp":
+        try:
+            datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            return [f"{where}: not a timestamp"]
+        return []
+    return []
+
+
+ENDINGS = [
+    # fixture, verdict, attempt outcome, exit code, retryable
+    ("success", Verdict.EXITED, "", 0, False),
+    ("nonzero_exit", Verdict.EXITED, "", 3, False),
+    ("out_of_memory", Verdict.OUT_OF_MEMORY, attempts.OUT_OF_MEMORY, 137, True),
+    ("spot_interruption", Verdict.INTERRUPTED, attempts.INTERRUPTED, 143, True),
+    ("termination_notice", Verdict.INTERRUPTED, attempts.INTERRUPTED, 143, True),
+    ("infrastructure_health", Verdict.INTERRUPTED, attempts.INTERRUPTED, 137, True),
+    ("user_initiated", Verdict.STOPPED, attempts.FAILED, 143, False),
+    ("pull_rate_limited", Verdict.PULL_AGAIN, attempts.FAILED_TO_START, None, True),
+    ("pull_not_found", Verdict.IMAGE_NOT_PULLABLE, attempts.FAILED_TO_START, None, False),
+    ("start_network", Verdict.START_INTERRUPTED, attempts.FAILED_TO_START, None, True),
+    ("cannot_create_container", Verdict.CANNOT_START, attempts.FAILED_TO_START, None, False),
+]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in PAYLOADS.glob("*.json")))
+def test_every_fixture_is_a_describe_tasks_answer_botocore_can_read(name):
+    shape = botocore.session.get_session().get_service_model("ecs").operation_model("DescribeTasks").output_shape
+    assert conforms(shape, payload(name), "DescribeTasks") == []
+
+
+def test_every_fixture_has_its_expected_ending():
+    assert sorted(case[0] for case in ENDINGS) == sorted(p.stem for p in PAYLOADS.glob("*.json"))
+
+
+@pytest.mark.parametrize("name, verdict, outcome, exit_code, retryable", ENDINGS)
+def test_what_a_stopped_task_means(name, verdict, outcome, exit_code, retryable):
+    task = payload(name)["tasks"][0]
+    end = stops.ending(task)
+    assert (end.verdict, end.outcome, end.exit_code, end.retryable) == (verdict, outcome, exit_code, retryable)
+    assert end.stop_code == task["stopCode"] and end.reason == task["stoppedReason"]
+    assert end.container_reason == task["containers"][0].get("reason", "")
+
+
+def test_what_each_ending_says():
+    said = {name: stops.ending(payload(name)["tasks"][0]) for name, *_ in ENDINGS}
+    assert said["success"].detail == "" and said["nonzero_exit"].detail == ""
+    assert said["out_of_memory"].detail == "OutOfMemoryError: Container killed due to memory usage"
+    assert said["spot_interruption"].detail == "Spot: Your Spot Task was interrupted."
+    assert said["infrastructure_health"].detail.startswith("InfrastructureHealth: Task stopped because")
+    assert said["user_initiated"].detail == "UserInitiated: Task stopped by user"
+    assert said["user_initiated"].meaning == stops.STOP_CODES["UserInitiated"].meaning
+    assert said["pull_rate_limited"].pull == stops.PullError(Pull.TRANSIENT, "the registry's pull rate limit")
+    assert said["pull_not_found"].pull.kind is Pull.PERMANENT
+    for name in ("pull_rate_limited", "pull_not_found", "start_network", "cannot_create_container"):
+        assert said[name].detail == said[name].reason
+        assert said[name].pull is None or name.startswith("pull")
+
+
+def test_an_interruption_wins_over_the_containers_out_of_memory_reason():
+    task = payload("spot_interruption")["tasks"][0]
+    task["containers"][0]["reason"] = "OutOfMemoryError: Container killed due to memory usage"
+    assert stops.ending(task).verdict is Verdict.INTERRUPTED
+
+
+def test_out_of_memory_without_an_exit_code_counts_as_killed():
+    task = payload("out_of_memory")["tasks"][0]
+    del task["containers"][0]["exitCode"]
+    assert stops.ending(task).exit_code == stops.OOM_EXIT_CODE
+
+
+def test_a_task_stopped_without_an_exit_code_for_no_known_reason():
+    task = payload("success")["tasks"][0]
+    del task["containers"][0]["exitCode"]
+    task["stopCode"] = "SomethingNew"
+    end = stops.ending(task)
+    assert (end.verdict, end.outcome, end.exit_code, end.retryable) == (Verdict.NO_EXIT_CODE, attempts.FAILED, None, False)
+    assert end.detail == "SomethingNew: Essential container in task exited"
+
+
+def test_an_exit_code_decides_for_a_stop_code_ecs_adds_later():
+    task = payload("nonzero_exit")["tasks"][0]
+    task["stopCode"] = "SomethingNew"
+    assert stops.ending(task).verdict is Verdict.EXITED and stops.ending(task).exit_code == 3

@@ -8,7 +8,8 @@ Input files are hard-linked (not copied) into ``work/_miniwdl_inputs``, so they 
 EFS; ``[file_io] copy_input_files`` still makes real copies. ``task_script`` is the one shell
 script a container runs.
 
-Subclasses supply ``_start`` (launch the script), ``_status`` (wait briefly for news) and ``_stop``.
+Subclasses supply ``_start`` (launch the script; it returns the attempt's ``Job``, an object of
+the backend's own type), ``_poll`` (wait briefly for news of that job) and ``_stop``.
 
 Every attempt is recorded in ``attempts`` (one process-wide log, read by the driver's run report):
 when it was queued, launched, running and stopped, its size and how it ended. A subclass may ask
@@ -33,7 +34,7 @@ from WDL.runtime.error import Interrupted, Terminated
 from WDL.runtime.task_container import TaskContainer
 from WDL._util import StructuredLogMessage as _
 
-from .. import attempts
+from .. import attempts, config
 from . import links, nfs
 
 
@@ -48,6 +49,12 @@ class JobStatus:
     detail: dict[str, Any] | None = None
     started_at: float | None = None  # epoch seconds the command started, if the backend knows
     stopped_at: float | None = None  # epoch seconds it stopped, if the backend knows
+
+
+class Job:
+    """One launched attempt of a task command. Each backend subclasses it with what it needs to
+    follow and stop the attempt (``FargateJob``: the ECS task; ``HostProcessJob``: the process):
+    ``_start`` returns it, ``_poll`` and ``_stop`` take it, and nothing is kept anywhere else."""
 
 
 class StartAgain(Exception):
@@ -92,20 +99,22 @@ class BaseTaskContainer(TaskContainer):
         self.container_dir = host_dir  # the command sees its directory by its real path
         self._inputs_copied = False
         self._attempt: attempts.Attempt | None = None
+        #: the pipeline's run id ("" when miniwdl runs on its own); miniwdl's ``run_id`` is the call's
+        self.pipeline_run_id = config.run_id(cfg)
 
     # -- what subclasses provide ------------------------------------------------------------
 
     @abstractmethod
-    def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> Any:
-        """Launch ``/bin/sh -c script``; return a handle for ``_status`` and ``_stop``. May raise
-        Terminated if ``terminating()`` turns true before the launch happens."""
+    def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> Job:
+        """Launch ``/bin/sh -c script``; return the attempt's job for ``_poll`` and ``_stop``. May
+        raise Terminated if ``terminating()`` turns true before the launch happens."""
 
     @abstractmethod
-    def _status(self, logger: logging.Logger, job: Any, wait: float) -> JobStatus:
+    def _poll(self, logger: logging.Logger, job: Job, wait: float) -> JobStatus:
         """Wait up to ``wait`` seconds for news and return the job's status."""
 
     @abstractmethod
-    def _stop(self, logger: logging.Logger, job: Any, reason: str) -> None:
+    def _stop(self, logger: logging.Logger, job: Job, reason: str) -> None:
         """Stop the job (idempotent)."""
 
     def _exit_code(self, logger: logging.Logger, status: JobStatus) -> int:
@@ -298,7 +307,7 @@ class BaseTaskContainer(TaskContainer):
         attempt = self._attempt = attempts.LOG.begin(
             call=self.run_id,
             attempt=self.try_counter,
-            run=os.environ.get("RUN_ID", ""),
+            run=self.pipeline_run_id,
             path=self.host_dir,
             **self.attempt_facts(),
         )
@@ -346,7 +355,7 @@ class BaseTaskContainer(TaskContainer):
                     finished = True  # (stopped here: the cleanup need not stop it again)
                     self._stop(logger, job, "run terminated")
                     raise Terminated()
-                status = self._status(logger, job, self.status_wait)
+                status = self._poll(logger, job, self.status_wait)
                 if (status.running or status.stopped) and not running:
                     cleanup.enter_context(self.task_running_context())
                     running = True

@@ -12,7 +12,8 @@
   the task definition, and with an access point the volume's ``rootDirectory`` must be ``/``, so
   each run gets its own EFS access point (rooted at the run's directory, same POSIX user as the
   stack's) and its own task definition per image, both removed when the run ends (``RunVolume``,
-  ``release_run``). Without ``RUN_ID`` or an access point (standalone use) the whole mount is shared. The task definition sets
+  ``release_run``). Without a run id (``[aws_fargate] run_id``, which the driver sets) or an
+  access point (standalone use) the whole mount is shared. The task definition sets
   ``entryPoint`` to ``/bin/sh -c``, so an image's own ENTRYPOINT (``amazon/aws-cli``'s ``aws``)
   does not swallow the command, and enables an init process as PID 1 (signals forwarded,
   zombies reaped); the image's USER is kept (EFS's access point decides file ownership).
@@ -26,7 +27,11 @@
 - A task DescribeTasks does not know yet (MISSING: ECS is eventually consistent) counts as not
   started for ``missing_grace`` seconds; then it is stopped and the attempt fails as an
   infrastructure failure (retried like a capacity failure).
-- How a stopped task ends the attempt follows one table of ECS stop codes (``stops.STOP_CODES``);
+- Each attempt is a ``FargateJob`` (its task's poller watch, task definition, client token,
+  capacity and launch time, and what the attempt has seen of it): ``_start`` returns it, ``_poll``
+  and ``_stop`` take it.
+- How a stopped task ends the attempt is one pure function of ECS's description of it
+  (``stops.ending``), which follows one table of ECS stop codes (``stops.STOP_CODES``);
   an image pull that failed for a passing reason (rate limit, timeout) is tried again with
   backoff, one that cannot succeed (no such image, access denied) fails at once (``stops.PULL_ERRORS``).
 - Task definitions are registered under a lock per image: a slow or throttled registration of
@@ -63,7 +68,7 @@ from WDL.runtime.error import Interrupted, Terminated
 from .. import attempts, aws, runs, sizes, sweep
 from ..config import FargateSettings
 from . import links, standalone, stops
-from .base import JobStatus, StartAgain, BaseTaskContainer
+from .base import BaseTaskContainer, Job, JobStatus, StartAgain
 from .launcher import LaunchCancelled, LaunchFailed, Launcher
 from .poller import TaskPoller, Watch
 
@@ -74,14 +79,8 @@ DRIVER_TAG = sweep.DRIVER_TAG
 CALL_TAG = "miniwdl-fargate:call"
 RUN_ACCESS_POINT_TAG = sweep.RUN_ACCESS_POINT_TAG
 SPOT = "FARGATE_SPOT"
-#: stoppedReason prefixes of a task that failed to start for reasons retrying will not fix
-#: (CannotPullContainerError is read with stops.PULL_ERRORS instead)
-PERMANENT_START_FAILURES = ("CannotCreateContainerError", "InvalidParameter")
 #: the longest wait between two pulls of an image
 PULL_RETRY_CAP = 300.0
-#: how Fargate says a container was killed for exceeding its memory (container ``reason``)
-OOM_REASON = "OutOfMemoryError"
-OOM_EXIT_CODE = 137  # SIGKILL
 #: RegisterTaskDefinition's sustained rate is 1 a second (token bucket per account and Region:
 #: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/request-throttling.html)
 REGISTER_INTERVAL = 1.0
@@ -112,10 +111,30 @@ def epoch(value: Any) -> float | None:
     return None
 
 
-def out_of_memory(task: dict[str, Any]) -> bool:
-    """Whether ECS says the task's container was killed for running out of memory."""
-    container = (task.get("containers") or [{}])[0]
-    return str(container.get("reason") or "").startswith(OOM_REASON)
+@dataclass(eq=False)
+class FargateJob(Job):
+    """One attempt run as an ECS task: what RunTask was asked and answered, the poller's watch
+    of the task, and what this attempt has seen of it so far."""
+
+    watch: Watch
+    task_definition: str
+    client_token: str
+    capacity: str  # FARGATE or FARGATE_SPOT
+    launched_at: float  # epoch seconds RunTask answered
+    #: the last poller update seen (``Watch.wait``) and the last lastStatus logged
+    seen_version: int = 0
+    last_state: str | None = None
+    #: StopTask was sent (a stop is sent once)
+    stop_sent: bool = False
+
+    @property
+    def arn(self) -> str:
+        return self.watch.arn
+
+    @property
+    def family(self) -> str:
+        """The task definition's family (its ARN's ``family:revision`` without the revision)."""
+        return self.task_definition.rsplit("/", 1)[-1].rsplit(":", 1)[0]
 
 
 class TaskLimitReached(WDL.Error.RuntimeError):
@@ -242,8 +261,6 @@ class FargateTaskContainer(BaseTaskContainer):
         self._size: sizes.FargateSize | None = None
         self._interruptions = 0
         self._capacity = "FARGATE"
-        self._seen_version = 0
-        self._last_state: str | None = None
         self._oom_retries = 0
         self._oom = False
         self._pull_retries = 0
@@ -303,10 +320,9 @@ class FargateTaskContainer(BaseTaskContainer):
     # -- task definitions -----------------------------------------------------------------------
 
     @classmethod
-    def run_volume(cls, logger: logging.Logger) -> RunVolume | None:
-        """This run's volume, made once per process: None outside a run (no ``RUN_ID``) or
+    def run_volume(cls, logger: logging.Logger, run_id: str) -> RunVolume | None:
+        """Run ``run_id``'s volume, made once per process: None outside a run (no run id) or
         without an access point (standalone use, which mounts the whole filesystem)."""
-        run_id = os.environ.get("RUN_ID", "")
         if not run_id or not cls.settings.efs_access_point:
             return None
         with cls._run_volume_lock:
@@ -470,9 +486,10 @@ class FargateTaskContainer(BaseTaskContainer):
             return cls._td_locks.setdefault(image, threading.Lock())
 
     @classmethod
-    def task_definition(cls, logger: logging.Logger, image: str) -> str:
+    def task_definition(cls, logger: logging.Logger, image: str, run_id: str = "") -> str:
         """The task definition ARN for ``image``: found by content hash, registered if new. Known
-        images return at once; a new image waits only for its own registration."""
+        images return at once; a new image waits only for its own registration. With ``run_id``
+        (the pipeline's run), its tasks mount only that run's directory (``run_volume``)."""
         found = cls._task_definitions.get(image)
         if found:
             return found
@@ -480,7 +497,7 @@ class FargateTaskContainer(BaseTaskContainer):
             found = cls._task_definitions.get(image)
             if found:
                 return found
-            spec = cls.task_definition_spec(image, cls.run_volume(logger))
+            spec = cls.task_definition_spec(image, cls.run_volume(logger, run_id))
             digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
             family = f"{cls.settings.task_definition_prefix}-{digest}"
             ecs = aws.client("ecs")
@@ -526,10 +543,10 @@ class FargateTaskContainer(BaseTaskContainer):
         }
         if size.ephemeral_gib:
             overrides["ephemeralStorage"] = {"sizeInGiB": size.ephemeral_gib}
-        run_id = os.environ.get("RUN_ID", "standalone")
+        run_id = self.pipeline_run_id or "standalone"
         request: dict[str, Any] = {
             "cluster": s.cluster,
-            "taskDefinition": self.task_definition(logger, self.image()),
+            "taskDefinition": self.task_definition(logger, self.image(), self.pipeline_run_id),
             "count": 1,
             "networkConfiguration": {
                 "awsvpcConfiguration": {
@@ -576,8 +593,8 @@ class FargateTaskContainer(BaseTaskContainer):
                 raise TaskLimitReached(message)
             FargateTaskContainer._launches += 1
 
-    def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> Watch:
-        self._seen_version, self._last_state, self._oom = 0, None, False
+    def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> FargateJob:
+        self._oom = False
         request = self.run_task_request(logger, script, client_token())
         self._count_launch()
         assert self._launcher is not None and self._poller is not None
@@ -593,7 +610,10 @@ class FargateTaskContainer(BaseTaskContainer):
             raise WDL.Error.RuntimeError(f"task {self.run_id}: {exn}") from exn
         arn = task["taskArn"]
         self._capacity = SPOT if "capacityProviderStrategy" in request else "FARGATE"
-        self._mark(launched=time.time(), task_arn=arn, capacity=self._capacity)
+        job = FargateJob(
+            self._poller.watch(arn), request["taskDefinition"], request["clientToken"], self._capacity, time.time()
+        )
+        self._mark(launched=job.launched_at, task_arn=arn, capacity=self._capacity)
         self.failure_info = self._task_info(task)
         size = request["overrides"]
         logger.notice(  # type: ignore[attr-defined]
@@ -607,7 +627,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 **{k: v for k, v in self.failure_info.items() if k in ("log_group", "log_stream")},
             )
         )
-        return self._poller.watch(arn)
+        return job
 
     def _task_info(self, task: dict[str, Any]) -> dict[str, Any]:
         info: dict[str, Any] = {"ecs_task": task["taskArn"], "capacity": self._capacity}
@@ -621,15 +641,17 @@ class FargateTaskContainer(BaseTaskContainer):
             )
         return info
 
-    def _status(self, logger: logging.Logger, job: Watch, wait: float) -> JobStatus:
-        self._seen_version = job.wait(wait, self._seen_version)
-        if job.missing:
+    def _poll(self, logger: logging.Logger, job: Job, wait: float) -> JobStatus:
+        assert isinstance(job, FargateJob)
+        watch = job.watch
+        job.seen_version = watch.wait(wait, job.seen_version)
+        if watch.missing:
             return self._missing(logger, job)
-        task = job.description or {}
+        task = watch.description or {}
         state = task.get("lastStatus", "PROVISIONING")
-        if state != self._last_state:
+        if state != job.last_state:
             logger.info(_("ECS task status", arn=job.arn, status=state))
-            self._last_state = state
+            job.last_state = state
         pulled = epoch(task.get("pullStartedAt"))
         if pulled and self._attempt is not None and self._attempt.billing_start is None:
             self._mark(billing_start=pulled)  # Fargate bills from the start of the image pull
@@ -646,22 +668,22 @@ class FargateTaskContainer(BaseTaskContainer):
             stopped_at=epoch(task.get("stoppedAt")),
         )
 
-    def _missing(self, logger: logging.Logger, job: Watch) -> JobStatus:
+    def _missing(self, logger: logging.Logger, job: FargateJob) -> JobStatus:
         """DescribeTasks answers MISSING. Within ``missing_grace`` the task is just not visible
         yet (ECS is eventually consistent: the RunTask reference says to poll DescribeTasks with
         backoff after RunTask, https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html);
         after it, stop it (so it cannot run and bill unseen) and fail the attempt as an
         infrastructure failure, retried like a capacity failure."""
-        unknown = job.unknown_for()
+        unknown = job.watch.unknown_for()
         grace = self.settings.missing_grace
         if unknown < grace:
-            if self._last_state != "MISSING":
+            if job.last_state != "MISSING":
                 logger.info(_("ECS does not know the task yet (MISSING): waiting", arn=job.arn, grace=grace))
-                self._last_state = "MISSING"
+                job.last_state = "MISSING"
             return JobStatus(running=False)
         message = (
             f"ECS did not know task {job.arn} for {unknown:.0f}s after "
-            f"{'RunTask' if job.description is None else 'it was last seen'} (DescribeTasks answered "
+            f"{'RunTask' if job.watch.description is None else 'it was last seen'} (DescribeTasks answered "
             f"MISSING; missing_grace = {grace:g}s): stopped it; the attempt is retried if the task's "
             "preemptible or maxRetries allows"
         )
@@ -671,10 +693,11 @@ class FargateTaskContainer(BaseTaskContainer):
         self._interruptions += 1
         raise Interrupted(message)
 
-    def _stop(self, logger: logging.Logger, job: Watch, reason: str) -> None:
-        if job.stopped or getattr(job, "stop_sent", False):
+    def _stop(self, logger: logging.Logger, job: Job, reason: str) -> None:
+        assert isinstance(job, FargateJob)
+        if job.watch.stopped or job.stop_sent:
             return
-        job.stop_sent = True  # type: ignore[attr-defined]
+        job.stop_sent = True
         logger.warning(_("stopping ECS task", arn=job.arn, reason=reason))
         try:
             aws.client("ecs").stop_task(cluster=self.settings.cluster, task=job.arn, reason=reason[:255])
@@ -685,68 +708,62 @@ class FargateTaskContainer(BaseTaskContainer):
             self._poller.forget(job.arn)
 
     def _exit_code(self, logger: logging.Logger, status: JobStatus) -> int:
-        """What the stopped task means, by its stop code (``stops.STOP_CODES``): the command's
-        exit code, an interruption (retried), a failure to start, or a stop from outside."""
+        """Act on what the stopped task means (``stops.ending``, a pure function of ECS's
+        description): the command's exit code, out of memory, an interruption (retried), a
+        failure to start, or a stop from outside."""
         task = status.detail or {}
-        container = (task.get("containers") or [{}])[0]
+        end = stops.ending(task)
         info = dict(self.failure_info or {})
         info.update({k: task[k] for k in ("stopCode", "stoppedReason") if task.get(k)})
-        if container.get("reason"):
-            info["container_reason"] = container["reason"]
+        if end.container_reason:
+            info["container_reason"] = end.container_reason
         self.failure_info = info
-        code = task.get("stopCode")
-        reason = status.reason or task.get("stoppedReason", "")
-        known = stops.stop_code(code)
-        outcome = known.outcome if known else stops.Outcome.EXIT_CODE
-        if outcome is stops.Outcome.INTERRUPTED:
-            return self._interrupted(logger, task, code or "", reason, status.exit_code)
-        if out_of_memory(task):
+        if end.verdict is stops.Verdict.EXITED:
+            return end.exit_code  # type: ignore[return-value]  (EXITED always has one)
+        if end.verdict is stops.Verdict.INTERRUPTED:
+            self._interrupted(logger, task, end)
+        if end.verdict is stops.Verdict.NO_EXIT_CODE:
+            raise WDL.Error.RuntimeError(f"task {self.run_id}: ECS task stopped without an exit code ({end.detail})")
+        self._mark(outcome=end.outcome, detail=end.detail)
+        if end.verdict is stops.Verdict.OUT_OF_MEMORY:
             self._oom = True
-            self._mark(outcome=attempts.OUT_OF_MEMORY, detail=container.get("reason", ""))
-            return status.exit_code if status.exit_code is not None else OOM_EXIT_CODE
-        if outcome is stops.Outcome.STOPPED:
-            self._mark(outcome=attempts.FAILED, detail=f"{code}: {reason}")
+            return end.exit_code  # type: ignore[return-value]  (137 when ECS gave none)
+        if end.verdict is stops.Verdict.STOPPED:
             raise WDL.Error.RuntimeError(
                 f"task {self.run_id}: its ECS task {task.get('taskArn')} was stopped from outside "
-                f"({code}: {reason or 'no reason given'}; {known.meaning if known else ''})"
-                + (f"; exit status {status.exit_code}" if status.exit_code is not None else "")
+                f"({end.stop_code}: {end.reason or 'no reason given'}; {end.meaning})"
+                + (f"; exit status {end.exit_code}" if end.exit_code is not None else "")
             )
-        if outcome is stops.Outcome.FAILED_TO_START and status.exit_code is None:
-            return self._failed_to_start(logger, reason)
-        if status.exit_code is not None:
-            return status.exit_code
-        raise WDL.Error.RuntimeError(
-            f"task {self.run_id}: ECS task stopped without an exit code ({code or 'no stop code'}: {reason})"
-        )
+        return self._failed_to_start(logger, end)
 
-    def _interrupted(self, logger: logging.Logger, task: dict[str, Any], code: str, reason: str, exit_code: int | None) -> NoReturn:
+    def _interrupted(self, logger: logging.Logger, task: dict[str, Any], end: stops.Ending) -> NoReturn:
         """Spot reclaimed the task, or ECS stopped it for its infrastructure: whatever the
         container exited with after its SIGTERM, not the task's fault. Retried as miniwdl
         retries an interruption (``preemptible``)."""
         self._interruptions += 1
         logger.warning(
-            _("ECS task interrupted", arn=task.get("taskArn"), stop_code=code, interruptions=self._interruptions)
+            _("ECS task interrupted", arn=task.get("taskArn"), stop_code=end.stop_code, interruptions=self._interruptions)
         )
-        label = "Spot" if code == "SpotInterruption" else code
-        self._mark(outcome=attempts.INTERRUPTED, detail=f"{label}: {reason}", exit_code=exit_code)
-        if code == "SpotInterruption":
-            raise Interrupted(f"Fargate Spot reclaimed the task ({reason})")
-        raise Interrupted(f"ECS stopped the task ({code}: {reason})")
+        self._mark(outcome=end.outcome, detail=end.detail, exit_code=end.exit_code)
+        if end.stop_code == "SpotInterruption":
+            raise Interrupted(f"Fargate Spot reclaimed the task ({end.reason})")
+        raise Interrupted(f"ECS stopped the task ({end.stop_code}: {end.reason})")
 
-    def _failed_to_start(self, logger: logging.Logger, reason: str) -> int:
+    def _failed_to_start(self, logger: logging.Logger, end: stops.Ending) -> int:
         """TaskFailedToStart: an image pull error by ``stops.PULL_ERRORS`` (again after a backoff,
         or fail at once naming the image); any other reason, as before: permanent ones fail,
         the rest are retried as interruptions."""
-        self._mark(outcome=attempts.FAILED_TO_START, detail=reason)
-        pull = stops.pull_error(reason)
-        if pull is not None and pull.kind is stops.Pull.PERMANENT:
+        reason = end.reason
+        if end.verdict is stops.Verdict.IMAGE_NOT_PULLABLE:
+            assert end.pull is not None
             raise ImageNotPullable(
-                f"task {self.run_id}: image {self.image()!r} cannot be pulled ({pull.what}); "
+                f"task {self.run_id}: image {self.image()!r} cannot be pulled ({end.pull.what}); "
                 f"not retried. ECS: {reason}"
             )
-        if pull is not None:
-            return self._pull_again(logger, pull, reason)
-        if reason.startswith(PERMANENT_START_FAILURES):
+        if end.verdict is stops.Verdict.PULL_AGAIN:
+            assert end.pull is not None
+            return self._pull_again(logger, end.pull, reason)
+        if end.verdict is stops.Verdict.CANNOT_START:
             raise WDL.Error.RuntimeError(f"task {self.run_id}: ECS could not start the task: {reason}")
         self._interruptions += 1
         raise Interrupted(f"ECS task failed to start: {reason}")

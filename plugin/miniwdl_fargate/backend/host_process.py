@@ -13,13 +13,27 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Dict
 
 import psutil
 from WDL._util import StructuredLogMessage as _
 
 from . import links
-from .base import JobStatus, BaseTaskContainer
+from .base import BaseTaskContainer, Job, JobStatus
+
+
+@dataclass(eq=False)
+class HostProcessJob(Job):
+    """One attempt run as a host process: the process (its own session, so a stop reaches the
+    whole command) and when it started."""
+
+    process: subprocess.Popen
+    started_at: float
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
 class HostProcessTaskContainer(BaseTaskContainer):
@@ -42,8 +56,8 @@ class HostProcessTaskContainer(BaseTaskContainer):
     def attempt_facts(self) -> dict[str, Any]:
         return {**super().attempt_facts(), "capacity": "local"}
 
-    def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> subprocess.Popen:
-        proc = subprocess.Popen(
+    def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> HostProcessJob:
+        process = subprocess.Popen(
             ["/bin/sh", "-c", script],
             cwd=self.host_dir,
             stdin=subprocess.DEVNULL,
@@ -51,29 +65,29 @@ class HostProcessTaskContainer(BaseTaskContainer):
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        proc.started_at = time.time()  # type: ignore[attr-defined]
-        logger.notice(_("host_process started", pid=proc.pid))  # type: ignore[attr-defined]
-        return proc
+        job = HostProcessJob(process, time.time())
+        logger.notice(_("host_process started", pid=job.pid))  # type: ignore[attr-defined]
+        return job
 
-    def _status(self, logger: logging.Logger, job: subprocess.Popen, wait: float) -> JobStatus:
+    def _poll(self, logger: logging.Logger, job: Job, wait: float) -> JobStatus:
+        assert isinstance(job, HostProcessJob)
         try:
-            code = job.wait(wait)
+            code = job.process.wait(wait)
         except subprocess.TimeoutExpired:
-            return JobStatus(running=True, started_at=job.started_at)  # type: ignore[attr-defined]
+            return JobStatus(running=True, started_at=job.started_at)
         # a command killed by signal N reports 128+N, as a shell (and a container) would
-        return JobStatus(
-            stopped=True, exit_code=code if code >= 0 else 128 - code, started_at=job.started_at  # type: ignore[attr-defined]
-        )
+        return JobStatus(stopped=True, exit_code=code if code >= 0 else 128 - code, started_at=job.started_at)
 
-    def _stop(self, logger: logging.Logger, job: subprocess.Popen, reason: str) -> None:
-        if job.poll() is not None:
+    def _stop(self, logger: logging.Logger, job: Job, reason: str) -> None:
+        assert isinstance(job, HostProcessJob)
+        if job.process.poll() is not None:
             return
         logger.warning(_("stopping local process", pid=job.pid, reason=reason))
         try:
             os.killpg(job.pid, signal.SIGTERM)
-            job.wait(10)
+            job.process.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(job.pid, signal.SIGKILL)
-            job.wait()
+            job.process.wait()
         except ProcessLookupError:
             pass

@@ -12,6 +12,10 @@ https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_cannot_pull_ima
 registry's rate limit (Docker Hub answers 429 ``toomanyrequests``) or a network timeout passes,
 so the pull is tried again with backoff; an image that does not exist or may not be pulled will
 not appear by retrying, so the task fails at once naming the image.
+
+``ending``: the one decision, a pure function of the stopped task ECS described (its stop code,
+stopped reason, and its container's exit code and reason): what the attempt's outcome is, its
+exit code, what to say, and whether another try may succeed. The backend acts on it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import Any
+
+from .. import attempts
 
 
 class Outcome(enum.Enum):
@@ -94,3 +101,89 @@ def pull_error(reason: str) -> PullError | None:
         if re.search(pattern, text):
             return PullError(kind, what)
     return PullError(Pull.PERMANENT, "the image could not be pulled")
+
+
+#: stoppedReason prefixes of a task that failed to start for reasons retrying will not fix
+#: (CannotPullContainerError is read with PULL_ERRORS instead)
+PERMANENT_START_FAILURES = ("CannotCreateContainerError", "InvalidParameter")
+#: how Fargate says a container was killed for exceeding its memory (the container's ``reason``)
+OOM_REASON = "OutOfMemoryError"
+OOM_EXIT_CODE = 137  # SIGKILL
+
+
+class Verdict(enum.Enum):
+    """What the backend does with a stopped task."""
+
+    EXITED = "the command ended: its exit code decides (against the task's returnCodes)"
+    OUT_OF_MEMORY = "killed for exceeding its memory: run again with more memory while oom_retries lasts"
+    INTERRUPTED = "interrupted (Spot, a termination notice, unhealthy infrastructure): retried as an interruption"
+    PULL_AGAIN = "the image pull failed for a passing reason: started again after a backoff"
+    IMAGE_NOT_PULLABLE = "the image cannot be pulled: the task fails at once, naming it"
+    START_INTERRUPTED = "failed to start for a reason that may pass: retried as an interruption"
+    CANNOT_START = "failed to start for a reason retrying will not fix: the task fails"
+    STOPPED = "stopped from outside: the task fails, saying who stopped it and why"
+    NO_EXIT_CODE = "stopped without an exit code, for no reason the tables know: the task fails"
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one stopped ECS task ends its attempt (``ending``)."""
+
+    verdict: Verdict
+    #: the attempt's outcome (``attempts``); "" for EXITED: succeeded or failed by the task's returnCodes
+    outcome: str
+    exit_code: int | None
+    #: why it ended so, for the run report ("" when the exit code says it all)
+    detail: str
+    #: whether another try may succeed (the backend still spends its budgets on it)
+    retryable: bool
+    stop_code: str = ""
+    reason: str = ""  # ECS's stoppedReason
+    container_reason: str = ""
+    pull: PullError | None = None
+
+    @property
+    def meaning(self) -> str:
+        """What AWS says the stop code means ("" for a code the table does not know)."""
+        known = stop_code(self.stop_code)
+        return known.meaning if known else ""
+
+
+def ending(task: dict[str, Any]) -> Ending:
+    """What a stopped task (one DescribeTasks ``tasks`` entry, lastStatus STOPPED) means for its
+    attempt, by STOP_CODES, the container's reason (out of memory) and PULL_ERRORS. An
+    interruption wins over whatever the container exited with after its SIGTERM; an exit code is
+    the command's only for a task stopped neither by ECS's infrastructure nor from outside."""
+    container = (task.get("containers") or [{}])[0]
+    code = str(task.get("stopCode") or "")
+    reason = str(task.get("stoppedReason") or "")
+    container_reason = str(container.get("reason") or "")
+    exit_code = container.get("exitCode")
+    known = stop_code(code)
+    kind = known.outcome if known else Outcome.EXIT_CODE
+    facts = {"stop_code": code, "reason": reason, "container_reason": container_reason}
+    if kind is Outcome.INTERRUPTED:
+        label = "Spot" if code == "SpotInterruption" else code
+        return Ending(Verdict.INTERRUPTED, attempts.INTERRUPTED, exit_code, f"{label}: {reason}", True, **facts)
+    if container_reason.startswith(OOM_REASON):
+        code_or_kill = exit_code if exit_code is not None else OOM_EXIT_CODE
+        return Ending(Verdict.OUT_OF_MEMORY, attempts.OUT_OF_MEMORY, code_or_kill, container_reason, True, **facts)
+    if kind is Outcome.STOPPED:
+        return Ending(Verdict.STOPPED, attempts.FAILED, exit_code, f"{code}: {reason}", False, **facts)
+    if kind is Outcome.FAILED_TO_START and exit_code is None:
+        return _failed_to_start(reason, facts)
+    if exit_code is not None:
+        return Ending(Verdict.EXITED, "", exit_code, "", False, **facts)
+    return Ending(Verdict.NO_EXIT_CODE, attempts.FAILED, None, f"{code or 'no stop code'}: {reason}", False, **facts)
+
+
+def _failed_to_start(reason: str, facts: dict[str, str]) -> Ending:
+    """TaskFailedToStart: an image pull error by PULL_ERRORS; any other reason by
+    PERMANENT_START_FAILURES (the rest may pass)."""
+    pull = pull_error(reason)
+    if pull is not None:
+        verdict = Verdict.IMAGE_NOT_PULLABLE if pull.kind is Pull.PERMANENT else Verdict.PULL_AGAIN
+        return Ending(verdict, attempts.FAILED_TO_START, None, reason, pull.kind is Pull.TRANSIENT, pull=pull, **facts)
+    if reason.startswith(PERMANENT_START_FAILURES):
+        return Ending(Verdict.CANNOT_START, attempts.FAILED_TO_START, None, reason, False, **facts)
+    return Ending(Verdict.START_INTERRUPTED, attempts.FAILED_TO_START, None, reason, True, **facts)

@@ -124,7 +124,7 @@ def driver_attempt(run: "DriverRun", started: float, status: str, now: float, pu
     if not arn:
         return None
     try:
-        cluster = arn.split("/")[1] if arn.count("/") >= 2 else os.environ.get("MINIWDL__AWS_FARGATE__CLUSTER", "default")
+        cluster = arn.split("/")[1] if arn.count("/") >= 2 else str(config.option(config.loader(), "cluster"))
         task = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
         if not (int(task.get("cpu") or 0) and int(task.get("memory") or 0)):
             log.info("the driver task's size is unknown (%s): the report leaves the driver out", arn)
