@@ -40,7 +40,7 @@ import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import attempts, aws, config, lifecycle, progress, report, runs, s3io, sweep
+from . import attempts, aws, config, lifecycle, progress, report, runs, s3io, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
 from .lifecycle import DriverStopped, StopSignals
@@ -234,8 +234,7 @@ def stage_s3_inputs(
     s3io.Transfers (bounded, parallel); ``progress`` is called as the bytes come (it raises
     DriverStopped to stop the staging), ``counted`` with the objects done and known."""
     try:
-        target: Any = WDL.load(wdl_path)
-        target = target.workflow or (target.tasks[0] if len(target.tasks) == 1 else None)
+        target: Any = wdl_target.find(WDL.load(wdl_path))
         with open(inputs_path) as infile:
             given = json.load(infile)
         env = WDL.values_from_json(given, target.available_inputs, namespace=target.name)
@@ -337,7 +336,7 @@ def upload_outputs(
     with s3:// URIs in their place. ``progress`` is called as the bytes go (it raises
     DriverStopped to stop the upload), ``counted`` with the files done and known."""
     doc = WDL.load(wdl_path)
-    target: Any = doc.workflow or (doc.tasks[0] if len(doc.tasks) == 1 else None)
+    target: Any = wdl_target.find(doc)
     if target is None:
         raise RuntimeError("cannot tell which workflow or task ran")
     env = WDL.values_from_json(outputs, target.effective_outputs, namespace=target.name)

@@ -110,20 +110,11 @@ def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
     between the two steps is completed by its retry, and a duplicate finds the execution there:
     Step Functions answers the same running execution, or ExecutionAlreadyExists.
     """
-    s3 = aws.client("s3")
     key = record.results_key("run.json")
-    first = True
-    try:
-        s3.put_object(
-            Bucket=record.bucket, Key=key, IfNoneMatch="*", ContentType="application/json",
-            Body=(record.model_dump_json(indent=2) + "\n").encode(),
-        )
-    except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-            raise
-        first = False
+    first = s3io.put_if_absent(record.bucket, key, (record.model_dump_json(indent=2) + "\n").encode(), "application/json")
+    if not first:
         record = _recorded(record.bucket, key)
-    arn = execution_arn(settings.state_machine_arn, record.run_id)
+    arn = runs.execution_arn(settings.state_machine_arn, record.run_id)
     status.update(record.bucket, record.run_id, lambda current: current, initial=status.new(record, arn))
     sfn = aws.client("stepfunctions")
     try:
@@ -131,7 +122,7 @@ def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
             stateMachineArn=settings.state_machine_arn, name=record.run_id, input=record.model_dump_json()
         )["executionArn"]
     except sfn.exceptions.ExecutionAlreadyExists:
-        arn, first = execution_arn(settings.state_machine_arn, record.run_id), False
+        arn, first = runs.execution_arn(settings.state_machine_arn, record.run_id), False
     if not first:
         log.info("run %s already submitted: %s", record.run_id, arn)
     return Submitted(record, arn, duplicate=not first)
@@ -145,10 +136,6 @@ def _recorded(bucket: str, key: str) -> runs.RunRecord:
         if found is not None:
             return runs.RunRecord.model_validate(found)
     raise RuntimeError(f"s3://{bucket}/{key} is being written by another submission and did not appear")
-
-
-def execution_arn(state_machine_arn: str, name: str) -> str:
-    return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
 
 
 def reject(bucket: str, name: str, key: str, inputs_version: str, problems: list[dict[str, str]]) -> None:
@@ -293,15 +280,8 @@ def check_token(bucket: str, client_token: str, fingerprint: dict[str, str]) -> 
 def claim_token(bucket: str, client_token: str, fingerprint: dict[str, str], run_id: str) -> None:
     """Record the token's request once (a conditional put): of two different requests racing
     with one token, the second gets TokenConflict."""
-    s3 = aws.client("s3")
-    try:
-        s3.put_object(
-            Bucket=bucket, Key=token_key(client_token), IfNoneMatch="*", ContentType="application/json",
-            Body=json.dumps({"run_id": run_id, "request": fingerprint}).encode(),
-        )
-    except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-            raise
+    body = json.dumps({"run_id": run_id, "request": fingerprint}).encode()
+    if not s3io.put_if_absent(bucket, token_key(client_token), body, "application/json"):
         check_token(bucket, client_token, fingerprint)
 
 
@@ -398,11 +378,7 @@ def _run_key(bucket: str, name: str, run_id: str) -> str:
 def _put_once(bucket: str, key: str, body: bytes, what: str) -> None:
     """Write a run's input once: a retried request or redelivered event finds the same bytes
     there; anything else is refused rather than overwriting the first run's."""
-    s3 = aws.client("s3")
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
-    except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-            raise
-        if s3.get_object(Bucket=bucket, Key=key)["Body"].read() != body:
-            raise Refused([{"where": s3io.uri(bucket, key), "problem": f"already holds other {what}"}]) from None
+    if s3io.put_if_absent(bucket, key, body):
+        return
+    if aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() != body:
+        raise Refused([{"where": s3io.uri(bucket, key), "problem": f"already holds other {what}"}])
