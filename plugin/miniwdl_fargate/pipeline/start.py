@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import aws, inputs_json, runs, s3io, status
 from . import snapshot
-from .settings import FunctionSettings
+from .settings import ApiSettings, SubmitSettings
 from .validate import Problems, check_run
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def validate(workflow: str, inputs: dict[str, Any], inputs_where: str) -> None:
         raise Refused(problems.found)
 
 
-def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
+def start(settings: SubmitSettings, record: runs.RunRecord) -> Submitted:
     """Write run.json and start the execution named after the run, exactly once per run id.
 
     run.json is written only if absent (a conditional put): the submission that creates it is the
@@ -178,7 +178,7 @@ def pin_and_validate(workflow: str, inputs: dict[str, Any], inputs_where: str, r
 
 
 def from_object(
-    settings: FunctionSettings, bucket: str, key: str, etag: str, version_id: str | None = None, size: int | None = None
+    settings: SubmitSettings, bucket: str, key: str, etag: str, version_id: str | None = None, size: int | None = None
 ) -> Submitted | None:
     """An object landed in the bucket: start a run if it is ``runs/<name>/inputs.json``.
 
@@ -286,7 +286,7 @@ def claim_token(bucket: str, client_token: str, fingerprint: dict[str, str], run
 
 
 def check_request(
-    settings: FunctionSettings, name: str, workflow: str | None, wdl: str | None, options: dict[str, Any] | None
+    settings: SubmitSettings, name: str, workflow: str | None, wdl: str | None, options: dict[str, Any] | None
 ) -> dict[str, int]:
     """The run's limits, or Refused naming every malformed field of the request."""
     problems = []
@@ -315,7 +315,7 @@ def check_request(
 
 
 def from_request(
-    settings: FunctionSettings,
+    settings: ApiSettings,
     name: str,
     workflow: str | None,
     inputs: dict[str, Any],
