@@ -286,6 +286,19 @@ def put_if_absent(bucket: str, key: str, body: bytes, content_type: str | None =
     return True
 
 
+def one_upload(version_id: str | None, etag: str | None) -> dict[str, str]:
+    """GetObject / HeadObject arguments that read exactly one upload of a key: its version id
+    (an unversioned bucket's event names version ``"null"``: none), else ``IfMatch`` on its ETag,
+    so a later upload to the key fails the read (412) instead of being read in its place
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html). An entity tag is
+    quoted (RFC 9110 section 8.8.3); an event's ETag is not."""
+    if version_id and version_id != "null":
+        return {"VersionId": version_id}
+    if etag:
+        return {"IfMatch": f'"{etag.strip(chr(34))}"'}
+    return {}
+
+
 def put_json(bucket: str, key: str, doc: Any) -> str:
     import json
 

@@ -56,3 +56,30 @@ def test_put_if_absent_raises_any_other_error(s3):
     s3.add_client_error("put_object", "AccessDenied", http_status_code=403, expected_params=expected())
     with pytest.raises(ClientError, match="AccessDenied"):
         s3io.put_if_absent("b", "k", b"{}")
+
+
+def test_one_upload_is_its_version_else_its_quoted_etag():
+    assert s3io.one_upload("v1", "abc") == {"VersionId": "v1"}
+    assert s3io.one_upload("null", "abc") == {"IfMatch": '"abc"'}  # an unversioned bucket's event
+    assert s3io.one_upload(None, '"abc"') == {"IfMatch": '"abc"'}
+    assert s3io.one_upload(None, None) == {}
+
+
+def test_the_inputs_are_read_and_sized_at_their_upload_alone(s3):
+    """snapshot.read_version and start.check_inputs_size ask for the same upload (they had drifted:
+    one sent the ETag unquoted)."""
+    import io
+
+    from botocore.response import StreamingBody
+
+    from miniwdl_fargate.pipeline import snapshot, start
+
+    s3.add_response("head_object", {"ContentLength": 2}, {"Bucket": "b", "Key": "k", "IfMatch": '"abc"'})
+    start.check_inputs_size("b", "k", "null", "abc", None)
+    s3.add_response(
+        "get_object", {"Body": StreamingBody(io.BytesIO(b"{}"), 2)}, {"Bucket": "b", "Key": "k", "IfMatch": '"abc"'}
+    )
+    assert snapshot.read_version("b", "k", "null", "abc") == b"{}"
+    s3.add_client_error("get_object", "PreconditionFailed", http_status_code=412, expected_params={"Bucket": "b", "Key": "k", "VersionId": "v1"})
+    with pytest.raises(snapshot.SnapshotError, match="was replaced before this upload could be read"):
+        snapshot.read_version("b", "k", "v1", "abc")

@@ -127,13 +127,8 @@ def unmap(text: str, copy_uri: str, original_uri: str) -> str:
 def read_version(bucket: str, key: str, version: str | None, etag: str | None) -> bytes:
     """The bytes of exactly that upload of ``key``: by version id, else by ETag (IfMatch)."""
     s3 = aws.client("s3")
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if version and version != "null":
-        kwargs["VersionId"] = version
-    elif etag:
-        kwargs["IfMatch"] = etag
     try:
-        return s3.get_object(**kwargs)["Body"].read()
+        return s3.get_object(Bucket=bucket, Key=key, **s3io.one_upload(version, etag))["Body"].read()
     except s3.exceptions.ClientError as exn:
         code = exn.response.get("Error", {}).get("Code")
         if s3io.condition_failed(exn):

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .. import aws, inputs_json, runs, s3io, status
 from . import snapshot
@@ -78,14 +78,9 @@ def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str |
     (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html,
     https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html)."""
     if size is None:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id and version_id != "null":
-            kwargs["VersionId"] = version_id
-        elif etag:
-            kwargs["IfMatch"] = f'"{etag.strip(chr(34))}"'  # an entity tag is quoted (RFC 9110 section 8.8.3)
         s3 = aws.client("s3")
         try:
-            size = int(s3.head_object(**kwargs)["ContentLength"])
+            size = int(s3.head_object(Bucket=bucket, Key=key, **s3io.one_upload(version_id, etag))["ContentLength"])
         except s3.exceptions.ClientError:
             return  # gone or replaced: reading it says so (snapshot.read_version); the body is capped too
     problem = inputs_json.size_problem(size)
@@ -212,23 +207,28 @@ def from_object(
         problems = exn.problems if isinstance(exn, Refused) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
         reject(bucket, name, key, upload, problems)
         return None
-    record = runs.RunRecord(
-        run_id=run_id,
-        name=name,
-        bucket=bucket,
-        workflow=workflow,
-        inputs=results + runs.INPUTS_NAME,
-        results=results,
-        submitted_at=runs.now_iso(),
-        source="s3",
+    record = new_record(
+        run_id, name, bucket, workflow, results, "s3", settings.run_limits({}),
         submitted={"workflow": s3io.uri(bucket, wdl_key), "inputs": s3io.uri(bucket, key), "inputs_version": upload},
-        **settings.run_limits({}),
     )
     _put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     submitted = start(settings, record)
     if not submitted.duplicate:  # an earlier rejection of this run name no longer applies
         aws.client("s3").delete_object(Bucket=bucket, Key=runs.run_prefix(name) + "error.json")
     return submitted
+
+
+def new_record(
+    run_id: str, name: str, bucket: str, workflow: str, results: str, source: Literal["s3", "api"], limits: dict[str, int],
+    submitted: dict[str, str], options: dict[str, Any] | None = None,
+) -> runs.RunRecord:
+    """A new run's record, submitted now: it runs ``workflow`` (its own copy) on its own copy of
+    the inputs, beside its results."""
+    return runs.RunRecord(
+        run_id=run_id, name=name, bucket=bucket, workflow=workflow, inputs=results + runs.INPUTS_NAME,
+        results=results, submitted_at=runs.now_iso(), source=source, options=options or {}, submitted=submitted,
+        **limits,
+    )
 
 
 def _recorded_or_none(bucket: str, key: str) -> runs.RunRecord | None:
@@ -353,18 +353,9 @@ def from_request(
         source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
         _put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
         validate(source, inputs, "inputs")
-    record = runs.RunRecord(
-        run_id=run_id,
-        name=name,
-        bucket=bucket,
-        workflow=source,
-        inputs=results + runs.INPUTS_NAME,
-        results=results,
-        submitted_at=runs.now_iso(),
-        source="api",
-        options=options or {},
-        submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"},
-        **limits,
+    record = new_record(
+        run_id, name, bucket, source, results, "api", limits,
+        submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"}, options=options or {},
     )
     _put_once(bucket, record.results_key(runs.INPUTS_NAME), inputs_body, "inputs")
     claim_token(bucket, client_token, fingerprint, run_id)
