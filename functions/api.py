@@ -14,20 +14,18 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
+from observability import lambda_handler, logger, metrics, tracer
 from pydantic import BaseModel, Field
 
 from miniwdl_fargate import inputs_json, openapi30, runs, status
 from miniwdl_fargate.pipeline import manage, start
-from miniwdl_fargate.pipeline.settings import FunctionSettings
+from miniwdl_fargate.pipeline.settings import ApiSettings
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+SETTINGS = ApiSettings
 app = APIGatewayRestResolver(enable_validation=True)
 
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$"
@@ -156,7 +154,7 @@ def post_run(request: RunRequest) -> Response[dict[str, Any]]:
     logger.append_keys(run_name=request.name)
     try:
         result = start.from_request(
-            FunctionSettings.from_env(), request.name, request.workflow, request.inputs,
+            SETTINGS.from_env(), request.name, request.workflow, request.inputs,
             request.client_token or str(uuid.uuid4()), wdl=request.wdl, options=request.options.model_dump(exclude_none=True),
         )
     except start.TokenConflict as exn:
@@ -186,7 +184,7 @@ def list_runs(
     name: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="only runs of this name")] = None,
     after: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="continue after this run name")] = None,
 ) -> Response[dict[str, Any]]:
-    found, following = manage.list_runs(FunctionSettings.from_env().runs_bucket, limit, name, after)
+    found, following = manage.list_runs(SETTINGS.from_env().runs_bucket, limit, name, after)
     return _json(200, RunList(runs=found, next=following))
 
 
@@ -198,7 +196,7 @@ def list_runs(
 @tracer.capture_method
 def get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
     try:
-        return _json(200, manage.describe_run(FunctionSettings.from_env().runs_bucket, run_id))
+        return _json(200, manage.describe_run(SETTINGS.from_env().runs_bucket, run_id))
     except manage.RunNotFound as exn:
         return _error(404, "NotFound", str(exn))
     except status.UnreadableStatus as exn:
@@ -216,7 +214,7 @@ def get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, 
 )
 @tracer.capture_method
 def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
-    settings = FunctionSettings.from_env()
+    settings = SETTINGS.from_env()
     try:
         final = manage.cancel_run(settings.runs_bucket, settings.state_machine_arn, settings.cluster, run_id)
     except manage.RunNotFound as exn:
@@ -229,9 +227,7 @@ def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[st
     return _json(200, final)
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@lambda_handler(publishes_metrics=True)
 def handler(event: dict[str, Any], context: Any) -> Any:
     refused = _strict_body(event)
     return refused if refused is not None else app.resolve(event, context)

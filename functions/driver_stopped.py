@@ -4,26 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from observability import lambda_handler, logger
 
 from miniwdl_fargate.pipeline.driver_outcome import EcsTaskStateChange, send_outcome
-from miniwdl_fargate.pipeline.settings import FunctionSettings
+from miniwdl_fargate.pipeline.settings import DriverStoppedSettings
 
-logger = Logger()
-tracer = Tracer()
+SETTINGS = DriverStoppedSettings
 
 
 class EcsTaskStateChangeEvent(EventBridgeModel):
     detail: EcsTaskStateChange
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@event_parser(model=EcsTaskStateChangeEvent)
+@lambda_handler(EcsTaskStateChangeEvent)
 def handler(event: EcsTaskStateChangeEvent, context: Any) -> dict[str, str]:
-    settings = FunctionSettings.from_env()
+    settings = SETTINGS.from_env()
     container = settings.driver_container_name
     logger.append_keys(run_id=event.detail.environment(container).get("RUN_ID"), task_arn=event.detail.taskArn)
     result = send_outcome(event.detail, container, settings.cluster, settings.file_system_id)

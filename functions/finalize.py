@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser import event_parser
+from observability import lambda_handler, logger, metrics
 from pydantic import BaseModel
 
 from miniwdl_fargate.pipeline.finalize import finalize
-from miniwdl_fargate.pipeline.settings import FunctionSettings
+from miniwdl_fargate.pipeline.settings import CleanupSettings
 from miniwdl_fargate.runs import RunRecord
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+SETTINGS = CleanupSettings
 
 
 class FinalizeEvent(BaseModel):
@@ -24,13 +21,10 @@ class FinalizeEvent(BaseModel):
     error: dict[str, Any] | None = None
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@event_parser(model=FinalizeEvent)
+@lambda_handler(FinalizeEvent, publishes_metrics=True)
 def handler(event: FinalizeEvent, context: Any) -> dict[str, Any]:
     logger.append_keys(run_id=event.run.run_id)
-    settings = FunctionSettings.from_env()
+    settings = SETTINGS.from_env()
     result = finalize(event.run, event.status, event.error, settings.cluster, settings.file_system_id)
     metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)
     if result.get("duration_s") is not None:

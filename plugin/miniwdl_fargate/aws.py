@@ -23,6 +23,25 @@ RETRY_CONFIG = botocore.config.Config(
     read_timeout=60,
 )
 
+#: variables naming a profile or the machine's config and credentials files
+#: (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/configuration.html): local mode
+#: removes them, so no setting of a real account's profile reaches a local run
+SHARED_CONFIG_VARIABLES = ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
+def local_environment(endpoint: str, region: str) -> dict[str, str]:
+    """The environment that points AWS clients at local mode's moto server: its endpoint
+    (botocore's ``AWS_ENDPOINT_URL``), fake credentials (moto takes any) and its region."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+
+
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
 _clients: dict[tuple[str, str | None], Any] = {}

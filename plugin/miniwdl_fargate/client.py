@@ -89,11 +89,8 @@ def connect(stack: str | None = None, region: str | None = None, local: str | No
         if not path.is_file():
             raise ClientError(f"no local stack running ({path} not found): start one with `miniwdl-fargate local up`")
         info = read_connection(path)
-        os.environ.update(
-            AWS_ENDPOINT_URL=info["endpoint"], AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-            AWS_SESSION_TOKEN="testing", AWS_DEFAULT_REGION=info["region"], AWS_REGION=info["region"],
-        )
-        for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        os.environ.update(aws.local_environment(info["endpoint"], info["region"]))
+        for key in aws.SHARED_CONFIG_VARIABLES:
             os.environ.pop(key, None)
         aws.reset()
         return Deployment(info["stack_name"], info["region"], info["outputs"], local=True)

@@ -40,7 +40,7 @@ import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import attempts, config, inputs_json, lifecycle, progress, runs, s3io, staging, sweep
+from . import attempts, config, inputs_json, lifecycle, progress, runs, s3io, staging, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
 from .lifecycle import StopSignals
@@ -478,7 +478,7 @@ def upload_outputs(
     with s3:// URIs in their place. ``progress`` is called as the bytes go (it raises
     DriverStopped to stop the upload), ``counted`` with the files done and known."""
     doc = WDL.load(wdl_path)
-    target: Any = doc.workflow or (doc.tasks[0] if len(doc.tasks) == 1 else None)
+    target: Any = wdl_target.find(doc)
     if target is None:
         raise RuntimeError("cannot tell which workflow or task ran")
     env = WDL.values_from_json(outputs, target.effective_outputs, namespace=target.name)

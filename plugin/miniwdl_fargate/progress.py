@@ -135,10 +135,7 @@ class TransferCounter:
 
 def cancelled(bucket: str, run_id: str) -> status.RunStatus | None:
     """The run's status if it was cancelled (the driver then reports that, not a failure)."""
-    try:
-        current = status.read(bucket, run_id)
-    except Exception:
-        return None
+    current = ended(bucket, run_id)
     return current if current is not None and current.status == "CANCELLED" else None
 
 

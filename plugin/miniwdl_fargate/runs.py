@@ -98,6 +98,14 @@ def started_by(run_id: str) -> str:
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_/") else "_" for c in run_id)[:128]
 
 
+def execution_arn(state_machine_arn: str, run_id: str) -> str:
+    """The ARN of the run's execution (its name is the run id): the state machine's ARN with
+    ``stateMachine`` read as ``execution`` and the name added,
+    ``arn:<partition>:states:<region>:<account>:execution:<state machine>:<name>``
+    (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html)."""
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + run_id
+
+
 def results_uri(bucket: str, name: str, run_id: str) -> str:
     return f"s3://{bucket}/{run_prefix(name)}{RESULTS_DIR}/{run_id}/"
 

@@ -256,6 +256,49 @@ def upload_file(path: str, bucket: str, key: str, progress: Progress | None = No
     return uri(bucket, key)
 
 
+#: What S3 answers a conditional request whose condition did not hold: 412 PreconditionFailed
+#: (``IfNoneMatch="*"``: an object is already there; ``IfMatch`` / ``CopySourceIfMatch``: its ETag
+#: differs), or, when a conditional write races another write to the same key, 409
+#: ConditionalRequestConflict (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html,
+#: https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html). The bare status codes are
+#: botocore's Code for an answer without an error body.
+CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+
+
+def condition_failed(exn: Exception) -> bool:
+    """Whether a ClientError is S3 refusing a conditional request (``CONDITION_FAILED``): the
+    object is not as the request assumed, or another write to it won."""
+    response = getattr(exn, "response", None) or {}
+    return response.get("Error", {}).get("Code") in CONDITION_FAILED
+
+
+def put_if_absent(bucket: str, key: str, body: bytes, content_type: str | None = None) -> bool:
+    """Write the object only if there is none (``IfNoneMatch="*"``): True if this call wrote it,
+    False if another object was there first (or another conditional write to it won)."""
+    s3 = aws.client("s3")
+    extra = {"ContentType": content_type} if content_type else {}
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+    except s3.exceptions.ClientError as exn:
+        if not condition_failed(exn):
+            raise
+        return False
+    return True
+
+
+def one_upload(version_id: str | None, etag: str | None) -> dict[str, str]:
+    """GetObject / HeadObject arguments that read exactly one upload of a key: its version id
+    (an unversioned bucket's event names version ``"null"``: none), else ``IfMatch`` on its ETag,
+    so a later upload to the key fails the read (412) instead of being read in its place
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html). An entity tag is
+    quoted (RFC 9110 section 8.8.3); an event's ETag is not."""
+    if version_id and version_id != "null":
+        return {"VersionId": version_id}
+    if etag:
+        return {"IfMatch": f'"{etag.strip(chr(34))}"'}
+    return {}
+
+
 def put_json(bucket: str, key: str, doc: Any) -> str:
     import json
 

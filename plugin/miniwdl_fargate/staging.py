@@ -28,7 +28,7 @@ from typing import Any
 
 import WDL
 
-from . import aws, inputs_json, s3io
+from . import aws, inputs_json, s3io, wdl_target
 from .lifecycle import DriverStopped
 
 log = logging.getLogger("miniwdl-fargate.driver")
@@ -46,8 +46,7 @@ def stage_s3_inputs(
     s3io.Transfers (bounded, parallel); ``progress`` is called as the bytes come (it raises
     DriverStopped to stop the staging), ``counted`` with the objects done and known."""
     try:
-        target: Any = WDL.load(wdl_path)
-        target = target.workflow or (target.tasks[0] if len(target.tasks) == 1 else None)
+        target: Any = wdl_target.find(WDL.load(wdl_path))
         with open(inputs_path) as infile:
             given = json.load(infile)
         env = WDL.values_from_json(given, target.available_inputs, namespace=target.name)

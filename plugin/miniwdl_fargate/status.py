@@ -154,7 +154,7 @@ def update(
             )
             return changed
         except s3.exceptions.ClientError as exn:
-            if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            if not s3io.condition_failed(exn):
                 raise
             time.sleep(0.05 * (attempt + 1))  # someone else wrote first: read again
     raise RuntimeError(f"status of run {run_id} kept changing under us; gave up updating it")

@@ -18,7 +18,7 @@ from typing import Any
 
 import WDL
 
-from . import aws, config, inputs_json, runs, s3io
+from . import aws, config, inputs_json, runs, s3io, wdl_target
 
 BUNDLE_MAX_FILES = 200
 BUNDLE_MAX_BYTES = 256 * 1024 * 1024
@@ -41,12 +41,12 @@ class RunResult:
         return self.results + ("outputs.json" if self.status == "SUCCEEDED" else "error.json")
 
 
-def workflow_target(doc: WDL.Tree.Document) -> Any:
-    if doc.workflow:
-        return doc.workflow
-    if len(doc.tasks) == 1:
-        return doc.tasks[0]
-    raise RunInputError(f"{doc.pos.uri}: no workflow, and not exactly one task")
+def workflow_target(doc: WDL.Tree.Document) -> wdl_target.Target:
+    """What the run runs (``wdl_target``), or RunInputError naming the document."""
+    try:
+        return wdl_target.require(doc)
+    except wdl_target.NoTarget as exn:
+        raise RunInputError(f"{doc.pos.uri}: {exn}") from None
 
 
 def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
@@ -239,7 +239,7 @@ def wait(
     """Follow the run's execution to its end; return its outcome document. A rejection of the
     submission (runs/<name>/error.json) counts if it answers ``inputs_version`` (any, if None)."""
     sfn = aws.client("stepfunctions")
-    arn = state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + run_id
+    arn = runs.execution_arn(state_machine_arn, run_id)
     results = runs.results_uri(bucket, name, run_id)
     deadline = time.monotonic() + timeout
     last = None

@@ -15,7 +15,8 @@ from botocore.validate import ParamValidator
 
 from miniwdl_fargate import aws, driver
 from miniwdl_fargate.pipeline import start
-from miniwdl_fargate.pipeline.settings import FunctionSettings
+from miniwdl_fargate.pipeline.settings import ApiSettings
+from tests.function_env import environment
 
 EVENT = json.loads((Path(__file__).resolve().parents[1] / "events" / "s3_object_created.json").read_text())
 S3_MODEL = botocore.session.get_session().get_service_model("s3")
@@ -46,7 +47,7 @@ def pipeline(moto_aws):
     )["stateMachineArn"]
     sent = []  # every S3 request the pipeline makes, checked against botocore's model below
     s3.meta.events.register("provide-client-params.s3.*", lambda params, model, **_: sent.append((model.name, dict(params))))
-    yield FunctionSettings.model_validate({"RUNS_BUCKET": "runs", "STATE_MACHINE_ARN": machine}), sent
+    yield ApiSettings.from_env(environment(STATE_MACHINE_ARN=machine)), sent
     for operation, params in sent:
         report = ParamValidator().validate(params, S3_MODEL.operation_model(operation).input_shape)
         assert not report.has_errors(), (operation, report.generate_report())
@@ -126,7 +127,7 @@ def test_an_upload_replaced_in_a_bucket_without_versions_is_refused_not_mixed_up
         name="run", definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Pass", "End": True}}}),
         roleArn="arn:aws:iam::123456789012:role/run",
     )["stateMachineArn"]
-    settings = FunctionSettings.model_validate({"RUNS_BUCKET": "plain", "STATE_MACHINE_ARN": machine})
+    settings = ApiSettings.from_env(environment(RUNS_BUCKET="plain", STATE_MACHINE_ARN=machine))
     s3.put_object(Bucket="plain", Key="runs/plain/workflow.wdl", Body=WDL.encode())
     first = s3.put_object(Bucket="plain", Key="runs/plain/inputs.json", Body=b'{"hello.who": "Ann"}')
     s3.put_object(Bucket="plain", Key="runs/plain/inputs.json", Body=b'{"hello.who": "Bob"}')

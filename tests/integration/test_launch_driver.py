@@ -8,7 +8,8 @@ from botocore.validate import ParamValidator
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate.local import moto_patches
 from miniwdl_fargate.pipeline import launch
-from miniwdl_fargate.pipeline.settings import FunctionSettings
+from miniwdl_fargate.pipeline.settings import LaunchSettings
+from tests.function_env import environment
 
 
 @pytest.fixture
@@ -22,8 +23,8 @@ def settings(moto_aws):
     )["taskDefinition"]["taskDefinitionArn"]
     aws.client("s3").create_bucket(Bucket="runs")
     subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
-    return FunctionSettings.model_validate(
-        {"RUNS_BUCKET": "runs", "CLUSTER": "c", "DRIVER_TASK_DEFINITION": td, "DRIVER_SUBNETS": subnet, "DRIVER_SECURITY_GROUPS": "sg-1"}
+    return LaunchSettings.from_env(
+        environment(CLUSTER="c", DRIVER_TASK_DEFINITION=td, DRIVER_SUBNETS=subnet, DRIVER_SECURITY_GROUPS="sg-1")
     )
 
 

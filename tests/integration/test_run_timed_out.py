@@ -9,6 +9,7 @@ import pytest
 
 from miniwdl_fargate import aws, runs, s3io, status, sweep
 from miniwdl_fargate.pipeline import timeout
+from tests.function_env import set_environment
 
 RUN = "late-0123abcd"
 
@@ -117,9 +118,7 @@ def test_a_drivers_own_error_is_kept(run_tasks):
 def test_the_handler_parses_the_state_machines_payload(run_tasks, monkeypatch):
     import run_timed_out
 
-    monkeypatch.setenv("RUNS_BUCKET", "runs")
-    monkeypatch.setenv("CLUSTER", "wdl")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    set_environment(monkeypatch, CLUSTER="wdl")
     rec = record(max_run_seconds=60, heartbeat_seconds=30)
     start(rec)
     payload = {"run": json.loads(rec.model_dump_json()) | {"error": {"Error": "States.Timeout", "Cause": ""}},

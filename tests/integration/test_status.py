@@ -7,6 +7,7 @@ import pytest
 
 from miniwdl_fargate import aws, runs, status
 from miniwdl_fargate.pipeline import manage
+from tests.function_env import set_environment
 
 RECORD = runs.RunRecord(
     run_id="st-0123abcd", name="st", bucket="runs", workflow="s3://runs/runs/st/workflow.wdl",
@@ -92,8 +93,7 @@ def api_get(path, monkeypatch):
     payload, made a GET)."""
     import api
 
-    monkeypatch.setenv("RUNS_BUCKET", "runs")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    set_environment(monkeypatch)
     monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
 
     class Context:

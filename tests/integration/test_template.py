@@ -595,6 +595,26 @@ def test_each_function_has_its_own_role_and_log_group(cfn_template):
         assert resources[group]["Type"] == "AWS::Logs::LogGroup"
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_function_is_given_every_variable_its_settings_model_requires(cfn_template, variant):
+    """A handler reads its own model (module attribute SETTINGS, pipeline/settings.py), every field
+    required: the function's environment (its own Variables merged with the Globals') names each
+    one, and none is empty once the template's conditions are decided."""
+    import importlib
+
+    resources = Conditions(cfn_template, VARIANTS[variant]).resources()
+    functions = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
+    checked = set()
+    for logical_id, function in functions.items():
+        module = importlib.import_module(function["Handler"].rsplit(".", 1)[0])
+        given = function["Environment"]["Variables"]
+        assert module.SETTINGS.variables() <= set(given), (logical_id, module.SETTINGS.variables() - set(given))
+        assert [v for v in module.SETTINGS.variables() if given[v] in ("", [])] == [], logical_id
+        assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"} <= set(given)  # (observability.py)
+        checked.add(module.__name__)
+    assert checked == {"inputs_dropped", "api", "launch_driver", "driver_stopped", "finalize", "run_timed_out"}
+
+
 # -- zero idle cost -------------------------------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from miniwdl_fargate import aws, inputs_json, upload
 from miniwdl_fargate.pipeline import snapshot, start, validate
-from miniwdl_fargate.pipeline.settings import FunctionSettings
+from miniwdl_fargate.pipeline.settings import ApiSettings
+from tests.function_env import environment, set_environment
 
 GOOD = """version 1.1
 workflow hello {
@@ -55,7 +56,7 @@ def pipeline(moto_aws):
         definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Pass", "End": True}}}),
         roleArn="arn:aws:iam::123456789012:role/run",
     )["stateMachineArn"]
-    settings = FunctionSettings.model_validate({"RUNS_BUCKET": "runs", "STATE_MACHINE_ARN": machine})
+    settings = ApiSettings.from_env(environment(STATE_MACHINE_ARN=machine))
 
     def executions():
         return aws.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
@@ -302,9 +303,7 @@ def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_
     import inputs_dropped
 
     settings, drop, rejection, executions = pipeline
-    monkeypatch.setenv("RUNS_BUCKET", "runs")
-    monkeypatch.setenv("STATE_MACHINE_ARN", settings.state_machine_arn)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    set_environment(monkeypatch, STATE_MACHINE_ARN=settings.state_machine_arn)
     monkeypatch.setattr(inputs_dropped.metrics.provider, "namespace", "test")  # (the template sets it)
     s3 = aws.client("s3")
     s3.put_object(Bucket="runs", Key="runs/gone/workflow.wdl", Body=GOOD.encode())
@@ -330,8 +329,7 @@ def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_
 def test_a_post_whose_body_is_not_a_json_object_is_a_400_saying_so(monkeypatch, body, problem):
     import api
 
-    monkeypatch.setenv("RUNS_BUCKET", "runs")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    set_environment(monkeypatch)
     monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
     event = json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": body}
     answer = api.handler(event, Context())
@@ -350,9 +348,7 @@ def api_env(pipeline, monkeypatch):
     import api
 
     settings, drop, rejection, executions = pipeline
-    monkeypatch.setenv("RUNS_BUCKET", "runs")
-    monkeypatch.setenv("STATE_MACHINE_ARN", settings.state_machine_arn)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    set_environment(monkeypatch, STATE_MACHINE_ARN=settings.state_machine_arn)
     monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
     aws.client("s3").put_object(Bucket="runs", Key="workflows/hello/hello.wdl", Body=GOOD.encode())
     return api.handler, executions
@@ -389,9 +385,7 @@ def test_an_inputs_json_over_the_cap_is_refused_from_the_event_size_before_it_is
     import inputs_dropped
 
     settings, drop, rejection, executions = pipeline
-    monkeypatch.setenv("RUNS_BUCKET", "runs")
-    monkeypatch.setenv("STATE_MACHINE_ARN", settings.state_machine_arn)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    set_environment(monkeypatch, STATE_MACHINE_ARN=settings.state_machine_arn)
     monkeypatch.setattr(inputs_dropped.metrics.provider, "namespace", "test")
     reads = []
     monkeypatch.setattr(snapshot, "read_version", lambda *args: reads.append(args))

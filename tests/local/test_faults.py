@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from miniwdl_fargate import aws
+from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
 
@@ -73,7 +73,7 @@ def ecs_tasks_of(stack, run_id):
 
 
 def execution(stack, run_id):
-    arn = stack.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + run_id
+    arn = runs.execution_arn(stack.outputs["StateMachineArn"], run_id)
     sfn = aws.client("stepfunctions")
     return sfn.describe_execution(executionArn=arn), sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
 

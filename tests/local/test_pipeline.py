@@ -5,7 +5,7 @@ event -> driver_stopped -> finalize. Each test goes in the way a user would."""
 import json
 from pathlib import Path
 
-from miniwdl_fargate import aws
+from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.cli import seed
 
@@ -45,7 +45,7 @@ def read(s3, uri):
 
 
 def execution_history(stack, run_id):
-    arn = stack.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + run_id
+    arn = runs.execution_arn(stack.outputs["StateMachineArn"], run_id)
     return aws.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
 
 
@@ -141,7 +141,7 @@ def test_failing_task_ends_failed_with_error_json(stack, s3, tmp_path):
     assert failed["ecs_task"].startswith("arn:aws:ecs:") and failed["capacity"] == "FARGATE"
     assert result.outputs_uri.endswith("/error.json")
     sfn = aws.client("stepfunctions")
-    arn = stack.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + result.run_id
+    arn = runs.execution_arn(stack.outputs["StateMachineArn"], result.run_id)
     assert sfn.describe_execution(executionArn=arn)["status"] == "FAILED"
     assert stack.runtime.running_tasks() == []
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from miniwdl_fargate import aws, s3io
+from miniwdl_fargate import aws, runs, s3io
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
 
@@ -54,7 +54,7 @@ def post_run(stack, body):
 
 
 def history(stack, run_id):
-    arn = stack.outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + run_id
+    arn = runs.execution_arn(stack.outputs["StateMachineArn"], run_id)
     return aws.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import api
+from tests.function_env import set_environment
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
@@ -49,8 +50,7 @@ def test_errors_are_answered_in_the_one_shape(monkeypatch):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(api.start, "from_request", broken)
-    monkeypatch.setenv("RUNS_BUCKET", "b")
-    monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:run")
+    set_environment(monkeypatch, RUNS_BUCKET="b")
     valid = dict(event, body=json.dumps({"name": "x", "wdl": "version 1.1", "client_token": "t"}))
     answer = api.app.resolve(valid, None)
     assert answer["statusCode"] == 500

@@ -6,11 +6,12 @@ from pydantic import ValidationError
 
 from miniwdl_fargate import runs
 from miniwdl_fargate.pipeline import start
-from miniwdl_fargate.pipeline.settings import FunctionSettings
+from miniwdl_fargate.pipeline.settings import ApiSettings
+from tests.function_env import environment
 
 
 def settings(**env):
-    return FunctionSettings.model_validate({"RUNS_BUCKET": "runs", **env})
+    return ApiSettings.from_env(environment(**env))
 
 
 def test_the_stacks_default_applies_unless_the_run_says_otherwise():

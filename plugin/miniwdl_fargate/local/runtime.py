@@ -113,14 +113,7 @@ class LocalRuntime:
     # -- environment every "AWS compute" process gets -------------------------------------------
 
     def aws_environment(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-        }
+        return aws.local_environment(self.endpoint, self.region)
 
     def base_environment(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in ("LANG", "LC_ALL", "TZ", "TMPDIR") if k in os.environ}

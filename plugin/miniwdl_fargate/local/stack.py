@@ -180,16 +180,11 @@ class LocalStack:
         _, port = self.server.get_host_and_port()
         self._setenv(
             {
-                "AWS_ENDPOINT_URL": self.endpoint,
+                **aws.local_environment(self.endpoint, REGION),
                 "MOTO_PORT": str(port),  # Step Functions' service integrations call localhost:$MOTO_PORT
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing",
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION,
             }
         )
-        for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        for key in aws.SHARED_CONFIG_VARIABLES:
             if key in os.environ:
                 self._saved_env.setdefault(key, os.environ.pop(key))
         aws.reset()

@@ -9,7 +9,7 @@ import logging
 from botocore.exceptions import BotoCoreError
 
 from .. import aws, runs, status
-from .settings import FunctionSettings
+from .settings import LaunchSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def refuse_ended_run(record: runs.RunRecord) -> None:
         raise RunAlreadyEnded(f"run {record.run_id} is {current.status}: its driver is not launched")
 
 
-def earlier_drivers(ecs, settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> tuple[str | None, list[str]]:
+def earlier_drivers(ecs, settings: LaunchSettings, record: runs.RunRecord, task_token: str) -> tuple[str | None, list[str]]:
     """The run's drivers ECS still runs: (the one this state-machine attempt already launched, if
     a retried invocation finds it; those of earlier attempts). An earlier attempt's driver holds
     a task token the state machine no longer waits on: it could never report, and would run the
@@ -79,7 +79,7 @@ def earlier_drivers(ecs, settings: FunctionSettings, record: runs.RunRecord, tas
     return ours, stale
 
 
-def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> str:
+def launch_driver(settings: LaunchSettings, record: runs.RunRecord, task_token: str) -> str:
     refuse_ended_run(record)
     ecs = aws.client("ecs")
     try:
@@ -113,7 +113,7 @@ def launch_driver(settings: FunctionSettings, record: runs.RunRecord, task_token
     return arn
 
 
-def stop_driver(ecs, settings: FunctionSettings, arn: str, reason: str) -> None:
+def stop_driver(ecs, settings: LaunchSettings, arn: str, reason: str) -> None:
     """StopTask on a driver just launched for a run that ended meanwhile (its own start check
     would stop it too; this spares it the start). StopTask is ``docker stop``: SIGTERM, which
     the driver handles, then SIGKILL after the stop timeout
@@ -124,7 +124,7 @@ def stop_driver(ecs, settings: FunctionSettings, arn: str, reason: str) -> None:
         log.warning("StopTask of driver %s failed: %s", arn, exn)
 
 
-def _run_driver(ecs, settings: FunctionSettings, record: runs.RunRecord, task_token: str) -> dict:
+def _run_driver(ecs, settings: LaunchSettings, record: runs.RunRecord, task_token: str) -> dict:
     return ecs.run_task(
         cluster=settings.cluster,
         taskDefinition=settings.driver_task_definition,

@@ -154,7 +154,7 @@ def cancel_run(bucket: str, state_machine_arn: str, cluster: str, run_id: str, r
     if final is None or final.status != "CANCELLED" or before.finished:
         raise RunFinished(_already_finished(cluster, run_id, final or before))
     sfn = aws.client("stepfunctions")
-    arn = final.execution_arn or state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + run_id
+    arn = final.execution_arn or runs.execution_arn(state_machine_arn, run_id)
     try:
         sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason[:32000])
     except sfn.exceptions.ExecutionDoesNotExist:

@@ -1,37 +1,125 @@
-"""The Lambda functions' environment, as a model (names in docs/CONTRACTS.md)."""
+"""Each Lambda function's environment, as a model of what that function needs (docs/CONTRACTS.md).
+
+Every field is required: a handler reads its model when it is invoked (``from_env``), and a
+variable it needs that is missing or malformed is a SettingsError naming the variable, before the
+event is handled. template.yaml gives each function what its model requires
+(tests/integration/test_template.py reads the transformed template to check it).
+
+    FunctionSettings                  from_env, the required variables
+    ├── RunLimitSettings              MAX_RUN_HOURS, DRIVER_HEARTBEAT_SECONDS
+    │   └── SubmitSettings            + STATE_MACHINE_ARN                      inputs_dropped
+    │       └── ApiSettings           + RUNS_BUCKET, CLUSTER                   api
+    └── ClusterSettings               CLUSTER                                  run_timed_out
+        ├── CleanupSettings           + FILE_SYSTEM_ID                         finalize
+        │   └── DriverStoppedSettings + DRIVER_CONTAINER_NAME                  driver_stopped
+        └── LaunchSettings            + DRIVER_TASK_DEFINITION, DRIVER_CONTAINER_NAME,
+                                        DRIVER_SUBNETS, DRIVER_SECURITY_GROUPS,
+                                        DRIVER_ASSIGN_PUBLIC_IP                launch_driver
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Literal, Mapping, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import runs
 
+S = TypeVar("S", bound="FunctionSettings")
+
+
+class SettingsError(RuntimeError):
+    """A function's environment lacks a variable it needs, or holds one it cannot read."""
+
 
 class FunctionSettings(BaseModel):
-    runs_bucket: str = Field(alias="RUNS_BUCKET")
-    state_machine_arn: str = Field(default="", alias="STATE_MACHINE_ARN")
-    cluster: str = Field(default="", alias="CLUSTER")
-    file_system_id: str = Field(default="", alias="FILE_SYSTEM_ID")
-    driver_task_definition: str = Field(default="", alias="DRIVER_TASK_DEFINITION")
-    driver_container_name: str = Field(default="driver", alias="DRIVER_CONTAINER_NAME")
-    driver_subnets: str = Field(default="", alias="DRIVER_SUBNETS")
-    driver_security_groups: str = Field(default="", alias="DRIVER_SECURITY_GROUPS")
-    driver_assign_public_ip: str = Field(default="ENABLED", alias="DRIVER_ASSIGN_PUBLIC_IP")
-    #: a run's maximum duration unless its options say otherwise (template parameter MaxRunHours)
-    max_run_hours: float = Field(default=runs.DEFAULT_MAX_RUN_HOURS, gt=0, alias="MAX_RUN_HOURS")
-    #: how long the state machine waits for the driver's next heartbeat (DriverHeartbeatSeconds)
-    heartbeat_seconds: int = Field(default=runs.DEFAULT_HEARTBEAT_SECONDS, gt=0, alias="DRIVER_HEARTBEAT_SECONDS")
+    """What every function's settings are: fields read from environment variables (their
+    aliases), all required, the rest of the environment ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     @classmethod
-    def from_env(cls) -> "FunctionSettings":
-        return cls.model_validate(dict(os.environ))
+    def from_env(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
+        """The settings in ``environ`` (this process's environment), or SettingsError naming
+        each variable that is missing or malformed."""
+        try:
+            return cls.model_validate(dict(os.environ if environ is None else environ))
+        except ValidationError as exn:
+            raise SettingsError(f"{cls.__name__}: {_problems(exn)}") from None
+
+    @classmethod
+    def variables(cls) -> set[str]:
+        """The environment variables this function needs."""
+        return {field.alias or name for name, field in cls.model_fields.items()}
+
+    @staticmethod
+    def split(value: str) -> list[str]:
+        return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _problems(exn: ValidationError) -> str:
+    """Each problem as the variable and what is wrong with it."""
+    said = []
+    for error in exn.errors():
+        variable = ".".join(str(part) for part in error.get("loc", ()))
+        if error.get("type") == "missing":
+            said.append(f"environment variable {variable} is not set")
+        else:
+            said.append(f"environment variable {variable}={error.get('input')!r}: {error.get('msg')}")
+    return "; ".join(said)
+
+
+class RunLimitSettings(FunctionSettings):
+    """A run's limits, as the stack sets them (template parameters MaxRunHours and
+    DriverHeartbeatSeconds)."""
+
+    #: a run's maximum duration unless its options say otherwise
+    max_run_hours: float = Field(gt=0, alias="MAX_RUN_HOURS")
+    #: how long the state machine waits for the driver's next heartbeat
+    heartbeat_seconds: int = Field(gt=0, alias="DRIVER_HEARTBEAT_SECONDS")
 
     def run_limits(self, options: dict | None) -> dict[str, int]:
         """A run record's limits for these options (ValueError: a bad ``max_run_hours``)."""
         return runs.limits(runs.max_run_hours(options or {}, self.max_run_hours), self.heartbeat_seconds)
 
-    @staticmethod
-    def split(value: str) -> list[str]:
-        return [v.strip() for v in value.split(",") if v.strip()]
+
+class SubmitSettings(RunLimitSettings):
+    """inputs_dropped: start a run dropped into the bucket (the bucket is the event's)."""
+
+    state_machine_arn: str = Field(min_length=1, alias="STATE_MACHINE_ARN")
+
+
+class ApiSettings(SubmitSettings):
+    """api: submit into the stack's bucket; list, describe and cancel (its tasks are in CLUSTER)."""
+
+    runs_bucket: str = Field(min_length=1, alias="RUNS_BUCKET")
+    cluster: str = Field(min_length=1, alias="CLUSTER")
+
+
+class ClusterSettings(FunctionSettings):
+    """run_timed_out: stop what of a run still runs in the cluster."""
+
+    cluster: str = Field(min_length=1, alias="CLUSTER")
+
+
+class CleanupSettings(ClusterSettings):
+    """finalize: also release what a run left on the file system."""
+
+    file_system_id: str = Field(min_length=1, alias="FILE_SYSTEM_ID")
+
+
+class DriverStoppedSettings(CleanupSettings):
+    """driver_stopped: read the run from the driver container's environment."""
+
+    driver_container_name: str = Field(min_length=1, alias="DRIVER_CONTAINER_NAME")
+
+
+class LaunchSettings(ClusterSettings):
+    """launch_driver: RunTask of the driver task definition in the stack's network."""
+
+    driver_task_definition: str = Field(min_length=1, alias="DRIVER_TASK_DEFINITION")
+    driver_container_name: str = Field(min_length=1, alias="DRIVER_CONTAINER_NAME")
+    driver_subnets: str = Field(min_length=1, alias="DRIVER_SUBNETS")
+    driver_security_groups: str = Field(min_length=1, alias="DRIVER_SECURITY_GROUPS")
+    driver_assign_public_ip: Literal["ENABLED", "DISABLED"] = Field(alias="DRIVER_ASSIGN_PUBLIC_IP")

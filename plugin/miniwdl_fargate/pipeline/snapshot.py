@@ -32,7 +32,6 @@ SOURCE_DIR = "source/"
 BUNDLE_MAX_FILES = 200
 BUNDLE_MAX_BYTES = 256 * 1024 * 1024
 COPY_ATTEMPTS = 3
-_CHANGED = ("PreconditionFailed", "412")
 
 
 class SnapshotError(ValueError):
@@ -115,7 +114,7 @@ def copy_bundle(wdl_uri: str, dest_bucket: str, dest_prefix: str) -> str:
                 )
             return s3io.uri(dest_bucket, dest_prefix + wdl_key[len(folder):])
         except s3.exceptions.ClientError as exn:
-            if exn.response.get("Error", {}).get("Code") not in _CHANGED:
+            if not s3io.condition_failed(exn):  # (CopySourceIfMatch: an object changed)
                 raise
     raise SnapshotError(f"s3://{bucket}/{folder} kept changing while it was being copied; submit again once uploads end")
 
@@ -128,16 +127,11 @@ def unmap(text: str, copy_uri: str, original_uri: str) -> str:
 def read_version(bucket: str, key: str, version: str | None, etag: str | None) -> bytes:
     """The bytes of exactly that upload of ``key``: by version id, else by ETag (IfMatch)."""
     s3 = aws.client("s3")
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if version and version != "null":
-        kwargs["VersionId"] = version
-    elif etag:
-        kwargs["IfMatch"] = etag
     try:
-        return s3.get_object(**kwargs)["Body"].read()
+        return s3.get_object(Bucket=bucket, Key=key, **s3io.one_upload(version, etag))["Body"].read()
     except s3.exceptions.ClientError as exn:
         code = exn.response.get("Error", {}).get("Code")
-        if code in _CHANGED:
+        if s3io.condition_failed(exn):
             raise SnapshotError(
                 "was replaced before this upload could be read (the bucket keeps no versions): upload it again"
             ) from None

@@ -11,11 +11,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .. import aws, inputs_json, runs, s3io, status
 from . import snapshot
-from .settings import FunctionSettings
+from .settings import ApiSettings, SubmitSettings
 from .validate import Problems, check_run
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,9 @@ def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str |
     (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html,
     https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html)."""
     if size is None:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id and version_id != "null":
-            kwargs["VersionId"] = version_id
-        elif etag:
-            kwargs["IfMatch"] = f'"{etag.strip(chr(34))}"'  # an entity tag is quoted (RFC 9110 section 8.8.3)
         s3 = aws.client("s3")
         try:
-            size = int(s3.head_object(**kwargs)["ContentLength"])
+            size = int(s3.head_object(Bucket=bucket, Key=key, **s3io.one_upload(version_id, etag))["ContentLength"])
         except s3.exceptions.ClientError:
             return  # gone or replaced: reading it says so (snapshot.read_version); the body is capped too
     problem = inputs_json.size_problem(size)
@@ -101,7 +96,7 @@ def validate(workflow: str, inputs: dict[str, Any], inputs_where: str) -> None:
         raise Refused(problems.found)
 
 
-def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
+def start(settings: SubmitSettings, record: runs.RunRecord) -> Submitted:
     """Write run.json and start the execution named after the run, exactly once per run id.
 
     run.json is written only if absent (a conditional put): the submission that creates it is the
@@ -110,20 +105,11 @@ def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
     between the two steps is completed by its retry, and a duplicate finds the execution there:
     Step Functions answers the same running execution, or ExecutionAlreadyExists.
     """
-    s3 = aws.client("s3")
     key = record.results_key("run.json")
-    first = True
-    try:
-        s3.put_object(
-            Bucket=record.bucket, Key=key, IfNoneMatch="*", ContentType="application/json",
-            Body=(record.model_dump_json(indent=2) + "\n").encode(),
-        )
-    except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-            raise
-        first = False
+    first = s3io.put_if_absent(record.bucket, key, (record.model_dump_json(indent=2) + "\n").encode(), "application/json")
+    if not first:
         record = _recorded(record.bucket, key)
-    arn = execution_arn(settings.state_machine_arn, record.run_id)
+    arn = runs.execution_arn(settings.state_machine_arn, record.run_id)
     status.update(record.bucket, record.run_id, lambda current: current, initial=status.new(record, arn))
     sfn = aws.client("stepfunctions")
     try:
@@ -131,7 +117,7 @@ def start(settings: FunctionSettings, record: runs.RunRecord) -> Submitted:
             stateMachineArn=settings.state_machine_arn, name=record.run_id, input=record.model_dump_json()
         )["executionArn"]
     except sfn.exceptions.ExecutionAlreadyExists:
-        arn, first = execution_arn(settings.state_machine_arn, record.run_id), False
+        arn, first = runs.execution_arn(settings.state_machine_arn, record.run_id), False
     if not first:
         log.info("run %s already submitted: %s", record.run_id, arn)
     return Submitted(record, arn, duplicate=not first)
@@ -145,10 +131,6 @@ def _recorded(bucket: str, key: str) -> runs.RunRecord:
         if found is not None:
             return runs.RunRecord.model_validate(found)
     raise RuntimeError(f"s3://{bucket}/{key} is being written by another submission and did not appear")
-
-
-def execution_arn(state_machine_arn: str, name: str) -> str:
-    return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
 
 
 def reject(bucket: str, name: str, key: str, inputs_version: str, problems: list[dict[str, str]]) -> None:
@@ -191,7 +173,7 @@ def pin_and_validate(workflow: str, inputs: dict[str, Any], inputs_where: str, r
 
 
 def from_object(
-    settings: FunctionSettings, bucket: str, key: str, etag: str, version_id: str | None = None, size: int | None = None
+    settings: SubmitSettings, bucket: str, key: str, etag: str, version_id: str | None = None, size: int | None = None
 ) -> Submitted | None:
     """An object landed in the bucket: start a run if it is ``runs/<name>/inputs.json``.
 
@@ -225,23 +207,28 @@ def from_object(
         problems = exn.problems if isinstance(exn, Refused) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
         reject(bucket, name, key, upload, problems)
         return None
-    record = runs.RunRecord(
-        run_id=run_id,
-        name=name,
-        bucket=bucket,
-        workflow=workflow,
-        inputs=results + runs.INPUTS_NAME,
-        results=results,
-        submitted_at=runs.now_iso(),
-        source="s3",
+    record = new_record(
+        run_id, name, bucket, workflow, results, "s3", settings.run_limits({}),
         submitted={"workflow": s3io.uri(bucket, wdl_key), "inputs": s3io.uri(bucket, key), "inputs_version": upload},
-        **settings.run_limits({}),
     )
     _put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     submitted = start(settings, record)
     if not submitted.duplicate:  # an earlier rejection of this run name no longer applies
         aws.client("s3").delete_object(Bucket=bucket, Key=runs.run_prefix(name) + "error.json")
     return submitted
+
+
+def new_record(
+    run_id: str, name: str, bucket: str, workflow: str, results: str, source: Literal["s3", "api"], limits: dict[str, int],
+    submitted: dict[str, str], options: dict[str, Any] | None = None,
+) -> runs.RunRecord:
+    """A new run's record, submitted now: it runs ``workflow`` (its own copy) on its own copy of
+    the inputs, beside its results."""
+    return runs.RunRecord(
+        run_id=run_id, name=name, bucket=bucket, workflow=workflow, inputs=results + runs.INPUTS_NAME,
+        results=results, submitted_at=runs.now_iso(), source=source, options=options or {}, submitted=submitted,
+        **limits,
+    )
 
 
 def _recorded_or_none(bucket: str, key: str) -> runs.RunRecord | None:
@@ -293,20 +280,13 @@ def check_token(bucket: str, client_token: str, fingerprint: dict[str, str]) -> 
 def claim_token(bucket: str, client_token: str, fingerprint: dict[str, str], run_id: str) -> None:
     """Record the token's request once (a conditional put): of two different requests racing
     with one token, the second gets TokenConflict."""
-    s3 = aws.client("s3")
-    try:
-        s3.put_object(
-            Bucket=bucket, Key=token_key(client_token), IfNoneMatch="*", ContentType="application/json",
-            Body=json.dumps({"run_id": run_id, "request": fingerprint}).encode(),
-        )
-    except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-            raise
+    body = json.dumps({"run_id": run_id, "request": fingerprint}).encode()
+    if not s3io.put_if_absent(bucket, token_key(client_token), body, "application/json"):
         check_token(bucket, client_token, fingerprint)
 
 
 def check_request(
-    settings: FunctionSettings, name: str, workflow: str | None, wdl: str | None, options: dict[str, Any] | None
+    settings: SubmitSettings, name: str, workflow: str | None, wdl: str | None, options: dict[str, Any] | None
 ) -> dict[str, int]:
     """The run's limits, or Refused naming every malformed field of the request."""
     problems = []
@@ -335,7 +315,7 @@ def check_request(
 
 
 def from_request(
-    settings: FunctionSettings,
+    settings: ApiSettings,
     name: str,
     workflow: str | None,
     inputs: dict[str, Any],
@@ -373,18 +353,9 @@ def from_request(
         source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
         _put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
         validate(source, inputs, "inputs")
-    record = runs.RunRecord(
-        run_id=run_id,
-        name=name,
-        bucket=bucket,
-        workflow=source,
-        inputs=results + runs.INPUTS_NAME,
-        results=results,
-        submitted_at=runs.now_iso(),
-        source="api",
-        options=options or {},
-        submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"},
-        **limits,
+    record = new_record(
+        run_id, name, bucket, source, results, "api", limits,
+        submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"}, options=options or {},
     )
     _put_once(bucket, record.results_key(runs.INPUTS_NAME), inputs_body, "inputs")
     claim_token(bucket, client_token, fingerprint, run_id)
@@ -398,11 +369,7 @@ def _run_key(bucket: str, name: str, run_id: str) -> str:
 def _put_once(bucket: str, key: str, body: bytes, what: str) -> None:
     """Write a run's input once: a retried request or redelivered event finds the same bytes
     there; anything else is refused rather than overwriting the first run's."""
-    s3 = aws.client("s3")
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
-    except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-            raise
-        if s3.get_object(Bucket=bucket, Key=key)["Body"].read() != body:
-            raise Refused([{"where": s3io.uri(bucket, key), "problem": f"already holds other {what}"}]) from None
+    if s3io.put_if_absent(bucket, key, body):
+        return
+    if aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() != body:
+        raise Refused([{"where": s3io.uri(bucket, key), "problem": f"already holds other {what}"}])

@@ -22,7 +22,7 @@ from typing import Any
 import WDL
 from WDL._util import parse_byte_size
 
-from .. import aws, config, s3io, sizes
+from .. import aws, config, s3io, sizes, wdl_target
 from . import snapshot
 
 MAX_WDL_BYTES = 2 * 1024 * 1024  # per WDL document
@@ -117,13 +117,13 @@ def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
     return None
 
 
-def workflow_target(doc: WDL.Tree.Document, uri: str, problems: Problems) -> Any:
-    if doc.workflow is not None:
-        return doc.workflow
-    if len(doc.tasks) == 1:
-        return doc.tasks[0]
-    problems.add(uri, f"no workflow to run: the document has no workflow and {len(doc.tasks)} tasks (it needs one)")
-    return None
+def workflow_target(doc: WDL.Tree.Document, uri: str, problems: Problems) -> wdl_target.Target | None:
+    """What the run runs (``wdl_target``); None, with the problem added, when there is nothing."""
+    try:
+        return wdl_target.require(doc)
+    except wdl_target.NoTarget as exn:
+        problems.add(uri, str(exn))
+        return None
 
 
 # -- the inputs ---------------------------------------------------------------------------------

@@ -1,0 +1,33 @@
+"""A Lambda function's environment as template.yaml gives it (its Globals reach every function),
+for tests that invoke handlers or build their settings (pipeline.settings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:run"
+
+ENVIRONMENT = {
+    "RUNS_BUCKET": "runs",
+    "STATE_MACHINE_ARN": STATE_MACHINE_ARN,
+    "CLUSTER": "wdl",
+    "FILE_SYSTEM_ID": "fs-12345678",
+    "DRIVER_TASK_DEFINITION": "miniwdl-fargate-driver",
+    "DRIVER_CONTAINER_NAME": "driver",
+    "DRIVER_SUBNETS": "subnet-1",
+    "DRIVER_SECURITY_GROUPS": "sg-1",
+    "DRIVER_ASSIGN_PUBLIC_IP": "ENABLED",
+    "MAX_RUN_HOURS": "72",  # the template's defaults
+    "DRIVER_HEARTBEAT_SECONDS": "900",
+}
+
+
+def environment(**values: str) -> dict[str, str]:
+    """The template's environment, with ``values`` in place of its own."""
+    return {**ENVIRONMENT, **values}
+
+
+def set_environment(monkeypatch: Any, **values: str) -> None:
+    """Set the function environment (and no X-Ray tracing: there is no daemon in a test)."""
+    for key, value in environment(POWERTOOLS_TRACE_DISABLED="true", **values).items():
+        monkeypatch.setenv(key, value)

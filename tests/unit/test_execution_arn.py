@@ -1,0 +1,15 @@
+"""One builder of a run's execution ARN (runs.execution_arn), as start, cancel and the CLI use it."""
+
+from miniwdl_fargate import runs
+
+
+def test_the_execution_arn_is_the_state_machines_with_the_run_id():
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:run"
+    assert runs.execution_arn(machine, "hello-1a2b3c4d") == "arn:aws:states:us-east-1:123456789012:execution:run:hello-1a2b3c4d"
+
+
+def test_only_the_resource_type_is_replaced_whatever_the_names():
+    machine = "arn:aws-cn:states:cn-north-1:123456789012:stateMachine:stateMachine"
+    assert runs.execution_arn(machine, "a-01234567") == (
+        "arn:aws-cn:states:cn-north-1:123456789012:execution:stateMachine:a-01234567"
+    )

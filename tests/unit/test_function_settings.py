@@ -1,0 +1,63 @@
+"""Each Lambda function's settings are a model of what it needs (pipeline.settings): every field
+required, a missing or malformed variable a SettingsError naming it."""
+
+import pytest
+
+from miniwdl_fargate.pipeline import settings
+from tests.function_env import environment
+
+MODELS = {
+    "inputs_dropped": settings.SubmitSettings,
+    "api": settings.ApiSettings,
+    "launch_driver": settings.LaunchSettings,
+    "driver_stopped": settings.DriverStoppedSettings,
+    "finalize": settings.CleanupSettings,
+    "run_timed_out": settings.ClusterSettings,
+}
+
+
+@pytest.mark.parametrize("handler", sorted(MODELS))
+def test_each_handler_reads_its_own_model(handler):
+    module = __import__(handler)
+    assert module.SETTINGS is MODELS[handler]
+
+
+def test_each_model_needs_what_its_function_uses_and_no_more():
+    assert settings.SubmitSettings.variables() == {"STATE_MACHINE_ARN", "MAX_RUN_HOURS", "DRIVER_HEARTBEAT_SECONDS"}
+    assert settings.ApiSettings.variables() == settings.SubmitSettings.variables() | {"RUNS_BUCKET", "CLUSTER"}
+    assert settings.ClusterSettings.variables() == {"CLUSTER"}
+    assert settings.CleanupSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID"}
+    assert settings.DriverStoppedSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID", "DRIVER_CONTAINER_NAME"}
+    assert settings.LaunchSettings.variables() == {
+        "CLUSTER", "DRIVER_TASK_DEFINITION", "DRIVER_CONTAINER_NAME", "DRIVER_SUBNETS", "DRIVER_SECURITY_GROUPS",
+        "DRIVER_ASSIGN_PUBLIC_IP",
+    }
+
+
+@pytest.mark.parametrize("model", list(MODELS.values()), ids=lambda m: m.__name__)
+def test_every_variable_a_model_needs_is_required(model):
+    for variable in model.variables():
+        env = environment()
+        del env[variable]
+        with pytest.raises(settings.SettingsError) as failed:
+            model.from_env(env)
+        assert str(failed.value) == f"{model.__name__}: environment variable {variable} is not set"
+
+
+def test_a_malformed_variable_is_named_with_what_is_wrong():
+    with pytest.raises(settings.SettingsError) as failed:
+        settings.ApiSettings.from_env(environment(MAX_RUN_HOURS="a day", STATE_MACHINE_ARN=""))
+    said = str(failed.value)
+    assert said.startswith("ApiSettings: ")
+    assert "environment variable MAX_RUN_HOURS='a day': Input should be a valid number" in said
+    assert "environment variable STATE_MACHINE_ARN='': String should have at least 1 character" in said
+    with pytest.raises(settings.SettingsError, match="DRIVER_ASSIGN_PUBLIC_IP='yes'"):
+        settings.LaunchSettings.from_env(environment(DRIVER_ASSIGN_PUBLIC_IP="yes"))
+
+
+def test_the_process_environment_is_read_and_the_rest_of_it_ignored(monkeypatch):
+    for key, value in environment(CLUSTER="from-env").items():
+        monkeypatch.setenv(key, value)
+    read = settings.CleanupSettings.from_env()
+    assert (read.cluster, read.file_system_id) == ("from-env", "fs-12345678")
+    assert settings.ApiSettings.from_env().run_limits({}) == {"max_run_seconds": 72 * 3600, "heartbeat_seconds": 900}
