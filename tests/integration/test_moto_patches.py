@@ -1,6 +1,6 @@
 """moto's Step Functions emulator against what local mode needs of it: TimeoutSecondsPath,
 HeartbeatSecondsPath and SendTaskHeartbeat work as documented; the name of a heartbeat timeout
-needs moto_patches.patch_heartbeat_timeout_name (the first test says when it no longer does)."""
+needs the fix fixes.heartbeat_timeout_name (the first test says when it no longer does)."""
 
 import json
 import time
@@ -11,12 +11,12 @@ import requests
 
 from miniwdl_fargate import aws
 from miniwdl_fargate.lifecycle import Heartbeat
-from miniwdl_fargate.local import moto_patches
+from miniwdl_fargate.local.moto import fixes, patching
 from tests.waiting import wait_for
 
 
 def test_moto_still_names_a_heartbeat_timeout_states_timeout():
-    """When this fails, moto names heartbeat timeouts itself: remove patch_heartbeat_timeout_name."""
+    """When this fails, moto names heartbeat timeouts itself: remove fixes.heartbeat_timeout_name."""
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
         StateTaskServiceCallback,
     )
@@ -25,7 +25,7 @@ def test_moto_still_names_a_heartbeat_timeout_states_timeout():
     )
     from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
 
-    own = moto_patches._installed.get("heartbeat_timeout_original", StateTaskServiceCallback._from_error)
+    own = patching.unpatched("heartbeat_timeout_name", StateTaskServiceCallback, "_from_error")
     state = StateTaskServiceLambda.__new__(StateTaskServiceLambda)
     state.resource = SimpleNamespace(service_name="lambda", api_action="invoke", condition="waitForTaskToken", resource_arn="x")
     env = SimpleNamespace(next_state_name="Wait", event_history_context=SimpleNamespace(source_event_id=0))
@@ -38,7 +38,7 @@ def step_functions(moto_server):
     """The moto server, executing state machines, with the heartbeat-timeout name fixed."""
     endpoint = moto_server["AWS_ENDPOINT_URL"]
     requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
-    moto_patches.patch_heartbeat_timeout_name()
+    fixes.heartbeat_timeout_name()
     return endpoint
 
 
@@ -92,16 +92,17 @@ def test_a_heartbeating_wait_ends_at_its_maximum_duration(waiting_machine):
 
 def test_moto_still_shares_which_keys_a_response_includes():
     """When this fails, moto keeps ``include`` per request and
-    ``moto_patches.fix_response_transformer_race`` can go."""
+    ``fixes.response_transformer_race`` can go."""
     from moto.ecs.responses import EC2ContainerServiceResponse
 
-    from miniwdl_fargate.local import moto_patches
+    from moto.core.responses import BaseResponse
 
-    moto_patches.fix_response_transformer_race()
-    original = moto_patches._ORIGINAL_TRANSFORMER_METHODS
+    fixes.response_transformer_race()
+    include = patching.unpatched("response_transformer_race", BaseResponse, "_include_in_response")
+    exclude = patching.unpatched("response_transformer_race", BaseResponse, "_exclude_from_response")
     with_tags, without = EC2ContainerServiceResponse(), EC2ContainerServiceResponse()
-    original["include"](with_tags, "DescribeTasksResponse.tasks.Task.tags")
-    original["exclude"](without, "DescribeTasksResponse.tasks.Task.tags")
+    include(with_tags, "DescribeTasksResponse.tasks.Task.tags")
+    exclude(without, "DescribeTasksResponse.tasks.Task.tags")
     leaked = with_tags.RESPONSE_KEY_PATH_TO_TRANSFORMER["DescribeTasksResponse.tasks.Task.tags"]
     assert leaked("kept") != "kept", "moto no longer shares include/exclude between requests"
     # and with the fix, each request keeps its own

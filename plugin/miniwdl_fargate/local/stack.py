@@ -165,7 +165,7 @@ class LocalStack:
         from moto.moto_api import state_manager
         from moto.server import ThreadedMotoServer
 
-        from . import moto_patches
+        from . import moto as moto_seam
         from .runtime import LocalRuntime
 
         if not self.template.is_file():
@@ -194,7 +194,7 @@ class LocalStack:
                 self._saved_env.setdefault(key, os.environ.pop(key))
         aws.reset()
         self.runtime = LocalRuntime(self.state_dir, self.endpoint, REGION)
-        moto_patches.install(self.runtime)
+        moto_seam.install(self.runtime)
         import requests
 
         requests.post(
