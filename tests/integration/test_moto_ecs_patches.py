@@ -87,3 +87,18 @@ def test_a_new_wdl_task_is_missing_for_its_first_describes_but_not_to_ecs_itself
     answers = [ecs.describe_tasks(cluster="c", tasks=[arn]) for _ in range(3)]
     assert [a["failures"] for a in answers[:2]] == [[{"arn": arn, "reason": "MISSING"}]] * 2
     assert [t["taskArn"] for t in answers[2]["tasks"]] == [arn] and answers[2]["failures"] == []
+
+
+def test_moto_itself_still_needs_container_memory():
+    """When this fails, moto runs a Fargate task whose container has no memory of its own: remove
+    fixes.ecs_resource_requirements."""
+    from types import SimpleNamespace
+
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    own = patching.unpatched("ecs_resource_requirements", EC2ContainerServiceBackend, "_calculate_task_resource_requirements")
+    task_definition = SimpleNamespace(container_definitions=[{"name": "task", "image": "ubuntu"}])
+    with pytest.raises(TypeError):
+        getattr(own, "__func__", own)(task_definition)
+    fixes.ecs_resource_requirements()
+    assert EC2ContainerServiceBackend._calculate_task_resource_requirements(task_definition)["MEMORY"] == 0

@@ -110,3 +110,89 @@ def test_moto_still_shares_which_keys_a_response_includes():
     fixed_with._include_in_response("DescribeTasksResponse.tasks.Task.tags")
     fixed_without._exclude_from_response("DescribeTasksResponse.tasks.Task.tags")
     assert fixed_with.RESPONSE_KEY_PATH_TO_TRANSFORMER["DescribeTasksResponse.tasks.Task.tags"]("kept") == "kept"
+
+
+def test_moto_still_drops_a_task_failures_cause():
+    """When this fails, moto passes SendTaskFailure's cause on itself: remove
+    fixes.send_task_failure_cause."""
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    sent = []
+    params = {"taskToken": "token", "error": "DriverFailed", "cause": "why it failed"}
+    request = SimpleNamespace(
+        _get_param=params.get,
+        stepfunction_backend=SimpleNamespace(send_task_failure=lambda token, **kwargs: sent.append(kwargs)),
+    )
+    patching.unpatched("send_task_failure_cause", StepFunctionResponse, "send_task_failure")(request)
+    assert sent == [{"error": "DriverFailed"}]
+    fixes.send_task_failure_cause()
+    StepFunctionResponse.send_task_failure(request)
+    assert sent[-1] == {"error": "DriverFailed", "cause": "why it failed"}
+
+
+@pytest.fixture
+def token_wait(step_functions):
+    """Start an execution that waits on a task token (for at most 3 s) and return its ARN once it
+    waits."""
+    sqs, sfn = aws.client("sqs"), aws.client("stepfunctions")
+    queue = sqs.create_queue(QueueName="stop-tokens")["QueueUrl"]
+    asl = {
+        "StartAt": "Wait",
+        "States": {"Wait": {
+            "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "TimeoutSeconds": 3,
+            "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}}, "End": True,
+        }},
+    }
+    arn = sfn.create_state_machine(name="stop", definition=json.dumps(asl), roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
+
+    def start():
+        execution = sfn.start_execution(stateMachineArn=arn, name=f"run-{time.monotonic_ns()}")["executionArn"]
+        wait_for(lambda: sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), 30.0, "task token")
+        return execution
+
+    return start
+
+
+def stop_and_wait(execution):
+    sfn = aws.client("stepfunctions")
+    sfn.stop_execution(executionArn=execution, error="RunCancelled", cause="cancelled")
+    return wait_for(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d, 30.0, "end")
+
+
+def test_a_stopped_execution_waiting_on_a_token_is_aborted(token_wait):
+    fixes.stop_execution_aborts()
+    assert stop_and_wait(token_wait())["status"] == "ABORTED"
+
+
+def test_moto_still_leaves_a_stopped_waiting_execution_running(token_wait, monkeypatch):
+    """When this fails, moto aborts a stopped execution itself: remove fixes.stop_execution_aborts."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+    monkeypatch.setattr(Execution, "stop", patching.unpatched("stop_execution_aborts", Execution, "stop"))
+    monkeypatch.setattr(
+        BaseExecutionWorkerCommunication, "_reflect_execution_status",
+        patching.unpatched("stop_execution_aborts", BaseExecutionWorkerCommunication, "_reflect_execution_status"),
+    )
+    assert stop_and_wait(token_wait())["status"] != "ABORTED"  # (it ends as its wait does: timed out)
+
+
+def test_moto_still_sends_events_in_its_own_envelope(moto_aws, monkeypatch):
+    """When this fails, moto's events look like EventBridge's: remove fixes.as_delivered (the
+    event_envelope fix the events hook applies)."""
+    from moto.events.models import Rule
+
+    from miniwdl_fargate.local.moto.fixes import as_delivered
+
+    seen = []
+    monkeypatch.setattr(Rule, "send_to_targets", lambda self, event, transform_input=True: seen.append(event))
+    s3, events = aws.client("s3"), aws.client("events")
+    s3.create_bucket(Bucket="drop")
+    s3.put_bucket_notification_configuration(Bucket="drop", NotificationConfiguration={"EventBridgeConfiguration": {}})
+    events.put_rule(Name="all", EventPattern=json.dumps({"source": ["aws.s3"]}))
+    s3.put_object(Bucket="drop", Key="a", Body=b"a")
+    s3.put_object(Bucket="drop", Key="b", Body=b"b")
+    first, second = [event for event in seen if event.get("detail-type") == "Object Created"]
+    assert isinstance(first["time"], float) and first["id"] == second["id"] and "eTag" in first["detail"]["object"]
+    fixed = [as_delivered(event) for event in (first, second)]
+    assert fixed[0]["time"].endswith("Z") and fixed[0]["id"] != fixed[1]["id"]
+    assert "etag" in fixed[0]["detail"]["object"] and "eTag" not in fixed[0]["detail"]["object"]
