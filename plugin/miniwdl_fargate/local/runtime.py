@@ -153,10 +153,9 @@ class LocalRuntime:
         arn = target["Arn"]
         try:
             if ":lambda:" in arn:
-                from moto.awslambda.utils import get_backend
+                from .moto.hooks import lambda_function
 
-                account, region = arn.split(":")[4], arn.split(":")[3]
-                function = get_backend(account, region).get_function(arn)
+                function = lambda_function(arn)
                 result, errored, _logs = self.invoke_lambda(function, event)
                 if errored:
                     log.error("EventBridge -> %s failed: %s", function.function_name, result)

@@ -162,7 +162,6 @@ class LocalStack:
             os.environ[key] = value
 
     def start(self) -> "LocalStack":
-        from moto.moto_api import state_manager
         from moto.server import ThreadedMotoServer
 
         from . import moto as moto_seam
@@ -202,8 +201,6 @@ class LocalStack:
             json={"stepfunctions": {"execute_state_machine": True}},
             timeout=10,
         ).raise_for_status()
-        # the local runner, not moto's describe counter, decides when a task changes status
-        state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
         started = time.monotonic()
         # the production defaults otherwise: the stack creates its own VPC, as `sam deploy` does
         self.outputs = deploy(

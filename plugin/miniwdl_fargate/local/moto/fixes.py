@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 from .patching import MOTO_VERSION, backend_state, installed, moto_function, replace, state_lock
 
-#: searched https://github.com/getmoto/moto/issues for each of these; "none filed" where none was found
-NO_ISSUE = "no upstream issue filed"
+#: where no getmoto/moto issue or pull request about the bug is known to us (moto 5.2.5)
+NO_ISSUE = "no upstream issue known"
 
 
 @dataclass(frozen=True)
@@ -210,8 +210,9 @@ def _run_task_once_per_token(self: Any) -> Any:
 
 def describe_tasks_missing() -> None:
     """DescribeTasks: moto leaves a task it does not know out of its answer; ECS lists it in
-    ``failures`` with reason MISSING
-    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Failure.html)."""
+    ``failures`` with reason MISSING ("The specified task wasn't found",
+    https://docs.aws.amazon.com/AmazonECS/latest/userguide/api_failures_messages.html; the shape:
+    https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Failure.html)."""
     from moto.ecs.responses import EC2ContainerServiceResponse
 
     replace("describe_tasks_missing", EC2ContainerServiceResponse, "describe_tasks", _describe_tasks)
@@ -270,9 +271,11 @@ _MOTO_TESTS = "tests/integration/test_moto_patches.py"
 _ECS_TESTS = "tests/integration/test_moto_ecs_patches.py"
 
 FIXES: tuple[Fix, ...] = (
-    Fix("send_task_failure_cause", "SendTaskFailure drops cause", NO_ISSUE,
+    Fix("send_task_failure_cause", "SendTaskFailure drops cause",
+        "none for the cause; related: https://github.com/getmoto/moto/pull/7608 (SendTaskFailure fixes, cause still dropped)",
         f"{_MOTO_TESTS}::test_moto_still_drops_a_task_failures_cause", send_task_failure_cause),
-    Fix("stop_execution_aborts", "StopExecution leaves a waiting execution RUNNING", NO_ISSUE,
+    Fix("stop_execution_aborts", "StopExecution leaves a waiting execution RUNNING",
+        "https://github.com/getmoto/moto/issues/2846 (fixed for moto's non-executing backend only)",
         f"{_MOTO_TESTS}::test_moto_still_leaves_a_stopped_waiting_execution_running", stop_execution_aborts),
     Fix("heartbeat_timeout_name", "a heartbeat timeout is named States.Timeout", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_names_a_heartbeat_timeout_states_timeout", heartbeat_timeout_name),

@@ -52,8 +52,12 @@ def _faults() -> Faults:
 def install(local_runtime: Runtime, state: MotoTaskState) -> None:
     """Route moto's work to ``local_runtime``, and the ECS tasks RunTask creates to ``state`` (the
     hooks go in once per process; the runtime is the latest one given)."""
+    from moto.moto_api import state_manager
+
     _current["runtime"], _current["state"] = local_runtime, state
     fixes.install()  # (first: the hooks wrap what the fixes make of moto)
+    # the local runner, not moto's describe counter, decides when a task changes status
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
     _lambda_invoke()
     _event_delivery()
     _ecs_run_and_stop()
@@ -74,6 +78,14 @@ def _lambda_invoke() -> None:
         return current.invoke_lambda(self, event)
 
     replace("lambda invoke", LambdaFunction, "_invoke_lambda", _invoke_lambda)
+
+
+def lambda_function(arn: str) -> Any:
+    """The function an EventBridge target names, as ``Runtime.invoke_lambda`` takes it."""
+    from moto.awslambda.utils import get_backend
+
+    account, region = arn.split(":")[4], arn.split(":")[3]
+    return get_backend(account, region).get_function(arn)
 
 
 # -- EventBridge -------------------------------------------------------------------------------
