@@ -143,21 +143,27 @@ def _ecs_run_and_stop() -> None:
     replace("ecs run and stop", EC2ContainerServiceBackend, "stop_task", _stop_task)
 
 
+def _ecs() -> tuple[Runtime, MotoTaskState] | None:
+    """The runtime and the ECS state RunTask's tasks go to, if both are installed."""
+    current, state = runtime(), _current.get("state")
+    return (current, state) if current is not None and state is not None else None
+
+
 def _run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
     tasks = moto_function("ecs run and stop", "run_task")(self, *args, **kwargs)
-    current = runtime()
-    for task in tasks if current is not None else []:
-        _current["state"].register(task)
-        current.ecs_task_started(task_spec(task, self.describe_task_definition(task.task_definition_arn)))
+    ecs = _ecs()
+    for task in tasks if ecs is not None else []:
+        ecs[1].register(task)
+        ecs[0].ecs_task_started(task_spec(task, self.describe_task_definition(task.task_definition_arn)))
     return tasks
 
 
 def _stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
     cluster = self._get_cluster(cluster_str)
     task_id = task_str.split("/")[-1]
-    current = runtime()
-    for arn, task in self.tasks.get(cluster.name, {}).items() if current is not None else []:
-        if arn.endswith(task_id) and current.ecs_stop_task(task.task_arn, reason):
+    ecs = _ecs()
+    for arn, task in self.tasks.get(cluster.name, {}).items() if ecs is not None else []:
+        if arn.endswith(task_id) and ecs[0].ecs_stop_task(task.task_arn, reason):
             return task
     return moto_function("ecs run and stop", "stop_task")(self, cluster_str, task_str, reason)
 
