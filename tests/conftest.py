@@ -13,7 +13,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 # The tiers run in this order whatever order they are named in: unit (no AWS), integration (moto
 # in this process), then the whole pipeline (local, containers). The local stack installs local
-# mode's moto patches in this process (moto_patches.install, once per process), and in-process
+# mode's moto patches in this process (local/moto install, once per process), and in-process
 # moto tests that run after them would see patched moto.
 TIERS = ("unit", "events", "integration", "local", "containers")
 

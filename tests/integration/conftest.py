@@ -2,7 +2,7 @@ import pytest
 from moto import mock_aws
 
 from miniwdl_fargate import aws
-from miniwdl_fargate.local.moto_patches import fix_ecs_resource_requirements, fix_response_transformer_race
+from miniwdl_fargate.local.moto import fixes
 
 
 @pytest.fixture
@@ -11,8 +11,8 @@ def moto_aws(monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     aws.reset()
-    fix_ecs_resource_requirements()
-    fix_response_transformer_race()
+    fixes.ecs_resource_requirements()
+    fixes.response_transformer_race()
     with mock_aws():
         yield
     aws.reset()

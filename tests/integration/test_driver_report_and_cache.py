@@ -208,22 +208,22 @@ def fargate_task(cluster="wdl", family="mwf-driver", overrides=None):
 
 
 def test_moto_still_leaves_the_task_size_out(moto_aws, monkeypatch):
-    """Why local mode patches moto (moto_patches.report_ecs_task_size): ECS's DescribeTasks gives
+    """Why local mode fixes moto (fixes.ecs_task_size): ECS's DescribeTasks gives
     each task's cpu and memory, moto 5.2.5 does not. When this fails, moto reports them itself:
     drop the patch."""
     from moto.ecs.models import EC2ContainerServiceBackend
 
-    from miniwdl_fargate.local import moto_patches
+    from miniwdl_fargate.local.moto import patching
 
-    monkeypatch.setattr(EC2ContainerServiceBackend, "run_task", moto_patches.unpatched_ecs_run_task())
+    monkeypatch.setattr(EC2ContainerServiceBackend, "run_task", patching.unpatched("ecs_task_size", EC2ContainerServiceBackend, "run_task"))
     task = fargate_task()
     assert "cpu" not in task and "memory" not in task
 
 
 def test_local_modes_ecs_reports_the_task_size(moto_aws):
-    from miniwdl_fargate.local import moto_patches
+    from miniwdl_fargate.local.moto import fixes
 
-    moto_patches.report_ecs_task_size()
+    fixes.ecs_task_size()
     task = fargate_task()
     assert (task["cpu"], task["memory"]) == ("1024", "2048")  # the task definition's
     bigger = fargate_task(family="mwf-task-x", overrides={"cpu": "2048", "memory": "8192"})
@@ -234,9 +234,9 @@ def test_cost_json_has_the_drivers_own_row_and_its_public_ipv4_address(bucket, t
     """Through the driver, as it runs in the stack: it finds its own ECS task from the task
     metadata endpoint, describes it for its size, and prices it (with the public IPv4 address
     the stack gives it) next to the WDL tasks."""
-    from miniwdl_fargate.local import moto_patches
+    from miniwdl_fargate.local.moto import fixes
 
-    moto_patches.report_ecs_task_size()
+    fixes.ecs_task_size()
     own = fargate_task()
     metadata = tmp_path / "metadata"
     metadata.mkdir()

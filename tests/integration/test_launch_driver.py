@@ -6,7 +6,7 @@ import pytest
 from botocore.validate import ParamValidator
 
 from miniwdl_fargate import aws, runs
-from miniwdl_fargate.local import moto_patches
+from miniwdl_fargate.local.moto import fixes
 from miniwdl_fargate.pipeline import launch
 from miniwdl_fargate.pipeline.settings import LaunchSettings
 from tests.function_env import environment
@@ -14,7 +14,7 @@ from tests.function_env import environment
 
 @pytest.fixture
 def settings(moto_aws):
-    moto_patches.honour_run_task_client_token()  # as in local mode: moto alone ignores the token
+    fixes.run_task_client_token()  # as in local mode: moto alone ignores the token
     ecs = aws.client("ecs")
     ecs.create_cluster(clusterName="c")
     td = ecs.register_task_definition(

@@ -1,18 +1,19 @@
-"""The ECS patches of local/moto_patches.py: what they make moto do, and tests that fail once
-moto does it itself (then drop the patch)."""
+"""The ECS fixes of local/moto/fixes.py (and the DescribeTasks fault of local/moto/hooks.py): what
+they make moto do, and tests that fail once moto does it itself (then drop the fix)."""
 
 import pytest
 from botocore.exceptions import ClientError
 from moto.ecs.responses import EC2ContainerServiceResponse
 
 from miniwdl_fargate import aws
-from miniwdl_fargate.local import moto_patches
+from miniwdl_fargate.local.ecs_state import LOCAL_RUNTIME_AGENT
+from miniwdl_fargate.local.moto import fixes, hooks, patching
 
 
 @pytest.fixture
 def ecs(moto_aws):
-    moto_patches.honour_run_task_client_token()
-    moto_patches.describe_tasks_like_ecs()
+    fixes.run_task_client_token()
+    hooks.describe_tasks_faults()  # (with fixes.describe_tasks_missing)
     client = aws.client("ecs")
     client.create_cluster(clusterName="c")
     client.register_task_definition(
@@ -42,10 +43,13 @@ def test_the_same_client_token_returns_the_same_task(ecs):
 
 
 def test_moto_itself_still_ignores_client_tokens(ecs, monkeypatch):
-    monkeypatch.setattr(EC2ContainerServiceResponse, "run_task", moto_patches.originals["ecs.RunTask"])
+    monkeypatch.setattr(
+        EC2ContainerServiceResponse, "run_task",
+        patching.unpatched("run_task_client_token", EC2ContainerServiceResponse, "run_task"),
+    )
     run(ecs, "token-1")
     run(ecs, "token-1")
-    # when this fails, moto honours clientToken: drop honour_run_task_client_token
+    # when this fails, moto honours clientToken: drop fixes.run_task_client_token
     assert len(ecs.list_tasks(cluster="c")["taskArns"]) == 2
 
 
@@ -58,10 +62,13 @@ def test_describe_tasks_reports_unknown_tasks_missing(ecs):
 
 
 def test_moto_itself_still_leaves_unknown_tasks_out(ecs, monkeypatch):
-    monkeypatch.setattr(EC2ContainerServiceResponse, "describe_tasks", moto_patches.originals["ecs.DescribeTasks"])
+    monkeypatch.setattr(
+        EC2ContainerServiceResponse, "describe_tasks",
+        patching.unpatched("describe_tasks_missing", EC2ContainerServiceResponse, "describe_tasks"),
+    )
     (task,) = run(ecs, "t")
     gone = task["taskArn"].rsplit("/", 1)[0] + "/0123456789abcdef"
-    # when this fails, moto reports MISSING itself: drop that part of describe_tasks_like_ecs
+    # when this fails, moto reports MISSING itself: drop fixes.describe_tasks_missing
     assert ecs.describe_tasks(cluster="c", tasks=[gone])["failures"] == []
 
 
@@ -72,11 +79,26 @@ def test_a_new_wdl_task_is_missing_for_its_first_describes_but_not_to_ecs_itself
 
     from miniwdl_fargate.local.faults import Faults
 
-    monkeypatch.setitem(moto_patches._installed, "runtime", SimpleNamespace(faults=Faults(describe_missing=2)))
+    monkeypatch.setitem(hooks._current, "runtime", SimpleNamespace(faults=Faults(describe_missing=2)))
     (task,) = run(ecs, "t")
     arn = task["taskArn"]
-    itself = boto3.client("ecs", config=botocore.config.Config(user_agent_extra=moto_patches.LOCAL_RUNTIME_AGENT))
+    itself = boto3.client("ecs", config=botocore.config.Config(user_agent_extra=LOCAL_RUNTIME_AGENT))
     assert [t["taskArn"] for t in itself.describe_tasks(cluster="c", tasks=[arn])["tasks"]] == [arn]
     answers = [ecs.describe_tasks(cluster="c", tasks=[arn]) for _ in range(3)]
     assert [a["failures"] for a in answers[:2]] == [[{"arn": arn, "reason": "MISSING"}]] * 2
     assert [t["taskArn"] for t in answers[2]["tasks"]] == [arn] and answers[2]["failures"] == []
+
+
+def test_moto_itself_still_needs_container_memory():
+    """When this fails, moto runs a Fargate task whose container has no memory of its own: remove
+    fixes.ecs_resource_requirements."""
+    from types import SimpleNamespace
+
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    own = patching.unpatched("ecs_resource_requirements", EC2ContainerServiceBackend, "_calculate_task_resource_requirements")
+    task_definition = SimpleNamespace(container_definitions=[{"name": "task", "image": "ubuntu"}])
+    with pytest.raises(TypeError):
+        getattr(own, "__func__", own)(task_definition)
+    fixes.ecs_resource_requirements()
+    assert EC2ContainerServiceBackend._calculate_task_resource_requirements(task_definition)["MEMORY"] == 0

@@ -1,6 +1,6 @@
 """moto's Step Functions emulator against what local mode needs of it: TimeoutSecondsPath,
 HeartbeatSecondsPath and SendTaskHeartbeat work as documented; the name of a heartbeat timeout
-needs moto_patches.patch_heartbeat_timeout_name (the first test says when it no longer does)."""
+needs the fix fixes.heartbeat_timeout_name (the first test says when it no longer does)."""
 
 import json
 import time
@@ -11,12 +11,12 @@ import requests
 
 from miniwdl_fargate import aws
 from miniwdl_fargate.lifecycle import Heartbeat
-from miniwdl_fargate.local import moto_patches
+from miniwdl_fargate.local.moto import fixes, patching
 from tests.waiting import wait_for
 
 
 def test_moto_still_names_a_heartbeat_timeout_states_timeout():
-    """When this fails, moto names heartbeat timeouts itself: remove patch_heartbeat_timeout_name."""
+    """When this fails, moto names heartbeat timeouts itself: remove fixes.heartbeat_timeout_name."""
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
         StateTaskServiceCallback,
     )
@@ -25,7 +25,7 @@ def test_moto_still_names_a_heartbeat_timeout_states_timeout():
     )
     from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
 
-    own = moto_patches._installed.get("heartbeat_timeout_original", StateTaskServiceCallback._from_error)
+    own = patching.unpatched("heartbeat_timeout_name", StateTaskServiceCallback, "_from_error")
     state = StateTaskServiceLambda.__new__(StateTaskServiceLambda)
     state.resource = SimpleNamespace(service_name="lambda", api_action="invoke", condition="waitForTaskToken", resource_arn="x")
     env = SimpleNamespace(next_state_name="Wait", event_history_context=SimpleNamespace(source_event_id=0))
@@ -38,7 +38,7 @@ def step_functions(moto_server):
     """The moto server, executing state machines, with the heartbeat-timeout name fixed."""
     endpoint = moto_server["AWS_ENDPOINT_URL"]
     requests.post(f"{endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
-    moto_patches.patch_heartbeat_timeout_name()
+    fixes.heartbeat_timeout_name()
     return endpoint
 
 
@@ -92,16 +92,17 @@ def test_a_heartbeating_wait_ends_at_its_maximum_duration(waiting_machine):
 
 def test_moto_still_shares_which_keys_a_response_includes():
     """When this fails, moto keeps ``include`` per request and
-    ``moto_patches.fix_response_transformer_race`` can go."""
+    ``fixes.response_transformer_race`` can go."""
     from moto.ecs.responses import EC2ContainerServiceResponse
 
-    from miniwdl_fargate.local import moto_patches
+    from moto.core.responses import BaseResponse
 
-    moto_patches.fix_response_transformer_race()
-    original = moto_patches._ORIGINAL_TRANSFORMER_METHODS
+    fixes.response_transformer_race()
+    include = patching.unpatched("response_transformer_race", BaseResponse, "_include_in_response")
+    exclude = patching.unpatched("response_transformer_race", BaseResponse, "_exclude_from_response")
     with_tags, without = EC2ContainerServiceResponse(), EC2ContainerServiceResponse()
-    original["include"](with_tags, "DescribeTasksResponse.tasks.Task.tags")
-    original["exclude"](without, "DescribeTasksResponse.tasks.Task.tags")
+    include(with_tags, "DescribeTasksResponse.tasks.Task.tags")
+    exclude(without, "DescribeTasksResponse.tasks.Task.tags")
     leaked = with_tags.RESPONSE_KEY_PATH_TO_TRANSFORMER["DescribeTasksResponse.tasks.Task.tags"]
     assert leaked("kept") != "kept", "moto no longer shares include/exclude between requests"
     # and with the fix, each request keeps its own
@@ -109,3 +110,89 @@ def test_moto_still_shares_which_keys_a_response_includes():
     fixed_with._include_in_response("DescribeTasksResponse.tasks.Task.tags")
     fixed_without._exclude_from_response("DescribeTasksResponse.tasks.Task.tags")
     assert fixed_with.RESPONSE_KEY_PATH_TO_TRANSFORMER["DescribeTasksResponse.tasks.Task.tags"]("kept") == "kept"
+
+
+def test_moto_still_drops_a_task_failures_cause():
+    """When this fails, moto passes SendTaskFailure's cause on itself: remove
+    fixes.send_task_failure_cause."""
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    sent = []
+    params = {"taskToken": "token", "error": "DriverFailed", "cause": "why it failed"}
+    request = SimpleNamespace(
+        _get_param=params.get,
+        stepfunction_backend=SimpleNamespace(send_task_failure=lambda token, **kwargs: sent.append(kwargs)),
+    )
+    patching.unpatched("send_task_failure_cause", StepFunctionResponse, "send_task_failure")(request)
+    assert sent == [{"error": "DriverFailed"}]
+    fixes.send_task_failure_cause()
+    StepFunctionResponse.send_task_failure(request)
+    assert sent[-1] == {"error": "DriverFailed", "cause": "why it failed"}
+
+
+@pytest.fixture
+def token_wait(step_functions):
+    """Start an execution that waits on a task token (for at most 3 s) and return its ARN once it
+    waits."""
+    sqs, sfn = aws.client("sqs"), aws.client("stepfunctions")
+    queue = sqs.create_queue(QueueName="stop-tokens")["QueueUrl"]
+    asl = {
+        "StartAt": "Wait",
+        "States": {"Wait": {
+            "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "TimeoutSeconds": 3,
+            "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}}, "End": True,
+        }},
+    }
+    arn = sfn.create_state_machine(name="stop", definition=json.dumps(asl), roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
+
+    def start():
+        execution = sfn.start_execution(stateMachineArn=arn, name=f"run-{time.monotonic_ns()}")["executionArn"]
+        wait_for(lambda: sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), 30.0, "task token")
+        return execution
+
+    return start
+
+
+def stop_and_wait(execution):
+    sfn = aws.client("stepfunctions")
+    sfn.stop_execution(executionArn=execution, error="RunCancelled", cause="cancelled")
+    return wait_for(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d, 30.0, "end")
+
+
+def test_a_stopped_execution_waiting_on_a_token_is_aborted(token_wait):
+    fixes.stop_execution_aborts()
+    assert stop_and_wait(token_wait())["status"] == "ABORTED"
+
+
+def test_moto_still_leaves_a_stopped_waiting_execution_running(token_wait, monkeypatch):
+    """When this fails, moto aborts a stopped execution itself: remove fixes.stop_execution_aborts."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+    monkeypatch.setattr(Execution, "stop", patching.unpatched("stop_execution_aborts", Execution, "stop"))
+    monkeypatch.setattr(
+        BaseExecutionWorkerCommunication, "_reflect_execution_status",
+        patching.unpatched("stop_execution_aborts", BaseExecutionWorkerCommunication, "_reflect_execution_status"),
+    )
+    assert stop_and_wait(token_wait())["status"] != "ABORTED"  # (it ends as its wait does: timed out)
+
+
+def test_moto_still_sends_events_in_its_own_envelope(moto_aws, monkeypatch):
+    """When this fails, moto's events look like EventBridge's: remove fixes.as_delivered (the
+    event_envelope fix the events hook applies)."""
+    from moto.events.models import Rule
+
+    from miniwdl_fargate.local.moto.fixes import as_delivered
+
+    seen = []
+    monkeypatch.setattr(Rule, "send_to_targets", lambda self, event, transform_input=True: seen.append(event))
+    s3, events = aws.client("s3"), aws.client("events")
+    s3.create_bucket(Bucket="drop")
+    s3.put_bucket_notification_configuration(Bucket="drop", NotificationConfiguration={"EventBridgeConfiguration": {}})
+    events.put_rule(Name="all", EventPattern=json.dumps({"source": ["aws.s3"]}))
+    s3.put_object(Bucket="drop", Key="a", Body=b"a")
+    s3.put_object(Bucket="drop", Key="b", Body=b"b")
+    first, second = [event for event in seen if event.get("detail-type") == "Object Created"]
+    assert isinstance(first["time"], float) and first["id"] == second["id"] and "eTag" in first["detail"]["object"]
+    fixed = [as_delivered(event) for event in (first, second)]
+    assert fixed[0]["time"].endswith("Z") and fixed[0]["id"] != fixed[1]["id"]
+    assert "etag" in fixed[0]["detail"]["object"] and "eTag" not in fixed[0]["detail"]["object"]

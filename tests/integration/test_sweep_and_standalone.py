@@ -159,10 +159,10 @@ def test_sweep_command_lists_then_stops_orphans(cluster, capsys):
 def test_stop_run_stops_a_task_describe_tasks_does_not_know_yet(cluster, monkeypatch, hidden):
     from types import SimpleNamespace
 
-    from miniwdl_fargate.local import moto_patches
     from miniwdl_fargate.local.faults import Faults
+    from miniwdl_fargate.local.moto import hooks
 
-    moto_patches.describe_tasks_like_ecs()
+    hooks.describe_tasks_faults()
     ecs = aws.client("ecs")
     subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
     arn = ecs.run_task(
@@ -171,7 +171,7 @@ def test_stop_run_stops_a_task_describe_tasks_does_not_know_yet(cluster, monkeyp
         tags=[{"key": sweep.RUN_TAG, "value": "run-a"}],
     )["tasks"][0]["taskArn"]
     # launched a moment ago: ListTasks lists it, DescribeTasks does not know it yet (MISSING)
-    monkeypatch.setitem(moto_patches._installed, "runtime", SimpleNamespace(faults=Faults(describe_missing=hidden)))
+    monkeypatch.setitem(hooks._current, "runtime", SimpleNamespace(faults=Faults(describe_missing=hidden)))
     assert sweep.stop_run("wdl", "run-a", "run cancelled") == [arn]
     assert ecs.list_tasks(cluster="wdl", desiredStatus="RUNNING")["taskArns"] == []
 

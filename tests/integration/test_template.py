@@ -22,7 +22,8 @@ import pytest
 from moto import mock_aws
 
 from miniwdl_fargate import aws, runs
-from miniwdl_fargate.local import moto_patches, stack
+from miniwdl_fargate.local import stack
+from miniwdl_fargate.local.moto import cfn
 
 import iam_reference
 
@@ -793,7 +794,7 @@ def test_checkov_skips_are_justified():
 
 @pytest.fixture
 def moto_cfn(moto_aws):
-    moto_patches.install_cloudformation()
+    cfn.install()
     return aws.client("cloudformation")
 
 
@@ -908,11 +909,11 @@ def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
 
 
 def test_moto_cloudformation_still_drops_a_task_definitions_cpu(moto_aws):
-    """Why moto_patches._patch_ecs_task_definition_cfn exists; when this fails, moto keeps Cpu
+    """Why cfn.INCOMPLETE completes AWS::ECS::TaskDefinition; when this fails, moto keeps Cpu
     itself: drop the patch."""
     from moto.ecs.models import TaskDefinition
 
-    create = moto_patches.unpatched_task_definition_cfn()
+    create = cfn.moto_create("AWS::ECS::TaskDefinition")
     template = {"Properties": {"Family": "f", "Cpu": "1024", "Memory": "2048", "ContainerDefinitions": [{"Name": "c", "Image": "i"}]}}
     task_definition = create(TaskDefinition, "F", template, "123456789012", "us-east-1")
     assert task_definition.memory == "2048" and not task_definition.cpu

@@ -1,22 +1,13 @@
-"""The local runtime: what AWS itself would do, for the pieces moto only records.
+"""The local runtime: what AWS itself would do, for the pieces moto only records (``moto.hooks``
+hands them over).
 
 - Lambda: each invocation runs the real handler in a fresh Python subprocess, from the code
   package deployed into moto, with the function's environment (``lambda_bootstrap``).
 - EventBridge: deliveries to Lambda (asynchronous invoke) and Step Functions (StartExecution)
   targets.
-- ECS on Fargate: a WDL task (any task whose task definition is not the stack's driver's) runs
-  in its actual image with the local container engine, Podman or Docker, where one works
-  (``containers``): the task definition's entry point, command, environment and EFS mounts at
-  their container paths, the image's USER (writing EFS as the access point's user would,
-  ``idmap``), no network, its memory as the limit. Without an engine it runs as a host process in
-  a strict sandbox (``sandbox``): read-only root, unprivileged uid, private /tmp. The driver (our
-  own image, not available locally) runs as a host process in a private mount namespace. A
-  local directory per filesystem stands in for EFS. The runner drives the task's status, exit
-  code and stop code in moto, and emits "ECS Task State Change" events. Like Fargate, it kills a
-  task that uses more memory than its size and says so the way Fargate does: exit code 137,
-  container reason OutOfMemoryError.
-  A task whose image pull is made to fail (``faults.pull_failures``) stops before it starts, as
-  Fargate's does: stop code TaskFailedToStart, reason ``CannotPullContainerError: ...``.
+- ECS on Fargate: ``ecs_runner`` runs each task RunTask starts, as Fargate would, and records
+  its status, exit code and stop code in moto through ``ecs_state``, which also emits its "ECS
+  Task State Change" events.
 
 Handlers, driver and backend are unchanged: they reach moto through ``AWS_ENDPOINT_URL``.
 """
@@ -28,7 +19,6 @@ import io
 import json
 import logging
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -36,42 +26,15 @@ import threading
 import time
 import uuid
 import zipfile
-from datetime import datetime, timezone
 from typing import Any
 
-import boto3
-import botocore.config
-
-from .. import aws, sweep
-from ..backend import links
-from . import idmap
-from .containers import (
-    NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice, remove_cgroup,
-)
+from .. import aws
+from .ecs_runner import EcsRunner, TaskSpec
+from .ecs_state import MotoTaskState
 from .faults import Faults
-from .moto_patches import LOCAL_RUNTIME_AGENT
-from .jobs import ContainerJob, HostJob
 from .sandbox import StrictSandbox
 
 log = logging.getLogger("miniwdl-fargate.local")
-
-ECS_STOPPED_REASON = "Essential container in task exited"
-OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"  # Fargate's words
-MEMORY_CHECK_SECONDS = 0.25
-SPOT_INTERRUPTION = "\0spot"  # a stop request that is Fargate Spot taking its capacity back
-CGROUP_PARENT = "/miniwdl-fargate-local"
-
-
-class TaskStartError(Exception):
-    """The task cannot start; the message is its stoppedReason, in ECS's words."""
-
-
-def _ci(mapping: dict[str, Any] | None, name: str, default: Any = None) -> Any:
-    """Case-insensitive key lookup (CloudFormation-created ECS objects keep odd key casing)."""
-    for key, value in (mapping or {}).items():
-        if key.lower() == name.lower():
-            return value
-    return default
 
 
 class LocalRuntime:
@@ -79,35 +42,15 @@ class LocalRuntime:
         self.state_dir = state_dir
         self.endpoint = endpoint
         self.region = region
-        self.efs_root = os.path.join(state_dir, "efs")
         self.logs_dir = os.path.join(state_dir, "logs")
         self._code_lock = threading.Lock()
         self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
-        self._procs: dict[str, HostJob | ContainerJob] = {}
-        #: tasks this runner started that ECS does not yet show STOPPED (kept by _set_status)
-        self._active: set[str] = set()
-        self._stop_requests: dict[str, str] = {}
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self.namespaces = NamespaceSupport.detect()
-        self.engine = Engine.detect()
-        self.network = choice(os.environ, NETWORK_ENV, NETWORKS, "none")
-        self.pull = choice(os.environ, PULL_ENV, PULL_POLICIES, "never")
-        #: families of the stack's driver task definition (set once the stack is deployed)
-        self.driver_families: set[str] = set()
-        self._sandbox: StrictSandbox | None = None
-        self._sandbox_checked = False
-        self._idmap_problem: str | None = ""
-        self._warned: set[str] = set()
-        log.info(
-            "local Fargate: WDL tasks run %s",
-            f"in {self.engine.kind} containers (network {self.network}, pull {self.pull})" if self.engine
-            else "as sandboxed host processes (no container engine; MINIWDL_FARGATE_LOCAL_ENGINE)",
-        )
         self.faults = Faults.from_env()
-        self._launched_by_driver: dict[str, int] = {}
-        self._ecs: Any = None
-        os.makedirs(self.efs_root, exist_ok=True)
+        #: what RunTask created in moto, written as the runner says (``moto.hooks`` registers each task)
+        self.ecs_state = MotoTaskState(region)
+        self.ecs_runner = EcsRunner(
+            state_dir, self.ecs_state, lambda: self.faults, self.aws_environment, self.base_environment
+        )
         os.makedirs(self.logs_dir, exist_ok=True)
 
     # -- environment every "AWS compute" process gets -------------------------------------------
@@ -121,16 +64,6 @@ class LocalRuntime:
         env["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
         env.update(self.aws_environment())
         return env
-
-    def efs_environment(self, task: Any) -> dict[str, str]:
-        """What makes local "EFS" (an ordinary directory) as strict as EFS for a driver task: at
-        most 177 hard links per file (``backend.links``), or what the caller set. WDL tasks
-        (tagged with their driver) get nothing: their command sees the environment it would on
-        Fargate."""
-        if any(t.get("key") == sweep.DRIVER_TAG for t in (getattr(task, "tags", None) or [])):
-            return {}
-        name = "MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT"
-        return {name: os.environ.get(name) or str(links.EFS_LINK_LIMIT)}
 
     # -- Lambda ---------------------------------------------------------------------------------
 
@@ -213,10 +146,9 @@ class LocalRuntime:
         arn = target["Arn"]
         try:
             if ":lambda:" in arn:
-                from moto.awslambda.utils import get_backend
+                from .moto.hooks import lambda_function
 
-                account, region = arn.split(":")[4], arn.split(":")[3]
-                function = get_backend(account, region).get_function(arn)
+                function = lambda_function(arn)
                 result, errored, _logs = self.invoke_lambda(function, event)
                 if errored:
                     log.error("EventBridge -> %s failed: %s", function.function_name, result)
@@ -227,567 +159,39 @@ class LocalRuntime:
         except Exception:
             log.exception("EventBridge delivery to %s failed", arn)
 
-    # -- ECS on Fargate ---------------------------------------------------------------------------
+    # -- ECS on Fargate: the runner's ----------------------------------------------------------------
 
-    def ecs_task_started(self, backend: Any, task: Any) -> None:
-        now = datetime.now(timezone.utc)
-        task.created_at = now
-        task.status = "PROVISIONING"
-        task.stop_code = None
-        task.version = 1
-        for container in task.containers:
-            container.exitCode = None
-            container.last_status = "PENDING"
-        thread = threading.Thread(
-            target=self._run_task, args=(backend, task), name=f"fargate-{task.id[:8]}", daemon=True
-        )
-        with self._lock:
-            self._threads.append(thread)
-            self._active.add(task.task_arn)
-        thread.start()
-        self._maybe_kill_driver(task)
+    def ecs_task_started(self, task: TaskSpec) -> None:
+        self.ecs_runner.ecs_task_started(task)
 
-    def _maybe_kill_driver(self, task: Any) -> None:
-        """Fault injection: kill a driver (SIGKILL, as an OOM or a crash would) once it has
-        launched ``kill_driver_after_tasks`` WDL tasks."""
-        driver = {t.get("key"): t.get("value") for t in (task.tags or [])}.get(sweep.DRIVER_TAG, "")
-        limit = self.faults.kill_driver_after_tasks
-        if not driver.startswith("arn:") or limit is None:
-            return
-        with self._lock:
-            count = self._launched_by_driver[driver] = self._launched_by_driver.get(driver, 0) + 1
-            proc = self._procs.get(driver)
-        if count >= limit and proc is not None and proc.running():
-            self.faults.kill_driver_after_tasks = None
-            self.faults.injected.append("kill_driver")
-            log.warning("injected fault: killing driver %s after %d task(s)", driver, count)
-            proc.kill()
-
-    def ecs_stop_task(self, backend: Any, task: Any, reason: str) -> bool:
-        with self._lock:
-            proc = self._procs.get(task.task_arn)
-            if task.task_arn not in self._procs and task.last_status == "STOPPED":
-                return True
-            self._stop_requests[task.task_arn] = reason or "Task stopped by user"
-        task.desired_status = "STOPPED"
-        # as ECS does, from the request on: the task itself can read why it is being stopped
-        task.stop_code, task.stopped_reason = "UserInitiated", reason or "Task stopped by user"
-        if proc is not None and proc.running():
-            proc.terminate()
-        return True
-
-    def task_metadata(self, task: Any) -> str:
-        """The task metadata endpoint (v4) a Fargate container finds in its environment: here a
-        directory read through file:// URLs (``<uri>/task`` is a file), so the same urllib code
-        reads it."""
-        folder = os.path.join(self.state_dir, "ecs-metadata", task.id)
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "task"), "w") as outfile:
-            json.dump({"Cluster": task.cluster_arn, "TaskARN": task.task_arn, "Family": task.task_definition_arn.rsplit("/", 1)[-1].split(":")[0]}, outfile)
-        return "file://" + folder
-
-    def efs_host_dir(self, volume: dict[str, Any]) -> str:
-        efs = _ci(volume, "efsVolumeConfiguration")
-        if efs is None:
-            raise ValueError(f"volume {_ci(volume, 'name')!r}: only EFS volumes are supported locally")
-        fs_id = _ci(efs, "fileSystemId") or _ci(efs, "filesystemId")
-        root = _ci(efs, "rootDirectory") or "/"
-        access_point = _ci(_ci(efs, "authorizationConfig"), "accessPointId")
-        if access_point:
-            desc = aws.client("efs").describe_access_points(AccessPointId=access_point)["AccessPoints"][0]
-            root = desc.get("RootDirectory", {}).get("Path", "/")
-        path = os.path.join(self.efs_root, fs_id, root.lstrip("/"))
-        os.makedirs(path, exist_ok=True)
-        return path
-
-    def _set_status(self, task: Any, status: str) -> None:
-        task.status = status
-        task.version = getattr(task, "version", 1) + 1
-        for container in task.containers:
-            container.last_status = status if status in ("RUNNING", "STOPPED") else "PENDING"
-        if status == "STOPPED":
-            with self._lock:
-                self._active.discard(task.task_arn)
-
-    def ecs(self) -> Any:
-        """The runtime's own ECS client: "ECS itself", which always knows its tasks (DescribeTasks
-        hides nothing from it, see ``moto_patches.describe_tasks_like_ecs``)."""
-        if self._ecs is None:
-            config = aws.RETRY_CONFIG.merge(botocore.config.Config(user_agent_extra=LOCAL_RUNTIME_AGENT))
-            self._ecs = boto3.session.Session().client("ecs", config=config)
-        return self._ecs
-
-    def _emit(self, task: Any) -> None:
-        if task.status == "STOPPED" and _is_driver(task) and self.faults.take("lose_driver_stopped_events"):
-            log.warning("injected fault: the STOPPED event of driver %s is lost", task.task_arn)
-            return
-        try:
-            desc = self.ecs().describe_tasks(cluster=task.cluster_arn, tasks=[task.task_arn])["tasks"][0]
-        except Exception:
-            log.exception("cannot describe %s for its state change event", task.task_arn)
-            return
-        desc["version"] = task.version
-        desc["updatedAt"] = datetime.now(timezone.utc)
-        detail = json.dumps(desc, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
-        from moto.events.models import events_backends
-
-        account = task.cluster_arn.split(":")[4]
-        events_backends[account][self.region].put_events(
-            [
-                {
-                    "Source": "aws.ecs",
-                    "DetailType": "ECS Task State Change",
-                    "Detail": detail,
-                    "Resources": [task.task_arn],
-                }
-            ]
-        )
-
-    def _run_task(self, backend: Any, task: Any) -> None:
-        try:
-            self._run_task_inner(backend, task)
-        except Exception as exn:
-            if isinstance(exn, TaskStartError):
-                log.warning("local Fargate task %s did not start: %s", task.task_arn, exn)
-                reason = str(exn)
-            else:
-                log.exception("local Fargate task %s failed to run", task.task_arn)
-                reason = f"CannotStartContainerError: {exn}"
-            with self._lock:
-                self._procs.pop(task.task_arn, None)
-                self._stop_requests.pop(task.task_arn, None)
-            task.stop_code = "TaskFailedToStart"
-            task.stopped_reason = reason[:255]
-            for container in task.containers:
-                container.reason = reason[:255]
-            task.stopped_at = datetime.now(timezone.utc)
-            task.desired_status = "STOPPED"
-            self._set_status(task, "STOPPED")
-            self._emit(task)
-
-    def _run_task_inner(self, backend: Any, task: Any) -> None:
-        if "-driver" not in str(task.task_definition_arn) and self.faults.take("pull_failures"):
-            raise TaskStartError(f"CannotPullContainerError: {self.faults.pull_error}")  # (fault injection)
-        td = backend.describe_task_definition(task.task_definition_arn)
-        container_def = td.container_definitions[0]
-        name = _ci(container_def, "name")
-        override = next(
-            (o for o in (task.overrides or {}).get("containerOverrides", []) if o.get("name") == name), {}
-        )
-        environment = {
-            _ci(item, "name"): str(_ci(item, "value"))
-            for item in list(_ci(container_def, "environment") or []) + list(override.get("environment") or [])
-        }
-        volumes = {_ci(v, "name"): v for v in (td.volumes or [])}
-        mounts = [
-            Mount(self.efs_host_dir(volumes[_ci(mp, "sourceVolume")]), _ci(mp, "containerPath"), bool(_ci(mp, "readOnly")))
-            for mp in _ci(container_def, "mountPoints") or []
-        ]
-        memory_mib = _memory_limit_mib(task, td, container_def, override)
-        log_path = os.path.join(self.logs_dir, "ecs", td.family, f"{task.id}.log")
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        stop_timeout = int(_ci(container_def, "stopTimeout") or 30)
-
-        self._set_status(task, "PENDING")
-        if td.family in self.driver_families:
-            job: HostJob | ContainerJob = self._driver_job(task, container_def, override, environment, mounts)
-        elif self.engine is not None:
-            job = self._container_job(task, td, container_def, override, environment, mounts, memory_mib, stop_timeout)
-        else:
-            job = self._sandboxed_job(task, container_def, override, environment, mounts)
-        with open(log_path, "ab") as logfile:
-            job.start(logfile)
-        with self._lock:
-            self._procs[task.task_arn] = job
-            early_stop = self._stop_requests.get(task.task_arn)
-        if early_stop:
-            job.terminate()
-        task.started_at = datetime.now(timezone.utc)
-        self._set_status(task, "RUNNING")
-        self._emit(task)
-        if getattr(task, "capacity_provider_name", None) == "FARGATE_SPOT" and self.faults.take("spot_interruptions"):
-            threading.Timer(0.5, self._interrupt_spot, args=(task,)).start()
-        self._follow(task, job, container_def, log_path, memory_mib, stop_timeout)
-
-    def _follow(
-        self, task: Any, job: HostJob | ContainerJob, container_def: dict[str, Any], log_path: str,
-        memory_mib: int | None, stop_timeout: int,
-    ) -> None:
-        """Wait for the job while shipping its logs, watching its memory and honouring stop
-        requests; then record how it ended in ECS and emit the STOPPED event."""
-        shipper = LogShipper.for_container(container_def, task, log_path)
-        deadline = None
-        while True:
-            code = job.wait(MEMORY_CHECK_SECONDS)
-            if code is not None:
-                break
-            if shipper is not None:
-                shipper.ship()
-            if job.watch_memory and memory_mib and job.memory() > memory_mib * 1024 * 1024:
-                log.warning("task %s used more than its %d MiB: killed, as Fargate would", task.task_arn, memory_mib)
-                job.kill_for_memory()
-            if task.task_arn in self._stop_requests:
-                if deadline is None:
-                    deadline = time.monotonic() + stop_timeout
-                    task.stopping_at = datetime.now(timezone.utc)
-                elif time.monotonic() > deadline:
-                    job.kill()
-
-        if shipper is not None:
-            shipper.ship(final=True)
-        outcome = job.finish(code, stop_requested=task.task_arn in self._stop_requests)
-        with self._lock:
-            self._procs.pop(task.task_arn, None)
-            reason = self._stop_requests.pop(task.task_arn, None)
-        if outcome.start_error:
-            raise TaskStartError(f"CannotStartContainerError: {outcome.start_error}")
-        task.containers[0].exitCode = outcome.exit_code
-        if outcome.out_of_memory:
-            task.containers[0].reason = OOM_REASON
-        if reason is None:
-            task.stop_code = "EssentialContainerExited"
-            task.stopped_reason = ECS_STOPPED_REASON
-        elif reason == SPOT_INTERRUPTION:
-            task.stop_code = "SpotInterruption"
-            task.stopped_reason = "Your Spot Task was interrupted."
-        else:
-            task.stop_code = "UserInitiated"
-            task.stopped_reason = reason
-        task.stopped_at = datetime.now(timezone.utc)
-        task.desired_status = "STOPPED"
-        self._set_status(task, "STOPPED")
-        self._emit(task)
-
-    # -- the three ways a task's container runs ---------------------------------------------------
-
-    @staticmethod
-    def _argv(name: str, container_def: dict[str, Any], override: dict[str, Any]) -> list[str]:
-        argv = list(_ci(container_def, "entryPoint") or []) + list(
-            override.get("command") or _ci(container_def, "command") or []
-        )
-        if not argv:
-            raise ValueError(f"container {name!r} has no command (local mode cannot run image entrypoints)")
-        return argv
-
-    def _host_environment(self, task: Any, environment: dict[str, str]) -> dict[str, str]:
-        env = self.base_environment()
-        env.update(environment)
-        env["ECS_CONTAINER_METADATA_URI_V4"] = self.task_metadata(task)
-        return env
-
-    def _driver_job(
-        self, task: Any, container_def: dict[str, Any], override: dict[str, Any], environment: dict[str, str],
-        mounts: list[Mount],
-    ) -> HostJob:
-        """The driver: our own image, which local mode does not have; a host process in a private
-        mount namespace, as root (or the user running local mode)."""
-        env = self._host_environment(task, environment)
-        env.update(self.efs_environment(task))
-        env["HOME"] = os.path.join(self.state_dir, "home", task.id)
-        os.makedirs(env["HOME"], exist_ok=True)
-        argv = self._argv(_ci(container_def, "name"), container_def, override)
-        return HostJob(
-            self.namespaces.wrap([(m.container, m.host) for m in mounts], argv),
-            _ci(container_def, "workingDirectory") or "/", env,
-        )
-
-    def _sandboxed_job(
-        self, task: Any, container_def: dict[str, Any], override: dict[str, Any], environment: dict[str, str],
-        mounts: list[Mount],
-    ) -> HostJob:
-        """A WDL task without a container engine: a host process in the strict sandbox (or, where
-        the machine allows none, the driver's kind of namespace, having warned once)."""
-        argv = self._argv(_ci(container_def, "name"), container_def, override)
-        sandbox = self.sandbox()
-        env = self._host_environment(task, environment)
-        env.pop("TMPDIR", None)  # the host's; the sandbox has its own /tmp
-        if sandbox is None:
-            env["HOME"] = os.path.join(self.state_dir, "home", task.id)
-            os.makedirs(env["HOME"], exist_ok=True)
-            return HostJob(self.namespaces.wrap([(m.container, m.host) for m in mounts], argv), "/", env)
-        env["HOME"] = "/tmp"
-        env["SANDBOX_CWD"] = _ci(container_def, "workingDirectory") or "/"
-        pairs = []
-        for index, mount in enumerate(mounts):
-            host = mount.host
-            if sandbox.identity.mode == "setpriv":
-                host = self._idmapped(task, index, mount.host, (sandbox.identity.uid, sandbox.identity.gid))
-            pairs.append((mount.container, host))
-        # local mode's state (every run's EFS directory among it) is out of the task's sight
-        hidden = (self.state_dir,)
-        return HostJob(sandbox.wrap(pairs, argv, hidden=hidden), "/", env, cleanup=lambda: self._unmount_idmapped(task))
-
-    def _container_job(
-        self, task: Any, td: Any, container_def: dict[str, Any], override: dict[str, Any],
-        environment: dict[str, str], mounts: list[Mount], memory_mib: int | None, stop_timeout: int,
-    ) -> ContainerJob:
-        """A WDL task in its image, with the local engine."""
-        assert self.engine is not None
-        image = _ci(container_def, "image")
-        self._ensure_image(image)
-        user = _ci(container_def, "user") or ""
-        mounts = self._access_point_mounts(task, image, user or self.engine.image_user(image), mounts)
-        metadata = self.task_metadata(task)
-        env = dict(self.aws_environment())
-        env.update({"AWS_EXECUTION_ENV": "AWS_ECS_FARGATE", "ECS_CONTAINER_METADATA_URI_V4": metadata})
-        env.update(environment)
-        cpu = override.get("cpu") or (task.overrides or {}).get("cpu") or td.cpu
-        spec = ContainerSpec(
-            name=f"miniwdl-fargate-{task.id}",
-            image=image,
-            entry_point=_ci(container_def, "entryPoint"),
-            command=override.get("command") or _ci(container_def, "command"),
-            environment=env,
-            mounts=[*mounts, Mount(metadata[len("file://"):], metadata[len("file://"):], True)],
-            working_directory=_ci(container_def, "workingDirectory"),
-            user=user or None,
-            memory_mib=memory_mib,
-            cpu_units=int(cpu) if str(cpu or "").isdigit() else None,
-            init=bool(_ci(_ci(container_def, "linuxParameters") or {}, "initProcessEnabled")),
-            read_only_root=bool(_ci(container_def, "readonlyRootFilesystem")),
-            stop_timeout=stop_timeout,
-            network=self.network,
-            cgroup_parent=f"{CGROUP_PARENT}/{task.id}" if self.engine.cgroup_manager == "cgroupfs" else None,
-            labels={"miniwdl-fargate-local.task": task.task_arn},
-        )
-        return ContainerJob(self.engine, spec, cleanup=lambda: self._unmount_idmapped(task))
-
-    def _ensure_image(self, image: str) -> None:
-        """The image must be in the engine's store; pulled first if MINIWDL_FARGATE_LOCAL_PULL
-        says so. Otherwise the task fails to start the way ECS says it, naming the image: stopCode
-        TaskFailedToStart (botocore's TaskStopCode) and stoppedReason ``CannotPullContainerError:``
-        (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-errors.html,
-        https://repost.aws/knowledge-center/ecs-fargate-pull-container-error), shaped like
-        Fargate's own ``...: failed to resolve ref <image>: <image>: not found``."""
-        assert self.engine is not None
-        if self.engine.image_present(image):
-            return
-        if self.pull == "missing":
-            problem = self.engine.pull(image)
-            if problem is None:
-                return
-            raise TaskStartError(f"CannotPullContainerError: pull image {image}: {problem}")
-        raise TaskStartError(
-            f"CannotPullContainerError: failed to resolve ref {image}: {image}: not found "
-            f"(local mode: not among {self.engine.kind}'s images; pull it, or set {PULL_ENV}=missing "
-            f"or MINIWDL_FARGATE_LOCAL_ENGINE=none)"
-        )
-
-    def _access_point_mounts(self, task: Any, image: str, user: str, mounts: list[Mount]) -> list[Mount]:
-        """EFS volumes as the container's user would see them through the access point: where the
-        user is not the owner of the local EFS directory, an idmapped mount on which it acts as
-        that owner (where this machine can make one)."""
-        assert self.engine is not None
-        ids = self.engine.user_ids(image, user) if user else (0, 0)
-        result = []
-        for index, mount in enumerate(mounts):
-            stat = os.stat(mount.host)
-            owner = (stat.st_uid, stat.st_gid)
-            if ids == owner:
-                result.append(mount)
-                continue
-            problem = self.idmap_problem() if ids is not None else f"cannot tell the uid of user {user!r} in {image}"
-            if problem is None:
-                host = self._idmapped(task, index, mount.host, ids)  # type: ignore[arg-type]
-                result.append(Mount(host, mount.container, mount.read_only))
-                continue
-            self._warn_once(
-                f"idmap:{image}",
-                f"{image} runs as {user or 'root'}: on Fargate it would write EFS as the access point's "
-                f"user; here it writes as itself, which may be refused ({problem})",
-            )
-            result.append(mount)
-        return result
-
-    def _idmapped(self, task: Any, index: int, host: str, user: tuple[int, int]) -> str:
-        stat = os.stat(host)
-        target = os.path.join(self.state_dir, "idmapped", task.id, str(index))
-        idmap.idmapped_bind(host, target, (stat.st_uid, stat.st_gid), user)
-        return target
-
-    def _unmount_idmapped(self, task: Any) -> None:
-        folder = os.path.join(self.state_dir, "idmapped", task.id)
-        if not os.path.isdir(folder):
-            return
-        for name in os.listdir(folder):
-            try:
-                idmap.unmount(os.path.join(folder, name))
-            except OSError:
-                log.exception("cannot unmount %s", os.path.join(folder, name))
-        shutil.rmtree(folder, ignore_errors=True)
-
-    def idmap_problem(self) -> str | None:
-        """None if idmapped mounts work here (checked once), else why not."""
-        with self._lock:
-            if self._idmap_problem == "":
-                self._idmap_problem = idmap.supported(self.state_dir)
-            return self._idmap_problem
-
-    def sandbox(self) -> StrictSandbox | None:
-        """The strict sandbox for WDL tasks without an engine (checked once; warns once about
-        what it cannot enforce)."""
-        problem = self.idmap_problem()
-        with self._lock:
-            if not self._sandbox_checked:
-                self._sandbox_checked = True
-                self._sandbox, caveats = StrictSandbox.detect(self.namespaces.prefix, problem)
-                if self._sandbox is None:
-                    log.warning(
-                        "local mode: no container engine, and WDL tasks cannot be sandboxed here (%s): they "
-                        "run as host processes as %s, able to write the host's filesystem, which Fargate "
-                        "would not allow", caveats, "root" if os.geteuid() == 0 else "you",
-                    )
-                elif caveats:
-                    log.warning("local mode: WDL tasks run sandboxed, but not fully: %s", caveats)
-            return self._sandbox
-
-    def _warn_once(self, key: str, message: str) -> None:
-        with self._lock:
-            if key in self._warned:
-                return
-            self._warned.add(key)
-        log.warning("local mode: %s", message)
-
-    def _interrupt_spot(self, task: Any) -> None:
-        """Fault injection: Fargate Spot reclaims the task (SIGTERM first, as its warning)."""
-        with self._lock:
-            proc = self._procs.get(task.task_arn)
-            if proc is None or not proc.running():
-                return
-            self._stop_requests[task.task_arn] = SPOT_INTERRUPTION
-        log.warning("injected fault: Spot interruption of %s", task.task_arn)
-        proc.terminate()
+    def ecs_stop_task(self, task_arn: str, reason: str) -> bool:
+        return self.ecs_runner.ecs_stop_task(task_arn, reason)
 
     def running_tasks(self) -> list[str]:
-        """Tasks started here that are not STOPPED yet, as ECS would list them (provisioning,
-        running, or with their process gone but their status not yet set)."""
-        with self._lock:
-            return sorted(self._active)
+        return self.ecs_runner.running_tasks()
+
+    def efs_host_dir(self, volume: dict[str, Any]) -> str:
+        return self.ecs_runner.efs_host_dir(volume)
+
+    def efs_environment(self, task: Any) -> dict[str, str]:
+        return self.ecs_runner.efs_environment(task)
+
+    def sandbox(self) -> StrictSandbox | None:
+        return self.ecs_runner.sandbox()
+
+    @property
+    def efs_root(self) -> str:
+        return self.ecs_runner.efs_root
+
+    @property
+    def engine(self) -> Any:
+        return self.ecs_runner.engine
+
+    @property
+    def driver_families(self) -> set[str]:
+        return self.ecs_runner.driver_families
 
     def shutdown(self, timeout: float = 30) -> None:
-        """Stop every task still running and wait for the runner threads."""
-        with self._lock:
-            procs = list(self._procs.items())
-        for arn, proc in procs:
-            self._stop_requests.setdefault(arn, "local mode shutting down")
-            if proc.running():
-                proc.terminate()
-        deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.1, deadline - time.monotonic()))
-        if self.engine is not None and self.engine.cgroup_manager == "cgroupfs":
-            remove_cgroup(CGROUP_PARENT)
+        """Stop every task still running, wait for the runner threads and the deliveries."""
+        self.ecs_runner.shutdown(timeout)
         self._deliveries.shutdown(wait=True, cancel_futures=True)
-
-
-def _is_driver(task: Any) -> bool:
-    """A run's driver task (tagged with its run, launched by no driver)."""
-    tags = {t.get("key"): t.get("value") for t in (task.tags or [])}
-    return sweep.RUN_TAG in tags and sweep.DRIVER_TAG not in tags
-
-
-def _memory_limit_mib(task: Any, td: Any, container_def: dict[str, Any], override: dict[str, Any]) -> int | None:
-    """The memory the task's container may use: its override, else the task's, else the task
-    definition's (what Fargate enforces)."""
-    for value in (
-        override.get("memory"), (task.overrides or {}).get("memory"), _ci(container_def, "memory"), td.memory,
-    ):
-        try:
-            if value:
-                return int(value)
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
-class LogShipper:
-    """The awslogs log driver: a container's output, line by line, into its CloudWatch Logs
-    stream ``<awslogs-stream-prefix>/<container>/<task id>`` (in moto), as it is written."""
-
-    def __init__(self, path: str, group: str, stream: str) -> None:
-        self.path, self.group, self.stream = path, group, stream
-        self._offset = 0
-        self._partial = b""
-        logs = aws.client("logs")
-        try:
-            logs.create_log_group(logGroupName=group)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
-
-    @classmethod
-    def for_container(cls, container_def: dict[str, Any], task: Any, path: str) -> "LogShipper | None":
-        config = _ci(container_def, "logConfiguration") or {}
-        options = _ci(config, "options") or {}
-        if _ci(config, "logDriver") != "awslogs" or not options.get("awslogs-group"):
-            return None
-        stream = f"{options.get('awslogs-stream-prefix', 'ecs')}/{_ci(container_def, 'name')}/{task.id}"
-        try:
-            return cls(path, options["awslogs-group"], stream)
-        except Exception:
-            log.exception("cannot ship the logs of %s to CloudWatch Logs", task.task_arn)
-            return None
-
-    def ship(self, final: bool = False) -> None:
-        try:
-            with open(self.path, "rb") as infile:
-                infile.seek(self._offset)
-                data = infile.read(1024 * 1024)
-        except OSError:
-            data = b""
-        self._offset += len(data)
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        if final and self._partial:
-            lines.append(self._partial)
-            self._partial = b""
-        now = int(time.time() * 1000)
-        # like the awslogs driver, empty lines are not sent (CloudWatch Logs refuses empty messages)
-        events = [{"timestamp": now, "message": line.decode("utf-8", errors="replace")} for line in lines if line.strip()]
-        if events:
-            try:
-                aws.client("logs").put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events)
-            except Exception:
-                log.exception("cannot ship logs to %s/%s", self.group, self.stream)
-
-
-class NamespaceSupport:
-    """How to give a host process its own mounts: ``unshare`` a mount namespace (as root, or in
-    a user namespace), put a tmpfs on /mnt and bind-mount each volume at its container path."""
-
-    def __init__(self, prefix: list[str]) -> None:
-        self.prefix = prefix
-
-    @classmethod
-    def detect(cls) -> "NamespaceSupport":
-        unshare = shutil.which("unshare")
-        if not unshare or not sys.platform.startswith("linux"):
-            raise RuntimeError(
-                "local mode runs Fargate tasks in Linux mount namespaces (unshare, from util-linux); "
-                "this machine has none. Use a Linux machine or container."
-            )
-        candidates = [[unshare, "--mount", "--propagation", "private"]]
-        candidates.append([unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"])
-        if os.geteuid() != 0:
-            candidates.reverse()
-        for prefix in candidates:
-            probe = subprocess.run(
-                prefix + ["sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True, text=True
-            )
-            if probe.returncode == 0:
-                return cls(prefix)
-        raise RuntimeError(
-            "local mode runs Fargate tasks in mount namespaces, but `unshare --mount` failed here: "
-            f"{probe.stderr.strip()}. Unprivileged user namespaces may be disabled "
-            "(e.g. sysctl kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu 24.04)."
-        )
-
-    def wrap(self, mounts: list[tuple[str, str]], argv: list[str]) -> list[str]:
-        lines = ["set -e", "mount -t tmpfs tmpfs /mnt"]
-        for container_path, host_path in mounts:
-            if not container_path.startswith("/mnt/"):
-                raise ValueError(f"local mode mounts volumes under /mnt only, not {container_path}")
-            q = shlex.quote
-            lines.append(f"mkdir -p {q(container_path)} && mount --bind {q(host_path)} {q(container_path)}")
-        lines.append('exec "$@"')
-        return self.prefix + ["sh", "-c", "\n".join(lines), "container", *argv]

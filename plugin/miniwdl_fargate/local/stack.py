@@ -162,10 +162,9 @@ class LocalStack:
             os.environ[key] = value
 
     def start(self) -> "LocalStack":
-        from moto.moto_api import state_manager
         from moto.server import ThreadedMotoServer
 
-        from . import moto_patches
+        from . import moto as moto_seam
         from .runtime import LocalRuntime
 
         if not self.template.is_file():
@@ -189,7 +188,7 @@ class LocalStack:
                 self._saved_env.setdefault(key, os.environ.pop(key))
         aws.reset()
         self.runtime = LocalRuntime(self.state_dir, self.endpoint, REGION)
-        moto_patches.install(self.runtime)
+        moto_seam.install(self.runtime)
         import requests
 
         requests.post(
@@ -197,8 +196,6 @@ class LocalStack:
             json={"stepfunctions": {"execute_state_machine": True}},
             timeout=10,
         ).raise_for_status()
-        # the local runner, not moto's describe counter, decides when a task changes status
-        state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
         started = time.monotonic()
         # the production defaults otherwise: the stack creates its own VPC, as `sam deploy` does
         self.outputs = deploy(

@@ -1,0 +1,127 @@
+"""The one module that writes ECS task state into moto: what ECS itself would record of a task as
+the local runner runs it (status transitions, the container's exit code and reason, the stop code
+and reason, the times, the version), and the "ECS Task State Change" events it emits.
+
+The runner (``ecs_runner``) calls it with a task's ARN and plain values, through the
+``ecs_runner.TaskState`` protocol; only this module touches moto's Task objects (which
+``moto.hooks`` hands it at RunTask, ``register``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+#: the local runtime's own ECS calls carry this in their User-Agent: "ECS itself" always knows
+#: its tasks, so DescribeTasks hides nothing from it (``moto.hooks``)
+LOCAL_RUNTIME_AGENT = "miniwdl-fargate-local-runtime"
+
+log = logging.getLogger("miniwdl-fargate.local")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class MotoTaskState:
+    """The state of the tasks RunTask created in moto, by task ARN."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._ecs: Any = None
+
+    def register(self, task: Any) -> None:
+        """A task moto's RunTask just created (from ``moto.hooks``)."""
+        with self._lock:
+            self._tasks[task.task_arn] = task
+
+    def _task(self, task_arn: str) -> Any:
+        with self._lock:
+            return self._tasks[task_arn]
+
+    def provisioning(self, task_arn: str) -> None:
+        """Just launched: PROVISIONING, version 1, its container PENDING without an exit code."""
+        task = self._task(task_arn)
+        task.created_at = _now()
+        task.status = "PROVISIONING"
+        task.stop_code = None
+        task.version = 1
+        for container in task.containers:
+            container.exitCode = None
+            container.last_status = "PENDING"
+
+    def set_status(self, task_arn: str, status: str) -> None:
+        """The task's last status (and its container's), one version on; RUNNING sets its start time."""
+        task = self._task(task_arn)
+        if status == "RUNNING":
+            task.started_at = _now()
+        task.status = status
+        task.version = getattr(task, "version", 1) + 1
+        for container in task.containers:
+            container.last_status = status if status in ("RUNNING", "STOPPED") else "PENDING"
+
+    def last_status(self, task_arn: str) -> str:
+        return self._task(task_arn).last_status
+
+    def stop_requested(self, task_arn: str, reason: str) -> None:
+        """StopTask: as ECS does, from the request on the task itself can read why it is being stopped."""
+        task = self._task(task_arn)
+        task.desired_status = "STOPPED"
+        task.stop_code, task.stopped_reason = "UserInitiated", reason
+
+    def stopping(self, task_arn: str) -> None:
+        """Its container was sent SIGTERM."""
+        self._task(task_arn).stopping_at = _now()
+
+    def stopped(
+        self, task_arn: str, stop_code: str, reason: str, exit_code: int | None = None, container_reason: str | None = None,
+    ) -> None:
+        """The task ended: STOPPED with its stop code and reason, its container's exit code (and
+        reason, where it has one)."""
+        task = self._task(task_arn)
+        task.containers[0].exitCode = exit_code
+        if container_reason:
+            for container in task.containers:
+                container.reason = container_reason
+        task.stop_code = stop_code
+        task.stopped_reason = reason
+        task.stopped_at = _now()
+        task.desired_status = "STOPPED"
+        self.set_status(task_arn, "STOPPED")
+
+    def ecs(self) -> Any:
+        """The runtime's own ECS client: "ECS itself", which always knows its tasks (DescribeTasks
+        hides nothing from it, see ``moto.hooks``)."""
+        if self._ecs is None:
+            import boto3
+            import botocore.config
+
+            from .. import aws
+
+            config = aws.RETRY_CONFIG.merge(botocore.config.Config(user_agent_extra=LOCAL_RUNTIME_AGENT))
+            self._ecs = boto3.session.Session().client("ecs", config=config)
+        return self._ecs
+
+    def emit(self, task_arn: str) -> None:
+        """An "ECS Task State Change" event with the task as DescribeTasks shows it now, into
+        moto's EventBridge (where ``moto.hooks`` delivers it to the rules' targets)."""
+        task = self._task(task_arn)
+        try:
+            desc = self.ecs().describe_tasks(cluster=task.cluster_arn, tasks=[task_arn])["tasks"][0]
+        except Exception:
+            log.exception("cannot describe %s for its state change event", task_arn)
+            return
+        desc["version"] = task.version
+        desc["updatedAt"] = _now()
+        detail = json.dumps(desc, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
+        from moto.events.models import events_backends
+
+        account = task.cluster_arn.split(":")[4]
+        events_backends[account][self.region].put_events(
+            [{"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": detail, "Resources": [task_arn]}]
+        )

@@ -1,0 +1,35 @@
+"""Local mode's one seam with moto, pinned to ``MOTO_VERSION`` for it: every change local mode
+makes to moto is here, and nothing outside this package (but ``ecs_state``, which writes the ECS
+tasks moto created) touches moto's internals.
+
+- ``hooks``: where moto calls into local mode (Lambda Invoke, EventBridge delivery, ECS RunTask
+  and StopTask) and the faults local mode injects into moto's answers;
+- ``cfn``: CloudFormation resource models moto lacks, and properties its models ignore;
+- ``fixes``: moto's bugs, each a named fix with the test that tells when moto no longer needs it;
+- ``patching``: how each of them replaces a moto attribute, remembering moto's own.
+
+Nothing here changes how the product's own code talks to AWS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import cfn, fixes, hooks
+from .patching import MOTO_VERSION, check_version
+
+__all__ = ["MOTO_VERSION", "install", "install_cloudformation"]
+
+
+def install(runtime: Any) -> None:
+    """Everything local mode needs of moto (once per process), routing moto's work to ``runtime``
+    (a ``hooks.Runtime`` with an ``ecs_state``, a ``local.ecs_state.MotoTaskState``)."""
+    check_version()
+    fixes.install()
+    hooks.install(runtime, runtime.ecs_state)
+    cfn.install()
+
+
+def install_cloudformation() -> None:
+    """Only what moto's CloudFormation needs to create this template's stack (no runtime)."""
+    cfn.install()

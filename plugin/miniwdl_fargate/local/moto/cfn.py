@@ -1,0 +1,312 @@
+"""CloudFormation as template.yaml needs it from moto: the resource types moto has no model for
+(``MISSING``: each a function doing the API call behind the resource, made a model by one helper,
+``_model``), and the properties moto's own models ignore (``INCOMPLETE``: each a function run on
+what moto's model created, applied by one helper, ``_complete``). Needs no local runtime:
+tests/integration deploys the template into in-process moto with ``install()`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable
+
+from .patching import check_version, moto_function, replace, unpatched
+
+# -- resource types moto has no model for: each does what the AWS API call behind it would -------
+
+
+def _alarm(name: str, props: dict[str, Any], account_id: str, region: str, stack_id: str) -> str:
+    # AWS::CloudWatch::Alarm -> PutMetricAlarm
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    alarm_name = props.get("AlarmName") or f"{stack_id.split('/')[-2] if '/' in stack_id else 'stack'}-{name}"
+    cloudwatch_backends[account_id][region].put_metric_alarm(
+        name=alarm_name,
+        namespace=props.get("Namespace"),
+        metric_name=props.get("MetricName"),
+        comparison_operator=props["ComparisonOperator"],
+        evaluation_periods=int(props["EvaluationPeriods"]),
+        period=int(props.get("Period", 60)),
+        threshold=float(props["Threshold"]),
+        statistic=props.get("Statistic"),
+        description=props.get("AlarmDescription", ""),
+        dimensions=list(props.get("Dimensions") or []),
+        alarm_actions=list(props.get("AlarmActions") or []),
+        treat_missing_data=props.get("TreatMissingData"),
+    )
+    return alarm_name
+
+
+def _queue_policy(name: str, props: dict[str, Any], account_id: str, region: str, stack_id: str) -> str:
+    # AWS::SQS::QueuePolicy -> SetQueueAttributes(Policy) on each queue (Queues are URLs)
+    from moto.sqs.models import sqs_backends
+
+    for url in props["Queues"]:
+        sqs_backends[account_id][region].set_queue_attributes(
+            url.rstrip("/").split("/")[-1], {"Policy": json.dumps(props["PolicyDocument"])}
+        )
+    return f"{name}-policy"
+
+
+def _bucket_policy(name: str, props: dict[str, Any], account_id: str, region: str, stack_id: str) -> str:
+    # AWS::S3::BucketPolicy: recorded, not enforced. moto evaluates bucket policies without their
+    # Conditions, so the TLS-only Deny statements would deny every request.
+    from moto.s3.models import s3_backends
+
+    s3_backends[account_id]["aws"].get_bucket(props["Bucket"])  # the bucket must exist
+    return props["Bucket"]
+
+
+def _api_stage(name: str, props: dict[str, Any], account_id: str, region: str, stack_id: str) -> str:
+    # AWS::ApiGateway::Stage -> CreateStage (SAM puts the stage in its own resource)
+    from moto.apigateway.models import apigateway_backends
+
+    apigateway_backends[account_id][region].create_stage(
+        props["RestApiId"],
+        props["StageName"],
+        props["DeploymentId"],
+        variables=props.get("Variables"),
+        description=props.get("Description", ""),
+        tracing_enabled=props.get("TracingEnabled") in (True, "true", "True"),
+    )
+    return props["StageName"]
+
+
+#: CloudFormation type -> the call that creates it (name, properties, account, region, stack id)
+#: and returns its physical id
+MISSING: dict[str, Callable[[str, dict[str, Any], str, str, str], str]] = {
+    "AWS::CloudWatch::Alarm": _alarm,
+    "AWS::SQS::QueuePolicy": _queue_policy,
+    "AWS::S3::BucketPolicy": _bucket_policy,
+    "AWS::ApiGateway::Stage": _api_stage,
+}
+
+_models: list[type] = []  # (moto finds models as subclasses of CloudFormationModel: keep them alive)
+
+
+def _model(cfn_type: str, create: Callable[[str, dict[str, Any], str, str, str], str]) -> type:
+    """A moto CloudFormation model for ``cfn_type`` whose creation is ``create``: a resource with
+    a physical id and no attributes."""
+    from moto.core.common_models import CloudFormationModel
+
+    class Model(CloudFormationModel):
+        def __init__(self, physical_id: str, properties: dict[str, Any]) -> None:
+            self.physical_resource_id = physical_id
+            self.properties = properties
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return cfn_type
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return False
+
+        def is_created(self) -> bool:
+            return True
+
+        @classmethod
+        def create_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> Any:
+            props = cloudformation_json["Properties"]
+            stack_id = kwargs.get("StackId", "")
+            return cls(create(resource_name, props, account_id, region_name, stack_id), props)
+
+    Model.__name__ = Model.__qualname__ = cfn_type.replace("::", "")
+    return Model
+
+
+# -- properties moto's models ignore: each completes what moto's model created ---------------------
+
+
+def _state_machine(cls: Any, name: str, template: dict[str, Any], account_id: str, region: str, **kwargs: Any) -> Any:
+    # AWS::StepFunctions::StateMachine: moto reads only DefinitionString, and creates the machine in
+    # the backend that does not execute ASL even when execution is enabled. Support what `sam
+    # package` produces (DefinitionS3Location, DefinitionSubstitutions) and create it where
+    # StartExecution will find it. (Replaces moto's creation.)
+    props = template["Properties"]
+    from moto.stepfunctions.responses import get_backend
+    from moto.stepfunctions.utils import cfn_to_api_tags
+
+    definition = props.get("DefinitionString")
+    location = props.get("DefinitionS3Location")
+    if definition is None and location:
+        from moto.s3.models import s3_backends
+
+        definition = s3_backends[account_id]["aws"].get_object(location["Bucket"], location["Key"]).value.decode()
+    if isinstance(definition, dict):
+        definition = json.dumps(definition)
+    for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+        definition = definition.replace("${" + key + "}", str(value))
+    leftover = re.findall(r"\$\{[A-Za-z0-9_]+\}", definition or "")
+    if leftover:
+        raise ValueError(f"state machine {name}: unsubstituted placeholders {sorted(set(leftover))}")
+    tags = cfn_to_api_tags(props.get("Tags", []))
+    return get_backend(account_id, region).create_state_machine(
+        props.get("StateMachineName", name), definition, props.get("RoleArn", ""), tags=tags
+    )
+
+
+def _rest_api(cls: Any, name: str, template: dict[str, Any], account_id: str, region: str, **kwargs: Any) -> Any:
+    # AWS::ApiGateway::RestApi: moto ignores the Body (the OpenAPI document SAM generates), so the
+    # API has no methods and its Deployment fails. Import the Body as PutRestApi would.
+    props = template["Properties"]
+    from moto.apigateway.models import apigateway_backends
+
+    props.setdefault("Name", name)
+    api = _moto_create("AWS::ApiGateway::RestApi")(cls, name, template, account_id, region, **kwargs)
+    if isinstance(props.get("Body"), dict):
+        apigateway_backends[account_id][region].put_rest_api(api.id, props["Body"], fail_on_warnings=False)
+    return api
+
+
+def _bucket(cls: Any, name: str, template: dict[str, Any], account_id: str, region: str, **kwargs: Any) -> Any:
+    # AWS::S3::Bucket: moto ignores NotificationConfiguration.EventBridgeConfiguration, so no
+    # "Object Created" event would ever reach EventBridge; it also ignores the public access block
+    # and versioning, which the template tests read back.
+    props = template["Properties"]
+    from moto.s3.models import PublicAccessBlock
+
+    bucket = _moto_create("AWS::S3::Bucket")(cls, name, template, account_id, region, **kwargs)
+    notifications = props.get("NotificationConfiguration", {})
+    if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") in (True, "true", "True"):
+        bucket.set_notification_configuration({"EventBridgeConfiguration": {}})
+    block = props.get("PublicAccessBlockConfiguration")
+    if block:
+        bucket.public_access_block = PublicAccessBlock(
+            *(str(block.get(k, False)).lower() for k in (
+                "BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"
+            ))
+        )
+    versioning = props.get("VersioningConfiguration", {}).get("Status")
+    if versioning:
+        bucket.versioning_status = versioning
+    return bucket
+
+
+def _vpc(cls: Any, name: str, template: dict[str, Any], account_id: str, region: str, **kwargs: Any) -> Any:
+    # AWS::EC2::VPC: moto ignores EnableDnsSupport/EnableDnsHostnames, and its network interfaces
+    # in a VPC without DNS hostnames break ECS DescribeTasks (no private_dns_name).
+    props = template["Properties"]
+    vpc = _moto_create("AWS::EC2::VPC")(cls, name, template, account_id, region, **kwargs)
+    for prop, attribute in (("EnableDnsSupport", "enable_dns_support"), ("EnableDnsHostnames", "enable_dns_hostnames")):
+        if prop in props:
+            setattr(vpc, attribute, props[prop] in (True, "true", "True"))
+    return vpc
+
+
+def _cluster(cls: Any, name: str, template: dict[str, Any], account_id: str, region: str, **kwargs: Any) -> Any:
+    # AWS::ECS::Cluster: moto creates the cluster by name only, ignoring its capacity providers
+    # (FARGATE, FARGATE_SPOT), default strategy and settings (Container Insights).
+    props = template["Properties"]
+    from moto.ecs.models import ecs_backends
+
+    def lower_keys(items: Any) -> list[dict[str, Any]]:
+        return [{k[0].lower() + k[1:]: v for k, v in item.items()} for item in items or []]
+
+    cluster = _moto_create("AWS::ECS::Cluster")(cls, name, template, account_id, region, **kwargs)
+    ecs_backends[account_id][region].put_cluster_capacity_providers(
+        cluster.name, props.get("CapacityProviders"), lower_keys(props.get("DefaultCapacityProviderStrategy")) or None,
+    )
+    if props.get("ClusterSettings"):
+        cluster.settings = lower_keys(props["ClusterSettings"])
+    return cluster
+
+
+def _task_definition(cls: Any, name: str, template: dict[str, Any], account_id: str, region: str, **kwargs: Any) -> Any:
+    # AWS::ECS::TaskDefinition: moto registers Memory but drops Cpu, so the driver's task (and its
+    # run report's own row, see fixes.ecs_task_size) had no vCPU size in local mode.
+    props = template["Properties"]
+    moto_create = _moto_create("AWS::ECS::TaskDefinition")
+    task_definition = moto_create(cls, name, template, account_id, region, **kwargs)
+    cpu = props.get("Cpu")
+    if cpu and not task_definition.cpu:
+        task_definition.cpu = str(cpu)
+    return task_definition
+
+
+def _model_class(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+#: CloudFormation type -> (moto's model, the creation that replaces moto's own; it may call moto's
+#: own through ``_moto_create``), and the test that fails once moto no longer needs it, where one does
+INCOMPLETE: dict[str, tuple[str, Callable[..., Any], str]] = {
+    "AWS::StepFunctions::StateMachine": ("moto.stepfunctions.models.StateMachine", _state_machine, ""),
+    "AWS::ApiGateway::RestApi": ("moto.apigateway.models.RestAPI", _rest_api, ""),
+    "AWS::S3::Bucket": ("moto.s3.models.FakeBucket", _bucket, ""),
+    "AWS::EC2::VPC": ("moto.ec2.models.vpcs.VPC", _vpc, ""),
+    "AWS::ECS::Cluster": ("moto.ecs.models.Cluster", _cluster, ""),
+    "AWS::ECS::TaskDefinition": (
+        "moto.ecs.models.TaskDefinition", _task_definition,
+        "tests/integration/test_template.py::test_moto_cloudformation_still_drops_a_task_definitions_cpu",
+    ),
+}
+
+
+def _moto_create(cfn_type: str) -> Any:
+    """moto's own creation of ``cfn_type`` (a function of cls, name, template, account, region)."""
+    return moto_function(f"cfn {cfn_type}", "create_from_cloudformation_json")
+
+
+def moto_create(cfn_type: str) -> Any:
+    """moto's own creation of ``cfn_type``, whether or not ``install`` ran (tests tell from it
+    when moto no longer needs the completion)."""
+    own = unpatched(f"cfn {cfn_type}", _model_class(INCOMPLETE[cfn_type][0]), "create_from_cloudformation_json")
+    return getattr(own, "__func__", own)
+
+
+def _complete(cfn_type: str, model_path: str, create: Callable[..., Any]) -> None:
+    """Make ``create`` moto's creation of ``cfn_type``."""
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        cloudformation_json.setdefault("Properties", {})
+        return create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    replace(f"cfn {cfn_type}", _model_class(model_path), "create_from_cloudformation_json",
+            classmethod(create_from_cloudformation_json))
+
+
+def _ids_and_attributes() -> None:
+    """AWS::EFS::FileSystem: moto has no Fn::GetAtt support (Arn, FileSystemId);
+    AWS::EFS::AccessPoint and AWS::ApiGateway::Deployment: moto has no physical id, so Ref gives
+    an object instead of its id."""
+    from moto.apigateway.models import Deployment
+    from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+    from moto.efs.models import AccessPoint, FileSystem
+
+    def get_cfn_attribute(self: Any, attribute_name: str) -> str:
+        if attribute_name == "Arn":
+            return self.file_system_arn
+        if attribute_name == "FileSystemId":
+            return self.file_system_id
+        raise UnformattedGetAttTemplateException()
+
+    replace("cfn AWS::EFS::AccessPoint", AccessPoint, "physical_resource_id", property(lambda self: self.access_point_id))
+    replace("cfn AWS::ApiGateway::Deployment", Deployment, "physical_resource_id", property(lambda self: self.id))
+    replace("cfn AWS::EFS::FileSystem", FileSystem, "get_cfn_attribute", get_cfn_attribute)
+    replace("cfn AWS::EFS::FileSystem", FileSystem, "has_cfn_attr", classmethod(lambda cls, attr: attr in ("Arn", "FileSystemId")))
+
+
+def install() -> None:
+    """What moto's CloudFormation needs to create this template's stack (once per process)."""
+    check_version()
+    if _models:
+        return
+    _ids_and_attributes()
+    for cfn_type, (model_path, create, _test) in INCOMPLETE.items():
+        _complete(cfn_type, model_path, create)
+    _models.extend(_model(cfn_type, create) for cfn_type, create in MISSING.items())
+    from moto.cloudformation import parsing
+
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()

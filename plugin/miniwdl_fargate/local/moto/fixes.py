@@ -1,0 +1,303 @@
+"""moto's bugs that local mode depends on, each as a named fix: what moto (``MOTO_VERSION``)
+does wrong, what AWS does, the upstream issue where there is one, and the test that fails once
+moto no longer needs the fix (then delete the fix and its test). ``install()`` installs them all;
+tests that run against in-process moto install the few they need by name.
+
+A fix changes how moto answers the product's own requests; it never runs anything (that is
+``hooks``) and never creates CloudFormation resources (``cfn``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .patching import MOTO_VERSION, backend_state, installed, moto_function, replace, state_lock
+
+#: where no getmoto/moto issue or pull request about the bug is known to us (moto 5.2.5)
+NO_ISSUE = "no upstream issue known"
+
+
+@dataclass(frozen=True)
+class Fix:
+    name: str
+    moto_does: str
+    upstream: str
+    still_needed_test: str
+    install: Callable[[], None]
+
+
+def send_task_failure_cause() -> None:
+    """SendTaskFailure: moto's API layer drops the ``cause`` parameter (its executing backend
+    takes it), so a failed run's state machine would see a null Cause."""
+
+    def send_task_failure(self: Any) -> Any:
+        from moto.core.responses import EmptyResult
+
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    replace("send_task_failure_cause", StepFunctionResponse, "send_task_failure", send_task_failure)
+
+
+def stop_execution_aborts() -> None:
+    """StopExecution: moto flags the program stopped but a state waiting for a task token keeps
+    waiting, and the execution ends with whatever happens next (FAILED, SUCCEEDED) instead of
+    ABORTED at once. Make it ABORTED when stopped, as Step Functions does, and keep it so."""
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+    def stop(self: Any, stop_date: Any, error: Any, cause: Any) -> None:
+        moto_function("stop_execution_aborts", "stop")(self, stop_date, error, cause)
+        if self.exec_status == ExecutionStatus.RUNNING:
+            self.exec_status = ExecutionStatus.ABORTED
+            self.stop_date = stop_date or datetime.datetime.now(tz=datetime.timezone.utc)
+            self._miniwdl_fargate_aborted = True
+
+    def reflect(self: Any) -> None:
+        if getattr(self.execution, "_miniwdl_fargate_aborted", False):
+            return
+        moto_function("stop_execution_aborts", "_reflect_execution_status")(self)
+
+    replace("stop_execution_aborts", Execution, "stop", stop)
+    replace("stop_execution_aborts", BaseExecutionWorkerCommunication, "_reflect_execution_status", reflect)
+
+
+def heartbeat_timeout_name() -> None:
+    """A task state whose HeartbeatSeconds passed without a SendTaskHeartbeat fails with
+    ``States.HeartbeatTimeout`` in Step Functions
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html), which a
+    Catch can tell from ``States.Timeout`` (TimeoutSeconds). moto's ASL interpreter raises its
+    HeartbeatTimeoutError (a TimeoutError) and names every TimeoutError ``States.Timeout``. Name it
+    as AWS does. (moto's own TimeoutSecondsPath, HeartbeatSecondsPath and SendTaskHeartbeat work as
+    documented.)"""
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskTimedOutEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+    from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    def _from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, HeartbeatTimeoutError):
+            return moto_function("heartbeat_timeout_name", "_from_error")(self, env, ex)
+        name = StatesErrorNameType.StatesHeartbeatTimeout
+        return FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=name),
+            event_type=HistoryEventType.TaskTimedOut,
+            event_details=EventDetails(
+                taskTimedOutEventDetails=TaskTimedOutEventDetails(
+                    resourceType=self._get_sfn_resource_type(), resource=self._get_sfn_resource(), error=name.to_name(),
+                )
+            ),
+        )
+
+    replace("heartbeat_timeout_name", StateTaskServiceCallback, "_from_error", _from_error)
+
+
+def as_delivered(event: dict[str, Any]) -> dict[str, Any]:
+    """The fix ``event_envelope`` (applied by ``hooks`` to each event it delivers): make moto's
+    event envelope look like what EventBridge delivers: an ISO 8601 ``time`` (moto: a float), a
+    unique ``id`` (moto: one constant id for every S3 event), and S3's ``detail.object.etag``
+    (moto: ``eTag``)."""
+    event = copy.deepcopy(event)
+    if isinstance(event.get("time"), (int, float)):
+        stamp = datetime.datetime.fromtimestamp(event["time"], datetime.timezone.utc)
+        event["time"] = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if event.get("source") == "aws.s3":
+        event["id"] = str(uuid.uuid4())
+        obj = event.get("detail", {}).get("object", {})
+        if "eTag" in obj:
+            obj["etag"] = obj.pop("eTag")
+    return event
+
+
+def ecs_resource_requirements() -> None:
+    """RunTask: Fargate containers need no container-level memory (the task size covers it), but
+    moto's placement bookkeeping adds it up and fails on None. Count a missing value as 0."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    def requirements(task_definition: Any) -> dict[str, int]:
+        patched = copy.copy(task_definition)
+        patched.container_definitions = [
+            dict(cd, memory=cd.get("memory") or cd.get("memoryReservation") or 0)
+            for cd in task_definition.container_definitions
+        ]
+        return moto_function("ecs_resource_requirements", "_calculate_task_resource_requirements")(patched)
+
+    replace(
+        "ecs_resource_requirements", EC2ContainerServiceBackend, "_calculate_task_resource_requirements",
+        staticmethod(requirements),
+    )
+
+
+def ecs_task_size() -> None:
+    """DescribeTasks: ECS answers each task's ``cpu`` and ``memory`` (the task size: RunTask's
+    overrides, else the task definition's; https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Task.html),
+    moto leaves both out, so a driver in local mode could not price its own task in the run
+    report. Set them on every task RunTask creates."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    def run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        tasks = moto_function("ecs_task_size", "run_task")(self, *args, **kwargs)
+        for task in tasks:
+            size_task(task, self.describe_task_definition(task.task_definition_arn))
+        return tasks
+
+    replace("ecs_task_size", EC2ContainerServiceBackend, "run_task", run_task)
+
+
+def size_task(task: Any, task_definition: Any) -> None:
+    """``task.cpu`` / ``task.memory`` as ECS reports them (strings), where the task has a size."""
+    overrides = task.overrides or {}
+    for name in ("cpu", "memory"):
+        value = overrides.get(name) or getattr(task_definition, name, None)
+        if value:
+            setattr(task, name, str(value))
+
+
+def run_task_client_token() -> None:
+    """RunTask: moto ignores ``clientToken``, so a retry of a request it handled starts a second
+    task. ECS returns the tasks the first request started for the same token and parameters in the
+    same cluster, and ConflictException for a token reused with other parameters
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html)."""
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    replace("run_task_client_token", EC2ContainerServiceResponse, "run_task", _run_task_once_per_token)
+
+
+def _run_task_once_per_token(self: Any) -> Any:
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+
+    moto_run_task = moto_function("run_task_client_token", "run_task")
+    token = self._get_param("clientToken")
+    if not token:
+        return moto_run_task(self)
+    cluster = self._get_param("cluster", "default")
+    params = json.dumps({k: v for k, v in json.loads(self.body or "{}").items() if k != "clientToken"}, sort_keys=True)
+    key = (cluster.rsplit("/", 1)[-1], token)
+    with state_lock():
+        tokens = backend_state(self.ecs_backend, "_miniwdl_fargate_client_tokens")
+        token_lock = backend_state(self.ecs_backend, "_miniwdl_fargate_token_locks").setdefault(key, threading.Lock())
+    with token_lock:  # (a concurrent repeat of the same token waits; other RunTasks do not)
+        seen = tokens.get(key)
+        if seen is None:
+            result = moto_run_task(self)
+            tasks = result.result.get("tasks") or []
+            if tasks:
+                tokens[key] = (params, [t.task_arn for t in tasks])
+            return result
+    if seen[0] != params:
+        raise JsonRESTError("ConflictException", f"The clientToken {token} is already in use with a different RunTask request.")
+    return ActionResult({"tasks": self.ecs_backend.describe_tasks(cluster, seen[1]), "failures": []})
+
+
+def describe_tasks_missing() -> None:
+    """DescribeTasks: moto leaves a task it does not know out of its answer; ECS lists it in
+    ``failures`` with reason MISSING ("The specified task wasn't found",
+    https://docs.aws.amazon.com/AmazonECS/latest/userguide/api_failures_messages.html; the shape:
+    https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Failure.html)."""
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    replace("describe_tasks_missing", EC2ContainerServiceResponse, "describe_tasks", _describe_tasks)
+
+
+def _describe_tasks(self: Any) -> Any:
+    from moto.core.responses import ActionResult
+    from moto.ecs.responses import DESCRIBE_TASKS_TAGS
+
+    cluster = self._get_param("cluster", "default")
+    asked = self._get_param("tasks", [])
+    found = {t.task_arn: t for t in self.ecs_backend.describe_tasks(cluster, asked)}
+    tasks, failures = [], []
+    for name in asked:
+        task = next((t for arn, t in found.items() if arn == name or arn.endswith("/" + name)), None)
+        if task is None:
+            failures.append({"arn": name, "reason": "MISSING"})
+        elif task not in tasks:
+            tasks.append(task)
+    if "TAGS" in self._get_param("include", []):
+        self._include_in_response(DESCRIBE_TASKS_TAGS)
+    else:
+        self._exclude_from_response(DESCRIBE_TASKS_TAGS)
+    return ActionResult({"tasks": tasks, "failures": failures})
+
+
+def response_transformer_race() -> None:
+    """moto keeps which optional keys a response includes (DescribeTasks ``include=TAGS``) in
+    ``BaseResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER``, a class attribute every request of a service
+    shares: a DescribeTasks without ``include`` (a driver's poller) running beside one with it (a
+    sweep looking for a run's tasks by tag) can answer it without tags. Each request gets its own
+    copy instead. (moto serves each request from a fresh response object: moto/core/responses.py
+    ``_include_in_response``.)"""
+    from moto.core.responses import BaseResponse, never_return
+
+    def own(self: Any) -> dict[str, Any]:
+        if "RESPONSE_KEY_PATH_TO_TRANSFORMER" not in vars(self):
+            self.RESPONSE_KEY_PATH_TO_TRANSFORMER = dict(type(self).RESPONSE_KEY_PATH_TO_TRANSFORMER)
+        return self.RESPONSE_KEY_PATH_TO_TRANSFORMER
+
+    def include(self: Any, response_key_path: str) -> None:
+        own(self)[response_key_path] = lambda x: x
+
+    def exclude(self: Any, response_key_path: str) -> None:
+        own(self)[response_key_path] = never_return
+
+    replace("response_transformer_race", BaseResponse, "_include_in_response", include)
+    replace("response_transformer_race", BaseResponse, "_exclude_from_response", exclude)
+
+
+def _nothing_to_install() -> None:
+    """(``event_envelope`` is applied by the events hook, event by event.)"""
+
+
+_MOTO_TESTS = "tests/integration/test_moto_patches.py"
+_ECS_TESTS = "tests/integration/test_moto_ecs_patches.py"
+
+FIXES: tuple[Fix, ...] = (
+    Fix("send_task_failure_cause", "SendTaskFailure drops cause",
+        "none for the cause; related: https://github.com/getmoto/moto/pull/7608 (SendTaskFailure fixes, cause still dropped)",
+        f"{_MOTO_TESTS}::test_moto_still_drops_a_task_failures_cause", send_task_failure_cause),
+    Fix("stop_execution_aborts", "StopExecution leaves a waiting execution RUNNING",
+        "https://github.com/getmoto/moto/issues/2846 (fixed for moto's non-executing backend only)",
+        f"{_MOTO_TESTS}::test_moto_still_leaves_a_stopped_waiting_execution_running", stop_execution_aborts),
+    Fix("heartbeat_timeout_name", "a heartbeat timeout is named States.Timeout", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_names_a_heartbeat_timeout_states_timeout", heartbeat_timeout_name),
+    Fix("event_envelope", "events carry a float time, a constant S3 event id and eTag", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_sends_events_in_its_own_envelope", _nothing_to_install),
+    Fix("ecs_resource_requirements", "RunTask fails on a container without memory", NO_ISSUE,
+        f"{_ECS_TESTS}::test_moto_itself_still_needs_container_memory", ecs_resource_requirements),
+    Fix("ecs_task_size", "DescribeTasks leaves cpu and memory out", NO_ISSUE,
+        "tests/integration/test_driver_report_and_cache.py::test_moto_still_leaves_the_task_size_out", ecs_task_size),
+    Fix("run_task_client_token", "RunTask ignores clientToken", NO_ISSUE,
+        f"{_ECS_TESTS}::test_moto_itself_still_ignores_client_tokens", run_task_client_token),
+    Fix("describe_tasks_missing", "DescribeTasks leaves unknown tasks out", NO_ISSUE,
+        f"{_ECS_TESTS}::test_moto_itself_still_leaves_unknown_tasks_out", describe_tasks_missing),
+    Fix("response_transformer_race", "requests share which optional keys a response includes", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_shares_which_keys_a_response_includes", response_transformer_race),
+)
+
+
+def install() -> None:
+    """Every fix (each once per process)."""
+    for fix in FIXES:
+        fix.install()
+
+
+__all__ = ["FIXES", "MOTO_VERSION", "Fix", "as_delivered", "install", "installed", "size_task"]

@@ -1,0 +1,269 @@
+"""Where moto calls into local mode: the work moto only records, handed to the local runtime
+(``Runtime``), which does what the AWS service would.
+
+- Lambda Invoke: moto would only echo the payload without Docker; the runtime runs the handler.
+- EventBridge: moto delivers to SQS, logs and buses only; deliveries to Lambda and Step Functions
+  targets go to the runtime.
+- ECS RunTask / StopTask: moto records a task and runs nothing; the runtime's ECS runner gets a
+  plain ``TaskSpec`` (the moto task stays with ``ecs_state``, the one module that writes it).
+- Faults (``local.faults``): RunTask throttled, refused for capacity or its answer lost, duplicate
+  event deliveries, and a new WDL task MISSING from its first DescribeTasks answers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Protocol
+
+from ..ecs_runner import TaskSpec
+from ..ecs_state import LOCAL_RUNTIME_AGENT, MotoTaskState
+from ..faults import CAPACITY_REASON, Faults
+from . import fixes
+from .fixes import as_delivered
+from .patching import backend_state, moto_function, replace, state_lock
+
+
+class Runtime(Protocol):
+    faults: Any  # local.faults.Faults
+
+    def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]: ...
+    def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None: ...
+    def ecs_task_started(self, task: TaskSpec) -> None: ...
+    def ecs_stop_task(self, task_arn: str, reason: str) -> bool: ...
+
+
+#: the runtime (and its ECS state) moto's work goes to; without one, each hook leaves the work to
+#: moto (tests against in-process moto install some hooks, and set their own runtime or none)
+_current: dict[str, Any] = {}
+
+
+def runtime() -> Runtime | None:
+    return _current.get("runtime")
+
+
+def _faults() -> Faults:
+    """The faults to inject: the runtime's (none where no runtime is installed: tests that run
+    against in-process moto with some hooks only)."""
+    current = runtime()
+    return current.faults if current is not None else Faults(describe_missing=0)
+
+
+def install(local_runtime: Runtime, state: MotoTaskState) -> None:
+    """Route moto's work to ``local_runtime``, and the ECS tasks RunTask creates to ``state`` (the
+    hooks go in once per process; the runtime is the latest one given)."""
+    from moto.moto_api import state_manager
+
+    _current["runtime"], _current["state"] = local_runtime, state
+    fixes.install()  # (first: the hooks wrap what the fixes make of moto)
+    # the local runner, not moto's describe counter, decides when a task changes status
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
+    _lambda_invoke()
+    _event_delivery()
+    _ecs_run_and_stop()
+    _run_task_faults()
+    describe_tasks_faults()
+
+
+# -- Lambda ------------------------------------------------------------------------------------
+
+
+def _lambda_invoke() -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        current = runtime()
+        if current is None:
+            return moto_function("lambda invoke", "_invoke_lambda")(self, event)
+        return current.invoke_lambda(self, event)
+
+    replace("lambda invoke", LambdaFunction, "_invoke_lambda", _invoke_lambda)
+
+
+def lambda_function(arn: str) -> Any:
+    """The function an EventBridge target names, as ``Runtime.invoke_lambda`` takes it."""
+    from moto.awslambda.utils import get_backend
+
+    account, region = arn.split(":")[4], arn.split(":")[3]
+    return get_backend(account, region).get_function(arn)
+
+
+# -- EventBridge -------------------------------------------------------------------------------
+
+
+def _event_delivery() -> None:
+    # moto raises on Lambda and Step Functions targets (silently dropping them for S3 notifications)
+    from moto.events.models import Rule
+
+    replace("event delivery", Rule, "send_to_targets", _send_to_targets)
+
+
+def _send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+    from moto.events.utils import EventTemplateParser
+    from moto.utilities.arns import parse_arn
+
+    current = runtime()
+    if current is None:
+        return moto_function("event delivery", "send_to_targets")(self, original_event, transform_input)
+    if not self.event_pattern.matches_event(original_event):
+        return
+    delivered = as_delivered(original_event)  # (moto's own deliveries, SQS and logs, expect its envelope)
+    ours, others = [], []
+    for target in self.targets:
+        (ours if parse_arn(target["Arn"]).service in ("lambda", "states") else others).append(target)
+    for target in ours:
+        event = delivered
+        transformer = target.get("InputTransformer")
+        if transformer:
+            event = EventTemplateParser.parse(
+                input_template=transformer.get("InputTemplate"),
+                input_paths_map=transformer.get("InputPathsMap", {}),
+                event=delivered,
+            )
+        elif target.get("Input"):
+            event = json.loads(target["Input"])
+        current.deliver_event(target, copy.deepcopy(event))
+        if current.faults.duplicate_events:  # fault injection: at-least-once, twice
+            current.faults.injected.append("duplicate_event")
+            current.deliver_event(target, copy.deepcopy(event))
+    if others:
+        rest = copy.copy(self)
+        rest.targets = others
+        moto_function("event delivery", "send_to_targets")(rest, original_event, transform_input)
+
+
+# -- ECS -------------------------------------------------------------------------------------------
+
+
+def _ecs_run_and_stop() -> None:
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    fixes.ecs_task_size()  # (first: the runner gets tasks with their size)
+    replace("ecs run and stop", EC2ContainerServiceBackend, "run_task", _run_task)
+    replace("ecs run and stop", EC2ContainerServiceBackend, "stop_task", _stop_task)
+
+
+def _ecs() -> tuple[Runtime, MotoTaskState] | None:
+    """The runtime and the ECS state RunTask's tasks go to, if both are installed."""
+    current, state = runtime(), _current.get("state")
+    return (current, state) if current is not None and state is not None else None
+
+
+def _run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+    tasks = moto_function("ecs run and stop", "run_task")(self, *args, **kwargs)
+    ecs = _ecs()
+    for task in tasks if ecs is not None else []:
+        ecs[1].register(task)
+        ecs[0].ecs_task_started(task_spec(task, self.describe_task_definition(task.task_definition_arn)))
+    return tasks
+
+
+def _stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
+    cluster = self._get_cluster(cluster_str)
+    task_id = task_str.split("/")[-1]
+    ecs = _ecs()
+    for arn, task in self.tasks.get(cluster.name, {}).items() if ecs is not None else []:
+        if arn.endswith(task_id) and ecs[0].ecs_stop_task(task.task_arn, reason):
+            return task
+    return moto_function("ecs run and stop", "stop_task")(self, cluster_str, task_str, reason)
+
+
+def task_spec(task: Any, task_definition: Any) -> TaskSpec:
+    """What the ECS runner needs of a task moto created, as plain values."""
+    return TaskSpec(
+        task_arn=task.task_arn,
+        id=task.id,
+        cluster_arn=task.cluster_arn,
+        task_definition_arn=task.task_definition_arn,
+        family=task_definition.family,
+        container=copy.deepcopy(task_definition.container_definitions[0]),
+        overrides=copy.deepcopy(task.overrides or {}),
+        volumes=copy.deepcopy(list(task_definition.volumes or [])),
+        tags=copy.deepcopy(list(task.tags or [])),
+        capacity_provider_name=getattr(task, "capacity_provider_name", None),
+        cpu=task_definition.cpu,
+        memory=task_definition.memory,
+    )
+
+
+def _run_task_faults() -> None:
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    fixes.run_task_client_token()  # (the faults wrap it: a lost answer's retry starts no second task)
+    replace("ecs run_task faults", EC2ContainerServiceResponse, "run_task", _run_task_with_faults)
+
+
+def describe_tasks_faults() -> None:
+    """DescribeTasks as eventually consistent as ECS's (``_describe_tasks_with_faults``); also
+    used by tests against in-process moto, with faults of their own in ``_current["runtime"]``."""
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    fixes.describe_tasks_missing()  # (first: the faults add to its failures)
+    replace("ecs describe faults", EC2ContainerServiceResponse, "describe_tasks", _describe_tasks_with_faults)
+
+
+def _server_error(error_type: str, message: str) -> Exception:
+    from moto.core.exceptions import JsonRESTError
+
+    class ServerError(JsonRESTError):
+        code = 500  # botocore retries a 5xx: with the same clientToken
+
+    return ServerError(error_type, message)
+
+
+def _run_task_with_faults(self: Any) -> Any:
+    """RunTask throttled, answered with a capacity failure, or handled and then answered with a
+    server error (the answer lost: the client retries). Aimed at WDL tasks' launches only."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.responses import ActionResult
+
+    answer = moto_function("ecs run_task faults", "run_task")
+    faults = _faults()
+    if "-driver" in str(self._get_param("taskDefinition")):
+        return answer(self)
+    if faults.take("run_task_throttles"):
+        raise JsonRESTError("ThrottlingException", "Rate exceeded")
+    if faults.take("run_task_capacity"):
+        return ActionResult({"tasks": [], "failures": [{"arn": "", "reason": CAPACITY_REASON}]})
+    result = answer(self)
+    if faults.take("run_task_lost_answers"):
+        raise _server_error("ServerException", "injected fault: the task was started, this answer is lost")
+    return result
+
+
+def _describe_tasks_with_faults(self: Any) -> Any:
+    """ECS is eventually consistent: a task just started may be MISSING from DescribeTasks for a
+    while (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html). Local mode
+    is strict about it: each WDL task is MISSING for the first ``faults.describe_missing``
+    DescribeTasks calls that name it, except the local runtime's own ("ECS itself")."""
+    from moto.core.responses import ActionResult
+
+    result = moto_function("ecs describe faults", "describe_tasks")(self)
+    if LOCAL_RUNTIME_AGENT in (self.headers.get("User-Agent") or ""):
+        return result
+    hidden = {t.task_arn for t in result.result["tasks"] if _hidden_now(self.ecs_backend, t)}
+    if not hidden:
+        return result
+    missing = {f["arn"] for f in result.result["failures"]}
+    asked = self._get_param("tasks", [])
+
+    def names(name: str) -> bool:
+        return name in missing or any(arn == name or arn.endswith("/" + name) for arn in hidden)
+
+    return ActionResult({
+        "tasks": [t for t in result.result["tasks"] if t.task_arn not in hidden],
+        "failures": [{"arn": name, "reason": "MISSING"} for name in asked if names(name)],
+    })
+
+
+def _hidden_now(backend: Any, task: Any) -> bool:
+    """Whether this DescribeTasks still does not know ``task`` (and count it)."""
+    if "-driver" in str(task.task_definition_arn):  # (WDL tasks only, like the other faults)
+        return False
+    with state_lock():
+        left_by_task = backend_state(backend, "_miniwdl_fargate_hidden")
+        left = left_by_task.setdefault(task.task_arn, int(_faults().describe_missing or 0))
+        if left <= 0:
+            return False
+        left_by_task[task.task_arn] = left - 1
+        return True

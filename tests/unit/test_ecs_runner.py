@@ -1,0 +1,145 @@
+"""The ECS runner alone: a plain TaskSpec in, what ECS would record out, through a fake state
+writer (no moto). Tasks of the driver's family run as host processes, so these need no engine."""
+
+import threading
+
+import pytest
+
+from miniwdl_fargate import sweep
+from miniwdl_fargate.local.ecs_runner import ECS_STOPPED_REASON, EcsRunner, TaskSpec
+from miniwdl_fargate.local.faults import Faults
+from tests.waiting import wait_for
+
+CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/c"
+
+
+class FakeState:
+    """Records what the runner writes, in order."""
+
+    def __init__(self):
+        self.calls = []
+        self.status = {}
+        self.lock = threading.Lock()
+
+    def _record(self, *call):
+        with self.lock:
+            self.calls.append(call)
+
+    def provisioning(self, task_arn):
+        self.status[task_arn] = "PROVISIONING"
+        self._record("provisioning", task_arn)
+
+    def set_status(self, task_arn, status):
+        self.status[task_arn] = status
+        self._record("status", task_arn, status)
+
+    def last_status(self, task_arn):
+        return self.status.get(task_arn, "")
+
+    def stop_requested(self, task_arn, reason):
+        self._record("stop_requested", task_arn, reason)
+
+    def stopping(self, task_arn):
+        self._record("stopping", task_arn)
+
+    def stopped(self, task_arn, stop_code, reason, exit_code=None, container_reason=None):
+        self.status[task_arn] = "STOPPED"
+        self._record("stopped", task_arn, stop_code, reason, exit_code, container_reason)
+
+    def emit(self, task_arn):
+        self._record("emit", task_arn, self.status[task_arn])
+
+    def of(self, task_arn):
+        with self.lock:
+            return [c[0:1] + c[2:] for c in self.calls if c[1] == task_arn]
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIWDL_FARGATE_LOCAL_ENGINE", "none")
+    faults = Faults(describe_missing=0)
+    state = FakeState()
+    runner = EcsRunner(str(tmp_path), state, lambda: faults, dict, dict)
+    runner.driver_families.add("stack-driver")
+    runner.fake_state, runner.fake_faults = state, faults
+    yield runner
+    runner.shutdown(timeout=10)
+
+
+def spec(task_id, command, family="stack-driver", tags=None):
+    return TaskSpec(
+        task_arn=f"arn:aws:ecs:us-east-1:123456789012:task/c/{task_id}",
+        id=task_id,
+        cluster_arn=CLUSTER,
+        task_definition_arn=f"arn:aws:ecs:us-east-1:123456789012:task-definition/{family}:1",
+        family=family,
+        container={"name": "main", "command": ["sh", "-c", command]},
+        tags=tags if tags is not None else [{"key": sweep.RUN_TAG, "value": "r1"}],
+    )
+
+
+def ended(runner, task):
+    return wait_for(lambda: task.task_arn not in runner.running_tasks(), 30.0, f"the end of {task.id}")
+
+
+def test_a_task_runs_and_its_exit_code_is_recorded_with_each_status_and_event(runner):
+    task = spec("t1", "exit 3")
+    runner.ecs_task_started(task)
+    ended(runner, task)
+    assert runner.fake_state.of(task.task_arn) == [
+        ("provisioning",),
+        ("status", "PENDING"),
+        ("status", "RUNNING"),
+        ("emit", "RUNNING"),
+        ("stopped", "EssentialContainerExited", ECS_STOPPED_REASON, 3, None),
+        ("emit", "STOPPED"),
+    ]
+
+
+def test_a_task_whose_image_pull_fails_stops_before_it_starts(runner):
+    runner.fake_faults.pull_failures = 1
+    runner.fake_faults.pull_error = "manifest unknown"
+    task = spec("t2", "exit 0", family="wdl-task")
+    runner.ecs_task_started(task)
+    ended(runner, task)
+    reason = "CannotPullContainerError: manifest unknown"
+    assert runner.fake_state.of(task.task_arn) == [
+        ("provisioning",),
+        ("stopped", "TaskFailedToStart", reason, None, reason),
+        ("emit", "STOPPED"),
+    ]
+
+
+def test_stop_task_is_recorded_from_the_request_on_and_ends_the_task(runner):
+    task = spec("t3", "sleep 60")
+    runner.ecs_task_started(task)
+    wait_for(lambda: ("emit", "RUNNING") in runner.fake_state.of(task.task_arn), 30.0, "RUNNING")
+    assert runner.ecs_stop_task(task.task_arn, "run cancelled") is True
+    ended(runner, task)
+    calls = runner.fake_state.of(task.task_arn)
+    # (the SIGTERM ends `sleep` at once: the runner may or may not see it stopping first)
+    assert [c for c in calls if c[0] != "stopping"][4:] == [
+        ("stop_requested", "run cancelled"),
+        ("stopped", "UserInitiated", "run cancelled", 143, None),
+        ("emit", "STOPPED"),
+    ]
+
+
+def test_stopping_a_stopped_task_changes_nothing(runner):
+    task = spec("t4", "exit 0")
+    runner.ecs_task_started(task)
+    ended(runner, task)
+    before = runner.fake_state.of(task.task_arn)
+    assert runner.ecs_stop_task(task.task_arn, "too late") is True
+    assert runner.fake_state.of(task.task_arn) == before
+
+
+def test_a_lost_driver_stopped_event_is_not_emitted(runner):
+    runner.fake_faults.lose_driver_stopped_events = 1
+    task = spec("t5", "exit 0")  # a driver: tagged with its run, launched by no driver
+    runner.ecs_task_started(task)
+    ended(runner, task)
+    calls = runner.fake_state.of(task.task_arn)
+    assert [c for c in calls if c[0] == "emit"] == [("emit", "RUNNING")]
+    assert calls[-1][:2] == ("stopped", "EssentialContainerExited")
+    assert runner.fake_faults.injected == ["lose_driver_stopped_events"]

@@ -1,0 +1,59 @@
+"""The shape of local mode's seam with moto: every fix names a still-needed test that exists, and
+only local/moto/ and local/ecs_state.py reach into moto's internals."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from miniwdl_fargate.local.moto import cfn, fixes
+
+REPO = Path(__file__).resolve().parents[2]
+LOCAL = REPO / "plugin" / "miniwdl_fargate" / "local"
+
+
+def defined_tests(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+
+
+STILL_NEEDED = [(fix.name, fix.still_needed_test) for fix in fixes.FIXES] + [
+    (cfn_type, test) for cfn_type, (_model, _create, test) in cfn.INCOMPLETE.items() if test
+]
+
+
+@pytest.mark.parametrize("name, test", STILL_NEEDED)
+def test_each_fix_names_a_still_needed_test_that_exists(name, test):
+    path, _, function = test.partition("::")
+    assert function in defined_tests(REPO / path), f"{name}: no {test}"
+
+
+def test_the_fixes_have_unique_names_and_the_pinned_moto_version():
+    import moto
+
+    assert len({fix.name for fix in fixes.FIXES}) == len(fixes.FIXES)
+    assert moto.__version__ == fixes.MOTO_VERSION
+
+
+def moto_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "moto":
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.split(".")[0] == "moto"]
+    return found
+
+
+def test_the_runners_know_nothing_of_moto():
+    """The Lambda and ECS runners get plain values (or, for Lambda, the function object the
+    hook hands over); moto's internals are imported by local/moto/ and ecs_state alone (stack.py
+    starts moto's server)."""
+    allowed = {"ecs_state.py": None, "stack.py": ["moto.server"]}
+    imports = {path.name: moto_imports(path) for path in LOCAL.glob("*.py")}
+    offenders = {
+        name: found for name, found in imports.items() if found and name not in allowed
+    } | {name: found for name, found in imports.items() if allowed.get(name) and found != allowed[name]}
+    assert offenders == {}
+    assert imports["stack.py"] == ["moto.server"]
