@@ -1,7 +1,8 @@
 """The local runtime: what AWS itself would do, for the pieces moto only records.
 
-- Lambda: each invocation runs the real handler in a fresh Python subprocess, from the code
-  package deployed into moto, with the function's environment (``lambda_bootstrap``).
+- Lambda: each invocation runs the real handler in a warm worker process kept between
+  invocations, as Lambda keeps its execution environments, from the code package deployed into
+  moto, with the function's environment (``lambda_runner``).
 - EventBridge: deliveries to Lambda (asynchronous invoke) and Step Functions (StartExecution)
   targets.
 - ECS on Fargate: a WDL task (any task whose task definition is not the stack's driver's) runs
@@ -24,7 +25,6 @@ Handlers, driver and backend are unchanged: they reach moto through ``AWS_ENDPOI
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import json
 import logging
 import os
@@ -35,7 +35,6 @@ import sys
 import threading
 import time
 import uuid
-import zipfile
 from datetime import datetime, timezone
 from typing import Any
 
@@ -51,6 +50,7 @@ from .containers import (
 from .faults import Faults
 from .moto_patches import LOCAL_RUNTIME_AGENT
 from .jobs import ContainerJob, HostJob
+from .lambda_runner import FunctionSpec, LambdaRunner
 from .sandbox import StrictSandbox
 
 log = logging.getLogger("miniwdl-fargate.local")
@@ -81,7 +81,6 @@ class LocalRuntime:
         self.region = region
         self.efs_root = os.path.join(state_dir, "efs")
         self.logs_dir = os.path.join(state_dir, "logs")
-        self._code_lock = threading.Lock()
         self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
         self._procs: dict[str, HostJob | ContainerJob] = {}
         #: tasks this runner started that ECS does not yet show STOPPED (kept by _set_status)
@@ -107,6 +106,7 @@ class LocalRuntime:
         self.faults = Faults.from_env()
         self._launched_by_driver: dict[str, int] = {}
         self._ecs: Any = None
+        self._lambdas: LambdaRunner | None = None
         os.makedirs(self.efs_root, exist_ok=True)
         os.makedirs(self.logs_dir, exist_ok=True)
 
@@ -141,17 +141,21 @@ class LocalRuntime:
 
     # -- Lambda ---------------------------------------------------------------------------------
 
-    def _code_dir(self, function: Any) -> str:
-        digest = getattr(function, "code_sha_256", "") or uuid.uuid4().hex
-        target = os.path.join(self.state_dir, "lambda", f"{function.function_name}-{digest[:12].replace('/', '_')}")
-        with self._code_lock:
-            if not os.path.isdir(target):
-                tmp = target + ".part"
-                shutil.rmtree(tmp, ignore_errors=True)
-                with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as zf:
-                    zf.extractall(tmp)
-                os.replace(tmp, target)
-        return target
+    def lambda_environment(self) -> dict[str, str]:
+        """What every Lambda function's process gets before its own variables."""
+        env = self.base_environment()
+        env["HOME"] = os.path.join(self.state_dir, "home", "lambda")
+        # no X-Ray daemon here: Powertools' Tracer would only complain of a missing segment
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"
+        os.makedirs(env["HOME"], exist_ok=True)
+        return env
+
+    @property
+    def lambdas(self) -> LambdaRunner:
+        with self._lock:
+            if self._lambdas is None:
+                self._lambdas = LambdaRunner(os.path.join(self.state_dir, "lambda"), self.logs_dir, self.lambda_environment())
+            return self._lambdas
 
     def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]:
         injected = self.faults.take_lambda(function.function_name)
@@ -160,56 +164,14 @@ class LocalRuntime:
             message = f"injected fault: {kind} in {function.function_name}"
             log.warning(message)
             return json.dumps({"errorType": kind, "errorMessage": message}), True, message
-        code_dir = self._code_dir(function)
-        env = self.base_environment()
-        env.update({k: str(v) for k, v in (function.environment_vars or {}).items()})
-        env.update(
-            {
-                "_HANDLER": function.handler,
-                "LAMBDA_TASK_ROOT": code_dir,
-                "PYTHONPATH": code_dir,
-                "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
-                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-                "AWS_LAMBDA_FUNCTION_ARN": function.function_arn,
-                "HOME": os.path.join(self.state_dir, "home", "lambda"),
-                # no X-Ray daemon here: Powertools' Tracer would only complain of a missing segment
-                "POWERTOOLS_TRACE_DISABLED": "true",
-            }
-        )
-        os.makedirs(env["HOME"], exist_ok=True)
-        result_path = os.path.join(self.state_dir, "lambda", f"result-{uuid.uuid4().hex}.json")
-        timeout = int(function.timeout or 3)
-        payload = event if isinstance(event, str) else json.dumps(event)
-        started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "miniwdl_fargate.local.lambda_bootstrap", function.handler, result_path],
-                input=payload.encode(),
-                cwd=code_dir,
-                env=env,
-                capture_output=True,
-                timeout=timeout,
-            )
-            logs = (proc.stdout + proc.stderr).decode(errors="replace")
-            with open(result_path) as infile:
-                result = infile.read()
-            errored = proc.returncode != 0
-        except subprocess.TimeoutExpired as exn:
-            logs = ((exn.stdout or b"") + (exn.stderr or b"")).decode(errors="replace")
-            result = json.dumps(
-                {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout}.00 seconds"}
-            )
-            errored = True
-        except OSError:
-            result = json.dumps({"errorType": "Runtime.ExitError", "errorMessage": "handler process died"})
-            errored = True
-        finally:
-            if os.path.exists(result_path):
-                os.unlink(result_path)
-        with open(os.path.join(self.logs_dir, f"lambda-{function.function_name}.log"), "a") as logfile:
-            logfile.write(f"--- invoke ({time.monotonic() - started:.1f}s, error={errored})\n{logs}\n")
-        return result, errored, logs
+        answer = self.lambdas.invoke(function_spec(function), event)
+        return answer.result, answer.errored, answer.logs
+
+    def prewarm_lambdas(self, functions: list[Any]) -> None:
+        """Start one warm environment per function in the background (their imports overlap
+        with what runs first), as provisioned concurrency would."""
+        for function in functions:
+            self.lambdas.prewarm(function_spec(function))
 
     # -- EventBridge ------------------------------------------------------------------------------
 
@@ -685,6 +647,24 @@ class LocalRuntime:
         if self.engine is not None and self.engine.cgroup_manager == "cgroupfs":
             remove_cgroup(CGROUP_PARENT)
         self._deliveries.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            lambdas, self._lambdas = self._lambdas, None
+        if lambdas is not None:
+            lambdas.shutdown()
+
+
+def function_spec(function: Any) -> FunctionSpec:
+    """What the Lambda runner needs of moto's LambdaFunction."""
+    return FunctionSpec(
+        name=function.function_name,
+        arn=function.function_arn,
+        handler=function.handler,
+        code_digest=getattr(function, "code_sha_256", "") or "",
+        code=function.code_bytes,
+        environment={k: str(v) for k, v in (function.environment_vars or {}).items()},
+        timeout=float(function.timeout or 3),
+        memory=int(function.memory_size or 128),
+    )
 
 
 def _is_driver(task: Any) -> bool:

@@ -1,0 +1,293 @@
+"""Local Lambda: warm execution environments, as the Lambda service keeps them.
+
+Each function gets a pool of worker processes (``lambda_bootstrap``), keyed by what makes an
+execution environment: the function's name, its code, handler, memory and environment. A worker
+imports the handler's module once and then serves one invocation at a time, so module globals
+(clients, caches, Powertools' cold-start flag) live from one invocation to the next, as they do
+in a reused Lambda execution environment
+(https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html). An invocation
+takes an idle worker or starts a new one, so the pool grows with concurrent invocations
+(https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html: "Lambda provisions a
+separate instance of your execution environment" for each concurrent request).
+
+What each invocation answers, as the Lambda service would:
+- the handler's return value, JSON-encoded;
+- an exception: ``{"errorType", "errorMessage", "stackTrace"}``;
+- past the function's timeout: ``Sandbox.Timedout``; the worker is killed (Lambda discards an
+  environment that timed out) and the next invocation gets a fresh one;
+- a worker that dies mid-invocation: ``Runtime.ExitError``.
+Every invocation's output (the function's logs) is returned and appended to
+``logs/lambda-<name>.log``. Nothing here knows moto: ``runtime.invoke_lambda`` turns moto's
+function into a ``FunctionSpec``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+#: seconds a worker gets to leave on its own at shutdown before it is killed
+STOP_GRACE_SECONDS = 2.0
+
+
+@dataclass
+class FunctionSpec:
+    """What the runner needs of a Lambda function."""
+
+    name: str
+    arn: str
+    handler: str  # module.function, relative to the code package's root
+    code_digest: str
+    code: bytes | str  # the deployment package (zip bytes) or an already unpacked directory
+    environment: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 3.0
+    memory: int = 128
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Invocations with the same key may share an execution environment."""
+        return (self.name, self.code_digest, self.handler, self.memory, tuple(sorted(self.environment.items())))
+
+
+@dataclass
+class Invocation:
+    """One invocation's answer: the response payload, whether it is an error, and its logs."""
+
+    result: str
+    errored: bool
+    logs: str
+
+
+def error(kind: str, message: str) -> str:
+    return json.dumps({"errorType": kind, "errorMessage": message})
+
+
+class Worker:
+    """One execution environment: a ``lambda_bootstrap`` process serving one request at a time."""
+
+    def __init__(self, spec: FunctionSpec, code_dir: str, env: dict[str, str], log_path: str) -> None:
+        self.log_path = log_path
+        self._buffer = b""
+        read_end, write_end = os.pipe()
+        try:
+            with open(log_path, "ab") as logfile:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "miniwdl_fargate.local.lambda_bootstrap", spec.handler, str(write_end)],
+                    stdin=subprocess.PIPE,
+                    stdout=logfile,
+                    stderr=subprocess.STDOUT,
+                    cwd=code_dir,
+                    env=env,
+                    pass_fds=(write_end,),
+                    start_new_session=True,  # its own process group: a timeout kills what it started too
+                )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        self._responses = read_end
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def invoke(self, payload: str, timeout: float) -> Invocation:
+        offset = os.path.getsize(self.log_path)
+        request = {"event": payload, "request_id": str(uuid.uuid4()), "deadline": time.time() + timeout}
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+            line = self._read_line(time.monotonic() + timeout)
+        except OSError:  # the worker is gone (broken pipe)
+            line = b""
+        if line is None:
+            self.kill()
+            answer = Invocation(error("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), True, "")
+        elif not line:
+            self.kill()
+            answer = Invocation(error("Runtime.ExitError", f"handler process died (exit status {self.proc.returncode})"), True, "")
+        else:
+            response = json.loads(line)
+            answer = Invocation(response["body"], bool(response["errored"]), "")
+        answer.logs = self._logs_since(offset)
+        return answer
+
+    def _read_line(self, deadline: float) -> bytes | None:
+        """The next response line; b"" if the worker closed its end; None past the deadline."""
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._responses], [], [], remaining)[0]:
+                return None
+            chunk = os.read(self._responses, 65536)
+            if not chunk:
+                return b""
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def _logs_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as logfile:
+            logfile.seek(offset)
+            return logfile.read().decode(errors="replace")
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        self._close()
+
+    def stop(self) -> None:
+        """End the worker: its request stream closes and it exits; killed if it does not."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            self.proc.wait(STOP_GRACE_SECONDS)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+    def _close(self) -> None:
+        if self._responses >= 0:
+            os.close(self._responses)
+            self._responses = -1
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+
+class LambdaRunner:
+    """Pools of warm workers, one pool per execution-environment key."""
+
+    def __init__(self, work_dir: str, logs_dir: str, environment: Mapping[str, str]) -> None:
+        #: unpacked code packages and the workers' own output files
+        self.work_dir = work_dir
+        self.logs_dir = logs_dir
+        #: what every function's process gets before its own variables (PATH, AWS endpoint, ...)
+        self.environment = dict(environment)
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[Any, ...], list[Worker]] = {}
+        self._workers: set[Worker] = set()
+        self._numbers = itertools.count(1)
+        self._closed = False
+        os.makedirs(work_dir, exist_ok=True)
+        os.makedirs(logs_dir, exist_ok=True)
+
+    def invoke(self, spec: FunctionSpec, event: Any) -> Invocation:
+        payload = event if isinstance(event, str) else json.dumps(event)
+        started = time.monotonic()
+        try:
+            worker = self._acquire(spec)
+        except OSError as exn:
+            answer = Invocation(error("Runtime.ExitError", f"handler process died ({exn})"), True, "")
+        else:
+            try:
+                answer = worker.invoke(payload, spec.timeout)
+            finally:
+                self._release(spec, worker)
+        with self._lock, open(os.path.join(self.logs_dir, f"lambda-{spec.name}.log"), "a") as logfile:
+            logfile.write(f"--- invoke ({time.monotonic() - started:.1f}s, error={answer.errored})\n{answer.logs}\n")
+        return answer
+
+    def prewarm(self, spec: FunctionSpec) -> None:
+        """Start one idle environment for ``spec`` now (its module imports in the background),
+        as provisioned concurrency would, unless it has one already."""
+        with self._lock:
+            if self._closed or self._idle.get(spec.key):
+                return
+        worker = self._start(spec)
+        self._release(spec, worker)
+
+    def workers(self) -> int:
+        """Live execution environments (idle or busy)."""
+        with self._lock:
+            return sum(1 for w in self._workers if w.alive())
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = list(self._workers)
+            self._workers.clear()
+            self._idle.clear()
+        for worker in workers:
+            worker.stop()
+
+    def _acquire(self, spec: FunctionSpec) -> Worker:
+        with self._lock:
+            idle = self._idle.get(spec.key, [])
+            while idle:
+                worker = idle.pop()
+                if worker.alive():
+                    return worker
+                self._workers.discard(worker)
+                worker.kill()
+        return self._start(spec)
+
+    def _release(self, spec: FunctionSpec, worker: Worker) -> None:
+        with self._lock:
+            if worker.alive() and not self._closed:
+                self._idle.setdefault(spec.key, []).append(worker)
+                return
+            self._workers.discard(worker)
+        worker.kill()
+
+    def _start(self, spec: FunctionSpec) -> Worker:
+        code_dir = self._code_dir(spec)
+        log_path = os.path.join(self.work_dir, f"worker-{next(self._numbers)}.out")
+        worker = Worker(spec, code_dir, self._environment(spec, code_dir), log_path)
+        with self._lock:
+            self._workers.add(worker)
+            closed = self._closed
+        if closed:  # shut down meanwhile
+            self._workers.discard(worker)
+            worker.kill()
+            raise OSError("local Lambda is shut down")
+        return worker
+
+    def _environment(self, spec: FunctionSpec, code_dir: str) -> dict[str, str]:
+        env = dict(self.environment)
+        env.update({k: str(v) for k, v in spec.environment.items()})
+        env.update(
+            {
+                "_HANDLER": spec.handler,
+                "LAMBDA_TASK_ROOT": code_dir,
+                "PYTHONPATH": code_dir,
+                "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_ARN": spec.arn,
+            }
+        )
+        return env
+
+    def _code_dir(self, spec: FunctionSpec) -> str:
+        if isinstance(spec.code, str):
+            return spec.code
+        digest = spec.code_digest or hashlib.sha256(spec.code).hexdigest()
+        target = os.path.join(self.work_dir, f"{spec.name}-{digest[:12].replace('/', '_')}")
+        with self._lock:
+            if not os.path.isdir(target):
+                tmp = target + ".part"
+                shutil.rmtree(tmp, ignore_errors=True)
+                with zipfile.ZipFile(io.BytesIO(spec.code)) as zf:
+                    zf.extractall(tmp)
+                os.replace(tmp, target)
+        return target
