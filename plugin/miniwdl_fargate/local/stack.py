@@ -26,6 +26,11 @@ log = logging.getLogger("miniwdl-fargate.local")
 REGION = "us-east-1"
 ARTIFACTS_BUCKET = "miniwdl-fargate-local-artifacts"
 STACK_NAME = "miniwdl-fargate"
+#: the driver's DescribeTasks interval in local mode: TaskPollSeconds' MinValue (a deployment's
+#: default is 5 s); ECS calls to moto cost little, and a task's end is seen within this
+POLL_SECONDS = 0.1
+#: how often a local-mode client looks at its run (``local run``, ``submit --local --follow``)
+CLIENT_POLL_SECONDS = 0.05
 SKIP_DIRS = {"__pycache__", ".venv", ".git", "build", "dist", ".pytest_cache"}
 
 
@@ -137,8 +142,9 @@ class LocalStack:
         state_dir: str | None = None,
         template: str | os.PathLike | None = None,
         stack_name: str = STACK_NAME,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = POLL_SECONDS,
         heartbeat_seconds: int = 90,
+        prewarm: bool = True,
     ) -> None:
         self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
         self.template = Path(template) if template else repo_root() / "template.yaml"
@@ -146,6 +152,9 @@ class LocalStack:
         self.poll_seconds = poll_seconds
         #: a run whose driver dies unnoticed ends this long after (a deployment's default: 900 s)
         self.heartbeat_seconds = heartbeat_seconds
+        #: start one warm environment per Lambda function once deployed (as provisioned
+        #: concurrency would): their imports overlap with the first run's start
+        self.prewarm = prewarm
         self.outputs: dict[str, str] = {}
         self.server: Any = None
         self.runtime: Any = None
@@ -219,7 +228,16 @@ class LocalStack:
         if driver:  # its tasks stay host processes; every other task definition is a WDL task's
             self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
+        if self.prewarm:
+            self.runtime.prewarm_lambdas(self.functions())
         return self
+
+    def functions(self) -> list[Any]:
+        """The stack's Lambda functions, as moto holds them."""
+        from moto.awslambda.utils import get_backend
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        return list(get_backend(DEFAULT_ACCOUNT_ID, REGION).list_functions())
 
     def write_connection(self, path: str | os.PathLike) -> Path:
         """What `miniwdl-fargate ... --local` needs to reach this stack (client.connect)."""
