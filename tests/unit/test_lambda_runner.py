@@ -85,6 +85,7 @@ def test_invocation_logs_are_appended_to_the_function_log(runner, code, tmp_path
     runner.invoke(spec(code, "count", name="logged"), {})
     text = (tmp_path / "logs" / "lambda-logged.log").read_text()
     assert text.count("--- invoke (") == 2
+    assert text.count(", environment 1)") == 2  # the same warm environment served both
     assert "call 1 request" in text and "call 2 request" in text
 
 

@@ -17,7 +17,7 @@ What each invocation answers, as the Lambda service would:
   environment that timed out) and the next invocation gets a fresh one;
 - a worker that dies mid-invocation: ``Runtime.ExitError``.
 Every invocation's output (the function's logs) is returned and appended to
-``logs/lambda-<name>.log``. Nothing here knows moto: ``runtime.invoke_lambda`` turns moto's
+``logs/lambda-<name>.log`` under a header naming the environment that served it. Nothing here knows moto: ``runtime.invoke_lambda`` turns moto's
 function into a ``FunctionSpec``.
 """
 
@@ -79,7 +79,9 @@ def error(kind: str, message: str) -> str:
 class Worker:
     """One execution environment: a ``lambda_bootstrap`` process serving one request at a time."""
 
-    def __init__(self, spec: FunctionSpec, code_dir: str, env: dict[str, str], log_path: str) -> None:
+    def __init__(self, spec: FunctionSpec, code_dir: str, env: dict[str, str], log_path: str, number: int = 0) -> None:
+        #: which environment this is (the runner's count), named in the function's log
+        self.number = number
         self.log_path = log_path
         self._buffer = b""
         read_end, write_end = os.pipe()
@@ -194,17 +196,20 @@ class LambdaRunner:
     def invoke(self, spec: FunctionSpec, event: Any) -> Invocation:
         payload = event if isinstance(event, str) else json.dumps(event)
         started = time.monotonic()
+        environment = "none"
         try:
             worker = self._acquire(spec)
         except OSError as exn:
             answer = Invocation(error("Runtime.ExitError", f"handler process died ({exn})"), True, "")
         else:
+            environment = str(worker.number)
             try:
                 answer = worker.invoke(payload, spec.timeout)
             finally:
                 self._release(spec, worker)
+        header = f"--- invoke ({time.monotonic() - started:.1f}s, error={answer.errored}, environment {environment})"
         with self._lock, open(os.path.join(self.logs_dir, f"lambda-{spec.name}.log"), "a") as logfile:
-            logfile.write(f"--- invoke ({time.monotonic() - started:.1f}s, error={answer.errored})\n{answer.logs}\n")
+            logfile.write(f"{header}\n{answer.logs}\n")
         return answer
 
     def prewarm(self, spec: FunctionSpec) -> None:
@@ -251,8 +256,9 @@ class LambdaRunner:
 
     def _start(self, spec: FunctionSpec) -> Worker:
         code_dir = self._code_dir(spec)
-        log_path = os.path.join(self.work_dir, f"worker-{next(self._numbers)}.out")
-        worker = Worker(spec, code_dir, self._environment(spec, code_dir), log_path)
+        number = next(self._numbers)
+        log_path = os.path.join(self.work_dir, f"worker-{number}.out")
+        worker = Worker(spec, code_dir, self._environment(spec, code_dir), log_path, number)
         with self._lock:
             self._workers.add(worker)
             closed = self._closed
