@@ -15,8 +15,11 @@ reported apart too (its Lambda environments may still be starting).
 Workloads: examples/hello (4 tasks) and bench/scatter/scatter.wdl at ``--tasks`` (default 50)
 and at a fifth of that, so the overhead's growth with the task count shows.
 
-The last line is one JSON object: deploy_s, first_run_s, and per workload plain_s, local_s,
-overhead_s, ratio.
+Last, for reference, one ``miniwdl-fargate local run`` of hello from scratch (deploy, run, stop).
+The machine's load average is printed with the figures: on a shared machine they move with it.
+
+The last line is one JSON object: deploy_s, first_run_s, one_shot_local_run_s, load_average,
+overhead_growth_s, and per workload plain_s, local_s, overhead_s, ratio.
 
     make bench-local                                  # = .venv/bin/python bench/local_overhead.py
     .venv/bin/python bench/local_overhead.py --repeat 5 --tasks 100
@@ -124,6 +127,7 @@ def main() -> int:
 
     plain: dict[str, list[float]] = {w: [] for w in workloads}
     local: dict[str, list[float]] = {w: [] for w in workloads}
+    load_before = os.getloadavg()[0]
     proc, deploy = start_stack(work, connection)
     print(f"local up (moto, template deployed, Lambda environments started): {deploy:.2f} s", flush=True)
     try:
@@ -135,6 +139,12 @@ def main() -> int:
                 local[workload].append(local_run(*inputs.inputs(workload, True), connection, work))
     finally:
         stop_stack(proc)
+    one_shot = timed(
+        [str(BIN / "miniwdl-fargate"), "local", "run", str(HELLO), str(inputs.inputs("hello", True)[1]),
+         "--seed-s3", str(ROOT / "examples" / "s3"), "--engine", "none", "--state-dir", str(work / "one-shot")],
+        dict(os.environ), work,
+    )
+    load = os.getloadavg()[0]
 
     results = {}
     print(f"\n{'workload':<12} {'plain miniwdl':>14} {'local mode':>11} {'overhead':>9} {'ratio':>6}")
@@ -145,8 +155,11 @@ def main() -> int:
     small, big = workloads[1], workloads[2]
     growth = results[big]["overhead_s"] - results[small]["overhead_s"]
     print(f"\noverhead growth from {small} to {big}: {growth:+.2f} s (median of {args.repeat} runs each; work dir {work})")
-    print(json.dumps({"deploy_s": round(deploy, 2), "first_run_s": round(first, 2), "repeat": args.repeat,
-                      "overhead_growth_s": round(growth, 2), "workloads": results}))
+    print(f"one shot, `miniwdl-fargate local run` of hello (deploy, run, stop): {one_shot:.2f} s")
+    print(f"load average: {load_before:.1f} before, {load:.1f} after ({os.cpu_count()} CPUs)")
+    print(json.dumps({"deploy_s": round(deploy, 2), "first_run_s": round(first, 2), "one_shot_local_run_s": round(one_shot, 2),
+                      "repeat": args.repeat, "overhead_growth_s": round(growth, 2), "load_average": [round(load_before, 1), round(load, 1)],
+                      "workloads": results}))
     return 0
 
 
