@@ -54,9 +54,10 @@ def code(tmp_path):
     return str(folder)
 
 
-@pytest.fixture
-def runner(tmp_path):
-    found = LambdaRunner(str(tmp_path / "work"), str(tmp_path / "logs"), {"PATH": os.environ["PATH"]})
+@pytest.fixture(params=[True, False], ids=["zygote", "interpreter"])
+def runner(tmp_path, request):
+    """Environments forked from the zygote, or each a new interpreter: both behave the same."""
+    found = LambdaRunner(str(tmp_path / "work"), str(tmp_path / "logs"), {"PATH": os.environ["PATH"]}, zygote=request.param)
     yield found
     found.shutdown()
 
@@ -124,7 +125,9 @@ def test_a_worker_that_dies_answers_runtime_exit_error(runner, code):
     assert answer.errored
     body = json.loads(answer.result)
     assert body["errorType"] == "Runtime.ExitError"
-    assert "exit status 3" in body["errorMessage"]
+    assert body["errorMessage"].startswith("handler process died")
+    if not runner.use_zygote:  # (a forked environment's exit status is the zygote's to know)
+        assert "exit status 3" in body["errorMessage"]
     assert not runner.invoke(spec(code, "count"), {}).errored
 
 
@@ -172,15 +175,16 @@ def test_code_package_zip_is_unpacked_once(runner, code, tmp_path):
 
 
 def test_prewarm_starts_an_environment_the_first_invocation_uses(runner, code):
-    runner.prewarm(spec(code, "count"))
+    runner.prewarm([spec(code, "count")]).join(60)
     assert runner.workers() == 1
     answer = json.loads(runner.invoke(spec(code, "count"), {}).result)
     assert answer["calls"] == 1
     assert runner.workers() == 1
 
 
-def test_shutdown_stops_every_worker(tmp_path, code):
-    runner = LambdaRunner(str(tmp_path / "work"), str(tmp_path / "logs"), {"PATH": os.environ["PATH"]})
+@pytest.mark.parametrize("zygote", [True, False], ids=["zygote", "interpreter"])
+def test_shutdown_stops_every_worker(tmp_path, code, zygote):
+    runner = LambdaRunner(str(tmp_path / "work"), str(tmp_path / "logs"), {"PATH": os.environ["PATH"]}, zygote=zygote)
     pid = json.loads(runner.invoke(spec(code, "count"), {}).result)["pid"]
     runner.shutdown()
     assert runner.workers() == 0
@@ -195,3 +199,53 @@ def test_shutdown_stops_every_worker(tmp_path, code):
     wait_for(gone, 10, "worker exit")
     answer = runner.invoke(spec(code, "count"), {})
     assert answer.errored and json.loads(answer.result)["errorType"] == "Runtime.ExitError"
+
+
+def test_a_forked_environment_gets_only_its_own_environment_and_directory(tmp_path, code):
+    runner = LambdaRunner(str(tmp_path / "work"), str(tmp_path / "logs"), {"PATH": os.environ["PATH"], "BASE": "1"})
+    try:
+        answer = json.loads(runner.invoke(spec(code, "env", OWN="mine"), {}).result)
+        assert answer == {"LEAKED": None, "OWN": "mine", "name": "fn", "remaining_ok": True}
+        where = FunctionSpec(name="where", arn="arn", handler="handlers.where", code_digest="w", code=code)
+        (tmp_path / "code" / "handlers.py").write_text(HANDLERS + WHERE)
+        found = json.loads(runner.invoke(where, {}).result)
+        assert found["cwd"] == code and found["path0"] == code
+        assert found["BASE"] == "1" and found["LAMBDA_TASK_ROOT"] == code and found["sid_is_pid"]
+    finally:
+        runner.shutdown()
+
+
+def test_a_broken_zygote_falls_back_to_new_interpreters(tmp_path, code, monkeypatch):
+    from miniwdl_fargate.local import lambda_runner
+
+    def broken(self, *args):
+        raise OSError("no zygote")
+
+    monkeypatch.setattr(lambda_runner.Zygote, "spawn", broken)
+    runner = LambdaRunner(str(tmp_path / "work"), str(tmp_path / "logs"), {"PATH": os.environ["PATH"]})
+    try:
+        assert json.loads(runner.invoke(spec(code, "count"), {}).result)["calls"] == 1
+        assert not runner.use_zygote
+    finally:
+        runner.shutdown()
+
+
+WHERE = """
+import sys
+
+def where(event, context):
+    return {"cwd": os.getcwd(), "path0": sys.path[0], "BASE": os.environ.get("BASE"),
+            "LAMBDA_TASK_ROOT": os.environ.get("LAMBDA_TASK_ROOT"), "sid_is_pid": os.getsid(0) == os.getpid()}
+"""
+
+
+def test_the_zygote_starts_ahead_of_the_first_environment(tmp_path, code):
+    runner = LambdaRunner(str(tmp_path / "work"), str(tmp_path / "logs"), {"PATH": os.environ["PATH"]})
+    try:
+        runner.start_zygote()
+        assert runner.workers() == 0
+        assert (tmp_path / "work" / "zygote.out").exists()
+        assert json.loads(runner.invoke(spec(code, "count"), {}).result)["calls"] == 1
+        assert runner.use_zygote  # the environment came from it, no fallback
+    finally:
+        runner.shutdown()

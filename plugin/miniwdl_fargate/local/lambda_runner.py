@@ -10,6 +10,11 @@ takes an idle worker or starts a new one, so the pool grows with concurrent invo
 (https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html: "Lambda provisions a
 separate instance of your execution environment" for each concurrent request).
 
+A new environment is forked from ``lambda_zygote``, a process that has the handlers' libraries
+(boto3, Powertools, pydantic, ...) imported already, so a cold start costs the handler module's
+own import, not the whole interpreter's; without it (or if it fails) each environment is a new
+interpreter. Either way it imports the handler's module itself, in its own environment.
+
 What each invocation answers, as the Lambda service would:
 - the handler's return value, JSON-encoded;
 - an exception: ``{"errorType", "errorMessage", "stackTrace"}``;
@@ -31,6 +36,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -76,44 +82,159 @@ def error(kind: str, message: str) -> str:
     return json.dumps({"errorType": kind, "errorMessage": message})
 
 
-class Worker:
-    """One execution environment: a ``lambda_bootstrap`` process serving one request at a time."""
+class Started:
+    """An environment this process started itself (``subprocess``)."""
 
-    def __init__(self, spec: FunctionSpec, code_dir: str, env: dict[str, str], log_path: str, number: int = 0) -> None:
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    def ended(self, timeout: float = 0) -> bool:
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    @property
+    def exit_status(self) -> int | None:
+        return self.proc.returncode
+
+    def close(self) -> None:
+        pass
+
+
+class Forked:
+    """An environment the zygote forked, watched through its pidfd (its exit status is the
+    zygote's: unknown here)."""
+
+    def __init__(self, pid: int, pidfd: int) -> None:
+        self.pid = pid
+        self._pidfd = pidfd
+        self._ended = False
+        self.exit_status: int | None = None
+
+    def ended(self, timeout: float = 0) -> bool:
+        if not self._ended and self._pidfd >= 0:
+            self._ended = bool(select.select([self._pidfd], [], [], timeout)[0])
+        return self._ended or self._pidfd < 0
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+Process = Started | Forked
+
+
+def start_process(handler: str, code_dir: str, env: dict[str, str], log_path: str) -> tuple[Process, int, int]:
+    """A new ``lambda_bootstrap`` interpreter; (process, request pipe, response pipe)."""
+    requests_r, requests_w = os.pipe()
+    responses_r, responses_w = os.pipe()
+    try:
+        with open(log_path, "ab") as logfile:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "miniwdl_fargate.local.lambda_bootstrap", handler, str(responses_w)],
+                stdin=requests_r,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                cwd=code_dir,
+                env=env,
+                pass_fds=(responses_w,),
+                start_new_session=True,  # its own process group: a timeout kills what it started too
+            )
+    except BaseException:
+        os.close(requests_w)
+        os.close(responses_r)
+        raise
+    finally:
+        os.close(requests_r)
+        os.close(responses_w)
+    return Started(proc), requests_w, responses_r
+
+
+class Zygote:
+    """The ``lambda_zygote`` process: new environments forked from its preloaded libraries."""
+
+    def __init__(self, work_dir: str, env: dict[str, str]) -> None:
+        self._lock = threading.Lock()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with open(os.path.join(work_dir, "zygote.out"), "ab") as output:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "miniwdl_fargate.local.lambda_zygote", str(theirs.fileno())],
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    cwd=work_dir,
+                    env=env,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,  # a terminal's Ctrl-C is for local mode, which stops it
+                )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._socket = ours
+
+    def spawn(self, handler: str, code_dir: str, env: dict[str, str], log_path: str) -> tuple[Process, int, int]:
+        """A forked environment; (process, request pipe, response pipe). OSError if the zygote
+        cannot make one."""
+        requests_r, requests_w = os.pipe()
+        responses_r, responses_w = os.pipe()
+        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            request = json.dumps({"handler": handler, "cwd": code_dir, "env": env}).encode()
+            with self._lock:
+                socket.send_fds(self._socket, [request], [requests_r, responses_w, log])
+                message, fds, _flags, _addr = socket.recv_fds(self._socket, 65536, 1)
+        except BaseException:
+            os.close(requests_w)
+            os.close(responses_r)
+            raise
+        finally:
+            for fd in (requests_r, responses_w, log):
+                os.close(fd)
+        answer = json.loads(message or b'{"error": "the zygote is gone"}')
+        if "pid" not in answer or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            os.close(requests_w)
+            os.close(responses_r)
+            raise OSError(answer.get("error", "no environment"))
+        return Forked(answer["pid"], fds[0]), requests_w, responses_r
+
+    def stop(self) -> None:
+        self._socket.close()  # its loop ends
+        try:
+            self.proc.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Worker:
+    """One execution environment: a ``lambda_bootstrap`` serving one request at a time."""
+
+    def __init__(self, process: Process, requests: int, responses: int, log_path: str, number: int = 0) -> None:
         #: which environment this is (the runner's count), named in the function's log
         self.number = number
         self.log_path = log_path
+        self.process = process
+        self._requests = requests
+        self._responses = responses
         self._buffer = b""
-        read_end, write_end = os.pipe()
-        try:
-            with open(log_path, "ab") as logfile:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "miniwdl_fargate.local.lambda_bootstrap", spec.handler, str(write_end)],
-                    stdin=subprocess.PIPE,
-                    stdout=logfile,
-                    stderr=subprocess.STDOUT,
-                    cwd=code_dir,
-                    env=env,
-                    pass_fds=(write_end,),
-                    start_new_session=True,  # its own process group: a timeout kills what it started too
-                )
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            os.close(write_end)
-        self._responses = read_end
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self._responses >= 0 and not self.process.ended()
 
     def invoke(self, payload: str, timeout: float) -> Invocation:
         offset = os.path.getsize(self.log_path)
         request = {"event": payload, "request_id": str(uuid.uuid4()), "deadline": time.time() + timeout}
         try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
+            self._write((json.dumps(request) + "\n").encode())
             line = self._read_line(time.monotonic() + timeout)
         except OSError:  # the worker is gone (broken pipe)
             line = b""
@@ -122,12 +243,19 @@ class Worker:
             answer = Invocation(error("Sandbox.Timedout", f"Task timed out after {timeout:.2f} seconds"), True, "")
         elif not line:
             self.kill()
-            answer = Invocation(error("Runtime.ExitError", f"handler process died (exit status {self.proc.returncode})"), True, "")
+            status = self.process.exit_status
+            died = "handler process died" + (f" (exit status {status})" if status is not None else "")
+            answer = Invocation(error("Runtime.ExitError", died), True, "")
         else:
             response = json.loads(line)
             answer = Invocation(response["body"], bool(response["errored"]), "")
         answer.logs = self._logs_since(offset)
         return answer
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._requests, view) :]
 
     def _read_line(self, deadline: float) -> bytes | None:
         """The next response line; b"" if the worker closed its end; None past the deadline."""
@@ -148,40 +276,44 @@ class Worker:
             return logfile.read().decode(errors="replace")
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
+        if not self.process.ended():
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # its session's group: what it started too
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.process.ended(STOP_GRACE_SECONDS)
         self._close()
 
     def stop(self) -> None:
         """End the worker: its request stream closes and it exits; killed if it does not."""
-        try:
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-            self.proc.wait(STOP_GRACE_SECONDS)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
+        self._close_requests()
+        self.process.ended(STOP_GRACE_SECONDS)
         self.kill()
 
+    def _close_requests(self) -> None:
+        if self._requests >= 0:
+            os.close(self._requests)
+            self._requests = -1
+
     def _close(self) -> None:
+        self._close_requests()
         if self._responses >= 0:
             os.close(self._responses)
             self._responses = -1
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
+        self.process.close()
 
 
 class LambdaRunner:
     """Pools of warm workers, one pool per execution-environment key."""
 
-    def __init__(self, work_dir: str, logs_dir: str, environment: Mapping[str, str]) -> None:
+    def __init__(self, work_dir: str, logs_dir: str, environment: Mapping[str, str], zygote: bool = True) -> None:
         #: unpacked code packages and the workers' own output files
         self.work_dir = work_dir
+        #: fork new environments from a process with their libraries preloaded (else: start
+        #: each as a new interpreter)
+        self.use_zygote = zygote
+        self._zygote: Zygote | None = None
+        self._zygote_lock = threading.Lock()
         self.logs_dir = logs_dir
         #: what every function's process gets before its own variables (PATH, AWS endpoint, ...)
         self.environment = dict(environment)
@@ -212,14 +344,23 @@ class LambdaRunner:
             logfile.write(f"{header}\n{answer.logs}\n")
         return answer
 
-    def prewarm(self, spec: FunctionSpec) -> None:
-        """Start one idle environment for ``spec`` now (its module imports in the background),
-        as provisioned concurrency would, unless it has one already."""
-        with self._lock:
-            if self._closed or self._idle.get(spec.key):
-                return
-        worker = self._start(spec)
-        self._release(spec, worker)
+    def prewarm(self, specs: list[FunctionSpec]) -> threading.Thread:
+        """Start one idle environment for each of ``specs`` that has none, in the background
+        (as provisioned concurrency would); the thread doing it."""
+        thread = threading.Thread(target=self._prewarm, args=(specs,), name="lambda-prewarm", daemon=True)
+        thread.start()
+        return thread
+
+    def _prewarm(self, specs: list[FunctionSpec]) -> None:
+        for spec in specs:
+            with self._lock:
+                if self._closed or self._idle.get(spec.key):
+                    continue
+            try:
+                worker = self._start(spec)
+            except OSError:
+                return  # shut down meanwhile
+            self._release(spec, worker)
 
     def workers(self) -> int:
         """Live execution environments (idle or busy)."""
@@ -234,6 +375,10 @@ class LambdaRunner:
             self._idle.clear()
         for worker in workers:
             worker.stop()
+        with self._zygote_lock:
+            zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.stop()
 
     def _acquire(self, spec: FunctionSpec) -> Worker:
         with self._lock:
@@ -258,7 +403,8 @@ class LambdaRunner:
         code_dir = self._code_dir(spec)
         number = next(self._numbers)
         log_path = os.path.join(self.work_dir, f"worker-{number}.out")
-        worker = Worker(spec, code_dir, self._environment(spec, code_dir), log_path, number)
+        process, requests, responses = self._spawn(spec.handler, code_dir, self._environment(spec, code_dir), log_path)
+        worker = Worker(process, requests, responses, log_path, number)
         with self._lock:
             self._workers.add(worker)
             closed = self._closed
@@ -267,6 +413,31 @@ class LambdaRunner:
             worker.kill()
             raise OSError("local Lambda is shut down")
         return worker
+
+    def start_zygote(self) -> None:
+        """Start the zygote now (it imports the libraries while the caller goes on) rather than
+        at the first new environment."""
+        self._zygote_now()
+
+    def _zygote_now(self) -> Zygote | None:
+        with self._zygote_lock:
+            if self.use_zygote and self._zygote is None and not self._closed:
+                self._zygote = Zygote(self.work_dir, self.environment)
+            return self._zygote
+
+    def _spawn(self, handler: str, code_dir: str, env: dict[str, str], log_path: str) -> tuple[Process, int, int]:
+        """A new environment: forked by the zygote, or (without one, or if it fails) a new
+        interpreter."""
+        zygote = self._zygote_now()
+        if zygote is not None:
+            try:
+                return zygote.spawn(handler, code_dir, env, log_path)
+            except OSError:
+                with self._zygote_lock:
+                    if self._zygote is zygote:  # it is broken: from now on, new interpreters
+                        self.use_zygote, self._zygote = False, None
+                zygote.stop()
+        return start_process(handler, code_dir, env, log_path)
 
     def _environment(self, spec: FunctionSpec, code_dir: str) -> dict[str, str]:
         env = dict(self.environment)

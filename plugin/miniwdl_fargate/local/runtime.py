@@ -2,7 +2,8 @@
 
 - Lambda: each invocation runs the real handler in a warm worker process kept between
   invocations, as Lambda keeps its execution environments, from the code package deployed into
-  moto, with the function's environment (``lambda_runner``).
+  moto, with the function's environment (``lambda_runner``; new environments are forked from a
+  process with the handlers' libraries already imported, ``lambda_zygote``).
 - EventBridge: deliveries to Lambda (asynchronous invoke) and Step Functions (StartExecution)
   targets.
 - ECS on Fargate: a WDL task (any task whose task definition is not the stack's driver's) runs
@@ -170,8 +171,7 @@ class LocalRuntime:
     def prewarm_lambdas(self, functions: list[Any]) -> None:
         """Start one warm environment per function in the background (their imports overlap
         with what runs first), as provisioned concurrency would."""
-        for function in functions:
-            self.lambdas.prewarm(function_spec(function))
+        self.lambdas.prewarm([function_spec(f) for f in functions])
 
     # -- EventBridge ------------------------------------------------------------------------------
 

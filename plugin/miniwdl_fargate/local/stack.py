@@ -279,6 +279,8 @@ class LocalStack:
         aws.reset()
         self.runtime = LocalRuntime(self.state_dir, self.endpoint, REGION)
         moto_patches.install(self.runtime)
+        if self.prewarm:  # the Lambda environments' libraries load while the stack deploys
+            self.runtime.lambdas.start_zygote()
         import requests
 
         requests.post(
