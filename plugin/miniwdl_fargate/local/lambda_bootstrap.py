@@ -1,9 +1,10 @@
 """One warm Lambda execution environment: ``python -m ... HANDLER RESPONSE_FD``.
 
 Like the Lambda Python runtime, it imports the handler's module once (the init phase) and then
-answers invocations one at a time for as long as it lives, keeping module globals between them
-(https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html: "Lambda tries to
-reuse the execution environment for a subsequent invocation"). Its working directory and
+answers invocations one at a time for as long as it lives, keeping module globals between them:
+Lambda's Init phase runs once per execution environment, and later invocations reuse it (the
+execution environment lifecycle,
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html). Its working directory and
 PYTHONPATH are the unpacked code package.
 
 Protocol (``lambda_runner`` is the other side): each request is one JSON line on stdin,

@@ -18,8 +18,9 @@ interpreter. Either way it imports the handler's module itself, in its own envir
 What each invocation answers, as the Lambda service would:
 - the handler's return value, JSON-encoded;
 - an exception: ``{"errorType", "errorMessage", "stackTrace"}``;
-- past the function's timeout: ``Sandbox.Timedout``; the worker is killed (Lambda discards an
-  environment that timed out) and the next invocation gets a fresh one;
+- past the function's timeout: ``Sandbox.Timedout``; the worker is killed (Lambda resets an
+  environment whose invocation timed out, lambda-runtime-environment.html above) and the next
+  invocation gets a fresh one;
 - a worker that dies mid-invocation: ``Runtime.ExitError``.
 Every invocation's output (the function's logs) is returned and appended to
 ``logs/lambda-<name>.log`` under a header naming the environment that served it. Nothing here knows moto: ``runtime.invoke_lambda`` turns moto's
