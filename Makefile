@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help venv demo test soak unit integration local containers lint image push-image clean bench bench-transfers openapi docs
+.PHONY: help venv demo test soak unit integration local containers lint image push-image clean bench bench-transfers bench-local openapi docs
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
@@ -11,6 +11,7 @@ help:
 	@echo "make push-image   build the driver image and push it to ECR (needs Docker and AWS credentials)"
 	@echo "make bench  the aws_fargate backend at scale against a simulated ECS with the account quotas (about 3 min)"
 	@echo "make bench-transfers  many small objects down and up, one at a time vs in parallel (under 1 min)"
+	@echo "make bench-local  what local mode adds to a run: plain miniwdl vs local mode, hello and a 50-task scatter (about 3 min)"
 	@echo "make docs   docs/configuration.md from the packaged aws_fargate.cfg"
 
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
@@ -91,6 +92,9 @@ bench: venv
 
 bench-transfers: venv
 	$(BIN)/python bench/transfers.py
+
+bench-local: venv
+	$(BIN)/python bench/local_overhead.py
 
 openapi: venv
 	cd functions && ../$(BIN)/python -c "import api; open('../docs/openapi.json', 'w').write(api.openapi_json())"

@@ -22,6 +22,8 @@ from .upload import Submission, rejection
 
 LOCAL_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "miniwdl-fargate" / "local.json"
 FOLLOW_SECONDS = 2.0
+#: a local-mode stack's runs are looked at this often (reading moto costs next to nothing)
+LOCAL_FOLLOW_SECONDS = 0.05
 
 
 class ClientError(RuntimeError):
@@ -135,12 +137,19 @@ def progress_line(current: status.RunStatus, now: float | None = None, width: in
     return f"[{bar}] {' · '.join(parts)}  {current.status}{elapsed}"
 
 
+def follow_seconds(deployment: Deployment) -> float:
+    """How often ``follow`` looks at a run of ``deployment``."""
+    return LOCAL_FOLLOW_SECONDS if deployment.local else FOLLOW_SECONDS
+
+
 def follow(
-    deployment: Deployment, run_id: str, out: TextIO = sys.stderr, interval: float = FOLLOW_SECONDS,
+    deployment: Deployment, run_id: str, out: TextIO = sys.stderr, interval: float | None = None,
     name: str | None = None, inputs_version: str | None = None, timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Show the run's progress until it ends; return its description (with outputs or error).
-    Before the run exists, a rejection of the submission (runs/<name>/error.json) ends it."""
+    """Show the run's progress until it ends, looking every ``interval`` seconds (default:
+    ``follow_seconds``); return its description (with outputs or error). Before the run exists,
+    a rejection of the submission (runs/<name>/error.json) ends it."""
+    interval = follow_seconds(deployment) if interval is None else interval
     tty = out.isatty()
     last = last_key = ""
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -234,10 +234,11 @@ def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict
 
 def wait(
     bucket: str, state_machine_arn: str, name: str, run_id: str, timeout: float = 3600, on_status=None,
-    inputs_version: str | None = None,
+    inputs_version: str | None = None, interval: float = 0.25,
 ) -> RunResult:
-    """Follow the run's execution to its end; return its outcome document. A rejection of the
-    submission (runs/<name>/error.json) counts if it answers ``inputs_version`` (any, if None)."""
+    """Follow the run's execution to its end, looking every ``interval`` seconds; return its
+    outcome document. A rejection of the submission (runs/<name>/error.json) counts if it answers
+    ``inputs_version`` (any, if None)."""
     sfn = aws.client("stepfunctions")
     arn = runs.execution_arn(state_machine_arn, run_id)
     results = runs.results_uri(bucket, name, run_id)
@@ -260,7 +261,7 @@ def wait(
             if doc is None:
                 doc = {"status": status, "message": f"execution ended {status} without a result document"}
             return RunResult(run_id, "SUCCEEDED" if status == "SUCCEEDED" else "FAILED", results, doc)
-        time.sleep(0.25)
+        time.sleep(interval)
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f}s")
 
 

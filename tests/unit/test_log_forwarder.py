@@ -82,3 +82,17 @@ def test_the_exit_status_and_a_command_writing_nothing(tmp_path):
     proc = subprocess.run(["/bin/sh", "-c", made.task_script()], capture_output=True, timeout=60)
     assert proc.returncode == 3
     assert proc.stdout == b"" and proc.stderr == b""
+
+
+@pytest.mark.parametrize(("shell", "tools"), SHELLS)
+def test_the_script_ends_without_waiting_out_the_forwarders_nap(tmp_path, shell, tools):
+    """The forwarder naps an hour between copies here: told to stop, it ends at once (were it
+    to wait out its nap, the run would hit the subprocess timeout), having copied every line."""
+    made = container(tmp_path, "echo first; sleep 0.2; echo second\n")
+    made.log_forward_seconds = 3600
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    if tools:
+        env["PATH"] = busybox_path(tmp_path)
+    proc = subprocess.run([*shell, "-c", made.task_script()], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.decode() == "first\nsecond\n"

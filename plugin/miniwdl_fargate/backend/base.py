@@ -90,6 +90,8 @@ class BaseTaskContainer(TaskContainer):
 
     #: copy the command's stdout/stderr to the container's own as well (for its log driver)
     stream_logs: bool = False
+    #: seconds between the log forwarder's copies (``log_forwarder``)
+    log_forward_seconds: float = 1.0
     #: seconds to wait for news of a running job between checks of ``terminating()``
     status_wait: float = 1.0
     #: every attempt of every task of this process (the driver's run report reads it)
@@ -215,7 +217,7 @@ class BaseTaskContainer(TaskContainer):
             'scratch=$(mktemp -d "${TMPDIR:-/tmp}/miniwdl.XXXXXX" 2>/dev/null) && export TMPDIR="$scratch"',
         ]
         if self.stream_logs:
-            lines += self.log_forwarder(out, err)
+            lines += self.log_forwarder(out, err, self.log_forward_seconds)
         lines += [
             "trap 'kill -TERM $child 2>/dev/null' TERM",
             f'"$shell" {q(os.path.join(host, "command"))} {closed}>> {out} 2>> {err} & child=$!',
@@ -229,21 +231,28 @@ class BaseTaskContainer(TaskContainer):
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def log_forwarder(out: str, err: str) -> list[str]:
+    def log_forwarder(out: str, err: str, interval: float = 1.0) -> list[str]:
         """Shell lines starting the copy of the command's stdout/stderr files (quoted paths) to
         the container's own stdout/stderr (its log driver: CloudWatch Logs), as they grow.
 
         The script holds each file open on its own descriptor (3: stdout, 4: stderr) and the
         forwarder, a background subshell sharing those open files, copies from where the last
-        copy stopped to the end with ``cat <&3`` once a second: the kernel keeps the offset, so
-        no byte is copied twice or skipped, however much the command writes. POSIX sh and
-        ``cat``/``sleep`` only (busybox images have them; ``tail --pid`` is GNU's). The files
-        themselves stay exactly as the command wrote them (miniwdl reads them)."""
+        copy stopped to the end with ``cat <&3`` every ``interval`` seconds: the kernel keeps the
+        offset, so no byte is copied twice or skipped, however much the command writes. POSIX sh
+        and ``cat``/``sleep`` only (busybox images have them; ``tail --pid`` is GNU's). The files
+        themselves stay exactly as the command wrote them (miniwdl reads them).
+
+        Between copies it naps with ``sleep`` in the background and ``wait``: a trapped signal
+        ends a ``wait`` at once, where it would wait for a foreground ``sleep`` to finish
+        (POSIX, Shell Command Language 2.11 "Signals and Error Handling"), so a stopped command's
+        task ends without waiting out the nap. The nap's own output goes nowhere: it holds no
+        descriptor of the container's output open after the script ends."""
         return [
             f"exec 3<{out} 4<{err}",
             # told to stop (TERM), the forwarder ends after the copy it is making, never in the
             # middle of one; a TERM before its trap is set ends it before its first copy
-            "( stop=; trap 'stop=1' TERM; while [ -z \"$stop\" ]; do cat <&3; cat <&4 >&2; sleep 1; done ) & fwd=$!",
+            "( stop=; trap 'stop=1' TERM; while [ -z \"$stop\" ]; do cat <&3; cat <&4 >&2; "
+            f"sleep {interval:g} </dev/null >/dev/null 2>&1 & wait $!; done ) & fwd=$!",
         ]
 
     @staticmethod

@@ -124,7 +124,7 @@ def mirror(bucket: str, prefix: str, dest: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..upload import RunInputError, prepare, wait
-    from .stack import LocalStack
+    from .stack import CLIENT_POLL_SECONDS, LocalStack
 
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
             result = wait(
                 bucket, stack.outputs["StateMachineArn"], name, run_id, args.timeout,
                 on_status=lambda s: say(f"run {run_id}: {s}"), inputs_version=submission.inputs_version,
+                interval=CLIENT_POLL_SECONDS,
             )
             local_copy = mirror(bucket, result.results.split("/", 3)[3], os.path.join(stack.state_dir, "s3"))
     except (RunInputError, client.ClientError) as exn:

@@ -1,8 +1,10 @@
 """The local runtime: what AWS itself would do, for the pieces moto only records (``moto.hooks``
 hands them over).
 
-- Lambda: each invocation runs the real handler in a fresh Python subprocess, from the code
-  package deployed into moto, with the function's environment (``lambda_bootstrap``).
+- Lambda: each invocation runs the real handler in a warm worker process kept between
+  invocations, as Lambda keeps its execution environments, from the code package deployed into
+  moto, with the function's environment (``lambda_runner``; new environments are forked from a
+  process with the handlers' libraries already imported, ``lambda_zygote``).
 - EventBridge: deliveries to Lambda (asynchronous invoke) and Step Functions (StartExecution)
   targets.
 - ECS on Fargate: ``ecs_runner`` runs each task RunTask starts, as Fargate would, and records
@@ -15,23 +17,19 @@ Handlers, driver and backend are unchanged: they reach moto through ``AWS_ENDPOI
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
 import threading
-import time
 import uuid
-import zipfile
 from typing import Any
 
 from .. import aws
 from .ecs_runner import EcsRunner, TaskSpec
 from .ecs_state import MotoTaskState
 from .faults import Faults
+from .lambda_runner import FunctionSpec, LambdaRunner
 from .sandbox import StrictSandbox
 
 log = logging.getLogger("miniwdl-fargate.local")
@@ -43,7 +41,8 @@ class LocalRuntime:
         self.endpoint = endpoint
         self.region = region
         self.logs_dir = os.path.join(state_dir, "logs")
-        self._code_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._lambdas: LambdaRunner | None = None
         self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
         self.faults = Faults.from_env()
         #: what RunTask created in moto, written as the runner says (``moto.hooks`` registers each task)
@@ -67,75 +66,36 @@ class LocalRuntime:
 
     # -- Lambda ---------------------------------------------------------------------------------
 
-    def _code_dir(self, function: Any) -> str:
-        digest = getattr(function, "code_sha_256", "") or uuid.uuid4().hex
-        target = os.path.join(self.state_dir, "lambda", f"{function.function_name}-{digest[:12].replace('/', '_')}")
-        with self._code_lock:
-            if not os.path.isdir(target):
-                tmp = target + ".part"
-                shutil.rmtree(tmp, ignore_errors=True)
-                with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as zf:
-                    zf.extractall(tmp)
-                os.replace(tmp, target)
-        return target
+    def lambda_environment(self) -> dict[str, str]:
+        """What every Lambda function's process gets before its own variables."""
+        env = self.base_environment()
+        env["HOME"] = os.path.join(self.state_dir, "home", "lambda")
+        # no X-Ray daemon here: Powertools' Tracer would only complain of a missing segment
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"
+        os.makedirs(env["HOME"], exist_ok=True)
+        return env
 
-    def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]:
-        injected = self.faults.take_lambda(function.function_name)
+    @property
+    def lambdas(self) -> LambdaRunner:
+        with self._lock:
+            if self._lambdas is None:
+                self._lambdas = LambdaRunner(os.path.join(self.state_dir, "lambda"), self.logs_dir, self.lambda_environment())
+            return self._lambdas
+
+    def invoke_lambda(self, function: FunctionSpec, event: Any) -> tuple[str, bool, str]:
+        injected = self.faults.take_lambda(function.name)
         if injected:  # fault injection: the Lambda service fails, or the handler raises
             kind = "Lambda.ServiceException" if injected == "error" else "RuntimeError"
-            message = f"injected fault: {kind} in {function.function_name}"
+            message = f"injected fault: {kind} in {function.name}"
             log.warning(message)
             return json.dumps({"errorType": kind, "errorMessage": message}), True, message
-        code_dir = self._code_dir(function)
-        env = self.base_environment()
-        env.update({k: str(v) for k, v in (function.environment_vars or {}).items()})
-        env.update(
-            {
-                "_HANDLER": function.handler,
-                "LAMBDA_TASK_ROOT": code_dir,
-                "PYTHONPATH": code_dir,
-                "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
-                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-                "AWS_LAMBDA_FUNCTION_ARN": function.function_arn,
-                "HOME": os.path.join(self.state_dir, "home", "lambda"),
-                # no X-Ray daemon here: Powertools' Tracer would only complain of a missing segment
-                "POWERTOOLS_TRACE_DISABLED": "true",
-            }
-        )
-        os.makedirs(env["HOME"], exist_ok=True)
-        result_path = os.path.join(self.state_dir, "lambda", f"result-{uuid.uuid4().hex}.json")
-        timeout = int(function.timeout or 3)
-        payload = event if isinstance(event, str) else json.dumps(event)
-        started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "miniwdl_fargate.local.lambda_bootstrap", function.handler, result_path],
-                input=payload.encode(),
-                cwd=code_dir,
-                env=env,
-                capture_output=True,
-                timeout=timeout,
-            )
-            logs = (proc.stdout + proc.stderr).decode(errors="replace")
-            with open(result_path) as infile:
-                result = infile.read()
-            errored = proc.returncode != 0
-        except subprocess.TimeoutExpired as exn:
-            logs = ((exn.stdout or b"") + (exn.stderr or b"")).decode(errors="replace")
-            result = json.dumps(
-                {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout}.00 seconds"}
-            )
-            errored = True
-        except OSError:
-            result = json.dumps({"errorType": "Runtime.ExitError", "errorMessage": "handler process died"})
-            errored = True
-        finally:
-            if os.path.exists(result_path):
-                os.unlink(result_path)
-        with open(os.path.join(self.logs_dir, f"lambda-{function.function_name}.log"), "a") as logfile:
-            logfile.write(f"--- invoke ({time.monotonic() - started:.1f}s, error={errored})\n{logs}\n")
-        return result, errored, logs
+        answer = self.lambdas.invoke(function, event)
+        return answer.result, answer.errored, answer.logs
+
+    def prewarm_lambdas(self, functions: list[FunctionSpec]) -> None:
+        """Start one warm environment per function in the background (their imports overlap
+        with what runs first), as provisioned concurrency would."""
+        self.lambdas.prewarm(functions)
 
     # -- EventBridge ------------------------------------------------------------------------------
 
@@ -151,7 +111,7 @@ class LocalRuntime:
                 function = lambda_function(arn)
                 result, errored, _logs = self.invoke_lambda(function, event)
                 if errored:
-                    log.error("EventBridge -> %s failed: %s", function.function_name, result)
+                    log.error("EventBridge -> %s failed: %s", function.name, result)
             elif ":states:" in arn:
                 aws.client("stepfunctions").start_execution(
                     stateMachineArn=arn, name=str(uuid.uuid4()), input=json.dumps(event)
@@ -195,3 +155,7 @@ class LocalRuntime:
         """Stop every task still running, wait for the runner threads and the deliveries."""
         self.ecs_runner.shutdown(timeout)
         self._deliveries.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            lambdas, self._lambdas = self._lambdas, None
+        if lambdas is not None:
+            lambdas.shutdown()

@@ -8,6 +8,7 @@ creates the stack.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -20,12 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from .. import aws
+from .lambda_runner import FunctionSpec
 
 log = logging.getLogger("miniwdl-fargate.local")
 
+#: the shape of a cached translation (``transform``); a new shape is a new cache
+TRANSLATION_FORMAT = "1"
 REGION = "us-east-1"
 ARTIFACTS_BUCKET = "miniwdl-fargate-local-artifacts"
 STACK_NAME = "miniwdl-fargate"
+#: the driver's DescribeTasks interval in local mode: TaskPollSeconds' MinValue (a deployment's
+#: default is 5 s); ECS calls to moto cost little, and a task's end is seen within this
+POLL_SECONDS = 0.1
+#: how often a local-mode client looks at its run (``local run``, ``submit --local --follow``)
+CLIENT_POLL_SECONDS = 0.05
 SKIP_DIRS = {"__pycache__", ".venv", ".git", "build", "dist", ".pytest_cache"}
 
 
@@ -55,9 +64,18 @@ class _NoManagedPolicies:
         return {}
 
 
-def package(template: dict[str, Any], base: Path, bucket: str) -> dict[str, Any]:
-    """Upload local artifacts like ``sam package`` and point the template at them."""
-    s3 = aws.client("s3")
+def upload_artifact(local: Path, key: str, bucket: str) -> str:
+    """Upload one local artifact (a folder is zipped) as ``key``; its s3:// URI."""
+    body = zip_directory(local) if local.is_dir() else local.read_bytes()
+    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    return f"s3://{bucket}/{key}"
+
+
+def package(
+    template: dict[str, Any], base: Path, bucket: str, artifacts: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Upload local artifacts like ``sam package`` and point the template at them; each
+    artifact's local path and key go into ``artifacts`` if given."""
     uploaded: dict[str, str] = {}
 
     def upload(relpath: str, kind: str) -> str:
@@ -67,13 +85,14 @@ def package(template: dict[str, Any], base: Path, bucket: str) -> dict[str, Any]
         if str(local) in uploaded:
             return uploaded[str(local)]
         if local.is_dir():
-            body, key = zip_directory(local), f"{kind}/{local.name}.zip"
+            key = f"{kind}/{local.name}.zip"
         elif local.is_file():
-            body, key = local.read_bytes(), f"{kind}/{local.name}"
+            key = f"{kind}/{local.name}"
         else:
             raise FileNotFoundError(f"template.yaml refers to {relpath}, which does not exist under {base}")
-        s3.put_object(Bucket=bucket, Key=key, Body=body)
-        uploaded[str(local)] = f"s3://{bucket}/{key}"
+        uploaded[str(local)] = upload_artifact(local, key, bucket)
+        if artifacts is not None:
+            artifacts[str(local)] = key
         return uploaded[str(local)]
 
     for resource in template.get("Resources", {}).values():
@@ -88,20 +107,79 @@ def package(template: dict[str, Any], base: Path, bucket: str) -> dict[str, Any]
     return template
 
 
-def transform(template_path: Path, parameters: dict[str, str], bucket: str) -> dict[str, Any]:
+def transform(
+    template_path: Path, parameters: dict[str, str], bucket: str, cache_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Package and transform like ``sam deploy``. With ``cache_dir``, a translation made before
+    from the same template, parameters and translator is reused (the artifacts are uploaded
+    again, fresh): aws-sam-translator's import and run are most of a deploy's own work."""
+    key = translation_key(template_path, parameters, bucket)
+    cached = read_translation(cache_dir, key) if cache_dir else None
+    if cached is not None:
+        for local, artifact in cached["artifacts"].items():
+            upload_artifact(Path(local), artifact, bucket)
+        return cached["template"]
     from samtranslator.translator.transform import transform as sam_transform
     from samtranslator.yaml_helper import yaml_parse
 
+    artifacts: dict[str, str] = {}
     template = yaml_parse(template_path.read_text())
-    template = package(template, template_path.parent, bucket)
-    return sam_transform(template, parameters, _NoManagedPolicies())
+    template = package(template, template_path.parent, bucket, artifacts)
+    translated = sam_transform(template, parameters, _NoManagedPolicies())
+    if cache_dir:
+        write_translation(cache_dir, key, {"artifacts": artifacts, "template": translated})
+    return translated
 
 
-def deploy(template_path: Path, stack_name: str, parameters: dict[str, str]) -> dict[str, str]:
+def translation_key(template_path: Path, parameters: dict[str, str], bucket: str) -> str:
+    """What a translation depends on: the template's text and folder (its artifacts' paths),
+    the parameters, the artifacts bucket and the translator's version."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for part in (
+        TRANSLATION_FORMAT, version("aws-sam-translator"), str(template_path.resolve().parent), bucket,
+        json.dumps(parameters, sort_keys=True),
+    ):
+        digest.update(part.encode() + b"\0")
+    digest.update(template_path.read_bytes())
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """Where local mode keeps what outlives a stack: $XDG_CACHE_HOME/miniwdl-fargate/local."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "miniwdl-fargate" / "local"
+
+
+def read_translation(cache_dir: str | os.PathLike, key: str) -> dict[str, Any] | None:
+    """A cached translation whose artifacts all still exist, else None (a miss)."""
+    try:
+        found = json.loads((Path(cache_dir) / f"sam-{key}.json").read_text())
+        if all(Path(local).exists() for local in found["artifacts"]) and isinstance(found["template"], dict):
+            return found
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def write_translation(cache_dir: str | os.PathLike, key: str, entry: dict[str, Any]) -> None:
+    """Keep a translation (written whole or not at all; a cache that cannot be written is skipped)."""
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cache_dir, suffix=".part", delete=False) as out:
+            json.dump(entry, out)
+        os.replace(out.name, Path(cache_dir) / f"sam-{key}.json")
+    except OSError as exn:
+        log.warning("could not cache the template's translation in %s: %s", cache_dir, exn)
+
+
+def deploy(
+    template_path: Path, stack_name: str, parameters: dict[str, str], cache_dir: str | os.PathLike | None = None
+) -> dict[str, str]:
     """Deploy the template into the moto endpoint the environment points at; return its outputs."""
     s3 = aws.client("s3")
     s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
-    cfn_template = transform(template_path, parameters, ARTIFACTS_BUCKET)
+    cfn_template = transform(template_path, parameters, ARTIFACTS_BUCKET, cache_dir)
     cfn = aws.client("cloudformation")
     cfn.create_stack(
         StackName=stack_name,
@@ -137,8 +215,10 @@ class LocalStack:
         state_dir: str | None = None,
         template: str | os.PathLike | None = None,
         stack_name: str = STACK_NAME,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = POLL_SECONDS,
         heartbeat_seconds: int = 90,
+        prewarm: bool = True,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
         self.template = Path(template) if template else repo_root() / "template.yaml"
@@ -146,6 +226,11 @@ class LocalStack:
         self.poll_seconds = poll_seconds
         #: a run whose driver dies unnoticed ends this long after (a deployment's default: 900 s)
         self.heartbeat_seconds = heartbeat_seconds
+        #: start one warm environment per Lambda function once deployed (as provisioned
+        #: concurrency would): their imports overlap with the first run's start
+        self.prewarm = prewarm
+        #: where the template's translation is cached (default ``default_cache_dir()``)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.outputs: dict[str, str] = {}
         self.server: Any = None
         self.runtime: Any = None
@@ -189,6 +274,8 @@ class LocalStack:
         aws.reset()
         self.runtime = LocalRuntime(self.state_dir, self.endpoint, REGION)
         moto_seam.install(self.runtime)
+        if self.prewarm:  # the Lambda environments' libraries load while the stack deploys
+            self.runtime.lambdas.start_zygote()
         import requests
 
         requests.post(
@@ -206,12 +293,21 @@ class LocalStack:
                 "TaskPollSeconds": str(self.poll_seconds),
                 "DriverHeartbeatSeconds": str(self.heartbeat_seconds),
             },
+            self.cache_dir,
         )
         driver = self.outputs.get("DriverTaskDefinitionArn", "")
         if driver:  # its tasks stay host processes; every other task definition is a WDL task's
             self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
+        if self.prewarm:
+            self.runtime.prewarm_lambdas(self.functions())
         return self
+
+    def functions(self) -> list[FunctionSpec]:
+        """The stack's Lambda functions, as the Lambda runner takes them."""
+        from .moto import hooks
+
+        return hooks.lambda_functions(REGION)
 
     def write_connection(self, path: str | os.PathLike) -> Path:
         """What `miniwdl-fargate ... --local` needs to reach this stack (client.connect)."""

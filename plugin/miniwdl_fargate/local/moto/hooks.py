@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from ..ecs_runner import TaskSpec
 from ..ecs_state import LOCAL_RUNTIME_AGENT, MotoTaskState
 from ..faults import CAPACITY_REASON, Faults
+from ..lambda_runner import FunctionSpec
 from . import fixes
 from .fixes import as_delivered
 from .patching import backend_state, moto_function, replace, state_lock
@@ -27,7 +28,7 @@ from .patching import backend_state, moto_function, replace, state_lock
 class Runtime(Protocol):
     faults: Any  # local.faults.Faults
 
-    def invoke_lambda(self, function: Any, event: Any) -> tuple[str, bool, str]: ...
+    def invoke_lambda(self, function: FunctionSpec, event: Any) -> tuple[str, bool, str]: ...
     def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None: ...
     def ecs_task_started(self, task: TaskSpec) -> None: ...
     def ecs_stop_task(self, task_arn: str, reason: str) -> bool: ...
@@ -75,17 +76,40 @@ def _lambda_invoke() -> None:
         current = runtime()
         if current is None:
             return moto_function("lambda invoke", "_invoke_lambda")(self, event)
-        return current.invoke_lambda(self, event)
+        return current.invoke_lambda(function_spec(self), event)
 
     replace("lambda invoke", LambdaFunction, "_invoke_lambda", _invoke_lambda)
 
 
-def lambda_function(arn: str) -> Any:
+def function_spec(function: Any) -> FunctionSpec:
+    """What the Lambda runner needs of moto's LambdaFunction."""
+    return FunctionSpec(
+        name=function.function_name,
+        arn=function.function_arn,
+        handler=function.handler,
+        code_digest=getattr(function, "code_sha_256", "") or "",
+        code=function.code_bytes,
+        environment={k: str(v) for k, v in (function.environment_vars or {}).items()},
+        timeout=float(function.timeout or 3),
+        memory=int(function.memory_size or 128),
+    )
+
+
+def lambda_function(arn: str) -> FunctionSpec:
     """The function an EventBridge target names, as ``Runtime.invoke_lambda`` takes it."""
     from moto.awslambda.utils import get_backend
 
     account, region = arn.split(":")[4], arn.split(":")[3]
-    return get_backend(account, region).get_function(arn)
+    return function_spec(get_backend(account, region).get_function(arn))
+
+
+def lambda_functions(region: str) -> list[FunctionSpec]:
+    """Every Lambda function moto holds in ``region`` (of its default account, local mode's), as
+    the runner takes them."""
+    from moto.awslambda.utils import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    return [function_spec(f) for f in get_backend(DEFAULT_ACCOUNT_ID, region).list_functions()]
 
 
 # -- EventBridge -------------------------------------------------------------------------------

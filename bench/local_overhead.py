@@ -1,0 +1,167 @@
+"""Benchmark: what local mode adds to a run, side by side with plain ``miniwdl run``.
+
+Both sides are measured as a user runs them, wall clock from start to exit of a command:
+- plain: ``miniwdl run WORKFLOW -i INPUTS`` with the ``host_process`` backend (task commands as
+  host processes; the reference file a local path);
+- local: ``miniwdl-fargate submit --local --follow WORKFLOW INPUTS`` against a stack that
+  ``miniwdl-fargate local up --engine none`` deployed once (the deploy is timed apart: a one-time
+  cost, like ``sam deploy``). Each run goes the whole way: S3 drop, EventBridge, the submit
+  Lambda, Step Functions, the launch Lambda, the driver (miniwdl with the aws_fargate backend),
+  one ECS task per WDL task (sandboxed host processes), the completion event, finalize.
+Each workload runs ``--repeat`` times on each side (median reported); every run has inputs of its
+own, so the driver's call cache never answers for it. The first local run after the deploy is
+reported apart too (its Lambda environments may still be starting).
+
+Workloads: examples/hello (4 tasks) and bench/scatter/scatter.wdl at ``--tasks`` (default 50)
+and at a fifth of that, so the overhead's growth with the task count shows.
+
+Last, for reference, one ``miniwdl-fargate local run`` of hello from scratch (deploy, run, stop).
+The machine's load average is printed with the figures: on a shared machine they move with it.
+
+The last line is one JSON object: deploy_s, first_run_s, one_shot_local_run_s, load_average,
+overhead_growth_s, and per workload plain_s, local_s, overhead_s, ratio.
+
+    make bench-local                                  # = .venv/bin/python bench/local_overhead.py
+    .venv/bin/python bench/local_overhead.py --repeat 5 --tasks 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+HELLO = ROOT / "examples" / "hello" / "workflow.wdl"
+REFERENCE = ROOT / "examples" / "s3" / "example-data" / "hello" / "reference.txt"
+SCATTER = ROOT / "bench" / "scatter" / "scatter.wdl"
+NAMES = ["Alyssa P. Hacker", "Ben Bitdiddle", "Cy D. Fect"]
+
+
+class Workloads:
+    """Inputs files, a fresh one per run (distinct inputs: no call-cache hits)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+
+    def inputs(self, workload: str, local: bool) -> tuple[Path, Path]:
+        self.count += 1
+        tag = f"#{self.count}"
+        if workload == "hello":
+            reference = "s3://example-data/hello/reference.txt" if local else str(REFERENCE)
+            doc = {"hello.names": [f"{n} {tag}" for n in NAMES], "hello.reference": reference}
+            wdl = HELLO
+        else:
+            # the tag is a task input: a new one makes every call new to the call cache
+            doc = {"fan_out.n": int(workload.split("-")[1]), "fan_out.tag": tag}
+            wdl = SCATTER
+        path = self.folder / f"inputs-{self.count}.json"
+        path.write_text(json.dumps(doc))
+        return wdl, path
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    started = time.monotonic()
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, timeout=1800)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr.decode(errors="replace")[-4000:])
+        raise SystemExit(f"failed: {' '.join(argv)}")
+    return elapsed
+
+
+def plain_run(wdl: Path, inputs: Path, work: Path) -> float:
+    env = {**os.environ, "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "host_process"}
+    run_dir = Path(tempfile.mkdtemp(dir=work, prefix="plain-"))
+    return timed([str(BIN / "miniwdl"), "run", str(wdl), "-i", str(inputs), "--dir", str(run_dir)], env, work)
+
+
+def local_run(wdl: Path, inputs: Path, connection: Path, work: Path) -> float:
+    argv = [str(BIN / "miniwdl-fargate"), "submit", "--local", str(connection), str(wdl), str(inputs), "--follow"]
+    return timed(argv, dict(os.environ), work)
+
+
+def start_stack(work: Path, connection: Path) -> tuple[subprocess.Popen, float]:
+    """``local up`` in the background; the seconds until it serves (its connection file)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(BIN / "miniwdl-fargate"), "local", "up", "--engine", "none", "--file", str(connection),
+         "--state-dir", str(work / "state"), "--seed-s3", str(ROOT / "examples" / "s3")],
+        stdout=subprocess.DEVNULL, stderr=open(work / "local-up.log", "w"),
+    )
+    deadline = started + 300
+    while not connection.is_file():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"local up did not start: see {work / 'local-up.log'}")
+        time.sleep(0.02)
+    return proc, time.monotonic() - started
+
+
+def stop_stack(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per workload and side (median reported)")
+    parser.add_argument("--tasks", type=int, default=50, help="the big scatter's width (the small one is a fifth)")
+    args = parser.parse_args()
+    workloads = ["hello", f"scatter-{max(1, args.tasks // 5)}", f"scatter-{args.tasks}"]
+    work = Path(tempfile.mkdtemp(prefix="bench-local-"))
+    inputs = Workloads(work)
+    connection = work / "local.json"
+
+    plain: dict[str, list[float]] = {w: [] for w in workloads}
+    local: dict[str, list[float]] = {w: [] for w in workloads}
+    load_before = os.getloadavg()[0]
+    proc, deploy = start_stack(work, connection)
+    print(f"local up (moto, template deployed, Lambda environments started): {deploy:.2f} s", flush=True)
+    try:
+        first = local_run(*inputs.inputs("hello", True), connection, work)
+        print(f"first local run of hello after the deploy: {first:.2f} s", flush=True)
+        for _ in range(args.repeat):
+            for workload in workloads:  # interleaved: both sides see the same machine load
+                plain[workload].append(plain_run(*inputs.inputs(workload, False), work))
+                local[workload].append(local_run(*inputs.inputs(workload, True), connection, work))
+    finally:
+        stop_stack(proc)
+    one_shot = timed(
+        [str(BIN / "miniwdl-fargate"), "local", "run", str(HELLO), str(inputs.inputs("hello", True)[1]),
+         "--seed-s3", str(ROOT / "examples" / "s3"), "--engine", "none", "--state-dir", str(work / "one-shot")],
+        dict(os.environ), work,
+    )
+    load = os.getloadavg()[0]
+
+    results = {}
+    print(f"\n{'workload':<12} {'plain miniwdl':>14} {'local mode':>11} {'overhead':>9} {'ratio':>6}")
+    for workload in workloads:
+        p, q = statistics.median(plain[workload]), statistics.median(local[workload])
+        results[workload] = {"plain_s": round(p, 2), "local_s": round(q, 2), "overhead_s": round(q - p, 2), "ratio": round(q / p, 2)}
+        print(f"{workload:<12} {p:>12.2f} s {q:>9.2f} s {q - p:>7.2f} s {q / p:>5.1f}x")
+    small, big = workloads[1], workloads[2]
+    growth = results[big]["overhead_s"] - results[small]["overhead_s"]
+    print(f"\noverhead growth from {small} to {big}: {growth:+.2f} s (median of {args.repeat} runs each; work dir {work})")
+    print(f"one shot, `miniwdl-fargate local run` of hello (deploy, run, stop): {one_shot:.2f} s")
+    print(f"load average: {load_before:.1f} before, {load:.1f} after ({os.cpu_count()} CPUs)")
+    print(json.dumps({"deploy_s": round(deploy, 2), "first_run_s": round(first, 2), "one_shot_local_run_s": round(one_shot, 2),
+                      "repeat": args.repeat, "overhead_growth_s": round(growth, 2), "load_average": [round(load_before, 1), round(load, 1)],
+                      "workloads": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
