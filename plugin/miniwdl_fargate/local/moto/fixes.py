@@ -281,7 +281,9 @@ FIXES: tuple[Fix, ...] = (
         f"{_MOTO_TESTS}::test_moto_still_names_a_heartbeat_timeout_states_timeout", heartbeat_timeout_name),
     Fix("event_envelope", "events carry a float time, a constant S3 event id and eTag", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_sends_events_in_its_own_envelope", _nothing_to_install),
-    Fix("ecs_resource_requirements", "RunTask fails on a container without memory", NO_ISSUE,
+    Fix("ecs_resource_requirements", "RunTask fails on a container without memory",
+        "https://github.com/getmoto/moto/issues/7272 (closed, still so in 5.2.5: _calculate_task_resource_requirements "
+        "wants memory on the container; fix proposed in https://github.com/getmoto/moto/pull/7280)",
         f"{_ECS_TESTS}::test_moto_itself_still_needs_container_memory", ecs_resource_requirements),
     Fix("ecs_task_size", "DescribeTasks leaves cpu and memory out", NO_ISSUE,
         "tests/integration/test_driver_report_and_cache.py::test_moto_still_leaves_the_task_size_out", ecs_task_size),
