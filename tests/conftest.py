@@ -2,6 +2,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "functions"))
 sys.path.insert(0, str(REPO))  # bench.ecs_sim, the simulated ECS endpoint
@@ -15,12 +17,30 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # in this process), then the whole pipeline (local, containers). The local stack installs local
 # mode's moto patches in this process (moto_patches.install, once per process), and in-process
 # moto tests that run after them would see patched moto.
+#
+# Under pytest-xdist (`make test`: -n N --dist loadgroup) the order holds in every worker: each
+# worker is its own process with its own session fixtures (its own local stack, moto server on a
+# free port, state directory under its own basetemp), and the scheduler hands out tests (or
+# groups) in collection order, so a worker runs its share in this order too. The containers tier
+# is one group (one worker): one image build and one engine-backed stack for the tier.
 TIERS = ("unit", "events", "integration", "local", "containers")
+#: the tiers whose tests all run in one worker (xdist_group), named by the tier
+GROUPED_TIERS = ("containers",)
 
 
+def tier_of(item) -> str:
+    parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+    return parts[0] if parts else ""
+
+
+# tryfirst: before xdist's own hook reads the xdist_group marks
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
     def tier(item):
-        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
-        return TIERS.index(parts[0]) if parts and parts[0] in TIERS else len(TIERS)
+        name = tier_of(item)
+        return TIERS.index(name) if name in TIERS else len(TIERS)
 
     items.sort(key=tier)  # (a stable sort: the order inside each tier stays pytest's)
+    for item in items:
+        if tier_of(item) in GROUPED_TIERS:
+            item.add_marker(pytest.mark.xdist_group(tier_of(item)))
