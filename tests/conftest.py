@@ -16,31 +16,36 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # The tiers run in this order whatever order they are named in: unit (no AWS), integration (moto
 # in this process), then the whole pipeline (local, containers). The local stack installs local
 # mode's moto patches in this process (moto_patches.install, once per process), and in-process
-# moto tests that run after them would see patched moto.
+# moto tests that run after them would see patched moto. Inside a tier, the tests marked `long`
+# come first (so that, run in parallel, the workers end together), else in pytest's order.
 #
-# Under pytest-xdist (`make test`: -n N --dist loadgroup) the order holds in every worker: each
-# worker is its own process with its own session fixtures (its own local stack, moto server on a
-# free port, state directory under its own basetemp), and the scheduler hands out tests (or
-# groups) in collection order, so a worker runs its share in this order too. The containers tier
-# is one group (one worker): one image build and one engine-backed stack for the tier.
+# Under pytest-xdist (`make test`: -n N --dist loadgroup --no-loadscope-reorder) the order holds
+# in every worker: each worker is its own process with its own session fixtures (its own local
+# stack, moto server on a free port, state directory under its own basetemp), and the scheduler
+# hands out tests (and groups) in collection order (--no-loadscope-reorder: else it would hand
+# out the biggest group first), so each worker runs its share in this order. The containers tier
+# is one group, so one worker: one image build and one engine-backed stack for the tier.
 TIERS = ("unit", "events", "integration", "local", "containers")
 #: the tiers whose tests all run in one worker (xdist_group), named by the tier
 GROUPED_TIERS = ("containers",)
 
 
 def tier_of(item) -> str:
+    """The tier of a test: the folder under tests/ it is in."""
     parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
-    return parts[0] if parts else ""
+    return parts[0] if len(parts) > 1 else ""
+
+
+def run_order(item) -> tuple[int, int]:
+    """Where a test runs: its tier's place, then the long tests of the tier first."""
+    name = tier_of(item)
+    return (TIERS.index(name) if name in TIERS else len(TIERS), 0 if item.get_closest_marker("long") else 1)
 
 
 # tryfirst: before xdist's own hook reads the xdist_group marks
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
-    def tier(item):
-        name = tier_of(item)
-        return TIERS.index(name) if name in TIERS else len(TIERS)
-
-    items.sort(key=tier)  # (a stable sort: the order inside each tier stays pytest's)
+    items.sort(key=run_order)  # (a stable sort: the order otherwise stays pytest's)
     for item in items:
         if tier_of(item) in GROUPED_TIERS:
             item.add_marker(pytest.mark.xdist_group(tier_of(item)))

@@ -10,6 +10,10 @@ import pytest
 
 from tests.waiting import wait_for
 
+# one worker for the module (make test runs tests in parallel): its module fixtures (a whole run)
+# are set up once; long: a whole run and a cancelled one, so it starts early
+pytestmark = [pytest.mark.xdist_group("local-test_client"), pytest.mark.long]
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
 SLEEPY = """version 1.1

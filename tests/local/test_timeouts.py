@@ -16,6 +16,9 @@ from miniwdl_fargate.local.faults import Faults
 from miniwdl_fargate.local.stack import LocalStack
 from tests.waiting import wait_for
 
+# each test waits out a timer (the run's maximum duration; the driver's heartbeat timeout)
+pytestmark = pytest.mark.long
+
 REPO = Path(__file__).resolve().parents[2]
 EVENT = json.loads((REPO / "tests" / "events" / "apigw_post_runs.json").read_text())
 
