@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 # each, and each has its own local stack): the end-to-end tests mostly wait on their runs.
 # TEST_WORKERS=0 runs them in the one pytest process.
 TEST_WORKERS ?= 4
-PYTEST_WORKERS = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST_WORKERS = -n $(TEST_WORKERS)
+# more pytest options for `make test`, e.g. PYTEST_ARGS=--durations=20
+PYTEST_ARGS ?=
 
 .PHONY: help venv demo test soak unit integration local containers lint image push-image clean bench bench-transfers openapi
 
@@ -51,7 +53,7 @@ containers: venv
 # .ci/lint and the tests at once (the linter's output comes after the tests'); fails if either does
 test: venv
 	@lint_log=$$(mktemp); bash .ci/lint >"$$lint_log" 2>&1 & lint=$$!; \
-	$(BIN)/pytest tests $(PYTEST_WORKERS); tests=$$?; \
+	$(BIN)/pytest tests $(PYTEST_WORKERS) $(PYTEST_ARGS); tests=$$?; \
 	wait $$lint; linted=$$?; echo "--- .ci/lint"; cat "$$lint_log"; rm -f "$$lint_log"; \
 	[ $$linted -eq 0 ] || echo "make test: .ci/lint failed (exit $$linted)"; \
 	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]

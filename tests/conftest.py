@@ -53,16 +53,15 @@ share_botocore_loaders()
 # mode's moto patches in this process (moto_patches.install, once per process), and in-process
 # moto tests that run after them would see patched moto. Inside a tier, the tests marked `long`
 # come first (so that, run in parallel, the workers end together), else in pytest's order.
-#
-# Under pytest-xdist (`make test`: -n N --dist loadgroup --no-loadscope-reorder) the order holds
-# in every worker: each worker is its own process with its own session fixtures (its own local
-# stack, moto server on a free port, state directory under its own basetemp), and the scheduler
-# hands out tests (and groups) in collection order (--no-loadscope-reorder: else it would hand
-# out the biggest group first), so each worker runs its share in this order. The containers tier
-# is one group, so one worker: one image build and one engine-backed stack for the tier.
 TIERS = ("unit", "events", "integration", "local", "containers")
-#: the tiers whose tests all run in one worker (xdist_group), named by the tier
-GROUPED_TIERS = ("containers",)
+
+# Under pytest-xdist (`make test`: -n N) each worker is its own process with its own session
+# fixtures (its own local stack, moto server on a free port, state directory under its own
+# basetemp). TierScheduling below hands out the tests in collection order (so each worker runs its
+# share in the order above), each test on its own but for these, which run in one worker, whole:
+#   - the containers tier (one image build, one engine-backed stack for the tier),
+#   - a module whose module-scoped fixture is a whole run (set up once, not once per worker).
+ONE_WORKER = ("tests/containers/", "tests/local/test_client.py")
 
 
 def tier_of(item) -> str:
@@ -77,10 +76,38 @@ def run_order(item) -> tuple[int, int]:
     return (TIERS.index(name) if name in TIERS else len(TIERS), 0 if item.get_closest_marker("long") else 1)
 
 
-# tryfirst: before xdist's own hook reads the xdist_group marks
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
     items.sort(key=run_order)  # (a stable sort: the order otherwise stays pytest's)
-    for item in items:
-        if tier_of(item) in GROUPED_TIERS:
-            item.add_marker(pytest.mark.xdist_group(tier_of(item)))
+
+
+def work_unit(nodeid: str) -> str:
+    """What xdist hands to a worker as one: the test, or the ONE_WORKER prefix it is under."""
+    return next((prefix for prefix in ONE_WORKER if nodeid.startswith(prefix)), nodeid)
+
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # (pytest-xdist is in requirements-dev.txt; without it the tests run in one process)
+    LoadScopeScheduling = object
+
+
+class TierScheduling(LoadScopeScheduling):
+    """xdist's scope scheduling with work_unit as the scope, handed out in collection order (xdist
+    would otherwise hand out the biggest scopes first: --loadscope-reorder, its default).
+    (Not xdist's own `--dist loadgroup`: it groups by rewriting item._nodeid, which pytest 9 no
+    longer reads.)"""
+
+    def __init__(self, config, log=None) -> None:
+        config.option.loadscopereorder = False
+        super().__init__(config, log)
+
+    def _split_scope(self, nodeid: str) -> str:
+        return work_unit(nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """TierScheduling for `-n N` (--dist load, xdist's default); another --dist asked for stays xdist's."""
+    if config.getvalue("dist") == "load":
+        return TierScheduling(config, log)
+    return None

@@ -10,9 +10,9 @@ import pytest
 
 from tests.waiting import wait_for
 
-# one worker for the module (make test runs tests in parallel): its module fixtures (a whole run)
-# are set up once; long: a whole run and a cancelled one, so it starts early
-pytestmark = [pytest.mark.xdist_group("local-test_client"), pytest.mark.long]
+# a whole run and a cancelled one: first in the tier (run in parallel, the module runs in one
+# worker, so that its module fixtures, a whole run, are set up once: tests/conftest.py ONE_WORKER)
+pytestmark = pytest.mark.long
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"

@@ -1,11 +1,11 @@
-"""The order tests run in (tests/conftest.py): tier by tier, a tier's long tests first, and the
-containers tier as one xdist group, whatever order pytest collected them in."""
+"""The order tests run in (tests/conftest.py): tier by tier, a tier's long tests first, whatever
+order pytest collected them in; and what xdist hands a worker as one."""
 
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, pytest_collection_modifyitems
+from tests.conftest import REPO, TierScheduling, pytest_collection_modifyitems, work_unit
 
 TESTS = Path(REPO) / "tests"
 
@@ -44,9 +44,24 @@ def test_tiers_run_in_order_and_a_tiers_long_tests_first():
     ]
 
 
-def test_the_containers_tier_is_one_xdist_group_and_the_others_are_not():
-    containers, local = Item("containers/test_a.py"), Item("local/test_a.py")
-    ordered(containers, local)
-    group = containers.get_closest_marker("xdist_group")
-    assert group is not None and group.args == ("containers",)
-    assert local.get_closest_marker("xdist_group") is None
+def test_the_containers_tier_and_the_client_module_are_one_work_unit_each_and_other_tests_their_own():
+    assert work_unit("tests/containers/test_runner.py::test_a") == "tests/containers/"
+    assert work_unit("tests/containers/test_workflows.py::test_b[x]") == "tests/containers/"
+    assert work_unit("tests/local/test_client.py::test_status_and_list") == "tests/local/test_client.py"
+    assert work_unit("tests/local/test_cli.py::test_local_run") == "tests/local/test_cli.py::test_local_run"
+    assert work_unit("tests/integration/test_status.py::test_x") == "tests/integration/test_status.py::test_x"
+
+
+class Config:
+    class option:
+        loadscopereorder = True
+
+    def getvalue(self, name):
+        return {"dist": "load", "tx": ["2*popen"]}.get(name)
+
+
+def test_the_scheduler_keeps_the_collection_order_of_work_units():
+    config = Config()
+    scheduler = TierScheduling(config)
+    assert config.option.loadscopereorder is False  # (xdist's default hands out the biggest first)
+    assert scheduler._split_scope("tests/containers/test_runner.py::test_a") == "tests/containers/"
