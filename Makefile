@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The tests run in TEST_WORKERS processes (pytest-xdist; tests/conftest.py keeps the tier order in
 # each, and each has its own local stack): the end-to-end tests mostly wait on their runs.
 # TEST_WORKERS=0 runs them in the one pytest process. 3 on the 2-core machines the tests run on
-# (at 4, with the machine loaded, the 10-runs burst test failed twice: see the lead's notes).
+# (at 4 on a loaded machine, test_many_runs twice saw a task STOPPED without its exit code).
 TEST_WORKERS ?= 3
 PYTEST_WORKERS = -n $(TEST_WORKERS)
 # more pytest options for `make test`, e.g. PYTEST_ARGS=--durations=20
