@@ -2,6 +2,14 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# The tests run in TEST_WORKERS processes (pytest-xdist; tests/conftest.py keeps the tier order in
+# each, and each has its own local stack): the end-to-end tests mostly wait on their runs.
+# TEST_WORKERS=0 runs them in the one pytest process. 3 on the 2-core machines the tests run on
+# (at 4 on a loaded machine, test_many_runs twice saw a task STOPPED without its exit code).
+TEST_WORKERS ?= 3
+PYTEST_WORKERS = -n $(TEST_WORKERS)
+# more pytest options for `make test`, e.g. PYTEST_ARGS=--durations=20
+PYTEST_ARGS ?=
 
 .PHONY: help venv demo test soak unit integration local containers lint image push-image clean bench bench-transfers bench-local openapi docs
 
@@ -36,17 +44,22 @@ unit: venv
 	$(BIN)/pytest tests/unit
 
 integration: venv
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest tests/integration $(PYTEST_WORKERS)
 
 local: venv
-	$(BIN)/pytest tests/local
+	$(BIN)/pytest tests/local $(PYTEST_WORKERS)
 
 # WDL tasks in real images (podman or docker; `sudo bash .ci/containers` sets podman up on Debian)
 containers: venv
 	$(BIN)/pytest tests/containers
 
-test: lint
-	$(BIN)/pytest tests
+# .ci/lint and the tests at once (the linter's output comes after the tests'); fails if either does
+test: venv
+	@lint_log=$$(mktemp); bash .ci/lint >"$$lint_log" 2>&1 & lint=$$!; \
+	$(BIN)/pytest tests $(PYTEST_WORKERS) $(PYTEST_ARGS); tests=$$?; \
+	wait $$lint; linted=$$?; echo "--- .ci/lint"; cat "$$lint_log"; rm -f "$$lint_log"; \
+	[ $$linted -eq 0 ] || echo "make test: .ci/lint failed (exit $$linted)"; \
+	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]
 
 # the many-runs test at 50 runs dropped at once (make test runs it at 10)
 soak: venv

@@ -3,10 +3,10 @@ shaped like the aws_fargate backend's (entryPoint ["/bin/sh", "-c"], the EFS acc
 mounted at /mnt/efs, initProcessEnabled), and what ECS then reports."""
 
 import os
-import time
 import uuid
 
 from miniwdl_fargate import aws
+from tests.waiting import wait_for
 
 EFS = "/mnt/efs"
 
@@ -14,15 +14,6 @@ EFS = "/mnt/efs"
 def image(name):
     """One of the images tests/containers/images.sh builds."""
     return f"miniwdl-fargate-test/{name}:1"
-
-
-def wait_until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def register(stack, image_name, entry_point=("/bin/sh", "-c"), **container):
@@ -66,7 +57,7 @@ def describe(stack, arn):
 
 
 def stopped(stack, arn, timeout=60.0):
-    assert wait_until(lambda: describe(stack, arn)["lastStatus"] == "STOPPED", timeout), describe(stack, arn)
+    wait_for(lambda: describe(stack, arn)["lastStatus"] == "STOPPED", timeout, what=lambda: f"STOPPED: {describe(stack, arn)}")
     return describe(stack, arn)
 
 

@@ -4,7 +4,8 @@ shaped like the aws_fargate backend's, and what ECS then reports."""
 import os
 
 from miniwdl_fargate import aws
-from tests.local_ecs import efs_dir, fresh_dir, image, log_of, register, run, stopped, wait_until
+from tests.local_ecs import efs_dir, fresh_dir, image, log_of, register, run, stopped
+from tests.waiting import wait_for
 
 
 def test_a_non_root_image_writes_its_task_directory_as_the_access_points_user(stack):
@@ -80,7 +81,7 @@ def test_out_of_memory_is_exit_137_with_fargates_reason(stack):
 def test_stop_task_stops_the_container_as_ecs_would(stack):
     td = register(stack, image("bash"))
     arn = run(stack, td, ["trap 'echo got TERM; exit 143' TERM; echo started; while :; do sleep 0.1; done"])
-    assert wait_until(lambda: "started" in log_of(stack, arn, td))
+    wait_for(lambda: "started" in log_of(stack, arn, td), what="'started' in the task's log")
     aws.client("ecs").stop_task(cluster=stack.outputs["ClusterName"], task=arn, reason="run cancelled")
     task = stopped(stack, arn)
     assert task["stopCode"] == "UserInitiated" and task["stoppedReason"] == "run cancelled"

@@ -2,18 +2,10 @@
 Spot interruptions and fallback, failed starts, cancellation (a failed sibling, SIGTERM)."""
 
 import signal
-import time
 
 from sim_support import finish, start_miniwdl
 
-
-def wait_until(condition, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+from tests.waiting import wait_for
 
 
 def capacities(sim):
@@ -102,21 +94,19 @@ def test_a_failed_sibling_stops_every_running_task(sim, tmp_path):
     assert len(slow) == 3
     assert all(t.stop_requested is not None for t in slow)
     assert sim.count("StopTask", "ok") == 3  # once each
-    assert wait_until(lambda: sim.running() == 0)  # ECS takes a moment to reach STOPPED
+    wait_for(lambda: sim.running() == 0, 10, what="no running task")  # ECS takes a moment to reach STOPPED
 
 
 def test_sigterm_to_the_driver_stops_every_running_task(sim, tmp_path):
     sim.run_time = (600, 600)
     proc = start_miniwdl(sim, tmp_path, SCATTER_WITH_A_FAILURE.replace("call breaks", ""))
-    deadline = time.monotonic() + 30
-    while sim.running() < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: sim.running() >= 3, 30, what="3 running tasks")
     assert sim.running() == 3
     proc.send_signal(signal.SIGTERM)
     code, out = finish(proc)
     assert code != 0
     assert sim.count("StopTask", "ok") == 3
-    assert wait_until(lambda: sim.running() == 0)
+    wait_for(lambda: sim.running() == 0, 10, what="no running task")
 
 
 FOUR_IN_A_ROW = """

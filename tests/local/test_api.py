@@ -3,12 +3,12 @@ tests/events/apigw_post_runs.json) invoked on the deployed function, as API Gate
 
 import copy
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from miniwdl_fargate import aws
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = json.loads((REPO / "tests" / "events" / "apigw_post_runs.json").read_text())
@@ -60,14 +60,15 @@ def api(stack):
     return call
 
 
-def wait_for(api, run_id, states, timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code, doc = api("GET", f"/runs/{run_id}")
-        if code == 200 and doc["status"] in states:
-            return doc
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} not {states} after {timeout}s: {doc}")
+def run_in(api, run_id, states, timeout=180):
+    """GET /runs/{run_id} once the run's status is one of ``states``."""
+    last = {}
+
+    def reached():
+        code, last["doc"] = api("GET", f"/runs/{run_id}")
+        return last["doc"] if code == 200 and last["doc"]["status"] in states else None
+
+    return wait_for(reached, timeout, what=lambda: f"run {run_id} in {states} (last: {last.get('doc')})", interval=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +81,15 @@ def finished_events(stack):
     events.put_targets(Rule="run-finished", Targets=[{"Id": "q", "Arn": arn}])
 
     def received(run_id, timeout=30):
-        deadline = time.monotonic() + timeout
         seen = []
-        while time.monotonic() < deadline:
+
+        def mine():
             for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
                 seen.append(json.loads(m["Body"]))
-            mine = [e for e in seen if e["detail"]["run_id"] == run_id]
-            if mine:
-                return mine
-        raise AssertionError(f"no run-finished event for {run_id}; saw {seen}")
+            return [e for e in seen if e["detail"]["run_id"] == run_id]
+
+        # (no pause between receives: each waits up to a second for a message, a long poll)
+        return wait_for(mine, timeout, what=lambda: f"run-finished event for {run_id}; saw {seen}", interval=0)
 
     return received
 
@@ -97,7 +98,7 @@ def test_post_inline_wdl_then_get_the_run_with_its_outputs(api, finished_events)
     code, accepted = api("POST", "/runs", {"name": "api-inline", "wdl": GREET, "inputs": {"greet.who": "Ann"}, "client_token": "t-1"})
     assert code == 202, accepted
     run_id = accepted["run_id"]
-    doc = wait_for(api, run_id, {"SUCCEEDED", "FAILED"})
+    doc = run_in(api, run_id, {"SUCCEEDED", "FAILED"})
     assert doc["status"] == "SUCCEEDED", doc
     assert doc["outputs"] == {"greet.greeting": "Hello, Ann!"}
     assert doc["outputs_json"] == accepted["results"] + "outputs.json"
@@ -137,21 +138,18 @@ def test_delete_cancels_end_to_end(stack, api, finished_events):
     code, accepted = api("POST", "/runs", {"name": "api-cancel", "wdl": SLEEPY, "client_token": "c-1"})
     assert code == 202, accepted
     run_id = accepted["run_id"]
-    wait_for(api, run_id, {"RUNNING"})
-    deadline = time.monotonic() + 60
-    while len(stack.runtime.running_tasks()) < 3 and time.monotonic() < deadline:  # driver + 2 naps
-        time.sleep(0.5)
+    run_in(api, run_id, {"RUNNING"})
+    wait_for(lambda: len(stack.runtime.running_tasks()) >= 3, 60, what="the driver and 2 naps running", interval=0.5)
     code, cancelled = api("DELETE", f"/runs/{run_id}")
     assert code == 200, cancelled
     assert cancelled["status"] == "CANCELLED"
-    deadline = time.monotonic() + 60
     sfn = aws.client("stepfunctions")
-    while sfn.describe_execution(executionArn=accepted["execution_arn"])["status"] == "RUNNING" and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for(
+        lambda: sfn.describe_execution(executionArn=accepted["execution_arn"])["status"] != "RUNNING", 60,
+        what="end of the execution", interval=0.5,
+    )
     assert sfn.describe_execution(executionArn=accepted["execution_arn"])["status"] == "ABORTED"
-    deadline = time.monotonic() + 60
-    while stack.runtime.running_tasks() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for(lambda: not stack.runtime.running_tasks(), 60, what=lambda: f"end of {stack.runtime.running_tasks()}", interval=0.5)
     assert stack.runtime.running_tasks() == []
     code, doc = api("GET", f"/runs/{run_id}")
     assert doc["status"] == "CANCELLED" and doc["error"]["status"] == "CANCELLED"

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "miniwdl_fargate.cli"]
 
@@ -17,6 +19,7 @@ def run_cli(*args, timeout=300):
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
 
+@pytest.mark.long
 def test_local_run_prints_outputs_and_where_they_landed(tmp_path):
     proc = run_cli(
         "local", "run", "examples/hello/workflow.wdl", "examples/hello/inputs.json",

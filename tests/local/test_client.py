@@ -4,10 +4,15 @@ local mode, run as a user runs it: a separate process reaching the stack by its 
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
+
+# a whole run and a cancelled one: first in the tier (run in parallel, the module runs in one
+# worker, so that its module fixtures, a whole run, are set up once: tests/conftest.py ONE_WORKER)
+pytestmark = pytest.mark.long
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
@@ -100,16 +105,12 @@ def test_cancel_a_running_run(cli, stack, tmp_path):
     proc = cli("submit", str(tmp_path / "sleepy.wdl"), str(tmp_path / "inputs.json"), "--name", "cli-sleepy")
     assert proc.returncode == 0, proc.stderr
     run_id = json.loads(proc.stdout)["run_id"]
-    deadline = time.monotonic() + 120
-    while "napping" not in cli("logs", run_id, "--task", "nap").stdout and time.monotonic() < deadline:
-        time.sleep(1)
+    wait_for(lambda: "napping" in cli("logs", run_id, "--task", "nap").stdout, 120, what="'napping' in the task's log", interval=1)
     cancelled = cli("cancel", run_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stderr.strip().splitlines()[-1] == f"run {run_id} CANCELLED"
     assert "status     CANCELLED" in cli("status", run_id).stdout
-    deadline = time.monotonic() + 60
-    while stack.runtime.running_tasks() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for(lambda: not stack.runtime.running_tasks(), 60, what=lambda: f"end of {stack.runtime.running_tasks()}", interval=0.5)
     assert stack.runtime.running_tasks() == []
     again = cli("cancel", run_id)
     assert again.returncode == 2 and "already CANCELLED" in again.stderr

@@ -2,13 +2,12 @@
 nothing left running: throttled and capacity-starved launches, Spot interruptions, a driver killed
 mid-run, duplicated events, Lambda failures."""
 
-import time
-
 import pytest
 
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
+from tests.waiting import wait_for
 
 SCATTER = """
 version 1.1
@@ -24,15 +23,6 @@ task work {
   runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" preemptible: spot }
 }
 """
-
-
-def wait_until(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 @pytest.fixture
@@ -54,7 +44,7 @@ def run(stack, tmp_path):
         name, run_id = local_run.submit(bucket, wdl, inputs or {}, name=name)
         result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=timeout)
         # whatever happened, nothing of the run keeps running (and billing)
-        assert wait_until(lambda: stack.runtime.running_tasks() == []), stack.runtime.running_tasks()
+        wait_for(lambda: stack.runtime.running_tasks() == [], 30, what=lambda: f"end of {stack.runtime.running_tasks()}")
         return result
 
     return go

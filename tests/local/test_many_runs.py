@@ -4,6 +4,8 @@ import json
 import os
 import time
 
+import pytest
+
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 
@@ -26,6 +28,7 @@ task say {
 """
 
 
+@pytest.mark.long
 def test_many_runs_dropped_at_once_all_complete_exactly_once(stack, tmp_path):
     bucket = stack.outputs["BucketName"]
     machine = stack.outputs["StateMachineArn"]

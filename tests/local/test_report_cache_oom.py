@@ -5,6 +5,8 @@ import json
 import uuid
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from test_pipeline import EXAMPLE, REPO, read, run_through_bucket
 
 from miniwdl_fargate import attempts, aws, sweep
@@ -94,6 +96,7 @@ def test_the_example_run_writes_its_report_next_to_the_outputs(stack, s3, tmp_pa
     assert abs(cost["public_ipv4_usd"] - sum(a["public_ipv4_usd"] for a in cost["attempts"])) < 1e-5
 
 
+@pytest.mark.long
 def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
     seed([str(REPO / "examples" / "s3")])
     token = uuid.uuid4().hex[:6]

@@ -92,7 +92,10 @@ def test_outputs_named_by_resolved_absolute_paths_succeed(stack, s3, tmp_path):
     assert tmpdir.startswith("/tmp/miniwdl.") and where == "inside"
     # and on Fargate's terms: every WDL task's command came from the task definition's entryPoint
     ecs = aws.client("ecs")
-    arns = ecs.list_task_definitions()["taskDefinitionArns"]
+    # the run's own task definitions are deregistered (INACTIVE) when it ends: both lists, so that
+    # this run's are among them whatever ran before it in this process
+    # https://docs.aws.amazon.com/AmazonECS/latest/userguide/task-definition-state.html
+    arns = [a for status in ("ACTIVE", "INACTIVE") for a in ecs.list_task_definitions(status=status)["taskDefinitionArns"]]
     wdl_tds = [ecs.describe_task_definition(taskDefinition=a)["taskDefinition"] for a in arns if "-task-" in a]
     assert wdl_tds and all(td["containerDefinitions"][0]["entryPoint"] == ["/bin/sh", "-c"] for td in wdl_tds)
 

@@ -5,14 +5,19 @@ machine's heartbeat timeout, with its tasks stopped."""
 
 import copy
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from miniwdl_fargate import aws, runs, s3io
 from miniwdl_fargate import upload as local_run
+from miniwdl_fargate.local import moto_patches
 from miniwdl_fargate.local.faults import Faults
+from miniwdl_fargate.local.stack import LocalStack
+from tests.waiting import wait_for
+
+# each test waits out a timer (the run's maximum duration; the driver's heartbeat timeout)
+pytestmark = pytest.mark.long
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = json.loads((REPO / "tests" / "events" / "apigw_post_runs.json").read_text())
@@ -30,14 +35,11 @@ task nap {
 """
 
 
-def wait_until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.25)
-    return None
+#: DriverHeartbeatSeconds of the stack the lost-driver test runs on: the test waits the heartbeat
+#: timeout out, so its stack's is short (the session stack keeps 90 s, a margin for drivers that
+#: start slowly on a loaded machine). Its drivers send one every quarter of it, and it covers the
+#: driver's start, so it stays well above a local driver's start.
+SHORT_HEARTBEAT_SECONDS = 20
 
 
 def post_run(stack, body):
@@ -75,20 +77,44 @@ def test_a_run_over_its_maximum_duration_is_stopped_and_fails_saying_so(stack):
     assert "StopTimedOutRun" in entered(history(stack, run_id))
     status = s3io.get_json(bucket, f"runs/too-long/results/{run_id}/status.json")
     assert status["status"] == "FAILED" and status["error"]["error"] == "TimedOut"
-    assert wait_until(lambda: stack.runtime.running_tasks() == [], 60) is not None, stack.runtime.running_tasks()
+    nothing_runs(stack)
+
+
+def nothing_runs(stack):
+    """Wait until nothing of any run still runs in ``stack`` (fails naming what does)."""
+    wait_for(lambda: stack.runtime.running_tasks() == [], 60, what=lambda: f"end of {stack.runtime.running_tasks()}")
+
+
+@pytest.fixture(scope="module")
+def short_heartbeat_stack(stack, tmp_path_factory):
+    """A second local stack in this process, deployed with DriverHeartbeatSeconds short. While it is
+    up, local mode's moto patches route work to its runtime; after, back to the session stack's.
+
+    The state machine fails the driver's task state with States.HeartbeatTimeout when no
+    SendTaskHeartbeat came within HeartbeatSeconds:
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskHeartbeat.html"""
+    try:
+        with LocalStack(
+            state_dir=str(tmp_path_factory.mktemp("short-heartbeat")), stack_name="miniwdl-fargate-short-heartbeat",
+            poll_seconds=stack.poll_seconds, heartbeat_seconds=SHORT_HEARTBEAT_SECONDS,
+        ) as deployed:
+            yield deployed
+    finally:
+        moto_patches.install(stack.runtime)
 
 
 @pytest.fixture
-def faults(stack):
+def faults(short_heartbeat_stack):
     def inject(**spec):
-        stack.runtime.faults = Faults(**spec)
-        return stack.runtime.faults
+        short_heartbeat_stack.runtime.faults = Faults(**spec)
+        return short_heartbeat_stack.runtime.faults
 
     yield inject
-    stack.runtime.faults = Faults()
+    short_heartbeat_stack.runtime.faults = Faults()
 
 
-def test_a_dead_driver_whose_end_is_lost_ends_by_heartbeat_timeout(stack, faults, tmp_path):
+def test_a_dead_driver_whose_end_is_lost_ends_by_heartbeat_timeout(short_heartbeat_stack, faults, tmp_path):
+    stack = short_heartbeat_stack
     injected = faults(kill_driver_after_tasks=2, lose_driver_stopped_events=1)
     wdl = tmp_path / "lost.wdl"
     wdl.write_text(SLEEPY)
@@ -103,4 +129,4 @@ def test_a_dead_driver_whose_end_is_lost_ends_by_heartbeat_timeout(stack, faults
     events = history(stack, run_id)
     assert any(e["type"] == "TaskTimedOut" for e in events)
     assert "StopTimedOutRun" in entered(events)
-    assert wait_until(lambda: stack.runtime.running_tasks() == [], 60) is not None, stack.runtime.running_tasks()
+    nothing_runs(stack)
