@@ -102,3 +102,49 @@ def test_moto_itself_still_needs_container_memory():
         getattr(own, "__func__", own)(task_definition)
     fixes.ecs_resource_requirements()
     assert EC2ContainerServiceBackend._calculate_task_resource_requirements(task_definition)["MEMORY"] == 0
+
+
+def test_an_answer_never_shows_half_of_one_write_of_the_runner(ecs):
+    """The runner writes a task's end in several attributes (exit code, stop code, status); moto
+    serializes DescribeTasks after its handler returns, containers before lastStatus. An answer is
+    a copy taken under ecs_state.WRITE_LOCK, so it shows a write whole or not at all (a driver once
+    saw STOPPED without the exit code written just before it, and failed the task)."""
+    import concurrent.futures
+
+    from moto.ecs.models import ecs_backends
+
+    from miniwdl_fargate.local import ecs_state
+
+    (task,) = run(ecs, "half")
+    arn = task["taskArn"]
+    (moto_task,) = [t for t in ecs_backends["123456789012"]["us-east-1"].tasks["c"].values() if t.task_arn == arn]
+    state = ecs_state.MotoTaskState("us-east-1")
+    state.register(moto_task)
+    state.provisioning(arn)
+    state.set_status(arn, "RUNNING")
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with ecs_state.WRITE_LOCK:  # a write in progress: the exit code is there, STOPPED not yet
+            moto_task.containers[0].exitCode = 0
+            answer = pool.submit(ecs.describe_tasks, cluster="c", tasks=[arn])
+            moto_task.stop_code, moto_task.stopped_reason = "EssentialContainerExited", "Essential container in task exited"
+            moto_task.status = "STOPPED"
+            for container in moto_task.containers:
+                container.last_status = "STOPPED"
+        described = answer.result()["tasks"][0]
+    assert (described["lastStatus"], described["containers"][0].get("exitCode")) == ("STOPPED", 0)
+    assert described["stopCode"] == "EssentialContainerExited"
+
+
+def test_a_snapshot_is_its_own_copy(ecs):
+    from moto.ecs.models import ecs_backends
+
+    from miniwdl_fargate.local import ecs_state
+
+    run(ecs, "copy")
+    (moto_task,) = ecs_backends["123456789012"]["us-east-1"].tasks["c"].values()
+    before = (moto_task.last_status, moto_task.containers[0].exitCode)
+    copied = ecs_state.snapshot(moto_task)
+    moto_task.containers[0].exitCode = 3
+    moto_task.status = "STOPPED"
+    assert copied.containers[0] is not moto_task.containers[0]
+    assert (copied.last_status, copied.containers[0].exitCode) == before != ("STOPPED", 3)

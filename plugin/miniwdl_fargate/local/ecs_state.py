@@ -9,6 +9,7 @@ The runner (``ecs_runner``) calls it with a task's ARN and plain values, through
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -20,6 +21,21 @@ from typing import Any
 LOCAL_RUNTIME_AGENT = "miniwdl-fargate-local-runtime"
 
 log = logging.getLogger("miniwdl-fargate.local")
+
+#: held while a task's state is written (several attributes: exit code, stop code, status ...) and
+#: while an answer takes its copy of a task (``snapshot``): ECS answers DescribeTasks from one
+#: consistent record, but moto serializes its answer attribute by attribute after the handler
+#: returns (a task's ``containers`` before its ``lastStatus``), so without a copy taken under this
+#: lock an answer could say STOPPED without the exit code written just before it
+WRITE_LOCK = threading.RLock()
+
+
+def snapshot(task: Any) -> Any:
+    """A copy of moto's task (and of its containers) as it is between two writes, for an answer."""
+    with WRITE_LOCK:
+        copied = copy.copy(task)
+        copied.containers = [copy.copy(c) for c in task.containers]
+        return copied
 
 
 def _now() -> datetime:
@@ -47,23 +63,25 @@ class MotoTaskState:
     def provisioning(self, task_arn: str) -> None:
         """Just launched: PROVISIONING, version 1, its container PENDING without an exit code."""
         task = self._task(task_arn)
-        task.created_at = _now()
-        task.status = "PROVISIONING"
-        task.stop_code = None
-        task.version = 1
-        for container in task.containers:
-            container.exitCode = None
-            container.last_status = "PENDING"
+        with WRITE_LOCK:
+            task.created_at = _now()
+            task.status = "PROVISIONING"
+            task.stop_code = None
+            task.version = 1
+            for container in task.containers:
+                container.exitCode = None
+                container.last_status = "PENDING"
 
     def set_status(self, task_arn: str, status: str) -> None:
         """The task's last status (and its container's), one version on; RUNNING sets its start time."""
         task = self._task(task_arn)
-        if status == "RUNNING":
-            task.started_at = _now()
-        task.status = status
-        task.version = getattr(task, "version", 1) + 1
-        for container in task.containers:
-            container.last_status = status if status in ("RUNNING", "STOPPED") else "PENDING"
+        with WRITE_LOCK:
+            if status == "RUNNING":
+                task.started_at = _now()
+            task.status = status
+            task.version = getattr(task, "version", 1) + 1
+            for container in task.containers:
+                container.last_status = status if status in ("RUNNING", "STOPPED") else "PENDING"
 
     def last_status(self, task_arn: str) -> str:
         return self._task(task_arn).last_status
@@ -71,8 +89,9 @@ class MotoTaskState:
     def stop_requested(self, task_arn: str, reason: str) -> None:
         """StopTask: as ECS does, from the request on the task itself can read why it is being stopped."""
         task = self._task(task_arn)
-        task.desired_status = "STOPPED"
-        task.stop_code, task.stopped_reason = "UserInitiated", reason
+        with WRITE_LOCK:
+            task.desired_status = "STOPPED"
+            task.stop_code, task.stopped_reason = "UserInitiated", reason
 
     def stopping(self, task_arn: str) -> None:
         """Its container was sent SIGTERM."""
@@ -84,15 +103,16 @@ class MotoTaskState:
         """The task ended: STOPPED with its stop code and reason, its container's exit code (and
         reason, where it has one)."""
         task = self._task(task_arn)
-        task.containers[0].exitCode = exit_code
-        if container_reason:
-            for container in task.containers:
-                container.reason = container_reason
-        task.stop_code = stop_code
-        task.stopped_reason = reason
-        task.stopped_at = _now()
-        task.desired_status = "STOPPED"
-        self.set_status(task_arn, "STOPPED")
+        with WRITE_LOCK:  # (one change: an answer sees all of it or none of it)
+            task.containers[0].exitCode = exit_code
+            if container_reason:
+                for container in task.containers:
+                    container.reason = container_reason
+            task.stop_code = stop_code
+            task.stopped_reason = reason
+            task.stopped_at = _now()
+            task.desired_status = "STOPPED"
+            self.set_status(task_arn, "STOPPED")
 
     def ecs(self) -> Any:
         """The runtime's own ECS client: "ECS itself", which always knows its tasks (DescribeTasks

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .. import ecs_state
 from .patching import MOTO_VERSION, backend_state, installed, moto_function, replace, state_lock
 
 #: where no getmoto/moto issue or pull request about the bug is known to us (moto 5.2.5)
@@ -210,7 +211,8 @@ def _run_task_once_per_token(self: Any) -> Any:
 
 def describe_tasks_missing() -> None:
     """DescribeTasks: moto leaves a task it does not know out of its answer; ECS lists it in
-    ``failures`` with reason MISSING ("The specified task wasn't found",
+    ``failures`` with reason MISSING. And each task is answered as one consistent record (a
+    snapshot, see ``ecs_state.WRITE_LOCK``), never half of one write of the local runner ("The specified task wasn't found",
     https://docs.aws.amazon.com/AmazonECS/latest/userguide/api_failures_messages.html; the shape:
     https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Failure.html)."""
     from moto.ecs.responses import EC2ContainerServiceResponse
@@ -230,8 +232,10 @@ def _describe_tasks(self: Any) -> Any:
         task = next((t for arn, t in found.items() if arn == name or arn.endswith("/" + name)), None)
         if task is None:
             failures.append({"arn": name, "reason": "MISSING"})
-        elif task not in tasks:
-            tasks.append(task)
+        elif all(t.task_arn != task.task_arn for t in tasks):
+            # a copy taken between two writes of local mode's runner (ecs_state.WRITE_LOCK): moto
+            # serializes the answer after this returns, and ECS answers from one consistent record
+            tasks.append(ecs_state.snapshot(task))
     if "TAGS" in self._get_param("include", []):
         self._include_in_response(DESCRIBE_TASKS_TAGS)
     else:
