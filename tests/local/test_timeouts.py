@@ -11,7 +11,7 @@ import pytest
 
 from miniwdl_fargate import aws, runs, s3io
 from miniwdl_fargate import upload as local_run
-from miniwdl_fargate.local import moto_patches
+from miniwdl_fargate.local import moto as moto_seam
 from miniwdl_fargate.local.faults import Faults
 from miniwdl_fargate.local.stack import LocalStack
 from tests.waiting import wait_for
@@ -88,7 +88,7 @@ def nothing_runs(stack):
 @pytest.fixture(scope="module")
 def short_heartbeat_stack(stack, tmp_path_factory):
     """A second local stack in this process, deployed with DriverHeartbeatSeconds short. While it is
-    up, local mode's moto patches route work to its runtime; after, back to the session stack's.
+    up, local mode's moto hooks route work to its runtime; after, back to the session stack's.
 
     The state machine fails the driver's task state with States.HeartbeatTimeout when no
     SendTaskHeartbeat came within HeartbeatSeconds:
@@ -100,7 +100,7 @@ def short_heartbeat_stack(stack, tmp_path_factory):
         ) as deployed:
             yield deployed
     finally:
-        moto_patches.install(stack.runtime)
+        moto_seam.install(stack.runtime)
 
 
 @pytest.fixture
