@@ -42,6 +42,14 @@ class Children:
     def add(self, pid: int, pidfd: int, status_fd: int) -> None:
         self.watched[pidfd] = (pid, status_fd)
 
+    def close_all(self) -> None:
+        """In a new child: its siblings' descriptors are not its own."""
+        for pidfd, (_pid, status_fd) in self.watched.items():
+            os.close(pidfd)
+            if status_fd >= 0:
+                os.close(status_fd)
+        self.watched.clear()
+
     def reap(self, pidfd: int) -> None:
         """The child behind ``pidfd`` ended: reap it, report its exit code, forget it."""
         pid, status_fd = self.watched.pop(pidfd)
@@ -68,6 +76,7 @@ def fork_child(server: socket.socket, request: dict, fds: list[int], become: Bec
     if pid == 0:
         if status_fd >= 0:
             os.close(status_fd)
+        children.close_all()
         become(request, fds, server)
     for fd in fds:
         os.close(fd)

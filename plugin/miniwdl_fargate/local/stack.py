@@ -276,6 +276,7 @@ class LocalStack:
         moto_seam.install(self.runtime)
         if self.prewarm:  # the Lambda environments' libraries load while the stack deploys
             self.runtime.lambdas.start_zygote()
+            self.runtime.ecs_runner.driver_server()
         import requests
 
         requests.post(
