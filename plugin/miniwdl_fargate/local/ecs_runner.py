@@ -6,7 +6,8 @@ definition's entry point, command, environment and EFS mounts at their container
 image's USER (writing EFS as the access point's user would, ``idmap``), no network, its memory as
 the limit. Without an engine it runs as a host process in a strict sandbox (``sandbox``):
 read-only root, unprivileged uid, private /tmp. The driver (our own image, not available locally)
-runs as a host process in a private mount namespace. A local directory per filesystem stands in
+runs as a host process in a private mount namespace, forked from ``driver_zygote`` (its libraries
+loaded, its parsers built) where the namespace needs no user namespace. A local directory per filesystem stands in
 for EFS. Like Fargate, the runner kills a task that uses more memory than its size and says so the
 way Fargate does: exit code 137, container reason OutOfMemoryError. A task whose image pull is
 made to fail (``faults.pull_failures``) stops before it starts, as Fargate's does: stop code

@@ -63,7 +63,7 @@ class Children:
         os.close(pidfd)
 
 
-def answer(server: socket.socket, message: dict, fds: list[int] = ()) -> None:  # type: ignore[assignment]
+def answer(server: socket.socket, message: dict, fds: tuple[int, ...] = ()) -> None:
     socket.send_fds(server, [json.dumps(message).encode()], list(fds))
 
 
@@ -72,7 +72,13 @@ def fork_child(server: socket.socket, request: dict, fds: list[int], become: Bec
     status_fd = fds.pop() if request.get("status") else -1
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exn:  # (no more processes, no memory): the caller starts a new process
+        for fd in fds + ([status_fd] if status_fd >= 0 else []):
+            os.close(fd)
+        answer(server, {"error": f"fork: {exn}"})
+        return
     if pid == 0:
         if status_fd >= 0:
             os.close(status_fd)
@@ -82,7 +88,7 @@ def fork_child(server: socket.socket, request: dict, fds: list[int], become: Bec
         os.close(fd)
     pidfd = os.pidfd_open(pid)  # it is not reaped before we reap it: the pid is still its own
     children.add(pid, pidfd, status_fd)
-    answer(server, {"pid": pid}, [pidfd])
+    answer(server, {"pid": pid}, (pidfd,))
 
 
 def serve(server: socket.socket, become: Become, expected_fds: int) -> None:
