@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shlex
 import signal
 import subprocess
 import threading
@@ -130,6 +131,7 @@ class ForkedJob(HostJob):
             try:
                 self.pid, self._pidfd = server.fork({**self.request, "status": True}, [output.fileno(), status_w])
                 self._status = status_r
+                log.info("local mode: %s forked from its fork server as pid %d", shlex.join(self.request["argv"]), self.pid)
                 return
             except OSError as exn:
                 os.close(status_r)

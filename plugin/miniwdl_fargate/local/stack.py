@@ -276,7 +276,6 @@ class LocalStack:
         moto_seam.install(self.runtime)
         if self.prewarm:  # the Lambda environments' libraries load while the stack deploys
             self.runtime.lambdas.start_zygote()
-            self.runtime.ecs_runner.driver_server()
         import requests
 
         requests.post(
@@ -302,6 +301,8 @@ class LocalStack:
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
         if self.prewarm:
             self.runtime.prewarm_lambdas(self.functions())
+            # the driver's libraries load while the first run is submitted (not during the deploy)
+            self.runtime.ecs_runner.driver_server()
         return self
 
     def functions(self) -> list[FunctionSpec]:
