@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--down", type=int, default=400, help="objects to download (default 400)")
     parser.add_argument("--up", type=int, default=400, help="files to upload (default 400)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="added to every S3 request (default 20)")
-    parser.add_argument("--concurrency", type=int, default=s3io.TRANSFER_CONCURRENCY, help="parallel transfers")
+    parser.add_argument("--concurrency", type=int, default=s3io.transfer_concurrency(), help="parallel transfers")
     args = parser.parse_args(argv)
     os.environ.pop("AWS_ENDPOINT_URL", None)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

@@ -48,9 +48,11 @@ def list_keys(bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
 Progress = Callable[[int], None]  # a boto3 transfer Callback: bytes moved; may raise to stop it
 Counted = Callable[[int, int], None]  # (objects done, objects known so far)
 
-#: objects moved at once by one Transfers (each a request of its own; the client's connection
-#: pool, aws.RETRY_CONFIG, holds 64)
-TRANSFER_CONCURRENCY = int(os.environ.get("MINIWDL_FARGATE_TRANSFER_CONCURRENCY") or 32)
+def transfer_concurrency() -> int:
+    """Objects moved at once by one Transfers (each a request of its own; the client's connection
+    pool, aws.RETRY_CONFIG, holds 64). Read when a Transfers is made, not at import: a local
+    driver forked from a preloaded process (``local.driver_zygote``) has an environment of its own."""
+    return int(os.environ.get("MINIWDL_FARGATE_TRANSFER_CONCURRENCY") or 32)
 
 
 class Transfers:
@@ -63,10 +65,11 @@ class Transfers:
     cancels what is left."""
 
     def __init__(
-        self, progress: Progress | None = None, counted: Counted | None = None, concurrency: int = TRANSFER_CONCURRENCY
+        self, progress: Progress | None = None, counted: Counted | None = None, concurrency: int | None = None
     ) -> None:
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
 
+        concurrency = concurrency or transfer_concurrency()
         config = TransferConfig(max_concurrency=concurrency, use_threads=True, preferred_transfer_client="classic")
         self.manager = create_transfer_manager(aws.client("s3"), config)
         self.progress, self.counted = progress, counted

@@ -5,6 +5,8 @@ event -> driver_stopped -> finalize. Each test goes in the way a user would."""
 import json
 from pathlib import Path
 
+import pytest
+
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.cli import seed
@@ -180,3 +182,17 @@ def test_bad_inputs_dropped_in_the_bucket_are_rejected_before_anything_starts(st
     ]
     executions = aws.client("stepfunctions").list_executions(stateMachineArn=stack.outputs["StateMachineArn"])["executions"]
     assert not [e for e in executions if e["name"].startswith("rejected-")]
+
+
+def test_the_driver_is_forked_from_the_preloaded_driver_zygote(stack, tmp_path, caplog):
+    """As root, the driver is not a new Python process: it is forked from ``driver_zygote``
+    (its libraries imported, its parsers built), and the run goes as any other."""
+    if not stack.runtime.ecs_runner.fork_drivers:
+        pytest.skip("drivers are forked only where their mount namespace needs no user namespace (root)")
+    wdl = tmp_path / "forked.wdl"
+    wdl.write_text('version 1.1\nworkflow forked {\n  output { String said = "warm" }\n}\n')
+    caplog.set_level("INFO", logger="miniwdl-fargate.local")
+    result = run_through_bucket(stack, wdl, {}, "forked")
+    assert result.status == "SUCCEEDED", result.document
+    assert result.document["outputs"] == {"forked.said": "warm"}
+    assert any("miniwdl-fargate driver forked from its fork server" in r.getMessage() for r in caplog.records)

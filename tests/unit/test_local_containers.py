@@ -109,3 +109,33 @@ def test_strict_script_hides_local_modes_state_before_binding_the_volumes():
     assert hide in lines
     # the bind's source is the namespace's own /state, which the hiding (under the new root) leaves alone
     assert lines.index(hide) < lines.index("mount --bind /state/efs/fs-1/miniwdl/runs/r-1 /mnt/.root/mnt/efs/runs/r-1")
+
+
+def test_strict_script_remounts_each_mount_read_only_with_its_other_options(tmp_path):
+    """The remount loop, run on a made-up mount table with ``mount`` and ``findmnt`` stubbed:
+    one remount per mount but /proc, read-only, keeping every option but ``rw``; one ``sed``
+    for the whole table (not one per mount)."""
+    import subprocess
+
+    script = strict_script([], Identity("setpriv", 1001, 1001), report=True)
+    lines = script.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("findmnt"))
+    loop = "\n".join(lines[first : lines.index("done") + 1])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    table = "/mnt/.root rw,relatime\n/mnt/.root/proc rw,nosuid\n/mnt/.root/data ro,nosuid,nodev\n/mnt/.root/b rw\n"
+    (bin_dir / "findmnt").write_text(f"#!/bin/sh\nprintf '%s' '{table}'\n")
+    (bin_dir / "mount").write_text('#!/bin/sh\necho "$@" >> "$LOG"\n[ "$3" != /mnt/.root/data ]\n')
+    (bin_dir / "sed").write_text('#!/bin/sh\necho sed >> "$LOG"\nexec /bin/sed "$@"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    log = tmp_path / "log"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log)}
+    result = subprocess.run(["sh", "-c", loop], env=env, capture_output=True, text=True, check=True)
+    assert log.read_text().splitlines() == [
+        "sed",
+        "-o remount,bind,ro,ro,nosuid,nodev /mnt/.root/data",
+        "-o remount,bind,ro /mnt/.root/b",
+        "-o remount,bind,ro,relatime /mnt/.root",
+    ]
+    assert result.stderr == "sandbox: not read-only: /data\n"

@@ -28,3 +28,13 @@ def test_a_client_made_in_it_talks_to_that_endpoint_with_those_keys(monkeypatch)
     assert client.meta.endpoint_url == "http://127.0.0.1:5000"
     assert client.meta.region_name == "eu-west-1"
     assert session.get_credentials().access_key == "testing"
+
+
+def test_the_transfer_concurrency_is_read_when_used_not_at_import(monkeypatch):
+    """A driver forked from ``driver_zygote`` imported s3io before it had its own environment."""
+    from miniwdl_fargate import s3io
+
+    monkeypatch.setenv("MINIWDL_FARGATE_TRANSFER_CONCURRENCY", "7")
+    assert s3io.transfer_concurrency() == 7
+    monkeypatch.delenv("MINIWDL_FARGATE_TRANSFER_CONCURRENCY")
+    assert s3io.transfer_concurrency() == 32

@@ -6,7 +6,8 @@ definition's entry point, command, environment and EFS mounts at their container
 image's USER (writing EFS as the access point's user would, ``idmap``), no network, its memory as
 the limit. Without an engine it runs as a host process in a strict sandbox (``sandbox``):
 read-only root, unprivileged uid, private /tmp. The driver (our own image, not available locally)
-runs as a host process in a private mount namespace. A local directory per filesystem stands in
+runs as a host process in a private mount namespace, forked from ``driver_zygote`` (its libraries
+loaded, its parsers built) where the namespace needs no user namespace. A local directory per filesystem stands in
 for EFS. Like Fargate, the runner kills a task that uses more memory than its size and says so the
 way Fargate does: exit code 137, container reason OutOfMemoryError. A task whose image pull is
 made to fail (``faults.pull_failures``) stops before it starts, as Fargate's does: stop code
@@ -38,7 +39,8 @@ from .containers import (
     NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice, remove_cgroup,
 )
 from .faults import Faults
-from .jobs import ContainerJob, HostJob
+from .forkserver import ForkServer
+from .jobs import ContainerJob, ForkedJob, HostJob
 from .sandbox import StrictSandbox
 
 log = logging.getLogger("miniwdl-fargate.local")
@@ -48,6 +50,9 @@ OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"  # Fargate
 MEMORY_CHECK_SECONDS = 0.25
 SPOT_INTERRUPTION = "\0spot"  # a stop request that is Fargate Spot taking its capacity back
 CGROUP_PARENT = "/miniwdl-fargate-local"
+DRIVER_COMMAND = ["miniwdl-fargate", "driver"]  # the driver container's (template.yaml)
+#: set to 0 to start every driver as a new process rather than fork it from ``driver_zygote``
+DRIVER_FORK_ENV = "MINIWDL_FARGATE_LOCAL_DRIVER_FORK"
 
 
 class TaskStartError(Exception):
@@ -131,6 +136,10 @@ class EcsRunner:
             else "as sandboxed host processes (no container engine; MINIWDL_FARGATE_LOCAL_ENGINE)",
         )
         self._launched_by_driver: dict[str, int] = {}
+        #: drivers are forked from a preloaded process where their namespace needs no user namespace
+        self.fork_drivers = self.namespaces.root and hasattr(os, "pidfd_open") and os.environ.get(DRIVER_FORK_ENV) != "0"
+        self._driver_server: ForkServer | None = None
+        self._driver_server_lock = threading.Lock()
         os.makedirs(self.efs_root, exist_ok=True)
         os.makedirs(self.logs_dir, exist_ok=True)
 
@@ -358,10 +367,28 @@ class EcsRunner:
         env["HOME"] = os.path.join(self.state_dir, "home", task.id)
         os.makedirs(env["HOME"], exist_ok=True)
         argv = self._argv(_ci(container_def, "name"), container_def, override)
-        return HostJob(
-            self.namespaces.wrap([(m.container, m.host) for m in mounts], argv),
-            _ci(container_def, "workingDirectory") or "/", env,
-        )
+        pairs = [(m.container, m.host) for m in mounts]
+        cwd = _ci(container_def, "workingDirectory") or "/"
+        if self.fork_drivers and argv == DRIVER_COMMAND:
+            request = {"argv": argv, "cwd": cwd, "env": env, "mounts": pairs}
+            return ForkedJob(self.driver_server, request, self.namespaces.wrap(pairs, argv), cwd, env)
+        return HostJob(self.namespaces.wrap(pairs, argv), cwd, env)
+
+    def driver_server(self) -> ForkServer | None:
+        """The ``driver_zygote`` drivers are forked from (started at first use); None if it
+        cannot start (drivers are then new processes)."""
+        with self._driver_server_lock:
+            if self._driver_server is None and self.fork_drivers:
+                folder = os.path.join(self.state_dir, "driver-zygote")
+                os.makedirs(folder, exist_ok=True)
+                try:
+                    self._driver_server = ForkServer(
+                        "miniwdl_fargate.local.driver_zygote", folder, self.base_environment(), "zygote.out"
+                    )
+                except OSError:
+                    log.exception("local mode: cannot start the driver fork server: drivers start as new processes")
+                    self.fork_drivers = False
+            return self._driver_server
 
     def _sandboxed_job(
         self, task: TaskSpec, container_def: dict[str, Any], override: dict[str, Any], environment: dict[str, str],
@@ -549,6 +576,10 @@ class EcsRunner:
             thread.join(max(0.1, deadline - time.monotonic()))
         if self.engine is not None and self.engine.cgroup_manager == "cgroupfs":
             remove_cgroup(CGROUP_PARENT)
+        with self._driver_server_lock:
+            server, self._driver_server, self.fork_drivers = self._driver_server, None, False
+        if server is not None:
+            server.stop()
 
 
 def _is_driver(task: TaskSpec) -> bool:
@@ -628,6 +659,12 @@ class NamespaceSupport:
 
     def __init__(self, prefix: list[str]) -> None:
         self.prefix = prefix
+
+    @property
+    def root(self) -> bool:
+        """Whether the namespace is made as root, needing no user namespace (what a process
+        forked from ``driver_zygote`` can make itself)."""
+        return "--user" not in self.prefix
 
     @classmethod
     def detect(cls) -> "NamespaceSupport":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
+import threading
 import time
 
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442  # x86_64 and arm64 alike
@@ -30,6 +31,11 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+#: user namespaces made so far, by (owner uid, owner gid, uid, gid): an open descriptor keeps a
+#: namespace alive after its process is gone (namespaces(7)), so each mapping is made once
+_namespaces: dict[tuple[int, int, int, int], int] = {}
+_namespaces_lock = threading.Lock()
 
 
 class _MountAttr(ctypes.Structure):
@@ -70,32 +76,39 @@ def _user_namespace(owner_uid: int, owner_gid: int, uid: int, gid: int) -> tuple
         raise
 
 
+def _mapping(owner: tuple[int, int], user: tuple[int, int]) -> int:
+    """A descriptor of a user namespace mapping ``owner`` to ``user`` (made at first use, kept)."""
+    key = (*owner, *user)
+    with _namespaces_lock:
+        if key not in _namespaces:
+            child, nsfd = _user_namespace(*key)
+            child.kill()
+            child.wait()
+            _namespaces[key] = nsfd
+        return _namespaces[key]
+
+
 def idmapped_bind(source: str, target: str, owner: tuple[int, int], user: tuple[int, int]) -> None:
     """Bind-mount ``source`` at ``target`` (created if missing) so that files owned by ``owner``
     (uid, gid) appear owned by ``user``, and files ``user`` creates are owned by ``owner`` on disk."""
-    child, nsfd = _user_namespace(owner[0], owner[1], user[0], user[1])
+    nsfd = _mapping(owner, user)
+    tree = _check(
+        _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, source.encode(), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE),
+        "open_tree", source,
+    )
     try:
-        tree = _check(
-            _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, source.encode(), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE),
-            "open_tree", source,
+        attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, nsfd)
+        _check(
+            _libc.syscall(SYS_MOUNT_SETATTR, tree, b"", AT_EMPTY_PATH, ctypes.byref(attr), ctypes.sizeof(attr)),
+            "mount_setattr(MOUNT_ATTR_IDMAP)", source,
         )
-        try:
-            attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, nsfd)
-            _check(
-                _libc.syscall(SYS_MOUNT_SETATTR, tree, b"", AT_EMPTY_PATH, ctypes.byref(attr), ctypes.sizeof(attr)),
-                "mount_setattr(MOUNT_ATTR_IDMAP)", source,
-            )
-            os.makedirs(target, exist_ok=True)
-            _check(
-                _libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH),
-                "move_mount", target,
-            )
-        finally:
-            os.close(tree)
+        os.makedirs(target, exist_ok=True)
+        _check(
+            _libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH),
+            "move_mount", target,
+        )
     finally:
-        os.close(nsfd)
-        child.kill()
-        child.wait()
+        os.close(tree)
 
 
 def unmount(target: str) -> None:

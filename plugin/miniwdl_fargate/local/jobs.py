@@ -4,7 +4,10 @@ wait, SIGTERM on StopTask, SIGKILL after the container's stopTimeout, and how it
 
 from __future__ import annotations
 
+import logging
 import os
+import select
+import shlex
 import signal
 import subprocess
 import threading
@@ -13,6 +16,7 @@ from typing import Any, Callable
 
 import psutil
 
+from .forkserver import ForkServer
 from .containers import ContainerSpec, Engine, cgroup_hit_limit, engine_argv, remove_cgroup
 
 
@@ -100,6 +104,75 @@ class HostJob(ProcessJob):
         self._cleanup()
         # a command killed by signal N reports 128+N, as a container's would
         return Outcome(code if code >= 0 else 128 - code, out_of_memory=self._killed_for_memory)
+
+
+log = logging.getLogger("miniwdl-fargate.local")
+
+
+class ForkedJob(HostJob):
+    """A host process forked from a fork server (``driver_zygote``): ``request`` says what the
+    child becomes. The server is the child's parent; the job watches the child through its
+    pidfd and learns its exit code from a status pipe the server writes when it reaps it. Where
+    the server cannot fork, the job is the ``HostJob`` of ``argv`` (a fresh process)."""
+
+    def __init__(
+        self, server: Callable[[], ForkServer | None], request: dict, argv: list[str], cwd: str, env: dict[str, str],
+    ) -> None:
+        super().__init__(argv, cwd, env)
+        self._server, self.request = server, request
+        self.pid: int | None = None
+        self._pidfd = self._status = -1
+        self._code: int | None = None
+
+    def start(self, output: Any) -> None:
+        server = self._server()
+        if server is not None:
+            status_r, status_w = os.pipe()
+            try:
+                self.pid, self._pidfd = server.fork({**self.request, "status": True}, [output.fileno(), status_w])
+                self._status = status_r
+                log.info("local mode: %s forked from its fork server as pid %d", shlex.join(self.request["argv"]), self.pid)
+                return
+            except OSError as exn:
+                os.close(status_r)
+                log.warning("local mode: cannot fork a driver (%s): starting a new process", exn)
+            finally:
+                os.close(status_w)
+        super().start(output)
+
+    def running(self) -> bool:
+        if self.pid is None:
+            return super().running()
+        return self._code is None and not select.select([self._pidfd], [], [], 0)[0]
+
+    def wait(self, timeout: float) -> int | None:
+        if self.pid is None:
+            return super().wait(timeout)
+        if self._code is None and select.select([self._status], [], [], timeout)[0]:
+            self._code = self._read_status()
+        return self._code
+
+    def _read_status(self) -> int:
+        data = os.read(self._status, 64)  # one write of a few bytes, or the end of the pipe
+        os.close(self._status)
+        os.close(self._pidfd)
+        self._status = self._pidfd = -1
+        # no status: the fork server ended before its child; the child is gone, how is unknown
+        return int(data) if data else -signal.SIGKILL
+
+    def _signal(self, sig: int) -> None:
+        if self.pid is None:
+            return super()._signal(sig)
+        if self._code is None and self.running():  # (not reaped yet: its group is still its own)
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def memory(self) -> int:
+        if self.pid is None:
+            return super().memory()
+        return tree_rss(self.pid) if self.running() else 0
 
 
 class ContainerJob(ProcessJob):

@@ -37,7 +37,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +45,8 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from .forkserver import ForkServer
 
 #: seconds a worker gets to leave on its own at shutdown before it is killed
 STOP_GRACE_SECONDS = 2.0
@@ -159,26 +160,7 @@ class Zygote:
     """The ``lambda_zygote`` process: new environments forked from its preloaded libraries."""
 
     def __init__(self, work_dir: str, env: dict[str, str]) -> None:
-        self._lock = threading.Lock()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            with open(os.path.join(work_dir, "zygote.out"), "ab") as output:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "miniwdl_fargate.local.lambda_zygote", str(theirs.fileno())],
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    cwd=work_dir,
-                    env=env,
-                    pass_fds=(theirs.fileno(),),
-                    start_new_session=True,  # a terminal's Ctrl-C is for local mode, which stops it
-                )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self._socket = ours
+        self.server = ForkServer("miniwdl_fargate.local.lambda_zygote", work_dir, env, "zygote.out")
 
     def spawn(self, handler: str, code_dir: str, env: dict[str, str], log_path: str) -> tuple[Process, int, int]:
         """A forked environment; (process, request pipe, response pipe). OSError if the zygote
@@ -187,10 +169,7 @@ class Zygote:
         responses_r, responses_w = os.pipe()
         log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            request = json.dumps({"handler": handler, "cwd": code_dir, "env": env}).encode()
-            with self._lock:
-                socket.send_fds(self._socket, [request], [requests_r, responses_w, log])
-                message, fds, _flags, _addr = socket.recv_fds(self._socket, 65536, 1)
+            pid, pidfd = self.server.fork({"handler": handler, "cwd": code_dir, "env": env}, [requests_r, responses_w, log])
         except BaseException:
             os.close(requests_w)
             os.close(responses_r)
@@ -198,22 +177,10 @@ class Zygote:
         finally:
             for fd in (requests_r, responses_w, log):
                 os.close(fd)
-        answer = json.loads(message or b'{"error": "the zygote is gone"}')
-        if "pid" not in answer or len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            os.close(requests_w)
-            os.close(responses_r)
-            raise OSError(answer.get("error", "no environment"))
-        return Forked(answer["pid"], fds[0]), requests_w, responses_r
+        return Forked(pid, pidfd), requests_w, responses_r
 
     def stop(self) -> None:
-        self._socket.close()  # its loop ends
-        try:
-            self.proc.wait(STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.server.stop()
 
 
 class Worker:

@@ -10,18 +10,19 @@ are imported here, never the handler's module, and no thread is started before a
 
 A request is one JSON message ``{"handler", "cwd", "env"}`` with three descriptors (the
 request pipe's read end, the response pipe's write end, the log file); the answer is
-``{"pid"}`` with the child's pidfd, or ``{"error"}``. Children are reaped automatically (the
-runner watches them through their pidfd).
+``{"pid"}`` with the child's pidfd, or ``{"error"}`` (``forkserver``, which reaps the children; the runner watches them through their
+pidfd).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import signal
 import socket
 import sys
+
+from . import forkserver
 
 #: what the stack's handlers import that costs the most, imported before any fork
 LIBRARIES = (
@@ -38,7 +39,6 @@ LIBRARIES = (
     "aws_xray_sdk.core",
     "WDL",
 )
-MAX_MESSAGE = 1 << 20
 
 
 def preimport() -> None:
@@ -78,37 +78,8 @@ def become_environment(request: dict, fds: list[int], server: socket.socket) -> 
         os._exit(code)
 
 
-def serve(server: socket.socket) -> None:
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped as they exit
-    while True:
-        message, fds, _flags, _addr = socket.recv_fds(server, MAX_MESSAGE, 3)
-        if not message:
-            return
-        request = json.loads(message)
-        if len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
-            server.send(json.dumps({"error": "expected 3 descriptors"}).encode())
-            continue
-        pid = os.fork()
-        if pid == 0:
-            become_environment(request, fds, server)
-        for fd in fds:
-            os.close(fd)
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError as exn:  # it already ended (and was reaped)
-            server.send(json.dumps({"error": f"environment ended at once: {exn}"}).encode())
-            continue
-        socket.send_fds(server, [json.dumps({"pid": pid}).encode()], [pidfd])
-        os.close(pidfd)
-
-
 def main() -> int:
-    server = socket.socket(fileno=int(sys.argv[1]))
-    preimport()
-    serve(server)
-    return 0
+    return forkserver.server_main(become_environment, 3, preimport)
 
 
 if __name__ == "__main__":

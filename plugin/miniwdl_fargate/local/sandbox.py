@@ -84,12 +84,16 @@ def strict_script(
         f"mount --rbind / {NEW_ROOT}",
         # every mount of the new root read-only, keeping its other flags (a user namespace may
         # not drop nosuid/nodev); /proc stays as it is (the user namespace maps are written there)
+        # (one sed drops every mount's "rw" option, rather than one per mount: a task's setup
+        # forks once per mount only for its mount command)
         f"findmnt -rno TARGET,VFS-OPTIONS --submounts --mountpoint {NEW_ROOT} | sort -r |"
+        r" sed -e 's/^\([^ ]*\) rw,/\1 /; s/^\([^ ]*\) \(.*\),rw,/\1 \2,/; s/^\([^ ]*\) rw$/\1 /' |"
         " while read -r target options; do",
         f'  case "$target" in {NEW_ROOT}/proc|{NEW_ROOT}/proc/*) continue;; esac',
-        '  options=$(printf %s "$options" | sed -e "s/^rw,//; s/,rw,/,/; s/^rw$//")',
-        '  mount -o "remount,bind,ro${options:+,$options}" "$(printf %b "$target")" 2>/dev/null'
-        + (f' || echo "sandbox: not read-only: $(printf %b "${{target#{NEW_ROOT}}}")" >&2' if report else " || true"),
+        # (findmnt -r writes a space, a tab... as \x20: decoded, only where there is one)
+        '  case "$target" in *\\\\*) target=$(printf %b "$target");; esac',
+        '  mount -o "remount,bind,ro${options:+,$options}" "$target" 2>/dev/null'
+        + (f' || echo "sandbox: not read-only: ${{target#{NEW_ROOT}}}" >&2' if report else " || true"),
         "done",
     ]
     for path in hidden:  # (the binds below take their sources from the namespace's own root)

@@ -301,6 +301,8 @@ class LocalStack:
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
         if self.prewarm:
             self.runtime.prewarm_lambdas(self.functions())
+            # the driver's libraries load while the first run is submitted (not during the deploy)
+            self.runtime.ecs_runner.driver_server()
         return self
 
     def functions(self) -> list[FunctionSpec]:

@@ -1,0 +1,168 @@
+"""Starts local drivers fast: ``python -m ... SOCKET_FD``, a fork server (``forkserver``).
+
+A fresh driver spends most of its first seconds on what is the same in every run: importing
+miniwdl, boto3 and the backend, building miniwdl's WDL parsers (``WDL._parser`` builds one Lark
+parser per grammar version and start symbol, at first use) and scanning the installed packages'
+entry points for miniwdl's plugins. This process does all that once, then forks one driver per
+driver task (``ecs_runner`` asks through SOCKET_FD). A child is then what the driver's container
+would be: its own session, a private mount namespace with a tmpfs on /mnt and each volume
+bind-mounted at its container path (what ``unshare --mount --propagation private`` and the
+mounts ``NamespaceSupport.wrap`` makes give a fresh driver), /dev/null as stdin, the log file as
+stdout and stderr, the task's environment and working directory, and then the container's
+command, ``miniwdl-fargate driver``, run as its entry point would run it.
+
+A request is one JSON message ``{"argv", "cwd", "env", "mounts"}`` with the log file and the
+status pipe; the answer is the driver's pidfd. No thread is started before a fork.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib
+import importlib.metadata
+import os
+import signal
+import socket
+import sys
+
+from . import forkserver
+
+#: what the driver imports that costs the most, imported before any fork
+LIBRARIES = (
+    "boto3",
+    "botocore.session",
+    "botocore.client",
+    "WDL",
+    "WDL.CLI",
+    "WDL.runtime",
+    "miniwdl_fargate.cli",
+    "miniwdl_fargate.driver",
+    "miniwdl_fargate.backend.fargate",
+)
+#: the driver container's command, run in the forked process itself
+COMMAND = ["miniwdl-fargate", "driver"]
+#: a WDL document per grammar version miniwdl knows, to build each version's parser once
+VERSIONS = ("draft-2", "1.0", "1.1", "development")
+
+CLONE_NEWNS = 0x00020000  # <sched.h>
+MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18  # <sys/mount.h>
+
+
+def preload() -> None:
+    """Import the driver's libraries, build the WDL parsers and scan the plugins' entry points."""
+    for name in LIBRARIES:
+        importlib.import_module(name)
+    build_parsers()
+    cache_entry_points()
+
+
+def build_parsers() -> None:
+    """Every WDL grammar version's document and expression parsers (``WDL._parser`` memoizes them)."""
+    import WDL
+
+    for version in VERSIONS:
+        header = "" if version == "draft-2" else f"version {version}\n"
+        WDL.parse_document(header + "workflow w {}\n")
+        WDL.parse_expr("1", version=version)
+
+
+def cache_entry_points() -> None:
+    """miniwdl looks up its plugins' entry points every time it loads plugins; in a driver the
+    installed packages never change, so the scan is done once, here, and its answers kept."""
+    scan = importlib.metadata.entry_points
+    cached = functools.lru_cache(maxsize=None)(lambda **params: scan(**params))
+
+    def entry_points(**params: str) -> importlib.metadata.EntryPoints:
+        return cached(**params)
+
+    importlib.metadata.entry_points = entry_points  # type: ignore[assignment]
+    for group in ("file_download", "directory_download", "container_backend", "cache_backend", "task", "workflow"):
+        entry_points(group=f"miniwdl.plugin.{group}")
+
+
+def _libc_call(name: str, *args: object) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if getattr(libc, name)(*args) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{name}{args!r}: {os.strerror(errno)}")
+
+
+def private_mounts(mounts: list[list[str]]) -> None:
+    """A private mount namespace with a tmpfs on /mnt and each (container path, host path)
+    bind-mounted (the driver is root here, as on Fargate)."""
+    _libc_call("unshare", CLONE_NEWNS)
+    _libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    _libc_call("mount", b"tmpfs", b"/mnt", b"tmpfs", 0, None)
+    for container_path, host_path in mounts:
+        if not container_path.startswith("/mnt/"):
+            raise ValueError(f"local mode mounts volumes under /mnt only, not {container_path}")
+        os.makedirs(container_path, exist_ok=True)
+        _libc_call("mount", host_path.encode(), container_path.encode(), None, MS_BIND, None)
+
+
+def become_driver(request: dict, fds: list[int], server: socket.socket) -> None:
+    """In the forked child: turn into the driver's container and run its command; never returns."""
+    code = 1
+    try:
+        server.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        (log,) = fds
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(devnull)
+        os.close(log)
+        private_mounts(request["mounts"])
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        code = run_command(list(request["argv"]))
+    except SystemExit as exn:
+        code = exn.code if isinstance(exn.code, int) else (0 if exn.code is None else 1)
+    except BaseException:  # noqa: BLE001 (what an uncaught exception would print, then exit 1)
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(exit_as_interpreter(code))
+
+
+def run_command(argv: list[str]) -> int:
+    """The container's command: ``miniwdl-fargate ...`` in this process, as its console script
+    would run it; any other program is executed (a new program in the prepared container)."""
+    if argv[0] != COMMAND[0]:
+        os.execvpe(argv[0], argv, os.environ)
+    sys.argv = argv
+    from miniwdl_fargate import cli
+
+    return cli.main(argv[1:])
+
+
+def exit_as_interpreter(code: int) -> int:
+    """What an interpreter does at its end before exiting with ``code``: wait for the
+    non-daemon threads, run the atexit functions (logging's flush among them), flush the streams."""
+    import atexit
+    import threading
+
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001
+        code = code or 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    return code
+
+
+def main() -> int:
+    return forkserver.server_main(become_driver, 1, preload)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""A fork server: a process that imports what its children need once, then forks one child per
+request, so a child starts with its libraries already loaded (``lambda_zygote`` for Lambda
+execution environments, ``driver_zygote`` for the local driver).
+
+The server (``serve``) reads requests from a SOCK_SEQPACKET socket: one JSON message with the
+descriptors the child needs. It forks; the child (``become``, the server's own function) turns
+into what was asked and never returns. The answer is ``{"pid"}`` with the child's pidfd, or
+``{"error"}``. The server is the children's parent: it reaps each as it ends (it watches their
+pidfds) and, when the request said ``"status": true`` (its last descriptor is then a pipe's write
+end), writes the child's exit code there (``os.waitstatus_to_exitcode``: negative for a signal)
+before closing it, which is how whoever asked learns how the child ended. No thread is started
+here, before or after a fork.
+
+``ForkServer`` is the other end: it starts the server's module and asks it for children.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+from typing import Callable, NoReturn
+
+MAX_MESSAGE = 1 << 20
+MAX_FDS = 8
+STOP_GRACE_SECONDS = 5.0
+
+#: the child's side: (request, its descriptors, the server socket to close) -> never returns
+Become = Callable[[dict, list[int], socket.socket], NoReturn]
+
+
+class Children:
+    """The server's children still running: pidfd -> (pid, status pipe or -1)."""
+
+    def __init__(self) -> None:
+        self.watched: dict[int, tuple[int, int]] = {}
+
+    def add(self, pid: int, pidfd: int, status_fd: int) -> None:
+        self.watched[pidfd] = (pid, status_fd)
+
+    def close_all(self) -> None:
+        """In a new child: its siblings' descriptors are not its own."""
+        for pidfd, (_pid, status_fd) in self.watched.items():
+            os.close(pidfd)
+            if status_fd >= 0:
+                os.close(status_fd)
+        self.watched.clear()
+
+    def reap(self, pidfd: int) -> None:
+        """The child behind ``pidfd`` ended: reap it, report its exit code, forget it."""
+        pid, status_fd = self.watched.pop(pidfd)
+        _pid, status = os.waitpid(pid, 0)
+        if status_fd >= 0:
+            try:
+                os.write(status_fd, str(os.waitstatus_to_exitcode(status)).encode())
+            except OSError:  # nobody listens any more
+                pass
+            os.close(status_fd)
+        os.close(pidfd)
+
+
+def answer(server: socket.socket, message: dict, fds: tuple[int, ...] = ()) -> None:
+    socket.send_fds(server, [json.dumps(message).encode()], list(fds))
+
+
+def fork_child(server: socket.socket, request: dict, fds: list[int], become: Become, children: Children) -> None:
+    """Fork one child for ``request``; answer with its pidfd."""
+    status_fd = fds.pop() if request.get("status") else -1
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    try:
+        pid = os.fork()
+    except OSError as exn:  # (no more processes, no memory): the caller starts a new process
+        for fd in fds + ([status_fd] if status_fd >= 0 else []):
+            os.close(fd)
+        answer(server, {"error": f"fork: {exn}"})
+        return
+    if pid == 0:
+        if status_fd >= 0:
+            os.close(status_fd)
+        children.close_all()
+        become(request, fds, server)
+    for fd in fds:
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)  # it is not reaped before we reap it: the pid is still its own
+    children.add(pid, pidfd, status_fd)
+    answer(server, {"pid": pid}, (pidfd,))
+
+
+def serve(server: socket.socket, become: Become, expected_fds: int) -> None:
+    """Fork children as asked until the socket's other end closes. A request has
+    ``expected_fds`` descriptors, plus the status pipe if it says ``"status": true``."""
+    children = Children()
+    while True:
+        ready = select.select([server, *children.watched], [], [])[0]
+        for pidfd in (fd for fd in ready if fd is not server):
+            children.reap(pidfd)
+        if server not in ready:
+            continue
+        message, fds, _flags, _addr = socket.recv_fds(server, MAX_MESSAGE, MAX_FDS)
+        if not message:
+            return
+        request = json.loads(message)
+        if len(fds) != expected_fds + (1 if request.get("status") else 0):
+            for fd in fds:
+                os.close(fd)
+            answer(server, {"error": f"expected {expected_fds} descriptors, got {len(fds)}"})
+            continue
+        fork_child(server, request, fds, become, children)
+
+
+class ForkServer:
+    """A fork server process (``python -m <module> SOCKET_FD``) and the socket to ask it for children."""
+
+    def __init__(self, module: str, work_dir: str, env: dict[str, str], output_name: str) -> None:
+        self._lock = threading.Lock()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with open(os.path.join(work_dir, output_name), "ab") as output:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", module, str(theirs.fileno())],
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    cwd=work_dir,
+                    env=env,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,  # a terminal's Ctrl-C is for local mode, which stops it
+                )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._socket = ours
+
+    def fork(self, request: dict, fds: list[int]) -> tuple[int, int]:
+        """A new child; (pid, pidfd). The caller keeps (and closes) its descriptors. OSError if
+        the server cannot make one."""
+        with self._lock:
+            socket.send_fds(self._socket, [json.dumps(request).encode()], fds)
+            message, got, _flags, _addr = socket.recv_fds(self._socket, 65536, 1)
+        reply = json.loads(message or b'{"error": "the fork server is gone"}')
+        if "pid" not in reply or len(got) != 1:
+            for fd in got:
+                os.close(fd)
+            raise OSError(reply.get("error", "no child"))
+        return reply["pid"], got[0]
+
+    def stop(self) -> None:
+        self._socket.close()  # its loop ends
+        try:
+            self.proc.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def server_main(become: Become, expected_fds: int, prepare: Callable[[], None]) -> int:
+    """A fork server's ``main``: ``prepare`` (the imports), then serve on ``sys.argv[1]``."""
+    server = socket.socket(fileno=int(sys.argv[1]))
+    prepare()
+    serve(server, become, expected_fds)
+    return 0

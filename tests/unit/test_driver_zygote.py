@@ -1,0 +1,119 @@
+"""Drivers forked from the preloaded ``driver_zygote`` (no moto): the job through the child's
+pidfd and status pipe (exit code, SIGTERM, SIGKILL, memory), the container the child becomes
+(environment, private mounts), and the fresh process where no fork is possible."""
+
+import os
+import signal
+import sys
+import uuid
+
+import pytest
+
+from miniwdl_fargate.local.forkserver import ForkServer
+from miniwdl_fargate.local.jobs import ForkedJob
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not hasattr(os, "pidfd_open"), reason="drivers are forked only as root, with pidfds"
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zygote")
+    # RUN_WORKFLOW is the zygote's own: no child may see it
+    env = {"PATH": os.environ["PATH"], "RUN_WORKFLOW": "the-zygote-s"}
+    server = ForkServer("miniwdl_fargate.local.driver_zygote", str(folder), env, "zygote.out")
+    yield server
+    server.stop()
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+class Started:
+    def __init__(self, server, tmp_path, argv, env=None, mounts=()):
+        env = {"PATH": os.environ["PATH"], **(env or {})}
+        request = {"argv": argv, "cwd": str(tmp_path), "env": env, "mounts": [list(m) for m in mounts]}
+        self.log_path = tmp_path / f"{uuid.uuid4().hex}.log"
+        self.job = ForkedJob(lambda: server, request, argv, str(tmp_path), env)
+        with open(self.log_path, "ab") as log:
+            self.job.start(log)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def outcome(self):
+        codes = []
+        wait_for(lambda: codes.append(self.job.wait(0.5)) or codes[-1] is not None, what="the job's end")
+        return self.job.finish(codes[-1], stop_requested=False)
+
+
+def test_a_forked_job_reports_its_exit_code(server, tmp_path):
+    started = Started(server, tmp_path, python("print('hello'); import sys; sys.exit(3)"))
+    assert started.job.pid is not None  # forked, not a new process
+    assert started.outcome().exit_code == 3
+    assert started.log() == "hello\n"
+    assert not started.job.running()
+
+
+def test_sigterm_ends_a_forked_job_as_a_signal(server, tmp_path):
+    started = Started(server, tmp_path, python("import time; print('up', flush=True); time.sleep(600)"))
+    wait_for(lambda: "up" in started.log(), what="the job to start")
+    assert started.job.running()
+    started.job.terminate()
+    assert started.outcome().exit_code == 128 + signal.SIGTERM
+
+
+def test_kill_ends_a_job_that_ignores_sigterm(server, tmp_path):
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    started = Started(server, tmp_path, python(code))
+    wait_for(lambda: "up" in started.log(), what="the job to start")
+    started.job.terminate()
+    assert started.job.wait(0) is None and started.job.running()
+    started.job.kill()
+    assert started.outcome().exit_code == 128 + signal.SIGKILL
+
+
+def test_memory_counts_the_forked_process(server, tmp_path):
+    code = "import time; block = bytearray(64 << 20); print('up', flush=True); time.sleep(600)"
+    started = Started(server, tmp_path, python(code))
+    wait_for(lambda: "up" in started.log(), what="the job to allocate")
+    assert started.job.memory() > 64 << 20
+    started.job.kill_for_memory()
+    outcome = started.outcome()
+    assert (outcome.exit_code, outcome.out_of_memory) == (137, True)
+    assert started.job.memory() == 0
+
+
+def test_the_driver_command_runs_in_the_fork_with_the_task_environment_only(server, tmp_path):
+    started = Started(server, tmp_path, ["miniwdl-fargate", "driver"], env={"RUN_ID": "r-1"})
+    assert started.outcome().exit_code == 2
+    # the request's environment replaced the zygote's: RUN_WORKFLOW is missing, RUN_ID is not
+    assert "driver: missing environment variable(s) RUN_WORKFLOW, RUN_INPUTS, RUN_RESULTS" in started.log()
+
+
+def test_the_child_has_private_mounts(server, tmp_path):
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "hello").write_text("from the volume\n")
+    mount = f"/mnt/zygote-test-{uuid.uuid4().hex[:8]}"
+    started = Started(server, tmp_path, ["cat", f"{mount}/hello"], mounts=[(mount, str(volume))])
+    assert started.outcome().exit_code == 0
+    assert started.log() == "from the volume\n"
+    assert not os.path.exists(f"{mount}/hello")  # the host's /mnt is untouched
+
+
+def test_without_a_fork_server_the_job_is_a_new_process(tmp_path):
+    started = Started(None, tmp_path, python("import sys; sys.exit(4)"))
+    assert started.job.pid is None
+    assert started.outcome().exit_code == 4
+
+
+def test_a_fork_server_that_cannot_fork_leaves_a_new_process(tmp_path):
+    broken = ForkServer("miniwdl_fargate.local.driver_zygote", str(tmp_path), {"PATH": os.environ["PATH"]}, "zygote.out")
+    broken.stop()
+    started = Started(broken, tmp_path, python("import sys; sys.exit(5)"))
+    assert started.job.pid is None
+    assert started.outcome().exit_code == 5
