@@ -194,12 +194,16 @@ class Worker:
         self._requests = requests
         self._responses = responses
         self._buffer = b""
+        #: where the next invocation's logs start in this environment's own log file: what the
+        #: environment wrote before its first invocation (its init, an import error) is the first
+        #: invocation's, as Lambda shows init logs with the first invocation
+        self._log_offset = 0
 
     def alive(self) -> bool:
         return self._responses >= 0 and not self.process.ended()
 
     def invoke(self, payload: str, timeout: float) -> Invocation:
-        offset = os.path.getsize(self.log_path)
+        offset = self._log_offset
         request = {"event": payload, "request_id": str(uuid.uuid4()), "deadline": time.time() + timeout}
         try:
             self._write((json.dumps(request) + "\n").encode())
@@ -241,7 +245,9 @@ class Worker:
     def _logs_since(self, offset: int) -> str:
         with open(self.log_path, "rb") as logfile:
             logfile.seek(offset)
-            return logfile.read().decode(errors="replace")
+            data = logfile.read()
+        self._log_offset = offset + len(data)
+        return data.decode(errors="replace")
 
     def kill(self) -> None:
         if not self.process.ended():
