@@ -39,7 +39,7 @@ task nap {
 #: timeout out, so its stack's is short (the session stack keeps 90 s, a margin for drivers that
 #: start slowly on a loaded machine). Its drivers send one every quarter of it, and it covers the
 #: driver's start, so it stays well above a local driver's start.
-SHORT_HEARTBEAT_SECONDS = 20
+SHORT_HEARTBEAT_SECONDS = 10
 
 
 def post_run(stack, body):
@@ -65,7 +65,7 @@ def entered(events):
 
 
 def test_a_run_over_its_maximum_duration_is_stopped_and_fails_saying_so(stack):
-    code, accepted = post_run(stack, {"name": "too-long", "wdl": SLEEPY, "options": {"max_run_hours": 0.006}})
+    code, accepted = post_run(stack, {"name": "too-long", "wdl": SLEEPY, "options": {"max_run_hours": 0.003}})
     assert code == 202, accepted
     run_id = accepted["run_id"]
     bucket = stack.outputs["BucketName"]
@@ -73,7 +73,7 @@ def test_a_run_over_its_maximum_duration_is_stopped_and_fails_saying_so(stack):
     assert result.status == "FAILED", result.document
     error = result.document
     assert error["error"] == "TimedOut", error
-    assert error["message"].startswith("the run timed out: it was still running at its maximum duration of 22s (0.006111 h")
+    assert error["message"].startswith("the run timed out: it was still running at its maximum duration of 11s (0.003056 h")
     assert "StopTimedOutRun" in entered(history(stack, run_id))
     status = s3io.get_json(bucket, f"runs/too-long/results/{run_id}/status.json")
     assert status["status"] == "FAILED" and status["error"]["error"] == "TimedOut"
