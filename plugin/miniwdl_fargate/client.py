@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import tomllib
@@ -91,6 +92,7 @@ def connect(stack: str | None = None, region: str | None = None, local: str | No
         if not path.is_file():
             raise ClientError(f"no local stack running ({path} not found): start one with `miniwdl-fargate local up`")
         info = read_connection(path)
+        check_listening(info["endpoint"])
         os.environ.update(aws.local_environment(info["endpoint"], info["region"]))
         for key in aws.SHARED_CONFIG_VARIABLES:
             os.environ.pop(key, None)
@@ -111,6 +113,21 @@ def connect(stack: str | None = None, region: str | None = None, local: str | No
         raise ClientError(f"stack {stack}: {exn.response.get('Error', {}).get('Message', exn)}") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
     return Deployment(stack, cfn.meta.region_name, outputs)
+
+
+def check_listening(endpoint: str) -> None:
+    """Fail at once, saying so, when nothing listens at a local stack's endpoint (its connection
+    file outlived it), rather than after botocore's retries of every first call."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=5):
+            pass
+    except OSError as exn:
+        raise ClientError(
+            f"could not reach {endpoint} ({exn.strerror or exn}): is `miniwdl-fargate local up` still running?"
+        ) from None
 
 
 # -- progress ----------------------------------------------------------------------------------
