@@ -180,13 +180,10 @@ def _finish(client, doc: dict) -> int:
 def sweep_command(args: argparse.Namespace) -> int:
     import logging
 
-    from WDL.runtime import config as wdl_config
-
-    from . import sweep
-    from .config import FargateSettings
+    from . import config, sweep
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    cluster = args.cluster or FargateSettings.from_cfg(wdl_config.Loader(logging.getLogger("sweep"))).cluster
+    cluster = args.cluster or config.FargateSettings.from_cfg(config.loader()).cluster
     if args.run:
         found = sweep.run_tasks(cluster, args.run)
     else:

@@ -30,10 +30,11 @@ def run_report(run: "DriverRun", status: str, started: float, run_dir: str = "",
     be made is logged and left out."""
     try:
         now = time.time()
+        settings = config.loader(cfg)  # (the run's miniwdl configuration, read once)
         recorded = attempts.LOG.snapshot(run=run.run_id)
-        own = driver_attempt(run, started, status, now, public_ip=own_public_ip(cfg))
+        own = driver_attempt(run, started, status, now, public_ip=own_public_ip(settings))
         rows = ([own] if own else []) + recorded
-        cost = run_cost(run, status, rows, report_prices(cfg), cache_hits(run_dir), now)
+        cost = run_cost(run, status, rows, report_prices(settings), cache_hits(run_dir), now)
         title = f"run {run.run_id}"
         svg = timeline_svg(rows, title=title, subtitle=subtitle(status, recorded, cost, now - started), now=now, costs=cost)
         page = report_html(svg, cost, title, facts(run, status, recorded, cost, with_driver=own is not None))
@@ -98,20 +99,19 @@ def write_report(run: "DriverRun", svg: str, page: str, cost: dict[str, Any]) ->
     }
 
 
-def report_prices(cfg: str | None) -> Prices:
+def report_prices(settings: wdl_config.Loader) -> Prices:
     """``[aws_fargate] prices`` as the run's miniwdl configuration has it."""
-    loader = wdl_config.Loader(log, filenames=[cfg] if cfg else None)
-    if loader.has_option("aws_fargate", "prices"):
-        return Prices.parse(loader["aws_fargate"]["prices"])
+    if settings.has_option(config.SECTION, "prices"):
+        return Prices.parse(settings[config.SECTION]["prices"])
     return Prices()
 
 
-def own_public_ip(cfg: str | None) -> bool:
+def own_public_ip(settings: wdl_config.Loader) -> bool:
     """Whether this driver's task has a public IPv4 address: the stack launches it with the
     assignPublicIp it gives the WDL tasks (``[aws_fargate] assign_public_ip``, set from the same
     template parameter); DescribeTasks does not report the address itself."""
     try:
-        return bool(config.option(wdl_config.Loader(log, filenames=[cfg] if cfg else None), "assign_public_ip"))
+        return bool(config.option(settings, "assign_public_ip"))
     except ValueError as exn:  # the backend refuses such a setting before any task runs
         log.warning("%s: the report counts no public IPv4 address for the driver", exn)
         return False
