@@ -52,6 +52,18 @@ def files_under(root) -> dict[str, str]:
     }
 
 
+def upload_items(tmp_path) -> list[tuple[str, str, str]]:
+    """N local files under tmp_path/out, each holding its relative path, as upload items to
+    s3://data/results/<relative path>."""
+    items = []
+    for rel in rel_paths():
+        path = tmp_path / "out" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rel)
+        items.append((str(path), "data", f"results/{rel}"))
+    return items
+
+
 def test_a_prefix_of_many_objects_arrives_whole_with_its_relative_paths(s3, prefix_of_n, tmp_path):
     counts = Counts()
     with s3io.Transfers(counted=counts) as transfers:
@@ -62,12 +74,7 @@ def test_a_prefix_of_many_objects_arrives_whole_with_its_relative_paths(s3, pref
 
 
 def test_many_files_upload_with_their_keys_and_counts(s3, tmp_path):
-    items = []
-    for rel in rel_paths():
-        path = tmp_path / "out" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(rel)
-        items.append((str(path), "data", f"results/{rel}"))
+    items = upload_items(tmp_path)
     counts = Counts()
     with s3io.Transfers(counted=counts) as transfers:
         uris = transfers.upload(items)
@@ -109,12 +116,7 @@ def test_a_stop_mid_transfer_stops_it(s3, prefix_of_n, tmp_path, direction):
         assert 50 <= len(arrived) < N
         assert all(rel in set(rel_paths()) and content == rel for rel, content in arrived.items())
     else:
-        items = []
-        for rel in rel_paths():
-            path = tmp_path / "out" / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(rel)
-            items.append((str(path), "data", f"results/{rel}"))
+        items = upload_items(tmp_path)
         with pytest.raises(DriverStopped):
             with s3io.Transfers(stop_check, counted, concurrency=4) as transfers:
                 transfers.upload(items)
