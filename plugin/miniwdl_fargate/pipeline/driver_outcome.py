@@ -88,7 +88,11 @@ def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, 
 
 
 def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", file_system_id: str = "") -> str:
-    """Send the outcome to Step Functions, then stop whatever of the run is still running.
+    """Stop whatever of the run is still running, then send the outcome to Step Functions.
+
+    In that order: the answer moves the state machine on to finalize, which stops what it still
+    finds running with its own reason; stopping first leaves it nothing to race for (both would
+    otherwise list the same tasks as running and each StopTask would give them its reason).
 
     Safe to repeat, whatever the order: only a STOPPED driver counts (earlier states are
     ignored), its task token accepts one answer (a duplicate event finds it spent), and stopping
@@ -99,8 +103,29 @@ def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", 
         return "ignored"
     kind, payload = found
     env = detail.environment(container)
+    try:
+        if cluster and env.get("RUN_ID"):
+            # a driver that died (killed, out of memory, its host lost) leaves its WDL tasks running
+            # and billing: nothing else would ever stop them
+            stopped = sweep.stop_run(
+                cluster, env["RUN_ID"], f"the run's driver stopped ({detail.stopCode or 'exit'}): stopping its tasks",
+                exclude=[detail.taskArn],
+            )
+            if stopped:
+                log.warning("stopped %d task(s) left running by the driver of run %s", len(stopped), env["RUN_ID"])
+    finally:  # (the state machine gets its answer even if stopping failed; the error is raised after)
+        result = answer(env, kind, payload)
+    if env.get("RUN_ID"):
+        # and its run's own EFS access point, if it could not delete it itself (killed, or its
+        # run cancelled: a cancelled run's state machine never reaches finalize)
+        sweep.release_leftovers(file_system_id, env["RUN_ID"])
+    return result
+
+
+def answer(env: dict[str, str], kind: str, payload: dict[str, Any]) -> str:
+    """SendTaskSuccess or SendTaskFailure with the driver's task token: ``kind``, or "duplicate"
+    when the token no longer waits (a duplicate event, a run that timed out)."""
     sfn = aws.client("stepfunctions")
-    result = kind
     try:
         if kind == "success":
             sfn.send_task_success(taskToken=env["SFN_TASK_TOKEN"], output=json.dumps(payload))
@@ -108,18 +133,5 @@ def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", 
             sfn.send_task_failure(taskToken=env["SFN_TASK_TOKEN"], error=payload["error"], cause=payload["cause"])
     except (sfn.exceptions.TaskDoesNotExist, sfn.exceptions.TaskTimedOut, sfn.exceptions.InvalidToken) as exn:
         log.info("task token no longer waiting (duplicate event?): %s", exn)
-        result = "duplicate"
-    if cluster and env.get("RUN_ID"):
-        # a driver that died (killed, out of memory, its host lost) leaves its WDL tasks running
-        # and billing: nothing else would ever stop them
-        stopped = sweep.stop_run(
-            cluster, env["RUN_ID"], f"the run's driver stopped ({detail.stopCode or 'exit'}): stopping its tasks",
-            exclude=[detail.taskArn],
-        )
-        if stopped:
-            log.warning("stopped %d task(s) left running by the driver of run %s", len(stopped), env["RUN_ID"])
-    if env.get("RUN_ID"):
-        # and its run's own EFS access point, if it could not delete it itself (killed, or its
-        # run cancelled: a cancelled run's state machine never reaches finalize)
-        sweep.release_leftovers(file_system_id, env["RUN_ID"])
-    return result
+        return "duplicate"
+    return kind
