@@ -22,6 +22,8 @@ def list_runs_event():
 def test_every_function_has_a_warm_environment_once_deployed(stack):
     functions = stack.functions()
     assert {f.handler.split(".")[0] for f in functions} >= {"inputs_dropped", "launch_driver", "driver_stopped", "finalize", "api"}
+    stack.prewarming.join(timeout=120)  # in the background, as provisioned concurrency starts
+    assert not stack.prewarming.is_alive()
     assert stack.runtime.lambdas.workers() >= len(functions)
 
 

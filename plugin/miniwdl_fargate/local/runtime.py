@@ -92,10 +92,10 @@ class LocalRuntime:
         answer = self.lambdas.invoke(function, event)
         return answer.result, answer.errored, answer.logs
 
-    def prewarm_lambdas(self, functions: list[FunctionSpec]) -> None:
+    def prewarm_lambdas(self, functions: list[FunctionSpec]) -> threading.Thread:
         """Start one warm environment per function in the background (their imports overlap
-        with what runs first), as provisioned concurrency would."""
-        self.lambdas.prewarm(functions)
+        with what runs first), as provisioned concurrency would; the thread doing it."""
+        return self.lambdas.prewarm(functions)
 
     # -- EventBridge ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -229,6 +230,7 @@ class LocalStack:
         #: start one warm environment per Lambda function once deployed (as provisioned
         #: concurrency would): their imports overlap with the first run's start
         self.prewarm = prewarm
+        self.prewarming: threading.Thread | None = None  # the deploy's background Lambda warm-up
         #: where the template's translation is cached (default ``default_cache_dir()``)
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.outputs: dict[str, str] = {}
@@ -300,7 +302,7 @@ class LocalStack:
             self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
         if self.prewarm:
-            self.runtime.prewarm_lambdas(self.functions())
+            self.prewarming = self.runtime.prewarm_lambdas(self.functions())
             # the driver's libraries load while the first run is submitted (not during the deploy)
             self.runtime.ecs_runner.driver_server()
         return self
