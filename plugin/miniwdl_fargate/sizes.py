@@ -1,16 +1,22 @@
-"""Fargate task sizes: WDL ``runtime`` requests snapped up to what Fargate can run.
+"""Task sizes and placement: WDL ``runtime`` requests mapped to the capacity that can run them.
 
+A task that fits Fargate runs there:
 - cpu/memory: the smallest valid Fargate (cpu, memory) pair covering the request (the table below);
-- ``disks``: ephemeral storage, 20 GiB by default and settable from 21 to 200 GiB;
-- anything Fargate cannot give (over 16 vCPU or 120 GiB, over 200 GiB of disk, a GPU) is refused
-  before launch with a message naming the task, what it asked and the limit.
+- ``disks``: ephemeral storage, 20 GiB by default and settable from 21 to 200 GiB; beyond that, an
+  ECS-managed EBS volume as the task's scratch (where ``Capacities.ebs_scratch``).
+A task that does not (over 16 vCPU or 120 GiB, or a GPU) runs on the stack's ECS Managed Instances
+capacity where there is one (``Capacities.managed_instances``) and it is big enough: cpu and memory
+as asked (no size table there), GPUs as asked, and scratch beyond the instance's 20 GiB on an EBS
+volume. Anything no capacity can give is refused before launch with a message naming the task,
+what it asked, the limit, and the setting that lifts it. ``for_task`` is the one decision, used at
+submit (pipeline/validate.py, for literal requests) and by the backend (for every task).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 GIB = 1024  # MiB
@@ -25,29 +31,63 @@ FARGATE_SIZES: dict[int, list[int]] = {
     8192: list(range(16 * GIB, 60 * GIB + 1, 4 * GIB)),
     16384: list(range(32 * GIB, 120 * GIB + 1, 8 * GIB)),
 }
-MAX_CPU_UNITS = max(FARGATE_SIZES)
+MAX_CPU_UNITS = max(FARGATE_SIZES)  # Fargate's
 MAX_MEMORY_MIB = max(max(v) for v in FARGATE_SIZES.values())
 MAX_EPHEMERAL_GIB = 200
 MIN_EPHEMERAL_GIB = 21  # the smallest value RunTask accepts; 20 GiB is what a task gets by default
 DEFAULT_EPHEMERAL_GIB = 20
+# an ECS-managed EBS volume (gp3) is 1 to 16,384 GiB:
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-ecs-service-servicemanagedebsvolumeconfiguration.html
+MAX_EBS_GIB = 16384
+
+FARGATE = "FARGATE"
+MANAGED_INSTANCES = "MANAGED_INSTANCES"
+#: how a refusal says what lifts it, for the stack and for the plugin on its own
+ENABLE_MANAGED_INSTANCES = (
+    "tasks beyond Fargate run on ECS Managed Instances: deploy the stack with ManagedInstances=Enabled"
+    " (the plugin on its own: [aws_fargate] managed_instances_capacity_provider)"
+)
+ENABLE_EBS_SCRATCH = "scratch beyond that is an EBS volume: set [aws_fargate] ebs_volume_role"
 
 
 class SizeError(ValueError):
-    """A request that no Fargate task size can satisfy."""
+    """A request that no capacity can satisfy."""
 
 
 @dataclass(frozen=True)
-class FargateSize:
+class ManagedInstanceLimits:
+    """What the stack's ECS Managed Instances capacity offers (its instance requirements);
+    ``max_cpu`` 0: there is no such capacity."""
+
+    max_cpu: int = 0  # vCPU
+    max_memory_gib: int = 0
+    max_gpus: int = 0  # 0: no GPU instance types allowed
+
+
+@dataclass(frozen=True)
+class Capacities:
+    """Where tasks can run besides Fargate: the managed-instances capacity, and whether tasks can
+    get EBS scratch volumes (an ECS infrastructure role for volumes is configured)."""
+
+    managed_instances: ManagedInstanceLimits = ManagedInstanceLimits()
+    ebs_scratch: bool = False
+
+
+@dataclass(frozen=True)
+class TaskSize:
     cpu: int  # cpu units (1024 = 1 vCPU)
     memory: int  # MiB
-    ephemeral_gib: int | None = None  # None: Fargate's default (20 GiB)
+    ephemeral_gib: int | None = None  # Fargate only; None: Fargate's default (20 GiB)
+    capacity: str = FARGATE  # FARGATE or MANAGED_INSTANCES (Spot or not is the backend's choice)
+    gpus: int = 0
+    scratch_gib: int | None = None  # an EBS volume of this size as the task's scratch; None: none
 
     @property
     def vcpu(self) -> float:
         return self.cpu / 1024
 
 
-def snap(cpu_units: int, memory_mib: int) -> FargateSize:
+def snap(cpu_units: int, memory_mib: int) -> TaskSize:
     """The smallest valid Fargate size with at least ``cpu_units`` and ``memory_mib``."""
     if cpu_units > MAX_CPU_UNITS:
         raise SizeError(
@@ -62,18 +102,25 @@ def snap(cpu_units: int, memory_mib: int) -> FargateSize:
             continue
         for memory in memories:
             if memory >= memory_mib:
-                return FargateSize(cpu, memory)
+                return TaskSize(cpu, memory)
     raise SizeError(f"no Fargate size fits {cpu_units} cpu units and {memory_mib} MiB")  # unreachable
 
 
-def next_size_up(size: FargateSize, memory_factor: float = 2.0) -> FargateSize:
+def next_size_up(size: TaskSize, memory_factor: float = 2.0, capacities: Capacities = Capacities()) -> TaskSize:
     """The size to retry with when ``size`` ran out of memory: ``memory_factor`` times the memory,
-    snapped up (raises SizeError past Fargate's largest size)."""
+    snapped up on Fargate; on managed instances as is, up to their largest (raises SizeError past
+    the capacity's largest memory). The task stays on its capacity."""
+    if size.capacity == MANAGED_INSTANCES:
+        largest = capacities.managed_instances.max_memory_gib * GIB
+        memory = min(largest, math.ceil(size.memory * memory_factor))
+        if memory <= size.memory:
+            raise SizeError(f"{size.memory / GIB:g} GiB is already the managed instances' largest memory")
+        return replace(size, memory=memory)
     memory = min(MAX_MEMORY_MIB, math.ceil(size.memory * memory_factor))
     if memory <= size.memory:
         raise SizeError(f"{size.memory / GIB:g} GiB is already Fargate's largest memory size")
     bigger = snap(size.cpu, memory)
-    return FargateSize(bigger.cpu, bigger.memory, size.ephemeral_gib)
+    return replace(size, cpu=bigger.cpu, memory=bigger.memory)
 
 
 def memory_mib(memory_bytes: int) -> int:
@@ -119,40 +166,92 @@ def for_task(
     memory_bytes: int | None,
     disks: Any = None,
     gpu: bool = False,
+    gpus: int = 0,
     default_cpu_units: int,
     default_memory_mib: int,
-) -> FargateSize:
-    """The Fargate size for a task's runtime requests, or SizeError saying what cannot be met.
+    capacities: Capacities = Capacities(),
+) -> TaskSize:
+    """The size and capacity for a task's runtime requests, or SizeError saying what cannot be met.
 
     ``cpu`` in vCPUs (fractions allowed: 0.25 and 0.5 are Fargate sizes), ``memory_bytes`` as
-    miniwdl parsed it, ``disks`` the raw ``runtime.disks`` value; None means the task did not say.
+    miniwdl parsed it, ``disks`` the raw ``runtime.disks`` value, ``gpu`` WDL's ``gpu: true`` and
+    ``gpus`` a GPU count (e.g. the ``gpuCount`` hint; ``gpu: true`` alone means one); None means
+    the task did not say.
     """
-    problems = []
-    if gpu:
-        problems.append("runtime.gpu = true; Fargate has no GPUs")
+    gpus = max(gpus, 1 if gpu else 0)
     cpu_units = default_cpu_units if cpu is None else max(1, math.ceil(cpu * 1024))
-    if cpu_units > MAX_CPU_UNITS:
-        problems.append(f"runtime.cpu = {cpu:g}; Fargate allows at most {MAX_CPU_UNITS // 1024} vCPU")
     mem = default_memory_mib if memory_bytes is None else memory_mib(memory_bytes)
-    if mem > MAX_MEMORY_MIB:
-        problems.append(
-            f"runtime.memory = {mem / GIB:g} GiB; Fargate allows at most {MAX_MEMORY_MIB // GIB} GiB"
-        )
-    ephemeral = None
+    problems: list[str] = []
+    disk_gib = None
     if disks is not None:
         try:
-            gib = disks_gib(disks)
+            disk_gib = disks_gib(disks)
         except SizeError as exn:
             problems.append(f"runtime.disks: {exn}")
-        else:
-            if gib > MAX_EPHEMERAL_GIB:
-                problems.append(
-                    f"runtime.disks = {gib} GiB; Fargate ephemeral storage is at most {MAX_EPHEMERAL_GIB} GiB"
-                    " (keep large data on EFS, where the task's working directory is)"
-                )
-            elif gib > DEFAULT_EPHEMERAL_GIB:
-                ephemeral = max(MIN_EPHEMERAL_GIB, gib)
+    beyond = _beyond_fargate(cpu, cpu_units, mem, gpus)
+    if not beyond:
+        if problems:
+            raise SizeError(f"task {task} cannot run on Fargate: " + "; ".join(problems))
+        size = snap(cpu_units, mem)
+        return _with_fargate_disk(task, size, disk_gib, capacities)
+    limits = capacities.managed_instances
+    if not limits.max_cpu:
+        raise SizeError(f"task {task} cannot run on Fargate: " + "; ".join(beyond + problems) + f"; {ENABLE_MANAGED_INSTANCES}")
+    problems += _beyond_managed_instances(cpu, cpu_units, mem, gpus, limits)
     if problems:
-        raise SizeError(f"task {task} cannot run on Fargate: " + "; ".join(problems))
-    size = snap(cpu_units, mem)
-    return FargateSize(size.cpu, size.memory, ephemeral)
+        raise SizeError(f"task {task} cannot run on Fargate or the stack's managed instances: " + "; ".join(beyond + problems))
+    size = TaskSize(cpu_units, mem, None, MANAGED_INSTANCES, gpus)
+    if disk_gib is not None and disk_gib > DEFAULT_EPHEMERAL_GIB:  # beyond the instance's share: a volume of its own
+        size = replace(size, scratch_gib=_scratch_gib(task, disk_gib, MANAGED_INSTANCES, capacities))
+    return size
+
+
+def _beyond_fargate(cpu: float | None, cpu_units: int, mem: int, gpus: int) -> list[str]:
+    """What of a request Fargate cannot give."""
+    beyond = []
+    if gpus:
+        asked = "runtime.gpu = true" if gpus == 1 else f"{gpus} GPUs (runtime.gpuCount)"
+        beyond.append(f"{asked}; Fargate has no GPUs")
+    if cpu_units > MAX_CPU_UNITS:
+        beyond.append(f"runtime.cpu = {cpu:g}; Fargate allows at most {MAX_CPU_UNITS // 1024} vCPU")
+    if mem > MAX_MEMORY_MIB:
+        beyond.append(f"runtime.memory = {mem / GIB:g} GiB; Fargate allows at most {MAX_MEMORY_MIB // GIB} GiB")
+    return beyond
+
+
+def _beyond_managed_instances(cpu: float | None, cpu_units: int, mem: int, gpus: int, limits: ManagedInstanceLimits) -> list[str]:
+    """What of a request the stack's managed instances cannot give, naming the stack parameter."""
+    beyond = []
+    if gpus > limits.max_gpus:
+        allowed = f"at most {limits.max_gpus}" if limits.max_gpus else "no"
+        beyond.append(f"the managed instances allow {allowed} GPUs (stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus)")
+    if cpu_units > limits.max_cpu * 1024:
+        beyond.append(f"the managed instances allow at most {limits.max_cpu} vCPU (stack parameter ManagedInstancesMaxVCpu)")
+    if mem > limits.max_memory_gib * GIB:
+        beyond.append(f"the managed instances allow at most {limits.max_memory_gib} GiB (stack parameter ManagedInstancesMaxMemoryGiB)")
+    return beyond
+
+
+def _with_fargate_disk(task: str, size: TaskSize, disk_gib: int | None, capacities: Capacities) -> TaskSize:
+    if disk_gib is None or disk_gib <= DEFAULT_EPHEMERAL_GIB:
+        return size
+    if disk_gib <= MAX_EPHEMERAL_GIB:
+        return replace(size, ephemeral_gib=max(MIN_EPHEMERAL_GIB, disk_gib))
+    return replace(size, scratch_gib=_scratch_gib(task, disk_gib, FARGATE, capacities))
+
+
+def _scratch_gib(task: str, disk_gib: int, capacity: str, capacities: Capacities) -> int:
+    """The EBS scratch volume's size for ``disk_gib`` on ``capacity``, or SizeError where there can be none."""
+    where, given = (
+        ("on Fargate", f"Fargate ephemeral storage is at most {MAX_EPHEMERAL_GIB} GiB")
+        if capacity == FARGATE
+        else ("on the stack's managed instances", f"a managed instance gives a task at most {DEFAULT_EPHEMERAL_GIB} GiB")
+    )
+    if not capacities.ebs_scratch:
+        raise SizeError(
+            f"task {task} cannot run {where}: runtime.disks = {disk_gib} GiB; {given}; {ENABLE_EBS_SCRATCH}"
+            " (keep large data on EFS, where the task's working directory is)"
+        )
+    if disk_gib > MAX_EBS_GIB:
+        raise SizeError(f"task {task} cannot run {where}: runtime.disks = {disk_gib} GiB; an EBS scratch volume is at most {MAX_EBS_GIB} GiB")
+    return disk_gib

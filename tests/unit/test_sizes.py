@@ -1,6 +1,6 @@
 import pytest
 
-from miniwdl_fargate.sizes import SizeError, disks_gib, for_task, next_size_up, snap, FargateSize
+from miniwdl_fargate.sizes import SizeError, disks_gib, for_task, next_size_up, snap, TaskSize
 
 GIB = 1024
 
@@ -73,16 +73,16 @@ DEFAULTS = dict(default_cpu_units=1024, default_memory_mib=2048)
 @pytest.mark.parametrize(
     "request_, expected",
     [
-        (dict(cpu=None, memory_bytes=None), FargateSize(1024, 2048)),  # the configured defaults
-        (dict(cpu=0.25, memory_bytes=512 * 2**20), FargateSize(256, 512)),  # fractional vCPU
-        (dict(cpu=0.5, memory_bytes=None), FargateSize(512, 2048)),
-        (dict(cpu=2, memory_bytes=3 * 2**30), FargateSize(2048, 4096)),
-        (dict(cpu=3, memory_bytes=None), FargateSize(4096, 8192)),
-        (dict(cpu=1, memory_bytes=None, disks="local-disk 10 SSD"), FargateSize(1024, 2048)),  # 20 GiB included
-        (dict(cpu=1, memory_bytes=None, disks="20 GiB"), FargateSize(1024, 2048)),
-        (dict(cpu=1, memory_bytes=None, disks="21 GiB"), FargateSize(1024, 2048, 21)),
-        (dict(cpu=1, memory_bytes=None, disks="local-disk 200 SSD"), FargateSize(1024, 2048, 200)),
-        (dict(cpu=16, memory_bytes=120 * 2**30), FargateSize(16384, 120 * GIB)),
+        (dict(cpu=None, memory_bytes=None), TaskSize(1024, 2048)),  # the configured defaults
+        (dict(cpu=0.25, memory_bytes=512 * 2**20), TaskSize(256, 512)),  # fractional vCPU
+        (dict(cpu=0.5, memory_bytes=None), TaskSize(512, 2048)),
+        (dict(cpu=2, memory_bytes=3 * 2**30), TaskSize(2048, 4096)),
+        (dict(cpu=3, memory_bytes=None), TaskSize(4096, 8192)),
+        (dict(cpu=1, memory_bytes=None, disks="local-disk 10 SSD"), TaskSize(1024, 2048)),  # 20 GiB included
+        (dict(cpu=1, memory_bytes=None, disks="20 GiB"), TaskSize(1024, 2048)),
+        (dict(cpu=1, memory_bytes=None, disks="21 GiB"), TaskSize(1024, 2048, 21)),
+        (dict(cpu=1, memory_bytes=None, disks="local-disk 200 SSD"), TaskSize(1024, 2048, 200)),
+        (dict(cpu=16, memory_bytes=120 * 2**30), TaskSize(16384, 120 * GIB)),
     ],
 )
 def test_task_sizes(request_, expected):
@@ -107,8 +107,90 @@ def test_requests_fargate_cannot_meet_name_the_task_the_request_and_the_limit(re
 
 
 def test_next_size_up_doubles_memory_and_keeps_storage():
-    assert next_size_up(FargateSize(1024, 2048, 50)) == FargateSize(1024, 4096, 50)
-    assert next_size_up(FargateSize(1024, 8192)) == FargateSize(2048, 16384)
-    assert next_size_up(FargateSize(16384, 96 * GIB)) == FargateSize(16384, 120 * GIB)
+    assert next_size_up(TaskSize(1024, 2048, 50)) == TaskSize(1024, 4096, 50)
+    assert next_size_up(TaskSize(1024, 8192)) == TaskSize(2048, 16384)
+    assert next_size_up(TaskSize(16384, 96 * GIB)) == TaskSize(16384, 120 * GIB)
     with pytest.raises(SizeError):
-        next_size_up(FargateSize(16384, 120 * GIB))
+        next_size_up(TaskSize(16384, 120 * GIB))
+
+
+# -- beyond Fargate: the managed-instances capacity and EBS scratch -----------------------------
+
+from miniwdl_fargate.sizes import MANAGED_INSTANCES, Capacities, ManagedInstanceLimits  # noqa: E402
+
+WITH_MI = Capacities(ManagedInstanceLimits(max_cpu=64, max_memory_gib=512, max_gpus=4), ebs_scratch=True)
+
+
+def test_a_task_that_fits_fargate_stays_on_fargate_when_managed_instances_exist():
+    size = for_task("call-x", cpu=16, memory_bytes=120 * 2**30, capacities=WITH_MI, **DEFAULTS)
+    assert (size.capacity, size.cpu, size.memory, size.gpus, size.scratch_gib) == ("FARGATE", 16384, 120 * GIB, 0, None)
+
+
+@pytest.mark.parametrize(
+    "request_, expected",
+    [
+        (dict(cpu=32, memory_bytes=64 * 2**30), (32 * 1024, 64 * GIB, 0)),
+        (dict(cpu=2, memory_bytes=300 * 2**30), (2048, 300 * GIB, 0)),
+        (dict(cpu=4, memory_bytes=16 * 2**30, gpu=True), (4096, 16 * GIB, 1)),
+        (dict(cpu=8, memory_bytes=None, gpus=4), (8192, 2048, 4)),
+        (dict(cpu=0.5, memory_bytes=1000 * 2**20, gpu=True), (512, 1000, 1)),  # as asked: no size table there
+    ],
+)
+def test_tasks_beyond_fargate_go_to_managed_instances_as_asked(request_, expected):
+    size = for_task("call-x", **request_, capacities=WITH_MI, **DEFAULTS)
+    assert size.capacity == MANAGED_INSTANCES
+    assert (size.cpu, size.memory, size.gpus) == expected
+    assert size.ephemeral_gib is None
+
+
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        (dict(cpu=96, memory_bytes=None), "the managed instances allow at most 64 vCPU (stack parameter ManagedInstancesMaxVCpu)"),
+        (dict(cpu=2, memory_bytes=1024 * 2**30), "at most 512 GiB (stack parameter ManagedInstancesMaxMemoryGiB)"),
+        (dict(cpu=2, memory_bytes=None, gpus=8), "the managed instances allow at most 4 GPUs"),
+    ],
+)
+def test_beyond_the_managed_instances_too_is_refused_naming_the_parameter(request_, message):
+    with pytest.raises(SizeError) as info:
+        for_task("call-x", **request_, capacities=WITH_MI, **DEFAULTS)
+    assert str(info.value).startswith("task call-x cannot run on Fargate or the stack's managed instances: ")
+    assert message in str(info.value)
+
+
+def test_a_gpu_task_without_gpu_instance_types_is_refused_naming_the_parameter():
+    no_gpus = Capacities(ManagedInstanceLimits(max_cpu=64, max_memory_gib=512, max_gpus=0))
+    with pytest.raises(SizeError, match=r"runtime.gpu = true; Fargate has no GPUs; the managed instances allow no GPUs \(stack parameters ManagedInstancesGpuKinds"):
+        for_task("call-x", cpu=1, memory_bytes=None, gpu=True, capacities=no_gpus, **DEFAULTS)
+
+
+def test_without_managed_instances_the_refusal_says_how_to_turn_them_on():
+    with pytest.raises(SizeError, match=r"runtime.cpu = 32; .*deploy the stack with ManagedInstances=Enabled .*managed_instances_capacity_provider"):
+        for_task("call-x", cpu=32, memory_bytes=None, **DEFAULTS)
+
+
+def test_disks_beyond_fargate_storage_get_an_ebs_scratch_volume_on_either_capacity():
+    fargate = for_task("call-x", cpu=1, memory_bytes=None, disks="local-disk 500 SSD", capacities=WITH_MI, **DEFAULTS)
+    assert (fargate.capacity, fargate.ephemeral_gib, fargate.scratch_gib) == ("FARGATE", None, 500)
+    small = for_task("call-x", cpu=1, memory_bytes=None, disks="150 GiB", capacities=WITH_MI, **DEFAULTS)
+    assert (small.ephemeral_gib, small.scratch_gib) == (150, None)
+    managed = for_task("call-x", cpu=32, memory_bytes=None, disks="100 GiB", capacities=WITH_MI, **DEFAULTS)
+    assert (managed.capacity, managed.scratch_gib) == (MANAGED_INSTANCES, 100)
+    assert for_task("call-x", cpu=32, memory_bytes=None, disks="10 GiB", capacities=WITH_MI, **DEFAULTS).scratch_gib is None
+
+
+def test_scratch_beyond_what_ebs_or_the_configuration_allows_is_refused():
+    with pytest.raises(SizeError, match=r"an EBS scratch volume is at most 16384 GiB"):
+        for_task("call-x", cpu=1, memory_bytes=None, disks="20 TiB", capacities=WITH_MI, **DEFAULTS)
+    no_ebs = Capacities(ManagedInstanceLimits(max_cpu=64, max_memory_gib=512))
+    with pytest.raises(SizeError, match=r"^task call-x cannot run on the stack's managed instances: runtime.disks = 100 GiB; .*ebs_volume_role"):
+        for_task("call-x", cpu=32, memory_bytes=None, disks="100 GiB", capacities=no_ebs, **DEFAULTS)
+
+
+def test_out_of_memory_on_managed_instances_retries_bigger_up_to_their_largest():
+    size = for_task("call-x", cpu=32, memory_bytes=200 * 2**30, capacities=WITH_MI, **DEFAULTS)
+    bigger = next_size_up(size, 2.0, WITH_MI)
+    assert (bigger.capacity, bigger.cpu, bigger.memory) == (MANAGED_INSTANCES, 32 * 1024, 400 * GIB)
+    assert next_size_up(bigger, 2.0, WITH_MI).memory == 512 * GIB
+    with pytest.raises(SizeError):
+        next_size_up(next_size_up(bigger, 2.0, WITH_MI), 2.0, WITH_MI)

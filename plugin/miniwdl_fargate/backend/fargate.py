@@ -258,7 +258,7 @@ class FargateTaskContainer(BaseTaskContainer):
 
     def __init__(self, cfg: Any, run_id: str, host_dir: str) -> None:
         super().__init__(cfg, run_id, host_dir)
-        self._size: sizes.FargateSize | None = None
+        self._size: sizes.TaskSize | None = None
         self._interruptions = 0
         self._capacity = "FARGATE"
         self._oom_retries = 0
@@ -295,7 +295,7 @@ class FargateTaskContainer(BaseTaskContainer):
             raise WDL.Error.RuntimeError(str(exn)) from None
         super().process_runtime(logger, runtime_eval)
 
-    def fargate_size(self) -> sizes.FargateSize:
+    def fargate_size(self) -> sizes.TaskSize:
         if self._size is None:  # process_runtime not called: the task's runtime said nothing
             self._size = sizes.snap(self.settings.default_cpu_shares, self.settings.default_memory_mb)
         return self._size
