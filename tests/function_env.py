@@ -19,6 +19,10 @@ ENVIRONMENT = {
     "DRIVER_ASSIGN_PUBLIC_IP": "ENABLED",
     "MAX_RUN_HOURS": "72",  # the template's defaults
     "DRIVER_HEARTBEAT_SECONDS": "900",
+    "MANAGED_INSTANCES_MAX_CPU": "0",  # ManagedInstances=Disabled
+    "MANAGED_INSTANCES_MAX_MEMORY_GIB": "0",
+    "MANAGED_INSTANCES_MAX_GPUS": "0",
+    "EBS_SCRATCH": "false",
 }
 
 

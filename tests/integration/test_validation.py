@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from miniwdl_fargate import aws, inputs_json, upload
+from miniwdl_fargate import aws, inputs_json, sizes, upload
 from miniwdl_fargate.pipeline import snapshot, start, validate
 from miniwdl_fargate.pipeline.settings import ApiSettings
 from tests.function_env import environment, set_environment
@@ -161,12 +161,13 @@ BAD_SUBMISSIONS = {
     ),
     "cpu-beyond-fargate": (
         OK_INPUTS, GOOD.replace("cpu: 1", "cpu: 64"), None,
-        [(WDL + ":11:1", "task greet cannot run on Fargate: runtime.cpu = 64; Fargate allows at most 16 vCPU")],
+        [(WDL + ":11:1", "task greet cannot run on Fargate: runtime.cpu = 64; Fargate allows at most 16 vCPU; "
+          + sizes.ENABLE_MANAGED_INSTANCES)],
     ),
     "gpu-and-memory": (
         OK_INPUTS, GOOD.replace('memory: "1 GiB"', 'memory: "500 GiB" gpu: true'), None,
         [(WDL + ":11:1", "task greet cannot run on Fargate: runtime.gpu = true; Fargate has no GPUs; "
-          "runtime.memory = 500 GiB; Fargate allows at most 120 GiB")],
+          "runtime.memory = 500 GiB; Fargate allows at most 120 GiB; " + sizes.ENABLE_MANAGED_INSTANCES)],
     ),
     "duplicate-key": (
         '{"hello.names": ["Ann"], "hello.reference": "s3://data/ref.txt", "hello.names": ["Bob"]}', GOOD, None,
@@ -288,6 +289,102 @@ def test_api_requests_are_checked_the_same_way(pipeline):
     again = start.from_request(settings, "api-run", "s3://runs/workflows/hello.wdl", OK_INPUTS, "token-3")
     assert again.duplicate and again.record.run_id == accepted.record.run_id
     assert len(executions()) == 1
+
+
+# -- beyond Fargate: what the stack's managed instances and EBS scratch volumes allow ------------
+
+#: the stack with ManagedInstances=Enabled (the template's defaults, GPU kinds given) and EBS scratch
+MANAGED = dict(MANAGED_INSTANCES_MAX_CPU="64", MANAGED_INSTANCES_MAX_MEMORY_GIB="512", MANAGED_INSTANCES_MAX_GPUS="4", EBS_SCRATCH="true")
+BEYOND_FARGATE = {
+    # name: (the greet task's runtime, what a stack without managed instances or EBS scratch says)
+    "cpu-32": ('cpu: 32 memory: "1 GiB"', "runtime.cpu = 32; Fargate allows at most 16 vCPU; " + sizes.ENABLE_MANAGED_INSTANCES),
+    "gpu": ('cpu: 1 memory: "1 GiB" gpu: true', "runtime.gpu = true; Fargate has no GPUs; " + sizes.ENABLE_MANAGED_INSTANCES),
+    "gpu-count": ('cpu: 1 memory: "1 GiB" gpuCount: 2', "2 GPUs (runtime.gpuCount); Fargate has no GPUs; " + sizes.ENABLE_MANAGED_INSTANCES),
+    "disks-500": (
+        'cpu: 1 memory: "1 GiB" disks: "500 GiB"',
+        "runtime.disks = 500 GiB; Fargate ephemeral storage is at most 200 GiB; " + sizes.ENABLE_EBS_SCRATCH
+        + " (keep large data on EFS, where the task's working directory is)",
+    ),
+}
+
+
+def drop_on(stack_env, name, wdl):
+    """``drop`` (the pipeline fixture's) to a stack whose submit function has ``stack_env``."""
+    s3 = aws.client("s3")
+    machine = aws.client("stepfunctions").list_state_machines()["stateMachines"][0]["stateMachineArn"]
+    settings = ApiSettings.from_env(environment(STATE_MACHINE_ARN=machine, **stack_env))
+    s3.put_object(Bucket="runs", Key=f"runs/{name}/workflow.wdl", Body=wdl.encode())
+    put = s3.put_object(Bucket="runs", Key=f"runs/{name}/inputs.json", Body=json.dumps(OK_INPUTS))
+    return start.from_object(settings, "runs", f"runs/{name}/inputs.json", put["ETag"].strip('"'), put.get("VersionId"))
+
+
+def with_runtime(runtime):
+    return GOOD.replace('runtime { cpu: 1 memory: "1 GiB" }', f"runtime {{ {runtime} }}")
+
+
+@pytest.mark.parametrize("name", BEYOND_FARGATE)
+def test_a_task_beyond_fargate_is_refused_naming_what_lifts_the_limit(pipeline, name):
+    settings, drop, rejection, executions = pipeline  # the stack as deployed by default: no managed instances
+    runtime, said = BEYOND_FARGATE[name]
+    assert drop(name, OK_INPUTS, with_runtime(runtime)) is None
+    assert rejection(name) == [(WDL.format(name=name) + ":11:1", f"task greet cannot run on Fargate: {said}")]
+    assert executions() == []
+
+
+def test_without_managed_instances_the_refusal_names_the_stack_parameter(pipeline):
+    _settings, drop, rejection, _executions = pipeline
+    drop("cpu", OK_INPUTS, with_runtime(BEYOND_FARGATE["cpu-32"][0]))
+    [(_where, problem)] = rejection("cpu")
+    assert "deploy the stack with ManagedInstances=Enabled" in problem
+
+
+@pytest.mark.parametrize("name", BEYOND_FARGATE)
+def test_a_task_beyond_fargate_is_accepted_where_the_stack_can_run_it(pipeline, name):
+    _settings, _drop, _rejection, executions = pipeline
+    started = drop_on(MANAGED, name, with_runtime(BEYOND_FARGATE[name][0]))
+    assert started is not None and [e["name"] for e in executions()] == [started.record.run_id]
+
+
+@pytest.mark.parametrize(
+    "runtime, said",
+    [
+        ('cpu: 96 memory: "1 GiB"', "runtime.cpu = 96; Fargate allows at most 16 vCPU; "
+         "the managed instances allow at most 64 vCPU (stack parameter ManagedInstancesMaxVCpu)"),
+        ('cpu: 8 memory: "600 GiB"', "runtime.memory = 600 GiB; Fargate allows at most 120 GiB; "
+         "the managed instances allow at most 512 GiB (stack parameter ManagedInstancesMaxMemoryGiB)"),
+        ('cpu: 8 memory: "8 GiB" gpuCount: 8', "8 GPUs (runtime.gpuCount); Fargate has no GPUs; "
+         "the managed instances allow at most 4 GPUs (stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus)"),
+    ],
+    ids=["cpu", "memory", "gpus"],
+)
+def test_a_task_beyond_the_managed_instances_is_refused_naming_the_stack_parameter(pipeline, runtime, said):
+    _settings, _drop, rejection, executions = pipeline
+    assert drop_on(MANAGED, "huge", with_runtime(runtime)) is None
+    assert rejection("huge") == [
+        (WDL.format(name="huge") + ":11:1", f"task greet cannot run on Fargate or the stack's managed instances: {said}")
+    ]
+    assert executions() == []
+
+
+def test_a_gpu_task_is_refused_where_the_managed_instances_have_no_gpu_types(pipeline):
+    _settings, _drop, rejection, _executions = pipeline
+    no_gpus = dict(MANAGED, MANAGED_INSTANCES_MAX_GPUS="0")
+    assert drop_on(no_gpus, "gpu", with_runtime(BEYOND_FARGATE["gpu"][0])) is None
+    assert rejection("gpu") == [
+        (WDL.format(name="gpu") + ":11:1", "task greet cannot run on Fargate or the stack's managed instances: "
+         "runtime.gpu = true; Fargate has no GPUs; the managed instances allow no GPUs "
+         "(stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus)")
+    ]
+
+
+def test_the_api_checks_sizes_against_the_stack_it_runs_in(pipeline):
+    settings, _drop, _rejection, executions = pipeline
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/big.wdl", Body=with_runtime("cpu: 32").encode())
+    with pytest.raises(start.Refused, match="deploy the stack with ManagedInstances=Enabled"):
+        start.from_request(settings, "api-big", "s3://runs/workflows/big.wdl", OK_INPUTS, "token-1")
+    managed = ApiSettings.from_env(environment(STATE_MACHINE_ARN=settings.state_machine_arn, **MANAGED))
+    accepted = start.from_request(managed, "api-big", "s3://runs/workflows/big.wdl", OK_INPUTS, "token-2")
+    assert [e["name"] for e in executions()] == [accepted.record.run_id]
 
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"

@@ -23,7 +23,10 @@ def test_each_handler_reads_its_own_model(handler):
 
 
 def test_each_model_needs_what_its_function_uses_and_no_more():
-    assert settings.SubmitSettings.variables() == {"STATE_MACHINE_ARN", "MAX_RUN_HOURS", "DRIVER_HEARTBEAT_SECONDS"}
+    assert settings.SubmitSettings.variables() == {
+        "STATE_MACHINE_ARN", "MAX_RUN_HOURS", "DRIVER_HEARTBEAT_SECONDS",
+        "MANAGED_INSTANCES_MAX_CPU", "MANAGED_INSTANCES_MAX_MEMORY_GIB", "MANAGED_INSTANCES_MAX_GPUS", "EBS_SCRATCH",
+    }
     assert settings.ApiSettings.variables() == settings.SubmitSettings.variables() | {"RUNS_BUCKET", "CLUSTER"}
     assert settings.ClusterSettings.variables() == {"CLUSTER"}
     assert settings.CleanupSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID"}
@@ -61,3 +64,19 @@ def test_the_process_environment_is_read_and_the_rest_of_it_ignored(monkeypatch)
     read = settings.CleanupSettings.from_env()
     assert (read.cluster, read.file_system_id) == ("from-env", "fs-12345678")
     assert settings.ApiSettings.from_env().run_limits({}) == {"max_run_seconds": 72 * 3600, "heartbeat_seconds": 900}
+
+
+def test_the_submit_functions_know_what_the_stack_can_run_beyond_fargate():
+    from miniwdl_fargate import sizes
+
+    disabled = settings.SubmitSettings.from_env(environment())
+    assert disabled.capacities() == sizes.Capacities(sizes.ManagedInstanceLimits(0, 0, 0), ebs_scratch=False)
+    enabled = settings.ApiSettings.from_env(environment(
+        MANAGED_INSTANCES_MAX_CPU="64", MANAGED_INSTANCES_MAX_MEMORY_GIB="512", MANAGED_INSTANCES_MAX_GPUS="2",
+        EBS_SCRATCH="true",
+    ))
+    assert enabled.capacities() == sizes.Capacities(sizes.ManagedInstanceLimits(64, 512, 2), ebs_scratch=True)
+    with pytest.raises(settings.SettingsError, match="environment variable EBS_SCRATCH='yes'"):
+        settings.SubmitSettings.from_env(environment(EBS_SCRATCH="yes"))
+    with pytest.raises(settings.SettingsError, match="environment variable MANAGED_INSTANCES_MAX_CPU='-1'"):
+        settings.SubmitSettings.from_env(environment(MANAGED_INSTANCES_MAX_CPU="-1"))

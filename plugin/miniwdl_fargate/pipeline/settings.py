@@ -7,7 +7,9 @@ event is handled. template.yaml gives each function what its model requires
 
     FunctionSettings                  from_env, the required variables
     ├── RunLimitSettings              MAX_RUN_HOURS, DRIVER_HEARTBEAT_SECONDS
-    │   └── SubmitSettings            + STATE_MACHINE_ARN                      inputs_dropped
+    │   └── SubmitSettings            + STATE_MACHINE_ARN,                     inputs_dropped
+    │       │                           MANAGED_INSTANCES_MAX_CPU, _MAX_MEMORY_GIB,
+    │       │                           _MAX_GPUS, EBS_SCRATCH (what can run beyond Fargate)
     │       └── ApiSettings           + RUNS_BUCKET, CLUSTER                   api
     └── ClusterSettings               CLUSTER                                  run_timed_out
         ├── CleanupSettings           + FILE_SYSTEM_ID                         finalize
@@ -24,7 +26,7 @@ from typing import Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import runs
+from .. import runs, sizes
 
 S = TypeVar("S", bound="FunctionSettings")
 
@@ -85,9 +87,23 @@ class RunLimitSettings(FunctionSettings):
 
 
 class SubmitSettings(RunLimitSettings):
-    """inputs_dropped: start a run dropped into the bucket (the bucket is the event's)."""
+    """inputs_dropped: start a run dropped into the bucket (the bucket is the event's), refusing
+    a task no capacity of the stack can run (template parameters ManagedInstances,
+    ManagedInstancesMaxVCpu, ManagedInstancesMaxMemoryGiB, ManagedInstancesMaxGpus: all 0 when
+    the stack has no managed instances; EBS_SCRATCH: tasks may get EBS scratch volumes)."""
 
     state_machine_arn: str = Field(min_length=1, alias="STATE_MACHINE_ARN")
+    managed_instances_max_cpu: int = Field(ge=0, alias="MANAGED_INSTANCES_MAX_CPU")  # vCPU; 0: none
+    managed_instances_max_memory_gib: int = Field(ge=0, alias="MANAGED_INSTANCES_MAX_MEMORY_GIB")
+    managed_instances_max_gpus: int = Field(ge=0, alias="MANAGED_INSTANCES_MAX_GPUS")
+    ebs_scratch: Literal["true", "false"] = Field(alias="EBS_SCRATCH")
+
+    def capacities(self) -> sizes.Capacities:
+        """Where the stack can run a task besides Fargate, for ``sizes.for_task``."""
+        limits = sizes.ManagedInstanceLimits(
+            self.managed_instances_max_cpu, self.managed_instances_max_memory_gib, self.managed_instances_max_gpus
+        )
+        return sizes.Capacities(limits, self.ebs_scratch == "true")
 
 
 class ApiSettings(SubmitSettings):

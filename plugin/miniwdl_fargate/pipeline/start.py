@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .. import aws, inputs_json, runs, s3io, status
+from .. import aws, inputs_json, runs, s3io, sizes, status
 from . import snapshot
 from .settings import ApiSettings, SubmitSettings
 from .validate import Problems, check_run
@@ -88,10 +88,10 @@ def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str |
         raise Refused([{"where": s3io.uri(bucket, key), "problem": problem}])
 
 
-def validate(workflow: str, inputs: dict[str, Any], inputs_where: str) -> None:
-    """Raise Refused listing every problem of the run (see ``validate``)."""
+def validate(workflow: str, inputs: dict[str, Any], inputs_where: str, capacities: sizes.Capacities) -> None:
+    """Raise Refused listing every problem of the run on a stack with ``capacities`` (see ``validate``)."""
     problems = Problems()
-    check_run(workflow, inputs, inputs_where, problems)
+    check_run(workflow, inputs, inputs_where, problems, capacities)
     if problems:
         raise Refused(problems.found)
 
@@ -151,7 +151,9 @@ def reject(bucket: str, name: str, key: str, inputs_version: str, problems: list
     log.error("rejected s3://%s/%s: %s (see %s)", bucket, key, Refused(problems), where)
 
 
-def pin_and_validate(workflow: str, inputs: dict[str, Any], inputs_where: str, results: str) -> str:
+def pin_and_validate(
+    workflow: str, inputs: dict[str, Any], inputs_where: str, results: str, capacities: sizes.Capacities
+) -> str:
     """Copy the workflow's bundle into the run's ``source/`` and validate that copy (what the
     driver will run); return the copy's URI. Problems name the original keys. A rejected copy is
     removed."""
@@ -161,7 +163,7 @@ def pin_and_validate(workflow: str, inputs: dict[str, Any], inputs_where: str, r
     except snapshot.SnapshotError as exn:  # too big, or kept changing: the submitter's to fix
         raise Refused([{"where": workflow, "problem": str(exn)}]) from None
     try:
-        validate(copy, inputs, inputs_where)
+        validate(copy, inputs, inputs_where, capacities)
     except Refused as exn:
         snapshot.delete_prefix(bucket, prefix + snapshot.SOURCE_DIR)
         original = s3io.uri(s3io.split(workflow)[0], snapshot.folder_of(s3io.split(workflow)[1]))
@@ -202,7 +204,7 @@ def from_object(
         inputs = parse_inputs(body, s3io.uri(bucket, key))
         body = inputs_json.decode(body, key).encode("utf-8")  # the run's copy: no byte order mark
         wdl_key, _ = find_workflow(bucket, name)
-        workflow = pin_and_validate(s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results)
+        workflow = pin_and_validate(s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results, settings.capacities())
     except (Refused, ValueError) as exn:
         problems = exn.problems if isinstance(exn, Refused) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
         reject(bucket, name, key, upload, problems)
@@ -347,12 +349,12 @@ def from_request(
             s3.head_object(Bucket=wf_bucket, Key=wf_key)
         except s3.exceptions.ClientError:
             raise Refused([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
-        source = pin_and_validate(workflow, inputs, "inputs", results)
+        source = pin_and_validate(workflow, inputs, "inputs", results, settings.capacities())
     else:
         assert wdl is not None
         source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
         _put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
-        validate(source, inputs, "inputs")
+        validate(source, inputs, "inputs", settings.capacities())
     record = new_record(
         run_id, name, bucket, source, results, "api", limits,
         submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"}, options=options or {},

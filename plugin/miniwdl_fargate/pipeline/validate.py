@@ -4,7 +4,8 @@ The submit step calls ``check_run``: the WDL (read from S3 with its imports) par
 with miniwdl; the inputs are a JSON object of the workflow's inputs, none missing, none unknown,
 each of the declared type; every s3:// File/Directory they name exists and is readable; File
 inputs are not local paths nobody in the cloud can read; and what can be told of sizes is within
-limits (the inputs document, the WDL, literal runtime cpu/memory/disks/gpu against Fargate's).
+limits (the inputs document, the WDL, literal runtime cpu/memory/disks/gpu/gpuCount against what
+Fargate and the stack's managed instances and EBS scratch volumes can give).
 
 Every problem is reported, each with where it is (``where``) and what is wrong (``problem``), so
 one fix-and-resubmit round is enough.
@@ -291,33 +292,42 @@ def _literal(expr: Any, version: str) -> Any:
         return None
 
 
-def check_task_sizes(doc: WDL.Tree.Document, problems: Problems) -> None:
-    """Literal runtime requests (cpu: 64, memory: "500 GiB", gpu: true) Fargate cannot meet."""
+#: the runtime keys whose literal values decide a task's size and capacity; ``gpuCount`` is
+#: Cromwell's GPU count, which miniwdl passes through as an unknown runtime key
+SIZE_KEYS = ("cpu", "memory", "disks", "gpu", "gpuCount")
+
+
+def check_task_sizes(doc: WDL.Tree.Document, problems: Problems, capacities: sizes.Capacities) -> None:
+    """Literal runtime requests (cpu: 64, memory: "500 GiB", gpu: true, gpuCount: 2, disks: "500 GiB")
+    that neither Fargate nor the stack's other ``capacities`` can meet (``sizes.for_task``, the
+    backend's own decision)."""
     docs = [doc] + [imp.doc for imp in doc.imports if imp.doc is not None]
     for document in docs:
         for task in document.tasks:
-            runtime = task.runtime
-            version = document.effective_wdl_version
-            values = {k: _literal(runtime[k], version) for k in ("cpu", "memory", "disks", "gpu") if k in runtime}
             try:
-                memory = parse_byte_size(values["memory"].value) if values.get("memory") is not None else None
-            except (ValueError, AttributeError):
-                memory = None
-            cpu = values.get("cpu")
-            gpu = values.get("gpu")
-            disks = values.get("disks")
-            try:
-                sizes.for_task(
-                    task.name,
-                    cpu=float(cpu.value) if isinstance(cpu, (WDL.Value.Int, WDL.Value.Float)) else None,
-                    memory_bytes=memory,
-                    disks=disks.json if disks is not None else None,
-                    gpu=isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
-                    default_cpu_units=256,
-                    default_memory_mib=512,
-                )
+                sizes.for_task(task.name, **literal_requests(task, document.effective_wdl_version), capacities=capacities)
             except sizes.SizeError as exn:
                 problems.add(_where(document.pos.abspath, task.pos), str(exn))
+
+
+def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
+    """``sizes.for_task``'s keyword arguments for what the task's runtime says literally (a value
+    that depends on inputs is left to the backend, which sizes every task as it starts)."""
+    values = {k: _literal(task.runtime[k], version) for k in SIZE_KEYS if k in task.runtime}
+    try:
+        memory = parse_byte_size(values["memory"].value) if values.get("memory") is not None else None
+    except (ValueError, AttributeError):
+        memory = None
+    cpu, gpu, gpus, disks = (values.get(k) for k in ("cpu", "gpu", "gpuCount", "disks"))
+    return {
+        "cpu": float(cpu.value) if isinstance(cpu, (WDL.Value.Int, WDL.Value.Float)) else None,
+        "memory_bytes": memory,
+        "disks": disks.json if disks is not None else None,
+        "gpu": isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
+        "gpus": gpus.value if isinstance(gpus, WDL.Value.Int) and gpus.value > 0 else 0,
+        "default_cpu_units": 256,
+        "default_memory_mib": 512,
+    }
 
 
 def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
@@ -342,14 +352,17 @@ def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
         problems.add(cfg_uri, f"not a valid miniwdl configuration file: {problem}")
 
 
-def check_run(workflow_uri: str, inputs: dict[str, Any], inputs_where: str, problems: Problems) -> None:
-    """Everything above, for one run: ``problems`` says what is wrong, if anything."""
+def check_run(
+    workflow_uri: str, inputs: dict[str, Any], inputs_where: str, problems: Problems, capacities: sizes.Capacities
+) -> None:
+    """Everything above, for one run on a stack with ``capacities`` besides Fargate: ``problems``
+    says what is wrong, if anything."""
     check_bundle_cfg(workflow_uri, problems)
     doc = load_workflow(workflow_uri, problems)
     if doc is None:
         return
     target = workflow_target(doc, workflow_uri, problems)
-    check_task_sizes(doc, problems)
+    check_task_sizes(doc, problems, capacities)
     if target is None:
         return
     values = check_inputs(target, inputs, inputs_where, problems)
