@@ -33,11 +33,15 @@ class Attempt:
     attempt: int  # 1, 2, ...: miniwdl's try counter
     run: str = ""  # the pipeline's run id
     path: str = ""  # the call's directory, for labels that tell sub-workflow calls apart
-    image: str = ""
+    image: str = ""  # as the task asked for it (runtime.docker / container)
+    image_uri: str = ""  # as it ran: the image cache's rewrite of ``image``, if any
+    image_digest: str = ""  # what ran, by content: ECS's imageDigest of the container (sha256:...)
     cpu: int = 0  # cpu units (1024 = 1 vCPU)
     memory: int = 0  # MiB
     ephemeral_gib: int = 20
-    capacity: str = ""  # FARGATE, FARGATE_SPOT, or local
+    gpus: int = 0
+    scratch_gib: int | None = None  # an EBS scratch volume of this size (None: none)
+    capacity: str = ""  # FARGATE, FARGATE_SPOT, MANAGED_INSTANCES, MANAGED_INSTANCES_SPOT, or local
     queued: float = 0.0
     launched: float | None = None
     running: float | None = None

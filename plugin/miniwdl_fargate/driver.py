@@ -11,7 +11,9 @@
 5. finish: every end of the run, whichever phase it came in, is an ``Outcome`` that ``finish``
    makes so in one place: stop what still runs, claim success in status.json, the run report
    (``report.run``: ``report.html``, ``timeline.svg``, ``cost.json``), then ``outputs.json`` or
-   ``error.json`` (naming what failed, with its stderr tail), then the run's task metrics.
+   ``error.json`` (naming what failed, with its stderr tail; both with the run's ``provenance``:
+   the workflow's digests, each task's image and digest, the driver's versions), then the run's
+   task metrics.
 
 Told to stop (SIGTERM from ECS: a cancel, a timed-out run, Fargate taking its capacity back) at
 any moment, it stops what it is doing and every WDL task of the run, and writes error.json
@@ -40,7 +42,7 @@ import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import attempts, config, inputs_json, lifecycle, progress, runs, s3io, staging, sweep, wdl_target
+from . import attempts, config, inputs_json, lifecycle, progress, provenance, runs, s3io, staging, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
 from .lifecycle import StopSignals
@@ -111,6 +113,8 @@ class RunSoFar:
     run_dir: str = ""  # miniwdl's run directory, once the workflow ran
     #: "succeeded" or "failed" once miniwdl returned (the outcome of the run's task metrics)
     workflow: str = ""
+    #: the fetched workflow's digests (``provenance.workflow_digests``), once fetched
+    digests: dict[str, Any] = field(default_factory=dict)
 
 
 def _drive(run: DriverRun, stop: StopSignals) -> int:
@@ -171,11 +175,22 @@ def fetch_phase(run: DriverRun, so_far: RunSoFar) -> tuple[str, str]:
     """The workflow bundle and the inputs onto EFS, and the run's miniwdl configuration; their paths."""
     so_far.stop.enter("fetching the workflow and its inputs")
     wdl_path, inputs_path = fetch(run, so_far.stop.check)
+    so_far.digests = fetched_digests(wdl_path)
     so_far.cfg = run_cfg(
         run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options,
         bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG,
     )
     return wdl_path, inputs_path
+
+
+def fetched_digests(wdl_path: str) -> dict[str, Any]:
+    """The fetched workflow's digests, taken before anything runs (the bundle is the WDL's folder);
+    none if its files cannot be read (miniwdl then says why)."""
+    try:
+        return provenance.workflow_digests(wdl_path, os.path.dirname(wdl_path))
+    except OSError:
+        log.exception("could not take the workflow's digests")
+        return {}
 
 
 def stage_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str) -> str:
@@ -265,6 +280,7 @@ def conclude(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> Outcome:
         return outcome
     # (the report after the claim: a run that lost it never has a report saying SUCCEEDED)
     doc.update(run_report(run, doc["status"], so_far.started, so_far.run_dir, so_far.cfg))
+    doc.update(run_provenance(run, so_far))
     name = "outputs.json" if outcome.status == SUCCEEDED else "error.json"
     where = s3io.put_json(run.results_bucket, run.results_key(name), doc)
     if outcome.status == SUCCEEDED:
@@ -273,6 +289,16 @@ def conclude(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> Outcome:
         said = "stopped" if outcome.exit_code > 128 else "failed"  # (128 + a signal's number: stopped)
         log.error("run %s %s: %s (%s)", run.run_id, said, doc.get("message"), where)
     return outcome
+
+
+def run_provenance(run: DriverRun, so_far: RunSoFar) -> dict[str, Any]:
+    """What outputs.json / error.json say of what exactly ran (``provenance``); never fails the
+    run: provenance that cannot be made is logged and left out."""
+    try:
+        return {"provenance": provenance.of_run(run.workflow, so_far.digests, attempts.LOG.snapshot(run=run.run_id))}
+    except Exception:
+        log.exception("could not record the run's provenance")
+        return {}
 
 
 def claim_success(run: DriverRun) -> bool:

@@ -259,3 +259,33 @@ def test_cost_json_has_the_drivers_own_row_and_its_public_ipv4_address(bucket, t
     assert cost["total_usd"] == pytest.approx(driver_row["usd"], abs=1e-6)
     page = get("t-own", "report.html")
     assert "<td>driver</td>" in page and "(driver included)" in page and "<th>public IPv4</th>" in page
+
+
+# -- provenance: what exactly ran, in outputs.json and error.json ----------------------------------
+
+
+def test_outputs_and_error_json_say_what_exactly_ran(bucket, tmp_path):
+    import hashlib
+
+    from miniwdl_fargate import provenance
+
+    wdl_sha256 = hashlib.sha256(WDL.encode()).hexdigest()
+    expected_workflow = {
+        "uri": "s3://runs/runs/t/workflow.wdl",
+        "wdl_sha256": wdl_sha256,
+        # the bundle is the WDL's folder less inputs.json and results/: here the WDL alone
+        "bundle_sha256": hashlib.sha256(f"{wdl_sha256}  workflow.wdl\n".encode()).hexdigest(),
+        "bundle_files": 1,
+    }
+    assert drive(tmp_path, "t-prov", reference="one two three") == 0
+    said = get("t-prov", "outputs.json")["provenance"]
+    assert said["workflow"] == expected_workflow
+    assert sorted((t["call"], t["attempt"]) for t in said["tasks"]) == [
+        ("call-fail_maybe", 1), ("call-greet-0-a", 1), ("call-greet-1-b", 1),
+    ]
+    assert {t["image"] for t in said["tasks"]} == {"ubuntu:22.04"}  # miniwdl's default image ([task_runtime] defaults): the WDL names none
+    assert said["driver"] == provenance.versions()
+    assert "ubuntu:22.04" in get("t-prov", "report.html")  # the report lists the images too
+    assert drive(tmp_path, "t-prov-fail", reference="FAIL") == 1
+    failed = get("t-prov-fail", "error.json")["provenance"]
+    assert failed["workflow"] == expected_workflow and "call-fail_maybe" in {t["call"] for t in failed["tasks"]}

@@ -224,3 +224,85 @@ def dataclasses_replace(attempt, **changes):
     import dataclasses
 
     return dataclasses.replace(attempt, **changes)
+
+
+# -- beyond Fargate: managed instances, GPUs, EBS scratch ------------------------------------------
+
+MI = report_cost.DEFAULT_PRICES["MANAGED_INSTANCES"]
+MI_SPOT = report_cost.DEFAULT_PRICES["MANAGED_INSTANCES_SPOT"]
+
+
+def hour_on(capacity, **facts):
+    """An attempt billed exactly one hour on ``capacity``."""
+    return Attempt(call="c", attempt=1, capacity=capacity, queued=T, launched=T, running=T + 1, stopped=T + 3600,
+                   billing_start=T, outcome=SUCCEEDED, **facts)
+
+
+def test_a_task_on_managed_instances_costs_its_share_of_the_instance_plus_the_management_fee():
+    gpu_task = hour_on("MANAGED_INSTANCES", cpu=32 * 1024, memory=128 * 1024, gpus=1)
+    cost = report_cost.estimate_cost([gpu_task], Prices())
+    [row] = cost["attempts"]
+    share = 32 * MI["vcpu_hour"] + 128 * MI["gb_hour"] + 1 * MI["gpu_hour"]
+    assert row["management_fee_usd"] == pytest.approx(share * MI["management_fee_fraction"], abs=1e-6)
+    assert row["usd"] == pytest.approx(share * (1 + MI["management_fee_fraction"]), abs=1e-6)
+    assert (row["capacity"], row["gpus"], row["gpu_seconds"]) == ("MANAGED_INSTANCES", 1, 3600)
+    assert cost["totals"]["gpu_seconds"] == 3600 and "unpriced_capacity" not in cost
+    spot = report_cost.estimate_cost([hour_on("MANAGED_INSTANCES_SPOT", cpu=32 * 1024, memory=128 * 1024, gpus=1)], Prices())
+    spot_share = 32 * MI_SPOT["vcpu_hour"] + 128 * MI_SPOT["gb_hour"] + MI_SPOT["gpu_hour"]
+    assert spot["total_usd"] == pytest.approx(spot_share * (1 + MI_SPOT["management_fee_fraction"]), abs=1e-6)
+    # the fee is the same dollars on Spot (it is charged on the instance type): about the on-demand fee
+    assert spot["attempts"][0]["management_fee_usd"] == pytest.approx(row["management_fee_usd"], rel=0.02)
+
+
+def test_managed_instances_bill_the_same_one_minute_minimum():
+    short = dataclasses_replace(hour_on("MANAGED_INSTANCES", cpu=32 * 1024, memory=64 * 1024), stopped=T + 5)
+    [row] = report_cost.estimate_cost([short], Prices())["attempts"]
+    assert row["billed_seconds"] == 60
+    assert row["usd"] == pytest.approx(60 * (32 * MI["vcpu_hour"] + 64 * MI["gb_hour"]) * 1.12 / 3600, abs=1e-6)
+
+
+def test_an_ebs_scratch_volume_is_priced_per_gb_month_by_the_second():
+    scratch = hour_on("FARGATE", cpu=1024, memory=2048, scratch_gib=500)
+    [row] = report_cost.estimate_cost([scratch], Prices())["attempts"]
+    assert row["scratch_gib"] == 500 and row["scratch_gb_seconds"] == 500 * 3600
+    assert row["scratch_usd"] == pytest.approx(500 * 0.08 / 730, abs=1e-6)
+    assert row["usd"] == pytest.approx(0.04048 + 2 * 0.004445 + 500 * 0.08 / 730, abs=1e-6)
+    on_instance = hour_on("MANAGED_INSTANCES", cpu=32 * 1024, memory=64 * 1024, scratch_gib=1000)
+    [mi_row] = report_cost.estimate_cost([on_instance], Prices())["attempts"]
+    # the volume is EBS's, not the instance's: no management fee on it
+    assert mi_row["usd"] == pytest.approx((32 * MI["vcpu_hour"] + 64 * MI["gb_hour"]) * 1.12 + 1000 * 0.08 / 730, abs=1e-6)
+
+
+def test_managed_instances_prices_need_every_rate_and_are_checked_by_name():
+    given = Prices.parse('{"MANAGED_INSTANCES": {"vcpu_hour": 0.04, "gb_hour": 0.005, "gpu_hour": 0.9, '
+                         '"management_fee_fraction": 0.1}, "ebs_gb_month": 0.0952}')
+    assert given.rate("MANAGED_INSTANCES")["gpu_hour"] == 0.9 and given.table["ebs_gb_month"] == 0.0952
+    assert given.rate("MANAGED_INSTANCES_SPOT") == MI_SPOT
+    with pytest.raises(ValueError, match='MANAGED_INSTANCES: expected .*"gpu_hour": ..., "management_fee_fraction": ...'):
+        Prices.parse('{"MANAGED_INSTANCES": {"vcpu_hour": 0.04, "gb_hour": 0.005}}')
+    with pytest.raises(ValueError, match="MANAGED_INSTANCES_SPOT.gpu_hour: expected a number of at least 0, got -1"):
+        Prices.parse('{"MANAGED_INSTANCES_SPOT": {"vcpu_hour": 0.01, "gb_hour": 0.001, "gpu_hour": -1, '
+                     '"management_fee_fraction": 0.3}}')
+    with pytest.raises(ValueError, match="FARGATE.vcpu_hour: expected a number of at least 0, got 'cheap'"):
+        Prices.parse('{"FARGATE": {"vcpu_hour": "cheap", "gb_hour": 0.004}}')
+    with pytest.raises(ValueError, match="ebs_gb_month: expected a number of at least 0"):
+        Prices.parse('{"ebs_gb_month": "0.08"}')
+
+
+def test_the_page_shows_gpus_scratch_and_what_each_attempt_ran():
+    from miniwdl_fargate import provenance
+
+    gpu = hour_on("MANAGED_INSTANCES", cpu=32 * 1024, memory=64 * 1024, gpus=2, scratch_gib=500, image="ubuntu:22.04",
+                  image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub/library/ubuntu:22.04",
+                  image_digest="sha256:" + "c" * 64)
+    cost = report_cost.estimate_cost([gpu], Prices())
+    svg = render.timeline_svg([gpu], now=T + 3600, costs=cost)
+    page = render.report_html(svg, cost, "run r-1", [], provenance.task_images([gpu]))
+    _root, bars = parse(svg)
+    assert "MANAGED_INSTANCES 32 vCPU, 64 GiB, 2 GPUs, 500 GiB EBS scratch, ubuntu:22.04 as 123456789012" in bars[0]["title"]
+    assert "sha256:" + "c" * 64 in bars[0]["title"]
+    assert "<th>GPUs</th><th>EBS scratch GiB</th>" in page
+    assert "<td>MANAGED_INSTANCES</td><td>32</td><td>64</td><td>2</td><td>500</td>" in page
+    assert '<table class="images">' in page and f"<td>{'sha256:' + 'c' * 64}</td>" in page
+    assert "MANAGED_INSTANCES 0.0333 per vCPU, 0.002475 per GB, 0.3532 per GPU, plus a 12% management fee" in page
+    assert "EBS scratch volume 0.08 per GB-month" in page

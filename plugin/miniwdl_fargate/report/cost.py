@@ -4,6 +4,12 @@ one-minute minimum, from the start of the image pull until the task stops; the a
 ``billing_start`` is ECS's ``pullStartedAt`` where known, else the moment RunTask accepted the
 task. The public IPv4 address of each task that has one is priced too (VPC bills every public IPv4
 address by the hour: priced here over the same billed seconds).
+
+A task on ECS Managed Instances (capacity MANAGED_INSTANCES or MANAGED_INSTANCES_SPOT) shares an
+EC2 instance that bills by the second whoever runs on it; its estimate is its share of the
+instance, what it asked for (vCPU, GiB, GPUs) at per-unit rates, plus ECS's management fee on
+that, as a fraction; over the same billed seconds. An EBS scratch volume (``scratch_gib``) is
+priced as gp3 storage, per GB-month prorated by the second.
 """
 
 from __future__ import annotations
@@ -22,17 +28,40 @@ from ..attempts import Attempt
 #: IPv4: the Amazon VPC pricing page (https://aws.amazon.com/vpc/pricing/, "Public IPv4 Address":
 #: every public IPv4 address, in use or idle, 0.005 USD an hour), which a Fargate task with
 #: assignPublicIp ENABLED holds on its network interface for its life.
+#:
+#: ECS Managed Instances (https://aws.amazon.com/ec2/pricing/on-demand/ and
+#: https://aws.amazon.com/ecs/pricing/): the instance at its EC2 price plus a management fee per
+#: instance, billed per second with a one-minute minimum; the ECS pricing page's example is
+#: c6a.2xlarge at 0.037 USD an hour, 12% of its on-demand 0.306. EC2 prices whole instances, so
+#: the per-unit rates are derived from us-east-1 on-demand list prices: c6a.large (2 vCPU, 4 GiB,
+#: 0.0765) and m6a.large (2 vCPU, 8 GiB, 0.0864) give 0.002475 per GiB-hour and 0.0333 per
+#: vCPU-hour; g4dn.xlarge (4 vCPU, 16 GiB, one NVIDIA T4, 0.526) less its vCPUs and memory gives
+#: 0.3532 per GPU-hour (an A10G, g5.xlarge at 1.006, would be 0.8332: set gpu_hour for the GPU
+#: kinds the stack allows). Spot: a typical 67% off on-demand (EC2 Spot prices move like
+#: Fargate Spot's; the Fargate Spot default above is the same fraction), and the management fee,
+#: charged on the instance type whatever it costs, is the same dollars: 0.12 / 0.33 of the Spot
+#: price. EBS gp3 (https://aws.amazon.com/ebs/pricing/): 0.08 USD per GB-month, billed per second;
+#: a month is 730 hours.
 DEFAULT_PRICES: dict[str, Any] = {
     "currency": "USD",
     "region": "us-east-1",
     "FARGATE": {"vcpu_hour": 0.04048, "gb_hour": 0.004445},
     "FARGATE_SPOT": {"vcpu_hour": 0.01334058, "gb_hour": 0.00146489},
+    "MANAGED_INSTANCES": {"vcpu_hour": 0.0333, "gb_hour": 0.002475, "gpu_hour": 0.3532, "management_fee_fraction": 0.12},
+    "MANAGED_INSTANCES_SPOT": {
+        "vcpu_hour": 0.010989, "gb_hour": 0.00081675, "gpu_hour": 0.116556, "management_fee_fraction": 0.3636,
+    },
     "ephemeral_gb_hour": 0.000111,  # per GB over the 20 GB every task gets
+    "ebs_gb_month": 0.08,  # an EBS scratch volume (gp3), per GB
     "public_ipv4_hour": 0.005,  # per public IPv4 address
     "minimum_seconds": 60,
 }
 #: the table's single numbers (the rest: a capacity's rates, or text)
-NUMBERS = ("ephemeral_gb_hour", "public_ipv4_hour", "minimum_seconds")
+NUMBERS = ("ephemeral_gb_hour", "ebs_gb_month", "public_ipv4_hour", "minimum_seconds")
+#: what a capacity's entry must give; a managed-instances capacity's entry, also these
+RATES = ("vcpu_hour", "gb_hour")
+INSTANCE_RATES = ("gpu_hour", "management_fee_fraction")
+HOURS_PER_MONTH = 730  # AWS's month in its per-GB-month prices
 
 
 @dataclass
@@ -56,19 +85,32 @@ class Prices:
             raise ValueError("expected a JSON object")
         table = cls().table
         for key, entry in given.items():
-            if key in ("FARGATE", "FARGATE_SPOT") or isinstance(entry, dict):
-                if not (isinstance(entry, dict) and {"vcpu_hour", "gb_hour"} <= set(entry)):
-                    raise ValueError(f"{key}: expected {{\"vcpu_hour\": ..., \"gb_hour\": ...}}")
-                entry = {k: float(v) for k, v in entry.items()}
+            if key in ("FARGATE", "FARGATE_SPOT") or key.startswith("MANAGED_INSTANCES") or isinstance(entry, dict):
+                entry = _capacity_entry(key, entry)
             elif key in NUMBERS:
-                if isinstance(entry, bool) or not isinstance(entry, (int, float)) or entry < 0:
-                    raise ValueError(f"{key}: expected a number of at least 0, got {entry!r}")
+                _check_number(key, entry)
             table[key] = entry
         return cls(table)
 
     def rate(self, capacity: str) -> dict[str, float] | None:
         entry = self.table.get(capacity)
         return entry if isinstance(entry, dict) else None
+
+
+def _check_number(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{key}: expected a number of at least 0, got {value!r}")
+
+
+def _capacity_entry(key: str, entry: Any) -> dict[str, float]:
+    """A capacity's rates, every one a number of at least 0; a managed-instances capacity's with
+    its GPU rate and management fee too."""
+    needed = RATES + (INSTANCE_RATES if key.startswith("MANAGED_INSTANCES") else ())
+    if not (isinstance(entry, dict) and set(needed) <= set(entry)):
+        raise ValueError(f"{key}: expected {{" + ", ".join(f'"{k}": ...' for k in needed) + "}")
+    for name, value in entry.items():
+        _check_number(f"{key}.{name}", value)
+    return {k: float(v) for k, v in entry.items()}
 
 
 def billed_seconds(attempt: Attempt, minimum: float, now: float | None = None) -> float:
@@ -82,64 +124,95 @@ def billed_seconds(attempt: Attempt, minimum: float, now: float | None = None) -
     return float(max(minimum, math.ceil(max(0.0, end - start))))
 
 
+@dataclass
+class AttemptCost:
+    """One attempt's cost: its row of cost.json, and the unrounded figures the totals add up."""
+
+    row: dict[str, Any]
+    used: dict[str, float]  # vCPU-, GB-, GPU-seconds... over its billed seconds
+    usd: float
+    ipv4_usd: float
+    priced: bool  # its capacity has a price
+
+
+def attempt_cost(a: Attempt, prices: Prices, minimum: float, now: float | None = None) -> AttemptCost:
+    """One attempt's billed seconds, what it used over them, and dollars (none for what its
+    capacity has no price for)."""
+    table = prices.table
+    seconds = billed_seconds(a, minimum, now)
+    used = {
+        "vcpu_seconds": a.cpu / 1024 * seconds,
+        "gb_seconds": a.memory / 1024 * seconds,
+        "gpu_seconds": a.gpus * seconds,
+        "ephemeral_gb_seconds": max(0, a.ephemeral_gib - 20) * seconds,
+        "scratch_gb_seconds": (a.scratch_gib or 0) * seconds,
+        "public_ipv4_seconds": seconds if a.public_ip else 0.0,
+    }
+    ipv4_usd = used["public_ipv4_seconds"] * float(table.get("public_ipv4_hour", 0.0)) / 3600
+    scratch_usd = used["scratch_gb_seconds"] * float(table.get("ebs_gb_month", 0.0)) / (HOURS_PER_MONTH * 3600)
+    rate = prices.rate(a.capacity)
+    compute_usd = fee_usd = 0.0
+    if rate is not None:
+        compute_usd = (
+            used["vcpu_seconds"] * rate["vcpu_hour"] + used["gb_seconds"] * rate["gb_hour"]
+            + used["gpu_seconds"] * rate.get("gpu_hour", 0.0)
+            + used["ephemeral_gb_seconds"] * float(table.get("ephemeral_gb_hour", 0.0))
+        ) / 3600
+        fee_usd = compute_usd * rate.get("management_fee_fraction", 0.0)
+    total = compute_usd + fee_usd + scratch_usd + ipv4_usd
+    row = {
+        "call": a.call,
+        "attempt": a.attempt,
+        "outcome": a.outcome_text(),
+        "capacity": a.capacity,
+        "vcpu": a.cpu / 1024,
+        "memory_gib": a.memory / 1024,
+        "gpus": a.gpus,
+        "ephemeral_gib": a.ephemeral_gib,
+        "scratch_gib": a.scratch_gib,
+        "billed_seconds": seconds,
+        **{k: round(v, 3) for k, v in used.items() if k not in ("ephemeral_gb_seconds", "public_ipv4_seconds")},
+        "public_ipv4": a.public_ip,
+        "public_ipv4_usd": round(ipv4_usd, 6),
+        "scratch_usd": round(scratch_usd, 6),
+        "management_fee_usd": round(fee_usd, 6),
+        "usd": round(total, 6),
+        "ecs_task": a.task_arn,
+    }
+    return AttemptCost(row, used, total, ipv4_usd, rate is not None)
+
+
 def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None = None) -> dict[str, Any]:
-    """Per-attempt and total vCPU-seconds, GB-seconds and dollars."""
+    """Per-attempt and total vCPU-, GB- and GPU-seconds, and dollars."""
     table = prices.table
     minimum = float(table.get("minimum_seconds", 60))
-    ephemeral_rate = float(table.get("ephemeral_gb_hour", 0.0))
-    ipv4_rate = float(table.get("public_ipv4_hour", 0.0))
-    rows, totals = [], {
-        "vcpu_seconds": 0.0, "gb_seconds": 0.0, "ephemeral_gb_seconds": 0.0, "public_ipv4_seconds": 0.0, "usd": 0.0,
-    }
-    ipv4_total = 0.0
+    rows = []
+    totals = dict.fromkeys(
+        ("vcpu_seconds", "gb_seconds", "gpu_seconds", "ephemeral_gb_seconds", "scratch_gb_seconds", "public_ipv4_seconds"), 0.0
+    )
+    usd = ipv4_usd = 0.0
     unpriced = set()
     for a in attempts:
-        seconds = billed_seconds(a, minimum, now)
-        vcpu_s = a.cpu / 1024 * seconds
-        gb_s = a.memory / 1024 * seconds
-        extra_gb_s = max(0, a.ephemeral_gib - 20) * seconds
-        ipv4_s = seconds if a.public_ip else 0.0
-        ipv4_usd = ipv4_s * ipv4_rate / 3600
-        rate = prices.rate(a.capacity)
-        usd = ipv4_usd
-        if rate is not None:
-            usd += (vcpu_s * rate["vcpu_hour"] + gb_s * rate["gb_hour"] + extra_gb_s * ephemeral_rate) / 3600
-        elif seconds:
+        cost = attempt_cost(a, prices, minimum, now)
+        for key, value in cost.used.items():
+            totals[key] += value
+        if not cost.priced and cost.row["billed_seconds"]:
             unpriced.add(a.capacity or "?")
-        rows.append(
-            {
-                "call": a.call,
-                "attempt": a.attempt,
-                "outcome": a.outcome_text(),
-                "capacity": a.capacity,
-                "vcpu": a.cpu / 1024,
-                "memory_gib": a.memory / 1024,
-                "ephemeral_gib": a.ephemeral_gib,
-                "billed_seconds": seconds,
-                "vcpu_seconds": round(vcpu_s, 3),
-                "gb_seconds": round(gb_s, 3),
-                "public_ipv4": a.public_ip,
-                "public_ipv4_usd": round(ipv4_usd, 6),
-                "usd": round(usd, 6),
-                "ecs_task": a.task_arn,
-            }
-        )
-        totals["vcpu_seconds"] += vcpu_s
-        totals["gb_seconds"] += gb_s
-        totals["ephemeral_gb_seconds"] += extra_gb_s
-        totals["public_ipv4_seconds"] += ipv4_s
-        totals["usd"] += usd
-        ipv4_total += ipv4_usd
+        usd += cost.usd
+        ipv4_usd += cost.ipv4_usd
+        rows.append(cost.row)
     doc: dict[str, Any] = {
         "currency": table.get("currency", "USD"),
-        "total_usd": round(totals["usd"], 6),
-        "public_ipv4_usd": round(ipv4_total, 6),
-        "totals": {k: round(v, 3) for k, v in totals.items() if k != "usd"},
+        "total_usd": round(usd, 6),
+        "public_ipv4_usd": round(ipv4_usd, 6),
+        "totals": {k: round(v, 3) for k, v in totals.items()},
         "attempts": rows,
         "prices": table,
         "method": (
             f"per second with a {minimum:g}-second minimum, from the image pull (or RunTask) to the stop; "
             "vCPU and GB as sized for the task; ephemeral storage beyond 20 GB; "
+            "on managed instances the task's share of its instance (vCPU, GB, GPUs) plus the management fee; "
+            "EBS scratch volumes as gp3 storage; "
             "the public IPv4 address of each task that has one, over the same seconds"
         ),
     }
@@ -149,13 +222,20 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
 
 
 def price_text(table: dict[str, Any]) -> str:
-    parts = [
-        f"{name} {entry['vcpu_hour']:g} per vCPU, {entry['gb_hour']:g} per GB"
-        for name, entry in table.items()
-        if isinstance(entry, dict)
-    ]
+    parts = [_rate_text(name, entry) for name, entry in table.items() if isinstance(entry, dict)]
     if table.get("ephemeral_gb_hour"):
         parts.append(f"ephemeral storage beyond 20 GB {table['ephemeral_gb_hour']:g} per GB")
+    if table.get("ebs_gb_month"):
+        parts.append(f"EBS scratch volume {table['ebs_gb_month']:g} per GB-month")
     if table.get("public_ipv4_hour"):
         parts.append(f"public IPv4 address {table['public_ipv4_hour']:g} each")
     return "; ".join(parts)
+
+
+def _rate_text(name: str, entry: dict[str, float]) -> str:
+    text = f"{name} {entry['vcpu_hour']:g} per vCPU, {entry['gb_hour']:g} per GB"
+    if "gpu_hour" in entry:
+        text += f", {entry['gpu_hour']:g} per GPU"
+    if entry.get("management_fee_fraction"):
+        text += f", plus a {entry['management_fee_fraction']:.0%} management fee"
+    return text

@@ -4,7 +4,8 @@
 - ``timeline_svg``: a self-contained SVG, one bar per attempt, split into queued (waiting for a
   launch token and for RunTask), starting (RunTask accepted until the container runs: ENI, image
   pull) and running; coloured by outcome, labelled with the call, over a time axis, with a legend;
-- ``report_html``: one page holding the run's facts, the timeline and the cost table, readable offline.
+- ``report_html``: one page holding the run's facts, the timeline, the cost table and each task
+  attempt's image and digest, readable offline.
 """
 
 from __future__ import annotations
@@ -147,8 +148,12 @@ def timeline_svg(
             f"{labels[i]}: {a.outcome_text()}"
             + (f" ({a.detail})" if a.detail else "")
             + f"\n{a.capacity or '?'} {a.cpu / 1024:g} vCPU, {a.memory / 1024:g} GiB"
+            + (f", {a.gpus} GPU" + ("s" if a.gpus > 1 else "") if a.gpus else "")
             + (f", {a.ephemeral_gib} GiB disk" if a.ephemeral_gib != 20 else "")
+            + (f", {a.scratch_gib} GiB EBS scratch" if a.scratch_gib else "")
             + (f", {a.image}" if a.image else "")
+            + (f" as {a.image_uri}" if a.image_uri and a.image_uri != a.image else "")
+            + (f" ({a.image_digest})" if a.image_digest else "")
             + (", public IPv4" if a.public_ip else "")
             + f"\nqueued {_duration(durations.get('queued'))}, starting {_duration(durations.get('starting'))}, "
             f"running {_duration(durations.get('running'))}"
@@ -207,8 +212,28 @@ def _fit(text: str, chars: int) -> str:
     return text if len(text) <= chars else "…" + text[-(chars - 1) :]
 
 
-def report_html(svg: str, cost: dict[str, Any], title: str, facts: list[tuple[str, str]]) -> str:
-    """One self-contained page: the facts of the run, the timeline, and the cost table."""
+def images_html(images: list[dict[str, Any]]) -> str:
+    """The page's table of what each task attempt ran (``provenance.task_images``)."""
+    esc = html.escape
+    if not images:
+        return ""
+    rows = "\n".join(
+        "<tr>" + "".join(f"<td>{esc(str(i[k] or '-'))}</td>" for k in ("call", "attempt", "image", "image_uri", "image_digest"))
+        + "</tr>"
+        for i in images
+    )
+    return (
+        "<h2>Images</h2>\n<p>What each task attempt ran: the image as the task names it, as it was pulled "
+        "(through the image cache, if any), and its digest.</p>\n"
+        '<table class="images"><tr><th>call</th><th>attempt</th><th>image</th><th>as run</th><th>digest</th></tr>\n'
+        f"{rows}\n</table>\n"
+    )
+
+
+def report_html(
+    svg: str, cost: dict[str, Any], title: str, facts: list[tuple[str, str]], images: list[dict[str, Any]] | None = None
+) -> str:
+    """One self-contained page: the facts of the run, the timeline, the cost table, and the images."""
     esc = html.escape
     rows = "\n".join(
         "<tr>"
@@ -216,7 +241,7 @@ def report_html(svg: str, cost: dict[str, Any], title: str, facts: list[tuple[st
             f"<td>{esc(str(v))}</td>"
             for v in (
                 r["call"], r["attempt"], r["outcome"], r["capacity"], f"{r['vcpu']:g}", f"{r['memory_gib']:g}",
-                r["billed_seconds"], r["vcpu_seconds"], r["gb_seconds"],
+                r.get("gpus") or "-", r.get("scratch_gib") or "-", r["billed_seconds"], r["vcpu_seconds"], r["gb_seconds"],
                 f"{r['public_ipv4_usd']:.6f}" if r["public_ipv4"] else "-", f"{r['usd']:.6f}",
             )
         )
@@ -245,8 +270,8 @@ svg {{ max-width: 100%; height: auto; }}
 public IPv4 addresses {cost['public_ipv4_usd']:.4f} {esc(cost['currency'])} of it).</p>
 <p>Prices ({esc(str(cost['prices'].get('region', '')))}, {esc(cost['currency'])} per hour): {esc(price_text(cost['prices']))}</p>
 <table class="cost"><tr><th>call</th><th>attempt</th><th>outcome</th><th>capacity</th><th>vCPU</th><th>GiB</th>
-<th>billed s</th><th>vCPU-s</th><th>GB-s</th><th>public IPv4</th><th>{esc(cost['currency'])}</th></tr>
+<th>GPUs</th><th>EBS scratch GiB</th><th>billed s</th><th>vCPU-s</th><th>GB-s</th><th>public IPv4</th><th>{esc(cost['currency'])}</th></tr>
 {rows}
 </table>
-</body></html>
+{images_html(images or [])}</body></html>
 """

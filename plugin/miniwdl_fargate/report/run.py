@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from WDL.runtime import config as wdl_config
 
-from .. import attempts, aws, config, s3io, sweep
+from .. import attempts, aws, config, provenance, s3io, sweep
 from .cost import Prices, estimate_cost
 from .render import clock, report_html, timeline_svg
 
@@ -37,7 +37,9 @@ def run_report(run: "DriverRun", status: str, started: float, run_dir: str = "",
         cost = run_cost(run, status, rows, report_prices(settings), cache_hits(run_dir), now)
         title = f"run {run.run_id}"
         svg = timeline_svg(rows, title=title, subtitle=subtitle(status, recorded, cost, now - started), now=now, costs=cost)
-        page = report_html(svg, cost, title, facts(run, status, recorded, cost, with_driver=own is not None))
+        page = report_html(
+            svg, cost, title, facts(run, status, recorded, cost, with_driver=own is not None), provenance.task_images(rows)
+        )
         return write_report(run, svg, page, cost)
     except Exception:
         log.exception("could not write the run report")
@@ -132,10 +134,13 @@ def driver_attempt(run: "DriverRun", started: float, status: str, now: float, pu
         from ..backend.fargate import epoch  # (not every driver test loads the backend)
 
         created = epoch(task.get("createdAt")) or started
+        container = (task.get("containers") or [{}])[0]
         return attempts.Attempt(
             call="driver",
             attempt=1,
             run=run.run_id,
+            image=container.get("image", ""),
+            image_digest=container.get("imageDigest", ""),
             cpu=int(task.get("cpu") or 0),
             memory=int(task.get("memory") or 0),
             capacity=task.get("capacityProviderName") or task.get("launchType") or "FARGATE",
