@@ -306,3 +306,16 @@ def test_the_page_shows_gpus_scratch_and_what_each_attempt_ran():
     assert '<table class="images">' in page and f"<td>{'sha256:' + 'c' * 64}</td>" in page
     assert "MANAGED_INSTANCES 0.0333 per vCPU, 0.002475 per GB, 0.3532 per GPU, plus a 12% management fee" in page
     assert "EBS scratch volume 0.08 per GB-month" in page
+
+
+def test_the_cfg_shows_the_default_prices_as_they_are():
+    """aws_fargate.cfg's comment on ``prices`` (and so configuration.md) quotes the default table."""
+    from pathlib import Path
+
+    import miniwdl_fargate
+
+    cfg = (Path(miniwdl_fargate.__file__).parent / "aws_fargate.cfg").read_text().splitlines()
+    start = next(i for i, line in enumerate(cfg) if line.startswith('#   {"currency"'))
+    end = cfg.index("prices =")
+    quoted = json.loads(" ".join(line[1:] for line in cfg[start:end]))
+    assert quoted == report_cost.DEFAULT_PRICES
