@@ -1,6 +1,7 @@
 """What users touch, through the whole local pipeline: the run report next to the outputs, the
 call cache across runs, and a task killed for running out of memory retried with more."""
 
+import hashlib
 import json
 import uuid
 import xml.etree.ElementTree as ET
@@ -94,6 +95,15 @@ def test_the_example_run_writes_its_report_next_to_the_outputs(stack, s3, tmp_pa
     assert (driver[0]["vcpu"], driver[0]["memory_gib"], driver[0]["capacity"]) == (1.0, 2.0, "FARGATE")
     assert driver[0]["public_ipv4"] and driver[0]["public_ipv4_usd"] > 0
     assert abs(cost["public_ipv4_usd"] - sum(a["public_ipv4_usd"] for a in cost["attempts"])) < 1e-5
+    # outputs.json says what exactly ran: the workflow by digest, each task's image, the driver's versions
+    said = result.document["provenance"]
+    assert said["workflow"]["wdl_sha256"] == hashlib.sha256((EXAMPLE / "workflow.wdl").read_bytes()).hexdigest()
+    assert said["workflow"]["uri"].startswith(result.results + "source/")
+    assert len(said["workflow"]["bundle_sha256"]) == 64 and said["workflow"]["bundle_files"] >= 1
+    assert sorted(t["call"].split("-")[1] for t in said["tasks"]) == ["gather", "greet", "greet"]
+    assert {(t["image"], t["image_uri"]) for t in said["tasks"]} == {("ubuntu:22.04", "ubuntu:22.04")}
+    assert all("image_digest" in t for t in said["tasks"])
+    assert set(said["driver"]) == {"miniwdl_fargate", "miniwdl"}
 
 
 @pytest.mark.long
