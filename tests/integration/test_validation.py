@@ -308,13 +308,13 @@ BEYOND_FARGATE = {
 }
 
 
-def drop_on(stack_env, name, wdl):
+def drop_on(stack_env, name, wdl, inputs=OK_INPUTS):
     """``drop`` (the pipeline fixture's) to a stack whose submit function has ``stack_env``."""
     s3 = aws.client("s3")
     machine = aws.client("stepfunctions").list_state_machines()["stateMachines"][0]["stateMachineArn"]
     settings = ApiSettings.from_env(environment(STATE_MACHINE_ARN=machine, **stack_env))
     s3.put_object(Bucket="runs", Key=f"runs/{name}/workflow.wdl", Body=wdl.encode())
-    put = s3.put_object(Bucket="runs", Key=f"runs/{name}/inputs.json", Body=json.dumps(OK_INPUTS))
+    put = s3.put_object(Bucket="runs", Key=f"runs/{name}/inputs.json", Body=json.dumps(inputs))
     return start.from_object(settings, "runs", f"runs/{name}/inputs.json", put["ETag"].strip('"'), put.get("VersionId"))
 
 
@@ -375,6 +375,18 @@ def test_a_gpu_task_is_refused_where_the_managed_instances_have_no_gpu_types(pip
          "runtime.gpu = true; Fargate has no GPUs; the managed instances allow no GPUs "
          "(stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus)")
     ]
+
+
+def test_the_gpu_example_needs_managed_instances_with_gpus(pipeline):
+    _settings, drop, rejection, executions = pipeline
+    example = Path(__file__).resolve().parents[2] / "examples" / "gpu"
+    wdl, inputs = (example / "workflow.wdl").read_text(), json.loads((example / "inputs.json").read_text())
+    assert drop("gpu-example", inputs, wdl) is None
+    [(where, problem)] = rejection("gpu-example")
+    assert where.startswith(WDL.format(name="gpu-example") + ":") and problem.startswith("task crunch cannot run on Fargate: ")
+    assert "runtime.gpu = true; Fargate has no GPUs; runtime.cpu = 32" in problem and "ManagedInstances=Enabled" in problem
+    started = drop_on(MANAGED, "gpu-ok", wdl, inputs)
+    assert started is not None and [e["name"] for e in executions()] == [started.record.run_id]
 
 
 def test_the_api_checks_sizes_against_the_stack_it_runs_in(pipeline):
