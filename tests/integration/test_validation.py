@@ -389,6 +389,15 @@ def test_the_gpu_example_needs_managed_instances_with_gpus(pipeline):
     assert started is not None and [e["name"] for e in executions()] == [started.record.run_id]
 
 
+@pytest.mark.parametrize("count, shown", [("-1", "-1"), ('"two"', '"two"'), ("1.5", "1.5")])
+def test_a_gpu_count_that_is_not_a_count_is_refused(pipeline, count, shown):
+    _settings, _drop, rejection, _executions = pipeline
+    assert drop_on(MANAGED, "gpus", with_runtime(f"cpu: 4 gpuCount: {count}")) is None
+    assert rejection("gpus") == [
+        (WDL.format(name="gpus") + ":11:1", f"task greet: runtime.gpuCount = {shown}: expected a whole number of GPUs, e.g. gpuCount: 2")
+    ]
+
+
 def test_the_api_checks_sizes_against_the_stack_it_runs_in(pipeline):
     settings, _drop, _rejection, executions = pipeline
     aws.client("s3").put_object(Bucket="runs", Key="workflows/big.wdl", Body=with_runtime("cpu: 32").encode())

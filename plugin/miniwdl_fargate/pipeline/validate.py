@@ -305,14 +305,16 @@ def check_task_sizes(doc: WDL.Tree.Document, problems: Problems, capacities: siz
     for document in docs:
         for task in document.tasks:
             try:
-                sizes.for_task(task.name, **literal_requests(task, document.effective_wdl_version), capacities=capacities)
+                requests = literal_requests(task, document.effective_wdl_version)
+                sizes.for_task(task.name, **requests, capacities=capacities)
             except sizes.SizeError as exn:
                 problems.add(_where(document.pos.abspath, task.pos), str(exn))
 
 
 def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
     """``sizes.for_task``'s keyword arguments for what the task's runtime says literally (a value
-    that depends on inputs is left to the backend, which sizes every task as it starts)."""
+    that depends on inputs is left to the backend, which sizes every task as it starts);
+    SizeError for a ``gpuCount`` that is not a count."""
     values = {k: _literal(task.runtime[k], version) for k in SIZE_KEYS if k in task.runtime}
     try:
         memory = parse_byte_size(values["memory"].value) if values.get("memory") is not None else None
@@ -324,10 +326,18 @@ def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
         "memory_bytes": memory,
         "disks": disks.json if disks is not None else None,
         "gpu": isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
-        "gpus": gpus.value if isinstance(gpus, WDL.Value.Int) and gpus.value > 0 else 0,
+        "gpus": _gpu_count(task.name, gpus),
         "default_cpu_units": 256,
         "default_memory_mib": 512,
     }
+
+
+def _gpu_count(task: str, value: Any) -> int:
+    if value is None or isinstance(value, WDL.Value.Null):
+        return 0
+    if not isinstance(value, WDL.Value.Int) or value.value < 0:
+        raise sizes.SizeError(f"task {task}: runtime.gpuCount = {json.dumps(value.json)}: expected a whole number of GPUs, e.g. gpuCount: 2")
+    return int(value.value)
 
 
 def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
