@@ -29,6 +29,7 @@ EFS = SAR + "list_amazonelasticfilesystem.html"
 S3 = SAR + "list_amazons3.html"
 EVENTS = SAR + "list_amazoneventbridge.html"
 ECR = SAR + "list_amazonelasticcontainerregistry.html"
+EC2 = SAR + "list_amazonec2.html"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,25 @@ RESOURCE_TYPES: dict[str, dict[str, ResourceType]] = {
             ("ecs:ResourceTag/${TagKey}",),
         ),
         "cluster": ResourceType("arn:${Partition}:ecs:${Region}:${Account}:cluster/${ClusterName}", ("ecs:ResourceTag/${TagKey}",)),
+    },
+    # (the resource types the ECS infrastructure roles' actions name, as AWS's own
+    # AmazonECSInfrastructureRolePolicyForVolumes / ...ForManagedInstances scope them)
+    "ec2": {
+        "volume": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:volume/${VolumeId}", ("ec2:ResourceTag/${TagKey}",)),
+        "instance": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:instance/${InstanceId}", ("ec2:ResourceTag/${TagKey}",)),
+        "fleet": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:fleet/${FleetId}", ("ec2:ResourceTag/${TagKey}",)),
+        "network-interface": ResourceType(
+            "arn:${Partition}:ec2:${Region}:${Account}:network-interface/${NetworkInterfaceId}", ("ec2:ResourceTag/${TagKey}", "ec2:Vpc"),
+        ),
+        "launch-template": ResourceType(
+            "arn:${Partition}:ec2:${Region}:${Account}:launch-template/${LaunchTemplateId}",
+            ("ec2:ResourceTag/${TagKey}", "ec2:ManagedResourceOperator"),
+        ),
+        "subnet": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:subnet/${SubnetId}", ("ec2:ResourceTag/${TagKey}", "ec2:Vpc")),
+        "security-group": ResourceType(
+            "arn:${Partition}:ec2:${Region}:${Account}:security-group/${SecurityGroupId}", ("ec2:ResourceTag/${TagKey}", "ec2:Vpc"),
+        ),
+        "image": ResourceType("arn:${Partition}:ec2:${Region}::image/${ImageId}", ("ec2:ResourceTag/${TagKey}",)),
     },
     "states": {
         "statemachine": ResourceType("arn:${Partition}:states:${Region}:${Account}:stateMachine:${StateMachineName}"),
@@ -106,6 +126,14 @@ ACTIONS: dict[str, Action] = {
         "ecs:privileged", "ecs:task-cpu", "ecs:task-memory",
     )),
     "ecs:DescribeTaskDefinition": Action(ECS),
+    # the ECS agent on managed instances (AmazonECSInstanceRolePolicyForManagedInstances's scopes)
+    "ecs:DiscoverPollEndpoint": Action(ECS),
+    "ecs:RegisterContainerInstance": Action(ECS, ("cluster",)),
+    "ecs:SubmitAttachmentStateChanges": Action(ECS, ("cluster",)),
+    "ecs:SubmitTaskStateChange": Action(ECS, ("cluster",)),
+    "ecs:Poll": Action(ECS, ("container-instance",)),
+    "ecs:StartTelemetrySession": Action(ECS, ("container-instance",)),
+    "ecs:PutSystemLogEvents": Action(ECS, ("container-instance",)),
     "ecs:DeregisterTaskDefinition": Action(ECS),
     # Step Functions: the task-token callbacks authorize "*" only
     "states:SendTaskSuccess": Action(STATES),
@@ -126,6 +154,7 @@ ACTIONS: dict[str, Action] = {
     "sqs:SendMessage": Action(SQS, ("queue",)),
     "lambda:InvokeFunction": Action(LAMBDA, ("function",), ("lambda:EventSourceToken", "lambda:InvokedViaFunctionUrl")),
     "iam:PassRole": Action(IAM, ("role",), ("iam:AssociatedResourceArn", "iam:PassedToService")),
+    "iam:CreateServiceLinkedRole": Action(IAM, ("role",), ("iam:AWSServiceName",)),
     # a run's own access point (backend/fargate.py run_volume; pipeline/finalize.py for a dead driver's)
     "elasticfilesystem:CreateAccessPoint": Action(EFS, ("file-system",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
     "elasticfilesystem:TagResource": Action(EFS, ("access-point", "file-system"), (
@@ -146,12 +175,38 @@ ACTIONS: dict[str, Action] = {
     "events:PutEvents": Action(EVENTS, ("event-bus",), ("events:detail-type", "events:source", "events:eventBusInvocation")),
     "ecr:GetAuthorizationToken": Action(ECR),
     **{f"ecr:{name}": Action(ECR, ("repository",)) for name in ("BatchCheckLayerAvailability", "GetDownloadUrlForLayer", "BatchGetImage")},
+    # the first pull through a cache rule (https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache-iam.html)
+    "ecr:BatchImportUpstreamImage": Action(ECR, ("repository",)),
+    "ecr:CreateRepository": Action(ECR, ("repository",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
+    # EC2, as the ECS infrastructure roles use it (EBS volumes of tasks; managed instances)
+    "ec2:CreateVolume": Action(EC2, ("volume",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
+    "ec2:CreateTags": Action(
+        EC2, ("fleet", "image", "instance", "launch-template", "network-interface", "security-group", "subnet", "volume"),
+        ("aws:RequestTag/${TagKey}", "aws:TagKeys", "ec2:CreateAction"),
+    ),
+    "ec2:AttachVolume": Action(EC2, ("instance", "volume")),
+    "ec2:DetachVolume": Action(EC2, ("instance", "volume")),
+    "ec2:DeleteVolume": Action(EC2, ("volume",)),
+    "ec2:CreateLaunchTemplate": Action(EC2, ("launch-template",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
+    "ec2:CreateLaunchTemplateVersion": Action(EC2, ("launch-template",)),
+    "ec2:ModifyLaunchTemplate": Action(EC2, ("launch-template",)),
+    **{f"ec2:{name}": Action(
+        EC2, ("fleet", "image", "instance", "launch-template", "network-interface", "security-group", "subnet", "volume"),
+        ("aws:RequestTag/${TagKey}", "aws:TagKeys"),
+    ) for name in ("CreateFleet", "RunInstances")},
+    **{f"ec2:{name}": Action(EC2) for name in (
+        "DescribeVolumes", "DescribeAvailabilityZones", "DescribeInstances", "DescribeInstanceTypes", "DescribeLaunchTemplates",
+        "DescribeNetworkInterfaces", "DescribeInstanceTypeOfferings", "DescribeSecurityGroups", "DescribeSubnets", "DescribeVpcs",
+    )},
 }
 
 # keys any action of the service carries (for statements on "s3:*" and the like)
 SERVICE_CONDITION_KEYS = {"s3": set(S3_COMMON), "sqs": set(), "elasticfilesystem": set()}
 
-_WIDE = {"ObjectName": ".+", "RoleNameWithPath": ".+", "LogStreamName": ".+", "LogGroupName": "[^:]+"}
+_WIDE = {
+    "ObjectName": ".+", "RoleNameWithPath": ".+", "LogStreamName": ".+", "LogGroupName": "[^:]+",
+    "RepositoryName": ".+",  # ECR repository names are paths (ecr-public/library/ubuntu)
+}
 
 
 def arn_regex(arn_format: str) -> re.Pattern[str]:
@@ -161,7 +216,8 @@ def arn_regex(arn_format: str) -> re.Pattern[str]:
     for m in re.finditer(r"\$\{(\w+)\}", arn_format):
         out.append(re.escape(arn_format[pos : m.start()]))
         name = m.group(1)
-        out.append({"Partition": "aws[a-z-]*", "Region": "[a-z0-9-]+", "Account": "[0-9]{12}"}.get(name, _WIDE.get(name, "[^:/]+")))
+        # Account "*" (x in a sample): resources of an account of AWS's, e.g. a Fargate task's instance
+        out.append({"Partition": "aws[a-z-]*", "Region": "[a-z0-9-]+", "Account": "([0-9]{12}|x)"}.get(name, _WIDE.get(name, "[^:/]+")))
         pos = m.end()
     out.append(re.escape(arn_format[pos:]))
     return re.compile("^" + "".join(out) + "$")

@@ -64,6 +64,9 @@ ALLOWED_STAR_RESOURCES = {
     ("StateMachineRole", "DeliverExecutionLogs"): (
         "CloudWatch Logs vended-log delivery APIs support no resource-level permissions"
     ),
+    ("EbsVolumeRole", "FollowVolumes"): "EC2 Describe actions support no resource-level permissions",
+    ("ManagedInstancesInfrastructureRole", "DescribeWhatItManages"): "EC2 Describe actions support no resource-level permissions",
+    ("ManagedInstancesInstanceRole", "DiscoverPollEndpoint"): "DiscoverPollEndpoint supports no resource-level permissions",
 }
 
 # Resource types (and the property that makes them so) billed for every hour they exist.
@@ -233,6 +236,17 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/{}-AbCdEf"
+# beyond Fargate and the image cache, every part of them on
+BEYOND_FARGATE = {
+    "ManagedInstances": "Enabled",
+    "ManagedInstancesGpuKinds": "t4,a10g",
+    "ManagedInstancesMaxGpus": "4",
+    "ImageCache": "Enabled",
+    "DockerHubCredentialArn": SECRET.format("docker-hub"),
+    "GitHubCredentialArn": SECRET.format("github"),
+}
+
 # every combination of the switches that add or remove IAM statements and resources
 VARIANTS = {
     "defaults": {},
@@ -245,7 +259,9 @@ VARIANTS = {
         "TaskRoleArn": "arn:aws:iam::123456789012:role/wdl-tasks",
         "ReadableS3Arns": "arn:aws:s3:::my-data,arn:aws:s3:::my-data/*",
         "AlarmEmail": "ops@example.com",
+        **BEYOND_FARGATE,
     },
+    "managed instances and image cache, no GPUs or credentials": {"ManagedInstances": "Enabled", "ImageCache": "Enabled"},
 }
 
 
@@ -276,10 +292,12 @@ def test_every_star_resource_is_allowed_with_a_reason(cfn_template, variant):
         if "*" in as_list(statement.get("Resource", [])):
             assert statement.get("Sid"), f"{logical_id}: a Resource '*' statement needs a Sid to be allow-listed"
             star.add((logical_id, statement["Sid"]))
-    assert star == set(ALLOWED_STAR_RESOURCES), (
-        f"not allow-listed: {sorted(star - set(ALLOWED_STAR_RESOURCES))}; "
-        f"allow-listed but gone: {sorted(set(ALLOWED_STAR_RESOURCES) - star)}"
+    expected = {key for key in ALLOWED_STAR_RESOURCES if key[0] in resources}  # (roles of switches that are off)
+    assert star == expected, (
+        f"not allow-listed: {sorted(star - expected)}; allow-listed but gone: {sorted(expected - star)}"
     )
+    if VARIANTS[variant].get("ManagedInstances") == "Enabled":
+        assert star == set(ALLOWED_STAR_RESOURCES)
 
 
 def test_star_resources_carry_the_allow_listed_reason_inline():
@@ -301,29 +319,46 @@ def test_star_resources_carry_the_allow_listed_reason_inline():
 def test_no_role_hides_permissions_in_managed_policies(cfn_template):
     """Managed policies (e.g. AWSLambdaBasicExecutionRole: logs on "*") would bypass the checks
     above: every role carries its own inline policies only."""
-    roles = {k: r for k, r in Conditions(cfn_template).resources().items() if r["Type"] == "AWS::IAM::Role"}
+    roles = {
+        k: r for k, r in Conditions(cfn_template, BEYOND_FARGATE).resources().items() if r["Type"] == "AWS::IAM::Role"
+    }
     assert set(roles) == {
         "TaskExecutionRole", "DriverTaskRole", "SubmitRole", "ApiRole", "LaunchDriverRole",
         "DriverStoppedRole", "FinalizeRole", "RunTimedOutRole", "StateMachineRole",
+        "EbsVolumeRole", "ManagedInstancesInfrastructureRole", "ManagedInstancesInstanceRole",
     }
     for logical_id, role in roles.items():
         assert not role["Properties"].get("ManagedPolicyArns"), logical_id
         assert role["Properties"].get("Policies"), logical_id
 
 
+# (role, Sid) of each iam:PassRole -> the one service it may pass roles to
+PASSED_TO = {
+    ("LaunchDriverRole", "PassDriverRoles"): "ecs-tasks.amazonaws.com",
+    ("DriverTaskRole", "PassRolesToTasks"): "ecs-tasks.amazonaws.com",
+    # the ECS infrastructure role of a task's EBS volume (RunTask managedEBSVolume.roleArn)
+    ("DriverTaskRole", "PassEbsVolumeRole"): "ecs.amazonaws.com",
+    # the instance role of managed instances, to EC2 when ECS launches them
+    ("ManagedInstancesInfrastructureRole", "PassInstanceRole"): "ec2.amazonaws.com",
+}
+
+
 def test_roles_are_pinned_to_this_stack(cfn_template):
     resources = Conditions(cfn_template, VARIANTS["own VPC, private subnets, everything on"]).resources()
+    passing = set()
     for logical_id, _what, statement in statements(resources):
         actions = as_list(statement.get("Action", []))
         if "iam:PassRole" in actions:
             assert "*" not in as_list(statement["Resource"]), logical_id
-            assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "ecs-tasks.amazonaws.com"
+            passing.add((logical_id, statement["Sid"]))
+            assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == PASSED_TO[(logical_id, statement["Sid"])]
         if {"ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks", "ecs:ListTasks"} & set(actions):
             assert statement["Condition"]["ArnEquals"]["ecs:cluster"] == {"Fn::GetAtt": ["Cluster", "Arn"]}, (
                 f"{logical_id} {statement['Sid']}: not pinned to this cluster"
             )
         if "ecs:TagResource" in actions:
             assert statement["Condition"]["StringEquals"]["ecs:CreateAction"] == "RunTask"
+    assert passing == set(PASSED_TO)
     driver = resources["DriverTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     passed = next(s for s in driver if s["Sid"] == "PassRolesToTasks")["Resource"]
     assert passed == [{"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}, {"Ref": "TaskRoleArn"}]
@@ -572,6 +607,29 @@ ROLE_ACTIONS = {
     "TaskExecutionRole": LOGS | {
         "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage",
     },
+    # ECS itself: a task's EBS volume (AmazonECSInfrastructureRolePolicyForVolumes, narrowed)
+    "EbsVolumeRole": {
+        "ec2:CreateVolume", "ec2:CreateTags", "ec2:DescribeVolumes", "ec2:DescribeAvailabilityZones", "ec2:DescribeInstances",
+        "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume",
+    },
+}
+# ... and with ManagedInstances / ImageCache enabled, besides
+ROLE_ACTIONS_BEYOND_FARGATE = {
+    # pulls through the cache create the cached repository and import the image
+    "TaskExecutionRole": {"ecr:BatchImportUpstreamImage", "ecr:CreateRepository"},
+    # ECS itself: launching and terminating managed instances (AmazonECSInfrastructureRolePolicyForManagedInstances, narrowed)
+    "ManagedInstancesInfrastructureRole": {
+        "ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate", "ec2:CreateFleet",
+        "ec2:RunInstances", "ec2:CreateTags", "iam:PassRole", "iam:CreateServiceLinkedRole",
+        "ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplates", "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeAvailabilityZones", "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+    },
+    # the ECS agent on a managed instance (AmazonECSInstanceRolePolicyForManagedInstances, narrowed)
+    "ManagedInstancesInstanceRole": {
+        "ecs:DiscoverPollEndpoint", "ecs:RegisterContainerInstance", "ecs:SubmitAttachmentStateChanges",
+        "ecs:SubmitTaskStateChange", "ecs:Poll", "ecs:StartTelemetrySession", "ecs:PutSystemLogEvents",
+    },
 }
 
 
@@ -582,7 +640,11 @@ def test_each_role_may_do_what_its_code_calls_and_no_more(cfn_template, variant)
     for logical_id, what, statement in statements(resources):
         if what != "trust" and resources[logical_id]["Type"] == "AWS::IAM::Role" and statement["Effect"] == "Allow":
             granted.setdefault(logical_id, set()).update(as_list(statement["Action"]))
-    assert granted == ROLE_ACTIONS
+    expected = {role: set(actions) for role, actions in ROLE_ACTIONS.items()}
+    if VARIANTS[variant].get("ManagedInstances") == "Enabled":
+        for role, actions in ROLE_ACTIONS_BEYOND_FARGATE.items():
+            expected[role] = expected.get(role, set()) | actions
+    assert granted == expected
 
 
 def test_each_function_has_its_own_role_and_log_group(cfn_template):
