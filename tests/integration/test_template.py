@@ -1108,6 +1108,10 @@ def test_managed_instances_two_providers_of_the_cluster_in_the_stacks_network(cf
     assert kinds == {"ManagedInstancesCapacityProvider": "ON_DEMAND", "ManagedInstancesSpotCapacityProvider": "SPOT"}
     profile = resources["ManagedInstancesInstanceProfile"]["Properties"]
     assert profile["Roles"] == [{"Ref": "ManagedInstancesInstanceRole"}]
+    # instances get a public IP from the created subnets (no NAT gateway); Fargate tasks ask in RunTask
+    for subnet in ("PublicSubnetA", "PublicSubnetB"):
+        assert resources[subnet]["Properties"]["MapPublicIpOnLaunch"] is True
+        assert Conditions(cfn_template).resources()[subnet]["Properties"]["MapPublicIpOnLaunch"] is False
     env = driver_env(resources)
     assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_CAPACITY_PROVIDER"] == {"Ref": "ManagedInstancesCapacityProvider"}
     assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER"] == {"Ref": "ManagedInstancesSpotCapacityProvider"}
