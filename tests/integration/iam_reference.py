@@ -190,10 +190,14 @@ ACTIONS: dict[str, Action] = {
     "ec2:CreateLaunchTemplate": Action(EC2, ("launch-template",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
     "ec2:CreateLaunchTemplateVersion": Action(EC2, ("launch-template",)),
     "ec2:ModifyLaunchTemplate": Action(EC2, ("launch-template",)),
-    **{f"ec2:{name}": Action(
-        EC2, ("fleet", "image", "instance", "launch-template", "network-interface", "security-group", "subnet", "volume"),
+    # (CreateFleet authorizes no network-interface or security-group ARNs, RunInstances no fleet)
+    "ec2:CreateFleet": Action(
+        EC2, ("fleet", "image", "instance", "launch-template", "subnet", "volume"), ("aws:RequestTag/${TagKey}", "aws:TagKeys"),
+    ),
+    "ec2:RunInstances": Action(
+        EC2, ("image", "instance", "launch-template", "network-interface", "security-group", "subnet", "volume"),
         ("aws:RequestTag/${TagKey}", "aws:TagKeys"),
-    ) for name in ("CreateFleet", "RunInstances")},
+    ),
     **{f"ec2:{name}": Action(EC2) for name in (
         "DescribeVolumes", "DescribeAvailabilityZones", "DescribeInstances", "DescribeInstanceTypes", "DescribeLaunchTemplates",
         "DescribeNetworkInterfaces", "DescribeInstanceTypeOfferings", "DescribeSecurityGroups", "DescribeSubnets", "DescribeVpcs",
