@@ -43,6 +43,9 @@ class Action:
 class ResourceType:
     arn: str  # the reference's ARN format, ${Variables} and all
     condition_keys: tuple[str, ...] = field(default=())
+    #: a policy may name these in any account (``*``): resources of accounts of AWS's own, as AWS's
+    #: managed policies name them (a Fargate task's instance its EBS volume attaches to)
+    any_account: bool = False
 
 
 # service prefix -> resource type -> ARN format (only the types the actions below use)
@@ -63,7 +66,9 @@ RESOURCE_TYPES: dict[str, dict[str, ResourceType]] = {
     # AmazonECSInfrastructureRolePolicyForVolumes / ...ForManagedInstances scope them)
     "ec2": {
         "volume": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:volume/${VolumeId}", ("ec2:ResourceTag/${TagKey}",)),
-        "instance": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:instance/${InstanceId}", ("ec2:ResourceTag/${TagKey}",)),
+        "instance": ResourceType(
+            "arn:${Partition}:ec2:${Region}:${Account}:instance/${InstanceId}", ("ec2:ResourceTag/${TagKey}",), any_account=True,
+        ),
         "fleet": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:fleet/${FleetId}", ("ec2:ResourceTag/${TagKey}",)),
         "network-interface": ResourceType(
             "arn:${Partition}:ec2:${Region}:${Account}:network-interface/${NetworkInterfaceId}", ("ec2:ResourceTag/${TagKey}", "ec2:Vpc"),
@@ -213,15 +218,15 @@ _WIDE = {
 }
 
 
-def arn_regex(arn_format: str) -> re.Pattern[str]:
+def arn_regex(arn_format: str, any_account: bool = False) -> re.Pattern[str]:
     """The reference's ARN format as a regex: each ${Variable} one name (a path where AWS allows
     one: object keys, role paths, log group names)."""
     out, pos = [], 0
     for m in re.finditer(r"\$\{(\w+)\}", arn_format):
         out.append(re.escape(arn_format[pos : m.start()]))
         name = m.group(1)
-        # Account "*" (x in a sample): resources of an account of AWS's, e.g. a Fargate task's instance
-        out.append({"Partition": "aws[a-z-]*", "Region": "[a-z0-9-]+", "Account": "([0-9]{12}|x)"}.get(name, _WIDE.get(name, "[^:/]+")))
+        account = "([0-9]{12}|x)" if any_account else "[0-9]{12}"  # (x: a "*" in a sample)
+        out.append({"Partition": "aws[a-z-]*", "Region": "[a-z0-9-]+", "Account": account}.get(name, _WIDE.get(name, "[^:/]+")))
         pos = m.end()
     out.append(re.escape(arn_format[pos:]))
     return re.compile("^" + "".join(out) + "$")
@@ -234,7 +239,7 @@ def resource_type_of(arn: str) -> tuple[str, str] | None:
     sample = arn.replace("*", "x")
     for service, types in RESOURCE_TYPES.items():
         for name, kind in types.items():
-            if arn_regex(kind.arn).match(sample):
+            if arn_regex(kind.arn, kind.any_account).match(sample):
                 return service, name
     return None
 

@@ -535,6 +535,11 @@ def test_every_statement_is_one_aws_honours(cfn_template, variant):
             "carries no condition key ecs:CreateAction",
         ),
         ({"Action": "ecs:UpdateService", "Resource": "*"}, "not in iam_reference.ACTIONS"),
+        # only resource types AWS keeps in its own accounts may be named in any account
+        (
+            {"Action": "ec2:DeleteVolume", "Resource": "arn:aws:ec2:us-east-1:*:volume/*"},
+            "has the shape of no ARN",
+        ),
     ],
 )
 def test_statements_aws_would_not_honour_are_refused(cfn_template, statement, problem):
