@@ -46,6 +46,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def stack_parameter(text: str) -> tuple[str, str]:
+    """``--parameter``: a template parameter override, ``Key=Value`` (the value may be empty)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isalnum():
+        raise argparse.ArgumentTypeError(f"{text!r} is not Key=Value with a template parameter name (e.g. ManagedInstances=Enabled)")
+    return key, value
+
+
 def run_name(text: str) -> str:
     """``--name``: a run name (runs.check_name: what S3 keys and Step Functions execution names
     both take)."""

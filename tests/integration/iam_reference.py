@@ -29,6 +29,7 @@ EFS = SAR + "list_amazonelasticfilesystem.html"
 S3 = SAR + "list_amazons3.html"
 EVENTS = SAR + "list_amazoneventbridge.html"
 ECR = SAR + "list_amazonelasticcontainerregistry.html"
+EC2 = SAR + "list_amazonec2.html"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Action:
 class ResourceType:
     arn: str  # the reference's ARN format, ${Variables} and all
     condition_keys: tuple[str, ...] = field(default=())
+    #: a policy may name these in any account (``*``): resources of accounts of AWS's own, as AWS's
+    #: managed policies name them (a Fargate task's instance its EBS volume attaches to)
+    any_account: bool = False
 
 
 # service prefix -> resource type -> ARN format (only the types the actions below use)
@@ -57,6 +61,27 @@ RESOURCE_TYPES: dict[str, dict[str, ResourceType]] = {
             ("ecs:ResourceTag/${TagKey}",),
         ),
         "cluster": ResourceType("arn:${Partition}:ecs:${Region}:${Account}:cluster/${ClusterName}", ("ecs:ResourceTag/${TagKey}",)),
+    },
+    # (the resource types the ECS infrastructure roles' actions name, as AWS's own
+    # AmazonECSInfrastructureRolePolicyForVolumes / ...ForManagedInstances scope them)
+    "ec2": {
+        "volume": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:volume/${VolumeId}", ("ec2:ResourceTag/${TagKey}",)),
+        "instance": ResourceType(
+            "arn:${Partition}:ec2:${Region}:${Account}:instance/${InstanceId}", ("ec2:ResourceTag/${TagKey}",), any_account=True,
+        ),
+        "fleet": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:fleet/${FleetId}", ("ec2:ResourceTag/${TagKey}",)),
+        "network-interface": ResourceType(
+            "arn:${Partition}:ec2:${Region}:${Account}:network-interface/${NetworkInterfaceId}", ("ec2:ResourceTag/${TagKey}", "ec2:Vpc"),
+        ),
+        "launch-template": ResourceType(
+            "arn:${Partition}:ec2:${Region}:${Account}:launch-template/${LaunchTemplateId}",
+            ("ec2:ResourceTag/${TagKey}", "ec2:ManagedResourceOperator"),
+        ),
+        "subnet": ResourceType("arn:${Partition}:ec2:${Region}:${Account}:subnet/${SubnetId}", ("ec2:ResourceTag/${TagKey}", "ec2:Vpc")),
+        "security-group": ResourceType(
+            "arn:${Partition}:ec2:${Region}:${Account}:security-group/${SecurityGroupId}", ("ec2:ResourceTag/${TagKey}", "ec2:Vpc"),
+        ),
+        "image": ResourceType("arn:${Partition}:ec2:${Region}::image/${ImageId}", ("ec2:ResourceTag/${TagKey}",)),
     },
     "states": {
         "statemachine": ResourceType("arn:${Partition}:states:${Region}:${Account}:stateMachine:${StateMachineName}"),
@@ -106,6 +131,14 @@ ACTIONS: dict[str, Action] = {
         "ecs:privileged", "ecs:task-cpu", "ecs:task-memory",
     )),
     "ecs:DescribeTaskDefinition": Action(ECS),
+    # the ECS agent on managed instances (AmazonECSInstanceRolePolicyForManagedInstances's scopes)
+    "ecs:DiscoverPollEndpoint": Action(ECS),
+    "ecs:RegisterContainerInstance": Action(ECS, ("cluster",)),
+    "ecs:SubmitAttachmentStateChanges": Action(ECS, ("cluster",)),
+    "ecs:SubmitTaskStateChange": Action(ECS, ("cluster",)),
+    "ecs:Poll": Action(ECS, ("container-instance",)),
+    "ecs:StartTelemetrySession": Action(ECS, ("container-instance",)),
+    "ecs:PutSystemLogEvents": Action(ECS, ("container-instance",)),
     "ecs:DeregisterTaskDefinition": Action(ECS),
     # Step Functions: the task-token callbacks authorize "*" only
     "states:SendTaskSuccess": Action(STATES),
@@ -126,6 +159,7 @@ ACTIONS: dict[str, Action] = {
     "sqs:SendMessage": Action(SQS, ("queue",)),
     "lambda:InvokeFunction": Action(LAMBDA, ("function",), ("lambda:EventSourceToken", "lambda:InvokedViaFunctionUrl")),
     "iam:PassRole": Action(IAM, ("role",), ("iam:AssociatedResourceArn", "iam:PassedToService")),
+    "iam:CreateServiceLinkedRole": Action(IAM, ("role",), ("iam:AWSServiceName",)),
     # a run's own access point (backend/fargate.py run_volume; pipeline/finalize.py for a dead driver's)
     "elasticfilesystem:CreateAccessPoint": Action(EFS, ("file-system",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
     "elasticfilesystem:TagResource": Action(EFS, ("access-point", "file-system"), (
@@ -146,22 +180,53 @@ ACTIONS: dict[str, Action] = {
     "events:PutEvents": Action(EVENTS, ("event-bus",), ("events:detail-type", "events:source", "events:eventBusInvocation")),
     "ecr:GetAuthorizationToken": Action(ECR),
     **{f"ecr:{name}": Action(ECR, ("repository",)) for name in ("BatchCheckLayerAvailability", "GetDownloadUrlForLayer", "BatchGetImage")},
+    # the first pull through a cache rule (https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache-iam.html)
+    "ecr:BatchImportUpstreamImage": Action(ECR, ("repository",)),
+    "ecr:CreateRepository": Action(ECR, ("repository",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
+    # EC2, as the ECS infrastructure roles use it (EBS volumes of tasks; managed instances)
+    "ec2:CreateVolume": Action(EC2, ("volume",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
+    "ec2:CreateTags": Action(
+        EC2, ("fleet", "image", "instance", "launch-template", "network-interface", "security-group", "subnet", "volume"),
+        ("aws:RequestTag/${TagKey}", "aws:TagKeys", "ec2:CreateAction"),
+    ),
+    "ec2:AttachVolume": Action(EC2, ("instance", "volume")),
+    "ec2:DetachVolume": Action(EC2, ("instance", "volume")),
+    "ec2:DeleteVolume": Action(EC2, ("volume",)),
+    "ec2:CreateLaunchTemplate": Action(EC2, ("launch-template",), ("aws:RequestTag/${TagKey}", "aws:TagKeys")),
+    "ec2:CreateLaunchTemplateVersion": Action(EC2, ("launch-template",)),
+    "ec2:ModifyLaunchTemplate": Action(EC2, ("launch-template",)),
+    # (CreateFleet authorizes no network-interface or security-group ARNs, RunInstances no fleet)
+    "ec2:CreateFleet": Action(
+        EC2, ("fleet", "image", "instance", "launch-template", "subnet", "volume"), ("aws:RequestTag/${TagKey}", "aws:TagKeys"),
+    ),
+    "ec2:RunInstances": Action(
+        EC2, ("image", "instance", "launch-template", "network-interface", "security-group", "subnet", "volume"),
+        ("aws:RequestTag/${TagKey}", "aws:TagKeys"),
+    ),
+    **{f"ec2:{name}": Action(EC2) for name in (
+        "DescribeVolumes", "DescribeAvailabilityZones", "DescribeInstances", "DescribeInstanceTypes", "DescribeLaunchTemplates",
+        "DescribeNetworkInterfaces", "DescribeInstanceTypeOfferings", "DescribeSecurityGroups", "DescribeSubnets", "DescribeVpcs",
+    )},
 }
 
 # keys any action of the service carries (for statements on "s3:*" and the like)
 SERVICE_CONDITION_KEYS = {"s3": set(S3_COMMON), "sqs": set(), "elasticfilesystem": set()}
 
-_WIDE = {"ObjectName": ".+", "RoleNameWithPath": ".+", "LogStreamName": ".+", "LogGroupName": "[^:]+"}
+_WIDE = {
+    "ObjectName": ".+", "RoleNameWithPath": ".+", "LogStreamName": ".+", "LogGroupName": "[^:]+",
+    "RepositoryName": ".+",  # ECR repository names are paths (ecr-public/library/ubuntu)
+}
 
 
-def arn_regex(arn_format: str) -> re.Pattern[str]:
+def arn_regex(arn_format: str, any_account: bool = False) -> re.Pattern[str]:
     """The reference's ARN format as a regex: each ${Variable} one name (a path where AWS allows
     one: object keys, role paths, log group names)."""
     out, pos = [], 0
     for m in re.finditer(r"\$\{(\w+)\}", arn_format):
         out.append(re.escape(arn_format[pos : m.start()]))
         name = m.group(1)
-        out.append({"Partition": "aws[a-z-]*", "Region": "[a-z0-9-]+", "Account": "[0-9]{12}"}.get(name, _WIDE.get(name, "[^:/]+")))
+        account = "([0-9]{12}|x)" if any_account else "[0-9]{12}"  # (x: a "*" in a sample)
+        out.append({"Partition": "aws[a-z-]*", "Region": "[a-z0-9-]+", "Account": account}.get(name, _WIDE.get(name, "[^:/]+")))
         pos = m.end()
     out.append(re.escape(arn_format[pos:]))
     return re.compile("^" + "".join(out) + "$")
@@ -174,7 +239,7 @@ def resource_type_of(arn: str) -> tuple[str, str] | None:
     sample = arn.replace("*", "x")
     for service, types in RESOURCE_TYPES.items():
         for name, kind in types.items():
-            if arn_regex(kind.arn).match(sample):
+            if arn_regex(kind.arn, kind.any_account).match(sample):
                 return service, name
     return None
 

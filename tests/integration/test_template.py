@@ -23,7 +23,7 @@ from moto import mock_aws
 
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate.local import stack
-from miniwdl_fargate.local.moto import cfn
+from miniwdl_fargate.local.moto import cfn, fixes, patching
 
 import iam_reference
 
@@ -64,6 +64,9 @@ ALLOWED_STAR_RESOURCES = {
     ("StateMachineRole", "DeliverExecutionLogs"): (
         "CloudWatch Logs vended-log delivery APIs support no resource-level permissions"
     ),
+    ("EbsVolumeRole", "FollowVolumes"): "EC2 Describe actions support no resource-level permissions",
+    ("ManagedInstancesInfrastructureRole", "DescribeWhatItManages"): "EC2 Describe actions support no resource-level permissions",
+    ("ManagedInstancesInstanceRole", "DiscoverPollEndpoint"): "DiscoverPollEndpoint supports no resource-level permissions",
 }
 
 # Resource types (and the property that makes them so) billed for every hour they exist.
@@ -233,6 +236,17 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/{}-AbCdEf"
+# beyond Fargate and the image cache, every part of them on
+BEYOND_FARGATE = {
+    "ManagedInstances": "Enabled",
+    "ManagedInstancesGpuKinds": "t4,a10g",
+    "ManagedInstancesMaxGpus": "4",
+    "ImageCache": "Enabled",
+    "DockerHubCredentialArn": SECRET.format("docker-hub"),
+    "GitHubCredentialArn": SECRET.format("github"),
+}
+
 # every combination of the switches that add or remove IAM statements and resources
 VARIANTS = {
     "defaults": {},
@@ -245,7 +259,9 @@ VARIANTS = {
         "TaskRoleArn": "arn:aws:iam::123456789012:role/wdl-tasks",
         "ReadableS3Arns": "arn:aws:s3:::my-data,arn:aws:s3:::my-data/*",
         "AlarmEmail": "ops@example.com",
+        **BEYOND_FARGATE,
     },
+    "managed instances and image cache, no GPUs or credentials": {"ManagedInstances": "Enabled", "ImageCache": "Enabled"},
 }
 
 
@@ -276,10 +292,12 @@ def test_every_star_resource_is_allowed_with_a_reason(cfn_template, variant):
         if "*" in as_list(statement.get("Resource", [])):
             assert statement.get("Sid"), f"{logical_id}: a Resource '*' statement needs a Sid to be allow-listed"
             star.add((logical_id, statement["Sid"]))
-    assert star == set(ALLOWED_STAR_RESOURCES), (
-        f"not allow-listed: {sorted(star - set(ALLOWED_STAR_RESOURCES))}; "
-        f"allow-listed but gone: {sorted(set(ALLOWED_STAR_RESOURCES) - star)}"
+    expected = {key for key in ALLOWED_STAR_RESOURCES if key[0] in resources}  # (roles of switches that are off)
+    assert star == expected, (
+        f"not allow-listed: {sorted(star - expected)}; allow-listed but gone: {sorted(expected - star)}"
     )
+    if VARIANTS[variant].get("ManagedInstances") == "Enabled":
+        assert star == set(ALLOWED_STAR_RESOURCES)
 
 
 def test_star_resources_carry_the_allow_listed_reason_inline():
@@ -301,29 +319,46 @@ def test_star_resources_carry_the_allow_listed_reason_inline():
 def test_no_role_hides_permissions_in_managed_policies(cfn_template):
     """Managed policies (e.g. AWSLambdaBasicExecutionRole: logs on "*") would bypass the checks
     above: every role carries its own inline policies only."""
-    roles = {k: r for k, r in Conditions(cfn_template).resources().items() if r["Type"] == "AWS::IAM::Role"}
+    roles = {
+        k: r for k, r in Conditions(cfn_template, BEYOND_FARGATE).resources().items() if r["Type"] == "AWS::IAM::Role"
+    }
     assert set(roles) == {
         "TaskExecutionRole", "DriverTaskRole", "SubmitRole", "ApiRole", "LaunchDriverRole",
         "DriverStoppedRole", "FinalizeRole", "RunTimedOutRole", "StateMachineRole",
+        "EbsVolumeRole", "ManagedInstancesInfrastructureRole", "ManagedInstancesInstanceRole",
     }
     for logical_id, role in roles.items():
         assert not role["Properties"].get("ManagedPolicyArns"), logical_id
         assert role["Properties"].get("Policies"), logical_id
 
 
+# (role, Sid) of each iam:PassRole -> the one service it may pass roles to
+PASSED_TO = {
+    ("LaunchDriverRole", "PassDriverRoles"): "ecs-tasks.amazonaws.com",
+    ("DriverTaskRole", "PassRolesToTasks"): "ecs-tasks.amazonaws.com",
+    # the ECS infrastructure role of a task's EBS volume (RunTask managedEBSVolume.roleArn)
+    ("DriverTaskRole", "PassEbsVolumeRole"): "ecs.amazonaws.com",
+    # the instance role of managed instances, to EC2 when ECS launches them
+    ("ManagedInstancesInfrastructureRole", "PassInstanceRole"): "ec2.amazonaws.com",
+}
+
+
 def test_roles_are_pinned_to_this_stack(cfn_template):
     resources = Conditions(cfn_template, VARIANTS["own VPC, private subnets, everything on"]).resources()
+    passing = set()
     for logical_id, _what, statement in statements(resources):
         actions = as_list(statement.get("Action", []))
         if "iam:PassRole" in actions:
             assert "*" not in as_list(statement["Resource"]), logical_id
-            assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == "ecs-tasks.amazonaws.com"
+            passing.add((logical_id, statement["Sid"]))
+            assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == PASSED_TO[(logical_id, statement["Sid"])]
         if {"ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks", "ecs:ListTasks"} & set(actions):
             assert statement["Condition"]["ArnEquals"]["ecs:cluster"] == {"Fn::GetAtt": ["Cluster", "Arn"]}, (
                 f"{logical_id} {statement['Sid']}: not pinned to this cluster"
             )
         if "ecs:TagResource" in actions:
             assert statement["Condition"]["StringEquals"]["ecs:CreateAction"] == "RunTask"
+    assert passing == set(PASSED_TO)
     driver = resources["DriverTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     passed = next(s for s in driver if s["Sid"] == "PassRolesToTasks")["Resource"]
     assert passed == [{"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}, {"Ref": "TaskRoleArn"}]
@@ -500,6 +535,11 @@ def test_every_statement_is_one_aws_honours(cfn_template, variant):
             "carries no condition key ecs:CreateAction",
         ),
         ({"Action": "ecs:UpdateService", "Resource": "*"}, "not in iam_reference.ACTIONS"),
+        # only resource types AWS keeps in its own accounts may be named in any account
+        (
+            {"Action": "ec2:DeleteVolume", "Resource": "arn:aws:ec2:us-east-1:*:volume/*"},
+            "has the shape of no ARN",
+        ),
     ],
 )
 def test_statements_aws_would_not_honour_are_refused(cfn_template, statement, problem):
@@ -572,6 +612,29 @@ ROLE_ACTIONS = {
     "TaskExecutionRole": LOGS | {
         "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage",
     },
+    # ECS itself: a task's EBS volume (AmazonECSInfrastructureRolePolicyForVolumes, narrowed)
+    "EbsVolumeRole": {
+        "ec2:CreateVolume", "ec2:CreateTags", "ec2:DescribeVolumes", "ec2:DescribeAvailabilityZones", "ec2:DescribeInstances",
+        "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume",
+    },
+}
+# ... and with ManagedInstances / ImageCache enabled, besides
+ROLE_ACTIONS_BEYOND_FARGATE = {
+    # pulls through the cache create the cached repository and import the image
+    "TaskExecutionRole": {"ecr:BatchImportUpstreamImage", "ecr:CreateRepository"},
+    # ECS itself: launching and terminating managed instances (AmazonECSInfrastructureRolePolicyForManagedInstances, narrowed)
+    "ManagedInstancesInfrastructureRole": {
+        "ec2:CreateLaunchTemplate", "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate", "ec2:CreateFleet",
+        "ec2:RunInstances", "ec2:CreateTags", "iam:PassRole", "iam:CreateServiceLinkedRole",
+        "ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplates", "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeAvailabilityZones", "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+    },
+    # the ECS agent on a managed instance (AmazonECSInstanceRolePolicyForManagedInstances, narrowed)
+    "ManagedInstancesInstanceRole": {
+        "ecs:DiscoverPollEndpoint", "ecs:RegisterContainerInstance", "ecs:SubmitAttachmentStateChanges",
+        "ecs:SubmitTaskStateChange", "ecs:Poll", "ecs:StartTelemetrySession", "ecs:PutSystemLogEvents",
+    },
 }
 
 
@@ -582,7 +645,11 @@ def test_each_role_may_do_what_its_code_calls_and_no_more(cfn_template, variant)
     for logical_id, what, statement in statements(resources):
         if what != "trust" and resources[logical_id]["Type"] == "AWS::IAM::Role" and statement["Effect"] == "Allow":
             granted.setdefault(logical_id, set()).update(as_list(statement["Action"]))
-    assert granted == ROLE_ACTIONS
+    expected = {role: set(actions) for role, actions in ROLE_ACTIONS.items()}
+    if VARIANTS[variant].get("ManagedInstances") == "Enabled":
+        for role, actions in ROLE_ACTIONS_BEYOND_FARGATE.items():
+            expected[role] = expected.get(role, set()) | actions
+    assert granted == expected
 
 
 def test_each_function_has_its_own_role_and_log_group(cfn_template):
@@ -795,7 +862,19 @@ def test_checkov_skips_are_justified():
 @pytest.fixture
 def moto_cfn(moto_aws):
     cfn.install()
+    fixes.find_in_map_number_keys()  # (ManagedInstancesMaxMemoryGiB's GiB -> MiB mapping)
     return aws.client("cloudformation")
+
+
+def test_moto_still_finds_no_mapping_key_for_a_number_parameter():
+    """Why fixes.find_in_map_number_keys: when this fails, moto looks Number parameters up as
+    strings itself; drop the fix."""
+    from moto.cloudformation import parsing
+
+    own = patching.unpatched("find_in_map_number_keys", parsing, "clean_json")
+    resources_map = {"GiB": {"512": {"MiB": 524288}}, "ManagedInstancesMaxMemoryGiB": 512}  # (moto's cast)
+    with pytest.raises(KeyError):
+        own({"Fn::FindInMap": ["GiB", {"Ref": "ManagedInstancesMaxMemoryGiB"}, "MiB"]}, resources_map)
 
 
 def deploy(parameters: dict[str, str]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
@@ -878,7 +957,7 @@ def test_default_stack_comes_up_in_moto(moto_cfn):
         assert json.loads(lam.get_policy(FunctionName=physical[function])["Policy"])["Statement"]
 
     roles = aws.client("iam").list_roles()["Roles"]
-    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 9
+    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 10  # (EbsVolumeRole: always)
 
 
 def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
@@ -965,3 +1044,219 @@ def test_the_driver_gets_max_tasks_per_run_from_the_parameter_with_the_backend_d
     assert env["MINIWDL__AWS_FARGATE__MAX_TASKS_PER_RUN"] == {"Ref": "MaxTasksPerRun"}
     param = cfn_template["Parameters"]["MaxTasksPerRun"]
     assert str(param["Default"]) == backend_config._defaults()["max_tasks_per_run"] and int(param["MinValue"]) == 1
+
+
+# -- beyond Fargate: managed instances, EBS scratch, the image cache --------------------------------
+
+MANAGED_INSTANCES_RESOURCES = {
+    "ManagedInstancesInfrastructureRole", "ManagedInstancesInstanceRole", "ManagedInstancesInstanceProfile",
+    "ManagedInstancesCapacityProvider", "ManagedInstancesSpotCapacityProvider",
+}
+CACHE_RULES = {"EcrPublicCacheRule", "QuayCacheRule", "DockerHubCacheRule", "GitHubCacheRule"}
+REGISTRY = "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}"
+
+
+def driver_env(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    container = resources["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+def test_by_default_nothing_runs_beyond_fargate_and_the_driver_gets_empty_settings(cfn_template):
+    resources = Conditions(cfn_template).resources()
+    assert not MANAGED_INSTANCES_RESOURCES & set(resources)
+    assert not CACHE_RULES & set(resources)
+    assert not [k for k, r in resources.items() if r["Type"] in ("AWS::ECS::CapacityProvider", "AWS::ECR::PullThroughCacheRule")]
+    assert resources["Cluster"]["Properties"]["CapacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
+    env = driver_env(resources)
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_CAPACITY_PROVIDER"] == ""
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER"] == ""
+    for limit in ("CPU", "MEMORY_GIB", "GPUS"):
+        assert env[f"MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_{limit}"] == "0"
+    assert env["MINIWDL__AWS_FARGATE__IMAGE_CACHE"] == ""
+    # EBS scratch needs no switch: its role is IAM only
+    assert env["MINIWDL__AWS_FARGATE__EBS_VOLUME_ROLE"] == {"Fn::GetAtt": ["EbsVolumeRole", "Arn"]}
+    assert resources["EbsVolumeRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "ecs.amazonaws.com"
+    }
+    functions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    for function in functions:
+        variables = function["Environment"]["Variables"]
+        assert [variables[f"MANAGED_INSTANCES_MAX_{limit}"] for limit in ("CPU", "MEMORY_GIB", "GPUS")] == ["0", "0", "0"]
+        assert variables["EBS_SCRATCH"] == "true"
+    assert not {"ManagedInstancesCapacityProviderName", "ManagedInstancesSpotCapacityProviderName"} & {
+        k for k, o in cfn_template["Outputs"].items() if "Condition" not in o or Conditions(cfn_template).holds(o["Condition"])
+    }
+
+
+def test_managed_instances_two_providers_of_the_cluster_in_the_stacks_network(cfn_template):
+    conditions = Conditions(cfn_template, {"ManagedInstances": "Enabled"})
+    resources = conditions.resources()
+    assert MANAGED_INSTANCES_RESOURCES <= set(resources)
+    kinds = {}
+    for name in ("ManagedInstancesCapacityProvider", "ManagedInstancesSpotCapacityProvider"):
+        props = resources[name]["Properties"]
+        assert props["ClusterName"] == {"Ref": "Cluster"}
+        provider = props["ManagedInstancesProvider"]
+        assert provider["InfrastructureRoleArn"] == {"Fn::GetAtt": ["ManagedInstancesInfrastructureRole", "Arn"]}
+        assert 0 <= provider["InfrastructureOptimization"]["ScaleInAfter"] <= 300  # idle instances go within minutes
+        launch = provider["InstanceLaunchTemplate"]
+        kinds[name] = launch["CapacityOptionType"]
+        assert launch["Ec2InstanceProfileArn"] == {"Fn::GetAtt": ["ManagedInstancesInstanceProfile", "Arn"]}
+        assert launch["NetworkConfiguration"] == {
+            "Subnets": [{"Ref": "PublicSubnetA"}, {"Ref": "PublicSubnetB"}], "SecurityGroups": [{"Ref": "TaskSecurityGroup"}],
+        }
+        requirements = launch["InstanceRequirements"]
+        assert requirements["VCpuCount"]["Max"] == {"Ref": "ManagedInstancesMaxVCpu"}
+        assert requirements["MemoryMiB"]["Max"] == {"Fn::FindInMap": ["GiB", {"Ref": "ManagedInstancesMaxMemoryGiB"}, "MiB"]}
+        # no GPU kinds: no instance type with accelerators
+        assert requirements["AcceleratorCount"] == {"Max": 0} and "AcceleratorNames" not in requirements
+    assert kinds == {"ManagedInstancesCapacityProvider": "ON_DEMAND", "ManagedInstancesSpotCapacityProvider": "SPOT"}
+    profile = resources["ManagedInstancesInstanceProfile"]["Properties"]
+    assert profile["Roles"] == [{"Ref": "ManagedInstancesInstanceRole"}]
+    # instances get a public IP from the created subnets (no NAT gateway); Fargate tasks ask in RunTask
+    for subnet in ("PublicSubnetA", "PublicSubnetB"):
+        assert resources[subnet]["Properties"]["MapPublicIpOnLaunch"] is True
+        assert Conditions(cfn_template).resources()[subnet]["Properties"]["MapPublicIpOnLaunch"] is False
+    env = driver_env(resources)
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_CAPACITY_PROVIDER"] == {"Ref": "ManagedInstancesCapacityProvider"}
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER"] == {"Ref": "ManagedInstancesSpotCapacityProvider"}
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_CPU"] == {"Ref": "ManagedInstancesMaxVCpu"}
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_MEMORY_GIB"] == {"Ref": "ManagedInstancesMaxMemoryGiB"}
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_GPUS"] == "0"  # no GPU kinds
+    variables = resources["SubmitFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["MANAGED_INSTANCES_MAX_CPU"] == {"Ref": "ManagedInstancesMaxVCpu"}
+    assert variables["MANAGED_INSTANCES_MAX_MEMORY_GIB"] == {"Ref": "ManagedInstancesMaxMemoryGiB"}
+    assert variables["MANAGED_INSTANCES_MAX_GPUS"] == "0"
+    outputs = {k for k, o in cfn_template["Outputs"].items() if "Condition" not in o or conditions.holds(o["Condition"])}
+    assert {"ManagedInstancesCapacityProviderName", "ManagedInstancesSpotCapacityProviderName"} <= outputs
+    # every memory size the parameter allows maps to MiB
+    allowed = cfn_template["Parameters"]["ManagedInstancesMaxMemoryGiB"]["AllowedValues"]
+    assert {str(v): {"MiB": int(v) * 1024} for v in allowed} == cfn_template["Mappings"]["GiB"]
+    assert str(cfn_template["Parameters"]["ManagedInstancesMaxMemoryGiB"]["Default"]) in cfn_template["Mappings"]["GiB"]
+
+
+def test_gpu_kinds_allow_gpu_instances_up_to_the_gpu_limit(cfn_template):
+    overrides = {"ManagedInstances": "Enabled", "ManagedInstancesGpuKinds": "t4,a10g", "ManagedInstancesMaxGpus": "4"}
+    resources = Conditions(cfn_template, overrides).resources()
+    for name in ("ManagedInstancesCapacityProvider", "ManagedInstancesSpotCapacityProvider"):
+        requirements = resources[name]["Properties"]["ManagedInstancesProvider"]["InstanceLaunchTemplate"]["InstanceRequirements"]
+        assert requirements["AcceleratorNames"] == {"Ref": "ManagedInstancesGpuKinds"}
+        assert requirements["AcceleratorCount"] == {"Min": 0, "Max": {"Ref": "ManagedInstancesMaxGpus"}}
+    assert driver_env(resources)["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_GPUS"] == {"Ref": "ManagedInstancesMaxGpus"}
+    # GPUs without kinds, or kinds without GPUs, are refused before anything is created
+    rules = cfn_template["Rules"]
+    assert rules["GpuKindsNeedGpus"]["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ManagedInstancesMaxGpus"}, "0"]}]
+    }
+    assert rules["GpusNeedGpuKinds"]["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Contains": [{"Ref": "ManagedInstancesGpuKinds"}, ""]}]
+    }
+    assert "t4" in rules["GpuKindsNeedGpus"]["Assertions"][1]["Assert"]["Fn::EachMemberIn"][1]
+
+
+@pytest.mark.parametrize(
+    "overrides, rules, upstreams",
+    [
+        ({"ImageCache": "Enabled"}, {"EcrPublicCacheRule", "QuayCacheRule"}, ["public.ecr.aws", "quay.io"]),
+        (
+            {"ImageCache": "Enabled", "DockerHubCredentialArn": SECRET.format("docker-hub")},
+            {"EcrPublicCacheRule", "QuayCacheRule", "DockerHubCacheRule"}, ["public.ecr.aws", "quay.io", "docker.io"],
+        ),
+        (
+            {"ImageCache": "Enabled", "GitHubCredentialArn": SECRET.format("github")},
+            {"EcrPublicCacheRule", "QuayCacheRule", "GitHubCacheRule"}, ["public.ecr.aws", "quay.io", "ghcr.io"],
+        ),
+        ({"DockerHubCredentialArn": SECRET.format("docker-hub")}, set(), []),  # (a credential alone enables nothing)
+    ],
+)
+def test_image_cache_rules_only_as_configured(cfn_template, overrides, rules, upstreams):
+    resources = Conditions(cfn_template, overrides).resources()
+    found = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::ECR::PullThroughCacheRule"}
+    assert set(found) == rules
+    prefixes = {props["EcrRepositoryPrefix"] for props in found.values()}
+    for name, props in found.items():
+        assert ("CredentialArn" in props) == (name in ("DockerHubCacheRule", "GitHubCacheRule")), name
+    value = driver_env(resources)["MINIWDL__AWS_FARGATE__IMAGE_CACHE"]
+    if not rules:
+        assert value == ""
+        return
+    text, variables = value["Fn::Sub"]
+
+    def optional(part: Any) -> str:  # "" or ",upstream=..." (a Fn::Sub of its own)
+        return part["Fn::Sub"] if isinstance(part, dict) else part
+
+    pairs = text.replace("${DockerHub}", optional(variables["DockerHub"])).replace(
+        "${GitHub}", optional(variables["GitHub"])
+    ).split(",")
+    assert variables["Registry"] == {"Fn::Sub": REGISTRY}
+    assert [p.split("=")[0] for p in pairs] == upstreams
+    assert {p.split("=")[1].rsplit("/", 1)[1] for p in pairs} == prefixes
+    assert all(p.split("=")[1].rsplit("/", 1)[0] in ("${Registry}", REGISTRY) for p in pairs)
+    # the execution role may import through exactly these prefixes
+    execution = resources["TaskExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    cached = next(s for s in execution if s.get("Sid") == "PullThroughTheImageCache")
+    assert {r["Fn::Sub"].rsplit("/", 2)[1] for r in cached["Resource"]} == prefixes
+
+
+@pytest.mark.parametrize("parameter", ["DockerHubCredentialArn", "GitHubCredentialArn"])
+def test_credentials_must_be_secrets_named_for_the_pull_through_cache(cfn_template, parameter):
+    pattern = re.compile(cfn_template["Parameters"][parameter]["AllowedPattern"])
+    assert pattern.match("") and pattern.match(SECRET.format("mine"))
+    assert not pattern.match("arn:aws:secretsmanager:us-east-1:123456789012:secret:docker-hub-AbCdEf")
+    assert not pattern.match("arn:aws:iam::123456789012:role/ecr-pullthroughcache/x")
+
+
+def test_beyond_fargate_bills_nothing_while_idle(cfn_template):
+    """Capacity providers launch instances only for tasks; the roles, profile and cache rules
+    cost nothing; no secret is created (the user brings one)."""
+    resources = Conditions(cfn_template, BEYOND_FARGATE).resources()
+    assert hourly_billed(resources) == []
+    assert sorted(k for k, r in resources.items() if r["Type"] in MONTHLY_BILLED) == ["DeadLetterAlarm", "RunsFailedAlarm"]
+
+
+def test_managed_instances_and_image_cache_stack_comes_up_in_moto(moto_cfn):
+    _template, physical, outputs = deploy(dict(BEYOND_FARGATE))
+    assert MANAGED_INSTANCES_RESOURCES | CACHE_RULES <= set(physical)
+    ecs = aws.client("ecs")
+    names = [outputs["ManagedInstancesCapacityProviderName"], outputs["ManagedInstancesSpotCapacityProviderName"]]
+    providers = ecs.describe_capacity_providers(capacityProviders=names)["capacityProviders"]
+    assert [p["cluster"] for p in providers] == [outputs["ClusterName"]] * 2
+    launches = [p["managedInstancesProvider"]["instanceLaunchTemplate"] for p in providers]
+    assert [launch["capacityOptionType"] for launch in launches] == ["ON_DEMAND", "SPOT"]
+    for launch in launches:
+        assert launch["networkConfiguration"] == {
+            "subnets": outputs["TaskSubnetIds"].split(","), "securityGroups": [outputs["TaskSecurityGroupId"]],
+        }
+        assert launch["instanceRequirements"]["memoryMiB"]["max"] == 512 * 1024
+        assert launch["instanceRequirements"]["acceleratorNames"] == ["t4", "a10g"]
+    definition = ecs.describe_task_definition(taskDefinition=outputs["DriverTaskDefinitionArn"])["taskDefinition"]
+    env = {e["name"]: e["value"] for e in definition["containerDefinitions"][0]["environment"]}
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_CAPACITY_PROVIDER"] == names[0]
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER"] == names[1]
+    assert (env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_CPU"], env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_MEMORY_GIB"],
+            env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_GPUS"]) == ("64", "512", "4")
+    assert env["MINIWDL__AWS_FARGATE__EBS_VOLUME_ROLE"] == outputs["EbsVolumeRoleArn"]
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    assert env["MINIWDL__AWS_FARGATE__IMAGE_CACHE"] == ",".join([
+        f"public.ecr.aws={registry}/ecr-public", f"quay.io={registry}/quay", f"docker.io={registry}/docker-hub",
+        f"ghcr.io={registry}/github",
+    ])
+    profile = aws.client("iam").get_instance_profile(InstanceProfileName=physical["ManagedInstancesInstanceProfile"])
+    assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [physical["ManagedInstancesInstanceRole"]]
+
+
+def test_local_mode_deploys_with_parameters(moto_server, tmp_path):
+    """What `miniwdl-fargate local up|run --parameter K=V` deploys: local mode's own parameters
+    with the given ones over them, through moto's server as local mode does."""
+    cfn.install()
+    fixes.find_in_map_number_keys()
+    local = stack.LocalStack(parameters={"ManagedInstances": "Enabled", "ImageCache": "Enabled", "TaskPollSeconds": "0.5"})
+    parameters = local.stack_parameters()
+    assert parameters["DriverImage"] == "local/miniwdl-fargate-driver:latest"  # (local mode's own)
+    assert (parameters["ManagedInstances"], parameters["TaskPollSeconds"]) == ("Enabled", "0.5")
+    outputs = stack.deploy(TEMPLATE, "mwf-local", parameters, tmp_path)
+    assert outputs["ManagedInstancesCapacityProviderName"] and outputs["ManagedInstancesSpotCapacityProviderName"]
+    rules = aws.client("cloudformation").list_stack_resources(StackName="mwf-local")["StackResourceSummaries"]
+    assert {r["LogicalResourceId"] for r in rules if r["ResourceType"] == "AWS::ECR::PullThroughCacheRule"} == {
+        "EcrPublicCacheRule", "QuayCacheRule",
+    }

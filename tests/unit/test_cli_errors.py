@@ -126,6 +126,14 @@ CASES = {
         ["local", "run", "{d}/badcfg/w.wdl", "{d}/badcfg/inputs.json", "--state-dir", "{d}/state"],
         "error: {d}/badcfg/miniwdl.cfg: not a valid miniwdl configuration file",
     ),
+    "local run --parameter without =": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--parameter", "ManagedInstances"],
+        "argument --parameter: 'ManagedInstances' is not Key=Value with a template parameter name",
+    ),
+    "local up --parameter with a bad name": (
+        ["local", "up", "--parameter", "Managed-Instances=Enabled"],
+        "argument --parameter: 'Managed-Instances=Enabled' is not Key=Value",
+    ),
     "an unknown command": (["frobnicate"], "error: miniwdl-fargate: argument command: invalid choice: 'frobnicate'"),
     "sweep --run not a run id": (["sweep", "--run", "x y"], "argument --run: run id 'x y' is not one"),
 }
@@ -177,3 +185,23 @@ def test_interrupting_a_command_exits_130_without_a_traceback(monkeypatch, capsy
     monkeypatch.setattr(cli, "sweep_command", interrupted)
     assert cli.main(["sweep"]) == 130
     assert capsys.readouterr().err == ""
+
+
+def test_local_parameters_reach_the_stack_as_given(monkeypatch, capsys):
+    """`local up|run --parameter K=V` (repeatable; a value may be empty or hold "=") deploys the
+    template with them (stack.LocalStack(parameters=...))."""
+    from miniwdl_fargate.local import stack
+
+    seen = {}
+
+    def local_stack(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stopped here by the test")
+
+    monkeypatch.setattr(stack, "LocalStack", local_stack)
+    assert arguments.stack_parameter("ManagedInstances=Enabled") == ("ManagedInstances", "Enabled")
+    assert arguments.stack_parameter("GitHubCredentialArn=") == ("GitHubCredentialArn", "")
+    assert arguments.stack_parameter("ImageCache=a=b") == ("ImageCache", "a=b")
+    assert cli.main(["local", "up", "--parameter", "ManagedInstances=Enabled", "--parameter", "ImageCache=Enabled"]) != 0
+    assert "stopped here by the test" in capsys.readouterr().err
+    assert seen["parameters"] == {"ManagedInstances": "Enabled", "ImageCache": "Enabled"}

@@ -24,6 +24,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--template", type=arguments.existing_file, help="the SAM template to deploy (default: this checkout's template.yaml)")
     up.add_argument("--file", help=f"where to write how to reach it (default {client.LOCAL_FILE})")
     add_engine_argument(up)
+    add_parameter_argument(up)
     up.add_argument(
         "--seed-s3", metavar="DIR", action="append", default=[], type=arguments.existing_dir,
         help="upload DIR/<bucket>/<key> into local S3 first (stand-ins for data already in your S3)",
@@ -58,7 +59,15 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         "(see RELIABILITY.md; also MINIWDL_FARGATE_LOCAL_FAULTS)",
     )
     add_engine_argument(run)
+    add_parameter_argument(run)
     run.add_argument("-v", "--verbose", action="store_true", help="log what local mode does")
+
+
+def add_parameter_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parameter", metavar="KEY=VALUE", action="append", default=[], type=arguments.stack_parameter,
+        help="deploy the template with this parameter (repeatable), e.g. ManagedInstances=Enabled",
+    )
 
 
 def add_engine_argument(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +108,7 @@ def up(args: argparse.Namespace, say) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    with LocalStack(state_dir=args.state_dir, template=args.template) as stack:
+    with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
         if args.seed_s3:
             say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
         stack.write_connection(path)
@@ -163,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         submission = prepare(args.wdl, args.inputs, args.name)
-        with LocalStack(state_dir=args.state_dir, template=args.template) as stack:
+        with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
             bucket = stack.outputs["BucketName"]
             say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")
             if args.seed_s3:

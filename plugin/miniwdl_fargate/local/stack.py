@@ -220,6 +220,7 @@ class LocalStack:
         heartbeat_seconds: int = 90,
         prewarm: bool = True,
         cache_dir: str | os.PathLike | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
         self.template = Path(template) if template else repo_root() / "template.yaml"
@@ -233,6 +234,8 @@ class LocalStack:
         self.prewarming: threading.Thread | None = None  # the deploy's background Lambda warm-up
         #: where the template's translation is cached (default ``default_cache_dir()``)
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        #: template parameters over local mode's own (e.g. {"ManagedInstances": "Enabled"})
+        self.parameters = dict(parameters or {})
         self.outputs: dict[str, str] = {}
         self.server: Any = None
         self.runtime: Any = None
@@ -287,16 +290,7 @@ class LocalStack:
         ).raise_for_status()
         started = time.monotonic()
         # the production defaults otherwise: the stack creates its own VPC, as `sam deploy` does
-        self.outputs = deploy(
-            self.template,
-            self.stack_name,
-            {
-                "DriverImage": "local/miniwdl-fargate-driver:latest",  # never pulled: the driver runs as a host process
-                "TaskPollSeconds": str(self.poll_seconds),
-                "DriverHeartbeatSeconds": str(self.heartbeat_seconds),
-            },
-            self.cache_dir,
-        )
+        self.outputs = deploy(self.template, self.stack_name, self.stack_parameters(), self.cache_dir)
         driver = self.outputs.get("DriverTaskDefinitionArn", "")
         if driver:  # its tasks stay host processes; every other task definition is a WDL task's
             self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
@@ -306,6 +300,15 @@ class LocalStack:
             # the driver's libraries load while the first run is submitted (not during the deploy)
             self.runtime.ecs_runner.driver_server()
         return self
+
+    def stack_parameters(self) -> dict[str, str]:
+        """The template parameters local mode deploys with: its own, then ``parameters``."""
+        return {
+            "DriverImage": "local/miniwdl-fargate-driver:latest",  # never pulled: the driver runs as a host process
+            "TaskPollSeconds": str(self.poll_seconds),
+            "DriverHeartbeatSeconds": str(self.heartbeat_seconds),
+            **self.parameters,
+        }
 
     def functions(self) -> list[FunctionSpec]:
         """The stack's Lambda functions, as the Lambda runner takes them."""

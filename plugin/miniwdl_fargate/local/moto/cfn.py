@@ -73,6 +73,40 @@ def _api_stage(name: str, props: dict[str, Any], account_id: str, region: str, s
     return props["StageName"]
 
 
+def _api_shape(value: Any) -> Any:
+    """CloudFormation's PascalCase properties as the API's camelCase members."""
+    if isinstance(value, dict):
+        return {k[0].lower() + k[1:]: _api_shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_api_shape(v) for v in value]
+    return value
+
+
+def _capacity_provider(name: str, props: dict[str, Any], account_id: str, region: str, stack_id: str) -> str:
+    # AWS::ECS::CapacityProvider -> CreateCapacityProvider. moto's provider knows Auto Scaling
+    # groups only: a Managed Instances provider's configuration and cluster are kept on it as the
+    # API has them (DescribeCapacityProviders answers with them). Ref: the provider's name.
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends[account_id][region]
+    cluster = props.get("ClusterName")
+    if cluster is not None:
+        backend._get_cluster(cluster)  # a provider of a cluster that does not exist is refused
+    tags = [{"key": tag["Key"], "value": tag["Value"]} for tag in props.get("Tags") or []]
+    provider = backend.create_capacity_provider(props.get("Name") or name, _api_shape(props.get("AutoScalingGroupProvider") or {}), tags)
+    provider.cluster = cluster
+    if "ManagedInstancesProvider" in props:
+        provider.managed_instances_provider = _api_shape(props["ManagedInstancesProvider"])
+        provider.auto_scaling_group_provider = None
+    return provider.name
+
+
+def _pull_through_cache_rule(name: str, props: dict[str, Any], account_id: str, region: str, stack_id: str) -> str:
+    # AWS::ECR::PullThroughCacheRule: moto's ECR has no pull-through cache; the rule is recorded
+    # (as the resource's properties) and never pulls. Ref: the repository prefix.
+    return props["EcrRepositoryPrefix"]
+
+
 #: CloudFormation type -> the call that creates it (name, properties, account, region, stack id)
 #: and returns its physical id
 MISSING: dict[str, Callable[[str, dict[str, Any], str, str, str], str]] = {
@@ -80,6 +114,8 @@ MISSING: dict[str, Callable[[str, dict[str, Any], str, str, str], str]] = {
     "AWS::SQS::QueuePolicy": _queue_policy,
     "AWS::S3::BucketPolicy": _bucket_policy,
     "AWS::ApiGateway::Stage": _api_stage,
+    "AWS::ECS::CapacityProvider": _capacity_provider,
+    "AWS::ECR::PullThroughCacheRule": _pull_through_cache_rule,
 }
 
 _models: list[type] = []  # (moto finds models as subclasses of CloudFormationModel: keep them alive)

@@ -267,6 +267,29 @@ def response_transformer_race() -> None:
     replace("response_transformer_race", BaseResponse, "_exclude_from_response", exclude)
 
 
+def find_in_map_number_keys() -> None:
+    """Fn::FindInMap keyed by a Number parameter: CloudFormation looks the parameter's value up
+    as the string it is (every mapping key is a string); moto casts Number parameters to int and
+    finds no such key (KeyError), so template.yaml's GiB -> MiB mapping of
+    ManagedInstancesMaxMemoryGiB failed to deploy. Keys are looked up as strings."""
+    from moto.cloudformation import parsing
+
+    def clean_json(resource_json: Any, resources_map: Any) -> Any:
+        own = moto_function("find_in_map_number_keys", "clean_json")
+        if not (isinstance(resource_json, dict) and "Fn::FindInMap" in resource_json):
+            return own(resource_json, resources_map)
+        map_name, *path = resource_json["Fn::FindInMap"]
+        found = resources_map[map_name]
+        for key in path:
+            if "Fn::Transform" in found:
+                return own(resource_json, resources_map)
+            key = clean_json(key, resources_map)
+            found = found[key if isinstance(key, str) else str(key)]
+        return found
+
+    replace("find_in_map_number_keys", parsing, "clean_json", clean_json)
+
+
 def _nothing_to_install() -> None:
     """(``event_envelope`` is applied by the events hook, event by event.)"""
 
@@ -297,6 +320,9 @@ FIXES: tuple[Fix, ...] = (
         f"{_ECS_TESTS}::test_moto_itself_still_leaves_unknown_tasks_out", describe_tasks_missing),
     Fix("response_transformer_race", "requests share which optional keys a response includes", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_shares_which_keys_a_response_includes", response_transformer_race),
+    Fix("find_in_map_number_keys", "Fn::FindInMap keyed by a Number parameter finds no key", NO_ISSUE,
+        "tests/integration/test_template.py::test_moto_still_finds_no_mapping_key_for_a_number_parameter",
+        find_in_map_number_keys),
 )
 
 
