@@ -33,11 +33,15 @@ class Attempt:
     attempt: int  # 1, 2, ...: miniwdl's try counter
     run: str = ""  # the pipeline's run id
     path: str = ""  # the call's directory, for labels that tell sub-workflow calls apart
-    image: str = ""
+    image: str = ""  # as the WDL asked for it
+    image_uri: str = ""  # as the ECS task ran it (through the image cache, if any)
+    image_digest: str = ""  # of the image ECS pulled (DescribeTasks containers[].imageDigest)
     cpu: int = 0  # cpu units (1024 = 1 vCPU)
     memory: int = 0  # MiB
     ephemeral_gib: int = 20
-    capacity: str = ""  # FARGATE, FARGATE_SPOT, or local
+    capacity: str = ""  # FARGATE, FARGATE_SPOT, MANAGED_INSTANCES, MANAGED_INSTANCES_SPOT, or local
+    gpus: int = 0
+    scratch_gib: int = 0  # its EBS scratch volume's size (0: none)
     queued: float = 0.0
     launched: float | None = None
     running: float | None = None
