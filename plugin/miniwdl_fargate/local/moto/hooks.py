@@ -205,6 +205,8 @@ def task_spec(task: Any, task_definition: Any) -> TaskSpec:
         volumes=copy.deepcopy(list(task_definition.volumes or [])),
         tags=copy.deepcopy(list(task.tags or [])),
         capacity_provider_name=getattr(task, "capacity_provider_name", None),
+        # (moto keeps none of a RunTask's volumeConfigurations: fixes.run_task_volume_configurations)
+        volume_configurations=fixes.requested_volume_configurations(),
         cpu=task_definition.cpu,
         memory=task_definition.memory,
     )
