@@ -4,7 +4,8 @@
 ``docker.io=123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub``: an image whose registry is
 an upstream is pulled as ``<prefix>/<repository>`` instead (an ECR pull-through cache rule's
 repository prefix; ECR fetches it from the upstream once, and later pulls stay in the account:
-https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache.html). An image whose
+https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache-working.html: Docker
+Hub's official images keep their ``library/``). An image whose
 registry has no rule is run as given.
 
 References are read the way Docker reads them (its ``docker/reference`` grammar): the first

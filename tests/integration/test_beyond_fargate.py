@@ -145,6 +145,21 @@ def test_a_big_preemptible_task_tries_the_spot_provider_then_on_demand(configure
     ]
 
 
+def test_the_attempt_records_the_capacity_its_request_ran_on_after_the_launchers_fallback(configure):
+    new = configure()
+    container = new("call-big", cpu=32, preemptible=1)
+    assert FargateTaskContainer._launcher.spot_fallbacks["wdl-managed-spot"] == {
+        "capacityProviderStrategy": [{"capacityProvider": "wdl-managed", "weight": 1}]
+    }
+
+    def ran(provider=None):
+        return container._capacity_of({"capacityProviderStrategy": [{"capacityProvider": provider, "weight": 1}]} if provider else {"launchType": "FARGATE"})
+
+    assert [ran("wdl-managed-spot"), ran("wdl-managed"), ran("FARGATE_SPOT"), ran()] == [
+        "MANAGED_INSTANCES_SPOT", "MANAGED_INSTANCES", "FARGATE_SPOT", "FARGATE",
+    ]
+
+
 def test_without_a_spot_provider_a_preemptible_big_task_runs_on_demand(configure):
     new = configure(MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER="")
     container = new("call-big", cpu=32, preemptible=2)

@@ -2,6 +2,13 @@
 
 - Sizes: WDL ``cpu``/``memory`` snapped up to the nearest valid Fargate size, ``disks`` to ephemeral
   storage; what Fargate cannot give fails the task before launch (``sizes.for_task``).
+- Beyond Fargate (``sizes.for_task`` with the settings' ``capacities``): a task too big for
+  Fargate, or asking for GPUs, runs on the ECS Managed Instances capacity provider
+  (``managed_instances_capacity_provider``; preemptible ones on the Spot one first), with a task
+  definition of its own; ``disks`` beyond the capacity's storage get an EBS scratch volume,
+  configured at launch, mounted at SCRATCH_PATH and made the task's TMPDIR (``ebs_volume_role``).
+- Images go through the image cache's rules (``images.cached_image``); each attempt records the
+  image as asked, as run, and the digest ECS pulled.
 - The task definition is registered once per distinct image and run (content-hashed family name;
   the run's access point is part of the content); cpu, memory, storage and the command travel as
   RunTask overrides.
@@ -248,6 +255,7 @@ class FargateTaskContainer(BaseTaskContainer):
             rate=settings.launch_rate,
             burst=settings.launch_burst,
             capacity_retries=settings.capacity_retries,
+            spot_fallbacks=cls._spot_fallbacks(settings),
         )
         cls._driver = sweep.driver_identity()
         with cls._launches_guard:
@@ -267,6 +275,25 @@ class FargateTaskContainer(BaseTaskContainer):
                 image_cache=sorted(cls.image_rules) or None,
             )
         )
+
+    @staticmethod
+    def _spot_fallbacks(settings: FargateSettings) -> dict[str, dict[str, Any]]:
+        """The launcher's On-Demand placement for the managed-instances Spot provider (FARGATE_SPOT's it knows)."""
+        spot, on_demand = settings.managed_instances_spot_capacity_provider, settings.managed_instances_capacity_provider
+        if not spot:
+            return {}
+        return {spot: {"capacityProviderStrategy": [{"capacityProvider": on_demand, "weight": 1}]}}
+
+    def _capacity_of(self, request: dict[str, Any]) -> str:
+        """The capacity a launched request ran on (the launcher may have moved it from Spot to On-Demand)."""
+        strategy = request.get("capacityProviderStrategy") or []
+        provider = strategy[0].get("capacityProvider") if strategy else None
+        if provider is None:
+            return "FARGATE"
+        if provider == SPOT:
+            return SPOT
+        spot = self.settings.managed_instances_spot_capacity_provider
+        return MANAGED_INSTANCES_SPOT if spot and provider == spot else MANAGED_INSTANCES
 
     @staticmethod
     def _check_beyond_fargate(settings: FargateSettings) -> None:
@@ -770,7 +797,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 raise Interrupted(str(exn)) from exn
             raise WDL.Error.RuntimeError(f"task {self.run_id}: {exn}") from exn
         arn = task["taskArn"]
-        self._capacity = self.capacity()
+        self._capacity = self._capacity_of(request)
         job = FargateJob(
             self._poller.watch(arn), request["taskDefinition"], request["clientToken"], self._capacity, time.time()
         )

@@ -179,7 +179,7 @@ def ecs_managed_instances() -> None:
     on container instances registered in the cluster (an EC2 Auto Scaling group's) and fails
     ("No instances found in cluster") without one. A capacity provider of ECS Managed Instances
     launches and registers its own instances for the tasks it is given
-    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ManagedInstances.html): a task
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ManagedInstancesProvider.html): a task
     whose task definition requires MANAGED_INSTANCES and names such a provider runs, as a Fargate
     task does in moto, and keeps its capacity provider's name."""
     from moto.ecs.models import EC2ContainerServiceBackend
