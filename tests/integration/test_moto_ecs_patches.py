@@ -205,13 +205,13 @@ def test_a_tasks_volume_configurations_are_kept_and_at_hand_while_its_run_task_i
     moto_run_task = EC2ContainerServiceBackend.run_task
 
     def watching(self, *args, **kwargs):  # what local mode's runner is given (hooks.task_spec)
-        seen.append(fixes.requested_volume_configurations())
+        seen.append(fixes.requested("volumeConfigurations"))
         return moto_run_task(self, *args, **kwargs)
 
     monkeypatch.setattr(EC2ContainerServiceBackend, "run_task", watching)
     (task,) = run_managed(ecs, volumeConfigurations=SCRATCH)
     assert seen == [SCRATCH]
-    assert fixes.requested_volume_configurations() == []  # (only while the request is handled)
+    assert fixes.requested("volumeConfigurations") == []  # (only while the request is handled)
     stored = next(iter(aws_tasks(task["taskArn"])))
     assert stored.volume_configurations == SCRATCH
 

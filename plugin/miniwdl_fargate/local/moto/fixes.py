@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
-import inspect
 import json
 import threading
 import uuid
@@ -184,17 +183,21 @@ def ecs_managed_instances() -> None:
     task does in moto, and keeps its capacity provider's name."""
     from moto.ecs.models import EC2ContainerServiceBackend
 
-    def run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+    def run_task(  # (moto's own signature: its response passes every argument by position)
+        self: Any, cluster_str: str, task_definition_str: str, count: int, overrides: Any, started_by: str, tags: Any,
+        launch_type: str | None, networking_configuration: Any = None, group: str | None = None,
+        platform_version: str | None = None, capacity_provider_strategy: list[dict[str, Any]] | None = None,
+    ) -> list[Any]:
         moto_run_task = moto_function("ecs_managed_instances", "run_task")
-        call = inspect.signature(moto_run_task).bind(self, *args, **kwargs)
-        strategy = call.arguments.get("capacity_provider_strategy") or []
-        provider = strategy[0].get("capacityProvider") if strategy else None
-        definition = self.describe_task_definition(call.arguments["task_definition_str"])
-        if provider in (None, "FARGATE", "FARGATE_SPOT") or "MANAGED_INSTANCES" not in (definition.requires_compatibilities or []):
-            return moto_run_task(*call.args, **call.kwargs)
-        call.arguments["capacity_provider_strategy"] = [{"capacityProvider": "FARGATE", "weight": 1}]  # (placed as moto places Fargate's)
-        tasks = moto_run_task(*call.args, **call.kwargs)
-        for task in tasks:
+        provider = (capacity_provider_strategy or [{}])[0].get("capacityProvider")
+        definition = self.describe_task_definition(task_definition_str)
+        managed = provider not in (None, "FARGATE", "FARGATE_SPOT") and "MANAGED_INSTANCES" in (definition.requires_compatibilities or [])
+        strategy = [{"capacityProvider": "FARGATE", "weight": 1}] if managed else capacity_provider_strategy  # (placed as Fargate's)
+        tasks = moto_run_task(
+            self, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type,
+            networking_configuration, group, platform_version, strategy,
+        )
+        for task in tasks if managed else []:
             task.capacity_provider_name = provider
         return tasks
 
@@ -210,27 +213,31 @@ def run_task_volume_configurations() -> None:
     parameter), so the task's EBS volumes configured at launch would be lost; ECS creates and
     attaches them to the task
     (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html). Keep them on each
-    task it starts (``volume_configurations``), and at hand while the request is handled
-    (``requested_volume_configurations``: what local mode's runner mounts)."""
+    task it starts (``volume_configurations``), and the request at hand while it is handled
+    (``requested``: the volumes local mode's runner mounts, and the capacity provider asked for,
+    whatever other fixes made of it on the way to moto's backend)."""
     from moto.ecs.responses import EC2ContainerServiceResponse
 
     def run_task(self: Any) -> Any:
-        _RUN_TASK.volume_configurations = copy.deepcopy(self._get_param("volumeConfigurations") or [])
+        _RUN_TASK.params = {
+            name: copy.deepcopy(self._get_param(name) or []) for name in ("volumeConfigurations", "capacityProviderStrategy")
+        }
         try:
             result = moto_function("run_task_volume_configurations", "run_task")(self)
         finally:
-            configurations, _RUN_TASK.volume_configurations = _RUN_TASK.volume_configurations, []
+            params, _RUN_TASK.params = _RUN_TASK.params, {}
         for task in result.result.get("tasks") or []:
             if getattr(task, "volume_configurations", None) is None:
-                task.volume_configurations = configurations
+                task.volume_configurations = params["volumeConfigurations"]
         return result
 
     replace("run_task_volume_configurations", EC2ContainerServiceResponse, "run_task", run_task)
 
 
-def requested_volume_configurations() -> list[dict[str, Any]]:
-    """The ``volumeConfigurations`` of the RunTask request this thread is handling ([] outside one)."""
-    return copy.deepcopy(getattr(_RUN_TASK, "volume_configurations", None) or [])
+def requested(name: str) -> list[dict[str, Any]]:
+    """RunTask's ``volumeConfigurations`` or ``capacityProviderStrategy`` as the request this
+    thread is handling gave them ([] outside one, or where it gave none)."""
+    return copy.deepcopy((getattr(_RUN_TASK, "params", None) or {}).get(name) or [])
 
 
 def ecs_image_digest() -> None:
@@ -398,5 +405,5 @@ def install() -> None:
 
 __all__ = [
     "FIXES", "MOTO_VERSION", "Fix", "as_delivered", "install", "installed", "local_image_digest",
-    "requested_volume_configurations", "size_task",
+    "requested", "size_task",
 ]
