@@ -112,6 +112,14 @@ def test_a_task_that_fits_fargate_runs_there_as_before(configure):
     assert spec == FargateTaskContainer.task_definition_spec(f"{ECR}/docker-hub/library/ubuntu:22.04")
 
 
+def test_miniwdl_clamps_runtime_values_to_the_managed_instances_not_to_fargate(configure):
+    configure()
+    limits = FargateTaskContainer.detect_resource_limits(None, LOG)
+    assert limits == {"cpu": 64, "mem_bytes": 512 * 1024**3}
+    configure(MANAGED_INSTANCES_CAPACITY_PROVIDER="", MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER="")
+    assert FargateTaskContainer.detect_resource_limits(None, LOG) == {"cpu": 16, "mem_bytes": 120 * 1024**3}
+
+
 def test_a_gpu_task_runs_on_managed_instances_with_its_gpus(configure):
     new = configure()
     container = new("call-gpu", cpu=8, memory="32 GiB", gpu=True, gpuCount=2)
