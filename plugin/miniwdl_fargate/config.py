@@ -21,6 +21,7 @@ from importlib import resources
 
 from WDL.runtime import config as wdl_config
 
+from . import images, sizes
 from .backend.links import parse_link_limit
 from .report.cost import Prices
 
@@ -130,12 +131,33 @@ class FargateSettings:
     prices: Prices
     efs_link_limit: int | None
     link_spares_dir: str
+    managed_instances_capacity_provider: str
+    managed_instances_spot_capacity_provider: str
+    managed_instances_max_cpu: int
+    managed_instances_max_memory_gib: int
+    managed_instances_max_gpus: int
+    ebs_volume_role: str
+    image_cache: str
     #: the pipeline's run id (set by the driver for each run; read per task with ``run_id``)
     run_id: str
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
         return cls(**{f.name: option(cfg, f.name) for f in fields(cls)})
+
+    def capacities(self) -> sizes.Capacities:
+        """Where tasks beyond Fargate can run: the managed-instances limits count only with a
+        capacity provider to run them on, EBS scratch only with a role for ECS to manage volumes."""
+        limits = sizes.ManagedInstanceLimits()
+        if self.managed_instances_capacity_provider:
+            limits = sizes.ManagedInstanceLimits(
+                self.managed_instances_max_cpu, self.managed_instances_max_memory_gib, self.managed_instances_max_gpus
+            )
+        return sizes.Capacities(limits, ebs_scratch=bool(self.ebs_volume_role))
+
+    def image_rules(self) -> dict[str, str]:
+        """``image_cache`` parsed: pull-through cache prefix by upstream registry."""
+        return images.parse_rules(self.image_cache)
 
 
 def loader(cfg_file: str | None = None, environ: dict[str, str] | None = None) -> wdl_config.Loader:
@@ -203,6 +225,10 @@ _PARSERS = {
     "pull_retry_delay": lambda v: _at_least(float(v), 0.0),
     "prices": Prices.parse,
     "efs_link_limit": parse_link_limit,
+    "managed_instances_max_cpu": lambda v: int(_at_least(int(v), 0)),
+    "managed_instances_max_memory_gib": lambda v: int(_at_least(int(v), 0)),
+    "managed_instances_max_gpus": lambda v: int(_at_least(int(v), 0)),
+    "image_cache": images.checked_rules_text,
 }
 
 

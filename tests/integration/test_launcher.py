@@ -144,3 +144,22 @@ def test_without_an_answer_for_good_the_launch_fails_naming_the_token(sim):
         launcher.launch(req)
     assert len(sim.tasks) == 1  # the second try found the task the first one started
     launcher.close()
+
+
+def test_a_spot_provider_given_a_fallback_goes_on_demand_there_once_no_subnet_has_capacity(sim):
+    """The managed-instances Spot provider falls back to its On-Demand provider exactly as
+    FARGATE_SPOT falls back to FARGATE."""
+    ecs = ecs_client(sim)
+    on_demand = {"capacityProviderStrategy": [{"capacityProvider": "wdl-managed", "weight": 1}]}
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01, spot_fallbacks={"wdl-managed-spot": on_demand})
+    sim.faults.script.extend(["capacity"] * 3)
+    req = request(ecs)
+    req.pop("launchType")
+    req["capacityProviderStrategy"] = [{"capacityProvider": "wdl-managed-spot", "weight": 1}]
+    launcher.launch(req)
+    sent = [r["capacityProviderStrategy"][0]["capacityProvider"] for r in sim.run_task_requests]
+    # each subnet tried on Spot, then On-Demand; the caller's request says what ran
+    assert sent == ["wdl-managed-spot"] * 3 + ["wdl-managed"]
+    assert req["capacityProviderStrategy"] == on_demand["capacityProviderStrategy"] and "launchType" not in req
+    assert launcher.stats["spot_fallbacks"] == 1
+    launcher.close()

@@ -148,3 +148,116 @@ def test_a_snapshot_is_its_own_copy(ecs):
     moto_task.status = "STOPPED"
     assert copied.containers[0] is not moto_task.containers[0]
     assert (copied.last_status, copied.containers[0].exitCode) == before != ("STOPPED", 3)
+
+
+# -- tasks beyond Fargate: managed instances, EBS volumes configured at launch, image digests -------
+
+MANAGED = dict(
+    family="mi", requiresCompatibilities=["MANAGED_INSTANCES"], networkMode="awsvpc", cpu="32768", memory="131072",
+    containerDefinitions=[{
+        "name": "task", "image": "ubuntu:22.04", "resourceRequirements": [{"type": "GPU", "value": "1"}],
+        "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/mnt/scratch"}],
+    }],
+    volumes=[{"name": "scratch", "configuredAtLaunch": True}],
+)
+SCRATCH = [{"name": "scratch", "managedEBSVolume": {
+    "sizeInGiB": 500, "volumeType": "gp3", "roleArn": "arn:aws:iam::123456789012:role/volumes",
+    "terminationPolicy": {"deleteOnTermination": True},
+}}]
+
+
+def run_managed(ecs, **extra):
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    ecs.register_task_definition(**MANAGED)
+    return ecs.run_task(
+        cluster="c", taskDefinition="mi", capacityProviderStrategy=[{"capacityProvider": "c-managed", "weight": 1}],
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}}, **extra,
+    )["tasks"]
+
+
+def test_a_managed_instances_task_runs_on_its_capacity_provider(ecs):
+    fixes.ecs_managed_instances()
+    (task,) = run_managed(ecs)
+    assert task["capacityProviderName"] == "c-managed"
+    described = ecs.describe_tasks(cluster="c", tasks=[task["taskArn"]])["tasks"][0]
+    assert described["capacityProviderName"] == "c-managed"
+
+
+def test_moto_itself_still_wants_container_instances_for_managed_instances(ecs, monkeypatch):
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    fixes.ecs_managed_instances()
+    monkeypatch.setattr(
+        EC2ContainerServiceBackend, "run_task",
+        patching.unpatched("ecs_managed_instances", EC2ContainerServiceBackend, "run_task"),
+    )
+    # when this fails, moto runs Managed Instances tasks itself: drop fixes.ecs_managed_instances
+    with pytest.raises(Exception, match="No instances found in cluster c"):  # (moto raises it as is, in process)
+        run_managed(ecs)
+
+
+def test_a_tasks_volume_configurations_are_kept_and_at_hand_while_its_run_task_is_handled(ecs, monkeypatch):
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    fixes.ecs_managed_instances()
+    fixes.run_task_volume_configurations()
+    seen = []
+    moto_run_task = EC2ContainerServiceBackend.run_task
+
+    def watching(self, *args, **kwargs):  # what local mode's runner is given (hooks.task_spec)
+        seen.append(fixes.requested("volumeConfigurations"))
+        return moto_run_task(self, *args, **kwargs)
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "run_task", watching)
+    (task,) = run_managed(ecs, volumeConfigurations=SCRATCH)
+    assert seen == [SCRATCH]
+    assert fixes.requested("volumeConfigurations") == []  # (only while the request is handled)
+    stored = next(iter(aws_tasks(task["taskArn"])))
+    assert stored.volume_configurations == SCRATCH
+
+
+def aws_tasks(arn):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ecs.models import ecs_backends
+
+    return [t for tasks in ecs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tasks.values() for a, t in tasks.items() if a == arn]
+
+
+def moto_own(owner, attribute):
+    """moto's own ``owner.attribute``, under however many patches of ours."""
+    for candidate in [vars(owner).get(attribute)] + [saved.get(attribute) for saved in patching.originals.values()]:
+        function = getattr(candidate, "__func__", candidate)
+        if function is not None and function.__module__.startswith("moto."):
+            return function
+    raise AssertionError(f"moto's own {owner.__name__}.{attribute} not found")
+
+
+def test_moto_itself_still_drops_volume_configurations():
+    import inspect
+
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    fixes.run_task_volume_configurations()
+    # when this fails, moto's RunTask takes volumeConfigurations: drop fixes.run_task_volume_configurations
+    assert "volumeConfigurations" not in inspect.getsource(moto_own(EC2ContainerServiceResponse, "run_task"))
+    assert not any("volume" in name for name in inspect.signature(moto_own(EC2ContainerServiceBackend, "run_task")).parameters)
+
+
+def test_each_container_reports_the_digest_of_its_image(ecs):
+    fixes.ecs_image_digest()
+    (task,) = run(ecs, "digest")
+    (container,) = ecs.describe_tasks(cluster="c", tasks=[task["taskArn"]])["tasks"][0]["containers"]
+    assert container["imageDigest"] == fixes.local_image_digest("ubuntu")
+    assert container["imageDigest"].startswith("sha256:") and len(container["imageDigest"]) == len("sha256:") + 64
+
+
+def test_moto_itself_still_gives_no_image_digest(ecs, monkeypatch):
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    fixes.ecs_image_digest()
+    monkeypatch.setattr(
+        EC2ContainerServiceBackend, "run_task", patching.unpatched("ecs_image_digest", EC2ContainerServiceBackend, "run_task"),
+    )
+    (task,) = run(ecs, "no-digest")
+    # when this fails, moto reports image digests: drop fixes.ecs_image_digest
+    assert "imageDigest" not in ecs.describe_tasks(cluster="c", tasks=[task["taskArn"]])["tasks"][0]["containers"][0]

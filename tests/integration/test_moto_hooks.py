@@ -128,3 +128,30 @@ def test_without_a_runtime_the_hooks_leave_run_and_stop_task_to_moto(moto_aws):
     arn = run_task(family="plain")["taskArn"]
     stopped = aws.client("ecs").stop_task(cluster="wdl", task=arn, reason="by moto")["task"]
     assert (stopped["taskArn"], stopped["desiredStatus"], stopped["stoppedReason"]) == (arn, "STOPPED", "by moto")
+
+
+def test_a_managed_instances_task_reaches_the_runner_with_its_provider_and_its_volumes(hooked):
+    from miniwdl_fargate.local.moto import fixes
+
+    fixes.ecs_managed_instances()
+    fixes.run_task_volume_configurations()
+    runtime, _ = hooked
+    ecs, ec2 = aws.client("ecs"), aws.client("ec2")
+    ecs.create_cluster(clusterName="wdl")
+    ecs.register_task_definition(
+        family="mwf-task-mi", requiresCompatibilities=["MANAGED_INSTANCES"], networkMode="awsvpc", cpu="32768",
+        memory="65536", volumes=[{"name": "scratch", "configuredAtLaunch": True}],
+        containerDefinitions=[{"name": "task", "image": "ubuntu:22.04", "command": ["true"],
+                               "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/mnt/scratch"}]}],
+    )
+    volumes = [{"name": "scratch", "managedEBSVolume": {"sizeInGiB": 500, "roleArn": "arn:aws:iam::123456789012:role/v"}}]
+    answer = ecs.run_task(
+        cluster="wdl", taskDefinition="mwf-task-mi", capacityProviderStrategy=[{"capacityProvider": "wdl-managed", "weight": 1}],
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [ec2.describe_subnets()["Subnets"][0]["SubnetId"]], "securityGroups": ["sg-1"]}},
+        volumeConfigurations=volumes,
+    )["tasks"][0]
+    (spec,) = runtime.started
+    assert spec.task_arn == answer["taskArn"]
+    assert spec.capacity_provider_name == "wdl-managed" == answer["capacityProviderName"]
+    assert spec.volume_configurations == volumes
+    assert spec.volumes == [{"name": "scratch", "configuredAtLaunch": True}]

@@ -143,3 +143,55 @@ def test_a_lost_driver_stopped_event_is_not_emitted(runner):
     assert [c for c in calls if c[0] == "emit"] == [("emit", "RUNNING")]
     assert calls[-1][:2] == ("stopped", "EssentialContainerExited")
     assert runner.fake_faults.injected == ["lose_driver_stopped_events"]
+
+
+def test_an_ebs_volume_configured_at_launch_is_a_fresh_directory_of_the_task_and_its_tmpdir(runner, tmp_path):
+    """A task with an EBS scratch volume (RunTask volumeConfigurations): mounted where the task
+    definition says, writable by the task, its TMPDIR; gone when the task stops, as ECS deletes a
+    volume with deleteOnTermination. GPUs asked for are recorded, not given."""
+    base = spec("t6", "", family="wdl-task", tags=[{"key": sweep.RUN_TAG, "value": "r1"}, {"key": sweep.DRIVER_TAG, "value": "d"}])
+    command = (
+        '[ "$TMPDIR" = /mnt/scratch ] && echo data > "$TMPDIR/file" && cat /mnt/scratch/file > /mnt/efs/seen.txt'
+    )
+    task = TaskSpec(
+        **{
+            **vars(base),
+            "container": {
+                "name": "task",
+                "command": ["sh", "-c", command],
+                "environment": [{"name": "TMPDIR", "value": "/mnt/scratch"}],
+                "resourceRequirements": [{"type": "GPU", "value": "1"}],
+                "mountPoints": [
+                    {"sourceVolume": "efs", "containerPath": "/mnt/efs"},
+                    {"sourceVolume": "scratch", "containerPath": "/mnt/scratch"},
+                ],
+            },
+            "volumes": [
+                {"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}},
+                {"name": "scratch", "configuredAtLaunch": True},
+            ],
+            "volume_configurations": [{"name": "scratch", "managedEBSVolume": {"sizeInGiB": 500, "roleArn": "arn:aws:iam::1:role/v"}}],
+        }
+    )
+    runner.ecs_task_started(task)
+    ended(runner, task)
+    stopped = [c for c in runner.fake_state.of(task.task_arn) if c[0] == "stopped"]
+    assert stopped == [("stopped", "EssentialContainerExited", ECS_STOPPED_REASON, 0, None)]
+    assert (tmp_path / "efs" / "fs-1" / "seen.txt").read_text() == "data\n"
+    assert not (tmp_path / "ebs" / "t6").exists()
+
+
+def test_a_volume_configured_at_launch_without_its_configuration_fails_to_start(runner):
+    base = spec("t7", "", family="wdl-task")
+    task = TaskSpec(
+        **{
+            **vars(base),
+            "container": {"name": "task", "command": ["true"], "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/mnt/scratch"}]},
+            "volumes": [{"name": "scratch", "configuredAtLaunch": True}],
+        }
+    )
+    runner.ecs_task_started(task)
+    ended(runner, task)
+    (stopped,) = [c for c in runner.fake_state.of(task.task_arn) if c[0] == "stopped"]
+    assert stopped[1] == "TaskFailedToStart"
+    assert "volume 'scratch' is configured at launch, but RunTask gave it no managedEBSVolume" in stopped[2]

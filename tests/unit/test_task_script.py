@@ -57,3 +57,13 @@ def test_command_runs_in_its_real_work_directory_with_a_private_tmpdir(tmp_path)
     assert tmpdir.startswith(os.path.join(os.environ.get("TMPDIR", "/tmp"), "miniwdl."))
     assert outputs["which_shell.tmp_ok"] == "writable"
     assert not os.path.exists(tmpdir)  # scratch is removed when the command ends
+
+
+def test_the_private_tmpdir_goes_to_tmp_where_the_given_tmpdir_cannot_hold_it(tmp_path):
+    """A scratch volume the container's user cannot write (ECS grants a non-root user access only
+    when the container definition names it): the command still gets a private TMPDIR, in /tmp."""
+    result = run(tmp_path, TMPDIR=str(tmp_path / "no-such-volume"))
+    tmpdir = result["outputs"]["which_shell.tmpdir"]
+    assert tmpdir.startswith("/tmp/miniwdl.")
+    assert result["outputs"]["which_shell.tmp_ok"] == "writable"
+    assert not os.path.exists(tmpdir)

@@ -198,7 +198,9 @@ class BaseTaskContainer(TaskContainer):
           an image without bash runs a command that needs only sh.
         - ``TMPDIR`` is a fresh directory in the container's own filesystem (``/tmp``: Fargate's
           ephemeral storage, which ``runtime.disks`` sizes), removed afterwards; a command that sets
-          its own (``[file_io] mount_tmpdir``) overrides it.
+          its own (``[file_io] mount_tmpdir``) overrides it. Where the container's environment
+          names another TMPDIR (a task's EBS scratch volume) the directory is made there, or in
+          ``/tmp`` if the container's user cannot write there.
         - The shell waits for the command in the background and passes a SIGTERM on (a stop, or a
           Spot interruption's two-minute warning): a foreground child of ``sh`` would not get it.
         - With ``stream_logs``, the command's stdout/stderr are also copied to the container's own
@@ -214,7 +216,8 @@ class BaseTaskContainer(TaskContainer):
             f"cd {q(self.host_work_dir())} || exit 1",
             f"shell={q(shell)}",
             '[ -x "$shell" ] || shell=/bin/sh',
-            'scratch=$(mktemp -d "${TMPDIR:-/tmp}/miniwdl.XXXXXX" 2>/dev/null) && export TMPDIR="$scratch"',
+            'scratch=$(mktemp -d "${TMPDIR:-/tmp}/miniwdl.XXXXXX" 2>/dev/null || mktemp -d /tmp/miniwdl.XXXXXX 2>/dev/null)'
+            ' && export TMPDIR="$scratch"',
         ]
         if self.stream_logs:
             lines += self.log_forwarder(out, err, self.log_forward_seconds)

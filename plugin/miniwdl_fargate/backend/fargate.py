@@ -2,6 +2,13 @@
 
 - Sizes: WDL ``cpu``/``memory`` snapped up to the nearest valid Fargate size, ``disks`` to ephemeral
   storage; what Fargate cannot give fails the task before launch (``sizes.for_task``).
+- Beyond Fargate (``sizes.for_task`` with the settings' ``capacities``): a task too big for
+  Fargate, or asking for GPUs, runs on the ECS Managed Instances capacity provider
+  (``managed_instances_capacity_provider``; preemptible ones on the Spot one first), with a task
+  definition of its own; ``disks`` beyond the capacity's storage get an EBS scratch volume,
+  configured at launch, mounted at SCRATCH_PATH and made the task's TMPDIR (``ebs_volume_role``).
+- Images go through the image cache's rules (``images.cached_image``); each attempt records the
+  image as asked, as run, and the digest ECS pulled.
 - The task definition is registered once per distinct image and run (content-hashed family name;
   the run's access point is part of the content); cpu, memory, storage and the command travel as
   RunTask overrides.
@@ -65,7 +72,7 @@ from WDL._util import parse_byte_size
 from docker.errors import BuildError as DockerBuildError  # (miniwdl's own dependency)
 from WDL.runtime.error import Interrupted, Terminated
 
-from .. import attempts, aws, runs, sizes, sweep
+from .. import attempts, aws, images, runs, sizes, sweep
 from ..config import FargateSettings
 from . import links, standalone, stops
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
@@ -79,6 +86,13 @@ DRIVER_TAG = sweep.DRIVER_TAG
 CALL_TAG = "miniwdl-fargate:call"
 RUN_ACCESS_POINT_TAG = sweep.RUN_ACCESS_POINT_TAG
 SPOT = "FARGATE_SPOT"
+MANAGED_INSTANCES = sizes.MANAGED_INSTANCES
+MANAGED_INSTANCES_SPOT = "MANAGED_INSTANCES_SPOT"
+#: the EBS scratch volume of a task whose runtime.disks is beyond its capacity's own storage: its
+#: task-definition volume (configured at launch: RunTask's volumeConfigurations) and where the
+#: container mounts it (also the task's TMPDIR)
+SCRATCH_VOLUME = "scratch"
+SCRATCH_PATH = "/mnt/scratch"
 #: the longest wait between two pulls of an image
 PULL_RETRY_CAP = 300.0
 #: RegisterTaskDefinition's sustained rate is 1 a second (token bucket per account and Region:
@@ -119,7 +133,7 @@ class FargateJob(Job):
     watch: Watch
     task_definition: str
     client_token: str
-    capacity: str  # FARGATE or FARGATE_SPOT
+    capacity: str  # FARGATE, FARGATE_SPOT, MANAGED_INSTANCES or MANAGED_INSTANCES_SPOT
     launched_at: float  # epoch seconds RunTask answered
     #: the last poller update seen (``Watch.wait``) and the last lastStatus logged
     seen_version: int = 0
@@ -187,6 +201,9 @@ class FargateTaskContainer(BaseTaskContainer):
     _run_volume_lock = threading.Lock()
     _last_registration = 0.0
     _registration_lock = threading.Lock()
+    #: where tasks beyond Fargate can run (``settings.capacities``), and the image cache's rules
+    capacities: sizes.Capacities = sizes.Capacities()
+    image_rules: Dict[str, str] = {}
     #: RunTask calls of this run so far (one run per driver process), against max_tasks_per_run
     _launches = 0
     _launches_guard = threading.Lock()
@@ -218,10 +235,13 @@ class FargateTaskContainer(BaseTaskContainer):
                 "aws_fargate: log_group needs an execution_role that may write to it (or set "
                 "provision = true to create one)"
             )
+        cls._check_beyond_fargate(settings)
         settings.efs_security_group = standalone.resolve_security_group(settings.efs_security_group)
         settings.execution_role = standalone.role_arn(settings.execution_role)
         settings.task_role = standalone.role_arn(settings.task_role)
         cls.settings = settings
+        cls.capacities = settings.capacities()
+        cls.image_rules = settings.image_rules()
         cls.stream_logs = bool(settings.log_group)  # the command's output also to CloudWatch Logs
         ecs = aws.client("ecs")
         cls._poller = TaskPoller(
@@ -235,6 +255,7 @@ class FargateTaskContainer(BaseTaskContainer):
             rate=settings.launch_rate,
             burst=settings.launch_burst,
             capacity_retries=settings.capacity_retries,
+            spot_fallbacks=cls._spot_fallbacks(settings),
         )
         cls._driver = sweep.driver_identity()
         with cls._launches_guard:
@@ -249,12 +270,54 @@ class FargateTaskContainer(BaseTaskContainer):
                 launch_rate=settings.launch_rate,
                 max_tasks_per_run=settings.max_tasks_per_run,
                 driver=cls._driver,
+                managed_instances=settings.managed_instances_capacity_provider or None,
+                ebs_scratch=cls.capacities.ebs_scratch,
+                image_cache=sorted(cls.image_rules) or None,
             )
         )
 
+    @staticmethod
+    def _spot_fallbacks(settings: FargateSettings) -> dict[str, dict[str, Any]]:
+        """The launcher's On-Demand placement for the managed-instances Spot provider (FARGATE_SPOT's it knows)."""
+        spot, on_demand = settings.managed_instances_spot_capacity_provider, settings.managed_instances_capacity_provider
+        if not spot:
+            return {}
+        return {spot: {"capacityProviderStrategy": [{"capacityProvider": on_demand, "weight": 1}]}}
+
+    def _capacity_of(self, request: dict[str, Any]) -> str:
+        """The capacity a launched request ran on (the launcher may have moved it from Spot to On-Demand)."""
+        strategy = request.get("capacityProviderStrategy") or []
+        provider = strategy[0].get("capacityProvider") if strategy else None
+        if provider is None:
+            return "FARGATE"
+        if provider == SPOT:
+            return SPOT
+        spot = self.settings.managed_instances_spot_capacity_provider
+        return MANAGED_INSTANCES_SPOT if spot and provider == spot else MANAGED_INSTANCES
+
+    @staticmethod
+    def _check_beyond_fargate(settings: FargateSettings) -> None:
+        """The settings for tasks beyond Fargate make sense together, or the run fails now, naming them."""
+        if settings.managed_instances_spot_capacity_provider and not settings.managed_instances_capacity_provider:
+            raise RuntimeError(
+                "aws_fargate: managed_instances_spot_capacity_provider needs managed_instances_capacity_provider "
+                "(the On-Demand one, where preemptible tasks go once their interruptions are spent)"
+            )
+        if settings.ebs_volume_role and not settings.ebs_volume_role.startswith("arn:"):
+            raise RuntimeError(
+                f"aws_fargate: ebs_volume_role must be the ARN of the ECS infrastructure role for volumes, "
+                f"not {settings.ebs_volume_role!r} (e.g. arn:aws:iam::123456789012:role/ecsInfrastructureRole)"
+            )
+
     @classmethod
     def detect_resource_limits(cls, cfg: Any, logger: logging.Logger) -> Dict[str, int]:
-        return {"cpu": sizes.MAX_CPU_UNITS // 1024, "mem_bytes": sizes.MAX_MEMORY_MIB * 1024 * 1024}
+        """The most a task can get: Fargate's largest size, or the managed instances' where they
+        are bigger (miniwdl clamps runtime cpu/memory to this; the size itself comes from
+        ``process_runtime``, which refuses what no capacity gives)."""
+        limits = cls.capacities.managed_instances
+        cpu = max(sizes.MAX_CPU_UNITS // 1024, limits.max_cpu)
+        memory_mib = max(sizes.MAX_MEMORY_MIB, limits.max_memory_gib * sizes.GIB)
+        return {"cpu": cpu, "mem_bytes": memory_mib * 1024 * 1024}
 
     def __init__(self, cfg: Any, run_id: str, host_dir: str) -> None:
         super().__init__(cfg, run_id, host_dir)
@@ -288,12 +351,28 @@ class FargateTaskContainer(BaseTaskContainer):
                 memory_bytes=memory,
                 disks=disks,
                 gpu=isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
+                gpus=self._gpu_count(runtime_eval),
                 default_cpu_units=self.settings.default_cpu_shares,
                 default_memory_mib=self.settings.default_memory_mb,
+                capacities=self.capacities,
             )
         except sizes.SizeError as exn:
             raise WDL.Error.RuntimeError(str(exn)) from None
         super().process_runtime(logger, runtime_eval)
+
+    def _gpu_count(self, runtime_eval: Dict[str, WDL.Value.Base]) -> int:
+        """``runtime.gpuCount`` (Cromwell's key, which miniwdl passes through): a whole number of
+        GPUs, 0 when absent."""
+        value = runtime_eval.get("gpuCount")
+        if value is None:
+            return 0
+        try:
+            count = int(str(value.coerce(WDL.Type.String()).value).strip())
+        except (ValueError, WDL.Error.RuntimeError, TypeError):
+            count = -1
+        if count < 0:
+            raise WDL.Error.RuntimeError(f"task {self.run_id}: runtime.gpuCount = {value}: expected a whole number of GPUs")
+        return count
 
     def fargate_size(self) -> sizes.TaskSize:
         if self._size is None:  # process_runtime not called: the task's runtime said nothing
@@ -304,18 +383,26 @@ class FargateTaskContainer(BaseTaskContainer):
         size = self.fargate_size()
         return {
             "image": self.image(),
+            "image_uri": self.image_uri(),
             "cpu": size.cpu,
             "memory": size.memory,
             "ephemeral_gib": size.ephemeral_gib or sizes.DEFAULT_EPHEMERAL_GIB,
-            "capacity": SPOT if self.on_spot() else "FARGATE",
+            "capacity": self.capacity(),
+            "gpus": size.gpus,
+            "scratch_gib": size.scratch_gib,
             "public_ip": self.settings.assign_public_ip,  # run_task_request's assignPublicIp
         }
 
     def image(self) -> str:
+        """The task's image as the WDL asked for it (``runtime.docker``, else miniwdl's default)."""
         image = self.runtime_values.get("docker") or self.cfg.get_dict("task_runtime", "defaults").get(
             "docker", "ubuntu:22.04"
         )
         return str(image)
+
+    def image_uri(self) -> str:
+        """The image the ECS task runs: ``image()`` through the image cache's rules (``images``)."""
+        return images.cached_image(self.image(), self.image_rules)
 
     # -- task definitions -----------------------------------------------------------------------
 
@@ -426,9 +513,13 @@ class FargateTaskContainer(BaseTaskContainer):
             cls._last_registration = time.monotonic()
 
     @classmethod
-    def task_definition_spec(cls, image: str, volume: RunVolume | None = None) -> dict[str, Any]:
+    def task_definition_spec(
+        cls, image: str, volume: RunVolume | None = None, size: sizes.TaskSize | None = None
+    ) -> dict[str, Any]:
         """The RegisterTaskDefinition request for ``image`` (without its family name); with
-        ``volume``, the tasks mount only that run's directory."""
+        ``volume``, the tasks mount only that run's directory. ``size`` decides what else the
+        definition holds (``placement_kind``): managed instances and their GPUs, an EBS scratch
+        volume; the cpu and memory themselves travel as RunTask overrides."""
         s = cls.settings
         container: dict[str, Any] = {
             "name": CONTAINER_NAME,
@@ -478,7 +569,51 @@ class FargateTaskContainer(BaseTaskContainer):
             spec["executionRoleArn"] = s.execution_role
         if s.task_role:
             spec["taskRoleArn"] = s.task_role
+        if size is not None:
+            cls._beyond_fargate_spec(spec, size)
         return spec
+
+    @staticmethod
+    def _beyond_fargate_spec(spec: dict[str, Any], size: sizes.TaskSize) -> None:
+        """What a task definition needs for ``size`` beyond a Fargate task's (in place).
+
+        - Managed instances: ``requiresCompatibilities`` MANAGED_INSTANCES (validated for that
+          capacity; its networkMode is awsvpc as on Fargate, and the task definition may give the
+          task-level cpu and memory:
+          https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters-managed-instances.html);
+          its GPUs as the container's ``resourceRequirements`` GPU count
+          (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-gpu-specifying.html).
+        - EBS scratch: a volume ``configuredAtLaunch`` (RunTask's volumeConfigurations give its
+          size and role: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/specify-ebs-config.html),
+          mounted at SCRATCH_PATH, which is the task's TMPDIR (``task_script`` makes its own
+          directory there). The volume is root's; for a non-root user named in the container
+          definition ECS grants its group read and write
+          (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ebs-non-root-behavior.html). We
+          keep the image's USER, which ECS may not see, so ``task_script`` falls back to /tmp
+          where the scratch directory cannot be made.
+        """
+        container = spec["containerDefinitions"][0]
+        if size.capacity == MANAGED_INSTANCES:
+            spec["requiresCompatibilities"] = [MANAGED_INSTANCES]
+        if size.gpus:
+            container["resourceRequirements"] = [{"type": "GPU", "value": str(size.gpus)}]
+        if size.scratch_gib:
+            spec["volumes"].append({"name": SCRATCH_VOLUME, "configuredAtLaunch": True})
+            container["mountPoints"].append({"sourceVolume": SCRATCH_VOLUME, "containerPath": SCRATCH_PATH, "readOnly": False})
+            container["environment"] = [{"name": "TMPDIR", "value": SCRATCH_PATH}]
+
+    @staticmethod
+    def placement_kind(size: sizes.TaskSize) -> str:
+        """What of ``size`` its task definition depends on ("" for a plain Fargate task): tasks
+        of one image share a task definition per kind."""
+        parts = []
+        if size.capacity != sizes.FARGATE:
+            parts.append(size.capacity)
+        if size.gpus:
+            parts.append(f"gpus={size.gpus}")
+        if size.scratch_gib:
+            parts.append("scratch")
+        return ",".join(parts)
 
     @classmethod
     def _image_lock(cls, image: str) -> threading.Lock:
@@ -486,18 +621,23 @@ class FargateTaskContainer(BaseTaskContainer):
             return cls._td_locks.setdefault(image, threading.Lock())
 
     @classmethod
-    def task_definition(cls, logger: logging.Logger, image: str, run_id: str = "") -> str:
-        """The task definition ARN for ``image``: found by content hash, registered if new. Known
-        images return at once; a new image waits only for its own registration. With ``run_id``
-        (the pipeline's run), its tasks mount only that run's directory (``run_volume``)."""
-        found = cls._task_definitions.get(image)
+    def task_definition(
+        cls, logger: logging.Logger, image: str, run_id: str = "", size: sizes.TaskSize | None = None
+    ) -> str:
+        """The task definition ARN for ``image`` (and what of ``size`` it depends on,
+        ``placement_kind``): found by content hash, registered if new. Known images return at
+        once; a new image waits only for its own registration. With ``run_id`` (the pipeline's
+        run), its tasks mount only that run's directory (``run_volume``)."""
+        kind = cls.placement_kind(size) if size is not None else ""
+        key = f"{image}|{kind}" if kind else image
+        found = cls._task_definitions.get(key)
         if found:
             return found
-        with cls._image_lock(image):
-            found = cls._task_definitions.get(image)
+        with cls._image_lock(key):
+            found = cls._task_definitions.get(key)
             if found:
                 return found
-            spec = cls.task_definition_spec(image, cls.run_volume(logger, run_id))
+            spec = cls.task_definition_spec(image, cls.run_volume(logger, run_id), size)
             digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
             family = f"{cls.settings.task_definition_prefix}-{digest}"
             ecs = aws.client("ecs")
@@ -513,17 +653,64 @@ class FargateTaskContainer(BaseTaskContainer):
                 arn = ecs.register_task_definition(family=family, **spec)["taskDefinition"][
                     "taskDefinitionArn"
                 ]
-                logger.notice(_("registered task definition", image=image, arn=arn))  # type: ignore[attr-defined]
-            cls._task_definitions[image] = arn
+                logger.notice(_("registered task definition", image=image, kind=kind or None, arn=arn))  # type: ignore[attr-defined]
+            cls._task_definitions[key] = arn
             return arn
 
     # -- one task -------------------------------------------------------------------------------
 
     def on_spot(self) -> bool:
-        """Whether this attempt runs on FARGATE_SPOT: the task is preemptible and its budget of
-        interruptions is not spent yet (miniwdl retries up to ``preemptible`` interruptions)."""
+        """Whether this attempt runs on Spot capacity (FARGATE_SPOT, or the Spot managed-instances
+        capacity provider for a task beyond Fargate, where there is one): the task is preemptible
+        and its budget of interruptions is not spent yet (miniwdl retries up to ``preemptible``
+        interruptions); then it runs On-Demand."""
         budget = int(self.runtime_values.get("preemptible", 0) or 0)
+        if self.fargate_size().capacity == MANAGED_INSTANCES and not self.settings.managed_instances_spot_capacity_provider:
+            return False
         return self.settings.spot and self._interruptions < budget
+
+    def capacity(self) -> str:
+        """Where this attempt runs: FARGATE, FARGATE_SPOT, MANAGED_INSTANCES or MANAGED_INSTANCES_SPOT."""
+        if self.fargate_size().capacity == MANAGED_INSTANCES:
+            return MANAGED_INSTANCES_SPOT if self.on_spot() else MANAGED_INSTANCES
+        return SPOT if self.on_spot() else "FARGATE"
+
+    def placement(self) -> dict[str, Any]:
+        """RunTask's fields saying where the attempt runs: ``launchType`` FARGATE, or a capacity
+        provider strategy of one provider (FARGATE_SPOT, or the cluster's managed-instances one);
+        a request has one or the other, never both
+        (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html)."""
+        capacity = self.capacity()
+        provider = {
+            SPOT: SPOT,
+            MANAGED_INSTANCES: self.settings.managed_instances_capacity_provider,
+            MANAGED_INSTANCES_SPOT: self.settings.managed_instances_spot_capacity_provider,
+        }.get(capacity)
+        if provider is None:
+            return {"launchType": "FARGATE"}
+        return {"capacityProviderStrategy": [{"capacityProvider": provider, "weight": 1}]}
+
+    def scratch_volume(self, tags: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """RunTask's ``volumeConfigurations`` for a task with an EBS scratch volume (none
+        otherwise): gp3, encrypted, ext4, deleted with the task, tagged as the task is
+        (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_TaskManagedEBSVolumeConfiguration.html)."""
+        size = self.fargate_size()
+        if not size.scratch_gib:
+            return []
+        return [
+            {
+                "name": SCRATCH_VOLUME,
+                "managedEBSVolume": {
+                    "sizeInGiB": size.scratch_gib,
+                    "volumeType": "gp3",
+                    "encrypted": True,
+                    "roleArn": self.settings.ebs_volume_role,
+                    "filesystemType": "ext4",
+                    "terminationPolicy": {"deleteOnTermination": True},
+                    "tagSpecifications": [{"resourceType": "volume", "tags": tags}],
+                },
+            }
+        ]
 
     def run_task_request(self, logger: logging.Logger, script: str, token: str | None = None) -> dict[str, Any]:
         """The RunTask request of one attempt; ``token``: its clientToken (fresh if not given)."""
@@ -544,9 +731,14 @@ class FargateTaskContainer(BaseTaskContainer):
         if size.ephemeral_gib:
             overrides["ephemeralStorage"] = {"sizeInGiB": size.ephemeral_gib}
         run_id = self.pipeline_run_id or "standalone"
+        tags = [
+            {"key": RUN_TAG, "value": run_id},
+            {"key": DRIVER_TAG, "value": self._driver or "unknown"},
+            {"key": CALL_TAG, "value": self.run_id[:256]},
+        ]
         request: dict[str, Any] = {
             "cluster": s.cluster,
-            "taskDefinition": self.task_definition(logger, self.image(), self.pipeline_run_id),
+            "taskDefinition": self.task_definition(logger, self.image_uri(), self.pipeline_run_id, size),
             "count": 1,
             "networkConfiguration": {
                 "awsvpcConfiguration": {
@@ -557,20 +749,16 @@ class FargateTaskContainer(BaseTaskContainer):
             },
             "overrides": overrides,
             "startedBy": runs.started_by(run_id),
-            "tags": [
-                {"key": RUN_TAG, "value": run_id},
-                {"key": DRIVER_TAG, "value": self._driver or "unknown"},
-                {"key": CALL_TAG, "value": self.run_id[:256]},
-            ],
+            "tags": tags,
             "enableECSManagedTags": True,
             # idempotent: botocore's retries of this request, and the launcher's after a lost
             # answer, return the task ECS started rather than starting another
             "clientToken": token or client_token(),
+            **self.placement(),
         }
-        if self.on_spot():
-            request["capacityProviderStrategy"] = [{"capacityProvider": SPOT, "weight": 1}]
-        else:
-            request["launchType"] = "FARGATE"
+        volumes = self.scratch_volume(tags)
+        if volumes:
+            request["volumeConfigurations"] = volumes
         return request
 
     def _mark(self, **changes: Any) -> None:
@@ -609,7 +797,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 raise Interrupted(str(exn)) from exn
             raise WDL.Error.RuntimeError(f"task {self.run_id}: {exn}") from exn
         arn = task["taskArn"]
-        self._capacity = SPOT if "capacityProviderStrategy" in request else "FARGATE"
+        self._capacity = self._capacity_of(request)
         job = FargateJob(
             self._poller.watch(arn), request["taskDefinition"], request["clientToken"], self._capacity, time.time()
         )
@@ -652,6 +840,7 @@ class FargateTaskContainer(BaseTaskContainer):
         if state != job.last_state:
             logger.info(_("ECS task status", arn=job.arn, status=state))
             job.last_state = state
+        self._note_image_digest(task)
         pulled = epoch(task.get("pullStartedAt"))
         if pulled and self._attempt is not None and self._attempt.billing_start is None:
             self._mark(billing_start=pulled)  # Fargate bills from the start of the image pull
@@ -667,6 +856,18 @@ class FargateTaskContainer(BaseTaskContainer):
             started_at=started,
             stopped_at=epoch(task.get("stoppedAt")),
         )
+
+    def _note_image_digest(self, task: dict[str, Any]) -> None:
+        """Record the digest of the image ECS pulled (DescribeTasks ``containers[].imageDigest``,
+        known once the pull is done: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Container.html),
+        once per attempt, for the run's provenance."""
+        attempt = self._attempt
+        if attempt is None or attempt.image_digest:
+            return
+        for container in task.get("containers") or []:
+            if container.get("name", CONTAINER_NAME) == CONTAINER_NAME and container.get("imageDigest"):
+                self._mark(image_digest=container["imageDigest"])
+                return
 
     def _missing(self, logger: logging.Logger, job: FargateJob) -> JobStatus:
         """DescribeTasks answers MISSING. Within ``missing_grace`` the task is just not visible
@@ -746,7 +947,7 @@ class FargateTaskContainer(BaseTaskContainer):
         )
         self._mark(outcome=end.outcome, detail=end.detail, exit_code=end.exit_code)
         if end.stop_code == "SpotInterruption":
-            raise Interrupted(f"Fargate Spot reclaimed the task ({end.reason})")
+            raise Interrupted(f"{'Fargate Spot' if self._capacity == SPOT else 'Spot'} reclaimed the task ({end.reason})")
         raise Interrupted(f"ECS stopped the task ({end.stop_code}: {end.reason})")
 
     def _failed_to_start(self, logger: logging.Logger, end: stops.Ending) -> int:
@@ -803,7 +1004,7 @@ class FargateTaskContainer(BaseTaskContainer):
             self.failure_info = info
             return False
         try:
-            bigger = sizes.next_size_up(size, self.settings.oom_memory_factor)
+            bigger = sizes.next_size_up(size, self.settings.oom_memory_factor, self.capacities)
         except sizes.SizeError as exn:
             info["out_of_memory"] = f"killed for exceeding its memory at {here}, and {exn}: not retried"
             self.failure_info = info

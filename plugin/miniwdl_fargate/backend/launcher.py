@@ -26,6 +26,7 @@ One ``Launcher`` per driver process, shared by every task thread:
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import random
 import threading
@@ -172,6 +173,15 @@ def is_quota_failure(failure: dict[str, Any]) -> bool:
     return any(marker in text for marker in QUOTA_MARKERS)
 
 
+SPOT = "FARGATE_SPOT"
+
+
+def describe_placement(request: dict[str, Any]) -> str:
+    """Where a RunTask request places its task: its launch type, or its capacity provider."""
+    strategy = request.get("capacityProviderStrategy") or []
+    return str(request.get("launchType") or (strategy[0].get("capacityProvider") if strategy else "the default capacity"))
+
+
 class Launcher:
     def __init__(
         self,
@@ -185,9 +195,14 @@ class Launcher:
         backoff_cap: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        spot_fallbacks: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        """``client``: the boto3 ECS client RunTask goes through (its events get the hooks)."""
+        """``client``: the boto3 ECS client RunTask goes through (its events get the hooks).
+        ``spot_fallbacks``: by Spot capacity provider, the RunTask fields that place a task
+        On-Demand instead once no subnet has Spot capacity (FARGATE_SPOT's, launchType FARGATE,
+        always; the managed-instances Spot provider's, its On-Demand provider)."""
         self._client = client
+        self.spot_fallbacks = {SPOT: {"launchType": "FARGATE"}, **(spot_fallbacks or {})}
         self.bucket = TokenBucket(rate, burst, clock=clock, sleep=sleep)
         self.capacity_retries = capacity_retries
         self.throttle_retries = throttle_retries
@@ -211,6 +226,18 @@ class Launcher:
         events = self._client.meta.events
         events.unregister("before-send.ecs.RunTask", self._before_send)
         events.unregister("needs-retry.ecs.RunTask", self._after_attempt)
+
+    def _maybe_fall_back(self, request: dict[str, Any], everywhere: bool, logger: logging.Logger) -> None:
+        """A Spot request that found no capacity in any subnet (``everywhere``) is placed
+        On-Demand from now on (``spot_fallbacks``), in place."""
+        strategy = request.get("capacityProviderStrategy") or []
+        provider = next((s.get("capacityProvider") for s in strategy if s.get("capacityProvider") in self.spot_fallbacks), None)
+        if provider is None or not everywhere:
+            return
+        request.pop("capacityProviderStrategy")
+        request.update(copy.deepcopy(self.spot_fallbacks[provider]))
+        self._count("spot_fallbacks")
+        logger.warning("no %s capacity in any subnet; falling back to on-demand %s", provider, describe_placement(request))
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -313,12 +340,7 @@ class Launcher:
                         f"no Fargate capacity after {capacity} attempts across subnets {subnets}: {failures}",
                         capacity=True,
                     )
-                strategy = request.get("capacityProviderStrategy") or []
-                if any(s.get("capacityProvider") == "FARGATE_SPOT" for s in strategy) and capacity > len(subnets):
-                    request.pop("capacityProviderStrategy")
-                    request["launchType"] = "FARGATE"
-                    self._count("spot_fallbacks")
-                    logger.warning("no FARGATE_SPOT capacity in any subnet; falling back to on-demand FARGATE")
+                self._maybe_fall_back(request, capacity > len(subnets), logger)
                 if len(subnets) > 1:
                     chosen = [subnets[(capacity - 1) % len(subnets)]]
                     request["networkConfiguration"]["awsvpcConfiguration"]["subnets"] = chosen

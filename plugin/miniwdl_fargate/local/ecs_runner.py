@@ -82,6 +82,8 @@ class TaskSpec:
     volumes: list[dict[str, Any]] = field(default_factory=list)
     tags: list[dict[str, str]] = field(default_factory=list)
     capacity_provider_name: str | None = None
+    #: RunTask's volumeConfigurations: the volumes the task definition left to be configured at launch
+    volume_configurations: list[dict[str, Any]] = field(default_factory=list)
     cpu: str | None = None  # the task definition's
     memory: str | None = None  # the task definition's
 
@@ -208,10 +210,28 @@ class EcsRunner:
             json.dump({"Cluster": task.cluster_arn, "TaskARN": task.task_arn, "Family": task.task_definition_arn.rsplit("/", 1)[-1].split(":")[0]}, outfile)
         return "file://" + folder
 
+    def volume_host_dir(self, task: TaskSpec, volume: dict[str, Any]) -> str:
+        """The host directory standing in for one of the task's volumes: EFS (``efs_host_dir``),
+        or an EBS volume configured at launch (``ebs_host_dir``)."""
+        if _ci(volume, "configuredAtLaunch"):
+            return self.ebs_host_dir(task, _ci(volume, "name"))
+        return self.efs_host_dir(volume)
+
+    def ebs_host_dir(self, task: TaskSpec, name: str) -> str:
+        """An ECS-managed EBS volume RunTask configured (``volumeConfigurations``): an empty
+        directory of the task's own, owned by root as ECS's volume is, removed when the task stops
+        (the backend asks ``deleteOnTermination``). Its size is not enforced here."""
+        configured = next((c for c in task.volume_configurations if c.get("name") == name), None)
+        if configured is None or not configured.get("managedEBSVolume"):
+            raise ValueError(f"volume {name!r} is configured at launch, but RunTask gave it no managedEBSVolume")
+        path = os.path.join(self.state_dir, "ebs", task.id, name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
     def efs_host_dir(self, volume: dict[str, Any]) -> str:
         efs = _ci(volume, "efsVolumeConfiguration")
         if efs is None:
-            raise ValueError(f"volume {_ci(volume, 'name')!r}: only EFS volumes are supported locally")
+            raise ValueError(f"volume {_ci(volume, 'name')!r}: only EFS and EBS volumes are supported locally")
         fs_id = _ci(efs, "fileSystemId") or _ci(efs, "filesystemId")
         root = _ci(efs, "rootDirectory") or "/"
         access_point = _ci(_ci(efs, "authorizationConfig"), "accessPointId")
@@ -236,16 +256,22 @@ class EcsRunner:
         try:
             self._run_task_inner(task)
         except Exception as exn:
-            if isinstance(exn, TaskStartError):
-                log.warning("local Fargate task %s did not start: %s", task.task_arn, exn)
-                reason = str(exn)
-            else:
-                log.exception("local Fargate task %s failed to run", task.task_arn)
-                reason = f"CannotStartContainerError: {exn}"
-            with self._lock:
-                self._procs.pop(task.task_arn, None)
-                self._stop_requests.pop(task.task_arn, None)
-            self._stopped(task, "TaskFailedToStart", reason[:255], container_reason=reason[:255])
+            self._task_failed(task, exn)
+        finally:
+            shutil.rmtree(os.path.join(self.state_dir, "ebs", task.id), ignore_errors=True)  # its EBS volumes
+
+    def _task_failed(self, task: TaskSpec, exn: Exception) -> None:
+        """The task did not start, or the runner failed running it: STOPPED, TaskFailedToStart."""
+        if isinstance(exn, TaskStartError):
+            log.warning("local Fargate task %s did not start: %s", task.task_arn, exn)
+            reason = str(exn)
+        else:
+            log.exception("local Fargate task %s failed to run", task.task_arn)
+            reason = f"CannotStartContainerError: {exn}"
+        with self._lock:
+            self._procs.pop(task.task_arn, None)
+            self._stop_requests.pop(task.task_arn, None)
+        self._stopped(task, "TaskFailedToStart", reason[:255], container_reason=reason[:255])
 
     def _stopped(self, task: TaskSpec, stop_code: str, reason: str, **container: Any) -> None:
         """Record how the task ended and emit its STOPPED event."""
@@ -268,9 +294,12 @@ class EcsRunner:
         }
         volumes = {_ci(v, "name"): v for v in task.volumes}
         mounts = [
-            Mount(self.efs_host_dir(volumes[_ci(mp, "sourceVolume")]), _ci(mp, "containerPath"), bool(_ci(mp, "readOnly")))
+            Mount(self.volume_host_dir(task, volumes[_ci(mp, "sourceVolume")]), _ci(mp, "containerPath"), bool(_ci(mp, "readOnly")))
             for mp in _ci(container_def, "mountPoints") or []
         ]
+        gpus = [r for r in _ci(container_def, "resourceRequirements") or [] if _ci(r, "type") == "GPU"]
+        if gpus:
+            self._warn_once("gpu", f"task {task.task_arn} asks for {_ci(gpus[0], 'value')} GPU(s): local mode records GPU requests but gives tasks none")
         memory_mib = _memory_limit_mib(task, container_def, override)
         log_path = os.path.join(self.logs_dir, "ecs", task.family, f"{task.id}.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
@@ -399,7 +428,8 @@ class EcsRunner:
         argv = self._argv(_ci(container_def, "name"), container_def, override)
         sandbox = self.sandbox()
         env = self._host_environment(task, environment)
-        env.pop("TMPDIR", None)  # the host's; the sandbox has its own /tmp
+        if "TMPDIR" not in environment:
+            env.pop("TMPDIR", None)  # the host's; the sandbox has its own /tmp
         if sandbox is None:
             env["HOME"] = os.path.join(self.state_dir, "home", task.id)
             os.makedirs(env["HOME"], exist_ok=True)

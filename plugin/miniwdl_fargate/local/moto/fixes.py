@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
 import json
 import threading
 import uuid
@@ -172,6 +173,96 @@ def size_task(task: Any, task_definition: Any) -> None:
             setattr(task, name, str(value))
 
 
+def ecs_managed_instances() -> None:
+    """RunTask: moto runs a task on a capacity provider other than FARGATE or FARGATE_SPOT only
+    on container instances registered in the cluster (an EC2 Auto Scaling group's) and fails
+    ("No instances found in cluster") without one. A capacity provider of ECS Managed Instances
+    launches and registers its own instances for the tasks it is given
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ManagedInstancesProvider.html): a task
+    whose task definition requires MANAGED_INSTANCES and names such a provider runs, as a Fargate
+    task does in moto, and keeps its capacity provider's name."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    def run_task(  # (moto's own signature: its response passes every argument by position)
+        self: Any, cluster_str: str, task_definition_str: str, count: int, overrides: Any, started_by: str, tags: Any,
+        launch_type: str | None, networking_configuration: Any = None, group: str | None = None,
+        platform_version: str | None = None, capacity_provider_strategy: list[dict[str, Any]] | None = None,
+    ) -> list[Any]:
+        moto_run_task = moto_function("ecs_managed_instances", "run_task")
+        provider = (capacity_provider_strategy or [{}])[0].get("capacityProvider")
+        definition = self.describe_task_definition(task_definition_str)
+        managed = provider not in (None, "FARGATE", "FARGATE_SPOT") and "MANAGED_INSTANCES" in (definition.requires_compatibilities or [])
+        strategy = [{"capacityProvider": "FARGATE", "weight": 1}] if managed else capacity_provider_strategy  # (placed as Fargate's)
+        tasks = moto_run_task(
+            self, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type,
+            networking_configuration, group, platform_version, strategy,
+        )
+        for task in tasks if managed else []:
+            task.capacity_provider_name = provider
+        return tasks
+
+    replace("ecs_managed_instances", EC2ContainerServiceBackend, "run_task", run_task)
+
+
+#: the RunTask request being handled on this thread (``run_task_volume_configurations``)
+_RUN_TASK = threading.local()
+
+
+def run_task_volume_configurations() -> None:
+    """RunTask: moto drops ``volumeConfigurations`` (its backend's run_task has no such
+    parameter), so the task's EBS volumes configured at launch would be lost; ECS creates and
+    attaches them to the task
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html). Keep them on each
+    task it starts (``volume_configurations``), and the request at hand while it is handled
+    (``requested``: the volumes local mode's runner mounts, and the capacity provider asked for,
+    whatever other fixes made of it on the way to moto's backend)."""
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    def run_task(self: Any) -> Any:
+        _RUN_TASK.params = {
+            name: copy.deepcopy(self._get_param(name) or []) for name in ("volumeConfigurations", "capacityProviderStrategy")
+        }
+        try:
+            result = moto_function("run_task_volume_configurations", "run_task")(self)
+        finally:
+            params, _RUN_TASK.params = _RUN_TASK.params, {}
+        for task in result.result.get("tasks") or []:
+            if getattr(task, "volume_configurations", None) is None:
+                task.volume_configurations = params["volumeConfigurations"]
+        return result
+
+    replace("run_task_volume_configurations", EC2ContainerServiceResponse, "run_task", run_task)
+
+
+def requested(name: str) -> list[dict[str, Any]]:
+    """RunTask's ``volumeConfigurations`` or ``capacityProviderStrategy`` as the request this
+    thread is handling gave them ([] outside one, or where it gave none)."""
+    return copy.deepcopy((getattr(_RUN_TASK, "params", None) or {}).get(name) or [])
+
+
+def ecs_image_digest() -> None:
+    """DescribeTasks: ECS gives each container the digest of the image it pulled
+    (``containers[].imageDigest``, https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Container.html);
+    moto gives none, so a run's provenance could not name what ran. Local mode pulls nothing from
+    a registry: its stand-in is ``sha256:`` of the image reference itself, which changes exactly
+    when the reference does."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    def run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        tasks = moto_function("ecs_image_digest", "run_task")(self, *args, **kwargs)
+        for task in tasks:
+            for container in task.containers:
+                container.image_digest = local_image_digest(container.image or "")
+        return tasks
+
+    replace("ecs_image_digest", EC2ContainerServiceBackend, "run_task", run_task)
+
+
+def local_image_digest(image: str) -> str:
+    """Local mode's stand-in for the digest of ``image`` (see ``ecs_image_digest``)."""
+    return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+
+
 def run_task_client_token() -> None:
     """RunTask: moto ignores ``clientToken``, so a retry of a request it handled starts a second
     task. ECS returns the tasks the first request started for the same token and parameters in the
@@ -318,6 +409,12 @@ FIXES: tuple[Fix, ...] = (
         f"{_ECS_TESTS}::test_moto_itself_still_ignores_client_tokens", run_task_client_token),
     Fix("describe_tasks_missing", "DescribeTasks leaves unknown tasks out", NO_ISSUE,
         f"{_ECS_TESTS}::test_moto_itself_still_leaves_unknown_tasks_out", describe_tasks_missing),
+    Fix("ecs_managed_instances", "RunTask on a Managed Instances capacity provider wants registered container instances",
+        NO_ISSUE, f"{_ECS_TESTS}::test_moto_itself_still_wants_container_instances_for_managed_instances", ecs_managed_instances),
+    Fix("run_task_volume_configurations", "RunTask drops volumeConfigurations", NO_ISSUE,
+        f"{_ECS_TESTS}::test_moto_itself_still_drops_volume_configurations", run_task_volume_configurations),
+    Fix("ecs_image_digest", "DescribeTasks gives no container imageDigest", NO_ISSUE,
+        f"{_ECS_TESTS}::test_moto_itself_still_gives_no_image_digest", ecs_image_digest),
     Fix("response_transformer_race", "requests share which optional keys a response includes", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_shares_which_keys_a_response_includes", response_transformer_race),
     Fix("find_in_map_number_keys", "Fn::FindInMap keyed by a Number parameter finds no key", NO_ISSUE,
@@ -332,4 +429,7 @@ def install() -> None:
         fix.install()
 
 
-__all__ = ["FIXES", "MOTO_VERSION", "Fix", "as_delivered", "install", "installed", "size_task"]
+__all__ = [
+    "FIXES", "MOTO_VERSION", "Fix", "as_delivered", "install", "installed", "local_image_digest",
+    "requested", "size_task",
+]

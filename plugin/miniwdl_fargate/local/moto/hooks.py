@@ -204,7 +204,13 @@ def task_spec(task: Any, task_definition: Any) -> TaskSpec:
         overrides=copy.deepcopy(task.overrides or {}),
         volumes=copy.deepcopy(list(task_definition.volumes or [])),
         tags=copy.deepcopy(list(task.tags or [])),
-        capacity_provider_name=getattr(task, "capacity_provider_name", None),
+        # as the request asked (fixes.ecs_managed_instances places a managed-instances task as
+        # moto places Fargate's, and moto keeps no volumeConfigurations: fixes.run_task_volume_configurations)
+        capacity_provider_name=next(
+            (s.get("capacityProvider") for s in fixes.requested("capacityProviderStrategy")),
+            getattr(task, "capacity_provider_name", None),
+        ),
+        volume_configurations=fixes.requested("volumeConfigurations"),
         cpu=task_definition.cpu,
         memory=task_definition.memory,
     )

@@ -1,0 +1,319 @@
+"""Tasks beyond Fargate with the aws_fargate backend: on ECS Managed Instances (big, GPU, Spot
+first for preemptible tasks), with an EBS scratch volume, and through the image cache. Every
+request is checked against botocore's ECS model; tasks run against moto (and, end to end through
+`miniwdl run`, the simulated ECS endpoint)."""
+
+import logging
+import os
+
+import botocore.session
+import pytest
+import WDL
+from botocore.validate import ParamValidator
+from WDL.runtime import config as wdl_config
+
+from miniwdl_fargate import attempts, aws
+from miniwdl_fargate.backend.fargate import FargateTaskContainer
+from miniwdl_fargate.local.moto import fixes
+from sim_support import finish, start_miniwdl
+from tests.waiting import wait_for
+
+ECS_MODEL = botocore.session.get_session().get_service_model("ecs")
+LOG = logging.getLogger("test")
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+ROLE = "arn:aws:iam::123456789012:role/ecs-volumes"
+
+
+def validate(operation, params):
+    report = ParamValidator().validate(params, ECS_MODEL.operation_model(operation).input_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def runtime(**values):
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            out[key] = WDL.Value.Boolean(value)
+        elif isinstance(value, int):
+            out[key] = WDL.Value.Int(value)
+        else:
+            out[key] = WDL.Value.String(value)
+    return out
+
+
+BEYOND = {
+    "MANAGED_INSTANCES_CAPACITY_PROVIDER": "wdl-managed",
+    "MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER": "wdl-managed-spot",
+    "MANAGED_INSTANCES_MAX_GPUS": "4",
+    "EBS_VOLUME_ROLE": ROLE,
+    "IMAGE_CACHE": f"docker.io={ECR}/docker-hub,quay.io={ECR}/quay",
+}
+
+
+@pytest.fixture
+def configure(moto_aws, tmp_path, monkeypatch):
+    """``configure(**settings)``: the backend initialised against moto with the beyond-Fargate
+    settings (``BEYOND``, changed by ``settings``); returns ``new(name, **runtime)``."""
+    fixes.ecs_managed_instances()
+    fixes.run_task_volume_configurations()
+    fixes.ecs_image_digest()
+    ec2 = aws.client("ec2")
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"][:2]]
+    ec2.create_security_group(GroupName="aegea.efs", Description="efs")
+    aws.client("ecs").create_cluster(clusterName="wdl")
+    efs = tmp_path / "efs"
+
+    def configure(**settings):
+        env = {
+            "CLUSTER": "wdl", "SUBNETS": ",".join(subnets), "EFS_ID": "fs-12345678", "EFS_MOUNTPOINT": str(efs),
+            "EXECUTION_ROLE": "arn:aws:iam::123456789012:role/exec", "LOG_GROUP": "/wdl/tasks",
+            "POLL_INTERVAL": "0.1", "PROVISION": "false", "RUN_ID": "run-1", **BEYOND, **settings,
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(f"MINIWDL__AWS_FARGATE__{key}", value)
+        cfg = wdl_config.Loader(LOG, filenames=[])
+        FargateTaskContainer._task_definitions.clear()
+        FargateTaskContainer.global_init(cfg, LOG)
+
+        def new(name="call-big", docker="ubuntu:22.04", **values):
+            host_dir = efs / "runs" / "r1" / name
+            os.makedirs(host_dir)
+            container = FargateTaskContainer(cfg, name, str(host_dir))
+            container.process_runtime(LOG, runtime(docker=docker, **values))
+            return container
+
+        return new
+
+    return configure
+
+
+def requests(container):
+    """The task's RunTask request and its task definition's RegisterTaskDefinition request, both
+    checked against botocore's model."""
+    request = container.run_task_request(LOG, container.task_script())
+    validate("RunTask", request)
+    size = container.fargate_size()
+    spec = FargateTaskContainer.task_definition_spec(container.image_uri(), None, size)
+    validate("RegisterTaskDefinition", {"family": "f", **spec})
+    return request, spec
+
+
+def test_a_task_that_fits_fargate_runs_there_as_before(configure):
+    new = configure()
+    request, spec = requests(new("call-small", cpu=2, memory="4 GiB", disks="100 GiB"))
+    assert request["launchType"] == "FARGATE" and "capacityProviderStrategy" not in request
+    assert "volumeConfigurations" not in request
+    assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 100}
+    assert spec["requiresCompatibilities"] == ["FARGATE"]
+    container = spec["containerDefinitions"][0]
+    assert "resourceRequirements" not in container and "environment" not in container
+    assert [v["name"] for v in spec["volumes"]] == ["efs"]
+    # the same task definition as without any beyond-Fargate settings
+    assert spec == FargateTaskContainer.task_definition_spec(f"{ECR}/docker-hub/library/ubuntu:22.04")
+
+
+def test_miniwdl_clamps_runtime_values_to_the_managed_instances_not_to_fargate(configure):
+    configure()
+    limits = FargateTaskContainer.detect_resource_limits(None, LOG)
+    assert limits == {"cpu": 64, "mem_bytes": 512 * 1024**3}
+    configure(MANAGED_INSTANCES_CAPACITY_PROVIDER="", MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER="")
+    assert FargateTaskContainer.detect_resource_limits(None, LOG) == {"cpu": 16, "mem_bytes": 120 * 1024**3}
+
+
+def test_a_gpu_task_runs_on_managed_instances_with_its_gpus(configure):
+    new = configure()
+    container = new("call-gpu", cpu=8, memory="32 GiB", gpu=True, gpuCount=2)
+    request, spec = requests(container)
+    assert request["capacityProviderStrategy"] == [{"capacityProvider": "wdl-managed", "weight": 1}]
+    assert "launchType" not in request and "ephemeralStorage" not in request["overrides"]
+    assert (request["overrides"]["cpu"], request["overrides"]["memory"]) == ("8192", "32768")
+    assert spec["requiresCompatibilities"] == ["MANAGED_INSTANCES"] and spec["networkMode"] == "awsvpc"
+    assert spec["containerDefinitions"][0]["resourceRequirements"] == [{"type": "GPU", "value": "2"}]
+    facts = container.attempt_facts()
+    assert (facts["capacity"], facts["gpus"], facts["scratch_gib"]) == ("MANAGED_INSTANCES", 2, 0)
+    # its own task definition: never the Fargate one of the same image
+    fargate = new("call-cpu", cpu=1)
+    assert container.task_definition(LOG, container.image_uri(), "", container.fargate_size()) != fargate.task_definition(
+        LOG, fargate.image_uri(), "", fargate.fargate_size()
+    )
+
+
+def test_a_big_preemptible_task_tries_the_spot_provider_then_on_demand(configure):
+    new = configure()
+    container = new("call-big", cpu=32, memory="256 GiB", preemptible=2)
+    providers = []
+    for interruptions in (0, 1, 2):
+        container._interruptions = interruptions
+        request, _ = requests(container)
+        providers.append((request["capacityProviderStrategy"][0]["capacityProvider"], container.capacity()))
+    assert providers == [
+        ("wdl-managed-spot", "MANAGED_INSTANCES_SPOT"),
+        ("wdl-managed-spot", "MANAGED_INSTANCES_SPOT"),
+        ("wdl-managed", "MANAGED_INSTANCES"),
+    ]
+
+
+def test_the_attempt_records_the_capacity_its_request_ran_on_after_the_launchers_fallback(configure):
+    new = configure()
+    container = new("call-big", cpu=32, preemptible=1)
+    assert FargateTaskContainer._launcher.spot_fallbacks["wdl-managed-spot"] == {
+        "capacityProviderStrategy": [{"capacityProvider": "wdl-managed", "weight": 1}]
+    }
+
+    def ran(provider=None):
+        return container._capacity_of({"capacityProviderStrategy": [{"capacityProvider": provider, "weight": 1}]} if provider else {"launchType": "FARGATE"})
+
+    assert [ran("wdl-managed-spot"), ran("wdl-managed"), ran("FARGATE_SPOT"), ran()] == [
+        "MANAGED_INSTANCES_SPOT", "MANAGED_INSTANCES", "FARGATE_SPOT", "FARGATE",
+    ]
+
+
+def test_without_a_spot_provider_a_preemptible_big_task_runs_on_demand(configure):
+    new = configure(MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER="")
+    container = new("call-big", cpu=32, preemptible=2)
+    request, _ = requests(container)
+    assert request["capacityProviderStrategy"] == [{"capacityProvider": "wdl-managed", "weight": 1}]
+    assert container.capacity() == "MANAGED_INSTANCES"
+    # (a Fargate-sized preemptible task still goes to FARGATE_SPOT)
+    assert requests(new("call-small", cpu=1, preemptible=1))[0]["capacityProviderStrategy"][0]["capacityProvider"] == "FARGATE_SPOT"
+
+
+@pytest.mark.parametrize(
+    "values, capacity",
+    [
+        (dict(cpu=2, memory="4 GiB", disks="1000 GiB"), "FARGATE"),
+        (dict(cpu=32, memory="64 GiB", disks="local-disk 500 SSD"), "MANAGED_INSTANCES"),
+    ],
+)
+def test_disks_beyond_the_capacity_get_an_ebs_scratch_volume_that_is_the_tmpdir(configure, values, capacity):
+    new = configure()
+    container = new("call-scratch", **values)
+    request, spec = requests(container)
+    size = container.fargate_size()
+    assert size.capacity == capacity and size.scratch_gib == (1000 if capacity == "FARGATE" else 500)
+    assert "ephemeralStorage" not in request["overrides"]
+    (volume,) = request["volumeConfigurations"]
+    tags = {t["key"]: t["value"] for t in volume["managedEBSVolume"]["tagSpecifications"][0]["tags"]}
+    assert volume == {
+        "name": "scratch",
+        "managedEBSVolume": {
+            "sizeInGiB": size.scratch_gib, "volumeType": "gp3", "encrypted": True, "roleArn": ROLE,
+            "filesystemType": "ext4", "terminationPolicy": {"deleteOnTermination": True},
+            "tagSpecifications": [{"resourceType": "volume", "tags": request["tags"]}],
+        },
+    }
+    assert tags["miniwdl-fargate:run"] == "run-1"
+    assert {"name": "scratch", "configuredAtLaunch": True} in spec["volumes"]
+    (definition,) = spec["containerDefinitions"]
+    assert {"sourceVolume": "scratch", "containerPath": "/mnt/scratch", "readOnly": False} in definition["mountPoints"]
+    assert definition["environment"] == [{"name": "TMPDIR", "value": "/mnt/scratch"}]
+    assert spec["requiresCompatibilities"] == [capacity]
+    assert container.attempt_facts()["scratch_gib"] == size.scratch_gib
+
+
+def test_the_task_definition_runs_the_image_through_the_cache_and_the_attempt_says_both(configure):
+    new = configure()
+    container = new("call-quay", docker="quay.io/biocontainers/samtools:1.17--h00cdaf9_0", cpu=1)
+    request, spec = requests(container)
+    assert spec["containerDefinitions"][0]["image"] == f"{ECR}/quay/biocontainers/samtools:1.17--h00cdaf9_0"
+    td = aws.client("ecs").describe_task_definition(taskDefinition=request["taskDefinition"])["taskDefinition"]
+    assert td["containerDefinitions"][0]["image"] == f"{ECR}/quay/biocontainers/samtools:1.17--h00cdaf9_0"
+    facts = container.attempt_facts()
+    assert facts["image"] == "quay.io/biocontainers/samtools:1.17--h00cdaf9_0"
+    assert facts["image_uri"] == f"{ECR}/quay/biocontainers/samtools:1.17--h00cdaf9_0"
+    # no rule for the registry: as given
+    assert new("call-ecr", docker="public.ecr.aws/lts/ubuntu:22.04", cpu=1).image_uri() == "public.ecr.aws/lts/ubuntu:22.04"
+
+
+def test_a_managed_instances_task_with_scratch_runs_against_moto_and_its_image_digest_is_recorded(configure):
+    new = configure()
+    container = new("call-run", cpu=32, memory="64 GiB", gpu=True, disks="500 GiB")
+    attempt = container._attempt = attempts.LOG.begin(call="call-run", attempt=1, run="run-1", **container.attempt_facts())
+    job = container._start(LOG, container.task_script(), lambda: False)
+    try:
+        assert job.capacity == "MANAGED_INSTANCES" and attempt.capacity == "MANAGED_INSTANCES"
+        task = aws.client("ecs").describe_tasks(cluster="wdl", tasks=[job.arn])["tasks"][0]
+        assert task["capacityProviderName"] == "wdl-managed"
+        td = aws.client("ecs").describe_task_definition(taskDefinition=job.task_definition)["taskDefinition"]
+        assert td["requiresCompatibilities"] == ["MANAGED_INSTANCES"]
+        assert td["containerDefinitions"][0]["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+        wait_for(lambda: job.watch.description is not None, 30.0, "the poller's first description")
+        container._poll(LOG, job, 0.1)
+        assert attempt.image_digest == fixes.local_image_digest(f"{ECR}/docker-hub/library/ubuntu:22.04")
+        assert attempt.image_uri == f"{ECR}/docker-hub/library/ubuntu:22.04" and attempt.image == "ubuntu:22.04"
+        assert (attempt.gpus, attempt.scratch_gib) == (1, 500)
+    finally:
+        container._stop(LOG, job, "test over")
+
+
+def test_an_out_of_memory_retry_stays_on_managed_instances(configure):
+    new = configure()
+    container = new("call-oom", cpu=32, memory="200 GiB")
+    container._oom = True
+    assert container._retry_attempt(LOG, 137)
+    size = container.fargate_size()
+    assert (size.capacity, size.memory) == ("MANAGED_INSTANCES", 400 * 1024)
+    container._oom = True
+    assert container._retry_attempt(LOG, 137) is False  # (oom_retries = 1)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(cpu=128), "the managed instances allow at most 64 vCPU (stack parameter ManagedInstancesMaxVCpu)"),
+        (dict(gpuCount=8), "the managed instances allow at most 4 GPUs"),
+        (dict(gpuCount="two"), "runtime.gpuCount = \"two\": expected a whole number of GPUs"),
+    ],
+)
+def test_what_the_managed_instances_cannot_give_fails_before_launch(configure, values, message):
+    new = configure()
+    with pytest.raises(WDL.Error.RuntimeError, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
+        new("call-huge", **values)
+    assert aws.client("ecs").list_tasks(cluster="wdl")["taskArns"] == []
+
+
+def test_without_a_volume_role_big_disks_are_refused_naming_the_option(configure):
+    new = configure(EBS_VOLUME_ROLE="")
+    with pytest.raises(WDL.Error.RuntimeError, match=r"set \[aws_fargate\] ebs_volume_role"):
+        new("call-disk", disks="1000 GiB")
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(MANAGED_INSTANCES_CAPACITY_PROVIDER=""), "managed_instances_spot_capacity_provider needs managed_instances_capacity_provider"),
+        (dict(EBS_VOLUME_ROLE="ecs-volumes"), "ebs_volume_role must be the ARN"),
+        (dict(IMAGE_CACHE="docker.io=nowhere"), r"image_cache \(or MINIWDL__AWS_FARGATE__IMAGE_CACHE\)"),
+    ],
+)
+def test_settings_that_cannot_work_fail_the_backend_at_init(configure, settings, message):
+    with pytest.raises((RuntimeError, ValueError), match=message):
+        configure(**settings)
+
+
+SIM_TASK = """
+    version 1.1
+    workflow w { call t output { String out = t.out } }
+    task t {
+      command <<< echo hi >>>
+      output { String out = "done" }
+      runtime { docker: "ubuntu:22.04" cpu: 32 memory: "128 GiB" gpu: true preemptible: 1 }
+    }
+"""
+
+
+def test_miniwdl_runs_a_preemptible_gpu_task_on_spot_managed_instances_then_on_demand(sim, tmp_path, monkeypatch):
+    """End to end through `miniwdl run`: the Spot provider first; interrupted, the task runs again
+    on the On-Demand provider, and the run succeeds."""
+    for key, value in {**BEYOND, "EBS_VOLUME_ROLE": ""}.items():
+        monkeypatch.setenv(f"MINIWDL__AWS_FARGATE__{key}", value)
+    sim.faults.script.extend(["spot_interruption", "ok"])
+    code, out = finish(start_miniwdl(sim, tmp_path, SIM_TASK))
+    assert code == 0, out
+    asked = [(r["capacityProviderStrategy"][0]["capacityProvider"], r["overrides"]["cpu"]) for r in sim.run_task_requests]
+    assert asked == [("wdl-managed-spot", "32768"), ("wdl-managed", "32768")]
+    for request in sim.run_task_requests:
+        validate("RunTask", request)
+    (definition,) = sim.task_definitions.values()
+    assert definition["requiresCompatibilities"] == ["MANAGED_INSTANCES"]
+    assert definition["containerDefinitions"][0]["image"] == f"{ECR}/docker-hub/library/ubuntu:22.04"
