@@ -130,7 +130,7 @@ def test_a_gpu_task_runs_on_managed_instances_with_its_gpus(configure):
     assert spec["requiresCompatibilities"] == ["MANAGED_INSTANCES"] and spec["networkMode"] == "awsvpc"
     assert spec["containerDefinitions"][0]["resourceRequirements"] == [{"type": "GPU", "value": "2"}]
     facts = container.attempt_facts()
-    assert (facts["capacity"], facts["gpus"], facts["scratch_gib"]) == ("MANAGED_INSTANCES", 2, 0)
+    assert (facts["capacity"], facts["gpus"], facts["scratch_gib"]) == ("MANAGED_INSTANCES", 2, None)
     # its own task definition: never the Fargate one of the same image
     fargate = new("call-cpu", cpu=1)
     assert container.task_definition(LOG, container.image_uri(), "", container.fargate_size()) != fargate.task_definition(
