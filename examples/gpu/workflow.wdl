@@ -1,8 +1,9 @@
 version 1.1
 
-# One ordinary task on Fargate, and one beyond Fargate (a GPU and 32 vCPU) that runs on the
-# stack's ECS Managed Instances: deploy (or `local up`) with ManagedInstances=Enabled and a GPU
-# kind in ManagedInstancesGpuKinds. Without them, submitting this is refused, naming the parameter.
+# One task on Fargate with more scratch disk than Fargate gives (an EBS volume as its TMPDIR), and
+# one beyond Fargate (a GPU and 32 vCPU) that runs on the stack's ECS Managed Instances: deploy (or
+# `local run --parameter ...`) with ManagedInstances=Enabled and a GPU kind in
+# ManagedInstancesGpuKinds. Without them, submitting this is refused, naming the parameter.
 workflow gpu {
   input {
     Int n = 1000
@@ -15,13 +16,15 @@ workflow gpu {
   }
 }
 
-# fits Fargate: 1 vCPU, 2 GiB
+# fits Fargate (1 vCPU, 2 GiB), with 300 GiB of scratch: beyond Fargate's 200 GiB of ephemeral
+# storage, so an EBS volume of its own is mounted as its TMPDIR (sort spills there)
 task prepare {
   input {
     Int n
   }
   command <<<
-    seq 1 ~{n} > numbers.txt
+    set -e
+    seq 1 ~{n} | sort -n -T "${TMPDIR:-/tmp}" > numbers.txt
   >>>
   output {
     File numbers = "numbers.txt"
@@ -30,6 +33,7 @@ task prepare {
     docker: "ubuntu:22.04"
     cpu: 1
     memory: "2 GiB"
+    disks: "300 GiB"
   }
 }
 

@@ -129,7 +129,10 @@ def test_a_gpu_task_runs_on_managed_instances_with_its_gpus(configure):
     assert (request["overrides"]["cpu"], request["overrides"]["memory"]) == ("8192", "32768")
     assert spec["requiresCompatibilities"] == ["MANAGED_INSTANCES"] and spec["networkMode"] == "awsvpc"
     assert spec["containerDefinitions"][0]["resourceRequirements"] == [{"type": "GPU", "value": "2"}]
+    # an awsvpc task on an instance gets a private address only (a Fargate task keeps its public one)
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
     facts = container.attempt_facts()
+    assert facts["public_ip"] is False
     assert (facts["capacity"], facts["gpus"], facts["scratch_gib"]) == ("MANAGED_INSTANCES", 2, None)
     # its own task definition: never the Fargate one of the same image
     fargate = new("call-cpu", cpu=1)

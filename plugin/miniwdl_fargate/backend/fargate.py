@@ -390,7 +390,7 @@ class FargateTaskContainer(BaseTaskContainer):
             "capacity": self.capacity(),
             "gpus": size.gpus,
             "scratch_gib": size.scratch_gib,
-            "public_ip": self.settings.assign_public_ip,  # run_task_request's assignPublicIp
+            "public_ip": self.public_ip(),  # run_task_request's assignPublicIp
         }
 
     def image(self) -> str:
@@ -669,6 +669,15 @@ class FargateTaskContainer(BaseTaskContainer):
             return False
         return self.settings.spot and self._interruptions < budget
 
+    def public_ip(self) -> bool:
+        """Whether the task's network interface gets a public IPv4 address: on Fargate as
+        ``assign_public_ip`` says; never on managed instances, where an awsvpc task's interface has
+        a private address only (the instance, which pulls the image and ships the logs, has its
+        own): https://docs.aws.amazon.com/AmazonECS/latest/developerguide/managed-instance-networking.html
+        and, as for every awsvpc task on EC2,
+        https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-configure-network.html"""
+        return self.settings.assign_public_ip and self.fargate_size().capacity != MANAGED_INSTANCES
+
     def capacity(self) -> str:
         """Where this attempt runs: FARGATE, FARGATE_SPOT, MANAGED_INSTANCES or MANAGED_INSTANCES_SPOT."""
         if self.fargate_size().capacity == MANAGED_INSTANCES:
@@ -744,7 +753,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 "awsvpcConfiguration": {
                     "subnets": list(s.subnets),
                     "securityGroups": [s.efs_security_group, *s.security_groups],
-                    "assignPublicIp": "ENABLED" if s.assign_public_ip else "DISABLED",
+                    "assignPublicIp": "ENABLED" if self.public_ip() else "DISABLED",
                 }
             },
             "overrides": overrides,

@@ -1,0 +1,43 @@
+"""examples/gpu through `miniwdl-fargate local run` on a stack with managed instances: a GPU task
+beyond Fargate and an EBS-scratch task, end to end (issue: "Beyond Fargate's box")."""
+
+import json
+
+import pytest
+
+from test_cli import run_cli
+
+GPU_STACK = ["--parameter", "ManagedInstances=Enabled", "--parameter", "ManagedInstancesGpuKinds=t4",
+             "--parameter", "ManagedInstancesMaxGpus=1", "--parameter", "ImageCache=Enabled"]
+
+
+@pytest.mark.long
+def test_the_gpu_example_runs_beyond_fargate_end_to_end(tmp_path):
+    proc = run_cli("local", "run", "examples/gpu/workflow.wdl", "examples/gpu/inputs.json",
+                   "--state-dir", str(tmp_path), *GPU_STACK)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["outputs"] == {"gpu.gpu_report": "no GPU here", "gpu.total": 500500}
+    results = tmp_path / "s3" / doc["results"][len("s3://"):]
+    rows = {row["call"]: row for row in json.loads((results / "cost.json").read_text())["attempts"]}
+    # the GPU task on the managed-instances capacity, priced with its GPU and the management fee
+    crunch = rows["call-crunch"]
+    assert (crunch["capacity"], crunch["gpus"], crunch["vcpu"], crunch["public_ipv4"]) == ("MANAGED_INSTANCES", 1, 32.0, False)
+    assert crunch["management_fee_usd"] > 0 and crunch["gpu_seconds"] >= 60
+    # the 300 GiB task on Fargate with an EBS scratch volume, priced as gp3 storage
+    prepare = rows["call-prepare"]
+    assert (prepare["capacity"], prepare["scratch_gib"], prepare["gpus"]) == ("FARGATE", 300, 0)
+    assert prepare["scratch_usd"] > 0
+    # provenance: each task's image as asked, as run and by digest (local mode's stand-in digest)
+    provenance = json.loads((results / "outputs.json").read_text())["provenance"]
+    images = {t["call"]: t for t in provenance["tasks"]}
+    assert set(images) == {"call-prepare", "call-crunch"}
+    assert all(t["image"] == "ubuntu:22.04" and t["image_digest"].startswith("sha256:") for t in images.values())
+    assert "GPU" in proc.stderr  # local mode said it gives the GPU task none
+
+
+def test_the_gpu_example_is_refused_by_a_stack_without_managed_instances(tmp_path):
+    proc = run_cli("local", "run", "examples/gpu/workflow.wdl", "examples/gpu/inputs.json", "--state-dir", str(tmp_path))
+    assert proc.returncode != 0
+    assert "deploy the stack with ManagedInstances=Enabled" in proc.stderr
+    assert "task crunch cannot run on Fargate" in proc.stderr
