@@ -54,6 +54,18 @@ class SizeError(ValueError):
     """A request that no capacity can satisfy."""
 
 
+#: the most vCPU an ECS task on EC2 instances may ask for (192 vCPU, 196,608 cpu units):
+#: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-cpu-memory-error.html
+MAX_INSTANCE_TASK_CPU = 192
+#: memory an instance's ECS agent keeps from tasks: it registers less than the instance type
+#: advertises, and a task that does not fit what is registered waits in the queue for good
+#: (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/memory-management.html,
+#: "ECS Managed Instances memory resource determination"); so a task may ask for the largest
+#: instance's memory less this much (the larger of 2 GiB and 5%)
+RESERVED_MEMORY_MIB = 2 * GIB
+RESERVED_MEMORY_FRACTION = 0.05
+
+
 @dataclass(frozen=True)
 class ManagedInstanceLimits:
     """What the stack's ECS Managed Instances capacity offers (its instance requirements);
@@ -62,6 +74,17 @@ class ManagedInstanceLimits:
     max_cpu: int = 0  # vCPU
     max_memory_gib: int = 0
     max_gpus: int = 0  # 0: no GPU instance types allowed
+
+    @property
+    def task_cpu_units(self) -> int:
+        """The most cpu units one task can get: the largest instance's, at most ECS's cap."""
+        return min(self.max_cpu, MAX_INSTANCE_TASK_CPU) * 1024
+
+    @property
+    def task_memory_mib(self) -> int:
+        """The most memory one task can get: the largest instance's, less what its agent keeps."""
+        instance = self.max_memory_gib * GIB
+        return instance - max(RESERVED_MEMORY_MIB, math.ceil(instance * RESERVED_MEMORY_FRACTION))
 
 
 @dataclass(frozen=True)
@@ -111,7 +134,7 @@ def next_size_up(size: TaskSize, memory_factor: float = 2.0, capacities: Capacit
     snapped up on Fargate; on managed instances as is, up to their largest (raises SizeError past
     the capacity's largest memory). The task stays on its capacity."""
     if size.capacity == MANAGED_INSTANCES:
-        largest = capacities.managed_instances.max_memory_gib * GIB
+        largest = capacities.managed_instances.task_memory_mib
         memory = min(largest, math.ceil(size.memory * memory_factor))
         if memory <= size.memory:
             raise SizeError(f"{size.memory / GIB:g} GiB is already the managed instances' largest memory")
@@ -225,10 +248,16 @@ def _beyond_managed_instances(cpu: float | None, cpu_units: int, mem: int, gpus:
     if gpus > limits.max_gpus:
         allowed = f"at most {limits.max_gpus}" if limits.max_gpus else "no"
         beyond.append(f"the managed instances allow {allowed} GPUs (stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus)")
-    if cpu_units > limits.max_cpu * 1024:
-        beyond.append(f"the managed instances allow at most {limits.max_cpu} vCPU (stack parameter ManagedInstancesMaxVCpu)")
-    if mem > limits.max_memory_gib * GIB:
-        beyond.append(f"the managed instances allow at most {limits.max_memory_gib} GiB (stack parameter ManagedInstancesMaxMemoryGiB)")
+    if cpu_units > limits.task_cpu_units:
+        cap = "" if limits.max_cpu <= MAX_INSTANCE_TASK_CPU else f"; ECS gives one task at most {MAX_INSTANCE_TASK_CPU} vCPU"
+        beyond.append(
+            f"the managed instances allow at most {limits.task_cpu_units // 1024} vCPU (stack parameter ManagedInstancesMaxVCpu{cap})"
+        )
+    if mem > limits.task_memory_mib:
+        beyond.append(
+            f"the managed instances allow at most {round(limits.task_memory_mib / GIB, 1):g} GiB"
+            f" (stack parameter ManagedInstancesMaxMemoryGiB = {limits.max_memory_gib}, less what the ECS agent keeps)"
+        )
     return beyond
 
 

@@ -4,6 +4,7 @@ request is checked against botocore's ECS model; tasks run against moto (and, en
 `miniwdl run`, the simulated ECS endpoint)."""
 
 import logging
+import math
 import os
 
 import botocore.session
@@ -115,7 +116,7 @@ def test_a_task_that_fits_fargate_runs_there_as_before(configure):
 def test_miniwdl_clamps_runtime_values_to_the_managed_instances_not_to_fargate(configure):
     configure()
     limits = FargateTaskContainer.detect_resource_limits(None, LOG)
-    assert limits == {"cpu": 64, "mem_bytes": 512 * 1024**3}
+    assert limits == {"cpu": 64, "mem_bytes": (512 * 1024 - math.ceil(0.05 * 512 * 1024)) * 1024**2}  # less the agent's share
     configure(MANAGED_INSTANCES_CAPACITY_PROVIDER="", MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER="")
     assert FargateTaskContainer.detect_resource_limits(None, LOG) == {"cpu": 16, "mem_bytes": 120 * 1024**3}
 

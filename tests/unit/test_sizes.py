@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from miniwdl_fargate.sizes import SizeError, disks_gib, for_task, next_size_up, snap, TaskSize
@@ -147,7 +149,7 @@ def test_tasks_beyond_fargate_go_to_managed_instances_as_asked(request_, expecte
     "request_, message",
     [
         (dict(cpu=96, memory_bytes=None), "the managed instances allow at most 64 vCPU (stack parameter ManagedInstancesMaxVCpu)"),
-        (dict(cpu=2, memory_bytes=1024 * 2**30), "at most 512 GiB (stack parameter ManagedInstancesMaxMemoryGiB)"),
+        (dict(cpu=2, memory_bytes=1024 * 2**30), "(stack parameter ManagedInstancesMaxMemoryGiB = 512, less what the ECS agent keeps)"),
         (dict(cpu=2, memory_bytes=None, gpus=8), "the managed instances allow at most 4 GPUs"),
     ],
 )
@@ -191,6 +193,21 @@ def test_out_of_memory_on_managed_instances_retries_bigger_up_to_their_largest()
     size = for_task("call-x", cpu=32, memory_bytes=200 * 2**30, capacities=WITH_MI, **DEFAULTS)
     bigger = next_size_up(size, 2.0, WITH_MI)
     assert (bigger.capacity, bigger.cpu, bigger.memory) == (MANAGED_INSTANCES, 32 * 1024, 400 * GIB)
-    assert next_size_up(bigger, 2.0, WITH_MI).memory == 512 * GIB
+    assert next_size_up(bigger, 2.0, WITH_MI).memory == 512 * GIB - math.ceil(0.05 * 512 * GIB)  # less the agent's share
     with pytest.raises(SizeError):
         next_size_up(next_size_up(bigger, 2.0, WITH_MI), 2.0, WITH_MI)
+
+
+def test_a_task_must_leave_the_agents_memory_free_and_stay_within_ecs_cpu_cap():
+    """The ECS agent registers less memory than the instance has: a task asking for all of the
+    largest instance's memory would wait for good; EC2-hosted tasks get at most 192 vCPU."""
+    with pytest.raises(SizeError, match=r"at most 486.4 GiB \(stack parameter ManagedInstancesMaxMemoryGiB = 512"):
+        for_task("call-x", cpu=64, memory_bytes=512 * 2**30, capacities=WITH_MI, **DEFAULTS)
+    assert for_task("call-x", cpu=64, memory_bytes=480 * 2**30, capacities=WITH_MI, **DEFAULTS).memory == 480 * GIB
+    small = Capacities(ManagedInstanceLimits(max_cpu=64, max_memory_gib=32))
+    with pytest.raises(SizeError, match=r"at most 30 GiB"):  # 2 GiB kept when 5% is less
+        for_task("call-x", cpu=32, memory_bytes=31 * 2**30, capacities=small, **DEFAULTS)
+    huge = Capacities(ManagedInstanceLimits(max_cpu=448, max_memory_gib=4096))
+    assert for_task("call-x", cpu=192, memory_bytes=None, capacities=huge, **DEFAULTS).cpu == 192 * 1024
+    with pytest.raises(SizeError, match=r"at most 192 vCPU \(stack parameter ManagedInstancesMaxVCpu; ECS gives one task at most 192 vCPU\)"):
+        for_task("call-x", cpu=200, memory_bytes=None, capacities=huge, **DEFAULTS)

@@ -315,8 +315,8 @@ class FargateTaskContainer(BaseTaskContainer):
         are bigger (miniwdl clamps runtime cpu/memory to this; the size itself comes from
         ``process_runtime``, which refuses what no capacity gives)."""
         limits = cls.capacities.managed_instances
-        cpu = max(sizes.MAX_CPU_UNITS // 1024, limits.max_cpu)
-        memory_mib = max(sizes.MAX_MEMORY_MIB, limits.max_memory_gib * sizes.GIB)
+        cpu = max(sizes.MAX_CPU_UNITS // 1024, limits.task_cpu_units // 1024)
+        memory_mib = max(sizes.MAX_MEMORY_MIB, limits.task_memory_mib)
         return {"cpu": cpu, "mem_bytes": memory_mib * 1024 * 1024}
 
     def __init__(self, cfg: Any, run_id: str, host_dir: str) -> None:
