@@ -126,6 +126,7 @@ class FargateSettings:
     oom_retries: int
     oom_memory_factor: float
     missing_grace: float
+    provisioning_timeout: float
     pull_retries: int
     pull_retry_delay: float
     prices: Prices
@@ -221,6 +222,7 @@ _PARSERS = {
     "oom_retries": lambda v: max(0, int(v)),
     "oom_memory_factor": lambda v: _factor(float(v)),
     "missing_grace": lambda v: _at_least(float(v), 0.0),
+    "provisioning_timeout": lambda v: _at_least(float(v), 0.0),
     "pull_retries": lambda v: int(_at_least(int(v), 0)),
     "pull_retry_delay": lambda v: _at_least(float(v), 0.0),
     "prices": Prices.parse,

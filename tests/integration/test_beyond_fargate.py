@@ -321,3 +321,52 @@ def test_miniwdl_runs_a_preemptible_gpu_task_on_spot_managed_instances_then_on_d
     (definition,) = sim.task_definitions.values()
     assert definition["requiresCompatibilities"] == ["MANAGED_INSTANCES"]
     assert definition["containerDefinitions"][0]["image"] == f"{ECR}/docker-hub/library/ubuntu:22.04"
+
+
+def _held_in_provisioning(container, job, waited):
+    """The task as ECS shows it while it waits for an instance, launched ``waited`` seconds ago
+    (the poller stops following it, so the description stays as set here)."""
+    container._poller.forget(job.arn)
+    task = aws.client("ecs").describe_tasks(cluster="wdl", tasks=[job.arn])["tasks"][0]
+    job.watch._update(dict(task, lastStatus="PROVISIONING"))
+    job.launched_at -= waited
+
+
+def test_a_task_no_instance_takes_within_the_provisioning_timeout_is_stopped_and_retried(configure):
+    """On managed instances a task waits in PROVISIONING for an instance that fits: one that no
+    allowed instance type can take would wait for good; past provisioning_timeout it is stopped
+    and the attempt ends as an infrastructure failure (Interrupted: retried as preemptible allows)."""
+    new = configure(PROVISIONING_TIMEOUT="600")
+    container = new("call-wait", cpu=32, memory="64 GiB", gpu=True)
+    attempt = container._attempt = attempts.LOG.begin(call="call-wait", attempt=1, run="run-1", **container.attempt_facts())
+    job = container._start(LOG, container.task_script(), lambda: False)
+    _held_in_provisioning(container, job, 599)
+    assert not container._poll(LOG, job, 0).stopped  # still within the timeout: it waits
+    job.launched_at -= 2
+    with pytest.raises(WDL.runtime.Interrupted) as info:
+        container._poll(LOG, job, 0)
+    assert str(info.value).startswith(
+        "no managed instance took task call-wait within provisioning_timeout (600s; it asked for 32 vCPU, 64 GiB, 1 GPU on MANAGED_INSTANCES)"
+    )
+    task = aws.client("ecs").describe_tasks(cluster="wdl", tasks=[job.arn])["tasks"][0]
+    assert task["lastStatus"] == "STOPPED" and task["stoppedReason"] == "miniwdl-fargate: no instance within provisioning_timeout"
+    assert attempt.outcome == attempts.FAILED_TO_START and "provisioning_timeout" in attempt.detail
+
+
+def test_fargate_tasks_and_a_zero_provisioning_timeout_never_time_out_in_provisioning(configure):
+    new = configure(PROVISIONING_TIMEOUT="0")
+    container = new("call-patient", cpu=32, memory="64 GiB")
+    job = container._start(LOG, container.task_script(), lambda: False)
+    try:
+        _held_in_provisioning(container, job, 10**6)
+        assert not container._poll(LOG, job, 0).stopped
+    finally:
+        container._stop(LOG, job, "test over")
+    new = configure(PROVISIONING_TIMEOUT="1")
+    fargate = new("call-small", cpu=1)
+    job = fargate._start(LOG, fargate.task_script(), lambda: False)
+    try:
+        _held_in_provisioning(fargate, job, 10**6)
+        assert job.capacity == "FARGATE" and not fargate._poll(LOG, job, 0).stopped
+    finally:
+        fargate._stop(LOG, job, "test over")

@@ -849,6 +849,8 @@ class FargateTaskContainer(BaseTaskContainer):
         if state != job.last_state:
             logger.info(_("ECS task status", arn=job.arn, status=state))
             job.last_state = state
+        if state == "PROVISIONING" and job.capacity in (MANAGED_INSTANCES, MANAGED_INSTANCES_SPOT):
+            self._provisioning(logger, job)
         self._note_image_digest(task)
         pulled = epoch(task.get("pullStartedAt"))
         if pulled and self._attempt is not None and self._attempt.billing_start is None:
@@ -900,6 +902,28 @@ class FargateTaskContainer(BaseTaskContainer):
         self._stop(logger, job, "miniwdl-fargate: ECS did not know the task within missing_grace")
         self._mark(outcome=attempts.FAILED_TO_START, detail=message)
         self.failure_info = dict(self.failure_info or {}, missing=message)
+        self._interruptions += 1
+        raise Interrupted(message)
+
+    def _provisioning(self, logger: logging.Logger, job: FargateJob) -> None:
+        """A managed-instances task still waiting for an instance (PROVISIONING): past
+        ``provisioning_timeout`` stop it (no instance type allowed may fit it, or none is to be
+        had) and fail the attempt as an infrastructure failure, retried as ``_missing``'s is."""
+        limit = self.settings.provisioning_timeout
+        waited = time.time() - job.launched_at
+        if not limit or waited < limit:
+            return
+        size = self.fargate_size()
+        gpus = f", {size.gpus} GPU{'s' if size.gpus > 1 else ''}" if size.gpus else ""
+        message = (
+            f"no managed instance took task {self.run_id} within provisioning_timeout ({limit:g}s; it asked for "
+            f"{size.vcpu:g} vCPU, {size.memory / sizes.GIB:g} GiB{gpus} on {job.capacity}): stopped it; the attempt is "
+            "retried if the task's preemptible or maxRetries allows (check the stack's ManagedInstances* parameters "
+            "and the account's EC2 quotas for those instance types)"
+        )
+        self._stop(logger, job, "miniwdl-fargate: no instance within provisioning_timeout")
+        self._mark(outcome=attempts.FAILED_TO_START, detail=message)
+        self.failure_info = dict(self.failure_info or {}, provisioning=message)
         self._interruptions += 1
         raise Interrupted(message)
 
