@@ -67,3 +67,6 @@ def test_the_private_tmpdir_goes_to_tmp_where_the_given_tmpdir_cannot_hold_it(tm
     assert tmpdir.startswith("/tmp/miniwdl.")
     assert result["outputs"]["which_shell.tmp_ok"] == "writable"
     assert not os.path.exists(tmpdir)
+    # and the task's stderr says so, naming the directory and the user
+    stderr = Path(result["dir"], "stderr.txt").read_text()
+    assert f"miniwdl-fargate: scratch {tmp_path / 'no-such-volume'} is not writable by uid {os.getuid()}; TMPDIR is /tmp instead" in stderr

@@ -216,8 +216,12 @@ class BaseTaskContainer(TaskContainer):
             f"cd {q(self.host_work_dir())} || exit 1",
             f"shell={q(shell)}",
             '[ -x "$shell" ] || shell=/bin/sh',
-            'scratch=$(mktemp -d "${TMPDIR:-/tmp}/miniwdl.XXXXXX" 2>/dev/null || mktemp -d /tmp/miniwdl.XXXXXX 2>/dev/null)'
-            ' && export TMPDIR="$scratch"',
+            'scratch=$(mktemp -d "${TMPDIR:-/tmp}/miniwdl.XXXXXX" 2>/dev/null) || {',
+            # said in the task's stderr: a 500 GiB task silently on /tmp would fail later as "no space"
+            f'  [ -n "$TMPDIR" ] && echo "miniwdl-fargate: scratch $TMPDIR is not writable by uid $(id -u 2>/dev/null);'
+            f' TMPDIR is /tmp instead (a non-root image user gets an EBS volume only if the task definition names it)" >> {err}',
+            '  scratch=$(mktemp -d /tmp/miniwdl.XXXXXX 2>/dev/null); }',
+            '[ -n "$scratch" ] && export TMPDIR="$scratch"',
         ]
         if self.stream_logs:
             lines += self.log_forwarder(out, err, self.log_forward_seconds)
