@@ -288,10 +288,15 @@ class FargateTaskContainer(BaseTaskContainer):
                 fallbacks[spot] = {"capacityProviderStrategy": [{"capacityProvider": on_demand, "weight": 1}]}
         return fallbacks
 
+    @staticmethod
+    def _provider_of(request: dict[str, Any]) -> str | None:
+        """The capacity provider a RunTask request names (None: launch type FARGATE)."""
+        strategy = request.get("capacityProviderStrategy") or []
+        return strategy[0].get("capacityProvider") if strategy else None
+
     def _capacity_of(self, request: dict[str, Any]) -> str:
         """The capacity a launched request ran on (the launcher may have moved it from Spot to On-Demand)."""
-        strategy = request.get("capacityProviderStrategy") or []
-        provider = strategy[0].get("capacityProvider") if strategy else None
+        provider = self._provider_of(request)
         if provider is None:
             return "FARGATE"
         if provider == SPOT:
@@ -838,6 +843,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 memory=size["memory"],
                 client_token=request["clientToken"],
                 **{k: v for k, v in self.failure_info.items() if k in ("log_group", "log_stream")},
+                **({"capacity_provider": provider} if (provider := self._provider_of(request)) else {}),
             )
         )
         return job
