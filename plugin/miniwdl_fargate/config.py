@@ -134,6 +134,8 @@ class FargateSettings:
     link_spares_dir: str
     managed_instances_capacity_provider: str
     managed_instances_spot_capacity_provider: str
+    managed_instances_gpu_capacity_provider: str
+    managed_instances_gpu_spot_capacity_provider: str
     managed_instances_max_cpu: int
     managed_instances_max_memory_gib: int
     managed_instances_max_gpus: int
@@ -148,13 +150,21 @@ class FargateSettings:
 
     def capacities(self) -> sizes.Capacities:
         """Where tasks beyond Fargate can run: the managed-instances limits count only with a
-        capacity provider to run them on, EBS scratch only with a role for ECS to manage volumes."""
+        capacity provider to run them on (GPUs only with a GPU one), EBS scratch only with a role
+        for ECS to manage volumes."""
         limits = sizes.ManagedInstanceLimits()
         if self.managed_instances_capacity_provider:
-            limits = sizes.ManagedInstanceLimits(
-                self.managed_instances_max_cpu, self.managed_instances_max_memory_gib, self.managed_instances_max_gpus
-            )
+            gpus = self.managed_instances_max_gpus if self.managed_instances_gpu_capacity_provider else 0
+            limits = sizes.ManagedInstanceLimits(self.managed_instances_max_cpu, self.managed_instances_max_memory_gib, gpus)
         return sizes.Capacities(limits, ebs_scratch=bool(self.ebs_volume_role))
+
+    def managed_instances_providers(self, gpus: int) -> tuple[str, str]:
+        """The managed-instances capacity providers (On-Demand, Spot; "" where there is none) of a
+        task with ``gpus`` GPUs: the GPU ones for a GPU task, the CPU-only ones otherwise (whose
+        instances have no accelerators, so a CPU-only task never pays for a GPU)."""
+        if gpus:
+            return self.managed_instances_gpu_capacity_provider, self.managed_instances_gpu_spot_capacity_provider
+        return self.managed_instances_capacity_provider, self.managed_instances_spot_capacity_provider
 
     def image_rules(self) -> dict[str, str]:
         """``image_cache`` parsed: pull-through cache prefix by upstream registry."""

@@ -1,5 +1,5 @@
-"""Tasks beyond Fargate with the aws_fargate backend: on ECS Managed Instances (big, GPU, Spot
-first for preemptible tasks), with an EBS scratch volume, and through the image cache. Every
+"""Tasks beyond Fargate with the aws_fargate backend: on ECS Managed Instances (big ones on the
+CPU-only providers, GPU ones on the GPU providers, Spot first for preemptible tasks), with an EBS scratch volume, and through the image cache. Every
 request is checked against botocore's ECS model; tasks run against moto (and, end to end through
 `miniwdl run`, the simulated ECS endpoint)."""
 
@@ -45,6 +45,8 @@ def runtime(**values):
 BEYOND = {
     "MANAGED_INSTANCES_CAPACITY_PROVIDER": "wdl-managed",
     "MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER": "wdl-managed-spot",
+    "MANAGED_INSTANCES_GPU_CAPACITY_PROVIDER": "wdl-gpu",
+    "MANAGED_INSTANCES_GPU_SPOT_CAPACITY_PROVIDER": "wdl-gpu-spot",
     "MANAGED_INSTANCES_MAX_GPUS": "4",
     "EBS_VOLUME_ROLE": ROLE,
     "IMAGE_CACHE": f"docker.io={ECR}/docker-hub,quay.io={ECR}/quay",
@@ -117,15 +119,22 @@ def test_miniwdl_clamps_runtime_values_to_the_managed_instances_not_to_fargate(c
     configure()
     limits = FargateTaskContainer.detect_resource_limits(None, LOG)
     assert limits == {"cpu": 64, "mem_bytes": (512 * 1024 - math.ceil(0.05 * 512 * 1024)) * 1024**2}  # less the agent's share
-    configure(MANAGED_INSTANCES_CAPACITY_PROVIDER="", MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER="")
+    configure(**NO_MANAGED_INSTANCES)
     assert FargateTaskContainer.detect_resource_limits(None, LOG) == {"cpu": 16, "mem_bytes": 120 * 1024**3}
 
 
-def test_a_gpu_task_runs_on_managed_instances_with_its_gpus(configure):
+NO_MANAGED_INSTANCES = {
+    f"MANAGED_INSTANCES_{kind}CAPACITY_PROVIDER": "" for kind in ("", "SPOT_", "GPU_", "GPU_SPOT_")
+}
+NO_GPU_PROVIDERS = {"MANAGED_INSTANCES_GPU_CAPACITY_PROVIDER": "", "MANAGED_INSTANCES_GPU_SPOT_CAPACITY_PROVIDER": "",
+                    "MANAGED_INSTANCES_MAX_GPUS": "0"}
+
+
+def test_a_gpu_task_runs_on_the_gpu_provider_with_its_gpus(configure):
     new = configure()
     container = new("call-gpu", cpu=8, memory="32 GiB", gpu=True, gpuCount=2)
     request, spec = requests(container)
-    assert request["capacityProviderStrategy"] == [{"capacityProvider": "wdl-managed", "weight": 1}]
+    assert request["capacityProviderStrategy"] == [{"capacityProvider": "wdl-gpu", "weight": 1}]
     assert "launchType" not in request and "ephemeralStorage" not in request["overrides"]
     assert (request["overrides"]["cpu"], request["overrides"]["memory"]) == ("8192", "32768")
     assert spec["requiresCompatibilities"] == ["MANAGED_INSTANCES"] and spec["networkMode"] == "awsvpc"
@@ -140,6 +149,53 @@ def test_a_gpu_task_runs_on_managed_instances_with_its_gpus(configure):
     assert container.task_definition(LOG, container.image_uri(), "", container.fargate_size()) != fargate.task_definition(
         LOG, fargate.image_uri(), "", fargate.fargate_size()
     )
+
+
+def test_a_big_cpu_only_task_runs_on_the_cpu_provider_even_with_gpu_providers(configure):
+    """The GPU providers' instances all have GPUs: a task without GPUs never goes there."""
+    new = configure()
+    container = new("call-align", cpu=32, memory="64 GiB")
+    request, spec = requests(container)
+    assert request["capacityProviderStrategy"] == [{"capacityProvider": "wdl-managed", "weight": 1}]
+    assert "resourceRequirements" not in spec["containerDefinitions"][0]
+    assert spec["requiresCompatibilities"] == ["MANAGED_INSTANCES"]
+    assert (container.capacity(), container.attempt_facts()["gpus"]) == ("MANAGED_INSTANCES", 0)
+
+
+def test_a_preemptible_gpu_task_tries_the_gpu_spot_provider_then_gpu_on_demand(configure):
+    new = configure()
+    container = new("call-gpu", cpu=8, memory="32 GiB", gpu=True, preemptible=2)
+    providers = []
+    for interruptions in (0, 1, 2):
+        container._interruptions = interruptions
+        request, spec = requests(container)
+        providers.append((request["capacityProviderStrategy"][0]["capacityProvider"], container.capacity()))
+        assert spec["containerDefinitions"][0]["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+    # (the capacity names stay those of managed instances: the cost report prices the GPUs by count)
+    assert providers == [
+        ("wdl-gpu-spot", "MANAGED_INSTANCES_SPOT"),
+        ("wdl-gpu-spot", "MANAGED_INSTANCES_SPOT"),
+        ("wdl-gpu", "MANAGED_INSTANCES"),
+    ]
+
+
+def test_without_a_gpu_spot_provider_a_preemptible_gpu_task_runs_on_gpu_on_demand(configure):
+    new = configure(MANAGED_INSTANCES_GPU_SPOT_CAPACITY_PROVIDER="")
+    container = new("call-gpu", gpu=True, preemptible=2)
+    request, _ = requests(container)
+    assert request["capacityProviderStrategy"] == [{"capacityProvider": "wdl-gpu", "weight": 1}]
+    assert container.capacity() == "MANAGED_INSTANCES"
+    # (the CPU-only Spot provider is still there for big CPU-only tasks)
+    assert requests(new("call-big", cpu=32, preemptible=1))[0]["capacityProviderStrategy"][0]["capacityProvider"] == "wdl-managed-spot"
+
+
+def test_without_gpu_providers_a_gpu_task_is_refused_before_launch_and_big_ones_still_run(configure):
+    new = configure(**NO_GPU_PROVIDERS)
+    assert FargateTaskContainer.capacities.managed_instances.max_gpus == 0
+    with pytest.raises(WDL.Error.RuntimeError, match=r"the managed instances allow no GPUs \(stack parameters ManagedInstancesGpuKinds"):
+        new("call-gpu", gpu=True)
+    assert aws.client("ecs").list_tasks(cluster="wdl")["taskArns"] == []
+    assert requests(new("call-big", cpu=32))[0]["capacityProviderStrategy"][0]["capacityProvider"] == "wdl-managed"
 
 
 def test_a_big_preemptible_task_tries_the_spot_provider_then_on_demand(configure):
@@ -163,12 +219,16 @@ def test_the_attempt_records_the_capacity_its_request_ran_on_after_the_launchers
     assert FargateTaskContainer._launcher.spot_fallbacks["wdl-managed-spot"] == {
         "capacityProviderStrategy": [{"capacityProvider": "wdl-managed", "weight": 1}]
     }
+    # each Spot provider falls back to its own On-Demand twin: a GPU task never to CPU-only instances
+    assert FargateTaskContainer._launcher.spot_fallbacks["wdl-gpu-spot"] == {
+        "capacityProviderStrategy": [{"capacityProvider": "wdl-gpu", "weight": 1}]
+    }
 
     def ran(provider=None):
         return container._capacity_of({"capacityProviderStrategy": [{"capacityProvider": provider, "weight": 1}]} if provider else {"launchType": "FARGATE"})
 
-    assert [ran("wdl-managed-spot"), ran("wdl-managed"), ran("FARGATE_SPOT"), ran()] == [
-        "MANAGED_INSTANCES_SPOT", "MANAGED_INSTANCES", "FARGATE_SPOT", "FARGATE",
+    assert [ran("wdl-managed-spot"), ran("wdl-managed"), ran("wdl-gpu-spot"), ran("wdl-gpu"), ran("FARGATE_SPOT"), ran()] == [
+        "MANAGED_INSTANCES_SPOT", "MANAGED_INSTANCES", "MANAGED_INSTANCES_SPOT", "MANAGED_INSTANCES", "FARGATE_SPOT", "FARGATE",
     ]
 
 
@@ -237,7 +297,7 @@ def test_a_managed_instances_task_with_scratch_runs_against_moto_and_its_image_d
     try:
         assert job.capacity == "MANAGED_INSTANCES" and attempt.capacity == "MANAGED_INSTANCES"
         task = aws.client("ecs").describe_tasks(cluster="wdl", tasks=[job.arn])["tasks"][0]
-        assert task["capacityProviderName"] == "wdl-managed"
+        assert task["capacityProviderName"] == "wdl-gpu"
         td = aws.client("ecs").describe_task_definition(taskDefinition=job.task_definition)["taskDefinition"]
         assert td["requiresCompatibilities"] == ["MANAGED_INSTANCES"]
         assert td["containerDefinitions"][0]["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
@@ -286,6 +346,14 @@ def test_without_a_volume_role_big_disks_are_refused_naming_the_option(configure
     "settings, message",
     [
         (dict(MANAGED_INSTANCES_CAPACITY_PROVIDER=""), "managed_instances_spot_capacity_provider needs managed_instances_capacity_provider"),
+        (dict(MANAGED_INSTANCES_GPU_CAPACITY_PROVIDER=""),
+         "managed_instances_gpu_spot_capacity_provider needs managed_instances_gpu_capacity_provider"),
+        (dict(MANAGED_INSTANCES_CAPACITY_PROVIDER="", MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER=""),
+         "managed_instances_gpu_capacity_provider needs managed_instances_capacity_provider"),
+        (dict(MANAGED_INSTANCES_MAX_GPUS="0"),
+         r"managed_instances_gpu_capacity_provider and managed_instances_max_gpus go together: .*got provider 'wdl-gpu', max_gpus 0"),
+        (dict(MANAGED_INSTANCES_GPU_CAPACITY_PROVIDER="", MANAGED_INSTANCES_GPU_SPOT_CAPACITY_PROVIDER=""),
+         r"managed_instances_gpu_capacity_provider and managed_instances_max_gpus go together: .*got provider '', max_gpus 4"),
         (dict(EBS_VOLUME_ROLE="ecs-volumes"), "ebs_volume_role must be the ARN"),
         (dict(IMAGE_CACHE="docker.io=nowhere"), r"image_cache \(or MINIWDL__AWS_FARGATE__IMAGE_CACHE\)"),
     ],
@@ -307,15 +375,15 @@ SIM_TASK = """
 
 
 def test_miniwdl_runs_a_preemptible_gpu_task_on_spot_managed_instances_then_on_demand(sim, tmp_path, monkeypatch):
-    """End to end through `miniwdl run`: the Spot provider first; interrupted, the task runs again
-    on the On-Demand provider, and the run succeeds."""
+    """End to end through `miniwdl run`: the GPU Spot provider first; interrupted, the task runs
+    again on the GPU On-Demand provider, and the run succeeds."""
     for key, value in {**BEYOND, "EBS_VOLUME_ROLE": ""}.items():
         monkeypatch.setenv(f"MINIWDL__AWS_FARGATE__{key}", value)
     sim.faults.script.extend(["spot_interruption", "ok"])
     code, out = finish(start_miniwdl(sim, tmp_path, SIM_TASK))
     assert code == 0, out
     asked = [(r["capacityProviderStrategy"][0]["capacityProvider"], r["overrides"]["cpu"]) for r in sim.run_task_requests]
-    assert asked == [("wdl-managed-spot", "32768"), ("wdl-managed", "32768")]
+    assert asked == [("wdl-gpu-spot", "32768"), ("wdl-gpu", "32768")]
     for request in sim.run_task_requests:
         validate("RunTask", request)
     (definition,) = sim.task_definitions.values()

@@ -1135,14 +1135,80 @@ def test_managed_instances_two_providers_of_the_cluster_in_the_stacks_network(cf
     assert str(cfn_template["Parameters"]["ManagedInstancesMaxMemoryGiB"]["Default"]) in cfn_template["Mappings"]["GiB"]
 
 
-def test_gpu_kinds_allow_gpu_instances_up_to_the_gpu_limit(cfn_template):
-    overrides = {"ManagedInstances": "Enabled", "ManagedInstancesGpuKinds": "t4,a10g", "ManagedInstancesMaxGpus": "4"}
+GPU_PROVIDERS = ("ManagedInstancesGpuCapacityProvider", "ManagedInstancesGpuSpotCapacityProvider")
+CPU_PROVIDERS = ("ManagedInstancesCapacityProvider", "ManagedInstancesSpotCapacityProvider")
+GPU_ENV = {
+    "MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_GPU_CAPACITY_PROVIDER": "ManagedInstancesGpuCapacityProvider",
+    "MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_GPU_SPOT_CAPACITY_PROVIDER": "ManagedInstancesGpuSpotCapacityProvider",
+}
+GPU_OUTPUTS = {"ManagedInstancesGpuCapacityProviderName", "ManagedInstancesGpuSpotCapacityProviderName"}
+
+
+def instance_requirements(resources: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    return resources[name]["Properties"]["ManagedInstancesProvider"]["InstanceLaunchTemplate"]["InstanceRequirements"]
+
+
+def conditional_outputs(cfn_template: dict[str, Any], conditions: "Conditions") -> set[str]:
+    return {k for k, o in cfn_template["Outputs"].items() if "Condition" not in o or conditions.holds(o["Condition"])}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"ManagedInstances": "Enabled"}, {"ManagedInstances": "Enabled", "ManagedInstancesGpuKinds": "t4", "ManagedInstancesMaxGpus": "1"},
+     BEYOND_FARGATE],
+)
+def test_the_cpu_providers_never_allow_accelerators(cfn_template, overrides):
+    """acceleratorNames reads "one of these must be on the instance type": on the CPU-only
+    providers it would put every task beyond Fargate on a GPU instance. Max 0 excludes them."""
     resources = Conditions(cfn_template, overrides).resources()
-    for name in ("ManagedInstancesCapacityProvider", "ManagedInstancesSpotCapacityProvider"):
-        requirements = resources[name]["Properties"]["ManagedInstancesProvider"]["InstanceLaunchTemplate"]["InstanceRequirements"]
+    for name in CPU_PROVIDERS if overrides.get("ManagedInstances") == "Enabled" else ():
+        requirements = instance_requirements(resources, name)
+        assert requirements["AcceleratorCount"] == {"Max": 0}
+        assert not {"AcceleratorNames", "AcceleratorTypes", "AcceleratorManufacturers"} & set(requirements)
+    assert all(name in resources for name in CPU_PROVIDERS) == (overrides.get("ManagedInstances") == "Enabled")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"ManagedInstances": "Enabled"}, {"ManagedInstancesGpuKinds": "t4", "ManagedInstancesMaxGpus": "1"}],
+)
+def test_no_gpu_providers_without_gpu_kinds_on_managed_instances(cfn_template, overrides):
+    conditions = Conditions(cfn_template, overrides)
+    resources = conditions.resources()
+    assert not set(GPU_PROVIDERS) & set(resources)
+    env = driver_env(resources)
+    assert {name: env[name] for name in GPU_ENV} == dict.fromkeys(GPU_ENV, "")
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_GPUS"] == "0"
+    assert not GPU_OUTPUTS & conditional_outputs(cfn_template, conditions)
+
+
+def test_gpu_kinds_add_two_gpu_providers_up_to_the_gpu_limit(cfn_template):
+    overrides = {"ManagedInstances": "Enabled", "ManagedInstancesGpuKinds": "t4,a10g", "ManagedInstancesMaxGpus": "4"}
+    conditions = Conditions(cfn_template, overrides)
+    resources = conditions.resources()
+    kinds = {}
+    for name in GPU_PROVIDERS:
+        requirements = instance_requirements(resources, name)
+        # every instance type has 1 to ManagedInstancesMaxGpus NVIDIA GPUs of the given kinds
         assert requirements["AcceleratorNames"] == {"Ref": "ManagedInstancesGpuKinds"}
-        assert requirements["AcceleratorCount"] == {"Min": 0, "Max": {"Ref": "ManagedInstancesMaxGpus"}}
-    assert driver_env(resources)["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_GPUS"] == {"Ref": "ManagedInstancesMaxGpus"}
+        assert requirements["AcceleratorCount"] == {"Min": 1, "Max": {"Ref": "ManagedInstancesMaxGpus"}}
+        assert (requirements["AcceleratorTypes"], requirements["AcceleratorManufacturers"]) == (["gpu"], ["nvidia"])
+        kinds[name] = resources[name]["Properties"]["ManagedInstancesProvider"]["InstanceLaunchTemplate"]["CapacityOptionType"]
+        # otherwise as its CPU-only twin: the cluster, roles, network, scale-in, vCPU and memory limits
+        twin = CPU_PROVIDERS[GPU_PROVIDERS.index(name)]
+        assert resources[name]["Properties"]["ClusterName"] == resources[twin]["Properties"]["ClusterName"] == {"Ref": "Cluster"}
+        gpu, cpu = (resources[n]["Properties"]["ManagedInstancesProvider"] for n in (name, twin))
+        for key in ("InfrastructureRoleArn", "PropagateTags", "InfrastructureOptimization"):
+            assert gpu[key] == cpu[key]
+        for key in ("CapacityOptionType", "Ec2InstanceProfileArn", "NetworkConfiguration"):
+            assert gpu["InstanceLaunchTemplate"][key] == cpu["InstanceLaunchTemplate"][key]
+        for key in ("VCpuCount", "MemoryMiB"):
+            assert gpu["InstanceLaunchTemplate"]["InstanceRequirements"][key] == cpu["InstanceLaunchTemplate"]["InstanceRequirements"][key]
+    assert kinds == {"ManagedInstancesGpuCapacityProvider": "ON_DEMAND", "ManagedInstancesGpuSpotCapacityProvider": "SPOT"}
+    env = driver_env(resources)
+    assert {name: env[name] for name in GPU_ENV} == {name: {"Ref": ref} for name, ref in GPU_ENV.items()}
+    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_GPUS"] == {"Ref": "ManagedInstancesMaxGpus"}
+    assert GPU_OUTPUTS <= conditional_outputs(cfn_template, conditions)
     # GPUs without kinds, or kinds without GPUs, are refused before anything is created
     rules = cfn_template["Rules"]
     assert rules["GpuKindsNeedGpus"]["Assertions"][0]["Assert"] == {
@@ -1218,21 +1284,27 @@ def test_managed_instances_and_image_cache_stack_comes_up_in_moto(moto_cfn):
     _template, physical, outputs = deploy(dict(BEYOND_FARGATE))
     assert MANAGED_INSTANCES_RESOURCES | CACHE_RULES <= set(physical)
     ecs = aws.client("ecs")
-    names = [outputs["ManagedInstancesCapacityProviderName"], outputs["ManagedInstancesSpotCapacityProviderName"]]
+    names = [outputs[f"ManagedInstances{kind}CapacityProviderName"] for kind in ("", "Spot", "Gpu", "GpuSpot")]
     providers = ecs.describe_capacity_providers(capacityProviders=names)["capacityProviders"]
-    assert [p["cluster"] for p in providers] == [outputs["ClusterName"]] * 2
+    assert [p["name"] for p in providers] == names and len(set(names)) == 4
+    assert [p["cluster"] for p in providers] == [outputs["ClusterName"]] * 4
     launches = [p["managedInstancesProvider"]["instanceLaunchTemplate"] for p in providers]
-    assert [launch["capacityOptionType"] for launch in launches] == ["ON_DEMAND", "SPOT"]
+    assert [launch["capacityOptionType"] for launch in launches] == ["ON_DEMAND", "SPOT", "ON_DEMAND", "SPOT"]
     for launch in launches:
         assert launch["networkConfiguration"] == {
             "subnets": outputs["TaskSubnetIds"].split(","), "securityGroups": [outputs["TaskSecurityGroupId"]],
         }
         assert launch["instanceRequirements"]["memoryMiB"]["max"] == 512 * 1024
+    # CPU-only providers: no accelerators; GPU providers: 1 to 4 of the given GPUs
+    for launch in launches[:2]:
+        assert launch["instanceRequirements"]["acceleratorCount"] == {"max": 0}
+        assert "acceleratorNames" not in launch["instanceRequirements"]
+    for launch in launches[2:]:
         assert launch["instanceRequirements"]["acceleratorNames"] == ["t4", "a10g"]
+        assert launch["instanceRequirements"]["acceleratorCount"] == {"min": 1, "max": 4}
     definition = ecs.describe_task_definition(taskDefinition=outputs["DriverTaskDefinitionArn"])["taskDefinition"]
     env = {e["name"]: e["value"] for e in definition["containerDefinitions"][0]["environment"]}
-    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_CAPACITY_PROVIDER"] == names[0]
-    assert env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_SPOT_CAPACITY_PROVIDER"] == names[1]
+    assert [env[f"MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_{kind}CAPACITY_PROVIDER"] for kind in ("", "SPOT_", "GPU_", "GPU_SPOT_")] == names
     assert (env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_CPU"], env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_MEMORY_GIB"],
             env["MINIWDL__AWS_FARGATE__MANAGED_INSTANCES_MAX_GPUS"]) == ("64", "512", "4")
     assert env["MINIWDL__AWS_FARGATE__EBS_VOLUME_ROLE"] == outputs["EbsVolumeRoleArn"]

@@ -2,6 +2,7 @@
 beyond Fargate and an EBS-scratch task, end to end (issue: "Beyond Fargate's box")."""
 
 import json
+import re
 
 import pytest
 
@@ -24,6 +25,12 @@ def test_the_gpu_example_runs_beyond_fargate_end_to_end(tmp_path):
     crunch = rows["call-crunch"]
     assert (crunch["capacity"], crunch["gpus"], crunch["vcpu"], crunch["public_ipv4"]) == ("MANAGED_INSTANCES", 1, 32.0, False)
     assert crunch["management_fee_usd"] > 0 and crunch["gpu_seconds"] >= 60
+    # ... on the stack's GPU capacity provider, never the CPU-only one (whose instances have no GPUs)
+    launched = {line.split(" NOTICE ")[0].rsplit(":", 1)[1]: line
+                for line in (results / "workflow.log").read_text().splitlines() if "NOTICE ECS task launched" in line}
+    assert set(launched) == {"call-prepare", "call-crunch"}
+    assert re.search(r'capacity_provider: "[^"]*-ManagedInstancesGpuCapacityProvider-', launched["call-crunch"])
+    assert "capacity_provider" not in launched["call-prepare"]  # (launch type FARGATE)
     # the 300 GiB task on Fargate with an EBS scratch volume, priced as gp3 storage
     prepare = rows["call-prepare"]
     assert (prepare["capacity"], prepare["scratch_gib"], prepare["gpus"]) == ("FARGATE", 300, 0)

@@ -109,5 +109,12 @@ def test_the_settings_give_the_rules_and_capacities(monkeypatch):
     assert s.capacities().managed_instances.max_cpu == 0 and not s.capacities().ebs_scratch
     s = load(managed_instances_capacity_provider="mi", managed_instances_max_gpus="4", ebs_volume_role="arn:aws:iam::1:role/v")
     limits = s.capacities().managed_instances
-    assert (limits.max_cpu, limits.max_memory_gib, limits.max_gpus) == (64, 512, 4)
+    # GPUs count only with a GPU capacity provider (the CPU-only one's instances have none)
+    assert (limits.max_cpu, limits.max_memory_gib, limits.max_gpus) == (64, 512, 0)
     assert s.capacities().ebs_scratch
+    s = load(managed_instances_gpu_capacity_provider="mi-gpu")
+    limits = s.capacities().managed_instances
+    assert (limits.max_cpu, limits.max_memory_gib, limits.max_gpus) == (64, 512, 4)
+    # a task's providers (On-Demand, Spot): the GPU ones for any GPU count, the CPU-only ones for none
+    s = load(managed_instances_spot_capacity_provider="mi-spot", managed_instances_gpu_spot_capacity_provider="mi-gpu-spot")
+    assert [s.managed_instances_providers(n) for n in (0, 1, 4)] == [("mi", "mi-spot"), ("mi-gpu", "mi-gpu-spot"), ("mi-gpu", "mi-gpu-spot")]

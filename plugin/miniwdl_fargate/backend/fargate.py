@@ -4,7 +4,8 @@
   storage; what Fargate cannot give fails the task before launch (``sizes.for_task``).
 - Beyond Fargate (``sizes.for_task`` with the settings' ``capacities``): a task too big for
   Fargate, or asking for GPUs, runs on the ECS Managed Instances capacity provider
-  (``managed_instances_capacity_provider``; preemptible ones on the Spot one first), with a task
+  (``managed_instances_capacity_provider``, or ``managed_instances_gpu_capacity_provider`` for a
+  task asking for GPUs; preemptible ones on the Spot twin first), with a task
   definition of its own; ``disks`` beyond the capacity's storage get an EBS scratch volume,
   configured at launch, mounted at SCRATCH_PATH and made the task's TMPDIR (``ebs_volume_role``).
 - Images go through the image cache's rules (``images.cached_image``); each attempt records the
@@ -271,6 +272,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 max_tasks_per_run=settings.max_tasks_per_run,
                 driver=cls._driver,
                 managed_instances=settings.managed_instances_capacity_provider or None,
+                gpu_managed_instances=settings.managed_instances_gpu_capacity_provider or None,
                 ebs_scratch=cls.capacities.ebs_scratch,
                 image_cache=sorted(cls.image_rules) or None,
             )
@@ -278,30 +280,51 @@ class FargateTaskContainer(BaseTaskContainer):
 
     @staticmethod
     def _spot_fallbacks(settings: FargateSettings) -> dict[str, dict[str, Any]]:
-        """The launcher's On-Demand placement for the managed-instances Spot provider (FARGATE_SPOT's it knows)."""
-        spot, on_demand = settings.managed_instances_spot_capacity_provider, settings.managed_instances_capacity_provider
-        if not spot:
-            return {}
-        return {spot: {"capacityProviderStrategy": [{"capacityProvider": on_demand, "weight": 1}]}}
+        """The launcher's On-Demand placement for each managed-instances Spot provider, CPU-only
+        and GPU (FARGATE_SPOT's it knows): its own On-Demand twin."""
+        fallbacks = {}
+        for on_demand, spot in (settings.managed_instances_providers(0), settings.managed_instances_providers(1)):
+            if spot:
+                fallbacks[spot] = {"capacityProviderStrategy": [{"capacityProvider": on_demand, "weight": 1}]}
+        return fallbacks
+
+    @staticmethod
+    def _provider_of(request: dict[str, Any]) -> str | None:
+        """The capacity provider a RunTask request names (None: launch type FARGATE)."""
+        strategy = request.get("capacityProviderStrategy") or []
+        return strategy[0].get("capacityProvider") if strategy else None
 
     def _capacity_of(self, request: dict[str, Any]) -> str:
         """The capacity a launched request ran on (the launcher may have moved it from Spot to On-Demand)."""
-        strategy = request.get("capacityProviderStrategy") or []
-        provider = strategy[0].get("capacityProvider") if strategy else None
+        provider = self._provider_of(request)
         if provider is None:
             return "FARGATE"
         if provider == SPOT:
             return SPOT
-        spot = self.settings.managed_instances_spot_capacity_provider
-        return MANAGED_INSTANCES_SPOT if spot and provider == spot else MANAGED_INSTANCES
+        spots = {self.settings.managed_instances_spot_capacity_provider, self.settings.managed_instances_gpu_spot_capacity_provider}
+        return MANAGED_INSTANCES_SPOT if provider in spots - {""} else MANAGED_INSTANCES
 
     @staticmethod
     def _check_beyond_fargate(settings: FargateSettings) -> None:
         """The settings for tasks beyond Fargate make sense together, or the run fails now, naming them."""
-        if settings.managed_instances_spot_capacity_provider and not settings.managed_instances_capacity_provider:
+        for kind, (on_demand, spot) in (("", settings.managed_instances_providers(0)), ("gpu_", settings.managed_instances_providers(1))):
+            if spot and not on_demand:
+                raise RuntimeError(
+                    f"aws_fargate: managed_instances_{kind}spot_capacity_provider needs managed_instances_{kind}capacity_provider "
+                    "(the On-Demand one, where preemptible tasks go once their interruptions are spent)"
+                )
+        if settings.managed_instances_gpu_capacity_provider and not settings.managed_instances_capacity_provider:
             raise RuntimeError(
-                "aws_fargate: managed_instances_spot_capacity_provider needs managed_instances_capacity_provider "
-                "(the On-Demand one, where preemptible tasks go once their interruptions are spent)"
+                "aws_fargate: managed_instances_gpu_capacity_provider needs managed_instances_capacity_provider "
+                "(the stack's ManagedInstances=Enabled sets both)"
+            )
+        if settings.managed_instances_capacity_provider and (
+            bool(settings.managed_instances_gpu_capacity_provider) != bool(settings.managed_instances_max_gpus)
+        ):
+            raise RuntimeError(
+                "aws_fargate: managed_instances_gpu_capacity_provider and managed_instances_max_gpus go together: GPU "
+                "tasks run only on the GPU provider, with up to that many GPUs (got provider "
+                f"{settings.managed_instances_gpu_capacity_provider!r}, max_gpus {settings.managed_instances_max_gpus})"
             )
         if settings.ebs_volume_role and not settings.ebs_volume_role.startswith("arn:"):
             raise RuntimeError(
@@ -665,7 +688,8 @@ class FargateTaskContainer(BaseTaskContainer):
         and its budget of interruptions is not spent yet (miniwdl retries up to ``preemptible``
         interruptions); then it runs On-Demand."""
         budget = int(self.runtime_values.get("preemptible", 0) or 0)
-        if self.fargate_size().capacity == MANAGED_INSTANCES and not self.settings.managed_instances_spot_capacity_provider:
+        size = self.fargate_size()
+        if size.capacity == MANAGED_INSTANCES and not self.settings.managed_instances_providers(size.gpus)[1]:
             return False
         return self.settings.spot and self._interruptions < budget
 
@@ -686,15 +710,12 @@ class FargateTaskContainer(BaseTaskContainer):
 
     def placement(self) -> dict[str, Any]:
         """RunTask's fields saying where the attempt runs: ``launchType`` FARGATE, or a capacity
-        provider strategy of one provider (FARGATE_SPOT, or the cluster's managed-instances one);
-        a request has one or the other, never both
-        (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html)."""
+        provider strategy of one provider (FARGATE_SPOT, or one of the cluster's managed-instances
+        ones: the GPU ones for a task with GPUs, the CPU-only ones otherwise); a request has one or
+        the other, never both (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html)."""
         capacity = self.capacity()
-        provider = {
-            SPOT: SPOT,
-            MANAGED_INSTANCES: self.settings.managed_instances_capacity_provider,
-            MANAGED_INSTANCES_SPOT: self.settings.managed_instances_spot_capacity_provider,
-        }.get(capacity)
+        on_demand, spot = self.settings.managed_instances_providers(self.fargate_size().gpus)
+        provider = {SPOT: SPOT, MANAGED_INSTANCES: on_demand, MANAGED_INSTANCES_SPOT: spot}.get(capacity)
         if provider is None:
             return {"launchType": "FARGATE"}
         return {"capacityProviderStrategy": [{"capacityProvider": provider, "weight": 1}]}
@@ -822,6 +843,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 memory=size["memory"],
                 client_token=request["clientToken"],
                 **{k: v for k, v in self.failure_info.items() if k in ("log_group", "log_stream")},
+                **({"capacity_provider": provider} if (provider := self._provider_of(request)) else {}),
             )
         )
         return job
