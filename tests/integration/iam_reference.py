@@ -206,6 +206,7 @@ ACTIONS: dict[str, Action] = {
     **{f"ec2:{name}": Action(EC2) for name in (
         "DescribeVolumes", "DescribeAvailabilityZones", "DescribeInstances", "DescribeInstanceTypes", "DescribeLaunchTemplates",
         "DescribeNetworkInterfaces", "DescribeInstanceTypeOfferings", "DescribeSecurityGroups", "DescribeSubnets", "DescribeVpcs",
+        "DescribeCapacityReservations",
     )},
 }
 

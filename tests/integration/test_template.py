@@ -628,7 +628,7 @@ ROLE_ACTIONS_BEYOND_FARGATE = {
         "ec2:RunInstances", "ec2:CreateTags", "iam:PassRole", "iam:CreateServiceLinkedRole",
         "ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplates", "ec2:DescribeNetworkInterfaces",
         "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeAvailabilityZones", "ec2:DescribeSecurityGroups",
-        "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+        "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeCapacityReservations",
     },
     # the ECS agent on a managed instance (AmazonECSInstanceRolePolicyForManagedInstances, narrowed)
     "ManagedInstancesInstanceRole": {
@@ -717,6 +717,14 @@ def test_hourly_billed_resources_only_when_asked(cfn_template):
     assert sorted(hourly_billed(resources)) == [
         f"{name} (AWS::EC2::VPCEndpoint)" for name in ("EcrApiEndpoint", "EcrDockerEndpoint", "EcsEndpoint", "LogsEndpoint")
     ]
+    # managed instances are container instances: they register through ecs-agent and ecs-telemetry too
+    resources = Conditions(cfn_template, {"InterfaceEndpoints": "true", "ManagedInstances": "Enabled"}).resources()
+    assert sorted(hourly_billed(resources)) == [
+        f"{name} (AWS::EC2::VPCEndpoint)"
+        for name in ("EcrApiEndpoint", "EcrDockerEndpoint", "EcsAgentEndpoint", "EcsEndpoint", "EcsTelemetryEndpoint", "LogsEndpoint")
+    ]
+    services = {resources[n]["Properties"]["ServiceName"]["Fn::Sub"] for n in ("EcsAgentEndpoint", "EcsTelemetryEndpoint")}
+    assert services == {"com.amazonaws.${AWS::Region}.ecs-agent", "com.amazonaws.${AWS::Region}.ecs-telemetry"}
 
 
 def test_tasks_get_public_ips_and_no_inbound_rules(cfn_template):

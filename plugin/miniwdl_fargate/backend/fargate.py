@@ -423,6 +423,12 @@ class FargateTaskContainer(BaseTaskContainer):
         )
         return str(image)
 
+    def pulled_image(self) -> str:
+        """How errors name the image ECS pulls: as asked, and the image cache's URI where that
+        rewrote it (a pull through the cache can fail for the cache's own reasons)."""
+        image, uri = self.image(), self.image_uri()
+        return repr(image) if uri == image else f"{image!r} (through the image cache: {uri!r})"
+
     def image_uri(self) -> str:
         """The image the ECS task runs: ``image()`` through the image cache's rules (``images``)."""
         return images.cached_image(self.image(), self.image_rules)
@@ -1013,7 +1019,7 @@ class FargateTaskContainer(BaseTaskContainer):
         if end.verdict is stops.Verdict.IMAGE_NOT_PULLABLE:
             assert end.pull is not None
             raise ImageNotPullable(
-                f"task {self.run_id}: image {self.image()!r} cannot be pulled ({end.pull.what}); "
+                f"task {self.run_id}: image {self.pulled_image()} cannot be pulled ({end.pull.what}); "
                 f"not retried. ECS: {reason}"
             )
         if end.verdict is stops.Verdict.PULL_AGAIN:
@@ -1030,14 +1036,14 @@ class FargateTaskContainer(BaseTaskContainer):
         s = self.settings
         if self._pull_retries >= s.pull_retries:
             raise WDL.Error.RuntimeError(
-                f"task {self.run_id}: image {self.image()!r} could not be pulled ({pull.what}) "
+                f"task {self.run_id}: image {self.pulled_image()} could not be pulled ({pull.what}) "
                 f"after {self._pull_retries + 1} tries (pull_retries = {s.pull_retries}). ECS: {reason}"
             )
         self._pull_retries += 1
         ceiling = min(PULL_RETRY_CAP, s.pull_retry_delay * 2 ** (self._pull_retries - 1))
         delay = random.uniform(ceiling / 2, ceiling)
         raise StartAgain(
-            f"image {self.image()!r} could not be pulled ({pull.what}): pull retry "
+            f"image {self.pulled_image()} could not be pulled ({pull.what}): pull retry "
             f"{self._pull_retries} of {s.pull_retries}. ECS: {reason}",
             delay,
         )

@@ -211,7 +211,8 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
         "method": (
             f"per second with a {minimum:g}-second minimum, from the image pull (or RunTask) to the stop; "
             "vCPU and GB as sized for the task; ephemeral storage beyond 20 GB; "
-            "on managed instances the task's share of its instance (vCPU, GB, GPUs) plus the management fee; "
+            "on managed instances the task's share of its instance (vCPU, GB, GPUs) plus the management fee "
+            "(a lower bound: EC2 bills the whole instance, from its launch until it is stopped after its last task); "
             "EBS scratch volumes as gp3 storage; "
             "the public IPv4 address of each task that has one, over the same seconds"
         ),
