@@ -64,6 +64,8 @@ def configure(moto_aws, tmp_path, monkeypatch):
     subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"][:2]]
     ec2.create_security_group(GroupName="aegea.efs", Description="efs")
     aws.client("ecs").create_cluster(clusterName="wdl")
+    for name in ("wdl-managed", "wdl-managed-spot", "wdl-gpu", "wdl-gpu-spot"):  # as the stack's template makes them
+        fixes.managed_instances_provider(name, "wdl")
     efs = tmp_path / "efs"
 
     def configure(**settings):

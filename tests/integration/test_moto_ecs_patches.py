@@ -166,11 +166,15 @@ SCRATCH = [{"name": "scratch", "managedEBSVolume": {
 }}]
 
 
-def run_managed(ecs, **extra):
+def run_managed(ecs, provider="c-managed", **extra):
     subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
     ecs.register_task_definition(**MANAGED)
+    if not any(c["clusterName"] == "other" for c in ecs.describe_clusters(clusters=["other"])["clusters"]):
+        ecs.create_cluster(clusterName="other")
+        fixes.managed_instances_provider("c-managed", "c")
+        fixes.managed_instances_provider("other-managed", "other")
     return ecs.run_task(
-        cluster="c", taskDefinition="mi", capacityProviderStrategy=[{"capacityProvider": "c-managed", "weight": 1}],
+        cluster="c", taskDefinition="mi", capacityProviderStrategy=[{"capacityProvider": provider, "weight": 1}],
         networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}}, **extra,
     )["tasks"]
 
@@ -181,6 +185,18 @@ def test_a_managed_instances_task_runs_on_its_capacity_provider(ecs):
     assert task["capacityProviderName"] == "c-managed"
     described = ecs.describe_tasks(cluster="c", tasks=[task["taskArn"]])["tasks"][0]
     assert described["capacityProviderName"] == "c-managed"
+
+
+@pytest.mark.parametrize("provider, said", [
+    ("no-such-provider", "is not a Managed Instances capacity provider of cluster c"),
+    ("other-managed", "not associated with the cluster: other-managed"),
+])
+def test_a_managed_instances_task_needs_a_provider_of_its_own_cluster(ecs, provider, said):
+    """As ECS: a Managed Instances provider belongs to the one cluster it was made for."""
+    fixes.ecs_managed_instances()
+    with pytest.raises(ClientError, match=said) as info:
+        run_managed(ecs, provider)
+    assert info.value.response["Error"]["Code"] == "InvalidParameterException"
 
 
 def test_moto_itself_still_wants_container_instances_for_managed_instances(ecs, monkeypatch):

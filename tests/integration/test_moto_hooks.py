@@ -138,6 +138,7 @@ def test_a_managed_instances_task_reaches_the_runner_with_its_provider_and_its_v
     runtime, _ = hooked
     ecs, ec2 = aws.client("ecs"), aws.client("ec2")
     ecs.create_cluster(clusterName="wdl")
+    fixes.managed_instances_provider("wdl-managed", "wdl")
     ecs.register_task_definition(
         family="mwf-task-mi", requiresCompatibilities=["MANAGED_INSTANCES"], networkMode="awsvpc", cpu="32768",
         memory="65536", volumes=[{"name": "scratch", "configuredAtLaunch": True}],

@@ -192,6 +192,8 @@ def ecs_managed_instances() -> None:
         provider = (capacity_provider_strategy or [{}])[0].get("capacityProvider")
         definition = self.describe_task_definition(task_definition_str)
         managed = provider not in (None, "FARGATE", "FARGATE_SPOT") and "MANAGED_INSTANCES" in (definition.requires_compatibilities or [])
+        if managed:
+            _require_managed_instances_provider(self, cluster_str, provider)
         strategy = [{"capacityProvider": "FARGATE", "weight": 1}] if managed else capacity_provider_strategy  # (placed as Fargate's)
         tasks = moto_run_task(
             self, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type,
@@ -202,6 +204,31 @@ def ecs_managed_instances() -> None:
         return tasks
 
     replace("ecs_managed_instances", EC2ContainerServiceBackend, "run_task", run_task)
+
+
+def _require_managed_instances_provider(backend: Any, cluster_str: str, name: str) -> None:
+    """As ECS refuses it: a Managed Instances capacity provider belongs to the one cluster it was
+    created for (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_CreateCapacityProvider.html,
+    ``cluster``), so a strategy naming one that does not exist, is another cluster's, or is not a
+    Managed Instances provider cannot place the task."""
+    from moto.ecs.exceptions import InvalidParameterException
+
+    cluster = backend._get_cluster(cluster_str)
+    provider = backend._get_provider(name)
+    if provider is None or getattr(provider, "managed_instances_provider", None) is None:
+        raise InvalidParameterException(f"The capacity provider {name} is not a Managed Instances capacity provider of cluster {cluster.name}.")
+    if getattr(provider, "cluster", None) not in (cluster.name, cluster.arn):
+        raise InvalidParameterException(
+            f"The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster: {name}."
+        )
+
+
+def managed_instances_provider(name: str, cluster: str, account_id: str = "123456789012", region: str = "us-east-1") -> None:
+    """Create a Managed Instances capacity provider of ``cluster`` in moto, as the stack's
+    template does (for tests that run the backend against moto without deploying the stack)."""
+    from .cfn import _capacity_provider
+
+    _capacity_provider(name, {"Name": name, "ClusterName": cluster, "ManagedInstancesProvider": {}}, account_id, region, "")
 
 
 #: the RunTask request being handled on this thread (``run_task_volume_configurations``)
