@@ -984,7 +984,8 @@ def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
     assert outputs["TaskSubnetIds"] == parameters["SubnetIds"]
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"]
     assert sorted((e["VpcEndpointType"], e["ServiceName"].rsplit(".", 2)[-2:][-1]) for e in endpoints) == [
-        ("Gateway", "s3"), ("Interface", "api"), ("Interface", "dkr"), ("Interface", "ecs"), ("Interface", "logs"),
+        ("Gateway", "s3"), ("Interface", "api"), ("Interface", "dkr"), ("Interface", "ecs"),
+        ("Interface", "ecs-agent"), ("Interface", "ecs-telemetry"), ("Interface", "logs"),  # (managed instances are on)
     ]
     task_definition = aws.client("ecs").describe_task_definition(taskDefinition=outputs["DriverTaskDefinitionArn"])
     # its size, as ECS reports it (the driver's row of the run report comes from it)
@@ -1110,6 +1111,7 @@ def test_managed_instances_two_providers_of_the_cluster_in_the_stacks_network(cf
         launch = provider["InstanceLaunchTemplate"]
         kinds[name] = launch["CapacityOptionType"]
         assert launch["Ec2InstanceProfileArn"] == {"Fn::GetAtt": ["ManagedInstancesInstanceProfile", "Arn"]}
+        assert launch["StorageConfiguration"] == {"StorageSizeGiB": {"Ref": "ManagedInstancesStorageGiB"}}  # no documented default
         assert launch["NetworkConfiguration"] == {
             "Subnets": [{"Ref": "PublicSubnetA"}, {"Ref": "PublicSubnetB"}], "SecurityGroups": [{"Ref": "TaskSecurityGroup"}],
         }
