@@ -9,7 +9,10 @@ import pytest
 from test_cli import run_cli
 
 GPU_STACK = ["--parameter", "ManagedInstances=Enabled", "--parameter", "ManagedInstancesGpuKinds=t4",
-             "--parameter", "ManagedInstancesMaxGpus=1", "--parameter", "ImageCache=Enabled"]
+             "--parameter", "ManagedInstancesMaxGpus=1", "--parameter", "ImageCache=Enabled",
+             # a Docker Hub rule (with its credential): the example's ubuntu:22.04 is pulled through the cache
+             "--parameter", "DockerHubCredentialArn=arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf"]
+CACHED_UBUNTU = "123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub/library/ubuntu:22.04"
 
 
 @pytest.mark.long
@@ -40,6 +43,7 @@ def test_the_gpu_example_runs_beyond_fargate_end_to_end(tmp_path):
     images = {t["call"]: t for t in provenance["tasks"]}
     assert set(images) == {"call-prepare", "call-crunch"}
     assert all(t["image"] == "ubuntu:22.04" and t["image_digest"].startswith("sha256:") for t in images.values())
+    assert {t["image_uri"] for t in images.values()} == {CACHED_UBUNTU}  # as run: through the stack's cache
     assert "GPU" in proc.stderr  # local mode said it gives the GPU task none
 
 
