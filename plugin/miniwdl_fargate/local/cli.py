@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     page = os.path.join(local_copy, "report.html")
     if os.path.isfile(page):
         estimate = result.document.get("estimated_cost_usd")
-        cost = f" (estimated cost {estimate:.4f} USD, on Fargate at the configured prices)" if estimate is not None else ""
+        cost = f" (estimated cost {estimate:.4f} USD, on AWS at the configured prices)" if estimate is not None else ""
         say(f"run report: {page}{cost}; task timeline {os.path.join(local_copy, 'timeline.svg')}")
     if result.status == "SUCCEEDED":
         print(json.dumps({"run_id": result.run_id, "outputs": result.document.get("outputs", {}), "results": result.results}, indent=2))
