@@ -130,6 +130,24 @@ def test_moto_still_drops_a_task_failures_cause():
     assert sent[-1] == {"error": "DriverFailed", "cause": "why it failed"}
 
 
+def test_the_cause_fix_leaves_moto_s_non_executing_backend_working():
+    """moto's backend when state machines are not executed takes no cause: with the fix
+    installed (by an earlier test in the same process), SendTaskFailure still reaches it."""
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    sent = []
+
+    def without_cause(token, error=None):
+        sent.append(error)
+
+    fixes.send_task_failure_cause()
+    params = {"taskToken": "token", "error": "DriverFailed", "cause": "why it failed"}
+    StepFunctionResponse.send_task_failure(
+        SimpleNamespace(_get_param=params.get, stepfunction_backend=SimpleNamespace(send_task_failure=without_cause))
+    )
+    assert sent == ["DriverFailed"]
+
+
 @pytest.fixture
 def token_wait(step_functions):
     """Start an execution that waits on a task token (for at most 3 s) and return its ARN once it

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
+import inspect
 import json
 import threading
 import uuid
@@ -41,9 +42,14 @@ def send_task_failure_cause() -> None:
     def send_task_failure(self: Any) -> Any:
         from moto.core.responses import EmptyResult
 
-        self.stepfunction_backend.send_task_failure(
-            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
-        )
+        backend = self.stepfunction_backend
+        given = {"error": self._get_param("error"), "cause": self._get_param("cause")}
+        # (moto's non-executing backend, in use when state machines are not executed, takes no
+        # cause at all: nothing to keep there)
+        parameters = inspect.signature(backend.send_task_failure).parameters.values()
+        if not any(p.name == "cause" or p.kind is p.VAR_KEYWORD for p in parameters):
+            del given["cause"]
+        backend.send_task_failure(self._get_param("taskToken"), **given)
         return EmptyResult()
 
     from moto.stepfunctions.responses import StepFunctionResponse
