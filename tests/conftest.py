@@ -6,6 +6,8 @@ import botocore.loaders
 import botocore.session
 import pytest
 
+from miniwdl_fargate.local.stack import MOTO_SETTINGS
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "functions"))
 sys.path.insert(0, str(REPO))  # bench.ecs_sim, the simulated ECS endpoint
@@ -14,6 +16,9 @@ sys.path.insert(0, str(REPO))  # bench.ecs_sim, the simulated ECS endpoint
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# moto as local mode runs it (no default AMIs: local/stack.py MOTO_SETTINGS), in-process moto too
+for _key, _value in MOTO_SETTINGS.items():
+    os.environ.setdefault(_key, _value)
 
 
 class _SearchPaths(list):
