@@ -2,8 +2,8 @@
 
 A fresh driver spends most of its first seconds on what is the same in every run: importing
 miniwdl, boto3 and the backend, building miniwdl's WDL parsers (``WDL._parser`` builds one Lark
-parser per grammar version and start symbol, at first use) and scanning the installed packages'
-entry points for miniwdl's plugins. This process does all that once, then forks one driver per
+parser per grammar version and start symbol, at first use), scanning the installed packages'
+entry points for miniwdl's plugins and parsing botocore's models of the services it calls. This process does all that once, then forks one driver per
 driver task (``ecs_runner`` asks through SOCKET_FD). A child is then what the driver's container
 would be: its own session, a private mount namespace with a tmpfs on /mnt and each volume
 bind-mounted at its container path (what ``unshare --mount --propagation private`` and the
@@ -50,11 +50,13 @@ MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18  # <sys/mount.h>
 
 
 def preload() -> None:
-    """Import the driver's libraries, build the WDL parsers and scan the plugins' entry points."""
+    """Import the driver's libraries, build the WDL parsers, scan the plugins' entry points and
+    parse the AWS models the driver's clients need."""
     for name in LIBRARIES:
         importlib.import_module(name)
     build_parsers()
     cache_entry_points()
+    forkserver.preload_aws()
 
 
 def build_parsers() -> None:
