@@ -1,16 +1,20 @@
-"""Local mode's fork servers parse botocore's models once, before they fork
-(forkserver.preload_aws: aws.share_data_loaders, aws.preload_models): a client made afterwards,
-in a new session as each Lambda environment and driver makes, reads no JSON."""
+"""Local mode's fork servers build miniwdl's WDL parsers and parse botocore's models once, before
+they fork (forkserver.build_wdl_parsers; forkserver.preload_aws: aws.share_data_loaders,
+aws.preload_models): a child then builds no parser for a workflow of any WDL version, and a
+client it makes in a new session, as each Lambda environment and driver makes, reads no JSON."""
 
 import re
 from pathlib import Path
 
 import boto3
 import botocore.loaders
+import lark
 import pytest
+import WDL
+import WDL._parser
 
 from miniwdl_fargate import aws
-from miniwdl_fargate.local import forkserver
+from miniwdl_fargate.local import driver_zygote, forkserver, lambda_zygote
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,3 +56,28 @@ def test_the_fork_servers_preload_every_service_the_product_calls():
         called |= set(re.findall(r'aws\.client\("([a-z0-9-]+)"', source.read_text()))
     assert called, "no aws.client(...) call found"
     assert called <= set(forkserver.AWS_SERVICES), called - set(forkserver.AWS_SERVICES)
+
+
+def test_after_build_wdl_parsers_no_version_of_wdl_builds_a_parser(monkeypatch):
+    monkeypatch.setattr(WDL._parser, "_lark_cache", {})
+    forkserver.build_wdl_parsers()
+    assert WDL._parser._lark_cache
+
+    def no_new_parser(*args, **kwargs):
+        raise AssertionError("a Lark parser was built after build_wdl_parsers")
+
+    monkeypatch.setattr(lark, "Lark", no_new_parser)
+    for version in forkserver.WDL_VERSIONS:
+        header = "" if version == "draft-2" else f"version {version}\n"
+        WDL.parse_document(header + "workflow hello { call greet }\ntask greet { command { echo hi } }\n")
+        WDL.parse_expr("[1, 2][0] + 1", version=version)
+
+
+@pytest.mark.parametrize("preload", [lambda_zygote.preimport, driver_zygote.preload])
+def test_both_fork_servers_build_the_parsers_and_parse_the_models(preload, monkeypatch):
+    done = []
+    monkeypatch.setattr(forkserver, "build_wdl_parsers", lambda: done.append("parsers"))
+    monkeypatch.setattr(forkserver, "preload_aws", lambda: done.append("models"))
+    monkeypatch.setattr(driver_zygote, "cache_entry_points", lambda: None)  # (it replaces importlib's)
+    preload()
+    assert sorted(done) == ["models", "parsers"]

@@ -42,8 +42,6 @@ LIBRARIES = (
 )
 #: the driver container's command, run in the forked process itself
 COMMAND = ["miniwdl-fargate", "driver"]
-#: a WDL document per grammar version miniwdl knows, to build each version's parser once
-VERSIONS = ("draft-2", "1.0", "1.1", "development")
 
 CLONE_NEWNS = 0x00020000  # <sched.h>
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18  # <sys/mount.h>
@@ -54,19 +52,9 @@ def preload() -> None:
     parse the AWS models the driver's clients need."""
     for name in LIBRARIES:
         importlib.import_module(name)
-    build_parsers()
+    forkserver.build_wdl_parsers()
     cache_entry_points()
     forkserver.preload_aws()
-
-
-def build_parsers() -> None:
-    """Every WDL grammar version's document and expression parsers (``WDL._parser`` memoizes them)."""
-    import WDL
-
-    for version in VERSIONS:
-        header = "" if version == "draft-2" else f"version {version}\n"
-        WDL.parse_document(header + "workflow w {}\n")
-        WDL.parse_expr("1", version=version)
 
 
 def cache_entry_points() -> None:

@@ -6,8 +6,9 @@ environment (``lambda_runner`` asks through SOCKET_FD, a SOCK_SEQPACKET socket).
 its own from there: a new session, the function's environment variables and working directory,
 the request pipe as stdin, the log file as stdout and stderr, and ``lambda_bootstrap`` imports
 the handler's own module and serves invocations as a freshly started one would. Only libraries
-are imported here (and botocore's models of the services the handlers call parsed:
-``forkserver.preload_aws``), never the handler's module, and no thread is started before a fork.
+are imported here (with miniwdl's WDL parsers built and botocore's models of the services the
+handlers call parsed: ``forkserver.build_wdl_parsers``, ``forkserver.preload_aws``), never the
+handler's module, and no thread is started before a fork.
 
 A request is one JSON message ``{"handler", "cwd", "env"}`` with three descriptors (the
 request pipe's read end, the response pipe's write end, the log file); the answer is
@@ -48,6 +49,7 @@ def preimport() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 (a library a handler does not have is simply not preloaded)
             pass
+    forkserver.build_wdl_parsers()  # (the submit and API handlers load the submitted workflow)
     forkserver.preload_aws()
 
 
