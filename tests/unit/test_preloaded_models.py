@@ -78,6 +78,23 @@ def test_both_fork_servers_build_the_parsers_and_parse_the_models(preload, monke
     done = []
     monkeypatch.setattr(forkserver, "build_wdl_parsers", lambda: done.append("parsers"))
     monkeypatch.setattr(forkserver, "preload_aws", lambda: done.append("models"))
-    monkeypatch.setattr(driver_zygote, "cache_entry_points", lambda: None)  # (it replaces importlib's)
+    monkeypatch.setattr(driver_zygote.driver, "cache_plugin_entry_points", lambda: None)  # (it replaces importlib's)
     preload()
     assert sorted(done) == ["models", "parsers"]
+
+
+def test_the_driver_scans_each_group_of_plugin_entry_points_once(monkeypatch):
+    import importlib.metadata
+
+    from miniwdl_fargate import driver
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", importlib.metadata.entry_points)  # (restored after)
+    scans = []
+    scan = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **params: scans.append(params) or scan(**params))
+    driver.cache_plugin_entry_points()
+    driver.cache_plugin_entry_points()  # (once is enough: not wrapped twice)
+    assert len(scans) == len(driver.PLUGIN_GROUPS)
+    backends = [importlib.metadata.entry_points(group="miniwdl.plugin.container_backend") for _ in range(3)]
+    assert len(scans) == len(driver.PLUGIN_GROUPS)  # answered from what was kept
+    assert "aws_fargate" in {entry.name for entry in backends[0]}

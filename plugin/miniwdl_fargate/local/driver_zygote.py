@@ -18,14 +18,13 @@ status pipe; the answer is the driver's pidfd. No thread is started before a for
 from __future__ import annotations
 
 import ctypes
-import functools
 import importlib
-import importlib.metadata
 import os
 import signal
 import socket
 import sys
 
+from .. import driver
 from . import forkserver
 
 #: what the driver imports that costs the most, imported before any fork
@@ -53,22 +52,8 @@ def preload() -> None:
     for name in LIBRARIES:
         importlib.import_module(name)
     forkserver.build_wdl_parsers()
-    cache_entry_points()
+    driver.cache_plugin_entry_points()  # (scanned here, once for every driver forked)
     forkserver.preload_aws()
-
-
-def cache_entry_points() -> None:
-    """miniwdl looks up its plugins' entry points every time it loads plugins; in a driver the
-    installed packages never change, so the scan is done once, here, and its answers kept."""
-    scan = importlib.metadata.entry_points
-    cached = functools.lru_cache(maxsize=None)(lambda **params: scan(**params))
-
-    def entry_points(**params: str) -> importlib.metadata.EntryPoints:
-        return cached(**params)
-
-    importlib.metadata.entry_points = entry_points  # type: ignore[assignment]
-    for group in ("file_download", "directory_download", "container_backend", "cache_backend", "task", "workflow"):
-        entry_points(group=f"miniwdl.plugin.{group}")
 
 
 def _libc_call(name: str, *args: object) -> None:
