@@ -75,6 +75,7 @@ def test_after_build_wdl_parsers_no_version_of_wdl_builds_a_parser(monkeypatch):
 
 @pytest.mark.parametrize("preload", [lambda_zygote.preimport, driver_zygote.preload])
 def test_both_fork_servers_build_the_parsers_and_parse_the_models(preload, monkeypatch):
+    monkeypatch.setenv(lambda_zygote.PRELOAD_ENV, "1")  # (as the stack's Lambda runner starts its zygote)
     done = []
     monkeypatch.setattr(forkserver, "build_wdl_parsers", lambda: done.append("parsers"))
     monkeypatch.setattr(forkserver, "preload_aws", lambda: done.append("models"))
@@ -98,3 +99,25 @@ def test_the_driver_scans_each_group_of_plugin_entry_points_once(monkeypatch):
     backends = [importlib.metadata.entry_points(group="miniwdl.plugin.container_backend") for _ in range(3)]
     assert len(scans) == len(driver.PLUGIN_GROUPS)  # answered from what was kept
     assert "aws_fargate" in {entry.name for entry in backends[0]}
+
+
+def test_a_lambda_zygote_for_other_handlers_preloads_only_the_libraries(monkeypatch):
+    """The Lambda runner's own tests start many zygotes for handlers that use neither."""
+    monkeypatch.delenv(lambda_zygote.PRELOAD_ENV, raising=False)
+    done = []
+    monkeypatch.setattr(forkserver, "build_wdl_parsers", lambda: done.append("parsers"))
+    monkeypatch.setattr(forkserver, "preload_aws", lambda: done.append("models"))
+    lambda_zygote.preimport()
+    assert done == []
+
+
+def test_the_stacks_lambda_runner_asks_its_zygote_to_preload(tmp_path):
+    from miniwdl_fargate.local.lambda_runner import LambdaRunner
+    from miniwdl_fargate.local.runtime import LocalRuntime
+
+    runtime = LocalRuntime(str(tmp_path), "http://127.0.0.1:9", "us-east-1")
+    try:
+        assert runtime.lambdas.preload
+    finally:
+        runtime.shutdown()
+    assert not LambdaRunner(str(tmp_path / "w"), str(tmp_path / "l"), {}).preload
