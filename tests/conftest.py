@@ -2,9 +2,10 @@ import os
 import sys
 from pathlib import Path
 
-import botocore.loaders
-import botocore.session
 import pytest
+
+from miniwdl_fargate import aws
+from miniwdl_fargate.local.stack import MOTO_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "functions"))
@@ -14,39 +15,16 @@ sys.path.insert(0, str(REPO))  # bench.ecs_sim, the simulated ECS endpoint
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# moto as local mode runs it (no default AMIs: local/stack.py MOTO_SETTINGS), in-process moto too
+for _key, _value in MOTO_SETTINGS.items():
+    os.environ.setdefault(_key, _value)
 
 
-class _SearchPaths(list):
-    """A loader's search paths that take each folder once: boto3 appends its data folder to the
-    loader of every session it makes, and here they all share one loader."""
-
-    def append(self, path) -> None:
-        if path not in self:
-            super().append(path)
-
-
-def share_botocore_loaders() -> None:
-    """Let every botocore session in the test process share one data loader, so that each service
-    model (and endpoints.json) is read and parsed from JSON once per process rather than once per
-    session. The tests make a new session for nearly every test (aws.reset() when moto starts or
-    stops), and parsing the models was a third of the integration tier's time. A loader caches
-    what it loaded and hands out the same objects every time, which is what one session already
-    does with its own loader; the product code is not changed (each Lambda, driver and CLI process
-    of local mode still has its own)."""
-    loaders = {}
-
-    def create_loader(search_path_string=None):
-        """botocore.loaders.create_loader, once per AWS_DATA_PATH."""
-        if search_path_string not in loaders:
-            extra = [os.path.expanduser(os.path.expandvars(p)) for p in (search_path_string or "").split(os.pathsep) if p]
-            # (the Loader keeps the list it is given, and adds botocore's own folders to it)
-            loaders[search_path_string] = botocore.loaders.Loader(extra_search_paths=_SearchPaths(extra))
-        return loaders[search_path_string]
-
-    botocore.session.create_loader = create_loader
-
-
-share_botocore_loaders()
+# every botocore session in the test process shares one data loader: the tests make a new session
+# for nearly every test (aws.reset() when moto starts or stops), and parsing the service models
+# again each time was a third of the integration tier's time (the product code is not changed:
+# each Lambda, driver and CLI process of local mode has its own, shared only by its fork server)
+aws.share_data_loaders()
 
 # The tiers run in this order whatever order they are named in: unit (no AWS), integration (moto
 # in this process), then the whole pipeline (local, containers). The local stack installs local
@@ -60,8 +38,9 @@ TIERS = ("unit", "events", "integration", "local", "containers")
 # basetemp). TierScheduling below hands out the tests in collection order (so each worker runs its
 # share in the order above), each test on its own but for these, which run in one worker, whole:
 #   - the containers tier (one image build, one engine-backed stack for the tier),
-#   - a module whose module-scoped fixture is a whole run (set up once, not once per worker).
-ONE_WORKER = ("tests/containers/", "tests/local/test_client.py")
+#   - a module whose module-scoped fixture is a whole run, or a preloaded process (set up once, not
+#     once per worker: a worker tears a module's fixtures down whenever its next test is another's).
+ONE_WORKER = ("tests/containers/", "tests/local/test_client.py", "tests/unit/test_driver_zygote.py")
 
 
 def tier_of(item) -> str:

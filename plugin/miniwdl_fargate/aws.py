@@ -8,11 +8,15 @@ same code at the embedded moto server.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import boto3
 import botocore.config
+import botocore.loaders
+import botocore.session
 
 # botocore's "standard" retry mode: exponential backoff with jitter on throttling and transient
 # errors, with a retry quota. Callers that need more (RunTask capacity failures) add their own.
@@ -59,6 +63,45 @@ def client(service: str, region: str | None = None) -> Any:
             found = _session.client(service, region_name=region, config=RETRY_CONFIG)
             _clients[key] = found
         return found
+
+
+class _SearchPaths(list):
+    """A loader's search paths that take each folder once: boto3 appends its data folder to the
+    loader of every session it makes, and with share_data_loaders they all share one loader."""
+
+    def append(self, path) -> None:
+        if path not in self:
+            super().append(path)
+
+
+def share_data_loaders() -> None:
+    """Let every botocore session of this process share one data loader (per AWS_DATA_PATH), so
+    that each service model, endpoint rule set and endpoints.json is read and parsed from JSON once
+    per process rather than once per session. A loader caches what it loaded and hands out the same
+    objects every time, which is what one session already does with its own loader. For local
+    mode's fork servers (before they fork) and the tests' process; a Lambda function or driver on
+    AWS does not call it."""
+    loaders: dict[str | None, botocore.loaders.Loader] = {}
+
+    def create_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        """botocore.loaders.create_loader, once per AWS_DATA_PATH."""
+        if search_path_string not in loaders:
+            extra = [os.path.expanduser(os.path.expandvars(p)) for p in (search_path_string or "").split(os.pathsep) if p]
+            # (the Loader keeps the list it is given, and adds botocore's own folders to it)
+            loaders[search_path_string] = botocore.loaders.Loader(extra_search_paths=_SearchPaths(extra))
+        return loaders[search_path_string]
+
+    botocore.session.create_loader = create_loader
+
+
+def preload_models(services: Iterable[str]) -> None:
+    """Read the botocore data a client of each of ``services`` needs into the shared loader
+    (share_data_loaders): a client made after this, in this process or in a child forked from it,
+    parses no JSON. Making a client sends nothing; the credentials given keep botocore from
+    looking for any."""
+    session = boto3.session.Session(aws_access_key_id="preload", aws_secret_access_key="preload", region_name="us-east-1")
+    for service in services:
+        session.client(service, config=RETRY_CONFIG)
 
 
 def reset() -> None:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import functools
+import importlib.metadata
 import json
 import logging
 import os
@@ -430,8 +432,32 @@ def release_run_volume() -> None:
     FargateTaskContainer.release_run(log)
 
 
+#: the groups of entry points miniwdl looks its plugins up in
+PLUGIN_GROUPS = ("file_download", "directory_download", "container_backend", "cache_backend", "task", "workflow")
+
+
+def cache_plugin_entry_points() -> None:
+    """miniwdl looks up its plugins' entry points, a scan of every installed package's metadata,
+    each time it loads plugins: twice for every task it runs (a 300-way scatter scanned 600 times).
+    In a driver the installed packages never change, so each group is scanned once and its answer
+    kept (in this process: the driver's, or the test that runs one)."""
+    if getattr(importlib.metadata.entry_points, "cached_for_the_driver", False):
+        return
+    scan = importlib.metadata.entry_points
+    cached = functools.lru_cache(maxsize=None)(lambda **params: scan(**params))
+
+    def entry_points(**params: str) -> importlib.metadata.EntryPoints:
+        return cached(**params)
+
+    entry_points.cached_for_the_driver = True  # type: ignore[attr-defined]
+    importlib.metadata.entry_points = entry_points  # type: ignore[assignment]
+    for group in PLUGIN_GROUPS:
+        entry_points(group=f"miniwdl.plugin.{group}")
+
+
 def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None = None) -> tuple[int, dict[str, Any]]:
     """``miniwdl run`` in-process; return (exit status, the JSON miniwdl wrote: outputs or error)."""
+    cache_plugin_entry_points()
     result_file = os.path.join(run_dir, f".result-{os.getpid()}.json")
     argv = ["run", wdl_path, "-i", inputs_path, "--dir", run_dir + "/", "-o", result_file, "--verbose"]
     if cfg:

@@ -2,8 +2,8 @@
 
 A fresh driver spends most of its first seconds on what is the same in every run: importing
 miniwdl, boto3 and the backend, building miniwdl's WDL parsers (``WDL._parser`` builds one Lark
-parser per grammar version and start symbol, at first use) and scanning the installed packages'
-entry points for miniwdl's plugins. This process does all that once, then forks one driver per
+parser per grammar version and start symbol, at first use), scanning the installed packages'
+entry points for miniwdl's plugins and parsing botocore's models of the services it calls. This process does all that once, then forks one driver per
 driver task (``ecs_runner`` asks through SOCKET_FD). A child is then what the driver's container
 would be: its own session, a private mount namespace with a tmpfs on /mnt and each volume
 bind-mounted at its container path (what ``unshare --mount --propagation private`` and the
@@ -18,14 +18,13 @@ status pipe; the answer is the driver's pidfd. No thread is started before a for
 from __future__ import annotations
 
 import ctypes
-import functools
 import importlib
-import importlib.metadata
 import os
 import signal
 import socket
 import sys
 
+from .. import driver
 from . import forkserver
 
 #: what the driver imports that costs the most, imported before any fork
@@ -42,43 +41,19 @@ LIBRARIES = (
 )
 #: the driver container's command, run in the forked process itself
 COMMAND = ["miniwdl-fargate", "driver"]
-#: a WDL document per grammar version miniwdl knows, to build each version's parser once
-VERSIONS = ("draft-2", "1.0", "1.1", "development")
 
 CLONE_NEWNS = 0x00020000  # <sched.h>
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18  # <sys/mount.h>
 
 
 def preload() -> None:
-    """Import the driver's libraries, build the WDL parsers and scan the plugins' entry points."""
+    """Import the driver's libraries, build the WDL parsers, scan the plugins' entry points and
+    parse the AWS models the driver's clients need."""
     for name in LIBRARIES:
         importlib.import_module(name)
-    build_parsers()
-    cache_entry_points()
-
-
-def build_parsers() -> None:
-    """Every WDL grammar version's document and expression parsers (``WDL._parser`` memoizes them)."""
-    import WDL
-
-    for version in VERSIONS:
-        header = "" if version == "draft-2" else f"version {version}\n"
-        WDL.parse_document(header + "workflow w {}\n")
-        WDL.parse_expr("1", version=version)
-
-
-def cache_entry_points() -> None:
-    """miniwdl looks up its plugins' entry points every time it loads plugins; in a driver the
-    installed packages never change, so the scan is done once, here, and its answers kept."""
-    scan = importlib.metadata.entry_points
-    cached = functools.lru_cache(maxsize=None)(lambda **params: scan(**params))
-
-    def entry_points(**params: str) -> importlib.metadata.EntryPoints:
-        return cached(**params)
-
-    importlib.metadata.entry_points = entry_points  # type: ignore[assignment]
-    for group in ("file_download", "directory_download", "container_backend", "cache_backend", "task", "workflow"):
-        entry_points(group=f"miniwdl.plugin.{group}")
+    forkserver.build_wdl_parsers()
+    driver.cache_plugin_entry_points()  # (scanned here, once for every driver forked)
+    forkserver.preload_aws()
 
 
 def _libc_call(name: str, *args: object) -> None:

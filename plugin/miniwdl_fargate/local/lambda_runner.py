@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .forkserver import ForkServer
+from .lambda_zygote import PRELOAD_ENV
 
 #: seconds a worker gets to leave on its own at shutdown before it is killed
 STOP_GRACE_SECONDS = 2.0
@@ -159,7 +160,8 @@ def start_process(handler: str, code_dir: str, env: dict[str, str], log_path: st
 class Zygote:
     """The ``lambda_zygote`` process: new environments forked from its preloaded libraries."""
 
-    def __init__(self, work_dir: str, env: dict[str, str]) -> None:
+    def __init__(self, work_dir: str, env: dict[str, str], preload: bool = False) -> None:
+        env = {**env, PRELOAD_ENV: "1"} if preload else env
         self.server = ForkServer("miniwdl_fargate.local.lambda_zygote", work_dir, env, "zygote.out")
 
     def spawn(self, handler: str, code_dir: str, env: dict[str, str], log_path: str) -> tuple[Process, int, int]:
@@ -280,12 +282,17 @@ class Worker:
 class LambdaRunner:
     """Pools of warm workers, one pool per execution-environment key."""
 
-    def __init__(self, work_dir: str, logs_dir: str, environment: Mapping[str, str], zygote: bool = True) -> None:
+    def __init__(
+        self, work_dir: str, logs_dir: str, environment: Mapping[str, str], zygote: bool = True, preload: bool = False,
+    ) -> None:
         #: unpacked code packages and the workers' own output files
         self.work_dir = work_dir
         #: fork new environments from a process with their libraries preloaded (else: start
         #: each as a new interpreter)
         self.use_zygote = zygote
+        #: the zygote also builds miniwdl's WDL parsers and parses the AWS models (the stack's
+        #: handlers use both; 1.5 s of CPU at its start, each new environment's to save)
+        self.preload = preload
         self._zygote: Zygote | None = None
         self._zygote_lock = threading.Lock()
         self.logs_dir = logs_dir
@@ -396,7 +403,7 @@ class LambdaRunner:
     def _zygote_now(self) -> Zygote | None:
         with self._zygote_lock:
             if self.use_zygote and self._zygote is None and not self._closed:
-                self._zygote = Zygote(self.work_dir, self.environment)
+                self._zygote = Zygote(self.work_dir, self.environment, self.preload)
             return self._zygote
 
     def _spawn(self, handler: str, code_dir: str, env: dict[str, str], log_path: str) -> tuple[Process, int, int]:

@@ -79,7 +79,9 @@ class LocalRuntime:
     def lambdas(self) -> LambdaRunner:
         with self._lock:
             if self._lambdas is None:
-                self._lambdas = LambdaRunner(os.path.join(self.state_dir, "lambda"), self.logs_dir, self.lambda_environment())
+                self._lambdas = LambdaRunner(
+                    os.path.join(self.state_dir, "lambda"), self.logs_dir, self.lambda_environment(), preload=True
+                )
             return self._lambdas
 
     def invoke_lambda(self, function: FunctionSpec, event: Any) -> tuple[str, bool, str]:

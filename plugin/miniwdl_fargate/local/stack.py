@@ -36,6 +36,10 @@ STACK_NAME = "miniwdl-fargate"
 POLL_SECONDS = 0.1
 #: how often a local-mode client looks at its run (``local run``, ``submit --local --follow``)
 CLIENT_POLL_SECONDS = 0.05
+#: moto's own settings (environment variables) for local mode: nothing in the stack uses an AMI,
+#: and moto's EC2 otherwise makes its ~1,300 default images, each with a snapshot and a volume,
+#: for every account and region it serves (a third of a second of CPU each time)
+MOTO_SETTINGS = {"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
 SKIP_DIRS = {"__pycache__", ".venv", ".git", "build", "dist", ".pytest_cache"}
 
 
@@ -271,6 +275,7 @@ class LocalStack:
             {
                 **aws.local_environment(self.endpoint, REGION),
                 "MOTO_PORT": str(port),  # Step Functions' service integrations call localhost:$MOTO_PORT
+                **MOTO_SETTINGS,
             }
         )
         for key in aws.SHARED_CONFIG_VARIABLES:

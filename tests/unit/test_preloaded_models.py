@@ -1,0 +1,123 @@
+"""Local mode's fork servers build miniwdl's WDL parsers and parse botocore's models once, before
+they fork (forkserver.build_wdl_parsers; forkserver.preload_aws: aws.share_data_loaders,
+aws.preload_models): a child then builds no parser for a workflow of any WDL version, and a
+client it makes in a new session, as each Lambda environment and driver makes, reads no JSON."""
+
+import re
+from pathlib import Path
+
+import boto3
+import botocore.loaders
+import lark
+import pytest
+import WDL
+import WDL._parser
+
+from miniwdl_fargate import aws
+from miniwdl_fargate.local import driver_zygote, forkserver, lambda_zygote
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def files_read(monkeypatch):
+    """The botocore data files read from now on."""
+    read = []
+    original = botocore.loaders.JSONFileLoader.load_file
+
+    def load_file(self, file_path):
+        read.append(file_path)
+        return original(self, file_path)
+
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", load_file)
+    return read
+
+
+def test_a_client_of_a_preloaded_service_in_a_new_session_reads_no_file(files_read):
+    aws.share_data_loaders()  # (as the tests' process already does, and each fork server does)
+    aws.preload_models(["sqs"])
+    assert any("sqs" in path for path in files_read)  # read once, here
+    files_read.clear()
+    client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="eu-west-1").client("sqs")
+    assert client.meta.service_model.service_name == "sqs"
+    assert files_read == []
+
+
+def test_a_new_session_does_not_grow_the_shared_loaders_search_paths():
+    aws.share_data_loaders()
+    boto3.session.Session(region_name="us-east-1").client("s3")
+    paths = boto3.session.Session(region_name="us-east-1")._loader.search_paths
+    assert len(paths) == len(set(paths))
+
+
+def test_the_fork_servers_preload_every_service_the_product_calls():
+    called = set()
+    for source in [*(REPO / "plugin" / "miniwdl_fargate").rglob("*.py"), *(REPO / "functions").rglob("*.py")]:
+        called |= set(re.findall(r'aws\.client\("([a-z0-9-]+)"', source.read_text()))
+    assert called, "no aws.client(...) call found"
+    assert called <= set(forkserver.AWS_SERVICES), called - set(forkserver.AWS_SERVICES)
+
+
+def test_after_build_wdl_parsers_no_version_of_wdl_builds_a_parser(monkeypatch):
+    monkeypatch.setattr(WDL._parser, "_lark_cache", {})
+    forkserver.build_wdl_parsers()
+    assert WDL._parser._lark_cache
+
+    def no_new_parser(*args, **kwargs):
+        raise AssertionError("a Lark parser was built after build_wdl_parsers")
+
+    monkeypatch.setattr(lark, "Lark", no_new_parser)
+    for version in forkserver.WDL_VERSIONS:
+        header = "" if version == "draft-2" else f"version {version}\n"
+        WDL.parse_document(header + "workflow hello { call greet }\ntask greet { command { echo hi } }\n")
+        WDL.parse_expr("[1, 2][0] + 1", version=version)
+
+
+@pytest.mark.parametrize("preload", [lambda_zygote.preimport, driver_zygote.preload])
+def test_both_fork_servers_build_the_parsers_and_parse_the_models(preload, monkeypatch):
+    monkeypatch.setenv(lambda_zygote.PRELOAD_ENV, "1")  # (as the stack's Lambda runner starts its zygote)
+    done = []
+    monkeypatch.setattr(forkserver, "build_wdl_parsers", lambda: done.append("parsers"))
+    monkeypatch.setattr(forkserver, "preload_aws", lambda: done.append("models"))
+    monkeypatch.setattr(driver_zygote.driver, "cache_plugin_entry_points", lambda: None)  # (it replaces importlib's)
+    preload()
+    assert sorted(done) == ["models", "parsers"]
+
+
+def test_the_driver_scans_each_group_of_plugin_entry_points_once(monkeypatch):
+    import importlib.metadata
+
+    from miniwdl_fargate import driver
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", importlib.metadata.entry_points)  # (restored after)
+    scans = []
+    scan = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **params: scans.append(params) or scan(**params))
+    driver.cache_plugin_entry_points()
+    driver.cache_plugin_entry_points()  # (once is enough: not wrapped twice)
+    assert len(scans) == len(driver.PLUGIN_GROUPS)
+    backends = [importlib.metadata.entry_points(group="miniwdl.plugin.container_backend") for _ in range(3)]
+    assert len(scans) == len(driver.PLUGIN_GROUPS)  # answered from what was kept
+    assert "aws_fargate" in {entry.name for entry in backends[0]}
+
+
+def test_a_lambda_zygote_for_other_handlers_preloads_only_the_libraries(monkeypatch):
+    """The Lambda runner's own tests start many zygotes for handlers that use neither."""
+    monkeypatch.delenv(lambda_zygote.PRELOAD_ENV, raising=False)
+    done = []
+    monkeypatch.setattr(forkserver, "build_wdl_parsers", lambda: done.append("parsers"))
+    monkeypatch.setattr(forkserver, "preload_aws", lambda: done.append("models"))
+    lambda_zygote.preimport()
+    assert done == []
+
+
+def test_the_stacks_lambda_runner_asks_its_zygote_to_preload(tmp_path):
+    from miniwdl_fargate.local.lambda_runner import LambdaRunner
+    from miniwdl_fargate.local.runtime import LocalRuntime
+
+    runtime = LocalRuntime(str(tmp_path), "http://127.0.0.1:9", "us-east-1")
+    try:
+        assert runtime.lambdas.preload
+    finally:
+        runtime.shutdown()
+    assert not LambdaRunner(str(tmp_path / "w"), str(tmp_path / "l"), {}).preload
