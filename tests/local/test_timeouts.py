@@ -85,7 +85,7 @@ def nothing_runs(stack):
     wait_for(lambda: stack.runtime.running_tasks() == [], 60, what=lambda: f"end of {stack.runtime.running_tasks()}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # (not module-scoped: while it is up, every run in this process is routed to it)
 def short_heartbeat_stack(stack, tmp_path_factory):
     """A second local stack in this process, deployed with DriverHeartbeatSeconds short. While it is
     up, local mode's moto hooks route work to its runtime; after, back to the session stack's.
