@@ -46,21 +46,58 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+#: guards the jobs' pidfds (opened, copied, closed)
+_PIDFD_LOCK = threading.Lock()
+
+
 class ProcessJob:
     """What both kinds of job are to the runner: one local process (the command, or the engine's
     ``run``) to start and wait for."""
 
     proc: subprocess.Popen | None = None
+    #: the process's pidfd while it runs (-1: none yet or closed; None: not available here)
+    _exit_fd: int | None = -1
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def wait(self, timeout: float) -> int | None:
+        """The exit code once the process ended, else None after ``timeout`` seconds. Where the
+        kernel has pidfds it returns the moment the process exits (``Popen.wait`` with a timeout
+        looks every 50 ms at most, and wakes that often for as long as the task runs)."""
         assert self.proc is not None
+        with _PIDFD_LOCK:  # (a stopping thread may wait too: each waits on a copy of the pidfd)
+            fd = self._exit_pidfd()
+            fd = None if fd is None else os.dup(fd)
+        if fd is None:
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
         try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+            select.select([fd], [], [], timeout)  # readable once the process has exited
+        finally:
+            os.close(fd)
+        code = self.proc.poll()
+        if code is not None:
+            with _PIDFD_LOCK:
+                self._close_pidfd()
+        return code
+
+    def _exit_pidfd(self) -> int | None:
+        """The process's pidfd (opened at first use), or None where there is none: no
+        ``os.pidfd_open`` (Linux 5.3, Python 3.9), or the process was already reaped."""
+        if self._exit_fd == -1 and self.proc is not None and self.proc.returncode is None:
+            try:
+                self._exit_fd = os.pidfd_open(self.proc.pid)
+            except (AttributeError, OSError):
+                self._exit_fd = None
+        return self._exit_fd if self._exit_fd != -1 else None
+
+    def _close_pidfd(self) -> None:
+        if self._exit_fd not in (-1, None):
+            os.close(self._exit_fd)
+            self._exit_fd = -1
 
 
 class HostJob(ProcessJob):
