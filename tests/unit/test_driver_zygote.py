@@ -117,3 +117,19 @@ def test_a_fork_server_that_cannot_fork_leaves_a_new_process(tmp_path):
     started = Started(broken, tmp_path, python("import sys; sys.exit(5)"))
     assert started.job.pid is None
     assert started.outcome().exit_code == 5
+
+
+def test_preload_reads_the_botocore_models_of_the_drivers_services(monkeypatch):
+    """The zygote's preload ends with the models of every service a driver makes clients of
+    (``aws.preload_models``), so a forked driver's clients are made without reading them."""
+    from miniwdl_fargate import aws
+    from miniwdl_fargate.local import driver_zygote
+
+    preloaded = []
+    monkeypatch.setattr(driver_zygote, "LIBRARIES", ())
+    monkeypatch.setattr(driver_zygote, "build_parsers", lambda: None)
+    monkeypatch.setattr(driver_zygote, "cache_entry_points", lambda: None)
+    monkeypatch.setattr(aws, "preload_models", preloaded.append)
+    driver_zygote.preload()
+    assert preloaded == [driver_zygote.SERVICES]
+    assert {"s3", "ecs", "stepfunctions", "efs"} <= set(driver_zygote.SERVICES)

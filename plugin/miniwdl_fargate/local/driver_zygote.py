@@ -2,13 +2,14 @@
 
 A fresh driver spends most of its first seconds on what is the same in every run: importing
 miniwdl, boto3 and the backend, building miniwdl's WDL parsers (``WDL._parser`` builds one Lark
-parser per grammar version and start symbol, at first use) and scanning the installed packages'
-entry points for miniwdl's plugins. This process does all that once, then forks one driver per
-driver task (``ecs_runner`` asks through SOCKET_FD). A child is then what the driver's container
-would be: its own session, a private mount namespace with a tmpfs on /mnt and each volume
-bind-mounted at its container path (what ``unshare --mount --propagation private`` and the
-mounts ``NamespaceSupport.wrap`` makes give a fresh driver), /dev/null as stdin, the log file as
-stdout and stderr, the task's environment and working directory, and then the container's
+parser per grammar version and start symbol, at first use), scanning the installed packages'
+entry points for miniwdl's plugins and reading botocore's models of the AWS services it calls.
+This process does all that once, then forks one driver per driver task (``ecs_runner`` asks
+through SOCKET_FD). A child is then what the driver's container would be: its own session, a
+private mount namespace with a tmpfs on /mnt and each volume bind-mounted at its container path
+(what ``unshare --mount --propagation private`` and the mounts ``NamespaceSupport.wrap`` makes
+give a fresh driver), /dev/null as stdin, the log file as stdout and stderr, the task's
+environment and working directory, and then the container's
 command, ``miniwdl-fargate driver``, run as its entry point would run it.
 
 A request is one JSON message ``{"argv", "cwd", "env", "mounts"}`` with the log file and the
@@ -39,7 +40,16 @@ LIBRARIES = (
     "miniwdl_fargate.cli",
     "miniwdl_fargate.driver",
     "miniwdl_fargate.backend.fargate",
+    # imported by the driver's command and its end (seen in a profile of a forked driver)
+    "miniwdl_fargate.client",
+    "miniwdl_fargate.local.cli",
+    "aws_lambda_powertools.metrics",
+    "ruamel.yaml",
+    "coloredlogs",
+    "tomllib",
 )
+#: the AWS services a driver (and its backend) makes clients of: their botocore models read once
+SERVICES = ("s3", "ecs", "stepfunctions", "efs", "logs", "sts")
 #: the driver container's command, run in the forked process itself
 COMMAND = ["miniwdl-fargate", "driver"]
 #: a WDL document per grammar version miniwdl knows, to build each version's parser once
@@ -50,11 +60,15 @@ MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18  # <sys/mount.h>
 
 
 def preload() -> None:
-    """Import the driver's libraries, build the WDL parsers and scan the plugins' entry points."""
+    """Import the driver's libraries, build the WDL parsers, scan the plugins' entry points and
+    read the botocore models of the driver's AWS clients (``aws.preload_models``)."""
     for name in LIBRARIES:
         importlib.import_module(name)
     build_parsers()
     cache_entry_points()
+    from .. import aws
+
+    aws.preload_models(SERVICES)
 
 
 def build_parsers() -> None:
