@@ -1,6 +1,7 @@
 """The ECS runner alone: a plain TaskSpec in, what ECS would record out, through a fake state
 writer (no moto). Tasks of the driver's family run as host processes, so these need no engine."""
 
+import os
 import threading
 
 import pytest
@@ -143,3 +144,21 @@ def test_a_lost_driver_stopped_event_is_not_emitted(runner):
     assert [c for c in calls if c[0] == "emit"] == [("emit", "RUNNING")]
     assert calls[-1][:2] == ("stopped", "EssentialContainerExited")
     assert runner.fake_faults.injected == ["lose_driver_stopped_events"]
+
+
+def test_a_wdl_task_wakes_its_drivers_pollers_when_it_runs_and_when_it_stopped(runner):
+    """The driver named by the task's tag listens in its metadata folder (``wakeups``); the
+    runner tells it once ECS shows the task RUNNING and once it shows it STOPPED."""
+    from miniwdl_fargate.local import wakeups
+
+    driver_id = "d1"
+    folder = runner.metadata_folder(driver_id)
+    os.makedirs(folder)
+    seen = []
+    wakeups.listen(folder, lambda: seen.append(runner.fake_state.last_status(task.task_arn)))
+    driver_arn = f"arn:aws:ecs:us-east-1:123456789012:task/c/{driver_id}"
+    task = spec("t-woken", "exit 0", tags=[{"key": sweep.RUN_TAG, "value": "r1"}, {"key": sweep.DRIVER_TAG, "value": driver_arn}])
+    runner.ecs_task_started(task)
+    ended(runner, task)
+    wait_for(lambda: "STOPPED" in seen, what="the wake after the task stopped")
+    assert set(seen) <= {"RUNNING", "STOPPED"}  # each wake came after ECS showed the change

@@ -34,7 +34,7 @@ from typing import Any, Callable, Protocol
 
 from .. import aws, sweep
 from ..backend import links
-from . import idmap
+from . import idmap, wakeups
 from .containers import (
     NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice, remove_cgroup,
 )
@@ -202,7 +202,7 @@ class EcsRunner:
         """The task metadata endpoint (v4) a Fargate container finds in its environment: here a
         directory read through file:// URLs (``<uri>/task`` is a file), so the same urllib code
         reads it."""
-        folder = os.path.join(self.state_dir, "ecs-metadata", task.id)
+        folder = self.metadata_folder(task.id)
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "task"), "w") as outfile:
             json.dump({"Cluster": task.cluster_arn, "TaskARN": task.task_arn, "Family": task.task_definition_arn.rsplit("/", 1)[-1].split(":")[0]}, outfile)
@@ -248,11 +248,23 @@ class EcsRunner:
             self._stopped(task, "TaskFailedToStart", reason[:255], container_reason=reason[:255])
 
     def _stopped(self, task: TaskSpec, stop_code: str, reason: str, **container: Any) -> None:
-        """Record how the task ended and emit its STOPPED event."""
+        """Record how the task ended, wake its driver's poller and emit its STOPPED event."""
         self.state.stopped(task.task_arn, stop_code, reason, **container)
         with self._lock:
             self._active.discard(task.task_arn)
+        self._wake_driver(task)
         self._emit(task, "STOPPED")
+
+    def _wake_driver(self, task: TaskSpec) -> None:
+        """A WDL task's status changed (recorded in ECS already): its driver's poller asks now
+        (``wakeups``) rather than at its next pass."""
+        driver = {t.get("key"): t.get("value") for t in (task.tags or [])}.get(sweep.DRIVER_TAG, "")
+        if driver.startswith("arn:"):
+            wakeups.notify(self.metadata_folder(driver.rsplit("/", 1)[-1]))
+
+    def metadata_folder(self, task_id: str) -> str:
+        """Where the task metadata endpoint of task ``task_id`` is (``task_metadata``)."""
+        return os.path.join(self.state_dir, "ecs-metadata", task_id)
 
     def _run_task_inner(self, task: TaskSpec) -> None:
         if "-driver" not in str(task.task_definition_arn) and self.faults.take("pull_failures"):
@@ -291,6 +303,7 @@ class EcsRunner:
         if early_stop:
             job.terminate()
         self._set_status(task, "RUNNING")
+        self._wake_driver(task)
         self._emit(task, "RUNNING")
         if task.capacity_provider_name == "FARGATE_SPOT" and self.faults.take("spot_interruptions"):
             threading.Timer(0.5, self._interrupt_spot, args=(task,)).start()
