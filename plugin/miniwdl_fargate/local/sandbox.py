@@ -92,6 +92,10 @@ def strict_script(
         f'  case "$target" in {NEW_ROOT}/proc|{NEW_ROOT}/proc/*) continue;; esac',
         # (findmnt -r writes a space, a tab... as \x20: decoded, only where there is one)
         '  case "$target" in *\\\\*) target=$(printf %b "$target");; esac',
+        # (a mount under a hidden folder is out of sight under its tmpfs: not one remount each; the
+        # idmapped mounts of every running task are there, so a task's setup does not grow with them)
+        *(f'  case "$target" in {q(NEW_ROOT + os.path.realpath(path))}|{q(NEW_ROOT + os.path.realpath(path))}/*) continue;; esac'
+          for path in hidden),
         '  mount -o "remount,bind,ro${options:+,$options}" "$target" 2>/dev/null'
         + (f' || echo "sandbox: not read-only: ${{target#{NEW_ROOT}}}" >&2' if report else " || true"),
         "done",
