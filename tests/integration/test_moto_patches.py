@@ -196,3 +196,29 @@ def test_moto_still_sends_events_in_its_own_envelope(moto_aws, monkeypatch):
     fixed = [as_delivered(event) for event in (first, second)]
     assert fixed[0]["time"].endswith("Z") and fixed[0]["id"] != fixed[1]["id"]
     assert "etag" in fixed[0]["detail"]["object"] and "eTag" not in fixed[0]["detail"]["object"]
+
+
+def test_moto_still_lists_its_folder_for_every_request(monkeypatch):
+    """When this fails, moto's server no longer lists its package folder for each request it
+    serves: remove fixes.backends_listed_once. With the fix, the folder is listed once and the
+    services found are the same."""
+    import os
+
+    import moto.backends as backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    fixes.backends_listed_once()
+    listings = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": listings.append(path) or real_listdir(path))
+    dispatcher = DomainDispatcherApplication(create_app=lambda service: None)
+    own = patching.unpatched("backends_listed_once", backends, "list_of_moto_modules")
+    monkeypatch.setattr(backends, "list_of_moto_modules", own)
+    assert [dispatcher.get_backend_for_host(h) for h in ("ecs", "s3")] == ["ecs", "s3"]
+    assert len(listings) == 2, "moto no longer lists its folder for every request"
+    monkeypatch.undo()
+    monkeypatch.setattr(os, "listdir", lambda path=".": listings.append(path) or real_listdir(path))
+    listings.clear()
+    assert [dispatcher.get_backend_for_host(h) for h in ("ecs", "s3", "stepfunctions")] == ["ecs", "s3", "stepfunctions"]
+    assert len(listings) <= 1
+    assert set(backends.list_of_moto_modules()) == set(own())

@@ -66,3 +66,28 @@ def test_a_process_already_reaped_is_waited_for_without_a_pidfd(gate):
     os.close(write_end)
     assert job.proc.wait(600) == 7  # reaped before the job's first wait
     assert job.wait(0) == 7
+
+
+def test_a_jobs_memory_counts_its_whole_process_tree(gate):
+    """The descendants come from the kernel's per-thread children lists: a grandchild counts."""
+    from miniwdl_fargate.local import jobs
+
+    read_end, write_end = gate
+    script = (
+        "import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()']);"
+        " print(child.pid, flush=True); child.wait()"
+    )
+    job = HostJob([sys.executable, "-c", script], "/", dict(os.environ))
+    job.proc = subprocess.Popen(job.argv, stdin=read_end, stdout=subprocess.PIPE, start_new_session=True)
+    grandchild = int(job.proc.stdout.readline())
+    tree = jobs.descendants(job.proc.pid)
+    assert tree[0] == job.proc.pid and grandchild in tree
+    if jobs.CHILDREN_FILES:
+        import psutil
+
+        rss = sum(psutil.Process(p).memory_info().rss for p in (job.proc.pid, grandchild))
+        assert job.memory() >= rss * 0.5  # (both processes counted; their sizes move a little)
+        assert job.memory() > psutil.Process(job.proc.pid).memory_info().rss
+    os.close(write_end)
+    assert job.wait(600) == 0
+    job.proc.stdout.close()

@@ -30,11 +30,19 @@ class Outcome:
     start_error: str = ""
 
 
+#: Linux lists each thread's children in /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN;
+#: https://www.kernel.org/doc/html/latest/filesystems/proc.html, "/proc/<pid>/task/<tid>/children")
+CHILDREN_FILES = os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
+
+
 def tree_rss(pid: int) -> int:
     """Resident memory of a process and all its descendants, in bytes."""
     try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        if CHILDREN_FILES:
+            procs = [psutil.Process(p) for p in descendants(pid)]
+        else:  # (psutil finds children by reading the parent of every process of the machine)
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
     except psutil.Error:
         return 0
     total = 0
@@ -48,6 +56,27 @@ def tree_rss(pid: int) -> int:
 
 #: guards the jobs' pidfds (opened, copied, closed)
 _PIDFD_LOCK = threading.Lock()
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, from the kernel's lists of each thread's children
+    (no scan of every process of the machine, which the runner would otherwise make four times
+    a second per running task). A process that ends meanwhile is simply not there."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            threads = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{current}/task/{thread}/children") as listing:
+                    todo.extend(int(child) for child in listing.read().split())
+            except OSError:
+                continue
+    return found
 
 
 class ProcessJob:
@@ -75,13 +104,15 @@ class ProcessJob:
             except subprocess.TimeoutExpired:
                 return None
         try:
-            select.select([fd], [], [], timeout)  # readable once the process has exited
+            exited = select.select([fd], [], [], timeout)[0]  # readable once the process has exited
         finally:
             os.close(fd)
-        code = self.proc.poll()
-        if code is not None:
-            with _PIDFD_LOCK:
-                self._close_pidfd()
+        if not exited:
+            return self.proc.returncode
+        # (ended: reap it, or wait for the thread reaping it; ``poll`` would answer None then)
+        code = self.proc.wait()
+        with _PIDFD_LOCK:
+            self._close_pidfd()
         return code
 
     def _exit_pidfd(self) -> int | None:

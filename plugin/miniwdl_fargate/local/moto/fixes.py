@@ -267,6 +267,24 @@ def response_transformer_race() -> None:
     replace("response_transformer_race", BaseResponse, "_exclude_from_response", exclude)
 
 
+def backends_listed_once() -> None:
+    """moto's server finds which service a request is for by listing moto's own package folder,
+    for every request it serves (``DomainDispatcherApplication.get_backend_for_host`` calls
+    ``backends.list_of_moto_modules``: an ``os.listdir`` and an ``isdir`` for each of its ~150
+    entries), about 5% of a local stack's CPU in a 50-task scatter. The folder does not change
+    while moto runs: it is listed once."""
+    import moto.backends as backends
+
+    listed: list[tuple[str, ...]] = []
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        if not listed:
+            listed.append(tuple(moto_function("backends_listed_once", "list_of_moto_modules")()))
+        return listed[0]
+
+    replace("backends_listed_once", backends, "list_of_moto_modules", list_of_moto_modules)
+
+
 def _nothing_to_install() -> None:
     """(``event_envelope`` is applied by the events hook, event by event.)"""
 
@@ -297,6 +315,8 @@ FIXES: tuple[Fix, ...] = (
         f"{_ECS_TESTS}::test_moto_itself_still_leaves_unknown_tasks_out", describe_tasks_missing),
     Fix("response_transformer_race", "requests share which optional keys a response includes", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_shares_which_keys_a_response_includes", response_transformer_race),
+    Fix("backends_listed_once", "the server lists moto's package folder for every request", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_lists_its_folder_for_every_request", backends_listed_once),
 )
 
 
