@@ -162,3 +162,27 @@ def test_a_wdl_task_wakes_its_drivers_pollers_when_it_runs_and_when_it_stopped(r
     ended(runner, task)
     wait_for(lambda: "STOPPED" in seen, what="the wake after the task stopped")
     assert set(seen) <= {"RUNNING", "STOPPED"}  # each wake came after ECS showed the change
+
+
+def test_an_access_points_root_is_asked_of_efs_once(runner, monkeypatch):
+    """Every task of a run mounts the run's access point: one DescribeAccessPoints for them all
+    (EFS cannot change an access point), each request valid for botocore's EFS model."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    from miniwdl_fargate import aws
+
+    model = botocore.session.get_session().get_service_model("efs").operation_model("DescribeAccessPoints").input_shape
+    asked = []
+
+    class FakeEfs:
+        def describe_access_points(self, **request):
+            assert not ParamValidator().validate(request, model).has_errors()
+            asked.append(request)
+            return {"AccessPoints": [{"AccessPointId": request["AccessPointId"], "RootDirectory": {"Path": "/miniwdl/runs/r1"}}]}
+
+    monkeypatch.setattr(aws, "client", lambda service, region=None: FakeEfs())
+    volume = {"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-1", "authorizationConfig": {"accessPointId": "fsap-0123456789abcdef0"}}}
+    paths = {runner.efs_host_dir(volume) for _ in range(3)}
+    assert paths == {os.path.join(runner.efs_root, "fs-1", "miniwdl/runs/r1")}
+    assert asked == [{"AccessPointId": "fsap-0123456789abcdef0"}]

@@ -130,6 +130,8 @@ class EcsRunner:
         self._sandbox_checked = False
         self._idmap_problem: str | None = ""
         self._warned: set[str] = set()
+        #: access point id -> its root directory (``_access_point_root``)
+        self._access_point_roots: dict[str, str] = {}
         log.info(
             "local Fargate: WDL tasks run %s",
             f"in {self.engine.kind} containers (network {self.network}, pull {self.pull})" if self.engine
@@ -216,11 +218,25 @@ class EcsRunner:
         root = _ci(efs, "rootDirectory") or "/"
         access_point = _ci(_ci(efs, "authorizationConfig"), "accessPointId")
         if access_point:
-            desc = aws.client("efs").describe_access_points(AccessPointId=access_point)["AccessPoints"][0]
-            root = desc.get("RootDirectory", {}).get("Path", "/")
+            root = self._access_point_root(access_point)
         path = os.path.join(self.efs_root, fs_id, root.lstrip("/"))
         os.makedirs(path, exist_ok=True)
         return path
+
+    def _access_point_root(self, access_point: str) -> str:
+        """The access point's root directory, asked of EFS once per access point: EFS has no
+        operation that changes an access point (CreateAccessPoint, DeleteAccessPoint and
+        DescribeAccessPoints are all there is of it: the API operations in
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_efs.html, and botocore's model),
+        and a run's tasks all mount the run's own."""
+        with self._lock:
+            known = self._access_point_roots.get(access_point)
+        if known is None:
+            desc = aws.client("efs").describe_access_points(AccessPointId=access_point)["AccessPoints"][0]
+            known = desc.get("RootDirectory", {}).get("Path", "/")
+            with self._lock:
+                self._access_point_roots[access_point] = known
+        return known
 
     def _set_status(self, task: TaskSpec, status: str) -> None:
         """PENDING or RUNNING (STOPPED is ``_stopped``, which records why)."""

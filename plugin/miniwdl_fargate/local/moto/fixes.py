@@ -267,22 +267,34 @@ def response_transformer_race() -> None:
     replace("response_transformer_race", BaseResponse, "_exclude_from_response", exclude)
 
 
-def backends_listed_once() -> None:
-    """moto's server finds which service a request is for by listing moto's own package folder,
-    for every request it serves (``DomainDispatcherApplication.get_backend_for_host`` calls
-    ``backends.list_of_moto_modules``: an ``os.listdir`` and an ``isdir`` for each of its ~150
-    entries), about 5% of a local stack's CPU in a 50-task scatter. The folder does not change
-    while moto runs: it is listed once."""
-    import moto.backends as backends
+def backend_lookup_cached() -> None:
+    """moto's server finds which service a request is for, for every request it serves and
+    under a lock they all share (``DomainDispatcherApplication.get_application``), by listing
+    moto's own package folder (``backends.list_of_moto_modules``: an ``os.listdir`` and an
+    ``isdir`` for each of its ~150 entries) and then matching the host it inferred against the
+    URL patterns of every backend (hundreds of regular expressions): about 8% of a local stack's
+    CPU in a 50-task scatter. The answer for a host never changes while moto runs: each host is
+    looked up once (up to ``LOOKUPS_KEPT`` hosts; any beyond are looked up every time)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
-    listed: list[tuple[str, ...]] = []
+    found: dict[str | None, Any] = {}
+    lock = threading.Lock()
 
-    def list_of_moto_modules() -> tuple[str, ...]:
-        if not listed:
-            listed.append(tuple(moto_function("backends_listed_once", "list_of_moto_modules")()))
-        return listed[0]
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        with lock:
+            if host in found:
+                return found[host]
+        backend = moto_function("backend_lookup_cached", "get_backend_for_host")(self, host)
+        with lock:
+            if len(found) < LOOKUPS_KEPT:
+                found[host] = backend
+        return backend
 
-    replace("backends_listed_once", backends, "list_of_moto_modules", list_of_moto_modules)
+    replace("backend_lookup_cached", DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
+
+
+#: hosts whose backend ``backend_lookup_cached`` keeps (the stack's services in its region: a dozen)
+LOOKUPS_KEPT = 1024
 
 
 def _nothing_to_install() -> None:
@@ -315,8 +327,8 @@ FIXES: tuple[Fix, ...] = (
         f"{_ECS_TESTS}::test_moto_itself_still_leaves_unknown_tasks_out", describe_tasks_missing),
     Fix("response_transformer_race", "requests share which optional keys a response includes", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_shares_which_keys_a_response_includes", response_transformer_race),
-    Fix("backends_listed_once", "the server lists moto's package folder for every request", NO_ISSUE,
-        f"{_MOTO_TESTS}::test_moto_still_lists_its_folder_for_every_request", backends_listed_once),
+    Fix("backend_lookup_cached", "the server looks up each request's service anew, listing its folder", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_looks_up_the_service_of_every_request", backend_lookup_cached),
 )
 
 
