@@ -29,7 +29,7 @@ from typing import Any, Callable
 MAX_DESCRIBE = 100
 #: a pass a ``wake`` asks for starts at least this long after the previous one began (a burst
 #: of wakes, as when many tasks stop at once, makes one or two passes, not one per wake)
-MIN_WAKE_GAP = 0.02
+MIN_WAKE_GAP = 0.05
 #: every poller of this process (``wake_all``)
 _POLLERS: "weakref.WeakSet[TaskPoller]" = weakref.WeakSet()
 

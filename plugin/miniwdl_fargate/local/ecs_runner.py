@@ -272,8 +272,9 @@ class EcsRunner:
         self._emit(task, "STOPPED")
 
     def _wake_driver(self, task: TaskSpec) -> None:
-        """A WDL task's status changed (recorded in ECS already): its driver's poller asks now
-        (``wakeups``) rather than at its next pass."""
+        """A WDL task stopped (recorded in ECS already): its driver's poller asks now
+        (``wakeups``) rather than at its next pass. (Only the end: that a task runs is news the
+        driver waits for nothing on, and a pass per start would double the passes of a scatter.)"""
         driver = {t.get("key"): t.get("value") for t in (task.tags or [])}.get(sweep.DRIVER_TAG, "")
         if driver.startswith("arn:"):
             wakeups.notify(self.metadata_folder(driver.rsplit("/", 1)[-1]))
@@ -319,7 +320,6 @@ class EcsRunner:
         if early_stop:
             job.terminate()
         self._set_status(task, "RUNNING")
-        self._wake_driver(task)
         self._emit(task, "RUNNING")
         if task.capacity_provider_name == "FARGATE_SPOT" and self.faults.take("spot_interruptions"):
             threading.Timer(0.5, self._interrupt_spot, args=(task,)).start()
