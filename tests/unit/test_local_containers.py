@@ -148,7 +148,7 @@ def test_strict_script_leaves_the_mounts_under_a_hidden_folder_to_its_tmpfs(tmp_
     the number of tasks running."""
     import subprocess
 
-    script = strict_script([], Identity("setpriv", 1001, 1001), hidden=("/state",))
+    script = strict_script([], Identity("setpriv", 1001, 1001), report=True, hidden=("/state",))
     lines = script.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("findmnt"))
     loop = "\n".join(lines[first : lines.index("done") + 1])

@@ -25,6 +25,7 @@ import os
 import pwd
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 
 TASK_UID_ENV = "MINIWDL_FARGATE_LOCAL_TASK_UID"
@@ -32,6 +33,8 @@ APPARENT_UID = 1000  # what `id -u` says in userns mode, like a typical non-root
 NEW_ROOT = "/mnt/.root"
 OLD_ROOT = "/mnt/.old"
 SCRATCH = ("tmp", "var/tmp", "dev/shm")
+#: the one-process remount of a task's sandbox (run with this interpreter, ``-I -S``)
+REMOUNT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "remount.py")
 
 
 def free_uid(start: int = 1000) -> int:
@@ -80,8 +83,35 @@ def strict_script(
         if not container_path.startswith("/mnt/") or "/." in container_path:
             raise ValueError(f"local mode mounts volumes under /mnt only, not {container_path}")
         lines.append(f"mkdir -p {q(container_path)}")
+    lines.append(f"mount --rbind / {NEW_ROOT}")
+    if report:
+        lines += remount_loop(report, hidden)
+    else:  # (a task's: the same in one process, not one ``mount`` per mount: ``remount``)
+        lines.append(shlex.join([sys.executable, "-I", "-S", REMOUNT, "remount,bind,ro", NEW_ROOT, *(os.path.realpath(p) for p in hidden)]))
+    for path in hidden:  # (the binds below take their sources from the namespace's own root)
+        target = q(NEW_ROOT + os.path.realpath(path))
+        lines.append(f"if [ -d {target} ]; then mount -t tmpfs -o ro,mode=0555,size=4k tmpfs {target}; fi")
+    for container_path, host_path in mounts:
+        lines.append(f"mount --bind {q(host_path)} {q(NEW_ROOT + container_path)}")
+    for scratch in SCRATCH:
+        lines.append(f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {NEW_ROOT}/{scratch}")
     lines += [
-        f"mount --rbind / {NEW_ROOT}",
+        f"cd {NEW_ROOT}",
+        f"pivot_root . {OLD_ROOT.lstrip('/')}",
+        f"umount -l {OLD_ROOT}",
+        'cd "${SANDBOX_CWD:-/}"',
+        'unset SANDBOX_CWD',
+        "exec " + shlex.join(identity.exec_prefix()) + ' "$@"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def remount_loop(report: bool, hidden: tuple[str, ...] = ()) -> list[str]:
+    """Shell lines making every mount of the new root read-only, one ``mount`` process each
+    (what ``remount`` does in one process; the machine probe runs these, to report what stays
+    writable)."""
+    q = shlex.quote
+    return [
         # every mount of the new root read-only, keeping its other flags (a user namespace may
         # not drop nosuid/nodev); /proc stays as it is (the user namespace maps are written there)
         # (one sed drops every mount's "rw" option, rather than one per mount: a task's setup
@@ -100,22 +130,6 @@ def strict_script(
         + (f' || echo "sandbox: not read-only: ${{target#{NEW_ROOT}}}" >&2' if report else " || true"),
         "done",
     ]
-    for path in hidden:  # (the binds below take their sources from the namespace's own root)
-        target = q(NEW_ROOT + os.path.realpath(path))
-        lines.append(f"if [ -d {target} ]; then mount -t tmpfs -o ro,mode=0555,size=4k tmpfs {target}; fi")
-    for container_path, host_path in mounts:
-        lines.append(f"mount --bind {q(host_path)} {q(NEW_ROOT + container_path)}")
-    for scratch in SCRATCH:
-        lines.append(f"mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs {NEW_ROOT}/{scratch}")
-    lines += [
-        f"cd {NEW_ROOT}",
-        f"pivot_root . {OLD_ROOT.lstrip('/')}",
-        f"umount -l {OLD_ROOT}",
-        'cd "${SANDBOX_CWD:-/}"',
-        'unset SANDBOX_CWD',
-        "exec " + shlex.join(identity.exec_prefix()) + ' "$@"',
-    ]
-    return "\n".join(lines) + "\n"
 
 
 @dataclass
