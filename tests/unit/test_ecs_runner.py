@@ -186,3 +186,57 @@ def test_an_access_points_root_is_asked_of_efs_once(runner, monkeypatch):
     paths = {runner.efs_host_dir(volume) for _ in range(3)}
     assert paths == {os.path.join(runner.efs_root, "fs-1", "miniwdl/runs/r1")}
     assert asked == [{"AccessPointId": "fsap-0123456789abcdef0"}]
+
+
+class FakeLogs:
+    """CloudWatch Logs as the shipper uses it: groups, streams, and the requests it was sent
+    (each valid for botocore's model of the service)."""
+
+    def __init__(self):
+        import botocore.session
+        from botocore.exceptions import ClientError
+
+        self.model = botocore.session.get_session().get_service_model("logs")
+        self.groups, self.streams, self.calls = set(), set(), []
+
+        def error(code):
+            return type(code, (ClientError,), {})
+
+        self.exceptions = type("Exceptions", (), {
+            "ResourceAlreadyExistsException": error("ResourceAlreadyExistsException"),
+            "ResourceNotFoundException": error("ResourceNotFoundException"),
+        })
+
+    def _called(self, operation, request):
+        from botocore.validate import ParamValidator
+
+        assert not ParamValidator().validate(request, self.model.operation_model(operation).input_shape).has_errors()
+        self.calls.append(operation)
+
+    def create_log_group(self, **request):
+        self._called("CreateLogGroup", request)
+        if request["logGroupName"] in self.groups:
+            raise self.exceptions.ResourceAlreadyExistsException({"Error": {"Code": "ResourceAlreadyExistsException"}}, "CreateLogGroup")
+        self.groups.add(request["logGroupName"])
+
+    def create_log_stream(self, **request):
+        self._called("CreateLogStream", request)
+        if request["logGroupName"] not in self.groups:
+            raise self.exceptions.ResourceNotFoundException({"Error": {"Code": "ResourceNotFoundException"}}, "CreateLogStream")
+        self.streams.add((request["logGroupName"], request["logStreamName"]))
+
+
+def test_the_log_shipper_asks_for_its_group_once_and_makes_it_again_if_it_went(monkeypatch, tmp_path):
+    from miniwdl_fargate import aws
+    from miniwdl_fargate.local.ecs_runner import LogShipper
+
+    logs = FakeLogs()
+    monkeypatch.setattr(aws, "client", lambda service, region=None: logs)
+    monkeypatch.setattr(LogShipper, "_groups", set())
+    for task in ("t1", "t2", "t3"):
+        LogShipper(str(tmp_path / f"{task}.log"), "tasks", f"miniwdl/task/{task}")
+    assert logs.calls == ["CreateLogGroup"] + ["CreateLogStream"] * 3
+    logs.groups.clear()  # (the stack went and came back: its group is new)
+    LogShipper(str(tmp_path / "t4.log"), "tasks", "miniwdl/task/t4")
+    assert logs.calls[3:] == ["CreateLogStream", "CreateLogStream", "CreateLogGroup", "CreateLogStream"]
+    assert ("tasks", "miniwdl/task/t4") in logs.streams

@@ -635,16 +635,33 @@ class LogShipper:
     """The awslogs log driver: a container's output, line by line, into its CloudWatch Logs
     stream ``<awslogs-stream-prefix>/<container>/<task id>`` (in moto), as it is written."""
 
+    #: log groups this process made or found (a group is asked for once, not once per task)
+    _groups: set[str] = set()
+    _groups_lock = threading.Lock()
+
     def __init__(self, path: str, group: str, stream: str) -> None:
         self.path, self.group, self.stream = path, group, stream
         self._offset = 0
         self._partial = b""
         logs = aws.client("logs")
+        self._ensure_group(logs, group)
+        try:
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        except logs.exceptions.ResourceNotFoundException:  # (the group went since: made again)
+            self._ensure_group(logs, group, known=False)
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+
+    @classmethod
+    def _ensure_group(cls, logs: Any, group: str, known: bool = True) -> None:
+        with cls._groups_lock:
+            if known and group in cls._groups:
+                return
         try:
             logs.create_log_group(logGroupName=group)
         except logs.exceptions.ResourceAlreadyExistsException:
             pass
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        with cls._groups_lock:
+            cls._groups.add(group)
 
     @classmethod
     def for_container(cls, container_def: dict[str, Any], task: TaskSpec, path: str) -> "LogShipper | None":
