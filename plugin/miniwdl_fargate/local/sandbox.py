@@ -16,7 +16,10 @@ and the command runs as an unprivileged user with no capabilities:
   as uid/gid 1000 mapped onto the user running local mode, without capabilities; on disk its
   files belong to that user, as they would to the access point's user.
 
-Only util-linux (``unshare``, ``mount``, ``findmnt``, ``pivot_root``, ``setpriv``) is needed.
+Only util-linux (``unshare``, ``mount``, ``findmnt``, ``pivot_root``, ``setpriv``) is needed, and
+the running Python: a task's root is made read-only by ``remount`` in one process (one mount(2)
+call per mount); the machine probe does the same with one ``mount`` process per mount
+(``remount_loop``), reporting what stays writable.
 """
 
 from __future__ import annotations
