@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import sys
+import threading
+from typing import NoReturn
 
 from . import arguments
 from .config import default_cfg_text
@@ -49,11 +53,37 @@ def main(argv: list[str] | None = None) -> int:
 
         return driver.main()
     try:
-        return dispatch(parser, local_cli, args)
+        code = dispatch(parser, local_cli, args)
     except KeyboardInterrupt:
-        return 130
+        code = 130
     except Exception as exn:
-        return arguments.guard_failure(exn, argv)
+        code = arguments.guard_failure(exn, argv)
+    if argv is None and args.command in LEAVE_AT_ONCE:  # (the console script, not a caller's call)
+        leave(code)
+    return code
+
+
+#: the user's client commands: once done, their process ends without tearing itself down
+LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel"})
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with ``code`` now: what an interpreter's end does that anyone could see
+    (non-daemon threads joined, atexit functions run, the standard streams flushed), but not its
+    teardown of every module and object one at a time, which for a client with boto3 and miniwdl
+    loaded took 0.3 to 0.6 s of a loaded machine after the command had printed its last line.
+    The client commands hold no file open for writing of their own."""
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001 (as an interpreter would: a failing exit step fails the exit)
+        code = code or 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 (a closed pipe: nothing more can be said)
+            pass
+    os._exit(code)
 
 
 def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespace) -> int:

@@ -247,15 +247,29 @@ def download_directory(cfg: Any, logger: logging.Logger, uri: str, **kwargs: Any
     yield {"outputs": {"directory": path}}
 
 
+#: files smaller than this go up in one PutObject, without a transfer manager (whose threads
+#: cost more than such an upload): boto3's own default multipart threshold (TransferConfig
+#: ``multipart_threshold``, 8 MiB), up to which its ``upload_file`` makes that one PutObject too
+#: ("Multipart transfers occur when the file size exceeds the value of the multipart_threshold
+#: attribute", https://docs.aws.amazon.com/boto3/latest/guide/s3.html)
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
+
+
 def upload_file(path: str, bucket: str, key: str, progress: Progress | None = None) -> str:
     """Upload the regular file at ``path`` (anything else, e.g. a FIFO that opening would block
     on, is refused before it is opened: ValueError)."""
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"not a regular file, not uploaded: {path}")
     if progress is not None:
         progress(0)
-    aws.client("s3").upload_file(path, bucket, key, Callback=progress)
+    if info.st_size < SINGLE_PUT_BYTES:
+        with open(path, "rb") as body:
+            aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        if progress is not None and info.st_size:
+            progress(info.st_size)
+    else:
+        aws.client("s3").upload_file(path, bucket, key, Callback=progress)
     return uri(bucket, key)
 
 

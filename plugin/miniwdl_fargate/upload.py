@@ -18,7 +18,7 @@ from typing import Any
 
 import WDL
 
-from . import aws, config, inputs_json, runs, s3io, wdl_target
+from . import aws, config, inputs_json, runs, s3io, wdl_parsers, wdl_target
 
 BUNDLE_MAX_FILES = 200
 BUNDLE_MAX_BYTES = 256 * 1024 * 1024
@@ -50,6 +50,7 @@ def workflow_target(doc: WDL.Tree.Document) -> wdl_target.Target:
 
 
 def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
+    wdl_parsers.use_cache()  # (the parser's build, once per machine: most of this check's time)
     try:
         return WDL.load(str(wdl_path))
     except WDL.Error.SyntaxError as exn:

@@ -214,3 +214,26 @@ def test_moto_still_sends_events_in_its_own_envelope(moto_aws, monkeypatch):
     fixed = [as_delivered(event) for event in (first, second)]
     assert fixed[0]["time"].endswith("Z") and fixed[0]["id"] != fixed[1]["id"]
     assert "etag" in fixed[0]["detail"]["object"] and "eTag" not in fixed[0]["detail"]["object"]
+
+
+def test_moto_still_looks_up_the_service_of_every_request(monkeypatch):
+    """When this fails, moto's server no longer lists its package folder to find the service of
+    each request it serves: remove fixes.backend_lookup_cached. With the fix, each host is looked
+    up once, with the same answers."""
+    import os
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    fixes.backend_lookup_cached()
+    listings = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": listings.append(path) or real_listdir(path))
+    dispatcher = DomainDispatcherApplication(create_app=lambda service: None)
+    own = patching.unpatched("backend_lookup_cached", DomainDispatcherApplication, "get_backend_for_host")
+    hosts = ["ecs", "ecs.us-east-1.amazonaws.com", "s3.us-east-1.amazonaws.com"]
+    expected = [own(dispatcher, host) for host in hosts]
+    assert expected == ["ecs", "ecs", "s3"]
+    assert len(listings) == len(hosts), "moto no longer lists its folder for every request"
+    listings.clear()
+    assert [dispatcher.get_backend_for_host(host) for host in hosts * 3] == expected * 3
+    assert len(listings) <= len(hosts)  # (once per host at most: none for a host looked up before)

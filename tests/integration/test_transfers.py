@@ -203,3 +203,23 @@ def test_status_text_shows_the_phase_of_a_running_run(reporter):
     counter(120, 50_000)
     text = client.status_text(status.read("data", "big-0123abcd").model_dump())
     assert "\nphase      uploading outputs 120/50000\n" in text
+
+
+@pytest.mark.parametrize("single_put_bytes", [s3io.SINGLE_PUT_BYTES, 1], ids=["one-put", "transfer-manager"])
+def test_one_file_uploads_whole_either_way_with_its_progress(s3, tmp_path, monkeypatch, single_put_bytes):
+    """A file under the single-put size goes up in one PutObject (no transfer manager and its
+    threads); a bigger one through boto3's upload_file. Either way the object is the file, the
+    progress starts at 0 and ends with every byte, and the requests are valid (botocore checks
+    each against the service model before sending)."""
+    monkeypatch.setattr(s3io, "SINGLE_PUT_BYTES", single_put_bytes)
+    path = tmp_path / "workflow.log"
+    path.write_bytes(b"line\n" * 1000)
+    seen: list[int] = []
+    operations: list[str] = []
+    s3.meta.events.register("before-call.s3.*", lambda model, **kwargs: operations.append(model.name))
+    assert s3io.upload_file(str(path), "data", "runs/r/workflow.log", progress=seen.append) == "s3://data/runs/r/workflow.log"
+    assert s3.get_object(Bucket="data", Key="runs/r/workflow.log")["Body"].read() == path.read_bytes()
+    assert seen[0] == 0 and sum(seen) == path.stat().st_size
+    assert operations[:1] == ["PutObject"]
+    if single_put_bytes > path.stat().st_size:
+        assert operations == ["PutObject", "GetObject"]  # (one request for the upload)

@@ -82,3 +82,24 @@ def test_local_modes_state_is_hidden_from_a_sandboxed_task(stack):
         import shutil
 
         shutil.rmtree(state)
+
+
+def test_a_tasks_one_process_remount_leaves_the_mounts_as_the_probes_loop_does(stack):
+    """A task's sandbox makes its root read-only in one process (``local/remount.py``); the
+    machine probe's loop does it one ``mount`` at a time. Both leave the same mount table, with
+    the same options, and the same root a task cannot write."""
+    import subprocess
+
+    sandbox = stack.runtime.sandbox()
+    assert sandbox is not None
+    probe = ["sh", "-c", "findmnt -rno TARGET,VFS-OPTIONS | sort; touch /usr/sandbox-probe 2>/dev/null || echo read-only"]
+    tables = {}
+    for report in (True, False):
+        script = sandbox.wrap([], probe, report=report)
+        assert ("remount.py" in "\n".join(script)) is not report
+        seen = subprocess.run(script, capture_output=True, text=True, timeout=60)
+        assert seen.returncode == 0, seen.stderr
+        tables[report] = seen.stdout
+    assert tables[True] == tables[False]
+    assert tables[False].splitlines()[-1] == "read-only"
+    assert any(line.split()[1].startswith("ro") for line in tables[False].splitlines()[:-1] if line.startswith("/ "))

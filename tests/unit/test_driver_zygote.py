@@ -117,3 +117,16 @@ def test_a_fork_server_that_cannot_fork_leaves_a_new_process(tmp_path):
     started = Started(broken, tmp_path, python("import sys; sys.exit(5)"))
     assert started.job.pid is None
     assert started.outcome().exit_code == 5
+
+
+def test_a_forked_driver_listens_for_wakeups_in_its_metadata_folder(server, tmp_path):
+    """The child makes the FIFO the local ECS runner writes to (``wakeups``) in the folder its
+    task metadata URI names, before it runs the command."""
+    from miniwdl_fargate.local import wakeups
+
+    folder = tmp_path / "metadata"
+    folder.mkdir()
+    env = {"ECS_CONTAINER_METADATA_URI_V4": f"file://{folder}"}
+    started = Started(server, tmp_path, python("import sys; sys.exit(0)"), env=env)
+    assert started.outcome().exit_code == 0
+    assert (folder / wakeups.FIFO).is_fifo()

@@ -1,6 +1,7 @@
 """The ECS runner alone: a plain TaskSpec in, what ECS would record out, through a fake state
 writer (no moto). Tasks of the driver's family run as host processes, so these need no engine."""
 
+import os
 import threading
 
 import pytest
@@ -195,3 +196,99 @@ def test_a_volume_configured_at_launch_without_its_configuration_fails_to_start(
     (stopped,) = [c for c in runner.fake_state.of(task.task_arn) if c[0] == "stopped"]
     assert stopped[1] == "TaskFailedToStart"
     assert "volume 'scratch' is configured at launch, but RunTask gave it no managedEBSVolume" in stopped[2]
+
+
+def test_a_wdl_task_wakes_its_drivers_pollers_when_it_stopped(runner):
+    """The driver named by the task's tag listens in its metadata folder (``wakeups``); the
+    runner tells it once ECS shows the task STOPPED (and not before: a start is no news)."""
+    from miniwdl_fargate.local import wakeups
+
+    driver_id = "d1"
+    folder = runner.metadata_folder(driver_id)
+    os.makedirs(folder)
+    seen = []
+    wakeups.listen(folder, lambda: seen.append(runner.fake_state.last_status(task.task_arn)))
+    driver_arn = f"arn:aws:ecs:us-east-1:123456789012:task/c/{driver_id}"
+    task = spec("t-woken", "exit 0", tags=[{"key": sweep.RUN_TAG, "value": "r1"}, {"key": sweep.DRIVER_TAG, "value": driver_arn}])
+    runner.ecs_task_started(task)
+    ended(runner, task)
+    wait_for(lambda: "STOPPED" in seen, what="the wake after the task stopped")
+    assert set(seen) == {"STOPPED"}  # every wake came after ECS showed the task stopped
+
+
+def test_an_access_points_root_is_asked_of_efs_once(runner, monkeypatch):
+    """Every task of a run mounts the run's access point: one DescribeAccessPoints for them all
+    (EFS cannot change an access point), each request valid for botocore's EFS model."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    from miniwdl_fargate import aws
+
+    model = botocore.session.get_session().get_service_model("efs").operation_model("DescribeAccessPoints").input_shape
+    asked = []
+
+    class FakeEfs:
+        def describe_access_points(self, **request):
+            assert not ParamValidator().validate(request, model).has_errors()
+            asked.append(request)
+            return {"AccessPoints": [{"AccessPointId": request["AccessPointId"], "RootDirectory": {"Path": "/miniwdl/runs/r1"}}]}
+
+    monkeypatch.setattr(aws, "client", lambda service, region=None: FakeEfs())
+    volume = {"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-1", "authorizationConfig": {"accessPointId": "fsap-0123456789abcdef0"}}}
+    paths = {runner.efs_host_dir(volume) for _ in range(3)}
+    assert paths == {os.path.join(runner.efs_root, "fs-1", "miniwdl/runs/r1")}
+    assert asked == [{"AccessPointId": "fsap-0123456789abcdef0"}]
+
+
+class FakeLogs:
+    """CloudWatch Logs as the shipper uses it: groups, streams, and the requests it was sent
+    (each valid for botocore's model of the service)."""
+
+    def __init__(self):
+        import botocore.session
+        from botocore.exceptions import ClientError
+
+        self.model = botocore.session.get_session().get_service_model("logs")
+        self.groups, self.streams, self.calls = set(), set(), []
+
+        def error(code):
+            return type(code, (ClientError,), {})
+
+        self.exceptions = type("Exceptions", (), {
+            "ResourceAlreadyExistsException": error("ResourceAlreadyExistsException"),
+            "ResourceNotFoundException": error("ResourceNotFoundException"),
+        })
+
+    def _called(self, operation, request):
+        from botocore.validate import ParamValidator
+
+        assert not ParamValidator().validate(request, self.model.operation_model(operation).input_shape).has_errors()
+        self.calls.append(operation)
+
+    def create_log_group(self, **request):
+        self._called("CreateLogGroup", request)
+        if request["logGroupName"] in self.groups:
+            raise self.exceptions.ResourceAlreadyExistsException({"Error": {"Code": "ResourceAlreadyExistsException"}}, "CreateLogGroup")
+        self.groups.add(request["logGroupName"])
+
+    def create_log_stream(self, **request):
+        self._called("CreateLogStream", request)
+        if request["logGroupName"] not in self.groups:
+            raise self.exceptions.ResourceNotFoundException({"Error": {"Code": "ResourceNotFoundException"}}, "CreateLogStream")
+        self.streams.add((request["logGroupName"], request["logStreamName"]))
+
+
+def test_the_log_shipper_asks_for_its_group_once_and_makes_it_again_if_it_went(monkeypatch, tmp_path):
+    from miniwdl_fargate import aws
+    from miniwdl_fargate.local.ecs_runner import LogShipper
+
+    logs = FakeLogs()
+    monkeypatch.setattr(aws, "client", lambda service, region=None: logs)
+    monkeypatch.setattr(LogShipper, "_groups", set())
+    for task in ("t1", "t2", "t3"):
+        LogShipper(str(tmp_path / f"{task}.log"), "tasks", f"miniwdl/task/{task}")
+    assert logs.calls == ["CreateLogGroup"] + ["CreateLogStream"] * 3
+    logs.groups.clear()  # (the stack went and came back: its group is new)
+    LogShipper(str(tmp_path / "t4.log"), "tasks", "miniwdl/task/t4")
+    assert logs.calls[3:] == ["CreateLogStream", "CreateLogStream", "CreateLogGroup", "CreateLogStream"]
+    assert ("tasks", "miniwdl/task/t4") in logs.streams

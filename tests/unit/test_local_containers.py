@@ -139,3 +139,31 @@ def test_strict_script_remounts_each_mount_read_only_with_its_other_options(tmp_
         "-o remount,bind,ro,relatime /mnt/.root",
     ]
     assert result.stderr == "sandbox: not read-only: /data\n"
+
+
+def test_strict_script_leaves_the_mounts_under_a_hidden_folder_to_its_tmpfs(tmp_path):
+    """The remount loop on a made-up table holding mounts under local mode's state (the
+    idmapped mounts of other running tasks): none of them is remounted one by one (the hidden
+    folder's tmpfs covers them all), every other mount is; so a task's setup does not grow with
+    the number of tasks running."""
+    import subprocess
+
+    script = strict_script([], Identity("setpriv", 1001, 1001), report=True, hidden=("/state",))
+    lines = script.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("findmnt"))
+    loop = "\n".join(lines[first : lines.index("done") + 1])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    table = (
+        "/mnt/.root rw\n/mnt/.root/state rw\n/mnt/.root/state/idmapped/t1/0 rw\n"
+        "/mnt/.root/state/idmapped/t2/0 rw\n/mnt/.root/stateful rw\n/mnt/.root/data rw\n"
+    )
+    (bin_dir / "findmnt").write_text(f"#!/bin/sh\nprintf '%s' '{table}'\n")
+    (bin_dir / "mount").write_text('#!/bin/sh\necho "$3" >> "$LOG"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    log = tmp_path / "log"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log)}
+    subprocess.run(["sh", "-c", loop], env=env, capture_output=True, text=True, check=True)
+    assert sorted(log.read_text().split()) == ["/mnt/.root", "/mnt/.root/data", "/mnt/.root/stateful"]
+    assert "if [ -d /mnt/.root/state ]; then mount -t tmpfs -o ro,mode=0555,size=4k tmpfs /mnt/.root/state; fi" in lines

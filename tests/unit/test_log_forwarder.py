@@ -96,3 +96,35 @@ def test_the_script_ends_without_waiting_out_the_forwarders_nap(tmp_path, shell,
     proc = subprocess.run([*shell, "-c", made.task_script()], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.decode() == "first\nsecond\n"
+
+
+#: a ``cat`` whose first call (the forwarder's first copy) returns only once the command has
+#: ended and the script removed its scratch directory, the step right before it tells the
+#: forwarder to stop: that TERM then arrives while the forwarder is copying, not napping
+SLOW_FIRST_CAT = """#!/bin/sh
+if [ ! -e "$FIRST_CAT_MARK" ]; then
+  : > "$FIRST_CAT_MARK"
+  while [ -d "$TMPDIR" ]; do :; done
+fi
+exec {cat} "$@"
+"""
+
+
+def test_a_stop_during_a_copy_ends_the_forwarder_without_a_nap(tmp_path):
+    """Told to stop while it copies (a short command's usual case: the command ends while the
+    forwarder makes its first copy), the forwarder ends after that copy instead of napping once
+    more: the script ends at once (a nap of an hour would hit the subprocess timeout), having
+    copied everything."""
+    made = container(tmp_path, "echo out; echo err >&2\n")
+    made.log_forward_seconds = 3600
+    bin_dir = tmp_path / "slow-cat"
+    bin_dir.mkdir()
+    (bin_dir / "cat").write_text(SLOW_FIRST_CAT.format(cat=shutil.which("cat")))
+    (bin_dir / "cat").chmod(0o755)
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "FIRST_CAT_MARK": str(tmp_path / "first-cat")}
+    proc = subprocess.run(["/bin/sh", "-c", made.task_script()], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "first-cat").exists()
+    assert proc.stdout.decode() == "out\n"
+    assert proc.stderr.decode() == "err\n"

@@ -1,6 +1,7 @@
 import threading
 
 from miniwdl_fargate.backend.poller import MAX_DESCRIBE, TaskPoller
+from tests.waiting import wait_for
 
 
 class FakeECS:
@@ -94,3 +95,26 @@ def test_waiter_wakes_on_update():
         if w.stopped:
             break
     assert w.stopped
+
+
+def test_a_wake_makes_the_next_pass_now_not_at_the_end_of_the_interval():
+    """With an interval of an hour, the task's end is seen only because of the wake."""
+    from miniwdl_fargate.backend import poller as poller_module
+
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=3600)
+    w = poller.watch("x")
+    wait_for(lambda: len(ecs.calls) >= 1, what="the first pass")
+    ecs.stopped.add("x")
+    poller_module.wake_all()
+    wait_for(lambda: w.stopped, what="the pass the wake asked for")
+    assert len(ecs.calls) == 2
+
+
+def test_wake_all_reaches_every_live_poller_of_the_process():
+    from miniwdl_fargate.backend import poller as poller_module
+
+    pollers = [TaskPoller(FakeECS().describe, interval=3600, background=False) for _ in range(2)]
+    assert set(pollers) <= set(poller_module._POLLERS)
+    poller_module.wake_all()
+    assert all(p._wake.is_set() for p in pollers)

@@ -10,6 +10,12 @@ to call DescribeTasks with backoff after RunTask,
 https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html). The waiter sees
 ``missing`` and since when (``missing_since``), and decides how long to wait (the backend's
 ``missing_grace``).
+
+``wake`` (every poller of the process: ``wake_all``) makes the next pass start now rather than
+at the end of the interval. Nothing here calls it: it is a hook for whoever learns of a task's
+change first; local mode's ECS runner tells a local driver's process when one of its tasks
+stopped, so the pass that sees it is not an interval late. On AWS nothing calls it and the
+poller passes every interval, as before.
 """
 
 from __future__ import annotations
@@ -17,9 +23,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 MAX_DESCRIBE = 100
+#: a pass a ``wake`` asks for starts at least this long after the previous one began (a burst
+#: of wakes, as when many tasks stop at once, makes one or two passes, not one per wake)
+MIN_WAKE_GAP = 0.05
+#: every poller of this process (``wake_all``)
+_POLLERS: "weakref.WeakSet[TaskPoller]" = weakref.WeakSet()
+
+
+def wake_all() -> None:
+    """Every poller of this process makes its next pass now (see ``TaskPoller.wake``)."""
+    for poller in list(_POLLERS):
+        poller.wake()
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +110,12 @@ class TaskPoller:
         #: DescribeTasks calls made, and (calls, watched) per pass: read by tests and the benchmark
         self.calls = 0
         self.passes: list[tuple[int, int]] = []
+        _POLLERS.add(self)
+
+    def wake(self) -> None:
+        """Make the next pass now (not before ``MIN_WAKE_GAP`` after the last one began), not at
+        the end of the interval: a task this poller watches has just changed."""
+        self._wake.set()
 
     def watch(self, arn: str) -> Watch:
         with self._lock:
@@ -139,10 +163,13 @@ class TaskPoller:
     def _loop(self) -> None:
         while True:
             started = time.monotonic()
+            self._wake.clear()  # (a wake from here on asks for the next pass)
             self.poll_once()
             with self._lock:
                 if not self._watches:
                     self._thread = None
                     return
-            self._wake.wait(max(0.0, self.interval - (time.monotonic() - started)))
-            self._wake.clear()
+            if self._wake.wait(max(0.0, self.interval - (time.monotonic() - started))):
+                gap = MIN_WAKE_GAP - (time.monotonic() - started)
+                if gap > 0:
+                    time.sleep(gap)

@@ -38,6 +38,13 @@ LIBRARIES = (
     "miniwdl_fargate.cli",
     "miniwdl_fargate.driver",
     "miniwdl_fargate.backend.fargate",
+    # imported by the driver's command and its end (seen in a profile of a forked driver)
+    "miniwdl_fargate.client",
+    "miniwdl_fargate.local.cli",
+    "aws_lambda_powertools.metrics",
+    "ruamel.yaml",
+    "coloredlogs",
+    "tomllib",
 )
 #: the driver container's command, run in the forked process itself
 COMMAND = ["miniwdl-fargate", "driver"]
@@ -94,6 +101,7 @@ def become_driver(request: dict, fds: list[int], server: socket.socket) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        listen_for_wakeups()
         code = run_command(list(request["argv"]))
     except SystemExit as exn:
         code = exn.code if isinstance(exn.code, int) else (0 if exn.code is None else 1)
@@ -103,6 +111,17 @@ def become_driver(request: dict, fds: list[int], server: socket.socket) -> None:
         traceback.print_exc()
     finally:
         os._exit(exit_as_interpreter(code))
+
+
+def listen_for_wakeups() -> None:
+    """The local ECS runner tells this driver when one of its tasks changed (``wakeups``): its
+    pollers then ask at once. The FIFO is in the task's metadata folder (a ``file://`` URL here)."""
+    uri = os.environ.get("ECS_CONTAINER_METADATA_URI_V4", "")
+    if uri.startswith("file://"):
+        from ..backend import poller
+        from . import wakeups
+
+        wakeups.listen(uri[len("file://"):], poller.wake_all)
 
 
 def run_command(argv: list[str]) -> int:

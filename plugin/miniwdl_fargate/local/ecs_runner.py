@@ -34,7 +34,7 @@ from typing import Any, Callable, Protocol
 
 from .. import aws, sweep
 from ..backend import links
-from . import idmap
+from . import idmap, wakeups
 from .containers import (
     NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice, remove_cgroup,
 )
@@ -132,6 +132,8 @@ class EcsRunner:
         self._sandbox_checked = False
         self._idmap_problem: str | None = ""
         self._warned: set[str] = set()
+        #: access point id -> its root directory (``_access_point_root``)
+        self._access_point_roots: dict[str, str] = {}
         log.info(
             "local Fargate: WDL tasks run %s",
             f"in {self.engine.kind} containers (network {self.network}, pull {self.pull})" if self.engine
@@ -204,7 +206,7 @@ class EcsRunner:
         """The task metadata endpoint (v4) a Fargate container finds in its environment: here a
         directory read through file:// URLs (``<uri>/task`` is a file), so the same urllib code
         reads it."""
-        folder = os.path.join(self.state_dir, "ecs-metadata", task.id)
+        folder = self.metadata_folder(task.id)
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "task"), "w") as outfile:
             json.dump({"Cluster": task.cluster_arn, "TaskARN": task.task_arn, "Family": task.task_definition_arn.rsplit("/", 1)[-1].split(":")[0]}, outfile)
@@ -236,11 +238,25 @@ class EcsRunner:
         root = _ci(efs, "rootDirectory") or "/"
         access_point = _ci(_ci(efs, "authorizationConfig"), "accessPointId")
         if access_point:
-            desc = aws.client("efs").describe_access_points(AccessPointId=access_point)["AccessPoints"][0]
-            root = desc.get("RootDirectory", {}).get("Path", "/")
+            root = self._access_point_root(access_point)
         path = os.path.join(self.efs_root, fs_id, root.lstrip("/"))
         os.makedirs(path, exist_ok=True)
         return path
+
+    def _access_point_root(self, access_point: str) -> str:
+        """The access point's root directory, asked of EFS once per access point: EFS has no
+        operation that changes an access point (CreateAccessPoint, DeleteAccessPoint and
+        DescribeAccessPoints are all there is of it: the API operations in
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_efs.html, and botocore's model),
+        and a run's tasks all mount the run's own."""
+        with self._lock:
+            known = self._access_point_roots.get(access_point)
+        if known is None:
+            desc = aws.client("efs").describe_access_points(AccessPointId=access_point)["AccessPoints"][0]
+            known = desc.get("RootDirectory", {}).get("Path", "/")
+            with self._lock:
+                self._access_point_roots[access_point] = known
+        return known
 
     def _set_status(self, task: TaskSpec, status: str) -> None:
         """PENDING or RUNNING (STOPPED is ``_stopped``, which records why)."""
@@ -274,11 +290,24 @@ class EcsRunner:
         self._stopped(task, "TaskFailedToStart", reason[:255], container_reason=reason[:255])
 
     def _stopped(self, task: TaskSpec, stop_code: str, reason: str, **container: Any) -> None:
-        """Record how the task ended and emit its STOPPED event."""
+        """Record how the task ended, wake its driver's poller and emit its STOPPED event."""
         self.state.stopped(task.task_arn, stop_code, reason, **container)
         with self._lock:
             self._active.discard(task.task_arn)
+        self._wake_driver(task)
         self._emit(task, "STOPPED")
+
+    def _wake_driver(self, task: TaskSpec) -> None:
+        """A WDL task stopped (recorded in ECS already): its driver's poller asks now
+        (``wakeups``) rather than at its next pass. (Only the end: that a task runs is news the
+        driver waits for nothing on, and a pass per start would double the passes of a scatter.)"""
+        driver = {t.get("key"): t.get("value") for t in (task.tags or [])}.get(sweep.DRIVER_TAG, "")
+        if driver.startswith("arn:"):
+            wakeups.notify(self.metadata_folder(driver.rsplit("/", 1)[-1]))
+
+    def metadata_folder(self, task_id: str) -> str:
+        """Where the task metadata endpoint of task ``task_id`` is (``task_metadata``)."""
+        return os.path.join(self.state_dir, "ecs-metadata", task_id)
 
     def _run_task_inner(self, task: TaskSpec) -> None:
         if "-driver" not in str(task.task_definition_arn) and self.faults.take("pull_failures"):
@@ -636,16 +665,33 @@ class LogShipper:
     """The awslogs log driver: a container's output, line by line, into its CloudWatch Logs
     stream ``<awslogs-stream-prefix>/<container>/<task id>`` (in moto), as it is written."""
 
+    #: log groups this process made or found (a group is asked for once, not once per task)
+    _groups: set[str] = set()
+    _groups_lock = threading.Lock()
+
     def __init__(self, path: str, group: str, stream: str) -> None:
         self.path, self.group, self.stream = path, group, stream
         self._offset = 0
         self._partial = b""
         logs = aws.client("logs")
+        self._ensure_group(logs, group)
+        try:
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        except logs.exceptions.ResourceNotFoundException:  # (the group went since: made again)
+            self._ensure_group(logs, group, known=False)
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+
+    @classmethod
+    def _ensure_group(cls, logs: Any, group: str, known: bool = True) -> None:
+        with cls._groups_lock:
+            if known and group in cls._groups:
+                return
         try:
             logs.create_log_group(logGroupName=group)
         except logs.exceptions.ResourceAlreadyExistsException:
             pass
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        with cls._groups_lock:
+            cls._groups.add(group)
 
     @classmethod
     def for_container(cls, container_def: dict[str, Any], task: TaskSpec, path: str) -> "LogShipper | None":

@@ -30,11 +30,19 @@ class Outcome:
     start_error: str = ""
 
 
+#: Linux lists each thread's children in /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN;
+#: https://www.kernel.org/doc/html/latest/filesystems/proc.html, "/proc/<pid>/task/<tid>/children")
+CHILDREN_FILES = os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
+
+
 def tree_rss(pid: int) -> int:
     """Resident memory of a process and all its descendants, in bytes."""
     try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        if CHILDREN_FILES:
+            procs = [psutil.Process(p) for p in descendants(pid)]
+        else:  # (psutil finds children by reading the parent of every process of the machine)
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
     except psutil.Error:
         return 0
     total = 0
@@ -46,21 +54,81 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+#: guards the jobs' pidfds (opened, copied, closed)
+_PIDFD_LOCK = threading.Lock()
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, from the kernel's lists of each thread's children
+    (no scan of every process of the machine, which the runner would otherwise make four times
+    a second per running task). A process that ends meanwhile is simply not there."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            threads = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{current}/task/{thread}/children") as listing:
+                    todo.extend(int(child) for child in listing.read().split())
+            except OSError:
+                continue
+    return found
+
+
 class ProcessJob:
     """What both kinds of job are to the runner: one local process (the command, or the engine's
     ``run``) to start and wait for."""
 
     proc: subprocess.Popen | None = None
+    #: the process's pidfd while it runs (-1: none yet or closed; None: not available here)
+    _exit_fd: int | None = -1
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def wait(self, timeout: float) -> int | None:
+        """The exit code once the process ended, else None after ``timeout`` seconds. Where the
+        kernel has pidfds it returns the moment the process exits (``Popen.wait`` with a timeout
+        looks every 50 ms at most, and wakes that often for as long as the task runs)."""
         assert self.proc is not None
+        with _PIDFD_LOCK:  # (a stopping thread may wait too: each waits on a copy of the pidfd)
+            fd = self._exit_pidfd()
+            fd = None if fd is None else os.dup(fd)
+        if fd is None:
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
         try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+            exited = select.select([fd], [], [], timeout)[0]  # readable once the process has exited
+        finally:
+            os.close(fd)
+        if not exited:
+            return self.proc.returncode
+        # (ended: reap it, or wait for the thread reaping it; ``poll`` would answer None then)
+        code = self.proc.wait()
+        with _PIDFD_LOCK:
+            self._close_pidfd()
+        return code
+
+    def _exit_pidfd(self) -> int | None:
+        """The process's pidfd (opened at first use), or None where there is none: no
+        ``os.pidfd_open`` (Linux 5.3, Python 3.9), or the process was already reaped."""
+        if self._exit_fd == -1 and self.proc is not None and self.proc.returncode is None:
+            try:
+                self._exit_fd = os.pidfd_open(self.proc.pid)
+            except (AttributeError, OSError):
+                self._exit_fd = None
+        return self._exit_fd if self._exit_fd != -1 else None
+
+    def _close_pidfd(self) -> None:
+        if self._exit_fd not in (-1, None):
+            os.close(self._exit_fd)
+            self._exit_fd = -1
 
 
 class HostJob(ProcessJob):

@@ -16,7 +16,10 @@ and the command runs as an unprivileged user with no capabilities:
   as uid/gid 1000 mapped onto the user running local mode, without capabilities; on disk its
   files belong to that user, as they would to the access point's user.
 
-Only util-linux (``unshare``, ``mount``, ``findmnt``, ``pivot_root``, ``setpriv``) is needed.
+Only util-linux (``unshare``, ``mount``, ``findmnt``, ``pivot_root``, ``setpriv``) is needed, and
+the running Python: a task's root is made read-only by ``remount`` in one process (one mount(2)
+call per mount); the machine probe does the same with one ``mount`` process per mount
+(``remount_loop``), reporting what stays writable.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import pwd
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 
 TASK_UID_ENV = "MINIWDL_FARGATE_LOCAL_TASK_UID"
@@ -32,6 +36,8 @@ APPARENT_UID = 1000  # what `id -u` says in userns mode, like a typical non-root
 NEW_ROOT = "/mnt/.root"
 OLD_ROOT = "/mnt/.old"
 SCRATCH = ("tmp", "var/tmp", "dev/shm")
+#: the one-process remount of a task's sandbox (run with this interpreter, ``-I -S``)
+REMOUNT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "remount.py")
 
 
 def free_uid(start: int = 1000) -> int:
@@ -80,22 +86,11 @@ def strict_script(
         if not container_path.startswith("/mnt/") or "/." in container_path:
             raise ValueError(f"local mode mounts volumes under /mnt only, not {container_path}")
         lines.append(f"mkdir -p {q(container_path)}")
-    lines += [
-        f"mount --rbind / {NEW_ROOT}",
-        # every mount of the new root read-only, keeping its other flags (a user namespace may
-        # not drop nosuid/nodev); /proc stays as it is (the user namespace maps are written there)
-        # (one sed drops every mount's "rw" option, rather than one per mount: a task's setup
-        # forks once per mount only for its mount command)
-        f"findmnt -rno TARGET,VFS-OPTIONS --submounts --mountpoint {NEW_ROOT} | sort -r |"
-        r" sed -e 's/^\([^ ]*\) rw,/\1 /; s/^\([^ ]*\) \(.*\),rw,/\1 \2,/; s/^\([^ ]*\) rw$/\1 /' |"
-        " while read -r target options; do",
-        f'  case "$target" in {NEW_ROOT}/proc|{NEW_ROOT}/proc/*) continue;; esac',
-        # (findmnt -r writes a space, a tab... as \x20: decoded, only where there is one)
-        '  case "$target" in *\\\\*) target=$(printf %b "$target");; esac',
-        '  mount -o "remount,bind,ro${options:+,$options}" "$target" 2>/dev/null'
-        + (f' || echo "sandbox: not read-only: ${{target#{NEW_ROOT}}}" >&2' if report else " || true"),
-        "done",
-    ]
+    lines.append(f"mount --rbind / {NEW_ROOT}")
+    if report:
+        lines += remount_loop(report, hidden)
+    else:  # (a task's: the same in one process, not one ``mount`` per mount: ``remount``)
+        lines.append(shlex.join([sys.executable, "-I", "-S", REMOUNT, "remount,bind,ro", NEW_ROOT, *(os.path.realpath(p) for p in hidden)]))
     for path in hidden:  # (the binds below take their sources from the namespace's own root)
         target = q(NEW_ROOT + os.path.realpath(path))
         lines.append(f"if [ -d {target} ]; then mount -t tmpfs -o ro,mode=0555,size=4k tmpfs {target}; fi")
@@ -112,6 +107,32 @@ def strict_script(
         "exec " + shlex.join(identity.exec_prefix()) + ' "$@"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def remount_loop(report: bool, hidden: tuple[str, ...] = ()) -> list[str]:
+    """Shell lines making every mount of the new root read-only, one ``mount`` process each
+    (what ``remount`` does in one process; the machine probe runs these, to report what stays
+    writable)."""
+    q = shlex.quote
+    return [
+        # every mount of the new root read-only, keeping its other flags (a user namespace may
+        # not drop nosuid/nodev); /proc stays as it is (the user namespace maps are written there)
+        # (one sed drops every mount's "rw" option, rather than one per mount: a task's setup
+        # forks once per mount only for its mount command)
+        f"findmnt -rno TARGET,VFS-OPTIONS --submounts --mountpoint {NEW_ROOT} | sort -r |"
+        r" sed -e 's/^\([^ ]*\) rw,/\1 /; s/^\([^ ]*\) \(.*\),rw,/\1 \2,/; s/^\([^ ]*\) rw$/\1 /' |"
+        " while read -r target options; do",
+        f'  case "$target" in {NEW_ROOT}/proc|{NEW_ROOT}/proc/*) continue;; esac',
+        # (findmnt -r writes a space, a tab... as \x20: decoded, only where there is one)
+        '  case "$target" in *\\\\*) target=$(printf %b "$target");; esac',
+        # (a mount under a hidden folder is out of sight under its tmpfs: not one remount each; the
+        # idmapped mounts of every running task are there, so a task's setup does not grow with them)
+        *(f'  case "$target" in {q(NEW_ROOT + os.path.realpath(path))}|{q(NEW_ROOT + os.path.realpath(path))}/*) continue;; esac'
+          for path in hidden),
+        '  mount -o "remount,bind,ro${options:+,$options}" "$target" 2>/dev/null'
+        + (f' || echo "sandbox: not read-only: ${{target#{NEW_ROOT}}}" >&2' if report else " || true"),
+        "done",
+    ]
 
 
 @dataclass

@@ -414,6 +414,36 @@ def find_in_map_number_keys() -> None:
     replace("find_in_map_number_keys", parsing, "clean_json", clean_json)
 
 
+def backend_lookup_cached() -> None:
+    """moto's server finds which service a request is for, for every request it serves and
+    under a lock they all share (``DomainDispatcherApplication.get_application``), by listing
+    moto's own package folder (``backends.list_of_moto_modules``: an ``os.listdir`` and an
+    ``isdir`` for each of its ~150 entries) and then matching the host it inferred against the
+    URL patterns of every backend (hundreds of regular expressions): about 8% of a local stack's
+    CPU in a 50-task scatter. The answer for a host never changes while moto runs: each host is
+    looked up once (up to ``LOOKUPS_KEPT`` hosts; any beyond are looked up every time)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    found: dict[str | None, Any] = {}
+    lock = threading.Lock()
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        with lock:
+            if host in found:
+                return found[host]
+        backend = moto_function("backend_lookup_cached", "get_backend_for_host")(self, host)
+        with lock:
+            if len(found) < LOOKUPS_KEPT:
+                found[host] = backend
+        return backend
+
+    replace("backend_lookup_cached", DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
+
+
+#: hosts whose backend ``backend_lookup_cached`` keeps (the stack's services in its region: a dozen)
+LOOKUPS_KEPT = 1024
+
+
 def _nothing_to_install() -> None:
     """(``event_envelope`` is applied by the events hook, event by event.)"""
 
@@ -453,6 +483,8 @@ FIXES: tuple[Fix, ...] = (
     Fix("find_in_map_number_keys", "Fn::FindInMap keyed by a Number parameter finds no key", NO_ISSUE,
         "tests/integration/test_template.py::test_moto_still_finds_no_mapping_key_for_a_number_parameter",
         find_in_map_number_keys),
+    Fix("backend_lookup_cached", "the server looks up each request's service anew, listing its folder", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_looks_up_the_service_of_every_request", backend_lookup_cached),
 )
 
 

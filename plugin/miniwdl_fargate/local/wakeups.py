@@ -1,0 +1,63 @@
+"""Telling a local driver's process at once that one of its WDL tasks changed.
+
+On AWS the driver's poller (``backend.poller``) learns that a task stopped at its next
+DescribeTasks pass, up to ``TaskPollSeconds`` later. Locally the ECS runner knows the moment it
+happens, so it says so: it writes a byte into a FIFO in the driver task's metadata folder (the
+folder ``ECS_CONTAINER_METADATA_URI_V4`` names, ``ecs_runner.task_metadata``), and a thread in the
+driver's process reads it and calls ``backend.poller.wake_all``; the pass that sees the change
+then starts at once. The poller still asks ECS (moto) what happened: only the moment of asking
+changes. A driver that does not listen (not forked from ``driver_zygote``) is polled as on AWS.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from typing import Callable
+
+log = logging.getLogger("miniwdl-fargate.local")
+
+#: the FIFO's name in the driver task's metadata folder
+FIFO = "wake"
+
+
+def notify(folder: str) -> bool:
+    """Wake the driver whose metadata folder ``folder`` is, if it listens; never blocks. True if
+    it was told."""
+    try:
+        fd = os.open(os.path.join(folder, FIFO), os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exn:  # no FIFO (not listening), or no reader (ENXIO: its process ended)
+        if exn.errno not in (errno.ENOENT, errno.ENXIO):
+            log.warning("local mode: cannot wake the driver of %s: %s", folder, exn)
+        return False
+    try:
+        os.write(fd, b"!")
+    except BlockingIOError:  # the pipe is full: the listener has wakes to read already
+        pass
+    finally:
+        os.close(fd)
+    return True
+
+
+def listen(folder: str, wake: Callable[[], None]) -> threading.Thread:
+    """Make the FIFO in ``folder`` and start a daemon thread that calls ``wake`` whenever
+    something was written into it (several writes read at once make one call)."""
+    path = os.path.join(folder, FIFO)
+    try:
+        os.mkfifo(path, 0o600)
+    except FileExistsError:
+        pass
+    fd = os.open(path, os.O_RDWR)  # (a writer of its own: no end-of-file between the runner's writes)
+    thread = threading.Thread(target=_serve, args=(fd, wake), name="local-wakeups", daemon=True)
+    thread.start()
+    return thread
+
+
+def _serve(fd: int, wake: Callable[[], None]) -> None:
+    while os.read(fd, 4096):
+        try:
+            wake()
+        except Exception:  # noqa: BLE001 (a failed wake only means a pass at the interval)
+            log.exception("local mode: waking the poller failed")
