@@ -110,11 +110,14 @@ workflow writing {
     String first = scribble.attempt
     String second = again.attempt
     String seen_after = again.content
+    Array[String] who = [scribble.who, again.who]
   }
 }
 task scribble {
   input { File f }
   command <<<
+    # (who the task is and what the file is, to tell why if it ever could write)
+    echo "uid $(id -u) caps $(grep CapEff /proc/self/status | cut -f2) file $(stat -c '%a %u %i %h' '~{f}')" > who.txt
     if echo tampered >> '~{f}' 2>/dev/null; then echo wrote; else echo refused; fi
     if : > '~{f}' 2>/dev/null; then echo truncated; else echo kept; fi
     cat '~{f}' > content.txt
@@ -122,6 +125,7 @@ task scribble {
   output {
     String attempt = sub(read_string(stdout()), "\n", " ")
     String content = read_string("content.txt")
+    String who = read_string("who.txt")
   }
 }
 """
@@ -140,7 +144,7 @@ def test_a_task_cannot_modify_its_input_files(stack, s3, tmp_path):
     result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
     assert result.status == "SUCCEEDED", json.dumps(result.document, indent=1)[:3000]
     out = result.document["outputs"]
-    assert out["writing.first"] == "refused kept" and out["writing.second"] == "refused kept"
+    assert out["writing.first"] == "refused kept" and out["writing.second"] == "refused kept", out["writing.who"]
     assert out["writing.seen_after"] == "precious"
 
 
