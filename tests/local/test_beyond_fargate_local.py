@@ -6,7 +6,12 @@ import re
 
 import pytest
 
-from test_cli import run_cli
+from test_cli import REPO, run_cli
+
+from miniwdl_fargate import aws
+from miniwdl_fargate import upload as local_run
+
+EXAMPLE = REPO / "examples" / "gpu"
 
 GPU_STACK = ["--parameter", "ManagedInstances=Enabled", "--parameter", "ManagedInstancesGpuKinds=t4",
              "--parameter", "ManagedInstancesMaxGpus=1", "--parameter", "ImageCache=Enabled",
@@ -47,8 +52,16 @@ def test_the_gpu_example_runs_beyond_fargate_end_to_end(tmp_path):
     assert "GPU" in proc.stderr  # local mode said it gives the GPU task none
 
 
-def test_the_gpu_example_is_refused_by_a_stack_without_managed_instances(tmp_path):
-    proc = run_cli("local", "run", "examples/gpu/workflow.wdl", "examples/gpu/inputs.json", "--state-dir", str(tmp_path))
-    assert proc.returncode != 0
-    assert "deploy the stack with ManagedInstances=Enabled" in proc.stderr
-    assert "task crunch cannot run on Fargate" in proc.stderr
+def test_the_gpu_example_is_refused_by_a_stack_without_managed_instances(stack, s3):
+    """Dropped into the default stack (no managed instances): refused before anything starts,
+    naming the task, what it asked for and the stack parameter that lifts the limit."""
+    bucket = stack.outputs["BucketName"]
+    s3.upload_file(str(EXAMPLE / "workflow.wdl"), bucket, "runs/gpu-refused/workflow.wdl")
+    s3.upload_file(str(EXAMPLE / "inputs.json"), bucket, "runs/gpu-refused/inputs.json")
+    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], "gpu-refused", "gpu-refused-none", timeout=120)
+    assert result.status == "FAILED" and result.document["error"] == "InvalidSubmission"
+    [problem] = [p["problem"] for p in result.document["problems"] if "task crunch" in p["problem"]]
+    assert problem.startswith("task crunch cannot run on Fargate: runtime.gpu = true; Fargate has no GPUs; runtime.cpu = 32")
+    assert "deploy the stack with ManagedInstances=Enabled" in problem
+    executions = aws.client("stepfunctions").list_executions(stateMachineArn=stack.outputs["StateMachineArn"])["executions"]
+    assert not [e for e in executions if e["name"].startswith("gpu-refused-")]
