@@ -33,6 +33,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import os
 import select
 import shutil
@@ -48,6 +49,8 @@ from typing import Any, Mapping
 
 from .forkserver import ForkServer
 from .lambda_zygote import PRELOAD_ENV
+
+log = logging.getLogger("miniwdl-fargate.local")
 
 #: seconds a worker gets to leave on its own at shutdown before it is killed
 STOP_GRACE_SECONDS = 2.0
@@ -340,8 +343,17 @@ class LambdaRunner:
             try:
                 worker = self._start(spec)
             except OSError:
-                return  # shut down meanwhile
+                with self._lock:
+                    if self._closed:
+                        return  # shut down meanwhile
+                log.warning("local mode: could not start a warm environment for %s", spec.name, exc_info=True)
+                continue  # (its first invocation starts one)
             self._release(spec, worker)
+
+    def warm(self, spec: FunctionSpec) -> bool:
+        """Whether ``spec`` has an idle, live execution environment."""
+        with self._lock:
+            return any(w.alive() for w in self._idle.get(spec.key, []))
 
     def workers(self) -> int:
         """Live execution environments (idle or busy)."""
