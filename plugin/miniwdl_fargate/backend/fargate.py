@@ -75,7 +75,7 @@ from WDL.runtime.error import Interrupted, Terminated
 
 from .. import attempts, aws, images, runs, sizes, sweep
 from ..config import FargateSettings
-from . import links, standalone, stops
+from . import links, miniwdl_fixes, standalone, stops
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
 from .launcher import LaunchCancelled, LaunchFailed, Launcher
 from .poller import TaskPoller, Watch
@@ -215,6 +215,7 @@ class FargateTaskContainer(BaseTaskContainer):
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
         settings = FargateSettings.from_cfg(cfg)
         links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
+        miniwdl_fixes.inputs_stay_read_only()
         if not settings.efs_mountpoint:
             settings.efs_mountpoint, detected_id = standalone.detect_efs_mount(os.getcwd())
             settings.efs_id = settings.efs_id or detected_id

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict
 import psutil
 from WDL._util import StructuredLogMessage as _
 
-from . import links
+from . import links, miniwdl_fixes
 from .base import BaseTaskContainer, Job, JobStatus
 
 
@@ -43,6 +43,7 @@ class HostProcessTaskContainer(BaseTaskContainer):
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
         logger.info(_("host_process backend: task commands run as host processes"))
         links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
+        miniwdl_fixes.inputs_stay_read_only()
 
     @classmethod
     def detect_resource_limits(cls, cfg: Any, logger: logging.Logger) -> Dict[str, int]:

@@ -1,0 +1,53 @@
+"""The one place this package changes miniwdl's own behaviour (pinned: miniwdl 1.16.0).
+
+``inputs_stay_read_only``: after each task, miniwdl's ``run_local_task`` adds owner and group
+read/write bits to every file of the task's run directory (``chmod_R_plus(run_dir,
+file_bits=0o660, dir_bits=0o770)``, WDL/runtime/task.py), so that downstream tasks can read its
+outputs. Under miniwdl's Docker backend the inputs are bind mounts made inside the container, so
+the run directory holds none of them. Here they are hard links in ``work/_miniwdl_inputs``
+(``BaseTaskContainer.link_input_files``) sharing their inode with the staged copy every other task
+and later run links to, and which ``read_only`` took the write bits off: miniwdl's chmod gave them
+back, and a task starting after another had finished could change everyone's input (seen in
+tests/local/test_task_view.py). The fix leaves files under a ``_miniwdl_inputs`` folder as they
+are; everything else is chmod-ed as miniwdl does. No upstream issue (miniwdl's own backends never
+hard-link inputs into the run directory); ``tests/unit/test_miniwdl_fixes.py`` fails when
+miniwdl stops doing this, and the fix can go.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import WDL.runtime.task
+from WDL._util import chmod_R_plus
+
+INPUTS_FOLDER = "_miniwdl_inputs"
+_installed = threading.Lock()
+_done = False
+
+
+def chmod_R_plus_but_inputs(path: str, file_bits: int = 0, dir_bits: int = 0) -> None:
+    """miniwdl's ``chmod_R_plus``, leaving alone every ``_miniwdl_inputs`` folder and what it holds."""
+    if os.path.basename(os.path.normpath(path)) == INPUTS_FOLDER:
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        chmod_R_plus(path, file_bits, dir_bits)
+        return
+    os.chmod(path, (os.stat(path).st_mode & 0o7777) | dir_bits)
+    for entry in os.scandir(path):
+        if entry.is_symlink():
+            continue
+        if entry.is_dir():
+            chmod_R_plus_but_inputs(entry.path, file_bits, dir_bits)
+        elif entry.name != INPUTS_FOLDER:
+            os.chmod(entry.path, (entry.stat().st_mode & 0o7777) | file_bits)
+
+
+def inputs_stay_read_only() -> None:
+    """Make miniwdl's task runner use ``chmod_R_plus_but_inputs`` (once per process)."""
+    global _done
+    with _installed:
+        if not _done:
+            WDL.runtime.task.chmod_R_plus = chmod_R_plus_but_inputs  # type: ignore[attr-defined]
+            _done = True

@@ -1,0 +1,56 @@
+"""backend/miniwdl_fixes.py: miniwdl's post-task chmod leaves a task's hard-linked inputs
+read-only (they share their inode with the staged copy other tasks link to)."""
+
+import os
+import stat
+
+import WDL.runtime.task
+from WDL._util import chmod_R_plus
+
+from miniwdl_fargate.backend import miniwdl_fixes
+
+
+def run_dir(tmp_path):
+    """A task's run directory as the backend leaves it: an input hard-linked from the staged
+    store and read-only, an output, and a subfolder."""
+    staged = tmp_path / "store" / "precious.txt"
+    staged.parent.mkdir()
+    staged.write_text("precious\n")
+    run = tmp_path / "call-x"
+    inputs = run / "work" / "_miniwdl_inputs" / "0"
+    inputs.mkdir(parents=True)
+    os.link(staged, inputs / "precious.txt")
+    os.chmod(staged, 0o444)
+    (run / "work" / "out.txt").write_text("out\n")
+    os.chmod(run / "work" / "out.txt", 0o600)
+    (run / "work" / "sub").mkdir(mode=0o700)
+    (run / "work" / "sub" / "deep.txt").write_text("d\n")
+    os.chmod(run / "work" / "sub" / "deep.txt", 0o600)
+    os.symlink("out.txt", run / "work" / "link")
+    return run, staged
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_miniwdl_still_makes_a_hard_linked_input_writable_again(tmp_path):
+    """When this fails, miniwdl no longer adds write bits to the inputs in a run directory (or
+    no longer chmods it at all): drop miniwdl_fixes.inputs_stay_read_only."""
+    run, staged = run_dir(tmp_path)
+    chmod_R_plus(str(run), file_bits=0o660, dir_bits=0o770)
+    assert mode(staged) & 0o220  # the shared inode: every task's and run's input, writable again
+
+
+def test_the_fix_keeps_inputs_read_only_and_chmods_the_rest_as_miniwdl_does(tmp_path):
+    run, staged = run_dir(tmp_path)
+    miniwdl_fixes.chmod_R_plus_but_inputs(str(run), file_bits=0o660, dir_bits=0o770)
+    assert mode(staged) == 0o444
+    assert mode(run / "work" / "out.txt") == 0o660
+    assert mode(run / "work" / "sub") == 0o770 and mode(run / "work" / "sub" / "deep.txt") == 0o660
+    assert mode(run / "work") & 0o770 == 0o770
+
+
+def test_installed_by_the_backends_for_miniwdl_task_runner(tmp_path):
+    miniwdl_fixes.inputs_stay_read_only()
+    assert WDL.runtime.task.chmod_R_plus is miniwdl_fixes.chmod_R_plus_but_inputs
