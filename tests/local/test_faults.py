@@ -53,7 +53,8 @@ def run(stack, tmp_path):
 def ecs_tasks_of(stack, run_id):
     ecs = aws.client("ecs")
     cluster = stack.outputs["ClusterName"]
-    arns = ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"] + ecs.list_tasks(cluster=cluster)["taskArns"]
+    # (two lists taken one after the other: a task may be in both; each counted once)
+    arns = list(dict.fromkeys(ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"] + ecs.list_tasks(cluster=cluster)["taskArns"]))
     found = []
     for i in range(0, len(arns), 100):
         for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i:i + 100], include=["TAGS"])["tasks"]:
@@ -156,4 +157,6 @@ def test_an_image_that_cannot_be_pulled_fails_the_run_at_once_naming_it(stack, f
     message = str(result.document)
     assert "image 'ubuntu:22.04' cannot be pulled (the tag or digest does not exist); not retried" in message, message
     tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
-    assert [(t["stopCode"], t["stoppedReason"][:24]) for t in tasks] == [("TaskFailedToStart", "CannotPullContainerError")]
+    assert [(t["stopCode"], t["stoppedReason"][:24]) for t in tasks] == [("TaskFailedToStart", "CannotPullContainerError")], [
+        (t["taskArn"], t.get("startedBy"), t.get("createdAt")) for t in tasks
+    ]
