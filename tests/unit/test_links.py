@@ -209,3 +209,26 @@ def test_local_mode_gives_drivers_efs_link_limit_and_wdl_tasks_nothing(tmp_path,
     assert runtime.efs_environment(wdl_task) == {}
     monkeypatch.setenv(LIMIT, "4")  # what a test asks for
     assert runtime.efs_environment(driver) == {LIMIT: "4"}
+
+
+def test_a_file_that_appears_after_its_lock_could_not_be_opened_is_not_linked_unlocked(tmp_path, monkeypatch):
+    """A spare another thread makes between this thread's failed open (no lock: not there yet) and
+    its link-count check must not be linked without the lock: that let a spare reach limit + 1
+    links when eight tasks raced (about one trial in twelve). It is FileNotFoundError, as if the
+    spare were still missing: the caller makes (or waits for) it and tries again, locked."""
+    spare = tmp_path / "spares" / "1"
+    spare.parent.mkdir()
+    real_open = links.os.open
+
+    def open_then_appears(path, flags, *args):
+        if path == str(spare) and not spare.exists():
+            spare.write_text("made by another thread just now\n")
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(links.os, "open", open_then_appears)
+    with pytest.raises(FileNotFoundError):
+        links.hard_link(str(spare), str(tmp_path / "target"), 5)
+    assert not (tmp_path / "target").exists()
+    links.hard_link(str(spare), str(tmp_path / "target"), 5)  # the next try takes the lock and links
+    assert os.stat(spare).st_nlink == 2

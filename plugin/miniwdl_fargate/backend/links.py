@@ -109,9 +109,13 @@ def _option(cfg: Any, key: str) -> str:
 @contextmanager
 def _link_count_lock(path: str) -> Iterator[None]:
     """Hold an exclusive flock of ``path`` (the check of its link count and the link happen as
-    one step for every thread and process here); without a lock if it cannot be opened."""
+    one step for every thread and process here); without a lock if it cannot be opened, except
+    when it is not there: FileNotFoundError then, as the link would give (going on unlocked, a
+    spare made just after the open failed was linked past the limit by a thread holding no lock)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
     except OSError:
         yield
         return
