@@ -128,6 +128,10 @@ def test_list_runs_newest_first_and_by_name(api):
     assert code == 200
     assert [r["name"] for r in listed["runs"]] == ["api-listed", "api-listed"]
     assert listed["runs"][0]["submitted_at"] >= listed["runs"][1]["submitted_at"]
+    # a page holds whole names (runs/<name>/): with a second name in the bucket, whatever ran
+    # before in this stack, a one-run page has a next
+    code, _ = api("POST", "/runs", {"name": "api-listed-2", "wdl": GREET, "inputs": {"greet.who": "l-3"}, "client_token": "l-3"})
+    assert code == 202
     code, everything = api("GET", "/runs", query={"limit": "1"})
     assert code == 200 and everything["runs"] and everything["next"]
     code, bad = api("GET", "/runs", query={"limit": "0"})

@@ -100,6 +100,11 @@ def test_a_tasks_one_process_remount_leaves_the_mounts_as_the_probes_loop_does(s
         seen = subprocess.run(script, capture_output=True, text=True, timeout=60)
         assert seen.returncode == 0, seen.stderr
         tables[report] = seen.stdout
-    assert tables[True] == tables[False]
-    assert tables[False].splitlines()[-1] == "read-only"
+    # the same options on every mount both saw (other tests' tasks mount and unmount their
+    # idmapped volumes on this machine meanwhile: those come and go between the two looks)
+    mounts = {report: dict(line.rsplit(" ", 1) for line in table.splitlines()[:-1]) for report, table in tables.items()}
+    both = mounts[True].keys() & mounts[False].keys()
+    assert "/" in both and len(both) >= 0.8 * max(len(m) for m in mounts.values())
+    assert {t: mounts[True][t] for t in both} == {t: mounts[False][t] for t in both}
+    assert tables[True].splitlines()[-1] == tables[False].splitlines()[-1] == "read-only"
     assert any(line.split()[1].startswith("ro") for line in tables[False].splitlines()[:-1] if line.startswith("/ "))
