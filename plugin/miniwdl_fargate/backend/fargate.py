@@ -928,11 +928,7 @@ class FargateTaskContainer(BaseTaskContainer):
             f"MISSING; missing_grace = {grace:g}s): stopped it; the attempt is retried if the task's "
             "preemptible or maxRetries allows"
         )
-        self._stop(logger, job, "miniwdl-fargate: ECS did not know the task within missing_grace")
-        self._mark(outcome=attempts.FAILED_TO_START, detail=message)
-        self.failure_info = dict(self.failure_info or {}, missing=message)
-        self._interruptions += 1
-        raise Interrupted(message)
+        self._abandon(logger, job, "miniwdl-fargate: ECS did not know the task within missing_grace", "missing", message)
 
     def _provisioning(self, logger: logging.Logger, job: FargateJob) -> None:
         """A managed-instances task still waiting for an instance (PROVISIONING): past
@@ -950,9 +946,15 @@ class FargateTaskContainer(BaseTaskContainer):
             "retried if the task's preemptible or maxRetries allows (check the stack's ManagedInstances* parameters "
             "and the account's EC2 quotas for those instance types)"
         )
-        self._stop(logger, job, "miniwdl-fargate: no instance within provisioning_timeout")
+        self._abandon(logger, job, "miniwdl-fargate: no instance within provisioning_timeout", "provisioning", message)
+
+    def _abandon(self, logger: logging.Logger, job: FargateJob, stop_reason: str, what: str, message: str) -> NoReturn:
+        """Stop a task that never started (so it cannot run and bill unseen) and end the attempt
+        as an infrastructure failure (``Interrupted``: retried as preemptible, then maxRetries,
+        allows), saying ``message`` in the attempt's detail and its failure info under ``what``."""
+        self._stop(logger, job, stop_reason)
         self._mark(outcome=attempts.FAILED_TO_START, detail=message)
-        self.failure_info = dict(self.failure_info or {}, provisioning=message)
+        self.failure_info = dict(self.failure_info or {}, **{what: message})
         self._interruptions += 1
         raise Interrupted(message)
 
