@@ -7,39 +7,20 @@ import logging
 import math
 import os
 
-import botocore.session
 import pytest
 import WDL
-from botocore.validate import ParamValidator
 from WDL.runtime import config as wdl_config
 
 from miniwdl_fargate import attempts, aws
 from miniwdl_fargate.backend.fargate import FargateTaskContainer
 from miniwdl_fargate.local.moto import fixes
+from backend_support import runtime, validate
 from sim_support import finish, start_miniwdl
 from tests.waiting import wait_for
 
-ECS_MODEL = botocore.session.get_session().get_service_model("ecs")
 LOG = logging.getLogger("test")
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 ROLE = "arn:aws:iam::123456789012:role/ecs-volumes"
-
-
-def validate(operation, params):
-    report = ParamValidator().validate(params, ECS_MODEL.operation_model(operation).input_shape)
-    assert not report.has_errors(), report.generate_report()
-
-
-def runtime(**values):
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, bool):
-            out[key] = WDL.Value.Boolean(value)
-        elif isinstance(value, int):
-            out[key] = WDL.Value.Int(value)
-        else:
-            out[key] = WDL.Value.String(value)
-    return out
 
 
 BEYOND = {

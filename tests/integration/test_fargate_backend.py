@@ -3,37 +3,15 @@
 import logging
 import os
 
-import botocore.session
 import pytest
 import WDL
-from botocore.validate import ParamValidator
 from WDL.runtime import config as wdl_config
 
 from miniwdl_fargate import aws
 from miniwdl_fargate.backend.fargate import FargateJob, FargateTaskContainer
+from backend_support import runtime, validate
 
-ECS_MODEL = botocore.session.get_session().get_service_model("ecs")
 LOG = logging.getLogger("test")
-
-
-def validate(operation, params):
-    report = ParamValidator().validate(params, ECS_MODEL.operation_model(operation).input_shape)
-    assert not report.has_errors(), report.generate_report()
-
-
-def runtime(**values):
-    """A task's evaluated runtime section, as miniwdl hands it to process_runtime."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, bool):
-            out[key] = WDL.Value.Boolean(value)
-        elif isinstance(value, int):
-            out[key] = WDL.Value.Int(value)
-        elif isinstance(value, float):
-            out[key] = WDL.Value.Float(value)
-        else:
-            out[key] = WDL.Value.String(value)
-    return out
 
 
 @pytest.fixture
