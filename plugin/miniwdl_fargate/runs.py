@@ -59,7 +59,9 @@ class RunRecord(BaseModel):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """UTC now, to the millisecond: a warm local run can start and finish within one second, and its
+    duration (finished − submitted) must not come out as 0."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def check_name(name: str) -> str:

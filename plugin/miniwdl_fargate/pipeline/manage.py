@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any, Callable
 
 from .. import aws, runs, s3io, status, sweep
@@ -53,7 +54,8 @@ def list_runs(
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             ids += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
         statuses = [st for st in (_readable(bucket, run_id, on_unreadable) for run_id in ids) if st is not None]
-        found += sorted(statuses, key=lambda st: st.submitted_at, reverse=True)
+        # by time, not text: statuses written before timestamps had milliseconds sort with the rest
+        found += sorted(statuses, key=lambda st: datetime.fromisoformat(st.submitted_at), reverse=True)
         if len(found) >= limit and i + 1 < len(names):
             return found, run_name
     return found, None
