@@ -22,6 +22,7 @@ from observability import lambda_handler, logger, metrics, tracer
 from pydantic import BaseModel, Field
 
 from miniwdl_fargate import inputs_json, openapi30, runs, status
+from miniwdl_fargate.run_options import RunOptions
 from miniwdl_fargate.pipeline import manage, start
 from miniwdl_fargate.pipeline.settings import ApiSettings
 
@@ -29,15 +30,6 @@ SETTINGS = ApiSettings
 app = APIGatewayRestResolver(enable_validation=True)
 
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$"
-
-
-class RunOptions(BaseModel):
-    call_cache: bool = Field(default=True, description="reuse results of identical earlier task calls (miniwdl's call cache on EFS)")
-    max_run_hours: float | None = Field(
-        default=None, gt=0, le=runs.MAX_RUN_HOURS_LIMIT,
-        description="the run's maximum duration in hours (default: the stack's MaxRunHours); a run still going then "
-        "is stopped with its tasks and ends FAILED, its error.json saying it timed out",
-    )
 
 
 class RunRequest(BaseModel):
@@ -155,7 +147,7 @@ def post_run(request: RunRequest) -> Response[dict[str, Any]]:
     try:
         result = start.from_request(
             SETTINGS.from_env(), request.name, request.workflow, request.inputs,
-            request.client_token or str(uuid.uuid4()), wdl=request.wdl, options=request.options.model_dump(exclude_none=True),
+            request.client_token or str(uuid.uuid4()), wdl=request.wdl, options=request.options.given(),
         )
     except start.TokenConflict as exn:
         parts = ", ".join(p["where"] for p in exn.problems)

@@ -117,6 +117,11 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
     p.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends, then its outputs or error")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="a label of the run: an AWS tag of its driver and every task (repeatable)")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a run option (repeatable): call_cache=true|false|read|write, max_run_hours=H, "
+                   "max_cost_usd=USD, max_concurrent_tasks=N, max_vcpus=N")
     p = sub.add_parser("status", parents=[where], help="a run's status, timings, task counts, outputs or error")
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
     p.add_argument("--json", action="store_true", help="print the whole description as JSON")
@@ -146,7 +151,13 @@ def run_command(args: argparse.Namespace) -> int:
         if args.command == "submit":  # everything about the submission is checked before connecting
             from .upload import prepare
 
-            prepared = prepare(args.wdl, args.inputs, args.name)
+            from .run_options import OptionsProblems, parse_assignments
+
+            try:
+                options = parse_assignments(args.label, args.option)
+            except OptionsProblems as exn:
+                raise RunInputError(str(exn)) from None
+            prepared = prepare(args.wdl, args.inputs, args.name, options)
         if args.command == "outputs" and args.download:
             client.check_download_dir(args.download)
         deployment = client.connect(args.stack, args.region, args.local)

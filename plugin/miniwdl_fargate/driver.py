@@ -44,7 +44,7 @@ import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import attempts, config, inputs_json, lifecycle, progress, provenance, runs, s3io, staging, sweep, wdl_target
+from . import attempts, config, inputs_json, lifecycle, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
 from .lifecycle import StopSignals
@@ -65,8 +65,9 @@ class DriverRun:
     #: shared by the runs of this filesystem: the call cache and the staged s3:// inputs
     #: (empty: neither; miniwdl's own configuration decides about its call cache)
     cache_dir: str = ""
-    #: the run's options (runs.RunRecord.options), e.g. {"call_cache": false}
-    options: dict[str, Any] = field(default_factory=dict)
+    #: the run's options (runs.RunRecord.options), e.g. {"call_cache": false}; None: read them from
+    #: the run record (run.json beside the results) when the run is fetched
+    options: dict[str, Any] | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, workdir: str | None = None) -> "DriverRun":
@@ -78,14 +79,25 @@ class DriverRun:
         base = str(config.option(config.loader(environ=env), "efs_mountpoint")) or os.getcwd()
         if workdir is None:
             workdir = os.path.join(base, "runs", env["RUN_ID"])
-        try:
-            options = json.loads(env.get("RUN_OPTIONS") or "{}")
-        except ValueError as exn:
-            raise ValueError(f"driver: RUN_OPTIONS is not JSON: {exn}") from None
+        options = None
+        if env.get("RUN_OPTIONS"):  # (a driver run by hand; the stack's are read from run.json)
+            try:
+                options = json.loads(env["RUN_OPTIONS"])
+            except ValueError as exn:
+                raise ValueError(f"driver: RUN_OPTIONS is not JSON: {exn}") from None
+            if not isinstance(options, dict):
+                raise ValueError("driver: RUN_OPTIONS is not a JSON object")
         return cls(
-            env["RUN_ID"], env["RUN_WORKFLOW"], env["RUN_INPUTS"], results, workdir, os.path.join(base, "cache"),
-            options if isinstance(options, dict) else {},
+            env["RUN_ID"], env["RUN_WORKFLOW"], env["RUN_INPUTS"], results, workdir, os.path.join(base, "cache"), options,
         )
+
+    def read_options(self) -> dict[str, Any]:
+        """The run's options: as given, else the run record's (none when there is no record: a
+        driver run by hand)."""
+        if self.options is None:
+            record = s3io.find_json(self.results_bucket, self.results_key(runs.RECORD_NAME))
+            self.options = dict(record.get("options") or {}) if isinstance(record, dict) else {}
+        return self.options
 
     @property
     def results_bucket(self) -> str:
@@ -179,7 +191,7 @@ def fetch_phase(run: DriverRun, so_far: RunSoFar) -> tuple[str, str]:
     wdl_path, inputs_path = fetch(run, so_far.stop.check)
     so_far.digests = fetched_digests(wdl_path)
     so_far.cfg = run_cfg(
-        run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.options,
+        run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.read_options(),
         bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG,
     )
     return wdl_path, inputs_path
@@ -509,8 +521,9 @@ def run_cfg(
         config.check_cfg_file(source, bundle_uri if source == bundled and bundle_uri else source)
         merged.read(source)
         log.info("miniwdl configuration from %s", source)
-    if (options or {}).get("call_cache") is False:  # the submitter's say for this run
-        merged.read_dict({"call_cache": {"get": "false", "put": "false"}})
+    chosen = run_options.parse(options or {})  # the submitter's say for this run
+    if chosen.cache_get is not None:
+        merged.read_dict({"call_cache": {"get": str(chosen.cache_get).lower(), "put": str(chosen.cache_put).lower()}})
     if not merged.sections():
         return None
     path = os.path.join(workdir, RUN_CFG)

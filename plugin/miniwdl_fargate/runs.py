@@ -12,6 +12,10 @@ from pydantic import BaseModel, Field
 
 RUNS_PREFIX = "runs/"
 INPUTS_NAME = "inputs.json"
+#: the run record, beside its results (RunRecord)
+RECORD_NAME = "run.json"
+#: an S3 drop's run options, next to its inputs.json (run_options.parse_sidecar); not part of the bundle
+OPTIONS_NAME = "options.json"
 RESULTS_DIR = "results"
 DEFAULT_WDL = "workflow.wdl"
 # A run name is a key segment (runs/<name>/) and the stem of the Step Functions execution name
@@ -114,7 +118,7 @@ def results_uri(bucket: str, name: str, run_id: str) -> str:
 
 def in_bundle(rel_key: str) -> bool:
     """Whether a key (relative to the WDL's folder) belongs to the workflow bundle."""
-    return not (rel_key == INPUTS_NAME or rel_key.startswith(RESULTS_DIR + "/"))
+    return not (rel_key in (INPUTS_NAME, OPTIONS_NAME) or rel_key.startswith(RESULTS_DIR + "/"))
 
 
 def max_run_hours(options: dict[str, Any], default: float = DEFAULT_MAX_RUN_HOURS) -> float:

@@ -12,13 +12,13 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import WDL
 
-from . import aws, config, inputs_json, runs, s3io, wdl_parsers, wdl_target
+from . import aws, config, inputs_json, run_options, runs, s3io, wdl_parsers, wdl_target
 
 BUNDLE_MAX_FILES = 200
 BUNDLE_MAX_BYTES = 256 * 1024 * 1024
@@ -148,6 +148,8 @@ class Submission:
     inputs_dir: Path
     name: str
     files: list[Path]
+    #: the run's options (``--label``, ``--option``): uploaded as the sidecar options.json
+    options: run_options.RunOptions = field(default_factory=run_options.RunOptions)
     inputs_version: str | None = None  # of the uploaded inputs.json, once uploaded
 
     def upload(self, bucket: str) -> tuple[str, str]:
@@ -165,6 +167,12 @@ class Submission:
             s3.upload_file(str(path), bucket, prefix + rel)
         for path, key in uploads:
             s3.upload_file(str(path), bucket, key)
+        given = self.options.given()
+        if given:
+            s3.put_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME, Body=json.dumps(given, indent=2).encode(),
+                          ContentType="application/json")
+        else:  # this submission is the whole story: an earlier submission's options do not apply
+            s3.delete_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME)
         body = json.dumps(staged_inputs, indent=2).encode()
         if problem := inputs_json.size_problem(len(body)):  # with its local paths made s3:// URIs
             raise RunInputError(f"inputs (as uploaded): {problem}")
@@ -186,7 +194,10 @@ def default_name(workflow: str) -> str:
     return workflow[: 64 - len(suffix)] + suffix
 
 
-def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None) -> Submission:
+def prepare(
+    wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None,
+    options: run_options.RunOptions | None = None,
+) -> Submission:
     """Check the WDL, the inputs and the files they name; raise RunInputError saying what is wrong."""
     wdl_path = Path(wdl).resolve()
     if not wdl_path.is_file():
@@ -211,7 +222,7 @@ def prepare(wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], 
     except ValueError as exn:
         raise RunInputError(str(exn)) from None
     stage_inputs(doc, inputs_doc, inputs_dir, "bucket", name)  # raises on a missing local file
-    return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, bundle_files(wdl_path))
+    return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, bundle_files(wdl_path), options or run_options.RunOptions())
 
 
 def read_inputs(path: Path) -> dict[str, Any]:

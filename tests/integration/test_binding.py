@@ -183,3 +183,31 @@ def test_a_rejected_request_does_not_use_up_its_token(pipeline):
     assert not isinstance(info.value, start.TokenConflict)
     fixed = start.from_request(settings, "api-fix", "s3://runs/workflows/hello.wdl", {"hello.who": "Ann"}, "fix-1")
     assert not fixed.duplicate
+
+
+def test_an_s3_drop_takes_its_options_from_the_sidecar_and_the_driver_reads_them_from_the_record(pipeline, tmp_path):
+    settings, _ = pipeline
+    upload("runs/opts/workflow.wdl", WDL)
+    upload("runs/opts/options.json", json.dumps({"labels": {"project": "rnaseq"}, "max_cost_usd": 5, "call_cache": "read"}))
+    started = deliver(settings, upload("runs/opts/inputs.json", json.dumps({"hello.who": "Ann"})))
+    given = {"labels": {"project": "rnaseq"}, "max_cost_usd": 5.0, "call_cache": "read"}
+    assert started.record.options == given
+    run = driver.DriverRun(started.record.run_id, started.record.workflow, started.record.inputs, started.record.results,
+                           str(tmp_path / "opts"))
+    assert run.read_options() == given
+    # the sidecar is not part of the workflow's bundle
+    keys = [o["Key"] for o in aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/opts/results/")["Contents"]]
+    assert any(k.endswith("/source/workflow.wdl") for k in keys) and not any(k.endswith("/source/options.json") for k in keys), keys
+
+
+def test_a_bad_sidecar_is_refused_naming_it_and_each_bad_option_and_starts_nothing(pipeline):
+    settings, _ = pipeline
+    upload("runs/badopts/workflow.wdl", WDL)
+    upload("runs/badopts/options.json", json.dumps({"labels": {"aws:team": "x"}, "max_cost_usd": -1}))
+    assert deliver(settings, upload("runs/badopts/inputs.json", json.dumps({"hello.who": "Ann"}))) is None
+    error = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/badopts/error.json")["Body"].read())
+    assert [p["where"] for p in error["problems"]] == [
+        "s3://runs/runs/badopts/options.json.max_cost_usd", "s3://runs/runs/badopts/options.json.labels"]
+    assert "aws:" in error["problems"][1]["problem"]
+    assert aws.client("stepfunctions").list_executions(stateMachineArn=settings.state_machine_arn)["executions"] == []
+    assert aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/badopts/results/").get("KeyCount", 0) == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 
 from botocore.exceptions import BotoCoreError
@@ -30,7 +29,9 @@ def driver_environment(record: runs.RunRecord, task_token: str) -> list[dict[str
         {"name": "RUN_INPUTS", "value": record.inputs},
         {"name": "RUN_RESULTS", "value": record.results},
         {"name": "SFN_TASK_TOKEN", "value": task_token},
-        {"name": "RUN_OPTIONS", "value": json.dumps(record.options)},
+        # not the run's options: their labels alone may pass RunTask's 8,192 characters of overrides
+        # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_TaskOverride.html); the
+        # driver reads them from the run record (run.json) beside its results
         # the driver heartbeats well within this (driver.Heartbeat)
         {"name": "SFN_HEARTBEAT_SECONDS", "value": str(record.heartbeat_seconds)},
     ]

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .. import aws, inputs_json, runs, s3io, sizes, status
+from .. import aws, inputs_json, run_options, runs, s3io, sizes, status
 from . import snapshot
 from .settings import ApiSettings, SubmitSettings
 from .validate import Problems, check_run
@@ -64,6 +64,21 @@ def find_workflow(bucket: str, name: str) -> tuple[str, str]:
     return wdls[0]["Key"], wdls[0]["ETag"].strip('"')
 
 
+def read_options(bucket: str, name: str) -> run_options.RunOptions:
+    """The run options of an S3 drop: its sidecar ``runs/<name>/options.json`` as it is now, or
+    none; Refused naming the sidecar and each bad option."""
+    key = runs.run_prefix(name) + runs.OPTIONS_NAME
+    s3 = aws.client("s3")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read(run_options.SIDECAR_MAX_BYTES + 1)
+    except s3.exceptions.NoSuchKey:
+        return run_options.RunOptions()
+    try:
+        return run_options.parse_sidecar(body, s3io.uri(bucket, key))
+    except run_options.OptionsProblems as exn:
+        raise Refused(exn.problems) from None
+
+
 def parse_inputs(body: bytes, where: str) -> dict[str, Any]:
     """The inputs document as a dict, or Refused saying why not (``inputs_json.load_object``)."""
     try:
@@ -105,7 +120,7 @@ def start(settings: SubmitSettings, record: runs.RunRecord) -> Submitted:
     between the two steps is completed by its retry, and a duplicate finds the execution there:
     Step Functions answers the same running execution, or ExecutionAlreadyExists.
     """
-    key = record.results_key("run.json")
+    key = record.results_key(runs.RECORD_NAME)
     first = s3io.put_if_absent(record.bucket, key, (record.model_dump_json(indent=2) + "\n").encode(), "application/json")
     if not first:
         record = _recorded(record.bucket, key)
@@ -196,7 +211,7 @@ def from_object(
         # a redelivered event carries the same version, so it maps to the same run
         run_id = runs.run_id_for(name, key, upload)
         results = runs.results_uri(bucket, name, run_id)
-        record = _recorded_or_none(bucket, s3io.split(results)[1] + "run.json")
+        record = _recorded_or_none(bucket, s3io.split(results)[1] + runs.RECORD_NAME)
         if record is not None:  # a duplicate delivery: the run is already bound
             return start(settings, record)
         check_inputs_size(bucket, key, version_id, etag, size)
@@ -204,14 +219,17 @@ def from_object(
         inputs = parse_inputs(body, s3io.uri(bucket, key))
         body = inputs_json.decode(body, key).encode("utf-8")  # the run's copy: no byte order mark
         wdl_key, _ = find_workflow(bucket, name)
+        options = read_options(bucket, name).given()
+        limits = settings.run_limits(options)
         workflow = pin_and_validate(s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results, settings.capacities())
     except (Refused, ValueError) as exn:
         problems = exn.problems if isinstance(exn, Refused) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
         reject(bucket, name, key, upload, problems)
         return None
     record = new_record(
-        run_id, name, bucket, workflow, results, "s3", settings.run_limits({}),
+        run_id, name, bucket, workflow, results, "s3", limits,
         submitted={"workflow": s3io.uri(bucket, wdl_key), "inputs": s3io.uri(bucket, key), "inputs_version": upload},
+        options=options,
     )
     _put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     submitted = start(settings, record)
@@ -365,7 +383,7 @@ def from_request(
 
 
 def _run_key(bucket: str, name: str, run_id: str) -> str:
-    return s3io.split(runs.results_uri(bucket, name, run_id))[1] + "run.json"
+    return s3io.split(runs.results_uri(bucket, name, run_id))[1] + runs.RECORD_NAME
 
 
 def _put_once(bucket: str, key: str, body: bytes, what: str) -> None:
