@@ -34,13 +34,15 @@ TAG_KEY_MAX = 128
 TAG_VALUE_MAX = 256
 TAG_PUNCTUATION = frozenset(" _.:/=+-@")
 MAX_TAGS_PER_RESOURCE = 50
-#: tag keys the product sets itself on every ECS task of a run (labels may not use the prefix)
+#: tag keys the product sets itself on the driver and every ECS task of a run (labels may not use the
+#: prefix; sweep.py finds a run's tasks, and orphans, by the first two)
 TAG_PREFIX = "miniwdl-fargate:"
-TAG_RUN_ID = TAG_PREFIX + "run-id"
+TAG_RUN = TAG_PREFIX + "run"  # the run id
+TAG_DRIVER = TAG_PREFIX + "driver"  # the ECS task ARN of the driver that launched the task
+TAG_CALL = TAG_PREFIX + "call"  # the WDL call (e.g. call-greet-0); the driver's own task: "driver"
 TAG_RUN_NAME = TAG_PREFIX + "run-name"
-TAG_WORKFLOW = TAG_PREFIX + "workflow"
-TAG_CALL = TAG_PREFIX + "call"  # the WDL call (e.g. hello.greet-0); the driver's own task: "driver"
-PRODUCT_TAGS = (TAG_RUN_ID, TAG_RUN_NAME, TAG_WORKFLOW, TAG_CALL)
+TAG_WORKFLOW = TAG_PREFIX + "workflow"  # the workflow's name
+PRODUCT_TAGS = (TAG_RUN, TAG_DRIVER, TAG_CALL, TAG_RUN_NAME, TAG_WORKFLOW)
 #: the most labels a run may have: the per-resource limit less the product's own tags
 MAX_LABELS = MAX_TAGS_PER_RESOURCE - len(PRODUCT_TAGS)
 

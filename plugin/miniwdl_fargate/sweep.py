@@ -16,12 +16,12 @@ import socket
 import urllib.request
 from typing import Any, Iterable, Iterator
 
-from . import aws, runs
+from . import aws, run_options, runs
 
 log = logging.getLogger(__name__)
 
-RUN_TAG = "miniwdl-fargate:run"
-DRIVER_TAG = "miniwdl-fargate:driver"
+RUN_TAG = run_options.TAG_RUN
+DRIVER_TAG = run_options.TAG_DRIVER
 DESCRIBE_BATCH = 100
 
 

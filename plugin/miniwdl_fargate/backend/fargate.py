@@ -73,7 +73,7 @@ from WDL._util import parse_byte_size
 from docker.errors import BuildError as DockerBuildError  # (miniwdl's own dependency)
 from WDL.runtime.error import Interrupted, Terminated
 
-from .. import attempts, aws, images, runs, sizes, sweep
+from .. import attempts, aws, images, run_options, runs, sizes, sweep
 from ..config import FargateSettings
 from . import links, miniwdl_fixes, standalone, stops
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
@@ -84,7 +84,7 @@ CONTAINER_NAME = "task"
 EFS_VOLUME = "efs"
 RUN_TAG = sweep.RUN_TAG
 DRIVER_TAG = sweep.DRIVER_TAG
-CALL_TAG = "miniwdl-fargate:call"
+CALL_TAG = run_options.TAG_CALL
 RUN_ACCESS_POINT_TAG = sweep.RUN_ACCESS_POINT_TAG
 SPOT = "FARGATE_SPOT"
 MANAGED_INSTANCES = sizes.MANAGED_INSTANCES
