@@ -488,14 +488,14 @@ def test_an_api_workflow_whose_folder_holds_other_runs_is_refused_naming_the_rul
 def test_every_s3_input_is_checked_however_many_and_the_message_counts_them_all(pipeline):
     settings, drop, rejection, executions = pipeline
     wdl = GOOD.replace("File reference", "File reference\n    Array[File] more")
-    missing = [f"s3://data/missing/{i}.txt" for i in range(2001)]
+    missing = [f"s3://data/missing/{i}.txt" for i in range(3 * validate.MAX_LISTED + 1)]  # (each is one HeadObject)
     assert drop("many", dict(OK_INPUTS, **{"hello.more": missing}), wdl) is None
     found = rejection("many")
     assert len(found) == validate.MAX_LISTED + 1
     assert found[0] == (INPUTS.format(name="many") + ": hello.more", "s3://data/missing/0.txt does not exist")
     assert found[-1] == (
         INPUTS.format(name="many"),
-        "2001 of the 2002 s3:// inputs cannot be read (100 are listed above; fix those and submit again to see the rest)",
+        "301 of the 302 s3:// inputs cannot be read (100 are listed above; fix those and submit again to see the rest)",
     )
 
 
