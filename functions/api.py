@@ -247,10 +247,10 @@ def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[st
 )
 @tracer.capture_method
 def resume_run(
-    run_id: Annotated[str, Path(pattern=RUN_ID)], request: Annotated[ResumeRequest | None, Body()] = None
+    run_id: Annotated[str, Path(pattern=RUN_ID)],
+    request: Annotated[ResumeRequest, Body(description="may be left out: the run's own options, a new client token")] = ResumeRequest(),
 ) -> Response[dict[str, Any]]:
     logger.append_keys(resumed_run_id=run_id)
-    request = request or ResumeRequest()  # no body: the run's own options, a new client token
     try:
         result = resume.resume(
             SETTINGS.from_env(), run_id, request.client_token or str(uuid.uuid4()), request.options.given()
