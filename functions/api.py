@@ -50,6 +50,10 @@ class ResumeRequest(BaseModel):
     client_token: str | None = Field(default=None, min_length=1, max_length=128, description="idempotency token: a retry with the same token starts no second run")
 
 
+#: a resume request without a body: the run's own options, a new client token
+NO_BODY = ResumeRequest()
+
+
 class Accepted(BaseModel):
     run_id: str
     execution_arn: str
@@ -248,7 +252,7 @@ def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[st
 @tracer.capture_method
 def resume_run(
     run_id: Annotated[str, Path(pattern=RUN_ID)],
-    request: Annotated[ResumeRequest, Body(description="may be left out: the run's own options, a new client token")] = ResumeRequest(),
+    request: Annotated[ResumeRequest, Body(description="may be left out: the run's own options, a new client token")] = NO_BODY,
 ) -> Response[dict[str, Any]]:
     logger.append_keys(resumed_run_id=run_id)
     try:
