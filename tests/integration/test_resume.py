@@ -231,3 +231,48 @@ def test_the_api_refuses_with_409_404_and_400(api):
     code, body = call("POST", f"/runs/{old.run_id}/resume", {"options": {"call_cache": "sometimes"}})
     assert code == 400 and body["error"] == "InvalidRequest" and body["problems"][0]["where"] == "options.call_cache"
     assert len(executions(settings)) == 1
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def command(stack, monkeypatch):
+    """``miniwdl-fargate resume|status ... --stack s`` against the moto stack (its settings as the
+    stack's API function has them)."""
+    from miniwdl_fargate import cli, client
+
+    settings, old = stack
+    monkeypatch.setattr(client, "connect", lambda *a, **k: client.Deployment("s", "us-east-1", {"BucketName": "runs"}))
+    monkeypatch.setattr(client, "stack_settings", lambda deployment: settings)
+    return (lambda *args: cli.main([*args, "--stack", "s"])), settings, old
+
+
+def test_the_command_resumes_and_status_shows_both_links(command, capsys):
+    run, settings, old = command
+    ended(old)
+    assert run("resume", old.run_id, "--label", "attempt=2", "--option", "max_cost_usd=7") == 0
+    # (the command prints the new run's id as JSON to the stdout it started with, which capsys does not see)
+    (new,) = result_ids(old) - {old.run_id}
+    assert capsys.readouterr().err == f"resumed run {old.run_id} as run {new}\n"
+    record = runs.RunRecord.model_validate_json(read(f"s3://runs/runs/hello/results/{new}/run.json"))
+    assert record.source == "cli" and record.options["labels"] == {"team": "genomics", "attempt": "2"}
+    assert record.options["max_cost_usd"] == 7
+    assert run("status", old.run_id) == 0
+    assert f"resumed by {new}" in capsys.readouterr().out
+    assert run("status", new) == 0
+    assert f"resumes    {old.run_id}" in capsys.readouterr().out
+
+
+def test_the_command_refuses_with_exit_status_2_saying_why(command, capsys):
+    run, settings, old = command
+    assert run("resume", old.run_id) == 2
+    assert capsys.readouterr().err == (
+        f"error: run {old.run_id} is still SUBMITTED: only a FAILED or CANCELLED run can be resumed; wait for it to end, "
+        f"or cancel it (miniwdl-fargate cancel {old.run_id}) and then resume it\n")
+    assert run("resume", "hello-00000000") == 2
+    assert capsys.readouterr().err.startswith("error: no run hello-00000000 in s3://runs")
+    ended(old)
+    assert run("resume", old.run_id, "--option", "call_cache=sometimes") == 2
+    assert 'options.call_cache: must be true, false, "read" or "write"' in capsys.readouterr().err
+    assert len(executions(settings)) == 1

@@ -1,7 +1,7 @@
 """Resuming a failed run through the whole local pipeline, as a user does it: a run whose driver
 dies after its first call is resumed with `miniwdl-fargate resume`; the new run takes the first
 call from the call cache, runs only the second, and succeeds, and each run's status names the
-other."""
+other. (Each refusal, and the command's answers to them: tests/integration/test_resume.py.)"""
 
 import json
 import subprocess
@@ -74,9 +74,6 @@ def test_a_run_whose_driver_died_is_resumed_reusing_its_finished_call(stack, tmp
     record = json.loads(aws.client("s3").get_object(Bucket=bucket, Key=f"runs/{name}/results/{new}/run.json")["Body"].read())
     assert record["resumed_from"] == old and record["options"] == {"call_cache": True, "labels": {"attempt": "2"}}
     # each run names the other; the first stays FAILED
-    assert status.read(bucket, old).resumed_by == [new] and status.read(bucket, old).status == "FAILED"
-    assert f"resumed by {new}" in cli("status", old).stdout
-    assert f"resumes    {old}" in cli("status", new).stdout
-    # the resumed run SUCCEEDED: there is nothing left to resume
-    again = cli("resume", new)
-    assert again.returncode == 2 and f"run {new} SUCCEEDED: there is nothing to resume" in again.stderr
+    assert status.read(bucket, new).resumed_from == old
+    shown = cli("status", old)
+    assert "status     FAILED" in shown.stdout and f"resumed by {new}" in shown.stdout, shown.stderr
