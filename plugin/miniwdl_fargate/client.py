@@ -257,20 +257,20 @@ def stack_settings(deployment: Deployment):
 
     from .pipeline.settings import ApiSettings, SettingsError
 
+    stack = deployment.stack_name
     try:
-        pages = aws.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=deployment.stack_name)
-        found = next(
-            r["PhysicalResourceId"] for page in pages for r in page["StackResourceSummaries"]
-            if r["LogicalResourceId"] == API_FUNCTION
-        )
-        environment = aws.client("lambda").get_function_configuration(FunctionName=found)["Environment"]["Variables"]
-        return ApiSettings.from_env(environment)
+        pages = aws.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=stack)
+        found = [r["PhysicalResourceId"] for page in pages for r in page["StackResourceSummaries"] if r["LogicalResourceId"] == API_FUNCTION]
+        if not found:
+            raise ClientError(f"stack {stack} has no {API_FUNCTION}: is it a miniwdl-fargate stack?")
+        environment = aws.client("lambda").get_function_configuration(FunctionName=found[0]).get("Environment", {})
+        return ApiSettings.from_env(environment.get("Variables", {}))
     except AWSError as exn:
         raise ClientError(
-            f"stack {deployment.stack_name}: cannot read its {API_FUNCTION}'s settings: {exn.response.get('Error', {}).get('Message', exn)}"
+            f"stack {stack}: cannot read its {API_FUNCTION}'s settings: {exn.response.get('Error', {}).get('Message', exn)}"
         ) from None
-    except (StopIteration, KeyError, SettingsError) as exn:
-        raise ClientError(f"stack {deployment.stack_name}: its {API_FUNCTION} lacks settings a run needs: {exn}") from None
+    except SettingsError as exn:
+        raise ClientError(f"stack {stack}: its {API_FUNCTION} lacks settings a run needs: {exn}") from None
 
 
 def log_streams(deployment: Deployment, run_id: str, task: str | None = None) -> list[tuple[str, str, str]]:

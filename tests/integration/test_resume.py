@@ -276,3 +276,34 @@ def test_the_command_refuses_with_exit_status_2_saying_why(command, capsys):
     assert run("resume", old.run_id, "--option", "call_cache=sometimes") == 2
     assert 'options.call_cache: must be true, false, "read" or "write"' in capsys.readouterr().err
     assert len(executions(settings)) == 1
+
+
+def test_the_command_reads_the_stack_settings_from_its_api_function(moto_aws):
+    """The requests it sends (checked by botocore's Stubber against the models), and what it says
+    when the stack has no API function or the caller may not read it."""
+    from botocore.stub import Stubber
+
+    from miniwdl_fargate import client
+
+    deployment = client.Deployment("stk", "us-east-1", {"BucketName": "runs"})
+    cfn, lam = aws.client("cloudformation"), aws.client("lambda")
+    with Stubber(cfn) as cfn_stub, Stubber(lam) as lambda_stub:
+        summary = {"LogicalResourceId": "ApiFunction", "PhysicalResourceId": "stk-ApiFunction-X", "ResourceType": "AWS::Lambda::Function",
+                   "LastUpdatedTimestamp": "2026-11-30T00:00:00Z", "ResourceStatus": "CREATE_COMPLETE"}
+        cfn_stub.add_response("list_stack_resources", {"StackResourceSummaries": [summary]}, {"StackName": "stk"})
+        lambda_stub.add_response("get_function_configuration", {"Environment": {"Variables": environment(MAX_RUN_HOURS="5")}},
+                                 {"FunctionName": "stk-ApiFunction-X"})
+        assert client.stack_settings(deployment) == ApiSettings.from_env(environment(MAX_RUN_HOURS="5"))
+        cfn_stub.add_response("list_stack_resources", {"StackResourceSummaries": []}, {"StackName": "stk"})
+        with pytest.raises(client.ClientError, match="^stack stk has no ApiFunction: is it a miniwdl-fargate stack[?]$"):
+            client.stack_settings(deployment)
+        cfn_stub.add_response("list_stack_resources", {"StackResourceSummaries": [summary]}, {"StackName": "stk"})
+        lambda_stub.add_response("get_function_configuration", {"Environment": {"Variables": {"MAX_RUN_HOURS": "5"}}},
+                                 {"FunctionName": "stk-ApiFunction-X"})
+        with pytest.raises(client.ClientError, match="^stack stk: its ApiFunction lacks settings a run needs: ApiSettings: "
+                           "environment variable DRIVER_HEARTBEAT_SECONDS is not set"):
+            client.stack_settings(deployment)
+        cfn_stub.add_response("list_stack_resources", {"StackResourceSummaries": [summary]}, {"StackName": "stk"})
+        lambda_stub.add_client_error("get_function_configuration", "AccessDeniedException", "not allowed to read it")
+        with pytest.raises(client.ClientError, match="^stack stk: cannot read its ApiFunction's settings: not allowed to read it$"):
+            client.stack_settings(deployment)
