@@ -1,9 +1,10 @@
-"""The run API (API Gateway, IAM-authorized): submit, list, describe and cancel runs.
+"""The run API (API Gateway, IAM-authorized): submit, list, describe, cancel and resume runs.
 
     POST   /runs            submit: the workflow by s3:// URI or inline, inputs, options
     GET    /runs            list (newest first within each run name)
     GET    /runs/{run_id}   status, timings, task counts, outputs or error
     DELETE /runs/{run_id}   cancel, end to end
+    POST   /runs/{run_id}/resume   a new run of a failed or cancelled run, its finished calls reused
 
 Powertools validates requests against the models below, which also generate the OpenAPI
 document kept in docs/openapi.json (`make openapi`).
@@ -16,14 +17,14 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from observability import lambda_handler, logger, metrics, tracer
 from pydantic import BaseModel, Field
 
 from miniwdl_fargate import inputs_json, openapi30, runs, status
 from miniwdl_fargate.run_options import RunOptions
-from miniwdl_fargate.pipeline import manage, start
+from miniwdl_fargate.pipeline import manage, resume, start
 from miniwdl_fargate.pipeline.settings import ApiSettings
 
 SETTINGS = ApiSettings
@@ -39,6 +40,18 @@ class RunRequest(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict, description="miniwdl inputs JSON object, e.g. {\"hello.names\": [\"Ann\"]}")
     options: RunOptions = Field(default_factory=RunOptions)
     client_token: str | None = Field(default=None, min_length=1, max_length=128, description="idempotency token: a retry with the same token starts no second run")
+
+
+class ResumeRequest(BaseModel):
+    options: RunOptions = Field(
+        default_factory=RunOptions,
+        description="options overriding the resumed run's own (labels one by one); the call cache is read in any case unless call_cache says otherwise",
+    )
+    client_token: str | None = Field(default=None, min_length=1, max_length=128, description="idempotency token: a retry with the same token starts no second run")
+
+
+#: a resume request without a body: the run's own options, a new client token
+NO_BODY = ResumeRequest()
 
 
 class Accepted(BaseModel):
@@ -57,7 +70,7 @@ class ApiError(BaseModel):
     """Every error answer of the API, whatever its HTTP status: a code, one line for people and
     each problem with where it is (empty when there is nothing more to point at)."""
 
-    error: str = Field(description="InvalidRequest, ClientTokenConflict, NotFound, AlreadyFinished, UnreadableStatus or InternalError")
+    error: str = Field(description="InvalidRequest, ClientTokenConflict, NotFound, AlreadyFinished, NotResumable, UnreadableStatus or InternalError")
     message: str = Field(description="what went wrong, in one line")
     problems: list[Problem] = Field(default_factory=list, description="each problem and where it is")
 
@@ -154,10 +167,15 @@ def post_run(request: RunRequest) -> Response[dict[str, Any]]:
         return _error(409, "ClientTokenConflict", f"client_token already used for a request with another {parts}", exn.problems)
     except start.Refused as exn:
         return _invalid(exn.problems)
+    return _accepted(result, "RunsSubmitted")
+
+
+def _accepted(result: start.Submitted, metric: str) -> Response[dict[str, Any]]:
+    """A started run: 202, or 200 for a retry of the request that started it."""
     logger.append_keys(run_id=result.record.run_id)
-    logger.info("run submitted", extra={"duplicate": result.duplicate})
+    logger.info("run submitted", extra={"duplicate": result.duplicate, "resumed_from": result.record.resumed_from})
     if not result.duplicate:
-        metrics.add_metric(name="RunsSubmitted", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     accepted = Accepted(
         run_id=result.record.run_id, execution_arn=result.execution_arn, results=result.record.results,
         duplicate=result.duplicate,
@@ -219,6 +237,42 @@ def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[st
     return _json(200, final)
 
 
+@app.post(
+    "/runs/<run_id>/resume",
+    summary="Resume a failed or cancelled run: a new run of the same workflow, inputs and options, its finished calls taken from the call cache",
+    responses={
+        202: {"description": "started", "content": {"application/json": {"model": Accepted}}},
+        200: {"description": "a retry of an earlier request (same client_token, same options)", "content": {"application/json": {"model": Accepted}}},
+        **_answers(400, "bad options, or the run's record, workflow, inputs or their s3:// objects are gone: every problem, and where"),
+        **NOT_FOUND,
+        **_answers(409, "the run is still going or SUCCEEDED (NotResumable), or the client_token was first used for another request"),
+        **INTERNAL,
+    },
+)
+@tracer.capture_method
+def resume_run(
+    run_id: Annotated[str, Path(pattern=RUN_ID)],
+    request: Annotated[ResumeRequest, Body(description="may be left out: the run's own options, a new client token")] = NO_BODY,
+) -> Response[dict[str, Any]]:
+    logger.append_keys(resumed_run_id=run_id)
+    try:
+        result = resume.resume(
+            SETTINGS.from_env(), run_id, request.client_token or str(uuid.uuid4()), request.options.given()
+        )
+    except manage.RunNotFound as exn:
+        return _error(404, "NotFound", str(exn))
+    except resume.NotResumable as exn:
+        return _error(409, "NotResumable", exn.problems[0]["problem"], exn.problems)
+    except start.TokenConflict as exn:
+        parts = ", ".join(p["where"] for p in exn.problems)
+        return _error(409, "ClientTokenConflict", f"client_token already used for a request with another {parts}", exn.problems)
+    except start.Refused as exn:
+        return _invalid(exn.problems)
+    except status.UnreadableStatus as exn:
+        return _unreadable(exn)
+    return _accepted(result, "RunsResumed")
+
+
 @lambda_handler(publishes_metrics=True)
 def handler(event: dict[str, Any], context: Any) -> Any:
     refused = _strict_body(event)
@@ -268,7 +322,7 @@ def openapi_json() -> str:
         app.get_openapi_json_schema(
             title="miniwdl-fargate runs API",
             version="1",
-            description="Submit, list, describe and cancel WDL runs. Every request is SigV4-signed (IAM, execute-api:Invoke).",
+            description="Submit, list, describe, cancel and resume WDL runs. Every request is SigV4-signed (IAM, execute-api:Invoke).",
         )
     )
     # invalid requests answer 400 with ApiError (invalid_request above), not Powertools' 422

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: the user's client commands: once done, their process ends without tearing itself down
-LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel"})
+LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "resume"})
 
 
 def leave(code: int) -> NoReturn:
@@ -100,7 +100,7 @@ def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespac
     return 2
 
 
-RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel")
+RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume")
 
 
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
@@ -117,11 +117,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
     p.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends, then its outputs or error")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
-                   help="a label of the run: an AWS tag of its driver and every task (repeatable)")
-    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                   help="a run option (repeatable): call_cache=true|false|read|write, max_run_hours=H, "
-                   "max_cost_usd=USD, max_concurrent_tasks=N, max_vcpus=N")
+    add_option_arguments(p)
     p = sub.add_parser("status", parents=[where], help="a run's status, timings, task counts, outputs or error")
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
     p.add_argument("--json", action="store_true", help="print the whole description as JSON")
@@ -139,6 +135,22 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="with --download: replace files already in DIR")
     p = sub.add_parser("cancel", parents=[where], help="cancel a run: its execution, its driver and every task")
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
+    p = sub.add_parser(
+        "resume", parents=[where],
+        help="a new run of a FAILED or CANCELLED run: its workflow, inputs and options, its finished calls from the call cache",
+    )
+    p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
+    p.add_argument("--follow", "-f", action="store_true", help="show progress until the new run ends, then its outputs or error")
+    add_option_arguments(p, " (overrides the resumed run's own)")
+
+
+def add_option_arguments(p: argparse.ArgumentParser, which: str = "") -> None:
+    """``--label`` and ``--option`` (run_options.parse_assignments)."""
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"a label of the run: an AWS tag of its driver and every task (repeatable){which}")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a run option (repeatable): call_cache=true|false|read|write, max_run_hours=H, "
+                   f"max_cost_usd=USD, max_concurrent_tasks=N, max_vcpus=N{which}")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -148,15 +160,16 @@ def run_command(args: argparse.Namespace) -> int:
     from .upload import RunInputError
 
     try:
-        if args.command == "submit":  # everything about the submission is checked before connecting
-            from .upload import prepare
-
+        if args.command in ("submit", "resume"):  # everything the user gave is checked before connecting
             from .run_options import OptionsProblems, parse_assignments
 
             try:
                 options = parse_assignments(args.label, args.option)
             except OptionsProblems as exn:
                 raise RunInputError(str(exn)) from None
+        if args.command == "submit":
+            from .upload import prepare
+
             prepared = prepare(args.wdl, args.inputs, args.name, options)
         if args.command == "outputs" and args.download:
             client.check_download_dir(args.download)
@@ -198,6 +211,13 @@ def run_command(args: argparse.Namespace) -> int:
             final = client.cancel(deployment, args.run_id)
             print(f"run {args.run_id} {final.status}", file=sys.stderr)
             return 0
+        if args.command == "resume":
+            record = client.resume(deployment, args.run_id, options)
+            print(f"resumed run {args.run_id} as run {record.run_id}", file=sys.stderr)
+            if not args.follow:
+                client.emit({"run_id": record.run_id, "name": record.name, "resumed_from": args.run_id})
+                return 0
+            return _finish(client, client.follow(deployment, record.run_id))
     except (client.ClientError, RunInputError, UnreadableStatus) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""The user's command line: submit, status, list, logs, outputs, cancel.
+"""The user's command line: submit, status, list, logs, outputs, cancel, resume.
 
 It talks to a deployed stack (found by name: ``--stack``, ``MINIWDL_FARGATE_STACK``, or
 samconfig.toml) or to local mode (``--local``: the stack ``miniwdl-fargate local up`` serves),
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import aws, s3io, status
+from . import aws, run_options, runs, s3io, status
 from .pipeline import manage
 from .upload import Submission, rejection
 
@@ -226,6 +226,53 @@ def cancel(deployment: Deployment, run_id: str) -> status.RunStatus:
         raise ClientError(str(exn)) from None
 
 
+def resume(deployment: Deployment, run_id: str, options: run_options.RunOptions | None = None) -> runs.RunRecord:
+    """Start a new run resuming ``run_id`` (``pipeline/resume.py``), checked against the stack's
+    own settings as the API checks it; the new run's record."""
+    import uuid
+
+    from .pipeline import resume as resuming
+    from .pipeline import start
+
+    settings = stack_settings(deployment)
+    given = (options or run_options.RunOptions()).given()
+    try:
+        return resuming.resume(settings, run_id, str(uuid.uuid4()), given, source="cli").record
+    except resuming.NotResumable as exn:
+        raise ClientError(exn.problems[0]["problem"]) from None
+    except (manage.RunNotFound, start.Refused, status.UnreadableStatus) as exn:
+        raise ClientError(str(exn)) from None
+
+
+#: the stack's function whose environment holds what starting a run needs (ApiSettings)
+API_FUNCTION = "ApiFunction"
+
+
+def stack_settings(deployment: Deployment):
+    """The stack's settings for starting a run (its state machine, run limits, what can run beyond
+    Fargate): the environment of its API function, which starts runs with them
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ListStackResources.html,
+    https://docs.aws.amazon.com/lambda/latest/api/API_GetFunctionConfiguration.html)."""
+    from botocore.exceptions import ClientError as AWSError
+
+    from .pipeline.settings import ApiSettings, SettingsError
+
+    stack = deployment.stack_name
+    try:
+        pages = aws.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=stack)
+        found = [r["PhysicalResourceId"] for page in pages for r in page["StackResourceSummaries"] if r["LogicalResourceId"] == API_FUNCTION]
+        if not found:
+            raise ClientError(f"stack {stack} has no {API_FUNCTION}: is it a miniwdl-fargate stack?")
+        environment = aws.client("lambda").get_function_configuration(FunctionName=found[0]).get("Environment", {})
+        return ApiSettings.from_env(environment.get("Variables", {}))
+    except AWSError as exn:
+        raise ClientError(
+            f"stack {stack}: cannot read its {API_FUNCTION}'s settings: {exn.response.get('Error', {}).get('Message', exn)}"
+        ) from None
+    except SettingsError as exn:
+        raise ClientError(f"stack {stack}: its {API_FUNCTION} lacks settings a run needs: {exn}") from None
+
+
 def log_streams(deployment: Deployment, run_id: str, task: str | None = None) -> list[tuple[str, str, str]]:
     """(label, log group, log stream) of the driver, or of the tasks whose call id contains ``task``."""
     current = status.read(deployment.bucket, run_id)
@@ -413,6 +460,10 @@ def status_text(doc: dict[str, Any]) -> str:
             lines.append(f"log        {failed['log_url']}")
     if current.report or doc.get("report"):
         lines.append(f"report     {current.report or doc.get('report')}")
+    if current.resumed_from:
+        lines.append(f"resumes    {current.resumed_from}")
+    if current.resumed_by:
+        lines.append(f"resumed by {', '.join(current.resumed_by)}")
     return "\n".join(lines)
 
 

@@ -50,6 +50,9 @@ class RunRecord(BaseModel):
     #: what the run was submitted from (workflow, inputs, inputs_version); ``workflow`` and
     #: ``inputs`` above are the run's own copies of them, the only thing its driver reads
     submitted: dict[str, str] = Field(default_factory=dict, description="the objects the run was created from")
+    #: the run this one resumes (``miniwdl-fargate resume``, ``POST /runs/{run_id}/resume``): the same
+    #: workflow copy, inputs and options, its finished calls taken from the call cache
+    resumed_from: str | None = Field(default=None, description="the id of the failed or cancelled run this one resumes")
     #: the state machine's limits for this run (its TimeoutSecondsPath / HeartbeatSecondsPath)
     max_run_seconds: int = Field(default=int(DEFAULT_MAX_RUN_HOURS * 3600), gt=0)
     heartbeat_seconds: int = Field(default=DEFAULT_HEARTBEAT_SECONDS, gt=0)

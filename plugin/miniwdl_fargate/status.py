@@ -67,6 +67,8 @@ class RunStatus(BaseModel):
     outputs: str | None = None  # s3:// URI of outputs.json
     error: dict[str, Any] | None = None  # {"error", "message", "error_json"}
     report: str | None = None  # s3:// URI of the run report
+    resumed_from: str | None = None  # the failed or cancelled run this one resumes
+    resumed_by: list[str] = Field(default_factory=list, description="the runs that resume this one, oldest first")
 
     @property
     def finished(self) -> bool:
@@ -115,6 +117,7 @@ def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:
         inputs=record.inputs,
         results=record.results,
         execution_arn=execution_arn,
+        resumed_from=record.resumed_from,
     )
 
 

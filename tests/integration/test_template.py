@@ -818,6 +818,7 @@ def test_api_requires_sigv4_validates_and_throttles(cfn_template):
     assert body["paths"]["/runs"]["post"]["x-amazon-apigateway-request-validator"] == "body-only"
     assert {(p, v) for p, ops in body["paths"].items() for v in ops} == {
         ("/runs", "post"), ("/runs", "get"), ("/runs/{run_id}", "get"), ("/runs/{run_id}", "delete"),
+        ("/runs/{run_id}/resume", "post"),
     }
     assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     stage = next(r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage")

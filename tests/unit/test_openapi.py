@@ -19,7 +19,10 @@ def test_the_committed_openapi_document_is_current():
 def test_every_route_documents_its_answers():
     doc = json.loads(DOC.read_text())
     routes = {(path, verb): op for path, ops in doc["paths"].items() for verb, op in ops.items()}
-    assert set(routes) == {("/runs", "post"), ("/runs", "get"), ("/runs/{run_id}", "get"), ("/runs/{run_id}", "delete")}
+    assert set(routes) == {
+        ("/runs", "post"), ("/runs", "get"), ("/runs/{run_id}", "get"), ("/runs/{run_id}", "delete"),
+        ("/runs/{run_id}/resume", "post"),
+    }
     for (path, verb), op in routes.items():
         assert "400" in op["responses"], (verb, path)
         assert "422" not in op["responses"]  # invalid requests answer 400, with every problem

@@ -105,3 +105,36 @@ def test_bad_command_line_assignments(labels, options, where):
     with pytest.raises(OptionsProblems) as caught:
         run_options.parse_assignments(labels, options)
     assert caught.value.problems[0]["where"] == where
+
+
+# -- a resumed run's options (pipeline/resume.py) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "original, resumed",
+    [
+        (None, True),  # the stack's default: reads and keeps, as a cached run does by default
+        (True, True),
+        ("write", True),  # it kept its calls: the resumed run reads them
+        ("read", "read"),  # it asked not to keep its calls: neither does the resumed run
+        (False, "read"),
+    ],
+)
+def test_a_resumed_run_reads_the_cache_and_keeps_calls_as_the_original_asked(original, resumed):
+    from miniwdl_fargate.pipeline.resume import resumed_options
+
+    given = {} if original is None else {"call_cache": original}
+    assert resumed_options({**given, "max_vcpus": 4}, {}) == {"call_cache": resumed, "max_vcpus": 4}
+
+
+def test_options_given_to_resume_override_the_original_labels_one_by_one():
+    from miniwdl_fargate.pipeline.resume import resumed_options
+
+    original = {"call_cache": "write", "max_cost_usd": 5, "labels": {"team": "a", "project": "p"}}
+    given = {"call_cache": False, "max_cost_usd": 8, "labels": {"team": "b"}}
+    assert resumed_options(original, given) == {
+        "call_cache": False, "max_cost_usd": 8, "labels": {"team": "b", "project": "p"},
+    }
+    with pytest.raises(run_options.OptionsProblems) as info:
+        resumed_options(original, {"labels": {f"k{i}": "v" for i in range(run_options.MAX_LABELS)}})
+    assert [p["where"] for p in info.value.problems] == ["options.labels"]

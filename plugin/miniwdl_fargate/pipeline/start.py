@@ -211,7 +211,7 @@ def from_object(
         # a redelivered event carries the same version, so it maps to the same run
         run_id = runs.run_id_for(name, key, upload)
         results = runs.results_uri(bucket, name, run_id)
-        record = _recorded_or_none(bucket, s3io.split(results)[1] + runs.RECORD_NAME)
+        record = recorded_or_none(bucket, s3io.split(results)[1] + runs.RECORD_NAME)
         if record is not None:  # a duplicate delivery: the run is already bound
             return start(settings, record)
         check_inputs_size(bucket, key, version_id, etag, size)
@@ -231,7 +231,7 @@ def from_object(
         submitted={"workflow": s3io.uri(bucket, wdl_key), "inputs": s3io.uri(bucket, key), "inputs_version": upload},
         options=options,
     )
-    _put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
+    put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     submitted = start(settings, record)
     if not submitted.duplicate:  # an earlier rejection of this run name no longer applies
         aws.client("s3").delete_object(Bucket=bucket, Key=runs.run_prefix(name) + "error.json")
@@ -239,19 +239,20 @@ def from_object(
 
 
 def new_record(
-    run_id: str, name: str, bucket: str, workflow: str, results: str, source: Literal["s3", "api"], limits: dict[str, int],
-    submitted: dict[str, str], options: dict[str, Any] | None = None,
+    run_id: str, name: str, bucket: str, workflow: str, results: str, source: Literal["s3", "api", "cli"],
+    limits: dict[str, int], submitted: dict[str, str], options: dict[str, Any] | None = None,
+    resumed_from: str | None = None,
 ) -> runs.RunRecord:
     """A new run's record, submitted now: it runs ``workflow`` (its own copy) on its own copy of
     the inputs, beside its results."""
     return runs.RunRecord(
         run_id=run_id, name=name, bucket=bucket, workflow=workflow, inputs=results + runs.INPUTS_NAME,
         results=results, submitted_at=runs.now_iso(), source=source, options=options or {}, submitted=submitted,
-        **limits,
+        resumed_from=resumed_from, **limits,
     )
 
 
-def _recorded_or_none(bucket: str, key: str) -> runs.RunRecord | None:
+def recorded_or_none(bucket: str, key: str) -> runs.RunRecord | None:
     found = s3io.find_json(bucket, key)
     return runs.RunRecord.model_validate(found) if found is not None else None
 
@@ -261,14 +262,15 @@ def _recorded_or_none(bucket: str, key: str) -> runs.RunRecord | None:
 TOKENS_PREFIX = "client-tokens/"
 
 
+def digest(value: Any) -> str:
+    """The SHA-256 of a JSON value, its keys sorted: one part of a request's fingerprint."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def request_fingerprint(
     name: str, workflow: str | None, wdl: str | None, inputs: dict[str, Any], options: dict[str, Any] | None
 ) -> dict[str, str]:
     """What a request asks for, part by part (digests of the large parts), to compare a retry."""
-
-    def digest(value: Any) -> str:
-        return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
     return {
         "name": name,
         "workflow": workflow or "",
@@ -354,7 +356,7 @@ def from_request(
     bucket = settings.runs_bucket
     fingerprint = request_fingerprint(name, workflow, wdl, inputs, options)
     earlier = check_token(bucket, client_token, fingerprint)
-    if earlier is not None and (record := _recorded_or_none(bucket, _run_key(bucket, name, earlier))) is not None:
+    if earlier is not None and (record := recorded_or_none(bucket, run_key(bucket, name, earlier))) is not None:
         return start(settings, record)
     # the request's own digest in the id: a different request racing with the same token never
     # shares (or overwrites) this run's copies
@@ -371,22 +373,22 @@ def from_request(
     else:
         assert wdl is not None
         source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
-        _put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
+        put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
         validate(source, inputs, "inputs", settings.capacities())
     record = new_record(
         run_id, name, bucket, source, results, "api", limits,
         submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"}, options=options or {},
     )
-    _put_once(bucket, record.results_key(runs.INPUTS_NAME), inputs_body, "inputs")
+    put_once(bucket, record.results_key(runs.INPUTS_NAME), inputs_body, "inputs")
     claim_token(bucket, client_token, fingerprint, run_id)
     return start(settings, record)
 
 
-def _run_key(bucket: str, name: str, run_id: str) -> str:
+def run_key(bucket: str, name: str, run_id: str) -> str:
     return s3io.split(runs.results_uri(bucket, name, run_id))[1] + runs.RECORD_NAME
 
 
-def _put_once(bucket: str, key: str, body: bytes, what: str) -> None:
+def put_once(bucket: str, key: str, body: bytes, what: str) -> None:
     """Write a run's input once: a retried request or redelivered event finds the same bytes
     there; anything else is refused rather than overwriting the first run's."""
     if s3io.put_if_absent(bucket, key, body):
