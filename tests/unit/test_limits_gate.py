@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from miniwdl_fargate import attempts, limits
+from miniwdl_fargate import attempts, config, driver, limits
 from miniwdl_fargate.backend.launcher import LaunchCancelled
 from miniwdl_fargate.report.cost import Prices
 from tests.waiting import wait_for
@@ -181,3 +181,32 @@ def test_gates_are_one_per_run_until_the_run_ends():
     assert limits.find("run-a") is made
     assert limits.end_run("run-a") is made and made.closed
     assert limits.find("run-a") is None and limits.end_run("run-a") is None
+
+
+# -- the driver: the run's options over the stack's defaults, and the end of a run out of budget ----
+
+
+def test_the_runs_options_override_the_stacks_limits_for_that_run_only(monkeypatch):
+    monkeypatch.setattr(driver, "_STACK_LIMITS", {})
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_COST_USD", "25")  # the stack's MaxRunCostUsd
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_CONCURRENT_TASKS", "0")
+    monkeypatch.delenv("MINIWDL__AWS_FARGATE__MAX_VCPUS", raising=False)
+    driver.set_run_limits({"max_cost_usd": 2.5, "max_vcpus": 8})
+    assert config.run_limits(config.loader()) == limits.RunLimits(max_concurrent_tasks=0, max_vcpus=8, max_cost_usd=2.5)
+    driver.set_run_limits({"max_concurrent_tasks": 3})  # the next run of this process
+    assert config.run_limits(config.loader()) == limits.RunLimits(max_concurrent_tasks=3, max_vcpus=0, max_cost_usd=25)
+
+
+@pytest.mark.parametrize(("options", "source"), [({"max_cost_usd": 0.5}, "options.max_cost_usd"), ({}, "the stack's MaxRunCostUsd")])
+def test_a_run_out_of_budget_ends_failed_saying_what_it_spent_of_which_budget(options, source):
+    run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/results/r-1/", "/tmp/r-1", options=options)
+    outcome = driver.budget_exceeded(run, limits.BudgetExceeded(0.5, 0.5123456789, 1000.0))
+    assert (outcome.status, outcome.exit_code) == ("FAILED", 1)
+    assert outcome.stop_tasks  # anything of the run still running is stopped
+    assert outcome.document == {
+        "run_id": "r-1", "status": "FAILED", "error": "BudgetExceeded",
+        "message": f"the run reached its budget: it had spent about 0.5123 USD of the run's budget 0.5 USD ({source}), "
+        "as the run report estimates cost (list prices, not the bill); no more tasks were launched and every running "
+        "task of the run was stopped",
+        "limit": "max_cost_usd", "max_cost_usd": 0.5, "spent_usd": 0.512346, "limit_source": source,
+    }
