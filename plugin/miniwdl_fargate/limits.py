@@ -18,6 +18,13 @@ thread of the run:
   watcher thread. Once it reaches ``max_cost_usd`` the gate is ``halted``: no task is launched
   any more, waiting tasks fail, and each running task's thread stops its ECS task and fails
   (``halted_error``); the driver ends the run FAILED with ``BudgetExceeded``.
+
+How exact the budget is: Fargate bills from the start of the image pull until the task terminates,
+rounded up to the second (https://aws.amazon.com/fargate/pricing/), which the estimate follows with
+list prices (Spot prices vary; the bill is AWS's). A stopped task is sent SIGTERM and bills until
+its container exits, at most its stop timeout later, when SIGKILL comes
+(https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_StopTask.html); with the watcher's
+interval, a run may end somewhat above its budget: the budget bounds launches, it is not a hard cap.
 """
 
 from __future__ import annotations
