@@ -206,14 +206,6 @@ def test_a_runs_running_tasks_never_hold_more_than_max_vcpus(sim, tmp_path, monk
     assert most_at_once(sim, vcpus) == 3
 
 
-def test_a_task_bigger_than_max_vcpus_fails_at_once_naming_the_limit_and_is_never_launched(sim, tmp_path, monkeypatch):
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_VCPUS", "2")
-    code, out = finish(start_miniwdl(sim, tmp_path, SCATTER % (1, "4")))
-    assert code != 0
-    assert "task call-t-0 needs 4 vCPU, more than the run's max_vcpus of 2 (options.max_vcpus or the stack's MaxRunVCpus)" in out
-    assert sim.run_task_requests == []
-
-
 def test_a_run_that_reaches_its_budget_stops_its_tasks_and_launches_no_more(sim, tmp_path, monkeypatch):
     """Three tasks that would run ten minutes, at 0.01 USD a vCPU-second (36 USD a vCPU-hour), a
     fourth waiting for a turn; a budget of 0.05 USD runs out within seconds."""
