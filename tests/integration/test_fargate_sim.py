@@ -223,3 +223,17 @@ def test_a_run_that_reaches_its_budget_stops_its_tasks_and_launches_no_more(sim,
     assert len(sim.tasks) == 3  # the fourth never launched
     assert all(t.stop_requested is not None for t in sim.tasks.values())
     wait_for(lambda: sim.running() == 0, 10, what="no running task")
+
+
+def test_sigterm_ends_the_wait_of_tasks_waiting_for_their_turn(sim, tmp_path, monkeypatch):
+    """Two of four tasks run (max_concurrent_tasks 2), two wait for a turn; a SIGTERM stops the
+    running ones and ends the others' wait: nothing more is launched and miniwdl exits."""
+    sim.run_time = (600, 600)
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_CONCURRENT_TASKS", "2")
+    proc = start_miniwdl(sim, tmp_path, SCATTER % (4, "1"))
+    wait_for(lambda: sim.running() >= 2, 30, what="2 running tasks")
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+    assert code != 0
+    assert len(sim.tasks) == 2 and sim.count("StopTask", "ok") == 2
+    wait_for(lambda: sim.running() == 0, 10, what="no running task")
