@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import attempts
+from .backend.launcher import LaunchCancelled  # (the launcher's: the backend's one story for a stopped wait)
 from .report.cost import Prices, estimate_cost
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class _Waiter:
     vcpus: float
 
 
-@dataclass
+@dataclass(eq=False)
 class Gate:
     """The limits of one run, for all its task threads (see the module's docstring)."""
 
@@ -128,8 +129,6 @@ class Gate:
         """Wait for the run's limits to let a task of ``vcpus`` run; its Turn. TooBig: it never
         could; LaunchRefused: the budget is spent or the run ended; ``LaunchCancelled`` (the
         launcher's) when ``cancelled()`` turns true meanwhile."""
-        from .backend.launcher import LaunchCancelled  # (the launcher's: the backend's one story for it)
-
         cap = self.limits.max_vcpus
         if cap and vcpus > cap + 1e-9:
             raise TooBig(
