@@ -23,6 +23,7 @@ ENVIRONMENT = {
     "MANAGED_INSTANCES_MAX_MEMORY_GIB": "0",
     "MANAGED_INSTANCES_MAX_GPUS": "0",
     "EBS_SCRATCH": "false",
+    "MAX_RUN_VCPUS": "0",  # MaxRunVCpus: no limit
 }
 
 

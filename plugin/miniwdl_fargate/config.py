@@ -23,6 +23,7 @@ from WDL.runtime import config as wdl_config
 
 from . import images, sizes
 from .backend.links import parse_link_limit
+from .limits import RunLimits
 from .report.cost import Prices
 
 SECTION = "aws_fargate"
@@ -120,6 +121,10 @@ class FargateSettings:
     launch_rate: float
     launch_burst: int
     max_tasks_per_run: int
+    max_concurrent_tasks: int
+    max_vcpus: float
+    max_cost_usd: float
+    budget_check_seconds: float
     capacity_retries: int
     spot: bool
     provision: bool
@@ -196,6 +201,18 @@ def run_id(cfg: wdl_config.Loader) -> str:
     return str(option(cfg, "run_id"))
 
 
+def run_limits(cfg: wdl_config.Loader) -> RunLimits:
+    """The run's limits, ``[aws_fargate] max_concurrent_tasks``, ``max_vcpus`` and ``max_cost_usd``
+    (0: none; the driver sets each from the run's options, else the stack's default), and how often
+    the budget is checked. Read per task, as ``run_id`` is."""
+    return RunLimits(
+        max_concurrent_tasks=int(option(cfg, "max_concurrent_tasks")),  # type: ignore[call-overload]
+        max_vcpus=float(option(cfg, "max_vcpus")),  # type: ignore[arg-type]
+        max_cost_usd=float(option(cfg, "max_cost_usd")),  # type: ignore[arg-type]
+        check_seconds=float(option(cfg, "budget_check_seconds")),  # type: ignore[arg-type]
+    )
+
+
 def backend_cluster(cfg: wdl_config.Loader) -> str:
     """The ECS cluster the aws_fargate backend runs its tasks in, when aws_fargate is the
     configured ``[scheduler] container_backend`` and a cluster is set (a cfg file or
@@ -226,6 +243,10 @@ _PARSERS = {
     "launch_rate": float,
     "launch_burst": int,
     "max_tasks_per_run": lambda v: int(_at_least(int(v), 1)),
+    "max_concurrent_tasks": lambda v: int(_at_least(int(v or 0), 0)),
+    "max_vcpus": lambda v: _at_least(float(v or 0), 0.0),
+    "max_cost_usd": lambda v: _at_least(float(v or 0), 0.0),
+    "budget_check_seconds": lambda v: _at_least(float(v), 0.1),
     "capacity_retries": int,
     "spot": parse_bool,
     "provision": parse_bool,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import dataclasses
 import functools
 import importlib.metadata
 import json
@@ -44,11 +45,11 @@ import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import attempts, config, inputs_json, lifecycle, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
+from . import attempts, config, inputs_json, lifecycle, limits, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
 from .lifecycle import StopSignals
-from .report.run import cache_hits, run_report
+from .report.run import cache_hits, driver_attempt, own_public_ip, run_report
 
 log = logging.getLogger("miniwdl-fargate.driver")
 
@@ -129,6 +130,8 @@ class RunSoFar:
     workflow: str = ""
     #: the fetched workflow's digests (``provenance.workflow_digests``), once fetched
     digests: dict[str, Any] = field(default_factory=dict)
+    #: the run's budget ran out while its workflow ran (``limits``): how it ends
+    budget_exceeded: limits.BudgetExceeded | None = None
 
 
 def _drive(run: DriverRun, stop: StopSignals) -> int:
@@ -175,6 +178,8 @@ def run_phases(run: DriverRun, so_far: RunSoFar) -> Outcome:
     status, result = run_phase(run, so_far, wdl_path, inputs_path)
     so_far.stop.check()  # (miniwdl ended because of the signal: its error is not the story)
     if status != 0:
+        if so_far.budget_exceeded is not None:
+            return budget_exceeded(run, so_far.budget_exceeded)
         return workflow_failed(run, result)
     so_far.stop.enter("uploading the outputs")
     try:
@@ -224,9 +229,13 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
     """``miniwdl run``, then what is over with it: the run's task definitions and EFS access
     point, status.json's progress; workflow.log under the results prefix."""
     result: dict[str, Any] = {}
+    set_run_limits(run.read_options())
+    count_driver_cost(run, so_far)
     try:
         status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, so_far.cfg)
     finally:
+        gate = limits.end_run(run.run_id)
+        so_far.budget_exceeded = gate.halted if gate is not None else None
         release_run_volume()
         so_far.run_dir = result.get("dir") or ""
         so_far.reporter.stop(cached=cache_hits(so_far.run_dir) if so_far.run_dir else 0)
@@ -235,6 +244,42 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
     if so_far.run_dir and os.path.isfile(log_file):
         s3io.upload_file(log_file, run.results_bucket, run.results_key("workflow.log"))
     return status, result
+
+
+#: the run options that limit a run while it runs, each an ``[aws_fargate]`` setting of the same name
+LIMIT_OPTIONS = ("max_concurrent_tasks", "max_vcpus", "max_cost_usd")
+#: the stack's defaults of those settings, as this process found them (MINIWDL__AWS_FARGATE__<NAME>)
+_STACK_LIMITS: dict[str, str | None] = {}
+
+
+def set_run_limits(options: dict[str, Any]) -> None:
+    """The run's limits for the backend (``limits``): each option the run gives replaces the
+    stack's default (``MINIWDL__AWS_FARGATE__<NAME>``, from a template parameter) for this run."""
+    chosen = run_options.parse(options or {})
+    for name in LIMIT_OPTIONS:
+        variable = f"MINIWDL__AWS_FARGATE__{name.upper()}"
+        stack = _STACK_LIMITS.setdefault(variable, os.environ.get(variable))
+        value = getattr(chosen, name)
+        value = f"{value:g}" if isinstance(value, float) else str(value) if value is not None else stack
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value
+
+
+def count_driver_cost(run: DriverRun, so_far: RunSoFar) -> None:
+    """A run with a budget counts its driver's own task in its cost, as cost.json does (its size
+    from ECS, asked once; none outside ECS)."""
+    try:
+        settings = config.loader(so_far.cfg)
+        if not config.run_limits(settings).max_cost_usd:
+            return
+        own = driver_attempt(run, so_far.started, "RUNNING", time.time(), public_ip=own_public_ip(settings))
+    except Exception:  # the budget then counts the WDL tasks alone
+        log.exception("could not count the driver in the run's budget")
+        return
+    if own is not None:
+        limits.add_overhead(run.run_id, dataclasses.replace(own, stopped=None))
 
 
 def upload_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, outputs: dict[str, Any]) -> dict[str, Any]:
@@ -346,6 +391,25 @@ def workflow_failed(run: DriverRun, result: dict[str, Any]) -> Outcome:
     if was_cancelled is not None:
         doc.update(status=CANCELLED, error="Cancelled", message=(was_cancelled.error or {}).get("message", "cancelled"))
     return Outcome(doc["status"], 1, doc)
+
+
+def budget_exceeded(run: DriverRun, exceeded: limits.BudgetExceeded) -> Outcome:
+    """The run's estimated cost reached its budget while its workflow ran: its tasks were stopped
+    and no more launched; FAILED with ``BudgetExceeded``, naming the budget, where it came from
+    and what was spent. Exit 1."""
+    given = run.read_options().get("max_cost_usd") is not None
+    source = "options.max_cost_usd" if given else "the stack's MaxRunCostUsd"
+    message = (
+        f"the run reached its budget: it had spent about {exceeded.spent_usd:.4f} USD of the run's budget "
+        f"{exceeded.limit_usd:g} USD ({source}), as the run report estimates cost (list prices, not the bill); "
+        "no more tasks were launched and every running task of the run was stopped"
+    )
+    doc = {
+        "run_id": run.run_id, "status": FAILED, "error": "BudgetExceeded", "message": message,
+        "limit": "max_cost_usd", "max_cost_usd": exceeded.limit_usd, "spent_usd": round(exceeded.spent_usd, 6),
+        "limit_source": source,
+    }
+    return Outcome(FAILED, 1, doc, stop_tasks="the run reached its budget (max_cost_usd)")
 
 
 def invalid_config(run: DriverRun, exn: config.InvalidConfig) -> Outcome:

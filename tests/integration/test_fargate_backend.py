@@ -266,3 +266,44 @@ def test_standalone_without_a_run_id_tags_its_tasks_standalone(backend, monkeypa
     request = container.run_task_request(LOG, container.task_script())
     assert {"key": "miniwdl-fargate:run", "value": "standalone"} in request["tags"]
     assert request["startedBy"] == "standalone"
+
+
+def test_the_runs_limits_hold_a_place_per_launched_attempt_and_refuse_a_task_bigger_than_max_vcpus(backend, monkeypatch, tmp_path):
+    """[aws_fargate] max_vcpus (the driver sets it from the run's options, else the stack's
+    MaxRunVCpus): a launched attempt holds its vCPUs until it is over; a task needing more than
+    the limit on its own fails before any RunTask, naming the limit, and is not retried by miniwdl
+    (a docker BuildError too, as ImageNotPullable)."""
+    from docker.errors import BuildError
+
+    from miniwdl_fargate import limits
+    from miniwdl_fargate.backend.fargate import RunLimitReached
+
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_VCPUS", "2")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "run-limited")
+    cfg = wdl_config.Loader(LOG, filenames=[])
+
+    def new(name, cpu):
+        host_dir = tmp_path / "efs" / "runs" / "run-limited" / name
+        os.makedirs(host_dir)
+        container = FargateTaskContainer(cfg, name, str(host_dir))
+        container.process_runtime(LOG, runtime(docker="ubuntu:22.04", cpu=cpu))
+        return container
+
+    try:
+        fits = new("call-fits", 2)
+        job = fits._start(LOG, fits.task_script(), lambda: False)
+        gate = limits.find("run-limited")
+        assert (gate.running, gate.vcpus) == (1, 2)
+        fits._stop(LOG, job, "test over")
+        fits._attempt_over()
+        assert (gate.running, gate.vcpus) == (0, 0)
+        big = new("call-big", 4)
+        with pytest.raises(RunLimitReached) as refused:
+            big._start(LOG, big.task_script(), lambda: False)
+        assert isinstance(refused.value, BuildError)
+        assert str(refused.value).startswith(
+            "task call-big needs 4 vCPU, more than the run's max_vcpus of 2 (options.max_vcpus or the stack's MaxRunVCpus)"
+        )
+        assert len(aws.client("ecs").list_tasks(cluster="wdl")["taskArns"]) == 1  # the first task's only
+    finally:
+        limits.end_run("run-limited")

@@ -136,3 +136,104 @@ def test_a_run_launches_at_most_max_tasks_per_run_and_fails_naming_the_limit(sim
     assert ("task call-d not launched: the run has launched its maximum of 3 ECS tasks (retries included); "
             "the limit is the stack parameter MaxTasksPerRun") in out
     assert len(sim.run_task_requests) == 3
+
+
+# -- the run's limits (limits.py): concurrent tasks, vCPUs, budget ------------------------------------
+
+
+def most_at_once(sim, weight=lambda task: 1):
+    """The most of ``weight`` (1 a task, or its vCPUs) the simulated ECS had running at once: from
+    each task's creation (RunTask) to its stop."""
+    events = sorted(
+        [(t.created, weight(t)) for t in sim.tasks.values()] + [(t.stopped_at, -weight(t)) for t in sim.tasks.values()],
+        key=lambda e: (e[0], e[1]),  # (a stop before a start at the same moment)
+    )
+    most = now = 0
+    for _when, change in events:
+        now += change
+        most = max(most, now)
+    return most
+
+
+def vcpus(task):
+    return int(task.overrides["cpu"]) / 1024
+
+
+SCATTER = """
+    version 1.1
+    workflow w {
+      scatter (i in range(%d)) { call t { input: i = i } }
+      output { Array[Int] out = t.out }
+    }
+    task t {
+      input { Int i }
+      command <<< echo ~{i} >>>
+      output { Int out = i }
+      runtime { docker: "ubuntu:22.04" cpu: %s }
+    }
+"""
+
+
+def test_a_run_never_has_more_than_max_concurrent_tasks_running(sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_CONCURRENT_TASKS", "2")
+    code, out = finish(start_miniwdl(sim, tmp_path, SCATTER % (10, "1")))
+    assert code == 0, out
+    assert len(sim.tasks) == 10
+    assert most_at_once(sim) == 2  # (never more; and the limit, not one at a time)
+
+
+MIXED_SIZES = """
+    version 1.1
+    workflow w {
+      scatter (i in range(4)) { call t as two { input: i = i, cpu = 2 } }
+      scatter (i in range(4)) { call t as one { input: i = i, cpu = 1 } }
+      output { Array[Int] out = flatten([two.out, one.out]) }
+    }
+    task t {
+      input { Int i  Int cpu }
+      command <<< echo ~{i} >>>
+      output { Int out = i }
+      runtime { docker: "ubuntu:22.04" cpu: cpu }
+    }
+"""
+
+
+def test_a_runs_running_tasks_never_hold_more_than_max_vcpus(sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_VCPUS", "3")
+    code, out = finish(start_miniwdl(sim, tmp_path, MIXED_SIZES))
+    assert code == 0, out
+    assert sorted(vcpus(t) for t in sim.tasks.values()) == [1] * 4 + [2] * 4
+    assert most_at_once(sim, vcpus) == 3
+
+
+def test_a_run_that_reaches_its_budget_stops_its_tasks_and_launches_no_more(sim, tmp_path, monkeypatch):
+    """Three tasks that would run ten minutes, at 0.01 USD a vCPU-second (36 USD a vCPU-hour), a
+    fourth waiting for a turn; a budget of 0.05 USD runs out within seconds."""
+    sim.run_time = (600, 600)
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_COST_USD", "0.05")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_CONCURRENT_TASKS", "3")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__BUDGET_CHECK_SECONDS", "0.2")
+    monkeypatch.setenv(
+        "MINIWDL__AWS_FARGATE__PRICES", '{"FARGATE": {"vcpu_hour": 36, "gb_hour": 0}, "public_ipv4_hour": 0, "minimum_seconds": 1}'
+    )
+    code, out = finish(start_miniwdl(sim, tmp_path, SCATTER % (4, "1")))
+    assert code != 0
+    assert "the run reached its budget: it had spent about" in out
+    assert "of the run's budget 0.05 USD (options.max_cost_usd or the stack's MaxRunCostUsd)" in out
+    assert len(sim.tasks) == 3  # the fourth never launched
+    assert all(t.stop_requested is not None for t in sim.tasks.values())
+    wait_for(lambda: sim.running() == 0, 10, what="no running task")
+
+
+def test_sigterm_ends_the_wait_of_tasks_waiting_for_their_turn(sim, tmp_path, monkeypatch):
+    """Two of four tasks run (max_concurrent_tasks 2), two wait for a turn; a SIGTERM stops the
+    running ones and ends the others' wait: nothing more is launched and miniwdl exits."""
+    sim.run_time = (600, 600)
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_CONCURRENT_TASKS", "2")
+    proc = start_miniwdl(sim, tmp_path, SCATTER % (4, "1"))
+    wait_for(lambda: sim.running() >= 2, 30, what="2 running tasks")
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+    assert code != 0
+    assert len(sim.tasks) == 2 and sim.count("StopTask", "ok") == 2
+    wait_for(lambda: sim.running() == 0, 10, what="no running task")

@@ -1343,3 +1343,26 @@ def test_local_mode_deploys_with_parameters(moto_server, tmp_path):
     assert {r["LogicalResourceId"] for r in rules if r["ResourceType"] == "AWS::ECR::PullThroughCacheRule"} == {
         "EcrPublicCacheRule", "QuayCacheRule",
     }
+
+
+def test_the_driver_gets_the_runs_limits_from_the_parameters_with_the_backend_defaults(cfn_template):
+    """MaxRunCostUsd, MaxRunConcurrentTasks, MaxRunVCpus (0: none, the backend's defaults too) reach
+    the driver as [aws_fargate] settings; the submit functions get MaxRunVCpus to refuse a task
+    that could never run."""
+    from miniwdl_fargate import config as backend_config
+
+    env = driver_env(Conditions(cfn_template).resources())
+    params = cfn_template["Parameters"]
+    for parameter, setting in (
+        ("MaxRunCostUsd", "max_cost_usd"), ("MaxRunConcurrentTasks", "max_concurrent_tasks"), ("MaxRunVCpus", "max_vcpus"),
+    ):
+        assert env[f"MINIWDL__AWS_FARGATE__{setting.upper()}"] == {"Ref": parameter}
+        assert params[parameter]["Type"] == "Number"
+        assert float(params[parameter]["Default"]) == float(backend_config._defaults()[setting]) == 0
+        assert float(params[parameter]["MinValue"]) == 0
+    groups = cfn_template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    limits_group = next(g for g in groups if g["Label"]["default"] == "Limits")["Parameters"]
+    assert {"MaxRunCostUsd", "MaxRunConcurrentTasks", "MaxRunVCpus"} <= set(limits_group)
+    for logical_id, function in Conditions(cfn_template).resources().items():
+        if function["Type"] == "AWS::Lambda::Function":
+            assert function["Properties"]["Environment"]["Variables"]["MAX_RUN_VCPUS"] == {"Ref": "MaxRunVCpus"}, logical_id

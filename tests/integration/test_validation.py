@@ -644,3 +644,30 @@ def test_an_api_request_with_a_large_wdl_and_small_inputs_is_not_refused_as_too_
     answer = handler(_api_event(body), Context())
     assert answer["statusCode"] == 202, answer["body"][:500]
     assert len(executions()) == 1
+
+
+def test_a_task_needing_more_vcpus_than_the_runs_max_vcpus_is_refused_at_submit_naming_the_task(pipeline):
+    """The stack's MaxRunVCpus (an S3 drop without options); a literal cpu is snapped up to a
+    Fargate size first (3 runs as 4 vCPU), as the backend sizes it."""
+    _settings, _drop, rejection, executions = pipeline
+    assert drop_on({"MAX_RUN_VCPUS": "2"}, "vcpus", with_runtime('cpu: 3 memory: "8 GiB"')) is None
+    assert rejection("vcpus") == [(
+        WDL.format(name="vcpus") + ":11:1",
+        "task greet: runtime.cpu = 3 (it runs as 4 vCPU) is more than the run's max_vcpus of 2 (the stack's MaxRunVCpus): "
+        "it could never run; ask for fewer vCPUs or give the run a larger max_vcpus",
+    )]
+    assert executions() == []
+    assert drop_on({"MAX_RUN_VCPUS": "4"}, "vcpus-ok", with_runtime('cpu: 3 memory: "8 GiB"')) is not None
+
+
+def test_the_runs_max_vcpus_option_overrides_the_stacks_at_submit(pipeline):
+    settings, _drop, _rejection, executions = pipeline
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/two.wdl", Body=with_runtime("cpu: 2").encode())
+    with pytest.raises(start.Refused) as refused:
+        start.from_request(settings, "api-two", "s3://runs/workflows/two.wdl", OK_INPUTS, "t-1", options={"max_vcpus": 1})
+    [problem] = refused.value.problems
+    assert problem["problem"].startswith("task greet: runtime.cpu = 2 is more than the run's max_vcpus of 1 (options.max_vcpus)")
+    assert executions() == []
+    roomy = ApiSettings.from_env(environment(STATE_MACHINE_ARN=settings.state_machine_arn, MAX_RUN_VCPUS="1"))
+    accepted = start.from_request(roomy, "api-two", "s3://runs/workflows/two.wdl", OK_INPUTS, "t-2", options={"max_vcpus": 2})
+    assert [e["name"] for e in executions()] == [accepted.record.run_id]

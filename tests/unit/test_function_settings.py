@@ -26,6 +26,7 @@ def test_each_model_needs_what_its_function_uses_and_no_more():
     assert settings.SubmitSettings.variables() == {
         "STATE_MACHINE_ARN", "MAX_RUN_HOURS", "DRIVER_HEARTBEAT_SECONDS",
         "MANAGED_INSTANCES_MAX_CPU", "MANAGED_INSTANCES_MAX_MEMORY_GIB", "MANAGED_INSTANCES_MAX_GPUS", "EBS_SCRATCH",
+        "MAX_RUN_VCPUS",
     }
     assert settings.ApiSettings.variables() == settings.SubmitSettings.variables() | {"RUNS_BUCKET", "CLUSTER"}
     assert settings.ClusterSettings.variables() == {"CLUSTER"}

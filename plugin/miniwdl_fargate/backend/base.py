@@ -131,6 +131,14 @@ class BaseTaskContainer(TaskContainer):
         spent on it."""
         return False
 
+    def _attempt_over(self) -> None:
+        """The attempt ended, however (launched or not): give back what it held."""
+
+    def _halted(self) -> Exception | None:
+        """Why the running attempt must stop now though the run goes on ending (the run's budget
+        is spent): the error to fail it with; None: carry on."""
+        return None
+
     def attempt_facts(self) -> dict[str, Any]:
         """What the run report shows of this attempt's size and image, as far as known before
         launch (``attempts.Attempt`` fields)."""
@@ -349,6 +357,8 @@ class BaseTaskContainer(TaskContainer):
             outcome = attempts.FAILED if attempt.launched is not None else attempts.FAILED_TO_START
             attempts.LOG.finish(attempt, outcome, detail=attempt.detail or str(exn))
             raise
+        finally:
+            self._attempt_over()
         outcome = attempts.SUCCEEDED if self.success_exit_code(exit_code) else attempts.FAILED
         attempts.LOG.finish(attempt, outcome, exit_code=exit_code)
         return exit_code
@@ -378,6 +388,11 @@ class BaseTaskContainer(TaskContainer):
                     finished = True  # (stopped here: the cleanup need not stop it again)
                     self._stop(logger, job, "run terminated")
                     raise Terminated()
+                halted = self._halted()
+                if halted is not None:
+                    finished = True
+                    self._stop(logger, job, str(halted))
+                    raise halted
                 status = self._poll(logger, job, self.status_wait)
                 if (status.running or status.stopped) and not running:
                     cleanup.enter_context(self.task_running_context())

@@ -73,7 +73,7 @@ from WDL._util import parse_byte_size
 from docker.errors import BuildError as DockerBuildError  # (miniwdl's own dependency)
 from WDL.runtime.error import Interrupted, Terminated
 
-from .. import attempts, aws, images, run_options, runs, sizes, sweep
+from .. import attempts, aws, config, images, limits, run_options, runs, sizes, sweep
 from ..config import FargateSettings
 from . import links, miniwdl_fixes, standalone, stops
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
@@ -154,6 +154,15 @@ class FargateJob(Job):
 
 class TaskLimitReached(WDL.Error.RuntimeError):
     """The run has launched as many ECS tasks as its stack allows (MaxTasksPerRun)."""
+
+
+class RunLimitReached(WDL.Error.RuntimeError, DockerBuildError):
+    """The run's limits refuse the task: it needs more vCPUs than the run's max_vcpus, or the run's
+    budget is spent (``limits``). Being a docker ``BuildError`` too (see ``ImageNotPullable``),
+    miniwdl does not retry it: a retry would be refused the same way."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, [])
 
 
 class ImageNotPullable(WDL.Error.RuntimeError, DockerBuildError):
@@ -351,6 +360,7 @@ class FargateTaskContainer(BaseTaskContainer):
         self._oom_retries = 0
         self._oom = False
         self._pull_retries = 0
+        self._turn: limits.Turn | None = None  # this attempt's place among the run's running tasks
 
     # -- sizing ---------------------------------------------------------------------------------
 
@@ -818,8 +828,40 @@ class FargateTaskContainer(BaseTaskContainer):
                 raise TaskLimitReached(message)
             FargateTaskContainer._launches += 1
 
+    def _gate(self) -> limits.Gate | None:
+        """The run's gate (``limits``), when the run has limits."""
+        run_limits = config.run_limits(self.cfg)
+        if not run_limits.any:
+            return None
+        return limits.gate_for(self.pipeline_run_id or "standalone", run_limits, config.option(self.cfg, "prices"))  # type: ignore[arg-type]
+
+    def _take_turn(self, logger: logging.Logger, terminating: Callable[[], bool]) -> None:
+        """Wait until the run's limits let this attempt run (``limits.Gate.take``): Terminated if
+        the run is stopped meanwhile, RunLimitReached if they never will."""
+        gate = self._gate()
+        if gate is None:
+            return
+        try:
+            self._turn = gate.take(self.fargate_size().cpu / 1024, terminating, who=f"task {self.run_id}")
+        except LaunchCancelled:
+            raise Terminated(quiet=True) from None
+        except (limits.TooBig, limits.LaunchRefused) as exn:
+            raise RunLimitReached(str(exn)) from None
+
+    def _attempt_over(self) -> None:
+        turn, self._turn = self._turn, None
+        gate = limits.find(self.pipeline_run_id or "standalone")
+        if turn is not None and gate is not None:
+            gate.give_back(turn)
+
+    def _halted(self) -> Exception | None:
+        gate = limits.find(self.pipeline_run_id or "standalone") if self._turn is not None else None
+        why = gate.halted_error() if gate is not None else None
+        return RunLimitReached(f"task {self.run_id} stopped: {why}") if why else None
+
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> FargateJob:
         self._oom = False
+        self._take_turn(logger, terminating)
         request = self.run_task_request(logger, script, client_token())
         self._count_launch()
         assert self._launcher is not None and self._poller is not None

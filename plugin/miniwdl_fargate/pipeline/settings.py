@@ -9,7 +9,8 @@ event is handled. template.yaml gives each function what its model requires
     ├── RunLimitSettings              MAX_RUN_HOURS, DRIVER_HEARTBEAT_SECONDS
     │   └── SubmitSettings            + STATE_MACHINE_ARN,                     inputs_dropped
     │       │                           MANAGED_INSTANCES_MAX_CPU, _MAX_MEMORY_GIB,
-    │       │                           _MAX_GPUS, EBS_SCRATCH (what can run beyond Fargate)
+    │       │                           _MAX_GPUS, EBS_SCRATCH (what can run beyond Fargate),
+    │       │                           MAX_RUN_VCPUS (the most vCPUs a run holds at once)
     │       └── ApiSettings           + RUNS_BUCKET, CLUSTER                   api
     └── ClusterSettings               CLUSTER                                  run_timed_out
         ├── CleanupSettings           + FILE_SYSTEM_ID                         finalize
@@ -97,6 +98,8 @@ class SubmitSettings(RunLimitSettings):
     managed_instances_max_memory_gib: int = Field(ge=0, alias="MANAGED_INSTANCES_MAX_MEMORY_GIB")
     managed_instances_max_gpus: int = Field(ge=0, alias="MANAGED_INSTANCES_MAX_GPUS")
     ebs_scratch: Literal["true", "false"] = Field(alias="EBS_SCRATCH")
+    #: the most vCPUs a run's running tasks may hold at once unless its options say otherwise (0: no limit)
+    max_run_vcpus: float = Field(ge=0, alias="MAX_RUN_VCPUS")
 
     def capacities(self) -> sizes.Capacities:
         """Where the stack can run a task besides Fargate, for ``sizes.for_task``."""
@@ -104,6 +107,13 @@ class SubmitSettings(RunLimitSettings):
             self.managed_instances_max_cpu, self.managed_instances_max_memory_gib, self.managed_instances_max_gpus
         )
         return sizes.Capacities(limits, self.ebs_scratch == "true")
+
+    def max_vcpus(self, options: dict | None) -> tuple[float, str]:
+        """The run's max_vcpus (0: none) for these options, and where it comes from."""
+        given = (options or {}).get("max_vcpus")
+        if given is not None:
+            return float(given), "options.max_vcpus"
+        return self.max_run_vcpus, "the stack's MaxRunVCpus"
 
 
 class ApiSettings(SubmitSettings):

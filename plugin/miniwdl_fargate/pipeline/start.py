@@ -103,10 +103,14 @@ def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str |
         raise Refused([{"where": s3io.uri(bucket, key), "problem": problem}])
 
 
-def validate(workflow: str, inputs: dict[str, Any], inputs_where: str, capacities: sizes.Capacities) -> None:
-    """Raise Refused listing every problem of the run on a stack with ``capacities`` (see ``validate``)."""
+def validate(
+    workflow: str, inputs: dict[str, Any], inputs_where: str, capacities: sizes.Capacities,
+    max_vcpus: tuple[float, str] = (0.0, ""),
+) -> None:
+    """Raise Refused listing every problem of the run on a stack with ``capacities``, with the
+    run's ``max_vcpus`` (see ``validate``)."""
     problems = Problems()
-    check_run(workflow, inputs, inputs_where, problems, capacities)
+    check_run(workflow, inputs, inputs_where, problems, capacities, max_vcpus)
     if problems:
         raise Refused(problems.found)
 
@@ -167,7 +171,8 @@ def reject(bucket: str, name: str, key: str, inputs_version: str, problems: list
 
 
 def pin_and_validate(
-    workflow: str, inputs: dict[str, Any], inputs_where: str, results: str, capacities: sizes.Capacities
+    workflow: str, inputs: dict[str, Any], inputs_where: str, results: str, capacities: sizes.Capacities,
+    max_vcpus: tuple[float, str] = (0.0, ""),
 ) -> str:
     """Copy the workflow's bundle into the run's ``source/`` and validate that copy (what the
     driver will run); return the copy's URI. Problems name the original keys. A rejected copy is
@@ -178,7 +183,7 @@ def pin_and_validate(
     except snapshot.SnapshotError as exn:  # too big, or kept changing: the submitter's to fix
         raise Refused([{"where": workflow, "problem": str(exn)}]) from None
     try:
-        validate(copy, inputs, inputs_where, capacities)
+        validate(copy, inputs, inputs_where, capacities, max_vcpus)
     except Refused as exn:
         snapshot.delete_prefix(bucket, prefix + snapshot.SOURCE_DIR)
         original = s3io.uri(s3io.split(workflow)[0], snapshot.folder_of(s3io.split(workflow)[1]))
@@ -221,7 +226,9 @@ def from_object(
         wdl_key, _ = find_workflow(bucket, name)
         options = read_options(bucket, name).given()
         limits = settings.run_limits(options)
-        workflow = pin_and_validate(s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results, settings.capacities())
+        workflow = pin_and_validate(
+            s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results, settings.capacities(), settings.max_vcpus(options)
+        )
     except (Refused, ValueError) as exn:
         problems = exn.problems if isinstance(exn, Refused) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
         reject(bucket, name, key, upload, problems)
@@ -369,12 +376,12 @@ def from_request(
             s3.head_object(Bucket=wf_bucket, Key=wf_key)
         except s3.exceptions.ClientError:
             raise Refused([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
-        source = pin_and_validate(workflow, inputs, "inputs", results, settings.capacities())
+        source = pin_and_validate(workflow, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options))
     else:
         assert wdl is not None
         source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
         put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
-        validate(source, inputs, "inputs", settings.capacities())
+        validate(source, inputs, "inputs", settings.capacities(), settings.max_vcpus(options))
     record = new_record(
         run_id, name, bucket, source, results, "api", limits,
         submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"}, options=options or {},

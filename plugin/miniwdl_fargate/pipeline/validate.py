@@ -297,18 +297,33 @@ def _literal(expr: Any, version: str) -> Any:
 SIZE_KEYS = ("cpu", "memory", "disks", "gpu", "gpuCount")
 
 
-def check_task_sizes(doc: WDL.Tree.Document, problems: Problems, capacities: sizes.Capacities) -> None:
+def check_task_sizes(
+    doc: WDL.Tree.Document, problems: Problems, capacities: sizes.Capacities, max_vcpus: tuple[float, str] = (0.0, "")
+) -> None:
     """Literal runtime requests (cpu: 64, memory: "500 GiB", gpu: true, gpuCount: 2, disks: "500 GiB")
     that neither Fargate nor the stack's other ``capacities`` can meet (``sizes.for_task``, the
-    backend's own decision)."""
+    backend's own decision), or whose size needs more vCPUs than the run may hold at once
+    (``max_vcpus``: the limit, 0 for none, and where it comes from), so it could never run."""
     docs = [doc] + [imp.doc for imp in doc.imports if imp.doc is not None]
     for document in docs:
         for task in document.tasks:
             try:
                 requests = literal_requests(task, document.effective_wdl_version)
-                sizes.for_task(task.name, **requests, capacities=capacities)
+                size = sizes.for_task(task.name, **requests, capacities=capacities)
             except sizes.SizeError as exn:
                 problems.add(_where(document.pos.abspath, task.pos), str(exn))
+                continue
+            if requests["cpu"] is not None and max_vcpus[0] and size.cpu / 1024 > max_vcpus[0]:
+                problems.add(_where(document.pos.abspath, task.pos), vcpus_problem(task.name, requests["cpu"], size, max_vcpus))
+
+
+def vcpus_problem(task: str, cpu: float, size: sizes.TaskSize, max_vcpus: tuple[float, str]) -> str:
+    """What is wrong with a task whose size needs more vCPUs than the run's ``max_vcpus``."""
+    runs_as = f" (it runs as {size.cpu / 1024:g} vCPU)" if size.cpu / 1024 != cpu else ""
+    return (
+        f"task {task}: runtime.cpu = {cpu:g}{runs_as} is more than the run's max_vcpus of {max_vcpus[0]:g} "
+        f"({max_vcpus[1]}): it could never run; ask for fewer vCPUs or give the run a larger max_vcpus"
+    )
 
 
 def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
@@ -363,7 +378,8 @@ def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
 
 
 def check_run(
-    workflow_uri: str, inputs: dict[str, Any], inputs_where: str, problems: Problems, capacities: sizes.Capacities
+    workflow_uri: str, inputs: dict[str, Any], inputs_where: str, problems: Problems, capacities: sizes.Capacities,
+    max_vcpus: tuple[float, str] = (0.0, ""),
 ) -> None:
     """Everything above, for one run on a stack with ``capacities`` besides Fargate: ``problems``
     says what is wrong, if anything."""
@@ -372,7 +388,7 @@ def check_run(
     if doc is None:
         return
     target = workflow_target(doc, workflow_uri, problems)
-    check_task_sizes(doc, problems, capacities)
+    check_task_sizes(doc, problems, capacities, max_vcpus)
     if target is None:
         return
     values = check_inputs(target, inputs, inputs_where, problems)

@@ -1,0 +1,294 @@
+"""A run's limits inside its driver: how many of its tasks run at once, how many vCPUs they hold,
+and what the run may cost.
+
+One ``Gate`` per run (``gate_for``: the aws_fargate backend makes it at the run's first task, from
+the task's ``[aws_fargate]`` settings ``max_concurrent_tasks``, ``max_vcpus`` and ``max_cost_usd``,
+which the driver sets from the run's options, else the stack's defaults), shared by every task
+thread of the run:
+
+- ``take``: before RunTask, a task waits its turn until the run's running tasks and this one stay
+  within ``max_concurrent_tasks``, and their vCPUs within ``max_vcpus`` (first come, first served:
+  a big task is never starved by small ones). A task bigger than ``max_vcpus`` on its own fails at
+  once (``TooBig``). The wait ends at once when the run is being stopped (``cancelled()``, the
+  backend's ``terminating``: a SIGTERM, a cancel, a failed sibling; checked every second) or the
+  budget is spent. ``give_back``: the task's attempt is over (it stopped, or never launched).
+- the budget: the run's cost so far is estimated as the run report does (``report.cost``, list
+  prices, over the attempts recorded in ``attempts.LOG``, running ones up to now, plus the
+  ``overhead`` rows: the driver's own task), at each ``take`` and every ``check_seconds`` by a
+  watcher thread. Once it reaches ``max_cost_usd`` the gate is ``halted``: no task is launched
+  any more, waiting tasks fail, and each running task's thread stops its ECS task and fails
+  (``halted_error``); the driver ends the run FAILED with ``BudgetExceeded``.
+
+How exact the budget is: Fargate bills from the start of the image pull until the task terminates,
+rounded up to the second (https://aws.amazon.com/fargate/pricing/), which the estimate follows with
+list prices (Spot prices vary; the bill is AWS's). A stopped task is sent SIGTERM and bills until
+its container exits, at most its stop timeout later, when SIGKILL comes
+(https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_StopTask.html); with the watcher's
+interval, a run may end somewhat above its budget: the budget bounds launches, it is not a hard cap.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import attempts
+from .backend.launcher import LaunchCancelled  # (the launcher's: the backend's one story for a stopped wait)
+from .report.cost import Prices, estimate_cost
+
+log = logging.getLogger(__name__)
+
+#: a launch's budget check reuses an estimate at most this old (seconds): a burst of a thousand
+#: launches prices the run's attempts a few times, not a thousand
+LAUNCH_ESTIMATE_AGE = 1.0
+#: a waiting task looks at ``cancelled()`` at least this often (seconds)
+CANCEL_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """What one run may hold and spend; 0 in a field: no limit."""
+
+    max_concurrent_tasks: int = 0
+    max_vcpus: float = 0.0
+    max_cost_usd: float = 0.0
+    #: seconds between the watcher's estimates of the run's cost
+    check_seconds: float = 5.0
+
+    @property
+    def any(self) -> bool:
+        return bool(self.max_concurrent_tasks or self.max_vcpus or self.max_cost_usd)
+
+
+class TooBig(ValueError):
+    """A task needs more vCPUs than the run may hold at once: it can never run."""
+
+
+class LaunchRefused(Exception):
+    """The gate will not let a task launch: the run's budget is spent (``halted``) or the run ended."""
+
+
+@dataclass(frozen=True)
+class BudgetExceeded:
+    """The run's estimated cost reached its budget."""
+
+    limit_usd: float
+    spent_usd: float
+    at: float  # epoch seconds
+
+    def message(self) -> str:
+        return (
+            f"the run reached its budget: it had spent about {self.spent_usd:.4f} USD of the run's budget "
+            f"{self.limit_usd:g} USD (options.max_cost_usd or the stack's MaxRunCostUsd), as the run report "
+            "estimates cost at list prices; no more tasks were launched and its running tasks were stopped"
+        )
+
+
+@dataclass(eq=False)
+class Turn:
+    """One task's place among the run's running tasks (``Gate.take``)."""
+
+    vcpus: float
+    returned: bool = False
+
+
+@dataclass(eq=False)
+class _Waiter:
+    vcpus: float
+
+
+@dataclass(eq=False)
+class Gate:
+    """The limits of one run, for all its task threads (see the module's docstring)."""
+
+    run_id: str
+    limits: RunLimits
+    #: the run's estimated cost in USD at a moment (epoch seconds)
+    estimate: Callable[[float], float]
+    clock: Callable[[], float] = time.time
+    running: int = 0
+    vcpus: float = 0.0
+    #: the most tasks and vCPUs held at once (tests, logs)
+    most_running: int = 0
+    most_vcpus: float = 0.0
+    halted: BudgetExceeded | None = None
+    closed: bool = False
+    spent_usd: float = 0.0
+    estimated_at: float | None = None
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _queue: collections.deque = field(default_factory=collections.deque)
+    _watcher: threading.Thread | None = None
+
+    # -- turns ------------------------------------------------------------------------------
+
+    def take(self, vcpus: float, cancelled: Callable[[], bool] | None = None, who: str = "a task") -> Turn:
+        """Wait for the run's limits to let a task of ``vcpus`` run; its Turn. TooBig: it never
+        could; LaunchRefused: the budget is spent or the run ended; ``LaunchCancelled`` (the
+        launcher's) when ``cancelled()`` turns true meanwhile."""
+        cap = self.limits.max_vcpus
+        if cap and vcpus > cap + 1e-9:
+            raise TooBig(
+                f"{who} needs {vcpus:g} vCPU, more than the run's max_vcpus of {cap:g} (options.max_vcpus or the "
+                "stack's MaxRunVCpus) allow at once: it can never run; ask for fewer vCPUs or give the run a larger max_vcpus"
+            )
+        self._watch()
+        me = _Waiter(vcpus)
+        with self._cond:
+            self._queue.append(me)
+            try:
+                while True:
+                    self._refuse_if_over(who)
+                    if cancelled is not None and cancelled():
+                        raise LaunchCancelled()
+                    if self._queue[0] is me and self._fits(vcpus):
+                        break
+                    self._cond.wait(CANCEL_CHECK_SECONDS)
+            finally:
+                self._queue.remove(me)
+                self._cond.notify_all()  # (the next in line may fit now)
+            self.running += 1
+            self.vcpus += vcpus
+            self.most_running = max(self.most_running, self.running)
+            self.most_vcpus = max(self.most_vcpus, self.vcpus)
+        turn = Turn(vcpus)
+        try:
+            self.check_budget(max_age=LAUNCH_ESTIMATE_AGE)
+            with self._cond:
+                self._refuse_if_over(who)
+        except BaseException:
+            self.give_back(turn)
+            raise
+        return turn
+
+    def give_back(self, turn: Turn) -> None:
+        """The task's attempt is over: its place and vCPUs go to the next in line (once)."""
+        with self._cond:
+            if turn.returned:
+                return
+            turn.returned = True
+            self.running -= 1
+            self.vcpus = max(0.0, self.vcpus - turn.vcpus)
+            self._cond.notify_all()
+
+    def _fits(self, vcpus: float) -> bool:
+        limits = self.limits
+        if limits.max_concurrent_tasks and self.running + 1 > limits.max_concurrent_tasks:
+            return False
+        return not limits.max_vcpus or self.vcpus + vcpus <= limits.max_vcpus + 1e-9
+
+    def _refuse_if_over(self, who: str) -> None:
+        if self.halted is not None:
+            raise LaunchRefused(f"{who} not launched: {self.halted.message()}")
+        if self.closed:
+            raise LaunchRefused(f"{who} not launched: the run is over")
+
+    # -- the budget -------------------------------------------------------------------------
+
+    def check_budget(self, max_age: float = 0.0) -> BudgetExceeded | None:
+        """Estimate the run's cost now (or reuse an estimate at most ``max_age`` seconds old); halt
+        the gate once it reaches the budget. What halted it, if anything."""
+        budget = self.limits.max_cost_usd
+        if not budget or self.halted is not None:
+            return self.halted
+        now = self.clock()
+        if self.estimated_at is None or now - self.estimated_at >= max_age:
+            self.spent_usd, self.estimated_at = self.estimate(now), now
+        if self.spent_usd >= budget:
+            with self._cond:
+                if self.halted is None:
+                    self.halted = BudgetExceeded(budget, self.spent_usd, now)
+                    log.warning("run %s: %s", self.run_id, self.halted.message())
+                self._cond.notify_all()
+        return self.halted
+
+    def _watch(self) -> None:
+        """Start the watcher thread (once) when the run has a budget."""
+        if not self.limits.max_cost_usd or self._watcher is not None:
+            return
+        with self._cond:
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch_loop, name=f"budget-{self.run_id}", daemon=True)
+                self._watcher.start()
+
+    def _watch_loop(self) -> None:
+        while True:
+            with self._cond:
+                if self.closed or self.halted is not None:
+                    return
+            try:
+                if self.check_budget() is not None:
+                    return
+            except Exception:  # an estimate that fails is logged; the next one may work
+                log.exception("run %s: could not estimate the run's cost", self.run_id)
+            with self._cond:
+                self._cond.wait_for(lambda: self.closed, timeout=self.limits.check_seconds)
+
+    def halted_error(self) -> str | None:
+        """Why a running task of the run must stop now (the budget is spent), else None."""
+        halted = self.halted
+        return halted.message() if halted is not None else None
+
+    def close(self) -> None:
+        """The run is over: waiting tasks are refused, the watcher ends."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+# -- the gates of this process, one per run --------------------------------------------------------
+
+_GATES: dict[str, Gate] = {}
+_OVERHEAD: dict[str, list[attempts.Attempt]] = {}
+_LOCK = threading.Lock()
+
+
+def run_estimate(run_id: str, prices: Prices) -> Callable[[float], float]:
+    """The run's estimated cost at a moment: its recorded attempts (running ones up to then) and
+    its overhead rows (the driver), priced as cost.json prices them."""
+
+    def estimate(now: float) -> float:
+        rows = overhead(run_id) + attempts.LOG.snapshot(run=run_id)
+        return float(estimate_cost(rows, prices, now=now)["total_usd"])
+
+    return estimate
+
+
+def gate_for(run_id: str, limits: RunLimits, prices: Prices) -> Gate:
+    """Run ``run_id``'s gate, made on first use with these limits (later callers share it)."""
+    with _LOCK:
+        found = _GATES.get(run_id)
+        if found is None:
+            found = _GATES[run_id] = Gate(run_id, limits, run_estimate(run_id, prices))
+            if limits.any:
+                log.info("run %s limits: %s", run_id, limits)
+        return found
+
+
+def find(run_id: str) -> Gate | None:
+    with _LOCK:
+        return _GATES.get(run_id)
+
+
+def add_overhead(run_id: str, row: attempts.Attempt) -> None:
+    """Count ``row`` (the driver's own task, still running: ``stopped`` None) in the run's cost."""
+    with _LOCK:
+        _OVERHEAD.setdefault(run_id, []).append(row)
+
+
+def overhead(run_id: str) -> list[attempts.Attempt]:
+    with _LOCK:
+        return list(_OVERHEAD.get(run_id, []))
+
+
+def end_run(run_id: str) -> Gate | None:
+    """The run's tasks are over: close its gate and forget it; the gate (None: there was none)."""
+    with _LOCK:
+        gate = _GATES.pop(run_id, None)
+        _OVERHEAD.pop(run_id, None)
+    if gate is not None:
+        gate.close()
+    return gate

@@ -1,0 +1,212 @@
+"""A run's gate (limits.py): its concurrent tasks and vCPUs, turns given back, waits that end when
+the run stops, and the budget against an estimate of the run's cost (fake attempts, a fake clock)."""
+
+import threading
+
+import pytest
+
+from miniwdl_fargate import attempts, config, driver, limits
+from miniwdl_fargate.backend.launcher import LaunchCancelled
+from miniwdl_fargate.report.cost import Prices
+from tests.waiting import wait_for
+
+
+def gate(estimate=lambda now: 0.0, clock=None, **values):
+    return limits.Gate("r", limits.RunLimits(**values), estimate, **({"clock": clock} if clock else {}))
+
+
+class Waiting:
+    """``gate.take`` in a thread: its Turn or what it raised, once it returns."""
+
+    def __init__(self, g, vcpus=1.0, cancelled=None):
+        self.turn = self.error = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(g, vcpus, cancelled), daemon=True)
+        self.thread.start()
+
+    def _run(self, g, vcpus, cancelled):
+        try:
+            self.turn = g.take(vcpus, cancelled, who="task call-x")
+        except BaseException as exn:  # noqa: BLE001 (the test looks at it)
+            self.error = exn
+        self.done.set()
+
+
+def queued(g, n):
+    wait_for(lambda: len(g._queue) == n, 5, what=f"{n} waiting")
+
+
+def test_at_most_max_concurrent_tasks_hold_a_turn_and_a_turn_given_back_lets_the_next_in():
+    g = gate(max_concurrent_tasks=2)
+    first, second = g.take(1), g.take(1)
+    third = Waiting(g)
+    queued(g, 1)
+    assert g.running == 2 and not third.done.is_set()
+    g.give_back(first)
+    wait_for(third.done.is_set, 5, what="the third task's turn")
+    assert third.error is None and g.running == 2 and g.most_running == 2
+    g.give_back(first)  # (once only)
+    assert g.running == 2
+    g.give_back(second), g.give_back(third.turn)
+    assert g.running == 0 and g.vcpus == 0
+
+
+def test_vcpus_are_counted_and_the_first_in_line_goes_first():
+    g = gate(max_vcpus=4)
+    held = g.take(2)
+    big = Waiting(g, 4)  # must wait for all 4
+    queued(g, 1)
+    small = Waiting(g, 1)  # would fit now, but the big one came first
+    queued(g, 2)
+    assert g.vcpus == 2 and not big.done.is_set() and not small.done.is_set()
+    g.give_back(held)
+    wait_for(big.done.is_set, 5, what="the big task's turn")
+    assert g.vcpus == 4 and not small.done.is_set()
+    g.give_back(big.turn)
+    wait_for(small.done.is_set, 5, what="the small task's turn")
+    assert g.vcpus == 1 and g.most_vcpus == 4
+
+
+def test_a_task_bigger_than_max_vcpus_fails_at_once_naming_the_limit():
+    g = gate(max_vcpus=2)
+    with pytest.raises(limits.TooBig) as failed:
+        g.take(4, who="task call-big")
+    assert str(failed.value).startswith(
+        "task call-big needs 4 vCPU, more than the run's max_vcpus of 2 (options.max_vcpus or the stack's MaxRunVCpus)"
+    )
+    assert g.running == 0 and not g._queue
+
+
+def test_a_waiting_task_stops_waiting_when_the_run_stops():
+    g = gate(max_concurrent_tasks=1)
+    g.take(1)
+    stop = threading.Event()
+    waiting = Waiting(g, cancelled=stop.is_set)
+    queued(g, 1)
+    stop.set()  # (miniwdl's terminating(): a SIGTERM, a cancel, a failed sibling)
+    wait_for(waiting.done.is_set, 5, what="the wait to end")
+    assert isinstance(waiting.error, LaunchCancelled)
+    assert not g._queue and g.running == 1
+
+
+def test_closing_the_gate_refuses_the_waiting_tasks():
+    g = gate(max_concurrent_tasks=1)
+    g.take(1)
+    waiting = Waiting(g)
+    queued(g, 1)
+    g.close()
+    wait_for(waiting.done.is_set, 5, what="the wait to end")
+    assert isinstance(waiting.error, limits.LaunchRefused)
+    assert "the run is over" in str(waiting.error)
+
+
+class Clock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def running_attempt(run="r", launched=1000.0, cpu=1024, memory=2048, capacity="FARGATE"):
+    return attempts.Attempt(call="call-a", attempt=1, run=run, cpu=cpu, memory=memory, capacity=capacity,
+                            queued=launched, launched=launched, running=launched, billing_start=launched)
+
+
+PRICES = Prices.parse('{"FARGATE": {"vcpu_hour": 3.6, "gb_hour": 0}, "public_ipv4_hour": 0, "minimum_seconds": 1}')
+
+
+def test_the_estimate_prices_running_attempts_up_to_now_and_the_overhead(monkeypatch):
+    log = attempts.AttemptLog()
+    monkeypatch.setattr(attempts, "LOG", log)
+    log.begin(**vars(running_attempt(run="r")))
+    log.begin(**vars(running_attempt(run="other")))  # not this run's
+    limits.add_overhead("r", running_attempt(run="r", cpu=2048))  # the driver: 2 vCPU
+    try:
+        estimate = limits.run_estimate("r", PRICES)
+        # 1 + 2 vCPU at 3.6 USD an hour (0.001 a second) for 10 s
+        assert estimate(1010.0) == pytest.approx(0.03)
+    finally:
+        limits.end_run("r")
+    assert limits.overhead("r") == []
+
+
+def test_a_launch_is_refused_once_the_cost_so_far_reaches_the_budget():
+    clock = Clock()
+    spent = {"usd": 0.5}
+    g = gate(lambda now: spent["usd"], clock, max_cost_usd=1.0)
+    turn = g.take(1)
+    g.give_back(turn)
+    spent["usd"] = 1.0
+    clock.now += limits.LAUNCH_ESTIMATE_AGE  # (a launch reuses an estimate younger than this)
+    with pytest.raises(limits.LaunchRefused) as refused:
+        g.take(1, who="task call-b")
+    assert str(refused.value).startswith(
+        "task call-b not launched: the run reached its budget: it had spent about 1.0000 USD of the run's budget 1 USD"
+    )
+    assert g.running == 0
+    assert g.halted == limits.BudgetExceeded(1.0, 1.0, clock.now)
+    assert "the run reached its budget" in g.halted_error()
+    g.close()
+
+
+def test_the_watcher_halts_the_run_while_tasks_run_and_wakes_the_waiting():
+    clock = Clock()
+    spent = {"usd": 0.0}
+    g = gate(lambda now: spent["usd"], clock, max_cost_usd=2.0, max_concurrent_tasks=1, check_seconds=0.05)
+    g.take(1)
+    waiting = Waiting(g)
+    queued(g, 1)
+    assert g.halted_error() is None
+    spent["usd"] = 2.5  # the running task costs more as time goes
+    wait_for(lambda: g.halted is not None, 5, what="the watcher to see the budget spent")
+    assert g.halted.spent_usd == 2.5 and g.halted.limit_usd == 2.0
+    wait_for(waiting.done.is_set, 5, what="the waiting task to be refused")
+    assert isinstance(waiting.error, limits.LaunchRefused)
+    g.close()
+
+
+def test_no_budget_no_watcher_and_no_estimate():
+    def never(now):
+        raise AssertionError("estimated without a budget")
+
+    g = gate(never, max_concurrent_tasks=3)
+    g.give_back(g.take(1))
+    assert g._watcher is None and g.check_budget() is None
+
+
+def test_gates_are_one_per_run_until_the_run_ends():
+    made = limits.gate_for("run-a", limits.RunLimits(max_vcpus=4), PRICES)
+    assert limits.gate_for("run-a", limits.RunLimits(max_vcpus=8), PRICES) is made
+    assert limits.find("run-a") is made
+    assert limits.end_run("run-a") is made and made.closed
+    assert limits.find("run-a") is None and limits.end_run("run-a") is None
+
+
+# -- the driver: the run's options over the stack's defaults, and the end of a run out of budget ----
+
+
+def test_the_runs_options_override_the_stacks_limits_for_that_run_only(monkeypatch):
+    monkeypatch.setattr(driver, "_STACK_LIMITS", {})
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_COST_USD", "25")  # the stack's MaxRunCostUsd
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_CONCURRENT_TASKS", "0")
+    monkeypatch.delenv("MINIWDL__AWS_FARGATE__MAX_VCPUS", raising=False)
+    driver.set_run_limits({"max_cost_usd": 2.5, "max_vcpus": 8})
+    assert config.run_limits(config.loader()) == limits.RunLimits(max_concurrent_tasks=0, max_vcpus=8, max_cost_usd=2.5)
+    driver.set_run_limits({"max_concurrent_tasks": 3})  # the next run of this process
+    assert config.run_limits(config.loader()) == limits.RunLimits(max_concurrent_tasks=3, max_vcpus=0, max_cost_usd=25)
+
+
+@pytest.mark.parametrize(("options", "source"), [({"max_cost_usd": 0.5}, "options.max_cost_usd"), ({}, "the stack's MaxRunCostUsd")])
+def test_a_run_out_of_budget_ends_failed_saying_what_it_spent_of_which_budget(options, source):
+    run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/results/r-1/", "/tmp/r-1", options=options)
+    outcome = driver.budget_exceeded(run, limits.BudgetExceeded(0.5, 0.5123456789, 1000.0))
+    assert (outcome.status, outcome.exit_code) == ("FAILED", 1)
+    assert outcome.stop_tasks  # anything of the run still running is stopped
+    assert outcome.document == {
+        "run_id": "r-1", "status": "FAILED", "error": "BudgetExceeded",
+        "message": f"the run reached its budget: it had spent about 0.5123 USD of the run's budget 0.5 USD ({source}), "
+        "as the run report estimates cost (list prices, not the bill); no more tasks were launched and every running "
+        "task of the run was stopped",
+        "limit": "max_cost_usd", "max_cost_usd": 0.5, "spent_usd": 0.512346, "limit_source": source,
+    }
