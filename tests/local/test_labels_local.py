@@ -65,6 +65,13 @@ def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_
     assert cost["labels"] == {"project": "x", "cost center": "lab:42"}
     assert cost["by_label"] == {"cost center": {"lab:42": cost["total_usd"]}, "project": {"x": cost["total_usd"]}}
     assert set(cost["by_task"]) == {"driver", "hi"} and cost["by_task"]["hi"]["attempts"] == 1
+    # and `miniwdl-fargate cost` adds the runs of the name up per label value
+    summed = subprocess.run(
+        [sys.executable, "-m", "miniwdl_fargate.cli", "cost", "--name", "tagged", "--json", "--local", str(connection)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    assert summed.returncode == 0, summed.stderr
+    assert json.loads(summed.stdout)["by_label"]["project"] == {"x": cost["total_usd"]}
 
 
 def test_the_api_refuses_a_bad_label_naming_it_and_starts_nothing(stack):
