@@ -479,7 +479,8 @@ class FargateTaskContainer(BaseTaskContainer):
     @classmethod
     def run_access_point_request(cls, base: dict[str, Any], run_id: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
         """The CreateAccessPoint request of ``run_id``'s access point, tagged with ``tags`` too (the
-        run's labels, name and workflow: its storage is the run's): the stack's access point
+        run's labels, name and workflow: whose directory it is; EFS bills storage per file system,
+        so this does not split the bill): the stack's access point
         (``base``, a DescribeAccessPoints entry) narrowed to the run's directory. The directory
         exists (the driver made it), so no CreationInfo. An access point's root is at most 100
         characters and 4 levels (https://docs.aws.amazon.com/efs/latest/ug/API_RootDirectory.html)."""
