@@ -1,7 +1,7 @@
 """No traceback ever reaches a user: every bad command line is one line on stderr and exit 2.
 
-Each case runs ``miniwdl-fargate`` as its own process, the way a user does, with no stack to talk
-to: everything here must be refused before anything is reached, or answered in one line when
+Each case runs ``miniwdl-fargate``'s main in a process of its own (a fork of the test's: tests/forked.py),
+with no stack to talk to: everything here must be refused before anything is reached, or answered in one line when
 what it reaches is broken.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from miniwdl_fargate import arguments, cli
+from tests.forked import run_forked
 
 REPO = Path(__file__).resolve().parents[2]
 WDL = """version 1.1
@@ -152,10 +153,7 @@ def test_a_bad_command_line_is_one_line_and_exit_2(case, files):
     argv, expected = CASES[case]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIWDL_FARGATE", "AWS_ENDPOINT"))}
     env.update(AWS_MAX_ATTEMPTS="1", AWS_RETRY_MODE="standard", AWS_CONNECT_TIMEOUT="2")
-    proc = subprocess.run(
-        [sys.executable, "-m", "miniwdl_fargate.cli", *(a.format(d=files) for a in argv)],
-        capture_output=True, text=True, timeout=120, cwd=files, env=env,
-    )
+    proc = run_forked(cli.main, [a.format(d=files) for a in argv], env=env, cwd=files)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.splitlines()

@@ -67,6 +67,7 @@ def test_after_build_wdl_parsers_no_version_of_wdl_builds_a_parser(monkeypatch):
         raise AssertionError("a Lark parser was built after build_wdl_parsers")
 
     monkeypatch.setattr(lark, "Lark", no_new_parser)
+    monkeypatch.setattr(WDL._parser.lark, "Lark", no_new_parser)  # (wdl_parsers' caching Lark, if in use)
     for version in forkserver.WDL_VERSIONS:
         header = "" if version == "draft-2" else f"version {version}\n"
         WDL.parse_document(header + "workflow hello { call greet }\ntask greet { command { echo hi } }\n")

@@ -1,12 +1,14 @@
 """The one script a task container runs (``task_script``), run for real with the host_process
-backend (``miniwdl run``, no AWS): the WDL command runs with bash where the image has it and with
+backend (``miniwdl run``'s main in a process of its own: tests/forked.py; no AWS): the WDL command runs with bash where the image has it and with
 sh where it does not, in its real directory, with a private TMPDIR that is removed afterwards."""
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+import WDL.CLI as WDL_CLI
+
+from tests.forked import run_forked
 
 WDL = """
 version 1.1
@@ -32,11 +34,8 @@ def run(tmp_path: Path, **env: str) -> dict:
     wdl = tmp_path / "t.wdl"
     wdl.write_text(WDL)
     environ = {**os.environ, "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "host_process", **env}
-    miniwdl = Path(sys.executable).parent / "miniwdl"
-    proc = subprocess.run(
-        [str(miniwdl), "run", str(wdl), "--dir", str(tmp_path / "runs") + "/", "-o", str(tmp_path / "out.json")],
-        env=environ, capture_output=True, text=True, timeout=120,
-    )
+    proc = run_forked(WDL_CLI.main, ["run", str(wdl), "--dir", str(tmp_path / "runs") + "/", "-o", str(tmp_path / "out.json")],
+                      env=environ)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((tmp_path / "out.json").read_text())
 

@@ -1,0 +1,89 @@
+"""Run a command's Python entry point in a forked copy of the test process.
+
+A test that must see what a user sees of a command (its exit status, its stdout and stderr, that
+nothing is left behind) needs the command in a process of its own, but not a fresh interpreter:
+starting one and importing boto3, botocore's models and miniwdl again costs most of a second of
+CPU per case, which the test process has already paid. A fork gets a process of its own (its own
+exit status, file descriptors, working directory and environment) with all of that imported.
+Tests of how the console script starts and leaves keep running it for real.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Callable
+
+import pytest
+
+
+def run_forked(
+    main: Callable[[list[str]], int | None], argv: list[str], env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
+    """``main(argv)`` in a forked process with ``env`` as its whole environment and ``cwd`` as its
+    working directory; its exit status (main's return value, or SystemExit's code) and what it
+    wrote to stdout and stderr, as ``subprocess.run(..., capture_output=True, text=True)`` gives."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 70
+            try:
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout = open(1, "w", closefd=False)  # not pytest's capture objects
+                sys.stderr = open(2, "w", closefd=False)
+                logging.root.handlers.clear()  # (pytest's log capture: the command configures its own)
+                if cwd is not None:
+                    os.chdir(cwd)
+                if env is not None:
+                    os.environ.clear()
+                    os.environ.update(env)
+                try:
+                    code = main(argv) or 0
+                except SystemExit as exn:
+                    code = exn.code if isinstance(exn.code, int) else (0 if exn.code is None else 1)
+                    if not isinstance(exn.code, (int, type(None))):
+                        print(exn.code, file=sys.stderr)
+            except BaseException:  # noqa: BLE001 (anything: report it as the child's stderr)
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        deadline_hit = False
+        try:
+            _, status = _wait(pid, timeout)
+        except TimeoutError:
+            deadline_hit = True
+            os.kill(pid, 9)
+            _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(
+            [main.__module__, *argv], os.waitstatus_to_exitcode(status),
+            out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+        )
+    if deadline_hit:
+        pytest.fail(f"{argv} did not end within {timeout} s; stderr: {result.stderr[-2000:]}")
+    return result
+
+
+def _wait(pid: int, timeout: float) -> tuple[int, int]:
+    """waitpid with a deadline (a pidfd: woken when the child ends, no polling)."""
+    import select
+
+    fd = os.pidfd_open(pid)
+    try:
+        if not select.select([fd], [], [], timeout)[0]:
+            raise TimeoutError
+        return os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
