@@ -65,6 +65,9 @@ def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_
     assert cost["labels"] == {"project": "x", "cost center": "lab:42"}
     assert cost["by_label"] == {"cost center": {"lab:42": cost["total_usd"]}, "project": {"x": cost["total_usd"]}}
     assert set(cost["by_task"]) == {"driver", "hi"} and cost["by_task"]["hi"]["attempts"] == 1
+    page = aws.client("s3").get_object(Bucket=bucket, Key=prefix + "report.html")["Body"].read().decode()
+    assert "<tr><th>labels</th><td>project=x, cost center=lab:42</td></tr>" in page
+    assert page.count('<tr class="label">') == 2 and page.count('<tr class="task">') == 2
     # and `miniwdl-fargate cost` adds the runs of the name up per label value
     summed = subprocess.run(
         [sys.executable, "-m", "miniwdl_fargate.cli", "cost", "--name", "tagged", "--json", "--local", str(connection)],

@@ -91,6 +91,7 @@ def facts(
         ("call cache", f"{hits} call(s) reused" if hits else "no call reused"),
         ("estimated cost", f"{total} (driver included)" if with_driver
          else f"{total} (WDL tasks; the driver's own size is unknown here)"),
+        *([("labels", ", ".join(f"{k}={v}" for k, v in cost["labels"].items()))] if cost.get("labels") else []),
     ]
 
 
