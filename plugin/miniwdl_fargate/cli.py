@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: the user's client commands: once done, their process ends without tearing itself down
-LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "resume"})
+LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost"})
 
 
 def leave(code: int) -> NoReturn:
@@ -100,7 +100,7 @@ def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespac
     return 2
 
 
-RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume")
+RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost")
 
 
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
@@ -142,6 +142,11 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the new run ends, then its outputs or error")
     add_option_arguments(p, " (overrides the resumed run's own)")
+    p = sub.add_parser("cost", parents=[where], help="the runs' estimated cost per label value (their cost.json added up)")
+    p.add_argument("--label", metavar="KEY", help="only this label (e.g. project)")
+    p.add_argument("--name", type=arguments.run_name, help="only runs of this name")
+    p.add_argument("--limit", type=arguments.positive_int, default=1000, help="at most this many runs (default 1000)")
+    p.add_argument("--json", action="store_true")
 
 
 def add_option_arguments(p: argparse.ArgumentParser, which: str = "") -> None:
@@ -206,6 +211,12 @@ def run_command(args: argparse.Namespace) -> int:
                 got = client.download_outputs(doc["outputs"], args.download, doc["results"], args.overwrite)
                 print(f"downloaded {len(got)} file(s) into {args.download}", file=sys.stderr)
             client.emit(doc["outputs"])
+            return 0
+        if args.command == "cost":
+            doc = client.cost_by_label(deployment, args.limit, args.name, on_unreadable=_warn)
+            if args.label is not None:
+                doc["by_label"] = {k: v for k, v in doc["by_label"].items() if k == args.label}
+            print(json.dumps(doc, indent=2) if args.json else client.cost_table(doc))
             return 0
         if args.command == "cancel":
             final = client.cancel(deployment, args.run_id)

@@ -1,4 +1,4 @@
-"""The user's command line: submit, status, list, logs, outputs, cancel, resume.
+"""The user's command line: submit, status, list, logs, outputs, cancel, resume, cost.
 
 It talks to a deployed stack (found by name: ``--stack``, ``MINIWDL_FARGATE_STACK``, or
 samconfig.toml) or to local mode (``--local``: the stack ``miniwdl-fargate local up`` serves),
@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from . import aws, run_options, runs, s3io, status
 from .pipeline import manage
+from .report.cost import sum_by_label
 from .upload import Submission, rejection
 
 LOCAL_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "miniwdl-fargate" / "local.json"
@@ -217,6 +218,36 @@ def list_runs(
 ) -> list[status.RunStatus]:
     """The runs; one whose status.json cannot be read is left out, told to ``on_unreadable``."""
     return manage.list_runs(deployment.bucket, limit, name, on_unreadable=on_unreadable)[0]
+
+
+def cost_by_label(
+    deployment: Deployment, limit: int = 50, name: str | None = None, on_unreadable=None
+) -> dict[str, Any]:
+    """The runs' estimated cost per label value, their cost.json ``by_label`` added up: ``by_label``,
+    the runs counted, and those without a cost.json yet (still running, or ended before a report)."""
+    found = list_runs(deployment, limit, name, on_unreadable)
+    docs, without = [], []
+    for run in found:
+        doc = s3io.find_json(*s3io.split(run.results + "cost.json")) if run.results else None
+        if isinstance(doc, dict):
+            docs.append(doc)
+        else:
+            without.append(run.run_id)
+    currency = next((d.get("currency") for d in docs if d.get("currency")), "USD")
+    return {"by_label": sum_by_label(docs), "currency": currency, "runs": len(docs), "without_cost": without}
+
+
+def cost_table(doc: dict[str, Any]) -> str:
+    """``cost_by_label``'s answer as a table, dearest value first under each label, and a line of counts."""
+    rows = [("LABEL", "VALUE", doc["currency"])]
+    for key, values in doc["by_label"].items():
+        rows += [(key, value, f"{usd:.4f}") for value, usd in sorted(values.items(), key=lambda kv: -kv[1])]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    counted = f"{doc['runs']} run(s) counted"
+    if doc["without_cost"]:
+        counted += f"; {len(doc['without_cost'])} without a cost estimate yet: {', '.join(doc['without_cost'])}"
+    return "\n".join([*lines, counted])
 
 
 def cancel(deployment: Deployment, run_id: str) -> status.RunStatus:

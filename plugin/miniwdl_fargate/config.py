@@ -3,8 +3,8 @@
 Defaults live in one place, the packaged ``aws_fargate.cfg`` (which doubles as the user
 documentation); miniwdl's own loader supplies the user's cfg files and ``MINIWDL__AWS_FARGATE__*``
 environment variables on top. Every ``[aws_fargate]`` option is read here, through ``option``:
-the backend's settings (``FargateSettings``), the run id the driver gives the backend
-(``run_id``), and what the driver needs outside miniwdl (``loader``, ``backend_cluster``), so a
+the backend's settings (``FargateSettings``), the run id and tags the driver gives the backend
+(``run_id``, ``tags``), and what the driver needs outside miniwdl (``loader``, ``backend_cluster``), so a
 miniwdl.cfg file configures everything environment variables do. (``efs_link_limit`` and
 ``link_spares_dir``, shared by both backends, are parsed by ``backend.links.LinkPolicy.from_cfg``
 through the same loader.)
@@ -21,7 +21,7 @@ from importlib import resources
 
 from WDL.runtime import config as wdl_config
 
-from . import images, sizes
+from . import images, run_options, sizes
 from .backend.links import parse_link_limit
 from .limits import RunLimits
 from .report.cost import Prices
@@ -91,6 +91,28 @@ def parse_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def parse_tags(value: str) -> dict[str, str]:
+    """``[aws_fargate] tags``: a JSON object, or comma-separated ``key=value`` pairs (a comma is no
+    tag character, so never part of a key or value), checked by AWS's tag rules
+    (``run_options.tag_setting_problems``)."""
+    value = value.strip()
+    if value.startswith("{"):
+        tags = json.loads(value)
+        if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+            raise ValueError(f"expected a JSON object of strings, got {value!r}")
+    else:
+        tags = {}
+        for pair in parse_list(value):
+            key, sep, text = pair.partition("=")
+            if not sep:
+                raise ValueError(f"{pair!r} is not key=value")
+            tags[key.strip()] = text.strip()
+    problems = run_options.tag_setting_problems(tags)
+    if problems:
+        raise ValueError("; ".join(f"{key!r}: {problem}" if key else problem for key, problem in problems))
+    return tags
+
+
 def parse_bool(value: str) -> bool:
     v = value.strip().lower()
     if v in ("1", "true", "t", "yes", "y", "on", "enabled"):
@@ -148,6 +170,8 @@ class FargateSettings:
     image_cache: str
     #: the pipeline's run id (set by the driver for each run; read per task with ``run_id``)
     run_id: str
+    #: the tags of the run's resources (set by the driver for each run; read per task with ``tags``)
+    tags: dict[str, str]
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
@@ -212,6 +236,12 @@ def run_limits(cfg: wdl_config.Loader) -> RunLimits:
         check_seconds=float(option(cfg, "budget_check_seconds")),  # type: ignore[arg-type]
     )
 
+def tags(cfg: wdl_config.Loader) -> dict[str, str]:
+    """The tags of a run's resources, ``[aws_fargate] tags`` (besides the run id, the driver and the
+    call, which the backend adds): the driver sets them for each run (``MINIWDL__AWS_FARGATE__TAGS``).
+    Read per task, as ``run_id`` is."""
+    return dict(option(cfg, "tags"))  # type: ignore[call-overload]
+
 
 def backend_cluster(cfg: wdl_config.Loader) -> str:
     """The ECS cluster the aws_fargate backend runs its tasks in, when aws_fargate is the
@@ -262,6 +292,7 @@ _PARSERS = {
     "managed_instances_max_memory_gib": lambda v: int(_at_least(int(v), 0)),
     "managed_instances_max_gpus": lambda v: int(_at_least(int(v), 0)),
     "image_cache": images.checked_rules_text,
+    "tags": parse_tags,
 }
 
 

@@ -26,6 +26,7 @@ TYPE_NAMES = {
     "int | None": "whole number, or empty",
     "float": "number",
     "Prices": "JSON object, or the path of a JSON file",
+    "dict[str, str]": "JSON object, or comma-separated key=value pairs",
 }
 
 _OPTION_LINE = re.compile(r"^([a-z_][a-z0-9_]*)\s*=\s*(.*)$")

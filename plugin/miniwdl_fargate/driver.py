@@ -92,13 +92,33 @@ class DriverRun:
             env["RUN_ID"], env["RUN_WORKFLOW"], env["RUN_INPUTS"], results, workdir, os.path.join(base, "cache"), options,
         )
 
+    #: the run record (run.json beside the results) once read; {} when there is none (a driver run
+    #: by hand)
+    record: dict[str, Any] | None = None
+
+    def read_record(self) -> dict[str, Any]:
+        """The run record, read once."""
+        if self.record is None:
+            found = s3io.find_json(self.results_bucket, self.results_key(runs.RECORD_NAME))
+            self.record = found if isinstance(found, dict) else {}
+        return self.record
+
     def read_options(self) -> dict[str, Any]:
         """The run's options: as given, else the run record's (none when there is no record: a
         driver run by hand)."""
         if self.options is None:
-            record = s3io.find_json(self.results_bucket, self.results_key(runs.RECORD_NAME))
-            self.options = dict(record.get("options") or {}) if isinstance(record, dict) else {}
+            self.options = dict(self.read_record().get("options") or {})
         return self.options
+
+    def labels(self) -> dict[str, str]:
+        """The run's labels (its options' ``labels``)."""
+        return dict(run_options.parse(self.read_options()).labels)
+
+    def tags(self) -> dict[str, str]:
+        """The tags of the run's WDL tasks, their EBS volumes and access point besides the run id,
+        driver and call: the run's labels, name and workflow (``[aws_fargate] tags``)."""
+        record = self.read_record()
+        return run_options.run_tags(self.labels(), str(record.get("name") or ""), str(record.get("workflow_name") or ""))
 
     @property
     def results_bucket(self) -> str:
@@ -195,6 +215,8 @@ def fetch_phase(run: DriverRun, so_far: RunSoFar) -> tuple[str, str]:
     so_far.stop.enter("fetching the workflow and its inputs")
     wdl_path, inputs_path = fetch(run, so_far.stop.check)
     so_far.digests = fetched_digests(wdl_path)
+    # the backend's [aws_fargate] tags: the run's labels, name and workflow on every task
+    os.environ["MINIWDL__AWS_FARGATE__TAGS"] = json.dumps(run.tags())
     so_far.cfg = run_cfg(
         run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.read_options(),
         bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG,

@@ -81,6 +81,36 @@ def label_problems(labels: dict[str, str]) -> list[tuple[str, str]]:
     return problems
 
 
+#: the product's tags a run's ``[aws_fargate] tags`` may carry beside its labels (the driver sets
+#: them; the backend adds the run id, its driver and each task's call itself)
+SETTING_PRODUCT_TAGS = (TAG_RUN_NAME, TAG_WORKFLOW)
+
+
+def run_tags(labels: dict[str, str], run_name: str = "", workflow: str = "") -> dict[str, str]:
+    """The tags every resource of a run carries besides the run id, its driver and its call: the
+    run's name and workflow (where known; cut to a tag value's length) and its labels."""
+    tags = {TAG_RUN_NAME: run_name[:TAG_VALUE_MAX], TAG_WORKFLOW: workflow[:TAG_VALUE_MAX]}
+    return {**{k: v for k, v in tags.items() if v}, **labels}
+
+
+def tag_setting_problems(tags: dict[str, str]) -> list[tuple[str, str]]:
+    """Each (key, problem) of ``[aws_fargate] tags``: labels (``label_problems``), and the run's name
+    and workflow (``SETTING_PRODUCT_TAGS``), which only need to be valid tag text."""
+    labels = {k: v for k, v in tags.items() if k not in SETTING_PRODUCT_TAGS}
+    problems = label_problems(labels)
+    for key in SETTING_PRODUCT_TAGS:
+        if key in tags:
+            problem = tag_text_problem(tags[key], "the value", TAG_VALUE_MAX, may_be_empty=True)
+            if problem:
+                problems.append((key, problem))
+    return problems
+
+
+def ecs_tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    """``tags`` as ECS (and EBS through ECS) take them: ``[{"key": ..., "value": ...}]``."""
+    return [{"key": key, "value": value} for key, value in tags.items()]
+
+
 # -- the options ------------------------------------------------------------------------------------
 
 CallCacheMode = Union[bool, Literal["read", "write"]]

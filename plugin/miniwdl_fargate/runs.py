@@ -47,6 +47,9 @@ class RunRecord(BaseModel):
     submitted_at: str
     source: Literal["s3", "api", "cli"] = "s3"
     options: dict[str, Any] = Field(default_factory=dict, description="run options, e.g. {\"call_cache\": false}")
+    workflow_name: str = Field(
+        default="", description="the WDL's workflow (or its only task) by name: the runs' tag miniwdl-fargate:workflow"
+    )
     #: what the run was submitted from (workflow, inputs, inputs_version); ``workflow`` and
     #: ``inputs`` above are the run's own copies of them, the only thing its driver reads
     submitted: dict[str, str] = Field(default_factory=dict, description="the objects the run was created from")

@@ -3,6 +3,7 @@ CPU-only providers, GPU ones on the GPU providers, Spot first for preemptible ta
 request is checked against botocore's ECS model; tasks run against moto (and, end to end through
 `miniwdl run`, the simulated ECS endpoint)."""
 
+import json
 import logging
 import math
 import os
@@ -246,10 +247,14 @@ def test_disks_beyond_the_capacity_get_an_ebs_scratch_volume_that_is_the_tmpdir(
         "managedEBSVolume": {
             "sizeInGiB": size.scratch_gib, "volumeType": "gp3", "encrypted": True, "roleArn": ROLE,
             "filesystemType": "ext4", "terminationPolicy": {"deleteOnTermination": True},
-            "tagSpecifications": [{"resourceType": "volume", "tags": request["tags"]}],
+            # the task's tags but its driver and run name (ECS adds two of its own to the volume:
+            # at most 50 in all, fargate.volume_tags)
+            "tagSpecifications": [{"resourceType": "volume", "tags": [
+                t for t in request["tags"] if t["key"] not in ("miniwdl-fargate:driver", "miniwdl-fargate:run-name")]}],
         },
     }
     assert tags["miniwdl-fargate:run"] == "run-1"
+    assert tags["miniwdl-fargate:call"] == "call-scratch"
     assert {"name": "scratch", "configuredAtLaunch": True} in spec["volumes"]
     (definition,) = spec["containerDefinitions"]
     assert {"sourceVolume": "scratch", "containerPath": "/mnt/scratch", "readOnly": False} in definition["mountPoints"]
@@ -421,3 +426,24 @@ def test_fargate_tasks_and_a_zero_provisioning_timeout_never_time_out_in_provisi
         assert job.capacity == "FARGATE" and not fargate._poll(LOG, job, 0).stopped
     finally:
         fargate._stop(LOG, job, "test over")
+
+
+def test_a_runs_tags_go_on_its_tasks_and_their_scratch_volumes_within_50(configure):
+    """[aws_fargate] tags (the driver sets the run's labels, name and workflow) on every RunTask and
+    its EBS scratch volume: at the most labels, 50 tags on the task, 48 on the volume (ECS adds two)."""
+    labels = {f"label{i}": f"value {i}" for i in range(45)}
+    tags = {"miniwdl-fargate:run-name": "hello", "miniwdl-fargate:workflow": "hello", **labels}
+    new = configure(TAGS=json.dumps(tags))
+    request, _ = requests(new("call-scratch-0", cpu=2, memory="4 GiB", disks="1000 GiB"))  # (checked by botocore)
+    on_task = {t["key"]: t["value"] for t in request["tags"]}
+    assert len(request["tags"]) == len(on_task) == 50
+    assert on_task == {**tags, "miniwdl-fargate:run": "run-1", "miniwdl-fargate:call": "call-scratch-0",
+                       "miniwdl-fargate:driver": on_task["miniwdl-fargate:driver"]}
+    on_volume = request["volumeConfigurations"][0]["managedEBSVolume"]["tagSpecifications"][0]["tags"]
+    assert len(on_volume) == 48 and {"key": "label44", "value": "value 44"} in on_volume
+    # and ECS takes them: the task ECS started carries them
+    container = new("call-tagged", cpu=1, memory="2 GiB")
+    request, _ = requests(container)
+    task = aws.client("ecs").run_task(**request)["tasks"][0]
+    listed = aws.client("ecs").list_tags_for_resource(resourceArn=task["taskArn"])["tags"]
+    assert {t["key"]: t["value"] for t in listed} == {t["key"]: t["value"] for t in request["tags"]}

@@ -211,3 +211,17 @@ def test_a_bad_sidecar_is_refused_naming_it_and_each_bad_option_and_starts_nothi
     assert "aws:" in error["problems"][1]["problem"]
     assert aws.client("stepfunctions").list_executions(stateMachineArn=settings.state_machine_arn)["executions"] == []
     assert aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/badopts/results/").get("KeyCount", 0) == 0
+
+
+def test_the_record_names_the_workflow_its_tags_name_whichever_way_it_came(pipeline):
+    """The driver's and every task's tag miniwdl-fargate:workflow: the WDL's workflow, from an S3
+    drop, an API request by s3:// URI, or inline WDL."""
+    settings, _ = pipeline
+    upload("runs/named/workflow.wdl", WDL)
+    dropped = deliver(settings, upload("runs/named/inputs.json", json.dumps({"hello.who": "Ann"})))
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.wdl", Body=WDL.encode())
+    by_uri = start.from_request(settings, "api-named", "s3://runs/workflows/hello.wdl", {"hello.who": "Ann"}, "named-1")
+    inline = start.from_request(settings, "api-inline", None, {"hello.who": "Ann"}, "named-2", wdl=WDL)
+    assert [s.record.workflow_name for s in (dropped, by_uri, inline)] == ["hello"] * 3
+    recorded = json.loads(aws.client("s3").get_object(Bucket="runs", Key=inline.record.results_key("run.json"))["Body"].read())
+    assert recorded["workflow_name"] == "hello"

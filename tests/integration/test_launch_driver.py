@@ -156,3 +156,21 @@ def test_every_end_the_state_machine_records_stops_what_still_runs(settings, sta
     finalize.finalize(run, state, None if state == "SUCCEEDED" else error, cluster="c")
     assert desired(arn) == "STOPPED"
     assert status.read("runs", run.run_id).status == state
+
+
+# -- the driver carries the run's labels as tags (issue 14, item 5) --------------------------------
+
+
+def test_the_driver_is_tagged_with_the_run_its_name_workflow_and_labels(settings):
+    run = record().model_copy(update={"options": {"labels": {"project": "rnaseq", "cost center": "lab:42"}},
+                                      "workflow_name": "hello"})
+    sent = []
+    aws.client("ecs").meta.events.register("provide-client-params.ecs.RunTask", lambda params, **_: sent.append(dict(params)))
+    arn = launch.launch_driver(settings, run, "token")
+    assert len(sent) == 1 and valid("RunTask", sent[0])
+    assert sent[0]["enableECSManagedTags"] is True and sent[0]["propagateTags"] == "TASK_DEFINITION"
+    tags = {t["key"]: t["value"] for t in aws.client("ecs").list_tags_for_resource(resourceArn=arn)["tags"]}
+    assert tags == {
+        "miniwdl-fargate:run": "run-1", "miniwdl-fargate:call": "driver", "miniwdl-fargate:run-name": "n",
+        "miniwdl-fargate:workflow": "hello", "project": "rnaseq", "cost center": "lab:42",
+    }

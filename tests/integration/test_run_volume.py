@@ -3,6 +3,7 @@
 the driver sees the run at, all removed when the run ends. Requests checked against botocore's
 ECS and EFS models and moto."""
 
+import json
 import logging
 import os
 
@@ -239,3 +240,22 @@ def test_a_stopped_driver_releases_its_runs_access_point(moto_aws):
     )["AccessPointId"]
     driver_outcome.send_outcome(detail, "driver", "", fs_id)  # (the task token is not waited on here: a duplicate)
     assert left not in {p["AccessPointId"] for p in efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]}
+
+
+def test_the_runs_access_point_carries_the_runs_tags_within_50(stack_efs, monkeypatch):
+    """Its storage is the run's: the access point is tagged with the run's labels, name and workflow
+    (``[aws_fargate] tags``) beside its own three, 50 at most."""
+    task, _, _ = stack_efs
+    labels = {f"label{i}": "v" for i in range(45)}
+    tags = {"miniwdl-fargate:run-name": "align", "miniwdl-fargate:workflow": "align", **labels}
+    base = {"RootDirectory": {"Path": "/miniwdl"}, "PosixUser": {"Uid": 1000, "Gid": 1000}}
+    request = FargateTaskContainer.run_access_point_request(base, "align-3f2a9c01", tags)
+    validate("efs", "CreateAccessPoint", request)
+    assert len(request["Tags"]) == 50
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__TAGS", json.dumps({"project": "rnaseq", "miniwdl-fargate:workflow": "align"}))
+    container = task("align-3f2a9c01")
+    efs_config, _ = volume_of(container.run_task_request(LOG, container.task_script())["taskDefinition"])
+    ap = aws.client("efs").describe_access_points(AccessPointId=efs_config["authorizationConfig"]["accessPointId"])
+    described = {t["Key"]: t["Value"] for t in ap["AccessPoints"][0]["Tags"]}
+    assert described["project"] == "rnaseq" and described["miniwdl-fargate:workflow"] == "align"
+    assert described["miniwdl-fargate:run"] == "align-3f2a9c01" and described["miniwdl-fargate:run-access-point"] == "true"

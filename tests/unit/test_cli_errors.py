@@ -71,6 +71,14 @@ CASES = {
         ["submit", "{d}/badpct/w.wdl", "{d}/badpct/inputs.json", "--local", "{d}/gone.json"],
         "{d}/badpct/miniwdl.cfg: not a valid miniwdl configuration file: '%' must be followed by '%' or '('",
     ),
+    "submit --label with a key AWS reserves": (
+        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--label", "aws:team=x", "--local", "{d}/gone.json"],
+        "error: options.labels: 'aws:team': the key starts with 'aws:', which AWS reserves for its own tags",
+    ),
+    "submit --label with a character no AWS tag has": (
+        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--label", "team=a;b", "--local", "{d}/gone.json"],
+        "error: options.labels: 'team': the value has ';': AWS tags allow letters, numbers, spaces and _ . : / = + - @",
+    ),
     "submit a missing WDL": (["submit", "{d}/nope.wdl", "{d}/good/inputs.json"], "error: {d}/nope.wdl: no such WDL file"),
     "submit inputs that are not JSON": (
         ["submit", "{d}/good/w.wdl", "{d}/not-json.json"], "error: {d}/not-json.json: not valid JSON: Expecting property name",

@@ -103,6 +103,8 @@ class BaseTaskContainer(TaskContainer):
         self._attempt: attempts.Attempt | None = None
         #: the pipeline's run id ("" when miniwdl runs on its own); miniwdl's ``run_id`` is the call's
         self.pipeline_run_id = config.run_id(cfg)
+        #: the tags of the run's resources besides the run id, driver and call (``[aws_fargate] tags``)
+        self.run_tags = config.tags(cfg)
 
     # -- what subclasses provide ------------------------------------------------------------
 

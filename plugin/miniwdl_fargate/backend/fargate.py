@@ -29,7 +29,9 @@
   capacity failures; one ``TaskPoller`` follows all tasks with DescribeTasks (100 per call).
 - ``runtime.preemptible`` tasks run on FARGATE_SPOT; a Spot interruption raises miniwdl's
   ``Interrupted`` (retried while the preemptible budget lasts), after which tasks run on-demand.
-- Tasks are tagged with the run id and their driver, so a dead driver's tasks can be swept.
+- Tasks are tagged with the run id and their driver, so a dead driver's tasks can be swept, and
+  with their call and ``[aws_fargate] tags`` (the run's labels, name and workflow, which the driver
+  sets): cost allocation tags. Their EBS scratch volumes and the run's access point carry them too.
 - Every RunTask carries a ``clientToken`` (one per attempt), so a retry of a request ECS already
   handled returns the task it started instead of starting a second one.
 - A task DescribeTasks does not know yet (MISSING: ECS is eventually consistent) counts as not
@@ -101,6 +103,25 @@ PULL_RETRY_CAP = 300.0
 REGISTER_INTERVAL = 1.0
 #: how long a new access point may stay ``creating`` before the run fails
 ACCESS_POINT_WAIT = 120.0
+
+
+def task_tags(run_id: str, driver: str, call: str, tags: dict[str, str]) -> list[dict[str, str]]:
+    """A WDL task's RunTask tags: the run, its driver, the call (e.g. call-greet-0) and the run's
+    ``[aws_fargate] tags`` (its labels, name and workflow). At most 50
+    (``run_options.MAX_TAGS_PER_RESOURCE``: ``tags`` holds at most 47); ECS's own managed tags
+    (``aws:`` prefix) do not count (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Tag.html)."""
+    own = {RUN_TAG: run_id, DRIVER_TAG: driver, CALL_TAG: call[: run_options.TAG_VALUE_MAX]}
+    return run_options.ecs_tags({**own, **tags})
+
+
+def volume_tags(tags: list[dict[str, str]]) -> list[dict[str, str]]:
+    """An EBS scratch volume's tags: its task's, less the driver and the run's name, since ECS adds
+    AmazonECSCreated and AmazonECSManaged to the volume
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_EBSTagSpecification.html) and an
+    EBS volume has at most 50 tags
+    (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/Using_Tags.html)."""
+    left_out = (DRIVER_TAG, run_options.TAG_RUN_NAME)
+    return [tag for tag in tags if tag["key"] not in left_out]
 
 
 @dataclass(frozen=True)
@@ -447,9 +468,10 @@ class FargateTaskContainer(BaseTaskContainer):
     # -- task definitions -----------------------------------------------------------------------
 
     @classmethod
-    def run_volume(cls, logger: logging.Logger, run_id: str) -> RunVolume | None:
-        """Run ``run_id``'s volume, made once per process: None outside a run (no run id) or
-        without an access point (standalone use, which mounts the whole filesystem)."""
+    def run_volume(cls, logger: logging.Logger, run_id: str, tags: dict[str, str] | None = None) -> RunVolume | None:
+        """Run ``run_id``'s volume, made once per process (its access point tagged with ``tags``
+        too): None outside a run (no run id) or without an access point (standalone use, which
+        mounts the whole filesystem)."""
         if not run_id or not cls.settings.efs_access_point:
             return None
         with cls._run_volume_lock:
@@ -458,15 +480,17 @@ class FargateTaskContainer(BaseTaskContainer):
                 raise RunVolumeError(str(failed[1]))
             if cls._run_volume is None or cls._run_volume.run_id != run_id:
                 try:
-                    cls._run_volume = cls._make_run_volume(logger, run_id)
+                    cls._run_volume = cls._make_run_volume(logger, run_id, tags or {})
                 except Exception as exn:
                     cls._run_volume_failure = (run_id, exn)
                     raise
             return cls._run_volume
 
     @classmethod
-    def run_access_point_request(cls, base: dict[str, Any], run_id: str) -> dict[str, Any]:
-        """The CreateAccessPoint request of ``run_id``'s access point: the stack's access point
+    def run_access_point_request(cls, base: dict[str, Any], run_id: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
+        """The CreateAccessPoint request of ``run_id``'s access point, tagged with ``tags`` too (the
+        run's labels, name and workflow: whose directory it is; EFS bills storage per file system,
+        so this does not split the bill): the stack's access point
         (``base``, a DescribeAccessPoints entry) narrowed to the run's directory. The directory
         exists (the driver made it), so no CreationInfo. An access point's root is at most 100
         characters and 4 levels (https://docs.aws.amazon.com/efs/latest/ug/API_RootDirectory.html)."""
@@ -487,6 +511,8 @@ class FargateTaskContainer(BaseTaskContainer):
                 {"Key": RUN_TAG, "Value": run_id},
                 {"Key": RUN_ACCESS_POINT_TAG, "Value": "true"},  # (template.yaml lets the driver delete only these)
                 {"Key": "Name", "Value": f"miniwdl run {run_id}"[:256]},
+                # (at most 50 tags: these 3, the run's name and workflow, at most 45 labels)
+                *({"Key": key, "Value": value} for key, value in (tags or {}).items() if key != "Name"),
             ],
         }
         if base.get("PosixUser"):
@@ -494,11 +520,11 @@ class FargateTaskContainer(BaseTaskContainer):
         return request
 
     @classmethod
-    def _make_run_volume(cls, logger: logging.Logger, run_id: str) -> RunVolume:
+    def _make_run_volume(cls, logger: logging.Logger, run_id: str, tags: dict[str, str]) -> RunVolume:
         efs = aws.client("efs")
         s = cls.settings
         base = efs.describe_access_points(AccessPointId=s.efs_access_point)["AccessPoints"][0]
-        made = efs.create_access_point(**cls.run_access_point_request(base, run_id))
+        made = efs.create_access_point(**cls.run_access_point_request(base, run_id, tags))
         access_point = made["AccessPointId"]
         try:
             cls._wait_available(efs, access_point, made.get("LifeCycleState", ""))
@@ -662,7 +688,8 @@ class FargateTaskContainer(BaseTaskContainer):
 
     @classmethod
     def task_definition(
-        cls, logger: logging.Logger, image: str, run_id: str = "", size: sizes.TaskSize | None = None
+        cls, logger: logging.Logger, image: str, run_id: str = "", size: sizes.TaskSize | None = None,
+        tags: dict[str, str] | None = None,
     ) -> str:
         """The task definition ARN for ``image`` (and what of ``size`` it depends on,
         ``placement_kind``): found by content hash, registered if new. Known images return at
@@ -677,7 +704,7 @@ class FargateTaskContainer(BaseTaskContainer):
             found = cls._task_definitions.get(key)
             if found:
                 return found
-            spec = cls.task_definition_spec(image, cls.run_volume(logger, run_id), size)
+            spec = cls.task_definition_spec(image, cls.run_volume(logger, run_id, tags), size)
             digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
             family = f"{cls.settings.task_definition_prefix}-{digest}"
             ecs = aws.client("ecs")
@@ -739,7 +766,8 @@ class FargateTaskContainer(BaseTaskContainer):
 
     def scratch_volume(self, tags: list[dict[str, str]]) -> list[dict[str, Any]]:
         """RunTask's ``volumeConfigurations`` for a task with an EBS scratch volume (none
-        otherwise): gp3, encrypted, ext4, deleted with the task, tagged as the task is
+        otherwise): gp3, encrypted, ext4, deleted with the task, tagged as the task is but for
+        the driver and the run's name (``volume_tags``)
         (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_TaskManagedEBSVolumeConfiguration.html)."""
         size = self.fargate_size()
         if not size.scratch_gib:
@@ -754,7 +782,7 @@ class FargateTaskContainer(BaseTaskContainer):
                     "roleArn": self.settings.ebs_volume_role,
                     "filesystemType": "ext4",
                     "terminationPolicy": {"deleteOnTermination": True},
-                    "tagSpecifications": [{"resourceType": "volume", "tags": tags}],
+                    "tagSpecifications": [{"resourceType": "volume", "tags": volume_tags(tags)}],
                 },
             }
         ]
@@ -778,14 +806,10 @@ class FargateTaskContainer(BaseTaskContainer):
         if size.ephemeral_gib:
             overrides["ephemeralStorage"] = {"sizeInGiB": size.ephemeral_gib}
         run_id = self.pipeline_run_id or "standalone"
-        tags = [
-            {"key": RUN_TAG, "value": run_id},
-            {"key": DRIVER_TAG, "value": self._driver or "unknown"},
-            {"key": CALL_TAG, "value": self.run_id[:256]},
-        ]
+        tags = task_tags(run_id, self._driver or "unknown", self.run_id, self.run_tags)
         request: dict[str, Any] = {
             "cluster": s.cluster,
-            "taskDefinition": self.task_definition(logger, self.image_uri(), self.pipeline_run_id, size),
+            "taskDefinition": self.task_definition(logger, self.image_uri(), self.pipeline_run_id, size, self.run_tags),
             "count": 1,
             "networkConfiguration": {
                 "awsvpcConfiguration": {

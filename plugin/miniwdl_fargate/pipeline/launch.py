@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import posixpath
 
 from botocore.exceptions import BotoCoreError
 
-from .. import aws, runs, status
+from .. import aws, run_options, runs, status
 from .settings import LaunchSettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,24 @@ def driver_environment(record: runs.RunRecord, task_token: str) -> list[dict[str
         # the driver heartbeats well within this (driver.Heartbeat)
         {"name": "SFN_HEARTBEAT_SECONDS", "value": str(record.heartbeat_seconds)},
     ]
+
+
+def workflow_name(record: runs.RunRecord) -> str:
+    """The run's workflow, as its tag names it: the WDL's workflow (or only task) as submit found
+    it, else (a record from before that) the WDL file's name without its extension."""
+    return record.workflow_name or posixpath.basename(record.workflow).rsplit(".", 1)[0]
+
+
+def driver_tags(record: runs.RunRecord) -> list[dict[str, str]]:
+    """The driver task's tags: the run id (sweep.py finds a run's tasks by it), call "driver", the
+    run's name and workflow, and its labels (at most 45: ``run_options.MAX_LABELS``), so the
+    driver's cost is the run's in Cost Explorer. RunTask needs ``ecs:TagResource`` for them
+    (template.yaml: TagDriverAtLaunch;
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/supported-iam-actions-tagging.html).
+    The task definition's own tags are propagated too (``propagateTags``: the stack's has none)."""
+    labels = dict((record.options or {}).get("labels") or {})
+    own = {run_options.TAG_RUN: record.run_id, run_options.TAG_CALL: "driver"}
+    return run_options.ecs_tags({**own, **run_options.run_tags(labels, record.name, workflow_name(record))})
 
 
 def driver_client_token(run_id: str, task_token: str) -> str:
@@ -144,7 +163,10 @@ def _run_driver(ecs, settings: LaunchSettings, record: runs.RunRecord, task_toke
             ]
         },
         startedBy=runs.started_by(record.run_id),
-        tags=[{"key": "miniwdl-fargate:run", "value": record.run_id}],
+        tags=driver_tags(record),
+        # both valid with RunTask's tags: ECS adds its aws:ecs:* tags (not counted against the 50)
+        # and the task definition's
+        # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html)
         enableECSManagedTags=True,
         propagateTags="TASK_DEFINITION",
         clientToken=driver_client_token(record.run_id, task_token),

@@ -143,11 +143,13 @@ def resume(
     results = runs.results_uri(bucket, original.name, new_id)
     body, inputs = original_inputs(original)
     check_source(original)
-    workflow = start.pin_and_validate(original.workflow, inputs, original.inputs, results, settings.capacities())
+    workflow, workflow_name = start.pin_and_validate(
+        original.workflow, inputs, original.inputs, results, settings.capacities(), settings.max_vcpus(merged)
+    )
     record = start.new_record(
         new_id, original.name, bucket, workflow, results, source, limits,
         submitted={"workflow": original.workflow, "inputs": original.inputs, "resumed_from": run_id},
-        options=merged, resumed_from=run_id,
+        options=merged, resumed_from=run_id, workflow_name=workflow_name,
     )
     start.put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     start.claim_token(bucket, client_token, fingerprint, new_id)

@@ -106,13 +106,14 @@ def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str |
 def validate(
     workflow: str, inputs: dict[str, Any], inputs_where: str, capacities: sizes.Capacities,
     max_vcpus: tuple[float, str] = (0.0, ""),
-) -> None:
+) -> str:
     """Raise Refused listing every problem of the run on a stack with ``capacities``, with the
-    run's ``max_vcpus`` (see ``validate``)."""
+    run's ``max_vcpus`` (see ``validate``); the name of the workflow (or task) it runs."""
     problems = Problems()
-    check_run(workflow, inputs, inputs_where, problems, capacities, max_vcpus)
+    name = check_run(workflow, inputs, inputs_where, problems, capacities, max_vcpus)
     if problems:
         raise Refused(problems.found)
+    return name
 
 
 def start(settings: SubmitSettings, record: runs.RunRecord) -> Submitted:
@@ -173,17 +174,17 @@ def reject(bucket: str, name: str, key: str, inputs_version: str, problems: list
 def pin_and_validate(
     workflow: str, inputs: dict[str, Any], inputs_where: str, results: str, capacities: sizes.Capacities,
     max_vcpus: tuple[float, str] = (0.0, ""),
-) -> str:
+) -> tuple[str, str]:
     """Copy the workflow's bundle into the run's ``source/`` and validate that copy (what the
-    driver will run); return the copy's URI. Problems name the original keys. A rejected copy is
-    removed."""
+    driver will run); return the copy's URI and the workflow's name. Problems name the original
+    keys. A rejected copy is removed."""
     bucket, prefix = s3io.split(results)
     try:
         copy = snapshot.copy_bundle(workflow, bucket, prefix + snapshot.SOURCE_DIR)
     except snapshot.SnapshotError as exn:  # too big, or kept changing: the submitter's to fix
         raise Refused([{"where": workflow, "problem": str(exn)}]) from None
     try:
-        validate(copy, inputs, inputs_where, capacities, max_vcpus)
+        name = validate(copy, inputs, inputs_where, capacities, max_vcpus)
     except Refused as exn:
         snapshot.delete_prefix(bucket, prefix + snapshot.SOURCE_DIR)
         original = s3io.uri(s3io.split(workflow)[0], snapshot.folder_of(s3io.split(workflow)[1]))
@@ -191,7 +192,7 @@ def pin_and_validate(
         raise Refused(
             [{k: snapshot.unmap(v, pinned, original) for k, v in p.items()} for p in exn.problems]
         ) from None
-    return copy
+    return copy, name
 
 
 def from_object(
@@ -226,7 +227,7 @@ def from_object(
         wdl_key, _ = find_workflow(bucket, name)
         options = read_options(bucket, name).given()
         limits = settings.run_limits(options)
-        workflow = pin_and_validate(
+        workflow, workflow_name = pin_and_validate(
             s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results, settings.capacities(), settings.max_vcpus(options)
         )
     except (Refused, ValueError) as exn:
@@ -236,7 +237,7 @@ def from_object(
     record = new_record(
         run_id, name, bucket, workflow, results, "s3", limits,
         submitted={"workflow": s3io.uri(bucket, wdl_key), "inputs": s3io.uri(bucket, key), "inputs_version": upload},
-        options=options,
+        options=options, workflow_name=workflow_name,
     )
     put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     submitted = start(settings, record)
@@ -248,14 +249,14 @@ def from_object(
 def new_record(
     run_id: str, name: str, bucket: str, workflow: str, results: str, source: Literal["s3", "api", "cli"],
     limits: dict[str, int], submitted: dict[str, str], options: dict[str, Any] | None = None,
-    resumed_from: str | None = None,
+    resumed_from: str | None = None, workflow_name: str = "",
 ) -> runs.RunRecord:
     """A new run's record, submitted now: it runs ``workflow`` (its own copy) on its own copy of
     the inputs, beside its results."""
     return runs.RunRecord(
         run_id=run_id, name=name, bucket=bucket, workflow=workflow, inputs=results + runs.INPUTS_NAME,
         results=results, submitted_at=runs.now_iso(), source=source, options=options or {}, submitted=submitted,
-        resumed_from=resumed_from, **limits,
+        resumed_from=resumed_from, workflow_name=workflow_name, **limits,
     )
 
 
@@ -376,15 +377,18 @@ def from_request(
             s3.head_object(Bucket=wf_bucket, Key=wf_key)
         except s3.exceptions.ClientError:
             raise Refused([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
-        source = pin_and_validate(workflow, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options))
+        source, workflow_name = pin_and_validate(
+            workflow, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options)
+        )
     else:
         assert wdl is not None
         source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
         put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
-        validate(source, inputs, "inputs", settings.capacities(), settings.max_vcpus(options))
+        workflow_name = validate(source, inputs, "inputs", settings.capacities(), settings.max_vcpus(options))
     record = new_record(
         run_id, name, bucket, source, results, "api", limits,
         submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"}, options=options or {},
+        workflow_name=workflow_name,
     )
     put_once(bucket, record.results_key(runs.INPUTS_NAME), inputs_body, "inputs")
     claim_token(bucket, client_token, fingerprint, run_id)

@@ -380,17 +380,19 @@ def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
 def check_run(
     workflow_uri: str, inputs: dict[str, Any], inputs_where: str, problems: Problems, capacities: sizes.Capacities,
     max_vcpus: tuple[float, str] = (0.0, ""),
-) -> None:
+) -> str:
     """Everything above, for one run on a stack with ``capacities`` besides Fargate: ``problems``
-    says what is wrong, if anything."""
+    says what is wrong, if anything. The name of what the run runs (its workflow, or its only
+    task), "" if there is none."""
     check_bundle_cfg(workflow_uri, problems)
     doc = load_workflow(workflow_uri, problems)
     if doc is None:
-        return
+        return ""
     target = workflow_target(doc, workflow_uri, problems)
     check_task_sizes(doc, problems, capacities, max_vcpus)
     if target is None:
-        return
+        return ""
     values = check_inputs(target, inputs, inputs_where, problems)
     if values is not None:
         check_files(values, inputs_where, problems, namespace=target.name)
+    return str(target.name)

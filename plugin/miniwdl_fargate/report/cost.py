@@ -10,6 +10,10 @@ EC2 instance that bills by the second whoever runs on it; its estimate is its sh
 instance, what it asked for (vCPU, GiB, GPUs) at per-unit rates, plus ECS's management fee on
 that, as a fraction; over the same billed seconds. An EBS scratch volume (``scratch_gib``) is
 priced as gp3 storage, per GB-month prorated by the second.
+
+The cost is grouped too: ``by_task`` per WDL call by name (a scatter's calls, their retries
+together; the driver as "driver"), and ``by_label`` per label of the run ({key: {value: usd}}: all
+of a run's tasks carry its labels as AWS tags); ``sum_by_label`` adds up several runs' cost.json.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -219,7 +224,45 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
     }
     if unpriced:
         doc["unpriced_capacity"] = sorted(unpriced)
+    doc["by_task"] = by_task(rows)
     return doc
+
+
+#: miniwdl's call ids: call-<name>, a scatter's call-<name>-<index> (a WDL name has no "-")
+_CALL_ID = re.compile(r"^call-(?P<name>[^-]+)(?:-\d+)*$")
+
+
+def task_name(call: str) -> str:
+    """The WDL call's name of a call id (``call-greet-2`` -> ``greet``); other ids as they are."""
+    match = _CALL_ID.match(call)
+    return match.group("name") if match else call
+
+
+def by_task(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per WDL call by name (``task_name``): its attempts, billed seconds and dollars."""
+    groups: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        group = groups.setdefault(task_name(row["call"]), {"attempts": 0, "billed_seconds": 0.0, "usd": 0.0})
+        group["attempts"] += 1
+        group["billed_seconds"] += row["billed_seconds"]
+        group["usd"] += row["usd"]
+    return {name: {**group, "usd": round(group["usd"], 6)} for name, group in sorted(groups.items())}
+
+
+def by_label(labels: dict[str, str], usd: float) -> dict[str, dict[str, float]]:
+    """{label key: {value: dollars}} of one run: every attempt carries the run's labels."""
+    return {key: {value: round(usd, 6)} for key, value in sorted(labels.items())}
+
+
+def sum_by_label(docs: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Several runs' cost.json ``by_label`` added up: {label key: {value: dollars}}."""
+    total: dict[str, dict[str, float]] = {}
+    for doc in docs:
+        for key, values in (doc.get("by_label") or {}).items():
+            for value, usd in values.items():
+                total.setdefault(key, {}).setdefault(value, 0.0)
+                total[key][value] += float(usd)
+    return {key: {value: round(usd, 6) for value, usd in sorted(values.items())} for key, values in sorted(total.items())}
 
 
 def price_text(table: dict[str, Any]) -> str:

@@ -230,6 +230,32 @@ def images_html(images: list[dict[str, Any]]) -> str:
     )
 
 
+def groups_html(cost: dict[str, Any]) -> str:
+    """The cost by WDL task, and by label (where the run has labels)."""
+    esc = html.escape
+    currency = esc(cost["currency"])
+    tasks = "\n".join(
+        f"<tr class=\"task\"><td>{esc(name)}</td><td>{g['attempts']}</td><td>{g['billed_seconds']:g}</td><td>{g['usd']:.6f}</td></tr>"
+        for name, g in (cost.get("by_task") or {}).items()
+    )
+    page = (
+        "<h3>By task</h3>\n<table class=\"by-task\"><tr><th>task</th><th>attempts</th><th>billed s</th>"
+        f"<th>{currency}</th></tr>\n{tasks}\n</table>\n"
+    )
+    labels = "\n".join(
+        f"<tr class=\"label\"><td>{esc(key)}</td><td>{esc(value)}</td><td>{usd:.6f}</td></tr>"
+        for key, values in (cost.get("by_label") or {}).items()
+        for value, usd in values.items()
+    )
+    if labels:
+        page += (
+            "<h3>By label</h3>\n<p>The run's labels are AWS tags of its tasks: activate them as cost allocation tags "
+            "to see them in Cost Explorer.</p>\n<table class=\"by-label\"><tr><th>label</th><th>value</th>"
+            f"<th>{currency}</th></tr>\n{labels}\n</table>\n"
+        )
+    return page
+
+
 def report_html(
     svg: str, cost: dict[str, Any], title: str, facts: list[tuple[str, str]], images: list[dict[str, Any]] | None = None
 ) -> str:
@@ -273,5 +299,5 @@ public IPv4 addresses {cost['public_ipv4_usd']:.4f} {esc(cost['currency'])} of i
 <th>GPUs</th><th>EBS scratch GiB</th><th>billed s</th><th>vCPU-s</th><th>GB-s</th><th>public IPv4</th><th>{esc(cost['currency'])}</th></tr>
 {rows}
 </table>
-{images_html(images or [])}</body></html>
+{groups_html(cost)}{images_html(images or [])}</body></html>
 """

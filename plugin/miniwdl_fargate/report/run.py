@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from WDL.runtime import config as wdl_config
 
 from .. import attempts, aws, config, provenance, s3io, sweep
-from .cost import Prices, estimate_cost
+from .cost import Prices, by_label, estimate_cost
 from .render import clock, report_html, timeline_svg
 
 if TYPE_CHECKING:
@@ -49,12 +49,23 @@ def run_report(run: "DriverRun", status: str, started: float, run_dir: str = "",
 def run_cost(
     run: "DriverRun", status: str, rows: list[attempts.Attempt], prices: Prices, hits: int, now: float
 ) -> dict[str, Any]:
-    """cost.json: the attempts' cost, the run's id and status, and the calls the call cache answered."""
+    """cost.json: the attempts' cost (and by task), the run's id, status and labels, its cost by
+    label, and the calls the call cache answered."""
     cost = estimate_cost(rows, prices, now=now)
-    cost.update(run_id=run.run_id, status=status)
+    labels = run_labels(run)
+    cost.update(run_id=run.run_id, status=status, labels=labels, by_label=by_label(labels, cost["total_usd"]))
     if hits:
         cost["call_cache_hits"] = hits
     return cost
+
+
+def run_labels(run: "DriverRun") -> dict[str, str]:
+    """The run's labels; none if its record cannot be read (the report goes on without them)."""
+    try:
+        return run.labels()
+    except Exception as exn:  # noqa: BLE001
+        log.warning("cannot read the run's labels: %s", exn)
+        return {}
 
 
 def subtitle(status: str, recorded: list[attempts.Attempt], cost: dict[str, Any], elapsed: float) -> str:
@@ -80,6 +91,7 @@ def facts(
         ("call cache", f"{hits} call(s) reused" if hits else "no call reused"),
         ("estimated cost", f"{total} (driver included)" if with_driver
          else f"{total} (WDL tasks; the driver's own size is unknown here)"),
+        *([("labels", ", ".join(f"{k}={v}" for k, v in cost["labels"].items()))] if cost.get("labels") else []),
     ]
 
 
