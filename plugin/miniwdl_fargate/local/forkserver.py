@@ -32,7 +32,7 @@ STOP_GRACE_SECONDS = 5.0
 #: the child's side: (request, its descriptors, the server socket to close) -> never returns
 Become = Callable[[dict, list[int], socket.socket], NoReturn]
 #: the AWS services the children (Lambda handlers, the driver) make clients of
-AWS_SERVICES = ("s3", "ecs", "stepfunctions", "logs", "efs", "events", "ec2", "cloudformation", "iam", "sts")
+AWS_SERVICES = ("s3", "ecs", "stepfunctions", "logs", "efs", "events", "ec2", "cloudformation", "iam", "sts", "lambda")
 
 
 #: a WDL document per grammar version miniwdl knows, to build each version's parser once
