@@ -331,3 +331,17 @@ def removal_facts(removal: Removal) -> dict[str, Any]:
         "problems": removal.problems,
         "summary": removal.summary(),
     }
+
+
+def collection(runs_root: str, bucket: str, keep_days: float, dry_run: bool = False) -> dict[str, Any]:
+    """``miniwdl-fargate gc --here``: collect ``runs_root`` and say what was done, as its report."""
+    done = collect(runs_root, bucket, keep_days, dry_run=dry_run)
+    return {
+        "runs_root": runs_root,
+        "bucket": bucket,
+        "dry_run": dry_run,
+        "keep_failed_run_days": keep_days,
+        "directories": done,
+        "freed_bytes": sum(d.get("freed_bytes", 0) for d in done),
+        "finished_at": runs.now_iso(),
+    }
