@@ -162,6 +162,9 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.command == "gc" and args.here:
         return gc_here(args)
+    if args.command == "gc" and (args.bucket or args.report):
+        print("error: --bucket and --report go with --here (a stack's gc finds its bucket itself)", file=sys.stderr)
+        return 2
     try:
         if args.command == "submit":  # everything about the submission is checked before connecting
             from .upload import prepare

@@ -91,6 +91,9 @@ def remove_tree(path: str, deadline: float | None = None) -> Removal:
     owner (a task's read-only input folder) is given them first. ``deadline`` (time.monotonic())
     stops it early, leaving the rest."""
     removal = Removal(path)
+    if os.path.islink(path):  # a link to a directory: the link goes, never what it points at
+        _remove_file(path, removal)
+        return removal
     pending: list[tuple[str, bool]] = [(path, False)]  # (directory, its entries are gone)
     while pending:
         folder, emptied = pending.pop()

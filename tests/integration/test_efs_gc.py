@@ -164,10 +164,13 @@ def test_gc_here_dry_run_reports_to_the_bucket_and_removes_nothing(efs, monkeypa
     assert any(line.startswith("kept            going-00000004  the run is RUNNING") for line in lines)
 
 
-def test_gc_here_needs_its_bucket(efs, monkeypatch, capsys):
+def test_gc_here_needs_its_bucket_and_only_here_takes_one(efs, monkeypatch, capsys):
     monkeypatch.setenv("MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT", str(efs.parent))
     assert cli.main(["gc", "--here"]) == 2
     assert "gc --here needs --bucket" in capsys.readouterr().err
+    assert cli.main(["gc", "--bucket", BUCKET]) == 2
+    assert "--bucket and --report go with --here" in capsys.readouterr().err
+    assert all((efs / name).is_dir() for name in EXPECTED)
 
 
 OUTPUTS = {
@@ -188,3 +191,11 @@ def test_the_gc_task_is_a_valid_run_task_of_the_drivers_task_definition():
     older = client.Deployment("stack", "us-east-1", {k: v for k, v in OUTPUTS.items() if k != "TaskAssignPublicIp"})
     with pytest.raises(client.ClientError, match="has no output TaskAssignPublicIp: update the stack"):
         client.gc_task_request(older, "gc/x.json")
+
+
+@pytest.mark.parametrize("value, said", [("-1", "-1 days: must be from 0 to 36500"), ("soon", "'soon' is not a number of days")])
+def test_gc_refuses_a_bad_number_of_days(value, said, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["gc", "--keep-failed-days", value])
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err

@@ -137,3 +137,15 @@ def test_a_kept_directory_says_until_when(tmp_path):
     marker = (tmp_path / efs_cleanup.EXPIRES_MARKER).read_text()
     assert '"expires_at": "2026-12-03T12:00:00+00:00"' in marker and '"status": "FAILED"' in marker
     assert stat.S_ISREG(os.stat(tmp_path / efs_cleanup.EXPIRES_MARKER).st_mode)
+
+
+def test_a_link_to_a_directory_is_removed_never_what_it_points_at(tmp_path):
+    target = tmp_path / "precious"
+    (target / "inside").mkdir(parents=True)
+    (target / "inside" / "data.txt").write_text("keep me")
+    (tmp_path / "runs").mkdir()
+    link = tmp_path / "runs" / RUN
+    link.symlink_to(target)
+    removal = efs_cleanup.remove_tree(str(link))
+    assert removal.complete and removal.files == 1 and removal.freed_bytes == 0
+    assert (target / "inside" / "data.txt").read_text() == "keep me"
