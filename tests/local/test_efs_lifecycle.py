@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from miniwdl_fargate import aws, client, efs_cleanup, status
+from miniwdl_fargate import aws, client, efs_cleanup, status, sweep
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.pipeline import manage
 from tests.waiting import wait_for
@@ -90,3 +90,5 @@ def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_run
     assert current().status == "RUNNING"
 
     manage.cancel_run(bucket, stack.outputs["StateMachineArn"], stack.outputs["ClusterName"], held)
+    # (nothing of it left running for the tests after this one: they share the stack's cluster)
+    wait_for(lambda: not sweep.run_tasks(stack.outputs["ClusterName"], held), 120, "the held run's tasks stopped")
