@@ -280,6 +280,9 @@ def look(runs_root: str, name: str, bucket: str) -> Seen:
     if not runs.RUN_ID_RE.match(name):
         return Seen(name, None, **facts)
     try:
+        # a missing status.json is "none" only where the reader may list the bucket (else S3 says
+        # 403, not 404: https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html), which
+        # the driver's role may; a 403 raises, and the directory is kept (``collect``)
         current = status_doc.read(bucket, name)
     except status_doc.UnreadableStatus:
         return Seen(name, UNREADABLE, **facts)
