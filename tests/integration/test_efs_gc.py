@@ -199,3 +199,28 @@ def test_gc_refuses_a_bad_number_of_days(value, said, capsys):
         cli.main(["gc", "--keep-failed-days", value])
     assert exited.value.code == 2
     assert said in capsys.readouterr().err
+
+
+def test_a_gc_task_that_wrote_no_report_is_an_error_naming_its_log(moto_aws, monkeypatch):
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    ecs = aws.client("ecs")
+    ecs.create_cluster(clusterName="stack-cluster")
+    definition = ecs.register_task_definition(
+        family="stack-driver", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        containerDefinitions=[{"name": "driver", "image": "driver:latest", "command": ["miniwdl-fargate", "driver"]}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]  # (moto's default VPC)
+    outputs = {**OUTPUTS, "DriverTaskDefinitionArn": definition, "DriverLogGroupName": "/stack/driver", "TaskSubnetIds": subnet}
+    started = []
+    monkeypatch.setattr(client, "wait_stopped", lambda deployment, arn, timeout: started.append(arn) or {
+        "taskArn": arn, "stoppedReason": "Essential container in task exited", "containers": [{"name": "driver", "exitCode": 2}],
+    })
+    with pytest.raises(client.ClientError) as failed:
+        client.collect_remotely(client.Deployment("stack", "us-east-1", outputs), dry_run=True)
+    (arn,) = started
+    assert str(failed.value) == (
+        f"the gc task {arn} stopped without writing its report (exit code 2, Essential container in task exited); "
+        f"its log: /stack/driver driver/driver/{arn.rsplit('/', 1)[-1]}"
+    )
+    (task,) = ecs.describe_tasks(cluster="stack-cluster", tasks=[arn])["tasks"]
+    assert task["overrides"]["containerOverrides"][0]["command"][:3] == ["miniwdl-fargate", "gc", "--here"]
