@@ -46,6 +46,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def days(text: str) -> float:
+    """A number of days, 0 or more (e.g. 3 or 0.5)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (e.g. 3 or 0.5)") from None
+    if not 0 <= value <= 36500:
+        raise argparse.ArgumentTypeError(f"{text} days: must be from 0 to 36500")
+    return value
+
+
 def stack_parameter(text: str) -> tuple[str, str]:
     """``--parameter``: a template parameter override, ``Key=Value`` (the value may be empty)."""
     key, sep, value = text.partition("=")

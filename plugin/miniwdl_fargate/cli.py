@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: the user's client commands: once done, their process ends without tearing itself down
-LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost"})
+LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc"})
 
 
 def leave(code: int) -> NoReturn:
@@ -100,7 +100,7 @@ def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespac
     return 2
 
 
-RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost")
+RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc")
 
 
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
@@ -147,6 +147,19 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", type=arguments.run_name, help="only runs of this name")
     p.add_argument("--limit", type=arguments.positive_int, default=1000, help="at most this many runs (default 1000)")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "gc", parents=[where], help="remove finished runs' directories left on the stack's EFS",
+        description="Runs as a task of the driver's task definition (EFS is mounted only in the stack's VPC) and "
+        "prints what it removed. A run's directory goes when its status.json says SUCCEEDED, or FAILED or "
+        "CANCELLED more than --keep-failed-days ago; never while the run is SUBMITTED, STARTING or RUNNING.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed, and why")
+    p.add_argument("--keep-failed-days", type=arguments.days, metavar="DAYS",
+                   help="keep failed and cancelled runs' directories this long (default: the stack's KeepFailedRunDays)")
+    p.add_argument("--here", action="store_true",
+                   help="collect the EFS mounted here ([aws_fargate] efs_mountpoint), as the gc task does")
+    p.add_argument("--bucket", help="with --here: the runs bucket (the runs' status.json)")
+    p.add_argument("--report", metavar="KEY", help="with --here: also write the report to this key of --bucket")
 
 
 def add_option_arguments(p: argparse.ArgumentParser, which: str = "") -> None:
@@ -164,6 +177,11 @@ def run_command(args: argparse.Namespace) -> int:
     from .status import UnreadableStatus
     from .upload import RunInputError
 
+    if args.command == "gc" and args.here:
+        return gc_here(args)
+    if args.command == "gc" and (args.bucket or args.report):
+        print("error: --bucket and --report go with --here (a stack's gc finds its bucket itself)", file=sys.stderr)
+        return 2
     try:
         if args.command in ("submit", "resume"):  # everything the user gave is checked before connecting
             from .run_options import OptionsProblems, parse_assignments
@@ -229,12 +247,37 @@ def run_command(args: argparse.Namespace) -> int:
                 client.emit({"run_id": record.run_id, "name": record.name, "resumed_from": args.run_id})
                 return 0
             return _finish(client, client.follow(deployment, record.run_id))
+        if args.command == "gc":
+            report = client.collect_remotely(deployment, args.dry_run, args.keep_failed_days)
+            print("\n".join(client.gc_lines(report)))
+            return 1 if any(d["action"] in ("partly removed", "unknown") for d in report["directories"]) else 0
     except (client.ClientError, RunInputError, UnreadableStatus) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def gc_here(args: argparse.Namespace) -> int:
+    """``gc --here``: collect the run directories of the EFS mounted here (what the gc task runs),
+    print the report as JSON and, with --report, write it to the bucket."""
+    import logging
+
+    from . import config, efs_cleanup, s3io
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cfg = config.loader()
+    mountpoint = str(config.option(cfg, "efs_mountpoint"))
+    if not args.bucket or not mountpoint:
+        print("error: gc --here needs --bucket and [aws_fargate] efs_mountpoint (MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT)", file=sys.stderr)
+        return 2
+    days = args.keep_failed_days if args.keep_failed_days is not None else float(config.option(cfg, "keep_failed_run_days"))  # type: ignore[arg-type]
+    report = efs_cleanup.collection(os.path.join(mountpoint, "runs"), args.bucket, days, args.dry_run)
+    if args.report:
+        s3io.put_json(args.bucket, args.report, report)
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 def _warn(message: str) -> None:

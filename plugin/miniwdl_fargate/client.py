@@ -303,6 +303,101 @@ def stack_settings(deployment: Deployment):
     except SettingsError as exn:
         raise ClientError(f"stack {stack}: its {API_FUNCTION} lacks settings a run needs: {exn}") from None
 
+# -- gc: the EFS run directories left, collected where EFS is mounted ----------------------------
+
+#: the reports of ``gc`` tasks in the runs bucket (expired after 30 days: template.yaml)
+GC_PREFIX = "gc/"
+#: the driver's container in its task definition (template.yaml), which ``gc`` runs as
+DRIVER_CONTAINER = "driver"
+#: a ``gc`` task gives up waiting after this long (a collection of many large directories)
+GC_TIMEOUT_SECONDS = 6 * 3600.0
+
+
+def gc_task_request(
+    deployment: Deployment, report_key: str, dry_run: bool = False, keep_days: float | None = None
+) -> dict[str, Any]:
+    """RunTask of ``miniwdl-fargate gc --here`` in a task of the driver's task definition: the
+    driver's image has the plugin, its task mounts the stack's EFS (which only tasks in the VPC
+    reach) and its role reads the runs bucket and writes the report. The driver's network, as
+    the stack says it (its outputs); the command as a container override
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerOverride.html)."""
+    needed = ("ClusterName", "DriverTaskDefinitionArn", "TaskSubnetIds", "TaskSecurityGroupId", "TaskAssignPublicIp")
+    missing = [k for k in needed if not deployment.outputs.get(k)]
+    if missing:
+        raise ClientError(f"stack {deployment.stack_name} has no output {', '.join(missing)}: update the stack (sam deploy) to use gc")
+    command = ["miniwdl-fargate", "gc", "--here", "--bucket", deployment.bucket, "--report", report_key]
+    if keep_days is not None:
+        command += ["--keep-failed-days", f"{keep_days:g}"]
+    if dry_run:
+        command.append("--dry-run")
+    outputs = deployment.outputs
+    return {
+        "cluster": outputs["ClusterName"],
+        "taskDefinition": outputs["DriverTaskDefinitionArn"],
+        "launchType": "FARGATE",
+        "count": 1,
+        "networkConfiguration": {
+            "awsvpcConfiguration": {
+                "subnets": [s for s in outputs["TaskSubnetIds"].split(",") if s],
+                "securityGroups": [outputs["TaskSecurityGroupId"]],
+                "assignPublicIp": outputs["TaskAssignPublicIp"],
+            }
+        },
+        "overrides": {"containerOverrides": [{"name": DRIVER_CONTAINER, "command": command}]},
+        "startedBy": "miniwdl-fargate-gc",
+    }
+
+
+def collect_remotely(
+    deployment: Deployment, dry_run: bool = False, keep_days: float | None = None, timeout: float = GC_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """Run ``gc`` where the stack's EFS is mounted (``gc_task_request``), wait for its task to
+    stop, and return its report (``efs_cleanup.collect``'s entries, under ``directories``)."""
+    ecs = aws.client("ecs")
+    report_key = f"{GC_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.urandom(4).hex()}.json"
+    answer = ecs.run_task(**gc_task_request(deployment, report_key, dry_run, keep_days))
+    if answer.get("failures") or not answer.get("tasks"):
+        raise ClientError(f"could not start the gc task: {answer.get('failures')}")
+    arn = answer["tasks"][0]["taskArn"]
+    stopped = wait_stopped(deployment, arn, timeout)
+    report = s3io.find_json(deployment.bucket, report_key)
+    if report is None:
+        container = next((c for c in stopped.get("containers", []) if c.get("name") == DRIVER_CONTAINER), {})
+        raise ClientError(
+            f"the gc task {arn} stopped without writing its report (exit code {container.get('exitCode')}, "
+            f"{stopped.get('stoppedReason', 'no reason given')}); its log: {deployment.outputs.get('DriverLogGroupName')} "
+            f"driver/{DRIVER_CONTAINER}/{arn.rsplit('/', 1)[-1]}"
+        )
+    return report
+
+
+def wait_stopped(deployment: Deployment, arn: str, timeout: float) -> dict[str, Any]:
+    """The task once ECS says it STOPPED (DescribeTasks, every ``follow_seconds``)."""
+    ecs = aws.client("ecs")
+    deadline = time.monotonic() + timeout
+    while True:
+        found = ecs.describe_tasks(cluster=deployment.cluster, tasks=[arn]).get("tasks", [])
+        if found and found[0].get("lastStatus") == "STOPPED":
+            return found[0]
+        if time.monotonic() > deadline:
+            raise ClientError(f"the gc task {arn} did not stop within {timeout:.0f}s")
+        time.sleep(follow_seconds(deployment))
+
+
+def gc_lines(report: dict[str, Any]) -> list[str]:
+    """A gc report as the command prints it: one line per directory, then the totals."""
+    lines = []
+    for entry in report.get("directories", []):
+        freed = f"  {entry['freed_bytes'] / 1e9:.3f} GB" if "freed_bytes" in entry else ""
+        lines.append(f"{entry['action']:<15} {entry['name']}  {entry['reason']}{freed}")
+    verb = "would remove" if report.get("dry_run") else "removed"
+    count = sum(1 for e in report.get("directories", []) if e["action"] in ("removed", "partly removed", "would remove"))
+    lines.append(
+        f"{verb} {count} of {len(report.get('directories', []))} run director(ies); "
+        f"{report.get('freed_bytes', 0) / 1e9:.3f} GB freed; failed runs kept {report.get('keep_failed_run_days', 0):g} day(s)"
+    )
+    return lines
+
 
 def log_streams(deployment: Deployment, run_id: str, task: str | None = None) -> list[tuple[str, str, str]]:
     """(label, log group, log stream) of the driver, or of the tasks whose call id contains ``task``."""

@@ -159,6 +159,8 @@ class FargateSettings:
     prices: Prices
     efs_link_limit: int | None
     link_spares_dir: str
+    keep_run_dirs: bool
+    keep_failed_run_days: float
     managed_instances_capacity_provider: str
     managed_instances_spot_capacity_provider: str
     managed_instances_gpu_capacity_provider: str
@@ -293,12 +295,20 @@ _PARSERS = {
     "managed_instances_max_gpus": lambda v: int(_at_least(int(v), 0)),
     "image_cache": images.checked_rules_text,
     "tags": parse_tags,
+    "keep_run_dirs": parse_bool,
+    "keep_failed_run_days": lambda v: _days(float(v)),
 }
 
 
 def _at_least(value: float, low: float) -> float:
     if value < low:
         raise ValueError(f"must be at least {low:g} (got {value:g})")
+    return value
+
+
+def _days(value: float) -> float:
+    if not 0 <= value <= 36500:  # (NaN too)
+        raise ValueError(f"must be a number of days from 0 to 36500 (got {value:g})")
     return value
 
 

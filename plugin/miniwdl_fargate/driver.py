@@ -13,9 +13,11 @@
    (``report.run``: ``report.html``, ``timeline.svg``, ``cost.json``), then ``outputs.json`` or
    ``error.json`` (naming what failed, with its stderr tail; both with the run's ``provenance``:
    the workflow's digests, each task's image and digest, the driver's versions), then the run's
-   task metrics.
+   task metrics; then the run's directory on EFS: removed once the outputs are in S3, kept a few
+   days for debugging when the run failed (``efs_cleanup``).
 
-Told to stop (SIGTERM from ECS: a cancel, a timed-out run, Fargate taking its capacity back) at
+At its start, in the background, it also collects what earlier runs left on EFS (a directory
+whose driver was killed, a failed run's whose days are over). Told to stop (SIGTERM from ECS: a cancel, a timed-out run, Fargate taking its capacity back) at
 any moment, it stops what it is doing and every WDL task of the run, and writes error.json
 saying so (``lifecycle``). Meanwhile it keeps the state machine's wait alive with heartbeats.
 
@@ -36,6 +38,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -45,7 +48,7 @@ import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import attempts, config, inputs_json, lifecycle, limits, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
+from . import attempts, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
 from .lifecycle import StopSignals
@@ -152,6 +155,8 @@ class RunSoFar:
     digests: dict[str, Any] = field(default_factory=dict)
     #: the run's budget ran out while its workflow ran (``limits``): how it ends
     budget_exceeded: limits.BudgetExceeded | None = None
+    #: the collection of earlier runs' directories, running in the background (``collect_in_background``)
+    collector: threading.Thread | None = None
 
 
 def _drive(run: DriverRun, stop: StopSignals) -> int:
@@ -159,6 +164,7 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
     so_far = RunSoFar(stop, progress.StatusReporter(run.results_bucket, run.run_id, interval))
     set_up(run)
     sweep_orphans()
+    so_far.collector = collect_in_background(run)
     ended = progress.ended(run.results_bucket, run.run_id)
     if ended is not None:  # cancelled (or timed out) before this driver started: run nothing
         return finish(run, so_far, already_ended(run, ended, "starting"))
@@ -178,6 +184,8 @@ def set_up(run: DriverRun) -> None:
     """The run's directory on EFS as the working directory; the aws_fargate backend unless
     configured otherwise."""
     os.makedirs(run.workdir, exist_ok=True)
+    if efs_cleanup.owns(run.workdir, run.run_id):
+        efs_cleanup.mark_run(run.workdir, run.run_id, run.results)
     os.chdir(run.workdir)  # s3:// downloads land here, on EFS, visible to every task
     os.environ.setdefault("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "aws_fargate")
     # one thread per scheduled task (miniwdl's model): 1,000 cost about 150 MB of the driver's memory
@@ -337,7 +345,8 @@ class Outcome:
 def finish(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> int:
     """End the run as ``outcome`` says, every end the same way: stop what still runs; claim
     success in status.json (a run cancelled first ends as that); the run report; error.json or
-    outputs.json; the run's task metrics. The exit status."""
+    outputs.json; the run's task metrics; the run's directory on EFS removed (or kept, if the run
+    did not succeed: ``tidy_run_dir``). The exit status."""
     try:
         outcome = conclude(run, so_far, outcome)
     except Exception as exn:
@@ -346,6 +355,9 @@ def finish(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> int:
         log.exception("could not write error.json")
     if so_far.workflow:
         publish_metrics(run, so_far.workflow)
+    tidy_run_dir(run, so_far, outcome)
+    if so_far.collector is not None:
+        so_far.collector.join(COLLECT_JOIN_SECONDS)
     return outcome.exit_code
 
 
@@ -486,6 +498,82 @@ def stopped(run: DriverRun, stop: StopSignals) -> Outcome:
     signum = getattr(signal.Signals, stop.signal_name or "SIGTERM", signal.SIGTERM)
     reason = f"the run's driver was stopped ({stop.signal_name}) while {stop.phase}"
     return Outcome(doc["status"], 128 + int(signum), doc, stop_tasks=reason, last_word=True)
+
+
+# -- the run's directory on EFS (efs_cleanup) ------------------------------------------------------
+
+#: how long a driver's start-up collection of earlier runs' directories may go on
+COLLECT_SECONDS = 600.0
+#: how long a driver at its end waits for that collection before leaving the rest to the next one
+COLLECT_JOIN_SECONDS = 30.0
+#: the time a driver told to stop (ECS gives it 120 s) spends removing a failed run's directory
+STOPPED_REMOVAL_SECONDS = 30.0
+
+
+def tidy_run_dir(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> None:
+    """The run's directory on EFS, once its end is written: removed if the run succeeded (its
+    outputs are in S3 and outputs.json is written: ``conclude`` returned SUCCEEDED with its
+    document) unless ``keep_run_dirs``; else kept ``keep_failed_run_days`` with a marker saying
+    until when (0: removed). Only a directory the driver made, ``<efs>/runs/<run id>``; a
+    failure is logged, never the run's."""
+    if not efs_cleanup.owns(run.workdir, run.run_id) or not os.path.isdir(run.workdir):
+        return
+    try:
+        cfg = config.loader(so_far.cfg)  # the run's own configuration (its bundle's miniwdl.cfg too)
+        keep_all = bool(config.option(cfg, "keep_run_dirs"))
+        days = float(config.option(cfg, "keep_failed_run_days"))  # type: ignore[arg-type]
+        succeeded = outcome.status == SUCCEEDED and outcome.document is not None
+        if (succeeded and not keep_all) or (not succeeded and days == 0):
+            stopped = outcome.exit_code > 128  # (ECS's SIGKILL comes soon)
+            remove_run_dir(run, deadline=time.monotonic() + STOPPED_REMOVAL_SECONDS if stopped else None)
+        else:
+            why = "keep_run_dirs" if succeeded else f"the run {outcome.status}"
+            until = efs_cleanup.mark_kept(run.workdir, outcome.status, days, why)
+            log.info("run directory %s kept until %s (%s)", run.workdir, until, why)
+    except Exception:  # housekeeping: never the run's failure (the next collection tries again)
+        log.exception("could not tidy up the run directory %s", run.workdir)
+
+
+def remove_run_dir(run: DriverRun, deadline: float | None = None) -> efs_cleanup.Removal:
+    """Remove the run's directory (from outside it: the driver's working directory moves to
+    its parent), logging what it freed."""
+    if os.path.realpath(os.getcwd()).startswith(os.path.realpath(run.workdir)):
+        os.chdir(os.path.dirname(run.workdir))
+    removal = efs_cleanup.remove_tree(run.workdir, deadline)
+    said = "removed" if removal.complete else "partly removed"
+    log.log(logging.INFO if removal.complete else logging.WARNING, "run directory %s %s: %s", run.workdir, said, removal.summary())
+    return removal
+
+
+def collect_in_background(run: DriverRun) -> threading.Thread | None:
+    """Collect earlier runs' directories left on EFS (``efs_cleanup.collect``: a finished run's,
+    never one still going) in a background thread, for at most ``COLLECT_SECONDS``: the run
+    does not wait for it. None where this driver has no ``<efs>/runs`` of its own."""
+    if not efs_cleanup.owns(run.workdir, run.run_id):
+        return None
+    try:
+        days = float(config.option(config.loader(), "keep_failed_run_days"))  # type: ignore[arg-type]
+    except ValueError:
+        log.exception("no collection of earlier run directories")
+        return None
+    deadline = time.monotonic() + COLLECT_SECONDS
+
+    def collect() -> None:
+        try:
+            done = efs_cleanup.collect(
+                os.path.dirname(run.workdir), run.results_bucket, days, skip=(run.run_id,), deadline=deadline
+            )
+        except Exception:  # never let housekeeping fail a run
+            log.exception("collecting earlier run directories failed")
+            return
+        removed = [d for d in done if d["action"] in ("removed", "partly removed")]
+        if removed:
+            freed = sum(d["freed_bytes"] for d in removed) / efs_cleanup.GB
+            log.info("collected %d earlier run directories: %.3f GB freed", len(removed), freed)
+
+    thread = threading.Thread(target=collect, name="efs-collection", daemon=True)
+    thread.start()
+    return thread
 
 
 # -- the phases' work ------------------------------------------------------------------------------

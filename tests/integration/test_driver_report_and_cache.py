@@ -98,7 +98,14 @@ def test_a_failed_run_has_a_report_showing_the_failure(bucket, tmp_path):
     assert "failed (exit 3)" in get("t-fail", "timeline.svg")
 
 
-def test_a_rerun_takes_its_results_from_the_call_cache(bucket, tmp_path):
+def keep_run_dirs(monkeypatch):
+    """The call cache on EFS points at files in earlier runs' directories: keep them (a successful
+    run's directory is removed at its end otherwise, and its cache entries with it)."""
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__KEEP_RUN_DIRS", "true")
+
+
+def test_a_rerun_takes_its_results_from_the_call_cache(bucket, tmp_path, monkeypatch):
+    keep_run_dirs(monkeypatch)
     assert drive(tmp_path, "t-first", reference="one two three") == 0
     first = get("t-first", "outputs.json")
     assert len(get("t-first", "cost.json")["attempts"]) == 3
@@ -122,7 +129,8 @@ def test_a_rerun_takes_its_results_from_the_call_cache(bucket, tmp_path):
     assert len(staged) == 2  # one copy per ETag
 
 
-def test_a_run_can_turn_the_call_cache_off_with_a_miniwdl_cfg_in_its_bundle(bucket, tmp_path):
+def test_a_run_can_turn_the_call_cache_off_with_a_miniwdl_cfg_in_its_bundle(bucket, tmp_path, monkeypatch):
+    keep_run_dirs(monkeypatch)
     assert drive(tmp_path, "t-fill", reference="one two three") == 0
     aws.client("s3").put_object(Bucket="runs", Key="runs/t/miniwdl.cfg", Body=b"[call_cache]\nget = false\n")
     assert drive(tmp_path, "t-nocache") == 0

@@ -59,6 +59,8 @@ def bucket(moto_aws, monkeypatch, tmp_path):
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "16")
     monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "unset")  # drive() sets it; restored after the test
+    # the tests look at the tasks' linked inputs in the run directories after the runs
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__KEEP_RUN_DIRS", "true")
     monkeypatch.chdir(tmp_path)
     return s3
 

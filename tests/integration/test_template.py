@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 from moto import mock_aws
 
-from miniwdl_fargate import aws, runs
+from miniwdl_fargate import aws, client, runs
 from miniwdl_fargate.local import stack
 from miniwdl_fargate.local.moto import cfn, fixes, patching
 
@@ -759,8 +759,11 @@ def test_storage_is_private_encrypted_and_tls_only(cfn_template):
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
     assert {r["Id"] for r in bucket["LifecycleConfiguration"]["Rules"]} == {
-        "expire-noncurrent-versions", "abort-incomplete-uploads",
+        "expire-noncurrent-versions", "abort-incomplete-uploads", "expire-gc-reports",
     }
+    # `miniwdl-fargate gc` reports (gc/), and only they, expire: run results never do
+    (gc_reports,) = [r for r in bucket["LifecycleConfiguration"]["Rules"] if r["Id"] == "expire-gc-reports"]
+    assert (gc_reports["Prefix"], gc_reports["ExpirationInDays"]) == ("gc/", 30)
     denies = resources["RunsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert {"Bool": {"aws:SecureTransport": "false"}} in [d["Condition"] for d in denies if d["Effect"] == "Deny"]
     efs = resources["FileSystem"]["Properties"]
@@ -1366,3 +1369,21 @@ def test_the_driver_gets_the_runs_limits_from_the_parameters_with_the_backend_de
     for logical_id, function in Conditions(cfn_template).resources().items():
         if function["Type"] == "AWS::Lambda::Function":
             assert function["Properties"]["Environment"]["Variables"]["MAX_RUN_VCPUS"] == {"Ref": "MaxRunVCpus"}, logical_id
+
+def test_failed_runs_are_kept_on_efs_as_the_stack_says_and_gc_can_reach_it(cfn_template):
+    """KeepFailedRunDays reaches the driver as [aws_fargate] keep_failed_run_days; the stack says
+    where `miniwdl-fargate gc` runs its task (the driver's network, public IP included), and the
+    driver's role may write gc's report."""
+    resources = Conditions(cfn_template).resources()
+    driver_env = {
+        e["Name"]: e["Value"]
+        for e in resources["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]
+    }
+    assert driver_env["MINIWDL__AWS_FARGATE__KEEP_FAILED_RUN_DAYS"] == {"Ref": "KeepFailedRunDays"}
+    days = cfn_template["Parameters"]["KeepFailedRunDays"]
+    assert (days["Type"], days["Default"], days["MinValue"]) == ("Number", 3, 0)
+    assert resources["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Name"] == client.DRIVER_CONTAINER
+    assert set(cfn_template["Outputs"]) >= {"DriverTaskDefinitionArn", "TaskSubnetIds", "TaskSecurityGroupId", "TaskAssignPublicIp"}
+    statements = resources["DriverTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (write,) = [s for s in statements if s.get("Sid") == "WriteRunResults"]
+    assert {"Fn::Sub": "${RunsBucket.Arn}/gc/*"} in write["Resource"]

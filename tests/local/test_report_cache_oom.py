@@ -3,6 +3,7 @@ call cache across runs, and a task killed for running out of memory retried with
 
 import hashlib
 import json
+import shutil
 import uuid
 import xml.etree.ElementTree as ET
 
@@ -106,16 +107,27 @@ def test_the_example_run_writes_its_report_next_to_the_outputs(stack, s3, tmp_pa
     assert set(said["driver"]) == {"miniwdl_fargate", "miniwdl"}
 
 
+def kept_example(tmp_path):
+    """The example's workflow in a bundle whose miniwdl.cfg keeps its runs' directories on EFS:
+    the call cache on EFS points at files in them (a successful run's directory is removed at its
+    end otherwise, and the hits its entries could give with it)."""
+    bundle = tmp_path / "kept"
+    shutil.copytree(EXAMPLE, bundle)
+    (bundle / "miniwdl.cfg").write_text("[aws_fargate]\nkeep_run_dirs = true\n")
+    return bundle / "workflow.wdl"
+
+
 @pytest.mark.long
 def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
     seed([str(REPO / "examples" / "s3")])
     token = uuid.uuid4().hex[:6]
-    first = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"C {token}", f"D {token}"), "cache-1")
+    wdl = kept_example(tmp_path)
+    first = run_through_bucket(stack, wdl, hello_inputs(tmp_path, f"C {token}", f"D {token}"), "cache-1")
     assert first.status == "SUCCEEDED", first.document
     assert len(wdl_tasks_of(stack, first.run_id)) == 3
 
     # another run, the same inputs: nothing is launched, the outputs are the same
-    again = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"C {token}", f"D {token}"), "cache-2")
+    again = run_through_bucket(stack, wdl, hello_inputs(tmp_path, f"C {token}", f"D {token}"), "cache-2")
     assert again.status == "SUCCEEDED", again.document
     assert again.run_id != first.run_id
     assert wdl_tasks_of(stack, again.run_id) == []
@@ -129,7 +141,7 @@ def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
 
     # one more name: only its greeting and the gather run; the other greetings come from the cache
     more = run_through_bucket(
-        stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"C {token}", f"D {token}", f"E {token}"), "cache-3"
+        stack, wdl, hello_inputs(tmp_path, f"C {token}", f"D {token}", f"E {token}"), "cache-3"
     )
     assert more.status == "SUCCEEDED", more.document
     launched = wdl_tasks_of(stack, more.run_id)

@@ -60,7 +60,11 @@ def run_wdl(stack, tmp_path, source, inputs, name):
 
 
 def test_a_task_sees_only_its_own_run_and_writes_nowhere_else(stack, tmp_path):
+    # the first run's directory stays on EFS for the probe to try (a successful run's is removed
+    # at its end otherwise): its bundle's miniwdl.cfg keeps it
+    (tmp_path / "miniwdl.cfg").write_text("[aws_fargate]\nkeep_run_dirs = true\n")
     first_id, first = run_wdl(stack, tmp_path, SECRET_WDL, {}, "secret")
+    (tmp_path / "miniwdl.cfg").unlink()
     other = first["secret.where"]
     assert other.startswith(f"/mnt/efs/runs/{first_id}/")
     host_efs = stack.runtime.efs_root

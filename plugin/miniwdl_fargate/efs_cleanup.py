@@ -1,0 +1,353 @@
+"""Run directories on EFS (``<efs>/runs/<run id>/``): removed once their run is done with them, so
+the filesystem holds nothing between runs but the shared cache (``<efs>/cache/``, never touched
+here).
+
+- **a successful run**: its driver removes the directory once the outputs are in S3 and
+  outputs.json is written (``driver.finish``);
+- **a failed or cancelled run**: kept ``keep_failed_run_days`` days for debugging (0: removed at
+  once), with ``EXPIRES_MARKER`` in it saying until when;
+- **what is left** (a driver killed before it could tidy up, a kept directory whose days are over):
+  collected by the next driver's start (in the background) and by ``miniwdl-fargate gc``, each
+  directory decided by its run's status.json in S3 (``decide``): a run not finished is never
+  touched.
+
+Removal is robust to what EFS and WDL tasks leave: read-only files and directories are made
+writable first, NFS "silly-renamed" files (``.nfsXXXX``: a file deleted while a process still
+holds it open, which the NFS client removes when it is closed) and other failures are counted
+and logged, never raised: housekeeping never fails a run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from . import runs
+from . import status as status_doc
+
+log = logging.getLogger("miniwdl-fargate.efs")
+
+#: written by the driver when it starts a run's directory: says the directory is a pipeline run's
+RUN_MARKER = ".miniwdl-fargate-run"
+#: written when a run's directory is kept after its end: when it may go (ISO time, and why kept)
+EXPIRES_MARKER = ".miniwdl-fargate-expires"
+#: a run's states before its end: its directory is never removed then
+NOT_FINISHED = ("SUBMITTED", "STARTING", "RUNNING")
+#: status.json exists but cannot be read (edited by hand): keep, and say so
+UNREADABLE = "UNREADABLE"
+PROBLEMS_KEPT = 10  # problem messages kept per removal (all are counted)
+GB = 1e9
+
+
+# -- removing one directory tree ------------------------------------------------------------------
+
+
+@dataclass
+class Removal:
+    """What removing one directory tree did."""
+
+    path: str
+    files: int = 0  # entries unlinked (files, links, FIFOs)
+    dirs: int = 0  # directories removed
+    #: bytes given back to the filesystem: a file's blocks count when its last link goes (an
+    #: input hard-linked from the shared store of staged inputs frees nothing)
+    freed_bytes: int = 0
+    busy: int = 0  # entries EFS would not remove yet (EBUSY: .nfsXXXX files still held open)
+    failed: int = 0  # other entries that could not be removed
+    problems: list[str] = field(default_factory=list)
+    unfinished: bool = False  # the deadline came first
+
+    @property
+    def complete(self) -> bool:
+        return not os.path.lexists(self.path)
+
+    def problem(self, path: str, exn: OSError) -> None:
+        if exn.errno == errno.EBUSY:
+            self.busy += 1
+        else:
+            self.failed += 1
+        if len(self.problems) < PROBLEMS_KEPT:
+            self.problems.append(f"{path}: {exn.strerror or exn}")
+
+    def summary(self) -> str:
+        said = f"{self.files} file(s), {self.dirs} folder(s), {self.freed_bytes / GB:.3f} GB freed"
+        if self.busy or self.failed:
+            said += f"; {self.busy} busy and {self.failed} failed entries left ({'; '.join(self.problems[:3])})"
+        if self.unfinished:
+            said += "; out of time, the rest is left for the next collection"
+        return said
+
+
+def remove_tree(path: str, deadline: float | None = None) -> Removal:
+    """Remove the directory tree at ``path`` (symlinks removed, never followed), as far as it can
+    be; never raises for what is in it. A directory without write or search permission for its
+    owner (a task's read-only input folder) is given them first. ``deadline`` (time.monotonic())
+    stops it early, leaving the rest."""
+    removal = Removal(path)
+    if os.path.islink(path):  # a link to a directory: the link goes, never what it points at
+        _remove_file(path, removal)
+        return removal
+    pending: list[tuple[str, bool]] = [(path, False)]  # (directory, its entries are gone)
+    while pending:
+        folder, emptied = pending.pop()
+        if emptied:
+            _remove_dir(folder, removal)
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            removal.unfinished = True
+            return removal
+        entries = _entries(folder, removal)
+        if entries is None:
+            continue
+        pending.append((folder, True))
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                pending.append((entry.path, False))
+            else:
+                _remove_file(entry.path, removal)
+    return removal
+
+
+def _entries(folder: str, removal: Removal) -> list[os.DirEntry] | None:
+    """The folder's entries, once it is open to its owner; None if it is gone or unreadable."""
+    try:
+        _open_up(folder)
+        with os.scandir(folder) as found:
+            return list(found)
+    except FileNotFoundError:
+        return None
+    except OSError as exn:
+        removal.problem(folder, exn)
+        return None
+
+
+def _open_up(folder: str) -> None:
+    """Give the folder's owner read, write and search permission (what removing its entries
+    needs), if it lacks any."""
+    mode = stat.S_IMODE(os.lstat(folder).st_mode)
+    if mode & stat.S_IRWXU != stat.S_IRWXU:
+        os.chmod(folder, mode | stat.S_IRWXU)
+
+
+def _remove_file(path: str, removal: Removal) -> None:
+    try:
+        info = os.lstat(path)
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as exn:
+        removal.problem(path, exn)
+        return
+    removal.files += 1
+    if info.st_nlink <= 1 and stat.S_ISREG(info.st_mode):
+        removal.freed_bytes += info.st_blocks * 512
+
+
+def _remove_dir(path: str, removal: Removal) -> None:
+    try:
+        os.rmdir(path)
+        removal.dirs += 1
+    except FileNotFoundError:
+        pass
+    except OSError as exn:
+        if exn.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (removal.busy or removal.failed):
+            removal.problem(path, exn)  # (a folder left non-empty by entries already counted is not news)
+
+
+# -- a run's own directory: marked at its start, removed or kept at its end -----------------------
+
+
+def owns(workdir: str, run_id: str) -> bool:
+    """Whether ``workdir`` is a run directory as the driver makes them, ``<efs>/runs/<run id>``:
+    the only kind this module removes for a driver (a driver run by hand elsewhere keeps its)."""
+    parent, name = os.path.split(os.path.normpath(workdir))
+    return name == run_id and os.path.basename(parent) == runs.RUNS_PREFIX.rstrip("/")
+
+
+def mark_run(workdir: str, run_id: str, results: str) -> None:
+    """Say in the run's directory that it is a pipeline run's (``RUN_MARKER``), for a collection
+    that finds no status.json for it."""
+    _write_json(os.path.join(workdir, RUN_MARKER), {"run_id": run_id, "results": results, "started_at": runs.now_iso()})
+
+
+def mark_kept(workdir: str, state: str, keep_days: float, reason: str, now: datetime | None = None) -> str:
+    """Keep the run's directory ``keep_days`` from now, saying so in ``EXPIRES_MARKER``; the
+    ISO time it may go."""
+    now = now or datetime.now(timezone.utc)
+    expires = (now + timedelta(days=keep_days)).isoformat(timespec="seconds")
+    _write_json(os.path.join(workdir, EXPIRES_MARKER), {
+        "expires_at": expires, "status": state, "finished_at": now.isoformat(timespec="seconds"), "reason": reason,
+    })
+    return expires
+
+
+def _write_json(path: str, doc: dict[str, Any]) -> None:
+    with open(path, "w") as outfile:
+        json.dump(doc, outfile, indent=1)
+        outfile.write("\n")
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path) as infile:
+            found = json.load(infile)
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+# -- collecting what is left: one decision per directory ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a collection knows of one directory under ``<efs>/runs/``."""
+
+    name: str
+    #: the run's state from its status.json; None: it has none; UNREADABLE: it cannot be read
+    state: str | None
+    finished_at: datetime | None = None  # the run's end (status.json)
+    kept: bool = False  # it has EXPIRES_MARKER: its driver kept it on purpose
+    pipeline: bool = False  # it has RUN_MARKER: a driver of the pipeline made it
+    changed_at: datetime = datetime.fromtimestamp(0, timezone.utc)  # its (or its markers') last change
+
+
+@dataclass(frozen=True)
+class Verdict:
+    remove: bool
+    reason: str
+
+
+def decide(seen: Seen, now: datetime, keep_days: float) -> Verdict:
+    """Remove the directory or keep it, and why. Only a finished run's directory goes: a
+    SUCCEEDED one at once (unless its driver kept it), a FAILED or CANCELLED one (or a kept one)
+    ``keep_days`` after the run's end. A run not finished (its driver may be writing there) is
+    never touched: one whose driver died is ended by the state machine (heartbeat timeout:
+    FAILED), and goes then. A directory without a status.json goes only when a driver made it
+    (``RUN_MARKER``) and nothing changed in it for ``keep_days``; anything else is left alone."""
+    keep = timedelta(days=keep_days)
+    if not runs.RUN_ID_RE.match(seen.name):
+        return Verdict(False, "not a run directory (its name is not a run id)")
+    if seen.state == UNREADABLE:
+        return Verdict(False, "its status.json cannot be read")
+    if seen.state in NOT_FINISHED:
+        return Verdict(False, f"the run is {seen.state}")
+    if seen.state is None:
+        if not seen.pipeline:
+            return Verdict(False, "no status.json, and no pipeline driver made it")
+        until = seen.changed_at + keep
+        if now >= until:
+            return Verdict(True, f"no status.json (results deleted?); unchanged since {_iso(seen.changed_at)}")
+        return Verdict(False, f"no status.json; kept until {_iso(until)}")
+    if seen.state == "SUCCEEDED" and not seen.kept:
+        return Verdict(True, "the run SUCCEEDED")
+    ended = seen.finished_at or seen.changed_at
+    until = ended + keep
+    if now >= until:
+        return Verdict(True, f"the run {seen.state} at {_iso(ended)}, more than {keep_days:g} day(s) ago")
+    return Verdict(False, f"the run {seen.state}; kept until {_iso(until)}")
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
+
+
+def look(runs_root: str, name: str, bucket: str) -> Seen:
+    """What is known of ``<runs_root>/<name>``: its run's status (status.json in ``bucket``), its
+    markers and its last change."""
+    path = os.path.join(runs_root, name)
+    changed = max(
+        (os.lstat(p).st_mtime for p in (path, os.path.join(path, RUN_MARKER), os.path.join(path, EXPIRES_MARKER))
+         if os.path.lexists(p)),
+        default=0.0,
+    )
+    facts: dict[str, Any] = {
+        "kept": os.path.lexists(os.path.join(path, EXPIRES_MARKER)),
+        "pipeline": os.path.lexists(os.path.join(path, RUN_MARKER)),
+        "changed_at": datetime.fromtimestamp(changed, timezone.utc),
+    }
+    if not runs.RUN_ID_RE.match(name):
+        return Seen(name, None, **facts)
+    try:
+        # a missing status.json is "none" only where the reader may list the bucket (else S3 says
+        # 403, not 404: https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html), which
+        # the driver's role may; a 403 raises, and the directory is kept (``collect``)
+        current = status_doc.read(bucket, name)
+    except status_doc.UnreadableStatus:
+        return Seen(name, UNREADABLE, **facts)
+    if current is None:
+        return Seen(name, None, **facts)
+    ended = datetime.fromisoformat(current.finished_at) if current.finished_at else None
+    return Seen(name, current.status, ended, **facts)
+
+
+def collect(
+    runs_root: str, bucket: str, keep_days: float, *, dry_run: bool = False, skip: tuple[str, ...] = (),
+    deadline: float | None = None, now: Callable[[], datetime] | None = None,
+) -> list[dict[str, Any]]:
+    """Decide every directory under ``runs_root`` (but ``skip``) and remove those that go (or,
+    ``dry_run``, only say so); one entry per directory: ``name``, ``action`` (removed, partly
+    removed, would remove, kept, unknown), ``reason``, and for a removal what it freed. A
+    directory whose status cannot be looked up (S3 unreachable) is kept, saying why. Stops
+    deciding at ``deadline`` (time.monotonic())."""
+    clock = now or (lambda: datetime.now(timezone.utc))
+    try:
+        names = sorted(e.name for e in os.scandir(runs_root) if e.is_dir(follow_symlinks=False) and e.name not in skip)
+    except FileNotFoundError:
+        return []
+    done: list[dict[str, Any]] = []
+    for name in names:
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        try:
+            verdict = decide(look(runs_root, name, bucket), clock(), keep_days)
+        except Exception as exn:  # S3 unreachable, no permission...: never a reason to remove
+            log.warning("run directory %s kept: could not look it up: %s", name, exn)
+            done.append({"name": name, "action": "unknown", "reason": f"could not look it up: {exn}"})
+            continue
+        entry: dict[str, Any] = {"name": name, "action": "kept", "reason": verdict.reason}
+        if verdict.remove:
+            entry["action"] = "would remove"
+            if not dry_run:
+                entry.update(removal_facts(remove_tree(os.path.join(runs_root, name), deadline)))
+                log.info("run directory %s removed (%s): %s", name, verdict.reason, entry["summary"])
+        done.append(entry)
+    return done
+
+
+def removal_facts(removal: Removal) -> dict[str, Any]:
+    """What a report says of one removal."""
+    return {
+        "action": "removed" if removal.complete else "partly removed",
+        "freed_bytes": removal.freed_bytes,
+        "files": removal.files,
+        "left_busy": removal.busy,
+        "left_failed": removal.failed,
+        "problems": removal.problems,
+        "summary": removal.summary(),
+    }
+
+
+def collection(runs_root: str, bucket: str, keep_days: float, dry_run: bool = False) -> dict[str, Any]:
+    """``miniwdl-fargate gc --here``: collect ``runs_root`` and say what was done, as its report."""
+    done = collect(runs_root, bucket, keep_days, dry_run=dry_run)
+    return {
+        "runs_root": runs_root,
+        "bucket": bucket,
+        "dry_run": dry_run,
+        "keep_failed_run_days": keep_days,
+        "directories": done,
+        "freed_bytes": sum(d.get("freed_bytes", 0) for d in done),
+        "finished_at": runs.now_iso(),
+    }

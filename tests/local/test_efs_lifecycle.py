@@ -1,0 +1,94 @@
+"""EFS holds nothing between runs, through the whole local pipeline: a successful run leaves no
+directory, a failed one is kept (saying until when), and ``miniwdl-fargate gc`` (a task of the
+driver's task definition, as on AWS) removes the failed one with no days kept, never a run
+still going."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from miniwdl_fargate import aws, client, efs_cleanup, status, sweep
+from miniwdl_fargate import upload as local_run
+from miniwdl_fargate.pipeline import manage
+from tests.waiting import wait_for
+
+WDL = """version 1.1
+workflow tiny {
+  input { Int code = 0  Int nap = 0 }
+  call step { input: code = code, nap = nap }
+  output { String said = step.said }
+}
+task step {
+  input { Int code  Int nap }
+  command <<< echo said; sleep ~{nap}; exit ~{code} >>>
+  output { String said = read_string(stdout()) }
+  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
+}
+"""
+
+
+def runs_root(stack):
+    """The stack's <efs>/runs on this machine (local EFS: one folder per access point root)."""
+    return wait_for(lambda: next(Path(stack.runtime.efs_root).glob("*/miniwdl/runs"), None), 30, "the local EFS's runs folder")
+
+
+def submit(stack, tmp_path, name, **inputs):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "tiny.wdl").write_text(WDL)
+    (folder / "inputs.json").write_text(json.dumps({f"tiny.{k}": v for k, v in inputs.items()}))
+    return local_run.submit(stack.outputs["BucketName"], folder / "tiny.wdl", folder / "inputs.json", name=name)
+
+
+def outcome(stack, submitted):
+    name, run_id = submitted
+    return local_run.wait(stack.outputs["BucketName"], stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+
+
+def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_running_one(stack, tmp_path):
+    bucket = stack.outputs["BucketName"]
+    # three runs at once: one held running (its task naps far longer than this test), one that
+    # succeeds, one that fails
+    _, held = submit(stack, tmp_path, "efs-held", nap=600)
+    ok_run, failed_run = submit(stack, tmp_path, "efs-ok"), submit(stack, tmp_path, "efs-failed", code=3)
+    ok, failed = outcome(stack, ok_run), outcome(stack, failed_run)
+    current = lambda: status.read(bucket, held)  # noqa: E731
+    wait_for(lambda: current() is not None and current().status == "RUNNING", 120, "the held run RUNNING")
+    root = runs_root(stack)
+    assert (root / held).is_dir()
+
+    assert ok.status == "SUCCEEDED", ok.document
+    assert ok.document["outputs"]["tiny.said"] == "said"
+    assert not (root / ok.run_id).exists()  # its outputs are in S3; nothing of it stays on EFS
+
+    assert failed.status == "FAILED", failed.document
+    kept = json.loads((root / failed.run_id / efs_cleanup.EXPIRES_MARKER).read_text())
+    assert kept["status"] == "FAILED" and kept["expires_at"] > kept["finished_at"]  # the stack keeps it 3 days
+
+    # the command as a user runs it: its own process, reaching the stack by its --local file
+    connection = stack.write_connection(tmp_path / "local.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "miniwdl_fargate.cli", "gc", "--keep-failed-days", "0", "--local", str(connection)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith(f"removed         {failed.run_id}  the run FAILED at") for line in lines), lines
+    assert f"kept            {held}  the run is RUNNING" in lines
+    assert lines[-1].endswith("failed runs kept 0 day(s)")
+    # its report stays in the bucket, for a look later
+    s3 = aws.client("s3")
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=client.GC_PREFIX)["Contents"]]
+    report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    by_name = {d["name"]: d for d in report["directories"]}
+    assert by_name[failed.run_id]["action"] == "removed", by_name[failed.run_id]
+    assert by_name[failed.run_id]["reason"].startswith("the run FAILED at")
+    assert (by_name[held]["action"], by_name[held]["reason"]) == ("kept", "the run is RUNNING")
+    assert ok.run_id not in by_name
+    assert not (root / failed.run_id).exists() and (root / held).is_dir()
+    assert current().status == "RUNNING"
+
+    manage.cancel_run(bucket, stack.outputs["StateMachineArn"], stack.outputs["ClusterName"], held)
+    # (nothing of it left running for the tests after this one: they share the stack's cluster)
+    wait_for(lambda: not sweep.run_tasks(stack.outputs["ClusterName"], held), 120, "the held run's tasks stopped")
