@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: the user's client commands: once done, their process ends without tearing itself down
-LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel"})
+LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "cache"})
 
 
 def leave(code: int) -> NoReturn:
@@ -100,7 +100,7 @@ def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespac
     return 2
 
 
-RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel")
+RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "cache")
 
 
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
@@ -139,6 +139,14 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="with --download: replace files already in DIR")
     p = sub.add_parser("cancel", parents=[where], help="cancel a run: its execution, its driver and every task")
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
+    p = sub.add_parser("cache", help="the call cache: why a call was reused or ran again (cache explain RUN CALL)")
+    cache = p.add_subparsers(dest="cache_command", required=True)
+    p = cache.add_parser(
+        "explain", parents=[where],
+        help="whether a call of RUN was reused (from which run), or what differed from the closest earlier call",
+    )
+    p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
+    p.add_argument("call", metavar="CALL", help="a call of RUN: its directory (call-greet-0) or its task's name (greet)")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -193,6 +201,9 @@ def run_command(args: argparse.Namespace) -> int:
                 got = client.download_outputs(doc["outputs"], args.download, doc["results"], args.overwrite)
                 print(f"downloaded {len(got)} file(s) into {args.download}", file=sys.stderr)
             client.emit(doc["outputs"])
+            return 0
+        if args.command == "cache":  # (explain, the one cache command)
+            print("\n".join(client.explain_call(deployment, args.run_id, args.call)))
             return 0
         if args.command == "cancel":
             final = client.cancel(deployment, args.run_id)

@@ -143,6 +143,10 @@ class FargateSettings:
     image_cache: str
     #: the pipeline's run id (set by the driver for each run; read per task with ``run_id``)
     run_id: str
+    #: the call cache's default mode for a run that does not say: true, false, "read" or "write"
+    call_cache: bool | str
+    #: the S3 call cache's prefix (s3://bucket/prefix/); "" none
+    call_cache_uri: str
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
@@ -241,7 +245,30 @@ _PARSERS = {
     "managed_instances_max_memory_gib": lambda v: int(_at_least(int(v), 0)),
     "managed_instances_max_gpus": lambda v: int(_at_least(int(v), 0)),
     "image_cache": images.checked_rules_text,
+    "call_cache": lambda v: parse_call_cache(v),
+    "call_cache_uri": lambda v: parse_s3_prefix(v),
 }
+
+
+def parse_call_cache(value: str) -> bool | str:
+    """A call cache mode: true, false, read or write."""
+    text = value.strip().lower()
+    if text in ("read", "write"):
+        return text
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise ValueError(f"must be true, false, read or write (got {value.strip()!r})") from None
+
+
+def parse_s3_prefix(value: str) -> str:
+    """An s3://bucket/prefix/ URI ("" none), ending in /."""
+    text = value.strip()
+    if not text:
+        return ""
+    if not text.startswith("s3://") or len(text) <= len("s3://") or text[len("s3://")] == "/":
+        raise ValueError(f"must be an s3://bucket/prefix/ URI (got {text!r})")
+    return text if text.endswith("/") else text + "/"
 
 
 def _at_least(value: float, low: float) -> float:
