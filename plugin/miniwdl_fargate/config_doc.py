@@ -26,6 +26,7 @@ TYPE_NAMES = {
     "int | None": "whole number, or empty",
     "float": "number",
     "Prices": "JSON object, or the path of a JSON file",
+    "bool | str": "true, false, read or write",
 }
 
 _OPTION_LINE = re.compile(r"^([a-z_][a-z0-9_]*)\s*=\s*(.*)$")

@@ -199,7 +199,9 @@ class S3CallCache(CallCache):
     def write_entry(self, name: str, entry: dict[str, Any]) -> None:
         """Write the entry unless one of the same key is there (it names the run that first made
         these results, and a hit gives the same either way); one this run found unusable (its
-        files gone) is replaced."""
+        files gone) is replaced. ``IfNoneMatch: *`` makes "unless there" one request, and of two
+        drivers writing the same key at once exactly one succeeds
+        (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)."""
         body = (json.dumps(entry, indent=2, sort_keys=True) + "\n").encode()
         if name in self._unusable:
             s3io.put_json(self._bucket, self.entry_key(name), entry)
@@ -248,6 +250,10 @@ class S3CallCache(CallCache):
         return f"{self._prefix}files/{digest[len(keys.SHA_PREFIX):]}"
 
     def upload_blob(self, path: str, digest: str) -> None:
+        """Upload the file as ``files/<sha256>`` unless an object is there (same name, same
+        content). A missing object answers HeadObject 404 only with s3:ListBucket on the bucket,
+        which the driver's role has (403 otherwise:
+        https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html)."""
         s3 = aws.client("s3")
         try:
             s3.head_object(Bucket=self._bucket, Key=self.blob_key(digest))
