@@ -138,14 +138,16 @@ def test_an_s3_input_moved_to_another_object_shows_both_uris():
 CALLS = [
     {"call": ".", "task": "chain"},
     {"call": "call-make", "task": "make"},
-    {"call": "call-greet-0", "task": "greet"},
-    {"call": "call-greet-1", "task": "greet"},
+    {"call": "call-greet-0-ann", "task": "greet"},
+    {"call": "call-greet-1-bob", "task": "greet"},
+    {"call": "call-greet-10-cy", "task": "greet"},
     {"call": "call-sub/call-inner", "task": "inner"},
 ]
 
 
 @pytest.mark.parametrize("asked, found", [
-    ("call-make", "call-make"), ("make", "call-make"), ("call-greet-1", "call-greet-1"),
+    ("call-make", "call-make"), ("make", "call-make"), ("call-greet-1", "call-greet-1-bob"),
+    ("call-greet-10-cy", "call-greet-10-cy"), ("call-greet-10", "call-greet-10-cy"),
     ("call-inner", "call-sub/call-inner"), ("inner", "call-sub/call-inner"), (".", "."),
 ])
 def test_explain_finds_a_call_by_its_directory_or_its_tasks_name(asked, found):
@@ -153,9 +155,9 @@ def test_explain_finds_a_call_by_its_directory_or_its_tasks_name(asked, found):
 
 
 def test_explain_asks_which_call_when_a_name_fits_several_or_none():
-    with pytest.raises(explain.ExplainError, match="'greet' names 2 calls: call-greet-0, call-greet-1; name one"):
+    with pytest.raises(explain.ExplainError, match="'greet' names 3 calls: call-greet-0-ann, call-greet-1-bob, call-greet-10-cy; name one"):
         explain.pick(CALLS, "greet")
-    with pytest.raises(explain.ExplainError, match="no call 'nope' in this run; its calls: ., call-make, call-greet-0"):
+    with pytest.raises(explain.ExplainError, match="no call 'nope' in this run; its calls: ., call-make, call-greet-0-ann"):
         explain.pick(CALLS, "nope")
 
 

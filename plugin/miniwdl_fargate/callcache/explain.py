@@ -34,9 +34,12 @@ def run_calls(results: str) -> list[dict[str, Any]]:
 
 
 def pick(calls: list[dict[str, Any]], asked: str) -> dict[str, Any]:
-    """The call ``asked`` names: its directory (``call-greet-0``, or a path under the run), else
-    its task's name when one call has it; ExplainError listing the calls otherwise."""
+    """The call ``asked`` names: its directory (or a path under the run), or the start of its
+    directory up to a ``-`` (``call-greet-0`` for miniwdl's ``call-greet-0-ann``), else its task's
+    name when one call has it; ExplainError listing the calls otherwise."""
     named = [c for c in calls if asked in (c.get("call"), os.path.basename(c.get("call", "")))]
+    if not named:
+        named = [c for c in calls if os.path.basename(c.get("call", "")).startswith(asked + "-")]
     if not named:
         named = [c for c in calls if c.get("call") != "." and asked in (c.get("task"), "call-" + str(c.get("task")))]
     if len(named) == 1:
