@@ -235,3 +235,63 @@ def test_the_requests_the_cache_sends_validate():
     ):
         report = ParamValidator().validate(params, model.operation_model(operation).input_shape)
         assert not report.has_errors(), report.generate_report()
+
+
+DIR_WDL = """
+version 1.2
+workflow tree {
+  input {
+    String extra = "x"
+  }
+  call grow
+  call look { input: d = grow.d }
+  call say { input: word = extra }
+  output {
+    Directory d = grow.d
+    Int files = look.files
+  }
+}
+task grow {
+  command <<< mkdir -p leaves/sub && echo a > leaves/a.txt && echo b > leaves/sub/b.txt >>>
+  output { Directory d = "leaves" }
+}
+task look {
+  input { Directory d }
+  command <<< find "~{d}" -type f | wc -l > files >>>
+  output { Int files = read_int("files") }
+}
+task say {
+  input { String word }
+  command <<< echo "~{word}" >>>
+  output { String said = read_string(stdout()) }
+}
+"""
+
+
+def test_a_directory_output_is_kept_file_by_file_and_fetched_back(bucket, tmp_path):
+    aws.client("s3").put_object(Bucket="runs", Key="runs/d/workflow.wdl", Body=DIR_WDL.encode())
+
+    def drive_tree(run_id, extra):
+        aws.client("s3").put_object(Bucket="runs", Key=f"runs/d/{run_id}.json", Body=json.dumps({"tree.extra": extra}).encode())
+        return driver.drive(driver.DriverRun(
+            run_id=run_id, workflow="s3://runs/runs/d/workflow.wdl", inputs=f"s3://runs/runs/d/{run_id}.json",
+            results=f"s3://runs/runs/d/results/{run_id}/", workdir=str(tmp_path / "efs" / "runs" / run_id),
+            cache_dir=str(tmp_path / "efs" / "cache"), options={},
+        ))
+
+    assert drive_tree("d-1", "x") == 0
+    grow = next(k for k in keys_under("cache/call/grow/"))
+    entry = json.loads(aws.client("s3").get_object(Bucket="runs", Key=grow)["Body"].read())
+    ref, = entry["outputs"].values()
+    tree = ref[len(s3cache.DIR_REF):].split("/")[0]
+    assert sorted(path for path, _ in entry["dirs"][tree]) == ["a.txt", "sub/b.txt"]
+    shutil.rmtree(tmp_path / "efs" / "runs" / "d-1")
+    shutil.rmtree(tmp_path / "efs" / "cache")
+    assert drive_tree("d-2", "y") == 0
+    cost = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/d/results/d-2/cost.json")["Body"].read())
+    assert sorted(a["call"] for a in cost["attempts"]) == ["call-say"]  # look: a hit on the fetched directory
+    fetched = tmp_path / "efs" / "cache" / "dirs" / tree / "leaves"
+    assert (fetched / "sub" / "b.txt").read_text() == "b\n"
+    outputs = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/d/results/d-2/outputs.json")["Body"].read())
+    assert outputs["outputs"]["tree.files"] == 2
+    assert read_uri(outputs["outputs"]["tree.d"].rstrip("/") + "/sub/b.txt") == b"b\n"

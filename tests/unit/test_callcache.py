@@ -190,3 +190,17 @@ def test_the_run_cfg_chooses_the_s3_backend_only_with_a_cache_uri(tmp_path, monk
     path = driver.run_cfg(str(tmp_path / "two"), str(tmp_path / "cache"), str(tmp_path), {"call_cache": "read"})
     text = open(path).read()
     assert "backend" not in text and "get = true" in text and "put = false" in text
+
+
+@pytest.mark.parametrize("text", ["abc/x.txt", "f" * 64 + "/../x", "f" * 64 + "/a/b", "f" * 64 + "/", "f" * 64 + "/.."])
+def test_a_stored_outputs_name_never_leads_outside_the_store(text):
+    from miniwdl_fargate.callcache.s3cache import _stored_name
+
+    with pytest.raises(ValueError, match="not a stored output's name"):
+        _stored_name(text)
+
+
+def test_a_stored_outputs_name_is_its_digest_and_its_file_name():
+    from miniwdl_fargate.callcache.s3cache import _stored_name
+
+    assert _stored_name("f" * 64 + "/greeting.txt") == ("f" * 64, "greeting.txt")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from datetime import datetime, timezone
@@ -274,10 +275,10 @@ class S3CallCache(CallCache):
     def fetch(self, ref: str, listings: dict[str, list[list[str]]]) -> str:
         """The local path of a stored File or Directory (``FILE_REF`` / ``DIR_REF``)."""
         if ref.startswith(FILE_REF):
-            sha, _, base = ref[len(FILE_REF):].partition("/")
+            sha, base = _stored_name(ref[len(FILE_REF):])
             return self.fetch_blob(keys.SHA_PREFIX + sha, os.path.join(self._cache_dir, "files", sha, base))
         if ref.startswith(DIR_REF):
-            tree, _, base = ref[len(DIR_REF):].partition("/")
+            tree, base = _stored_name(ref[len(DIR_REF):])
             target = os.path.join(self._cache_dir, "dirs", tree, base)
             for rel, digest in listings[tree]:
                 if os.path.isabs(rel) or ".." in rel.split("/"):
@@ -291,4 +292,17 @@ class S3CallCache(CallCache):
         the download lands in a temporary file renamed into place: never half a file)."""
         if not os.path.isfile(path):
             s3io.download_to(self._bucket, self.blob_key(digest), path)
+            os.chmod(path, 0o444)  # (shared by every run that reuses it, hard-linked into tasks)
         return path
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _stored_name(text: str) -> tuple[str, str]:
+    """``<sha256 or tree digest>/<name>`` of a stored output, checked: a digest, and a plain name
+    (nothing that could lead outside the store)."""
+    digest, _, base = text.partition("/")
+    if not _HEX64.match(digest) or not base or "/" in base or base in (".", ".."):
+        raise ValueError(f"not a stored output's name: {text!r}")
+    return digest, base
