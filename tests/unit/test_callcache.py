@@ -204,3 +204,27 @@ def test_a_stored_outputs_name_is_its_digest_and_its_file_name():
     from miniwdl_fargate.callcache.s3cache import _stored_name
 
     assert _stored_name("f" * 64 + "/greeting.txt") == ("f" * 64, "greeting.txt")
+
+
+def test_a_fifo_is_never_opened_it_counts_by_its_path(cache, tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    ids = keys.Identities(str(cache))
+    assert ids.of(str(fifo)) == str(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe")
+    assert ids.of(str(folder), directory=True) == str(folder)
+    with pytest.raises(keys.NotRegular, match="not a regular file: .*/folder/pipe"):
+        ids.listing(str(folder))
+
+
+def test_a_symbolic_link_in_a_directory_is_not_a_regular_file(cache, tmp_path):
+    import os
+
+    write(tmp_path / "folder" / "real.txt", "x")
+    os.symlink("real.txt", tmp_path / "folder" / "link.txt")
+    with pytest.raises(keys.NotRegular, match="link.txt"):
+        keys.Identities(str(cache)).listing(str(tmp_path / "folder"))

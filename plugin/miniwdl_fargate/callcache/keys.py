@@ -28,6 +28,7 @@ import base64
 import hashlib
 import json
 import os
+import stat
 import threading
 from typing import Any, Iterable
 
@@ -40,6 +41,11 @@ KEY_VERSION = 1
 RESULT_DEFAULTS = ("docker", "container", "gpu")
 
 S3_PREFIX, SHA_PREFIX, TREE_PREFIX = "s3://", "sha256:", "tree:"
+
+
+class NotRegular(ValueError):
+    """A path that is not a regular file where one was to be read (a FIFO, a device, a socket,
+    a symbolic link inside a directory): never opened, since opening a FIFO blocks."""
 
 
 class Identities:
@@ -61,7 +67,10 @@ class Identities:
         stored = self.in_store(real)
         if stored:
             return stored
-        return self.tree(real) if directory else self.file_digest(real)
+        try:
+            return self.tree(real) if directory else self.file_digest(real)
+        except NotRegular:
+            return path  # (by its path, as miniwdl keys it)
 
     def in_store(self, real: str) -> str:
         """The identity a path of one of the cache folder's stores carries in itself; "" if none."""
@@ -80,6 +89,8 @@ class Identities:
     def file_digest(self, real: str) -> str:
         """``sha256:<hex>`` of the file's content, remembered by (device, inode, size, mtime)."""
         st = os.stat(real)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegular(f"not a regular file: {real}")
         stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
             known = self._memo.get(stamp)
@@ -99,12 +110,15 @@ class Identities:
         return TREE_PREFIX + tree_digest(self.listing(real))
 
     def listing(self, real: str) -> list[tuple[str, str]]:
-        """(relative path, ``sha256:<hex>``) of every file under the directory, sorted."""
+        """(relative path, ``sha256:<hex>``) of every file under the directory, sorted;
+        NotRegular if it holds anything but regular files and directories."""
         found = []
-        for root, _dirs, files in os.walk(real):
-            for name in files:
+        for root, dirs, files in os.walk(real):
+            for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
                 path = os.path.join(root, name)
-                found.append((os.path.relpath(path, real), self.file_digest(os.path.realpath(path))))
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    raise NotRegular(f"not a regular file: {path}")
+                found.append((os.path.relpath(path, real), self.file_digest(path)))
         return sorted(found)
 
 

@@ -170,7 +170,11 @@ class S3CallCache(CallCache):
         parts = self._parts.get(key) or self.parts(key, inputs)
         name = keys.entry_name(parts)
         dirs: dict[str, list[tuple[str, str]]] = {}
-        stored = WDL.Value.rewrite_env_paths(outputs, lambda v: self.store(v, dirs))
+        try:
+            stored = WDL.Value.rewrite_env_paths(outputs, lambda v: self.store(v, dirs))
+        except keys.NotRegular as exn:  # (the driver refuses to upload such an output too)
+            self._logger.warning("call cache: %s not kept in S3: %s", key, exn)
+            return
         entry = {
             "parts": parts,
             "outputs": WDL.values_to_json(stored),
