@@ -6,12 +6,13 @@ ETag changes, the run's call_cache / [call_cache] modes, and ``explain``."""
 import json
 import shutil
 
+import botocore.exceptions
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
 from miniwdl_fargate import aws, driver
-from miniwdl_fargate.callcache import explain, s3cache
+from miniwdl_fargate.callcache import explain, keys, s3cache
 
 WDL = """
 version 1.1
@@ -295,3 +296,67 @@ def test_a_directory_output_is_kept_file_by_file_and_fetched_back(bucket, tmp_pa
     outputs = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/d/results/d-2/outputs.json")["Body"].read())
     assert outputs["outputs"]["tree.files"] == 2
     assert read_uri(outputs["outputs"]["tree.d"].rstrip("/") + "/sub/b.txt") == b"b\n"
+
+
+def test_an_entry_records_the_image_and_the_runtime_default_it_is_keyed_on(bucket, tmp_path):
+    assert drive(tmp_path, "c-img") == 0
+    made = next(k for k in keys_under("cache/call/make/"))
+    entry = json.loads(aws.client("s3").get_object(Bucket="runs", Key=made)["Body"].read())
+    # (the tasks name no image: miniwdl's [task_runtime] defaults give one, and it is in the key)
+    default = entry["parts"]["defaults"]["docker"]
+    assert default and entry["image"] == default
+
+
+def test_an_entry_whose_files_are_gone_is_a_miss_and_is_written_anew(bucket, tmp_path):
+    assert drive(tmp_path, "c-keep") == 0
+    for key in keys_under("cache/files/"):
+        aws.client("s3").delete_object(Bucket="runs", Key=key)
+    forget_efs(tmp_path, "c-keep")
+    assert drive(tmp_path, "c-lost") == 0
+    # the entries with files (the workflow's, make's) are unusable: make runs again; count and
+    # say have no files, and count's input (make's output, the same content) is named the same
+    assert ran("c-lost") == ["call-make"]
+    assert get("c-lost", "outputs.json")["outputs"]["chain.words"] == 6
+    made = next(k for k in keys_under("cache/call/make/"))
+    assert json.loads(aws.client("s3").get_object(Bucket="runs", Key=made)["Body"].read())["run"] == "c-lost"
+    assert keys_under("cache/files/")
+
+
+def test_a_cache_that_cannot_keep_a_call_fails_nothing(bucket, tmp_path, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+
+    monkeypatch.setattr(s3cache.S3CallCache, "upload_blob", refuse)
+    assert drive(tmp_path, "c-denied") == 0
+    assert get("c-denied", "outputs.json")["outputs"]["chain.words"] == 6
+    # only the calls without files to keep have entries
+    assert sorted(k.split("/")[2] for k in keys_under("cache/call/")) == ["count", "say"]
+
+
+def put_entry(task, run, call, inputs, wdl_digest="d1", **extra):
+    parts = keys.key_parts(f"{task}/{wdl_digest}/x", inputs, {})
+    key = f"cache/call/{keys.entry_name(parts)}.json"
+    aws.client("s3").put_object(
+        Bucket="runs", Key=key, Body=json.dumps({"parts": parts, "run": run, "call": call, **extra}).encode()
+    )
+    return parts
+
+
+def test_explain_compares_with_the_entry_of_fewest_differences_and_names_a_new_image_digest(moto_aws):
+    aws.client("s3").create_bucket(Bucket="runs")
+    put_entry("align", "r-far", "call-align", {"reads": "s3://d/r1.fq#etag=a", "k": 1}, wdl_digest="d0")
+    put_entry("align", "r-near", "call-align", {"reads": "s3://d/r1.fq#etag=a", "k": 1}, image="bwa:1", image_digest="sha256:old")
+    put_entry("other", "r-other", "call-other", {"reads": "s3://d/r1.fq#etag=b", "k": 2})
+    now = keys.key_parts("align/d1/x", {"reads": "s3://d/r1.fq#etag=b", "k": 1}, {})
+    doc = {"run_id": "r-now", "calls": [{
+        "call": "call-align", "task": "align", "parts": now, "read": True, "outcome": "ran",
+        "image": "bwa:1", "image_digest": "sha256:new",
+    }]}
+    aws.client("s3").put_object(Bucket="runs", Key="runs/n/results/r-now/call_cache.json", Body=json.dumps(doc).encode())
+    lines = explain.explain("runs", "s3://runs/runs/n/results/r-now/", "align")
+    assert lines[0] == "call-align ran (task align)"
+    assert lines[1].startswith("closest earlier entry: run r-near, call call-align (s3://runs/cache/call/align/d1/")
+    assert lines[2:] == [
+        "  input reads: s3://d/r1.fq changed (ETag a -> b)",
+        "  (not in the key) image bwa:1: digest sha256:old -> sha256:new",
+    ]

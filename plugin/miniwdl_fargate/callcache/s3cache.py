@@ -125,7 +125,11 @@ class S3CallCache(CallCache):
         if not self._bucket or not (reading or writing):
             return super().get(key, inputs, output_types)
         call_dir = caller_run_dir()
-        parts = self.parts(key, inputs)
+        try:
+            parts = self.parts(key, inputs)
+        except OSError as exn:  # (an input file that cannot be read: the call will say so)
+            self._logger.warning("call cache: %s not looked up: %s", key, exn)
+            return None
         name = keys.entry_name(parts)
         CALLS.note(call_dir, task=parts["task"], entry=name, parts=parts, read=reading, outcome="ran")
         if not reading:
@@ -136,7 +140,7 @@ class S3CallCache(CallCache):
             return None
         try:
             outputs = self.materialize(entry, output_types)
-        except (botocore.exceptions.ClientError, OSError, ValueError, KeyError) as exn:
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError, ValueError, KeyError) as exn:
             self._logger.warning("call cache entry %s unusable, the call runs: %s", self.entry_uri(name), exn)
             self._unusable.add(name)
             return None
@@ -163,18 +167,27 @@ class S3CallCache(CallCache):
         image = self.image_of(call_dir)
         CALLS.note(call_dir, **image)
         if add_paths.add_paths or add_paths.absent_paths:
-            # (WDL 1.2 source-relative files: checked by path and mtime, which a later run's
-            # own copy of the bundle never matches; miniwdl's EFS cache keeps such calls)
-            self._logger.info("call cache: %s reads files beside its WDL, not kept in S3", key)
+            # (WDL 1.2 source-relative files: miniwdl checks them by path and mtime, which a
+            # later run's own copy of the bundle never matches)
+            self._logger.info("call cache: %s reads files beside its WDL, not kept", key)
             return
+        try:
+            self.keep(key, outputs, inputs, call_dir, image)
+        except keys.NotRegular as exn:  # (the driver refuses to upload such an output too)
+            self._logger.warning("call cache: %s not kept: %s", key, exn)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exn:
+            # the call succeeded: a cache that cannot keep it fails nothing
+            self._logger.warning("call cache: %s not kept, S3 or EFS failed: %s", key, exn)
+
+    def keep(
+        self, key: str, outputs: WDL.Env.Bindings[WDL.Value.Base], inputs: WDL.Env.Bindings[WDL.Value.Base],
+        call_dir: str, image: dict[str, str],
+    ) -> None:
+        """The call's output files into S3, then its entry."""
         parts = self._parts.get(key) or self.parts(key, inputs)
         name = keys.entry_name(parts)
         dirs: dict[str, list[tuple[str, str]]] = {}
-        try:
-            stored = WDL.Value.rewrite_env_paths(outputs, lambda v: self.store(v, dirs))
-        except keys.NotRegular as exn:  # (the driver refuses to upload such an output too)
-            self._logger.warning("call cache: %s not kept in S3: %s", key, exn)
-            return
+        stored = WDL.Value.rewrite_env_paths(outputs, lambda v: self.store(v, dirs))
         entry = {
             "parts": parts,
             "outputs": WDL.values_to_json(stored),
@@ -218,7 +231,7 @@ class S3CallCache(CallCache):
     def read_entry(self, name: str) -> dict[str, Any] | None:
         try:
             found = s3io.find_json(self._bucket, self.entry_key(name))
-        except (botocore.exceptions.ClientError, ValueError) as exn:
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, ValueError) as exn:
             self._logger.warning("call cache entry %s unreadable: %s", self.entry_uri(name), exn)
             return None
         return found if isinstance(found, dict) else None
@@ -226,11 +239,9 @@ class S3CallCache(CallCache):
     def image_of(self, call_dir: str) -> dict[str, str]:
         """The image the call's last attempt ran (as asked, and by digest where ECS said), from
         the attempts log; none for a call without attempts (a workflow)."""
-        real = os.path.realpath(call_dir) if call_dir else ""
-        mine = [a for a in attempts.LOG.snapshot() if a.path and os.path.realpath(a.path) == real]
-        if not mine:
+        last = attempts.LOG.latest(call_dir) if call_dir else None
+        if last is None:
             return {}
-        last = mine[-1]
         return {k: v for k, v in (("image", last.image), ("image_digest", last.image_digest)) if v}
 
     # -- files into S3, and back -------------------------------------------------------------------
