@@ -140,7 +140,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cancel", parents=[where], help="cancel a run: its execution, its driver and every task")
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
     p = sub.add_parser("cache", help="the call cache: why a call was reused or ran again (cache explain RUN CALL)")
-    cache = p.add_subparsers(dest="cache_command", required=True)
+    cache = p.add_subparsers(dest="cache_command", required=True, metavar="explain")
     p = cache.add_parser(
         "explain", parents=[where],
         help="whether a call of RUN was reused (from which run), or what differed from the closest earlier call",
