@@ -35,6 +35,7 @@ task make {
   input { String name }
   command <<< echo "made for ~{name}" > made.txt >>>
   output { File out = "made.txt" }
+  runtime { memory: "1 GiB" }
 }
 task count {
   input {
@@ -360,3 +361,23 @@ def test_explain_compares_with_the_entry_of_fewest_differences_and_names_a_new_i
         "  input reads: s3://d/r1.fq changed (ETag a -> b)",
         "  (not in the key) image bwa:1: digest sha256:old -> sha256:new",
     ]
+
+
+def test_a_task_given_more_memory_is_the_same_task(bucket, tmp_path):
+    assert drive(tmp_path, "c-small") == 0
+    aws.client("s3").put_object(
+        Bucket="runs", Key="runs/c/workflow.wdl", Body=WDL.replace('memory: "1 GiB"', 'memory: "4 GiB"').encode()
+    )
+    assert drive(tmp_path, "c-large") == 0
+    # the workflow's own digest (miniwdl's) changed, so it runs; its calls are all reused
+    assert ran("c-large") == []
+    assert {k: v["outcome"] for k, v in calls("c-large").items()} == {
+        ".": "ran", "call-count": "reused", "call-make": "reused", "call-say": "reused",
+    }
+    aws.client("s3").put_object(
+        Bucket="runs", Key="runs/c/workflow.wdl", Body=WDL.replace('echo "made for', 'echo "made by').encode()
+    )
+    assert drive(tmp_path, "c-edited") == 0
+    assert ran("c-edited") == ["call-count", "call-make"]
+    lines = explain.explain("runs", "s3://runs/runs/c/results/c-edited/", "make")
+    assert lines[2].startswith("  the task's WDL (command, runtime or outputs) changed: digest ")

@@ -228,3 +228,49 @@ def test_a_symbolic_link_in_a_directory_is_not_a_regular_file(cache, tmp_path):
     os.symlink("real.txt", tmp_path / "folder" / "link.txt")
     with pytest.raises(keys.NotRegular, match="link.txt"):
         keys.Identities(str(cache)).listing(str(tmp_path / "folder"))
+
+
+TASK = """version 1.1
+struct Duo {
+  String first
+  Int second
+}
+task t {
+  input { Duo p }
+  command <<< echo ~{p.first} >>>
+  output { String said = read_string(stdout()) }
+  runtime {
+    docker: "ubuntu:22.04"
+    cpu: 2  # two
+    memory: "1 " +
+      "GiB"
+    maxRetries: 1
+  }
+}
+"""
+
+
+def task_of(text):
+    doc = WDL.parse_document(text)
+    doc.typecheck()
+    return doc.tasks[0]
+
+
+def test_the_tasks_digest_leaves_out_what_only_sizes_it():
+    base = keys.result_digest(task_of(TASK))
+    resized = TASK.replace("cpu: 2", "cpu: 16").replace('"1 " +\n      "GiB"', '"64 GiB"').replace("maxRetries: 1", "maxRetries: 3")
+    assert keys.result_digest(task_of(resized)) == base
+    assert task_of(resized).digest != task_of(TASK).digest  # (miniwdl's own would miss)
+    for changed in (
+        TASK.replace("ubuntu:22.04", "ubuntu:24.04"),
+        TASK.replace("echo ~{p.first}", "echo ~{p.second}"),
+        TASK.replace("Int second", "Float second"),
+        TASK.replace("version 1.1", "version 1.2"),
+    ):
+        assert keys.result_digest(task_of(changed)) != base
+
+
+def test_the_tasks_digest_is_miniwdls_when_nothing_only_sizes_it():
+    """(miniwdl's private helpers are read as miniwdl reads them: the same text, the same digest)"""
+    plain = TASK.replace("    cpu: 2  # two\n", "").replace('    memory: "1 " +\n      "GiB"\n', "").replace("    maxRetries: 1\n", "")
+    assert keys.result_digest(task_of(plain)) == task_of(plain).digest

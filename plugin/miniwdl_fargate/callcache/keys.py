@@ -14,11 +14,12 @@ what it is:
   and not again when a later call takes them as inputs; a directory: ``tree:<hex>``, the digest
   of its files' relative paths and digests.
 
-Besides the inputs, the key has the task's name and WDL digest (which cover its runtime section,
-``docker``/``container`` and ``gpu`` included, since the runtime expressions are WDL evaluated
-over the inputs) and the defaults the configuration gives a task that names no image
-(``[task_runtime] defaults``: docker, container, gpu). cpu and memory do not change a result and
-are not in it. The image a call ran is recorded beside the key (by digest where the backend
+Besides the inputs, the key has the task's name and WDL digest (``result_digest``: miniwdl's
+digest of its source, which covers its command, outputs and runtime section, ``docker``/
+``container`` and ``gpu`` included, since the runtime expressions are WDL evaluated over the
+inputs; but not the values of cpu, memory, disks, maxRetries and preemptible, which change how
+a task runs, not what it makes) and the defaults the configuration gives a task that names no
+image (``[task_runtime] defaults``: docker, container, gpu). The image a call ran is recorded beside the key (by digest where the backend
 knows it) for ``explain``; it cannot be in the key, since it is known only once the task ran.
 """
 
@@ -30,6 +31,7 @@ import json
 import os
 import stat
 import threading
+from types import SimpleNamespace
 from typing import Any, Iterable
 
 import WDL
@@ -135,16 +137,59 @@ def input_identities(inputs: WDL.Env.Bindings[WDL.Value.Base], identities: Ident
     return WDL.values_to_json(WDL.Value.rewrite_env_paths(inputs, name))  # type: ignore[return-value]
 
 
+#: runtime entries that change how a task is run, never what it makes: their values are left
+#: out of the task's digest (``result_digest``)
+SIZE_ONLY_RUNTIME = ("cpu", "memory", "disks", "maxRetries", "preemptible")
+
+
+def result_digest(task: WDL.Tree.Task) -> str:
+    """The task's digest as miniwdl makes it (``Task.digest``: the WDL version, the struct types
+    it uses, its source less comments and blank lines), but with the values of its
+    ``SIZE_ONLY_RUNTIME`` entries blanked: a task given more memory is the same task. miniwdl's
+    own digest where its source cannot be read so (``tests/unit/test_callcache.py`` fails when
+    miniwdl's private helpers change)."""
+    try:
+        doc = task.parent
+        lines = list(doc.source_lines)
+        for name in SIZE_ONLY_RUNTIME:
+            if name in task.runtime:
+                _blank(lines, task.runtime[name].pos)
+        seen = SimpleNamespace(source_lines=lines, source_comments=doc.source_comments)
+        source = [f"version {doc.wdl_version}"] if doc.wdl_version else []
+        structs = WDL.Tree._describe_struct_types(task)  # type: ignore[attr-defined]
+        source += [f"# {name} :: {structs[name]}" for name in sorted(structs)]
+        source += WDL.Tree._source_excerpt(seen, task.pos, [task.command.pos])  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, IndexError):
+        return task.digest
+    text = "\n".join(source).strip()
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:20]).decode().lower()
+
+
+def _blank(lines: list[str], pos: Any) -> None:
+    """Spaces over the source span ``pos`` (1-based lines and columns, the end column exclusive)."""
+    for number in range(pos.line, pos.end_line + 1):
+        text = lines[number - 1]
+        start = pos.column - 1 if number == pos.line else 0
+        end = pos.end_column - 1 if number == pos.end_line else len(text)
+        lines[number - 1] = text[:start] + " " * max(0, end - start) + text[end:]
+
+
 def result_defaults(task_runtime_defaults: dict[str, Any]) -> dict[str, Any]:
     """The runtime defaults in the key (``RESULT_DEFAULTS``), of ``[task_runtime] defaults``."""
     return {k: task_runtime_defaults[k] for k in RESULT_DEFAULTS if k in task_runtime_defaults}
 
 
-def key_parts(miniwdl_key: str, inputs: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+def key_parts(
+    miniwdl_key: str, inputs: dict[str, Any], defaults: dict[str, Any], wdl_digest: str = ""
+) -> dict[str, Any]:
     """The parts of a call's key, from miniwdl's key (``<name>/<WDL digest>/<inputs digest>``),
-    the inputs by identity (``input_identities``) and the runtime defaults in the key."""
-    name, wdl_digest, _ = miniwdl_key.rsplit("/", 2)
-    return {"version": KEY_VERSION, "task": name, "wdl_digest": wdl_digest, "inputs": inputs, "defaults": defaults}
+    the inputs by identity (``input_identities``), the runtime defaults in the key, and the
+    task's ``result_digest`` (default: miniwdl's digest, of the key)."""
+    name, miniwdl_digest, _ = miniwdl_key.rsplit("/", 2)
+    return {
+        "version": KEY_VERSION, "task": name, "wdl_digest": wdl_digest or miniwdl_digest, "inputs": inputs,
+        "defaults": defaults,
+    }
 
 
 def entry_name(parts: dict[str, Any]) -> str:

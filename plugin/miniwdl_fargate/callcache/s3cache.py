@@ -84,20 +84,22 @@ def identities_for(cache_dir: str) -> keys.Identities:
         return _IDENTITIES.setdefault(cache_dir, keys.Identities(cache_dir))
 
 
-def caller_run_dir() -> str:
-    """The directory of the call miniwdl is looking up or storing: its ``run_dir``, a local of
-    the function calling the cache (``WDL.runtime.task.run_local_task``, or
-    ``WDL.runtime.workflow.run_local_workflow`` for a workflow). miniwdl passes the cache only
-    the key; ``tests/unit/test_callcache.py`` fails if miniwdl's callers stop having it."""
+def caller_call() -> tuple[str, WDL.Tree.Task | None]:
+    """The directory of the call miniwdl is looking up or storing, and its task (None for a
+    workflow): ``run_dir`` and ``task``, locals of the function calling the cache
+    (``WDL.runtime.task.run_local_task``, or ``WDL.runtime.workflow.run_local_workflow``).
+    miniwdl passes the cache only the key; ``tests/integration/test_s3_call_cache.py`` (the
+    calls' directories in call_cache.json) fails if miniwdl's callers stop having them."""
     frame = sys._getframe(2)  # (1: get/put; 2: miniwdl's caller)
     for _ in range(3):
         if frame is None:
             break
         found = frame.f_locals.get("run_dir")
         if isinstance(found, str):
-            return found
+            task = frame.f_locals.get("task")
+            return found, task if isinstance(task, WDL.Tree.Task) else None
         frame = frame.f_back
-    return ""
+    return "", None
 
 
 class S3CallCache(CallCache):
@@ -124,9 +126,9 @@ class S3CallCache(CallCache):
         reading, writing = self._cfg["call_cache"].get_bool("get"), self._cfg["call_cache"].get_bool("put")
         if not self._bucket or not (reading or writing):
             return super().get(key, inputs, output_types)
-        call_dir = caller_run_dir()
+        call_dir, task = caller_call()
         try:
-            parts = self.parts(key, inputs)
+            parts = self.parts(key, inputs, task)
         except OSError as exn:  # (an input file that cannot be read: the call will say so)
             self._logger.warning("call cache: %s not looked up: %s", key, exn)
             return None
@@ -163,7 +165,8 @@ class S3CallCache(CallCache):
         self._entry_add_paths[key] = add_paths.copy()
         if not self._cfg["call_cache"].get_bool("put"):
             return
-        call_dir = run_dir or caller_run_dir()
+        found_dir, task = caller_call()
+        call_dir = run_dir or found_dir
         image = self.image_of(call_dir)
         CALLS.note(call_dir, **image)
         if add_paths.add_paths or add_paths.absent_paths:
@@ -172,7 +175,7 @@ class S3CallCache(CallCache):
             self._logger.info("call cache: %s reads files beside its WDL, not kept", key)
             return
         try:
-            self.keep(key, outputs, inputs, call_dir, image)
+            self.keep(key, outputs, inputs, call_dir, image, task)
         except keys.NotRegular as exn:  # (the driver refuses to upload such an output too)
             self._logger.warning("call cache: %s not kept: %s", key, exn)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exn:
@@ -181,10 +184,10 @@ class S3CallCache(CallCache):
 
     def keep(
         self, key: str, outputs: WDL.Env.Bindings[WDL.Value.Base], inputs: WDL.Env.Bindings[WDL.Value.Base],
-        call_dir: str, image: dict[str, str],
+        call_dir: str, image: dict[str, str], task: WDL.Tree.Task | None = None,
     ) -> None:
         """The call's output files into S3, then its entry."""
-        parts = self._parts.get(key) or self.parts(key, inputs)
+        parts = self._parts.get(key) or self.parts(key, inputs, task)
         name = keys.entry_name(parts)
         dirs: dict[str, list[tuple[str, str]]] = {}
         stored = WDL.Value.rewrite_env_paths(outputs, lambda v: self.store(v, dirs))
@@ -202,9 +205,12 @@ class S3CallCache(CallCache):
 
     # -- the parts ---------------------------------------------------------------------------------
 
-    def parts(self, key: str, inputs: WDL.Env.Bindings[WDL.Value.Base]) -> dict[str, Any]:
+    def parts(
+        self, key: str, inputs: WDL.Env.Bindings[WDL.Value.Base], task: WDL.Tree.Task | None = None
+    ) -> dict[str, Any]:
         """The key's parts of the call miniwdl keys ``key`` (remembered for its ``put``)."""
-        found = keys.key_parts(key, keys.input_identities(inputs, self._identities), self._defaults)
+        digest = keys.result_digest(task) if task is not None else ""
+        found = keys.key_parts(key, keys.input_identities(inputs, self._identities), self._defaults, digest)
         self._parts[key] = found
         return found
 
