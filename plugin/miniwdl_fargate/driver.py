@@ -1,8 +1,9 @@
 """The driver: what the driver Fargate task runs for one run, as one pass of phases (``_drive``):
 
 1. fetch: the workflow bundle (the WDL's S3 folder, less ``results/`` and ``inputs.json``) and
-   the inputs JSON onto EFS, and the run's miniwdl configuration (``run_cfg``: miniwdl's call
-   cache on EFS, which a ``miniwdl.cfg`` in the bundle may change for one run);
+   the inputs JSON onto EFS, and the run's miniwdl configuration (``run_cfg``: the call cache,
+   its entries in the runs bucket's ``cache/`` (``callcache.s3cache``), as the stack's and the
+   run's call_cache say; a ``miniwdl.cfg`` in the bundle may change it for one run);
 2. stage inputs: the s3:// File/Directory inputs into a store on EFS addressed by their ETags
    (``staging``), so the call cache sees the same paths for the same data across runs;
 3. run: ``miniwdl run`` them, with the aws_fargate backend unless configured otherwise;
@@ -10,7 +11,8 @@
    s3:// URIs);
 5. finish: every end of the run, whichever phase it came in, is an ``Outcome`` that ``finish``
    makes so in one place: stop what still runs, claim success in status.json, the run report
-   (``report.run``: ``report.html``, ``timeline.svg``, ``cost.json``), then ``outputs.json`` or
+   (``report.run``: ``report.html``, ``timeline.svg``, ``cost.json``; ``call_cache.json``: the
+   calls it looked up in the call cache), then ``outputs.json`` or
    ``error.json`` (naming what failed, with its stderr tail; both with the run's ``provenance``:
    the workflow's digests, each task's image and digest, the driver's versions), then the run's
    task metrics.
