@@ -99,6 +99,12 @@ class AttemptLog:
             first[a.path or a.call] = min(first.get(a.path or a.call, a.queued), a.queued)
         return sorted(found, key=lambda a: (first[a.path or a.call], a.path or a.call, a.attempt))
 
+    def latest(self, path: str) -> Attempt | None:
+        """A copy of the last attempt of the call whose directory is ``path`` (None: none)."""
+        with self._lock:
+            found = next((a for a in reversed(self._attempts) if a.path == path), None)
+            return dataclasses.replace(found) if found is not None else None
+
     def clear(self) -> None:
         with self._lock:
             self._attempts.clear()

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: the user's client commands: once done, their process ends without tearing itself down
-LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc"})
+LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc", "cache"})
 
 
 def leave(code: int) -> NoReturn:
@@ -100,7 +100,7 @@ def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespac
     return 2
 
 
-RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc")
+RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc", "cache")
 
 
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
@@ -160,6 +160,15 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
                    help="collect the EFS mounted here ([aws_fargate] efs_mountpoint), as the gc task does")
     p.add_argument("--bucket", help="with --here: the runs bucket (the runs' status.json)")
     p.add_argument("--report", metavar="KEY", help="with --here: also write the report to this key of --bucket")
+
+    p = sub.add_parser("cache", help="the call cache: why a call was reused or ran again (cache explain RUN CALL)")
+    cache = p.add_subparsers(dest="cache_command", required=True, metavar="explain")
+    p = cache.add_parser(
+        "explain", parents=[where],
+        help="whether a call of RUN was reused (from which run), or what differed from the closest earlier call",
+    )
+    p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
+    p.add_argument("call", metavar="CALL", help="a call of RUN: its directory (call-greet-0) or its task's name (greet)")
 
 
 def add_option_arguments(p: argparse.ArgumentParser, which: str = "") -> None:
@@ -235,6 +244,8 @@ def run_command(args: argparse.Namespace) -> int:
             if args.label is not None:
                 doc["by_label"] = {k: v for k, v in doc["by_label"].items() if k == args.label}
             print(json.dumps(doc, indent=2) if args.json else client.cost_table(doc))
+        if args.command == "cache":  # (explain, the one cache command)
+            print("\n".join(client.explain_call(deployment, args.run_id, args.call)))
             return 0
         if args.command == "cancel":
             final = client.cancel(deployment, args.run_id)

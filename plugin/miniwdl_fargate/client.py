@@ -1,4 +1,4 @@
-"""The user's command line: submit, status, list, logs, outputs, cancel, resume, cost.
+"""The user's command line: submit, status, list, logs, outputs, cancel, resume, cost, gc, cache explain.
 
 It talks to a deployed stack (found by name: ``--stack``, ``MINIWDL_FARGATE_STACK``, or
 samconfig.toml) or to local mode (``--local``: the stack ``miniwdl-fargate local up`` serves),
@@ -211,6 +211,17 @@ def describe(deployment: Deployment, run_id: str) -> dict[str, Any]:
         return manage.describe_run(deployment.bucket, run_id)
     except (manage.RunNotFound, status.UnreadableStatus) as exn:
         raise ClientError(str(exn)) from None
+
+
+def explain_call(deployment: Deployment, run_id: str, call: str) -> list[str]:
+    """Why call ``call`` of the run was reused or ran again (``callcache.explain``)."""
+    from .callcache import explain
+
+    doc = describe(deployment, run_id)
+    try:
+        return explain.explain(deployment.bucket, doc["results"], call)
+    except explain.ExplainError as exn:
+        raise ClientError(f"run {run_id}: {exn}") from None
 
 
 def list_runs(

@@ -174,6 +174,10 @@ class FargateSettings:
     run_id: str
     #: the tags of the run's resources (set by the driver for each run; read per task with ``tags``)
     tags: dict[str, str]
+    #: the call cache's default mode for a run that does not say: true, false, "read" or "write"
+    call_cache: bool | str
+    #: the S3 call cache's prefix (s3://bucket/prefix/); "" none
+    call_cache_uri: str
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
@@ -297,7 +301,30 @@ _PARSERS = {
     "tags": parse_tags,
     "keep_run_dirs": parse_bool,
     "keep_failed_run_days": lambda v: _days(float(v)),
+    "call_cache": lambda v: parse_call_cache(v),
+    "call_cache_uri": lambda v: parse_s3_prefix(v),
 }
+
+
+def parse_call_cache(value: str) -> bool | str:
+    """A call cache mode: true, false, read or write."""
+    text = value.strip().lower()
+    if text in ("read", "write"):
+        return text
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise ValueError(f"must be true, false, read or write (got {value.strip()!r})") from None
+
+
+def parse_s3_prefix(value: str) -> str:
+    """An s3://bucket/prefix/ URI ("" none), ending in /."""
+    text = value.strip()
+    if not text:
+        return ""
+    if not text.startswith("s3://") or len(text) <= len("s3://") or text[len("s3://")] == "/":
+        raise ValueError(f"must be an s3://bucket/prefix/ URI (got {text!r})")
+    return text if text.endswith("/") else text + "/"
 
 
 def _at_least(value: float, low: float) -> float:

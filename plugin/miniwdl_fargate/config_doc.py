@@ -27,6 +27,7 @@ TYPE_NAMES = {
     "float": "number",
     "Prices": "JSON object, or the path of a JSON file",
     "dict[str, str]": "JSON object, or comma-separated key=value pairs",
+    "bool | str": "true, false, read or write",
 }
 
 _OPTION_LINE = re.compile(r"^([a-z_][a-z0-9_]*)\s*=\s*(.*)$")

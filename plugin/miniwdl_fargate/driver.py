@@ -1,8 +1,9 @@
 """The driver: what the driver Fargate task runs for one run, as one pass of phases (``_drive``):
 
 1. fetch: the workflow bundle (the WDL's S3 folder, less ``results/`` and ``inputs.json``) and
-   the inputs JSON onto EFS, and the run's miniwdl configuration (``run_cfg``: miniwdl's call
-   cache on EFS, which a ``miniwdl.cfg`` in the bundle may change for one run);
+   the inputs JSON onto EFS, and the run's miniwdl configuration (``run_cfg``: the call cache,
+   its entries in the runs bucket's ``cache/`` (``callcache.s3cache``), as the stack's and the
+   run's call_cache say; a ``miniwdl.cfg`` in the bundle may change it for one run);
 2. stage inputs: the s3:// File/Directory inputs into a store on EFS addressed by their ETags
    (``staging``), so the call cache sees the same paths for the same data across runs;
 3. run: ``miniwdl run`` them, with the aws_fargate backend unless configured otherwise;
@@ -10,7 +11,8 @@
    s3:// URIs);
 5. finish: every end of the run, whichever phase it came in, is an ``Outcome`` that ``finish``
    makes so in one place: stop what still runs, claim success in status.json, the run report
-   (``report.run``: ``report.html``, ``timeline.svg``, ``cost.json``), then ``outputs.json`` or
+   (``report.run``: ``report.html``, ``timeline.svg``, ``cost.json``; ``call_cache.json``: the
+   calls it looked up in the call cache), then ``outputs.json`` or
    ``error.json`` (naming what failed, with its stderr tail; both with the run's ``provenance``:
    the workflow's digests, each task's image and digest, the driver's versions), then the run's
    task metrics; then the run's directory on EFS: removed once the outputs are in S3, kept a few
@@ -124,6 +126,12 @@ class DriverRun:
         return run_options.run_tags(self.labels(), str(record.get("name") or ""), str(record.get("workflow_name") or ""))
 
     @property
+    def cache_uri(self) -> str:
+        """Where the call cache keeps its entries: the runs bucket's ``cache/`` prefix (none
+        without a cache folder on EFS)."""
+        return s3io.uri(self.results_bucket, runs.CACHE_PREFIX) if self.cache_dir else ""
+
+    @property
     def results_bucket(self) -> str:
         return s3io.split(self.results)[0]
 
@@ -227,7 +235,7 @@ def fetch_phase(run: DriverRun, so_far: RunSoFar) -> tuple[str, str]:
     os.environ["MINIWDL__AWS_FARGATE__TAGS"] = json.dumps(run.tags())
     so_far.cfg = run_cfg(
         run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.read_options(),
-        bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG,
+        bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG, cache_uri=run.cache_uri,
     )
     return wdl_path, inputs_path
 
@@ -372,7 +380,8 @@ def conclude(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> Outcome:
     if doc is None:
         return outcome
     # (the report after the claim: a run that lost it never has a report saying SUCCEEDED)
-    doc.update(run_report(run, doc["status"], so_far.started, so_far.run_dir, so_far.cfg))
+    calls = record_cache_calls(run, so_far)
+    doc.update(run_report(run, doc["status"], so_far.started, so_far.run_dir, so_far.cfg, calls))
     doc.update(run_provenance(run, so_far))
     name = "outputs.json" if outcome.status == SUCCEEDED else "error.json"
     where = s3io.put_json(run.results_bucket, run.results_key(name), doc)
@@ -382,6 +391,23 @@ def conclude(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> Outcome:
         said = "stopped" if outcome.exit_code > 128 else "failed"  # (128 + a signal's number: stopped)
         log.error("run %s %s: %s (%s)", run.run_id, said, doc.get("message"), where)
     return outcome
+
+
+def record_cache_calls(run: DriverRun, so_far: RunSoFar) -> list[dict[str, Any]] | None:
+    """``call_cache.json`` beside the report: each call the run looked up in the S3 call cache,
+    its key's parts and whether it was reused (from which run and call) or ran (``explain``
+    reads it); the calls, or None when the S3 call cache was not in play. Never fails the run."""
+    from .callcache import s3cache
+
+    try:
+        calls = s3cache.CALLS.under(so_far.run_dir) if so_far.run_dir and run.cache_uri else []
+        if not calls:
+            return None
+        s3io.put_json(run.results_bucket, run.results_key(runs.CALLS_NAME), {"run_id": run.run_id, "calls": calls})
+        return calls
+    except Exception:
+        log.exception("could not record the run's call cache lookups")
+        return None
 
 
 def run_provenance(run: DriverRun, so_far: RunSoFar) -> dict[str, Any]:
@@ -668,25 +694,36 @@ def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None =
 
 # -- the run's miniwdl configuration: the call cache on, in the filesystem's cache ------------------
 
-CALL_CACHE_DEFAULTS = {"get": "true", "put": "true"}
+def call_cache_defaults() -> dict[str, str]:
+    """miniwdl's ``[call_cache]`` get and put for the stack's default mode (``[aws_fargate]
+    call_cache``: true, false, read or write; the template's CallCache parameter)."""
+    chosen = run_options.parse({"call_cache": config.option(config.loader(), "call_cache")})
+    return {"get": str(bool(chosen.cache_get)).lower(), "put": str(bool(chosen.cache_put)).lower()}
+
+
 RUN_CFG = config.RUN_CFG  # in the workflow bundle: this run's miniwdl configuration
 
 
 def run_cfg(
-    workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None, bundle_uri: str | None = None
+    workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None, bundle_uri: str | None = None,
+    cache_uri: str = "",
 ) -> str | None:
-    """The run's miniwdl configuration file: the driver's defaults (call cache on, in
-    ``cache_dir``; spare copies of inputs at EFS's link limit in ``cache_dir/links``), under the
+    """The run's miniwdl configuration file: the driver's defaults (the call cache as the stack's
+    ``[aws_fargate] call_cache`` says, its entries in S3 under ``cache_uri`` when given
+    (``callcache.s3cache``), its local files in ``cache_dir``; spare copies of inputs at EFS's
+    link limit in ``cache_dir/links``), under the
     operator's file (``MINIWDL_CFG``), under the bundle's own ``miniwdl.cfg``. Environment
     variables (the deployment's) still win over all three, as always in miniwdl. None: no
     defaults and no files, miniwdl as configured. A file miniwdl could not read raises
     config.InvalidConfig naming it (the bundle's by ``bundle_uri``, where the user put it)."""
     merged = configparser.RawConfigParser()  # raw: values reach miniwdl exactly as written
     if cache_dir:
-        merged.read_dict({"call_cache": {**CALL_CACHE_DEFAULTS, "dir": os.path.join(cache_dir, "call")}})
+        merged.read_dict({"call_cache": {**call_cache_defaults(), "dir": os.path.join(cache_dir, "call")}})
         # spare copies of inputs at EFS's hard-link limit (backend.links): shared by the runs, like
         # the staged inputs they are mostly copies of
         merged.read_dict({"aws_fargate": {"link_spares_dir": os.path.join(cache_dir, "links")}})
+        if cache_uri:  # the call cache's entries and files in S3 (callcache.s3cache)
+            merged.read_dict({"call_cache": {"backend": "aws_s3"}, "aws_fargate": {"call_cache_uri": cache_uri}})
     sources = [f for f in os.environ.get("MINIWDL_CFG", "").split(":") if f and os.path.isfile(f)][:1]
     bundled = os.path.join(bundle_dir, RUN_CFG)
     if os.path.isfile(bundled):

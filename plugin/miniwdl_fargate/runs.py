@@ -17,6 +17,10 @@ RECORD_NAME = "run.json"
 #: an S3 drop's run options, next to its inputs.json (run_options.parse_sidecar); not part of the bundle
 OPTIONS_NAME = "options.json"
 RESULTS_DIR = "results"
+#: the call cache in the runs bucket: entries under cache/call/, their files under cache/files/
+CACHE_PREFIX = "cache/"
+#: beside a run's report: the calls it looked up in the call cache, their keys' parts and outcome
+CALLS_NAME = "call_cache.json"
 DEFAULT_WDL = "workflow.wdl"
 # A run name is a key segment (runs/<name>/) and the stem of the Step Functions execution name
 # (<name>-<8 hex>): S3's safe key characters less those an execution name may not hold, and no

@@ -3,9 +3,13 @@ call cache across runs, and a task killed for running out of memory retried with
 
 import hashlib
 import json
+import re
 import shutil
+import subprocess
+import sys
 import uuid
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -147,6 +151,53 @@ def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
     launched = wdl_tasks_of(stack, more.run_id)
     assert len(launched) == 2
     assert json.loads(read(s3, more.results + "cost.json"))["call_cache_hits"] == 2
+
+
+@pytest.mark.long
+def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(stack, s3, tmp_path):
+    seed([str(REPO / "examples" / "s3")])
+    token = uuid.uuid4().hex[:6]
+    first = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"F {token}", f"G {token}"), "s3cache-1")
+    assert first.status == "SUCCEEDED", first.document
+
+    # what the driver removes once the outputs are in S3, and miniwdl's cache folder on EFS: the
+    # entries and their files are in the bucket, so a rerun still launches nothing
+    efs = Path(stack.runtime.efs_root) / stack.outputs["FileSystemId"] / "miniwdl"
+    shutil.rmtree(efs / "runs" / first.run_id)
+    for folder in ("call", "files"):
+        shutil.rmtree(efs / "cache" / folder, ignore_errors=True)
+    again = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"F {token}", f"G {token}"), "s3cache-2")
+    assert again.status == "SUCCEEDED", again.document
+    assert wdl_tasks_of(stack, again.run_id) == []
+    for name in ("hello.greetings", "hello.summary"):
+        one, two = first.document["outputs"][name], again.document["outputs"][name]
+        assert [read(s3, u) for u in (one if isinstance(one, list) else [one])] == [
+            read(s3, u) for u in (two if isinstance(two, list) else [two])
+        ]
+    assert read(s3, again.document["outputs"]["hello.summary"]).decode() == f"Hello, F {token}!\nHello, G {token}!\n"
+
+    # one name changed: its greeting and the gather run; `cache explain` says why, naming the input
+    more = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"F {token}", f"H {token}"), "s3cache-3")
+    assert more.status == "SUCCEEDED", more.document
+    assert len(wdl_tasks_of(stack, more.run_id)) == 2
+    connection = stack.write_connection(tmp_path / "local.json")
+
+    def explain(call):
+        proc = subprocess.run(
+            [sys.executable, "-m", "miniwdl_fargate.cli", "cache", "explain", more.run_id, call, "--local", str(connection)],
+            capture_output=True, text=True, timeout=120, cwd=REPO,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    said = explain("call-greet-1")  # (miniwdl's directory: call-greet-1-H_<token>)
+    assert said[0].startswith("call-greet-1-H") and said[0].endswith(" ran (task greet)")
+    assert said[1].startswith("closest earlier entry: run ")
+    assert len(said) == 3 and re.fullmatch(rf'  input name: "[^"]+" -> "H {token}"', said[2]), said
+    reused, = explain("call-greet-0")
+    assert re.fullmatch(rf"call-greet-0-\S+ was reused from the call cache: its results are run {first.run_id}'s, call call-greet-0-\S+", reused)
+    page = read(s3, more.results + "report.html").decode()
+    assert "Reused from the call cache" in page and first.run_id in page
 
 
 def test_a_task_out_of_memory_is_retried_with_twice_the_memory(stack, s3, tmp_path):

@@ -256,10 +256,29 @@ def groups_html(cost: dict[str, Any]) -> str:
     return page
 
 
+def reused_html(reused: list[dict[str, str]]) -> str:
+    """The calls taken from the call cache, each with the run and call it came from."""
+    if not reused:
+        return ""
+    esc = html.escape
+    rows = "\n".join(
+        f"<tr><td>{esc(r['call'])}</td><td>{esc(r['task'])}</td><td>{esc(r['from_run'])}</td><td>{esc(r['from_call'])}</td></tr>"
+        for r in reused
+    )
+    return (
+        "<h2>Reused from the call cache</h2>\n<p>These calls did not run: their results are an earlier call's "
+        "(<code>miniwdl-fargate cache explain RUN CALL</code> says why a call did run).</p>\n"
+        '<table class="reused"><tr><th>call</th><th>task</th><th>from run</th><th>from call</th></tr>\n'
+        f"{rows}</table>\n"
+    )
+
+
 def report_html(
-    svg: str, cost: dict[str, Any], title: str, facts: list[tuple[str, str]], images: list[dict[str, Any]] | None = None
+    svg: str, cost: dict[str, Any], title: str, facts: list[tuple[str, str]], images: list[dict[str, Any]] | None = None,
+    reused: list[dict[str, str]] | None = None,
 ) -> str:
-    """One self-contained page: the facts of the run, the timeline, the cost table, and the images."""
+    """One self-contained page: the facts of the run, the timeline, the calls reused from the call
+    cache, the cost table, and the images."""
     esc = html.escape
     rows = "\n".join(
         "<tr>"
@@ -290,7 +309,7 @@ svg {{ max-width: 100%; height: auto; }}
 <h2>Task timeline</h2>
 <p>One bar per task attempt; hover a bar for its size, phases, cost and ECS task.</p>
 {svg}
-<h2>Cost estimate</h2>
+{reused_html(reused or [])}<h2>Cost estimate</h2>
 <p>{esc(cost['method'])}. Total: <b>{cost['total_usd']:.4f} {esc(cost['currency'])}</b>
 ({cost['totals']['vcpu_seconds']:g} vCPU-seconds, {cost['totals']['gb_seconds']:g} GB-seconds;
 public IPv4 addresses {cost['public_ipv4_usd']:.4f} {esc(cost['currency'])} of it).</p>

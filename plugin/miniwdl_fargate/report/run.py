@@ -24,21 +24,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("miniwdl-fargate.driver")
 
 
-def run_report(run: "DriverRun", status: str, started: float, run_dir: str = "", cfg: str | None = None) -> dict[str, Any]:
+def run_report(
+    run: "DriverRun", status: str, started: float, run_dir: str = "", cfg: str | None = None,
+    calls: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Write the run report (report.html, timeline.svg, cost.json) under the results prefix;
-    return what outputs.json / error.json say of it. Never fails the run: a report that cannot
-    be made is logged and left out."""
+    return what outputs.json / error.json say of it. ``calls``: the run's call cache lookups
+    (``callcache.s3cache.CALLS``), whose reused calls the report names with the run each came
+    from; None: the hits are counted from the run directory (``cache_hits``). Never fails the
+    run: a report that cannot be made is logged and left out."""
     try:
         now = time.time()
         settings = config.loader(cfg)  # (the run's miniwdl configuration, read once)
         recorded = attempts.LOG.snapshot(run=run.run_id)
         own = driver_attempt(run, started, status, now, public_ip=own_public_ip(settings))
         rows = ([own] if own else []) + recorded
-        cost = run_cost(run, status, rows, report_prices(settings), cache_hits(run_dir), now)
+        reused = reused_calls(calls) if calls is not None else []
+        hits = len(reused) if calls is not None else cache_hits(run_dir)
+        cost = run_cost(run, status, rows, report_prices(settings), hits, now)
+        if reused:
+            cost["reused_calls"] = reused
         title = f"run {run.run_id}"
         svg = timeline_svg(rows, title=title, subtitle=subtitle(status, recorded, cost, now - started), now=now, costs=cost)
         page = report_html(
-            svg, cost, title, facts(run, status, recorded, cost, with_driver=own is not None), provenance.task_images(rows)
+            svg, cost, title, facts(run, status, recorded, cost, with_driver=own is not None), provenance.task_images(rows),
+            reused,
         )
         return write_report(run, svg, page, cost)
     except Exception:
@@ -66,6 +76,16 @@ def run_labels(run: "DriverRun") -> dict[str, str]:
     except Exception as exn:  # noqa: BLE001
         log.warning("cannot read the run's labels: %s", exn)
         return {}
+
+
+def reused_calls(calls: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The calls the call cache answered: each call, and the run and call its results came from."""
+    return [
+        {"call": c["call"], "task": c.get("task", ""), "from_run": (c.get("source") or {}).get("run", ""),
+         "from_call": (c.get("source") or {}).get("call", "")}
+        for c in calls
+        if c.get("outcome") == "reused"
+    ]
 
 
 def subtitle(status: str, recorded: list[attempts.Attempt], cost: dict[str, Any], elapsed: float) -> str:

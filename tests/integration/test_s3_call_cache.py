@@ -1,0 +1,383 @@
+"""The call cache in S3 (``callcache.s3cache``), through the driver against moto S3 with the
+host_process backend: entries and their files under the runs bucket's cache/ prefix, a rerun
+that reuses them after the EFS run directory and cache folder are gone, a miss when an input's
+ETag changes, the run's call_cache / [call_cache] modes, and ``explain``."""
+
+import json
+import shutil
+
+import botocore.exceptions
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from miniwdl_fargate import aws, driver
+from miniwdl_fargate.callcache import explain, keys, s3cache
+
+WDL = """
+version 1.1
+workflow chain {
+  input {
+    String name
+    File reference
+    String extra = "x"
+  }
+  call make { input: name = name }
+  call count { input: made = make.out, reference = reference }
+  call say { input: word = extra }
+  output {
+    File made = make.out
+    Int words = count.words
+    String said = say.said
+  }
+}
+task make {
+  input { String name }
+  command <<< echo "made for ~{name}" > made.txt >>>
+  output { File out = "made.txt" }
+  runtime { memory: "1 GiB" }
+}
+task count {
+  input {
+    File made
+    File reference
+  }
+  command <<< cat "~{made}" "~{reference}" | wc -w > words >>>
+  output { Int words = read_int("words") }
+}
+task say {
+  input { String word }
+  command <<< echo "~{word}" >>>
+  output { String said = read_string(stdout()) }
+}
+"""
+
+
+@pytest.fixture
+def bucket(moto_aws, monkeypatch, tmp_path):
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="runs/c/workflow.wdl", Body=WDL.encode())
+    s3.put_object(Bucket="runs", Key="data/ref.txt", Body=b"one two three")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "unset")
+    monkeypatch.chdir(tmp_path)
+    return s3
+
+
+def drive(tmp_path, run_id, extra="x", options=None):
+    s3 = aws.client("s3")
+    inputs = {"chain.name": "ann", "chain.reference": "s3://runs/data/ref.txt", "chain.extra": extra}
+    s3.put_object(Bucket="runs", Key=f"runs/c/{run_id}.json", Body=json.dumps(inputs).encode())
+    run = driver.DriverRun(
+        run_id=run_id,
+        workflow="s3://runs/runs/c/workflow.wdl",
+        inputs=f"s3://runs/runs/c/{run_id}.json",
+        results=f"s3://runs/runs/c/results/{run_id}/",
+        workdir=str(tmp_path / "efs" / "runs" / run_id),
+        cache_dir=str(tmp_path / "efs" / "cache"),
+        options=options or {},
+    )
+    return driver.drive(run)
+
+
+def get(run_id, name):
+    body = aws.client("s3").get_object(Bucket="runs", Key=f"runs/c/results/{run_id}/{name}")["Body"].read()
+    return json.loads(body) if name.endswith(".json") else body.decode()
+
+
+def read_uri(uri):
+    bucket, key = uri[len("s3://"):].split("/", 1)
+    return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def keys_under(prefix):
+    return sorted(o["Key"] for o in aws.client("s3").list_objects_v2(Bucket="runs", Prefix=prefix).get("Contents", []))
+
+
+def ran(run_id):
+    return sorted(a["call"] for a in get(run_id, "cost.json")["attempts"])
+
+
+def calls(run_id):
+    return {c["call"]: c for c in get(run_id, "call_cache.json")["calls"]}
+
+
+def forget_efs(tmp_path, run_id):
+    """What the driver removes once a run's outputs are in S3, and the whole EFS cache folder."""
+    shutil.rmtree(tmp_path / "efs" / "runs" / run_id)
+    shutil.rmtree(tmp_path / "efs" / "cache")
+
+
+def test_entries_and_their_files_are_kept_in_the_runs_bucket(bucket, tmp_path):
+    assert drive(tmp_path, "c-1") == 0
+    entries = keys_under("cache/call/")
+    # one entry per task call, and the workflow as a whole
+    assert sorted(k.split("/")[2] for k in entries) == ["chain", "count", "make", "say"]
+    made = next(k for k in entries if k.split("/")[2] == "make")
+    entry = json.loads(aws.client("s3").get_object(Bucket="runs", Key=made)["Body"].read())
+    assert entry["run"] == "c-1" and entry["call"] == "call-make"
+    assert entry["parts"]["inputs"] == {"name": "ann"}
+    ref, = entry["outputs"].values()
+    assert ref.startswith(s3cache.FILE_REF) and ref.endswith("/made.txt")
+    sha = ref[len(s3cache.FILE_REF):].split("/")[0]
+    assert read_uri(f"s3://runs/cache/files/{sha}") == b"made for ann\n"
+    # the staged s3:// input by its URI and ETag, the upstream file by its content
+    count = json.loads(aws.client("s3").get_object(Bucket="runs", Key=next(k for k in entries if "/count/" in k))["Body"].read())
+    etag = aws.client("s3").head_object(Bucket="runs", Key="data/ref.txt")["ETag"].strip('"')
+    assert count["parts"]["inputs"] == {"made": f"sha256:{sha}", "reference": f"s3://runs/data/ref.txt#etag={etag}"}
+    # the run's lookups, beside its report: every call ran (nothing was cached before)
+    assert {k: v["outcome"] for k, v in calls("c-1").items()} == {
+        ".": "ran", "call-count": "ran", "call-make": "ran", "call-say": "ran",
+    }
+
+
+def test_a_rerun_reuses_the_entries_after_the_efs_run_and_cache_folders_are_gone(bucket, tmp_path):
+    assert drive(tmp_path, "c-first") == 0
+    first = get("c-first", "outputs.json")
+    forget_efs(tmp_path, "c-first")
+    # the same inputs: the workflow as a whole comes from S3, nothing runs
+    assert drive(tmp_path, "c-again") == 0
+    again = get("c-again", "outputs.json")
+    assert ran("c-again") == []
+    assert read_uri(again["outputs"]["chain.made"]) == read_uri(first["outputs"]["chain.made"]) == b"made for ann\n"
+    assert again["outputs"]["chain.words"] == first["outputs"]["chain.words"] == 6
+    assert calls("c-again")["."]["source"]["run"] == "c-first"
+    forget_efs(tmp_path, "c-again")
+    # one input only `say` reads changed: `count` takes `make`'s output fetched back from S3 and
+    # is still a hit (its input named by content, not by the gone run directory's path)
+    assert drive(tmp_path, "c-other", extra="y") == 0
+    assert ran("c-other") == ["call-say"]
+    other = calls("c-other")
+    assert {k: v["outcome"] for k, v in other.items()} == {
+        ".": "ran", "call-count": "reused", "call-make": "reused", "call-say": "ran",
+    }
+    assert other["call-count"]["source"] == {"run": "c-first", "call": "call-count"}
+    assert get("c-other", "outputs.json")["outputs"]["chain.words"] == 6
+    page = get("c-other", "report.html")
+    assert "Reused from the call cache" in page and "c-first" in page
+    cost = get("c-other", "cost.json")
+    assert cost["call_cache_hits"] == 2
+    assert {r["call"]: r["from_run"] for r in cost["reused_calls"]} == {"call-count": "c-first", "call-make": "c-first"}
+
+
+def test_an_input_object_overwritten_misses_and_explain_names_its_etag(bucket, tmp_path):
+    assert drive(tmp_path, "c-before") == 0
+    before = aws.client("s3").head_object(Bucket="runs", Key="data/ref.txt")["ETag"].strip('"')
+    aws.client("s3").put_object(Bucket="runs", Key="data/ref.txt", Body=b"one two three four")
+    after = aws.client("s3").head_object(Bucket="runs", Key="data/ref.txt")["ETag"].strip('"')
+    assert drive(tmp_path, "c-after") == 0
+    assert ran("c-after") == ["call-count"]
+    assert get("c-after", "outputs.json")["outputs"]["chain.words"] == 7
+    lines = explain.explain("runs", "s3://runs/runs/c/results/c-after/", "count")
+    assert lines[0] == "call-count ran (task count)"
+    assert lines[1].startswith("closest earlier entry: run c-before, call call-count")
+    assert lines[2:] == [f"  input reference: s3://runs/data/ref.txt changed (ETag {before} -> {after})"]
+    assert explain.explain("runs", "s3://runs/runs/c/results/c-after/", "call-make") == [
+        "call-make was reused from the call cache: its results are run c-before's, call call-make"
+    ]
+
+
+def test_read_mode_reuses_but_keeps_nothing_and_write_mode_keeps_but_reuses_nothing(bucket, tmp_path):
+    assert drive(tmp_path, "c-seed") == 0
+    seeded = keys_under("cache/call/")
+    # write: everything runs again although every entry is there (an entry of the same key
+    # stays as it was: it names the run that first made those results)
+    assert drive(tmp_path, "c-write", options={"call_cache": "write"}) == 0
+    assert ran("c-write") == ["call-count", "call-make", "call-say"]
+    assert all(not c["read"] for c in calls("c-write").values())
+    assert keys_under("cache/call/") == seeded
+    lines = explain.explain("runs", "s3://runs/runs/c/results/c-write/", "make")
+    assert lines[1].startswith("the call cache was not read for this run")
+    assert lines[2].startswith("closest earlier entry: run c-seed, call call-make")
+    assert lines[3:] == ["its key is the same: with the call cache read, the call would have been reused"]
+    # write with a new input: its entry is kept
+    assert drive(tmp_path, "c-write2", extra="w", options={"call_cache": "write"}) == 0
+    assert len(keys_under("cache/call/")) == len(seeded) + 2  # say's, and the workflow's
+    seeded = keys_under("cache/call/")
+    # read: a changed input runs its call, and its result is not kept
+    assert drive(tmp_path, "c-read", extra="z", options={"call_cache": "read"}) == 0
+    assert ran("c-read") == ["call-say"]
+    assert keys_under("cache/call/") == seeded
+    # false: neither
+    assert drive(tmp_path, "c-off", options={"call_cache": False}) == 0
+    assert ran("c-off") == ["call-count", "call-make", "call-say"]
+
+
+def test_the_stacks_default_mode_applies_when_the_run_does_not_say(bucket, tmp_path, monkeypatch):
+    assert drive(tmp_path, "c-fill") == 0
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__CALL_CACHE", "write")
+    assert drive(tmp_path, "c-stack") == 0
+    assert ran("c-stack") == ["call-count", "call-make", "call-say"]
+    # the run's own option wins over the stack's
+    assert drive(tmp_path, "c-own", options={"call_cache": True}) == 0
+    assert ran("c-own") == []
+
+
+def test_explain_says_what_it_cannot_find(bucket, tmp_path):
+    assert drive(tmp_path, "c-x") == 0
+    with pytest.raises(explain.ExplainError, match="no call 'nope' in this run; its calls: ., call-count"):
+        explain.explain("runs", "s3://runs/runs/c/results/c-x/", "nope")
+    with pytest.raises(explain.ExplainError, match="is not there"):
+        explain.explain("runs", "s3://runs/runs/c/results/c-none/", "make")
+    lines = explain.explain("runs", "s3://runs/runs/c/results/c-x/", "make")
+    assert lines[1].startswith("no earlier entry of task make")
+
+
+def test_the_requests_the_cache_sends_validate():
+    """(botocore validates every request a client sends, the ones above included; these are the
+    cache's own shapes, checked against S3's model by hand too.)"""
+    model = botocore.session.get_session().get_service_model("s3")
+    for operation, params in (
+        ("HeadObject", {"Bucket": "runs", "Key": "cache/files/ab"}),
+        ("PutObject", {"Bucket": "runs", "Key": "cache/call/t/d/k.json", "Body": b"{}", "ContentType": "application/json"}),
+        ("GetObject", {"Bucket": "runs", "Key": "cache/call/t/d/k.json"}),
+        ("ListObjectsV2", {"Bucket": "runs", "Prefix": "cache/call/t/"}),
+    ):
+        report = ParamValidator().validate(params, model.operation_model(operation).input_shape)
+        assert not report.has_errors(), report.generate_report()
+
+
+DIR_WDL = """
+version 1.2
+workflow tree {
+  input {
+    String extra = "x"
+  }
+  call grow
+  call look { input: d = grow.d }
+  call say { input: word = extra }
+  output {
+    Directory d = grow.d
+    Int files = look.files
+  }
+}
+task grow {
+  command <<< mkdir -p leaves/sub && echo a > leaves/a.txt && echo b > leaves/sub/b.txt >>>
+  output { Directory d = "leaves" }
+}
+task look {
+  input { Directory d }
+  command <<< find "~{d}" -type f | wc -l > files >>>
+  output { Int files = read_int("files") }
+}
+task say {
+  input { String word }
+  command <<< echo "~{word}" >>>
+  output { String said = read_string(stdout()) }
+}
+"""
+
+
+def test_a_directory_output_is_kept_file_by_file_and_fetched_back(bucket, tmp_path):
+    aws.client("s3").put_object(Bucket="runs", Key="runs/d/workflow.wdl", Body=DIR_WDL.encode())
+
+    def drive_tree(run_id, extra):
+        aws.client("s3").put_object(Bucket="runs", Key=f"runs/d/{run_id}.json", Body=json.dumps({"tree.extra": extra}).encode())
+        return driver.drive(driver.DriverRun(
+            run_id=run_id, workflow="s3://runs/runs/d/workflow.wdl", inputs=f"s3://runs/runs/d/{run_id}.json",
+            results=f"s3://runs/runs/d/results/{run_id}/", workdir=str(tmp_path / "efs" / "runs" / run_id),
+            cache_dir=str(tmp_path / "efs" / "cache"), options={},
+        ))
+
+    assert drive_tree("d-1", "x") == 0
+    grow = next(k for k in keys_under("cache/call/grow/"))
+    entry = json.loads(aws.client("s3").get_object(Bucket="runs", Key=grow)["Body"].read())
+    ref, = entry["outputs"].values()
+    tree = ref[len(s3cache.DIR_REF):].split("/")[0]
+    assert sorted(path for path, _ in entry["dirs"][tree]) == ["a.txt", "sub/b.txt"]
+    shutil.rmtree(tmp_path / "efs" / "runs" / "d-1")
+    shutil.rmtree(tmp_path / "efs" / "cache")
+    assert drive_tree("d-2", "y") == 0
+    cost = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/d/results/d-2/cost.json")["Body"].read())
+    assert sorted(a["call"] for a in cost["attempts"]) == ["call-say"]  # look: a hit on the fetched directory
+    fetched = tmp_path / "efs" / "cache" / "dirs" / tree / "leaves"
+    assert (fetched / "sub" / "b.txt").read_text() == "b\n"
+    outputs = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/d/results/d-2/outputs.json")["Body"].read())
+    assert outputs["outputs"]["tree.files"] == 2
+    assert read_uri(outputs["outputs"]["tree.d"].rstrip("/") + "/sub/b.txt") == b"b\n"
+
+
+def test_an_entry_records_the_image_and_the_runtime_default_it_is_keyed_on(bucket, tmp_path):
+    assert drive(tmp_path, "c-img") == 0
+    made = next(k for k in keys_under("cache/call/make/"))
+    entry = json.loads(aws.client("s3").get_object(Bucket="runs", Key=made)["Body"].read())
+    # (the tasks name no image: miniwdl's [task_runtime] defaults give one, and it is in the key)
+    default = entry["parts"]["defaults"]["docker"]
+    assert default and entry["image"] == default
+
+
+def test_an_entry_whose_files_are_gone_is_a_miss_and_is_written_anew(bucket, tmp_path):
+    assert drive(tmp_path, "c-keep") == 0
+    for key in keys_under("cache/files/"):
+        aws.client("s3").delete_object(Bucket="runs", Key=key)
+    forget_efs(tmp_path, "c-keep")
+    assert drive(tmp_path, "c-lost") == 0
+    # the entries with files (the workflow's, make's) are unusable: make runs again; count and
+    # say have no files, and count's input (make's output, the same content) is named the same
+    assert ran("c-lost") == ["call-make"]
+    assert get("c-lost", "outputs.json")["outputs"]["chain.words"] == 6
+    made = next(k for k in keys_under("cache/call/make/"))
+    assert json.loads(aws.client("s3").get_object(Bucket="runs", Key=made)["Body"].read())["run"] == "c-lost"
+    assert keys_under("cache/files/")
+
+
+def test_a_cache_that_cannot_keep_a_call_fails_nothing(bucket, tmp_path, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+
+    monkeypatch.setattr(s3cache.S3CallCache, "upload_blob", refuse)
+    assert drive(tmp_path, "c-denied") == 0
+    assert get("c-denied", "outputs.json")["outputs"]["chain.words"] == 6
+    # only the calls without files to keep have entries
+    assert sorted(k.split("/")[2] for k in keys_under("cache/call/")) == ["count", "say"]
+
+
+def put_entry(task, run, call, inputs, wdl_digest="d1", **extra):
+    parts = keys.key_parts(f"{task}/{wdl_digest}/x", inputs, {})
+    key = f"cache/call/{keys.entry_name(parts)}.json"
+    aws.client("s3").put_object(
+        Bucket="runs", Key=key, Body=json.dumps({"parts": parts, "run": run, "call": call, **extra}).encode()
+    )
+    return parts
+
+
+def test_explain_compares_with_the_entry_of_fewest_differences_and_names_a_new_image_digest(moto_aws):
+    aws.client("s3").create_bucket(Bucket="runs")
+    put_entry("align", "r-far", "call-align", {"reads": "s3://d/r1.fq#etag=a", "k": 1}, wdl_digest="d0")
+    put_entry("align", "r-near", "call-align", {"reads": "s3://d/r1.fq#etag=a", "k": 1}, image="bwa:1", image_digest="sha256:old")
+    put_entry("other", "r-other", "call-other", {"reads": "s3://d/r1.fq#etag=b", "k": 2})
+    now = keys.key_parts("align/d1/x", {"reads": "s3://d/r1.fq#etag=b", "k": 1}, {})
+    doc = {"run_id": "r-now", "calls": [{
+        "call": "call-align", "task": "align", "parts": now, "read": True, "outcome": "ran",
+        "image": "bwa:1", "image_digest": "sha256:new",
+    }]}
+    aws.client("s3").put_object(Bucket="runs", Key="runs/n/results/r-now/call_cache.json", Body=json.dumps(doc).encode())
+    lines = explain.explain("runs", "s3://runs/runs/n/results/r-now/", "align")
+    assert lines[0] == "call-align ran (task align)"
+    assert lines[1].startswith("closest earlier entry: run r-near, call call-align (s3://runs/cache/call/align/d1/")
+    assert lines[2:] == [
+        "  input reads: s3://d/r1.fq changed (ETag a -> b)",
+        "  (not in the key) image bwa:1: digest sha256:old -> sha256:new",
+    ]
+
+
+def test_a_task_given_more_memory_is_the_same_task(bucket, tmp_path):
+    assert drive(tmp_path, "c-small") == 0
+    aws.client("s3").put_object(
+        Bucket="runs", Key="runs/c/workflow.wdl", Body=WDL.replace('memory: "1 GiB"', 'memory: "4 GiB"').encode()
+    )
+    assert drive(tmp_path, "c-large") == 0
+    # the workflow's own digest (miniwdl's) changed, so it runs; its calls are all reused
+    assert ran("c-large") == []
+    assert {k: v["outcome"] for k, v in calls("c-large").items()} == {
+        ".": "ran", "call-count": "reused", "call-make": "reused", "call-say": "reused",
+    }
+    aws.client("s3").put_object(
+        Bucket="runs", Key="runs/c/workflow.wdl", Body=WDL.replace('echo "made for', 'echo "made by').encode()
+    )
+    assert drive(tmp_path, "c-edited") == 0
+    assert ran("c-edited") == ["call-count", "call-make"]
+    lines = explain.explain("runs", "s3://runs/runs/c/results/c-edited/", "make")
+    assert lines[2].startswith("  the task's WDL (command, runtime or outputs) changed: digest ")
