@@ -244,6 +244,7 @@ def run_command(args: argparse.Namespace) -> int:
             if args.label is not None:
                 doc["by_label"] = {k: v for k, v in doc["by_label"].items() if k == args.label}
             print(json.dumps(doc, indent=2) if args.json else client.cost_table(doc))
+            return 0
         if args.command == "cache":  # (explain, the one cache command)
             print("\n".join(client.explain_call(deployment, args.run_id, args.call)))
             return 0

@@ -105,8 +105,9 @@ def calls(run_id):
 
 
 def forget_efs(tmp_path, run_id):
-    """What the driver removes once a run's outputs are in S3, and the whole EFS cache folder."""
-    shutil.rmtree(tmp_path / "efs" / "runs" / run_id)
+    """The run's EFS directory is gone (its driver removed it once the outputs were in S3), and
+    the whole EFS cache folder too."""
+    assert not (tmp_path / "efs" / "runs" / run_id).exists()
     shutil.rmtree(tmp_path / "efs" / "cache")
 
 
@@ -287,7 +288,7 @@ def test_a_directory_output_is_kept_file_by_file_and_fetched_back(bucket, tmp_pa
     ref, = entry["outputs"].values()
     tree = ref[len(s3cache.DIR_REF):].split("/")[0]
     assert sorted(path for path, _ in entry["dirs"][tree]) == ["a.txt", "sub/b.txt"]
-    shutil.rmtree(tmp_path / "efs" / "runs" / "d-1")
+    assert not (tmp_path / "efs" / "runs" / "d-1").exists()  # (its driver removed it)
     shutil.rmtree(tmp_path / "efs" / "cache")
     assert drive_tree("d-2", "y") == 0
     cost = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/d/results/d-2/cost.json")["Body"].read())

@@ -160,10 +160,10 @@ def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(sta
     first = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"F {token}", f"G {token}"), "s3cache-1")
     assert first.status == "SUCCEEDED", first.document
 
-    # what the driver removes once the outputs are in S3, and miniwdl's cache folder on EFS: the
-    # entries and their files are in the bucket, so a rerun still launches nothing
+    # the driver removed the run's EFS directory once the outputs were in S3; remove the cache's
+    # folders on EFS too: the entries and their files are in the bucket, so a rerun still launches nothing
     efs = Path(stack.runtime.efs_root) / stack.outputs["FileSystemId"] / "miniwdl"
-    shutil.rmtree(efs / "runs" / first.run_id)
+    assert not (efs / "runs" / first.run_id).exists()
     for folder in ("call", "files"):
         shutil.rmtree(efs / "cache" / folder, ignore_errors=True)
     again = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"F {token}", f"G {token}"), "s3cache-2")

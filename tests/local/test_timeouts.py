@@ -60,6 +60,25 @@ def history(stack, run_id):
     return aws.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
 
 
+def timeline(stack, run_id):
+    """The execution's events, seconds after its start: when the driver's wait began and ended."""
+    events = history(stack, run_id)
+    start = events[0]["timestamp"]
+    return [(round((e["timestamp"] - start).total_seconds(), 2), e["type"]) for e in events]
+
+
+def driver_log(stack, run_id):
+    """The run's driver log lines (CloudWatch Logs, as local mode keeps them), for a failure's message."""
+    logs = aws.client("logs")
+    group = stack.outputs["DriverLogGroupName"]
+    lines = []
+    for found in logs.describe_log_streams(logGroupName=group)["logStreams"]:
+        events = logs.get_log_events(logGroupName=group, logStreamName=found["logStreamName"], startFromHead=True)["events"]
+        if any(run_id in e["message"] for e in events):
+            lines += [e["message"] for e in events]
+    return lines[-60:]
+
+
 def entered(events):
     return [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
 
@@ -75,7 +94,9 @@ def test_a_run_over_its_maximum_duration_is_stopped_and_fails_saying_so(stack):
     assert result.status == "FAILED", result.document
     error = result.document
     assert error["error"] == "TimedOut", error
-    assert error["message"].startswith("the run timed out: it was still running at its maximum duration of 18s (0.005 h")
+    assert error["message"].startswith("the run timed out: it was still running at its maximum duration of 18s (0.005 h"), (
+        "\n".join([error["message"], f"events (s after start, type): {timeline(stack, run_id)}", "driver log:",
+                   *driver_log(stack, run_id)]))
     assert "StopTimedOutRun" in entered(history(stack, run_id))
     status = s3io.get_json(bucket, f"runs/too-long/results/{run_id}/status.json")
     assert status["status"] == "FAILED" and status["error"]["error"] == "TimedOut"
