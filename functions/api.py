@@ -6,11 +6,17 @@
     DELETE /runs/{run_id}   cancel, end to end
     POST   /runs/{run_id}/resume   a new run of a failed or cancelled run, its finished calls reused
 
+and GA4GH WES 1.1 beside it, under /ga4gh/wes/v1 (pipeline/wes.py): service-info, POST and GET
+/runs, GET /runs/{run_id}, GET /runs/{run_id}/status, POST /runs/{run_id}/cancel; its errors in
+WES's ErrorResponse shape ({"msg", "status_code"}).
+
 Powertools validates requests against the models below, which also generate the OpenAPI
 document kept in docs/openapi.json (`make openapi`).
 """
 
 
+import base64
+import importlib.metadata
 import json
 import uuid
 from typing import Annotated, Any
@@ -22,12 +28,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from observability import lambda_handler, logger, metrics, tracer
 from pydantic import BaseModel, Field
 
-from miniwdl_fargate import inputs_json, openapi30, runs, status
+from miniwdl_fargate import aws, inputs_json, openapi30, runs, s3io, status
 from miniwdl_fargate.run_options import RunOptions
-from miniwdl_fargate.pipeline import manage, resume, start
-from miniwdl_fargate.pipeline.settings import ApiSettings
+from miniwdl_fargate.pipeline import manage, resume, start, wes
+from miniwdl_fargate.pipeline.settings import WesApiSettings
 
-SETTINGS = ApiSettings
+SETTINGS = WesApiSettings
 app = APIGatewayRestResolver(enable_validation=True)
 
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$"
@@ -102,7 +108,10 @@ def _invalid(problems: list[dict[str, str]]) -> Response[dict[str, Any]]:
 
 @app.exception_handler(RequestValidationError)
 def invalid_request(exn: RequestValidationError) -> Response[dict[str, Any]]:
-    return _invalid([_problem(e) for e in exn.errors()])
+    problems = [_problem(e) for e in exn.errors()]
+    if _is_wes():
+        return _wes_error(400, wes.problems_text(problems))
+    return _invalid(problems)
 
 
 def _problem(error: dict[str, Any]) -> dict[str, str]:
@@ -125,13 +134,15 @@ def _unreadable(exn: status.UnreadableStatus) -> Response[dict[str, Any]]:
 
 @app.not_found
 def no_such_route(exn: Exception) -> Response[dict[str, Any]]:
-    return _error(404, "NotFound", f"no such resource: {app.current_event.http_method} {app.current_event.path}")
+    message = f"no such resource: {app.current_event.http_method} {app.current_event.path}"
+    return _wes_error(404, message) if _is_wes() else _error(404, "NotFound", message)
 
 
 @app.exception_handler(Exception)
 def internal_error(exn: Exception) -> Response[dict[str, Any]]:
     logger.exception("request failed")  # the traceback goes to the log, never to the caller
-    return _error(500, "InternalError", "the request failed on our side; it is logged: try again, or report it")
+    message = "the request failed on our side; it is logged: try again, or report it"
+    return _wes_error(500, message) if _is_wes() else _error(500, "InternalError", message)
 
 
 def _answers(code: int, description: str) -> dict[int, dict[str, Any]]:
@@ -273,6 +284,226 @@ def resume_run(
     return _accepted(result, "RunsResumed")
 
 
+# -- GA4GH WES 1.1 (pipeline/wes.py) ---------------------------------------------------------------
+
+
+class WesErrorResponse(BaseModel):
+    """WES's ErrorResponse: every error of the /ga4gh/wes/v1 routes."""
+
+    msg: str = Field(description="what went wrong; a refused request names each problem and where (its WES field)")
+    status_code: int
+
+
+class WesRunId(BaseModel):
+    run_id: str
+
+
+class WesRunStatus(BaseModel):
+    run_id: str
+    state: str = Field(description="QUEUED, INITIALIZING, RUNNING, COMPLETE, EXECUTOR_ERROR, SYSTEM_ERROR or CANCELED")
+
+
+class WesRunSummary(WesRunStatus):
+    start_time: str | None = None
+    end_time: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class WesRunListResponse(BaseModel):
+    runs: list[WesRunSummary]
+    next_page_token: str = Field(description="pass as page_token for the next page; empty at the end")
+
+
+class WesLog(BaseModel):
+    name: str | None = None
+    cmd: list[str] | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    stdout: str | None = Field(default=None, description="a task's CloudWatch log stream (console link)")
+    stderr: str | None = Field(default=None, description="a task's CloudWatch log stream; the run's: its workflow.log in S3")
+    exit_code: int | None = None
+    system_logs: list[str] = Field(default_factory=list)
+
+
+class WesTaskLog(WesLog):
+    id: str = Field(description="the ECS task's id")
+    tags: dict[str, str] = Field(default_factory=dict, description="ecs_task, outcome, capacity")
+
+
+class WesRunLog(BaseModel):
+    run_id: str
+    request: dict[str, Any]
+    state: str
+    run_log: WesLog
+    task_logs: list[WesTaskLog]
+    outputs: dict[str, Any]
+
+
+class WesServiceInfo(BaseModel):
+    """GA4GH service-info with WES 1.1's fields."""
+
+    id: str
+    name: str
+    type: dict[str, str]
+    organization: dict[str, str]
+    version: str
+    workflow_type_versions: dict[str, dict[str, list[str]]]
+    supported_wes_versions: list[str]
+    supported_filesystem_protocols: list[str]
+    workflow_engine_versions: dict[str, dict[str, list[str]]]
+    default_workflow_engine_parameters: list[dict[str, str]]
+    system_state_counts: dict[str, int]
+    auth_instructions_url: str
+    tags: dict[str, str]
+
+
+_WES_FIELDS = {
+    "workflow_url": {"type": "string", "description": "s3:// URI of the main .wdl (its folder holds its imports), an https:// URL "
+                     "(fetched at submit, at most 1 MB, a self-contained document) or the name of the attached .wdl"},
+    "workflow_params": {"type": "string", "description": "the inputs JSON object (its text in a form)"},
+    "workflow_type": {"type": "string", "enum": ["WDL"]},
+    "workflow_type_version": {"type": "string", "enum": list(wes.WDL_VERSIONS)},
+    "tags": {"type": "string", "description": "a JSON object of strings: the run's labels (AWS tags of its driver and tasks)"},
+    "workflow_engine_parameters": {"type": "string", "description": "a JSON object: the run's options (" +
+                                   ", ".join(n for n in RunOptions.model_fields if n != "labels") + "), values as strings or JSON"},
+    "workflow_engine": {"type": "string", "enum": ["miniwdl"]},
+    "workflow_engine_version": {"type": "string"},
+}
+#: the request body of WES POST /runs in the OpenAPI document
+WES_RUN_REQUEST = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["workflow_url", "workflow_type", "workflow_type_version"],
+                                           "properties": {**_WES_FIELDS, "workflow_attachment": {
+                                               "type": "array", "items": {"type": "string", "format": "binary"},
+                                               "description": "the workflow's .wdl file (one self-contained document)"}}}},
+        "application/json": {"schema": {"type": "object", "required": ["workflow_url", "workflow_type", "workflow_type_version"],
+                                        "additionalProperties": False,
+                                        "properties": {**_WES_FIELDS, "workflow_params": {"type": "object"},
+                                                       "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                                                       "workflow_engine_parameters": {"type": "object"}}}},
+    },
+}
+
+
+def _is_wes() -> bool:
+    return str(app.current_event.path or "").startswith(wes.PREFIX)
+
+
+def _wes_error(code: int, msg: str) -> Response[dict[str, Any]]:
+    return _json(code, WesErrorResponse(msg=msg, status_code=code))
+
+
+def _wes_answers(*codes: int) -> dict[int, dict[str, Any]]:
+    what = {400: "the request is malformed: each problem and where", 404: "no such run", 409: "the run already ended",
+            500: "the service failed"}
+    return {c: {"description": what[c], "content": {"application/json": {"model": WesErrorResponse}}} for c in codes}
+
+
+def _ok(model: type[BaseModel], description: str) -> dict[int, dict[str, Any]]:
+    return {200: {"description": description, "content": {"application/json": {"model": model}}}}
+
+
+@app.get(wes.PREFIX + "/service-info", summary="WES: the service: workflow types, engine, protocols", responses={**_ok(WesServiceInfo, "the service"), **_wes_answers(500)})
+@tracer.capture_method
+def wes_service_info() -> Response[dict[str, Any]]:
+    return _json(200, wes.service_info(importlib.metadata.version("miniwdl")))
+
+
+@app.post(wes.PREFIX + "/runs", summary="WES: run a workflow (multipart/form-data or JSON)", responses={**_ok(WesRunId, "started"), **_wes_answers(400, 500)})
+@tracer.capture_method
+def wes_post_run() -> Response[dict[str, Any]]:
+    event = app.current_event
+    body = base64.b64decode(event.body or "") if event.is_base64_encoded else (event.body or "").encode("utf-8")
+    content_type = event.get_header_value("content-type", default_value="", case_sensitive=False) or ""
+    try:
+        asked = wes.submission(wes.read_request(body, content_type))
+        result = start.from_request(
+            SETTINGS.from_env(), asked.name, asked.workflow, asked.inputs, str(uuid.uuid4()), wdl=asked.wdl,
+            options=asked.options,
+            described={"via": "wes", "workflow_url": asked.workflow_url, "workflow_type_version": asked.workflow_type_version},
+        )
+    except (wes.WesRefused, start.Refused) as exn:
+        return _wes_error(400, f"the request was not accepted: {wes.problems_text(exn.problems)}")
+    logger.append_keys(run_id=result.record.run_id)
+    logger.info("run submitted through WES")
+    metrics.add_metric(name="RunsSubmitted", unit=MetricUnit.Count, value=1)
+    return _json(200, WesRunId(run_id=result.record.run_id))
+
+
+@app.get(wes.PREFIX + "/runs", summary="WES: list runs, a page at a time", responses={**_ok(WesRunListResponse, "runs"), **_wes_answers(400, 500)})
+@tracer.capture_method
+def wes_list_runs(
+    page_size: Annotated[int, Query(ge=1, le=1000, description="about this many runs (a page ends with a run name's last run)")] = 50,
+    page_token: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="next_page_token of the previous page")] = None,
+) -> Response[dict[str, Any]]:
+    bucket = SETTINGS.from_env().runs_bucket
+    found, following = manage.list_runs(bucket, page_size, None, page_token or None)
+    summaries = [wes.summary(current, _error_json(current) if current.status == "FAILED" else None) for current in found]
+    return _json(200, {"runs": summaries, "next_page_token": following or ""})
+
+
+def _error_json(current: status.RunStatus) -> dict[str, Any] | None:
+    """A failed run's error.json (what tells EXECUTOR_ERROR from SYSTEM_ERROR)."""
+    bucket, prefix = s3io.split(current.results)
+    try:
+        return s3io.find_json(bucket, prefix + "error.json")
+    except ValueError:
+        return None
+
+
+def _describe(run_id: str) -> dict[str, Any] | Response[dict[str, Any]]:
+    try:
+        return manage.describe_run(SETTINGS.from_env().runs_bucket, run_id)
+    except manage.RunNotFound as exn:
+        return _wes_error(404, str(exn))
+    except status.UnreadableStatus as exn:
+        logger.error("unreadable run status", extra={"problem": str(exn)})
+        return _wes_error(500, str(exn))
+
+
+@app.get(wes.PREFIX + "/runs/<run_id>", summary="WES: the run log: request, state, task logs, outputs", responses={**_ok(WesRunLog, "the run"), **_wes_answers(400, 404, 500)})
+@tracer.capture_method
+def wes_get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
+    doc = _describe(run_id)
+    if isinstance(doc, Response):
+        return doc
+    settings = SETTINGS.from_env()
+    bucket, prefix = s3io.split(doc["results"])
+    record = s3io.find_json(bucket, prefix + runs.RECORD_NAME)
+    inputs = s3io.find_json(bucket, prefix + runs.INPUTS_NAME)
+    cost = s3io.find_json(bucket, prefix + "cost.json")
+    return _json(200, wes.run_log(
+        doc, runs.RunRecord.model_validate(record) if record else None, inputs, cost,
+        settings.task_log_group, aws.client("s3").meta.region_name,
+    ))
+
+
+@app.get(wes.PREFIX + "/runs/<run_id>/status", summary="WES: the run's state", responses={**_ok(WesRunStatus, "the run's state"), **_wes_answers(400, 404, 500)})
+@tracer.capture_method
+def wes_run_status(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
+    doc = _describe(run_id)
+    if isinstance(doc, Response):
+        return doc
+    return _json(200, WesRunStatus(run_id=run_id, state=wes.state(doc["status"], doc.get("error"))))
+
+
+@app.post(wes.PREFIX + "/runs/<run_id>/cancel", summary="WES: cancel a run: its execution, driver and every task", responses={**_ok(WesRunId, "cancelled (CANCELED at once)"), **_wes_answers(400, 404, 409, 500)})
+@tracer.capture_method
+def wes_cancel_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
+    settings = SETTINGS.from_env()
+    try:
+        manage.cancel_run(settings.runs_bucket, settings.state_machine_arn, settings.cluster, run_id)
+    except manage.RunNotFound as exn:
+        return _wes_error(404, str(exn))
+    except manage.RunFinished as exn:
+        return _wes_error(409, str(exn))
+    except status.UnreadableStatus as exn:
+        return _wes_error(500, str(exn))
+    metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
+    return _json(200, WesRunId(run_id=run_id))
+
+
 @lambda_handler(publishes_metrics=True)
 def handler(event: dict[str, Any], context: Any) -> Any:
     refused = _strict_body(event)
@@ -287,6 +518,8 @@ def _strict_body(event: dict[str, Any]) -> dict[str, Any] | None:
     body = event.get("body")
     if event.get("httpMethod") != "POST" or not isinstance(body, str) or event.get("isBase64Encoded"):
         return None
+    if str(event.get("path", "")).startswith(wes.PREFIX):
+        return None  # a WES request is read strictly by wes.read_request, and answered in WES's shape
     text = inputs_json.decode(body, "body")
     event["body"] = text
     try:
@@ -322,9 +555,12 @@ def openapi_json() -> str:
         app.get_openapi_json_schema(
             title="miniwdl-fargate runs API",
             version="1",
-            description="Submit, list, describe, cancel and resume WDL runs. Every request is SigV4-signed (IAM, execute-api:Invoke).",
+            description="Submit, list, describe, cancel and resume WDL runs; and GA4GH WES 1.1 under /ga4gh/wes/v1. "
+            "Every request is SigV4-signed (IAM, execute-api:Invoke).",
         )
     )
+    # the WES RunRequest is read by wes.read_request, not by Powertools: say what it takes
+    doc["paths"][wes.PREFIX + "/runs"]["post"]["requestBody"] = WES_RUN_REQUEST
     # invalid requests answer 400 with ApiError (invalid_request above), not Powertools' 422
     for path in doc["paths"].values():
         for operation in path.values():

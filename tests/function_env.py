@@ -24,6 +24,7 @@ ENVIRONMENT = {
     "MANAGED_INSTANCES_MAX_GPUS": "0",
     "EBS_SCRATCH": "false",
     "MAX_RUN_VCPUS": "0",  # MaxRunVCpus: no limit
+    "TASK_LOG_GROUP": "miniwdl-fargate-tasks",  # the api function's own (WES task logs)
 }
 
 

@@ -8,7 +8,7 @@ from tests.function_env import environment
 
 MODELS = {
     "inputs_dropped": settings.SubmitSettings,
-    "api": settings.ApiSettings,
+    "api": settings.WesApiSettings,
     "launch_driver": settings.LaunchSettings,
     "driver_stopped": settings.DriverStoppedSettings,
     "finalize": settings.CleanupSettings,
@@ -29,6 +29,7 @@ def test_each_model_needs_what_its_function_uses_and_no_more():
         "MAX_RUN_VCPUS",
     }
     assert settings.ApiSettings.variables() == settings.SubmitSettings.variables() | {"RUNS_BUCKET", "CLUSTER"}
+    assert settings.WesApiSettings.variables() == settings.ApiSettings.variables() | {"TASK_LOG_GROUP"}
     assert settings.ClusterSettings.variables() == {"CLUSTER"}
     assert settings.CleanupSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID"}
     assert settings.DriverStoppedSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID", "DRIVER_CONTAINER_NAME"}

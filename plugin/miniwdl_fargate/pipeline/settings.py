@@ -11,7 +11,8 @@ event is handled. template.yaml gives each function what its model requires
     │       │                           MANAGED_INSTANCES_MAX_CPU, _MAX_MEMORY_GIB,
     │       │                           _MAX_GPUS, EBS_SCRATCH (what can run beyond Fargate),
     │       │                           MAX_RUN_VCPUS (the most vCPUs a run holds at once)
-    │       └── ApiSettings           + RUNS_BUCKET, CLUSTER                   api
+    │       └── ApiSettings           + RUNS_BUCKET, CLUSTER
+    │           └── WesApiSettings    + TASK_LOG_GROUP (WES task logs)         api
     └── ClusterSettings               CLUSTER                                  run_timed_out
         ├── CleanupSettings           + FILE_SYSTEM_ID                         finalize
         │   └── DriverStoppedSettings + DRIVER_CONTAINER_NAME                  driver_stopped
@@ -121,6 +122,12 @@ class ApiSettings(SubmitSettings):
 
     runs_bucket: str = Field(min_length=1, alias="RUNS_BUCKET")
     cluster: str = Field(min_length=1, alias="CLUSTER")
+
+
+class WesApiSettings(ApiSettings):
+    """api with its WES routes: a task log's stdout/stderr name its stream in TASK_LOG_GROUP."""
+
+    task_log_group: str = Field(min_length=1, alias="TASK_LOG_GROUP")
 
 
 class ClusterSettings(FunctionSettings):

@@ -352,11 +352,13 @@ def from_request(
     client_token: str,
     wdl: str | None = None,
     options: dict[str, Any] | None = None,
+    described: dict[str, str] | None = None,
 ) -> Submitted:
     """An API request: inputs given inline, the workflow by s3:// URI or inline (``wdl``, the
     source of a self-contained WDL document). The same ``client_token`` with the same request is
     the same run; with a different request, TokenConflict. The run reads only its own copies of
-    the workflow's folder and the inputs (see ``snapshot``)."""
+    the workflow's folder and the inputs (see ``snapshot``). ``described``: more of what was
+    submitted, kept in the record's ``submitted`` (a WES request's workflow_url and version)."""
     limits = check_request(settings, name, workflow, wdl, options)
     inputs_body = json.dumps(inputs, indent=2, sort_keys=True, ensure_ascii=False).encode()
     if problem := inputs_json.size_problem(len(inputs_body)):  # the cap of every entrance
@@ -384,10 +386,14 @@ def from_request(
         assert wdl is not None
         source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
         put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
-        workflow_name = validate(source, inputs, "inputs", settings.capacities(), settings.max_vcpus(options))
+        try:
+            workflow_name = validate(source, inputs, "inputs", settings.capacities(), settings.max_vcpus(options))
+        except Refused:
+            snapshot.delete_prefix(bucket, s3io.split(results)[1] + snapshot.SOURCE_DIR)  # a refused run leaves nothing
+            raise
     record = new_record(
         run_id, name, bucket, source, results, "api", limits,
-        submitted={"workflow": workflow or "(inline)", "inputs": "(inline)"}, options=options or {},
+        submitted={"workflow": workflow or "(inline)", "inputs": "(inline)", **(described or {})}, options=options or {},
         workflow_name=workflow_name,
     )
     put_once(bucket, record.results_key(runs.INPUTS_NAME), inputs_body, "inputs")

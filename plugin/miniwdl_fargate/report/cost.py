@@ -24,6 +24,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from ..attempts import Attempt
@@ -140,6 +141,11 @@ class AttemptCost:
     priced: bool  # its capacity has a price
 
 
+def _iso(epoch: float | None) -> str | None:
+    """An attempt's time (epoch seconds) as ISO 8601 in UTC; None: it never got there."""
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat() if epoch else None
+
+
 def attempt_cost(a: Attempt, prices: Prices, minimum: float, now: float | None = None) -> AttemptCost:
     """One attempt's billed seconds, what it used over them, and dollars (none for what its
     capacity has no price for)."""
@@ -183,6 +189,9 @@ def attempt_cost(a: Attempt, prices: Prices, minimum: float, now: float | None =
         "management_fee_usd": round(fee_usd, 6),
         "usd": round(total, 6),
         "ecs_task": a.task_arn,
+        "started_at": _iso(a.running),
+        "stopped_at": _iso(a.stopped),
+        "exit_code": a.exit_code,
     }
     return AttemptCost(row, used, total, ipv4_usd, rate is not None)
 

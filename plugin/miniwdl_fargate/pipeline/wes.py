@@ -1,0 +1,451 @@
+"""GA4GH WES 1.1 over our runs: what the ``/ga4gh/wes/v1/...`` routes of functions/api.py mean.
+
+A WES request is read here (JSON or multipart/form-data), mapped onto the one submission path
+(``start.from_request``: ``tags`` become the run's labels and ``workflow_engine_parameters`` its
+options, both checked by ``run_options``), and our run documents are answered as WES's: its
+states, its run log with task logs. Plain functions; the handler only wires them.
+
+States (WES ``State``): SUBMITTED → QUEUED, STARTING → INITIALIZING, RUNNING → RUNNING,
+SUCCEEDED → COMPLETE, CANCELLED → CANCELED. A FAILED run is EXECUTOR_ERROR when the workflow
+itself failed (error.json's ``failed_task``: a command's exit status, out of memory, a WDL
+evaluation error), SYSTEM_ERROR when the service stopped it or broke (a timeout, the budget, a
+stopped or failed driver, a task interrupted past its retries, no error.json at all). CANCELING is
+never answered: a cancel marks the run CANCELLED and stops its execution, driver and tasks before
+it answers.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import json
+import re
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import inputs_json, run_options, runs, status
+
+PREFIX = "/ga4gh/wes/v1"
+WES_VERSION = "1.1.0"
+WORKFLOW_TYPE = "WDL"
+WDL_VERSIONS = ("1.0", "1.1")
+PROTOCOLS = ("s3", "https")
+#: an https:// workflow_url is fetched at submit, at most this much (the API's inline WDL cap) ...
+HTTPS_MAX_BYTES = 1_000_000
+#: ... within this many seconds
+HTTPS_TIMEOUT_S = 10.0
+
+QUEUED, INITIALIZING, RUNNING, COMPLETE = "QUEUED", "INITIALIZING", "RUNNING", "COMPLETE"
+EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED = "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"
+STATES = {"SUBMITTED": QUEUED, "STARTING": INITIALIZING, "RUNNING": RUNNING, "SUCCEEDED": COMPLETE, "CANCELLED": CANCELED}
+#: error codes (error.json's ``error``, or its failed task's) of a run the service stopped or failed
+SYSTEM_CODES = frozenset({"TimedOut", "BudgetExceeded", "DriverStopped", "DriverError", "UnreadableDocument", "Interrupted"})
+
+
+def state(our: str, error: dict[str, Any] | None = None) -> str:
+    """The WES state of a run whose status is ``our`` and whose error.json is ``error``."""
+    if our != "FAILED":
+        return STATES[our]
+    return failure_state(error)
+
+
+def failure_state(error: dict[str, Any] | None) -> str:
+    """EXECUTOR_ERROR: the workflow failed (the driver's error.json names its failed task);
+    SYSTEM_ERROR: anything else (see the module's docstring)."""
+    if not error or not isinstance(error.get("failed_task"), dict):
+        return SYSTEM_ERROR
+    codes = {error.get("error"), error["failed_task"].get("error")}
+    if codes & SYSTEM_CODES or any(str(c).startswith("States.") for c in codes):
+        return SYSTEM_ERROR
+    return EXECUTOR_ERROR
+
+
+# -- POST /runs ------------------------------------------------------------------------------------
+
+
+class WesRefused(ValueError):
+    """A WES request that cannot be a run; ``problems`` each say where and what."""
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p['where']}: {p['problem']}" for p in problems))
+
+
+@dataclass
+class WesRequest:
+    """A WES RunRequest as sent (form fields still text where the form sends text)."""
+
+    workflow_url: str = ""
+    workflow_params: Any = None
+    workflow_type: str = ""
+    workflow_type_version: str = ""
+    tags: Any = None
+    workflow_engine_parameters: Any = None
+    workflow_engine: str = ""
+    workflow_engine_version: str = ""
+    attachments: dict[str, bytes] = field(default_factory=dict)
+
+
+FIELDS = ("workflow_url", "workflow_params", "workflow_type", "workflow_type_version", "tags",
+          "workflow_engine_parameters", "workflow_engine", "workflow_engine_version")
+
+
+def read_request(body: bytes, content_type: str) -> WesRequest:
+    """The request's body, JSON or multipart/form-data, as a WesRequest; WesRefused if neither."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "multipart/form-data":
+        return read_form(body, content_type)
+    if kind in ("application/json", ""):
+        return read_json(body)
+    raise WesRefused([{"where": "Content-Type", "problem": f"{kind!r}: send application/json or multipart/form-data"}])
+
+
+def read_json(body: bytes) -> WesRequest:
+    try:
+        doc = inputs_json.loads(body, "body", capped=False, wrapping=1)
+    except inputs_json.InputsJSONError as exn:
+        raise WesRefused(exn.problems) from None
+    except ValueError as exn:
+        raise WesRefused([{"where": "body", "problem": f"not valid JSON: {exn}"}]) from None
+    if not isinstance(doc, dict):
+        raise WesRefused([{"where": "body", "problem": "must be a JSON object (a WES RunRequest)"}])
+    unknown = sorted(set(doc) - set(FIELDS))
+    if unknown:
+        raise WesRefused([{"where": k, "problem": f"not a field of a WES RunRequest ({', '.join(FIELDS)})"} for k in unknown])
+    for key in ("workflow_url", "workflow_type", "workflow_type_version", "workflow_engine", "workflow_engine_version"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise WesRefused([{"where": key, "problem": f"must be a string, not {type(doc[key]).__name__}"}])
+    return WesRequest(**{k: v for k, v in doc.items() if v is not None})
+
+
+def read_form(body: bytes, content_type: str) -> WesRequest:
+    """multipart/form-data: each field once, text; ``workflow_attachment`` parts are files by
+    their file name (a relative path)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise WesRefused([{"where": "body", "problem": "not a multipart/form-data body (no parts found for its boundary)"}])
+    request, problems, seen = WesRequest(), [], set()
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        if name == "workflow_attachment":
+            filename = part.get_filename() or ""
+            if problem := attachment_name_problem(filename):
+                problems.append({"where": f"workflow_attachment {filename!r}", "problem": problem})
+            request.attachments[filename] = payload
+        elif name in FIELDS:
+            if name in seen:
+                problems.append({"where": name, "problem": "given more than once"})
+            seen.add(name)
+            try:
+                setattr(request, name, payload.decode("utf-8"))
+            except UnicodeDecodeError:
+                problems.append({"where": name, "problem": "not UTF-8 text"})
+        else:
+            problems.append({"where": str(name), "problem": f"not a field of a WES RunRequest ({', '.join(FIELDS)}, workflow_attachment)"})
+    if problems:
+        raise WesRefused(problems)
+    return request
+
+
+def attachment_name_problem(name: str) -> str | None:
+    if not name:
+        return "an attachment needs a file name"
+    if name.startswith("/") or ".." in name.split("/") or "\\" in name:
+        return "must be a relative path inside the workflow's folder"
+    return None
+
+
+@dataclass
+class Submission:
+    """A WES request as ``start.from_request``'s arguments."""
+
+    name: str
+    workflow: str | None
+    wdl: str | None
+    inputs: dict[str, Any]
+    options: dict[str, Any]
+    workflow_url: str
+    workflow_type_version: str
+
+
+def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None) -> Submission:
+    """What to submit for ``request``; WesRefused naming every problem (WES's fields by name)."""
+    problems: list[dict[str, str]] = []
+    version = check_type(request, problems)
+    inputs = json_object(request.workflow_params, "workflow_params", problems, strict=True)
+    options = options_of(request, problems)
+    workflow, wdl = workflow_source(request, problems, fetch or fetch_https)
+    if problems:
+        raise WesRefused(problems)
+    return Submission(run_name(request.workflow_url), workflow, wdl, inputs, options, request.workflow_url, version)
+
+
+def check_type(request: WesRequest, problems: list[dict[str, str]]) -> str:
+    if request.workflow_type.strip().upper() != WORKFLOW_TYPE:
+        problems.append({"where": "workflow_type", "problem": f"{request.workflow_type!r}: this service runs {WORKFLOW_TYPE}"})
+    version = request.workflow_type_version.strip()
+    if version not in WDL_VERSIONS:
+        problems.append({"where": "workflow_type_version", "problem": f"{version!r}: this service runs WDL {' or '.join(WDL_VERSIONS)}"})
+    engine = request.workflow_engine.strip()
+    if engine and engine.lower() != "miniwdl":
+        problems.append({"where": "workflow_engine", "problem": f"{engine!r}: this service's engine is miniwdl"})
+    return version
+
+
+def json_object(value: Any, where: str, problems: list[dict[str, str]], strict: bool = False) -> dict[str, Any]:
+    """A field that is a JSON object, given as one or as its text (a form field)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = inputs_json.loads(value, where, capped=strict) if strict else json.loads(value)
+        except inputs_json.InputsJSONError as exn:
+            problems.extend(exn.problems)
+            return {}
+        except ValueError as exn:
+            problems.append({"where": where, "problem": f"not valid JSON: {exn}"})
+            return {}
+    if not isinstance(value, dict):
+        problems.append({"where": where, "problem": f"must be a JSON object, not {type(value).__name__}"})
+        return {}
+    return value
+
+
+def options_of(request: WesRequest, problems: list[dict[str, str]]) -> dict[str, Any]:
+    """``tags`` as the run's labels and ``workflow_engine_parameters`` as its options, checked
+    by the one options model; a problem names the WES field (``tags.team``,
+    ``workflow_engine_parameters.max_cost_usd``). WES sends parameter values as strings: one
+    that is JSON (``20``, ``true``) is read as JSON, as ``submit --option`` reads it."""
+    tags = json_object(request.tags, "tags", problems)
+    params = json_object(request.workflow_engine_parameters, "workflow_engine_parameters", problems)
+    if "labels" in params:
+        problems.append({"where": "workflow_engine_parameters.labels", "problem": "give labels as the request's tags"})
+        return {}
+    raw: dict[str, Any] = {key: as_json(value) for key, value in params.items()}
+    if tags:
+        raw["labels"] = tags
+    try:
+        return run_options.parse(raw, "options").given()
+    except run_options.OptionsProblems as exn:
+        problems.extend({"where": wes_where(p["where"]), "problem": p["problem"]} for p in exn.problems)
+        return {}
+
+
+def as_json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def wes_where(where: str) -> str:
+    """``options.labels.team`` → ``tags.team``; ``options.max_cost_usd`` →
+    ``workflow_engine_parameters.max_cost_usd``."""
+    if where == "options.labels" or where.startswith("options.labels."):
+        return "tags" + where[len("options.labels"):]
+    return "workflow_engine_parameters" + where[len("options"):]
+
+
+def workflow_source(
+    request: WesRequest, problems: list[dict[str, str]], fetch: Callable[[str], bytes]
+) -> tuple[str | None, str | None]:
+    """(s3:// URI, None) or (None, WDL source): an s3:// workflow_url is the run's workflow (its
+    folder holds its imports); an https:// one is fetched now and runs as a self-contained
+    document; otherwise workflow_url names the attached .wdl file (one self-contained file)."""
+    url = request.workflow_url.strip()
+    if not url:
+        problems.append({"where": "workflow_url", "problem": "required: an s3:// or https:// URI, or the name of an attached .wdl file"})
+        return None, None
+    if url.startswith("s3://"):
+        return url, None
+    if url.startswith("https://"):
+        try:
+            return None, text_of(fetch(url), "workflow_url", problems)
+        except OSError as exn:
+            problems.append({"where": "workflow_url", "problem": f"could not fetch {url}: {exn}"})
+            return None, None
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
+        problems.append({"where": "workflow_url", "problem": f"{url}: this service reads {', '.join(p + '://' for p in PROTOCOLS)} or an attached file"})
+        return None, None
+    return None, attached_wdl(request, url, problems)
+
+
+def attached_wdl(request: WesRequest, url: str, problems: list[dict[str, str]]) -> str | None:
+    if url not in request.attachments:
+        attached = ", ".join(sorted(request.attachments)) or "none"
+        problems.append({"where": "workflow_url", "problem": f"{url!r} is not an attached file (attached: {attached})"})
+        return None
+    others = sorted(set(request.attachments) - {url})
+    if others:
+        problems.append({"where": "workflow_attachment", "problem": f"only the one WDL file is taken ({', '.join(others)} besides it): "
+                         "inline the imports, or put the folder in S3 and give its s3:// workflow_url"})
+    if not url.endswith(".wdl"):
+        problems.append({"where": "workflow_url", "problem": f"{url!r} is not a .wdl file"})
+    return text_of(request.attachments[url], f"workflow_attachment {url!r}", problems)
+
+
+def text_of(body: bytes, where: str, problems: list[dict[str, str]]) -> str | None:
+    if len(body) > HTTPS_MAX_BYTES:
+        problems.append({"where": where, "problem": f"{len(body)} bytes; a WDL document given inline may have at most {HTTPS_MAX_BYTES}"})
+        return None
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exn:
+        problems.append({"where": where, "problem": f"not UTF-8 text: byte {exn.start} is not UTF-8"})
+        return None
+
+
+class _HttpsOnly(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to https:// only."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        if not newurl.startswith("https://"):
+            raise OSError(f"redirected to {newurl}: only https:// is followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def fetch_https(url: str) -> bytes:
+    """The document at an https:// URL: at most HTTPS_MAX_BYTES + 1 bytes read (more is refused
+    by the caller), within HTTPS_TIMEOUT_S; OSError saying why not."""
+    opener = urllib.request.build_opener(_HttpsOnly())
+    with opener.open(urllib.request.Request(url, headers={"User-Agent": "miniwdl-fargate-wes"}), timeout=HTTPS_TIMEOUT_S) as answer:
+        return answer.read(HTTPS_MAX_BYTES + 1)
+
+
+def run_name(workflow_url: str) -> str:
+    """The run's name: the workflow file's name without .wdl, made a valid run name."""
+    stem = workflow_url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+    stem = stem[: -len(".wdl")] if stem.endswith(".wdl") else stem
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", stem).lstrip("._-")[:64]
+    return name if name and runs.NAME_RE.match(name) else "wes-run"
+
+
+# -- answers ---------------------------------------------------------------------------------------
+
+
+def service_info(miniwdl_version: str, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """GET /service-info."""
+    return {
+        "id": "org.miniwdl-fargate.wes",
+        "name": "miniwdl-fargate",
+        "type": {"group": "org.ga4gh", "artifact": "wes", "version": WES_VERSION},
+        "organization": {"name": "miniwdl-fargate", "url": "https://github.com/chanzuckerberg/miniwdl"},
+        "version": WES_VERSION,
+        "description": "WDL on AWS Fargate with miniwdl; requests are SigV4-signed (IAM, execute-api:Invoke)",
+        "workflow_type_versions": {WORKFLOW_TYPE: {"workflow_type_version": list(WDL_VERSIONS)}},
+        "supported_wes_versions": [WES_VERSION],
+        "supported_filesystem_protocols": list(PROTOCOLS),
+        "workflow_engine_versions": {"miniwdl": {"workflow_engine_version": [miniwdl_version]}},
+        "default_workflow_engine_parameters": [
+            {"name": name, "type": "string", "default_value": ""} for name in run_options.RunOptions.model_fields if name != "labels"
+        ],
+        "system_state_counts": counts or {},
+        "auth_instructions_url": "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html",
+        "tags": {"labels": "tags become the run's labels (AWS tags of its driver and tasks)"},
+    }
+
+
+def summary(current: status.RunStatus, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A RunSummary of GET /runs."""
+    return {
+        "run_id": current.run_id,
+        "state": state(current.status, error if error is not None else current.error),
+        "start_time": current.started_at or current.submitted_at,
+        "end_time": current.finished_at,
+        "tags": {},
+    }
+
+
+def run_log(
+    doc: dict[str, Any], record: runs.RunRecord | None, inputs: dict[str, Any] | None,
+    cost: dict[str, Any] | None, log_group: str, region: str,
+) -> dict[str, Any]:
+    """GET /runs/{run_id}: the run's request, state, log, task logs and outputs. ``doc`` is
+    ``manage.describe_run``'s; ``cost`` the run's cost.json (its attempts, once it ended)."""
+    current = status.RunStatus.model_validate({k: v for k, v in doc.items() if k in status.RunStatus.model_fields})
+    error = doc.get("error")
+    return {
+        "run_id": current.run_id,
+        "state": state(current.status, error),
+        "request": request_of(record, inputs),
+        "run_log": {
+            "name": (record.workflow_name if record else "") or current.name,
+            "cmd": ["miniwdl", "run", current.workflow],
+            "start_time": current.started_at,
+            "end_time": current.finished_at,
+            "stdout": None,
+            "stderr": current.results + "workflow.log" if current.started_at else None,
+            "exit_code": None,
+            "system_logs": [error.get("message", "")] if isinstance(error, dict) and error.get("message") else [],
+        },
+        "task_logs": task_logs(current, cost, log_group, region),
+        "outputs": doc.get("outputs") if isinstance(doc.get("outputs"), dict) else {},
+    }
+
+
+def request_of(record: runs.RunRecord | None, inputs: dict[str, Any] | None) -> dict[str, Any]:
+    """The RunRequest a run answers, rebuilt from its record (whichever way it came in)."""
+    if record is None:
+        return {"workflow_type": WORKFLOW_TYPE}
+    options = dict(record.options)
+    labels = options.pop("labels", {})
+    return {
+        "workflow_params": inputs or {},
+        "workflow_type": WORKFLOW_TYPE,
+        "workflow_type_version": record.submitted.get("workflow_type_version", ""),
+        "tags": labels,
+        "workflow_engine_parameters": {k: v if isinstance(v, str) else json.dumps(v) for k, v in options.items()},
+        "workflow_url": record.submitted.get("workflow_url") or record.submitted.get("workflow", ""),
+    }
+
+
+def task_logs(current: status.RunStatus, cost: dict[str, Any] | None, log_group: str, region: str) -> list[dict[str, Any]]:
+    """One TaskLog per task attempt: from cost.json once the run has one (times, exit code,
+    outcome), else from the status's calls (what has been launched so far). stdout and stderr
+    both name the attempt's CloudWatch log stream (the container's two streams go to one)."""
+    if cost and cost.get("attempts"):
+        return [attempt_log(row, log_group, region) for row in cost["attempts"] if row.get("ecs_task") and row["call"] != "driver"]
+    return [
+        {"id": arn.rsplit("/", 1)[-1], "name": f"{call} attempt {i}", **log_links(arn, log_group, region), "tags": {"ecs_task": arn}}
+        for call, arns in sorted(current.calls.items())
+        for i, arn in enumerate(arns, 1)
+    ]
+
+
+def attempt_log(row: dict[str, Any], log_group: str, region: str) -> dict[str, Any]:
+    arn = row["ecs_task"]
+    return {
+        "id": arn.rsplit("/", 1)[-1],
+        "name": f"{row['call']} attempt {row['attempt']}",
+        "start_time": row.get("started_at"),
+        "end_time": row.get("stopped_at"),
+        "exit_code": row.get("exit_code"),
+        **log_links(arn, log_group, region),
+        "system_logs": [row["outcome"]] if row.get("outcome") else [],
+        "tags": {"ecs_task": arn, "outcome": str(row.get("outcome", "")), "capacity": str(row.get("capacity", ""))},
+    }
+
+
+def log_links(arn: str, log_group: str, region: str) -> dict[str, str | None]:
+    """The attempt's CloudWatch log stream (``miniwdl/task/<task id>``) as a console link."""
+    from ..backend.fargate import log_url  # (the backend's one way to name a stream's page)
+
+    if not log_group or not arn.startswith("arn:"):
+        return {"stdout": None, "stderr": None}
+    link = log_url(region, log_group, f"miniwdl/task/{arn.rsplit('/', 1)[-1]}")
+    return {"stdout": link, "stderr": link}
+
+
+def error_response(status_code: int, msg: str) -> dict[str, Any]:
+    """WES's ErrorResponse."""
+    return {"msg": msg, "status_code": status_code}
+
+
+def problems_text(problems: list[dict[str, str]]) -> str:
+    return "; ".join(f"{p['where']}: {p['problem']}" for p in problems)

@@ -1,0 +1,168 @@
+"""GA4GH WES 1.1 through the API function (functions/api.py), against moto: API Gateway proxy
+events as the REST API sends them (a multipart/form-data body base64-encoded, the API's binary
+media type), the run started through the one submission path, answers in WES's shapes."""
+
+import json
+
+import botocore.session
+import pytest
+import urllib3
+from botocore.validate import ParamValidator
+
+from miniwdl_fargate import aws, runs, status
+from miniwdl_fargate.local.gateway import proxy_event
+from tests.function_env import set_environment
+
+S3_MODEL = botocore.session.get_session().get_service_model("s3")
+SFN_MODEL = botocore.session.get_session().get_service_model("stepfunctions")
+PREFIX = "/ga4gh/wes/v1"
+HELLO = """version 1.1
+workflow hello {
+  input { String who }
+  call greet { input: who = who }
+  output { String out = greet.out }
+}
+task greet {
+  input { String who }
+  command <<< echo "~{who}" >>>
+  output { String out = read_string(stdout()) }
+  runtime { docker: "ubuntu:22.04" }
+}
+"""
+
+
+class Context:
+    function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
+
+
+@pytest.fixture
+def wes(moto_aws, monkeypatch):
+    """call(method, path, body=b"", content_type=...) -> (status, answer) through the handler."""
+    import api
+
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    aws.client("ecs").create_cluster(clusterName="wdl")
+    machine = aws.client("stepfunctions").create_state_machine(
+        name="run", definition=json.dumps({"StartAt": "a", "States": {"a": {"Type": "Wait", "Seconds": 3600, "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/run",
+    )["stateMachineArn"]
+    set_environment(monkeypatch, STATE_MACHINE_ARN=machine)
+    monkeypatch.setattr(api.metrics.provider, "namespace", "test")
+    sent = []  # every request to S3 and Step Functions, checked against botocore's models below
+    for client, name in ((s3, "s3"), (aws.client("stepfunctions"), "stepfunctions")):
+        client.meta.events.register(f"provide-client-params.{name}.*", lambda params, model, name=name, **_: sent.append((name, model.name, dict(params))))
+
+    def call(method, path, body=b"", content_type="application/json"):
+        event = proxy_event(method, PREFIX + path, {"Content-Type": content_type, "Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"}, body)
+        answer = api.handler(event, Context())
+        return answer["statusCode"], json.loads(answer["body"])
+
+    call.machine = machine
+    yield call
+    for service, operation, params in sent:
+        model = S3_MODEL if service == "s3" else SFN_MODEL
+        report = ParamValidator().validate(params, model.operation_model(operation).input_shape)
+        assert not report.has_errors(), (operation, report.generate_report())
+
+
+def form(fields, files=()):
+    """A multipart/form-data body as an HTTP client encodes it, and its Content-Type."""
+    parts = list(fields.items()) + [("workflow_attachment", (name, data)) for name, data in files]
+    return urllib3.encode_multipart_formdata(parts)
+
+
+def executions(machine):
+    return aws.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"]
+
+
+def record_of(run_id):
+    current = status.read("runs", run_id)
+    bucket, prefix = current.results[len("s3://"):].split("/", 1)
+    return runs.RunRecord.model_validate(json.loads(aws.client("s3").get_object(Bucket=bucket, Key=prefix + runs.RECORD_NAME)["Body"].read()))
+
+
+def test_service_info_names_wdl_miniwdl_and_the_protocols(wes):
+    code, info = wes("GET", "/service-info")
+    assert code == 200
+    assert info["workflow_type_versions"] == {"WDL": {"workflow_type_version": ["1.0", "1.1"]}}
+    assert list(info["workflow_engine_versions"]) == ["miniwdl"]
+    assert info["workflow_engine_versions"]["miniwdl"]["workflow_engine_version"][0][0].isdigit()
+    assert info["supported_filesystem_protocols"] == ["s3", "https"]
+    assert info["supported_wes_versions"] == ["1.1.0"]
+
+
+def test_multipart_post_with_an_attached_wdl_starts_one_run_with_tags_as_labels_and_parameters_as_options(wes):
+    body, content_type = form(
+        {"workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+         "workflow_params": json.dumps({"hello.who": "Ann"}), "tags": json.dumps({"team": "genomics"}),
+         "workflow_engine_parameters": json.dumps({"max_cost_usd": "20", "call_cache": "read"})},
+        [("hello.wdl", HELLO.encode())],
+    )
+    code, answer = wes("POST", "/runs", body, content_type)
+    assert code == 200, answer
+    run_id = answer["run_id"]
+    assert run_id.startswith("hello-")
+    record = record_of(run_id)
+    assert record.options == {"labels": {"team": "genomics"}, "max_cost_usd": 20.0, "call_cache": "read"}
+    assert record.submitted["via"] == "wes" and record.submitted["workflow_type_version"] == "1.1"
+    assert [e["name"] for e in executions(wes.machine)] == [run_id]
+
+    assert wes("GET", f"/runs/{run_id}/status") == (200, {"run_id": run_id, "state": "QUEUED"})
+    code, log = wes("GET", f"/runs/{run_id}")
+    assert code == 200
+    assert log["state"] == "QUEUED" and log["task_logs"] == [] and log["outputs"] == {}
+    assert log["request"]["workflow_params"] == {"hello.who": "Ann"}
+    assert log["request"]["tags"] == {"team": "genomics"}
+    assert log["request"]["workflow_engine_parameters"] == {"max_cost_usd": "20.0", "call_cache": "read"}
+    assert log["request"]["workflow_url"] == "hello.wdl"
+
+    code, listed = wes("GET", "/runs?page_size=10")
+    assert code == 200 and listed["runs"][0]["run_id"] == run_id and listed["runs"][0]["state"] == "QUEUED"
+
+    assert wes("POST", f"/runs/{run_id}/cancel") == (200, {"run_id": run_id})
+    assert wes("GET", f"/runs/{run_id}/status")[1]["state"] == "CANCELED"
+    code, again = wes("POST", f"/runs/{run_id}/cancel")
+    assert code == 409 and again["status_code"] == 409 and "already CANCELLED" in again["msg"]
+
+
+def test_json_post_with_an_s3_workflow_url(wes):
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello/hello.wdl", Body=HELLO.encode())
+    request = {"workflow_url": "s3://runs/workflows/hello/hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+               "workflow_params": {"hello.who": "Bo"}}
+    code, answer = wes("POST", "/runs", json.dumps(request).encode())
+    assert code == 200, answer
+    assert record_of(answer["run_id"]).submitted["workflow"] == "s3://runs/workflows/hello/hello.wdl"
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        ({"tags": json.dumps({"aws:team": "x"})}, "tags: 'aws:team'"),
+        ({"workflow_engine_parameters": json.dumps({"max_cost_usd": "-1"})}, "workflow_engine_parameters.max_cost_usd"),
+        ({"workflow_engine_parameters": json.dumps({"fast": "yes"})}, "workflow_engine_parameters.fast"),
+        ({"workflow_type": "CWL"}, "workflow_type"),
+        ({"workflow_type_version": "draft-2"}, "workflow_type_version"),
+        ({"workflow_params": json.dumps({"hello.who": 1, "hello.who": 2}).replace("2", "2, \"hello.who\": 3")}, "workflow_params"),
+        ({"workflow_params": json.dumps({"hello.nobody": "x"})}, "hello.nobody"),
+        ({"workflow_url": "other.wdl"}, "workflow_url"),
+        ({"workflow_url": "ftp://host/hello.wdl"}, "workflow_url"),
+    ],
+)
+def test_a_bad_request_is_an_error_response_naming_the_field_and_starts_nothing(wes, change, where):
+    fields = {"workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+              "workflow_params": json.dumps({"hello.who": "Ann"}), **change}
+    code, answer = wes("POST", "/runs", *form(fields, [("hello.wdl", HELLO.encode())]))
+    assert code == 400 and answer["status_code"] == 400, answer
+    assert where in answer["msg"], answer
+    assert executions(wes.machine) == []
+    assert aws.client("s3").list_objects_v2(Bucket="runs").get("KeyCount", 0) == 0
+
+
+def test_unknown_run_and_route_answer_wes_error_responses(wes):
+    code, answer = wes("GET", "/runs/nobody-0000aaaa")
+    assert (code, answer["status_code"]) == (404, 404) and "nobody-0000aaaa" in answer["msg"]
+    code, answer = wes("GET", "/runs/not a run id/status")
+    assert (code, answer["status_code"]) == (400, 400)
+    code, answer = wes("GET", "/nothing-here")
+    assert (code, answer["status_code"]) == (404, 404)
