@@ -1,4 +1,4 @@
-"""docs/openapi.json is the run API's document as the code generates it (`make openapi`)."""
+"""docs/openapi.json is the run API's document (and WES's beside it) as the code generates it (`make openapi`)."""
 
 import json
 import re
@@ -10,6 +10,7 @@ import api
 from tests.function_env import set_environment
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+WES = "/ga4gh/wes/v1"
 
 
 def test_the_committed_openapi_document_is_current():
@@ -22,10 +23,19 @@ def test_every_route_documents_its_answers():
     assert set(routes) == {
         ("/runs", "post"), ("/runs", "get"), ("/runs/{run_id}", "get"), ("/runs/{run_id}", "delete"),
         ("/runs/{run_id}/resume", "post"),
+        # GA4GH WES 1.1 beside it
+        (WES + "/service-info", "get"), (WES + "/runs", "post"), (WES + "/runs", "get"), (WES + "/runs/{run_id}", "get"),
+        (WES + "/runs/{run_id}/status", "get"), (WES + "/runs/{run_id}/cancel", "post"),
     }
     for (path, verb), op in routes.items():
-        assert "400" in op["responses"], (verb, path)
+        assert "400" in op["responses"] or (path, verb) == (WES + "/service-info", "get"), (verb, path)
         assert "422" not in op["responses"]  # invalid requests answer 400, with every problem
+    # the WES RunRequest: multipart/form-data (attached files) or JSON
+    body = doc["paths"][WES + "/runs"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    assert {"workflow_url", "workflow_params", "tags", "workflow_engine_parameters", "workflow_attachment"} <= set(
+        body["multipart/form-data"]["schema"]["properties"]
+    )
     schema = doc["components"]["schemas"]["RunRequest"]
     assert set(schema["properties"]) == {"name", "workflow", "wdl", "inputs", "options", "client_token"}
 
@@ -38,8 +48,10 @@ def test_every_error_answer_has_the_one_error_shape():
     ]
     assert ("/runs", "post", "409", errors[0][3]) in [(p, v, c, errors[0][3]) for p, v, c, _ in errors]
     for path, verb, code, answer in errors:
-        assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ApiError"}, (verb, path, code)
+        shape = "WesErrorResponse" if path.startswith(WES) else "ApiError"  # WES's own ErrorResponse under its prefix
+        assert answer["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{shape}"}, (verb, path, code)
     assert set(doc["components"]["schemas"]["ApiError"]["required"]) == {"error", "message"}
+    assert set(doc["components"]["schemas"]["WesErrorResponse"]["required"]) == {"msg", "status_code"}
 
 
 def test_errors_are_answered_in_the_one_shape(monkeypatch):
@@ -59,6 +71,13 @@ def test_errors_are_answered_in_the_one_shape(monkeypatch):
     assert answer["statusCode"] == 500
     body = json.loads(answer["body"])
     assert body["error"] == "InternalError" and "secret" not in answer["body"] and body["problems"] == []
+
+    # under the WES prefix, WES's ErrorResponse
+    answer = api.app.resolve(dict(unknown, path=WES + "/nowhere", resource=WES + "/nowhere"), None)
+    assert json.loads(answer["body"]) == {"msg": f"no such resource: GET {WES}/nowhere", "status_code": 404}
+    monkeypatch.setattr(api.wes, "service_info", broken)
+    answer = api.app.resolve(dict(unknown, path=WES + "/service-info", resource=WES + "/service-info"), None)
+    assert answer["statusCode"] == 500 and json.loads(answer["body"])["status_code"] == 500 and "secret" not in answer["body"]
 
 
 # -- OpenAPI 3.0 only ---------------------------------------------------------------------------

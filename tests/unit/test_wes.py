@@ -1,0 +1,164 @@
+"""GA4GH WES over our runs (pipeline/wes.py): states, reading a RunRequest (JSON and
+multipart/form-data), its mapping onto the one submission path, and the run log."""
+
+import json
+
+import pytest
+import urllib3
+
+from miniwdl_fargate import runs, status
+from miniwdl_fargate.pipeline import wes
+
+HELLO = "version 1.1\nworkflow hello { call t }\ntask t { command <<< true >>> }\n"
+
+
+@pytest.mark.parametrize(
+    "ours, wes_state",
+    [("SUBMITTED", "QUEUED"), ("STARTING", "INITIALIZING"), ("RUNNING", "RUNNING"), ("SUCCEEDED", "COMPLETE"), ("CANCELLED", "CANCELED")],
+)
+def test_each_of_our_states_has_its_wes_state(ours, wes_state):
+    assert wes.state(ours) == wes_state
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        ({"error": "RunFailed", "failed_task": {"error": "CommandFailed", "exit_status": 1}}, "EXECUTOR_ERROR"),
+        ({"error": "RunFailed", "failed_task": {"error": "OutOfMemory", "exit_status": 137}}, "EXECUTOR_ERROR"),
+        ({"error": "EvalError", "failed_task": {"error": "EvalError"}}, "EXECUTOR_ERROR"),
+        ({"error": "RunFailed", "failed_task": {"error": "Interrupted"}}, "SYSTEM_ERROR"),
+        ({"error": "DriverError", "failed_task": {"error": "DriverError"}}, "SYSTEM_ERROR"),
+        ({"error": "TimedOut", "limit": "max_duration"}, "SYSTEM_ERROR"),
+        ({"error": "BudgetExceeded", "limit": "max_cost_usd"}, "SYSTEM_ERROR"),
+        ({"error": "DriverStopped", "signal": "SIGTERM"}, "SYSTEM_ERROR"),
+        ({"error": "States.TaskFailed", "message": "the launch failed"}, "SYSTEM_ERROR"),
+        (None, "SYSTEM_ERROR"),
+    ],
+)
+def test_a_failed_run_is_an_executor_error_when_its_workflow_failed_else_a_system_error(error, expected):
+    assert wes.state("FAILED", error) == expected
+
+
+def request(**fields):
+    base = {"workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1"}
+    return wes.WesRequest(**{**base, **fields}, attachments={"hello.wdl": HELLO.encode()})
+
+
+def test_a_multipart_request_as_a_client_encodes_it():
+    body, content_type = urllib3.encode_multipart_formdata([
+        ("workflow_url", "hello.wdl"), ("workflow_type", "WDL"), ("workflow_type_version", " 1.1"),
+        ("workflow_params", '{"hello.x": 1}'), ("tags", '{"team": "g"}'),
+        ("workflow_attachment", ("hello.wdl", HELLO.encode())),
+    ])
+    read = wes.read_request(body, content_type)
+    assert (read.workflow_url, read.workflow_type, read.attachments) == ("hello.wdl", "WDL", {"hello.wdl": HELLO.encode()})
+    asked = wes.submission(read)
+    assert (asked.name, asked.workflow, asked.wdl, asked.inputs) == ("hello", None, HELLO, {"hello.x": 1})
+    assert (asked.options, asked.workflow_type_version) == ({"labels": {"team": "g"}}, "1.1")
+
+
+@pytest.mark.parametrize(
+    "parts, where",
+    [
+        ([("workflow_url", "a.wdl"), ("workflow_url", "b.wdl")], "workflow_url: given more than once"),
+        ([("color", "blue")], "color: not a field"),
+        ([("workflow_attachment", ("../etc/x.wdl", b"x"))], "must be a relative path"),
+        ([("workflow_attachment", ("/x.wdl", b"x"))], "must be a relative path"),
+    ],
+)
+def test_a_multipart_request_with_a_repeated_unknown_or_escaping_part_is_refused(parts, where):
+    body, content_type = urllib3.encode_multipart_formdata(parts)
+    with pytest.raises(wes.WesRefused) as refused:
+        wes.read_request(body, content_type)
+    assert where in str(refused.value)
+
+
+def test_a_json_request_is_read_strictly():
+    read = wes.read_request(json.dumps({"workflow_url": "s3://b/w/hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.0",
+                                        "workflow_params": {"hello.x": [1]}, "workflow_engine_parameters": {"max_vcpus": 4}}).encode(), "application/json")
+    asked = wes.submission(read)
+    assert (asked.workflow, asked.wdl, asked.inputs, asked.options) == ("s3://b/w/hello.wdl", None, {"hello.x": [1]}, {"max_vcpus": 4.0})
+    for body, where in ((b'{"workflow_url": "a", "workflow_url": "b"}', "workflow_url"), (b"[1]", "must be a JSON object"),
+                        (b'{"name": "x"}', "name: not a field"), (b'{"workflow_url": 3}', "workflow_url: must be a string"),
+                        (b"{", "not valid JSON")):
+        with pytest.raises(wes.WesRefused) as refused:
+            wes.read_request(body, "application/json")
+        assert where in str(refused.value), body
+    with pytest.raises(wes.WesRefused, match="Content-Type"):
+        wes.read_request(b"x", "text/plain")
+
+
+def test_engine_parameters_and_tags_go_through_the_one_options_model_named_as_wes_fields():
+    asked = wes.submission(request(workflow_engine_parameters={"call_cache": "false", "max_run_hours": "2"}, tags={"a": "1"}))
+    assert asked.options == {"call_cache": False, "max_run_hours": 2.0, "labels": {"a": "1"}}
+    with pytest.raises(wes.WesRefused) as refused:
+        wes.submission(request(workflow_engine_parameters={"max_vcpus": "0", "labels": "{}"}))
+    assert "workflow_engine_parameters.labels: give labels as the request's tags" in str(refused.value)
+    with pytest.raises(wes.WesRefused) as refused:
+        wes.submission(request(workflow_engine_parameters={"max_vcpus": "0"}, tags={"x": "a\nb"}))
+    assert "workflow_engine_parameters.max_vcpus" in str(refused.value) and "tags: 'x'" in str(refused.value)
+
+
+def test_workflow_sources_https_fetched_at_submit_bounded_other_schemes_refused():
+    asked = wes.submission(request(workflow_url="https://example.org/wf/hello.wdl"), fetch=lambda url: HELLO.encode())
+    assert (asked.workflow, asked.wdl, asked.name) == (None, HELLO, "hello")
+    for fetched, where in ((b"x" * (wes.HTTPS_MAX_BYTES + 1), "at most"), (b"\xff", "not UTF-8")):
+        with pytest.raises(wes.WesRefused, match=where):
+            wes.submission(request(workflow_url="https://example.org/hello.wdl"), fetch=lambda url, f=fetched: f)
+
+    def unreachable(url):
+        raise OSError("timed out")
+
+    with pytest.raises(wes.WesRefused, match="could not fetch https://example.org/hello.wdl: timed out"):
+        wes.submission(request(workflow_url="https://example.org/hello.wdl"), fetch=unreachable)
+    for url in ("http://example.org/hello.wdl", "gs://b/hello.wdl", ""):
+        with pytest.raises(wes.WesRefused, match="workflow_url"):
+            wes.submission(request(workflow_url=url))
+    with pytest.raises(wes.WesRefused, match="only the one WDL file is taken"):
+        wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": b"", "lib.wdl": b""}))
+
+
+def test_run_names_come_from_the_workflow_file():
+    assert wes.run_name("s3://b/wf/my hello.wdl") == "my-hello"
+    assert wes.run_name("https://x/y/z.wdl?token=1") == "z"
+    assert wes.run_name("...wdl") == "wes-run"
+
+
+def test_run_log_task_logs_from_cost_json_and_while_running_from_the_status():
+    current = status.RunStatus(
+        run_id="hello-0000aaaa", name="hello", status="RUNNING", submitted_at="2026-11-30T09:00:00+00:00",
+        started_at="2026-11-30T09:00:05+00:00", workflow="s3://runs/runs/hello/results/hello-0000aaaa/source/workflow.wdl",
+        results="s3://runs/runs/hello/results/hello-0000aaaa/", calls={"call-t": ["arn:aws:ecs:us-east-1:1:task/wdl/abc"]},
+    )
+    record = runs.RunRecord(
+        run_id=current.run_id, name="hello", bucket="runs", workflow=current.workflow, inputs=current.results + "inputs.json",
+        results=current.results, submitted_at=current.submitted_at, source="api", options={"labels": {"a": "1"}, "max_vcpus": 2.0},
+        submitted={"workflow": "(inline)", "workflow_url": "hello.wdl", "workflow_type_version": "1.1"}, workflow_name="hello",
+    )
+    log = wes.run_log(current.model_dump(), record, {"hello.x": 1}, None, "tasks", "us-east-1")
+    assert log["state"] == "RUNNING" and log["run_log"]["name"] == "hello"
+    assert log["request"] == {"workflow_params": {"hello.x": 1}, "workflow_type": "WDL", "workflow_type_version": "1.1",
+                              "tags": {"a": "1"}, "workflow_engine_parameters": {"max_vcpus": "2.0"}, "workflow_url": "hello.wdl"}
+    [task] = log["task_logs"]
+    assert (task["id"], task["name"]) == ("abc", "call-t attempt 1")
+    assert task["stdout"] == task["stderr"] and "log-group/tasks/log-events/miniwdl$252Ftask$252Fabc" in task["stdout"]
+
+    cost = {"attempts": [
+        {"call": "call-t", "attempt": 1, "outcome": "failed (exit 3)", "capacity": "FARGATE", "ecs_task": "arn:aws:ecs:us-east-1:1:task/wdl/abc",
+         "started_at": "2026-11-30T09:00:10+00:00", "stopped_at": "2026-11-30T09:00:20+00:00", "exit_code": 3},
+        {"call": "driver", "attempt": 1, "outcome": "failed", "ecs_task": "arn:aws:ecs:us-east-1:1:task/wdl/drv"},
+    ]}
+    ended = current.model_copy(update={"status": "FAILED", "finished_at": "2026-11-30T09:00:30+00:00"}).model_dump()
+    ended["error"] = {"error": "RunFailed", "failed_task": {"error": "CommandFailed", "exit_status": 3}, "message": "call-t failed with exit status 3"}
+    log = wes.run_log(ended, record, {}, cost, "tasks", "us-east-1")
+    assert log["state"] == "EXECUTOR_ERROR" and log["run_log"]["system_logs"] == ["call-t failed with exit status 3"]
+    [task] = log["task_logs"]
+    assert (task["start_time"], task["end_time"], task["exit_code"]) == ("2026-11-30T09:00:10+00:00", "2026-11-30T09:00:20+00:00", 3)
+    assert task["tags"]["outcome"] == "failed (exit 3)"
+
+
+def test_service_info_lists_the_engine_parameters_of_the_options_model():
+    info = wes.service_info("1.13.0")
+    names = {p["name"] for p in info["default_workflow_engine_parameters"]}
+    assert names == {"call_cache", "max_run_hours", "max_cost_usd", "max_concurrent_tasks", "max_vcpus"}
+    assert info["workflow_engine_versions"] == {"miniwdl": {"workflow_engine_version": ["1.13.0"]}}
