@@ -149,9 +149,11 @@ def test_run_log_task_logs_from_cost_json_and_while_running_from_the_status():
         {"call": "driver", "attempt": 1, "outcome": "failed", "ecs_task": "arn:aws:ecs:us-east-1:1:task/wdl/drv"},
     ]}
     ended = current.model_copy(update={"status": "FAILED", "finished_at": "2026-11-30T09:00:30+00:00"}).model_dump()
+    ended["outputs"] = {"hello.x": 1}  # (describe_run's: outputs.json in place of its URI)
     ended["error"] = {"error": "RunFailed", "failed_task": {"error": "CommandFailed", "exit_status": 3}, "message": "call-t failed with exit status 3"}
     log = wes.run_log(ended, record, {}, cost, "tasks", "us-east-1")
     assert log["state"] == "EXECUTOR_ERROR" and log["run_log"]["system_logs"] == ["call-t failed with exit status 3"]
+    assert log["outputs"] == {"hello.x": 1}
     [task] = log["task_logs"]
     assert (task["start_time"], task["end_time"], task["exit_code"]) == ("2026-11-30T09:00:10+00:00", "2026-11-30T09:00:20+00:00", 3)
     assert task["tags"]["outcome"] == "failed (exit 3)"

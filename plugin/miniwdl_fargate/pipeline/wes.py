@@ -368,7 +368,10 @@ def run_log(
 ) -> dict[str, Any]:
     """GET /runs/{run_id}: the run's request, state, log, task logs and outputs. ``doc`` is
     ``manage.describe_run``'s; ``cost`` the run's cost.json (its attempts, once it ended)."""
-    current = status.RunStatus.model_validate({k: v for k, v in doc.items() if k in status.RunStatus.model_fields})
+    # (describe_run puts outputs.json and error.json in place of the status's URIs of them)
+    current = status.RunStatus.model_validate(
+        {k: v for k, v in doc.items() if k in status.RunStatus.model_fields and k not in ("outputs", "error")}
+    )
     error = doc.get("error")
     return {
         "run_id": current.run_id,
