@@ -35,6 +35,13 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def port(text: str) -> int:
+    """``--api-port``: a TCP port, 0 for any free one."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535; 0: any free port)")
+    return int(text)
+
+
 def positive_int(text: str) -> int:
     """``--limit``: a whole number above 0."""
     try:

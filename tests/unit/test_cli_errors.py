@@ -119,6 +119,7 @@ CASES = {
         "argument --seed-s3: {d}/no-such-dir: no such folder",
     ),
     "local up --seed-s3 a file": (["local", "up", "--seed-s3", "{d}/a-file"], "argument --seed-s3: {d}/a-file: not a folder"),
+    "local up --api-port not a port": (["local", "up", "--api-port", "70000"], "argument --api-port: '70000' is not a TCP port"),
     "local run --template missing": (
         ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--template", "{d}/none.yaml"],
         "argument --template: {d}/none.yaml: no such file",

@@ -117,6 +117,18 @@ def test_ephemeral_storage_beyond_20_gib_is_priced():
     assert cost["total_usd"] == pytest.approx(0.04048 + 2 * 0.004445 + 100 * 0.000111, abs=1e-6)
 
 
+def test_each_attempt_row_has_its_start_stop_and_exit_code_for_the_wes_task_logs():
+    ran = Attempt(call="c", attempt=1, cpu=1024, memory=2048, capacity="FARGATE", queued=T, launched=T,
+                  running=T + 1, stopped=T + 61, outcome="failed", exit_code=3)
+    never = Attempt(call="d", attempt=1, cpu=1024, memory=2048, capacity="FARGATE", queued=T, stopped=T + 1, outcome="failed to start")
+    rows = report_cost.estimate_cost([ran, never], Prices())["attempts"]
+    from datetime import datetime
+
+    assert datetime.fromisoformat(rows[0]["started_at"]).timestamp() == T + 1
+    assert datetime.fromisoformat(rows[0]["stopped_at"]).timestamp() == T + 61 and rows[0]["exit_code"] == 3
+    assert (rows[1]["started_at"], rows[1]["exit_code"]) == (None, None)
+
+
 def test_prices_replace_the_defaults_entry_by_entry(tmp_path):
     prices = Prices.parse('{"region": "eu-west-1", "FARGATE": {"vcpu_hour": 0.04456, "gb_hour": 0.004865}}')
     assert prices.table["region"] == "eu-west-1"

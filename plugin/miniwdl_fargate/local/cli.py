@@ -23,6 +23,10 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--state-dir", help="where local mode keeps EFS and logs (default: a new temp dir)")
     up.add_argument("--template", type=arguments.existing_file, help="the SAM template to deploy (default: this checkout's template.yaml)")
     up.add_argument("--file", help=f"where to write how to reach it (default {client.LOCAL_FILE})")
+    up.add_argument(
+        "--api-port", type=arguments.port, default=8080, metavar="PORT",
+        help="serve the run API and GA4GH WES over HTTP on 127.0.0.1:PORT, as API Gateway would (default 8080; 0: any free port)",
+    )
     add_engine_argument(up)
     add_parameter_argument(up)
     up.add_argument(
@@ -102,6 +106,7 @@ def up(args: argparse.Namespace, say) -> int:
     import signal
     import threading
 
+    from .gateway import Gateway, api_function
     from .stack import LocalStack
 
     path = Path(args.file) if args.file else client.LOCAL_FILE
@@ -114,12 +119,14 @@ def up(args: argparse.Namespace, say) -> int:
         stack.write_connection(path)
         say(f"local stack up at {stack.endpoint} (bucket s3://{stack.outputs['BucketName']}, state in {stack.state_dir})")
         say("try: miniwdl-fargate submit --local examples/hello/workflow.wdl examples/hello/inputs.json --follow")
-        say("Ctrl-C stops it")
-        try:
-            done.wait()
-        finally:
-            if path.is_file() and json.loads(path.read_text()).get("endpoint") == stack.endpoint:
-                path.unlink()
+        with Gateway(api_function(stack.stack_name), port=args.api_port) as api_url:
+            say(f"the run API at {api_url}/runs, GA4GH WES at {api_url}/ga4gh/wes/v1 (no SigV4: this machine only)")
+            say("Ctrl-C stops it")
+            try:
+                done.wait()
+            finally:
+                if path.is_file() and json.loads(path.read_text()).get("endpoint") == stack.endpoint:
+                    path.unlink()
     say("local stack stopped")
     return 0
 
