@@ -822,7 +822,15 @@ def test_api_requires_sigv4_validates_and_throttles(cfn_template):
     assert {(p, v) for p, ops in body["paths"].items() for v in ops} == {
         ("/runs", "post"), ("/runs", "get"), ("/runs/{run_id}", "get"), ("/runs/{run_id}", "delete"),
         ("/runs/{run_id}/resume", "post"),
+        ("/ga4gh/wes/v1/service-info", "get"), ("/ga4gh/wes/v1/runs", "post"), ("/ga4gh/wes/v1/runs", "get"),
+        ("/ga4gh/wes/v1/runs/{run_id}", "get"), ("/ga4gh/wes/v1/runs/{run_id}/status", "get"),
+        ("/ga4gh/wes/v1/runs/{run_id}/cancel", "post"),
     }
+    # the gateway serves what the function documents (docs/openapi.json), no more, no less
+    documented = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+    assert {(p, v) for p, ops in body["paths"].items() for v in ops} == {(p, v) for p, ops in documented["paths"].items() for v in ops}
+    # a WES RunRequest in multipart/form-data reaches the function base64-encoded (SAM's "~1" is "/")
+    assert body["x-amazon-apigateway-binary-media-types"] == ["multipart/form-data"]
     assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     stage = next(r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage")
     assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
