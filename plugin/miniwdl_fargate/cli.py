@@ -100,7 +100,7 @@ def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespac
     return 2
 
 
-RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc", "cache")
+RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc", "cache", "api-proxy")
 
 
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
@@ -118,6 +118,11 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends, then its outputs or error")
     add_option_arguments(p)
+    p = sub.add_parser(
+        "api-proxy", parents=[where],
+        help="serve the stack's API (runs and GA4GH WES) on 127.0.0.1, signing each request with SigV4 (for WES clients that cannot)",
+    )
+    p.add_argument("--port", type=arguments.port, default=8080, help="the local port (default 8080; 0: any free port)")
     p = sub.add_parser("status", parents=[where], help="a run's status, timings, task counts, outputs or error")
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
     p.add_argument("--json", action="store_true", help="print the whole description as JSON")
@@ -259,6 +264,8 @@ def run_command(args: argparse.Namespace) -> int:
                 client.emit({"run_id": record.run_id, "name": record.name, "resumed_from": args.run_id})
                 return 0
             return _finish(client, client.follow(deployment, record.run_id))
+        if args.command == "api-proxy":
+            return serve_api_proxy(deployment, args.port)
         if args.command == "gc":
             report = client.collect_remotely(deployment, args.dry_run, args.keep_failed_days)
             print("\n".join(client.gc_lines(report)))
@@ -269,6 +276,27 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def serve_api_proxy(deployment: "client.Deployment", port: int) -> int:
+    """``api-proxy``: the stack's API, SigV4-signed on the way, on 127.0.0.1 until Ctrl-C; a local
+    stack's API needs no signing (``local up`` serves it)."""
+    import threading
+
+    import boto3
+
+    from .api_proxy import SigningProxy, stage_url
+
+    if deployment.local:
+        raise client.ClientError("a local stack's API is served without signing by `miniwdl-fargate local up` (--api-port)")
+    credentials = boto3.session.Session().get_credentials()  # the caller's: environment, profile, SSO, role
+    if credentials is None:
+        raise client.ClientError("no AWS credentials found to sign requests with (configure a profile, SSO or keys)")
+    with SigningProxy(stage_url(deployment.outputs["ApiUrl"]), credentials, deployment.region, port=port) as url:
+        print(f"{deployment.outputs['ApiUrl']} signed at {url}: the run API at {url}/runs, GA4GH WES at {url}/ga4gh/wes/v1", file=sys.stderr)
+        print("Ctrl-C stops it", file=sys.stderr)
+        threading.Event().wait()
+    return 0
 
 
 def gc_here(args: argparse.Namespace) -> int:

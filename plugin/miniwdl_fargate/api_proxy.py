@@ -1,0 +1,98 @@
+"""``miniwdl-fargate api-proxy``: the deployed stack's API (the run API and GA4GH WES) on
+``http://127.0.0.1:<port>``, each request signed with SigV4 on its way, so a WES client that
+cannot sign (most send a bearer token or nothing) works against a stack whose API takes IAM only.
+
+A request is forwarded to the stage's URL (``ApiUrl`` without ``/runs``) with its method, path,
+query, body and Content-Type, signed for the service ``execute-api`` in the stack's region with
+the caller's AWS credentials (the usual chain: environment, profile, SSO, role)
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-control-access-using-iam-policies-to-invoke-api.html,
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html). It listens on this machine
+only: whoever reaches the port acts with your credentials.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+
+#: headers passed on to the API (the rest are the client's connection's, or would break the signature)
+FORWARDED = ("content-type", "accept")
+TIMEOUT_S = 60.0
+
+
+def stage_url(api_url: str) -> str:
+    """The stage's base URL from the stack's ``ApiUrl`` output (``https://…/v1/runs``)."""
+    return api_url[: -len("/runs")] if api_url.endswith("/runs") else api_url.rstrip("/")
+
+
+def signed(method: str, url: str, headers: dict[str, str], body: bytes, credentials: Any, region: str) -> AWSRequest:
+    """The request as API Gateway's IAM authorization wants it: SigV4 for ``execute-api``."""
+    request = AWSRequest(method=method, url=url, data=body or None, headers=headers)
+    SigV4Auth(credentials, "execute-api", region).add_auth(request)
+    return request
+
+
+def forward(request: AWSRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Send a signed request; the answer as status, headers, body (an HTTP error is an answer)."""
+    prepared = request.prepare()
+    outgoing = urllib.request.Request(prepared.url, data=prepared.body or None, method=prepared.method,
+                                      headers=dict(prepared.headers.items()))
+    try:
+        with urllib.request.urlopen(outgoing, timeout=TIMEOUT_S) as answer:  # noqa: S310 (an https:// stage URL)
+            return answer.status, list(answer.headers.items()), answer.read()
+    except urllib.error.HTTPError as exn:
+        return exn.code, list(exn.headers.items()), exn.read()
+
+
+class SigningProxy:
+    """``with SigningProxy(stage, credentials, region, port=…) as url:`` the API at ``url``."""
+
+    def __init__(self, stage: str, credentials: Any, region: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.stage, self.credentials, self.region = stage.rstrip("/"), credentials, region
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, name="api-proxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k: v for k, v in self.headers.items() if k.lower() in FORWARDED}
+                request = signed(self.command, proxy.stage + self.path, headers, body, proxy.credentials, proxy.region)
+                code, answer_headers, data = forward(request)
+                self.send_response(code)
+                for key, value in answer_headers:
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()

@@ -1,0 +1,77 @@
+"""``miniwdl-fargate api-proxy`` (api_proxy.py): a request to the local port reaches the stack's
+API with its method, path, query, body and Content-Type, SigV4-signed for execute-api in the
+stack's region; the API's answer (an error too) comes back as it was."""
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from miniwdl_fargate.api_proxy import SigningProxy, stage_url
+
+CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+
+
+@pytest.fixture
+def upstream():
+    """A stand-in for the stage: records each request, answers 200 (404 for /missing)."""
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append((self.command, self.path, dict(self.headers.items()), body))
+            code = 404 if "missing" in self.path else 200
+            data = json.dumps({"msg": "nope", "status_code": 404} if code == 404 else {"ok": True}).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_arrive_signed_for_execute_api_with_body_and_query(upstream):
+    stage, seen = upstream
+    with SigningProxy(stage, CREDENTIALS, "eu-west-1") as url:
+        body = b"--b\r\nContent-Disposition: form-data; name=\"workflow_type\"\r\n\r\nWDL\r\n--b--\r\n"
+        request = urllib.request.Request(url + "/ga4gh/wes/v1/runs?x=1", data=body, method="POST",
+                                         headers={"Content-Type": "multipart/form-data; boundary=b", "Authorization": "Bearer nope"})
+        with urllib.request.urlopen(request) as answer:
+            assert json.loads(answer.read()) == {"ok": True}
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(url + "/ga4gh/wes/v1/runs/missing-0000aaaa")
+        assert missing.value.code == 404 and json.loads(missing.value.read())["status_code"] == 404
+    method, path, headers, received = seen[0]
+    assert (method, path, received) == ("POST", "/v1/ga4gh/wes/v1/runs?x=1", body)
+    assert headers["Content-Type"] == "multipart/form-data; boundary=b"
+    auth = headers["Authorization"]
+    assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/") and "/eu-west-1/execute-api/aws4_request" in auth
+    # the signature is the one botocore computes for the same request at the same time
+    again = AWSRequest(method="POST", url=stage + "/ga4gh/wes/v1/runs?x=1", data=body,
+                       headers={"Content-Type": "multipart/form-data; boundary=b", "X-Amz-Date": headers["X-Amz-Date"]})
+    signer = SigV4Auth(CREDENTIALS, "execute-api", "eu-west-1")
+    again.context["timestamp"] = headers["X-Amz-Date"]
+    signer.add_auth(again)
+    assert again.headers["Authorization"] == auth
+
+
+def test_the_stage_url_comes_from_the_stacks_api_url():
+    assert stage_url("https://abc.execute-api.us-east-1.amazonaws.com/v1/runs") == "https://abc.execute-api.us-east-1.amazonaws.com/v1"
