@@ -407,7 +407,7 @@ def _ok(model: type[BaseModel], description: str) -> dict[int, dict[str, Any]]:
 @app.get(wes.PREFIX + "/service-info", summary="WES: the service: workflow types, engine, protocols", responses={**_ok(WesServiceInfo, "the service"), **_wes_answers(500)})
 @tracer.capture_method
 def wes_service_info() -> Response[dict[str, Any]]:
-    return _json(200, wes.service_info(importlib.metadata.version("miniwdl")))
+    return _json(200, wes.service_info(importlib.metadata.version("miniwdl"), importlib.metadata.version("miniwdl-fargate")))
 
 
 @app.post(wes.PREFIX + "/runs", summary="WES: run a workflow (multipart/form-data or JSON)", responses={**_ok(WesRunId, "started"), **_wes_answers(400, 500)})

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import threading
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import arguments
 from .config import default_cfg_text
@@ -278,13 +278,12 @@ def run_command(args: argparse.Namespace) -> int:
     return 2
 
 
-def serve_api_proxy(deployment: "client.Deployment", port: int) -> int:
+def serve_api_proxy(deployment: Any, port: int) -> int:
     """``api-proxy``: the stack's API, SigV4-signed on the way, on 127.0.0.1 until Ctrl-C; a local
     stack's API needs no signing (``local up`` serves it)."""
-    import threading
-
     import boto3
 
+    from . import client
     from .api_proxy import SigningProxy, stage_url
 
     if deployment.local:

@@ -75,3 +75,15 @@ def test_requests_arrive_signed_for_execute_api_with_body_and_query(upstream):
 
 def test_the_stage_url_comes_from_the_stacks_api_url():
     assert stage_url("https://abc.execute-api.us-east-1.amazonaws.com/v1/runs") == "https://abc.execute-api.us-east-1.amazonaws.com/v1"
+
+
+def test_a_local_stack_is_not_proxied_and_no_credentials_is_an_error(monkeypatch):
+    from miniwdl_fargate import cli, client
+
+    with pytest.raises(client.ClientError, match="local up"):
+        cli.serve_api_proxy(client.Deployment("s", "us-east-1", {"ApiUrl": "http://x/v1/runs"}, local=True), 0)
+    import boto3
+
+    monkeypatch.setattr(boto3.session.Session, "get_credentials", lambda self: None)
+    with pytest.raises(client.ClientError, match="no AWS credentials"):
+        cli.serve_api_proxy(client.Deployment("s", "us-east-1", {"ApiUrl": "https://x/v1/runs"}), 0)

@@ -329,14 +329,15 @@ def run_name(workflow_url: str) -> str:
 # -- answers ---------------------------------------------------------------------------------------
 
 
-def service_info(miniwdl_version: str, counts: dict[str, int] | None = None) -> dict[str, Any]:
-    """GET /service-info."""
+def service_info(miniwdl_version: str, our_version: str, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """GET /service-info (``version``: this service's, miniwdl-fargate's; the organization names
+    the engine's project, as this one has no page of its own)."""
     return {
         "id": "org.miniwdl-fargate.wes",
         "name": "miniwdl-fargate",
         "type": {"group": "org.ga4gh", "artifact": "wes", "version": WES_VERSION},
         "organization": {"name": "miniwdl-fargate", "url": "https://github.com/chanzuckerberg/miniwdl"},
-        "version": WES_VERSION,
+        "version": our_version,
         "description": "WDL on AWS Fargate with miniwdl; requests are SigV4-signed (IAM, execute-api:Invoke)",
         "workflow_type_versions": {WORKFLOW_TYPE: {"workflow_type_version": list(WDL_VERSIONS)}},
         "supported_wes_versions": [WES_VERSION],
