@@ -51,7 +51,7 @@ def state_of(client, run_id, states, timeout=120):
     return last["state"]
 
 
-def test_a_wes_client_runs_an_attached_workflow_and_reads_its_log_and_cancels_another(client, tmp_path):
+def test_a_wes_client_runs_a_workflow_reads_its_log_cancels_another_and_sees_a_third_fail(client, tmp_path):
     info = client.get_service_info()
     assert info["workflow_type_versions"]["WDL"]["workflow_type_version"] == ["1.0", "1.1"]
 
@@ -75,3 +75,11 @@ def test_a_wes_client_runs_an_attached_workflow_and_reads_its_log_and_cancels_an
     other = client.run(str(wdl), json.dumps({"greet.who": "nobody"}), [])["run_id"]
     assert client.cancel(other) == {"run_id": other}
     assert client.get_run_status(other)["state"] == "CANCELED"
+
+    # a task that fails is the workflow's failure: EXECUTOR_ERROR, its exit code in its task log
+    failing = tmp_path / "fails.wdl"
+    failing.write_text(GREET.replace('echo "Hello, ~{who}!"', "exit 3"))
+    failed = client.run(str(failing), json.dumps({"greet.who": "x"}), [])["run_id"]
+    assert state_of(client, failed, ("COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR")) == "EXECUTOR_ERROR"
+    [task] = client.get_run_log(failed)["task_logs"]
+    assert task["exit_code"] == 3 and task["system_logs"] == ["failed (exit 3)"]

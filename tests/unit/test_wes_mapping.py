@@ -165,3 +165,13 @@ def test_service_info_lists_the_engine_parameters_of_the_options_model():
     names = {p["name"] for p in info["default_workflow_engine_parameters"]}
     assert names == {"call_cache", "max_run_hours", "max_cost_usd", "max_concurrent_tasks", "max_vcpus"}
     assert info["workflow_engine_versions"] == {"miniwdl": {"workflow_engine_version": ["1.13.0"]}}
+
+
+def test_an_https_workflow_url_follows_https_redirects_only():
+    import urllib.request
+
+    handler = wes._HttpsOnly()
+    request = urllib.request.Request("https://example.org/hello.wdl")
+    with pytest.raises(OSError, match="redirected to http://example.org/hello.wdl: only https:// is followed"):
+        handler.redirect_request(request, None, 302, "Found", {}, "http://example.org/hello.wdl")
+    assert handler.redirect_request(request, None, 302, "Found", {}, "https://cdn.example.org/hello.wdl").full_url == "https://cdn.example.org/hello.wdl"
