@@ -1,12 +1,11 @@
 """GA4GH WES end to end in local mode, driven by an existing WES client from PyPI (wes-service's
-``wes_client.WESClient``, pinned in requirements-dev.txt) over HTTP: local/gateway.py serves the
+``wes_client.WESClient``, pinned in requirements-dev.txt, unmodified) over HTTP: local/gateway.py serves the
 stack's API function as API Gateway would (multipart/form-data base64-encoded), and the run goes
 through the whole pipeline."""
 
 import json
 
 import pytest
-from wes_client import util as wes_client_util
 from wes_client.util import WESClient
 
 from miniwdl_fargate.local.gateway import Gateway, api_function
@@ -29,15 +28,8 @@ task hi {
 
 @pytest.fixture(scope="module")
 def client(stack):
-    # wes-service 5.0's client reads a local WDL's version from the file's *path* (get_version
-    # splits the path string into lines), so it always sends "draft-2"; give its own parser the
-    # file's text instead, as it means to
-    sniff = wes_client_util.get_version
-    patch = pytest.MonkeyPatch()
-    patch.setattr(wes_client_util, "get_version", lambda ext, path: sniff(ext, open(path).read()) if ext == "wdl" else sniff(ext, path))
     with Gateway(api_function(stack.stack_name)) as url:
         yield WESClient({"auth": {}, "proto": "http", "host": url[len("http://"):]})
-    patch.undo()
 
 
 def state_of(client, run_id, states, timeout=120):

@@ -2,6 +2,7 @@
 multipart/form-data), its mapping onto the one submission path, and the run log."""
 
 import json
+import re
 
 import pytest
 import urllib3
@@ -175,3 +176,15 @@ def test_an_https_workflow_url_follows_https_redirects_only():
     with pytest.raises(OSError, match="redirected to http://example.org/hello.wdl: only https:// is followed"):
         handler.redirect_request(request, None, 302, "Found", {}, "http://example.org/hello.wdl")
     assert handler.redirect_request(request, None, 302, "Found", {}, "https://cdn.example.org/hello.wdl").full_url == "https://cdn.example.org/hello.wdl"
+
+
+def test_a_document_read_at_submit_says_its_own_version_an_s3_one_is_taken_at_the_requests_word():
+    # wes-service's client sends draft-2 for any local .wdl: the document's statement decides
+    asked = wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "draft-2", attachments={"hello.wdl": b"# hi\n\nversion 1.0\nworkflow w {}\n"}))
+    assert asked.workflow_type_version == "1.0"
+    for text, said in ((b"workflow w {}\n", "declares no version (WDL draft-2)"), (b"version development\n", "declares WDL development")):
+        with pytest.raises(wes.WesRefused, match=re.escape(f"workflow_url: the document {said}: this service runs WDL 1.0, 1.1")):
+            wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": text}))
+    assert wes.submission(wes.WesRequest("s3://b/w/x.wdl", None, "WDL", "1.1")).workflow_type_version == "1.1"
+    with pytest.raises(wes.WesRefused, match="workflow_type_version: 'draft-2'"):
+        wes.submission(wes.WesRequest("s3://b/w/x.wdl", None, "WDL", "draft-2"))

@@ -175,25 +175,51 @@ class Submission:
 def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None) -> Submission:
     """What to submit for ``request``; WesRefused naming every problem (WES's fields by name)."""
     problems: list[dict[str, str]] = []
-    version = check_type(request, problems)
+    check_type(request, problems)
     inputs = json_object(request.workflow_params, "workflow_params", problems, strict=True)
     options = options_of(request, problems)
     workflow, wdl = workflow_source(request, problems, fetch or fetch_https)
+    version = check_version(request, wdl, problems)
     if problems:
         raise WesRefused(problems)
     return Submission(run_name(request.workflow_url), workflow, wdl, inputs, options, request.workflow_url, version)
 
 
-def check_type(request: WesRequest, problems: list[dict[str, str]]) -> str:
+def check_type(request: WesRequest, problems: list[dict[str, str]]) -> None:
     if request.workflow_type.strip().upper() != WORKFLOW_TYPE:
         problems.append({"where": "workflow_type", "problem": f"{request.workflow_type!r}: this service runs {WORKFLOW_TYPE}"})
-    version = request.workflow_type_version.strip()
-    if version not in WDL_VERSIONS:
-        problems.append({"where": "workflow_type_version", "problem": f"{version!r}: this service runs WDL {' or '.join(WDL_VERSIONS)}"})
     engine = request.workflow_engine.strip()
     if engine and engine.lower() != "miniwdl":
         problems.append({"where": "workflow_engine", "problem": f"{engine!r}: this service's engine is miniwdl"})
+
+
+def check_version(request: WesRequest, wdl: str | None, problems: list[dict[str, str]]) -> str:
+    """The WDL version the run is: a document read at submit (attached, https://) says its own
+    (its ``version`` statement decides, whatever ``workflow_type_version`` says: wes-service's
+    client, for one, always sends ``draft-2`` for a local file); an s3:// one is taken at the
+    request's word (miniwdl reads its statement when it runs). Either must be 1.0 or 1.1."""
+    runs_as = ", ".join(WDL_VERSIONS)
+    if wdl is not None:
+        declared = declared_version(wdl)
+        if declared not in WDL_VERSIONS:
+            said = f"declares WDL {declared}" if declared else "declares no version (WDL draft-2)"
+            problems.append({"where": "workflow_url", "problem": f"the document {said}: this service runs WDL {runs_as}"})
+        return declared or ""
+    version = request.workflow_type_version.strip()
+    if version not in WDL_VERSIONS:
+        problems.append({"where": "workflow_type_version", "problem": f"{version!r}: this service runs WDL {runs_as}"})
     return version
+
+
+def declared_version(wdl: str) -> str | None:
+    """A WDL document's ``version`` statement (its first, before anything but comments), or None."""
+    for line in wdl.splitlines():
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        match = re.match(r"^version\s+(\S+)", text)
+        return match.group(1) if match else None
+    return None
 
 
 def json_object(value: Any, where: str, problems: list[dict[str, str]], strict: bool = False) -> dict[str, Any]:
