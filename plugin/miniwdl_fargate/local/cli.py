@@ -9,8 +9,16 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import arguments, aws, client, s3io
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+
+#: where `local up` serves the API over HTTP unless told (`--api-port`)
+DEFAULT_API_PORT = 8080
 
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +32,9 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--template", type=arguments.existing_file, help="the SAM template to deploy (default: this checkout's template.yaml)")
     up.add_argument("--file", help=f"where to write how to reach it (default {client.LOCAL_FILE})")
     up.add_argument(
-        "--api-port", type=arguments.port, default=8080, metavar="PORT",
-        help="serve the run API and GA4GH WES over HTTP on 127.0.0.1:PORT, as API Gateway would (default 8080; 0: any free port)",
+        "--api-port", type=arguments.port, default=None, metavar="PORT",
+        help="serve the run API and GA4GH WES over HTTP on 127.0.0.1:PORT, as API Gateway would "
+        f"(default {DEFAULT_API_PORT}, or any free port if it is taken; 0: any free port)",
     )
     add_engine_argument(up)
     add_parameter_argument(up)
@@ -106,7 +115,7 @@ def up(args: argparse.Namespace, say) -> int:
     import signal
     import threading
 
-    from .gateway import Gateway, api_function
+    from .gateway import api_function
     from .stack import LocalStack
 
     path = Path(args.file) if args.file else client.LOCAL_FILE
@@ -119,7 +128,7 @@ def up(args: argparse.Namespace, say) -> int:
         stack.write_connection(path)
         say(f"local stack up at {stack.endpoint} (bucket s3://{stack.outputs['BucketName']}, state in {stack.state_dir})")
         say("try: miniwdl-fargate submit --local examples/hello/workflow.wdl examples/hello/inputs.json --follow")
-        with Gateway(api_function(stack.stack_name), port=args.api_port) as api_url:
+        with api_gateway(api_function(stack.stack_name), args.api_port, say) as api_url:
             say(f"the run API at {api_url}/runs, GA4GH WES at {api_url}/ga4gh/wes/v1 (no SigV4: this machine only)")
             say("Ctrl-C stops it")
             try:
@@ -129,6 +138,20 @@ def up(args: argparse.Namespace, say) -> int:
                     path.unlink()
     say("local stack stopped")
     return 0
+
+
+def api_gateway(function_name: str, port: int | None, say) -> Gateway:
+    """The local API gateway on ``port``; unless a port was asked for, DEFAULT_API_PORT or, if
+    that is taken, any free one (said)."""
+    from .gateway import Gateway
+
+    if port is not None:
+        return Gateway(function_name, port=port)
+    try:
+        return Gateway(function_name, port=DEFAULT_API_PORT)
+    except OSError as exn:
+        say(f"port {DEFAULT_API_PORT} is not free ({exn.strerror}): serving the API on another")
+        return Gateway(function_name, port=0)
 
 
 def mirror(bucket: str, prefix: str, dest: str) -> str:
