@@ -446,9 +446,15 @@ def wes_list_runs(
 def _error_json(current: status.RunStatus) -> dict[str, Any] | None:
     """A failed run's error.json (what tells EXECUTOR_ERROR from SYSTEM_ERROR)."""
     bucket, prefix = s3io.split(current.results)
+    return _readable_json(bucket, prefix + "error.json")
+
+
+def _readable_json(bucket: str, key: str) -> Any:
+    """A run's JSON document, or None if it is absent or damaged (logged: edited by hand)."""
     try:
-        return s3io.find_json(bucket, prefix + "error.json")
-    except ValueError:
+        return s3io.find_json(bucket, key)
+    except ValueError as exn:
+        logger.warning("unreadable run document", extra={"document": s3io.uri(bucket, key), "problem": str(exn)})
         return None
 
 
@@ -470,9 +476,9 @@ def wes_get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[s
         return doc
     settings = SETTINGS.from_env()
     bucket, prefix = s3io.split(doc["results"])
-    record = s3io.find_json(bucket, prefix + runs.RECORD_NAME)
-    inputs = s3io.find_json(bucket, prefix + runs.INPUTS_NAME)
-    cost = s3io.find_json(bucket, prefix + "cost.json")
+    record = _readable_json(bucket, prefix + runs.RECORD_NAME)
+    inputs = _readable_json(bucket, prefix + runs.INPUTS_NAME)
+    cost = _readable_json(bucket, prefix + "cost.json")
     return _json(200, wes.run_log(
         doc, runs.RunRecord.model_validate(record) if record else None, inputs, cost,
         settings.task_log_group, aws.client("s3").meta.region_name,

@@ -169,3 +169,22 @@ def test_unknown_run_and_route_answer_wes_error_responses(wes):
     assert (code, answer["status_code"]) == (400, 400)
     code, answer = wes("GET", "/nothing-here")
     assert (code, answer["status_code"]) == (404, 404)
+
+
+def test_a_failed_run_lists_as_executor_error_and_a_damaged_cost_json_leaves_its_task_logs_empty(wes):
+    body, content_type = form({"workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+                               "workflow_params": json.dumps({"hello.who": "Ann"})}, [("hello.wdl", HELLO.encode())])
+    run_id = wes("POST", "/runs", body, content_type)[1]["run_id"]
+    results = status.read("runs", run_id).results
+    prefix = results[len("s3://runs/"):]
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key=prefix + "error.json", Body=json.dumps(
+        {"run_id": run_id, "status": "FAILED", "error": "RunFailed", "message": "call-greet failed with exit status 1",
+         "failed_task": {"error": "CommandFailed", "exit_status": 1}}).encode())
+    s3.put_object(Bucket="runs", Key=prefix + "cost.json", Body=b"{ not json")
+    status.set_state("runs", run_id, "FAILED", error={"error": "RunFailed", "message": "x", "error_json": results + "error.json"})
+    listed = wes("GET", "/runs")[1]["runs"]
+    assert [(r["run_id"], r["state"]) for r in listed] == [(run_id, "EXECUTOR_ERROR")]
+    code, log = wes("GET", f"/runs/{run_id}")
+    assert code == 200 and log["state"] == "EXECUTOR_ERROR" and log["task_logs"] == []
+    assert log["run_log"]["system_logs"] == ["call-greet failed with exit status 1"]
