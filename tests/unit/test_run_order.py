@@ -38,9 +38,10 @@ def test_tiers_run_in_order_and_a_tiers_long_tests_first():
         Item("containers/test_a.py"), Item("local/test_b.py"), Item("local/test_a.py"),
         Item("local/test_c.py", "long"), Item("integration/test_z.py"), Item("unit/test_y.py"),
         Item("integration/test_long.py", "long"), Item("test_top.py"), Item("events/test_e.py"),
+        Item("browser/test_r.py"),
     ) == [
         "unit/test_y.py", "events/test_e.py", "integration/test_long.py", "integration/test_z.py",
-        "local/test_c.py", "local/test_b.py", "local/test_a.py", "containers/test_a.py", "test_top.py",
+        "browser/test_r.py", "local/test_c.py", "local/test_b.py", "local/test_a.py", "containers/test_a.py", "test_top.py",
     ]
 
 
