@@ -55,6 +55,7 @@ def flags(profile: Path) -> list[str]:
         "--disable-default-apps",
         "--disable-sync",
         "--no-pings",
+        "--host-resolver-rules=MAP * ~NOTFOUND",  # (and no host name resolves: the tests open files)
         "--disable-dev-shm-usage",
         "--hide-scrollbars",
         "--mute-audio",
@@ -151,11 +152,12 @@ class Browser:
     # -- what the tests do ----------------------------------------------------------------------
 
     def open(self, path: Path, width: int = 1200, height: int = 900) -> None:
-        """Load a file in the page, at this window size, and wait for its load event."""
+        """Load a file in the page, at this window size, and wait for its load event (``events``
+        from then on are this page's)."""
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
-        since = len(self.events)
+        self.events = []
         self.send("Page.navigate", url=path.resolve().as_uri())
-        self.wait_event("Page.loadEventFired", since)
+        self.wait_event("Page.loadEventFired")
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (an exception in it fails)."""
@@ -171,7 +173,7 @@ class Browser:
         return png
 
     def problems(self) -> list[str]:
-        """What the pages said went wrong: uncaught exceptions, console errors and warnings,
+        """What the page said went wrong: uncaught exceptions, console errors and warnings,
         and the browser's own log errors and warnings (a resource that failed to load, a
         parse error, ...)."""
         found = []

@@ -39,9 +39,11 @@ TIERS = ("unit", "events", "integration", "browser", "local", "containers")
 # basetemp). TierScheduling below hands out the tests in collection order (so each worker runs its
 # share in the order above), each test on its own but for these, which run in one worker, whole:
 #   - the containers tier (one image build, one engine-backed stack for the tier),
-#   - a module whose module-scoped fixture is a whole run, or a preloaded process (set up once, not
-#     once per worker: a worker tears a module's fixtures down whenever its next test is another's).
-ONE_WORKER = ("tests/containers/", "tests/local/test_client.py", "tests/unit/test_driver_zygote.py")
+#   - a module whose module-scoped fixture is a whole run, a preloaded process or a browser (set up
+#     once, not once per worker: a worker tears a module's fixtures down whenever its next test is another's).
+ONE_WORKER = (
+    "tests/containers/", "tests/local/test_client.py", "tests/unit/test_driver_zygote.py", "tests/browser/",
+)
 
 
 def tier_of(item) -> str:

@@ -122,6 +122,7 @@ def test_the_report_and_its_timeline_render_in_a_browser_without_errors_and_show
     assert browser.evaluate("document.documentElement.localName") == "svg"  # (not an XML error page)
     assert browser.evaluate(DRAWN) == calls
     assert browser.evaluate(OUTSIDE) == []
+    assert browser.problems() == []
 
     browser.open(page)
     assert browser.evaluate("document.title") == f"run {RUN}"
@@ -151,3 +152,16 @@ def test_the_report_and_its_timeline_render_in_a_browser_without_errors_and_show
     assert browser.problems() == []
     if os.environ.get("MINIWDL_FARGATE_SCREENSHOT"):  # make screenshot
         shutil.copyfile(tmp_path / "report.png", os.environ["MINIWDL_FARGATE_SCREENSHOT"])
+
+
+def test_what_the_browser_test_counts_as_a_problem(browser, tmp_path):
+    """(The check above is worth something: a page with an uncaught exception, a console error
+    and a file that is not there shows all three.)"""
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!DOCTYPE html><html><body><img src="absent.png">'
+                   '<script>console.error("broken"); null.x;</script></body></html>')
+    browser.open(bad)
+    found = browser.problems()
+    assert any(p.startswith("exception:") and "null" in p for p in found), found
+    assert "console.error: ['broken']" in found
+    assert any("absent.png" in p for p in found), found
