@@ -11,7 +11,7 @@ PYTEST_WORKERS = -n $(TEST_WORKERS)
 # more pytest options for `make test`, e.g. PYTEST_ARGS=--durations=20
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test soak unit integration local containers lint image push-image clean bench bench-transfers bench-local openapi docs
+.PHONY: help venv demo test soak unit integration local containers browser screenshot lint image push-image clean bench bench-transfers bench-local openapi docs
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-transfers  many small objects down and up, one at a time vs in parallel (under 1 min)"
 	@echo "make bench-local  what local mode adds to a run: plain miniwdl vs local mode, hello and a 50-task scatter (about 3 min)"
 	@echo "make docs   docs/configuration.md from the packaged aws_fargate.cfg"
+	@echo "make screenshot   docs/report-screenshot.png: the run report in headless Chromium (apt-get install chromium)"
 
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,14 @@ integration: venv
 
 local: venv
 	$(BIN)/pytest tests/local $(PYTEST_WORKERS)
+
+# the run report in headless Chromium (Debian's chromium: `sudo bash .ci/browser`; skipped without it)
+browser: venv
+	$(BIN)/pytest tests/browser
+
+# docs/report-screenshot.png, from the browser test's example run
+screenshot: venv
+	MINIWDL_FARGATE_REQUIRE_BROWSER=1 MINIWDL_FARGATE_SCREENSHOT=$(CURDIR)/docs/report-screenshot.png $(BIN)/pytest tests/browser -n 0 -q
 
 # WDL tasks in real images (podman or docker; `sudo bash .ci/containers` sets podman up on Debian)
 containers: venv

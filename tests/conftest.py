@@ -27,20 +27,23 @@ for _key, _value in MOTO_SETTINGS.items():
 aws.share_data_loaders()
 
 # The tiers run in this order whatever order they are named in: unit (no AWS), integration (moto
-# in this process), then the whole pipeline (local, containers). The local stack installs local
+# in this process), browser (the run report in headless Chromium), then the whole pipeline (local,
+# containers). The local stack installs local
 # mode's moto patches in this process (local/moto install, once per process), and in-process
 # moto tests that run after them would see patched moto. Inside a tier, the tests marked `long`
 # come first (so that, run in parallel, the workers end together), else in pytest's order.
-TIERS = ("unit", "events", "integration", "local", "containers")
+TIERS = ("unit", "events", "integration", "browser", "local", "containers")
 
 # Under pytest-xdist (`make test`: -n N) each worker is its own process with its own session
 # fixtures (its own local stack, moto server on a free port, state directory under its own
 # basetemp). TierScheduling below hands out the tests in collection order (so each worker runs its
 # share in the order above), each test on its own but for these, which run in one worker, whole:
 #   - the containers tier (one image build, one engine-backed stack for the tier),
-#   - a module whose module-scoped fixture is a whole run, or a preloaded process (set up once, not
-#     once per worker: a worker tears a module's fixtures down whenever its next test is another's).
-ONE_WORKER = ("tests/containers/", "tests/local/test_client.py", "tests/unit/test_driver_zygote.py")
+#   - a module whose module-scoped fixture is a whole run, a preloaded process or a browser (set up
+#     once, not once per worker: a worker tears a module's fixtures down whenever its next test is another's).
+ONE_WORKER = (
+    "tests/containers/", "tests/local/test_client.py", "tests/unit/test_driver_zygote.py", "tests/browser/",
+)
 
 
 def tier_of(item) -> str:

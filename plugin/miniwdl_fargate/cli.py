@@ -312,7 +312,8 @@ def gc_here(args: argparse.Namespace) -> int:
         print("error: gc --here needs --bucket and [aws_fargate] efs_mountpoint (MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT)", file=sys.stderr)
         return 2
     days = args.keep_failed_days if args.keep_failed_days is not None else float(config.option(cfg, "keep_failed_run_days"))  # type: ignore[arg-type]
-    report = efs_cleanup.collection(os.path.join(mountpoint, "runs"), args.bucket, days, args.dry_run)
+    cache_days = float(config.option(cfg, "keep_unused_cache_days"))  # type: ignore[arg-type]
+    report = efs_cleanup.collection(os.path.join(mountpoint, "runs"), args.bucket, days, args.dry_run, cache_days)
     if args.report:
         s3io.put_json(args.bucket, args.report, report)
     print(json.dumps(report, indent=2))

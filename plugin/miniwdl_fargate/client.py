@@ -403,9 +403,14 @@ def gc_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"{entry['action']:<15} {entry['name']}  {entry['reason']}{freed}")
     verb = "would remove" if report.get("dry_run") else "removed"
     count = sum(1 for e in report.get("directories", []) if e["action"] in ("removed", "partly removed", "would remove"))
+    for entry in report.get("cache", []):
+        freed = f"  {entry['freed_bytes'] / 1e9:.3f} GB" if "freed_bytes" in entry else ""
+        lines.append(f"{entry['action']:<15} cache/{entry['name']}  {entry['reason']}{freed}")
+    cached = sum(1 for e in report.get("cache", []) if e["action"] in ("removed", "partly removed", "would remove"))
     lines.append(
-        f"{verb} {count} of {len(report.get('directories', []))} run director(ies); "
-        f"{report.get('freed_bytes', 0) / 1e9:.3f} GB freed; failed runs kept {report.get('keep_failed_run_days', 0):g} day(s)"
+        f"{verb} {count} of {len(report.get('directories', []))} run director(ies) and {cached} unused cache "
+        f"entr(ies); {report.get('freed_bytes', 0) / 1e9:.3f} GB freed; failed runs kept "
+        f"{report.get('keep_failed_run_days', 0):g} day(s), unused cache entries {report.get('keep_unused_cache_days', 0):g} day(s)"
     )
     return lines
 

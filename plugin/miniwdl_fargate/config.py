@@ -161,6 +161,8 @@ class FargateSettings:
     link_spares_dir: str
     keep_run_dirs: bool
     keep_failed_run_days: float
+    #: days the shared cache's entries on EFS are kept after their last use
+    keep_unused_cache_days: float
     managed_instances_capacity_provider: str
     managed_instances_spot_capacity_provider: str
     managed_instances_gpu_capacity_provider: str
@@ -301,6 +303,7 @@ _PARSERS = {
     "tags": parse_tags,
     "keep_run_dirs": parse_bool,
     "keep_failed_run_days": lambda v: _days(float(v)),
+    "keep_unused_cache_days": lambda v: _days(float(v)),
     "call_cache": lambda v: parse_call_cache(v),
     "call_cache_uri": lambda v: parse_s3_prefix(v),
 }

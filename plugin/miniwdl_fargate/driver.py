@@ -578,20 +578,26 @@ def collect_in_background(run: DriverRun) -> threading.Thread | None:
     if not efs_cleanup.owns(run.workdir, run.run_id):
         return None
     try:
-        days = float(config.option(config.loader(), "keep_failed_run_days"))  # type: ignore[arg-type]
+        cfg = config.loader()
+        days = float(config.option(cfg, "keep_failed_run_days"))  # type: ignore[arg-type]
+        cache_days = float(config.option(cfg, "keep_unused_cache_days"))  # type: ignore[arg-type]
     except ValueError:
         log.exception("no collection of earlier run directories")
         return None
     deadline = time.monotonic() + COLLECT_SECONDS
+    own_start = time.time()
 
     def collect() -> None:
         try:
-            done = efs_cleanup.collect(
-                os.path.dirname(run.workdir), run.results_bucket, days, skip=(run.run_id,), deadline=deadline
-            )
+            runs_root = os.path.dirname(run.workdir)
+            done = efs_cleanup.collect(runs_root, run.results_bucket, days, skip=(run.run_id,), deadline=deadline)
+            cache = efs_cleanup.collect_shared_after(runs_root, done, cache_days, deadline=deadline, own_start=own_start)
         except Exception:  # never let housekeeping fail a run
             log.exception("collecting earlier run directories failed")
             return
+        if cache:
+            freed = sum(c.get("freed_bytes", 0) for c in cache) / efs_cleanup.GB
+            log.info("collected %d unused entries of the shared cache: %.3f GB freed", len(cache), freed)
         removed = [d for d in done if d["action"] in ("removed", "partly removed")]
         if removed:
             freed = sum(d["freed_bytes"] for d in removed) / efs_cleanup.GB

@@ -1,6 +1,6 @@
 """Run directories on EFS (``<efs>/runs/<run id>/``): removed once their run is done with them, so
-the filesystem holds nothing between runs but the shared cache (``<efs>/cache/``, never touched
-here).
+the filesystem holds nothing between runs but the shared cache (``<efs>/cache/``), whose entries
+go once no run has used them for ``keep_unused_cache_days`` (``collect_shared``).
 
 - **a successful run**: its driver removes the directory once the outputs are in S3 and
   outputs.json is written (``driver.finish``);
@@ -15,6 +15,14 @@ Removal is robust to what EFS and WDL tasks leave: read-only files and directori
 writable first, NFS "silly-renamed" files (``.nfsXXXX``: a file deleted while a process still
 holds it open, which the NFS client removes when it is closed) and other failures are counted
 and logged, never raised: housekeeping never fails a run.
+
+The shared cache's entries (a staged ``s3://`` input: ``cache/s3/<bucket>/<key>/<ETag>/``; a
+file or directory the call cache fetched: ``cache/files/<sha256>/``, ``cache/dirs/<tree>/``) each
+carry ``USED_MARKER``, touched by every run that stages or reuses the entry (``mark_used``). An
+entry goes when its marker is older than both ``keep_unused_cache_days`` and the start of every
+run not yet finished (a run touches what it uses when it starts using it), so nothing a running run
+uses is taken from under it. The removal first renames the entry aside and looks at its marker
+again: a run that touched it meanwhile gets it back.
 """
 
 from __future__ import annotations
@@ -42,6 +50,13 @@ EXPIRES_MARKER = ".miniwdl-fargate-expires"
 NOT_FINISHED = ("SUBMITTED", "STARTING", "RUNNING")
 #: status.json exists but cannot be read (edited by hand): keep, and say so
 UNREADABLE = "UNREADABLE"
+#: in each entry of the shared cache: touched whenever a run stages or reuses the entry
+USED_MARKER = ".miniwdl-fargate-used"
+#: the shared cache's folders whose entries are collected, and how deep below each an entry is
+#: (None: any depth, an entry being a folder holding USED_MARKER: staged inputs' keys have slashes)
+SHARED_STORES = {"s3": None, "files": 1, "dirs": 1}
+#: where an entry is renamed aside before it is removed
+TRASH = ".trash"
 PROBLEMS_KEPT = 10  # problem messages kept per removal (all are counted)
 GB = 1e9
 
@@ -192,6 +207,17 @@ def mark_kept(workdir: str, state: str, keep_days: float, reason: str, now: date
     return expires
 
 
+def mark_used(entry: str) -> None:
+    """Say that a run uses the shared cache's ``entry`` (a folder) now: touch its ``USED_MARKER``.
+    Never raises (a read-only or vanished entry is just not marked)."""
+    try:
+        with open(os.path.join(entry, USED_MARKER), "a"):
+            pass
+        os.utime(os.path.join(entry, USED_MARKER), None)
+    except OSError as exn:
+        log.debug("could not mark %s used: %s", entry, exn)
+
+
 def _write_json(path: str, doc: dict[str, Any]) -> None:
     with open(path, "w") as outfile:
         json.dump(doc, outfile, indent=1)
@@ -311,12 +337,13 @@ def collect(
         if deadline is not None and time.monotonic() > deadline:
             break
         try:
-            verdict = decide(look(runs_root, name, bucket), clock(), keep_days)
+            seen = look(runs_root, name, bucket)
+            verdict = decide(seen, clock(), keep_days)
         except Exception as exn:  # S3 unreachable, no permission...: never a reason to remove
             log.warning("run directory %s kept: could not look it up: %s", name, exn)
             done.append({"name": name, "action": "unknown", "reason": f"could not look it up: {exn}"})
             continue
-        entry: dict[str, Any] = {"name": name, "action": "kept", "reason": verdict.reason}
+        entry: dict[str, Any] = {"name": name, "action": "kept", "reason": verdict.reason, "state": seen.state}
         if verdict.remove:
             entry["action"] = "would remove"
             if not dry_run:
@@ -324,6 +351,95 @@ def collect(
                 log.info("run directory %s removed (%s): %s", name, verdict.reason, entry["summary"])
         done.append(entry)
     return done
+
+
+def started_at(runs_root: str, name: str) -> float | None:
+    """When the run of ``<runs_root>/<name>`` started (its RUN_MARKER's time), if it says."""
+    try:
+        return os.lstat(os.path.join(runs_root, name, RUN_MARKER)).st_mtime
+    except OSError:
+        return None
+
+
+def shared_cutoff(now: float, keep_days: float, running_starts: list[float]) -> float:
+    """The time before which an unused entry of the shared cache may go: ``keep_days`` ago, and no
+    later than the start of any run not finished (``running_starts``)."""
+    return min([now - keep_days * 86400, *running_starts])
+
+
+def shared_entries(cache_root: str) -> list[str]:
+    """Every entry of the shared cache (a folder holding USED_MARKER) under ``SHARED_STORES``."""
+    found: list[str] = []
+    for store, depth in SHARED_STORES.items():
+        top = os.path.join(cache_root, store)
+        for folder, subdirs, files in os.walk(top):
+            level = os.path.relpath(folder, top).count(os.sep) + 1 if folder != top else 0
+            if USED_MARKER in files and folder != top:
+                found.append(folder)
+                subdirs[:] = []  # (an entry's own content is not searched)
+            elif depth is not None and level >= depth:
+                subdirs[:] = []
+    return sorted(found)
+
+
+def collect_shared(
+    cache_root: str, cutoff: float, *, dry_run: bool = False, deadline: float | None = None
+) -> list[dict[str, Any]]:
+    """Remove the shared cache's entries not used since ``cutoff`` (``shared_cutoff``); one report
+    entry each (``name`` relative to ``cache_root``, ``action``, ``reason``, what it freed)."""
+    done: list[dict[str, Any]] = []
+    for entry in shared_entries(cache_root):
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        name = os.path.relpath(entry, cache_root)
+        try:
+            used = os.lstat(os.path.join(entry, USED_MARKER)).st_mtime
+        except OSError:
+            continue
+        if used >= cutoff:
+            continue
+        reason = f"not used since {datetime.fromtimestamp(used, timezone.utc).isoformat(timespec='seconds')}"
+        report: dict[str, Any] = {"name": name, "action": "would remove", "reason": reason}
+        if not dry_run:
+            report.update(_remove_unused(cache_root, entry, cutoff))
+        done.append(report)
+    return done
+
+
+def _remove_unused(cache_root: str, entry: str, cutoff: float) -> dict[str, Any]:
+    """Rename ``entry`` aside, look at its marker again (a run may have touched it meanwhile: then
+    it goes back), remove it, and remove the folders it leaves empty."""
+    trash = os.path.join(cache_root, TRASH)
+    os.makedirs(trash, exist_ok=True)
+    aside = os.path.join(trash, f"{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(entry, aside)
+    except OSError as exn:
+        return {"action": "kept", "reason": f"could not move it aside: {exn}"}
+    try:
+        touched = os.lstat(os.path.join(aside, USED_MARKER)).st_mtime >= cutoff
+    except OSError:
+        touched = False
+    if touched:
+        try:
+            os.rename(aside, entry)  # (a run staging it anew meanwhile: its own copy stays)
+            return {"action": "kept", "reason": "a run used it while it was being removed"}
+        except OSError:
+            pass
+    facts = removal_facts(remove_tree(aside))
+    _remove_empty_parents(os.path.dirname(entry), cache_root)
+    return facts
+
+
+def _remove_empty_parents(folder: str, top: str) -> None:
+    """rmdir ``folder`` and its parents up to (not including) a store of ``top`` while empty."""
+    stores = {os.path.join(top, store) for store in SHARED_STORES}
+    while folder.startswith(top + os.sep) and folder not in stores:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+        folder = os.path.dirname(folder)
 
 
 def removal_facts(removal: Removal) -> dict[str, Any]:
@@ -339,15 +455,41 @@ def removal_facts(removal: Removal) -> dict[str, Any]:
     }
 
 
-def collection(runs_root: str, bucket: str, keep_days: float, dry_run: bool = False) -> dict[str, Any]:
-    """``miniwdl-fargate gc --here``: collect ``runs_root`` and say what was done, as its report."""
+def running_starts(runs_root: str, done: list[dict[str, Any]]) -> list[float]:
+    """The start of each run ``collect`` found not finished (or could not tell): 0 for one that
+    does not say when (then nothing of the shared cache goes this time)."""
+    unsure = [d for d in done if d.get("state") in (*NOT_FINISHED, UNREADABLE) or d["action"] == "unknown"]
+    return [started_at(runs_root, d["name"]) or 0.0 for d in unsure]
+
+
+def collect_shared_after(
+    runs_root: str, done: list[dict[str, Any]], keep_days: float, *, dry_run: bool = False,
+    deadline: float | None = None, own_start: float | None = None,
+) -> list[dict[str, Any]]:
+    """Collect the shared cache beside ``runs_root`` (``<efs>/cache``) once ``collect`` has looked at
+    every run directory (``done``), sparing what any run not finished (and the caller's own run,
+    started at ``own_start``) may use."""
+    starts = running_starts(runs_root, done) + ([own_start] if own_start is not None else [])
+    cutoff = shared_cutoff(time.time(), keep_days, starts)
+    cache_root = os.path.join(os.path.dirname(runs_root), "cache")
+    return collect_shared(cache_root, cutoff, dry_run=dry_run, deadline=deadline)
+
+
+def collection(
+    runs_root: str, bucket: str, keep_days: float, dry_run: bool = False, cache_keep_days: float = 7.0
+) -> dict[str, Any]:
+    """``miniwdl-fargate gc --here``: collect ``runs_root`` and the shared cache beside it, and say
+    what was done, as its report."""
     done = collect(runs_root, bucket, keep_days, dry_run=dry_run)
+    cache = collect_shared_after(runs_root, done, cache_keep_days, dry_run=dry_run)
     return {
         "runs_root": runs_root,
         "bucket": bucket,
         "dry_run": dry_run,
         "keep_failed_run_days": keep_days,
+        "keep_unused_cache_days": cache_keep_days,
         "directories": done,
-        "freed_bytes": sum(d.get("freed_bytes", 0) for d in done),
+        "cache": cache,
+        "freed_bytes": sum(d.get("freed_bytes", 0) for d in [*done, *cache]),
         "finished_at": runs.now_iso(),
     }

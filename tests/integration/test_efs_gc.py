@@ -160,7 +160,8 @@ def test_gc_here_dry_run_reports_to_the_bucket_and_removes_nothing(efs, monkeypa
     assert {d["name"] for d in report["directories"] if d["action"] == "would remove"} == REMOVED
     assert all((efs / name).is_dir() for name in EXPECTED)
     lines = client.gc_lines(report)
-    assert lines[-1] == "would remove 4 of 8 run director(ies); 0.000 GB freed; failed runs kept 3 day(s)"
+    assert lines[-1] == ("would remove 4 of 8 run director(ies) and 0 unused cache entr(ies); 0.000 GB freed; "
+                         "failed runs kept 3 day(s), unused cache entries 7 day(s)")
     assert any(line.startswith("kept            going-00000004  the run is RUNNING") for line in lines)
 
 
@@ -224,3 +225,80 @@ def test_a_gc_task_that_wrote_no_report_is_an_error_naming_its_log(moto_aws, mon
     )
     (task,) = ecs.describe_tasks(cluster="stack-cluster", tasks=[arn])["tasks"]
     assert task["overrides"]["containerOverrides"][0]["command"][:3] == ["miniwdl-fargate", "gc", "--here"]
+
+
+# -- the shared cache beside the run directories ---------------------------------------------------
+
+
+def cache_entry(cache, rel, used_days_ago, payload="staged.txt"):
+    """An entry of the shared cache (a folder with a file and the used marker), last used ``used_days_ago``."""
+    entry = cache / rel
+    entry.mkdir(parents=True)
+    (entry / payload).write_text("y" * 3000)
+    os.chmod(entry / payload, 0o444)
+    marker = entry / efs_cleanup.USED_MARKER
+    marker.write_text("")
+    then = (NOW - timedelta(days=used_days_ago)).timestamp()
+    os.utime(marker, (then, then))
+    return entry
+
+
+def test_unused_cache_entries_go_but_never_what_a_run_still_going_may_use(efs):
+    cache = efs.parent / "cache"
+    old = cache_entry(cache, "s3/data/deep/key/with/parts.txt/0123abcd", used_days_ago=30)
+    recent = cache_entry(cache, "s3/data/other.txt/4567ef01", used_days_ago=1)
+    blob = cache_entry(cache, "files/" + "a" * 64, used_days_ago=20, payload="out.txt")
+    # used 9 days ago, after the running run started (it started 10 days ago): it may be that run's
+    since_going = cache_entry(cache, "dirs/" + "b" * 64, used_days_ago=9, payload="tree")
+    (efs / "going-00000004" / efs_cleanup.RUN_MARKER).write_text("{}")
+    ten_days = (NOW - timedelta(days=10)).timestamp()
+    os.utime(efs / "going-00000004" / efs_cleanup.RUN_MARKER, (ten_days, ten_days))
+    (cache / "links").mkdir()  # (not a store this collects)
+
+    report = efs_cleanup.collection(str(efs), BUCKET, keep_days=3, cache_keep_days=7)
+    gone = {c["name"] for c in report["cache"] if c["action"] == "removed"}
+    assert gone == {os.path.relpath(old, cache), os.path.relpath(blob, cache)}
+    assert not old.exists() and not (cache / "s3" / "data" / "deep").exists()  # emptied folders go too
+    assert recent.is_dir() and since_going.is_dir() and (cache / "s3").is_dir() and (cache / "links").is_dir()
+    assert report["freed_bytes"] >= 2 * 3000 and report["keep_unused_cache_days"] == 7
+    lines = client.gc_lines(report)
+    assert any(line.startswith("removed") and "cache/files/" in line for line in lines)
+    assert "and 2 unused cache entr(ies)" in lines[-1]
+
+
+def test_a_dry_run_leaves_the_cache_and_a_run_of_unknown_start_spares_all_of_it(efs):
+    cache = efs.parent / "cache"
+    old = cache_entry(cache, "files/" + "c" * 64, used_days_ago=30)
+    report = efs_cleanup.collection(str(efs), BUCKET, keep_days=3, dry_run=True, cache_keep_days=7)
+    # going-00000004 has no start marker: nothing of the cache may go while it runs
+    assert report["cache"] == [] and old.is_dir()
+    (efs / "going-00000004" / efs_cleanup.RUN_MARKER).write_text("{}")
+    report = efs_cleanup.collection(str(efs), BUCKET, keep_days=3, dry_run=True, cache_keep_days=7)
+    assert [c["action"] for c in report["cache"]] == ["would remove"] and old.is_dir()
+
+
+def test_an_entry_a_run_touches_while_it_is_removed_is_put_back(tmp_path):
+    cache = tmp_path / "cache"
+    entry = cache_entry(cache, "s3/data/x.txt/89abcdef", used_days_ago=30)
+    cutoff = (NOW - timedelta(days=7)).timestamp()
+    efs_cleanup.mark_used(str(entry))  # a run staging it now, after the collection looked
+    facts = efs_cleanup._remove_unused(str(cache), str(entry), cutoff)
+    assert facts == {"action": "kept", "reason": "a run used it while it was being removed"}
+    assert (entry / "staged.txt").read_text() == "y" * 3000
+
+
+def test_staging_marks_what_it_stages_and_reuses(moto_aws, tmp_path):
+    from miniwdl_fargate import s3io, staging
+
+    aws.client("s3").create_bucket(Bucket="data")
+    aws.client("s3").put_object(Bucket="data", Key="in/ref.txt", Body=b"ref")
+    store = str(tmp_path / "cache" / "s3")
+    with s3io.Transfers() as transfers:
+        path = staging._stage_file("s3://data/in/ref.txt", store, transfers)
+    marker = os.path.join(os.path.dirname(path), efs_cleanup.USED_MARKER)
+    assert os.path.isfile(marker)
+    os.utime(marker, (0, 0))
+    with s3io.Transfers() as transfers:
+        again = staging._stage_file("s3://data/in/ref.txt", store, transfers)
+    assert again == path and again.reused and os.lstat(marker).st_mtime > 0
+    assert efs_cleanup.shared_entries(str(tmp_path / "cache")) == [os.path.dirname(path)]

@@ -81,6 +81,16 @@ def test_one_bar_per_attempt_coloured_by_outcome_and_labelled_with_its_call():
         assert outcome in texts  # the legend
 
 
+def test_every_other_row_is_shaded_under_the_gridlines():
+    root, _bars = parse(render.timeline_svg(attempts(), now=T + 200))
+    children = list(root)
+    kinds = [c.get("class") for c in children]
+    stripes, axis = children[kinds.index("stripes")], kinds.index("axis")
+    assert kinds.index("stripes") < axis  # (drawn over the gridlines, the shading hid them)
+    assert [float(r.get("y")) for r in stripes] == [render.TOP + i * render.ROW_H for i in (1, 3, 5)]
+    assert not any(r.get("fill") == "#f7f8fa" for g in children if g.get("class") == "attempt" for r in g.iter(f"{SVG}rect"))
+
+
 def test_an_empty_run_still_draws():
     root, bars = parse(render.timeline_svg([], title="nothing", now=T))
     assert bars == [] and "no WDL task ran" in [t.text for t in root.iter(f"{SVG}text")]

@@ -38,9 +38,10 @@ def test_tiers_run_in_order_and_a_tiers_long_tests_first():
         Item("containers/test_a.py"), Item("local/test_b.py"), Item("local/test_a.py"),
         Item("local/test_c.py", "long"), Item("integration/test_z.py"), Item("unit/test_y.py"),
         Item("integration/test_long.py", "long"), Item("test_top.py"), Item("events/test_e.py"),
+        Item("browser/test_r.py"),
     ) == [
         "unit/test_y.py", "events/test_e.py", "integration/test_long.py", "integration/test_z.py",
-        "local/test_c.py", "local/test_b.py", "local/test_a.py", "containers/test_a.py", "test_top.py",
+        "browser/test_r.py", "local/test_c.py", "local/test_b.py", "local/test_a.py", "containers/test_a.py", "test_top.py",
     ]
 
 
@@ -50,6 +51,7 @@ def test_the_containers_tier_and_the_client_module_are_one_work_unit_each_and_ot
     assert work_unit("tests/local/test_client.py::test_status_and_list") == "tests/local/test_client.py"
     # (one driver zygote for the module, not one per worker that gets one of its tests)
     assert work_unit("tests/unit/test_driver_zygote.py::test_a_forked_job_reports_its_exit_code") == "tests/unit/test_driver_zygote.py"
+    assert work_unit("tests/browser/test_report_browser.py::test_x") == "tests/browser/"  # (one browser)
     assert work_unit("tests/local/test_cli.py::test_local_run") == "tests/local/test_cli.py::test_local_run"
     assert work_unit("tests/integration/test_status.py::test_x") == "tests/integration/test_status.py::test_x"
 

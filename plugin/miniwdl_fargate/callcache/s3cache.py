@@ -37,7 +37,7 @@ import WDL
 from WDL.runtime import config as wdl_config
 from WDL.runtime.cache import CallCache, CallCacheAddPaths
 
-from .. import attempts, aws, config, s3io
+from .. import attempts, aws, config, efs_cleanup, s3io
 from . import keys
 
 #: a placeholder, in an entry's outputs, for a File / a Directory stored with it
@@ -297,14 +297,19 @@ class S3CallCache(CallCache):
         """The local path of a stored File or Directory (``FILE_REF`` / ``DIR_REF``)."""
         if ref.startswith(FILE_REF):
             sha, base = _stored_name(ref[len(FILE_REF):])
-            return self.fetch_blob(keys.SHA_PREFIX + sha, os.path.join(self._cache_dir, "files", sha, base))
+            efs_cleanup.mark_used(os.path.join(self._cache_dir, "files", sha))  # (kept while runs use it)
+            path = self.fetch_blob(keys.SHA_PREFIX + sha, os.path.join(self._cache_dir, "files", sha, base))
+            efs_cleanup.mark_used(os.path.join(self._cache_dir, "files", sha))
+            return path
         if ref.startswith(DIR_REF):
             tree, base = _stored_name(ref[len(DIR_REF):])
             target = os.path.join(self._cache_dir, "dirs", tree, base)
+            efs_cleanup.mark_used(os.path.join(self._cache_dir, "dirs", tree))
             for rel, digest in listings[tree]:
                 if os.path.isabs(rel) or ".." in rel.split("/"):
                     raise ValueError(f"a stored directory's file is outside it: {rel}")
                 self.fetch_blob(digest, os.path.join(target, rel))
+            efs_cleanup.mark_used(os.path.join(self._cache_dir, "dirs", tree))
             return target
         raise ValueError(f"not a stored output: {ref}")
 

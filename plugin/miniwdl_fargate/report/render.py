@@ -126,6 +126,10 @@ def timeline_svg(
         f'<text x="12" y="44" fill="#444">{esc(subtitle)}</text>',
     ]
     axis_y = TOP - 8
+    # every other row's background, under the gridlines (drawn over them, they hid the lines)
+    out.append('<g class="stripes" fill="#f7f8fa">')
+    out.extend(f'<rect x="0" y="{TOP + i * ROW_H}" width="{WIDTH}" height="{ROW_H}"/>' for i in range(1, rows, 2))
+    out.append("</g>")
     # time axis: gridlines and labels
     ticks = int(round(span / step))
     out.append('<g class="axis" fill="#555" font-size="11">')
@@ -164,8 +168,6 @@ def timeline_svg(
             f'<g class="attempt" data-call="{esc(a.call)}" data-attempt="{a.attempt}" '
             f'data-outcome="{esc(a.outcome or RUNNING)}"><title>{esc(tip)}</title>'
         )
-        if i % 2:
-            out.append(f'<rect x="0" y="{y}" width="{WIDTH}" height="{ROW_H}" fill="#f7f8fa"/>')
         out.append(
             f'<text class="label" x="{LABEL_W - 8}" y="{y + ROW_H / 2 + 4}" text-anchor="end">{esc(_fit(labels[i], 34))}</text>'
         )
@@ -192,7 +194,7 @@ def timeline_svg(
             continue
         out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{COLOURS[outcome]}"/>')
         out.append(f'<text x="{lx + 16}" y="{ly}">{esc(outcome)}</text>')
-        lx += 24 + 7 * len(outcome)
+        lx += 30 + 6.3 * len(outcome)
     ly += 22
     out.append(f'<text x="12" y="{ly}" font-weight="bold">phase</text>')
     lx = 80
@@ -300,7 +302,9 @@ def report_html(
 body {{ font-family: DejaVu Sans, Helvetica, Arial, sans-serif; margin: 24px; color: #222; }}
 table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
 th, td {{ border: 1px solid #d5d9e0; padding: 3px 8px; text-align: left; }}
-td:nth-child(n+5) {{ text-align: right; }}
+table.cost td:nth-child(n+5) {{ text-align: right; }}
+td:first-child {{ white-space: nowrap; }}
+table.images td {{ overflow-wrap: anywhere; }}
 .facts th {{ background: #f3f4f6; }}
 svg {{ max-width: 100%; height: auto; }}
 </style></head><body>
@@ -310,7 +314,7 @@ svg {{ max-width: 100%; height: auto; }}
 <p>One bar per task attempt; hover a bar for its size, phases, cost and ECS task.</p>
 {svg}
 {reused_html(reused or [])}<h2>Cost estimate</h2>
-<p>{esc(cost['method'])}. Total: <b>{cost['total_usd']:.4f} {esc(cost['currency'])}</b>
+<p>{esc(cost['method'][:1].upper() + cost['method'][1:])}. Total: <b>{cost['total_usd']:.4f} {esc(cost['currency'])}</b>
 ({cost['totals']['vcpu_seconds']:g} vCPU-seconds, {cost['totals']['gb_seconds']:g} GB-seconds;
 public IPv4 addresses {cost['public_ipv4_usd']:.4f} {esc(cost['currency'])} of it).</p>
 <p>Prices ({esc(str(cost['prices'].get('region', '')))}, {esc(cost['currency'])} per hour): {esc(price_text(cost['prices']))}</p>

@@ -38,22 +38,33 @@ def run_report(
         settings = config.loader(cfg)  # (the run's miniwdl configuration, read once)
         recorded = attempts.LOG.snapshot(run=run.run_id)
         own = driver_attempt(run, started, status, now, public_ip=own_public_ip(settings))
-        rows = ([own] if own else []) + recorded
         reused = reused_calls(calls) if calls is not None else []
         hits = len(reused) if calls is not None else cache_hits(run_dir)
-        cost = run_cost(run, status, rows, report_prices(settings), hits, now)
-        if reused:
-            cost["reused_calls"] = reused
-        title = f"run {run.run_id}"
-        svg = timeline_svg(rows, title=title, subtitle=subtitle(status, recorded, cost, now - started), now=now, costs=cost)
-        page = report_html(
-            svg, cost, title, facts(run, status, recorded, cost, with_driver=own is not None), provenance.task_images(rows),
-            reused,
-        )
+        svg, page, cost = render_report(run, status, now - started, now, own, recorded, report_prices(settings), reused, hits)
         return write_report(run, svg, page, cost)
     except Exception:
         log.exception("could not write the run report")
         return {}
+
+
+def render_report(
+    run: "DriverRun", status: str, elapsed: float, now: float, own: attempts.Attempt | None,
+    recorded: list[attempts.Attempt], prices: Prices, reused: list[dict[str, str]], hits: int,
+) -> tuple[str, str, dict[str, Any]]:
+    """timeline.svg, report.html and cost.json of a run: from the driver's own row (``own``, if
+    known), the WDL tasks' attempts, the prices, and the calls the call cache answered (``reused``,
+    named; ``hits``, counted). (tests/browser renders its result in a real browser.)"""
+    rows = ([own] if own else []) + recorded
+    cost = run_cost(run, status, rows, prices, hits, now)
+    if reused:
+        cost["reused_calls"] = reused
+    title = f"run {run.run_id}"
+    svg = timeline_svg(rows, title=title, subtitle=subtitle(status, recorded, cost, elapsed), now=now, costs=cost)
+    page = report_html(
+        svg, cost, title, facts(run, status, recorded, cost, with_driver=own is not None), provenance.task_images(rows),
+        reused,
+    )
+    return svg, page, cost
 
 
 def run_cost(
