@@ -161,12 +161,13 @@ def follow_seconds(deployment: Deployment) -> float:
 
 
 def follow(
-    deployment: Deployment, run_id: str, out: TextIO = sys.stderr, interval: float | None = None,
+    deployment: Deployment, run_id: str, out: TextIO | None = None, interval: float | None = None,
     name: str | None = None, inputs_version: str | None = None, timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Show the run's progress until it ends, looking every ``interval`` seconds (default:
-    ``follow_seconds``); return its description (with outputs or error). Before the run exists,
-    a rejection of the submission (runs/<name>/error.json) ends it."""
+    """Show the run's progress on ``out`` (default: stderr as it is now) until it ends, looking
+    every ``interval`` seconds (default: ``follow_seconds``); return its description (with outputs
+    or error). Before the run exists, a rejection of the submission (runs/<name>/error.json) ends it."""
+    out = sys.stderr if out is None else out  # (not a default argument: bound once, at import)
     interval = follow_seconds(deployment) if interval is None else interval
     tty = out.isatty()
     last = last_key = ""
@@ -621,6 +622,8 @@ def runs_table(found: list[status.RunStatus]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def emit(doc: Any, out: TextIO = sys.stdout) -> None:
+def emit(doc: Any, out: TextIO | None = None) -> None:
+    """``doc`` as JSON on ``out`` (default: stdout as it is now, not as it was at import)."""
+    out = sys.stdout if out is None else out
     out.write(json.dumps(doc, indent=2, default=str) + "\n")
 
