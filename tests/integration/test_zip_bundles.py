@@ -1,0 +1,171 @@
+"""`miniwdl zip` bundles wherever a workflow is: an S3 drop's runs/<name>/workflow.zip, the API's
+``workflow`` naming an s3:// .zip or ``workflow_zip`` uploading one. Each is checked before
+anything starts, unpacked into the run's source/ (a folder, as any run's), and its default inputs
+are honoured under the submitted ones (against moto)."""
+
+import base64
+import io
+import json
+import logging
+import zipfile
+
+import pytest
+import WDL
+import WDL.Zip
+
+from miniwdl_fargate import aws
+from miniwdl_fargate.pipeline import start
+from tests.integration.test_validation import Context, _api_event, _run_inputs, api_env, pipeline  # noqa: F401
+
+MAIN = """version 1.1
+import "lib/greet.wdl" as g
+workflow hello {
+  input {
+    String who
+    Int copies = 1
+  }
+  call g.greet { input: who = who }
+  output { String msg = greet.msg }
+}
+"""
+LIB = """version 1.1
+task greet {
+  input { String who }
+  command <<< echo "hello ~{who}" >>>
+  output { String msg = read_string(stdout()) }
+}
+"""
+
+
+def miniwdl_zip(tmp_path, defaults=None) -> bytes:
+    """A bundle built by miniwdl's own ``WDL.Zip.build`` (what ``miniwdl zip`` writes)."""
+    (tmp_path / "wf" / "lib").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "wf" / "main.wdl").write_text(MAIN)
+    (tmp_path / "wf" / "lib" / "greet.wdl").write_text(LIB)
+    archive = tmp_path / "hello.zip"
+    WDL.Zip.build(WDL.load(str(tmp_path / "wf" / "main.wdl")), str(archive), logging.getLogger("test"), inputs=defaults)
+    return archive.read_bytes()
+
+
+def zip_of(members: dict[str, bytes], links=()) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, body in members.items():
+            info = zipfile.ZipInfo(name)
+            if name in links:
+                info.external_attr = (0o120777 << 16)
+            archive.writestr(info, body)
+    return out.getvalue()
+
+
+def source_keys(record) -> list[str]:
+    prefix = record.results.split("/", 3)[3] + "source/"
+    listing = aws.client("s3").list_objects_v2(Bucket="runs", Prefix=prefix)
+    return sorted(o["Key"][len(prefix):] for o in listing.get("Contents", []))
+
+
+def drop_zip(pipeline, name, body, inputs):
+    settings, _drop, _rejection, _executions = pipeline
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key=f"runs/{name}/workflow.zip", Body=body)
+    put = s3.put_object(Bucket="runs", Key=f"runs/{name}/inputs.json", Body=json.dumps(inputs).encode())
+    return start.from_object(settings, "runs", f"runs/{name}/inputs.json", put["ETag"].strip('"'), put.get("VersionId"))
+
+
+def test_an_s3_drop_of_a_workflow_zip_runs_its_main_wdl_with_its_defaults_under_the_uploaded_inputs(pipeline, tmp_path):
+    settings, drop, rejection, executions = pipeline
+    body = miniwdl_zip(tmp_path, {"hello.who": "bundle", "hello.copies": 3})
+    started = drop_zip(pipeline, "zipped", body, {"who": "uploaded"})  # (without the namespace: the same input)
+    assert started is not None and [e["name"] for e in executions()] == [started.record.run_id]
+    assert started.record.workflow == started.record.results + "source/main.wdl"
+    assert started.record.submitted["workflow"] == "s3://runs/runs/zipped/workflow.zip"
+    assert source_keys(started.record) == ["MANIFEST.json", "default_input.json", "lib/greet.wdl", "main.wdl"]
+    assert json.loads(_run_inputs(started.record)) == {"hello.copies": 3, "who": "uploaded"}
+
+
+def test_an_api_request_names_a_zip_on_s3_or_uploads_one(pipeline, tmp_path):
+    settings, drop, rejection, executions = pipeline
+    body = miniwdl_zip(tmp_path, {"hello.who": "bundle"})
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.zip", Body=body)
+    by_uri = start.from_request(settings, "api-zip", "s3://runs/workflows/hello.zip", {}, "token-uri")
+    assert json.loads(_run_inputs(by_uri.record)) == {"hello.who": "bundle"}
+    uploaded = start.from_request(settings, "api-zip", None, {"hello.who": "given"}, "token-body", workflow_zip=body)
+    assert json.loads(_run_inputs(uploaded.record)) == {"hello.who": "given"}
+    assert uploaded.record.submitted["workflow"] == "(uploaded bundle)"
+    assert source_keys(uploaded.record) == ["MANIFEST.json", "default_input.json", "lib/greet.wdl", "main.wdl"]
+    assert len(executions()) == 2
+
+
+def test_the_http_api_takes_a_base64_bundle_and_refuses_one_that_is_not_base64(api_env, tmp_path):
+    handler, executions = api_env
+    body = miniwdl_zip(tmp_path)
+    request = {"name": "http-zip", "workflow_zip": base64.b64encode(body).decode(), "inputs": {"hello.who": "you"}}
+    answer = handler(_api_event(json.dumps(request)), Context())
+    assert answer["statusCode"] == 202, answer["body"]
+    answer = handler(_api_event(json.dumps(dict(request, workflow_zip="not base64!"))), Context())
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["problems"] == [
+        {"where": "workflow_zip", "problem": "not base64: give the bundle's bytes base64-encoded"}
+    ]
+    assert len(executions()) == 1
+
+
+BAD_BUNDLES = {
+    "not-a-zip": (b"version 1.1\nworkflow w {}\n", "not a ZIP archive (build the bundle with `miniwdl zip WORKFLOW.wdl`)"),
+    "no-main": (zip_of({"a.wdl": b"", "b.wdl": b""}),
+                "no main WDL: no MANIFEST.json naming it and several top-level WDL files (a.wdl, b.wdl); build the bundle with `miniwdl zip`"),
+    "manifest-names-nothing": (zip_of({"MANIFEST.json": b'{"mainWorkflowURL": "gone.wdl"}', "a.wdl": b""}),
+                               "no main WDL: MANIFEST.json refers to missing or invalid files in the bundle/MANIFEST.json"),
+    "traversal": (zip_of({"main.wdl": b"", "../escape.wdl": b""}), "member '../escape.wdl' is a path that climbs out of the bundle (..); nothing was started"),
+    "absolute": (zip_of({"main.wdl": b"", "/etc/x": b""}), "member '/etc/x' is an absolute path; nothing was started"),
+    "symlink": (zip_of({"main.wdl": b"", "link": b"/etc/passwd"}, links={"link"}),
+                "member 'link' is a symbolic link (store the file itself); nothing was started"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_BUNDLES)
+def test_a_bad_bundle_is_refused_saying_why_and_nothing_starts_or_stays(pipeline, case):
+    settings, drop, rejection, executions = pipeline
+    body, problem = BAD_BUNDLES[case]
+    assert drop_zip(pipeline, case, body, {}) is None
+    assert rejection(case) == [("s3://runs/runs/" + case + "/workflow.zip", problem)]
+    with pytest.raises(start.Refused) as info:
+        start.from_request(settings, "api-" + case, None, {}, "t-" + case, workflow_zip=body)
+    assert info.value.problems == [{"where": "workflow_zip", "problem": problem}]
+    assert executions() == []
+    leftovers = aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/api-" + case + "/")
+    assert leftovers.get("KeyCount") == 0
+
+
+def test_a_zip_bomb_is_refused_from_its_directory_before_it_is_inflated(pipeline):
+    settings, drop, rejection, executions = pipeline
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("main.wdl", b"version 1.1\nworkflow w {}\n")
+        for index in range(3):  # 3 x 100 MiB of zeros: a few hundred KiB compressed
+            with archive.open(f"zeros{index}", "w", force_zip64=True) as member:
+                for _ in range(100):
+                    member.write(bytes(1 << 20))
+    assert len(out.getvalue()) < 1 << 20
+    assert drop_zip(pipeline, "bomb", out.getvalue(), {}) is None
+    [(where, problem)] = rejection("bomb")
+    assert problem == (
+        "holds 4 files, 314572826 bytes uncompressed; a bundle may hold at most 200 files and 256 MiB "
+        "(its workflow's WDL and the files it reads by relative path)"
+    )
+    assert executions() == []
+
+
+def test_a_drop_with_both_a_workflow_wdl_and_a_workflow_zip_is_refused(pipeline, tmp_path):
+    settings, drop, rejection, executions = pipeline
+    aws.client("s3").put_object(Bucket="runs", Key="runs/both/workflow.wdl", Body=MAIN.encode())
+    assert drop_zip(pipeline, "both", miniwdl_zip(tmp_path), {}) is None
+    assert rejection("both") == [("s3://runs/runs/both/", "both workflow.wdl and workflow.zip: keep the one to run")]
+
+
+def test_a_bundles_wdl_errors_name_the_bundle_and_its_member(pipeline):
+    settings, drop, rejection, executions = pipeline
+    body = zip_of({"main.wdl": MAIN.replace("call g.greet", "call g.nothing").encode(), "lib/greet.wdl": LIB.encode()})
+    assert drop_zip(pipeline, "wdl-error", body, {"hello.who": "x"}) is None
+    [(where, problem)] = rejection("wdl-error")
+    assert where.startswith("s3://runs/runs/wdl-error/workflow.zip/main.wdl:") and "nothing" in problem
