@@ -33,13 +33,20 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         "run",
         help="run a workflow through the whole pipeline on this machine, like `miniwdl run`",
         description=(
-            "Deploy template.yaml into an embedded moto server, stage WORKFLOW.wdl (with its folder) and "
+            "Deploy template.yaml into an embedded moto server, stage WORKFLOW.wdl (with its folder) or a "
+            "`miniwdl zip` bundle and "
             "the local files INPUTS.json names into the local bucket, drop inputs.json into runs/<name>/, "
             "follow the run, and print its outputs (File values as s3:// URIs)."
         ),
     )
-    run.add_argument("wdl", metavar="WORKFLOW.wdl")
-    run.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
+    run.add_argument(
+        "wdl", metavar="WORKFLOW",
+        help="the main .wdl file (its folder is staged with it), or a `miniwdl zip` bundle (.zip)",
+    )
+    run.add_argument(
+        "inputs", metavar="INPUTS.json", nargs="?",
+        help="miniwdl inputs JSON; local paths are relative to this file (optional: a bundle's default inputs apply, these over them)",
+    )
     run.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     run.add_argument(
         "--seed-s3",
@@ -154,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # check what we can before starting anything
     for path, what in ((args.wdl, "WDL file"), (args.inputs, "inputs file")):
-        if not os.path.isfile(path):
+        if path is not None and not os.path.isfile(path):
             print(f"error: {what} {path} not found", file=sys.stderr)
             return 2
     if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):
@@ -171,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV] = args.faults
     started = time.monotonic()
     try:
-        submission = prepare(args.wdl, args.inputs, args.name)
+        submission = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name)
         with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
             bucket = stack.outputs["BucketName"]
             say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")
