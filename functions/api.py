@@ -35,10 +35,11 @@ app = APIGatewayRestResolver(enable_validation=True)
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$"
 
 
-#: base64 characters of an uploaded bundle: about 7 MiB of ZIP, within API Gateway's 10 MB payload
-#: (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html); larger bundles go
-#: to S3 and are named by ``workflow``
-WORKFLOW_ZIP_MAX_CHARS = 9_500_000
+#: base64 characters of an uploaded bundle (about 3.5 MiB of ZIP): the whole request reaches the
+#: function as one synchronous invocation's event, at most 6 MB with the inputs and headers
+#: (https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html); larger bundles go to S3 and
+#: are named by ``workflow``
+WORKFLOW_ZIP_MAX_CHARS = 5_000_000
 
 
 class RunRequest(BaseModel):

@@ -13,9 +13,14 @@ import pytest
 import WDL
 import WDL.Zip
 
-from miniwdl_fargate import aws
+from miniwdl_fargate import aws, upload
 from miniwdl_fargate.pipeline import start
-from tests.integration.test_validation import Context, _api_event, _run_inputs, api_env, pipeline  # noqa: F401
+from tests.integration import test_validation
+from tests.integration.test_validation import Context, _api_event, _run_inputs
+from tests.unit.test_zipbundle import damaged
+
+pipeline = test_validation.pipeline  # (its fixtures: a runs bucket, a state machine, drops)
+api_env = test_validation.api_env
 
 MAIN = """version 1.1
 import "lib/greet.wdl" as g
@@ -120,6 +125,8 @@ BAD_BUNDLES = {
     "absolute": (zip_of({"main.wdl": b"", "/etc/x": b""}), "member '/etc/x' is an absolute path; nothing was started"),
     "symlink": (zip_of({"main.wdl": b"", "link": b"/etc/passwd"}, links={"link"}),
                 "member 'link' is a symbolic link (store the file itself); nothing was started"),
+    # found only while its members are copied: what was copied is removed
+    "damaged": (damaged(), "a damaged ZIP archive (Bad CRC-32 for file 'big')"),
 }
 
 
@@ -169,3 +176,21 @@ def test_a_bundles_wdl_errors_name_the_bundle_and_its_member(pipeline):
     assert drop_zip(pipeline, "wdl-error", body, {"hello.who": "x"}) is None
     [(where, problem)] = rejection("wdl-error")
     assert where.startswith("s3://runs/runs/wdl-error/workflow.zip/main.wdl:") and "nothing" in problem
+
+
+def test_the_cli_uploads_a_bundle_as_workflow_zip_and_a_later_folder_submit_under_the_name_replaces_it(pipeline, tmp_path):
+    settings, drop, rejection, executions = pipeline
+    s3 = aws.client("s3")
+    keys = lambda: sorted(o["Key"] for o in s3.list_objects_v2(Bucket="runs", Prefix="runs/cli-zip/").get("Contents", []))  # noqa: E731
+    bundle = tmp_path / "hello.zip"
+    bundle.write_bytes(miniwdl_zip(tmp_path, {"hello.who": "bundle"}))
+    submission = upload.prepare(bundle, {}, "cli-zip")
+    name, run_id = submission.upload("runs")
+    assert keys() == ["runs/cli-zip/inputs.json", "runs/cli-zip/workflow.zip"]
+    head = s3.head_object(Bucket="runs", Key="runs/cli-zip/inputs.json")
+    started = start.from_object(settings, "runs", "runs/cli-zip/inputs.json", head["ETag"].strip('"'), head.get("VersionId"))
+    assert started.record.run_id == run_id and json.loads(_run_inputs(started.record)) == {"hello.who": "bundle"}
+    upload.prepare(tmp_path / "wf" / "main.wdl", {"hello.who": "folder"}, "cli-zip").upload("runs")
+    assert [k for k in keys() if "/results/" not in k] == [
+        "runs/cli-zip/inputs.json", "runs/cli-zip/lib/greet.wdl", "runs/cli-zip/workflow.wdl",
+    ]

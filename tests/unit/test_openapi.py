@@ -27,7 +27,7 @@ def test_every_route_documents_its_answers():
         assert "400" in op["responses"], (verb, path)
         assert "422" not in op["responses"]  # invalid requests answer 400, with every problem
     schema = doc["components"]["schemas"]["RunRequest"]
-    assert set(schema["properties"]) == {"name", "workflow", "wdl", "inputs", "options", "client_token"}
+    assert set(schema["properties"]) == {"name", "workflow", "workflow_zip", "wdl", "inputs", "options", "client_token"}
 
 
 def test_every_error_answer_has_the_one_error_shape():
