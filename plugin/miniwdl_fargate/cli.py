@@ -108,6 +108,10 @@ INPUTS_HELP = (
     "miniwdl inputs JSON; local paths are relative to this file. Optional: a bundle's default inputs "
     "apply, these over them input by input"
 )
+ZIP_HELP = (
+    "submit WORKFLOW.wdl as a bundle built with `miniwdl zip`: the WDL and every WDL it imports, from anywhere "
+    "(not its folder's other files)"
+)
 RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc", "cache")
 
 
@@ -125,6 +129,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", metavar="INPUTS.json", nargs="?", help=INPUTS_HELP)
     p.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends, then its outputs or error")
+    p.add_argument("--zip", action="store_true", help=ZIP_HELP)
     add_option_arguments(p)
     p = sub.add_parser("status", parents=[where], help="a run's status, timings, task counts, outputs or error")
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
@@ -208,9 +213,10 @@ def run_command(args: argparse.Namespace) -> int:
             except OptionsProblems as exn:
                 raise RunInputError(str(exn)) from None
         if args.command == "submit":
-            from .upload import prepare
+            from .upload import prepare, scratch_folder
 
-            prepared = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, options)
+            zip_into = scratch_folder() if args.zip else None
+            prepared = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, options, zip_into)
         if args.command == "outputs" and args.download:
             client.check_download_dir(args.download)
         deployment = client.connect(args.stack, args.region, args.local)

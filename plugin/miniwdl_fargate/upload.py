@@ -212,13 +212,16 @@ def default_name(workflow: str) -> str:
 
 def prepare(
     wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None,
-    options: run_options.RunOptions | None = None,
+    options: run_options.RunOptions | None = None, zip_into: str | os.PathLike | None = None,
 ) -> Submission:
     """Check the WDL (or `miniwdl zip` bundle), the inputs and the files they name; raise
-    RunInputError saying what is wrong."""
+    RunInputError saying what is wrong. With ``zip_into`` (a folder), a WDL is first made a
+    bundle there by miniwdl's own ``WDL.Zip.build`` (``build_bundle``), which is submitted."""
     wdl_path = Path(wdl).resolve()
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: no such WDL file")
+    if zip_into is not None and not zipbundle.is_bundle(str(wdl_path)):
+        wdl_path = build_bundle(wdl_path, Path(zip_into))
     if zipbundle.is_bundle(str(wdl_path)):
         doc = load_bundle(wdl_path)
     else:
@@ -250,6 +253,35 @@ def check_bundled_cfg(folder: Path) -> None:
             config.check_cfg_file(str(bundled_cfg))
         except config.InvalidConfig as exn:
             raise RunInputError(str(exn)) from None
+
+
+def scratch_folder() -> str:
+    """A folder for a bundle built before submitting (``prepare(zip_into=...)``), removed when
+    the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="miniwdl-fargate-zip-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def build_bundle(wdl_path: Path, folder: Path) -> Path:
+    """``miniwdl zip WORKFLOW.wdl``: the WDL and every WDL it imports (from anywhere: imports
+    outside its folder are stored under ``__outside_wdl/`` and rewritten to match), into
+    ``folder``; only WDL files, as miniwdl builds it (no miniwdl.cfg, no other files)."""
+    import logging
+
+    import WDL.Zip
+
+    doc = load_wdl(wdl_path)
+    archive = folder / (wdl_path.stem + zipbundle.SUFFIX)
+    try:
+        WDL.Zip.build(doc, str(archive), logging.getLogger("miniwdl-fargate.zip"))
+    except (OSError, WDL.Error.InputError) as exn:
+        raise RunInputError(f"{wdl_path}: could not build a bundle of it: {exn}") from None
+    return archive
 
 
 def load_bundle(zip_path: Path) -> WDL.Tree.Document:

@@ -154,3 +154,18 @@ def test_the_cli_checks_a_bundle_and_names_it_in_every_problem(tmp_path):
     with pytest.raises(upload.RunInputError, match="not a ZIP archive"):
         (tmp_path / "no.zip").write_text("x")
         upload.prepare(tmp_path / "no.zip", {}, "zip-run")
+
+
+def test_the_cli_builds_a_bundle_with_miniwdl_zip_taking_imports_from_outside_the_folder(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "app" / "main.wdl").write_text(MAIN.replace("tasks/t.wdl", "../shared/t.wdl"))
+    (tmp_path / "shared" / "t.wdl").write_text(TASKS)
+    with pytest.raises(upload.RunInputError, match="it is outside the workflow's folder"):
+        upload.prepare(tmp_path / "app" / "main.wdl", {}, "zip-run")  # (as a folder: refused)
+    (tmp_path / "zips").mkdir()
+    submission = upload.prepare(tmp_path / "app" / "main.wdl", {"w.who": "x"}, "zip-run", zip_into=tmp_path / "zips")
+    assert submission.bundle and submission.wdl_path == tmp_path / "zips" / "main.zip"
+    with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
+        assert bundle.main == "main.wdl"
+        assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "__outside_wdl/shared/t.wdl", "main.wdl"]

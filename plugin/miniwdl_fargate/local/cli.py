@@ -12,6 +12,11 @@ from pathlib import Path
 
 from .. import arguments, aws, client, s3io
 
+ZIP_HELP = (
+    "run WORKFLOW.wdl as a bundle built with `miniwdl zip`: the WDL and every WDL it imports, from anywhere "
+    "(not its folder's other files)"
+)
+
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser(
@@ -48,6 +53,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         help="miniwdl inputs JSON; local paths are relative to this file (optional: a bundle's default inputs apply, these over them)",
     )
     run.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
+    run.add_argument("--zip", action="store_true", help=ZIP_HELP)
     run.add_argument(
         "--seed-s3",
         metavar="DIR",
@@ -139,7 +145,7 @@ def mirror(bucket: str, prefix: str, dest: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..upload import RunInputError, prepare, wait
+    from ..upload import RunInputError, prepare, scratch_folder, wait
     from .stack import CLIENT_POLL_SECONDS, LocalStack
 
     logging.basicConfig(
@@ -178,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV] = args.faults
     started = time.monotonic()
     try:
-        submission = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name)
+        zip_into = scratch_folder() if args.zip else None
+        submission = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into)
         with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
             bucket = stack.outputs["BucketName"]
             say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")
