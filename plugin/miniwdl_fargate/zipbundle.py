@@ -34,8 +34,11 @@ from . import inputs_json, runs
 MAX_FILES = 200
 MAX_BYTES = 256 * 1024 * 1024
 MANIFEST = "MANIFEST.json"
-#: extracted to read the manifest with miniwdl: the manifest and what it may name
+#: extracted to read the manifest with miniwdl: the manifest and what it may name (a main WDL or
+#: default inputs larger than this would be refused anyway: pipeline.validate.MAX_WDL_BYTES,
+#: inputs_json.MAX_INPUTS_BYTES), so a bundle's data files never take a second copy's room
 METADATA_SUFFIXES = (".wdl", ".json")
+METADATA_MAX_BYTES = 2 * 1024 * 1024
 SUFFIX = ".zip"
 
 log = logging.getLogger(__name__)
@@ -135,7 +138,7 @@ def find_main(archive: zipfile.ZipFile, where: str) -> tuple[str, str | None]:
         raise BundleError(f"{where}: no main WDL: no {MANIFEST} naming it and {found}; build the bundle with `miniwdl zip`")
     with tempfile.TemporaryDirectory(prefix="bundle-manifest-") as folder:
         for info in archive.infolist():
-            if not info.is_dir() and info.filename.endswith(METADATA_SUFFIXES):
+            if not info.is_dir() and info.filename.endswith(METADATA_SUFFIXES) and info.file_size <= METADATA_MAX_BYTES:
                 archive.extract(info, folder)  # (names checked: check_members)
         try:
             with WDL.Zip.unpack(folder) as unpacked:

@@ -194,3 +194,24 @@ def test_the_cli_uploads_a_bundle_as_workflow_zip_and_a_later_folder_submit_unde
     assert [k for k in keys() if "/results/" not in k] == [
         "runs/cli-zip/inputs.json", "runs/cli-zip/lib/greet.wdl", "runs/cli-zip/workflow.wdl",
     ]
+
+
+def test_copy_bundle_zip_takes_bytes_or_a_uri_and_copies_a_large_member_whole(moto_aws):
+    """The one function every entrance (and the WES API) unpacks a bundle with."""
+    from miniwdl_fargate.pipeline import snapshot
+
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    data = bytes(range(256)) * 4096 + bytes(20 << 20)  # 21 MiB, a few KiB compressed
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("main.wdl", "version 1.1\nworkflow w {}\n")
+        archive.writestr("data/big.bin", data)
+    s3.put_object(Bucket="runs", Key="w/x.zip", Body=out.getvalue())
+    by_uri = snapshot.copy_bundle_zip("s3://runs/w/x.zip", "runs", "a/source/")
+    by_bytes = snapshot.copy_bundle_zip(out.getvalue(), "runs", "b/source/")
+    assert (by_uri.workflow, by_bytes.workflow) == ("s3://runs/a/source/main.wdl", "s3://runs/b/source/main.wdl")
+    for prefix in ("a", "b"):
+        assert s3.get_object(Bucket="runs", Key=f"{prefix}/source/data/big.bin")["Body"].read() == data
+    with pytest.raises(snapshot.SnapshotError, match="^s3://runs/w/none.zip does not exist$"):
+        snapshot.copy_bundle_zip("s3://runs/w/none.zip", "runs", "c/source/")

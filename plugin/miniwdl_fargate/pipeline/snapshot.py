@@ -137,7 +137,9 @@ SPOOL_BYTES = 16 * 1024 * 1024
 
 def read_zip(uri: str) -> IO[bytes]:
     """The bundle at ``uri`` as a seekable file, refused from its size (GetObject's
-    ContentLength, before its body is read) when over ``zipbundle.MAX_BYTES``."""
+    ContentLength, known from the response's headers before its body is read:
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html) when over
+    ``zipbundle.MAX_BYTES``."""
     bucket, key = s3io.split(uri)
     s3 = aws.client("s3")
     try:
@@ -173,7 +175,10 @@ def copy_bundle_zip(source: bytes | str, dest_bucket: str, dest_prefix: str, whe
         with data, zipbundle.opened(data, where) as bundle:
             for info in bundle.files():
                 with bundle.open(info) as member:
-                    s3.upload_fileobj(member, dest_bucket, dest_prefix + info.filename)
+                    # one PutObject per member, its body read from the archive as it is sent (a
+                    # member is seekable: botocore takes its length and checksum, then rewinds),
+                    # so neither memory nor /tmp holds a second copy of the bundle
+                    s3.put_object(Bucket=dest_bucket, Key=dest_prefix + info.filename, Body=member)
             return BundleCopy(s3io.uri(dest_bucket, dest_prefix + bundle.main), bundle.defaults)
     except zipbundle.BundleError as exn:
         delete_prefix(dest_bucket, dest_prefix)  # (a member found damaged part way)
