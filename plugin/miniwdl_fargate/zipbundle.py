@@ -20,10 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import posixpath
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -33,7 +33,12 @@ from . import inputs_json, runs
 #: the same limits as a workflow's folder (``pipeline.snapshot``, ``upload``)
 MAX_FILES = 200
 MAX_BYTES = 256 * 1024 * 1024
+#: entries (files and folders) of a bundle's directory, counted from its end record before the
+#: directory itself is read: millions of tiny entries would take the reader's memory first
+MAX_ENTRIES = 1000
 MANIFEST = "MANIFEST.json"
+#: the compression methods Python's zipfile reads (others, e.g. Deflate64, are refused up front)
+READABLE_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 #: extracted to read the manifest with miniwdl: the manifest and what it may name (a main WDL or
 #: default inputs larger than this would be refused anyway: pipeline.validate.MAX_WDL_BYTES,
 #: inputs_json.MAX_INPUTS_BYTES), so a bundle's data files never take a second copy's room
@@ -117,6 +122,8 @@ def check_members(archive: zipfile.ZipFile, where: str) -> None:
             problem = "a symbolic link (store the file itself)"
         if problem is None and info.flag_bits & 0x1:
             problem = "encrypted"
+        if problem is None and info.compress_type not in READABLE_METHODS:
+            problem = f"compressed with method {info.compress_type}, which cannot be read (store or deflate it, as `miniwdl zip` does)"
         if problem is None and info.filename.rstrip("/") in seen:
             problem = "given twice"
         if problem:
@@ -169,22 +176,37 @@ def size_problem(size: int, where: str) -> str | None:
     return None
 
 
+def entries_problem(fp: IO[bytes], where: str) -> str | None:
+    """Why the archive's directory is too large to read, if it is: its entry count as its end of
+    central directory record gives it (zipfile's own reading of that record)."""
+    end = zipfile._EndRecData(fp)  # type: ignore[attr-defined]
+    if end is None:  # not a ZIP archive: ZipFile says so
+        return None
+    entries = int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+    if entries > MAX_ENTRIES:
+        return f"{where}: holds {entries} entries; a bundle may hold at most {MAX_FILES} files ({MAX_ENTRIES} entries with its folders)"
+    return None
+
+
 @contextlib.contextmanager
 def opened(source: str | os.PathLike | IO[bytes], where: str) -> Iterator[Bundle]:
     """The checked bundle in ``source`` (a path, or a seekable file), open for reading; BundleError
     saying what is wrong otherwise."""
-    try:
-        archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, EOFError):
-        raise BundleError(f"{where}: not a ZIP archive (build the bundle with `miniwdl zip WORKFLOW.wdl`)") from None
-    except OSError as exn:
-        raise BundleError(f"{where}: {exn.strerror or exn}") from None
-    with archive:
-        check_members(archive, where)
-        main, defaults_name = find_main(archive, where)
+    with contextlib.ExitStack() as cleanup:
         try:
+            fp = source if hasattr(source, "read") else cleanup.enter_context(open(source, "rb"))  # type: ignore[arg-type]
+            if problem := entries_problem(fp, where):  # type: ignore[arg-type]
+                raise BundleError(problem)
+            archive = cleanup.enter_context(zipfile.ZipFile(fp))  # type: ignore[arg-type]
+        except (zipfile.BadZipFile, EOFError):
+            raise BundleError(f"{where}: not a ZIP archive (build the bundle with `miniwdl zip WORKFLOW.wdl`)") from None
+        except OSError as exn:
+            raise BundleError(f"{where}: {exn.strerror or exn}") from None
+        try:
+            check_members(archive, where)
+            main, defaults_name = find_main(archive, where)
             yield Bundle(archive, where, main, read_defaults(archive, defaults_name, where))
-        except (zipfile.BadZipFile, EOFError) as exn:  # a member's data corrupt (CRC) or cut short
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exn:  # a member's data corrupt (CRC) or cut short
             raise BundleError(f"{where}: a damaged ZIP archive ({exn})") from None
 
 
@@ -198,8 +220,3 @@ def merge_defaults(defaults: dict[str, Any], given: dict[str, Any], namespace: s
     overridden = {bare(k) for k in given}
     return {**{k: v for k, v in defaults.items() if bare(k) not in overridden}, **given}
 
-
-def main_folder(main: str) -> str:
-    """The main WDL's folder inside the bundle (``""`` at its top)."""
-    folder = posixpath.dirname(main)
-    return folder + "/" if folder else ""

@@ -169,3 +169,25 @@ def test_the_cli_builds_a_bundle_with_miniwdl_zip_taking_imports_from_outside_th
     with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
         assert bundle.main == "main.wdl"
         assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "__outside_wdl/shared/t.wdl", "main.wdl"]
+
+
+def test_a_directory_of_too_many_entries_is_refused_before_it_is_read(monkeypatch):
+    monkeypatch.setattr(zipbundle, "MAX_ENTRIES", 3)
+    many = archive({"a.wdl": b"", "d/": b"", "d/b": b"", "c": b""})
+    monkeypatch.setattr(zipfile, "ZipFile", lambda *a, **k: pytest.fail("the directory was read"))
+    with pytest.raises(zipbundle.BundleError, match="^a.zip: holds 4 entries; a bundle may hold at most 200 files [(]3 entries with its folders[)]$"):
+        zipbundle.opened(many, "a.zip").__enter__()
+
+
+def test_a_member_compressed_with_a_method_zipfile_cannot_read_is_refused_saying_so():
+    data = bytearray(archive({"a.wdl": b"version 1.1\nworkflow w {}\n"}).getvalue())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # method: 9 (Deflate64), both headers
+        at = data.index(signature) + offset
+        data[at : at + 2] = (9).to_bytes(2, "little")
+    with pytest.raises(zipbundle.BundleError) as info:
+        with zipbundle.opened(io.BytesIO(bytes(data)), "a.zip"):
+            pass
+    assert str(info.value) == (
+        "a.zip: member 'a.wdl' is compressed with method 9, which cannot be read (store or deflate it, as `miniwdl zip` does); "
+        "nothing was started"
+    )
