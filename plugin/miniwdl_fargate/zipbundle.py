@@ -7,8 +7,11 @@ S3 drop's ``runs/<name>/workflow.zip``, the API's ``workflow`` naming an ``s3://
 CLI's ``submit``/``local run`` given a ``.zip``) reads it here, so each refuses the same bundles
 with the same words: not a ZIP archive; more than ``MAX_FILES`` files or ``MAX_BYTES`` (as
 compressed, and as declared uncompressed: a zip bomb is refused from its directory, before a
-byte is inflated, and reading a member never yields more than its declared size); a member name
-that is absolute, climbs out with ``..``, or is a symbolic link; no main WDL.
+byte is inflated, and reading a member never yields more than its declared size, its CRC
+checked) or a directory of more than ``MAX_ENTRIES`` entries (refused from its end record, before
+the directory is read); a member name that is absolute, climbs out with ``..``, is a symbolic
+link or is given twice; an encrypted member, or one compressed in a way zipfile cannot read; no
+main WDL.
 
 The manifest is read by miniwdl itself (``WDL.Zip.unpack`` on the bundle's small metadata files,
 extracted after the checks above): the pipeline accepts what ``miniwdl run x.zip`` accepts.
@@ -18,7 +21,6 @@ Without a manifest, the bundle's only top-level ``*.wdl`` is its main WDL.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import stat
 import tempfile
@@ -45,8 +47,6 @@ READABLE_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.
 METADATA_SUFFIXES = (".wdl", ".json")
 METADATA_MAX_BYTES = 2 * 1024 * 1024
 SUFFIX = ".zip"
-
-log = logging.getLogger(__name__)
 
 
 class BundleError(ValueError):
@@ -152,7 +152,8 @@ def find_main(archive: zipfile.ZipFile, where: str) -> tuple[str, str | None]:
                 main = os.path.relpath(unpacked.main_wdl, unpacked.dir).replace(os.sep, "/")
                 given = os.path.relpath(unpacked.input_file, unpacked.dir).replace(os.sep, "/") if unpacked.input_file else None
         except WDL.Error.InputError as exn:
-            raise BundleError(f"{where}: no main WDL: {str(exn).replace(folder, 'the bundle')}") from None
+            said = str(exn).replace(os.path.join(folder, MANIFEST), "the bundle").replace(folder, "the bundle")
+            raise BundleError(f"{where}: no main WDL: {said}") from None
     return main, given
 
 

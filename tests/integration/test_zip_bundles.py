@@ -120,7 +120,7 @@ BAD_BUNDLES = {
     "no-main": (zip_of({"a.wdl": b"", "b.wdl": b""}),
                 "no main WDL: no MANIFEST.json naming it and several top-level WDL files (a.wdl, b.wdl); build the bundle with `miniwdl zip`"),
     "manifest-names-nothing": (zip_of({"MANIFEST.json": b'{"mainWorkflowURL": "gone.wdl"}', "a.wdl": b""}),
-                               "no main WDL: MANIFEST.json refers to missing or invalid files in the bundle/MANIFEST.json"),
+                               "no main WDL: MANIFEST.json refers to missing or invalid files in the bundle"),
     "traversal": (zip_of({"main.wdl": b"", "../escape.wdl": b""}), "member '../escape.wdl' is a path that climbs out of the bundle (..); nothing was started"),
     "absolute": (zip_of({"main.wdl": b"", "/etc/x": b""}), "member '/etc/x' is an absolute path; nothing was started"),
     "symlink": (zip_of({"main.wdl": b"", "link": b"/etc/passwd"}, links={"link"}),

@@ -69,9 +69,9 @@ def test_without_a_manifest_the_only_top_level_wdl_is_the_main_one():
     "members, links, problem",
     [
         ({}, (), "no main WDL: no MANIFEST.json naming it and no top-level WDL file; build the bundle with `miniwdl zip`"),
-        ({"MANIFEST.json": b"[]", "a.wdl": b""}, (), "no main WDL: Missing or invalid MANIFEST.json in the bundle/MANIFEST.json"),
+        ({"MANIFEST.json": b"[]", "a.wdl": b""}, (), "no main WDL: Missing or invalid MANIFEST.json in the bundle"),
         ({"MANIFEST.json": b'{"mainWorkflowURL": "../../etc/passwd"}', "a.wdl": b""}, (),
-         "no main WDL: MANIFEST.json refers to missing or invalid files in the bundle/MANIFEST.json"),
+         "no main WDL: MANIFEST.json refers to missing or invalid files in the bundle"),
         ({"a.wdl": b"", "dir/../../up.wdl": b""}, (), "member 'dir/../../up.wdl' is a path that climbs out of the bundle (..); nothing was started"),
         ({"a.wdl": b"", "C:/x.wdl": b""}, (), "member 'C:/x.wdl' is an absolute path; nothing was started"),
         ({"a.wdl": b"", "sub\\x.wdl": b""}, (), "member 'sub\\\\x.wdl' is a name with a backslash; nothing was started"),
