@@ -202,7 +202,7 @@ def test_copy_bundle_zip_takes_bytes_or_a_uri_and_copies_a_large_member_whole(mo
 
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="runs")
-    data = bytes(range(256)) * 4096 + bytes(20 << 20)  # 21 MiB, a few KiB compressed
+    data = bytes(range(256)) * 4096 + bytes(8 << 20)  # 9 MiB (beyond a multipart upload's threshold), a few KiB compressed
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("main.wdl", "version 1.1\nworkflow w {}\n")
