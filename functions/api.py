@@ -16,6 +16,7 @@ document kept in docs/openapi.json (`make openapi`).
 
 
 import base64
+import binascii
 import importlib.metadata
 import json
 import uuid
@@ -39,9 +40,23 @@ app = APIGatewayRestResolver(enable_validation=True)
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$"
 
 
+#: base64 characters of an uploaded bundle (about 3.5 MiB of ZIP): the whole request reaches the
+#: function as one synchronous invocation's event, at most 6 MB with the inputs and headers
+#: (https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html); larger bundles go to S3 and
+#: are named by ``workflow``
+WORKFLOW_ZIP_MAX_CHARS = 5_000_000
+
+
 class RunRequest(BaseModel):
     name: str = Field(pattern=runs.NAME_RE.pattern, description="run name: 1-64 letters, digits, '.', '_' or '-'")
-    workflow: str | None = Field(default=None, pattern=r"^s3://[^/]+/.+\.wdl$", description="s3:// URI of the main WDL file (its folder holds its imports)")
+    workflow: str | None = Field(
+        default=None, pattern=r"^s3://[^/]+/.+\.(wdl|zip)$",
+        description="s3:// URI of the main WDL file (its folder holds its imports), or of a `miniwdl zip` bundle (.zip)",
+    )
+    workflow_zip: str | None = Field(
+        default=None, min_length=1, max_length=WORKFLOW_ZIP_MAX_CHARS,
+        description="or: a `miniwdl zip` bundle itself, base64-encoded (its default inputs honoured, `inputs` over them)",
+    )
     wdl: str | None = Field(default=None, min_length=1, max_length=1_000_000, description="or: the WDL source itself (a self-contained document)")
     inputs: dict[str, Any] = Field(default_factory=dict, description="miniwdl inputs JSON object, e.g. {\"hello.names\": [\"Ann\"]}")
     options: RunOptions = Field(default_factory=RunOptions)
@@ -172,6 +187,7 @@ def post_run(request: RunRequest) -> Response[dict[str, Any]]:
         result = start.from_request(
             SETTINGS.from_env(), request.name, request.workflow, request.inputs,
             request.client_token or str(uuid.uuid4()), wdl=request.wdl, options=request.options.given(),
+            workflow_zip=_decoded_zip(request.workflow_zip),
         )
     except start.TokenConflict as exn:
         parts = ", ".join(p["where"] for p in exn.problems)
@@ -179,6 +195,16 @@ def post_run(request: RunRequest) -> Response[dict[str, Any]]:
     except start.Refused as exn:
         return _invalid(exn.problems)
     return _accepted(result, "RunsSubmitted")
+
+
+def _decoded_zip(text: str | None) -> bytes | None:
+    """An uploaded bundle's bytes; Refused if ``workflow_zip`` is not base64."""
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise start.Refused([{"where": "workflow_zip", "problem": "not base64: give the bundle's bytes base64-encoded"}]) from None
 
 
 def _accepted(result: start.Submitted, metric: str) -> Response[dict[str, Any]]:
@@ -420,7 +446,7 @@ def wes_post_run() -> Response[dict[str, Any]]:
         asked = wes.submission(wes.read_request(body, content_type))
         result = start.from_request(
             SETTINGS.from_env(), asked.name, asked.workflow, asked.inputs, str(uuid.uuid4()), wdl=asked.wdl,
-            options=asked.options,
+            options=asked.options, workflow_zip=asked.workflow_zip,
             described={"via": "wes", "workflow_url": asked.workflow_url, "workflow_type_version": asked.workflow_type_version},
         )
     except (wes.WesRefused, start.Refused) as exn:

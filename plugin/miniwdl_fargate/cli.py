@@ -100,6 +100,18 @@ def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespac
     return 2
 
 
+WORKFLOW_HELP = (
+    "the main .wdl file (its folder is uploaded with it: imports, miniwdl.cfg, files read by relative path), "
+    "or a `miniwdl zip` bundle (.zip, uploaded as it is)"
+)
+INPUTS_HELP = (
+    "miniwdl inputs JSON; local paths are relative to this file. Optional: a bundle's default inputs "
+    "apply, these over them input by input"
+)
+ZIP_HELP = (
+    "submit WORKFLOW.wdl as a bundle built with `miniwdl zip`: the WDL and every WDL it imports, from anywhere "
+    "(not its folder's other files)"
+)
 RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc", "cache", "api-proxy")
 
 
@@ -112,11 +124,12 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
         "--local", nargs="?", const="", metavar="FILE",
         help="the local-mode stack that `miniwdl-fargate local up` serves (its file; default ~/.local/state/miniwdl-fargate/local.json)",
     )
-    p = sub.add_parser("submit", parents=[where], help="submit WORKFLOW.wdl with INPUTS.json (local files are uploaded)")
-    p.add_argument("wdl", metavar="WORKFLOW.wdl")
-    p.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
+    p = sub.add_parser("submit", parents=[where], help="submit WORKFLOW.wdl (or a `miniwdl zip` bundle) with INPUTS.json (local files are uploaded)")
+    p.add_argument("wdl", metavar="WORKFLOW", help=WORKFLOW_HELP)
+    p.add_argument("inputs", metavar="INPUTS.json", nargs="?", help=INPUTS_HELP)
     p.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends, then its outputs or error")
+    p.add_argument("--zip", action="store_true", help=ZIP_HELP)
     add_option_arguments(p)
     p = sub.add_parser(
         "api-proxy", parents=[where],
@@ -205,9 +218,10 @@ def run_command(args: argparse.Namespace) -> int:
             except OptionsProblems as exn:
                 raise RunInputError(str(exn)) from None
         if args.command == "submit":
-            from .upload import prepare
+            from .upload import prepare, scratch_folder
 
-            prepared = prepare(args.wdl, args.inputs, args.name, options)
+            zip_into = scratch_folder() if args.zip else None
+            prepared = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, options, zip_into)
         if args.command == "outputs" and args.download:
             client.check_download_dir(args.download)
         deployment = client.connect(args.stack, args.region, args.local)

@@ -22,6 +22,8 @@ CACHE_PREFIX = "cache/"
 #: beside a run's report: the calls it looked up in the call cache, their keys' parts and outcome
 CALLS_NAME = "call_cache.json"
 DEFAULT_WDL = "workflow.wdl"
+#: an S3 drop's workflow as a `miniwdl zip` bundle, beside inputs.json (instead of workflow.wdl)
+DEFAULT_ZIP = "workflow.zip"
 # A run name is a key segment (runs/<name>/) and the stem of the Step Functions execution name
 # (<name>-<8 hex>): S3's safe key characters less those an execution name may not hold, and no
 # '/' or '..' segment (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html;

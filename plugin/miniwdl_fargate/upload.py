@@ -18,7 +18,7 @@ from typing import Any
 
 import WDL
 
-from . import aws, config, inputs_json, run_options, runs, s3io, wdl_parsers, wdl_target
+from . import aws, config, inputs_json, run_options, runs, s3io, wdl_parsers, wdl_target, zipbundle
 
 BUNDLE_MAX_FILES = 200
 BUNDLE_MAX_BYTES = 256 * 1024 * 1024
@@ -151,6 +151,28 @@ class Submission:
     #: the run's options (``--label``, ``--option``): uploaded as the sidecar options.json
     options: run_options.RunOptions = field(default_factory=run_options.RunOptions)
     inputs_version: str | None = None  # of the uploaded inputs.json, once uploaded
+    #: ``wdl_path`` is a `miniwdl zip` bundle: uploaded as it is (runs/<name>/workflow.zip), which
+    #: the submit step checks again and unpacks; its default inputs go under ``inputs`` there
+    bundle: bool = False
+
+    def upload_workflow(self, bucket: str) -> None:
+        """The workflow into runs/<name>/: the bundle as workflow.zip, or the WDL's folder with
+        the WDL as workflow.wdl; the other of the two removed (an earlier submission's, under
+        the same name, would make the drop ambiguous)."""
+        s3 = aws.client("s3")
+        prefix = runs.run_prefix(self.name)
+        if self.bundle:
+            s3.upload_file(str(self.wdl_path), bucket, prefix + runs.DEFAULT_ZIP)
+            s3.delete_object(Bucket=bucket, Key=prefix + runs.DEFAULT_WDL)
+            return
+        for path in self.files:
+            rel = path.relative_to(self.wdl_path.parent).as_posix()
+            if path == self.wdl_path:
+                rel = runs.DEFAULT_WDL
+            elif rel in (runs.DEFAULT_WDL, runs.DEFAULT_ZIP, runs.INPUTS_NAME) or not runs.in_bundle(rel):
+                continue
+            s3.upload_file(str(path), bucket, prefix + rel)
+        s3.delete_object(Bucket=bucket, Key=prefix + runs.DEFAULT_ZIP)
 
     def upload(self, bucket: str) -> tuple[str, str]:
         """Upload the bundle, the local inputs and then inputs.json (which starts the run).
@@ -158,13 +180,7 @@ class Submission:
         staged_inputs, uploads = stage_inputs(self.doc, self.inputs, self.inputs_dir, bucket, self.name)
         s3 = aws.client("s3")
         prefix = runs.run_prefix(self.name)
-        for path in self.files:
-            rel = path.relative_to(self.wdl_path.parent).as_posix()
-            if path == self.wdl_path:
-                rel = runs.DEFAULT_WDL
-            elif rel == runs.DEFAULT_WDL or rel == runs.INPUTS_NAME or not runs.in_bundle(rel):
-                continue
-            s3.upload_file(str(path), bucket, prefix + rel)
+        self.upload_workflow(bucket)
         for path, key in uploads:
             s3.upload_file(str(path), bucket, key)
         given = self.options.given()
@@ -196,20 +212,22 @@ def default_name(workflow: str) -> str:
 
 def prepare(
     wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None,
-    options: run_options.RunOptions | None = None,
+    options: run_options.RunOptions | None = None, zip_into: str | os.PathLike | None = None,
 ) -> Submission:
-    """Check the WDL, the inputs and the files they name; raise RunInputError saying what is wrong."""
+    """Check the WDL (or `miniwdl zip` bundle), the inputs and the files they name; raise
+    RunInputError saying what is wrong. With ``zip_into`` (a folder), a WDL is first made a
+    bundle there by miniwdl's own ``WDL.Zip.build`` (``build_bundle``), which is submitted."""
     wdl_path = Path(wdl).resolve()
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: no such WDL file")
-    doc = load_wdl(wdl_path)
-    check_imports(doc, wdl_path.parent)
-    bundled_cfg = wdl_path.parent / config.RUN_CFG  # uploaded with the bundle; the driver reads it
-    if bundled_cfg.is_file():
-        try:
-            config.check_cfg_file(str(bundled_cfg))
-        except config.InvalidConfig as exn:
-            raise RunInputError(str(exn)) from None
+    if zip_into is not None and not zipbundle.is_bundle(str(wdl_path)):
+        wdl_path = build_bundle(wdl_path, Path(zip_into))
+    if zipbundle.is_bundle(str(wdl_path)):
+        doc = load_bundle(wdl_path)
+    else:
+        doc = load_wdl(wdl_path)
+        check_imports(doc, wdl_path.parent)
+        check_bundled_cfg(wdl_path.parent)
     if isinstance(inputs, dict):
         inputs_doc, inputs_dir = inputs, Path.cwd()
     else:
@@ -222,7 +240,69 @@ def prepare(
     except ValueError as exn:
         raise RunInputError(str(exn)) from None
     stage_inputs(doc, inputs_doc, inputs_dir, "bucket", name)  # raises on a missing local file
+    if zipbundle.is_bundle(str(wdl_path)):
+        return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, [wdl_path], options or run_options.RunOptions(), bundle=True)
     return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, bundle_files(wdl_path), options or run_options.RunOptions())
+
+
+def check_bundled_cfg(folder: Path) -> None:
+    """The workflow's miniwdl.cfg, if it has one (uploaded with it; the driver reads it)."""
+    bundled_cfg = folder / config.RUN_CFG
+    if bundled_cfg.is_file():
+        try:
+            config.check_cfg_file(str(bundled_cfg))
+        except config.InvalidConfig as exn:
+            raise RunInputError(str(exn)) from None
+
+
+def scratch_folder() -> str:
+    """A folder for a bundle built before submitting (``prepare(zip_into=...)``), removed when
+    the process ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="miniwdl-fargate-zip-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def build_bundle(wdl_path: Path, folder: Path) -> Path:
+    """``miniwdl zip WORKFLOW.wdl``: the WDL and every WDL it imports (from anywhere: imports
+    outside its folder are stored under ``__outside_wdl/`` and rewritten to match), into
+    ``folder``; only WDL files, as miniwdl builds it (no miniwdl.cfg, no other files)."""
+    import logging
+
+    import WDL.Zip
+
+    doc = load_wdl(wdl_path)
+    archive = folder / (wdl_path.stem + zipbundle.SUFFIX)
+    try:
+        WDL.Zip.build(doc, str(archive), logging.getLogger("miniwdl-fargate.zip"))
+    except (OSError, WDL.Error.InputError) as exn:
+        raise RunInputError(f"{wdl_path}: could not build a bundle of it: {exn}") from None
+    return archive
+
+
+def load_bundle(zip_path: Path) -> WDL.Tree.Document:
+    """A `miniwdl zip` bundle checked as the submit step checks it (``zipbundle``), and its main
+    WDL loaded from a temporary unpacked copy (problems name the bundle, not the copy)."""
+    import tempfile
+
+    if problem := zipbundle.size_problem(zip_path.stat().st_size, str(zip_path)):
+        raise RunInputError(problem)
+    with tempfile.TemporaryDirectory(prefix="miniwdl-fargate-bundle-") as folder:
+        try:
+            with zipbundle.opened(zip_path, str(zip_path)) as bundle:
+                main = Path(bundle.extract_to(folder))
+            doc = load_wdl(main)
+            check_imports(doc, main.parent)
+            check_bundled_cfg(main.parent)
+        except zipbundle.BundleError as exn:
+            raise RunInputError(str(exn)) from None
+        except RunInputError as exn:
+            raise RunInputError(str(exn).replace(folder, str(zip_path))) from None
+    return doc
 
 
 def read_inputs(path: Path) -> dict[str, Any]:

@@ -140,6 +140,30 @@ def test_an_upload_replaced_in_a_bucket_without_versions_is_refused_not_mixed_up
     }]
 
 
+def test_a_bundle_drop_runs_its_unpacked_copy_and_its_merged_inputs_whatever_is_uploaded_after(pipeline, tmp_path):
+    """runs/<name>/workflow.zip (a `miniwdl zip` bundle): the driver fetches the bundle's main
+    WDL from the run's source/ (unpacked at submit), the inputs with the bundle's defaults under
+    the uploaded ones; a later upload of another bundle changes nothing."""
+    import io
+    import zipfile
+
+    def bundle(wdl: str) -> bytes:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            archive.writestr("MANIFEST.json", json.dumps({"mainWorkflowURL": "main.wdl", "inputFileURLs": ["d.json"]}))
+            archive.writestr("d.json", json.dumps({"hello.who": "default"}))
+            archive.writestr("main.wdl", wdl)
+        return out.getvalue()
+
+    settings, sent = pipeline
+    upload("runs/zipped/workflow.zip", bundle(WDL))
+    run = deliver(settings, upload("runs/zipped/inputs.json", "{}"))
+    upload("runs/zipped/workflow.zip", bundle(OTHER_WDL))
+    source, inputs = fetched(run.record, tmp_path)
+    assert source == WDL and inputs == {"hello.who": "default"}
+    assert {"GetObject", "PutObject"} <= {operation for operation, _ in sent}  # (validated by the fixture)
+
+
 # -- the API: one client token, one request ------------------------------------------------------
 
 

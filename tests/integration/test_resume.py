@@ -101,6 +101,26 @@ def test_a_failed_run_resumes_as_a_new_run_of_its_own_copies_with_its_options_an
     assert before.status == "FAILED" and before.resumed_by == [new.run_id]
 
 
+def test_a_bundle_run_resumes_from_its_unpacked_copy_and_its_merged_inputs(stack):
+    """A run submitted as a `miniwdl zip` bundle: its copy is a folder like any run's, its inputs
+    already the bundle's defaults under the given ones; the resumed run copies both."""
+    import io
+    import zipfile
+
+    settings, _ = stack
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("MANIFEST.json", json.dumps({"mainWorkflowURL": "hello.wdl", "inputFileURLs": ["d.json"]}))
+        archive.writestr("d.json", json.dumps(INPUTS))
+        archive.writestr("hello.wdl", WDL)
+    old = start.from_request(settings, "zipped", None, {"who": "Bob"}, "zip-first", workflow_zip=bundle.getvalue()).record
+    ended(old)
+    new = resume.resume(settings, old.run_id, "zip-again").record
+    assert new.workflow == new.results + "source/hello.wdl" and read(new.workflow) == WDL.encode()
+    assert read(new.results + "source/MANIFEST.json") == read(old.results + "source/MANIFEST.json")
+    assert json.loads(read(new.inputs)) == json.loads(read(old.inputs)) == {"hello.reference": "s3://data/ref.txt", "who": "Bob"}
+
+
 def test_a_cancelled_run_resumes_too_and_each_resume_is_linked(stack):
     settings, old = stack
     ended(old, "CANCELLED")

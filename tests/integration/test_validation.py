@@ -91,7 +91,8 @@ BAD_SUBMISSIONS = {
         json.dumps({"hello.names": ["x" * (1024 * 1024)]}), GOOD, None,
         [(INPUTS, "1048597 bytes; an inputs JSON may have at most 1 MiB (put large values in files and pass their s3:// URIs)")],
     ),
-    "no-wdl": (OK_INPUTS, None, None, [("s3://runs/runs/{name}/", "no WDL found: upload the workflow as s3://runs/runs/{name}/workflow.wdl")]),
+    "no-wdl": (OK_INPUTS, None, None, [("s3://runs/runs/{name}/", "no WDL found: upload the workflow as s3://runs/runs/{name}/workflow.wdl "
+                                                      "(or a `miniwdl zip` bundle as s3://runs/runs/{name}/workflow.zip)")]),
     "two-wdls": (
         OK_INPUTS, None, {"a.wdl": GOOD, "b.wdl": GOOD},
         [("s3://runs/runs/{name}/", "several WDL files (a.wdl, b.wdl); name the main one workflow.wdl")],

@@ -3,6 +3,8 @@ events as the REST API sends them (a multipart/form-data body base64-encoded, th
 media type), the run started through the one submission path, answers in WES's shapes."""
 
 import json
+import logging
+import os
 
 import botocore.session
 import pytest
@@ -188,3 +190,41 @@ def test_a_failed_run_lists_as_executor_error_and_a_damaged_cost_json_leaves_its
     code, log = wes("GET", f"/runs/{run_id}")
     assert code == 200 and log["state"] == "EXECUTOR_ERROR" and log["task_logs"] == []
     assert log["run_log"]["system_logs"] == ["call-greet failed with exit status 1"]
+
+
+def bundle_of(main_wdl, defaults=None):
+    """A ``miniwdl zip`` bundle (built by miniwdl's own builder) of one WDL, with default inputs."""
+    import tempfile
+
+    import WDL
+    import WDL.Zip
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "hello.wdl")
+        with open(path, "w") as out:
+            out.write(main_wdl)
+        zipped = os.path.join(folder, "hello.zip")
+        WDL.Zip.build(WDL.load(path), zipped, logging.getLogger("test"), inputs=defaults)
+        with open(zipped, "rb") as data:
+            return data.read()
+
+
+def test_an_attached_miniwdl_zip_bundle_runs_with_its_default_inputs_under_the_given_ones(wes):
+    bundle = bundle_of(HELLO, {"hello.who": "bundled"})
+    body, content_type = form(
+        {"workflow_url": "hello.zip", "workflow_type": "WDL", "workflow_type_version": "draft-2",  # (the bundle's says)
+         "workflow_params": json.dumps({})},
+        [("hello.zip", bundle)],
+    )
+    code, answer = wes("POST", "/runs", body, content_type)
+    assert code == 200, answer
+    record = record_of(answer["run_id"])
+    assert answer["run_id"].startswith("hello-")
+    bucket, prefix = record.inputs[len("s3://"):].split("/", 1)
+    assert json.loads(aws.client("s3").get_object(Bucket=bucket, Key=prefix)["Body"].read()) == {"hello.who": "bundled"}
+    assert record.workflow.endswith("/source/hello.wdl")
+
+    body, content_type = form({"workflow_url": "bad.zip", "workflow_type": "WDL", "workflow_params": "{}"}, [("bad.zip", b"not a zip")])
+    code, refused = wes("POST", "/runs", body, content_type)
+    assert code == 400 and "workflow_attachment" in refused["msg"] and "not a ZIP archive" in refused["msg"], refused
+    assert len(executions(wes.machine)) == 1

@@ -171,7 +171,10 @@ def test_unknown_runs_and_bad_requests(api):
     assert code == 400
     code, doc = api("POST", "/runs", {"name": "x", "workflow": "s3://b/w.wdl", "wdl": GREET})
     assert code == 400
-    assert doc["problems"] == [{"where": "workflow", "problem": "give either workflow (an s3:// URI of a .wdl file) or wdl (its source)"}]
+    assert doc["problems"] == [{"where": "workflow", "problem": (
+        "give one of workflow (an s3:// URI of a .wdl file or of a `miniwdl zip` bundle .zip), wdl (the WDL's source) "
+        "or workflow_zip (a bundle, base64)"
+    )}]
     code, doc = api("POST", "/runs", {"name": "x", "wdl": GREET, "inputs": {"greet.who": 1, "greet.extra": 2}})
     assert code == 400
     assert [p["where"] for p in doc["problems"]] == ["inputs: greet.who", "inputs: greet.extra"]

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,10 @@ def files(tmp_path_factory):
         if cfg:
             (top / name / "miniwdl.cfg").write_text(cfg)
     (top / "a-file").write_text("not a folder")
+    (top / "not-a-zip.zip").write_text(WDL)
+    with zipfile.ZipFile(top / "climbs.zip", "w") as bundle:
+        bundle.writestr("w.wdl", WDL)
+        bundle.writestr("../../x.wdl", WDL)
     (top / "not-json.json").write_text("{oops")
     (top / "wrong-shape.json").write_text(json.dumps({"endpoint": "http://127.0.0.1:9"}))
     # a stack that is not there any more: the connection file of a `local up` that was killed
@@ -146,6 +151,13 @@ CASES = {
     "local up --parameter with a bad name": (
         ["local", "up", "--parameter", "Managed-Instances=Enabled"],
         "argument --parameter: 'Managed-Instances=Enabled' is not Key=Value",
+    ),
+    "submit a bundle that is not a zip": (
+        ["submit", "{d}/not-a-zip.zip"], "error: {d}/not-a-zip.zip: not a ZIP archive (build the bundle with `miniwdl zip WORKFLOW.wdl`)",
+    ),
+    "local run a bundle with a member climbing out": (
+        ["local", "run", "{d}/climbs.zip", "--state-dir", "{d}/state"],
+        "error: {d}/climbs.zip: member '../../x.wdl' is a path that climbs out of the bundle (..); nothing was started",
     ),
     "an unknown command": (["frobnicate"], "error: miniwdl-fargate: argument command: invalid choice: 'frobnicate'"),
     "sweep --run not a run id": (["sweep", "--run", "x y"], "argument --run: run id 'x y' is not one"),

@@ -37,7 +37,7 @@ def test_every_route_documents_its_answers():
         body["multipart/form-data"]["schema"]["properties"]
     )
     schema = doc["components"]["schemas"]["RunRequest"]
-    assert set(schema["properties"]) == {"name", "workflow", "wdl", "inputs", "options", "client_token"}
+    assert set(schema["properties"]) == {"name", "workflow", "workflow_zip", "wdl", "inputs", "options", "client_token"}
 
 
 def test_every_error_answer_has_the_one_error_shape():

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 #: where `local up` serves the API over HTTP unless told (`--api-port`)
 DEFAULT_API_PORT = 8080
 
+ZIP_HELP = (
+    "run WORKFLOW.wdl as a bundle built with `miniwdl zip`: the WDL and every WDL it imports, from anywhere "
+    "(not its folder's other files)"
+)
+
 
 def add_arguments(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser(
@@ -46,14 +51,22 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         "run",
         help="run a workflow through the whole pipeline on this machine, like `miniwdl run`",
         description=(
-            "Deploy template.yaml into an embedded moto server, stage WORKFLOW.wdl (with its folder) and "
+            "Deploy template.yaml into an embedded moto server, stage WORKFLOW.wdl (with its folder) or a "
+            "`miniwdl zip` bundle and "
             "the local files INPUTS.json names into the local bucket, drop inputs.json into runs/<name>/, "
             "follow the run, and print its outputs (File values as s3:// URIs)."
         ),
     )
-    run.add_argument("wdl", metavar="WORKFLOW.wdl")
-    run.add_argument("inputs", metavar="INPUTS.json", help="miniwdl inputs JSON; local paths are relative to this file")
+    run.add_argument(
+        "wdl", metavar="WORKFLOW",
+        help="the main .wdl file (its folder is staged with it), or a `miniwdl zip` bundle (.zip)",
+    )
+    run.add_argument(
+        "inputs", metavar="INPUTS.json", nargs="?",
+        help="miniwdl inputs JSON; local paths are relative to this file (optional: a bundle's default inputs apply, these over them)",
+    )
     run.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
+    run.add_argument("--zip", action="store_true", help=ZIP_HELP)
     run.add_argument(
         "--seed-s3",
         metavar="DIR",
@@ -162,7 +175,7 @@ def mirror(bucket: str, prefix: str, dest: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..upload import RunInputError, prepare, wait
+    from ..upload import RunInputError, prepare, scratch_folder, wait
     from .stack import CLIENT_POLL_SECONDS, LocalStack
 
     logging.basicConfig(
@@ -184,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # check what we can before starting anything
     for path, what in ((args.wdl, "WDL file"), (args.inputs, "inputs file")):
-        if not os.path.isfile(path):
+        if path is not None and not os.path.isfile(path):
             print(f"error: {what} {path} not found", file=sys.stderr)
             return 2
     if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):
@@ -201,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV] = args.faults
     started = time.monotonic()
     try:
-        submission = prepare(args.wdl, args.inputs, args.name)
+        zip_into = scratch_folder() if args.zip else None
+        submission = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into)
         with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
             bucket = stack.outputs["BucketName"]
             say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")

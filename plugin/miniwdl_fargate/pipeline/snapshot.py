@@ -23,9 +23,12 @@ object replaced while the copy runs fails the copy instead of mixing two uploads
 
 from __future__ import annotations
 
-from typing import Any
+import io
+import tempfile
+from dataclasses import dataclass
+from typing import IO, Any
 
-from .. import aws, runs, s3io
+from .. import aws, runs, s3io, zipbundle
 
 SOURCE_DIR = "source/"
 #: as the CLI's own bundle limits: a workflow's folder is its bundle, not a data folder
@@ -117,6 +120,69 @@ def copy_bundle(wdl_uri: str, dest_bucket: str, dest_prefix: str) -> str:
             if not s3io.condition_failed(exn):  # (CopySourceIfMatch: an object changed)
                 raise
     raise SnapshotError(f"s3://{bucket}/{folder} kept changing while it was being copied; submit again once uploads end")
+
+
+@dataclass
+class BundleCopy:
+    """A ``miniwdl zip`` bundle unpacked into a run's ``source/``: its main WDL's copy and the
+    bundle's own default inputs (the submitted inputs go over them: ``zipbundle.merge_defaults``)."""
+
+    workflow: str  # s3:// URI of the main WDL's copy
+    defaults: dict[str, Any]
+
+
+#: a bundle read from S3 is held in memory up to this size, then in a temporary file
+SPOOL_BYTES = 16 * 1024 * 1024
+
+
+def read_zip(uri: str) -> IO[bytes]:
+    """The bundle at ``uri`` as a seekable file, refused from its size (GetObject's
+    ContentLength, known from the response's headers before its body is read:
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html) when over
+    ``zipbundle.MAX_BYTES``."""
+    bucket, key = s3io.split(uri)
+    s3 = aws.client("s3")
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as exn:
+        code = exn.response.get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            raise SnapshotError(f"{uri} does not exist") from None
+        if code in ("AccessDenied", "403"):
+            raise SnapshotError(f"{uri} is not readable by the pipeline (is its bucket in the stack's ReadableS3Arns parameter?)") from None
+        raise
+    if problem := zipbundle.size_problem(int(obj["ContentLength"]), uri):
+        obj["Body"].close()
+        raise SnapshotError(problem)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    while chunk := obj["Body"].read(1 << 20):
+        spool.write(chunk)
+    spool.seek(0)
+    return spool
+
+
+def copy_bundle_zip(source: bytes | str, dest_bucket: str, dest_prefix: str, where: str | None = None) -> BundleCopy:
+    """Check a ``miniwdl zip`` bundle (its bytes, or the s3:// URI of a ``.zip``) and unpack it
+    under ``dest_prefix`` (a run's ``source/``), so the run's copy is a folder as any other's;
+    SnapshotError saying what is wrong (``zipbundle``) before anything is written. ``where``
+    names the bundle in messages (default: its URI, or "workflow")."""
+    where = where or (source if isinstance(source, str) else "workflow")
+    if isinstance(source, bytes) and (problem := zipbundle.size_problem(len(source), where)):
+        raise SnapshotError(problem)
+    data = io.BytesIO(source) if isinstance(source, bytes) else read_zip(source)
+    s3 = aws.client("s3")
+    try:
+        with data, zipbundle.opened(data, where) as bundle:
+            for info in bundle.files():
+                with bundle.open(info) as member:
+                    # one PutObject per member, its body read from the archive as it is sent (a
+                    # member is seekable: botocore takes its length and checksum, then rewinds),
+                    # so neither memory nor /tmp holds a second copy of the bundle
+                    s3.put_object(Bucket=dest_bucket, Key=dest_prefix + info.filename, Body=member)
+            return BundleCopy(s3io.uri(dest_bucket, dest_prefix + bundle.main), bundle.defaults)
+    except zipbundle.BundleError as exn:
+        delete_prefix(dest_bucket, dest_prefix)  # (a member found damaged part way)
+        raise SnapshotError(str(exn)) from None
 
 
 def unmap(text: str, copy_uri: str, original_uri: str) -> str:

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .. import aws, inputs_json, run_options, runs, s3io, sizes, status
+from .. import aws, inputs_json, run_options, runs, s3io, sizes, status, zipbundle
 from . import snapshot
 from .settings import ApiSettings, SubmitSettings
-from .validate import Problems, check_run
+from .validate import Problems, check_run, target_name
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +42,38 @@ class Submitted:
 
 
 def find_workflow(bucket: str, name: str) -> tuple[str, str]:
-    """(key, etag) of the run's WDL: ``workflow.wdl``, or the only ``*.wdl`` in its folder."""
+    """(key, etag) of the run's workflow: ``workflow.wdl``, or ``workflow.zip`` (a ``miniwdl zip``
+    bundle), or the only ``*.wdl`` in its folder; Refused when it is none or both."""
     s3 = aws.client("s3")
     prefix = runs.run_prefix(name)
-    try:
-        head = s3.head_object(Bucket=bucket, Key=prefix + runs.DEFAULT_WDL)
-        return prefix + runs.DEFAULT_WDL, head["ETag"].strip('"')
-    except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise
+    where = f"s3://{bucket}/{prefix}"
+    found = [(key, etag) for key in (prefix + runs.DEFAULT_WDL, prefix + runs.DEFAULT_ZIP) if (etag := head_etag(bucket, key))]
+    if len(found) == 2:
+        raise Refused([{"where": where, "problem": f"both {runs.DEFAULT_WDL} and {runs.DEFAULT_ZIP}: keep the one to run"}])
+    if found:
+        return found[0]
     listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
     wdls = [o for o in listing.get("Contents", []) if o["Key"].endswith(".wdl")]
-    where = f"s3://{bucket}/{prefix}"
     if not wdls:
-        raise Refused([{"where": where, "problem": f"no WDL found: upload the workflow as {where}{runs.DEFAULT_WDL}"}])
+        raise Refused([{"where": where, "problem": f"no WDL found: upload the workflow as {where}{runs.DEFAULT_WDL} "
+                        f"(or a `miniwdl zip` bundle as {where}{runs.DEFAULT_ZIP})"}])
     if len(wdls) > 1:
         names = ", ".join(o["Key"][len(prefix):] for o in wdls)
         raise Refused(
             [{"where": where, "problem": f"several WDL files ({names}); name the main one {runs.DEFAULT_WDL}"}]
         )
     return wdls[0]["Key"], wdls[0]["ETag"].strip('"')
+
+
+def head_etag(bucket: str, key: str) -> str | None:
+    """The object's ETag, or None if there is no such object."""
+    s3 = aws.client("s3")
+    try:
+        return str(s3.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
+    except s3.exceptions.ClientError as exn:
+        if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        return None
 
 
 def read_options(bucket: str, name: str) -> run_options.RunOptions:
@@ -178,21 +190,61 @@ def pin_and_validate(
     """Copy the workflow's bundle into the run's ``source/`` and validate that copy (what the
     driver will run); return the copy's URI and the workflow's name. Problems name the original
     keys. A rejected copy is removed."""
+    pinned = pin_workflow(workflow, inputs, inputs_where, results, capacities, max_vcpus)
+    return pinned.workflow, pinned.name
+
+
+@dataclass
+class Pinned:
+    """The run's own copy of its workflow, validated: the main WDL's copy, the name of what it
+    runs, and the run's inputs (a bundle's default inputs under the submitted ones)."""
+
+    workflow: str
+    name: str
+    inputs: dict[str, Any]
+
+
+def pin_workflow(
+    workflow: str | bytes, inputs: dict[str, Any], inputs_where: str, results: str, capacities: sizes.Capacities,
+    max_vcpus: tuple[float, str] = (0.0, ""),
+) -> Pinned:
+    """``pin_and_validate`` for a WDL (its folder copied) or a ``miniwdl zip`` bundle (checked,
+    then unpacked into ``source/``; its default inputs honoured, the submitted ones over them).
+    ``workflow`` is an s3:// URI, or an uploaded bundle's bytes (named "workflow_zip" in problems)."""
     bucket, prefix = s3io.split(results)
+    source = prefix + snapshot.SOURCE_DIR
+    where = workflow if isinstance(workflow, str) else "workflow_zip"
     try:
-        copy = snapshot.copy_bundle(workflow, bucket, prefix + snapshot.SOURCE_DIR)
-    except snapshot.SnapshotError as exn:  # too big, or kept changing: the submitter's to fix
-        raise Refused([{"where": workflow, "problem": str(exn)}]) from None
+        if isinstance(workflow, bytes) or zipbundle.is_bundle(workflow):
+            unpacked = snapshot.copy_bundle_zip(workflow, bucket, source, where)
+            copy, original = unpacked.workflow, where + "/"
+            inputs = with_defaults(copy, unpacked.defaults, inputs)
+        else:
+            copy = snapshot.copy_bundle(workflow, bucket, source)
+            original = s3io.uri(s3io.split(workflow)[0], snapshot.folder_of(s3io.split(workflow)[1]))
+    except snapshot.SnapshotError as exn:  # too big, a bad bundle, or kept changing: the submitter's to fix
+        snapshot.delete_prefix(bucket, source)
+        raise Refused([{"where": where, "problem": str(exn).removeprefix(where + ": ")}]) from None
     try:
         name = validate(copy, inputs, inputs_where, capacities, max_vcpus)
     except Refused as exn:
-        snapshot.delete_prefix(bucket, prefix + snapshot.SOURCE_DIR)
-        original = s3io.uri(s3io.split(workflow)[0], snapshot.folder_of(s3io.split(workflow)[1]))
-        pinned = s3io.uri(bucket, prefix + snapshot.SOURCE_DIR)
+        snapshot.delete_prefix(bucket, source)
+        pinned = s3io.uri(bucket, source)
         raise Refused(
             [{k: snapshot.unmap(v, pinned, original) for k, v in p.items()} for p in exn.problems]
         ) from None
-    return copy, name
+    return Pinned(copy, name, inputs)
+
+
+def with_defaults(workflow: str, defaults: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """The run's inputs: a bundle's ``defaults`` with the submitted ``inputs`` over them, input
+    by input (named with or without the workflow's name in front)."""
+    if not defaults:
+        return inputs
+    merged = zipbundle.merge_defaults(defaults, inputs, target_name(workflow))
+    if problem := inputs_json.size_problem(len(inputs_body(merged))):
+        raise snapshot.SnapshotError(f"the inputs with the bundle's default inputs: {problem}")
+    return merged
 
 
 def from_object(
@@ -227,9 +279,12 @@ def from_object(
         wdl_key, _ = find_workflow(bucket, name)
         options = read_options(bucket, name).given()
         limits = settings.run_limits(options)
-        workflow, workflow_name = pin_and_validate(
+        pinned = pin_workflow(
             s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results, settings.capacities(), settings.max_vcpus(options)
         )
+        workflow, workflow_name = pinned.workflow, pinned.name
+        if pinned.inputs is not inputs:  # a bundle's default inputs under the uploaded ones
+            body = inputs_body(pinned.inputs)
     except (Refused, ValueError) as exn:
         problems = exn.problems if isinstance(exn, Refused) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
         reject(bucket, name, key, upload, problems)
@@ -276,16 +331,20 @@ def digest(value: Any) -> str:
 
 
 def request_fingerprint(
-    name: str, workflow: str | None, wdl: str | None, inputs: dict[str, Any], options: dict[str, Any] | None
+    name: str, workflow: str | None, wdl: str | None, inputs: dict[str, Any], options: dict[str, Any] | None,
+    workflow_zip: bytes | None = None,
 ) -> dict[str, str]:
     """What a request asks for, part by part (digests of the large parts), to compare a retry."""
-    return {
+    parts = {
         "name": name,
         "workflow": workflow or "",
         "wdl": digest(wdl) if wdl is not None else "",
         "inputs": digest(inputs),
         "options": digest(options or {}),
     }
+    if workflow_zip is not None:  # (only then: earlier requests' fingerprints have no such part)
+        parts["workflow_zip"] = hashlib.sha256(workflow_zip).hexdigest()
+    return parts
 
 
 def token_key(client_token: str) -> str:
@@ -316,7 +375,8 @@ def claim_token(bucket: str, client_token: str, fingerprint: dict[str, str], run
 
 
 def check_request(
-    settings: SubmitSettings, name: str, workflow: str | None, wdl: str | None, options: dict[str, Any] | None
+    settings: SubmitSettings, name: str, workflow: str | None, wdl: str | None, options: dict[str, Any] | None,
+    workflow_zip: bytes | None = None,
 ) -> dict[str, int]:
     """The run's limits, or Refused naming every malformed field of the request."""
     problems = []
@@ -324,12 +384,15 @@ def check_request(
         runs.check_name(name)
     except ValueError as exn:
         problems.append({"where": "name", "problem": str(exn)})
-    if (workflow is None) == (wdl is None):
-        problems.append({"where": "workflow", "problem": "give either workflow (an s3:// URI of a .wdl file) or wdl (its source)"})
+    if [workflow, wdl, workflow_zip].count(None) != 2:
+        problems.append({"where": "workflow", "problem": "give one of workflow (an s3:// URI of a .wdl file or of a "
+                         "`miniwdl zip` bundle .zip), wdl (the WDL's source) or workflow_zip (a bundle, base64)"})
     elif workflow is not None:
         try:
-            if not s3io.split(workflow)[1].endswith(".wdl"):
-                problems.append({"where": "workflow", "problem": f"{workflow} is not a .wdl file"})
+            if zipbundle.is_bundle(s3io.split(workflow)[1]):
+                pass  # self-contained: no folder of its own needed
+            elif not s3io.split(workflow)[1].endswith(".wdl"):
+                problems.append({"where": "workflow", "problem": f"{workflow} is neither a .wdl file nor a .zip bundle"})
             elif problem := snapshot.folder_problem(workflow):
                 problems.append({"where": "workflow", "problem": problem})
         except ValueError as exn:
@@ -352,19 +415,21 @@ def from_request(
     client_token: str,
     wdl: str | None = None,
     options: dict[str, Any] | None = None,
+    workflow_zip: bytes | None = None,
     described: dict[str, str] | None = None,
 ) -> Submitted:
     """An API request: inputs given inline, the workflow by s3:// URI or inline (``wdl``, the
-    source of a self-contained WDL document). The same ``client_token`` with the same request is
+    source of a self-contained WDL document) or uploaded as a ``miniwdl zip`` bundle
+    (``workflow_zip``, its bytes; or ``workflow`` naming an s3:// .zip). The same ``client_token`` with the same request is
     the same run; with a different request, TokenConflict. The run reads only its own copies of
     the workflow's folder and the inputs (see ``snapshot``). ``described``: more of what was
     submitted, kept in the record's ``submitted`` (a WES request's workflow_url and version)."""
-    limits = check_request(settings, name, workflow, wdl, options)
-    inputs_body = json.dumps(inputs, indent=2, sort_keys=True, ensure_ascii=False).encode()
-    if problem := inputs_json.size_problem(len(inputs_body)):  # the cap of every entrance
+    limits = check_request(settings, name, workflow, wdl, options, workflow_zip)
+    body = inputs_body(inputs)
+    if problem := inputs_json.size_problem(len(body)):  # the cap of every entrance
         raise Refused([{"where": "inputs", "problem": problem}])
     bucket = settings.runs_bucket
-    fingerprint = request_fingerprint(name, workflow, wdl, inputs, options)
+    fingerprint = request_fingerprint(name, workflow, wdl, inputs, options, workflow_zip)
     earlier = check_token(bucket, client_token, fingerprint)
     if earlier is not None and (record := recorded_or_none(bucket, run_key(bucket, name, earlier))) is not None:
         return start(settings, record)
@@ -379,9 +444,15 @@ def from_request(
             s3.head_object(Bucket=wf_bucket, Key=wf_key)
         except s3.exceptions.ClientError:
             raise Refused([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
-        source, workflow_name = pin_and_validate(
-            workflow, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options)
-        )
+        pinned = pin_workflow(workflow, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options))
+        source, workflow_name = pinned.workflow, pinned.name
+        if pinned.inputs is not inputs:  # a bundle's default inputs under the given ones
+            body = inputs_body(pinned.inputs)
+    elif workflow_zip is not None:
+        pinned = pin_workflow(workflow_zip, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options))
+        source, workflow_name = pinned.workflow, pinned.name
+        if pinned.inputs is not inputs:
+            body = inputs_body(pinned.inputs)
     else:
         assert wdl is not None
         source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
@@ -393,12 +464,18 @@ def from_request(
             raise
     record = new_record(
         run_id, name, bucket, source, results, "api", limits,
-        submitted={"workflow": workflow or "(inline)", "inputs": "(inline)", **(described or {})}, options=options or {},
+        submitted={"workflow": workflow or ("(uploaded bundle)" if workflow_zip is not None else "(inline)"),
+                   "inputs": "(inline)", **(described or {})}, options=options or {},
         workflow_name=workflow_name,
     )
-    put_once(bucket, record.results_key(runs.INPUTS_NAME), inputs_body, "inputs")
+    put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     claim_token(bucket, client_token, fingerprint, run_id)
     return start(settings, record)
+
+
+def inputs_body(inputs: dict[str, Any]) -> bytes:
+    """The run's copy of inputs given as a value (the API's, or merged with a bundle's defaults)."""
+    return json.dumps(inputs, indent=2, sort_keys=True, ensure_ascii=False).encode()
 
 
 def run_key(bucket: str, name: str, run_id: str) -> str:

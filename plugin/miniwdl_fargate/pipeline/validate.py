@@ -118,6 +118,14 @@ def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
     return None
 
 
+def target_name(uri: str) -> str:
+    """The name of what the WDL at ``uri`` runs (its inputs' namespace); "" if it does not load
+    (``check_run`` then says why)."""
+    doc = load_workflow(uri, Problems())
+    target = workflow_target(doc, uri, Problems()) if doc is not None else None
+    return str(target.name) if target is not None else ""
+
+
 def workflow_target(doc: WDL.Tree.Document, uri: str, problems: Problems) -> wdl_target.Target | None:
     """What the run runs (``wdl_target``); None, with the problem added, when there is nothing."""
     try:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import io
 import json
 import re
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .. import inputs_json, run_options, runs, status
+from .. import inputs_json, run_options, runs, status, zipbundle
 
 PREFIX = "/ga4gh/wes/v1"
 WES_VERSION = "1.1.0"
@@ -170,6 +171,8 @@ class Submission:
     options: dict[str, Any]
     workflow_url: str
     workflow_type_version: str
+    #: an attached ``miniwdl zip`` bundle (its bytes), when workflow_url names one
+    workflow_zip: bytes | None = None
 
 
 def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None) -> Submission:
@@ -179,10 +182,34 @@ def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None)
     inputs = json_object(request.workflow_params, "workflow_params", problems, strict=True)
     options = options_of(request, problems)
     workflow, wdl = workflow_source(request, problems, fetch or fetch_https)
-    version = check_version(request, wdl, problems)
+    bundle = attached_bundle(request) if workflow is None and wdl is None else None
+    if bundle is not None:
+        wdl_of_bundle = bundle_wdl(bundle, problems)
+        version = check_version(request, wdl_of_bundle, problems) if wdl_of_bundle is not None else ""
+    else:
+        version = check_version(request, wdl, problems)
     if problems:
         raise WesRefused(problems)
-    return Submission(run_name(request.workflow_url), workflow, wdl, inputs, options, request.workflow_url, version)
+    return Submission(run_name(request.workflow_url), workflow, wdl, inputs, options, request.workflow_url, version, bundle)
+
+
+def attached_bundle(request: WesRequest) -> bytes | None:
+    """The attached ``miniwdl zip`` bundle workflow_url names, if it names one (``attached_wdl``
+    said what else is wrong with the attachments)."""
+    url = request.workflow_url.strip()
+    return request.attachments[url] if zipbundle.is_bundle(url) and url in request.attachments else None
+
+
+def bundle_wdl(bundle: bytes, problems: list[dict[str, str]]) -> str | None:
+    """The main WDL's source of an attached bundle (its version statement decides, as an attached
+    .wdl's does); None, with the problem, when the bundle is not one."""
+    try:
+        with zipbundle.opened(io.BytesIO(bundle), "workflow_attachment") as opened:
+            with opened.archive.open(opened.main) as main:
+                return main.read(HTTPS_MAX_BYTES).decode("utf-8", errors="replace")
+    except zipbundle.BundleError as exn:
+        problems.append({"where": "workflow_attachment", "problem": str(exn)})
+        return None
 
 
 def check_type(request: WesRequest, problems: list[dict[str, str]]) -> None:
@@ -311,8 +338,10 @@ def attached_wdl(request: WesRequest, url: str, problems: list[dict[str, str]]) 
     if others:
         problems.append({"where": "workflow_attachment", "problem": f"only the one WDL file is taken ({', '.join(others)} besides it): "
                          "inline the imports, or put the folder in S3 and give its s3:// workflow_url"})
+    if zipbundle.is_bundle(url):
+        return None  # (a bundle: attached_bundle)
     if not url.endswith(".wdl"):
-        problems.append({"where": "workflow_url", "problem": f"{url!r} is not a .wdl file"})
+        problems.append({"where": "workflow_url", "problem": f"{url!r} is not a .wdl file or a miniwdl zip bundle"})
     return text_of(request.attachments[url], f"workflow_attachment {url!r}", problems)
 
 
@@ -347,7 +376,7 @@ def fetch_https(url: str) -> bytes:
 def run_name(workflow_url: str) -> str:
     """The run's name: the workflow file's name without .wdl, made a valid run name."""
     stem = workflow_url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-    stem = stem[: -len(".wdl")] if stem.endswith(".wdl") else stem
+    stem = re.sub(r"\.(wdl|zip)$", "", stem)
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", stem).lstrip("._-")[:64]
     return name if name and runs.NAME_RE.match(name) else "wes-run"
 
