@@ -759,11 +759,17 @@ def test_storage_is_private_encrypted_and_tls_only(cfn_template):
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
     assert {r["Id"] for r in bucket["LifecycleConfiguration"]["Rules"]} == {
-        "expire-noncurrent-versions", "abort-incomplete-uploads", "expire-gc-reports",
+        "expire-noncurrent-versions", "abort-incomplete-uploads", "expire-gc-reports", "expire-call-cache",
     }
-    # `miniwdl-fargate gc` reports (gc/), and only they, expire: run results never do
-    (gc_reports,) = [r for r in bucket["LifecycleConfiguration"]["Rules"] if r["Id"] == "expire-gc-reports"]
-    assert (gc_reports["Prefix"], gc_reports["ExpirationInDays"]) == ("gc/", 30)
+    # `miniwdl-fargate gc` reports (gc/) and the call cache (cache/, CallCacheDays) expire: run results never do
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert (rules["expire-gc-reports"]["Prefix"], rules["expire-gc-reports"]["ExpirationInDays"]) == ("gc/", 30)
+    cache = rules["expire-call-cache"]
+    assert (cache["Prefix"], cache["Status"], cache["ExpirationInDays"]) == ("cache/", "Enabled", {"Ref": "CallCacheDays"})
+    assert cfn_template["Parameters"]["CallCacheDays"]["Default"] == 90
+    kept = {r["Id"]: r for r in Conditions(cfn_template, {"CallCacheDays": "0"}).resources()["RunsBucket"]["Properties"][
+        "LifecycleConfiguration"]["Rules"]}["expire-call-cache"]
+    assert (kept["Status"], kept["ExpirationInDays"]) == ("Disabled", 1)  # 0: kept until deleted
     denies = resources["RunsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert {"Bool": {"aws:SecureTransport": "false"}} in [d["Condition"] for d in denies if d["Effect"] == "Deny"]
     efs = resources["FileSystem"]["Properties"]
