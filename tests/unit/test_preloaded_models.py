@@ -122,3 +122,27 @@ def test_the_stacks_lambda_runner_asks_its_zygote_to_preload(tmp_path):
     finally:
         runtime.shutdown()
     assert not LambdaRunner(str(tmp_path / "w"), str(tmp_path / "l"), {}).preload
+
+
+def test_a_fork_server_reads_the_parsers_from_the_cache_of_whoever_started_it(monkeypatch, tmp_path):
+    """A Lambda fork server's HOME is the stack's (under its state): the folder of built parsers
+    comes from the process that starts it, so each new stack does not build them again."""
+    import WDL._parser as parser_module
+
+    monkeypatch.setattr(parser_module, "lark", lark)  # (as a fresh process has it: no cache yet)
+    monkeypatch.setattr(WDL._parser, "_lark_cache", {})
+    monkeypatch.setenv(forkserver.PARSER_CACHE_ENV, str(tmp_path / "parsers"))
+    forkserver.build_wdl_parsers()
+    built = list((tmp_path / "parsers").iterdir())
+    assert len(built) >= len(forkserver.WDL_VERSIONS) and all(p.suffix == ".lark" for p in built), built
+
+
+def test_a_fork_server_is_told_where_the_parsers_are(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    server = forkserver.ForkServer("miniwdl_fargate.local.driver_zygote", str(tmp_path), {"PATH": "/usr/bin:/bin"}, "out")
+    try:
+        with open(f"/proc/{server.proc.pid}/environ", "rb") as environ:
+            told = dict(item.split(b"=", 1) for item in environ.read().split(b"\0") if b"=" in item)
+        assert told[forkserver.PARSER_CACHE_ENV.encode()] == str(tmp_path / "cache" / "miniwdl-fargate" / "wdl-parsers").encode()
+    finally:
+        server.stop()

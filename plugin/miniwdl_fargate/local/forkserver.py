@@ -23,7 +23,10 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Callable, NoReturn
+
+from .. import wdl_parsers
 
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 8
@@ -32,6 +35,9 @@ STOP_GRACE_SECONDS = 5.0
 #: the child's side: (request, its descriptors, the server socket to close) -> never returns
 Become = Callable[[dict, list[int], socket.socket], NoReturn]
 #: the AWS services the children (Lambda handlers, the driver) make clients of
+#: the folder of built WDL parsers a fork server reads them from (``wdl_parsers.cache_folder()`` of
+#: the process that starts it: the server's own HOME may be a Lambda environment's)
+PARSER_CACHE_ENV = "MINIWDL_FARGATE_WDL_PARSER_CACHE"
 AWS_SERVICES = ("s3", "ecs", "stepfunctions", "logs", "efs", "events", "ec2", "cloudformation", "iam", "sts", "lambda")
 
 
@@ -48,9 +54,8 @@ def build_wdl_parsers() -> None:
     all of them instead of 1 s, in every fork server of every local stack)."""
     import WDL
 
-    from .. import wdl_parsers
-
-    wdl_parsers.use_cache()
+    folder = os.environ.get(PARSER_CACHE_ENV)
+    wdl_parsers.use_cache(Path(folder) if folder else None)
     for version in WDL_VERSIONS:
         header = "" if version == "draft-2" else f"version {version}\n"
         WDL.parse_document(header + "workflow w {}\n")
@@ -161,7 +166,9 @@ class ForkServer:
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     cwd=work_dir,
-                    env=env,
+                    # the machine's cache of built WDL parsers, which the server's own HOME (a Lambda
+                    # environment's, under the stack's state) would not find (build_wdl_parsers)
+                    env={**env, PARSER_CACHE_ENV: str(wdl_parsers.cache_folder())},
                     pass_fds=(theirs.fileno(),),
                     start_new_session=True,  # a terminal's Ctrl-C is for local mode, which stops it
                 )
