@@ -279,6 +279,7 @@ class FargateTaskContainer(BaseTaskContainer):
         cls._poller = TaskPoller(
             lambda arns: ecs.describe_tasks(cluster=settings.cluster, tasks=arns),
             settings.poll_interval,
+            budget=settings.describe_budget,
         )
         if cls._launcher is not None:
             cls._launcher.close()
