@@ -188,3 +188,16 @@ def test_a_throttled_pass_slows_the_poller_and_a_clean_one_recovers():
     throttle["on"] = False
     poller.poll_once()
     assert 1.0 < poller.slowdown < 2.0
+
+
+def test_an_unchanged_description_wakes_nobody_and_a_change_does():
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=3600, background=False)
+    watch = poller.watch("x")
+    poller.poll_once()
+    seen = watch.wait(0, -1)
+    poller.poll_once()  # still RUNNING, the same description
+    assert watch.wait(0, seen) == seen
+    ecs.stopped.add("x")
+    poller.poll_once()
+    assert watch.wait(0, seen) == seen + 1 and watch.stopped

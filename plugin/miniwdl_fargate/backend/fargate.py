@@ -217,6 +217,10 @@ def log_url(region: str, group: str, stream: str) -> str:
 
 class FargateTaskContainer(BaseTaskContainer):
     settings: FargateSettings
+    #: a running task's thread wakes when the poller brings news of it (``Watch.wait``), else
+    #: every 2 s to check whether the run is terminating: with thousands of tasks running, waking
+    #: each thread every second cost the driver more CPU than the tasks' news
+    status_wait: float = 2.0
     _poller: TaskPoller | None = None
     _launcher: Launcher | None = None
     _driver: str = ""

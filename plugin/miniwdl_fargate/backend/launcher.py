@@ -44,10 +44,27 @@ CAPACITY_MARKERS = ("capacity",)
 # the account's concurrent Fargate vCPU quota: "You've reached the limit on the number of vCPUs you
 # can run concurrently". Other tasks of the run will finish and free vCPUs: wait, however long.
 QUOTA_MARKERS = ("limit on the number of vcpus",)
+#: seconds between checks of ``cancelled()`` by a launch waiting its turn in the token bucket
+#: (thousands may wait at once in a large scatter: each wake costs the driver CPU)
+CANCEL_CHECK_SECONDS = 5.0
 
 
 class LaunchCancelled(Exception):
     """The caller stopped waiting (the run is terminating) before its turn to launch."""
+
+
+def decreased_rate(rate: float, factor: float, floor: float = 1.0) -> float:
+    """The launch rate after a cluster of throttles: multiplied by ``factor`` (< 1), not below
+    ``floor``. Every driver sharing an account's quota is throttled in proportion to what it
+    sends, so the fastest gives up the most: with ``recovered_rate``, an AIMD controller, and
+    drivers sharing one quota converge on equal shares of it."""
+    return max(floor, rate * factor)
+
+
+def recovered_rate(rate: float, max_rate: float, elapsed: float, step: float) -> float:
+    """The launch rate ``elapsed`` seconds later: ``step`` per second more (the same for every
+    driver, whatever its rate), up to ``max_rate``."""
+    return min(max_rate, rate + max(0.0, elapsed) * step)
 
 
 class TokenBucket:
@@ -91,12 +108,13 @@ class TokenBucket:
     def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self._stamp)
         self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-        self.rate = min(self.max_rate, self.rate + elapsed * self.max_rate * self._recovery)
+        self.rate = recovered_rate(self.rate, self.max_rate, elapsed, self.max_rate * self._recovery)
         self._stamp = now
 
     def acquire(self, cancelled: Callable[[], bool] | None = None) -> float:
         """Take one token, waiting for it in turn; return the seconds waited. Raises
-        LaunchCancelled if ``cancelled()`` turns true while waiting (checked every second)."""
+        LaunchCancelled if ``cancelled()`` turns true while waiting (checked every
+        ``CANCEL_CHECK_SECONDS``)."""
         started = self._clock()
         me = threading.Event()
         with self._lock:
@@ -107,7 +125,7 @@ class TokenBucket:
             while True:
                 if cancelled is not None and cancelled():
                     raise LaunchCancelled()
-                if not me.wait(1.0):
+                if not me.wait(CANCEL_CHECK_SECONDS):
                     continue  # not at the head of the queue yet
                 with self._lock:
                     self._refill(self._clock())
@@ -132,7 +150,7 @@ class TokenBucket:
                 self._throttles.popleft()
             if len(self._throttles) >= self._cluster:
                 self._throttles.clear()
-                self.rate = max(1.0, self.rate * self._decrease)
+                self.rate = decreased_rate(self.rate, self._decrease)
                 self._tokens = min(self._tokens, 0.0)
                 self.decreases += 1
                 log.warning("RunTask throttled repeatedly: launching at %.1f/s for now", self.rate)

@@ -210,12 +210,15 @@ class TaskPoller:
         return pass_interval(watched, self.budget, self.interval, self.slowdown)
 
     def _deliver(self, arn: str, task: dict[str, Any] | None, missing: bool = False) -> None:
+        """Hand a task's description (or MISSING) to its waiter; a description equal to the
+        one it has wakes nobody (most tasks of a large run are unchanged from pass to pass)."""
         with self._lock:
             watch = self._watches.get(arn)
             if watch is not None and not missing and (task or {}).get("lastStatus") == "STOPPED":
                 del self._watches[arn]
-        if watch is not None:
-            watch._update(task, missing=missing)
+        if watch is None or (not missing and not watch.missing and watch.description == task):
+            return
+        watch._update(task, missing=missing)
 
     def _loop(self) -> None:
         while True:
