@@ -67,6 +67,14 @@ def recovered_rate(rate: float, max_rate: float, elapsed: float, step: float) ->
     return min(max_rate, rate + max(0.0, elapsed) * step)
 
 
+def is_contention(throttles: int, attempts: int, cluster: int = 3, share: float = 0.1) -> bool:
+    """Whether ``throttles`` among ``attempts`` (both within the recent window) say someone else
+    is using the quota: at least ``cluster`` of them, and at least ``share`` of the attempts. A
+    few throttles scattered among many launches are ECS's own noise: botocore's retries are
+    enough, and slowing down for them would only lose launch slots."""
+    return throttles >= cluster and throttles >= share * attempts
+
+
 class TokenBucket:
     """Thread-safe token bucket: ``rate`` tokens per second, at most ``burst`` saved up.
 
@@ -76,7 +84,8 @@ class TokenBucket:
     at once to everyone waiting, and a late wake-up never turns into a burst beyond ``burst``.
 
     ``throttled()`` reports a throttle from the server: a cluster of them (``cluster`` within
-    ``window`` seconds) cuts the rate by ``decrease`` (not below 1/s); the rate then climbs back
+    ``window`` seconds, and at least ``share`` of the tokens taken in that window:
+    ``is_contention``) cuts the rate by ``decrease`` (not below 1/s); the rate then climbs back
     to its maximum at ``recovery`` x maximum per second.
     """
 
@@ -90,6 +99,7 @@ class TokenBucket:
         window: float = 2.0,
         decrease: float = 0.75,
         recovery: float = 0.05,
+        share: float = 0.1,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError(f"token bucket needs rate > 0 and burst >= 1 (got rate={rate}, burst={burst})")
@@ -102,7 +112,10 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._queue: collections.deque[threading.Event] = collections.deque()
         self._cluster, self._window, self._decrease, self._recovery = cluster, window, decrease, recovery
+        self._share = share
         self._throttles: collections.deque[float] = collections.deque()
+        #: when each token of the last ``window`` seconds was taken
+        self._taken: collections.deque[float] = collections.deque()
         self.decreases = 0
 
     def _refill(self, now: float) -> None:
@@ -131,6 +144,8 @@ class TokenBucket:
                     self._refill(self._clock())
                     if self._tokens >= 1 - 1e-9:  # (tolerance: float drift must not spin)
                         self._tokens -= 1
+                        self._taken.append(self._clock())
+                        self._forget_before(self._taken, self._clock() - self._window)
                         return self._clock() - started
                     delay = (1 - self._tokens) / self.rate
                 self._sleep(min(delay, 1.0))
@@ -141,14 +156,19 @@ class TokenBucket:
                 if at_head and self._queue:
                     self._queue[0].set()
 
+    @staticmethod
+    def _forget_before(times: collections.deque[float], cutoff: float) -> None:
+        while times and times[0] < cutoff:
+            times.popleft()
+
     def throttled(self) -> None:
         with self._lock:
             now = self._clock()
             self._refill(now)
             self._throttles.append(now)
-            while self._throttles and self._throttles[0] < now - self._window:
-                self._throttles.popleft()
-            if len(self._throttles) >= self._cluster:
+            self._forget_before(self._throttles, now - self._window)
+            self._forget_before(self._taken, now - self._window)
+            if is_contention(len(self._throttles), len(self._taken), self._cluster, self._share):
                 self._throttles.clear()
                 self.rate = decreased_rate(self.rate, self._decrease)
                 self._tokens = min(self._tokens, 0.0)
@@ -221,7 +241,9 @@ class Launcher:
         always; the managed-instances Spot provider's, its On-Demand provider)."""
         self._client = client
         self.spot_fallbacks = {SPOT: {"launchType": "FARGATE"}, **(spot_fallbacks or {})}
-        self.bucket = TokenBucket(rate, burst, clock=clock, sleep=sleep)
+        # recovering at 2% of the maximum per second: with ten drivers sharing a quota, 5% had
+        # them climb back over it within a second of every cut (40% of RunTask calls throttled)
+        self.bucket = TokenBucket(rate, burst, clock=clock, sleep=sleep, recovery=0.02)
         self.capacity_retries = capacity_retries
         self.throttle_retries = throttle_retries
         self.unanswered_retries = unanswered_retries

@@ -44,7 +44,7 @@ MAX_DESCRIBE = 100
 #: sustained DescribeTasks rate (20/s, ../shared/DESIGN.md; the request-throttling page above)
 DEFAULT_BUDGET = 5.0
 #: the most a throttled poller stretches its interval
-MAX_SLOWDOWN = 16.0
+MAX_SLOWDOWN = 8.0
 #: a pass a ``wake`` asks for starts at least this long after the previous one began (a burst
 #: of wakes, as when many tasks stop at once, makes one or two passes, not one per wake)
 MIN_WAKE_GAP = 0.05
@@ -76,10 +76,11 @@ def pass_interval(watched: int, budget: float, floor: float, slowdown: float = 1
 
 def next_slowdown(slowdown: float, throttled: bool) -> float:
     """The slowdown factor after a pass: doubled (up to ``MAX_SLOWDOWN``) if DescribeTasks was
-    throttled in it, else a quarter of the way back towards 1."""
+    throttled in it, else a tenth of the way back towards 1 (slowly: drivers sharing an account
+    stay below its read rate for a while rather than overrunning it again at once)."""
     if throttled:
         return min(MAX_SLOWDOWN, max(1.0, slowdown) * 2)
-    return max(1.0, 1 + (slowdown - 1) * 0.75)
+    return max(1.0, 1 + (slowdown - 1) * 0.9)
 
 
 class Watch:
