@@ -465,7 +465,8 @@ class SimulatedECS:
     def calls_by_client(self) -> list[tuple[float, str, int, str, str]]:
         """``calls`` with who made each: (wall time, operation, tasks, outcome, startedBy)."""
         with self.lock:
-            return [call + (client,) for call, client in zip(self.calls, self.call_clients)]
+            clients = self.call_clients + [""] * (len(self.calls) - len(self.call_clients))
+            return [call + (client,) for call, client in zip(self.calls, clients, strict=True)]
 
     def count(self, op: str, outcome: str | None = None) -> int:
         with self.lock:
