@@ -201,3 +201,20 @@ def test_an_unchanged_description_wakes_nobody_and_a_change_does():
     ecs.stopped.add("x")
     poller.poll_once()
     assert watch.wait(0, seen) == seen + 1 and watch.stopped
+
+
+def test_a_paced_pass_spreads_its_calls_one_budget_step_apart(monkeypatch):
+    from miniwdl_fargate.backend import poller as poller_module
+
+    naps = []
+    monkeypatch.setattr(poller_module.time, "sleep", naps.append)
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=3600, background=False, budget=0.001)  # a call per 1,000 s
+    for i in range(250):
+        poller.watch(f"arn:{i}")
+    poller.poll_once(pace=True)
+    assert [len(c) for c in ecs.calls] == [100, 100, 50]
+    assert len(naps) == 2 and all(900 < nap <= 1000 for nap in naps)
+    naps.clear()
+    poller.poll_once()  # unpaced (tests, the benchmark's simulations): no naps
+    assert naps == []
