@@ -64,3 +64,13 @@ def test_a_bucket_does_not_slow_down_for_a_few_throttles_among_many_launches():
     for _ in range(2):
         bucket.throttled()
     assert bucket.decreases == 1 and bucket.rate == 15
+
+
+def test_waiting_threads_check_every_second_while_few_wait_and_about_100_times_a_second_in_all():
+    from miniwdl_fargate.backend.launcher import check_interval
+
+    assert check_interval(0) == 1.0
+    assert check_interval(100) == 1.0
+    assert check_interval(1000) == 10.0  # 1,000 threads each every 10 s: 100 wakes a second
+    assert check_interval(2000) == 20.0
+    assert check_interval(100000) == 30.0

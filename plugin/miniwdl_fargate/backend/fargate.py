@@ -79,7 +79,7 @@ from .. import attempts, aws, config, images, limits, run_options, runs, sizes, 
 from ..config import FargateSettings
 from . import links, miniwdl_fixes, standalone, stops
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
-from .launcher import LaunchCancelled, LaunchFailed, Launcher
+from .launcher import LaunchCancelled, LaunchFailed, Launcher, check_interval
 from .poller import TaskPoller, Watch
 
 CONTAINER_NAME = "task"
@@ -217,10 +217,6 @@ def log_url(region: str, group: str, stream: str) -> str:
 
 class FargateTaskContainer(BaseTaskContainer):
     settings: FargateSettings
-    #: a running task's thread wakes when the poller brings news of it (``Watch.wait``), else
-    #: every 2 s to check whether the run is terminating: with thousands of tasks running, waking
-    #: each thread every second cost the driver more CPU than the tasks' news
-    status_wait: float = 2.0
     _poller: TaskPoller | None = None
     _launcher: Launcher | None = None
     _driver: str = ""
@@ -941,7 +937,11 @@ class FargateTaskContainer(BaseTaskContainer):
     def _poll(self, logger: logging.Logger, job: Job, wait: float) -> JobStatus:
         assert isinstance(job, FargateJob)
         watch = job.watch
-        job.seen_version = watch.wait(wait, job.seen_version)
+        # a running task's thread wakes when the poller brings news of it, else to check whether
+        # the run is terminating: every ``wait`` seconds while few run, less often when thousands
+        # do (``check_interval``: about 100 such wakes a second in all)
+        assert self._poller is not None
+        job.seen_version = watch.wait(max(wait, check_interval(self._poller.watched())), job.seen_version)
         if watch.missing:
             return self._missing(logger, job)
         task = watch.description or {}

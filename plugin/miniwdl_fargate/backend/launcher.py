@@ -44,9 +44,17 @@ CAPACITY_MARKERS = ("capacity",)
 # the account's concurrent Fargate vCPU quota: "You've reached the limit on the number of vCPUs you
 # can run concurrently". Other tasks of the run will finish and free vCPUs: wait, however long.
 QUOTA_MARKERS = ("limit on the number of vcpus",)
-#: seconds between checks of ``cancelled()`` by a launch waiting its turn in the token bucket
-#: (thousands may wait at once in a large scatter: each wake costs the driver CPU)
-CANCEL_CHECK_SECONDS = 5.0
+#: how many threads, in all, may wake each second only to check whether they should stop
+#: waiting (``check_interval``): thousands wait at once in a large scatter, and a thousand
+#: timed wake-ups a second cost a driver more than a vCPU (GIL and futex churn)
+CHECKS_PER_SECOND = 100.0
+
+
+def check_interval(waiting: int, floor: float = 1.0, ceiling: float = 30.0) -> float:
+    """Seconds each of ``waiting`` threads may sleep between checks of its run's state so that
+    together they wake about ``CHECKS_PER_SECOND`` times a second: ``floor`` while few wait
+    (as before: a small run notices a stop within a second), at most ``ceiling``."""
+    return max(floor, min(ceiling, waiting / CHECKS_PER_SECOND))
 
 
 class LaunchCancelled(Exception):
@@ -126,8 +134,10 @@ class TokenBucket:
 
     def acquire(self, cancelled: Callable[[], bool] | None = None) -> float:
         """Take one token, waiting for it in turn; return the seconds waited. Raises
-        LaunchCancelled if ``cancelled()`` turns true while waiting (checked every
-        ``CANCEL_CHECK_SECONDS``)."""
+        LaunchCancelled if ``cancelled()`` turns true while waiting: the head of the queue checks
+        every second, and when it leaves the next one checks at once, so a run's termination
+        empties the queue in a chain; the others also check every ``check_interval`` of the
+        queue's length."""
         started = self._clock()
         me = threading.Event()
         with self._lock:
@@ -138,7 +148,7 @@ class TokenBucket:
             while True:
                 if cancelled is not None and cancelled():
                     raise LaunchCancelled()
-                if not me.wait(CANCEL_CHECK_SECONDS):
+                if not me.wait(check_interval(len(self._queue))):
                     continue  # not at the head of the queue yet
                 with self._lock:
                     self._refill(self._clock())

@@ -212,6 +212,11 @@ class TaskPoller:
         if arns:
             self.passes.append((calls, len(arns)))
 
+    def watched(self) -> int:
+        """How many tasks the poller follows now."""
+        with self._lock:
+            return len(self._watches)
+
     def current_interval(self) -> float:
         """Seconds from the start of this pass to the next one, for the tasks watched now."""
         with self._lock:
