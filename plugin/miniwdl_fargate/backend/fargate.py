@@ -246,6 +246,7 @@ class FargateTaskContainer(BaseTaskContainer):
         settings = FargateSettings.from_cfg(cfg)
         links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
         miniwdl_fixes.inputs_stay_read_only()
+        miniwdl_fixes.plugins_found_once()
         if not settings.efs_mountpoint:
             settings.efs_mountpoint, detected_id = standalone.detect_efs_mount(os.getcwd())
             settings.efs_id = settings.efs_id or detected_id
