@@ -218,3 +218,16 @@ def test_a_paced_pass_spreads_its_calls_one_budget_step_apart(monkeypatch):
     naps.clear()
     poller.poll_once()  # unpaced (tests, the benchmark's simulations): no naps
     assert naps == []
+
+
+def test_the_next_pass_waits_for_the_calls_of_the_last_one_even_if_tasks_stopped_meanwhile():
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=0.5, background=False)
+    for i in range(1100):
+        poller.watch(f"arn:{i}")
+    poller.poll_once()  # 11 calls
+    for i in range(200):
+        poller.forget(f"arn:{i}")  # (900 left: 9 calls)
+    assert poller.current_interval() == 2.2  # the 11 calls just made, at 5 a second
+    poller.poll_once()
+    assert poller.current_interval() == 1.8

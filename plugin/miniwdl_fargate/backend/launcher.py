@@ -2,7 +2,7 @@
 
 One ``Launcher`` per driver process, shared by every task thread:
 
-- a token bucket matching the account's Fargate quotas (default: bursts of 100, then 19.5 per second,
+- a token bucket matching the account's Fargate quotas (default: bursts of 100, then 19.8 per second,
   a little under the 20/s quota), so a 2,000-task scatter launches as fast as ECS lets it. Every
   RunTask *attempt* takes a token, botocore's own retries included (a ``before-send`` hook on the
   client), so retries never push the account over its quota;
@@ -234,7 +234,7 @@ class Launcher:
     def __init__(
         self,
         client: Any,
-        rate: float = 19.5,
+        rate: float = 19.8,
         burst: float = 100,
         capacity_retries: int = 12,
         throttle_retries: int = 30,

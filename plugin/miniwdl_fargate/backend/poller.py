@@ -150,6 +150,8 @@ class TaskPoller:
         self.budget = budget
         #: >= 1: how much throttles stretch the interval for now (``next_slowdown``)
         self.slowdown = 1.0
+        #: tasks the last pass described
+        self._last_watched = 0
         #: False: no thread; the caller drives ``poll_once`` (tests, the benchmark's simulations)
         self.background = background
         self._lock = threading.Lock()
@@ -208,6 +210,7 @@ class TaskPoller:
                 if failure.get("reason") == "MISSING" and failure.get("arn"):
                     self._deliver(failure["arn"], None, missing=True)
         self.calls += calls
+        self._last_watched = len(arns)
         self.slowdown = next_slowdown(self.slowdown, throttled)
         if arns:
             self.passes.append((calls, len(arns)))
@@ -218,9 +221,11 @@ class TaskPoller:
             return len(self._watches)
 
     def current_interval(self) -> float:
-        """Seconds from the start of this pass to the next one, for the tasks watched now."""
+        """Seconds from the start of the last pass to the next one: for the tasks watched now,
+        or in the last pass if it watched more (tasks that stopped during a pass must not let
+        the next one start before the last one's calls were paid for)."""
         with self._lock:
-            watched = len(self._watches)
+            watched = max(len(self._watches), self._last_watched)
         return pass_interval(watched, self.budget, self.interval, self.slowdown)
 
     def _deliver(self, arn: str, task: dict[str, Any] | None, missing: bool = False) -> None:
