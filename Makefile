@@ -11,13 +11,15 @@ PYTEST_WORKERS = -n $(TEST_WORKERS)
 # more pytest options for `make test`, e.g. PYTEST_ARGS=--durations=20
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test soak unit integration local containers browser screenshot lint image push-image clean bench bench-transfers bench-local openapi docs
+.PHONY: help venv demo test soak unit integration local containers browser screenshot lint image push-image clean bench bench-10k bench-fair bench-transfers bench-local openapi docs
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
 	@echo "make test   lint + unit + integration + local end-to-end tests"
 	@echo "make push-image   build the driver image and push it to ECR (needs Docker and AWS credentials)"
 	@echo "make bench  the aws_fargate backend at scale against a simulated ECS with the account quotas (about 3 min)"
+	@echo "make bench-10k  the same with 10,000 tasks in one run (about 10 min)"
+	@echo "make bench-fair  10 drivers of 500 tasks each sharing one account's quotas (about 5 min)"
 	@echo "make bench-transfers  many small objects down and up, one at a time vs in parallel (under 1 min)"
 	@echo "make bench-local  what local mode adds to a run: plain miniwdl vs local mode, hello and a 50-task scatter (about 3 min)"
 	@echo "make docs   docs/configuration.md from the packaged aws_fargate.cfg"
@@ -111,6 +113,14 @@ clean:
 
 bench: venv
 	$(BIN)/python bench/fargate_scale.py
+
+# 10,000 tasks in one run at the driver's own task_concurrency (about 10 min)
+bench-10k: venv
+	$(BIN)/python bench/fargate_scale.py --tasks 10000 --concurrency $$($(BIN)/python -c 'from miniwdl_fargate.driver import TASK_CONCURRENCY; print(TASK_CONCURRENCY)')
+
+# 10 drivers of 500 tasks each at once against one simulated account (about 5 min)
+bench-fair: venv
+	$(BIN)/python bench/fargate_scale.py --runs 10 --tasks 500
 
 bench-transfers: venv
 	$(BIN)/python bench/transfers.py

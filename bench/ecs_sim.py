@@ -195,6 +195,8 @@ class SimulatedECS:
         self.task_definitions: dict[str, dict[str, Any]] = {}
         #: (wall time, operation, tasks in the call, outcome)
         self.calls: list[tuple[float, str, int, str]] = []
+        #: who made each call of ``calls`` (the startedBy of the tasks it named; "" if none)
+        self.call_clients: list[str] = []
         #: every RunTask request as received (copies), for tests
         self.run_task_requests: list[dict[str, Any]] = []
         self.server: ThreadingHTTPServer | None = None
@@ -243,9 +245,19 @@ class SimulatedECS:
                 return True
             return False
 
-    def _record(self, op: str, n: int, outcome: str) -> None:
+    def _record(self, op: str, n: int, outcome: str, client: str = "") -> None:
         with self.lock:
             self.calls.append((time.time(), op, n, outcome))
+            self.call_clients.append(client)
+
+    def _client_of(self, arns: list[str]) -> str:
+        """The startedBy of the first task named that the simulator knows ("" if none)."""
+        with self.lock:
+            for arn in arns:
+                task = self.tasks.get(arn)
+                if task is not None:
+                    return task.started_by
+        return ""
 
     @staticmethod
     def _error(code: str, message: str) -> tuple[int, dict[str, Any]]:
@@ -257,9 +269,9 @@ class SimulatedECS:
             return self._error("InvalidParameterException", f"simulated ECS does not implement {op}")
         return handler(req)
 
-    def _throttled(self, op: str, bucket: str, n: int = 1) -> tuple[int, dict[str, Any]] | None:
+    def _throttled(self, op: str, bucket: str, n: int = 1, client: str = "") -> tuple[int, dict[str, Any]] | None:
         if not self.buckets[bucket].take():
-            self._record(op, n, "throttled")
+            self._record(op, n, "throttled", client)
             return self._error("ThrottlingException", "Rate exceeded")
         return None
 
@@ -334,16 +346,17 @@ class SimulatedECS:
             return self._error("ClientException", f"TaskDefinition not found: {req.get('taskDefinition')}")
         if not req.get("networkConfiguration", {}).get("awsvpcConfiguration", {}).get("subnets"):
             return self._error("InvalidParameterException", "Network Configuration must be provided when networkMode 'awsvpc' is specified.")
-        throttled = self._throttled("RunTask", "RunTask") or self._throttled("RunTask", "launch")
+        client = req.get("startedBy", "")
+        throttled = self._throttled("RunTask", "RunTask", 1, client) or self._throttled("RunTask", "launch", 1, client)
         if throttled:
             return throttled
         capacity = strategy[0]["capacityProvider"] if strategy else "FARGATE"
         fault = self._next_fault(capacity == "FARGATE_SPOT")
         if fault == "throttle":
-            self._record("RunTask", 1, "throttled")
+            self._record("RunTask", 1, "throttled", client)
             return self._error("ThrottlingException", "Rate exceeded")
         if fault == "capacity":
-            self._record("RunTask", 1, "capacity")
+            self._record("RunTask", 1, "capacity", client)
             arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/none"
             return 200, {"tasks": [], "failures": [{"arn": arn, "reason": CAPACITY_REASON}]}
         cluster = req.get("cluster", "default")
@@ -386,7 +399,7 @@ class SimulatedECS:
             if req.get("clientToken"):
                 params = json.dumps({k: v for k, v in req.items() if k != "clientToken"}, sort_keys=True)
                 self.client_tokens[(cluster, req["clientToken"])] = (params, task.arn)
-        self._record("RunTask", 1, "ok")
+        self._record("RunTask", 1, "ok", client)
         return 200, {"tasks": [task.describe(time.time())], "failures": []}
 
     def op_DescribeTasks(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -394,9 +407,9 @@ class SimulatedECS:
         if len(arns) > 100:
             self._record("DescribeTasks", len(arns), "invalid")
             return self._error("InvalidParameterException", "Tasks cannot be more than 100.")
-        throttled = self._throttled("DescribeTasks", "read", len(arns))
-        if throttled:
-            return throttled
+        if not self.buckets["read"].take():
+            self._record("DescribeTasks", len(arns), "throttled", self._client_of(arns))
+            return self._error("ThrottlingException", "Rate exceeded")
         now = time.time()
         tasks, failures = [], []
         with self.lock:
@@ -415,7 +428,7 @@ class SimulatedECS:
                 if "TAGS" not in req.get("include", []):
                     desc.pop("tags")
                 tasks.append(desc)
-        self._record("DescribeTasks", len(arns), "ok")
+        self._record("DescribeTasks", len(arns), "ok", self._client_of(arns))
         return 200, {"tasks": tasks, "failures": failures}
 
     def op_StopTask(self, req: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -448,6 +461,12 @@ class SimulatedECS:
         return 200, {"taskArns": arns}
 
     # -- what the benchmark reads ----------------------------------------------------------------
+
+    def calls_by_client(self) -> list[tuple[float, str, int, str, str]]:
+        """``calls`` with who made each: (wall time, operation, tasks, outcome, startedBy)."""
+        with self.lock:
+            clients = self.call_clients + [""] * (len(self.calls) - len(self.call_clients))
+            return [call + (client,) for call, client in zip(self.calls, clients, strict=True)]
 
     def count(self, op: str, outcome: str | None = None) -> int:
         with self.lock:

@@ -139,6 +139,7 @@ class FargateSettings:
     default_cpu_shares: int
     default_memory_mb: int
     poll_interval: float
+    describe_budget: float
     stop_timeout: int
     launch_rate: float
     launch_burst: int
@@ -276,7 +277,8 @@ _PARSERS = {
     "efs_mountpoint": lambda v: v.strip().rstrip("/"),
     "default_cpu_shares": int,
     "default_memory_mb": int,
-    "poll_interval": float,
+    "poll_interval": lambda v: _at_least(float(v), 0.05),
+    "describe_budget": lambda v: _at_least(float(v), 0.1),
     "stop_timeout": lambda v: min(120, int(v)),
     "launch_rate": float,
     "launch_burst": int,

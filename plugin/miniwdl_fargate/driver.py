@@ -139,6 +139,14 @@ class DriverRun:
         return s3io.split(self.results)[1] + name
 
 
+#: miniwdl's [scheduler] task_concurrency for the driver: the size of its task thread pool, so the
+#: most tasks scheduled at once (waiting for a launch or running; the rest of a scatter waits as
+#: queued calls, which cost next to nothing). One thread each, about 0.1 MB: 3,000 keep the
+#: 20/s launch quota busy with tasks of up to about two minutes and fit the default driver size
+#: (bench/fargate_scale.py --tasks 10000: BENCHMARKS.md).
+TASK_CONCURRENCY = 3000
+
+
 # -- the pass: fetch → stage inputs → run → upload → finish ---------------------------------------
 
 
@@ -196,8 +204,7 @@ def set_up(run: DriverRun) -> None:
         efs_cleanup.mark_run(run.workdir, run.run_id, run.results)
     os.chdir(run.workdir)  # s3:// downloads land here, on EFS, visible to every task
     os.environ.setdefault("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "aws_fargate")
-    # one thread per scheduled task (miniwdl's model): 1,000 cost about 150 MB of the driver's memory
-    os.environ.setdefault("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "1000")
+    os.environ.setdefault("MINIWDL__SCHEDULER__TASK_CONCURRENCY", str(TASK_CONCURRENCY))
     os.environ["MINIWDL__AWS_FARGATE__RUN_ID"] = run.run_id  # the backend's [aws_fargate] run_id
 
 

@@ -54,3 +54,30 @@ def test_the_fix_keeps_inputs_read_only_and_chmods_the_rest_as_miniwdl_does(tmp_
 def test_installed_by_the_backends_for_miniwdl_task_runner(tmp_path):
     miniwdl_fixes.inputs_stay_read_only()
     assert WDL.runtime.task.chmod_R_plus is miniwdl_fixes.chmod_R_plus_but_inputs
+
+
+def test_plugins_are_looked_up_once_and_are_the_ones_miniwdl_finds(monkeypatch):
+    """miniwdl reads every distribution's entry points per task; the fix finds the same plugins once."""
+    import WDL.runtime.config
+
+    cfg = WDL.runtime.config.Loader(__import__("logging").getLogger("test"))
+    lookups = []
+    real = miniwdl_fixes._miniwdl_load_plugins
+
+    def counting(cfg_, group):
+        lookups.append(group)
+        return real(cfg_, group)
+
+    monkeypatch.setattr(miniwdl_fixes, "_miniwdl_load_plugins", counting)
+    monkeypatch.setattr(miniwdl_fixes, "_found", {})
+    monkeypatch.setattr(WDL.runtime.config, "load_plugins", WDL.runtime.config.load_plugins)
+    monkeypatch.setattr(miniwdl_fixes, "_plugins_patched", False)
+    expected = sorted(name for name, _ in real(cfg, "container_backend"))
+    assert "aws_fargate" in expected
+    miniwdl_fixes.plugins_found_once()
+    assert WDL.runtime.config.load_plugins is miniwdl_fixes.load_plugins_once
+    for _ in range(3):
+        assert sorted(name for name, _ in WDL.runtime.config.load_plugins(cfg, "container_backend")) == expected
+    assert lookups == ["container_backend"]
+    list(WDL.runtime.config.load_plugins(cfg, "task"))
+    assert lookups == ["container_backend", "task"]

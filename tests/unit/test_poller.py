@@ -118,3 +118,116 @@ def test_wake_all_reaches_every_live_poller_of_the_process():
     assert set(pollers) <= set(poller_module._POLLERS)
     poller_module.wake_all()
     assert all(p._wake.is_set() for p in pollers)
+
+
+def test_the_interval_is_the_floor_while_few_tasks_run():
+    from miniwdl_fargate.backend.poller import pass_interval
+
+    # 200 tasks: 2 calls a pass; at 5 calls/s that allows a pass every 0.4 s, the floor is 0.5
+    assert pass_interval(0, budget=5, floor=0.5) == 0.5
+    assert pass_interval(100, budget=5, floor=0.5) == 0.5
+    assert pass_interval(200, budget=5, floor=0.5) == 0.5
+    assert pass_interval(100, budget=5, floor=0.1) == 0.2
+
+
+def test_the_interval_keeps_describe_calls_within_the_budget_at_any_size():
+    from miniwdl_fargate.backend.poller import calls_per_pass, pass_interval
+
+    assert pass_interval(2000, budget=5, floor=0.5) == 4.0
+    assert pass_interval(10000, budget=5, floor=0.5) == 20.0
+    assert pass_interval(2001, budget=5, floor=0.5) == 4.2  # 21 calls
+    for watched in (1, 99, 100, 101, 250, 1999, 5000, 12345):
+        calls_per_second = calls_per_pass(watched) / pass_interval(watched, budget=5, floor=0.5)
+        assert calls_per_second <= 5
+
+
+def test_throttles_stretch_the_interval_and_clean_passes_shrink_it_back():
+    from miniwdl_fargate.backend.poller import MAX_SLOWDOWN, next_slowdown, pass_interval
+
+    slowdown = 1.0
+    for expected in (2, 4, 8, 8):
+        slowdown = next_slowdown(slowdown, throttled=True)
+        assert slowdown == expected
+    assert slowdown == MAX_SLOWDOWN
+    assert pass_interval(2000, budget=5, floor=0.5, slowdown=slowdown) == 32.0
+    shrinking = [slowdown]
+    while shrinking[-1] > 1.0 and len(shrinking) < 200:
+        shrinking.append(next_slowdown(shrinking[-1], throttled=False))
+    assert shrinking == sorted(shrinking, reverse=True) and shrinking[-1] < 1.01 and len(shrinking) > 10
+    assert next_slowdown(1.0, throttled=False) == 1.0
+
+
+def test_a_bad_budget_is_refused_saying_what_is_wrong():
+    import pytest
+
+    from miniwdl_fargate.backend.poller import pass_interval
+
+    with pytest.raises(ValueError, match="budget must be > 0"):
+        pass_interval(10, budget=0, floor=0.5)
+    with pytest.raises(ValueError, match="budget must be > 0"):
+        TaskPoller(FakeECS().describe, interval=1, budget=-1)
+
+
+def test_a_throttled_pass_slows_the_poller_and_a_clean_one_recovers():
+    from botocore.exceptions import ClientError
+
+    ecs = FakeECS()
+    throttle = {"on": True}
+
+    def describe(arns):
+        if throttle["on"]:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeTasks")
+        return ecs.describe(arns)
+
+    poller = TaskPoller(describe, interval=0.5, background=False)
+    for i in range(300):
+        poller.watch(f"arn:{i}")
+    assert poller.current_interval() == 0.6  # 3 calls at 5/s
+    poller.poll_once()
+    assert poller.slowdown == 2.0 and poller.current_interval() == 1.2
+    throttle["on"] = False
+    poller.poll_once()
+    assert 1.0 < poller.slowdown < 2.0
+
+
+def test_an_unchanged_description_wakes_nobody_and_a_change_does():
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=3600, background=False)
+    watch = poller.watch("x")
+    poller.poll_once()
+    seen = watch.wait(0, -1)
+    poller.poll_once()  # still RUNNING, the same description
+    assert watch.wait(0, seen) == seen
+    ecs.stopped.add("x")
+    poller.poll_once()
+    assert watch.wait(0, seen) == seen + 1 and watch.stopped
+
+
+def test_a_paced_pass_spreads_its_calls_one_budget_step_apart(monkeypatch):
+    from miniwdl_fargate.backend import poller as poller_module
+
+    naps = []
+    monkeypatch.setattr(poller_module.time, "sleep", naps.append)
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=3600, background=False, budget=0.001)  # a call per 1,000 s
+    for i in range(250):
+        poller.watch(f"arn:{i}")
+    poller.poll_once(pace=True)
+    assert [len(c) for c in ecs.calls] == [100, 100, 50]
+    assert len(naps) == 2 and all(900 < nap <= 1000 for nap in naps)
+    naps.clear()
+    poller.poll_once()  # unpaced (tests, the benchmark's simulations): no naps
+    assert naps == []
+
+
+def test_the_next_pass_waits_for_the_calls_of_the_last_one_even_if_tasks_stopped_meanwhile():
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=0.5, background=False)
+    for i in range(1100):
+        poller.watch(f"arn:{i}")
+    poller.poll_once()  # 11 calls
+    for i in range(200):
+        poller.forget(f"arn:{i}")  # (900 left: 9 calls)
+    assert poller.current_interval() == 2.2  # the 11 calls just made, at 5 a second
+    poller.poll_once()
+    assert poller.current_interval() == 1.8

@@ -79,7 +79,7 @@ from .. import attempts, aws, config, images, limits, run_options, runs, sizes, 
 from ..config import FargateSettings
 from . import links, miniwdl_fixes, standalone, stops
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
-from .launcher import LaunchCancelled, LaunchFailed, Launcher
+from .launcher import LaunchCancelled, LaunchFailed, Launcher, check_interval
 from .poller import TaskPoller, Watch
 
 CONTAINER_NAME = "task"
@@ -246,6 +246,7 @@ class FargateTaskContainer(BaseTaskContainer):
         settings = FargateSettings.from_cfg(cfg)
         links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
         miniwdl_fixes.inputs_stay_read_only()
+        miniwdl_fixes.plugins_found_once()
         if not settings.efs_mountpoint:
             settings.efs_mountpoint, detected_id = standalone.detect_efs_mount(os.getcwd())
             settings.efs_id = settings.efs_id or detected_id
@@ -279,6 +280,7 @@ class FargateTaskContainer(BaseTaskContainer):
         cls._poller = TaskPoller(
             lambda arns: ecs.describe_tasks(cluster=settings.cluster, tasks=arns),
             settings.poll_interval,
+            budget=settings.describe_budget,
         )
         if cls._launcher is not None:
             cls._launcher.close()
@@ -936,7 +938,11 @@ class FargateTaskContainer(BaseTaskContainer):
     def _poll(self, logger: logging.Logger, job: Job, wait: float) -> JobStatus:
         assert isinstance(job, FargateJob)
         watch = job.watch
-        job.seen_version = watch.wait(wait, job.seen_version)
+        # a running task's thread wakes when the poller brings news of it, else to check whether
+        # the run is terminating: every ``wait`` seconds while few run, less often when thousands
+        # do (``check_interval``: about 100 such wakes a second in all)
+        assert self._poller is not None
+        job.seen_version = watch.wait(max(wait, check_interval(self._poller.watched())), job.seen_version)
         if watch.missing:
             return self._missing(logger, job)
         task = watch.description or {}

@@ -2,7 +2,7 @@
 
 One ``Launcher`` per driver process, shared by every task thread:
 
-- a token bucket matching the account's Fargate quotas (default: bursts of 100, then 19.5 per second,
+- a token bucket matching the account's Fargate quotas (default: bursts of 100, then 19.8 per second,
   a little under the 20/s quota), so a 2,000-task scatter launches as fast as ECS lets it. Every
   RunTask *attempt* takes a token, botocore's own retries included (a ``before-send`` hook on the
   client), so retries never push the account over its quota;
@@ -44,10 +44,43 @@ CAPACITY_MARKERS = ("capacity",)
 # the account's concurrent Fargate vCPU quota: "You've reached the limit on the number of vCPUs you
 # can run concurrently". Other tasks of the run will finish and free vCPUs: wait, however long.
 QUOTA_MARKERS = ("limit on the number of vcpus",)
+#: how many threads, in all, may wake each second only to check whether they should stop
+#: waiting (``check_interval``): thousands wait at once in a large scatter, and a thousand
+#: timed wake-ups a second cost a driver more than a vCPU (GIL and futex churn)
+CHECKS_PER_SECOND = 100.0
+
+
+def check_interval(waiting: int, floor: float = 1.0, ceiling: float = 30.0) -> float:
+    """Seconds each of ``waiting`` threads may sleep between checks of its run's state so that
+    together they wake about ``CHECKS_PER_SECOND`` times a second: ``floor`` while few wait
+    (as before: a small run notices a stop within a second), at most ``ceiling``."""
+    return max(floor, min(ceiling, waiting / CHECKS_PER_SECOND))
 
 
 class LaunchCancelled(Exception):
     """The caller stopped waiting (the run is terminating) before its turn to launch."""
+
+
+def decreased_rate(rate: float, factor: float, floor: float = 1.0) -> float:
+    """The launch rate after a cluster of throttles: multiplied by ``factor`` (< 1), not below
+    ``floor``. Every driver sharing an account's quota is throttled in proportion to what it
+    sends, so the fastest gives up the most: with ``recovered_rate``, an AIMD controller, and
+    drivers sharing one quota converge on equal shares of it."""
+    return max(floor, rate * factor)
+
+
+def recovered_rate(rate: float, max_rate: float, elapsed: float, step: float) -> float:
+    """The launch rate ``elapsed`` seconds later: ``step`` per second more (the same for every
+    driver, whatever its rate), up to ``max_rate``."""
+    return min(max_rate, rate + max(0.0, elapsed) * step)
+
+
+def is_contention(throttles: int, attempts: int, cluster: int = 3, share: float = 0.1) -> bool:
+    """Whether ``throttles`` among ``attempts`` (both within the recent window) say someone else
+    is using the quota: at least ``cluster`` of them, and at least ``share`` of the attempts. A
+    few throttles scattered among many launches are ECS's own noise: botocore's retries are
+    enough, and slowing down for them would only lose launch slots."""
+    return throttles >= cluster and throttles >= share * attempts
 
 
 class TokenBucket:
@@ -59,7 +92,8 @@ class TokenBucket:
     at once to everyone waiting, and a late wake-up never turns into a burst beyond ``burst``.
 
     ``throttled()`` reports a throttle from the server: a cluster of them (``cluster`` within
-    ``window`` seconds) cuts the rate by ``decrease`` (not below 1/s); the rate then climbs back
+    ``window`` seconds, and at least ``share`` of the tokens taken in that window:
+    ``is_contention``) cuts the rate by ``decrease`` (not below 1/s); the rate then climbs back
     to its maximum at ``recovery`` x maximum per second.
     """
 
@@ -73,6 +107,7 @@ class TokenBucket:
         window: float = 2.0,
         decrease: float = 0.75,
         recovery: float = 0.05,
+        share: float = 0.1,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError(f"token bucket needs rate > 0 and burst >= 1 (got rate={rate}, burst={burst})")
@@ -85,18 +120,24 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._queue: collections.deque[threading.Event] = collections.deque()
         self._cluster, self._window, self._decrease, self._recovery = cluster, window, decrease, recovery
+        self._share = share
         self._throttles: collections.deque[float] = collections.deque()
+        #: when each token of the last ``window`` seconds was taken
+        self._taken: collections.deque[float] = collections.deque()
         self.decreases = 0
 
     def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self._stamp)
         self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-        self.rate = min(self.max_rate, self.rate + elapsed * self.max_rate * self._recovery)
+        self.rate = recovered_rate(self.rate, self.max_rate, elapsed, self.max_rate * self._recovery)
         self._stamp = now
 
     def acquire(self, cancelled: Callable[[], bool] | None = None) -> float:
         """Take one token, waiting for it in turn; return the seconds waited. Raises
-        LaunchCancelled if ``cancelled()`` turns true while waiting (checked every second)."""
+        LaunchCancelled if ``cancelled()`` turns true while waiting: the head of the queue checks
+        every second, and when it leaves the next one checks at once, so a run's termination
+        empties the queue in a chain; the others also check every ``check_interval`` of the
+        queue's length."""
         started = self._clock()
         me = threading.Event()
         with self._lock:
@@ -107,12 +148,14 @@ class TokenBucket:
             while True:
                 if cancelled is not None and cancelled():
                     raise LaunchCancelled()
-                if not me.wait(1.0):
+                if not me.wait(check_interval(len(self._queue))):
                     continue  # not at the head of the queue yet
                 with self._lock:
                     self._refill(self._clock())
                     if self._tokens >= 1 - 1e-9:  # (tolerance: float drift must not spin)
                         self._tokens -= 1
+                        self._taken.append(self._clock())
+                        self._forget_before(self._taken, self._clock() - self._window)
                         return self._clock() - started
                     delay = (1 - self._tokens) / self.rate
                 self._sleep(min(delay, 1.0))
@@ -123,16 +166,21 @@ class TokenBucket:
                 if at_head and self._queue:
                     self._queue[0].set()
 
+    @staticmethod
+    def _forget_before(times: collections.deque[float], cutoff: float) -> None:
+        while times and times[0] < cutoff:
+            times.popleft()
+
     def throttled(self) -> None:
         with self._lock:
             now = self._clock()
             self._refill(now)
             self._throttles.append(now)
-            while self._throttles and self._throttles[0] < now - self._window:
-                self._throttles.popleft()
-            if len(self._throttles) >= self._cluster:
+            self._forget_before(self._throttles, now - self._window)
+            self._forget_before(self._taken, now - self._window)
+            if is_contention(len(self._throttles), len(self._taken), self._cluster, self._share):
                 self._throttles.clear()
-                self.rate = max(1.0, self.rate * self._decrease)
+                self.rate = decreased_rate(self.rate, self._decrease)
                 self._tokens = min(self._tokens, 0.0)
                 self.decreases += 1
                 log.warning("RunTask throttled repeatedly: launching at %.1f/s for now", self.rate)
@@ -186,7 +234,7 @@ class Launcher:
     def __init__(
         self,
         client: Any,
-        rate: float = 19.5,
+        rate: float = 19.8,
         burst: float = 100,
         capacity_retries: int = 12,
         throttle_retries: int = 30,
@@ -203,7 +251,9 @@ class Launcher:
         always; the managed-instances Spot provider's, its On-Demand provider)."""
         self._client = client
         self.spot_fallbacks = {SPOT: {"launchType": "FARGATE"}, **(spot_fallbacks or {})}
-        self.bucket = TokenBucket(rate, burst, clock=clock, sleep=sleep)
+        # recovering at 2% of the maximum per second: with ten drivers sharing a quota, 5% had
+        # them climb back over it within a second of every cut (40% of RunTask calls throttled)
+        self.bucket = TokenBucket(rate, burst, clock=clock, sleep=sleep, recovery=0.02)
         self.capacity_retries = capacity_retries
         self.throttle_retries = throttle_retries
         self.unanswered_retries = unanswered_retries

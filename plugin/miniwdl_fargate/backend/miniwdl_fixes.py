@@ -1,5 +1,13 @@
 """The one place this package changes miniwdl's own behaviour (pinned: miniwdl 1.16.0).
 
+``plugins_found_once``: miniwdl's ``run_local_task`` looks up its task plugins for every task
+(``config.load_plugins(cfg, "task")``, WDL/runtime/task.py), and each look-up reads the entry
+points of every installed distribution (``importlib.metadata.entry_points``). In a 10,000-task
+scatter that was nearly half of the driver's CPU (bench/fargate_scale.py, profiled with py-spy).
+The fix keeps what ``load_plugins`` found, by group and by the ``[plugins]`` patterns that chose
+them: the installed distributions do not change while a driver runs. No upstream issue yet;
+``tests/unit/test_miniwdl_fixes.py`` checks the plugins found are the same.
+
 ``inputs_stay_read_only``: after each task, miniwdl's ``run_local_task`` adds owner and group
 read/write bits to every file of the task's run directory (``chmod_R_plus(run_dir,
 file_bits=0o660, dir_bits=0o770)``, WDL/runtime/task.py), so that downstream tasks can read its
@@ -19,12 +27,19 @@ from __future__ import annotations
 import os
 import threading
 
+from typing import Any, Callable, Iterable
+
+import WDL.runtime.config
 import WDL.runtime.task
 from WDL._util import chmod_R_plus
 
 INPUTS_FOLDER = "_miniwdl_inputs"
 _installed = threading.Lock()
 _done = False
+_plugins_patched = False
+_miniwdl_load_plugins = WDL.runtime.config.load_plugins
+#: (group, enable patterns, disable patterns) -> what miniwdl's load_plugins found
+_found: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[tuple[str, Callable[..., Any]]]] = {}
 
 
 def chmod_R_plus_but_inputs(path: str, file_bits: int = 0, dir_bits: int = 0) -> None:
@@ -51,3 +66,21 @@ def inputs_stay_read_only() -> None:
         if not _done:
             WDL.runtime.task.chmod_R_plus = chmod_R_plus_but_inputs  # type: ignore[attr-defined]
             _done = True
+
+
+def load_plugins_once(cfg: WDL.runtime.config.Loader, group: str) -> Iterable[tuple[str, Callable[..., Any]]]:
+    """miniwdl's ``config.load_plugins``, looked up once per group and ``[plugins]`` patterns."""
+    key = (group, tuple(cfg["plugins"].get_list("enable_patterns")), tuple(cfg["plugins"].get_list("disable_patterns")))
+    found = _found.get(key)
+    if found is None:
+        found = _found[key] = list(_miniwdl_load_plugins(cfg, group))
+    return iter(found)
+
+
+def plugins_found_once() -> None:
+    """Make miniwdl look its plugins up once per process (``load_plugins_once``)."""
+    global _plugins_patched
+    with _installed:
+        if not _plugins_patched:
+            WDL.runtime.config.load_plugins = load_plugins_once  # type: ignore[assignment]
+            _plugins_patched = True

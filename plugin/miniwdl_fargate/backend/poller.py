@@ -16,6 +16,17 @@ at the end of the interval. Nothing here calls it: it is a hook for whoever lear
 change first; local mode's ECS runner tells a local driver's process when one of its tasks
 stopped, so the pass that sees it is not an interval late. On AWS nothing calls it and the
 poller passes every interval, as before.
+
+The interval adapts to the number of tasks watched (``pass_interval``): a pass costs
+ceil(watched / 100) DescribeTasks calls, and passes are spaced so that calls per second stay
+within ``budget`` (the ``[aws_fargate] describe_budget``, by default a quarter of the account's
+DescribeTasks rate, leaving the rest to the console, other runs and other drivers), never closer
+than ``interval`` (``[aws_fargate] poll_interval``, the floor). So a few hundred tasks are polled
+about twice a second, and thousands every few seconds. ECS throttles DescribeTasks per account
+with a token bucket (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html):
+a pass that is throttled doubles a slowdown factor on the interval (up to ``MAX_SLOWDOWN``), and
+each pass that is not shrinks it back (``next_slowdown``), so drivers sharing an account back
+off together when their reads exceed the bucket.
 """
 
 from __future__ import annotations
@@ -26,7 +37,14 @@ import time
 import weakref
 from typing import Any, Callable
 
+from .launcher import is_throttle
+
 MAX_DESCRIBE = 100
+#: DescribeTasks calls per second a poller spends by default: a quarter of the account's
+#: sustained DescribeTasks rate (20/s, ../shared/DESIGN.md; the request-throttling page above)
+DEFAULT_BUDGET = 5.0
+#: the most a throttled poller stretches its interval
+MAX_SLOWDOWN = 8.0
 #: a pass a ``wake`` asks for starts at least this long after the previous one began (a burst
 #: of wakes, as when many tasks stop at once, makes one or two passes, not one per wake)
 MIN_WAKE_GAP = 0.05
@@ -40,6 +58,29 @@ def wake_all() -> None:
         poller.wake()
 
 log = logging.getLogger(__name__)
+
+
+def calls_per_pass(watched: int) -> int:
+    """DescribeTasks calls one pass over ``watched`` tasks makes (at most 100 tasks a call)."""
+    return -(-watched // MAX_DESCRIBE)
+
+
+def pass_interval(watched: int, budget: float, floor: float, slowdown: float = 1.0) -> float:
+    """Seconds between the starts of two passes over ``watched`` tasks: the shortest that keeps
+    DescribeTasks within ``budget`` calls per second, never below ``floor``, stretched by
+    ``slowdown`` (>= 1) after throttles."""
+    if budget <= 0:
+        raise ValueError(f"DescribeTasks budget must be > 0 calls/s (got {budget})")
+    return max(floor, calls_per_pass(watched) / budget) * max(1.0, slowdown)
+
+
+def next_slowdown(slowdown: float, throttled: bool) -> float:
+    """The slowdown factor after a pass: doubled (up to ``MAX_SLOWDOWN``) if DescribeTasks was
+    throttled in it, else a tenth of the way back towards 1 (slowly: drivers sharing an account
+    stay below its read rate for a while rather than overrunning it again at once)."""
+    if throttled:
+        return min(MAX_SLOWDOWN, max(1.0, slowdown) * 2)
+    return max(1.0, 1 + (slowdown - 1) * 0.9)
 
 
 class Watch:
@@ -97,10 +138,20 @@ class TaskPoller:
         interval: float,
         background: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        budget: float = DEFAULT_BUDGET,
     ) -> None:
+        """``interval``: the shortest time between passes (the floor); ``budget``: DescribeTasks
+        calls per second at most (see ``pass_interval``)."""
+        if budget <= 0:
+            raise ValueError(f"DescribeTasks budget must be > 0 calls/s (got {budget})")
         self._describe = describe
         self._clock = clock
         self.interval = interval
+        self.budget = budget
+        #: >= 1: how much throttles stretch the interval for now (``next_slowdown``)
+        self.slowdown = 1.0
+        #: tasks the last pass described
+        self._last_watched = 0
         #: False: no thread; the caller drives ``poll_once`` (tests, the benchmark's simulations)
         self.background = background
         self._lock = threading.Lock()
@@ -131,15 +182,25 @@ class TaskPoller:
         with self._lock:
             self._watches.pop(arn, None)
 
-    def poll_once(self) -> None:
+    def poll_once(self, pace: bool = False) -> None:
+        """One pass: DescribeTasks for every task watched, 100 a call. ``pace``: the calls of
+        the pass are spread ``1 / budget`` seconds apart (the background thread's passes), so
+        that DescribeTasks stays within the budget over any stretch of time, not only on
+        average: a pass of 20 calls takes 4 s, and each task is still described once a pass."""
         with self._lock:
             arns = list(self._watches)
         calls = 0
+        throttled = False
+        last_call: float | None = None
         for i in range(0, len(arns), MAX_DESCRIBE):
             chunk = arns[i : i + MAX_DESCRIBE]
+            if pace and last_call is not None:
+                time.sleep(max(0.0, last_call + 1 / self.budget - time.monotonic()))
+            last_call = time.monotonic()
             try:
                 response = self._describe(chunk)
             except Exception as exn:  # keep polling: a transient error must not strand waiters
+                throttled = throttled or is_throttle(exn)
                 log.warning("DescribeTasks failed (will retry next pass): %s", exn)
                 continue
             calls += 1
@@ -149,27 +210,45 @@ class TaskPoller:
                 if failure.get("reason") == "MISSING" and failure.get("arn"):
                     self._deliver(failure["arn"], None, missing=True)
         self.calls += calls
+        self._last_watched = len(arns)
+        self.slowdown = next_slowdown(self.slowdown, throttled)
         if arns:
             self.passes.append((calls, len(arns)))
 
+    def watched(self) -> int:
+        """How many tasks the poller follows now."""
+        with self._lock:
+            return len(self._watches)
+
+    def current_interval(self) -> float:
+        """Seconds from the start of the last pass to the next one: for the tasks watched now,
+        or in the last pass if it watched more (tasks that stopped during a pass must not let
+        the next one start before the last one's calls were paid for)."""
+        with self._lock:
+            watched = max(len(self._watches), self._last_watched)
+        return pass_interval(watched, self.budget, self.interval, self.slowdown)
+
     def _deliver(self, arn: str, task: dict[str, Any] | None, missing: bool = False) -> None:
+        """Hand a task's description (or MISSING) to its waiter; a description equal to the
+        one it has wakes nobody (most tasks of a large run are unchanged from pass to pass)."""
         with self._lock:
             watch = self._watches.get(arn)
             if watch is not None and not missing and (task or {}).get("lastStatus") == "STOPPED":
                 del self._watches[arn]
-        if watch is not None:
-            watch._update(task, missing=missing)
+        if watch is None or (not missing and not watch.missing and watch.description == task):
+            return
+        watch._update(task, missing=missing)
 
     def _loop(self) -> None:
         while True:
             started = time.monotonic()
             self._wake.clear()  # (a wake from here on asks for the next pass)
-            self.poll_once()
+            self.poll_once(pace=True)
             with self._lock:
                 if not self._watches:
                     self._thread = None
                     return
-            if self._wake.wait(max(0.0, self.interval - (time.monotonic() - started))):
+            if self._wake.wait(max(0.0, self.current_interval() - (time.monotonic() - started))):
                 gap = MIN_WAKE_GAP - (time.monotonic() - started)
                 if gap > 0:
                     time.sleep(gap)

@@ -31,8 +31,9 @@ TRANSLATION_FORMAT = "1"
 REGION = "us-east-1"
 ARTIFACTS_BUCKET = "miniwdl-fargate-local-artifacts"
 STACK_NAME = "miniwdl-fargate"
-#: the driver's DescribeTasks interval in local mode: TaskPollSeconds' MinValue (a deployment's
-#: default is 5 s); ECS calls to moto cost little, and a task's end is seen within this
+#: the driver's shortest DescribeTasks interval in local mode: TaskPollSeconds' MinValue (a
+#: deployment's default is 0.5 s); ECS calls to moto cost little, and a task's end is seen
+#: within this or the read budget's spacing (``backend.poller.pass_interval``), if not woken
 POLL_SECONDS = 0.1
 #: how often a local-mode client looks at its run (``local run``, ``submit --local --follow``)
 CLIENT_POLL_SECONDS = 0.05
