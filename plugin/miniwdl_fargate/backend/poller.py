@@ -45,6 +45,9 @@ MAX_DESCRIBE = 100
 DEFAULT_BUDGET = 5.0
 #: the most a throttled poller stretches its interval
 MAX_SLOWDOWN = 8.0
+#: the share of the budget a driver plans to use: calls spaced exactly 1/budget apart put one call
+#: more than budget x 60 in some minutes (a minute holds both ends of its 60 s), which is over it
+HEADROOM = 0.98
 #: a pass a ``wake`` asks for starts at least this long after the previous one began (a burst
 #: of wakes, as when many tasks stop at once, makes one or two passes, not one per wake)
 MIN_WAKE_GAP = 0.05
@@ -71,7 +74,7 @@ def pass_interval(watched: int, budget: float, floor: float, slowdown: float = 1
     ``slowdown`` (>= 1) after throttles."""
     if budget <= 0:
         raise ValueError(f"DescribeTasks budget must be > 0 calls/s (got {budget})")
-    return max(floor, calls_per_pass(watched) / budget) * max(1.0, slowdown)
+    return max(floor, calls_per_pass(watched) / (budget * HEADROOM)) * max(1.0, slowdown)
 
 
 def next_slowdown(slowdown: float, throttled: bool) -> float:
@@ -184,7 +187,7 @@ class TaskPoller:
 
     def poll_once(self, pace: bool = False) -> None:
         """One pass: DescribeTasks for every task watched, 100 a call. ``pace``: the calls of
-        the pass are spread ``1 / budget`` seconds apart (the background thread's passes), so
+        the pass are spread ``1 / budget`` seconds apart (less ``HEADROOM``) (the background thread's passes), so
         that DescribeTasks stays within the budget over any stretch of time, not only on
         average: a pass of 20 calls takes 4 s, and each task is still described once a pass."""
         with self._lock:
@@ -195,7 +198,7 @@ class TaskPoller:
         for i in range(0, len(arns), MAX_DESCRIBE):
             chunk = arns[i : i + MAX_DESCRIBE]
             if pace and last_call is not None:
-                time.sleep(max(0.0, last_call + 1 / self.budget - time.monotonic()))
+                time.sleep(max(0.0, last_call + 1 / (self.budget * HEADROOM) - time.monotonic()))
             last_call = time.monotonic()
             try:
                 response = self._describe(chunk)
