@@ -18,9 +18,12 @@ def template_parameter(name):
 
 
 def test_a_local_stack_polls_ecs_at_the_templates_minimum_and_a_deployment_keeps_its_default():
+    from miniwdl_fargate import config
+
     poll = template_parameter("TaskPollSeconds")
-    assert float(poll["Default"]) == 5
-    assert stack.POLL_SECONDS == float(poll["MinValue"])
+    # a deployment's floor is the backend's own default (the interval grows with the tasks watched)
+    assert float(poll["Default"]) == float(config._defaults()["poll_interval"]) == 0.5
+    assert stack.POLL_SECONDS == float(poll["MinValue"]) < float(poll["Default"])
     assert stack.LocalStack().poll_seconds == stack.POLL_SECONDS
 
 
