@@ -12,14 +12,14 @@ only: whoever reaches the port acts with your credentials.
 
 from __future__ import annotations
 
-import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+
+from .http_service import HttpService
 
 #: headers passed on to the API (the rest are the client's connection's, or would break the signature)
 FORWARDED = ("content-type", "accept")
@@ -50,49 +50,15 @@ def forward(request: AWSRequest) -> tuple[int, list[tuple[str, str]], bytes]:
         return exn.code, list(exn.headers.items()), exn.read()
 
 
-class SigningProxy:
+class SigningProxy(HttpService):
     """``with SigningProxy(stage, credentials, region, port=…) as url:`` the API at ``url``."""
+
+    thread_name = "api-proxy"
 
     def __init__(self, stage: str, credentials: Any, region: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.stage, self.credentials, self.region = stage.rstrip("/"), credentials, region
-        self.server = ThreadingHTTPServer((host, port), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, name="api-proxy", daemon=True)
+        super().__init__(host, port)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k: v for k, v in self.headers.items() if k.lower() in FORWARDED}
-                request = signed(self.command, proxy.stage + self.path, headers, body, proxy.credentials, proxy.region)
-                code, answer_headers, data = forward(request)
-                self.send_response(code)
-                for key, value in answer_headers:
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = _serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        return self.url
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        passed = {k: v for k, v in headers.items() if k.lower() in FORWARDED}
+        return forward(signed(method, self.stage + path, passed, body, self.credentials, self.region))

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .. import aws
+from ..http_service import HttpService
 
 #: the API's BinaryMediaTypes (template.yaml RunsApi)
 BINARY_MEDIA_TYPES = ("multipart/form-data",)
@@ -63,52 +62,18 @@ def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, dict[str, st
     return int(answer["statusCode"]), dict(answer.get("headers") or {}), data
 
 
-class Gateway:
+class Gateway(HttpService):
     """``with Gateway(function_name) as url:`` the API at ``url`` until the block ends."""
+
+    thread_name = "local-api-gateway"
 
     def __init__(self, function_name: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.function_name = function_name
-        handler = self._handler()
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="local-api-gateway", daemon=True)
+        super().__init__(host, port)
 
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                event = proxy_event(self.command, self.path, {k: v for k, v in self.headers.items()}, body)
-                code, headers, data = invoke(gateway.function_name, event)
-                self.send_response(code)
-                for key, value in headers.items():
-                    if key.lower() != "content-length":
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = _serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        return Handler
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        return self.url
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        code, answered, data = invoke(self.function_name, proxy_event(method, path, headers, body))
+        return code, list(answered.items()), data
 
 
 def api_function(stack_name: str) -> str:

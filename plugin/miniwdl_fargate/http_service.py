@@ -1,0 +1,65 @@
+"""A small HTTP server on this machine, in a thread of its own: what local mode's API gateway
+(``local/gateway.py``) and the signing proxy for a deployed stack (``api_proxy.py``) have in
+common. A subclass says how one request is answered (``answer``); this reads the request, writes
+the answer, and serves until its ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+#: headers of an answer that are this connection's own (re-made here), never passed on
+HOP_BY_HOP = ("content-length", "transfer-encoding", "connection")
+
+
+class HttpService:
+    """``with Service(...) as url:`` requests to ``url`` (GET, POST, DELETE) answered by ``answer``."""
+
+    thread_name = "http-service"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, name=self.thread_name, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The answer to one request (``path``: with its query): status, headers, body."""
+        raise NotImplementedError
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                code, headers, data = service.answer(self.command, self.path, dict(self.headers.items()), body)
+                self.send_response(code)
+                for key, value in headers:
+                    if key.lower() not in HOP_BY_HOP:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
