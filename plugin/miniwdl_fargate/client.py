@@ -291,22 +291,29 @@ def resume(deployment: Deployment, run_id: str, options: run_options.RunOptions 
 API_FUNCTION = "ApiFunction"
 
 
+def api_function(stack_name: str) -> str:
+    """The physical name of the stack's API function (every page of ListStackResources:
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ListStackResources.html);
+    ClientError if the stack has none."""
+    pages = aws.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=stack_name)
+    found = [r["PhysicalResourceId"] for page in pages for r in page["StackResourceSummaries"] if r["LogicalResourceId"] == API_FUNCTION]
+    if not found:
+        raise ClientError(f"stack {stack_name} has no {API_FUNCTION}: is it a miniwdl-fargate stack?")
+    return found[0]
+
+
 def stack_settings(deployment: Deployment):
     """The stack's settings for starting a run (its state machine, run limits, what can run beyond
     Fargate): the environment of its API function, which starts runs with them
-    (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ListStackResources.html,
-    https://docs.aws.amazon.com/lambda/latest/api/API_GetFunctionConfiguration.html)."""
+    (https://docs.aws.amazon.com/lambda/latest/api/API_GetFunctionConfiguration.html)."""
     from botocore.exceptions import ClientError as AWSError
 
     from .pipeline.settings import ApiSettings, SettingsError
 
     stack = deployment.stack_name
     try:
-        pages = aws.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=stack)
-        found = [r["PhysicalResourceId"] for page in pages for r in page["StackResourceSummaries"] if r["LogicalResourceId"] == API_FUNCTION]
-        if not found:
-            raise ClientError(f"stack {stack} has no {API_FUNCTION}: is it a miniwdl-fargate stack?")
-        environment = aws.client("lambda").get_function_configuration(FunctionName=found[0]).get("Environment", {})
+        function = api_function(stack)
+        environment = aws.client("lambda").get_function_configuration(FunctionName=function).get("Environment", {})
         return ApiSettings.from_env(environment.get("Variables", {}))
     except AWSError as exn:
         raise ClientError(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from miniwdl_fargate import aws
+from miniwdl_fargate.client import api_function
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,11 +42,7 @@ task hi {
 
 @pytest.fixture(scope="module")
 def api(stack):
-    physical = next(
-        r["PhysicalResourceId"]
-        for r in aws.client("cloudformation").list_stack_resources(StackName=stack.stack_name)["StackResourceSummaries"]
-        if r["LogicalResourceId"] == "ApiFunction"
-    )
+    physical = api_function(stack.stack_name)
 
     def call(method, path, body=None, query=None):
         event = copy.deepcopy(EVENT)

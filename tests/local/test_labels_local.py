@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from miniwdl_fargate import aws, s3io, sweep
+from miniwdl_fargate.client import api_function
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = json.loads((REPO / "tests" / "events" / "apigw_post_runs.json").read_text())
@@ -78,11 +79,7 @@ def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_
 
 
 def test_the_api_refuses_a_bad_label_naming_it_and_starts_nothing(stack):
-    physical = next(
-        r["PhysicalResourceId"]
-        for r in aws.client("cloudformation").list_stack_resources(StackName=stack.stack_name)["StackResourceSummaries"]
-        if r["LogicalResourceId"] == "ApiFunction"
-    )
+    physical = api_function(stack.stack_name)
     event = copy.deepcopy(EVENT)
     body = {"name": "badlabel", "wdl": TAGGED, "inputs": {}, "options": {"labels": {"aws:team": "x", "ok": "y"}}}
     event.update(httpMethod="POST", path="/runs", resource="/runs", body=json.dumps(body))

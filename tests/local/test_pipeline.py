@@ -10,6 +10,7 @@ import pytest
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.cli import seed
+from miniwdl_fargate.client import api_function
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
@@ -101,11 +102,7 @@ def test_post_to_the_api_runs_the_workflow(stack, s3):
         }
     )
     seed([str(REPO / "examples" / "s3")])
-    functions = next(
-        r["PhysicalResourceId"]
-        for r in aws.client("cloudformation").list_stack_resources(StackName=stack.stack_name)["StackResourceSummaries"]
-        if r["LogicalResourceId"] == "ApiFunction"
-    )
+    functions = api_function(stack.stack_name)
     response = aws.client("lambda").invoke(FunctionName=functions, Payload=json.dumps(event).encode())
     answer = json.loads(response["Payload"].read())
     assert answer["statusCode"] == 202, answer

@@ -14,6 +14,7 @@ from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local import moto as moto_seam
 from miniwdl_fargate.local.faults import Faults
 from miniwdl_fargate.local.stack import LocalStack
+from miniwdl_fargate.client import api_function
 from tests.waiting import wait_for
 
 # each test waits out a timer (the run's maximum duration; the driver's heartbeat timeout)
@@ -44,11 +45,7 @@ SHORT_HEARTBEAT_SECONDS = 10
 
 def post_run(stack, body):
     """POST /runs on the deployed API function, as API Gateway invokes it."""
-    physical = next(
-        r["PhysicalResourceId"]
-        for r in aws.client("cloudformation").list_stack_resources(StackName=stack.stack_name)["StackResourceSummaries"]
-        if r["LogicalResourceId"] == "ApiFunction"
-    )
+    physical = api_function(stack.stack_name)
     event = copy.deepcopy(EVENT)
     event.update(httpMethod="POST", path="/runs", resource="/runs", body=json.dumps(body))
     answer = json.loads(aws.client("lambda").invoke(FunctionName=physical, Payload=json.dumps(event).encode())["Payload"].read())

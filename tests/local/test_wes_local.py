@@ -8,7 +8,8 @@ import json
 import pytest
 from wes_client.util import WESClient
 
-from miniwdl_fargate.local.gateway import Gateway, api_function
+from miniwdl_fargate.client import api_function
+from miniwdl_fargate.local.gateway import Gateway
 from tests.waiting import wait_for
 
 GREET = """version 1.1

@@ -128,7 +128,7 @@ def up(args: argparse.Namespace, say) -> int:
     import signal
     import threading
 
-    from .gateway import api_function
+    from ..client import api_function
     from .stack import LocalStack
 
     path = Path(args.file) if args.file else client.LOCAL_FILE

@@ -75,8 +75,3 @@ class Gateway(HttpService):
         code, answered, data = invoke(self.function_name, proxy_event(method, path, headers, body))
         return code, list(answered.items()), data
 
-
-def api_function(stack_name: str) -> str:
-    """The physical name of the stack's API function."""
-    resources = aws.client("cloudformation").list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
-    return next(r["PhysicalResourceId"] for r in resources if r["LogicalResourceId"] == "ApiFunction")
