@@ -207,15 +207,18 @@ def mark_kept(workdir: str, state: str, keep_days: float, reason: str, now: date
     return expires
 
 
-def mark_used(entry: str) -> None:
+def mark_used(entry: str) -> bool:
     """Say that a run uses the shared cache's ``entry`` (a folder) now: touch its ``USED_MARKER``.
-    Never raises (a read-only or vanished entry is just not marked)."""
+    Whether it was marked; never raises (an entry not there yet, or read-only, is not marked: a
+    caller that then makes the entry marks it once it is there)."""
     try:
         with open(os.path.join(entry, USED_MARKER), "a"):
             pass
         os.utime(os.path.join(entry, USED_MARKER), None)
+        return True
     except OSError as exn:
         log.debug("could not mark %s used: %s", entry, exn)
+        return False
 
 
 def _write_json(path: str, doc: dict[str, Any]) -> None:

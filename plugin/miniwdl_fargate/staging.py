@@ -105,12 +105,13 @@ def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
     head = aws.client("s3").head_object(Bucket=bucket, Key=key)
     etag = head["ETag"].strip('"')
     path = _in_store(store, bucket, key, etag, os.path.basename(key))
-    efs_cleanup.mark_used(os.path.dirname(path))  # (before looking: a collection spares what is marked)
+    marked = efs_cleanup.mark_used(os.path.dirname(path))  # (before looking: a collection spares what is marked)
     if os.path.isfile(path) and os.path.getsize(path) == head["ContentLength"]:
         path.reused = True
         return path
     transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])
-    efs_cleanup.mark_used(os.path.dirname(path))
+    if not marked:  # (the entry is there now)
+        efs_cleanup.mark_used(os.path.dirname(path))
     return path
 
 
@@ -123,7 +124,7 @@ def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
     digest = hashlib.sha256("\n".join(f"{k} {e}" for k, e in listing).encode()).hexdigest()[:32]
     name = os.path.basename(prefix.rstrip("/")) or bucket
     path = _in_store(store, bucket, prefix.rstrip("/") or "_", digest, name)
-    efs_cleanup.mark_used(os.path.dirname(path))  # (before looking: a collection spares what is marked)
+    marked = efs_cleanup.mark_used(os.path.dirname(path))  # (before looking: a collection spares what is marked)
     if os.path.isdir(path):
         path.reused = True
         return path
@@ -140,5 +141,6 @@ def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
         shutil.rmtree(staging, ignore_errors=True)
         if not os.path.isdir(path):
             raise
-    efs_cleanup.mark_used(os.path.dirname(path))
+    if not marked:  # (the entry is there now)
+        efs_cleanup.mark_used(os.path.dirname(path))
     return path

@@ -297,19 +297,23 @@ class S3CallCache(CallCache):
         """The local path of a stored File or Directory (``FILE_REF`` / ``DIR_REF``)."""
         if ref.startswith(FILE_REF):
             sha, base = _stored_name(ref[len(FILE_REF):])
-            efs_cleanup.mark_used(os.path.join(self._cache_dir, "files", sha))  # (kept while runs use it)
-            path = self.fetch_blob(keys.SHA_PREFIX + sha, os.path.join(self._cache_dir, "files", sha, base))
-            efs_cleanup.mark_used(os.path.join(self._cache_dir, "files", sha))
+            entry = os.path.join(self._cache_dir, "files", sha)
+            marked = efs_cleanup.mark_used(entry)  # (kept while runs use it)
+            path = self.fetch_blob(keys.SHA_PREFIX + sha, os.path.join(entry, base))
+            if not marked:  # (fetched into a new entry)
+                efs_cleanup.mark_used(entry)
             return path
         if ref.startswith(DIR_REF):
             tree, base = _stored_name(ref[len(DIR_REF):])
-            target = os.path.join(self._cache_dir, "dirs", tree, base)
-            efs_cleanup.mark_used(os.path.join(self._cache_dir, "dirs", tree))
+            entry = os.path.join(self._cache_dir, "dirs", tree)
+            target = os.path.join(entry, base)
+            marked = efs_cleanup.mark_used(entry)
             for rel, digest in listings[tree]:
                 if os.path.isabs(rel) or ".." in rel.split("/"):
                     raise ValueError(f"a stored directory's file is outside it: {rel}")
                 self.fetch_blob(digest, os.path.join(target, rel))
-            efs_cleanup.mark_used(os.path.join(self._cache_dir, "dirs", tree))
+            if not marked:  # (fetched into a new entry)
+                efs_cleanup.mark_used(entry)
             return target
         raise ValueError(f"not a stored output: {ref}")
 
