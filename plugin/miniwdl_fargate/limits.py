@@ -10,8 +10,8 @@ thread of the run:
   within ``max_concurrent_tasks``, and their vCPUs within ``max_vcpus`` (first come, first served:
   a big task is never starved by small ones). A task bigger than ``max_vcpus`` on its own fails at
   once (``TooBig``). The wait ends at once when the run is being stopped (``cancelled()``, the
-  backend's ``terminating``: a SIGTERM, a cancel, a failed sibling; checked every second) or the
-  budget is spent. ``give_back``: the task's attempt is over (it stopped, or never launched).
+  backend's ``terminating``: a SIGTERM, a cancel, a failed sibling; checked every second while few
+  wait, ``launcher.check_interval``) or the budget is spent. ``give_back``: the task's attempt is over (it stopped, or never launched).
 - the budget: the run's cost so far is estimated as the run report does (``report.cost``, list
   prices, over the attempts recorded in ``attempts.LOG``, running ones up to now, plus the
   ``overhead`` rows: the driver's own task), at each ``take`` and every ``check_seconds`` by a
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import attempts
-from .backend.launcher import LaunchCancelled  # (the launcher's: the backend's one story for a stopped wait)
+from .backend.launcher import LaunchCancelled, check_interval  # (the launcher's: one story for a stopped wait)
 from .report.cost import Prices, estimate_cost
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 #: a launch's budget check reuses an estimate at most this old (seconds): a burst of a thousand
 #: launches prices the run's attempts a few times, not a thousand
 LAUNCH_ESTIMATE_AGE = 1.0
-#: a waiting task looks at ``cancelled()`` at least this often (seconds)
-CANCEL_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +144,9 @@ class Gate:
                         raise LaunchCancelled()
                     if self._queue[0] is me and self._fits(vcpus):
                         break
-                    self._cond.wait(CANCEL_CHECK_SECONDS)
+                    # (as the launcher's queue: every second while few wait, all of them together
+                    # about a hundred times a second when thousands are held back)
+                    self._cond.wait(check_interval(len(self._queue)))
             finally:
                 self._queue.remove(me)
                 self._cond.notify_all()  # (the next in line may fit now)
