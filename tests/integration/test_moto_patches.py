@@ -237,3 +237,24 @@ def test_moto_still_looks_up_the_service_of_every_request(monkeypatch):
     listings.clear()
     assert [dispatcher.get_backend_for_host(host) for host in hosts * 3] == expected * 3
     assert len(listings) <= len(hosts)  # (once per host at most: none for a host looked up before)
+
+
+def test_moto_still_refuses_a_heartbeat_before_the_wait_begins():
+    """When this fails, moto accepts a task token's heartbeat from the state's entry on, as Step
+    Functions does: remove fixes.heartbeat_while_starting."""
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+    own = patching.unpatched("heartbeat_while_starting", CallbackEndpoint, "notify_heartbeat")
+    starting = CallbackEndpoint(callback_id="token")  # (as the state makes it on entry, before its service call)
+    assert own(starting) is False  # -> InvalidToken
+
+
+def test_a_heartbeat_before_the_wait_begins_is_accepted_and_one_during_it_resets_the_clock():
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+    fixes.heartbeat_while_starting()
+    endpoint = CallbackEndpoint(callback_id="token")
+    assert endpoint.notify_heartbeat() is True  # the service call still in flight: accepted
+    clock = endpoint.setup_heartbeat_endpoint(heartbeat_seconds=5)
+    assert endpoint.notify_heartbeat() is True
+    assert clock._next_heartbeat_event.is_set()  # (moto's own clock reset, as before the fix)

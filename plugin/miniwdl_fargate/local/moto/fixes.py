@@ -118,6 +118,25 @@ def heartbeat_timeout_name() -> None:
     replace("heartbeat_timeout_name", StateTaskServiceCallback, "_from_error", _from_error)
 
 
+def heartbeat_while_starting() -> None:
+    """SendTaskHeartbeat with the token of a task state whose service call (here: the driver's
+    RunTask) has not returned yet: moto sets a state's heartbeat clock up only after the call
+    returns, and answers InvalidToken until then, so a driver that starts at once (local mode
+    forks it within RunTask) and beats first is told its state no longer waits, and stops beating.
+    In Step Functions the token is valid from when the workflow enters the task state
+    (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskHeartbeat.html:
+    "Task tokens are generated ... in the context object when a workflow enters a task state"),
+    before the service is called. Accept such a beat (the heartbeat clock starts anyway when the
+    wait begins)."""
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+    def notify_heartbeat(self: Any) -> bool:
+        moto_function("heartbeat_while_starting", "notify_heartbeat")(self)
+        return True
+
+    replace("heartbeat_while_starting", CallbackEndpoint, "notify_heartbeat", notify_heartbeat)
+
+
 def as_delivered(event: dict[str, Any]) -> dict[str, Any]:
     """The fix ``event_envelope`` (applied by ``hooks`` to each event it delivers): make moto's
     event envelope look like what EventBridge delivers: an ISO 8601 ``time`` (moto: a float), a
@@ -460,6 +479,8 @@ FIXES: tuple[Fix, ...] = (
         f"{_MOTO_TESTS}::test_moto_still_leaves_a_stopped_waiting_execution_running", stop_execution_aborts),
     Fix("heartbeat_timeout_name", "a heartbeat timeout is named States.Timeout", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_names_a_heartbeat_timeout_states_timeout", heartbeat_timeout_name),
+    Fix("heartbeat_while_starting", "a heartbeat sent before the task state's service call returned is InvalidToken",
+        NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_refuses_a_heartbeat_before_the_wait_begins", heartbeat_while_starting),
     Fix("event_envelope", "events carry a float time, a constant S3 event id and eTag", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_sends_events_in_its_own_envelope", _nothing_to_install),
     Fix("ecs_resource_requirements", "RunTask fails on a container without memory",
