@@ -27,12 +27,14 @@ for _key, _value in MOTO_SETTINGS.items():
 aws.share_data_loaders()
 
 # The tiers run in this order whatever order they are named in: unit (no AWS), integration (moto
-# in this process), browser (the run report in headless Chromium), then the whole pipeline (local,
-# containers). The local stack installs local
-# mode's moto patches in this process (local/moto install, once per process), and in-process
-# moto tests that run after them would see patched moto. Inside a tier, the tests marked `long`
-# come first (so that, run in parallel, the workers end together), else in pytest's order.
-TIERS = ("unit", "events", "integration", "browser", "local", "containers")
+# in this process), browser (the run report in headless Chromium), then the whole pipeline
+# (containers, local). A local stack installs local mode's moto patches in this process
+# (local/moto install, once per process), and in-process moto tests that run after them would see
+# patched moto. The containers tier (one worker's, whole) comes before the local tier so that the
+# other workers' local tests run beside it, not after it with one worker busy. Inside a tier, the
+# tests marked `long` come first (so that, run in parallel, the workers end together), else in
+# pytest's order.
+TIERS = ("unit", "events", "integration", "browser", "containers", "local")
 
 # Under pytest-xdist (`make test`: -n N) each worker is its own process with its own session
 # fixtures (its own local stack, moto server on a free port, state directory under its own

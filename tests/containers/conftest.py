@@ -50,8 +50,8 @@ def stack(engine_ready, tmp_path_factory):
     saved = os.environ.get(ENGINE_ENV)
     os.environ[ENGINE_ENV] = _wanted()
     try:
-        # its own stack name: moto's state is per process, and the local tier's stack may still be
-        # up in this process (session fixtures end with the session)
+        # its own stack name: moto's state is per process, and the local tier's stack may be up in
+        # this process too (the local tier runs next, and session fixtures end with the session)
         with LocalStack(
             state_dir=str(tmp_path_factory.mktemp("containers")), stack_name="miniwdl-fargate-containers", poll_seconds=0.5
         ) as deployed:

@@ -81,9 +81,9 @@ def entered(events):
 
 
 def test_a_run_over_its_maximum_duration_is_stopped_and_fails_saying_so(stack):
-    # 18 s: a run this short gets a heartbeat one second short of it (runs.limits), and its driver's
-    # first beat must come within that even on a loaded machine (at 11 s, it was seen not to)
-    code, accepted = post_run(stack, {"name": "too-long", "wdl": SLEEPY, "options": {"max_run_hours": 0.005}})
+    # 9 s: a run this short gets a heartbeat one second short of it (runs.limits), which its
+    # driver's beats (every quarter of it, the first at its start) keep from ending it first
+    code, accepted = post_run(stack, {"name": "too-long", "wdl": SLEEPY, "options": {"max_run_hours": 0.0025}})
     assert code == 202, accepted
     run_id = accepted["run_id"]
     bucket = stack.outputs["BucketName"]
@@ -91,7 +91,7 @@ def test_a_run_over_its_maximum_duration_is_stopped_and_fails_saying_so(stack):
     assert result.status == "FAILED", result.document
     error = result.document
     assert error["error"] == "TimedOut", error
-    assert error["message"].startswith("the run timed out: it was still running at its maximum duration of 18s (0.005 h"), (
+    assert error["message"].startswith("the run timed out: it was still running at its maximum duration of 9s (0.0025 h"), (
         "\n".join([error["message"], f"events (s after start, type): {timeline(stack, run_id)}", "driver log:",
                    *driver_log(stack, run_id)]))
     assert "StopTimedOutRun" in entered(history(stack, run_id))

@@ -35,6 +35,9 @@ STACK_NAME = "miniwdl-fargate"
 #: deployment's default is 0.5 s); ECS calls to moto cost little, and a task's end is seen
 #: within this or the read budget's spacing (``backend.poller.pass_interval``), if not woken
 POLL_SECONDS = 0.1
+#: the driver's shortest interval between status.json updates in local mode (StatusSeconds'
+#: MinValue; a deployment's default is 10 s): `logs --task` and `submit --follow` see a task soon
+STATUS_SECONDS = 1
 #: how often a local-mode client looks at its run (``local run``, ``submit --local --follow``)
 CLIENT_POLL_SECONDS = 0.05
 #: moto's own settings (environment variables) for local mode: nothing in the stack uses an AMI,
@@ -312,6 +315,7 @@ class LocalStack:
         return {
             "DriverImage": "local/miniwdl-fargate-driver:latest",  # never pulled: the driver runs as a host process
             "TaskPollSeconds": str(self.poll_seconds),
+            "StatusSeconds": str(STATUS_SECONDS),
             "DriverHeartbeatSeconds": str(self.heartbeat_seconds),
             **self.parameters,
         }
