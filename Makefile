@@ -25,10 +25,12 @@ help:
 	@echo "make docs   docs/configuration.md from the packaged aws_fargate.cfg"
 	@echo "make screenshot   docs/report-screenshot.png: the run report in headless Chromium (apt-get install chromium)"
 
+# (--no-compile: Python compiles each module when it is first imported, not all of every
+# package at install: about half of the install's time, for modules the tests never import)
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e 'plugin[local,standalone]' -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-compile -e 'plugin[local,standalone]' -r requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/miniwdl-fargate
