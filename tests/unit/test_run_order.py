@@ -41,7 +41,7 @@ def test_tiers_run_in_order_and_a_tiers_long_tests_first():
         Item("browser/test_r.py"),
     ) == [
         "unit/test_y.py", "events/test_e.py", "integration/test_long.py", "integration/test_z.py",
-        "browser/test_r.py", "local/test_c.py", "local/test_b.py", "local/test_a.py", "containers/test_a.py", "test_top.py",
+        "browser/test_r.py", "containers/test_a.py", "local/test_c.py", "local/test_b.py", "local/test_a.py", "test_top.py",
     ]
 
 
