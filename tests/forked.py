@@ -30,34 +30,7 @@ def run_forked(
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         pid = os.fork()
         if pid == 0:  # the child: never returns into pytest
-            code = 70
-            try:
-                os.dup2(out.fileno(), 1)
-                os.dup2(err.fileno(), 2)
-                sys.stdout = open(1, "w", closefd=False)  # not pytest's capture objects
-                sys.stderr = open(2, "w", closefd=False)
-                logging.root.handlers.clear()  # (pytest's log capture: the command configures its own)
-                if cwd is not None:
-                    os.chdir(cwd)
-                if env is not None:
-                    os.environ.clear()
-                    os.environ.update(env)
-                try:
-                    code = main(argv) or 0
-                except SystemExit as exn:
-                    code = exn.code if isinstance(exn.code, int) else (0 if exn.code is None else 1)
-                    if not isinstance(exn.code, (int, type(None))):
-                        print(exn.code, file=sys.stderr)
-            except BaseException:  # noqa: BLE001 (anything: report it as the child's stderr)
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
+            _child(main, argv, env, cwd, out.fileno(), err.fileno())
         deadline_hit = False
         try:
             _, status = _wait(pid, timeout)
@@ -74,6 +47,95 @@ def run_forked(
     if deadline_hit:
         pytest.fail(f"{argv} did not end within {timeout} s; stderr: {result.stderr[-2000:]}")
     return result
+
+
+class ForkedProcess:
+    """``main(argv)`` started in a forked process, handled as ``subprocess.Popen(...,
+    stdout=PIPE, stderr=STDOUT, text=True)`` is: ``pid``, ``returncode``, ``poll``, ``wait``,
+    ``communicate`` (stdout and stderr together, as text), ``send_signal``, ``kill``. A
+    ``communicate`` or ``wait`` past its ``timeout`` raises ``subprocess.TimeoutExpired``, as
+    Popen's do, after killing the child (a test never leaves one behind)."""
+
+    def __init__(
+        self, main: Callable[[list[str]], int | None], argv: list[str], env: dict[str, str] | None = None,
+        cwd: str | os.PathLike | None = None,
+    ) -> None:
+        self.args = [main.__module__, *argv]
+        self.returncode: int | None = None
+        self._output = tempfile.TemporaryFile()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns into pytest
+            _child(main, argv, env, cwd, self._output.fileno(), self._output.fileno())
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                _, status = _wait(self.pid, timeout)
+            except TimeoutError:
+                self.kill()
+                os.waitpid(self.pid, 0)
+                self.returncode = -9
+                raise subprocess.TimeoutExpired(self.args, timeout, output=self._read()) from None
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, None]:
+        self.wait(timeout)
+        return self._read(), None
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(9)
+
+    def _read(self) -> str:
+        self._output.seek(0)
+        return self._output.read().decode(errors="replace")
+
+
+def _child(
+    main: Callable[[list[str]], int | None], argv: list[str], env: dict[str, str] | None, cwd: str | os.PathLike | None,
+    out: int, err: int,
+) -> None:
+    """In a forked child: run ``main(argv)`` with stdout on ``out`` and stderr on ``err``, then
+    leave the process with its exit status (never returning into pytest)."""
+    code = 70
+    try:
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        sys.stdout = open(1, "w", closefd=False)  # not pytest's capture objects
+        sys.stderr = open(2, "w", closefd=False)
+        logging.root.handlers.clear()  # (pytest's log capture: the command configures its own)
+        if cwd is not None:
+            os.chdir(cwd)
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        try:
+            code = main(argv) or 0
+        except SystemExit as exn:
+            code = exn.code if isinstance(exn.code, int) else (0 if exn.code is None else 1)
+            if not isinstance(exn.code, (int, type(None))):
+                print(exn.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 (anything: report it as the child's stderr)
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 def _wait(pid: int, timeout: float) -> tuple[int, int]:

@@ -51,6 +51,19 @@ _session: boto3.session.Session | None = None
 _clients: dict[tuple[str, str | None], Any] = {}
 
 
+def _forget_in_child() -> None:
+    """A forked child (local mode's Lambda environments and drivers, a test's forked command)
+    makes its own clients: its parent's hold pooled connections the two would share, and the
+    parent may have held the lock at the fork."""
+    global _lock, _session
+    _lock = threading.Lock()
+    _clients.clear()
+    _session = None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def client(service: str, region: str | None = None) -> Any:
     """A cached, thread-safe boto3 client for ``service``."""
     global _session

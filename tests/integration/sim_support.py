@@ -1,10 +1,14 @@
 """Running `miniwdl run` with the aws_fargate backend against the simulated ECS endpoint."""
 
+import functools
 import json
 import os
-import subprocess
-import sys
 import textwrap
+
+import WDL.CLI
+
+from miniwdl_fargate.local import forkserver
+from tests.forked import ForkedProcess
 
 
 def start_miniwdl(sim, tmp_path, source, **inputs):
@@ -33,9 +37,17 @@ def start_miniwdl(sim, tmp_path, source, **inputs):
         }
     )
     args = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in inputs.items()]
-    cmd = [sys.executable, "-m", "WDL", "run", str(wdl), *args, "--dir", str(tmp_path / "runs") + "/",
-           "-o", str(tmp_path / "result.json"), "--verbose"]
-    return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    argv = ["run", str(wdl), *args, "--dir", str(tmp_path / "runs") + "/", "-o", str(tmp_path / "result.json"), "--verbose"]
+    # `miniwdl run`'s main in a fork of the test process (tests/forked.py), not a new interpreter
+    # importing miniwdl, boto3 and the plugin and building the WDL parsers (about a second of CPU)
+    _parsers_built()
+    return ForkedProcess(WDL.CLI.main, argv, env=env, cwd=tmp_path)
+
+
+@functools.cache
+def _parsers_built() -> None:
+    """miniwdl's WDL parsers built once in this process, before its forks (each would build its own)."""
+    forkserver.build_wdl_parsers()
 
 
 def finish(proc, timeout=60):

@@ -1,13 +1,18 @@
 """The user's command line (`miniwdl-fargate submit|status|list|logs|outputs|cancel`) against
-local mode, run as a user runs it: a separate process reaching the stack by its --local file."""
+local mode, run as a user runs it: a process of its own reaching the stack by its --local file
+(the command's main in a fork of the test process, tests/forked.py; the console script itself
+starts for real in test_errors_are_plain and tests/local/test_cli.py)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from miniwdl_fargate.cli import main as cli_main
+from tests.forked import run_forked
 from tests.waiting import wait_for
 
 # a whole run and a cancelled one: first in the tier (run in parallel, the module runs in one
@@ -35,10 +40,7 @@ def cli(stack, tmp_path_factory):
     connection = stack.write_connection(tmp_path_factory.mktemp("client") / "local.json")
 
     def run(*args, timeout=300):
-        return subprocess.run(
-            [sys.executable, "-m", "miniwdl_fargate.cli", *args, "--local", str(connection)],
-            capture_output=True, text=True, timeout=timeout, cwd=REPO,
-        )
+        return run_forked(cli_main, [*args, "--local", str(connection)], env=dict(os.environ), cwd=REPO, timeout=timeout)
 
     return run
 
