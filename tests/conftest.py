@@ -1,3 +1,4 @@
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -48,6 +49,18 @@ ONE_WORKER = (
 )
 
 
+# Modules whose tests mostly wait (a simulated ECS's task times and polls, Step Functions timers)
+# rather than compute. Inside their tier, their tests are spread between the other modules (a few
+# after each: tests/conftest.py spread_waiting), so that while one worker waits the others compute:
+# run one after another (their names are neighbours), they left all three workers waiting at once
+# and the machine idle for a third of the integration tier.
+WAITING = (
+    "tests/integration/test_beyond_fargate.py", "tests/integration/test_ecs_semantics_sim.py",
+    "tests/integration/test_fargate_backend.py", "tests/integration/test_fargate_sim.py",
+    "tests/integration/test_launcher.py", "tests/integration/test_moto_patches.py", "tests/integration/test_oom_retry.py",
+)
+
+
 def tier_of(item) -> str:
     """The tier of a test: the folder under tests/ it is in."""
     parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
@@ -60,8 +73,30 @@ def run_order(item) -> tuple[int, int]:
     return (TIERS.index(name) if name in TIERS else len(TIERS), 0 if item.get_closest_marker("long") else 1)
 
 
+def waits(item) -> bool:
+    return Path(str(item.fspath)).relative_to(REPO).as_posix() in WAITING
+
+
+def spread_waiting(items: list) -> list:
+    """``items`` (in tier order) with each tier's WAITING tests spread evenly between its other
+    modules: each other module's tests stay together (their module fixtures are set up once),
+    and a share of the waiting tests follows each."""
+    spread = []
+    for _, tier in itertools.groupby(items, key=tier_of):
+        tier = list(tier)
+        waiting = [item for item in tier if waits(item)]
+        modules = [list(group) for _, group in itertools.groupby((i for i in tier if not waits(i)), key=lambda i: str(i.fspath))]
+        if not waiting or not modules:
+            spread += tier
+            continue
+        for k, module in enumerate(modules):
+            spread += module + waiting[len(waiting) * k // len(modules):len(waiting) * (k + 1) // len(modules)]
+    return spread
+
+
 def pytest_collection_modifyitems(session, config, items):
     items.sort(key=run_order)  # (a stable sort: the order otherwise stays pytest's)
+    items[:] = spread_waiting(items)
 
 
 def work_unit(nodeid: str) -> str:

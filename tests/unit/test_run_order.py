@@ -69,3 +69,20 @@ def test_the_scheduler_keeps_the_collection_order_of_work_units():
     scheduler = TierScheduling(config)
     assert config.option.loadscopereorder is False  # (xdist's default hands out the biggest first)
     assert scheduler._split_scope("tests/containers/test_runner.py::test_a") == "tests/containers/"
+
+
+def test_a_tiers_waiting_tests_are_spread_between_its_other_modules(monkeypatch):
+    import tests.conftest as conftest
+
+    monkeypatch.setattr(conftest, "WAITING", ("tests/integration/test_w.py",))
+    waiting = [Item("integration/test_w.py") for _ in range(4)]
+    for i, item in enumerate(waiting):
+        item.name = f"w{i}"
+    order = ordered(
+        Item("unit/test_u.py"), *waiting, Item("integration/test_a.py"), Item("integration/test_a.py"),
+        Item("integration/test_b.py"), Item("local/test_l.py"),
+    )
+    assert order == [
+        "unit/test_u.py", "integration/test_a.py", "integration/test_a.py", "integration/test_w.py", "integration/test_w.py",
+        "integration/test_b.py", "integration/test_w.py", "integration/test_w.py", "local/test_l.py",
+    ]
