@@ -79,18 +79,23 @@ def waits(item) -> bool:
 
 def spread_waiting(items: list) -> list:
     """``items`` (in tier order) with each tier's WAITING tests spread evenly between its other
-    modules: each other module's tests stay together (their module fixtures are set up once),
-    and a share of the waiting tests follows each."""
+    tests: each other module's tests stay together (their module fixtures are set up once), and
+    after each module come as many waiting tests as its share of the other tests."""
     spread = []
     for _, tier in itertools.groupby(items, key=tier_of):
         tier = list(tier)
         waiting = [item for item in tier if waits(item)]
-        modules = [list(group) for _, group in itertools.groupby((i for i in tier if not waits(i)), key=lambda i: str(i.fspath))]
-        if not waiting or not modules:
+        others = [item for item in tier if not waits(item)]
+        if not waiting or not others:
             spread += tier
             continue
-        for k, module in enumerate(modules):
-            spread += module + waiting[len(waiting) * k // len(modules):len(waiting) * (k + 1) // len(modules)]
+        placed = done = 0
+        for _, module in itertools.groupby(others, key=lambda i: str(i.fspath)):
+            module = list(module)
+            done += len(module)
+            upto = len(waiting) * done // len(others)
+            spread += module + waiting[placed:upto]
+            placed = upto
     return spread
 
 
