@@ -66,13 +66,18 @@ screenshot: venv
 containers: venv
 	$(BIN)/pytest tests/containers
 
-# .ci/lint and the tests at once (the linter's output comes after the tests'); fails if either does
-test: venv
-	@lint_log=$$(mktemp); bash .ci/lint >"$$lint_log" 2>&1 & lint=$$!; \
-	$(BIN)/pytest tests $(PYTEST_WORKERS) $(PYTEST_ARGS); tests=$$?; \
-	wait $$lint; linted=$$?; echo "--- .ci/lint"; cat "$$lint_log"; rm -f "$$lint_log"; \
-	[ $$linted -eq 0 ] || echo "make test: .ci/lint failed (exit $$linted)"; \
-	[ $$tests -eq 0 ] && [ $$linted -eq 0 ]
+# .ci/lint and the tests at once (the linter's output comes after the tests'); fails if either does.
+# The validators in venvs of their own (sam, checkov) start at once, beside the making of .venv
+# (pip uses one core); ruff, cfn-lint and statelint start with the tests.
+test:
+	@tools_log=$$(mktemp); lint_log=$$(mktemp); bash .ci/lint tools >"$$tools_log" 2>&1 & tools=$$!; \
+	if $(MAKE) --no-print-directory venv; then \
+	  bash .ci/lint project >"$$lint_log" 2>&1 & lint=$$!; \
+	  $(BIN)/pytest tests $(PYTEST_WORKERS) $(PYTEST_ARGS); tests=$$?; wait $$lint; linted=$$?; \
+	else tests=1; linted=0; echo "make test: making .venv failed"; fi; \
+	wait $$tools; tooled=$$?; echo "--- .ci/lint"; cat "$$lint_log" "$$tools_log"; rm -f "$$lint_log" "$$tools_log"; \
+	[ $$linted -eq 0 ] && [ $$tooled -eq 0 ] || echo "make test: .ci/lint failed (exit $$linted, $$tooled)"; \
+	[ $$tests -eq 0 ] && [ $$linted -eq 0 ] && [ $$tooled -eq 0 ]
 
 # the many-runs test at 50 runs dropped at once (make test runs it at 10)
 soak: venv
