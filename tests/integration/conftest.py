@@ -51,3 +51,14 @@ def sim():
     sim.endpoint = sim.start()
     yield sim
     sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def registrations_paced_per_test():
+    """Each test's backend paces its RegisterTaskDefinition calls from nothing, as each driver
+    process does (REGISTER_INTERVAL is per process): not from an earlier test's last registration."""
+    from miniwdl_fargate.backend.fargate import FargateTaskContainer
+
+    FargateTaskContainer._last_registration = 0.0
+    yield
+

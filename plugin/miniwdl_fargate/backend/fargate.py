@@ -1167,8 +1167,8 @@ def _new_process_after_fork() -> None:
     preloaded process; the tests fork `miniwdl run`): miniwdl's once-per-process ``global_init``
     runs again in it (miniwdl's ``_global_init`` flag, ``WDL.runtime.task_container.new``), and
     what the parent registered or held is not the child's: its task definitions (perhaps of
-    another account or endpoint), its run volume, and its locks, which a parent thread may have
-    held at the fork. (The poller's and launcher's threads are not copied by a fork; global_init
+    another account or endpoint), its run volume, the time of its last registration, and its
+    locks, which a parent thread may have held at the fork. (The poller's and launcher's threads are not copied by a fork; global_init
     makes new ones.)"""
     cls = FargateTaskContainer
     if vars(cls).get("_global_init"):
@@ -1179,6 +1179,7 @@ def _new_process_after_fork() -> None:
     cls._run_volume, cls._run_volume_failure = None, None
     cls._run_volume_lock = threading.Lock()
     cls._registration_lock = threading.Lock()
+    cls._last_registration = 0.0  # (pacing is per process: this one has registered nothing)
     cls._launches_guard = threading.Lock()
 
 
