@@ -47,7 +47,7 @@ def sim():
     """A simulated ECS endpoint (bench/ecs_sim.py) with fast tasks and no faults unless a test adds them."""
     from bench.ecs_sim import Faults, SimulatedECS
 
-    sim = SimulatedECS(start_latency=(0.05, 0.1), run_time=(0.3, 0.4), faults=Faults())
+    sim = SimulatedECS(start_latency=(0.02, 0.05), run_time=(0.1, 0.15), faults=Faults())
     sim.endpoint = sim.start()
     yield sim
     sim.stop()

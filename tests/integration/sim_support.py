@@ -32,7 +32,7 @@ def start_miniwdl(sim, tmp_path, source, **inputs):
             "MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT": str(tmp_path),
             "MINIWDL__AWS_FARGATE__EXECUTION_ROLE": "arn:aws:iam::123456789012:role/exec",
             "MINIWDL__AWS_FARGATE__PROVISION": "false",
-            "MINIWDL__AWS_FARGATE__POLL_INTERVAL": "0.2",
+            "MINIWDL__AWS_FARGATE__POLL_INTERVAL": "0.1",
             "MINIWDL__AWS_FARGATE__RUN_ID": "sim-run",
         }
     )
