@@ -228,7 +228,9 @@ class SimulatedECS:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, name="ecs-sim", daemon=True).start()
+        # (serve_forever looks for a shutdown every poll_interval: 0.5 s by default, which every
+        # stop waited out)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, name="ecs-sim", daemon=True).start()
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def stop(self) -> None:

@@ -12,6 +12,15 @@ SUBNETS = ["subnet-a", "subnet-b"]
 
 
 
+@pytest.fixture(autouse=True)
+def short_throttling_backoff(monkeypatch):
+    """botocore's standard retry mode waits up to 1 s x 2^n after a throttle; these tests count
+    the retries and the launcher's pacing, not botocore's waits: a hundredth of that."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setitem(ExponentialBackoff._DEFAULT_BACKOFF_CONFIG, "throttling_base_scale", 0.01)
+
+
 def ecs_client(sim, max_attempts=8):
     config = aws.RETRY_CONFIG.merge(botocore.config.Config(retries={"mode": "standard", "max_attempts": max_attempts}))
     return boto3.client(
