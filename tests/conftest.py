@@ -58,7 +58,7 @@ WAITING = (
     "tests/integration/test_beyond_fargate.py", "tests/integration/test_ecs_semantics_sim.py",
     "tests/integration/test_fargate_backend.py", "tests/integration/test_fargate_sim.py",
     "tests/integration/test_launcher.py", "tests/integration/test_moto_patches.py", "tests/integration/test_oom_retry.py",
-    "tests/local/test_faults.py",
+    "tests/local/test_faults.py", "tests/local/test_timeouts.py",
 )
 
 
@@ -81,14 +81,17 @@ def waits(item) -> bool:
 def spread_waiting(items: list) -> list:
     """``items`` (in tier order) with each tier's WAITING tests spread evenly between its other
     tests: each other module's tests stay together (their module fixtures are set up once), and
-    after each module come as many waiting tests as its share of the other tests."""
+    after each module come as many waiting tests as its share of the other tests. Waiting tests
+    marked ``long`` come first of all (their waits then overlap everything else)."""
     spread = []
     for _, tier in itertools.groupby(items, key=tier_of):
         tier = list(tier)
-        waiting = [item for item in tier if waits(item)]
+        first = [item for item in tier if waits(item) and item.get_closest_marker("long")]
+        waiting = [item for item in tier if waits(item) and item not in first]
         others = [item for item in tier if not waits(item)]
+        spread += first
         if not waiting or not others:
-            spread += tier
+            spread += waiting + others
             continue
         placed = done = 0
         for _, module in itertools.groupby(others, key=lambda i: str(i.fspath)):

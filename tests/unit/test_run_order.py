@@ -86,3 +86,13 @@ def test_a_tiers_waiting_tests_are_spread_between_its_other_modules(monkeypatch)
         "unit/test_u.py", "integration/test_a.py", "integration/test_a.py", "integration/test_w.py", "integration/test_w.py",
         "integration/test_b.py", "integration/test_w.py", "integration/test_w.py", "local/test_l.py",
     ]
+
+
+def test_long_waiting_tests_come_first_of_their_tier(monkeypatch):
+    import tests.conftest as conftest
+
+    monkeypatch.setattr(conftest, "WAITING", ("tests/local/test_w.py",))
+    assert ordered(
+        Item("local/test_a.py", "long"), Item("local/test_w.py"), Item("local/test_w.py", "long"), Item("local/test_b.py"),
+        Item("unit/test_u.py"),
+    ) == ["unit/test_u.py", "local/test_w.py", "local/test_a.py", "local/test_b.py", "local/test_w.py"]
