@@ -2,7 +2,8 @@
 staging inputs, running the workflow, uploading outputs. Each ends with error.json saying so,
 no outputs.json, every WDL task of the run stopped, and a non-zero exit status.
 
-The driver runs as a subprocess against a moto server (S3) and, for the run phase, the
+The driver runs as a process of its own (its main in a fork of the test process: tests/forked.py)
+against a moto server (S3) and, for the run phase, the
 simulated ECS endpoint (bench/ecs_sim.py). A test reaches the staging and upload phases through
 the driver's test-only pause point (MINIWDL_FARGATE_PAUSE_AT: the driver writes a marker file
 there and waits for the signal); the run phase is reached when the simulated ECS has the run's
@@ -14,13 +15,13 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from miniwdl_fargate import aws, efs_cleanup, runs, status
+from miniwdl_fargate.cli import main as cli_main
+from tests.forked import ForkedProcess
 from tests.waiting import wait_for
 
 WDL = """
@@ -57,7 +58,7 @@ def moto_s3(moto_server):
     return moto_server
 
 
-def start_driver(tmp_path, env: dict[str, str], pause_at: str = "", **extra: str) -> subprocess.Popen:
+def start_driver(tmp_path, env: dict[str, str], pause_at: str = "", **extra: str) -> ForkedProcess:
     full = dict(os.environ)
     full.update(env)
     full.update(
@@ -74,11 +75,12 @@ def start_driver(tmp_path, env: dict[str, str], pause_at: str = "", **extra: str
         full["MINIWDL_FARGATE_PAUSE_AT"] = f"{pause_at}:{tmp_path}"
     full.update(extra)
     (tmp_path / "efs").mkdir(exist_ok=True)
-    driver = os.path.join(os.path.dirname(sys.executable), "miniwdl-fargate")
-    return subprocess.Popen([driver, "driver"], env=full, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the driver's main in a fork of the test process (tests/forked.py): a process of its own to
+    # signal, without a new interpreter importing miniwdl and boto3 each time
+    return ForkedProcess(cli_main, ["driver"], env=full, cwd=tmp_path)
 
 
-def stop_and_collect(proc: subprocess.Popen) -> tuple[int, str, dict | None, dict | None]:
+def stop_and_collect(proc: ForkedProcess) -> tuple[int, str, dict | None, dict | None]:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     prefix = RESULTS.split("/", 3)[3]
@@ -87,7 +89,7 @@ def stop_and_collect(proc: subprocess.Popen) -> tuple[int, str, dict | None, dic
     return proc.returncode, out, s3io.find_json("runs", prefix + "error.json"), s3io.find_json("runs", prefix + "outputs.json")
 
 
-def paused(tmp_path, phase: str, proc: subprocess.Popen):
+def paused(tmp_path, phase: str, proc: ForkedProcess):
     def reached():
         if proc.poll() is not None:
             raise AssertionError(f"the driver ended before {phase}: {proc.communicate()[0][-3000:]}")
@@ -176,7 +178,7 @@ def cancel_in_status() -> None:
     s3io.put_json("runs", RESULTS.split("/", 3)[3] + "error.json", {"run_id": RUN_ID, "status": "CANCELLED", **error})
 
 
-def ended_files(proc: subprocess.Popen) -> tuple[int, str, dict | None, dict | None]:
+def ended_files(proc: ForkedProcess) -> tuple[int, str, dict | None, dict | None]:
     out, _ = proc.communicate(timeout=120)
     prefix = RESULTS.split("/", 3)[3]
     from miniwdl_fargate import s3io

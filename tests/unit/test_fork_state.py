@@ -29,3 +29,15 @@ def test_a_forked_child_makes_its_own_clients_and_runs_global_init_again(monkeyp
     assert result.returncode == 0, result.stdout + result.stderr
     # the parent keeps its own
     assert aws.client("s3") is parents and FargateTaskContainer._task_definitions
+
+
+def test_every_backend_runs_global_init_again_in_a_forked_child(monkeypatch):
+    from miniwdl_fargate.backend.host_process import HostProcessTaskContainer
+
+    monkeypatch.setattr(HostProcessTaskContainer, "_global_init", True, raising=False)
+
+    def child(argv):
+        return 1 if vars(HostProcessTaskContainer).get("_global_init") else 0
+
+    assert run_forked(child, [], env=dict(os.environ)).returncode == 0
+    assert HostProcessTaskContainer._global_init  # (the parent's stays)

@@ -409,3 +409,20 @@ class BaseTaskContainer(TaskContainer):
                     attempts.LOG.update(attempt, stopped=status.stopped_at or time.time())
                     self.refresh_task_dir(logger)
                     return self._exit_code(logger, status)
+
+
+def _global_init_again_after_fork() -> None:
+    """A forked child runs a backend as a new process would: miniwdl's once-per-process
+    ``global_init`` (its ``_global_init`` flag on the backend class, ``WDL.runtime.task_container.new``)
+    runs again in it, with the child's own configuration (``fargate`` also drops what the parent
+    registered and held)."""
+    pending = [BaseTaskContainer]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if vars(cls).get("_global_init"):
+            cls._global_init = False  # type: ignore[attr-defined]
+
+
+os.register_at_fork(after_in_child=_global_init_again_after_fork)
+

@@ -1164,15 +1164,13 @@ class FargateTaskContainer(BaseTaskContainer):
 
 def _new_process_after_fork() -> None:
     """A forked child runs the backend as a new process would (local mode forks its drivers from a
-    preloaded process; the tests fork `miniwdl run`): miniwdl's once-per-process ``global_init``
-    runs again in it (miniwdl's ``_global_init`` flag, ``WDL.runtime.task_container.new``), and
-    what the parent registered or held is not the child's: its task definitions (perhaps of
+    preloaded process; the tests fork `miniwdl run`): its ``global_init`` runs again in it
+    (``base._global_init_again_after_fork``), and what the parent registered or held is not the
+    child's: its task definitions (perhaps of
     another account or endpoint), its run volume, the time of its last registration, and its
     locks, which a parent thread may have held at the fork. (The poller's and launcher's threads are not copied by a fork; global_init
     makes new ones.)"""
     cls = FargateTaskContainer
-    if vars(cls).get("_global_init"):
-        cls._global_init = False  # type: ignore[attr-defined]
     cls._task_definitions = {}
     cls._td_locks = {}
     cls._td_guard = threading.Lock()
