@@ -167,3 +167,22 @@ def test_strict_script_leaves_the_mounts_under_a_hidden_folder_to_its_tmpfs(tmp_
     subprocess.run(["sh", "-c", loop], env=env, capture_output=True, text=True, check=True)
     assert sorted(log.read_text().split()) == ["/mnt/.root", "/mnt/.root/data", "/mnt/.root/stateful"]
     assert "if [ -d /mnt/.root/state ]; then mount -t tmpfs -o ro,mode=0555,size=4k tmpfs /mnt/.root/state; fi" in lines
+
+
+def test_a_tasks_sandbox_is_set_up_by_one_process_and_the_probes_by_the_script(monkeypatch):
+    import json
+    import platform
+
+    from miniwdl_fargate.local import sandbox as sandboxes
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    box = sandboxes.StrictSandbox(["unshare", "--mount"], Identity("setpriv", 1001, 1001), [])
+    argv = box.wrap([("/mnt/efs", "/state/efs/fs-1")], ["bash", "-c", "echo hi"], hidden=("/state",))
+    setup = argv.index(sandboxes.REMOUNT)
+    assert argv[setup + 1] == "sandbox" and argv[setup + 3] == "--"
+    spec = json.loads(argv[setup + 2])
+    assert spec["mounts"] == [["/mnt/efs", "/state/efs/fs-1"]] and spec["hidden"] == ["/state"]
+    assert argv[setup + 4:] == Identity("setpriv", 1001, 1001).exec_prefix() + ["bash", "-c", "echo hi"]
+    assert box.wrap([], ["true"], report=True)[2:4] == ["sh", "-c"]
+    monkeypatch.setattr(platform, "machine", lambda: "sparc64")  # (no known pivot_root number: the script)
+    assert box.wrap([], ["true"])[2:4] == ["sh", "-c"]

@@ -1,6 +1,7 @@
-"""Every mount under a new root made read-only, in one process: ``python -I -S remount.py
-remount,bind,ro ROOT HIDDEN...`` (run by the strict sandbox's script, as root of its mount
-namespace, before it pivots into ROOT; standard library only, no imports of the package). The
+"""The strict sandbox's setup in one process (``python -I -S remount.py sandbox SPEC -- COMMAND``,
+see ``sandbox``), and every mount under a new root made read-only, in one process: ``python -I -S
+remount.py remount,bind,ro ROOT HIDDEN...`` (run by the strict sandbox's script, as root of its
+mount namespace, before it pivots into ROOT; standard library only, no imports of the package). The
 first argument is the remount's options as ``mount -o`` takes them (``OPTIONS``), to which each
 mount's own flags are added.
 
@@ -56,7 +57,69 @@ def targets(mountinfo: str, root: str, hidden: list[str], flags_asked: int) -> l
     return sorted(set(found), reverse=True)
 
 
+#: pivot_root(2) has no C library wrapper: its system call number on the machines local mode runs on
+PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
+MS_NOSUID, MS_NODEV, MS_REC, MNT_DETACH = 2, 4, 16384, 2
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        import os
+
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def sandbox(spec: dict, argv: list[str]) -> int:
+    """``python -I -S remount.py sandbox SPEC -- COMMAND...``: the strict sandbox's setup
+    (``sandbox.strict_script``, what its shell script does with a dozen processes) in this one
+    process, as root of a new mount namespace, then exec COMMAND in it. SPEC (JSON): ``new_root``,
+    ``old_root``, ``mounts`` ([container path, host path]), ``hidden`` (host folders covered by an
+    empty read-only tmpfs), ``scratch`` (folders of the new root given a private tmpfs)."""
+    import os
+    import platform
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def mount(source, target: str, kind, flags: int, data) -> None:
+        encoded = [v.encode() if isinstance(v, str) else v for v in (source, target, kind, data)]
+        _check(libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]), f"mount {target}")
+
+    new_root, old_root = spec["new_root"], spec["old_root"]
+    mount("tmpfs", "/mnt", "tmpfs", 0, "mode=0755")
+    os.makedirs(new_root)
+    os.makedirs(old_root)
+    for container_path, _host in spec["mounts"]:
+        os.makedirs(container_path, exist_ok=True)
+    mount("/", new_root, None, MS_BIND | MS_REC, None)
+    hidden = [os.path.realpath(path) for path in spec["hidden"]]
+    with open("/proc/self/mountinfo") as listing:
+        for target, flags in targets(listing.read(), new_root, [new_root + path for path in hidden], MS_REMOUNT | MS_BIND | MS_RDONLY):
+            libc.mount(None, target.encode(), None, flags, None)  # (refused: it stays as it is)
+    for path in hidden:  # (the binds below take their sources from the namespace's own root)
+        if os.path.isdir(new_root + path):
+            mount("tmpfs", new_root + path, "tmpfs", MS_RDONLY, "mode=0555,size=4k")
+    for container_path, host_path in spec["mounts"]:
+        mount(host_path, new_root + container_path, None, MS_BIND, None)
+    for scratch in spec["scratch"]:
+        mount("tmpfs", f"{new_root}/{scratch}", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    os.chdir(new_root)
+    _check(libc.syscall(PIVOT_ROOT_SYSCALL[platform.machine()], b".", old_root.lstrip("/").encode()), "pivot_root")
+    _check(libc.umount2(old_root.encode(), MNT_DETACH), f"umount {old_root}")
+    os.chdir(os.environ.pop("SANDBOX_CWD", "") or "/")
+    os.execvp(argv[0], argv)
+    return 127  # (not reached: exec replaced this process or raised)
+
+
 def main(argv: list[str]) -> int:
+    if argv[1] == "sandbox":
+        import json
+
+        try:
+            return sandbox(json.loads(argv[2]), argv[argv.index("--") + 1:])
+        except OSError as exn:
+            print(f"sandbox: {exn}", file=sys.stderr)
+            return 1
     options, root, hidden = argv[1].split(","), argv[2], [argv[2] + path for path in argv[3:]]
     unknown = [option for option in options if option not in OPTIONS]
     if unknown:

@@ -17,19 +17,23 @@ and the command runs as an unprivileged user with no capabilities:
   files belong to that user, as they would to the access point's user.
 
 Only util-linux (``unshare``, ``mount``, ``findmnt``, ``pivot_root``, ``setpriv``) is needed, and
-the running Python: a task's root is made read-only by ``remount`` in one process (one mount(2)
-call per mount); the machine probe does the same with one ``mount`` process per mount
-(``remount_loop``), reporting what stays writable.
+the running Python: a task's sandbox is set up in one process (``remount.py sandbox``: mount(2),
+pivot_root(2) and umount2(2) calls, then exec), the machine probe's by a shell script doing the
+same with one process per step (``strict_script``, ``remount_loop``), reporting what stays writable.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import pwd
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
+
+from .remount import PIVOT_ROOT_SYSCALL
 
 TASK_UID_ENV = "MINIWDL_FARGATE_LOCAL_TASK_UID"
 APPARENT_UID = 1000  # what `id -u` says in userns mode, like a typical non-root image
@@ -69,6 +73,12 @@ class Identity:
         return ["unshare", "--user", f"--map-user={self.uid}", f"--map-group={self.gid}", "--"]
 
 
+def check_mounts(mounts: list[tuple[str, str]]) -> None:
+    for container_path, _host in mounts:
+        if not container_path.startswith("/mnt/") or "/." in container_path:
+            raise ValueError(f"local mode mounts volumes under /mnt only, not {container_path}")
+
+
 def strict_script(
     mounts: list[tuple[str, str]], identity: Identity, report: bool = False, hidden: tuple[str, ...] = ()
 ) -> str:
@@ -82,9 +92,8 @@ def strict_script(
         "mount -t tmpfs -o mode=0755 tmpfs /mnt",
         f"mkdir -p {NEW_ROOT} {OLD_ROOT}",
     ]
+    check_mounts(mounts)
     for container_path, _host in mounts:
-        if not container_path.startswith("/mnt/") or "/." in container_path:
-            raise ValueError(f"local mode mounts volumes under /mnt only, not {container_path}")
         lines.append(f"mkdir -p {q(container_path)}")
     lines.append(f"mount --rbind / {NEW_ROOT}")
     if report:
@@ -147,7 +156,18 @@ class StrictSandbox:
     def wrap(
         self, mounts: list[tuple[str, str]], argv: list[str], report: bool = False, hidden: tuple[str, ...] = ()
     ) -> list[str]:
-        return self.prefix + ["sh", "-c", strict_script(mounts, self.identity, report, hidden), "sandbox", *argv]
+        """The command line that runs ``argv`` in the sandbox: a task's is set up by one Python
+        process (``remount.py sandbox``: a dozen fewer processes per task than the shell script);
+        the machine probe's (``report``) by the script, which says what stays writable."""
+        if report or platform.machine() not in PIVOT_ROOT_SYSCALL:
+            return self.prefix + ["sh", "-c", strict_script(mounts, self.identity, report, hidden), "sandbox", *argv]
+        check_mounts(mounts)
+        spec = {
+            "new_root": NEW_ROOT, "old_root": OLD_ROOT, "mounts": [list(m) for m in mounts], "hidden": list(hidden),
+            "scratch": list(SCRATCH),
+        }
+        setup = [sys.executable, "-I", "-S", REMOUNT, "sandbox", json.dumps(spec), "--"]
+        return self.prefix + setup + self.identity.exec_prefix() + list(argv)
 
     @classmethod
     def detect(cls, prefix: list[str], idmap_problem: str | None) -> tuple["StrictSandbox | None", str]:
