@@ -61,4 +61,3 @@ def registrations_paced_per_test():
 
     FargateTaskContainer._last_registration = 0.0
     yield
-

@@ -425,4 +425,3 @@ def _global_init_again_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_global_init_again_after_fork)
-

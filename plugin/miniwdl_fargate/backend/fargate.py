@@ -1166,10 +1166,9 @@ def _new_process_after_fork() -> None:
     """A forked child runs the backend as a new process would (local mode forks its drivers from a
     preloaded process; the tests fork `miniwdl run`): its ``global_init`` runs again in it
     (``base._global_init_again_after_fork``), and what the parent registered or held is not the
-    child's: its task definitions (perhaps of
-    another account or endpoint), its run volume, the time of its last registration, and its
-    locks, which a parent thread may have held at the fork. (The poller's and launcher's threads are not copied by a fork; global_init
-    makes new ones.)"""
+    child's: its task definitions (perhaps of another account or endpoint), its run volume, the
+    time of its last registration, and its locks, which a parent thread may have held at the fork.
+    (A fork does not copy the poller's and launcher's threads; global_init makes new ones.)"""
     cls = FargateTaskContainer
     cls._task_definitions = {}
     cls._td_locks = {}
@@ -1182,4 +1181,3 @@ def _new_process_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_new_process_after_fork)
-

@@ -87,8 +87,8 @@ def sandbox(spec: dict, argv: list[str]) -> int:
 
     new_root, old_root = spec["new_root"], spec["old_root"]
     mount("tmpfs", "/mnt", "tmpfs", 0, "mode=0755")
-    os.makedirs(new_root)
-    os.makedirs(old_root)
+    os.makedirs(new_root, exist_ok=True)
+    os.makedirs(old_root, exist_ok=True)
     for container_path, _host in spec["mounts"]:
         os.makedirs(container_path, exist_ok=True)
     mount("/", new_root, None, MS_BIND | MS_REC, None)
