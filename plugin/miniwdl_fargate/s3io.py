@@ -153,15 +153,19 @@ class Transfers:
         return [uri(bucket, key) for _, bucket, key in items]
 
     def wait(self, futures: list[Any]) -> None:
-        """Wait for every transfer; on the first that failed, cancel the rest, wait for them to
-        end (no half-written file is left behind), and raise its error."""
+        """Wait for every transfer; on the first that failed, or when ``progress`` says stop
+        between two (it is asked before each: a small object's bytes may move without a progress
+        callback, as they do through an in-process stub), cancel the rest, wait for them to end
+        (no half-written file is left behind), and raise its error."""
         for i, future in enumerate(futures):
             try:
+                if self.progress is not None:
+                    self.progress(0)
                 future.result()
             except BaseException:
-                for later in futures[i + 1 :]:
+                for later in futures[i:]:
                     later.cancel()
-                for later in futures[i + 1 :]:
+                for later in futures[i:]:
                     try:
                         later.result()
                     except (CancelledError, Exception):
