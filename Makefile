@@ -10,6 +10,11 @@ TEST_WORKERS ?= 3
 PYTEST_WORKERS = -n $(TEST_WORKERS)
 # more pytest options for `make test`, e.g. PYTEST_ARGS=--durations=20
 PYTEST_ARGS ?=
+# Python keeps the bytecode it compiles (.pyc, in .venv and the checkout's __pycache__ folders),
+# whatever the environment says: .venv is installed --no-compile, and the tests start hundreds of
+# interpreters (Lambda environments, drivers, commands), each of which would otherwise compile
+# every module it imports again
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help venv demo test soak unit integration local containers browser screenshot lint image push-image clean bench bench-10k bench-fair bench-transfers bench-local bench-tests openapi docs
 
