@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -27,45 +27,33 @@ def run_forked(
     """``main(argv)`` in a forked process with ``env`` as its whole environment and ``cwd`` as its
     working directory; its exit status (main's return value, or SystemExit's code) and what it
     wrote to stdout and stderr, as ``subprocess.run(..., capture_output=True, text=True)`` gives."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            _child(main, argv, env, cwd, out.fileno(), err.fileno())
-        deadline_hit = False
-        try:
-            _, status = _wait(pid, timeout)
-        except TimeoutError:
-            deadline_hit = True
-            os.kill(pid, 9)
-            _, status = os.waitpid(pid, 0)
-        out.seek(0)
-        err.seek(0)
-        result = subprocess.CompletedProcess(
-            [main.__module__, *argv], os.waitstatus_to_exitcode(status),
-            out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-        )
-    if deadline_hit:
-        pytest.fail(f"{argv} did not end within {timeout} s; stderr: {result.stderr[-2000:]}")
-    return result
+    proc = ForkedProcess(main, argv, env, cwd, stderr_apart=True)
+    try:
+        out, err = proc.communicate(timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{argv} did not end within {timeout} s; stderr: {proc.read(proc.errors)[-2000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 class ForkedProcess:
     """``main(argv)`` started in a forked process, handled as ``subprocess.Popen(...,
-    stdout=PIPE, stderr=STDOUT, text=True)`` is: ``pid``, ``returncode``, ``poll``, ``wait``,
-    ``communicate`` (stdout and stderr together, as text), ``send_signal``, ``kill``. A
-    ``communicate`` or ``wait`` past its ``timeout`` raises ``subprocess.TimeoutExpired``, as
-    Popen's do, after killing the child (a test never leaves one behind)."""
+    stdout=PIPE, stderr=STDOUT, text=True)`` is (or ``stderr=PIPE``, ``stderr_apart``): ``pid``,
+    ``returncode``, ``poll``, ``wait``, ``communicate`` (the output as text), ``send_signal``,
+    ``kill``. A ``communicate`` or ``wait`` past its ``timeout`` raises
+    ``subprocess.TimeoutExpired``, as Popen's do, after killing the child (a test never leaves one
+    behind)."""
 
     def __init__(
         self, main: Callable[[list[str]], int | None], argv: list[str], env: dict[str, str] | None = None,
-        cwd: str | os.PathLike | None = None,
+        cwd: str | os.PathLike | None = None, stderr_apart: bool = False,
     ) -> None:
         self.args = [main.__module__, *argv]
         self.returncode: int | None = None
-        self._output = tempfile.TemporaryFile()
+        self.output = tempfile.TemporaryFile()
+        self.errors = tempfile.TemporaryFile() if stderr_apart else None
         self.pid = os.fork()
         if self.pid == 0:  # the child: never returns into pytest
-            _child(main, argv, env, cwd, self._output.fileno(), self._output.fileno())
+            _child(main, argv, env, cwd, self.output.fileno(), (self.errors or self.output).fileno())
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -82,13 +70,13 @@ class ForkedProcess:
                 self.kill()
                 os.waitpid(self.pid, 0)
                 self.returncode = -9
-                raise subprocess.TimeoutExpired(self.args, timeout, output=self._read()) from None
+                raise subprocess.TimeoutExpired(self.args, timeout, output=self.read(self.output)) from None
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def communicate(self, timeout: float | None = None) -> tuple[str, None]:
+    def communicate(self, timeout: float | None = None) -> tuple[str, str | None]:
         self.wait(timeout)
-        return self._read(), None
+        return self.read(self.output), (self.read(self.errors) if self.errors is not None else None)
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:
@@ -97,9 +85,10 @@ class ForkedProcess:
     def kill(self) -> None:
         self.send_signal(9)
 
-    def _read(self) -> str:
-        self._output.seek(0)
-        return self._output.read().decode(errors="replace")
+    @staticmethod
+    def read(captured: Any) -> str:
+        captured.seek(0)
+        return captured.read().decode(errors="replace")
 
 
 def _child(
