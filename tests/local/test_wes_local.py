@@ -8,23 +8,11 @@ import json
 import pytest
 from wes_client.util import WESClient
 
+from test_api import GREET
+
 from miniwdl_fargate.client import api_function
 from miniwdl_fargate.local.gateway import Gateway
 from tests.waiting import wait_for
-
-GREET = """version 1.1
-workflow greet {
-  input { String who }
-  call hi { input: who = who }
-  output { String greeting = hi.out }
-}
-task hi {
-  input { String who }
-  command <<< echo "Hello, ~{who}!" >>>
-  output { String out = read_string(stdout()) }
-  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
-}
-"""
 
 
 @pytest.fixture(scope="module")
