@@ -15,6 +15,7 @@ import WDL._parser
 
 from miniwdl_fargate import aws
 from miniwdl_fargate.local import driver_zygote, forkserver, lambda_zygote
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,9 +141,14 @@ def test_a_fork_server_reads_the_parsers_from_the_cache_of_whoever_started_it(mo
 def test_a_fork_server_is_told_where_the_parsers_are(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     server = forkserver.ForkServer("miniwdl_fargate.local.driver_zygote", str(tmp_path), {"PATH": "/usr/bin:/bin"}, "out")
-    try:
+    def environment() -> dict[bytes, bytes]:
         with open(f"/proc/{server.proc.pid}/environ", "rb") as environ:
-            told = dict(item.split(b"=", 1) for item in environ.read().split(b"\0") if b"=" in item)
+            return dict(item.split(b"=", 1) for item in environ.read().split(b"\0") if b"=" in item)
+
+    try:
+        # (Popen returns once the child is past the point of no return of its exec, which may be
+        # before the kernel has set the new program's environment up: it reads empty until then)
+        told = wait_for(environment, timeout=10, what="the fork server's environment", interval=0.01)
         assert told[forkserver.PARSER_CACHE_ENV.encode()] == str(tmp_path / "cache" / "miniwdl-fargate" / "wdl-parsers").encode()
     finally:
         server.stop()
