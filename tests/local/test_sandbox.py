@@ -9,8 +9,17 @@ import pytest
 from tests.local_ecs import efs_dir, fresh_dir, log_of, register, run, stopped
 
 
-def test_a_wdl_task_without_an_engine_cannot_write_outside_efs_and_tmp(stack):
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "new-process"])
+def test_a_wdl_task_without_an_engine_cannot_write_outside_efs_and_tmp(stack, forked, monkeypatch, caplog):
+    """The same sandbox whether the task is forked from ``task_zygote`` (local mode as root) or
+    set up by new processes (``remount.py sandbox``: a user namespace's, or a fork server that
+    cannot start)."""
     assert stack.runtime.engine is None
+    runner = stack.runtime.ecs_runner
+    if forked and not runner.task_zygote.enabled:
+        pytest.skip("tasks are forked only where their mount namespace needs no user namespace (root)")
+    monkeypatch.setattr(runner.task_zygote, "enabled", forked)
+    caplog.set_level("INFO", logger="miniwdl-fargate.local")
     container_path, host_path = fresh_dir(stack)
     td = register(stack, "ubuntu:22.04")  # never pulled: no engine
     script = (
@@ -31,6 +40,8 @@ def test_a_wdl_task_without_an_engine_cannot_write_outside_efs_and_tmp(stack):
     assert os.stat(os.path.join(host_path, "sub")).st_uid == owner
     assert not os.path.exists("/etc/sandbox-probe")
     assert not os.path.exists("/tmp/scratch")  # the task's /tmp was its own
+    said = [r.getMessage() for r in caplog.records if "forked from its fork server" in r.getMessage()]
+    assert bool([m for m in said if container_path in m]) is forked
 
 
 def visible_dir() -> str:

@@ -279,16 +279,14 @@ class FakeLogs:
 
 
 def test_the_log_shipper_asks_for_its_group_once_and_makes_it_again_if_it_went(monkeypatch, tmp_path):
-    from miniwdl_fargate import aws
     from miniwdl_fargate.local.ecs_runner import LogShipper
 
     logs = FakeLogs()
-    monkeypatch.setattr(aws, "client", lambda service, region=None: logs)
     monkeypatch.setattr(LogShipper, "_groups", set())
     for task in ("t1", "t2", "t3"):
-        LogShipper(str(tmp_path / f"{task}.log"), "tasks", f"miniwdl/task/{task}")
+        LogShipper(str(tmp_path / f"{task}.log"), "tasks", f"miniwdl/task/{task}", logs)
     assert logs.calls == ["CreateLogGroup"] + ["CreateLogStream"] * 3
     logs.groups.clear()  # (the stack went and came back: its group is new)
-    LogShipper(str(tmp_path / "t4.log"), "tasks", "miniwdl/task/t4")
+    LogShipper(str(tmp_path / "t4.log"), "tasks", "miniwdl/task/t4", logs)
     assert logs.calls[3:] == ["CreateLogStream", "CreateLogStream", "CreateLogGroup", "CreateLogStream"]
     assert ("tasks", "miniwdl/task/t4") in logs.streams

@@ -25,7 +25,7 @@ import socket
 import sys
 
 from .. import driver
-from . import forkserver
+from . import forkserver, remount
 
 #: what the driver imports that costs the most, imported before any fork
 LIBRARIES = (
@@ -49,8 +49,7 @@ LIBRARIES = (
 #: the driver container's command, run in the forked process itself
 COMMAND = ["miniwdl-fargate", "driver"]
 
-CLONE_NEWNS = 0x00020000  # <sched.h>
-MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18  # <sys/mount.h>
+MS_BIND = 0x1000  # <sys/mount.h>
 
 
 def preload() -> None:
@@ -73,8 +72,7 @@ def _libc_call(name: str, *args: object) -> None:
 def private_mounts(mounts: list[list[str]]) -> None:
     """A private mount namespace with a tmpfs on /mnt and each (container path, host path)
     bind-mounted (the driver is root here, as on Fargate)."""
-    _libc_call("unshare", CLONE_NEWNS)
-    _libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    remount.private_namespace()
     _libc_call("mount", b"tmpfs", b"/mnt", b"tmpfs", 0, None)
     for container_path, host_path in mounts:
         if not container_path.startswith("/mnt/"):

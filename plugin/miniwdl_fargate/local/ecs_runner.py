@@ -5,7 +5,9 @@ with the local container engine, Podman or Docker, where one works (``containers
 definition's entry point, command, environment and EFS mounts at their container paths, the
 image's USER (writing EFS as the access point's user would, ``idmap``), no network, its memory as
 the limit. Without an engine it runs as a host process in a strict sandbox (``sandbox``):
-read-only root, unprivileged uid, private /tmp. The driver (our own image, not available locally)
+read-only root, unprivileged uid, private /tmp; forked from ``task_zygote`` (which sets the
+sandbox up in the child, no interpreter started per task) where the namespace needs no user
+namespace. The driver (our own image, not available locally)
 runs as a host process in a private mount namespace, forked from ``driver_zygote`` (its libraries
 loaded, its parsers built) where the namespace needs no user namespace. A local directory per filesystem stands in
 for EFS. Like Fargate, the runner kills a task that uses more memory than its size and says so the
@@ -39,7 +41,7 @@ from .containers import (
     NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice, remove_cgroup,
 )
 from .faults import Faults
-from .forkserver import ForkServer
+from .forkserver import ForkServer, LazyForkServer
 from .jobs import ContainerJob, ForkedJob, HostJob
 from .sandbox import StrictSandbox
 
@@ -53,6 +55,8 @@ CGROUP_PARENT = "/miniwdl-fargate-local"
 DRIVER_COMMAND = ["miniwdl-fargate", "driver"]  # the driver container's (template.yaml)
 #: set to 0 to start every driver as a new process rather than fork it from ``driver_zygote``
 DRIVER_FORK_ENV = "MINIWDL_FARGATE_LOCAL_DRIVER_FORK"
+#: set to 0 to start every sandboxed WDL task as new processes rather than fork it from ``task_zygote``
+TASK_FORK_ENV = "MINIWDL_FARGATE_LOCAL_TASK_FORK"
 
 
 class TaskStartError(Exception):
@@ -106,10 +110,13 @@ class EcsRunner:
     def __init__(
         self, state_dir: str, state: TaskState, faults: Callable[[], Faults],
         aws_environment: Callable[[], dict[str, str]], base_environment: Callable[[], dict[str, str]],
+        logs: Callable[[], Any] = lambda: aws.client("logs"),
     ) -> None:
         """``faults``, ``aws_environment`` and ``base_environment`` are the local runtime's (its
-        faults may be replaced while it runs)."""
+        faults may be replaced while it runs); ``logs``, the CloudWatch Logs client the awslogs
+        driver writes with."""
         self.state_dir = state_dir
+        self.logs = logs
         self.state = state
         self._faults = faults
         self.aws_environment = aws_environment
@@ -140,10 +147,17 @@ class EcsRunner:
             else "as sandboxed host processes (no container engine; MINIWDL_FARGATE_LOCAL_ENGINE)",
         )
         self._launched_by_driver: dict[str, int] = {}
-        #: drivers are forked from a preloaded process where their namespace needs no user namespace
-        self.fork_drivers = self.namespaces.root and hasattr(os, "pidfd_open") and os.environ.get(DRIVER_FORK_ENV) != "0"
-        self._driver_server: ForkServer | None = None
-        self._driver_server_lock = threading.Lock()
+        # drivers and sandboxed tasks are forked from a fork server where their namespace needs no
+        # user namespace (local mode as root)
+        forking = self.namespaces.root and hasattr(os, "pidfd_open")
+        self.driver_zygote = LazyForkServer(
+            "miniwdl_fargate.local.driver_zygote", os.path.join(state_dir, "driver-zygote"), base_environment,
+            forking and os.environ.get(DRIVER_FORK_ENV) != "0",
+        )
+        self.task_zygote = LazyForkServer(
+            "miniwdl_fargate.local.task_zygote", os.path.join(state_dir, "task-zygote"), base_environment,
+            forking and os.environ.get(TASK_FORK_ENV) != "0",
+        )
         os.makedirs(self.efs_root, exist_ok=True)
         os.makedirs(self.logs_dir, exist_ok=True)
 
@@ -360,7 +374,7 @@ class EcsRunner:
     ) -> None:
         """Wait for the job while shipping its logs, watching its memory and honouring stop
         requests; then record how it ended in ECS and emit the STOPPED event."""
-        shipper = LogShipper.for_container(container_def, task, log_path)
+        shipper = LogShipper.for_container(container_def, task, log_path, self.logs())
         deadline = None
         while True:
             code = job.wait(MEMORY_CHECK_SECONDS)
@@ -432,21 +446,15 @@ class EcsRunner:
             return ForkedJob(self.driver_server, request, self.namespaces.wrap(pairs, argv), cwd, env)
         return HostJob(self.namespaces.wrap(pairs, argv), cwd, env)
 
+    @property
+    def fork_drivers(self) -> bool:
+        """Whether drivers are forked from ``driver_zygote`` (else each is a new process)."""
+        return self.driver_zygote.enabled
+
     def driver_server(self) -> ForkServer | None:
         """The ``driver_zygote`` drivers are forked from (started at first use); None if it
         cannot start (drivers are then new processes)."""
-        with self._driver_server_lock:
-            if self._driver_server is None and self.fork_drivers:
-                folder = os.path.join(self.state_dir, "driver-zygote")
-                os.makedirs(folder, exist_ok=True)
-                try:
-                    self._driver_server = ForkServer(
-                        "miniwdl_fargate.local.driver_zygote", folder, self.base_environment(), "zygote.out"
-                    )
-                except OSError:
-                    log.exception("local mode: cannot start the driver fork server: drivers start as new processes")
-                    self.fork_drivers = False
-            return self._driver_server
+        return self.driver_zygote.get()
 
     def _sandboxed_job(
         self, task: TaskSpec, container_def: dict[str, Any], override: dict[str, Any], environment: dict[str, str],
@@ -473,7 +481,13 @@ class EcsRunner:
             pairs.append((mount.container, host))
         # local mode's state (every run's EFS directory among it) is out of the task's sight
         hidden = (self.state_dir,)
-        return HostJob(sandbox.wrap(pairs, argv, hidden=hidden), "/", env, cleanup=lambda: self._unmount_idmapped(task))
+        cleanup = lambda: self._unmount_idmapped(task)  # noqa: E731
+        command = sandbox.wrap(pairs, argv, hidden=hidden)
+        if self.task_zygote.enabled and sandbox.set_up_in_python:
+            spec, sandboxed = sandbox.setup(pairs, argv, hidden)
+            request = {"spec": spec, "argv": sandboxed, "env": env}
+            return ForkedJob(self.task_zygote.get, request, command, "/", env, cleanup=cleanup)
+        return HostJob(command, "/", env, cleanup=cleanup)
 
     def _container_job(
         self, task: TaskSpec, container_def: dict[str, Any], override: dict[str, Any],
@@ -635,10 +649,8 @@ class EcsRunner:
             thread.join(max(0.1, deadline - time.monotonic()))
         if self.engine is not None and self.engine.cgroup_manager == "cgroupfs":
             remove_cgroup(CGROUP_PARENT)
-        with self._driver_server_lock:
-            server, self._driver_server, self.fork_drivers = self._driver_server, None, False
-        if server is not None:
-            server.stop()
+        self.driver_zygote.stop()
+        self.task_zygote.stop()
 
 
 def _is_driver(task: TaskSpec) -> bool:
@@ -669,11 +681,10 @@ class LogShipper:
     _groups: set[str] = set()
     _groups_lock = threading.Lock()
 
-    def __init__(self, path: str, group: str, stream: str) -> None:
-        self.path, self.group, self.stream = path, group, stream
+    def __init__(self, path: str, group: str, stream: str, logs: Any) -> None:
+        self.path, self.group, self.stream, self.logs = path, group, stream, logs
         self._offset = 0
         self._partial = b""
-        logs = aws.client("logs")
         self._ensure_group(logs, group)
         try:
             logs.create_log_stream(logGroupName=group, logStreamName=stream)
@@ -694,14 +705,14 @@ class LogShipper:
             cls._groups.add(group)
 
     @classmethod
-    def for_container(cls, container_def: dict[str, Any], task: TaskSpec, path: str) -> "LogShipper | None":
+    def for_container(cls, container_def: dict[str, Any], task: TaskSpec, path: str, logs: Any) -> "LogShipper | None":
         config = _ci(container_def, "logConfiguration") or {}
         options = _ci(config, "options") or {}
         if _ci(config, "logDriver") != "awslogs" or not options.get("awslogs-group"):
             return None
         stream = f"{options.get('awslogs-stream-prefix', 'ecs')}/{_ci(container_def, 'name')}/{task.id}"
         try:
-            return cls(path, options["awslogs-group"], stream)
+            return cls(path, options["awslogs-group"], stream, logs)
         except Exception:
             log.exception("cannot ship the logs of %s to CloudWatch Logs", task.task_arn)
             return None
@@ -724,7 +735,7 @@ class LogShipper:
         events = [{"timestamp": now, "message": line.decode("utf-8", errors="replace")} for line in lines if line.strip()]
         if events:
             try:
-                aws.client("logs").put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events)
+                self.logs.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events)
             except Exception:
                 log.exception("cannot ship logs to %s/%s", self.group, self.stream)
 

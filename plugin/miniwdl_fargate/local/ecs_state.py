@@ -49,7 +49,6 @@ class MotoTaskState:
         self.region = region
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._ecs: Any = None
 
     def register(self, task: Any) -> None:
         """A task moto's RunTask just created (from ``moto.hooks``)."""
@@ -116,16 +115,10 @@ class MotoTaskState:
 
     def ecs(self) -> Any:
         """The runtime's own ECS client: "ECS itself", which always knows its tasks (DescribeTasks
-        hides nothing from it, see ``moto.hooks``)."""
-        if self._ecs is None:
-            import boto3
-            import botocore.config
+        hides nothing from it, see ``moto.hooks``), answered by moto in this process (``moto.direct``)."""
+        from .moto import direct
 
-            from .. import aws
-
-            config = aws.RETRY_CONFIG.merge(botocore.config.Config(user_agent_extra=LOCAL_RUNTIME_AGENT))
-            self._ecs = boto3.session.Session().client("ecs", config=config)
-        return self._ecs
+        return direct.client("ecs", self.region, LOCAL_RUNTIME_AGENT)
 
     def emit(self, task_arn: str) -> None:
         """An "ECS Task State Change" event with the task as DescribeTasks shows it now, into

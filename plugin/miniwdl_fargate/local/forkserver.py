@@ -17,6 +17,7 @@ here, before or after a fork.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import socket
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from .. import wdl_parsers
+
+log = logging.getLogger("miniwdl-fargate.local")
 
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 8
@@ -199,6 +202,35 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class LazyForkServer:
+    """A ``ForkServer`` started at first use (``get``) and kept; once it could not start, None
+    ever after (whoever asked then starts a new process)."""
+
+    def __init__(self, module: str, work_dir: str, env: Callable[[], dict[str, str]], enabled: bool) -> None:
+        self.module, self.work_dir, self.env = module, work_dir, env
+        self.enabled = enabled
+        self._server: ForkServer | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> ForkServer | None:
+        with self._lock:
+            if self._server is None and self.enabled:
+                os.makedirs(self.work_dir, exist_ok=True)
+                try:
+                    self._server = ForkServer(self.module, self.work_dir, self.env(), "zygote.out")
+                except OSError:
+                    log.exception("local mode: cannot start the fork server %s: new processes instead", self.module)
+                    self.enabled = False
+            return self._server
+
+    def stop(self) -> None:
+        """Stop the server (if it started); none is started after this."""
+        with self._lock:
+            server, self._server, self.enabled = self._server, None, False
+        if server is not None:
+            server.stop()
 
 
 def server_main(become: Become, expected_fds: int, prepare: Callable[[], None]) -> int:

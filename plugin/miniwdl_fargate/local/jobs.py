@@ -178,15 +178,16 @@ log = logging.getLogger("miniwdl-fargate.local")
 
 
 class ForkedJob(HostJob):
-    """A host process forked from a fork server (``driver_zygote``): ``request`` says what the
+    """A host process forked from a fork server (``driver_zygote``, ``task_zygote``): ``request`` says what the
     child becomes. The server is the child's parent; the job watches the child through its
     pidfd and learns its exit code from a status pipe the server writes when it reaps it. Where
     the server cannot fork, the job is the ``HostJob`` of ``argv`` (a fresh process)."""
 
     def __init__(
         self, server: Callable[[], ForkServer | None], request: dict, argv: list[str], cwd: str, env: dict[str, str],
+        cleanup: Callable[[], None] = lambda: None,
     ) -> None:
-        super().__init__(argv, cwd, env)
+        super().__init__(argv, cwd, env, cleanup)
         self._server, self.request = server, request
         self.pid: int | None = None
         self._pidfd = self._status = -1
@@ -203,7 +204,7 @@ class ForkedJob(HostJob):
                 return
             except OSError as exn:
                 os.close(status_r)
-                log.warning("local mode: cannot fork a driver (%s): starting a new process", exn)
+                log.warning("local mode: cannot fork %s (%s): starting a new process", shlex.join(self.request["argv"]), exn)
             finally:
                 os.close(status_w)
         super().start(output)

@@ -59,7 +59,8 @@ def targets(mountinfo: str, root: str, hidden: list[str], flags_asked: int) -> l
 
 #: pivot_root(2) has no C library wrapper: its system call number on the machines local mode runs on
 PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
-MS_NOSUID, MS_NODEV, MS_REC, MNT_DETACH = 2, 4, 16384, 2
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE, MNT_DETACH = 2, 4, 16384, 1 << 18, 2
+CLONE_NEWNS = 0x00020000  # <sched.h>
 
 
 def _check(result: int, what: str) -> None:
@@ -68,6 +69,15 @@ def _check(result: int, what: str) -> None:
 
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def private_namespace() -> None:
+    """This process into a mount namespace of its own whose mounts propagate nowhere (as root):
+    what ``unshare --mount --propagation private`` gives the program it runs (unshare(2),
+    mount(2) MS_PRIVATE; mount_namespaces(7), "Shared subtrees")."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
 
 
 def sandbox(spec: dict, argv: list[str]) -> int:
@@ -111,15 +121,20 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     return 127  # (not reached: exec replaced this process or raised)
 
 
+def enter_sandbox(spec: dict, argv: list[str]) -> int:
+    """``sandbox``, or 1, having said on stderr why it failed (returns only then)."""
+    try:
+        return sandbox(spec, argv)
+    except OSError as exn:
+        print(f"sandbox: {exn}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str]) -> int:
     if argv[1] == "sandbox":
         import json
 
-        try:
-            return sandbox(json.loads(argv[2]), argv[argv.index("--") + 1:])
-        except OSError as exn:
-            print(f"sandbox: {exn}", file=sys.stderr)
-            return 1
+        return enter_sandbox(json.loads(argv[2]), argv[argv.index("--") + 1:])
     options, root, hidden = argv[1].split(","), argv[2], [argv[2] + path for path in argv[3:]]
     unknown = [option for option in options if option not in OPTIONS]
     if unknown:

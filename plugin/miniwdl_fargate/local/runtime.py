@@ -30,6 +30,7 @@ from .ecs_runner import EcsRunner, TaskSpec
 from .ecs_state import MotoTaskState
 from .faults import Faults
 from .lambda_runner import FunctionSpec, LambdaRunner
+from .moto import direct
 from .sandbox import StrictSandbox
 
 log = logging.getLogger("miniwdl-fargate.local")
@@ -48,7 +49,8 @@ class LocalRuntime:
         #: what RunTask created in moto, written as the runner says (``moto.hooks`` registers each task)
         self.ecs_state = MotoTaskState(region)
         self.ecs_runner = EcsRunner(
-            state_dir, self.ecs_state, lambda: self.faults, self.aws_environment, self.base_environment
+            state_dir, self.ecs_state, lambda: self.faults, self.aws_environment, self.base_environment,
+            logs=lambda: direct.client("logs", region),  # (the awslogs driver: "AWS itself", no HTTP)
         )
         os.makedirs(self.logs_dir, exist_ok=True)
 

@@ -159,15 +159,28 @@ class StrictSandbox:
         """The command line that runs ``argv`` in the sandbox: a task's is set up by one Python
         process (``remount.py sandbox``: a dozen fewer processes per task than the shell script);
         the machine probe's (``report``) by the script, which says what stays writable."""
-        if report or platform.machine() not in PIVOT_ROOT_SYSCALL:
+        if report or not self.set_up_in_python:
             return self.prefix + ["sh", "-c", strict_script(mounts, self.identity, report, hidden), "sandbox", *argv]
+        spec, command = self.setup(mounts, argv, hidden)
+        return self.prefix + [sys.executable, "-I", "-S", REMOUNT, "sandbox", json.dumps(spec), "--", *command]
+
+    @property
+    def set_up_in_python(self) -> bool:
+        """Whether ``remount.sandbox`` can set a task's sandbox up here (it knows pivot_root's
+        system call number on this machine)."""
+        return platform.machine() in PIVOT_ROOT_SYSCALL
+
+    def setup(
+        self, mounts: list[tuple[str, str]], argv: list[str], hidden: tuple[str, ...] = ()
+    ) -> tuple[dict, list[str]]:
+        """What ``remount.sandbox`` takes to run ``argv`` in the sandbox, in the private mount
+        namespace ``prefix`` makes: its spec, and the command (the identity's prefix, ``argv``)."""
         check_mounts(mounts)
         spec = {
             "new_root": NEW_ROOT, "old_root": OLD_ROOT, "mounts": [list(m) for m in mounts], "hidden": list(hidden),
             "scratch": list(SCRATCH),
         }
-        setup = [sys.executable, "-I", "-S", REMOUNT, "sandbox", json.dumps(spec), "--"]
-        return self.prefix + setup + self.identity.exec_prefix() + list(argv)
+        return spec, self.identity.exec_prefix() + list(argv)
 
     @classmethod
     def detect(cls, prefix: list[str], idmap_problem: str | None) -> tuple["StrictSandbox | None", str]:

@@ -6,7 +6,8 @@ tasks moto created) touches moto's internals.
   and StopTask) and the faults local mode injects into moto's answers;
 - ``cfn``: CloudFormation resource models moto lacks, and properties its models ignore;
 - ``fixes``: moto's bugs, each a named fix with the test that tells when moto no longer needs it;
-- ``patching``: how each of them replaces a moto attribute, remembering moto's own.
+- ``patching``: how each of them replaces a moto attribute, remembering moto's own;
+- ``direct``: clients of this process's moto without HTTP, for local mode's own calls.
 
 Nothing here changes how the product's own code talks to AWS.
 """

@@ -1,0 +1,65 @@
+"""Starts sandboxed WDL tasks fast: ``python -m ... SOCKET_FD``, a fork server (``forkserver``).
+
+Without a container engine each WDL task runs in the strict sandbox (``sandbox``), which a fresh
+task would build with three programs before its command: ``unshare`` (a private mount
+namespace), a Python interpreter running ``remount.py sandbox`` (the mounts and pivot_root) and
+``setpriv`` (the unprivileged user). The interpreter's start and imports were half of a short
+task's CPU time. This small process (the standard library and ``remount``, nothing else) forks
+one child per task instead; the child makes the same namespace itself, runs the same
+``remount.sandbox`` and execs the same identity prefix and command. Used where the namespace
+needs no user namespace (local mode as root), as ``driver_zygote`` is for drivers.
+
+A request is one JSON message ``{"spec", "argv", "env"}`` (``spec`` and ``argv`` as
+``remount.sandbox`` takes them) with the log file and the status pipe; the answer is the child's
+pidfd. The child is what ``HostJob`` would start: its own session, /dev/null as stdin, the log
+file as stdout and stderr, the task's environment. No thread is started before a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+from . import forkserver, remount
+
+
+def become_task(request: dict, fds: list[int], server: socket.socket) -> None:
+    """In the forked child: into the task's sandbox, then exec its command; never returns."""
+    code = 1
+    try:
+        server.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        (log,) = fds
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(devnull)
+        os.close(log)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir("/")
+        remount.private_namespace()
+        code = remount.enter_sandbox(request["spec"], list(request["argv"]))
+    except BaseException:  # noqa: BLE001 (said in the task's log, as the interpreter would)
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(code)
+
+
+def main() -> int:
+    return forkserver.server_main(become_task, 1, lambda: None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""local/moto/direct.py: clients of this process's moto that skip HTTP. They see what the
+server's clients see (one moto), go through botocore (a request the model refuses is refused
+here), and never open a connection, to moto or to AWS."""
+
+import socket
+import time
+
+import botocore.exceptions
+import pytest
+from botocore.awsrequest import AWSPreparedRequest
+
+from miniwdl_fargate import aws
+from miniwdl_fargate.local.moto import direct
+
+
+@pytest.fixture
+def no_connections(monkeypatch):
+    """Any connection this process opens from now on fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a connection was opened: {args}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_a_direct_client_and_the_servers_clients_share_one_moto(moto_server, monkeypatch):
+    aws.client("logs").create_log_group(logGroupName="by-http")
+    logs = direct.client("logs", "us-east-1")
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("a connection was opened"))
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("a connection was opened"))
+    logs.create_log_stream(logGroupName="by-http", logStreamName="s")
+    logs.put_log_events(logGroupName="by-http", logStreamName="s", logEvents=[{"timestamp": int(time.time() * 1000), "message": "said"}])
+    monkeypatch.undo()
+    events = aws.client("logs").get_log_events(logGroupName="by-http", logStreamName="s")["events"]
+    assert [e["message"] for e in events] == ["said"]
+
+
+def test_a_direct_client_sends_nothing_and_says_its_user_agent(moto_server, no_connections):
+    seen = []
+    ecs = direct.client("ecs", "us-east-1", "the-agent-said")
+    ecs.meta.events.register("before-send", lambda request, **kw: seen.append(request.headers["User-Agent"]))
+    assert ecs.list_clusters()["clusterArns"] == []
+    assert seen and b"the-agent-said" in seen[0]
+    assert direct.client("ecs", "us-east-1", "the-agent-said") is ecs  # (made once)
+
+
+def test_a_request_the_model_refuses_is_refused_before_moto(moto_server, no_connections):
+    with pytest.raises(botocore.exceptions.ParamValidationError):
+        direct.client("logs", "us-east-1").put_log_events(logGroupName="g", logStreamName="s", logEvents=[{"message": "no time"}])
+
+
+def test_a_request_no_handler_of_moto_takes_is_never_sent(no_connections):
+    handler = direct._InProcess()
+    request = AWSPreparedRequest("GET", "https://nothing.example.com/", {}, b"", False)
+    with pytest.raises(RuntimeError, match="no handler of the embedded moto takes GET https://nothing.example.com/"):
+        handler("before-send.nothing", request)
