@@ -87,7 +87,6 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     ``old_root``, ``mounts`` ([container path, host path]), ``hidden`` (host folders covered by an
     empty read-only tmpfs), ``scratch`` (folders of the new root given a private tmpfs)."""
     import os
-    import platform
 
     libc = ctypes.CDLL(None, use_errno=True)
 
@@ -114,7 +113,7 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     for scratch in spec["scratch"]:
         mount("tmpfs", f"{new_root}/{scratch}", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     os.chdir(new_root)
-    _check(libc.syscall(PIVOT_ROOT_SYSCALL[platform.machine()], b".", old_root.lstrip("/").encode()), "pivot_root")
+    _check(libc.syscall(PIVOT_ROOT_SYSCALL[os.uname().machine], b".", old_root.lstrip("/").encode()), "pivot_root")
     _check(libc.umount2(old_root.encode(), MNT_DETACH), f"umount {old_root}")
     os.chdir(os.environ.pop("SANDBOX_CWD", "") or "/")
     os.execvp(argv[0], argv)

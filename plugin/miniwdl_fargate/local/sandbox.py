@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import pwd
 import shlex
 import subprocess
@@ -168,7 +167,7 @@ class StrictSandbox:
     def set_up_in_python(self) -> bool:
         """Whether ``remount.sandbox`` can set a task's sandbox up here (it knows pivot_root's
         system call number on this machine)."""
-        return platform.machine() in PIVOT_ROOT_SYSCALL
+        return os.uname().machine in PIVOT_ROOT_SYSCALL  # (what platform.machine() says)
 
     def setup(
         self, mounts: list[tuple[str, str]], argv: list[str], hidden: tuple[str, ...] = ()
