@@ -171,11 +171,11 @@ def test_strict_script_leaves_the_mounts_under_a_hidden_folder_to_its_tmpfs(tmp_
 
 def test_a_tasks_sandbox_is_set_up_by_one_process_and_the_probes_by_the_script(monkeypatch):
     import json
-    import platform
+    import os
 
     from miniwdl_fargate.local import sandbox as sandboxes
 
-    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(sandboxes, "PIVOT_ROOT_SYSCALL", {os.uname().machine: 155})
     box = sandboxes.StrictSandbox(["unshare", "--mount"], Identity("setpriv", 1001, 1001), [])
     argv = box.wrap([("/mnt/efs", "/state/efs/fs-1")], ["bash", "-c", "echo hi"], hidden=("/state",))
     setup = argv.index(sandboxes.REMOUNT)
@@ -184,5 +184,5 @@ def test_a_tasks_sandbox_is_set_up_by_one_process_and_the_probes_by_the_script(m
     assert spec["mounts"] == [["/mnt/efs", "/state/efs/fs-1"]] and spec["hidden"] == ["/state"]
     assert argv[setup + 4:] == Identity("setpriv", 1001, 1001).exec_prefix() + ["bash", "-c", "echo hi"]
     assert box.wrap([], ["true"], report=True)[2:4] == ["sh", "-c"]
-    monkeypatch.setattr(platform, "machine", lambda: "sparc64")  # (no known pivot_root number: the script)
+    monkeypatch.setattr(sandboxes, "PIVOT_ROOT_SYSCALL", {})  # (no known pivot_root number here: the script)
     assert box.wrap([], ["true"])[2:4] == ["sh", "-c"]
