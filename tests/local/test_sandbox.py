@@ -95,27 +95,35 @@ def test_local_modes_state_is_hidden_from_a_sandboxed_task(stack):
         shutil.rmtree(state)
 
 
-def test_a_tasks_one_process_remount_leaves_the_mounts_as_the_probes_loop_does(stack):
-    """A task's sandbox makes its root read-only in one process (``local/remount.py``); the
-    machine probe's loop does it one ``mount`` at a time. Both leave the same mount table, with
-    the same options, and the same root a task cannot write."""
+def test_a_sandbox_set_up_by_one_process_is_the_one_the_scripts_loop_makes(stack, monkeypatch):
+    """A sandbox is set up by one process (``local/remount.py``: a task's, and the machine
+    probe's); where pivot_root's system call number is unknown, by a script with one ``mount``
+    per mount. Both leave the same mount table, with the same options, the same root a task
+    cannot write, and report the same mounts as staying writable."""
     import subprocess
+
+    from miniwdl_fargate.local import sandbox as sandboxes
 
     sandbox = stack.runtime.sandbox()
     assert sandbox is not None
     probe = ["sh", "-c", "findmnt -rno TARGET,VFS-OPTIONS | sort; touch /usr/sandbox-probe 2>/dev/null || echo read-only"]
-    tables = {}
-    for report in (True, False):
-        script = sandbox.wrap([], probe, report=report)
-        assert ("remount.py" in "\n".join(script)) is not report
+    tables, reports = {}, {}
+    for way in ("one process", "script"):
+        if way == "script":
+            monkeypatch.setattr(sandboxes, "PIVOT_ROOT_SYSCALL", {})
+        script = sandbox.wrap([], probe, report=True)
+        assert ("remount.py" in "\n".join(script)) is (way == "one process")
         seen = subprocess.run(script, capture_output=True, text=True, timeout=60)
         assert seen.returncode == 0, seen.stderr
-        tables[report] = seen.stdout
+        tables[way] = seen.stdout
+        reports[way] = sorted(line for line in seen.stderr.splitlines() if line.startswith("sandbox: not read-only"))
     # the same options on every mount both saw (other tests' tasks mount and unmount their
     # idmapped volumes on this machine meanwhile: those come and go between the two looks)
-    mounts = {report: dict(line.rsplit(" ", 1) for line in table.splitlines()[:-1]) for report, table in tables.items()}
-    both = mounts[True].keys() & mounts[False].keys()
+    mounts = {way: dict(line.rsplit(" ", 1) for line in table.splitlines()[:-1]) for way, table in tables.items()}
+    both = mounts["script"].keys() & mounts["one process"].keys()
     assert "/" in both and len(both) >= 0.8 * max(len(m) for m in mounts.values())
-    assert {t: mounts[True][t] for t in both} == {t: mounts[False][t] for t in both}
-    assert tables[True].splitlines()[-1] == tables[False].splitlines()[-1] == "read-only"
-    assert any(line.split()[1].startswith("ro") for line in tables[False].splitlines()[:-1] if line.startswith("/ "))
+    assert {t: mounts["script"][t] for t in both} == {t: mounts["one process"][t] for t in both}
+    assert tables["script"].splitlines()[-1] == tables["one process"].splitlines()[-1] == "read-only"
+    assert any(line.split()[1].startswith("ro") for line in tables["one process"].splitlines()[:-1] if line.startswith("/ "))
+    assert reports["one process"] == reports["script"]
+    assert sorted(line.split(": ", 2)[2] or "/" for line in reports["one process"]) == sorted(sandbox.writable)

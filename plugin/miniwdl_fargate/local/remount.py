@@ -6,8 +6,9 @@ first argument is the remount's options as ``mount -o`` takes them (``OPTIONS``)
 mount's own flags are added.
 
 The sandbox's shell loop does the same with one ``mount -o remount,bind,ro,...`` process per
-mount (``sandbox.strict_script`` keeps it for the machine probe, which reports what stays
-writable): about 2 ms of CPU each, 20 to 30 a task, most of a short task's cost. Here it is one
+mount (``sandbox.remount_loop``, which ``strict_script`` runs where pivot_root's system call
+number is unknown and the machine probe's report is wanted): about 2 ms of CPU each, 20 to 30 a
+task, most of a short task's cost. Here it is one
 mount(2) call each. Like the loop it skips ROOT/proc (the user namespace maps are written there)
 and anything under a HIDDEN folder (covered by its own tmpfs), works deepest mount first, and
 keeps each mount's other flags (nosuid, nodev, noexec, the atime flags: in a user namespace they
@@ -85,7 +86,9 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     (``sandbox.strict_script``, what its shell script does with a dozen processes) in this one
     process, as root of a new mount namespace, then exec COMMAND in it. SPEC (JSON): ``new_root``,
     ``old_root``, ``mounts`` ([container path, host path]), ``hidden`` (host folders covered by an
-    empty read-only tmpfs), ``scratch`` (folders of the new root given a private tmpfs)."""
+    empty read-only tmpfs), ``scratch`` (folders of the new root given a private tmpfs), ``report``
+    (say on stderr which mounts stay writable: ``sandbox: not read-only: PATH``, as the probe's
+    script says it)."""
     import os
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -104,7 +107,8 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     hidden = [os.path.realpath(path) for path in spec["hidden"]]
     with open("/proc/self/mountinfo") as listing:
         for target, flags in targets(listing.read(), new_root, [new_root + path for path in hidden], MS_REMOUNT | MS_BIND | MS_RDONLY):
-            libc.mount(None, target.encode(), None, flags, None)  # (refused: it stays as it is)
+            if libc.mount(None, target.encode(), None, flags, None) != 0 and spec.get("report"):  # (refused: it stays as it is)
+                print(f"sandbox: not read-only: {target[len(new_root):]}", file=sys.stderr)
     for path in hidden:  # (the binds below take their sources from the namespace's own root)
         if os.path.isdir(new_root + path):
             mount("tmpfs", new_root + path, "tmpfs", MS_RDONLY, "mode=0555,size=4k")

@@ -17,9 +17,10 @@ and the command runs as an unprivileged user with no capabilities:
   files belong to that user, as they would to the access point's user.
 
 Only util-linux (``unshare``, ``mount``, ``findmnt``, ``pivot_root``, ``setpriv``) is needed, and
-the running Python: a task's sandbox is set up in one process (``remount.py sandbox``: mount(2),
-pivot_root(2) and umount2(2) calls, then exec), the machine probe's by a shell script doing the
-same with one process per step (``strict_script``, ``remount_loop``), reporting what stays writable.
+the running Python: a task's sandbox, and the machine probe's (which reports what stays writable),
+is set up in one process (``remount.py sandbox``: mount(2), pivot_root(2) and umount2(2) calls,
+then exec); where pivot_root's system call number is not known, by a shell script doing the same
+with one process per step (``strict_script``, ``remount_loop``).
 """
 
 from __future__ import annotations
@@ -155,12 +156,13 @@ class StrictSandbox:
     def wrap(
         self, mounts: list[tuple[str, str]], argv: list[str], report: bool = False, hidden: tuple[str, ...] = ()
     ) -> list[str]:
-        """The command line that runs ``argv`` in the sandbox: a task's is set up by one Python
-        process (``remount.py sandbox``: a dozen fewer processes per task than the shell script);
-        the machine probe's (``report``) by the script, which says what stays writable."""
-        if report or not self.set_up_in_python:
+        """The command line that runs ``argv`` in the sandbox, set up by one Python process
+        (``remount.py sandbox``: a dozen fewer processes per task than the shell script, which
+        only machines without a known pivot_root system call number use). ``report``: say on
+        stderr which mounts stay writable (the machine probe's)."""
+        if not self.set_up_in_python:
             return self.prefix + ["sh", "-c", strict_script(mounts, self.identity, report, hidden), "sandbox", *argv]
-        spec, command = self.setup(mounts, argv, hidden)
+        spec, command = self.setup(mounts, argv, hidden, report)
         return self.prefix + [sys.executable, "-I", "-S", REMOUNT, "sandbox", json.dumps(spec), "--", *command]
 
     @property
@@ -170,14 +172,14 @@ class StrictSandbox:
         return os.uname().machine in PIVOT_ROOT_SYSCALL  # (what platform.machine() says)
 
     def setup(
-        self, mounts: list[tuple[str, str]], argv: list[str], hidden: tuple[str, ...] = ()
+        self, mounts: list[tuple[str, str]], argv: list[str], hidden: tuple[str, ...] = (), report: bool = False,
     ) -> tuple[dict, list[str]]:
         """What ``remount.sandbox`` takes to run ``argv`` in the sandbox, in the private mount
         namespace ``prefix`` makes: its spec, and the command (the identity's prefix, ``argv``)."""
         check_mounts(mounts)
         spec = {
             "new_root": NEW_ROOT, "old_root": OLD_ROOT, "mounts": [list(m) for m in mounts], "hidden": list(hidden),
-            "scratch": list(SCRATCH),
+            "scratch": list(SCRATCH), "report": report,
         }
         return spec, self.identity.exec_prefix() + list(argv)
 
