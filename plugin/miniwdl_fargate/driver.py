@@ -176,7 +176,9 @@ class RunSoFar:
 
 
 def _drive(run: DriverRun, stop: StopSignals) -> int:
-    interval = float(os.environ.get("MINIWDL_FARGATE_STATUS_INTERVAL") or progress.DEFAULT_INTERVAL)
+    # (the driver's own setting, taken out of the environment: miniwdl's configuration warns of
+    # every MINIWDL_* variable it did not use, in every run's log)
+    interval = float(os.environ.pop("MINIWDL_FARGATE_STATUS_INTERVAL", "") or progress.DEFAULT_INTERVAL)
     so_far = RunSoFar(stop, progress.StatusReporter(run.results_bucket, run.run_id, interval))
     set_up(run)
     sweep_orphans()
