@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import importlib
 import os
-import signal
 import socket
 import sys
 
@@ -85,16 +84,8 @@ def become_driver(request: dict, fds: list[int], server: socket.socket) -> None:
     """In the forked child: turn into the driver's container and run its command; never returns."""
     code = 1
     try:
-        server.close()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
         (log,) = fds
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(devnull)
-        os.close(log)
+        forkserver.into_session(server, os.open(os.devnull, os.O_RDONLY), log)
         private_mounts(request["mounts"])
         os.chdir(request["cwd"])
         os.environ.clear()
@@ -144,11 +135,7 @@ def exit_as_interpreter(code: int) -> int:
         atexit._run_exitfuncs()
     except BaseException:  # noqa: BLE001
         code = code or 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
+    forkserver.flush_standard_streams()
     return code
 
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -107,6 +108,30 @@ class Children:
 
 def answer(server: socket.socket, message: dict, fds: tuple[int, ...] = ()) -> None:
     socket.send_fds(server, [json.dumps(message).encode()], list(fds))
+
+
+def into_session(server: socket.socket, stdin: int, output: int) -> None:
+    """A forked child's first steps to become what was asked (``Become``): the server's socket
+    closed, SIGCHLD as a new process has it (its own children are its to wait for), a session of
+    its own, ``stdin`` as its standard input and ``output`` as its stdout and stderr (both
+    descriptors closed once copied)."""
+    server.close()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    os.dup2(stdin, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    for fd in {stdin, output} - {0, 1, 2}:
+        os.close(fd)
+
+
+def flush_standard_streams() -> None:
+    """What is left in ``sys.stdout`` and ``sys.stderr``, written before a child's ``os._exit``."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 (a closed or broken stream: nothing more to say)
+            pass
 
 
 def fork_child(server: socket.socket, request: dict, fds: list[int], become: Become, children: Children) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import socket
 import sys
 
@@ -64,15 +63,8 @@ def become_environment(request: dict, fds: list[int], server: socket.socket) -> 
     """In the forked child: turn into a fresh environment and serve; never returns."""
     code = 1
     try:
-        server.close()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the handler's own subprocesses are its to wait for
-        os.setsid()
         requests, responses, log = fds
-        os.dup2(requests, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(requests)
-        os.close(log)
+        forkserver.into_session(server, requests, log)  # (the handler's own subprocesses are its to wait for)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
@@ -81,11 +73,7 @@ def become_environment(request: dict, fds: list[int], server: socket.socket) -> 
 
         code = lambda_bootstrap.main()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001
-                pass
+        forkserver.flush_standard_streams()
         os._exit(code)
 
 

@@ -18,7 +18,6 @@ file as stdout and stderr, the task's environment. No thread is started before a
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 
@@ -29,16 +28,8 @@ def become_task(request: dict, fds: list[int], server: socket.socket) -> None:
     """In the forked child: into the task's sandbox, then exec its command; never returns."""
     code = 1
     try:
-        server.close()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
         (log,) = fds
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(devnull)
-        os.close(log)
+        forkserver.into_session(server, os.open(os.devnull, os.O_RDONLY), log)
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir("/")
@@ -49,11 +40,7 @@ def become_task(request: dict, fds: list[int], server: socket.socket) -> None:
 
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001
-                pass
+        forkserver.flush_standard_streams()
         os._exit(code)
 
 
