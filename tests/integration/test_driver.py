@@ -200,4 +200,5 @@ def test_the_drivers_own_settings_are_no_unused_environment_to_miniwdl(bucket, t
     caplog.set_level("INFO")
     assert start(tmp_path, monkeypatch, "one two three") == 0
     said = [r.getMessage() for r in caplog.records if "unused environment" in r.getMessage()]
-    assert said == []
+    # (the test's own environment may have others: CI's MINIWDL_FARGATE_REQUIRE_* for the tests)
+    assert not [m for m in said if "MINIWDL_FARGATE_STATUS_INTERVAL" in m], said
