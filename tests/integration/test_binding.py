@@ -17,21 +17,11 @@ from miniwdl_fargate import aws, driver
 from miniwdl_fargate.pipeline import start
 from miniwdl_fargate.pipeline.settings import ApiSettings
 from tests.function_env import environment
+from tests.workflows import HELLO
 
 EVENT = json.loads((Path(__file__).resolve().parents[1] / "events" / "s3_object_created.json").read_text())
 S3_MODEL = botocore.session.get_session().get_service_model("s3")
-WDL = """version 1.1
-workflow hello {
-  input { String who }
-  call greet { input: who = who }
-  output { String out = greet.out }
-}
-task greet {
-  input { String who }
-  command <<< echo "~{who}" >>>
-  output { String out = read_string(stdout()) }
-}
-"""
+WDL = HELLO
 OTHER_WDL = WDL.replace('echo "~{who}"', 'echo "someone else"')
 
 

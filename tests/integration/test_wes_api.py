@@ -14,23 +14,11 @@ from botocore.validate import ParamValidator
 from miniwdl_fargate import aws, runs, status
 from miniwdl_fargate.local.gateway import proxy_event
 from tests.function_env import set_environment
+from tests.workflows import HELLO
 
 S3_MODEL = botocore.session.get_session().get_service_model("s3")
 SFN_MODEL = botocore.session.get_session().get_service_model("stepfunctions")
 PREFIX = "/ga4gh/wes/v1"
-HELLO = """version 1.1
-workflow hello {
-  input { String who }
-  call greet { input: who = who }
-  output { String out = greet.out }
-}
-task greet {
-  input { String who }
-  command <<< echo "~{who}" >>>
-  output { String out = read_string(stdout()) }
-  runtime { docker: "ubuntu:22.04" }
-}
-"""
 
 
 class Context:

@@ -10,34 +10,12 @@ import pytest
 from miniwdl_fargate import aws
 from miniwdl_fargate.client import api_function
 from tests.waiting import wait_for
+from tests.workflows import GREET, sleepy
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = json.loads((REPO / "tests" / "events" / "apigw_post_runs.json").read_text())
 
-SLEEPY = """version 1.1
-workflow sleepy {
-  input { Int n = 2  Int seconds = 120 }
-  scatter (i in range(n)) { call nap { input: seconds = seconds } }
-}
-task nap {
-  input { Int seconds }
-  command <<< sleep ~{seconds} >>>
-  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
-}
-"""
-GREET = """version 1.1
-workflow greet {
-  input { String who }
-  call hi { input: who = who }
-  output { String greeting = hi.out }
-}
-task hi {
-  input { String who }
-  command <<< echo "Hello, ~{who}!" >>>
-  output { String out = read_string(stdout()) }
-  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
-}
-"""
+SLEEPY = sleepy(120)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from miniwdl_fargate.local.faults import Faults
 from miniwdl_fargate.local.stack import LocalStack
 from miniwdl_fargate.client import api_function
 from tests.waiting import wait_for
+from tests.workflows import sleepy
 
 # each test waits out a timer (the run's maximum duration; the driver's heartbeat timeout)
 pytestmark = pytest.mark.long
@@ -23,17 +24,7 @@ pytestmark = pytest.mark.long
 REPO = Path(__file__).resolve().parents[2]
 EVENT = json.loads((REPO / "tests" / "events" / "apigw_post_runs.json").read_text())
 
-SLEEPY = """version 1.1
-workflow sleepy {
-  input { Int n = 2  Int seconds = 300 }
-  scatter (i in range(n)) { call nap { input: seconds = seconds } }
-}
-task nap {
-  input { Int seconds }
-  command <<< sleep ~{seconds} >>>
-  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
-}
-"""
+SLEEPY = sleepy(300)
 
 
 #: DriverHeartbeatSeconds of the stack the lost-driver test runs on: the test waits the heartbeat

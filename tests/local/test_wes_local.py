@@ -8,7 +8,7 @@ import json
 import pytest
 from wes_client.util import WESClient
 
-from test_api import GREET
+from tests.workflows import GREET
 
 from miniwdl_fargate.client import api_function
 from miniwdl_fargate.local.gateway import Gateway
