@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from miniwdl_fargate import sweep
-from miniwdl_fargate.local.ecs_runner import ECS_STOPPED_REASON, EcsRunner, TaskSpec
+from miniwdl_fargate.local.ecs_runner import ECS_STOPPED_REASON, EcsRunner, RunnerThreads, TaskSpec
 from miniwdl_fargate.local.faults import Faults
 from tests.waiting import wait_for
 
@@ -290,3 +290,34 @@ def test_the_log_shipper_asks_for_its_group_once_and_makes_it_again_if_it_went(m
     LogShipper(str(tmp_path / "t4.log"), "tasks", "miniwdl/task/t4", logs)
     assert logs.calls[3:] == ["CreateLogStream", "CreateLogStream", "CreateLogGroup", "CreateLogStream"]
     assert ("tasks", "miniwdl/task/t4") in logs.streams
+
+
+def test_the_runners_threads_are_kept_for_the_next_task_and_go_when_idle():
+    pool = RunnerThreads("t", idle_seconds=0.2)
+    names = []
+    for _ in range(3):  # one after another: one thread, kept between them
+        done = threading.Event()
+        pool.run(lambda done=done: (names.append(threading.current_thread().name), done.set()))
+        assert done.wait(10)
+        assert pool.wait_idle(10)
+    assert names == ["t-1"] * 3 and pool.threads == 1
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def hold():
+        started.release()
+        assert release.wait(10)
+
+    for _ in range(3):  # at once: a thread each
+        pool.run(hold)
+    for _ in range(3):
+        assert started.acquire(timeout=10)
+    assert pool.threads == 3 and not pool.wait_idle(0.05)
+    release.set()
+    assert pool.wait_idle(10)
+    pool.run(lambda: 1 / 0)  # (a runner that fails is said in the log; its thread serves on)
+    assert pool.wait_idle(10)
+    wait_for(lambda: pool.threads == 0, timeout=10, what="the idle threads to go", interval=0.05)
+    done = threading.Event()
+    pool.run(done.set)  # (none idle: a new one)
+    assert done.wait(10) and pool.wait_idle(10)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import os
 import shlex
 import shutil
@@ -106,6 +107,63 @@ class TaskState(Protocol):
     def emit(self, task_arn: str) -> None: ...
 
 
+class RunnerThreads:
+    """Daemon threads that run the runner's tasks, one each, an idle one kept for the next task
+    (up to ``idle_seconds``): handing a task to an idle thread is a queue put, where starting a
+    thread waits until the new thread has the interpreter (``threading.Thread.start``: ~10 ms of
+    RunTask's answer under a scatter's load). Daemon threads, as ever: an interpreter that exits
+    does not wait for a task (``EcsRunner.shutdown`` stops them first)."""
+
+    def __init__(self, name: str, idle_seconds: float = 60.0) -> None:
+        self.name, self.idle_seconds = name, idle_seconds
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._changed = threading.Condition()
+        self._idle = self._busy = self._started = 0
+
+    def run(self, work: Callable[[], None]) -> None:
+        """Run ``work`` in an idle thread, else in a new one."""
+        with self._changed:
+            self._busy += 1
+            if self._idle > 0:
+                self._idle -= 1  # (that thread's now: the next ``get`` of an idle one takes this)
+                self._work.put(work)
+                return
+            self._started += 1
+            name = f"{self.name}-{self._started}"
+        threading.Thread(target=self._serve, args=(work,), name=name, daemon=True).start()
+
+    def _serve(self, work: Callable[[], None]) -> None:
+        while True:
+            try:
+                work()
+            except Exception:  # noqa: BLE001 (the task's own handling failed: said, and the thread goes on)
+                log.exception("local mode: a task's runner failed")
+            with self._changed:
+                self._busy -= 1
+                self._idle += 1
+                self._changed.notify_all()
+            while True:
+                try:
+                    work = self._work.get(timeout=self.idle_seconds)
+                    break
+                except queue.Empty:
+                    with self._changed:
+                        if self._idle > 0:  # (else ``run`` has just handed this thread a task)
+                            self._idle -= 1
+                            return
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no task runs (at most ``timeout`` seconds); True if none does."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._busy == 0, timeout)
+
+    @property
+    def threads(self) -> int:
+        """The threads there are now (busy or idle)."""
+        with self._changed:
+            return self._busy + self._idle
+
+
 class EcsRunner:
     def __init__(
         self, state_dir: str, state: TaskState, faults: Callable[[], Faults],
@@ -127,7 +185,8 @@ class EcsRunner:
         #: tasks this runner started that ECS does not yet show STOPPED (kept by _stopped)
         self._active: set[str] = set()
         self._stop_requests: dict[str, str] = {}
-        self._threads: list[threading.Thread] = []
+        #: the threads tasks run in (one each while it runs; idle ones wait for the next task)
+        self._runners = RunnerThreads("fargate-task")
         self._lock = threading.Lock()
         self.namespaces = NamespaceSupport.detect()
         self.engine = Engine.detect()
@@ -179,13 +238,13 @@ class EcsRunner:
     # -- ECS on Fargate ---------------------------------------------------------------------------
 
     def ecs_task_started(self, task: TaskSpec) -> None:
-        """RunTask started ``task`` (PROVISIONING from now): run it."""
+        """RunTask started ``task`` (PROVISIONING from now): run it, in a thread of the runner's
+        pool (an idle one takes it at once; a new thread would hold up RunTask's answer until it
+        got the interpreter: ~10 ms under a scatter's load)."""
         self.state.provisioning(task.task_arn)
-        thread = threading.Thread(target=self._run_task, args=(task,), name=f"fargate-{task.id[:8]}", daemon=True)
         with self._lock:
-            self._threads.append(thread)
             self._active.add(task.task_arn)
-        thread.start()
+        self._runners.run(lambda: self._run_task(task))
         self._maybe_kill_driver(task)
 
     def _maybe_kill_driver(self, task: TaskSpec) -> None:
@@ -644,9 +703,7 @@ class EcsRunner:
             self._stop_requests.setdefault(arn, "local mode shutting down")
             if proc.running():
                 proc.terminate()
-        deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.1, deadline - time.monotonic()))
+        self._runners.wait_idle(timeout)
         if self.engine is not None and self.engine.cgroup_manager == "cgroupfs":
             remove_cgroup(CGROUP_PARENT)
         self.driver_zygote.stop()
