@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.local_ecs import efs_dir, fresh_dir, log_of, register, run, stopped
+from tests.waiting import wait_for
 
 
 @pytest.mark.parametrize("forked", [True, False], ids=["forked", "new-process"])
@@ -27,12 +28,18 @@ def test_a_wdl_task_without_an_engine_cannot_write_outside_efs_and_tmp(stack, fo
         " && (touch /etc/sandbox-probe 2>/dev/null && echo etc-writable || echo etc-read-only)"
         " && (touch /mnt/sandbox-probe 2>/dev/null && echo mnt-writable || echo mnt-read-only)"
         " && echo scratch > /tmp/scratch && cat /tmp/scratch && pwd -P"
+        # a container's process starts with no signal ignored, and with only its own environment
+        " && grep SigIgn: /proc/self/status && (printenv LC_CTYPE || echo no-LC_CTYPE)"
     )
     arn = run(stack, td, [script])
     task = stopped(stack, arn)
     output = log_of(stack, arn, td)
     assert task["containers"][0]["exitCode"] == 0, output
-    assert output.split() == ["etc-read-only", "mnt-read-only", "scratch", container_path]
+    *seen, ignored, locale = output.split("\n")[:-1]
+    assert " ".join(seen).split() == ["etc-read-only", "mnt-read-only", "scratch", container_path]
+    sigpipe, sigxfsz = 1 << (13 - 1), 1 << (25 - 1)  # (SigIgn: a mask, bit N-1 for signal N)
+    assert int(ignored.split()[1], 16) & (sigpipe | sigxfsz) == 0, ignored
+    assert locale == stack.runtime.base_environment().get("LC_CTYPE", "no-LC_CTYPE")
     with open(os.path.join(host_path, "uid")) as infile:
         assert infile.read().strip() != "0"
     owner = os.stat(efs_dir(stack)).st_uid
@@ -41,7 +48,56 @@ def test_a_wdl_task_without_an_engine_cannot_write_outside_efs_and_tmp(stack, fo
     assert not os.path.exists("/etc/sandbox-probe")
     assert not os.path.exists("/tmp/scratch")  # the task's /tmp was its own
     said = [r.getMessage() for r in caplog.records if "forked from its fork server" in r.getMessage()]
-    assert bool([m for m in said if container_path in m]) is forked
+    assert bool([m for m in said if arn in m]) is forked
+
+
+@pytest.fixture
+def task_zygote(stack, tmp_path):
+    """A task fork server of the test's own (as the stack's runner starts one)."""
+    from miniwdl_fargate.local.forkserver import LazyForkServer
+
+    if not stack.runtime.ecs_runner.task_zygote.enabled:
+        pytest.skip("tasks are forked only where their mount namespace needs no user namespace (root)")
+    zygote = LazyForkServer("miniwdl_fargate.local.task_zygote", str(tmp_path / "zygote"), stack.runtime.base_environment, True)
+    yield zygote
+    zygote.stop()
+
+
+def forked_task(stack, zygote, argv, log_path):
+    from miniwdl_fargate.local.jobs import ForkedJob
+
+    sandbox = stack.runtime.sandbox()
+    env = {**stack.runtime.base_environment(), "HOME": "/tmp"}
+    spec, command = sandbox.setup([], argv, env=env)
+    job = ForkedJob(zygote.get, {"spec": spec, "argv": command, "env": env, "what": "a test's task"}, ["false"], "/", env)
+    with open(log_path, "ab") as log:
+        job.start(log)
+    assert job.pid is not None  # (forked, not started as a new process)
+    return job
+
+
+def test_a_forked_task_stopped_as_soon_as_it_starts_gets_the_sigterm(stack, task_zygote, tmp_path):
+    """StopTask right after RunTask: the child may not have made its own session yet (its first
+    step), so there is no process group to signal: the signal goes to the child itself."""
+    for attempt in range(10):
+        job = forked_task(stack, task_zygote, ["sleep", "30"], tmp_path / f"{attempt}.log")
+        job.terminate()
+        assert job.wait(10) == -15  # (not after the stop timeout: 137)
+
+
+def test_a_forked_task_whose_fork_server_died_is_killed_and_the_server_starts_again(stack, task_zygote, tmp_path):
+    import signal
+
+    job = forked_task(stack, task_zygote, ["sleep", "30"], tmp_path / "task.log")
+    wait_for(lambda: "sleep" in open(f"/proc/{job.pid}/cmdline").read(), 10, what="the task's command")
+    first = task_zygote.get()
+    first.proc.send_signal(signal.SIGKILL)
+    assert job.wait(15) == -signal.SIGKILL
+    assert not os.path.exists(f"/proc/{job.pid}") or "Z" in open(f"/proc/{job.pid}/stat").read().split(")")[1][:3]
+    again = task_zygote.get()
+    assert again is not first and again.proc.poll() is None
+    job = forked_task(stack, task_zygote, ["true"], tmp_path / "after.log")
+    assert job.wait(10) == 0
 
 
 def visible_dir() -> str:

@@ -130,3 +130,41 @@ def test_a_forked_driver_listens_for_wakeups_in_its_metadata_folder(server, tmp_
     started = Started(server, tmp_path, python("import sys; sys.exit(0)"), env=env)
     assert started.outcome().exit_code == 0
     assert (folder / wakeups.FIFO).is_fifo()
+
+
+def test_a_descriptor_numbered_past_select_s_limit_is_watched(tmp_path):
+    """A process running hundreds of tasks holds descriptors numbered 1024 and more (a pidfd and
+    a status pipe per forked task, in local mode and in each fork server): ``readable`` polls
+    them, where select(2) refused them."""
+    import resource
+
+    from miniwdl_fargate.local.forkserver import readable
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"this machine allows {hard} descriptors a process")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    read, write = os.pipe()
+    try:
+        high = os.dup2(read, 1500)
+        assert not readable(high, 0)
+        os.write(write, b"!")
+        assert readable(high, 1)
+        os.close(high)
+    finally:
+        os.close(read)
+        os.close(write)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_fork_server_answers_a_request_it_cannot_read_and_serves_on(server, tmp_path):
+    import json
+    import socket
+
+    with server._lock:  # (what ForkServer.fork sends, but not one JSON object)
+        socket.send_fds(server._socket, [b"[1, 2"], [])
+        message, fds, _flags, _addr = socket.recv_fds(server._socket, 65536, 1)
+    assert "not a request" in json.loads(message)["error"] and fds == []
+    started = Started(server, tmp_path, ["true"])
+    assert started.job.pid is not None and started.outcome().exit_code == 0
+

@@ -321,3 +321,20 @@ def test_the_runners_threads_are_kept_for_the_next_task_and_go_when_idle():
     done = threading.Event()
     pool.run(done.set)  # (none idle: a new one)
     assert done.wait(10) and pool.wait_idle(10)
+
+
+def test_local_mode_raises_its_open_files_limit_towards_fargates():
+    import resource
+
+    from miniwdl_fargate.local.runtime import FARGATE_NOFILE, open_files_as_on_fargate
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip(f"this machine allows {hard} descriptors a process")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        open_files_as_on_fargate()
+        wanted = FARGATE_NOFILE if hard == resource.RLIM_INFINITY else min(hard, FARGATE_NOFILE)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (wanted, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -541,10 +541,10 @@ class EcsRunner:
         # local mode's state (every run's EFS directory among it) is out of the task's sight
         hidden = (self.state_dir,)
         cleanup = lambda: self._unmount_idmapped(task)  # noqa: E731
-        command = sandbox.wrap(pairs, argv, hidden=hidden)
+        command = sandbox.wrap(pairs, argv, hidden=hidden, env=env)
         if self.task_zygote.enabled and sandbox.set_up_in_python:
-            spec, sandboxed = sandbox.setup(pairs, argv, hidden)
-            request = {"spec": spec, "argv": sandboxed, "env": env}
+            spec, sandboxed = sandbox.setup(pairs, argv, hidden, env=env)
+            request = {"spec": spec, "argv": sandboxed, "env": env, "what": f"task {task.task_arn}"}
             return ForkedJob(self.task_zygote.get, request, command, "/", env, cleanup=cleanup)
         return HostJob(command, "/", env, cleanup=cleanup)
 

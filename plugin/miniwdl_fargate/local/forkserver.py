@@ -1,6 +1,7 @@
 """A fork server: a process that imports what its children need once, then forks one child per
 request, so a child starts with its libraries already loaded (``lambda_zygote`` for Lambda
-execution environments, ``driver_zygote`` for the local driver).
+execution environments, ``driver_zygote`` for the local driver), or without an interpreter's start
+(``task_zygote`` for sandboxed WDL tasks).
 
 The server (``serve``) reads requests from a SOCK_SEQPACKET socket: one JSON message with the
 descriptors the child needs. It forks; the child (``become``, the server's own function) turns
@@ -106,6 +107,15 @@ class Children:
         os.close(pidfd)
 
 
+def readable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` is readable (a pidfd: its process has ended) within ``timeout`` seconds
+    (None: wait as long as it takes). poll(2), not select(2): select takes no descriptor numbered
+    1024 or more, which a process running hundreds of tasks holds."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+
+
 def answer(server: socket.socket, message: dict, fds: tuple[int, ...] = ()) -> None:
     socket.send_fds(server, [json.dumps(message).encode()], list(fds))
 
@@ -162,22 +172,36 @@ def serve(server: socket.socket, become: Become, expected_fds: int) -> None:
     """Fork children as asked until the socket's other end closes. A request has
     ``expected_fds`` descriptors, plus the status pipe if it says ``"status": true``."""
     children = Children()
+    # (poll(2): the server holds two descriptors per child, beyond select's 1024 with 500 children)
+    poller = select.poll()
+    poller.register(server, select.POLLIN)
     while True:
-        ready = select.select([server, *children.watched], [], [])[0]
-        for pidfd in (fd for fd in ready if fd is not server):
+        ready = {fd for fd, _event in poller.poll()}
+        for pidfd in ready - {server.fileno()}:
+            poller.unregister(pidfd)
             children.reap(pidfd)
-        if server not in ready:
+        if server.fileno() not in ready:
             continue
         message, fds, _flags, _addr = socket.recv_fds(server, MAX_MESSAGE, MAX_FDS)
         if not message:
             return
-        request = json.loads(message)
-        if len(fds) != expected_fds + (1 if request.get("status") else 0):
+        try:
+            request = json.loads(message)
+            status = bool(request.get("status"))
+        except (ValueError, AttributeError) as exn:  # (not one JSON object: refused, the server serves on)
+            request, status = None, False
+            problem = f"not a request: {exn}"
+        else:
+            problem = "" if len(fds) == expected_fds + status else f"expected {expected_fds} descriptors, got {len(fds)}"
+        if problem:
             for fd in fds:
                 os.close(fd)
-            answer(server, {"error": f"expected {expected_fds} descriptors, got {len(fds)}"})
+            answer(server, {"error": problem})
             continue
+        before = set(children.watched)
         fork_child(server, request, fds, become, children)
+        for pidfd in set(children.watched) - before:
+            poller.register(pidfd, select.POLLIN)
 
 
 class ForkServer:
@@ -220,6 +244,10 @@ class ForkServer:
             raise OSError(reply.get("error", "no child"))
         return reply["pid"], got[0]
 
+    def close(self) -> None:
+        """Forget a server that has ended (its socket)."""
+        self._socket.close()
+
     def stop(self) -> None:
         self._socket.close()  # its loop ends
         try:
@@ -241,6 +269,13 @@ class LazyForkServer:
 
     def get(self) -> ForkServer | None:
         with self._lock:
+            if self._server is not None and self._server.proc.poll() is not None:
+                log.warning(
+                    "local mode: the fork server %s ended (exit status %s): starting it again",
+                    self.module, self._server.proc.returncode,
+                )
+                self._server.close()
+                self._server = None
             if self._server is None and self.enabled:
                 os.makedirs(self.work_dir, exist_ok=True)
                 try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import shlex
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from typing import Any, Callable
 
 import psutil
 
-from .forkserver import ForkServer
+from .forkserver import ForkServer, readable
 from .containers import ContainerSpec, Engine, cgroup_hit_limit, engine_argv, remove_cgroup
 
 
@@ -54,6 +53,8 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+#: how long a job waits for a process it killed to be gone
+STOP_WAIT_SECONDS = 10.0
 #: guards the jobs' pidfds (opened, copied, closed)
 _PIDFD_LOCK = threading.Lock()
 
@@ -104,7 +105,7 @@ class ProcessJob:
             except subprocess.TimeoutExpired:
                 return None
         try:
-            exited = select.select([fd], [], [], timeout)[0]  # readable once the process has exited
+            exited = readable(fd, timeout)  # once the process has exited
         finally:
             os.close(fd)
         if not exited:
@@ -178,10 +179,11 @@ log = logging.getLogger("miniwdl-fargate.local")
 
 
 class ForkedJob(HostJob):
-    """A host process forked from a fork server (``driver_zygote``, ``task_zygote``): ``request`` says what the
-    child becomes. The server is the child's parent; the job watches the child through its
-    pidfd and learns its exit code from a status pipe the server writes when it reaps it. Where
-    the server cannot fork, the job is the ``HostJob`` of ``argv`` (a fresh process)."""
+    """A host process forked from a fork server (``driver_zygote``, ``task_zygote``): ``request``
+    says what the child becomes (and ``"what"``, how the log names it). The server is the child's
+    parent; the job watches the child through its pidfd and learns its exit code from a status
+    pipe the server writes when it reaps it. Where the server cannot fork, the job is the
+    ``HostJob`` of ``argv`` (a fresh process)."""
 
     def __init__(
         self, server: Callable[[], ForkServer | None], request: dict, argv: list[str], cwd: str, env: dict[str, str],
@@ -192,19 +194,21 @@ class ForkedJob(HostJob):
         self.pid: int | None = None
         self._pidfd = self._status = -1
         self._code: int | None = None
+        self._lock = threading.Lock()  # (the descriptors: a stop comes from another thread)
 
     def start(self, output: Any) -> None:
         server = self._server()
+        what = self.request.get("what") or shlex.join(self.request["argv"])
         if server is not None:
             status_r, status_w = os.pipe()
             try:
                 self.pid, self._pidfd = server.fork({**self.request, "status": True}, [output.fileno(), status_w])
                 self._status = status_r
-                log.info("local mode: %s forked from its fork server as pid %d", shlex.join(self.request["argv"]), self.pid)
+                log.info("local mode: %s forked from its fork server as pid %d", what, self.pid)
                 return
             except OSError as exn:
                 os.close(status_r)
-                log.warning("local mode: cannot fork %s (%s): starting a new process", shlex.join(self.request["argv"]), exn)
+                log.warning("local mode: cannot fork %s (%s): starting a new process", what, exn)
             finally:
                 os.close(status_w)
         super().start(output)
@@ -212,29 +216,50 @@ class ForkedJob(HostJob):
     def running(self) -> bool:
         if self.pid is None:
             return super().running()
-        return self._code is None and not select.select([self._pidfd], [], [], 0)[0]
+        with self._lock:
+            return self._code is None and self._pidfd >= 0 and not readable(self._pidfd, 0)
 
     def wait(self, timeout: float) -> int | None:
         if self.pid is None:
             return super().wait(timeout)
-        if self._code is None and select.select([self._status], [], [], timeout)[0]:
-            self._code = self._read_status()
+        with self._lock:
+            status = self._status if self._code is None else -1
+        if status >= 0 and readable(status, timeout):
+            with self._lock:
+                if self._code is None:
+                    self._code = self._read_status()
         return self._code
 
     def _read_status(self) -> int:
+        """The child's exit code from the status pipe (it ended); closes the job's descriptors."""
         data = os.read(self._status, 64)  # one write of a few bytes, or the end of the pipe
         os.close(self._status)
+        self._status = -1
+        if not data and not readable(self._pidfd, 0):
+            # the fork server ended before its child (killed, crashed): the child, still running,
+            # is nobody's to watch or stop now; it ends as a container whose runtime died would
+            log.warning("local mode: the fork server of pid %d ended before it: killing it", self.pid)
+            self._kill_child(signal.SIGKILL)
+            readable(self._pidfd, STOP_WAIT_SECONDS)
         os.close(self._pidfd)
-        self._status = self._pidfd = -1
-        # no status: the fork server ended before its child; the child is gone, how is unknown
+        self._pidfd = -1
         return int(data) if data else -signal.SIGKILL
 
     def _signal(self, sig: int) -> None:
         if self.pid is None:
             return super()._signal(sig)
-        if self._code is None and self.running():  # (not reaped yet: its group is still its own)
+        with self._lock:
+            if self._code is None and self._pidfd >= 0 and not readable(self._pidfd, 0):
+                self._kill_child(sig)
+
+    def _kill_child(self, sig: int) -> None:
+        """``sig`` to the child's process group (not reaped yet: its group is still its own)."""
+        try:
+            os.killpg(self.pid, sig)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            # just forked: not yet in a session of its own (its first step makes one), so alone
             try:
-                os.killpg(self.pid, sig)
+                signal.pidfd_send_signal(self._pidfd, sig)
             except ProcessLookupError:
                 pass
 

@@ -35,7 +35,6 @@ import itertools
 import json
 import logging
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -47,7 +46,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .forkserver import ForkServer
+from .forkserver import ForkServer, readable
 from .lambda_zygote import PRELOAD_ENV
 
 log = logging.getLogger("miniwdl-fargate.local")
@@ -122,7 +121,7 @@ class Forked:
 
     def ended(self, timeout: float = 0) -> bool:
         if not self._ended and self._pidfd >= 0:
-            self._ended = bool(select.select([self._pidfd], [], [], timeout)[0])
+            self._ended = readable(self._pidfd, timeout)
         return self._ended or self._pidfd < 0
 
     def close(self) -> None:
@@ -238,7 +237,7 @@ class Worker:
         """The next response line; b"" if the worker closed its end; None past the deadline."""
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self._responses], [], [], remaining)[0]:
+            if remaining <= 0 or not readable(self._responses, remaining):
                 return None
             chunk = os.read(self._responses, 65536)
             if not chunk:

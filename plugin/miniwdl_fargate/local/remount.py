@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+import signal
 import sys
 
 MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096  # <sys/mount.h>
@@ -88,7 +89,8 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     ``old_root``, ``mounts`` ([container path, host path]), ``hidden`` (host folders covered by an
     empty read-only tmpfs), ``scratch`` (folders of the new root given a private tmpfs), ``report``
     (say on stderr which mounts stay writable: ``sandbox: not read-only: PATH``, as the probe's
-    script says it)."""
+    script says it), ``unset`` (variables the command's environment must not have: this
+    interpreter may have added them)."""
     import os
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -120,6 +122,13 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     _check(libc.syscall(PIVOT_ROOT_SYSCALL[os.uname().machine], b".", old_root.lstrip("/").encode()), "pivot_root")
     _check(libc.umount2(old_root.encode(), MNT_DETACH), f"umount {old_root}")
     os.chdir(os.environ.pop("SANDBOX_CWD", "") or "/")
+    for name in spec.get("unset", []):  # (what this interpreter added: LC_CTYPE, PEP 538's locale coercion)
+        os.environ.pop(name, None)
+    # the command gets the signal dispositions a container's process starts with, not Python's
+    # (it ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec:
+    # signal(7), "Signal disposition"; subprocess's restore_signals does the same for its children)
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
     os.execvp(argv[0], argv)
     return 127  # (not reached: exec replaced this process or raised)
 

@@ -20,6 +20,7 @@ import concurrent.futures
 import json
 import logging
 import os
+import resource
 import sys
 import threading
 import uuid
@@ -36,8 +37,25 @@ from .sandbox import StrictSandbox
 log = logging.getLogger("miniwdl-fargate.local")
 
 
+#: Fargate's limit of open files for a container, soft and hard
+#: (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Ulimit.html)
+FARGATE_NOFILE = 65535
+
+
+def open_files_as_on_fargate() -> None:
+    """Raise this process's soft limit of open files towards Fargate's, as far as its hard limit
+    allows: local mode holds descriptors for every running task (a pidfd, a status pipe, its log
+    shipping), beyond a common soft limit of 1024 with a few hundred tasks, and the tasks it
+    starts inherit the limit, as a Fargate container has 65535."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FARGATE_NOFILE if hard == resource.RLIM_INFINITY else min(hard, FARGATE_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 class LocalRuntime:
     def __init__(self, state_dir: str, endpoint: str, region: str) -> None:
+        open_files_as_on_fargate()
         self.state_dir = state_dir
         self.endpoint = endpoint
         self.region = region

@@ -40,6 +40,9 @@ APPARENT_UID = 1000  # what `id -u` says in userns mode, like a typical non-root
 NEW_ROOT = "/mnt/.root"
 OLD_ROOT = "/mnt/.old"
 SCRATCH = ("tmp", "var/tmp", "dev/shm")
+#: what an interpreter adds to its environment when it starts without a UTF-8 locale (PEP 538's
+#: locale coercion, which ``-I`` cannot turn off): taken out before the command runs
+COERCED = ("LC_CTYPE",)
 #: the one-process remount of a task's sandbox (run with this interpreter, ``-I -S``)
 REMOUNT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "remount.py")
 
@@ -120,8 +123,8 @@ def strict_script(
 
 def remount_loop(report: bool, hidden: tuple[str, ...] = ()) -> list[str]:
     """Shell lines making every mount of the new root read-only, one ``mount`` process each
-    (what ``remount`` does in one process; the machine probe runs these, to report what stays
-    writable)."""
+    (what ``remount`` does in one process; run where pivot_root's system call number is not
+    known and what stays writable is to be reported: the machine probe there)."""
     q = shlex.quote
     return [
         # every mount of the new root read-only, keeping its other flags (a user namespace may
@@ -154,7 +157,8 @@ class StrictSandbox:
     writable: list[str]
 
     def wrap(
-        self, mounts: list[tuple[str, str]], argv: list[str], report: bool = False, hidden: tuple[str, ...] = ()
+        self, mounts: list[tuple[str, str]], argv: list[str], report: bool = False, hidden: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> list[str]:
         """The command line that runs ``argv`` in the sandbox, set up by one Python process
         (``remount.py sandbox``: a dozen fewer processes per task than the shell script, which
@@ -162,7 +166,7 @@ class StrictSandbox:
         stderr which mounts stay writable (the machine probe's)."""
         if not self.set_up_in_python:
             return self.prefix + ["sh", "-c", strict_script(mounts, self.identity, report, hidden), "sandbox", *argv]
-        spec, command = self.setup(mounts, argv, hidden, report)
+        spec, command = self.setup(mounts, argv, hidden, report, env)
         return self.prefix + [sys.executable, "-I", "-S", REMOUNT, "sandbox", json.dumps(spec), "--", *command]
 
     @property
@@ -173,13 +177,17 @@ class StrictSandbox:
 
     def setup(
         self, mounts: list[tuple[str, str]], argv: list[str], hidden: tuple[str, ...] = (), report: bool = False,
+        env: dict[str, str] | None = None,
     ) -> tuple[dict, list[str]]:
         """What ``remount.sandbox`` takes to run ``argv`` in the sandbox, in the private mount
-        namespace ``prefix`` makes: its spec, and the command (the identity's prefix, ``argv``)."""
+        namespace ``prefix`` makes: its spec, and the command (the identity's prefix, ``argv``).
+        ``env``: the command's environment, where known (the variables an interpreter may add to
+        it are taken out again: ``COERCED``)."""
         check_mounts(mounts)
         spec = {
             "new_root": NEW_ROOT, "old_root": OLD_ROOT, "mounts": [list(m) for m in mounts], "hidden": list(hidden),
             "scratch": list(SCRATCH), "report": report,
+            "unset": [name for name in COERCED if env is not None and name not in env],
         }
         return spec, self.identity.exec_prefix() + list(argv)
 

@@ -10,9 +10,11 @@ one child per task instead; the child makes the same namespace itself, runs the 
 needs no user namespace (local mode as root), as ``driver_zygote`` is for drivers.
 
 A request is one JSON message ``{"spec", "argv", "env"}`` (``spec`` and ``argv`` as
-``remount.sandbox`` takes them) with the log file and the status pipe; the answer is the child's
-pidfd. The child is what ``HostJob`` would start: its own session, /dev/null as stdin, the log
-file as stdout and stderr, the task's environment. No thread is started before a fork.
+``remount.sandbox`` takes them; ``"what"``, for the runner's log) with the log file and the
+status pipe; the answer is the child's pidfd. The child is what ``HostJob`` would start: its own
+session, /dev/null as stdin, the log file as stdout and stderr, exactly the task's environment,
+and (``remount.sandbox``) the signal dispositions a new process has. No thread is started
+before a fork.
 """
 
 from __future__ import annotations
