@@ -7,12 +7,12 @@ image's USER (writing EFS as the access point's user would, ``idmap``), no netwo
 the limit. Without an engine it runs as a host process in a strict sandbox (``sandbox``):
 read-only root, unprivileged uid, private /tmp; forked from ``task_zygote`` (which sets the
 sandbox up in the child, no interpreter started per task) where the namespace needs no user
-namespace. The driver (our own image, not available locally)
-runs as a host process in a private mount namespace, forked from ``driver_zygote`` (its libraries
-loaded, its parsers built) where the namespace needs no user namespace. A local directory per filesystem stands in
-for EFS. Like Fargate, the runner kills a task that uses more memory than its size and says so the
-way Fargate does: exit code 137, container reason OutOfMemoryError. A task whose image pull is
-made to fail (``faults.pull_failures``) stops before it starts, as Fargate's does: stop code
+namespace. The driver (our own image, not available locally) runs as a host process in a
+private mount namespace, forked from ``driver_zygote`` (its libraries loaded, its parsers built)
+where the namespace needs no user namespace. A local directory per filesystem stands in for EFS.
+Like Fargate, the runner kills a task that uses more memory than its size and says so the way
+Fargate does: exit code 137, container reason OutOfMemoryError. A task whose image pull is made
+to fail (``faults.pull_failures``) stops before it starts, as Fargate's does: stop code
 TaskFailedToStart, reason ``CannotPullContainerError: ...``.
 
 The runner knows nothing of moto: it gets each task as a plain ``TaskSpec`` (``moto.hooks``
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import os
+import queue
 import shlex
 import shutil
 import subprocess

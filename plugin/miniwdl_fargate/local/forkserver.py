@@ -258,8 +258,9 @@ class ForkServer:
 
 
 class LazyForkServer:
-    """A ``ForkServer`` started at first use (``get``) and kept; once it could not start, None
-    ever after (whoever asked then starts a new process)."""
+    """A ``ForkServer`` started at first use (``get``) and kept, started again if it has ended
+    (killed, crashed); once it could not start, None ever after (whoever asked then starts a new
+    process)."""
 
     def __init__(self, module: str, work_dir: str, env: Callable[[], dict[str, str]], enabled: bool) -> None:
         self.module, self.work_dir, self.env = module, work_dir, env
