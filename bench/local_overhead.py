@@ -18,8 +18,13 @@ and at a fifth of that, so the overhead's growth with the task count shows.
 Last, for reference, one ``miniwdl-fargate local run`` of hello from scratch (deploy, run, stop).
 The machine's load average is printed with the figures: on a shared machine they move with it.
 
+With each local run, the CPU time the stack's processes spent on it (``stack_cpu``: the stack
+itself, the drivers, the Lambda workers, the sandboxed tasks), and from the small scatter to the
+big one, the CPU each task more cost in each: where the growth goes.
+
 The last line is one JSON object: deploy_s, first_run_s, one_shot_local_run_s, load_average,
-overhead_growth_s, and per workload plain_s, local_s, overhead_s, ratio.
+overhead_growth_s, cpu_per_extra_task_ms, and per workload plain_s, local_s, overhead_s, ratio,
+cpu_s, plain_cpu_s.
 
     make bench-local                                  # = .venv/bin/python bench/local_overhead.py
     .venv/bin/python bench/local_overhead.py --repeat 5 --tasks 100
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -79,10 +85,71 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     return elapsed
 
 
-def plain_run(wdl: Path, inputs: Path, work: Path) -> float:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: the local stack's processes by what they do: its own children are fork servers (by module)
+KINDS = {"driver_zygote": "drivers", "task_zygote": "tasks", "lambda_zygote": "lambdas"}
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(its own, its reaped children's) CPU seconds of a process (/proc/<pid>/stat: utime,
+    stime, cutime, cstime, fields 14-17, proc(5)); (0, 0) once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as infile:
+            fields = infile.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    utime, stime, cutime, cstime = (int(value) for value in fields[11:15])
+    return (utime + stime) / CLOCK_TICKS, (cutime + cstime) / CLOCK_TICKS
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for thread in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children") as listing:
+                found += [int(child) for child in listing.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process, of its children it reaped and of every live descendant."""
+    own, reaped = cpu_seconds(pid)
+    return own + reaped + sum(tree_cpu(child) for child in children(pid))
+
+
+def stack_cpu(stack_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the local stack's processes: ``stack`` (moto, the ECS and Lambda
+    runners: the ``local up`` process itself), ``drivers`` (forked from the driver fork server,
+    which reaps them), ``lambdas`` (the Lambda workers), ``tasks`` (the sandboxed WDL tasks:
+    forked from the task fork server, or the stack's own children where they are new processes)."""
+    own, reaped = cpu_seconds(stack_pid)
+    totals = {"stack": own, "drivers": 0.0, "lambdas": 0.0, "tasks": reaped}
+    for child in children(stack_pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as infile:
+                command = infile.read().decode(errors="replace")
+        except OSError:
+            continue
+        kind = next((k for module, k in KINDS.items() if module in command), "tasks")
+        totals[kind] += tree_cpu(child)
+    return totals
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's reaped children (a plain run: miniwdl and its tasks)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def plain_run(wdl: Path, inputs: Path, work: Path) -> tuple[float, float]:
+    """(seconds, CPU seconds) of a plain ``miniwdl run``."""
     env = {**os.environ, "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "host_process"}
     run_dir = Path(tempfile.mkdtemp(dir=work, prefix="plain-"))
-    return timed([str(BIN / "miniwdl"), "run", str(wdl), "-i", str(inputs), "--dir", str(run_dir)], env, work)
+    before = children_cpu()
+    seconds = timed([str(BIN / "miniwdl"), "run", str(wdl), "-i", str(inputs), "--dir", str(run_dir)], env, work)
+    return seconds, children_cpu() - before
 
 
 def local_run(wdl: Path, inputs: Path, connection: Path, work: Path) -> float:
@@ -127,6 +194,8 @@ def main() -> int:
 
     plain: dict[str, list[float]] = {w: [] for w in workloads}
     local: dict[str, list[float]] = {w: [] for w in workloads}
+    cpu: dict[str, list[dict[str, float]]] = {w: [] for w in workloads}  # the stack's, per local run
+    cpu_plain: dict[str, list[float]] = {w: [] for w in workloads}
     load_before = os.getloadavg()[0]
     proc, deploy = start_stack(work, connection)
     print(f"local up (moto, template deployed, Lambda environments started): {deploy:.2f} s", flush=True)
@@ -135,8 +204,13 @@ def main() -> int:
         print(f"first local run of hello after the deploy: {first:.2f} s", flush=True)
         for _ in range(args.repeat):
             for workload in workloads:  # interleaved: both sides see the same machine load
-                plain[workload].append(plain_run(*inputs.inputs(workload, False), work))
+                seconds, plain_cpu = plain_run(*inputs.inputs(workload, False), work)
+                plain[workload].append(seconds)
+                cpu_plain[workload].append(plain_cpu)
+                before = stack_cpu(proc.pid)
                 local[workload].append(local_run(*inputs.inputs(workload, True), connection, work))
+                after = stack_cpu(proc.pid)
+                cpu[workload].append({kind: after[kind] - before[kind] for kind in after})
     finally:
         stop_stack(proc)
     one_shot = timed(
@@ -155,11 +229,21 @@ def main() -> int:
     small, big = workloads[1], workloads[2]
     growth = results[big]["overhead_s"] - results[small]["overhead_s"]
     print(f"\noverhead growth from {small} to {big}: {growth:+.2f} s (median of {args.repeat} runs each; work dir {work})")
+    kinds = list(cpu[big][0])
+    for workload in workloads:
+        results[workload]["cpu_s"] = {k: round(statistics.median(run[k] for run in cpu[workload]), 2) for k in kinds}
+        results[workload]["plain_cpu_s"] = round(statistics.median(cpu_plain[workload]), 2)
+    extra_tasks = int(big.split("-")[1]) - int(small.split("-")[1])
+    per_task = {k: round(1000 * (results[big]["cpu_s"][k] - results[small]["cpu_s"][k]) / extra_tasks, 1) for k in kinds}
+    per_task["plain_miniwdl"] = round(1000 * (results[big]["plain_cpu_s"] - results[small]["plain_cpu_s"]) / extra_tasks, 1)
+    print("CPU of a local run by process (s, median): " + "; ".join(
+        f"{w} " + ", ".join(f"{k} {results[w]['cpu_s'][k]:.2f}" for k in kinds) for w in workloads))
+    print("CPU per task more, from {} to {} (ms): {}".format(small, big, ", ".join(f"{k} {v:.1f}" for k, v in per_task.items())))
     print(f"one shot, `miniwdl-fargate local run` of hello (deploy, run, stop): {one_shot:.2f} s")
     print(f"load average: {load_before:.1f} before, {load:.1f} after ({os.cpu_count()} CPUs)")
     print(json.dumps({"deploy_s": round(deploy, 2), "first_run_s": round(first, 2), "one_shot_local_run_s": round(one_shot, 2),
-                      "repeat": args.repeat, "overhead_growth_s": round(growth, 2), "load_average": [round(load_before, 1), round(load, 1)],
-                      "workloads": results}))
+                      "repeat": args.repeat, "overhead_growth_s": round(growth, 2), "cpu_per_extra_task_ms": per_task,
+                      "load_average": [round(load_before, 1), round(load, 1)], "workloads": results}))
     return 0
 
 
