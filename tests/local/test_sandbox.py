@@ -94,6 +94,8 @@ def test_a_forked_task_whose_fork_server_died_is_killed_and_the_server_starts_ag
     first.proc.send_signal(signal.SIGKILL)
     assert job.wait(15) == -signal.SIGKILL
     assert not os.path.exists(f"/proc/{job.pid}") or "Z" in open(f"/proc/{job.pid}/stat").read().split(")")[1][:3]
+    # (its descriptors close as it exits, a moment before it can be reaped)
+    wait_for(lambda: first.proc.poll() is not None, 10, what="the fork server's end", interval=0.01)
     again = task_zygote.get()
     assert again is not first and again.proc.poll() is None
     job = forked_task(stack, task_zygote, ["true"], tmp_path / "after.log")

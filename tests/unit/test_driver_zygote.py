@@ -168,3 +168,22 @@ def test_a_fork_server_answers_a_request_it_cannot_read_and_serves_on(server, tm
     started = Started(server, tmp_path, ["true"])
     assert started.job.pid is not None and started.outcome().exit_code == 0
 
+
+
+def test_a_lazy_fork_server_that_keeps_ending_is_started_again_a_few_times_only(tmp_path):
+    from miniwdl_fargate.local.forkserver import LazyForkServer
+
+    lazy = LazyForkServer("miniwdl_fargate.local.task_zygote", str(tmp_path), lambda: {"PATH": os.environ["PATH"]}, True)
+    try:
+        seen = []
+        for _ in range(LazyForkServer.RESTARTS + 2):
+            server = lazy.get()
+            if server is None:
+                break
+            seen.append(server)
+            server.proc.kill()
+            server.proc.wait()
+        assert len(seen) == 1 + LazyForkServer.RESTARTS and len(set(map(id, seen))) == len(seen)
+        assert lazy.get() is None and not lazy.enabled  # (new processes from now on)
+    finally:
+        lazy.stop()

@@ -259,24 +259,30 @@ class ForkServer:
 
 class LazyForkServer:
     """A ``ForkServer`` started at first use (``get``) and kept, started again if it has ended
-    (killed, crashed); once it could not start, None ever after (whoever asked then starts a new
-    process)."""
+    (killed, crashed: ``RESTARTS`` times); once it could not start, None ever after (whoever
+    asked then starts a new process)."""
+
+    #: how many times a server that ended is started again (then: new processes, as if it never started)
+    RESTARTS = 3
 
     def __init__(self, module: str, work_dir: str, env: Callable[[], dict[str, str]], enabled: bool) -> None:
         self.module, self.work_dir, self.env = module, work_dir, env
         self.enabled = enabled
         self._server: ForkServer | None = None
         self._lock = threading.Lock()
+        self._restarts_left = self.RESTARTS
 
     def get(self) -> ForkServer | None:
         with self._lock:
             if self._server is not None and self._server.proc.poll() is not None:
+                ended, self._server = self._server, None
+                ended.close()
+                self.enabled = self.enabled and self._restarts_left > 0
+                self._restarts_left -= 1
                 log.warning(
-                    "local mode: the fork server %s ended (exit status %s): starting it again",
-                    self.module, self._server.proc.returncode,
+                    "local mode: the fork server %s ended (exit status %s): %s", self.module, ended.proc.returncode,
+                    "starting it again" if self.enabled else "new processes from now on",
                 )
-                self._server.close()
-                self._server = None
             if self._server is None and self.enabled:
                 os.makedirs(self.work_dir, exist_ok=True)
                 try:
