@@ -293,7 +293,7 @@ def test_the_log_shipper_asks_for_its_group_once_and_makes_it_again_if_it_went(m
 
 
 def test_the_runners_threads_are_kept_for_the_next_task_and_go_when_idle():
-    pool = RunnerThreads("t", idle_seconds=0.2)
+    pool = RunnerThreads("t")
     names = []
     for _ in range(3):  # one after another: one thread, kept between them
         done = threading.Event()
@@ -316,25 +316,30 @@ def test_the_runners_threads_are_kept_for_the_next_task_and_go_when_idle():
     release.set()
     assert pool.wait_idle(10)
     pool.run(lambda: 1 / 0)  # (a runner that fails is said in the log; its thread serves on)
-    assert pool.wait_idle(10)
-    wait_for(lambda: pool.threads == 0, timeout=10, what="the idle threads to go", interval=0.05)
+    assert pool.wait_idle(10) and pool.threads == 3
+    brief = RunnerThreads("b", idle_seconds=0.05)  # idle threads go
+    for _ in range(2):
+        brief.run(lambda: None)
+    assert brief.wait_idle(10)
+    wait_for(lambda: brief.threads == 0, timeout=10, what="the idle threads to go", interval=0.05)
     done = threading.Event()
-    pool.run(done.set)  # (none idle: a new one)
-    assert done.wait(10) and pool.wait_idle(10)
+    brief.run(done.set)  # (none idle: a new one)
+    assert done.wait(10) and brief.wait_idle(10)
 
 
-def test_local_mode_raises_its_open_files_limit_towards_fargates():
+@pytest.mark.parametrize("limits, raised", [
+    ((1024, 1048576), (65535, 1048576)),  # a common machine's: up to Fargate's
+    ((1024, 4096), (4096, 4096)),  # as far as the hard limit allows
+    ((1024, -1), (65535, -1)),  # (RLIM_INFINITY)
+    ((100000, 1048576), None),  # already more: left as it is
+])
+def test_local_mode_raises_its_open_files_limit_towards_fargates(monkeypatch, limits, raised):
     import resource
 
-    from miniwdl_fargate.local.runtime import FARGATE_NOFILE, open_files_as_on_fargate
+    from miniwdl_fargate.local import runtime
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard <= 1024:
-        pytest.skip(f"this machine allows {hard} descriptors a process")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
-    try:
-        open_files_as_on_fargate()
-        wanted = FARGATE_NOFILE if hard == resource.RLIM_INFINITY else min(hard, FARGATE_NOFILE)
-        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (wanted, hard)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    set_to = []
+    monkeypatch.setattr(runtime.resource, "getrlimit", lambda which: limits)
+    monkeypatch.setattr(runtime.resource, "setrlimit", lambda which, value: set_to.append((which, value)))
+    runtime.open_files_as_on_fargate()
+    assert set_to == ([] if raised is None else [(resource.RLIMIT_NOFILE, raised)])
