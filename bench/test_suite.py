@@ -92,8 +92,12 @@ def main() -> int:
     print(f"  CPU: {figures['cpu_s']} s on {cores} cores, {figures['mean_busy_cores']} busy on average, "
           f"{figures['seconds_under_half_busy']} s with fewer than half busy")
     print(f"  load average before/after: {figures['load_average']}")
-    if proc.returncode != 0:
-        print(output[-4000:], file=sys.stderr)
+    if proc.returncode != 0:  # what failed: pytest's failures (the linter's output comes after them)
+        failures = output.split("short test summary info", 1)[-1].split("\n=", 1)[0] if "short test summary info" in output else ""
+        print(failures.strip() or output[-4000:], file=sys.stderr)
+        with open(clone.with_suffix(".log"), "w") as log:
+            log.write(output)
+        print(f"  its whole output: {clone.with_suffix('.log')}", file=sys.stderr)
     if args.keep:
         print(f"  the clone: {clone}")
     else:
