@@ -17,7 +17,6 @@ status pipe; the answer is the driver's pidfd. No thread is started before a for
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import os
 import socket
@@ -48,9 +47,6 @@ LIBRARIES = (
 #: the driver container's command, run in the forked process itself
 COMMAND = ["miniwdl-fargate", "driver"]
 
-MS_BIND = 0x1000  # <sys/mount.h>
-
-
 def preload() -> None:
     """Import the driver's libraries, build the WDL parsers, scan the plugins' entry points and
     parse the AWS models the driver's clients need."""
@@ -61,23 +57,16 @@ def preload() -> None:
     forkserver.preload_aws()
 
 
-def _libc_call(name: str, *args: object) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if getattr(libc, name)(*args) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{name}{args!r}: {os.strerror(errno)}")
-
-
 def private_mounts(mounts: list[list[str]]) -> None:
     """A private mount namespace with a tmpfs on /mnt and each (container path, host path)
     bind-mounted (the driver is root here, as on Fargate)."""
     remount.private_namespace()
-    _libc_call("mount", b"tmpfs", b"/mnt", b"tmpfs", 0, None)
+    remount.mount("tmpfs", "/mnt", "tmpfs", 0, None)
     for container_path, host_path in mounts:
         if not container_path.startswith("/mnt/"):
             raise ValueError(f"local mode mounts volumes under /mnt only, not {container_path}")
         os.makedirs(container_path, exist_ok=True)
-        _libc_call("mount", host_path.encode(), container_path.encode(), None, MS_BIND, None)
+        remount.mount(host_path, container_path, None, remount.MS_BIND, None)
 
 
 def become_driver(request: dict, fds: list[int], server: socket.socket) -> None:

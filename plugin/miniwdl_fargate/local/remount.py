@@ -20,6 +20,8 @@ is left as it is, as the loop leaves it.
 from __future__ import annotations
 
 import ctypes
+import functools
+import os
 import re
 import signal
 import sys
@@ -65,21 +67,38 @@ MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE, MNT_DETACH = 2, 4, 16384, 1 << 18, 2
 CLONE_NEWNS = 0x00020000  # <sched.h>
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _check(result: int, what: str) -> None:
     if result != 0:
-        import os
-
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def mount(source: str | None, target: str, kind: str | None, flags: int, data: str | None) -> None:
+    """mount(2), raising OSError (naming the target) where it fails."""
+    encoded = [v.encode() if isinstance(v, str) else v for v in (source, target, kind, data)]
+    _check(_libc().mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]), f"mount {target}")
+
+
+def remount_all(root: str, hidden: list[str], flags: int) -> list[str]:
+    """Every mount at or under ``root`` (but ``targets`` leaves out) remounted with ``flags`` and
+    its own; the mounts that refused, which stay as they were."""
+    with open("/proc/self/mountinfo") as listing:
+        found = targets(listing.read(), root, hidden, flags)
+    libc = _libc()
+    return [target for target, own in found if libc.mount(None, target.encode(), None, own, None) != 0]
 
 
 def private_namespace() -> None:
     """This process into a mount namespace of its own whose mounts propagate nowhere (as root):
     what ``unshare --mount --propagation private`` gives the program it runs (unshare(2),
     mount(2) MS_PRIVATE; mount_namespaces(7), "Shared subtrees")."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-    _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    _check(_libc().unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    mount("none", "/", None, MS_REC | MS_PRIVATE, None)
 
 
 def sandbox(spec: dict, argv: list[str]) -> int:
@@ -91,14 +110,7 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     (say on stderr which mounts stay writable: ``sandbox: not read-only: PATH``, as the probe's
     script says it), ``unset`` (variables the command's environment must not have: this
     interpreter may have added them)."""
-    import os
-
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def mount(source, target: str, kind, flags: int, data) -> None:
-        encoded = [v.encode() if isinstance(v, str) else v for v in (source, target, kind, data)]
-        _check(libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]), f"mount {target}")
-
+    libc = _libc()
     new_root, old_root = spec["new_root"], spec["old_root"]
     mount("tmpfs", "/mnt", "tmpfs", 0, "mode=0755")
     os.makedirs(new_root, exist_ok=True)
@@ -107,10 +119,9 @@ def sandbox(spec: dict, argv: list[str]) -> int:
         os.makedirs(container_path, exist_ok=True)
     mount("/", new_root, None, MS_BIND | MS_REC, None)
     hidden = [os.path.realpath(path) for path in spec["hidden"]]
-    with open("/proc/self/mountinfo") as listing:
-        for target, flags in targets(listing.read(), new_root, [new_root + path for path in hidden], MS_REMOUNT | MS_BIND | MS_RDONLY):
-            if libc.mount(None, target.encode(), None, flags, None) != 0 and spec.get("report"):  # (refused: it stays as it is)
-                print(f"sandbox: not read-only: {target[len(new_root):]}", file=sys.stderr)
+    writable = remount_all(new_root, [new_root + path for path in hidden], MS_REMOUNT | MS_BIND | MS_RDONLY)
+    for target in writable if spec.get("report") else ():
+        print(f"sandbox: not read-only: {target[len(new_root):]}", file=sys.stderr)
     for path in hidden:  # (the binds below take their sources from the namespace's own root)
         if os.path.isdir(new_root + path):
             mount("tmpfs", new_root + path, "tmpfs", MS_RDONLY, "mode=0555,size=4k")
@@ -155,11 +166,7 @@ def main(argv: list[str]) -> int:
     flags = 0
     for option in options:
         flags |= OPTIONS[option]
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open("/proc/self/mountinfo") as listing:
-        mounts = targets(listing.read(), root, hidden, flags)
-    for target, flags in mounts:
-        libc.mount(None, target.encode(), None, flags, None)  # (refused: it stays as it is)
+    remount_all(root, hidden, flags)  # (a mount that refuses stays as it is)
     return 0
 
 
