@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from miniwdl_fargate.local.jobs import children, descendants
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HELLO = ROOT / "examples" / "hello" / "workflow.wdl"
@@ -102,21 +104,9 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return (utime + stime) / CLOCK_TICKS, (cutime + cstime) / CLOCK_TICKS
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for thread in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
-        try:
-            with open(f"/proc/{pid}/task/{thread}/children") as listing:
-                found += [int(child) for child in listing.read().split()]
-        except OSError:
-            pass
-    return found
-
-
 def tree_cpu(pid: int) -> float:
-    """CPU seconds of a process, of its children it reaped and of every live descendant."""
-    own, reaped = cpu_seconds(pid)
-    return own + reaped + sum(tree_cpu(child) for child in children(pid))
+    """CPU seconds of a process and of every live descendant, each with the children it reaped."""
+    return sum(sum(cpu_seconds(process)) for process in descendants(pid))
 
 
 def stack_cpu(stack_pid: int) -> dict[str, float]:

@@ -59,6 +59,23 @@ STOP_WAIT_SECONDS = 10.0
 _PIDFD_LOCK = threading.Lock()
 
 
+def children(pid: int) -> list[int]:
+    """The children of ``pid``, from the kernel's list of each of its threads' children (none if
+    it has ended meanwhile)."""
+    found: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children") as listing:
+                found.extend(int(child) for child in listing.read().split())
+        except OSError:
+            continue
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it, from the kernel's lists of each thread's children
     (no scan of every process of the machine, which the runner would otherwise make four times
@@ -67,16 +84,7 @@ def descendants(pid: int) -> list[int]:
     while todo:
         current = todo.pop()
         found.append(current)
-        try:
-            threads = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for thread in threads:
-            try:
-                with open(f"/proc/{current}/task/{thread}/children") as listing:
-                    todo.extend(int(child) for child in listing.read().split())
-            except OSError:
-                continue
+        todo.extend(children(current))
     return found
 
 
