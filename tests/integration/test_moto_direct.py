@@ -2,6 +2,7 @@
 server's clients see (one moto), go through botocore (a request the model refuses is refused
 here), and never open a connection, to moto or to AWS."""
 
+import contextlib
 import socket
 import time
 
@@ -13,25 +14,31 @@ from miniwdl_fargate import aws
 from miniwdl_fargate.local.moto import direct
 
 
-@pytest.fixture
-def no_connections(monkeypatch):
-    """Any connection this process opens from now on fails the test."""
+@contextlib.contextmanager
+def refusing_connections():
+    """Any connection this process opens meanwhile fails the test."""
 
     def refuse(*args, **kwargs):
         raise AssertionError(f"a connection was opened: {args}")
 
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(socket, "create_connection", refuse)
+        patched.setattr(socket.socket, "connect", refuse)
+        yield
 
 
-def test_a_direct_client_and_the_servers_clients_share_one_moto(moto_server, monkeypatch):
+@pytest.fixture
+def no_connections():
+    with refusing_connections():
+        yield
+
+
+def test_a_direct_client_and_the_servers_clients_share_one_moto(moto_server):
     aws.client("logs").create_log_group(logGroupName="by-http")
     logs = direct.client("logs", "us-east-1")
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("a connection was opened"))
-    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("a connection was opened"))
-    logs.create_log_stream(logGroupName="by-http", logStreamName="s")
-    logs.put_log_events(logGroupName="by-http", logStreamName="s", logEvents=[{"timestamp": int(time.time() * 1000), "message": "said"}])
-    monkeypatch.undo()
+    with refusing_connections():
+        logs.create_log_stream(logGroupName="by-http", logStreamName="s")
+        logs.put_log_events(logGroupName="by-http", logStreamName="s", logEvents=[{"timestamp": int(time.time() * 1000), "message": "said"}])
     events = aws.client("logs").get_log_events(logGroupName="by-http", logStreamName="s")["events"]
     assert [e["message"] for e in events] == ["said"]
 
