@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # every module it imports again
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help venv demo test soak unit integration local containers browser screenshot lint image push-image clean bench bench-10k bench-fair bench-transfers bench-local bench-tests openapi docs
+.PHONY: help venv demo test soak unit integration local containers browser screenshot lint image push-image clean bench bench-10k bench-fair bench-transfers bench-local bench-local-ecs bench-tests openapi docs
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-fair  10 drivers of 500 tasks each sharing one account's quotas (about 5 min)"
 	@echo "make bench-transfers  many small objects down and up, one at a time vs in parallel (under 1 min)"
 	@echo "make bench-local  what local mode adds to a run: plain miniwdl vs local mode, hello and a 50-task scatter (about 3 min)"
+	@echo "make bench-local-ecs  what a local stack's DescribeTasks costs as its tasks pile up: moto's lookup vs local mode's (under 1 min)"
 	@echo "make bench-tests  how long make test takes on a clean clone of this checkout's HEAD (about 3 min)"
 	@echo "make docs   docs/configuration.md from the packaged aws_fargate.cfg"
 	@echo "make screenshot   docs/report-screenshot.png: the run report in headless Chromium (apt-get install chromium)"
@@ -142,6 +143,9 @@ bench-local: venv
 	$(BIN)/python bench/local_overhead.py
 
 # (a clone of HEAD makes its own .venv: this needs only Python 3.11, git and make)
+bench-local-ecs: venv
+	$(BIN)/python bench/local_ecs_lookup.py
+
 bench-tests:
 	$(PYTHON) bench/test_suite.py
 

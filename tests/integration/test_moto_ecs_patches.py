@@ -13,6 +13,7 @@ from miniwdl_fargate.local.moto import fixes, hooks, patching
 @pytest.fixture
 def ecs(moto_aws):
     fixes.run_task_client_token()
+    fixes.task_lookup_by_key()
     hooks.describe_tasks_faults()  # (with fixes.describe_tasks_missing)
     client = aws.client("ecs")
     client.create_cluster(clusterName="c")
@@ -70,6 +71,74 @@ def test_moto_itself_still_leaves_unknown_tasks_out(ecs, monkeypatch):
     gone = task["taskArn"].rsplit("/", 1)[0] + "/0123456789abcdef"
     # when this fails, moto reports MISSING itself: drop fixes.describe_tasks_missing
     assert ecs.describe_tasks(cluster="c", tasks=[gone])["failures"] == []
+
+
+def test_describe_tasks_looks_up_each_name_in_the_named_cluster_only(ecs):
+    (task,) = run(ecs, "t")
+    arn = task["taskArn"]
+    task_id = arn.rsplit("/", 1)[-1]
+    ecs.create_cluster(clusterName="other")
+    answer = ecs.describe_tasks(cluster="c", tasks=[arn, task_id, task_id[:8], f"c/{task_id}"])
+    assert [t["taskArn"] for t in answer["tasks"]] == [arn]  # (named twice: described once)
+    assert answer["failures"] == [{"arn": task_id[:8], "reason": "MISSING"}, {"arn": f"c/{task_id}", "reason": "MISSING"}]
+    elsewhere = ecs.describe_tasks(cluster="other", tasks=[arn, task_id])
+    assert elsewhere["tasks"] == [] and [f["arn"] for f in elsewhere["failures"]] == [arn, task_id]
+
+
+def test_a_task_stopped_an_hour_ago_is_forgotten_with_its_client_token(ecs, monkeypatch):
+    """ECS shows a stopped task for at least an hour (DescribeTasks); local mode forgets it then,
+    and the tokens of the tasks it forgot, so a stack that stays up does not keep every task."""
+    from moto.ecs.models import ecs_backends
+
+    from miniwdl_fargate.local import ecs_state
+
+    monkeypatch.setattr(fixes, "TOKENS_KEPT", 1)  # (every RunTask looks for tokens to forget)
+    now = [0.0]
+    state = ecs_state.MotoTaskState("us-east-1", clock=lambda: now[0])
+    backend = ecs_backends["123456789012"]["us-east-1"]
+
+    def started(token):
+        (task,) = run(ecs, token)
+        state.register(backend.tasks["c"][task["taskArn"]])  # (as moto.hooks does at each RunTask)
+        state.provisioning(task["taskArn"])
+        return task["taskArn"]
+
+    old = started("old")
+    state.stopped(old, "EssentialContainerExited", "Essential container in task exited", exit_code=0)
+    now[0] = ecs_state.STOPPED_TASKS_KEPT_SECONDS - 1
+    kept = started("kept")
+    assert ecs.describe_tasks(cluster="c", tasks=[old])["tasks"][0]["lastStatus"] == "STOPPED"
+    assert run(ecs, "old")[0]["taskArn"] == old  # (its token still answers with it)
+    now[0] = ecs_state.STOPPED_TASKS_KEPT_SECONDS
+    ec2 = aws.client("ec2")
+    (attachment,) = ecs.describe_tasks(cluster="c", tasks=[old])["tasks"][0]["attachments"]
+    (eni,) = [d["value"] for d in attachment["details"] if d["name"] == "networkInterfaceId"]
+    assert ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"]
+    newer = started("newer")
+    assert ecs.describe_tasks(cluster="c", tasks=[old])["failures"] == [{"arn": old, "reason": "MISSING"}]
+    assert eni not in [i["NetworkInterfaceId"] for i in ec2.describe_network_interfaces()["NetworkInterfaces"]]
+    assert sorted(ecs.list_tasks(cluster="c")["taskArns"]) == sorted([kept, newer])
+    assert state.forget_stopped() == 0
+    again = started("old")  # the token went with its task: a new task
+    assert again != old and sorted(ecs.list_tasks(cluster="c")["taskArns"]) == sorted([kept, newer, again])
+    started("last")
+    kept_tokens = backend._miniwdl_fargate_client_tokens
+    assert sorted(token for _cluster, token in kept_tokens) == ["kept", "last", "newer", "old"]
+    assert kept_tokens[("c", "old")][1] == [again]
+
+
+def test_moto_itself_still_describes_tasks_of_other_clusters(ecs, monkeypatch):
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    monkeypatch.setattr(
+        EC2ContainerServiceBackend, "describe_tasks",
+        patching.unpatched("task_lookup_by_key", EC2ContainerServiceBackend, "describe_tasks"),
+    )
+    (task,) = run(ecs, "t")
+    ecs.create_cluster(clusterName="other")
+    # when this fails, moto looks in the named cluster only (then check that it looks tasks up by
+    # key, not by scanning them all, and drop fixes.task_lookup_by_key)
+    assert [t["taskArn"] for t in ecs.describe_tasks(cluster="other", tasks=[task["taskArn"]])["tasks"]] == [task["taskArn"]]
 
 
 def test_a_new_wdl_task_is_missing_for_its_first_describes_but_not_to_ecs_itself(ecs, monkeypatch):

@@ -9,12 +9,14 @@ The runner (``ecs_runner``) calls it with a task's ARN and plain values, through
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import logging
 import threading
+import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 #: the local runtime's own ECS calls carry this in their User-Agent: "ECS itself" always knows
 #: its tasks, so DescribeTasks hides nothing from it (``moto.hooks``)
@@ -38,22 +40,63 @@ def snapshot(task: Any) -> Any:
         return copied
 
 
+#: how long a stopped task stays known to ECS: "Currently, stopped tasks appear in the returned
+#: results for at least one hour" (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html).
+#: Local mode forgets it then, as moto never does: a stack that stays up keeps an hour of tasks,
+#: not every task it ever ran
+STOPPED_TASKS_KEPT_SECONDS = 3600.0
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _release_network_interfaces(task: Any) -> None:
+    """The network interfaces moto's RunTask made for an awsvpc task, out of moto's EC2."""
+    from moto.ec2.models import ec2_backends
+
+    enis = ec2_backends[task._account_id][task.region_name].enis
+    for attachment in getattr(task, "attachments", None) or []:
+        for detail in attachment.get("details") or []:
+            if detail.get("name") == "networkInterfaceId":
+                enis.pop(detail.get("value"), None)
 
 
 class MotoTaskState:
     """The state of the tasks RunTask created in moto, by task ARN."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(
+        self, region: str, kept_seconds: float = STOPPED_TASKS_KEPT_SECONDS, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.region = region
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._kept_seconds, self._clock = kept_seconds, clock
+        self._stopped: collections.deque[tuple[float, str]] = collections.deque()  # (when, ARN), oldest first
 
     def register(self, task: Any) -> None:
-        """A task moto's RunTask just created (from ``moto.hooks``)."""
+        """A task moto's RunTask just created (from ``moto.hooks``); and the tasks stopped longer
+        ago than ECS shows them are forgotten."""
         with self._lock:
             self._tasks[task.task_arn] = task
+        self.forget_stopped()
+
+    def forget_stopped(self) -> int:
+        """Take the tasks that stopped ``kept_seconds`` ago or more out of moto (DescribeTasks,
+        ListTasks and StopTask no longer know them; the network interface moto made for each
+        goes too, long gone on ECS by then) and out of this registry; how many."""
+        now, gone = self._clock(), []
+        with self._lock:
+            while self._stopped and now - self._stopped[0][0] >= self._kept_seconds:
+                arn = self._stopped.popleft()[1]
+                task = self._tasks.pop(arn, None)
+                if task is not None:
+                    gone.append((arn, task))
+        with WRITE_LOCK:
+            for arn, task in gone:
+                task._backend.tasks.get(task.cluster_name, {}).pop(arn, None)
+                _release_network_interfaces(task)
+        return len(gone)
 
     def _task(self, task_arn: str) -> Any:
         with self._lock:
@@ -112,6 +155,8 @@ class MotoTaskState:
             task.stopped_at = _now()
             task.desired_status = "STOPPED"
             self.set_status(task_arn, "STOPPED")
+        with self._lock:
+            self._stopped.append((self._clock(), task_arn))
 
     def ecs(self) -> Any:
         """The runtime's own ECS client: "ECS itself", which always knows its tasks (DescribeTasks

@@ -22,7 +22,7 @@ from ..faults import CAPACITY_REASON, Faults
 from ..lambda_runner import FunctionSpec
 from . import fixes
 from .fixes import as_delivered
-from .patching import backend_state, moto_function, replace, state_lock
+from .patching import moto_function, replace, state_lock
 
 
 class Runtime(Protocol):
@@ -183,12 +183,10 @@ def _run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
 
 
 def _stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
-    cluster = self._get_cluster(cluster_str)
-    task_id = task_str.split("/")[-1]
     ecs = _ecs()
-    for arn, task in self.tasks.get(cluster.name, {}).items() if ecs is not None else []:
-        if arn.endswith(task_id) and ecs[0].ecs_stop_task(task.task_arn, reason):
-            return task
+    task = fixes.task_named(self, self._get_cluster(cluster_str), task_str) if ecs is not None else None
+    if task is not None and ecs[0].ecs_stop_task(task.task_arn, reason):
+        return task
     return moto_function("ecs run and stop", "stop_task")(self, cluster_str, task_str, reason)
 
 
@@ -290,10 +288,11 @@ def _hidden_now(backend: Any, task: Any) -> bool:
     """Whether this DescribeTasks still does not know ``task`` (and count it)."""
     if "-driver" in str(task.task_definition_arn):  # (WDL tasks only, like the other faults)
         return False
+    # the count is kept on moto's own task (the answer holds a copy of it): it goes with the task
+    kept = backend.tasks.get(task.cluster_name, {}).get(task.task_arn, task)
     with state_lock():
-        left_by_task = backend_state(backend, "_miniwdl_fargate_hidden")
-        left = left_by_task.setdefault(task.task_arn, int(_faults().describe_missing or 0))
-        if left <= 0:
-            return False
-        left_by_task[task.task_arn] = left - 1
-        return True
+        left = getattr(kept, "_miniwdl_fargate_hidden", None)
+        if left is None:
+            left = int(_faults().describe_missing or 0)
+        kept._miniwdl_fargate_hidden = max(0, left - 1)
+        return left > 0
