@@ -156,3 +156,61 @@ def test_a_managed_instances_task_reaches_the_runner_with_its_provider_and_its_v
     assert spec.capacity_provider_name == "wdl-managed" == answer["capacityProviderName"]
     assert spec.volume_configurations == volumes
     assert spec.volumes == [{"name": "scratch", "configuredAtLaunch": True}]
+
+
+def test_a_state_change_event_is_built_only_where_a_rule_may_match_it(hooked, monkeypatch):
+    """No rule of the stack matches a WDL task's events: they are not built (a DescribeTasks
+    each). A rule that may match one gets it, whole; a rule naming only fields of the detail that
+    a DescribeTasks tells (here a container's exit code) gets every event to decide on."""
+    from miniwdl_fargate.local import ecs_state
+
+    _, state = hooked
+    sqs, events = aws.client("sqs"), aws.client("events")
+    queue = sqs.create_queue(QueueName="ecs-stopped")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="stopped", EventPattern=json.dumps(
+        {"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"], "detail": {"lastStatus": ["STOPPED"], "group": ["family:mwf-task-x"]}},
+    ))
+    events.put_targets(Rule="stopped", Targets=[{"Id": "q", "Arn": queue_arn}])
+    # (a rule of another source: its detail names fields a task's event does not hold, its source decides)
+    events.put_rule(Name="uploads", EventPattern=json.dumps({"source": ["aws.s3"], "detail": {"object": {"key": [{"wildcard": "runs/*"}]}}}))
+    described = []
+    real_ecs = state.ecs
+    monkeypatch.setattr(state, "ecs", lambda: (described.append(1), real_ecs())[1])
+    arn = run_task()["taskArn"]
+    ecs = aws.client("ecs")
+    state.provisioning(arn)
+    state.set_status(arn, "RUNNING")
+    state.emit(arn)
+    assert described == []  # (no rule matches a RUNNING task's event: not built)
+    head = ecs_state._event_head(state._task(arn), "123456789012", "us-east-1")["detail"]
+    answer = ecs.describe_tasks(cluster="wdl", tasks=[arn])["tasks"][0]
+    assert head == {k: answer[k] for k in ecs_state.HEAD_FIELDS if k in answer}
+    state.stopped(arn, "EssentialContainerExited", "Essential container in task exited", exit_code=0)
+    state.emit(arn)
+    assert described == [1]
+    message = wait_for(lambda: sqs.receive_message(QueueUrl=queue).get("Messages"), 30.0, "the STOPPED event")[0]
+    assert json.loads(message["Body"])["detail"]["containers"][0]["exitCode"] == 0
+    head = ecs_state._event_head(state._task(arn), "123456789012", "us-east-1")["detail"]
+    answer = ecs.describe_tasks(cluster="wdl", tasks=[arn])["tasks"][0]
+    assert head == {k: answer[k] for k in ecs_state.HEAD_FIELDS if k in answer}
+    events.put_rule(Name="failed", EventPattern=json.dumps({"detail": {"containers": {"exitCode": [1]}}}))
+    state.emit(arn)  # (the head cannot tell: built, and moto's matching decides)
+    assert described == [1, 1]
+
+
+def test_stop_task_of_a_task_it_does_not_know_is_refused_as_ecs_refuses_it(hooked):
+    """A name that is neither the task's ID nor its ARN, a task never run, a task forgotten an
+    hour after it stopped: InvalidParameterException, as ECS answers (moto would raise a bare
+    Exception, a server error botocore retries, or stop the task without the runner)."""
+    from botocore.exceptions import ClientError
+
+    runtime, state = hooked
+    arn = run_task()["taskArn"]
+    task_id = arn.rsplit("/", 1)[-1]
+    ecs = aws.client("ecs")
+    for name in (f"wdl/{task_id}", task_id[-12:], arn.rsplit("/", 1)[0] + "/0123456789abcdef0123456789abcdef"):
+        with pytest.raises(ClientError, match="InvalidParameterException.*referenced task was not found"):
+            ecs.stop_task(cluster="wdl", task=name, reason="no such task")
+    assert runtime.stops == []
+    assert ecs.describe_tasks(cluster="wdl", tasks=[arn])["tasks"][0]["desiredStatus"] == "RUNNING"

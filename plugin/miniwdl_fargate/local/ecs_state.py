@@ -89,13 +89,15 @@ class MotoTaskState:
         with self._lock:
             while self._stopped and now - self._stopped[0][0] >= self._kept_seconds:
                 arn = self._stopped.popleft()[1]
-                task = self._tasks.pop(arn, None)
-                if task is not None:
-                    gone.append((arn, task))
-        with WRITE_LOCK:
+                if arn in self._tasks:
+                    gone.append((arn, self._tasks[arn]))
+        with WRITE_LOCK:  # (out of moto first: a StopTask then finds nothing, not a task this forgot)
             for arn, task in gone:
                 task._backend.tasks.get(task.cluster_name, {}).pop(arn, None)
                 _release_network_interfaces(task)
+        with self._lock:
+            for arn, _task in gone:
+                self._tasks.pop(arn, None)
         return len(gone)
 
     def _task(self, task_arn: str) -> Any:
@@ -167,8 +169,17 @@ class MotoTaskState:
 
     def emit(self, task_arn: str) -> None:
         """An "ECS Task State Change" event with the task as DescribeTasks shows it now, into
-        moto's EventBridge (where ``moto.hooks`` delivers it to the rules' targets)."""
+        moto's EventBridge (where ``moto.hooks`` delivers it to the rules' targets): where a rule
+        of the default bus may match it (``_heard``). An event no rule matches reaches no one, on
+        EventBridge as here; building its detail (a DescribeTasks) was most of its cost, two per
+        WDL task, whose events no rule of the stack matches."""
         task = self._task(task_arn)
+        from moto.events.models import events_backends
+
+        account = task.cluster_arn.split(":")[4]
+        bus = events_backends[account][self.region].describe_event_bus("default")
+        if not _heard(bus, _event_head(task, account, self.region)):
+            return
         try:
             desc = self.ecs().describe_tasks(cluster=task.cluster_arn, tasks=[task_arn])["tasks"][0]
         except Exception:
@@ -177,9 +188,46 @@ class MotoTaskState:
         desc["version"] = task.version
         desc["updatedAt"] = _now()
         detail = json.dumps(desc, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
-        from moto.events.models import events_backends
-
-        account = task.cluster_arn.split(":")[4]
         events_backends[account][self.region].put_events(
             [{"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": detail, "Resources": [task_arn]}]
         )
+
+
+#: the fields of an "ECS Task State Change" event's detail known without describing the task (by
+#: their names in DescribeTasks' answer, and the Task attributes moto keeps them in)
+HEAD_FIELDS = {
+    "clusterArn": "cluster_arn", "taskArn": "task_arn", "taskDefinitionArn": "task_definition_arn",
+    "group": "group", "lastStatus": "last_status", "desiredStatus": "desired_status",
+    "launchType": "launch_type", "stopCode": "stop_code",
+}
+#: the envelope fields of an event known before EventBridge takes it
+HEAD_ENVELOPE = ("source", "detail-type", "account", "region", "resources")
+
+
+def _event_head(task: Any, account: str, region: str) -> dict[str, Any]:
+    """The event as far as it is known without a DescribeTasks: its envelope and ``HEAD_FIELDS``
+    of its detail (those moto holds; the answer leaves out a field it does not hold, as this does)."""
+    with WRITE_LOCK:
+        detail = {name: getattr(task, attribute, None) for name, attribute in HEAD_FIELDS.items()}
+    return {
+        "source": "aws.ecs", "detail-type": "ECS Task State Change", "account": account, "region": region,
+        "resources": [detail["taskArn"]], "detail": {k: v for k, v in detail.items() if v is not None},
+    }
+
+
+def _heard(bus: Any, head: dict[str, Any]) -> bool:
+    """Whether a rule of ``bus`` may match the event ``head`` begins. An event matches a pattern
+    when it matches each of the pattern's fields (``$or`` is one more such condition), so a rule
+    whose fields that the head holds do not match cannot match the whole event either; any other
+    rule may (moto's own matching then decides, on the whole event)."""
+    from moto.events.models import EventPattern
+
+    for rule in list(bus.rules.values()):
+        pattern = rule.event_pattern.get_pattern() or {}
+        known = {key: value for key, value in pattern.items() if key in HEAD_ENVELOPE}
+        detail = pattern.get("detail")
+        if isinstance(detail, dict) and any(key in HEAD_FIELDS for key in detail):
+            known["detail"] = {key: value for key, value in detail.items() if key in HEAD_FIELDS}
+        if not known or EventPattern.load(json.dumps(known)).matches_event(head):
+            return True
+    return False

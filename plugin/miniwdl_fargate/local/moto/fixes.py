@@ -371,9 +371,11 @@ def _forget_tokens_of_forgotten_tasks(backend: Any, tokens: dict[Any, Any]) -> N
     limits = backend_state(backend, "_miniwdl_fargate_token_limit")
     if len(tokens) < limits.get("next", TOKENS_KEPT):
         return
-    known = {arn for tasks in backend.tasks.values() for arn in tasks}
     locks = backend_state(backend, "_miniwdl_fargate_token_locks")
-    for key in [key for key, (_, arns) in tokens.items() if not any(arn in known for arn in arns)]:
+    # (each token's tasks looked up by key in its own cluster, never iterating moto's tables,
+    # which RunTask and ecs_state change without this lock)
+    gone = [key for key, (_, arns) in tokens.items() if not any(arn in backend.tasks.get(key[0], {}) for arn in arns)]
+    for key in gone:
         del tokens[key]
         locks.pop(key, None)
     limits["next"] = max(TOKENS_KEPT, 2 * len(tokens))
@@ -400,12 +402,13 @@ def _describe_tasks(self: Any) -> Any:
     for task in self.ecs_backend.describe_tasks(cluster, asked):  # (by its ARN and by its ID)
         arn = task.task_arn
         found[arn] = found[arn.rsplit("/", 1)[-1]] = task
-    tasks, failures = [], []
+    tasks, failures, answered = [], [], set()
     for name in asked:
         task = found.get(name)
         if task is None:
             failures.append({"arn": name, "reason": "MISSING"})
-        elif all(t.task_arn != task.task_arn for t in tasks):
+        elif id(task) not in answered:
+            answered.add(id(task))
             # a copy taken between two writes of local mode's runner (ecs_state.WRITE_LOCK): moto
             # serializes the answer after this returns, and ECS answers from one consistent record
             tasks.append(ecs_state.snapshot(task))

@@ -184,8 +184,14 @@ def _run_task(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
 
 def _stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
     ecs = _ecs()
-    task = fixes.task_named(self, self._get_cluster(cluster_str), task_str) if ecs is not None else None
-    if task is not None and ecs[0].ecs_stop_task(task.task_arn, reason):
+    if ecs is None:
+        return moto_function("ecs run and stop", "stop_task")(self, cluster_str, task_str, reason)
+    task = fixes.task_named(self, self._get_cluster(cluster_str), task_str)
+    if task is None:  # (moto would raise a bare Exception, a server error botocore retries)
+        from moto.ecs.exceptions import InvalidParameterException
+
+        raise InvalidParameterException("The referenced task was not found.")
+    if ecs[0].ecs_stop_task(task.task_arn, reason):
         return task
     return moto_function("ecs run and stop", "stop_task")(self, cluster_str, task_str, reason)
 
