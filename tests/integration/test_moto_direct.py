@@ -62,3 +62,22 @@ def test_a_request_no_handler_of_moto_takes_is_never_sent(no_connections):
     request = AWSPreparedRequest("GET", "https://nothing.example.com/", {}, b"", False)
     with pytest.raises(RuntimeError, match="no handler of the embedded moto takes GET https://nothing.example.com/"):
         handler("before-send.nothing", request)
+
+
+def test_the_logs_writer_writes_what_the_servers_clients_read_and_refuses_what_the_model_refuses(moto_server):
+    logs = direct.LogsWriter("us-east-1")
+    with refusing_connections():
+        logs.create_log_group(logGroupName="by-writer")
+        with pytest.raises(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_group(logGroupName="by-writer")
+        with pytest.raises(logs.exceptions.ResourceNotFoundException):
+            logs.create_log_stream(logGroupName="no-such-group", logStreamName="s")
+        logs.create_log_stream(logGroupName="by-writer", logStreamName="s")
+        now = int(time.time() * 1000)
+        logs.put_log_events(logGroupName="by-writer", logStreamName="s", logEvents=[{"timestamp": now, "message": "said"}])
+        with pytest.raises(botocore.exceptions.ParamValidationError):
+            logs.put_log_events(logGroupName="by-writer", logStreamName="s", logEvents=[{"timestamp": now, "message": ""}])
+        with pytest.raises(botocore.exceptions.ParamValidationError):
+            logs.create_log_stream(logGroupName="by-writer")
+    events = aws.client("logs").get_log_events(logGroupName="by-writer", logStreamName="s")["events"]
+    assert [e["message"] for e in events] == ["said"]

@@ -68,7 +68,7 @@ class LocalRuntime:
         self.ecs_state = MotoTaskState(region)
         self.ecs_runner = EcsRunner(
             state_dir, self.ecs_state, lambda: self.faults, self.aws_environment, self.base_environment,
-            logs=lambda: direct.client("logs", region),  # (the awslogs driver: "AWS itself", no HTTP)
+            logs=lambda: direct.LogsWriter(region),  # (the awslogs driver: "AWS itself", into moto's Logs)
         )
         os.makedirs(self.logs_dir, exist_ok=True)
 
