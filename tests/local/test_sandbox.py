@@ -185,3 +185,40 @@ def test_a_sandbox_set_up_by_one_process_is_the_one_the_scripts_loop_makes(stack
     assert any(line.split()[1].startswith("ro") for line in tables["one process"].splitlines()[:-1] if line.startswith("/ "))
     assert reports["one process"] == reports["script"]
     assert sorted(line.split(": ", 2)[2] or "/" for line in reports["one process"]) == sorted(sandbox.writable)
+
+
+IDENTITY = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")
+
+
+def test_a_task_has_the_identity_setpriv_gives_whichever_process_sets_it_up(stack, monkeypatch):
+    """The command runs as its uid and gid, with no supplementary group, no capability in any set
+    and no new privileges (``setpriv``: local mode as root, with idmapped mounts), or as uid 1000
+    of a user namespace of its own with no capability in effect (``userns``): set up by
+    ``setpriv`` or ``unshare`` in the script, by ``remount`` itself in the one-process setup
+    (no such process), the same either way."""
+    import subprocess
+
+    from miniwdl_fargate.local import sandbox as sandboxes
+
+    sandbox = stack.runtime.sandbox()
+    probe = ["sh", "-c", f"grep -E '^({'|'.join(IDENTITY)}):' /proc/self/status; echo setgroups: $(cat /proc/self/setgroups)"]
+    seen = {}
+    for way in ("one process", "script"):
+        if way == "script":
+            monkeypatch.setattr(sandboxes, "PIVOT_ROOT_SYSCALL", {})
+        command = sandbox.wrap([], probe)
+        prefix = sandbox.identity.exec_prefix()[0]  # (setpriv or unshare: a process only the script starts)
+        assert (f"exec {prefix} " in " ".join(command)) is (way == "script")
+        ran = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        seen[way] = dict(line.split(":", 1) for line in ran.stdout.splitlines())
+    assert seen["one process"] == seen["script"]
+    status = {name: value.split() for name, value in seen["one process"].items()}
+    if sandbox.identity.mode == "setpriv":
+        uid, gid = str(sandbox.identity.uid), str(sandbox.identity.gid)
+        assert (status["Uid"], status["Gid"], status["Groups"]) == ([uid] * 4, [gid] * 4, [])
+        assert {name: int(status[name][0], 16) for name in IDENTITY[3:8]} == dict.fromkeys(IDENTITY[3:8], 0)
+        assert status["NoNewPrivs"] == ["1"]
+    else:
+        assert (status["Uid"], status["Gid"]) == (["1000"] * 4, ["1000"] * 4)
+        assert int(status["CapEff"][0], 16) == int(status["CapPrm"][0], 16) == 0 and status["setgroups"] == ["deny"]

@@ -182,7 +182,11 @@ def test_a_sandbox_is_set_up_by_one_process_unless_pivot_roots_number_is_unknown
     assert argv[setup + 1] == "sandbox" and argv[setup + 3] == "--"
     spec = json.loads(argv[setup + 2])
     assert spec["mounts"] == [["/mnt/efs", "/state/efs/fs-1"]] and spec["hidden"] == ["/state"]
-    assert argv[setup + 4:] == Identity("setpriv", 1001, 1001).exec_prefix() + ["bash", "-c", "echo hi"]
+    # the identity set by the same process (remount.become), not by a setpriv it would exec
+    assert argv[setup + 4:] == ["bash", "-c", "echo hi"] and spec["become"] == [1001, 1001]
+    in_userns = sandboxes.StrictSandbox(["unshare", "--mount"], Identity("userns", 1000, 1000), [])
+    spec, command = in_userns.setup([], ["true"])
+    assert command == ["true"] and spec["user_namespace"] == [1000, 1000] and "become" not in spec
     reporting = box.wrap([], ["true"], report=True)
     assert json.loads(reporting[reporting.index(sandboxes.REMOUNT) + 2])["report"] is True
     monkeypatch.setattr(sandboxes, "PIVOT_ROOT_SYSCALL", {})  # (no known pivot_root number here: the script)

@@ -36,3 +36,64 @@ def test_unknown_options_are_refused_before_anything_is_remounted():
     proc = subprocess.run([sys.executable, "-I", "-S", REMOUNT, "remount,rw", "/mnt/.root"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown options ['rw']" in proc.stderr
+
+
+IDENTITY = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")
+SHOW = ["sh", "-c", "grep -E '^(" + "|".join(IDENTITY) + "):' /proc/self/status; echo setgroups: $(cat /proc/self/setgroups)"]
+
+
+def identity_after(setup) -> dict[str, str]:
+    """What ``SHOW`` prints in a child that ran ``setup()`` (None: nothing) and then execs it."""
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(write, 1)
+            if setup is not None:
+                setup()
+            os.execvp(SHOW[0], SHOW)
+        finally:
+            os._exit(127)
+    os.close(write)
+    with os.fdopen(read) as out:
+        shown = out.read()
+    assert os.waitpid(pid, 0)[1] == 0, shown
+    return dict(line.split(":", 1) for line in shown.splitlines())
+
+
+def test_become_gives_the_identity_setpriv_gives():
+    """``remount.become`` (the one-process sandbox, as root) leaves the command as ``setpriv
+    --reuid --regid --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs`` does:
+    the same uid, gid, groups, capability sets (all empty) and no_new_privs."""
+    import os
+    import shutil
+
+    import pytest
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("as root, with setpriv")
+    by_setpriv = subprocess.run(
+        ["setpriv", "--reuid=4321", "--regid=4321", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+         "--no-new-privs", "--", *SHOW], capture_output=True, text=True, check=True,
+    ).stdout
+    assert identity_after(lambda: remount.become(4321, 4321)) == dict(line.split(":", 1) for line in by_setpriv.splitlines())
+    assert identity_after(lambda: remount.become(4321, 4321))["CapBnd"].strip() == "0000000000000000"
+
+
+def test_user_namespace_gives_the_identity_unshare_gives():
+    """``remount.user_namespace`` leaves the command as ``unshare --user --map-user --map-group``
+    does: uid and gid 1000 of a namespace of its own, setgroups denied, no capability in effect."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode:
+        pytest.skip("user namespaces are not allowed here")
+    by_unshare = subprocess.run(
+        ["unshare", "--user", "--map-user=1000", "--map-group=1000", "--", *SHOW], capture_output=True, text=True, check=True,
+    ).stdout
+    ours = identity_after(lambda: remount.user_namespace(1000, 1000))
+    assert ours == dict(line.split(":", 1) for line in by_unshare.splitlines())
+    assert ours["Uid"].split() == ["1000"] * 4 and ours["setgroups"].strip() == "deny"

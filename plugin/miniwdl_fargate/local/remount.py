@@ -64,7 +64,10 @@ def targets(mountinfo: str, root: str, hidden: list[str], flags_asked: int) -> l
 #: pivot_root(2) has no C library wrapper: its system call number on the machines local mode runs on
 PIVOT_ROOT_SYSCALL = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
 MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE, MNT_DETACH = 2, 4, 16384, 1 << 18, 2
-CLONE_NEWNS = 0x00020000  # <sched.h>
+CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000  # <sched.h>
+#: <linux/prctl.h>, <linux/capability.h>
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 @functools.cache
@@ -101,6 +104,43 @@ def private_namespace() -> None:
     mount("none", "/", None, MS_REC | MS_PRIVATE, None)
 
 
+def become(uid: int, gid: int) -> None:
+    """This process (root) becomes ``uid``:``gid`` with no supplementary group, no capability in
+    any set and no way to gain one: what ``setpriv --reuid=UID --regid=GID --clear-groups
+    --inh-caps=-all --bounding-set=-all --no-new-privs`` does before it execs, without its exec.
+    The bounding set is emptied first, while CAP_SETPCAP is held (prctl(2), PR_CAPBSET_DROP); the
+    inheritable set by capset(2); leaving uid 0 for another then clears the permitted, effective
+    and ambient sets (capabilities(7), "Effect of user ID changes on capabilities")."""
+    libc = _libc()
+    with open("/proc/sys/kernel/cap_last_cap") as found:
+        last = int(found.read())
+    for cap in range(last + 1):
+        _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"prctl(PR_CAPBSET_DROP, {cap})")
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    sets = (ctypes.c_uint32 * 6)()  # two of {effective, permitted, inheritable}: 64 bits each
+    _check(libc.capget(header, sets), "capget")
+    sets[2] = sets[5] = 0
+    _check(libc.capset(header, sets), "capset")
+    _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def user_namespace(uid: int, gid: int) -> None:
+    """This process into a user namespace of its own as ``uid``:``gid``, mapped onto the user and
+    group it runs as: what ``unshare --user --map-user=UID --map-group=GID`` does before it execs
+    ("deny" to setgroups, then one line to each map: user_namespaces(7), "User and group ID
+    mappings"). Its exec then leaves it no capability in effect, as it runs as a uid other than
+    the namespace's root (capabilities(7), "Transformation of capabilities during execve()")."""
+    outer_uid, outer_gid = os.geteuid(), os.getegid()
+    _check(_libc().unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+    for name, line in (("setgroups", "deny"), ("uid_map", f"{uid} {outer_uid} 1"), ("gid_map", f"{gid} {outer_gid} 1")):
+        with open(f"/proc/self/{name}", "w") as out:
+            out.write(line)
+
+
 def sandbox(spec: dict, argv: list[str]) -> int:
     """``python -I -S remount.py sandbox SPEC -- COMMAND...``: the strict sandbox's setup
     (``sandbox.strict_script``, what its shell script does with a dozen processes) in this one
@@ -109,7 +149,8 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     empty read-only tmpfs), ``scratch`` (folders of the new root given a private tmpfs), ``report``
     (say on stderr which mounts stay writable: ``sandbox: not read-only: PATH``, as the probe's
     script says it), ``unset`` (variables the command's environment must not have: this
-    interpreter may have added them)."""
+    interpreter may have added them), ``become`` ([uid, gid] the command runs as: ``become``) or
+    ``user_namespace`` ([uid, gid] it runs as in a user namespace: ``user_namespace``)."""
     libc = _libc()
     new_root, old_root = spec["new_root"], spec["old_root"]
     mount("tmpfs", "/mnt", "tmpfs", 0, "mode=0755")
@@ -140,6 +181,10 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     # signal(7), "Signal disposition"; subprocess's restore_signals does the same for its children)
     for name in ("SIGPIPE", "SIGXFSZ"):
         signal.signal(getattr(signal, name), signal.SIG_DFL)
+    if spec.get("become"):
+        become(*spec["become"])
+    elif spec.get("user_namespace"):
+        user_namespace(*spec["user_namespace"])
     os.execvp(argv[0], argv)
     return 127  # (not reached: exec replaced this process or raised)
 

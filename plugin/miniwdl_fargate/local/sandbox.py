@@ -10,16 +10,18 @@ and the command runs as an unprivileged user with no capabilities:
 
 - ``setpriv`` (local mode runs as root and the kernel has idmapped mounts): the command runs as a
   uid of its own (``MINIWDL_FARGATE_LOCAL_TASK_UID``, default the first uid >= 1000 that the
-  host's passwd does not name), and each EFS volume is an idmapped mount on which that uid acts as
+  host's passwd does not name) with no capability in any set and no new privileges (what
+  ``setpriv`` sets up; the one-process setup does it itself, ``remount.become``), and each EFS volume is an idmapped mount on which that uid acts as
   the owner of the local EFS directory (the access point's POSIX user; see ``idmap``).
 - ``userns`` (otherwise, where user namespaces are allowed): the command runs in a user namespace
-  as uid/gid 1000 mapped onto the user running local mode, without capabilities; on disk its
+  as uid/gid 1000 mapped onto the user running local mode, without capabilities (what ``unshare
+  --user`` sets up; the one-process setup does it itself, ``remount.user_namespace``); on disk its
   files belong to that user, as they would to the access point's user.
 
 Only util-linux (``unshare``, ``mount``, ``findmnt``, ``pivot_root``, ``setpriv``) is needed, and
 the running Python: a task's sandbox, and the machine probe's (which reports what stays writable),
 is set up in one process (``remount.py sandbox``: mount(2), pivot_root(2) and umount2(2) calls,
-then exec); where pivot_root's system call number is not known, by a shell script doing the same
+the identity, then exec); where pivot_root's system call number is not known, by a shell script doing the same
 with one process per step (``strict_script``, ``remount_loop``).
 """
 
@@ -189,7 +191,9 @@ class StrictSandbox:
             "scratch": list(SCRATCH), "report": report,
             "unset": [name for name in COERCED if env is not None and name not in env],
         }
-        return spec, self.identity.exec_prefix() + list(argv)
+        # the identity's setpriv or unshare, done by the same process (remount.become, user_namespace)
+        spec["become" if self.identity.mode == "setpriv" else "user_namespace"] = [self.identity.uid, self.identity.gid]
+        return spec, list(argv)
 
     @classmethod
     def detect(cls, prefix: list[str], idmap_problem: str | None) -> tuple["StrictSandbox | None", str]:
