@@ -81,3 +81,16 @@ def test_the_logs_writer_writes_what_the_servers_clients_read_and_refuses_what_t
             logs.create_log_stream(logGroupName="by-writer")
     events = aws.client("logs").get_log_events(logGroupName="by-writer", logStreamName="s")["events"]
     assert [e["message"] for e in events] == ["said"]
+
+
+def test_the_logs_writer_writes_into_the_backend_moto_has_now(moto_server):
+    """A reset of moto (its server's /moto-api/reset) replaces the Logs backend: a writer made
+    before it writes into the new one, where the server's clients look."""
+    from moto.logs.models import logs_backends
+
+    logs = direct.LogsWriter("us-east-1")
+    before = logs.backend
+    logs_backends.reset()
+    logs.create_log_group(logGroupName="after-reset")
+    assert logs.backend is not before
+    assert [g["logGroupName"] for g in aws.client("logs").describe_log_groups(logGroupNamePrefix="after-reset")["logGroups"]] == ["after-reset"]

@@ -118,7 +118,7 @@ def test_a_task_stopped_an_hour_ago_is_forgotten_with_its_client_token(ecs, monk
     assert ecs.describe_tasks(cluster="c", tasks=[old])["failures"] == [{"arn": old, "reason": "MISSING"}]
     assert eni not in [i["NetworkInterfaceId"] for i in ec2.describe_network_interfaces()["NetworkInterfaces"]]
     assert sorted(ecs.list_tasks(cluster="c")["taskArns"]) == sorted([kept, newer])
-    assert state.forget_stopped() == 0
+    assert state.forget_stopped() == 0 and state.last_status(old) is None and state.last_status(kept) == "PROVISIONING"
     again = started("old")  # the token went with its task: a new task
     assert again != old and sorted(ecs.list_tasks(cluster="c")["taskArns"]) == sorted([kept, newer, again])
     started("last")

@@ -97,3 +97,30 @@ def test_user_namespace_gives_the_identity_unshare_gives():
     ours = identity_after(lambda: remount.user_namespace(1000, 1000))
     assert ours == dict(line.split(":", 1) for line in by_unshare.splitlines())
     assert ours["Uid"].split() == ["1000"] * 4 and ours["setgroups"].strip() == "deny"
+
+
+def test_a_sandbox_set_up_by_a_new_process_runs_a_command_by_its_name_as_the_uid_of_its_own():
+    """The new-process setup (``python -I -S remount.py sandbox``: a task's where it is not forked,
+    and the machine probe's) finds a command by its name once it has become the task's uid, and
+    says which command it could not run, with the exit status a shell gives (127, 126)."""
+    import os
+    import shutil
+
+    import pytest
+
+    from miniwdl_fargate.local.sandbox import Identity, StrictSandbox
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("as root, with unshare")
+    box = StrictSandbox(["unshare", "--mount", "--propagation", "private"], Identity("setpriv", 4321, 4321), [])
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # (a container's: every folder of it readable by any uid)
+
+    def run(argv):
+        return subprocess.run(box.wrap([], argv), capture_output=True, text=True, timeout=60, env=env)
+
+    ran = run(["sh", "-c", "id -u; id -g"])
+    assert (ran.returncode, ran.stdout.split()) == (0, ["4321", "4321"]), ran.stderr
+    missing = run(["no-such-command-here"])
+    assert missing.returncode == 127 and "cannot run no-such-command-here" in missing.stderr
+    not_runnable = run(["/etc/passwd"])
+    assert not_runnable.returncode == 126 and "cannot run /etc/passwd" in not_runnable.stderr

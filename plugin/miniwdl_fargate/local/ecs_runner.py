@@ -98,7 +98,7 @@ class TaskState(Protocol):
 
     def provisioning(self, task_arn: str) -> None: ...
     def set_status(self, task_arn: str, status: str) -> None: ...
-    def last_status(self, task_arn: str) -> str: ...
+    def last_status(self, task_arn: str) -> str | None: ...
     def stop_requested(self, task_arn: str, reason: str) -> None: ...
     def stopping(self, task_arn: str) -> None: ...
     def stopped(
@@ -267,8 +267,8 @@ class EcsRunner:
         """StopTask: ask the task's container to stop (SIGTERM, then SIGKILL after its stop timeout)."""
         with self._lock:
             proc = self._procs.get(task_arn)
-            if task_arn not in self._procs and self.state.last_status(task_arn) == "STOPPED":
-                return True
+            if task_arn not in self._procs and self.state.last_status(task_arn) in ("STOPPED", None):
+                return True  # (stopped already; or stopped an hour ago, and forgotten meanwhile)
             self._stop_requests[task_arn] = reason or "Task stopped by user"
         self.state.stop_requested(task_arn, reason or "Task stopped by user")
         if proc is not None and proc.running():

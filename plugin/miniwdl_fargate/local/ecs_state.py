@@ -127,8 +127,11 @@ class MotoTaskState:
             for container in task.containers:
                 container.last_status = status if status in ("RUNNING", "STOPPED") else "PENDING"
 
-    def last_status(self, task_arn: str) -> str:
-        return self._task(task_arn).last_status
+    def last_status(self, task_arn: str) -> str | None:
+        """The task's last status; None for a task this registry forgot (or never had)."""
+        with self._lock:
+            task = self._tasks.get(task_arn)
+        return None if task is None else task.last_status
 
     def stop_requested(self, task_arn: str, reason: str) -> None:
         """StopTask: as ECS does, from the request on the task itself can read why it is being stopped."""

@@ -20,11 +20,13 @@ is left as it is, as the loop leaves it.
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import os
 import re
 import signal
 import sys
+import warnings  # noqa: F401 (os.execvp imports it: done before ``become``, which may leave no way to the standard library)
 
 MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096  # <sys/mount.h>
 #: the options the first argument may name
@@ -185,8 +187,12 @@ def sandbox(spec: dict, argv: list[str]) -> int:
         become(*spec["become"])
     elif spec.get("user_namespace"):
         user_namespace(*spec["user_namespace"])
-    os.execvp(argv[0], argv)
-    return 127  # (not reached: exec replaced this process or raised)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exn:  # (as a shell, setpriv or unshare says it: 127 not found, 126 not runnable)
+        print(f"sandbox: cannot run {argv[0]}: {exn.strerror}", file=sys.stderr)
+        return 127 if exn.errno == errno.ENOENT else 126
+    return 127  # (not reached: exec replaced this process)
 
 
 def enter_sandbox(spec: dict, argv: list[str]) -> int:

@@ -216,16 +216,19 @@ class StrictSandbox:
                 sandbox.writable = [
                     line.split(": ", 2)[2] or "/" for line in probe.stderr.splitlines() if line.startswith("sandbox: not read-only")
                 ]
-                return sandbox, sandbox.caveats(idmap_problem if running_as_root else None)
+                why = idmap_problem or "; ".join(failures)  # (why a uid of its own is not used)
+                return sandbox, sandbox.caveats(why if running_as_root else None)
             failures.append(f"{identity.mode}: {(probe.stderr.strip().splitlines() or ['failed'])[-1]}")
         return None, "; ".join(failures)
 
-    def caveats(self, idmap_problem: str | None) -> str:
+    def caveats(self, why_not_setpriv: str | None) -> str:
+        """What the sandbox leaves unenforced. ``why_not_setpriv``: why, as root, the command does
+        not run as a uid of its own (idmapped mounts unavailable, or that identity's probe failed)."""
         said = []
         if self.identity.mode == "userns" and os.geteuid() == 0:
             said.append(
                 "tasks run as uid 0 of the host without capabilities, shown as uid 1000 in a user "
-                f"namespace (idmapped mounts unavailable: {idmap_problem})"
+                f"namespace (not as a uid of their own: {why_not_setpriv})"
             )
         if self.writable:
             said.append("still writable: " + ", ".join(self.writable))

@@ -73,12 +73,18 @@ class LogsWriter:
     ~1.3 ms a call, two calls a task."""
 
     def __init__(self, region: str) -> None:
-        from moto.core import DEFAULT_ACCOUNT_ID
         from moto.logs import exceptions
+
+        self.region = region
+        self.exceptions = exceptions  # (ResourceNotFoundException, ResourceAlreadyExistsException, ...)
+
+    @property
+    def backend(self) -> Any:
+        """moto's Logs backend now (looked up at each call: a reset of moto replaces it)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
         from moto.logs.models import logs_backends
 
-        self.backend = logs_backends[DEFAULT_ACCOUNT_ID][region]
-        self.exceptions = exceptions  # (ResourceNotFoundException, ResourceAlreadyExistsException, ...)
+        return logs_backends[DEFAULT_ACCOUNT_ID][self.region]
 
     def create_log_group(self, **request: Any) -> None:
         _validated("CreateLogGroup", request)
