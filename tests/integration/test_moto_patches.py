@@ -239,6 +239,29 @@ def test_moto_still_looks_up_the_service_of_every_request(monkeypatch):
     assert len(listings) <= len(hosts)  # (once per host at most: none for a host looked up before)
 
 
+def test_moto_still_builds_the_error_table_for_every_error(monkeypatch):
+    """When this fails, moto builds the table of a service's error shapes once, not for each
+    error it answers: remove fixes.error_lookup_kept. With the fix, each service's table is
+    built once, and errors are found in it as before."""
+    from moto.core.errors import ErrorLookupFactory, get_error_model
+    from moto.core.utils import get_service_model
+    from moto.s3.exceptions import MissingKey
+
+    built = []
+    real = ErrorLookupFactory._create_error_lut
+    monkeypatch.setattr(ErrorLookupFactory, "_create_error_lut", staticmethod(lambda model: built.append(1) or real(model)))
+    s3 = get_service_model("s3")
+    monkeypatch.setattr(ErrorLookupFactory, "__init__", patching.unpatched("error_lookup_kept", ErrorLookupFactory, "__init__"))
+    answers = [get_error_model(MissingKey(key="k"), s3).error_code for _ in range(3)]
+    assert len(built) >= 3, "moto no longer builds the error table for every error"
+    monkeypatch.undo()
+    monkeypatch.setattr(ErrorLookupFactory, "_create_error_lut", staticmethod(lambda model: built.append(1) or real(model)))
+    fixes.error_lookup_kept()
+    built.clear()
+    assert [get_error_model(MissingKey(key="k"), s3).error_code for _ in range(3)] == answers == ["NoSuchKey"] * 3
+    assert len(built) <= 2  # (once per service model looked in: S3's, and the exception's own)
+
+
 def test_moto_still_refuses_a_heartbeat_before_the_wait_begins():
     """When this fails, moto accepts a task token's heartbeat from the state's entry on, as Step
     Functions does: remove fixes.heartbeat_while_starting."""

@@ -533,6 +533,23 @@ def backend_lookup_cached() -> None:
     replace("backend_lookup_cached", DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
 
 
+def error_lookup_kept() -> None:
+    """moto serializes every error answer (an S3 GET of a key that is not there: each call-cache
+    lookup that misses) by looking its code up in a table of the service's error shapes, which
+    ``ErrorLookupFactory.for_service`` keeps by service, but in the factory instance, and
+    ``get_error_model`` makes a new factory for every error: the table of every error shape of S3
+    was built again for each one (~0.3 ms). The factories share one table per service now (the
+    service models they are built from never change)."""
+    from moto.core.errors import ErrorLookupFactory
+
+    kept: dict[str, Any] = {}
+
+    def __init__(self: Any) -> None:
+        self._error_lut_cache = kept
+
+    replace("error_lookup_kept", ErrorLookupFactory, "__init__", __init__)
+
+
 #: hosts whose backend ``backend_lookup_cached`` keeps (the stack's services in its region: a dozen)
 LOOKUPS_KEPT = 1024
 
@@ -580,6 +597,8 @@ FIXES: tuple[Fix, ...] = (
     Fix("find_in_map_number_keys", "Fn::FindInMap keyed by a Number parameter finds no key", NO_ISSUE,
         "tests/integration/test_template.py::test_moto_still_finds_no_mapping_key_for_a_number_parameter",
         find_in_map_number_keys),
+    Fix("error_lookup_kept", "every error answer builds the table of the service's error shapes again", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_builds_the_error_table_for_every_error", error_lookup_kept),
     Fix("backend_lookup_cached", "the server looks up each request's service anew, listing its folder", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_looks_up_the_service_of_every_request", backend_lookup_cached),
 )
