@@ -214,3 +214,27 @@ def test_stop_task_of_a_task_it_does_not_know_is_refused_as_ecs_refuses_it(hooke
             ecs.stop_task(cluster="wdl", task=name, reason="no such task")
     assert runtime.stops == []
     assert ecs.describe_tasks(cluster="wdl", tasks=[arn])["tasks"][0]["desiredStatus"] == "RUNNING"
+
+
+def test_a_state_change_event_is_built_when_its_rules_cannot_be_judged(hooked, monkeypatch):
+    """Should judging the bus's rules on what moto holds fail, the whole event is built and moto's
+    own matching decides: an event is never lost to the shortcut."""
+    from miniwdl_fargate.local import ecs_state
+
+    _, state = hooked
+    sqs, events = aws.client("sqs"), aws.client("events")
+    queue = sqs.create_queue(QueueName="ecs-all")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="all-ecs", EventPattern=json.dumps({"source": ["aws.ecs"]}))
+    events.put_targets(Rule="all-ecs", Targets=[{"Id": "q", "Arn": queue_arn}])
+
+    def cannot_judge(bus, head):
+        raise ValueError("a pattern this cannot read")
+
+    monkeypatch.setattr(ecs_state, "_heard", cannot_judge)
+    arn = run_task()["taskArn"]
+    state.provisioning(arn)
+    state.set_status(arn, "RUNNING")
+    state.emit(arn)
+    message = wait_for(lambda: sqs.receive_message(QueueUrl=queue).get("Messages"), 30.0, "the RUNNING event")[0]
+    assert json.loads(message["Body"])["detail"]["lastStatus"] == "RUNNING"

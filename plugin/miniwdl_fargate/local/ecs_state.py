@@ -180,8 +180,12 @@ class MotoTaskState:
         from moto.events.models import events_backends
 
         account = task.cluster_arn.split(":")[4]
-        bus = events_backends[account][self.region].describe_event_bus("default")
-        if not _heard(bus, _event_head(task, account, self.region)):
+        try:
+            heard = _heard(events_backends[account][self.region].describe_event_bus("default"), _event_head(task, account, self.region))
+        except Exception:  # (then the whole event, and moto's matching decides)
+            log.exception("cannot tell whether a rule may match the state change event of %s", task_arn)
+            heard = True
+        if not heard:
             return
         try:
             desc = self.ecs().describe_tasks(cluster=task.cluster_arn, tasks=[task_arn])["tasks"][0]
