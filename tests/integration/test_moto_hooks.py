@@ -83,13 +83,20 @@ def test_stop_task_hands_the_runner_the_task_arn_and_reason(hooked):
     assert runtime.stops == [(arn, "run cancelled")] and stopped["task"]["taskArn"] == arn
 
 
+def events_to_a_queue(rule: str, pattern: dict) -> tuple:
+    """An EventBridge rule of the default bus sending what it matches to an SQS queue of its own:
+    (the SQS client, the queue's URL)."""
+    sqs, events = aws.client("sqs"), aws.client("events")
+    queue = sqs.create_queue(QueueName=f"{rule}-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=rule, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": queue_arn}])
+    return sqs, queue
+
+
 def test_what_ecs_state_writes_is_what_describe_tasks_and_the_events_show(hooked):
     _, state = hooked
-    sqs, events = aws.client("sqs"), aws.client("events")
-    queue = sqs.create_queue(QueueName="ecs-events")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="ecs", EventPattern=json.dumps({"source": ["aws.ecs"]}))
-    events.put_targets(Rule="ecs", Targets=[{"Id": "q", "Arn": queue_arn}])
+    sqs, queue = events_to_a_queue("ecs", {"source": ["aws.ecs"]})
     arn = run_task()["taskArn"]
     ecs = aws.client("ecs")
 
@@ -165,13 +172,10 @@ def test_a_state_change_event_is_built_only_where_a_rule_may_match_it(hooked, mo
     from miniwdl_fargate.local import ecs_state
 
     _, state = hooked
-    sqs, events = aws.client("sqs"), aws.client("events")
-    queue = sqs.create_queue(QueueName="ecs-stopped")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="stopped", EventPattern=json.dumps(
-        {"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"], "detail": {"lastStatus": ["STOPPED"], "group": ["family:mwf-task-x"]}},
-    ))
-    events.put_targets(Rule="stopped", Targets=[{"Id": "q", "Arn": queue_arn}])
+    sqs, queue = events_to_a_queue("stopped", {
+        "source": ["aws.ecs"], "detail-type": ["ECS Task State Change"], "detail": {"lastStatus": ["STOPPED"], "group": ["family:mwf-task-x"]},
+    })
+    events = aws.client("events")
     # (a rule of another source: its detail names fields a task's event does not hold, its source decides)
     events.put_rule(Name="uploads", EventPattern=json.dumps({"source": ["aws.s3"], "detail": {"object": {"key": [{"wildcard": "runs/*"}]}}}))
     described = []
@@ -222,11 +226,7 @@ def test_a_state_change_event_is_built_when_its_rules_cannot_be_judged(hooked, m
     from miniwdl_fargate.local import ecs_state
 
     _, state = hooked
-    sqs, events = aws.client("sqs"), aws.client("events")
-    queue = sqs.create_queue(QueueName="ecs-all")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="all-ecs", EventPattern=json.dumps({"source": ["aws.ecs"]}))
-    events.put_targets(Rule="all-ecs", Targets=[{"Id": "q", "Arn": queue_arn}])
+    sqs, queue = events_to_a_queue("all-ecs", {"source": ["aws.ecs"]})
 
     def cannot_judge(bus, head):
         raise ValueError("a pattern this cannot read")
