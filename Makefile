@@ -142,10 +142,10 @@ bench-transfers: venv
 bench-local: venv
 	$(BIN)/python bench/local_overhead.py
 
-# (a clone of HEAD makes its own .venv: this needs only Python 3.11, git and make)
 bench-local-ecs: venv
 	$(BIN)/python bench/local_ecs_lookup.py
 
+# (a clone of HEAD makes its own .venv: this needs only Python 3.11, git and make)
 bench-tests:
 	$(PYTHON) bench/test_suite.py
 
