@@ -204,9 +204,9 @@ def test_a_state_change_event_is_built_only_where_a_rule_may_match_it(hooked, mo
 
 
 def test_stop_task_of_a_task_it_does_not_know_is_refused_as_ecs_refuses_it(hooked):
-    """A name that is neither the task's ID nor its ARN, a task never run, a task forgotten an
-    hour after it stopped: InvalidParameterException, as ECS answers (moto would raise a bare
-    Exception, a server error botocore retries, or stop the task without the runner)."""
+    """A name that is neither the task's ID nor its ARN, or a task the cluster never ran (or has
+    forgotten): InvalidParameterException, as ECS answers (moto would raise a bare Exception, a
+    server error botocore retries, or stop the task without the runner)."""
     from botocore.exceptions import ClientError
 
     runtime, state = hooked
