@@ -68,8 +68,8 @@ def forked_task(stack, zygote, argv, log_path):
 
     sandbox = stack.runtime.sandbox()
     env = {**stack.runtime.base_environment(), "HOME": "/tmp"}
-    spec, command = sandbox.setup([], argv, env=env)
-    job = ForkedJob(zygote.get, {"spec": spec, "argv": command, "env": env, "what": "a test's task"}, ["false"], "/", env)
+    spec = sandbox.setup([], env=env)
+    job = ForkedJob(zygote.get, {"spec": spec, "argv": argv, "env": env, "what": "a test's task"}, ["false"], "/", env)
     with open(log_path, "ab") as log:
         job.start(log)
     assert job.pid is not None  # (forked, not started as a new process)

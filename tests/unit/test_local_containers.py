@@ -185,8 +185,9 @@ def test_a_sandbox_is_set_up_by_one_process_unless_pivot_roots_number_is_unknown
     # the identity set by the same process (remount.become), not by a setpriv it would exec
     assert argv[setup + 4:] == ["bash", "-c", "echo hi"] and spec["become"] == [1001, 1001]
     in_userns = sandboxes.StrictSandbox(["unshare", "--mount"], Identity("userns", 1000, 1000), [])
-    spec, command = in_userns.setup([], ["true"])
-    assert command == ["true"] and spec["user_namespace"] == [1000, 1000] and "become" not in spec
+    spec = in_userns.setup([])
+    assert in_userns.in_new_process(spec, ["true"])[-2:] == ["--", "true"]
+    assert spec["user_namespace"] == [1000, 1000] and "become" not in spec
     reporting = box.wrap([], ["true"], report=True)
     assert json.loads(reporting[reporting.index(sandboxes.REMOUNT) + 2])["report"] is True
     monkeypatch.setattr(sandboxes, "PIVOT_ROOT_SYSCALL", {})  # (no known pivot_root number here: the script)

@@ -541,12 +541,12 @@ class EcsRunner:
         # local mode's state (every run's EFS directory among it) is out of the task's sight
         hidden = (self.state_dir,)
         cleanup = lambda: self._unmount_idmapped(task)  # noqa: E731
-        command = sandbox.wrap(pairs, argv, hidden=hidden, env=env)
         if self.task_zygote.enabled and sandbox.set_up_in_python:
-            spec, sandboxed = sandbox.setup(pairs, argv, hidden, env=env)
-            request = {"spec": spec, "argv": sandboxed, "env": env, "what": f"task {task.task_arn}"}
-            return ForkedJob(self.task_zygote.get, request, command, "/", env, cleanup=cleanup)
-        return HostJob(command, "/", env, cleanup=cleanup)
+            spec = sandbox.setup(pairs, hidden, env=env)
+            request = {"spec": spec, "argv": argv, "env": env, "what": f"task {task.task_arn}"}
+            # (a new process sets the same sandbox up where the fork server cannot fork)
+            return ForkedJob(self.task_zygote.get, request, sandbox.in_new_process(spec, argv), "/", env, cleanup=cleanup)
+        return HostJob(sandbox.wrap(pairs, argv, hidden=hidden, env=env), "/", env, cleanup=cleanup)
 
     def _container_job(
         self, task: TaskSpec, container_def: dict[str, Any], override: dict[str, Any],

@@ -11,8 +11,9 @@ and the command runs as an unprivileged user with no capabilities:
 - ``setpriv`` (local mode runs as root and the kernel has idmapped mounts): the command runs as a
   uid of its own (``MINIWDL_FARGATE_LOCAL_TASK_UID``, default the first uid >= 1000 that the
   host's passwd does not name) with no capability in any set and no new privileges (what
-  ``setpriv`` sets up; the one-process setup does it itself, ``remount.become``), and each EFS volume is an idmapped mount on which that uid acts as
-  the owner of the local EFS directory (the access point's POSIX user; see ``idmap``).
+  ``setpriv`` sets up; the one-process setup does it itself, ``remount.become``), and each EFS
+  volume is an idmapped mount on which that uid acts as the owner of the local EFS directory (the
+  access point's POSIX user; see ``idmap``).
 - ``userns`` (otherwise, where user namespaces are allowed): the command runs in a user namespace
   as uid/gid 1000 mapped onto the user running local mode, without capabilities (what ``unshare
   --user`` sets up; the one-process setup does it itself, ``remount.user_namespace``); on disk its
@@ -21,8 +22,8 @@ and the command runs as an unprivileged user with no capabilities:
 Only util-linux (``unshare``, ``mount``, ``findmnt``, ``pivot_root``, ``setpriv``) is needed, and
 the running Python: a task's sandbox, and the machine probe's (which reports what stays writable),
 is set up in one process (``remount.py sandbox``: mount(2), pivot_root(2) and umount2(2) calls,
-the identity, then exec); where pivot_root's system call number is not known, by a shell script doing the same
-with one process per step (``strict_script``, ``remount_loop``).
+the identity, then exec); where pivot_root's system call number is not known, by a shell script
+doing the same with one process per step (``strict_script``, ``remount_loop``).
 """
 
 from __future__ import annotations
@@ -168,8 +169,12 @@ class StrictSandbox:
         stderr which mounts stay writable (the machine probe's)."""
         if not self.set_up_in_python:
             return self.prefix + ["sh", "-c", strict_script(mounts, self.identity, report, hidden), "sandbox", *argv]
-        spec, command = self.setup(mounts, argv, hidden, report, env)
-        return self.prefix + [sys.executable, "-I", "-S", REMOUNT, "sandbox", json.dumps(spec), "--", *command]
+        return self.in_new_process(self.setup(mounts, hidden, report, env), argv)
+
+    def in_new_process(self, spec: dict, argv: list[str]) -> list[str]:
+        """The command line of a new process that sets the sandbox ``spec`` says up (``setup``)
+        and runs ``argv`` in it."""
+        return self.prefix + [sys.executable, "-I", "-S", REMOUNT, "sandbox", json.dumps(spec), "--", *argv]
 
     @property
     def set_up_in_python(self) -> bool:
@@ -178,13 +183,12 @@ class StrictSandbox:
         return os.uname().machine in PIVOT_ROOT_SYSCALL  # (what platform.machine() says)
 
     def setup(
-        self, mounts: list[tuple[str, str]], argv: list[str], hidden: tuple[str, ...] = (), report: bool = False,
+        self, mounts: list[tuple[str, str]], hidden: tuple[str, ...] = (), report: bool = False,
         env: dict[str, str] | None = None,
-    ) -> tuple[dict, list[str]]:
-        """What ``remount.sandbox`` takes to run ``argv`` in the sandbox, in the private mount
-        namespace ``prefix`` makes: its spec, and the command (the identity's prefix, ``argv``).
-        ``env``: the command's environment, where known (the variables an interpreter may add to
-        it are taken out again: ``COERCED``)."""
+    ) -> dict:
+        """The spec ``remount.sandbox`` takes to set the sandbox up in the private mount namespace
+        ``prefix`` makes, the command's identity included. ``env``: the command's environment,
+        where known (the variables an interpreter may add to it are taken out again: ``COERCED``)."""
         check_mounts(mounts)
         spec = {
             "new_root": NEW_ROOT, "old_root": OLD_ROOT, "mounts": [list(m) for m in mounts], "hidden": list(hidden),
@@ -193,7 +197,7 @@ class StrictSandbox:
         }
         # the identity's setpriv or unshare, done by the same process (remount.become, user_namespace)
         spec["become" if self.identity.mode == "setpriv" else "user_namespace"] = [self.identity.uid, self.identity.gid]
-        return spec, list(argv)
+        return spec
 
     @classmethod
     def detect(cls, prefix: list[str], idmap_problem: str | None) -> tuple["StrictSandbox | None", str]:

@@ -1,13 +1,13 @@
 """Starts sandboxed WDL tasks fast: ``python -m ... SOCKET_FD``, a fork server (``forkserver``).
 
 Without a container engine each WDL task runs in the strict sandbox (``sandbox``), which a fresh
-task would build with three programs before its command: ``unshare`` (a private mount
-namespace), a Python interpreter running ``remount.py sandbox`` (the mounts and pivot_root) and
-``setpriv`` (the unprivileged user). The interpreter's start and imports were half of a short
-task's CPU time. This small process (the standard library and ``remount``, nothing else) forks
-one child per task instead; the child makes the same namespace itself, runs the same
-``remount.sandbox`` and execs the same identity prefix and command. Used where the namespace
-needs no user namespace (local mode as root), as ``driver_zygote`` is for drivers.
+task would build with two programs before its command: ``unshare`` (a private mount namespace)
+and a Python interpreter running ``remount.py sandbox`` (the mounts, pivot_root, the unprivileged
+identity). The interpreter's start and imports were half of a short task's CPU time. This small
+process (the standard library and ``remount``, nothing else) forks one child per task instead;
+the child makes the same namespace itself, runs the same ``remount.sandbox`` and execs the
+command. Used where the namespace needs no user namespace (local mode as root), as
+``driver_zygote`` is for drivers.
 
 A request is one JSON message ``{"spec", "argv", "env"}`` (``spec`` and ``argv`` as
 ``remount.sandbox`` takes them; ``"what"``, for the runner's log) with the log file and the
