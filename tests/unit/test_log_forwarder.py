@@ -111,12 +111,13 @@ exec {cat} "$@"
 
 
 def test_a_stop_during_a_copy_ends_the_forwarder_without_a_nap(tmp_path):
-    """Told to stop while it copies (a short command's usual case: the command ends while the
-    forwarder makes its first copy), the forwarder ends after that copy instead of napping once
-    more: the script ends at once (a nap of an hour would hit the subprocess timeout), having
-    copied everything."""
+    """Told to stop while it copies (the command ends while the forwarder copies what it wrote),
+    the forwarder ends after that copy instead of napping once more: the script ends at once (a
+    nap of an hour would hit the subprocess timeout), having copied everything. (stdout.txt
+    holds a line before the script starts, so the forwarder's first copy has something to copy.)"""
     made = container(tmp_path, "echo out; echo err >&2\n")
     made.log_forward_seconds = 3600
+    Path(made.host_stdout_txt()).write_text("before\n")
     bin_dir = tmp_path / "slow-cat"
     bin_dir.mkdir()
     (bin_dir / "cat").write_text(SLOW_FIRST_CAT.format(cat=shutil.which("cat")))
@@ -126,5 +127,38 @@ def test_a_stop_during_a_copy_ends_the_forwarder_without_a_nap(tmp_path):
     proc = subprocess.run(["/bin/sh", "-c", made.task_script()], env=env, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "first-cat").exists()
-    assert proc.stdout.decode() == "out\n"
+    assert proc.stdout.decode() == "before\nout\n"
     assert proc.stderr.decode() == "err\n"
+
+
+#: a ``cat`` that notes which file it copies (its stdin) before it does
+NOTING_CAT = """#!/bin/sh
+readlink "/proc/$$/fd/0" >> "$CAT_LOG"
+exec {cat} "$@"
+"""
+
+
+@pytest.mark.parametrize(("command", "copied"), [
+    pytest.param("exit 0\n", set(), id="writes-nothing"),
+    pytest.param("echo only out\n", {"stdout.txt"}, id="writes-stdout"),
+    pytest.param("echo only err >&2\n", {"stderr.txt"}, id="writes-stderr"),
+])
+def test_a_file_the_command_left_empty_is_never_copied(tmp_path, command, copied):
+    """The forwarder starts no ``cat`` for a file that is still empty: a short task whose command
+    writes nothing starts no program to copy its logs, one that writes to stdout only copies
+    stdout.txt (once, or twice if the forwarder's first copy came after the write)."""
+    made = container(tmp_path, command)
+    made.log_forward_seconds = 3600
+    bin_dir = tmp_path / "noting-cat"
+    bin_dir.mkdir()
+    (bin_dir / "cat").write_text(NOTING_CAT.format(cat=shutil.which("cat")))
+    (bin_dir / "cat").chmod(0o755)
+    log = tmp_path / "cats.log"
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PATH": f"{bin_dir}:{os.environ['PATH']}", "CAT_LOG": str(log)}
+    proc = subprocess.run(["/bin/sh", "-c", made.task_script()], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    read = log.read_text().split() if log.exists() else []
+    assert {os.path.basename(path) for path in read} == copied
+    assert len(read) <= 2 * len(copied)
+    assert proc.stdout.decode() == ("only out\n" if "stdout.txt" in copied else "")
+    assert proc.stderr.decode() == ("only err\n" if "stderr.txt" in copied else "")

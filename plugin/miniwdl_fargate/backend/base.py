@@ -243,7 +243,7 @@ class BaseTaskContainer(TaskContainer):
             '[ -n "$scratch" ] && rm -rf "$scratch"',
         ]
         if self.stream_logs:
-            lines += self.log_forwarder_drain()
+            lines += self.log_forwarder_drain(out, err)
         lines.append("exit $rc")
         return "\n".join(lines) + "\n"
 
@@ -255,39 +255,49 @@ class BaseTaskContainer(TaskContainer):
         The script holds each file open on its own descriptor (3: stdout, 4: stderr) and the
         forwarder, a background subshell sharing those open files, copies from where the last
         copy stopped to the end with ``cat <&3`` every ``interval`` seconds: the kernel keeps the
-        offset, so no byte is copied twice or skipped, however much the command writes. POSIX sh
-        and ``cat``/``sleep`` only (busybox images have them; ``tail --pid`` is GNU's). The files
-        themselves stay exactly as the command wrote them (miniwdl reads them).
+        offset, so no byte is copied twice or skipped, however much the command writes. A file
+        still empty (``[ -s ]``, the shell's own test) has nothing to copy: no ``cat`` is started
+        for it, so a short task whose command writes little starts one or two programs for its
+        logs instead of four or five. POSIX sh and ``cat``/``sleep`` only (busybox images have
+        them; ``tail --pid`` is GNU's). The files themselves stay exactly as the command wrote
+        them (miniwdl reads them); the command writes them in the same container, so its own
+        NFS client's view of their size is current.
 
         Between copies it naps with ``sleep`` in the background and ``wait``: a trapped signal
         ends a ``wait`` at once, where it would wait for a foreground ``sleep`` to finish
         (POSIX, Shell Command Language 2.11 "Signals and Error Handling"), so a stopped command's
-        task ends without waiting out the nap. A TERM that arrives while it copies (a short
-        command's usual case: it ends during the forwarder's first copy) runs the trap only once
-        that copy is done (the same section): the trap then ends the nap if one has started, and
+        task ends without waiting out the nap. A TERM that arrives while it copies (a command that
+        ends while the forwarder copies what it wrote) runs the trap only once that copy is done (the same section): the trap then ends the nap if one has started, and
         no nap is waited for once told to stop, so the script never waits out a nap it was told
         to skip (it once did, up to ``interval`` seconds, in about a third of short tasks). The
         nap's own output goes nowhere: it holds no descriptor of the container's output open
         after the script ends."""
+        copy = BaseTaskContainer.log_copy(out, err)
         return [
             f"exec 3<{out} 4<{err}",
             # told to stop (TERM), the forwarder ends after the copy it is making, never in the
             # middle of one; a TERM before its trap is set ends it before its first copy
             "( stop=; nap=; trap 'stop=1; [ -z \"$nap\" ] || kill $nap 2>/dev/null' TERM; "
-            "while [ -z \"$stop\" ]; do cat <&3; cat <&4 >&2; "
+            f"while [ -z \"$stop\" ]; do {copy}; "
             f"sleep {interval:g} </dev/null >/dev/null 2>&1 & nap=$!; "
             "[ -n \"$stop\" ] || wait $nap; nap=; done ) & fwd=$!",
         ]
 
     @staticmethod
-    def log_forwarder_drain() -> list[str]:
+    def log_copy(out: str, err: str) -> str:
+        """Shell: copy what the command's stdout/stderr files (quoted paths, open on 3 and 4)
+        hold beyond the last copy to the container's stdout/stderr; an empty file is skipped."""
+        return f"[ ! -s {out} ] || cat <&3; [ ! -s {err} ] || cat <&4 >&2"
+
+    @staticmethod
+    def log_forwarder_drain(out: str, err: str) -> list[str]:
         """Shell lines run once the command ended: stop the forwarder, wait until it has, then
         copy what it had not (from the same shared offsets) before the script exits."""
         return [
             # (a forwarder stopped before its trap was set dies of the TERM, which some shells
             # report on stderr, "Terminated": that is not the command's output)
             "{ kill -TERM $fwd; while kill -0 $fwd; do wait $fwd; done; } 2>/dev/null",
-            "cat <&3; cat <&4 >&2",
+            BaseTaskContainer.log_copy(out, err),
             "exec 3<&- 4<&-",
         ]
 
