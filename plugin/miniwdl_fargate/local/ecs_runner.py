@@ -346,8 +346,6 @@ class EcsRunner:
             self._run_task_inner(task)
         except Exception as exn:
             self._task_failed(task, exn)
-        finally:
-            shutil.rmtree(os.path.join(self.state_dir, "ebs", task.id), ignore_errors=True)  # its EBS volumes
 
     def _task_failed(self, task: TaskSpec, exn: Exception) -> None:
         """The task did not start, or the runner failed running it: STOPPED, TaskFailedToStart."""
@@ -363,7 +361,11 @@ class EcsRunner:
         self._stopped(task, "TaskFailedToStart", reason[:255], container_reason=reason[:255])
 
     def _stopped(self, task: TaskSpec, stop_code: str, reason: str, **container: Any) -> None:
-        """Record how the task ended, wake its driver's poller and emit its STOPPED event."""
+        """Release the task's EBS volumes, record how it ended, wake its driver's poller and emit
+        its STOPPED event. A task's attachments are released before it is STOPPED (its
+        DEPROVISIONING status, the ECS task lifecycle: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-lifecycle-explanation.html),
+        so no one sees a stopped task whose scratch volume is still there."""
+        shutil.rmtree(os.path.join(self.state_dir, "ebs", task.id), ignore_errors=True)
         self.state.stopped(task.task_arn, stop_code, reason, **container)
         with self._lock:
             self._active.discard(task.task_arn)
