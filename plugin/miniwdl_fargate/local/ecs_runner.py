@@ -367,10 +367,12 @@ class EcsRunner:
         so no one sees a stopped task whose scratch volume is still there."""
         shutil.rmtree(os.path.join(self.state_dir, "ebs", task.id), ignore_errors=True)
         self.state.stopped(task.task_arn, stop_code, reason, **container)
-        with self._lock:
-            self._active.discard(task.task_arn)
-        self._wake_driver(task)
-        self._emit(task, "STOPPED")
+        try:
+            self._wake_driver(task)
+            self._emit(task, "STOPPED")
+        finally:  # (last: whoever waits for the runner to be done with the task sees all of it)
+            with self._lock:
+                self._active.discard(task.task_arn)
 
     def _wake_driver(self, task: TaskSpec) -> None:
         """A WDL task stopped (recorded in ECS already): its driver's poller asks now
@@ -692,8 +694,8 @@ class EcsRunner:
         proc.terminate()
 
     def running_tasks(self) -> list[str]:
-        """Tasks started here that are not STOPPED yet, as ECS would list them (provisioning,
-        running, or with their process gone but their status not yet set)."""
+        """Tasks started here that the runner is not done with: provisioning, running, or with
+        their process gone but their STOPPED status or event not yet written."""
         with self._lock:
             return sorted(self._active)
 
