@@ -216,6 +216,49 @@ def test_moto_still_sends_events_in_its_own_envelope(moto_aws, monkeypatch):
     assert "etag" in fixed[0]["detail"]["object"] and "eTag" not in fixed[0]["detail"]["object"]
 
 
+def s3_event_types(monkeypatch, writes) -> list[str]:
+    """The detail types of the S3 events EventBridge gets while ``writes(s3)`` runs against a
+    bucket ("drop", EventBridge notifications on, holding the object "a")."""
+    from moto.events.models import Rule
+
+    seen = []
+    monkeypatch.setattr(Rule, "send_to_targets", lambda self, event, transform_input=True: seen.append(event))
+    s3, events = aws.client("s3"), aws.client("events")
+    s3.create_bucket(Bucket="drop")
+    s3.put_object(Bucket="drop", Key="a", Body=b"a")
+    s3.put_bucket_notification_configuration(Bucket="drop", NotificationConfiguration={"EventBridgeConfiguration": {}})
+    events.put_rule(Name="all", EventPattern=json.dumps({"source": ["aws.s3"]}))
+    writes(s3)
+    return [event["detail-type"] for event in seen]
+
+
+def test_moto_still_sends_object_tags_added_for_every_put(moto_aws, monkeypatch):
+    """When this fails, moto sends "Object Tags Added" for PutObjectTagging only, as S3 does:
+    remove fixes.s3_tags_event_only_for_tagging."""
+    from moto.s3 import notifications
+    from moto.s3.responses import S3Response
+
+    for owner, name in ((S3Response, "put_object_tagging"), (notifications, "send_event")):
+        monkeypatch.setattr(owner, name, patching.unpatched("s3_tags_event_only_for_tagging", owner, name))
+    types = s3_event_types(monkeypatch, lambda s3: s3.put_object(Bucket="drop", Key="b", Body=b"b"))
+    assert types == ["Object Created", "Object Tags Added"], "moto no longer sends Object Tags Added for a PutObject"
+
+
+def test_object_tags_added_is_sent_for_put_object_tagging_only(moto_aws, monkeypatch):
+    """S3 sends "Object Tags Added" when tags are added with PutObjectTagging, not when an object
+    is written (with tags or without, or copied with new ones): one event per write."""
+    fixes.s3_tags_event_only_for_tagging()
+
+    def writes(s3):
+        s3.put_object(Bucket="drop", Key="b", Body=b"b")
+        s3.put_object(Bucket="drop", Key="c", Body=b"c", Tagging="k=v")
+        s3.copy_object(Bucket="drop", Key="d", CopySource={"Bucket": "drop", "Key": "c"}, TaggingDirective="REPLACE", Tagging="k=w")
+        s3.put_object_tagging(Bucket="drop", Key="a", Tagging={"TagSet": [{"Key": "k", "Value": "x"}]})
+
+    assert s3_event_types(monkeypatch, writes) == ["Object Created"] * 3 + ["Object Tags Added"]
+    assert aws.client("s3").get_object_tagging(Bucket="drop", Key="d")["TagSet"] == [{"Key": "k", "Value": "w"}]
+
+
 def test_moto_still_looks_up_the_service_of_every_request(monkeypatch):
     """When this fails, moto's server no longer lists its package folder to find the service of
     each request it serves: remove fixes.backend_lookup_cached. With the fix, each host is looked
