@@ -267,11 +267,12 @@ class BaseTaskContainer(TaskContainer):
         ends a ``wait`` at once, where it would wait for a foreground ``sleep`` to finish
         (POSIX, Shell Command Language 2.11 "Signals and Error Handling"), so a stopped command's
         task ends without waiting out the nap. A TERM that arrives while it copies (a command that
-        ends while the forwarder copies what it wrote) runs the trap only once that copy is done (the same section): the trap then ends the nap if one has started, and
-        no nap is waited for once told to stop, so the script never waits out a nap it was told
-        to skip (it once did, up to ``interval`` seconds, in about a third of short tasks). The
-        nap's own output goes nowhere: it holds no descriptor of the container's output open
-        after the script ends."""
+        ends while the forwarder copies what it wrote) runs the trap only once that copy is done
+        (the same section): the trap then ends the nap if one has started, and no nap is waited
+        for once told to stop, so the script never waits out a nap it was told to skip (it once
+        did, up to ``interval`` seconds, in about a third of short tasks). The nap's own output
+        goes nowhere: it holds no descriptor of the container's output open after the script
+        ends."""
         copy = BaseTaskContainer.log_copy(out, err)
         return [
             f"exec 3<{out} 4<{err}",
