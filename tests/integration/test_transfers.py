@@ -97,21 +97,38 @@ def test_a_fifo_is_refused_before_anything_is_uploaded(s3, tmp_path):
 @pytest.mark.parametrize("direction", ["download", "upload"])
 def test_a_stop_mid_transfer_stops_it(s3, prefix_of_n, tmp_path, direction):
     """The stop check (the driver's StopSignals.check) starts saying stop once 50 objects are
-    done: the transfer raises DriverStopped, and what is left is neither moved nor half-written."""
-    told = threading.Event()
+    done: the transfer raises DriverStopped, and what is left is neither moved nor half-written.
+    (A request made after that waits until the stop check has said stop, as S3's latency would
+    make it: in-process moto answers so fast that on a busy machine every transfer could be done
+    before the waiting thread looks again.)"""
+    told, said = threading.Event(), threading.Event()
 
     def stop_check(*_):
         if told.is_set():
+            said.set()
             raise DriverStopped("SIGTERM", "staging the inputs")
 
     def counted(done: int, total: int) -> None:
         if done >= 50:
             told.set()
 
+    def slow_after_the_stop(**_):
+        if told.is_set():
+            said.wait(30)
+
+    operation = "GetObject" if direction == "download" else "PutObject"
+    aws.client("s3").meta.events.register(f"before-call.s3.{operation}", slow_after_the_stop)
+    try:
+        moved_before_the_stop(s3, tmp_path, direction, stop_check, counted)
+    finally:
+        aws.client("s3").meta.events.unregister(f"before-call.s3.{operation}", slow_after_the_stop)
+
+
+def moved_before_the_stop(s3, tmp_path, direction, stop_check, counted):
     if direction == "download":
         with pytest.raises(DriverStopped):
             with s3io.Transfers(stop_check, counted, concurrency=4) as transfers:
-                s3io.download_prefix("data", prefix_of_n, str(tmp_path / "dest"), transfers=transfers)
+                s3io.download_prefix("data", "in/", str(tmp_path / "dest"), transfers=transfers)
         arrived = files_under(tmp_path / "dest")
         assert 50 <= len(arrived) < N
         assert all(rel in set(rel_paths()) and content == rel for rel, content in arrived.items())
