@@ -47,9 +47,9 @@ def bucket(moto_aws):
     return s3
 
 
-def start(tmp_path, monkeypatch, reference_text):
-    s3 = aws.client("s3")
-    s3.put_object(Bucket="runs", Key="data/ref.txt", Body=reference_text.encode())
+def inputs_and_settings(s3, monkeypatch, tmp_path, run_id):
+    """runs/t/inputs.json for WDL (its reference at s3://runs/data/ref.txt), and the settings a
+    driver run with the host_process backend standing in for Fargate takes, in tmp_path."""
     s3.put_object(
         Bucket="runs",
         Key="runs/t/inputs.json",
@@ -57,8 +57,14 @@ def start(tmp_path, monkeypatch, reference_text):
     )
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "t-1")  # drive() sets it; restored after the test
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", run_id)  # drive() sets it; restored after the test
     monkeypatch.chdir(tmp_path)
+
+
+def start(tmp_path, monkeypatch, reference_text):
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key="data/ref.txt", Body=reference_text.encode())
+    inputs_and_settings(s3, monkeypatch, tmp_path, "t-1")
     run = driver.DriverRun(
         run_id="t-1",
         workflow="s3://runs/runs/t/workflow.wdl",

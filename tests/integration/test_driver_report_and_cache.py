@@ -6,7 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-from test_driver import WDL
+from test_driver import WDL, inputs_and_settings
 
 from miniwdl_fargate import aws, driver
 from miniwdl_fargate.report import cost as report_cost
@@ -21,15 +21,7 @@ def bucket(moto_aws, monkeypatch, tmp_path):
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="runs")
     s3.put_object(Bucket="runs", Key="runs/t/workflow.wdl", Body=WDL.encode())
-    s3.put_object(
-        Bucket="runs",
-        Key="runs/t/inputs.json",
-        Body=json.dumps({"w.names": ["a", "b"], "w.reference": "s3://runs/data/ref.txt"}).encode(),
-    )
-    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
-    monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "unset")  # drive() sets it; restored after the test
-    monkeypatch.chdir(tmp_path)
+    inputs_and_settings(s3, monkeypatch, tmp_path, "unset")
     return s3
 
 
