@@ -11,6 +11,20 @@ from miniwdl_fargate.local import forkserver
 from tests.forked import ForkedProcess
 
 
+def one_task(runtime: str) -> str:
+    """A workflow of one task that echoes and succeeds, with ``runtime`` (its runtime section's
+    body): what the simulated endpoint's behaviours act on."""
+    return f"""
+    version 1.1
+    workflow w {{ call t output {{ String out = t.out }} }}
+    task t {{
+      command <<< echo hi >>>
+      output {{ String out = "done" }}
+      runtime {{ docker: "ubuntu:22.04" {runtime} }}
+    }}
+"""
+
+
 def start_miniwdl(sim, tmp_path, source, **inputs):
     wdl = tmp_path / "w.wdl"
     wdl.write_text(textwrap.dedent(source))

@@ -5,17 +5,9 @@ RunTask (clientToken), image pull failures told apart, every stop code classifie
 import json
 
 import pytest
-from sim_support import finish, start_miniwdl
+from sim_support import finish, one_task, start_miniwdl
 
-TASK = """
-    version 1.1
-    workflow w { call t output { String out = t.out } }
-    task t {
-      command <<< echo hi >>>
-      output { String out = "done" }
-      runtime { docker: "ubuntu:22.04" preemptible: %d maxRetries: %d }
-    }
-"""
+TASK = one_task("preemptible: %d maxRetries: %d")
 
 
 def error_of(tmp_path):

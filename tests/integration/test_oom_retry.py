@@ -4,21 +4,13 @@ memory is below what the command needs."""
 
 import json
 
-from sim_support import finish, start_miniwdl
+from sim_support import finish, one_task, start_miniwdl
 
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 
 
 
-TASK = """
-    version 1.1
-    workflow w { call t output { String out = t.out } }
-    task t {
-      command <<< echo hi >>>
-      output { String out = "done" }
-      runtime { docker: "ubuntu:22.04" cpu: %s memory: "%s" maxRetries: %d }
-    }
-"""
+TASK = one_task('cpu: %s memory: "%s" maxRetries: %d')
 
 
 def needs_memory(mib):
