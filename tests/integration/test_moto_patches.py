@@ -216,9 +216,9 @@ def test_moto_still_sends_events_in_its_own_envelope(moto_aws, monkeypatch):
     assert "etag" in fixed[0]["detail"]["object"] and "eTag" not in fixed[0]["detail"]["object"]
 
 
-def s3_event_types(monkeypatch, writes) -> list[str]:
-    """The detail types of the S3 events EventBridge gets while ``writes(s3)`` runs against a
-    bucket ("drop", EventBridge notifications on, holding the object "a")."""
+def s3_events(monkeypatch, writes) -> list[tuple[str, str]]:
+    """(detail type, key) of each S3 event EventBridge gets while ``writes(s3)`` runs
+    against a bucket ("drop", EventBridge notifications on, holding the object "a")."""
     from moto.events.models import Rule
 
     seen = []
@@ -229,33 +229,51 @@ def s3_event_types(monkeypatch, writes) -> list[str]:
     s3.put_bucket_notification_configuration(Bucket="drop", NotificationConfiguration={"EventBridgeConfiguration": {}})
     events.put_rule(Name="all", EventPattern=json.dumps({"source": ["aws.s3"]}))
     writes(s3)
-    return [event["detail-type"] for event in seen]
+    return [(event["detail-type"], event["detail"]["object"]["key"]) for event in seen]
 
 
-def test_moto_still_sends_object_tags_added_for_every_put(moto_aws, monkeypatch):
-    """When this fails, moto sends "Object Tags Added" for PutObjectTagging only, as S3 does:
-    remove fixes.s3_tags_event_only_for_tagging."""
+def multipart_upload(s3, key: str) -> None:
+    """``key`` written in one part by a multipart upload."""
+    upload = s3.create_multipart_upload(Bucket="drop", Key=key)["UploadId"]
+    etag = s3.upload_part(Bucket="drop", Key=key, UploadId=upload, PartNumber=1, Body=b"m" * 100)["ETag"]
+    s3.complete_multipart_upload(
+        Bucket="drop", Key=key, UploadId=upload, MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": 1}]},
+    )
+
+
+def test_moto_still_sends_more_than_one_event_per_write(moto_aws, monkeypatch):
+    """When this fails, moto sends "Object Tags Added" for PutObjectTagging only and one "Object
+    Created" per multipart upload, as S3 does: remove (or trim) fixes.s3_one_event_per_write."""
     from moto.s3 import notifications
+    from moto.s3.models import S3Backend
     from moto.s3.responses import S3Response
 
-    for owner, name in ((S3Response, "put_object_tagging"), (notifications, "send_event")):
-        monkeypatch.setattr(owner, name, patching.unpatched("s3_tags_event_only_for_tagging", owner, name))
-    types = s3_event_types(monkeypatch, lambda s3: s3.put_object(Bucket="drop", Key="b", Body=b"b"))
-    assert types == ["Object Created", "Object Tags Added"], "moto no longer sends Object Tags Added for a PutObject"
+    for owner, name in ((S3Response, "put_object_tagging"), (S3Backend, "complete_multipart_upload"), (notifications, "send_event")):
+        monkeypatch.setattr(owner, name, patching.unpatched("s3_one_event_per_write", owner, name))
+    put = [kind for kind, _ in s3_events(monkeypatch, lambda s3: s3.put_object(Bucket="drop", Key="b", Body=b"b"))]
+    assert put == ["Object Created", "Object Tags Added"], "moto no longer sends Object Tags Added for a PutObject"
+    events = s3_events(monkeypatch, lambda s3: multipart_upload(s3, "m"))
+    created = [kind for kind, key in events if kind == "Object Created" and key == "m"]
+    assert len(created) == 2, "moto no longer sends Object Created twice for a multipart upload"
 
 
-def test_object_tags_added_is_sent_for_put_object_tagging_only(moto_aws, monkeypatch):
-    """S3 sends "Object Tags Added" when tags are added with PutObjectTagging, not when an object
-    is written (with tags or without, or copied with new ones): one event per write."""
-    fixes.s3_tags_event_only_for_tagging()
+def test_each_write_sends_one_event_and_tagging_its_own(moto_aws, monkeypatch):
+    """S3 sends one "Object Created" per object written, and
+    "Object Tags Added" when tags are added with PutObjectTagging, not when an object is written
+    (with tags or without, copied with new ones, or completed from parts)."""
+    fixes.s3_one_event_per_write()
 
     def writes(s3):
         s3.put_object(Bucket="drop", Key="b", Body=b"b")
         s3.put_object(Bucket="drop", Key="c", Body=b"c", Tagging="k=v")
         s3.copy_object(Bucket="drop", Key="d", CopySource={"Bucket": "drop", "Key": "c"}, TaggingDirective="REPLACE", Tagging="k=w")
+        multipart_upload(s3, "m")
         s3.put_object_tagging(Bucket="drop", Key="a", Tagging={"TagSet": [{"Key": "k", "Value": "x"}]})
 
-    assert s3_event_types(monkeypatch, writes) == ["Object Created"] * 3 + ["Object Tags Added"]
+    assert s3_events(monkeypatch, writes) == [
+        ("Object Created", "b"), ("Object Created", "c"), ("Object Created", "d"), ("Object Created", "m"),
+        ("Object Tags Added", "a"),
+    ]
     assert aws.client("s3").get_object_tagging(Bucket="drop", Key="d")["TagSet"] == [{"Key": "k", "Value": "w"}]
 
 

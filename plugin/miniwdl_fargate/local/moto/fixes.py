@@ -550,34 +550,53 @@ def error_lookup_kept() -> None:
     replace("error_lookup_kept", ErrorLookupFactory, "__init__", __init__)
 
 
-#: set while moto answers a PutObjectTagging request (``s3_tags_event_only_for_tagging``)
-_TAGGING_REQUEST = threading.local()
+#: the S3 operation moto is answering on this thread, where ``s3_one_event_per_write`` needs it
+_S3_OPERATION = threading.local()
 
 
-def s3_tags_event_only_for_tagging() -> None:
-    """S3 sends "Object Tags Added" to EventBridge when tags are added "using PutObjectTagging"
-    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html); moto sends it for
-    every PutObject (tags or none), CopyObject that replaces tags and CompleteMultipartUpload,
-    which all set the new object's tags through the backend method PutObjectTagging's handler
-    calls: each object written sent two events where S3 sends one, and a rule on "Object Tags
-    Added" fired for writes. The event is sent while moto answers a PutObjectTagging request only."""
+def s3_one_event_per_write() -> None:
+    """S3 sends one "Object Created" per object written, its reason the operation (PutObject,
+    CopyObject, CompleteMultipartUpload), and "Object Tags Added" when tags are added "using
+    PutObjectTagging" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventBridge.html).
+    moto also sends "Object Tags Added" for every PutObject (tags or none), tag-replacing
+    CopyObject and CompleteMultipartUpload, which set the new object's tags through the backend
+    method PutObjectTagging's handler calls, and a CompleteMultipartUpload sends "Object Created"
+    twice (its PutObject's, then its own): a rule on either event fired twice or for writes. Here
+    "Object Tags Added" is sent while moto answers a PutObjectTagging request only, and a
+    multipart upload's completion sends its own "Object Created" only."""
     from moto.s3 import notifications
+    from moto.s3.models import S3Backend
     from moto.s3.responses import S3Response
 
-    def put_object_tagging(self: Any) -> Any:
-        _TAGGING_REQUEST.active = True
+    events = notifications.S3NotificationEvent
+
+    def answering(operation: str, call: Callable[[], Any]) -> Any:
+        outer = getattr(_S3_OPERATION, "name", None)
+        _S3_OPERATION.name = operation
         try:
-            return moto_function("s3_tags_event_only_for_tagging", "put_object_tagging")(self)
+            return call()
         finally:
-            _TAGGING_REQUEST.active = False
+            _S3_OPERATION.name = outer
+
+    def put_object_tagging(self: Any) -> Any:
+        own = moto_function("s3_one_event_per_write", "put_object_tagging")
+        return answering("PutObjectTagging", lambda: own(self))
+
+    def complete_multipart_upload(self: Any, *args: Any, **kwargs: Any) -> Any:
+        own = moto_function("s3_one_event_per_write", "complete_multipart_upload")
+        return answering("CompleteMultipartUpload", lambda: own(self, *args, **kwargs))
 
     def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
-        if event_name == notifications.S3NotificationEvent.OBJECT_TAGGING_PUT_EVENT and not getattr(_TAGGING_REQUEST, "active", False):
+        operation = getattr(_S3_OPERATION, "name", None)
+        if event_name == events.OBJECT_TAGGING_PUT_EVENT and operation != "PutObjectTagging":
             return
-        moto_function("s3_tags_event_only_for_tagging", "send_event")(account_id, event_name, bucket, key)
+        if event_name == events.OBJECT_CREATED_PUT_EVENT and operation == "CompleteMultipartUpload":
+            return
+        moto_function("s3_one_event_per_write", "send_event")(account_id, event_name, bucket, key)
 
-    replace("s3_tags_event_only_for_tagging", S3Response, "put_object_tagging", put_object_tagging)
-    replace("s3_tags_event_only_for_tagging", notifications, "send_event", send_event)
+    replace("s3_one_event_per_write", S3Response, "put_object_tagging", put_object_tagging)
+    replace("s3_one_event_per_write", S3Backend, "complete_multipart_upload", complete_multipart_upload)
+    replace("s3_one_event_per_write", notifications, "send_event", send_event)
 
 
 #: hosts whose backend ``backend_lookup_cached`` keeps (the stack's services in its region: a dozen)
@@ -629,10 +648,10 @@ FIXES: tuple[Fix, ...] = (
         find_in_map_number_keys),
     Fix("error_lookup_kept", "every error answer builds the table of the service's error shapes again", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_builds_the_error_table_for_every_error", error_lookup_kept),
-    Fix("s3_tags_event_only_for_tagging", "every PutObject, tag-replacing CopyObject and CompleteMultipartUpload also "
-        "sends \"Object Tags Added\"", "https://github.com/getmoto/moto/pull/7673 (added the event to the backend method "
-        "those operations share with PutObjectTagging)",
-        f"{_MOTO_TESTS}::test_moto_still_sends_object_tags_added_for_every_put", s3_tags_event_only_for_tagging),
+    Fix("s3_one_event_per_write", "every PutObject, tag-replacing CopyObject and CompleteMultipartUpload also sends "
+        "\"Object Tags Added\", and CompleteMultipartUpload sends \"Object Created\" twice",
+        "https://github.com/getmoto/moto/pull/7673 (added the tags event to the backend method those operations share "
+        "with PutObjectTagging)", f"{_MOTO_TESTS}::test_moto_still_sends_more_than_one_event_per_write", s3_one_event_per_write),
     Fix("backend_lookup_cached", "the server looks up each request's service anew, listing its folder", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_looks_up_the_service_of_every_request", backend_lookup_cached),
 )
