@@ -19,7 +19,7 @@ LOG = logging.getLogger("test")
 LINES = 200_000
 BUSYBOX = shutil.which("busybox")
 # what the script and the command use, as busybox applets
-TOOLS = ("cat", "sleep", "mktemp", "rm", "seq", "tail", "kill", "sh")
+TOOLS = ("cat", "sleep", "mktemp", "rm", "seq", "tail", "kill", "sh", "mv")
 
 
 class ScriptOnly(BaseTaskContainer):
@@ -162,3 +162,17 @@ def test_a_file_the_command_left_empty_is_never_copied(tmp_path, command, copied
     assert len(read) <= 2 * len(copied)
     assert proc.stdout.decode() == ("only out\n" if "stdout.txt" in copied else "")
     assert proc.stderr.decode() == ("only err\n" if "stderr.txt" in copied else "")
+
+
+@pytest.mark.parametrize(("shell", "tools"), SHELLS)
+def test_a_command_that_renames_its_own_stdout_file_still_has_it_copied(tmp_path, shell, tools):
+    """The command's stdout.txt renamed under it: what it writes afterwards goes to the same open
+    file, and is copied (the forwarder asks the file open on its descriptor, not only the path)."""
+    made = container(tmp_path, "echo before; mv ../stdout.txt ../stdout.old; echo after\n")
+    made.log_forward_seconds = 3600
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    if tools:
+        env["PATH"] = busybox_path(tmp_path)
+    proc = subprocess.run([*shell, "-c", made.task_script()], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.decode() == "before\nafter\n"

@@ -287,8 +287,14 @@ class BaseTaskContainer(TaskContainer):
     @staticmethod
     def log_copy(out: str, err: str) -> str:
         """Shell: copy what the command's stdout/stderr files (quoted paths, open on 3 and 4)
-        hold beyond the last copy to the container's stdout/stderr; an empty file is skipped."""
-        return f"[ ! -s {out} ] || cat <&3; [ ! -s {err} ] || cat <&4 >&2"
+        hold beyond the last copy to the container's stdout/stderr; an empty file is skipped.
+        The file open on the descriptor is asked too (``/dev/fd/N``, which a container has) where
+        the path says empty: a command that renamed or removed its own stdout.txt still writes
+        to the file it had open, and that is what is copied."""
+        return (
+            f"if [ -s {out} ] || [ -s /dev/fd/3 ]; then cat <&3; fi; "
+            f"if [ -s {err} ] || [ -s /dev/fd/4 ]; then cat <&4 >&2; fi"
+        )
 
     @staticmethod
     def log_forwarder_drain(out: str, err: str) -> list[str]:
