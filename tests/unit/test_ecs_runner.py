@@ -343,3 +343,22 @@ def test_local_mode_raises_its_open_files_limit_towards_fargates(monkeypatch, li
     monkeypatch.setattr(runtime.resource, "setrlimit", lambda which, value: set_to.append((which, value)))
     runtime.open_files_as_on_fargate()
     assert set_to == ([] if raised is None else [(resource.RLIMIT_NOFILE, raised)])
+
+
+def test_a_stopped_event_that_cannot_be_sent_leaves_the_stop_as_recorded(runner):
+    """The task ended (exit 3) and its STOPPED status is written; emitting the event then fails:
+    the stop stays as recorded (not rewritten as a failure to start), once, and the runner is
+    done with the task."""
+    emit = runner.fake_state.emit
+
+    def failing_emit(task_arn):
+        if runner.fake_state.status.get(task_arn) == "STOPPED":
+            raise RuntimeError("EventBridge is down")
+        emit(task_arn)
+
+    runner.fake_state.emit = failing_emit
+    task = spec("t9", "exit 3")
+    runner.ecs_task_started(task)
+    ended(runner, task)
+    stopped = [c for c in runner.fake_state.of(task.task_arn) if c[0] == "stopped"]
+    assert stopped == [("stopped", "EssentialContainerExited", ECS_STOPPED_REASON, 3, None)]

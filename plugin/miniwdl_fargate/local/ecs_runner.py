@@ -370,6 +370,8 @@ class EcsRunner:
         try:
             self._wake_driver(task)
             self._emit(task, "STOPPED")
+        except Exception:  # (the task stopped as recorded: a failed event does not make it fail to start)
+            log.exception("local Fargate task %s stopped, but its driver was not woken or its event not sent", task.task_arn)
         finally:  # (last: whoever waits for the runner to be done with the task sees all of it)
             with self._lock:
                 self._active.discard(task.task_arn)
