@@ -62,13 +62,19 @@ if BUSYBOX:
     SHELLS.append(pytest.param([BUSYBOX, "sh"], "busybox", id="busybox-sh"))
 
 
-@pytest.mark.parametrize(("shell", "tools"), SHELLS)
-def test_every_line_reaches_the_container_output_once_in_order(tmp_path, shell, tools):
-    made = container(tmp_path, f"seq 1 {LINES}; seq 1 {LINES} >&2; echo last line; echo last error >&2\n")
+def run_script(made: ScriptOnly, tmp_path: Path, shell: list[str], tools: str | None, timeout: int = 60):
+    """The task script of ``made`` run by ``shell`` (with busybox's applets only on its PATH if
+    ``tools``), TMPDIR in tmp_path."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     if tools:
         env["PATH"] = busybox_path(tmp_path)
-    proc = subprocess.run([*shell, "-c", made.task_script()], env=env, capture_output=True, timeout=120)
+    return subprocess.run([*shell, "-c", made.task_script()], env=env, capture_output=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(("shell", "tools"), SHELLS)
+def test_every_line_reaches_the_container_output_once_in_order(tmp_path, shell, tools):
+    made = container(tmp_path, f"seq 1 {LINES}; seq 1 {LINES} >&2; echo last line; echo last error >&2\n")
+    proc = run_script(made, tmp_path, shell, tools, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     expected = "".join(f"{i}\n" for i in range(1, LINES + 1))
     assert proc.stdout.decode() == expected + "last line\n"
@@ -90,10 +96,7 @@ def test_the_script_ends_without_waiting_out_the_forwarders_nap(tmp_path, shell,
     to wait out its nap, the run would hit the subprocess timeout), having copied every line."""
     made = container(tmp_path, "echo first; sleep 0.2; echo second\n")
     made.log_forward_seconds = 3600
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    if tools:
-        env["PATH"] = busybox_path(tmp_path)
-    proc = subprocess.run([*shell, "-c", made.task_script()], env=env, capture_output=True, timeout=60)
+    proc = run_script(made, tmp_path, shell, tools)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.decode() == "first\nsecond\n"
 
@@ -170,9 +173,6 @@ def test_a_command_that_renames_its_own_stdout_file_still_has_it_copied(tmp_path
     file, and is copied (the forwarder asks the file open on its descriptor, not only the path)."""
     made = container(tmp_path, "echo before; mv ../stdout.txt ../stdout.old; echo after\n")
     made.log_forward_seconds = 3600
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    if tools:
-        env["PATH"] = busybox_path(tmp_path)
-    proc = subprocess.run([*shell, "-c", made.task_script()], env=env, capture_output=True, timeout=60)
+    proc = run_script(made, tmp_path, shell, tools)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.decode() == "before\nafter\n"
