@@ -2,11 +2,13 @@
 container's own, which Fargate's log driver sends to CloudWatch Logs), run for real with ``sh``
 and with ``busybox sh`` in a PATH of busybox tools only (an image without GNU coreutils): every
 line the command wrote reaches the container's output, in order, exactly once, and the
-stdout.txt/stderr.txt files stay exactly as the command wrote them."""
+stdout.txt/stderr.txt files stay exactly as the command wrote them; and a stopped task's script
+exits with its command's own status."""
 
 import logging
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from WDL.runtime import config as wdl_config
 
 from miniwdl_fargate.backend.base import BaseTaskContainer
+from tests.waiting import wait_for
 
 LOG = logging.getLogger("test")
 LINES = 200_000
@@ -176,3 +179,29 @@ def test_a_command_that_renames_its_own_stdout_file_still_has_it_copied(tmp_path
     proc = run_script(made, tmp_path, shell, tools)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.decode() == "before\nafter\n"
+
+
+@pytest.mark.parametrize(("shell", "tools"), SHELLS)
+@pytest.mark.parametrize(("command", "status"), [
+    pytest.param("trap 'exit 7' TERM; echo started; sleep 100 & wait\n", 7, id="traps-TERM"),
+    pytest.param("echo started; sleep 100 & wait\n", 128 + signal.SIGTERM, id="killed-by-TERM"),
+])
+def test_a_stopped_task_exits_with_its_commands_own_status(tmp_path, shell, tools, command, status):
+    """TERM to the script (ECS stopping the task) is passed on to the command, and the script
+    exits with the command's status: its trap's, or 143 where TERM killed it. (The shell may reap
+    the command before the script looks again: in busybox sh the script said 143 for a command
+    that exited 7 about one time in three, so the stop is tried ten times.)"""
+    for attempt in range(10):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        made = container(folder, command)
+        made.log_forward_seconds = 3600
+        env = {**os.environ, "TMPDIR": str(folder)}
+        if tools:
+            env["PATH"] = busybox_path(folder)
+        proc = subprocess.Popen([*shell, "-c", made.task_script()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout = Path(made.host_stdout_txt())
+        wait_for(lambda out=stdout: "started" in out.read_text(), 30, "the command's start", interval=0.01)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == status, f"attempt {attempt}"

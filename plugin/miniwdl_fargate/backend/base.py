@@ -213,6 +213,8 @@ class BaseTaskContainer(TaskContainer):
           ``/tmp`` if the container's user cannot write there.
         - The shell waits for the command in the background and passes a SIGTERM on (a stop, or a
           Spot interruption's two-minute warning): a foreground child of ``sh`` would not get it.
+          The script exits with the command's own status then too (a command that traps TERM and
+          exits 7 exits 7), not with the interrupted ``wait``'s 143.
         - With ``stream_logs``, the command's stdout/stderr are also copied to the container's own
           (``log_forwarder``), every byte exactly once and in order, all of it before the script
           exits.
@@ -236,10 +238,13 @@ class BaseTaskContainer(TaskContainer):
         if self.stream_logs:
             lines += self.log_forwarder(out, err, self.log_forward_seconds)
         lines += [
-            "trap 'kill -TERM $child 2>/dev/null' TERM",
+            "termed=; trap 'termed=1; kill -TERM $child 2>/dev/null' TERM",
             f'"$shell" {q(os.path.join(host, "command"))} {closed}>> {out} 2>> {err} & child=$!',
             "wait $child; rc=$?",
             "while kill -0 $child 2>/dev/null; do wait $child; rc=$?; done",
+            # a TERM ended the wait (128+15) and the shell reaped the command before `kill -0`
+            # looked: its own status is still the shell's to report (127 if it was reported)
+            '[ -z "$termed" ] || [ "$rc" -le 128 ] || { wait $child 2>/dev/null; own=$?; [ "$own" -eq 127 ] || rc=$own; }',
             '[ -n "$scratch" ] && rm -rf "$scratch"',
         ]
         if self.stream_logs:
