@@ -1,6 +1,6 @@
 """The task script's log forwarder (``stream_logs``: the command's stdout/stderr also go to the
-container's own, which Fargate's log driver sends to CloudWatch Logs), run for real with ``sh``
-and with ``busybox sh`` in a PATH of busybox tools only (an image without GNU coreutils): every
+container's own, which Fargate's log driver sends to CloudWatch Logs), run for real with ``sh``,
+with ``bash``, and with ``busybox sh`` in a PATH of busybox tools only (an image without GNU coreutils): every
 line the command wrote reaches the container's output, in order, exactly once, and the
 stdout.txt/stderr.txt files stay exactly as the command wrote them; and a stopped task's script
 exits with its command's own status."""
@@ -61,6 +61,8 @@ def busybox_path(tmp_path: Path) -> str:
 
 
 SHELLS = [pytest.param(["/bin/sh"], None, id="sh")]
+if shutil.which("bash"):  # (/bin/sh is bash in some images: Amazon Linux, CentOS)
+    SHELLS.append(pytest.param([shutil.which("bash")], None, id="bash"))
 if BUSYBOX:
     SHELLS.append(pytest.param([BUSYBOX, "sh"], "busybox", id="busybox-sh"))
 
