@@ -7,6 +7,7 @@ import os
 import pytest
 
 from tests.local_ecs import efs_dir, fresh_dir, log_of, register, run, stopped
+from tests.identity import IDENTITY, SHOW, shown
 from tests.waiting import wait_for
 
 
@@ -187,9 +188,6 @@ def test_a_sandbox_set_up_by_one_process_is_the_one_the_scripts_loop_makes(stack
     assert sorted(line.split(": ", 2)[2] or "/" for line in reports["one process"]) == sorted(sandbox.writable)
 
 
-IDENTITY = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")
-
-
 def test_a_task_has_the_identity_setpriv_gives_whichever_process_sets_it_up(stack, monkeypatch):
     """The command runs as its uid and gid, with no supplementary group, no capability in any set
     and no new privileges (``setpriv``: local mode as root, with idmapped mounts), or as uid 1000
@@ -201,17 +199,16 @@ def test_a_task_has_the_identity_setpriv_gives_whichever_process_sets_it_up(stac
     from miniwdl_fargate.local import sandbox as sandboxes
 
     sandbox = stack.runtime.sandbox()
-    probe = ["sh", "-c", f"grep -E '^({'|'.join(IDENTITY)}):' /proc/self/status; echo setgroups: $(cat /proc/self/setgroups)"]
     seen = {}
     for way in ("one process", "script"):
         if way == "script":
             monkeypatch.setattr(sandboxes, "PIVOT_ROOT_SYSCALL", {})
-        command = sandbox.wrap([], probe)
+        command = sandbox.wrap([], SHOW)
         prefix = sandbox.identity.exec_prefix()[0]  # (setpriv or unshare: a process only the script starts)
         assert (f"exec {prefix} " in " ".join(command)) is (way == "script")
         ran = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert ran.returncode == 0, ran.stderr
-        seen[way] = dict(line.split(":", 1) for line in ran.stdout.splitlines())
+        seen[way] = shown(ran.stdout)
     assert seen["one process"] == seen["script"]
     status = {name: value.split() for name, value in seen["one process"].items()}
     if sandbox.identity.mode == "setpriv":

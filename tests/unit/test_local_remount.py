@@ -6,6 +6,7 @@ import sys
 
 from miniwdl_fargate.local import remount
 from miniwdl_fargate.local.sandbox import REMOUNT
+from tests.identity import SHOW, shown
 
 ASKED = remount.MS_REMOUNT | remount.MS_BIND | remount.MS_RDONLY
 MOUNTINFO = """\
@@ -38,10 +39,6 @@ def test_unknown_options_are_refused_before_anything_is_remounted():
     assert "unknown options ['rw']" in proc.stderr
 
 
-IDENTITY = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")
-SHOW = ["sh", "-c", "grep -E '^(" + "|".join(IDENTITY) + "):' /proc/self/status; echo setgroups: $(cat /proc/self/setgroups)"]
-
-
 def identity_after(setup) -> dict[str, str]:
     """What ``SHOW`` prints in a child that ran ``setup()`` (None: nothing) and then execs it."""
     import os
@@ -58,9 +55,9 @@ def identity_after(setup) -> dict[str, str]:
             os._exit(127)
     os.close(write)
     with os.fdopen(read) as out:
-        shown = out.read()
-    assert os.waitpid(pid, 0)[1] == 0, shown
-    return dict(line.split(":", 1) for line in shown.splitlines())
+        output = out.read()
+    assert os.waitpid(pid, 0)[1] == 0, output
+    return shown(output)
 
 
 def test_become_gives_the_identity_setpriv_gives():
@@ -78,7 +75,7 @@ def test_become_gives_the_identity_setpriv_gives():
         ["setpriv", "--reuid=4321", "--regid=4321", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
          "--no-new-privs", "--", *SHOW], capture_output=True, text=True, check=True,
     ).stdout
-    assert identity_after(lambda: remount.become(4321, 4321)) == dict(line.split(":", 1) for line in by_setpriv.splitlines())
+    assert identity_after(lambda: remount.become(4321, 4321)) == shown(by_setpriv)
     assert identity_after(lambda: remount.become(4321, 4321))["CapBnd"].strip() == "0000000000000000"
 
 
@@ -95,7 +92,7 @@ def test_user_namespace_gives_the_identity_unshare_gives():
         ["unshare", "--user", "--map-user=1000", "--map-group=1000", "--", *SHOW], capture_output=True, text=True, check=True,
     ).stdout
     ours = identity_after(lambda: remount.user_namespace(1000, 1000))
-    assert ours == dict(line.split(":", 1) for line in by_unshare.splitlines())
+    assert ours == shown(by_unshare)
     assert ours["Uid"].split() == ["1000"] * 4 and ours["setgroups"].strip() == "deny"
 
 
