@@ -91,6 +91,8 @@ class MotoTaskState:
                 arn = self._stopped.popleft()[1]
                 if arn in self._tasks:
                     gone.append((arn, self._tasks[arn]))
+        if not gone:  # (each RunTask asks: most find nothing to forget, and take no other lock)
+            return 0
         with WRITE_LOCK:  # (out of moto first: a StopTask then finds nothing, not a task this forgot)
             for arn, task in gone:
                 task._backend.tasks.get(task.cluster_name, {}).pop(arn, None)
