@@ -143,7 +143,7 @@ def plain_run(wdl: Path, inputs: Path, work: Path) -> tuple[float, float]:
 
 
 def local_run(wdl: Path, inputs: Path, connection: Path, work: Path) -> float:
-    argv = [str(BIN / "miniwdl-fargate"), "submit", "--local", str(connection), str(wdl), str(inputs), "--follow"]
+    argv = [str(BIN / "miniwdl-fargate"), "submit", f"--local={connection}", str(wdl), str(inputs), "--follow"]
     return timed(argv, dict(os.environ), work)
 
 

@@ -24,6 +24,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def value_only_after_equals(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``argv`` with each bare ``flag`` of ``flags`` (an option whose value is optional) written
+    ``flag=``, so that it never takes the next word as its value: ``submit --local WF.wdl``
+    submits WF.wdl to the default local stack, and another stack's file is ``--local=FILE``
+    (as git's options with an optional value work). argparse alone would read WF.wdl as the
+    file. Words after ``--`` are positional and left as they are."""
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        if word == "--":
+            return out + argv[i:]
+        out.append(f"{word}=" if word in flags else word)
+    return out
+
+
 def positive_seconds(text: str) -> float:
     """``--timeout``: a finite number of seconds above 0."""
     try:

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     local_cli.add_arguments(local_sub)
 
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments.value_only_after_equals(sys.argv[1:] if argv is None else argv, ("--local",)))
     if args.command == "driver":  # not a user's command: the driver's log keeps any traceback
         from . import driver
 
@@ -121,8 +121,9 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--stack", help="CloudFormation stack name (default: MINIWDL_FARGATE_STACK, or samconfig.toml's)")
     group.add_argument("--region", help="AWS region (default: samconfig.toml's, or your AWS configuration's)")
     group.add_argument(
-        "--local", nargs="?", const="", metavar="FILE",
-        help="the local-mode stack that `miniwdl-fargate local up` serves (its file; default ~/.local/state/miniwdl-fargate/local.json)",
+        "--local", nargs="?", const="", metavar="=FILE",
+        help="the local-mode stack that `miniwdl-fargate local up` serves; another stack's file as --local=FILE "
+        "(default ~/.local/state/miniwdl-fargate/local.json)",
     )
     p = sub.add_parser("submit", parents=[where], help="submit WORKFLOW.wdl (or a `miniwdl zip` bundle) with INPUTS.json (local files are uploaded)")
     p.add_argument("wdl", metavar="WORKFLOW", help=WORKFLOW_HELP)

@@ -40,7 +40,7 @@ def cli(stack, tmp_path_factory):
     connection = stack.write_connection(tmp_path_factory.mktemp("client") / "local.json")
 
     def run(*args, timeout=300):
-        return run_forked(cli_main, [*args, "--local", str(connection)], env=dict(os.environ), cwd=REPO, timeout=timeout)
+        return run_forked(cli_main, [*args, f"--local={connection}"], env=dict(os.environ), cwd=REPO, timeout=timeout)
 
     return run
 
@@ -125,7 +125,7 @@ def test_errors_are_plain(cli):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: no run nope-0123abcd in s3://")
     proc = subprocess.run(
-        [sys.executable, "-m", "miniwdl_fargate.cli", "status", "x-0123abcd", "--local", "/nonexistent/local.json"],
+        [sys.executable, "-m", "miniwdl_fargate.cli", "status", "x-0123abcd", "--local=/nonexistent/local.json"],
         capture_output=True, text=True,
     )
     assert proc.returncode == 2

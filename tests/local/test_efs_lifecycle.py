@@ -69,7 +69,7 @@ def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_run
     # the command as a user runs it: its own process, reaching the stack by its --local file
     connection = stack.write_connection(tmp_path / "local.json")
     proc = subprocess.run(
-        [sys.executable, "-m", "miniwdl_fargate.cli", "gc", "--keep-failed-days", "0", "--local", str(connection)],
+        [sys.executable, "-m", "miniwdl_fargate.cli", "gc", "--keep-failed-days", "0", f"--local={connection}"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

@@ -48,7 +48,7 @@ def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_
     proc = subprocess.run(
         [sys.executable, "-m", "miniwdl_fargate.cli", "submit", str(folder / "tagged.wdl"), str(folder / "inputs.json"),
          "--name", "tagged", "--label", "project=x", "--label", "cost center=lab:42", "--follow",
-         "--local", str(connection)],
+         f"--local={connection}"],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
@@ -71,7 +71,7 @@ def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_
     assert page.count('<tr class="label">') == 2 and page.count('<tr class="task">') == 2
     # and `miniwdl-fargate cost` adds the runs of the name up per label value
     summed = subprocess.run(
-        [sys.executable, "-m", "miniwdl_fargate.cli", "cost", "--name", "tagged", "--json", "--local", str(connection)],
+        [sys.executable, "-m", "miniwdl_fargate.cli", "cost", "--name", "tagged", "--json", f"--local={connection}"],
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )
     assert summed.returncode == 0, summed.stderr

@@ -184,7 +184,7 @@ def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(sta
 
     def explain(call):
         proc = subprocess.run(
-            [sys.executable, "-m", "miniwdl_fargate.cli", "cache", "explain", more.run_id, call, "--local", str(connection)],
+            [sys.executable, "-m", "miniwdl_fargate.cli", "cache", "explain", more.run_id, call, f"--local={connection}"],
             capture_output=True, text=True, timeout=120, cwd=REPO,
         )
         assert proc.returncode == 0, proc.stderr

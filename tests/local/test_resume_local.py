@@ -58,7 +58,7 @@ def test_a_run_whose_driver_died_is_resumed_reusing_its_finished_call(stack, tmp
 
     def cli(*args):
         return subprocess.run(
-            [sys.executable, "-m", "miniwdl_fargate.cli", *args, "--local", str(connection)],
+            [sys.executable, "-m", "miniwdl_fargate.cli", *args, f"--local={connection}"],
             capture_output=True, text=True, timeout=300, cwd=REPO,
         )
 

@@ -69,19 +69,19 @@ CASES = {
         "must be 1-64 letters",
     ),
     "submit a bundle with a broken miniwdl.cfg": (
-        ["submit", "{d}/badcfg/w.wdl", "{d}/badcfg/inputs.json", "--local", "{d}/gone.json"],
+        ["submit", "{d}/badcfg/w.wdl", "{d}/badcfg/inputs.json", "--local={d}/gone.json"],
         "{d}/badcfg/miniwdl.cfg: not a valid miniwdl configuration file: File contains no section headers.",
     ),
     "submit a bundle whose miniwdl.cfg miniwdl cannot interpolate": (
-        ["submit", "{d}/badpct/w.wdl", "{d}/badpct/inputs.json", "--local", "{d}/gone.json"],
+        ["submit", "{d}/badpct/w.wdl", "{d}/badpct/inputs.json", "--local={d}/gone.json"],
         "{d}/badpct/miniwdl.cfg: not a valid miniwdl configuration file: '%' must be followed by '%' or '('",
     ),
     "submit --label with a key AWS reserves": (
-        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--label", "aws:team=x", "--local", "{d}/gone.json"],
+        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--label", "aws:team=x", "--local={d}/gone.json"],
         "error: options.labels: 'aws:team': the key starts with 'aws:', which AWS reserves for its own tags",
     ),
     "submit --label with a character no AWS tag has": (
-        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--label", "team=a;b", "--local", "{d}/gone.json"],
+        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--label", "team=a;b", "--local={d}/gone.json"],
         "error: options.labels: 'team': the value has ';': AWS tags allow letters, numbers, spaces and _ . : / = + - @",
     ),
     "submit a missing WDL": (["submit", "{d}/nope.wdl", "{d}/good/inputs.json"], "error: {d}/nope.wdl: no such WDL file"),
@@ -98,18 +98,18 @@ CASES = {
     "list --limit not a number": (["list", "--limit", "ten"], "argument --limit: 'ten' is not a whole number"),
     "list --name with a slash": (["list", "--name", "a/b"], "argument --name: run name 'a/b' must be"),
     "outputs --download onto a file": (
-        ["outputs", "hello-12345678", "--download", "{d}/a-file", "--local", "{d}/gone.json"],
+        ["outputs", "hello-12345678", "--download", "{d}/a-file", "--local={d}/gone.json"],
         "error: --download {d}/a-file: exists and is not a folder",
     ),
-    "no local stack file": (["status", "hello-12345678", "--local", "{d}/missing.json"], "error: no local stack running ({d}/missing.json not found)"),
+    "no local stack file": (["status", "hello-12345678", "--local={d}/missing.json"], "error: no local stack running ({d}/missing.json not found)"),
     "a local stack file that is not JSON": (
-        ["list", "--local", "{d}/not-json.json"], "error: {d}/not-json.json: not a local stack connection file",
+        ["list", "--local={d}/not-json.json"], "error: {d}/not-json.json: not a local stack connection file",
     ),
     "a local stack file of the wrong shape": (
-        ["list", "--local", "{d}/wrong-shape.json"], "not a local stack connection file (no region, stack_name, outputs)",
+        ["list", "--local={d}/wrong-shape.json"], "not a local stack connection file (no region, stack_name, outputs)",
     ),
     "a local stack that is gone": (
-        ["list", "--local", "{d}/gone.json"], "error: could not reach http://127.0.0.1:9",
+        ["list", "--local={d}/gone.json"], "error: could not reach http://127.0.0.1:9",
     ),
     "local run --timeout negative": (
         ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--timeout", "-5"],
@@ -180,6 +180,46 @@ def test_a_bad_command_line_is_one_line_and_exit_2(case, files):
     assert not (files / "state").exists()  # refused before local mode started anything
 
 
+# the README's commands as it writes them: a bare --local first, then the command's own words
+DOCUMENTED_LOCAL = {
+    "submit": ["submit", "--local", "{d}/good/w.wdl", "{d}/good/inputs.json", "--name", "hello", "--follow"],
+    "status": ["status", "--local", "hello-3cc8301b"],
+    "list": ["list", "--local"],
+    "logs": ["logs", "--local", "hello-3cc8301b", "--task", "greet", "--follow"],
+    "outputs": ["outputs", "--local", "hello-3cc8301b", "--download", "{d}/results"],
+    "cancel": ["cancel", "--local", "hello-3cc8301b"],
+    "resume": ["resume", "--local", "hello-3cc8301b", "--follow"],
+    "cache explain": ["cache", "explain", "--local", "hello-3cc8301b", "greet"],
+    "cost": ["cost", "--local", "--label", "project"],
+    "gc": ["gc", "--local", "--dry-run"],
+}
+
+
+@pytest.mark.parametrize("command", list(DOCUMENTED_LOCAL))
+def test_a_bare_local_takes_no_word_after_it(command, files, monkeypatch):
+    """``--local`` alone is the default stack and never swallows the next word (the WDL, a run
+    id): argparse would have read ``submit --local WF.wdl INPUTS`` as the stack file WF.wdl and
+    the inputs as the workflow. Every command gets as far as looking for the default stack's
+    file; another stack's file is ``--local=FILE``."""
+    from miniwdl_fargate import client
+
+    monkeypatch.setattr(client, "LOCAL_FILE", files / "default-local.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIWDL_FARGATE", "AWS_ENDPOINT"))}
+    proc = run_forked(cli.main, [a.format(d=files) for a in DOCUMENTED_LOCAL[command]], env=env, cwd=files)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"error: no local stack running ({files}/default-local.json not found): start one with `miniwdl-fargate local up`\n"
+    named = [f"--local={files}/other.json" if a == "--local" else a.format(d=files) for a in DOCUMENTED_LOCAL[command]]
+    named = run_forked(cli.main, named, env=env, cwd=files)
+    assert named.stderr.startswith(f"error: no local stack running ({files}/other.json not found)"), named.stderr
+
+
+def test_only_a_bare_optional_value_flag_is_rewritten():
+    words = ["submit", "--local", "w.wdl", "--local=x.json", "--localize", "--", "--local"]
+    assert arguments.value_only_after_equals(words, ("--local",)) == [
+        "submit", "--local=", "w.wdl", "--local=x.json", "--localize", "--", "--local",
+    ]
+
+
 def test_the_last_line_guard_prints_one_line_and_the_traceback_only_when_debugging(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody\nanticipated")
@@ -236,7 +276,7 @@ def test_a_client_command_run_as_the_console_script_leaves_at_once_after_the_int
     code = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('atexit ran'))\n"
-        "sys.argv = ['miniwdl-fargate', 'status', '--local', '/nonexistent/local.json', 'hello-20260101-000000-abcdef-01234567']\n"
+        "sys.argv = ['miniwdl-fargate', 'status', '--local=/nonexistent/local.json', 'hello-20260101-000000-abcdef-01234567']\n"
         "from miniwdl_fargate import cli\n"
         "sys.stdout.write('buffered ')\n"
         "cli.main()\n"

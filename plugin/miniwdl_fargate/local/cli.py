@@ -140,7 +140,8 @@ def up(args: argparse.Namespace, say) -> int:
             say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
         stack.write_connection(path)
         say(f"local stack up at {stack.endpoint} (bucket s3://{stack.outputs['BucketName']}, state in {stack.state_dir})")
-        say("try: miniwdl-fargate submit --local examples/hello/workflow.wdl examples/hello/inputs.json --follow")
+        local = "--local" if path == client.LOCAL_FILE else f"--local={path}"
+        say(f"try: miniwdl-fargate submit {local} examples/hello/workflow.wdl examples/hello/inputs.json --follow")
         with api_gateway(api_function(stack.stack_name), args.api_port, say) as api_url:
             say(f"the run API at {api_url}/runs, GA4GH WES at {api_url}/ga4gh/wes/v1 (no SigV4: this machine only)")
             say("Ctrl-C stops it")
