@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import botocore.exceptions
+
 from . import aws, run_options, runs, s3io, status
 from .pipeline import manage
 from .report.cost import sum_by_label
@@ -551,10 +553,16 @@ def download_outputs(outputs: dict[str, Any], dest: str, results: str, overwrite
     got: list[str] = []
     for uri_, target in targets:
         src_bucket, key = s3io.split(uri_)
-        if uri_.endswith("/"):
-            got.extend(s3io.download_prefix(src_bucket, key, target))
-        else:
-            got.append(s3io.download_to(src_bucket, key, target))
+        try:
+            if uri_.endswith("/"):
+                got.extend(s3io.download_prefix(src_bucket, key, target))
+            else:
+                got.append(s3io.download_to(src_bucket, key, target))
+        except botocore.exceptions.ClientError as exn:
+            if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+                raise
+            done = f" ({len(got)} file(s) downloaded before it)" if got else ""
+            raise ClientError(f"--download: {uri_} is not in S3 (removed since the run ended?){done}") from None
     return got
 
 

@@ -16,7 +16,6 @@ import tempfile
 import threading
 from concurrent.futures import CancelledError
 from typing import Any, Callable, Iterable, Iterator
-from urllib.parse import urlparse
 
 from . import aws
 
@@ -28,11 +27,15 @@ class S3URIError(ValueError):
 
 
 def split(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key)."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
+    """``s3://bucket/key`` -> (bucket, key). The key is everything after the bucket's slash, as
+    written: an S3 URI is not a URL (the AWS CLI's ``s3://`` paths are not percent-encoded), so
+    ``#``, ``?`` and ``%`` are the key's own characters (``urlparse`` would cut the key at ``#``
+    or ``?``: a file named ``h#1.txt`` was uploaded, then not found)."""
+    scheme, sep, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    if scheme.lower() != "s3" or not sep or not bucket:
         raise S3URIError(f"not an s3:// URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, key.lstrip("/")
 
 
 def uri(bucket: str, key: str) -> str:

@@ -4,6 +4,11 @@ as under miniwdl's Docker backend. A command that resolves its working directory
 absolute paths succeeds; ``TMPDIR`` is a private scratch directory outside the work directory."""
 
 import json
+import os
+import re
+from pathlib import Path
+
+import pytest
 
 from miniwdl_fargate import aws
 from miniwdl_fargate import upload as local_run
@@ -178,3 +183,62 @@ def test_characters_beyond_the_bmp_reach_the_command_however_the_json_escapes_th
         result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
         assert result.status == "SUCCEEDED", json.dumps(result.document)[:2000]
         assert result.document["outputs"]["greet.said"] == [f"Hello, {n}!" for n in names]
+
+
+HASHED_WDL = r"""
+version 1.1
+workflow hashed {
+  input { Array[File] fs }
+  call names { input: fs = fs }
+  output { File hash = names.hash  File query = names.query  String seen = names.seen }
+}
+task names {
+  input { Array[File] fs }
+  command <<<
+    for f in ~{sep=" " fs}; do basename "$f"; done > seen.txt
+    cat ~{sep=" " fs} > 'h#1.txt'
+    echo query > 'q?.txt'
+  >>>
+  output { File hash = "h#1.txt"  File query = "q?.txt"  String seen = read_string("seen.txt") }
+}
+"""
+
+
+def test_file_names_with_hash_and_question_mark_go_in_and_come_out(stack, s3, tmp_path):
+    """'#' and '?' are a file name's own characters, in an S3 key too: local inputs so named are
+    staged and found, outputs so named are published, downloaded, and taken by the next run as
+    s3:// inputs (a URL parser cut the key at them: "staged/.../x#1.txt does not exist")."""
+    from miniwdl_fargate import client
+
+    wdl = tmp_path / "hashed.wdl"
+    wdl.write_text(HASHED_WDL)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x#1.txt").write_text("hash\n")
+    (tmp_path / "data" / "a?b.txt").write_text("question\n")
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"hashed.fs": ["data/x#1.txt", "data/a?b.txt"]}))
+    bucket = stack.outputs["BucketName"]
+    name, run_id = local_run.submit(bucket, wdl, inputs, name="hashed")
+    first = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    assert first.status == "SUCCEEDED", json.dumps(first.document, indent=1)[:3000]
+    out = first.document["outputs"]
+    assert out["hashed.seen"] == "x#1.txt\na?b.txt"
+    assert out["hashed.hash"].endswith("/h#1.txt") and out["hashed.query"].endswith("/q?.txt")
+    assert read(s3, out["hashed.hash"]) == b"hash\nquestion\n"
+    got = client.download_outputs(out, str(tmp_path / "results"), first.results)
+    assert sorted(os.path.basename(p) for p in got) == ["h#1.txt", "q?.txt"]
+    assert [Path(p).read_text() for p in sorted(got)] == ["hash\nquestion\n", "query\n"]
+    # an output gone from S3 since: the download says which
+    gone_bucket, gone_key = out["hashed.query"][len("s3://"):].split("/", 1)
+    s3.copy_object(Bucket=gone_bucket, Key=gone_key + ".kept", CopySource={"Bucket": gone_bucket, "Key": gone_key})
+    s3.delete_object(Bucket=gone_bucket, Key=gone_key)
+    with pytest.raises(client.ClientError, match=re.escape(f"--download: {out['hashed.query']} is not in S3")):
+        client.download_outputs(out, str(tmp_path / "again"), first.results)
+    s3.copy_object(Bucket=gone_bucket, Key=gone_key, CopySource={"Bucket": gone_bucket, "Key": gone_key + ".kept"})
+    # the published URIs, as the next run's inputs
+    inputs.write_text(json.dumps({"hashed.fs": [out["hashed.hash"], out["hashed.query"]]}))
+    name, run_id = local_run.submit(bucket, wdl, inputs, name="rehashed")
+    second = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    assert second.status == "SUCCEEDED", json.dumps(second.document, indent=1)[:3000]
+    assert second.document["outputs"]["hashed.seen"] == "h#1.txt\nq?.txt"
+    assert read(s3, second.document["outputs"]["hashed.hash"]) == b"hash\nquestion\nquery\n"
