@@ -2,11 +2,14 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "miniwdl_fargate.cli"]
@@ -55,3 +58,81 @@ def test_local_run_with_missing_files_fails_before_starting(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: WDL file nope.wdl not found"
     assert not any(tmp_path.iterdir())
+
+
+SLEEPING_WDL = """
+version 1.1
+workflow sleeping {
+  call nap
+}
+task nap {
+  command <<< touch started; sleep 617 >>>
+  runtime { docker: "ubuntu:22.04" }
+}
+"""
+
+
+def processes_under(folder: Path) -> list[str]:
+    """The command lines of the processes whose working directory or command line names ``folder``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:  # (ended meanwhile, or not ours to read)
+            continue
+        if int(pid) != os.getpid() and (str(folder) in cmdline or cwd.startswith(str(folder))):
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_local_run_stopped_by_a_signal_leaves_nothing_running(tmp_path, stop):
+    """`kill`, `timeout`, a cancelled CI job (SIGTERM) or Ctrl-C (SIGINT) while a task runs: local
+    run stops the run and everything it started (the driver, the task's processes, their mounts)
+    and says so; SIGTERM used to end it at once, leaving the task and the fork servers running."""
+    wdl = tmp_path / "sleeping.wdl"
+    wdl.write_text(SLEEPING_WDL)
+    state = tmp_path / "state"
+    env = {**os.environ, "MINIWDL_FARGATE_LOCAL_ENGINE": "none"}
+    proc = subprocess.Popen(
+        [*CLI, "local", "run", str(wdl), "--state-dir", str(state)], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: next(state.glob("**/call-nap/work/started"), None), timeout=120, what="the task's command started")
+        proc.send_signal(getattr(signal, stop))
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    said = "terminated (SIGTERM)" if stop == "SIGTERM" else "interrupted"
+    assert proc.returncode == (128 + signal.SIGTERM if stop == "SIGTERM" else 130), err
+    assert f"[local] {said}: local mode stopped the run and everything it started" in err
+    assert "Traceback" not in err
+    wait_for(lambda: not processes_under(state), timeout=30, what=lambda: f"end of {processes_under(state)}")
+    assert str(state) not in Path("/proc/self/mountinfo").read_text()
+
+
+FAILING_WDL = """
+version 1.1
+workflow failing {
+  call breaks
+}
+task breaks {
+  command <<< echo "samtools: truncated file" >&2; exit 3 >>>
+  runtime { docker: "ubuntu:22.04" }
+}
+"""
+
+
+def test_a_failing_local_run_says_which_task_failed_and_nothing_of_motos_internals(tmp_path):
+    wdl = tmp_path / "failing.wdl"
+    wdl.write_text(FAILING_WDL)
+    proc = run_cli("local", "run", str(wdl), "--state-dir", str(tmp_path / "state"))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.rstrip().endswith("[local] FAILED: call-breaks failed with exit status 3")
+    assert "samtools: truncated file" in proc.stderr  # the task's stderr, in error.json as printed
+    # moto's Step Functions interpreter logs the state machine's Fail state at ERROR, with its
+    # objects' reprs: the run's normal end, not something for a user to read
+    assert "FailureEventException" not in proc.stderr and " object at 0x" not in proc.stderr

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,9 +129,6 @@ def seed(dirs: list[str]) -> int:
 
 def up(args: argparse.Namespace, say) -> int:
     """Serve the local stack until SIGINT/SIGTERM; write where it is to ``--file``."""
-    import signal
-    import threading
-
     from ..client import api_function
     from .stack import LocalStack
 
@@ -176,9 +177,6 @@ def mirror(bucket: str, prefix: str, dest: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..upload import RunInputError, prepare, scratch_folder, wait
-    from .stack import CLIENT_POLL_SECONDS, LocalStack
-
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -214,6 +212,47 @@ def run(args: argparse.Namespace) -> int:
             return 2
         os.environ[ENV] = args.faults
     started = time.monotonic()
+    try:
+        with stopping_on_sigterm():
+            return run_once(args, say, started)
+    except KeyboardInterrupt:
+        say("interrupted: local mode stopped the run and everything it started")
+        return 130
+    except Terminated:
+        say("terminated (SIGTERM): local mode stopped the run and everything it started")
+        return 128 + signal.SIGTERM
+
+
+class Terminated(Exception):
+    """``local run`` got SIGTERM (``kill``, ``timeout``, a CI job cancelled, systemd)."""
+
+
+@contextlib.contextmanager
+def stopping_on_sigterm() -> Iterator[None]:
+    """SIGTERM ends ``local run`` as Ctrl-C does: by an exception, so that the stack stops
+    everything it started on the way out (the driver, every task's process, their mounts).
+    Python's default for SIGTERM ends the process at once, leaving them running. A second
+    SIGTERM while it stops is ignored (it must not cut the stopping short)."""
+    if threading.current_thread() is not threading.main_thread():  # (signals go to the main thread)
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_once(args: argparse.Namespace, say: Callable[[str], None], started: float) -> int:
+    """``local run`` once its arguments are checked: deploy, submit, follow, print, stop."""
+    from ..upload import RunInputError, prepare, scratch_folder, wait
+    from .stack import CLIENT_POLL_SECONDS, LocalStack
+
     try:
         zip_into = scratch_folder() if args.zip else None
         submission = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into)

@@ -272,6 +272,9 @@ class LocalStack:
         # known and harmless: SAM's feature-toggle notice
         logging.getLogger("samtranslator").setLevel(logging.ERROR)
         logging.getLogger("moto").setLevel(logging.ERROR)
+        # moto's Step Functions interpreter logs each Fail state it reaches at ERROR, with its own
+        # objects' reprs: a failed run's normal end, which the run's error.json already says
+        logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
         self.server.start()
         _, port = self.server.get_host_and_port()
