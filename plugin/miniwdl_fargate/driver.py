@@ -777,15 +777,18 @@ def upload_outputs(
     bucket = run.results_bucket
     links = out_links(os.path.join(run_dir, "out"))
 
-    def key_for(path: str) -> str:
+    taken: set[str] = set()
+
+    def key_for(path: str, output: str) -> str:
         real = os.path.realpath(path.rstrip("/"))
         rel = os.path.relpath(path.rstrip("/"), os.path.join(run_dir, "out"))
         if rel.startswith(".."):
             rel = os.path.relpath(real, out_dir)
         if rel.startswith("..") and real in links:
-            # an output taken from the call cache lives in an earlier run's directory; this
-            # run's out/ links to it under the output's own name
-            rel = links[real]
+            # an output taken from the call cache lives elsewhere (an earlier run's directory,
+            # the cache's files); this run's out/ links to it under each output's own name, once
+            # per place it is a value of: the same place as in a run that ran the call
+            rel = out_link(links[real], output, taken)
         if rel.startswith(".."):
             rel = os.path.join("other", os.path.basename(real))
         return run.results_key("out/" + rel)
@@ -795,9 +798,10 @@ def upload_outputs(
     real_run_dir = os.path.realpath(run_dir)
     uploads: list[tuple[str, str]] = []  # (local file, key)
 
-    def plan(name: str, value: WDL.Value.File | WDL.Value.Directory) -> str:
+    def plan(output: str, value: WDL.Value.File | WDL.Value.Directory) -> str:
+        name = f"{target.name}.{output}"
         path = value.value
-        key = key_for(path)
+        key = key_for(path, output)
         if isinstance(value, WDL.Value.Directory):
             files = outputs_check.directory_output(name, path, roots, real_run_dir)
             uploads.extend((local, key + "/" + rel) for local, rel in files)
@@ -807,7 +811,7 @@ def upload_outputs(
 
     rewritten = env.map(
         lambda b: WDL.Env.Binding(
-            b.name, WDL.Value.rewrite_paths(b.value, lambda v: plan(f"{target.name}.{b.name}", v)), b.info
+            b.name, WDL.Value.rewrite_paths(b.value, lambda v: plan(b.name, v)), b.info
         )
     )
     with s3io.Transfers(progress, counted) as transfers:
@@ -824,14 +828,26 @@ def output_roots(run: DriverRun) -> list[str]:
     return roots
 
 
-def out_links(out_dir: str) -> dict[str, str]:
-    """What each entry of miniwdl's out/ tree is (its real path) -> where it is under out/."""
-    found: dict[str, str] = {}
+def out_links(out_dir: str) -> dict[str, list[str]]:
+    """What each entry of miniwdl's out/ tree is (its real path) -> every place it is under out/
+    (one per output value it is: ``File a`` and ``Array[File] ab`` of the same file are
+    ``a/a.txt`` and ``ab/0/a.txt``), in order."""
+    found: dict[str, list[str]] = {}
     for root, dirs, files in os.walk(out_dir):  # (symlinked directories are listed, not entered)
-        for name in files + dirs:
+        dirs.sort()
+        for name in sorted(files + dirs):
             path = os.path.join(root, name)
-            found.setdefault(os.path.realpath(path), os.path.relpath(path, out_dir))
+            found.setdefault(os.path.realpath(path), []).append(os.path.relpath(path, out_dir))
     return found
+
+
+def out_link(places: list[str], output: str, taken: set[str]) -> str:
+    """Of ``places`` (``out_links``), the first under ``output``'s own folder not ``taken`` yet
+    (then taken); else the first under it, else the first."""
+    own = [p for p in places if p.split(os.sep, 1)[0] == output] or places
+    chosen = next((p for p in own if p not in taken), own[0])
+    taken.add(chosen)
+    return chosen
 
 
 # -- what failed -----------------------------------------------------------------------------------

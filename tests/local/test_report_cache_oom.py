@@ -153,6 +153,53 @@ def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
     assert json.loads(read(s3, more.results + "cost.json"))["call_cache_hits"] == 2
 
 
+SHARED_FILE_WDL = """
+version 1.1
+workflow shared {
+  input { String token }
+  call write { input: token = token }
+  output { File one = write.a  Array[File] both = write.ab  Map[String, File] named = write.named }
+}
+task write {
+  input { String token }
+  command <<< echo "one ~{token}" > a.txt; echo two > b.txt >>>
+  output {
+    File a = "a.txt"
+    Array[File] ab = ["a.txt", "b.txt", "a.txt"]
+    Map[String, File] named = {"first": "a.txt", "second": "b.txt"}
+  }
+}
+"""
+
+
+def test_a_call_cache_hit_publishes_each_output_where_a_run_of_the_call_does(stack, s3, tmp_path):
+    """One file the value of several outputs (and twice of one): a run that took the call from
+    the cache publishes it under each output's own name, as the run that ran the call did
+    (out/one/a.txt, out/both/0/a.txt, out/both/2/a.txt, out/named/first/a.txt), not once."""
+    wdl = tmp_path / "shared.wdl"
+    wdl.write_text(SHARED_FILE_WDL)
+    inputs = {"shared.token": uuid.uuid4().hex}
+    ran = run_through_bucket(stack, wdl, inputs, "shared-1")
+    assert ran.status == "SUCCEEDED", ran.document
+    cached = run_through_bucket(stack, wdl, inputs, "shared-2")
+    assert cached.status == "SUCCEEDED", cached.document
+    assert json.loads(read(s3, cached.results + "cost.json"))["call_cache_hits"] == 1
+
+    def layout(result):
+        outputs = result.document["outputs"]
+        return json.loads(json.dumps(outputs).replace(result.results, "RESULTS/"))
+
+    assert layout(ran) == {
+        "shared.one": "RESULTS/out/one/a.txt",
+        "shared.both": ["RESULTS/out/both/0/a.txt", "RESULTS/out/both/1/b.txt", "RESULTS/out/both/2/a.txt"],
+        "shared.named": {"first": "RESULTS/out/named/first/a.txt", "second": "RESULTS/out/named/second/b.txt"},
+    }
+    assert layout(cached) == layout(ran)
+    for uri in json.dumps(cached.document["outputs"]).split('"'):
+        if uri.startswith("s3://"):
+            assert read(s3, uri) == read(s3, uri.replace(cached.results, ran.results))
+
+
 @pytest.mark.long
 def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(stack, s3, tmp_path):
     seed([str(REPO / "examples" / "s3")])
