@@ -140,10 +140,12 @@ def progress_line(current: status.RunStatus, now: float | None = None, width: in
     """``[#####.....] 12/40 done · 5 running · 1 failed · 3 queued  RUNNING 1m12s``"""
     t = current.tasks
     done = t.succeeded + t.cached
-    total = max(t.total, done + t.failed + t.running + t.queued)
+    total = max(t.total, done + t.failed + t.cancelled + t.running + t.queued)
     filled = int(width * done / total) if total else 0
     bar = "#" * filled + "." * (width - filled)
     parts = [f"{done}/{total} done", f"{t.running} running", f"{t.failed} failed", f"{t.queued} queued"]
+    if t.cancelled:
+        parts.insert(3, f"{t.cancelled} cancelled")
     if t.retried:
         parts.append(f"{t.retried} retried")
     started = current.submitted_at
@@ -631,7 +633,7 @@ def runs_table(found: list[status.RunStatus]) -> str:
         t = r.tasks
         rows.append((
             r.run_id, r.status, r.submitted_at, f"{r.duration_s:g}s" if r.duration_s is not None else "-",
-            f"{t.succeeded + t.cached}/{t.total} done, {t.failed} failed",
+            f"{t.succeeded + t.cached}/{t.total} done, {t.failed} failed" + (f", {t.cancelled} cancelled" if t.cancelled else ""),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)

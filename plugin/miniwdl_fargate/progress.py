@@ -30,6 +30,8 @@ def task_counts(recorded: list[attempts.Attempt], cached: int = 0) -> tuple[stat
     for attempt in latest.values():
         if attempt.outcome == attempts.SUCCEEDED:
             counts.succeeded += 1
+        elif attempt.outcome == attempts.CANCELLED:
+            counts.cancelled += 1
         elif attempt.outcome and attempt.outcome != attempts.RUNNING:
             counts.failed += 1
         elif attempt.running is not None:

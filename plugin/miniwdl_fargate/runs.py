@@ -33,6 +33,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$")
 TRIGGER_RE = re.compile(r"^runs/(?P<name>[^/]+)/inputs\.json$")
 
+#: how the StopTask reason of each task of a cancelled run begins: ECS hands the reason back as
+#: the task's ``stoppedReason``, which is how its driver tells a cancel from another stop
+#: (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_StopTask.html)
+CANCELLED_STOP_REASON = "run cancelled"
 #: how long a run may take (template parameter MaxRunHours; per run: options.max_run_hours)
 DEFAULT_MAX_RUN_HOURS = 72.0
 #: at most a Standard workflow's own maximum duration, one year

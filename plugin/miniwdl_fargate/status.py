@@ -32,6 +32,7 @@ class TaskCounts(BaseModel):
     running: int = 0
     succeeded: int = 0
     failed: int = 0
+    cancelled: int = 0  # stopped because the run was cancelled (or ran out of time or budget)
     retried: int = 0  # attempts retried (Spot interruption, out of memory, maxRetries)
     cached: int = 0  # calls answered by the call cache
 

@@ -111,7 +111,10 @@ def test_cancel_a_running_run(cli, stack, tmp_path):
     cancelled = cli("cancel", run_id)
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stderr.strip().splitlines()[-1] == f"run {run_id} CANCELLED"
-    assert "status     CANCELLED" in cli("status", run_id).stdout
+    said = cli("status", run_id).stdout
+    assert "status     CANCELLED" in said
+    # its task was cancelled with it, not failed (it may stop before its driver hears of the cancel)
+    assert "0/1 done · 0 running · 0 failed · 1 cancelled · 0 queued  CANCELLED" in said
     wait_for(lambda: not stack.runtime.running_tasks(), 60, what=lambda: f"end of {stack.runtime.running_tasks()}", interval=0.5)
     assert stack.runtime.running_tasks() == []
     again = cli("cancel", run_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 import botocore.session
 import pytest
 
-from miniwdl_fargate import attempts
+from miniwdl_fargate import attempts, runs
 from miniwdl_fargate.backend import stops
 from miniwdl_fargate.backend.stops import Outcome, Pull, Verdict
 
@@ -186,3 +186,17 @@ def test_an_exit_code_decides_for_a_stop_code_ecs_adds_later():
     task = payload("nonzero_exit")["tasks"][0]
     task["stopCode"] = "SomethingNew"
     assert stops.ending(task).verdict is Verdict.EXITED and stops.ending(task).exit_code == 3
+
+
+def test_a_task_stopped_because_its_run_was_cancelled_is_cancelled_not_failed():
+    """The cancel's StopTask reason comes back as stoppedReason: the attempt is cancelled (the
+    task may stop before its driver hears of the cancel). Another user's stop, or one whose
+    reason merely mentions a cancel, is a failure as before."""
+    task = payload("user_initiated")["tasks"][0]
+    task["stoppedReason"] = f"{runs.CANCELLED_STOP_REASON}: cancelled by miniwdl-fargate cancel"
+    end = stops.ending(task)
+    assert (end.verdict, end.outcome, end.retryable) == (Verdict.STOPPED, attempts.CANCELLED, False)
+    task["stoppedReason"] = "tidying up: run cancelled elsewhere"
+    assert stops.ending(task).outcome == attempts.FAILED
+    task["stopCode"], task["stoppedReason"] = "TaskFailedToStart", f"{runs.CANCELLED_STOP_REASON}: x"
+    assert stops.ending(task).outcome != attempts.CANCELLED

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .. import attempts
+from .. import attempts, runs
 
 
 class Outcome(enum.Enum):
@@ -169,7 +169,11 @@ def ending(task: dict[str, Any]) -> Ending:
         code_or_kill = exit_code if exit_code is not None else OOM_EXIT_CODE
         return Ending(Verdict.OUT_OF_MEMORY, attempts.OUT_OF_MEMORY, code_or_kill, container_reason, True, **facts)
     if kind is Outcome.STOPPED:
-        return Ending(Verdict.STOPPED, attempts.FAILED, exit_code, f"{code}: {reason}", False, **facts)
+        # a task of a cancelled run was cancelled with it, not failed (it may stop before its
+        # driver learns of the cancel)
+        cancelled = code == "UserInitiated" and reason.startswith(runs.CANCELLED_STOP_REASON)
+        outcome = attempts.CANCELLED if cancelled else attempts.FAILED
+        return Ending(Verdict.STOPPED, outcome, exit_code, f"{code}: {reason}", False, **facts)
     if kind is Outcome.FAILED_TO_START and exit_code is None:
         return _failed_to_start(reason, facts)
     if exit_code is not None:

@@ -161,7 +161,7 @@ def cancel_run(bucket: str, state_machine_arn: str, cluster: str, run_id: str, r
         sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason[:32000])
     except sfn.exceptions.ExecutionDoesNotExist:
         pass
-    stopped = sweep.stop_run(cluster, run_id, f"run cancelled: {reason}") if cluster else []
+    stopped = sweep.stop_run(cluster, run_id, f"{runs.CANCELLED_STOP_REASON}: {reason}") if cluster else []
     log.info("run %s cancelled: execution stopped, %d task(s) stopped", run_id, len(stopped))
     results_bucket, prefix = s3io.split(final.results)
     s3io.put_json(results_bucket, prefix + "error.json", {"run_id": run_id, "status": "CANCELLED", **error})
