@@ -332,6 +332,63 @@ def test_a_task_beyond_fargate_is_refused_naming_what_lifts_the_limit(pipeline, 
     assert executions() == []
 
 
+SOMETIMES_BIG = """version 1.1
+import "lib.wdl" as lib
+workflow hello {
+  input {
+    Array[String] names
+    File reference
+    Boolean huge = false
+  }
+  scatter (n in names) { call greet { input: name = n } }
+  if (huge) { call big }
+  call lib.sub
+  output { Array[String] out = greet.out }
+}
+task greet {
+  input { String name }
+  command <<< echo ~{name} >>>
+  output { String out = read_string(stdout()) }
+  runtime { cpu: 1 memory: "1 GiB" }
+}
+task big {
+  command <<< echo big >>>
+  runtime { cpu: 64 memory: "500 GiB" }
+}
+"""
+LIBRARY = """version 1.1
+workflow sub {
+  call small
+}
+task small {
+  command <<< echo small >>>
+  runtime { cpu: 1 }
+}
+task unused_big {
+  command <<< echo never >>>
+  runtime { cpu: 64 }
+}
+"""
+
+
+def test_a_task_beyond_fargate_that_may_never_run_is_not_refused(pipeline):
+    """Sizes are checked for the tasks a run calls whatever its inputs: a big task only imported
+    (a library of tasks), or called under an ``if`` its inputs may not take, does not refuse the
+    run (the backend refuses it with the same words if it is ever launched); a big task that a
+    sub-workflow the run calls calls is refused, where the library defines it."""
+    _settings, drop, rejection, executions = pipeline
+    started = drop("sometimes-big", OK_INPUTS, SOMETIMES_BIG, extra={"lib.wdl": LIBRARY})
+    assert started is not None, rejection("sometimes-big")
+    assert [e["name"] for e in executions()] == [started.record.run_id]
+    always = LIBRARY.replace("call small\n", "call small\n  call unused_big\n")
+    assert drop("always-big", OK_INPUTS, SOMETIMES_BIG, extra={"lib.wdl": always}) is None
+    assert rejection("always-big") == [
+        ("s3://runs/runs/always-big/lib.wdl:10:1", "task unused_big cannot run on Fargate: runtime.cpu = 64; "
+         "Fargate allows at most 16 vCPU; " + sizes.ENABLE_MANAGED_INSTANCES),
+    ]
+    assert len(executions()) == 1
+
+
 def test_without_managed_instances_the_refusal_names_the_stack_parameter(pipeline):
     _settings, drop, rejection, _executions = pipeline
     drop("cpu", OK_INPUTS, with_runtime(BEYOND_FARGATE["cpu-32"][0]))

@@ -311,18 +311,55 @@ def check_task_sizes(
     """Literal runtime requests (cpu: 64, memory: "500 GiB", gpu: true, gpuCount: 2, disks: "500 GiB")
     that neither Fargate nor the stack's other ``capacities`` can meet (``sizes.for_task``, the
     backend's own decision), or whose size needs more vCPUs than the run may hold at once
-    (``max_vcpus``: the limit, 0 for none, and where it comes from), so it could never run."""
-    docs = [doc] + [imp.doc for imp in doc.imports if imp.doc is not None]
-    for document in docs:
-        for task in document.tasks:
-            try:
-                requests = literal_requests(task, document.effective_wdl_version)
-                size = sizes.for_task(task.name, **requests, capacities=capacities)
-            except sizes.SizeError as exn:
-                problems.add(_where(document.pos.abspath, task.pos), str(exn))
-                continue
-            if requests["cpu"] is not None and max_vcpus[0] and size.cpu / 1024 > max_vcpus[0]:
-                problems.add(_where(document.pos.abspath, task.pos), vcpus_problem(task.name, requests["cpu"], size, max_vcpus))
+    (``max_vcpus``: the limit, 0 for none, and where it comes from), so it could never run: of
+    the tasks the run calls whatever its inputs (``tasks_always_called``). A task that is only
+    imported, or only called under an ``if``, may never run: the backend refuses it, with the same
+    words, if it is ever launched."""
+    for task, document in tasks_always_called(doc):
+        try:
+            requests = literal_requests(task, document.effective_wdl_version)
+            size = sizes.for_task(task.name, **requests, capacities=capacities)
+        except sizes.SizeError as exn:
+            problems.add(_where(document.pos.abspath, task.pos), str(exn))
+            continue
+        if requests["cpu"] is not None and max_vcpus[0] and size.cpu / 1024 > max_vcpus[0]:
+            problems.add(_where(document.pos.abspath, task.pos), vcpus_problem(task.name, requests["cpu"], size, max_vcpus))
+
+
+def tasks_always_called(doc: WDL.Tree.Document) -> list[tuple[WDL.Tree.Task, WDL.Tree.Document]]:
+    """The tasks a run of ``doc`` calls whatever its inputs, each with its document: the target
+    task, or the tasks the workflow calls outside any ``if`` (in scatters too, and through the
+    sub-workflows it so calls), each once, in the order they are called."""
+    owner: dict[int, WDL.Tree.Document] = {}  # each task's document (for its WDL version)
+    pending, documents = [doc], set()
+    while pending:
+        document = pending.pop()
+        if id(document) not in documents:
+            documents.add(id(document))
+            owner.update({id(task): document for task in document.tasks})
+            pending.extend(imp.doc for imp in document.imports if imp.doc is not None)
+    target = wdl_target.find(doc)
+    if isinstance(target, WDL.Tree.Task):
+        return [(target, doc)]
+    found: dict[int, WDL.Tree.Task] = {}
+    seen: set[int] = set()
+
+    def visit(nodes: list[Any]) -> None:
+        for node in nodes:
+            if isinstance(node, WDL.Tree.Call):
+                callee = node.callee
+                if isinstance(callee, WDL.Tree.Task):
+                    found.setdefault(id(callee), callee)
+                elif isinstance(callee, WDL.Tree.Workflow) and id(callee) not in seen:
+                    seen.add(id(callee))
+                    visit(callee.body)
+            elif isinstance(node, WDL.Tree.Scatter):
+                visit(node.body)
+            # (a Conditional's calls may never run)
+
+    if target is not None:
+        visit(target.body)
+    return [(task, owner.get(id(task), doc)) for task in found.values()]
 
 
 def vcpus_problem(task: str, cpu: float, size: sizes.TaskSize, max_vcpus: tuple[float, str]) -> str:
