@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,17 +327,20 @@ def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict
 
 def wait(
     bucket: str, state_machine_arn: str, name: str, run_id: str, timeout: float = 3600, on_status=None,
-    inputs_version: str | None = None, interval: float = 0.25,
+    inputs_version: str | None = None, interval: float = 0.25, check: Callable[[], None] | None = None,
 ) -> RunResult:
     """Follow the run's execution to its end, looking every ``interval`` seconds; return its
     outcome document. A rejection of the submission (runs/<name>/error.json) counts if it answers
-    ``inputs_version`` (any, if None)."""
+    ``inputs_version`` (any, if None). ``check`` is called before each look: it raises to stop
+    following (``local run`` told to stop)."""
     sfn = aws.client("stepfunctions")
     arn = runs.execution_arn(state_machine_arn, run_id)
     results = runs.results_uri(bucket, name, run_id)
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
+        if check is not None:
+            check()
         try:
             status = sfn.describe_execution(executionArn=arn)["status"]
         except sfn.exceptions.ExecutionDoesNotExist:

@@ -124,7 +124,8 @@ def test_a_stop_during_a_copy_ends_the_forwarder_without_a_nap(tmp_path):
     nap of an hour would hit the subprocess timeout), having copied everything. (stdout.txt
     holds a line before the script starts, so the forwarder's first copy has something to copy.)"""
     made = container(tmp_path, "echo out; echo err >&2\n")
-    made.log_forward_seconds = 3600
+    made.log_forward_seconds = 3600 + (os.getpid() % 997 + 1) / 1000  # (its nap's own command line)
+    nap = f"sleep {made.log_forward_seconds:g}"
     Path(made.host_stdout_txt()).write_text("before\n")
     bin_dir = tmp_path / "slow-cat"
     bin_dir.mkdir()
@@ -137,6 +138,16 @@ def test_a_stop_during_a_copy_ends_the_forwarder_without_a_nap(tmp_path):
     assert (tmp_path / "first-cat").exists()
     assert proc.stdout.decode() == "before\nout\n"
     assert proc.stderr.decode() == "err\n"
+    # and no nap is left behind (one started once told to stop, or reached by TERM before it
+    # was `sleep`, was: it then slept out the hour)
+    assert not [pid for pid in filter(str.isdigit, os.listdir("/proc")) if command_line(pid) == nap]
+
+
+def command_line(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:  # (ended meanwhile)
+        return ""
 
 
 #: a ``cat`` that notes which file it copies (its stdin) before it does
@@ -207,3 +218,26 @@ def test_a_stopped_task_exits_with_its_commands_own_status(tmp_path, shell, tool
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
         assert proc.returncode == status, f"attempt {attempt}"
+
+
+@pytest.mark.parametrize(("shell", "tools"), SHELLS)
+def test_a_stop_that_comes_as_the_command_starts_is_passed_on(tmp_path, shell, tools):
+    """TERM may reach the script between starting the command and learning its process id
+    (ECS's StopTask at any moment): it is passed on as soon as the script knows whom to, and the
+    task ends at once, not when the command would have (it once ran on until ECS's SIGKILL: the
+    stop went to no one). Here the command's shell itself sends the TERM as it starts, ten times."""
+    wrapper = tmp_path / "stopping-shell"
+    wrapper.write_text('#!/bin/sh\nkill -TERM $PPID\nexec /bin/sh "$@"\n')
+    wrapper.chmod(0o755)
+    for attempt in range(10):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        made = container(folder, "trap 'exit 7' TERM; echo started; sleep 100 & wait\n")
+        made.cfg.override({"task_runtime": {"command_shell": str(wrapper)}})
+        made.log_forward_seconds = 3600
+        env = {**os.environ, "TMPDIR": str(folder)}
+        if tools:
+            env["PATH"] = busybox_path(folder)
+        proc = subprocess.Popen([*shell, "-c", made.task_script()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.communicate(timeout=30)
+        assert proc.returncode in (7, 128 + signal.SIGTERM), f"attempt {attempt}: {proc.returncode}"

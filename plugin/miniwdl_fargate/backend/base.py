@@ -213,8 +213,9 @@ class BaseTaskContainer(TaskContainer):
           ``/tmp`` if the container's user cannot write there.
         - The shell waits for the command in the background and passes a SIGTERM on (a stop, or a
           Spot interruption's two-minute warning): a foreground child of ``sh`` would not get it.
-          The script exits with the command's own status then too (a command that traps TERM and
-          exits 7 exits 7), not with the interrupted ``wait``'s 143.
+          A TERM that comes before the shell knows the command's process id is passed on as soon
+          as it does. The script exits with the command's own status then too (a command that
+          traps TERM and exits 7 exits 7), not with the interrupted ``wait``'s 143.
         - With ``stream_logs``, the command's stdout/stderr are also copied to the container's own
           (``log_forwarder``), every byte exactly once and in order, all of it before the script
           exits.
@@ -238,8 +239,12 @@ class BaseTaskContainer(TaskContainer):
         if self.stream_logs:
             lines += self.log_forwarder(out, err, self.log_forward_seconds)
         lines += [
-            "termed=; trap 'termed=1; kill -TERM $child 2>/dev/null' TERM",
+            # TERM is passed on once, whenever it comes: a TERM before `child=$!` (the command
+            # may already be running, even writing) is passed on as soon as there is a child
+            'stop_child() { [ -z "$child" ] || [ -n "$sent" ] || { sent=1; kill -TERM $child 2>/dev/null; }; }',
+            "termed=; sent=; child=; trap 'termed=1; stop_child' TERM",
             f'"$shell" {q(os.path.join(host, "command"))} {closed}>> {out} 2>> {err} & child=$!',
+            '[ -z "$termed" ] || stop_child',
             "wait $child; rc=$?",
             "while kill -0 $child 2>/dev/null; do wait $child; rc=$?; done",
             # a TERM ended the wait (128+15) and the shell reaped the command before `kill -0`
@@ -273,20 +278,21 @@ class BaseTaskContainer(TaskContainer):
         (POSIX, Shell Command Language 2.11 "Signals and Error Handling"), so a stopped command's
         task ends without waiting out the nap. A TERM that arrives while it copies (a command that
         ends while the forwarder copies what it wrote) runs the trap only once that copy is done
-        (the same section): the trap then ends the nap if one has started, and no nap is waited
-        for once told to stop, so the script never waits out a nap it was told to skip (it once
-        did, up to ``interval`` seconds, in about a third of short tasks). The nap's own output
-        goes nowhere: it holds no descriptor of the container's output open after the script
-        ends."""
+        (the same section): the trap then ends the nap if one has started, and a nap started
+        once told to stop is ended at once, so the script never waits out a nap it was told to
+        skip (it once did, up to ``interval`` seconds, in about a third of short tasks), nor
+        leaves one behind. A nap is ended with KILL: a TERM that reaches its process before it is
+        ``sleep`` (a forked shell still holding the trap) is lost. The nap's own output goes
+        nowhere: it holds no descriptor of the container's output open after the script ends."""
         copy = BaseTaskContainer.log_copy(out, err)
         return [
             f"exec 3<{out} 4<{err}",
             # told to stop (TERM), the forwarder ends after the copy it is making, never in the
             # middle of one; a TERM before its trap is set ends it before its first copy
-            "( stop=; nap=; trap 'stop=1; [ -z \"$nap\" ] || kill $nap 2>/dev/null' TERM; "
+            "( stop=; nap=; trap 'stop=1; [ -z \"$nap\" ] || kill -9 $nap 2>/dev/null' TERM; "
             f"while [ -z \"$stop\" ]; do {copy}; "
             f"sleep {interval:g} </dev/null >/dev/null 2>&1 & nap=$!; "
-            "[ -n \"$stop\" ] || wait $nap; nap=; done ) & fwd=$!",
+            "if [ -n \"$stop\" ]; then kill -9 $nap 2>/dev/null; else wait $nap; fi; nap=; done ) & fwd=$!",
         ]
 
     @staticmethod

@@ -213,8 +213,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV] = args.faults
     started = time.monotonic()
     try:
-        with stopping_on_sigterm():
-            return run_once(args, say, started)
+        with sigterm_noted() as check:
+            return run_once(args, say, started, check)
     except KeyboardInterrupt:
         say("interrupted: local mode stopped the run and everything it started")
         return 130
@@ -223,32 +223,37 @@ def run(args: argparse.Namespace) -> int:
         return 128 + signal.SIGTERM
 
 
-class Terminated(Exception):
-    """``local run`` got SIGTERM (``kill``, ``timeout``, a CI job cancelled, systemd)."""
+class Terminated(BaseException):
+    """``local run`` got SIGTERM (``kill``, ``timeout``, a CI job cancelled, systemd). A
+    BaseException, as KeyboardInterrupt is: no ``except Exception`` on its way out takes it for
+    an error to handle."""
 
 
 @contextlib.contextmanager
-def stopping_on_sigterm() -> Iterator[None]:
-    """SIGTERM ends ``local run`` as Ctrl-C does: by an exception, so that the stack stops
-    everything it started on the way out (the driver, every task's process, their mounts).
-    Python's default for SIGTERM ends the process at once, leaving them running. A second
-    SIGTERM while it stops is ignored (it must not cut the stopping short)."""
+def sigterm_noted() -> Iterator[Callable[[], None]]:
+    """SIGTERM ends ``local run`` as Ctrl-C does, so that the stack stops everything it started
+    on the way out (the driver, every task's process, their mounts): Python's default for
+    SIGTERM ends the process at once, leaving them running. The signal is only noted where it
+    lands (an exception raised there could be caught by code it interrupts, or leave a lock
+    held); the check this yields raises Terminated once it was, at the points that call it
+    (the run's follower asks before each look)."""
+    noted = threading.Event()
+
+    def check() -> None:
+        if noted.is_set():
+            raise Terminated()
+
     if threading.current_thread() is not threading.main_thread():  # (signals go to the main thread)
-        yield
+        yield check
         return
-
-    def terminate(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: noted.set())
     try:
-        yield
+        yield check
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_once(args: argparse.Namespace, say: Callable[[str], None], started: float) -> int:
+def run_once(args: argparse.Namespace, say: Callable[[str], None], started: float, check: Callable[[], None]) -> int:
     """``local run`` once its arguments are checked: deploy, submit, follow, print, stop."""
     from ..upload import RunInputError, prepare, scratch_folder, wait
     from .stack import CLIENT_POLL_SECONDS, LocalStack
@@ -257,6 +262,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
         zip_into = scratch_folder() if args.zip else None
         submission = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into)
         with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
+            check()
             bucket = stack.outputs["BucketName"]
             say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")
             if args.seed_s3:
@@ -266,7 +272,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
             result = wait(
                 bucket, stack.outputs["StateMachineArn"], name, run_id, args.timeout,
                 on_status=lambda s: say(f"run {run_id}: {s}"), inputs_version=submission.inputs_version,
-                interval=CLIENT_POLL_SECONDS,
+                interval=CLIENT_POLL_SECONDS, check=check,
             )
             local_copy = mirror(bucket, result.results.split("/", 3)[3], os.path.join(stack.state_dir, "s3"))
     except (RunInputError, client.ClientError) as exn:
