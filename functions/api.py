@@ -27,7 +27,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from observability import lambda_handler, logger, metrics, tracer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from miniwdl_fargate import aws, inputs_json, openapi30, runs, s3io, status
 from miniwdl_fargate.run_options import RunOptions
@@ -48,6 +48,10 @@ WORKFLOW_ZIP_MAX_CHARS = 5_000_000
 
 
 class RunRequest(BaseModel):
+    # a field the API does not know is refused, naming it: "input" for "inputs" would otherwise
+    # start a run with the workflow's defaults, "option" one without its budget
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(pattern=runs.NAME_RE.pattern, description="run name: 1-64 letters, digits, '.', '_' or '-'")
     workflow: str | None = Field(
         default=None, pattern=r"^s3://[^/]+/.+\.(wdl|zip)$",
@@ -64,6 +68,8 @@ class RunRequest(BaseModel):
 
 
 class ResumeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # ("inputs" here would be ignored: a resume runs with the run's own)
+
     options: RunOptions = Field(
         default_factory=RunOptions,
         description="options overriding the resumed run's own (labels one by one); the call cache is read in any case unless call_cache says otherwise",
@@ -552,6 +558,10 @@ def _strict_body(event: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if str(event.get("path", "")).startswith(wes.PREFIX):
         return None  # a WES request is read strictly by wes.read_request, and answered in WES's shape
+    kind = _content_type(event)
+    if kind and kind != content_types.APPLICATION_JSON and not kind.endswith("+json"):
+        # (Powertools would answer 500 for it; curl's --data sends application/x-www-form-urlencoded)
+        return _early_refusal([{"where": "Content-Type", "problem": f"{kind!r}: send the body as application/json"}])
     text = inputs_json.decode(body, "body")
     event["body"] = text
     try:
@@ -563,12 +573,22 @@ def _strict_body(event: dict[str, Any]) -> dict[str, Any] | None:
     try:
         inputs_json.loads(text, "body", capped=False, wrapping=1)  # (its inputs are capped on their own)
     except inputs_json.InputsJSONError as exn:
-        problems = [_body_problem(p) for p in exn.problems]
-        answer = ApiError(error="InvalidRequest", message=f"the request was not accepted: {len(problems)} problem(s)",
-                          problems=[Problem(**p) for p in problems])
-        return {"statusCode": 400, "headers": {"Content-Type": content_types.APPLICATION_JSON},
-                "body": answer.model_dump_json(), "isBase64Encoded": False}
+        return _early_refusal([_body_problem(p) for p in exn.problems])
     return None
+
+
+def _content_type(event: dict[str, Any]) -> str:
+    """The request's media type, lower case, without parameters ("" if it names none)."""
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    return str(headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+
+
+def _early_refusal(problems: list[dict[str, str]]) -> dict[str, Any]:
+    """The 400 answer to a request refused before Powertools reads it (API Gateway's proxy shape)."""
+    answer = ApiError(error="InvalidRequest", message=f"the request was not accepted: {len(problems)} problem(s)",
+                      problems=[Problem(**p) for p in problems])
+    return {"statusCode": 400, "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": answer.model_dump_json(), "isBase64Encoded": False}
 
 
 def _body_problem(problem: dict[str, str]) -> dict[str, str]:

@@ -514,6 +514,50 @@ def test_a_post_whose_body_is_not_a_json_object_is_a_400_saying_so(monkeypatch, 
     assert json.loads(answer["body"])["problems"] == [{"where": "body", "problem": problem}]
 
 
+def _with_content_type(event: dict, kind: str) -> dict:
+    """``event`` (API Gateway's proxy shape) sent with Content-Type ``kind``."""
+    event["headers"] = {**event["headers"], "Content-Type": kind}
+    if "multiValueHeaders" in event:
+        event["multiValueHeaders"] = {**event["multiValueHeaders"], "Content-Type": [kind]}
+    return event
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+def test_a_post_that_is_not_json_is_a_400_naming_the_content_type(monkeypatch, kind):
+    """A JSON body sent as another media type (curl's --data sends application/x-www-form-urlencoded)
+    is refused saying what to send: Powertools answered 500 for text/plain, and a form's
+    "name: Field required" for a body that had a name."""
+    import api
+
+    set_environment(monkeypatch)
+    monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
+    body = json.dumps({"name": "typed", "workflow": "s3://runs/w/workflow.wdl", "inputs": {}})
+    answer = api.handler(_with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": body}, kind), Context())
+    assert answer["statusCode"] == 400, answer
+    media = kind.split(";")[0]
+    assert json.loads(answer["body"])["problems"] == [{"where": "Content-Type", "problem": f"{media!r}: send the body as application/json"}]
+    event = _with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": "{oops"}, "application/json; charset=utf-8")
+    assert json.loads(api.handler(event, Context())["body"])["problems"][0]["where"] == "body"  # (JSON with parameters: read)
+
+
+@pytest.mark.parametrize("body, unknown", [
+    ({"name": "typo", "wdl": "version 1.1\nworkflow w {}\n", "input": {"w.x": 1}}, "input"),
+    ({"name": "typo", "wdl": "version 1.1\nworkflow w {}\n", "option": {"max_cost_usd": 1}}, "option"),
+])
+def test_a_field_the_run_api_does_not_know_is_refused_naming_it(pipeline, monkeypatch, body, unknown):
+    """"input" for "inputs" used to start a run with the workflow's defaults, "option" one without
+    the budget it meant to set: a field the API does not know is refused, and no run starts."""
+    import api
+
+    settings, _drop, _rejection, executions = pipeline
+    set_environment(monkeypatch, STATE_MACHINE_ARN=settings.state_machine_arn)
+    monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
+    answer = api.handler(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": json.dumps(body)}, Context())
+    assert answer["statusCode"] == 400, answer
+    assert json.loads(answer["body"])["problems"] == [{"where": unknown, "problem": "Extra inputs are not permitted"}]
+    assert executions() == []
+
+
 # -- issue 11: one reading of the inputs everywhere, limits before loading ---------------------------
 
 def _api_event(body: str) -> dict:
