@@ -8,6 +8,7 @@ import pytest
 
 from miniwdl_fargate.report import cost as report_cost
 from miniwdl_fargate.report import render
+from miniwdl_fargate.report import run as report_run
 from miniwdl_fargate.attempts import (
     CANCELLED, FAILED, FAILED_TO_START, INTERRUPTED, OUT_OF_MEMORY, SUCCEEDED, Attempt, AttemptLog,
 )
@@ -341,3 +342,20 @@ def test_the_cfg_shows_the_default_prices_as_they_are():
     end = cfg.index("prices =")
     quoted = json.loads(" ".join(line[1:] for line in cfg[start:end]))
     assert quoted == report_cost.DEFAULT_PRICES
+
+
+@pytest.mark.parametrize("layout, hits", [
+    pytest.param({"workflow.log": "", "outputs.json": "{}"}, 1, id="a workflow taken whole from the cache"),
+    pytest.param({"workflow.log": "", "outputs.json": "{}", "call-a/task.log": "", "call-a/work/x": "",
+                  "call-b/task.log": ""}, 1, id="a workflow with one call reused"),
+    pytest.param({"task.log": "", "outputs.json": "{}", "work/x": ""}, 0, id="a document's only task, run"),
+    pytest.param({"task.log": "", "outputs.json": "{}", "work2/x": ""}, 0, id="a document's only task, run again"),
+    pytest.param({"task.log": "", "outputs.json": "{}"}, 1, id="a document's only task, reused"),
+])
+def test_the_calls_taken_from_the_call_cache_are_read_from_the_run_directory(tmp_path, layout, hits):
+    """A run of a document with only a task is that task's directory: not a workflow taken
+    whole from the cache (every such run counted one reused call, cache or no cache)."""
+    for name, text in layout.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert report_run.cache_hits(str(tmp_path)) == hits

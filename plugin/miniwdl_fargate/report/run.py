@@ -205,7 +205,9 @@ def driver_attempt(run: "DriverRun", started: float, status: str, now: float, pu
 def cache_hits(run_dir: str) -> int:
     """Calls miniwdl took from the call cache, read from the run directory: a task call's
     directory has a ``work`` directory once a container was made for it, and a cached call's
-    never does; a whole workflow taken from the cache has outputs and no call directories."""
+    never does; a whole workflow taken from the cache has outputs and no call directories. A
+    run of a document's only task is that task's own directory (its ``task.log`` there): a hit
+    only if it has no ``work`` directory either."""
     if not run_dir or not os.path.isdir(run_dir):
         return 0
     hits = 0
@@ -217,5 +219,7 @@ def cache_hits(run_dir: str) -> int:
                 hits += 1
         dirs[:] = [d for d in dirs if d.startswith("call-")]
     if not calls and os.path.isfile(os.path.join(run_dir, "outputs.json")):
+        if os.path.isfile(os.path.join(run_dir, "task.log")):
+            return 0 if any(d.startswith("work") for d in os.listdir(run_dir)) else 1
         return 1
     return hits
