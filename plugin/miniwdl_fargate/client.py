@@ -434,19 +434,28 @@ def log_streams(deployment: Deployment, run_id: str, task: str | None = None) ->
         raise ClientError(f"no run {run_id}")
     if task is None:
         if not current.driver_task:
-            raise ClientError(f"run {run_id} has no driver task yet ({current.status})")
+            raise NotYet(f"run {run_id} has no driver task yet ({current.status})", current.finished)
         group = deployment.outputs["DriverLogGroupName"]
         return [("driver", group, f"driver/driver/{current.driver_task.rsplit('/', 1)[-1]}")]
     group = deployment.outputs["TaskLogGroupName"]
     matches = sorted(call for call in current.calls if call == task or task in call)
     if not matches:
         known = ", ".join(sorted(current.calls)) or "none yet"
-        raise ClientError(f"run {run_id} has no task matching {task!r} (its tasks: {known})")
+        raise NotYet(f"run {run_id} has no task matching {task!r} (its tasks: {known})", current.finished)
     return [
         (f"{call} attempt {i}", group, f"miniwdl/task/{arn.rsplit('/', 1)[-1]}")
         for call in matches
         for i, arn in enumerate(current.calls[call], 1)
     ]
+
+
+class NotYet(ClientError):
+    """The run has no log (of the driver, or of a task matching) to show yet; ``final`` if it
+    never will (the run has ended)."""
+
+    def __init__(self, message: str, final: bool) -> None:
+        super().__init__(message)
+        self.final = final
 
 
 LOG_PAGE_LIMIT = 1000  # pages read from one stream in one pass (a page: up to 10,000 events or 1 MB)
@@ -497,15 +506,27 @@ def print_logs(
     interval: float = FOLLOW_SECONDS, page_limit: int = LOG_PAGE_LIMIT,
 ) -> list[str]:
     """Print the logs (every page of every stream) to ``out`` (standard output); what was cut
-    short and why, one line each (an empty list: nothing was)."""
+    short and why, one line each (an empty list: nothing was). Following, a run with no log to
+    show yet (no driver task, no task matching) is waited for, as are the tasks that match
+    later; each task's lines come under its own heading then, as more may come."""
     out = out or sys.stdout
     logs = aws.client("logs")
     tokens: dict[tuple[str, str], str | None] = {}
     headed: set[str] = set()
     incomplete: list[str] = []
+    waiting = False
+    head_each = follow_ and task is not None
     while True:
-        streams = log_streams(deployment, run_id, task)
-        many = len(streams) > 1
+        try:
+            streams = log_streams(deployment, run_id, task)
+        except NotYet as exn:
+            if not follow_ or exn.final:
+                raise
+            if not waiting:
+                print(f"{exn}: waiting", file=sys.stderr, flush=True)
+                waiting = True
+            streams = []
+        many = len(streams) > 1 or head_each
         for label, group, stream in streams:
 
             def write(

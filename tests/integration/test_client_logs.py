@@ -95,3 +95,42 @@ def test_the_requests_validate_against_the_botocore_model():
         read = client.read_stream(logs, GROUP, STREAM, None, got.extend)
         stub.assert_no_pending_responses()
     assert [e["message"] for e in got] == ["a"] and read.token == "f/1" and read.stopped_early is None
+
+
+def test_following_a_task_that_has_not_started_waits_for_it(deployment, capsys):
+    """`logs RUN --task NAME --follow` right after submit: the run has no such task yet; it is
+    waited for (it was an error), and each task's lines come under its heading, as more tasks
+    may match later. A run that ends without one says so."""
+    import threading
+
+    run_id = "later-0123abcd"
+    record = runs.RunRecord(
+        run_id=run_id, name="later", bucket="runs", submitted_at=runs.now_iso(), workflow="s3://runs/w.wdl",
+        inputs="s3://runs/i.json", results="s3://runs/r/",
+    )
+    status.update("runs", run_id, lambda s: s, initial=status.new(record).model_copy(update={"status": "RUNNING"}))
+    out = io.StringIO()
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def follow():
+        try:
+            client.print_logs(deployment, run_id, "chatty", True, out=out, interval=0.01)
+        except BaseException as exn:  # noqa: BLE001 (said by the assertion below)
+            failure.append(exn)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    assert not done.wait(0.2)  # (still waiting for the task: no error)
+    status.update("runs", run_id, lambda s: s.model_copy(update={"calls": {"call-chatty": [TASK_ARN]}}))
+    status.update("runs", run_id, lambda s: s.model_copy(update={"status": "SUCCEEDED"}))
+    thread.join(60)
+    assert not failure, failure
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"== call-chatty attempt 1 ({GROUP} {STREAM})"
+    assert lines[1:] == [f"line {i}" for i in range(EVENTS)]
+    assert capsys.readouterr().err == f"run {run_id} has no task matching 'chatty' (its tasks: none yet): waiting\n"
+    with pytest.raises(client.ClientError, match="has no task matching 'quiet'"):
+        client.print_logs(deployment, run_id, "quiet", True, out=io.StringIO(), interval=0.01)
