@@ -230,6 +230,12 @@ def run_command(args: argparse.Namespace) -> int:
             name, run_id, version = client.submit(deployment, prepared)
             print(f"submitted run {run_id} (s3://{deployment.bucket}/{run_prefix(name)}inputs.json)", file=sys.stderr)
             if not args.follow:
+                # the pipeline's answer first: "submitted" must not stand for a run it refuses
+                answered, refused = client.answer(deployment, run_id, name, version)
+                if refused is not None:
+                    return _finish(client, {"run_id": run_id, "status": "FAILED", "error": refused})
+                if not answered:
+                    print(f"warning: the pipeline has not taken run {run_id} yet (see `miniwdl-fargate status`)", file=sys.stderr)
                 client.emit({"run_id": run_id, "name": name})
                 return 0
             doc = client.follow(deployment, run_id, name=name, inputs_version=version)
@@ -340,11 +346,14 @@ def _warn(message: str) -> None:
 
 
 def _finish(client, doc: dict) -> int:
+    """A run's end said: its outputs (0), its error (1), or the refusal of its submission (2: bad
+    input, as for everything refused before anything starts)."""
     if doc["status"] == "SUCCEEDED":
         client.emit({"run_id": doc["run_id"], "outputs": doc.get("outputs", {}), "results": doc.get("results")})
         return 0
-    client.emit(doc.get("error") or doc, sys.stderr)
-    return 1
+    error = doc.get("error") or doc
+    client.emit(error, sys.stderr)
+    return 2 if isinstance(error, dict) and error.get("error") == "InvalidSubmission" else 1
 
 
 def sweep_command(args: argparse.Namespace) -> int:

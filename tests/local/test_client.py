@@ -123,6 +123,26 @@ def test_cancel_a_running_run(cli, stack, tmp_path):
     assert outputs.returncode == 2 and "is CANCELLED: no outputs" in outputs.stderr
 
 
+def test_a_submission_the_pipeline_refuses_is_not_reported_as_submitted(cli):
+    """The hello example's gather task asks for 2 vCPUs, more than a run of max_vcpus=1 may hold:
+    the submit step refuses the run. `submit` waits for that answer (it printed a run id and
+    exited 0), says why and exits 2, as `--follow` does; `status` of that run id says it was not
+    started and why (it said "no run")."""
+    args = (str(EXAMPLE / "workflow.wdl"), str(EXAMPLE / "inputs.json"), "--name", "cli-refused", "--option", "max_vcpus=1")
+    for follow in ((), ("--follow",)):
+        proc = cli("submit", *args, *follow)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == ""
+        refusal = json.loads(proc.stderr[proc.stderr.index("{"):])
+        assert refusal["error"] == "InvalidSubmission"
+        assert "task gather: runtime.cpu = 2 is more than the run's max_vcpus of 1" in json.dumps(refusal["problems"])
+    run_id = proc.stderr.split("submitted run ", 1)[1].split()[0]
+    said = cli("status", run_id)
+    assert said.returncode == 2
+    assert said.stderr.startswith(f"error: run {run_id} was not started: the submission was refused: ")
+    assert "is more than the run's max_vcpus of 1" in said.stderr and "/runs/cli-refused/error.json)" in said.stderr
+
+
 def test_errors_are_plain(cli):
     proc = cli("status", "nope-0123abcd")
     assert proc.returncode == 2

@@ -23,6 +23,15 @@ class RunNotFound(LookupError):
     pass
 
 
+class RunRefused(RunNotFound):
+    """The run id is that of a submission the pipeline refused: there is no run, but its
+    refusal (``runs/<name>/error.json``) says why."""
+
+    def __init__(self, message: str, refusal: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
 class RunFinished(ValueError):
     """The run already ended: there is nothing to cancel."""
 
@@ -72,10 +81,25 @@ def _readable(bucket: str, run_id: str, on_unreadable: Callable[[str], None] | N
         return None
 
 
+def refusal(bucket: str, run_id: str) -> dict[str, Any] | None:
+    """The pipeline's refusal of the submission that would have been run ``run_id``, if that is
+    the last thing its name's ``runs/<name>/error.json`` says (``start.reject``)."""
+    try:
+        found = s3io.find_json(bucket, runs.run_prefix(run_id.rsplit("-", 1)[0]) + "error.json")
+    except ValueError:  # (damaged: not this run's answer to give)
+        return None
+    return found if isinstance(found, dict) and found.get("run_id") == run_id else None
+
+
 def describe_run(bucket: str, run_id: str) -> dict[str, Any]:
     """The run's status with its outputs (outputs.json) or its error (error.json) inline."""
     current = status.read(bucket, run_id)
     if current is None:
+        refused = refusal(bucket, run_id)
+        if refused is not None:
+            problems = "; ".join(f"{p.get('where', '')}: {p.get('problem', '')}" for p in refused.get("problems", []))
+            where = s3io.uri(bucket, runs.run_prefix(run_id.rsplit("-", 1)[0]) + "error.json")
+            raise RunRefused(f"run {run_id} was not started: the submission was refused: {problems} ({where})", refused)
         raise RunNotFound(f"no run {run_id} in s3://{bucket} (looked for s3://{bucket}/{status.status_key(run_id)})")
     doc = current.model_dump()
     results_bucket, prefix = s3io.split(current.results)

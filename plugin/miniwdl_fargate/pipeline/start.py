@@ -165,8 +165,11 @@ def _recorded(bucket: str, key: str) -> runs.RunRecord:
     raise RuntimeError(f"s3://{bucket}/{key} is being written by another submission and did not appear")
 
 
-def reject(bucket: str, name: str, key: str, inputs_version: str, problems: list[dict[str, str]]) -> None:
-    """Answer a rejected S3 submission with ``runs/<name>/error.json``."""
+def reject(
+    bucket: str, name: str, key: str, inputs_version: str, problems: list[dict[str, str]], run_id: str | None = None
+) -> None:
+    """Answer a rejected S3 submission with ``runs/<name>/error.json`` (with the run id the run
+    would have had, which the submitter was told: ``status RUN`` finds the refusal by it)."""
     where = s3io.put_json(
         bucket,
         runs.run_prefix(name) + "error.json",
@@ -177,6 +180,7 @@ def reject(bucket: str, name: str, key: str, inputs_version: str, problems: list
             "problems": problems,
             "inputs": s3io.uri(bucket, key),
             "inputs_version": inputs_version,  # which upload of inputs.json this answers
+            **({"run_id": run_id} if run_id else {}),
         },
     )
     # handled: the user's answer is error.json; raising would only make EventBridge retry
@@ -264,6 +268,7 @@ def from_object(
         return None
     name = match.group("name")
     upload = version_id or etag
+    run_id: str | None = None
     try:
         runs.check_name(name)
         # a redelivered event carries the same version, so it maps to the same run
@@ -287,7 +292,7 @@ def from_object(
             body = inputs_body(pinned.inputs)
     except (Refused, ValueError) as exn:
         problems = exn.problems if isinstance(exn, Refused) else [{"where": s3io.uri(bucket, key), "problem": str(exn)}]
-        reject(bucket, name, key, upload, problems)
+        reject(bucket, name, key, upload, problems, run_id)
         return None
     record = new_record(
         run_id, name, bucket, workflow, results, "s3", limits,
