@@ -231,10 +231,9 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"submitted run {run_id} (s3://{deployment.bucket}/{run_prefix(name)}inputs.json)", file=sys.stderr)
             if not args.follow:
                 # the pipeline's answer first: "submitted" must not stand for a run it refuses
-                answered, refused = client.answer(deployment, run_id, name, version)
-                if refused is not None:
-                    return _finish(client, {"run_id": run_id, "status": "FAILED", "error": refused})
-                if not answered:
+                if prepared.refusal is not None:
+                    return _finish(client, {"run_id": run_id, "status": "FAILED", "error": prepared.refusal})
+                if not prepared.answered:
                     print(f"warning: the pipeline has not taken run {run_id} yet (see `miniwdl-fargate status`)", file=sys.stderr)
                 client.emit({"run_id": run_id, "name": name})
                 return 0

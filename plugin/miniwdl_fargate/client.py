@@ -207,33 +207,8 @@ def submit(deployment: Deployment, prepared: Submission) -> tuple[str, str, str 
     """Stage a checked submission (``upload.prepare``) and its local inputs into the bucket
     and drop inputs.json (which starts the run). Returns (run name, run id, version of the inputs
     upload)."""
-    run_name, run_id = prepared.upload(deployment.bucket)
+    run_name, run_id = prepared.upload(deployment.bucket, interval=follow_seconds(deployment))
     return run_name, run_id, prepared.inputs_version
-
-
-#: how long ``submit`` waits for the pipeline to take or refuse a submission (the S3 event's way
-#: to the submit function: seconds on AWS, a Lambda's cold start included)
-ANSWER_SECONDS = 60.0
-
-
-def answer(
-    deployment: Deployment, run_id: str, name: str, inputs_version: str | None, timeout: float = ANSWER_SECONDS,
-    interval: float | None = None,
-) -> tuple[bool, dict[str, Any] | None]:
-    """The pipeline's answer to a submission: (True, None) once the run exists, (True, the
-    refusal) if it refused this upload (runs/<name>/error.json), (False, None) if neither came
-    within ``timeout`` seconds."""
-    interval = follow_seconds(deployment) if interval is None else interval
-    deadline = time.monotonic() + timeout
-    while True:
-        if status.read(deployment.bucket, run_id) is not None:
-            return True, None
-        rejected = rejection(deployment.bucket, name, inputs_version)
-        if rejected is not None:
-            return True, rejected
-        if time.monotonic() > deadline:
-            return False, None
-        time.sleep(interval)
 
 
 def describe(deployment: Deployment, run_id: str) -> dict[str, Any]:

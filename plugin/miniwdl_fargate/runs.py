@@ -16,6 +16,8 @@ INPUTS_NAME = "inputs.json"
 RECORD_NAME = "run.json"
 #: an S3 drop's run options, next to its inputs.json (run_options.parse_sidecar); not part of the bundle
 OPTIONS_NAME = "options.json"
+#: a submission's claim on its run name while it uploads (upload.name_claimed); not part of the bundle
+CLAIM_NAME = ".submitting"
 RESULTS_DIR = "results"
 #: the call cache in the runs bucket: entries under cache/call/, their files under cache/files/
 CACHE_PREFIX = "cache/"
@@ -134,7 +136,7 @@ def results_uri(bucket: str, name: str, run_id: str) -> str:
 
 def in_bundle(rel_key: str) -> bool:
     """Whether a key (relative to the WDL's folder) belongs to the workflow bundle."""
-    return not (rel_key in (INPUTS_NAME, OPTIONS_NAME) or rel_key.startswith(RESULTS_DIR + "/"))
+    return not (rel_key in (INPUTS_NAME, OPTIONS_NAME, CLAIM_NAME) or rel_key.startswith(RESULTS_DIR + "/"))
 
 
 def max_run_hours(options: dict[str, Any], default: float = DEFAULT_MAX_RUN_HOURS) -> float:

@@ -7,12 +7,13 @@ and return the outputs (File values as s3:// URIs) or the error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,10 @@ class Submission:
     #: ``wdl_path`` is a `miniwdl zip` bundle: uploaded as it is (runs/<name>/workflow.zip), which
     #: the submit step checks again and unpacks; its default inputs go under ``inputs`` there
     bundle: bool = False
+    #: once uploaded: whether the pipeline answered within ``ANSWER_SECONDS``, and its refusal
+    #: (runs/<name>/error.json) if it refused the run
+    answered: bool = False
+    refusal: dict[str, Any] | None = None
 
     def upload_workflow(self, bucket: str) -> None:
         """The workflow into runs/<name>/: the bundle as workflow.zip, or the WDL's folder with
@@ -162,46 +167,146 @@ class Submission:
         the same name, would make the drop ambiguous)."""
         s3 = aws.client("s3")
         prefix = runs.run_prefix(self.name)
+        uploaded = set()
         if self.bundle:
             s3.upload_file(str(self.wdl_path), bucket, prefix + runs.DEFAULT_ZIP)
-            s3.delete_object(Bucket=bucket, Key=prefix + runs.DEFAULT_WDL)
-            return
-        for path in self.files:
-            rel = path.relative_to(self.wdl_path.parent).as_posix()
-            if path == self.wdl_path:
-                rel = runs.DEFAULT_WDL
-            elif rel in (runs.DEFAULT_WDL, runs.DEFAULT_ZIP, runs.INPUTS_NAME) or not runs.in_bundle(rel):
-                continue
-            s3.upload_file(str(path), bucket, prefix + rel)
-        s3.delete_object(Bucket=bucket, Key=prefix + runs.DEFAULT_ZIP)
+            uploaded.add(runs.DEFAULT_ZIP)
+        else:
+            for path in self.files:
+                rel = path.relative_to(self.wdl_path.parent).as_posix()
+                if path == self.wdl_path:
+                    rel = runs.DEFAULT_WDL
+                elif rel in (runs.DEFAULT_WDL, runs.DEFAULT_ZIP, runs.INPUTS_NAME) or not runs.in_bundle(rel):
+                    continue
+                s3.upload_file(str(path), bucket, prefix + rel)
+                uploaded.add(rel)
+        # what an earlier submission under this name left (its miniwdl.cfg, a file it read) is not
+        # this one's: the submit step copies the whole folder
+        from .pipeline.snapshot import bundle_listing
 
-    def upload(self, bucket: str) -> tuple[str, str]:
-        """Upload the bundle, the local inputs and then inputs.json (which starts the run).
-        Returns (run name, the run id the pipeline will give it)."""
+        for obj in bundle_listing(bucket, prefix):
+            rel = obj["Key"][len(prefix):]
+            if runs.in_bundle(rel) and rel not in uploaded and rel != ERROR_NAME:
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+
+    def upload(self, bucket: str, interval: float = 0.25, answer_timeout: float | None = None) -> tuple[str, str]:
+        """Upload the bundle, the local inputs and then inputs.json (which starts the run), and
+        wait for the pipeline's answer (``answered``, ``refusal``: looking every ``interval``
+        seconds, at most ``answer_timeout``, default ``ANSWER_SECONDS``), the run name claimed all along (``name_claimed``: another submission under the
+        same name waits its turn, so neither runs the other's workflow). Returns (run name, the
+        run id the pipeline gives it)."""
         staged_inputs, uploads = stage_inputs(self.doc, self.inputs, self.inputs_dir, bucket, self.name)
-        s3 = aws.client("s3")
-        prefix = runs.run_prefix(self.name)
-        self.upload_workflow(bucket)
-        for path, key in uploads:
-            s3.upload_file(str(path), bucket, key)
-        given = self.options.given()
-        if given:
-            s3.put_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME, Body=json.dumps(given, indent=2).encode(),
-                          ContentType="application/json")
-        else:  # this submission is the whole story: an earlier submission's options do not apply
-            s3.delete_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME)
         body = json.dumps(staged_inputs, indent=2).encode()
         if problem := inputs_json.size_problem(len(body)):  # with its local paths made s3:// URIs
             raise RunInputError(f"inputs (as uploaded): {problem}")
-        put = s3.put_object(
-            Bucket=bucket,
-            Key=prefix + runs.INPUTS_NAME,
-            Body=body,
-            ContentType="application/json",
-        )
-        version = put.get("VersionId") or put["ETag"].strip('"')  # as the submit step names the run
-        self.inputs_version = version
-        return self.name, runs.run_id_for(self.name, prefix + runs.INPUTS_NAME, version)
+        s3 = aws.client("s3")
+        prefix = runs.run_prefix(self.name)
+        with name_claimed(bucket, self.name):
+            self.upload_workflow(bucket)
+            for path, key in uploads:
+                s3.upload_file(str(path), bucket, key)
+            given = self.options.given()
+            if given:
+                s3.put_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME, Body=json.dumps(given, indent=2).encode(),
+                              ContentType="application/json")
+            else:  # this submission is the whole story: an earlier submission's options do not apply
+                s3.delete_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME)
+            put = s3.put_object(
+                Bucket=bucket,
+                Key=prefix + runs.INPUTS_NAME,
+                Body=body,
+                ContentType="application/json",
+            )
+            version = put.get("VersionId") or put["ETag"].strip('"')  # as the submit step names the run
+            self.inputs_version = version
+            run_id = runs.run_id_for(self.name, prefix + runs.INPUTS_NAME, version)
+            # the submit step has copied the folder once it answers: the name is free again then
+            self.answered, self.refusal = await_answer(
+                bucket, self.name, run_id, version, ANSWER_SECONDS if answer_timeout is None else answer_timeout, interval
+            )
+        return self.name, run_id
+
+
+#: the pipeline's refusal of a run name's last submission, beside its inputs.json (start.reject)
+ERROR_NAME = "error.json"
+#: how long a submission waits for the pipeline to take or refuse it (the S3 event's way to the
+#: submit function: seconds on AWS, a Lambda's cold start included)
+ANSWER_SECONDS = 60.0
+#: a claim on a run name older than this was left by a submission that died: taken over
+CLAIM_SECONDS = 600.0
+#: how long a submission waits for another under the same name to finish uploading
+CLAIM_WAIT_SECONDS = 300.0
+
+
+def await_answer(
+    bucket: str, name: str, run_id: str, inputs_version: str | None, timeout: float = ANSWER_SECONDS, interval: float = 0.25,
+) -> tuple[bool, dict[str, Any] | None]:
+    """The pipeline's answer to a submission: (True, None) once the run exists, (True, the
+    refusal) if it refused this upload (runs/<name>/error.json), (False, None) if neither came
+    within ``timeout`` seconds."""
+    from . import status
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if status.read(bucket, run_id) is not None:
+            return True, None
+        refused = rejection(bucket, name, inputs_version)
+        if refused is not None:
+            return True, refused
+        if time.monotonic() > deadline:
+            return False, None
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def name_claimed(
+    bucket: str, name: str, wait: float = CLAIM_WAIT_SECONDS, clock: Callable[[], float] = time.time,
+) -> Iterator[None]:
+    """Hold ``runs/<name>/.submitting`` while a submission uploads into ``runs/<name>/`` and the
+    pipeline takes it (created only where there is none: S3's conditional write,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). Two
+    submissions under one name at once would each upload into the same folder, and one run
+    would run the other's workflow with the other's options; the second waits its turn (up to
+    ``wait`` seconds, then RunInputError). A claim past its time (``CLAIM_SECONDS``: its
+    submission died) is taken over, by a write conditional on its ETag."""
+    s3 = aws.client("s3")
+    key = runs.run_prefix(name) + runs.CLAIM_NAME
+    token = secrets.token_hex(8)
+    give_up = time.monotonic() + wait
+    while True:
+        body = json.dumps({"token": token, "until": clock() + CLAIM_SECONDS}).encode()
+        if s3io.put_if_absent(bucket, key, body, "application/json"):
+            break
+        try:
+            held = s3.get_object(Bucket=bucket, Key=key)
+            until = json.loads(held["Body"].read()).get("until", 0)
+        except s3.exceptions.NoSuchKey:
+            continue  # (given up meanwhile)
+        except ValueError:
+            until = 0  # (not a claim this writes: taken over)
+        if not isinstance(until, (int, float)) or until < clock():
+            try:
+                s3.put_object(Bucket=bucket, Key=key, Body=body, IfMatch=held["ETag"], ContentType="application/json")
+                break
+            except s3.exceptions.ClientError as exn:
+                if not (s3io.condition_failed(exn) or exn.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")):
+                    raise
+                continue
+        if time.monotonic() > give_up:
+            raise RunInputError(
+                f"another submission of run name {name!r} has been uploading for over {wait:.0f}s "
+                f"(s3://{bucket}/{key}): try again later, or give another --name"
+            )
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        try:
+            mine = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).get("token") == token
+            if mine:
+                s3.delete_object(Bucket=bucket, Key=key)
+        except (s3.exceptions.ClientError, ValueError):
+            pass  # (gone, or taken over: not ours to give up; it expires in any case)
 
 
 def default_name(workflow: str) -> str:
@@ -322,7 +427,7 @@ def read_inputs(path: Path) -> dict[str, Any]:
 
 def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None) -> tuple[str, str]:
     """Check, upload and submit as a user would; return (run name, expected run id)."""
-    return prepare(wdl, inputs, name).upload(bucket)
+    return prepare(wdl, inputs, name).upload(bucket, interval=0.05)
 
 
 def wait(

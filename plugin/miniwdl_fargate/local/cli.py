@@ -267,7 +267,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
             say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")
             if args.seed_s3:
                 say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
-            name, run_id = submission.upload(bucket)
+            name, run_id = submission.upload(bucket, interval=CLIENT_POLL_SECONDS)
             say(f"submitted s3://{bucket}/runs/{name}/inputs.json -> run {run_id}")
             result = wait(
                 bucket, stack.outputs["StateMachineArn"], name, run_id, args.timeout,
