@@ -4,6 +4,7 @@ that reuses them after the EFS run directory and cache folder are gone, a miss w
 ETag changes, the run's call_cache / [call_cache] modes, and ``explain``."""
 
 import json
+import re
 import shutil
 
 import botocore.exceptions
@@ -380,5 +381,23 @@ def test_a_task_given_more_memory_is_the_same_task(bucket, tmp_path):
     )
     assert drive(tmp_path, "c-edited") == 0
     assert ran("c-edited") == ["call-count", "call-make"]
+    # when each call looked the cache up, for explain to leave out the entries written after it
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", c["looked_up"]) for c in calls("c-edited").values())
     lines = explain.explain("runs", "s3://runs/runs/c/results/c-edited/", "make")
     assert lines[2].startswith("  the task's WDL (command, runtime or outputs) changed: digest ")
+
+
+def test_explain_leaves_out_entries_written_after_the_call_looked_the_cache_up(moto_aws):
+    """A later run's entry cannot explain why this call ran: asked again after more runs, the
+    answer about a call stays what it was (it named a later run as the "closest earlier entry")."""
+    aws.client("s3").create_bucket(Bucket="runs")
+    put_entry("hi", "r-before", "call-hi", {"who": "zero"}, written="2026-11-30T10:00:00+00:00")
+    put_entry("hi", "r-after", "call-hi", {"who": "first"}, written="2026-11-30T12:00:01+00:00")
+    now = keys.key_parts("hi/d1/x", {"who": "first"}, {})
+    doc = {"run_id": "r-now", "calls": [{
+        "call": "call-hi", "task": "hi", "parts": now, "read": True, "outcome": "ran", "looked_up": "2026-11-30T12:00:00+00:00",
+    }]}
+    aws.client("s3").put_object(Bucket="runs", Key="runs/n/results/r-now/call_cache.json", Body=json.dumps(doc).encode())
+    lines = explain.explain("runs", "s3://runs/runs/n/results/r-now/", "hi")
+    assert lines[1].startswith("closest earlier entry: run r-before, call call-hi")
+    assert lines[2:] == ['  input who: "zero" -> "first"']

@@ -80,7 +80,8 @@ def explain(bucket: str, results: str, asked: str) -> list[str]:
 
 
 def closest(bucket: str, call: dict[str, Any], own_run: str) -> tuple[dict[str, Any], list[str], str] | None:
-    """The earlier entry of the call's task nearest to it (not one its own run wrote), with the
+    """The earlier entry of the call's task nearest to it (not one its own run wrote, nor one
+    written after the call looked the cache up: a later run's cannot explain it), with the
     differences and its s3:// URI; None if the task has none."""
     prefix = f"{runs.CACHE_PREFIX}call/{call.get('task')}/"
     listed = sorted(s3io.list_keys(bucket, prefix), key=lambda o: o["LastModified"], reverse=True)[:MAX_ENTRIES]
@@ -89,6 +90,8 @@ def closest(bucket: str, call: dict[str, Any], own_run: str) -> tuple[dict[str, 
         entry = s3io.find_json(bucket, obj["Key"])
         if not isinstance(entry, dict) or entry.get("run") == own_run:
             continue
+        if call.get("looked_up") and str(entry.get("written", "")) > call["looked_up"]:
+            continue  # (ISO 8601 times of one form: in order as text)
         diffs = keys.differences(call.get("parts") or {}, entry.get("parts") or {})
         rank = (len(diffs), age)
         if best is None or rank < best[:2]:

@@ -133,7 +133,10 @@ class S3CallCache(CallCache):
             self._logger.warning("call cache: %s not looked up: %s", key, exn)
             return None
         name = keys.entry_name(parts)
-        CALLS.note(call_dir, task=parts["task"], entry=name, parts=parts, read=reading, outcome="ran")
+        CALLS.note(
+            call_dir, task=parts["task"], entry=name, parts=parts, read=reading, outcome="ran",
+            looked_up=datetime.now(timezone.utc).isoformat(timespec="seconds"),  # (as an entry's "written")
+        )
         if not reading:
             return None
         entry = self.read_entry(name)
