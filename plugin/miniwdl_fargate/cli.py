@@ -234,7 +234,7 @@ def run_command(args: argparse.Namespace) -> int:
                 if prepared.refusal is not None:
                     return _finish(client, {"run_id": run_id, "status": "FAILED", "error": prepared.refusal})
                 if not prepared.answered:
-                    print(f"warning: the pipeline has not taken run {run_id} yet (see `miniwdl-fargate status`)", file=sys.stderr)
+                    print(f"warning: the pipeline has not taken run {run_id} yet (see `{_command(args, 'status', run_id)}`)", file=sys.stderr)
                 client.emit({"run_id": run_id, "name": name})
                 return 0
             doc = client.follow(deployment, run_id, name=name, inputs_version=version)
@@ -258,7 +258,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.command == "outputs":
             doc = client.describe(deployment, args.run_id)
             if doc["status"] != "SUCCEEDED":
-                raise client.ClientError(f"run {args.run_id} is {doc['status']}: no outputs (see `miniwdl-fargate status {args.run_id}`)")
+                raise client.ClientError(f"run {args.run_id} is {doc['status']}: no outputs (see `{_command(args, 'status', args.run_id)}`)")
             if args.download:
                 got = client.download_outputs(doc["outputs"], args.download, doc["results"], args.overwrite)
                 print(f"downloaded {len(got)} file(s) into {args.download}", file=sys.stderr)
@@ -342,6 +342,14 @@ def gc_here(args: argparse.Namespace) -> int:
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def _command(args: argparse.Namespace, *words: str) -> str:
+    """A command line to suggest: ``miniwdl-fargate WORDS`` against the same deployment."""
+    where = [f"--local={args.local}" if args.local else "--local"] if args.local is not None else []
+    where += [f"--stack {args.stack}"] if getattr(args, "stack", None) else []
+    where += [f"--region {args.region}"] if getattr(args, "region", None) else []
+    return " ".join(["miniwdl-fargate", *words, *where])
 
 
 def _finish(client, doc: dict) -> int:

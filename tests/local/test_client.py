@@ -121,6 +121,8 @@ def test_cancel_a_running_run(cli, stack, tmp_path):
     assert again.returncode == 2 and "already CANCELLED" in again.stderr
     outputs = cli("outputs", run_id)
     assert outputs.returncode == 2 and "is CANCELLED: no outputs" in outputs.stderr
+    # the command it suggests works as written: against the same local stack
+    assert f"(see `miniwdl-fargate status {run_id} --local=" in outputs.stderr
 
 
 def test_a_submission_the_pipeline_refuses_is_not_reported_as_submitted(cli):
