@@ -79,7 +79,10 @@ def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
             raise RunInputError(f"{where}: cannot import {imp.uri}: {IMPORT_RULE}")
         if imp.doc is not None:
             if not Path(imp.doc.pos.abspath).resolve().is_relative_to(base):
-                raise RunInputError(f"{where}: cannot import {imp.uri}: it is outside the workflow's folder; {IMPORT_RULE}")
+                raise RunInputError(
+                    f"{where}: cannot import {imp.uri}: it is outside the workflow's folder; {IMPORT_RULE} "
+                    "(or submit with --zip: a `miniwdl zip` bundle takes the WDL it imports from anywhere)"
+                )
             check_imports(imp.doc, base)
 
 

@@ -720,7 +720,8 @@ def test_the_cli_reads_inputs_as_the_pipeline_does(tmp_path):
 @pytest.mark.parametrize(
     "uri, problem",
     [
-        ("../shared/lib.wdl", "cannot import ../shared/lib.wdl: it is outside the workflow's folder; " + IMPORT_RULE),
+        ("../shared/lib.wdl", "cannot import ../shared/lib.wdl: it is outside the workflow's folder; " + IMPORT_RULE
+         + " (or submit with --zip: a `miniwdl zip` bundle takes the WDL it imports from anywhere)"),
         ("{tmp}/shared/lib.wdl", "cannot import {tmp}/shared/lib.wdl: " + IMPORT_RULE),
     ],
     ids=["outside-the-folder", "absolute"],
