@@ -774,3 +774,14 @@ def test_the_runs_max_vcpus_option_overrides_the_stacks_at_submit(pipeline):
     roomy = ApiSettings.from_env(environment(STATE_MACHINE_ARN=settings.state_machine_arn, MAX_RUN_VCPUS="1"))
     accepted = start.from_request(roomy, "api-two", "s3://runs/workflows/two.wdl", OK_INPUTS, "t-2", options={"max_vcpus": 2})
     assert [e["name"] for e in executions()] == [accepted.record.run_id]
+
+
+def test_a_problem_in_an_inline_wdl_names_the_requests_wdl(pipeline):
+    """The API's "wdl" is checked in the run's copy, which a refused run removes: its problems
+    name "wdl" and the place in it, not the copy's key."""
+    settings, _drop, _rejection, executions = pipeline
+    with pytest.raises(start.Refused) as info:
+        start.from_request(settings, "inline", None, {}, "t-inline", wdl="version 1.1\nworkflow hello {\n  Int x = y\n}\n")
+    assert info.value.problems == [{"where": "wdl:3:11", "problem": "WDL error: Unknown identifier y"}]
+    assert executions() == []
+    assert "Contents" not in aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/inline/")

@@ -464,9 +464,12 @@ def from_request(
         put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
         try:
             workflow_name = validate(source, inputs, "inputs", settings.capacities(), settings.max_vcpus(options))
-        except Refused:
+        except Refused as exn:
             snapshot.delete_prefix(bucket, s3io.split(results)[1] + snapshot.SOURCE_DIR)  # a refused run leaves nothing
-            raise
+            # the problems name the request's "wdl" (line:column in it), not the copy just removed
+            raise Refused(
+                [{k: snapshot.unmap(v, source, "wdl") for k, v in p.items()} for p in exn.problems]
+            ) from None
     record = new_record(
         run_id, name, bucket, source, results, "api", limits,
         submitted={"workflow": workflow or ("(uploaded bundle)" if workflow_zip is not None else "(inline)"),

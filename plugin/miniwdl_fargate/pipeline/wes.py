@@ -207,8 +207,8 @@ def bundle_wdl(bundle: bytes, problems: list[dict[str, str]]) -> str | None:
         with zipbundle.opened(io.BytesIO(bundle), "workflow_attachment") as opened:
             with opened.archive.open(opened.main) as main:
                 return main.read(HTTPS_MAX_BYTES).decode("utf-8", errors="replace")
-    except zipbundle.BundleError as exn:
-        problems.append({"where": "workflow_attachment", "problem": str(exn)})
+    except zipbundle.BundleError as exn:  # (its text names the attachment already)
+        problems.append({"where": "workflow_attachment", "problem": str(exn).removeprefix("workflow_attachment: ")})
         return None
 
 
