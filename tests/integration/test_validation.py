@@ -332,26 +332,12 @@ def test_a_task_beyond_fargate_is_refused_naming_what_lifts_the_limit(pipeline, 
     assert executions() == []
 
 
-SOMETIMES_BIG = """version 1.1
-import "lib.wdl" as lib
-workflow hello {
-  input {
-    Array[String] names
-    File reference
-    Boolean huge = false
-  }
-  scatter (n in names) { call greet { input: name = n } }
-  if (huge) { call big }
-  call lib.sub
-  output { Array[String] out = greet.out }
-}
-task greet {
-  input { String name }
-  command <<< echo ~{name} >>>
-  output { String out = read_string(stdout()) }
-  runtime { cpu: 1 memory: "1 GiB" }
-}
-task big {
+#: GOOD with a big task it calls only under an ``if``, and a library's sub-workflow
+SOMETIMES_BIG = GOOD.replace("version 1.1\n", 'version 1.1\nimport "lib.wdl" as lib\n').replace(
+    "    Int copies = 1\n", "    Boolean huge = false\n"
+).replace(
+    "  output {", "  if (huge) { call big }\n  call lib.sub\n  output {", 1  # (the workflow's)
+) + """task big {
   command <<< echo big >>>
   runtime { cpu: 64 memory: "500 GiB" }
 }
