@@ -194,10 +194,11 @@ class Submission:
 
     def upload(self, bucket: str, interval: float = 0.25, answer_timeout: float | None = None) -> tuple[str, str]:
         """Upload the bundle, the local inputs and then inputs.json (which starts the run), and
-        wait for the pipeline's answer (``answered``, ``refusal``: looking every ``interval``
-        seconds, at most ``answer_timeout``, default ``ANSWER_SECONDS``), the run name claimed all along (``name_claimed``: another submission under the
-        same name waits its turn, so neither runs the other's workflow). Returns (run name, the
-        run id the pipeline gives it)."""
+        wait for the pipeline's answer (``answered``, ``refusal``; looking every ``interval``
+        seconds, for at most ``answer_timeout``, default ``ANSWER_SECONDS``), the run name
+        claimed all along (``name_claimed``: another submission under the same name waits its
+        turn, so neither runs the other's workflow). Returns (run name, the run id the pipeline
+        gives it)."""
         staged_inputs, uploads = stage_inputs(self.doc, self.inputs, self.inputs_dir, bucket, self.name)
         body = json.dumps(staged_inputs, indent=2).encode()
         if problem := inputs_json.size_problem(len(body)):  # with its local paths made s3:// URIs
