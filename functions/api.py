@@ -562,6 +562,8 @@ def _strict_body(event: dict[str, Any]) -> dict[str, Any] | None:
     if kind and kind != content_types.APPLICATION_JSON and not kind.endswith("+json"):
         # (Powertools would answer 500 for it; curl's --data sends application/x-www-form-urlencoded)
         return _early_refusal([{"where": "Content-Type", "problem": f"{kind!r}: send the body as application/json"}])
+    if kind:  # JSON by another name (APPLICATION/JSON, application/vnd.x+json): Powertools reads only this one
+        _set_header(event, "Content-Type", content_types.APPLICATION_JSON)
     text = inputs_json.decode(body, "body")
     event["body"] = text
     try:
@@ -580,7 +582,19 @@ def _strict_body(event: dict[str, Any]) -> dict[str, Any] | None:
 def _content_type(event: dict[str, Any]) -> str:
     """The request's media type, lower case, without parameters ("" if it names none)."""
     headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
-    return str(headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    multi = {str(k).lower(): v for k, v in (event.get("multiValueHeaders") or {}).items()}
+    value = headers.get("content-type") or (multi.get("content-type") or [""])[0]
+    return str(value or "").split(";", 1)[0].strip().lower()
+
+
+def _set_header(event: dict[str, Any], name: str, value: str) -> None:
+    """Header ``name`` of the event (in both of API Gateway's shapes) set to ``value`` alone."""
+    for field, shaped in (("headers", value), ("multiValueHeaders", [value])):
+        headers = event.get(field)
+        if isinstance(headers, dict):
+            for key in [k for k in headers if str(k).lower() == name.lower()]:
+                del headers[key]
+            headers[name] = shaped
 
 
 def _early_refusal(problems: list[dict[str, str]]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import traceback
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import runs
 
@@ -18,18 +18,28 @@ USAGE_ERROR = 2
 
 class Parser(argparse.ArgumentParser):
     """argparse, answering a bad command line with one line (``error: <prog>: ...``) instead of
-    the usage text; ``--help`` still shows it. Subparsers inherit this class."""
+    the usage text; ``--help`` still shows it. Subparsers inherit this class. An option is only
+    known by its whole name (argparse would take ``--loc`` for ``--local``, and with it the next
+    word as its value)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(USAGE_ERROR, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def value_only_after_equals(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+def value_only_after_equals(argv: list[str], flags: tuple[str, ...], commands: frozenset[str] | None = None) -> list[str]:
     """``argv`` with each bare ``flag`` of ``flags`` (an option whose value is optional) written
     ``flag=``, so that it never takes the next word as its value: ``submit --local WF.wdl``
     submits WF.wdl to the default local stack, and another stack's file is ``--local=FILE``
     (as git's options with an optional value work). argparse alone would read WF.wdl as the
-    file. Words after ``--`` are positional and left as they are."""
+    file. Words after ``--`` are positional and left as they are; with ``commands``, only a
+    command line of one of them is rewritten."""
+    command = next((word for word in argv if not word.startswith("-")), None)
+    if commands is not None and command not in commands:
+        return list(argv)  # (a command without these options: its parser says what it does not know)
     out: list[str] = []
     for i, word in enumerate(argv):
         if word == "--":

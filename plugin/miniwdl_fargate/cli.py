@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     local_cli.add_arguments(local_sub)
 
-    args = parser.parse_args(arguments.value_only_after_equals(sys.argv[1:] if argv is None else argv, ("--local",)))
+    words = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(arguments.value_only_after_equals(words, ("--local",), frozenset(RUN_COMMANDS)))
     if args.command == "driver":  # not a user's command: the driver's log keeps any traceback
         from . import driver
 

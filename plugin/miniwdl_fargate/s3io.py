@@ -296,18 +296,19 @@ def condition_failed(exn: Exception) -> bool:
     return response.get("Error", {}).get("Code") in CONDITION_FAILED
 
 
-def put_if_absent(bucket: str, key: str, body: bytes, content_type: str | None = None) -> bool:
-    """Write the object only if there is none (``IfNoneMatch="*"``): True if this call wrote it,
-    False if another object was there first (or another conditional write to it won)."""
+def put_if_absent(bucket: str, key: str, body: bytes, content_type: str | None = None, etag: bool = False) -> Any:
+    """Write the object only if there is none (``IfNoneMatch="*"``): True if this call wrote it
+    (with ``etag``: the new object's ETag), False if another object was there first (or another
+    conditional write to it won)."""
     s3 = aws.client("s3")
     extra = {"ContentType": content_type} if content_type else {}
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+        put = s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
     except s3.exceptions.ClientError as exn:
         if not condition_failed(exn):
             raise
         return False
-    return True
+    return put["ETag"] if etag else True
 
 
 def one_upload(version_id: str | None, etag: str | None) -> dict[str, str]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -205,7 +206,7 @@ class Submission:
             raise RunInputError(f"inputs (as uploaded): {problem}")
         s3 = aws.client("s3")
         prefix = runs.run_prefix(self.name)
-        with name_claimed(bucket, self.name):
+        with name_claimed(bucket, self.name) as lost:
             self.upload_workflow(bucket)
             for path, key in uploads:
                 s3.upload_file(str(path), bucket, key)
@@ -215,6 +216,11 @@ class Submission:
                               ContentType="application/json")
             else:  # this submission is the whole story: an earlier submission's options do not apply
                 s3.delete_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME)
+            if lost():
+                raise RunInputError(
+                    f"run name {self.name!r}: another submission took the folder over while this one uploaded "
+                    "(it could not renew its claim): nothing was started; submit again"
+                )
             put = s3.put_object(
                 Bucket=bucket,
                 Key=prefix + runs.INPUTS_NAME,
@@ -236,9 +242,11 @@ ERROR_NAME = "error.json"
 #: how long a submission waits for the pipeline to take or refuse it (the S3 event's way to the
 #: submit function: seconds on AWS, a Lambda's cold start included)
 ANSWER_SECONDS = 60.0
-#: a claim on a run name older than this was left by a submission that died: taken over
-CLAIM_SECONDS = 600.0
-#: how long a submission waits for another under the same name to finish uploading
+#: a claim on a run name is a lease of this long, renewed while its submission lives: one not
+#: renewed in time was left by a submission that died, and is taken over
+CLAIM_SECONDS = 90.0
+#: how long a submission waits for another under the same name (more than a lease: a waiter
+#: outlasts a dead submission's claim)
 CLAIM_WAIT_SECONDS = 300.0
 
 
@@ -265,21 +273,29 @@ def await_answer(
 @contextlib.contextmanager
 def name_claimed(
     bucket: str, name: str, wait: float = CLAIM_WAIT_SECONDS, clock: Callable[[], float] = time.time,
+    lease: float = CLAIM_SECONDS,
 ) -> Iterator[None]:
     """Hold ``runs/<name>/.submitting`` while a submission uploads into ``runs/<name>/`` and the
     pipeline takes it (created only where there is none: S3's conditional write,
     https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). Two
     submissions under one name at once would each upload into the same folder, and one run
     would run the other's workflow with the other's options; the second waits its turn (up to
-    ``wait`` seconds, then RunInputError). A claim past its time (``CLAIM_SECONDS``: its
-    submission died) is taken over, by a write conditional on its ETag."""
+    ``wait`` seconds, then RunInputError). The claim is a lease of ``lease`` seconds, renewed
+    every third of it while held (however long an upload takes), so a submission that died
+    (killed: no ``finally`` ran) holds the name that long at most: a claim past its time is
+    taken over, by a write conditional on its ETag; a claim lost that way fails the upload
+    before its inputs.json starts anything (RunInputError)."""
     s3 = aws.client("s3")
     key = runs.run_prefix(name) + runs.CLAIM_NAME
     token = secrets.token_hex(8)
     give_up = time.monotonic() + wait
+
+    def claim_body() -> bytes:
+        return json.dumps({"token": token, "until": clock() + lease}).encode()
+
     while True:
-        body = json.dumps({"token": token, "until": clock() + CLAIM_SECONDS}).encode()
-        if s3io.put_if_absent(bucket, key, body, "application/json"):
+        etag = s3io.put_if_absent(bucket, key, claim_body(), "application/json", etag=True)
+        if etag:
             break
         try:
             held = s3.get_object(Bucket=bucket, Key=key)
@@ -290,7 +306,9 @@ def name_claimed(
             until = 0  # (not a claim this writes: taken over)
         if not isinstance(until, (int, float)) or until < clock():
             try:
-                s3.put_object(Bucket=bucket, Key=key, Body=body, IfMatch=held["ETag"], ContentType="application/json")
+                etag = s3.put_object(
+                    Bucket=bucket, Key=key, Body=claim_body(), IfMatch=held["ETag"], ContentType="application/json"
+                )["ETag"]
                 break
             except s3.exceptions.ClientError as exn:
                 if not (s3io.condition_failed(exn) or exn.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")):
@@ -298,13 +316,34 @@ def name_claimed(
                 continue
         if time.monotonic() > give_up:
             raise RunInputError(
-                f"another submission of run name {name!r} has been uploading for over {wait:.0f}s "
-                f"(s3://{bucket}/{key}): try again later, or give another --name"
+                f"run name {name!r} is still claimed by another submission after {wait:.0f}s (s3://{bucket}/{key}, "
+                f"until {time.strftime('%H:%M:%S UTC', time.gmtime(until))}): try again later, or give another --name"
             )
         time.sleep(0.2)
+    held_etag = [etag]
+    lost = threading.Event()
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(lease / 3):
+            try:
+                held_etag[0] = s3.put_object(
+                    Bucket=bucket, Key=key, Body=claim_body(), IfMatch=held_etag[0], ContentType="application/json"
+                )["ETag"]
+            except s3.exceptions.ClientError as exn:
+                if s3io.condition_failed(exn) or exn.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    lost.set()  # (taken over: this submission ran past its lease unrenewed)
+                    return
+            except Exception:  # noqa: BLE001 (S3 unreachable for a moment: the next renewal tries again)
+                pass
+
+    renewer = threading.Thread(target=renew, name="name-claim", daemon=True)
+    renewer.start()
     try:
-        yield
+        yield lost.is_set
     finally:
+        done.set()
+        renewer.join()
         try:
             mine = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).get("token") == token
             if mine:

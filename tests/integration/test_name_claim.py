@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from miniwdl_fargate import aws, upload
+from tests.waiting import wait_for
 
 KEY = "runs/shared/.submitting"
 
@@ -42,7 +43,7 @@ def test_a_second_submission_waits_for_the_first_and_gives_up_saying_why(bucket)
     thread = threading.Thread(target=first)
     thread.start()
     first_in.wait(30)
-    with pytest.raises(upload.RunInputError, match="another submission of run name 'shared' has been uploading for over 0s"):
+    with pytest.raises(upload.RunInputError, match="run name 'shared' is still claimed by another submission after 0s"):
         with upload.name_claimed(bucket, "shared", wait=0.3):
             order.append("too soon")
     release.set()
@@ -63,3 +64,18 @@ def test_a_claim_left_by_a_submission_that_died_is_taken_over_and_another_is_not
     s3.put_object(Bucket=bucket, Key=KEY, Body=b"not json")
     with upload.name_claimed(bucket, "shared", wait=0.5):  # (not a claim this writes: taken over)
         assert "token" in claim(bucket)
+
+
+def test_a_claim_held_past_its_lease_is_renewed_and_one_taken_over_is_known_lost(bucket):
+    """A long upload keeps its claim (renewed every third of its lease), so no one takes it over
+    meanwhile; a claim taken over all the same (its renewals could not reach S3) is known lost."""
+    with upload.name_claimed(bucket, "shared", lease=0.6) as lost:
+        first = claim(bucket)
+        with pytest.raises(upload.RunInputError, match="still claimed"):
+            with upload.name_claimed(bucket, "shared", wait=1.5, lease=0.6):
+                pass
+        assert claim(bucket)["token"] == first["token"] and claim(bucket)["until"] > first["until"] and not lost()
+    with upload.name_claimed(bucket, "shared", lease=0.6) as lost:
+        aws.client("s3").put_object(Bucket=bucket, Key=KEY, Body=json.dumps({"token": "other", "until": 1e12}).encode())
+        wait_for(lost, timeout=10, what="the claim known lost", interval=0.05)
+    assert claim(bucket)["token"] == "other"

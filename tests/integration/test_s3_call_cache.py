@@ -6,6 +6,7 @@ ETag changes, the run's call_cache / [call_cache] modes, and ``explain``."""
 import json
 import re
 import shutil
+from datetime import datetime
 
 import botocore.exceptions
 import botocore.session
@@ -387,12 +388,27 @@ def test_a_task_given_more_memory_is_the_same_task(bucket, tmp_path):
     assert lines[2].startswith("  the task's WDL (command, runtime or outputs) changed: digest ")
 
 
-def test_explain_leaves_out_entries_written_after_the_call_looked_the_cache_up(moto_aws):
+def test_explain_leaves_out_entries_written_after_the_call_looked_the_cache_up(moto_aws, monkeypatch):
     """A later run's entry cannot explain why this call ran: asked again after more runs, the
-    answer about a call stays what it was (it named a later run as the "closest earlier entry")."""
+    answer about a call stays what it was (it named a later run as the "closest earlier entry"),
+    however many later runs wrote entries since (they are left out by S3's LastModified before the
+    newest MAX_ENTRIES are taken: 200 later ones left nothing to compare with)."""
     aws.client("s3").create_bucket(Bucket="runs")
-    put_entry("hi", "r-before", "call-hi", {"who": "zero"}, written="2026-11-30T10:00:00+00:00")
-    put_entry("hi", "r-after", "call-hi", {"who": "first"}, written="2026-11-30T12:00:01+00:00")
+    written: dict[str, datetime] = {}
+
+    def entry(run, who, at):
+        put_entry("hi", run, "call-hi", {"who": who}, written=at)
+        key = f"cache/call/{keys.entry_name(keys.key_parts('hi/d1/x', {'who': who}, {}))}.json"
+        written[key] = datetime.fromisoformat(at)
+
+    entry("r-before", "zero", "2026-11-30T10:00:00+00:00")
+    entry("r-after", "first", "2026-11-30T12:00:01+00:00")
+    for i in range(explain.MAX_ENTRIES):
+        entry(f"r-later-{i}", f"later {i}", "2026-11-30T12:00:05+00:00")
+    listing = explain.s3io.list_keys  # (moto stamps every object now: LastModified as S3 would have it, from "written")
+    monkeypatch.setattr(
+        explain.s3io, "list_keys", lambda *a: [o | {"LastModified": written[o["Key"]]} for o in listing(*a)]
+    )
     now = keys.key_parts("hi/d1/x", {"who": "first"}, {})
     doc = {"run_id": "r-now", "calls": [{
         "call": "call-hi", "task": "hi", "parts": now, "read": True, "outcome": "ran", "looked_up": "2026-11-30T12:00:00+00:00",

@@ -522,8 +522,10 @@ def test_a_post_that_is_not_json_is_a_400_naming_the_content_type(monkeypatch, k
     assert answer["statusCode"] == 400, answer
     media = kind.split(";")[0]
     assert json.loads(answer["body"])["problems"] == [{"where": "Content-Type", "problem": f"{media!r}: send the body as application/json"}]
-    event = _with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": "{oops"}, "application/json; charset=utf-8")
-    assert json.loads(api.handler(event, Context())["body"])["problems"][0]["where"] == "body"  # (JSON with parameters: read)
+    for json_kind in ("application/json; charset=utf-8", "APPLICATION/JSON", "application/vnd.api+json"):  # (JSON: read)
+        event = _with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": "{oops"}, json_kind)
+        answer = api.handler(event, Context())
+        assert answer["statusCode"] == 400 and json.loads(answer["body"])["problems"][0]["where"] == "body", (json_kind, answer)
 
 
 @pytest.mark.parametrize("body, unknown", [

@@ -160,6 +160,9 @@ CASES = {
         "error: {d}/climbs.zip: member '../../x.wdl' is a path that climbs out of the bundle (..); nothing was started",
     ),
     "an unknown command": (["frobnicate"], "error: miniwdl-fargate: argument command: invalid choice: 'frobnicate'"),
+    # an option is known by its whole name only: --loc would have been --local, taking the WDL as its file
+    "an abbreviated --local": (["submit", "--loc", "{d}/good/w.wdl", "{d}/good/inputs.json"], "unrecognized arguments: --loc"),
+    "--local to a command without it": (["local", "run", "{d}/good/w.wdl", "--local"], "unrecognized arguments: --local (see"),
     "sweep --run not a run id": (["sweep", "--run", "x y"], "argument --run: run id 'x y' is not one"),
 }
 
@@ -217,6 +220,13 @@ def test_only_a_bare_optional_value_flag_is_rewritten():
     words = ["submit", "--local", "w.wdl", "--local=x.json", "--localize", "--", "--local"]
     assert arguments.value_only_after_equals(words, ("--local",)) == [
         "submit", "--local=", "w.wdl", "--local=x.json", "--localize", "--", "--local",
+    ]
+    # only for the commands that have the option
+    assert arguments.value_only_after_equals(["local", "run", "--local"], ("--local",), frozenset({"submit"})) == [
+        "local", "run", "--local",
+    ]
+    assert arguments.value_only_after_equals(["--debug", "submit", "--local"], ("--local",), frozenset({"submit"})) == [
+        "--debug", "submit", "--local=",
     ]
 
 

@@ -9,6 +9,7 @@ line per difference (``keys.differences``), and the image's digest when both ran
 from __future__ import annotations
 
 import os
+from datetime import datetime, timedelta
 from typing import Any
 
 from .. import runs, s3io
@@ -84,7 +85,11 @@ def closest(bucket: str, call: dict[str, Any], own_run: str) -> tuple[dict[str, 
     written after the call looked the cache up: a later run's cannot explain it), with the
     differences and its s3:// URI; None if the task has none."""
     prefix = f"{runs.CACHE_PREFIX}call/{call.get('task')}/"
-    listed = sorted(s3io.list_keys(bucket, prefix), key=lambda o: o["LastModified"], reverse=True)[:MAX_ENTRIES]
+    listed = list(s3io.list_keys(bucket, prefix))
+    if call.get("looked_up"):  # (before the newest MAX_ENTRIES are taken: later runs' must not crowd them out)
+        looked_up = datetime.fromisoformat(call["looked_up"]) + timedelta(seconds=1)  # (written to the second)
+        listed = [o for o in listed if o["LastModified"] <= looked_up]
+    listed = sorted(listed, key=lambda o: o["LastModified"], reverse=True)[:MAX_ENTRIES]
     best: tuple[int, int, dict[str, Any], list[str], str] | None = None
     for age, obj in enumerate(listed):
         entry = s3io.find_json(bucket, obj["Key"])
