@@ -155,10 +155,21 @@ def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
 
 SHARED_FILE_WDL = """
 version 1.1
+struct Twins {
+  File zeta
+  File alpha
+}
 workflow shared {
   input { String token }
   call write { input: token = token }
-  output { File one = write.a  Array[File] both = write.ab  Map[String, File] named = write.named }
+  output {
+    File one = write.a
+    Array[File] both = write.ab
+    Map[String, File] named = write.named
+    Map[String, File] same = write.same
+    Pair[File, File] pair = write.pair
+    Twins twins = write.twins
+  }
 }
 task write {
   input { String token }
@@ -167,6 +178,9 @@ task write {
     File a = "a.txt"
     Array[File] ab = ["a.txt", "b.txt", "a.txt"]
     Map[String, File] named = {"first": "a.txt", "second": "b.txt"}
+    Map[String, File] same = {"zeta": "a.txt", "alpha": "a.txt"}
+    Pair[File, File] pair = ("a.txt", "a.txt")
+    Twins twins = Twins { zeta: "a.txt", alpha: "a.txt" }
   }
 }
 """
@@ -193,6 +207,9 @@ def test_a_call_cache_hit_publishes_each_output_where_a_run_of_the_call_does(sta
         "shared.one": "RESULTS/out/one/a.txt",
         "shared.both": ["RESULTS/out/both/0/a.txt", "RESULTS/out/both/1/b.txt", "RESULTS/out/both/2/a.txt"],
         "shared.named": {"first": "RESULTS/out/named/first/a.txt", "second": "RESULTS/out/named/second/b.txt"},
+        "shared.same": {"zeta": "RESULTS/out/same/zeta/a.txt", "alpha": "RESULTS/out/same/alpha/a.txt"},
+        "shared.pair": {"left": "RESULTS/out/pair/left/a.txt", "right": "RESULTS/out/pair/right/a.txt"},
+        "shared.twins": {"zeta": "RESULTS/out/twins/zeta/a.txt", "alpha": "RESULTS/out/twins/alpha/a.txt"},
     }
     assert layout(cached) == layout(ran)
     for uri in json.dumps(cached.document["outputs"]).split('"'):
