@@ -230,10 +230,10 @@ def run_command(args: argparse.Namespace) -> int:
         if args.command == "submit":
             name, run_id, version = client.submit(deployment, prepared)
             print(f"submitted run {run_id} (s3://{deployment.bucket}/{run_prefix(name)}inputs.json)", file=sys.stderr)
+            # the pipeline's answer first: "submitted" must not stand for a run it refuses
+            if prepared.refusal is not None:
+                return _finish(client, {"run_id": run_id, "status": "FAILED", "error": prepared.refusal})
             if not args.follow:
-                # the pipeline's answer first: "submitted" must not stand for a run it refuses
-                if prepared.refusal is not None:
-                    return _finish(client, {"run_id": run_id, "status": "FAILED", "error": prepared.refusal})
                 if not prepared.answered:
                     print(f"warning: the pipeline has not taken run {run_id} yet (see `{_command(args, 'status', run_id)}`)", file=sys.stderr)
                 client.emit({"run_id": run_id, "name": name})

@@ -582,7 +582,7 @@ def download_outputs(outputs: dict[str, Any], dest: str, results: str, overwrite
             else:
                 got.append(s3io.download_to(src_bucket, key, target))
         except botocore.exceptions.ClientError as exn:
-            if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+            if not s3io.not_found(exn):
                 raise
             done = f" ({len(got)} file(s) downloaded before it)" if got else ""
             raise ClientError(f"--download: {uri_} is not in S3 (removed since the run ended?){done}") from None

@@ -646,7 +646,7 @@ def _download_submitted(uri: str, path: str, progress: s3io.Progress | None) -> 
     try:
         return s3io.download_to(bucket, key, path, progress)
     except botocore.exceptions.ClientError as exn:  # download_file reports a missing key as a 404
-        if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+        if not s3io.not_found(exn):
             raise
         raise SubmittedFileGone(f"{uri} was deleted after the run was submitted: submit it again") from None
 

@@ -16,6 +16,8 @@ INPUTS_NAME = "inputs.json"
 RECORD_NAME = "run.json"
 #: an S3 drop's run options, next to its inputs.json (run_options.parse_sidecar); not part of the bundle
 OPTIONS_NAME = "options.json"
+#: the submit step's refusal of a run name's last submission, beside its inputs.json (refusal_key)
+REFUSAL_NAME = "error.json"
 #: a submission's claim on its run name while it uploads (upload.name_claimed); not part of the bundle
 CLAIM_NAME = ".submitting"
 RESULTS_DIR = "results"
@@ -106,6 +108,16 @@ def check_run_id(run_id: str) -> str:
 
 def run_prefix(name: str) -> str:
     return f"{RUNS_PREFIX}{name}/"
+
+
+def name_of(run_id: str) -> str:
+    """The run name of a run id (``<name>-<8 hex>``)."""
+    return run_id.rsplit("-", 1)[0]
+
+
+def refusal_key(name: str) -> str:
+    """Where the submit step answers a refused submission of run name ``name`` (start.reject)."""
+    return run_prefix(name) + REFUSAL_NAME
 
 
 def run_id_for(name: str, *parts: str) -> str:

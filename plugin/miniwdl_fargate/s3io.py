@@ -289,6 +289,17 @@ def upload_file(path: str, bucket: str, key: str, progress: Progress | None = No
 CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 
+#: the codes S3 answers a missing key with: GetObject's NoSuchKey, HeadObject's bare 404 (a HEAD
+#: response has no body to name it; botocore says "404" or "NotFound")
+NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def not_found(exn: Exception) -> bool:
+    """Whether a ClientError is S3 saying the key is not there (``NOT_FOUND``)."""
+    response = getattr(exn, "response", None) or {}
+    return response.get("Error", {}).get("Code") in NOT_FOUND
+
+
 def condition_failed(exn: Exception) -> bool:
     """Whether a ClientError is S3 refusing a conditional request (``CONDITION_FAILED``): the
     object is not as the request assumed, or another write to it won."""
@@ -350,6 +361,6 @@ def find_json(bucket: str, key: str) -> Any | None:
     except s3.exceptions.NoSuchKey:
         return None
     except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+        if not_found(exn):
             return None
         raise

@@ -78,8 +78,7 @@ class RunStatus(BaseModel):
 
 def status_key(run_id: str) -> str:
     """The status.json key of a run, from its id alone (``<name>-<8 hex>``)."""
-    name = run_id.rsplit("-", 1)[0]
-    return f"{runs.run_prefix(name)}{runs.RESULTS_DIR}/{run_id}/{STATUS_NAME}"
+    return f"{runs.run_prefix(runs.name_of(run_id))}{runs.RESULTS_DIR}/{run_id}/{STATUS_NAME}"
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -190,7 +190,7 @@ class Submission:
 
         for obj in bundle_listing(bucket, prefix):
             rel = obj["Key"][len(prefix):]
-            if runs.in_bundle(rel) and rel not in uploaded and rel != ERROR_NAME:
+            if runs.in_bundle(rel) and rel not in uploaded and rel != runs.REFUSAL_NAME:
                 s3.delete_object(Bucket=bucket, Key=obj["Key"])
 
     def upload(self, bucket: str, interval: float = 0.25, answer_timeout: float | None = None) -> tuple[str, str]:
@@ -237,8 +237,6 @@ class Submission:
         return self.name, run_id
 
 
-#: the pipeline's refusal of a run name's last submission, beside its inputs.json (start.reject)
-ERROR_NAME = "error.json"
 #: how long a submission waits for the pipeline to take or refuse it (the S3 event's way to the
 #: submit function: seconds on AWS, a Lambda's cold start included)
 ANSWER_SECONDS = 60.0
@@ -311,7 +309,7 @@ def name_claimed(
                 )["ETag"]
                 break
             except s3.exceptions.ClientError as exn:
-                if not (s3io.condition_failed(exn) or exn.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")):
+                if not (s3io.condition_failed(exn) or s3io.not_found(exn)):
                     raise
                 continue
         if time.monotonic() > give_up:
@@ -331,7 +329,7 @@ def name_claimed(
                     Bucket=bucket, Key=key, Body=claim_body(), IfMatch=held_etag[0], ContentType="application/json"
                 )["ETag"]
             except s3.exceptions.ClientError as exn:
-                if s3io.condition_failed(exn) or exn.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                if s3io.condition_failed(exn) or s3io.not_found(exn):
                     lost.set()  # (taken over: this submission ran past its lease unrenewed)
                     return
             except Exception:  # noqa: BLE001 (S3 unreachable for a moment: the next renewal tries again)
@@ -512,6 +510,6 @@ def wait(
 def rejection(bucket: str, name: str, inputs_version: str | None = None) -> dict[str, Any] | None:
     """The submit step's rejection of run ``name`` (runs/<name>/error.json), if it answers the
     upload ``inputs_version`` (any upload, if None)."""
-    found = s3io.find_json(bucket, runs.run_prefix(name) + "error.json")
+    found = s3io.find_json(bucket, runs.refusal_key(name))
     return found if found is not None and inputs_version in (None, found.get("inputs_version")) else None
 

@@ -281,9 +281,10 @@ class BaseTaskContainer(TaskContainer):
         (the same section): the trap then ends the nap if one has started, and a nap started
         once told to stop is ended at once, so the script does not wait out a nap it was told to
         skip (it once did, up to ``interval`` seconds, in about a third of short tasks; bash can
-        still, rarely, when the TERM lands just as its ``wait`` begins), nor leaves one behind. A nap is ended with KILL: a TERM that reaches its process before it is
-        ``sleep`` (a forked shell still holding the trap) is lost. The nap's own output goes
-        nowhere: it holds no descriptor of the container's output open after the script ends."""
+        still, rarely, when the TERM lands just as its ``wait`` begins), nor leaves one behind.
+        A nap is ended with KILL: a TERM that reaches its process before it is ``sleep`` (a
+        forked shell still holding the trap) is lost. The nap's own output goes nowhere: it
+        holds no descriptor of the container's output open after the script ends."""
         copy = BaseTaskContainer.log_copy(out, err)
         return [
             f"exec 3<{out} 4<{err}",

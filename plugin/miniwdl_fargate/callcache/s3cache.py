@@ -284,7 +284,7 @@ class S3CallCache(CallCache):
             s3.head_object(Bucket=self._bucket, Key=self.blob_key(digest))
             return
         except botocore.exceptions.ClientError as exn:
-            if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            if not s3io.not_found(exn):
                 raise
         s3io.upload_file(path, self._bucket, self.blob_key(digest))
 

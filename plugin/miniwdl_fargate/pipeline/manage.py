@@ -85,7 +85,7 @@ def refusal(bucket: str, run_id: str) -> dict[str, Any] | None:
     """The pipeline's refusal of the submission that would have been run ``run_id``, if that is
     the last thing its name's ``runs/<name>/error.json`` says (``start.reject``)."""
     try:
-        found = s3io.find_json(bucket, runs.run_prefix(run_id.rsplit("-", 1)[0]) + "error.json")
+        found = s3io.find_json(bucket, runs.refusal_key(runs.name_of(run_id)))
     except ValueError:  # (damaged: not this run's answer to give)
         return None
     return found if isinstance(found, dict) and found.get("run_id") == run_id else None
@@ -98,7 +98,7 @@ def describe_run(bucket: str, run_id: str) -> dict[str, Any]:
         refused = refusal(bucket, run_id)
         if refused is not None:
             problems = "; ".join(f"{p.get('where', '')}: {p.get('problem', '')}" for p in refused.get("problems", []))
-            where = s3io.uri(bucket, runs.run_prefix(run_id.rsplit("-", 1)[0]) + "error.json")
+            where = s3io.uri(bucket, runs.refusal_key(runs.name_of(run_id)))
             raise RunRefused(f"run {run_id} was not started: the submission was refused: {problems} ({where})", refused)
         raise RunNotFound(f"no run {run_id} in s3://{bucket} (looked for s3://{bucket}/{status.status_key(run_id)})")
     doc = current.model_dump()

@@ -94,7 +94,7 @@ def check_source(record: runs.RunRecord) -> None:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+        if not s3io.not_found(exn):
             raise
         raise start.Refused([{"where": record.workflow, "problem": gone(record.run_id, "workflow")}]) from None
 

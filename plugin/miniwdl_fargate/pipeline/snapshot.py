@@ -146,7 +146,7 @@ def read_zip(uri: str) -> IO[bytes]:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exn:
         code = exn.response.get("Error", {}).get("Code")
-        if code in ("NoSuchKey", "404", "NotFound"):
+        if code in s3io.NOT_FOUND:
             raise SnapshotError(f"{uri} does not exist") from None
         if code in ("AccessDenied", "403"):
             raise SnapshotError(f"{uri} is not readable by the pipeline (is its bucket in the stack's ReadableS3Arns parameter?)") from None

@@ -71,7 +71,7 @@ def head_etag(bucket: str, key: str) -> str | None:
     try:
         return str(s3.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
     except s3.exceptions.ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+        if not s3io.not_found(exn):
             raise
         return None
 
@@ -172,7 +172,7 @@ def reject(
     would have had, which the submitter was told: ``status RUN`` finds the refusal by it)."""
     where = s3io.put_json(
         bucket,
-        runs.run_prefix(name) + "error.json",
+        runs.refusal_key(name),
         {
             "status": "FAILED",
             "error": "InvalidSubmission",
@@ -302,7 +302,7 @@ def from_object(
     put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     submitted = start(settings, record)
     if not submitted.duplicate:  # an earlier rejection of this run name no longer applies
-        aws.client("s3").delete_object(Bucket=bucket, Key=runs.run_prefix(name) + "error.json")
+        aws.client("s3").delete_object(Bucket=bucket, Key=runs.refusal_key(name))
     return submitted
 
 

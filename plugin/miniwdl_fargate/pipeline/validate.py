@@ -209,7 +209,7 @@ def check_inputs(target: Any, inputs: dict[str, Any], where: str, problems: Prob
 
 def _s3_error(exn: Any, uri: str) -> str:
     code = str(exn.response.get("Error", {}).get("Code", ""))
-    if code in ("404", "NoSuchKey", "NotFound"):
+    if code in s3io.NOT_FOUND:
         return f"{uri} does not exist"
     if code == "NoSuchBucket":
         return f"{uri}: bucket {s3io.split(uri)[0]} does not exist"
