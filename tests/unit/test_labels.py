@@ -130,7 +130,9 @@ def attempt(call, number, seconds, cpu=1024):
 
 @pytest.mark.parametrize(
     "call, name",
-    [("call-greet", "greet"), ("call-greet-2", "greet"), ("call-greet-2-0", "greet"), ("driver", "driver"), ("odd", "odd")],
+    [("call-greet", "greet"), ("call-greet-2", "greet"), ("call-greet-2-0", "greet"),
+     ("call-greet-0-AlyssaPHacker", "greet"), ("call-pair-1-left_a-0-x1", "pair"), ("driver", "driver"), ("odd", "odd"),
+     ("call-greet-x", "call-greet-x")],
 )
 def test_a_calls_task_name(call, name):
     assert report_cost.task_name(call) == name

@@ -237,12 +237,14 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
     return doc
 
 
-#: miniwdl's call ids: call-<name>, a scatter's call-<name>-<index> (a WDL name has no "-")
-_CALL_ID = re.compile(r"^call-(?P<name>[^-]+)(?:-\d+)*$")
+#: miniwdl's call ids: call-<name>, in a scatter call-<name>-<index> or call-<name>-<index>-<tag>, the
+#: tag made of the item's letters, digits and underscores (its ``_scatter_tags``), once per scatter
+#: level (call-greet-0-AlyssaPHacker, call-pair-1-x-0); a WDL name has no "-"
+_CALL_ID = re.compile(r"^call-(?P<name>[^-]+)(?:-\d+(?:-\w+)?)*$")
 
 
 def task_name(call: str) -> str:
-    """The WDL call's name of a call id (``call-greet-2`` -> ``greet``); other ids as they are."""
+    """The WDL call's name of a call id (``call-greet-2-CyDFect`` -> ``greet``); other ids as they are."""
     match = _CALL_ID.match(call)
     return match.group("name") if match else call
 
