@@ -42,7 +42,9 @@ class InvalidConfig(ValueError):
 
 def cfg_problem(text: str, where: str) -> str | None:
     """What miniwdl would find wrong reading this configuration text (an INI file, read by
-    configparser with its default interpolation: a lone '%' is an error), or None."""
+    configparser with its default interpolation: a lone '%' is an error), or what the backend
+    would find wrong in an ``[aws_fargate]`` value (``option``: it reads each one only when a
+    task needs it, by then mid-run); None if nothing."""
     parser = configparser.ConfigParser()
     try:
         parser.read_string(text, source=where)
@@ -51,7 +53,17 @@ def cfg_problem(text: str, where: str) -> str | None:
                 parser.get(section, option)  # interpolation errors surface only here
     except configparser.Error as exn:
         return " ".join(str(exn).split())
-    return None
+    problems = []
+    if parser.has_section(SECTION):
+        for name in parser.options(SECTION):
+            value = parser.get(SECTION, name)
+            try:
+                _PARSERS.get(name, str.strip)(value)
+            except (ValueError, TypeError) as exn:
+                problems.append(f"[{SECTION}] {name} = {value.strip()!r}: {exn}")
+            except OSError:  # (a file it names, e.g. prices: read where the run reads it, maybe not here)
+                pass
+    return "; ".join(problems) or None
 
 
 def check_cfg_file(path: str, where: str | None = None) -> None:
