@@ -360,8 +360,11 @@ def _finish(client, doc: dict) -> int:
         client.emit({"run_id": doc["run_id"], "outputs": doc.get("outputs", {}), "results": doc.get("results")})
         return 0
     error = doc.get("error") or doc
+    if isinstance(error, dict) and error.get("error") == "InvalidSubmission":  # one line, as for any bad input
+        print(f"error: run {doc['run_id']} was refused: {client.manage.problems_text(error)}", file=sys.stderr)
+        return 2
     client.emit(error, sys.stderr)
-    return 2 if isinstance(error, dict) and error.get("error") == "InvalidSubmission" else 1
+    return 1
 
 
 def sweep_command(args: argparse.Namespace) -> int:

@@ -117,6 +117,12 @@ def test_cancel_a_running_run(cli, stack, tmp_path):
     assert "0/1 done · 0 running · 0 failed · 1 cancelled · 0 queued  CANCELLED" in said
     wait_for(lambda: not stack.runtime.running_tasks(), 60, what=lambda: f"end of {stack.runtime.running_tasks()}", interval=0.5)
     assert stack.runtime.running_tasks() == []
+    # the report its driver wrote as it stopped is the run's, as a failed run's is (no finalize
+    # step reads a cancelled run's error.json: its execution was stopped)
+    wait_for(lambda: json.loads(cli("status", run_id, "--json").stdout).get("report"), 60, what="the cancelled run's report", interval=0.5)
+    described = json.loads(cli("status", run_id, "--json").stdout)
+    assert described["report"].endswith("/report.html") and described["status"] == "CANCELLED"
+    assert described["report"] == described["error"].get("report", described["report"])
     again = cli("cancel", run_id)
     assert again.returncode == 2 and "already CANCELLED" in again.stderr
     outputs = cli("outputs", run_id)
@@ -135,9 +141,11 @@ def test_a_submission_the_pipeline_refuses_is_not_reported_as_submitted(cli):
         proc = cli("submit", *args, *follow)
         assert proc.returncode == 2, proc.stderr
         assert proc.stdout == ""
-        refusal = json.loads(proc.stderr[proc.stderr.index("{"):])
-        assert refusal["error"] == "InvalidSubmission"
-        assert "task gather: runtime.cpu = 2 is more than the run's max_vcpus of 1" in json.dumps(refusal["problems"])
+        # one line, `error: …`, as every bad input is answered
+        said = proc.stderr.strip().splitlines()
+        assert len(said) == 2 and said[0].startswith("submitted run "), proc.stderr
+        assert said[1].startswith("error: run cli-refused-") and " was refused: " in said[1]
+        assert "task gather: runtime.cpu = 2 is more than the run's max_vcpus of 1" in said[1]
     run_id = proc.stderr.split("submitted run ", 1)[1].split()[0]
     said = cli("status", run_id)
     assert said.returncode == 2

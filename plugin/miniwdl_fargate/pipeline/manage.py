@@ -91,15 +91,22 @@ def refusal(bucket: str, run_id: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) and found.get("run_id") == run_id else None
 
 
+def problems_text(error: dict[str, Any]) -> str:
+    """An error.json's problems on one line (``where: problem; ...``), or its message without them."""
+    problems = [p for p in error.get("problems") or [] if isinstance(p, dict)]
+    if not problems:
+        return str(error.get("message") or error.get("error") or "no reason given")
+    return "; ".join(f"{p.get('where', '')}: {p.get('problem', '')}" for p in problems)
+
+
 def describe_run(bucket: str, run_id: str) -> dict[str, Any]:
     """The run's status with its outputs (outputs.json) or its error (error.json) inline."""
     current = status.read(bucket, run_id)
     if current is None:
         refused = refusal(bucket, run_id)
         if refused is not None:
-            problems = "; ".join(f"{p.get('where', '')}: {p.get('problem', '')}" for p in refused.get("problems", []))
             where = s3io.uri(bucket, runs.refusal_key(runs.name_of(run_id)))
-            raise RunRefused(f"run {run_id} was not started: the submission was refused: {problems} ({where})", refused)
+            raise RunRefused(f"run {run_id} was not started: the submission was refused: {problems_text(refused)} ({where})", refused)
         raise RunNotFound(f"no run {run_id} in s3://{bucket} (looked for s3://{bucket}/{status.status_key(run_id)})")
     doc = current.model_dump()
     results_bucket, prefix = s3io.split(current.results)
