@@ -399,7 +399,23 @@ def conclude(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> Outcome:
     else:
         said = "stopped" if outcome.exit_code > 128 else "failed"  # (128 + a signal's number: stopped)
         log.error("run %s %s: %s (%s)", run.run_id, said, doc.get("message"), where)
+        if doc.get("report"):
+            record_report(run, doc["report"])
     return outcome
+
+
+def record_report(run: DriverRun, report: str) -> None:
+    """The report of a run that ended before its driver (cancelled: its execution was stopped,
+    so no finalize step reads error.json for it) in status.json, as finalize records a failed
+    run's; a run still going is left to finalize. Never fails the run."""
+
+    def adding(current: status_doc.RunStatus) -> status_doc.RunStatus | None:
+        return current.model_copy(update={"report": report}) if current.finished and not current.report else None
+
+    try:
+        status_doc.update(run.results_bucket, run.run_id, adding)
+    except Exception:
+        log.exception("could not record the run's report in its status")
 
 
 def record_cache_calls(run: DriverRun, so_far: RunSoFar) -> list[dict[str, Any]] | None:
