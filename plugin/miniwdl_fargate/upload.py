@@ -8,6 +8,7 @@ and return the outputs (File values as s3:// URIs) or the error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -87,6 +88,14 @@ def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
             check_imports(imp.doc, base)
 
 
+def imports_file(doc: WDL.Tree.Document, path: Path) -> bool:
+    """Whether the document imports the file at ``path``, directly or through its imports."""
+    return any(
+        imp.doc is not None and (Path(imp.doc.pos.abspath).resolve() == path.resolve() or imports_file(imp.doc, path))
+        for imp in doc.imports
+    )
+
+
 def bundle_files(wdl_path: Path) -> list[Path]:
     """The files of the WDL's folder (its imports and source-relative files live there)."""
     base = wdl_path.parent
@@ -107,10 +116,20 @@ def bundle_files(wdl_path: Path) -> list[Path]:
     return files
 
 
+#: where local File/Directory inputs are uploaded, by content: ``staged/<sha256 of the file>/<its
+#: name>``, ``staged/<sha256 of the tree>/<its name>/<relative path>`` for a directory (the tree:
+#: each file's relative path and sha256). A key's bytes never change: a later submission (under
+#: the same run name, or resuming) cannot change what a run reads, the same content is uploaded
+#: once whatever the run's name or the file's folder, and the call cache, which keys a File input
+#: by URI and ETag, finds it again.
+STAGED_PREFIX = "staged/"
+
+
 def stage_inputs(
-    doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str, name: str
+    doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str
 ) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
-    """Rewrite local File/Directory inputs (relative to the inputs file) as s3:// URIs.
+    """Rewrite local File/Directory inputs (relative to the inputs file) as s3:// URIs under
+    ``STAGED_PREFIX``, named by their content.
 
     Returns the new inputs JSON and the uploads to make; checks everything before uploading.
     """
@@ -130,17 +149,46 @@ def stage_inputs(
         if not (local.is_dir() if is_dir else local.is_file()):
             kind = "directory" if is_dir else "file"
             raise RunInputError(f"inputs: {kind} {path} not found (looked for {local})")
-        digest = hashlib.sha256(str(local).encode()).hexdigest()[:8]
-        key = f"staged/{name}/{digest}/{local.name}"
         if is_dir:
-            for file in sorted(p for p in local.rglob("*") if p.is_file()):
-                uploads.append((file, f"{key}/{file.relative_to(local).as_posix()}"))
+            files = [(file.relative_to(local).as_posix(), file) for file in sorted(p for p in local.rglob("*") if p.is_file())]
+            tree = hashlib.sha256()
+            for rel, file in files:
+                tree.update(f"{rel}\0{content_digest(file)}\n".encode())
+            key = f"{STAGED_PREFIX}{tree.hexdigest()}/{local.name}"
+            uploads.extend((file, f"{key}/{rel}") for rel, file in files)
             return s3io.uri(bucket, key + "/")
+        key = f"{STAGED_PREFIX}{content_digest(local)}/{local.name}"
         uploads.append((local, key))
         return s3io.uri(bucket, key)
 
     rewritten = WDL.Value.rewrite_env_paths(env, stage)
     return WDL.values_to_json(rewritten, namespace=target.name), uploads
+
+
+def content_digest(path: Path) -> str:
+    """The sha256 of a file's bytes (hex), read once per process while its size and mtime stay."""
+    stat = path.stat()
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(path: str, _size: int, _mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as infile:
+        for chunk in iter(lambda: infile.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def upload_staged(s3: Any, path: Path, bucket: str, key: str) -> None:
+    """A staged input uploaded unless its key is there already: a key under ``STAGED_PREFIX``
+    names its content, so one of the file's size holds these bytes."""
+    try:
+        if s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == path.stat().st_size:
+            return
+    except s3.exceptions.ClientError:  # (404, or 403 without s3:ListBucket: upload it)
+        pass
+    s3.upload_file(str(path), bucket, key)
 
 
 @dataclass
@@ -200,7 +248,7 @@ class Submission:
         claimed all along (``name_claimed``: another submission under the same name waits its
         turn, so neither runs the other's workflow). Returns (run name, the run id the pipeline
         gives it)."""
-        staged_inputs, uploads = stage_inputs(self.doc, self.inputs, self.inputs_dir, bucket, self.name)
+        staged_inputs, uploads = stage_inputs(self.doc, self.inputs, self.inputs_dir, bucket)
         body = json.dumps(staged_inputs, indent=2).encode()
         if problem := inputs_json.size_problem(len(body)):  # with its local paths made s3:// URIs
             raise RunInputError(f"inputs (as uploaded): {problem}")
@@ -209,7 +257,7 @@ class Submission:
         with name_claimed(bucket, self.name) as lost:
             self.upload_workflow(bucket)
             for path, key in uploads:
-                s3.upload_file(str(path), bucket, key)
+                upload_staged(s3, path, bucket, key)
             given = self.options.given()
             if given:
                 s3.put_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME, Body=json.dumps(given, indent=2).encode(),
@@ -363,18 +411,24 @@ def prepare(
 ) -> Submission:
     """Check the WDL (or `miniwdl zip` bundle), the inputs and the files they name; raise
     RunInputError saying what is wrong. With ``zip_into`` (a folder), a WDL is first made a
-    bundle there by miniwdl's own ``WDL.Zip.build`` (``build_bundle``), which is submitted."""
+    bundle there by miniwdl's own ``WDL.Zip.build`` (``build_bundle``), which is submitted; so
+    is a WDL that imports the workflow.wdl of its own folder (whose place it would take)."""
     wdl_path = Path(wdl).resolve()
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: no such WDL file")
     if zip_into is not None and not zipbundle.is_bundle(str(wdl_path)):
         wdl_path = build_bundle(wdl_path, Path(zip_into))
-    if zipbundle.is_bundle(str(wdl_path)):
-        doc = load_bundle(wdl_path)
-    else:
+    defaults: dict[str, Any] = {}
+    if not zipbundle.is_bundle(str(wdl_path)):
         doc = load_wdl(wdl_path)
         check_imports(doc, wdl_path.parent)
         check_bundled_cfg(wdl_path.parent)
+        if wdl_path.name != runs.DEFAULT_WDL and imports_file(doc, wdl_path.parent / runs.DEFAULT_WDL):
+            # its folder is uploaded with the main WDL as runs/<name>/workflow.wdl, in place of
+            # the workflow.wdl it imports: a bundle names its main WDL apart
+            wdl_path = build_bundle(wdl_path, Path(zip_into if zip_into is not None else scratch_folder()))
+    if zipbundle.is_bundle(str(wdl_path)):
+        doc, defaults = load_bundle(wdl_path)
     if isinstance(inputs, dict):
         inputs_doc, inputs_dir = inputs, Path.cwd()
     else:
@@ -386,10 +440,24 @@ def prepare(
         runs.check_name(name)
     except ValueError as exn:
         raise RunInputError(str(exn)) from None
-    stage_inputs(doc, inputs_doc, inputs_dir, "bucket", name)  # raises on a missing local file
+    check_inputs(doc, inputs_doc, defaults, "inputs" if isinstance(inputs, dict) else str(inputs))
+    stage_inputs(doc, inputs_doc, inputs_dir, "bucket")  # raises on a missing local file
     if zipbundle.is_bundle(str(wdl_path)):
         return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, [wdl_path], options or run_options.RunOptions(), bundle=True)
     return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, bundle_files(wdl_path), options or run_options.RunOptions())
+
+
+def check_inputs(doc: WDL.Tree.Document, inputs: dict[str, Any], defaults: dict[str, Any], where: str) -> None:
+    """The inputs (over a bundle's ``defaults``) checked as the submit step checks them
+    (``validate.check_inputs``: each known and of its type, given once, with or without the
+    workflow's name in front, none required missing); RunInputError names every problem."""
+    from .pipeline import validate
+
+    target = workflow_target(doc)
+    problems = validate.Problems()
+    validate.check_inputs(target, zipbundle.merge_defaults(defaults, inputs, target.name), where, problems)
+    if problems:
+        raise RunInputError("; ".join(f"{p['where']}: {p['problem']}" for p in problems.found))
 
 
 def check_bundled_cfg(folder: Path) -> None:
@@ -431,9 +499,10 @@ def build_bundle(wdl_path: Path, folder: Path) -> Path:
     return archive
 
 
-def load_bundle(zip_path: Path) -> WDL.Tree.Document:
-    """A `miniwdl zip` bundle checked as the submit step checks it (``zipbundle``), and its main
-    WDL loaded from a temporary unpacked copy (problems name the bundle, not the copy)."""
+def load_bundle(zip_path: Path) -> tuple[WDL.Tree.Document, dict[str, Any]]:
+    """A `miniwdl zip` bundle checked as the submit step checks it (``zipbundle``): its main WDL,
+    loaded from a temporary unpacked copy (problems name the bundle, not the copy), and its
+    default inputs."""
     import tempfile
 
     if problem := zipbundle.size_problem(zip_path.stat().st_size, str(zip_path)):
@@ -442,6 +511,7 @@ def load_bundle(zip_path: Path) -> WDL.Tree.Document:
         try:
             with zipbundle.opened(zip_path, str(zip_path)) as bundle:
                 main = Path(bundle.extract_to(folder))
+                defaults = bundle.defaults
             doc = load_wdl(main)
             check_imports(doc, main.parent)
             check_bundled_cfg(main.parent)
@@ -449,7 +519,7 @@ def load_bundle(zip_path: Path) -> WDL.Tree.Document:
             raise RunInputError(str(exn)) from None
         except RunInputError as exn:
             raise RunInputError(str(exn).replace(folder, str(zip_path))) from None
-    return doc
+    return doc, defaults
 
 
 def read_inputs(path: Path) -> dict[str, Any]:

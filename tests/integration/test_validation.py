@@ -6,9 +6,12 @@ execution was started.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
+from WDL import Zip as wdl_zip
+from WDL import load as load_wdl
 
 from miniwdl_fargate import aws, inputs_json, sizes, upload
 from miniwdl_fargate.pipeline import snapshot, start, validate
@@ -221,6 +224,11 @@ BAD_SUBMISSIONS = {
     "cfg-bad-interpolation": (
         OK_INPUTS, GOOD, {"miniwdl.cfg": "[scheduler]\ncall_concurrency = 50%\n"},
         [("s3://runs/runs/{name}/miniwdl.cfg", "not a valid miniwdl configuration file: '%' must be followed by '%' or '(', found: '%'")],
+    ),
+    "cfg-bad-values": (  # (the backend reads each value only when a task needs it: mid-run)
+        OK_INPUTS, GOOD, {"miniwdl.cfg": "[aws_fargate]\nkeep_run_dirs = perhaps\ncall_cache = maybe\nspot = false\n"},
+        [("s3://runs/runs/{name}/miniwdl.cfg", "not a valid miniwdl configuration file: [aws_fargate] keep_run_dirs = 'perhaps': "
+          "expected true or false, got 'perhaps'; [aws_fargate] call_cache = 'maybe': must be true, false, read or write (got 'maybe')")],
     ),
 }
 
@@ -690,7 +698,7 @@ def test_the_cli_reads_inputs_as_the_pipeline_does(tmp_path):
     good = tmp_path / "good.json"
     good.write_bytes((BOM + json.dumps({"hello.names": ["😀"], "hello.reference": "ref 😀.txt"}, ensure_ascii=False)).encode())
     prepared = upload.prepare(wdl, good, name="cli")
-    staged, uploads = upload.stage_inputs(prepared.doc, prepared.inputs, prepared.inputs_dir, "runs", "cli")
+    staged, uploads = upload.stage_inputs(prepared.doc, prepared.inputs, prepared.inputs_dir, "runs")
     assert staged["hello.names"] == ["😀"] and staged["hello.reference"].endswith("/ref 😀.txt")
     assert [path.name for path, _key in uploads] == ["ref 😀.txt"]
     for text, message in (
@@ -703,6 +711,48 @@ def test_the_cli_reads_inputs_as_the_pipeline_does(tmp_path):
         with pytest.raises(upload.RunInputError) as info:
             upload.prepare(wdl, tmp_path / "bad.json", name="cli")
         assert str(info.value) == message
+
+
+@pytest.mark.parametrize("case", ["missing-input", "unknown-input", "wrong-namespace", "wrong-types", "given-twice", "extra-struct-member"])
+def test_the_cli_refuses_the_inputs_the_pipeline_refuses_with_every_problem(tmp_path, case):
+    """`submit` and `local run` check the inputs as the submit step does: the same problems (an
+    input given as `wf.x` and as `x` too, an unknown one beside a mistyped one), every one of
+    them, named by the inputs file, before anything is uploaded."""
+    inputs, wdl_text, _extra, expected = BAD_SUBMISSIONS[case]
+    wdl = tmp_path / "hello.wdl"
+    wdl.write_text(wdl_text)
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps(inputs))
+    with pytest.raises(upload.RunInputError) as info:
+        upload.prepare(wdl, path, name="cli")
+    assert str(info.value) == "; ".join(f"{w.replace(INPUTS, str(path))}: {p}" for w, p in expected)
+    with pytest.raises(upload.RunInputError) as info:  # (inputs given as a value: named "inputs")
+        upload.prepare(wdl, inputs, name="cli")
+    assert str(info.value) == "; ".join(f"{w.replace(INPUTS, 'inputs')}: {p}" for w, p in expected)
+
+
+def test_the_cli_refuses_a_bundled_cfg_the_pipeline_refuses(tmp_path):
+    _inputs, _wdl, extra, expected = BAD_SUBMISSIONS["cfg-bad-values"]
+    (tmp_path / "hello.wdl").write_text(GOOD)
+    (tmp_path / "miniwdl.cfg").write_text(extra["miniwdl.cfg"])
+    with pytest.raises(upload.RunInputError) as info:
+        upload.prepare(tmp_path / "hello.wdl", OK_INPUTS, name="cli")
+    assert str(info.value) == expected[0][1].replace("not a valid", f"{tmp_path / 'miniwdl.cfg'}: not a valid")
+
+
+def test_the_cli_checks_inputs_over_a_bundles_defaults(tmp_path):
+    """A `miniwdl zip` bundle's default inputs count, as the submit step merges them: a required
+    input it holds is not missing, and one given both ways in the inputs is refused."""
+    (tmp_path / "wf").mkdir()
+    (tmp_path / "wf" / "hello.wdl").write_text(GOOD)
+    (tmp_path / "wf" / "hello.json").write_text(json.dumps({"hello.names": ["Ann"]}))
+    bundle = tmp_path / "hello.zip"
+    wdl_zip.build(load_wdl(str(tmp_path / "wf" / "hello.wdl")), str(bundle), logging.getLogger("test"),
+                  inputs=json.loads((tmp_path / "wf" / "hello.json").read_text()))
+    assert upload.prepare(bundle, {"hello.reference": "s3://data/ref.txt"}, name="cli").bundle
+    with pytest.raises(upload.RunInputError) as info:
+        upload.prepare(bundle, {"hello.reference": "s3://data/ref.txt", "reference": "s3://data/x"}, name="cli")
+    assert str(info.value) == "inputs: reference: the input hello.reference is also given as 'hello.reference': give it once"
 
 
 @pytest.mark.parametrize(

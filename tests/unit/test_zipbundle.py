@@ -171,6 +171,24 @@ def test_the_cli_builds_a_bundle_with_miniwdl_zip_taking_imports_from_outside_th
         assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "__outside_wdl/shared/t.wdl", "main.wdl"]
 
 
+def test_a_wdl_importing_its_folders_workflow_wdl_is_submitted_as_a_bundle(tmp_path):
+    """The folder is uploaded with the main WDL as runs/<name>/workflow.wdl: a workflow.wdl of the
+    folder that the main WDL imports would be replaced by the main WDL itself (the import then
+    fails in the pipeline). Such a WDL goes as a bundle, which names its main WDL apart; a
+    workflow.wdl it does not import stays a plain folder's file."""
+    (tmp_path / "main.wdl").write_text(MAIN.replace("tasks/t.wdl", "workflow.wdl"))
+    (tmp_path / "workflow.wdl").write_text(TASKS)
+    submission = upload.prepare(tmp_path / "main.wdl", {"w.who": "x"}, "collide")
+    assert submission.bundle
+    with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
+        assert bundle.main == "main.wdl"
+        assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "main.wdl", "workflow.wdl"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "main.wdl").write_text(MAIN.replace('import "tasks/t.wdl" as t\n', "").replace("call t.hi { input: who = who }", ""))
+    (tmp_path / "other" / "workflow.wdl").write_text(TASKS)
+    assert not upload.prepare(tmp_path / "other" / "main.wdl", {"w.who": "x"}, "apart").bundle
+
+
 def test_a_directory_of_too_many_entries_is_refused_before_it_is_read(monkeypatch):
     monkeypatch.setattr(zipbundle, "MAX_ENTRIES", 3)
     many = archive({"a.wdl": b"", "d/": b"", "d/b": b"", "c": b""})

@@ -1,0 +1,101 @@
+"""Local File/Directory inputs uploaded by `submit`, named by their content (``upload.STAGED_PREFIX``):
+against moto."""
+
+import json
+
+import pytest
+
+from miniwdl_fargate import aws, s3io, upload
+
+WDL = """version development
+workflow w {
+  input { File f  Directory d }
+  output { File out = f }
+}
+"""
+
+
+@pytest.fixture
+def bucket(moto_aws):
+    aws.client("s3").create_bucket(Bucket="runs")
+    return "runs"
+
+
+def folder(root, data, files):
+    """A workflow folder with its WDL, a file `data.txt` holding ``data`` and a folder `ref/` of ``files``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "w.wdl").write_text(WDL)
+    (root / "data.txt").write_text(data)
+    (root / "ref").mkdir(exist_ok=True)
+    for old in (root / "ref").iterdir():
+        old.unlink()
+    for name, text in files.items():
+        (root / "ref" / name).write_text(text)
+    (root / "inputs.json").write_text(json.dumps({"w.f": "data.txt", "w.d": "ref"}))
+    return root
+
+
+def submitted(bucket, root, name):
+    """The run's uploaded inputs.json, once ``root`` is submitted under ``name`` (no pipeline here:
+    its answer is not waited for)."""
+    upload.prepare(root / "w.wdl", root / "inputs.json", name).upload(bucket, answer_timeout=0)
+    return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=f"runs/{name}/inputs.json")["Body"].read())
+
+
+def listing(uri):
+    bucket, key = s3io.split(uri)
+    prefix = key.rstrip("/") + "/"
+    found = aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {obj["Key"][len(prefix):]: aws.client("s3").get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode()
+            for obj in found}
+
+
+def read(uri):
+    bucket, key = s3io.split(uri)
+    return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+
+def test_the_same_content_is_one_upload_whatever_the_run_name_or_folder(bucket, tmp_path, monkeypatch):
+    """Two runs of the same files (other names, other folders) name the same s3:// URIs, which
+    the call cache keys File inputs by: the second run can reuse the first's calls."""
+    first = submitted(bucket, folder(tmp_path / "a", "hello", {"x.txt": "X"}), "first")
+    uploaded = []
+    real = upload.upload_staged
+
+    def spied(s3, path, bucket, key):
+        before = s3.head_object(Bucket=bucket, Key=key)["LastModified"]
+        real(s3, path, bucket, key)
+        if s3.head_object(Bucket=bucket, Key=key)["LastModified"] != before:
+            uploaded.append(key)
+
+    monkeypatch.setattr(upload, "upload_staged", spied)
+    second = submitted(bucket, folder(tmp_path / "b" / "elsewhere", "hello", {"x.txt": "X"}), "second")
+    assert second == first
+    assert first["w.f"].startswith("s3://runs/staged/") and first["w.f"].endswith("/data.txt")
+    assert uploaded == []  # (there already)
+
+
+def test_a_later_submission_under_the_same_name_does_not_change_what_a_run_reads(bucket, tmp_path):
+    """A file changed, and a folder's file removed, before submitting again under the same name
+    (or resuming the first run): the first run's inputs still hold the bytes it was given, and
+    the second's folder holds no file removed from it."""
+    root = folder(tmp_path / "wf", "one", {"x.txt": "X", "y.txt": "Y"})
+    first = submitted(bucket, root, "same")
+    second = submitted(bucket, folder(root, "two", {"y.txt": "Y"}), "same")
+    assert read(first["w.f"]) == "one" and read(second["w.f"]) == "two"
+    assert listing(first["w.d"]) == {"x.txt": "X", "y.txt": "Y"}
+    assert listing(second["w.d"]) == {"y.txt": "Y"}
+
+
+def test_a_staged_key_already_there_is_not_uploaded_again_unless_its_size_differs(bucket, tmp_path):
+    s3 = aws.client("s3")
+    path = tmp_path / "f.txt"
+    path.write_text("abc")
+    key = f"{upload.STAGED_PREFIX}{upload.content_digest(path)}/f.txt"
+    upload.upload_staged(s3, path, bucket, key)
+    before = s3.head_object(Bucket=bucket, Key=key)
+    upload.upload_staged(s3, path, bucket, key)
+    assert s3.head_object(Bucket=bucket, Key=key)["LastModified"] == before["LastModified"]
+    s3.put_object(Bucket=bucket, Key=key, Body=b"a")  # (cut short by hand: uploaded again)
+    upload.upload_staged(s3, path, bucket, key)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"abc"
