@@ -112,6 +112,10 @@ class RunDescription(status.RunStatus):
 class RunList(BaseModel):
     runs: list[status.RunStatus]
     next: str | None = Field(default=None, description="pass as ?after= for the next page")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="runs left out of this page because their status.json cannot be read (damaged by hand): which, and what is wrong",
+    )
 
 
 def _json(code: int, body: BaseModel | dict[str, Any]) -> Response[dict[str, Any]]:
@@ -237,8 +241,9 @@ def list_runs(
     name: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="only runs of this name")] = None,
     after: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="continue after this run name")] = None,
 ) -> Response[dict[str, Any]]:
-    found, following = manage.list_runs(SETTINGS.from_env().runs_bucket, limit, name, after)
-    return _json(200, RunList(runs=found, next=following))
+    warnings: list[str] = []
+    found, following = manage.list_runs(SETTINGS.from_env().runs_bucket, limit, name, after, on_unreadable=warnings.append)
+    return _json(200, RunList(runs=found, next=following, warnings=warnings))
 
 
 @app.get(

@@ -112,6 +112,9 @@ def test_get_runs_shows_the_others_and_get_of_the_damaged_run_says_what_is_wrong
     code, body = api_get("/runs", monkeypatch)
     assert code == 200
     assert sorted(r["run_id"] for r in body["runs"]) == sorted(many)
+    # and warns of the runs it left out, as `list` does
+    assert [w.split(":")[0] for w in body["warnings"]] == ["run broken-deadbeef left out", "run shape-0000aaaa left out"]
+    assert "status.json is not valid JSON" in body["warnings"][0]
     code, body = api_get("/runs/broken-deadbeef", monkeypatch)
     assert code == 500
     assert body["error"] == "UnreadableStatus"
