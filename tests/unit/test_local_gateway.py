@@ -47,3 +47,45 @@ def test_local_up_serves_the_api_on_8080_or_on_a_free_port_when_it_is_taken(monk
             local_cli.api_gateway("f", taken.getsockname()[1], said.append)
     finally:
         taken.close()
+
+
+def test_local_up_with_its_api_port_taken_says_so_and_writes_no_connection_file(monkeypatch, tmp_path, capsys):
+    """`local up --api-port N` with N taken: an error naming the port, exit 2, before it says it is
+    up or writes the file the other commands would then find (and fail to reach)."""
+    import argparse
+    import socket
+
+    from miniwdl_fargate import client
+    from miniwdl_fargate.local import cli as local_cli
+    from miniwdl_fargate.local import stack as local_stack
+
+    class Stack:  # (what `up` uses of a LocalStack, without deploying one)
+        stack_name, endpoint, outputs, state_dir = "s", "http://127.0.0.1:1", {"BucketName": "b"}, str(tmp_path)
+
+        def __init__(self, **_):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            return False
+
+        def write_connection(self, path):
+            path.write_text("{}")
+
+    monkeypatch.setattr(local_stack, "LocalStack", Stack)
+    monkeypatch.setattr(client, "api_function", lambda stack_name: "api")
+    said = []
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        args = argparse.Namespace(file=str(tmp_path / "stack.json"), state_dir=None, template=None, parameter=[],
+                                  seed_s3=None, api_port=port)
+        assert local_cli.up(args, said.append) == 2
+    finally:
+        taken.close()
+    assert capsys.readouterr().err.startswith(f"error: --api-port {port}: Address already in use: give another port")
+    assert not (tmp_path / "stack.json").exists()
+    assert not any("up at" in line for line in said)

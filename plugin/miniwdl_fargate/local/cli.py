@@ -139,11 +139,18 @@ def up(args: argparse.Namespace, say) -> int:
     with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
         if args.seed_s3:
             say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
-        stack.write_connection(path)
-        say(f"local stack up at {stack.endpoint} (bucket s3://{stack.outputs['BucketName']}, state in {stack.state_dir})")
-        local = "--local" if path == client.LOCAL_FILE else f"--local={path}"
-        say(f"try: miniwdl-fargate submit {local} examples/hello/workflow.wdl examples/hello/inputs.json --follow")
-        with api_gateway(api_function(stack.stack_name), args.api_port, say) as api_url:
+        try:
+            gateway = api_gateway(api_function(stack.stack_name), args.api_port, say)
+        except OSError as exn:  # (only for a port asked for: the default falls back to a free one)
+            print(f"error: --api-port {args.api_port}: {exn.strerror or exn}: give another port, or none for a free one",
+                  file=sys.stderr)
+            return 2
+        with gateway as api_url:
+            # (said, and written for the other commands, once everything it says is up)
+            stack.write_connection(path)
+            say(f"local stack up at {stack.endpoint} (bucket s3://{stack.outputs['BucketName']}, state in {stack.state_dir})")
+            local = "--local" if path == client.LOCAL_FILE else f"--local={path}"
+            say(f"try: miniwdl-fargate submit {local} examples/hello/workflow.wdl examples/hello/inputs.json --follow")
             say(f"the run API at {api_url}/runs, GA4GH WES at {api_url}/ga4gh/wes/v1 (no SigV4: this machine only)")
             say("Ctrl-C stops it")
             try:
