@@ -150,7 +150,7 @@ def stage_inputs(
             kind = "directory" if is_dir else "file"
             raise RunInputError(f"inputs: {kind} {path} not found (looked for {local})")
         if is_dir:
-            files = [(file.relative_to(local).as_posix(), file) for file in sorted(p for p in local.rglob("*") if p.is_file())]
+            files = sorted((file.relative_to(local).as_posix(), file) for file in local.rglob("*") if file.is_file())
             tree = hashlib.sha256()
             for rel, file in files:
                 tree.update(f"{rel}\0{content_digest(file)}\n".encode())

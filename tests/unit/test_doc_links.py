@@ -137,6 +137,18 @@ def test_deploy_md_describes_every_parameter_and_output_of_the_stack():
     assert first_column_names(deploy, "output") == set(template["Outputs"])
 
 
+def test_contracts_md_lists_every_parameter_and_output_of_the_stack():
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    text = (ROOT / "docs" / "CONTRACTS.md").read_text()
+    section = text[text.index("## Stack parameters"):]
+    section = section[: section.index("\n## ", 1)]
+    parameters, _, outputs = section.partition("\nOutputs:")
+    assert set(re.findall(r"`([A-Za-z0-9]+)`", parameters)) >= set(template["Parameters"])
+    assert set(re.findall(r"`([A-Za-z0-9]+)`", outputs)) == set(template["Outputs"])
+
+
 def table_shape_problems(text: str) -> list[str]:
     """Table rows with another number of cells than their header row. GitHub splits a row at every
     ``|`` not escaped as ``\\|``, inside code spans too (GFM spec, "Tables (extension)":
