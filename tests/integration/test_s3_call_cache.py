@@ -220,7 +220,7 @@ def test_the_stacks_default_mode_applies_when_the_run_does_not_say(bucket, tmp_p
 
 def test_explain_says_what_it_cannot_find(bucket, tmp_path):
     assert drive(tmp_path, "c-x") == 0
-    with pytest.raises(explain.ExplainError, match="no call 'nope' in this run; its calls: ., call-count"):
+    with pytest.raises(explain.ExplainError, match="no call 'nope' in this run; its calls: \. \(the workflow\), call-count"):
         explain.explain("runs", "s3://runs/runs/c/results/c-x/", "nope")
     with pytest.raises(explain.ExplainError, match="is not there"):
         explain.explain("runs", "s3://runs/runs/c/results/c-none/", "make")
@@ -324,6 +324,12 @@ def test_an_entry_whose_files_are_gone_is_a_miss_and_is_written_anew(bucket, tmp
     made = next(k for k in keys_under("cache/call/make/"))
     assert json.loads(aws.client("s3").get_object(Bucket="runs", Key=made)["Body"].read())["run"] == "c-lost"
     assert keys_under("cache/files/")
+    # explain says why it ran: its own entry was there but unusable (it named another entry)
+    lines = explain.explain("runs", "s3://runs/runs/c/results/c-lost/", "make")
+    assert lines[0] == "call-make ran (task make)"
+    assert lines[1].startswith("the call cache held an entry for exactly these inputs (run c-keep, call call-make), "
+                               "but its results could not be fetched: ")
+    assert lines[2:] == ["so the call ran, and its entry was written anew with this run's results"]
 
 
 def test_a_cache_that_cannot_keep_a_call_fails_nothing(bucket, tmp_path, monkeypatch):

@@ -157,8 +157,18 @@ def test_explain_finds_a_call_by_its_directory_or_its_tasks_name(asked, found):
 def test_explain_asks_which_call_when_a_name_fits_several_or_none():
     with pytest.raises(explain.ExplainError, match="'greet' names 3 calls: call-greet-0-ann, call-greet-1-bob, call-greet-10-cy; name one"):
         explain.pick(CALLS, "greet")
-    with pytest.raises(explain.ExplainError, match="no call 'nope' in this run; its calls: ., call-make, call-greet-0-ann"):
+    with pytest.raises(explain.ExplainError, match="no call 'nope' in this run; its calls: \. \(the workflow\), call-make, call-greet-0-ann"):
         explain.pick(CALLS, "nope")
+
+
+def test_explain_of_a_call_in_a_run_reused_whole_says_so():
+    """A run whose whole workflow came from the call cache looked none of its calls up: asked
+    about one, explain says that and where the workflow came from (it listed "its calls: .")."""
+    whole = [{"call": ".", "task": "one", "outcome": "reused", "source": {"run": "one-1-2d7c9a10", "call": "."}}]
+    with pytest.raises(explain.ExplainError) as info:
+        explain.pick(whole, "up")
+    assert str(info.value) == ("no call 'up' in this run: the whole workflow was reused from the call cache (run "
+                               "one-1-2d7c9a10), so none of its calls ran or was looked up; ask about '.' for more")
 
 
 @pytest.mark.parametrize("text, mode", [("true", True), ("FALSE", False), ("read", "read"), (" write ", "write")])

@@ -45,9 +45,15 @@ def pick(calls: list[dict[str, Any]], asked: str) -> dict[str, Any]:
         named = [c for c in calls if c.get("call") != "." and asked in (c.get("task"), "call-" + str(c.get("task")))]
     if len(named) == 1:
         return named[0]
-    known = ", ".join(c.get("call", "?") for c in calls)
+    known = ", ".join(". (the workflow)" if c.get("call") == "." else c.get("call", "?") for c in calls)
     if named:
         raise ExplainError(f"{asked!r} names {len(named)} calls: {', '.join(c['call'] for c in named)}; name one")
+    if [c.get("call") for c in calls] == ["."] and calls[0].get("outcome") == "reused":
+        source = calls[0].get("source") or {}
+        raise ExplainError(
+            f"no call {asked!r} in this run: the whole workflow was reused from the call cache (run "
+            f"{source.get('run', '?')}), so none of its calls ran or was looked up; ask about '.' for more"
+        )
     raise ExplainError(f"no call {asked!r} in this run; its calls: {known}")
 
 
@@ -60,6 +66,13 @@ def explain(bucket: str, results: str, asked: str) -> list[str]:
         source = call.get("source") or {}
         return [f"{name} was reused from the call cache: its results are run {source.get('run')}'s, call {source.get('call')}"]
     lines = [f"{name} ran (task {call.get('task')})"]
+    unusable = call.get("unusable")
+    if isinstance(unusable, dict):  # (the entry of its very key: no closest one to look for)
+        return lines + [
+            f"the call cache held an entry for exactly these inputs (run {unusable.get('run')}, call "
+            f"{unusable.get('call')}), but its results could not be fetched: {unusable.get('problem')}",
+            "so the call ran, and its entry was written anew with this run's results",
+        ]
     if not call.get("read", True):
         lines.append("the call cache was not read for this run (its call_cache option, or the stack's CallCache, was false or write)")
     own_run = results.rstrip("/").rsplit("/", 1)[-1]

@@ -148,6 +148,7 @@ class S3CallCache(CallCache):
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError, ValueError, KeyError) as exn:
             self._logger.warning("call cache entry %s unusable, the call runs: %s", self.entry_uri(name), exn)
             self._unusable.add(name)
+            CALLS.note(call_dir, unusable={"run": entry.get("run", ""), "call": entry.get("call", ""), "problem": str(exn)[:500]})
             return None
         self._logger.notice("call cache hit: %s (run %s, %s)", self.entry_uri(name), entry.get("run"), entry.get("call"))  # type: ignore[attr-defined]
         CALLS.note(call_dir, outcome="reused", source={"run": entry.get("run", ""), "call": entry.get("call", "")})
