@@ -21,7 +21,7 @@ import botocore.exceptions
 
 from . import aws, run_options, runs, s3io, status
 from .pipeline import manage
-from .report.cost import sum_by_label
+from .report.cost import sum_by_label, task_name
 from .upload import Submission, rejection
 
 LOCAL_FILE = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "miniwdl-fargate" / "local.json"
@@ -240,17 +240,21 @@ def cost_by_label(
     deployment: Deployment, limit: int = 50, name: str | None = None, on_unreadable=None
 ) -> dict[str, Any]:
     """The runs' estimated cost per label value, their cost.json ``by_label`` added up: ``by_label``,
-    the runs counted, and those without a cost.json yet (still running, or ended before a report)."""
+    the runs counted, and those without a cost.json (``without_cost``: still running, or ended
+    before a report, ``ended_without_cost``)."""
     found = list_runs(deployment, limit, name, on_unreadable)
-    docs, without = [], []
+    docs, without, ended = [], [], []
     for run in found:
         doc = s3io.find_json(*s3io.split(run.results + "cost.json")) if run.results else None
         if isinstance(doc, dict):
             docs.append(doc)
         else:
             without.append(run.run_id)
+            if run.finished:
+                ended.append(run.run_id)
     currency = next((d.get("currency") for d in docs if d.get("currency")), "USD")
-    return {"by_label": sum_by_label(docs), "currency": currency, "runs": len(docs), "without_cost": without}
+    return {"by_label": sum_by_label(docs), "currency": currency, "runs": len(docs), "without_cost": without,
+            "ended_without_cost": ended}
 
 
 def cost_table(doc: dict[str, Any]) -> str:
@@ -261,8 +265,12 @@ def cost_table(doc: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     counted = f"{doc['runs']} run(s) counted"
-    if doc["without_cost"]:
-        counted += f"; {len(doc['without_cost'])} without a cost estimate yet: {', '.join(doc['without_cost'])}"
+    ended = doc.get("ended_without_cost", [])
+    going = [run_id for run_id in doc["without_cost"] if run_id not in ended]
+    if going:
+        counted += f"; {len(going)} without a cost estimate yet: {', '.join(going)}"
+    if ended:  # (cancelled or refused before its driver ran, or a driver that died: never one)
+        counted += f"; {len(ended)} ended without one: {', '.join(ended)}"
     return "\n".join([*lines, counted])
 
 
@@ -428,7 +436,7 @@ def gc_lines(report: dict[str, Any]) -> list[str]:
 
 
 def log_streams(deployment: Deployment, run_id: str, task: str | None = None) -> list[tuple[str, str, str]]:
-    """(label, log group, log stream) of the driver, or of the tasks whose call id contains ``task``."""
+    """(label, log group, log stream) of the driver, or of the calls ``task`` names (``names_call``)."""
     current = status.read(deployment.bucket, run_id)
     if current is None:
         raise ClientError(f"no run {run_id}")
@@ -438,15 +446,25 @@ def log_streams(deployment: Deployment, run_id: str, task: str | None = None) ->
         group = deployment.outputs["DriverLogGroupName"]
         return [("driver", group, f"driver/driver/{current.driver_task.rsplit('/', 1)[-1]}")]
     group = deployment.outputs["TaskLogGroupName"]
-    matches = sorted(call for call in current.calls if call == task or task in call)
+    matches = sorted(call for call in current.calls if names_call(task, call))
     if not matches:
-        known = ", ".join(sorted(current.calls)) or "none yet"
-        raise NotYet(f"run {run_id} has no task matching {task!r} (its tasks: {known})", current.finished)
+        known = ", ".join(sorted(current.calls)) or ("none" if current.finished else "none yet")
+        reused = current.tasks.cached
+        cached = (f"; {reused} call(s) were reused from the call cache and have no log of their own "
+                  "(`cache explain` says from which run)") if reused else ""
+        raise NotYet(f"run {run_id} has no task matching {task!r} (its tasks: {known}){cached}", current.finished)
     return [
         (f"{call} attempt {i}", group, f"miniwdl/task/{arn.rsplit('/', 1)[-1]}")
         for call in matches
         for i, arn in enumerate(current.calls[call], 1)
     ]
+
+
+def names_call(asked: str, call: str) -> bool:
+    """Whether ``--task asked`` names the call ``call`` (miniwdl's call id): its id, the start of
+    its id up to a "-" (``call-greet-1`` for ``call-greet-1-BenBitdiddle``), or its task's name
+    (``greet``: every greet call of a scatter). Not any part of it: "a" is in every "call-"."""
+    return asked in (call, task_name(call)) or call.startswith(asked + "-")
 
 
 class NotYet(ClientError):

@@ -134,3 +134,22 @@ def test_following_a_task_that_has_not_started_waits_for_it(deployment, capsys):
     assert capsys.readouterr().err == f"run {run_id} has no task matching 'chatty' (its tasks: none yet): waiting\n"
     with pytest.raises(client.ClientError, match="has no task matching 'quiet'"):
         client.print_logs(deployment, run_id, "quiet", True, out=io.StringIO(), interval=0.01)
+
+
+@pytest.mark.parametrize("asked, call, named", [
+    ("greet", "call-greet-0-AlyssaPHacker", True), ("call-greet-0", "call-greet-0-AlyssaPHacker", True),
+    ("call-greet-0-AlyssaPHacker", "call-greet-0-AlyssaPHacker", True), ("call-greet-1", "call-greet-10-CyDFect", False),
+    ("a", "call-b", False), ("a", "call-a", True), ("gre", "call-greet-0", False), ("chatty", "call-chatty", True),
+])
+def test_a_task_is_named_by_its_call_id_its_start_or_its_tasks_name(asked, call, named):
+    """`logs --task a` named every call (each "call-" holds an "a"): a part of a call id names
+    nothing, its task's name names every call of it."""
+    assert client.names_call(asked, call) is named
+
+
+def test_a_task_asked_for_in_a_run_with_reused_calls_says_they_have_no_log(deployment):
+    status.update("runs", RUN_ID, lambda s: s.model_copy(update={"tasks": s.tasks.model_copy(update={"cached": 2})}))
+    with pytest.raises(client.ClientError) as info:
+        client.print_logs(deployment, RUN_ID, "quiet", False, out=io.StringIO())
+    assert str(info.value) == (f"run {RUN_ID} has no task matching 'quiet' (its tasks: call-chatty); 2 call(s) were reused "
+                               "from the call cache and have no log of their own (`cache explain` says from which run)")

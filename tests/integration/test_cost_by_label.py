@@ -35,12 +35,14 @@ def test_cost_adds_up_the_runs_cost_per_label_value_and_names_runs_without_one(d
     a_run("call", "1", {"project": {"y": 2.0}})
     a_run("plain", "1", {})  # a run without labels
     going = a_run("call", "2")  # still running: no cost.json yet
+    gone = a_run("drop", "1")  # cancelled before its driver ran: it never will have one
+    status.update("runs", gone, lambda current: current.model_copy(update={"status": "CANCELLED"}))
     doc = client.cost_by_label(deployment)
     assert doc == {"by_label": {"project": {"x": 1.75, "y": 2.0}, "team": {"lab": 1.5}}, "currency": "USD",
-                   "runs": 4, "without_cost": [going]}
+                   "runs": 4, "without_cost": [going, gone], "ended_without_cost": [gone]}
     assert cli.main(["cost", "--label", "project"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split() for line in lines[:3]] == [["LABEL", "VALUE", "USD"], ["project", "y", "2.0000"], ["project", "x", "1.7500"]]
-    assert lines[3] == f"4 run(s) counted; 1 without a cost estimate yet: {going}"
+    assert lines[3] == f"4 run(s) counted; 1 without a cost estimate yet: {going}; 1 ended without one: {gone}"
     assert cli.main(["cost", "--name", "align", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["by_label"] == {"project": {"x": 1.75}, "team": {"lab": 1.5}}

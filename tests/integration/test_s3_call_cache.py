@@ -220,7 +220,7 @@ def test_the_stacks_default_mode_applies_when_the_run_does_not_say(bucket, tmp_p
 
 def test_explain_says_what_it_cannot_find(bucket, tmp_path):
     assert drive(tmp_path, "c-x") == 0
-    with pytest.raises(explain.ExplainError, match="no call 'nope' in this run; its calls: \. \(the workflow\), call-count"):
+    with pytest.raises(explain.ExplainError, match=r"no call 'nope' in this run; its calls: \. \(the workflow\), call-count"):
         explain.explain("runs", "s3://runs/runs/c/results/c-x/", "nope")
     with pytest.raises(explain.ExplainError, match="is not there"):
         explain.explain("runs", "s3://runs/runs/c/results/c-none/", "make")

@@ -157,7 +157,7 @@ def test_explain_finds_a_call_by_its_directory_or_its_tasks_name(asked, found):
 def test_explain_asks_which_call_when_a_name_fits_several_or_none():
     with pytest.raises(explain.ExplainError, match="'greet' names 3 calls: call-greet-0-ann, call-greet-1-bob, call-greet-10-cy; name one"):
         explain.pick(CALLS, "greet")
-    with pytest.raises(explain.ExplainError, match="no call 'nope' in this run; its calls: \. \(the workflow\), call-make, call-greet-0-ann"):
+    with pytest.raises(explain.ExplainError, match=r"no call 'nope' in this run; its calls: \. \(the workflow\), call-make, call-greet-0-ann"):
         explain.pick(CALLS, "nope")
 
 
