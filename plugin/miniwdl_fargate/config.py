@@ -16,6 +16,7 @@ import configparser
 import functools
 import json
 import logging
+import math
 from dataclasses import dataclass, fields
 from importlib import resources
 
@@ -287,19 +288,21 @@ _PARSERS = {
     "security_groups": parse_list,
     "assign_public_ip": parse_bool,
     "efs_mountpoint": lambda v: v.strip().rstrip("/"),
-    "default_cpu_shares": int,
-    "default_memory_mb": int,
+    # (snapped up to a Fargate size, whose largest they may not pass)
+    "default_cpu_shares": lambda v: int(_between(int(v), 1, sizes.MAX_CPU_UNITS)),
+    "default_memory_mb": lambda v: int(_between(int(v), 1, sizes.MAX_MEMORY_MIB)),
     "poll_interval": lambda v: _at_least(float(v), 0.05),
     "describe_budget": lambda v: _at_least(float(v), 0.1),
-    "stop_timeout": lambda v: min(120, int(v)),
-    "launch_rate": float,
-    "launch_burst": int,
+    # (ECS: at most 120 s on Fargate: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html)
+    "stop_timeout": lambda v: min(120, int(_at_least(int(v), 1))),
+    "launch_rate": lambda v: _at_least(float(v), 0.01),
+    "launch_burst": lambda v: int(_at_least(int(v), 1)),
     "max_tasks_per_run": lambda v: int(_at_least(int(v), 1)),
     "max_concurrent_tasks": lambda v: int(_at_least(int(v or 0), 0)),
     "max_vcpus": lambda v: _at_least(float(v or 0), 0.0),
     "max_cost_usd": lambda v: _at_least(float(v or 0), 0.0),
     "budget_check_seconds": lambda v: _at_least(float(v), 0.1),
-    "capacity_retries": int,
+    "capacity_retries": lambda v: int(_at_least(int(v), 0)),
     "spot": parse_bool,
     "provision": parse_bool,
     "oom_retries": lambda v: max(0, int(v)),
@@ -345,8 +348,14 @@ def parse_s3_prefix(value: str) -> str:
 
 
 def _at_least(value: float, low: float) -> float:
-    if value < low:
+    if not value >= low or value == math.inf:  # (NaN compares false to everything)
         raise ValueError(f"must be at least {low:g} (got {value:g})")
+    return value
+
+
+def _between(value: float, low: float, high: float) -> float:
+    if not low <= value <= high:  # (NaN too)
+        raise ValueError(f"must be from {low:g} to {high:g} (got {value:g})")
     return value
 
 
@@ -357,6 +366,6 @@ def _days(value: float) -> float:
 
 
 def _factor(value: float) -> float:
-    if value <= 1.0:
+    if not 1.0 < value < math.inf:  # (NaN too)
         raise ValueError(f"must be more than 1 (got {value:g})")
     return value

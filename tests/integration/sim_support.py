@@ -25,7 +25,9 @@ def one_task(runtime: str) -> str:
 """
 
 
-def start_miniwdl(sim, tmp_path, source, **inputs):
+def start_miniwdl(sim, tmp_path, source, *, settings=None, **inputs):
+    """`miniwdl run` of ``source`` against ``sim``, with ``inputs``; ``settings`` (environment
+    variables) over the backend's usual ones."""
     wdl = tmp_path / "w.wdl"
     wdl.write_text(textwrap.dedent(source))
     env = dict(os.environ)
@@ -48,6 +50,7 @@ def start_miniwdl(sim, tmp_path, source, **inputs):
             "MINIWDL__AWS_FARGATE__PROVISION": "false",
             "MINIWDL__AWS_FARGATE__POLL_INTERVAL": "0.1",
             "MINIWDL__AWS_FARGATE__RUN_ID": "sim-run",
+            **(settings or {}),
         }
     )
     args = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in inputs.items()]

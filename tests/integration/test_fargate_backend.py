@@ -132,6 +132,7 @@ def test_task_definition_mounts_efs_at_the_driver_path_and_is_reused(backend):
     assert td["containerDefinitions"][0]["entryPoint"] == ["/bin/sh", "-c"]
     assert td["containerDefinitions"][0]["linuxParameters"]["initProcessEnabled"] is True
     assert "user" not in td["containerDefinitions"][0]  # the image's own USER
+    assert (td["cpu"], td["memory"]) == ("1024", "2048")  # (the defaults, a Fargate size)
     # a second request for the same image reuses it, also across processes (looked up by family)
     FargateTaskContainer._task_definitions.clear()
     assert container.task_definition(LOG, "biocontainers/bwa:0.7.17") == arn
@@ -307,3 +308,13 @@ def test_the_runs_limits_hold_a_place_per_launched_attempt_and_refuse_a_task_big
         assert len(aws.client("ecs").list_tasks(cluster="wdl")["taskArns"]) == 1  # the first task's only
     finally:
         limits.end_run("run-limited")
+
+
+def test_the_task_definitions_size_is_the_defaults_snapped_to_a_fargate_size(backend, monkeypatch):
+    """RunTask's overrides snap the defaults; the task definition gave them as written (1500 cpu
+    units: no Fargate size; ECS refuses it)."""
+    monkeypatch.setattr(FargateTaskContainer.settings, "default_cpu_shares", 1500)
+    monkeypatch.setattr(FargateTaskContainer.settings, "default_memory_mb", 3000)
+    spec = FargateTaskContainer.task_definition_spec("ubuntu:22.04")
+    assert (spec["cpu"], spec["memory"]) == ("2048", "4096")
+    validate("RegisterTaskDefinition", {"family": "f", **spec})

@@ -237,3 +237,13 @@ def test_sigterm_ends_the_wait_of_tasks_waiting_for_their_turn(sim, tmp_path, mo
     assert code != 0
     assert len(sim.tasks) == 2 and sim.count("StopTask", "ok") == 2
     wait_for(lambda: sim.running() == 0, 10, what="no running task")
+
+
+def test_a_run_directory_outside_the_efs_mountpoint_launches_nothing(sim, tmp_path):
+    """Its tasks would mount EFS at efs_mountpoint and fail to enter their directory, billing for
+    nothing: refused before RunTask, naming the option."""
+    elsewhere = {"MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT": str(tmp_path / "elsewhere")}
+    code, out = finish(start_miniwdl(sim, tmp_path, ONE_TASK % 0, settings=elsewhere))
+    assert code != 0
+    assert "is not under [aws_fargate] efs_mountpoint" in out and str(tmp_path / "elsewhere") in out
+    assert sim.run_task_requests == []

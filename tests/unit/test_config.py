@@ -50,6 +50,20 @@ def test_bad_value_names_the_option(monkeypatch):
         load(monkeypatch, default_memory_mb="lots")
 
 
+@pytest.mark.parametrize("option, value", [
+    ("poll_interval", "nan"), ("missing_grace", "nan"), ("max_cost_usd", "nan"), ("max_vcpus", "inf"),
+    ("oom_memory_factor", "nan"), ("stop_timeout", "-5"), ("stop_timeout", "0"), ("capacity_retries", "-1"),
+    ("launch_rate", "0"), ("launch_burst", "0"), ("default_cpu_shares", "0"), ("default_cpu_shares", "99999"),
+    ("default_memory_mb", "-1"), ("default_memory_mb", "200000"),
+])
+def test_a_value_out_of_range_is_refused_naming_the_option(monkeypatch, option, value):
+    """Refused as the run starts, naming the option: NaN passed every "at least" check (NaN
+    compares false), a negative stop timeout reached the task definition, a zero launch rate
+    failed later in the token bucket without naming the option."""
+    with pytest.raises(ValueError, match=rf"invalid \[aws_fargate\] {option} \(or MINIWDL__AWS_FARGATE__{option.upper()}\)"):
+        load(monkeypatch, **{option: value})
+
+
 def test_oom_retry_and_prices_options(monkeypatch, tmp_path):
     s = load(monkeypatch)
     assert (s.oom_retries, s.oom_memory_factor) == (1, 2.0)

@@ -377,6 +377,14 @@ class FargateTaskContainer(BaseTaskContainer):
 
     def __init__(self, cfg: Any, run_id: str, host_dir: str) -> None:
         super().__init__(cfg, run_id, host_dir)
+        mountpoint = self.settings.efs_mountpoint
+        if mountpoint and not os.path.realpath(host_dir).startswith(os.path.realpath(mountpoint).rstrip("/") + "/"):
+            # its container mounts EFS there and works in this directory: it would fail to enter it
+            raise WDL.Error.RuntimeError(
+                f"aws_fargate: task {run_id}'s directory {host_dir} is not under [aws_fargate] efs_mountpoint "
+                f"{mountpoint}, where its container mounts EFS: run miniwdl in a directory under the mount point, "
+                "or set efs_mountpoint to the EFS mount holding it"
+            )
         self._size: sizes.TaskSize | None = None
         self._interruptions = 0
         self._capacity = "FARGATE"
@@ -433,8 +441,13 @@ class FargateTaskContainer(BaseTaskContainer):
 
     def fargate_size(self) -> sizes.TaskSize:
         if self._size is None:  # process_runtime not called: the task's runtime said nothing
-            self._size = sizes.snap(self.settings.default_cpu_shares, self.settings.default_memory_mb)
+            self._size = self.default_size()
         return self._size
+
+    @classmethod
+    def default_size(cls) -> sizes.TaskSize:
+        """``default_cpu_shares`` and ``default_memory_mb`` snapped up to a Fargate size."""
+        return sizes.snap(cls.settings.default_cpu_shares, cls.settings.default_memory_mb)
 
     def attempt_facts(self) -> dict[str, Any]:
         size = self.fargate_size()
@@ -627,8 +640,10 @@ class FargateTaskContainer(BaseTaskContainer):
         spec: dict[str, Any] = {
             "requiresCompatibilities": ["FARGATE"],
             "networkMode": "awsvpc",
-            "cpu": str(s.default_cpu_shares),
-            "memory": str(s.default_memory_mb),
+            # the defaults as RunTask's overrides give them: a Fargate size (ECS refuses a task
+            # definition of another: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html#fargate-tasks-size)
+            "cpu": str(cls.default_size().cpu),
+            "memory": str(cls.default_size().memory),
             "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
             "containerDefinitions": [container],
             "volumes": [{"name": EFS_VOLUME, "efsVolumeConfiguration": efs}],
