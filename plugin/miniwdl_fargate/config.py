@@ -57,7 +57,11 @@ def cfg_problem(text: str, where: str) -> str | None:
     problems = []
     if parser.has_section(SECTION):
         for name in parser.options(SECTION):
-            value = parser.get(SECTION, name)
+            # as miniwdl's Loader.get reads it: quotes around it stripped, then $VARs and ~
+            # expanded, which only the machine that runs it can do (its value is checked there)
+            value = wdl_config._strip(parser.get(SECTION, name))
+            if "$" in value or value.startswith("~"):
+                continue
             try:
                 _PARSERS.get(name, str.strip)(value)
             except (ValueError, TypeError) as exn:

@@ -193,3 +193,19 @@ def test_every_option_of_the_packaged_cfg_has_one_reader():
     documented = set(parser[config.SECTION])
     read = {f.name for f in fields(FargateSettings)}
     assert documented == read
+
+
+@pytest.mark.parametrize("line", [
+    'keep_run_dirs = "true"', "max_tasks_per_run = '50'", "max_tasks_per_run = $MAXT", "max_tasks_per_run = ${MAXT}",
+    "tags = '{\"a\": \"b\"}'", 'call_cache_uri = "s3://b/p/"', "prices = ~/prices.json", "spot = false",
+])
+def test_a_bundled_cfg_value_miniwdl_reads_is_not_refused(line):
+    """``cfg_problem`` reads a value as miniwdl's Loader does (quotes around it stripped; $VARs
+    and ~ left to the machine that runs it, whose environment they name)."""
+    assert config.cfg_problem(f"[aws_fargate]\n{line}\n", "miniwdl.cfg") is None
+
+
+def test_a_bundled_cfg_value_the_backend_cannot_read_is_refused_quoted_or_not():
+    assert config.cfg_problem('[aws_fargate]\nkeep_run_dirs = "perhaps"\n', "miniwdl.cfg") == (
+        "[aws_fargate] keep_run_dirs = 'perhaps': expected true or false, got 'perhaps'"
+    )
