@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import WDL
 
@@ -127,18 +128,19 @@ STAGED_PREFIX = "staged/"
 
 def stage_inputs(
     doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str
-) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
+) -> tuple[dict[str, Any], list[tuple[Path, str, str]]]:
     """Rewrite local File/Directory inputs (relative to the inputs file) as s3:// URIs under
     ``STAGED_PREFIX``, named by their content.
 
-    Returns the new inputs JSON and the uploads to make; checks everything before uploading.
+    Returns the new inputs JSON and the uploads to make (file, key, the file's sha256 as it was
+    keyed); checks everything before uploading.
     """
     target = workflow_target(doc)
     try:
         env = WDL.values_from_json(inputs, target.available_inputs, namespace=target.name)
     except WDL.Error.InputError as exn:
         raise RunInputError(f"inputs: {exn}") from None
-    uploads: list[tuple[Path, str]] = []
+    uploads: list[tuple[Path, str, str]] = []
 
     def stage(value: WDL.Value.File | WDL.Value.Directory) -> str:
         path = value.value
@@ -151,14 +153,16 @@ def stage_inputs(
             raise RunInputError(f"inputs: {kind} {path} not found (looked for {local})")
         if is_dir:
             files = sorted((file.relative_to(local).as_posix(), file) for file in local.rglob("*") if file.is_file())
+            digests = [content_digest(file) for _rel, file in files]
             tree = hashlib.sha256()
-            for rel, file in files:
-                tree.update(f"{rel}\0{content_digest(file)}\n".encode())
+            for (rel, _file), digest in zip(files, digests, strict=True):
+                tree.update(f"{rel}\0{digest}\n".encode())
             key = f"{STAGED_PREFIX}{tree.hexdigest()}/{local.name}"
-            uploads.extend((file, f"{key}/{rel}") for rel, file in files)
+            uploads.extend((file, f"{key}/{rel}", digest) for (rel, file), digest in zip(files, digests, strict=True))
             return s3io.uri(bucket, key + "/")
-        key = f"{STAGED_PREFIX}{content_digest(local)}/{local.name}"
-        uploads.append((local, key))
+        digest = content_digest(local)
+        key = f"{STAGED_PREFIX}{digest}/{local.name}"
+        uploads.append((local, key, digest))
         return s3io.uri(bucket, key)
 
     rewritten = WDL.Value.rewrite_env_paths(env, stage)
@@ -180,15 +184,43 @@ def _digest(path: str, _size: int, _mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def upload_staged(s3: Any, path: Path, bucket: str, key: str) -> None:
-    """A staged input uploaded unless its key is there already: a key under ``STAGED_PREFIX``
-    names its content, so one of the file's size holds these bytes."""
+class _HashingReader(io.RawIOBase):
+    """A file read once, front to back, hashing what is read (not seekable: s3transfer then
+    reads it in order, part after part)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.sha256.update(data)
+        return data
+
+
+#: the user metadata a staged object carries: the sha256 of the bytes uploaded (its key's)
+STAGED_SHA256 = "sha256"
+
+
+def upload_staged(s3: Any, path: Path, bucket: str, key: str, digest: str) -> None:
+    """A staged input uploaded unless its key is there already (with the file's sha256,
+    ``digest``, as uploaded here). The file is hashed again as it is uploaded: if it changed
+    since its key was made, or while it was uploaded, the object is removed and RunInputError
+    says so (a key never holds other bytes than its name says, and nothing has started)."""
     try:
-        if s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == path.stat().st_size:
+        if s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(STAGED_SHA256) == digest:
             return
     except s3.exceptions.ClientError:  # (404, or 403 without s3:ListBucket: upload it)
         pass
-    s3.upload_file(str(path), bucket, key)
+    with open(path, "rb") as infile:
+        reader = _HashingReader(infile)
+        s3.upload_fileobj(reader, bucket, key, ExtraArgs={"Metadata": {STAGED_SHA256: digest}})
+    if reader.sha256.hexdigest() != digest:
+        s3.delete_object(Bucket=bucket, Key=key)
+        raise RunInputError(f"{path} changed while it was being submitted: nothing was started; submit again")
 
 
 @dataclass
@@ -256,8 +288,8 @@ class Submission:
         prefix = runs.run_prefix(self.name)
         with name_claimed(bucket, self.name) as lost:
             self.upload_workflow(bucket)
-            for path, key in uploads:
-                upload_staged(s3, path, bucket, key)
+            for path, key, digest in uploads:
+                upload_staged(s3, path, bucket, key, digest)
             given = self.options.given()
             if given:
                 s3.put_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME, Body=json.dumps(given, indent=2).encode(),

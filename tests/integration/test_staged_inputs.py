@@ -62,9 +62,9 @@ def test_the_same_content_is_one_upload_whatever_the_run_name_or_folder(bucket, 
     uploaded = []
     real = upload.upload_staged
 
-    def spied(s3, path, bucket, key):
+    def spied(s3, path, bucket, key, digest):
         before = s3.head_object(Bucket=bucket, Key=key)["LastModified"]
-        real(s3, path, bucket, key)
+        real(s3, path, bucket, key, digest)
         if s3.head_object(Bucket=bucket, Key=key)["LastModified"] != before:
             uploaded.append(key)
 
@@ -87,15 +87,31 @@ def test_a_later_submission_under_the_same_name_does_not_change_what_a_run_reads
     assert listing(second["w.d"]) == {"y.txt": "Y"}
 
 
-def test_a_staged_key_already_there_is_not_uploaded_again_unless_its_size_differs(bucket, tmp_path):
+def test_a_staged_key_already_there_is_not_uploaded_again_unless_it_lacks_its_sha256(bucket, tmp_path):
     s3 = aws.client("s3")
     path = tmp_path / "f.txt"
     path.write_text("abc")
-    key = f"{upload.STAGED_PREFIX}{upload.content_digest(path)}/f.txt"
-    upload.upload_staged(s3, path, bucket, key)
+    digest = upload.content_digest(path)
+    key = f"{upload.STAGED_PREFIX}{digest}/f.txt"
+    upload.upload_staged(s3, path, bucket, key, digest)
     before = s3.head_object(Bucket=bucket, Key=key)
-    upload.upload_staged(s3, path, bucket, key)
+    assert before["Metadata"] == {"sha256": digest}
+    upload.upload_staged(s3, path, bucket, key, digest)
     assert s3.head_object(Bucket=bucket, Key=key)["LastModified"] == before["LastModified"]
-    s3.put_object(Bucket=bucket, Key=key, Body=b"a")  # (cut short by hand: uploaded again)
-    upload.upload_staged(s3, path, bucket, key)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"xyz")  # (put there by hand: not known to hold these bytes)
+    upload.upload_staged(s3, path, bucket, key, digest)
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"abc"
+
+
+def test_a_file_changed_after_it_was_keyed_is_not_uploaded_under_that_key(bucket, tmp_path):
+    """Its key was made from its bytes then (before the run name's claim was waited for, say):
+    the upload hashes what it sends, and a key never holds other bytes than its name says."""
+    s3 = aws.client("s3")
+    path = tmp_path / "in.txt"
+    path.write_text("AAAA\n")
+    digest = upload.content_digest(path)
+    key = f"{upload.STAGED_PREFIX}{digest}/in.txt"
+    path.write_text("BBBB\n")
+    with pytest.raises(upload.RunInputError, match=r"in.txt changed while it was being submitted: nothing was started"):
+        upload.upload_staged(s3, path, bucket, key, digest)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=upload.STAGED_PREFIX)
