@@ -215,12 +215,15 @@ def upload_staged(s3: Any, path: Path, bucket: str, key: str, digest: str) -> No
             return
     except s3.exceptions.ClientError:  # (404, or 403 without s3:ListBucket: upload it)
         pass
+    changed = RunInputError(f"{path} changed while it was being submitted: nothing was started; submit again")
+    if content_digest(path) != digest:  # (since it was keyed: its size or mtime tell)
+        raise changed
     with open(path, "rb") as infile:
         reader = _HashingReader(infile)
         s3.upload_fileobj(reader, bucket, key, ExtraArgs={"Metadata": {STAGED_SHA256: digest}})
-    if reader.sha256.hexdigest() != digest:
+    if reader.sha256.hexdigest() != digest:  # (changed while it was read)
         s3.delete_object(Bucket=bucket, Key=key)
-        raise RunInputError(f"{path} changed while it was being submitted: nothing was started; submit again")
+        raise changed
 
 
 @dataclass

@@ -115,3 +115,21 @@ def test_a_file_changed_after_it_was_keyed_is_not_uploaded_under_that_key(bucket
     with pytest.raises(upload.RunInputError, match=r"in.txt changed while it was being submitted: nothing was started"):
         upload.upload_staged(s3, path, bucket, key, digest)
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=upload.STAGED_PREFIX)
+
+
+def test_a_file_changed_while_it_is_uploaded_leaves_nothing_under_its_key(bucket, tmp_path, monkeypatch):
+    s3 = aws.client("s3")
+    path = tmp_path / "in.txt"
+    path.write_text("AAAA\n")
+    digest = upload.content_digest(path)
+    key = f"{upload.STAGED_PREFIX}{digest}/in.txt"
+
+    def read_while_written(self, size=-1):  # (another writer changes it as the upload reads it)
+        data = self.raw.read(size)
+        self.sha256.update(data.replace(b"A", b"B"))
+        return data
+
+    monkeypatch.setattr(upload._HashingReader, "read", read_while_written)
+    with pytest.raises(upload.RunInputError, match=r"in.txt changed while it was being submitted"):
+        upload.upload_staged(s3, path, bucket, key, digest)
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=upload.STAGED_PREFIX)
