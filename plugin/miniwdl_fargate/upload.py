@@ -13,9 +13,11 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import secrets
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -520,7 +522,9 @@ def scratch_folder() -> str:
 def build_bundle(wdl_path: Path, folder: Path) -> Path:
     """``miniwdl zip WORKFLOW.wdl``: the WDL and every WDL it imports (from anywhere: imports
     outside its folder are stored under ``__outside_wdl/`` and rewritten to match), into
-    ``folder``; only WDL files, as miniwdl builds it (no miniwdl.cfg, no other files)."""
+    ``folder``; WDL files, as miniwdl builds it, and the WDL folder's ``miniwdl.cfg`` beside
+    the main WDL (the run's configuration, as in a folder submitted as it is: the submit step
+    unpacks a bundle into a folder); no other files."""
     import logging
 
     import WDL.Zip
@@ -529,6 +533,11 @@ def build_bundle(wdl_path: Path, folder: Path) -> Path:
     archive = folder / (wdl_path.stem + zipbundle.SUFFIX)
     try:
         WDL.Zip.build(doc, str(archive), logging.getLogger("miniwdl-fargate.zip"))
+        cfg = wdl_path.parent / config.RUN_CFG
+        if cfg.is_file():
+            with zipfile.ZipFile(archive, "a") as bundle:
+                main = json.loads(bundle.read(zipbundle.MANIFEST))["mainWorkflowURL"]
+                bundle.write(cfg, posixpath.join(posixpath.dirname(main), config.RUN_CFG))
     except (OSError, WDL.Error.InputError) as exn:
         raise RunInputError(f"{wdl_path}: could not build a bundle of it: {exn}") from None
     return archive

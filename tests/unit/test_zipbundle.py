@@ -178,11 +178,15 @@ def test_a_wdl_importing_its_folders_workflow_wdl_is_submitted_as_a_bundle(tmp_p
     workflow.wdl it does not import stays a plain folder's file."""
     (tmp_path / "main.wdl").write_text(MAIN.replace("tasks/t.wdl", "workflow.wdl"))
     (tmp_path / "workflow.wdl").write_text(TASKS)
+    (tmp_path / "miniwdl.cfg").write_text('[task_runtime]\ndefaults = {"docker": "alpine:3.19"}\n')
     submission = upload.prepare(tmp_path / "main.wdl", {"w.who": "x"}, "collide")
     assert submission.bundle
     with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
         assert bundle.main == "main.wdl"
-        assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "main.wdl", "workflow.wdl"]
+        # the folder's miniwdl.cfg goes with it, beside the main WDL, where the run reads it
+        assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "main.wdl", "miniwdl.cfg", "workflow.wdl"]
+        cfg, = (i for i in bundle.files() if i.filename == "miniwdl.cfg")
+        assert b"alpine:3.19" in bundle.open(cfg).read()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "main.wdl").write_text(MAIN.replace('import "tasks/t.wdl" as t\n', "").replace("call t.hi { input: who = who }", ""))
     (tmp_path / "other" / "workflow.wdl").write_text(TASKS)
