@@ -731,6 +731,17 @@ def test_the_cli_refuses_the_inputs_the_pipeline_refuses_with_every_problem(tmp_
     assert str(info.value) == "; ".join(f"{w.replace(INPUTS, 'inputs')}: {p}" for w, p in expected)
 
 
+def test_an_inputs_key_starting_with_a_hash_is_a_comment_as_for_miniwdl(pipeline, tmp_path):
+    """miniwdl's values_from_json skips keys starting with "#" (comments in an inputs file): the
+    submit step and the CLI too, and the run starts."""
+    settings, drop, rejection, executions = pipeline
+    inputs = dict(OK_INPUTS, **{"#note": "the reference is hg38", "#": 1})
+    assert drop("commented", inputs, GOOD, None) is not None
+    assert len(executions()) == 1
+    (tmp_path / "hello.wdl").write_text(GOOD)
+    assert upload.prepare(tmp_path / "hello.wdl", inputs, name="cli").inputs == inputs
+
+
 def test_the_cli_refuses_a_bundled_cfg_the_pipeline_refuses(tmp_path):
     _inputs, _wdl, extra, expected = BAD_SUBMISSIONS["cfg-bad-values"]
     (tmp_path / "hello.wdl").write_text(GOOD)

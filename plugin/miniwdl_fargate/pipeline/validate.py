@@ -191,6 +191,8 @@ def check_inputs(target: Any, inputs: dict[str, Any], where: str, problems: Prob
     ok = True
     given: dict[str, str] = {}
     for key, value in inputs.items():
+        if key.startswith("#"):  # a comment, which miniwdl's values_from_json skips
+            continue
         name = _strip(key, target.name)
         if name in given:
             problems.add(f"{where}: {key}", f"the input {target.name}.{name} is also given as {given[name]!r}: give it once")
