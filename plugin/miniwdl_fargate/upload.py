@@ -154,7 +154,10 @@ def stage_inputs(
             kind = "directory" if is_dir else "file"
             raise RunInputError(f"inputs: {kind} {path} not found (looked for {local})")
         if is_dir:
-            files = sorted((file.relative_to(local).as_posix(), file) for file in local.rglob("*") if file.is_file())
+            files = sorted(directory_files(local))
+            if not files:  # (the submit step refuses an s3:// folder that holds nothing: S3 has no empty folders)
+                raise RunInputError(f"inputs: directory {path} holds no files (looked in {local}); an S3 folder "
+                                    "cannot be empty: put a file in it, or give the input no value if it is optional")
             digests = [content_digest(file) for _rel, file in files]
             tree = hashlib.sha256()
             for (rel, _file), digest in zip(files, digests, strict=True):
@@ -169,6 +172,26 @@ def stage_inputs(
 
     rewritten = WDL.Value.rewrite_env_paths(env, stage)
     return WDL.values_to_json(rewritten, namespace=target.name), uploads
+
+
+def directory_files(root: Path) -> list[tuple[str, Path]]:
+    """(relative path, path) of every file under ``root``, through symbolic links to files and
+    folders as miniwdl reads a Directory input (a link back to a folder it is inside, a loop, is
+    not followed; a dangling link holds nothing)."""
+    found: list[tuple[str, Path]] = []
+
+    def walk(folder: Path, rel: str, inside: frozenset[str]) -> None:
+        for entry in os.scandir(folder):
+            path, name = Path(entry.path), f"{rel}{entry.name}"
+            if entry.is_dir():  # (follows links)
+                real = os.path.realpath(path)
+                if real not in inside:
+                    walk(path, name + "/", inside | {real})
+            elif entry.is_file():
+                found.append((name, path))
+
+    walk(root, "", frozenset({os.path.realpath(root)}))
+    return found
 
 
 def content_digest(path: Path) -> str:

@@ -133,3 +133,22 @@ def test_a_file_changed_while_it_is_uploaded_leaves_nothing_under_its_key(bucket
     with pytest.raises(upload.RunInputError, match=r"in.txt changed while it was being submitted"):
         upload.upload_staged(s3, path, bucket, key, digest)
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix=upload.STAGED_PREFIX)
+
+
+def test_a_directory_is_staged_through_its_links_as_miniwdl_reads_it(tmp_path):
+    """A link to a folder is walked (its files were left out), to a file is that file, a link back
+    to a folder it is inside is not followed (a loop), a dangling one holds nothing."""
+    root = tmp_path / "d"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "r.txt").write_text("r")
+    (root / "alias").symlink_to("real")
+    (root / "f.lnk").symlink_to(root / "real" / "r.txt")
+    (root / "real" / "up").symlink_to("..")
+    (root / "gone").symlink_to(tmp_path / "nowhere")
+    assert sorted(rel for rel, _ in upload.directory_files(root)) == ["alias/r.txt", "f.lnk", "real/r.txt"]
+
+
+def test_an_empty_directory_is_refused_before_anything_is_uploaded(tmp_path):
+    root = folder(tmp_path / "wf", "one", {})
+    with pytest.raises(upload.RunInputError, match=r"directory ref holds no files .*an S3 folder cannot be empty"):
+        upload.prepare(root / "w.wdl", root / "inputs.json", "empty")
