@@ -6,6 +6,7 @@ metrics and run report."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ FAILED_TO_START = "failed to start"
 CANCELLED = "cancelled"
 RUNNING = "running"  # not finished when the report was made
 OUTCOMES = (SUCCEEDED, FAILED, OUT_OF_MEMORY, INTERRUPTED, FAILED_TO_START, CANCELLED, RUNNING)
+#: miniwdl's name of a workflow's run directory (``WDL._util.provision_run_dir``)
+_RUN_DIR = re.compile(r"^\d{8}_\d{6}_")
 
 @dataclass
 class Attempt:
@@ -52,6 +55,17 @@ class Attempt:
     detail: str = ""  # why it ended so (stop reason, container reason, error)
     task_arn: str = ""
     public_ip: bool = False  # its network interface got a public IPv4 address (assignPublicIp ENABLED)
+
+    def call_path(self) -> str:
+        """The call's directory under the workflow's run directory (miniwdl's, named
+        ``<yyyymmdd>_<hhmmss>_<workflow>``): ``call-inner/call-say_hi`` for a call of a
+        sub-workflow, which ``call`` (``call-say_hi``) does not tell from the workflow's own;
+        ``call`` when the directory says nothing more."""
+        parts = self.path.rstrip("/").split("/") if self.path else []
+        for i, part in enumerate(parts):
+            if _RUN_DIR.match(part):
+                return "/".join(parts[i + 1:]) or self.call
+        return self.call
 
     def outcome_text(self) -> str:
         if self.outcome in (FAILED, OUT_OF_MEMORY) and self.exit_code is not None:

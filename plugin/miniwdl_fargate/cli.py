@@ -147,7 +147,8 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("logs", parents=[where], help="the driver's log, or a task's (--task NAME)")
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)
-    p.add_argument("--task", metavar="NAME", help="tasks whose call id contains NAME (e.g. greet: call-greet-0, call-greet-1, ...)")
+    p.add_argument("--task", metavar="NAME", help="the calls NAME names: a call's name (greet: call-greet-0-…, call-greet-1-…; a sub-workflow's: "
+                   "its calls), a call id or its start (call-greet-1), or call-sub/call-x")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     p = sub.add_parser("outputs", parents=[where], help="a run's outputs (File values as s3:// URIs)")
     p.add_argument("run_id", metavar="RUN", type=arguments.run_id)

@@ -461,10 +461,15 @@ def log_streams(deployment: Deployment, run_id: str, task: str | None = None) ->
 
 
 def names_call(asked: str, call: str) -> bool:
-    """Whether ``--task asked`` names the call ``call`` (miniwdl's call id): its id, the start of
-    its id up to a "-" (``call-greet-1`` for ``call-greet-1-BenBitdiddle``), or its task's name
-    (``greet``: every greet call of a scatter). Not any part of it: "a" is in every "call-"."""
-    return asked in (call, task_name(call)) or call.startswith(asked + "-")
+    """Whether ``--task asked`` names the call ``call`` (its directory in the run: miniwdl's call
+    id, under its sub-workflows' as ``call-inner/call-x``): the whole of it, or the start of it,
+    or one of its directories by its id, the start of its id up to a "-" (``call-greet-1`` for
+    ``call-greet-1-BenBitdiddle``), or its call's name (``greet``: every greet call of a
+    scatter; ``inner``: every call of that sub-workflow). Not any part of a name: "a" is in
+    every "call-"."""
+    if asked == call or call.startswith(asked.rstrip("/") + "/"):
+        return True
+    return any(asked in (part, task_name(part)) or part.startswith(asked + "-") for part in call.split("/"))
 
 
 class NotYet(ClientError):

@@ -24,8 +24,8 @@ def task_counts(recorded: list[attempts.Attempt], cached: int = 0) -> tuple[stat
         key = attempt.path or attempt.call
         if key not in latest or attempt.attempt >= latest[key].attempt:
             latest[key] = attempt
-        if attempt.task_arn:
-            calls.setdefault(attempt.call, []).append(attempt.task_arn)
+        if attempt.task_arn:  # (by directory: sub-workflows' calls of one name kept apart)
+            calls.setdefault(attempt.call_path(), []).append(attempt.task_arn)
     counts = status.TaskCounts(total=len(latest) + cached, retried=len(recorded) - len(latest), cached=cached)
     for attempt in latest.values():
         if attempt.outcome == attempts.SUCCEEDED:

@@ -27,3 +27,23 @@ def test_each_call_counts_once_by_its_latest_attempt_and_a_cancelled_one_is_not_
     assert "4/9 done, 2 failed, 1 cancelled" in client.runs_table([current])
     counts.cancelled = 0
     assert "cancelled" not in client.progress_line(current) + client.runs_table([current])
+
+
+def test_calls_of_sub_workflows_are_kept_apart_by_their_directory():
+    """status.json's calls (what `logs --task` and WES's task logs read) by the call's directory
+    under the workflow's run directory: two sub-workflow calls and the workflow's own call of one
+    task were one call with three "attempts"."""
+    run_dir = "/mnt/efs/runs/sw-4e3a0e18/20261201_030139_main"
+    recorded = [
+        attempts.Attempt(call="call-say_hi", attempt=1, path=f"{run_dir}/call-say_hi", task_arn="arn:1"),
+        attempts.Attempt(call="call-say_hi", attempt=1, path=f"{run_dir}/call-inner/call-say_hi", task_arn="arn:2"),
+        attempts.Attempt(call="call-say_hi", attempt=1, path=f"{run_dir}/call-inner-1/call-say_hi", task_arn="arn:3"),
+        attempts.Attempt(call="call-t", attempt=1, path="/mnt/efs/runs/t-1/here", task_arn="arn:4"),  # (no workflow dir)
+    ]
+    _, calls = progress.task_counts(recorded)
+    assert calls == {"call-say_hi": ["arn:1"], "call-inner/call-say_hi": ["arn:2"], "call-inner-1/call-say_hi": ["arn:3"],
+                     "call-t": ["arn:4"]}
+    assert [c for c in calls if client.names_call("inner", c)] == ["call-inner/call-say_hi", "call-inner-1/call-say_hi"]
+    assert [c for c in calls if client.names_call("say_hi", c)] == ["call-say_hi", "call-inner/call-say_hi", "call-inner-1/call-say_hi"]
+    assert [c for c in calls if client.names_call("call-inner", c)] == ["call-inner/call-say_hi", "call-inner-1/call-say_hi"]
+    assert [c for c in calls if client.names_call("call-inner/call-say_hi", c)] == ["call-inner/call-say_hi"]
