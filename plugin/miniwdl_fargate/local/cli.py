@@ -276,6 +276,11 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
                 say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
             name, run_id = submission.upload(bucket, interval=CLIENT_POLL_SECONDS)
             say(f"submitted s3://{bucket}/runs/{name}/inputs.json -> run {run_id}")
+            if submission.refusal is not None:  # bad input, said on one line as `submit` says it
+                from ..pipeline.manage import problems_text
+
+                print(f"error: run {run_id} was refused: {problems_text(submission.refusal)}", file=sys.stderr)
+                return 2
             result = wait(
                 bucket, stack.outputs["StateMachineArn"], name, run_id, args.timeout,
                 on_status=lambda s: say(f"run {run_id}: {s}"), inputs_version=submission.inputs_version,
