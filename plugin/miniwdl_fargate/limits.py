@@ -70,6 +70,10 @@ class LaunchRefused(Exception):
     """The gate will not let a task launch: the run's budget is spent (``halted``) or the run ended."""
 
 
+#: the gate of a run that miniwdl runs on its own (no pipeline run id)
+STANDALONE = "standalone"
+
+
 @dataclass(frozen=True)
 class BudgetExceeded:
     """The run's estimated cost reached its budget."""
@@ -81,7 +85,8 @@ class BudgetExceeded:
     def message(self) -> str:
         return (
             f"the run reached its budget: it had spent about {self.spent_usd:.4f} USD of the run's budget "
-            f"{self.limit_usd:g} USD (options.max_cost_usd or the stack's MaxRunCostUsd), as the run report "
+            f"{self.limit_usd:g} USD ([aws_fargate] max_cost_usd; a pipeline run's options.max_cost_usd or its "
+            "stack's MaxRunCostUsd), as the run report "
             "estimates cost at list prices; no more tasks were launched and its running tasks were stopped"
         )
 

@@ -219,7 +219,7 @@ def test_a_run_that_reaches_its_budget_stops_its_tasks_and_launches_no_more(sim,
     code, out = finish(start_miniwdl(sim, tmp_path, SCATTER % (4, "1")))
     assert code != 0
     assert "the run reached its budget: it had spent about" in out
-    assert "of the run's budget 0.05 USD (options.max_cost_usd or the stack's MaxRunCostUsd)" in out
+    assert "of the run's budget 0.05 USD ([aws_fargate] max_cost_usd; a pipeline run's options.max_cost_usd or its stack's MaxRunCostUsd)" in out
     assert len(sim.tasks) == 3  # the fourth never launched
     assert all(t.stop_requested is not None for t in sim.tasks.values())
     wait_for(lambda: sim.running() == 0, 10, what="no running task")

@@ -822,7 +822,7 @@ class FargateTaskContainer(BaseTaskContainer):
         }
         if size.ephemeral_gib:
             overrides["ephemeralStorage"] = {"sizeInGiB": size.ephemeral_gib}
-        run_id = self.pipeline_run_id or "standalone"
+        run_id = self.pipeline_run_id or limits.STANDALONE
         tags = task_tags(run_id, self._driver or "unknown", self.run_id, self.run_tags)
         request: dict[str, Any] = {
             "cluster": s.cluster,
@@ -874,7 +874,7 @@ class FargateTaskContainer(BaseTaskContainer):
         run_limits = config.run_limits(self.cfg)
         if not run_limits.any:
             return None
-        return limits.gate_for(self.pipeline_run_id or "standalone", run_limits, config.option(self.cfg, "prices"))  # type: ignore[arg-type]
+        return limits.gate_for(self.pipeline_run_id or limits.STANDALONE, run_limits, config.option(self.cfg, "prices"))  # type: ignore[arg-type]
 
     def _take_turn(self, logger: logging.Logger, terminating: Callable[[], bool]) -> None:
         """Wait until the run's limits let this attempt run (``limits.Gate.take``): Terminated if
@@ -891,12 +891,12 @@ class FargateTaskContainer(BaseTaskContainer):
 
     def _attempt_over(self) -> None:
         turn, self._turn = self._turn, None
-        gate = limits.find(self.pipeline_run_id or "standalone")
+        gate = limits.find(self.pipeline_run_id or limits.STANDALONE)
         if turn is not None and gate is not None:
             gate.give_back(turn)
 
     def _halted(self) -> Exception | None:
-        gate = limits.find(self.pipeline_run_id or "standalone") if self._turn is not None else None
+        gate = limits.find(self.pipeline_run_id or limits.STANDALONE) if self._turn is not None else None
         why = gate.halted_error() if gate is not None else None
         return RunLimitReached(f"task {self.run_id} stopped: {why}") if why else None
 
