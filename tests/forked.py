@@ -10,14 +10,22 @@ Tests of how the console script starts and leaves keep running it for real.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 from typing import Any, Callable
 
 import pytest
+
+
+#: a child past its deadline is sent this first: it writes every thread's stack to its stderr
+DUMP_SIGNAL = signal.SIGUSR2
+DUMP_SECONDS = 2.0
 
 
 def run_forked(
@@ -67,10 +75,16 @@ class ForkedProcess:
             try:
                 _, status = _wait(self.pid, timeout)
             except TimeoutError:
+                # every thread's stack first, onto its stderr (``_child`` registers the dump): a
+                # child that hangs says where
+                os.kill(self.pid, DUMP_SIGNAL)
+                with contextlib.suppress(TimeoutError):
+                    _wait(self.pid, DUMP_SECONDS)
                 self.kill()
                 os.waitpid(self.pid, 0)
                 self.returncode = -9
-                raise subprocess.TimeoutExpired(self.args, timeout, output=self.read(self.output)) from None
+                said = self.read(self.output) + (self.read(self.errors) if self.errors is not None else "")
+                raise subprocess.TimeoutExpired(self.args, timeout, output=said) from None
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
@@ -103,6 +117,7 @@ def _child(
         os.dup2(err, 2)
         sys.stdout = open(1, "w", closefd=False)  # not pytest's capture objects
         sys.stderr = open(2, "w", closefd=False)
+        faulthandler.register(DUMP_SIGNAL, file=sys.stderr, all_threads=True)
         logging.root.handlers.clear()  # (pytest's log capture: the command configures its own)
         if cwd is not None:
             os.chdir(cwd)

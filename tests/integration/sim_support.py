@@ -3,8 +3,10 @@
 import functools
 import json
 import os
+import subprocess
 import textwrap
 
+import pytest
 import WDL.CLI
 
 from miniwdl_fargate.local import forkserver
@@ -68,5 +70,8 @@ def _parsers_built() -> None:
 
 
 def finish(proc, timeout=60):
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exn:  # (its output ends with every thread's stack: tests/forked.py)
+        pytest.fail(f"miniwdl did not end within {timeout} s; its output's end:\n{(exn.output or '')[-12000:]}")
     return proc.returncode, out
