@@ -62,9 +62,10 @@ class Attempt:
         sub-workflow, which ``call`` (``call-say_hi``) does not tell from the workflow's own;
         ``call`` when the directory says nothing more."""
         parts = self.path.rstrip("/").split("/") if self.path else []
-        for i, part in enumerate(parts):
-            if _RUN_DIR.match(part):
-                return "/".join(parts[i + 1:]) or self.call
+        # (the last such directory holding a call's: a run named like one is further up)
+        for i in range(len(parts) - 2, -1, -1):
+            if _RUN_DIR.match(parts[i]) and parts[i + 1].startswith("call-"):
+                return "/".join(parts[i + 1:])
         return self.call
 
     def outcome_text(self) -> str:

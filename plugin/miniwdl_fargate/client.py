@@ -467,9 +467,11 @@ def names_call(asked: str, call: str) -> bool:
     ``call-greet-1-BenBitdiddle``), or its call's name (``greet``: every greet call of a
     scatter; ``inner``: every call of that sub-workflow). Not any part of a name: "a" is in
     every "call-"."""
-    if asked == call or call.startswith(asked.rstrip("/") + "/"):
-        return True
-    return any(asked in (part, task_name(part)) or part.startswith(asked + "-") for part in call.split("/"))
+    parts = call.split("/")
+    if "/" in asked:  # directories from the top, each by its id or the start of its id
+        wanted = asked.rstrip("/").split("/")
+        return len(wanted) <= len(parts) and all(p == w or p.startswith(w + "-") for w, p in zip(wanted, parts[: len(wanted)], strict=True))
+    return any(asked in (part, task_name(part)) or part.startswith(asked + "-") for part in parts)
 
 
 class NotYet(ClientError):

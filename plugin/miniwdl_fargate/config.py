@@ -353,7 +353,8 @@ def parse_s3_prefix(value: str) -> str:
 
 def _at_least(value: float, low: float) -> float:
     if not value >= low or value == math.inf:  # (NaN compares false to everything)
-        raise ValueError(f"must be at least {low:g} (got {value:g})")
+        finite = "" if math.isfinite(value) else ", a finite number,"
+        raise ValueError(f"must be at least {low:g}{finite} (got {value:g})")
     return value
 
 

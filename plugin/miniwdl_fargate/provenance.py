@@ -59,7 +59,7 @@ def task_images(recorded: Iterable[Attempt]) -> list[dict[str, Any]]:
     attempt that never started)."""
     return [
         {
-            "call": a.call,
+            "call": a.call_path(),
             "attempt": a.attempt,
             "image": a.image,
             "image_uri": a.image_uri or a.image,

@@ -150,9 +150,17 @@ def stage_inputs(
             return path
         local = (inputs_dir / path).resolve()
         is_dir = isinstance(value, WDL.Value.Directory)
+        kind = "directory" if is_dir else "file"
         if not (local.is_dir() if is_dir else local.is_file()):
-            kind = "directory" if is_dir else "file"
-            raise RunInputError(f"inputs: {kind} {path} not found (looked for {local})")
+            what = "is not a regular file" if local.exists() and not is_dir else "not found"
+            raise RunInputError(f"inputs: {kind} {path} {what} (looked for {local})")
+        try:
+            return keyed(path, local, is_dir)
+        except OSError as exn:  # (unreadable: a file's mode, a folder's inside the Directory)
+            raise RunInputError(f"inputs: {kind} {path}: {exn.filename or local}: {exn.strerror}") from None
+
+    def keyed(path: str, local: Path, is_dir: bool) -> str:
+        """The input's s3:// URI, named by its content (its uploads noted)."""
         if is_dir:
             files = sorted(directory_files(local))
             if not files:  # (the submit step refuses an s3:// folder that holds nothing: S3 has no empty folders)
@@ -226,6 +234,23 @@ class _HashingReader(io.RawIOBase):
         return data
 
 
+#: S3's most parts of one multipart upload, and the part size s3transfer uses unless told
+#: (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html)
+MAX_PARTS = 10_000
+DEFAULT_PART_BYTES = 8 << 20
+
+
+def staged_transfer(size: int) -> Any:
+    """The transfer settings of a ``size``-byte upload from a stream: s3transfer cannot size the
+    parts of a stream it cannot seek (as it does for a file), so they are sized here to stay
+    within S3's 10,000 parts (with room), in whole MiB; the parts in flight are held in memory,
+    so fewer go at once as they grow (about 512 MiB in all)."""
+    from boto3.s3.transfer import TransferConfig
+
+    part = -(-max(DEFAULT_PART_BYTES, -(-size // (MAX_PARTS - 1000))) // (1 << 20)) * (1 << 20)
+    return TransferConfig(multipart_chunksize=part, max_concurrency=max(1, min(10, (512 << 20) // part)))
+
+
 #: the user metadata a staged object carries: the sha256 of the bytes uploaded (its key's)
 STAGED_SHA256 = "sha256"
 
@@ -245,7 +270,8 @@ def upload_staged(s3: Any, path: Path, bucket: str, key: str, digest: str) -> No
         raise changed
     with open(path, "rb") as infile:
         reader = _HashingReader(infile)
-        s3.upload_fileobj(reader, bucket, key, ExtraArgs={"Metadata": {STAGED_SHA256: digest}})
+        s3.upload_fileobj(reader, bucket, key, ExtraArgs={"Metadata": {STAGED_SHA256: digest}},
+                          Config=staged_transfer(path.stat().st_size))
     if reader.sha256.hexdigest() != digest:  # (changed while it was read)
         s3.delete_object(Bucket=bucket, Key=key)
         raise changed

@@ -3,6 +3,7 @@ Spot interruptions and fallback, failed starts, cancellation (a failed sibling, 
 
 import signal
 
+import pytest
 from sim_support import finish, start_miniwdl
 
 from tests.waiting import wait_for
@@ -239,11 +240,18 @@ def test_sigterm_ends_the_wait_of_tasks_waiting_for_their_turn(sim, tmp_path, mo
     wait_for(lambda: sim.running() == 0, 10, what="no running task")
 
 
-def test_a_run_directory_outside_the_efs_mountpoint_launches_nothing(sim, tmp_path):
+@pytest.mark.parametrize("where", ["elsewhere", "a link to it"])
+def test_a_run_directory_outside_the_efs_mountpoint_launches_nothing(sim, tmp_path, where):
     """Its tasks would mount EFS at efs_mountpoint and fail to enter their directory, billing for
-    nothing: refused before RunTask, naming the option."""
-    elsewhere = {"MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT": str(tmp_path / "elsewhere")}
-    code, out = finish(start_miniwdl(sim, tmp_path, ONE_TASK % 0, settings=elsewhere))
+    nothing: refused before RunTask, naming the option. A link to the run's folder on this
+    machine is no link in the container: the paths count as written."""
+    mountpoint = tmp_path.parent / f"{tmp_path.name}-link"
+    if where == "elsewhere":
+        mountpoint = tmp_path / "elsewhere"
+    else:
+        mountpoint.symlink_to(tmp_path)
+    settings = {"MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT": str(mountpoint)}
+    code, out = finish(start_miniwdl(sim, tmp_path, ONE_TASK % 0, settings=settings))
     assert code != 0
-    assert "is not under [aws_fargate] efs_mountpoint" in out and str(tmp_path / "elsewhere") in out
+    assert "is not under [aws_fargate] efs_mountpoint" in out and str(mountpoint) in out
     assert sim.run_task_requests == []

@@ -2,6 +2,7 @@
 against moto."""
 
 import json
+import os
 
 import pytest
 
@@ -152,3 +153,36 @@ def test_an_empty_directory_is_refused_before_anything_is_uploaded(tmp_path):
     root = folder(tmp_path / "wf", "one", {})
     with pytest.raises(upload.RunInputError, match=r"directory ref holds no files .*an S3 folder cannot be empty"):
         upload.prepare(root / "w.wdl", root / "inputs.json", "empty")
+
+
+@pytest.mark.parametrize("size", [0, 1, 8 << 20, 80_008 << 20, 5 << 40])
+def test_a_staged_upload_stays_within_s3s_ten_thousand_parts(size):
+    """The upload reads a stream (to hash what it sends), whose parts s3transfer does not size by
+    itself: 8 MiB parts, and a file over 78 GiB took part 10,001, which S3 refuses. S3's largest
+    object is 5 TiB."""
+    transfer = upload.staged_transfer(size)
+    part = transfer.multipart_chunksize
+    assert part >= 8 << 20 and part % (1 << 20) == 0
+    assert part * transfer.max_concurrency <= max(512 << 20, part)  # (the parts in flight are held in memory)
+    assert -(-size // part) <= upload.MAX_PARTS and part <= 5 << 30  # (S3: a part is at most 5 GiB)
+
+
+def test_an_input_that_is_no_regular_file_or_cannot_be_read_is_named(tmp_path, monkeypatch):
+    root = folder(tmp_path / "wf", "one", {"x.txt": "X"})
+    (root / "data.txt").unlink()
+    os.mkfifo(root / "data.txt")
+    with pytest.raises(upload.RunInputError, match=r"^inputs: file data.txt is not a regular file \(looked for "):
+        upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
+    (root / "data.txt").unlink()
+    (root / "data.txt").write_text("one")
+
+    readable = upload.content_digest
+
+    def unreadable(path):
+        if path.name == "data.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return readable(path)
+
+    monkeypatch.setattr(upload, "content_digest", unreadable)
+    with pytest.raises(upload.RunInputError, match=r"^inputs: file data.txt: .*/data.txt: Permission denied$"):
+        upload.prepare(root / "w.wdl", root / "inputs.json", "odd")

@@ -155,6 +155,23 @@ def test_cost_by_task_adds_up_a_scatters_calls_and_their_retries():
     assert sum(g["usd"] for g in groups.values()) == pytest.approx(cost["total_usd"], abs=1e-5)
 
 
+def test_a_sub_workflows_calls_are_rows_of_their_own_under_their_directory():
+    """Three calls of one task (the workflow's, two of a sub-workflow's scatter) were three rows
+    named call-say_hi, so the report's tooltips priced one by another's row."""
+    run_dir = "/mnt/efs/runs/r-1/20261201_031727_outer"
+    rows = []
+    for path, cpu in (("call-say_hi", 1024), ("call-inner-0/call-say_hi", 4096), ("call-inner-1/call-say_hi", 1024)):
+        made = attempt("call-say_hi", 1, 100, cpu=cpu)
+        made.path = f"{run_dir}/{path}"
+        rows.append(made)
+    cost = report_cost.estimate_cost(rows, Prices(), now=T + 400)
+    assert [row["call"] for row in cost["attempts"]] == ["call-say_hi", "call-inner-0/call-say_hi", "call-inner-1/call-say_hi"]
+    assert cost["by_task"]["say_hi"]["attempts"] == 3
+    assert cost["attempts"][1]["usd"] > cost["attempts"][2]["usd"]
+    page = render.timeline_svg(rows, now=T + 400, costs=cost)
+    assert 'data-call="call-inner-0/call-say_hi"' in page
+
+
 def test_cost_by_label_is_the_runs_cost_under_each_label_and_adds_up_over_runs():
     assert report_cost.by_label({"project": "x", "team": "a"}, 1.25) == {"project": {"x": 1.25}, "team": {"a": 1.25}}
     assert report_cost.by_label({}, 1.25) == {}

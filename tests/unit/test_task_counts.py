@@ -46,4 +46,17 @@ def test_calls_of_sub_workflows_are_kept_apart_by_their_directory():
     assert [c for c in calls if client.names_call("inner", c)] == ["call-inner/call-say_hi", "call-inner-1/call-say_hi"]
     assert [c for c in calls if client.names_call("say_hi", c)] == ["call-say_hi", "call-inner/call-say_hi", "call-inner-1/call-say_hi"]
     assert [c for c in calls if client.names_call("call-inner", c)] == ["call-inner/call-say_hi", "call-inner-1/call-say_hi"]
-    assert [c for c in calls if client.names_call("call-inner/call-say_hi", c)] == ["call-inner/call-say_hi"]
+    # (directory by directory, each by its id or the start of its id: every inner's say_hi)
+    assert [c for c in calls if client.names_call("call-inner/call-say_hi", c)] == ["call-inner/call-say_hi", "call-inner-1/call-say_hi"]
+    assert [c for c in calls if client.names_call("call-inner-1/call-say_hi", c)] == ["call-inner-1/call-say_hi"]
+    assert client.names_call("call-inner-1/call-say_hi", "call-inner-1-Bob/call-say_hi")  # (a scatter's tag)
+    assert not client.names_call("call-inner-1/call-say_hi", "call-inner-10-Cy/call-say_hi")
+
+
+def test_a_run_named_like_a_run_directory_does_not_cut_its_calls_paths():
+    """`--name 20261201_120001_batch` is a valid run name, whose folder looks like miniwdl's run
+    directory: the call's path starts under the last such directory holding calls."""
+    run_dir = "/mnt/efs/runs/20261201_120001_batch-0123abcd/20261201_031727_outer"
+    made = attempts.Attempt(call="call-say_hi", attempt=1, path=f"{run_dir}/call-single/call-deep/call-say_hi")
+    assert made.call_path() == "call-single/call-deep/call-say_hi"
+

@@ -378,8 +378,9 @@ class FargateTaskContainer(BaseTaskContainer):
     def __init__(self, cfg: Any, run_id: str, host_dir: str) -> None:
         super().__init__(cfg, run_id, host_dir)
         mountpoint = self.settings.efs_mountpoint
-        if mountpoint and not os.path.realpath(host_dir).startswith(os.path.realpath(mountpoint).rstrip("/") + "/"):
-            # its container mounts EFS there and works in this directory: it would fail to enter it
+        if mountpoint and not os.path.normpath(host_dir).startswith(os.path.normpath(mountpoint).rstrip("/") + "/"):
+            # its container mounts EFS at that path and enters this one, both as written (a link
+            # on this machine is no link in the container): it would fail to enter it
             raise WDL.Error.RuntimeError(
                 f"aws_fargate: task {run_id}'s directory {host_dir} is not under [aws_fargate] efs_mountpoint "
                 f"{mountpoint}, where its container mounts EFS: run miniwdl in a directory under the mount point, "

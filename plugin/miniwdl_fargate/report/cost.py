@@ -172,7 +172,7 @@ def attempt_cost(a: Attempt, prices: Prices, minimum: float, now: float | None =
         fee_usd = compute_usd * rate.get("management_fee_fraction", 0.0)
     total = compute_usd + fee_usd + scratch_usd + ipv4_usd
     row = {
-        "call": a.call,
+        "call": a.call_path(),  # (a sub-workflow's call under its directory: call-inner/call-x)
         "attempt": a.attempt,
         "outcome": a.outcome_text(),
         "capacity": a.capacity,
@@ -244,8 +244,9 @@ _CALL_ID = re.compile(r"^call-(?P<name>[^-]+)(?:-\d+(?:-\w+)?)*$")
 
 
 def task_name(call: str) -> str:
-    """The WDL call's name of a call id (``call-greet-2-CyDFect`` -> ``greet``); other ids as they are."""
-    match = _CALL_ID.match(call)
+    """The WDL call's name of a call id (``call-greet-2-CyDFect`` -> ``greet``), or of the last
+    call of a sub-workflow's (``call-inner/call-say_hi`` -> ``say_hi``); other ids as they are."""
+    match = _CALL_ID.match(call.rsplit("/", 1)[-1])
     return match.group("name") if match else call
 
 

@@ -147,7 +147,7 @@ def timeline_svg(
         colour = COLOURS.get(a.outcome or RUNNING, COLOURS[RUNNING])
         segs = _segments(a, now)
         durations = {name: end - start for name, start, end in segs}
-        cost = rates.get((a.call, a.attempt))
+        cost = rates.get((a.call_path(), a.attempt))
         tip = (
             f"{labels[i]}: {a.outcome_text()}"
             + (f" ({a.detail})" if a.detail else "")
@@ -165,7 +165,7 @@ def timeline_svg(
             + (f"\n{a.task_arn}" if a.task_arn else "")
         )
         out.append(
-            f'<g class="attempt" data-call="{esc(a.call)}" data-attempt="{a.attempt}" '
+            f'<g class="attempt" data-call="{esc(a.call_path())}" data-attempt="{a.attempt}" '
             f'data-outcome="{esc(a.outcome or RUNNING)}"><title>{esc(tip)}</title>'
         )
         out.append(

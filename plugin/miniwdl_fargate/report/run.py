@@ -103,7 +103,7 @@ def subtitle(status: str, recorded: list[attempts.Attempt], cost: dict[str, Any]
     """The timeline's second line: status, tasks and attempts, call cache, time and cost."""
     hits = cost.get("call_cache_hits", 0)
     return (
-        f"{status} · {len({a.call for a in recorded})} task(s), {len(recorded)} attempt(s)"
+        f"{status} · {len({a.call_path() for a in recorded})} task(s), {len(recorded)} attempt(s)"
         + (f", {hits} call(s) reused from the call cache" if hits else "")
         + f" · {clock(round(elapsed))} · estimated {cost['total_usd']:.4f} {cost['currency']}"
     )
@@ -118,7 +118,7 @@ def facts(
     return [
         ("status", status),
         ("results", run.results),
-        ("WDL tasks", f"{len({a.call for a in recorded})} ({len(recorded)} attempts)"),
+        ("WDL tasks", f"{len({a.call_path() for a in recorded})} ({len(recorded)} attempts)"),
         ("call cache", f"{hits} call(s) reused" if hits else "no call reused"),
         ("estimated cost", f"{total} (driver included)" if with_driver
          else f"{total} (WDL tasks; the driver's own size is unknown here)"),
