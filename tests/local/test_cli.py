@@ -137,12 +137,3 @@ def test_a_failing_local_run_says_which_task_failed_and_nothing_of_motos_interna
     # objects' reprs: the run's normal end, not something for a user to read
     assert "FailureEventException" not in proc.stderr and " object at 0x" not in proc.stderr
 
-
-def test_a_local_run_the_pipeline_refuses_says_why_on_one_line(tmp_path):
-    """The GPU example on the default stack (no managed instances): the submit step refuses it;
-    `local run` says so on one line and exits 2, as `submit` does for bad input."""
-    proc = run_cli("local", "run", "examples/gpu/workflow.wdl", "examples/gpu/inputs.json", "--state-dir", str(tmp_path / "state"))
-    assert proc.returncode == 2, proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: run gpu") and " was refused: " in last and "GPU" in last, proc.stderr
-    assert proc.stdout == ""

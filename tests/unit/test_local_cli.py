@@ -1,0 +1,89 @@
+"""`miniwdl-fargate local up` and `local run`, their answers to what goes wrong, without deploying a
+stack (a stand-in for LocalStack: tests/local runs them whole)."""
+
+import pytest
+
+
+def test_local_up_with_its_api_port_taken_says_so_and_writes_no_connection_file(monkeypatch, tmp_path, capsys):
+    """`local up --api-port N` with N taken: an error naming the port, exit 2, before it says it is
+    up or writes the file the other commands would then find (and fail to reach)."""
+    import argparse
+    import socket
+
+    from miniwdl_fargate import client
+    from miniwdl_fargate.local import cli as local_cli
+    from miniwdl_fargate.local import stack as local_stack
+
+    class Stack:  # (what `up` uses of a LocalStack, without deploying one)
+        stack_name, endpoint, outputs, state_dir = "s", "http://127.0.0.1:1", {"BucketName": "b"}, str(tmp_path)
+
+        def __init__(self, **_):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            return False
+
+        def write_connection(self, path):
+            path.write_text("{}")
+
+    monkeypatch.setattr(local_stack, "LocalStack", Stack)
+    monkeypatch.setattr(client, "api_function", lambda stack_name: "api")
+    said = []
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        args = argparse.Namespace(file=str(tmp_path / "stack.json"), state_dir=None, template=None, parameter=[],
+                                  seed_s3=None, api_port=port)
+        assert local_cli.up(args, said.append) == 2
+    finally:
+        taken.close()
+    assert capsys.readouterr().err.startswith(f"error: --api-port {port}: Address already in use: give another port")
+    assert not (tmp_path / "stack.json").exists()
+    assert not any("up at" in line for line in said)
+
+
+def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monkeypatch, tmp_path, capsys):
+    """`local run` of a submission the submit step refuses (a GPU task on a stack without managed
+    instances, say: tests/local/test_beyond_fargate_local.py runs that one): one `error:` line,
+    exit 2, as `submit` says it; not error.json and exit 1."""
+    import argparse
+
+    from miniwdl_fargate import upload
+    from miniwdl_fargate.local import cli as local_cli
+    from miniwdl_fargate.local import stack as local_stack
+
+    class Stack:
+        outputs, state_dir = {"BucketName": "b", "StateMachineArn": "arn:sm"}, str(tmp_path)
+
+        def __init__(self, **_):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            return False
+
+    class Refused:
+        refusal = {"error": "InvalidSubmission", "problems": [
+            {"where": "s3://b/runs/gpu/workflow.wdl:9:1", "problem": "task train cannot run on Fargate: runtime.gpu = true"},
+            {"where": "s3://b/runs/gpu/inputs.json: gpu.n", "problem": "expected Int"},
+        ]}
+
+        def upload(self, bucket, interval):
+            return "gpu", "gpu-0123abcd"
+
+    monkeypatch.setattr(local_stack, "LocalStack", Stack)
+    monkeypatch.setattr(upload, "prepare", lambda *a, **k: Refused())
+    monkeypatch.setattr(upload, "wait", lambda *a, **k: pytest.fail("a refused run is not waited for"))
+    args = argparse.Namespace(wdl="w.wdl", inputs=None, name=None, zip=False, state_dir=None, template=None,
+                              parameter=[], seed_s3=None, timeout=60)
+    assert local_cli.run_once(args, lambda message: None, 0.0, lambda: None) == 2
+    assert capsys.readouterr().err == (
+        "error: run gpu-0123abcd was refused: s3://b/runs/gpu/workflow.wdl:9:1: task train cannot run on Fargate: "
+        "runtime.gpu = true; s3://b/runs/gpu/inputs.json: gpu.n: expected Int\n"
+    )
