@@ -23,6 +23,18 @@ OUTCOMES = (SUCCEEDED, FAILED, OUT_OF_MEMORY, INTERRUPTED, FAILED_TO_START, CANC
 #: miniwdl's name of a workflow's run directory (``WDL._util.provision_run_dir``)
 _RUN_DIR = re.compile(r"^\d{8}_\d{6}_")
 
+def call_path_of(directory: str, call: str) -> str:
+    """A call's name in what the run reports: its ``directory`` under the workflow's run
+    directory (miniwdl's, named ``<yyyymmdd>_<hhmmss>_<workflow>``), ``call-inner/call-say_hi``
+    for a call of a sub-workflow; ``call`` (its id) when the directory says nothing more."""
+    parts = directory.rstrip("/").split("/") if directory else []
+    # (the last such directory holding a call's: a run named like one is further up)
+    for i in range(len(parts) - 2, -1, -1):
+        if _RUN_DIR.match(parts[i]) and parts[i + 1].startswith("call-"):
+            return "/".join(parts[i + 1:])
+    return call
+
+
 @dataclass
 class Attempt:
     """One attempt of one WDL task: one ECS task (or host process), or a launch that never was.
@@ -61,12 +73,7 @@ class Attempt:
         ``<yyyymmdd>_<hhmmss>_<workflow>``): ``call-inner/call-say_hi`` for a call of a
         sub-workflow, which ``call`` (``call-say_hi``) does not tell from the workflow's own;
         ``call`` when the directory says nothing more."""
-        parts = self.path.rstrip("/").split("/") if self.path else []
-        # (the last such directory holding a call's: a run named like one is further up)
-        for i in range(len(parts) - 2, -1, -1):
-            if _RUN_DIR.match(parts[i]) and parts[i + 1].startswith("call-"):
-                return "/".join(parts[i + 1:])
-        return self.call
+        return call_path_of(self.path, self.call)
 
     def outcome_text(self) -> str:
         if self.outcome in (FAILED, OUT_OF_MEMORY) and self.exit_code is not None:

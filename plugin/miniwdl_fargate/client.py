@@ -446,7 +446,8 @@ def log_streams(deployment: Deployment, run_id: str, task: str | None = None) ->
         group = deployment.outputs["DriverLogGroupName"]
         return [("driver", group, f"driver/driver/{current.driver_task.rsplit('/', 1)[-1]}")]
     group = deployment.outputs["TaskLogGroupName"]
-    matches = sorted(call for call in current.calls if names_call(task, call))
+    # (a call named exactly is that call alone: the workflow's call-x, not its sub-workflows' too)
+    matches = [task] if task in current.calls else sorted(call for call in current.calls if names_call(task, call))
     if not matches:
         known = ", ".join(sorted(current.calls)) or ("none" if current.finished else "none yet")
         reused = current.tasks.cached

@@ -892,8 +892,8 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
         )
         if k in cause
     }
-    if "run" in failed:
-        failed["task"] = failed.pop("run")
+    if "run" in failed:  # (miniwdl's id of the call; its directory tells a sub-workflow's apart)
+        failed["task"] = attempts.call_path_of(str(cause.get("dir") or ""), failed.pop("run"))
     stderr = tail(cause.get("stderr_file"))
     if stderr:
         failed["stderr_tail"] = stderr

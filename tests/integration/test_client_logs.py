@@ -153,3 +153,11 @@ def test_a_task_asked_for_in_a_run_with_reused_calls_says_they_have_no_log(deplo
         client.print_logs(deployment, RUN_ID, "quiet", False, out=io.StringIO())
     assert str(info.value) == (f"run {RUN_ID} has no task matching 'quiet' (its tasks: call-chatty); 2 call(s) were reused "
                                "from the call cache and have no log of their own (`cache explain` says from which run)")
+
+
+def test_a_call_named_exactly_is_that_call_alone(deployment):
+    """`--task call-chatty`, the workflow's own call, not a sub-workflow's of that id too."""
+    status.update("runs", RUN_ID, lambda s: s.model_copy(update={"calls": {"call-chatty": [TASK_ARN], "call-inner/call-chatty": [TASK_ARN]}}))
+    assert [label for label, _, _ in client.log_streams(deployment, RUN_ID, "call-chatty")] == ["call-chatty attempt 1"]
+    assert len(client.log_streams(deployment, RUN_ID, "chatty")) == 2
+

@@ -156,6 +156,17 @@ def test_error_json_says_when_a_task_ran_out_of_memory():
     assert doc["failed_task"]["out_of_memory"] == cause["out_of_memory"]
 
 
+def test_error_json_names_a_sub_workflows_failed_call_by_its_directory():
+    """miniwdl's error names the call by its id alone (call-boom), which both copies of a
+    scattered sub-workflow share: error.json names it as status.json and cost.json do."""
+    run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/res/", "/tmp/x")
+    cause = {"error": "CommandFailed", "run": "call-boom", "exit_status": 7,
+             "dir": "/mnt/efs/runs/r-1/20261201_034029_main/call-inner_s-0-Alice/call-boom"}
+    doc = driver.describe_error(run, {"error": "RunFailed", "cause": cause})
+    assert doc["failed_task"]["task"] == "call-inner_s-0-Alice/call-boom"
+    assert doc["message"] == "call-inner_s-0-Alice/call-boom failed with exit status 7"
+
+
 class FakeECS:
     def __init__(self, task):
         self.task = task

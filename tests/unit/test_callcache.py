@@ -161,6 +161,15 @@ def test_explain_asks_which_call_when_a_name_fits_several_or_none():
         explain.pick(CALLS, "nope")
 
 
+def test_explain_takes_a_call_named_exactly_before_sub_workflow_calls_of_that_id():
+    calls = [{"call": "call-say_hi", "task": "say_hi"}, {"call": "call-inner/call-say_hi", "task": "say_hi"},
+             {"call": "call-inner-1/call-say_hi", "task": "say_hi"}]
+    assert explain.pick(calls, "call-say_hi")["call"] == "call-say_hi"
+    assert explain.pick(calls, "call-inner/call-say_hi")["call"] == "call-inner/call-say_hi"
+    with pytest.raises(explain.ExplainError, match="'say_hi' names 3 calls"):
+        explain.pick(calls, "say_hi")
+
+
 def test_explain_of_a_call_in_a_run_reused_whole_says_so():
     """A run whose whole workflow came from the call cache looked none of its calls up: asked
     about one, explain says that and where the workflow came from (it listed "its calls: .")."""

@@ -38,7 +38,9 @@ def pick(calls: list[dict[str, Any]], asked: str) -> dict[str, Any]:
     """The call ``asked`` names: its directory (or a path under the run), or the start of its
     directory up to a ``-`` (``call-greet-0`` for miniwdl's ``call-greet-0-ann``), else its task's
     name when one call has it; ExplainError listing the calls otherwise."""
-    named = [c for c in calls if asked in (c.get("call"), os.path.basename(c.get("call", "")))]
+    named = [c for c in calls if c.get("call") == asked]  # (exactly: the workflow's call-x among its sub-workflows')
+    if not named:
+        named = [c for c in calls if asked == os.path.basename(c.get("call", ""))]
     if not named:
         named = [c for c in calls if os.path.basename(c.get("call", "")).startswith(asked + "-")]
     if not named:

@@ -200,7 +200,8 @@ class S3CallCache(CallCache):
             "outputs": WDL.values_to_json(stored),
             "dirs": dirs,
             "run": self._run_id,
-            "call": os.path.basename(call_dir.rstrip("/")) if call_dir else "",
+            # (its directory under the run's: a sub-workflow's call-inner/call-x, as the run reports it)
+            "call": attempts.call_path_of(call_dir, os.path.basename(call_dir.rstrip("/"))) if call_dir else "",
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **image,
         }
