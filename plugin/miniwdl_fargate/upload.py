@@ -189,7 +189,9 @@ def directory_files(root: Path) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
 
     def walk(folder: Path, rel: str, inside: frozenset[str]) -> None:
-        for entry in os.scandir(folder):
+        with os.scandir(folder) as entries:
+            listed = list(entries)
+        for entry in listed:
             path, name = Path(entry.path), f"{rel}{entry.name}"
             if entry.is_dir():  # (follows links)
                 real = os.path.realpath(path)
@@ -257,9 +259,9 @@ STAGED_SHA256 = "sha256"
 
 def upload_staged(s3: Any, path: Path, bucket: str, key: str, digest: str) -> None:
     """A staged input uploaded unless its key is there already (with the file's sha256,
-    ``digest``, as uploaded here). The file is hashed again as it is uploaded: if it changed
-    since its key was made, or while it was uploaded, the object is removed and RunInputError
-    says so (a key never holds other bytes than its name says, and nothing has started)."""
+    ``digest``, as uploaded here). RunInputError if the file changed since its key was made
+    (nothing is uploaded), or while it was uploaded (the object is removed: the upload hashes
+    what it sends): a key never holds other bytes than its name says, and nothing has started."""
     try:
         if s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(STAGED_SHA256) == digest:
             return
