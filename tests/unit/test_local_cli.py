@@ -1,35 +1,41 @@
 """`miniwdl-fargate local up` and `local run`, their answers to what goes wrong, without deploying a
 stack (a stand-in for LocalStack: tests/local runs them whole)."""
 
+import argparse
+
 import pytest
+
+from miniwdl_fargate import client, upload
+from miniwdl_fargate.local import cli as local_cli
+from miniwdl_fargate.local import stack as local_stack
+
+
+class StandInStack:
+    """What `local up` and `local run` use of a LocalStack, without deploying one."""
+
+    stack_name, endpoint = "s", "http://127.0.0.1:1"
+    outputs = {"BucketName": "b", "StateMachineArn": "arn:sm"}
+    state_dir = "/nonexistent"
+
+    def __init__(self, **_):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+    def write_connection(self, path):
+        path.write_text("{}")
 
 
 def test_local_up_with_its_api_port_taken_says_so_and_writes_no_connection_file(monkeypatch, tmp_path, capsys):
     """`local up --api-port N` with N taken: an error naming the port, exit 2, before it says it is
     up or writes the file the other commands would then find (and fail to reach)."""
-    import argparse
     import socket
 
-    from miniwdl_fargate import client
-    from miniwdl_fargate.local import cli as local_cli
-    from miniwdl_fargate.local import stack as local_stack
-
-    class Stack:  # (what `up` uses of a LocalStack, without deploying one)
-        stack_name, endpoint, outputs, state_dir = "s", "http://127.0.0.1:1", {"BucketName": "b"}, str(tmp_path)
-
-        def __init__(self, **_):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *_):
-            return False
-
-        def write_connection(self, path):
-            path.write_text("{}")
-
-    monkeypatch.setattr(local_stack, "LocalStack", Stack)
+    monkeypatch.setattr(local_stack, "LocalStack", StandInStack)
     monkeypatch.setattr(client, "api_function", lambda stack_name: "api")
     said = []
     taken = socket.socket()
@@ -50,24 +56,6 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
     """`local run` of a submission the submit step refuses (a GPU task on a stack without managed
     instances, say: tests/local/test_beyond_fargate_local.py runs that one): one `error:` line,
     exit 2, as `submit` says it; not error.json and exit 1."""
-    import argparse
-
-    from miniwdl_fargate import upload
-    from miniwdl_fargate.local import cli as local_cli
-    from miniwdl_fargate.local import stack as local_stack
-
-    class Stack:
-        outputs, state_dir = {"BucketName": "b", "StateMachineArn": "arn:sm"}, str(tmp_path)
-
-        def __init__(self, **_):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *_):
-            return False
-
     class Refused:
         refusal = {"error": "InvalidSubmission", "problems": [
             {"where": "s3://b/runs/gpu/workflow.wdl:9:1", "problem": "task train cannot run on Fargate: runtime.gpu = true"},
@@ -77,7 +65,7 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
         def upload(self, bucket, interval):
             return "gpu", "gpu-0123abcd"
 
-    monkeypatch.setattr(local_stack, "LocalStack", Stack)
+    monkeypatch.setattr(local_stack, "LocalStack", StandInStack)
     monkeypatch.setattr(upload, "prepare", lambda *a, **k: Refused())
     monkeypatch.setattr(upload, "wait", lambda *a, **k: pytest.fail("a refused run is not waited for"))
     args = argparse.Namespace(wdl="w.wdl", inputs=None, name=None, zip=False, state_dir=None, template=None,
