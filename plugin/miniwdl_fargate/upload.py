@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import io
+import itertools
 import json
 import os
 import posixpath
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import WDL
+from WDL._util import path_really_within
 
 from . import aws, config, inputs_json, run_options, runs, s3io, wdl_parsers, wdl_target, zipbundle
 
@@ -143,6 +145,7 @@ def stage_inputs(
     except WDL.Error.InputError as exn:
         raise RunInputError(f"inputs: {exn}") from None
     uploads: list[tuple[Path, str, str]] = []
+    taken: dict[str, str] = {}  # key -> the local path (as given, made absolute) it holds
 
     def stage(value: WDL.Value.File | WDL.Value.Directory) -> str:
         path = value.value
@@ -151,6 +154,8 @@ def stage_inputs(
         local = (inputs_dir / path).resolve()
         is_dir = isinstance(value, WDL.Value.Directory)
         kind = "directory" if is_dir else "file"
+        if problem := name_problem(path):
+            raise RunInputError(f"inputs: {kind} {path!r}: {problem}")
         if not (local.is_dir() if is_dir else local.is_file()):
             what = "is not a regular file" if local.exists() and not is_dir else "not found"
             raise RunInputError(f"inputs: {kind} {path} {what} (looked for {local})")
@@ -160,9 +165,21 @@ def stage_inputs(
             raise RunInputError(f"inputs: {kind} {path}: {exn.filename or local}: {exn.strerror}") from None
 
     def keyed(path: str, local: Path, is_dir: bool) -> str:
-        """The input's s3:// URI, named by its content (its uploads noted)."""
+        """The input's s3:// URI, named by its content and its name as given (a link's, not its
+        target's: tools go by names), its uploads noted; two files of one name and content
+        given from two places stay two, as miniwdl gives them."""
+        name = os.path.basename(os.path.normpath(path))
+        given = os.path.normpath(os.path.join(inputs_dir, path))
+
+        def key_for(digest: str) -> str:
+            for n in itertools.count(1):
+                key = f"{STAGED_PREFIX}{digest}{'' if n == 1 else f'-{n}'}/{name}"
+                if taken.setdefault(key, given) == given:
+                    return key
+            raise AssertionError  # (unreachable)
+
         if is_dir:
-            files = sorted(directory_files(local))
+            files = sorted(directory_files(local, path))
             if not files:  # (the submit step refuses an s3:// folder that holds nothing: S3 has no empty folders)
                 raise RunInputError(f"inputs: directory {path} holds no files (looked in {local}); an S3 folder "
                                     "cannot be empty: put a file in it, or give the input no value if it is optional")
@@ -170,11 +187,11 @@ def stage_inputs(
             tree = hashlib.sha256()
             for (rel, _file), digest in zip(files, digests, strict=True):
                 tree.update(f"{rel}\0{digest}\n".encode())
-            key = f"{STAGED_PREFIX}{tree.hexdigest()}/{local.name}"
+            key = key_for(tree.hexdigest())
             uploads.extend((file, f"{key}/{rel}", digest) for (rel, file), digest in zip(files, digests, strict=True))
             return s3io.uri(bucket, key + "/")
         digest = content_digest(local)
-        key = f"{STAGED_PREFIX}{digest}/{local.name}"
+        key = key_for(digest)
         uploads.append((local, key, digest))
         return s3io.uri(bucket, key)
 
@@ -182,10 +199,20 @@ def stage_inputs(
     return WDL.values_to_json(rewritten, namespace=target.name), uploads
 
 
-def directory_files(root: Path) -> list[tuple[str, Path]]:
-    """(relative path, path) of every file under ``root``, through symbolic links to files and
-    folders as miniwdl reads a Directory input (a link back to a folder it is inside, a loop, is
-    not followed; a dangling link holds nothing)."""
+def name_problem(path: str) -> str | None:
+    """What keeps a local file's path from being an S3 key a run can read: control characters
+    (a newline: S3's XML listings and the shell scripts of tasks do not carry them)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "its name holds a control character (a newline, a tab): rename it"
+    return None
+
+
+def directory_files(root: Path, given: str = "") -> list[tuple[str, Path]]:
+    """(relative path, path) of every file under ``root`` (a Directory input, ``given`` so), as
+    miniwdl reads one: through links to folders (a link back to a folder it is inside, a loop,
+    is not followed); a link to a file must be relative and stay inside ``root``, as miniwdl
+    requires of a Directory input (``WDL.CLI``: "Input Directory contains unusable symlink"),
+    else RunInputError; FIFOs and other non-files hold nothing."""
     found: list[tuple[str, Path]] = []
 
     def walk(folder: Path, rel: str, inside: frozenset[str]) -> None:
@@ -197,6 +224,16 @@ def directory_files(root: Path) -> list[tuple[str, Path]]:
                 real = os.path.realpath(path)
                 if real not in inside:
                     walk(path, name + "/", inside | {real})
+            elif entry.is_symlink() and not (
+                entry.is_file() and not os.path.isabs(os.readlink(path)) and path_really_within(str(path), str(root))
+            ):
+                raise RunInputError(
+                    f"inputs: directory {given or root}: {name} is a symbolic link that is dangling, absolute or leads "
+                    "outside the directory; miniwdl refuses such a Directory input (make it a relative link inside it, "
+                    "or copy the file in)"
+                )
+            elif name_problem(name):
+                raise RunInputError(f"inputs: directory {given or root}: {name!r}: {name_problem(name)}")
             elif entry.is_file():
                 found.append((name, path))
 

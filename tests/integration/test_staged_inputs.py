@@ -137,16 +137,56 @@ def test_a_file_changed_while_it_is_uploaded_leaves_nothing_under_its_key(bucket
 
 
 def test_a_directory_is_staged_through_its_links_as_miniwdl_reads_it(tmp_path):
-    """A link to a folder is walked (its files were left out), to a file is that file, a link back
-    to a folder it is inside is not followed (a loop), a dangling one holds nothing."""
+    """A link to a folder is walked (its files were left out), a relative link to a file inside
+    is that file, a link back to a folder it is inside is not followed (a loop), a FIFO holds
+    nothing."""
     root = tmp_path / "d"
     (root / "real").mkdir(parents=True)
     (root / "real" / "r.txt").write_text("r")
     (root / "alias").symlink_to("real")
-    (root / "f.lnk").symlink_to(root / "real" / "r.txt")
+    (root / "f.lnk").symlink_to("real/r.txt")
     (root / "real" / "up").symlink_to("..")
-    (root / "gone").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(root / "pipe")
     assert sorted(rel for rel, _ in upload.directory_files(root)) == ["alias/r.txt", "f.lnk", "real/r.txt"]
+
+
+@pytest.mark.parametrize("target", ["absolute", "outside", "dangling"])
+def test_a_directory_with_a_link_miniwdl_refuses_is_refused(tmp_path, target):
+    """miniwdl refuses a Directory input holding a link to a file that is absolute, leads
+    outside it or leads nowhere ("Input Directory contains unusable symlink"): so does submit,
+    naming the link (it uploaded the file outside)."""
+    root = tmp_path / "d"
+    root.mkdir()
+    (tmp_path / "y.txt").write_text("y")
+    (root / "in.txt").write_text("i")
+    link = {"absolute": str(root / "in.txt"), "outside": "../y.txt", "dangling": "nowhere.txt"}[target]
+    (root / "l.txt").symlink_to(link)
+    with pytest.raises(upload.RunInputError, match=r"^inputs: directory ref: l.txt is a symbolic link that is dangling, absolute or leads outside"):
+        upload.directory_files(root, "ref")
+
+
+def test_a_linked_input_keeps_its_own_name_and_two_files_alike_stay_two(bucket, tmp_path):
+    """A task sees an input by the name it was given (a link's, not its target's: tools go by
+    names, .bam beside .bai), and two files of one name and content from two folders as two
+    paths, as miniwdl gives them; a name with a newline is refused naming it."""
+    wdl = tmp_path / "w.wdl"
+    wdl.write_text("version 1.1\nworkflow w { input { Array[File] fs  File l } }\n")
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c2").mkdir()
+    (tmp_path / "c1" / "s.txt").write_text("same")
+    (tmp_path / "c2" / "s.txt").write_text("same")
+    (tmp_path / "y.txt").write_text("y")
+    (tmp_path / "link.bam").symlink_to("y.txt")
+    inputs = {"w.fs": ["c1/s.txt", "c2/s.txt", "c1/s.txt"], "w.l": "link.bam"}
+    (tmp_path / "inputs.json").write_text(json.dumps(inputs))
+    staged, _ = upload.stage_inputs(upload.prepare(wdl, tmp_path / "inputs.json", "n").doc, inputs, tmp_path, "runs")
+    first, second, again = staged["w.fs"]
+    assert first != second and again == first and first.endswith("/s.txt") and second.endswith("/s.txt")
+    assert staged["w.l"].endswith("/link.bam")
+    (tmp_path / "a\nb.txt").write_text("x")
+    (tmp_path / "inputs.json").write_text(json.dumps({"w.fs": ["a\nb.txt"], "w.l": "y.txt"}))
+    with pytest.raises(upload.RunInputError, match=r"its name holds a control character"):
+        upload.prepare(wdl, tmp_path / "inputs.json", "n")
 
 
 def test_an_empty_directory_is_refused_before_anything_is_uploaded(tmp_path):
