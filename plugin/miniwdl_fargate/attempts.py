@@ -23,6 +23,7 @@ OUTCOMES = (SUCCEEDED, FAILED, OUT_OF_MEMORY, INTERRUPTED, FAILED_TO_START, CANC
 #: miniwdl's name of a workflow's run directory (``WDL._util.provision_run_dir``)
 _RUN_DIR = re.compile(r"^\d{8}_\d{6}_")
 
+
 def call_path_of(directory: str, call: str) -> str:
     """A call's name in what the run reports: its ``directory`` under the workflow's run
     directory (miniwdl's, named ``<yyyymmdd>_<hhmmss>_<workflow>``), ``call-inner/call-say_hi``
@@ -69,10 +70,8 @@ class Attempt:
     public_ip: bool = False  # its network interface got a public IPv4 address (assignPublicIp ENABLED)
 
     def call_path(self) -> str:
-        """The call's directory under the workflow's run directory (miniwdl's, named
-        ``<yyyymmdd>_<hhmmss>_<workflow>``): ``call-inner/call-say_hi`` for a call of a
-        sub-workflow, which ``call`` (``call-say_hi``) does not tell from the workflow's own;
-        ``call`` when the directory says nothing more."""
+        """The call's name in what the run reports (``call_path_of``): ``call-inner/call-say_hi``
+        for a sub-workflow's, which ``call`` (``call-say_hi``) does not tell from the workflow's."""
         return call_path_of(self.path, self.call)
 
     def outcome_text(self) -> str:
