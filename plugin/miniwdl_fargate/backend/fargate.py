@@ -823,8 +823,7 @@ class FargateTaskContainer(BaseTaskContainer):
         }
         if size.ephemeral_gib:
             overrides["ephemeralStorage"] = {"sizeInGiB": size.ephemeral_gib}
-        run_id = self.pipeline_run_id or limits.STANDALONE
-        tags = task_tags(run_id, self._driver or "unknown", self.run_id, self.run_tags)
+        tags = task_tags(self.tagged_run, self._driver or "unknown", self.run_id, self.run_tags)
         request: dict[str, Any] = {
             "cluster": s.cluster,
             "taskDefinition": self.task_definition(logger, self.image_uri(), self.pipeline_run_id, size, self.run_tags),
@@ -837,7 +836,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 }
             },
             "overrides": overrides,
-            "startedBy": runs.started_by(run_id),
+            "startedBy": runs.started_by(self.tagged_run),
             "tags": tags,
             "enableECSManagedTags": True,
             # idempotent: botocore's retries of this request, and the launcher's after a lost
@@ -870,12 +869,18 @@ class FargateTaskContainer(BaseTaskContainer):
                 raise TaskLimitReached(message)
             FargateTaskContainer._launches += 1
 
+    @property
+    def tagged_run(self) -> str:
+        """The run its tasks are tagged with, whose gate (``limits``) it takes turns at: the
+        pipeline's run id, or ``limits.STANDALONE`` for miniwdl run on its own."""
+        return self.pipeline_run_id or limits.STANDALONE
+
     def _gate(self) -> limits.Gate | None:
         """The run's gate (``limits``), when the run has limits."""
         run_limits = config.run_limits(self.cfg)
         if not run_limits.any:
             return None
-        return limits.gate_for(self.pipeline_run_id or limits.STANDALONE, run_limits, config.option(self.cfg, "prices"))  # type: ignore[arg-type]
+        return limits.gate_for(self.tagged_run, run_limits, config.option(self.cfg, "prices"))  # type: ignore[arg-type]
 
     def _take_turn(self, logger: logging.Logger, terminating: Callable[[], bool]) -> None:
         """Wait until the run's limits let this attempt run (``limits.Gate.take``): Terminated if
@@ -892,12 +897,12 @@ class FargateTaskContainer(BaseTaskContainer):
 
     def _attempt_over(self) -> None:
         turn, self._turn = self._turn, None
-        gate = limits.find(self.pipeline_run_id or limits.STANDALONE)
+        gate = limits.find(self.tagged_run)
         if turn is not None and gate is not None:
             gate.give_back(turn)
 
     def _halted(self) -> Exception | None:
-        gate = limits.find(self.pipeline_run_id or limits.STANDALONE) if self._turn is not None else None
+        gate = limits.find(self.tagged_run) if self._turn is not None else None
         why = gate.halted_error() if gate is not None else None
         return RunLimitReached(f"task {self.run_id} stopped: {why}") if why else None
 
