@@ -92,8 +92,12 @@ def share_data_loaders() -> None:
     that each service model, endpoint rule set and endpoints.json is read and parsed from JSON once
     per process rather than once per session. A loader caches what it loaded and hands out the same
     objects every time, which is what one session already does with its own loader. For local
-    mode's fork servers (before they fork) and the tests' process; a Lambda function or driver on
-    AWS does not call it."""
+    mode's stack process (moto makes a session per backend and per region listing: its EC2 backend
+    alone read EC2's model three times) and fork servers (before they fork), and the tests'
+    process; a Lambda function or driver on AWS does not call it. Called again, it keeps the
+    loaders it made (and what they parsed)."""
+    if getattr(botocore.session.create_loader, "shared", False):
+        return
     loaders: dict[str | None, botocore.loaders.Loader] = {}
 
     def create_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
@@ -104,6 +108,7 @@ def share_data_loaders() -> None:
             loaders[search_path_string] = botocore.loaders.Loader(extra_search_paths=_SearchPaths(extra))
         return loaders[search_path_string]
 
+    create_loader.shared = True  # type: ignore[attr-defined]
     botocore.session.create_loader = create_loader
 
 

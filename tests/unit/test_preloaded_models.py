@@ -44,6 +44,17 @@ def test_a_client_of_a_preloaded_service_in_a_new_session_reads_no_file(files_re
     assert files_read == []
 
 
+def test_sharing_the_loaders_again_keeps_what_they_parsed(files_read):
+    """The stack's process calls it as it starts (moto's modules make sessions as they load), and
+    so may a test's process that already did: what was parsed stays parsed."""
+    aws.share_data_loaders()
+    aws.preload_models(["sns"])
+    files_read.clear()
+    aws.share_data_loaders()
+    boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-west-2").client("sns")
+    assert files_read == []
+
+
 def test_a_new_session_does_not_grow_the_shared_loaders_search_paths():
     aws.share_data_loaders()
     boto3.session.Session(region_name="us-east-1").client("s3")

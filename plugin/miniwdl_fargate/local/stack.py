@@ -260,6 +260,7 @@ class LocalStack:
             os.environ[key] = value
 
     def start(self) -> "LocalStack":
+        aws.share_data_loaders()  # (before moto is imported: its EC2 module reads models as it loads)
         from moto.server import ThreadedMotoServer
 
         from . import moto as moto_seam
