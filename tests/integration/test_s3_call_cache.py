@@ -423,3 +423,58 @@ def test_explain_leaves_out_entries_written_after_the_call_looked_the_cache_up(m
     lines = explain.explain("runs", "s3://runs/runs/n/results/r-now/", "hi")
     assert lines[1].startswith("closest earlier entry: run r-before, call call-hi")
     assert lines[2:] == ['  input who: "zero" -> "first"']
+
+
+WRITTEN_WDL = """
+version 1.1
+workflow written {
+  input {
+    Array[String] names
+    String tag  # (each run its own: the workflow as a whole is never reused)
+  }
+  File listed = write_lines(names)
+  call count_lines { input: listing = write_lines(names) }
+  output {
+    File listing = listed
+    String first = read_lines(listed)[0]
+    Int lines = count_lines.lines
+    String tagged = tag
+  }
+}
+task count_lines {
+  input { File listing }
+  command <<< wc -l < "~{listing}" > lines >>>
+  output { Int lines = read_int("lines") }
+}
+"""
+
+
+def test_a_file_written_at_the_workflow_level_runs_and_its_call_is_reused_by_content(bucket, tmp_path):
+    """miniwdl asks the call cache for a workflow's write_lines/write_json/... file under a key of
+    its own (``write_/<digest>``, two parts, not a call's three): the S3 cache let the run fail
+    ("not enough values to unpack") whenever it was on, which is by default. Such a file needs no
+    entry: a call taking it is keyed by its content, so a rerun still reuses the call."""
+    aws.client("s3").put_object(Bucket="runs", Key="runs/w/workflow.wdl", Body=WRITTEN_WDL.encode())
+
+    def drive_written(run_id):
+        aws.client("s3").put_object(Bucket="runs", Key=f"runs/w/{run_id}.json", Body=json.dumps({"written.names": ["ann", "bo"], "written.tag": run_id}).encode())
+        return driver.drive(driver.DriverRun(
+            run_id=run_id, workflow="s3://runs/runs/w/workflow.wdl", inputs=f"s3://runs/runs/w/{run_id}.json",
+            results=f"s3://runs/runs/w/results/{run_id}/", workdir=str(tmp_path / "efs" / "runs" / run_id),
+            cache_dir=str(tmp_path / "efs" / "cache"),
+        ))
+
+    def outputs(run_id):
+        body = aws.client("s3").get_object(Bucket="runs", Key=f"runs/w/results/{run_id}/outputs.json")["Body"].read()
+        return json.loads(body)["outputs"]
+
+    assert drive_written("w-1") == 0
+    first = outputs("w-1")
+    assert (first["written.first"], first["written.lines"]) == ("ann", 2)
+    assert read_uri(first["written.listing"]) == b"ann\nbo\n"
+    assert not [k for k in keys_under("cache/") if "write_" in k]  # (no entry of its own)
+    assert drive_written("w-2") == 0
+    body = aws.client("s3").get_object(Bucket="runs", Key="runs/w/results/w-2/call_cache.json")["Body"].read()
+    reused = {c["call"]: c["outcome"] for c in json.loads(body)["calls"]}
+    assert reused.get("call-count_lines") == "reused", reused
+    assert outputs("w-2")["written.lines"] == 2

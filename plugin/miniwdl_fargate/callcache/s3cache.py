@@ -102,6 +102,15 @@ def caller_call() -> tuple[str, WDL.Tree.Task | None]:
     return "", None
 
 
+def written_file(key: str) -> bool:
+    """Whether miniwdl asks about a file a workflow wrote (``write_lines`` and the other
+    ``write_*`` at the workflow level: ``WDL.runtime._stdlib``'s ``_virtualize_filename`` keys it
+    ``write_/<digest of its content>``), not a call. miniwdl looks for an earlier copy so that a
+    call taking the file has the same input path in its key as before; here a call's key names a
+    file by its content, so the file needs no entry of its own: it is a miss, and nothing is kept."""
+    return key.startswith("write_/")
+
+
 class S3CallCache(CallCache):
     """miniwdl's ``CallCache`` with its call entries in S3 (see the module's docstring); its
     download cache is miniwdl's own."""
@@ -126,6 +135,8 @@ class S3CallCache(CallCache):
         reading, writing = self._cfg["call_cache"].get_bool("get"), self._cfg["call_cache"].get_bool("put")
         if not self._bucket or not (reading or writing):
             return super().get(key, inputs, output_types)
+        if written_file(key):
+            return None
         call_dir, task = caller_call()
         try:
             parts = self.parts(key, inputs, task)
@@ -166,6 +177,8 @@ class S3CallCache(CallCache):
     ) -> None:
         if not self._bucket:
             return super().put(key, outputs, run_dir, inputs=inputs, add_paths=add_paths)
+        if written_file(key):
+            return
         self._entry_add_paths[key] = add_paths.copy()
         if not self._cfg["call_cache"].get_bool("put"):
             return
