@@ -71,6 +71,16 @@ def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
         raise RunInputError(
             f"{wdl_path}:{first.pos.line}:{first.pos.column}: {first} (and {len(exn.exceptions) - 1} more)"
         ) from None
+    except WDL.Error.ImportError as exn:
+        from .pipeline.validate import not_utf8
+
+        cause = exn.__cause__ or exn.__context__
+        detail = not_utf8(cause) if isinstance(cause, UnicodeDecodeError) else cause
+        raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: {exn}{f': {detail}' if detail else ''}") from None
+    except UnicodeDecodeError as exn:
+        from .pipeline.validate import not_utf8
+
+        raise RunInputError(f"{wdl_path}: {not_utf8(exn)}") from None
     except (OSError, ImportError) as exn:
         raise RunInputError(f"{wdl_path}: {exn}") from None
 

@@ -124,6 +124,11 @@ BAD_SUBMISSIONS = {
         {}, "version 1.1\ntask a { command <<< >>> }\ntask b { command <<< >>> }\n", None,
         [(WDL, "no workflow to run: the document has no workflow and 2 tasks (it needs one)")],
     ),
+    "map-key-of-another-type": (
+        {"hello.m": {"notint": "x"}}, "version 1.1\nworkflow hello {\n  input { Map[Int,String]? m }\n}\n", None,
+        [(INPUTS + ": hello.m", 'expected Map[Int,String]?, got {"notint": "x"} '
+          "(coercing 'String' to 'Int': invalid literal for int() with base 10: 'notint')")],
+    ),
     "missing-input": (
         {"hello.reference": "s3://data/ref.txt"}, GOOD, None,
         [(INPUTS + ": hello.names", "missing required input of type Array[String]")],
@@ -239,6 +244,31 @@ def test_bad_submission_is_refused_with_every_problem_and_starts_nothing(pipelin
     inputs, wdl, extra, expected = BAD_SUBMISSIONS[name]
     assert drop(name, inputs, wdl, extra) is None
     assert rejection(name) == [(w.replace("{name}", name), p.replace("{name}", name)) for w, p in expected]
+    assert executions() == []
+
+
+@pytest.mark.parametrize("main", [True, False], ids=["the-workflow", "an-import"])
+def test_a_wdl_that_is_not_utf8_is_refused_naming_it_and_starts_nothing(pipeline, main):
+    """The driver's miniwdl reads a WDL document strictly as UTF-8: the submit step read it with
+    the bad bytes replaced, accepted it, and the run failed later on a UnicodeDecodeError."""
+    settings, drop, rejection, executions = pipeline
+    s3 = aws.client("s3")
+    latin1 = b'version 1.1\ntask t {\n  command <<< echo "caf\xe9" >>>\n}\n'
+    if main:
+        s3.put_object(Bucket="runs", Key="runs/latin/workflow.wdl", Body=latin1.replace(b"task t", b"workflow w {}\ntask t"))
+    else:
+        s3.put_object(Bucket="runs", Key="runs/latin/lib.wdl", Body=latin1)
+    wdl = None if main else 'version 1.1\nimport "lib.wdl"\nworkflow w { call lib.t }\n'
+    drop("latin", {}, wdl=wdl)
+    body = s3.get_object(Bucket="runs", Key=f"runs/latin/{'workflow' if main else 'lib'}.wdl")["Body"].read()
+    offset = body.index(b"\xe9")
+    said = f"not UTF-8 text (byte 0xe9 at offset {offset}): a WDL document is UTF-8"
+    if main:
+        assert rejection("latin") == [(WDL.format(name="latin"), f"s3://runs/runs/latin/workflow.wdl: {said}")]
+    else:
+        assert rejection("latin") == [
+            (WDL.format(name="latin") + ":2:1", f"WDL import failed: Failed to import lib.wdl: s3://runs/runs/latin/lib.wdl: {said}")
+        ]
     assert executions() == []
 
 

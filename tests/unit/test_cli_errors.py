@@ -46,6 +46,15 @@ def files(tmp_path_factory):
         bundle.writestr("w.wdl", WDL)
         bundle.writestr("../../x.wdl", WDL)
     (top / "not-json.json").write_text("{oops")
+    # not UTF-8: a WDL document itself, and one it imports
+    (top / "latin1").mkdir()
+    (top / "latin1" / "w.wdl").write_bytes(b'version 1.1\nworkflow w {\n  String s = "caf\xe9"\n  output { String o = s }\n}\n')
+    (top / "latin1" / "imports.wdl").write_bytes(b'version 1.1\nimport "lib.wdl"\nworkflow w { call lib.t }\n')
+    (top / "latin1" / "lib.wdl").write_bytes(b'version 1.1\ntask t {\n  command <<< echo "\xff" >>>\n}\n')
+    (top / "latin1" / "inputs.json").write_text("{}")
+    (top / "maps").mkdir()
+    (top / "maps" / "w.wdl").write_text("version 1.1\nworkflow w {\n  input { Map[Int,String]? m }\n  output { Map[Int,String]? o = m }\n}\n")
+    (top / "maps" / "inputs.json").write_text(json.dumps({"w.m": {"notint": "x"}}))
     (top / "wrong-shape.json").write_text(json.dumps({"endpoint": "http://127.0.0.1:9"}))
     # a stack that is not there any more: the connection file of a `local up` that was killed
     (top / "gone.json").write_text(json.dumps({
@@ -83,6 +92,18 @@ CASES = {
     "submit --label with a character no AWS tag has": (
         ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--label", "team=a;b", "--local={d}/gone.json"],
         "error: options.labels: 'team': the value has ';': AWS tags allow letters, numbers, spaces and _ . : / = + - @",
+    ),
+    "submit a WDL that is not UTF-8": (
+        ["submit", "{d}/latin1/w.wdl", "{d}/latin1/inputs.json", "--local={d}/gone.json"],
+        "error: {d}/latin1/w.wdl: not UTF-8 text (byte 0xe9 at offset 42): a WDL document is UTF-8",
+    ),
+    "submit a WDL importing one that is not UTF-8": (
+        ["submit", "{d}/latin1/imports.wdl", "{d}/latin1/inputs.json", "--local={d}/gone.json"],
+        "error: {d}/latin1/imports.wdl:2:1: Failed to import lib.wdl: not UTF-8 text (byte 0xff at offset 41)",
+    ),
+    "submit a Map input whose key is not of the key type": (
+        ["submit", "{d}/maps/w.wdl", "{d}/maps/inputs.json", "--local={d}/gone.json"],
+        "error: {d}/maps/inputs.json: w.m: expected Map[Int,String]?, got {{\"notint\": \"x\"}} (coercing 'String' to 'Int'",
     ),
     "submit a missing WDL": (["submit", "{d}/nope.wdl", "{d}/good/inputs.json"], "error: {d}/nope.wdl: no such WDL file"),
     "submit inputs that are not JSON": (

@@ -61,7 +61,16 @@ def _read_s3(uri: str) -> str:
         raise FileNotFoundError(_s3_error(exn, uri)) from None
     if obj["ContentLength"] > MAX_WDL_BYTES:
         raise ValueError(f"{obj['ContentLength']} bytes; a WDL document may have at most {MAX_WDL_BYTES >> 20} MiB")
-    return obj["Body"].read().decode("utf-8", errors="replace")
+    body = obj["Body"].read()
+    try:
+        return body.decode("utf-8")  # (strictly, as the driver's miniwdl reads it)
+    except UnicodeDecodeError as exn:
+        raise ValueError(f"{uri}: {not_utf8(exn)}") from None
+
+
+def not_utf8(exn: UnicodeDecodeError) -> str:
+    """What is wrong with a WDL document that is not UTF-8, and where."""
+    return f"not UTF-8 text (byte 0x{exn.object[exn.start]:02x} at offset {exn.start}): a WDL document is UTF-8"
 
 
 IMPORT_RULE = "imports must be relative paths to files inside the workflow's folder (the driver downloads that folder, nothing else)"
@@ -177,7 +186,8 @@ def _check_input(target: Any, key: str, value: Any, where: str, problems: Proble
     decl = available[name]
     try:
         WDL.values_from_json({name: value}, available, namespace=target.name)
-    except (WDL.Error.InputError, ValueError, TypeError) as exn:
+    except (WDL.Error.InputError, WDL.Error.RuntimeError, ValueError, TypeError) as exn:
+        # (RuntimeError: a Map key of another type, "coercing 'String' to 'Int'")
         problems.add(f"{where}: {key}", f"expected {decl.type}, got {json.dumps(value)[:200]} ({exn})")
         return False
     extra = _extra_members(decl.type, value, key)
