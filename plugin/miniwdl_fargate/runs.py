@@ -147,8 +147,10 @@ def results_uri(bucket: str, name: str, run_id: str) -> str:
 
 
 def in_bundle(rel_key: str) -> bool:
-    """Whether a key (relative to the WDL's folder) belongs to the workflow bundle."""
-    return not (rel_key in (INPUTS_NAME, OPTIONS_NAME, CLAIM_NAME) or rel_key.startswith(RESULTS_DIR + "/"))
+    """Whether a key (relative to the WDL's folder) belongs to the workflow bundle: not the
+    run's inputs and options, nor what the pipeline and submit write there (a refusal, a claim,
+    results)."""
+    return not (rel_key in (INPUTS_NAME, OPTIONS_NAME, CLAIM_NAME, REFUSAL_NAME) or rel_key.startswith(RESULTS_DIR + "/"))
 
 
 def max_run_hours(options: dict[str, Any], default: float = DEFAULT_MAX_RUN_HOURS) -> float:

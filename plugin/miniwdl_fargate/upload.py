@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import botocore.exceptions
 import WDL
 from WDL._util import path_really_within
 
@@ -351,21 +352,24 @@ class Submission:
     def upload_workflow(self, bucket: str) -> None:
         """The workflow into runs/<name>/: the bundle as workflow.zip, or the WDL's folder with
         the WDL as workflow.wdl; the other of the two removed (an earlier submission's, under
-        the same name, would make the drop ambiguous)."""
+        the same name, would make the drop ambiguous), and every other file an earlier submit
+        uploaded there (``SUBMITTED``) that this one did not. A file someone else put there is
+        never removed: it is theirs (and the submit step copies it with the workflow)."""
         s3 = aws.client("s3")
         prefix = runs.run_prefix(self.name)
+        marked = {"Metadata": {SUBMITTED: "1"}}
         uploaded = set()
         if self.bundle:
-            s3.upload_file(str(self.wdl_path), bucket, prefix + runs.DEFAULT_ZIP)
+            s3.upload_file(str(self.wdl_path), bucket, prefix + runs.DEFAULT_ZIP, ExtraArgs=marked)
             uploaded.add(runs.DEFAULT_ZIP)
         else:
             for path in self.files:
                 rel = path.relative_to(self.wdl_path.parent).as_posix()
                 if path == self.wdl_path:
                     rel = runs.DEFAULT_WDL
-                elif rel in (runs.DEFAULT_WDL, runs.DEFAULT_ZIP, runs.INPUTS_NAME) or not runs.in_bundle(rel):
+                elif rel in (runs.DEFAULT_WDL, runs.DEFAULT_ZIP) or not runs.in_bundle(rel):
                     continue
-                s3.upload_file(str(path), bucket, prefix + rel)
+                s3.upload_file(str(path), bucket, prefix + rel, ExtraArgs=marked)
                 uploaded.add(rel)
         # what an earlier submission under this name left (its miniwdl.cfg, a file it read) is not
         # this one's: the submit step copies the whole folder
@@ -373,7 +377,9 @@ class Submission:
 
         for obj in bundle_listing(bucket, prefix):
             rel = obj["Key"][len(prefix):]
-            if runs.in_bundle(rel) and rel not in uploaded and rel != runs.REFUSAL_NAME:
+            if not runs.in_bundle(rel) or rel in uploaded:
+                continue
+            if rel in (runs.DEFAULT_WDL, runs.DEFAULT_ZIP) or submitted(s3, bucket, obj["Key"]):
                 s3.delete_object(Bucket=bucket, Key=obj["Key"])
 
     def upload(self, bucket: str, interval: float = 0.25, answer_timeout: float | None = None) -> tuple[str, str]:
@@ -639,6 +645,22 @@ def build_bundle(wdl_path: Path, folder: Path) -> Path:
     except (OSError, WDL.Error.InputError) as exn:
         raise RunInputError(f"{wdl_path}: could not build a bundle of it: {exn}") from None
     return archive
+
+
+#: the metadata key (``x-amz-meta-miniwdl-fargate-submitted``) on each file ``submit`` uploads
+#: into a run name's folder: a later submit under that name removes those it does not upload again
+#: (they are not its workflow's), and only those
+SUBMITTED = "miniwdl-fargate-submitted"
+
+
+def submitted(s3: Any, bucket: str, key: str) -> bool:
+    """Whether an earlier ``submit`` uploaded the object (``SUBMITTED``); False if it is gone."""
+    try:
+        return SUBMITTED in s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+    except botocore.exceptions.ClientError as exn:
+        if str(exn.response.get("Error", {}).get("Code")) in s3io.NOT_FOUND:
+            return False
+        raise
 
 
 def load_bundle(zip_path: Path) -> tuple[WDL.Tree.Document, dict[str, Any]]:
