@@ -794,6 +794,7 @@ def upload_outputs(
     links = out_links(os.path.join(run_dir, "out"))
 
     taken: set[str] = set()
+    elsewhere: dict[str, str] = {}  # a file or folder out/ has no place for (a Map's File key) -> its key
 
     def key_for(path: str, output: str) -> str:
         real = os.path.realpath(path.rstrip("/"))
@@ -806,7 +807,9 @@ def upload_outputs(
             # per place it is a value of: the same place as in a run that ran the call
             rel = out_link(links[real], output, taken)
         if rel.startswith(".."):
-            rel = os.path.join("other", os.path.basename(real))
+            # (miniwdl links no Map key into out/): a folder of its own per file, so two such
+            # files of one name stay two; the same file is one
+            rel = elsewhere.setdefault(real, os.path.join("other", str(len(elsewhere)), os.path.basename(real)))
         return run.results_key("out/" + rel)
 
     # every output is checked before anything is uploaded: a refused run uploads nothing

@@ -86,3 +86,48 @@ def test_links_inside_are_uploaded_as_what_they_point_to(drive):
     outputs = json.loads(got["outputs.json"])["outputs"]
     assert outputs["make.d"] == "s3://runs/runs/t/results/t-1/out/d/d"
     assert got["out/d/d/fine.txt"] == got["out/d/d/sub/linked.txt"] == got["out/d/d/also/linked.txt"] == b"fine\n"
+
+
+MAP_KEYS_WDL = """
+version 1.1
+task mk {
+  input { String tag }
+  command <<< echo "~{tag}" > k.txt >>>
+  output { Map[File,String] m = {"k.txt": tag} }
+}
+workflow w {
+  call mk as m1 { input: tag = "first" }
+  call mk as m2 { input: tag = "second" }
+  output {
+    Map[File,String] o1 = m1.m
+    Map[File,String] o2 = m2.m
+    Map[File,String] both = {keys(m1.m)[0]: "a", keys(m2.m)[0]: "b"}
+  }
+}
+"""
+
+
+def test_files_that_are_map_keys_are_each_uploaded_under_a_key_of_their_own(moto_aws, tmp_path, monkeypatch):
+    """miniwdl links no Map key into out/: such files went to out/other/<name>, so two of one name
+    were one object (the run succeeded with the second file's content lost, or failed on two keys
+    that became one)."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="runs/m/w.wdl", Body=MAP_KEYS_WDL.encode())
+    s3.put_object(Bucket="runs", Key="runs/m/inputs.json", Body=b"{}")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "t-1")
+    monkeypatch.chdir(tmp_path)
+    assert driver.drive(driver.DriverRun(
+        run_id="t-1", workflow="s3://runs/runs/m/w.wdl", inputs="s3://runs/runs/m/inputs.json",
+        results="s3://runs/runs/t/results/t-1/", workdir=str(tmp_path / "work"),
+    )) == 0
+    got = results()
+    outputs = json.loads(got["outputs.json"])["outputs"]
+    (first, tag1), = outputs["w.o1"].items()
+    (second, tag2), = outputs["w.o2"].items()
+    assert (tag1, tag2) == ("first", "second")
+    prefix = "s3://runs/runs/t/results/t-1/"
+    assert first != second and first.endswith("/k.txt") and second.endswith("/k.txt")
+    assert got[first[len(prefix):]] == b"first\n" and got[second[len(prefix):]] == b"second\n"
+    assert outputs["w.both"] == {first: "a", second: "b"}  # (the same file, the same object)
