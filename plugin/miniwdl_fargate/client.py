@@ -601,18 +601,26 @@ def download_outputs(outputs: dict[str, Any], dest: str, results: str, overwrite
             raise ClientError(f"--download {dest}: {there[0]} already exists{more}; use --overwrite to replace")
     got: list[str] = []
     for uri_, target in targets:
-        src_bucket, key = s3io.split(uri_)
+        found = download_output(uri_, target)
+        if not found:
+            done = f" ({len(got)} file(s) downloaded before it)" if got else ""
+            raise ClientError(f"--download: {uri_} is not in S3 (removed since the run ended?){done}")
+        got.extend(found)
+    return got
+
+
+def download_output(uri_: str, target: str) -> list[str]:
+    """A File output's object, or a Directory output's objects, to ``target``; [] if not in S3.
+    outputs.json names a Directory by its prefix without the ending "/" (a miniwdl Directory
+    value has none): a URI that is no object is looked up as a folder."""
+    bucket, key = s3io.split(uri_)
+    if not uri_.endswith("/"):
         try:
-            if uri_.endswith("/"):
-                got.extend(s3io.download_prefix(src_bucket, key, target))
-            else:
-                got.append(s3io.download_to(src_bucket, key, target))
+            return [s3io.download_to(bucket, key, target)]
         except botocore.exceptions.ClientError as exn:
             if not s3io.not_found(exn):
                 raise
-            done = f" ({len(got)} file(s) downloaded before it)" if got else ""
-            raise ClientError(f"--download: {uri_} is not in S3 (removed since the run ended?){done}") from None
-    return got
+    return s3io.download_prefix(bucket, key.rstrip("/") + "/", target.rstrip(os.sep))
 
 
 def output_targets(outputs: dict[str, Any], dest: str, bucket: str, prefix: str) -> list[tuple[str, str]]:

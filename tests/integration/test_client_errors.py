@@ -36,6 +36,21 @@ def test_download_refuses_to_overwrite_a_file_before_downloading_anything(bucket
     assert (tmp_path / "out" / "report" / "report.txt").read_text() == "new\n"
 
 
+def test_download_takes_a_directory_output_named_without_its_ending_slash(bucket, tmp_path):
+    """outputs.json names a Directory output by its prefix, without an ending "/" (miniwdl's
+    Directory values have none): `outputs --download` took it for a missing file and stopped."""
+    for rel in ("out/d/d/x.txt", "out/d/d/sub/y.txt"):
+        bucket.put_object(Bucket="runs", Key=(RESULTS + rel).split("/", 3)[3], Body=rel.encode())
+    outputs = {**OUTPUTS, "w.d": RESULTS + "out/d/d"}
+    got = client.download_outputs(outputs, str(tmp_path / "dl"), RESULTS)
+    assert sorted(got) == sorted(
+        f"{tmp_path}/dl/{rel}" for rel in ("out/d/d/x.txt", "out/d/d/sub/y.txt", "out/report/report.txt", "out/parts/0/a.txt")
+    )
+    assert (tmp_path / "dl" / "out" / "d" / "d" / "sub" / "y.txt").read_text() == "out/d/d/sub/y.txt"
+    with pytest.raises(client.ClientError, match=r"^--download: s3://runs/.*/out/gone/g is not in S3 \(removed since"):
+        client.download_outputs({"w.g": RESULTS + "out/gone/g"}, str(tmp_path / "dl2"), RESULTS)
+
+
 def test_download_refuses_an_output_that_would_land_outside_the_folder(bucket, tmp_path):
     outputs = {"w.x": "s3://runs/../../escape.txt"}
     with pytest.raises(client.ClientError, match=r"^output s3://runs/../../escape.txt would land outside "):
