@@ -57,8 +57,21 @@ def resolve(output: str, where: str, path: str) -> str:
         raise OutputRefused(f"output {output}: {where} cannot be read: {exn.strerror}") from None
 
 
+def unnameable(name: str) -> str | None:
+    """Why a file of this name cannot be an S3 object, if it cannot: a key is UTF-8 text, and a
+    name that is not (Python holds its bytes as surrogates) cannot be written as one."""
+    try:
+        name.encode()
+    except UnicodeEncodeError as exn:
+        byte = ord(name[exn.start]) - 0xDC00
+        return f"its name is not UTF-8 (byte 0x{byte:02x}), which an S3 key must be: rename it"
+    return None
+
+
 def file_output(output: str, path: str, roots: list[str]) -> str:
     """The real path of a File output to upload, once it is checked (see the module's doc)."""
+    if problem := unnameable(os.path.basename(path)):
+        raise OutputRefused(f"File output {output}: {path!r}: {problem}")
     real = resolve(output, path, path)
     if not any(within(real, root) for root in roots):
         raise OutputRefused(f"File output {output}: {path} leads to {real}, outside the run's directories")
@@ -91,6 +104,8 @@ def _walk(output: str, real_dir: str, rel_dir: str, bound: str, above: set[str],
     for name in names:
         rel = os.path.join(rel_dir, name)
         real = os.path.join(real_dir, name)
+        if problem := unnameable(name):
+            raise OutputRefused(f"Directory output {output}: {rel!r}: {problem}")
         mode = os.lstat(real).st_mode
         if stat.S_ISLNK(mode):
             real = resolve(output, rel, real)

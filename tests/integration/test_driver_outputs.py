@@ -21,6 +21,7 @@ task make {
       fifo) mkfifo d/sub/pipe ;;
       escape) ln -s /etc d/sub/etc ;;
       inside) ln -s ../fine.txt d/sub/linked.txt; ln -s sub d/also ;;
+      latin1) printf x > "d/sub/$(printf 'caf\\351.txt')" ;;
     esac
   >>>
   output {
@@ -68,6 +69,19 @@ def test_a_fifo_in_a_directory_output_fails_the_run_and_uploads_nothing(drive):
     assert error["status"] == "FAILED" and error["error"] == "OutputRefused"
     assert error["message"] == "Directory output make.d: sub/pipe is a FIFO (named pipe), which cannot be uploaded"
     assert not [key for key in got if key.startswith("out/")] and "outputs.json" not in got
+
+
+def test_a_name_that_is_not_utf8_in_a_directory_output_fails_the_run_saying_so(drive):
+    """An S3 key is UTF-8: the upload failed with the encoder's own words ("surrogates not
+    allowed") after the outputs were checked, not as a refusal naming the file."""
+    assert drive("latin1") == 1
+    got = results()
+    error = json.loads(got["error.json"])
+    assert error["error"] == "OutputRefused"
+    assert error["message"] == (
+        "Directory output make.d: 'sub/caf\\udce9.txt': its name is not UTF-8 (byte 0xe9), which an S3 key must be: rename it"
+    )
+    assert not [key for key in got if key.startswith("out/")]
 
 
 def test_a_link_out_of_the_run_in_a_directory_output_fails_the_run(drive):
