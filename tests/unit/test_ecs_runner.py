@@ -249,7 +249,7 @@ class FakeLogs:
         from botocore.exceptions import ClientError
 
         self.model = botocore.session.get_session().get_service_model("logs")
-        self.groups, self.streams, self.calls = set(), set(), []
+        self.groups, self.streams, self.calls, self.requests = set(), set(), [], []
 
         def error(code):
             return type(code, (ClientError,), {})
@@ -277,6 +277,17 @@ class FakeLogs:
             raise self.exceptions.ResourceNotFoundException({"Error": {"Code": "ResourceNotFoundException"}}, "CreateLogStream")
         self.streams.add((request["logGroupName"], request["logStreamName"]))
 
+    def put_log_events(self, **request):
+        """Kept as sent, once checked against the limits CloudWatch Logs enforces (which
+        botocore's model does not: it checks minimums only)."""
+        self._called("PutLogEvents", request)
+        assert (request["logGroupName"], request["logStreamName"]) in self.streams
+        events = request["logEvents"]
+        assert len(events) <= 10_000
+        assert sum(len(e["message"].encode("utf-8")) + 26 for e in events) <= 1024 * 1024
+        assert all(len(e["message"].encode("utf-8")) + 26 <= 256 * 1024 for e in events)
+        self.requests.append(events)
+
 
 def test_the_log_shipper_asks_for_its_group_once_and_makes_it_again_if_it_went(monkeypatch, tmp_path):
     from miniwdl_fargate.local.ecs_runner import LogShipper
@@ -290,6 +301,54 @@ def test_the_log_shipper_asks_for_its_group_once_and_makes_it_again_if_it_went(m
     LogShipper(str(tmp_path / "t4.log"), "tasks", "miniwdl/task/t4", logs)
     assert logs.calls[3:] == ["CreateLogStream", "CreateLogStream", "CreateLogGroup", "CreateLogStream"]
     assert ("tasks", "miniwdl/task/t4") in logs.streams
+
+
+def test_the_log_shipper_sends_every_line_once_in_order_within_cloudwatch_limits(monkeypatch, tmp_path):
+    """A log of several MiB, a line longer than an event cut (mid-character) between two
+    writes, blank lines, and a last line without its newline: every line reaches the stream
+    once and in order, in requests CloudWatch Logs would take; an unended line waits for its end,
+    and the last one is sent as it is once the container exited, after everything before it (the
+    log was once cut at the MiB the last call read, the rest of that MiB sent as a last line)."""
+    from miniwdl_fargate.local.ecs_runner import LogShipper
+
+    logs = FakeLogs()
+    monkeypatch.setattr(LogShipper, "_groups", set())
+    path = tmp_path / "task.log"
+
+    def sent():
+        return [e["message"] for request in logs.requests for e in request]
+
+    def write(text):
+        with open(path, "ab") as out:
+            out.write(text)
+
+    def ship_while_running():  # (as the runner calls it while the container runs, a MiB a call)
+        while shipper._offset < os.path.getsize(path):
+            shipper.ship()
+
+    before = [f"out line {i}" for i in range(300_000)]  # (~4.5 MiB, 30 requests' worth of events)
+    long_line = "x" + "é" * 300_000  # (600 KiB: three events, their cuts between characters)
+    after = [f"err line {i}" for i in range(1000)]
+    later = [f"err line {i}" for i in range(1000, 151_000)]  # (~2.3 MiB)
+    written = ("\n".join(before) + "\n" + long_line).encode("utf-8")
+    first = len("\n".join(before)) + 1 + 400_002  # (into the long line, in the middle of an é)
+    write(written[:first])
+    shipper = LogShipper(str(path), "tasks", "miniwdl/task/t1", logs)
+    ship_while_running()
+    assert sent()[:len(before)] == before
+    assert len(sent()) == len(before) + 1  # (the long line's first event: the rest waits for more)
+    write(written[first:] + ("\n\n  \n" + "\n".join(after) + "\nlast line, un").encode("utf-8"))
+    ship_while_running()
+    assert sent()[-1] == after[-1]  # (the unended line waits)
+    write(("ended\n" + "\n".join(later) + "\nlast line, unended").encode("utf-8"))
+    assert os.path.getsize(path) - shipper._offset > 2 * 1024 * 1024
+    shipper.ship(final=True)  # (the container exited: all of it, however much is left)
+    pieces = sent()[len(before):-len(after) - len(later) - 2]
+    assert sent()[:len(before)] == before
+    assert sent()[-len(after) - len(later) - 2:] == after + ["last line, unended"] + later + ["last line, unended"]
+    assert "".join(pieces) == long_line and len(pieces) == 3
+    shipper.ship(final=True)  # (nothing more written: nothing more sent)
+    assert sum(map(len, logs.requests)) == len(sent())
 
 
 def test_the_runners_threads_are_kept_for_the_next_task_and_go_when_idle():

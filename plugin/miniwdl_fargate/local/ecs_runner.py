@@ -22,6 +22,7 @@ writes it into moto; unit tests give it a fake).
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
@@ -58,6 +59,15 @@ DRIVER_COMMAND = ["miniwdl-fargate", "driver"]  # the driver container's (templa
 DRIVER_FORK_ENV = "MINIWDL_FARGATE_LOCAL_DRIVER_FORK"
 #: set to 0 to start every sandboxed WDL task as new processes rather than fork it from ``task_zygote``
 TASK_FORK_ENV = "MINIWDL_FARGATE_LOCAL_TASK_FORK"
+#: PutLogEvents' limits, which the awslogs driver keeps: a request holds at most 10,000 events and
+#: 1 MiB, counting each event as its message in UTF-8 plus 26 bytes; an event is at most 256 KiB, so
+#: a longer line goes as several events of at most 256 KiB - 26 bytes of message (as the driver's do)
+LOG_EVENT_OVERHEAD = 26
+LOG_BATCH_BYTES = 1024 * 1024
+LOG_BATCH_EVENTS = 10_000
+LOG_MESSAGE_BYTES = 256 * 1024 - LOG_EVENT_OVERHEAD
+#: how much of a container's log the shipper reads at a time (a large log is never read whole)
+LOG_READ_BYTES = 1024 * 1024
 
 
 class TaskStartError(Exception):
@@ -747,7 +757,8 @@ class LogShipper:
     def __init__(self, path: str, group: str, stream: str, logs: Any) -> None:
         self.path, self.group, self.stream, self.logs = path, group, stream, logs
         self._offset = 0
-        self._partial = b""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""  # (the last line read, not yet ended)
         self._ensure_group(logs, group)
         try:
             logs.create_log_stream(logGroupName=group, logStreamName=stream)
@@ -781,26 +792,85 @@ class LogShipper:
             return None
 
     def ship(self, final: bool = False) -> None:
+        """Send what the container wrote since the last call, one event per line, in requests
+        within PutLogEvents' limits: at most ``LOG_READ_BYTES`` of it while the container runs
+        (a call comes every ``MEMORY_CHECK_SECONDS``, between memory checks and stop requests);
+        ``final`` (the container exited), all of it up to where the file ended when called, read
+        ``LOG_READ_BYTES`` at a time, an unended last line sent as it is. A line not yet ended
+        waits for its end, unless it is already longer than an event: its first events of the
+        greatest size go now, the rest waits (memory stays bounded however long the line). Bytes
+        that are not UTF-8 are sent as U+FFFD; a character cut between two reads is decoded whole."""
+        events: list[dict[str, Any]] = []
+        size = 0
+        now = int(time.time() * 1000)
+
+        def add(lines: list[str]) -> None:
+            nonlocal events, size
+            for line in lines:
+                # like the awslogs driver, empty lines are not sent (CloudWatch Logs refuses empty messages)
+                if not line.strip():
+                    continue
+                for message, length in _log_messages(line):
+                    if len(events) == LOG_BATCH_EVENTS or size + length + LOG_EVENT_OVERHEAD > LOG_BATCH_BYTES:
+                        self._put(events)
+                        events, size = [], 0
+                    events.append({"timestamp": now, "message": message})
+                    size += length + LOG_EVENT_OVERHEAD
+
         try:
             with open(self.path, "rb") as infile:
+                end = os.fstat(infile.fileno()).st_size
+                if not final:
+                    end = min(end, self._offset + LOG_READ_BYTES)
                 infile.seek(self._offset)
-                data = infile.read(1024 * 1024)
+                while self._offset < end:
+                    data = infile.read(min(LOG_READ_BYTES, end - self._offset))
+                    if not data:
+                        break
+                    self._offset += len(data)
+                    add(self._lines(self._decoder.decode(data)))
         except OSError:
-            data = b""
-        self._offset += len(data)
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        if final and self._partial:
-            lines.append(self._partial)
-            self._partial = b""
-        now = int(time.time() * 1000)
-        # like the awslogs driver, empty lines are not sent (CloudWatch Logs refuses empty messages)
-        events = [{"timestamp": now, "message": line.decode("utf-8", errors="replace")} for line in lines if line.strip()]
+            pass
+        if final:
+            add(self._lines(self._decoder.decode(b"", final=True)) + [self._partial])
+            self._partial = ""
         if events:
-            try:
-                self.logs.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events)
-            except Exception:
-                log.exception("cannot ship logs to %s/%s", self.group, self.stream)
+            self._put(events)
+
+    def _lines(self, text: str) -> list[str]:
+        """The lines ``text`` ends (after the unended one before it), and of a line it leaves
+        unended whatever fills whole events (kept: the rest, at most one event)."""
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        if len(self._partial.encode("utf-8")) > LOG_MESSAGE_BYTES:
+            pieces = [message for message, _ in _log_messages(self._partial)]
+            self._partial = pieces.pop()
+            lines += pieces
+        return lines
+
+    def _put(self, events: list[dict[str, Any]]) -> None:
+        try:
+            self.logs.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events)
+        except Exception:
+            log.exception("cannot ship logs to %s/%s", self.group, self.stream)
+
+
+def _log_messages(line: str) -> list[tuple[str, int]]:
+    """A line as the messages of its events, each with its size in UTF-8: the line itself, or if
+    longer than ``LOG_MESSAGE_BYTES``, pieces of at most that size cut between characters."""
+    data = line.encode("utf-8")
+    if len(data) <= LOG_MESSAGE_BYTES:
+        return [(line, len(data))]
+    messages = []
+    start = 0
+    while len(data) - start > LOG_MESSAGE_BYTES:
+        cut = start + LOG_MESSAGE_BYTES
+        while data[cut] & 0xC0 == 0x80:  # (a UTF-8 continuation byte: the character starts before)
+            cut -= 1
+        messages.append((data[start:cut].decode("utf-8"), cut - start))
+        start = cut
+    messages.append((data[start:].decode("utf-8"), len(data) - start))
+    return messages
 
 
 class NamespaceSupport:
