@@ -183,6 +183,18 @@ CASES = {
     "an unknown command": (["frobnicate"], "error: miniwdl-fargate: argument command: invalid choice: 'frobnicate'"),
     # an option is known by its whole name only: --loc would have been --local, taking the WDL as its file
     "an abbreviated --local": (["submit", "--loc", "{d}/good/w.wdl", "{d}/good/inputs.json"], "unrecognized arguments: --loc"),
+    # what CloudFormation refuses of a stack's parameters, and moto deploys
+    "local run --parameter the template does not have": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--parameter", "ManagedInstance=Enabled", "--state-dir", "{d}/state"],
+        "error: --parameter ManagedInstance: not a parameter of template.yaml (did you mean ManagedInstances?)",
+    ),
+    "local up --parameter not a number": (
+        ["local", "up", "--parameter", "MaxRunHours=abc", "--state-dir", "{d}/state"], "error: --parameter MaxRunHours=abc: must be a number",
+    ),
+    "local run --parameter not an allowed value": (
+        ["local", "run", "{d}/good/w.wdl", "--parameter", "DriverCpu=3", "--parameter", "StatusSeconds=0", "--state-dir", "{d}/state"],
+        "error: --parameter DriverCpu=3: must be one of 256, 512, 1024, 2048, 4096 (and 1 more)",
+    ),
     "--local to a command without it": (["local", "run", "{d}/good/w.wdl", "--local"], "unrecognized arguments: --local (see"),
     "sweep --run not a run id": (["sweep", "--run", "x y"], "argument --run: run id 'x y' is not one"),
 }

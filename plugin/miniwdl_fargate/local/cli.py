@@ -194,6 +194,14 @@ def run(args: argparse.Namespace) -> int:
 
     if getattr(args, "engine", None):
         os.environ["MINIWDL_FARGATE_LOCAL_ENGINE"] = args.engine
+    if args.local_command in ("up", "run") and args.parameter:
+        from .stack import parameter_problems, repo_root
+
+        template = Path(args.template) if args.template else repo_root() / "template.yaml"
+        problems = parameter_problems(template, dict(args.parameter)) if template.is_file() else []
+        if problems:  # (as CloudFormation refuses them; moto deploys anything)
+            print(f"error: --parameter {problems[0]}" + (f" (and {len(problems) - 1} more)" if problems[1:] else ""), file=sys.stderr)
+            return 2
     if args.local_command == "up":
         if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):
             print(f"error: --state-dir {args.state_dir}: exists and is not a folder", file=sys.stderr)

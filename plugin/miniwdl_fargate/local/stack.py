@@ -116,6 +116,58 @@ def package(
     return template
 
 
+def parameter_problems(template_path: Path, given: dict[str, str]) -> list[str]:
+    """What CloudFormation refuses of ``given`` as a stack's parameters (CreateStack's
+    ValidationError), which moto lets through: a name the template does not declare, and a value
+    its declaration does not allow: not a number for ``Type: Number``, not one of
+    ``AllowedValues``, not matching ``AllowedPattern``, outside ``MinValue``/``MaxValue`` or
+    ``MinLength``/``MaxLength`` (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/parameters-section-structure.html).
+    A declaration's ``ConstraintDescription`` says why, where it has one."""
+    import difflib
+    import math
+    import re
+
+    from samtranslator.yaml_helper import yaml_parse
+
+    declared = yaml_parse(template_path.read_text()).get("Parameters") or {}
+    problems = []
+    for name in given:
+        if name not in declared:
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"it has {', '.join(declared)}"
+            problems.append(f"{name}: not a parameter of {template_path.name} ({hint})")
+    for name, value in given.items():
+        spec = declared.get(name)
+        if spec is None:
+            continue
+        why = []
+        number = None
+        if spec.get("Type") == "Number":
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number):
+                why.append("must be a number")
+        if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
+            why.append(f"must be one of {', '.join(str(v) for v in spec['AllowedValues'])}")
+        if "AllowedPattern" in spec and not re.fullmatch(str(spec["AllowedPattern"]), value):
+            why.append(f"must match the pattern {spec['AllowedPattern']}")
+        if number is not None and math.isfinite(number):
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                why.append(f"must be at least {spec['MinValue']}")
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                why.append(f"must be at most {spec['MaxValue']}")
+        if "MinLength" in spec and len(value) < int(spec["MinLength"]):
+            why.append(f"must have at least {spec['MinLength']} characters")
+        if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+            why.append(f"must have at most {spec['MaxLength']} characters")
+        if why:
+            said = spec.get("ConstraintDescription") or "; ".join(why)
+            problems.append(f"{name}={value}: {said}")
+    return problems
+
+
 def transform(
     template_path: Path, parameters: dict[str, str], bucket: str, cache_dir: str | os.PathLike | None = None
 ) -> dict[str, Any]:
