@@ -158,12 +158,16 @@ def stage_inputs(
     uploads: list[tuple[Path, str, str]] = []
     taken: dict[str, str] = {}  # key -> the local path (as given, made absolute) it holds
 
-    def stage(value: WDL.Value.File | WDL.Value.Directory) -> str:
+    def stage(value: WDL.Value.File | WDL.Value.Directory, name: str) -> str:
         path = value.value
+        is_dir = isinstance(value, WDL.Value.Directory)
         if "://" in path:
+            from .pipeline.validate import uri_problem
+
+            if problem := uri_problem(path, is_dir):  # (as the submit step would refuse it, after the upload)
+                raise RunInputError(f"inputs: {target.name}.{name}: {problem}")
             return path
         local = (inputs_dir / path).resolve()
-        is_dir = isinstance(value, WDL.Value.Directory)
         kind = "directory" if is_dir else "file"
         if problem := name_problem(path):
             raise RunInputError(f"inputs: {kind} {path!r}: {problem}")
@@ -206,7 +210,9 @@ def stage_inputs(
         uploads.append((local, key, digest))
         return s3io.uri(bucket, key)
 
-    rewritten = WDL.Value.rewrite_env_paths(env, stage)
+    rewritten = env.map(
+        lambda b: WDL.Env.Binding(b.name, WDL.Value.rewrite_paths(b.value, lambda v: stage(v, b.name)), b.info)
+    )
     return WDL.values_to_json(rewritten, namespace=target.name), uploads
 
 

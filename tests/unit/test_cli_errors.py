@@ -52,6 +52,10 @@ def files(tmp_path_factory):
     (top / "latin1" / "imports.wdl").write_bytes(b'version 1.1\nimport "lib.wdl"\nworkflow w { call lib.t }\n')
     (top / "latin1" / "lib.wdl").write_bytes(b'version 1.1\ntask t {\n  command <<< echo "\xff" >>>\n}\n')
     (top / "latin1" / "inputs.json").write_text("{}")
+    (top / "uris").mkdir()
+    (top / "uris" / "w.wdl").write_text("version development\nworkflow w {\n  input { File f  Directory? d }\n}\n")
+    for name, value in (("gs", "gs://x/y"), ("upper", "S3://x/y"), ("nobucket", "s3:///key"), ("bucketonly", "s3://BUCKET")):
+        (top / "uris" / f"{name}.json").write_text(json.dumps({"w.f": value}))
     (top / "maps").mkdir()
     (top / "maps" / "w.wdl").write_text("version 1.1\nworkflow w {\n  input { Map[Int,String]? m }\n  output { Map[Int,String]? o = m }\n}\n")
     (top / "maps" / "inputs.json").write_text(json.dumps({"w.m": {"notint": "x"}}))
@@ -104,6 +108,23 @@ CASES = {
     "submit a Map input whose key is not of the key type": (
         ["submit", "{d}/maps/w.wdl", "{d}/maps/inputs.json", "--local={d}/gone.json"],
         "error: {d}/maps/inputs.json: w.m: expected Map[Int,String]?, got {{\"notint\": \"x\"}} (coercing 'String' to 'Int'",
+    ),
+    # what the submit step refuses of a URI, refused before the inputs.json is uploaded
+    "submit a gs:// File input": (
+        ["submit", "{d}/uris/w.wdl", "{d}/uris/gs.json", "--local={d}/gone.json"],
+        "error: inputs: w.f: File input gs://x/y: only s3:// and https:// URIs are supported",
+    ),
+    "submit an S3:// File input": (
+        ["submit", "{d}/uris/w.wdl", "{d}/uris/upper.json", "--local={d}/gone.json"],
+        "error: inputs: w.f: File input S3://x/y: only s3:// and https:// URIs are supported",
+    ),
+    "submit an s3:// File input without a bucket": (
+        ["submit", "{d}/uris/w.wdl", "{d}/uris/nobucket.json", "--local={d}/gone.json"],
+        "error: inputs: w.f: File input s3:///key: no bucket named (s3://BUCKET/KEY)",
+    ),
+    "submit an s3:// File input that is a bucket": (
+        ["submit", "{d}/uris/w.wdl", "{d}/uris/bucketonly.json", "--local={d}/gone.json"],
+        "error: inputs: w.f: s3://BUCKET names a folder; a File input names one object",
     ),
     "submit a missing WDL": (["submit", "{d}/nope.wdl", "{d}/good/inputs.json"], "error: {d}/nope.wdl: no such WDL file"),
     "submit inputs that are not JSON": (

@@ -243,8 +243,6 @@ def _check_s3(uri: str, directory: bool) -> str | None:
             if not listing.get("KeyCount"):
                 return f"{uri} holds no objects (a Directory input names a prefix with files under it)"
             return None
-        if not key or key.endswith("/"):
-            return f"{uri} names a folder; a File input names one object (use a Directory input for a folder)"
         s3.head_object(Bucket=bucket, Key=key)
         return None
     except s3io.S3URIError as exn:
@@ -276,11 +274,27 @@ def check_files(values: WDL.Env.Bindings, where: str, problems: Problems, namesp
                 f"{kind} input {uri!r} is a local path, which the pipeline cannot read: upload it to S3 and "
                 "give its s3:// URI (`miniwdl-fargate local run` uploads local files for you)",
             )
-        elif not uri.startswith(SUPPORTED_SCHEMES):
-            problems.add(f"{where}: {name}", f"{kind} input {uri}: only s3:// and https:// URIs are supported")
+        elif problem := uri_problem(uri, directory):
+            problems.add(f"{where}: {name}", problem)
         elif uri.startswith("s3://"):
             s3_checks.setdefault((uri, directory), []).append(name)
     _report_s3(s3_checks, where, problems)
+
+
+def uri_problem(uri: str, directory: bool) -> str | None:
+    """What is wrong with a File/Directory input's URI that the URI itself shows (no request:
+    the command line checks it too, before it uploads anything)."""
+    kind = "Directory" if directory else "File"
+    if not uri.startswith(SUPPORTED_SCHEMES):
+        return f"{kind} input {uri}: only s3:// and https:// URIs are supported"
+    if uri.startswith("s3://"):
+        try:
+            _bucket, key = s3io.split(uri)
+        except s3io.S3URIError:  # (no bucket: the scheme is s3://)
+            return f"{kind} input {uri}: no bucket named (s3://BUCKET/KEY)"
+        if not directory and (not key or key.endswith("/")):
+            return f"{uri} names a folder; a File input names one object (use a Directory input for a folder)"
+    return None
 
 
 def _report_s3(s3_checks: dict[tuple[str, bool], list[str]], where: str, problems: Problems) -> None:
