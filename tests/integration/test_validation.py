@@ -129,6 +129,14 @@ BAD_SUBMISSIONS = {
         [(INPUTS + ": hello.m", 'expected Map[Int,String]?, got {"notint": "x"} '
           "(coercing 'String' to 'Int': invalid literal for int() with base 10: 'notint')")],
     ),
+    "empty-nonempty-array": (
+        {"hello.ne": [], "hello.s": {"xs": []}, "hello.m": {"a": [1], "b": []}},
+        "version 1.1\nstruct S { Array[Int]+ xs }\nworkflow hello {\n  input {\n    Array[String]+ ne\n    S s\n"
+        "    Map[String, Array[Int]+] m\n    Array[String]+? omitted\n  }\n}\n", None,
+        [(INPUTS + ": hello.ne", "an empty array where Array[String]+ must have at least one item"),
+         (INPUTS + ": hello.s.xs", "an empty array where Array[Int]+ must have at least one item"),
+         (INPUTS + ': hello.m["b"]', "an empty array where Array[Int]+ must have at least one item")],
+    ),
     "missing-input": (
         {"hello.reference": "s3://data/ref.txt"}, GOOD, None,
         [(INPUTS + ": hello.names", "missing required input of type Array[String]")],

@@ -193,7 +193,33 @@ def _check_input(target: Any, key: str, value: Any, where: str, problems: Proble
     extra = _extra_members(decl.type, value, key)
     for path, member, struct in extra:
         problems.add(f"{where}: {path}", f"struct {struct} has no member {member!r}")
-    return not extra
+    empty = _empty_nonempty(decl.type, value, key)
+    for path, ty in empty:
+        problems.add(f"{where}: {path}", f"an empty array where {ty} must have at least one item")
+    return not extra and not empty
+
+
+def _empty_nonempty(ty: Any, value: Any, path: str) -> list[tuple[str, Any]]:
+    """(where, type) of each empty array given for an ``Array[...]+`` (miniwdl takes it, and the
+    run fails when a task or expression gets it: "Empty array for Array+")."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(ty, WDL.Type.StructInstance) and isinstance(value, dict) and ty.members:
+        for key, item in value.items():
+            if key in ty.members:
+                found += _empty_nonempty(ty.members[key], item, f"{path}.{key}")
+    elif isinstance(ty, WDL.Type.Array) and isinstance(value, list):
+        if ty.nonempty and not value:
+            found.append((path, ty))
+        for index, item in enumerate(value):
+            found += _empty_nonempty(ty.item_type, item, f"{path}[{index}]")
+    elif isinstance(ty, WDL.Type.Map) and isinstance(value, dict):
+        for key, item in value.items():
+            found += _empty_nonempty(ty.item_type[1], item, f"{path}[{json.dumps(key)}]")
+    elif isinstance(ty, WDL.Type.Pair) and isinstance(value, dict):
+        for side, side_type in (("left", ty.left_type), ("right", ty.right_type)):
+            if side in value:
+                found += _empty_nonempty(side_type, value[side], f"{path}.{side}")
+    return found
 
 
 def check_inputs(target: Any, inputs: dict[str, Any], where: str, problems: Problems) -> WDL.Env.Bindings | None:
