@@ -120,6 +120,12 @@ def refusal_key(name: str) -> str:
     return run_prefix(name) + REFUSAL_NAME
 
 
+def run_refusal_key(run_id: str) -> str:
+    """Where the submit step keeps its refusal of the submission that would have been run
+    ``run_id``, for good (``refusal_key``'s is the name's latest, replaced by the next)."""
+    return f"{run_prefix(name_of(run_id))}{RESULTS_DIR}/{run_id}/{REFUSAL_NAME}"
+
+
 def run_id_for(name: str, *parts: str) -> str:
     """``<name>-<8 hex>``: stable for the same parts, so a duplicate submission maps to one run.
 

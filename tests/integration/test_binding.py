@@ -106,8 +106,9 @@ def test_a_rejected_submission_names_the_users_keys_and_leaves_no_copy(pipeline)
     error = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/broken/error.json")["Body"].read())
     assert [p["where"] for p in error["problems"]] == ["s3://runs/runs/broken/workflow.wdl:4:3"]
     assert error["inputs_version"] == event["detail"]["object"]["version-id"]
-    left = aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/broken/results/")
-    assert left.get("KeyCount", 0) == 0
+    # no copy of the workflow: only the refusal, kept under the run id it would have had
+    left = aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/broken/results/").get("Contents", [])
+    assert [o["Key"] for o in left] == [f"runs/broken/results/{error['run_id']}/error.json"]
 
 
 def test_an_upload_replaced_in_a_bucket_without_versions_is_refused_not_mixed_up(moto_aws):
@@ -224,7 +225,8 @@ def test_a_bad_sidecar_is_refused_naming_it_and_each_bad_option_and_starts_nothi
         "s3://runs/runs/badopts/options.json.max_cost_usd", "s3://runs/runs/badopts/options.json.labels"]
     assert "aws:" in error["problems"][1]["problem"]
     assert aws.client("stepfunctions").list_executions(stateMachineArn=settings.state_machine_arn)["executions"] == []
-    assert aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/badopts/results/").get("KeyCount", 0) == 0
+    left = aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/badopts/results/").get("Contents", [])
+    assert [o["Key"] for o in left] == [f"runs/badopts/results/{error['run_id']}/error.json"]  # (the refusal only)
 
 
 def test_the_record_names_the_workflow_its_tags_name_whichever_way_it_came(pipeline):

@@ -292,6 +292,29 @@ def test_a_directory_input_must_name_a_prefix_with_files(pipeline):
     assert len(executions()) == 1
 
 
+def test_a_refused_submission_stays_refused_by_its_run_id_after_a_later_refusal(pipeline):
+    """runs/<name>/error.json is the name's latest refusal; `status` of an earlier refused run id
+    said "no run" once a later one replaced it."""
+    from miniwdl_fargate.pipeline import manage
+
+    settings, drop, rejection, executions = pipeline
+    s3 = aws.client("s3")
+    ids = []
+    for missing in ("hello.names", "hello.reference"):
+        inputs = {"hello.names": ["x"], "hello.reference": "s3://data/ref.txt"}
+        del inputs[missing]
+        drop("twice", inputs)
+        ids.append(json.loads(s3.get_object(Bucket="runs", Key="runs/twice/error.json")["Body"].read())["run_id"])
+    assert ids[0] != ids[1]
+    for run_id, missing in zip(ids, ("hello.names", "hello.reference"), strict=True):
+        with pytest.raises(manage.RunRefused) as refused:
+            manage.describe_run("runs", run_id)
+        assert f"run {run_id} was not started: the submission was refused: " in str(refused.value)
+        assert f"{missing}: missing required input" in str(refused.value)
+        assert f"(s3://runs/runs/twice/results/{run_id}/error.json)" in str(refused.value)
+    assert executions() == []
+
+
 def test_a_good_submission_starts_once_and_clears_an_earlier_rejection(pipeline):
     settings, drop, rejection, executions = pipeline
     assert drop("retry", {"hello.names": "Ann"}, GOOD) is None

@@ -81,14 +81,18 @@ def _readable(bucket: str, run_id: str, on_unreadable: Callable[[str], None] | N
         return None
 
 
-def refusal(bucket: str, run_id: str) -> dict[str, Any] | None:
-    """The pipeline's refusal of the submission that would have been run ``run_id``, if that is
-    the last thing its name's ``runs/<name>/error.json`` says (``start.reject``)."""
-    try:
-        found = s3io.find_json(bucket, runs.refusal_key(runs.name_of(run_id)))
-    except ValueError:  # (damaged: not this run's answer to give)
-        return None
-    return found if isinstance(found, dict) and found.get("run_id") == run_id else None
+def refusal(bucket: str, run_id: str) -> tuple[dict[str, Any], str] | None:
+    """The pipeline's refusal of the submission that would have been run ``run_id`` and where it
+    is: kept under the run id (``runs.run_refusal_key``), or, for a refusal written before that was
+    kept, if it is the last thing its name's ``runs/<name>/error.json`` says (``start.reject``)."""
+    for key in (runs.run_refusal_key(run_id), runs.refusal_key(runs.name_of(run_id))):
+        try:
+            found = s3io.find_json(bucket, key)
+        except ValueError:  # (damaged: not this run's answer to give)
+            continue
+        if isinstance(found, dict) and found.get("run_id") == run_id:
+            return found, s3io.uri(bucket, key)
+    return None
 
 
 def problems_text(error: dict[str, Any]) -> str:
@@ -103,9 +107,9 @@ def describe_run(bucket: str, run_id: str) -> dict[str, Any]:
     """The run's status with its outputs (outputs.json) or its error (error.json) inline."""
     current = status.read(bucket, run_id)
     if current is None:
-        refused = refusal(bucket, run_id)
-        if refused is not None:
-            where = s3io.uri(bucket, runs.refusal_key(runs.name_of(run_id)))
+        found = refusal(bucket, run_id)
+        if found is not None:
+            refused, where = found
             raise RunRefused(f"run {run_id} was not started: the submission was refused: {problems_text(refused)} ({where})", refused)
         raise RunNotFound(f"no run {run_id} in s3://{bucket} (looked for s3://{bucket}/{status.status_key(run_id)})")
     doc = current.model_dump()

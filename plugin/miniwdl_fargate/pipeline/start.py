@@ -169,20 +169,21 @@ def reject(
     bucket: str, name: str, key: str, inputs_version: str, problems: list[dict[str, str]], run_id: str | None = None
 ) -> None:
     """Answer a rejected S3 submission with ``runs/<name>/error.json`` (with the run id the run
-    would have had, which the submitter was told: ``status RUN`` finds the refusal by it)."""
-    where = s3io.put_json(
-        bucket,
-        runs.refusal_key(name),
-        {
-            "status": "FAILED",
-            "error": "InvalidSubmission",
-            "message": f"the run was not started: {len(problems)} problem(s) with the submission",
-            "problems": problems,
-            "inputs": s3io.uri(bucket, key),
-            "inputs_version": inputs_version,  # which upload of inputs.json this answers
-            **({"run_id": run_id} if run_id else {}),
-        },
-    )
+    would have had, which the submitter was told: ``status RUN`` finds the refusal by it), kept
+    under that run id's results too (``runs.run_refusal_key``: a later refusal under the name
+    replaces the name's)."""
+    doc = {
+        "status": "FAILED",
+        "error": "InvalidSubmission",
+        "message": f"the run was not started: {len(problems)} problem(s) with the submission",
+        "problems": problems,
+        "inputs": s3io.uri(bucket, key),
+        "inputs_version": inputs_version,  # which upload of inputs.json this answers
+        **({"run_id": run_id} if run_id else {}),
+    }
+    if run_id:
+        s3io.put_json(bucket, runs.run_refusal_key(run_id), doc)
+    where = s3io.put_json(bucket, runs.refusal_key(name), doc)
     # handled: the user's answer is error.json; raising would only make EventBridge retry
     log.error("rejected s3://%s/%s: %s (see %s)", bucket, key, Refused(problems), where)
 
