@@ -6,6 +6,7 @@ import argparse
 import atexit
 import json
 import os
+import signal
 import sys
 import threading
 from typing import Any, NoReturn
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         code = dispatch(parser, local_cli, args)
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # (`... | head` stopped reading: the rest is not wanted; said nowhere)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 128 + signal.SIGPIPE
     except Exception as exn:
         code = arguments.guard_failure(exn, argv)
     if argv is None and args.command in LEAVE_AT_ONCE:  # (the console script, not a caller's call)

@@ -601,7 +601,10 @@ def download_outputs(outputs: dict[str, Any], dest: str, results: str, overwrite
             raise ClientError(f"--download {dest}: {there[0]} already exists{more}; use --overwrite to replace")
     got: list[str] = []
     for uri_, target in targets:
-        found = download_output(uri_, target)
+        try:
+            found = download_output(uri_, target)
+        except OSError as exn:  # (a folder that cannot be made there: /proc, a read-only mount)
+            raise ClientError(f"--download {dest}: {exn.filename or target}: {exn.strerror or exn}") from None
         if not found:
             done = f" ({len(got)} file(s) downloaded before it)" if got else ""
             raise ClientError(f"--download: {uri_} is not in S3 (removed since the run ended?){done}")

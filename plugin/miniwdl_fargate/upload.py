@@ -167,19 +167,25 @@ def stage_inputs(
             if problem := uri_problem(path, is_dir):  # (as the submit step would refuse it, after the upload)
                 raise RunInputError(f"inputs: {target.name}.{name}: {problem}")
             return path
-        local = (inputs_dir / path).resolve()
         kind = "directory" if is_dir else "file"
+        where = f"inputs: {target.name}.{name}: {kind}"
+        if not path:
+            raise RunInputError(f"inputs: {target.name}.{name}: an empty path where a {kind} is named")
         if problem := name_problem(path):
-            raise RunInputError(f"inputs: {kind} {path!r}: {problem}")
+            raise RunInputError(f"{where} {path!r}: {problem}")
+        try:
+            local = (inputs_dir / path).resolve()
+        except RuntimeError:  # (Python's word for a loop of symbolic links)
+            raise RunInputError(f"{where} {path}: a loop of symbolic links (looked for {inputs_dir / path})") from None
         if not (local.is_dir() if is_dir else local.is_file()):
             what = "is not a regular file" if local.exists() and not is_dir else "not found"
-            raise RunInputError(f"inputs: {kind} {path} {what} (looked for {local})")
+            raise RunInputError(f"{where} {path} {what} (looked for {local})")
         try:
-            return keyed(path, local, is_dir)
+            return keyed(path, local, is_dir, where)
         except OSError as exn:  # (unreadable: a file's mode, a folder's inside the Directory)
-            raise RunInputError(f"inputs: {kind} {path}: {exn.filename or local}: {exn.strerror}") from None
+            raise RunInputError(f"{where} {path}: {exn.filename or local}: {exn.strerror}") from None
 
-    def keyed(path: str, local: Path, is_dir: bool) -> str:
+    def keyed(path: str, local: Path, is_dir: bool, where: str) -> str:
         """The input's s3:// URI, named by its content and its name as given (a link's, not its
         target's: tools go by names), its uploads noted; two files of one name and content
         given from two places stay two, as miniwdl gives them."""
@@ -196,7 +202,7 @@ def stage_inputs(
         if is_dir:
             files = sorted(directory_files(local, path))
             if not files:  # (the submit step refuses an s3:// folder that holds nothing: S3 has no empty folders)
-                raise RunInputError(f"inputs: directory {path} holds no files (looked in {local}); an S3 folder "
+                raise RunInputError(f"{where} {path} holds no files (looked in {local}); an S3 folder "
                                     "cannot be empty: put a file in it, or give the input no value if it is optional")
             digests = [content_digest(file) for _rel, file in files]
             tree = hashlib.sha256()

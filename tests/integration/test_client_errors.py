@@ -2,6 +2,7 @@
 something they cannot use, or the user's folder something they must not overwrite."""
 
 import json
+import os
 
 import pytest
 
@@ -77,3 +78,27 @@ def test_list_shows_the_good_runs_and_warns_of_a_damaged_status_json(bucket, cap
         "error: s3://runs/runs/bad/results/bad-0123abcd/status.json is not a run status "
         "(document: Input should be a valid dictionary or instance of RunStatus)\n"
     )
+
+
+def test_download_into_a_folder_that_cannot_be_made_says_so(bucket, tmp_path):
+    """A folder under /proc (or on a read-only mount) passes the writable-parent check and then
+    cannot be made: that was "FileNotFoundError (unexpected)"."""
+    with pytest.raises(client.ClientError, match=r"^--download /proc/miniwdl-fargate-test: /proc/miniwdl-fargate-test.*: No such file or directory$"):
+        client.download_outputs(OUTPUTS, "/proc/miniwdl-fargate-test", RESULTS)
+
+
+def test_a_command_whose_reader_stops_reading_ends_quietly(bucket, tmp_path):
+    """`miniwdl-fargate list | head -1`: the pipe closes under the command, which ended in
+    "error: BrokenPipeError" on stderr."""
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # (a reader that is gone)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from miniwdl_fargate import cli; "
+         "cli.dispatch = lambda *a: print('x' * 100000) or 0; sys.exit(cli.main(['list']))"],
+        stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
+    )
+    os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""

@@ -211,7 +211,7 @@ def test_an_input_that_is_no_regular_file_or_cannot_be_read_is_named(tmp_path, m
     root = folder(tmp_path / "wf", "one", {"x.txt": "X"})
     (root / "data.txt").unlink()
     os.mkfifo(root / "data.txt")
-    with pytest.raises(upload.RunInputError, match=r"^inputs: file data.txt is not a regular file \(looked for "):
+    with pytest.raises(upload.RunInputError, match=r"^inputs: w.f: file data.txt is not a regular file \(looked for "):
         upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
     (root / "data.txt").unlink()
     (root / "data.txt").write_text("one")
@@ -224,5 +224,20 @@ def test_an_input_that_is_no_regular_file_or_cannot_be_read_is_named(tmp_path, m
         return readable(path)
 
     monkeypatch.setattr(upload, "content_digest", unreadable)
-    with pytest.raises(upload.RunInputError, match=r"^inputs: file data.txt: .*/data.txt: Permission denied$"):
+    with pytest.raises(upload.RunInputError, match=r"^inputs: w.f: file data.txt: .*/data.txt: Permission denied$"):
+        upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
+
+
+def test_an_empty_path_or_a_loop_of_links_is_named_with_its_input(tmp_path):
+    """They were "file  is not a regular file (looked for <the folder>)" and "RuntimeError:
+    Symlink loop ... (unexpected)"."""
+    root = folder(tmp_path / "wf", "one", {"x.txt": "X"})
+    (root / "inputs.json").write_text(json.dumps({"w.f": "", "w.d": "ref"}))
+    with pytest.raises(upload.RunInputError, match=r"^inputs: w.f: an empty path where a file is named$"):
+        upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
+    (root / "data.txt").unlink()
+    (root / "data.txt").symlink_to("other.txt")
+    (root / "other.txt").symlink_to("data.txt")
+    (root / "inputs.json").write_text(json.dumps({"w.f": "data.txt", "w.d": "ref"}))
+    with pytest.raises(upload.RunInputError, match=r"^inputs: w.f: file data.txt: a loop of symbolic links \(looked for "):
         upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
