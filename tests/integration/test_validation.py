@@ -137,6 +137,14 @@ BAD_SUBMISSIONS = {
          (INPUTS + ": hello.s.xs", "an empty array where Array[Int]+ must have at least one item"),
          (INPUTS + ': hello.m["b"]', "an empty array where Array[Int]+ must have at least one item")],
     ),
+    "runtime-not-a-memory-size": (
+        {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { memory: "lots" }\n}\n', None,
+        [(WDL + ":3:1", 'task t: runtime.memory = "lots": not a memory size (e.g. "4 GiB", "512 MiB" or a number of bytes)')],
+    ),
+    "runtime-preemptible-not-a-number": (
+        {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { preemptible: "yes" }\n}\n', None,
+        [(WDL + ":3:1", 'task t: runtime.preemptible = "yes": expected a whole number (e.g. preemptible: 2)')],
+    ),
     "missing-input": (
         {"hello.reference": "s3://data/ref.txt"}, GOOD, None,
         [(INPUTS + ": hello.names", "missing required input of type Array[String]")],

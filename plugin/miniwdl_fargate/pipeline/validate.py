@@ -428,10 +428,25 @@ def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
     that depends on inputs is left to the backend, which sizes every task as it starts);
     SizeError for a ``gpuCount`` that is not a count."""
     values = {k: _literal(task.runtime[k], version) for k in SIZE_KEYS if k in task.runtime}
-    try:
-        memory = parse_byte_size(values["memory"].value) if values.get("memory") is not None else None
-    except (ValueError, AttributeError):
-        memory = None
+    memory = None
+    if values.get("memory") is not None and not isinstance(values["memory"], WDL.Value.Null):
+        # (as miniwdl reads it when the task starts: TaskContainer.process_runtime)
+        try:
+            memory = parse_byte_size(values["memory"].coerce(WDL.Type.String()).value)
+        except (ValueError, WDL.Error.RuntimeError):
+            raise sizes.SizeError(
+                f"task {task.name}: runtime.memory = {json.dumps(values['memory'].json)}: not a memory size "
+                '(e.g. "4 GiB", "512 MiB" or a number of bytes)'
+            ) from None
+    for key in ("maxRetries", "preemptible"):  # (miniwdl takes each as an Int)
+        literal = _literal(task.runtime[key], version) if key in task.runtime else None
+        if literal is not None and not isinstance(literal, WDL.Value.Null):
+            try:
+                literal.coerce(WDL.Type.Int())
+            except (ValueError, TypeError, WDL.Error.RuntimeError):
+                raise sizes.SizeError(
+                    f"task {task.name}: runtime.{key} = {json.dumps(literal.json)}: expected a whole number (e.g. {key}: 2)"
+                ) from None
     cpu, gpu, gpus, disks = (values.get(k) for k in ("cpu", "gpu", "gpuCount", "disks"))
     return {
         "cpu": float(cpu.value) if isinstance(cpu, (WDL.Value.Int, WDL.Value.Float)) else None,
