@@ -145,6 +145,10 @@ BAD_SUBMISSIONS = {
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { preemptible: "yes" }\n}\n', None,
         [(WDL + ":3:1", 'task t: runtime.preemptible = "yes": expected a whole number (e.g. preemptible: 2)')],
     ),
+    "runtime-not-an-image": (
+        {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { docker: "UBUNTU::::bad image@@" }\n}\n',
+        None, [(WDL + ":3:1", "task t: runtime.docker: not an image reference: 'UBUNTU::::bad image@@'")],
+    ),
     "missing-input": (
         {"hello.reference": "s3://data/ref.txt"}, GOOD, None,
         [(INPUTS + ": hello.names", "missing required input of type Array[String]")],

@@ -378,6 +378,25 @@ def check_task_sizes(
             problems.add(_where(document.pos.abspath, task.pos), vcpus_problem(task.name, requests["cpu"], size, max_vcpus))
 
 
+def check_task_images(doc: WDL.Tree.Document, problems: Problems) -> None:
+    """A literal ``docker``/``container`` image of a task the run always calls that is no image
+    reference Docker would take (``images.parse_reference``): ECS would fail the task as it
+    pulls it, after the run has started (local mode, running tasks without their images, never)."""
+    from .. import images
+
+    for task, document in tasks_always_called(doc):
+        for key in ("docker", "container"):
+            value = _literal(task.runtime[key], document.effective_wdl_version) if key in task.runtime else None
+            given = value.value if isinstance(value, WDL.Value.Array) else [value]
+            for item in given:
+                if not isinstance(item, WDL.Value.String) or item.value == "*":  # (any image: miniwdl's default)
+                    continue
+                try:
+                    images.parse_reference(item.value)
+                except images.ImageReferenceError as exn:
+                    problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {exn}")
+
+
 def tasks_always_called(doc: WDL.Tree.Document) -> list[tuple[WDL.Tree.Task, WDL.Tree.Document]]:
     """The tasks a run of ``doc`` calls whatever its inputs, each with its document: the target
     task, or the tasks the workflow calls outside any ``if`` (in scatters too, and through the
@@ -502,6 +521,7 @@ def check_run(
         return ""
     target = workflow_target(doc, workflow_uri, problems)
     check_task_sizes(doc, problems, capacities, max_vcpus)
+    check_task_images(doc, problems)
     if target is None:
         return ""
     values = check_inputs(target, inputs, inputs_where, problems)
