@@ -63,8 +63,8 @@ def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
     wdl_parsers.use_cache()  # (the parser's build, once per machine: most of this check's time)
     try:
         return WDL.load(str(wdl_path))
-    except WDL.Error.SyntaxError as exn:
-        raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: WDL syntax error: {exn}") from None
+    except WDL.Error.SyntaxError as exn:  # (on one line, as the pipeline says it: lark's list of tokens spans many)
+        raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: WDL syntax error: {' '.join(str(exn).split())}") from None
     except WDL.Error.ValidationError as exn:
         raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: {exn}") from None
     except WDL.Error.MultipleValidationErrors as exn:
@@ -96,10 +96,17 @@ def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
         if "://" in imp.uri or imp.uri.startswith("/"):
             raise RunInputError(f"{where}: cannot import {imp.uri}: {IMPORT_RULE}")
         if imp.doc is not None:
-            if not Path(imp.doc.pos.abspath).resolve().is_relative_to(base):
+            imported = Path(imp.doc.pos.abspath).resolve()
+            if not imported.is_relative_to(base):
                 raise RunInputError(
                     f"{where}: cannot import {imp.uri}: it is outside the workflow's folder; {IMPORT_RULE} "
                     "(or submit with --zip: a `miniwdl zip` bundle takes the WDL it imports from anywhere)"
+                )
+            rel = imported.relative_to(base).as_posix()
+            if not runs.in_bundle(rel):  # (not uploaded: the name is the pipeline's or the run's own)
+                raise RunInputError(
+                    f"{where}: cannot import {imp.uri}: {rel} is a name the pipeline keeps for a run's own files "
+                    f"(its inputs, options, refusal and {runs.RESULTS_DIR}/), which is not uploaded with the workflow: rename it"
                 )
             check_imports(imp.doc, base)
 

@@ -56,6 +56,12 @@ def files(tmp_path_factory):
     (top / "uris" / "w.wdl").write_text("version development\nworkflow w {\n  input { File f  Directory? d }\n}\n")
     for name, value in (("gs", "gs://x/y"), ("upper", "S3://x/y"), ("nobucket", "s3:///key"), ("bucketonly", "s3://BUCKET")):
         (top / "uris" / f"{name}.json").write_text(json.dumps({"w.f": value}))
+    (top / "reserved" / "results").mkdir(parents=True)
+    (top / "reserved" / "w.wdl").write_text('version 1.1\nimport "results/lib.wdl" as lib\nworkflow w { call lib.t }\n')
+    (top / "reserved" / "results" / "lib.wdl").write_text("version 1.1\ntask t { command <<< >>> }\n")
+    (top / "reserved" / "inputs.json").write_text("{}")
+    (top / "syntax").mkdir()
+    (top / "syntax" / "w.wdl").write_text("version 1.1\nworkflow w { call }\n")
     (top / "maps").mkdir()
     (top / "maps" / "w.wdl").write_text("version 1.1\nworkflow w {\n  input { Map[Int,String]? m }\n  output { Map[Int,String]? o = m }\n}\n")
     (top / "maps" / "inputs.json").write_text(json.dumps({"w.m": {"notint": "x"}}))
@@ -125,6 +131,14 @@ CASES = {
     "submit an s3:// File input that is a bucket": (
         ["submit", "{d}/uris/w.wdl", "{d}/uris/bucketonly.json", "--local={d}/gone.json"],
         "error: inputs: w.f: s3://BUCKET names a folder; a File input names one object",
+    ),
+    "submit a WDL importing a file under results/": (
+        ["submit", "{d}/reserved/w.wdl", "{d}/reserved/inputs.json", "--local={d}/gone.json"],
+        "error: {d}/reserved/w.wdl:2:1: cannot import results/lib.wdl: results/lib.wdl is a name the pipeline keeps",
+    ),
+    "submit a WDL with a syntax error": (
+        ["submit", "{d}/syntax/w.wdl", "{d}/reserved/inputs.json", "--local={d}/gone.json"],
+        "error: {d}/syntax/w.wdl:2:19: WDL syntax error: Unexpected token",
     ),
     "submit a missing WDL": (["submit", "{d}/nope.wdl", "{d}/good/inputs.json"], "error: {d}/nope.wdl: no such WDL file"),
     "submit inputs that are not JSON": (
