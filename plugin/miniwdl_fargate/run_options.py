@@ -13,7 +13,6 @@ What is not set falls back to the stack's default for it (template parameters; i
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -127,12 +126,12 @@ class RunOptions(BaseModel):
         "false (neither), \"read\" (reuse only) or \"write\" (keep only); default: the stack's CallCache",
     )
     max_run_hours: float | None = Field(
-        default=None, gt=0, le=runs.MAX_RUN_HOURS_LIMIT,
+        default=None, gt=0, le=runs.MAX_RUN_HOURS_LIMIT, allow_inf_nan=False,
         description="the run's maximum duration in hours (default: the stack's MaxRunHours); a run still going then "
         "is stopped with its tasks and ends FAILED, its error.json saying it timed out",
     )
     max_cost_usd: float | None = Field(
-        default=None, gt=0, le=1_000_000,
+        default=None, gt=0, le=1_000_000, allow_inf_nan=False,
         description="the run's budget in US dollars, as the run report estimates cost (default: the stack's "
         "MaxRunCostUsd); a run that reaches it stops launching, stops its tasks and ends FAILED (BudgetExceeded)",
     )
@@ -142,7 +141,7 @@ class RunOptions(BaseModel):
         "more wait their turn",
     )
     max_vcpus: float | None = Field(
-        default=None, gt=0, le=100_000,
+        default=None, gt=0, le=100_000, allow_inf_nan=False,
         description="the most vCPUs the run's running tasks may hold at once (default: the stack's MaxRunVCpus); "
         "more wait their turn",
     )
@@ -158,13 +157,6 @@ class RunOptions(BaseModel):
         if value is None or value is True or value is False or value in ("read", "write"):
             return value
         raise ValueError(f'must be true, false, "read" or "write", not {value!r}')
-
-    @field_validator("max_run_hours", "max_cost_usd", "max_vcpus")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
     @field_validator("labels")
     @classmethod

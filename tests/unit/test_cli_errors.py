@@ -140,6 +140,10 @@ CASES = {
         ["submit", "{d}/syntax/w.wdl", "{d}/reserved/inputs.json", "--local={d}/gone.json"],
         "error: {d}/syntax/w.wdl:2:19: WDL syntax error: Unexpected token",
     ),
+    "submit --option max_vcpus=nan": (
+        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "--option", "max_vcpus=nan", "--local={d}/gone.json"],
+        "error: options.max_vcpus: Input should be a finite number",
+    ),
     "submit a missing WDL": (["submit", "{d}/nope.wdl", "{d}/good/inputs.json"], "error: {d}/nope.wdl: no such WDL file"),
     "submit inputs that are not JSON": (
         ["submit", "{d}/good/w.wdl", "{d}/not-json.json"], "error: {d}/not-json.json: not valid JSON: Expecting property name",
