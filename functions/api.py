@@ -148,6 +148,8 @@ def _problem(error: dict[str, Any]) -> dict[str, str]:
         at = f" at character {offset}" if offset is not None else ""
         return {"where": "body", "problem": f"not valid JSON{at}" + (f": {detail}" if detail else "")}
     where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+    if where == "body" and error.get("type") == "missing":  # (Powertools' word is "Field required")
+        return {"where": "body", "problem": "no request body: send the run as a JSON object (docs/openapi.json)"}
     return {"where": where, "problem": error.get("msg", str(error))}
 
 

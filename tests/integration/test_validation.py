@@ -568,6 +568,8 @@ def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_
     [
         ("{oops", "not valid JSON at character 1: Expecting property name enclosed in double quotes"),
         ("[1]", "Input should be a valid dictionary or object to extract fields from"),
+        ("", "no request body: send the run as a JSON object (docs/openapi.json)"),
+        (None, "no request body: send the run as a JSON object (docs/openapi.json)"),
     ],
 )
 def test_a_post_whose_body_is_not_a_json_object_is_a_400_saying_so(monkeypatch, body, problem):
