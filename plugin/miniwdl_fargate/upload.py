@@ -223,9 +223,21 @@ def stage_inputs(
         uploads.append((local, key, digest))
         return s3io.uri(bucket, key)
 
+    problems: list[str] = []
+
+    def staged(value: WDL.Value.File | WDL.Value.Directory, name: str) -> str:
+        """``stage``, its problem noted (every input's is said at once, as the submit step says them)."""
+        try:
+            return stage(value, name)
+        except RunInputError as exn:
+            problems.append(str(exn))
+            return value.value
+
     rewritten = env.map(
-        lambda b: WDL.Env.Binding(b.name, WDL.Value.rewrite_paths(b.value, lambda v: stage(v, b.name)), b.info)
+        lambda b: WDL.Env.Binding(b.name, WDL.Value.rewrite_paths(b.value, lambda v: staged(v, b.name)), b.info)
     )
+    if problems:
+        raise RunInputError("; ".join(dict.fromkeys(problems)))
     return WDL.values_to_json(rewritten, namespace=target.name), uploads
 
 

@@ -241,3 +241,15 @@ def test_an_empty_path_or_a_loop_of_links_is_named_with_its_input(tmp_path):
     (root / "inputs.json").write_text(json.dumps({"w.f": "data.txt", "w.d": "ref"}))
     with pytest.raises(upload.RunInputError, match=r"^inputs: w.f: file data.txt: a loop of symbolic links \(looked for "):
         upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
+
+
+def test_every_local_input_that_cannot_be_uploaded_is_named_at_once(tmp_path):
+    """As the submit step lists every problem: submit stopped at the first missing file."""
+    root = folder(tmp_path / "wf", "one", {"x.txt": "X"})
+    (root / "inputs.json").write_text(json.dumps({"w.f": "nope0", "w.d": "nodir"}))
+    with pytest.raises(upload.RunInputError) as refused:
+        upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
+    said = str(refused.value)
+    assert "inputs: w.f: file nope0 not found (looked for " in said
+    assert "; inputs: w.d: directory nodir not found (looked for " in said or "inputs: w.d: directory nodir not found" in said
+    assert said.count("not found") == 2
