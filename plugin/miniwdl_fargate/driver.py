@@ -285,7 +285,7 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
         so_far.budget_exceeded = gate.halted if gate is not None else None
         release_run_volume()
         so_far.run_dir = result.get("dir") or ""
-        so_far.reporter.stop(cached=cache_hits(so_far.run_dir) if so_far.run_dir else 0)
+        so_far.reporter.stop(cached=cache_hits(so_far.run_dir) if so_far.run_dir else 0, failed_call=failed_call(result))
         so_far.workflow = "succeeded" if result.get("outputs") is not None else "failed"
     log_file = os.path.join(so_far.run_dir, "workflow.log")
     if so_far.run_dir and os.path.isfile(log_file):
@@ -883,6 +883,15 @@ def tail(path: str | None, lines: int = STDERR_TAIL_LINES) -> list[str]:
     return text.splitlines()[-lines:]
 
 
+def failed_call(result: dict[str, Any]) -> str:
+    """The call (as the run reports it: ``attempts.call_path_of``) that failed a run whose
+    miniwdl ``result`` is an error; "" if none did (a success, or a failure of no call)."""
+    cause = result.get("cause") if isinstance(result.get("cause"), dict) else result
+    if "error" not in result or not cause.get("run"):
+        return ""
+    return attempts.call_path_of(str(cause.get("dir") or ""), str(cause["run"]))
+
+
 def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
     """miniwdl's error JSON plus what a user needs first: which task, its exit status, stderr."""
     doc: dict[str, Any] = {"run_id": run.run_id, "status": "FAILED", **error}
@@ -896,7 +905,8 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
         if k in cause
     }
     if "run" in failed:  # (miniwdl's id of the call; its directory tells a sub-workflow's apart)
-        failed["task"] = attempts.call_path_of(str(cause.get("dir") or ""), failed.pop("run"))
+        failed.pop("run")
+        failed["task"] = failed_call(error)
     stderr = tail(cause.get("stderr_file"))
     if stderr:
         failed["stderr_tail"] = stderr

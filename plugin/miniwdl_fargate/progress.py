@@ -16,8 +16,12 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 10.0
 
 
-def task_counts(recorded: list[attempts.Attempt], cached: int = 0) -> tuple[status.TaskCounts, dict[str, list[str]]]:
-    """Counts per call (its latest attempt decides), and each call's ECS tasks in attempt order."""
+def task_counts(
+    recorded: list[attempts.Attempt], cached: int = 0, failed_call: str = ""
+) -> tuple[status.TaskCounts, dict[str, list[str]]]:
+    """Counts per call (its latest attempt decides), and each call's ECS tasks in attempt order.
+    ``failed_call``: the call (``Attempt.call_path``) that failed the run, failed whatever its
+    container did (a command that exited 0 and left an output missing fails in miniwdl, after)."""
     latest: dict[str, attempts.Attempt] = {}
     calls: dict[str, list[str]] = {}
     for attempt in recorded:
@@ -28,7 +32,9 @@ def task_counts(recorded: list[attempts.Attempt], cached: int = 0) -> tuple[stat
             calls.setdefault(attempt.call_path(), []).append(attempt.task_arn)
     counts = status.TaskCounts(total=len(latest) + cached, retried=len(recorded) - len(latest), cached=cached)
     for attempt in latest.values():
-        if attempt.outcome == attempts.SUCCEEDED:
+        if failed_call and attempt.outcome == attempts.SUCCEEDED and attempt.call_path() == failed_call:
+            counts.failed += 1
+        elif attempt.outcome == attempts.SUCCEEDED:
             counts.succeeded += 1
         elif attempt.outcome == attempts.CANCELLED:
             counts.cancelled += 1
@@ -68,8 +74,8 @@ class StatusReporter:
         while not self._stop.wait(self.interval):
             self.publish()
 
-    def publish(self, cached: int = 0) -> None:
-        counts, calls = task_counts(self._attempts(), cached)
+    def publish(self, cached: int = 0, failed_call: str = "") -> None:
+        counts, calls = task_counts(self._attempts(), cached, failed_call)
         fingerprint = (counts.model_dump_json(), sum(len(v) for v in calls.values()))
         if fingerprint == self._last:
             return
@@ -79,11 +85,11 @@ class StatusReporter:
             update["phase"] = "running the workflow"
         self._write(lambda current: current.model_copy(update=update))
 
-    def stop(self, cached: int = 0) -> None:
+    def stop(self, cached: int = 0, failed_call: str = "") -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        self.publish(cached)
+        self.publish(cached, failed_call)
 
     def counter(self, phase: str) -> "TransferCounter":
         """A ``s3io.Counted`` for a transfer phase ("staging inputs", "uploading outputs") that

@@ -60,3 +60,24 @@ def test_a_run_named_like_a_run_directory_does_not_cut_its_calls_paths():
     made = attempts.Attempt(call="call-say_hi", attempt=1, path=f"{run_dir}/call-single/call-deep/call-say_hi")
     assert made.call_path() == "call-single/call-deep/call-say_hi"
 
+
+
+def test_the_call_that_failed_the_run_counts_as_failed_though_its_container_exited_0():
+    """A command that exits 0 and leaves an output file missing fails in miniwdl after its
+    container ended well: `list` showed the FAILED run as "1/1 done, 0 failed"."""
+    from miniwdl_fargate import driver
+
+    run_dir = "/mnt/efs/runs/tf-0123abcd/20261201_031727_tf"
+    error = {  # (miniwdl's error JSON for a workflow whose call's output is missing)
+        "error": "RunFailed", "workflow": "tf", "run": "call-missing", "dir": f"{run_dir}/call-missing",
+        "cause": {"error": "OutputError", "message": "File not found in task output tf.missing.out", "run": "call-missing",
+                  "dir": f"{run_dir}/call-missing"},
+    }
+    assert driver.failed_call(error) == "call-missing"
+    assert driver.failed_call({"outputs": {}}) == ""
+    recorded = [
+        attempts.Attempt(call="call-missing", attempt=1, path=f"{run_dir}/call-missing", outcome=attempts.SUCCEEDED),
+        attempts.Attempt(call="call-fine", attempt=1, path=f"{run_dir}/call-fine", outcome=attempts.SUCCEEDED),
+    ]
+    counts, _ = progress.task_counts(recorded, failed_call=driver.failed_call(error))
+    assert (counts.succeeded, counts.failed) == (1, 1)
