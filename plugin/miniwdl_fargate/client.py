@@ -605,17 +605,18 @@ def download_outputs(outputs: dict[str, Any], dest: str, results: str, overwrite
             found = download_output(uri_, target)
         except OSError as exn:  # (a folder that cannot be made there: /proc, a read-only mount)
             raise ClientError(f"--download {dest}: {exn.filename or target}: {exn.strerror or exn}") from None
-        if not found:
+        if found is None:
             done = f" ({len(got)} file(s) downloaded before it)" if got else ""
             raise ClientError(f"--download: {uri_} is not in S3 (removed since the run ended?){done}")
         got.extend(found)
     return got
 
 
-def download_output(uri_: str, target: str) -> list[str]:
-    """A File output's object, or a Directory output's objects, to ``target``; [] if not in S3.
-    outputs.json names a Directory by its prefix without the ending "/" (a miniwdl Directory
-    value has none): a URI that is no object is looked up as a folder."""
+def download_output(uri_: str, target: str) -> list[str] | None:
+    """A File output's object, or a Directory output's objects, to ``target`` (the paths
+    written); None if it is not in S3. outputs.json names a Directory by its prefix without the
+    ending "/" (a miniwdl Directory value has none): a URI that is no object is looked up as a
+    folder, which an empty one is too (the driver leaves its "<prefix>/" marker)."""
     bucket, key = s3io.split(uri_)
     if not uri_.endswith("/"):
         try:
@@ -623,7 +624,11 @@ def download_output(uri_: str, target: str) -> list[str]:
         except botocore.exceptions.ClientError as exn:
             if not s3io.not_found(exn):
                 raise
-    return s3io.download_prefix(bucket, key.rstrip("/") + "/", target.rstrip(os.sep))
+    prefix = key.rstrip("/") + "/"
+    if not any(True for _ in s3io.list_keys(bucket, prefix)):
+        return None
+    os.makedirs(target.rstrip(os.sep), exist_ok=True)
+    return s3io.download_prefix(bucket, prefix, target.rstrip(os.sep))
 
 
 def output_targets(outputs: dict[str, Any], dest: str, bucket: str, prefix: str) -> list[tuple[str, str]]:
@@ -633,8 +638,9 @@ def output_targets(outputs: dict[str, Any], dest: str, bucket: str, prefix: str)
     root = os.path.abspath(dest)
 
     def visit(value: Any) -> None:
-        if isinstance(value, dict):
-            for v in value.values():
+        if isinstance(value, dict):  # (a Map's keys too: Map[File, ...])
+            for k, v in value.items():
+                visit(k)
                 visit(v)
         elif isinstance(value, list):
             for v in value:

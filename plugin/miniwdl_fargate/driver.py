@@ -50,7 +50,7 @@ import botocore.exceptions
 import WDL
 from WDL import CLI as wdl_cli
 
-from . import attempts, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
+from . import attempts, aws, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
 from .lifecycle import StopSignals
@@ -808,14 +808,18 @@ def upload_outputs(
             rel = out_link(links[real], output, taken)
         if rel.startswith(".."):
             # (miniwdl links no Map key into out/): a folder of its own per file, so two such
-            # files of one name stay two; the same file is one
-            rel = elsewhere.setdefault(real, os.path.join("other", str(len(elsewhere)), os.path.basename(real)))
+            # files of one name stay two, the same file is one, under a name no output has (an
+            # output's is a WDL identifier: no "-"), by the name it was given
+            rel = elsewhere.setdefault(
+                real, os.path.join(MAP_KEYS_DIR, str(len(elsewhere)), os.path.basename(path.rstrip("/")))
+            )
         return run.results_key("out/" + rel)
 
     # every output is checked before anything is uploaded: a refused run uploads nothing
     roots = output_roots(run)
     real_run_dir = os.path.realpath(run_dir)
     uploads: list[tuple[str, str]] = []  # (local file, key)
+    folders: list[str] = []  # the keys of empty Directory outputs' folder markers
 
     def plan(output: str, value: WDL.Value.File | WDL.Value.Directory) -> str:
         name = f"{target.name}.{output}"
@@ -824,6 +828,8 @@ def upload_outputs(
         if isinstance(value, WDL.Value.Directory):
             files = outputs_check.directory_output(name, path, roots, real_run_dir)
             uploads.extend((local, key + "/" + rel) for local, rel in files)
+            if not files:  # (S3 has no folders: an empty "<key>/" object, as the S3 console makes one, says it is there)
+                folders.append(key + "/")
             return s3io.uri(bucket, key + "/")
         uploads.append((outputs_check.file_output(name, path, roots), key))
         return s3io.uri(bucket, key)
@@ -835,7 +841,14 @@ def upload_outputs(
     )
     with s3io.Transfers(progress, counted) as transfers:
         transfers.upload((local, bucket, key) for local, key in uploads)
+    for folder in folders:
+        aws.client("s3").put_object(Bucket=bucket, Key=folder, Body=b"")
     return WDL.values_to_json(rewritten, namespace=target.name)
+
+
+#: where under out/ the files that are Map keys go (miniwdl links none into out/): not a WDL
+#: identifier, so no output's folder
+MAP_KEYS_DIR = "map-keys"
 
 
 def output_roots(run: DriverRun) -> list[str]:

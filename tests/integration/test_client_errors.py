@@ -52,6 +52,13 @@ def test_download_takes_a_directory_output_named_without_its_ending_slash(bucket
         client.download_outputs({"w.g": RESULTS + "out/gone/g"}, str(tmp_path / "dl2"), RESULTS)
 
 
+def test_download_takes_the_files_that_are_map_keys(bucket, tmp_path):
+    key = RESULTS + "out/map-keys/0/k.txt"
+    bucket.put_object(Bucket="runs", Key=key.split("/", 3)[3], Body=b"keyed\n")
+    got = client.download_outputs({"w.m": {key: 1}}, str(tmp_path / "dl"), RESULTS)
+    assert got == [f"{tmp_path}/dl/out/map-keys/0/k.txt"]
+
+
 def test_download_refuses_an_output_that_would_land_outside_the_folder(bucket, tmp_path):
     outputs = {"w.x": "s3://runs/../../escape.txt"}
     with pytest.raises(client.ClientError, match=r"^output s3://runs/../../escape.txt would land outside "):

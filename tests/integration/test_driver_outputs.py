@@ -109,13 +109,19 @@ task mk {
   command <<< echo "~{tag}" > k.txt >>>
   output { Map[File,String] m = {"k.txt": tag} }
 }
+task arr {
+  command <<< mkdir a; echo ARRAY > a/k.txt >>>
+  output { Array[File] files = ["a/k.txt"] }
+}
 workflow w {
   call mk as m1 { input: tag = "first" }
   call mk as m2 { input: tag = "second" }
+  call arr
   output {
     Map[File,String] o1 = m1.m
     Map[File,String] o2 = m2.m
     Map[File,String] both = {keys(m1.m)[0]: "a", keys(m2.m)[0]: "b"}
+    Array[File] other = arr.files
   }
 }
 """
@@ -145,3 +151,31 @@ def test_files_that_are_map_keys_are_each_uploaded_under_a_key_of_their_own(moto
     assert first != second and first.endswith("/k.txt") and second.endswith("/k.txt")
     assert got[first[len(prefix):]] == b"first\n" and got[second[len(prefix):]] == b"second\n"
     assert outputs["w.both"] == {first: "a", second: "b"}  # (the same file, the same object)
+    # under a folder no output has (an output named `other` had out/other/0/k.txt too: one object)
+    assert first.startswith(prefix + "out/map-keys/") and second.startswith(prefix + "out/map-keys/")
+    assert got[outputs["w.other"][0][len(prefix):]] == b"ARRAY\n"
+
+
+def test_an_empty_directory_output_is_there_to_download(moto_aws, tmp_path, monkeypatch):
+    """S3 has no folders: an empty Directory output left nothing under its URI, and `outputs
+    --download` said it was not in S3 and downloaded none of the run's other outputs."""
+    from miniwdl_fargate import client
+
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    wdl = 'version development\ntask t { command <<< mkdir e; echo hi > f.txt >>>\n  output { Directory e = "e"  File f = "f.txt" } }\n'
+    s3.put_object(Bucket="runs", Key="runs/e/w.wdl", Body=wdl.encode())
+    s3.put_object(Bucket="runs", Key="runs/e/inputs.json", Body=b"{}")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "t-1")
+    monkeypatch.chdir(tmp_path)
+    assert driver.drive(driver.DriverRun(
+        run_id="t-1", workflow="s3://runs/runs/e/w.wdl", inputs="s3://runs/runs/e/inputs.json",
+        results="s3://runs/runs/t/results/t-1/", workdir=str(tmp_path / "work"),
+    )) == 0
+    got = results()
+    outputs = json.loads(got["outputs.json"])["outputs"]
+    assert outputs["t.e"] == "s3://runs/runs/t/results/t-1/out/e/e" and got["out/e/e/"] == b""
+    downloaded = client.download_outputs(outputs, str(tmp_path / "dl"), "s3://runs/runs/t/results/t-1/")
+    assert downloaded == [str(tmp_path / "dl" / "out" / "f" / "f.txt")]
+    assert (tmp_path / "dl" / "out" / "e" / "e").is_dir() and not any((tmp_path / "dl" / "out" / "e" / "e").iterdir())

@@ -304,6 +304,21 @@ def test_a_directory_input_must_name_a_prefix_with_files(pipeline):
     assert len(executions()) == 1
 
 
+@pytest.mark.parametrize("runtime", [
+    'docker: ""',  # (the configured default image)
+    'container: "*"',
+    'container: ["ubuntu:22.04", "Not An Image"]',  # (miniwdl takes the first)
+    'container: "ubuntu:22.04"\n    docker: "Old:Bad"',  # (miniwdl takes container)
+    'docker: "quay.io/biocontainers/samtools:1.17--h00cdaf9_0"',
+    'docker: "123456789012.dkr.ecr.us-east-1.amazonaws.com/tools@sha256:' + "a" * 64 + '"',
+    'docker: "localhost:5000/x"',
+])
+def test_an_image_miniwdl_would_not_use_or_would_take_is_not_refused(pipeline, runtime):
+    settings, drop, rejection, executions = pipeline
+    wdl = f"version 1.1\nworkflow hello {{ call t }}\ntask t {{\n  command <<< >>>\n  runtime {{\n    {runtime}\n  }}\n}}\n"
+    assert drop("img", {}, wdl=wdl) is not None
+
+
 def test_a_refused_submission_stays_refused_by_its_run_id_after_a_later_refusal(pipeline):
     """runs/<name>/error.json is the name's latest refusal; `status` of an earlier refused run id
     said "no run" once a later one replaced it."""

@@ -52,6 +52,7 @@ def files(tmp_path_factory):
     (top / "latin1" / "imports.wdl").write_bytes(b'version 1.1\nimport "lib.wdl"\nworkflow w { call lib.t }\n')
     (top / "latin1" / "lib.wdl").write_bytes(b'version 1.1\ntask t {\n  command <<< echo "\xff" >>>\n}\n')
     (top / "latin1" / "inputs.json").write_text("{}")
+    (top / "latin1" / "deeper.wdl").write_bytes(b'version 1.1\nimport "imports.wdl" as i\nworkflow v { call i.lib.t }\n')
     (top / "uris").mkdir()
     (top / "uris" / "w.wdl").write_text("version development\nworkflow w {\n  input { File f  Directory? d }\n}\n")
     for name, value in (("gs", "gs://x/y"), ("upper", "S3://x/y"), ("nobucket", "s3:///key"), ("bucketonly", "s3://BUCKET")):
@@ -110,6 +111,14 @@ CASES = {
     "submit a WDL importing one that is not UTF-8": (
         ["submit", "{d}/latin1/imports.wdl", "{d}/latin1/inputs.json", "--local={d}/gone.json"],
         "error: {d}/latin1/imports.wdl:2:1: Failed to import lib.wdl: not UTF-8 text (byte 0xff at offset 41)",
+    ),
+    "submit a WDL whose import imports one that is not UTF-8": (
+        ["submit", "{d}/latin1/deeper.wdl", "{d}/latin1/inputs.json", "--local={d}/gone.json"],
+        "not UTF-8 text (byte 0xff at offset 41)",
+    ),
+    "local run --parameter a number Python reads and CloudFormation does not": (
+        ["local", "run", "{d}/good/w.wdl", "--parameter", "MaxRunHours=1_000", "--state-dir", "{d}/state"],
+        "error: --parameter MaxRunHours=1_000: must be a number",
     ),
     "submit a Map input whose key is not of the key type": (
         ["submit", "{d}/maps/w.wdl", "{d}/maps/inputs.json", "--local={d}/gone.json"],

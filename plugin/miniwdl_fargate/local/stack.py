@@ -142,11 +142,8 @@ def parameter_problems(template_path: Path, given: dict[str, str]) -> list[str]:
             continue
         why = []
         number = None
-        if spec.get("Type") == "Number":
-            try:
-                number = float(value)
-            except ValueError:
-                number = math.nan
+        if spec.get("Type") == "Number":  # (an integer or a decimal: not Python's "1_000", " 5" or "inf")
+            number = float(value) if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value) else math.nan
             if not math.isfinite(number):
                 why.append("must be a number")
         if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:

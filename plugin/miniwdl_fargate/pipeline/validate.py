@@ -107,6 +107,15 @@ def _source_reader(main_uri: str) -> Any:
     return read_source
 
 
+def import_cause(exn: BaseException) -> BaseException | None:
+    """Why an import failed, under however many imports failing in turn (a.wdl's import of
+    b.wdl: miniwdl's ImportError of a.wdl holds b.wdl's, which holds the reason)."""
+    cause = exn.__cause__ or exn.__context__
+    while isinstance(cause, WDL.Error.ImportError) and (cause.__cause__ or cause.__context__) is not None:
+        cause = cause.__cause__ or cause.__context__
+    return cause
+
+
 def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
     """The typechecked document at ``uri`` (s3://), or None with the problems recorded."""
     try:
@@ -114,7 +123,7 @@ def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
     except WDL.Error.SyntaxError as exn:
         problems.add(_where(uri, exn.pos), "WDL syntax error: " + " ".join(str(exn).split()))
     except WDL.Error.ImportError as exn:
-        cause = exn.__cause__ or exn.__context__
+        cause = import_cause(exn)
         detail = f": {cause}" if cause and str(cause) not in str(exn) else ""
         problems.add(_where(uri, exn.pos), f"WDL import failed: {exn}{detail}")
     except WDL.Error.MultipleValidationErrors as exn:
@@ -385,16 +394,20 @@ def check_task_images(doc: WDL.Tree.Document, problems: Problems) -> None:
     from .. import images
 
     for task, document in tasks_always_called(doc):
-        for key in ("docker", "container"):
-            value = _literal(task.runtime[key], document.effective_wdl_version) if key in task.runtime else None
-            given = value.value if isinstance(value, WDL.Value.Array) else [value]
-            for item in given:
-                if not isinstance(item, WDL.Value.String) or item.value == "*":  # (any image: miniwdl's default)
-                    continue
-                try:
-                    images.parse_reference(item.value)
-                except images.ImageReferenceError as exn:
-                    problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {exn}")
+        # the image miniwdl takes (TaskContainer.process_runtime): ``container`` before ``docker``,
+        # an array's first; "" or "*" is the configured default image
+        key = next((k for k in ("container", "docker") if k in task.runtime), None)
+        if key is None or "inlineDockerfile" in task.runtime:
+            continue
+        value = _literal(task.runtime[key], document.effective_wdl_version)
+        if isinstance(value, WDL.Value.Array):
+            value = value.value[0] if value.value else None
+        if not isinstance(value, WDL.Value.String) or value.value.strip() in ("", "*"):
+            continue
+        try:
+            images.parse_reference(value.value)
+        except images.ImageReferenceError as exn:
+            problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {exn}")
 
 
 def tasks_always_called(doc: WDL.Tree.Document) -> list[tuple[WDL.Tree.Task, WDL.Tree.Document]]:
