@@ -300,6 +300,11 @@ def test_a_directory_input_must_name_a_prefix_with_files(pipeline):
         (INPUTS.format(name="dir-empty") + ": hello.reference",
          "s3://data/nothing holds no objects (a Directory input names a prefix with files under it)")
     ]
+    # a folder holding only folder objects (the S3 console's "Create folder", an empty Directory output)
+    aws.client("s3").put_object(Bucket="data", Key="folder/", Body=b"")
+    aws.client("s3").put_object(Bucket="data", Key="folder/sub/", Body=b"")
+    assert drop("dir-folder", dict(OK_INPUTS, **{"hello.reference": "s3://data/folder"}), wdl) is None
+    assert rejection("dir-folder")[0][1] == "s3://data/folder holds no objects (a Directory input names a prefix with files under it)"
     assert drop("dir-ok", dict(OK_INPUTS, **{"hello.reference": "s3://data/dir/"}), wdl) is not None
     assert len(executions()) == 1
 

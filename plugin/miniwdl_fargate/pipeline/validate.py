@@ -274,8 +274,9 @@ def _check_s3(uri: str, directory: bool) -> str | None:
         bucket, key = s3io.split(uri)
         if directory:
             prefix = key if key.endswith("/") or not key else key + "/"
-            listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-            if not listing.get("KeyCount"):
+            # (a "<folder>/" object, the S3 console's or an empty Directory output's, is no file:
+            # the driver's staging takes files only)
+            if not any(not o["Key"].endswith("/") for o in s3io.list_keys(bucket, prefix)):
                 return f"{uri} holds no objects (a Directory input names a prefix with files under it)"
             return None
         s3.head_object(Bucket=bucket, Key=key)
