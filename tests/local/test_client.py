@@ -150,7 +150,7 @@ def test_a_submission_the_pipeline_refuses_is_not_reported_as_submitted(cli):
     said = cli("status", run_id)
     assert said.returncode == 2
     assert said.stderr.startswith(f"error: run {run_id} was not started: the submission was refused: ")
-    assert "is more than the run's max_vcpus of 1" in said.stderr and "/runs/cli-refused/error.json)" in said.stderr
+    assert "is more than the run's max_vcpus of 1" in said.stderr and f"/runs/cli-refused/results/{run_id}/error.json)" in said.stderr
 
 
 def test_errors_are_plain(cli):
