@@ -127,21 +127,26 @@ workflow w {
 """
 
 
+def drive_workflow(wdl: str, tmp_path, monkeypatch) -> int:
+    """``wdl`` (no inputs) run by the driver as run t-1 (host_process tasks, moto S3): its exit status."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="runs/w/w.wdl", Body=wdl.encode())
+    s3.put_object(Bucket="runs", Key="runs/w/inputs.json", Body=b"{}")
+    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "t-1")
+    monkeypatch.chdir(tmp_path)
+    return driver.drive(driver.DriverRun(
+        run_id="t-1", workflow="s3://runs/runs/w/w.wdl", inputs="s3://runs/runs/w/inputs.json",
+        results="s3://runs/runs/t/results/t-1/", workdir=str(tmp_path / "work"),
+    ))
+
+
 def test_files_that_are_map_keys_are_each_uploaded_under_a_key_of_their_own(moto_aws, tmp_path, monkeypatch):
     """miniwdl links no Map key into out/: such files went to out/other/<name>, so two of one name
     were one object (the run succeeded with the second file's content lost, or failed on two keys
     that became one)."""
-    s3 = aws.client("s3")
-    s3.create_bucket(Bucket="runs")
-    s3.put_object(Bucket="runs", Key="runs/m/w.wdl", Body=MAP_KEYS_WDL.encode())
-    s3.put_object(Bucket="runs", Key="runs/m/inputs.json", Body=b"{}")
-    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "t-1")
-    monkeypatch.chdir(tmp_path)
-    assert driver.drive(driver.DriverRun(
-        run_id="t-1", workflow="s3://runs/runs/m/w.wdl", inputs="s3://runs/runs/m/inputs.json",
-        results="s3://runs/runs/t/results/t-1/", workdir=str(tmp_path / "work"),
-    )) == 0
+    assert drive_workflow(MAP_KEYS_WDL, tmp_path, monkeypatch) == 0
     got = results()
     outputs = json.loads(got["outputs.json"])["outputs"]
     (first, tag1), = outputs["w.o1"].items()
@@ -161,18 +166,8 @@ def test_an_empty_directory_output_is_there_to_download(moto_aws, tmp_path, monk
     --download` said it was not in S3 and downloaded none of the run's other outputs."""
     from miniwdl_fargate import client
 
-    s3 = aws.client("s3")
-    s3.create_bucket(Bucket="runs")
     wdl = 'version development\ntask t { command <<< mkdir e; echo hi > f.txt >>>\n  output { Directory e = "e"  File f = "f.txt" } }\n'
-    s3.put_object(Bucket="runs", Key="runs/e/w.wdl", Body=wdl.encode())
-    s3.put_object(Bucket="runs", Key="runs/e/inputs.json", Body=b"{}")
-    monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "t-1")
-    monkeypatch.chdir(tmp_path)
-    assert driver.drive(driver.DriverRun(
-        run_id="t-1", workflow="s3://runs/runs/e/w.wdl", inputs="s3://runs/runs/e/inputs.json",
-        results="s3://runs/runs/t/results/t-1/", workdir=str(tmp_path / "work"),
-    )) == 0
+    assert drive_workflow(wdl, tmp_path, monkeypatch) == 0
     got = results()
     outputs = json.loads(got["outputs.json"])["outputs"]
     assert outputs["t.e"] == "s3://runs/runs/t/results/t-1/out/e/e" and got["out/e/e/"] == b""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,27 +161,36 @@ def _strip(key: str, namespace: str) -> str:
     return key[len(namespace) + 1 :] if key.startswith(namespace + ".") else key
 
 
-def _extra_members(ty: Any, value: Any, path: str) -> list[tuple[str, str, str]]:
-    """(path, member, struct name) of each JSON member that a struct in ``value`` does not
-    declare (miniwdl would drop them silently)."""
-    found: list[tuple[str, str, str]] = []
+def _typed_values(ty: Any, value: Any, path: str) -> Iterator[tuple[Any, Any, str]]:
+    """(type, JSON value, where) of an input's value and of every value inside it, as its type
+    reads it: struct members it declares, array items, map values, pair sides."""
+    yield ty, value, path
     if isinstance(ty, WDL.Type.StructInstance) and isinstance(value, dict) and ty.members is not None:
         for key, item in value.items():
-            if key not in ty.members:
-                found.append((path, key, ty.type_name))
-            else:
-                found += _extra_members(ty.members[key], item, f"{path}.{key}")
+            if key in ty.members:
+                yield from _typed_values(ty.members[key], item, f"{path}.{key}")
     elif isinstance(ty, WDL.Type.Array) and isinstance(value, list):
         for index, item in enumerate(value):
-            found += _extra_members(ty.item_type, item, f"{path}[{index}]")
+            yield from _typed_values(ty.item_type, item, f"{path}[{index}]")
     elif isinstance(ty, WDL.Type.Map) and isinstance(value, dict):
         for key, item in value.items():
-            found += _extra_members(ty.item_type[1], item, f"{path}[{json.dumps(key)}]")
+            yield from _typed_values(ty.item_type[1], item, f"{path}[{json.dumps(key)}]")
     elif isinstance(ty, WDL.Type.Pair) and isinstance(value, dict):
         for side, side_type in (("left", ty.left_type), ("right", ty.right_type)):
             if side in value:
-                found += _extra_members(side_type, value[side], f"{path}.{side}")
-    return found
+                yield from _typed_values(side_type, value[side], f"{path}.{side}")
+
+
+def _extra_members(ty: Any, value: Any, path: str) -> list[tuple[str, str, str]]:
+    """(path, member, struct name) of each JSON member that a struct in ``value`` does not
+    declare (miniwdl would drop them silently)."""
+    return [
+        (where, key, t.type_name)
+        for t, v, where in _typed_values(ty, value, path)
+        if isinstance(t, WDL.Type.StructInstance) and isinstance(v, dict) and t.members is not None
+        for key in v
+        if key not in t.members
+    ]
 
 
 def _check_input(target: Any, key: str, value: Any, where: str, problems: Problems) -> bool:
@@ -211,24 +221,7 @@ def _check_input(target: Any, key: str, value: Any, where: str, problems: Proble
 def _empty_nonempty(ty: Any, value: Any, path: str) -> list[tuple[str, Any]]:
     """(where, type) of each empty array given for an ``Array[...]+`` (miniwdl takes it, and the
     run fails when a task or expression gets it: "Empty array for Array+")."""
-    found: list[tuple[str, Any]] = []
-    if isinstance(ty, WDL.Type.StructInstance) and isinstance(value, dict) and ty.members:
-        for key, item in value.items():
-            if key in ty.members:
-                found += _empty_nonempty(ty.members[key], item, f"{path}.{key}")
-    elif isinstance(ty, WDL.Type.Array) and isinstance(value, list):
-        if ty.nonempty and not value:
-            found.append((path, ty))
-        for index, item in enumerate(value):
-            found += _empty_nonempty(ty.item_type, item, f"{path}[{index}]")
-    elif isinstance(ty, WDL.Type.Map) and isinstance(value, dict):
-        for key, item in value.items():
-            found += _empty_nonempty(ty.item_type[1], item, f"{path}[{json.dumps(key)}]")
-    elif isinstance(ty, WDL.Type.Pair) and isinstance(value, dict):
-        for side, side_type in (("left", ty.left_type), ("right", ty.right_type)):
-            if side in value:
-                found += _empty_nonempty(side_type, value[side], f"{path}.{side}")
-    return found
+    return [(where, t) for t, v, where in _typed_values(ty, value, path) if isinstance(t, WDL.Type.Array) and t.nonempty and v == []]
 
 
 def check_inputs(target: Any, inputs: dict[str, Any], where: str, problems: Problems) -> WDL.Env.Bindings | None:
