@@ -119,12 +119,50 @@ def test_a_task_stopped_an_hour_ago_is_forgotten_with_its_client_token(ecs, monk
     assert eni not in [i["NetworkInterfaceId"] for i in ec2.describe_network_interfaces()["NetworkInterfaces"]]
     assert sorted(ecs.list_tasks(cluster="c")["taskArns"]) == sorted([kept, newer])
     assert state.forget_stopped() == 0 and state.last_status(old) is None and state.last_status(kept) == "PROVISIONING"
+    # and moto lets go of it: a forgotten task was still in moto's instances_tracked, for good
+    from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+    from moto.ecs.models import Container, Task
+
+    assert old not in [t.task_arn for t in Task.instances_tracked] and kept in [t.task_arn for t in Task.instances_tracked]
+    assert not [c for c in Container.instances_tracked if getattr(c, "task_arn", None) == old]
+    assert eni not in [n.id for n in NetworkInterface.instances_tracked]
     again = started("old")  # the token went with its task: a new task
     assert again != old and sorted(ecs.list_tasks(cluster="c")["taskArns"]) == sorted([kept, newer, again])
     started("last")
     kept_tokens = backend._miniwdl_fargate_client_tokens
     assert sorted(token for _cluster, token in kept_tokens) == ["kept", "last", "newer", "old"]
     assert kept_tokens[("c", "old")][1] == [again]
+
+
+def test_describing_a_running_task_leaves_moto_nothing_more_to_keep(ecs):
+    """A DescribeTasks answer is a copy of each task (``ecs_state.snapshot``); copy.copy makes it
+    through moto's BaseModel.__new__, which keeps every instance in its class's
+    instances_tracked: a local stack grew by about 0.7 MB per task-minute (five copies a second
+    of each running task)."""
+    from moto.ecs.models import Container, Task
+
+    (task,) = run(ecs, "watched")
+    before = (len(Task.instances_tracked), len(Container.instances_tracked))
+    for _ in range(20):
+        assert ecs.describe_tasks(cluster="c", tasks=[task["taskArn"]])["tasks"]
+    assert (len(Task.instances_tracked), len(Container.instances_tracked)) == before
+
+
+def test_moto_itself_still_keeps_every_copy_of_a_model(moto_aws):
+    """When this fails, moto no longer tracks every model object it makes (``moto.tracking``):
+    local mode's untracked copies and its untracking of forgotten tasks can go."""
+    import copy
+
+    from moto.ecs.models import Task
+
+    from miniwdl_fargate.local.moto.tracking import untracked_copy
+
+    some = object.__new__(Task)
+    before = len(Task.instances_tracked)
+    copied = copy.copy(some)
+    assert len(Task.instances_tracked) == before + 1 and Task.instances_tracked[-1] is copied
+    untracked_copy(some)
+    assert len(Task.instances_tracked) == before + 1
 
 
 def test_moto_itself_still_describes_tasks_of_other_clusters(ecs, monkeypatch):

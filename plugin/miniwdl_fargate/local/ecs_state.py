@@ -10,7 +10,6 @@ The runner (``ecs_runner``) calls it with a task's ARN and plain values, through
 from __future__ import annotations
 
 import collections
-import copy
 import json
 import logging
 import threading
@@ -33,10 +32,13 @@ WRITE_LOCK = threading.RLock()
 
 
 def snapshot(task: Any) -> Any:
-    """A copy of moto's task (and of its containers) as it is between two writes, for an answer."""
+    """A copy of moto's task (and of its containers) as it is between two writes, for an answer
+    (one moto does not keep: ``moto.tracking``)."""
+    from .moto.tracking import untracked_copy  # (here: the moto package imports this module)
+
     with WRITE_LOCK:
-        copied = copy.copy(task)
-        copied.containers = [copy.copy(c) for c in task.containers]
+        copied = untracked_copy(task)
+        copied.containers = [untracked_copy(c) for c in task.containers]
         return copied
 
 
@@ -51,15 +53,19 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _release_network_interfaces(task: Any) -> None:
-    """The network interfaces moto's RunTask made for an awsvpc task, out of moto's EC2."""
+def _release_network_interfaces(task: Any) -> list[Any]:
+    """The network interfaces moto's RunTask made for an awsvpc task, out of moto's EC2; they."""
     from moto.ec2.models import ec2_backends
 
     enis = ec2_backends[task._account_id][task.region_name].enis
+    released = []
     for attachment in getattr(task, "attachments", None) or []:
         for detail in attachment.get("details") or []:
             if detail.get("name") == "networkInterfaceId":
-                enis.pop(detail.get("value"), None)
+                eni = enis.pop(detail.get("value"), None)
+                if eni is not None:
+                    released.append(eni)
+    return released
 
 
 class MotoTaskState:
@@ -93,10 +99,14 @@ class MotoTaskState:
                     gone.append((arn, self._tasks[arn]))
         if not gone:  # (each RunTask asks: most find nothing to forget, and take no other lock)
             return 0
+        from .moto.tracking import untrack
+
+        forgotten: list[Any] = []
         with WRITE_LOCK:  # (out of moto first: a StopTask then finds nothing, not a task this forgot)
             for arn, task in gone:
                 task._backend.tasks.get(task.cluster_name, {}).pop(arn, None)
-                _release_network_interfaces(task)
+                forgotten += [task, *task.containers, *_release_network_interfaces(task)]
+            untrack(forgotten)  # (moto's last reference to them)
         with self._lock:
             for arn, _task in gone:
                 self._tasks.pop(arn, None)

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from .. import ecs_state
 from .patching import MOTO_VERSION, backend_state, installed, moto_function, replace, state_lock
+from .tracking import untracked_copy
 
 #: where no getmoto/moto issue or pull request about the bug is known to us (moto 5.2.5)
 NO_ISSUE = "no upstream issue known"
@@ -160,7 +161,7 @@ def ecs_resource_requirements() -> None:
     from moto.ecs.models import EC2ContainerServiceBackend
 
     def requirements(task_definition: Any) -> dict[str, int]:
-        patched = copy.copy(task_definition)
+        patched = untracked_copy(task_definition)  # (once per RunTask: moto would keep every copy)
         patched.container_definitions = [
             dict(cd, memory=cd.get("memory") or cd.get("memoryReservation") or 0)
             for cd in task_definition.container_definitions

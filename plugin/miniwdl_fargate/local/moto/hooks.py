@@ -23,6 +23,7 @@ from ..lambda_runner import FunctionSpec
 from . import fixes
 from .fixes import as_delivered
 from .patching import moto_function, replace, state_lock
+from .tracking import untracked_copy
 
 
 class Runtime(Protocol):
@@ -151,7 +152,7 @@ def _send_to_targets(self: Any, original_event: Any, transform_input: bool = Tru
             current.faults.injected.append("duplicate_event")
             current.deliver_event(target, copy.deepcopy(event))
     if others:
-        rest = copy.copy(self)
+        rest = untracked_copy(self)  # (once per event: moto would keep every copy)
         rest.targets = others
         moto_function("event delivery", "send_to_targets")(rest, original_event, transform_input)
 
