@@ -3,6 +3,7 @@ launch -> driver (a Fargate task) -> one Fargate task per WDL task, on EFS -> dr
 event -> driver_stopped -> finalize. Each test goes in the way a user would."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,9 @@ def test_inputs_json_in_the_bucket_runs_the_example_to_success(stack, s3):
     assert {(t["overrides"]["cpu"], t["overrides"]["memory"]) for t in wdl_tasks} >= {("1024", "2048"), ("2048", "4096")}
     assert all(t["lastStatus"] == "STOPPED" for t in tasks)
     assert stack.runtime.running_tasks() == []
+    # a stopped task's metadata endpoint is gone with it (a folder per task ever run piled up)
+    left = set(os.listdir(os.path.join(stack.state_dir, "ecs-metadata")))
+    assert not left & {t["taskArn"].rsplit("/", 1)[-1] for t in tasks}
     # fan-out stays in the driver: the execution history is a handful of events
     assert len(execution_history(stack, result.run_id)) < 40
 

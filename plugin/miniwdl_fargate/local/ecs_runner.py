@@ -371,11 +371,13 @@ class EcsRunner:
         self._stopped(task, "TaskFailedToStart", reason[:255], container_reason=reason[:255])
 
     def _stopped(self, task: TaskSpec, stop_code: str, reason: str, **container: Any) -> None:
-        """Release the task's EBS volumes, record how it ended, wake its driver's poller and emit
+        """Release the task's EBS volumes and metadata endpoint, record how it ended, wake its driver's poller and emit
         its STOPPED event. A task's attachments are released before it is STOPPED (its
         DEPROVISIONING status, the ECS task lifecycle: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-lifecycle-explanation.html),
         so no one sees a stopped task whose scratch volume is still there."""
         shutil.rmtree(os.path.join(self.state_dir, "ebs", task.id), ignore_errors=True)
+        # (its metadata endpoint too: a folder per task ever run piled up, 8 KB and 2 inodes each)
+        shutil.rmtree(self.metadata_folder(task.id), ignore_errors=True)
         self.state.stopped(task.task_arn, stop_code, reason, **container)
         try:
             self._wake_driver(task)
