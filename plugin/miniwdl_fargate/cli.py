@@ -368,7 +368,7 @@ def _finish(client, doc: dict) -> int:
     if isinstance(error, dict) and error.get("error") == "InvalidSubmission":  # one line, as for any bad input
         print(f"error: run {doc['run_id']} was refused: {client.manage.problems_text(error)}", file=sys.stderr)
         return 2
-    client.emit(error, sys.stderr)
+    client.emit(client.shown_error(error, doc.get("error_json", "")) if isinstance(error, dict) else error, sys.stderr)
     return 1
 
 

@@ -703,6 +703,17 @@ def runs_table(found: list[status.RunStatus]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
+def shown_error(error: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """A run's error.json as a terminal shows it: without its ``provenance`` (every task the run
+    ran, and its image: seven lines a task, 3,000 lines for a run of 500), which stays in the
+    document at ``where``."""
+    if "provenance" not in error:
+        return error
+    shown = {k: v for k, v in error.items() if k != "provenance"}
+    shown["provenance"] = f"(every task and image: in {where or 'error.json'})"
+    return shown
+
+
 def emit(doc: Any, out: TextIO | None = None) -> None:
     """``doc`` as JSON on ``out`` (default: stdout as it is now, not as it was at import)."""
     out = sys.stdout if out is None else out

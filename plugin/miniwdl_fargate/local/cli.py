@@ -312,6 +312,6 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
         print(json.dumps({"run_id": result.run_id, "outputs": result.document.get("outputs", {}), "results": result.results}, indent=2))
         say(f"SUCCEEDED in {time.monotonic() - started:.1f}s")
         return 0
-    print(json.dumps(result.document, indent=2), file=sys.stderr)
+    print(json.dumps(client.shown_error(result.document, result.outputs_uri), indent=2), file=sys.stderr)
     say(f"FAILED: {result.document.get('message', '')}")
     return 1
