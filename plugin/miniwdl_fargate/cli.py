@@ -250,11 +250,14 @@ def run_command(args: argparse.Namespace) -> int:
             print(json.dumps(doc, indent=2, default=str) if args.json else client.status_text(doc))
             return 0
         if args.command == "list":
-            found = client.list_runs(deployment, args.limit, args.name, on_unreadable=_warn)
+            found, stopped_at = client.list_runs(deployment, args.limit, args.name, on_unreadable=_warn)
             if args.json:
                 client.emit([r.model_dump() for r in found])
             else:
                 print(client.runs_table(found))
+            if stopped_at is not None:  # (runs go by name: the newest may be among those left out)
+                _warn(f"more runs than --limit {args.limit}: the list goes by run name and stopped after {stopped_at!r}; "
+                      "give a larger --limit, or --name NAME for one name's runs")
             return 0
         if args.command == "logs":
             incomplete = client.print_logs(deployment, args.run_id, args.task, args.follow)

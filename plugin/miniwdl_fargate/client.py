@@ -231,9 +231,11 @@ def explain_call(deployment: Deployment, run_id: str, call: str) -> list[str]:
 
 def list_runs(
     deployment: Deployment, limit: int = 50, name: str | None = None, on_unreadable=None
-) -> list[status.RunStatus]:
-    """The runs; one whose status.json cannot be read is left out, told to ``on_unreadable``."""
-    return manage.list_runs(deployment.bucket, limit, name, on_unreadable=on_unreadable)[0]
+) -> tuple[list[status.RunStatus], str | None]:
+    """The runs, by run name (each name's newest first), and the name the list stopped at when
+    ``limit`` left names out (None: it did not); one whose status.json cannot be read is left
+    out, told to ``on_unreadable``."""
+    return manage.list_runs(deployment.bucket, limit, name, on_unreadable=on_unreadable)
 
 
 def cost_by_label(

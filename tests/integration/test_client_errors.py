@@ -109,3 +109,24 @@ def test_a_command_whose_reader_stops_reading_ends_quietly(bucket, tmp_path):
     )
     os.close(write)
     assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_list_says_when_its_limit_left_runs_out(bucket, capsys):
+    """Runs are listed by run name: with more runs than --limit, the newest runs (whose generated
+    names sort last) were left out without a word."""
+    for n, name in enumerate(("alpha", "beta", "gamma")):
+        record = runs.RunRecord(
+            run_id=f"{name}-0123abcd", name=name, bucket="runs", workflow=f"s3://runs/runs/{name}/workflow.wdl",
+            inputs=f"s3://runs/runs/{name}/inputs.json", results=f"s3://runs/runs/{name}/results/{name}-0123abcd/",
+            submitted_at=f"2026-11-25T12:0{n}:00+00:00",
+        )
+        status.update("runs", record.run_id, lambda current: current, initial=status.new(record))
+    assert cli.main(["list", "--limit", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "alpha-0123abcd" in out and "beta-0123abcd" in out and "gamma" not in out
+    assert err == (
+        "warning: more runs than --limit 2: the list goes by run name and stopped after 'beta'; "
+        "give a larger --limit, or --name NAME for one name's runs\n"
+    )
+    assert cli.main(["list"]) == 0
+    assert capsys.readouterr().err == ""
