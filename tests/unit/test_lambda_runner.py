@@ -152,6 +152,27 @@ def test_concurrent_invocations_run_in_separate_environments_at_once(runner, cod
     assert runner.workers() == 2
 
 
+def test_an_environment_idle_beside_a_newer_one_is_reclaimed(runner, code, tmp_path, monkeypatch):
+    """Lambda reclaims idle environments: a burst of concurrent invocations left local mode a
+    pool of warm processes for good. Past IDLE_SECONDS unused, all but the function's most
+    recently used one go; that one stays warm."""
+    from miniwdl_fargate.local import lambda_runner
+
+    marks = [str(tmp_path / "a"), str(tmp_path / "b")]
+    threads = [threading.Thread(target=runner.invoke, args=(spec(code, "slow"), {"gate": True, "mine": m, "other": o}))
+               for m, o in (marks, marks[::-1])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert runner.workers() == 2
+    monkeypatch.setattr(lambda_runner, "IDLE_SECONDS", 0.0)
+    first = json.loads(runner.invoke(spec(code, "slow"), {"seconds": 0}).result)
+    assert runner.workers() == 1
+    again = json.loads(runner.invoke(spec(code, "slow"), {"seconds": 0}).result)
+    assert again["pid"] == first["pid"]  # (the warm one stays)
+
+
 def test_environments_do_not_leak_between_functions(runner, code):
     one = json.loads(runner.invoke(spec(code, "env", name="one", OWN="first"), {"set": "from one"}).result)
     assert one == {"LEAKED": "from one", "OWN": "first", "name": "one", "remaining_ok": True}

@@ -53,6 +53,11 @@ log = logging.getLogger("miniwdl-fargate.local")
 
 #: seconds a worker gets to leave on its own at shutdown before it is killed
 STOP_GRACE_SECONDS = 2.0
+#: how long an execution environment stays warm unused beside a newer idle one of its function:
+#: Lambda reclaims idle environments (when, it does not say), and a burst of concurrent
+#: invocations left local mode a pool of warm processes for good (a helper saw 25, 1 GB). The most
+#: recently used environment of each function stays, as the warm one an invocation finds.
+IDLE_SECONDS = 300.0
 
 
 @dataclass
@@ -198,6 +203,9 @@ class Worker:
         self._requests = requests
         self._responses = responses
         self._buffer = b""
+        #: when it last finished an invocation (time.monotonic()): the runner reclaims it once
+        #: it has been idle ``IDLE_SECONDS`` beside a newer idle one
+        self.idle_since = time.monotonic()
         #: where the next invocation's logs start in this environment's own log file: what the
         #: environment wrote before its first invocation (its init, an import error) is the first
         #: invocation's, as Lambda shows init logs with the first invocation
@@ -386,10 +394,25 @@ class LambdaRunner:
     def _release(self, spec: FunctionSpec, worker: Worker) -> None:
         with self._lock:
             if worker.alive() and not self._closed:
+                worker.idle_since = time.monotonic()
                 self._idle.setdefault(spec.key, []).append(worker)
-                return
-            self._workers.discard(worker)
-        worker.kill()
+                stale = self._reclaim()
+            else:
+                self._workers.discard(worker)
+                stale = [worker]
+        for gone in stale:
+            gone.stop()
+
+    def _reclaim(self) -> list[Worker]:
+        """(Under the lock.) Take out the idle environments unused for ``IDLE_SECONDS`` that are
+        not their function's most recently used one; they, to stop."""
+        now, stale = time.monotonic(), []
+        for idle in self._idle.values():  # (each list: oldest first, the newest last)
+            while len(idle) > 1 and now - idle[0].idle_since >= IDLE_SECONDS:
+                worker = idle.pop(0)
+                self._workers.discard(worker)
+                stale.append(worker)
+        return stale
 
     def _start(self, spec: FunctionSpec) -> Worker:
         code_dir = self._code_dir(spec)
