@@ -244,7 +244,7 @@ def cost_by_label(
     """The runs' estimated cost per label value, their cost.json ``by_label`` added up: ``by_label``,
     the runs counted, and those without a cost.json (``without_cost``: still running, or ended
     before a report, ``ended_without_cost``)."""
-    found = list_runs(deployment, limit, name, on_unreadable)
+    found, _more = list_runs(deployment, limit, name, on_unreadable)
     docs, without, ended = [], [], []
     for run in found:
         doc = s3io.find_json(*s3io.split(run.results + "cost.json")) if run.results else None
