@@ -393,15 +393,17 @@ class LambdaRunner:
 
     def _release(self, spec: FunctionSpec, worker: Worker) -> None:
         with self._lock:
-            if worker.alive() and not self._closed:
+            kept = worker.alive() and not self._closed
+            if kept:
                 worker.idle_since = time.monotonic()
                 self._idle.setdefault(spec.key, []).append(worker)
                 stale = self._reclaim()
             else:
                 self._workers.discard(worker)
-                stale = [worker]
-        for gone in stale:
-            gone.stop()
+        if not kept:
+            worker.kill()
+        elif stale:  # (in the background: the invocation that found them answers now)
+            threading.Thread(target=lambda: [w.stop() for w in stale], name="lambda-reclaim", daemon=True).start()
 
     def _reclaim(self) -> list[Worker]:
         """(Under the lock.) Take out the idle environments unused for ``IDLE_SECONDS`` that are
