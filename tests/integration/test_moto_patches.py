@@ -342,3 +342,44 @@ def test_a_heartbeat_before_the_wait_begins_is_accepted_and_one_during_it_resets
     clock = endpoint.setup_heartbeat_endpoint(heartbeat_seconds=5)
     assert endpoint.notify_heartbeat() is True
     assert clock._next_heartbeat_event.is_set()  # (moto's own clock reset, as before the fix)
+
+
+def pass_execution_threads(step_functions) -> list:
+    """The worker threads moto's interpreter started for one execution of a Pass state machine,
+    once it ended (as TMP_THREADS holds them)."""
+    import importlib
+    import uuid
+
+    sfn = aws.client("stepfunctions")
+    name = f"pass-{uuid.uuid4().hex[:8]}"
+    arn = sfn.create_state_machine(
+        name=name, definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, name=name)["executionArn"]
+    wait_for(lambda: sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED", 30.0, "the execution's end")
+    return importlib.import_module(fixes.TMP_THREADS_MODULES[1]).TMP_THREADS
+
+
+def test_the_step_functions_interpreter_lets_go_of_the_threads_that_ended(step_functions):
+    fixes.stepfunctions_finished_threads()
+    first = list(pass_execution_threads(step_functions))
+    assert first
+    wait_for(lambda: not any(t.is_alive() for t in first), 10.0, "the first execution's threads' end")
+    for _ in range(2):
+        threads = pass_execution_threads(step_functions)
+    assert not {id(t) for t in first} & {id(t) for t in threads}  # (only the latest execution's are left)
+
+
+def test_moto_still_keeps_every_thread_of_an_execution(step_functions, monkeypatch):
+    """When this fails, moto's Step Functions interpreter lets go of the threads it started:
+    remove fixes.stepfunctions_finished_threads."""
+    import importlib
+
+    kept = []
+    for name in fixes.TMP_THREADS_MODULES:
+        monkeypatch.setattr(importlib.import_module(name), "TMP_THREADS", kept)
+    pass_execution_threads(step_functions)
+    pass_execution_threads(step_functions)
+    wait_for(lambda: not any(t.is_alive() for t in kept), 10.0, "the threads' end")
+    assert len(kept) >= 2
