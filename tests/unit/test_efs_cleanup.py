@@ -149,3 +149,42 @@ def test_a_link_to_a_directory_is_removed_never_what_it_points_at(tmp_path):
     removal = efs_cleanup.remove_tree(str(link))
     assert removal.complete and removal.files == 1 and removal.freed_bytes == 0
     assert (target / "inside" / "data.txt").read_text() == "keep me"
+
+
+def run_tree(root, calls=300):
+    """A run's directory as miniwdl leaves it: ``<run>/<yyyymmdd_hhmmss_wf>/call-*/`` with each
+    call's files and its work folder (one read-only)."""
+    top = root / "20261201_120000_wf"
+    for i in range(calls):
+        call = top / f"call-echo-{i}"
+        (call / "work" / "_miniwdl_inputs" / "0").mkdir(parents=True)
+        for name in ("stdout.txt", "stderr.txt", "command", "task.log"):
+            (call / name).write_text(name)
+        (call / "work" / "out.txt").write_text(str(i))
+        (call / "work" / "_miniwdl_inputs" / "0" / "in.txt").write_text("in")
+        os.chmod(call / "work" / "_miniwdl_inputs" / "0", 0o555)
+    (top / "workflow.log").write_text("log")
+    (root / efs_cleanup.RUN_MARKER).write_text("{}")
+    return 4 * calls + 2 * calls + 2, 4 * calls + 2  # (files; folders, the run's own and the workflow's among them)
+
+
+def test_a_run_of_many_calls_is_removed_by_several_threads_counting_everything_once(tmp_path, monkeypatch):
+    """On EFS each entry removed is a round trip to the server: the driver removed a run's tens of
+    thousands one after another, on the run's critical path; the calls' folders now go at once."""
+    import threading
+
+    files, folders = run_tree(tmp_path / "parallel")
+    by = set()
+    subtree = efs_cleanup._remove_subtree
+
+    def noted(path, deadline):
+        by.add(threading.current_thread().name)
+        return subtree(path, deadline)
+
+    monkeypatch.setattr(efs_cleanup, "_remove_subtree", noted)
+    removal = efs_cleanup.remove_tree(str(tmp_path / "parallel"), threads=8)
+    assert len(by) > 1 and all(name.startswith("remove") for name in by)
+    assert removal.complete and (removal.files, removal.dirs, removal.failed, removal.busy) == (files, folders, 0, 0)
+    run_tree(tmp_path / "serial")
+    serial = efs_cleanup.remove_tree(str(tmp_path / "serial"), threads=1)
+    assert (serial.files, serial.dirs, serial.freed_bytes) == (removal.files, removal.dirs, removal.freed_bytes)
