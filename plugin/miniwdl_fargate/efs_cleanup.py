@@ -137,15 +137,10 @@ def remove_tree(path: str, deadline: float | None = None, threads: int = REMOVE_
             if deadline is not None and time.monotonic() > deadline:
                 removal.unfinished = True
                 return removal
-            entries = _entries(folder, removal)
-            if entries is None:
-                continue
-            opened.append(folder)
-            for entry in entries:
-                if _is_dir(entry):
-                    below.append(entry.path)
-                else:
-                    _remove_file(entry.path, removal)
+            folders = _files_removed(folder, removal)
+            if folders is not None:
+                opened.append(folder)
+                below += folders
     if len(below) > 1:
         with ThreadPoolExecutor(min(threads, len(below)), thread_name_prefix="remove") as pool:
             for part in pool.map(lambda folder: _remove_subtree(folder, deadline), below):
@@ -157,11 +152,23 @@ def remove_tree(path: str, deadline: float | None = None, threads: int = REMOVE_
     return removal
 
 
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir(follow_symlinks=False)
-    except OSError:
-        return False
+def _files_removed(folder: str, removal: Removal) -> list[str] | None:
+    """Remove what is in ``folder`` but folders (symlinks too, never followed); the folders in it,
+    or None if it cannot be opened (or is gone)."""
+    entries = _entries(folder, removal)
+    if entries is None:
+        return None
+    folders = []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            folders.append(entry.path)
+        else:
+            _remove_file(entry.path, removal)
+    return folders
 
 
 def _remove_subtree(path: str, deadline: float | None) -> Removal:
@@ -176,15 +183,10 @@ def _remove_subtree(path: str, deadline: float | None) -> Removal:
         if deadline is not None and time.monotonic() > deadline:
             removal.unfinished = True
             return removal
-        entries = _entries(folder, removal)
-        if entries is None:
-            continue
-        pending.append((folder, True))
-        for entry in entries:
-            if _is_dir(entry):
-                pending.append((entry.path, False))
-            else:
-                _remove_file(entry.path, removal)
+        folders = _files_removed(folder, removal)
+        if folders is not None:
+            pending.append((folder, True))
+            pending += [(below, False) for below in folders]
     return removal
 
 
