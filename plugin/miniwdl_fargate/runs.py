@@ -120,10 +120,15 @@ def refusal_key(name: str) -> str:
     return run_prefix(name) + REFUSAL_NAME
 
 
+def run_results_prefix(run_id: str) -> str:
+    """The key prefix of a run's results, from its id alone (``<name>-<8 hex>``)."""
+    return f"{run_prefix(name_of(run_id))}{RESULTS_DIR}/{run_id}/"
+
+
 def run_refusal_key(run_id: str) -> str:
     """Where the submit step keeps its refusal of the submission that would have been run
     ``run_id``, for good (``refusal_key``'s is the name's latest, replaced by the next)."""
-    return f"{run_prefix(name_of(run_id))}{RESULTS_DIR}/{run_id}/{REFUSAL_NAME}"
+    return run_results_prefix(run_id) + REFUSAL_NAME
 
 
 def run_id_for(name: str, *parts: str) -> str:

@@ -78,7 +78,7 @@ class RunStatus(BaseModel):
 
 def status_key(run_id: str) -> str:
     """The status.json key of a run, from its id alone (``<name>-<8 hex>``)."""
-    return f"{runs.run_prefix(runs.name_of(run_id))}{runs.RESULTS_DIR}/{run_id}/{STATUS_NAME}"
+    return runs.run_results_prefix(run_id) + STATUS_NAME
 
 
 def _parse_time(value: str | None) -> datetime | None:

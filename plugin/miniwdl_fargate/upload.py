@@ -274,8 +274,8 @@ def directory_files(root: Path, given: str = "") -> list[tuple[str, Path]]:
                     "outside the directory; miniwdl refuses such a Directory input (make it a relative link inside it, "
                     "or copy the file in)"
                 )
-            elif name_problem(name):
-                raise RunInputError(f"inputs: directory {given or root}: {name!r}: {name_problem(name)}")
+            elif problem := name_problem(name):
+                raise RunInputError(f"inputs: directory {given or root}: {name!r}: {problem}")
             elif entry.is_file():
                 found.append((name, path))
 
@@ -689,7 +689,7 @@ def submitted(s3: Any, bucket: str, key: str) -> bool:
     try:
         return SUBMITTED in s3.head_object(Bucket=bucket, Key=key).get("Metadata", {})
     except botocore.exceptions.ClientError as exn:
-        if str(exn.response.get("Error", {}).get("Code")) in s3io.NOT_FOUND:
+        if s3io.not_found(exn):
             return False
         raise
 
@@ -763,7 +763,7 @@ def wait(
             on_status(status)
         last = status
         if status not in ("SUBMITTING", "RUNNING"):
-            key = runs.run_prefix(name) + f"{runs.RESULTS_DIR}/{run_id}/"
+            key = runs.run_results_prefix(run_id)
             doc = s3io.find_json(bucket, key + ("outputs.json" if status == "SUCCEEDED" else "error.json"))
             if doc is None:
                 doc = {"status": status, "message": f"execution ended {status} without a result document"}

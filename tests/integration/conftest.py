@@ -19,6 +19,13 @@ def moto_aws(monkeypatch):
 
 
 @pytest.fixture
+def bucket(moto_aws):
+    """The runs bucket, empty, in in-process moto (a module with more to put there has its own)."""
+    aws.client("s3").create_bucket(Bucket="runs")
+    return "runs"
+
+
+@pytest.fixture
 def moto_server(monkeypatch):
     """A moto server in this process (a driver subprocess or Step Functions' service
     integrations reach it by URL), emptied first: moto's state is per process. Yields the

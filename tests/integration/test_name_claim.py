@@ -11,12 +11,6 @@ from tests.waiting import wait_for
 KEY = "runs/shared/.submitting"
 
 
-@pytest.fixture
-def bucket(moto_aws):
-    aws.client("s3").create_bucket(Bucket="runs")
-    return "runs"
-
-
 def claim(bucket):
     return json.loads(aws.client("s3").get_object(Bucket=bucket, Key=KEY)["Body"].read())
 

@@ -16,12 +16,6 @@ workflow w {
 """
 
 
-@pytest.fixture
-def bucket(moto_aws):
-    aws.client("s3").create_bucket(Bucket="runs")
-    return "runs"
-
-
 def folder(root, data, files):
     """A workflow folder with its WDL, a file `data.txt` holding ``data`` and a folder `ref/` of ``files``."""
     root.mkdir(parents=True, exist_ok=True)

@@ -2,17 +2,9 @@
 Submission.upload_workflow``), against moto: it removes what an earlier submit uploaded there and
 this one does not, and nothing else."""
 
-import pytest
-
 from miniwdl_fargate import aws, upload
 
 WDL = "version 1.1\nworkflow w {\n  input { String who }\n  output { String out = who }\n}\n"
-
-
-@pytest.fixture
-def bucket(moto_aws):
-    aws.client("s3").create_bucket(Bucket="runs")
-    return "runs"
 
 
 def keys(bucket):

@@ -195,9 +195,9 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "engine", None):
         os.environ["MINIWDL_FARGATE_LOCAL_ENGINE"] = args.engine
     if args.local_command in ("up", "run") and args.parameter:
-        from .stack import parameter_problems, repo_root
+        from .stack import parameter_problems, template_path
 
-        template = Path(args.template) if args.template else repo_root() / "template.yaml"
+        template = template_path(args.template)
         problems = parameter_problems(template, dict(args.parameter)) if template.is_file() else []
         if problems:  # (as CloudFormation refuses them; moto deploys anything)
             print(f"error: --parameter {problems[0]}" + (f" (and {len(problems) - 1} more)" if problems[1:] else ""), file=sys.stderr)

@@ -116,6 +116,11 @@ def package(
     return template
 
 
+def template_path(given: str | os.PathLike | None = None) -> Path:
+    """The SAM template a local stack deploys: ``given`` (``--template``), else this checkout's."""
+    return Path(given) if given else repo_root() / "template.yaml"
+
+
 def parameter_problems(template_path: Path, given: dict[str, str]) -> list[str]:
     """What CloudFormation refuses of ``given`` as a stack's parameters (CreateStack's
     ValidationError), which moto lets through: a name the template does not declare, and a value
@@ -280,7 +285,7 @@ class LocalStack:
         parameters: dict[str, str] | None = None,
     ) -> None:
         self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
-        self.template = Path(template) if template else repo_root() / "template.yaml"
+        self.template = template_path(template)
         self.stack_name = stack_name
         self.poll_seconds = poll_seconds
         #: a run whose driver dies unnoticed ends this long after (a deployment's default: 900 s)
