@@ -75,3 +75,24 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
         "error: run gpu-0123abcd was refused: s3://b/runs/gpu/workflow.wdl:9:1: task train cannot run on Fargate: "
         "runtime.gpu = true; s3://b/runs/gpu/inputs.json: gpu.n: expected Int\n"
     )
+
+
+@pytest.mark.parametrize(("signum", "raised"), [("SIGINT", KeyboardInterrupt), ("SIGTERM", local_cli.Terminated)])
+def test_a_stop_signal_is_only_noted_where_it_lands_and_raised_at_the_next_check(signum, raised):
+    """Ctrl-C and SIGTERM to `local run` raise nothing where they land (a KeyboardInterrupt raised
+    inside a `with lock:` it interrupted left the lock held and the stack's stop waiting for ever):
+    the run's follower raises at its next check; a second Ctrl-C raises at once."""
+    import os
+    import signal
+
+    sig = getattr(signal, signum)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with local_cli.stop_signals_noted() as check:
+        check()  # nothing noted: nothing raised
+        os.kill(os.getpid(), sig)  # (the handler runs in the main thread, before the next bytecode)
+        with pytest.raises(raised):
+            check()
+        if sig == signal.SIGINT:
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), sig)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # (put back)

@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[ENV] = args.faults
     started = time.monotonic()
     try:
-        with sigterm_noted() as check:
+        with stop_signals_noted() as check:
             return run_once(args, say, started, check)
     except KeyboardInterrupt:
         say("interrupted: local mode stopped the run and everything it started")
@@ -245,27 +245,36 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def sigterm_noted() -> Iterator[Callable[[], None]]:
-    """SIGTERM ends ``local run`` as Ctrl-C does, so that the stack stops everything it started
-    on the way out (the driver, every task's process, their mounts): Python's default for
-    SIGTERM ends the process at once, leaving them running. The signal is only noted where it
-    lands (an exception raised there could be caught by code it interrupts, or leave a lock
-    held); the check this yields raises Terminated once it was, at the points that call it
-    (the run's follower asks before each look)."""
-    noted = threading.Event()
+def stop_signals_noted() -> Iterator[Callable[[], None]]:
+    """SIGINT (Ctrl-C) and SIGTERM end ``local run`` so that the stack stops everything it
+    started on the way out (the driver, every task's process, their mounts): Python's default
+    for SIGTERM ends the process at once, leaving them running, and its default for SIGINT raises
+    KeyboardInterrupt wherever the main thread is, where code it interrupts can catch it or a
+    lock it was taking stays held (then the stack's stop waits on it for ever: seen once in a
+    loaded test run). So a signal is only noted where it lands; the check this yields raises
+    KeyboardInterrupt (SIGINT) or Terminated (SIGTERM) once one was, at the points that call it
+    (the run's follower asks before each look). A second Ctrl-C raises KeyboardInterrupt at once,
+    as Python's default would, for whoever will not wait."""
+    noted: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in noted:
+            raise KeyboardInterrupt
+        noted.append(signum)
 
     def check() -> None:
-        if noted.is_set():
-            raise Terminated()
+        if noted:
+            raise KeyboardInterrupt if noted[0] == signal.SIGINT else Terminated()
 
     if threading.current_thread() is not threading.main_thread():  # (signals go to the main thread)
         yield check
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: noted.set())
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield check
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_once(args: argparse.Namespace, say: Callable[[str], None], started: float, check: Callable[[], None]) -> int:
@@ -294,6 +303,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
                 on_status=lambda s: say(f"run {run_id}: {s}"), inputs_version=submission.inputs_version,
                 interval=CLIENT_POLL_SECONDS, check=check,
             )
+            check()
             local_copy = mirror(bucket, result.results.split("/", 3)[3], os.path.join(stack.state_dir, "s3"))
     except (RunInputError, client.ClientError) as exn:
         print(f"error: {exn}", file=sys.stderr)
