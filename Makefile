@@ -35,10 +35,11 @@ help:
 # Built with uv (.ci/uv: about 3 s where pip took 13), or with pip when uv cannot be had. Neither
 # compiles the packages' bytecode at install (uv never does; pip is told --no-compile): Python
 # compiles each module when it is first imported, not all of every package, most of which the
-# tests never import. (--seed: the venv has pip, for whoever adds to it by hand.)
+# tests never import. (--seed: the venv has pip, for whoever adds to it by hand; --no-python-downloads:
+# the venv is of $(PYTHON), never of a Python uv would fetch.)
 VENV_PACKAGES := -e 'plugin[local,standalone]' -r requirements-dev.txt
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
-	@if uv=$$(PYTHON=$(PYTHON) bash .ci/uv) && "$$uv" venv --quiet --allow-existing --seed --python $(PYTHON) $(VENV) \
+	@if uv=$$(PYTHON=$(PYTHON) bash .ci/uv) && "$$uv" venv --quiet --allow-existing --seed --no-python-downloads --python $(PYTHON) $(VENV) \
 	  && "$$uv" pip install --quiet --python $(BIN)/python $(VENV_PACKAGES); then :; \
 	else echo "make venv: building .venv with pip (uv: see above)"; rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) \
 	  && $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet --no-compile $(VENV_PACKAGES); fi
