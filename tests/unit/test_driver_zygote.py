@@ -187,3 +187,32 @@ def test_a_lazy_fork_server_that_keeps_ending_is_started_again_a_few_times_only(
         assert lazy.get() is None and not lazy.enabled  # (new processes from now on)
     finally:
         lazy.stop()
+
+
+def ended(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def test_children_left_running_when_the_servers_other_end_closes_are_killed_with_their_groups(tmp_path):
+    """Whoever started the fork server ended without stopping its children (`local run` killed
+    with SIGKILL, a crash: the kernel closes its end of the socket): the server kills each child
+    still running, and what the child started, rather than leave a driver polling a stack that is
+    gone for ever (seen after a `local run` was killed)."""
+    server = ForkServer("miniwdl_fargate.local.driver_zygote", str(tmp_path), {"PATH": os.environ["PATH"]}, "zygote.out")
+    try:
+        started = Started(server, tmp_path, ["sh", "-c", "sleep 60 & echo $! > grandchild; sleep 60"])
+        wait_for(lambda: (tmp_path / "grandchild").exists() and (tmp_path / "grandchild").read_text().strip(), what="the grandchild")
+        grandchild = int((tmp_path / "grandchild").read_text())
+        server.close()  # (as the kernel closes it when the process holding it ends)
+        server.proc.wait(10)
+        # (asked of the processes, not of the job: the job kills a child its server left, but
+        # here whoever held the job is gone too)
+        for pid in (started.job.pid, grandchild):
+            wait_for(lambda pid=pid: ended(pid), timeout=10, what=f"the end of {pid}")
+        assert started.job.wait(0) == -signal.SIGKILL  # (the server reaped it, and said so)
+    finally:
+        if server.proc.poll() is None:
+            server.stop()

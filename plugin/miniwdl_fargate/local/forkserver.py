@@ -94,6 +94,22 @@ class Children:
                 os.close(status_fd)
         self.watched.clear()
 
+    def kill_all(self) -> None:
+        """Kill every child still running, with its process group, and reap it: the server's
+        other end closed while they ran, so whoever started the server ended without stopping
+        them (killed, crashed: local mode stops every task before its fork servers). Left alone
+        they would run on with nobody to watch or stop them, a driver polling a stack that is
+        gone for ever; a container's processes end with its runtime too."""
+        for pidfd, (pid, _status_fd) in list(self.watched.items()):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:  # not yet in a session of its own (its first step makes one)
+                try:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                except ProcessLookupError:  # (ended meanwhile)
+                    pass
+            self.reap(pidfd)
+
     def reap(self, pidfd: int) -> None:
         """The child behind ``pidfd`` ended: reap it, report its exit code, forget it."""
         pid, status_fd = self.watched.pop(pidfd)
@@ -169,8 +185,9 @@ def fork_child(server: socket.socket, request: dict, fds: list[int], become: Bec
 
 
 def serve(server: socket.socket, become: Become, expected_fds: int) -> None:
-    """Fork children as asked until the socket's other end closes. A request has
-    ``expected_fds`` descriptors, plus the status pipe if it says ``"status": true``."""
+    """Fork children as asked until the socket's other end closes, then kill any child still
+    running (``Children.kill_all``). A request has ``expected_fds`` descriptors, plus the status
+    pipe if it says ``"status": true``."""
     children = Children()
     # (poll(2): the server holds two descriptors per child, beyond select's 1024 with 500 children)
     poller = select.poll()
@@ -183,7 +200,8 @@ def serve(server: socket.socket, become: Become, expected_fds: int) -> None:
         if server.fileno() not in ready:
             continue
         message, fds, _flags, _addr = socket.recv_fds(server, MAX_MESSAGE, MAX_FDS)
-        if not message:
+        if not message:  # the other end closed: nobody can ask for (or stop) a child any more
+            children.kill_all()
             return
         try:
             request = json.loads(message)
