@@ -144,6 +144,8 @@ def update(
         if current.finished and changed.status != current.status:
             return current
         changed.updated_at = runs.now_iso()
+        if changed.finished:  # the driver does nothing more (its last counts may still land: they keep none)
+            changed.phase = None
         if changed.finished and changed.finished_at is None:
             changed.finished_at = changed.updated_at
         if changed.finished_at and changed.duration_s is None:

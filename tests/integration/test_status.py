@@ -39,6 +39,18 @@ def test_a_finished_state_is_not_changed_by_a_late_writer(run):
     assert counted.tasks.succeeded == 3 and stored(run)["status"] == "SUCCEEDED"
 
 
+def test_a_finished_run_has_no_phase_even_after_the_drivers_last_counts(run):
+    """status.json's phase says what the driver is doing: nothing, once the run finished (a
+    SUCCEEDED run said "uploading outputs 4/4"); the counts of each phase stay."""
+    status.update("runs", run, lambda c: c.model_copy(update={"status": "RUNNING", "phase": "uploading outputs 1/4"}))
+    assert stored(run)["phase"] == "uploading outputs 1/4"
+    status.set_state("runs", run, "SUCCEEDED")
+    assert stored(run)["phase"] is None
+    late = {"phase": "uploading outputs 4/4", "transfers": {"uploading outputs": status.TransferCounts(done=4, total=4)}}
+    status.update("runs", run, lambda c: c.model_copy(update=late))  # (the driver's last publish, after it)
+    assert stored(run)["phase"] is None and stored(run)["transfers"]["uploading outputs"] == {"done": 4, "total": 4}
+
+
 def test_cancelling_a_finished_run_refuses_and_leaves_it_as_it_was(run):
     status.set_state("runs", run, "SUCCEEDED")
     with pytest.raises(manage.RunFinished, match="already SUCCEEDED"):
