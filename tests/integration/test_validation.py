@@ -145,6 +145,11 @@ BAD_SUBMISSIONS = {
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { preemptible: "yes" }\n}\n', None,
         [(WDL + ":3:1", 'task t: runtime.preemptible = "yes": expected a whole number (e.g. preemptible: 2)')],
     ),
+    "runtime-retries-and-size-both-wrong": (  # (each said: the retries are not a size problem)
+        {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { maxRetries: 1.5\n memory: "lots" }\n}\n', None,
+        [(WDL + ":3:1", 'task t: runtime.memory = "lots": not a memory size (e.g. "4 GiB", "512 MiB" or a number of bytes)'),
+         (WDL + ":3:1", "task t: runtime.maxRetries = 1.5: expected a whole number (e.g. maxRetries: 2)")],
+    ),
     "runtime-not-an-image": (
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { docker: "UBUNTU::::bad image@@" }\n}\n',
         None, [(WDL + ":3:1", "task t: runtime.docker: not an image reference: 'UBUNTU::::bad image@@'")],

@@ -404,6 +404,23 @@ def check_task_images(doc: WDL.Tree.Document, problems: Problems) -> None:
             problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {exn}")
 
 
+def check_task_retries(doc: WDL.Tree.Document, problems: Problems) -> None:
+    """A literal ``maxRetries`` or ``preemptible`` of a task the run always calls that is not a
+    whole number (miniwdl takes each as an Int as the task starts: the run would fail there)."""
+    for task, document in tasks_always_called(doc):
+        for key in ("maxRetries", "preemptible"):
+            literal = _literal(task.runtime[key], document.effective_wdl_version) if key in task.runtime else None
+            if literal is None or isinstance(literal, WDL.Value.Null):
+                continue
+            try:
+                literal.coerce(WDL.Type.Int())
+            except (ValueError, TypeError, WDL.Error.RuntimeError):
+                problems.add(
+                    _where(document.pos.abspath, task.pos),
+                    f"task {task.name}: runtime.{key} = {json.dumps(literal.json)}: expected a whole number (e.g. {key}: 2)",
+                )
+
+
 def tasks_always_called(doc: WDL.Tree.Document) -> list[tuple[WDL.Tree.Task, WDL.Tree.Document]]:
     """The tasks a run of ``doc`` calls whatever its inputs, each with its document: the target
     task, or the tasks the workflow calls outside any ``if`` (in scatters too, and through the
@@ -464,15 +481,6 @@ def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
                 f"task {task.name}: runtime.memory = {json.dumps(values['memory'].json)}: not a memory size "
                 '(e.g. "4 GiB", "512 MiB" or a number of bytes)'
             ) from None
-    for key in ("maxRetries", "preemptible"):  # (miniwdl takes each as an Int)
-        literal = _literal(task.runtime[key], version) if key in task.runtime else None
-        if literal is not None and not isinstance(literal, WDL.Value.Null):
-            try:
-                literal.coerce(WDL.Type.Int())
-            except (ValueError, TypeError, WDL.Error.RuntimeError):
-                raise sizes.SizeError(
-                    f"task {task.name}: runtime.{key} = {json.dumps(literal.json)}: expected a whole number (e.g. {key}: 2)"
-                ) from None
     cpu, gpu, gpus, disks = (values.get(k) for k in ("cpu", "gpu", "gpuCount", "disks"))
     return {
         "cpu": float(cpu.value) if isinstance(cpu, (WDL.Value.Int, WDL.Value.Float)) else None,
@@ -529,6 +537,7 @@ def check_run(
     target = workflow_target(doc, workflow_uri, problems)
     check_task_sizes(doc, problems, capacities, max_vcpus)
     check_task_images(doc, problems)
+    check_task_retries(doc, problems)
     if target is None:
         return ""
     values = check_inputs(target, inputs, inputs_where, problems)
