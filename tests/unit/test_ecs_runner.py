@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from miniwdl_fargate import sweep
-from miniwdl_fargate.local.ecs_runner import ECS_STOPPED_REASON, EcsRunner, RunnerThreads, TaskSpec
+from miniwdl_fargate.local.ecs_runner import ECS_STOPPED_REASON, SHUTDOWN_REASON, EcsRunner, RunnerThreads, TaskSpec
 from miniwdl_fargate.local.faults import Faults
 from tests.waiting import wait_for
 
@@ -421,3 +421,56 @@ def test_a_stopped_event_that_cannot_be_sent_leaves_the_stop_as_recorded(runner)
     ended(runner, task)
     stopped = [c for c in runner.fake_state.of(task.task_arn) if c[0] == "stopped"]
     assert stopped == [("stopped", "EssentialContainerExited", ECS_STOPPED_REASON, 3, None)]
+
+
+def test_no_task_starts_once_shutdown_began(runner, tmp_path):
+    """A RunTask that comes as local mode stops (a Lambda still running asked for a driver) is
+    STOPPED at once, TaskFailedToStart, and nothing runs: a process started then was reached by
+    nothing that stops the stack, and ran on (an orphaned driver after a Ctrl-C)."""
+    runner.shutdown(timeout=10)
+    marker = tmp_path / "ran"
+    task = spec("t10", f"touch {marker}")
+    runner.ecs_task_started(task)
+    assert runner.fake_state.of(task.task_arn) == [
+        ("provisioning",), ("stopped", "TaskFailedToStart", SHUTDOWN_REASON, None, None),
+    ]
+    assert runner.running_tasks() == [] and not marker.exists()
+
+
+def test_a_task_that_starts_while_shutdown_begins_is_stopped(runner, monkeypatch):
+    """The task's process starts after ``shutdown`` listed the tasks to stop: it is stopped as
+    soon as it runs, and ``shutdown`` returns once it has (not after its timeout, with the
+    process still running)."""
+    from miniwdl_fargate.local import jobs
+
+    starting, release = threading.Event(), threading.Event()
+    start = jobs.HostJob.start
+
+    def held_start(self, logfile):
+        starting.set()
+        assert release.wait(30)
+        return start(self, logfile)
+
+    monkeypatch.setattr(jobs.HostJob, "start", held_start)
+    task = spec("t11", "exec sleep 60")
+    runner.ecs_task_started(task)
+    assert starting.wait(30)
+    stopping = threading.Thread(target=runner.shutdown, kwargs={"timeout": 60})
+    stopping.start()
+    wait_for(lambda: runner.closing, 10, "shutdown to begin")
+    release.set()
+    stopping.join(30)
+    assert not stopping.is_alive(), "shutdown waited for a task it did not stop"
+    stopped = [c for c in runner.fake_state.of(task.task_arn) if c[0] == "stopped"]
+    assert stopped == [("stopped", "UserInitiated", SHUTDOWN_REASON, 143, None)]
+
+
+def test_shutdown_kills_a_task_that_does_not_stop_in_its_time(runner):
+    task = spec("t12", "trap '' TERM; sleep 60")
+    task.container["stopTimeout"] = 120
+    runner.ecs_task_started(task)
+    wait_for(lambda: ("emit", "RUNNING") in runner.fake_state.of(task.task_arn), 30.0, "RUNNING")
+    runner.shutdown(timeout=0.5)
+    assert runner.running_tasks() == []
+    stopped = [c for c in runner.fake_state.of(task.task_arn) if c[0] == "stopped"]
+    assert stopped == [("stopped", "UserInitiated", SHUTDOWN_REASON, 137, None)]

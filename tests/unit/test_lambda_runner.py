@@ -270,3 +270,16 @@ def test_the_zygote_starts_ahead_of_the_first_environment(tmp_path, code):
         assert runner.use_zygote  # the environment came from it, no fallback
     finally:
         runner.shutdown()
+
+
+def test_an_invoke_after_the_stack_stopped_is_an_error_and_starts_no_environment(tmp_path, code):
+    """A state machine still running as local mode stops invokes a Lambda: it is told the
+    service is gone; no new environment (nor runner) starts that nothing would stop."""
+    from miniwdl_fargate.local.runtime import LocalRuntime
+
+    runtime = LocalRuntime(str(tmp_path / "state"), "http://127.0.0.1:9", "us-east-1")
+    runtime.shutdown()
+    result, errored, _logs = runtime.invoke_lambda(spec(code, "count"), {})
+    assert errored and "shut down" in json.loads(result)["errorMessage"]
+    assert runtime.lambdas.workers() == 0
+    assert not (tmp_path / "state" / "lambda" / "zygote.out").exists()

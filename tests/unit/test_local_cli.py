@@ -87,12 +87,43 @@ def test_a_stop_signal_is_only_noted_where_it_lands_and_raised_at_the_next_check
 
     sig = getattr(signal, signum)
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with local_cli.stop_signals_noted() as check:
-        check()  # nothing noted: nothing raised
-        os.kill(os.getpid(), sig)  # (the handler runs in the main thread, before the next bytecode)
-        with pytest.raises(raised):
-            check()
-        if sig == signal.SIGINT:
-            with pytest.raises(KeyboardInterrupt):
-                os.kill(os.getpid(), sig)
+    with pytest.raises(raised):  # (leaving the block raises what was noted: not dropped)
+        with local_cli.stop_signals_noted() as signals:
+            signals.check()  # nothing noted: nothing raised
+            os.kill(os.getpid(), sig)  # (the handler runs in the main thread, before the next bytecode)
+            with pytest.raises(raised):
+                signals.check()
+            assert not signals.forced
+            if sig == signal.SIGINT:
+                with pytest.raises(KeyboardInterrupt):
+                    os.kill(os.getpid(), sig)
+                assert signals.forced
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # (put back)
+
+
+def test_a_stop_signal_noted_after_the_last_check_is_raised_on_leaving():
+    """A Ctrl-C while the results are copied or the stack stops (after the follower's last
+    check) still ends `local run` as interrupted, not as if nothing came."""
+    import os
+    import signal
+
+    with pytest.raises(local_cli.Terminated):
+        with local_cli.stop_signals_noted():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_ignored_before_stays_ignored():
+    """A shell starts a background job (`local run ... &`) with SIGINT ignored: a Ctrl-C meant
+    for the shell's foreground does not stop it."""
+    import os
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with local_cli.stop_signals_noted() as signals:
+            os.kill(os.getpid(), signal.SIGINT)
+            signals.check()
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

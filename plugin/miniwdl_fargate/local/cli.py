@@ -227,11 +227,16 @@ def run(args: argparse.Namespace) -> int:
             return 2
         os.environ[ENV] = args.faults
     started = time.monotonic()
+    signals = StopSignals()
     try:
-        with stop_signals_noted() as check:
-            return run_once(args, say, started, check)
+        with stop_signals_noted(signals):
+            return run_once(args, say, started, signals.check)
     except KeyboardInterrupt:
-        say("interrupted: local mode stopped the run and everything it started")
+        if signals.forced:
+            say("interrupted twice: local mode quit without waiting for what it started to stop "
+                "(what a stack killed outright leaves: docs/local-mode.md)")
+        else:
+            say("interrupted: local mode stopped the run and everything it started")
         return 130
     except Terminated:
         say("terminated (SIGTERM): local mode stopped the run and everything it started")
@@ -244,34 +249,50 @@ class Terminated(BaseException):
     an error to handle."""
 
 
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM, as ``stop_signals_noted`` notes them."""
+
+    def __init__(self) -> None:
+        self.noted: list[int] = []
+        #: a second Ctrl-C raised KeyboardInterrupt where it landed (the stack's stop may not have finished)
+        self.forced = False
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and signal.SIGINT in self.noted:
+            self.forced = True
+            raise KeyboardInterrupt
+        self.noted.append(signum)
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt (SIGINT) or Terminated (SIGTERM) if one was noted."""
+        if self.noted:
+            raise KeyboardInterrupt if self.noted[0] == signal.SIGINT else Terminated()
+
+
 @contextlib.contextmanager
-def stop_signals_noted() -> Iterator[Callable[[], None]]:
+def stop_signals_noted(signals: StopSignals | None = None) -> Iterator[StopSignals]:
     """SIGINT (Ctrl-C) and SIGTERM end ``local run`` so that the stack stops everything it
     started on the way out (the driver, every task's process, their mounts): Python's default
     for SIGTERM ends the process at once, leaving them running, and its default for SIGINT raises
     KeyboardInterrupt wherever the main thread is, where code it interrupts can catch it or a
     lock it was taking stays held (then the stack's stop waits on it for ever: seen once in a
-    loaded test run). So a signal is only noted where it lands; the check this yields raises
-    KeyboardInterrupt (SIGINT) or Terminated (SIGTERM) once one was, at the points that call it
-    (the run's follower asks before each look). A second Ctrl-C raises KeyboardInterrupt at once,
-    as Python's default would, for whoever will not wait."""
-    noted: list[int] = []
-
-    def on_signal(signum: int, frame: object) -> None:
-        if signum == signal.SIGINT and signal.SIGINT in noted:
-            raise KeyboardInterrupt
-        noted.append(signum)
-
-    def check() -> None:
-        if noted:
-            raise KeyboardInterrupt if noted[0] == signal.SIGINT else Terminated()
-
+    loaded test run). So a signal is only noted where it lands; ``check`` raises KeyboardInterrupt
+    (SIGINT) or Terminated (SIGTERM) once one was, at the points that call it (the run's follower
+    asks before each look), and so does leaving the block (a signal after the last check, while
+    the results were copied or the stack stopped, is not dropped). A second Ctrl-C raises
+    KeyboardInterrupt at once, as Python's default would, for whoever will not wait. A signal
+    ignored when this begins stays ignored (a shell starts a background job with SIGINT ignored)."""
+    signals = signals if signals is not None else StopSignals()
     if threading.current_thread() is not threading.main_thread():  # (signals go to the main thread)
-        yield check
+        yield signals
         return
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, signals.on_signal)
+        for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
-        yield check
+        yield signals
+        signals.check()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

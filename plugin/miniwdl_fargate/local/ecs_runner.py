@@ -52,7 +52,9 @@ log = logging.getLogger("miniwdl-fargate.local")
 ECS_STOPPED_REASON = "Essential container in task exited"
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"  # Fargate's words
 MEMORY_CHECK_SECONDS = 0.25
+STOP_KILLED_SECONDS = 5  # how long ``shutdown`` waits for tasks it killed to be recorded
 SPOT_INTERRUPTION = "\0spot"  # a stop request that is Fargate Spot taking its capacity back
+SHUTDOWN_REASON = "local mode shutting down"  # what stops, or does not start, a task as local mode stops
 CGROUP_PARENT = "/miniwdl-fargate-local"
 DRIVER_COMMAND = ["miniwdl-fargate", "driver"]  # the driver container's (template.yaml)
 #: set to 0 to start every driver as a new process rather than fork it from ``driver_zygote``
@@ -195,6 +197,8 @@ class EcsRunner:
         #: tasks this runner started that ECS does not yet show STOPPED (kept by _stopped)
         self._active: set[str] = set()
         self._stop_requests: dict[str, str] = {}
+        #: set once ``shutdown`` began: no task starts after it (a Lambda still running may ask)
+        self._closing = False
         #: the threads tasks run in (one each while it runs; idle ones wait for the next task)
         self._runners = RunnerThreads("fargate-task")
         self._lock = threading.Lock()
@@ -253,7 +257,12 @@ class EcsRunner:
         got the interpreter: ~10 ms under a scatter's load)."""
         self.state.provisioning(task.task_arn)
         with self._lock:
-            self._active.add(task.task_arn)
+            closing = self._closing
+            if not closing:
+                self._active.add(task.task_arn)
+        if closing:  # (a RunTask as local mode stops, e.g. from a Lambda still running: not started)
+            self.state.stopped(task.task_arn, "TaskFailedToStart", SHUTDOWN_REASON)
+            return
         self._runners.run(lambda: self._run_task(task))
         self._maybe_kill_driver(task)
 
@@ -401,6 +410,8 @@ class EcsRunner:
         return os.path.join(self.state_dir, "ecs-metadata", task_id)
 
     def _run_task_inner(self, task: TaskSpec) -> None:
+        if self._closing:
+            raise TaskStartError(SHUTDOWN_REASON)
         if "-driver" not in str(task.task_definition_arn) and self.faults.take("pull_failures"):
             raise TaskStartError(f"CannotPullContainerError: {self.faults.pull_error}")  # (fault injection)
         container_def = task.container
@@ -436,6 +447,8 @@ class EcsRunner:
             job.start(logfile)
         with self._lock:
             self._procs[task.task_arn] = job
+            if self._closing:  # (``shutdown`` listed the tasks to stop while this one started)
+                self._stop_requests.setdefault(task.task_arn, SHUTDOWN_REASON)
             early_stop = self._stop_requests.get(task.task_arn)
         if early_stop:
             job.terminate()
@@ -707,6 +720,11 @@ class EcsRunner:
         log.warning("injected fault: Spot interruption of %s", task.task_arn)
         proc.terminate()
 
+    @property
+    def closing(self) -> bool:
+        """Whether ``shutdown`` began (no task starts from then on)."""
+        return self._closing
+
     def running_tasks(self) -> list[str]:
         """Tasks started here that the runner is not done with: provisioning, running, or with
         their process gone but their STOPPED status or event not yet written."""
@@ -714,14 +732,24 @@ class EcsRunner:
             return sorted(self._active)
 
     def shutdown(self, timeout: float = 30) -> None:
-        """Stop every task still running and wait for the runner threads."""
+        """Stop every task still running (SIGTERM, then SIGKILL after ``timeout`` seconds) and
+        wait for the runner threads. No task starts once this began: one starting as it begins
+        is stopped as soon as it runs, one asked for later stops at once (TaskFailedToStart)."""
         with self._lock:
+            self._closing = True
             procs = list(self._procs.items())
-        for arn, proc in procs:
-            self._stop_requests.setdefault(arn, "local mode shutting down")
+            for arn, _proc in procs:
+                self._stop_requests.setdefault(arn, SHUTDOWN_REASON)
+        for _arn, proc in procs:
             if proc.running():
                 proc.terminate()
-        self._runners.wait_idle(timeout)
+        if not self._runners.wait_idle(timeout):
+            with self._lock:
+                procs = list(self._procs.items())
+            for arn, proc in procs:
+                log.warning("local mode: task %s did not stop in %g s: killed", arn, timeout)
+                proc.kill()
+            self._runners.wait_idle(STOP_KILLED_SECONDS)
         if self.engine is not None and self.engine.cgroup_manager == "cgroupfs":
             remove_cgroup(CGROUP_PARENT)
         self.driver_zygote.stop()

@@ -321,6 +321,8 @@ class LambdaRunner:
         started = time.monotonic()
         environment = "none"
         try:
+            if self._closed:  # (an invoke as local mode stops, e.g. from a state machine still running)
+                raise OSError("local Lambda is shut down")
             worker = self._acquire(spec)
         except OSError as exn:
             answer = Invocation(error("Runtime.ExitError", f"handler process died ({exn})"), True, "")

@@ -177,7 +177,5 @@ class LocalRuntime:
         """Stop every task still running, wait for the runner threads and the deliveries."""
         self.ecs_runner.shutdown(timeout)
         self._deliveries.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            lambdas, self._lambdas = self._lambdas, None
-        if lambdas is not None:
-            lambdas.shutdown()
+        lambdas = self.lambdas  # (kept, shut down: an invoke after this starts no environment)
+        lambdas.shutdown()
