@@ -360,8 +360,12 @@ def _literal(expr: Any, version: str) -> Any:
 SIZE_KEYS = ("cpu", "memory", "disks", "gpu", "gpuCount")
 
 
+#: tasks, each with the document it is in (``tasks_always_called``)
+CalledTasks = list[tuple[WDL.Tree.Task, WDL.Tree.Document]]
+
+
 def check_task_sizes(
-    doc: WDL.Tree.Document, problems: Problems, capacities: sizes.Capacities, max_vcpus: tuple[float, str] = (0.0, "")
+    called: CalledTasks, problems: Problems, capacities: sizes.Capacities, max_vcpus: tuple[float, str] = (0.0, "")
 ) -> None:
     """Literal runtime requests (cpu: 64, memory: "500 GiB", gpu: true, gpuCount: 2, disks: "500 GiB")
     that neither Fargate nor the stack's other ``capacities`` can meet (``sizes.for_task``, the
@@ -370,7 +374,7 @@ def check_task_sizes(
     the tasks the run calls whatever its inputs (``tasks_always_called``). A task that is only
     imported, or only called under an ``if``, may never run: the backend refuses it, with the same
     words, if it is ever launched."""
-    for task, document in tasks_always_called(doc):
+    for task, document in called:
         try:
             requests = literal_requests(task, document.effective_wdl_version)
             size = sizes.for_task(task.name, **requests, capacities=capacities)
@@ -381,13 +385,13 @@ def check_task_sizes(
             problems.add(_where(document.pos.abspath, task.pos), vcpus_problem(task.name, requests["cpu"], size, max_vcpus))
 
 
-def check_task_images(doc: WDL.Tree.Document, problems: Problems) -> None:
+def check_task_images(called: CalledTasks, problems: Problems) -> None:
     """A literal ``docker``/``container`` image of a task the run always calls that is no image
     reference Docker would take (``images.parse_reference``): ECS would fail the task as it
     pulls it, after the run has started (local mode, running tasks without their images, never)."""
     from .. import images
 
-    for task, document in tasks_always_called(doc):
+    for task, document in called:
         # the image miniwdl takes (TaskContainer.process_runtime): ``container`` before ``docker``,
         # an array's first; "" or "*" is the configured default image
         key = next((k for k in ("container", "docker") if k in task.runtime), None)
@@ -404,10 +408,10 @@ def check_task_images(doc: WDL.Tree.Document, problems: Problems) -> None:
             problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {exn}")
 
 
-def check_task_retries(doc: WDL.Tree.Document, problems: Problems) -> None:
+def check_task_retries(called: CalledTasks, problems: Problems) -> None:
     """A literal ``maxRetries`` or ``preemptible`` of a task the run always calls that is not a
     whole number (miniwdl takes each as an Int as the task starts: the run would fail there)."""
-    for task, document in tasks_always_called(doc):
+    for task, document in called:
         for key in ("maxRetries", "preemptible"):
             literal = _literal(task.runtime[key], document.effective_wdl_version) if key in task.runtime else None
             if literal is None or isinstance(literal, WDL.Value.Null):
@@ -421,7 +425,7 @@ def check_task_retries(doc: WDL.Tree.Document, problems: Problems) -> None:
                 )
 
 
-def tasks_always_called(doc: WDL.Tree.Document) -> list[tuple[WDL.Tree.Task, WDL.Tree.Document]]:
+def tasks_always_called(doc: WDL.Tree.Document) -> CalledTasks:
     """The tasks a run of ``doc`` calls whatever its inputs, each with its document: the target
     task, or the tasks the workflow calls outside any ``if`` (in scatters too, and through the
     sub-workflows it so calls), each once, in the order they are called."""
@@ -535,9 +539,10 @@ def check_run(
     if doc is None:
         return ""
     target = workflow_target(doc, workflow_uri, problems)
-    check_task_sizes(doc, problems, capacities, max_vcpus)
-    check_task_images(doc, problems)
-    check_task_retries(doc, problems)
+    called = tasks_always_called(doc)
+    check_task_sizes(called, problems, capacities, max_vcpus)
+    check_task_images(called, problems)
+    check_task_retries(called, problems)
     if target is None:
         return ""
     values = check_inputs(target, inputs, inputs_where, problems)
