@@ -364,6 +364,7 @@ def finish(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> int:
     success in status.json (a run cancelled first ends as that); the run report; error.json or
     outputs.json; the run's task metrics; the run's directory on EFS removed (or kept, if the run
     did not succeed: ``tidy_run_dir``). The exit status."""
+    so_far.reporter.halt()  # (a run that ended before its workflow ran: its reporter still ran)
     try:
         outcome = conclude(run, so_far, outcome)
     except Exception as exn:

@@ -86,10 +86,15 @@ class StatusReporter:
         self._write(lambda current: current.model_copy(update=update))
 
     def stop(self, cached: int = 0, failed_call: str = "") -> None:
+        """The background thread stopped; the last counts written."""
+        self.halt()
+        self.publish(cached, failed_call)
+
+    def halt(self) -> None:
+        """The background thread stopped (whatever the phase the run ended in), nothing written."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        self.publish(cached, failed_call)
 
     def counter(self, phase: str) -> "TransferCounter":
         """A ``s3io.Counted`` for a transfer phase ("staging inputs", "uploading outputs") that

@@ -1,6 +1,7 @@
 """The driver against moto S3, with the host_process backend standing in for Fargate."""
 
 import json
+import threading
 
 import pytest
 
@@ -37,6 +38,16 @@ task fail_maybe {
   output { Int words = read_int("words") }
 }
 """
+
+
+@pytest.fixture(autouse=True)
+def no_status_reporter_left():
+    """However the run ends, its status reporter's thread ends with the driver's pass (one left
+    wrote status.json on, through the clients the next test shares)."""
+    before = set(threading.enumerate())
+    yield
+    left = [t.name for t in set(threading.enumerate()) - before if t.name == "status-reporter"]
+    assert left == []
 
 
 @pytest.fixture
