@@ -240,6 +240,40 @@ def test_an_access_points_root_is_asked_of_efs_once(runner, monkeypatch):
     assert asked == [{"AccessPointId": "fsap-0123456789abcdef0"}]
 
 
+def test_a_scatters_tasks_starting_together_ask_efs_once(runner, monkeypatch):
+    """Tasks that start together wait for the first one's answer rather than each asking (a
+    50-task scatter made 50 EFS requests to moto's server)."""
+    from miniwdl_fargate import aws
+
+    asked, release = [], threading.Event()
+
+    class SlowEfs:
+        def describe_access_points(self, **request):
+            asked.append(request)
+            assert release.wait(30)
+            return {"AccessPoints": [{"AccessPointId": request["AccessPointId"], "RootDirectory": {"Path": "/r"}}]}
+
+    monkeypatch.setattr(aws, "client", lambda service, region=None: SlowEfs())
+    volume = {"name": "efs", "efsVolumeConfiguration": {"fileSystemId": "fs-1", "authorizationConfig": {"accessPointId": "fsap-1"}}}
+    paths, started = [], []
+
+    def start():
+        started.append(1)
+        paths.append(runner.efs_host_dir(volume))
+
+    first = threading.Thread(target=start)
+    first.start()
+    wait_for(lambda: asked, 10, "the first task's request")
+    others = [threading.Thread(target=start) for _ in range(4)]
+    for thread in others:
+        thread.start()
+    wait_for(lambda: len(started) == 5, 10, "every task to start")
+    release.set()
+    for thread in [first, *others]:
+        thread.join(30)
+    assert len(asked) == 1 and paths == [os.path.join(runner.efs_root, "fs-1", "r")] * 5
+
+
 class FakeLogs:
     """CloudWatch Logs as the shipper uses it: groups, streams, and the requests it was sent
     (each valid for botocore's model of the service)."""

@@ -214,6 +214,7 @@ class EcsRunner:
         self._warned: set[str] = set()
         #: access point id -> its root directory (``_access_point_root``)
         self._access_point_roots: dict[str, str] = {}
+        self._access_point_lock = threading.Lock()
         log.info(
             "local Fargate: WDL tasks run %s",
             f"in {self.engine.kind} containers (network {self.network}, pull {self.pull})" if self.engine
@@ -340,15 +341,15 @@ class EcsRunner:
         operation that changes an access point (CreateAccessPoint, DeleteAccessPoint and
         DescribeAccessPoints are all there is of it: the API operations in
         https://docs.aws.amazon.com/service-authorization/latest/reference/list_efs.html, and botocore's model),
-        and a run's tasks all mount the run's own."""
-        with self._lock:
+        and a run's tasks all mount the run's own. Once also when a scatter's tasks start together:
+        the first asks while the others wait for its answer (each asked, ~50 EFS requests to
+        moto's server a 50-task scatter)."""
+        with self._access_point_lock:
             known = self._access_point_roots.get(access_point)
-        if known is None:
-            desc = aws.client("efs").describe_access_points(AccessPointId=access_point)["AccessPoints"][0]
-            known = desc.get("RootDirectory", {}).get("Path", "/")
-            with self._lock:
-                self._access_point_roots[access_point] = known
-        return known
+            if known is None:
+                desc = aws.client("efs").describe_access_points(AccessPointId=access_point)["AccessPoints"][0]
+                known = self._access_point_roots[access_point] = desc.get("RootDirectory", {}).get("Path", "/")
+            return known
 
     def _set_status(self, task: TaskSpec, status: str) -> None:
         """PENDING or RUNNING (STOPPED is ``_stopped``, which records why)."""
