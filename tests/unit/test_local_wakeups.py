@@ -11,13 +11,11 @@ from tests.waiting import wait_for
 class Counter:
     def __init__(self):
         self.count = 0
-        self.arns = []
         self.lock = threading.Lock()
 
-    def __call__(self, arns=()):
+    def __call__(self):
         with self.lock:
             self.count += 1
-            self.arns.append(list(arns))
 
 
 def test_a_notice_wakes_the_listener(tmp_path):
@@ -38,8 +36,8 @@ def test_without_a_listener_a_notice_is_dropped_at_once(tmp_path):
 def test_a_listener_that_fails_to_wake_keeps_listening(tmp_path):
     calls = Counter()
 
-    def wake(arns):
-        calls(arns)
+    def wake():
+        calls()
         if calls.count == 1:
             raise RuntimeError("the first wake fails")
 
@@ -48,17 +46,3 @@ def test_a_listener_that_fails_to_wake_keeps_listening(tmp_path):
     wait_for(lambda: calls.count >= 1, what="the failing wake")
     wakeups.notify(str(tmp_path))
     wait_for(lambda: calls.count >= 2, what="the next wake")
-
-
-def test_a_notice_names_the_task_that_changed_and_every_one_arrives(tmp_path):
-    """The runner writes the stopped task's ARN; the listener hands the ARNs it read to the
-    poller, every one once, however the reads split them (an empty notice: every task)."""
-    woken = Counter()
-    wakeups.listen(str(tmp_path), woken)
-    arns = [f"arn:aws:ecs:us-east-1:123456789012:task/c/{i:032x}" for i in range(300)]
-    for arn in arns:
-        assert wakeups.notify(str(tmp_path), arn)
-    wait_for(lambda: sum(len(a) for a in woken.arns) >= len(arns), what="every notice")
-    assert sorted(arn for call in woken.arns for arn in call) == sorted(arns)
-    assert wakeups.notify(str(tmp_path))
-    wait_for(lambda: woken.arns[-1] == [], what="a notice for every task")

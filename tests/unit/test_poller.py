@@ -113,41 +113,6 @@ def test_a_wake_makes_the_next_pass_now_not_at_the_end_of_the_interval():
     assert len(ecs.calls) == 2
 
 
-def test_a_wake_naming_tasks_describes_those_alone_and_full_passes_go_on():
-    """Local mode names the task that stopped: the pass it asks for describes that task, not
-    every one watched (each of a scatter's ends was a DescribeTasks of all its tasks)."""
-    from miniwdl_fargate.backend import poller as poller_module
-
-    ecs = FakeECS()
-    poller = TaskPoller(ecs.describe, interval=3600)
-    watches = {arn: poller.watch(arn) for arn in ("a", "b", "c")}
-    wait_for(lambda: len(ecs.calls) >= 1, what="the first pass")
-    assert sorted(ecs.calls[0]) == ["a", "b", "c"]
-    ecs.stopped.add("b")
-    poller_module.wake_all(["b"])
-    wait_for(lambda: watches["b"].stopped, what="the pass the wake asked for")
-    assert ecs.calls[1:] == [["b"]]
-    ecs.stopped.add("c")
-    poller_module.wake_all()  # (no task named: a full pass)
-    wait_for(lambda: watches["c"].stopped, what="the full pass")
-    assert sorted(ecs.calls[2]) == ["a", "c"]
-
-
-def test_a_wake_for_a_task_not_watched_yet_describes_it_once_it_is():
-    """A task can stop before RunTask's answer is in and the driver watches it: the wake is
-    kept for it."""
-    ecs = FakeECS()
-    poller = TaskPoller(ecs.describe, interval=3600)
-    first = poller.watch("a")
-    wait_for(lambda: len(ecs.calls) >= 1, what="the first pass")
-    ecs.stopped.add("fast")
-    poller.wake(["fast"])
-    wait_for(lambda: len(ecs.calls) >= 2 or not poller._wake.is_set(), what="the woken pass")
-    late = poller.watch("fast")
-    wait_for(lambda: late.stopped, what="the pass its watch asked for")
-    assert ["fast"] in ecs.calls and not first.stopped
-
-
 def test_wake_all_reaches_every_live_poller_of_the_process():
     from miniwdl_fargate.backend import poller as poller_module
 

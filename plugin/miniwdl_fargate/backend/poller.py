@@ -14,11 +14,8 @@ https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html). The
 ``wake`` (every poller of the process: ``wake_all``) makes the next pass start now rather than
 at the end of the interval. Nothing here calls it: it is a hook for whoever learns of a task's
 change first; local mode's ECS runner tells a local driver's process when one of its tasks
-stopped, so the pass that sees it is not an interval late. A wake that names the tasks that
-changed asks for a pass over those alone (the full passes go on at their interval): a scatter's
-tasks stopping one after another cost one DescribeTasks of every task watched each, which is
-work in the moto server and in botocore's parser that grew with the square of the scatter. On
-AWS nothing calls it and the poller passes every interval, as before.
+stopped, so the pass that sees it is not an interval late. On AWS nothing calls it and the
+poller passes every interval, as before.
 
 The interval adapts to the number of tasks watched (``pass_interval``): a pass costs
 ceil(watched / 100) DescribeTasks calls, and passes are spaced so that calls per second stay
@@ -38,7 +35,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from .launcher import is_throttle
 
@@ -58,12 +55,10 @@ MIN_WAKE_GAP = 0.05
 _POLLERS: "weakref.WeakSet[TaskPoller]" = weakref.WeakSet()
 
 
-def wake_all(arns: Iterable[str] = ()) -> None:
-    """Every poller of this process makes its next pass now, over ``arns`` if given (see
-    ``TaskPoller.wake``)."""
-    arns = list(arns)
+def wake_all() -> None:
+    """Every poller of this process makes its next pass now (see ``TaskPoller.wake``)."""
     for poller in list(_POLLERS):
-        poller.wake(arns)
+        poller.wake()
 
 log = logging.getLogger(__name__)
 
@@ -166,26 +161,14 @@ class TaskPoller:
         self._watches: dict[str, Watch] = {}
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
-        #: tasks a wake said changed, not yet described since (``wake``)
-        self._news: set[str] = set()
-        #: a wake that named no task asked for a full pass
-        self._full_asked = False
         #: DescribeTasks calls made, and (calls, watched) per pass: read by tests and the benchmark
         self.calls = 0
         self.passes: list[tuple[int, int]] = []
         _POLLERS.add(self)
 
-    def wake(self, arns: Iterable[str] = ()) -> None:
+    def wake(self) -> None:
         """Make the next pass now (not before ``MIN_WAKE_GAP`` after the last one began), not at
-        the end of the interval: a task this poller watches has just changed. ``arns``, the
-        tasks that changed: that pass describes those alone (any this poller does not watch
-        yet, when it starts to: a task can stop before RunTask's answer is in); none: every task."""
-        with self._lock:
-            arns = set(arns)
-            if arns:
-                self._news |= arns
-            else:
-                self._full_asked = True
+        the end of the interval: a task this poller watches has just changed."""
         self._wake.set()
 
     def watch(self, arn: str) -> Watch:
@@ -193,8 +176,6 @@ class TaskPoller:
             found = self._watches.get(arn)
             if found is None:
                 found = self._watches[arn] = Watch(arn, self._clock)
-                if arn in self._news:  # (it stopped before it was watched: described next pass)
-                    self._wake.set()
             if self.background and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._loop, name="fargate-poller", daemon=True)
                 self._thread.start()
@@ -204,14 +185,13 @@ class TaskPoller:
         with self._lock:
             self._watches.pop(arn, None)
 
-    def poll_once(self, pace: bool = False, only: set[str] | None = None) -> None:
-        """One pass: DescribeTasks for every task watched (``only``: those of them), 100 a
-        call. ``pace``: the calls of the pass are spread ``1 / budget`` seconds apart (less
-        ``HEADROOM``) (the background thread's passes), so that DescribeTasks stays within the
-        budget over any stretch of time, not only on average: a pass of 20 calls takes 4 s, and
-        each task is still described once a pass."""
+    def poll_once(self, pace: bool = False) -> None:
+        """One pass: DescribeTasks for every task watched, 100 a call. ``pace``: the calls of
+        the pass are spread ``1 / budget`` seconds apart (less ``HEADROOM``) (the background thread's passes), so
+        that DescribeTasks stays within the budget over any stretch of time, not only on
+        average: a pass of 20 calls takes 4 s, and each task is still described once a pass."""
         with self._lock:
-            arns = [arn for arn in self._watches if only is None or arn in only]
+            arns = list(self._watches)
         calls = 0
         throttled = False
         last_call: float | None = None
@@ -233,8 +213,7 @@ class TaskPoller:
                 if failure.get("reason") == "MISSING" and failure.get("arn"):
                     self._deliver(failure["arn"], None, missing=True)
         self.calls += calls
-        if only is None:  # (a full pass: what the spacing of the next is reckoned from)
-            self._last_watched = len(arns)
+        self._last_watched = len(arns)
         self.slowdown = next_slowdown(self.slowdown, throttled)
         if arns:
             self.passes.append((calls, len(arns)))
@@ -264,24 +243,15 @@ class TaskPoller:
         watch._update(task, missing=missing)
 
     def _loop(self) -> None:
-        next_full = float("-inf")  # (the first pass is a full one)
         while True:
             started = time.monotonic()
             self._wake.clear()  # (a wake from here on asks for the next pass)
-            with self._lock:
-                full = self._full_asked or started >= next_full
-                # a woken pass: the tasks the wakes named that are watched (the others, once they are)
-                only = None if full else self._news & self._watches.keys()
-                self._news = set() if full else self._news - only
-                self._full_asked = False
-            self.poll_once(pace=True, only=only)
-            if full:
-                next_full = started + self.current_interval()
+            self.poll_once(pace=True)
             with self._lock:
                 if not self._watches:
                     self._thread = None
                     return
-            if self._wake.wait(max(0.0, next_full - time.monotonic())):
+            if self._wake.wait(max(0.0, self.current_interval() - (time.monotonic() - started))):
                 gap = MIN_WAKE_GAP - (time.monotonic() - started)
                 if gap > 0:
                     time.sleep(gap)

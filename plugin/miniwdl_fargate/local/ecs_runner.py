@@ -404,7 +404,7 @@ class EcsRunner:
         driver waits for nothing on, and a pass per start would double the passes of a scatter.)"""
         driver = {t.get("key"): t.get("value") for t in (task.tags or [])}.get(sweep.DRIVER_TAG, "")
         if driver.startswith("arn:"):
-            wakeups.notify(self.metadata_folder(driver.rsplit("/", 1)[-1]), task.task_arn)
+            wakeups.notify(self.metadata_folder(driver.rsplit("/", 1)[-1]))
 
     def metadata_folder(self, task_id: str) -> str:
         """Where the task metadata endpoint of task ``task_id`` is (``task_metadata``)."""

@@ -2,12 +2,11 @@
 
 On AWS the driver's poller (``backend.poller``) learns that a task stopped at its next
 DescribeTasks pass, up to ``TaskPollSeconds`` later. Locally the ECS runner knows the moment it
-happens, so it says so: it writes the task's ARN, a line, into a FIFO in the driver task's
-metadata folder (the folder ``ECS_CONTAINER_METADATA_URI_V4`` names, ``ecs_runner.task_metadata``),
-and a thread in the driver's process reads it and calls ``backend.poller.wake_all`` with the ARNs
-it read; the pass that sees the change then starts at once, over those tasks. The poller still
-asks ECS (moto) what happened: only the moment of asking changes, and whom it asks about. A
-driver that does not listen (not forked from ``driver_zygote``) is polled as on AWS.
+happens, so it says so: it writes a byte into a FIFO in the driver task's metadata folder (the
+folder ``ECS_CONTAINER_METADATA_URI_V4`` names, ``ecs_runner.task_metadata``), and a thread in the
+driver's process reads it and calls ``backend.poller.wake_all``; the pass that sees the change
+then starts at once. The poller still asks ECS (moto) what happened: only the moment of asking
+changes. A driver that does not listen (not forked from ``driver_zygote``) is polled as on AWS.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import select
 import threading
 from typing import Callable
 
@@ -25,9 +23,9 @@ log = logging.getLogger("miniwdl-fargate.local")
 FIFO = "wake"
 
 
-def notify(folder: str, task_arn: str = "") -> bool:
-    """Wake the driver whose metadata folder ``folder`` is, if it listens, for ``task_arn`` (""
-    : for every task it watches); never blocks. True if it was told."""
+def notify(folder: str) -> bool:
+    """Wake the driver whose metadata folder ``folder`` is, if it listens; never blocks. True if
+    it was told."""
     try:
         fd = os.open(os.path.join(folder, FIFO), os.O_WRONLY | os.O_NONBLOCK)
     except OSError as exn:  # no FIFO (not listening), or no reader (ENXIO: its process ended)
@@ -35,8 +33,7 @@ def notify(folder: str, task_arn: str = "") -> bool:
             log.warning("local mode: cannot wake the driver of %s: %s", folder, exn)
         return False
     try:
-        # (one write of a line: a FIFO's writes of up to PIPE_BUF bytes are never interleaved, pipe(7))
-        os.write(fd, task_arn.encode()[: select.PIPE_BUF - 1] + b"\n")
+        os.write(fd, b"!")
     except BlockingIOError:  # the pipe is full: the listener has wakes to read already
         pass
     finally:
@@ -44,10 +41,9 @@ def notify(folder: str, task_arn: str = "") -> bool:
     return True
 
 
-def listen(folder: str, wake: Callable[[list[str]], None]) -> threading.Thread:
-    """Make the FIFO in ``folder`` and start a daemon thread that calls ``wake`` with the task
-    ARNs written into it whenever some were (several read at once make one call; an empty
-    line, for every task, makes the list empty)."""
+def listen(folder: str, wake: Callable[[], None]) -> threading.Thread:
+    """Make the FIFO in ``folder`` and start a daemon thread that calls ``wake`` whenever
+    something was written into it (several writes read at once make one call)."""
     path = os.path.join(folder, FIFO)
     try:
         os.mkfifo(path, 0o600)
@@ -59,14 +55,9 @@ def listen(folder: str, wake: Callable[[list[str]], None]) -> threading.Thread:
     return thread
 
 
-def _serve(fd: int, wake: Callable[[list[str]], None]) -> None:
-    partial = b""  # (a read can end inside a line when many were written)
-    while data := os.read(fd, 65536):
-        *lines, partial = (partial + data).split(b"\n")
-        if not lines:
-            continue
-        arns = [line.decode() for line in lines]
+def _serve(fd: int, wake: Callable[[], None]) -> None:
+    while os.read(fd, 4096):
         try:
-            wake([] if "" in arns else arns)
+            wake()
         except Exception:  # noqa: BLE001 (a failed wake only means a pass at the interval)
             log.exception("local mode: waking the poller failed")
