@@ -20,11 +20,13 @@ The machine's load average is printed with the figures: on a shared machine they
 
 With each local run, the CPU time the stack's processes spent on it (``stack_cpu``: the stack
 itself, the drivers, the Lambda workers, the sandboxed tasks), and from the small scatter to the
-big one, the CPU each task more cost in each: where the growth goes.
+big one, the CPU each task more cost in each: where the growth goes. And what its driver's
+polling cost (its log's last word on DescribeTasks: calls, tasks described): a count, not a time,
+so it does not move with the machine's load.
 
 The last line is one JSON object: deploy_s, first_run_s, one_shot_local_run_s, load_average,
 overhead_growth_s, cpu_per_extra_task_ms, and per workload plain_s, local_s, overhead_s, ratio,
-cpu_s, plain_cpu_s.
+cpu_s, plain_cpu_s, describe_tasks (calls, tasks_described: medians).
 
     make bench-local                                  # = .venv/bin/python bench/local_overhead.py
     .venv/bin/python bench/local_overhead.py --repeat 5 --tasks 100
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import signal
 import statistics
@@ -142,6 +145,21 @@ def plain_run(wdl: Path, inputs: Path, work: Path) -> tuple[float, float]:
     return seconds, children_cpu() - before
 
 
+#: the driver's log line on its polling (``FargateTaskContainer.release_run``)
+POLLING = re.compile(r"DescribeTasks over the run :: calls: (\d+), passes: \d+, tasks_described: (\d+)")
+
+
+def last_run_polling(state: Path) -> dict[str, int]:
+    """DescribeTasks calls and tasks described by the driver of the last run (the newest
+    driver log of the stack whose state folder is ``state``)."""
+    logs = sorted((state / "logs" / "ecs").glob("*-driver/*.log"), key=lambda path: path.stat().st_mtime)
+    found = POLLING.findall(logs[-1].read_text(errors="replace")) if logs else []
+    if not found:
+        raise SystemExit(f"no DescribeTasks line in the last driver's log ({logs[-1] if logs else 'none found'})")
+    calls, described = found[-1]
+    return {"calls": int(calls), "tasks_described": int(described)}
+
+
 def local_run(wdl: Path, inputs: Path, connection: Path, work: Path) -> float:
     argv = [str(BIN / "miniwdl-fargate"), "submit", f"--local={connection}", str(wdl), str(inputs), "--follow"]
     return timed(argv, dict(os.environ), work)
@@ -186,6 +204,7 @@ def main() -> int:
     local: dict[str, list[float]] = {w: [] for w in workloads}
     cpu: dict[str, list[dict[str, float]]] = {w: [] for w in workloads}  # the stack's, per local run
     cpu_plain: dict[str, list[float]] = {w: [] for w in workloads}
+    polling: dict[str, list[dict[str, int]]] = {w: [] for w in workloads}
     load_before = os.getloadavg()[0]
     proc, deploy = start_stack(work, connection)
     print(f"local up (moto, template deployed, Lambda environments started): {deploy:.2f} s", flush=True)
@@ -201,6 +220,7 @@ def main() -> int:
                 local[workload].append(local_run(*inputs.inputs(workload, True), connection, work))
                 after = stack_cpu(proc.pid)
                 cpu[workload].append({kind: after[kind] - before[kind] for kind in after})
+                polling[workload].append(last_run_polling(work / "state"))
     finally:
         stop_stack(proc)
     one_shot = timed(
@@ -223,12 +243,19 @@ def main() -> int:
     for workload in workloads:
         results[workload]["cpu_s"] = {k: round(statistics.median(run[k] for run in cpu[workload]), 2) for k in kinds}
         results[workload]["plain_cpu_s"] = round(statistics.median(cpu_plain[workload]), 2)
+        results[workload]["describe_tasks"] = {
+            k: statistics.median(run[k] for run in polling[workload]) for k in ("calls", "tasks_described")
+        }
     extra_tasks = int(big.split("-")[1]) - int(small.split("-")[1])
     per_task = {k: round(1000 * (results[big]["cpu_s"][k] - results[small]["cpu_s"][k]) / extra_tasks, 1) for k in kinds}
     per_task["plain_miniwdl"] = round(1000 * (results[big]["plain_cpu_s"] - results[small]["plain_cpu_s"]) / extra_tasks, 1)
     print("CPU of a local run by process (s, median): " + "; ".join(
         f"{w} " + ", ".join(f"{k} {results[w]['cpu_s'][k]:.2f}" for k in kinds) for w in workloads))
     print("CPU per task more, from {} to {} (ms): {}".format(small, big, ", ".join(f"{k} {v:.1f}" for k, v in per_task.items())))
+    print("DescribeTasks by the driver (median): " + "; ".join(
+        f"{w} {results[w]['describe_tasks']['calls']:g} calls, {results[w]['describe_tasks']['tasks_described']:g} tasks described"
+        + (f" ({results[w]['describe_tasks']['tasks_described'] / int(w.split('-')[1]):.1f} a task)" if w.startswith("scatter-") else "")
+        for w in workloads))
     print(f"one shot, `miniwdl-fargate local run` of hello (deploy, run, stop): {one_shot:.2f} s")
     print(f"load average: {load_before:.1f} before, {load:.1f} after ({os.cpu_count()} CPUs)")
     print(json.dumps({"deploy_s": round(deploy, 2), "first_run_s": round(first, 2), "one_shot_local_run_s": round(one_shot, 2),

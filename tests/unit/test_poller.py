@@ -32,6 +32,7 @@ def test_one_describe_call_per_hundred_tasks_per_pass():
     watches = [poller.watch(f"arn:{i}") for i in range(250)]
     poller.poll_once()
     assert [len(c) for c in ecs.calls] == [MAX_DESCRIBE, MAX_DESCRIBE, 50]
+    assert (poller.calls, poller.described) == (3, 250)  # (what the driver logs at the run's end)
     assert all(w.description["lastStatus"] == "RUNNING" for w in watches)
 
 

@@ -566,9 +566,13 @@ class FargateTaskContainer(BaseTaskContainer):
 
     @classmethod
     def release_run(cls, logger: logging.Logger) -> None:
-        """At the end of the run: deregister its task definitions and delete its access point
-        (tasks already running keep their mount). Failures are logged, never raised."""
+        """At the end of the run: log what its polling cost (DescribeTasks calls, passes, tasks
+        described), deregister its task definitions and delete its access point (tasks already
+        running keep their mount). Failures are logged, never raised."""
         ecs = aws.client("ecs")
+        if cls._poller is not None:  # (what the run's polling cost: its share of the account's DescribeTasks rate)
+            poller = cls._poller
+            logger.info(_("DescribeTasks over the run", calls=poller.calls, passes=len(poller.passes), tasks_described=poller.described))
         with cls._run_volume_lock:
             volume, cls._run_volume = cls._run_volume, None
         # only a run's own task definitions: without a run volume they are shared, content-hashed

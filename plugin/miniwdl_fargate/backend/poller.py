@@ -163,6 +163,8 @@ class TaskPoller:
         self._wake = threading.Event()
         #: DescribeTasks calls made, and (calls, watched) per pass: read by tests and the benchmark
         self.calls = 0
+        #: tasks described, over every call (a task in two passes counts twice)
+        self.described = 0
         self.passes: list[tuple[int, int]] = []
         _POLLERS.add(self)
 
@@ -207,6 +209,7 @@ class TaskPoller:
                 log.warning("DescribeTasks failed (will retry next pass): %s", exn)
                 continue
             calls += 1
+            self.described += len(chunk)
             for task in response.get("tasks", []):
                 self._deliver(task["taskArn"], task)
             for failure in response.get("failures", []):
