@@ -86,11 +86,12 @@ def processes_under(folder: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "SIGHUP"])
 def test_local_run_stopped_by_a_signal_leaves_nothing_running(tmp_path, stop):
-    """`kill`, `timeout`, a cancelled CI job (SIGTERM) or Ctrl-C (SIGINT) while a task runs: local
-    run stops the run and everything it started (the driver, the task's processes, their mounts)
-    and says so; SIGTERM used to end it at once, leaving the task and the fork servers running."""
+    """`kill`, `timeout`, a cancelled CI job (SIGTERM), Ctrl-C (SIGINT) or a closed terminal
+    (SIGHUP) while a task runs: local run stops the run and everything it started (the driver, the
+    task's processes, their mounts) and says so; SIGTERM used to end it at once, leaving the task
+    and the fork servers running, and SIGHUP the task's idmapped mount."""
     wdl = tmp_path / "sleeping.wdl"
     wdl.write_text(SLEEPING_WDL)
     state = tmp_path / "state"
@@ -106,8 +107,8 @@ def test_local_run_stopped_by_a_signal_leaves_nothing_running(tmp_path, stop):
     finally:
         if proc.poll() is None:
             proc.kill()
-    said = "terminated (SIGTERM)" if stop == "SIGTERM" else "interrupted"
-    assert proc.returncode == (128 + signal.SIGTERM if stop == "SIGTERM" else 130), err
+    said = "interrupted" if stop == "SIGINT" else f"terminated ({stop})"
+    assert proc.returncode == 128 + getattr(signal, stop), err
     assert f"[local] {said}: local mode stopped the run and everything it started" in err
     assert "Traceback" not in err
     wait_for(lambda: not processes_under(state), timeout=30, what=lambda: f"end of {processes_under(state)}")

@@ -499,6 +499,34 @@ def test_a_task_that_starts_while_shutdown_begins_is_stopped(runner, monkeypatch
     assert stopped == [("stopped", "UserInitiated", SHUTDOWN_REASON, 143, None)]
 
 
+def test_a_task_that_starts_while_shutdown_kills_is_killed(runner, monkeypatch):
+    """The task's process starts after ``shutdown`` gave up waiting and killed the tasks it
+    found: it is killed too (a SIGTERM it ignores would leave it running past the stack)."""
+    from miniwdl_fargate.local import jobs
+
+    starting, release = threading.Event(), threading.Event()
+    start = jobs.HostJob.start
+
+    def held_start(self, logfile):
+        starting.set()
+        assert release.wait(30)
+        return start(self, logfile)
+
+    monkeypatch.setattr(jobs.HostJob, "start", held_start)
+    task = spec("t13", "trap '' TERM; sleep 60")
+    task.container["stopTimeout"] = 120
+    runner.ecs_task_started(task)
+    assert starting.wait(30)
+    stopping = threading.Thread(target=runner.shutdown, kwargs={"timeout": 0.2})
+    stopping.start()
+    wait_for(lambda: runner._killing, 10, "shutdown's kill pass")  # (private: the moment to test)
+    release.set()
+    stopping.join(30)
+    assert not stopping.is_alive() and runner.running_tasks() == []
+    stopped = [c for c in runner.fake_state.of(task.task_arn) if c[0] == "stopped"]
+    assert stopped == [("stopped", "UserInitiated", SHUTDOWN_REASON, 137, None)]
+
+
 def test_shutdown_kills_a_task_that_does_not_stop_in_its_time(runner):
     task = spec("t12", "trap '' TERM; sleep 60")
     task.container["stopTimeout"] = 120

@@ -77,39 +77,61 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
     )
 
 
-@pytest.mark.parametrize(("signum", "raised"), [("SIGINT", KeyboardInterrupt), ("SIGTERM", local_cli.Terminated)])
-def test_a_stop_signal_is_only_noted_where_it_lands_and_raised_at_the_next_check(signum, raised):
-    """Ctrl-C and SIGTERM to `local run` raise nothing where they land (a KeyboardInterrupt raised
-    inside a `with lock:` it interrupted left the lock held and the stack's stop waiting for ever):
-    the run's follower raises at its next check; a second Ctrl-C raises at once."""
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_stop_signal_is_only_noted_where_it_lands_and_raised_at_the_next_check(signum):
+    """Ctrl-C, SIGTERM and SIGHUP (a closed terminal) to `local run` raise nothing where they land
+    (a KeyboardInterrupt raised inside a `with lock:` it interrupted left the lock held and the
+    stack's stop waiting for ever; SIGTERM and SIGHUP ended the process at once, leaving a task's
+    mount behind): the run's follower raises at its next check; a Ctrl-C after it raises at once."""
     import os
     import signal
 
     sig = getattr(signal, signum)
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with pytest.raises(raised):  # (leaving the block raises what was noted: not dropped)
+    raised = KeyboardInterrupt if sig == signal.SIGINT else local_cli.Terminated
+    before = [signal.getsignal(s) for s in local_cli.STOP_SIGNALS]
+    with pytest.raises(raised) as leaving:  # (leaving the block raises what was noted: not dropped)
         with local_cli.stop_signals_noted() as signals:
             signals.check()  # nothing noted: nothing raised
             os.kill(os.getpid(), sig)  # (the handler runs in the main thread, before the next bytecode)
-            with pytest.raises(raised):
+            with pytest.raises(raised) as checked:
                 signals.check()
+            assert getattr(checked.value, "signum", signal.SIGINT) == sig
             assert not signals.forced
-            if sig == signal.SIGINT:
-                with pytest.raises(KeyboardInterrupt):
-                    os.kill(os.getpid(), sig)
-                assert signals.forced
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # (put back)
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+            assert signals.forced
+    assert getattr(leaving.value, "signum", signal.SIGINT) == sig
+    assert [signal.getsignal(s) for s in local_cli.STOP_SIGNALS] == before  # (put back)
 
 
 def test_a_stop_signal_noted_after_the_last_check_is_raised_on_leaving():
     """A Ctrl-C while the results are copied or the stack stops (after the follower's last
-    check) still ends `local run` as interrupted, not as if nothing came."""
+    check) still ends `local run` as interrupted, not as if nothing came (said as late)."""
     import os
     import signal
 
     with pytest.raises(local_cli.Terminated):
-        with local_cli.stop_signals_noted():
+        with local_cli.stop_signals_noted() as signals:
             os.kill(os.getpid(), signal.SIGTERM)
+            assert not signals.late
+    assert signals.late
+
+
+def test_a_signal_after_the_run_ended_is_said_so(monkeypatch, capsys):
+    """The run ended (its outputs printed) and then SIGTERM came, while the stack stopped: local
+    run ends as terminated, saying that the run had ended, not that it stopped the run."""
+    import os
+    import signal
+
+    def run_once(args, say, started, check):
+        check()
+        os.kill(os.getpid(), signal.SIGTERM)  # (after the last check)
+        return 0
+
+    monkeypatch.setattr(local_cli, "run_once", run_once)
+    args = argparse.Namespace(local_command="run", wdl=__file__, inputs=None, state_dir=None, faults=None, parameter=[], template=None)
+    assert local_cli.run(args) == 128 + signal.SIGTERM
+    assert "[local] terminated (SIGTERM) after the run ended: local mode stopped its stack" in capsys.readouterr().err
 
 
 def test_a_signal_ignored_before_stays_ignored():

@@ -128,14 +128,27 @@ def seed(dirs: list[str]) -> int:
 
 
 def up(args: argparse.Namespace, say) -> int:
-    """Serve the local stack until SIGINT/SIGTERM; write where it is to ``--file``."""
+    """Serve the local stack until SIGINT, SIGTERM or SIGHUP (``stop_signals_noted``; a second
+    Ctrl-C quits without waiting for what it started to stop); write where it is to ``--file``."""
+    signals = StopSignals()
+    try:
+        with stop_signals_noted(signals):
+            return serve(args, say, signals)
+    except (KeyboardInterrupt, Terminated):
+        if signals.forced:
+            say("interrupted twice: local mode quit without waiting for what it started to stop "
+                "(what a stack killed outright leaves: docs/local-mode.md)")
+            return 130
+    say("local stack stopped")
+    return 0
+
+
+def serve(args: argparse.Namespace, say, signals: StopSignals) -> int:
+    """``local up`` once its signals are noted: deploy, serve until one comes, stop."""
     from ..client import api_function
     from .stack import LocalStack
 
     path = Path(args.file) if args.file else client.LOCAL_FILE
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
     with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
         if args.seed_s3:
             say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
@@ -154,11 +167,10 @@ def up(args: argparse.Namespace, say) -> int:
             say(f"the run API at {api_url}/runs, GA4GH WES at {api_url}/ga4gh/wes/v1 (no SigV4: this machine only)")
             say("Ctrl-C stops it")
             try:
-                done.wait()
+                signals.wait()
             finally:
                 if path.is_file() and json.loads(path.read_text()).get("endpoint") == stack.endpoint:
                     path.unlink()
-    say("local stack stopped")
     return 0
 
 
@@ -231,67 +243,87 @@ def run(args: argparse.Namespace) -> int:
     try:
         with stop_signals_noted(signals):
             return run_once(args, say, started, signals.check)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exn:
+        signum = exn.signum if isinstance(exn, Terminated) else signal.SIGINT
+        said = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
         if signals.forced:
-            say("interrupted twice: local mode quit without waiting for what it started to stop "
+            say(f"{said} twice: local mode quit without waiting for what it started to stop "
                 "(what a stack killed outright leaves: docs/local-mode.md)")
+        elif signals.late:
+            say(f"{said} after the run ended: local mode stopped its stack")
         else:
-            say("interrupted: local mode stopped the run and everything it started")
-        return 130
-    except Terminated:
-        say("terminated (SIGTERM): local mode stopped the run and everything it started")
-        return 128 + signal.SIGTERM
+            say(f"{said}: local mode stopped the run and everything it started")
+        return 128 + signum
 
 
 class Terminated(BaseException):
-    """``local run`` got SIGTERM (``kill``, ``timeout``, a CI job cancelled, systemd). A
-    BaseException, as KeyboardInterrupt is: no ``except Exception`` on its way out takes it for
-    an error to handle."""
+    """``local run`` got SIGTERM (``kill``, ``timeout``, a CI job cancelled, systemd) or SIGHUP
+    (its terminal closed). A BaseException, as KeyboardInterrupt is: no ``except Exception`` on
+    its way out takes it for an error to handle."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+#: the signals that stop ``local run`` and ``local up`` (each as its stack stops what it started)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class StopSignals:
-    """SIGINT (Ctrl-C) and SIGTERM, as ``stop_signals_noted`` notes them."""
+    """The stop signals (``STOP_SIGNALS``), as ``stop_signals_noted`` notes them."""
 
     def __init__(self) -> None:
         self.noted: list[int] = []
-        #: a second Ctrl-C raised KeyboardInterrupt where it landed (the stack's stop may not have finished)
+        #: a Ctrl-C after another stop signal raised KeyboardInterrupt where it landed (the stack's
+        #: stop may not have finished)
         self.forced = False
+        #: the signal was raised on leaving the block (it came after the last check)
+        self.late = False
+        self._any = threading.Event()
 
     def on_signal(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGINT and signal.SIGINT in self.noted:
+        if signum == signal.SIGINT and self.noted:
             self.forced = True
             raise KeyboardInterrupt
         self.noted.append(signum)
+        self._any.set()
 
     def check(self) -> None:
-        """Raise KeyboardInterrupt (SIGINT) or Terminated (SIGTERM) if one was noted."""
+        """Raise KeyboardInterrupt (SIGINT) or Terminated (the others) if one was noted."""
         if self.noted:
-            raise KeyboardInterrupt if self.noted[0] == signal.SIGINT else Terminated()
+            raise KeyboardInterrupt if self.noted[0] == signal.SIGINT else Terminated(self.noted[0])
+
+    def wait(self) -> None:
+        """Wait until a stop signal comes."""
+        self._any.wait()
 
 
 @contextlib.contextmanager
 def stop_signals_noted(signals: StopSignals | None = None) -> Iterator[StopSignals]:
-    """SIGINT (Ctrl-C) and SIGTERM end ``local run`` so that the stack stops everything it
-    started on the way out (the driver, every task's process, their mounts): Python's default
-    for SIGTERM ends the process at once, leaving them running, and its default for SIGINT raises
+    """SIGINT (Ctrl-C), SIGTERM and SIGHUP (``STOP_SIGNALS``) end ``local run`` and ``local up``
+    so that the stack stops everything it started on the way out (the driver, every task's
+    process, their mounts): Python's default for SIGTERM and SIGHUP ends the process at once,
+    leaving them running (and a task's idmapped mount mounted), and its default for SIGINT raises
     KeyboardInterrupt wherever the main thread is, where code it interrupts can catch it or a
     lock it was taking stays held (then the stack's stop waits on it for ever: seen once in a
     loaded test run). So a signal is only noted where it lands; ``check`` raises KeyboardInterrupt
-    (SIGINT) or Terminated (SIGTERM) once one was, at the points that call it (the run's follower
-    asks before each look), and so does leaving the block (a signal after the last check, while
-    the results were copied or the stack stopped, is not dropped). A second Ctrl-C raises
-    KeyboardInterrupt at once, as Python's default would, for whoever will not wait. A signal
-    ignored when this begins stays ignored (a shell starts a background job with SIGINT ignored)."""
+    (SIGINT) or Terminated (the others) once one was, at the points that call it (the run's
+    follower asks before each look), and so does leaving the block (a signal after the last
+    check, while the results were copied or the stack stopped, is not dropped: ``late``). A
+    Ctrl-C after a first stop signal raises KeyboardInterrupt at once, as Python's default would,
+    for whoever will not wait. A signal ignored when this begins stays ignored (a shell starts a
+    background job with SIGINT ignored, ``nohup`` a command with SIGHUP ignored)."""
     signals = signals if signals is not None else StopSignals()
     if threading.current_thread() is not threading.main_thread():  # (signals go to the main thread)
         yield signals
         return
     previous = {
-        sig: signal.signal(sig, signals.on_signal)
-        for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not signal.SIG_IGN
+        sig: signal.signal(sig, signals.on_signal) for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN
     }
     try:
         yield signals
+        signals.late = bool(signals.noted)
         signals.check()
     finally:
         for sig, handler in previous.items():

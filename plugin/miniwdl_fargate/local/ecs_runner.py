@@ -199,6 +199,8 @@ class EcsRunner:
         self._stop_requests: dict[str, str] = {}
         #: set once ``shutdown`` began: no task starts after it (a Lambda still running may ask)
         self._closing = False
+        #: set once ``shutdown`` gave up waiting and killed the tasks still running
+        self._killing = False
         #: the threads tasks run in (one each while it runs; idle ones wait for the next task)
         self._runners = RunnerThreads("fargate-task")
         self._lock = threading.Lock()
@@ -451,7 +453,9 @@ class EcsRunner:
             if self._closing:  # (``shutdown`` listed the tasks to stop while this one started)
                 self._stop_requests.setdefault(task.task_arn, SHUTDOWN_REASON)
             early_stop = self._stop_requests.get(task.task_arn)
-        if early_stop:
+        if self._killing:  # (``shutdown``'s kill pass listed the tasks to kill while this one started)
+            job.kill()
+        elif early_stop:
             job.terminate()
         self._set_status(task, "RUNNING")
         self._emit(task, "RUNNING")
@@ -746,6 +750,7 @@ class EcsRunner:
                 proc.terminate()
         if not self._runners.wait_idle(timeout):
             with self._lock:
+                self._killing = True
                 procs = list(self._procs.items())
             for arn, proc in procs:
                 log.warning("local mode: task %s did not stop in %g s: killed", arn, timeout)
