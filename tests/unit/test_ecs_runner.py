@@ -471,10 +471,8 @@ def test_no_task_starts_once_shutdown_began(runner, tmp_path):
     assert runner.running_tasks() == [] and not marker.exists()
 
 
-def test_a_task_that_starts_while_shutdown_begins_is_stopped(runner, monkeypatch):
-    """The task's process starts after ``shutdown`` listed the tasks to stop: it is stopped as
-    soon as it runs, and ``shutdown`` returns once it has (not after its timeout, with the
-    process still running)."""
+def held_starts(monkeypatch):
+    """Task processes start only once ``release`` is set (``starting``: one is about to)."""
     from miniwdl_fargate.local import jobs
 
     starting, release = threading.Event(), threading.Event()
@@ -486,6 +484,14 @@ def test_a_task_that_starts_while_shutdown_begins_is_stopped(runner, monkeypatch
         return start(self, logfile)
 
     monkeypatch.setattr(jobs.HostJob, "start", held_start)
+    return starting, release
+
+
+def test_a_task_that_starts_while_shutdown_begins_is_stopped(runner, monkeypatch):
+    """The task's process starts after ``shutdown`` listed the tasks to stop: it is stopped as
+    soon as it runs, and ``shutdown`` returns once it has (not after its timeout, with the
+    process still running)."""
+    starting, release = held_starts(monkeypatch)
     task = spec("t11", "exec sleep 60")
     runner.ecs_task_started(task)
     assert starting.wait(30)
@@ -502,17 +508,7 @@ def test_a_task_that_starts_while_shutdown_begins_is_stopped(runner, monkeypatch
 def test_a_task_that_starts_while_shutdown_kills_is_killed(runner, monkeypatch):
     """The task's process starts after ``shutdown`` gave up waiting and killed the tasks it
     found: it is killed too (a SIGTERM it ignores would leave it running past the stack)."""
-    from miniwdl_fargate.local import jobs
-
-    starting, release = threading.Event(), threading.Event()
-    start = jobs.HostJob.start
-
-    def held_start(self, logfile):
-        starting.set()
-        assert release.wait(30)
-        return start(self, logfile)
-
-    monkeypatch.setattr(jobs.HostJob, "start", held_start)
+    starting, release = held_starts(monkeypatch)
     task = spec("t13", "trap '' TERM; sleep 60")
     task.container["stopTimeout"] = 120
     runner.ecs_task_started(task)
