@@ -13,6 +13,15 @@ from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "miniwdl_fargate.cli"]
+#: CLI as a terminal starts it: with the stop signals' default actions, whatever this process
+#: inherited (a job a non-interactive shell puts in the background ignores SIGINT, one under
+#: ``nohup`` SIGHUP, and ignored signals stay ignored across exec: local mode keeps them so)
+CLI_FROM_A_TERMINAL = [
+    sys.executable, "-c",
+    "import os, signal, sys\n"
+    "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP): signal.signal(s, signal.SIG_DFL)\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'miniwdl_fargate.cli', *sys.argv[1:]])",
+]
 
 
 def run_cli(*args, timeout=300):
@@ -97,7 +106,7 @@ def test_local_run_stopped_by_a_signal_leaves_nothing_running(tmp_path, stop):
     state = tmp_path / "state"
     env = {**os.environ, "MINIWDL_FARGATE_LOCAL_ENGINE": "none"}
     proc = subprocess.Popen(
-        [*CLI, "local", "run", str(wdl), "--state-dir", str(state)], cwd=REPO, env=env,
+        [*CLI_FROM_A_TERMINAL, "local", "run", str(wdl), "--state-dir", str(state)], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

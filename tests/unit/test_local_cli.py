@@ -77,6 +77,22 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
     )
 
 
+@pytest.fixture
+def stop_signals_as_from_a_terminal():
+    """The stop signals' default actions for the test, whatever pytest inherited (a job a
+    non-interactive shell puts in the background ignores SIGINT: local mode keeps it ignored)."""
+    import signal
+
+    before = {s: signal.getsignal(s) for s in local_cli.STOP_SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+    yield
+    for s, handler in before.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.usefixtures("stop_signals_as_from_a_terminal")
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_stop_signal_is_only_noted_where_it_lands_and_raised_at_the_next_check(signum):
     """Ctrl-C, SIGTERM and SIGHUP (a closed terminal) to `local run` raise nothing where they land
@@ -104,6 +120,7 @@ def test_a_stop_signal_is_only_noted_where_it_lands_and_raised_at_the_next_check
     assert [signal.getsignal(s) for s in local_cli.STOP_SIGNALS] == before  # (put back)
 
 
+@pytest.mark.usefixtures("stop_signals_as_from_a_terminal")
 def test_a_stop_signal_noted_after_the_last_check_is_raised_on_leaving():
     """A Ctrl-C while the results are copied or the stack stops (after the follower's last
     check) still ends `local run` as interrupted, not as if nothing came (said as late)."""
@@ -117,6 +134,7 @@ def test_a_stop_signal_noted_after_the_last_check_is_raised_on_leaving():
     assert signals.late
 
 
+@pytest.mark.usefixtures("stop_signals_as_from_a_terminal")
 def test_a_signal_after_the_run_ended_is_said_so(monkeypatch, capsys):
     """The run ended (its outputs printed) and then SIGTERM came, while the stack stopped: local
     run ends as terminated, saying that the run had ended, not that it stopped the run."""
