@@ -243,20 +243,24 @@ def _beyond_fargate(cpu: float | None, cpu_units: int, mem: int, gpus: int) -> l
 
 
 def _beyond_managed_instances(cpu: float | None, cpu_units: int, mem: int, gpus: int, limits: ManagedInstanceLimits) -> list[str]:
-    """What of a request the stack's managed instances cannot give, naming the stack parameter."""
+    """What of a request the stack's managed instances cannot give, naming the stack parameter
+    and the plugin's own setting (alone, without the stack) that allow more."""
     beyond = []
     if gpus > limits.max_gpus:
         allowed = f"at most {limits.max_gpus}" if limits.max_gpus else "no"
-        beyond.append(f"the managed instances allow {allowed} GPUs (stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus)")
+        beyond.append(f"the managed instances allow {allowed} GPUs (stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus;"
+                      " alone: [aws_fargate] managed_instances_gpu_capacity_provider, managed_instances_max_gpus)")
     if cpu_units > limits.task_cpu_units:
         cap = "" if limits.max_cpu <= MAX_INSTANCE_TASK_CPU else f"; ECS gives one task at most {MAX_INSTANCE_TASK_CPU} vCPU"
         beyond.append(
-            f"the managed instances allow at most {limits.task_cpu_units // 1024} vCPU (stack parameter ManagedInstancesMaxVCpu{cap})"
+            f"the managed instances allow at most {limits.task_cpu_units // 1024} vCPU (stack parameter ManagedInstancesMaxVCpu;"
+            f" alone: [aws_fargate] managed_instances_max_cpu{cap})"
         )
     if mem > limits.task_memory_mib:
         beyond.append(
             f"the managed instances allow at most {round(limits.task_memory_mib / GIB, 1):g} GiB"
-            f" (stack parameter ManagedInstancesMaxMemoryGiB = {limits.max_memory_gib}, less what the ECS agent keeps)"
+            f" (stack parameter ManagedInstancesMaxMemoryGiB = {limits.max_memory_gib};"
+            " alone: [aws_fargate] managed_instances_max_memory_gib; less what the ECS agent keeps)"
         )
     return beyond
 

@@ -499,11 +499,11 @@ def test_a_task_beyond_fargate_is_accepted_where_the_stack_can_run_it(pipeline, 
     "runtime, said",
     [
         ('cpu: 96 memory: "1 GiB"', "runtime.cpu = 96; Fargate allows at most 16 vCPU; "
-         "the managed instances allow at most 64 vCPU (stack parameter ManagedInstancesMaxVCpu)"),
+         "the managed instances allow at most 64 vCPU (stack parameter ManagedInstancesMaxVCpu; alone: [aws_fargate] managed_instances_max_cpu)"),
         ('cpu: 8 memory: "600 GiB"', "runtime.memory = 600 GiB; Fargate allows at most 120 GiB; "
-         "the managed instances allow at most 486.4 GiB (stack parameter ManagedInstancesMaxMemoryGiB = 512, less what the ECS agent keeps)"),
+         "the managed instances allow at most 486.4 GiB (stack parameter ManagedInstancesMaxMemoryGiB = 512; alone: [aws_fargate] managed_instances_max_memory_gib; less what the ECS agent keeps)"),
         ('cpu: 8 memory: "8 GiB" gpuCount: 8', "8 GPUs (runtime.gpuCount); Fargate has no GPUs; "
-         "the managed instances allow at most 4 GPUs (stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus)"),
+         "the managed instances allow at most 4 GPUs (stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus; alone: [aws_fargate] managed_instances_gpu_capacity_provider, managed_instances_max_gpus)"),
     ],
     ids=["cpu", "memory", "gpus"],
 )
@@ -523,7 +523,7 @@ def test_a_gpu_task_is_refused_where_the_managed_instances_have_no_gpu_types(pip
     assert rejection("gpu") == [
         (WDL.format(name="gpu") + ":11:1", "task greet cannot run on Fargate or the stack's managed instances: "
          "runtime.gpu = true; Fargate has no GPUs; the managed instances allow no GPUs "
-         "(stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus)")
+         "(stack parameters ManagedInstancesGpuKinds, ManagedInstancesMaxGpus; alone: [aws_fargate] managed_instances_gpu_capacity_provider, managed_instances_max_gpus)")
     ]
 
 

@@ -148,8 +148,8 @@ def test_tasks_beyond_fargate_go_to_managed_instances_as_asked(request_, expecte
 @pytest.mark.parametrize(
     "request_, message",
     [
-        (dict(cpu=96, memory_bytes=None), "the managed instances allow at most 64 vCPU (stack parameter ManagedInstancesMaxVCpu)"),
-        (dict(cpu=2, memory_bytes=1024 * 2**30), "(stack parameter ManagedInstancesMaxMemoryGiB = 512, less what the ECS agent keeps)"),
+        (dict(cpu=96, memory_bytes=None), "the managed instances allow at most 64 vCPU (stack parameter ManagedInstancesMaxVCpu; alone: [aws_fargate] managed_instances_max_cpu)"),
+        (dict(cpu=2, memory_bytes=1024 * 2**30), "(stack parameter ManagedInstancesMaxMemoryGiB = 512; alone: [aws_fargate] managed_instances_max_memory_gib; less what the ECS agent keeps)"),
         (dict(cpu=2, memory_bytes=None, gpus=8), "the managed instances allow at most 4 GPUs"),
     ],
 )
@@ -209,5 +209,5 @@ def test_a_task_must_leave_the_agents_memory_free_and_stay_within_ecs_cpu_cap():
         for_task("call-x", cpu=32, memory_bytes=31 * 2**30, capacities=small, **DEFAULTS)
     huge = Capacities(ManagedInstanceLimits(max_cpu=448, max_memory_gib=4096))
     assert for_task("call-x", cpu=192, memory_bytes=None, capacities=huge, **DEFAULTS).cpu == 192 * 1024
-    with pytest.raises(SizeError, match=r"at most 192 vCPU \(stack parameter ManagedInstancesMaxVCpu; ECS gives one task at most 192 vCPU\)"):
+    with pytest.raises(SizeError, match=r"at most 192 vCPU \(stack parameter ManagedInstancesMaxVCpu; alone: \[aws_fargate\] managed_instances_max_cpu; ECS gives one task at most 192 vCPU\)"):
         for_task("call-x", cpu=200, memory_bytes=None, capacities=huge, **DEFAULTS)
