@@ -136,8 +136,7 @@ def up(args: argparse.Namespace, say) -> int:
             return serve(args, say, signals)
     except (KeyboardInterrupt, Terminated):
         if signals.forced:
-            say("interrupted twice: local mode quit without waiting for what it started to stop "
-                "(what a stack killed outright leaves: docs/local-mode.md)")
+            say(f"interrupted twice: {QUIT_AT_ONCE}")
             return 130
     say("local stack stopped")
     return 0
@@ -247,8 +246,7 @@ def run(args: argparse.Namespace) -> int:
         signum = exn.signum if isinstance(exn, Terminated) else signal.SIGINT
         said = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
         if signals.forced:
-            say(f"{said} twice: local mode quit without waiting for what it started to stop "
-                "(what a stack killed outright leaves: docs/local-mode.md)")
+            say(f"{said} twice: {QUIT_AT_ONCE}")
         elif signals.late:
             say(f"{said} after the run ended: local mode stopped its stack")
         else:
@@ -268,6 +266,10 @@ class Terminated(BaseException):
 
 #: the signals that stop ``local run`` and ``local up`` (each as its stack stops what it started)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: what ``local run`` and ``local up`` say after a second Ctrl-C (``StopSignals.forced``)
+QUIT_AT_ONCE = (
+    "local mode quit without waiting for what it started to stop (what a stack killed outright leaves: docs/local-mode.md)"
+)
 
 
 class StopSignals:
