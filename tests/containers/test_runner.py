@@ -69,13 +69,17 @@ def test_no_network_by_default(stack):
     assert "lo" in interfaces and "eth0" not in interfaces
 
 
-def test_out_of_memory_is_exit_137_with_fargates_reason(stack):
+def test_out_of_memory_is_exit_137_with_fargates_reason(stack, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (where local mode was started: the user's own folder)
     td = register(stack, image("bash"))
     arn = run(stack, td, ['x=$(head -c 400000000 /dev/zero | tr "\\0" a); echo ${#x}'], memory=64)
     task = stopped(stack, arn)
     assert task["containers"][0]["exitCode"] == 137
     assert task["containers"][0]["reason"] == "OutOfMemoryError: Container killed due to memory usage"
     assert task["stopCode"] == "EssentialContainerExited"
+    # nothing of the engine's in the user's folder (podman's conmon writes an "oom" file into its
+    # working directory, which is local mode's own: <state dir>/engine)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_stop_task_stops_the_container_as_ecs_would(stack):

@@ -1,6 +1,8 @@
 """Local mode's container runner, alone: the engine command line for a task definition and its
 overrides, the engine choice, and the strict sandbox's script (pure functions, no engine)."""
 
+import subprocess
+
 import pytest
 
 from miniwdl_fargate.local.containers import ENGINE_ENV, NETWORK_ENV, ContainerSpec, Engine, Mount, choice, engine_argv
@@ -192,3 +194,25 @@ def test_a_sandbox_is_set_up_by_one_process_unless_pivot_roots_number_is_unknown
     assert json.loads(reporting[reporting.index(sandboxes.REMOUNT) + 2])["report"] is True
     monkeypatch.setattr(sandboxes, "PIVOT_ROOT_SYSCALL", {})  # (no known pivot_root number here: the script)
     assert box.wrap([], ["true"])[2:4] == ["sh", "-c"]
+
+
+def test_the_engine_runs_in_a_folder_of_local_modes_own_not_the_users(tmp_path, monkeypatch):
+    """podman's container monitor (conmon) drops an empty ``oom`` file into its working directory
+    when a container is OOM-killed: into the folder local mode was started in, until every engine
+    command ran in the state folder's ``engine``. Here a stand-in engine writes into its working
+    directory at each command, as conmon does."""
+    bin_dir, user_dir, workdir = tmp_path / "bin", tmp_path / "user", tmp_path / "state" / "engine"
+    bin_dir.mkdir()
+    user_dir.mkdir()
+    fake = bin_dir / "podman"
+    fake.write_text('#!/bin/sh\necho "$1" >> oom\n[ "$1" != info ] || echo "{}"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.chdir(user_dir)
+    engine = Engine.detect({ENGINE_ENV: "podman"}, workdir=str(workdir))
+    assert engine is not None and engine.workdir == str(workdir)
+    engine.image_present("ubuntu:22.04")
+    engine.start(["podman", "run", "ubuntu:22.04"], subprocess.DEVNULL).wait()
+    engine.stop("task-1", 1)
+    assert (workdir / "oom").read_text().split() == ["info", "image", "run", "stop"]
+    assert list(user_dir.iterdir()) == []

@@ -132,24 +132,31 @@ class Ending:
 class Engine:
     """One container engine's command line."""
 
-    def __init__(self, program: str) -> None:
+    def __init__(self, program: str, workdir: str | None = None) -> None:
         self.program = program
         self.kind = os.path.basename(program)
+        #: the folder every engine command runs in (``workdir``): podman's container monitor,
+        #: conmon, drops an empty ``oom`` file into its working directory when a container is
+        #: OOM-killed (podman 4, cgroup v1, runc), which was the user's own folder (where local
+        #: mode was started); None: the caller's
+        self.workdir = workdir
         self._users: dict[tuple[str, str], tuple[int, int] | None] = {}
         self.cgroup_manager = ""
 
     # -- choosing one -----------------------------------------------------------------------------
 
     @classmethod
-    def detect(cls, env: Mapping[str, str] | None = None) -> "Engine | None":
+    def detect(cls, env: Mapping[str, str] | None = None, workdir: str | None = None) -> "Engine | None":
         """The engine ``MINIWDL_FARGATE_LOCAL_ENGINE`` asks for (an error if it does not work), or
-        the first that works, or None."""
+        the first that works, or None. ``workdir``: the folder its commands run in (made here)."""
         env = os.environ if env is None else env
         wanted = choice(env, ENGINE_ENV, (*ENGINES, "none", "auto"), "auto")
         if wanted == "none":
             return None
+        if workdir:
+            os.makedirs(workdir, exist_ok=True)
         for name in ENGINES if wanted == "auto" else (wanted,):
-            engine = cls(name)
+            engine = cls(name, workdir)
             problem = engine.problem()
             if problem is None:
                 return engine
@@ -163,7 +170,7 @@ class Engine:
         try:
             probe = subprocess.run(
                 [self.program, "info", "--format", "{{json .}}"],
-                capture_output=True, text=True, timeout=PROBE_SECONDS, stdin=subprocess.DEVNULL,
+                capture_output=True, text=True, timeout=PROBE_SECONDS, stdin=subprocess.DEVNULL, cwd=self.workdir,
             )
         except (OSError, subprocess.TimeoutExpired) as exn:
             return f"`{self.kind} info` failed: {exn}"
@@ -182,7 +189,7 @@ class Engine:
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         argv = [self.program, *args]
         log.debug("engine: %s", shlex.join(argv))
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=self.workdir)
 
     def image_present(self, image: str) -> bool:
         return self._run("image", "inspect", "--format", "{{.Id}}", image).returncode == 0
@@ -224,7 +231,8 @@ class Engine:
     def start(self, argv: list[str], output: int | object) -> subprocess.Popen:
         log.debug("engine: %s", shlex.join(argv))
         return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.workdir,
         )
 
     def stop(self, name: str, timeout: int) -> bool:

@@ -205,7 +205,7 @@ class EcsRunner:
         self._runners = RunnerThreads("fargate-task")
         self._lock = threading.Lock()
         self.namespaces = NamespaceSupport.detect()
-        self.engine = Engine.detect()
+        self.engine = Engine.detect(workdir=os.path.join(state_dir, "engine"))
         self.network = choice(os.environ, NETWORK_ENV, NETWORKS, "none")
         self.pull = choice(os.environ, PULL_ENV, PULL_POLICIES, "never")
         #: families of the stack's driver task definition (set once the stack is deployed)
