@@ -1,5 +1,6 @@
 import itertools
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -139,3 +140,47 @@ def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") == "load":
         return TierScheduling(config, log)
     return None
+
+
+# The tests leave the checkout as they found it: a file that a test, or what it runs (a WDL task,
+# a Lambda, a container engine), writes into the checkout's own folders fails the session, named
+# (podman's container monitor once dropped an "oom" file at the top: it ran in the folder local
+# mode was started in). Files new since the session began only: a developer's own are left alone.
+UNTRACKED = pytest.StashKey[set]()
+
+
+def untracked_files() -> set[str] | None:
+    """The checkout's untracked files that git does not ignore; None outside a git checkout."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all"],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return {line[3:] for line in proc.stdout.splitlines() if line.startswith("?? ")}
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # (the controller only, under xdist)
+        found = untracked_files()
+        if found is not None:
+            session.config.stash[UNTRACKED] = found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(UNTRACKED, None)
+    if before is None or hasattr(session.config, "workerinput"):
+        return
+    left = sorted((untracked_files() or set()) - before)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        said = f"the tests left {len(left)} new file(s) in the checkout {REPO}: " + ", ".join(left[:20])
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(said, red=True, bold=True)
+        else:
+            print(said, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
