@@ -270,6 +270,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: how long ``stop_server`` knocks at the server's socket before it waits as socketserver does
+STOP_KNOCK_SECONDS = 2.0
+
+
+def stop_server(server: Any) -> None:
+    """Stop moto's ``ThreadedMotoServer``. Its ``serve_forever`` (socketserver's) looks for a
+    shutdown request only between waits of up to 0.5 s for a connection, so a stop took up to
+    that long: while the stop waits, a connection to the server's socket ends the wait at once."""
+    stopping = threading.Thread(target=server.stop, name="moto-server-stop", daemon=True)
+    stopping.start()
+    deadline = time.monotonic() + STOP_KNOCK_SECONDS
+    while stopping.is_alive() and time.monotonic() < deadline:
+        try:
+            socket.create_connection(server.get_host_and_port(), timeout=0.1).close()
+        except OSError:  # (closed already: the stop is done, or about to be)
+            pass
+        stopping.join(0.02)
+    stopping.join()
+
+
 class LocalStack:
     """Start moto, install the local runtime, deploy the stack. Use as a context manager."""
 
@@ -401,7 +421,7 @@ class LocalStack:
         if self.runtime is not None:
             self.runtime.shutdown()
         if self.server is not None:
-            self.server.stop()
+            stop_server(self.server)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
