@@ -365,6 +365,11 @@ class LocalStack:
                 self._saved_env.setdefault(key, os.environ.pop(key))
         aws.reset()
         self.runtime = LocalRuntime(self.state_dir, self.endpoint, REGION)
+        if self.prewarm:
+            # the driver's libraries load while this process imports moto's modules and deploys:
+            # a from-scratch `local run` about 0.6 s sooner on two cores than when they loaded
+            # after the deploy, while the first run was submitted
+            self.runtime.ecs_runner.driver_server()
         moto_seam.install(self.runtime)
         if self.prewarm:  # the Lambda environments' libraries load while the stack deploys
             self.runtime.lambdas.start_zygote()
@@ -384,8 +389,6 @@ class LocalStack:
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
         if self.prewarm:
             self.prewarming = self.runtime.prewarm_lambdas(self.functions())
-            # the driver's libraries load while the first run is submitted (not during the deploy)
-            self.runtime.ecs_runner.driver_server()
         return self
 
     def stack_parameters(self) -> dict[str, str]:
