@@ -32,6 +32,8 @@ def slow(event, context):
         while not os.path.exists(event["other"]) and time.monotonic() < deadline:
             time.sleep(0.01)
         return {"saw_other": os.path.exists(event["other"]), "pid": os.getpid()}
+    if event.get("mark"):
+        open(event["mark"], "w").close()
     time.sleep(event.get("seconds", 0))
     return {"slept": event.get("seconds", 0), "pid": os.getpid()}
 
@@ -283,3 +285,39 @@ def test_an_invoke_after_the_stack_stopped_is_an_error_and_starts_no_environment
     assert errored and "shut down" in json.loads(result)["errorMessage"]
     assert runtime.lambdas.workers() == 0
     assert not (tmp_path / "state" / "lambda" / "zygote.out").exists()
+
+
+def test_an_invocation_in_flight_as_the_stack_stops_ends_as_its_environment_dies(runner, code, tmp_path, monkeypatch):
+    """The stack stops while a state machine's Lambda task runs: the environment is killed and the
+    invocation answers Runtime.ExitError. Its descriptors are closed by the invoking thread alone:
+    the stop closed them too, under it (an OSError "Bad file descriptor" out of the invocation, or
+    a read of whatever file took the descriptor's number next)."""
+    mark, answers, raised = tmp_path / "started", [], []
+    closed_by_the_stop = []
+    close = os.close
+
+    def recorded_close(fd):
+        if threading.current_thread() is threading.main_thread():
+            closed_by_the_stop.append(fd)
+        close(fd)
+
+    def invoke():
+        try:
+            answers.append(runner.invoke(spec(code, "slow"), {"seconds": 60, "mark": str(mark)}))
+        except BaseException as exn:  # noqa: BLE001 (what the test looks for)
+            raised.append(exn)
+
+    thread = threading.Thread(target=invoke)
+    thread.start()
+    wait_for(mark.exists, 30, "the handler's start")
+    [worker] = runner._workers
+    busy = {worker._requests, worker._responses}
+    monkeypatch.setattr(os, "close", recorded_close)
+    runner.shutdown()
+    thread.join(60)
+    monkeypatch.undo()
+    assert not thread.is_alive() and raised == []
+    assert busy.isdisjoint(closed_by_the_stop)
+    [answer] = answers
+    assert answer.errored and json.loads(answer.result)["errorType"] == "Runtime.ExitError"
+    assert runner.workers() == 0

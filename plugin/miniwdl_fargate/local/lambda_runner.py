@@ -202,6 +202,8 @@ class Worker:
         self.process = process
         self._requests = requests
         self._responses = responses
+        #: each descriptor is closed once, by whichever thread gets to it first
+        self._closing = threading.Lock()
         self._buffer = b""
         #: when it last finished an invocation (time.monotonic()): the runner reclaims it once
         #: it has been idle ``IDLE_SECONDS`` beside a newer idle one
@@ -263,12 +265,19 @@ class Worker:
 
     def kill(self) -> None:
         if not self.process.ended():
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)  # its session's group: what it started too
-            except (ProcessLookupError, PermissionError):
-                pass
+            self.interrupt()
             self.process.ended(STOP_GRACE_SECONDS)
         self._close()
+
+    def interrupt(self) -> None:
+        """Kill the environment's processes (its session's group: what it started too), and only
+        that: another thread may be invoking it, whose invocation then ends ("handler process
+        died") and closes the descriptors it is reading (closed under it, a descriptor's number
+        can be another file's by the time it reads)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def stop(self) -> None:
         """End the worker: its request stream closes and it exits; killed if it does not."""
@@ -277,16 +286,19 @@ class Worker:
         self.kill()
 
     def _close_requests(self) -> None:
-        if self._requests >= 0:
-            os.close(self._requests)
-            self._requests = -1
+        with self._closing:
+            fd, self._requests = self._requests, -1
+        if fd >= 0:
+            os.close(fd)
 
     def _close(self) -> None:
         self._close_requests()
-        if self._responses >= 0:
-            os.close(self._responses)
-            self._responses = -1
-        self.process.close()
+        with self._closing:
+            fd, self._responses = self._responses, -1
+            if fd >= 0:
+                self.process.close()
+        if fd >= 0:
+            os.close(fd)
 
 
 class LambdaRunner:
@@ -373,10 +385,14 @@ class LambdaRunner:
         with self._lock:
             self._closed = True
             workers = list(self._workers)
+            idle = {worker for pool in self._idle.values() for worker in pool}
             self._workers.clear()
             self._idle.clear()
         for worker in workers:
-            worker.stop()
+            if worker in idle:
+                worker.stop()
+            else:  # (invoked as the stack stops: the invocation ends, and its thread closes the worker)
+                worker.interrupt()
         with self._zygote_lock:
             zygote, self._zygote = self._zygote, None
         if zygote is not None:
