@@ -318,7 +318,7 @@ class LazyForkServer:
             server.stop()
 
 
-def server_main(become: Become, expected_fds: int, prepare: Callable[[], None]) -> int:
+def server_main(become: Become, expected_fds: int, prepare: Callable[[], None]) -> NoReturn:
     """A fork server's ``main``: ``prepare`` (the imports), then serve on ``sys.argv[1]``; once
     its socket's other end closed, it ends at once with ``os._exit`` (its output flushed). It holds
     nothing to finalize, but every library its children need (the driver's: boto3, miniwdl...),
