@@ -1,5 +1,6 @@
 import itertools
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -142,11 +143,18 @@ def pytest_xdist_make_scheduler(config, log):
     return None
 
 
-# The tests leave the checkout as they found it: a file that a test, or what it runs (a WDL task,
-# a Lambda, a container engine), writes into the checkout's own folders fails the session, named
-# (podman's container monitor once dropped an "oom" file at the top: it ran in the folder local
-# mode was started in). Files new since the session began only: a developer's own are left alone.
+# The tests leave the checkout and the machine as they found them. A file that a test, or what it
+# runs (a WDL task, a Lambda, a container engine), writes into the checkout's own folders fails the
+# session, named (podman's container monitor once dropped an "oom" file at the top: it ran in the
+# folder local mode was started in); only files new since the session began count, a developer's
+# own are left alone. So does a process still running once every test and fixture is done whose
+# command line, working directory or environment names the session's temporary folder, where
+# every stack's state is: a driver, a task, a Lambda environment, a fork server (a driver left by
+# a Ctrl-C once polled a stack that was gone for an hour); it is killed once named.
 UNTRACKED = pytest.StashKey[set]()
+BASETEMP = pytest.StashKey[str]()
+#: how long the processes a session started get to end after its last fixture
+PROCESS_END_SECONDS = 30
 
 
 def untracked_files() -> set[str] | None:
@@ -163,24 +171,68 @@ def untracked_files() -> set[str] | None:
     return {line[3:] for line in proc.stdout.splitlines() if line.startswith("?? ")}
 
 
+def processes_naming(folder: str) -> dict[int, str]:
+    """The processes but this one whose command line, working directory or environment names
+    ``folder``: pid -> command line."""
+    found, needle = {}, folder.encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as infile:
+                cmdline = infile.read()
+            cwd = os.readlink(f"/proc/{name}/cwd")
+            with open(f"/proc/{name}/environ", "rb") as infile:
+                environ = infile.read()
+        except OSError:  # (ended meanwhile, a zombie, or not ours to read)
+            continue
+        if needle in cmdline or needle in environ or cwd == folder or cwd.startswith(folder + os.sep):
+            found[int(name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()[:300]
+    return found
+
+
+def say_left_behind(session, said: str) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(said, red=True, bold=True)
+    else:
+        print(said, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_sessionstart(session):
-    if not hasattr(session.config, "workerinput"):  # (the controller only, under xdist)
-        found = untracked_files()
-        if found is not None:
-            session.config.stash[UNTRACKED] = found
-
-
-def pytest_sessionfinish(session, exitstatus):
-    before = session.config.stash.get(UNTRACKED, None)
-    if before is None or hasattr(session.config, "workerinput"):
+    if hasattr(session.config, "workerinput"):  # (the controller only, under xdist)
         return
-    left = sorted((untracked_files() or set()) - before)
-    if left:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        said = f"the tests left {len(left)} new file(s) in the checkout {REPO}: " + ", ".join(left[:20])
-        if reporter is not None:
-            reporter.ensure_newline()
-            reporter.write_line(said, red=True, bold=True)
-        else:
-            print(said, file=sys.stderr)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    found = untracked_files()
+    if found is not None:
+        session.config.stash[UNTRACKED] = found
+    session.config.stash[BASETEMP] = str(session.config._tmp_path_factory.getbasetemp())
+
+
+@pytest.hookimpl(trylast=True)  # (after the session's fixtures are torn down, and xdist's workers are done)
+def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):
+        return
+    before = session.config.stash.get(UNTRACKED, None)
+    if before is not None:
+        left = sorted((untracked_files() or set()) - before)
+        if left:
+            say_left_behind(session, f"the tests left {len(left)} new file(s) in the checkout {REPO}: " + ", ".join(left[:20]))
+    basetemp = session.config.stash.get(BASETEMP, None)
+    if basetemp:
+        from tests.waiting import wait_for  # (importable once REPO is on sys.path, above)
+
+        try:
+            wait_for(lambda: not processes_naming(basetemp), PROCESS_END_SECONDS, interval=0.2)
+            running = {}
+        except AssertionError:
+            running = processes_naming(basetemp)
+        if running:
+            say_left_behind(session, f"the tests left {len(running)} process(es) running, each naming {basetemp} "
+                            "(now killed): " + "; ".join(f"{pid}: {cmd}" for pid, cmd in sorted(running.items())[:10]))
+            for pid in running:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
