@@ -95,6 +95,7 @@ def processes_under(folder: Path) -> list[str]:
     return found
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "SIGHUP"])
 def test_local_run_stopped_by_a_signal_leaves_nothing_running(tmp_path, stop):
     """`kill`, `timeout`, a cancelled CI job (SIGTERM), Ctrl-C (SIGINT) or a closed terminal
@@ -136,6 +137,7 @@ task breaks {
 """
 
 
+@pytest.mark.long
 def test_a_failing_local_run_says_which_task_failed_and_nothing_of_motos_internals(tmp_path):
     wdl = tmp_path / "failing.wdl"
     wdl.write_text(FAILING_WDL)
