@@ -68,16 +68,25 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-#: the user's client commands: once done, their process ends without tearing itself down
-LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc", "cache"})
+#: the user's commands whose process, once done, ends without tearing itself down: the client
+#: commands, and local mode's (`local run` exited 1.7 s after its last line: the teardown of moto,
+#: its backends' objects and everything the stack had loaded)
+LEAVE_AT_ONCE = frozenset({"submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc", "cache", "local"})
 
 
 def leave(code: int) -> NoReturn:
     """End the process with ``code`` now: what an interpreter's end does that anyone could see
-    (non-daemon threads joined, atexit functions run, the standard streams flushed), but not its
-    teardown of every module and object one at a time, which for a client with boto3 and miniwdl
-    loaded took 0.3 to 0.6 s of a loaded machine after the command had printed its last line.
-    The client commands hold no file open for writing of their own."""
+    (``ended_as_interpreter``), but not its teardown of every module and object one at a time,
+    which for a client with boto3 and miniwdl loaded took 0.3 to 0.6 s of a loaded machine after
+    the command had printed its last line. These commands hold no file open for writing of their
+    own once done (local mode's stack has stopped)."""
+    os._exit(ended_as_interpreter(code))
+
+
+def ended_as_interpreter(code: int) -> int:
+    """What an interpreter does at its end before exiting with ``code``: wait for the non-daemon
+    threads, run the atexit functions (logging's flush among them), flush the standard streams.
+    The code to exit with (1 for 0 if a step failed, as an interpreter's exit fails)."""
     try:
         threading._shutdown()  # type: ignore[attr-defined]
         atexit._run_exitfuncs()
@@ -88,7 +97,7 @@ def leave(code: int) -> NoReturn:
             stream.flush()
         except Exception:  # noqa: BLE001 (a closed pipe: nothing more can be said)
             pass
-    os._exit(code)
+    return code
 
 
 def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespace) -> int:

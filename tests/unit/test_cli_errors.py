@@ -360,14 +360,19 @@ def test_local_parameters_reach_the_stack_as_given(monkeypatch, capsys):
     assert seen["parameters"] == {"ManagedInstances": "Enabled", "ImageCache": "Enabled"}
 
 
-def test_a_client_command_run_as_the_console_script_leaves_at_once_after_the_interpreters_exit_steps():
-    """``miniwdl-fargate status`` (no argv given: the console script's call) ends the process
-    when done (``cli.leave``): its exit status, the atexit functions run, every buffered byte
-    flushed, and nothing after ``main`` runs; a caller passing argv gets the status back."""
+@pytest.mark.parametrize("command, said", [
+    (["status", "--local=/nonexistent/local.json", "hello-20260101-000000-abcdef-01234567"], "error: no local stack running"),
+    (["local", "run", "/nonexistent/x.wdl"], "error: WDL file /nonexistent/x.wdl not found"),  # (local mode's too)
+])
+def test_a_client_command_run_as_the_console_script_leaves_at_once_after_the_interpreters_exit_steps(command, said):
+    """``miniwdl-fargate status`` or ``local run`` (no argv given: the console script's call) ends
+    the process when done (``cli.leave``): its exit status, the atexit functions run, every
+    buffered byte flushed, and nothing after ``main`` runs; a caller passing argv gets the status
+    back."""
     code = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('atexit ran'))\n"
-        "sys.argv = ['miniwdl-fargate', 'status', '--local=/nonexistent/local.json', 'hello-20260101-000000-abcdef-01234567']\n"
+        f"sys.argv = ['miniwdl-fargate', *{command!r}]\n"
         "from miniwdl_fargate import cli\n"
         "sys.stdout.write('buffered ')\n"
         "cli.main()\n"
@@ -376,7 +381,7 @@ def test_a_client_command_run_as_the_console_script_leaves_at_once_after_the_int
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stdout == "buffered atexit ran\n"
-    assert proc.stderr.startswith("error: no local stack running")
+    assert proc.stderr.startswith(said)
     called = subprocess.run(
         [sys.executable, "-c", code.replace("cli.main()", "print(cli.main(sys.argv[1:]))")],
         capture_output=True, text=True, timeout=120,

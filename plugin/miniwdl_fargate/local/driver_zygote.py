@@ -23,6 +23,7 @@ import socket
 import sys
 
 from .. import driver
+from ..cli import ended_as_interpreter
 from . import forkserver, remount
 
 #: what the driver imports that costs the most, imported before any fork
@@ -88,7 +89,7 @@ def become_driver(request: dict, fds: list[int], server: socket.socket) -> None:
 
         traceback.print_exc()
     finally:
-        os._exit(exit_as_interpreter(code))
+        os._exit(ended_as_interpreter(code))
 
 
 def listen_for_wakeups() -> None:
@@ -111,21 +112,6 @@ def run_command(argv: list[str]) -> int:
     from miniwdl_fargate import cli
 
     return cli.main(argv[1:])
-
-
-def exit_as_interpreter(code: int) -> int:
-    """What an interpreter does at its end before exiting with ``code``: wait for the
-    non-daemon threads, run the atexit functions (logging's flush among them), flush the streams."""
-    import atexit
-    import threading
-
-    try:
-        threading._shutdown()  # type: ignore[attr-defined]
-        atexit._run_exitfuncs()
-    except BaseException:  # noqa: BLE001
-        code = code or 1
-    forkserver.flush_standard_streams()
-    return code
 
 
 def main() -> int:
