@@ -171,26 +171,6 @@ def untracked_files() -> set[str] | None:
     return {line[3:] for line in proc.stdout.splitlines() if line.startswith("?? ")}
 
 
-def processes_naming(folder: str) -> dict[int, str]:
-    """The processes but this one whose command line, working directory or environment names
-    ``folder``: pid -> command line."""
-    found, needle = {}, folder.encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as infile:
-                cmdline = infile.read()
-            cwd = os.readlink(f"/proc/{name}/cwd")
-            with open(f"/proc/{name}/environ", "rb") as infile:
-                environ = infile.read()
-        except OSError:  # (ended meanwhile, a zombie, or not ours to read)
-            continue
-        if needle in cmdline or needle in environ or cwd == folder or cwd.startswith(folder + os.sep):
-            found[int(name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()[:300]
-    return found
-
-
 def say_left_behind(session, said: str) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
@@ -221,7 +201,8 @@ def pytest_sessionfinish(session, exitstatus):
             say_left_behind(session, f"the tests left {len(left)} new file(s) in the checkout {REPO}: " + ", ".join(left[:20]))
     basetemp = session.config.stash.get(BASETEMP, None)
     if basetemp:
-        from tests.waiting import wait_for  # (importable once REPO is on sys.path, above)
+        from tests.processes import processes_naming  # (importable once REPO is on sys.path, above)
+        from tests.waiting import wait_for
 
         try:
             wait_for(lambda: not processes_naming(basetemp), PROCESS_END_SECONDS, interval=0.2)

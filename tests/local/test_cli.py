@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import processes_naming
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,20 +82,6 @@ task nap {
 """
 
 
-def processes_under(folder: Path) -> list[str]:
-    """The command lines of the processes whose working directory or command line names ``folder``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:  # (ended meanwhile, or not ours to read)
-            continue
-        if int(pid) != os.getpid() and (str(folder) in cmdline or cwd.startswith(str(folder))):
-            found.append(f"{pid}: {cmdline}")
-    return found
-
-
 @pytest.mark.long
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "SIGHUP"])
 def test_local_run_stopped_by_a_signal_leaves_nothing_running(tmp_path, stop):
@@ -121,7 +108,7 @@ def test_local_run_stopped_by_a_signal_leaves_nothing_running(tmp_path, stop):
     assert proc.returncode == 128 + getattr(signal, stop), err
     assert f"[local] {said}: local mode stopped the run and everything it started" in err
     assert "Traceback" not in err
-    wait_for(lambda: not processes_under(state), timeout=30, what=lambda: f"end of {processes_under(state)}")
+    wait_for(lambda: not processes_naming(state), timeout=30, what=lambda: f"end of {processes_naming(state)}")
     assert str(state) not in Path("/proc/self/mountinfo").read_text()
 
 

@@ -148,7 +148,7 @@ def serve(args: argparse.Namespace, say, signals: StopSignals) -> int:
     from .stack import LocalStack
 
     path = Path(args.file) if args.file else client.LOCAL_FILE
-    with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
+    with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter), check=signals.check) as stack:
         if args.seed_s3:
             say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
         try:
@@ -340,7 +340,9 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
     try:
         zip_into = scratch_folder() if args.zip else None
         submission = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into)
-        with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter)) as stack:
+        check()
+        # (a Ctrl-C noted while the stack starts stops it between its steps, not once deployed)
+        with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter), check=check) as stack:
             check()
             bucket = stack.outputs["BucketName"]
             say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")

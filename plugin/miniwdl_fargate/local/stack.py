@@ -19,7 +19,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import aws
 from .lambda_runner import FunctionSpec
@@ -303,8 +303,13 @@ class LocalStack:
         prewarm: bool = True,
         cache_dir: str | os.PathLike | None = None,
         parameters: dict[str, str] | None = None,
+        check: Callable[[], None] = lambda: None,
     ) -> None:
         self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
+        #: called between the start's steps (moto's imports, its installation, the deploy): raises
+        #: to stop the start there (`local run`'s check for a Ctrl-C noted meanwhile), and what
+        #: started is stopped
+        self.check = check
         self.template = template_path(template)
         self.stack_name = stack_name
         self.poll_seconds = poll_seconds
@@ -340,6 +345,8 @@ class LocalStack:
         from . import moto as moto_seam
         from .runtime import LocalRuntime
 
+        self.check()
+
         if not self.template.is_file():
             raise FileNotFoundError(f"no template.yaml at {self.template} (use --template)")
         os.makedirs(self.state_dir, exist_ok=True)
@@ -371,6 +378,7 @@ class LocalStack:
             # after the deploy, while the first run was submitted
             self.runtime.ecs_runner.driver_server()
         moto_seam.install(self.runtime)
+        self.check()
         if self.prewarm:  # the Lambda environments' libraries load while the stack deploys
             self.runtime.lambdas.start_zygote()
         import requests

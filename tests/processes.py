@@ -1,0 +1,25 @@
+"""Which processes are still about: those naming a folder (a stack's state, a session's
+temporary folder) in their command line, working directory or environment."""
+
+import os
+
+
+def processes_naming(folder: str | os.PathLike) -> dict[int, str]:
+    """The processes but this one whose command line, working directory or environment names
+    ``folder``: pid -> command line."""
+    folder = str(folder)
+    found, needle = {}, folder.encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as infile:
+                cmdline = infile.read()
+            cwd = os.readlink(f"/proc/{name}/cwd")
+            with open(f"/proc/{name}/environ", "rb") as infile:
+                environ = infile.read()
+        except OSError:  # (ended meanwhile, a zombie, or not ours to read)
+            continue
+        if needle in cmdline or needle in environ or cwd == folder or cwd.startswith(folder + os.sep):
+            found[int(name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()[:300]
+    return found
