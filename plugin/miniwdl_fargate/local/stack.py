@@ -306,9 +306,9 @@ class LocalStack:
         check: Callable[[], None] = lambda: None,
     ) -> None:
         self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
-        #: called between the start's steps (moto's imports, its installation, the deploy): raises
-        #: to stop the start there (`local run`'s check for a Ctrl-C noted meanwhile), and what
-        #: started is stopped
+        #: called between the start's steps (after moto's imports, after its installation; the
+        #: caller checks again once deployed): raises to stop the start there (`local run`'s check
+        #: for a Ctrl-C noted meanwhile), and what started is stopped
         self.check = check
         self.template = template_path(template)
         self.stack_name = stack_name
