@@ -31,16 +31,10 @@ try:
         sys.exit("the stack started")
 except Stopped:
     import os
-    children = []  # (still running: what the stop left; the fork servers' socket closes only as this process ends)
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as infile:
-                fields = infile.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
-            children.append(pid)
-    print(f"stopped at check {len(calls)}; children left: {len(children)}")
+    from miniwdl_fargate.local.jobs import children
+
+    # (still there: what the stop left; the fork servers' socket closes only as this process ends)
+    print(f"stopped at check {len(calls)}; children left: {len(children(os.getpid()))}")
 """
 
 
