@@ -478,3 +478,39 @@ def test_a_file_written_at_the_workflow_level_runs_and_its_call_is_reused_by_con
     reused = {c["call"]: c["outcome"] for c in json.loads(body)["calls"]}
     assert reused.get("call-count_lines") == "reused", reused
     assert outputs("w-2")["written.lines"] == 2
+
+
+SCATTER = """
+version 1.1
+workflow fan {
+  scatter (i in range(4)) {
+    call echo { input: i = i }
+  }
+  output { Array[Int] values = echo.value }
+}
+task echo {
+  input { Int i }
+  command <<< echo ~{i} >>>
+  output { Int value = read_int(stdout()) }
+}
+"""
+
+
+def test_a_scatters_calls_share_their_tasks_digest(bucket, tmp_path, monkeypatch):
+    """(the task's source is read once for its digest, not once per call)"""
+    aws.client("s3").put_object(Bucket="runs", Key="runs/c/fan.wdl", Body=SCATTER.encode())
+    aws.client("s3").put_object(Bucket="runs", Key="runs/c/fan.json", Body=b"{}")
+    digested = []
+    real = keys.result_digest
+    monkeypatch.setattr(keys, "result_digest", lambda task: digested.append(task.name) or real(task))
+    run = driver.DriverRun(
+        run_id="fan-1", workflow="s3://runs/runs/c/fan.wdl", inputs="s3://runs/runs/c/fan.json",
+        results="s3://runs/runs/c/results/fan-1/", workdir=str(tmp_path / "efs" / "runs" / "fan-1"),
+        cache_dir=str(tmp_path / "efs" / "cache"), options={},
+    )
+    assert driver.drive(run) == 0
+    assert get("fan-1", "outputs.json")["outputs"]["fan.values"] == [0, 1, 2, 3]
+    assert digested == ["echo"]
+    # each call has its own entry all the same, keyed on that digest
+    entries = [json.loads(read_uri(f"s3://runs/{k}")) for k in keys_under("cache/call/") if k.split("/")[2] == "echo"]
+    assert len(entries) == 4 and len({e["parts"]["wdl_digest"] for e in entries}) == 1

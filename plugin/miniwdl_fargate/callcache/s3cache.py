@@ -126,6 +126,10 @@ class S3CallCache(CallCache):
         self._defaults = keys.result_defaults(cfg["task_runtime"].get_dict("defaults"))
         self._parts: dict[str, dict[str, Any]] = {}  # miniwdl's key -> the key's parts
         self._unusable: set[str] = set()  # entries whose files could not be fetched
+        # id(task) -> (the task, its result_digest): made once per task, not once per call (each
+        # of a scatter's calls would read the task's source again; the task is held, so its id
+        # is not reused while the cache lives)
+        self._digests: dict[int, tuple[WDL.Tree.Task, str]] = {}
 
     # -- miniwdl's interface ---------------------------------------------------------------------
 
@@ -227,10 +231,17 @@ class S3CallCache(CallCache):
         self, key: str, inputs: WDL.Env.Bindings[WDL.Value.Base], task: WDL.Tree.Task | None = None
     ) -> dict[str, Any]:
         """The key's parts of the call miniwdl keys ``key`` (remembered for its ``put``)."""
-        digest = keys.result_digest(task) if task is not None else ""
+        digest = self.task_digest(task) if task is not None else ""
         found = keys.key_parts(key, keys.input_identities(inputs, self._identities), self._defaults, digest)
         self._parts[key] = found
         return found
+
+    def task_digest(self, task: WDL.Tree.Task) -> str:
+        """``keys.result_digest`` of the task, made once per task."""
+        known = self._digests.get(id(task))
+        if known is None or known[0] is not task:
+            known = self._digests[id(task)] = (task, keys.result_digest(task))
+        return known[1]
 
     def entry_key(self, name: str) -> str:
         return f"{self._prefix}call/{name}.json"
