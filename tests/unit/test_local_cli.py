@@ -70,7 +70,7 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
     monkeypatch.setattr(upload, "wait", lambda *a, **k: pytest.fail("a refused run is not waited for"))
     args = argparse.Namespace(wdl="w.wdl", inputs=None, name=None, zip=False, state_dir=None, template=None,
                               parameter=[], seed_s3=None, timeout=60)
-    assert local_cli.run_once(args, lambda message: None, 0.0, lambda: None) == 2
+    assert local_cli.run_once(args, lambda message: None, 0.0, local_cli.StopSignals()) == 2
     assert capsys.readouterr().err == (
         "error: run gpu-0123abcd was refused: s3://b/runs/gpu/workflow.wdl:9:1: task train cannot run on Fargate: "
         "runtime.gpu = true; s3://b/runs/gpu/inputs.json: gpu.n: expected Int\n"
@@ -141,8 +141,9 @@ def test_a_signal_after_the_run_ended_is_said_so(monkeypatch, capsys):
     import os
     import signal
 
-    def run_once(args, say, started, check):
-        check()
+    def run_once(args, say, started, signals):
+        signals.submitting = True
+        signals.check()
         os.kill(os.getpid(), signal.SIGTERM)  # (after the last check)
         return 0
 
@@ -150,6 +151,25 @@ def test_a_signal_after_the_run_ended_is_said_so(monkeypatch, capsys):
     args = argparse.Namespace(local_command="run", wdl=__file__, inputs=None, state_dir=None, faults=None, parameter=[], template=None)
     assert local_cli.run(args) == 128 + signal.SIGTERM
     assert "[local] terminated (SIGTERM) after the run ended: local mode stopped its stack" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("stop_signals_as_from_a_terminal")
+def test_a_signal_before_the_run_was_submitted_is_said_so(monkeypatch, capsys):
+    """A Ctrl-C while the stack deploys: local run stopped its stack, and no run had started
+    (it said it had stopped the run and everything it started)."""
+    import os
+    import signal
+
+    def run_once(args, say, started, signals):
+        os.kill(os.getpid(), signal.SIGINT)  # (as the stack deploys: its next step checks)
+        signals.check()
+
+    monkeypatch.setattr(local_cli, "run_once", run_once)
+    args = argparse.Namespace(local_command="run", wdl=__file__, inputs=None, state_dir=None, faults=None, parameter=[], template=None)
+    assert local_cli.run(args) == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert "[local] interrupted before the run was submitted: local mode stopped its stack" in err
+    assert "stopped the run" not in err
 
 
 def test_a_signal_ignored_before_stays_ignored():

@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     signals = StopSignals()
     try:
         with stop_signals_noted(signals):
-            return run_once(args, say, started, signals.check)
+            return run_once(args, say, started, signals)
     except (KeyboardInterrupt, Terminated) as exn:
         signum = exn.signum if isinstance(exn, Terminated) else signal.SIGINT
         said = "interrupted" if signum == signal.SIGINT else f"terminated ({signal.Signals(signum).name})"
@@ -249,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
             say(f"{said} twice: {QUIT_AT_ONCE}")
         elif signals.late:
             say(f"{said} after the run ended: local mode stopped its stack")
+        elif not signals.submitting:
+            say(f"{said} before the run was submitted: local mode stopped its stack")
         else:
             say(f"{said}: local mode stopped the run and everything it started")
         return 128 + signum
@@ -282,6 +284,8 @@ class StopSignals:
         self.forced = False
         #: the signal was raised on leaving the block (it came after the last check)
         self.late = False
+        #: ``local run`` began to upload the run's inputs (from then on a run may have started)
+        self.submitting = False
         self._any = threading.Event()
 
     def on_signal(self, signum: int, frame: object) -> None:
@@ -332,11 +336,13 @@ def stop_signals_noted(signals: StopSignals | None = None) -> Iterator[StopSigna
             signal.signal(sig, handler)
 
 
-def run_once(args: argparse.Namespace, say: Callable[[str], None], started: float, check: Callable[[], None]) -> int:
-    """``local run`` once its arguments are checked: deploy, submit, follow, print, stop."""
+def run_once(args: argparse.Namespace, say: Callable[[str], None], started: float, signals: StopSignals) -> int:
+    """``local run`` once its arguments are checked: deploy, submit, follow, print, stop
+    (``signals.check`` between the steps)."""
     from ..upload import RunInputError, prepare, scratch_folder, wait
     from .stack import CLIENT_POLL_SECONDS, LocalStack
 
+    check = signals.check
     try:
         zip_into = scratch_folder() if args.zip else None
         submission = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into)
@@ -348,6 +354,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
             say(f"stack deployed into moto ({time.monotonic() - started:.1f}s); bucket s3://{bucket}, state in {stack.state_dir}")
             if args.seed_s3:
                 say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
+            signals.submitting = True
             name, run_id = submission.upload(bucket, interval=CLIENT_POLL_SECONDS)
             say(f"submitted s3://{bucket}/runs/{name}/inputs.json -> run {run_id}")
             if submission.refusal is not None:  # bad input, said on one line as `submit` says it
