@@ -21,12 +21,14 @@ The machine's load average is printed with the figures: on a shared machine they
 With each local run, the CPU time the stack's processes spent on it (``stack_cpu``: the stack
 itself, the drivers, the Lambda workers, the sandboxed tasks), and from the small scatter to the
 big one, the CPU each task more cost in each: where the growth goes. And what its driver's
-polling cost (its log's last word on DescribeTasks: calls, tasks described): a count, not a time,
-so it does not move with the machine's load.
+polling cost (its log's last word on DescribeTasks: calls, tasks described) and its AWS calls by
+operation (the log's "AWS calls over the run"), with the calls each task more added: counts, not
+times, so they do not move with the machine's load.
 
 The last line is one JSON object: deploy_s, first_run_s, one_shot_local_run_s, load_average,
-overhead_growth_s, cpu_per_extra_task_ms, and per workload plain_s, local_s, overhead_s, ratio,
-cpu_s, plain_cpu_s, describe_tasks (calls, tasks_described: medians).
+overhead_growth_s, cpu_per_extra_task_ms, driver_calls_per_extra_task, and per workload plain_s,
+local_s, overhead_s, ratio, cpu_s, plain_cpu_s, describe_tasks (calls, tasks_described) and
+aws_calls (by operation; medians).
 
     make bench-local                                  # = .venv/bin/python bench/local_overhead.py
     .venv/bin/python bench/local_overhead.py --repeat 5 --tasks 100
@@ -149,15 +151,25 @@ def plain_run(wdl: Path, inputs: Path, work: Path) -> tuple[float, float]:
 POLLING = re.compile(r"DescribeTasks over the run :: calls: (\d+), passes: \d+, tasks_described: (\d+)")
 
 
-def last_run_polling(state: Path) -> dict[str, int]:
-    """DescribeTasks calls and tasks described by the driver of the last run (the newest
-    driver log of the stack whose state folder is ``state``)."""
+#: the driver's log line on its AWS calls (``driver.finish``): ``service.Operation: count, ...``
+AWS_CALLS = re.compile(r"AWS calls over the run :: (.*)")
+
+
+def last_run_counts(state: Path) -> dict[str, dict[str, int]]:
+    """What the driver of the last run (the newest driver log of the stack whose state folder
+    is ``state``) counted: its DescribeTasks calls and tasks described (``describe_tasks``), and
+    its AWS calls by operation (``aws_calls``)."""
     logs = sorted((state / "logs" / "ecs").glob("*-driver/*.log"), key=lambda path: path.stat().st_mtime)
-    found = POLLING.findall(logs[-1].read_text(errors="replace")) if logs else []
-    if not found:
-        raise SystemExit(f"no DescribeTasks line in the last driver's log ({logs[-1] if logs else 'none found'})")
-    calls, described = found[-1]
-    return {"calls": int(calls), "tasks_described": int(described)}
+    text = logs[-1].read_text(errors="replace") if logs else ""
+    polled, called = POLLING.findall(text), AWS_CALLS.findall(text)
+    if not polled or not called:
+        raise SystemExit(f"no DescribeTasks or AWS calls line in the last driver's log ({logs[-1] if logs else 'none found'})")
+    calls, described = polled[-1]
+    by_operation = dict(part.rsplit(": ", 1) for part in called[-1].strip().split(", ") if ": " in part)
+    return {
+        "describe_tasks": {"calls": int(calls), "tasks_described": int(described)},
+        "aws_calls": {name: int(count) for name, count in by_operation.items()},
+    }
 
 
 def local_run(wdl: Path, inputs: Path, connection: Path, work: Path) -> float:
@@ -204,7 +216,7 @@ def main() -> int:
     local: dict[str, list[float]] = {w: [] for w in workloads}
     cpu: dict[str, list[dict[str, float]]] = {w: [] for w in workloads}  # the stack's, per local run
     cpu_plain: dict[str, list[float]] = {w: [] for w in workloads}
-    polling: dict[str, list[dict[str, int]]] = {w: [] for w in workloads}
+    counted: dict[str, list[dict[str, dict[str, int]]]] = {w: [] for w in workloads}  # the driver's own counts
     load_before = os.getloadavg()[0]
     proc, deploy = start_stack(work, connection)
     print(f"local up (moto, template deployed, Lambda environments started): {deploy:.2f} s", flush=True)
@@ -220,7 +232,7 @@ def main() -> int:
                 local[workload].append(local_run(*inputs.inputs(workload, True), connection, work))
                 after = stack_cpu(proc.pid)
                 cpu[workload].append({kind: after[kind] - before[kind] for kind in after})
-                polling[workload].append(last_run_polling(work / "state"))
+                counted[workload].append(last_run_counts(work / "state"))
     finally:
         stop_stack(proc)
     one_shot = timed(
@@ -244,7 +256,11 @@ def main() -> int:
         results[workload]["cpu_s"] = {k: round(statistics.median(run[k] for run in cpu[workload]), 2) for k in kinds}
         results[workload]["plain_cpu_s"] = round(statistics.median(cpu_plain[workload]), 2)
         results[workload]["describe_tasks"] = {
-            k: statistics.median(run[k] for run in polling[workload]) for k in ("calls", "tasks_described")
+            k: statistics.median(run["describe_tasks"][k] for run in counted[workload]) for k in ("calls", "tasks_described")
+        }
+        operations = sorted({name for run in counted[workload] for name in run["aws_calls"]})
+        results[workload]["aws_calls"] = {
+            name: statistics.median(run["aws_calls"].get(name, 0) for run in counted[workload]) for name in operations
         }
     extra_tasks = int(big.split("-")[1]) - int(small.split("-")[1])
     per_task = {k: round(1000 * (results[big]["cpu_s"][k] - results[small]["cpu_s"][k]) / extra_tasks, 1) for k in kinds}
@@ -256,10 +272,20 @@ def main() -> int:
         f"{w} {results[w]['describe_tasks']['calls']:g} calls, {results[w]['describe_tasks']['tasks_described']:g} tasks described"
         + (f" ({results[w]['describe_tasks']['tasks_described'] / int(w.split('-')[1]):.1f} a task)" if w.startswith("scatter-") else "")
         for w in workloads))
+    # (counts: they do not move with the machine's load)
+    operations = sorted(set(results[big]["aws_calls"]) | set(results[small]["aws_calls"]))
+    calls_per_task = {
+        name: round((results[big]["aws_calls"].get(name, 0) - results[small]["aws_calls"].get(name, 0)) / extra_tasks, 2)
+        for name in operations
+    }
+    calls_per_task = {name: n for name, n in calls_per_task.items() if n}
+    print(f"AWS calls by the driver per task more, from {small} to {big} (median): "
+          + ", ".join(f"{name} {n:g}" for name, n in calls_per_task.items()))
     print(f"one shot, `miniwdl-fargate local run` of hello (deploy, run, stop): {one_shot:.2f} s")
     print(f"load average: {load_before:.1f} before, {load:.1f} after ({os.cpu_count()} CPUs)")
     print(json.dumps({"deploy_s": round(deploy, 2), "first_run_s": round(first, 2), "one_shot_local_run_s": round(one_shot, 2),
                       "repeat": args.repeat, "overhead_growth_s": round(growth, 2), "cpu_per_extra_task_ms": per_task,
+                      "driver_calls_per_extra_task": calls_per_task,
                       "load_average": [round(load_before, 1), round(load, 1)], "workloads": results}))
     return 0
 

@@ -8,6 +8,7 @@ same code at the embedded moto server.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 from collections.abc import Iterable
@@ -49,16 +50,35 @@ def local_environment(endpoint: str, region: str) -> dict[str, str]:
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
 _clients: dict[tuple[str, str | None], Any] = {}
+#: the API calls this process made through ``client``'s clients, by ``service.Operation``
+#: (``calls``); each call once, whatever its retries
+_calls: collections.Counter[str] = collections.Counter()
+_calls_lock = threading.Lock()
+
+
+def _count_call(model: Any, **_: Any) -> None:
+    """botocore's ``before-call`` event, once per API call (its attempts come after)."""
+    with _calls_lock:
+        _calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+
+def calls() -> dict[str, int]:
+    """How many calls of each operation (``service.Operation``) this process has made through
+    ``client``'s clients: what a driver logs at its run's end."""
+    with _calls_lock:
+        return dict(sorted(_calls.items()))
 
 
 def _forget_in_child() -> None:
     """A forked child (local mode's Lambda environments and drivers, a test's forked command)
     makes its own clients: its parent's hold pooled connections the two would share, and the
     parent may have held the lock at the fork."""
-    global _lock, _session
+    global _lock, _session, _calls_lock
     _lock = threading.Lock()
     _clients.clear()
     _session = None
+    _calls_lock = threading.Lock()
+    _calls.clear()  # (the child counts its own)
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
@@ -73,6 +93,7 @@ def client(service: str, region: str | None = None) -> Any:
         if found is None:
             if _session is None:
                 _session = boto3.session.Session()
+                _session.events.register("before-call", _count_call)
             found = _session.client(service, region_name=region, config=RETRY_CONFIG)
             _clients[key] = found
         return found

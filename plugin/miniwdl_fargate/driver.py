@@ -48,6 +48,7 @@ from typing import Any
 
 import botocore.exceptions
 import WDL
+from WDL._util import StructuredLogMessage as _
 from WDL import CLI as wdl_cli
 
 from . import attempts, aws, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
@@ -376,6 +377,8 @@ def finish(run: DriverRun, so_far: RunSoFar, outcome: Outcome) -> int:
     tidy_run_dir(run, so_far, outcome)
     if so_far.collector is not None:
         so_far.collector.join(COLLECT_JOIN_SECONDS)
+    # (what the run asked of AWS: its share of the account's API rates, and of S3's request prices)
+    log.info(_("AWS calls over the run", **aws.calls()))
     return outcome.exit_code
 
 

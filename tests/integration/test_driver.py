@@ -104,6 +104,18 @@ def test_success_writes_outputs_json_with_s3_uris(bucket, tmp_path, monkeypatch)
     assert body == b"hi b\n"
 
 
+def test_the_driver_logs_the_aws_calls_of_its_run(bucket, tmp_path, monkeypatch, caplog):
+    """(its share of the account's API rates: the S3 calls of staging, the call cache, the
+    uploads and the run's documents)"""
+    caplog.set_level("INFO")
+    assert start(tmp_path, monkeypatch, "one two three") == 0
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("AWS calls over the run :: ")]
+    assert len(said) == 1
+    counted = dict(part.split(": ") for part in said[0].split(" :: ", 1)[1].split(", "))
+    assert int(counted["s3.GetObject"]) >= 3  # (the workflow, the inputs, the reference, cache lookups)
+    assert int(counted["s3.PutObject"]) >= 3  # (the outputs, outputs.json, status.json)
+
+
 def test_failure_writes_error_json_naming_the_task_and_its_stderr(bucket, tmp_path, monkeypatch):
     assert start(tmp_path, monkeypatch, "FAIL") == 1
     doc = get("runs/t/results/t-1/error.json")
