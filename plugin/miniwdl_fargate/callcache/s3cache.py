@@ -128,8 +128,9 @@ class S3CallCache(CallCache):
         self._unusable: set[str] = set()  # entries whose files could not be fetched
         # id(task) -> (the task, its result_digest): made once per task, not once per call (each
         # of a scatter's calls would read the task's source again; the task is held, so its id
-        # is not reused while the cache lives)
+        # is not reused while the cache lives), under a lock (a scatter's calls ask at once)
         self._digests: dict[int, tuple[WDL.Tree.Task, str]] = {}
+        self._digests_lock = threading.Lock()
 
     # -- miniwdl's interface ---------------------------------------------------------------------
 
@@ -238,10 +239,11 @@ class S3CallCache(CallCache):
 
     def task_digest(self, task: WDL.Tree.Task) -> str:
         """``keys.result_digest`` of the task, made once per task."""
-        known = self._digests.get(id(task))
-        if known is None or known[0] is not task:
-            known = self._digests[id(task)] = (task, keys.result_digest(task))
-        return known[1]
+        with self._digests_lock:
+            known = self._digests.get(id(task))
+            if known is None or known[0] is not task:
+                known = self._digests[id(task)] = (task, keys.result_digest(task))
+            return known[1]
 
     def entry_key(self, name: str) -> str:
         return f"{self._prefix}call/{name}.json"
