@@ -121,3 +121,16 @@ def test_a_sandbox_set_up_by_a_new_process_runs_a_command_by_its_name_as_the_uid
     assert missing.returncode == 127 and "cannot run no-such-command-here" in missing.stderr
     not_runnable = run(["/etc/passwd"])
     assert not_runnable.returncode == 126 and "cannot run /etc/passwd" in not_runnable.stderr
+
+
+def test_reading_the_mount_table_compiles_no_pattern_in_the_task():
+    """Each task's process is forked from the task fork server and reads the mount table once:
+    a pattern compiled there is compiled again in every task (about 0.7 ms of CPU each, measured
+    alone); the fork server compiled its patterns at import. (``re._cache``: the standard
+    library's private cache of compiled patterns.)"""
+    import re
+
+    re.purge()
+    found = remount.targets(MOUNTINFO, "/mnt/.root", [], ASKED)
+    assert "/mnt/.root/with space" in [target for target, _ in found]
+    assert not re._cache  # type: ignore[attr-defined]

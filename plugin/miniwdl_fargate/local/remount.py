@@ -38,9 +38,13 @@ KEPT = {
 }
 
 
+#: an octal escape of a mountinfo path (compiled once, in the fork server, not in each task)
+ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
 def unescape(field: str) -> str:
     """A mountinfo path: spaces, tabs, newlines and backslashes are written as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+    return ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field) if "\\" in field else field
 
 
 def targets(mountinfo: str, root: str, hidden: list[str], flags_asked: int) -> list[tuple[str, int]]:
