@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import signal
@@ -12,6 +11,7 @@ import threading
 from typing import Any, NoReturn
 
 from . import arguments
+from .process_exit import ended_as_interpreter
 from .config import default_cfg_text
 
 
@@ -81,23 +81,6 @@ def leave(code: int) -> NoReturn:
     the command had printed its last line. These commands hold no file open for writing of their
     own once done (local mode's stack has stopped)."""
     os._exit(ended_as_interpreter(code))
-
-
-def ended_as_interpreter(code: int) -> int:
-    """What an interpreter does at its end before exiting with ``code``: wait for the non-daemon
-    threads, run the atexit functions (logging's flush among them), flush the standard streams.
-    The code to exit with (1 for 0 if a step failed, as an interpreter's exit fails)."""
-    try:
-        threading._shutdown()  # type: ignore[attr-defined]
-        atexit._run_exitfuncs()
-    except BaseException:  # noqa: BLE001 (as an interpreter would: a failing exit step fails the exit)
-        code = code or 1
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001 (a closed pipe: nothing more can be said)
-            pass
-    return code
 
 
 def dispatch(parser: argparse.ArgumentParser, local_cli, args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ import socket
 import sys
 
 from .. import driver
-from ..cli import ended_as_interpreter
+from ..process_exit import ended_as_interpreter
 from . import forkserver, remount
 
 #: what the driver imports that costs the most, imported before any fork

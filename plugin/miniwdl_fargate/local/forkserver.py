@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from .. import wdl_parsers
+from ..process_exit import flush_standard_streams
 
 log = logging.getLogger("miniwdl-fargate.local")
 
@@ -149,15 +150,6 @@ def into_session(server: socket.socket, stdin: int, output: int) -> None:
     os.dup2(output, 2)
     for fd in {stdin, output} - {0, 1, 2}:
         os.close(fd)
-
-
-def flush_standard_streams() -> None:
-    """What is left in ``sys.stdout`` and ``sys.stderr``, written before a child's ``os._exit``."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001 (a closed or broken stream: nothing more to say)
-            pass
 
 
 def fork_child(server: socket.socket, request: dict, fds: list[int], become: Become, children: Children) -> None:

@@ -23,6 +23,7 @@ import os
 import socket
 import sys
 
+from ..process_exit import flush_standard_streams
 from . import forkserver
 
 #: what the stack's handlers import that costs the most, imported before any fork
@@ -73,7 +74,7 @@ def become_environment(request: dict, fds: list[int], server: socket.socket) -> 
 
         code = lambda_bootstrap.main()
     finally:
-        forkserver.flush_standard_streams()
+        flush_standard_streams()
         os._exit(code)
 
 

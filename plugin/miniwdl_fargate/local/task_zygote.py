@@ -23,6 +23,7 @@ import os
 import socket
 import sys
 
+from ..process_exit import flush_standard_streams
 from . import forkserver, remount
 
 
@@ -42,7 +43,7 @@ def become_task(request: dict, fds: list[int], server: socket.socket) -> None:
 
         traceback.print_exc()
     finally:
-        forkserver.flush_standard_streams()
+        flush_standard_streams()
         os._exit(code)
 
 
