@@ -51,6 +51,15 @@ def container(tmp_path: Path, command: str) -> ScriptOnly:
     return made
 
 
+def end_of_container(proc: subprocess.Popen) -> None:
+    """What is left of the script's process group once the script ended (its command's
+    ``sleep 100``) is killed, as the end of a container's main process ends every process in it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def busybox_path(tmp_path: Path) -> str:
     """A PATH holding busybox's applets and nothing else."""
     bin_dir = tmp_path / "busybox-bin"
@@ -212,11 +221,16 @@ def test_a_stopped_task_exits_with_its_commands_own_status(tmp_path, shell, tool
         env = {**os.environ, "TMPDIR": str(folder)}
         if tools:
             env["PATH"] = busybox_path(folder)
-        proc = subprocess.Popen([*shell, "-c", made.task_script()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        stdout = Path(made.host_stdout_txt())
-        wait_for(lambda out=stdout: "started" in out.read_text(), 30, "the command's start", interval=0.01)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        proc = subprocess.Popen(
+            [*shell, "-c", made.task_script()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+        try:
+            stdout = Path(made.host_stdout_txt())
+            wait_for(lambda out=stdout: "started" in out.read_text(), 30, "the command's start", interval=0.01)
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=30)
+        finally:
+            end_of_container(proc)
         assert proc.returncode == status, f"attempt {attempt}"
 
 
@@ -238,6 +252,11 @@ def test_a_stop_that_comes_as_the_command_starts_is_passed_on(tmp_path, shell, t
         env = {**os.environ, "TMPDIR": str(folder)}
         if tools:
             env["PATH"] = busybox_path(folder)
-        proc = subprocess.Popen([*shell, "-c", made.task_script()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        proc.communicate(timeout=30)
+        proc = subprocess.Popen(
+            [*shell, "-c", made.task_script()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+        try:
+            proc.communicate(timeout=30)
+        finally:
+            end_of_container(proc)
         assert proc.returncode in (7, 128 + signal.SIGTERM), f"attempt {attempt}: {proc.returncode}"
