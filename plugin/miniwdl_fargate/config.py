@@ -244,8 +244,8 @@ _QUIET.setLevel(logging.WARNING)
 
 
 def run_id(cfg: wdl_config.Loader) -> str:
-    """The pipeline's run id, ``[aws_fargate] run_id``: the driver sets it
-    (``MINIWDL__AWS_FARGATE__RUN_ID``); "" when miniwdl runs on its own. Read per task, from the
+    """The pipeline's run id, ``[aws_fargate] run_id``: the driver sets it in the run's
+    configuration file; "" when miniwdl runs on its own. Read per task, from the
     task's own configuration: one process may run several runs (tests do), and miniwdl calls a
     backend's ``global_init`` only once per process."""
     return str(option(cfg, "run_id"))
@@ -264,7 +264,7 @@ def run_limits(cfg: wdl_config.Loader) -> RunLimits:
 
 def tags(cfg: wdl_config.Loader) -> dict[str, str]:
     """The tags of a run's resources, ``[aws_fargate] tags`` (besides the run id, the driver and the
-    call, which the backend adds): the driver sets them for each run (``MINIWDL__AWS_FARGATE__TAGS``).
+    call, which the backend adds): the driver sets them in each run's configuration file.
     Read per task, as ``run_id`` is."""
     return dict(option(cfg, "tags"))  # type: ignore[call-overload]
 
@@ -278,13 +278,18 @@ def backend_cluster(cfg: wdl_config.Loader) -> str:
     return str(option(cfg, "cluster"))
 
 
+def env_name(name: str) -> str:
+    """The environment variable of the ``[aws_fargate]`` setting ``name`` (miniwdl's naming)."""
+    return f"MINIWDL__{SECTION.upper()}__{name.upper()}"
+
+
 def option(cfg: wdl_config.Loader, name: str) -> object:
     """One ``[aws_fargate]`` setting, parsed: the user's (cfg file or environment) or the default."""
     raw = str(cfg[SECTION][name]) if cfg.has_option(SECTION, name) else _defaults().get(name, "")
     try:
         return _PARSERS.get(name, str.strip)(raw)
     except ValueError as exn:
-        raise ValueError(f"invalid [{SECTION}] {name} (or MINIWDL__AWS_FARGATE__{name.upper()}): {exn}") from None
+        raise ValueError(f"invalid [{SECTION}] {name} (or {env_name(name)}): {exn}") from None
 
 
 _PARSERS = {

@@ -208,7 +208,11 @@ def set_up(run: DriverRun) -> None:
     os.chdir(run.workdir)  # s3:// downloads land here, on EFS, visible to every task
     os.environ.setdefault("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "aws_fargate")
     os.environ.setdefault("MINIWDL__SCHEDULER__TASK_CONCURRENCY", str(TASK_CONCURRENCY))
-    os.environ["MINIWDL__AWS_FARGATE__RUN_ID"] = run.run_id  # the backend's [aws_fargate] run_id
+    # the run's own [aws_fargate] settings reach the backend in the run's configuration file
+    # (``run_cfg``), where a variable of the same name would override them (miniwdl: the
+    # environment over files): none is left to
+    for name in RUN_OWN_SETTINGS:
+        os.environ.pop(config.env_name(name), None)
 
 
 def run_phases(run: DriverRun, so_far: RunSoFar) -> Outcome:
@@ -241,11 +245,9 @@ def fetch_phase(run: DriverRun, so_far: RunSoFar) -> tuple[str, str]:
     so_far.stop.enter("fetching the workflow and its inputs")
     wdl_path, inputs_path = fetch(run, so_far.stop.check)
     so_far.digests = fetched_digests(wdl_path)
-    # the backend's [aws_fargate] tags: the run's labels, name and workflow on every task
-    os.environ["MINIWDL__AWS_FARGATE__TAGS"] = json.dumps(run.tags())
     so_far.cfg = run_cfg(
         run.workdir, run.cache_dir, os.path.dirname(wdl_path), run.read_options(),
-        bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG, cache_uri=run.cache_uri,
+        bundle_uri=run.workflow.rsplit("/", 1)[0] + "/" + RUN_CFG, cache_uri=run.cache_uri, own=run_own_settings(run),
     )
     return wdl_path, inputs_path
 
@@ -305,7 +307,7 @@ def set_run_limits(options: dict[str, Any]) -> None:
     stack's default (``MINIWDL__AWS_FARGATE__<NAME>``, from a template parameter) for this run."""
     chosen = run_options.parse(options or {})
     for name in LIMIT_OPTIONS:
-        variable = f"MINIWDL__AWS_FARGATE__{name.upper()}"
+        variable = config.env_name(name)
         stack = _STACK_LIMITS.setdefault(variable, os.environ.get(variable))
         value = getattr(chosen, name)
         value = f"{value:g}" if isinstance(value, float) else str(value) if value is not None else stack
@@ -739,9 +741,21 @@ def call_cache_defaults() -> dict[str, str]:
 RUN_CFG = config.RUN_CFG  # in the workflow bundle: this run's miniwdl configuration
 
 
+#: the [aws_fargate] settings that are each run's own: its id (the backend tags its tasks with it
+#: and names its EFS access point after it) and its tags (its labels, name and workflow on every
+#: task). The driver writes them in the run's configuration file (``run_cfg``); the run's limits
+#: stay environment variables (``set_run_limits``), as the stack's defaults they replace are.
+RUN_OWN_SETTINGS = ("run_id", "tags")
+
+
+def run_own_settings(run: DriverRun) -> dict[str, str]:
+    """The run's ``RUN_OWN_SETTINGS``, as the run's configuration file holds them."""
+    return {"run_id": run.run_id, "tags": json.dumps(run.tags())}
+
+
 def run_cfg(
     workdir: str, cache_dir: str, bundle_dir: str, options: dict[str, Any] | None = None, bundle_uri: str | None = None,
-    cache_uri: str = "",
+    cache_uri: str = "", own: dict[str, str] | None = None,
 ) -> str | None:
     """The run's miniwdl configuration file: the driver's defaults (the call cache as the stack's
     ``[aws_fargate] call_cache`` says, its entries in S3 under ``cache_uri`` when given
@@ -749,7 +763,8 @@ def run_cfg(
     link limit in ``cache_dir/links``), under the
     operator's file (``MINIWDL_CFG``), under the bundle's own ``miniwdl.cfg``. Environment
     variables (the deployment's) still win over all three, as always in miniwdl. None: no
-    defaults and no files, miniwdl as configured. A file miniwdl could not read raises
+    defaults and no files, miniwdl as configured. ``own``: the run's own ``[aws_fargate]``
+    settings (``run_own_settings``), over all three. A file miniwdl could not read raises
     config.InvalidConfig naming it (the bundle's by ``bundle_uri``, where the user put it)."""
     merged = configparser.RawConfigParser()  # raw: values reach miniwdl exactly as written
     if cache_dir:
@@ -770,6 +785,8 @@ def run_cfg(
     chosen = run_options.parse(options or {})  # the submitter's say for this run
     if chosen.cache_get is not None:
         merged.read_dict({"call_cache": {"get": str(chosen.cache_get).lower(), "put": str(chosen.cache_put).lower()}})
+    if own:
+        merged.read_dict({config.SECTION: own})
     if not merged.sections():
         return None
     path = os.path.join(workdir, RUN_CFG)

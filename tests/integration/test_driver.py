@@ -68,7 +68,7 @@ def inputs_and_settings(s3, monkeypatch, tmp_path, run_id):
     )
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "4")
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", run_id)  # drive() sets it; restored after the test
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", run_id)  # (drive() takes it out of the environment; restored after the test)
     monkeypatch.chdir(tmp_path)
 
 

@@ -114,7 +114,7 @@ def driving(efs, monkeypatch, tmp_path):
     s3.put_object(Bucket=BUCKET, Key="runs/t/workflow.wdl", Body=WDL.encode())
     s3.put_object(Bucket=BUCKET, Key="runs/t/inputs.json", Body=json.dumps({"w.names": ["a"], "w.reference": "s3://runs/data/ref.txt"}).encode())
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "unset")  # drive() sets it; restored after the test
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "unset")  # (drive() takes it out of the environment; restored after the test)
     monkeypatch.chdir(tmp_path)
     return efs
 

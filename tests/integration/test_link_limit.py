@@ -58,7 +58,7 @@ def bucket(moto_aws, monkeypatch, tmp_path):
         s3.put_object(Bucket="runs", Key=f"data/index/{name}", Body=body.encode())
     monkeypatch.setenv("MINIWDL__SCHEDULER__CONTAINER_BACKEND", "host_process")
     monkeypatch.setenv("MINIWDL__SCHEDULER__TASK_CONCURRENCY", "16")
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "unset")  # drive() sets it; restored after the test
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "unset")  # (drive() takes it out of the environment; restored after the test)
     # the tests look at the tasks' linked inputs in the run directories after the runs
     monkeypatch.setenv("MINIWDL__AWS_FARGATE__KEEP_RUN_DIRS", "true")
     monkeypatch.chdir(tmp_path)

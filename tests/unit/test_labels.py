@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from miniwdl_fargate import config, run_options, runs
+import os
+
+from miniwdl_fargate import config, driver, run_options, runs
 from miniwdl_fargate.attempts import SUCCEEDED, Attempt
 from miniwdl_fargate.backend.fargate import task_tags, volume_tags
 from miniwdl_fargate.driver import DriverRun
@@ -109,15 +111,32 @@ def test_a_bad_tags_setting_is_refused_naming_the_setting_and_the_tag(monkeypatc
     assert problem in str(caught.value)
 
 
-def test_the_driver_gives_the_backend_the_runs_labels_name_and_workflow():
+def test_the_driver_gives_the_backend_the_runs_labels_name_and_workflow(tmp_path):
     run = DriverRun("hello-3f2a9c01", "s3://runs/w.wdl", "s3://runs/i.json", "s3://runs/results/", "/tmp/x")
     run.record = record().model_dump()
     assert run.tags() == {RUN_NAME: "hello", WORKFLOW: "hello", "project": "rnaseq", "team": "lab 42"}
-    environ = {"MINIWDL__AWS_FARGATE__TAGS": json.dumps(run.tags())}
-    assert config.tags(config.loader(environ=environ)) == run.tags()
+    # (in the run's configuration file, which miniwdl and the backend read)
+    cfg = driver.run_cfg(str(tmp_path), "", str(tmp_path), {}, own=driver.run_own_settings(run))
+    assert config.tags(config.loader(cfg)) == run.tags()
+    assert config.run_id(config.loader(cfg)) == "hello-3f2a9c01"
     hand = DriverRun("r-1", "s3://runs/w.wdl", "s3://runs/i.json", "s3://runs/results/", "/tmp/x", options={})
     hand.record = {}  # a driver run by hand: no record, no tags
     assert hand.tags() == {}
+
+
+def test_the_runs_own_settings_are_not_overridden_by_variables_left_in_the_drivers_environment(monkeypatch, tmp_path):
+    """miniwdl takes a variable over a configuration file: a MINIWDL__AWS_FARGATE__RUN_ID or
+    __TAGS in the driver's environment (an operator's, a test's) would give every task of the run
+    another run's id or tags. The driver takes them out as it sets the run up."""
+    stray = {"MINIWDL__AWS_FARGATE__RUN_ID": "another-0badcafe", "MINIWDL__AWS_FARGATE__TAGS": '{"team": "other"}'}
+    monkeypatch.setattr(os, "environ", {**os.environ, **stray})
+    monkeypatch.chdir(tmp_path)  # (set_up goes into the run's folder)
+    run = DriverRun("hello-3f2a9c01", "s3://runs/w.wdl", "s3://runs/i.json", "s3://runs/results/", str(tmp_path / "run"))
+    run.record = record().model_dump()
+    driver.set_up(run)
+    assert not set(stray) & set(os.environ)
+    cfg = config.loader(driver.run_cfg(run.workdir, "", str(tmp_path), {}, own=driver.run_own_settings(run)))
+    assert (config.run_id(cfg), config.tags(cfg)) == ("hello-3f2a9c01", run.tags())
 
 
 # -- cost by task and by label --------------------------------------------------------------------
