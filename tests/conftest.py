@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from miniwdl_fargate import aws
-from miniwdl_fargate.local.stack import MOTO_SETTINGS
+from miniwdl_fargate.local.moto.server import MOTO_SETTINGS
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "functions"))
@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))  # bench.ecs_sim, the simulated ECS endpoint
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-# moto as local mode runs it (no default AMIs: local/stack.py MOTO_SETTINGS), in-process moto too
+# moto as local mode runs it (no default AMIs: local/moto/server.py MOTO_SETTINGS), in-process moto too
 for _key, _value in MOTO_SETTINGS.items():
     os.environ.setdefault(_key, _value)
 

@@ -200,7 +200,7 @@ def test_the_driver_is_forked_from_the_preloaded_driver_zygote(stack, tmp_path, 
 
 
 def test_the_stacks_moto_makes_no_default_images(stack):
-    """The stack's moto runs with MOTO_SETTINGS (local/stack.py): nothing in the stack uses an
+    """The stack's moto runs with MOTO_SETTINGS (local/moto/server.py): nothing in the stack uses an
     AMI, so EC2 serves the stack's own network without making moto's default images."""
     ec2 = aws.client("ec2")
     assert ec2.describe_images(Owners=["amazon"])["Images"] == []

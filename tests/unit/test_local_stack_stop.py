@@ -1,9 +1,9 @@
-"""How a local stack stops its moto server (``stack.stop_server``): at once, not at the next of
+"""How a local stack stops its moto server (``local.moto.server.stop``): at once, not at the next of
 socketserver's half-second looks for a shutdown request."""
 
 import socket
 
-from miniwdl_fargate.local.stack import stop_server
+from miniwdl_fargate.local.moto.server import stop as stop_server
 
 
 class WaitingServer:

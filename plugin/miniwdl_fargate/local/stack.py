@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -40,10 +39,6 @@ POLL_SECONDS = 0.1
 STATUS_SECONDS = 1
 #: how often a local-mode client looks at its run (``local run``, ``submit --local --follow``)
 CLIENT_POLL_SECONDS = 0.05
-#: moto's own settings (environment variables) for local mode: nothing in the stack uses an AMI,
-#: and moto's EC2 otherwise makes its ~1,300 default images, each with a snapshot and a volume,
-#: for every account and region it serves (a third of a second of CPU each time)
-MOTO_SETTINGS = {"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
 SKIP_DIRS = {"__pycache__", ".venv", ".git", "build", "dist", ".pytest_cache"}
 
 
@@ -264,32 +259,6 @@ def deploy(
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-#: how long ``stop_server`` knocks at the server's socket before it waits as socketserver does
-STOP_KNOCK_SECONDS = 2.0
-
-
-def stop_server(server: Any) -> None:
-    """Stop moto's ``ThreadedMotoServer``. Its ``serve_forever`` (socketserver's) looks for a
-    shutdown request only between waits of up to 0.5 s for a connection, so a stop took up to
-    that long: while the stop waits, a connection to the server's socket ends the wait at once."""
-    stopping = threading.Thread(target=server.stop, name="moto-server-stop", daemon=True)
-    stopping.start()
-    deadline = time.monotonic() + STOP_KNOCK_SECONDS
-    while stopping.is_alive() and time.monotonic() < deadline:
-        try:
-            socket.create_connection(server.get_host_and_port(), timeout=0.1).close()
-        except OSError:  # (closed already: the stop is done, or about to be)
-            pass
-        stopping.join(0.02)
-    stopping.join()
-
-
 class LocalStack:
     """Start moto, install the local runtime, deploy the stack. Use as a context manager."""
 
@@ -340,9 +309,8 @@ class LocalStack:
 
     def start(self) -> "LocalStack":
         aws.share_data_loaders()  # (before moto is imported: its EC2 module reads models as it loads)
-        from moto.server import ThreadedMotoServer
-
         from . import moto as moto_seam
+        from .moto import server as moto_server
         from .runtime import LocalRuntime
 
         self.check()
@@ -350,21 +318,16 @@ class LocalStack:
         if not self.template.is_file():
             raise FileNotFoundError(f"no template.yaml at {self.template} (use --template)")
         os.makedirs(self.state_dir, exist_ok=True)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's request log
+        moto_server.quiet_loggers()
         # known and harmless: SAM's feature-toggle notice
         logging.getLogger("samtranslator").setLevel(logging.ERROR)
-        logging.getLogger("moto").setLevel(logging.ERROR)
-        # moto's Step Functions interpreter logs each Fail state it reaches at ERROR, with its own
-        # objects' reprs: a failed run's normal end, which the run's error.json already says
-        logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-        self.server.start()
+        self.server = moto_server.start()
         _, port = self.server.get_host_and_port()
         self._setenv(
             {
                 **aws.local_environment(self.endpoint, REGION),
                 "MOTO_PORT": str(port),  # Step Functions' service integrations call localhost:$MOTO_PORT
-                **MOTO_SETTINGS,
+                **moto_server.MOTO_SETTINGS,
             }
         )
         for key in aws.SHARED_CONFIG_VARIABLES:
@@ -381,13 +344,7 @@ class LocalStack:
         self.check()
         if self.prewarm:  # the Lambda environments' libraries load while the stack deploys
             self.runtime.lambdas.start_zygote()
-        import requests
-
-        requests.post(
-            f"{self.endpoint}/moto-api/config",
-            json={"stepfunctions": {"execute_state_machine": True}},
-            timeout=10,
-        ).raise_for_status()
+        moto_server.execute_state_machines(self.endpoint)
         started = time.monotonic()
         # the production defaults otherwise: the stack creates its own VPC, as `sam deploy` does
         self.outputs = deploy(self.template, self.stack_name, self.stack_parameters(), self.cache_dir)
@@ -432,7 +389,9 @@ class LocalStack:
         if self.runtime is not None:
             self.runtime.shutdown()
         if self.server is not None:
-            stop_server(self.server)
+            from .moto import server as moto_server
+
+            moto_server.stop(self.server)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

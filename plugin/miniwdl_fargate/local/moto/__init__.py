@@ -7,6 +7,7 @@ tasks moto created) touches moto's internals.
 - ``cfn``: CloudFormation resource models moto lacks, and properties its models ignore;
 - ``fixes``: moto's bugs, each a named fix with the test that tells when moto no longer needs it;
 - ``patching``: how each of them replaces a moto attribute, remembering moto's own;
+- ``server``: moto's server as local mode runs it (settings, loggers, start, stop);
 - ``direct``: clients of this process's moto without HTTP, for local mode's own calls;
 - ``tracking``: copies moto does not keep, and what local mode forgets let go of (moto tracks
   every model object it makes, for good).
