@@ -42,6 +42,8 @@ from pathlib import Path
 
 import psutil
 
+from miniwdl_fargate import aws
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ecs_sim import Faults, SimulatedECS  # noqa: E402
 
@@ -72,8 +74,7 @@ def start_driver(args: argparse.Namespace, endpoint: str, workdir: Path, run_id:
     env.update(
         {
             "AWS_ENDPOINT_URL_ECS": endpoint,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
+            **aws.FAKE_CREDENTIALS,
             "AWS_DEFAULT_REGION": "us-east-1",
             "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "aws_fargate",
             "MINIWDL__SCHEDULER__TASK_CONCURRENCY": str(args.concurrency),

@@ -28,6 +28,8 @@ import time
 import uuid
 from typing import Any, Callable
 
+from miniwdl_fargate import aws
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
@@ -45,8 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, nargs="+", default=[100, 1000, 10000], help="counts of tasks known to moto")
     args = parser.parse_args()
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", REGION)):
-        os.environ.setdefault(name, value)
+    os.environ.update(aws.FAKE_CREDENTIALS)
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 
     from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
 

@@ -14,9 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "functions"))
 sys.path.insert(0, str(REPO))  # bench.ecs_sim, the simulated ECS endpoint
 
-# never let a test reach a real AWS account
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+# never let a test reach a real AWS account: fake credentials over any the machine has
+os.environ.update(aws.FAKE_CREDENTIALS)
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # moto as local mode runs it (no default AMIs: local/moto/server.py MOTO_SETTINGS), in-process moto too
 for _key, _value in MOTO_SETTINGS.items():

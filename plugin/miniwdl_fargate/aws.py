@@ -34,17 +34,14 @@ RETRY_CONFIG = botocore.config.Config(
 SHARED_CONFIG_VARIABLES = ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 
 
+#: credentials for moto (it takes any) as environment variables: never a real account's
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
 def local_environment(endpoint: str, region: str) -> dict[str, str]:
     """The environment that points AWS clients at local mode's moto server: its endpoint
     (botocore's ``AWS_ENDPOINT_URL``), fake credentials (moto takes any) and its region."""
-    return {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": region,
-        "AWS_REGION": region,
-    }
+    return {"AWS_ENDPOINT_URL": endpoint, **FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": region, "AWS_REGION": region}
 
 
 _lock = threading.Lock()

@@ -107,10 +107,7 @@ def moto_server(monkeypatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}", "MOTO_PORT": str(port), "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = {**aws.local_environment(f"http://{host}:{port}", "us-east-1"), "MOTO_PORT": str(port)}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     aws.reset()

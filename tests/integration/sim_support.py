@@ -9,6 +9,7 @@ import textwrap
 import pytest
 import WDL.CLI
 
+from miniwdl_fargate import aws
 from miniwdl_fargate.local import forkserver
 from tests.forked import ForkedProcess
 
@@ -36,8 +37,7 @@ def start_miniwdl(sim, tmp_path, source, *, settings=None, **inputs):
     env.update(
         {
             "AWS_ENDPOINT_URL_ECS": sim.endpoint,
-            "AWS_ACCESS_KEY_ID": "t",
-            "AWS_SECRET_ACCESS_KEY": "t",
+            **aws.FAKE_CREDENTIALS,
             "AWS_DEFAULT_REGION": "us-east-1",
             "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "aws_fargate",
             "MINIWDL__SCHEDULER__TASK_CONCURRENCY": "8",
