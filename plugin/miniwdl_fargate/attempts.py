@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 SUCCEEDED = "succeeded"
@@ -22,6 +23,15 @@ RUNNING = "running"  # not finished when the report was made
 OUTCOMES = (SUCCEEDED, FAILED, OUT_OF_MEMORY, INTERRUPTED, FAILED_TO_START, CANCELLED, RUNNING)
 #: miniwdl's name of a workflow's run directory (``WDL._util.provision_run_dir``)
 _RUN_DIR = re.compile(r"^\d{8}_\d{6}_")
+
+
+def epoch(value: Any) -> float | None:
+    """An ECS timestamp (boto3 gives datetimes) as epoch seconds, as an attempt's times are."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
 
 
 def call_path_of(directory: str, call: str) -> str:

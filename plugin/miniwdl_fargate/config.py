@@ -6,8 +6,8 @@ environment variables on top. Every ``[aws_fargate]`` option is read here, throu
 the backend's settings (``FargateSettings``), the run id and tags the driver gives the backend
 (``run_id``, ``tags``), and what the driver needs outside miniwdl (``loader``, ``backend_cluster``), so a
 miniwdl.cfg file configures everything environment variables do. (``efs_link_limit`` and
-``link_spares_dir``, shared by both backends, are parsed by ``backend.links.LinkPolicy.from_cfg``
-through the same loader.)
+``link_spares_dir``, shared by both backends, are read by ``backend.links.LinkPolicy.from_cfg``
+through the same loader, the limit with ``parse_link_limit``.)
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from importlib import resources
 from WDL.runtime import config as wdl_config
 
 from . import images, run_options, sizes
-from .backend.links import parse_link_limit
 from .limits import RunLimits
 from .report.cost import Prices
 
@@ -276,6 +275,24 @@ def backend_cluster(cfg: wdl_config.Loader) -> str:
     if cfg.get("scheduler", "container_backend", "") != "aws_fargate" or not cfg.has_option(SECTION, "cluster"):
         return ""
     return str(option(cfg, "cluster"))
+
+
+#: the hard links one file may have on EFS (``efs_link_limit``: https://docs.aws.amazon.com/efs/latest/ug/limits.html)
+EFS_LINK_LIMIT = 177
+
+
+def parse_link_limit(raw: str) -> int | None:
+    """``efs_link_limit``: the hard links one file may have, or None (empty: the filesystem's own)."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number of hard links per file (EFS allows {EFS_LINK_LIMIT})") from None
+    if limit < 2:
+        raise ValueError("a file needs at least 2 links (its own name and one task's)")
+    return limit
 
 
 def env_name(name: str) -> str:

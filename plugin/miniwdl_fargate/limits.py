@@ -11,7 +11,7 @@ thread of the run:
   a big task is never starved by small ones). A task bigger than ``max_vcpus`` on its own fails at
   once (``TooBig``). The wait ends at once when the run is being stopped (``cancelled()``, the
   backend's ``terminating``: a SIGTERM, a cancel, a failed sibling; checked every second while few
-  wait, ``launcher.check_interval``) or the budget is spent. ``give_back``: the task's attempt is over (it stopped, or never launched).
+  wait, ``check_interval``) or the budget is spent. ``give_back``: the task's attempt is over (it stopped, or never launched).
 - the budget: the run's cost so far is estimated as the run report does (``report.cost``, list
   prices, over the attempts recorded in ``attempts.LOG``, running ones up to now, plus the
   ``overhead`` rows: the driver's own task), at each ``take`` and every ``check_seconds`` by a
@@ -37,10 +37,26 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import attempts
-from .backend.launcher import LaunchCancelled, check_interval  # (the launcher's: one story for a stopped wait)
 from .report.cost import Prices, estimate_cost
 
 log = logging.getLogger(__name__)
+
+#: how many threads, in all, may wake each second only to check whether they should stop
+#: waiting (``check_interval``): thousands wait at once in a large scatter, and a thousand
+#: timed wake-ups a second cost a driver more than a vCPU (GIL and futex churn)
+CHECKS_PER_SECOND = 100.0
+
+
+def check_interval(waiting: int, floor: float = 1.0, ceiling: float = 30.0) -> float:
+    """Seconds each of ``waiting`` threads may sleep between checks of its run's state so that
+    together they wake about ``CHECKS_PER_SECOND`` times a second: ``floor`` while few wait
+    (as before: a small run notices a stop within a second), at most ``ceiling``."""
+    return max(floor, min(ceiling, waiting / CHECKS_PER_SECOND))
+
+
+class LaunchCancelled(Exception):
+    """The caller stopped waiting (the run is terminating) before its turn to launch."""
+
 
 #: a launch's budget check reuses an estimate at most this old (seconds): a burst of a thousand
 #: launches prices the run's attempts a few times, not a thousand

@@ -7,8 +7,7 @@ import os
 
 import pytest
 
-from miniwdl_fargate import aws, driver
-from miniwdl_fargate.backend import links
+from miniwdl_fargate import aws, config, driver
 
 SCATTER_WDL = """
 version development
@@ -114,7 +113,7 @@ def task_inputs(tmp_path, run_id):
 
 
 def test_a_300_way_scatter_over_one_input_makes_one_spare_copy_not_300(bucket, tmp_path, monkeypatch):
-    monkeypatch.setenv(LIMIT, str(links.EFS_LINK_LIMIT))
+    monkeypatch.setenv(LIMIT, str(config.EFS_LINK_LIMIT))
     assert drive(tmp_path, "wide", 300) == 0
     out = outputs("wide")
     assert out["w.seen"] == [REFERENCE] * 300  # every task read its input (by its realpath)
@@ -125,8 +124,8 @@ def test_a_300_way_scatter_over_one_input_makes_one_spare_copy_not_300(bucket, t
     # the staged file takes 176 links (177 with its own name), one spare the other 124
     (spare,) = spares(tmp_path, REFERENCE)
     assert {os.stat(path).st_ino for path in inputs} == {os.stat(store).st_ino, os.stat(spare).st_ino}
-    assert os.stat(store).st_nlink == links.EFS_LINK_LIMIT
-    assert os.stat(spare).st_nlink == 1 + 300 - (links.EFS_LINK_LIMIT - 1)
+    assert os.stat(store).st_nlink == config.EFS_LINK_LIMIT
+    assert os.stat(spare).st_nlink == 1 + 300 - (config.EFS_LINK_LIMIT - 1)
     for text in INDEX.values():  # each file of the Directory input likewise
         assert len(staged(tmp_path, text)) == 1 and len(spares(tmp_path, text)) == 1
     assert len(files_under(tmp_path / "efs" / "cache" / "links")) == 3

@@ -65,7 +65,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable, Dict, NoReturn
 from urllib.parse import quote
 
@@ -76,10 +75,12 @@ from docker.errors import BuildError as DockerBuildError  # (miniwdl's own depen
 from WDL.runtime.error import Interrupted, Terminated
 
 from .. import attempts, aws, config, images, limits, run_options, runs, sizes, sweep
+from ..attempts import epoch
 from ..config import FargateSettings
+from ..limits import LaunchCancelled, check_interval
 from . import links, miniwdl_fixes, standalone, stops
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
-from .launcher import LaunchCancelled, LaunchFailed, Launcher, check_interval
+from .launcher import LaunchFailed, Launcher
 from .poller import TaskPoller, Watch
 
 CONTAINER_NAME = "task"
@@ -136,15 +137,6 @@ class RunVolume:
 
 class RunVolumeError(RuntimeError):
     """The run's own EFS access point could not be made ready."""
-
-
-def epoch(value: Any) -> float | None:
-    """An ECS timestamp (boto3 gives datetimes) as epoch seconds."""
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)):
-        return float(value)
-    return None
 
 
 @dataclass(eq=False)

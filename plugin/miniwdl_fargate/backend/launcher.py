@@ -36,6 +36,8 @@ from typing import Any, Callable
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from ..limits import LaunchCancelled, check_interval  # (one story for a stopped wait: the run's gate's too)
+
 log = logging.getLogger(__name__)
 
 THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
@@ -44,23 +46,6 @@ CAPACITY_MARKERS = ("capacity",)
 # the account's concurrent Fargate vCPU quota: "You've reached the limit on the number of vCPUs you
 # can run concurrently". Other tasks of the run will finish and free vCPUs: wait, however long.
 QUOTA_MARKERS = ("limit on the number of vcpus",)
-#: how many threads, in all, may wake each second only to check whether they should stop
-#: waiting (``check_interval``): thousands wait at once in a large scatter, and a thousand
-#: timed wake-ups a second cost a driver more than a vCPU (GIL and futex churn)
-CHECKS_PER_SECOND = 100.0
-
-
-def check_interval(waiting: int, floor: float = 1.0, ceiling: float = 30.0) -> float:
-    """Seconds each of ``waiting`` threads may sleep between checks of its run's state so that
-    together they wake about ``CHECKS_PER_SECOND`` times a second: ``floor`` while few wait
-    (as before: a small run notices a stop within a second), at most ``ceiling``."""
-    return max(floor, min(ceiling, waiting / CHECKS_PER_SECOND))
-
-
-class LaunchCancelled(Exception):
-    """The caller stopped waiting (the run is terminating) before its turn to launch."""
-
-
 def decreased_rate(rate: float, factor: float, floor: float = 1.0) -> float:
     """The launch rate after a cluster of throttles: multiplied by ``factor`` (< 1), not below
     ``floor``. Every driver sharing an account's quota is throttled in proportion to what it

@@ -39,9 +39,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-SECTION = "aws_fargate"
+from ..config import SECTION, parse_link_limit
+
 SPARES_NAME = ".miniwdl_links"  # the spares directory beside an input when none is configured
-EFS_LINK_LIMIT = 177
 #: how many times one spare may be found missing by one link (made meanwhile by another thread,
 #: or deleted by hand) before the link gives up on spares
 SPARE_REMAKES = 3
@@ -86,20 +86,6 @@ class LinkPolicy:
         if self.spares:
             return self.spares
         return os.path.join(os.path.dirname(os.path.realpath(top).rstrip("/")) or "/", SPARES_NAME)
-
-
-def parse_link_limit(raw: str) -> int | None:
-    """``efs_link_limit``: the hard links one file may have, or None (empty: the filesystem's own)."""
-    raw = raw.strip()
-    if not raw:
-        return None
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise ValueError(f"expected a whole number of hard links per file (EFS allows {EFS_LINK_LIMIT})") from None
-    if limit < 2:
-        raise ValueError("a file needs at least 2 links (its own name and one task's)")
-    return limit
 
 
 def _option(cfg: Any, key: str) -> str:

@@ -36,8 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from .. import aws, sweep
-from ..backend import links
+from .. import aws, config, sweep
 from . import idmap, wakeups
 from .containers import (
     NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice, remove_cgroup,
@@ -249,7 +248,7 @@ class EcsRunner:
         if any(t.get("key") == sweep.DRIVER_TAG for t in (getattr(task, "tags", None) or [])):
             return {}
         name = "MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT"
-        return {name: os.environ.get(name) or str(links.EFS_LINK_LIMIT)}
+        return {name: os.environ.get(name) or str(config.EFS_LINK_LIMIT)}
 
 
     # -- ECS on Fargate ---------------------------------------------------------------------------

@@ -174,9 +174,7 @@ def driver_attempt(run: "DriverRun", started: float, status: str, now: float, pu
         if not (int(task.get("cpu") or 0) and int(task.get("memory") or 0)):
             log.info("the driver task's size is unknown (%s): the report leaves the driver out", arn)
             return None
-        from ..backend.fargate import epoch  # (not every driver test loads the backend)
-
-        created = epoch(task.get("createdAt")) or started
+        created = attempts.epoch(task.get("createdAt")) or started
         container = (task.get("containers") or [{}])[0]
         return attempts.Attempt(
             call="driver",
@@ -189,9 +187,9 @@ def driver_attempt(run: "DriverRun", started: float, status: str, now: float, pu
             capacity=task.get("capacityProviderName") or task.get("launchType") or "FARGATE",
             queued=created,
             launched=created,
-            running=epoch(task.get("startedAt")) or started,
+            running=attempts.epoch(task.get("startedAt")) or started,
             stopped=now,
-            billing_start=epoch(task.get("pullStartedAt")),
+            billing_start=attempts.epoch(task.get("pullStartedAt")),
             outcome=attempts.SUCCEEDED if status == "SUCCEEDED" else attempts.FAILED,
             detail="the driver, until this report",
             task_arn=arn,

@@ -1,0 +1,22 @@
+"""Which modules know which: the driver, its progress reports, the run report, the settings and
+the run's limits read the backend's attempts log and settings, never a backend module; the
+backend is loaded by miniwdl, as its plugin, when a run starts tasks."""
+
+import json
+import subprocess
+import sys
+
+NOT_THE_BACKEND = [
+    "miniwdl_fargate.driver", "miniwdl_fargate.progress", "miniwdl_fargate.report.run", "miniwdl_fargate.config",
+    "miniwdl_fargate.limits", "miniwdl_fargate.attempts",
+]
+
+
+def test_importing_the_driver_and_what_it_reads_loads_no_backend_module():
+    # (a fresh interpreter, which imports them all: this one has loaded the backend for other tests)
+    code = (
+        f"import sys, json, {', '.join(NOT_THE_BACKEND)}; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('miniwdl_fargate.backend'))))"
+    )
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert loaded == []
