@@ -25,6 +25,16 @@ CLI_FROM_A_TERMINAL = [
 ]
 
 
+def task_started(state: Path) -> bool:
+    """Whether the call-nap task of the stack in ``state`` has started its command (its run's
+    folder on the stack's "EFS"; the stack renames and removes folders elsewhere in ``state``
+    as it works, which a walk of all of it could find gone mid-walk)."""
+    try:
+        return next((state / "efs").glob("*/*/runs/*/*/call-nap/work/started"), None) is not None
+    except FileNotFoundError:  # (not made yet)
+        return False
+
+
 def run_cli(*args, timeout=300):
     # WDL tasks as sandboxed host processes, as `make demo` runs them (ubuntu:22.04 is not to be
     # had offline; tests/containers runs real images)
@@ -98,7 +108,7 @@ def test_local_run_stopped_by_a_signal_leaves_nothing_running(tmp_path, stop):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_for(lambda: next(state.glob("**/call-nap/work/started"), None), timeout=120, what="the task's command started")
+        wait_for(lambda: task_started(state), timeout=120, what="the task's command started")
         proc.send_signal(getattr(signal, stop))
         out, err = proc.communicate(timeout=120)
     finally:
