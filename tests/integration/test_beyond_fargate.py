@@ -14,7 +14,7 @@ import WDL
 from WDL.runtime import config as wdl_config
 
 from miniwdl_fargate import attempts, aws
-from miniwdl_fargate.backend.fargate import FargateTaskContainer
+from miniwdl_fargate.backend.fargate import FargateJob, FargateTaskContainer
 from miniwdl_fargate.local.moto import fixes
 from backend_support import runtime, validate
 from sim_support import finish, start_miniwdl
@@ -299,15 +299,18 @@ def test_a_managed_instances_task_with_scratch_runs_against_moto_and_its_image_d
         container._stop(LOG, job, "test over")
 
 
+def out_of_memory() -> FargateJob:
+    """An attempt's job as ``_exit_code`` leaves it when ECS stopped the task for its memory."""
+    return FargateJob(None, "", "", "MANAGED_INSTANCES", 0.0, out_of_memory=True)  # type: ignore[arg-type]
+
+
 def test_an_out_of_memory_retry_stays_on_managed_instances(configure):
     new = configure()
     container = new("call-oom", cpu=32, memory="200 GiB")
-    container._oom = True
-    assert container._retry_attempt(LOG, 137)
+    assert container._retry_attempt(LOG, out_of_memory(), 137)
     size = container.fargate_size()
     assert (size.capacity, size.memory) == ("MANAGED_INSTANCES", 400 * 1024)
-    container._oom = True
-    assert container._retry_attempt(LOG, 137) is False  # (oom_retries = 1)
+    assert container._retry_attempt(LOG, out_of_memory(), 137) is False  # (oom_retries = 1)
 
 
 @pytest.mark.parametrize(

@@ -296,7 +296,7 @@ def test_the_runs_limits_hold_a_place_per_launched_attempt_and_refuse_a_task_big
         gate = limits.find("run-limited")
         assert (gate.running, gate.vcpus) == (1, 2)
         fits._stop(LOG, job, "test over")
-        fits._attempt_over()
+        fits._attempt_over(job)
         assert (gate.running, gate.vcpus) == (0, 0)
         big = new("call-big", 4)
         with pytest.raises(RunLimitReached) as refused:
@@ -306,6 +306,16 @@ def test_the_runs_limits_hold_a_place_per_launched_attempt_and_refuse_a_task_big
             "task call-big needs 4 vCPU, more than the run's max_vcpus of 2 (options.max_vcpus or the stack's MaxRunVCpus)"
         )
         assert len(aws.client("ecs").list_tasks(cluster="wdl")["taskArns"]) == 1  # the first task's only
+        # an attempt whose launch fails gives its place back at once: it never had a job to end
+        unlaunched = new("call-unlaunched", 2)
+
+        def launch_fails(*args):
+            raise RuntimeError("RunTask failed")
+
+        monkeypatch.setattr(unlaunched, "_launch", launch_fails)
+        with pytest.raises(RuntimeError, match="RunTask failed"):
+            unlaunched._start(LOG, unlaunched.task_script(), lambda: False)
+        assert (gate.running, gate.vcpus) == (0, 0)
     finally:
         limits.end_run("run-limited")
 

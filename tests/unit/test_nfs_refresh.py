@@ -81,9 +81,9 @@ class FakeTask(base.BaseTaskContainer):
     def _stop(self, logger, job, reason):
         self.events.append(("stop", job))
 
-    def _exit_code(self, logger, status):
+    def _exit_code(self, logger, job, status):
         self.events.append(("exit code", status.exit_code))
-        return super()._exit_code(logger, status)
+        return super()._exit_code(logger, job, status)
 
 
 def test_the_task_directory_is_refreshed_after_the_task_stops_and_before_its_exit_code(tmp_path, monkeypatch):

@@ -121,22 +121,23 @@ class BaseTaskContainer(TaskContainer):
     def _stop(self, logger: logging.Logger, job: Job, reason: str) -> None:
         """Stop the job (idempotent)."""
 
-    def _exit_code(self, logger: logging.Logger, status: JobStatus) -> int:
+    def _exit_code(self, logger: logging.Logger, job: Job, status: JobStatus) -> int:
         """Turn a stopped job's status into the command's exit code (or raise)."""
         if status.exit_code is None:
             raise RuntimeError(f"task stopped without an exit code: {status.reason}")
         return status.exit_code
 
-    def _retry_attempt(self, logger: logging.Logger, exit_code: int) -> bool:
-        """After a failed attempt: whether to run the command again at once (having changed what
-        it needs, e.g. its size). miniwdl's own retries (``maxRetries``, ``preemptible``) are not
-        spent on it."""
+    def _retry_attempt(self, logger: logging.Logger, job: Job, exit_code: int) -> bool:
+        """After a failed attempt (its ``job``): whether to run the command again at once (having
+        changed what it needs, e.g. its size). miniwdl's own retries (``maxRetries``,
+        ``preemptible``) are not spent on it."""
         return False
 
-    def _attempt_over(self) -> None:
-        """The attempt ended, however (launched or not): give back what it held."""
+    def _attempt_over(self, job: Job) -> None:
+        """The attempt's job ended, however (stopped here or not): give back what it held. (A
+        ``_start`` that fails gives back what it took itself.)"""
 
-    def _halted(self) -> Exception | None:
+    def _halted(self, job: Job) -> Exception | None:
         """Why the running attempt must stop now though the run goes on ending (the run's budget
         is spent): the error to fail it with; None: carry on."""
         return None
@@ -324,11 +325,11 @@ class BaseTaskContainer(TaskContainer):
         self.write_command(command)
         while True:
             try:
-                exit_code = self._run_attempt(logger, terminating)
+                exit_code, job = self._run_attempt(logger, terminating)
             except StartAgain as again:
                 self._wait_to_start_again(logger, again, terminating)
                 continue
-            if self.success_exit_code(exit_code) or terminating() or not self._retry_attempt(logger, exit_code):
+            if self.success_exit_code(exit_code) or terminating() or not self._retry_attempt(logger, job, exit_code):
                 return exit_code
             self._fresh_attempt(logger)
 
@@ -364,8 +365,8 @@ class BaseTaskContainer(TaskContainer):
         if tmpdir:  # ([file_io] mount_tmpdir: miniwdl made one for the first attempt only)
             os.mkdir(os.path.join(self.host_work_dir(), "_miniwdl_tmpdir"), mode=0o770)
 
-    def _run_attempt(self, logger: logging.Logger, terminating: Callable[[], bool]) -> int:
-        """Run the command once; record the attempt for the run report."""
+    def _run_attempt(self, logger: logging.Logger, terminating: Callable[[], bool]) -> tuple[int, Job]:
+        """Run the command once; record the attempt for the run report. Its exit code and job."""
         attempt = self._attempt = attempts.LOG.begin(
             call=self.run_id,
             attempt=self.try_counter,
@@ -374,7 +375,7 @@ class BaseTaskContainer(TaskContainer):
             **self.attempt_facts(),
         )
         try:
-            exit_code = self._attempt_once(logger, terminating, attempt)
+            exit_code, job = self._attempt_once(logger, terminating, attempt)
         except Terminated:
             attempts.LOG.finish(attempt, attempts.CANCELLED)
             raise
@@ -388,13 +389,13 @@ class BaseTaskContainer(TaskContainer):
             outcome = attempts.FAILED if attempt.launched is not None else attempts.FAILED_TO_START
             attempts.LOG.finish(attempt, outcome, detail=attempt.detail or str(exn))
             raise
-        finally:
-            self._attempt_over()
         outcome = attempts.SUCCEEDED if self.success_exit_code(exit_code) else attempts.FAILED
         attempts.LOG.finish(attempt, outcome, exit_code=exit_code)
-        return exit_code
+        return exit_code, job
 
-    def _attempt_once(self, logger: logging.Logger, terminating: Callable[[], bool], attempt: attempts.Attempt) -> int:
+    def _attempt_once(
+        self, logger: logging.Logger, terminating: Callable[[], bool], attempt: attempts.Attempt
+    ) -> tuple[int, Job]:
         if not self._inputs_copied:
             self.link_input_files(logger)
         for stream in (self.host_stdout_txt(), self.host_stderr_txt()):
@@ -404,6 +405,7 @@ class BaseTaskContainer(TaskContainer):
         with ExitStack() as cleanup:
             poll_stderr = cleanup.enter_context(self.poll_stderr_context(logger))
             job = self._start(logger, script, terminating)
+            cleanup.callback(self._attempt_over, job)  # (after the stop below, however the attempt ends)
             if attempt.launched is None:
                 attempts.LOG.update(attempt, launched=time.time())
             finished = False
@@ -419,7 +421,7 @@ class BaseTaskContainer(TaskContainer):
                     finished = True  # (stopped here: the cleanup need not stop it again)
                     self._stop(logger, job, "run terminated")
                     raise Terminated()
-                halted = self._halted()
+                halted = self._halted(job)
                 if halted is not None:
                     finished = True
                     self._stop(logger, job, str(halted))
@@ -437,7 +439,7 @@ class BaseTaskContainer(TaskContainer):
                     finished = True
                     attempts.LOG.update(attempt, stopped=status.stopped_at or time.time())
                     self.refresh_task_dir(logger)
-                    return self._exit_code(logger, status)
+                    return self._exit_code(logger, job, status), job
 
 
 def _global_init_again_after_fork() -> None:

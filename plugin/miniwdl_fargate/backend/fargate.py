@@ -154,6 +154,10 @@ class FargateJob(Job):
     last_state: str | None = None
     #: StopTask was sent (a stop is sent once)
     stop_sent: bool = False
+    #: this attempt's place among the run's running tasks (``limits``), given back as it ends
+    turn: limits.Turn | None = None
+    #: ECS stopped it for exceeding its memory (``_retry_attempt`` may run the task again, bigger)
+    out_of_memory: bool = False
 
     @property
     def arn(self) -> str:
@@ -380,11 +384,8 @@ class FargateTaskContainer(BaseTaskContainer):
             )
         self._size: sizes.TaskSize | None = None
         self._interruptions = 0
-        self._capacity = "FARGATE"
         self._oom_retries = 0
-        self._oom = False
         self._pull_retries = 0
-        self._turn: limits.Turn | None = None  # this attempt's place among the run's running tasks
 
     # -- sizing ---------------------------------------------------------------------------------
 
@@ -878,33 +879,48 @@ class FargateTaskContainer(BaseTaskContainer):
             return None
         return limits.gate_for(self.tagged_run, run_limits, config.option(self.cfg, "prices"))  # type: ignore[arg-type]
 
-    def _take_turn(self, logger: logging.Logger, terminating: Callable[[], bool]) -> None:
-        """Wait until the run's limits let this attempt run (``limits.Gate.take``): Terminated if
-        the run is stopped meanwhile, RunLimitReached if they never will."""
+    def _take_turn(self, logger: logging.Logger, terminating: Callable[[], bool]) -> limits.Turn | None:
+        """Wait until the run's limits let this attempt run (``limits.Gate.take``): its turn (None
+        when the run has no limits); Terminated if the run is stopped meanwhile, RunLimitReached
+        if they never will."""
         gate = self._gate()
         if gate is None:
-            return
+            return None
         try:
-            self._turn = gate.take(self.fargate_size().cpu / 1024, terminating, who=f"task {self.run_id}")
+            return gate.take(self.fargate_size().cpu / 1024, terminating, who=f"task {self.run_id}")
         except LaunchCancelled:
             raise Terminated(quiet=True) from None
         except (limits.TooBig, limits.LaunchRefused) as exn:
             raise RunLimitReached(str(exn)) from None
 
-    def _attempt_over(self) -> None:
-        turn, self._turn = self._turn, None
+    def _give_back(self, turn: limits.Turn | None) -> None:
         gate = limits.find(self.tagged_run)
         if turn is not None and gate is not None:
             gate.give_back(turn)
 
-    def _halted(self) -> Exception | None:
-        gate = limits.find(self.tagged_run) if self._turn is not None else None
+    def _attempt_over(self, job: Job) -> None:
+        assert isinstance(job, FargateJob)
+        turn, job.turn = job.turn, None
+        self._give_back(turn)
+
+    def _halted(self, job: Job) -> Exception | None:
+        assert isinstance(job, FargateJob)
+        gate = limits.find(self.tagged_run) if job.turn is not None else None
         why = gate.halted_error() if gate is not None else None
         return RunLimitReached(f"task {self.run_id} stopped: {why}") if why else None
 
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> FargateJob:
-        self._oom = False
-        self._take_turn(logger, terminating)
+        turn = self._take_turn(logger, terminating)
+        try:
+            job = self._launch(logger, script, terminating)
+        except BaseException:  # (not launched: the turn goes back at once)
+            self._give_back(turn)
+            raise
+        job.turn = turn
+        return job
+
+    def _launch(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> FargateJob:
+        """RunTask for this attempt (through the launcher, at the account's pace); its job."""
         request = self.run_task_request(logger, script, client_token())
         self._count_launch()
         assert self._launcher is not None and self._poller is not None
@@ -919,18 +935,17 @@ class FargateTaskContainer(BaseTaskContainer):
                 raise Interrupted(str(exn)) from exn
             raise WDL.Error.RuntimeError(f"task {self.run_id}: {exn}") from exn
         arn = task["taskArn"]
-        self._capacity = self._capacity_of(request)
         job = FargateJob(
-            self._poller.watch(arn), request["taskDefinition"], request["clientToken"], self._capacity, time.time()
+            self._poller.watch(arn), request["taskDefinition"], request["clientToken"], self._capacity_of(request), time.time()
         )
-        self._mark(launched=job.launched_at, task_arn=arn, capacity=self._capacity)
-        self.failure_info = self._task_info(task)
+        self._mark(launched=job.launched_at, task_arn=arn, capacity=job.capacity)
+        self.failure_info = self._task_info(task, job.capacity)
         size = request["overrides"]
         logger.notice(  # type: ignore[attr-defined]
             _(
                 "ECS task launched",
                 arn=arn,
-                capacity=self._capacity,
+                capacity=job.capacity,
                 cpu=size["cpu"],
                 memory=size["memory"],
                 client_token=request["clientToken"],
@@ -940,8 +955,8 @@ class FargateTaskContainer(BaseTaskContainer):
         )
         return job
 
-    def _task_info(self, task: dict[str, Any]) -> dict[str, Any]:
-        info: dict[str, Any] = {"ecs_task": task["taskArn"], "capacity": self._capacity}
+    def _task_info(self, task: dict[str, Any], capacity: str) -> dict[str, Any]:
+        info: dict[str, Any] = {"ecs_task": task["taskArn"], "capacity": capacity}
         if self.settings.log_group:
             region = aws.client("ecs").meta.region_name
             stream = f"miniwdl/{CONTAINER_NAME}/{task['taskArn'].rsplit('/', 1)[-1]}"
@@ -1061,10 +1076,11 @@ class FargateTaskContainer(BaseTaskContainer):
             assert self._poller is not None
             self._poller.forget(job.arn)
 
-    def _exit_code(self, logger: logging.Logger, status: JobStatus) -> int:
+    def _exit_code(self, logger: logging.Logger, job: Job, status: JobStatus) -> int:
         """Act on what the stopped task means (``stops.ending``, a pure function of ECS's
         description): the command's exit code, out of memory, an interruption (retried), a
         failure to start, or a stop from outside."""
+        assert isinstance(job, FargateJob)
         task = status.detail or {}
         end = stops.ending(task)
         info = dict(self.failure_info or {})
@@ -1075,12 +1091,12 @@ class FargateTaskContainer(BaseTaskContainer):
         if end.verdict is stops.Verdict.EXITED:
             return end.exit_code  # type: ignore[return-value]  (EXITED always has one)
         if end.verdict is stops.Verdict.INTERRUPTED:
-            self._interrupted(logger, task, end)
+            self._interrupted(logger, job, task, end)
         if end.verdict is stops.Verdict.NO_EXIT_CODE:
             raise WDL.Error.RuntimeError(f"task {self.run_id}: ECS task stopped without an exit code ({end.detail})")
         self._mark(outcome=end.outcome, detail=end.detail)
         if end.verdict is stops.Verdict.OUT_OF_MEMORY:
-            self._oom = True
+            job.out_of_memory = True
             return end.exit_code  # type: ignore[return-value]  (137 when ECS gave none)
         if end.verdict is stops.Verdict.STOPPED:
             raise WDL.Error.RuntimeError(
@@ -1090,7 +1106,7 @@ class FargateTaskContainer(BaseTaskContainer):
             )
         return self._failed_to_start(logger, end)
 
-    def _interrupted(self, logger: logging.Logger, task: dict[str, Any], end: stops.Ending) -> NoReturn:
+    def _interrupted(self, logger: logging.Logger, job: FargateJob, task: dict[str, Any], end: stops.Ending) -> NoReturn:
         """Spot reclaimed the task, or ECS stopped it for its infrastructure: whatever the
         container exited with after its SIGTERM, not the task's fault. Retried as miniwdl
         retries an interruption (``preemptible``)."""
@@ -1100,7 +1116,7 @@ class FargateTaskContainer(BaseTaskContainer):
         )
         self._mark(outcome=end.outcome, detail=end.detail, exit_code=end.exit_code)
         if end.stop_code == "SpotInterruption":
-            raise Interrupted(f"{'Fargate Spot' if self._capacity == SPOT else 'Spot'} reclaimed the task ({end.reason})")
+            raise Interrupted(f"{'Fargate Spot' if job.capacity == SPOT else 'Spot'} reclaimed the task ({end.reason})")
         raise Interrupted(f"ECS stopped the task ({end.stop_code}: {end.reason})")
 
     def _failed_to_start(self, logger: logging.Logger, end: stops.Ending) -> int:
@@ -1140,11 +1156,11 @@ class FargateTaskContainer(BaseTaskContainer):
             delay,
         )
 
-    def _retry_attempt(self, logger: logging.Logger, exit_code: int) -> bool:
+    def _retry_attempt(self, logger: logging.Logger, job: Job, exit_code: int) -> bool:
         """Out of memory: run again at once with more memory, while ``oom_retries`` allows and
         Fargate has a bigger size. Otherwise the task fails as usual, and its error says why it
         was not retried."""
-        if not self._oom:
+        if not (isinstance(job, FargateJob) and job.out_of_memory):
             return False
         size = self.fargate_size()
         info = dict(self.failure_info or {})
@@ -1174,7 +1190,6 @@ class FargateTaskContainer(BaseTaskContainer):
             )
         )
         self._size = bigger
-        self._oom = False
         self.failure_info = None
         return True
 
