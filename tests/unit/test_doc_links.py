@@ -84,7 +84,7 @@ def test_every_relative_link_points_at_a_file_and_heading_that_exist(page):
 def test_the_pages_are_found():
     names = {str(p.relative_to(ROOT)) for p in PAGES}
     assert {"README.md", "docs/architecture.md", "docs/configuration.md", "docs/deploy.md",
-            "docs/security.md", "docs/local-mode.md", "docs/CONTRACTS.md"} <= names
+            "docs/security.md", "docs/local-mode.md", "docs/CONTRACTS.md", "docs/usage.md"} <= names
 
 
 def test_the_checker_finds_a_missing_file_and_a_missing_anchor(tmp_path):
