@@ -273,13 +273,24 @@ def _model_class(path: str) -> Any:
 
 
 #: CloudFormation type -> (moto's model, the creation that replaces moto's own; it may call moto's
-#: own through ``_moto_create``), and the test that fails once moto no longer needs it, where one does
+#: own through ``_moto_create``), and the test that fails once moto no longer needs it
 INCOMPLETE: dict[str, tuple[str, Callable[..., Any], str]] = {
-    "AWS::StepFunctions::StateMachine": ("moto.stepfunctions.models.StateMachine", _state_machine, ""),
-    "AWS::ApiGateway::RestApi": ("moto.apigateway.models.RestAPI", _rest_api, ""),
-    "AWS::S3::Bucket": ("moto.s3.models.FakeBucket", _bucket, ""),
-    "AWS::EC2::VPC": ("moto.ec2.models.vpcs.VPC", _vpc, ""),
-    "AWS::ECS::Cluster": ("moto.ecs.models.Cluster", _cluster, ""),
+    "AWS::StepFunctions::StateMachine": (
+        "moto.stepfunctions.models.StateMachine", _state_machine,
+        "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_state_machines_definition_in_s3",
+    ),
+    "AWS::ApiGateway::RestApi": (
+        "moto.apigateway.models.RestAPI", _rest_api, "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_rest_apis_body",
+    ),
+    "AWS::S3::Bucket": (
+        "moto.s3.models.FakeBucket", _bucket,
+        "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_buckets_eventbridge_and_public_access_block",
+    ),
+    "AWS::EC2::VPC": ("moto.ec2.models.vpcs.VPC", _vpc, "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_vpcs_dns_hostnames"),
+    "AWS::ECS::Cluster": (
+        "moto.ecs.models.Cluster", _cluster,
+        "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_clusters_capacity_providers_and_settings",
+    ),
     "AWS::ECS::TaskDefinition": (
         "moto.ecs.models.TaskDefinition", _task_definition,
         "tests/integration/test_template.py::test_moto_cloudformation_still_drops_a_task_definitions_cpu",
