@@ -264,7 +264,7 @@ def test_a_bad_command_line_is_one_line_and_exit_2(case, files):
     assert not (files / "state").exists()  # refused before local mode started anything
 
 
-# the README's commands as it writes them: a bare --local first, then the command's own words
+# the commands as docs/usage.md writes them: a bare --local first, then the command's own words
 DOCUMENTED_LOCAL = {
     "submit": ["submit", "--local", "{d}/good/w.wdl", "{d}/good/inputs.json", "--name", "hello", "--follow"],
     "status": ["status", "--local", "hello-3cc8301b"],

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from miniwdl_fargate import attempts, config, driver, limits
-from miniwdl_fargate.backend.launcher import LaunchCancelled
+from miniwdl_fargate.limits import LaunchCancelled
 from miniwdl_fargate.report.cost import Prices
 from tests.waiting import wait_for
 

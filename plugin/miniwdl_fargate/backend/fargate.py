@@ -913,7 +913,7 @@ class FargateTaskContainer(BaseTaskContainer):
         turn = self._take_turn(logger, terminating)
         try:
             job = self._launch(logger, script, terminating)
-        except BaseException:  # (not launched: the turn goes back at once)
+        except BaseException:  # (no job for the attempt to end: the turn goes back at once)
             self._give_back(turn)
             raise
         job.turn = turn
