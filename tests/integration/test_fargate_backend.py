@@ -259,6 +259,26 @@ def test_a_cfg_file_alone_configures_the_backend_and_names_the_run(backend, tmp_
     container._stop(LOG, job, "test over")
 
 
+def test_a_task_started_by_a_launch_that_then_fails_is_stopped(backend, monkeypatch):
+    """RunTask started the task, then the driver failed before the attempt had its job (here,
+    reading what the task's log stream is): no attempt would ever follow or stop that task, which
+    would run, and bill, until its command ended. It is stopped at once."""
+    new, _, _ = backend
+    container = new()
+
+    def fails(*args):
+        raise RuntimeError("failed after RunTask")
+
+    monkeypatch.setattr(container, "_task_info", fails)
+    with pytest.raises(RuntimeError, match="failed after RunTask"):
+        container._start(LOG, container.task_script(), lambda: False)
+    ecs = aws.client("ecs")
+    (arn,) = ecs.list_tasks(cluster="wdl", desiredStatus="STOPPED")["taskArns"]
+    task = ecs.describe_tasks(cluster="wdl", tasks=[arn])["tasks"][0]
+    assert task["stoppedReason"] == "the driver failed as it launched the task"
+    assert arn not in FargateTaskContainer._poller._watches  # (no longer described)
+
+
 def test_standalone_without_a_run_id_tags_its_tasks_standalone(backend, monkeypatch):
     new, _, _ = backend
     monkeypatch.delenv("MINIWDL__AWS_FARGATE__RUN_ID")

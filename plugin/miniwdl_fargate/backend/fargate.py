@@ -934,6 +934,16 @@ class FargateTaskContainer(BaseTaskContainer):
                 self._interruptions += 1
                 raise Interrupted(str(exn)) from exn
             raise WDL.Error.RuntimeError(f"task {self.run_id}: {exn}") from exn
+        try:
+            return self._launched(logger, request, task)
+        except BaseException:  # (RunTask started a task no attempt will follow: it is stopped)
+            self._stop_task(logger, task["taskArn"], "the driver failed as it launched the task")
+            raise
+
+    def _launched(self, logger: logging.Logger, request: dict[str, Any], task: dict[str, Any]) -> FargateJob:
+        """The job of the task RunTask started for this attempt: watched, marked in the attempts
+        log, logged."""
+        assert self._poller is not None
         arn = task["taskArn"]
         job = FargateJob(
             self._poller.watch(arn), request["taskDefinition"], request["clientToken"], self._capacity_of(request), time.time()
@@ -1067,14 +1077,18 @@ class FargateTaskContainer(BaseTaskContainer):
         if job.watch.stopped or job.stop_sent:
             return
         job.stop_sent = True
-        logger.warning(_("stopping ECS task", arn=job.arn, reason=reason))
+        self._stop_task(logger, job.arn, reason)
+
+    def _stop_task(self, logger: logging.Logger, arn: str, reason: str) -> None:
+        """StopTask (its failure logged, not raised); the poller stops watching the task."""
+        logger.warning(_("stopping ECS task", arn=arn, reason=reason))
         try:
-            aws.client("ecs").stop_task(cluster=self.settings.cluster, task=job.arn, reason=reason[:255])
+            aws.client("ecs").stop_task(cluster=self.settings.cluster, task=arn, reason=reason[:255])
         except Exception as exn:
-            logger.error(_("StopTask failed", arn=job.arn, error=str(exn)))
+            logger.error(_("StopTask failed", arn=arn, error=str(exn)))
         finally:
             assert self._poller is not None
-            self._poller.forget(job.arn)
+            self._poller.forget(arn)
 
     def _exit_code(self, logger: logging.Logger, job: Job, status: JobStatus) -> int:
         """Act on what the stopped task means (``stops.ending``, a pure function of ECS's
