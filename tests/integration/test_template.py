@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
 
 from miniwdl_fargate import aws, client, runs
 from miniwdl_fargate.local import stack
@@ -1021,14 +1022,13 @@ def test_moto_cloudformation_still_drops_a_task_definitions_cpu(moto_aws):
 
     create = cfn.moto_create("AWS::ECS::TaskDefinition")
     template = {"Properties": {"Family": "f", "Cpu": "1024", "Memory": "2048", "ContainerDefinitions": [{"Name": "c", "Image": "i"}]}}
-    task_definition = create(TaskDefinition, "F", template, "123456789012", "us-east-1")
+    task_definition = create(TaskDefinition, "F", template, DEFAULT_ACCOUNT_ID, stack.REGION)
     assert task_definition.memory == "2048" and not task_definition.cpu
 
 
 
 # moto's own CloudFormation creations of what cfn.INCOMPLETE completes: when one of these fails,
 # moto does it itself; drop that completion (and the test)
-ACCOUNT, REGION = "123456789012", "us-east-1"
 
 
 def test_moto_cloudformation_still_ignores_a_rest_apis_body(moto_aws):
@@ -1036,7 +1036,7 @@ def test_moto_cloudformation_still_ignores_a_rest_apis_body(moto_aws):
 
     body = {"openapi": "3.0.1", "info": {"title": "t", "version": "1"},
             "paths": {"/runs": {"get": {"x-amazon-apigateway-integration": {"type": "mock"}}}}}
-    api = cfn.moto_create("AWS::ApiGateway::RestApi")(RestAPI, "Api", {"Properties": {"Name": "api", "Body": body}}, ACCOUNT, REGION)
+    api = cfn.moto_create("AWS::ApiGateway::RestApi")(RestAPI, "Api", {"Properties": {"Name": "api", "Body": body}}, DEFAULT_ACCOUNT_ID, stack.REGION)
     assert [r.path_part for r in api.resources.values()] == ["/"]  # no /runs
 
 
@@ -1045,7 +1045,7 @@ def test_moto_cloudformation_still_ignores_a_buckets_eventbridge_and_public_acce
 
     props = {"NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
              "PublicAccessBlockConfiguration": {"BlockPublicAcls": True}}
-    bucket = cfn.moto_create("AWS::S3::Bucket")(FakeBucket, "bucket-x", {"Properties": props}, ACCOUNT, REGION)
+    bucket = cfn.moto_create("AWS::S3::Bucket")(FakeBucket, "bucket-x", {"Properties": props}, DEFAULT_ACCOUNT_ID, stack.REGION)
     assert bucket.notification_configuration is None and bucket.public_access_block is None
 
 
@@ -1053,7 +1053,7 @@ def test_moto_cloudformation_still_ignores_a_vpcs_dns_hostnames(moto_aws):
     from moto.ec2.models.vpcs import VPC
 
     props = {"CidrBlock": "10.0.0.0/16", "EnableDnsHostnames": True, "EnableDnsSupport": True}
-    vpc = cfn.moto_create("AWS::EC2::VPC")(VPC, "V", {"Properties": props}, ACCOUNT, REGION)
+    vpc = cfn.moto_create("AWS::EC2::VPC")(VPC, "V", {"Properties": props}, DEFAULT_ACCOUNT_ID, stack.REGION)
     assert not vpc.enable_dns_hostnames
 
 
@@ -1062,7 +1062,7 @@ def test_moto_cloudformation_still_ignores_a_clusters_capacity_providers_and_set
 
     props = {"ClusterName": "c1", "CapacityProviders": ["FARGATE", "FARGATE_SPOT"],
              "ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]}
-    cluster = cfn.moto_create("AWS::ECS::Cluster")(Cluster, "C", {"Properties": props}, ACCOUNT, REGION)
+    cluster = cfn.moto_create("AWS::ECS::Cluster")(Cluster, "C", {"Properties": props}, DEFAULT_ACCOUNT_ID, stack.REGION)
     assert not cluster.capacity_providers
     assert cluster.settings == [{"name": "containerInsights", "value": "disabled"}]
 
@@ -1073,8 +1073,8 @@ def test_moto_cloudformation_still_ignores_a_state_machines_definition_in_s3(mot
     aws.client("s3").create_bucket(Bucket="bucket-x")
     aws.client("s3").put_object(Bucket="bucket-x", Key="k", Body=b'{"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}}')
     props = {"StateMachineName": "s", "DefinitionS3Location": {"Bucket": "bucket-x", "Key": "k"},
-             "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/r"}
-    machine = cfn.moto_create("AWS::StepFunctions::StateMachine")(StateMachine, "S", {"Properties": props}, ACCOUNT, REGION)
+             "RoleArn": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/r"}
+    machine = cfn.moto_create("AWS::StepFunctions::StateMachine")(StateMachine, "S", {"Properties": props}, DEFAULT_ACCOUNT_ID, stack.REGION)
     assert machine.definition == ""
 
 # -- a run ends: stop signals, heartbeat, maximum duration ---------------------------------------
