@@ -102,10 +102,10 @@ def moto_server(monkeypatch):
     integrations reach it by URL), emptied first: moto's state is per process. Yields the
     environment that points boto3 at it."""
     import requests
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    from miniwdl_fargate.local.moto import server as local_moto_server
+
+    server = local_moto_server.start()
     host, port = server.get_host_and_port()
     env = {**aws.local_environment(f"http://{host}:{port}", "us-east-1"), "MOTO_PORT": str(port)}
     for key, value in env.items():
@@ -113,7 +113,7 @@ def moto_server(monkeypatch):
     aws.reset()
     requests.post(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", timeout=10).raise_for_status()
     yield env
-    server.stop()
+    local_moto_server.stop(server)
     aws.reset()
 
 

@@ -19,12 +19,6 @@ MOTO_SETTINGS = {"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
 STOP_KNOCK_SECONDS = 2.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def quiet_loggers() -> None:
     """moto's and its server's logs down to what says something is wrong with local mode."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's request log
@@ -35,10 +29,11 @@ def quiet_loggers() -> None:
 
 
 def start() -> Any:
-    """moto's ``ThreadedMotoServer`` on a free port of 127.0.0.1, serving."""
+    """moto's ``ThreadedMotoServer`` on a port of 127.0.0.1 the system picks (port 0: no other
+    process can take it between a choice and the bind), serving."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     return server
 
