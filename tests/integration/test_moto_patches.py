@@ -323,6 +323,36 @@ def test_moto_still_builds_the_error_table_for_every_error(monkeypatch):
     assert len(built) <= 2  # (once per service model looked in: S3's, and the exception's own)
 
 
+def test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it(moto_aws, monkeypatch):
+    """When this fails, moto no longer closes an object a read has found when a write replaces
+    it: remove fixes.replaced_object_readable. With the fix, the read gets the old content (S3
+    gives the old object or the new one, never an error), and the replaced object is closed once
+    ``REPLACED_READABLE_SECONDS`` have passed, at a later write."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+    from moto.s3.utils import _VersionedKeyStore
+
+    s3, backend = aws.client("s3"), s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="status.json", Body=b"1")
+    fixed = _VersionedKeyStore.setlist
+    monkeypatch.setattr(_VersionedKeyStore, "setlist", patching.unpatched("replaced_object_readable", _VersionedKeyStore, "setlist"))
+    found = backend.get_object("runs", "status.json")  # a GetObject found the object...
+    s3.put_object(Bucket="runs", Key="status.json", Body=b"2")  # ...and a write replaced it before it read it
+    with pytest.raises(ValueError, match="closed file"):
+        _ = found.value
+    monkeypatch.setattr(_VersionedKeyStore, "setlist", fixed)
+    fixes.replaced_object_readable()
+    found = backend.get_object("runs", "status.json")
+    s3.put_object(Bucket="runs", Key="status.json", Body=b"3")
+    assert found.value == b"2"
+    assert s3.get_object(Bucket="runs", Key="status.json")["Body"].read() == b"3"
+    monkeypatch.setattr(fixes, "REPLACED_READABLE_SECONDS", 0.0)
+    s3.put_object(Bucket="runs", Key="status.json", Body=b"4")  # (the objects replaced before are closed now)
+    with pytest.raises(ValueError, match="closed file"):
+        _ = found.value
+
+
 def test_moto_still_refuses_a_heartbeat_before_the_wait_begins():
     """When this fails, moto accepts a task token's heartbeat from the state's entry on, as Step
     Functions does: remove fixes.heartbeat_while_starting."""

@@ -9,12 +9,14 @@ A fix changes how moto answers the product's own requests; it never runs anythin
 
 from __future__ import annotations
 
+import collections
 import copy
 import datetime
 import hashlib
 import inspect
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -551,6 +553,40 @@ def error_lookup_kept() -> None:
     replace("error_lookup_kept", ErrorLookupFactory, "__init__", __init__)
 
 
+#: how long an object a write replaced stays readable by the reads that found it before the write
+#: (moto then closes it, as it did at once); a GetObject reads what it found within milliseconds
+REPLACED_READABLE_SECONDS = 5.0
+
+
+def replaced_object_readable() -> None:
+    """A write that replaces an object (PutObject, CopyObject on an unversioned bucket) makes
+    moto close the old object's content at once (``_VersionedKeyStore.setlist`` disposes it),
+    while a GetObject that found the old object just before may not have read it yet: that read
+    fails ("I/O operation on closed file"; a 500 from moto's server, an exception in-process; a
+    client following status.json while the driver rewrites it saw it). S3 never fails a read for
+    a concurrent write: "if you make a PUT request to an existing key from one thread and perform
+    a GET request on the same key from a second thread concurrently, you will get either the old
+    data or the new data" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel).
+    A replaced object is closed ``REPLACED_READABLE_SECONDS`` later, at a later write: as many
+    as a few seconds of writes stay open, not every one ever made."""
+    from moto.s3.utils import _VersionedKeyStore
+
+    replaced: collections.deque[tuple[float, Any]] = collections.deque()  # (when, the object)
+    lock = threading.Lock()
+
+    def setlist(self: Any, key: Any, list_: Any) -> None:
+        # (moto's own, but for when the objects it does not keep are closed)
+        kept = list(list_) if isinstance(list_, tuple) else list_ if isinstance(list_, list) else [list_]
+        now = time.monotonic()
+        with lock:
+            replaced.extend((now, v) for v in self.getlist(key, []) if v not in kept and hasattr(v, "dispose"))
+            while replaced and now - replaced[0][0] >= REPLACED_READABLE_SECONDS:
+                replaced.popleft()[1].dispose()
+        dict.__setitem__(self, key, kept)
+
+    replace("replaced_object_readable", _VersionedKeyStore, "setlist", setlist)
+
+
 #: the S3 operation moto is answering on this thread, where ``s3_one_event_per_write`` needs it
 _S3_OPERATION = threading.local()
 
@@ -687,6 +723,8 @@ FIXES: tuple[Fix, ...] = (
         find_in_map_number_keys),
     Fix("error_lookup_kept", "every error answer builds the table of the service's error shapes again", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_builds_the_error_table_for_every_error", error_lookup_kept),
+    Fix("replaced_object_readable", "a write that replaces an object closes it under a read that found it", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it", replaced_object_readable),
     Fix("s3_one_event_per_write", "every PutObject, tag-replacing CopyObject and CompleteMultipartUpload also sends "
         "\"Object Tags Added\", and CompleteMultipartUpload sends \"Object Created\" twice",
         "https://github.com/getmoto/moto/pull/7673 (added the tags event to the backend method those operations share "
