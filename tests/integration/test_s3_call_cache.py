@@ -3,6 +3,7 @@ host_process backend: entries and their files under the runs bucket's cache/ pre
 that reuses them after the EFS run directory and cache folder are gone, a miss when an input's
 ETag changes, the run's call_cache / [call_cache] modes, and ``explain``."""
 
+import contextlib
 import json
 import re
 import shutil
@@ -514,3 +515,116 @@ def test_a_scatters_calls_share_their_tasks_digest(bucket, tmp_path, monkeypatch
     # each call has its own entry all the same, keyed on that digest
     entries = [json.loads(read_uri(f"s3://runs/{k}")) for k in keys_under("cache/call/") if k.split("/")[2] == "echo"]
     assert len(entries) == 4 and len({e["parts"]["wdl_digest"] for e in entries}) == 1
+
+
+class CacheRequests:
+    """The S3 requests the run's driver sends about call cache entries (``cache/call/``): each an
+    (operation, key or prefix), in order."""
+
+    def __init__(self, deny_listing: bool = False) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.deny_listing = deny_listing
+
+    def note(self, model, params, **_):
+        where = params.get("Key") or params.get("Prefix") or ""
+        if where.startswith("cache/call/"):
+            self.sent.append((model.name, where))
+
+    def deny(self, model, params, **_):
+        """A listing of entries answered 403, as for a role without s3:ListBucket."""
+        if self.deny_listing and str(params.get("query_string", {}).get("prefix", "")).startswith("cache/call/"):
+            return type("Http", (), {"status_code": 403})(), {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+        return None
+
+    def of(self, operation: str, under: str = "cache/call/echo/") -> list[str]:
+        return [where for name, where in self.sent if name == operation and where.startswith(under)]
+
+    @contextlib.contextmanager
+    def watching(self):
+        events = aws.client("s3").meta.events
+        events.register("before-parameter-build.s3", self.note)
+        events.register("before-call.s3.ListObjectsV2", self.deny)
+        try:
+            yield self
+        finally:
+            events.unregister("before-parameter-build.s3", self.note)
+            events.unregister("before-call.s3.ListObjectsV2", self.deny)
+
+
+@pytest.fixture
+def cache_requests(bucket):
+    with CacheRequests().watching() as seen:
+        yield seen
+
+
+#: SCATTER with an input its calls do not take: each run its own, so the workflow as a whole is no hit
+TAGGED_SCATTER = SCATTER.replace("workflow fan {", "workflow fan {\n  input { String tag }")
+
+
+def drive_scatter(tmp_path, run_id):
+    """A run of TAGGED_SCATTER; each call's outcome in the cache (ran, reused)."""
+    aws.client("s3").put_object(Bucket="runs", Key="runs/c/fan.wdl", Body=TAGGED_SCATTER.encode())
+    aws.client("s3").put_object(Bucket="runs", Key=f"runs/c/{run_id}.json", Body=json.dumps({"fan.tag": run_id}).encode())
+    run = driver.DriverRun(
+        run_id=run_id, workflow="s3://runs/runs/c/fan.wdl", inputs=f"s3://runs/runs/c/{run_id}.json",
+        results=f"s3://runs/runs/c/results/{run_id}/", workdir=str(tmp_path / "efs" / "runs" / run_id),
+        cache_dir=str(tmp_path / "efs" / "cache"), options={},
+    )
+    assert driver.drive(run) == 0
+    assert get(run_id, "outputs.json")["outputs"]["fan.values"] == [0, 1, 2, 3]
+    return {c["call"]: c["outcome"] for c in get(run_id, "call_cache.json")["calls"] if c["call"] != "."}
+
+
+def test_a_scatters_calls_miss_by_one_listing_of_their_tasks_entries_not_a_get_each(cache_requests, tmp_path):
+    assert set(drive_scatter(tmp_path, "fan-1").values()) == {"ran"}
+    listed = cache_requests.of("ListObjectsV2")
+    assert len(listed) == 1 and listed[0].count("/") == 4  # cache/call/echo/<WDL digest>/
+    assert cache_requests.of("GetObject") == []  # (four misses, none asked for)
+    assert len(cache_requests.of("PutObject")) == 4
+    # another run of the same calls lists the folder again, finds the four entries and reads each
+    cache_requests.sent.clear()
+    assert set(drive_scatter(tmp_path, "fan-2").values()) == {"reused"}
+    assert len(cache_requests.of("ListObjectsV2")) == 1
+    assert sorted(cache_requests.of("GetObject")) == sorted(k for k in keys_under("cache/call/echo/"))
+
+
+def test_calls_are_looked_up_one_by_one_where_their_folder_cannot_be_listed(bucket, tmp_path, monkeypatch):
+    with CacheRequests(deny_listing=True).watching() as seen:
+        assert set(drive_scatter(tmp_path, "fan-1").values()) == {"ran"}
+        assert len(seen.of("ListObjectsV2")) == 1 and len(seen.of("GetObject")) == 4  # (each miss asked for)
+        assert set(drive_scatter(tmp_path, "fan-2").values()) == {"reused"}
+    # a folder of more entries than the pages listed at most: the same
+    monkeypatch.setattr(s3cache.KnownEntries, "PAGE_SIZE", 2)
+    monkeypatch.setattr(s3cache.KnownEntries, "MAX_PAGES", 1)
+    with CacheRequests().watching() as seen:
+        assert set(drive_scatter(tmp_path, "fan-3").values()) == {"reused"}
+    assert len(seen.of("ListObjectsV2")) == 2 and len(seen.of("GetObject")) == 4
+
+
+TWICE = """
+version 1.1
+workflow twice {
+  call echo as first { input: i = 1 }
+  call echo as second { input: i = first.value }
+  output { Int value = second.value }
+}
+task echo {
+  input { Int i }
+  command <<< echo ~{i} >>>
+  output { Int value = read_int(stdout()) }
+}
+"""
+
+
+def test_a_call_reuses_the_entry_an_earlier_call_of_its_run_wrote_after_the_folder_was_listed(cache_requests, tmp_path):
+    aws.client("s3").put_object(Bucket="runs", Key="runs/c/twice.wdl", Body=TWICE.encode())
+    aws.client("s3").put_object(Bucket="runs", Key="runs/c/twice.json", Body=b"{}")
+    run = driver.DriverRun(
+        run_id="twice-1", workflow="s3://runs/runs/c/twice.wdl", inputs="s3://runs/runs/c/twice.json",
+        results="s3://runs/runs/c/results/twice-1/", workdir=str(tmp_path / "efs" / "runs" / "twice-1"),
+        cache_dir=str(tmp_path / "efs" / "cache"), options={},
+    )
+    assert driver.drive(run) == 0
+    outcomes = {c["call"]: c["outcome"] for c in get("twice-1", "call_cache.json")["calls"]}
+    assert (outcomes["call-first"], outcomes["call-second"]) == ("ran", "reused")
+    assert len(cache_requests.of("ListObjectsV2")) == 1 and len(cache_requests.of("GetObject")) == 1

@@ -111,6 +111,73 @@ def written_file(key: str) -> bool:
     return key.startswith("write_/")
 
 
+class KnownEntries:
+    """Which call cache entries are in S3, listed once per folder of entries (a task's, at one WDL
+    digest: ``call/<task>/<WDL digest>/``) at the first lookup in it: a call whose entry is not in
+    the listing misses without a GetObject of its own (a scatter's calls of one task make one
+    ListObjectsV2, not one GET each that misses). ListObjectsV2 is strongly consistent
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel): the
+    listing has every entry written before it. An entry another driver writes after it is not
+    seen by this run (its call runs, as it would have had that driver finished later); the run's
+    own entries count from their writing. A folder of more than ``MAX_PAGES`` pages of
+    entries, or one that cannot be listed (a ``call_cache_uri`` where the role lacks
+    s3:ListBucket), has each call looked up by its own GET. One per ``S3CallCache``: miniwdl makes
+    one for a run and hands it to each of the run's calls and sub-workflows
+    (``WDL.runtime.workflow.run_local_workflow``'s ``_cache``)."""
+
+    #: pages listed of one folder at most, and entries a page (S3's most)
+    MAX_PAGES, PAGE_SIZE = 10, 1000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listed: dict[tuple[str, str], set[str] | None] = {}  # folder -> its keys (None: unlisted)
+        self._listing: dict[tuple[str, str], threading.Lock] = {}  # folder -> held while listed
+        self._written: dict[tuple[str, str], set[str]] = {}  # folder -> keys the run wrote
+
+    @staticmethod
+    def folder(key: str) -> str:
+        return key.rpartition("/")[0] + "/"
+
+    def absent(self, bucket: str, key: str, logger: logging.Logger) -> bool:
+        """Whether the folder's listing shows no entry at ``key`` (False: look it up)."""
+        folder = (bucket, self.folder(key))
+        with self._lock:
+            if key in self._written.get(folder, ()):
+                return False
+            listing = self._listing.setdefault(folder, threading.Lock())
+        with listing:  # (a scatter's calls ask at once: one lists, the others wait for it)
+            with self._lock:
+                done = folder in self._listed
+            if not done:
+                found = self._list(bucket, folder[1], logger)
+                with self._lock:
+                    self._listed[folder] = found
+        with self._lock:
+            keys_there = self._listed[folder]
+            return keys_there is not None and key not in keys_there and key not in self._written.get(folder, ())
+
+    def written(self, bucket: str, key: str) -> None:
+        """The run wrote (or found) an entry at ``key``."""
+        with self._lock:
+            self._written.setdefault((bucket, self.folder(key)), set()).add(key)
+
+    def _list(self, bucket: str, prefix: str, logger: logging.Logger) -> set[str] | None:
+        found: set[str] = set()
+        try:
+            pages = aws.client("s3").get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.PAGE_SIZE}
+            )
+            for number, page in enumerate(pages, 1):
+                if number > self.MAX_PAGES:
+                    logger.info("call cache: more than %d entries under %s: each call looked up by itself", len(found), s3io.uri(bucket, prefix))
+                    return None
+                found.update(item["Key"] for item in page.get("Contents", []))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exn:
+            logger.info("call cache: %s not listed, each call looked up by itself: %s", s3io.uri(bucket, prefix), exn)
+            return None
+        return found
+
+
 class S3CallCache(CallCache):
     """miniwdl's ``CallCache`` with its call entries in S3 (see the module's docstring); its
     download cache is miniwdl's own."""
@@ -123,6 +190,7 @@ class S3CallCache(CallCache):
         self._cache_dir = os.path.dirname(self._call_cache_dir.rstrip("/"))
         self._identities = identities_for(self._cache_dir)
         self._run_id = config.run_id(cfg)
+        self._known = KnownEntries()  # (which entries are in S3: listed at the first lookup)
         self._defaults = keys.result_defaults(cfg["task_runtime"].get_dict("defaults"))
         self._parts: dict[str, dict[str, Any]] = {}  # miniwdl's key -> the key's parts
         self._unusable: set[str] = set()  # entries whose files could not be fetched
@@ -155,7 +223,7 @@ class S3CallCache(CallCache):
         )
         if not reading:
             return None
-        entry = self.read_entry(name)
+        entry = None if self._known.absent(self._bucket, self.entry_key(name), self._logger) else self.read_entry(name)
         if entry is None or entry.get("parts") != parts:
             self._logger.info("call cache miss: %s", self.entry_uri(name))
             return None
@@ -261,8 +329,10 @@ class S3CallCache(CallCache):
         if name in self._unusable:
             s3io.put_json(self._bucket, self.entry_key(name), entry)
         elif not s3io.put_if_absent(self._bucket, self.entry_key(name), body, "application/json"):
+            self._known.written(self._bucket, self.entry_key(name))
             self._logger.info("call cache entry already there: %s", self.entry_uri(name))
             return
+        self._known.written(self._bucket, self.entry_key(name))
         self._logger.info("call cache insert: %s", self.entry_uri(name))
 
     def read_entry(self, name: str) -> dict[str, Any] | None:
