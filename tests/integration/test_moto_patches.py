@@ -323,6 +323,35 @@ def test_moto_still_builds_the_error_table_for_every_error(monkeypatch):
     assert len(built) <= 2  # (once per service model looked in: S3's, and the exception's own)
 
 
+def test_moto_still_reads_a_json_template_as_yaml(monkeypatch):
+    """When this fails, moto reads a JSON template without PyYAML's loader: remove
+    fixes.json_template_read_as_json. With the fix, a JSON template reads as moto read it,
+    without PyYAML, and a YAML one still goes to PyYAML."""
+    import yaml
+    from moto.cloudformation.models import Stack
+
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": {"Size": {"Type": "Number", "Default": 2}},
+        "Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": {"Fn::Sub": "b-${AWS::Region}"},
+                                                                          "Tags": [{"Key": "on", "Value": "yes"}]}}},
+    }
+    body = json.dumps(template, indent=1)
+    loads = []
+    real_load = yaml.load
+    monkeypatch.setattr(yaml, "load", lambda stream, Loader: loads.append(stream) or real_load(stream, Loader=Loader))
+    own = patching.unpatched("json_template_read_as_json", Stack, "parse_template").__func__
+    assert own(body) == template
+    assert loads == [body], "moto no longer reads a JSON template with PyYAML"
+    loads.clear()
+    fixes.json_template_read_as_json()
+    assert Stack.parse_template(body) == template and loads == []
+    yaml_body = "Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n"
+    assert Stack.parse_template(yaml_body) == {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}}
+    assert Stack.parse_template("{a: 1}") == {"a": 1}  # (a YAML flow mapping, not JSON: PyYAML's)
+    assert len(loads) == 2
+
+
 def test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it(moto_aws, monkeypatch):
     """When this fails, moto no longer closes an object a read has found when a write replaces
     it: remove fixes.replaced_object_readable. With the fix, the read gets the old content (S3
