@@ -628,3 +628,20 @@ def test_a_call_reuses_the_entry_an_earlier_call_of_its_run_wrote_after_the_fold
     outcomes = {c["call"]: c["outcome"] for c in get("twice-1", "call_cache.json")["calls"]}
     assert (outcomes["call-first"], outcomes["call-second"]) == ("ran", "reused")
     assert len(cache_requests.of("ListObjectsV2")) == 1 and len(cache_requests.of("GetObject")) == 1
+
+
+def test_a_folders_listing_answers_for_a_while_then_the_folder_is_listed_again(bucket, monkeypatch):
+    """An entry another driver writes after the listing (a run of the same workflow beside this
+    one) is not seen until the listing is older than MAX_AGE_SECONDS; then it is."""
+    import logging
+
+    known = s3cache.KnownEntries()
+    key = "cache/call/echo/d1/k1.json"
+    with CacheRequests().watching() as seen:
+        assert known.absent("runs", key, logging.getLogger("test"))
+        aws.client("s3").put_object(Bucket="runs", Key=key, Body=b"{}")  # (another driver's entry)
+        assert known.absent("runs", key, logging.getLogger("test"))  # (the listing still answers)
+        assert len(seen.of("ListObjectsV2", "cache/call/echo/d1/")) == 1
+        monkeypatch.setattr(s3cache.KnownEntries, "MAX_AGE_SECONDS", 0.0)
+        assert not known.absent("runs", key, logging.getLogger("test"))
+        assert len(seen.of("ListObjectsV2", "cache/call/echo/d1/")) == 2

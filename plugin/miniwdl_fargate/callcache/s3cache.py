@@ -29,6 +29,7 @@ import os
 import re
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -117,9 +118,11 @@ class KnownEntries:
     the listing misses without a GetObject of its own (a scatter's calls of one task make one
     ListObjectsV2, not one GET each that misses). ListObjectsV2 is strongly consistent
     (https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel): the
-    listing has every entry written before it. An entry another driver writes after it is not
-    seen by this run (its call runs, as it would have had that driver finished later); the run's
-    own entries count from their writing. A folder of more than ``MAX_PAGES`` pages of
+    listing has every entry written before it. A listing serves the lookups of
+    ``MAX_AGE_SECONDS`` (a scatter's calls look up at once), then the folder is listed again at
+    its next lookup: an entry another driver wrote meanwhile (a run of the same workflow going on
+    beside this one) is seen then, as a lookup by GET would see it; the run's own entries count
+    from their writing. A folder of more than ``MAX_PAGES`` pages of
     entries, or one that cannot be listed (a ``call_cache_uri`` where the role lacks
     s3:ListBucket), has each call looked up by its own GET. One per ``S3CallCache``: miniwdl makes
     one for a run and hands it to each of the run's calls and sub-workflows
@@ -127,10 +130,13 @@ class KnownEntries:
 
     #: pages listed of one folder at most, and entries a page (S3's most)
     MAX_PAGES, PAGE_SIZE = 10, 1000
+    #: how long a folder's listing answers its lookups
+    MAX_AGE_SECONDS = 60.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._listed: dict[tuple[str, str], set[str] | None] = {}  # folder -> its keys (None: unlisted)
+        # folder -> (when it was listed, its keys or None where it could not be)
+        self._listed: dict[tuple[str, str], tuple[float, set[str] | None]] = {}
         self._listing: dict[tuple[str, str], threading.Lock] = {}  # folder -> held while listed
         self._written: dict[tuple[str, str], set[str]] = {}  # folder -> keys the run wrote
 
@@ -147,13 +153,14 @@ class KnownEntries:
             listing = self._listing.setdefault(folder, threading.Lock())
         with listing:  # (a scatter's calls ask at once: one lists, the others wait for it)
             with self._lock:
-                done = folder in self._listed
-            if not done:
-                found = self._list(bucket, folder[1], logger)
+                listed = self._listed.get(folder)
+            if listed is None or time.monotonic() - listed[0] > self.MAX_AGE_SECONDS:
+                started = time.monotonic()
+                listed = (started, self._list(bucket, folder[1], logger))
                 with self._lock:
-                    self._listed[folder] = found
+                    self._listed[folder] = listed
+        keys_there = listed[1]
         with self._lock:
-            keys_there = self._listed[folder]
             return keys_there is not None and key not in keys_there and key not in self._written.get(folder, ())
 
     def written(self, bucket: str, key: str) -> None:
