@@ -680,13 +680,24 @@ class EcsRunner:
                 idmap.unmount(os.path.join(folder, name))
             except OSError:
                 log.exception("cannot unmount %s", os.path.join(folder, name))
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.rmdir(folder)  # (never its content: a mount that stayed is the run's EFS directory)
+        except OSError:
+            pass
 
     def idmap_problem(self) -> str | None:
-        """None if idmapped mounts work here (checked once), else why not."""
+        """None if idmapped mounts work here (checked once), else why not. Where they work, the
+        mounts that stacks killed outright left are unmounted first, and this stack claims its
+        own folder of them (``idmap.sweep``, ``idmap.claim``)."""
         with self._lock:
             if self._idmap_problem == "":
                 self._idmap_problem = idmap.supported(self.state_dir)
+                if self._idmap_problem is None:
+                    swept = idmap.sweep()
+                    if swept:
+                        log.warning("unmounted %d idmapped mount(s) of local stacks that were killed: %s",
+                                    len(swept), ", ".join(swept[:5]) + (" ..." if len(swept) > 5 else ""))
+                    idmap.claim(os.path.join(self.state_dir, "idmapped"))
             return self._idmap_problem
 
     def sandbox(self) -> StrictSandbox | None:

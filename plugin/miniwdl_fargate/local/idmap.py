@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import subprocess
 import threading
 import time
@@ -142,3 +143,89 @@ def supported(scratch: str) -> str | None:
             os.rmdir(source)
         except OSError:
             pass
+
+
+# -- what a stack killed outright leaves ------------------------------------------------------------
+# A stack unmounts a task's idmapped mounts as the task ends, and every one as it stops; killed
+# outright (``kill -9``, a crash) it unmounts nothing, and its mounts stay in the machine's mount
+# table until a reboot. Each stack names itself in its ``idmapped/`` folder (``claim``), and the
+# next stack to mount one (any state folder) unmounts those of stacks that are gone (``sweep``).
+
+#: the file in a stack's ``idmapped/`` folder naming the process whose tasks' mounts are there
+OWNER_FILE = "owner"
+
+
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started (its start time in clock ticks since boot, /proc/<pid>/stat's
+    22nd field: a pid used again later has another), or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # (after the command's name, which may hold spaces)
+    return fields[19]
+
+
+def claim(folder: str) -> None:
+    """Name this process as the owner of the mounts under ``folder`` (a stack's ``idmapped/``)."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, OWNER_FILE), "w") as outfile:
+        outfile.write(f"{os.getpid()} {process_started(os.getpid())}\n")
+
+
+def owner_gone(folder: str) -> bool:
+    """Whether ``folder``'s owner file names a process that has ended (False without one: a
+    folder no stack claimed is left alone)."""
+    try:
+        with open(os.path.join(folder, OWNER_FILE)) as infile:
+            pid, started = infile.read().split()
+    except (OSError, ValueError):
+        return False
+    return process_started(int(pid)) != started
+
+
+def mount_points(mountinfo: str) -> list[str]:
+    """The mount points of a mount table in /proc/<pid>/mountinfo's format (its 5th field, with
+    the octal escapes of space, tab, newline and backslash undone: proc(5))."""
+    points = []
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4:
+            points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return points
+
+
+#: a task's idmapped mount: ``<state folder>/idmapped/<task id>/<index>``
+_TASK_MOUNT = re.compile(r"^(?P<folder>/.*/idmapped)/(?P<task>[^/]+)/\d+$")
+
+
+def sweep(mountinfo: str | None = None) -> list[str]:
+    """Unmount the idmapped mounts of tasks of stacks that are gone (their folder's owner ended),
+    and remove their task folders once empty (never a folder's content: a mount left there would
+    be the run's EFS directory); the mount points unmounted. A failure is left for the next sweep."""
+    if mountinfo is None:
+        with open("/proc/self/mountinfo") as infile:
+            mountinfo = infile.read()
+    swept = []
+    gone: dict[str, bool] = {}
+    for point in mount_points(mountinfo):
+        found = _TASK_MOUNT.match(point)
+        if found is None:
+            continue
+        folder = found.group("folder")
+        if folder not in gone:
+            gone[folder] = owner_gone(folder)
+        if not gone[folder]:
+            continue
+        try:
+            unmount(point)
+        except OSError:
+            continue
+        swept.append(point)
+    for task_folder in {os.path.dirname(point) for point in swept}:
+        try:
+            os.rmdir(task_folder)
+        except OSError:  # (not empty: a mount of it still there)
+            pass
+    return swept
