@@ -577,10 +577,14 @@ def drive_scatter(tmp_path, run_id):
 
 def test_a_scatters_calls_miss_by_one_listing_of_their_tasks_entries_not_a_get_each(cache_requests, tmp_path):
     assert set(drive_scatter(tmp_path, "fan-1").values()) == {"ran"}
+    # the first call's lookup is a GET; the second lists the task's folder, which answers the rest
     listed = cache_requests.of("ListObjectsV2")
     assert len(listed) == 1 and listed[0].count("/") == 4  # cache/call/echo/<WDL digest>/
-    assert cache_requests.of("GetObject") == []  # (four misses, none asked for)
+    assert len(cache_requests.of("GetObject")) == 1
     assert len(cache_requests.of("PutObject")) == 4
+    # the workflow, looked up once: a GET, no listing (a listing is priced as about 12 GETs)
+    assert cache_requests.of("ListObjectsV2", "cache/call/fan/") == []
+    assert len(cache_requests.of("GetObject", "cache/call/fan/")) == 1
     # another run of the same calls lists the folder again, finds the four entries and reads each
     cache_requests.sent.clear()
     assert set(drive_scatter(tmp_path, "fan-2").values()) == {"reused"}
@@ -589,24 +593,29 @@ def test_a_scatters_calls_miss_by_one_listing_of_their_tasks_entries_not_a_get_e
 
 
 def test_calls_are_looked_up_one_by_one_where_their_folder_cannot_be_listed(bucket, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3cache.KnownEntries, "MAX_AGE_SECONDS", 0.0)  # (what cannot be listed is not tried again)
     with CacheRequests(deny_listing=True).watching() as seen:
         assert set(drive_scatter(tmp_path, "fan-1").values()) == {"ran"}
         assert len(seen.of("ListObjectsV2")) == 1 and len(seen.of("GetObject")) == 4  # (each miss asked for)
+    with CacheRequests(deny_listing=True).watching() as seen:
         assert set(drive_scatter(tmp_path, "fan-2").values()) == {"reused"}
-    # a folder of more entries than the pages listed at most: the same
+        assert len(seen.of("ListObjectsV2")) == 1 and len(seen.of("GetObject")) == 4
+    # a folder of more entries than the pages listed at most: the same, from its last page listed
     monkeypatch.setattr(s3cache.KnownEntries, "PAGE_SIZE", 2)
     monkeypatch.setattr(s3cache.KnownEntries, "MAX_PAGES", 1)
     with CacheRequests().watching() as seen:
         assert set(drive_scatter(tmp_path, "fan-3").values()) == {"reused"}
-    assert len(seen.of("ListObjectsV2")) == 2 and len(seen.of("GetObject")) == 4
+    assert len(seen.of("ListObjectsV2")) == 1 and len(seen.of("GetObject")) == 4
 
 
 TWICE = """
 version 1.1
 workflow twice {
-  call echo as first { input: i = 1 }
-  call echo as second { input: i = first.value }
-  output { Int value = second.value }
+  scatter (i in [1, 2]) {
+    call echo { input: i = i }
+  }
+  call echo as again { input: i = echo.value[0] }
+  output { Int value = again.value }
 }
 task echo {
   input { Int i }
@@ -617,6 +626,8 @@ task echo {
 
 
 def test_a_call_reuses_the_entry_an_earlier_call_of_its_run_wrote_after_the_folder_was_listed(cache_requests, tmp_path):
+    """(the scatter's two calls look up: a GET, then the listing; both write their entries; the
+    last call has the first one's key, which the listing does not hold)"""
     aws.client("s3").put_object(Bucket="runs", Key="runs/c/twice.wdl", Body=TWICE.encode())
     aws.client("s3").put_object(Bucket="runs", Key="runs/c/twice.json", Body=b"{}")
     run = driver.DriverRun(
@@ -626,8 +637,8 @@ def test_a_call_reuses_the_entry_an_earlier_call_of_its_run_wrote_after_the_fold
     )
     assert driver.drive(run) == 0
     outcomes = {c["call"]: c["outcome"] for c in get("twice-1", "call_cache.json")["calls"]}
-    assert (outcomes["call-first"], outcomes["call-second"]) == ("ran", "reused")
-    assert len(cache_requests.of("ListObjectsV2")) == 1 and len(cache_requests.of("GetObject")) == 1
+    assert sorted(outcomes.items()) == [(".", "ran"), ("call-again", "reused"), ("call-echo-0-1", "ran"), ("call-echo-1-2", "ran")], outcomes
+    assert len(cache_requests.of("ListObjectsV2")) == 1 and len(cache_requests.of("GetObject")) == 2
 
 
 def test_a_folders_listing_answers_for_a_while_then_the_folder_is_listed_again(bucket, monkeypatch):
@@ -636,12 +647,13 @@ def test_a_folders_listing_answers_for_a_while_then_the_folder_is_listed_again(b
     import logging
 
     known = s3cache.KnownEntries()
-    key = "cache/call/echo/d1/k1.json"
+    key, logger = "cache/call/echo/d1/k1.json", logging.getLogger("test")
     with CacheRequests().watching() as seen:
-        assert known.absent("runs", key, logging.getLogger("test"))
+        assert not known.absent("runs", key, logger)  # (the folder's first lookup: a GET)
+        assert known.absent("runs", key, logger)  # (its second: listed, not there)
         aws.client("s3").put_object(Bucket="runs", Key=key, Body=b"{}")  # (another driver's entry)
-        assert known.absent("runs", key, logging.getLogger("test"))  # (the listing still answers)
+        assert known.absent("runs", key, logger)  # (the listing still answers)
         assert len(seen.of("ListObjectsV2", "cache/call/echo/d1/")) == 1
         monkeypatch.setattr(s3cache.KnownEntries, "MAX_AGE_SECONDS", 0.0)
-        assert not known.absent("runs", key, logging.getLogger("test"))
+        assert not known.absent("runs", key, logger)
         assert len(seen.of("ListObjectsV2", "cache/call/echo/d1/")) == 2

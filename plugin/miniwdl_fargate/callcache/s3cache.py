@@ -113,20 +113,22 @@ def written_file(key: str) -> bool:
 
 
 class KnownEntries:
-    """Which call cache entries are in S3, listed once per folder of entries (a task's, at one WDL
-    digest: ``call/<task>/<WDL digest>/``) at the first lookup in it: a call whose entry is not in
-    the listing misses without a GetObject of its own (a scatter's calls of one task make one
-    ListObjectsV2, not one GET each that misses). ListObjectsV2 is strongly consistent
+    """Which call cache entries are in S3, by folder of entries (a task's, at one WDL digest:
+    ``call/<task>/<WDL digest>/``), so that the calls of a scatter miss without a GetObject each.
+    A folder's first lookup in the run is a GET, as any lookup was (a task called once costs no
+    more: a listing is priced as about 12 GETs, https://aws.amazon.com/s3/pricing/); its second
+    lists the folder, and from then on a call whose entry is not in the listing misses without a
+    request of its own: a scatter's thousand calls of one task make one GET and one ListObjectsV2
+    a minute while they are looked up, not a thousand GETs. ListObjectsV2 is strongly consistent
     (https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel): the
-    listing has every entry written before it. A listing serves the lookups of
-    ``MAX_AGE_SECONDS`` (a scatter's calls look up at once), then the folder is listed again at
-    its next lookup: an entry another driver wrote meanwhile (a run of the same workflow going on
-    beside this one) is seen then, as a lookup by GET would see it; the run's own entries count
-    from their writing. A folder of more than ``MAX_PAGES`` pages of
-    entries, or one that cannot be listed (a ``call_cache_uri`` where the role lacks
-    s3:ListBucket), has each call looked up by its own GET. One per ``S3CallCache``: miniwdl makes
-    one for a run and hands it to each of the run's calls and sub-workflows
-    (``WDL.runtime.workflow.run_local_workflow``'s ``_cache``)."""
+    listing has every entry written before it. It answers for ``MAX_AGE_SECONDS``, then the
+    folder is listed again at its next lookup: an entry another driver wrote meanwhile (a run of
+    the same workflow beside this one) is seen within that time; the run's own entries count from
+    their writing. A folder of more than ``MAX_PAGES`` pages of entries, or one the role may not
+    list (a ``call_cache_uri`` where it lacks s3:ListBucket), has each call looked up by its own
+    GET for the rest of the run (a listing that failed otherwise is tried again a minute later).
+    One per ``S3CallCache``: miniwdl makes one for a run and hands it to each of the run's calls
+    and sub-workflows (``WDL.runtime.workflow.run_local_workflow``'s ``_cache``)."""
 
     #: pages listed of one folder at most, and entries a page (S3's most)
     MAX_PAGES, PAGE_SIZE = 10, 1000
@@ -135,9 +137,11 @@ class KnownEntries:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # folder -> (when it was listed, its keys or None where it could not be)
-        self._listed: dict[tuple[str, str], tuple[float, set[str] | None]] = {}
+        #: folder -> its listing: when it was made, the keys (None: not listed), and whether it
+        #: stands for the rest of the run (a folder too big, or one the role may not list)
+        self._listed: dict[tuple[str, str], tuple[float, set[str] | None, bool]] = {}
         self._listing: dict[tuple[str, str], threading.Lock] = {}  # folder -> held while listed
+        self._asked: set[tuple[str, str]] = set()  # folders looked up in before
         self._written: dict[tuple[str, str], set[str]] = {}  # folder -> keys the run wrote
 
     @staticmethod
@@ -150,13 +154,16 @@ class KnownEntries:
         with self._lock:
             if key in self._written.get(folder, ()):
                 return False
+            if folder not in self._asked:  # (its first lookup: a GET)
+                self._asked.add(folder)
+                return False
             listing = self._listing.setdefault(folder, threading.Lock())
         with listing:  # (a scatter's calls ask at once: one lists, the others wait for it)
             with self._lock:
                 listed = self._listed.get(folder)
-            if listed is None or time.monotonic() - listed[0] > self.MAX_AGE_SECONDS:
+            if listed is None or (not listed[2] and time.monotonic() - listed[0] > self.MAX_AGE_SECONDS):
                 started = time.monotonic()
-                listed = (started, self._list(bucket, folder[1], logger))
+                listed = (started, *self._list(bucket, folder[1], logger))
                 with self._lock:
                     self._listed[folder] = listed
         keys_there = listed[1]
@@ -168,21 +175,27 @@ class KnownEntries:
         with self._lock:
             self._written.setdefault((bucket, self.folder(key)), set()).add(key)
 
-    def _list(self, bucket: str, prefix: str, logger: logging.Logger) -> set[str] | None:
+    def _list(self, bucket: str, prefix: str, logger: logging.Logger) -> tuple[set[str] | None, bool]:
+        """The keys under ``prefix`` (None: not listed), and whether that stands for the run."""
         found: set[str] = set()
+        where = s3io.uri(bucket, prefix)
         try:
             pages = aws.client("s3").get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": self.PAGE_SIZE}
             )
             for number, page in enumerate(pages, 1):
-                if number > self.MAX_PAGES:
-                    logger.info("call cache: more than %d entries under %s: each call looked up by itself", len(found), s3io.uri(bucket, prefix))
-                    return None
                 found.update(item["Key"] for item in page.get("Contents", []))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exn:
-            logger.info("call cache: %s not listed, each call looked up by itself: %s", s3io.uri(bucket, prefix), exn)
-            return None
-        return found
+                if number >= self.MAX_PAGES and page.get("IsTruncated"):
+                    logger.info("call cache: more than %d entries under %s: each call looked up by itself", len(found), where)
+                    return None, True
+        except botocore.exceptions.ClientError as exn:
+            denied = exn.response.get("Error", {}).get("Code") == "AccessDenied"
+            logger.info("call cache: %s not listed, each call looked up by itself: %s", where, exn)
+            return None, denied
+        except botocore.exceptions.BotoCoreError as exn:
+            logger.info("call cache: %s not listed, each call looked up by itself: %s", where, exn)
+            return None, False
+        return found, False
 
 
 class S3CallCache(CallCache):
