@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from miniwdl_fargate import aws
+from miniwdl_fargate.local.stack import RUN_PATH_HANDLERS
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = json.loads((REPO / "tests" / "events" / "apigw_post_runs.json").read_text())
@@ -20,11 +21,13 @@ def list_runs_event():
 
 
 def test_prewarming_gives_every_function_a_warm_environment(stack):
-    """The deploy starts one environment per function in the background; environments come and
-    go (a crashed or timed-out one is discarded, as Lambda does: earlier tests do that), and
-    prewarming again gives each function that has none a new one."""
+    """The deploy starts one environment for each function a run goes through, in the
+    background; environments come and go (a crashed or timed-out one is discarded, as Lambda
+    does: earlier tests do that), and prewarming again gives each function that has none a new one."""
     functions = stack.functions()
     assert {f.handler.split(".")[0] for f in functions} >= {"inputs_dropped", "launch_driver", "driver_stopped", "finalize", "api"}
+    run_path = stack.run_path_functions()
+    assert [f.handler.split(".")[0] for f in run_path] == list(RUN_PATH_HANDLERS)  # (each of them in the template)
     stack.prewarming.join(timeout=120)  # the deploy's, in the background as provisioned concurrency starts
     assert not stack.prewarming.is_alive()
     again = stack.runtime.prewarm_lambdas(functions)

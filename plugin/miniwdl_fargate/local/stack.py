@@ -37,6 +37,9 @@ POLL_SECONDS = 0.1
 #: the driver's shortest interval between status.json updates in local mode (StatusSeconds'
 #: MinValue; a deployment's default is 10 s): `logs --task` and `submit --follow` see a task soon
 STATUS_SECONDS = 1
+#: the handler modules of the Lambda functions every run goes through, in the order it reaches
+#: them (an S3 drop's submit, the driver's launch, its stop, the run's finalize)
+RUN_PATH_HANDLERS = ("inputs_dropped", "launch_driver", "driver_stopped", "finalize")
 #: how often a local-mode client looks at its run (``local run``, ``submit --local --follow``)
 CLIENT_POLL_SECONDS = 0.05
 SKIP_DIRS = {"__pycache__", ".venv", ".git", "build", "dist", ".pytest_cache"}
@@ -353,7 +356,7 @@ class LocalStack:
             self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
         if self.prewarm:
-            self.prewarming = self.runtime.prewarm_lambdas(self.functions())
+            self.prewarming = self.runtime.prewarm_lambdas(self.run_path_functions())
         return self
 
     def stack_parameters(self) -> dict[str, str]:
@@ -371,6 +374,15 @@ class LocalStack:
         from .moto import hooks
 
         return hooks.lambda_functions(REGION)
+
+    def run_path_functions(self) -> list[FunctionSpec]:
+        """The functions every run goes through (``RUN_PATH_HANDLERS``), in the order it reaches
+        them: the ones the deploy starts an environment for ahead of the first run. The others
+        (the API's, a run's timeout) start theirs at their first invocation, a cold start as on
+        Lambda: prewarmed too, they took about 1 s of CPU from a from-scratch `local run` on
+        two cores (its wall time 9.6 -> 9.1 s, three runs each)."""
+        by_handler = {f.handler.split(".")[0]: f for f in self.functions()}
+        return [by_handler[h] for h in RUN_PATH_HANDLERS if h in by_handler]
 
     def write_connection(self, path: str | os.PathLike) -> Path:
         """What `miniwdl-fargate ... --local` needs to reach this stack (client.connect)."""
