@@ -212,6 +212,8 @@ class EcsRunner:
         self._sandbox: StrictSandbox | None = None
         self._sandbox_checked = False
         self._idmap_problem: str | None = ""
+        #: this stack's own folder of idmapped mounts (``idmap.claim``), once they work here
+        self._idmapped_dir = ""
         self._warned: set[str] = set()
         #: access point id -> its root directory (``_access_point_root``)
         self._access_point_roots: dict[str, str] = {}
@@ -666,13 +668,17 @@ class EcsRunner:
         return result
 
     def _idmapped(self, task: TaskSpec, index: int, host: str, user: tuple[int, int]) -> str:
+        if not self._idmapped_dir:
+            raise RuntimeError("an idmapped mount before idmap_problem() said they work here")
         stat = os.stat(host)
-        target = os.path.join(self.state_dir, "idmapped", task.id, str(index))
+        target = os.path.join(self._idmapped_dir, task.id, str(index))
         idmap.idmapped_bind(host, target, (stat.st_uid, stat.st_gid), user)
         return target
 
     def _unmount_idmapped(self, task: TaskSpec) -> None:
-        folder = os.path.join(self.state_dir, "idmapped", task.id)
+        if not self._idmapped_dir:
+            return
+        folder = os.path.join(self._idmapped_dir, task.id)
         if not os.path.isdir(folder):
             return
         for name in os.listdir(folder):
@@ -686,18 +692,29 @@ class EcsRunner:
             pass
 
     def idmap_problem(self) -> str | None:
-        """None if idmapped mounts work here (checked once), else why not. Where they work, the
-        mounts that stacks killed outright left are unmounted first, and this stack claims its
-        own folder of them (``idmap.sweep``, ``idmap.claim``)."""
+        """None if idmapped mounts work here (checked once), else why not. Where they work, this
+        stack claims a folder of its own for them, and the mounts that stacks killed outright
+        left are unmounted (``idmap.claim``, ``idmap.sweep``)."""
         with self._lock:
             if self._idmap_problem == "":
-                self._idmap_problem = idmap.supported(self.state_dir)
-                if self._idmap_problem is None:
-                    swept = idmap.sweep()
-                    if swept:
-                        log.warning("unmounted %d idmapped mount(s) of local stacks that were killed: %s",
-                                    len(swept), ", ".join(swept[:5]) + (" ..." if len(swept) > 5 else ""))
-                    idmap.claim(os.path.join(self.state_dir, "idmapped"))
+                problem = idmap.supported(self.state_dir)
+                if problem is None:
+                    try:
+                        self._idmapped_dir = idmap.claim(os.path.join(self.state_dir, "idmapped"))
+                    except OSError as exn:
+                        problem = f"no folder for idmapped mounts: {exn}"
+                if problem is None:
+                    try:
+                        swept = idmap.sweep()
+                    except Exception:  # (housekeeping: never this stack's failure)
+                        log.exception("local mode: could not look for the idmapped mounts of stacks that were killed")
+                    else:
+                        if swept:
+                            log.warning(
+                                "local mode: unmounted %d idmapped mount(s) left by local stacks that were killed: %s",
+                                len(swept), ", ".join(swept[:5]) + (" ..." if len(swept) > 5 else ""),
+                            )
+                self._idmap_problem = problem
             return self._idmap_problem
 
     def sandbox(self) -> StrictSandbox | None:
@@ -768,6 +785,8 @@ class EcsRunner:
             self._runners.wait_idle(STOP_KILLED_SECONDS)
         if self.engine is not None and self.engine.cgroup_manager == "cgroupfs":
             remove_cgroup(CGROUP_PARENT)
+        if self._idmapped_dir:  # (its tasks' mounts are gone with them: its folder goes too, once empty)
+            idmap.release(self._idmapped_dir)
         self.driver_zygote.stop()
         self.task_zygote.stop()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import stat as stat_module
 import subprocess
 import threading
 import time
@@ -148,84 +149,129 @@ def supported(scratch: str) -> str | None:
 # -- what a stack killed outright leaves ------------------------------------------------------------
 # A stack unmounts a task's idmapped mounts as the task ends, and every one as it stops; killed
 # outright (``kill -9``, a crash) it unmounts nothing, and its mounts stay in the machine's mount
-# table until a reboot. Each stack names itself in its ``idmapped/`` folder (``claim``), and the
-# next stack to mount one (any state folder) unmounts those of stacks that are gone (``sweep``).
+# table until a reboot. Each stack mounts under a folder of its own, ``<state>/idmapped/<pid>-<start>``,
+# with an owner file naming it (``claim``); the next stack to mount one unmounts those of stacks
+# that are gone (``sweep``). Only what is surely such a mount is touched: an idmapped mount (the
+# kernel says so in the mount table; only root makes one) at ``<stack folder>/<task>/<index>``,
+# whose folder's owner file is root's own regular file naming a process of this boot and of this
+# PID namespace that has ended. Anything else (another PID namespace's stack, a folder without an
+# owner, a file that cannot be read) is left as it is.
 
-#: the file in a stack's ``idmapped/`` folder naming the process whose tasks' mounts are there
+#: the file in a stack's folder of idmapped mounts naming the stack
 OWNER_FILE = "owner"
+#: umount2(2): do not follow a symbolic link at the mount point
+UMOUNT_NOFOLLOW = 8
 
 
-def process_started(pid: int) -> str | None:
-    """When process ``pid`` started (its start time in clock ticks since boot, /proc/<pid>/stat's
-    22nd field: a pid used again later has another), or None if there is no such process."""
+def process_started(pid: int | str) -> str | None:
+    """When process ``pid`` ("self": this one) started: its start time in clock ticks since
+    boot, /proc/<pid>/stat's 22nd field (a pid used again later has another); None if there is
+    no such process."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
             text = stat.read()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()  # (after the command's name, which may hold spaces)
-    return fields[19]
+    fields = text[text.rindex(b")") + 2:].split()  # (after the command's name, which may hold anything)
+    return fields[19].decode()
 
 
-def claim(folder: str) -> None:
-    """Name this process as the owner of the mounts under ``folder`` (a stack's ``idmapped/``)."""
+def _context() -> tuple[str, str]:
+    """This process's PID namespace and the machine's boot: an owner's pid means something only
+    in both."""
+    with open("/proc/sys/kernel/random/boot_id") as boot:
+        return os.readlink("/proc/self/ns/pid"), boot.read().strip()
+
+
+def claim(base: str) -> str:
+    """This stack's own folder of idmapped mounts under ``base`` (a state folder's ``idmapped/``),
+    made, with its owner file naming this process: pid, start time, PID namespace, boot."""
+    started = process_started("self")
+    if started is None:
+        raise OSError("cannot read /proc/self/stat")
+    folder = os.path.join(base, f"{os.getpid()}-{started}")
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, OWNER_FILE), "w") as outfile:
-        outfile.write(f"{os.getpid()} {process_started(os.getpid())}\n")
+    part = os.path.join(folder, OWNER_FILE + ".part")
+    with open(part, "w") as outfile:
+        outfile.write(" ".join((str(os.getpid()), started, *_context())) + "\n")
+    os.replace(part, os.path.join(folder, OWNER_FILE))
+    return folder
+
+
+def release(folder: str) -> None:
+    """Remove a stack's folder of idmapped mounts (``claim``) as it stops, if none is left in it."""
+    try:
+        if not any(entry.is_dir(follow_symlinks=False) for entry in os.scandir(folder)):
+            os.unlink(os.path.join(folder, OWNER_FILE))
+            os.rmdir(folder)
+    except OSError:
+        pass
 
 
 def owner_gone(folder: str) -> bool:
-    """Whether ``folder``'s owner file names a process that has ended (False without one: a
-    folder no stack claimed is left alone)."""
+    """Whether ``folder``'s owner file surely names a process that has ended: root's regular
+    file (never a link, never one whose reading could block), of this boot and PID namespace.
+    False wherever that cannot be told."""
     try:
-        with open(os.path.join(folder, OWNER_FILE)) as infile:
-            pid, started = infile.read().split()
+        fd = os.open(os.path.join(folder, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat_module.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_size > 4096:
+            return False
+        pid, started, namespace, boot = os.read(fd, 4096).decode().split()
+        if (namespace, boot) != _context():
+            return False
+        return process_started(int(pid)) != started
     except (OSError, ValueError):
         return False
-    return process_started(int(pid)) != started
+    finally:
+        os.close(fd)
 
 
-def mount_points(mountinfo: str) -> list[str]:
-    """The mount points of a mount table in /proc/<pid>/mountinfo's format (its 5th field, with
-    the octal escapes of space, tab, newline and backslash undone: proc(5))."""
-    points = []
+def mounts(mountinfo: str) -> list[tuple[str, set[str]]]:
+    """The mount points of a mount table in /proc/<pid>/mountinfo's format (its 5th field, the
+    octal escapes of space, tab, newline and backslash undone: proc(5)), each with its per-mount
+    options (6th field: ``idmapped`` among them for an idmapped mount)."""
+    found = []
     for line in mountinfo.splitlines():
         fields = line.split(" ")
-        if len(fields) > 4:
-            points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
-    return points
+        if len(fields) > 5:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            found.append((point, set(fields[5].split(","))))
+    return found
 
 
-#: a task's idmapped mount: ``<state folder>/idmapped/<task id>/<index>``
-_TASK_MOUNT = re.compile(r"^(?P<folder>/.*/idmapped)/(?P<task>[^/]+)/\d+$")
+#: a task's idmapped mount: ``<state folder>/idmapped/<stack>/<task id>/<index>``
+_TASK_MOUNT = re.compile(r"^(?P<stack>/.*/idmapped/[^/]+)/(?P<task>[^/]+)/\d+$")
 
 
 def sweep(mountinfo: str | None = None) -> list[str]:
-    """Unmount the idmapped mounts of tasks of stacks that are gone (their folder's owner ended),
-    and remove their task folders once empty (never a folder's content: a mount left there would
-    be the run's EFS directory); the mount points unmounted. A failure is left for the next sweep."""
+    """Unmount the idmapped task mounts of stacks that are gone (``owner_gone``) and remove their
+    folders as they empty (never what is in them: a mount left there would be a run's EFS
+    directory); the mount points unmounted. ``mountinfo``: the mount table to look in (this
+    process's by default). A mount that cannot be unmounted is left for the next sweep."""
     if mountinfo is None:
-        with open("/proc/self/mountinfo") as infile:
-            mountinfo = infile.read()
-    swept = []
+        with open("/proc/self/mountinfo", "rb") as infile:
+            mountinfo = os.fsdecode(infile.read())  # (a path of any bytes: surrogate escapes)
+    swept: list[str] = []
     gone: dict[str, bool] = {}
-    for point in mount_points(mountinfo):
+    for point, options in mounts(mountinfo):
         found = _TASK_MOUNT.match(point)
-        if found is None:
+        if found is None or "idmapped" not in options:
             continue
-        folder = found.group("folder")
-        if folder not in gone:
-            gone[folder] = owner_gone(folder)
-        if not gone[folder]:
-            continue
+        stack = found.group("stack")
+        if stack not in gone:
+            gone[stack] = owner_gone(stack)
+        if gone[stack] and _libc.umount2(os.fsencode(point), MNT_DETACH | UMOUNT_NOFOLLOW) == 0:
+            swept.append(point)
+    tasks = {os.path.dirname(point) for point in swept}
+    for empty in [*swept, *tasks]:  # (each folder removed only once empty)
         try:
-            unmount(point)
+            os.rmdir(empty)
         except OSError:
-            continue
-        swept.append(point)
-    for task_folder in {os.path.dirname(point) for point in swept}:
-        try:
-            os.rmdir(task_folder)
-        except OSError:  # (not empty: a mount of it still there)
             pass
+    for stack in {os.path.dirname(task) for task in tasks}:
+        release(stack)
     return swept
