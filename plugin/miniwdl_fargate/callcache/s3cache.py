@@ -210,7 +210,7 @@ class S3CallCache(CallCache):
         self._cache_dir = os.path.dirname(self._call_cache_dir.rstrip("/"))
         self._identities = identities_for(self._cache_dir)
         self._run_id = config.run_id(cfg)
-        self._known = KnownEntries()  # (which entries are in S3: listed at the first lookup)
+        self._known = KnownEntries()  # (which entries are in S3: a folder listed at its second lookup)
         self._defaults = keys.result_defaults(cfg["task_runtime"].get_dict("defaults"))
         self._parts: dict[str, dict[str, Any]] = {}  # miniwdl's key -> the key's parts
         self._unusable: set[str] = set()  # entries whose files could not be fetched
