@@ -91,3 +91,46 @@ def test_stop_task_stops_the_container_as_ecs_would(stack):
     assert task["stopCode"] == "UserInitiated" and task["stoppedReason"] == "run cancelled"
     assert task["containers"][0]["exitCode"] == 143
     assert "got TERM" in log_of(stack, arn, td)
+
+
+def test_the_containers_a_killed_stack_left_are_removed_by_the_next_stack_and_no_other(stack):
+    """A stack killed outright leaves its tasks' containers (running until their command ends,
+    then kept); the next stack's first container removes those of stacks that are gone, and only
+    those: a live stack's, another PID namespace's and an unlabelled container stay."""
+    import subprocess
+
+    from miniwdl_fargate.local import owners
+    from miniwdl_fargate.local.containers import STACK_LABEL, ContainerSpec, engine_argv
+
+    engine = stack.runtime.engine
+    child = subprocess.Popen(["true"])
+    child.wait()
+    _pid, started, namespace, boot = owners.identity().split()
+    stacks = {
+        "killed": f"{child.pid} {started} {namespace} {boot}",
+        "live": owners.identity(),
+        "elsewhere": f"{child.pid} {started} pid:[1] {boot}",
+        "unlabelled": None,
+    }
+    names = {which: f"miniwdl-fargate-sweep-{which}-{os.getpid()}" for which in stacks}
+    running = []
+    try:
+        for which, identity in stacks.items():
+            spec = ContainerSpec(
+                name=names[which], image=image("bash"), command=["sleep", "300"], stop_timeout=1,
+                labels={STACK_LABEL: identity} if identity else {},
+            )
+            running.append(engine.start(engine_argv(engine.program, spec), subprocess.DEVNULL))
+        wait_for(lambda: all(engine.ending(n).exit_code is not None for n in names.values()),
+                 what="the four containers known to the engine")  # (inspect answers: 0 while running)
+        removed = engine.sweep()
+        assert names["killed"] in removed and not {names["live"], names["elsewhere"], names["unlabelled"]} & set(removed)
+        assert engine.ending(names["killed"]).exit_code is None  # (no such container)
+        for which in ("live", "elsewhere", "unlabelled"):
+            assert engine.ending(names[which]).exit_code is not None, which
+    finally:
+        for name in names.values():
+            engine.remove(name)
+        for proc in running:
+            proc.kill()
+            proc.wait()

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from miniwdl_fargate.local import idmap
+from miniwdl_fargate.local import idmap, owners
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="idmapped mounts need root")
 
@@ -64,7 +64,7 @@ def test_a_stack_killed_outright_has_its_tasks_mounts_unmounted_by_the_next_one(
     owner = (os.stat(source).st_uid, os.stat(source).st_gid)
     live = idmap.claim(str(tmp_path / "live" / "idmapped"))
     killed = idmap.claim(str(tmp_path / "killed" / "idmapped"))
-    namespace, boot = idmap._context()
+    namespace, boot = owners._context()
     (tmp_path / "killed" / "idmapped" / os.path.basename(killed) / idmap.OWNER_FILE).write_text(f"{dead_pid()} 1 {namespace} {boot}\n")
     elsewhere = idmap.claim(str(tmp_path / "elsewhere" / "idmapped"))  # (a stack of another PID namespace)
     (tmp_path / "elsewhere" / "idmapped" / os.path.basename(elsewhere) / idmap.OWNER_FILE).write_text(f"{dead_pid()} 1 pid:[1] {boot}\n")
@@ -104,7 +104,7 @@ def test_an_owner_is_gone_only_where_that_is_sure(tmp_path):
     owner = tmp_path / idmap.OWNER_FILE
     assert not idmap.owner_gone(str(tmp_path))  # (no owner named: left alone)
     folder = idmap.claim(str(tmp_path / "idmapped"))
-    assert os.path.basename(folder) == f"{os.getpid()}-{idmap.process_started('self')}"
+    assert os.path.basename(folder) == f"{os.getpid()}-{owners.process_started('self')}"
     assert not idmap.owner_gone(folder)  # (this process)
     pid, started, namespace, boot = open(os.path.join(folder, idmap.OWNER_FILE)).read().split()
     for text, gone in (

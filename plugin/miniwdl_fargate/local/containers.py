@@ -25,6 +25,8 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from . import owners
+
 log = logging.getLogger("miniwdl-fargate.local")
 
 ENGINE_ENV = "MINIWDL_FARGATE_LOCAL_ENGINE"
@@ -66,6 +68,10 @@ class ContainerSpec:
     network: str = "none"
     cgroup_parent: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+
+
+#: the label naming the local stack a container is a task of (its ``owners.identity``)
+STACK_LABEL = "miniwdl-fargate-local.stack"
 
 
 def choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
@@ -257,6 +263,20 @@ class Engine:
 
     def remove(self, name: str) -> None:
         self._run("rm", "--force", name)
+
+    def sweep(self) -> list[str]:
+        """Remove the containers of local stacks that are gone (``owners.gone`` of their
+        ``STACK_LABEL``): a stack killed outright left its tasks' containers running until their
+        command ended, then in the engine's list for ever. The names of those removed."""
+        listed = self._run("ps", "--all", "--filter", f"label={STACK_LABEL}", "--format", "{{.Names}}")
+        if listed.returncode != 0:
+            return []
+        removed = []
+        for name in listed.stdout.split():
+            stack = self._run("inspect", "--type", "container", "--format", f'{{{{index .Config.Labels "{STACK_LABEL}"}}}}', name)
+            if stack.returncode == 0 and owners.gone(stack.stdout.strip()) and self._run("rm", "--force", name).returncode == 0:
+                removed.append(name)
+        return removed
 
 
 def cgroup_hit_limit(parent: str, limit_mib: int) -> bool:

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from .. import aws, config, sweep
-from . import idmap, wakeups
+from . import idmap, owners, wakeups
 from .containers import (
-    NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, ContainerSpec, Engine, Mount, choice, remove_cgroup,
+    NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, STACK_LABEL, ContainerSpec, Engine, Mount, choice, remove_cgroup,
 )
 from .faults import Faults
 from .forkserver import ForkServer, LazyForkServer
@@ -214,6 +214,9 @@ class EcsRunner:
         self._idmap_problem: str | None = ""
         #: this stack's own folder of idmapped mounts (``idmap.claim``), once they work here
         self._idmapped_dir = ""
+        #: this stack, as what it leaves behind names it (``owners``: its containers' STACK_LABEL)
+        self._identity = owners.identity()
+        self._containers_swept = False
         self._warned: set[str] = set()
         #: access point id -> its root directory (``_access_point_root``)
         self._access_point_roots: dict[str, str] = {}
@@ -616,9 +619,28 @@ class EcsRunner:
             stop_timeout=stop_timeout,
             network=self.network,
             cgroup_parent=f"{CGROUP_PARENT}/{task.id}" if self.engine.cgroup_manager == "cgroupfs" else None,
-            labels={"miniwdl-fargate-local.task": task.task_arn},
+            labels={"miniwdl-fargate-local.task": task.task_arn, STACK_LABEL: self._identity},
         )
+        self._sweep_containers_once()
         return ContainerJob(self.engine, spec, cleanup=lambda: self._unmount_idmapped(task))
+
+    def _sweep_containers_once(self) -> None:
+        """At the stack's first container, remove those that stacks killed outright left
+        (``containers.Engine.sweep``); never this stack's failure."""
+        with self._lock:
+            if self._containers_swept or self.engine is None:
+                return
+            self._containers_swept = True
+        try:
+            removed = self.engine.sweep()
+        except Exception:
+            log.exception("local mode: could not look for the containers of stacks that were killed")
+            return
+        if removed:
+            log.warning(
+                "local mode: removed %d container(s) left by local stacks that were killed: %s",
+                len(removed), ", ".join(removed[:5]) + (" ..." if len(removed) > 5 else ""),
+            )
 
     def _ensure_image(self, image: str) -> None:
         """The image must be in the engine's store; pulled first if MINIWDL_FARGATE_LOCAL_PULL

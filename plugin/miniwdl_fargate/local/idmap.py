@@ -23,6 +23,8 @@ import subprocess
 import threading
 import time
 
+from . import owners
+
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442  # x86_64 and arm64 alike
 OPEN_TREE_CLONE = 1
 AT_FDCWD = -100
@@ -150,8 +152,8 @@ def supported(scratch: str) -> str | None:
 # A stack unmounts a task's idmapped mounts as the task ends, and every one as it stops; killed
 # outright (``kill -9``, a crash) it unmounts nothing, and its mounts stay in the machine's mount
 # table until a reboot. Each stack mounts under a folder of its own, ``<state>/idmapped/<pid>-<start>``,
-# with an owner file naming it (``claim``); the next stack to mount one unmounts those of stacks
-# that are gone (``sweep``). Only what is surely such a mount is touched: an idmapped mount (the
+# with an owner file holding its identity (``claim``, ``owners``); the next stack to mount one
+# unmounts those of stacks that are gone (``sweep``). Only what is surely such a mount is touched: an idmapped mount (the
 # kernel says so in the mount table; only root makes one) at ``<stack folder>/<task>/<index>``,
 # whose folder's owner file is root's own regular file naming a process of this boot and of this
 # PID namespace that has ended. Anything else (another PID namespace's stack, a folder without an
@@ -163,37 +165,16 @@ OWNER_FILE = "owner"
 UMOUNT_NOFOLLOW = 8
 
 
-def process_started(pid: int | str) -> str | None:
-    """When process ``pid`` ("self": this one) started: its start time in clock ticks since
-    boot, /proc/<pid>/stat's 22nd field (a pid used again later has another); None if there is
-    no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:
-        return None
-    fields = text[text.rindex(b")") + 2:].split()  # (after the command's name, which may hold anything)
-    return fields[19].decode()
-
-
-def _context() -> tuple[str, str]:
-    """This process's PID namespace and the machine's boot: an owner's pid means something only
-    in both."""
-    with open("/proc/sys/kernel/random/boot_id") as boot:
-        return os.readlink("/proc/self/ns/pid"), boot.read().strip()
-
-
 def claim(base: str) -> str:
     """This stack's own folder of idmapped mounts under ``base`` (a state folder's ``idmapped/``),
-    made, with its owner file naming this process: pid, start time, PID namespace, boot."""
-    started = process_started("self")
-    if started is None:
-        raise OSError("cannot read /proc/self/stat")
-    folder = os.path.join(base, f"{os.getpid()}-{started}")
+    made, with its owner file holding this process's ``owners.identity``."""
+    own = owners.identity()
+    pid, started = own.split()[:2]
+    folder = os.path.join(base, f"{pid}-{started}")
     os.makedirs(folder, exist_ok=True)
     part = os.path.join(folder, OWNER_FILE + ".part")
     with open(part, "w") as outfile:
-        outfile.write(" ".join((str(os.getpid()), started, *_context())) + "\n")
+        outfile.write(own + "\n")
     os.replace(part, os.path.join(folder, OWNER_FILE))
     return folder
 
@@ -220,10 +201,7 @@ def owner_gone(folder: str) -> bool:
         info = os.fstat(fd)
         if not stat_module.S_ISREG(info.st_mode) or info.st_uid != 0 or info.st_size > 4096:
             return False
-        pid, started, namespace, boot = os.read(fd, 4096).decode().split()
-        if (namespace, boot) != _context():
-            return False
-        return process_started(int(pid)) != started
+        return owners.gone(os.read(fd, 4096).decode())
     except (OSError, ValueError):
         return False
     finally:
