@@ -95,14 +95,15 @@ def test_stop_task_stops_the_container_as_ecs_would(stack):
 
 def test_the_containers_a_killed_stack_left_are_removed_by_the_next_stack_and_no_other(stack):
     """A stack killed outright leaves its tasks' containers (running until their command ends,
-    then kept); the next stack's first container removes those of stacks that are gone, and only
-    those: a live stack's, another PID namespace's and an unlabelled container stay."""
+    then kept); a stack's first container has those of stacks that are gone removed, at once
+    (not after their stop timeout), and only those: a live stack's, another PID namespace's and
+    an unlabelled container stay. A task's container names its stack."""
     import subprocess
 
     from miniwdl_fargate.local import owners
     from miniwdl_fargate.local.containers import STACK_LABEL, ContainerSpec, engine_argv
 
-    engine = stack.runtime.engine
+    engine, runner = stack.runtime.engine, stack.runtime.ecs_runner
     child = subprocess.Popen(["true"])
     child.wait()
     _pid, started, namespace, boot = owners.identity().split()
@@ -114,23 +115,34 @@ def test_the_containers_a_killed_stack_left_are_removed_by_the_next_stack_and_no
     }
     names = {which: f"miniwdl-fargate-sweep-{which}-{os.getpid()}" for which in stacks}
     running = []
+
+    def label_of(name):
+        found = subprocess.run([engine.program, "inspect", "--type", "container", "--format",
+                                f'{{{{index .Config.Labels "{STACK_LABEL}"}}}}', name], capture_output=True, text=True)
+        return found.stdout.strip() if found.returncode == 0 else None
+
     try:
         for which, identity in stacks.items():
             spec = ContainerSpec(
-                name=names[which], image=image("bash"), command=["sleep", "300"], stop_timeout=1,
+                name=names[which], image=image("bash"), command=["sleep", "300"], stop_timeout=120,
                 labels={STACK_LABEL: identity} if identity else {},
             )
             running.append(engine.start(engine_argv(engine.program, spec), subprocess.DEVNULL))
         wait_for(lambda: all(engine.ending(n).exit_code is not None for n in names.values()),
                  what="the four containers known to the engine")  # (inspect answers: 0 while running)
-        removed = engine.sweep()
-        assert names["killed"] in removed and not {names["live"], names["elsewhere"], names["unlabelled"]} & set(removed)
-        assert engine.ending(names["killed"]).exit_code is None  # (no such container)
+        runner._containers_swept = False  # (as at the stack's start: its first container sweeps)
+        td = register(stack, image("bash"))
+        arn = run(stack, td, ["echo started; sleep 3"])
+        wait_for(lambda: "started" in log_of(stack, arn, td), what="'started' in the task's log")
+        assert label_of(f"miniwdl-fargate-{arn.rsplit('/', 1)[-1]}") == runner._identity == owners.identity()
+        wait_for(lambda: label_of(names["killed"]) is None, timeout=30, what="the killed stack's container removed")
         for which in ("live", "elsewhere", "unlabelled"):
             assert engine.ending(names[which]).exit_code is not None, which
+        assert stopped(stack, arn)["containers"][0]["exitCode"] == 0
     finally:
         for name in names.values():
-            engine.remove(name)
+            subprocess.run([engine.program, "rm", "--force", *(("--time", "0") if engine.kind == "podman" else ()), name],
+                           capture_output=True)
         for proc in running:
             proc.kill()
             proc.wait()

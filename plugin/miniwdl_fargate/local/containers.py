@@ -267,15 +267,27 @@ class Engine:
     def sweep(self) -> list[str]:
         """Remove the containers of local stacks that are gone (``owners.gone`` of their
         ``STACK_LABEL``): a stack killed outright left its tasks' containers running until their
-        command ended, then in the engine's list for ever. The names of those removed."""
-        listed = self._run("ps", "--all", "--filter", f"label={STACK_LABEL}", "--format", "{{.Names}}")
+        command ended, then in the engine's list for ever. Each is killed at once (a gone stack
+        reads nothing of it) and removed, by ID; the names of those removed. Only this engine's
+        own containers are seen (rootless podman: this user's)."""
+        listed = self._run("ps", "--all", "--filter", f"label={STACK_LABEL}", "--format", "{{.ID}} {{.Names}}")
         if listed.returncode != 0:
             return []
         removed = []
-        for name in listed.stdout.split():
-            stack = self._run("inspect", "--type", "container", "--format", f'{{{{index .Config.Labels "{STACK_LABEL}"}}}}', name)
-            if stack.returncode == 0 and owners.gone(stack.stdout.strip()) and self._run("rm", "--force", name).returncode == 0:
-                removed.append(name)
+        for line in listed.stdout.splitlines():
+            ident, _, name = line.strip().partition(" ")
+            if not ident:
+                continue
+            try:
+                stack = self._run("inspect", "--type", "container", "--format", f'{{{{index .Config.Labels "{STACK_LABEL}"}}}}', ident)
+                if stack.returncode != 0 or not owners.gone(stack.stdout.strip()):
+                    continue
+                # (podman's rm --force waits out the container's stop timeout first; docker's kills)
+                now = ("--time", "0") if self.kind == "podman" else ()
+                if self._run("rm", "--force", *now, ident).returncode == 0:
+                    removed.append(name or ident)
+            except (OSError, subprocess.SubprocessError):
+                log.warning("local mode: could not remove container %s of a stack that was killed", name or ident, exc_info=True)
         return removed
 
 

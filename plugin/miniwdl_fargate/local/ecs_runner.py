@@ -214,8 +214,12 @@ class EcsRunner:
         self._idmap_problem: str | None = ""
         #: this stack's own folder of idmapped mounts (``idmap.claim``), once they work here
         self._idmapped_dir = ""
-        #: this stack, as what it leaves behind names it (``owners``: its containers' STACK_LABEL)
-        self._identity = owners.identity()
+        #: this stack, as what it leaves behind names it (``owners``: its containers' STACK_LABEL;
+        #: "" where /proc cannot tell, and then its containers are not labelled)
+        try:
+            self._identity = owners.identity()
+        except OSError:
+            self._identity = ""
         self._containers_swept = False
         self._warned: set[str] = set()
         #: access point id -> its root directory (``_access_point_root``)
@@ -619,20 +623,24 @@ class EcsRunner:
             stop_timeout=stop_timeout,
             network=self.network,
             cgroup_parent=f"{CGROUP_PARENT}/{task.id}" if self.engine.cgroup_manager == "cgroupfs" else None,
-            labels={"miniwdl-fargate-local.task": task.task_arn, STACK_LABEL: self._identity},
+            labels={"miniwdl-fargate-local.task": task.task_arn, **({STACK_LABEL: self._identity} if self._identity else {})},
         )
         self._sweep_containers_once()
         return ContainerJob(self.engine, spec, cleanup=lambda: self._unmount_idmapped(task))
 
     def _sweep_containers_once(self) -> None:
-        """At the stack's first container, remove those that stacks killed outright left
-        (``containers.Engine.sweep``); never this stack's failure."""
+        """At the stack's first container, remove in the background those that stacks killed
+        outright left (``containers.Engine.sweep``); never this stack's failure, nor its wait."""
         with self._lock:
             if self._containers_swept or self.engine is None:
                 return
             self._containers_swept = True
+        threading.Thread(target=self._sweep_containers, args=(self.engine,), name="container-sweep", daemon=True).start()
+
+    @staticmethod
+    def _sweep_containers(engine: Engine) -> None:
         try:
-            removed = self.engine.sweep()
+            removed = engine.sweep()
         except Exception:
             log.exception("local mode: could not look for the containers of stacks that were killed")
             return

@@ -42,12 +42,19 @@ def identity() -> str:
 
 def gone(stated: str) -> bool:
     """Whether the process an identity names has surely ended: one of this boot and PID
-    namespace whose pid is not running, or runs a process started at another time. False for
-    anything that cannot be told (another namespace or boot, an identity that does not parse)."""
+    namespace whose pid no process has, or a process started at another time has. False for
+    anything that cannot be told (another namespace or boot, an identity that does not parse, a
+    process whose start cannot be read: another user's, where /proc hides it)."""
     try:
         pid, started, namespace, boot = stated.split()
         if (namespace, boot) != _context():
             return False
-        return process_started(int(pid)) != started
+        os.kill(int(pid), 0)  # (signal 0: whether the pid is there at all)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # (there: another user's)
+        pass
     except (OSError, ValueError):
         return False
+    now = process_started(int(pid))
+    return now is not None and now != started
