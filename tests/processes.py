@@ -1,7 +1,9 @@
 """Which processes are still about: those naming a folder (a stack's state, a session's
-temporary folder) in their command line, working directory or environment."""
+temporary folder) in their command line, working directory or environment; and a pid no process
+has any more."""
 
 import os
+import subprocess
 
 
 def processes_naming(folder: str | os.PathLike) -> dict[int, str]:
@@ -23,3 +25,10 @@ def processes_naming(folder: str | os.PathLike) -> dict[int, str]:
         if needle in cmdline or needle in environ or cwd == folder or cwd.startswith(folder + os.sep):
             found[int(name)] = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()[:300]
     return found
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

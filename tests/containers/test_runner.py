@@ -5,6 +5,7 @@ import os
 
 from miniwdl_fargate import aws
 from tests.local_ecs import efs_dir, fresh_dir, image, log_of, register, run, stopped
+from tests.processes import dead_pid
 from tests.waiting import wait_for
 
 
@@ -104,13 +105,12 @@ def test_the_containers_a_killed_stack_left_are_removed_by_the_next_stack_and_no
     from miniwdl_fargate.local.containers import STACK_LABEL, ContainerSpec, engine_argv
 
     engine, runner = stack.runtime.engine, stack.runtime.ecs_runner
-    child = subprocess.Popen(["true"])
-    child.wait()
+    ended = dead_pid()
     _pid, started, namespace, boot = owners.identity().split()
     stacks = {
-        "killed": f"{child.pid} {started} {namespace} {boot}",
+        "killed": f"{ended} {started} {namespace} {boot}",
         "live": owners.identity(),
-        "elsewhere": f"{child.pid} {started} pid:[1] {boot}",
+        "elsewhere": f"{ended} {started} pid:[1] {boot}",
         "unlabelled": None,
     }
     names = {which: f"miniwdl-fargate-sweep-{which}-{os.getpid()}" for which in stacks}

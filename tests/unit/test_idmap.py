@@ -6,6 +6,7 @@ import os
 import pytest
 
 from miniwdl_fargate.local import idmap, owners
+from tests.processes import dead_pid
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="idmapped mounts need root")
 
@@ -30,15 +31,6 @@ def test_mounts_of_one_mapping_share_one_user_namespace(tmp_path):
     finally:
         for target in targets:
             idmap.unmount(target)
-
-
-def dead_pid() -> int:
-    """The pid of a process that has ended (and been reaped)."""
-    import subprocess
-
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
 
 
 def own_table_under(folder) -> str:

@@ -2,15 +2,9 @@
 only where that is sure."""
 
 import os
-import subprocess
 
 from miniwdl_fargate.local import owners
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
+from tests.processes import dead_pid
 
 
 def test_an_identity_is_gone_only_where_that_is_sure(monkeypatch):

@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 
-from . import owners
+from . import owners, remount
 
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442  # x86_64 and arm64 alike
 OPEN_TREE_CLONE = 1
@@ -216,8 +216,7 @@ def mounts(mountinfo: str) -> list[tuple[str, set[str]]]:
     for line in mountinfo.splitlines():
         fields = line.split(" ")
         if len(fields) > 5:
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-            found.append((point, set(fields[5].split(","))))
+            found.append((remount.unescape(fields[4]), set(fields[5].split(","))))
     return found
 
 
