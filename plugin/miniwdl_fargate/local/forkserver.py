@@ -31,6 +31,7 @@ from typing import Callable, NoReturn
 
 from .. import wdl_parsers
 from ..process_exit import flush_standard_streams
+from . import heap
 
 log = logging.getLogger("miniwdl-fargate.local")
 
@@ -314,9 +315,11 @@ def server_main(become: Become, expected_fds: int, prepare: Callable[[], None]) 
     """A fork server's ``main``: ``prepare`` (the imports), then serve on ``sys.argv[1]``; once
     its socket's other end closed, it ends at once with ``os._exit`` (its output flushed). It holds
     nothing to finalize, but every library its children need (the driver's: boto3, miniwdl...),
-    whose teardown by the interpreter took about 0.5 s of each local stack's stop."""
+    whose teardown by the interpreter took about 0.5 s of each local stack's stop. What
+    ``prepare`` loads is left alone by the garbage collector (``heap``), here and in every child."""
     server = socket.socket(fileno=int(sys.argv[1]))
-    prepare()
+    with heap.load_then_freeze():
+        prepare()
     serve(server, become, expected_fds)
     flush_standard_streams()
     os._exit(0)

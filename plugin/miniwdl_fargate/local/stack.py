@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import aws
+from . import heap
 from .lambda_runner import FunctionSpec
 
 log = logging.getLogger("miniwdl-fargate.local")
@@ -311,6 +312,16 @@ class LocalStack:
             os.environ[key] = value
 
     def start(self) -> "LocalStack":
+        # what the deploy loads (moto, its models, the stack's resources) lives as long as the stack
+        with heap.load_then_freeze():
+            started = self._deploy()
+        log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
+        if self.prewarm:
+            self.prewarming = self.runtime.prewarm_lambdas(self.run_path_functions())
+        return self
+
+    def _deploy(self) -> float:
+        """Start moto's server and the runtime, deploy the template; when the deploy began."""
         aws.share_data_loaders()  # (before moto is imported: its EC2 module reads models as it loads)
         from . import moto as moto_seam
         from .moto import server as moto_server
@@ -354,10 +365,7 @@ class LocalStack:
         driver = self.outputs.get("DriverTaskDefinitionArn", "")
         if driver:  # its tasks stay host processes; every other task definition is a WDL task's
             self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
-        log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)
-        if self.prewarm:
-            self.prewarming = self.runtime.prewarm_lambdas(self.run_path_functions())
-        return self
+        return started
 
     def stack_parameters(self) -> dict[str, str]:
         """The template parameters local mode deploys with: its own, then ``parameters``."""
