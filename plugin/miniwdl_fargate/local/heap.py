@@ -14,8 +14,10 @@ looks at, which also keeps the children from writing to the pages they share wit
 the children then collect their own objects only.
 
 What becomes cyclic garbage while the collector is off stays until the process ends, as do the
-frozen objects that later become garbage in a cycle: a bounded amount, once per process (the
-libraries' imports make almost none), not one that grows with the runs.
+frozen objects that later become garbage in a cycle: a bounded amount, once per process, not one
+that grows with the runs (measured: about 7,000 objects of a stack's start, 20,000 of the driver
+fork server's preload, 47,000 of the Lambda fork server's, against 220,000-300,000 kept; a full
+collection before freezing would free them for 0.25-0.45 s of CPU each, most of what is saved).
 """
 
 from __future__ import annotations
