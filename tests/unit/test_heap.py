@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 
-
 def in_a_fresh_interpreter(code: str) -> dict:
     """What ``code`` prints (one JSON line), run by a new interpreter (the collector's state is
     the process's: the test's own process keeps its own)."""
@@ -61,7 +60,7 @@ def test_a_fork_server_prepares_with_the_collector_off_and_serves_with_what_it_l
     and so each child it forks, with the preload's objects frozen and the collector on."""
     seen = in_a_fresh_interpreter(
         """
-        import gc, json, os, socket, sys
+        import gc, json, socket, sys
         from miniwdl_fargate.local import forkserver
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.argv = ["server", str(theirs.fileno())]
@@ -77,7 +76,6 @@ def test_a_fork_server_prepares_with_the_collector_off_and_serves_with_what_it_l
     )
     assert seen["preparing"] is False and seen["serving"] is True
     assert seen["frozen"] >= 5000
-
 
 
 def test_a_local_stack_starts_with_the_collector_off_and_its_imports_frozen(tmp_path):

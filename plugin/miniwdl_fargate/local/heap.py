@@ -4,8 +4,8 @@ loads what it keeps for its whole life, then told to leave those objects alone.
 A local stack's process, and each fork server's, spends its first seconds importing libraries
 (moto, boto3, botocore's models, miniwdl, its WDL parsers) and deploying: hundreds of thousands of
 objects that live as long as the process does. Meanwhile the collector ran again and again over
-all of them, finding next to nothing (measured: about a quarter of the driver fork server's
-preload, and a fifth of a stack's start, 0.5 s of CPU in each), and after that every full
+all of them, finding next to nothing (measured: 0.5 s of the driver fork server's 2.3 s of
+preload, about 1 s of a stack's 4.4 s of start), and after that every full
 collection went over them again: in a forked driver, each ran over everything its fork server had
 loaded (0.27 s in a 50-task scatter's driver). Python's own recipe for a process that loads and
 then forks (https://docs.python.org/3/library/gc.html#gc.freeze): disable the collector early,
