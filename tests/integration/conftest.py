@@ -84,6 +84,7 @@ def moto_aws(monkeypatch):
     fixes.ecs_resource_requirements()
     fixes.response_transformer_race()
     fixes.replaced_object_readable()
+    fixes.conditional_write_atomic()
     with mock_aws():
         yield
     KEPT.keep(environment)
@@ -107,6 +108,7 @@ def moto_server(monkeypatch):
     from miniwdl_fargate.local.moto import server as local_moto_server
 
     fixes.replaced_object_readable()
+    fixes.conditional_write_atomic()
     server = local_moto_server.start()
     host, port = server.get_host_and_port()
     env = {**aws.local_environment(f"http://{host}:{port}", "us-east-1"), "MOTO_PORT": str(port)}

@@ -3,6 +3,7 @@ HeartbeatSecondsPath and SendTaskHeartbeat work as documented; the name of a hea
 needs the fix fixes.heartbeat_timeout_name (the first test says when it no longer does)."""
 
 import json
+import threading
 import time
 from types import SimpleNamespace
 
@@ -442,3 +443,59 @@ def test_moto_still_keeps_every_thread_of_an_execution(step_functions, monkeypat
     pass_execution_threads(step_functions)
     wait_for(lambda: not any(t.is_alive() for t in kept), 10.0, "the threads' end")
     assert len(kept) >= 2
+
+
+def racing_conditional_puts(s3) -> dict[str, str]:
+    """Two PutObjects of status.json, each If-Match the ETag both read, the second sent while
+    the first is between moto's check of its condition and its write: what each got ("ok" or
+    the error's code), and what the object holds after."""
+    from moto.s3.models import S3Backend
+
+    etag = s3.put_object(Bucket="runs", Key="status.json", Body=b"RUNNING")["ETag"]
+    got: dict[str, str] = {}
+
+    def put(body: bytes) -> None:
+        try:
+            s3.put_object(Bucket="runs", Key="status.json", Body=body, IfMatch=etag)
+            got[body.decode()] = "ok"
+        except s3.exceptions.ClientError as exn:
+            got[body.decode()] = exn.response["Error"]["Code"]
+
+    write = S3Backend.put_object
+    second = threading.Thread(target=put, args=(b"CANCELLED",))
+
+    def put_object(self, bucket_name, key_name, *args, **kwargs):
+        if not second.is_alive() and "CANCELLED" not in got:  # (the first write, past its check)
+            second.start()
+            second.join(timeout=1.0)  # (moto's own: the second passes the check and writes meanwhile)
+        return write(self, bucket_name, key_name, *args, **kwargs)
+
+    S3Backend.put_object = put_object
+    try:
+        put(b"RUNNING again")
+        second.join(timeout=30)
+    finally:
+        S3Backend.put_object = write
+    got["stored"] = s3.get_object(Bucket="runs", Key="status.json")["Body"].read().decode()
+    return got
+
+
+def test_moto_still_lets_two_writes_conditioned_on_one_etag_both_succeed(moto_aws, monkeypatch):
+    """When this fails, moto checks a conditional write's precondition and writes in one step:
+    remove fixes.conditional_write_atomic. With the fix, of two writes conditioned on one ETag the
+    one that came second gets 412 (PreconditionFailed), as on S3, and the first one's content stays."""
+    from moto.s3.responses import S3Response
+
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    operations = ("put_object", "delete_object")
+    fixes.conditional_write_atomic()
+    fixed = {operation: getattr(S3Response, operation) for operation in operations}
+    for operation in operations:
+        monkeypatch.setattr(S3Response, operation, patching.unpatched("conditional_write_atomic", S3Response, operation))
+    got = racing_conditional_puts(s3)
+    assert got == {"CANCELLED": "ok", "RUNNING again": "ok", "stored": "RUNNING again"}, "moto's writes are atomic now"
+    for operation in operations:
+        monkeypatch.setattr(S3Response, operation, fixed[operation])
+    got = racing_conditional_puts(s3)
+    assert got == {"RUNNING again": "ok", "CANCELLED": "PreconditionFailed", "stored": "RUNNING again"}

@@ -608,6 +608,38 @@ def replaced_object_readable() -> None:
     replace("replaced_object_readable", _VersionedKeyStore, "setlist", setlist)
 
 
+#: the locks ``conditional_write_atomic`` takes, one per (bucket, key) hash: a fixed number, so
+#: that however many keys are written, as many locks are kept
+KEY_WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def conditional_write_atomic() -> None:
+    """moto checks a write's precondition (PutObject, CopyObject or DeleteObject with If-Match or
+    If-None-Match) and then writes, with nothing between the two: its server answers each request
+    on a thread of its own, so two writers that read the same ETag can both pass the check and
+    both write, the second over the first. S3's conditional writes are atomic: of writes
+    conditioned on the same state only one succeeds, the others get 412 Precondition Failed (or
+    409 ConditionalRequestConflict), https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html.
+    status.json relies on it (``status.update``: a cancel's CANCELLED was written over by the
+    driver's next RUNNING in a test run), as do the call cache's and the name claims' create-only
+    writes. Here a key's writes, conditional or not, are answered one at a time (a lock per key's
+    hash, ``KEY_WRITE_LOCKS``): a plain write cannot land between a conditional one's check and
+    its write either."""
+    from moto.s3.responses import S3Response
+
+    def one_at_a_time(operation: str) -> Callable[[Any], Any]:
+        def answer(self: Any) -> Any:
+            own = moto_function("conditional_write_atomic", operation)
+            where = (self.bucket_name, self.parse_key_name())
+            with KEY_WRITE_LOCKS[hash(where) % len(KEY_WRITE_LOCKS)]:
+                return own(self)
+
+        return answer
+
+    for operation in ("put_object", "delete_object"):
+        replace("conditional_write_atomic", S3Response, operation, one_at_a_time(operation))
+
+
 #: the S3 operation moto is answering on this thread, where ``s3_one_event_per_write`` needs it
 _S3_OPERATION = threading.local()
 
@@ -748,6 +780,9 @@ FIXES: tuple[Fix, ...] = (
         "none for the race; cause: https://github.com/getmoto/moto/pull/5939 (replaced objects closed at once, in "
         "_VersionedKeyStore, so that no file handle is left open)",
         f"{_MOTO_TESTS}::test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it", replaced_object_readable),
+    Fix("conditional_write_atomic", "a conditional write's check and its write are not one step: two writers "
+        "conditioned on the same ETag can both succeed", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_lets_two_writes_conditioned_on_one_etag_both_succeed", conditional_write_atomic),
     Fix("s3_one_event_per_write", "every PutObject, tag-replacing CopyObject and CompleteMultipartUpload also sends "
         "\"Object Tags Added\", and CompleteMultipartUpload sends \"Object Created\" twice",
         "https://github.com/getmoto/moto/pull/7673 (added the tags event to the backend method those operations share "
