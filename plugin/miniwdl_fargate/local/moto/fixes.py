@@ -781,7 +781,9 @@ FIXES: tuple[Fix, ...] = (
         "_VersionedKeyStore, so that no file handle is left open)",
         f"{_MOTO_TESTS}::test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it", replaced_object_readable),
     Fix("conditional_write_atomic", "a conditional write's check and its write are not one step: two writers "
-        "conditioned on the same ETag can both succeed", NO_ISSUE,
+        "conditioned on the same ETag can both succeed",
+        "none for the race; related: https://github.com/getmoto/moto/pull/8869 (If-Match on PutObject, checked before "
+        "the write), and LocalStack's same race: https://github.com/localstack/localstack/issues/13294",
         f"{_MOTO_TESTS}::test_moto_still_lets_two_writes_conditioned_on_one_etag_both_succeed", conditional_write_atomic),
     Fix("s3_one_event_per_write", "every PutObject, tag-replacing CopyObject and CompleteMultipartUpload also sends "
         "\"Object Tags Added\", and CompleteMultipartUpload sends \"Object Created\" twice",
