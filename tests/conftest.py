@@ -119,7 +119,8 @@ def pytest_collection(session):
     backends, botocore's clients and models), most of them short-lived: measured with
     ``gc.callbacks`` in the integration tier's workers, the collector took 12 s of each one's
     CPU (21 full passes of about 0.5 s), 9 s with the modules frozen, 4 s with the thresholds
-    too; the tier's CPU 201 -> 174 s. (The processes the tests start keep Python's own.)"""
+    too; the tier's CPU 201 -> 174 s. (New interpreters the tests start keep Python's own; a child
+    a test forks inherits these.)"""
     with heap.load_then_freeze():
         yield
     gc.set_threshold(*GC_THRESHOLDS)

@@ -445,14 +445,16 @@ def test_moto_still_keeps_every_thread_of_an_execution(step_functions, monkeypat
     assert len(kept) >= 2
 
 
-def racing_conditional_puts(s3) -> dict[str, str]:
+def racing_conditional_puts(s3, wait_seconds: float) -> dict[str, str]:
     """Two PutObjects of status.json, each If-Match the ETag both read, the second sent while
-    the first is between moto's check of its condition and its write: what each got ("ok" or
-    the error's code), and what the object holds after."""
+    the first is between moto's check of its condition and its write (which waits up to
+    ``wait_seconds`` for the second to have written): what each got ("ok" or the error's code),
+    and what the object holds after."""
     from moto.s3.models import S3Backend
 
     etag = s3.put_object(Bucket="runs", Key="status.json", Body=b"RUNNING")["ETag"]
     got: dict[str, str] = {}
+    second_wrote = threading.Event()
 
     def put(body: bytes) -> None:
         try:
@@ -465,15 +467,19 @@ def racing_conditional_puts(s3) -> dict[str, str]:
     second = threading.Thread(target=put, args=(b"CANCELLED",))
 
     def put_object(self, bucket_name, key_name, *args, **kwargs):
-        if not second.is_alive() and "CANCELLED" not in got:  # (the first write, past its check)
-            second.start()
-            second.join(timeout=1.0)  # (moto's own: the second passes the check and writes meanwhile)
+        if threading.current_thread() is second:
+            try:
+                return write(self, bucket_name, key_name, *args, **kwargs)
+            finally:
+                second_wrote.set()
+        second.start()  # (the first write, past its check)
+        second_wrote.wait(timeout=wait_seconds)
         return write(self, bucket_name, key_name, *args, **kwargs)
 
     S3Backend.put_object = put_object
     try:
         put(b"RUNNING again")
-        second.join(timeout=30)
+        second.join(timeout=60)
     finally:
         S3Backend.put_object = write
     got["stored"] = s3.get_object(Bucket="runs", Key="status.json")["Body"].read().decode()
@@ -493,9 +499,17 @@ def test_moto_still_lets_two_writes_conditioned_on_one_etag_both_succeed(moto_aw
     fixed = {operation: getattr(S3Response, operation) for operation in operations}
     for operation in operations:
         monkeypatch.setattr(S3Response, operation, patching.unpatched("conditional_write_atomic", S3Response, operation))
-    got = racing_conditional_puts(s3)
+    got = racing_conditional_puts(s3, wait_seconds=60)  # (moto's own: the second writes meanwhile)
     assert got == {"CANCELLED": "ok", "RUNNING again": "ok", "stored": "RUNNING again"}, "moto's writes are atomic now"
     for operation in operations:
         monkeypatch.setattr(S3Response, operation, fixed[operation])
-    got = racing_conditional_puts(s3)
+    # (fixed: the second waits for the first, which waits a second for it in vain)
+    got = racing_conditional_puts(s3, wait_seconds=1.0)
     assert got == {"RUNNING again": "ok", "CANCELLED": "PreconditionFailed", "stored": "RUNNING again"}
+    # a conditional DeleteObject goes through the fix too: a stale ETag is refused, the current one deletes
+    stale = s3.head_object(Bucket="runs", Key="status.json")["ETag"]
+    s3.put_object(Bucket="runs", Key="status.json", Body=b"SUCCEEDED")
+    with pytest.raises(s3.exceptions.ClientError, match="PreconditionFailed"):
+        s3.delete_object(Bucket="runs", Key="status.json", IfMatch=stale)
+    s3.delete_object(Bucket="runs", Key="status.json", IfMatch=s3.head_object(Bucket="runs", Key="status.json")["ETag"])
+    assert "Contents" not in s3.list_objects_v2(Bucket="runs")

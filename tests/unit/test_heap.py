@@ -55,6 +55,30 @@ def test_a_collector_that_was_off_stays_off_and_a_failing_load_still_freezes():
     assert seen["frozen"] >= 1000
 
 
+
+def test_a_second_load_collects_first_so_the_garbage_since_the_first_is_not_frozen():
+    seen = in_a_fresh_interpreter(
+        """
+        import gc, json, weakref
+        from miniwdl_fargate.local import heap
+
+        class Node:
+            pass
+
+        with heap.load_then_freeze():
+            kept = [[i] for i in range(1000)]
+        cycle = Node()
+        cycle.me = cycle  # (garbage only the collector frees: a cycle)
+        gone = weakref.ref(cycle)
+        del cycle
+        gc.disable()  # (so that only the second load's collection may free it)
+        with heap.load_then_freeze():
+            pass
+        print(json.dumps({"freed": gone() is None}))
+        """
+    )
+    assert seen["freed"] is True
+
 def test_a_fork_server_prepares_with_the_collector_off_and_serves_with_what_it_loaded_frozen():
     """``forkserver.server_main``: the preload (``prepare``) with the collector off; the server,
     and so each child it forks, with the preload's objects frozen and the collector on."""

@@ -312,7 +312,7 @@ class LocalStack:
             os.environ[key] = value
 
     def start(self) -> "LocalStack":
-        # what the deploy loads (moto, its models, the stack's resources) lives as long as the stack
+        # what the deploy loads (moto, its models, the stack's resources) lives as long as the process
         with heap.load_then_freeze():
             started = self._deploy()
         log.info("local stack deployed in %.1fs: %s", time.monotonic() - started, self.outputs)

@@ -614,7 +614,7 @@ KEY_WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 def conditional_write_atomic() -> None:
-    """moto checks a write's precondition (PutObject, CopyObject or DeleteObject with If-Match or
+    """moto checks a write's precondition (PutObject or DeleteObject with If-Match or
     If-None-Match) and then writes, with nothing between the two: its server answers each request
     on a thread of its own, so two writers that read the same ETag can both pass the check and
     both write, the second over the first. S3's conditional writes are atomic: of writes
@@ -622,9 +622,12 @@ def conditional_write_atomic() -> None:
     409 ConditionalRequestConflict), https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html.
     status.json relies on it (``status.update``: a cancel's CANCELLED was written over by the
     driver's next RUNNING in a test run), as do the call cache's and the name claims' create-only
-    writes. Here a key's writes, conditional or not, are answered one at a time (a lock per key's
-    hash, ``KEY_WRITE_LOCKS``): a plain write cannot land between a conditional one's check and
-    its write either."""
+    writes, all of them PutObject or DeleteObject. Here a key's PutObjects and DeleteObjects,
+    conditional or not, are answered one at a time (a lock per key's hash, ``KEY_WRITE_LOCKS``): a
+    plain PutObject cannot land between a conditional one's check and its write either. Not
+    covered, as the product makes none conditional: CopyObject (moto checks no destination
+    condition), CompleteMultipartUpload (its If-None-Match has the same race), DeleteObjects and
+    POST uploads."""
     from moto.s3.responses import S3Response
 
     def one_at_a_time(operation: str) -> Callable[[Any], Any]:
