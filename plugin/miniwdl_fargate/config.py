@@ -5,9 +5,8 @@ documentation); miniwdl's own loader supplies the user's cfg files and ``MINIWDL
 environment variables on top. Every ``[aws_fargate]`` option is read here, through ``option``:
 the backend's settings (``FargateSettings``), the run id and tags the driver gives the backend
 (``run_id``, ``tags``), and what the driver needs outside miniwdl (``loader``, ``backend_cluster``), so a
-miniwdl.cfg file configures everything environment variables do. (``efs_link_limit`` and
-``link_spares_dir``, shared by both backends, are read by ``backend.links.LinkPolicy.from_cfg``
-through the same loader, the limit with ``parse_link_limit``.)
+miniwdl.cfg file configures everything environment variables do (``efs_link_limit`` and
+``link_spares_dir``, which both backends use, too: ``backend.links.LinkPolicy.from_cfg``).
 """
 
 from __future__ import annotations
@@ -306,7 +305,7 @@ def option(cfg: wdl_config.Loader, name: str) -> object:
     try:
         return _PARSERS.get(name, str.strip)(raw)
     except ValueError as exn:
-        raise ValueError(f"invalid [{SECTION}] {name} (or {env_name(name)}): {exn}") from None
+        raise ValueError(f"invalid [{SECTION}] {name} (or {env_name(name)}) = {raw.strip()!r}: {exn}") from None
 
 
 _PARSERS = {

@@ -198,6 +198,12 @@ def test_link_limit_settings_are_checked_with_where_they_come_from(tmp_path, mon
         HostProcessTaskContainer.global_init(cfg(monkeypatch, **{LIMIT: "lots"}), LOG)
     with pytest.raises(ValueError, match=r"efs_link_limit .* = '1': a file needs at least 2 links"):
         links.LinkPolicy.from_cfg(cfg(monkeypatch, **{LIMIT: "1"}))
+    # a miniwdl.cfg file sets them as well as the environment does (read as every setting is: config.option)
+    monkeypatch.delenv(LIMIT)
+    monkeypatch.delenv(SPARES, raising=False)
+    cfg_file = tmp_path / "miniwdl.cfg"
+    cfg_file.write_text("[aws_fargate]\nefs_link_limit = 50\nlink_spares_dir = /mnt/efs/spares\n")
+    assert links.LinkPolicy.from_cfg(wdl_config.Loader(LOG, filenames=[str(cfg_file)])) == links.LinkPolicy(50, "/mnt/efs/spares")
 
 
 def test_local_mode_gives_drivers_efs_link_limit_and_wdl_tasks_nothing(tmp_path, monkeypatch):

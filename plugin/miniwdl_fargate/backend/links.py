@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from ..config import SECTION, parse_link_limit
+from .. import config
 
 SPARES_NAME = ".miniwdl_links"  # the spares directory beside an input when none is configured
 #: how many times one spare may be found missing by one link (made meanwhile by another thread,
@@ -72,12 +72,9 @@ class LinkPolicy:
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> "LinkPolicy":
-        raw = _option(cfg, "efs_link_limit")
-        try:
-            limit = parse_link_limit(raw)
-        except ValueError as exn:
-            raise ValueError(f"[{SECTION}] efs_link_limit (or MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT) = {raw!r}: {exn}") from None
-        return cls(limit, _option(cfg, "link_spares_dir"))
+        """The two settings as ``config.option`` reads every ``[aws_fargate]`` setting (a cfg
+        file or the environment; ValueError saying which setting and what is wrong)."""
+        return cls(config.option(cfg, "efs_link_limit"), str(config.option(cfg, "link_spares_dir")))
 
     def spares_dir(self, top: str) -> str:
         """Where the spares of the input ``top`` (a file, or a Directory holding the file) go:
@@ -86,10 +83,6 @@ class LinkPolicy:
         if self.spares:
             return self.spares
         return os.path.join(os.path.dirname(os.path.realpath(top).rstrip("/")) or "/", SPARES_NAME)
-
-
-def _option(cfg: Any, key: str) -> str:
-    return str(cfg[SECTION][key]).strip() if cfg.has_option(SECTION, key) else ""
 
 
 @contextmanager
