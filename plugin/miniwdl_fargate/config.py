@@ -305,7 +305,8 @@ def option(cfg: wdl_config.Loader, name: str) -> object:
     try:
         return _PARSERS.get(name, str.strip)(raw)
     except ValueError as exn:
-        raise ValueError(f"invalid [{SECTION}] {name} (or {env_name(name)}) = {raw.strip()!r}: {exn}") from None
+        given = "" if repr(raw.strip()) in str(exn) else f" = {raw.strip()!r}"  # (the value, unless the problem names it)
+        raise ValueError(f"invalid [{SECTION}] {name} (or {env_name(name)}){given}: {exn}") from None
 
 
 _PARSERS = {
