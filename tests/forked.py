@@ -84,7 +84,11 @@ class ForkedProcess:
                 os.waitpid(self.pid, 0)
                 self.returncode = -9
                 said = self.read(self.output) + (self.read(self.errors) if self.errors is not None else "")
-                raise subprocess.TimeoutExpired(self.args, timeout, output=said) from None
+                expired = subprocess.TimeoutExpired(self.args, timeout, output=said)
+                # (pytest shows an exception's notes, not its output: the end of what the child
+                # said, its threads' stacks last, goes in the failure's report)
+                expired.add_note(f"the child's last output, its threads' stacks last:\n{said[-12000:]}")
+                raise expired from None
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
