@@ -69,20 +69,21 @@ def bucket(moto_aws, monkeypatch, tmp_path):
     return s3
 
 
+def drive_workflow(tmp_path, run_id, inputs, wdl="runs/c/workflow.wdl", options=None):
+    """The driver's run ``run_id`` of the workflow at ``wdl`` in the runs bucket, its ``inputs``
+    put beside it (``<run_id>.json``), its results under ``results/<run_id>/`` there; its exit code."""
+    folder = wdl.rpartition("/")[0]
+    aws.client("s3").put_object(Bucket="runs", Key=f"{folder}/{run_id}.json", Body=json.dumps(inputs).encode())
+    return driver.drive(driver.DriverRun(
+        run_id=run_id, workflow=f"s3://runs/{wdl}", inputs=f"s3://runs/{folder}/{run_id}.json",
+        results=f"s3://runs/{folder}/results/{run_id}/", workdir=str(tmp_path / "efs" / "runs" / run_id),
+        cache_dir=str(tmp_path / "efs" / "cache"), options=options,
+    ))
+
+
 def drive(tmp_path, run_id, extra="x", options=None):
-    s3 = aws.client("s3")
     inputs = {"chain.name": "ann", "chain.reference": "s3://runs/data/ref.txt", "chain.extra": extra}
-    s3.put_object(Bucket="runs", Key=f"runs/c/{run_id}.json", Body=json.dumps(inputs).encode())
-    run = driver.DriverRun(
-        run_id=run_id,
-        workflow="s3://runs/runs/c/workflow.wdl",
-        inputs=f"s3://runs/runs/c/{run_id}.json",
-        results=f"s3://runs/runs/c/results/{run_id}/",
-        workdir=str(tmp_path / "efs" / "runs" / run_id),
-        cache_dir=str(tmp_path / "efs" / "cache"),
-        options=options or {},
-    )
-    return driver.drive(run)
+    return drive_workflow(tmp_path, run_id, inputs, options=options or {})
 
 
 def get(run_id, name):
@@ -278,12 +279,7 @@ def test_a_directory_output_is_kept_file_by_file_and_fetched_back(bucket, tmp_pa
     aws.client("s3").put_object(Bucket="runs", Key="runs/d/workflow.wdl", Body=DIR_WDL.encode())
 
     def drive_tree(run_id, extra):
-        aws.client("s3").put_object(Bucket="runs", Key=f"runs/d/{run_id}.json", Body=json.dumps({"tree.extra": extra}).encode())
-        return driver.drive(driver.DriverRun(
-            run_id=run_id, workflow="s3://runs/runs/d/workflow.wdl", inputs=f"s3://runs/runs/d/{run_id}.json",
-            results=f"s3://runs/runs/d/results/{run_id}/", workdir=str(tmp_path / "efs" / "runs" / run_id),
-            cache_dir=str(tmp_path / "efs" / "cache"), options={},
-        ))
+        return drive_workflow(tmp_path, run_id, {"tree.extra": extra}, wdl="runs/d/workflow.wdl", options={})
 
     assert drive_tree("d-1", "x") == 0
     grow = next(k for k in keys_under("cache/call/grow/"))
@@ -458,12 +454,7 @@ def test_a_file_written_at_the_workflow_level_runs_and_its_call_is_reused_by_con
     aws.client("s3").put_object(Bucket="runs", Key="runs/w/workflow.wdl", Body=WRITTEN_WDL.encode())
 
     def drive_written(run_id):
-        aws.client("s3").put_object(Bucket="runs", Key=f"runs/w/{run_id}.json", Body=json.dumps({"written.names": ["ann", "bo"], "written.tag": run_id}).encode())
-        return driver.drive(driver.DriverRun(
-            run_id=run_id, workflow="s3://runs/runs/w/workflow.wdl", inputs=f"s3://runs/runs/w/{run_id}.json",
-            results=f"s3://runs/runs/w/results/{run_id}/", workdir=str(tmp_path / "efs" / "runs" / run_id),
-            cache_dir=str(tmp_path / "efs" / "cache"),
-        ))
+        return drive_workflow(tmp_path, run_id, {"written.names": ["ann", "bo"], "written.tag": run_id}, wdl="runs/w/workflow.wdl")
 
     def outputs(run_id):
         body = aws.client("s3").get_object(Bucket="runs", Key=f"runs/w/results/{run_id}/outputs.json")["Body"].read()
@@ -500,16 +491,10 @@ task echo {
 def test_a_scatters_calls_share_their_tasks_digest(bucket, tmp_path, monkeypatch):
     """(the task's source is read once for its digest, not once per call)"""
     aws.client("s3").put_object(Bucket="runs", Key="runs/c/fan.wdl", Body=SCATTER.encode())
-    aws.client("s3").put_object(Bucket="runs", Key="runs/c/fan.json", Body=b"{}")
     digested = []
     real = keys.result_digest
     monkeypatch.setattr(keys, "result_digest", lambda task: digested.append(task.name) or real(task))
-    run = driver.DriverRun(
-        run_id="fan-1", workflow="s3://runs/runs/c/fan.wdl", inputs="s3://runs/runs/c/fan.json",
-        results="s3://runs/runs/c/results/fan-1/", workdir=str(tmp_path / "efs" / "runs" / "fan-1"),
-        cache_dir=str(tmp_path / "efs" / "cache"), options={},
-    )
-    assert driver.drive(run) == 0
+    assert drive_workflow(tmp_path, "fan-1", {}, wdl="runs/c/fan.wdl", options={}) == 0
     assert get("fan-1", "outputs.json")["outputs"]["fan.values"] == [0, 1, 2, 3]
     assert digested == ["echo"]
     # each call has its own entry all the same, keyed on that digest
@@ -564,13 +549,7 @@ TAGGED_SCATTER = SCATTER.replace("workflow fan {", "workflow fan {\n  input { St
 def drive_scatter(tmp_path, run_id):
     """A run of TAGGED_SCATTER; each call's outcome in the cache (ran, reused)."""
     aws.client("s3").put_object(Bucket="runs", Key="runs/c/fan.wdl", Body=TAGGED_SCATTER.encode())
-    aws.client("s3").put_object(Bucket="runs", Key=f"runs/c/{run_id}.json", Body=json.dumps({"fan.tag": run_id}).encode())
-    run = driver.DriverRun(
-        run_id=run_id, workflow="s3://runs/runs/c/fan.wdl", inputs=f"s3://runs/runs/c/{run_id}.json",
-        results=f"s3://runs/runs/c/results/{run_id}/", workdir=str(tmp_path / "efs" / "runs" / run_id),
-        cache_dir=str(tmp_path / "efs" / "cache"), options={},
-    )
-    assert driver.drive(run) == 0
+    assert drive_workflow(tmp_path, run_id, {"fan.tag": run_id}, wdl="runs/c/fan.wdl", options={}) == 0
     assert get(run_id, "outputs.json")["outputs"]["fan.values"] == [0, 1, 2, 3]
     return {c["call"]: c["outcome"] for c in get(run_id, "call_cache.json")["calls"] if c["call"] != "."}
 
@@ -629,13 +608,7 @@ def test_a_call_reuses_the_entry_an_earlier_call_of_its_run_wrote_after_the_fold
     """(the scatter's two calls look up: a GET, then the listing; both write their entries; the
     last call has the first one's key, which the listing does not hold)"""
     aws.client("s3").put_object(Bucket="runs", Key="runs/c/twice.wdl", Body=TWICE.encode())
-    aws.client("s3").put_object(Bucket="runs", Key="runs/c/twice.json", Body=b"{}")
-    run = driver.DriverRun(
-        run_id="twice-1", workflow="s3://runs/runs/c/twice.wdl", inputs="s3://runs/runs/c/twice.json",
-        results="s3://runs/runs/c/results/twice-1/", workdir=str(tmp_path / "efs" / "runs" / "twice-1"),
-        cache_dir=str(tmp_path / "efs" / "cache"), options={},
-    )
-    assert driver.drive(run) == 0
+    assert drive_workflow(tmp_path, "twice-1", {}, wdl="runs/c/twice.wdl", options={}) == 0
     outcomes = {c["call"]: c["outcome"] for c in get("twice-1", "call_cache.json")["calls"]}
     assert sorted(outcomes.items()) == [(".", "ran"), ("call-again", "reused"), ("call-echo-0-1", "ran"), ("call-echo-1-2", "ran")], outcomes
     assert len(cache_requests.of("ListObjectsV2")) == 1 and len(cache_requests.of("GetObject")) == 2
