@@ -115,12 +115,6 @@ def test_the_containers_a_killed_stack_left_are_removed_by_the_next_stack_and_no
     }
     names = {which: f"miniwdl-fargate-sweep-{which}-{os.getpid()}" for which in stacks}
     running = []
-
-    def label_of(name):
-        found = subprocess.run([engine.program, "inspect", "--type", "container", "--format",
-                                f'{{{{index .Config.Labels "{STACK_LABEL}"}}}}', name], capture_output=True, text=True)
-        return found.stdout.strip() if found.returncode == 0 else None
-
     try:
         for which, identity in stacks.items():
             spec = ContainerSpec(
@@ -134,15 +128,14 @@ def test_the_containers_a_killed_stack_left_are_removed_by_the_next_stack_and_no
         td = register(stack, image("bash"))
         arn = run(stack, td, ["echo started; sleep 3"])
         wait_for(lambda: "started" in log_of(stack, arn, td), what="'started' in the task's log")
-        assert label_of(f"miniwdl-fargate-{arn.rsplit('/', 1)[-1]}") == runner._identity == owners.identity()
-        wait_for(lambda: label_of(names["killed"]) is None, timeout=30, what="the killed stack's container removed")
+        assert engine.stack_of(f"miniwdl-fargate-{arn.rsplit('/', 1)[-1]}") == runner._identity == owners.identity()
+        wait_for(lambda: engine.stack_of(names["killed"]) is None, timeout=30, what="the killed stack's container removed")
         for which in ("live", "elsewhere", "unlabelled"):
             assert engine.ending(names[which]).exit_code is not None, which
         assert stopped(stack, arn)["containers"][0]["exitCode"] == 0
     finally:
         for name in names.values():
-            subprocess.run([engine.program, "rm", "--force", *(("--time", "0") if engine.kind == "podman" else ()), name],
-                           capture_output=True)
+            engine.remove_at_once(name)
         for proc in running:
             proc.kill()
             proc.wait()

@@ -264,6 +264,17 @@ class Engine:
     def remove(self, name: str) -> None:
         self._run("rm", "--force", name)
 
+    def remove_at_once(self, container: str) -> bool:
+        """Kill and remove a container without waiting out its stop timeout (podman's
+        ``rm --force`` waits it out first; docker's kills); whether it worked."""
+        now = ("--time", "0") if self.kind == "podman" else ()
+        return self._run("rm", "--force", *now, container).returncode == 0
+
+    def stack_of(self, container: str) -> str | None:
+        """The container's ``STACK_LABEL`` ("" if it has none); None if there is no such container."""
+        found = self._run("inspect", "--type", "container", "--format", f'{{{{index .Config.Labels "{STACK_LABEL}"}}}}', container)
+        return found.stdout.strip() if found.returncode == 0 else None
+
     def sweep(self) -> list[str]:
         """Remove the containers of local stacks that are gone (``owners.gone`` of their
         ``STACK_LABEL``): a stack killed outright left its tasks' containers running until their
@@ -279,12 +290,8 @@ class Engine:
             if not ident:
                 continue
             try:
-                stack = self._run("inspect", "--type", "container", "--format", f'{{{{index .Config.Labels "{STACK_LABEL}"}}}}', ident)
-                if stack.returncode != 0 or not owners.gone(stack.stdout.strip()):
-                    continue
-                # (podman's rm --force waits out the container's stop timeout first; docker's kills)
-                now = ("--time", "0") if self.kind == "podman" else ()
-                if self._run("rm", "--force", *now, ident).returncode == 0:
+                stack = self.stack_of(ident)
+                if stack is not None and owners.gone(stack) and self.remove_at_once(ident):
                     removed.append(name or ident)
             except (OSError, subprocess.SubprocessError):
                 log.warning("local mode: could not remove container %s of a stack that was killed", name or ident, exc_info=True)
