@@ -175,6 +175,11 @@ class RunnerThreads:
             return self._busy + self._idle
 
 
+def _first(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``names``, for a log line ("a, b, c ..." when there are more)."""
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+
+
 class EcsRunner:
     def __init__(
         self, state_dir: str, state: TaskState, faults: Callable[[], Faults],
@@ -645,10 +650,7 @@ class EcsRunner:
             log.exception("local mode: could not look for the containers of stacks that were killed")
             return
         if removed:
-            log.warning(
-                "local mode: removed %d container(s) left by local stacks that were killed: %s",
-                len(removed), ", ".join(removed[:5]) + (" ..." if len(removed) > 5 else ""),
-            )
+            log.warning("local mode: removed %d container(s) left by local stacks that were killed: %s", len(removed), _first(removed))
 
     def _ensure_image(self, image: str) -> None:
         """The image must be in the engine's store; pulled first if MINIWDL_FARGATE_LOCAL_PULL
@@ -734,18 +736,20 @@ class EcsRunner:
                     except OSError as exn:
                         problem = f"no folder for idmapped mounts: {exn}"
                 if problem is None:
-                    try:
-                        swept = idmap.sweep()
-                    except Exception:  # (housekeeping: never this stack's failure)
-                        log.exception("local mode: could not look for the idmapped mounts of stacks that were killed")
-                    else:
-                        if swept:
-                            log.warning(
-                                "local mode: unmounted %d idmapped mount(s) left by local stacks that were killed: %s",
-                                len(swept), ", ".join(swept[:5]) + (" ..." if len(swept) > 5 else ""),
-                            )
+                    self._sweep_idmapped()
                 self._idmap_problem = problem
             return self._idmap_problem
+
+    @staticmethod
+    def _sweep_idmapped() -> None:
+        """Unmount what stacks killed outright left (``idmap.sweep``); never this stack's failure."""
+        try:
+            swept = idmap.sweep()
+        except Exception:
+            log.exception("local mode: could not look for the idmapped mounts of stacks that were killed")
+            return
+        if swept:
+            log.warning("local mode: unmounted %d idmapped mount(s) left by local stacks that were killed: %s", len(swept), _first(swept))
 
     def sandbox(self) -> StrictSandbox | None:
         """The strict sandbox for WDL tasks without an engine (checked once; warns once about
