@@ -175,9 +175,17 @@ class RunnerThreads:
             return self._busy + self._idle
 
 
-def _first(names: list[str], shown: int = 5) -> str:
-    """The first ``shown`` of ``names``, for a log line ("a, b, c ..." when there are more)."""
-    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+def _sweep(sweep: Callable[[], list[str]], done: str, thing: str) -> None:
+    """Remove what local stacks killed outright left (``sweep``: the ``thing``s it ``done``, e.g.
+    the containers it removed), saying so; never this stack's failure."""
+    try:
+        names = sweep()
+    except Exception:
+        log.exception("local mode: could not look for the %ss of stacks that were killed", thing)
+        return
+    if names:
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        log.warning("local mode: %s %d %s(s) left by local stacks that were killed: %s", done, len(names), thing, shown)
 
 
 class EcsRunner:
@@ -640,17 +648,9 @@ class EcsRunner:
             if self._containers_swept or self.engine is None:
                 return
             self._containers_swept = True
-        threading.Thread(target=self._sweep_containers, args=(self.engine,), name="container-sweep", daemon=True).start()
-
-    @staticmethod
-    def _sweep_containers(engine: Engine) -> None:
-        try:
-            removed = engine.sweep()
-        except Exception:
-            log.exception("local mode: could not look for the containers of stacks that were killed")
-            return
-        if removed:
-            log.warning("local mode: removed %d container(s) left by local stacks that were killed: %s", len(removed), _first(removed))
+        threading.Thread(
+            target=_sweep, args=(self.engine.sweep, "removed", "container"), name="container-sweep", daemon=True,
+        ).start()
 
     def _ensure_image(self, image: str) -> None:
         """The image must be in the engine's store; pulled first if MINIWDL_FARGATE_LOCAL_PULL
@@ -736,20 +736,9 @@ class EcsRunner:
                     except OSError as exn:
                         problem = f"no folder for idmapped mounts: {exn}"
                 if problem is None:
-                    self._sweep_idmapped()
+                    _sweep(idmap.sweep, "unmounted", "idmapped mount")
                 self._idmap_problem = problem
             return self._idmap_problem
-
-    @staticmethod
-    def _sweep_idmapped() -> None:
-        """Unmount what stacks killed outright left (``idmap.sweep``); never this stack's failure."""
-        try:
-            swept = idmap.sweep()
-        except Exception:
-            log.exception("local mode: could not look for the idmapped mounts of stacks that were killed")
-            return
-        if swept:
-            log.warning("local mode: unmounted %d idmapped mount(s) left by local stacks that were killed: %s", len(swept), _first(swept))
 
     def sandbox(self) -> StrictSandbox | None:
         """The strict sandbox for WDL tasks without an engine (checked once; warns once about
