@@ -13,13 +13,12 @@ from tests.waiting import wait_for
 
 @pytest.mark.parametrize("forked", [True, False], ids=["forked", "new-process"])
 def test_a_wdl_task_without_an_engine_cannot_write_outside_efs_and_tmp(stack, forked, monkeypatch, caplog):
-    """The same sandbox whether the task is forked from ``task_zygote`` (local mode as root) or
-    set up by new processes (``remount.py sandbox``: a user namespace's, or a fork server that
-    cannot start)."""
+    """The same sandbox whether the task is forked from ``task_zygote`` or set up by new
+    processes (``remount.py sandbox``: where a fork server cannot start)."""
     assert stack.runtime.engine is None
     runner = stack.runtime.ecs_runner
     if forked and not runner.task_zygote.enabled:
-        pytest.skip("tasks are forked only where their mount namespace needs no user namespace (root)")
+        pytest.skip("no fork servers here (no pidfds)")
     monkeypatch.setattr(runner.task_zygote, "enabled", forked)
     caplog.set_level("INFO", logger="miniwdl-fargate.local")
     container_path, host_path = fresh_dir(stack)
@@ -58,7 +57,7 @@ def task_zygote(stack, tmp_path):
     from miniwdl_fargate.local.forkserver import LazyForkServer
 
     if not stack.runtime.ecs_runner.task_zygote.enabled:
-        pytest.skip("tasks are forked only where their mount namespace needs no user namespace (root)")
+        pytest.skip("no fork servers here (no pidfds)")
     zygote = LazyForkServer("miniwdl_fargate.local.task_zygote", str(tmp_path / "zygote"), stack.runtime.base_environment, True)
     yield zygote
     zygote.stop()
@@ -70,7 +69,9 @@ def forked_task(stack, zygote, argv, log_path):
     sandbox = stack.runtime.sandbox()
     env = {**stack.runtime.base_environment(), "HOME": "/tmp"}
     spec = sandbox.setup([], env=env)
-    job = ForkedJob(zygote.get, {"spec": spec, "argv": argv, "env": env, "what": "a test's task"}, ["false"], "/", env)
+    as_user = not stack.runtime.ecs_runner.namespaces.root  # (local mode not run as root)
+    request = {"spec": spec, "argv": argv, "env": env, "what": "a test's task", "user_namespace": as_user}
+    job = ForkedJob(zygote.get, request, ["false"], "/", env)
     with open(log_path, "ab") as log:
         job.start(log)
     assert job.pid is not None  # (forked, not started as a new process)

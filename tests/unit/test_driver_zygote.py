@@ -13,9 +13,9 @@ from miniwdl_fargate.local.forkserver import ForkServer
 from miniwdl_fargate.local.jobs import ForkedJob
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not hasattr(os, "pidfd_open"), reason="drivers are forked only as root, with pidfds"
-)
+pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="drivers are forked only with pidfds")
+#: what local mode asks of a child here: a user namespace of its own where it is not root
+NOT_ROOT = os.geteuid() != 0
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,12 @@ def python(code: str) -> list[str]:
 
 
 class Started:
-    def __init__(self, server, tmp_path, argv, env=None, mounts=()):
+    def __init__(self, server, tmp_path, argv, env=None, mounts=(), user_namespace=NOT_ROOT):
         env = {"PATH": os.environ["PATH"], **(env or {})}
-        request = {"argv": argv, "cwd": str(tmp_path), "env": env, "mounts": [list(m) for m in mounts]}
+        request = {
+            "argv": argv, "cwd": str(tmp_path), "env": env, "mounts": [list(m) for m in mounts],
+            "user_namespace": user_namespace,
+        }
         self.log_path = tmp_path / f"{uuid.uuid4().hex}.log"
         self.job = ForkedJob(lambda: server, request, argv, str(tmp_path), env)
         with open(self.log_path, "ab") as log:
@@ -103,6 +106,23 @@ def test_the_child_has_private_mounts(server, tmp_path):
     assert started.outcome().exit_code == 0
     assert started.log() == "from the volume\n"
     assert not os.path.exists(f"{mount}/hello")  # the host's /mnt is untouched
+
+
+def test_a_child_asked_for_a_user_namespace_is_its_root_with_private_mounts(server, tmp_path):
+    """Where local mode is not root, the child makes a user namespace of its own too (what
+    ``unshare --user --map-root-user`` gives a new driver): its root, mapped onto the user the
+    fork server runs as, its mounts as private as a root's."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "hello").write_text("from the volume\n")
+    mount = f"/mnt/zygote-test-{uuid.uuid4().hex[:8]}"
+    show = f"id -u; cat /proc/self/uid_map /proc/self/setgroups {mount}/hello"
+    started = Started(server, tmp_path, ["sh", "-c", show], mounts=[(mount, str(volume))], user_namespace=True)
+    assert started.outcome().exit_code == 0, started.log()
+    uid, uid_map, setgroups, content = started.log().splitlines()
+    assert (uid, uid_map.split(), setgroups) == ("0", ["0", str(os.geteuid()), "1"], "deny")
+    assert content == "from the volume"
+    assert not os.path.exists(f"{mount}/hello")
 
 
 def test_without_a_fork_server_the_job_is_a_new_process(tmp_path):

@@ -532,3 +532,20 @@ def test_shutdown_kills_a_task_that_does_not_stop_in_its_time(runner):
     assert runner.running_tasks() == []
     stopped = [c for c in runner.fake_state.of(task.task_arn) if c[0] == "stopped"]
     assert stopped == [("stopped", "UserInitiated", SHUTDOWN_REASON, 137, None)]
+
+
+def test_drivers_and_tasks_are_forked_where_their_namespaces_need_a_user_namespace(tmp_path, monkeypatch):
+    """Local mode run by a user makes each task's namespaces in a user namespace; its drivers and
+    sandboxed tasks are forked from the fork servers all the same (the child makes that user
+    namespace itself: tests/local/test_pipeline.py runs a workflow so), not new processes."""
+    from miniwdl_fargate.local.ecs_runner import NamespaceSupport
+
+    as_user = NamespaceSupport(["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"])
+    monkeypatch.setenv("MINIWDL_FARGATE_LOCAL_ENGINE", "none")
+    monkeypatch.setattr(NamespaceSupport, "detect", classmethod(lambda cls: as_user))
+    runner = EcsRunner(str(tmp_path), FakeState(), lambda: Faults(), dict, dict)
+    try:
+        assert runner.namespaces is as_user and not as_user.root
+        assert runner.fork_drivers is runner.task_zygote.enabled is hasattr(os, "pidfd_open")
+    finally:
+        runner.shutdown(timeout=10)

@@ -92,6 +92,7 @@ def test_mount_tables_are_read_with_their_escapes_and_options():
     assert idmap.mounts(table) == [("/mnt/a b/idmapped/s/t/0", {"rw", "noatime", "idmapped"}), ("/tmp/tab\tand\\slash", {"rw"})]
 
 
+@root_only  # (an owner file is believed only if it is root's: only root makes idmapped mounts)
 def test_an_owner_is_gone_only_where_that_is_sure(tmp_path):
     owner = tmp_path / idmap.OWNER_FILE
     assert not idmap.owner_gone(str(tmp_path))  # (no owner named: left alone)

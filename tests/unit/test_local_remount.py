@@ -96,6 +96,54 @@ def test_user_namespace_gives_the_identity_unshare_gives():
     assert ours["Uid"].split() == ["1000"] * 4 and ours["setgroups"].strip() == "deny"
 
 
+def as_nobody_if_root() -> None:
+    """This (forked) process as an unprivileged user: nobody's uid and gid if it is root, and
+    dumpable again, as a process started as that user is (a change of uid leaves it not, and its
+    /proc/self files root's: proc(5), /proc/sys/fs/suid_dumpable; prctl(2), PR_SET_DUMPABLE)."""
+    import ctypes
+    import os
+
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+        assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0
+
+
+NOBODY = 65534
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+
+def test_a_private_namespace_as_a_user_gives_what_unshare_map_root_user_gives():
+    """Local mode not run as root: a child of a fork server makes its namespaces itself,
+    ``remount.private_namespace(as_user=True)``, as ``unshare --user --map-root-user --mount
+    --propagation private`` makes them for a new process: root of a user namespace of its own
+    (its capabilities there, setgroups denied), mapped onto the user it ran as, and able to
+    mount in its own mount namespace (a tmpfs on /mnt, as a driver's and a task's setup do)."""
+    import os
+    import shutil
+
+    import pytest
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode:
+        pytest.skip("user namespaces are not allowed here")
+    unprivileged = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.geteuid() == 0 else {}
+    by_unshare = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private", "--", *SHOW],
+        capture_output=True, text=True, check=True, **unprivileged,
+    ).stdout
+
+    def setup():
+        as_nobody_if_root()
+        remount.private_namespace(as_user=True)
+        remount.mount("tmpfs", "/mnt", "tmpfs", 0, None)  # (raises where it may not: the child fails)
+
+    ours = identity_after(setup)
+    assert ours == shown(by_unshare)
+    assert ours["Uid"].split() == ["0"] * 4 and ours["setgroups"].strip() == "deny"
+    assert int(ours["CapEff"], 16) != 0  # (the namespace's root: its capabilities there)
+
+
 def test_a_sandbox_set_up_by_a_new_process_runs_a_command_by_its_name_as_the_uid_of_its_own():
     """The new-process setup (``python -I -S remount.py sandbox``: a task's where it is not forked,
     and the machine probe's) finds a command by its name once it has become the task's uid, and

@@ -6,13 +6,16 @@ parser per grammar version and start symbol, at first use), scanning the install
 entry points for miniwdl's plugins and parsing botocore's models of the services it calls. This process does all that once, then forks one driver per
 driver task (``ecs_runner`` asks through SOCKET_FD). A child is then what the driver's container
 would be: its own session, a private mount namespace with a tmpfs on /mnt and each volume
-bind-mounted at its container path (what ``unshare --mount --propagation private`` and the
-mounts ``NamespaceSupport.wrap`` makes give a fresh driver), /dev/null as stdin, the log file as
+bind-mounted at its container path (what ``unshare --mount --propagation private``, or where
+local mode does not run as root ``unshare --user --map-root-user --mount ...``, and the mounts
+``NamespaceSupport.wrap`` makes give a fresh driver), /dev/null as stdin, the log file as
 stdout and stderr, the task's environment and working directory, and then the container's
 command, ``miniwdl-fargate driver``, run as its entry point would run it.
 
-A request is one JSON message ``{"argv", "cwd", "env", "mounts"}`` with the log file and the
-status pipe; the answer is the driver's pidfd. No thread is started before a fork.
+A request is one JSON message ``{"argv", "cwd", "env", "mounts", "user_namespace"}`` with the
+log file and the status pipe (``user_namespace``: the child makes a user namespace of its own
+too, as ``--user --map-root-user`` would); the answer is the driver's pidfd. No thread is
+started before a fork.
 """
 
 from __future__ import annotations
@@ -58,10 +61,11 @@ def preload() -> None:
     forkserver.preload_aws()
 
 
-def private_mounts(mounts: list[list[str]]) -> None:
+def private_mounts(mounts: list[list[str]], as_user: bool = False) -> None:
     """A private mount namespace with a tmpfs on /mnt and each (container path, host path)
-    bind-mounted (the driver is root here, as on Fargate)."""
-    remount.private_namespace()
+    bind-mounted (the driver is root here, as on Fargate; ``as_user``: the root of a user
+    namespace of its own, local mode not running as root)."""
+    remount.private_namespace(as_user)
     remount.mount("tmpfs", "/mnt", "tmpfs", 0, None)
     for container_path, host_path in mounts:
         if not container_path.startswith("/mnt/"):
@@ -76,7 +80,7 @@ def become_driver(request: dict, fds: list[int], server: socket.socket) -> None:
     try:
         (log,) = fds
         forkserver.into_session(server, os.open(os.devnull, os.O_RDONLY), log)
-        private_mounts(request["mounts"])
+        private_mounts(request["mounts"], request.get("user_namespace", False))
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])

@@ -6,10 +6,11 @@ definition's entry point, command, environment and EFS mounts at their container
 image's USER (writing EFS as the access point's user would, ``idmap``), no network, its memory as
 the limit. Without an engine it runs as a host process in a strict sandbox (``sandbox``):
 read-only root, unprivileged uid, private /tmp; forked from ``task_zygote`` (which sets the
-sandbox up in the child, no interpreter started per task) where the namespace needs no user
-namespace. The driver (our own image, not available locally) runs as a host process in a
-private mount namespace, forked from ``driver_zygote`` (its libraries loaded, its parsers built)
-where the namespace needs no user namespace. A local directory per filesystem stands in for EFS.
+sandbox up in the child, no interpreter started per task). The driver (our own image, not
+available locally) runs as a host process in a private mount namespace, forked from
+``driver_zygote`` (its libraries loaded, its parsers built). A child of either makes its own
+namespaces, a user namespace too where local mode does not run as root (``NamespaceSupport``).
+A local directory per filesystem stands in for EFS.
 Like Fargate, the runner kills a task that uses more memory than its size and says so the way
 Fargate does: exit code 137, container reason OutOfMemoryError. A task whose image pull is made
 to fail (``faults.pull_failures``) stops before it starts, as Fargate's does: stop code
@@ -244,9 +245,9 @@ class EcsRunner:
             else "as sandboxed host processes (no container engine; MINIWDL_FARGATE_LOCAL_ENGINE)",
         )
         self._launched_by_driver: dict[str, int] = {}
-        # drivers and sandboxed tasks are forked from a fork server where their namespace needs no
-        # user namespace (local mode as root)
-        forking = self.namespaces.root and hasattr(os, "pidfd_open")
+        # drivers and sandboxed tasks are forked from a fork server (each child makes its own
+        # namespaces, as the namespace prefix would: ``user_namespace`` in its request)
+        forking = hasattr(os, "pidfd_open")
         self.driver_zygote = LazyForkServer(
             "miniwdl_fargate.local.driver_zygote", os.path.join(state_dir, "driver-zygote"), base_environment,
             forking and os.environ.get(DRIVER_FORK_ENV) != "0",
@@ -558,7 +559,7 @@ class EcsRunner:
         pairs = [(m.container, m.host) for m in mounts]
         cwd = _ci(container_def, "workingDirectory") or "/"
         if self.fork_drivers and argv == DRIVER_COMMAND:
-            request = {"argv": argv, "cwd": cwd, "env": env, "mounts": pairs}
+            request = {"argv": argv, "cwd": cwd, "env": env, "mounts": pairs, "user_namespace": not self.namespaces.root}
             return ForkedJob(self.driver_server, request, self.namespaces.wrap(pairs, argv), cwd, env)
         return HostJob(self.namespaces.wrap(pairs, argv), cwd, env)
 
@@ -600,7 +601,10 @@ class EcsRunner:
         cleanup = lambda: self._unmount_idmapped(task)  # noqa: E731
         if self.task_zygote.enabled and sandbox.set_up_in_python:
             spec = sandbox.setup(pairs, hidden, env=env)
-            request = {"spec": spec, "argv": argv, "env": env, "what": f"task {task.task_arn}"}
+            request = {
+                "spec": spec, "argv": argv, "env": env, "what": f"task {task.task_arn}",
+                "user_namespace": not self.namespaces.root,
+            }
             # (a new process sets the same sandbox up where the fork server cannot fork)
             return ForkedJob(self.task_zygote.get, request, sandbox.in_new_process(spec, argv), "/", env, cleanup=cleanup)
         return HostJob(sandbox.wrap(pairs, argv, hidden=hidden, env=env), "/", env, cleanup=cleanup)
@@ -970,8 +974,8 @@ class NamespaceSupport:
 
     @property
     def root(self) -> bool:
-        """Whether the namespace is made as root, needing no user namespace (what a process
-        forked from ``driver_zygote`` can make itself)."""
+        """Whether the namespace is made as root, needing no user namespace (a child forked from
+        ``driver_zygote`` or ``task_zygote`` makes one where it is not)."""
         return "--user" not in self.prefix
 
     @classmethod

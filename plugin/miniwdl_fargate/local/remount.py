@@ -102,11 +102,20 @@ def remount_all(root: str, hidden: list[str], flags: int) -> list[str]:
     return [target for target, own in found if libc.mount(None, target.encode(), None, own, None) != 0]
 
 
-def private_namespace() -> None:
-    """This process into a mount namespace of its own whose mounts propagate nowhere (as root):
-    what ``unshare --mount --propagation private`` gives the program it runs (unshare(2),
-    mount(2) MS_PRIVATE; mount_namespaces(7), "Shared subtrees")."""
-    _check(_libc().unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+def private_namespace(as_user: bool = False) -> None:
+    """This process into a mount namespace of its own whose mounts propagate nowhere: what
+    ``unshare --mount --propagation private`` gives the program it runs (unshare(2), mount(2)
+    MS_PRIVATE; mount_namespaces(7), "Shared subtrees"), as root. ``as_user`` (local mode not run
+    as root): into a user namespace of its own too, as its root, mapped onto the user and group
+    it runs as, which may then mount there: what ``unshare --user --map-root-user --mount
+    --propagation private`` gives (unshare(2): with CLONE_NEWUSER, the user namespace is made
+    first and owns the new mount namespace)."""
+    if not as_user:
+        _check(_libc().unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    else:
+        outer_uid, outer_gid = os.geteuid(), os.getegid()
+        _check(_libc().unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(CLONE_NEWUSER | CLONE_NEWNS)")
+        _map_ids((0, outer_uid), (0, outer_gid))
     mount("none", "/", None, MS_REC | MS_PRIVATE, None)
 
 
@@ -142,7 +151,15 @@ def user_namespace(uid: int, gid: int) -> None:
     the namespace's root (capabilities(7), "Transformation of capabilities during execve()")."""
     outer_uid, outer_gid = os.geteuid(), os.getegid()
     _check(_libc().unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
-    for name, line in (("setgroups", "deny"), ("uid_map", f"{uid} {outer_uid} 1"), ("gid_map", f"{gid} {outer_gid} 1")):
+    _map_ids((uid, outer_uid), (gid, outer_gid))
+
+
+def _map_ids(user: tuple[int, int], group: tuple[int, int]) -> None:
+    """This process's new user namespace's one user and one group: (id inside, id outside) each
+    ("deny" to setgroups first, which an unprivileged process must write before its gid_map:
+    user_namespaces(7), "User and group ID mappings" and "Interaction with system calls that
+    change process UIDs or GIDs")."""
+    for name, line in (("setgroups", "deny"), ("uid_map", "%d %d 1" % user), ("gid_map", "%d %d 1" % group)):
         with open(f"/proc/self/{name}", "w") as out:
             out.write(line)
 

@@ -5,13 +5,13 @@ task would build with two programs before its command: ``unshare`` (a private mo
 and a Python interpreter running ``remount.py sandbox`` (the mounts, pivot_root, the unprivileged
 identity). The interpreter's start and imports were half of a short task's CPU time. This small
 process (the standard library and ``remount``, nothing else) forks one child per task instead;
-the child makes the same namespace itself, runs the same ``remount.sandbox`` and execs the
-command. Used where the namespace needs no user namespace (local mode as root), as
-``driver_zygote`` is for drivers.
+the child makes the same namespaces itself (where local mode does not run as root, the user
+namespace ``unshare --user --map-root-user`` would make too), runs the same ``remount.sandbox``
+and execs the command, as ``driver_zygote`` does for drivers.
 
-A request is one JSON message ``{"spec", "argv", "env"}`` (``spec`` and ``argv`` as
-``remount.sandbox`` takes them; ``"what"``, for the runner's log) with the log file and the
-status pipe; the answer is the child's pidfd. The child is what ``HostJob`` would start: its own
+A request is one JSON message ``{"spec", "argv", "env", "user_namespace"}`` (``spec`` and
+``argv`` as ``remount.sandbox`` takes them; ``"what"``, for the runner's log) with the log file
+and the status pipe; the answer is the child's pidfd. The child is what ``HostJob`` would start: its own
 session, /dev/null as stdin, the log file as stdout and stderr, exactly the task's environment,
 and (``remount.sandbox``) the signal dispositions a new process has. No thread is started
 before a fork.
@@ -36,7 +36,7 @@ def become_task(request: dict, fds: list[int], server: socket.socket) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir("/")
-        remount.private_namespace()
+        remount.private_namespace(request.get("user_namespace", False))
         code = remount.enter_sandbox(request["spec"], list(request["argv"]))
     except BaseException:  # noqa: BLE001 (said in the task's log, as the interpreter would)
         import traceback
