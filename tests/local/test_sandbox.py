@@ -63,19 +63,38 @@ def task_zygote(stack, tmp_path):
     zygote.stop()
 
 
-def forked_task(stack, zygote, argv, log_path):
+def forked_task(stack, zygote, argv, log_path, identity=True, user_namespace=None):
+    """A task forked from ``zygote`` into the stack's sandbox (``identity``: as the sandbox's
+    unprivileged user, else as the root of its namespaces; ``user_namespace``: the child makes a
+    user namespace of its own first, None: as the stack's runner asks it)."""
     from miniwdl_fargate.local.jobs import ForkedJob
 
     sandbox = stack.runtime.sandbox()
     env = {**stack.runtime.base_environment(), "HOME": "/tmp"}
     spec = sandbox.setup([], env=env)
-    as_user = not stack.runtime.ecs_runner.namespaces.root  # (local mode not run as root)
-    request = {"spec": spec, "argv": argv, "env": env, "what": "a test's task", "user_namespace": as_user}
+    if not identity:
+        spec = {key: value for key, value in spec.items() if key not in ("become", "user_namespace")}
+    runner = stack.runtime.ecs_runner
+    request = runner._task_request(spec, argv, env, "a test's task")
+    if user_namespace is not None:
+        request["user_namespace"] = user_namespace
     job = ForkedJob(zygote.get, request, ["false"], "/", env)
     with open(log_path, "ab") as log:
         job.start(log)
     assert job.pid is not None  # (forked, not started as a new process)
     return job
+
+
+def test_a_forked_task_asked_for_a_user_namespace_makes_it_before_its_sandbox(stack, task_zygote, tmp_path):
+    """Where local mode is not root, a forked task's child makes the user namespace ``unshare
+    --user --map-root-user`` would (its root mapped onto the user running local mode), then its
+    mount namespace and sandbox in it. Seen as that namespace's root (no identity of the
+    sandbox's: that would be a user namespace of its own, nested in this one)."""
+    job = forked_task(stack, task_zygote, ["cat", "/proc/self/uid_map", "/proc/self/setgroups"], tmp_path / "task.log",
+                      identity=False, user_namespace=True)
+    assert job.wait(30) == 0, (tmp_path / "task.log").read_text()
+    uid_map, setgroups = (tmp_path / "task.log").read_text().splitlines()
+    assert (uid_map.split(), setgroups) == (["0", str(os.geteuid()), "1"], "deny")
 
 
 def test_a_forked_task_stopped_as_soon_as_it_starts_gets_the_sigterm(stack, task_zygote, tmp_path):

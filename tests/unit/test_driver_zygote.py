@@ -4,6 +4,7 @@ pidfd and status pipe (exit code, SIGTERM, SIGKILL, memory), the container the c
 
 import os
 import signal
+import subprocess
 import sys
 import uuid
 
@@ -13,9 +14,15 @@ from miniwdl_fargate.local.forkserver import ForkServer
 from miniwdl_fargate.local.jobs import ForkedJob
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="drivers are forked only with pidfds")
 #: what local mode asks of a child here: a user namespace of its own where it is not root
 NOT_ROOT = os.geteuid() != 0
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="drivers are forked only with pidfds"),
+    pytest.mark.skipif(
+        NOT_ROOT and subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True).returncode != 0,
+        reason="not root, and user namespaces are not allowed here",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +130,33 @@ def test_a_child_asked_for_a_user_namespace_is_its_root_with_private_mounts(serv
     assert (uid, uid_map.split(), setgroups) == ("0", ["0", str(os.geteuid()), "1"], "deny")
     assert content == "from the volume"
     assert not os.path.exists(f"{mount}/hello")
+
+
+def test_a_fork_server_whose_trial_child_fails_is_stopped_and_new_processes_are_started(tmp_path, caplog):
+    """Each server's first child is a trial (``trial_request``): where the children cannot be
+    made here (here a request whose child fails to set itself up, as one whose user namespace the
+    interpreter may not make would), the server is stopped and jobs start new processes, saying
+    why once, rather than every driver failing."""
+    from miniwdl_fargate.local.forkserver import LazyForkServer
+
+    env = lambda: {"PATH": os.environ["PATH"]}  # noqa: E731
+    good = {"argv": ["true"], "cwd": "/", "env": env(), "mounts": [], "user_namespace": NOT_ROOT}
+    bad = {**good, "mounts": [["/not-under-mnt", str(tmp_path)]]}
+    caplog.set_level("WARNING", logger="miniwdl-fargate.local")
+    failing = LazyForkServer("miniwdl_fargate.local.driver_zygote", str(tmp_path / "bad"), env, True, lambda: bad)
+    assert failing.get() is None and not failing.enabled
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "driver_zygote cannot make its children here (its trial child ended with exit status 1: ValueError: " in said
+    assert "local mode mounts volumes under /mnt only, not /not-under-mnt): new processes instead" in said
+    started = Started(failing.get(), tmp_path, python("import sys; sys.exit(6)"))
+    assert started.job.pid is None and started.outcome().exit_code == 6
+    working = LazyForkServer("miniwdl_fargate.local.driver_zygote", str(tmp_path / "good"), env, True, lambda: good)
+    try:
+        server = working.get()
+        assert server is not None and working.enabled
+        assert Started(server, tmp_path, python("import sys; sys.exit(7)")).outcome().exit_code == 7
+    finally:
+        working.stop()
 
 
 def test_without_a_fork_server_the_job_is_a_new_process(tmp_path):

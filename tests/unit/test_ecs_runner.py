@@ -542,6 +542,8 @@ def test_drivers_and_tasks_are_forked_where_their_namespaces_need_a_user_namespa
 
     as_user = NamespaceSupport(["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"])
     monkeypatch.setenv("MINIWDL_FARGATE_LOCAL_ENGINE", "none")
+    for name in ("MINIWDL_FARGATE_LOCAL_DRIVER_FORK", "MINIWDL_FARGATE_LOCAL_TASK_FORK"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(NamespaceSupport, "detect", classmethod(lambda cls: as_user))
     runner = EcsRunner(str(tmp_path), FakeState(), lambda: Faults(), dict, dict)
     try:

@@ -125,9 +125,9 @@ def test_a_private_namespace_as_a_user_gives_what_unshare_map_root_user_gives():
 
     import pytest
 
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode:
-        pytest.skip("user namespaces are not allowed here")
     unprivileged = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.geteuid() == 0 else {}
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"], capture_output=True, **unprivileged).returncode:
+        pytest.skip("user namespaces are not allowed here (to a user)")
     by_unshare = subprocess.run(
         ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private", "--", *SHOW],
         capture_output=True, text=True, check=True, **unprivileged,
@@ -183,3 +183,17 @@ def test_reading_the_mount_table_compiles_no_pattern_in_the_task():
     found = remount.targets(MOUNTINFO, "/mnt/.root", [], ASKED)
     assert "/mnt/.root/with space" in [target for target, _ in found]
     assert r"\\([0-7]{3})" not in [key[1] for key in list(re._cache)]  # type: ignore[attr-defined]
+
+
+def test_the_caveat_of_tasks_shown_as_uid_1000_says_why_they_have_no_uid_of_their_own(monkeypatch):
+    """As root, a sandbox whose tasks are uid 1000 of a user namespace (the host's uid 0 without
+    capabilities) says so, and why: idmapped mounts unavailable, or local mode's namespaces made
+    in a user namespace (root without the right to mount: then there is no reason from a probe)."""
+    import os
+
+    from miniwdl_fargate.local.sandbox import APPARENT_UID, Identity, StrictSandbox
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    box = StrictSandbox(["unshare", "--user", "--map-root-user", "--mount"], Identity("userns", APPARENT_UID, APPARENT_UID), [])
+    assert box.caveats("no idmapped mounts on overlay").endswith("(not as a uid of their own: no idmapped mounts on overlay)")
+    assert box.caveats(None).endswith("(not as a uid of their own: local mode's namespaces are made in a user namespace here)")

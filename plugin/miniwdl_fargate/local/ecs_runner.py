@@ -248,13 +248,15 @@ class EcsRunner:
         # drivers and sandboxed tasks are forked from a fork server (each child makes its own
         # namespaces, as the namespace prefix would: ``user_namespace`` in its request)
         forking = hasattr(os, "pidfd_open")
+        # (each server's first child is a trial: where its children cannot be made, new processes)
         self.driver_zygote = LazyForkServer(
             "miniwdl_fargate.local.driver_zygote", os.path.join(state_dir, "driver-zygote"), base_environment,
             forking and os.environ.get(DRIVER_FORK_ENV) != "0",
+            lambda: self._driver_request(["true"], "/", self.base_environment(), []),
         )
         self.task_zygote = LazyForkServer(
             "miniwdl_fargate.local.task_zygote", os.path.join(state_dir, "task-zygote"), base_environment,
-            forking and os.environ.get(TASK_FORK_ENV) != "0",
+            forking and os.environ.get(TASK_FORK_ENV) != "0", self._task_trial,
         )
         os.makedirs(self.efs_root, exist_ok=True)
         os.makedirs(self.logs_dir, exist_ok=True)
@@ -559,9 +561,26 @@ class EcsRunner:
         pairs = [(m.container, m.host) for m in mounts]
         cwd = _ci(container_def, "workingDirectory") or "/"
         if self.fork_drivers and argv == DRIVER_COMMAND:
-            request = {"argv": argv, "cwd": cwd, "env": env, "mounts": pairs, "user_namespace": not self.namespaces.root}
+            request = self._driver_request(argv, cwd, env, pairs)
             return ForkedJob(self.driver_server, request, self.namespaces.wrap(pairs, argv), cwd, env)
         return HostJob(self.namespaces.wrap(pairs, argv), cwd, env)
+
+    def _driver_request(self, argv: list[str], cwd: str, env: dict[str, str], mounts: list[tuple[str, str]]) -> dict:
+        """What ``driver_zygote`` is asked for a driver: its namespaces made as the prefix would
+        (a user namespace too where local mode is not root)."""
+        return {"argv": argv, "cwd": cwd, "env": env, "mounts": mounts, "user_namespace": not self.namespaces.root}
+
+    def _task_request(self, spec: dict, argv: list[str], env: dict[str, str], what: str) -> dict:
+        """What ``task_zygote`` is asked for a sandboxed task (``spec``: ``StrictSandbox.setup``'s)."""
+        return {"spec": spec, "argv": argv, "env": env, "what": what, "user_namespace": not self.namespaces.root}
+
+    def _task_trial(self) -> dict | None:
+        """The trial child of ``task_zygote``: ``true`` in a sandbox as a task's (None where there is none)."""
+        sandbox = self.sandbox()
+        if sandbox is None:
+            return None
+        env = {**self.base_environment(), "HOME": "/tmp"}
+        return self._task_request(sandbox.setup([], (self.state_dir,), env=env), ["true"], env, "a trial task")
 
     @property
     def fork_drivers(self) -> bool:
@@ -601,10 +620,7 @@ class EcsRunner:
         cleanup = lambda: self._unmount_idmapped(task)  # noqa: E731
         if self.task_zygote.enabled and sandbox.set_up_in_python:
             spec = sandbox.setup(pairs, hidden, env=env)
-            request = {
-                "spec": spec, "argv": argv, "env": env, "what": f"task {task.task_arn}",
-                "user_namespace": not self.namespaces.root,
-            }
+            request = self._task_request(spec, argv, env, f"task {task.task_arn}")
             # (a new process sets the same sandbox up where the fork server cannot fork)
             return ForkedJob(self.task_zygote.get, request, sandbox.in_new_process(spec, argv), "/", env, cleanup=cleanup)
         return HostJob(sandbox.wrap(pairs, argv, hidden=hidden, env=env), "/", env, cleanup=cleanup)

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -38,6 +39,8 @@ log = logging.getLogger("miniwdl-fargate.local")
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 8
 STOP_GRACE_SECONDS = 5.0
+#: how long a fork server's trial child may take (``trial``)
+TRIAL_SECONDS = 30.0
 
 #: the child's side: (request, its descriptors, the server socket to close) -> never returns
 Become = Callable[[dict, list[int], socket.socket], NoReturn]
@@ -268,16 +271,52 @@ class ForkServer:
             self.proc.wait()
 
 
+def trial(server: ForkServer, request: dict) -> str | None:
+    """Why a child of ``server`` asked ``request`` (a command that ends at once, exit status 0)
+    did not end well, or None: whether the children it forks can be made here at all."""
+    with tempfile.TemporaryFile() as output:
+        status_r, status_w = os.pipe()
+        try:
+            try:
+                pid, pidfd = server.fork({**request, "status": True}, [output.fileno(), status_w])
+            finally:
+                os.close(status_w)
+            try:
+                if not readable(status_r, TRIAL_SECONDS):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    return f"its trial child (pid {pid}) did not end within {TRIAL_SECONDS:.0f} s"
+            finally:
+                os.close(pidfd)
+            data = os.read(status_r, 64)
+        except OSError as exn:
+            return f"it cannot fork ({exn})"
+        finally:
+            os.close(status_r)
+        code = int(data) if data else -signal.SIGKILL
+        if code == 0:
+            return None
+        output.seek(0)
+        said = output.read().decode(errors="replace").strip().splitlines()
+        return f"its trial child ended with exit status {code}: {said[-1] if said else 'it said nothing'}"
+
+
 class LazyForkServer:
     """A ``ForkServer`` started at first use (``get``) and kept, started again if it has ended
     (killed, crashed: ``RESTARTS`` times); once it could not start, None ever after (whoever
-    asked then starts a new process)."""
+    asked then starts a new process). ``trial_request``: what a first child of each server it
+    starts is asked (a command that ends at once, exit status 0; None: no trial); if that child cannot be made
+    here (``trial``: say a user namespace the interpreter may not make, where ``unshare`` may),
+    the server is stopped and None returned ever after, rather than every child failing."""
 
     #: how many times a server that ended is started again (then: new processes, as if it never started)
     RESTARTS = 3
 
-    def __init__(self, module: str, work_dir: str, env: Callable[[], dict[str, str]], enabled: bool) -> None:
+    def __init__(
+        self, module: str, work_dir: str, env: Callable[[], dict[str, str]], enabled: bool,
+        trial_request: Callable[[], dict | None] | None = None,
+    ) -> None:
         self.module, self.work_dir, self.env = module, work_dir, env
+        self.trial_request = trial_request
         self.enabled = enabled
         self._server: ForkServer | None = None
         self._lock = threading.Lock()
@@ -301,6 +340,12 @@ class LazyForkServer:
                 except OSError:
                     log.exception("local mode: cannot start the fork server %s: new processes instead", self.module)
                     self.enabled = False
+                request = self.trial_request() if self._server is not None and self.trial_request else None
+                problem = trial(self._server, request) if self._server is not None and request is not None else None
+                if problem is not None:
+                    log.warning("local mode: the fork server %s cannot make its children here (%s): new processes instead", self.module, problem)
+                    self._server.stop()
+                    self._server, self.enabled = None, False
             return self._server
 
     def stop(self) -> None:

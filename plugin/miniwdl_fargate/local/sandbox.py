@@ -230,9 +230,10 @@ class StrictSandbox:
         not run as a uid of its own (idmapped mounts unavailable, or that identity's probe failed)."""
         said = []
         if self.identity.mode == "userns" and os.geteuid() == 0:
+            why = why_not_setpriv or "local mode's namespaces are made in a user namespace here"
             said.append(
                 "tasks run as uid 0 of the host without capabilities, shown as uid 1000 in a user "
-                f"namespace (not as a uid of their own: {why_not_setpriv})"
+                f"namespace (not as a uid of their own: {why})"
             )
         if self.writable:
             said.append("still writable: " + ", ".join(self.writable))
