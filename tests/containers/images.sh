@@ -47,6 +47,7 @@ build() {
   if present "$name"; then echo "kept $name"; return; fi
   local dir
   dir=$(mktemp -d)
+  chmod 755 "$dir"  # (the image's /, as in any image: mktemp's 0700 kept every other user out of it)
   rootfs "$dir" "$with_bash"
   tar -C "$dir" -c . | "$ENGINE" import "$@" - "$name" >/dev/null
   rm -rf "$dir"

@@ -216,3 +216,58 @@ def test_the_engine_runs_in_a_folder_of_local_modes_own_not_the_users(tmp_path, 
     engine.stop("task-1", 1)
     assert (workdir / "oom").read_text().split() == ["info", "image", "run", "stop"]
     assert list(user_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "host, parents, ignored",
+    [
+        ({"cgroupManager": "cgroupfs", "cgroupVersion": "v1", "security": {"rootless": False}}, True, False),
+        ({"cgroupManager": "cgroupfs", "cgroupVersion": "v1", "security": {"rootless": True}}, False, True),
+        ({"cgroupManager": "systemd", "cgroupVersion": "v2", "security": {"rootless": False}}, False, False),
+        ({"cgroupManager": "systemd", "cgroupVersion": "v2", "security": {"rootless": True}}, False, False),
+    ],
+    ids=["root-cgroupfs-v1", "rootless-cgroupfs-v1", "root-systemd-v2", "rootless-systemd-v2"],
+)
+def test_containers_go_under_local_modes_own_cgroup_only_where_podman_can_make_it(tmp_path, monkeypatch, host, parents, ignored):
+    """Rootless podman may not make cgroups under /sys/fs/cgroup's roots: with a --cgroup-parent
+    of local mode's own no container started ("mkdir /sys/fs/cgroup/cpuset/miniwdl-fargate-local:
+    permission denied"), so every WDL task failed with CannotStartContainerError. What ``podman
+    info`` says of its host decides; on cgroup v1, rootless podman ignores the limits, which
+    local mode then says."""
+    import json
+
+    fake = tmp_path / "podman"
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps({'host': host})}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    engine = Engine.detect({ENGINE_ENV: "podman"})
+    assert (engine.cgroup_parents, engine.limits_ignored) == (parents, ignored)
+
+
+@pytest.mark.parametrize(
+    "info, for_root, for_1000",
+    [
+        ({"host": {"security": {"rootless": True}}, "version": {"Version": "4.3.1"}}, "", "keep-id:uid=1000,gid=1000"),
+        ({"host": {"security": {"rootless": True}}, "version": {"Version": "5.2.0-dev"}}, "", "keep-id:uid=1000,gid=1000"),
+        ({"host": {"security": {"rootless": True}}, "version": {"Version": "4.2.0"}}, None, None),
+        ({"host": {"security": {"rootless": False}}, "version": {"Version": "4.3.1"}}, None, None),
+    ],
+    ids=["rootless-4.3", "rootless-5.2", "rootless-4.2", "root"],
+)
+def test_rootless_podman_runs_the_images_user_as_the_user_running_local_mode(tmp_path, monkeypatch, info, for_root, for_1000):
+    """An EFS access point makes every file a task writes its POSIX user's, whatever the image's
+    USER. Rootless podman maps the container's root onto the user running local mode (who owns
+    the local EFS directories) and every other uid onto a subordinate one, which may not write
+    there: a non-root image's task could not write its own directory. ``--userns=keep-id:uid=U,gid=G``
+    (podman 4.3) maps the image's user onto the user running local mode instead."""
+    import json
+
+    fake = tmp_path / "podman"
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps(info)}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    engine = Engine.detect({ENGINE_ENV: "podman"})
+    assert (engine.keep_id((0, 0)), engine.keep_id((1000, 1000))) == (for_root, for_1000)
+    spec = ContainerSpec(name="t", image="i", userns="keep-id:uid=1000,gid=1000", user="worker")
+    argv = engine_argv("podman", spec)
+    assert argv[argv.index("--userns") + 1] == "keep-id:uid=1000,gid=1000" and "--userns" not in engine_argv("podman", ContainerSpec("t", "i"))

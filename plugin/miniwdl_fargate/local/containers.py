@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ class ContainerSpec:
     network: str = "none"
     cgroup_parent: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: podman's ``--userns`` mode (rootless: ``keep-id:uid=U,gid=G``, the image's user as the user
+    #: running local mode, who owns the local EFS directories); None: the engine's default
+    userns: str | None = None
 
 
 #: the label naming the local stack a container is a task of (its ``owners.identity``)
@@ -110,6 +114,8 @@ def engine_argv(engine: str, spec: ContainerSpec) -> list[str]:
         argv += ["--cgroup-parent", spec.cgroup_parent]
     if spec.user:
         argv += ["--user", spec.user]
+    if spec.userns:
+        argv += ["--userns", spec.userns]
     if spec.working_directory:
         argv += ["--workdir", spec.working_directory]
     for mount in spec.mounts:
@@ -147,7 +153,12 @@ class Engine:
         #: mode was started); None: the caller's
         self.workdir = workdir
         self._users: dict[tuple[str, str], tuple[int, int] | None] = {}
-        self.cgroup_manager = ""
+        #: what ``podman info`` says of its host (docker's: left empty): its cgroup manager
+        #: ("cgroupfs", "systemd"), the cgroup version ("v1", "v2"), whether it is rootless, and
+        #: podman's version ((4, 3) for 4.3.1; () where unknown)
+        self.cgroup_manager = self.cgroup_version = ""
+        self.rootless = False
+        self.version: tuple[int, ...] = ()
 
     # -- choosing one -----------------------------------------------------------------------------
 
@@ -185,10 +196,40 @@ class Engine:
             return f"`{self.kind} info` failed: {lines[-1]}"
         if self.kind == "podman":
             try:
-                self.cgroup_manager = json.loads(probe.stdout).get("host", {}).get("cgroupManager", "")
+                info = json.loads(probe.stdout)
             except ValueError:
-                pass
+                info = {}
+            host = info.get("host", {})
+            self.cgroup_manager, self.cgroup_version = host.get("cgroupManager", ""), host.get("cgroupVersion", "")
+            self.rootless = bool(host.get("security", {}).get("rootless"))
+            numbers = re.match(r"(\d+)\.(\d+)", str(info.get("version", {}).get("Version", "")))
+            self.version = tuple(int(n) for n in numbers.groups()) if numbers else ()
         return None
+
+    def keep_id(self, ids: tuple[int, int]) -> str | None:
+        """Where the engine is rootless podman, the ``--userns`` mode that makes the container's
+        user ``ids`` the user running local mode (``keep-id:uid=U,gid=G``, podman 4.3 or later:
+        https://docs.podman.io/en/v4.6.1/markdown/options/userns.container.html), so that what it
+        writes on a bind mount is that user's, as an EFS access point makes a task's files its
+        POSIX user's; "" for root (already that user: rootless podman's default mapping); None
+        where neither holds (root podman, docker, an older podman)."""
+        if not (self.kind == "podman" and self.rootless and self.version >= (4, 3)):
+            return None
+        return "" if ids == (0, 0) else f"keep-id:uid={ids[0]},gid={ids[1]}"
+
+    @property
+    def cgroup_parents(self) -> bool:
+        """Whether a container can be put under a cgroup of local mode's own (``--cgroup-parent``
+        /miniwdl-fargate-local/<task>, where a memory limit's hits are read afterwards): podman
+        with cgroupfs, as root. Rootless, podman may not make cgroups there (runc: "mkdir
+        /sys/fs/cgroup/cpuset/miniwdl-fargate-local: permission denied", and no container started)."""
+        return self.cgroup_manager == "cgroupfs" and not self.rootless
+
+    @property
+    def limits_ignored(self) -> bool:
+        """Whether the engine ignores a container's memory and CPU limits: rootless podman on
+        cgroup v1 ("Resource limits are not supported and ignored on cgroups V1 rootless systems")."""
+        return self.rootless and self.cgroup_version == "v1"
 
     # -- images ---------------------------------------------------------------------------------
 

@@ -76,6 +76,12 @@ class TaskStartError(Exception):
     """The task cannot start; the message is its stoppedReason, in ECS's words."""
 
 
+def _owner(path: str) -> tuple[int, int]:
+    """The (uid, gid) owning ``path``."""
+    found = os.stat(path)
+    return found.st_uid, found.st_gid
+
+
 def _ci(mapping: dict[str, Any] | None, name: str, default: Any = None) -> Any:
     """Case-insensitive key lookup (CloudFormation-created ECS objects keep odd key casing)."""
     for key, value in (mapping or {}).items():
@@ -244,6 +250,11 @@ class EcsRunner:
             f"in {self.engine.kind} containers (network {self.network}, pull {self.pull})" if self.engine
             else "as sandboxed host processes (no container engine; MINIWDL_FARGATE_LOCAL_ENGINE)",
         )
+        if self.engine is not None and self.engine.limits_ignored:
+            log.warning(
+                "local mode: rootless %s on cgroup v1 ignores containers' memory and CPU limits: a WDL task "
+                "that would run out of memory on Fargate (exit 137, OutOfMemoryError) runs on here", self.engine.kind,
+            )
         self._launched_by_driver: dict[str, int] = {}
         # drivers and sandboxed tasks are forked from a fork server (each child makes its own
         # namespaces, as the namespace prefix would: ``user_namespace`` in its request)
@@ -634,7 +645,7 @@ class EcsRunner:
         image = _ci(container_def, "image")
         self._ensure_image(image)
         user = _ci(container_def, "user") or ""
-        mounts = self._access_point_mounts(task, image, user or self.engine.image_user(image), mounts)
+        mounts, userns = self._access_point_mounts(task, image, user or self.engine.image_user(image), mounts)
         metadata = self.task_metadata(task)
         env = dict(self.aws_environment())
         env.update({"AWS_EXECUTION_ENV": "AWS_ECS_FARGATE", "ECS_CONTAINER_METADATA_URI_V4": metadata})
@@ -655,7 +666,8 @@ class EcsRunner:
             read_only_root=bool(_ci(container_def, "readonlyRootFilesystem")),
             stop_timeout=stop_timeout,
             network=self.network,
-            cgroup_parent=f"{CGROUP_PARENT}/{task.id}" if self.engine.cgroup_manager == "cgroupfs" else None,
+            cgroup_parent=f"{CGROUP_PARENT}/{task.id}" if self.engine.cgroup_parents else None,
+            userns=userns,
             labels={"miniwdl-fargate-local.task": task.task_arn, **({STACK_LABEL: self._identity} if self._identity else {})},
         )
         self._sweep_containers_once()
@@ -693,17 +705,23 @@ class EcsRunner:
             f"or MINIWDL_FARGATE_LOCAL_ENGINE=none)"
         )
 
-    def _access_point_mounts(self, task: TaskSpec, image: str, user: str, mounts: list[Mount]) -> list[Mount]:
-        """EFS volumes as the container's user would see them through the access point: where the
-        user is not the owner of the local EFS directory, an idmapped mount on which it acts as
-        that owner (where this machine can make one)."""
+    def _access_point_mounts(
+        self, task: TaskSpec, image: str, user: str, mounts: list[Mount],
+    ) -> tuple[list[Mount], str | None]:
+        """EFS volumes as the container's user would see them through the access point, and the
+        container's ``--userns`` (None: the engine's default): where the user is not the owner of
+        the local EFS directory, an idmapped mount on which it acts as that owner (where this
+        machine can make one); with rootless podman, whose user (and the EFS directories' owner)
+        is the one running local mode, a user namespace in which the container's user is it."""
         assert self.engine is not None
         ids = self.engine.user_ids(image, user) if user else (0, 0)
+        mine = (os.geteuid(), os.getegid())
+        keep_id = self.engine.keep_id(ids) if ids is not None else None
+        if keep_id is not None and all(_owner(m.host) == mine for m in mounts):
+            return mounts, keep_id or None
         result = []
         for index, mount in enumerate(mounts):
-            stat = os.stat(mount.host)
-            owner = (stat.st_uid, stat.st_gid)
-            if ids == owner:
+            if ids == _owner(mount.host):
                 result.append(mount)
                 continue
             problem = self.idmap_problem() if ids is not None else f"cannot tell the uid of user {user!r} in {image}"
@@ -717,7 +735,7 @@ class EcsRunner:
                 f"user; here it writes as itself, which may be refused ({problem})",
             )
             result.append(mount)
-        return result
+        return result, None
 
     def _idmapped(self, task: TaskSpec, index: int, host: str, user: tuple[int, int]) -> str:
         if not self._idmapped_dir:
