@@ -74,7 +74,7 @@ def test_no_network_by_default(stack):
 
 def test_out_of_memory_is_exit_137_with_fargates_reason(stack, tmp_path, monkeypatch):
     if stack.runtime.ecs_runner.engine.limits_ignored:
-        pytest.skip("rootless podman on cgroup v1 ignores a container's memory limit (local mode warns so)")
+        pytest.skip("rootless podman here cannot hold a container to its memory limit (local mode warns so)")
     monkeypatch.chdir(tmp_path)  # (where local mode was started: the user's own folder)
     td = register(stack, image("bash"))
     arn = run(stack, td, ['x=$(head -c 400000000 /dev/zero | tr "\\0" a); echo ${#x}'], memory=64)

@@ -551,3 +551,41 @@ def test_drivers_and_tasks_are_forked_where_their_namespaces_need_a_user_namespa
         assert runner.fork_drivers is runner.task_zygote.enabled is hasattr(os, "pidfd_open")
     finally:
         runner.shutdown(timeout=10)
+
+
+def test_rootless_podman_maps_the_images_user_onto_the_user_running_local_mode(runner, tmp_path, monkeypatch, caplog):
+    """With rootless podman (4.3 or later) a task's EFS volumes are mounted as they are and its
+    image's user is made the user running local mode (``--userns=keep-id``), who owns the local
+    EFS directories: what an access point does for the task's files. Root images keep podman's
+    default mapping (their root is that user already); a folder that is not the user's is said."""
+    from miniwdl_fargate.local.containers import Engine, Mount
+
+    engine = Engine("podman")
+    engine.rootless, engine.version = True, (4, 3)
+    monkeypatch.setattr(engine, "user_ids", lambda image, user: {"worker": (1000, 1000), "1000": (1000, 0)}.get(user))
+    monkeypatch.setattr(runner, "engine", engine)
+    efs = tmp_path / "volume"  # (the runner's state is tmp_path)
+    efs.mkdir()
+    mounts = [Mount(str(efs), "/mnt/efs", False)]
+    task = spec("t-1", ["true"], family="wdl")
+    caplog.set_level("WARNING", logger="miniwdl-fargate.local")
+    assert runner._access_point_mounts(task, "img", "worker", mounts) == (mounts, "keep-id:uid=1000,gid=1000")
+    assert runner._access_point_mounts(task, "img", "1000", mounts) == (mounts, "keep-id:uid=1000,gid=0")
+    assert runner._access_point_mounts(task, "img", "", mounts) == (mounts, None)
+    assert caplog.records == []
+    # a user the image does not name: as before, said once
+    assert runner._access_point_mounts(task, "img", "ghost", mounts) == (mounts, None)
+    assert "cannot tell the uid of user 'ghost' in img" in caplog.records[-1].getMessage()
+    # a folder that is someone else's (as root: one made so; as a user: root's /)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    if os.geteuid() == 0:
+        os.chown(foreign, 12345, 12345)
+    else:
+        foreign = "/"
+    other = [Mount(str(foreign), "/mnt/other", False)]
+    assert runner._access_point_mounts(task, "img", "worker", [*mounts, *other]) == ([*mounts, *other], "keep-id:uid=1000,gid=1000")
+    assert caplog.records[-1].getMessage().startswith(f"local mode: {foreign} is not yours")
+    # an older podman (no keep-id:uid=): the idmapped mounts' way, as root's podman
+    engine.version = (4, 2)
+    assert runner._access_point_mounts(task, "img", "", [Mount(str(efs), "/mnt/efs", False)])[1] is None

@@ -221,19 +221,20 @@ def test_the_engine_runs_in_a_folder_of_local_modes_own_not_the_users(tmp_path, 
 @pytest.mark.parametrize(
     "host, parents, ignored",
     [
-        ({"cgroupManager": "cgroupfs", "cgroupVersion": "v1", "security": {"rootless": False}}, True, False),
-        ({"cgroupManager": "cgroupfs", "cgroupVersion": "v1", "security": {"rootless": True}}, False, True),
-        ({"cgroupManager": "systemd", "cgroupVersion": "v2", "security": {"rootless": False}}, False, False),
-        ({"cgroupManager": "systemd", "cgroupVersion": "v2", "security": {"rootless": True}}, False, False),
+        ({"cgroupManager": "cgroupfs", "cgroupVersion": "v1", "security": {"rootless": False}, "cgroupControllers": ["memory"]}, True, False),
+        ({"cgroupManager": "cgroupfs", "cgroupVersion": "v1", "security": {"rootless": True}, "cgroupControllers": []}, False, True),
+        ({"cgroupManager": "systemd", "cgroupVersion": "v2", "security": {"rootless": False}, "cgroupControllers": ["memory"]}, False, False),
+        ({"cgroupManager": "systemd", "cgroupVersion": "v2", "security": {"rootless": True}, "cgroupControllers": ["memory", "pids"]}, False, False),
+        ({"cgroupManager": "systemd", "cgroupVersion": "v2", "security": {"rootless": True}, "cgroupControllers": ["pids"]}, False, True),
     ],
-    ids=["root-cgroupfs-v1", "rootless-cgroupfs-v1", "root-systemd-v2", "rootless-systemd-v2"],
+    ids=["root-cgroupfs-v1", "rootless-cgroupfs-v1", "root-systemd-v2", "rootless-systemd-v2", "rootless-v2-no-memory"],
 )
 def test_containers_go_under_local_modes_own_cgroup_only_where_podman_can_make_it(tmp_path, monkeypatch, host, parents, ignored):
     """Rootless podman may not make cgroups under /sys/fs/cgroup's roots: with a --cgroup-parent
     of local mode's own no container started ("mkdir /sys/fs/cgroup/cpuset/miniwdl-fargate-local:
     permission denied"), so every WDL task failed with CannotStartContainerError. What ``podman
     info`` says of its host decides; on cgroup v1, rootless podman ignores the limits, which
-    local mode then says."""
+    local mode then says, as where cgroup v2's memory controller is not delegated to the user."""
     import json
 
     fake = tmp_path / "podman"

@@ -159,6 +159,8 @@ class Engine:
         self.cgroup_manager = self.cgroup_version = ""
         self.rootless = False
         self.version: tuple[int, ...] = ()
+        #: the cgroup controllers its containers get ("memory" among them where a limit holds)
+        self.cgroup_controllers: list[str] = []
 
     # -- choosing one -----------------------------------------------------------------------------
 
@@ -202,6 +204,7 @@ class Engine:
             host = info.get("host", {})
             self.cgroup_manager, self.cgroup_version = host.get("cgroupManager", ""), host.get("cgroupVersion", "")
             self.rootless = bool(host.get("security", {}).get("rootless"))
+            self.cgroup_controllers = list(host.get("cgroupControllers") or [])
             numbers = re.match(r"(\d+)\.(\d+)", str(info.get("version", {}).get("Version", "")))
             self.version = tuple(int(n) for n in numbers.groups()) if numbers else ()
         return None
@@ -227,9 +230,11 @@ class Engine:
 
     @property
     def limits_ignored(self) -> bool:
-        """Whether the engine ignores a container's memory and CPU limits: rootless podman on
-        cgroup v1 ("Resource limits are not supported and ignored on cgroups V1 rootless systems")."""
-        return self.rootless and self.cgroup_version == "v1"
+        """Whether the engine cannot hold a container to its memory limit: rootless podman on
+        cgroup v1 ("Resource limits are not supported and ignored on cgroups V1 rootless systems"),
+        or on cgroup v2 without the memory controller delegated to the user (``podman info``'s
+        cgroupControllers: https://rootlesscontaine.rs/getting-started/common/cgroup2/)."""
+        return self.rootless and (self.cgroup_version == "v1" or "memory" not in self.cgroup_controllers)
 
     # -- images ---------------------------------------------------------------------------------
 

@@ -252,8 +252,9 @@ class EcsRunner:
         )
         if self.engine is not None and self.engine.limits_ignored:
             log.warning(
-                "local mode: rootless %s on cgroup v1 ignores containers' memory and CPU limits: a WDL task "
-                "that would run out of memory on Fargate (exit 137, OutOfMemoryError) runs on here", self.engine.kind,
+                "local mode: rootless %s here (cgroup %s, controllers: %s) cannot hold containers to their memory "
+                "limits: a WDL task that would run out of memory on Fargate (exit 137, OutOfMemoryError) runs on here",
+                self.engine.kind, self.engine.cgroup_version or "?", ", ".join(self.engine.cgroup_controllers) or "none",
             )
         self._launched_by_driver: dict[str, int] = {}
         # drivers and sandboxed tasks are forked from a fork server (each child makes its own
@@ -715,9 +716,13 @@ class EcsRunner:
         is the one running local mode, a user namespace in which the container's user is it."""
         assert self.engine is not None
         ids = self.engine.user_ids(image, user) if user else (0, 0)
-        mine = (os.geteuid(), os.getegid())
         keep_id = self.engine.keep_id(ids) if ids is not None else None
-        if keep_id is not None and all(_owner(m.host) == mine for m in mounts):
+        if keep_id is not None:  # (rootless podman: the container's user is the user running local mode)
+            for mount in mounts:
+                if _owner(mount.host)[0] != os.geteuid():
+                    self._warn_once(
+                        f"owner:{mount.host}", f"{mount.host} is not yours: the tasks that mount it may be refused its files",
+                    )
             return mounts, keep_id or None
         result = []
         for index, mount in enumerate(mounts):
@@ -844,7 +849,7 @@ class EcsRunner:
                 log.warning("local mode: task %s did not stop in %g s: killed", arn, timeout)
                 proc.kill()
             self._runners.wait_idle(STOP_KILLED_SECONDS)
-        if self.engine is not None and self.engine.cgroup_manager == "cgroupfs":
+        if self.engine is not None and self.engine.cgroup_parents:
             remove_cgroup(CGROUP_PARENT)
         if self._idmapped_dir:  # (its tasks' mounts are gone with them: its folder goes too, once empty)
             idmap.release(self._idmapped_dir)
