@@ -159,6 +159,38 @@ def test_a_fork_server_whose_trial_child_fails_is_stopped_and_new_processes_are_
         working.stop()
 
 
+def test_a_fork_server_started_ahead_does_not_wait_for_its_trial(tmp_path):
+    """A stack starts the driver's fork server while it deploys (``start``): its preload and its
+    trial child overlap the deploy; the first driver's fork (``get``) waits for the trial."""
+    import threading
+
+    from miniwdl_fargate.local.forkserver import LazyForkServer
+
+    env = lambda: {"PATH": os.environ["PATH"]}  # noqa: E731
+    asked, answer = threading.Event(), threading.Event()
+
+    def trial_request():
+        asked.set()
+        answer.wait(60)
+        return {"argv": ["true"], "cwd": "/", "env": env(), "mounts": [], "user_namespace": NOT_ROOT}
+
+    zygote = LazyForkServer("miniwdl_fargate.local.driver_zygote", str(tmp_path / "z"), env, True, trial_request)
+    try:
+        zygote.start()  # (returns while its trial is still to be made)
+        assert asked.wait(60) and not answer.is_set()
+        got = []
+        getting = threading.Thread(target=lambda: got.append(zygote.get()))
+        getting.start()
+        getting.join(0.5)
+        assert getting.is_alive() and got == []  # (the first fork waits for the trial)
+        answer.set()
+        getting.join(60)
+        assert got and got[0] is not None and zygote.enabled
+    finally:
+        answer.set()
+        zygote.stop()
+
+
 def test_without_a_fork_server_the_job_is_a_new_process(tmp_path):
     started = Started(None, tmp_path, python("import sys; sys.exit(4)"))
     assert started.job.pid is None

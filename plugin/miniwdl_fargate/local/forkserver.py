@@ -319,34 +319,61 @@ class LazyForkServer:
         self.trial_request = trial_request
         self.enabled = enabled
         self._server: ForkServer | None = None
+        #: the trial of the server last started (``_try``), which ``get`` waits for
+        self._trying: threading.Thread | None = None
         self._lock = threading.Lock()
         self._restarts_left = self.RESTARTS
 
+    def start(self) -> None:
+        """Start the server now if it is not running (a prewarm: its preload then overlaps the
+        caller's work), without waiting for it or for its trial child."""
+        with self._lock:
+            self._start()
+
     def get(self) -> ForkServer | None:
         with self._lock:
-            if self._server is not None and self._server.proc.poll() is not None:
-                ended, self._server = self._server, None
-                ended.close()
-                self.enabled = self.enabled and self._restarts_left > 0
-                self._restarts_left -= 1
-                log.warning(
-                    "local mode: the fork server %s ended (exit status %s): %s", self.module, ended.proc.returncode,
-                    "starting it again" if self.enabled else "new processes from now on",
-                )
-            if self._server is None and self.enabled:
-                os.makedirs(self.work_dir, exist_ok=True)
-                try:
-                    self._server = ForkServer(self.module, self.work_dir, self.env(), "zygote.out")
-                except OSError:
-                    log.exception("local mode: cannot start the fork server %s: new processes instead", self.module)
-                    self.enabled = False
-                request = self.trial_request() if self._server is not None and self.trial_request else None
-                problem = trial(self._server, request) if self._server is not None and request is not None else None
-                if problem is not None:
-                    log.warning("local mode: the fork server %s cannot make its children here (%s): new processes instead", self.module, problem)
-                    self._server.stop()
-                    self._server, self.enabled = None, False
+            self._start()
+            trying = self._trying
+        if trying is not None:  # (the server's first child, before any other: ``trial``)
+            trying.join()
+        with self._lock:
             return self._server
+
+    def _start(self) -> None:
+        """(With the lock held.) The server started if it is not running and forking is on; its
+        trial in a thread of its own (``_try``)."""
+        if self._server is not None and self._server.proc.poll() is not None:
+            ended, self._server = self._server, None
+            ended.close()
+            self.enabled = self.enabled and self._restarts_left > 0
+            self._restarts_left -= 1
+            log.warning(
+                "local mode: the fork server %s ended (exit status %s): %s", self.module, ended.proc.returncode,
+                "starting it again" if self.enabled else "new processes from now on",
+            )
+        if self._server is None and self.enabled:
+            os.makedirs(self.work_dir, exist_ok=True)
+            try:
+                self._server = ForkServer(self.module, self.work_dir, self.env(), "zygote.out")
+            except OSError:
+                log.exception("local mode: cannot start the fork server %s: new processes instead", self.module)
+                self.enabled = False
+                return
+            if self.trial_request is not None:
+                self._trying = threading.Thread(target=self._try, args=(self._server,), name=f"trial-{self.module}", daemon=True)
+                self._trying.start()
+
+    def _try(self, server: ForkServer) -> None:
+        """The trial of a server just started: if its child cannot be made, the server stopped
+        and forking off, said once."""
+        request = self.trial_request() if self.trial_request is not None else None
+        problem = trial(server, request) if request is not None else None
+        with self._lock:
+            if problem is None or self._server is not server:  # (fine, or stopped meanwhile)
+                return
+            self._server, self.enabled = None, False
+        log.warning("local mode: the fork server %s cannot make its children here (%s): new processes instead", self.module, problem)
+        server.stop()
 
     def stop(self) -> None:
         """Stop the server (if it started); none is started after this."""

@@ -353,7 +353,7 @@ class LocalStack:
             # the driver's libraries load while this process imports moto's modules and deploys:
             # a from-scratch `local run` about 0.6 s sooner on two cores than when they loaded
             # after the deploy, while the first run was submitted
-            self.runtime.ecs_runner.driver_server()
+            self.runtime.ecs_runner.driver_zygote.start()
         moto_seam.install(self.runtime)
         self.check()
         if self.prewarm:  # the Lambda environments' libraries load while the stack deploys
