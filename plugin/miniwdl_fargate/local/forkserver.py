@@ -258,6 +258,20 @@ class ForkServer:
             raise OSError(reply.get("error", "no child"))
         return reply["pid"], got[0]
 
+    def fork_watched(self, request: dict, output: int) -> tuple[int, int, int]:
+        """A new child writing to ``output`` whose exit code the server reports when it reaps it:
+        (pid, pidfd, the status pipe's read end, for ``reported_exit_code``). The caller closes
+        the two descriptors. OSError if the server cannot make one."""
+        status_r, status_w = os.pipe()
+        try:
+            pid, pidfd = self.fork({**request, "status": True}, [output, status_w])
+        except BaseException:
+            os.close(status_r)
+            raise
+        finally:
+            os.close(status_w)
+        return pid, pidfd, status_r
+
     def close(self) -> None:
         """Forget a server that has ended (its socket)."""
         self._socket.close()
@@ -271,28 +285,28 @@ class ForkServer:
             self.proc.wait()
 
 
+def reported_exit_code(data: bytes) -> int:
+    """The exit code a status pipe reported (``os.waitstatus_to_exitcode``'s); nothing read (the
+    pipe ended unwritten: the server died before its child) counts as killed."""
+    return int(data) if data else -signal.SIGKILL
+
+
 def trial(server: ForkServer, request: dict) -> str | None:
     """Why a child of ``server`` asked ``request`` (a command that ends at once, exit status 0)
     did not end well, or None: whether the children it forks can be made here at all."""
     with tempfile.TemporaryFile() as output:
-        status_r, status_w = os.pipe()
         try:
-            try:
-                pid, pidfd = server.fork({**request, "status": True}, [output.fileno(), status_w])
-            finally:
-                os.close(status_w)
-            try:
-                if not readable(status_r, TRIAL_SECONDS):
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    return f"its trial child (pid {pid}) did not end within {TRIAL_SECONDS:.0f} s"
-            finally:
-                os.close(pidfd)
-            data = os.read(status_r, 64)
+            pid, pidfd, status = server.fork_watched(request, output.fileno())
         except OSError as exn:
             return f"it cannot fork ({exn})"
+        try:
+            if not readable(status, TRIAL_SECONDS):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                return f"its trial child (pid {pid}) did not end within {TRIAL_SECONDS:.0f} s"
+            code = reported_exit_code(os.read(status, 64))
         finally:
-            os.close(status_r)
-        code = int(data) if data else -signal.SIGKILL
+            os.close(pidfd)
+            os.close(status)
         if code == 0:
             return None
         output.seek(0)
@@ -366,7 +380,8 @@ class LazyForkServer:
     def _try(self, server: ForkServer) -> None:
         """The trial of a server just started: if its child cannot be made, the server stopped
         and forking off, said once."""
-        request = self.trial_request() if self.trial_request is not None else None
+        assert self.trial_request is not None  # (only started where there is one)
+        request = self.trial_request()
         problem = trial(server, request) if request is not None else None
         with self._lock:
             if problem is None or self._server is not server:  # (fine, or stopped meanwhile)

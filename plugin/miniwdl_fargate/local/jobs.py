@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import psutil
 
-from .forkserver import ForkServer, readable
+from .forkserver import ForkServer, readable, reported_exit_code
 from .containers import ContainerSpec, Engine, cgroup_hit_limit, engine_argv, remove_cgroup
 
 
@@ -208,17 +208,12 @@ class ForkedJob(HostJob):
         server = self._server()
         what = self.request.get("what") or shlex.join(self.request["argv"])
         if server is not None:
-            status_r, status_w = os.pipe()
             try:
-                self.pid, self._pidfd = server.fork({**self.request, "status": True}, [output.fileno(), status_w])
-                self._status = status_r
+                self.pid, self._pidfd, self._status = server.fork_watched(self.request, output.fileno())
                 log.info("local mode: %s forked from its fork server as pid %d", what, self.pid)
                 return
             except OSError as exn:
-                os.close(status_r)
                 log.warning("local mode: cannot fork %s (%s): starting a new process", what, exn)
-            finally:
-                os.close(status_w)
         super().start(output)
 
     def running(self) -> bool:
@@ -251,7 +246,7 @@ class ForkedJob(HostJob):
             readable(self._pidfd, STOP_WAIT_SECONDS)
         os.close(self._pidfd)
         self._pidfd = -1
-        return int(data) if data else -signal.SIGKILL
+        return reported_exit_code(data)
 
     def _signal(self, sig: int) -> None:
         if self.pid is None:
