@@ -229,7 +229,7 @@ def test_where_local_mode_is_not_root_drivers_and_tasks_are_forked_into_user_nam
     runner = stack.runtime.ecs_runner
     if not runner.fork_drivers:
         pytest.skip("no fork servers here (no pidfds)")
-    prefix = [shutil.which("unshare") or "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+    prefix = [shutil.which("unshare") or "unshare", *NamespaceSupport.AS_USER]
     if subprocess.run([*prefix, "true"], capture_output=True).returncode:
         pytest.skip("user namespaces are not allowed here")
     monkeypatch.setattr(runner, "namespaces", NamespaceSupport(prefix))

@@ -540,7 +540,7 @@ def test_drivers_and_tasks_are_forked_where_their_namespaces_need_a_user_namespa
     namespace itself: tests/local/test_pipeline.py runs a workflow so), not new processes."""
     from miniwdl_fargate.local.ecs_runner import NamespaceSupport
 
-    as_user = NamespaceSupport(["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"])
+    as_user = NamespaceSupport(["unshare", *NamespaceSupport.AS_USER])
     monkeypatch.setenv("MINIWDL_FARGATE_LOCAL_ENGINE", "none")
     for name in ("MINIWDL_FARGATE_LOCAL_DRIVER_FORK", "MINIWDL_FARGATE_LOCAL_TASK_FORK"):
         monkeypatch.delenv(name, raising=False)

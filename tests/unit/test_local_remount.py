@@ -125,11 +125,13 @@ def test_a_private_namespace_as_a_user_gives_what_unshare_map_root_user_gives():
 
     import pytest
 
+    from miniwdl_fargate.local.ecs_runner import NamespaceSupport
+
     unprivileged = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.geteuid() == 0 else {}
     if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"], capture_output=True, **unprivileged).returncode:
         pytest.skip("user namespaces are not allowed here (to a user)")
     by_unshare = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private", "--", *SHOW],
+        ["unshare", *NamespaceSupport.AS_USER, "--", *SHOW],
         capture_output=True, text=True, check=True, **unprivileged,
     ).stdout
 
@@ -191,9 +193,10 @@ def test_the_caveat_of_tasks_shown_as_uid_1000_says_why_they_have_no_uid_of_thei
     in a user namespace (root without the right to mount: then there is no reason from a probe)."""
     import os
 
+    from miniwdl_fargate.local.ecs_runner import NamespaceSupport
     from miniwdl_fargate.local.sandbox import APPARENT_UID, Identity, StrictSandbox
 
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    box = StrictSandbox(["unshare", "--user", "--map-root-user", "--mount"], Identity("userns", APPARENT_UID, APPARENT_UID), [])
+    box = StrictSandbox(["unshare", *NamespaceSupport.AS_USER], Identity("userns", APPARENT_UID, APPARENT_UID), [])
     assert box.caveats("no idmapped mounts on overlay").endswith("(not as a uid of their own: no idmapped mounts on overlay)")
     assert box.caveats(None).endswith("(not as a uid of their own: local mode's namespaces are made in a user namespace here)")

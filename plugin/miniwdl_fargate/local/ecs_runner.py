@@ -1008,6 +1008,10 @@ class NamespaceSupport:
     """How to give a host process its own mounts: ``unshare`` a mount namespace (as root, or in
     a user namespace), put a tmpfs on /mnt and bind-mount each volume at its container path."""
 
+    #: ``unshare``'s arguments for a mount namespace as root, and in a user namespace as a user
+    AS_ROOT = ("--mount", "--propagation", "private")
+    AS_USER = ("--user", "--map-root-user", *AS_ROOT)
+
     def __init__(self, prefix: list[str]) -> None:
         self.prefix = prefix
 
@@ -1025,8 +1029,7 @@ class NamespaceSupport:
                 "local mode runs Fargate tasks in Linux mount namespaces (unshare, from util-linux); "
                 "this machine has none. Use a Linux machine or container."
             )
-        candidates = [[unshare, "--mount", "--propagation", "private"]]
-        candidates.append([unshare, "--user", "--map-root-user", "--mount", "--propagation", "private"])
+        candidates = [[unshare, *cls.AS_ROOT], [unshare, *cls.AS_USER]]
         if os.geteuid() != 0:
             candidates.reverse()
         for prefix in candidates:
