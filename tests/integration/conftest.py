@@ -85,6 +85,7 @@ def moto_aws(monkeypatch):
     fixes.response_transformer_race()
     fixes.replaced_object_readable()
     fixes.conditional_write_atomic()
+    fixes.backend_urls_kept()
     with mock_aws():
         yield
     KEPT.keep(environment)

@@ -301,6 +301,44 @@ def test_moto_still_looks_up_the_service_of_every_request(monkeypatch):
     assert len(listings) <= len(hosts)  # (once per host at most: none for a host looked up before)
 
 
+def test_moto_still_builds_the_url_table_for_every_in_process_request(moto_aws, monkeypatch):
+    """When this fails, moto answers a request in the same process without building the URL
+    table of its service again (for S3, without executing moto.s3.urls again): remove
+    fixes.backend_urls_kept. With the fix, the table is built once for a backend's class and
+    settings, with moto's own entries, and still follows MOTO_S3_CUSTOM_ENDPOINTS."""
+    import moto.s3.models as s3_models
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.base_backend import BaseBackend
+
+    reloads = []
+    real_reload = s3_models.reload
+    monkeypatch.setattr(s3_models, "reload", lambda module: reloads.append(module.__name__) or real_reload(module))
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="urls")
+    kept = vars(BaseBackend)["urls"]
+    own = patching.unpatched("backend_urls_kept", BaseBackend, "urls")
+    monkeypatch.setattr(BaseBackend, "urls", own)
+    for body in (b"1", b"2", b"3"):
+        s3.put_object(Bucket="urls", Key="k", Body=body)
+    assert reloads.count("moto.s3.urls") >= 3, "moto no longer builds S3's URL table for every in-process request"
+
+    monkeypatch.setattr(BaseBackend, "urls", kept)
+    reloads.clear()
+    for body in (b"4", b"5", b"6"):
+        s3.put_object(Bucket="urls", Key="k", Body=body)
+    assert s3.get_object(Bucket="urls", Key="k")["Body"].read() == b"6"
+    assert len(reloads) <= 1  # (none where an earlier test built the table)
+    backend = s3_models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    assert dict(backend.urls) == own.fget(backend)
+    with pytest.raises(TypeError):
+        backend.urls["https?://elsewhere"] = None  # (read-only: every request shares it)
+    monkeypatch.setenv("MOTO_S3_CUSTOM_ENDPOINTS", "https://s3.example.test")
+    custom = dict(backend.urls)
+    assert custom == own.fget(backend) and any("s3.example.test" in url for url in custom)
+    monkeypatch.delenv("MOTO_S3_CUSTOM_ENDPOINTS")
+    assert not any("s3.example.test" in url for url in own.fget(backend))  # (moto.s3.urls as it was)
+
+
 def test_moto_still_builds_the_error_table_for_every_error(monkeypatch):
     """When this fails, moto builds the table of a service's error shapes once, not for each
     error it answers: remove fixes.error_lookup_kept. With the fix, each service's table is

@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import inspect
 import json
+import os
 import threading
 import time
 import uuid
@@ -536,6 +537,40 @@ def backend_lookup_cached() -> None:
     replace("backend_lookup_cached", DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
 
 
+#: the settings a backend's URL table follows besides its class (``BaseBackend.urls``, moto.s3.urls)
+URL_SETTINGS = ("MOTO_S3_CUSTOM_ENDPOINTS", "MOTO_ENABLE_ISO_REGIONS")
+
+
+def backend_urls_kept() -> None:
+    """moto answering a boto3 request in the same process (its decorator mode,
+    ``BotocoreStubber.process_request``: the tests' in-process moto, local mode's ``direct``
+    clients) builds the URL table of the request's service for every request (``BaseBackend.urls``:
+    each path pattern formatted with each URL base, and again with China's DNS suffix), and an S3
+    backend first executes moto.s3.urls again (``S3Backend._url_module`` reloads it, so that its
+    URL bases follow MOTO_S3_CUSTOM_ENDPOINTS): a seventh of moto's CPU in an in-process S3 request
+    (moto's own comment there: "TODO: cache this part - we only need backend.urls"). The table
+    depends on the backend's class and on ``URL_SETTINGS`` only (moto's urls modules, and the
+    patterns in them, are the same for every account and region): it is built once for each, and
+    handed out read-only."""
+    from types import MappingProxyType
+
+    from moto.core.base_backend import BaseBackend
+
+    kept: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    def urls(self: Any) -> Any:
+        key = (type(self), *(os.environ.get(name) for name in URL_SETTINGS))
+        found = kept.get(key)
+        if found is None:
+            found = MappingProxyType(moto_function("backend_urls_kept", "urls").fget(self))
+            with lock:
+                found = kept.setdefault(key, found)
+        return found
+
+    replace("backend_urls_kept", BaseBackend, "urls", property(urls))
+
+
 def error_lookup_kept() -> None:
     """moto serializes every error answer (an S3 GET of a key that is not there: each call-cache
     lookup that misses) by looking its code up in a table of the service's error shapes, which
@@ -794,6 +829,9 @@ FIXES: tuple[Fix, ...] = (
         "with PutObjectTagging)", f"{_MOTO_TESTS}::test_moto_still_sends_more_than_one_event_per_write", s3_one_event_per_write),
     Fix("backend_lookup_cached", "the server looks up each request's service anew, listing its folder", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_looks_up_the_service_of_every_request", backend_lookup_cached),
+    Fix("backend_urls_kept", "an in-process request builds its service's URL table again (S3's after reloading its "
+        "urls module)", NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_builds_the_url_table_for_every_in_process_request",
+        backend_urls_kept),
     Fix("json_template_read_as_json", "CreateStack reads a JSON template with PyYAML's pure-Python loader", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_reads_a_json_template_as_yaml", json_template_read_as_json),
 )
