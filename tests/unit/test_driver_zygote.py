@@ -198,7 +198,8 @@ def test_without_a_fork_server_the_job_is_a_new_process(tmp_path):
 
 
 def test_a_fork_server_that_cannot_fork_leaves_a_new_process(tmp_path):
-    broken = ForkServer("miniwdl_fargate.local.driver_zygote", str(tmp_path), {"PATH": os.environ["PATH"]}, "zygote.out")
+    # (any fork server, stopped: the task one preloads nothing, the driver's about 2 s of CPU)
+    broken = ForkServer("miniwdl_fargate.local.task_zygote", str(tmp_path), {"PATH": os.environ["PATH"]}, "zygote.out")
     broken.stop()
     started = Started(broken, tmp_path, python("import sys; sys.exit(5)"))
     assert started.job.pid is None

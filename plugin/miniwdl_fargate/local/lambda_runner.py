@@ -312,8 +312,9 @@ class LambdaRunner:
         #: fork new environments from a process with their libraries preloaded (else: start
         #: each as a new interpreter)
         self.use_zygote = zygote
-        #: the zygote also builds miniwdl's WDL parsers and parses the AWS models (the stack's
-        #: handlers use both; 1.5 s of CPU at its start, each new environment's to save)
+        #: the zygote imports the stack's handlers' libraries, builds miniwdl's WDL parsers and
+        #: parses the AWS models (about 2 s of CPU at its start, each new environment's to save);
+        #: without it, the zygote imports nothing of its own
         self.preload = preload
         self._zygote: Zygote | None = None
         self._zygote_lock = threading.Lock()

@@ -6,9 +6,10 @@ environment (``lambda_runner`` asks through SOCKET_FD, a SOCK_SEQPACKET socket).
 its own from there: a new session, the function's environment variables and working directory,
 the request pipe as stdin, the log file as stdout and stderr, and ``lambda_bootstrap`` imports
 the handler's own module and serves invocations as a freshly started one would. Only libraries
-are imported here (for the stack's handlers, ``PRELOAD_ENV``, also miniwdl's WDL parsers built
-and botocore's models of the services they call parsed), never the handler's module, and no thread
-is started before a fork.
+are imported here, the stack's handlers' (``PRELOAD_ENV``: ``LIBRARIES``, miniwdl's WDL parsers
+built and botocore's models of the services they call parsed), never the handler's module, and no
+thread is started before a fork. A zygote for other handlers (the Lambda runner's own tests)
+preloads nothing: a child is then an interpreter started once, its handler's imports its own.
 
 A request is one JSON message ``{"handler", "cwd", "env"}`` with three descriptors (the
 request pipe's read end, the response pipe's write end, the log file); the answer is
@@ -26,7 +27,7 @@ import sys
 from ..process_exit import flush_standard_streams
 from . import forkserver
 
-#: what the stack's handlers import that costs the most, imported before any fork
+#: what the stack's handlers import that costs the most, imported before any fork (``PRELOAD_ENV``)
 LIBRARIES = (
     "boto3",
     "botocore.session",
@@ -44,20 +45,21 @@ LIBRARIES = (
 
 
 #: set (to 1) in the zygote's environment by a runner of the stack's handlers (``LambdaRunner``
-#: ``preload``): build miniwdl's WDL parsers too (the submit and API handlers load the submitted
-#: workflow) and parse the AWS models of the services the handlers call
+#: ``preload``): import their ``LIBRARIES``, build miniwdl's WDL parsers (the submit and API
+#: handlers load the submitted workflow) and parse the AWS models of the services they call
 PRELOAD_ENV = "MINIWDL_FARGATE_LAMBDA_PRELOAD"
 
 
 def preimport() -> None:
+    if os.environ.get(PRELOAD_ENV) != "1":
+        return  # (other handlers': about 1 s of CPU per zygote that they would not use)
     for name in LIBRARIES:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 (a library a handler does not have is simply not preloaded)
             pass
-    if os.environ.get(PRELOAD_ENV) == "1":
-        forkserver.build_wdl_parsers()
-        forkserver.preload_aws()
+    forkserver.build_wdl_parsers()
+    forkserver.preload_aws()
 
 
 def become_environment(request: dict, fds: list[int], server: socket.socket) -> None:
