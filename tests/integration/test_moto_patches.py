@@ -303,40 +303,44 @@ def test_moto_still_looks_up_the_service_of_every_request(monkeypatch):
 
 def test_moto_still_builds_the_url_table_for_every_in_process_request(moto_aws, monkeypatch):
     """When this fails, moto answers a request in the same process without building the URL
-    table of its service again (for S3, without executing moto.s3.urls again): remove
-    fixes.backend_urls_kept. With the fix, the table is built once for a backend's class and
-    settings, with moto's own entries, and still follows MOTO_S3_CUSTOM_ENDPOINTS."""
+    table of its service again: remove fixes.backend_urls_kept. With the fix, the table is built
+    once for a backend's class and settings, with moto's own entries, and still follows
+    MOTO_S3_CUSTOM_ENDPOINTS."""
     import moto.s3.models as s3_models
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.core.base_backend import BaseBackend
 
-    reloads = []
-    real_reload = s3_models.reload
-    monkeypatch.setattr(s3_models, "reload", lambda module: reloads.append(module.__name__) or real_reload(module))
+    builds = []  # (each build of a table reads its URL bases: S3's after executing moto.s3.urls again)
+    url_bases = vars(BaseBackend)["url_bases"]
+    monkeypatch.setattr(BaseBackend, "url_bases", property(lambda self: builds.append(type(self).__name__) or url_bases.fget(self)))
     s3 = aws.client("s3")
     s3.create_bucket(Bucket="urls")
     kept = vars(BaseBackend)["urls"]
     own = patching.unpatched("backend_urls_kept", BaseBackend, "urls")
     monkeypatch.setattr(BaseBackend, "urls", own)
+    builds.clear()
     for body in (b"1", b"2", b"3"):
         s3.put_object(Bucket="urls", Key="k", Body=body)
-    assert reloads.count("moto.s3.urls") >= 3, "moto no longer builds S3's URL table for every in-process request"
+    assert builds.count("S3Backend") >= 3, "moto no longer builds the URL table for every in-process request"
 
     monkeypatch.setattr(BaseBackend, "urls", kept)
-    reloads.clear()
+    builds.clear()
     for body in (b"4", b"5", b"6"):
         s3.put_object(Bucket="urls", Key="k", Body=body)
     assert s3.get_object(Bucket="urls", Key="k")["Body"].read() == b"6"
-    assert len(reloads) <= 1  # (none where an earlier test built the table)
+    assert len(builds) <= 1  # (none where an earlier test built the table)
     backend = s3_models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
     assert dict(backend.urls) == own.fget(backend)
     with pytest.raises(TypeError):
         backend.urls["https?://elsewhere"] = None  # (read-only: every request shares it)
     monkeypatch.setenv("MOTO_S3_CUSTOM_ENDPOINTS", "https://s3.example.test")
-    custom = dict(backend.urls)
-    assert custom == own.fget(backend) and any("s3.example.test" in url for url in custom)
-    monkeypatch.delenv("MOTO_S3_CUSTOM_ENDPOINTS")
-    assert not any("s3.example.test" in url for url in own.fget(backend))  # (moto.s3.urls as it was)
+    try:
+        custom = dict(backend.urls)
+        assert custom == own.fget(backend) and any("s3.example.test" in url for url in custom)
+    finally:
+        monkeypatch.delenv("MOTO_S3_CUSTOM_ENDPOINTS")
+        own.fget(backend)  # (moto.s3.urls executed again without the custom endpoint, as it was)
+    assert not any("s3.example.test" in url for url in own.fget(backend))
 
 
 def test_moto_still_builds_the_error_table_for_every_error(monkeypatch):

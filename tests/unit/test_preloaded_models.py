@@ -117,13 +117,13 @@ def test_the_driver_scans_each_group_of_plugin_entry_points_once(monkeypatch):
 def test_a_lambda_zygote_for_other_handlers_preloads_nothing(monkeypatch):
     """The Lambda runner's own tests start many zygotes for handlers that use none of the stack's
     libraries, parsers or models (a second of CPU each when they were imported all the same)."""
-    import importlib
+    from types import SimpleNamespace
 
     monkeypatch.delenv(lambda_zygote.PRELOAD_ENV, raising=False)
     done = []
     monkeypatch.setattr(forkserver, "build_wdl_parsers", lambda: done.append("parsers"))
     monkeypatch.setattr(forkserver, "preload_aws", lambda: done.append("models"))
-    monkeypatch.setattr(importlib, "import_module", lambda name, package=None: done.append(name))
+    monkeypatch.setattr(lambda_zygote, "importlib", SimpleNamespace(import_module=lambda name: done.append(name)))
     lambda_zygote.preimport()
     assert done == []
     monkeypatch.setenv(lambda_zygote.PRELOAD_ENV, "1")

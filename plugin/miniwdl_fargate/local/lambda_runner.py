@@ -10,10 +10,10 @@ takes an idle worker or starts a new one, so the pool grows with concurrent invo
 (https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html: "Lambda provisions a
 separate instance of your execution environment" for each concurrent request).
 
-A new environment is forked from ``lambda_zygote``, a process that has the handlers' libraries
-(boto3, Powertools, pydantic, ...) imported already, so a cold start costs the handler module's
-own import, not the whole interpreter's; without it (or if it fails) each environment is a new
-interpreter. Either way it imports the handler's module itself, in its own environment.
+A new environment is forked from ``lambda_zygote``, a process that has the stack's handlers'
+libraries (boto3, Powertools, pydantic, ...) imported already (``preload``, as the stack's runner
+asks), so a cold start costs the handler module's own import, not the whole interpreter's; without
+it (or if it fails) each environment is a new interpreter. Either way it imports the handler's module itself, in its own environment.
 
 What each invocation answers, as the Lambda service would:
 - the handler's return value, JSON-encoded;
@@ -165,7 +165,8 @@ def start_process(handler: str, code_dir: str, env: dict[str, str], log_path: st
 
 
 class Zygote:
-    """The ``lambda_zygote`` process: new environments forked from its preloaded libraries."""
+    """The ``lambda_zygote`` process: new environments forked from it (with ``preload``, from
+    the stack's handlers' libraries imported)."""
 
     def __init__(self, work_dir: str, env: dict[str, str], preload: bool = False) -> None:
         env = {**env, PRELOAD_ENV: "1"} if preload else env
@@ -309,8 +310,8 @@ class LambdaRunner:
     ) -> None:
         #: unpacked code packages and the workers' own output files
         self.work_dir = work_dir
-        #: fork new environments from a process with their libraries preloaded (else: start
-        #: each as a new interpreter)
+        #: fork new environments from one process, started once (else: start each as a new
+        #: interpreter)
         self.use_zygote = zygote
         #: the zygote imports the stack's handlers' libraries, builds miniwdl's WDL parsers and
         #: parses the AWS models (about 2 s of CPU at its start, each new environment's to save);
@@ -451,8 +452,8 @@ class LambdaRunner:
         return worker
 
     def start_zygote(self) -> None:
-        """Start the zygote now (it imports the libraries while the caller goes on) rather than
-        at the first new environment."""
+        """Start the zygote now (with ``preload``, it imports the libraries while the caller goes
+        on) rather than at the first new environment."""
         self._zygote_now()
 
     def _zygote_now(self) -> Zygote | None:

@@ -15,7 +15,6 @@ import datetime
 import hashlib
 import inspect
 import json
-import os
 import threading
 import time
 import uuid
@@ -537,10 +536,6 @@ def backend_lookup_cached() -> None:
     replace("backend_lookup_cached", DomainDispatcherApplication, "get_backend_for_host", get_backend_for_host)
 
 
-#: the settings a backend's URL table follows besides its class (``BaseBackend.urls``, moto.s3.urls)
-URL_SETTINGS = ("MOTO_S3_CUSTOM_ENDPOINTS", "MOTO_ENABLE_ISO_REGIONS")
-
-
 def backend_urls_kept() -> None:
     """moto answering a boto3 request in the same process (its decorator mode,
     ``BotocoreStubber.process_request``: the tests' in-process moto, local mode's ``direct``
@@ -549,18 +544,20 @@ def backend_urls_kept() -> None:
     backend first executes moto.s3.urls again (``S3Backend._url_module`` reloads it, so that its
     URL bases follow MOTO_S3_CUSTOM_ENDPOINTS): a seventh of moto's CPU in an in-process S3 request
     (moto's own comment there: "TODO: cache this part - we only need backend.urls"). The table
-    depends on the backend's class and on ``URL_SETTINGS`` only (moto's urls modules, and the
+    depends on the backend's class and on the two settings read as it is built only (moto's
+    ``get_s3_custom_endpoints`` and ``enable_iso_regions``; moto's urls modules, and the
     patterns in them, are the same for every account and region): it is built once for each, and
     handed out read-only."""
     from types import MappingProxyType
 
+    from moto import settings
     from moto.core.base_backend import BaseBackend
 
     kept: dict[tuple[Any, ...], Any] = {}
     lock = threading.Lock()
 
     def urls(self: Any) -> Any:
-        key = (type(self), *(os.environ.get(name) for name in URL_SETTINGS))
+        key = (type(self), tuple(settings.get_s3_custom_endpoints()), settings.enable_iso_regions())
         found = kept.get(key)
         if found is None:
             found = MappingProxyType(moto_function("backend_urls_kept", "urls").fget(self))
