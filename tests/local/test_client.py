@@ -5,8 +5,6 @@ starts for real in test_errors_are_plain and tests/local/test_cli.py)."""
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -166,9 +164,6 @@ def test_errors_are_plain(cli):
     proc = cli("status", "nope-0123abcd")
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: no run nope-0123abcd in s3://")
-    proc = subprocess.run(
-        [sys.executable, "-m", "miniwdl_fargate.cli", "status", "x-0123abcd", "--local=/nonexistent/local.json"],
-        capture_output=True, text=True,
-    )
+    proc = run_forked(cli_main, ["status", "x-0123abcd", "--local=/nonexistent/local.json"], env=dict(os.environ), cwd=REPO)
     assert proc.returncode == 2
     assert "no local stack running (/nonexistent/local.json not found): start one with `miniwdl-fargate local up`" in proc.stderr

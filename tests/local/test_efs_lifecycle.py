@@ -4,13 +4,14 @@ driver's task definition, as on AWS) removes the failed one with no days kept, n
 still going."""
 
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 from miniwdl_fargate import aws, client, efs_cleanup, status, sweep
 from miniwdl_fargate import upload as local_run
+from miniwdl_fargate.cli import main as cli_main
 from miniwdl_fargate.pipeline import manage
+from tests.forked import run_forked
 from tests.waiting import wait_for
 
 WDL = """version 1.1
@@ -68,10 +69,7 @@ def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_run
 
     # the command as a user runs it: its own process, reaching the stack by its --local file
     connection = stack.write_connection(tmp_path / "local.json")
-    proc = subprocess.run(
-        [sys.executable, "-m", "miniwdl_fargate.cli", "gc", "--keep-failed-days", "0", f"--local={connection}"],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = run_forked(cli_main, ["gc", "--keep-failed-days", "0", f"--local={connection}"], env=dict(os.environ), timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert any(line.startswith(f"removed         {failed.run_id}  the run FAILED at") for line in lines), lines

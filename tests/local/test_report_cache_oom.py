@@ -4,9 +4,8 @@ call cache across runs, and a task killed for running out of memory retried with
 import hashlib
 import json
 import re
+import os
 import shutil
-import subprocess
-import sys
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -16,7 +15,9 @@ import pytest
 from test_pipeline import EXAMPLE, REPO, read, run_through_bucket
 
 from miniwdl_fargate import attempts, aws, sweep
+from miniwdl_fargate.cli import main as cli_main
 from miniwdl_fargate.local.cli import seed
+from tests.forked import run_forked
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -247,9 +248,8 @@ def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(sta
     connection = stack.write_connection(tmp_path / "local.json")
 
     def explain(call):
-        proc = subprocess.run(
-            [sys.executable, "-m", "miniwdl_fargate.cli", "cache", "explain", more.run_id, call, f"--local={connection}"],
-            capture_output=True, text=True, timeout=120, cwd=REPO,
+        proc = run_forked(
+            cli_main, ["cache", "explain", more.run_id, call, f"--local={connection}"], env=dict(os.environ), cwd=REPO, timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.splitlines()

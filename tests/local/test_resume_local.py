@@ -4,8 +4,7 @@ call from the call cache, runs only the second, and succeeds, and each run's sta
 other. (Each refusal, and the command's answers to them: tests/integration/test_resume.py.)"""
 
 import json
-import subprocess
-import sys
+import os
 import uuid
 from pathlib import Path
 
@@ -13,7 +12,9 @@ from test_report_cache_oom import wdl_tasks_of
 
 from miniwdl_fargate import aws, run_options, status, sweep
 from miniwdl_fargate import upload as local_run
+from miniwdl_fargate.cli import main as cli_main
 from miniwdl_fargate.local.faults import Faults
+from tests.forked import run_forked
 from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,10 +58,7 @@ def test_a_run_whose_driver_died_is_resumed_reusing_its_finished_call(stack, tmp
     connection = stack.write_connection(tmp_path / "local.json")
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "miniwdl_fargate.cli", *args, f"--local={connection}"],
-            capture_output=True, text=True, timeout=300, cwd=REPO,
-        )
+        return run_forked(cli_main, [*args, f"--local={connection}"], env=dict(os.environ), cwd=REPO, timeout=300)
 
     resumed = cli("resume", old, "--follow", "--label", "attempt=2")
     assert resumed.returncode == 0, resumed.stderr
