@@ -43,7 +43,7 @@ from .containers import (
     NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, STACK_LABEL, ContainerSpec, Engine, Mount, choice, remove_cgroup,
 )
 from .faults import Faults
-from .forkserver import ForkServer, LazyForkServer
+from .forkserver import LazyForkServer
 from .jobs import ContainerJob, ForkedJob, HostJob
 from .sandbox import StrictSandbox
 
@@ -574,7 +574,7 @@ class EcsRunner:
         cwd = _ci(container_def, "workingDirectory") or "/"
         if self.fork_drivers and argv == DRIVER_COMMAND:
             request = self._driver_request(argv, cwd, env, pairs)
-            return ForkedJob(self.driver_server, request, self.namespaces.wrap(pairs, argv), cwd, env)
+            return ForkedJob(self.driver_zygote.get, request, self.namespaces.wrap(pairs, argv), cwd, env)
         return HostJob(self.namespaces.wrap(pairs, argv), cwd, env)
 
     def _driver_request(self, argv: list[str], cwd: str, env: dict[str, str], mounts: list[tuple[str, str]]) -> dict:
@@ -598,11 +598,6 @@ class EcsRunner:
     def fork_drivers(self) -> bool:
         """Whether drivers are forked from ``driver_zygote`` (else each is a new process)."""
         return self.driver_zygote.enabled
-
-    def driver_server(self) -> ForkServer | None:
-        """The ``driver_zygote`` drivers are forked from (started at first use); None if it
-        cannot start (drivers are then new processes)."""
-        return self.driver_zygote.get()
 
     def _sandboxed_job(
         self, task: TaskSpec, container_def: dict[str, Any], override: dict[str, Any], environment: dict[str, str],
