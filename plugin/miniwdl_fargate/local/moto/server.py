@@ -28,37 +28,14 @@ def quiet_loggers() -> None:
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
 
 
-class Server:
-    """moto's server application (``DomainDispatcherApplication``, as moto's own
-    ``ThreadedMotoServer`` serves it) on werkzeug's threaded server, with kept-alive connections
-    (``keep_alive``), serving from a thread of its own."""
+def start() -> Any:
+    """moto's ``ThreadedMotoServer`` on a port of 127.0.0.1 the system picks (port 0: no other
+    process can take it between a choice and the bind), serving."""
+    from moto.server import ThreadedMotoServer
 
-    def __init__(self, host: str, port: int) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
-        from .keep_alive import KeepAliveServer
-
-        self._server = KeepAliveServer(host, port, DomainDispatcherApplication(create_backend_app))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
-        self._thread.start()
-
-    def get_host_and_port(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def stop(self) -> None:
-        """Stop serving (at socketserver's next look for a shutdown request: ``stop`` knocks),
-        end the kept connections and close the listening socket."""
-        self._server.shutdown()
-        self._thread.join()
-        self._server.close_connections()
-        self._server.server_close()
-
-
-def start() -> Server:
-    """moto's server on a port of 127.0.0.1 the system picks (port 0: no other process can take it
-    between a choice and the bind), serving."""
-    return Server("127.0.0.1", 0)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    return server
 
 
 def execute_state_machines(endpoint: str) -> None:
@@ -71,10 +48,9 @@ def execute_state_machines(endpoint: str) -> None:
 
 
 def stop(server: Any) -> None:
-    """Stop moto's server (``Server``, or anything with its ``stop`` and ``get_host_and_port``).
-    Its ``serve_forever`` (socketserver's) looks for a shutdown request only between waits of up
-    to 0.5 s for a connection, so a stop took up to that long: while the stop waits, a connection
-    to the server's socket ends the wait at once."""
+    """Stop moto's ``ThreadedMotoServer``. Its ``serve_forever`` (socketserver's) looks for a
+    shutdown request only between waits of up to 0.5 s for a connection, so a stop took up to
+    that long: while the stop waits, a connection to the server's socket ends the wait at once."""
     stopping = threading.Thread(target=server.stop, name="moto-server-stop", daemon=True)
     stopping.start()
     deadline = time.monotonic() + STOP_KNOCK_SECONDS
