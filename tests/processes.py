@@ -6,13 +6,28 @@ import os
 import subprocess
 
 
+def ancestors() -> set[int]:
+    """This process and the ones it was started under (its parent, theirs, ...)."""
+    found, pid = set(), os.getpid()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as infile:
+                pid = int(infile.read().rsplit(b")", 1)[1].split()[1])  # (after the command's name: state, ppid)
+        except (OSError, IndexError, ValueError):
+            break
+    return found
+
+
 def processes_naming(folder: str | os.PathLike) -> dict[int, str]:
-    """The processes but this one whose command line, working directory or environment names
-    ``folder``: pid -> command line."""
+    """The processes but this one and those it was started under (``pytest --basetemp=FOLDER``
+    run by ``timeout`` or ``make``: they name the folder too) whose command line, working
+    directory or environment names ``folder``: pid -> command line."""
     folder = str(folder)
     found, needle = {}, folder.encode()
+    skip = ancestors()
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
+        if not name.isdigit() or int(name) in skip:
             continue
         try:
             with open(f"/proc/{name}/cmdline", "rb") as infile:
