@@ -4,9 +4,11 @@ names every process that names a folder but the one asking and those it was star
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from tests.conftest import REPO
 from tests.processes import processes_naming
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_process_naming_the_folder_is_found_but_not_the_ones_the_asker_runs_under(tmp_path):
@@ -18,7 +20,8 @@ def test_a_process_naming_the_folder_is_found_but_not_the_ones_the_asker_runs_un
     try:
         ask = f"import json; from tests.processes import processes_naming; print(json.dumps(processes_naming({str(folder)!r})))"
         shell = subprocess.run(
-            ["sh", "-c", f'{sys.executable} -c "$0" || exit 1; : {folder}', ask], cwd=REPO, capture_output=True, text=True, timeout=60,
+            ["sh", "-c", f'{sys.executable} -c "$0" || exit 1; : {folder}', ask],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
         )
         assert shell.returncode == 0, shell.stderr
         found = {int(pid): cmd for pid, cmd in json.loads(shell.stdout).items()}
