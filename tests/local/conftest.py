@@ -1,10 +1,15 @@
 import os
+from pathlib import Path
 
 import pytest
 
 from miniwdl_fargate import aws
+from miniwdl_fargate.cli import main as cli_main
 from miniwdl_fargate.local.containers import ENGINE_ENV
 from miniwdl_fargate.local.stack import LocalStack
+from tests.forked import run_forked
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +37,16 @@ def s3(stack):
 @pytest.fixture
 def sfn(stack):
     return aws.client("stepfunctions")
+
+
+@pytest.fixture(scope="session")
+def local_cli(stack, tmp_path_factory):
+    """``miniwdl-fargate ARGS... --local=<the stack's connection file>`` as a user runs it against
+    the stack, forked from this process (``tests/forked.py``): ``local_cli(*args, timeout=300)``
+    -> its CompletedProcess."""
+    connection = stack.write_connection(tmp_path_factory.mktemp("client") / "local.json")
+
+    def run(*args: str, timeout: float = 300):
+        return run_forked(cli_main, [*args, f"--local={connection}"], env=dict(os.environ), cwd=REPO, timeout=timeout)
+
+    return run

@@ -31,16 +31,11 @@ task nap {
 
 
 @pytest.fixture(scope="module")
-def cli(stack, tmp_path_factory):
+def cli(local_cli):
     from miniwdl_fargate.local.cli import seed
 
     seed([str(REPO / "examples" / "s3")])
-    connection = stack.write_connection(tmp_path_factory.mktemp("client") / "local.json")
-
-    def run(*args, timeout=300):
-        return run_forked(cli_main, [*args, f"--local={connection}"], env=dict(os.environ), cwd=REPO, timeout=timeout)
-
-    return run
+    return local_cli
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,11 @@ driver's task definition, as on AWS) removes the failed one with no days kept, n
 still going."""
 
 import json
-import os
 from pathlib import Path
 
 from miniwdl_fargate import aws, client, efs_cleanup, status, sweep
 from miniwdl_fargate import upload as local_run
-from miniwdl_fargate.cli import main as cli_main
 from miniwdl_fargate.pipeline import manage
-from tests.forked import run_forked
 from tests.waiting import wait_for
 
 WDL = """version 1.1
@@ -47,7 +44,7 @@ def outcome(stack, submitted):
     return local_run.wait(stack.outputs["BucketName"], stack.outputs["StateMachineArn"], name, run_id, timeout=300)
 
 
-def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_running_one(stack, tmp_path):
+def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_running_one(stack, tmp_path, local_cli):
     bucket = stack.outputs["BucketName"]
     # three runs at once: one held running (its task naps far longer than this test), one that
     # succeeds, one that fails
@@ -68,8 +65,7 @@ def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_run
     assert kept["status"] == "FAILED" and kept["expires_at"] > kept["finished_at"]  # the stack keeps it 3 days
 
     # the command as a user runs it: its own process, reaching the stack by its --local file
-    connection = stack.write_connection(tmp_path / "local.json")
-    proc = run_forked(cli_main, ["gc", "--keep-failed-days", "0", f"--local={connection}"], env=dict(os.environ), timeout=300)
+    proc = local_cli("gc", "--keep-failed-days", "0")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert any(line.startswith(f"removed         {failed.run_id}  the run FAILED at") for line in lines), lines

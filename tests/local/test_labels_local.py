@@ -4,13 +4,10 @@ refused at the API with nothing started."""
 
 import copy
 import json
-import os
 from pathlib import Path
 
 from miniwdl_fargate import aws, s3io, sweep
-from miniwdl_fargate.cli import main as cli_main
 from miniwdl_fargate.client import api_function
-from tests.forked import run_forked
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT = json.loads((REPO / "tests" / "events" / "apigw_post_runs.json").read_text())
@@ -40,17 +37,14 @@ def tasks_of(stack, run_id):
     return found
 
 
-def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_by_them(stack, tmp_path):
+def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_by_them(stack, tmp_path, local_cli):
     folder = tmp_path / "tagged"
     folder.mkdir()
     (folder / "tagged.wdl").write_text(TAGGED)
     (folder / "inputs.json").write_text("{}")
-    connection = stack.write_connection(tmp_path / "local.json")
-    proc = run_forked(
-        cli_main,
-        ["submit", str(folder / "tagged.wdl"), str(folder / "inputs.json"),
-         "--name", "tagged", "--label", "project=x", "--label", "cost center=lab:42", "--follow", f"--local={connection}"],
-        env=dict(os.environ), cwd=REPO, timeout=300,
+    proc = local_cli(
+        "submit", str(folder / "tagged.wdl"), str(folder / "inputs.json"),
+        "--name", "tagged", "--label", "project=x", "--label", "cost center=lab:42", "--follow",
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
@@ -71,9 +65,7 @@ def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_
     assert "<tr><th>labels</th><td>project=x, cost center=lab:42</td></tr>" in page
     assert page.count('<tr class="label">') == 2 and page.count('<tr class="task">') == 2
     # and `miniwdl-fargate cost` adds the runs of the name up per label value
-    summed = run_forked(
-        cli_main, ["cost", "--name", "tagged", "--json", f"--local={connection}"], env=dict(os.environ), cwd=REPO, timeout=120,
-    )
+    summed = local_cli("cost", "--name", "tagged", "--json", timeout=120)
     assert summed.returncode == 0, summed.stderr
     assert json.loads(summed.stdout)["by_label"]["project"] == {"x": cost["total_usd"]}
 

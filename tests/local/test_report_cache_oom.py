@@ -4,7 +4,6 @@ call cache across runs, and a task killed for running out of memory retried with
 import hashlib
 import json
 import re
-import os
 import shutil
 import uuid
 import xml.etree.ElementTree as ET
@@ -15,9 +14,7 @@ import pytest
 from test_pipeline import EXAMPLE, REPO, read, run_through_bucket
 
 from miniwdl_fargate import attempts, aws, sweep
-from miniwdl_fargate.cli import main as cli_main
 from miniwdl_fargate.local.cli import seed
-from tests.forked import run_forked
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -219,7 +216,7 @@ def test_a_call_cache_hit_publishes_each_output_where_a_run_of_the_call_does(sta
 
 
 @pytest.mark.long
-def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(stack, s3, tmp_path):
+def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(stack, s3, tmp_path, local_cli):
     seed([str(REPO / "examples" / "s3")])
     token = uuid.uuid4().hex[:6]
     first = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"F {token}", f"G {token}"), "s3cache-1")
@@ -245,12 +242,8 @@ def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(sta
     more = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"F {token}", f"H {token}"), "s3cache-3")
     assert more.status == "SUCCEEDED", more.document
     assert len(wdl_tasks_of(stack, more.run_id)) == 2
-    connection = stack.write_connection(tmp_path / "local.json")
-
     def explain(call):
-        proc = run_forked(
-            cli_main, ["cache", "explain", more.run_id, call, f"--local={connection}"], env=dict(os.environ), cwd=REPO, timeout=120,
-        )
+        proc = local_cli("cache", "explain", more.run_id, call, timeout=120)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.splitlines()
 

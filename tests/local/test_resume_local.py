@@ -4,20 +4,15 @@ call from the call cache, runs only the second, and succeeds, and each run's sta
 other. (Each refusal, and the command's answers to them: tests/integration/test_resume.py.)"""
 
 import json
-import os
 import uuid
-from pathlib import Path
 
 from test_report_cache_oom import wdl_tasks_of
 
 from miniwdl_fargate import aws, run_options, status, sweep
 from miniwdl_fargate import upload as local_run
-from miniwdl_fargate.cli import main as cli_main
 from miniwdl_fargate.local.faults import Faults
-from tests.forked import run_forked
 from tests.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 TWO_STEPS = """version 1.1
 workflow twostep {
   input { String word }
@@ -40,7 +35,7 @@ task second {
 """
 
 
-def test_a_run_whose_driver_died_is_resumed_reusing_its_finished_call(stack, tmp_path):
+def test_a_run_whose_driver_died_is_resumed_reusing_its_finished_call(stack, tmp_path, local_cli):
     bucket = stack.outputs["BucketName"]
     wdl = tmp_path / "twostep.wdl"
     wdl.write_text(TWO_STEPS)
@@ -55,12 +50,7 @@ def test_a_run_whose_driver_died_is_resumed_reusing_its_finished_call(stack, tmp
     assert failed.status == "FAILED" and failed.document["error"] == "DriverStopped", failed.document
     wait_for(lambda: stack.runtime.running_tasks() == [], 30, what=lambda: f"end of {stack.runtime.running_tasks()}")
 
-    connection = stack.write_connection(tmp_path / "local.json")
-
-    def cli(*args):
-        return run_forked(cli_main, [*args, f"--local={connection}"], env=dict(os.environ), cwd=REPO, timeout=300)
-
-    resumed = cli("resume", old, "--follow", "--label", "attempt=2")
+    resumed = local_cli("resume", old, "--follow", "--label", "attempt=2")
     assert resumed.returncode == 0, resumed.stderr
     new = json.loads(resumed.stdout)["run_id"]
     assert resumed.stderr.splitlines()[0] == f"resumed run {old} as run {new}"
@@ -73,5 +63,5 @@ def test_a_run_whose_driver_died_is_resumed_reusing_its_finished_call(stack, tmp
     assert record["resumed_from"] == old and record["options"] == {"call_cache": True, "labels": {"attempt": "2"}}
     # each run names the other; the first stays FAILED
     assert status.read(bucket, new).resumed_from == old
-    shown = cli("status", old)
+    shown = local_cli("status", old)
     assert "status     FAILED" in shown.stdout and f"resumed by {new}" in shown.stdout, shown.stderr
