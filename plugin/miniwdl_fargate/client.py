@@ -15,7 +15,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import botocore.exceptions
 
@@ -40,6 +40,8 @@ class Deployment:
     region: str
     outputs: dict[str, str]
     local: bool = False
+    #: a local stack's state folder (its connection file says), where it counts its changes
+    state_dir: str | None = None
 
     @property
     def bucket(self) -> str:
@@ -100,7 +102,7 @@ def connect(stack: str | None = None, region: str | None = None, local: str | No
         for key in aws.SHARED_CONFIG_VARIABLES:
             os.environ.pop(key, None)
         aws.reset()
-        return Deployment(info["stack_name"], info["region"], info["outputs"], local=True)
+        return Deployment(info["stack_name"], info["region"], info["outputs"], local=True, state_dir=info.get("state_dir"))
     defaults = samconfig_defaults()
     stack = stack or os.environ.get("MINIWDL_FARGATE_STACK") or defaults.get("stack_name")
     if not stack:
@@ -164,15 +166,28 @@ def follow_seconds(deployment: Deployment) -> float:
     return LOCAL_FOLLOW_SECONDS if deployment.local else FOLLOW_SECONDS
 
 
+def pace(deployment: Deployment) -> tuple[float, Callable[[float], None]]:
+    """How a client following a run of ``deployment`` waits between two looks: (the longest
+    wait, what waits). ``follow_seconds`` asleep; at a local stack that counts its changes, until
+    it changed (``local.changes``: its ``LOOK_SECONDS`` at most)."""
+    if deployment.local:
+        from .local import changes
+
+        watch = changes.watch(deployment.state_dir)
+        if watch is not None:
+            return changes.LOOK_SECONDS, watch.pause
+    return follow_seconds(deployment), time.sleep
+
+
 def follow(
     deployment: Deployment, run_id: str, out: TextIO | None = None, interval: float | None = None,
     name: str | None = None, inputs_version: str | None = None, timeout: float | None = None,
 ) -> dict[str, Any]:
     """Show the run's progress on ``out`` (default: stderr as it is now) until it ends, looking
-    every ``interval`` seconds (default: ``follow_seconds``); return its description (with outputs
+    every ``interval`` seconds (default: the deployment's ``pace``); return its description (with outputs
     or error). Before the run exists, a rejection of the submission (runs/<name>/error.json) ends it."""
     out = sys.stderr if out is None else out  # (not a default argument: bound once, at import)
-    interval = follow_seconds(deployment) if interval is None else interval
+    longest, pause = pace(deployment) if interval is None else (interval, time.sleep)
     tty = out.isatty()
     last = last_key = ""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -197,7 +212,7 @@ def follow(
             return manage.describe_run(deployment.bucket, run_id)
         if deadline is not None and time.monotonic() > deadline:
             raise ClientError(f"run {run_id} did not finish within {timeout:.0f}s")
-        time.sleep(interval)
+        pause(longest)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -207,7 +222,8 @@ def submit(deployment: Deployment, prepared: Submission) -> tuple[str, str, str 
     """Stage a checked submission (``upload.prepare``) and its local inputs into the bucket
     and drop inputs.json (which starts the run). Returns (run name, run id, version of the inputs
     upload)."""
-    run_name, run_id = prepared.upload(deployment.bucket, interval=follow_seconds(deployment))
+    longest, pause = pace(deployment)
+    run_name, run_id = prepared.upload(deployment.bucket, interval=longest, pause=pause)
     return run_name, run_id, prepared.inputs_version
 
 
@@ -405,8 +421,9 @@ def collect_remotely(
 
 
 def wait_stopped(deployment: Deployment, arn: str, timeout: float) -> dict[str, Any]:
-    """The task once ECS says it STOPPED (DescribeTasks, every ``follow_seconds``)."""
+    """The task once ECS says it STOPPED (DescribeTasks, at the deployment's ``pace``)."""
     ecs = aws.client("ecs")
+    longest, pause = pace(deployment)
     deadline = time.monotonic() + timeout
     while True:
         found = ecs.describe_tasks(cluster=deployment.cluster, tasks=[arn]).get("tasks", [])
@@ -414,7 +431,7 @@ def wait_stopped(deployment: Deployment, arn: str, timeout: float) -> dict[str, 
             return found[0]
         if time.monotonic() > deadline:
             raise ClientError(f"the gc task {arn} did not stop within {timeout:.0f}s")
-        time.sleep(follow_seconds(deployment))
+        pause(longest)
 
 
 def gc_lines(report: dict[str, Any]) -> list[str]:

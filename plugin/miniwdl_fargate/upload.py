@@ -413,10 +413,14 @@ class Submission:
             if rel in (runs.DEFAULT_WDL, runs.DEFAULT_ZIP) or submitted(s3, bucket, obj["Key"]):
                 s3.delete_object(Bucket=bucket, Key=obj["Key"])
 
-    def upload(self, bucket: str, interval: float = 0.25, answer_timeout: float | None = None) -> tuple[str, str]:
+    def upload(
+        self, bucket: str, interval: float = 0.25, answer_timeout: float | None = None,
+        pause: Callable[[float], None] | None = None,
+    ) -> tuple[str, str]:
         """Upload the bundle, the local inputs and then inputs.json (which starts the run), and
         wait for the pipeline's answer (``answered``, ``refusal``; looking every ``interval``
-        seconds, for at most ``answer_timeout``, default ``ANSWER_SECONDS``), the run name
+        seconds, ``pause`` between looks as ``wait`` takes it, for at most ``answer_timeout``,
+        default ``ANSWER_SECONDS``), the run name
         claimed all along (``name_claimed``: another submission under the same name waits its
         turn, so neither runs the other's workflow). Returns (run name, the run id the pipeline
         gives it)."""
@@ -452,7 +456,8 @@ class Submission:
             run_id = runs.run_id_for(self.name, prefix + runs.INPUTS_NAME, version)
             # the submit step has copied the folder once it answers: the name is free again then
             self.answered, self.refusal = await_answer(
-                bucket, self.name, run_id, version, ANSWER_SECONDS if answer_timeout is None else answer_timeout, interval
+                bucket, self.name, run_id, version, ANSWER_SECONDS if answer_timeout is None else answer_timeout, interval,
+                pause,
             )
         return self.name, run_id
 
@@ -470,10 +475,11 @@ CLAIM_WAIT_SECONDS = 300.0
 
 def await_answer(
     bucket: str, name: str, run_id: str, inputs_version: str | None, timeout: float = ANSWER_SECONDS, interval: float = 0.25,
+    pause: Callable[[float], None] | None = None,
 ) -> tuple[bool, dict[str, Any] | None]:
     """The pipeline's answer to a submission: (True, None) once the run exists, (True, the
     refusal) if it refused this upload (runs/<name>/error.json), (False, None) if neither came
-    within ``timeout`` seconds."""
+    within ``timeout`` seconds (looking every ``interval`` seconds, ``pause`` as ``wait`` takes it)."""
     from . import status
 
     deadline = time.monotonic() + timeout
@@ -485,7 +491,7 @@ def await_answer(
             return True, refused
         if time.monotonic() > deadline:
             return False, None
-        time.sleep(interval)
+        (pause or time.sleep)(interval)
 
 
 @contextlib.contextmanager
@@ -739,11 +745,13 @@ def submit(bucket: str, wdl: str | os.PathLike, inputs: str | os.PathLike | dict
 def wait(
     bucket: str, state_machine_arn: str, name: str, run_id: str, timeout: float = 3600, on_status=None,
     inputs_version: str | None = None, interval: float = 0.25, check: Callable[[], None] | None = None,
+    pause: Callable[[float], None] | None = None,
 ) -> RunResult:
-    """Follow the run's execution to its end, looking every ``interval`` seconds; return its
-    outcome document. A rejection of the submission (runs/<name>/error.json) counts if it answers
-    ``inputs_version`` (any, if None). ``check`` is called before each look: it raises to stop
-    following (``local run`` told to stop)."""
+    """Follow the run's execution to its end, looking every ``interval`` seconds (``pause``
+    waits between two looks: ``time.sleep`` unless given, as a local stack's change watch is,
+    ``local.changes``); return its outcome document. A rejection of the submission
+    (runs/<name>/error.json) counts if it answers ``inputs_version`` (any, if None). ``check`` is
+    called before each look: it raises to stop following (``local run`` told to stop)."""
     sfn = aws.client("stepfunctions")
     arn = runs.execution_arn(state_machine_arn, run_id)
     results = runs.results_uri(bucket, name, run_id)
@@ -768,7 +776,7 @@ def wait(
             if doc is None:
                 doc = {"status": status, "message": f"execution ended {status} without a result document"}
             return RunResult(run_id, "SUCCEEDED" if status == "SUCCEEDED" else "FAILED", results, doc)
-        time.sleep(interval)
+        (pause or time.sleep)(interval)
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f}s")
 
 

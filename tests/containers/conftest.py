@@ -52,9 +52,7 @@ def stack(engine_ready, tmp_path_factory):
     try:
         # its own stack name: moto's state is per process, and the local tier's stack may be up in
         # this process too (the local tier runs next, and session fixtures end with the session)
-        with LocalStack(
-            state_dir=str(tmp_path_factory.mktemp("containers")), stack_name="miniwdl-fargate-containers", poll_seconds=0.5
-        ) as deployed:
+        with LocalStack(state_dir=str(tmp_path_factory.mktemp("containers")), stack_name="miniwdl-fargate-containers") as deployed:
             assert deployed.runtime.engine is not None
             yield deployed
     finally:

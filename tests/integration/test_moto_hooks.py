@@ -238,3 +238,78 @@ def test_a_state_change_event_is_built_when_its_rules_cannot_be_judged(hooked, m
     state.emit(arn)
     message = wait_for(lambda: sqs.receive_message(QueueUrl=queue).get("Messages"), 30.0, "the RUNNING event")[0]
     assert json.loads(message["Body"])["detail"]["lastStatus"] == "RUNNING"
+
+
+def test_each_status_ecs_state_writes_is_counted_once_in_place():
+    """What clients following a run watch (local.changes): the count moves after each status is
+    written, not for what a task reads of itself."""
+    written = []
+
+    class Task:
+        def __init__(self):
+            self.containers = [type("Container", (), {})()]
+
+    state = MotoTaskState("us-east-1", on_change=lambda: written.append(task.status))
+    task = Task()
+    task.task_arn = "arn:aws:ecs:us-east-1:123456789012:task/wdl/t1"
+    state._tasks[task.task_arn] = task
+    state.provisioning(task.task_arn)
+    state.set_status(task.task_arn, "RUNNING")
+    state.stop_requested(task.task_arn, "run cancelled")
+    state.stopping(task.task_arn)
+    state.stopped(task.task_arn, "UserInitiated", "run cancelled", exit_code=143)
+    assert written == ["PROVISIONING", "RUNNING", "STOPPED"]
+
+
+class CountingRuntime:
+    """The runtime's count of changes (local.changes), as a number."""
+
+    def __init__(self):
+        self.count = 0
+
+    def changed(self):
+        self.count += 1
+
+
+@pytest.fixture
+def counted(moto_server):
+    """The hooks that count changes, with a runtime that counts them, on a moto server that runs
+    state machines."""
+    from miniwdl_fargate.local.moto import server
+
+    server.execute_state_machines(moto_server["AWS_ENDPOINT_URL"])
+    hooks._changes_counted()
+    runtime = CountingRuntime()
+    hooks._current.update(runtime=runtime)
+    yield runtime
+    hooks._current.clear()
+
+
+def test_each_object_written_or_removed_and_each_execution_started_or_ended_is_a_change(counted):
+    s3, sfn = aws.client("s3"), aws.client("stepfunctions")
+    s3.create_bucket(Bucket="runs")
+
+    def moved(action):
+        before = counted.count
+        action()
+        return counted.count - before
+
+    assert moved(lambda: s3.put_object(Bucket="runs", Key="runs/r/status.json", Body=b"{}")) >= 1
+    assert moved(lambda: s3.get_object(Bucket="runs", Key="runs/r/status.json")["Body"].read()) == 0
+    assert moved(lambda: s3.list_objects_v2(Bucket="runs")) == 0
+    assert moved(lambda: s3.copy_object(Bucket="runs", Key="runs/r/copy.json", CopySource={"Bucket": "runs", "Key": "runs/r/status.json"})) >= 1
+    assert moved(lambda: s3.delete_object(Bucket="runs", Key="runs/r/copy.json")) >= 1
+    assert moved(lambda: s3.delete_objects(Bucket="runs", Delete={"Objects": [{"Key": "runs/r/status.json"}]})) >= 1
+
+    asl = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 1, "End": True}}}
+    machine = sfn.create_state_machine(name="m", definition=json.dumps(asl), roleArn="arn:aws:iam::123456789012:role/r")
+    assert moved(lambda: sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])) == 0
+    started = counted.count
+    ended = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="ends")["executionArn"]
+    assert counted.count > started  # (its start, before the answer)
+    after_start = counted.count
+    wait_for(lambda: sfn.describe_execution(executionArn=ended)["status"] == "SUCCEEDED", 30, "the execution's end")
+    wait_for(lambda: counted.count > after_start, 10, "the end counted")
+    stopped = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="stopped")["executionArn"]
+    assert moved(lambda: sfn.stop_execution(executionArn=stopped)) >= 1
+    assert sfn.describe_execution(executionArn=stopped)["status"] == "ABORTED"

@@ -20,7 +20,7 @@ def stack(tmp_path_factory):
     saved = os.environ.get(ENGINE_ENV)
     os.environ[ENGINE_ENV] = "none"
     try:
-        with LocalStack(state_dir=str(tmp_path_factory.mktemp("local-mode")), poll_seconds=0.5) as deployed:
+        with LocalStack(state_dir=str(tmp_path_factory.mktemp("local-mode"))) as deployed:
             yield deployed
     finally:
         if saved is None:

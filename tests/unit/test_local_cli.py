@@ -62,7 +62,7 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
             {"where": "s3://b/runs/gpu/inputs.json: gpu.n", "problem": "expected Int"},
         ]}
 
-        def upload(self, bucket, interval):
+        def upload(self, bucket, interval, pause=None):
             return "gpu", "gpu-0123abcd"
 
     monkeypatch.setattr(local_stack, "LocalStack", StandInStack)

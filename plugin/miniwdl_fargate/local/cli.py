@@ -340,6 +340,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
     """``local run`` once its arguments are checked: deploy, submit, follow, print, stop
     (``signals.check`` between the steps)."""
     from ..upload import RunInputError, prepare, scratch_folder, wait
+    from . import changes
     from .stack import CLIENT_POLL_SECONDS, LocalStack
 
     check = signals.check
@@ -355,7 +356,10 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
             if args.seed_s3:
                 say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
             signals.submitting = True
-            name, run_id = submission.upload(bucket, interval=CLIENT_POLL_SECONDS)
+            # (looks when the stack changed, local.changes; a signal stops the wait at once)
+            watch = changes.watch(stack.state_dir)
+            longest, pause = (changes.LOOK_SECONDS, lambda s: watch.pause(s, check)) if watch else (CLIENT_POLL_SECONDS, None)
+            name, run_id = submission.upload(bucket, interval=longest, pause=pause)
             say(f"submitted s3://{bucket}/runs/{name}/inputs.json -> run {run_id}")
             if submission.refusal is not None:  # bad input, said on one line as `submit` says it
                 from ..pipeline.manage import problems_text
@@ -365,7 +369,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
             result = wait(
                 bucket, stack.outputs["StateMachineArn"], name, run_id, args.timeout,
                 on_status=lambda s: say(f"run {run_id}: {s}"), inputs_version=submission.inputs_version,
-                interval=CLIENT_POLL_SECONDS, check=check,
+                interval=longest, check=check, pause=pause,
             )
             check()
             local_copy = mirror(bucket, result.results.split("/", 3)[3], os.path.join(stack.state_dir, "s3"))

@@ -73,8 +73,11 @@ class MotoTaskState:
 
     def __init__(
         self, region: str, kept_seconds: float = STOPPED_TASKS_KEPT_SECONDS, clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.region = region
+        #: called once a task's new status is in place (``local.changes``: what clients watch)
+        self.on_change = on_change
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._kept_seconds, self._clock = kept_seconds, clock
@@ -127,6 +130,7 @@ class MotoTaskState:
             for container in task.containers:
                 container.exitCode = None
                 container.last_status = "PENDING"
+        self.on_change()
 
     def set_status(self, task_arn: str, status: str) -> None:
         """The task's last status (and its container's), one version on; RUNNING sets its start time."""
@@ -138,6 +142,7 @@ class MotoTaskState:
             task.version = getattr(task, "version", 1) + 1
             for container in task.containers:
                 container.last_status = status if status in ("RUNNING", "STOPPED") else "PENDING"
+        self.on_change()
 
     def last_status(self, task_arn: str) -> str | None:
         """The task's last status; None for a task this registry forgot (or never had)."""

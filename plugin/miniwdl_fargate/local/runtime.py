@@ -27,6 +27,7 @@ import uuid
 from typing import Any
 
 from .. import aws
+from .changes import ChangeCount
 from .ecs_runner import EcsRunner, TaskSpec
 from .ecs_state import MotoTaskState
 from .faults import Faults
@@ -64,13 +65,15 @@ class LocalRuntime:
         self._lambdas: LambdaRunner | None = None
         self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
         self.faults = Faults.from_env()
+        os.makedirs(self.logs_dir, exist_ok=True)
+        #: what the clients following a run watch (``changes``)
+        self.changes = ChangeCount(state_dir)
         #: what RunTask created in moto, written as the runner says (``moto.hooks`` registers each task)
-        self.ecs_state = MotoTaskState(region)
+        self.ecs_state = MotoTaskState(region, on_change=self.changes.bump)
         self.ecs_runner = EcsRunner(
             state_dir, self.ecs_state, lambda: self.faults, self.aws_environment, self.base_environment,
             logs=lambda: direct.LogsWriter(region),  # (the awslogs driver: "AWS itself", into moto's Logs)
         )
-        os.makedirs(self.logs_dir, exist_ok=True)
 
     # -- environment every "AWS compute" process gets -------------------------------------------
 
@@ -103,6 +106,10 @@ class LocalRuntime:
                     os.path.join(self.state_dir, "lambda"), self.logs_dir, self.lambda_environment(), preload=True
                 )
             return self._lambdas
+
+    def changed(self) -> None:
+        """Something a client following a run may be waiting for changed (``changes``)."""
+        self.changes.bump()
 
     def invoke_lambda(self, function: FunctionSpec, event: Any) -> tuple[str, bool, str]:
         injected = self.faults.take_lambda(function.name)
@@ -179,3 +186,4 @@ class LocalRuntime:
         self._deliveries.shutdown(wait=True, cancel_futures=True)
         lambdas = self.lambdas  # (kept, shut down: an invoke after this starts no environment)
         lambdas.shutdown()
+        self.changes.close()

@@ -31,17 +31,20 @@ TRANSLATION_FORMAT = "1"
 REGION = "us-east-1"
 ARTIFACTS_BUCKET = "miniwdl-fargate-local-artifacts"
 STACK_NAME = "miniwdl-fargate"
-#: the driver's shortest DescribeTasks interval in local mode: TaskPollSeconds' MinValue (a
-#: deployment's default is 0.5 s); ECS calls to moto cost little, and a task's end is seen
-#: within this or the read budget's spacing (``backend.poller.pass_interval``), if not woken
-POLL_SECONDS = 0.1
+#: the driver's shortest DescribeTasks interval in local mode: a deployment's default
+#: (TaskPollSeconds). A task's end is seen at once all the same: the ECS runner wakes the driver's
+#: poller for it (``wakeups``); the passes at this interval only see tasks start (and anything not
+#: woken), and each is a DescribeTasks of every task watched, which moto serializes (at 0.1 s,
+#: most of a waiting run's CPU, the stack's and the driver's)
+POLL_SECONDS = 0.5
 #: the driver's shortest interval between status.json updates in local mode (StatusSeconds'
 #: MinValue; a deployment's default is 10 s): `logs --task` and `submit --follow` see a task soon
 STATUS_SECONDS = 1
 #: the handler modules of the Lambda functions every run goes through, in the order it reaches
 #: them (an S3 drop's submit, the driver's launch, its stop, the run's finalize)
 RUN_PATH_HANDLERS = ("inputs_dropped", "launch_driver", "driver_stopped", "finalize")
-#: how often a local-mode client looks at its run (``local run``, ``submit --local --follow``)
+#: how often a local-mode client looks at its run (``local run``, ``submit --local --follow``) where
+#: it cannot watch the stack's count of its changes (``changes``: then only when it changed)
 CLIENT_POLL_SECONDS = 0.05
 SKIP_DIRS = {"__pycache__", ".venv", ".git", "build", "dist", ".pytest_cache"}
 

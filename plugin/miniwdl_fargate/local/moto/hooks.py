@@ -8,6 +8,8 @@
   plain ``TaskSpec`` (the moto task stays with ``ecs_state``, the one module that writes it).
 - Faults (``local.faults``): RunTask throttled, refused for capacity or its answer lost, duplicate
   event deliveries, and a new WDL task MISSING from its first DescribeTasks answers.
+- Changes a client following a run waits for (``local.changes``): every S3 object written or
+  removed, every Step Functions execution started or ended, counted by the runtime.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Runtime(Protocol):
     def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None: ...
     def ecs_task_started(self, task: TaskSpec) -> None: ...
     def ecs_stop_task(self, task_arn: str, reason: str) -> bool: ...
+    def changed(self) -> None: ...
 
 
 #: the runtime (and its ECS state) moto's work goes to; without one, each hook leaves the work to
@@ -65,6 +68,7 @@ def install(local_runtime: Runtime, state: MotoTaskState) -> None:
     _ecs_run_and_stop()
     _run_task_faults()
     describe_tasks_faults()
+    _changes_counted()
 
 
 # -- Lambda ------------------------------------------------------------------------------------
@@ -155,6 +159,46 @@ def _send_to_targets(self: Any, original_event: Any, transform_input: bool = Tru
         rest = untracked_copy(self)  # (once per event: moto would keep every copy)
         rest.targets = others
         moto_function("event delivery", "send_to_targets")(rest, original_event, transform_input)
+
+
+# -- what clients following a run wait for ----------------------------------------------------------
+
+
+def _changes_counted() -> None:
+    """The runtime counts each S3 object written or removed (moto tells its notifications of every
+    one, whether or not the bucket has any) and each execution started, stopped or ended, once it is
+    in place (``local.changes``)."""
+    from moto.s3 import notifications
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+    def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        try:
+            moto_function("changes counted", "send_event")(account_id, event_name, bucket, key)
+        finally:
+            _changed()
+
+    def start(self: Any) -> None:
+        moto_function("changes counted", "start")(self)
+        _changed()
+
+    def stop(self: Any, *args: Any, **kwargs: Any) -> None:
+        moto_function("changes counted", "stop")(self, *args, **kwargs)
+        _changed()
+
+    def terminated(self: Any) -> None:
+        moto_function("changes counted", "terminated")(self)
+        _changed()
+
+    replace("changes counted", notifications, "send_event", send_event)
+    replace("changes counted", Execution, "start", start)
+    replace("changes counted", Execution, "stop", stop)
+    replace("changes counted", BaseExecutionWorkerCommunication, "terminated", terminated)
+
+
+def _changed() -> None:
+    current = runtime()
+    if current is not None:
+        current.changed()
 
 
 # -- ECS -------------------------------------------------------------------------------------------
