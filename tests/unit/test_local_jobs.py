@@ -91,3 +91,21 @@ def test_a_jobs_memory_counts_its_whole_process_tree(gate):
     os.close(write_end)
     assert job.wait(600) == 0
     job.proc.stdout.close()
+
+
+def test_a_processs_resident_memory_is_what_psutil_reads_and_nothing_once_it_ended():
+    import psutil
+
+    from miniwdl_fargate.local import jobs
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout.readline() == b"up\n"
+        # (the same field of /proc/<pid>/statm: a process waiting on its input does not grow between the reads)
+        assert jobs.resident_bytes(child.pid) == psutil.Process(child.pid).memory_info().rss > 0
+    finally:
+        child.communicate(b"")
+    assert jobs.resident_bytes(child.pid) == 0

@@ -36,12 +36,11 @@ CHILDREN_FILES = os.path.exists(f"/proc/self/task/{threading.get_native_id()}/ch
 
 def tree_rss(pid: int) -> int:
     """Resident memory of a process and all its descendants, in bytes."""
-    try:
-        if CHILDREN_FILES:
-            procs = [psutil.Process(p) for p in descendants(pid)]
-        else:  # (psutil finds children by reading the parent of every process of the machine)
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
+    if CHILDREN_FILES:  # (the runner asks four times a second per running task)
+        return sum(resident_bytes(p) for p in descendants(pid))
+    try:  # (psutil finds children by reading the parent of every process of the machine)
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
     except psutil.Error:
         return 0
     total = 0
@@ -51,6 +50,20 @@ def tree_rss(pid: int) -> int:
         except psutil.Error:
             pass
     return total
+
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident set size (what psutil's ``memory_info().rss`` reads: the second
+    field of /proc/<pid>/statm, in pages; proc(5)), without a psutil.Process, whose making reads
+    the process's stat file first; 0 if it has ended."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 #: how long a job waits for a process it killed to be gone
