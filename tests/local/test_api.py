@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from miniwdl_fargate import aws
+from miniwdl_fargate import aws, sweep
 from miniwdl_fargate.client import api_function
 from tests.waiting import wait_for
 from tests.workflows import GREET, sleepy
@@ -113,12 +113,30 @@ def test_list_runs_newest_first_and_by_name(api):
     assert code == 400 and bad["problems"][0]["where"] == "query.limit"
 
 
+def tasks_running(stack, run_id=None):
+    """The stack's running ECS tasks (of run ``run_id`` only, if given), each as (task id, its
+    run, its group, its last status): what a failed wait says was left."""
+    ecs, cluster = aws.client("ecs"), stack.outputs["ClusterName"]
+    arns = stack.runtime.running_tasks()
+    found = []
+    for i in range(0, len(arns), 100):
+        for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i:i + 100], include=["TAGS"])["tasks"]:
+            run = next((t["value"] for t in task.get("tags", []) if t["key"] == sweep.RUN_TAG), None)
+            if run_id is None or run == run_id:
+                found.append((task["taskArn"].rsplit("/", 1)[1], run, task.get("group"), task["lastStatus"]))
+    return found
+
+
 def test_delete_cancels_end_to_end(stack, api, finished_events):
     code, accepted = api("POST", "/runs", {"name": "api-cancel", "wdl": SLEEPY, "client_token": "c-1"})
     assert code == 202, accepted
     run_id = accepted["run_id"]
     run_in(api, run_id, {"RUNNING"})
-    wait_for(lambda: len(stack.runtime.running_tasks()) >= 3, 60, what="the driver and 2 naps running", interval=0.5)
+    # its own driver and two naps (an earlier test's runs may still be ending in this stack)
+    wait_for(
+        lambda: sum(t[3] == "RUNNING" for t in tasks_running(stack, run_id)) >= 3, 60,
+        what=lambda: f"the driver and 2 naps of {run_id} running (running: {tasks_running(stack)})", interval=0.5,
+    )
     code, cancelled = api("DELETE", f"/runs/{run_id}")
     assert code == 200, cancelled
     assert cancelled["status"] == "CANCELLED"
@@ -128,7 +146,7 @@ def test_delete_cancels_end_to_end(stack, api, finished_events):
         what="end of the execution", interval=0.5,
     )
     assert sfn.describe_execution(executionArn=accepted["execution_arn"])["status"] == "ABORTED"
-    wait_for(lambda: not stack.runtime.running_tasks(), 60, what=lambda: f"end of {stack.runtime.running_tasks()}", interval=0.5)
+    wait_for(lambda: not stack.runtime.running_tasks(), 60, what=lambda: f"end of {tasks_running(stack)}", interval=0.5)
     assert stack.runtime.running_tasks() == []
     code, doc = api("GET", f"/runs/{run_id}")
     assert doc["status"] == "CANCELLED" and doc["error"]["status"] == "CANCELLED"
