@@ -168,8 +168,8 @@ def follow_seconds(deployment: Deployment) -> float:
 
 def pace(deployment: Deployment) -> tuple[float, Callable[[float], None]]:
     """How a client following a run of ``deployment`` waits between two looks: (the longest
-    wait, what waits). ``follow_seconds`` asleep; at a local stack that counts its changes, until
-    it changed (``local.changes``: its ``LOOK_SECONDS`` at most)."""
+    wait, what waits). A sleep of ``follow_seconds``; at a local stack that counts its changes,
+    until it changed (``local.changes``), ``LOOK_SECONDS`` at most."""
     if deployment.local:
         from .local import changes
 

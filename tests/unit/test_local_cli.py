@@ -77,6 +77,44 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
     )
 
 
+def test_a_local_run_looks_at_its_run_when_the_stack_changed_and_stops_waiting_at_a_signal(monkeypatch, tmp_path):
+    """`local run` waits for its run through the stack's count of its changes (local.changes),
+    not every 0.05 s; a stop signal noted meanwhile ends the wait at the count's next read."""
+    import signal
+
+    from miniwdl_fargate.local import changes
+
+    class Counting(StandInStack):
+        state_dir = str(tmp_path)
+
+    changes.ChangeCount(str(tmp_path))
+    seen = {}
+
+    class Submission:
+        refusal, inputs_version = None, "v1"
+
+        def upload(self, bucket, interval, pause=None):
+            seen["upload"] = (interval, pause)
+            return "n", "n-0123abcd"
+
+    def wait(*args, interval, pause, check, **kwargs):
+        seen["wait"] = (interval, pause)
+        raise TimeoutError("stopped here")
+
+    monkeypatch.setattr(local_stack, "LocalStack", Counting)
+    monkeypatch.setattr(upload, "prepare", lambda *a, **k: Submission())
+    monkeypatch.setattr(upload, "wait", wait)
+    args = argparse.Namespace(wdl="w.wdl", inputs=None, name=None, zip=False, state_dir=None, template=None,
+                              parameter=[], seed_s3=None, timeout=60)
+    signals = local_cli.StopSignals()
+    assert local_cli.run_once(args, lambda message: None, 0.0, signals) == 1
+    assert seen["upload"][0] == seen["wait"][0] == changes.LOOK_SECONDS
+    pause = seen["wait"][1]
+    signals.noted.append(signal.SIGTERM)
+    with pytest.raises(local_cli.Terminated):
+        pause(changes.LOOK_SECONDS)
+
+
 @pytest.fixture
 def stop_signals_as_from_a_terminal():
     """The stop signals' default actions for the test, whatever pytest inherited (a job a
