@@ -588,6 +588,33 @@ def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_
     assert executions() == []
 
 
+def test_a_runs_own_copy_of_its_inputs_matches_the_rule_and_is_ignored_not_counted_rejected(pipeline, monkeypatch, capsys):
+    """The submit rule's key pattern runs/*/inputs.json matches every run's own copy,
+    runs/<name>/results/<run_id>/inputs.json, too (an EventBridge wildcard matches "/"): its event
+    starts nothing, writes nothing and is no RunsRejected; a refused upload still is one."""
+    import inputs_dropped
+
+    settings, drop, rejection, executions = pipeline
+    set_environment(monkeypatch, STATE_MACHINE_ARN=settings.state_machine_arn)
+    monkeypatch.setattr(inputs_dropped.metrics.provider, "namespace", "test")
+    s3 = aws.client("s3")
+    copy_key = "runs/hello/results/hello-0123abcd/inputs.json"
+    put = s3.put_object(Bucket="runs", Key=copy_key, Body=json.dumps(OK_INPUTS).encode())
+    event = json.loads((EVENTS / "s3_object_created.json").read_text())
+    event["detail"]["bucket"]["name"] = "runs"
+    event["detail"]["object"].update(key=copy_key, etag=put["ETag"].strip('"'))
+    assert inputs_dropped.handler(event, Context()) == {"started": False, "ignored": True}
+    assert "RunsRejected" not in capsys.readouterr().out
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="runs", Prefix="runs/hello/")["Contents"]] == [copy_key]
+    assert executions() == []
+
+    s3.put_object(Bucket="runs", Key="runs/gone2/workflow.wdl", Body=GOOD.encode())
+    event["detail"]["object"].update(key="runs/gone2/inputs.json", etag="0" * 32)  # (never uploaded)
+    assert inputs_dropped.handler(event, Context()) == {"started": False}
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [e.get("RunsRejected") for e in emitted] == [[1.0]]
+
+
 @pytest.mark.parametrize(
     "body, problem",
     [
