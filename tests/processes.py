@@ -8,15 +8,9 @@ import subprocess
 
 def ancestors() -> set[int]:
     """This process and the ones it was started under (its parent, theirs, ...)."""
-    found, pid = set(), os.getpid()
-    while pid > 1 and pid not in found:
-        found.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as infile:
-                pid = int(infile.read().rsplit(b")", 1)[1].split()[1])  # (after the command's name: state, ppid)
-        except (OSError, IndexError, ValueError):
-            break
-    return found
+    import psutil
+
+    return {os.getpid(), *(parent.pid for parent in psutil.Process().parents() if parent.pid > 1)}
 
 
 def processes_naming(folder: str | os.PathLike) -> dict[int, str]:
