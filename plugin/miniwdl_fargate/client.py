@@ -173,9 +173,7 @@ def pace(deployment: Deployment) -> tuple[float, Callable[[float], None]]:
     if deployment.local:
         from .local import changes
 
-        watch = changes.watch(deployment.state_dir)
-        if watch is not None:
-            return changes.LOOK_SECONDS, watch.pause
+        return changes.pace(deployment.state_dir, follow_seconds(deployment))
     return follow_seconds(deployment), time.sleep
 
 

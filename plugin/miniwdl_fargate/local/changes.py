@@ -18,6 +18,7 @@ Only local mode has this: on AWS a client looks every few seconds, as before.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -98,6 +99,19 @@ class ChangeWatch:
             if left <= 0:
                 return
             time.sleep(min(CHECK_SECONDS, left))
+
+
+def pace(
+    state_dir: str | None, otherwise: float, check: Callable[[], None] | None = None,
+) -> tuple[float, Callable[[float], None]]:
+    """How a client of the stack whose state folder is ``state_dir`` waits between two looks at
+    a run: (the longest wait, what waits). Until the count moved, ``LOOK_SECONDS`` at most
+    (``check`` called at each read of the count); where the stack keeps no count, a sleep of
+    ``otherwise`` seconds."""
+    found = watch(state_dir)
+    if found is None:
+        return otherwise, time.sleep
+    return LOOK_SECONDS, found.pause if check is None else functools.partial(found.pause, check=check)
 
 
 def watch(state_dir: str | None) -> ChangeWatch | None:
