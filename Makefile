@@ -80,7 +80,7 @@ containers: venv
 
 # .ci/lint and the tests at once (the linter's output comes after the tests'); fails if either does.
 # The validators in venvs of their own (sam, checkov) start at once, beside the making of .venv
-# (pip uses one core); ruff, cfn-lint and statelint start with the tests.
+# (pip uses one core); ruff and statelint start with the tests.
 test:
 	@tools_log=$$(mktemp); lint_log=$$(mktemp); bash .ci/lint tools >"$$tools_log" 2>&1 & tools=$$!; \
 	if $(MAKE) --no-print-directory venv; then \

@@ -172,3 +172,23 @@ def test_a_fork_server_is_told_where_the_parsers_are(tmp_path, monkeypatch):
         assert told[forkserver.PARSER_CACHE_ENV.encode()] == str(tmp_path / "cache" / "miniwdl-fargate" / "wdl-parsers").encode()
     finally:
         server.stop()
+
+
+def test_the_driver_fork_server_imports_every_plugin_a_runner_may_load(monkeypatch):
+    """A forked driver's runner loads every enabled plugin of each group, miniwdl's built-in
+    container backends too (psutil, its subprocess backend): the fork server imports them first."""
+    import importlib.metadata
+    import logging
+
+    from WDL.runtime import config
+
+    from miniwdl_fargate import driver
+
+    loaded = []
+    monkeypatch.setattr(importlib.metadata.EntryPoint, "load", lambda plugin: loaded.append(plugin.value))
+    driver_zygote.import_plugins()
+    cfg = config.Loader(logging.getLogger("test"), overrides={})
+    for group in driver.PLUGIN_GROUPS:
+        may_load = [plugin.value for enabled, plugin in config.load_all_plugins(cfg, group) if enabled]
+        assert set(may_load) <= set(loaded), group
+    assert "WDL.runtime.backend.singularity:SingularityContainer" in loaded

@@ -3,7 +3,8 @@
 A fresh driver spends most of its first seconds on what is the same in every run: importing
 miniwdl, boto3 and the backend, building miniwdl's WDL parsers (``WDL._parser`` builds one Lark
 parser per grammar version and start symbol, at first use), scanning the installed packages'
-entry points for miniwdl's plugins and parsing botocore's models of the services it calls. This process does all that once, then forks one driver per
+entry points for miniwdl's plugins, importing the plugins' modules and parsing botocore's models
+of the services it calls. This process does all that once, then forks one driver per
 driver task (``ecs_runner`` asks through SOCKET_FD). A child is then what the driver's container
 would be: its own session, a private mount namespace with a tmpfs on /mnt and each volume
 bind-mounted at its container path (what ``unshare --mount --propagation private``, or where
@@ -21,6 +22,7 @@ started before a fork.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import socket
 import sys
@@ -58,7 +60,25 @@ def preload() -> None:
         importlib.import_module(name)
     forkserver.build_wdl_parsers()
     driver.cache_plugin_entry_points()  # (scanned here, once for every driver forked)
+    import_plugins()
     forkserver.preload_aws()
+
+
+def import_plugins() -> None:
+    """Import the module of every plugin miniwdl's runner may load, its built-in ones included
+    (``WDL.runtime.config.load_all_plugins``): the runner imports each enabled one as it starts,
+    and the built-in container backends bring psutil and miniwdl's subprocess backend (a tenth of
+    a forked driver's CPU in a profile). A plugin that cannot be imported is left for the driver,
+    which reports it as it would have."""
+    from WDL.runtime import config
+
+    built_in = config.default_plugins()
+    for group in driver.PLUGIN_GROUPS:
+        for plugin in [*built_in.get(group, []), *importlib.metadata.entry_points(group=f"miniwdl.plugin.{group}")]:
+            try:
+                plugin.load()
+            except Exception:  # noqa: BLE001, S112 (the driver meets it again, and says so)
+                continue
 
 
 def private_mounts(mounts: list[list[str]], as_user: bool = False) -> None:
