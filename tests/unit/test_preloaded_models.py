@@ -62,12 +62,16 @@ def test_a_new_session_does_not_grow_the_shared_loaders_search_paths():
     assert len(paths) == len(set(paths))
 
 
-def test_the_fork_servers_preload_every_service_the_product_calls():
-    called = set()
-    for source in [*(REPO / "plugin" / "miniwdl_fargate").rglob("*.py"), *(REPO / "functions").rglob("*.py")]:
-        called |= set(re.findall(r'aws\.client\("([a-z0-9-]+)"', source.read_text()))
-    assert called, "no aws.client(...) call found"
-    assert called <= set(forkserver.AWS_SERVICES), called - set(forkserver.AWS_SERVICES)
+def test_the_fork_servers_preload_every_service_their_children_call_and_no_other():
+    package = REPO / "plugin" / "miniwdl_fargate"
+    called, elsewhere = {"sts"}, set()  # (sts: aws.region())
+    for source in [*package.rglob("*.py"), *(REPO / "functions").rglob("*.py")]:
+        services = set(re.findall(r'aws\.client\("([a-z0-9-]+)"', source.read_text()))
+        in_a_child = not (source.is_relative_to(package) and source.relative_to(package).as_posix() in forkserver.NOT_IN_A_CHILD)
+        (called if in_a_child else elsewhere).update(services)
+    assert {"s3", "ecs", "stepfunctions"} <= called
+    assert called == set(forkserver.AWS_SERVICES), called ^ set(forkserver.AWS_SERVICES)
+    assert {"cloudformation", "lambda", "ec2", "iam"} <= elsewhere  # (each module named is there, and calls some)
 
 
 def test_after_build_wdl_parsers_no_version_of_wdl_builds_a_parser(monkeypatch):

@@ -44,11 +44,17 @@ TRIAL_SECONDS = 30.0
 
 #: the child's side: (request, its descriptors, the server socket to close) -> never returns
 Become = Callable[[dict, list[int], socket.socket], NoReturn]
-#: the AWS services the children (Lambda handlers, the driver) make clients of
 #: the folder of built WDL parsers a fork server reads them from (``wdl_parsers.cache_folder()`` of
 #: the process that starts it: the server's own HOME may be a Lambda environment's)
 PARSER_CACHE_ENV = "MINIWDL_FARGATE_WDL_PARSER_CACHE"
-AWS_SERVICES = ("s3", "ecs", "stepfunctions", "logs", "efs", "events", "ec2", "cloudformation", "iam", "sts", "lambda")
+#: the AWS services the children (Lambda handlers, the driver) make clients of (``sts``:
+#: ``aws.region()``). Only a user's commands (``client``), the stack's own process (``local.stack``,
+#: ``local.gateway``) and the standalone plugin's provisioning (``backend.standalone``) call
+#: CloudFormation, Lambda, EC2 and IAM: their models, half a second of each fork server's start,
+#: are not read here (a child that did call one would read its model then)
+AWS_SERVICES = ("s3", "ecs", "stepfunctions", "logs", "efs", "events", "sts")
+#: the modules that run in no child of a fork server (``AWS_SERVICES``)
+NOT_IN_A_CHILD = ("client.py", "local/stack.py", "local/gateway.py", "backend/standalone.py")
 
 
 #: a WDL document per grammar version miniwdl knows, to build each version's parser once
