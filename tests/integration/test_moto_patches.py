@@ -425,6 +425,33 @@ def test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it(moto_
         _ = found.value
 
 
+def test_replaced_object_readable_keeps_a_versioned_keys_versions_comparing_none(moto_aws):
+    """A versioned bucket's key keeps each version it was written: the fix closes none of them,
+    and tells kept from replaced by identity, never comparing two versions (its membership test
+    was quadratic in a key's writes: status.json's are many in a long run)."""
+    from moto.s3.utils import _VersionedKeyStore
+
+    fixes.replaced_object_readable()
+
+    class Version:
+        disposed = False
+
+        def dispose(self):
+            self.disposed = True
+
+        def __eq__(self, other):
+            raise AssertionError("two versions compared")
+
+        __hash__ = object.__hash__
+
+    store, versions = _VersionedKeyStore(), []
+    for _ in range(5):
+        versions.append(Version())
+        store.setlist("status.json", [*store.getlist("status.json", []), versions[-1]])
+    assert [id(v) for v in store.getlist("status.json")] == [id(v) for v in versions]
+    assert not any(v.disposed for v in versions)
+
+
 def test_moto_still_refuses_a_heartbeat_before_the_wait_begins():
     """When this fails, moto accepts a task token's heartbeat from the state's entry on, as Step
     Functions does: remove fixes.heartbeat_while_starting."""

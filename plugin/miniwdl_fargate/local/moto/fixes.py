@@ -631,8 +631,11 @@ def replaced_object_readable() -> None:
         # (moto's own, but for when the objects it does not keep are closed)
         kept = list(list_) if isinstance(list_, tuple) else list_ if isinstance(list_, list) else [list_]
         now = time.monotonic()
+        # (by identity, in one pass: a versioned bucket's key keeps every version it was written,
+        # and a membership test of each in the list was quadratic in a key's writes)
+        kept_ids = {id(v) for v in kept}
         with lock:
-            replaced.extend((now, v) for v in self.getlist(key, []) if v not in kept and hasattr(v, "dispose"))
+            replaced.extend((now, v) for v in self.getlist(key, []) if id(v) not in kept_ids and hasattr(v, "dispose"))
             while replaced and now - replaced[0][0] >= REPLACED_READABLE_SECONDS:
                 replaced.popleft()[1].dispose()
         dict.__setitem__(self, key, kept)
