@@ -3,6 +3,7 @@ they fork (forkserver.build_wdl_parsers; forkserver.preload_aws: aws.share_data_
 aws.preload_models): a child then builds no parser for a workflow of any WDL version, and a
 client it makes in a new session, as each Lambda environment and driver makes, reads no JSON."""
 
+import json
 import re
 from pathlib import Path
 
@@ -196,3 +197,30 @@ def test_the_driver_fork_server_imports_every_plugin_a_runner_may_load(monkeypat
         may_load = [plugin.value for enabled, plugin in config.load_all_plugins(cfg, group) if enabled]
         assert set(may_load) <= set(loaded), group
     assert "WDL.runtime.backend.singularity:SingularityContainer" in loaded
+
+
+def test_a_lambda_zygote_imports_every_library_module_the_stacks_handlers_import():
+    """An environment forked from the zygote imports its handler's module (Lambda's init) and the
+    product's modules with it, but no module of the libraries the zygote preloads (``LIBRARIES``):
+    Powertools' parser models and its API's validation load at first use, each building pydantic
+    models (about 70 ms of a new environment's init). In a new interpreter, which has imported
+    nothing yet."""
+    import subprocess
+    import sys
+
+    roots = sorted({name.split(".")[0] for name in lambda_zygote.LIBRARIES})
+    handlers = sorted(path.stem for path in (REPO / "functions").glob("*.py") if "def handler(" in path.read_text())
+    script = (
+        "import importlib, json, sys\n"
+        "from miniwdl_fargate.local import lambda_zygote\n"
+        "for name in lambda_zygote.LIBRARIES: importlib.import_module(name)\n"
+        "before = set(sys.modules)\n"
+        f"sys.path.insert(0, {str(REPO / 'functions')!r})\n"
+        f"for handler in {handlers!r}: importlib.import_module(handler)\n"
+        f"print(json.dumps(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in {roots!r})))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_SERVICE_NAME": "test"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(handlers) >= 6, handlers
+    assert json.loads(proc.stdout.splitlines()[-1]) == []

@@ -38,9 +38,17 @@ LIBRARIES = (
     "aws_lambda_powertools.metrics",
     "aws_lambda_powertools.tracing",
     "aws_lambda_powertools.utilities.parser",
+    # the parser's models load at first use, each building its pydantic models (and pydantic's
+    # first model scanning the entry points for its plugins): a fifth of a new environment's init
+    "aws_lambda_powertools.utilities.parser.models.s3",
+    "aws_lambda_powertools.utilities.parser.models.event_bridge",
     "aws_lambda_powertools.event_handler",
+    "aws_lambda_powertools.event_handler.openapi.params",
+    "aws_lambda_powertools.event_handler.openapi.exceptions",
+    "aws_lambda_powertools.event_handler.middlewares.openapi_validation",
     "aws_xray_sdk.core",
     "WDL",
+    "WDL.runtime",
 )
 
 
