@@ -131,13 +131,16 @@ def share_data_loaders() -> None:
 
 
 def preload_models(services: Iterable[str]) -> None:
-    """Read the botocore data a client of each of ``services`` needs into the shared loader
-    (share_data_loaders): a client made after this, in this process or in a child forked from it,
-    parses no JSON. Making a client sends nothing; the credentials given keep botocore from
+    """Read the botocore data a client of each of ``services`` and its paginators need into the
+    shared loader (share_data_loaders): a client made after this, in this process or in a child
+    forked from it, parses no JSON. Making a client sends nothing; the credentials given keep botocore from
     looking for any."""
     session = boto3.session.Session(aws_access_key_id="preload", aws_secret_access_key="preload", region_name="us-east-1")
     for service in services:
-        session.client(service, config=RETRY_CONFIG)
+        client = session.client(service, config=RETRY_CONFIG)
+        # and its paginators' model, which a client reads at its first get_paginator or
+        # can_paginate (a driver's ListTasks pages: a twentieth of its CPU in a hello run)
+        client.can_paginate(next(iter(client.meta.method_to_api_mapping)))
 
 
 def reset() -> None:

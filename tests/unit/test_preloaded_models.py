@@ -42,6 +42,7 @@ def test_a_client_of_a_preloaded_service_in_a_new_session_reads_no_file(files_re
     files_read.clear()
     client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="eu-west-1").client("sqs")
     assert client.meta.service_model.service_name == "sqs"
+    assert client.get_paginator("list_queues") is not None  # (its paginators' model too)
     assert files_read == []
 
 
