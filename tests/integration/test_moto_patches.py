@@ -582,3 +582,51 @@ def test_moto_still_lets_two_writes_conditioned_on_one_etag_both_succeed(moto_aw
         s3.delete_object(Bucket="runs", Key="status.json", IfMatch=stale)
     s3.delete_object(Bucket="runs", Key="status.json", IfMatch=s3.head_object(Bucket="runs", Key="status.json")["ETag"])
     assert "Contents" not in s3.list_objects_v2(Bucket="runs")
+
+
+def asl_parses(monkeypatch) -> list:
+    """Each run of ANTLR's parser over a state machine definition from now on."""
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+
+    parses, real = [], ASLParser.state_machine
+    monkeypatch.setattr(ASLParser, "state_machine", lambda self: parses.append(1) or real(self))
+    return parses
+
+
+PASS_DEFINITION = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"a": 1}, "End": True}}})
+
+
+def test_moto_still_parses_the_definition_again_for_every_execution(monkeypatch):
+    """When this fails, moto's Step Functions no longer parses a state machine's definition for
+    each of its executions: remove fixes.asl_parse_tree_kept."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    fixes.asl_parse_tree_kept()
+    monkeypatch.setattr(AmazonStateLanguageParser, "parse", patching.unpatched("asl_parse_tree_kept", AmazonStateLanguageParser, "parse"))
+    parses = asl_parses(monkeypatch)
+    worker = SimpleNamespace(_evaluation_details=SimpleNamespace(state_machine_details=SimpleNamespace(definition=PASS_DEFINITION)))
+    ExecutionWorker._get_evaluation_entrypoint(worker)
+    ExecutionWorker._get_evaluation_entrypoint(worker)
+    assert len(parses) == 2, "moto no longer parses the definition for every execution"
+
+
+def test_a_kept_parse_tree_gives_each_execution_components_of_its_own(monkeypatch):
+    """With asl_parse_tree_kept: one parse of a definition however many executions, each
+    execution's program built anew from the tree and evaluating as moto's own, and a definition
+    that does not parse refused every time."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    fixes.asl_parse_tree_kept()
+    parses = asl_parses(monkeypatch)
+    definition = PASS_DEFINITION.replace('"a": 1', '"a": 2')  # (a definition no other test parsed)
+    worker = SimpleNamespace(_evaluation_details=SimpleNamespace(state_machine_details=SimpleNamespace(definition=definition)))
+    first, second = (ExecutionWorker._get_evaluation_entrypoint(worker) for _ in range(2))
+    assert len(parses) == 1
+    assert first is not second and type(first) is type(second)
+    own = patching.unpatched("asl_parse_tree_kept", AmazonStateLanguageParser, "parse").__func__
+    assert type(own(definition)[0]) is type(first)
+    for _ in range(2):
+        with pytest.raises(ASLParserException):
+            AmazonStateLanguageParser.parse('{"StartAt": "P", "States": ')

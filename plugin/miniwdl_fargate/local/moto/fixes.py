@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import copy
 import datetime
+import functools
 import hashlib
 import inspect
 import json
@@ -568,6 +569,33 @@ def backend_urls_kept() -> None:
     replace("backend_urls_kept", BaseBackend, "urls", property(urls))
 
 
+#: how many state machine definitions ``asl_parse_tree_kept`` keeps parsed (a stack has one)
+ASL_TREES_KEPT = 16
+
+
+def asl_parse_tree_kept() -> None:
+    """moto's Step Functions interpreter parses the state machine's definition again for every
+    execution (``ExecutionWorker._get_evaluation_entrypoint`` calls
+    ``AmazonStateLanguageParser.parse``: ANTLR's lexer and parser, about 40 ms of the stack's CPU
+    for the product's state machine as each run starts, a twelfth of a test worker's in a profile
+    of the local tier). The parse tree depends on the definition's text alone, and moto's
+    ``Preprocessor`` reads it, never changes it: the trees of the last ``ASL_TREES_KEPT``
+    definitions are kept, and each parse still builds its own evaluation components from the tree
+    (an execution's components hold its state). A definition that does not parse raises each time."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    @functools.lru_cache(maxsize=ASL_TREES_KEPT)
+    def tree_of(definition: str) -> Any:
+        return moto_function("asl_parse_tree_kept", "parse")(definition)[1]
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        tree = tree_of(definition)
+        return Preprocessor().visit(tree), tree
+
+    replace("asl_parse_tree_kept", AmazonStateLanguageParser, "parse", staticmethod(parse))
+
+
 def error_lookup_kept() -> None:
     """moto serializes every error answer (an S3 GET of a key that is not there: each call-cache
     lookup that misses) by looking its code up in a table of the service's error shapes, which
@@ -832,6 +860,8 @@ FIXES: tuple[Fix, ...] = (
     Fix("backend_urls_kept", "an in-process request builds its service's URL table again (S3's after reloading its "
         "urls module)", NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_builds_the_url_table_for_every_in_process_request",
         backend_urls_kept),
+    Fix("asl_parse_tree_kept", "Step Functions parses the state machine's definition again for every execution",
+        NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_parses_the_definition_again_for_every_execution", asl_parse_tree_kept),
     Fix("json_template_read_as_json", "CreateStack reads a JSON template with PyYAML's pure-Python loader", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_reads_a_json_template_as_yaml", json_template_read_as_json),
 )
