@@ -30,8 +30,15 @@ def quiet_loggers() -> None:
 
 def start() -> Any:
     """moto's ``ThreadedMotoServer`` on a port of 127.0.0.1 the system picks (port 0: no other
-    process can take it between a choice and the bind), serving."""
+    process can take it between a choice and the bind), serving. No browser reads from it (the
+    run API is ``gateway``'s): moto's global CORS, Flask-CORS on each service's app
+    and a twentieth of the server's CPU per request, is off, as ``MOTO_DISABLE_GLOBAL_CORS`` turns
+    it off (moto reads that variable once, when its settings are first imported, which in a
+    process that used moto before the stack started is long past: the value it bound is set)."""
+    from moto.moto_server import werkzeug_app
     from moto.server import ThreadedMotoServer
+
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
