@@ -65,3 +65,21 @@ def test_the_key_follows_the_templates_text_and_folder(tmp_path):
     copy.write_text(copy.read_text() + "\n# changed\n")
     assert stack.translation_key(copy, {}, BUCKET) != same_text_elsewhere
     assert stack.translation_key(TEMPLATE, {}, BUCKET) == stack.translation_key(TEMPLATE, {}, BUCKET)
+
+
+def test_a_new_translation_removes_those_whose_template_folder_is_gone(artifacts, tmp_path):
+    """A clone of the repository (a test's copy of the template) leaves translations of its own:
+    once its folder is gone they can never be read again, and the next translation removes them."""
+    cache = tmp_path / "cache"
+    copy = tmp_path / "clone" / "template.yaml"
+    for folder in ("functions", "statemachine", "plugin"):  # (what the template packages)
+        shutil.copytree(TEMPLATE.parent / folder, copy.parent / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(TEMPLATE, copy)
+    stack.transform(copy, {}, BUCKET, cache)
+    (gone,) = cache.glob("sam-*.json")
+    shutil.rmtree(copy.parent)
+    (cache / "sam-damaged.json").write_text('{"artifacts": ')
+    stack.transform(TEMPLATE, {}, BUCKET, cache)
+    (kept,) = cache.glob("sam-*.json")
+    assert kept != gone
+    assert stack.read_translation(cache, kept.name[4:-5]) is not None

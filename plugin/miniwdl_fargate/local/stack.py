@@ -228,7 +228,8 @@ def read_translation(cache_dir: str | os.PathLike, key: str) -> dict[str, Any] |
 
 
 def write_translation(cache_dir: str | os.PathLike, key: str, entry: dict[str, Any]) -> None:
-    """Keep a translation (written whole or not at all; a cache that cannot be written is skipped)."""
+    """Keep a translation (written whole or not at all; a cache that cannot be written is
+    skipped), and forget those that can no longer be read (``prune_translations``)."""
     try:
         os.makedirs(cache_dir, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=cache_dir, suffix=".part", delete=False) as out:
@@ -236,6 +237,21 @@ def write_translation(cache_dir: str | os.PathLike, key: str, entry: dict[str, A
         os.replace(out.name, Path(cache_dir) / f"sam-{key}.json")
     except OSError as exn:
         log.warning("could not cache the template's translation in %s: %s", cache_dir, exn)
+        return
+    prune_translations(cache_dir)
+
+
+def prune_translations(cache_dir: str | os.PathLike) -> None:
+    """Remove the cached translations ``read_translation`` would never take again: one whose
+    artifacts are gone (its template's folder removed: each clone of the repository, each test's
+    copy of the template, has translations of its own, about 100 KB each) or that is damaged.
+    Run at each new translation, which costs far more."""
+    for path in Path(cache_dir).glob("sam-*.json"):
+        if read_translation(cache_dir, path.name[len("sam-"):-len(".json")]) is None:
+            try:
+                path.unlink()
+            except OSError:  # (removed meanwhile by another stack's prune, or not ours to remove)
+                pass
 
 
 def deploy(
