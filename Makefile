@@ -46,7 +46,7 @@ $(BIN)/miniwdl-fargate: plugin/pyproject.toml
 	  && "$$uv" pip install --quiet --compile-bytecode --python $(BIN)/python $(VENV_PACKAGES); then :; \
 	else echo "make venv: building .venv with pip (uv: see above)"; rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) \
 	  && $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet $(VENV_PACKAGES); fi
-	$(BIN)/python -m compileall -q -j 0 plugin functions tests bench >/dev/null
+	$(BIN)/python -m compileall -q -j 0 plugin functions tests bench
 	touch $@
 
 venv: $(BIN)/miniwdl-fargate
@@ -84,7 +84,7 @@ containers: venv
 
 # .ci/lint and the tests at once (the linter's output comes after the tests'); fails if either does.
 # The validators in venvs of their own (sam, checkov) start at once, beside the making of .venv
-# (pip uses one core); ruff and statelint start with the tests.
+# (its install and bytecode compiling); ruff and statelint start with the tests.
 test:
 	@tools_log=$$(mktemp); lint_log=$$(mktemp); bash .ci/lint tools >"$$tools_log" 2>&1 & tools=$$!; \
 	if $(MAKE) --no-print-directory venv; then \
