@@ -32,21 +32,24 @@ help:
 	@echo "make docs   docs/configuration.md from the packaged aws_fargate.cfg"
 	@echo "make screenshot   docs/report-screenshot.png: the run report in headless Chromium (apt-get install chromium)"
 
-# Built with uv (.ci/uv: about 3 s where pip took 13), or with pip when uv cannot be had. Both
-# compile the packages' bytecode at install, as pip does by default (uv in parallel: about 17 s and
-# 33 s of CPU on two cores), and so do the project's own folders: left to each module's first
-# import, the modules were compiled by every process that imported them before the first one wrote
-# its .pyc, and the tests start many at once (three workers, each with its fork servers): a clean
-# clone's suite took 507 s of CPU where the same suite with its 2,182 imported modules compiled
-# first took 434 s. (--seed: the venv has pip, for whoever adds to it by hand; --no-python-downloads:
-# the venv is of $(PYTHON), never of a Python uv would fetch.)
+# Built with uv (.ci/uv: about 3 s where pip took 13), or with pip when uv cannot be had.
+# VENV_COMPILE=1 (make test sets it) compiles the packages' bytecode at install (uv in parallel:
+# about 17 s and 33 s of CPU on two cores) and the project's folders: the tests start many
+# interpreters at once (three workers, each with its fork servers and `local run`s), and left to
+# each module's first import, a module was compiled by every process importing it before the first
+# one wrote its .pyc (a clean clone's suite took 507 s of CPU, 434 s with its 2,182 imported modules
+# compiled first). Otherwise (make demo) each module is compiled at its first import: a fresh
+# clone's first demo took 14.5 s so, 24.5 s compiling all of .venv first. (--seed: the venv has
+# pip, for whoever adds to it by hand; --no-python-downloads: the venv is of $(PYTHON), never of a
+# Python uv would fetch.)
 VENV_PACKAGES := -e 'plugin[local,standalone]' -r requirements-dev.txt
+VENV_COMPILE ?=
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
 	@if uv=$$(PYTHON=$(PYTHON) bash .ci/uv) && "$$uv" venv --quiet --allow-existing --seed --no-python-downloads --python $(PYTHON) $(VENV) \
-	  && "$$uv" pip install --quiet --compile-bytecode --python $(BIN)/python $(VENV_PACKAGES); then :; \
+	  && "$$uv" pip install --quiet $(if $(VENV_COMPILE),--compile-bytecode) --python $(BIN)/python $(VENV_PACKAGES); then :; \
 	else echo "make venv: building .venv with pip (uv: see above)"; rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) \
-	  && $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet $(VENV_PACKAGES); fi
-	$(BIN)/python -m compileall -q -j 0 plugin functions tests bench
+	  && $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet $(if $(VENV_COMPILE),,--no-compile) $(VENV_PACKAGES); fi
+	$(if $(VENV_COMPILE),$(BIN)/python -m compileall -q -j 0 plugin functions tests bench)
 	touch $@
 
 venv: $(BIN)/miniwdl-fargate
@@ -84,10 +87,10 @@ containers: venv
 
 # .ci/lint and the tests at once (the linter's output comes after the tests'); fails if either does.
 # The validators in venvs of their own (sam, checkov) start at once, beside the making of .venv
-# (its install and bytecode compiling); ruff and statelint start with the tests.
+# (with its bytecode: VENV_COMPILE); ruff and statelint start with the tests.
 test:
 	@tools_log=$$(mktemp); lint_log=$$(mktemp); bash .ci/lint tools >"$$tools_log" 2>&1 & tools=$$!; \
-	if $(MAKE) --no-print-directory venv; then \
+	if $(MAKE) --no-print-directory venv VENV_COMPILE=1; then \
 	  bash .ci/lint project >"$$lint_log" 2>&1 & lint=$$!; \
 	  $(BIN)/pytest tests $(PYTEST_WORKERS) $(PYTEST_ARGS); tests=$$?; wait $$lint; linted=$$?; \
 	else tests=1; linted=0; echo "make test: making .venv failed"; fi; \
