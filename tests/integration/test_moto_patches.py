@@ -596,6 +596,11 @@ def asl_parses(monkeypatch) -> list:
 PASS_DEFINITION = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"a": 1}, "End": True}}})
 
 
+def execution_worker_of(definition: str) -> SimpleNamespace:
+    """What ``ExecutionWorker._get_evaluation_entrypoint`` reads of its worker: the definition."""
+    return SimpleNamespace(_evaluation_details=SimpleNamespace(state_machine_details=SimpleNamespace(definition=definition)))
+
+
 def test_moto_still_parses_the_definition_again_for_every_execution(monkeypatch):
     """When this fails, moto's Step Functions no longer parses a state machine's definition for
     each of its executions: remove fixes.asl_parse_tree_kept."""
@@ -605,7 +610,7 @@ def test_moto_still_parses_the_definition_again_for_every_execution(monkeypatch)
     fixes.asl_parse_tree_kept()
     monkeypatch.setattr(AmazonStateLanguageParser, "parse", patching.unpatched("asl_parse_tree_kept", AmazonStateLanguageParser, "parse"))
     parses = asl_parses(monkeypatch)
-    worker = SimpleNamespace(_evaluation_details=SimpleNamespace(state_machine_details=SimpleNamespace(definition=PASS_DEFINITION)))
+    worker = execution_worker_of(PASS_DEFINITION)
     ExecutionWorker._get_evaluation_entrypoint(worker)
     ExecutionWorker._get_evaluation_entrypoint(worker)
     assert len(parses) == 2, "moto no longer parses the definition for every execution"
@@ -621,7 +626,7 @@ def test_a_kept_parse_tree_gives_each_execution_components_of_its_own(monkeypatc
     fixes.asl_parse_tree_kept()
     parses = asl_parses(monkeypatch)
     definition = PASS_DEFINITION.replace('"a": 1', '"a": 2')  # (a definition no other test parsed)
-    worker = SimpleNamespace(_evaluation_details=SimpleNamespace(state_machine_details=SimpleNamespace(definition=definition)))
+    worker = execution_worker_of(definition)
     first, second = (ExecutionWorker._get_evaluation_entrypoint(worker) for _ in range(2))
     assert len(parses) == 1
     assert first is not second and type(first) is type(second)

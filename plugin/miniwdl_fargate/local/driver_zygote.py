@@ -22,7 +22,7 @@ started before a fork.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
+import logging
 import os
 import socket
 import sys
@@ -69,12 +69,12 @@ def import_plugins() -> None:
     (``WDL.runtime.config.load_all_plugins``): the runner imports each enabled one as it starts,
     and the built-in container backends bring psutil and miniwdl's subprocess backend (a tenth of
     a forked driver's CPU in a profile). A plugin that cannot be imported is left for the driver,
-    which reports it as it would have."""
+    which reports it as it would have. (Enabled or not: a run's own configuration decides that.)"""
     from WDL.runtime import config
 
-    built_in = config.default_plugins()
+    cfg = config.Loader(logging.getLogger("miniwdl-fargate.driver-zygote"), overrides={})
     for group in driver.PLUGIN_GROUPS:
-        for plugin in [*built_in.get(group, []), *importlib.metadata.entry_points(group=f"miniwdl.plugin.{group}")]:
+        for _enabled, plugin in config.load_all_plugins(cfg, group):
             try:
                 plugin.load()
             except Exception:  # noqa: BLE001, S112 (the driver meets it again, and says so)
