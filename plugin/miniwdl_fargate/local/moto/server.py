@@ -31,8 +31,11 @@ def quiet_loggers() -> None:
 def start() -> Any:
     """moto's ``ThreadedMotoServer`` on a port of 127.0.0.1 the system picks (port 0: no other
     process can take it between a choice and the bind), serving. No browser reads from it (the
-    run API is ``gateway``'s): moto's global CORS, Flask-CORS on each service's app
-    and a twentieth of the server's CPU per request, is off, as ``MOTO_DISABLE_GLOBAL_CORS`` turns
+    run API is ``gateway``'s), and S3 answers no cross-origin request to a bucket without a CORS
+    configuration (403, "CORS is not enabled for this bucket":
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/cors-troubleshooting.html; the stack
+    gives its bucket none): moto's global CORS, Flask-CORS on each service's app and a twentieth
+    of the server's CPU per request, is off, as ``MOTO_DISABLE_GLOBAL_CORS`` turns
     it off (moto reads that variable once, when its settings are first imported, which in a
     process that used moto before the stack started is long past: the value it bound is set)."""
     from moto.moto_server import werkzeug_app
