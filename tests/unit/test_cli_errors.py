@@ -46,6 +46,10 @@ def files(tmp_path_factory):
         bundle.writestr("w.wdl", WDL)
         bundle.writestr("../../x.wdl", WDL)
     (top / "not-json.json").write_text("{oops")
+    # templates local mode cannot deploy
+    (top / "unclosed.yaml").write_text("Resources:\n  Bucket: {Type: AWS::S3::Bucket\n")
+    (top / "a-list.yaml").write_text("- Resources\n")
+    (top / "latin1.yaml").write_bytes(b"Description: caf\xe9\nResources: {}\n")
     # not UTF-8: a WDL document itself, and one it imports
     (top / "latin1").mkdir()
     (top / "latin1" / "w.wdl").write_bytes(b'version 1.1\nworkflow w {\n  String s = "caf\xe9"\n  output { String o = s }\n}\n')
@@ -197,6 +201,18 @@ CASES = {
     "local run --template missing": (
         ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--template", "{d}/none.yaml"],
         "argument --template: {d}/none.yaml: no such file",
+    ),
+    "local run --template not YAML": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--template", "{d}/unclosed.yaml", "--state-dir", "{d}/state"],
+        "error: {d}/unclosed.yaml: not YAML: while parsing a flow mapping in \"{d}/unclosed.yaml\", line 2, column 11",
+    ),
+    "local up --template YAML that is not a template": (
+        ["local", "up", "--template", "{d}/a-list.yaml", "--state-dir", "{d}/state"],
+        "error: {d}/a-list.yaml: not a template: a YAML mapping with Resources",
+    ),
+    "local up --template not UTF-8": (
+        ["local", "up", "--template", "{d}/latin1.yaml", "--parameter", "MaxRunHours=1", "--state-dir", "{d}/state"],
+        "error: {d}/latin1.yaml: not UTF-8 text: invalid continuation byte at byte 16",
     ),
     "local run --state-dir a file": (
         ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--state-dir", "{d}/a-file"],

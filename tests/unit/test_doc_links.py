@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from miniwdl_fargate.config_doc import anchor
+from miniwdl_fargate.local.stack import read_template
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted([*ROOT.glob("*.md"), *(ROOT / "docs").glob("*.md")])
@@ -129,18 +130,14 @@ def first_column_names(page: Path, header: str) -> set[str]:
 
 
 def test_deploy_md_describes_every_parameter_and_output_of_the_stack():
-    from samtranslator.yaml_helper import yaml_parse
-
-    template = yaml_parse((ROOT / "template.yaml").read_text())
+    template = read_template(ROOT / "template.yaml")
     deploy = ROOT / "docs" / "deploy.md"
     assert first_column_names(deploy, "parameter") == set(template["Parameters"])
     assert first_column_names(deploy, "output") == set(template["Outputs"])
 
 
 def test_contracts_md_lists_every_parameter_and_output_of_the_stack():
-    from samtranslator.yaml_helper import yaml_parse
-
-    template = yaml_parse((ROOT / "template.yaml").read_text())
+    template = read_template(ROOT / "template.yaml")
     text = (ROOT / "docs" / "CONTRACTS.md").read_text()
     section = text[text.index("## Stack parameters"):]
     section = section[: section.index("\n## ", 1)]

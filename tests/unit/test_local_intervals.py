@@ -12,9 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def template_parameter(name):
-    from samtranslator.yaml_helper import yaml_parse
-
-    return yaml_parse((REPO / "template.yaml").read_text())["Parameters"][name]
+    return stack.read_template(REPO / "template.yaml")["Parameters"][name]
 
 
 def test_a_local_stack_polls_ecs_as_a_deployment_does():

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import api
+from miniwdl_fargate.local.stack import read_template
 from tests.function_env import set_environment
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -147,9 +148,7 @@ def test_the_openapi_document_is_openapi_30_only():
 
 def test_the_gateway_request_model_is_openapi_30_and_draft_4():
     """template.yaml's RunRequest model (the gateway's check of POST /runs)."""
-    from samtranslator.yaml_helper import yaml_parse
-
-    template = yaml_parse((DOC.parents[1] / "template.yaml").read_text())
+    template = read_template(DOC.parents[1] / "template.yaml")
     models = template["Resources"]["RunsApi"]["Properties"]["Models"]
     problems = [p for name, schema in models.items() for p in schema_problems(schema, f"Models.{name}")]
     assert not problems, "\n".join(problems)

@@ -194,6 +194,27 @@ def mirror(bucket: str, prefix: str, dest: str) -> str:
     return target
 
 
+def template_problem(template: Path) -> str | None:
+    """Why ``template`` cannot be deployed before anything starts: not YAML (where, as PyYAML
+    says it), or YAML that is not a template's mapping. None for a template that reads (and for
+    one that is not there, which the stack's start reports)."""
+    import yaml
+
+    from .stack import read_template
+
+    if not template.is_file():
+        return None
+    try:
+        read = read_template(template)
+    except yaml.YAMLError as exn:
+        return f"{template}: not YAML: {' '.join(str(exn).split())}"
+    except UnicodeDecodeError as exn:
+        return f"{template}: not UTF-8 text: {exn.reason} at byte {exn.start}"
+    if not isinstance(read, dict) or not isinstance(read.get("Resources"), dict):
+        return f"{template}: not a template: a YAML mapping with Resources"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
@@ -205,11 +226,15 @@ def run(args: argparse.Namespace) -> int:
 
     if getattr(args, "engine", None):
         os.environ["MINIWDL_FARGATE_LOCAL_ENGINE"] = args.engine
-    if args.local_command in ("up", "run") and args.parameter:
+    if args.local_command in ("up", "run"):
         from .stack import parameter_problems, template_path
 
         template = template_path(args.template)
-        problems = parameter_problems(template, dict(args.parameter)) if template.is_file() else []
+        unreadable = template_problem(template)
+        if unreadable:
+            print(f"error: {unreadable}", file=sys.stderr)
+            return 2
+        problems = parameter_problems(template, dict(args.parameter)) if args.parameter and template.is_file() else []
         if problems:  # (as CloudFormation refuses them; moto deploys anything)
             print(f"error: --parameter {problems[0]}" + (f" (and {len(problems) - 1} more)" if problems[1:] else ""), file=sys.stderr)
             return 2
