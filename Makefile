@@ -87,11 +87,14 @@ containers: venv
 
 # .ci/lint and the tests at once (the linter's output comes after the tests'); fails if either does.
 # The validators in venvs of their own (sam, checkov) start at once, beside the making of .venv
-# (with its bytecode: VENV_COMPILE); ruff and statelint start with the tests.
+# (with its bytecode: VENV_COMPILE); ruff and statelint start with the tests. The linters run at
+# the lowest CPU priority (nice 19): they take what the cores have left, the moments when every
+# test worker waits on a run, instead of slowing the making of .venv and the tests down (about
+# 14 s of CPU, most of it sam validate's cfn-lint and checkov).
 test:
-	@tools_log=$$(mktemp); lint_log=$$(mktemp); bash .ci/lint tools >"$$tools_log" 2>&1 & tools=$$!; \
+	@tools_log=$$(mktemp); lint_log=$$(mktemp); nice -n 19 bash .ci/lint tools >"$$tools_log" 2>&1 & tools=$$!; \
 	if $(MAKE) --no-print-directory venv VENV_COMPILE=1; then \
-	  bash .ci/lint project >"$$lint_log" 2>&1 & lint=$$!; \
+	  nice -n 19 bash .ci/lint project >"$$lint_log" 2>&1 & lint=$$!; \
 	  $(BIN)/pytest tests $(PYTEST_WORKERS) $(PYTEST_ARGS); tests=$$?; wait $$lint; linted=$$?; \
 	else tests=1; linted=0; echo "make test: making .venv failed"; fi; \
 	wait $$tools; tooled=$$?; echo "--- .ci/lint"; cat "$$lint_log" "$$tools_log"; rm -f "$$lint_log" "$$tools_log"; \
