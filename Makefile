@@ -33,23 +33,24 @@ help:
 	@echo "make screenshot   docs/report-screenshot.png: the run report in headless Chromium (apt-get install chromium)"
 
 # Built with uv (.ci/uv: about 3 s where pip took 13), or with pip when uv cannot be had.
-# VENV_COMPILE=1 (make test sets it) compiles the packages' bytecode at install (uv in parallel:
-# about 17 s and 33 s of CPU on two cores) and the project's folders: the tests start many
-# interpreters at once (three workers, each with its fork servers and `local run`s), and left to
-# each module's first import, a module was compiled by every process importing it before the first
-# one wrote its .pyc (a clean clone's suite took 507 s of CPU, 434 s with its 2,182 imported modules
-# compiled first). Otherwise (make demo) each module is compiled at its first import: a fresh
-# clone's first demo took 14.5 s so, 24.5 s compiling all of .venv first. (--seed: the venv has
+# VENV_COMPILE=1 (make test sets it) compiles the packages' bytecode once installed, and the
+# project's folders (.ci/bytecode: all but the packages nothing of ours imports; about 9 s and 18 s
+# of CPU on two cores, where uv's --compile-bytecode of all of .venv took 14 s and 27 s): the tests
+# start many interpreters at once (three workers, each with its fork servers and `local run`s), and
+# left to each module's first import, a module was compiled by every process importing it before
+# the first one wrote its .pyc (a clean clone's suite took 507 s of CPU, 434 s with its 2,182
+# imported modules compiled first). Otherwise (make demo) each module is compiled at its first
+# import: a fresh clone's first demo took 14.5 s so, 24.5 s compiling all of .venv first. (--seed: the venv has
 # pip, for whoever adds to it by hand; --no-python-downloads: the venv is of $(PYTHON), never of a
 # Python uv would fetch.)
 VENV_PACKAGES := -e 'plugin[local,standalone]' -r requirements-dev.txt
 VENV_COMPILE ?=
 $(BIN)/miniwdl-fargate: plugin/pyproject.toml
 	@if uv=$$(PYTHON=$(PYTHON) bash .ci/uv) && "$$uv" venv --quiet --allow-existing --seed --no-python-downloads --python $(PYTHON) $(VENV) \
-	  && "$$uv" pip install --quiet $(if $(VENV_COMPILE),--compile-bytecode) --python $(BIN)/python $(VENV_PACKAGES); then :; \
+	  && "$$uv" pip install --quiet --python $(BIN)/python $(VENV_PACKAGES); then :; \
 	else echo "make venv: building .venv with pip (uv: see above)"; rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) \
-	  && $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet $(if $(VENV_COMPILE),,--no-compile) $(VENV_PACKAGES); fi
-	$(if $(VENV_COMPILE),$(BIN)/python -m compileall -q -j 0 plugin functions tests bench)
+	  && $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet --no-compile $(VENV_PACKAGES); fi
+	$(if $(VENV_COMPILE),bash .ci/bytecode)
 	touch $@
 
 venv: $(BIN)/miniwdl-fargate
