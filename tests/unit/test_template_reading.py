@@ -73,3 +73,10 @@ def test_a_template_that_is_not_yaml_raises_a_yaml_error_saying_where(tmp_path):
     with pytest.raises(yaml.YAMLError) as raised:
         stack.read_template(path)
     assert "line 3" in str(raised.value)
+
+
+def test_without_libyaml_it_reads_with_sams_own_reader(monkeypatch):
+    monkeypatch.setattr(yaml, "__with_libyaml__", False)
+    monkeypatch.setattr(yaml.SafeLoader, "yaml_multi_constructors", dict(yaml.SafeLoader.yaml_multi_constructors))
+    read = stack.read_template(TEMPLATE)
+    assert read == yaml_parse(TEMPLATE.read_text()) and read["Resources"]

@@ -130,15 +130,15 @@ def read_template(template_path: Path) -> dict[str, Any]:
     ``{"Fn::Sub": ...}``, ``{"Fn::GetAtt": ["A", "B"]}``), with the same constructor for those
     tags, on PyYAML's libyaml parser where PyYAML has it
     (https://pyyaml.org/wiki/PyYAMLDocumentation: "CLoader", "CSafeLoader"): this repository's
-    template, read at every stack start, in 0.04 s of CPU where the pure-Python loader
-    ``yaml_parse`` uses took 0.4 s. Unlike ``yaml_parse``, it adds nothing to ``yaml.SafeLoader``
+    template, read as `local up` and `local run` start and at each translation, in 0.04 s of CPU
+    where the pure-Python loader ``yaml_parse`` uses took 0.4 s. Unlike ``yaml_parse``, it adds nothing to ``yaml.SafeLoader``
     (a loader of its own). A template that is not YAML raises ``yaml.YAMLError``, as there, its
     mark naming the file."""
     import yaml
     from samtranslator.yaml_helper import yaml_parse
 
     if not yaml.__with_libyaml__:
-        return yaml_parse(template_path.read_text())
+        return yaml_parse(template_path.read_text(encoding="utf-8"))
     with open(template_path, encoding="utf-8") as stream:  # (an error's mark then names the file)
         return yaml.load(stream, Loader=_template_loader())
 
