@@ -3,7 +3,8 @@
 Clones the checkout (its committed HEAD) into a temporary folder, runs `make test` there as CI
 does (a new .venv, the linter beside the tests), and prints the wall time, the CPU time, how busy
 the machine's cores were, the pytest phase and the test counts; the last line is one JSON object.
-The figures move with the machine's load: the load average is printed with them.
+The figures move with the machine's load and speed: the load average and the CPU a fixed Python
+loop takes before and after (``loop_s``) are printed with them.
 
     python bench/test_suite.py [--keep] [--workers N]
 """
@@ -51,6 +52,19 @@ class CoreSampler(threading.Thread):
             last = now
 
 
+def loop_seconds() -> float:
+    """The CPU a fixed pure-Python loop takes here now, the median of three: how fast the machine
+    is at the moment (on these shared machines it moved by a fifth within a minute), to read the
+    suite's figures against."""
+    times = []
+    for _ in range(3):
+        started, total = time.process_time(), 0
+        for i in range(5_000_000):
+            total += i
+        times.append(time.process_time() - started)
+    return round(sorted(times)[1], 3)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
@@ -63,6 +77,7 @@ def main() -> int:
     if args.workers is not None:
         command.append(f"TEST_WORKERS={args.workers}")
     load_before = os.getloadavg()[0]
+    loop_before = loop_seconds()
     sampler = CoreSampler()
     sampler.start()
     started = time.monotonic()
@@ -86,12 +101,16 @@ def main() -> int:
         "mean_busy_cores": round(sum(sampler.samples) / len(sampler.samples), 2) if sampler.samples else None,
         "seconds_under_half_busy": sum(1 for s in sampler.samples if s < cores / 2),
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "loop_s": [loop_before, loop_seconds()],
     }
+    if summary:
+        figures["before_pytest_s"] = round(wall - figures["pytest_s"], 1)
     print(f"make test on a clean clone: {figures['make_test_s']} s (goal: under {figures['goal_s']} s), exit status {proc.returncode}")
-    print(f"  pytest: {figures['pytest_s']} s, {counts}")
+    print(f"  pytest: {figures['pytest_s']} s, {counts}; before it (making .venv): {figures.get('before_pytest_s')} s")
     print(f"  CPU: {figures['cpu_s']} s on {cores} cores, {figures['mean_busy_cores']} busy on average, "
           f"{figures['seconds_under_half_busy']} s with fewer than half busy")
-    print(f"  load average before/after: {figures['load_average']}")
+    print(f"  load average before/after: {figures['load_average']}; a fixed Python loop before/after: {figures['loop_s']} s of CPU "
+          "(the machine's speed at the time: compare runs by it)")
     if proc.returncode != 0:  # what failed: pytest's failures (the linter's output comes after them)
         failures = output.split("short test summary info", 1)[-1].split("\n=", 1)[0] if "short test summary info" in output else ""
         print(failures.strip() or output[-4000:], file=sys.stderr)
