@@ -194,25 +194,26 @@ def mirror(bucket: str, prefix: str, dest: str) -> str:
     return target
 
 
-def template_problem(template: Path) -> str | None:
-    """Why ``template`` cannot be deployed before anything starts: not YAML (where, as PyYAML
-    says it), or YAML that is not a template's mapping. None for a template that reads (and for
-    one that is not there, which the stack's start reports)."""
+def template_problems(template: Path, parameters: dict[str, str]) -> list[str]:
+    """Why ``template`` cannot be deployed with ``parameters``, before anything starts, each
+    problem a line: not YAML (where, as PyYAML says it), not UTF-8, YAML that is not a template's
+    mapping, or a parameter CloudFormation would refuse (``stack.parameter_problems``). None for
+    a template that is not there, which the stack's start reports."""
     import yaml
 
-    from .stack import read_template
+    from .stack import parameter_problems, read_template
 
     if not template.is_file():
-        return None
+        return []
     try:
         read = read_template(template)
     except yaml.YAMLError as exn:
-        return f"{template}: not YAML: {' '.join(str(exn).split())}"
+        return [f"{template}: not YAML: {' '.join(str(exn).split())}"]
     except UnicodeDecodeError as exn:
-        return f"{template}: not UTF-8 text: {exn.reason} at byte {exn.start}"
+        return [f"{template}: not UTF-8 text: {exn.reason} at byte {exn.start}"]
     if not isinstance(read, dict) or not isinstance(read.get("Resources"), dict):
-        return f"{template}: not a template: a YAML mapping with Resources"
-    return None
+        return [f"{template}: not a template: a YAML mapping with Resources"]
+    return [f"--parameter {problem}" for problem in parameter_problems(read, template.name, parameters)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,16 +228,12 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "engine", None):
         os.environ["MINIWDL_FARGATE_LOCAL_ENGINE"] = args.engine
     if args.local_command in ("up", "run"):
-        from .stack import parameter_problems, template_path
+        from .stack import template_path
 
-        template = template_path(args.template)
-        unreadable = template_problem(template)
-        if unreadable:
-            print(f"error: {unreadable}", file=sys.stderr)
-            return 2
-        problems = parameter_problems(template, dict(args.parameter)) if args.parameter and template.is_file() else []
-        if problems:  # (as CloudFormation refuses them; moto deploys anything)
-            print(f"error: --parameter {problems[0]}" + (f" (and {len(problems) - 1} more)" if problems[1:] else ""), file=sys.stderr)
+        # (parameters as CloudFormation refuses them; moto deploys anything)
+        problems = template_problems(template_path(args.template), dict(args.parameter))
+        if problems:
+            print(f"error: {problems[0]}" + (f" (and {len(problems) - 1} more)" if problems[1:] else ""), file=sys.stderr)
             return 2
     if args.local_command == "up":
         if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):

@@ -131,9 +131,9 @@ def read_template(template_path: Path) -> dict[str, Any]:
     tags, on PyYAML's libyaml parser where PyYAML has it
     (https://pyyaml.org/wiki/PyYAMLDocumentation: "CLoader", "CSafeLoader"): this repository's
     template, read as `local up` and `local run` start and at each translation, in 0.04 s of CPU
-    where the pure-Python loader ``yaml_parse`` uses took 0.4 s. Unlike ``yaml_parse``, it adds nothing to ``yaml.SafeLoader``
-    (a loader of its own). A template that is not YAML raises ``yaml.YAMLError``, as there, its
-    mark naming the file."""
+    where the pure-Python loader ``yaml_parse`` uses took 0.4 s. Unlike ``yaml_parse``, it adds
+    nothing to ``yaml.SafeLoader`` (a loader of its own). A template that is not YAML raises
+    ``yaml.YAMLError``, as there, its mark naming the file."""
     import yaml
     from samtranslator.yaml_helper import yaml_parse
 
@@ -154,9 +154,10 @@ def _template_loader() -> Any:
     return loader
 
 
-def parameter_problems(template_path: Path, given: dict[str, str]) -> list[str]:
-    """What CloudFormation refuses of ``given`` as a stack's parameters (CreateStack's
-    ValidationError), which moto lets through: a name the template does not declare, and a value
+def parameter_problems(template: dict[str, Any], template_name: str, given: dict[str, str]) -> list[str]:
+    """What CloudFormation refuses of ``given`` as the parameters of a stack of ``template``
+    (``read_template``'s, named ``template_name``) (CreateStack's ValidationError), which moto
+    lets through: a name the template does not declare, and a value
     its declaration does not allow: not a number for ``Type: Number``, not one of
     ``AllowedValues``, not matching ``AllowedPattern``, outside ``MinValue``/``MaxValue`` or
     ``MinLength``/``MaxLength`` (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/parameters-section-structure.html).
@@ -165,13 +166,13 @@ def parameter_problems(template_path: Path, given: dict[str, str]) -> list[str]:
     import math
     import re
 
-    declared = read_template(template_path).get("Parameters") or {}
+    declared = template.get("Parameters") or {}
     problems = []
     for name in given:
         if name not in declared:
             close = difflib.get_close_matches(name, list(declared), n=1)
             hint = f"did you mean {close[0]}?" if close else f"it has {', '.join(declared)}"
-            problems.append(f"{name}: not a parameter of {template_path.name} ({hint})")
+            problems.append(f"{name}: not a parameter of {template_name} ({hint})")
     for name, value in given.items():
         spec = declared.get(name)
         if spec is None:
