@@ -759,6 +759,41 @@ def s3_one_event_per_write() -> None:
 LOOKUPS_KEPT = 1024
 
 
+#: the module of moto's EC2 that lists the regions as it is imported
+EC2_REGIONS_MODULE = "moto.ec2.models.availability_zones_and_regions"
+
+
+def ec2_regions_read_once() -> None:
+    """moto's EC2 builds its table of regions and zones as its module is imported (the class body
+    of ``RegionsAndZonesBackend``), asking a new boto3 ``Session()`` for each partition's regions:
+    each new session reads botocore's endpoints anew, 0.55 s of CPU for the three in every
+    process that imports moto's CloudFormation or Step Functions (both import EC2). While the
+    module is imported, every session answers ``get_available_regions`` from moto's own one
+    (``AccountSpecificBackend.get_session``, which moto's backends ask for theirs): the same
+    answers from the same botocore data, read once. Nothing to do where EC2 is imported already;
+    installed before anything imports it (first in ``install``)."""
+    import importlib
+    import sys
+
+    if EC2_REGIONS_MODULE in sys.modules or installed("ec2_regions_read_once"):
+        return
+    from boto3.session import Session
+    from moto.core.base_backend import AccountSpecificBackend
+
+    shared = AccountSpecificBackend.get_session()
+    own = Session.get_available_regions
+
+    def get_available_regions(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return own(shared, *args, **kwargs)
+
+    replace("ec2_regions_read_once", Session, "get_available_regions", get_available_regions)
+    try:
+        importlib.import_module(EC2_REGIONS_MODULE)
+    finally:
+        # (boto3's own method again, for everyone: the fix only ever applies to this one import)
+        Session.get_available_regions = own
+
+
 def _nothing_to_install() -> None:
     """(``event_envelope`` is applied by the events hook, event by event.)"""
 
@@ -800,6 +835,10 @@ def stepfunctions_finished_threads() -> None:
 
 
 FIXES: tuple[Fix, ...] = (
+    # (first: what the others import imports moto's EC2)
+    Fix("ec2_regions_read_once", "EC2 reads botocore's endpoints three times over as it is imported, a new boto3 "
+        "Session for each partition's regions", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported", ec2_regions_read_once),
     Fix("stepfunctions_finished_threads", "the Step Functions interpreter keeps every thread it started", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_keeps_every_thread_of_an_execution", stepfunctions_finished_threads),
     Fix("send_task_failure_cause", "SendTaskFailure drops cause",
