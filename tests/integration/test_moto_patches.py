@@ -396,48 +396,47 @@ def test_moto_still_reads_a_json_template_as_yaml(monkeypatch):
 
 
 
-#: run in a new interpreter (the test's own imported moto's EC2 long ago): moto's EC2 imported, with
-#: or without the fix, printing how many times botocore's endpoints were read (one EndpointResolver
-#: each) and the table of regions and zones moto built from them
-EC2_IMPORT = """
-import json, sys
-import botocore.regions
-reads = []
-own_init = botocore.regions.EndpointResolver.__init__
-def counted(self, *args, **kwargs):
-    reads.append(1)
-    own_init(self, *args, **kwargs)
-botocore.regions.EndpointResolver.__init__ = counted
-if sys.argv[1] == "fixed":
-    from boto3.session import Session
-    own_method = Session.get_available_regions
-    from miniwdl_fargate.local.moto import fixes
-    fixes.ec2_regions_read_once()
-    assert Session.get_available_regions is own_method, "boto3's own method is not back"
-from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend as table
-zones = {region: [(z.name, z.zone_id) for z in found] for region, found in table.zones.items()}
-print(json.dumps({"reads": len(reads), "regions": [(r.name, r.endpoint) for r in table.regions], "zones": zones}))
-"""
 
-
-def _ec2_imported(mode: str) -> dict:
-    import subprocess
+def _ec2_regions_imported(monkeypatch, fixed: bool) -> tuple[int, list, dict]:
+    """moto's module of EC2 regions imported anew (this process's own copy put back after, the one
+    moto's EC2 backend was built from), with or without the fix: how many times botocore's
+    endpoints were read (one EndpointResolver each), and the regions and zones moto listed."""
+    import importlib
     import sys
 
-    done = subprocess.run([sys.executable, "-c", EC2_IMPORT, mode], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    import botocore.regions
+    from boto3.session import Session
+
+    importlib.import_module(fixes.EC2_REGIONS_MODULE)
+    reads = []
+    own_init = botocore.regions.EndpointResolver.__init__
+    monkeypatch.setattr(botocore.regions.EndpointResolver, "__init__",
+                        lambda self, *args, **kwargs: reads.append(1) or own_init(self, *args, **kwargs))
+    own_method = Session.get_available_regions
+    monkeypatch.delitem(sys.modules, fixes.EC2_REGIONS_MODULE)  # (put back by monkeypatch after the test)
+    monkeypatch.delitem(patching.originals, "ec2_regions_read_once", raising=False)
+    if fixed:
+        fixes.ec2_regions_read_once()
+        assert Session.get_available_regions is own_method, "boto3's own method is not back"
+        table = sys.modules[fixes.EC2_REGIONS_MODULE].RegionsAndZonesBackend
+    else:
+        table = importlib.import_module(fixes.EC2_REGIONS_MODULE).RegionsAndZonesBackend
+    del sys.modules[fixes.EC2_REGIONS_MODULE]
+    zones = {region: [(z.name, z.zone_id) for z in found] for region, found in table.zones.items()}
+    return len(reads), [(r.name, r.endpoint) for r in table.regions], zones
 
 
-def test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported():
+def test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported(monkeypatch):
     """When this fails, importing moto's EC2 reads botocore's endpoints once: remove
-    fixes.ec2_regions_read_once. With the fix, they are read once and moto builds the same table
-    of regions and zones from them, and boto3's own method is back once the module is imported."""
-    unfixed, fixed = _ec2_imported("moto"), _ec2_imported("fixed")
-    assert unfixed["reads"] >= 3, "moto's EC2 no longer reads the endpoints for each partition"
-    assert fixed["reads"] == 1
-    assert fixed["regions"] == unfixed["regions"] and fixed["zones"] == unfixed["zones"]
-    assert len(fixed["regions"]) > 20 and "us-east-1" in fixed["zones"]
+    fixes.ec2_regions_read_once. With the fix, they are read at most once (moto's own session's
+    may have read them already) and moto lists the same regions and zones, and boto3's own
+    method is back once the module is imported."""
+    unfixed_reads, unfixed_regions, unfixed_zones = _ec2_regions_imported(monkeypatch, fixed=False)
+    assert unfixed_reads >= 3, "moto's EC2 no longer reads the endpoints for each partition"
+    fixed_reads, fixed_regions, fixed_zones = _ec2_regions_imported(monkeypatch, fixed=True)
+    assert fixed_reads <= 1
+    assert fixed_regions == unfixed_regions and fixed_zones == unfixed_zones
+    assert len(fixed_regions) > 20 and "us-east-1" in fixed_zones
 
 
 def test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it(moto_aws, monkeypatch):
