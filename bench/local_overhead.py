@@ -93,8 +93,11 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-#: the local stack's processes by what they do: its own children are fork servers (by module)
-KINDS = {"driver_zygote": "drivers", "task_zygote": "tasks", "lambda_zygote": "lambdas"}
+#: the local stack's processes by what they do: its own children are fork servers (by module);
+#: ``python_zygote`` forks both drivers and Lambda environments (``PYTHON_CHILDREN``)
+KINDS = {"driver_zygote": "drivers", "task_zygote": "tasks", "lambda_zygote": "lambdas", "python_zygote": "drivers"}
+#: python_zygote's children by their process name: the drivers it reaped count as its own CPU
+PYTHON_CHILDREN = {"lambda": "lambdas", "driver": "drivers"}
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -116,8 +119,9 @@ def tree_cpu(pid: int) -> float:
 
 def stack_cpu(stack_pid: int) -> dict[str, float]:
     """CPU seconds so far of the local stack's processes: ``stack`` (moto, the ECS and Lambda
-    runners: the ``local up`` process itself), ``drivers`` (forked from the driver fork server,
-    which reaps them), ``lambdas`` (the Lambda workers), ``tasks`` (the sandboxed WDL tasks:
+    runners: the ``local up`` process itself), ``drivers`` (forked from ``python_zygote``, which
+    reaps them: its own CPU counts here), ``lambdas`` (the Lambda workers, its live children named
+    ``lambda``), ``tasks`` (the sandboxed WDL tasks:
     forked from the task fork server, or the stack's own children where they are new processes)."""
     own, reaped = cpu_seconds(stack_pid)
     totals = {"stack": own, "drivers": 0.0, "lambdas": 0.0, "tasks": reaped}
@@ -128,7 +132,17 @@ def stack_cpu(stack_pid: int) -> dict[str, float]:
         except OSError:
             continue
         kind = next((k for module, k in KINDS.items() if module in command), "tasks")
-        totals[kind] += tree_cpu(child)
+        if "python_zygote" not in command:
+            totals[kind] += tree_cpu(child)
+            continue
+        totals[kind] += sum(cpu_seconds(child))  # (with the drivers that ended: it reaped them)
+        for grandchild in children(child):
+            try:
+                with open(f"/proc/{grandchild}/comm") as infile:
+                    name = infile.read().strip()
+            except OSError:
+                continue
+            totals[PYTHON_CHILDREN.get(name, "drivers")] += tree_cpu(grandchild)
     return totals
 
 

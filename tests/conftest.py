@@ -48,7 +48,8 @@ TIERS = ("unit", "events", "integration", "browser", "containers", "local")
 #   - a module whose module-scoped fixture is a whole run, a preloaded process or a browser (set up
 #     once, not once per worker: a worker tears a module's fixtures down whenever its next test is another's).
 ONE_WORKER = (
-    "tests/containers/", "tests/local/test_client.py", "tests/unit/test_driver_zygote.py", "tests/browser/",
+    "tests/containers/", "tests/local/test_client.py", "tests/unit/test_driver_zygote.py", "tests/unit/test_python_zygote.py",
+    "tests/browser/",
 )
 
 

@@ -185,11 +185,19 @@ def test_bad_inputs_dropped_in_the_bucket_are_rejected_before_anything_starts(st
     assert not [e for e in executions if e["name"].startswith("rejected-")]
 
 
-def test_the_driver_is_forked_from_the_preloaded_driver_zygote(stack, tmp_path, caplog):
-    """The driver is not a new Python process: it is forked from ``driver_zygote``
-    (its libraries imported, its parsers built), and the run goes as any other."""
+def test_the_driver_is_forked_from_the_preloaded_python_zygote(stack, tmp_path, caplog, monkeypatch):
+    """The driver is not a new Python process: it is forked from ``python_zygote`` (its
+    libraries imported, its parsers built), the one fork server that makes the stack's Lambda
+    environments too, and the run goes as any other."""
+    from miniwdl_fargate.local.forkserver import ForkServer
+    from miniwdl_fargate.local.jobs import children
+
     if not stack.runtime.ecs_runner.fork_drivers:
         pytest.skip("no fork servers here (no pidfds)")
+    server = stack.runtime.python_zygote.get()
+    asked = []
+    fork = ForkServer.fork
+    monkeypatch.setattr(ForkServer, "fork", lambda s, request, fds: asked.append((s, request.get("kind"))) or fork(s, request, fds))
     wdl = tmp_path / "forked.wdl"
     wdl.write_text('version 1.1\nworkflow forked {\n  output { String said = "warm" }\n}\n')
     caplog.set_level("INFO", logger="miniwdl-fargate.local")
@@ -197,6 +205,12 @@ def test_the_driver_is_forked_from_the_preloaded_driver_zygote(stack, tmp_path, 
     assert result.status == "SUCCEEDED", result.document
     assert result.document["outputs"] == {"forked.said": "warm"}
     assert any("miniwdl-fargate driver forked from its fork server" in r.getMessage() for r in caplog.records)
+    assert (server, "driver") in asked
+    # the warm Lambda environments are its children too, and no other server forks Python children
+    names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in children(server.proc.pid)}
+    assert "lambda" in names, names
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children(os.getpid())]
+    assert not [c for c in commands if b"lambda_zygote" in c or b"driver_zygote" in c]
 
 
 USER_NAMESPACE_WDL = """

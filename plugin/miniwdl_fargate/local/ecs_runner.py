@@ -200,10 +200,13 @@ class EcsRunner:
         self, state_dir: str, state: TaskState, faults: Callable[[], Faults],
         aws_environment: Callable[[], dict[str, str]], base_environment: Callable[[], dict[str, str]],
         logs: Callable[[], Any] = lambda: aws.client("logs"),
+        driver_zygote: LazyForkServer | None = None,
     ) -> None:
         """``faults``, ``aws_environment`` and ``base_environment`` are the local runtime's (its
         faults may be replaced while it runs); ``logs``, the CloudWatch Logs client the awslogs
-        driver writes with."""
+        driver writes with; ``driver_zygote``, a fork server of drivers its owner starts and stops
+        (the runtime's ``python_zygote``, which forks Lambda environments too; its trial should be
+        ``driver_trial``), else one of the runner's own (``driver_zygote``)."""
         self.state_dir = state_dir
         self.logs = logs
         self.state = state
@@ -261,10 +264,11 @@ class EcsRunner:
         # namespaces, as the namespace prefix would: ``user_namespace`` in its request)
         forking = hasattr(os, "pidfd_open")
         # (each server's first child is a trial: where its children cannot be made, new processes)
-        self.driver_zygote = LazyForkServer(
+        self._fork_drivers = forking and os.environ.get(DRIVER_FORK_ENV) != "0"
+        self._own_driver_zygote = driver_zygote is None
+        self.driver_zygote = driver_zygote or LazyForkServer(
             "miniwdl_fargate.local.driver_zygote", os.path.join(state_dir, "driver-zygote"), base_environment,
-            forking and os.environ.get(DRIVER_FORK_ENV) != "0",
-            lambda: self._driver_request(["true"], "/", self.base_environment(), []),
+            self._fork_drivers, self.driver_trial,
         )
         self.task_zygote = LazyForkServer(
             "miniwdl_fargate.local.task_zygote", os.path.join(state_dir, "task-zygote"), base_environment,
@@ -578,9 +582,16 @@ class EcsRunner:
         return HostJob(self.namespaces.wrap(pairs, argv), cwd, env)
 
     def _driver_request(self, argv: list[str], cwd: str, env: dict[str, str], mounts: list[tuple[str, str]]) -> dict:
-        """What ``driver_zygote`` is asked for a driver: its namespaces made as the prefix would
-        (a user namespace too where local mode is not root)."""
-        return {"argv": argv, "cwd": cwd, "env": env, "mounts": mounts, "user_namespace": not self.namespaces.root}
+        """What ``driver_zygote`` (or ``python_zygote``) is asked for a driver: its namespaces made
+        as the prefix would (a user namespace too where local mode is not root)."""
+        return {
+            "kind": "driver", "argv": argv, "cwd": cwd, "env": env, "mounts": mounts,
+            "user_namespace": not self.namespaces.root,
+        }
+
+    def driver_trial(self) -> dict:
+        """The trial child of a fork server of drivers: ``true`` in a driver's namespaces."""
+        return self._driver_request(["true"], "/", self.base_environment(), [])
 
     def _task_request(self, spec: dict, argv: list[str], env: dict[str, str], what: str) -> dict:
         """What ``task_zygote`` is asked for a sandboxed task (``spec``: ``StrictSandbox.setup``'s)."""
@@ -597,7 +608,7 @@ class EcsRunner:
     @property
     def fork_drivers(self) -> bool:
         """Whether drivers are forked from ``driver_zygote`` (else each is a new process)."""
-        return self.driver_zygote.enabled
+        return self._fork_drivers and self.driver_zygote.enabled
 
     def _sandboxed_job(
         self, task: TaskSpec, container_def: dict[str, Any], override: dict[str, Any], environment: dict[str, str],
@@ -848,7 +859,8 @@ class EcsRunner:
             remove_cgroup(CGROUP_PARENT)
         if self._idmapped_dir:  # (its tasks' mounts are gone with them: its folder goes too, once empty)
             idmap.release(self._idmapped_dir)
-        self.driver_zygote.stop()
+        if self._own_driver_zygote:  # (else its owner stops it, once the other children it forks are done)
+            self.driver_zygote.stop()
         self.task_zygote.stop()
 
 

@@ -186,7 +186,17 @@ def fork_child(server: socket.socket, request: dict, fds: list[int], become: Bec
     answer(server, {"pid": pid}, (pidfd,))
 
 
-def serve(server: socket.socket, become: Become, expected_fds: int) -> None:
+#: how many descriptors a request brings (beside the status pipe): one number for every request, or
+#: a number by the request's ``"kind"`` (a server forking children of more than one kind)
+ExpectedFds = int | dict[str, int]
+
+
+def wanted_fds(request: dict, expected_fds: ExpectedFds) -> int | None:
+    """How many descriptors ``request`` must bring (None: a kind the server does not make)."""
+    return expected_fds if isinstance(expected_fds, int) else expected_fds.get(request.get("kind"))
+
+
+def serve(server: socket.socket, become: Become, expected_fds: ExpectedFds) -> None:
     """Fork children as asked until the socket's other end closes, then kill any child still
     running (``Children.kill_all``). A request has ``expected_fds`` descriptors, plus the status
     pipe if it says ``"status": true``."""
@@ -208,11 +218,15 @@ def serve(server: socket.socket, become: Become, expected_fds: int) -> None:
         try:
             request = json.loads(message)
             status = bool(request.get("status"))
+            wanted = wanted_fds(request, expected_fds)
         except (ValueError, AttributeError) as exn:  # (not one JSON object: refused, the server serves on)
             request, status = None, False
             problem = f"not a request: {exn}"
         else:
-            problem = "" if len(fds) == expected_fds + status else f"expected {expected_fds} descriptors, got {len(fds)}"
+            problem = (
+                f"no child of kind {request.get('kind')!r} here" if wanted is None
+                else "" if len(fds) == wanted + status else f"expected {wanted} descriptors, got {len(fds)}"
+            )
         if problem:
             for fd in fds:
                 os.close(fd)
@@ -404,7 +418,7 @@ class LazyForkServer:
             server.stop()
 
 
-def server_main(become: Become, expected_fds: int, prepare: Callable[[], None]) -> NoReturn:
+def server_main(become: Become, expected_fds: ExpectedFds, prepare: Callable[[], None]) -> NoReturn:
     """A fork server's ``main``: ``prepare`` (the imports), then serve on ``sys.argv[1]``; once
     its socket's other end closed, it ends at once with ``os._exit`` (its output flushed). It holds
     nothing to finalize, but every library its children need (the driver's: boto3, miniwdl...),

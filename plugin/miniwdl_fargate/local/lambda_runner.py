@@ -45,7 +45,7 @@ import time
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .forkserver import ForkServer, readable
 from .lambda_zygote import PRELOAD_ENV
@@ -165,6 +165,27 @@ def start_process(handler: str, code_dir: str, env: dict[str, str], log_path: st
     return Started(proc), requests_w, responses_r
 
 
+def fork_environment(
+    server: ForkServer, handler: str, code_dir: str, env: dict[str, str], log_path: str,
+) -> tuple[Process, int, int]:
+    """An environment forked by ``server`` (a ``lambda_zygote``, or the runtime's
+    ``python_zygote``); (process, request pipe, response pipe). OSError if it cannot make one."""
+    requests_r, requests_w = os.pipe()
+    responses_r, responses_w = os.pipe()
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        request = {"kind": "lambda", "handler": handler, "cwd": code_dir, "env": env}
+        pid, pidfd = server.fork(request, [requests_r, responses_w, log])
+    except BaseException:
+        os.close(requests_w)
+        os.close(responses_r)
+        raise
+    finally:
+        for fd in (requests_r, responses_w, log):
+            os.close(fd)
+    return Forked(pid, pidfd), requests_w, responses_r
+
+
 class Zygote:
     """The ``lambda_zygote`` process: new environments forked from it (with ``preload``, from
     the stack's handlers' libraries imported)."""
@@ -176,19 +197,7 @@ class Zygote:
     def spawn(self, handler: str, code_dir: str, env: dict[str, str], log_path: str) -> tuple[Process, int, int]:
         """A forked environment; (process, request pipe, response pipe). OSError if the zygote
         cannot make one."""
-        requests_r, requests_w = os.pipe()
-        responses_r, responses_w = os.pipe()
-        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            pid, pidfd = self.server.fork({"handler": handler, "cwd": code_dir, "env": env}, [requests_r, responses_w, log])
-        except BaseException:
-            os.close(requests_w)
-            os.close(responses_r)
-            raise
-        finally:
-            for fd in (requests_r, responses_w, log):
-                os.close(fd)
-        return Forked(pid, pidfd), requests_w, responses_r
+        return fork_environment(self.server, handler, code_dir, env, log_path)
 
     def stop(self) -> None:
         self.server.stop()
@@ -308,6 +317,7 @@ class LambdaRunner:
 
     def __init__(
         self, work_dir: str, logs_dir: str, environment: Mapping[str, str], zygote: bool = True, preload: bool = False,
+        shared_zygote: Callable[[], ForkServer | None] | None = None,
     ) -> None:
         #: unpacked code packages and the workers' own output files
         self.work_dir = work_dir
@@ -318,6 +328,10 @@ class LambdaRunner:
         #: parses the AWS models (about 2 s of CPU at its start, each new environment's to save);
         #: without it, the zygote imports nothing of its own
         self.preload = preload
+        #: a fork server shared with others that forks environments too, its owner's to start and
+        #: stop (the runtime's ``python_zygote``: its ``get``, None once it cannot fork); new
+        #: environments come from it first, from the runner's own zygote where it has none to give
+        self.shared_zygote = shared_zygote if zygote else None
         self._zygote: Zygote | None = None
         self._zygote_lock = threading.Lock()
         self.logs_dir = logs_dir
@@ -454,8 +468,9 @@ class LambdaRunner:
 
     def start_zygote(self) -> None:
         """Start the zygote now (with ``preload``, it imports the libraries while the caller goes
-        on) rather than at the first new environment."""
-        self._zygote_now()
+        on) rather than at the first new environment. (A shared one is its owner's to start.)"""
+        if self.shared_zygote is None:
+            self._zygote_now()
 
     def _zygote_now(self) -> Zygote | None:
         with self._zygote_lock:
@@ -466,6 +481,12 @@ class LambdaRunner:
     def _spawn(self, handler: str, code_dir: str, env: dict[str, str], log_path: str) -> tuple[Process, int, int]:
         """A new environment: forked by the zygote, or (without one, or if it fails) a new
         interpreter."""
+        shared = self.shared_zygote() if self.shared_zygote is not None else None
+        if shared is not None:
+            try:
+                return fork_environment(shared, handler, code_dir, env, log_path)
+            except OSError:  # (stopped meanwhile, or broken: its owner's to restart; this one from ours)
+                log.warning("local Lambda: the shared fork server made no environment: the runner's own zygote instead")
         zygote = self._zygote_now()
         if zygote is not None:
             try:

@@ -4,7 +4,8 @@ hands them over).
 - Lambda: each invocation runs the real handler in a warm worker process kept between
   invocations, as Lambda keeps its execution environments, from the code package deployed into
   moto, with the function's environment (``lambda_runner``; new environments are forked from a
-  process with the handlers' libraries already imported, ``lambda_zygote``).
+  process with the handlers' libraries already imported, ``python_zygote``, which forks the
+  drivers too).
 - EventBridge: deliveries to Lambda (asynchronous invoke) and Step Functions (StartExecution)
   targets.
 - ECS on Fargate: ``ecs_runner`` runs each task RunTask starts, as Fargate would, and records
@@ -31,7 +32,9 @@ from .changes import ChangeCount
 from .ecs_runner import EcsRunner, TaskSpec
 from .ecs_state import MotoTaskState
 from .faults import Faults
+from .forkserver import LazyForkServer
 from .lambda_runner import FunctionSpec, LambdaRunner
+from .lambda_zygote import PRELOAD_ENV
 from .moto import direct
 from .sandbox import StrictSandbox
 
@@ -70,9 +73,18 @@ class LocalRuntime:
         self.changes = ChangeCount(state_dir)
         #: what RunTask created in moto, written as the runner says (``moto.hooks`` registers each task)
         self.ecs_state = MotoTaskState(region, on_change=self.changes.bump)
+        #: the fork server of Lambda environments and drivers (``python_zygote``); its first
+        #: child is a driver's trial: where drivers cannot be forked, it stops, and each runner
+        #: does what it does without it
+        self.python_zygote = LazyForkServer(
+            "miniwdl_fargate.local.python_zygote", os.path.join(state_dir, "python-zygote"),
+            lambda: {**self.lambda_environment(), PRELOAD_ENV: "1"}, hasattr(os, "pidfd_open"),
+            lambda: self.ecs_runner.driver_trial(),
+        )
         self.ecs_runner = EcsRunner(
             state_dir, self.ecs_state, lambda: self.faults, self.aws_environment, self.base_environment,
             logs=lambda: direct.LogsWriter(region),  # (the awslogs driver: "AWS itself", into moto's Logs)
+            driver_zygote=self.python_zygote,
         )
 
     # -- environment every "AWS compute" process gets -------------------------------------------
@@ -103,7 +115,8 @@ class LocalRuntime:
         with self._lock:
             if self._lambdas is None:
                 self._lambdas = LambdaRunner(
-                    os.path.join(self.state_dir, "lambda"), self.logs_dir, self.lambda_environment(), preload=True
+                    os.path.join(self.state_dir, "lambda"), self.logs_dir, self.lambda_environment(), preload=True,
+                    shared_zygote=self.python_zygote.get,
                 )
             return self._lambdas
 
@@ -186,4 +199,5 @@ class LocalRuntime:
         self._deliveries.shutdown(wait=True, cancel_futures=True)
         lambdas = self.lambdas  # (kept, shut down: an invoke after this starts no environment)
         lambdas.shutdown()
+        self.python_zygote.stop()  # (once both runners are done with its children)
         self.changes.close()
