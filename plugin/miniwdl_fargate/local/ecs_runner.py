@@ -8,7 +8,8 @@ the limit. Without an engine it runs as a host process in a strict sandbox (``sa
 read-only root, unprivileged uid, private /tmp; forked from ``task_zygote`` (which sets the
 sandbox up in the child, no interpreter started per task). The driver (our own image, not
 available locally) runs as a host process in a private mount namespace, forked from
-``driver_zygote`` (its libraries loaded, its parsers built). A child of either makes its own
+``driver_zygote`` (its libraries loaded, its parsers built), or in a stack from the runtime's
+``python_zygote``, which forks the Lambda environments too. A child of either makes its own
 namespaces, a user namespace too where local mode does not run as root (``NamespaceSupport``).
 A local directory per filesystem stands in for EFS.
 Like Fargate, the runner kills a task that uses more memory than its size and says so the way

@@ -1,7 +1,8 @@
 """A fork server: a process that imports what its children need once, then forks one child per
 request, so a child starts with its libraries already loaded (``lambda_zygote`` for Lambda
-execution environments, ``driver_zygote`` for the local driver), or without an interpreter's start
-(``task_zygote`` for sandboxed WDL tasks).
+execution environments, ``driver_zygote`` for the local driver, ``python_zygote`` for both in a
+stack: a request's ``kind`` says which), or without an interpreter's start (``task_zygote`` for
+sandboxed WDL tasks).
 
 The server (``serve``) reads requests from a SOCK_SEQPACKET socket: one JSON message with the
 descriptors the child needs. It forks; the child (``become``, the server's own function) turns

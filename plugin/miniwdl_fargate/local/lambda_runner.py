@@ -12,8 +12,10 @@ separate instance of your execution environment" for each concurrent request).
 
 A new environment is forked from ``lambda_zygote``, a process that has the stack's handlers'
 libraries (boto3, Powertools, pydantic, ...) imported already (``preload``, as the stack's runner
-asks), so a cold start costs the handler module's own import, not the whole interpreter's; without
-it (or if it fails) each environment is a new interpreter. Either way it imports the handler's
+asks), so a cold start costs the handler module's own import, not the whole interpreter's; in a
+stack, from the runtime's ``python_zygote`` first (``shared_zygote``: the same libraries and the
+driver's, one process forking both); without either (or if it fails) each environment is a new
+interpreter. Either way it imports the handler's
 module itself, in its own environment.
 
 What each invocation answers, as the Lambda service would:
