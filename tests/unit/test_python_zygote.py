@@ -86,3 +86,26 @@ def test_a_kind_it_does_not_make_is_refused_and_it_serves_on(server, tmp_path):
     with pytest.raises(OSError, match="expected 3 descriptors, got 0"):
         server.fork({"kind": "lambda", "handler": "h.h", "cwd": str(tmp_path), "env": {}}, [])
     test_a_driver_forked_from_it_runs_as_the_driver_zygotes_child_would(server, tmp_path)
+
+
+def test_where_its_driver_trial_fails_drivers_start_anew_and_environments_come_from_the_runners_own(tmp_path, code, monkeypatch, caplog):
+    """A stack's runtime whose fork server cannot make a driver here (its trial child, ``true``
+    in a driver's namespaces, fails: ``false`` stands in for it) stops that server and says so;
+    drivers are then new processes, and Lambda environments come from the Lambda runner's own
+    ``lambda_zygote``, as they did before one server forked both."""
+    from miniwdl_fargate.local.ecs_runner import EcsRunner
+    from miniwdl_fargate.local.runtime import LocalRuntime
+
+    trial = EcsRunner.driver_trial
+    monkeypatch.setattr(EcsRunner, "driver_trial", lambda self: {**trial(self), "argv": ["false"]})
+    runtime = LocalRuntime(str(tmp_path / "state"), "http://127.0.0.1:9", "us-east-1")
+    try:
+        runtime.python_zygote.start()
+        assert runtime.python_zygote.get() is None
+        assert "python_zygote cannot make its children here (its trial child ended with exit status 1" in caplog.text
+        assert not runtime.ecs_runner.fork_drivers
+        result, errored, _logs = runtime.invoke_lambda(spec(code, "count"), {})
+        assert not errored and json.loads(result)["calls"] == 1
+        assert (tmp_path / "state" / "lambda" / "zygote.out").exists()  # (the runner's own zygote's child)
+    finally:
+        runtime.shutdown()
