@@ -4,7 +4,8 @@ A local stack forks two kinds of Python process: Lambda execution environments
 (``lambda_zygote``'s children) and drivers (``driver_zygote``'s). Their libraries are mostly the
 same (boto3 and botocore's models, miniwdl and its WDL parsers, Powertools), and a fork server
 spends about a second of CPU importing them at every stack start; this one imports what both
-preload, once (1.3 s of CPU where the two took 2.0, and one interpreter's memory), and forks
+preload, once (1.3-1.5 s of CPU measured where the two took 2.0-2.6, and one interpreter's
+memory), and forks
 either kind of child. A request says which with ``"kind"``: ``"lambda"`` (three descriptors, as
 ``lambda_zygote`` takes them) or ``"driver"`` (one, as ``driver_zygote`` takes it); the child
 then turns into it exactly as that module's own server's child would (``become_environment``,
