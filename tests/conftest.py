@@ -46,10 +46,14 @@ TIERS = ("unit", "events", "integration", "browser", "containers", "local")
 # share in the order above), each test on its own but for these, which run in one worker, whole:
 #   - the containers tier (one image build, one engine-backed stack for the tier),
 #   - a module whose module-scoped fixture is a whole run, a preloaded process or a browser (set up
-#     once, not once per worker: a worker tears a module's fixtures down whenever its next test is another's).
+#     once, not once per worker: a worker tears a module's fixtures down whenever its next test is another's),
+#   - test_timeouts.py, whose two tests each wait out a timer of about 10 s (long: first in their
+#     tier): on one worker one after the other, the other workers compute meanwhile, where on two
+#     workers at once (the third in the containers tier, waiting on its engine) they left the machine
+#     two-thirds idle for seconds (about 11 of a run's 50 idle core-seconds, measured with vmstat).
 ONE_WORKER = (
     "tests/containers/", "tests/local/test_client.py", "tests/unit/test_driver_zygote.py", "tests/unit/test_python_zygote.py",
-    "tests/browser/",
+    "tests/browser/", "tests/local/test_timeouts.py",
 )
 
 
