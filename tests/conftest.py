@@ -86,11 +86,38 @@ def waits(item) -> bool:
     return Path(str(item.fspath)).relative_to(REPO).as_posix() in WAITING
 
 
+#: the scopes of a fixture set up once for several tests of one module (a worker tears it down
+#: whenever its next test is another module's)
+MODULE_SCOPES = ("class", "module")
+
+
+def keeps_module_state(item) -> bool:
+    """Whether the test uses a fixture of a ``MODULE_SCOPES`` scope."""
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(
+        getattr(fixturedef, "scope", "function") in MODULE_SCOPES
+        for fixturedefs in info.name2fixturedefs.values() for fixturedef in fixturedefs
+    )
+
+
+def units(others: list) -> list[list]:
+    """``others`` in their order, as the runs no waiting test may come between: a module whose
+    tests keep state (``keeps_module_state``) whole, any other test on its own."""
+    found = []
+    for _, module in itertools.groupby(others, key=lambda i: str(i.fspath)):
+        module = list(module)
+        found += [module] if any(keeps_module_state(item) for item in module) else [[item] for item in module]
+    return found
+
+
 def spread_waiting(items: list) -> list:
     """``items`` (in tier order) with each tier's WAITING tests spread evenly between its other
-    tests: each other module's tests stay together (their module fixtures are set up once), and
-    after each module come as many waiting tests as its share of the other tests. Waiting tests
-    marked ``long`` come first of all (their waits then overlap everything else)."""
+    tests: after each unit of those (``units``: a module with a module's fixtures whole, their
+    state set up once; any other test on its own) come as many waiting tests as its share of the
+    units, so that the waiting tests a worker takes next are seldom next to each other
+    (when they were put after each module, about three at a time in the integration tier, all
+    three workers often took one at once and the machine stood idle). Waiting tests marked
+    ``long`` come first of all (their waits then overlap everything else)."""
     spread = []
     for _, tier in itertools.groupby(items, key=tier_of):
         tier = list(tier)
@@ -101,12 +128,11 @@ def spread_waiting(items: list) -> list:
         if not waiting or not others:
             spread += waiting + others
             continue
-        placed = done = 0
-        for _, module in itertools.groupby(others, key=lambda i: str(i.fspath)):
-            module = list(module)
-            done += len(module)
-            upto = len(waiting) * done // len(others)
-            spread += module + waiting[placed:upto]
+        placed = 0
+        found = units(others)
+        for done, unit in enumerate(found, 1):
+            upto = len(waiting) * done // len(found)
+            spread += unit + waiting[placed:upto]
             placed = upto
     return spread
 

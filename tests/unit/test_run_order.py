@@ -2,6 +2,7 @@
 order pytest collected them in; and what xdist hands a worker as one."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,11 +12,13 @@ TESTS = Path(REPO) / "tests"
 
 
 class Item:
-    """What the hook reads of a collected test: its file and its marks."""
+    """What the hook reads of a collected test: its file, its marks and its fixtures' scopes
+    (``scope``: one fixture of that scope, as pytest's FixtureDef gives it)."""
 
-    def __init__(self, path: str, *marks: str) -> None:
+    def __init__(self, path: str, *marks: str, scope: str = "function") -> None:
         self.fspath = TESTS / path
         self.marks = [getattr(pytest.mark, name) for name in marks]
+        self._fixtureinfo = SimpleNamespace(name2fixturedefs={"a_fixture": (SimpleNamespace(scope=scope),)})
 
     def get_closest_marker(self, name):
         return next((m.mark for m in self.marks if m.name == name), None)
@@ -71,20 +74,35 @@ def test_the_scheduler_keeps_the_collection_order_of_work_units():
     assert scheduler._split_scope("tests/containers/test_runner.py::test_a") == "tests/containers/"
 
 
-def test_a_tiers_waiting_tests_are_spread_between_its_other_modules(monkeypatch):
+def test_a_tiers_waiting_tests_are_spread_between_its_other_tests_a_module_with_module_state_kept_whole(monkeypatch):
+    """Waiting tests one at a time between the others' units: a module whose tests share a
+    module-scoped fixture (test_a) whole, any other test (test_c's, test_b) on its own."""
     import tests.conftest as conftest
 
     monkeypatch.setattr(conftest, "WAITING", ("tests/integration/test_w.py",))
-    waiting = [Item("integration/test_w.py") for _ in range(4)]
-    for i, item in enumerate(waiting):
-        item.name = f"w{i}"
     order = ordered(
-        Item("unit/test_u.py"), *waiting, Item("integration/test_a.py"), Item("integration/test_a.py"),
-        Item("integration/test_b.py"), Item("local/test_l.py"),
+        Item("unit/test_u.py"), *[Item("integration/test_w.py") for _ in range(4)],
+        Item("integration/test_a.py", scope="module"), Item("integration/test_a.py"), Item("integration/test_c.py"),
+        Item("integration/test_c.py", scope="session"), Item("integration/test_b.py"), Item("local/test_l.py"),
     )
     assert order == [
-        "unit/test_u.py", "integration/test_a.py", "integration/test_a.py", "integration/test_w.py", "integration/test_w.py",
-        "integration/test_b.py", "integration/test_w.py", "integration/test_w.py", "local/test_l.py",
+        "unit/test_u.py", "integration/test_a.py", "integration/test_a.py", "integration/test_w.py", "integration/test_c.py",
+        "integration/test_w.py", "integration/test_c.py", "integration/test_w.py", "integration/test_b.py",
+        "integration/test_w.py", "local/test_l.py",
+    ]
+
+
+def test_a_class_scoped_fixture_keeps_its_module_whole_too(monkeypatch):
+    import tests.conftest as conftest
+
+    monkeypatch.setattr(conftest, "WAITING", ("tests/integration/test_w.py",))
+    order = ordered(
+        Item("integration/test_a.py"), Item("integration/test_a.py", scope="class"), Item("integration/test_w.py"),
+        Item("integration/test_w.py"), Item("integration/test_b.py"),
+    )
+    assert order == [
+        "integration/test_a.py", "integration/test_a.py", "integration/test_w.py", "integration/test_b.py",
+        "integration/test_w.py",
     ]
 
 
