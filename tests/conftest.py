@@ -58,10 +58,10 @@ ONE_WORKER = (
 
 
 # Modules whose tests mostly wait (a simulated ECS's task times and polls, Step Functions timers
-# and retry intervals) rather than compute. Inside their tier, their tests are spread between the
-# other modules (a few after each: spread_waiting), so that while one worker waits the others
-# compute: run one after another (their names are neighbours), they left all three workers
-# waiting at once and the machine idle for a third of the integration tier.
+# and retry intervals) rather than compute. Inside their tier, their tests are spread one at a time
+# between the other tests (spread_waiting), so that while one worker waits the others compute: run
+# one after another (their names are neighbours), they left all three workers waiting at once and
+# the machine idle for a third of the integration tier.
 WAITING = (
     "tests/integration/test_beyond_fargate.py", "tests/integration/test_ecs_semantics_sim.py",
     "tests/integration/test_fargate_backend.py", "tests/integration/test_fargate_sim.py",
