@@ -59,15 +59,23 @@ PRELOAD_ENV = "MINIWDL_FARGATE_LAMBDA_PRELOAD"
 
 
 def preimport() -> None:
+    if import_libraries():
+        forkserver.build_wdl_parsers()
+        forkserver.preload_aws()
+
+
+def import_libraries() -> bool:
+    """With ``PRELOAD_ENV``, import the handlers' ``LIBRARIES``; whether it did (``preimport``
+    then builds the parsers and parses the models; ``python_zygote`` has the driver's preload do
+    that, once for both)."""
     if os.environ.get(PRELOAD_ENV) != "1":
-        return  # (other handlers': about 1 s of CPU per zygote that they would not use)
+        return False  # (other handlers': about 1 s of CPU per zygote that they would not use)
     for name in LIBRARIES:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 (a library a handler does not have is simply not preloaded)
             pass
-    forkserver.build_wdl_parsers()
-    forkserver.preload_aws()
+    return True
 
 
 def become_environment(request: dict, fds: list[int], server: socket.socket) -> None:

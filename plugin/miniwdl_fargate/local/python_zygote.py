@@ -38,10 +38,10 @@ PR_SET_NAME = 15
 
 
 def preload() -> None:
-    """What both kinds of child use, imported once: the Lambda handlers' libraries (with
-    ``PRELOAD_ENV``), then the driver's (its plugins, its parsers and models: those already
-    loaded are not loaded again)."""
-    lambda_zygote.preimport()
+    """What both kinds of child use, loaded once: the Lambda handlers' libraries (with
+    ``PRELOAD_ENV``), then the driver's preload (its libraries and plugins, the WDL parsers and
+    the AWS models, which the Lambda handlers' services are among: ``forkserver.AWS_SERVICES``)."""
+    lambda_zygote.import_libraries()
     driver_zygote.preload()
 
 
