@@ -166,14 +166,15 @@ def follow_seconds(deployment: Deployment) -> float:
     return LOCAL_FOLLOW_SECONDS if deployment.local else FOLLOW_SECONDS
 
 
-def pace(deployment: Deployment) -> tuple[float, Callable[[float], None]]:
-    """How a client following a run of ``deployment`` waits between two looks: (the longest
-    wait, what waits). A sleep of ``follow_seconds``; at a local stack that counts its changes,
-    until it changed (``local.changes``), ``LOOK_SECONDS`` at most."""
+def pace(deployment: Deployment, of_runs: bool = True) -> tuple[float, Callable[[float], None]]:
+    """How a client following a run of ``deployment`` (``of_runs``; else anything of the
+    stack, as an ECS task) waits between two looks: (the longest wait, what waits). A sleep of
+    ``follow_seconds``; at a local stack that counts its changes, until it changed (a run's S3
+    objects or executions, or anything: ``local.changes``), ``LOOK_SECONDS`` at most."""
     if deployment.local:
         from .local import changes
 
-        return changes.pace(deployment.state_dir, follow_seconds(deployment))
+        return changes.pace(deployment.state_dir, follow_seconds(deployment), name=changes.RUN_FILE if of_runs else changes.FILE)
     return follow_seconds(deployment), time.sleep
 
 
@@ -421,7 +422,7 @@ def collect_remotely(
 def wait_stopped(deployment: Deployment, arn: str, timeout: float) -> dict[str, Any]:
     """The task once ECS says it STOPPED (DescribeTasks, at the deployment's ``pace``)."""
     ecs = aws.client("ecs")
-    longest, pause = pace(deployment)
+    longest, pause = pace(deployment, of_runs=False)
     deadline = time.monotonic() + timeout
     while True:
         found = ecs.describe_tasks(cluster=deployment.cluster, tasks=[arn]).get("tasks", [])

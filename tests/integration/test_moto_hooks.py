@@ -262,13 +262,14 @@ def test_each_status_ecs_state_writes_is_counted_once_in_place():
 
 
 class CountingRuntime:
-    """The runtime's count of changes (local.changes), as a number."""
+    """The runtime's counts of changes (local.changes), as numbers: every change, and the runs'."""
 
     def __init__(self):
-        self.count = 0
+        self.count = self.of_runs = 0
 
-    def changed(self):
+    def changed(self, of_a_run=False):
         self.count += 1
+        self.of_runs += of_a_run
 
 
 @pytest.fixture
@@ -313,3 +314,32 @@ def test_each_object_written_or_removed_and_each_execution_started_or_ended_is_a
     stopped = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="stopped")["executionArn"]
     assert moved(lambda: sfn.stop_execution(executionArn=stopped)) >= 1
     assert sfn.describe_execution(executionArn=stopped)["status"] == "ABORTED"
+
+
+def test_objects_under_runs_and_executions_are_changes_of_runs_other_objects_only_changes(counted):
+    """What a client following a run watches (local.changes, RUN_FILE): not the call cache's
+    objects (one a task), nor anything else outside runs/."""
+    s3, sfn = aws.client("s3"), aws.client("stepfunctions")
+    s3.create_bucket(Bucket="runs")
+
+    def moved(action):
+        before = (counted.count, counted.of_runs)
+        action()
+        return counted.count - before[0], counted.of_runs - before[1]
+
+    every, of_runs = moved(lambda: s3.put_object(Bucket="runs", Key="cache/call/t/k.json", Body=b"{}"))
+    assert every >= 1 and of_runs == 0
+    assert moved(lambda: s3.delete_object(Bucket="runs", Key="cache/call/t/k.json"))[1] == 0
+    assert moved(lambda: s3.put_object(Bucket="runs", Key="runsx/r/status.json", Body=b"{}"))[1] == 0
+    for action in (
+        lambda: s3.put_object(Bucket="runs", Key="runs/r/results/r-0123abcd/status.json", Body=b"{}"),
+        lambda: s3.put_object(Bucket="runs", Key="runs/r/error.json", Body=b"{}"),
+        lambda: s3.delete_object(Bucket="runs", Key="runs/r/error.json"),
+    ):
+        every, of_runs = moved(action)
+        assert every >= 1 and of_runs >= 1
+    asl = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}
+    machine = sfn.create_state_machine(name="m2", definition=json.dumps(asl), roleArn="arn:aws:iam::123456789012:role/r")
+    started = {}
+    assert moved(lambda: started.update(sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="e")))[1] >= 1
+    assert moved(lambda: sfn.stop_execution(executionArn=started["executionArn"]))[1] >= 1

@@ -119,9 +119,25 @@ def test_a_client_of_a_local_stack_that_counts_waits_for_its_changes(tmp_path):
     assert client.pace(uncounted) == (client.LOCAL_FOLLOW_SECONDS, client.time.sleep)
     changes.ChangeCount(str(tmp_path))
     counted = client.Deployment("stack", "us-east-1", {"BucketName": "b"}, local=True, state_dir=str(tmp_path))
-    longest, pause = client.pace(counted)
+    longest, pause = client.pace(counted, of_runs=False)  # (as for an ECS task: any change)
     assert longest == changes.LOOK_SECONDS
     assert isinstance(pause.__self__, changes.ChangeWatch)
+    assert pause.__self__.path == str(tmp_path / changes.FILE)
+    # a stack that counts no runs' changes (an earlier version): a run is followed at the old pace
+    assert client.pace(counted) == (client.LOCAL_FOLLOW_SECONDS, client.time.sleep)
+    changes.ChangeCount(str(tmp_path), changes.RUN_FILE)
+    longest, pause = client.pace(counted)
+    assert longest == changes.LOOK_SECONDS
+    assert pause.__self__.path == str(tmp_path / changes.RUN_FILE)
+
+
+def test_a_watch_of_the_runs_changes_is_not_ended_by_other_changes(tmp_path, clock):
+    every, of_runs = changes.ChangeCount(str(tmp_path)), changes.ChangeCount(str(tmp_path), changes.RUN_FILE)
+    watch = changes.ChangeWatch(str(tmp_path), changes.RUN_FILE)
+    every.bump()  # (an ECS task's status, the call cache's object)
+    clock.during_sleep = lambda: (every.bump(), of_runs.bump() if clock.now >= 100.4 else None)
+    watch.pause(changes.LOOK_SECONDS)
+    assert clock.now - 100.0 == pytest.approx(0.4 + changes.CHECK_SECONDS, abs=changes.CHECK_SECONDS)
 
 
 def test_follow_pauses_at_the_stacks_pace(tmp_path, monkeypatch):

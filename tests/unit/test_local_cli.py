@@ -78,7 +78,7 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
 
 
 def test_a_local_run_looks_at_its_run_when_the_stack_changed_and_stops_waiting_at_a_signal(monkeypatch, tmp_path):
-    """`local run` waits for its run through the stack's count of its changes (local.changes),
+    """`local run` waits for its run through the stack's count of its runs' changes (local.changes),
     not every 0.05 s; a stop signal noted meanwhile ends the wait at the count's next read."""
     import signal
 
@@ -87,7 +87,7 @@ def test_a_local_run_looks_at_its_run_when_the_stack_changed_and_stops_waiting_a
     class Counting(StandInStack):
         state_dir = str(tmp_path)
 
-    changes.ChangeCount(str(tmp_path))
+    changes.ChangeCount(str(tmp_path), changes.RUN_FILE)
     seen = {}
 
     class Submission:
@@ -110,6 +110,7 @@ def test_a_local_run_looks_at_its_run_when_the_stack_changed_and_stops_waiting_a
     assert local_cli.run_once(args, lambda message: None, 0.0, signals) == 1
     assert seen["upload"][0] == seen["wait"][0] == changes.LOOK_SECONDS
     pause = seen["wait"][1]
+    assert pause.func.__self__.path == str(tmp_path / changes.RUN_FILE)  # (the count of the runs' changes)
     signals.noted.append(signal.SIGTERM)
     with pytest.raises(local_cli.Terminated):
         pause(changes.LOOK_SECONDS)

@@ -13,6 +13,16 @@ every ``SHORTEST_SECONDS``, as often as it looked before: a scatter's tasks chan
 second), and at least every ``LOOK_SECONDS`` whatever it says (for what it does not count, as
 CloudWatch Logs).
 
+The stack keeps two counts. ``FILE`` counts every change, its ECS tasks' statuses and the call
+cache's objects among them: a scatter's tasks move it hundreds of times a run. ``RUN_FILE`` counts
+the changes to runs alone, what a client following a run reads: the S3 objects under ``runs/``
+(each run's status.json, its results, a refusal's error.json) and the Step Functions executions.
+A client following a run watches that one (``pace(..., RUN_FILE)``): during a 50-task scatter it
+looked at the run's status.json about 26 times, once every ``SHORTEST_SECONDS`` while the tasks'
+changes kept the first count moving, where the run's own status changed 9 times (each look a
+GetObject, about 5 ms of CPU between the stack and the client); a client waiting for an ECS task
+watches the first.
+
 Only local mode has this: on AWS a client looks every few seconds, as before.
 """
 
@@ -24,8 +34,10 @@ import threading
 import time
 from typing import Callable
 
-#: the count's file, in the stack's state folder
+#: the file of the count of every change, in the stack's state folder
 FILE = "changes"
+#: the file of the count of the changes to runs (S3 objects under runs/, executions), beside it
+RUN_FILE = "run-changes"
 #: how often a watching client reads the count (a change is seen this long after it, at most)
 CHECK_SECONDS = 0.02
 #: the shortest time between two looks of a watching client
@@ -40,8 +52,8 @@ class ChangeCount:
     """The stack's side: the count, bumped after each change is in place (a client that sees
     the new count and looks sees the change)."""
 
-    def __init__(self, state_dir: str) -> None:
-        self.path = os.path.join(state_dir, FILE)
+    def __init__(self, state_dir: str, name: str = FILE) -> None:
+        self.path = os.path.join(state_dir, name)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._lock = threading.Lock()
         self._count = _read(self._fd)  # (a stack started again on its folder counts on)
@@ -61,11 +73,11 @@ class ChangeCount:
 
 
 class ChangeWatch:
-    """A client's side: ``pause`` waits until the count moves (or ``longest`` seconds), at least
-    ``SHORTEST_SECONDS``."""
+    """A client's side: ``pause`` waits until the count (of the file ``name``) moves (or
+    ``longest`` seconds), at least ``SHORTEST_SECONDS``."""
 
-    def __init__(self, state_dir: str) -> None:
-        self.path = os.path.join(state_dir, FILE)
+    def __init__(self, state_dir: str, name: str = FILE) -> None:
+        self.path = os.path.join(state_dir, name)
         self._seen = self._count()
         if self._seen is None:
             raise FileNotFoundError(self.path)
@@ -102,25 +114,27 @@ class ChangeWatch:
 
 
 def pace(
-    state_dir: str | None, otherwise: float, check: Callable[[], None] | None = None,
+    state_dir: str | None, otherwise: float, check: Callable[[], None] | None = None, name: str = FILE,
 ) -> tuple[float, Callable[[float], None]]:
     """How a client of the stack whose state folder is ``state_dir`` waits between two looks at
-    a run: (the longest wait, what waits). Until the count moved, ``LOOK_SECONDS`` at most
-    (``check`` called at each read of the count); where the stack keeps no count, a sleep of
+    what it follows: (the longest wait, what waits). Until the count of the file ``name`` moved
+    (``FILE``: any change; ``RUN_FILE``: a change to a run), ``LOOK_SECONDS`` at most (``check``
+    called at each read of the count); where the stack keeps no such count, a sleep of
     ``otherwise`` seconds."""
-    found = watch(state_dir)
+    found = watch(state_dir, name)
     if found is None:
         return otherwise, time.sleep
     return LOOK_SECONDS, found.pause if check is None else functools.partial(found.pause, check=check)
 
 
-def watch(state_dir: str | None) -> ChangeWatch | None:
-    """A watch of the stack whose state folder is ``state_dir``; None where it keeps no count (a
-    stack of an earlier version, a folder gone): its client looks at its old pace."""
+def watch(state_dir: str | None, name: str = FILE) -> ChangeWatch | None:
+    """A watch of the count ``name`` of the stack whose state folder is ``state_dir``; None where
+    it keeps no such count (a stack of an earlier version, a folder gone): its client looks at its
+    old pace."""
     if not state_dir:
         return None
     try:
-        return ChangeWatch(state_dir)
+        return ChangeWatch(state_dir, name)
     except OSError:
         return None
 

@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 
 from .. import aws
-from .changes import ChangeCount
+from .changes import RUN_FILE, ChangeCount
 from .ecs_runner import EcsRunner, TaskSpec
 from .ecs_state import MotoTaskState
 from .faults import Faults
@@ -69,8 +69,9 @@ class LocalRuntime:
         self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
         self.faults = Faults.from_env()
         os.makedirs(self.logs_dir, exist_ok=True)
-        #: what the clients following a run watch (``changes``)
+        #: what the clients of the stack watch (``changes``): every change, and the changes of runs
         self.changes = ChangeCount(state_dir)
+        self.run_changes = ChangeCount(state_dir, RUN_FILE)
         #: what RunTask created in moto, written as the runner says (``moto.hooks`` registers each task)
         self.ecs_state = MotoTaskState(region, on_change=self.changes.bump)
         #: the fork server of Lambda environments and drivers (``python_zygote``); its first
@@ -120,9 +121,12 @@ class LocalRuntime:
                 )
             return self._lambdas
 
-    def changed(self) -> None:
-        """Something a client following a run may be waiting for changed (``changes``)."""
+    def changed(self, of_a_run: bool = False) -> None:
+        """Something a client of the stack may be waiting for changed (``changes``); ``of_a_run``:
+        a run's S3 object or execution, what a client following a run waits for."""
         self.changes.bump()
+        if of_a_run:
+            self.run_changes.bump()
 
     def invoke_lambda(self, function: FunctionSpec, event: Any) -> tuple[str, bool, str]:
         injected = self.faults.take_lambda(function.name)
@@ -201,3 +205,4 @@ class LocalRuntime:
         lambdas.shutdown()
         self.python_zygote.stop()  # (once both runners are done with its children)
         self.changes.close()
+        self.run_changes.close()

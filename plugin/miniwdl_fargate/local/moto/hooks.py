@@ -18,6 +18,7 @@ import copy
 import json
 from typing import Any, Protocol
 
+from ... import runs
 from ..ecs_runner import TaskSpec
 from ..ecs_state import LOCAL_RUNTIME_AGENT, MotoTaskState
 from ..faults import CAPACITY_REASON, Faults
@@ -35,7 +36,7 @@ class Runtime(Protocol):
     def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None: ...
     def ecs_task_started(self, task: TaskSpec) -> None: ...
     def ecs_stop_task(self, task_arn: str, reason: str) -> bool: ...
-    def changed(self) -> None: ...
+    def changed(self, of_a_run: bool = False) -> None: ...
 
 
 #: the runtime (and its ECS state) moto's work goes to; without one, each hook leaves the work to
@@ -167,7 +168,7 @@ def _send_to_targets(self: Any, original_event: Any, transform_input: bool = Tru
 def _changes_counted() -> None:
     """The runtime counts each S3 object written or removed (moto tells its notifications of every
     one, whether or not the bucket has any) and each execution started, stopped or ended, once it is
-    in place (``local.changes``)."""
+    in place (``local.changes``); an object under ``runs/`` and an execution are changes of a run."""
     from moto.s3 import notifications
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 
@@ -175,19 +176,19 @@ def _changes_counted() -> None:
         try:
             moto_function("changes counted", "send_event")(account_id, event_name, bucket, key)
         finally:
-            _changed()
+            _changed(of_a_run=str(getattr(key, "name", "")).startswith(runs.RUNS_PREFIX))
 
     def start(self: Any) -> None:
         moto_function("changes counted", "start")(self)
-        _changed()
+        _changed(of_a_run=True)
 
     def stop(self: Any, *args: Any, **kwargs: Any) -> None:
         moto_function("changes counted", "stop")(self, *args, **kwargs)
-        _changed()
+        _changed(of_a_run=True)
 
     def terminated(self: Any) -> None:
         moto_function("changes counted", "terminated")(self)
-        _changed()
+        _changed(of_a_run=True)
 
     replace("changes counted", notifications, "send_event", send_event)
     replace("changes counted", Execution, "start", start)
@@ -195,10 +196,10 @@ def _changes_counted() -> None:
     replace("changes counted", BaseExecutionWorkerCommunication, "terminated", terminated)
 
 
-def _changed() -> None:
+def _changed(of_a_run: bool) -> None:
     current = runtime()
     if current is not None:
-        current.changed()
+        current.changed(of_a_run)
 
 
 # -- ECS -------------------------------------------------------------------------------------------
