@@ -5,6 +5,7 @@ command that resolves its own directory), and an image that is not there."""
 import json
 
 from miniwdl_fargate import upload
+from tests.waiting import run_end
 
 IMAGES_WDL = """
 version 1.1
@@ -71,7 +72,7 @@ def run_workflow(stack, tmp_path, wdl_text, name):
     wdl.write_text(wdl_text)
     bucket = stack.outputs["BucketName"]
     name, run_id = upload.submit(bucket, wdl, {}, name=name)
-    return upload.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    return run_end(stack, name, run_id, timeout=300)
 
 
 def read(uri):

@@ -9,7 +9,7 @@ import pytest
 from test_cli import REPO, run_cli
 
 from miniwdl_fargate import aws
-from miniwdl_fargate import upload as local_run
+from tests.waiting import run_end
 
 EXAMPLE = REPO / "examples" / "gpu"
 
@@ -58,7 +58,7 @@ def test_the_gpu_example_is_refused_by_a_stack_without_managed_instances(stack, 
     bucket = stack.outputs["BucketName"]
     s3.upload_file(str(EXAMPLE / "workflow.wdl"), bucket, "runs/gpu-refused/workflow.wdl")
     s3.upload_file(str(EXAMPLE / "inputs.json"), bucket, "runs/gpu-refused/inputs.json")
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], "gpu-refused", "gpu-refused-none", timeout=120)
+    result = run_end(stack, "gpu-refused", "gpu-refused-none", timeout=120)
     assert result.status == "FAILED" and result.document["error"] == "InvalidSubmission"
     [problem] = [p["problem"] for p in result.document["problems"] if "task crunch" in p["problem"]]
     assert problem.startswith("task crunch cannot run on Fargate: runtime.gpu = true; Fargate has no GPUs; runtime.cpu = 32")

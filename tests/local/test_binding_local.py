@@ -5,11 +5,12 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from miniwdl_fargate import aws, s3io, upload
+from tests.waiting import run_end
 from tests.workflows import HELLO
 
 
 def test_three_concurrent_submits_without_a_name_are_three_runs_with_their_own_inputs(stack, tmp_path):
-    bucket, machine = stack.outputs["BucketName"], stack.outputs["StateMachineArn"]
+    bucket = stack.outputs["BucketName"]
     wdl = tmp_path / "wdl" / "echo.wdl"
     wdl.parent.mkdir()
     wdl.write_text(HELLO)
@@ -20,7 +21,7 @@ def test_three_concurrent_submits_without_a_name_are_three_runs_with_their_own_i
     assert len(set(names)) == 3 and all(n.startswith("hello-") for n in names)
     assert len({run_id for _, run_id in submitted}) == 3
     with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(lambda s: upload.wait(bucket, machine, s[0], s[1], timeout=300), submitted))
+        results = list(pool.map(lambda s: run_end(stack, s[0], s[1], timeout=300), submitted))
     assert [r.status for r in results] == ["SUCCEEDED"] * 3, [r.document for r in results]
     assert [r.document["outputs"]["hello.out"] for r in results] == who
 
@@ -30,7 +31,7 @@ def test_submits_under_one_name_at_once_each_run_their_own_workflow_and_options(
     runs/<name>/ in its turn (its claim on the name), so each run runs its own WDL with its own
     options (they ran one another's: the folder was shared), and a file an earlier submission
     left in the folder (its miniwdl.cfg) is not part of a later one's run."""
-    bucket, machine = stack.outputs["BucketName"], stack.outputs["StateMachineArn"]
+    bucket = stack.outputs["BucketName"]
     folders = []
     for who in ("Ann", "Bob", "Cyd"):
         folder = tmp_path / who
@@ -47,7 +48,7 @@ def test_submits_under_one_name_at_once_each_run_their_own_workflow_and_options(
     with ThreadPoolExecutor(3) as pool:
         submitted = list(pool.map(submit, folders))
     assert len({run_id for _, run_id in submitted}) == 3
-    results = [upload.wait(bucket, machine, name, run_id, timeout=300) for name, run_id in submitted]
+    results = [run_end(stack, name, run_id, timeout=300) for name, run_id in submitted]
     assert [r.status for r in results] == ["SUCCEEDED"] * 3, [r.document for r in results]
     assert [r.document["outputs"]["hello.out"] for r in results] == ["Ann by Ann", "Bob by Bob", "Cyd by Cyd"]
     s3 = aws.client("s3")

@@ -7,7 +7,7 @@ import json
 from test_report_cache_oom import wdl_tasks_of
 
 from miniwdl_fargate import run_options, upload
-from tests.waiting import wait_for
+from tests.waiting import run_end, wait_for
 
 SLEEPER = """
 version 1.1
@@ -39,7 +39,7 @@ def test_a_run_that_reaches_its_budget_is_stopped_and_fails_saying_so(stack, s3,
         tmp_path / "sleeper.wdl", tmp_path / "inputs.json", name="budget", options=run_options.RunOptions(max_cost_usd=0.02)
     )
     name, run_id = prepared.upload(bucket)
-    result = upload.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=120)
+    result = run_end(stack, name, run_id, timeout=120)
     assert result.status == "FAILED", result.document
     doc = result.document
     assert doc["error"] == "BudgetExceeded", doc

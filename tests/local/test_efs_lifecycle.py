@@ -9,7 +9,7 @@ from pathlib import Path
 from miniwdl_fargate import aws, client, efs_cleanup, status, sweep
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.pipeline import manage
-from tests.waiting import wait_for
+from tests.waiting import run_end, wait_for
 
 WDL = """version 1.1
 workflow tiny {
@@ -41,7 +41,7 @@ def submit(stack, tmp_path, name, **inputs):
 
 def outcome(stack, submitted):
     name, run_id = submitted
-    return local_run.wait(stack.outputs["BucketName"], stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    return run_end(stack, name, run_id, timeout=300)
 
 
 def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_running_one(stack, tmp_path, local_cli):

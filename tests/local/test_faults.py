@@ -7,7 +7,7 @@ import pytest
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
-from tests.waiting import wait_for
+from tests.waiting import run_end, wait_for
 
 SCATTER = """
 version 1.1
@@ -42,7 +42,7 @@ def run(stack, tmp_path):
         wdl.write_text(source)
         bucket = stack.outputs["BucketName"]
         name, run_id = local_run.submit(bucket, wdl, inputs or {}, name=name)
-        result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=timeout)
+        result = run_end(stack, name, run_id, timeout=timeout)
         # whatever happened, nothing of the run keeps running (and billing)
         wait_for(lambda: stack.runtime.running_tasks() == [], 30, what=lambda: f"end of {stack.runtime.running_tasks()}")
         return result

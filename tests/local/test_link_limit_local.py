@@ -8,6 +8,7 @@ import uuid
 
 from miniwdl_fargate import aws
 from miniwdl_fargate import upload as local_run
+from tests.waiting import run_end
 
 WDL = """
 version 1.1
@@ -45,7 +46,7 @@ def test_the_stacks_driver_links_past_the_limit_from_shared_spares(stack, tmp_pa
     (tmp_path / "links.wdl").write_text(WDL)
     (tmp_path / "inputs.json").write_text(json.dumps({"links.reference": uri}))
     name, run_id = local_run.submit(bucket, tmp_path / "links.wdl", tmp_path / "inputs.json", name="links")
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    result = run_end(stack, name, run_id, timeout=300)
     assert result.status == "SUCCEEDED", result.document
     assert result.document["outputs"]["links.seen"] == [text] * 3
     # 3 links at 1 per file: the staged copy and 2 spares, in the cache every run shares

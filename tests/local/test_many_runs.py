@@ -8,6 +8,7 @@ import pytest
 
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
+from tests.waiting import run_end
 
 #: 10 in `make test`; `make soak` runs 50 (the machines that run the tests have 2 cores)
 RUNS = int(os.environ.get("MINIWDL_FARGATE_TEST_CONCURRENT_RUNS", "10"))
@@ -37,7 +38,7 @@ def test_many_runs_dropped_at_once_all_complete_exactly_once(stack, tmp_path):
     prepared = [local_run.prepare(wdl, {"echo.i": i}, name=f"burst-{i:03d}") for i in range(RUNS)]
     started = time.monotonic()
     submitted = [p.upload(bucket) for p in prepared]  # as fast as a user's script would
-    results = [local_run.wait(bucket, machine, name, run_id, timeout=900) for name, run_id in submitted]
+    results = [run_end(stack, name, run_id, timeout=900) for name, run_id in submitted]
     elapsed = time.monotonic() - started
     assert [r.status for r in results] == ["SUCCEEDED"] * RUNS, [r.document for r in results if r.status != "SUCCEEDED"][:3]
     assert [r.document["outputs"]["echo.out"] for r in results] == list(range(RUNS))

@@ -5,6 +5,7 @@ hang on the special file."""
 import json
 
 from miniwdl_fargate import upload as local_run
+from tests.waiting import run_end
 
 WDL = r"""
 version development
@@ -29,7 +30,7 @@ def run(stack, tmp_path, kind):
     wdl.write_text(WDL)
     bucket = stack.outputs["BucketName"]
     name, run_id = local_run.submit(bucket, wdl, {"made.kind": kind}, name=f"made-{kind}")
-    return bucket, local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    return bucket, run_end(stack, name, run_id, timeout=300)
 
 
 def uploaded_outputs(s3, bucket, result):

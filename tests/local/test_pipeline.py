@@ -12,6 +12,7 @@ from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.cli import seed
 from miniwdl_fargate.client import api_function
+from tests.waiting import run_end
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
@@ -56,7 +57,7 @@ def execution_history(stack, run_id):
 def run_through_bucket(stack, wdl, inputs, name):
     bucket = stack.outputs["BucketName"]
     name, run_id = local_run.submit(bucket, wdl, inputs, name=name)
-    return local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    return run_end(stack, name, run_id, timeout=300)
 
 
 def test_inputs_json_in_the_bucket_runs_the_example_to_success(stack, s3):
@@ -112,7 +113,7 @@ def test_post_to_the_api_runs_the_workflow(stack, s3):
     assert answer["statusCode"] == 202, answer
     accepted = json.loads(answer["body"])
     run_id = accepted["run_id"]
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], "hello-api", run_id, timeout=300)
+    result = run_end(stack, "hello-api", run_id, timeout=300)
     assert result.status == "SUCCEEDED", result.document
     assert read(s3, result.document["outputs"]["hello.greetings"][0]) == b"Hello, Dee!\n"
     # the same request again (same client token) starts nothing new
@@ -173,7 +174,7 @@ def test_bad_inputs_dropped_in_the_bucket_are_rejected_before_anything_starts(st
         Bucket=bucket, Key="runs/rejected/inputs.json",
         Body=json.dumps({"hello.names": "Ann", "hello.reference": "s3://example-data/hello/nope.txt"}).encode(),
     )
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], "rejected", "rejected-none", timeout=120)
+    result = run_end(stack, "rejected", "rejected-none", timeout=120)
     assert result.status == "FAILED"
     assert result.outputs_uri == f"s3://{bucket}/runs/rejected/error.json"
     assert result.document["error"] == "InvalidSubmission"

@@ -11,7 +11,7 @@ from test_report_cache_oom import wdl_tasks_of
 from miniwdl_fargate import aws, run_options, status, sweep
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
-from tests.waiting import wait_for
+from tests.waiting import run_end, wait_for
 
 TWO_STEPS = """version 1.1
 workflow twostep {
@@ -44,7 +44,7 @@ def test_a_run_whose_driver_died_is_resumed_reusing_its_finished_call(stack, tmp
     stack.runtime.faults = Faults(kill_driver_after_tasks=2)
     try:
         name, old = local_run.submit(bucket, wdl, {"twostep.word": word}, name="resumable")
-        failed = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, old, timeout=240)
+        failed = run_end(stack, name, old, timeout=240)
     finally:
         stack.runtime.faults = Faults()
     assert failed.status == "FAILED" and failed.document["error"] == "DriverStopped", failed.document

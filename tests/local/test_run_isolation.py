@@ -7,6 +7,7 @@ import json
 import os
 
 from miniwdl_fargate import upload as local_run
+from tests.waiting import run_end
 
 SECRET_WDL = r"""
 version 1.1
@@ -54,7 +55,7 @@ def run_wdl(stack, tmp_path, source, inputs, name):
     inputs_file.write_text(json.dumps(inputs))
     bucket = stack.outputs["BucketName"]
     name, run_id = local_run.submit(bucket, wdl, inputs_file, name=name)
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    result = run_end(stack, name, run_id, timeout=300)
     assert result.status == "SUCCEEDED", json.dumps(result.document, indent=1)[:3000]
     return run_id, result.document["outputs"]
 

@@ -12,6 +12,7 @@ import pytest
 
 from miniwdl_fargate import aws
 from miniwdl_fargate import upload as local_run
+from tests.waiting import run_end
 
 RESOLVING_WDL = r"""
 version development
@@ -81,7 +82,7 @@ def test_outputs_named_by_resolved_absolute_paths_succeed(stack, s3, tmp_path):
     inputs = tmp_path / "inputs.json"
     inputs.write_text(json.dumps({"resolving.reads": f"s3://{bucket}/data/reads.txt"}))
     name, run_id = local_run.submit(bucket, wdl, inputs, name="resolving")
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    result = run_end(stack, name, run_id, timeout=300)
     assert result.status == "SUCCEEDED", json.dumps(result.document, indent=1)[:3000]
     out = result.document["outputs"]
     assert read(s3, out["resolving.by_realpath"]) == b"realpath\n"
@@ -146,7 +147,7 @@ def test_a_task_cannot_modify_its_input_files(stack, s3, tmp_path):
     inputs = tmp_path / "inputs.json"
     inputs.write_text(json.dumps({"writing.data": f"s3://{bucket}/data/precious.txt"}))
     name, run_id = local_run.submit(bucket, wdl, inputs, name="writing")
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    result = run_end(stack, name, run_id, timeout=300)
     assert result.status == "SUCCEEDED", json.dumps(result.document, indent=1)[:3000]
     out = result.document["outputs"]
     assert out["writing.first"] == "refused kept" and out["writing.second"] == "refused kept", out["writing.who"]
@@ -180,7 +181,7 @@ def test_characters_beyond_the_bmp_reach_the_command_however_the_json_escapes_th
         inputs = tmp_path / f"inputs{i}.json"
         inputs.write_text(json.dumps({"greet.names": names}, ensure_ascii=ascii_only), encoding="utf-8")
         name, run_id = local_run.submit(bucket, wdl, inputs, name=f"greet-{i}")
-        result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+        result = run_end(stack, name, run_id, timeout=300)
         assert result.status == "SUCCEEDED", json.dumps(result.document)[:2000]
         assert result.document["outputs"]["greet.said"] == [f"Hello, {n}!" for n in names]
 
@@ -219,7 +220,7 @@ def test_file_names_with_hash_and_question_mark_go_in_and_come_out(stack, s3, tm
     inputs.write_text(json.dumps({"hashed.fs": ["data/x#1.txt", "data/a?b.txt"]}))
     bucket = stack.outputs["BucketName"]
     name, run_id = local_run.submit(bucket, wdl, inputs, name="hashed")
-    first = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    first = run_end(stack, name, run_id, timeout=300)
     assert first.status == "SUCCEEDED", json.dumps(first.document, indent=1)[:3000]
     out = first.document["outputs"]
     assert out["hashed.seen"] == "x#1.txt\na?b.txt"
@@ -238,7 +239,7 @@ def test_file_names_with_hash_and_question_mark_go_in_and_come_out(stack, s3, tm
     # the published URIs, as the next run's inputs
     inputs.write_text(json.dumps({"hashed.fs": [out["hashed.hash"], out["hashed.query"]]}))
     name, run_id = local_run.submit(bucket, wdl, inputs, name="rehashed")
-    second = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300)
+    second = run_end(stack, name, run_id, timeout=300)
     assert second.status == "SUCCEEDED", json.dumps(second.document, indent=1)[:3000]
     assert second.document["outputs"]["hashed.seen"] == "h#1.txt\nq?.txt"
     assert read(s3, second.document["outputs"]["hashed.hash"]) == b"hash\nquestion\nquery\n"

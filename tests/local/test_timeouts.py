@@ -15,7 +15,7 @@ from miniwdl_fargate.local import moto as moto_seam
 from miniwdl_fargate.local.faults import Faults
 from miniwdl_fargate.local.stack import LocalStack
 from miniwdl_fargate.client import api_function
-from tests.waiting import wait_for
+from tests.waiting import run_end, wait_for
 from tests.workflows import sleepy
 
 # each test waits out a timer (the run's maximum duration; the driver's heartbeat timeout)
@@ -78,7 +78,7 @@ def test_a_run_over_its_maximum_duration_is_stopped_and_fails_saying_so(stack):
     assert code == 202, accepted
     run_id = accepted["run_id"]
     bucket = stack.outputs["BucketName"]
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], "too-long", run_id, timeout=180)
+    result = run_end(stack, "too-long", run_id, timeout=180)
     assert result.status == "FAILED", result.document
     error = result.document
     assert error["error"] == "TimedOut", error
@@ -131,7 +131,7 @@ def test_a_dead_driver_whose_end_is_lost_ends_by_heartbeat_timeout(short_heartbe
     wdl.write_text(SLEEPY)
     bucket = stack.outputs["BucketName"]
     name, run_id = local_run.submit(bucket, wdl, {"sleepy.seconds": 300}, name="lost")
-    result = local_run.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=240)
+    result = run_end(stack, name, run_id, timeout=240)
     assert injected.injected == ["kill_driver", "lose_driver_stopped_events"]
     assert result.status == "FAILED", result.document
     error = result.document

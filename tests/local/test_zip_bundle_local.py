@@ -9,6 +9,7 @@ import WDL
 import WDL.Zip
 
 from miniwdl_fargate import upload
+from tests.waiting import run_end
 
 MAIN = """version 1.1
 import "lib/greet.wdl" as lib
@@ -46,7 +47,7 @@ def test_a_miniwdl_zip_bundle_with_an_import_runs_with_its_defaults_under_the_gi
     bucket = stack.outputs["BucketName"]
     submission = upload.prepare(bundle, {"zipped.who": "uploaded"}, "zip-local")
     name, run_id = submission.upload(bucket)
-    result = upload.wait(bucket, stack.outputs["StateMachineArn"], name, run_id, timeout=300, inputs_version=submission.inputs_version)
+    result = run_end(stack, name, run_id, timeout=300, inputs_version=submission.inputs_version)
     assert result.status == "SUCCEEDED", result.document
     assert result.document["outputs"] == {"zipped.said": "hi uploaded"}
     assert json.loads(read(s3, result.results + "inputs.json")) == {"zipped.greeting": "hi", "zipped.who": "uploaded"}
