@@ -1,4 +1,5 @@
-"""Waiting on a condition in tests: bounded, polling, no fixed sleeps. The one way tests wait."""
+"""Waiting on a condition in tests: bounded, polling, no fixed sleeps. The one way tests wait
+(``wait_for``; for a run of a local stack, ``run_end``, which waits as ``local run`` does)."""
 
 import time
 from collections.abc import Callable
