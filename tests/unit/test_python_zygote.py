@@ -131,3 +131,31 @@ def test_its_preload_builds_the_parsers_and_parses_the_models_once(monkeypatch):
     assert done == [
         *["lambda"] * len(lambda_zygote.LIBRARIES), *["driver"] * len(driver_zygote.LIBRARIES), "parsers", "plugins", "models",
     ]
+
+
+def test_a_child_names_itself_without_looking_the_c_library_up(monkeypatch):
+    """``name_process`` uses the C library the process has loaded: ``ctypes.util.find_library``
+    runs ``ldconfig`` (a program started in every forked driver and Lambda environment)."""
+    import ctypes.util
+
+    from miniwdl_fargate.local import python_zygote
+
+    def looked_up(name):
+        raise AssertionError(f"find_library({name!r})")
+
+    monkeypatch.setattr(ctypes.util, "find_library", looked_up)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # (the name is the process's: a child's, not the test worker's)
+        code = 1
+        try:
+            python_zygote.name_process("named-child")
+            os.write(write, Path("/proc/self/comm").read_bytes())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        named = answer.read().decode().strip()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and named == "named-child"

@@ -34,7 +34,7 @@ MOUNT_ATTR_IDMAP = 0x00100000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MNT_DETACH = 2
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = remount.libc()
 
 #: user namespaces made so far, by (owner uid, owner gid, uid, gid): an open descriptor keeps a
 #: namespace alive after its process is gone (namespaces(7)), so each mapping is made once

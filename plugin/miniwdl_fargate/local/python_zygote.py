@@ -21,14 +21,12 @@ alone (the runners' tests, a Lambda runner outside a stack).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import socket
 import sys
 from typing import NoReturn
 
-from . import driver_zygote, forkserver, lambda_zygote
+from . import driver_zygote, forkserver, lambda_zygote, remount
 
 #: the kinds of child, and how many descriptors (beside the status pipe) each request brings
 KINDS = {"lambda": 3, "driver": 1}
@@ -43,14 +41,16 @@ def preload() -> None:
     the AWS models, which the Lambda handlers' services are among: ``forkserver.AWS_SERVICES``)."""
     lambda_zygote.import_libraries()
     driver_zygote.preload()
+    remount.libc()  # (loaded here, once: each child names itself with it)
 
 
 def name_process(name: str) -> None:
     """This process's name as the system shows it (at most 15 bytes); where it cannot be set, the
-    server's stays."""
+    server's stays. (The C library as the process has it loaded, ``remount.libc``: looking it up by
+    name, ``ctypes.util.find_library``, ran ``ldconfig`` in every child.)"""
     try:
-        ctypes.CDLL(ctypes.util.find_library("c")).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-    except (OSError, AttributeError):  # (no libc to load, or no prctl in it: not Linux)
+        remount.libc().prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):  # (no prctl in it: not Linux)
         pass
 
 

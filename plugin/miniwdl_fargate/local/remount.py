@@ -77,7 +77,10 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
+    """The C library's functions, as this process has them loaded (no search for the library:
+    ``ctypes.util.find_library`` runs ``ldconfig``, a program, at each call), once per process
+    (a fork server's children inherit it)."""
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -90,7 +93,7 @@ def _check(result: int, what: str) -> None:
 def mount(source: str | None, target: str, kind: str | None, flags: int, data: str | None) -> None:
     """mount(2), raising OSError (naming the target) where it fails."""
     encoded = [v.encode() if isinstance(v, str) else v for v in (source, target, kind, data)]
-    _check(_libc().mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]), f"mount {target}")
+    _check(libc().mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]), f"mount {target}")
 
 
 def remount_all(root: str, hidden: list[str], flags: int) -> list[str]:
@@ -98,8 +101,8 @@ def remount_all(root: str, hidden: list[str], flags: int) -> list[str]:
     its own; the mounts that refused, which stay as they were."""
     with open("/proc/self/mountinfo") as listing:
         found = targets(listing.read(), root, hidden, flags)
-    libc = _libc()
-    return [target for target, own in found if libc.mount(None, target.encode(), None, own, None) != 0]
+    lib = libc()
+    return [target for target, own in found if lib.mount(None, target.encode(), None, own, None) != 0]
 
 
 def private_namespace(as_user: bool = False) -> None:
@@ -111,10 +114,10 @@ def private_namespace(as_user: bool = False) -> None:
     --propagation private`` gives (unshare(2): with CLONE_NEWUSER, the user namespace is made
     first and owns the new mount namespace)."""
     if not as_user:
-        _check(_libc().unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        _check(libc().unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     else:
         outer_uid, outer_gid = os.geteuid(), os.getegid()
-        _check(_libc().unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(CLONE_NEWUSER | CLONE_NEWNS)")
+        _check(libc().unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(CLONE_NEWUSER | CLONE_NEWNS)")
         _map_ids((0, outer_uid), (0, outer_gid))
     mount("none", "/", None, MS_REC | MS_PRIVATE, None)
 
@@ -126,21 +129,21 @@ def become(uid: int, gid: int) -> None:
     The bounding set is emptied first, while CAP_SETPCAP is held (prctl(2), PR_CAPBSET_DROP); the
     inheritable set by capset(2); leaving uid 0 for another then clears the permitted, effective
     and ambient sets (capabilities(7), "Effect of user ID changes on capabilities")."""
-    libc = _libc()
+    lib = libc()
     with open("/proc/sys/kernel/cap_last_cap") as found:
         last = int(found.read())
     for cap in range(last + 1):
-        _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"prctl(PR_CAPBSET_DROP, {cap})")
+        _check(lib.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"prctl(PR_CAPBSET_DROP, {cap})")
     header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
     sets = (ctypes.c_uint32 * 6)()  # two of {effective, permitted, inheritable}: 64 bits each
-    _check(libc.capget(header, sets), "capget")
+    _check(lib.capget(header, sets), "capget")
     sets[2] = sets[5] = 0
-    _check(libc.capset(header, sets), "capset")
-    _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+    _check(lib.capset(header, sets), "capset")
+    _check(lib.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    _check(lib.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def user_namespace(uid: int, gid: int) -> None:
@@ -150,7 +153,7 @@ def user_namespace(uid: int, gid: int) -> None:
     mappings"). Its exec then leaves it no capability in effect, as it runs as a uid other than
     the namespace's root (capabilities(7), "Transformation of capabilities during execve()")."""
     outer_uid, outer_gid = os.geteuid(), os.getegid()
-    _check(_libc().unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+    _check(libc().unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
     _map_ids((uid, outer_uid), (gid, outer_gid))
 
 
@@ -174,7 +177,7 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     script says it), ``unset`` (variables the command's environment must not have: this
     interpreter may have added them), ``become`` ([uid, gid] the command runs as: ``become``) or
     ``user_namespace`` ([uid, gid] it runs as in a user namespace: ``user_namespace``)."""
-    libc = _libc()
+    lib = libc()
     new_root, old_root = spec["new_root"], spec["old_root"]
     mount("tmpfs", "/mnt", "tmpfs", 0, "mode=0755")
     os.makedirs(new_root, exist_ok=True)
@@ -194,8 +197,8 @@ def sandbox(spec: dict, argv: list[str]) -> int:
     for scratch in spec["scratch"]:
         mount("tmpfs", f"{new_root}/{scratch}", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     os.chdir(new_root)
-    _check(libc.syscall(PIVOT_ROOT_SYSCALL[os.uname().machine], b".", old_root.lstrip("/").encode()), "pivot_root")
-    _check(libc.umount2(old_root.encode(), MNT_DETACH), f"umount {old_root}")
+    _check(lib.syscall(PIVOT_ROOT_SYSCALL[os.uname().machine], b".", old_root.lstrip("/").encode()), "pivot_root")
+    _check(lib.umount2(old_root.encode(), MNT_DETACH), f"umount {old_root}")
     os.chdir(os.environ.pop("SANDBOX_CWD", "") or "/")
     for name in spec.get("unset", []):  # (what this interpreter added: LC_CTYPE, PEP 538's locale coercion)
         os.environ.pop(name, None)
