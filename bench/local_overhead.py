@@ -19,14 +19,18 @@ Last, for reference, one ``miniwdl-fargate local run`` of hello from scratch (de
 The machine's load average is printed with the figures: on a shared machine they move with it.
 
 With each local run, the CPU time the stack's processes spent on it (``stack_cpu``: the stack
-itself, the drivers, the Lambda workers, the sandboxed tasks), and from the small scatter to the
-big one, the CPU each task more cost in each: where the growth goes. And what its driver's
-polling cost (its log's last word on DescribeTasks: calls, tasks described) and its AWS calls by
-operation (the log's "AWS calls over the run"), with the calls each task more added: counts, not
-times, so they do not move with the machine's load.
+itself, the drivers, the Lambda workers, the sandboxed tasks) and the client's (``submit
+--follow``), and from the small scatter to the big one, the CPU each task more cost in each: where
+the growth goes. And how much of the growth that CPU accounts for: the tasks more times the CPU a
+task more costs beyond plain miniwdl's, over the cores this process may use, is what the overhead
+would grow by if all that grew were work with every core busy; the measured growth beyond it would
+be waiting. And what its driver's polling cost (its log's last word on DescribeTasks: calls, tasks
+described) and its AWS calls by operation (the log's "AWS calls over the run"), with the calls each
+task more added: counts, not times, so they do not move with the machine's load.
 
 The last line is one JSON object: deploy_s, first_run_s, one_shot_local_run_s, load_average,
-overhead_growth_s, cpu_per_extra_task_ms, driver_calls_per_extra_task, and per workload plain_s,
+overhead_growth_s, overhead_growth_from_cpu_s, cores, cpu_per_extra_task_ms,
+driver_calls_per_extra_task, and per workload plain_s,
 local_s, overhead_s, ratio, cpu_s, plain_cpu_s, describe_tasks (calls, tasks_described) and
 aws_calls (by operation; medians).
 
@@ -242,10 +246,11 @@ def main() -> int:
                 seconds, plain_cpu = plain_run(*inputs.inputs(workload, False), work)
                 plain[workload].append(seconds)
                 cpu_plain[workload].append(plain_cpu)
-                before = stack_cpu(proc.pid)
+                before, client_before = stack_cpu(proc.pid), children_cpu()
                 local[workload].append(local_run(*inputs.inputs(workload, True), connection, work))
                 after = stack_cpu(proc.pid)
                 cpu[workload].append({kind: after[kind] - before[kind] for kind in after})
+                cpu[workload][-1]["client"] = children_cpu() - client_before
                 counted[workload].append(last_run_counts(work / "state"))
     finally:
         stop_stack(proc)
@@ -282,6 +287,14 @@ def main() -> int:
     print("CPU of a local run by process (s, median): " + "; ".join(
         f"{w} " + ", ".join(f"{k} {results[w]['cpu_s'][k]:.2f}" for k in kinds) for w in workloads))
     print("CPU per task more, from {} to {} (ms): {}".format(small, big, ", ".join(f"{k} {v:.1f}" for k, v in per_task.items())))
+    # what the growth would be if all that grew were CPU, the machine's cores all busy: the tasks
+    # more times the CPU a task more costs beyond plain miniwdl's, over the cores (more than the
+    # measured growth: cores were idle; less: something waits)
+    cores = len(os.sched_getaffinity(0))
+    local_ms = sum(per_task[k] for k in kinds)
+    from_cpu = (local_ms - per_task["plain_miniwdl"]) * extra_tasks / 1000 / cores
+    print(f"overhead growth the CPU accounts for: ({local_ms:.1f} - {per_task['plain_miniwdl']:.1f} ms a task more) x {extra_tasks}"
+          f" tasks / {cores} cores = {from_cpu:+.2f} s; measured {growth:+.2f} s, beyond what the CPU accounts for {growth - from_cpu:+.2f} s")
     print("DescribeTasks by the driver (median): " + "; ".join(
         f"{w} {results[w]['describe_tasks']['calls']:g} calls, {results[w]['describe_tasks']['tasks_described']:g} tasks described"
         + (f" ({results[w]['describe_tasks']['tasks_described'] / int(w.split('-')[1]):.1f} a task)" if w.startswith("scatter-") else "")
@@ -298,7 +311,8 @@ def main() -> int:
     print(f"one shot, `miniwdl-fargate local run` of hello (deploy, run, stop): {one_shot:.2f} s")
     print(f"load average: {load_before:.1f} before, {load:.1f} after ({os.cpu_count()} CPUs)")
     print(json.dumps({"deploy_s": round(deploy, 2), "first_run_s": round(first, 2), "one_shot_local_run_s": round(one_shot, 2),
-                      "repeat": args.repeat, "overhead_growth_s": round(growth, 2), "cpu_per_extra_task_ms": per_task,
+                      "repeat": args.repeat, "overhead_growth_s": round(growth, 2),
+                      "overhead_growth_from_cpu_s": round(from_cpu, 2), "cores": cores, "cpu_per_extra_task_ms": per_task,
                       "driver_calls_per_extra_task": calls_per_task,
                       "load_average": [round(load_before, 1), round(load, 1)], "workloads": results}))
     return 0
