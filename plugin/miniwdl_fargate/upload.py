@@ -73,11 +73,9 @@ def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
             f"{wdl_path}:{first.pos.line}:{first.pos.column}: {first} (and {len(exn.exceptions) - 1} more)"
         ) from None
     except WDL.Error.ImportError as exn:
-        from .pipeline.validate import import_cause, not_utf8
+        from .pipeline.validate import import_failure
 
-        cause = import_cause(exn)
-        detail = not_utf8(cause) if isinstance(cause, UnicodeDecodeError) else cause
-        raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: {exn}{f': {detail}' if detail else ''}") from None
+        raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: {import_failure(exn)}") from None
     except UnicodeDecodeError as exn:
         from .pipeline.validate import not_utf8
 

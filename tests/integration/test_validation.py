@@ -245,6 +245,18 @@ BAD_SUBMISSIONS = {
         [(WDL + ":2:1", "WDL import failed: Failed to import /etc/lib.wdl: cannot import /etc/lib.wdl: an absolute "
           "path names a file on the machine running the workflow; " + IMPORT_RULE)],
     ),
+    "import-errors": (  # (miniwdl's text of an imported document's several errors is empty)
+        {}, 'version 1.1\nimport "lib.wdl" as lib\nworkflow hello { call lib.t }\n',
+        {"lib.wdl": "version 1.1\ntask t {\n  input { Int a = b }\n  command <<< echo ~{c} >>>\n}\n"},
+        [(WDL + ":2:1", "WDL import failed: Failed to import lib.wdl: s3://runs/runs/{name}/lib.wdl:3:19: Unknown identifier b; "
+          "s3://runs/runs/{name}/lib.wdl:4:22: Unknown identifier c")],
+    ),
+    "import-circle": (
+        {}, 'version 1.1\nimport "lib.wdl" as lib\nworkflow hello { call lib.t }\n',
+        {"lib.wdl": 'version 1.1\nimport "workflow.wdl" as main\ntask t { command <<< >>> }\n'},
+        [(WDL + ":2:1", "WDL import failed: Failed to import lib.wdl: circular imports: s3://runs/runs/{name}/workflow.wdl -> "
+          "s3://runs/runs/{name}/lib.wdl -> s3://runs/runs/{name}/workflow.wdl")],
+    ),
     "bad name!": (OK_INPUTS, GOOD, None, [(INPUTS, "run name 'bad name!' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]),
     "broken-cfg": (
         OK_INPUTS, GOOD, {"miniwdl.cfg": "[call_cache\nget = true\n"},
@@ -269,6 +281,21 @@ def test_bad_submission_is_refused_with_every_problem_and_starts_nothing(pipelin
     inputs, wdl, extra, expected = BAD_SUBMISSIONS[name]
     assert drop(name, inputs, wdl, extra) is None
     assert rejection(name) == [(w.replace("{name}", name), p.replace("{name}", name)) for w, p in expected]
+    assert executions() == []
+
+
+def test_a_syntax_error_in_an_import_is_said_with_where_it_is_in_the_imported_document(pipeline):
+    settings, drop, rejection, executions = pipeline
+    wdl = 'version 1.1\nimport "lib.wdl" as lib\nworkflow hello { call lib.t }\n'
+    assert drop("import-syntax", {}, wdl, {"lib.wdl": "version 1.1\ntask t {\n  command <<< >>>\n"}) is None
+    [(where, problem)] = rejection("import-syntax")
+    assert where == WDL.format(name="import-syntax") + ":2:1"
+    # (on one line; lark lists the tokens it expected in no fixed order)
+    assert problem.startswith(
+        "WDL import failed: Failed to import lib.wdl: s3://runs/runs/import-syntax/lib.wdl:3:15: Unexpected token "
+        "Token('$END', '') at line 3, column 15. Expected one of: * "
+    ), problem
+    assert "\n" not in problem
     assert executions() == []
 
 

@@ -57,6 +57,20 @@ def files(tmp_path_factory):
     (top / "latin1" / "lib.wdl").write_bytes(b'version 1.1\ntask t {\n  command <<< echo "\xff" >>>\n}\n')
     (top / "latin1" / "inputs.json").write_text("{}")
     (top / "latin1" / "deeper.wdl").write_bytes(b'version 1.1\nimport "imports.wdl" as i\nworkflow v { call i.lib.t }\n')
+    # an imported document that does not load: its errors said with where they are in it
+    (top / "imports").mkdir()
+    (top / "imports" / "inputs.json").write_text("{}")
+    for name, lib in (
+        ("several", "version 1.1\ntask t {\n  input { Int a = b }\n  command <<< echo ~{c} >>>\n}\n"),
+        ("syntax", "version 1.1\ntask t {\n  command <<< >>>\n"),
+        ("one", "version 1.1\ntask t {\n  command <<< echo ~{nope} >>>\n}\n"),
+        ("many", "version 1.1\ntask t {\n" + "".join(f"  Int x{i} = y{i}\n" for i in range(7)) + "  command <<< >>>\n}\n"),
+    ):
+        (top / "imports" / f"{name}-lib.wdl").write_text(lib)
+        (top / "imports" / f"{name}.wdl").write_text(f'version 1.1\nimport "{name}-lib.wdl" as lib\nworkflow w {{ call lib.t }}\n')
+    (top / "imports" / "circle-a.wdl").write_text('version 1.1\nimport "circle-b.wdl" as b\nworkflow w {}\n')
+    (top / "imports" / "circle-b.wdl").write_text('version 1.1\nimport "circle-a.wdl" as a\ntask t { command <<< >>> }\n')
+    (top / "imports" / "deeper.wdl").write_text('version 1.1\nimport "one.wdl" as o\nworkflow v { call o.lib.t }\n')
     (top / "uris").mkdir()
     (top / "uris" / "w.wdl").write_text("version development\nworkflow w {\n  input { File f  Directory? d }\n}\n")
     for name, value in (("gs", "gs://x/y"), ("upper", "S3://x/y"), ("nobucket", "s3:///key"), ("bucketonly", "s3://BUCKET")):
@@ -119,6 +133,29 @@ CASES = {
     "submit a WDL whose import imports one that is not UTF-8": (
         ["submit", "{d}/latin1/deeper.wdl", "{d}/latin1/inputs.json", "--local={d}/gone.json"],
         "not UTF-8 text (byte 0xff at offset 41)",
+    ),
+    "submit a WDL importing one with several errors (miniwdl's own text of them is empty)": (
+        ["submit", "{d}/imports/several.wdl", "{d}/imports/inputs.json", "--local={d}/gone.json"],
+        "error: {d}/imports/several.wdl:2:1: Failed to import several-lib.wdl: {d}/imports/several-lib.wdl:3:19: "
+        "Unknown identifier b; {d}/imports/several-lib.wdl:4:22: Unknown identifier c",
+    ),
+    "submit a WDL importing one with more errors than are named": (
+        ["submit", "{d}/imports/many.wdl", "{d}/imports/inputs.json", "--local={d}/gone.json"],
+        "{d}/imports/many-lib.wdl:7:12: Unknown identifier y4 (and 2 more)",
+    ),
+    "submit a WDL importing one with a syntax error": (
+        ["submit", "{d}/imports/syntax.wdl", "{d}/imports/inputs.json", "--local={d}/gone.json"],
+        "error: {d}/imports/syntax.wdl:2:1: Failed to import syntax-lib.wdl: {d}/imports/syntax-lib.wdl:3:15: Unexpected token",
+    ),
+    "local run of a WDL whose import's import has an error": (
+        ["local", "run", "{d}/imports/deeper.wdl", "{d}/imports/inputs.json", "--state-dir", "{d}/state"],
+        "error: {d}/imports/deeper.wdl:2:1: Failed to import one.wdl: Failed to import one-lib.wdl: "
+        "{d}/imports/one-lib.wdl:3:22: Unknown identifier nope",
+    ),
+    "submit a WDL whose imports import each other (miniwdl says the same imports until its depth limit)": (
+        ["submit", "{d}/imports/circle-a.wdl", "{d}/imports/inputs.json", "--local={d}/gone.json"],
+        "error: {d}/imports/circle-a.wdl:2:1: Failed to import circle-b.wdl: circular imports: "
+        "{d}/imports/circle-a.wdl -> {d}/imports/circle-b.wdl -> {d}/imports/circle-a.wdl",
     ),
     "local run --parameter a number Python reads and CloudFormation does not": (
         ["local", "run", "{d}/good/w.wdl", "--parameter", "MaxRunHours=1_000", "--state-dir", "{d}/state"],

@@ -108,13 +108,44 @@ def _source_reader(main_uri: str) -> Any:
     return read_source
 
 
-def import_cause(exn: BaseException) -> BaseException | None:
-    """Why an import failed, under however many imports failing in turn (a.wdl's import of
-    b.wdl: miniwdl's ImportError of a.wdl holds b.wdl's, which holds the reason)."""
+#: how many of an imported document's errors ``import_failure`` names (the rest are counted)
+IMPORT_ERRORS_SHOWN = 5
+
+
+def import_failure(exn: WDL.Error.ImportError) -> str:
+    """What a failed import says, on one line: each import that failed in turn (``Failed to
+    import b.wdl: Failed to import c.wdl``, miniwdl's words) and why, an error in an imported
+    document with where it is in that document (``<its path>:<line>:<column>: ...``; several,
+    each so, ``;``-separated), or the documents importing each other in a circle. miniwdl's own
+    ImportError says only which import failed, its text of an imported document's several errors
+    is empty, and a circle it says as the same imports over and over until its depth limit."""
+    said, importers = [str(exn)], [exn.pos.abspath]
     cause = exn.__cause__ or exn.__context__
-    while isinstance(cause, WDL.Error.ImportError) and (cause.__cause__ or cause.__context__) is not None:
+    while isinstance(cause, WDL.Error.ImportError):
+        if cause.pos.abspath in importers:  # (each ImportError's position is its importer's import)
+            circle = importers[importers.index(cause.pos.abspath):] + [cause.pos.abspath]
+            return f"{said[0]}: circular imports: {' -> '.join(circle)}"
+        said.append(str(cause))
+        importers.append(cause.pos.abspath)
         cause = cause.__cause__ or cause.__context__
-    return cause
+    why = _error_text(cause) if cause is not None else ""
+    return ": ".join(said + ([why] if why and why not in said[-1] else []))
+
+
+def _error_text(error: BaseException) -> str:
+    """One line saying what ``error`` (why a WDL document did not load) is, and where when it
+    has a source position."""
+    if isinstance(error, WDL.Error.MultipleValidationErrors):
+        shown = [_error_text(each) for each in error.exceptions[:IMPORT_ERRORS_SHOWN]]
+        more = len(error.exceptions) - len(shown)
+        return "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+    if isinstance(error, UnicodeDecodeError):
+        return not_utf8(error)
+    text = " ".join(str(error).split())  # (a syntax error's list of expected tokens spans many lines)
+    pos = getattr(error, "pos", None)
+    if isinstance(error, (WDL.Error.SyntaxError, WDL.Error.ValidationError)) and getattr(pos, "line", 0):
+        return f"{_where('', pos)}: {text}"
+    return text
 
 
 def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
@@ -124,9 +155,7 @@ def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
     except WDL.Error.SyntaxError as exn:
         problems.add(_where(uri, exn.pos), "WDL syntax error: " + " ".join(str(exn).split()))
     except WDL.Error.ImportError as exn:
-        cause = import_cause(exn)
-        detail = f": {cause}" if cause and str(cause) not in str(exn) else ""
-        problems.add(_where(uri, exn.pos), f"WDL import failed: {exn}{detail}")
+        problems.add(_where(uri, exn.pos), f"WDL import failed: {import_failure(exn)}")
     except WDL.Error.MultipleValidationErrors as exn:
         for error in exn.exceptions:
             problems.add(_where(uri, error.pos), f"WDL error: {error}")
