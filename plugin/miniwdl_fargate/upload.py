@@ -591,7 +591,7 @@ def prepare(
     is a WDL that imports the workflow.wdl of its own folder (whose place it would take)."""
     wdl_path = Path(wdl).resolve()
     if not wdl_path.is_file():
-        raise RunInputError(f"{wdl}: no such WDL file")
+        raise RunInputError(f"{wdl}: {'a folder, not a WDL file' if wdl_path.is_dir() else 'no such WDL file'}")
     if zip_into is not None and not zipbundle.is_bundle(str(wdl_path)):
         wdl_path = build_bundle(wdl_path, Path(zip_into))
     defaults: dict[str, Any] = {}
@@ -729,6 +729,8 @@ def read_inputs(path: Path) -> dict[str, Any]:
         if problem:
             raise RunInputError(f"{path}: {problem}")
         return inputs_json.load_object(path.read_bytes(), str(path))
+    except IsADirectoryError:
+        raise RunInputError(f"{path}: a folder, not an inputs file") from None
     except OSError as exn:
         raise RunInputError(f"{path}: {exn.strerror}") from None
     except inputs_json.InputsJSONError as exn:

@@ -195,6 +195,12 @@ CASES = {
         "error: options.max_vcpus: Input should be a finite number",
     ),
     "submit a missing WDL": (["submit", "{d}/nope.wdl", "{d}/good/inputs.json"], "error: {d}/nope.wdl: no such WDL file"),
+    "submit a folder as the WDL": (["submit", "{d}/good", "{d}/good/inputs.json"], "error: {d}/good: a folder, not a WDL file"),
+    "submit a folder as the inputs": (["submit", "{d}/good/w.wdl", "{d}/good"], "error: {d}/good: a folder, not an inputs file"),
+    "local run of a folder as the WDL": (["local", "run", "{d}/good", "--state-dir", "{d}/state"], "error: WDL file {d}/good is a folder, not a file"),
+    "local run of a folder as the inputs": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good", "--state-dir", "{d}/state"], "error: inputs file {d}/good is a folder, not a file",
+    ),
     "submit inputs that are not JSON": (
         ["submit", "{d}/good/w.wdl", "{d}/not-json.json"], "error: {d}/not-json.json: not valid JSON: Expecting property name",
     ),

@@ -245,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
     # check what we can before starting anything
     for path, what in ((args.wdl, "WDL file"), (args.inputs, "inputs file")):
         if path is not None and not os.path.isfile(path):
-            print(f"error: {what} {path} not found", file=sys.stderr)
+            found = "is a folder, not a file" if os.path.isdir(path) else "not found"
+            print(f"error: {what} {path} {found}", file=sys.stderr)
             return 2
     if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):
         print(f"error: --state-dir {args.state_dir}: exists and is not a folder", file=sys.stderr)
