@@ -15,7 +15,7 @@ HOP_BY_HOP = ("content-length", "transfer-encoding", "connection")
 
 
 class HttpService:
-    """``with Service(...) as url:`` requests to ``url`` (GET, POST, DELETE) answered by ``answer``."""
+    """``with Service(...) as url:`` requests to ``url`` (any method) answered by ``answer``."""
 
     thread_name = "http-service"
 
@@ -46,9 +46,11 @@ class HttpService:
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":  # (an answer to HEAD has the headers of one to GET, no body)
+                    self.wfile.write(data)
 
-            do_GET = do_POST = do_DELETE = _serve
+            # (every method reaches ``answer``, which says what the service does with it)
+            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -171,3 +171,34 @@ def test_unknown_runs_and_bad_requests(api):
     code, doc = api("POST", "/runs", {"name": "x", "wdl": GREET, "inputs": {"greet.who": 1, "greet.extra": 2}})
     assert code == 400
     assert [p["where"] for p in doc["problems"]] == ["inputs: greet.who", "inputs: greet.extra"]
+
+
+def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_rest_as_api_gateway_does(stack):
+    """Through HTTP, as a client reaches it: the deployed REST API's resources and methods are the
+    template's Api events, each reaching the function with its resource and path parameters; a
+    method or path the API lacks is API Gateway's 403, not the function's answer."""
+    import urllib.error
+    import urllib.request
+
+    from miniwdl_fargate.local.gateway import Gateway
+    from miniwdl_fargate.local.stack import read_template
+
+    template = read_template(REPO / "template.yaml")
+    declared = {
+        (event["Properties"]["Path"], event["Properties"]["Method"].upper())
+        for resource in template["Resources"].values() if resource["Type"] == "AWS::Serverless::Function"
+        for event in (resource["Properties"].get("Events") or {}).values() if event["Type"] == "Api"
+    }
+    service = Gateway.for_stack(stack.stack_name)
+    assert {(route.resource, method) for route in service.routes.routes for method in route.methods} == declared
+    with service as url:
+        with urllib.request.urlopen(f"{url}/runs?limit=1") as answer:
+            assert answer.status == 200
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            urllib.request.urlopen(f"{url}/runs/nope-0123abcd")
+        assert unknown.value.code == 404 and json.loads(unknown.value.read())["error"] == "NotFound"  # (the function's)
+        for method, path in (("PUT", "/runs"), ("GET", "/runs/nope-0123abcd/resume"), ("GET", "/ga4gh/wes/v1"), ("GET", "/")):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(url + path, method=method))
+            assert refused.value.code == 403, (method, path)
+            assert json.loads(refused.value.read()) == {"message": "Missing Authentication Token"}

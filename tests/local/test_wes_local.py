@@ -10,14 +10,13 @@ from wes_client.util import WESClient
 
 from tests.workflows import GREET
 
-from miniwdl_fargate.client import api_function
 from miniwdl_fargate.local.gateway import Gateway
 from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
 def client(stack):
-    with Gateway(api_function(stack.stack_name)) as url:
+    with Gateway.for_stack(stack.stack_name) as url:
         yield WESClient({"auth": {}, "proto": "http", "host": url[len("http://"):]})
 
 

@@ -144,7 +144,6 @@ def up(args: argparse.Namespace, say) -> int:
 
 def serve(args: argparse.Namespace, say, signals: StopSignals) -> int:
     """``local up`` once its signals are noted: deploy, serve until one comes, stop."""
-    from ..client import api_function
     from .stack import LocalStack
 
     path = Path(args.file) if args.file else client.LOCAL_FILE
@@ -152,7 +151,7 @@ def serve(args: argparse.Namespace, say, signals: StopSignals) -> int:
         if args.seed_s3:
             say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
         try:
-            gateway = api_gateway(api_function(stack.stack_name), args.api_port, say)
+            gateway = api_gateway(stack.stack_name, args.api_port, say)
         except OSError as exn:  # (only for a port asked for: the default falls back to a free one)
             print(f"error: --api-port {args.api_port}: {exn.strerror or exn}: give another port, or none for a free one",
                   file=sys.stderr)
@@ -173,18 +172,18 @@ def serve(args: argparse.Namespace, say, signals: StopSignals) -> int:
     return 0
 
 
-def api_gateway(function_name: str, port: int | None, say) -> Gateway:
-    """The local API gateway on ``port``; unless a port was asked for, DEFAULT_API_PORT or, if
-    that is taken, any free one (said)."""
+def api_gateway(stack_name: str, port: int | None, say) -> Gateway:
+    """The local API gateway of the stack on ``port``; unless a port was asked for,
+    DEFAULT_API_PORT or, if that is taken, any free one (said)."""
     from .gateway import Gateway
 
     if port is not None:
-        return Gateway(function_name, port=port)
+        return Gateway.for_stack(stack_name, port=port)
     try:
-        return Gateway(function_name, port=DEFAULT_API_PORT)
+        return Gateway.for_stack(stack_name, port=DEFAULT_API_PORT)
     except OSError as exn:
         say(f"port {DEFAULT_API_PORT} is not free ({exn.strerror}): serving the API on another")
-        return Gateway(function_name, port=0)
+        return Gateway.for_stack(stack_name, port=0)
 
 
 def mirror(bucket: str, prefix: str, dest: str) -> str:
