@@ -202,3 +202,15 @@ def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_res
                 urllib.request.urlopen(urllib.request.Request(url + path, method=method))
             assert refused.value.code == 403, (method, path)
             assert json.loads(refused.value.read()) == {"message": "Missing Authentication Token"}
+        # POST /runs's body is checked against the template's RunRequest model before the function
+        model = template["Resources"]["RunsApi"]["Properties"]["Models"]["RunRequest"]
+        assert service.checks.schemas == {("/runs", "POST"): json.loads(json.dumps(model))}
+        post = urllib.request.Request(url + "/runs", data=b'{"name": "x", "wdl": "", "extra": 1}', method="POST",
+                                      headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(post)
+        assert refused.value.code == 400
+        assert json.loads(refused.value.read()) == {"error": "InvalidRequest", "problems": [{"where": "body", "problem": (
+            '[object instance has properties which are not allowed by the schema: ["extra"], '
+            'string "" is too short (length: 0, required minimum: 1)]'
+        )}]}

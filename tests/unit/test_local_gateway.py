@@ -113,3 +113,75 @@ def test_local_up_serves_the_api_on_8080_or_on_a_free_port_when_it_is_taken(monk
     finally:
         taken.close()
 
+
+
+#: a REST API definition as aws-sam-translator writes it for template.yaml's RunsApi (OpenAPI 3)
+DEFINITION = {
+    "openapi": "3.0.1",
+    "x-amazon-apigateway-request-validators": {"body-only": {"validateRequestParameters": False, "validateRequestBody": True}},
+    "x-amazon-apigateway-gateway-responses": {"BAD_REQUEST_BODY": {"statusCode": "400", "responseTemplates": {
+        "application/json": '{"error": "InvalidRequest", "problems": [{"where": "body", "problem": "$context.error.validationErrorString"}]}',
+    }}},
+    "components": {"schemas": {"runrequest": {
+        "type": "object", "required": ["name"], "additionalProperties": False,
+        "properties": {"name": {"type": "string", "pattern": "^[a-z]+$"}, "wdl": {"type": "string", "minLength": 1}, "inputs": {"type": "object"}},
+    }}},
+    "paths": {
+        "/runs": {
+            "post": {"x-amazon-apigateway-request-validator": "body-only",
+                     "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/runrequest"}}}, "required": True}},
+            "get": {},
+        },
+        "/runs/{run_id}/resume": {"post": {}},
+    },
+}
+
+
+@pytest.mark.parametrize("body, said", [
+    (b'{"name": "ok"}', None),
+    (b'{}', '[object has missing required properties ([\\"name\\"])]'),
+    (b'{"name": "Bad Name", "extra": 1, "inputs": [], "wdl": ""}', (
+        '[object instance has properties which are not allowed by the schema: [\\"extra\\"], '
+        'instance type (array) does not match any allowed primitive type (allowed: [\\"object\\"]), '
+        'ECMA 262 regex \\"^[a-z]+$\\" does not match input string \\"Bad Name\\", '
+        'string \\"\\" is too short (length: 0, required minimum: 1)]'
+    )),
+    (b'', '[instance type (null) does not match any allowed primitive type (allowed: [\\"object\\"])]'),
+    (b'{oops', "Invalid request body"),
+])
+def test_a_json_body_is_checked_against_its_methods_model_as_api_gateway_checks_it(body, said):
+    checks = gateway.BodyChecks.of_definition(DEFINITION)
+    assert set(checks.schemas) == {("/runs", "POST")}
+    refused = checks.refusal("/runs", "POST", {"Content-Type": "application/json; charset=utf-8"}, body)
+    if said is None:
+        assert refused is None
+        return
+    code, headers, data = refused
+    assert code == 400 and ("Content-Type", "application/json") in headers
+    assert data.decode() == '{"error": "InvalidRequest", "problems": [{"where": "body", "problem": "' + said + '"}]}'
+    json.loads(data)  # (the error string is escaped into the template: the answer stays JSON)
+
+
+def test_a_body_of_another_content_type_or_method_is_not_checked():
+    checks = gateway.BodyChecks.of_definition(DEFINITION)
+    assert checks.refusal("/runs", "POST", {"Content-Type": "multipart/form-data; boundary=b"}, b"{}") is None
+    assert checks.refusal("/runs", "POST", {}, b"{}") is None
+    assert checks.refusal("/runs/{run_id}/resume", "POST", {"Content-Type": "application/json"}, b"[]") is None
+    default = gateway.BodyChecks.of_definition({**DEFINITION, "x-amazon-apigateway-gateway-responses": {}})
+    assert default.refusal("/runs", "POST", {"content-type": "application/json"}, b"{}")[2] == b'{"message": "Invalid request body"}'
+
+
+def test_a_refused_body_never_reaches_the_function(monkeypatch):
+    invoked = []
+    monkeypatch.setattr(gateway, "invoke", lambda name, event: invoked.append(event) or (201, {}, b"{}"))
+    with Gateway("api-function", API, checks=gateway.BodyChecks.of_definition(DEFINITION)) as url:
+        post = urllib.request.Request(url + "/runs", data=b'{"nmae": "x"}', method="POST", headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(post)
+        assert refused.value.code == 400
+        assert json.loads(refused.value.read())["problems"][0]["where"] == "body"
+        assert invoked == []
+        post = urllib.request.Request(url + "/runs", data=b'{"name": "x"}', method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(post) as answer:
+            assert answer.status == 201
+    assert len(invoked) == 1

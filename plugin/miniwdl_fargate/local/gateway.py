@@ -12,7 +12,13 @@ with ``isBase64Encoded`` true
 reach the function (``Routes``, read from the REST API as deployed): any other request is answered
 as API Gateway answers it, 403 ``{"message": "Missing Authentication Token"}``, never by the
 function (https://repost.aws/knowledge-center/api-gateway-authentication-token-errors: "The API
-request is made to a method or resource that doesn't exist").
+request is made to a method or resource that doesn't exist"). A method whose request validator
+checks the body (``POST /runs``: the RunRequest model) has a JSON body checked against its model as
+API Gateway checks it, JSON Schema draft 4, and a body of another Content-Type not at all
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-method-request-validation.html:
+"If no matching content type is found, request validation is not performed"); one that fails
+gets the API's BAD_REQUEST_BODY gateway response, never the function (``BodyChecks``), its
+``validationErrorString`` worded as API Gateway's validator words the checks the models use.
 """
 
 from __future__ import annotations
@@ -92,6 +98,101 @@ class Routes:
         return None
 
 
+#: what API Gateway answers a body that fails its model where the API has no BAD_REQUEST_BODY response
+DEFAULT_BAD_REQUEST_BODY = {"statusCode": "400", "responseTemplates": {"application/json": '{"message": "Invalid request body"}'}}
+
+
+@dataclass(frozen=True)
+class BodyChecks:
+    """The request bodies the API checks against a model: by (resource, method), the JSON Schema
+    of an ``application/json`` body; and what a body that fails gets (BAD_REQUEST_BODY)."""
+
+    schemas: dict[tuple[str, str], dict[str, Any]]
+    bad_request_body: dict[str, Any]
+
+    @classmethod
+    def of_definition(cls, definition: dict[str, Any]) -> "BodyChecks":
+        """From the REST API's OpenAPI definition (its ``Body`` in the deployed template): each
+        method whose request validator (its own ``x-amazon-apigateway-request-validator``, else
+        the API's) validates the body, with the model of its ``application/json`` content."""
+        validators = definition.get("x-amazon-apigateway-request-validators") or {}
+        default = definition.get("x-amazon-apigateway-request-validator")
+        models = (definition.get("components") or {}).get("schemas") or definition.get("definitions") or {}
+        schemas = {}
+        for path, methods in (definition.get("paths") or {}).items():
+            for method, operation in methods.items():
+                validator = validators.get(operation.get("x-amazon-apigateway-request-validator", default)) or {}
+                schema = (((operation.get("requestBody") or {}).get("content") or {}).get("application/json") or {}).get("schema")
+                if validator.get("validateRequestBody") and schema is not None:
+                    ref = schema.get("$ref", "")
+                    schemas[(path, method.upper())] = models[ref.rsplit("/", 1)[1]] if ref else schema
+        responses = definition.get("x-amazon-apigateway-gateway-responses") or {}
+        return cls(schemas, responses.get("BAD_REQUEST_BODY") or DEFAULT_BAD_REQUEST_BODY)
+
+    def refusal(self, resource: str, method: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """The answer to a body the model of ``method`` on ``resource`` refuses; None if it has
+        none, the body is not JSON by its Content-Type, or it passes."""
+        schema = self.schemas.get((resource, method))
+        kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "").split(";", 1)[0].strip().lower()
+        if schema is None or kind != "application/json":
+            return None
+        try:
+            instance = json.loads(body or b"null")
+        except ValueError:
+            said = "Invalid request body"
+        else:
+            errors = validation_errors(schema, instance)
+            if not errors:
+                return None
+            said = "[" + ", ".join(errors) + "]"
+        template = (self.bad_request_body.get("responseTemplates") or {}).get("application/json", '{"message": "$context.error.validationErrorString"}')
+        data = template.replace("$context.error.validationErrorString", json.dumps(said)[1:-1])
+        return int(self.bad_request_body.get("statusCode", 400)), [("Content-Type", "application/json"), ("x-amzn-ErrorType", "BadRequestException")], data.encode()
+
+
+def validation_errors(schema: dict[str, Any], instance: Any) -> list[str]:
+    """Why ``instance`` fails the JSON Schema (draft 4) ``schema``, each as API Gateway's
+    validator says it (``object has missing required properties (["name"])``) for the checks
+    the API's models use, in jsonschema's words for any other."""
+    from jsonschema import Draft4Validator
+
+    said: list[str] = []
+    missing: list[str] = []
+    for error in sorted(Draft4Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path)):
+        kind, value, found = error.validator, error.validator_value, error.instance
+        if kind == "required":
+            missing.extend(name for name in value if isinstance(found, dict) and name not in found and name not in missing)
+            continue
+        if kind == "additionalProperties" and isinstance(found, dict):
+            extra = sorted(k for k in found if k not in (error.schema.get("properties") or {}))
+            said.append(f"object instance has properties which are not allowed by the schema: {json.dumps(extra)}")
+        elif kind == "type":
+            allowed = value if isinstance(value, list) else [value]
+            said.append(f"instance type ({_json_type(found)}) does not match any allowed primitive type (allowed: {json.dumps(allowed)})")
+        elif kind == "pattern":
+            said.append(f"ECMA 262 regex {json.dumps(value)} does not match input string {json.dumps(found)}")
+        elif kind == "minLength":
+            said.append(f"string {json.dumps(found)} is too short (length: {len(found)}, required minimum: {value})")
+        elif kind == "maxLength":
+            said.append(f"string {json.dumps(found)[:80]} is too long (length: {len(found)}, maximum allowed: {value})")
+        else:
+            said.append(error.message)
+    if missing:
+        said.insert(0, f"object has missing required properties ({json.dumps(missing)})")
+    return said
+
+
+def _json_type(value: Any) -> str:
+    """JSON Schema's name of a JSON value's type."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    return {float: "number", str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
 def proxy_event(
     method: str, target: str, headers: dict[str, str], body: bytes, resource: str | None = None,
     path_parameters: dict[str, str] | None = None,
@@ -140,26 +241,38 @@ class Gateway(HttpService):
 
     thread_name = "local-api-gateway"
 
-    def __init__(self, function_name: str, routes: Routes, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, function_name: str, routes: Routes, host: str = "127.0.0.1", port: int = 0, checks: BodyChecks | None = None,
+    ) -> None:
         self.function_name = function_name
         self.routes = routes
+        self.checks = checks or BodyChecks({}, DEFAULT_BAD_REQUEST_BODY)
         super().__init__(host, port)
 
     @classmethod
     def for_stack(cls, stack_name: str, host: str = "127.0.0.1", port: int = 0) -> "Gateway":
-        """The gateway of the stack's run API (its API function, and its REST API's routes)."""
+        """The gateway of the stack's run API (its API function, its REST API's routes, and the
+        bodies its methods check, from the REST API's definition in the deployed template)."""
         from ..client import api_function
 
-        pages = aws.client("cloudformation").get_paginator("list_stack_resources").paginate(StackName=stack_name)
-        apis = [r["PhysicalResourceId"] for page in pages for r in page["StackResourceSummaries"]
+        cloudformation = aws.client("cloudformation")
+        pages = cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name)
+        apis = [(r["LogicalResourceId"], r["PhysicalResourceId"]) for page in pages for r in page["StackResourceSummaries"]
                 if r["ResourceType"] == "AWS::ApiGateway::RestApi"]
         if len(apis) != 1:
             raise ValueError(f"stack {stack_name} has {len(apis)} REST APIs; local mode serves one")
-        return cls(api_function(stack_name), Routes.of_api(apis[0]), host, port)
+        (logical, physical), = apis
+        template = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
+        template = json.loads(template) if isinstance(template, str) else template
+        definition = template["Resources"][logical]["Properties"].get("Body") or {}
+        return cls(api_function(stack_name), Routes.of_api(physical), host, port, BodyChecks.of_definition(definition))
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         reached = self.routes.match(method, urllib.parse.urlsplit(path).path)
         if reached is None:
             return MISSING_ROUTE
+        refused = self.checks.refusal(reached[0], method, headers, body)
+        if refused is not None:
+            return refused
         code, answered, data = invoke(self.function_name, proxy_event(method, path, headers, body, *reached))
         return code, list(answered.items()), data
