@@ -5,7 +5,7 @@ import argparse
 
 import pytest
 
-from miniwdl_fargate import client, upload
+from miniwdl_fargate import upload
 from miniwdl_fargate.local import cli as local_cli
 from miniwdl_fargate.local import stack as local_stack
 
@@ -36,7 +36,10 @@ def test_local_up_with_its_api_port_taken_says_so_and_writes_no_connection_file(
     import socket
 
     monkeypatch.setattr(local_stack, "LocalStack", StandInStack)
-    monkeypatch.setattr(client, "api_function", lambda stack_name: "api")
+    from miniwdl_fargate.local.gateway import Gateway, Routes
+
+    # (the stand-in stack has no API to read routes from: none)
+    monkeypatch.setattr(Gateway, "for_stack", classmethod(lambda cls, name, host="127.0.0.1", port=0: cls("api", Routes([]), host, port)))
     said = []
     taken = socket.socket()
     try:
