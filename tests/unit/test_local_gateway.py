@@ -133,6 +133,10 @@ DEFINITION = {
             "get": {},
         },
         "/runs/{run_id}/resume": {"post": {}},
+        "/any/{x}": {"parameters": [{"name": "x", "in": "path"}], "x-amazon-apigateway-any-method": {
+            "x-amazon-apigateway-request-validator": "body-only",
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+        }},
     },
 }
 
@@ -151,7 +155,7 @@ DEFINITION = {
 ])
 def test_a_json_body_is_checked_against_its_methods_model_as_api_gateway_checks_it(body, said):
     checks = gateway.BodyChecks.of_definition(DEFINITION)
-    assert set(checks.schemas) == {("/runs", "POST")}
+    assert set(checks.schemas) == {("/runs", "POST"), ("/any/{x}", "ANY")}
     refused = checks.refusal("/runs", "POST", {"Content-Type": "application/json; charset=utf-8"}, body)
     if said is None:
         assert refused is None
@@ -167,6 +171,7 @@ def test_a_body_of_another_content_type_or_method_is_not_checked():
     assert checks.refusal("/runs", "POST", {"Content-Type": "multipart/form-data; boundary=b"}, b"{}") is None
     assert checks.refusal("/runs", "POST", {}, b"{}") is None
     assert checks.refusal("/runs/{run_id}/resume", "POST", {"Content-Type": "application/json"}, b"[]") is None
+    assert checks.refusal("/any/{x}", "PUT", {"Content-Type": "application/json"}, b"[]")[0] == 400  # (an ANY method's model)
     default = gateway.BodyChecks.of_definition({**DEFINITION, "x-amazon-apigateway-gateway-responses": {}})
     assert default.refusal("/runs", "POST", {"content-type": "application/json"}, b"{}")[2] == b'{"message": "Invalid request body"}'
 

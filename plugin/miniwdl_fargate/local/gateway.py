@@ -121,18 +121,21 @@ class BodyChecks:
         schemas = {}
         for path, methods in (definition.get("paths") or {}).items():
             for method, operation in methods.items():
+                if not isinstance(operation, dict):  # (a path's own `parameters`)
+                    continue
+                method = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
                 validator = validators.get(operation.get("x-amazon-apigateway-request-validator", default)) or {}
                 schema = (((operation.get("requestBody") or {}).get("content") or {}).get("application/json") or {}).get("schema")
                 if validator.get("validateRequestBody") and schema is not None:
                     ref = schema.get("$ref", "")
-                    schemas[(path, method.upper())] = models[ref.rsplit("/", 1)[1]] if ref else schema
+                    schemas[(path, method)] = models[ref.rsplit("/", 1)[1]] if ref else schema
         responses = definition.get("x-amazon-apigateway-gateway-responses") or {}
         return cls(schemas, responses.get("BAD_REQUEST_BODY") or DEFAULT_BAD_REQUEST_BODY)
 
     def refusal(self, resource: str, method: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """The answer to a body the model of ``method`` on ``resource`` refuses; None if it has
         none, the body is not JSON by its Content-Type, or it passes."""
-        schema = self.schemas.get((resource, method))
+        schema = self.schemas.get((resource, method), self.schemas.get((resource, "ANY")))
         kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "").split(";", 1)[0].strip().lower()
         if schema is None or kind != "application/json":
             return None
