@@ -679,3 +679,57 @@ def test_a_kept_parse_tree_gives_each_execution_components_of_its_own(monkeypatc
     for _ in range(2):
         with pytest.raises(ASLParserException):
             AmazonStateLanguageParser.parse('{"StartAt": "P", "States": ')
+
+
+@pytest.fixture
+def stub_function(moto_aws, monkeypatch):
+    """A Lambda function in moto whose invocations are answered without running anything (moto
+    would start a container); the payloads that reached it."""
+    import io
+    import zipfile
+
+    from moto.awslambda.models import LambdaBackend
+
+    reached = []
+    monkeypatch.setattr(LambdaBackend, "invoke", lambda self, name, qualifier, body, headers, response_headers: reached.append(body) or b"{}")
+    role = aws.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as bundle:
+        bundle.writestr("f.py", "def handler(event, context):\n    return {}\n")
+    aws.client("lambda").create_function(FunctionName="f", Runtime="python3.11", Role=role, Handler="f.handler",
+                                         Code={"ZipFile": code.getvalue()})
+    return reached
+
+
+def invoke_sized(size, kind="RequestResponse"):
+    payload = json.dumps("A" * (size - 2)).encode()  # (a JSON string of ``size`` bytes)
+    assert len(payload) == size
+    return aws.client("lambda").invoke(FunctionName="f", InvocationType=kind, Payload=payload)
+
+
+def test_moto_still_invokes_with_a_request_payload_over_the_quota(stub_function, monkeypatch):
+    """When this fails, moto refuses an Invoke whose request payload is over Lambda's quota
+    itself: remove fixes.invoke_request_size."""
+    from moto.awslambda.responses import LambdaResponse
+
+    monkeypatch.setattr(LambdaResponse, "invoke", patching.unpatched("invoke_request_size", LambdaResponse, "invoke"))
+    assert invoke_sized(fixes.INVOKE_REQUEST_BYTES["RequestResponse"] + 1)["StatusCode"] == 200
+    assert len(stub_function) == 1, "moto no longer runs the function with a payload over the quota"
+
+
+def test_an_invoke_over_its_types_payload_quota_is_refused_before_the_function_runs(stub_function):
+    from botocore.exceptions import ClientError
+
+    fixes.invoke_request_size()
+    sync, event = fixes.INVOKE_REQUEST_BYTES["RequestResponse"], fixes.INVOKE_REQUEST_BYTES["Event"]
+    assert (sync, event) == (6 * 1024 * 1024, 1024 * 1024)
+    for size, kind in ((sync + 1, "RequestResponse"), (event + 1, "Event")):
+        with pytest.raises(ClientError) as refused:
+            invoke_sized(size, kind)
+        assert refused.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+        assert f"smaller than {size - 1} bytes" in refused.value.response["Error"]["Message"]
+    assert stub_function == []
+    assert invoke_sized(sync)["StatusCode"] == 200
+    assert invoke_sized(event, "Event")["StatusCode"] == 202
+    assert len(stub_function) == 2

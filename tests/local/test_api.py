@@ -173,7 +173,7 @@ def test_unknown_runs_and_bad_requests(api):
     assert [p["where"] for p in doc["problems"]] == ["inputs: greet.who", "inputs: greet.extra"]
 
 
-def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_rest_as_api_gateway_does(stack):
+def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_rest_as_api_gateway_does(stack, api):
     """Through HTTP, as a client reaches it: the deployed REST API's resources and methods are the
     template's Api events, each reaching the function with its resource and path parameters; a
     method or path the API lacks is API Gateway's 403, not the function's answer."""
@@ -214,3 +214,11 @@ def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_res
             '[object instance has properties which are not allowed by the schema: ["extra"], '
             'string "" is too short (length: 0, required minimum: 1)]'
         )}]}
+        # a body the model takes but whose event is over Lambda's 6 MB: refused by the invoke, as on AWS
+        big = json.dumps({"name": "big", "wdl": GREET, "inputs": {"greet.who": "A" * (7 << 20)}}).encode()
+        post = urllib.request.Request(url + "/runs", data=big, method="POST", headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(post)
+        assert refused.value.code == 413 and json.loads(refused.value.read()) == {"message": "Request Too Long"}
+        code, doc = api("GET", "/runs", query={"name": "big"})
+        assert code == 200 and doc["runs"] == []  # (nothing started)

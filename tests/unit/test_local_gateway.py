@@ -190,3 +190,29 @@ def test_a_refused_body_never_reaches_the_function(monkeypatch):
         with urllib.request.urlopen(post) as answer:
             assert answer.status == 201
     assert len(invoked) == 1
+
+
+def test_a_request_too_large_for_api_gateway_or_for_lambdas_invoke_gets_413(monkeypatch):
+    """A body over the REST API's 10 MB never reaches the function; an event over Lambda's 6 MB
+    synchronous quota is refused by the invoke (fixes.invoke_request_size): both API Gateway's
+    413. Any other refused invoke is API Gateway's 500, not a dropped connection."""
+    from botocore.exceptions import ClientError
+
+    invoked = []
+
+    class Lambda:
+        def invoke(self, FunctionName, Payload):
+            invoked.append(len(Payload))
+            code = 413 if len(Payload) > 6 * 1024 * 1024 else 429
+            raise ClientError({"Error": {"Code": "x"}, "ResponseMetadata": {"HTTPStatusCode": code}}, "Invoke")
+
+    monkeypatch.setattr(gateway.aws, "client", lambda service: Lambda())
+    with Gateway("api-function", API) as url:
+        for size, code in ((gateway.MAX_BODY_BYTES + 1, 413), (7 * 1024 * 1024, 413), (10, 500)):
+            post = urllib.request.Request(url + "/runs", data=b"A" * size, method="POST", headers={"Content-Type": "text/plain"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(post)
+            assert refused.value.code == code, size
+            said = json.loads(refused.value.read())
+            assert said == ({"message": "Request Too Long"} if code == 413 else {"message": "Internal server error"})
+    assert len(invoked) == 2  # (the body over 10 MB was never sent on)

@@ -227,9 +227,30 @@ def proxy_event(
     }
 
 
+#: the largest request body a REST API takes (10 MB: https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+#: API Gateway's answer to a request too large for it, or for the Lambda invoke it makes
+#: (its REQUEST_TOO_LARGE gateway response, 413: https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)
+REQUEST_TOO_LARGE = (
+    413, [("Content-Type", "application/json"), ("x-amzn-ErrorType", "RequestTooLargeException")],
+    json.dumps({"message": "Request Too Long"}).encode(),
+)
+
+
 def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    """The function's answer to ``event``: status, headers, body."""
-    payload = aws.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(event).encode())["Payload"].read()
+    """The function's answer to ``event``: status, headers, body. An event over Lambda's
+    synchronous payload quota (6 MB: the invoke is refused before the function runs) is
+    ``REQUEST_TOO_LARGE``; any other refused invoke, API Gateway's 500."""
+    from botocore.exceptions import ClientError
+
+    try:
+        payload = aws.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(event).encode())["Payload"].read()
+    except ClientError as exn:
+        if exn.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 413:
+            code, headers, data = REQUEST_TOO_LARGE
+            return code, dict(headers), data
+        return 500, {"Content-Type": "application/json"}, json.dumps({"message": "Internal server error"}).encode()
     answer = json.loads(payload)
     if "statusCode" not in answer:  # the function failed: API Gateway answers 502
         return 502, {"Content-Type": "application/json"}, json.dumps({"message": "Internal server error"}).encode()
@@ -271,6 +292,8 @@ class Gateway(HttpService):
         return cls(api_function(stack_name), Routes.of_api(physical), host, port, BodyChecks.of_definition(definition))
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        if len(body) > MAX_BODY_BYTES:
+            return REQUEST_TOO_LARGE
         reached = self.routes.match(method, urllib.parse.urlsplit(path).path)
         if reached is None:
             return MISSING_ROUTE

@@ -39,6 +39,35 @@ class Fix:
     install: Callable[[], None]
 
 
+#: the largest request payload Invoke takes, by invocation type: 6 MB synchronous, 1 MB asynchronous
+#: (https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html: "For synchronous invocations, the
+#: maximum payload size is 6 MB. For asynchronous invocations, the maximum payload size is 1 MB.")
+INVOKE_REQUEST_BYTES = {"RequestResponse": 6 * 1024 * 1024, "Event": 1024 * 1024}
+
+
+def invoke_request_size() -> None:
+    """Invoke: moto runs the function with a request payload of any size; Lambda refuses one over
+    its invocation type's quota (``INVOKE_REQUEST_BYTES``) before running anything, 413
+    RequestEntityTooLargeException (botocore's model: RequestTooLargeException, "The request
+    payload exceeded the Invoke request body JSON input quota"). Through API Gateway that is a
+    request body of more than about 6 MB with the event's other fields: the local gateway's event
+    is refused as the deployed API's would be, where moto ran the function with it."""
+    from moto.awslambda.responses import LambdaResponse
+
+    def invoke(self: Any) -> Any:
+        body = self.body or b""
+        size = len(body.encode() if isinstance(body, str) else body)
+        limit = INVOKE_REQUEST_BYTES.get(self.headers.get("X-Amz-Invocation-Type") or "RequestResponse")
+        if limit is not None and size > limit:
+            said = {"Type": "User", "message": f"Request must be smaller than {limit} bytes for the InvokeFunction operation"}
+            # (moto takes an answer's status from its "status" header)
+            headers = {"status": "413", "x-amzn-ErrorType": "RequestEntityTooLargeException", "content-type": "application/json"}
+            return 413, headers, json.dumps(said)
+        return moto_function("invoke_request_size", "invoke")(self)
+
+    replace("invoke_request_size", LambdaResponse, "invoke", invoke)
+
+
 def send_task_failure_cause() -> None:
     """SendTaskFailure: moto's API layer drops the ``cause`` parameter (its executing backend
     takes it), so a failed run's state machine would see a null Cause."""
@@ -847,6 +876,8 @@ FIXES: tuple[Fix, ...] = (
     Fix("stop_execution_aborts", "StopExecution leaves a waiting execution RUNNING",
         "https://github.com/getmoto/moto/issues/2846 (fixed for moto's non-executing backend only)",
         f"{_MOTO_TESTS}::test_moto_still_leaves_a_stopped_waiting_execution_running", stop_execution_aborts),
+    Fix("invoke_request_size", "Invoke runs the function with a request payload over Lambda's quota", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_invokes_with_a_request_payload_over_the_quota", invoke_request_size),
     Fix("heartbeat_timeout_name", "a heartbeat timeout is named States.Timeout", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_names_a_heartbeat_timeout_states_timeout", heartbeat_timeout_name),
     Fix("heartbeat_while_starting", "a heartbeat sent before the task state's service call returned is InvalidToken",
