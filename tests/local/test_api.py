@@ -191,6 +191,8 @@ def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_res
     }
     service = Gateway.for_stack(stack.stack_name)
     assert {(route.resource, method) for route in service.routes.routes for method in route.methods} == declared
+    # (API Gateway waits 29 s for each: the template names no timeoutInMillis)
+    assert service.timeouts == {(path, method): 29.0 for path, method in declared}
     with service as url:
         with urllib.request.urlopen(f"{url}/runs?limit=1") as answer:
             assert answer.status == 200

@@ -216,3 +216,33 @@ def test_a_request_too_large_for_api_gateway_or_for_lambdas_invoke_gets_413(monk
             said = json.loads(refused.value.read())
             assert said == ({"message": "Request Too Long"} if code == 413 else {"message": "Internal server error"})
     assert len(invoked) == 2  # (the body over 10 MB was never sent on)
+
+
+def test_an_integration_slower_than_its_timeout_gets_api_gateways_504_while_the_function_runs_on(monkeypatch):
+    import threading
+
+    definition = {"paths": {
+        "/runs": {"get": {"x-amazon-apigateway-integration": {"timeoutInMillis": 200}}, "post": {"x-amazon-apigateway-integration": {}}},
+    }}
+    timeouts = gateway.integration_seconds(definition)
+    assert timeouts == {("/runs", "GET"): 0.2, ("/runs", "POST"): gateway.INTEGRATION_SECONDS}
+    assert gateway.INTEGRATION_SECONDS == 29.0
+    release, finished = threading.Event(), threading.Event()
+
+    def invoke(function_name, event):
+        release.wait(10)  # (the function answers only once the test lets it)
+        finished.set()
+        return 200, {}, b"{}"
+
+    monkeypatch.setattr(gateway, "invoke", invoke)
+    with Gateway("api-function", API, timeouts=timeouts) as url:
+        with pytest.raises(urllib.error.HTTPError) as late:
+            urllib.request.urlopen(url + "/runs")
+        assert late.value.code == 504 and json.loads(late.value.read()) == {"message": "Endpoint request timed out"}
+        assert not finished.is_set()  # (answered 504 while the function still ran)
+        release.set()
+        assert finished.wait(10)
+        monkeypatch.setattr(gateway, "invoke", lambda name, event: (_ for _ in ()).throw(OSError("moto is gone")))
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(url + "/runs")
+        assert failed.value.code == 500

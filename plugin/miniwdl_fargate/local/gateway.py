@@ -19,19 +19,26 @@ API Gateway checks it, JSON Schema draft 4, and a body of another Content-Type n
 "If no matching content type is found, request validation is not performed"); one that fails
 gets the API's BAD_REQUEST_BODY gateway response, never the function (``BodyChecks``), its
 ``validationErrorString`` worded as API Gateway's validator words the checks the models use.
+A body over the REST API's 10 MB, or an event over Lambda's synchronous 6 MB, gets API Gateway's
+413; a function slower than its integration's timeout (29 s unless the definition says otherwise)
+its 504, while the function runs on.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
+import threading
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 from .. import aws
 from ..http_service import HttpService
+
+log = logging.getLogger(__name__)
 
 #: the API's BinaryMediaTypes (template.yaml RunsApi)
 BINARY_MEDIA_TYPES = ("multipart/form-data",)
@@ -238,6 +245,32 @@ REQUEST_TOO_LARGE = (
 )
 
 
+#: how long API Gateway waits for an integration that names no ``timeoutInMillis``: 29 s
+#: (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html, "Integration timeout")
+INTEGRATION_SECONDS = 29.0
+
+#: API Gateway's answer when the integration did not answer in time (its INTEGRATION_TIMEOUT
+#: gateway response, 504); the function itself runs on
+INTEGRATION_TIMEOUT = (
+    504, [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InternalServerErrorException")],
+    json.dumps({"message": "Endpoint request timed out"}).encode(),
+)
+
+
+def integration_seconds(definition: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """By (resource, method), how long API Gateway waits for the method's integration, from the
+    REST API's OpenAPI definition (``x-amazon-apigateway-integration.timeoutInMillis``;
+    ``INTEGRATION_SECONDS`` where it names none)."""
+    found = {}
+    for path, methods in (definition.get("paths") or {}).items():
+        for method, operation in methods.items():
+            if isinstance(operation, dict):
+                method = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+                millis = (operation.get("x-amazon-apigateway-integration") or {}).get("timeoutInMillis")
+                found[(path, method)] = int(millis) / 1000 if millis else INTEGRATION_SECONDS
+    return found
+
+
 def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     """The function's answer to ``event``: status, headers, body. An event over Lambda's
     synchronous payload quota (6 MB: the invoke is refused before the function runs) is
@@ -267,10 +300,12 @@ class Gateway(HttpService):
 
     def __init__(
         self, function_name: str, routes: Routes, host: str = "127.0.0.1", port: int = 0, checks: BodyChecks | None = None,
+        timeouts: dict[tuple[str, str], float] | None = None,
     ) -> None:
         self.function_name = function_name
         self.routes = routes
         self.checks = checks or BodyChecks({}, DEFAULT_BAD_REQUEST_BODY)
+        self.timeouts = timeouts or {}
         super().__init__(host, port)
 
     @classmethod
@@ -289,7 +324,10 @@ class Gateway(HttpService):
         template = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
         template = json.loads(template) if isinstance(template, str) else template
         definition = template["Resources"][logical]["Properties"].get("Body") or {}
-        return cls(api_function(stack_name), Routes.of_api(physical), host, port, BodyChecks.of_definition(definition))
+        return cls(
+            api_function(stack_name), Routes.of_api(physical), host, port, BodyChecks.of_definition(definition),
+            integration_seconds(definition),
+        )
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         if len(body) > MAX_BODY_BYTES:
@@ -300,5 +338,23 @@ class Gateway(HttpService):
         refused = self.checks.refusal(reached[0], method, headers, body)
         if refused is not None:
             return refused
-        code, answered, data = invoke(self.function_name, proxy_event(method, path, headers, body, *reached))
+        resource = reached[0]
+        seconds = self.timeouts.get((resource, method), self.timeouts.get((resource, "ANY"), INTEGRATION_SECONDS))
+        answer: list[tuple[int, dict[str, str], bytes]] = []
+        event = proxy_event(method, path, headers, body, *reached)
+        def call() -> None:
+            try:
+                answer.append(invoke(self.function_name, event))
+            except Exception:  # noqa: BLE001 (answered 500 below, as API Gateway answers a failed integration)
+                log.exception("local API gateway: invoking %s failed", self.function_name)
+
+        # (the function runs on past the timeout, as it does behind API Gateway: its answer is dropped)
+        caller = threading.Thread(target=call, name="local-api-invoke", daemon=True)
+        caller.start()
+        caller.join(seconds)
+        if caller.is_alive():
+            return INTEGRATION_TIMEOUT
+        if not answer:  # (the invoke itself failed: logged)
+            return 500, [("Content-Type", "application/json")], json.dumps({"message": "Internal server error"}).encode()
+        code, answered, data = answer[0]
         return code, list(answered.items()), data
