@@ -33,7 +33,7 @@ import re
 import threading
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from .. import aws
 from ..http_service import HttpService
@@ -105,6 +105,15 @@ class Routes:
         return None
 
 
+def operations(definition: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(resource, method, operation) of each method of a REST API's OpenAPI definition; ``ANY``
+    for API Gateway's ``x-amazon-apigateway-any-method`` (a path's own ``parameters`` skipped)."""
+    for path, methods in (definition.get("paths") or {}).items():
+        for method, operation in methods.items():
+            if isinstance(operation, dict):
+                yield path, "ANY" if method == "x-amazon-apigateway-any-method" else method.upper(), operation
+
+
 #: what API Gateway answers a body that fails its model where the API has no BAD_REQUEST_BODY response
 DEFAULT_BAD_REQUEST_BODY = {"statusCode": "400", "responseTemplates": {"application/json": '{"message": "Invalid request body"}'}}
 
@@ -126,16 +135,12 @@ class BodyChecks:
         default = definition.get("x-amazon-apigateway-request-validator")
         models = (definition.get("components") or {}).get("schemas") or definition.get("definitions") or {}
         schemas = {}
-        for path, methods in (definition.get("paths") or {}).items():
-            for method, operation in methods.items():
-                if not isinstance(operation, dict):  # (a path's own `parameters`)
-                    continue
-                method = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
-                validator = validators.get(operation.get("x-amazon-apigateway-request-validator", default)) or {}
-                schema = (((operation.get("requestBody") or {}).get("content") or {}).get("application/json") or {}).get("schema")
-                if validator.get("validateRequestBody") and schema is not None:
-                    ref = schema.get("$ref", "")
-                    schemas[(path, method)] = models[ref.rsplit("/", 1)[1]] if ref else schema
+        for path, method, operation in operations(definition):
+            validator = validators.get(operation.get("x-amazon-apigateway-request-validator", default)) or {}
+            schema = (((operation.get("requestBody") or {}).get("content") or {}).get("application/json") or {}).get("schema")
+            if validator.get("validateRequestBody") and schema is not None:
+                ref = schema.get("$ref", "")
+                schemas[(path, method)] = models[ref.rsplit("/", 1)[1]] if ref else schema
         responses = definition.get("x-amazon-apigateway-gateway-responses") or {}
         return cls(schemas, responses.get("BAD_REQUEST_BODY") or DEFAULT_BAD_REQUEST_BODY)
 
@@ -262,12 +267,9 @@ def integration_seconds(definition: dict[str, Any]) -> dict[tuple[str, str], flo
     REST API's OpenAPI definition (``x-amazon-apigateway-integration.timeoutInMillis``;
     ``INTEGRATION_SECONDS`` where it names none)."""
     found = {}
-    for path, methods in (definition.get("paths") or {}).items():
-        for method, operation in methods.items():
-            if isinstance(operation, dict):
-                method = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
-                millis = (operation.get("x-amazon-apigateway-integration") or {}).get("timeoutInMillis")
-                found[(path, method)] = int(millis) / 1000 if millis else INTEGRATION_SECONDS
+    for path, method, operation in operations(definition):
+        millis = (operation.get("x-amazon-apigateway-integration") or {}).get("timeoutInMillis")
+        found[(path, method)] = int(millis) / 1000 if millis else INTEGRATION_SECONDS
     return found
 
 
