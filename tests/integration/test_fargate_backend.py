@@ -348,3 +348,29 @@ def test_the_task_definitions_size_is_the_defaults_snapped_to_a_fargate_size(bac
     spec = FargateTaskContainer.task_definition_spec("ubuntu:22.04")
     assert (spec["cpu"], spec["memory"]) == ("2048", "4096")
     validate("RegisterTaskDefinition", {"family": "f", **spec})
+
+
+def test_a_task_deep_in_subworkflows_fits_runtasks_overrides_and_one_that_cannot_fails_saying_why(backend):
+    """The script travels in RunTask's overrides (at most 8,192 characters of JSON): each path
+    is written in it once, so a task deep in subworkflows and scatters, with long call names,
+    still fits; one whose directory path alone is too long fails before RunTask, naming it."""
+    import json
+
+    from WDL.Error import RuntimeError as WDLRuntimeError
+
+    from miniwdl_fargate.backend.fargate import MAX_OVERRIDES_CHARS
+
+    new, _, _ = backend
+    deep = new(name="/".join(f"call-{'step' * 25}-{i}" for i in range(5)))  # (a 560-character path below the run's)
+    request = deep.run_task_request(LOG, deep.task_script())
+    validate("RunTask", request)
+    (script,) = request["overrides"]["containerOverrides"][0]["command"]
+    assert script.count(deep.host_dir) == 4  # (the work directory, the command, stdout.txt, stderr.txt)
+    length = len(json.dumps(request["overrides"], separators=(",", ":")))
+    assert length < MAX_OVERRIDES_CHARS
+    # (with each of the script's 11 uses of a path written out, it would not have fit)
+    uses = script.count('"$stdout_txt"') + script.count('"$stderr_txt"')
+    assert uses == 9 and length + (uses - 2) * len(deep.host_dir) > MAX_OVERRIDES_CHARS
+    too_deep = new(name="/".join(f"call-{'x' * 240}-{i}" for i in range(7)))
+    with pytest.raises(WDLRuntimeError, match=r"RunTask overrides would be \d+ characters, over ECS's 8192: the task's directory path is \d+ characters"):
+        too_deep.run_task_request(LOG, too_deep.task_script())

@@ -384,3 +384,34 @@ def test_moto_itself_still_gives_no_image_digest(ecs, monkeypatch):
     (task,) = run(ecs, "no-digest")
     # when this fails, moto reports image digests: drop fixes.ecs_image_digest
     assert "imageDigest" not in ecs.describe_tasks(cluster="c", tasks=[task["taskArn"]])["tasks"][0]["containers"][0]
+
+
+def long_overrides(ecs, chars):
+    """RunTask whose overrides are ``chars`` characters of compact JSON."""
+    import json
+
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    overrides = {"containerOverrides": [{"name": "task", "command": [""]}]}
+    overrides["containerOverrides"][0]["command"] = ["x" * (chars - len(json.dumps(overrides, separators=(",", ":"))))]
+    assert len(json.dumps(overrides, separators=(",", ":"))) == chars
+    return ecs.run_task(
+        cluster="c", taskDefinition="t", launchType="FARGATE", overrides=overrides,
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
+    )["tasks"]
+
+
+def test_moto_itself_still_takes_overrides_of_any_length(ecs, monkeypatch):
+    """When this fails, moto refuses RunTask overrides over 8,192 characters itself: remove
+    fixes.run_task_overrides_length."""
+    monkeypatch.setattr(EC2ContainerServiceResponse, "run_task",
+                        patching.unpatched("run_task_overrides_length", EC2ContainerServiceResponse, "run_task"))
+    assert len(long_overrides(ecs, fixes.RUN_TASK_OVERRIDES_CHARS + 1)) == 1
+
+
+def test_run_task_overrides_over_8192_characters_are_refused_as_ecs_refuses_them(ecs):
+    fixes.run_task_overrides_length()
+    with pytest.raises(ClientError, match="InvalidParameterException") as refused:
+        long_overrides(ecs, fixes.RUN_TASK_OVERRIDES_CHARS + 1)
+    assert "Container Overrides length must be at most 8192" in str(refused.value)
+    assert ecs.list_tasks(cluster="c")["taskArns"] == []
+    assert len(long_overrides(ecs, fixes.RUN_TASK_OVERRIDES_CHARS)) == 1

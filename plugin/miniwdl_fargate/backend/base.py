@@ -220,14 +220,19 @@ class BaseTaskContainer(TaskContainer):
         - With ``stream_logs``, the command's stdout/stderr are also copied to the container's own
           (``log_forwarder``), every byte exactly once and in order, all of it before the script
           exits.
+        - Each path is written once (the stdout/stderr files' in shell variables): the script
+          travels in RunTask's overrides, at most 8,192 characters with their JSON
+          (``fargate.MAX_OVERRIDES_CHARS``), and a task deep in subworkflows and scatters has long
+          paths.
         """
         q = shlex.quote
         host = self.host_dir
-        out, err = q(self.host_stdout_txt()), q(self.host_stderr_txt())
+        out, err = '"$stdout_txt"', '"$stderr_txt"'
         shell = self.cfg.get("task_runtime", "command_shell")
         closed = "3<&- 4<&- " if self.stream_logs else ""  # (the forwarder's descriptors are not the command's)
         lines = [
             f"cd {q(self.host_work_dir())} || exit 1",
+            f"stdout_txt={q(self.host_stdout_txt())}; stderr_txt={q(self.host_stderr_txt())}",
             f"shell={q(shell)}",
             '[ -x "$shell" ] || shell=/bin/sh',
             'scratch=$(mktemp -d "${TMPDIR:-/tmp}/miniwdl.XXXXXX" 2>/dev/null) || {',
@@ -260,7 +265,8 @@ class BaseTaskContainer(TaskContainer):
 
     @staticmethod
     def log_forwarder(out: str, err: str, interval: float = 1.0) -> list[str]:
-        """Shell lines starting the copy of the command's stdout/stderr files (quoted paths) to
+        """Shell lines starting the copy of the command's stdout/stderr files (``out``, ``err``:
+        shell words naming them, quoted paths or quoted variables) to
         the container's own stdout/stderr (its log driver: CloudWatch Logs), as they grow.
 
         The script holds each file open on its own descriptor (3: stdout, 4: stderr) and the
@@ -299,7 +305,7 @@ class BaseTaskContainer(TaskContainer):
 
     @staticmethod
     def log_copy(out: str, err: str) -> str:
-        """Shell: copy what the command's stdout/stderr files (quoted paths, open on 3 and 4)
+        """Shell: copy what the command's stdout/stderr files (shell words naming them, open on 3 and 4)
         hold beyond the last copy to the container's stdout/stderr; an empty file is skipped.
         The file open on the descriptor is asked too (``/dev/fd/N``, which a container has) where
         the path says empty: a command that renamed or removed its own stdout.txt still writes

@@ -97,6 +97,10 @@ MANAGED_INSTANCES_SPOT = "MANAGED_INSTANCES_SPOT"
 #: container mounts it (also the task's TMPDIR)
 SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/mnt/scratch"
+#: RunTask's overrides, in JSON: "A total of 8192 characters are allowed for overrides. This limit
+#: includes the JSON formatting characters of the override structure."
+#: (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html, ``overrides``)
+MAX_OVERRIDES_CHARS = 8192
 #: the longest wait between two pulls of an image
 PULL_RETRY_CAP = 300.0
 #: RegisterTaskDefinition's sustained rate is 1 a second (token bucket per account and Region:
@@ -820,6 +824,13 @@ class FargateTaskContainer(BaseTaskContainer):
         }
         if size.ephemeral_gib:
             overrides["ephemeralStorage"] = {"sizeInGiB": size.ephemeral_gib}
+        length = len(json.dumps(overrides, separators=(",", ":")))
+        if length > MAX_OVERRIDES_CHARS:  # (said before RunTask refuses it: its script's paths are too long)
+            raise WDL.Error.RuntimeError(
+                f"task {self.run_id}: its RunTask overrides would be {length} characters, over ECS's "
+                f"{MAX_OVERRIDES_CHARS}: the task's directory path is {len(self.host_dir)} characters "
+                f"({self.host_dir}); shorten the run's name or the workflow's call and subworkflow names"
+            )
         tags = task_tags(self.tagged_run, self._driver or "unknown", self.run_id, self.run_tags)
         request: dict[str, Any] = {
             "cluster": s.cluster,

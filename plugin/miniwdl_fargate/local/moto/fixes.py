@@ -348,6 +348,28 @@ def local_image_digest(image: str) -> str:
     return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
 
 
+#: RunTask's overrides, in JSON with their formatting characters (API_RunTask.html: "A total of 8192
+#: characters are allowed for overrides")
+RUN_TASK_OVERRIDES_CHARS = 8192
+
+
+def run_task_overrides_length() -> None:
+    """RunTask: moto takes ``overrides`` of any length; ECS refuses more than 8,192 characters of
+    them, JSON formatting included, with InvalidParameterException ("Container Overrides length
+    must be at most 8192"): a task whose script (its command override) is too long starts locally
+    and fails on AWS. Measured as compact JSON, as a client sends it."""
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    def run_task(self: Any) -> Any:
+        overrides = self._get_param("overrides")
+        if overrides and len(json.dumps(overrides, separators=(",", ":"))) > RUN_TASK_OVERRIDES_CHARS:
+            raise InvalidParameterException(f"Container Overrides length must be at most {RUN_TASK_OVERRIDES_CHARS}")
+        return moto_function("run_task_overrides_length", "run_task")(self)
+
+    replace("run_task_overrides_length", EC2ContainerServiceResponse, "run_task", run_task)
+
+
 def run_task_client_token() -> None:
     """RunTask: moto ignores ``clientToken``, so a retry of a request it handled starts a second
     task. ECS returns the tasks the first request started for the same token and parameters in the
@@ -890,6 +912,8 @@ FIXES: tuple[Fix, ...] = (
         f"{_ECS_TESTS}::test_moto_itself_still_needs_container_memory", ecs_resource_requirements),
     Fix("ecs_task_size", "DescribeTasks leaves cpu and memory out", NO_ISSUE,
         "tests/integration/test_driver_report_and_cache.py::test_moto_still_leaves_the_task_size_out", ecs_task_size),
+    Fix("run_task_overrides_length", "RunTask takes overrides of any length", NO_ISSUE,
+        f"{_ECS_TESTS}::test_moto_itself_still_takes_overrides_of_any_length", run_task_overrides_length),
     Fix("run_task_client_token", "RunTask ignores clientToken", NO_ISSUE,
         f"{_ECS_TESTS}::test_moto_itself_still_ignores_client_tokens", run_task_client_token),
     Fix("describe_tasks_missing", "DescribeTasks leaves unknown tasks out", NO_ISSUE,
