@@ -848,11 +848,12 @@ def upload_outputs(
         key = key_for(path, output)
         if isinstance(value, WDL.Value.Directory):
             files = outputs_check.directory_output(name, path, roots, real_run_dir)
-            uploads.extend((local, key + "/" + rel) for local, rel in files)
+            for local, rel in files:
+                uploads.append((local, outputs_check.s3_key(f"Directory output {name}", rel, key + "/" + rel)))
             if not files:  # (S3 has no folders: an empty "<key>/" object, as the S3 console makes one, says it is there)
-                folders.append(key + "/")
+                folders.append(outputs_check.s3_key(f"Directory output {name}", path, key + "/"))
             return s3io.uri(bucket, key + "/")
-        uploads.append((outputs_check.file_output(name, path, roots), key))
+        uploads.append((outputs_check.file_output(name, path, roots), outputs_check.s3_key(f"File output {name}", path, key)))
         return s3io.uri(bucket, key)
 
     rewritten = env.map(

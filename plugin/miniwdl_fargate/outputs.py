@@ -7,8 +7,9 @@ the staged inputs); a Directory output is walked without following links blindly
 (``lstat``): a symbolic link in it is uploaded as the file or directory it points to when that
 stays inside the run's directory (a Directory from the call cache or an input: inside itself),
 and refused when it leaves it, is broken, or loops; a FIFO, a socket or a device is refused
-(opening a FIFO to read it would block forever). Any refusal names the output, the path inside
-it and what it is (``OutputRefused``), and nothing of the run is uploaded.
+(opening a FIFO to read it would block forever); a file whose S3 key would be over S3's 1,024
+bytes is refused too (``s3_key``). Any refusal names the output, the path inside it and what it
+is (``OutputRefused``), and nothing of the run is uploaded.
 
 miniwdl itself already refuses a File output outside the task's work directory or not a regular
 file, and a Directory holding a link to a file outside it or an absolute one; it lets through
@@ -66,6 +67,27 @@ def unnameable(name: str) -> str | None:
         byte = ord(name[exn.start]) - 0xDC00
         return f"its name is not UTF-8 (byte 0x{byte:02x}), which an S3 key must be: rename it"
     return None
+
+
+#: the longest S3 object key, in bytes of UTF-8 ("The object key name is a sequence of Unicode
+#: characters with UTF-8 encoding of up to 1,024 bytes long":
+#: https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html); S3 answers a longer one
+#: KeyTooLongError, so the run would fail mid-upload
+MAX_KEY_BYTES = 1024
+
+
+def s3_key(output: str, where: str, key: str) -> str:
+    """``key``, the S3 key of ``where`` (a File output's path, or a path inside a Directory
+    output; ``output`` says which: ``File output w.x``); OutputRefused if S3 would refuse it for
+    its length (a Directory output holding a deep tree, under a long run name)."""
+    length = len(key.encode(errors="surrogateescape"))  # (a name that is not UTF-8 is refused elsewhere)
+    if length > MAX_KEY_BYTES:
+        raise OutputRefused(
+            f"{output}: {where} would be an S3 object whose key is {length} bytes, where S3 allows {MAX_KEY_BYTES} "
+            f"(the key: results prefix of the run, then out/, the output's name and its path): shorten the run's "
+            f"name or the paths inside the output"
+        )
+    return key
 
 
 def file_output(output: str, path: str, roots: list[str]) -> str:

@@ -22,6 +22,7 @@ task make {
       escape) ln -s /etc d/sub/etc ;;
       inside) ln -s ../fine.txt d/sub/linked.txt; ln -s sub d/also ;;
       latin1) printf x > "d/sub/$(printf 'caf\\351.txt')" ;;
+      deep) deep=d/sub; for i in 1 2 3 4 5; do deep="$deep/$(printf '%0200d' $i)"; done; mkdir -p "$deep"; echo x > "$deep/leaf.txt" ;;
     esac
   >>>
   output {
@@ -81,6 +82,21 @@ def test_a_name_that_is_not_utf8_in_a_directory_output_fails_the_run_saying_so(d
     assert error["message"] == (
         "Directory output make.d: 'sub/caf\\udce9.txt': its name is not UTF-8 (byte 0xe9), which an S3 key must be: rename it"
     )
+    assert not [key for key in got if key.startswith("out/")]
+
+
+def test_a_file_whose_s3_key_would_be_over_1024_bytes_fails_the_run_before_any_upload(drive):
+    """S3 refuses a key over 1,024 bytes (KeyTooLongError, mid-upload on AWS; moto takes it): a
+    Directory output holding a deep tree is refused first, naming the file."""
+    assert drive("deep") == 1
+    got = results()
+    error = json.loads(got["error.json"])
+    assert error["error"] == "OutputRefused"
+    inside = "sub/" + "/".join(f"{i:0200d}" for i in range(1, 6)) + "/leaf.txt"
+    key = f"runs/t/results/t-1/out/d/d/{inside}"  # (out/<output>/<its folder>/...: miniwdl's layout)
+    assert error["message"].startswith(
+        f"Directory output make.d: {inside} would be an S3 object whose key is {len(key)} bytes, where S3 allows 1024"
+    ), error["message"]
     assert not [key for key in got if key.startswith("out/")]
 
 

@@ -733,3 +733,36 @@ def test_an_invoke_over_its_types_payload_quota_is_refused_before_the_function_r
     assert invoke_sized(sync)["StatusCode"] == 200
     assert invoke_sized(event, "Event")["StatusCode"] == 202
     assert len(stub_function) == 2
+
+
+def test_moto_still_takes_s3_keys_over_1024_bytes(moto_aws, monkeypatch):
+    """When this fails, moto refuses an S3 key over 1,024 bytes itself: remove fixes.s3_key_length."""
+    from moto.s3.models import S3Backend
+
+    for name in ("put_object", "create_multipart_upload", "copy_object"):
+        monkeypatch.setattr(S3Backend, name, patching.unpatched("s3_key_length", S3Backend, name))
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="keys")
+    s3.put_object(Bucket="keys", Key="k" * (fixes.S3_KEY_BYTES + 1), Body=b"x")
+    assert s3.list_objects_v2(Bucket="keys")["KeyCount"] == 1
+
+
+def test_an_s3_key_over_1024_bytes_is_refused_as_s3_refuses_it(moto_aws):
+    from botocore.exceptions import ClientError
+
+    fixes.s3_key_length()
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="keys")
+    longest = "é" * (fixes.S3_KEY_BYTES // 2)  # (1,024 bytes of UTF-8 in 512 characters)
+    s3.put_object(Bucket="keys", Key=longest, Body=b"x")
+    refusals = (
+        lambda key: s3.put_object(Bucket="keys", Key=key, Body=b"x"),
+        lambda key: s3.copy_object(Bucket="keys", Key=key, CopySource={"Bucket": "keys", "Key": longest}),
+        lambda key: s3.create_multipart_upload(Bucket="keys", Key=key),
+    )
+    for refused in refusals:
+        with pytest.raises(ClientError) as said:
+            refused(longest + "x")
+        assert said.value.response["Error"]["Code"] == "KeyTooLongError"
+        assert said.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="keys")["Contents"]] == [longest]

@@ -68,6 +68,38 @@ def invoke_request_size() -> None:
     replace("invoke_request_size", LambdaResponse, "invoke", invoke)
 
 
+#: the longest S3 object key, in bytes of UTF-8 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html)
+S3_KEY_BYTES = 1024
+
+
+def s3_key_length() -> None:
+    """PutObject, CopyObject and CreateMultipartUpload: moto takes a key of any length; S3
+    refuses one over 1,024 bytes of UTF-8 with KeyTooLongError ("Your key is too long"): an output
+    deep in a Directory uploads locally and fails on AWS."""
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.models import S3Backend
+
+    def checked(name: str, key: str) -> None:
+        if len(key.encode(errors="surrogateescape")) > S3_KEY_BYTES:
+            raise S3ClientError("KeyTooLongError", "Your key is too long")
+
+    def put_object(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
+        checked("PutObject", key_name)
+        return moto_function("s3_key_length", "put_object")(self, bucket_name, key_name, *args, **kwargs)
+
+    def create_multipart_upload(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
+        checked("CreateMultipartUpload", key_name)
+        return moto_function("s3_key_length", "create_multipart_upload")(self, bucket_name, key_name, *args, **kwargs)
+
+    def copy_object(self: Any, src_key: Any, dest_bucket_name: str, dest_key_name: str, *args: Any, **kwargs: Any) -> Any:
+        checked("CopyObject", dest_key_name)
+        return moto_function("s3_key_length", "copy_object")(self, src_key, dest_bucket_name, dest_key_name, *args, **kwargs)
+
+    replace("s3_key_length", S3Backend, "put_object", put_object)
+    replace("s3_key_length", S3Backend, "create_multipart_upload", create_multipart_upload)
+    replace("s3_key_length", S3Backend, "copy_object", copy_object)
+
+
 def send_task_failure_cause() -> None:
     """SendTaskFailure: moto's API layer drops the ``cause`` parameter (its executing backend
     takes it), so a failed run's state machine would see a null Cause."""
@@ -900,6 +932,8 @@ FIXES: tuple[Fix, ...] = (
         f"{_MOTO_TESTS}::test_moto_still_leaves_a_stopped_waiting_execution_running", stop_execution_aborts),
     Fix("invoke_request_size", "Invoke runs the function with a request payload over Lambda's quota", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_invokes_with_a_request_payload_over_the_quota", invoke_request_size),
+    Fix("s3_key_length", "S3 takes object keys of any length", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_takes_s3_keys_over_1024_bytes", s3_key_length),
     Fix("heartbeat_timeout_name", "a heartbeat timeout is named States.Timeout", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_names_a_heartbeat_timeout_states_timeout", heartbeat_timeout_name),
     Fix("heartbeat_while_starting", "a heartbeat sent before the task state's service call returned is InvalidToken",
