@@ -374,8 +374,17 @@ class WesRunLog(BaseModel):
     request: dict[str, Any]
     state: str
     run_log: WesLog
-    task_logs: list[WesTaskLog]
+    task_logs_url: str = Field(description="ListTasks of this run: its task logs, a page at a time")
+    task_logs: list[WesTaskLog] | None = Field(
+        description=f"every task attempt's log, for a run of at most {wes.TASK_LOGS_INLINE} (deprecated in WES 1.1); "
+                    "null for a larger one: page through task_logs_url"
+    )
     outputs: dict[str, Any]
+
+
+class WesTaskListResponse(BaseModel):
+    task_logs: list[WesTaskLog]
+    next_page_token: str = Field(description="pass as page_token for the next page; empty at the end")
 
 
 class WesServiceInfo(BaseModel):
@@ -520,8 +529,57 @@ def wes_get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[s
     cost = _readable_json(bucket, prefix + "cost.json")
     return _json(200, wes.run_log(
         doc, runs.RunRecord.model_validate(record) if record else None, inputs, cost,
-        settings.task_log_group, aws.client("s3").meta.region_name,
+        settings.task_log_group, aws.client("s3").meta.region_name, _url(f"{wes.PREFIX}/runs/{run_id}/tasks"),
     ))
+
+
+def _url(path: str) -> str:
+    """The URL of ``path`` (a route of this API) as the caller reached this one: through API
+    Gateway, its domain and stage (the Lambda proxy event's requestContext); else the path."""
+    context = app.current_event.raw_event.get("requestContext") or {}
+    domain, stage = context.get("domainName"), context.get("stage")
+    return f"https://{domain}/{stage}{path}" if domain and stage else path
+
+
+def _run_tasks(run_id: str) -> tuple[status.RunStatus, dict[str, Any] | None] | Response[dict[str, Any]]:
+    """The run's status and cost.json (its task attempts), or the WES error that says why not."""
+    doc = _describe(run_id)
+    if isinstance(doc, Response):
+        return doc
+    current = status.RunStatus.model_validate({k: v for k, v in doc.items() if k in status.RunStatus.model_fields and k not in ("outputs", "error")})
+    bucket, prefix = s3io.split(current.results)
+    return current, _readable_json(bucket, prefix + "cost.json")
+
+
+@app.get(wes.PREFIX + "/runs/<run_id>/tasks", summary="WES: the run's task logs, a page at a time", responses={**_ok(WesTaskListResponse, "task logs"), **_wes_answers(400, 404, 500)})
+@tracer.capture_method
+def wes_list_tasks(
+    run_id: Annotated[str, Path(pattern=RUN_ID)],
+    page_size: Annotated[int, Query(ge=1, le=wes.TASKS_PAGE_MAX, description="at most this many task logs")] = wes.TASKS_PAGE_DEFAULT,
+    page_token: Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$", description="next_page_token of the previous page")] = None,
+) -> Response[dict[str, Any]]:
+    found = _run_tasks(run_id)
+    if isinstance(found, Response):
+        return found
+    current, cost = found
+    try:
+        page = wes.task_page(current, cost, SETTINGS.from_env().task_log_group, aws.client("s3").meta.region_name, page_size, page_token or "")
+    except ValueError as exn:
+        return _wes_error(400, str(exn))
+    return _json(200, page)
+
+
+@app.get(wes.PREFIX + "/runs/<run_id>/tasks/<task_id>", summary="WES: one task attempt's log", responses={**_ok(WesTaskLog, "the task log"), **_wes_answers(400, 404, 500)})
+@tracer.capture_method
+def wes_get_task(run_id: Annotated[str, Path(pattern=RUN_ID)], task_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]) -> Response[dict[str, Any]]:
+    found = _run_tasks(run_id)
+    if isinstance(found, Response):
+        return found
+    current, cost = found
+    log = wes.one_task(current, cost, SETTINGS.from_env().task_log_group, aws.client("s3").meta.region_name, task_id)
+    if log is None:
+        return _wes_error(404, f"run {run_id} has no task {task_id} (ListTasks names its tasks)")
+    return _json(200, log)
 
 
 @app.get(wes.PREFIX + "/runs/<run_id>/status", summary="WES: the run's state", responses={**_ok(WesRunStatus, "the run's state"), **_wes_answers(400, 404, 500)})

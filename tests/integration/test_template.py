@@ -831,7 +831,8 @@ def test_api_requires_sigv4_validates_and_throttles(cfn_template):
         ("/runs/{run_id}/resume", "post"),
         ("/ga4gh/wes/v1/service-info", "get"), ("/ga4gh/wes/v1/runs", "post"), ("/ga4gh/wes/v1/runs", "get"),
         ("/ga4gh/wes/v1/runs/{run_id}", "get"), ("/ga4gh/wes/v1/runs/{run_id}/status", "get"),
-        ("/ga4gh/wes/v1/runs/{run_id}/cancel", "post"),
+        ("/ga4gh/wes/v1/runs/{run_id}/cancel", "post"), ("/ga4gh/wes/v1/runs/{run_id}/tasks", "get"),
+        ("/ga4gh/wes/v1/runs/{run_id}/tasks/{task_id}", "get"),
     }
     # the gateway serves what the function documents (docs/openapi.json), no more, no less
     documented = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())

@@ -218,3 +218,50 @@ def test_an_attached_miniwdl_zip_bundle_runs_with_its_default_inputs_under_the_g
         "the request was not accepted: workflow_attachment: not a ZIP archive (build the bundle with `miniwdl zip WORKFLOW.wdl`)"
     ), refused  # (the attachment named once)
     assert len(executions(wes.machine)) == 1
+
+
+def test_a_runs_task_logs_are_listed_a_page_at_a_time_and_one_too_large_for_its_run_log_is_only_paged(wes, monkeypatch):
+    """WES 1.1's ListTasks and GetTask: every attempt's log, in RunLog's order, a page at a time;
+    a run of more attempts than a RunLog holds (its answer must stay under Lambda's 6 MB) gives
+    task_logs null there and the URL to page them."""
+    import api
+
+    from miniwdl_fargate.pipeline import wes as wes_logic
+
+    body, content_type = form({"workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+                               "workflow_params": json.dumps({"hello.who": "Ann"})}, [("hello.wdl", HELLO.encode())])
+    run_id = wes("POST", "/runs", body, content_type)[1]["run_id"]
+    results = status.read("runs", run_id).results
+    arns = [f"arn:aws:ecs:us-east-1:123456789012:task/wdl/{i:032x}" for i in range(7)]
+    attempts = [{"call": "driver", "attempt": 1, "ecs_task": "arn:aws:ecs:us-east-1:123456789012:task/wdl/driver"}] + [
+        {"call": f"call-greet-{i}", "attempt": 1, "ecs_task": arn, "exit_code": 0, "outcome": "succeeded", "capacity": "FARGATE",
+         "started_at": "2026-12-02T15:00:00Z", "stopped_at": "2026-12-02T15:01:00Z"} for i, arn in enumerate(arns)
+    ]
+    aws.client("s3").put_object(Bucket="runs", Key=results[len("s3://runs/"):] + "cost.json", Body=json.dumps({"attempts": attempts}).encode())
+
+    code, whole = wes("GET", f"/runs/{run_id}")
+    assert code == 200 and [t["id"] for t in whole["task_logs"]] == [a.rsplit("/", 1)[1] for a in arns]
+    assert whole["task_logs_url"] == f"{PREFIX}/runs/{run_id}/tasks"  # (no API Gateway domain in this event: the path)
+    paged, token = [], None
+    for expected_next in ("3", "6", ""):
+        code, page = wes("GET", f"/runs/{run_id}/tasks?page_size=3" + (f"&page_token={token}" if token else ""))
+        assert code == 200 and page["next_page_token"] == expected_next
+        paged += page["task_logs"]
+        token = page["next_page_token"]
+    assert paged == whole["task_logs"]
+    code, one = wes("GET", f"/runs/{run_id}/tasks/{paged[4]['id']}")
+    assert code == 200 and one == paged[4]
+    code, missing = wes("GET", f"/runs/{run_id}/tasks/{'f' * 32}")
+    assert (code, missing["status_code"]) == (404, 404) and "has no task" in missing["msg"]
+    for query in ("?page_token=99", "?page_size=0", f"?page_size={wes_logic.TASKS_PAGE_MAX + 1}", "?page_token=x"):
+        code, refused = wes("GET", f"/runs/{run_id}/tasks{query}")
+        assert (code, refused["status_code"]) == (400, 400), query
+
+    monkeypatch.setattr(wes_logic, "TASK_LOGS_INLINE", 5)
+    code, large = wes("GET", f"/runs/{run_id}")
+    assert code == 200 and large["task_logs"] is None and large["task_logs_url"] == whole["task_logs_url"]
+    # through API Gateway, the URL is the API's own: its domain and stage
+    event = proxy_event("GET", f"{PREFIX}/runs/{run_id}", {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"}, b"")
+    event["requestContext"]["domainName"] = "abcdef1234.execute-api.us-east-1.amazonaws.com"
+    answer = json.loads(api.handler(event, Context())["body"])
+    assert answer["task_logs_url"] == f"https://abcdef1234.execute-api.us-east-1.amazonaws.com/v1{PREFIX}/runs/{run_id}/tasks"

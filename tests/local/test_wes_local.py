@@ -51,6 +51,14 @@ def test_a_wes_client_runs_a_workflow_reads_its_log_cancels_another_and_sees_a_t
     assert task["start_time"] and task["end_time"] >= task["start_time"]
     assert log["run_log"]["start_time"] and log["run_log"]["end_time"]
     assert run_id in [r["run_id"] for r in client.list_runs()["runs"]]
+    # WES 1.1's ListTasks and GetTask, at the RunLog's task_logs_url (the local API's own path)
+    import requests
+
+    base = client.proto + "://" + client.host
+    assert log["task_logs_url"] == f"/ga4gh/wes/v1/runs/{run_id}/tasks"
+    listed = requests.get(base + log["task_logs_url"], params={"page_size": 1}, timeout=30).json()
+    assert listed == {"task_logs": [task], "next_page_token": ""}
+    assert requests.get(f"{base}{log['task_logs_url']}/{task['id']}", timeout=30).json() == task
 
     other = client.run(str(wdl), json.dumps({"greet.who": "nobody"}), [])["run_id"]
     assert client.cancel(other) == {"run_id": other}

@@ -27,6 +27,7 @@ def test_every_route_documents_its_answers():
         # GA4GH WES 1.1 beside it
         (WES + "/service-info", "get"), (WES + "/runs", "post"), (WES + "/runs", "get"), (WES + "/runs/{run_id}", "get"),
         (WES + "/runs/{run_id}/status", "get"), (WES + "/runs/{run_id}/cancel", "post"),
+        (WES + "/runs/{run_id}/tasks", "get"), (WES + "/runs/{run_id}/tasks/{task_id}", "get"),
     }
     for (path, verb), op in routes.items():
         assert "400" in op["responses"] or (path, verb) == (WES + "/service-info", "get"), (verb, path)

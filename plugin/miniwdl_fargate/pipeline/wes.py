@@ -418,12 +418,23 @@ def summary(current: status.RunStatus, error: dict[str, Any] | None = None) -> d
     }
 
 
+#: the most task logs a RunLog holds itself (its deprecated ``task_logs``); a run with more gives
+#: none there (null, as WES 1.1 allows), only ``task_logs_url``, which pages them: a RunLog of
+#: 10,000 task attempts (about 0.9 KB each) would be over Lambda's 6 MB answer, which API Gateway
+#: answers 502 (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html)
+TASK_LOGS_INLINE = 1000
+#: ListTasks' page size when the request names none, and the most it takes
+TASKS_PAGE_DEFAULT, TASKS_PAGE_MAX = 100, 1000
+
+
 def run_log(
     doc: dict[str, Any], record: runs.RunRecord | None, inputs: dict[str, Any] | None,
-    cost: dict[str, Any] | None, log_group: str, region: str,
+    cost: dict[str, Any] | None, log_group: str, region: str, tasks_url: str = "",
 ) -> dict[str, Any]:
     """GET /runs/{run_id}: the run's request, state, log, task logs and outputs. ``doc`` is
-    ``manage.describe_run``'s; ``cost`` the run's cost.json (its attempts, once it ended)."""
+    ``manage.describe_run``'s; ``cost`` the run's cost.json (its attempts, once it ended);
+    ``tasks_url`` where its task logs are listed a page at a time (ListTasks): the task logs
+    themselves only up to ``TASK_LOGS_INLINE``."""
     # (describe_run puts outputs.json and error.json in place of the status's URIs of them)
     current = status.RunStatus.model_validate(
         {k: v for k, v in doc.items() if k in status.RunStatus.model_fields and k not in ("outputs", "error")}
@@ -443,9 +454,29 @@ def run_log(
             "exit_code": None,
             "system_logs": [error.get("message", "")] if isinstance(error, dict) and error.get("message") else [],
         },
-        "task_logs": task_logs(current, cost, log_group, region),
+        "task_logs_url": tasks_url or f"{PREFIX}/runs/{current.run_id}/tasks",
+        "task_logs": logs if len(logs := task_logs(current, cost, log_group, region)) <= TASK_LOGS_INLINE else None,
         "outputs": doc.get("outputs") if isinstance(doc.get("outputs"), dict) else {},
     }
+
+
+def task_page(
+    current: status.RunStatus, cost: dict[str, Any] | None, log_group: str, region: str, page_size: int, page_token: str,
+) -> dict[str, Any]:
+    """GET /runs/{run_id}/tasks (ListTasks): ``page_size`` task logs from ``page_token`` (the
+    previous page's ``next_page_token``: where it ended), in RunLog's order; ValueError for a
+    token this listing did not give."""
+    start = int(page_token) if page_token else 0
+    logs = task_logs(current, cost, log_group, region)
+    if start > len(logs):
+        raise ValueError(f"page_token {page_token!r}: past the run's {len(logs)} task logs")
+    end = start + page_size
+    return {"task_logs": logs[start:end], "next_page_token": str(end) if end < len(logs) else ""}
+
+
+def one_task(current: status.RunStatus, cost: dict[str, Any] | None, log_group: str, region: str, task_id: str) -> dict[str, Any] | None:
+    """GET /runs/{run_id}/tasks/{task_id} (GetTask): the task log of that id (an ECS task's), or None."""
+    return next((log for log in task_logs(current, cost, log_group, region) if log["id"] == task_id), None)
 
 
 def request_of(record: runs.RunRecord | None, inputs: dict[str, Any] | None) -> dict[str, Any]:
