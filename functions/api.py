@@ -102,8 +102,18 @@ class ApiError(BaseModel):
     problems: list[Problem] = Field(default_factory=list, description="each problem and where it is")
 
 
+#: the largest JSON answer a route gives whole: Lambda's answer is at most 6 MB with the body
+#: escaped into it as a string (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html),
+#: and one over it is API Gateway's 502; a run's outputs or inputs past this are named, not inlined
+ANSWER_BYTES = 4 * 1024 * 1024
+
+
 class RunDescription(status.RunStatus):
-    outputs: dict[str, Any] | str | None = Field(default=None, description="the run's outputs (File values as s3:// URIs)")
+    outputs: dict[str, Any] | str | None = Field(
+        default=None,
+        description=f"the run's outputs (File values as s3:// URIs); where they would make the answer over {ANSWER_BYTES >> 20} MiB, "
+                    "the s3:// URI of outputs.json instead",
+    )
     outputs_json: str | None = None
     error: dict[str, Any] | None = Field(default=None, description="error.json: what failed, where, the tail of its stderr")
     error_json: str | None = None
@@ -256,7 +266,10 @@ def list_runs(
 @tracer.capture_method
 def get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
     try:
-        return _json(200, manage.describe_run(SETTINGS.from_env().runs_bucket, run_id))
+        doc = manage.describe_run(SETTINGS.from_env().runs_bucket, run_id)
+        if isinstance(doc.get("outputs"), dict) and _size(doc) > ANSWER_BYTES:
+            doc["outputs"] = doc.get("outputs_json")
+        return _json(200, doc)
     except manage.RunNotFound as exn:
         return _error(404, "NotFound", str(exn))
     except status.UnreadableStatus as exn:
@@ -527,10 +540,26 @@ def wes_get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[s
     record = _readable_json(bucket, prefix + runs.RECORD_NAME)
     inputs = _readable_json(bucket, prefix + runs.INPUTS_NAME)
     cost = _readable_json(bucket, prefix + "cost.json")
-    return _json(200, wes.run_log(
+    return _json(200, _fitted(wes.run_log(
         doc, runs.RunRecord.model_validate(record) if record else None, inputs, cost,
         settings.task_log_group, aws.client("s3").meta.region_name, _url(f"{wes.PREFIX}/runs/{run_id}/tasks"),
-    ))
+    ), doc["results"]))
+
+
+def _size(doc: Any) -> int:
+    """Bytes of ``doc`` as the answer's JSON."""
+    return len(json.dumps(doc, default=str).encode())
+
+
+def _fitted(log: dict[str, Any], results: str) -> dict[str, Any]:
+    """A WES RunLog within ``ANSWER_BYTES``: past it, its outputs and then its request's
+    workflow_params are left out, each named in its system_logs by the S3 object that has them."""
+    for where, key, name in ((log, "outputs", "outputs.json"), (log["request"], "workflow_params", runs.INPUTS_NAME)):
+        if _size(log) > ANSWER_BYTES and where.get(key):
+            said = f"{key}: {_size(where[key])} bytes, too large for this answer: in {results}{name}"
+            where[key] = {}
+            log["run_log"]["system_logs"].append(said)
+    return log
 
 
 def _url(path: str) -> str:

@@ -141,3 +141,17 @@ def test_a_damaged_outputs_json_is_described_as_such(run):
         "error": "UnreadableDocument",
         "message": f"{RECORD.results}outputs.json is not valid JSON: Expecting value: line 1 column 13 (char 12)",
     }
+
+
+def test_a_runs_outputs_too_large_for_the_apis_answer_are_named_by_their_s3_object(run, monkeypatch):
+    """GET /runs/{run_id} answers within Lambda's 6 MB (API Gateway's 502 beyond): outputs that
+    would take it past ANSWER_BYTES are given as the URI of outputs.json, as the model allows."""
+    import api
+
+    outputs = {"w.files": [f"{RECORD.results}out/files/{i}/sample-{i}.bam" for i in range(200)]}
+    aws.client("s3").put_object(Bucket="runs", Key=RECORD.results_key("outputs.json"), Body=json.dumps({"outputs": outputs}).encode())
+    code, body = api_get(f"/runs/{run}", monkeypatch)
+    assert code == 200 and body["outputs"] == outputs
+    monkeypatch.setattr(api, "ANSWER_BYTES", len(json.dumps(outputs)) // 2)
+    code, body = api_get(f"/runs/{run}", monkeypatch)
+    assert code == 200 and body["outputs"] == body["outputs_json"] == RECORD.results + "outputs.json"

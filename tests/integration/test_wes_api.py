@@ -265,3 +265,27 @@ def test_a_runs_task_logs_are_listed_a_page_at_a_time_and_one_too_large_for_its_
     event["requestContext"]["domainName"] = "abcdef1234.execute-api.us-east-1.amazonaws.com"
     answer = json.loads(api.handler(event, Context())["body"])
     assert answer["task_logs_url"] == f"https://abcdef1234.execute-api.us-east-1.amazonaws.com/v1{PREFIX}/runs/{run_id}/tasks"
+
+
+def test_a_run_log_too_large_for_the_answer_names_its_outputs_and_then_its_inputs_by_their_s3_objects(wes, monkeypatch):
+    import api
+
+    params = {"hello.who": "A" * 5000}
+    body, content_type = form({"workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+                               "workflow_params": json.dumps(params)}, [("hello.wdl", HELLO.encode())])
+    run_id = wes("POST", "/runs", body, content_type)[1]["run_id"]
+    results = status.read("runs", run_id).results
+    outputs = {"hello.files": [f"{results}out/files/{i}/sample-{i}.bam" for i in range(100)]}
+    aws.client("s3").put_object(Bucket="runs", Key=results[len("s3://runs/"):] + "outputs.json", Body=json.dumps({"outputs": outputs}).encode())
+    code, whole = wes("GET", f"/runs/{run_id}")
+    assert code == 200 and whole["outputs"] == outputs and whole["request"]["workflow_params"] == params
+    size = len(json.dumps(whole))
+    monkeypatch.setattr(api, "ANSWER_BYTES", size - 1000)  # (the outputs, about 9 KB, need to go)
+    code, log = wes("GET", f"/runs/{run_id}")
+    assert code == 200 and log["outputs"] == {} and log["request"]["workflow_params"] == params
+    assert log["run_log"]["system_logs"][-1].startswith("outputs: ") and log["run_log"]["system_logs"][-1].endswith(f"in {results}outputs.json")
+    monkeypatch.setattr(api, "ANSWER_BYTES", 3000)  # (the inputs, 5 KB, too)
+    code, log = wes("GET", f"/runs/{run_id}")
+    assert code == 200 and log["outputs"] == {} and log["request"]["workflow_params"] == {}
+    assert [line.split(":")[0] for line in log["run_log"]["system_logs"][-2:]] == ["outputs", "workflow_params"]
+    assert log["run_log"]["system_logs"][-1].endswith(f"in {results}inputs.json")
