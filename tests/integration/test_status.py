@@ -155,3 +155,22 @@ def test_a_runs_outputs_too_large_for_the_apis_answer_are_named_by_their_s3_obje
     monkeypatch.setattr(api, "ANSWER_BYTES", len(json.dumps(outputs)) // 2)
     code, body = api_get(f"/runs/{run}", monkeypatch)
     assert code == 200 and body["outputs"] == body["outputs_json"] == RECORD.results + "outputs.json"
+
+
+def test_a_page_of_runs_too_large_for_one_answer_leaves_out_the_largest_runs_calls_saying_so(run, monkeypatch):
+    import api
+
+    other = RECORD.model_copy(update={"run_id": "st2-0123abcd", "name": "st2", "results": "s3://runs/runs/st2/results/st2-0123abcd/"})
+    status.update("runs", other.run_id, lambda current: current, initial=status.new(other))
+    arns = [f"arn:aws:ecs:us-east-1:123456789012:task/wdl/{i:032x}" for i in range(300)]
+    status.update("runs", other.run_id, lambda c: c.model_copy(update={"calls": {f"call-x-{i}": [arn] for i, arn in enumerate(arns)}}))
+    status.update("runs", run, lambda c: c.model_copy(update={"calls": {"call-y": arns[:2]}}))
+    code, whole = api_get("/runs", monkeypatch)
+    assert code == 200 and {r["run_id"]: len(r["calls"]) for r in whole["runs"]} == {other.run_id: 300, run: 1}
+    monkeypatch.setattr(api, "ANSWER_BYTES", len(json.dumps(whole)) // 2)
+    code, page = api_get("/runs", monkeypatch)
+    assert code == 200 and {r["run_id"]: len(r["calls"]) for r in page["runs"]} == {other.run_id: 0, run: 1}
+    assert page["warnings"] == [
+        f"run {other.run_id}: its calls are left out of this page, too large for one answer: GET /runs/{other.run_id} has them"
+    ]
+    assert len(json.dumps(page)) <= api.ANSWER_BYTES
