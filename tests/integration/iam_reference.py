@@ -140,6 +140,7 @@ ACTIONS: dict[str, Action] = {
     "ecs:StartTelemetrySession": Action(ECS, ("container-instance",)),
     "ecs:PutSystemLogEvents": Action(ECS, ("container-instance",)),
     "ecs:DeregisterTaskDefinition": Action(ECS),
+    "ecs:DeleteTaskDefinitions": Action(ECS, ("task-definition",), ("aws:ResourceTag/${TagKey}",)),
     # Step Functions: the task-token callbacks authorize "*" only
     "states:SendTaskSuccess": Action(STATES),
     "states:SendTaskFailure": Action(STATES),

@@ -112,22 +112,30 @@ def test_a_run_directory_too_long_for_an_access_point_root_is_a_clear_error(stac
 def test_another_run_gets_its_own_access_point_and_task_definition(stack_efs, monkeypatch):
     task, _, mount = stack_efs
     first = task("align-3f2a9c01").run_task_request(LOG, "true")["taskDefinition"]
+    first_efs, _ = volume_of(first)  # (before the run ends: its task definitions are deleted then)
     FargateTaskContainer.release_run(LOG)
     monkeypatch.setenv("MINIWDL__AWS_FARGATE__RUN_ID", "other-0badcafe")
     second = task("other-0badcafe").run_task_request(LOG, "true")["taskDefinition"]
     assert first != second
-    (first_efs, _), (second_efs, second_mount) = volume_of(first), volume_of(second)
+    second_efs, second_mount = volume_of(second)
     assert first_efs["authorizationConfig"]["accessPointId"] != second_efs["authorizationConfig"]["accessPointId"]
     assert second_mount["containerPath"] == f"{mount}/runs/other-0badcafe"
 
 
-def test_the_end_of_a_run_deregisters_its_task_definitions_and_deletes_its_access_point(stack_efs):
+def test_the_end_of_a_run_deregisters_and_deletes_its_task_definitions_and_deletes_its_access_point(stack_efs, monkeypatch):
     task, stack_ap, _ = stack_efs
     arn = task("align-3f2a9c01").run_task_request(LOG, "true")["taskDefinition"]
     run_ap = volume_of(arn)[0]["authorizationConfig"]["accessPointId"]
-    FargateTaskContainer.release_run(LOG)
     ecs, efs = aws.client("ecs"), aws.client("efs")
-    assert ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["status"] == "INACTIVE"
+    calls = []
+    ecs.meta.events.register("provide-client-params.ecs.*", lambda params, model, **_: calls.append(model.name))
+    monkeypatch.setattr(aws, "client", lambda service, **kw: ecs if service == "ecs" else efs)
+    FargateTaskContainer.release_run(LOG)
+    # deregistered (INACTIVE), then deleted: an INACTIVE revision would stay in the account for ever
+    assert calls == ["DeregisterTaskDefinition", "DeleteTaskDefinitions"]
+    # (DELETE_IN_PROGRESS while a task uses it, then gone: listed neither ACTIVE nor INACTIVE)
+    listed = [a for status in ("ACTIVE", "INACTIVE") for a in ecs.list_task_definitions(status=status)["taskDefinitionArns"]]
+    assert arn not in listed
     remaining = [ap["AccessPointId"] for ap in efs.describe_access_points()["AccessPoints"]]
     assert run_ap not in remaining and stack_ap in remaining
 

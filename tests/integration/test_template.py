@@ -602,7 +602,8 @@ ROLE_ACTIONS = {
     "DriverTaskRole": {
         "states:SendTaskHeartbeat",
         "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:ListTasks", "ecs:TagResource",
-        "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:DeregisterTaskDefinition", "iam:PassRole",
+        "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:DeregisterTaskDefinition",
+        "ecs:DeleteTaskDefinitions", "iam:PassRole",
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:AbortMultipartUpload",
         "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite", "elasticfilesystem:ClientRootAccess",
         # each run's own access point (backend/fargate.py run_volume)

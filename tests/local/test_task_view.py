@@ -72,7 +72,19 @@ def read(s3, uri):
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def test_outputs_named_by_resolved_absolute_paths_succeed(stack, s3, tmp_path):
+def test_outputs_named_by_resolved_absolute_paths_succeed(stack, s3, tmp_path, monkeypatch):
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    # (the run's own task definitions are deleted at its end: what was registered is seen as it was)
+    registered = []
+    real = EC2ContainerServiceBackend.register_task_definition
+
+    def spy(self, family, container_definitions, *args, **kwargs):
+        if "-task-" in family:
+            registered.append((family, container_definitions))
+        return real(self, family, container_definitions, *args, **kwargs)
+
+    monkeypatch.setattr(EC2ContainerServiceBackend, "register_task_definition", spy)
     wdl = tmp_path / "resolving.wdl"
     wdl.write_text(RESOLVING_WDL)
     reads = tmp_path / "reads.txt"
@@ -97,13 +109,13 @@ def test_outputs_named_by_resolved_absolute_paths_succeed(stack, s3, tmp_path):
     # files inside the work directory (hard links), as bind-mounted inputs do under Docker
     assert tmpdir.startswith("/tmp/miniwdl.") and where == "inside"
     # and on Fargate's terms: every WDL task's command came from the task definition's entryPoint
+    assert registered and all(containers[0]["entryPoint"] == ["/bin/sh", "-c"] for _, containers in registered)
+    # the run's own task definitions are deregistered, then deleted, when it ends: none is left
+    # listed (https://docs.aws.amazon.com/AmazonECS/latest/userguide/task-definition-state.html)
     ecs = aws.client("ecs")
-    # the run's own task definitions are deregistered (INACTIVE) when it ends: both lists, so that
-    # this run's are among them whatever ran before it in this process
-    # https://docs.aws.amazon.com/AmazonECS/latest/userguide/task-definition-state.html
-    arns = [a for status in ("ACTIVE", "INACTIVE") for a in ecs.list_task_definitions(status=status)["taskDefinitionArns"]]
-    wdl_tds = [ecs.describe_task_definition(taskDefinition=a)["taskDefinition"] for a in arns if "-task-" in a]
-    assert wdl_tds and all(td["containerDefinitions"][0]["entryPoint"] == ["/bin/sh", "-c"] for td in wdl_tds)
+    listed = [a for status in ("ACTIVE", "INACTIVE") for a in ecs.list_task_definitions(status=status)["taskDefinitionArns"]]
+    families = {family for family, _ in registered}
+    assert not [a for a in listed if a.rsplit("/", 1)[1].split(":")[0] in families], listed
 
 
 WRITING_WDL = r"""

@@ -101,6 +101,8 @@ SCRATCH_PATH = "/mnt/scratch"
 #: includes the JSON formatting characters of the override structure."
 #: (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html, ``overrides``)
 MAX_OVERRIDES_CHARS = 8192
+#: task definitions a DeleteTaskDefinitions request takes (API_DeleteTaskDefinitions: "up to 10")
+DELETE_TASK_DEFINITIONS_MAX = 10
 #: the longest wait between two pulls of an image
 PULL_RETRY_CAP = 300.0
 #: RegisterTaskDefinition's sustained rate is 1 a second (token bucket per account and Region:
@@ -564,8 +566,8 @@ class FargateTaskContainer(BaseTaskContainer):
     @classmethod
     def release_run(cls, logger: logging.Logger) -> None:
         """At the end of the run: log what its polling cost (DescribeTasks calls, passes, tasks
-        described), deregister its task definitions and delete its access point (tasks already
-        running keep their mount). Failures are logged, never raised."""
+        described), deregister and delete its task definitions and delete its access point (tasks
+        already running keep their mount). Failures are logged, never raised."""
         ecs = aws.client("ecs")
         if cls._poller is not None:  # (what the run's polling cost: its share of the account's DescribeTasks rate)
             poller = cls._poller
@@ -574,17 +576,37 @@ class FargateTaskContainer(BaseTaskContainer):
             volume, cls._run_volume = cls._run_volume, None
         # only a run's own task definitions: without a run volume they are shared, content-hashed
         # ones other drivers use too
+        deregistered = []
         for arn in list(cls._task_definitions.values()) if volume is not None else []:
             try:
                 ecs.deregister_task_definition(taskDefinition=arn)
+                deregistered.append(arn)
             except Exception as exn:  # noqa: BLE001 (cleanup: the run's result stands)
                 logger.warning(_("could not deregister task definition", arn=arn, error=str(exn)))
         cls._task_definitions.clear()
+        cls._delete_task_definitions(logger, ecs, deregistered)
         if volume is not None:
             try:
                 aws.client("efs").delete_access_point(AccessPointId=volume.access_point)
             except Exception as exn:  # noqa: BLE001
                 logger.warning(_("could not delete the run's access point", access_point=volume.access_point, error=str(exn)))
+
+    @staticmethod
+    def _delete_task_definitions(logger: logging.Logger, ecs: Any, arns: list[str]) -> None:
+        """Delete the run's deregistered task definitions: an INACTIVE revision stays in the
+        account for ever ("INACTIVE task definitions remain discoverable in your account
+        indefinitely": API_DeregisterTaskDefinition), one or more a run; a deleted one goes once no
+        task uses it (API_DeleteTaskDefinitions: DELETE_IN_PROGRESS "until all the associated
+        tasks and services have been terminated"), at most 10 a request. Never raises."""
+        for start in range(0, len(arns), DELETE_TASK_DEFINITIONS_MAX):
+            batch = arns[start:start + DELETE_TASK_DEFINITIONS_MAX]
+            try:
+                failures = ecs.delete_task_definitions(taskDefinitions=batch).get("failures") or []
+            except Exception as exn:  # noqa: BLE001 (cleanup: the run's result stands)
+                logger.warning(_("could not delete task definitions", arns=batch, error=str(exn)))
+                continue
+            for failure in failures:
+                logger.warning(_("could not delete task definition", arn=failure.get("arn"), reason=failure.get("reason")))
 
     @classmethod
     def _pace_registration(cls) -> None:
