@@ -584,7 +584,7 @@ def _run_tasks(run_id: str) -> tuple[status.RunStatus, dict[str, Any] | None] | 
     doc = _describe(run_id)
     if isinstance(doc, Response):
         return doc
-    current = status.RunStatus.model_validate({k: v for k, v in doc.items() if k in status.RunStatus.model_fields and k not in ("outputs", "error")})
+    current = wes.status_of(doc)
     bucket, prefix = s3io.split(current.results)
     return current, _readable_json(bucket, prefix + "cost.json")
 

@@ -435,10 +435,7 @@ def run_log(
     ``manage.describe_run``'s; ``cost`` the run's cost.json (its attempts, once it ended);
     ``tasks_url`` where its task logs are listed a page at a time (ListTasks): the task logs
     themselves only up to ``TASK_LOGS_INLINE``."""
-    # (describe_run puts outputs.json and error.json in place of the status's URIs of them)
-    current = status.RunStatus.model_validate(
-        {k: v for k, v in doc.items() if k in status.RunStatus.model_fields and k not in ("outputs", "error")}
-    )
+    current = status_of(doc)
     error = doc.get("error")
     return {
         "run_id": current.run_id,
@@ -458,6 +455,14 @@ def run_log(
         "task_logs": logs if len(logs := task_logs(current, cost, log_group, region)) <= TASK_LOGS_INLINE else None,
         "outputs": doc.get("outputs") if isinstance(doc.get("outputs"), dict) else {},
     }
+
+
+def status_of(doc: dict[str, Any]) -> status.RunStatus:
+    """The run's status in ``manage.describe_run``'s ``doc`` (which puts outputs.json and
+    error.json in place of the status's URIs of them)."""
+    return status.RunStatus.model_validate(
+        {k: v for k, v in doc.items() if k in status.RunStatus.model_fields and k not in ("outputs", "error")}
+    )
 
 
 def task_page(
