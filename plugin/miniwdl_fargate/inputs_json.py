@@ -14,6 +14,7 @@ as UTF-8, not ``\\u`` escapes (``write_json``, ``unescape_json``).
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 #: the one cap on an inputs JSON, whichever way it comes in: beyond 1 MiB it is data that belongs in files
@@ -107,6 +108,61 @@ def load_object(body: bytes | str, where: str) -> dict[str, Any]:
             [{"where": where, "problem": f"expected a JSON object of workflow inputs, got a JSON {type(doc).__name__}"}]
         )
     return doc
+
+
+#: the names of an inputs file read as YAML (``load_yaml_object``), as ``miniwdl run -i`` reads any
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def load_yaml_object(body: bytes | str, where: str) -> dict[str, Any]:
+    """An inputs document written in YAML (a ``.yaml``/``.yml`` file given to the command line),
+    read as ``miniwdl run -i`` reads one (ruamel.yaml's safe, pure loader: YAML 1.2, a key given
+    twice refused), then held to what its JSON would be: a non-empty mapping, string keys, no
+    NaN or infinity, nothing JSON cannot say (a date, binary); each problem with where it is.
+    The run gets it as JSON (the uploaded inputs.json), the one form every entrance takes."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    text = decode(body, where)
+    problem = size_problem(len(text.encode("utf-8")))
+    if problem:
+        raise InputsJSONError([{"where": where, "problem": problem}])
+    if not text.strip():
+        raise InputsJSONError([{"where": where, "problem": "empty: expected a YAML mapping of workflow inputs, e.g. \"wf.x: 1\""}])
+    try:
+        doc = YAML(typ="safe", pure=True).load(text)
+    except MarkedYAMLError as exn:
+        mark = exn.problem_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise InputsJSONError([{"where": where, "problem": f"not valid YAML: {exn.problem or exn.context}{at}"}]) from None
+    except (YAMLError, RecursionError) as exn:
+        raise InputsJSONError([{"where": where, "problem": f"not valid YAML: {exn}"}]) from None
+    if not isinstance(doc, dict):
+        raise InputsJSONError([{"where": where, "problem": f"expected a YAML mapping of workflow inputs, got a YAML {type(doc).__name__}"}])
+    problems: list[dict[str, str]] = []
+    _check_yaml(doc, "", 0, where, problems)
+    if problems:
+        raise InputsJSONError(problems)
+    return doc
+
+
+def _check_yaml(value: Any, path: str, depth: int, where: str, problems: list[dict[str, str]]) -> None:
+    """What of a YAML document its JSON could not say (``load_yaml_object``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append({"where": _at(where, path), "problem": f"{value} is not a JSON number (JSON has no NaN or infinity)"})
+    elif isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        problems.append({"where": _at(where, path), "problem": f"nested too deeply (at most {MAX_DEPTH} levels of arrays and objects)"})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.append({"where": _at(where, path), "problem": f"key {key!r} is a YAML {type(key).__name__}: quote it (JSON keys are strings)"})
+                continue
+            _check_yaml(item, f"{path}.{key}" if path else key, depth + 1, where, problems)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_yaml(item, f"{path}[{index}]", depth + 1, where, problems)
+    elif not (value is None or isinstance(value, (str, int, float, bool))):
+        problems.append({"where": _at(where, path), "problem": f"a YAML {type(value).__name__}, which JSON has no value for: quote it to pass it as text"})
 
 
 def _at(where: str, path: str) -> str:

@@ -728,6 +728,8 @@ def read_inputs(path: Path) -> dict[str, Any]:
         problem = inputs_json.size_problem(path.stat().st_size)
         if problem:
             raise RunInputError(f"{path}: {problem}")
+        if path.suffix.lower() in inputs_json.YAML_SUFFIXES:  # (as `miniwdl run -i` reads one)
+            return inputs_json.load_yaml_object(path.read_bytes(), str(path))
         return inputs_json.load_object(path.read_bytes(), str(path))
     except IsADirectoryError:
         raise RunInputError(f"{path}: a folder, not an inputs file") from None
