@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import traceback
 from typing import Any, NoReturn
@@ -111,6 +112,27 @@ def run_id(text: str) -> str:
         return runs.check_run_id(text)
     except ValueError as exn:
         raise argparse.ArgumentTypeError(str(exn)) from None
+
+
+#: a NAME=VALUE input on the command line, as ``miniwdl run`` takes one (``wf.x=1``, ``x=a.txt``)
+ASSIGNMENT = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*=")
+
+
+def inputs_and_assignments(items: list[str]) -> tuple[str | None, list[str]]:
+    """The inputs file and the NAME=VALUE inputs among a command's positional INPUTS, as
+    ``miniwdl run`` takes them: ``x=`` then ``y`` is ``x=y`` (shell completion of a file name
+    after the ``=``); an item that names an existing file is the file, whatever it holds.
+    ValueError if more than one file is given."""
+    merged: list[str] = []
+    for item in items:
+        if merged and merged[-1].endswith("=") and ASSIGNMENT.match(merged[-1]) and not os.path.isfile(merged[-1]):
+            merged[-1] += item
+        else:
+            merged.append(item)
+    files = [item for item in merged if os.path.isfile(item) or not ASSIGNMENT.match(item)]
+    if len(files) > 1:
+        raise ValueError(f"one inputs file at most (given: {', '.join(files)}); give other inputs as NAME=VALUE")
+    return (files[0] if files else None), [item for item in merged if item not in files]
 
 
 def existing_dir(text: str) -> str:

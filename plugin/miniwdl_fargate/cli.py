@@ -102,8 +102,9 @@ WORKFLOW_HELP = (
     "or a `miniwdl zip` bundle (.zip, uploaded as it is)"
 )
 INPUTS_HELP = (
-    "miniwdl inputs JSON; local paths are relative to this file. Optional: a bundle's default inputs "
-    "apply, these over them input by input"
+    "a miniwdl inputs JSON (or YAML) file, local paths relative to it, and/or NAME=VALUE inputs as `miniwdl run` "
+    "takes them (over the file's; an array by repeating its NAME). Optional: a bundle's default inputs apply, "
+    "these over them input by input"
 )
 ZIP_HELP = (
     "submit WORKFLOW.wdl as a bundle built with `miniwdl zip`: the WDL and every WDL it imports, from anywhere "
@@ -124,7 +125,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     )
     p = sub.add_parser("submit", parents=[where], help="submit WORKFLOW.wdl (or a `miniwdl zip` bundle) with INPUTS.json (local files are uploaded)")
     p.add_argument("wdl", metavar="WORKFLOW", help=WORKFLOW_HELP)
-    p.add_argument("inputs", metavar="INPUTS.json", nargs="?", help=INPUTS_HELP)
+    p.add_argument("inputs", metavar="INPUTS", nargs="*", help=INPUTS_HELP)
     p.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends, then its outputs or error")
     p.add_argument("--zip", action="store_true", help=ZIP_HELP)
@@ -220,7 +221,11 @@ def run_command(args: argparse.Namespace) -> int:
             from .upload import prepare, scratch_folder
 
             zip_into = scratch_folder() if args.zip else None
-            prepared = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, options, zip_into)
+            try:
+                inputs_file, assignments = arguments.inputs_and_assignments(args.inputs)
+            except ValueError as exn:
+                raise RunInputError(str(exn)) from None
+            prepared = prepare(args.wdl, inputs_file if inputs_file is not None else {}, args.name, options, zip_into, assignments)
         if args.command == "outputs" and args.download:
             client.check_download_dir(args.download)
         deployment = client.connect(args.stack, args.region, args.local)

@@ -197,6 +197,18 @@ CASES = {
     "submit a missing WDL": (["submit", "{d}/nope.wdl", "{d}/good/inputs.json"], "error: {d}/nope.wdl: no such WDL file"),
     "submit a folder as the WDL": (["submit", "{d}/good", "{d}/good/inputs.json"], "error: {d}/good: a folder, not a WDL file"),
     "submit a folder as the inputs": (["submit", "{d}/good/w.wdl", "{d}/good"], "error: {d}/good: a folder, not an inputs file"),
+    "submit with two inputs files": (
+        ["submit", "{d}/good/w.wdl", "{d}/good/inputs.json", "{d}/not-json.json", "--local={d}/gone.json"],
+        "error: one inputs file at most (given: {d}/good/inputs.json, {d}/not-json.json); give other inputs as NAME=VALUE",
+    ),
+    "submit with an input on the command line the workflow does not have": (
+        ["submit", "{d}/good/w.wdl", "wh0=you", "--local={d}/gone.json"],
+        "error: inputs on the command line: wh0=you: No such input to w: wh0",
+    ),
+    "local run with an input on the command line of the wrong type": (
+        ["local", "run", "{d}/maps/w.wdl", "m=[1", "--state-dir", "{d}/state"],
+        "error: inputs on the command line: m=[1: Invalid JSON for input of type Map[Int,String]?",
+    ),
     "local run of a folder as the WDL": (["local", "run", "{d}/good", "--state-dir", "{d}/state"], "error: WDL file {d}/good is a folder, not a file"),
     "local run of a folder as the inputs": (
         ["local", "run", "{d}/good/w.wdl", "{d}/good", "--state-dir", "{d}/state"], "error: inputs file {d}/good is a folder, not a file",

@@ -66,8 +66,9 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         help="the main .wdl file (its folder is staged with it), or a `miniwdl zip` bundle (.zip)",
     )
     run.add_argument(
-        "inputs", metavar="INPUTS.json", nargs="?",
-        help="miniwdl inputs JSON; local paths are relative to this file (optional: a bundle's default inputs apply, these over them)",
+        "inputs", metavar="INPUTS", nargs="*",
+        help="a miniwdl inputs JSON (or YAML) file, local paths relative to it, and/or NAME=VALUE inputs as `miniwdl run` "
+        "takes them, over the file's (optional: a bundle's default inputs apply, these over them)",
     )
     run.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     run.add_argument("--zip", action="store_true", help=ZIP_HELP)
@@ -242,6 +243,11 @@ def run(args: argparse.Namespace) -> int:
     if args.local_command != "run":
         return 2
     # check what we can before starting anything
+    try:
+        args.inputs, args.assignments = arguments.inputs_and_assignments(args.inputs)
+    except ValueError as exn:
+        print(f"error: {exn}", file=sys.stderr)
+        return 2
     for path, what in ((args.wdl, "WDL file"), (args.inputs, "inputs file")):
         if path is not None and not os.path.isfile(path):
             found = "is a folder, not a file" if os.path.isdir(path) else "not found"
@@ -368,7 +374,9 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
     check = signals.check
     try:
         zip_into = scratch_folder() if args.zip else None
-        submission = prepare(args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into)
+        submission = prepare(
+            args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into, assignments=args.assignments,
+        )
         check()
         # (a Ctrl-C noted while the stack starts stops it between its steps, not once deployed)
         with LocalStack(state_dir=args.state_dir, template=args.template, parameters=dict(args.parameter), check=check) as stack:
