@@ -243,8 +243,10 @@ def run(args: argparse.Namespace) -> int:
     if args.local_command != "run":
         return 2
     # check what we can before starting anything
+    # (the positional INPUTS: a list from the parser; None or a file name from a caller of its own)
+    given = args.inputs if isinstance(args.inputs, list) else [] if args.inputs is None else [args.inputs]
     try:
-        args.inputs, args.assignments = arguments.inputs_and_assignments(args.inputs)
+        args.inputs, args.assignments = arguments.inputs_and_assignments(given)
     except ValueError as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
@@ -375,7 +377,8 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
     try:
         zip_into = scratch_folder() if args.zip else None
         submission = prepare(
-            args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into, assignments=args.assignments,
+            args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into,
+            assignments=getattr(args, "assignments", []),
         )
         check()
         # (a Ctrl-C noted while the stack starts stops it between its steps, not once deployed)
