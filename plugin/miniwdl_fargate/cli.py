@@ -123,7 +123,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
         help="the local-mode stack that `miniwdl-fargate local up` serves; another stack's file as --local=FILE "
         "(default ~/.local/state/miniwdl-fargate/local.json)",
     )
-    p = sub.add_parser("submit", parents=[where], help="submit WORKFLOW.wdl (or a `miniwdl zip` bundle) with INPUTS.json (local files are uploaded)")
+    p = sub.add_parser("submit", parents=[where], help="submit WORKFLOW.wdl (or a `miniwdl zip` bundle) with its INPUTS: a JSON or YAML file, NAME=VALUE (local files are uploaded)")
     p.add_argument("wdl", metavar="WORKFLOW", help=WORKFLOW_HELP)
     p.add_argument("inputs", metavar="INPUTS", nargs="*", help=INPUTS_HELP)
     p.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")

@@ -57,7 +57,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
         description=(
             "Deploy template.yaml into an embedded moto server, stage WORKFLOW.wdl (with its folder) or a "
             "`miniwdl zip` bundle and "
-            "the local files INPUTS.json names into the local bucket, drop inputs.json into runs/<name>/, "
+            "the local files its INPUTS name into the local bucket, drop inputs.json into runs/<name>/, "
             "follow the run, and print its outputs (File values as s3:// URIs)."
         ),
     )
