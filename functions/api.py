@@ -556,8 +556,9 @@ def wes_get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[s
 
 
 def _size(doc: Any) -> int:
-    """Bytes of ``doc`` as the answer's JSON."""
-    return len(json.dumps(doc, default=str).encode())
+    """Bytes of ``doc`` in Lambda's answer, where the body is itself a JSON string: each quote and
+    backslash of the body escaped again (what the 6 MB counts)."""
+    return len(json.dumps(json.dumps(doc, default=str)).encode())
 
 
 def _fitted(log: dict[str, Any], results: str) -> dict[str, Any]:
@@ -573,10 +574,15 @@ def _fitted(log: dict[str, Any], results: str) -> dict[str, Any]:
 
 def _url(path: str) -> str:
     """The URL of ``path`` (a route of this API) as the caller reached this one: through API
-    Gateway, its domain and stage (the Lambda proxy event's requestContext); else the path."""
-    context = app.current_event.raw_event.get("requestContext") or {}
-    domain, stage = context.get("domainName"), context.get("stage")
-    return f"https://{domain}/{stage}{path}" if domain and stage else path
+    Gateway, its domain and the path before the route (``/<stage>``, or a custom domain's base
+    path: the Lambda proxy event's ``requestContext.path`` ends with the route's ``path``); else
+    the path."""
+    event = app.current_event.raw_event
+    context = event.get("requestContext") or {}
+    domain, full, route = context.get("domainName"), str(context.get("path") or ""), str(event.get("path") or "")
+    if not domain or not route or not full.endswith(route):
+        return path
+    return f"https://{domain}{full[: len(full) - len(route)]}{path}"
 
 
 def _run_tasks(run_id: str) -> tuple[status.RunStatus, dict[str, Any] | None] | Response[dict[str, Any]]:

@@ -125,7 +125,9 @@ def inputs_and_assignments(items: list[str]) -> tuple[str | None, list[str]]:
     ValueError if more than one file is given."""
     merged: list[str] = []
     for item in items:
-        if merged and merged[-1].endswith("=") and ASSIGNMENT.match(merged[-1]) and not os.path.isfile(merged[-1]):
+        last = merged[-1] if merged else ""
+        # (as miniwdl joins them: only where the first "=" ends the item, not a value ending in "=")
+        if last and last.find("=") == len(last) - 1 and ASSIGNMENT.match(last) and not os.path.isfile(last):
             merged[-1] += item
         else:
             merged.append(item)

@@ -32,14 +32,30 @@ class HttpService:
         """The answer to one request (``path``: with its query): status, headers, body."""
         raise NotImplementedError
 
+    def refused_length(self, length: int) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """The answer to a request whose body would be ``length`` bytes, given before the body is
+        read, if the service refuses it for its size (None: read it and ``answer``)."""
+        return None
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                code, headers, data = service.answer(self.command, self.path, dict(self.headers.items()), body)
+                refused = service.refused_length(length)
+                if refused is not None:
+                    # (read and dropped a piece at a time, never held: a client still sending it
+                    # would otherwise meet a closed connection instead of the answer)
+                    while length > 0:
+                        piece = self.rfile.read(min(length, 1 << 16))
+                        if not piece:  # (the client stopped sending)
+                            break
+                        length -= len(piece)
+                    code, headers, data = refused
+                else:
+                    body = self.rfile.read(length) if length else b""
+                    code, headers, data = service.answer(self.command, self.path, dict(self.headers.items()), body)
                 self.send_response(code)
                 for key, value in headers:
                     if key.lower() not in HOP_BY_HOP:

@@ -641,10 +641,13 @@ def command_line_inputs(doc: WDL.Tree.Document, inputs: dict[str, Any], assignme
     def read(given: list[str]) -> dict[str, Any]:
         # (miniwdl prints the workflow's inputs as help on a bad name: this says the problem instead)
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            _, _, found = CLI.runner_input(
+            _, env, _ = CLI.runner_input(
                 doc, given, None, [], [], check_required=False, downloadable=lambda path, directory: "://" in path,
             )
-        return found
+        # a File or Directory inside a struct, pair or map (JSON on the command line) stays as
+        # written: relative to the current folder, as miniwdl makes a plain File's, not to the inputs file
+        env = WDL.Value.rewrite_env_paths(env, lambda v: v.value if "://" in v.value else os.path.abspath(v.value))
+        return WDL.values_to_json(env, namespace=target.name if isinstance(target, WDL.Tree.Workflow) else "")
 
     # (the workflow's name in front, as an inputs JSON may have it: miniwdl's command line has none)
     prefix = f"{target.name}."

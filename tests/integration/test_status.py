@@ -174,3 +174,18 @@ def test_a_page_of_runs_too_large_for_one_answer_leaves_out_the_largest_runs_cal
         f"run {other.run_id}: its calls are left out of this page, too large for one answer: GET /runs/{other.run_id} has them"
     ]
     assert len(json.dumps(page)) <= api.ANSWER_BYTES
+
+
+def test_the_answer_is_measured_as_lambda_carries_it_its_body_escaped_once_more(run, monkeypatch):
+    """Lambda's 6 MB holds the body as a JSON string: a quote in a value is 2 bytes of the body
+    and 4 of the answer. Outputs that fit as a body but not as Lambda's answer are named too."""
+    import api
+
+    outputs = {"w.quoted": ['"' * 1000] * 10}
+    aws.client("s3").put_object(Bucket="runs", Key=RECORD.results_key("outputs.json"), Body=json.dumps({"outputs": outputs}).encode())
+    code, body = api_get(f"/runs/{run}", monkeypatch)
+    as_body, as_answer = len(json.dumps(body)), len(json.dumps(json.dumps(body)))
+    assert as_answer > 1.8 * as_body
+    monkeypatch.setattr(api, "ANSWER_BYTES", (as_body + as_answer) // 2)
+    code, body = api_get(f"/runs/{run}", monkeypatch)
+    assert code == 200 and body["outputs"] == RECORD.results + "outputs.json"

@@ -265,6 +265,10 @@ def test_a_runs_task_logs_are_listed_a_page_at_a_time_and_one_too_large_for_its_
     event["requestContext"]["domainName"] = "abcdef1234.execute-api.us-east-1.amazonaws.com"
     answer = json.loads(api.handler(event, Context())["body"])
     assert answer["task_logs_url"] == f"https://abcdef1234.execute-api.us-east-1.amazonaws.com/v1{PREFIX}/runs/{run_id}/tasks"
+    # through a custom domain, under the base path its mapping gives the API
+    event["requestContext"].update(domainName="api.example.org", path=f"/genomics{PREFIX}/runs/{run_id}")
+    answer = json.loads(api.handler(event, Context())["body"])
+    assert answer["task_logs_url"] == f"https://api.example.org/genomics{PREFIX}/runs/{run_id}/tasks"
 
 
 def test_a_run_log_too_large_for_the_answer_names_its_outputs_and_then_its_inputs_by_their_s3_objects(wes, monkeypatch):

@@ -86,6 +86,7 @@ def test_a_required_input_given_nowhere_is_still_missing(wdl):
     (["who=Ann", "inputs.yaml"], ("inputs.yaml", ["who=Ann"])),
     (["reference=", "ref.fa", "who=Ann"], (None, ["reference=ref.fa", "who=Ann"])),  # (a shell completed the file name)
     (["a=b.json"], ("a=b.json", [])),  # (an existing file, whatever its name)
+    (["token=YWI=", "n=2"], (None, ["token=YWI=", "n=2"])),  # (a value ending in "=" is whole: miniwdl's rule)
 ])
 def test_the_inputs_file_and_the_assignments_among_the_positional_inputs(tmp_path, monkeypatch, items, found):
     monkeypatch.chdir(tmp_path)
@@ -97,3 +98,12 @@ def test_two_inputs_files_are_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"one inputs file at most \(given: a.json, b.json\); give other inputs as NAME=VALUE"):
         arguments.inputs_and_assignments(["a.json", "b.json"])
+
+
+def test_a_file_inside_a_compound_value_is_relative_to_the_current_folder_not_the_inputs_files(wdl, tmp_path):
+    wdl.write_text(WDL.replace("Sample? sample", "Sample? sample\n    Pair[File, Int]? pair"))
+    (tmp_path / "sub").mkdir()
+    inputs = tmp_path / "sub" / "inputs.json"
+    inputs.write_text(json.dumps({"w.who": "Ann"}))
+    prepared = prepare(wdl, inputs, assignments=['pair={"left": "ref.fa", "right": 2}'])
+    assert prepared.inputs["w.pair"] == {"left": str(tmp_path / "ref.fa"), "right": 2}

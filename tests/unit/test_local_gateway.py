@@ -216,6 +216,11 @@ def test_a_request_too_large_for_api_gateway_or_for_lambdas_invoke_gets_413(monk
             said = json.loads(refused.value.read())
             assert said == ({"message": "Request Too Long"} if code == 413 else {"message": "Internal server error"})
     assert len(invoked) == 2  # (the body over 10 MB was never sent on)
+    # refused by its Content-Length, before a byte of it is read (the service never buffers it)
+    service = Gateway("api-function", API)
+    assert service.refused_length(gateway.MAX_BODY_BYTES + 1) == gateway.REQUEST_TOO_LARGE
+    assert service.refused_length(gateway.MAX_BODY_BYTES) is None
+    service.server.server_close()
 
 
 def test_an_integration_slower_than_its_timeout_gets_api_gateways_504_while_the_function_runs_on(monkeypatch):

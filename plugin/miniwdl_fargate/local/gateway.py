@@ -331,6 +331,9 @@ class Gateway(HttpService):
             integration_seconds(definition),
         )
 
+    def refused_length(self, length: int) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        return REQUEST_TOO_LARGE if length > MAX_BODY_BYTES else None
+
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         if len(body) > MAX_BODY_BYTES:
             return REQUEST_TOO_LARGE
