@@ -118,11 +118,13 @@ def run_id(text: str) -> str:
 ASSIGNMENT = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*=")
 
 
-def inputs_and_assignments(items: list[str]) -> tuple[str | None, list[str]]:
-    """The inputs file and the NAME=VALUE inputs among a command's positional INPUTS, as
-    ``miniwdl run`` takes them: ``x=`` then ``y`` is ``x=y`` (shell completion of a file name
-    after the ``=``); an item that names an existing file is the file, whatever it holds.
-    ValueError if more than one file is given."""
+def inputs_and_assignments(items: list[str] | str | None) -> tuple[str | None, list[str]]:
+    """The inputs file and the NAME=VALUE inputs among a command's positional INPUTS (a list from
+    the parser; None or one file name from a caller building its own Namespace), as ``miniwdl
+    run`` takes them: ``x=`` then ``y`` is ``x=y`` (shell completion of a file name after the
+    ``=``); an item that names an existing file is the file, whatever it holds. ValueError if more
+    than one file is given."""
+    items = [] if items is None else [items] if isinstance(items, str) else items
     merged: list[str] = []
     for item in items:
         last = merged[-1] if merged else ""

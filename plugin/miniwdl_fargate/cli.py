@@ -222,8 +222,7 @@ def run_command(args: argparse.Namespace) -> int:
 
             zip_into = scratch_folder() if args.zip else None
             try:
-                given = args.inputs if isinstance(args.inputs, list) else [] if args.inputs is None else [args.inputs]
-                inputs_file, assignments = arguments.inputs_and_assignments(given)
+                inputs_file, assignments = arguments.inputs_and_assignments(args.inputs)
             except ValueError as exn:
                 raise RunInputError(str(exn)) from None
             prepared = prepare(args.wdl, inputs_file if inputs_file is not None else {}, args.name, options, zip_into, assignments)

@@ -243,10 +243,8 @@ def run(args: argparse.Namespace) -> int:
     if args.local_command != "run":
         return 2
     # check what we can before starting anything
-    # (the positional INPUTS: a list from the parser; None or a file name from a caller of its own)
-    given = args.inputs if isinstance(args.inputs, list) else [] if args.inputs is None else [args.inputs]
     try:
-        args.inputs, args.assignments = arguments.inputs_and_assignments(given)
+        args.inputs, args.assignments = arguments.inputs_and_assignments(args.inputs)
     except ValueError as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
