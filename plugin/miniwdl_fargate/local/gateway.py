@@ -273,6 +273,10 @@ def integration_seconds(definition: dict[str, Any]) -> dict[tuple[str, str], flo
     return found
 
 
+#: API Gateway's body of a failed integration (500: the invoke refused or failed; 502: the function failed)
+INTERNAL_ERROR = json.dumps({"message": "Internal server error"}).encode()
+
+
 def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     """The function's answer to ``event``: status, headers, body. An event over Lambda's
     synchronous payload quota (6 MB: the invoke is refused before the function runs) is
@@ -285,10 +289,10 @@ def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, dict[str, st
         if exn.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 413:
             code, headers, data = REQUEST_TOO_LARGE
             return code, dict(headers), data
-        return 500, {"Content-Type": "application/json"}, json.dumps({"message": "Internal server error"}).encode()
+        return 500, {"Content-Type": "application/json"}, INTERNAL_ERROR
     answer = json.loads(payload)
     if "statusCode" not in answer:  # the function failed: API Gateway answers 502
-        return 502, {"Content-Type": "application/json"}, json.dumps({"message": "Internal server error"}).encode()
+        return 502, {"Content-Type": "application/json"}, INTERNAL_ERROR
     body = answer.get("body") or ""
     data = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
     return int(answer["statusCode"]), dict(answer.get("headers") or {}), data
@@ -335,15 +339,14 @@ class Gateway(HttpService):
         return REQUEST_TOO_LARGE if length > MAX_BODY_BYTES else None
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        if len(body) > MAX_BODY_BYTES:
-            return REQUEST_TOO_LARGE
+        # (a body over MAX_BODY_BYTES never gets here: refused_length answered it by its length)
         reached = self.routes.match(method, urllib.parse.urlsplit(path).path)
         if reached is None:
             return MISSING_ROUTE
-        refused = self.checks.refusal(reached[0], method, headers, body)
+        resource = reached[0]
+        refused = self.checks.refusal(resource, method, headers, body)
         if refused is not None:
             return refused
-        resource = reached[0]
         seconds = self.timeouts.get((resource, method), self.timeouts.get((resource, "ANY"), INTEGRATION_SECONDS))
         answer: list[tuple[int, dict[str, str], bytes]] = []
         event = proxy_event(method, path, headers, body, *reached)
@@ -360,6 +363,6 @@ class Gateway(HttpService):
         if caller.is_alive():
             return INTEGRATION_TIMEOUT
         if not answer:  # (the invoke itself failed: logged)
-            return 500, [("Content-Type", "application/json")], json.dumps({"message": "Internal server error"}).encode()
+            return 500, [("Content-Type", "application/json")], INTERNAL_ERROR
         code, answered, data = answer[0]
         return code, list(answered.items()), data
