@@ -256,14 +256,15 @@ def list_runs(
     warnings: list[str] = []
     found, following = manage.list_runs(SETTINGS.from_env().runs_bucket, limit, name, after, on_unreadable=warnings.append)
     page = RunList(runs=found, next=following, warnings=warnings).model_dump(mode="json")
-    size = _size(page)
-    # (within Lambda's answer: the largest runs' calls, each task's ARN, go first; GET /runs/{run_id} has them)
-    for entry in sorted(page["runs"], key=lambda r: _size(r.get("calls") or {}), reverse=True):
-        if size <= ANSWER_BYTES or not entry.get("calls"):
-            break
-        size -= _size(entry["calls"]) - 2
-        entry["calls"] = {}
-        page["warnings"].append(f"run {entry['run_id']}: its calls are left out of this page, too large for one answer: GET /runs/{entry['run_id']} has them")
+    excess = _size(page) - ANSWER_BYTES
+    if excess > 0:  # (within Lambda's answer: the largest runs' calls, each task's ARN, go first; GET /runs/{run_id} has them)
+        by_size = sorted(((_size(r["calls"]) - _size({}), r) for r in page["runs"] if r.get("calls")), key=lambda pair: -pair[0])
+        for saved, entry in by_size:
+            if excess <= 0:
+                break
+            excess -= saved
+            entry["calls"] = {}
+            page["warnings"].append(f"run {entry['run_id']}: its calls are left out of this page, too large for one answer: GET /runs/{entry['run_id']} has them")
     return _json(200, page)
 
 
