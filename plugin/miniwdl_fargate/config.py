@@ -196,6 +196,10 @@ class FargateSettings:
     call_cache: bool | str
     #: the S3 call cache's prefix (s3://bucket/prefix/); "" none
     call_cache_uri: str
+    #: the shortest time in seconds between the serverless driver's updates of status.json
+    status_interval: float
+    #: objects moved between S3 and the filesystem at once (``s3io.Transfers``)
+    transfer_concurrency: int
 
     @classmethod
     def from_cfg(cls, cfg: wdl_config.Loader) -> "FargateSettings":
@@ -349,6 +353,9 @@ _PARSERS = {
     "keep_unused_cache_days": lambda v: _days(float(v)),
     "call_cache": lambda v: parse_call_cache(v),
     "call_cache_uri": lambda v: parse_s3_prefix(v),
+    "status_interval": lambda v: _at_least(float(v), 0.1),
+    # (each transfer holds one of the AWS client's connections: aws.RETRY_CONFIG's pool of 64)
+    "transfer_concurrency": lambda v: int(_between(int(v), 1, 64)),
 }
 
 

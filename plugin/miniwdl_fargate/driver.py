@@ -177,9 +177,7 @@ class RunSoFar:
 
 
 def _drive(run: DriverRun, stop: StopSignals) -> int:
-    # (the driver's own setting, taken out of the environment: miniwdl's configuration warns of
-    # every MINIWDL_* variable it did not use, in every run's log)
-    interval = float(os.environ.pop("MINIWDL_FARGATE_STATUS_INTERVAL", "") or progress.DEFAULT_INTERVAL)
+    interval = float(config.option(config.loader(), "status_interval"))  # type: ignore[arg-type]
     so_far = RunSoFar(stop, progress.StatusReporter(run.results_bucket, run.run_id, interval))
     set_up(run)
     sweep_orphans()

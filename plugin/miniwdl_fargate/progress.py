@@ -13,8 +13,6 @@ from . import attempts, runs, status
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 10.0
-
 
 def task_counts(
     recorded: list[attempts.Attempt], cached: int = 0, failed_call: str = ""
@@ -50,7 +48,7 @@ def task_counts(
 class StatusReporter:
     """Keeps the run's status.json current while miniwdl runs (a background thread)."""
 
-    def __init__(self, bucket: str, run_id: str, interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(self, bucket: str, run_id: str, interval: float) -> None:
         self.bucket, self.run_id, self.interval = bucket, run_id, interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

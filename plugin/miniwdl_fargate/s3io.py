@@ -52,10 +52,12 @@ Progress = Callable[[int], None]  # a boto3 transfer Callback: bytes moved; may 
 Counted = Callable[[int, int], None]  # (objects done, objects known so far)
 
 def transfer_concurrency() -> int:
-    """Objects moved at once by one Transfers (each a request of its own; the client's connection
-    pool, aws.RETRY_CONFIG, holds 64). Read when a Transfers is made, not at import: a local
-    driver forked from a preloaded process (``local.driver_zygote``) has an environment of its own."""
-    return int(os.environ.get("MINIWDL_FARGATE_TRANSFER_CONCURRENCY") or 32)
+    """Objects moved at once by one Transfers: ``[aws_fargate] transfer_concurrency`` (a cfg file or
+    ``MINIWDL__AWS_FARGATE__TRANSFER_CONCURRENCY``). Read when a Transfers is made, not at import: a
+    local driver forked from a preloaded process (``local.driver_zygote``) has an environment of its own."""
+    from . import config  # (not at import: the Lambda functions' modules import s3io, few use Transfers)
+
+    return int(config.option(config.loader(), "transfer_concurrency"))  # type: ignore[call-overload]
 
 
 class Transfers:

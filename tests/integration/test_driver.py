@@ -223,13 +223,3 @@ def test_the_task_metrics_are_published_once_for_a_run_whose_workflow_ran(
     assert seen == [("t-1", outcome) for outcome in published]
 
 
-def test_the_drivers_own_settings_are_no_unused_environment_to_miniwdl(bucket, tmp_path, monkeypatch, caplog):
-    """The driver's container has MINIWDL_FARGATE_STATUS_INTERVAL (the stack's StatusSeconds);
-    miniwdl warns of every MINIWDL_* variable its configuration did not use, which every run's
-    driver log would then show."""
-    monkeypatch.setenv("MINIWDL_FARGATE_STATUS_INTERVAL", "10")
-    caplog.set_level("INFO")
-    assert start(tmp_path, monkeypatch, "one two three") == 0
-    said = [r.getMessage() for r in caplog.records if "unused environment" in r.getMessage()]
-    # (the test's own environment may have others: CI's MINIWDL_FARGATE_REQUIRE_* for the tests)
-    assert not [m for m in said if "MINIWDL_FARGATE_STATUS_INTERVAL" in m], said

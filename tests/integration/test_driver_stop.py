@@ -68,7 +68,7 @@ def start_driver(tmp_path, env: dict[str, str], pause_at: str = "", **extra: str
             "MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT": str(tmp_path / "efs"),
             "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "host_process",
             "MINIWDL__SCHEDULER__TASK_CONCURRENCY": "4",
-            "MINIWDL_FARGATE_STATUS_INTERVAL": "0.5",
+            "MINIWDL__AWS_FARGATE__STATUS_INTERVAL": "0.5",
         }
     )
     if pause_at:

@@ -751,6 +751,39 @@ def test_tasks_get_public_ips_and_no_inbound_rules(cfn_template):
     assert driver_env["MINIWDL__AWS_FARGATE__SUBNETS"] == {"Fn::Sub": "${PublicSubnetA},${PublicSubnetB}"}
 
 
+def test_every_setting_the_driver_is_given_is_one_its_configuration_reads(cfn_template, monkeypatch, caplog):
+    """The driver's container has its settings as ``MINIWDL__<SECTION>__<OPTION>`` variables: each
+    is an option of miniwdl or of ``[aws_fargate]`` (so a cfg file sets it as well), and the
+    aws_fargate backend reads every ``[aws_fargate]`` one, so miniwdl's "unused environment"
+    warning (every MINIWDL_* variable its configuration did not read) is in no run's log."""
+    import configparser
+    import logging
+    import os
+
+    from WDL.runtime import config as wdl_config
+
+    from miniwdl_fargate import config
+
+    container = Conditions(cfn_template).resources()["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    names = [e["Name"] for e in container["Environment"]]
+    assert [n for n in names if n.startswith("MINIWDL") and not n.startswith("MINIWDL__")] == []
+    ours = [n for n in names if n.startswith("MINIWDL__AWS_FARGATE__")]
+    assert "MINIWDL__AWS_FARGATE__STATUS_INTERVAL" in ours
+    for key in [k for k in os.environ if k.startswith("MINIWDL")]:
+        monkeypatch.delenv(key)
+    defaults = configparser.ConfigParser()
+    defaults.read_string(config.default_cfg_text())
+    for name in ours:  # (each set to its default: a value its option parses)
+        monkeypatch.setenv(name, defaults[config.SECTION][name.split("__")[2].lower()])
+    cfg = wdl_config.Loader(logging.getLogger("test-driver-env"), filenames=[])
+    for name in ours:
+        config.option(cfg, name.split("__")[2].lower())  # (each parses as its option)
+    config.FargateSettings.from_cfg(cfg)
+    with caplog.at_level(logging.WARNING, logger="test-driver-env"):
+        cfg.log_unused_options()
+    assert [r.getMessage() for r in caplog.records if "unused" in r.getMessage()] == []
+
+
 # -- encryption, TLS, events, API -----------------------------------------------------------------
 
 

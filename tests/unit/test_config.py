@@ -55,6 +55,7 @@ def test_bad_value_names_the_option(monkeypatch):
     ("oom_memory_factor", "nan"), ("stop_timeout", "-5"), ("stop_timeout", "0"), ("capacity_retries", "-1"),
     ("launch_rate", "0"), ("launch_burst", "0"), ("default_cpu_shares", "0"), ("default_cpu_shares", "99999"),
     ("default_memory_mb", "-1"), ("default_memory_mb", "200000"),
+    ("status_interval", "0"), ("status_interval", "nan"), ("transfer_concurrency", "0"), ("transfer_concurrency", "65"),
 ])
 def test_a_value_out_of_range_is_refused_naming_the_option(monkeypatch, option, value):
     """Refused as the run starts, naming the option: NaN passed every "at least" check (NaN
@@ -168,6 +169,23 @@ def test_environment_variables_win_over_the_file(tmp_path, no_environment, monke
     assert config.run_id(cfg) == "hello-0e0e0e0e"
     given = config.loader(str(path), environ={"MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT": "/given/", "OTHER": "x"})
     assert config.option(given, "efs_mountpoint") == "/given"
+
+
+def test_a_cfg_file_sets_the_drivers_own_settings_as_well_as_their_variables(tmp_path, no_environment, monkeypatch):
+    """status_interval and transfer_concurrency (the driver's status.json updates, the objects the
+    driver and the commands move at once) were environment variables only."""
+    from miniwdl_fargate import s3io
+
+    path = tmp_path / "operator.cfg"
+    path.write_text("[aws_fargate]\nstatus_interval = 2.5\ntransfer_concurrency = 8\n")
+    monkeypatch.setenv("MINIWDL_CFG", str(path))
+    assert config.option(config.loader(), "status_interval") == 2.5
+    assert s3io.transfer_concurrency() == 8
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__TRANSFER_CONCURRENCY", "16")
+    assert s3io.transfer_concurrency() == 16
+    monkeypatch.delenv("MINIWDL_CFG")
+    monkeypatch.delenv("MINIWDL__AWS_FARGATE__TRANSFER_CONCURRENCY")
+    assert (config.option(config.loader(), "status_interval"), s3io.transfer_concurrency()) == (10.0, 32)
 
 
 def test_no_run_id_and_no_cluster_when_nothing_says_so(no_environment):

@@ -34,7 +34,8 @@ def test_the_transfer_concurrency_is_read_when_used_not_at_import(monkeypatch):
     """A driver forked from ``driver_zygote`` imported s3io before it had its own environment."""
     from miniwdl_fargate import s3io
 
-    monkeypatch.setenv("MINIWDL_FARGATE_TRANSFER_CONCURRENCY", "7")
+    monkeypatch.delenv("MINIWDL_CFG", raising=False)
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__TRANSFER_CONCURRENCY", "7")
     assert s3io.transfer_concurrency() == 7
-    monkeypatch.delenv("MINIWDL_FARGATE_TRANSFER_CONCURRENCY")
+    monkeypatch.delenv("MINIWDL__AWS_FARGATE__TRANSFER_CONCURRENCY")
     assert s3io.transfer_concurrency() == 32
