@@ -7,11 +7,13 @@ query, body and Content-Type, signed for the service ``execute-api`` in the stac
 the caller's AWS credentials (the usual chain: environment, profile, SSO, role)
 (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-control-access-using-iam-policies-to-invoke-api.html,
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html). It listens on this machine
-only: whoever reaches the port acts with your credentials.
+only: whoever reaches the port acts with your credentials. A WES RunLog's ``task_logs_url`` (the
+API's own URL, which wants a signed request) comes back as this proxy's.
 """
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from typing import Any
@@ -61,4 +63,22 @@ class SigningProxy(HttpService):
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         passed = {k: v for k, v in headers.items() if k.lower() in FORWARDED}
-        return forward(signed(method, self.stage + path, passed, body, self.credentials, self.region))
+        code, answer_headers, answer = forward(signed(method, self.stage + path, passed, body, self.credentials, self.region))
+        return code, answer_headers, self.through_proxy(answer)
+
+    def through_proxy(self, answer: bytes) -> bytes:
+        """A WES RunLog whose ``task_logs_url`` is the API's own (``https://<api>/<stage>/...``,
+        which a client of this proxy could not call unsigned) with that URL as this proxy's;
+        any other answer as it came."""
+        prefix = self.stage + "/"
+        if b'"task_logs_url"' not in answer or prefix.encode() not in answer:
+            return answer
+        try:
+            doc = json.loads(answer)
+        except ValueError:
+            return answer
+        url = doc.get("task_logs_url") if isinstance(doc, dict) else None
+        if not isinstance(url, str) or not url.startswith(prefix):
+            return answer
+        doc["task_logs_url"] = self.url + url[len(self.stage):]
+        return json.dumps(doc).encode()

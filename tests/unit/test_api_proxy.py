@@ -22,13 +22,18 @@ CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEK
 def upstream():
     """A stand-in for the stage: records each request, answers 200 (404 for /missing)."""
     seen = []
+    stage = []
 
     class Handler(BaseHTTPRequestHandler):
         def _serve(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             seen.append((self.command, self.path, dict(self.headers.items()), body))
             code = 404 if "missing" in self.path else 200
-            data = json.dumps({"msg": "nope", "status_code": 404} if code == 404 else {"ok": True}).encode()
+            doc = {"msg": "nope", "status_code": 404} if code == 404 else {"ok": True}
+            if self.path.endswith("/runs/r-1"):  # a WES RunLog: its task_logs_url the API's own
+                doc = {"run_id": "r-1", "task_logs_url": f"{stage[0]}/ga4gh/wes/v1/runs/r-1/tasks",
+                       "outputs": {"w.note": f"{stage[0]}/kept as it is"}}
+            data = json.dumps(doc).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -43,7 +48,8 @@ def upstream():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    stage.append(f"http://127.0.0.1:{server.server_address[1]}/v1")
+    yield stage[0], seen
     server.shutdown()
     server.server_close()
 
@@ -92,3 +98,18 @@ def test_a_local_stack_is_not_proxied_and_no_credentials_is_an_error(monkeypatch
     monkeypatch.setattr(boto3.session.Session, "get_credentials", lambda self: None)
     with pytest.raises(client.ClientError, match="no AWS credentials"):
         cli.serve_api_proxy(client.Deployment("s", "us-east-1", {"ApiUrl": "https://x/v1/runs"}), 0)
+
+
+def test_a_run_logs_task_logs_url_comes_back_as_the_proxys_own(upstream):
+    """The API gives a WES RunLog's task_logs_url as its own URL, which a client of the proxy
+    (unsigned) could not call: through the proxy it is the proxy's; nothing else is changed."""
+    stage, seen = upstream
+    with SigningProxy(stage, CREDENTIALS, "eu-west-1") as url:
+        with urllib.request.urlopen(url + "/ga4gh/wes/v1/runs/r-1") as answer:
+            log = json.loads(answer.read())
+        assert log["task_logs_url"] == url + "/ga4gh/wes/v1/runs/r-1/tasks"
+        assert log["outputs"] == {"w.note": f"{stage}/kept as it is"}
+        with urllib.request.urlopen(log["task_logs_url"]) as answer:  # (the proxy signs it)
+            assert json.loads(answer.read()) == {"ok": True}
+    assert seen[-1][1] == "/v1/ga4gh/wes/v1/runs/r-1/tasks"
+    assert seen[-1][2]["Authorization"].startswith("AWS4-HMAC-SHA256 ")
