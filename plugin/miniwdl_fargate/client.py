@@ -108,8 +108,8 @@ def connect(stack: str | None = None, region: str | None = None, local: str | No
     if not stack:
         raise ClientError("which stack? give --stack NAME (or run where samconfig.toml names it)")
     region = region or defaults.get("region")
-    if region:
-        os.environ.setdefault("AWS_DEFAULT_REGION", region)
+    if region:  # (--region, else samconfig.toml's, over the AWS configuration's: its variables too)
+        os.environ["AWS_DEFAULT_REGION"] = region
         aws.reset()
     cfn = aws.client("cloudformation")
     try:

@@ -44,3 +44,22 @@ def test_connect_reads_the_stack_outputs(deployed, tmp_path, monkeypatch):
     assert client.connect().outputs == found.outputs
     with pytest.raises(client.ClientError, match="stack nope: "):
         client.connect(stack="nope")
+
+
+def test_the_region_given_wins_over_the_aws_configurations(moto_aws, tmp_path, monkeypatch):
+    """--region (else samconfig.toml's) is where the stack is looked for, even with
+    AWS_DEFAULT_REGION exported (it was looked for there instead)."""
+    monkeypatch.chdir(tmp_path)
+    for key in ("MINIWDL_FARGATE_STACK", "MINIWDL_FARGATE_LOCAL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    aws.reset()
+    aws.client("cloudformation", region="us-west-2").create_stack(StackName="west", TemplateBody=json.dumps(TEMPLATE))
+    found = client.connect(stack="west", region="us-west-2")
+    assert found.region == "us-west-2" and found.cluster == "wdl"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    (tmp_path / "samconfig.toml").write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "west"\n[default.deploy.parameters]\nregion = "us-west-2"\n'
+    )
+    aws.reset()
+    assert client.connect().region == "us-west-2"
