@@ -714,19 +714,38 @@ def test_default_stack_bills_nothing_by_the_hour(cfn_template):
 
 
 def test_hourly_billed_resources_only_when_asked(cfn_template):
-    """The walk does find hourly-billed resources: the InterfaceEndpoints switch adds four."""
+    """The walk does find hourly-billed resources: the InterfaceEndpoints switch adds six."""
+    endpoints = ("EcrApiEndpoint", "EcrDockerEndpoint", "EcsEndpoint", "EfsEndpoint", "LogsEndpoint", "StatesEndpoint")
     resources = Conditions(cfn_template, {"InterfaceEndpoints": "true"}).resources()
-    assert sorted(hourly_billed(resources)) == [
-        f"{name} (AWS::EC2::VPCEndpoint)" for name in ("EcrApiEndpoint", "EcrDockerEndpoint", "EcsEndpoint", "LogsEndpoint")
-    ]
+    assert sorted(hourly_billed(resources)) == [f"{name} (AWS::EC2::VPCEndpoint)" for name in endpoints]
     # managed instances are container instances: they register through ecs-agent and ecs-telemetry too
     resources = Conditions(cfn_template, {"InterfaceEndpoints": "true", "ManagedInstances": "Enabled"}).resources()
     assert sorted(hourly_billed(resources)) == [
-        f"{name} (AWS::EC2::VPCEndpoint)"
-        for name in ("EcrApiEndpoint", "EcrDockerEndpoint", "EcsAgentEndpoint", "EcsEndpoint", "EcsTelemetryEndpoint", "LogsEndpoint")
+        f"{name} (AWS::EC2::VPCEndpoint)" for name in sorted(endpoints + ("EcsAgentEndpoint", "EcsTelemetryEndpoint"))
     ]
     services = {resources[n]["Properties"]["ServiceName"]["Fn::Sub"] for n in ("EcsAgentEndpoint", "EcsTelemetryEndpoint")}
     assert services == {"com.amazonaws.${AWS::Region}.ecs-agent", "com.amazonaws.${AWS::Region}.ecs-telemetry"}
+
+
+def test_private_subnets_without_a_nat_reach_every_service_the_driver_calls(cfn_template):
+    """With InterfaceEndpoints=true (private subnets, no NAT), each AWS service the driver's role
+    may call has an endpoint in the VPC (S3 through the gateway endpoint; iam:PassRole is no
+    call): a service without one is out of the driver's reach, as EFS's API (its run's access
+    point) and Step Functions' (its heartbeats) were."""
+    resources = Conditions(cfn_template, {"InterfaceEndpoints": "true", "VpcId": "vpc-1", "SubnetIds": "subnet-a,subnet-b",
+                                          "AssignPublicIp": "DISABLED"}).resources()
+    called = {
+        action.split(":", 1)[0]
+        for logical_id, _, document in policy_documents({"DriverTaskRole": resources["DriverTaskRole"]})
+        for statement in document["Statement"] if statement.get("Effect") == "Allow" and "Action" in statement
+        for action in as_list(statement["Action"])
+    } - {"sts"}  # (the trust policy's sts:AssumeRole is ECS's, not the driver's)
+    reachable = {"iam", "s3"} | {
+        r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]
+        for r in resources.values() if r["Type"] == "AWS::EC2::VPCEndpoint" and r["Properties"]["VpcEndpointType"] == "Interface"
+    }
+    assert {"elasticfilesystem", "states", "ecs"} <= called
+    assert called - reachable == set()
 
 
 def test_tasks_get_public_ips_and_no_inbound_rules(cfn_template):
@@ -1039,7 +1058,8 @@ def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["VpcEndpoints"]
     assert sorted((e["VpcEndpointType"], e["ServiceName"].rsplit(".", 2)[-2:][-1]) for e in endpoints) == [
         ("Gateway", "s3"), ("Interface", "api"), ("Interface", "dkr"), ("Interface", "ecs"),
-        ("Interface", "ecs-agent"), ("Interface", "ecs-telemetry"), ("Interface", "logs"),  # (managed instances are on)
+        ("Interface", "ecs-agent"), ("Interface", "ecs-telemetry"),  # (managed instances are on)
+        ("Interface", "elasticfilesystem"), ("Interface", "logs"), ("Interface", "states"),
     ]
     task_definition = aws.client("ecs").describe_task_definition(taskDefinition=outputs["DriverTaskDefinitionArn"])
     # its size, as ECS reports it (the driver's row of the run report comes from it)

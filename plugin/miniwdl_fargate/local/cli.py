@@ -33,7 +33,7 @@ ZIP_HELP = (
 def add_arguments(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser(
         "up",
-        help="serve the local stack until interrupted, for `miniwdl-fargate submit|status|list|logs|outputs|cancel --local`",
+        help="serve the local stack until interrupted, for `miniwdl-fargate submit|status|list|logs|outputs|cancel|resume|cost|cache|gc --local`",
         description="Deploy template.yaml into an embedded moto server and keep it running (Ctrl-C stops it). "
         "The commands that work on a deployed stack work on this one with --local.",
     )
