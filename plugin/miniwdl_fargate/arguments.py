@@ -118,12 +118,58 @@ def run_id(text: str) -> str:
 ASSIGNMENT = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*=")
 
 
-def inputs_and_assignments(items: list[str] | str | None) -> tuple[str | None, list[str]]:
-    """The inputs file and the NAME=VALUE inputs among a command's positional INPUTS (a list from
-    the parser; None or one file name from a caller building its own Namespace), as ``miniwdl
-    run`` takes them: ``x=`` then ``y`` is ``x=y`` (shell completion of a file name after the
-    ``=``); an item that names an existing file is the file, whatever it holds. ValueError if more
-    than one file is given."""
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """``miniwdl run``'s other ways of giving inputs, for its users' hands: ``-i/--input`` (the
+    inputs file, or ``-`` for standard input, or a JSON object itself), ``--empty NAME`` and
+    ``--none NAME``."""
+    parser.add_argument(
+        "-i", "--input", dest="input_file", metavar="INPUTS.json",
+        help="the inputs file (as INPUTS takes one), - for a JSON object on standard input, or the JSON object "
+        "itself, as `miniwdl run -i` takes them; local paths in the last two relative to the current folder",
+    )
+    parser.add_argument("--empty", metavar="NAME", action="append", default=[],
+                        help="set the input NAME to an empty array (or string), as `miniwdl run --empty` (repeatable)")
+    parser.add_argument("--none", metavar="NAME", action="append", default=[],
+                        help="set the optional input NAME to null, over its default, as `miniwdl run --none` (repeatable)")
+
+
+def takes_late_inputs(args: argparse.Namespace) -> bool:
+    """Whether the command takes INPUTS (``submit``, ``local run``), which may also come after its
+    options, as ``miniwdl run`` users write them (``submit wf.wdl -i in.json x=1``): argparse
+    alone gives INPUTS only the words before the first option."""
+    return getattr(args, "command", None) == "submit" or (
+        getattr(args, "command", None) == "local" and getattr(args, "local_command", None) == "run"
+    )
+
+
+#: what ``-i`` names when it is not a file: standard input
+STDIN = "-"
+
+
+def input_option(value: str | None, stdin: Any = None) -> str | dict[str, Any] | None:
+    """``-i/--input``: a file's name as it is, or the JSON object given (``-``: read from
+    ``stdin``, else the text itself when it starts with ``{``), read as an inputs file is
+    (``inputs_json``: duplicate keys, NaN and the size cap refused); ValueError saying why not."""
+    from . import inputs_json
+
+    if value is None or (value != STDIN and not value.lstrip().startswith("{")):
+        return value
+    where = "--input - (standard input)" if value == STDIN else "--input"
+    text = (stdin or sys.stdin).read() if value == STDIN else value
+    try:
+        return inputs_json.load_object(text, where)
+    except inputs_json.InputsJSONError as exn:
+        raise ValueError(str(exn)) from None
+
+
+def inputs_and_assignments(
+    items: list[str] | str | None, given: str | dict[str, Any] | None = None
+) -> tuple[str | dict[str, Any] | None, list[str]]:
+    """The inputs (a file's name, or the JSON object ``-i`` gave: ``given``) and the NAME=VALUE
+    inputs among a command's positional INPUTS (a list from the parser; None or one file name from
+    a caller building its own Namespace), as ``miniwdl run`` takes them: ``x=`` then ``y`` is
+    ``x=y`` (shell completion of a file name after the ``=``); an item that names an existing
+    file is the file, whatever it holds. ValueError if more than one file is given."""
     items = [] if items is None else [items] if isinstance(items, str) else items
     merged: list[str] = []
     for item in items:
@@ -134,9 +180,10 @@ def inputs_and_assignments(items: list[str] | str | None) -> tuple[str | None, l
         else:
             merged.append(item)
     files = [item for item in merged if os.path.isfile(item) or not ASSIGNMENT.match(item)]
-    if len(files) > 1:
-        raise ValueError(f"one inputs file at most (given: {', '.join(files)}); give other inputs as NAME=VALUE")
-    return (files[0] if files else None), [item for item in merged if item not in files]
+    named = files + ([f"--input {given}" if isinstance(given, str) else "--input's JSON"] if given is not None else [])
+    if len(named) > 1:
+        raise ValueError(f"one inputs file at most (given: {', '.join(named)}); give other inputs as NAME=VALUE")
+    return (files[0] if files else given), [item for item in merged if item not in files]
 
 
 def existing_dir(text: str) -> str:

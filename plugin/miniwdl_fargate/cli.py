@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     local_cli.add_arguments(local_sub)
 
     words = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(arguments.value_only_after_equals(words, ("--local",), frozenset(RUN_COMMANDS)))
+    args, extra = parser.parse_known_args(arguments.value_only_after_equals(words, ("--local",), frozenset(RUN_COMMANDS)))
+    if extra and arguments.takes_late_inputs(args) and not any(word.startswith("-") for word in extra):
+        args.inputs = list(args.inputs or []) + extra  # (INPUTS after an option: `submit wf.wdl -i in.json x=1`)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "driver":  # not a user's command: the driver's log keeps any traceback
         from . import driver
 
@@ -129,6 +133,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     p.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends, then its outputs or error")
     p.add_argument("--zip", action="store_true", help=ZIP_HELP)
+    arguments.add_input_arguments(p)
     add_option_arguments(p)
     p = sub.add_parser(
         "api-proxy", parents=[where],
@@ -222,10 +227,13 @@ def run_command(args: argparse.Namespace) -> int:
 
             zip_into = scratch_folder() if args.zip else None
             try:
-                inputs_file, assignments = arguments.inputs_and_assignments(args.inputs)
+                inputs_file, assignments = arguments.inputs_and_assignments(args.inputs, arguments.input_option(args.input_file))
             except ValueError as exn:
                 raise RunInputError(str(exn)) from None
-            prepared = prepare(args.wdl, inputs_file if inputs_file is not None else {}, args.name, options, zip_into, assignments)
+            prepared = prepare(
+                args.wdl, inputs_file if inputs_file is not None else {}, args.name, options, zip_into, assignments,
+                empty=args.empty, none=args.none,
+            )
         if args.command == "outputs" and args.download:
             client.check_download_dir(args.download)
         deployment = client.connect(args.stack, args.region, args.local)

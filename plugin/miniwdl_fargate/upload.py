@@ -584,14 +584,15 @@ def default_name(workflow: str) -> str:
 def prepare(
     wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None,
     options: run_options.RunOptions | None = None, zip_into: str | os.PathLike | None = None,
-    assignments: list[str] | tuple[str, ...] = (),
+    assignments: list[str] | tuple[str, ...] = (), empty: list[str] | tuple[str, ...] = (),
+    none: list[str] | tuple[str, ...] = (),
 ) -> Submission:
     """Check the WDL (or `miniwdl zip` bundle), the inputs and the files they name; raise
     RunInputError saying what is wrong. With ``zip_into`` (a folder), a WDL is first made a
     bundle there by miniwdl's own ``WDL.Zip.build`` (``build_bundle``), which is submitted; so
     is a WDL that imports the workflow.wdl of its own folder (whose place it would take).
-    ``assignments``: NAME=VALUE inputs from the command line, over the inputs file's
-    (``command_line_inputs``)."""
+    ``assignments``: NAME=VALUE inputs from the command line, over the inputs file's, and the
+    inputs ``empty`` (``--empty NAME``) and ``none`` (``--none NAME``) name (``command_line_inputs``)."""
     wdl_path = Path(wdl).resolve()
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: {'a folder, not a WDL file' if wdl_path.is_dir() else 'no such WDL file'}")
@@ -614,8 +615,8 @@ def prepare(
         inputs_doc, inputs_dir = read_inputs(Path(inputs)), Path(inputs).resolve().parent
     if not isinstance(inputs_doc, dict):
         raise RunInputError(f"{inputs}: must be a JSON object of workflow inputs")
-    if assignments:
-        inputs_doc = command_line_inputs(doc, inputs_doc, list(assignments))
+    if assignments or empty or none:
+        inputs_doc = command_line_inputs(doc, inputs_doc, list(assignments), list(empty), list(none))
     name = name or default_name(workflow_target(doc).name)
     try:
         runs.check_name(name)
@@ -628,57 +629,68 @@ def prepare(
     return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, bundle_files(wdl_path), options or run_options.RunOptions())
 
 
-def command_line_inputs(doc: WDL.Tree.Document, inputs: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
-    """``inputs`` with the command line's NAME=VALUE inputs over them, each read as ``miniwdl run``
-    reads it (``WDL.CLI.runner_input``: a value by its input's type, an array by repeating its
-    name, a compound one as JSON, a local File or Directory made an absolute path and checked to
-    be there, a URI left as it is); an input the file also gives (with or without the workflow's
-    name in front) is the command line's. RunInputError saying which assignment is wrong."""
+def command_line_inputs(
+    doc: WDL.Tree.Document, inputs: dict[str, Any], assignments: list[str], empty: list[str] | None = None,
+    none: list[str] | None = None,
+) -> dict[str, Any]:
+    """``inputs`` with the command line's inputs over them, each read as ``miniwdl run`` reads it
+    (``WDL.CLI.runner_input``): NAME=VALUE ``assignments`` (a value by its input's type, an array
+    by repeating its name, a compound one as JSON, a local File or Directory made an absolute path
+    and checked to be there, a URI left as it is), ``empty`` (``--empty NAME``: an empty array or
+    string) and ``none`` (``--none NAME``: an optional input set to null, over its default); an
+    input the file also gives (with or without the workflow's name in front) is the command
+    line's. RunInputError saying which of them is wrong."""
     from WDL import CLI
 
     target = workflow_target(doc)
+    # (the workflow's name in front, as an inputs JSON may have it: miniwdl's command line has none)
+    prefix = f"{target.name}."
 
-    def read(given: list[str]) -> dict[str, Any]:
+    def short(name: str) -> str:
+        return name[len(prefix):] if name.startswith(prefix) and name[len(prefix):] in target.available_inputs else name
+
+    # each as the user gave it, and as miniwdl takes it: (said, kind, item)
+    items = [(a, "assign", short(a.split("=", 1)[0]) + a[len(a.split("=", 1)[0]):]) for a in assignments]
+    items += [(f"--empty {n}", "empty", short(n)) for n in empty or []] + [(f"--none {n}", "none", short(n)) for n in none or []]
+
+    def read(chosen: list[tuple[str, str, str]]) -> dict[str, Any]:
+        by_kind = {kind: [item for _, k, item in chosen if k == kind] for kind in ("assign", "empty", "none")}
         # (miniwdl prints the workflow's inputs as help on a bad name: this says the problem instead)
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             _, env, _ = CLI.runner_input(
-                doc, given, None, [], [], check_required=False, downloadable=lambda path, directory: "://" in path,
+                doc, by_kind["assign"], None, by_kind["empty"], by_kind["none"], check_required=False,
+                downloadable=lambda path, directory: "://" in path,
             )
         # a File or Directory inside a struct, pair or map (JSON on the command line) stays as
         # written: relative to the current folder, as miniwdl makes a plain File's, not to the inputs file
         env = WDL.Value.rewrite_env_paths(env, lambda v: v.value if "://" in v.value else os.path.abspath(v.value))
         return WDL.values_to_json(env, namespace=target.name if isinstance(target, WDL.Tree.Workflow) else "")
 
-    # (the workflow's name in front, as an inputs JSON may have it: miniwdl's command line has none)
-    prefix = f"{target.name}."
-    read_as = [
-        a[len(prefix):] if a.startswith(prefix) and a.split("=", 1)[0][len(prefix):] in target.available_inputs else a
-        for a in assignments
-    ]
     try:
-        given = read(read_as)
+        given = read(items)
     except (WDL.Error.InputError, ValueError) as exn:
-        culprit = next((i for i, a in enumerate(read_as) if _fails(read, a)), None)
+        culprit = next((item for item in items if _fails(read, item)), None)
         said = str(exn)
-        if isinstance(exn, ValueError) and culprit is not None:  # (int("x"), float("x"): the value is wrong)
-            name, value = read_as[culprit].split("=", 1)
+        if isinstance(exn, ValueError) and culprit is not None and culprit[1] == "assign":
+            # (int("x"), float("x"): the value is wrong)
+            name, value = culprit[2].split("=", 1)
             decl = target.available_inputs.get(name)
             said = f"expected {decl.type if decl else 'a value of its type'}, got {value!r}"
-        where = f"{assignments[culprit]}: " if culprit is not None else ""
+        where = f"{culprit[0]}: " if culprit is not None else ""
         raise RunInputError(f"inputs on the command line: {where}{said}") from None
     merged = dict(inputs)
     for key in given:
-        short = key.split(".", 1)[1] if key.startswith(f"{target.name}.") else key
-        for alias in (key, short, f"{target.name}.{short}"):
+        bare = key.split(".", 1)[1] if key.startswith(prefix) else key
+        for alias in (key, bare, prefix + bare):
             merged.pop(alias, None)
     merged.update(given)
     return merged
 
 
-def _fails(read: Callable[[list[str]], Any], assignment: str) -> bool:
-    """Whether ``assignment`` alone is refused (which of several is wrong)."""
+def _fails(read: Callable[[list[tuple[str, str, str]]], Any], item: tuple[str, str, str]) -> bool:
+    """Whether ``item`` alone is refused (which of several is wrong)."""
     try:
-        read([assignment])
+        read([item])
     except (WDL.Error.InputError, ValueError):
         return True
     return False

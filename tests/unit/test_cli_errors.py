@@ -316,6 +316,11 @@ CASES = {
     ),
     "--local to a command without it": (["local", "run", "{d}/good/w.wdl", "--local"], "unrecognized arguments: --local (see"),
     "sweep --run not a run id": (["sweep", "--run", "x y"], "argument --run: run id 'x y' is not one"),
+    "-i and an inputs file": (["submit", "{d}/good/w.wdl", "-i", "{d}/good/inputs.json", "{d}/good/inputs.json"],
+                              "error: one inputs file at most (given: {d}/good/inputs.json, --input {d}/good/inputs.json)"),
+    "--none of a required input": (["local", "run", "{d}/good/w.wdl", "-i", '{{"w.who": "you"}}', "--none", "who", "--state-dir", "{d}/state"],
+                                   "error: inputs on the command line: --none who: Cannot set non-optional input String who to None"),
+    "an unknown option among late inputs": (["submit", "{d}/good/w.wdl", "--follow", "who=x", "--bogus"], "unrecognized arguments: who=x --bogus"),
 }
 
 
@@ -366,6 +371,24 @@ def test_a_bare_local_takes_no_word_after_it(command, files, monkeypatch):
     named = [f"--local={files}/other.json" if a == "--local" else a.format(d=files) for a in DOCUMENTED_LOCAL[command]]
     named = run_forked(cli.main, named, env=env, cwd=files)
     assert named.stderr.startswith(f"error: no local stack running ({files}/other.json not found)"), named.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["submit", "--local", "{d}/good/w.wdl", "--follow", "{d}/good/inputs.json", "who=Ann"],
+    ["submit", "--local", "{d}/good/w.wdl", "-i", "{d}/good/inputs.json", "who=Ann", "--name", "x"],
+    ["submit", "--local", "-i", '{{"w.who": "Ann"}}', "{d}/good/w.wdl"],
+    ["submit", "--local", "{d}/good/w.wdl", "--empty", "who", "--name", "x"],
+])
+def test_inputs_may_come_after_options_as_miniwdl_run_users_write_them(argv, files, monkeypatch):
+    """``submit wf.wdl -i inputs.json x=1`` (argparse alone gave INPUTS only the words before the
+    first option and refused the rest): each gets as far as looking for the stack, all its inputs
+    read and checked."""
+    from miniwdl_fargate import client
+
+    monkeypatch.setattr(client, "LOCAL_FILE", files / "default-local.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIWDL_FARGATE", "AWS_ENDPOINT"))}
+    proc = run_forked(cli.main, [a.format(d=files) for a in argv], env=env, cwd=files)
+    assert proc.stderr == f"error: no local stack running ({files}/default-local.json not found): start one with `miniwdl-fargate local up`\n"
 
 
 def test_only_a_bare_optional_value_flag_is_rewritten():

@@ -107,3 +107,56 @@ def test_a_file_inside_a_compound_value_is_relative_to_the_current_folder_not_th
     inputs.write_text(json.dumps({"w.who": "Ann"}))
     prepared = prepare(wdl, inputs, assignments=['pair={"left": "ref.fa", "right": 2}'])
     assert prepared.inputs["w.pair"] == {"left": str(tmp_path / "ref.fa"), "right": 2}
+
+
+# -- miniwdl run's other ways: -i/--input (a file, - for standard input, the JSON itself), --empty, --none
+
+
+def test_empty_and_none_set_an_array_empty_and_an_optional_input_null_over_the_files(wdl, tmp_path):
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"w.who": "Ann", "w.names": ["x"], "reference": "ref.fa"}))
+    prepared = prepare(wdl, inputs, empty=["names"], none=["w.reference"])
+    assert prepared.inputs == {"w.who": "Ann", "w.names": [], "w.reference": None}
+
+
+@pytest.mark.parametrize("empty, none, said", [
+    (["n"], [], "inputs on the command line: --empty n: Cannot set Int n to empty array or string"),
+    ([], ["who"], "inputs on the command line: --none who: Cannot set non-optional input String who to None"),
+    ([], ["nope"], "inputs on the command line: --none nope: No such input to w: nope"),
+])
+def test_a_wrong_empty_or_none_is_refused_naming_it(wdl, empty, none, said):
+    with pytest.raises(RunInputError) as refused:
+        prepare(wdl, {"w.who": "Ann"}, empty=empty, none=none)
+    assert str(refused.value).startswith(said), str(refused.value)
+
+
+def test_the_input_option_is_a_file_standard_input_or_the_json_itself():
+    import io
+
+    assert arguments.input_option(None) is None
+    assert arguments.input_option("inputs.json") == "inputs.json"  # (a file's name: read as a positional file is)
+    assert arguments.input_option(' {"w.who": "Ann"}') == {"w.who": "Ann"}
+    assert arguments.input_option("-", io.StringIO('{"who": "Bob"}\n')) == {"who": "Bob"}
+    with pytest.raises(ValueError, match=r"^--input: who: key given more than once"):
+        arguments.input_option('{"who": "a", "who": "b"}')
+    with pytest.raises(ValueError, match=r"^--input - \(standard input\): empty"):
+        arguments.input_option("-", io.StringIO(""))
+    with pytest.raises(ValueError, match=r"^--input: not valid JSON"):
+        arguments.input_option('{"who": ')
+
+
+def test_the_input_option_counts_as_the_inputs_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.json").write_text("{}")
+    assert arguments.inputs_and_assignments(["who=Ann"], "a.json") == ("a.json", ["who=Ann"])
+    assert arguments.inputs_and_assignments([], {"who": "Ann"}) == ({"who": "Ann"}, [])
+    with pytest.raises(ValueError, match=r"one inputs file at most \(given: a.json, --input b.json\)"):
+        arguments.inputs_and_assignments(["a.json"], "b.json")
+    with pytest.raises(ValueError, match=r"one inputs file at most \(given: a.json, --input's JSON\)"):
+        arguments.inputs_and_assignments(["a.json"], {"who": "Ann"})
+
+
+def test_json_given_to_input_has_its_local_files_relative_to_the_current_folder(wdl, tmp_path):
+    prepared = prepare(wdl, arguments.input_option('{"who": "Ann", "reference": "ref.fa"}'))
+    assert prepared.inputs == {"who": "Ann", "reference": "ref.fa"}  # (as given: staged from the current folder)
+    assert prepared.inputs_dir == tmp_path

@@ -72,6 +72,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     run.add_argument("--zip", action="store_true", help=ZIP_HELP)
+    arguments.add_input_arguments(run)
     run.add_argument(
         "--seed-s3",
         metavar="DIR",
@@ -244,12 +245,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # check what we can before starting anything
     try:
-        args.inputs, args.assignments = arguments.inputs_and_assignments(args.inputs)
+        given = arguments.input_option(getattr(args, "input_file", None))
+        args.inputs, args.assignments = arguments.inputs_and_assignments(args.inputs, given)
     except ValueError as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
     for path, what in ((args.wdl, "WDL file"), (args.inputs, "inputs file")):
-        if path is not None and not os.path.isfile(path):
+        if isinstance(path, str) and not os.path.isfile(path):
             found = "is a folder, not a file" if os.path.isdir(path) else "not found"
             print(f"error: {what} {path} {found}", file=sys.stderr)
             return 2
@@ -376,7 +378,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
         zip_into = scratch_folder() if args.zip else None
         submission = prepare(
             args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into,
-            assignments=getattr(args, "assignments", []),
+            assignments=getattr(args, "assignments", []), empty=getattr(args, "empty", []), none=getattr(args, "none", []),
         )
         check()
         # (a Ctrl-C noted while the stack starts stops it between its steps, not once deployed)
