@@ -11,6 +11,14 @@ from tests.waiting import wait_for
 EFS = "/mnt/efs"
 
 
+def every_task_arn(cluster):
+    """The ARNs of the cluster's tasks, running and stopped (ListTasks lists RUNNING ones unless
+    asked for STOPPED: a task of a run already over is listed only so)."""
+    ecs = aws.client("ecs")
+    found = [arn for state in ("RUNNING", "STOPPED") for arn in ecs.list_tasks(cluster=cluster, desiredStatus=state)["taskArns"]]
+    return list(dict.fromkeys(found))  # (a task stopping between the two lists is in both)
+
+
 def image(name):
     """One of the images tests/containers/images.sh builds."""
     return f"miniwdl-fargate-test/{name}:1"

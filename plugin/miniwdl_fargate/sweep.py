@@ -83,7 +83,10 @@ def run_task_arns(cluster: str, run_id: str) -> list[str]:
     found = [t["taskArn"] for t in run_tasks(cluster, run_id)]
     ecs = aws.client("ecs")
     listed: list[str] = []
-    pages = ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=runs.started_by(run_id), desiredStatus="RUNNING")
+    # startedBy alone: ECS refuses it with any other filter ("When you specify startedBy as the
+    # filter, it must be the only filter that you use", API_ListTasks; InvalidParameterException
+    # "cannot specify startedBy with other arguments"); the desired status it lists is RUNNING
+    pages = ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=runs.started_by(run_id))
     for page in pages:
         listed.extend(arn for arn in page.get("taskArns", []) if arn not in found)
     for i in range(0, len(listed), DESCRIBE_BATCH):

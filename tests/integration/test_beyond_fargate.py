@@ -17,6 +17,7 @@ from miniwdl_fargate import attempts, aws
 from miniwdl_fargate.backend.fargate import FargateJob, FargateTaskContainer
 from miniwdl_fargate.local.moto import fixes
 from backend_support import runtime, validate
+from tests.local_ecs import every_task_arn
 from sim_support import finish, start_miniwdl
 from tests.waiting import wait_for
 
@@ -179,7 +180,7 @@ def test_without_gpu_providers_a_gpu_task_is_refused_before_launch_and_big_ones_
     assert FargateTaskContainer.capacities.managed_instances.max_gpus == 0
     with pytest.raises(WDL.Error.RuntimeError, match=r"the managed instances allow no GPUs \(stack parameters ManagedInstancesGpuKinds"):
         new("call-gpu", gpu=True)
-    assert aws.client("ecs").list_tasks(cluster="wdl")["taskArns"] == []
+    assert every_task_arn("wdl") == []
     assert requests(new("call-big", cpu=32))[0]["capacityProviderStrategy"][0]["capacityProvider"] == "wdl-managed"
 
 
@@ -325,7 +326,7 @@ def test_what_the_managed_instances_cannot_give_fails_before_launch(configure, v
     new = configure()
     with pytest.raises(WDL.Error.RuntimeError, match=re.escape(message)):
         new("call-huge", **values)
-    assert aws.client("ecs").list_tasks(cluster="wdl")["taskArns"] == []
+    assert every_task_arn("wdl") == []
 
 
 def test_without_a_volume_role_big_disks_are_refused_naming_the_option(configure):

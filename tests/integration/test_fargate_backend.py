@@ -10,6 +10,7 @@ from WDL.runtime import config as wdl_config
 from miniwdl_fargate import aws
 from miniwdl_fargate.backend.fargate import FargateJob, FargateTaskContainer
 from backend_support import runtime, validate
+from tests.local_ecs import every_task_arn
 
 LOG = logging.getLogger("test")
 
@@ -96,7 +97,7 @@ def test_a_request_fargate_cannot_meet_fails_before_launch(backend, values, mess
     new, _, _ = backend
     with pytest.raises(WDL.Error.RuntimeError, match=message.replace(".", r"\.")):
         new(**values)
-    assert aws.client("ecs").list_tasks(cluster="wdl")["taskArns"] == []
+    assert every_task_arn("wdl") == []
 
 
 def test_preemptible_tasks_run_on_spot_until_the_budget_is_spent(backend):
@@ -325,7 +326,7 @@ def test_the_runs_limits_hold_a_place_per_launched_attempt_and_refuse_a_task_big
         assert str(refused.value).startswith(
             "task call-big needs 4 vCPU, more than the run's max_vcpus of 2 (options.max_vcpus or the stack's MaxRunVCpus)"
         )
-        assert len(aws.client("ecs").list_tasks(cluster="wdl")["taskArns"]) == 1  # the first task's only
+        assert len(every_task_arn("wdl")) == 1  # the first task's only
         # an attempt whose launch fails gives its place back at once: it never had a job to end
         unlaunched = new("call-unlaunched", 2)
 

@@ -15,6 +15,7 @@ from tests.function_env import environment
 @pytest.fixture
 def settings(moto_aws):
     fixes.run_task_client_token()  # as in local mode: moto alone ignores the token
+    fixes.list_tasks_filters()  # as ECS: startedBy alone, RUNNING by default
     ecs = aws.client("ecs")
     ecs.create_cluster(clusterName="c")
     td = ecs.register_task_definition(
@@ -59,6 +60,28 @@ def test_a_new_attempt_stops_the_driver_an_unanswered_run_task_may_have_started(
     assert launch.launch_driver(settings, record(), "sfn-task-token-B") == new  # (its own retry)
     running = ecs.list_tasks(cluster="c", desiredStatus="RUNNING")["taskArns"]
     assert running == [new]
+
+
+def test_a_new_attempt_finds_the_earlier_driver_among_many_tasks_of_its_run(settings):
+    """ECS lists by startedBy only with no other filter: the run's WDL tasks (started by the run
+    too) are listed with its drivers, a page at a time, and described 100 at a time."""
+    ecs = aws.client("ecs")
+    ecs.register_task_definition(
+        family="stack-task-0123", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        containerDefinitions=[{"name": "task", "image": "ubuntu"}],
+    )
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    lost = launch.launch_driver(settings, record(), "sfn-task-token-A")
+    for i in range(13):  # (RunTask starts at most 10 a call)
+        ecs.run_task(cluster="c", taskDefinition="stack-task-0123", launchType="FARGATE", count=10, clientToken=f"w-{i}",
+                     startedBy=runs.started_by("run-1"),
+                     networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}})
+    described = []
+    ecs.meta.events.register("provide-client-params.ecs.DescribeTasks", lambda params, **_: described.append(len(params["tasks"])))
+    new = launch.launch_driver(settings, record(), "sfn-task-token-B")
+    assert desired(lost) == "STOPPED" and desired(new) == "RUNNING"
+    assert sorted(described)[-1] <= 100 and sum(described) >= 131
+    assert len(ecs.list_tasks(cluster="c")["taskArns"]) == 131  # the WDL tasks left as they were, and the new driver
 
 
 def test_the_driver_token_fits_run_task(settings):

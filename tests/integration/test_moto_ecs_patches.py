@@ -415,3 +415,36 @@ def test_run_task_overrides_over_8192_characters_are_refused_as_ecs_refuses_them
     assert "Container Overrides length must be at most 8192" in str(refused.value)
     assert ecs.list_tasks(cluster="c")["taskArns"] == []
     assert len(long_overrides(ecs, fixes.RUN_TASK_OVERRIDES_CHARS)) == 1
+
+
+def started_and_one_stopped(ecs):
+    """Two tasks started by "run-1", one of them stopped."""
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    arns = [ecs.run_task(
+        cluster="c", taskDefinition="t", launchType="FARGATE", startedBy="run-1", clientToken=f"s-{i}",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
+    )["tasks"][0]["taskArn"] for i in range(2)]
+    ecs.stop_task(cluster="c", task=arns[1], reason="done")
+    return arns
+
+
+def test_moto_itself_still_lists_by_started_by_with_other_filters_and_stopped_tasks_by_default(ecs, monkeypatch):
+    """When this fails, moto refuses startedBy with other filters and lists RUNNING tasks by
+    default itself: remove fixes.list_tasks_filters."""
+    monkeypatch.setattr(EC2ContainerServiceResponse, "list_tasks",
+                        patching.unpatched("list_tasks_filters", EC2ContainerServiceResponse, "list_tasks"))
+    arns = started_and_one_stopped(ecs)
+    assert ecs.list_tasks(cluster="c", startedBy="run-1", family="t", desiredStatus="RUNNING")["taskArns"] == arns[:1]
+    assert sorted(ecs.list_tasks(cluster="c")["taskArns"]) == sorted(arns)
+
+
+def test_list_tasks_takes_started_by_alone_and_lists_running_tasks_unless_asked(ecs):
+    fixes.list_tasks_filters()
+    running, stopped = started_and_one_stopped(ecs)
+    for other in ({"family": "t"}, {"desiredStatus": "RUNNING"}, {"launchType": "FARGATE"}):
+        with pytest.raises(ClientError, match="InvalidParameterException") as refused:
+            ecs.list_tasks(cluster="c", startedBy="run-1", **other)
+        assert "cannot specify startedBy with other arguments" in str(refused.value)
+    assert ecs.list_tasks(cluster="c", startedBy="run-1")["taskArns"] == [running]
+    assert ecs.list_tasks(cluster="c")["taskArns"] == [running]
+    assert ecs.list_tasks(cluster="c", family="t", desiredStatus="STOPPED")["taskArns"] == [stopped]

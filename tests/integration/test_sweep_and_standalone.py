@@ -5,6 +5,7 @@ import logging
 import pytest
 from WDL.runtime import config as wdl_config
 
+from miniwdl_fargate.local.moto import fixes
 from miniwdl_fargate import aws, sweep
 from miniwdl_fargate.backend import standalone
 from miniwdl_fargate.config import FargateSettings
@@ -14,6 +15,7 @@ LOG = logging.getLogger("test")
 
 @pytest.fixture
 def cluster(moto_aws):
+    fixes.list_tasks_filters()  # as ECS: startedBy alone, RUNNING by default
     ecs = aws.client("ecs")
     ecs.create_cluster(clusterName="wdl")
     ecs.register_task_definition(

@@ -7,6 +7,7 @@ import pytest
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
+from tests.local_ecs import every_task_arn
 from tests.waiting import run_end, wait_for
 
 SCATTER = """
@@ -53,8 +54,7 @@ def run(stack, tmp_path):
 def ecs_tasks_of(stack, run_id):
     ecs = aws.client("ecs")
     cluster = stack.outputs["ClusterName"]
-    # (two lists taken one after the other: a task may be in both; each counted once)
-    arns = list(dict.fromkeys(ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"] + ecs.list_tasks(cluster=cluster)["taskArns"]))
+    arns = every_task_arn(cluster)
     found = []
     for i in range(0, len(arns), 100):
         for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i:i + 100], include=["TAGS"])["tasks"]:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from miniwdl_fargate import aws, s3io, sweep
+from tests.local_ecs import every_task_arn
 from miniwdl_fargate.client import api_function
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ def tasks_of(stack, run_id):
     """Every ECS task of the run (its driver and its WDL tasks), running or stopped, with tags."""
     ecs = aws.client("ecs")
     cluster = stack.outputs["ClusterName"]
-    arns = [a for state in ("RUNNING", "STOPPED") for a in ecs.list_tasks(cluster=cluster, desiredStatus=state)["taskArns"]]
+    arns = every_task_arn(cluster)
     found = []
     for i in range(0, len(arns), 100):
         for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"])["tasks"]:

@@ -12,6 +12,7 @@ from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.cli import seed
 from miniwdl_fargate.client import api_function
+from tests.local_ecs import every_task_arn
 from tests.waiting import run_end
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def test_inputs_json_in_the_bucket_runs_the_example_to_success(stack, s3):
     # every WDL task ran as its own Fargate task, with the cpu/memory its runtime asked for
     ecs = aws.client("ecs")
     cluster = stack.outputs["ClusterName"]
-    arns = ecs.list_tasks(cluster=cluster)["taskArns"]
+    arns = every_task_arn(cluster)
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"]
     wdl_tasks = [t for t in tasks if "-task-" in t["taskDefinitionArn"]]
     assert len(wdl_tasks) >= 4  # 3 greet + 1 gather

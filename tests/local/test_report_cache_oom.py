@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.local_ecs import every_task_arn
 from test_pipeline import EXAMPLE, REPO, read, run_through_bucket
 
 from miniwdl_fargate import attempts, aws, sweep
@@ -40,7 +41,7 @@ def wdl_tasks_of(stack, run_id):
     """The ECS tasks the run's driver launched for WDL tasks (not the driver itself)."""
     ecs = aws.client("ecs")
     cluster = stack.outputs["ClusterName"]
-    arns = ecs.list_tasks(cluster=cluster)["taskArns"]
+    arns = every_task_arn(cluster)
     found = []
     for i in range(0, len(arns), 100):
         for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"])["tasks"]:

@@ -85,11 +85,19 @@ def earlier_drivers(ecs, settings: LaunchSettings, record: runs.RunRecord, task_
     workflow beside the new one. A RunTask whose answer was lost (DriverLaunchFailed, retried by
     the state machine with a new token, so a new clientToken) may have started one."""
     family = settings.driver_task_definition.rsplit("/", 1)[-1].split(":")[0]
-    listed = ecs.list_tasks(
-        cluster=settings.cluster, family=family, startedBy=runs.started_by(record.run_id), desiredStatus="RUNNING"
-    ).get("taskArns", [])
+    # startedBy alone (the run's driver and its tasks; RUNNING, ListTasks' default): ECS refuses it
+    # with any other filter ("When you specify startedBy as the filter, it must be the only filter
+    # that you use", API_ListTasks: InvalidParameterException "cannot specify startedBy with other
+    # arguments"), so the driver's family is picked out here, among the run's WDL tasks, if an
+    # earlier driver left any running (DescribeTasks: at most 100 tasks a call)
+    pages = ecs.get_paginator("list_tasks").paginate(cluster=settings.cluster, startedBy=runs.started_by(record.run_id))
+    listed = [arn for page in pages for arn in page.get("taskArns", [])]
+    described = [
+        task for i in range(0, len(listed), 100)
+        for task in ecs.describe_tasks(cluster=settings.cluster, tasks=listed[i : i + 100]).get("tasks", [])
+    ]
     ours, stale = None, []
-    for task in ecs.describe_tasks(cluster=settings.cluster, tasks=listed).get("tasks", []) if listed else []:
+    for task in [t for t in described if t["taskDefinitionArn"].rsplit("/", 1)[-1].split(":")[0] == family]:
         overrides = (task.get("overrides") or {}).get("containerOverrides") or []
         env = {e["name"]: e["value"] for o in overrides for e in o.get("environment") or []}
         if env.get("SFN_TASK_TOKEN") == task_token:

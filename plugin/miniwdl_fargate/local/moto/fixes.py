@@ -402,6 +402,33 @@ def run_task_overrides_length() -> None:
     replace("run_task_overrides_length", EC2ContainerServiceResponse, "run_task", run_task)
 
 
+#: ListTasks' filters besides ``startedBy`` (``cluster`` is where, not a filter; paging is not one)
+LIST_TASKS_FILTERS = ("containerInstance", "family", "serviceName", "desiredStatus", "launchType", "daemonName")
+
+
+def list_tasks_filters() -> None:
+    """ListTasks: moto takes ``startedBy`` with other filters and, given no ``desiredStatus``,
+    lists stopped tasks too. ECS refuses ``startedBy`` with any other filter ("When you specify
+    startedBy as the filter, it must be the only filter that you use",
+    https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ListTasks.html;
+    InvalidParameterException "cannot specify startedBy with other arguments",
+    https://github.com/aws/aws-sdk-go-v2/issues/1893), and lists RUNNING tasks unless asked for
+    others ("The default status filter is RUNNING"): a listing that works locally failed every
+    driver launch on AWS."""
+    from moto.ecs.exceptions import InvalidParameterException
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    def list_tasks(self: Any) -> Any:
+        others = [name for name in LIST_TASKS_FILTERS if self._get_param(name)]
+        if self._get_param("startedBy") and others:
+            raise InvalidParameterException("cannot specify startedBy with other arguments")
+        if not self._get_param("desiredStatus"):
+            self.params["desiredStatus"] = "RUNNING"  # (the request as parsed: moto's ECS handler reads from it)
+        return moto_function("list_tasks_filters", "list_tasks")(self)
+
+    replace("list_tasks_filters", EC2ContainerServiceResponse, "list_tasks", list_tasks)
+
+
 def run_task_client_token() -> None:
     """RunTask: moto ignores ``clientToken``, so a retry of a request it handled starts a second
     task. ECS returns the tasks the first request started for the same token and parameters in the
@@ -948,6 +975,9 @@ FIXES: tuple[Fix, ...] = (
         "tests/integration/test_driver_report_and_cache.py::test_moto_still_leaves_the_task_size_out", ecs_task_size),
     Fix("run_task_overrides_length", "RunTask takes overrides of any length", NO_ISSUE,
         f"{_ECS_TESTS}::test_moto_itself_still_takes_overrides_of_any_length", run_task_overrides_length),
+    Fix("list_tasks_filters", "ListTasks takes startedBy with other filters and lists stopped tasks by default", NO_ISSUE,
+        f"{_ECS_TESTS}::test_moto_itself_still_lists_by_started_by_with_other_filters_and_stopped_tasks_by_default",
+        list_tasks_filters),
     Fix("run_task_client_token", "RunTask ignores clientToken", NO_ISSUE,
         f"{_ECS_TESTS}::test_moto_itself_still_ignores_client_tokens", run_task_client_token),
     Fix("describe_tasks_missing", "DescribeTasks leaves unknown tasks out", NO_ISSUE,
