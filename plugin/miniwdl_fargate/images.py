@@ -27,8 +27,38 @@ OPTION = "[aws_fargate] image_cache (or MINIWDL__AWS_FARGATE__IMAGE_CACHE)"
 
 _HOST = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?$")
 _PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
 _DIGEST = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$")
+
+
+#: what ECS runs as a container's image (API_ContainerDefinition, ``image``: "For images using tags
+#: (repository-url/image:tag), up to 255 characters total are allowed, including letters (uppercase
+#: and lowercase), numbers, hyphens, underscores, colons, periods, forward slashes, and number signs
+#: (#). For images using digests (repository-url/image@digest), the 255 character limit applies
+#: only to the repository URL and image name (everything before the @ sign). The only supported hash
+#: function is sha256, and the hash value after sha256: must be exactly 64 characters")
+ECS_IMAGE_MAX_CHARS = 255
+_ECS_IMAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_:./#")
+_ECS_DIGEST = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
+
+
+def ecs_image_problem(image: str) -> str | None:
+    """What makes ``image`` one ECS refuses to register as a container's image, or None. Docker's
+    grammar (``parse_reference``) takes more: other digest algorithms, tags beyond ASCII letters,
+    any length."""
+    name, at, digest = image.partition("@")
+    if not name:
+        return "it names no repository"
+    if len(name) > ECS_IMAGE_MAX_CHARS:
+        return (f"it is {len(name)} characters{' before its digest' if at else ''}, where ECS takes at most "
+                f"{ECS_IMAGE_MAX_CHARS}")
+    bad = sorted({c for c in name if c not in _ECS_IMAGE_CHARS})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5])
+        return f"it has {shown}: ECS takes letters, digits and - _ : . / # only"
+    if at and not _ECS_DIGEST.match(digest):
+        return f"its digest {digest!r} is not one ECS takes (sha256: and exactly 64 hex digits)"
+    return None
 
 
 class ImageReferenceError(ValueError):

@@ -76,6 +76,29 @@ def test_run_task_request_matches_the_ecs_model(backend):
     assert request["startedBy"] == "run-1"
 
 
+def test_an_image_ecs_cannot_run_fails_the_task_before_registering_and_is_not_retried(backend):
+    """An image from a WDL input (unchecked at submit) that ECS refuses (a sha512 digest): the task
+    fails naming the image and why, as a BuildError (not retried), with nothing registered or run;
+    one with spaces around it runs as the image it names."""
+    from miniwdl_fargate.backend.fargate import ImageNotPullable
+
+    new, _, _ = backend
+    container = new("call-digest")
+    container.runtime_values["docker"] = "ubuntu@sha512:" + "ab" * 64
+    with pytest.raises(ImageNotPullable) as refused:
+        container.run_task_request(LOG, container.task_script())
+    assert str(refused.value) == (
+        "task call-digest: image 'ubuntu@sha512:" + "ab" * 64 + "' is not one ECS can run: its digest 'sha512:"
+        + "ab" * 64 + "' is not one ECS takes (sha256: and exactly 64 hex digits)"
+    )
+    assert aws.client("ecs").list_task_definitions()["taskDefinitionArns"] == [] and every_task_arn("wdl") == []
+    spaced = new("call-spaced")
+    spaced.runtime_values["docker"] = " ubuntu:22.04 "
+    request = spaced.run_task_request(LOG, spaced.task_script())
+    registered = aws.client("ecs").describe_task_definition(taskDefinition=request["taskDefinition"])["taskDefinition"]
+    assert registered["containerDefinitions"][0]["image"] == "ubuntu:22.04"
+
+
 def test_disks_become_ephemeral_storage(backend):
     new, _, _ = backend
     container = new(cpu=1, memory="2 GiB", disks="local-disk 150 SSD")

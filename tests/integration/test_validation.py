@@ -154,6 +154,11 @@ BAD_SUBMISSIONS = {
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { docker: "UBUNTU::::bad image@@" }\n}\n',
         None, [(WDL + ":3:1", "task t: runtime.docker: not an image reference: 'UBUNTU::::bad image@@'")],
     ),
+    "runtime-an-image-docker-takes-and-ecs-does-not": (  # (ECS: sha256 digests only)
+        {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { docker: "ubuntu@sha512:' + "ab" * 64 + '" }\n}\n',
+        None, [(WDL + ":3:1", "task t: runtime.docker: 'ubuntu@sha512:" + "ab" * 64 + "': its digest 'sha512:" + "ab" * 64
+                + "' is not one ECS takes (sha256: and exactly 64 hex digits)")],
+    ),
     "missing-input": (
         {"hello.reference": "s3://data/ref.txt"}, GOOD, None,
         [(INPUTS + ": hello.names", "missing required input of type Array[String]")],

@@ -40,7 +40,7 @@ def test_references_are_normalised_as_docker_does(image, expected):
     assert parse_reference(image) == expected
 
 
-@pytest.mark.parametrize("image", ["", "Ubuntu", "ubuntu:", "ubuntu@sha256:12", "a b", "ubuntu:bad/tag", "x/:1"])
+@pytest.mark.parametrize("image", ["", "Ubuntu", "ubuntu:", "ubuntu@sha256:12", "a b", "ubuntu:bad/tag", "x/:1", "ubuntu:café"])
 def test_what_docker_would_refuse_is_an_error_naming_the_reference(image):
     with pytest.raises(images.ImageReferenceError):
         parse_reference(image)
@@ -118,3 +118,21 @@ def test_the_settings_give_the_rules_and_capacities(monkeypatch):
     # a task's providers (On-Demand, Spot): the GPU ones for any GPU count, the CPU-only ones for none
     s = load(managed_instances_spot_capacity_provider="mi-spot", managed_instances_gpu_spot_capacity_provider="mi-gpu-spot")
     assert [s.managed_instances_providers(n) for n in (0, 1, 4)] == [("mi", "mi-spot"), ("mi-gpu", "mi-gpu-spot"), ("mi-gpu", "mi-gpu-spot")]
+
+
+@pytest.mark.parametrize("image, problem", [
+    ("ubuntu:22.04", None),
+    (f"quay.io/biocontainers/samtools:1.17--h00cdaf9_0@{DIGEST}", None),
+    ("a/" * 126 + "b:1", None),  # (255 characters)
+    ("a/" * 126 + "bc:1", "it is 256 characters, where ECS takes at most 255"),
+    ("a/" * 126 + f"bcd@{DIGEST}", None),
+    ("a/" * 126 + f"bcde@{DIGEST}", "it is 256 characters before its digest, where ECS takes at most 255"),
+    ("ubuntu:22.04 ", "it has ' ': ECS takes letters, digits and - _ : . / # only"),
+    ("ubuntu:café", "it has 'é': ECS takes letters, digits and - _ : . / # only"),
+    ("ubuntu@sha256:" + "a" * 40, "its digest 'sha256:" + "a" * 40 + "' is not one ECS takes (sha256: and exactly 64 hex digits)"),
+    ("ubuntu@sha512:" + "a" * 128, "its digest 'sha512:" + "a" * 128 + "' is not one ECS takes (sha256: and exactly 64 hex digits)"),
+])
+def test_what_ecs_refuses_as_a_containers_image_is_said(image, problem):
+    """API_ContainerDefinition's image: at most 255 characters (before a digest), letters,
+    digits and - _ : . / #, sha256 digests of 64 hex digits only; Docker's grammar takes more."""
+    assert images.ecs_image_problem(image) == problem

@@ -468,7 +468,7 @@ class FargateTaskContainer(BaseTaskContainer):
         image = self.runtime_values.get("docker") or self.cfg.get_dict("task_runtime", "defaults").get(
             "docker", "ubuntu:22.04"
         )
-        return str(image)
+        return str(image).strip()  # ("ubuntu:22.04 " as a WDL may write it: ECS takes no spaces)
 
     def pulled_image(self) -> str:
         """How errors name the image ECS pulls: as asked, and the image cache's URI where that
@@ -831,6 +831,9 @@ class FargateTaskContainer(BaseTaskContainer):
     def run_task_request(self, logger: logging.Logger, script: str, token: str | None = None) -> dict[str, Any]:
         """The RunTask request of one attempt; ``token``: its clientToken (fresh if not given)."""
         s = self.settings
+        problem = images.ecs_image_problem(self.image_uri())
+        if problem:  # (said before RegisterTaskDefinition refuses it; no retry would change it)
+            raise ImageNotPullable(f"task {self.run_id}: image {self.pulled_image()} is not one ECS can run: {problem}")
         size = self.fargate_size()
         overrides: dict[str, Any] = {
             "cpu": str(size.cpu),

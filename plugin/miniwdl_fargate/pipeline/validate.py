@@ -435,6 +435,10 @@ def check_task_images(called: CalledTasks, problems: Problems) -> None:
             images.parse_reference(value.value)
         except images.ImageReferenceError as exn:
             problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {exn}")
+            continue
+        problem = images.ecs_image_problem(value.value.strip())
+        if problem:
+            problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {value.value!r}: {problem}")
 
 
 def check_task_retries(called: CalledTasks, problems: Problems) -> None:
