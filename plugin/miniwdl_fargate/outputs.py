@@ -22,6 +22,8 @@ import errno
 import os
 import stat
 
+from . import s3io
+
 
 class OutputRefused(ValueError):
     """An output the driver will not upload (the message says which, where and why)."""
@@ -69,21 +71,15 @@ def unnameable(name: str) -> str | None:
     return None
 
 
-#: the longest S3 object key, in bytes of UTF-8 ("The object key name is a sequence of Unicode
-#: characters with UTF-8 encoding of up to 1,024 bytes long":
-#: https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html); S3 answers a longer one
-#: KeyTooLongError, so the run would fail mid-upload
-MAX_KEY_BYTES = 1024
-
-
 def s3_key(output: str, where: str, key: str) -> str:
     """``key``, the S3 key of ``where`` (a File output's path, or a path inside a Directory
     output; ``output`` says which: ``File output w.x``); OutputRefused if S3 would refuse it for
     its length (a Directory output holding a deep tree, under a long run name)."""
-    length = len(key.encode(errors="surrogateescape"))  # (a name that is not UTF-8 is refused elsewhere)
-    if length > MAX_KEY_BYTES:
+    length = s3io.key_bytes(key)  # (a name that is not UTF-8 is refused elsewhere; S3 refuses a longer key
+    # KeyTooLongError, so the run would fail mid-upload)
+    if length > s3io.MAX_KEY_BYTES:
         raise OutputRefused(
-            f"{output}: {where} would be an S3 object whose key is {length} bytes, where S3 allows {MAX_KEY_BYTES} "
+            f"{output}: {where} would be an S3 object whose key is {length} bytes, where S3 allows {s3io.MAX_KEY_BYTES} "
             f"(the key: results prefix of the run, then out/, the output's name and its path): shorten the run's "
             f"name or the paths inside the output"
         )

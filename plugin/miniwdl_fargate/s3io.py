@@ -38,6 +38,19 @@ def split(uri: str) -> tuple[str, str]:
     return bucket, key.lstrip("/")
 
 
+#: the longest S3 object key, in bytes of UTF-8 ("The object key name is a sequence of Unicode
+#: characters with UTF-8 encoding of up to 1,024 bytes long":
+#: https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html); S3 answers a longer one
+#: KeyTooLongError
+MAX_KEY_BYTES = 1024
+
+
+def key_bytes(key: str) -> int:
+    """The length of ``key`` as S3 counts it: bytes of UTF-8 (a name that is not UTF-8, kept as
+    surrogate escapes, counted as its bytes)."""
+    return len(key.encode(errors="surrogateescape"))
+
+
 def uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 

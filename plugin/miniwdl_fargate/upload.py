@@ -626,7 +626,26 @@ def prepare(
     stage_inputs(doc, inputs_doc, inputs_dir, "bucket")  # raises on a missing local file
     if zipbundle.is_bundle(str(wdl_path)):
         return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, [wdl_path], options or run_options.RunOptions(), bundle=True)
-    return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, bundle_files(wdl_path), options or run_options.RunOptions())
+    files = bundle_files(wdl_path)
+    check_copy_keys(name, wdl_path, files)
+    return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, files, options or run_options.RunOptions())
+
+
+def check_copy_keys(name: str, wdl_path: Path, files: list[Path]) -> None:
+    """RunInputError before anything is uploaded when the run's copy of a file of the WDL's folder
+    (uploaded to ``runs/<name>/``, copied by the submit step to the run's
+    ``results/<run id>/source/``) would have a key S3 refuses for its length (the submit step
+    would refuse the run, after the upload)."""
+    from .pipeline.snapshot import SOURCE_DIR
+
+    copies = f"{runs.run_prefix(name)}{runs.RESULTS_DIR}/{name}-00000000/{SOURCE_DIR}"  # (a run id: the name, 8 hex digits)
+    for path in files:
+        rel = runs.DEFAULT_WDL if path == wdl_path else path.relative_to(wdl_path.parent).as_posix()
+        if (length := s3io.key_bytes(copies + rel)) > s3io.MAX_KEY_BYTES:
+            raise RunInputError(
+                f"{path}: the run's copy of it (runs/{name}/{runs.RESULTS_DIR}/<run id>/{SOURCE_DIR}{rel}) would be an S3 "
+                f"object whose key is {length} bytes, where S3 allows {s3io.MAX_KEY_BYTES}: shorten its path or the run's name"
+            )
 
 
 def command_line_inputs(

@@ -215,3 +215,40 @@ def test_copy_bundle_zip_takes_bytes_or_a_uri_and_copies_a_large_member_whole(mo
         assert s3.get_object(Bucket="runs", Key=f"{prefix}/source/data/big.bin")["Body"].read() == data
     with pytest.raises(snapshot.SnapshotError, match="^s3://runs/w/none.zip does not exist$"):
         snapshot.copy_bundle_zip("s3://runs/w/none.zip", "runs", "c/source/")
+
+
+def test_a_bundle_file_whose_runs_copy_would_have_a_key_s3_refuses_is_said_before_any_copy(moto_aws, tmp_path):
+    """The run's copy of a file is its path under results/<run id>/source/: longer than the
+    original's key by that much. A file whose copy would pass S3's 1,024 bytes refuses the
+    snapshot naming it, before anything is copied (S3 refused it part way, KeyTooLongError, which
+    the submit step answered with a 500 and a half-made copy); the command line says so before
+    uploading anything."""
+    from miniwdl_fargate.local.moto import fixes
+    from miniwdl_fargate.pipeline import snapshot
+
+    fixes.s3_key_length()  # (as S3: moto alone takes any key)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    deep = "d/" * 500 + "x.txt"  # (a 1,005-byte path: its key fits, its copy does not)
+    for key in ("w/workflow.wdl", f"w/{deep}", "w/a.txt"):
+        s3.put_object(Bucket="runs", Key=key, Body=b"version 1.1\nworkflow w {}\n")
+    dest = "runs/n/results/n-0123abcd/source/"
+    with pytest.raises(snapshot.SnapshotError) as refused:
+        snapshot.copy_bundle("s3://runs/w/workflow.wdl", "runs", dest)
+    assert str(refused.value) == (
+        f"s3://runs/w/{deep}: the run's copy of it (under results/<run id>/source/) would be an S3 object whose key is "
+        f"{len(dest + deep)} bytes, where S3 allows 1024: shorten the file's path or the run's name"
+    )
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("main.wdl", "version 1.1\nworkflow w {}\n")
+        bundle.writestr(deep, "x")
+    with pytest.raises(snapshot.SnapshotError, match=rf"^workflow: {deep}: the run's copy of it .* key is {len(dest + deep)} bytes"):
+        snapshot.copy_bundle_zip(archive.getvalue(), "runs", dest)
+    assert s3.list_objects_v2(Bucket="runs", Prefix="runs/")["KeyCount"] == 0  # nothing copied
+    # the command line: before anything is uploaded
+    (tmp_path / "w.wdl").write_text("version 1.1\nworkflow w {}\n")
+    (tmp_path / deep).parent.mkdir(parents=True)
+    (tmp_path / deep).write_text("x")
+    with pytest.raises(upload.RunInputError, match=rf"^{tmp_path}/{deep}: the run's copy of it \(runs/n/results/<run id>/source/"):
+        upload.prepare(tmp_path / "w.wdl", {}, name="n")

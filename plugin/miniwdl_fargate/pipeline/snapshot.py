@@ -98,6 +98,17 @@ def bundle_objects(bucket: str, wdl_key: str) -> list[dict[str, Any]]:
     return found
 
 
+def check_copy_key(original: str, copy_key: str) -> None:
+    """SnapshotError when the run's copy of ``original`` (a file of the bundle: its URI, or its
+    name in a zip) would have a key S3 refuses for its length: the copy's key is the original's
+    path under the run's ``results/<run id>/source/``, longer than the original's by that much."""
+    if (length := s3io.key_bytes(copy_key)) > s3io.MAX_KEY_BYTES:
+        raise SnapshotError(
+            f"{original}: the run's copy of it (under results/<run id>/{SOURCE_DIR}) would be an S3 object whose key is "
+            f"{length} bytes, where S3 allows {s3io.MAX_KEY_BYTES}: shorten the file's path or the run's name"
+        )
+
+
 def copy_bundle(wdl_uri: str, dest_bucket: str, dest_prefix: str) -> str:
     """Copy the WDL's bundle under ``dest_prefix`` (server side); return the URI of the main
     WDL's copy. Retried whole if an object changes during the copy."""
@@ -105,8 +116,11 @@ def copy_bundle(wdl_uri: str, dest_bucket: str, dest_prefix: str) -> str:
     folder = folder_of(wdl_key)
     s3 = aws.client("s3")
     for _attempt in range(COPY_ATTEMPTS):
+        objects = bundle_objects(bucket, wdl_key)
+        for obj in objects:  # (each checked before anything is copied)
+            check_copy_key(s3io.uri(bucket, obj["Key"]), dest_prefix + obj["Key"][len(folder):])
         try:
-            for obj in bundle_objects(bucket, wdl_key):
+            for obj in objects:
                 s3.copy_object(
                     Bucket=dest_bucket, Key=dest_prefix + obj["Key"][len(folder):],
                     # "bucket/key" as it is: x-amz-copy-source must be URL-encoded
@@ -173,6 +187,8 @@ def copy_bundle_zip(source: bytes | str, dest_bucket: str, dest_prefix: str, whe
     s3 = aws.client("s3")
     try:
         with data, zipbundle.opened(data, where) as bundle:
+            for info in bundle.files():  # (each checked before anything is written)
+                check_copy_key(f"{where}: {info.filename}", dest_prefix + info.filename)
             for info in bundle.files():
                 with bundle.open(info) as member:
                     # one PutObject per member, its body read from the archive as it is sent (a
