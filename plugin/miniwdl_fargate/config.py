@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass, fields
 from importlib import resources
 
@@ -353,10 +354,25 @@ _PARSERS = {
     "keep_unused_cache_days": lambda v: _days(float(v)),
     "call_cache": lambda v: parse_call_cache(v),
     "call_cache_uri": lambda v: parse_s3_prefix(v),
+    "run_id": lambda v: parse_run_id(v),
     "status_interval": lambda v: _at_least(float(v), 0.1),
     # (each transfer holds one of the AWS client's connections: aws.RETRY_CONFIG's pool of 64)
     "transfer_concurrency": lambda v: int(_between(int(v), 1, 64)),
 }
+
+
+#: a run id as a tag value of every task and a folder of the run's EFS access point take it (the
+#: pipeline's are ``<name>-<8 hex digits>``: runs.RUN_ID_RE)
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,72}$")
+
+
+def parse_run_id(value: str) -> str:
+    """``run_id``: "" (none), or letters, digits, ``_ . -`` (at most 73, starting with a letter or
+    digit): CreateAccessPoint and TagResource refused others as they launched the first task."""
+    text = value.strip()
+    if text and not RUN_ID_RE.match(text):
+        raise ValueError(f"{text!r} is not a run id (letters, digits, _ . -; at most 73, the first a letter or digit)")
+    return text
 
 
 def parse_call_cache(value: str) -> bool | str:

@@ -56,6 +56,7 @@ def test_bad_value_names_the_option(monkeypatch):
     ("launch_rate", "0"), ("launch_burst", "0"), ("default_cpu_shares", "0"), ("default_cpu_shares", "99999"),
     ("default_memory_mb", "-1"), ("default_memory_mb", "200000"),
     ("status_interval", "0"), ("status_interval", "nan"), ("transfer_concurrency", "0"), ("transfer_concurrency", "65"),
+    ("run_id", "exp#1"), ("run_id", ".hidden"), ("run_id", "a" * 74),
 ])
 def test_a_value_out_of_range_is_refused_naming_the_option(monkeypatch, option, value):
     """Refused as the run starts, naming the option: NaN passed every "at least" check (NaN
