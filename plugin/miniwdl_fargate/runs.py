@@ -140,9 +140,19 @@ def run_id_for(name: str, *parts: str) -> str:
     return f"{name}-{digest}"
 
 
+#: the longest ``startedBy`` the product sets: RunTask takes up to 128 characters
+#: (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html), but ListTasks,
+#: which finds a run's tasks by it, once refused a filter over 36 ("ownerId longer than 36",
+#: https://github.com/aws/amazon-ecs-cli/issues/97) and its reference names no limit: kept within 36
+STARTED_BY_CHARS = 36
+
+
 def started_by(run_id: str) -> str:
-    """A run id as ECS ``startedBy`` allows it: letters, digits, '-', '_' and '/', up to 128."""
-    return "".join(c if c.isascii() and (c.isalnum() or c in "-_/") else "_" for c in run_id)[:128]
+    """A run id as ECS ``startedBy`` allows it (letters, digits, '-', '_' and '/') and as ListTasks
+    surely takes it (``STARTED_BY_CHARS``): a longer one is its first characters and its last 9
+    (``-<8 hex digits>``, random for each run: what tells runs of one name apart)."""
+    text = "".join(c if c.isascii() and (c.isalnum() or c in "-_/") else "_" for c in run_id)
+    return text if len(text) <= STARTED_BY_CHARS else text[: STARTED_BY_CHARS - 9] + text[-9:]
 
 
 def execution_arn(state_machine_arn: str, run_id: str) -> str:

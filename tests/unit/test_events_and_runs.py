@@ -67,3 +67,14 @@ def test_run_id_is_stable_and_depends_on_every_part():
 def test_bad_run_names_are_refused(name):
     with pytest.raises(ValueError, match="run name"):
         runs.check_name(name)
+
+
+def test_started_by_is_the_run_id_within_what_list_tasks_takes():
+    """ECS's startedBy (how ListTasks finds a run's tasks): the run id where it fits in 36
+    characters, else its start and its random last 9 (``-<8 hex digits>``): runs of one long
+    name stay apart; characters ECS does not take become ``_``."""
+    assert runs.started_by("hello-0f11e0f1") == "hello-0f11e0f1"
+    long_a, long_b = "a" * 64 + "-0123abcd", "a" * 64 + "-89efcdab"
+    assert runs.started_by(long_a) == "a" * 27 + "-0123abcd" != runs.started_by(long_b)
+    assert all(len(runs.started_by(r)) <= runs.STARTED_BY_CHARS for r in (long_a, "x" * 200))
+    assert runs.started_by("run.1-0f11e0f1") == "run_1-0f11e0f1"
