@@ -64,6 +64,17 @@ def test_pull_errors_are_told_apart(reason, kind):
     assert stops.pull_error(reason).kind is kind
 
 
+@pytest.mark.parametrize("reason", [
+    P + "failed to find a descriptor for platform {linux/amd64}",
+    "CannotPullContainerError: image Manifest does not contain descriptor matching platform 'linux/amd64'",
+    P + 'failed to pull and unpack image "ghcr.io/x/y:1": no match for platform in manifest: not found',
+])
+def test_an_image_built_for_another_platform_only_is_said_so(reason):
+    """An arm64-only image (built on an Apple-silicon Mac): said as what it is, not as a missing one."""
+    found = stops.pull_error(reason)
+    assert found.kind is Pull.PERMANENT and "no variant for the task's platform, linux/amd64" in found.what
+
+
 def test_other_start_failures_are_not_pull_errors():
     assert stops.pull_error("ResourceInitializationError: failed to configure ENI") is None
 

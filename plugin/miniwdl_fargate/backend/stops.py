@@ -71,6 +71,13 @@ PULL_ERROR_PREFIX = "CannotPullContainerError"
 #: (pattern in ECS's stoppedReason, lower case; what it is; transient or not). Permanent ones are
 #: tried first: "not found" after a timeout-looking prefix is still a missing image.
 PULL_ERRORS: tuple[tuple[str, str, Pull], ...] = (
+    # an image built for another CPU only (arm64, as on an Apple-silicon Mac): Fargate's "failed to
+    # find a descriptor for platform {linux/amd64}" (https://github.com/aws/containers-roadmap/issues/1120),
+    # Docker's "does not contain descriptor matching platform", containerd's "no match for platform
+    # in manifest: not found" (read before "not found": the image is there)
+    (r"descriptor (?:for|matching) platform|no match(?:ing manifest)? for platform|no matching manifest for",
+     "it has no variant for the task's platform, linux/amd64 (an image built only for arm64, as on an Apple-silicon "
+     "Mac, has none): build and push it with --platform linux/amd64", Pull.PERMANENT),
     (r"manifest unknown", "the tag or digest does not exist", Pull.PERMANENT),
     (r"\bnot found\b", "the image, tag or digest does not exist", Pull.PERMANENT),
     (r"repository \S+ does not exist|repository does not exist", "the repository does not exist", Pull.PERMANENT),
