@@ -68,6 +68,7 @@ def test_pull_errors_are_told_apart(reason, kind):
     P + "failed to find a descriptor for platform {linux/amd64}",
     "CannotPullContainerError: image Manifest does not contain descriptor matching platform 'linux/amd64'",
     P + 'failed to pull and unpack image "ghcr.io/x/y:1": no match for platform in manifest: not found',
+    P + "image with reference x:1 was found but does not match the specified platform: wanted linux/amd64, actual: linux/arm64",
 ])
 def test_an_image_built_for_another_platform_only_is_said_so(reason):
     """An arm64-only image (built on an Apple-silicon Mac): said as what it is, not as a missing one."""

@@ -74,8 +74,10 @@ PULL_ERRORS: tuple[tuple[str, str, Pull], ...] = (
     # an image built for another CPU only (arm64, as on an Apple-silicon Mac): Fargate's "failed to
     # find a descriptor for platform {linux/amd64}" (https://github.com/aws/containers-roadmap/issues/1120),
     # Docker's "does not contain descriptor matching platform", containerd's "no match for platform
-    # in manifest: not found" (read before "not found": the image is there)
-    (r"descriptor (?:for|matching) platform|no match(?:ing manifest)? for platform|no matching manifest for",
+    # in manifest: not found" (read before "not found": the image is there); a single-platform image,
+    # Docker's "was found but does not match the specified platform: wanted linux/amd64, actual: ..."
+    (r"descriptor (?:for|matching) platform|no match(?:ing manifest)? for platform|no matching manifest for"
+     r"|does not match the specified platform",
      "it has no variant for the task's platform, linux/amd64 (an image built only for arm64, as on an Apple-silicon "
      "Mac, has none): build and push it with --platform linux/amd64", Pull.PERMANENT),
     (r"manifest unknown", "the tag or digest does not exist", Pull.PERMANENT),
