@@ -33,8 +33,9 @@ from typing import Any, Callable
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 CAPACITY_REASON = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
-#: stoppedReason of the "pull_*" script outcomes, as Fargate words them
-PULL_ERRORS = {
+#: stoppedReason of the script outcomes of a task that fails to start ("pull_*", "start_*"), as
+#: Fargate words them
+FAILED_STARTS = {
     "pull_rate_limit": (
         "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref "
         "docker.io/library/ubuntu:22.04: unexpected status code 429 Too Many Requests - Server message: "
@@ -47,6 +48,11 @@ PULL_ERRORS = {
     "pull_not_found": (
         "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref "
         "docker.io/library/ubuntu:no-such-tag: docker.io/library/ubuntu:no-such-tag: not found"
+    ),
+    "start_no_shell": (
+        "CannotStartContainerError: Error response from daemon: failed to create shim task: OCI runtime create failed: "
+        "runc create failed: unable to start container process: exec: \"/bin/sh\": stat /bin/sh: no such file or "
+        "directory: unknown"
     ),
 }
 
@@ -73,9 +79,10 @@ class Faults:
     """What goes wrong. Rates are per RunTask call (throttle, capacity, fail_to_start) or per
     Spot task (spot_interruption); ``script`` overrides them for the next calls, in order:
     "throttle", "capacity", "fail_to_start", "spot_interruption", "ok", "missing_forever" (a
-    task DescribeTasks never knows) and the keys of PULL_ERRORS (the task stops failing to pull
-    its image). ``lost_answers``: the next N successful RunTask answers (a repeat of a handled
-    request included) are lost: the request is handled, then the connection closes."""
+    task DescribeTasks never knows) and the keys of FAILED_STARTS (the task stops failing to start:
+    its image cannot be pulled, or run). ``lost_answers``: the next N successful RunTask answers
+    (a repeat of a handled request included) are lost: the request is handled, then the
+    connection closes."""
 
     throttle_rate: float = 0.0
     capacity_rate: float = 0.0
@@ -387,10 +394,10 @@ class SimulatedECS:
             task.stop_code = chosen.get("stop_code", task.stop_code)
             task.stopped_reason = chosen.get("stopped_reason", task.stopped_reason)
         task.hidden_describes = -1 if fault == "missing_forever" else self.missing_describes
-        if fault == "fail_to_start" or fault in PULL_ERRORS:
+        if fault == "fail_to_start" or fault in FAILED_STARTS:
             task.run_time, task.exit_code = 0.0, None
             task.stop_code = "TaskFailedToStart"
-            task.stopped_reason = PULL_ERRORS.get(fault, "ResourceInitializationError: failed to configure ENI (simulated)")
+            task.stopped_reason = FAILED_STARTS.get(fault, "ResourceInitializationError: failed to configure ENI (simulated)")
         elif fault == "spot_interruption":
             task.run_time = run_time / 2
             task.exit_code = 143  # SIGTERM, the two-minute warning

@@ -100,6 +100,17 @@ def test_an_image_that_does_not_exist_fails_at_once_naming_it(sim, tmp_path):
     assert "docker.io/library/ubuntu:no-such-tag: not found" in message
 
 
+def test_an_image_without_a_shell_fails_at_once_saying_so(sim, tmp_path):
+    """A distroless image: the container cannot start its command; not tried again (maxRetries 2)."""
+    sim.faults.script.extend(["start_no_shell", "ok", "ok"])
+    code, out = finish(start_miniwdl(sim, tmp_path, TASK % (0, 2)))
+    assert code != 0
+    assert len(sim.run_task_requests) == 1
+    message = error_of(tmp_path)["cause"]["message"]
+    assert "image 'ubuntu:22.04' cannot run the task; not retried: the image has no /bin/sh" in message
+    assert 'ECS: CannotStartContainerError: Error response from daemon' in message
+
+
 # -- item 8: stop codes --------------------------------------------------------------------------
 
 

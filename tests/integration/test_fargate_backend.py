@@ -80,12 +80,12 @@ def test_an_image_ecs_cannot_run_fails_the_task_before_registering_and_is_not_re
     """An image from a WDL input (unchecked at submit) that ECS refuses (a sha512 digest): the task
     fails naming the image and why, as a BuildError (not retried), with nothing registered or run;
     one with spaces around it runs as the image it names."""
-    from miniwdl_fargate.backend.fargate import ImageNotPullable
+    from miniwdl_fargate.backend.fargate import ImageUnusable
 
     new, _, _ = backend
     container = new("call-digest")
     container.runtime_values["docker"] = "ubuntu@sha512:" + "ab" * 64
-    with pytest.raises(ImageNotPullable) as refused:
+    with pytest.raises(ImageUnusable) as refused:
         container.run_task_request(LOG, container.task_script())
     assert str(refused.value) == (
         "task call-digest: image 'ubuntu@sha512:" + "ab" * 64 + "' is not one ECS can run: its digest 'sha512:"
@@ -317,7 +317,7 @@ def test_the_runs_limits_hold_a_place_per_launched_attempt_and_refuse_a_task_big
     """[aws_fargate] max_vcpus (the driver sets it from the run's options, else the stack's
     MaxRunVCpus): a launched attempt holds its vCPUs until it is over; a task needing more than
     the limit on its own fails before any RunTask, naming the limit, and is not retried by miniwdl
-    (a docker BuildError too, as ImageNotPullable)."""
+    (a docker BuildError too, as ImageUnusable)."""
     from docker.errors import BuildError
 
     from miniwdl_fargate import limits

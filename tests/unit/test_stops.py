@@ -212,3 +212,21 @@ def test_a_task_stopped_because_its_run_was_cancelled_is_cancelled_not_failed():
     assert stops.ending(task).outcome == attempts.FAILED
     task["stopCode"], task["stoppedReason"] = "TaskFailedToStart", f"{runs.CANCELLED_STOP_REASON}: x"
     assert stops.ending(task).outcome != attempts.CANCELLED
+
+
+@pytest.mark.parametrize("reason, said", [
+    ('CannotStartContainerError: Error response from daemon: failed to create shim task: OCI runtime create failed: runc '
+     'create failed: unable to start container process: exec: "/bin/sh": stat /bin/sh: no such file or directory: unknown',
+     "the image has no /bin/sh"),
+    ("CannotStartContainerError: ResourceInitializationError: failed to start: exec /bin/sh: exec format error",
+     "built for another CPU than the task's, linux/amd64"),
+])
+def test_an_image_that_cannot_run_the_command_fails_its_task_saying_why_not_retried(reason, said):
+    end = stops.ending({"stopCode": "TaskFailedToStart", "stoppedReason": reason, "containers": [{}]})
+    assert end.verdict is stops.Verdict.CANNOT_START and not end.retryable
+    assert said in end.detail and end.detail.endswith("ECS: " + reason)
+
+
+def test_another_start_failure_may_pass():
+    end = stops.ending({"stopCode": "TaskFailedToStart", "stoppedReason": "CannotStartContainerError: API error (500)", "containers": [{}]})
+    assert end.verdict is stops.Verdict.START_INTERRUPTED and end.retryable

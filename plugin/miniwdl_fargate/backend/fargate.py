@@ -181,18 +181,19 @@ class TaskLimitReached(WDL.Error.RuntimeError):
 
 class RunLimitReached(WDL.Error.RuntimeError, DockerBuildError):
     """The run's limits refuse the task: it needs more vCPUs than the run's max_vcpus, or the run's
-    budget is spent (``limits``). Being a docker ``BuildError`` too (see ``ImageNotPullable``),
+    budget is spent (``limits``). Being a docker ``BuildError`` too (see ``ImageUnusable``),
     miniwdl does not retry it: a retry would be refused the same way."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, [])
 
 
-class ImageNotPullable(WDL.Error.RuntimeError, DockerBuildError):
-    """The task's image cannot be pulled and retrying will not change that (it does not exist,
-    or the registry refuses it). miniwdl retries any failed task up to ``maxRetries`` except a
-    docker ``BuildError`` (WDL/runtime/task.py, ``_try_task``): being one too, this fails the
-    task at once instead of pulling the missing image ``maxRetries`` more times."""
+class ImageUnusable(WDL.Error.RuntimeError, DockerBuildError):
+    """The task's image cannot be used, and retrying will not change that: it cannot be pulled
+    (it does not exist, or the registry refuses it), ECS cannot take its name, or it cannot run the
+    task's command (no /bin/sh, another CPU's programs). miniwdl retries any failed task up to
+    ``maxRetries`` except a docker ``BuildError`` (WDL/runtime/task.py, ``_try_task``): being one
+    too, this fails the task at once instead of trying the same image ``maxRetries`` more times."""
 
     def __init__(self, message: str) -> None:
         # (RuntimeError's __init__ passes its arguments on to BuildError's: reason, build_log)
@@ -833,7 +834,7 @@ class FargateTaskContainer(BaseTaskContainer):
         s = self.settings
         problem = images.ecs_image_problem(self.image_uri())
         if problem:  # (said before RegisterTaskDefinition refuses it; no retry would change it)
-            raise ImageNotPullable(f"task {self.run_id}: image {self.pulled_image()} is not one ECS can run: {problem}")
+            raise ImageUnusable(f"task {self.run_id}: image {self.pulled_image()} is not one ECS can run: {problem}")
         size = self.fargate_size()
         overrides: dict[str, Any] = {
             "cpu": str(size.cpu),
@@ -1176,7 +1177,7 @@ class FargateTaskContainer(BaseTaskContainer):
         reason = end.reason
         if end.verdict is stops.Verdict.IMAGE_NOT_PULLABLE:
             assert end.pull is not None
-            raise ImageNotPullable(
+            raise ImageUnusable(
                 f"task {self.run_id}: image {self.pulled_image()} cannot be pulled ({end.pull.what}); "
                 f"not retried. ECS: {reason}"
             )
@@ -1184,6 +1185,8 @@ class FargateTaskContainer(BaseTaskContainer):
             assert end.pull is not None
             return self._pull_again(logger, end.pull, reason)
         if end.verdict is stops.Verdict.CANNOT_START:
+            if stops.start_error(reason):  # (the image's doing: no try would start it)
+                raise ImageUnusable(f"task {self.run_id}: image {self.pulled_image()} cannot run the task; not retried: {end.detail}")
             raise WDL.Error.RuntimeError(f"task {self.run_id}: ECS could not start the task: {reason}")
         self._interruptions += 1
         raise Interrupted(f"ECS task failed to start: {reason}")

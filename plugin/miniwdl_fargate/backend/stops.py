@@ -115,6 +115,24 @@ def pull_error(reason: str) -> PullError | None:
 #: stoppedReason prefixes of a task that failed to start for reasons retrying will not fix
 #: (CannotPullContainerError is read with PULL_ERRORS instead)
 PERMANENT_START_FAILURES = ("CannotCreateContainerError", "InvalidParameter")
+#: (pattern in a CannotStartContainerError's reason, lower case; what it is): an image that cannot
+#: run the task's command however often it is tried (the container runtime's "exec: "/bin/sh":
+#: stat /bin/sh: no such file or directory", "exec format error"); other start failures may pass
+START_ERRORS: tuple[tuple[str, str], ...] = (
+    (r'"?/bin/sh"?: (?:stat /bin/sh: )?no such file or directory',
+     "the image has no /bin/sh, which runs the task's command (a distroless or scratch image): use an image with a shell"),
+    (r"exec format error",
+     "the image's programs are built for another CPU than the task's, linux/amd64 (e.g. arm64, as on an Apple-silicon "
+     "Mac): build and push it with --platform linux/amd64"),
+)
+
+
+def start_error(reason: str) -> str | None:
+    """What a CannotStartContainerError that retrying will not fix is (``START_ERRORS``), or None."""
+    if not reason.startswith("CannotStartContainerError"):
+        return None
+    text = reason.lower()
+    return next((what for pattern, what in START_ERRORS if re.search(pattern, text)), None)
 #: how Fargate says a container was killed for exceeding its memory (the container's ``reason``)
 OOM_REASON = "OutOfMemoryError"
 OOM_EXIT_CODE = 137  # SIGKILL
@@ -191,12 +209,14 @@ def ending(task: dict[str, Any]) -> Ending:
 
 
 def _failed_to_start(reason: str, facts: dict[str, str]) -> Ending:
-    """TaskFailedToStart: an image pull error by PULL_ERRORS; any other reason by
+    """TaskFailedToStart: an image pull error by PULL_ERRORS; any other reason by START_ERRORS and
     PERMANENT_START_FAILURES (the rest may pass)."""
     pull = pull_error(reason)
     if pull is not None:
         verdict = Verdict.IMAGE_NOT_PULLABLE if pull.kind is Pull.PERMANENT else Verdict.PULL_AGAIN
         return Ending(verdict, attempts.FAILED_TO_START, None, reason, pull.kind is Pull.TRANSIENT, pull=pull, **facts)
+    if (what := start_error(reason)) is not None:
+        return Ending(Verdict.CANNOT_START, attempts.FAILED_TO_START, None, f"{what}. ECS: {reason}", False, **facts)
     if reason.startswith(PERMANENT_START_FAILURES):
         return Ending(Verdict.CANNOT_START, attempts.FAILED_TO_START, None, reason, False, **facts)
     return Ending(Verdict.START_INTERRUPTED, attempts.FAILED_TO_START, None, reason, True, **facts)
