@@ -60,9 +60,13 @@ def workflow_target(doc: WDL.Tree.Document) -> wdl_target.Target:
 
 
 def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
+    """The WDL and its imports, loaded as ``miniwdl run`` loads them: an ``http(s)://`` import
+    downloaded (miniwdl's own ``WDL.CLI.make_read_source``); RunInputError saying what is wrong."""
+    from WDL import CLI
+
     wdl_parsers.use_cache()  # (the parser's build, once per machine: most of this check's time)
     try:
-        return WDL.load(str(wdl_path))
+        return WDL.load(str(wdl_path), read_source=CLI.make_read_source(False))
     except WDL.Error.SyntaxError as exn:  # (on one line, as the pipeline says it: lark's list of tokens spans many)
         raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: WDL syntax error: {' '.join(str(exn).split())}") from None
     except WDL.Error.ValidationError as exn:
@@ -82,6 +86,13 @@ def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
         raise RunInputError(f"{wdl_path}: {not_utf8(exn)}") from None
     except (OSError, ImportError) as exn:
         raise RunInputError(f"{wdl_path}: {exn}") from None
+
+
+def url_imports(doc: WDL.Tree.Document) -> list[str]:
+    """The ``http(s)://`` imports of the WDL and of every WDL it imports (a folder cannot hold
+    them: ``prepare`` submits such a WDL as a bundle, which does)."""
+    found = [imp.uri for imp in doc.imports if "://" in imp.uri]
+    return found + [uri for imp in doc.imports if imp.doc is not None for uri in url_imports(imp.doc)]
 
 
 def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
@@ -601,6 +612,9 @@ def prepare(
     defaults: dict[str, Any] = {}
     if not zipbundle.is_bundle(str(wdl_path)):
         doc = load_wdl(wdl_path)
+        if url_imports(doc):  # (a bundle holds what they import, as fetched now; the driver fetches nothing)
+            wdl_path = build_bundle(wdl_path, Path(zip_into if zip_into is not None else scratch_folder()))
+    if not zipbundle.is_bundle(str(wdl_path)):
         check_imports(doc, wdl_path.parent)
         check_bundled_cfg(wdl_path.parent)
         if wdl_path.name != runs.DEFAULT_WDL and imports_file(doc, wdl_path.parent / runs.DEFAULT_WDL):

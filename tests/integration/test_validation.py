@@ -243,7 +243,8 @@ BAD_SUBMISSIONS = {
     "import-s3": (
         {}, 'version 1.1\nimport "s3://runs/shared/lib.wdl" as lib\nworkflow hello { call lib.t }\n', None,
         [(WDL + ":2:1", "WDL import failed: Failed to import s3://runs/shared/lib.wdl: cannot import "
-          "s3://runs/shared/lib.wdl: " + IMPORT_RULE + "; copy it into the folder and import it by relative path")],
+          "s3://runs/shared/lib.wdl: " + IMPORT_RULE + "; copy it into the folder and import it by relative path, or "
+          "submit a `miniwdl zip` bundle, which holds what the WDL imports by URL (`miniwdl-fargate submit` makes one itself)")],
     ),
     "import-absolute": (
         {}, 'version 1.1\nimport "/etc/lib.wdl" as lib\nworkflow hello { call lib.t }\n', None,

@@ -252,3 +252,44 @@ def test_a_bundle_file_whose_runs_copy_would_have_a_key_s3_refuses_is_said_befor
     (tmp_path / deep).write_text("x")
     with pytest.raises(upload.RunInputError, match=rf"^{tmp_path}/{deep}: the run's copy of it \(runs/n/results/<run id>/source/"):
         upload.prepare(tmp_path / "w.wdl", {}, name="n")
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A folder served over HTTP on 127.0.0.1 (where a WDL imports from by URL)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_wdl_importing_by_url_is_submitted_as_a_bundle_holding_the_import(served, tmp_path):
+    """``miniwdl run`` downloads an http(s):// import; the command line fetches it as it checks the
+    WDL and submits a bundle holding it (miniwdl's own ``zip``), since the run's folder could not
+    (it said "No such file or directory: 'https://...'"). A URL that answers nothing or 404 is said."""
+    folder, url = served
+    (folder / "lib.wdl").write_text(LIB)
+    main = tmp_path / "wf" / "main.wdl"
+    main.parent.mkdir()
+    main.write_text(MAIN.replace('"lib/greet.wdl"', f'"{url}/lib.wdl"'))
+    prepared = upload.prepare(main, {"hello.who": "Ann"})
+    assert prepared.bundle and prepared.wdl_path.suffix == ".zip"
+    with zipfile.ZipFile(prepared.wdl_path) as bundle:
+        held = [name for name in bundle.namelist() if name.endswith("lib.wdl")]
+        assert held and bundle.read(held[0]).decode().strip() == LIB.strip()  # (as fetched)
+    assert prepared.doc.workflow.name == "hello" and prepared.inputs == {"hello.who": "Ann"}
+    main.write_text(MAIN.replace('"lib/greet.wdl"', f'"{url}/nope.wdl"'))
+    with pytest.raises(upload.RunInputError, match=rf"main.wdl:2:1: Failed to import {url}/nope.wdl: HTTP Error 404"):
+        upload.prepare(main, {"hello.who": "Ann"})

@@ -80,7 +80,9 @@ IMPORT_RULE = "imports must be relative paths to files inside the workflow's fol
 def _import_problem(uri: str, resolved: str, folder: str) -> str | None:
     """Why the driver could not load this import as the validator would, if it could not."""
     if "://" in uri:
-        return f"cannot import {uri}: {IMPORT_RULE}; copy it into the folder and import it by relative path"
+        return (f"cannot import {uri}: {IMPORT_RULE}; copy it into the folder and import it by relative path, or "
+                "submit a `miniwdl zip` bundle, which holds what the WDL imports by URL (`miniwdl-fargate submit` "
+                "makes one itself)")
     if uri.startswith("/"):
         return f"cannot import {uri}: an absolute path names a file on the machine running the workflow; {IMPORT_RULE}"
     if not resolved.startswith(folder):
