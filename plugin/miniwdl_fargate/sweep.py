@@ -143,13 +143,15 @@ def release_access_points(file_system_id: str, run_id: str) -> list[str]:
     deletes its own at the run's end; one that died leaves it: access points do not bill, but a
     file system holds at most 10,000). Returns their ids."""
     efs = aws.client("efs")
-    released = []
-    for page in efs.get_paginator("describe_access_points").paginate(FileSystemId=file_system_id):
-        for point in page.get("AccessPoints", []):
-            tags = {t["Key"]: t["Value"] for t in point.get("Tags", [])}
-            if tags.get(RUN_TAG) == run_id and tags.get(RUN_ACCESS_POINT_TAG) == "true":
-                efs.delete_access_point(AccessPointId=point["AccessPointId"])
-                released.append(point["AccessPointId"])
+    released = [  # (all listed first: the listing's pages are not deleted from as they are read)
+        point["AccessPointId"]
+        for page in efs.get_paginator("describe_access_points").paginate(FileSystemId=file_system_id)
+        for point in page.get("AccessPoints", [])
+        if (tags := {t["Key"]: t["Value"] for t in point.get("Tags", [])}).get(RUN_TAG) == run_id
+        and tags.get(RUN_ACCESS_POINT_TAG) == "true"
+    ]
+    for access_point in released:
+        efs.delete_access_point(AccessPointId=access_point)
     if released:
         log.warning("run %s left %d EFS access point(s): deleted %s", run_id, len(released), ", ".join(released))
     return released

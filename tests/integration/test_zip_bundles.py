@@ -293,3 +293,35 @@ def test_a_wdl_importing_by_url_is_submitted_as_a_bundle_holding_the_import(serv
     main.write_text(MAIN.replace('"lib/greet.wdl"', f'"{url}/nope.wdl"'))
     with pytest.raises(upload.RunInputError, match=rf"main.wdl:2:1: Failed to import {url}/nope.wdl: HTTP Error 404"):
         upload.prepare(main, {"hello.who": "Ann"})
+
+
+def test_the_bundle_is_listed_whole_whatever_else_its_folder_holds(moto_aws, monkeypatch):
+    """The listing of a WDL's folder stops once it holds more bundle files than allowed (then
+    refused), and never before: the run's own files (inputs.json, options.json, a refusal) and
+    folder markers used to count, so a folder at the limit left a subfolder unlisted and its
+    imports out of the run's copy."""
+    from miniwdl_fargate.pipeline import snapshot
+
+    monkeypatch.setattr(snapshot, "BUNDLE_MAX_FILES", 4)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    for key in ("workflow.wdl", "a.wdl", "b.wdl", "inputs.json", "options.json", "error.json", "sub/", "sub/lib.wdl"):
+        s3.put_object(Bucket="runs", Key=f"runs/n/{key}", Body=b"x")
+    listed = sorted(o["Key"] for o in snapshot.bundle_objects("runs", "runs/n/workflow.wdl"))
+    assert listed == ["runs/n/a.wdl", "runs/n/b.wdl", "runs/n/sub/lib.wdl", "runs/n/workflow.wdl"]
+    s3.put_object(Bucket="runs", Key="runs/n/sub/more.wdl", Body=b"x")
+    with pytest.raises(snapshot.SnapshotError, match="holds more than 4 files"):
+        snapshot.bundle_objects("runs", "runs/n/workflow.wdl")
+
+
+def test_an_s3_drops_only_wdl_is_found_past_the_first_thousand_keys_of_its_folder(moto_aws):
+    """ListObjectsV2 answers 1,000 keys a page: the WDL of a folder with more was not seen."""
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    for i in range(1000):
+        s3.put_object(Bucket="runs", Key=f"runs/n/data-{i:04}.txt", Body=b"")
+    s3.put_object(Bucket="runs", Key="runs/n/zz.wdl", Body=b"version 1.1\nworkflow w {}\n")
+    assert start.find_workflow("runs", "n")[0] == "runs/n/zz.wdl"
+    s3.put_object(Bucket="runs", Key="runs/n/zzz.wdl", Body=b"version 1.1\nworkflow w {}\n")
+    with pytest.raises(start.Refused, match="several WDL files"):
+        start.find_workflow("runs", "n")

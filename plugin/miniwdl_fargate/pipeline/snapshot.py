@@ -64,19 +64,29 @@ def bundle_listing(bucket: str, folder: str) -> list[dict[str, Any]]:
     """Every object under ``folder`` but its ``results/`` (where each run of an S3-dropped name
     keeps its outputs and copies: it grows with every run, and is never part of the bundle), one
     level at a time (ListObjectsV2 with a delimiter), so the listing costs what the bundle holds,
-    not the name's whole history. Stops early past BUNDLE_MAX_FILES (the caller refuses it)."""
+    not the name's whole history. Stops early once it found more than BUNDLE_MAX_FILES files of
+    the bundle (the caller refuses it): never before, whatever else the folder holds (its
+    inputs.json, a refusal, folder markers), or a subfolder went unlisted and its files uncopied."""
     paginator = aws.client("s3").get_paginator("list_objects_v2")
     found: list[dict[str, Any]] = []
+    in_bundle = 0
     pending = [folder]
-    while pending and len(found) <= BUNDLE_MAX_FILES:
+    while pending and in_bundle <= BUNDLE_MAX_FILES:
         prefix = pending.pop()
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             found.extend(page.get("Contents", []))
+            in_bundle += sum(1 for obj in page.get("Contents", []) if bundle_file(obj["Key"][len(folder):]))
             pending.extend(
                 p["Prefix"] for p in page.get("CommonPrefixes", [])
                 if runs.in_bundle(p["Prefix"][len(folder):] + "_")  # (a folder: is it results/?)
             )
     return found
+
+
+def bundle_file(rel: str) -> bool:
+    """Whether a key of the WDL's folder (``rel``: relative to it) is a file of the bundle: not a
+    folder marker (``x/``), not the run's own (``runs.in_bundle``)."""
+    return bool(rel) and not rel.endswith("/") and runs.in_bundle(rel)
 
 
 def bundle_objects(bucket: str, wdl_key: str) -> list[dict[str, Any]]:
@@ -86,10 +96,7 @@ def bundle_objects(bucket: str, wdl_key: str) -> list[dict[str, Any]]:
     if problem:
         raise SnapshotError(problem)
     folder = folder_of(wdl_key)
-    found = [
-        obj for obj in bundle_listing(bucket, folder)
-        if (rel := obj["Key"][len(folder):]) and not rel.endswith("/") and runs.in_bundle(rel)
-    ]
+    found = [obj for obj in bundle_listing(bucket, folder) if bundle_file(obj["Key"][len(folder):])]
     if len(found) > BUNDLE_MAX_FILES or sum(o["Size"] for o in found) > BUNDLE_MAX_BYTES:
         raise SnapshotError(
             f"s3://{bucket}/{folder} holds more than {BUNDLE_MAX_FILES} files or {BUNDLE_MAX_BYTES >> 20} MiB: "

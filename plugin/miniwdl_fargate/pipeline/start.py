@@ -52,8 +52,8 @@ def find_workflow(bucket: str, name: str) -> tuple[str, str]:
         raise Refused([{"where": where, "problem": f"both {runs.DEFAULT_WDL} and {runs.DEFAULT_ZIP}: keep the one to run"}])
     if found:
         return found[0]
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
-    wdls = [o for o in listing.get("Contents", []) if o["Key"].endswith(".wdl")]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    wdls = [o for page in pages for o in page.get("Contents", []) if o["Key"].endswith(".wdl")]
     if not wdls:
         raise Refused([{"where": where, "problem": f"no WDL found: upload the workflow as {where}{runs.DEFAULT_WDL} "
                         f"(or a `miniwdl zip` bundle as {where}{runs.DEFAULT_ZIP})"}])
