@@ -113,7 +113,8 @@ soak: venv
 #   sam deploy --parameter-overrides DriverImage=<the URI printed at the end>
 ECR_REPOSITORY ?= miniwdl-fargate-driver
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || date +%Y%m%d%H%M%S)
-AWS_REGION ?= $(or $(shell sed -n 's/^region *= *"\(.*\)"/\1/p' samconfig.toml | head -n 1),us-east-1)
+SAMCONFIG_REGION := $(or $(shell sed -n 's/^region *= *"\(.*\)"/\1/p' samconfig.toml | head -n 1),us-east-1)
+AWS_REGION ?= $(SAMCONFIG_REGION)
 # untagged images (replaced :latest) expire after a day, and at most 20 tagged ones are kept
 ECR_LIFECYCLE := {"rules":[{"rulePriority":1,"description":"expire untagged","selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":1},"action":{"type":"expire"}},{"rulePriority":2,"description":"keep 20 images","selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":20},"action":{"type":"expire"}}]}
 
@@ -123,6 +124,14 @@ image:
 push-image: image
 	@set -eu; \
 	account=$$(aws sts get-caller-identity --query Account --output text); \
+	if [ "$(AWS_REGION)" != "$(SAMCONFIG_REGION)" ]; then \
+	  echo "note: pushing to $(AWS_REGION) (AWS_REGION), where samconfig.toml says $(SAMCONFIG_REGION):" \
+	    "answer $(AWS_REGION) at sam deploy --guided's region prompt, or the stack will not find its driver image"; \
+	fi; \
+	if ! aws iam get-role --role-name AWSServiceRoleForECS >/dev/null 2>&1; then \
+	  echo "creating the ECS service-linked role (a new account's first cluster with capacity providers can fail without it)"; \
+	  aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com >/dev/null; \
+	fi; \
 	registry=$$account.dkr.ecr.$(AWS_REGION).amazonaws.com; \
 	if ! aws ecr describe-repositories --region $(AWS_REGION) --repository-names $(ECR_REPOSITORY) >/dev/null 2>&1; then \
 	  echo "creating ECR repository $(ECR_REPOSITORY) in $(AWS_REGION)"; \
