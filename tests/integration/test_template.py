@@ -335,12 +335,13 @@ def test_no_role_hides_permissions_in_managed_policies(cfn_template):
 
 # (role, Sid) of each iam:PassRole -> the one service it may pass roles to
 PASSED_TO = {
-    ("LaunchDriverRole", "PassDriverRoles"): "ecs-tasks.amazonaws.com",
-    ("DriverTaskRole", "PassRolesToTasks"): "ecs-tasks.amazonaws.com",
+    ("LaunchDriverRole", "PassDriverRoles"): ("StringEquals", "ecs-tasks.amazonaws.com"),
+    ("DriverTaskRole", "PassRolesToTasks"): ("StringEquals", "ecs-tasks.amazonaws.com"),
     # the ECS infrastructure role of a task's EBS volume (RunTask managedEBSVolume.roleArn)
-    ("DriverTaskRole", "PassEbsVolumeRole"): "ecs.amazonaws.com",
-    # the instance role of managed instances, to EC2 when ECS launches them
-    ("ManagedInstancesInfrastructureRole", "PassInstanceRole"): "ec2.amazonaws.com",
+    ("DriverTaskRole", "PassEbsVolumeRole"): ("StringEquals", "ecs.amazonaws.com"),
+    # the instance role of managed instances, to EC2 when ECS launches them: ec2.amazonaws.com, and
+    # ec2.amazonaws.com.cn in China's partition (as AWS's AmazonECSInfrastructureRolePolicyForManagedInstances)
+    ("ManagedInstancesInfrastructureRole", "PassInstanceRole"): ("StringLike", "ec2.*"),
 }
 
 
@@ -352,7 +353,8 @@ def test_roles_are_pinned_to_this_stack(cfn_template):
         if "iam:PassRole" in actions:
             assert "*" not in as_list(statement["Resource"]), logical_id
             passing.add((logical_id, statement["Sid"]))
-            assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == PASSED_TO[(logical_id, statement["Sid"])]
+            operator, service = PASSED_TO[(logical_id, statement["Sid"])]
+            assert statement["Condition"][operator]["iam:PassedToService"] == service
         if {"ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks", "ecs:ListTasks"} & set(actions):
             assert statement["Condition"]["ArnEquals"]["ecs:cluster"] == {"Fn::GetAtt": ["Cluster", "Arn"]}, (
                 f"{logical_id} {statement['Sid']}: not pinned to this cluster"

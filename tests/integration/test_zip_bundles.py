@@ -325,3 +325,18 @@ def test_an_s3_drops_only_wdl_is_found_past_the_first_thousand_keys_of_its_folde
     s3.put_object(Bucket="runs", Key="runs/n/zzz.wdl", Body=b"version 1.1\nworkflow w {}\n")
     with pytest.raises(start.Refused, match="several WDL files"):
         start.find_workflow("runs", "n")
+
+
+def test_the_runs_copy_of_a_tagged_file_carries_no_tags(moto_aws):
+    """CopyObject copies the source's tags by default, which needs s3:GetObjectTagging and
+    s3:PutObjectTagging (the submit and API roles have neither: a file a malware scan tagged made
+    the submission fail); the run's copy is made without them."""
+    from miniwdl_fargate.pipeline import snapshot
+
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="w/workflow.wdl", Body=b"version 1.1\nworkflow w {}\n", Tagging="scan=clean")
+    copy = snapshot.copy_bundle("s3://runs/w/workflow.wdl", "runs", "c/source/")
+    assert copy == "s3://runs/c/source/workflow.wdl"
+    assert s3.get_object_tagging(Bucket="runs", Key="c/source/workflow.wdl")["TagSet"] == []
+    assert s3.get_object_tagging(Bucket="runs", Key="w/workflow.wdl")["TagSet"] == [{"Key": "scan", "Value": "clean"}]

@@ -135,6 +135,11 @@ def copy_bundle(wdl_uri: str, dest_bucket: str, dest_prefix: str) -> str:
                     # botocore encodes a CopySource string itself (handle_copy_source_param);
                     # encoded here too, a key with a space or an emoji named no object
                     CopySource=f"{bucket}/{obj['Key']}", CopySourceIfMatch=obj["ETag"],
+                    # the copy without the original's tags: copying them (COPY, the default) needs
+                    # s3:GetObjectTagging and s3:PutObjectTagging, which a file tagged by someone
+                    # else (a malware scan) made a submission fail on
+                    # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html: x-amz-tagging-directive)
+                    TaggingDirective="REPLACE",
                 )
             return s3io.uri(dest_bucket, dest_prefix + wdl_key[len(folder):])
         except s3.exceptions.ClientError as exn:
