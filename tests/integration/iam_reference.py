@@ -30,6 +30,7 @@ S3 = SAR + "list_amazons3.html"
 EVENTS = SAR + "list_amazoneventbridge.html"
 ECR = SAR + "list_amazonelasticcontainerregistry.html"
 EC2 = SAR + "list_amazonec2.html"
+KMS = SAR + "list_awskeymanagementservice.html"
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ RESOURCE_TYPES: dict[str, dict[str, ResourceType]] = {
     },
     "events": {"event-bus": ResourceType("arn:${Partition}:events:${Region}:${Account}:event-bus/${EventBusName}")},
     "ecr": {"repository": ResourceType("arn:${Partition}:ecr:${Region}:${Account}:repository/${RepositoryName}", ("ecr:ResourceTag/${TagKey}",))},
+    "kms": {"key": ResourceType("arn:${Partition}:kms:${Region}:${Account}:key/${KeyId}", ("aws:ResourceTag/${TagKey}", "kms:ResourceAliases"))},
 }
 
 S3_COMMON = ("s3:authType", "s3:ResourceAccount", "s3:signatureAge", "s3:signatureversion", "s3:TlsVersion", "s3:x-amz-content-sha256")
@@ -180,6 +182,10 @@ ACTIONS: dict[str, Action] = {
     "s3:ListBucket": Action(S3, ("bucket",), S3_COMMON + ("s3:delimiter", "s3:max-keys", "s3:prefix")),
     "events:PutEvents": Action(EVENTS, ("event-bus",), ("events:detail-type", "events:source", "events:eventBusInvocation")),
     "ecr:GetAuthorizationToken": Action(ECR),
+    "kms:Decrypt": Action(KMS, ("key",), (
+        "kms:CallerAccount", "kms:EncryptionAlgorithm", "kms:EncryptionContext:${EncryptionContextKey}", "kms:EncryptionContextKeys",
+        "kms:GrantIsForAWSResource", "kms:RecipientAlgorithm", "kms:RequestAlias", "kms:ViaService",
+    )),
     **{f"ecr:{name}": Action(ECR, ("repository",)) for name in ("BatchCheckLayerAvailability", "GetDownloadUrlForLayer", "BatchGetImage")},
     # the first pull through a cache rule (https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache-iam.html)
     "ecr:BatchImportUpstreamImage": Action(ECR, ("repository",)),

@@ -259,6 +259,8 @@ VARIANTS = {
         "InterfaceEndpoints": "true",
         "TaskRoleArn": "arn:aws:iam::123456789012:role/wdl-tasks",
         "ReadableS3Arns": "arn:aws:s3:::my-data,arn:aws:s3:::my-data/*",
+        "ReadableKmsKeyArns": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "PullableEcrRepositoryArns": "arn:aws:ecr:us-east-1:111122223333:repository/pipelines/*",
         "AlarmEmail": "ops@example.com",
         **BEYOND_FARGATE,
     },
@@ -650,6 +652,9 @@ def test_each_role_may_do_what_its_code_calls_and_no_more(cfn_template, variant)
         if what != "trust" and resources[logical_id]["Type"] == "AWS::IAM::Role" and statement["Effect"] == "Allow":
             granted.setdefault(logical_id, set()).update(as_list(statement["Action"]))
     expected = {role: set(actions) for role, actions in ROLE_ACTIONS.items()}
+    if VARIANTS[variant].get("ReadableKmsKeyArns"):  # the readers of ReadableS3Arns, with SSE-KMS objects
+        for role in ("DriverTaskRole", "SubmitRole", "ApiRole"):
+            expected[role] = expected[role] | {"kms:Decrypt"}
     if VARIANTS[variant].get("ManagedInstances") == "Enabled":
         for role, actions in ROLE_ACTIONS_BEYOND_FARGATE.items():
             expected[role] = expected.get(role, set()) | actions
@@ -803,6 +808,26 @@ def test_every_setting_the_driver_is_given_is_one_its_configuration_reads(cfn_te
     with caplog.at_level(logging.WARNING, logger="test-driver-env"):
         cfg.log_unused_options()
     assert [r.getMessage() for r in caplog.records if "unused" in r.getMessage()] == []
+
+
+def test_readable_buckets_with_kms_keys_and_other_accounts_ecr_are_granted_only_when_named(cfn_template):
+    """ReadableKmsKeyArns: Decrypt with those keys, through S3 only, for each role reading
+    ReadableS3Arns; PullableEcrRepositoryArns: image pulls from those repositories (a cross-account
+    pull needs this account's allow too). Neither without the parameter."""
+    on = Conditions(cfn_template, VARIANTS["own VPC, private subnets, everything on"]).resources()
+    off = Conditions(cfn_template).resources()
+    for resources, named in ((on, True), (off, False)):
+        found = {(logical_id, s.get("Sid")): s for logical_id, _, s in statements(resources)}
+        for role in ("DriverTaskRole", "SubmitRole", "ApiRole"):
+            decrypt = found.get((role, "DecryptReadableInputs"))
+            assert (decrypt is not None) == named, role
+            if named:
+                assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}}
+                assert decrypt["Resource"] == {"Ref": "ReadableKmsKeyArns"}
+        pull = found.get(("TaskExecutionRole", "PullFromOtherAccountsEcr"))
+        assert (pull is not None) == named
+        if named:
+            assert pull["Resource"] == {"Ref": "PullableEcrRepositoryArns"}
 
 
 # -- encryption, TLS, events, API -----------------------------------------------------------------
