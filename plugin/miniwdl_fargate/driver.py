@@ -992,15 +992,17 @@ def publish_metrics(run: DriverRun, outcome: str) -> None:
 
 
 def stop_run_tasks(run: DriverRun, reason: str) -> None:
-    """Stop every ECS task of the run but this driver (by the run tag). miniwdl's backends stop
-    the tasks they were waiting on when the stop signal came; this also catches a task whose
-    RunTask was still in flight then."""
+    """Stop every ECS task of the run this driver launched (by the run and driver tags).
+    miniwdl's backends stop the tasks they were waiting on when the stop signal came; this also
+    catches a task whose RunTask was still in flight then. Only its own: a driver stopped because
+    a new attempt of its run launched another must not stop that one or its tasks (a cancel or a
+    timeout of the run stops all of them itself)."""
     cluster = config.backend_cluster(config.loader())
     if not cluster:
         return
     try:
         own = sweep.own_task_arn()
-        sweep.stop_run(cluster, run.run_id, reason, exclude=[own] if own else [])
+        sweep.stop_run(cluster, run.run_id, reason, exclude=[own] if own else [], driver=sweep.driver_identity())
     except Exception:  # stopping is best effort here: the driver's STOPPED event sweeps again
         log.exception("could not stop the tasks of run %s", run.run_id)
 

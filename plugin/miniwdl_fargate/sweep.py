@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import time
 import urllib.request
 from typing import Any, Iterable, Iterator
 
@@ -74,32 +75,66 @@ def run_tasks(cluster: str, run_id: str) -> list[dict[str, Any]]:
     return [t for t in running_tasks(cluster) if tags_of(t).get(RUN_TAG) == run_id]
 
 
-def run_task_arns(cluster: str, run_id: str) -> list[str]:
+#: a driver's sweep describes again, after each of these waits (seconds), a task of its run that
+#: DescribeTasks does not know yet: whose it is, only its tags say (ECS comes to know a task it
+#: started within seconds: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html)
+KNOWN_WITHIN = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def run_task_arns(cluster: str, run_id: str, driver: str | None = None) -> list[str]:
     """The ARNs of the run's tasks that are meant to be running: those whose tags name the run,
     and those listed under the run's ``startedBy`` that DescribeTasks does not know yet. ECS is
     eventually consistent: a task launched a moment ago may be listed and still be MISSING to
     DescribeTasks (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html),
-    and it must be stopped with the rest."""
-    found = [t["taskArn"] for t in run_tasks(cluster, run_id)]
+    and it must be stopped with the rest. With ``driver``: only the tasks that driver launched
+    (their ``miniwdl-fargate:driver`` tag), a MISSING one described again until it is known
+    (``KNOWN_WITHIN``); one still unknown then is left to the run's end or the orphan sweep."""
+
+    def ours(task: dict[str, Any]) -> bool:
+        tags = tags_of(task)
+        return tags.get(RUN_TAG) == run_id and (driver is None or tags.get(DRIVER_TAG) == driver)
+
     ecs = aws.client("ecs")
-    listed: list[str] = []
+
+    def described(arns: list[str]) -> tuple[list[str], list[str]]:
+        """(those of ``arns`` that are ours, those DescribeTasks does not know yet)"""
+        found, missing = [], []
+        for i in range(0, len(arns), DESCRIBE_BATCH):
+            answer = ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + DESCRIBE_BATCH], include=["TAGS"])
+            found += [t["taskArn"] for t in answer.get("tasks", []) if ours(t)]
+            missing += [f["arn"] for f in answer.get("failures", []) if f.get("reason") == "MISSING" and f.get("arn")]
+        return found, missing
+
+    seen = list(running_tasks(cluster))
+    known = {t["taskArn"] for t in seen}
+    found = [t["taskArn"] for t in seen if ours(t)]
     # startedBy alone: ECS refuses it with any other filter ("When you specify startedBy as the
     # filter, it must be the only filter that you use", API_ListTasks; InvalidParameterException
     # "cannot specify startedBy with other arguments"); the desired status it lists is RUNNING
     pages = ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=runs.started_by(run_id))
-    for page in pages:
-        listed.extend(arn for arn in page.get("taskArns", []) if arn not in found)
-    for i in range(0, len(listed), DESCRIBE_BATCH):
-        answer = ecs.describe_tasks(cluster=cluster, tasks=listed[i : i + DESCRIBE_BATCH], include=["TAGS"])
-        found += [t["taskArn"] for t in answer.get("tasks", []) if tags_of(t).get(RUN_TAG) == run_id]  # (known by now)
-        found += [f["arn"] for f in answer.get("failures", []) if f.get("reason") == "MISSING" and f.get("arn")]
+    listed = [arn for page in pages for arn in page.get("taskArns", []) if arn not in known]
+    more, missing = described(listed)
+    found += more
+    if driver is None:
+        return found + missing
+    for wait in KNOWN_WITHIN:
+        if not missing:
+            break
+        time.sleep(wait)
+        more, missing = described(missing)
+        found += more
+    if missing:
+        log.warning("run %s: %d task(s) not yet known to DescribeTasks, whose driver cannot be told: left to the run's "
+                    "end or the orphan sweep", run_id, len(missing))
     return found
 
 
-def stop_run(cluster: str, run_id: str, reason: str, exclude: Iterable[str] = ()) -> list[str]:
-    """Stop every running task of ``run_id`` (but those in ``exclude``); return their ARNs."""
+def stop_run(cluster: str, run_id: str, reason: str, exclude: Iterable[str] = (), driver: str | None = None) -> list[str]:
+    """Stop every running task of ``run_id`` (but those in ``exclude``; with ``driver``, only
+    those that driver launched: a run's earlier driver must not stop what a later one runs);
+    return their ARNs."""
     skip = set(exclude)
-    arns = [arn for arn in run_task_arns(cluster, run_id) if arn not in skip]
+    arns = [arn for arn in run_task_arns(cluster, run_id, driver) if arn not in skip]
     if arns:
         log.warning("stopping %d task(s) of run %s: %s", len(arns), run_id, reason)
     return stop_tasks(cluster, arns, reason)

@@ -178,6 +178,33 @@ def test_stop_run_stops_a_task_describe_tasks_does_not_know_yet(cluster, monkeyp
     assert ecs.list_tasks(cluster="wdl", desiredStatus="RUNNING")["taskArns"] == []
 
 
+def test_a_drivers_sweep_waits_for_a_task_describe_tasks_does_not_know_yet_to_tell_whose_it_is(cluster, monkeypatch):
+    """Only its tags say which driver launched a task: a MISSING one (launched a moment ago) is
+    described again until ECS knows it; the new driver's is then left running, the old one's
+    stopped."""
+    from types import SimpleNamespace
+
+    from miniwdl_fargate.local.faults import Faults
+    from miniwdl_fargate.local.moto import hooks
+
+    hooks.describe_tasks_faults()
+    monkeypatch.setattr(sweep, "KNOWN_WITHIN", (0.0, 0.0))
+    ecs = aws.client("ecs")
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+
+    def launched_by(driver):
+        return ecs.run_task(
+            cluster="wdl", taskDefinition="task", launchType="FARGATE", startedBy="run-a",
+            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
+            tags=[{"key": sweep.RUN_TAG, "value": "run-a"}, {"key": sweep.DRIVER_TAG, "value": driver}],
+        )["tasks"][0]["taskArn"]
+
+    old, new = launched_by("arn:old-driver"), launched_by("arn:new-driver")
+    monkeypatch.setitem(hooks._current, "runtime", SimpleNamespace(faults=Faults(describe_missing=2)))
+    assert sweep.stop_run("wdl", "run-a", "its driver stopped", driver="arn:old-driver") == [old]
+    assert ecs.list_tasks(cluster="wdl", desiredStatus="RUNNING")["taskArns"] == [new]
+
+
 def operator_cfg(tmp_path, monkeypatch, cluster_name="wdl"):
     """The driver configured by an operator's cfg file alone (MINIWDL_CFG), no
     MINIWDL__AWS_FARGATE__* variables."""
@@ -203,14 +230,18 @@ def test_the_driver_sweeps_the_cluster_its_cfg_file_names(cluster, tmp_path, mon
 
 
 def test_the_driver_stops_its_runs_tasks_in_the_cluster_its_cfg_file_names(cluster, tmp_path, monkeypatch):
+    """Its own tasks of the run: not another run's, nor those a later driver of the same run
+    launched (an attempt of the state machine after this one's, which stopped this driver)."""
     from miniwdl_fargate import driver
 
+    monkeypatch.setattr(sweep, "own_task_arn", lambda: "arn:driver")
     tasks = [cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: "arn:driver"}) for _ in range(2)]
     other = cluster("task", {sweep.RUN_TAG: "run-b", sweep.DRIVER_TAG: "arn:driver"})
+    later = cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: "arn:later-driver"})
     operator_cfg(tmp_path, monkeypatch)
     run = driver.DriverRun("run-a", "s3://b/w.wdl", "s3://b/i.json", "s3://b/r/", str(tmp_path / "work"))
     driver.stop_run_tasks(run, "the run is cancelled")
-    assert {t["taskArn"] for t in sweep.running_tasks("wdl")} == {other}
+    assert {t["taskArn"] for t in sweep.running_tasks("wdl")} == {other, later}
     assert {t["stoppedReason"] for t in aws.client("ecs").describe_tasks(cluster="wdl", tasks=tasks)["tasks"]} == {
         "the run is cancelled"
     }
@@ -238,3 +269,14 @@ def test_the_drivers_run_directory_is_under_the_efs_mountpoint_of_its_cfg_file(t
     assert (run.workdir, run.cache_dir) == ("/mnt/from-file/runs/hello-1a2b3c4d", "/mnt/from-file/cache")
     environ["MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT"] = "/mnt/from-env"
     assert driver.DriverRun.from_env(environ).workdir == "/mnt/from-env/runs/hello-1a2b3c4d"
+
+
+def test_a_drivers_stop_sweeps_only_the_tasks_it_launched(cluster):
+    """A run's earlier driver (stopped as a new attempt launched the next) must not stop the new
+    driver's tasks when its own STOPPED event comes, late: the sweep of a driver's end takes the
+    tasks tagged with that driver only."""
+    old, new = cluster("driver", {sweep.RUN_TAG: "run-a"}), cluster("driver", {sweep.RUN_TAG: "run-a"})
+    olds = [cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: old}) for _ in range(2)]
+    news = [cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: new}) for _ in range(2)]
+    assert sorted(sweep.stop_run("wdl", "run-a", "its driver stopped", exclude=[old], driver=old)) == sorted(olds)
+    assert {t["taskArn"] for t in sweep.running_tasks("wdl")} == {old, new, *news}

@@ -661,6 +661,14 @@ def test_each_role_may_do_what_its_code_calls_and_no_more(cfn_template, variant)
     assert granted == expected
 
 
+def test_the_functions_that_stop_a_runs_tasks_may_take_the_minutes_thousands_take(cfn_template):
+    """StopTask goes one task at a time, at ECS's API rate (about 20 a second): a run with
+    thousands of tasks running needs minutes, past the 60 s every function gets by default."""
+    resources = Conditions(cfn_template).resources()
+    for name in ("DriverStoppedFunction", "FinalizeFunction", "RunTimedOutFunction"):
+        assert resources[name]["Properties"]["Timeout"] == 900, name
+
+
 def test_each_function_has_its_own_role_and_log_group(cfn_template):
     resources = Conditions(cfn_template).resources()
     functions = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
