@@ -1194,6 +1194,26 @@ def test_the_wait_for_the_driver_has_a_heartbeat_and_the_runs_maximum_duration()
     assert stop["Catch"][0]["Next"] == "RecordFailure"
 
 
+def test_every_lambda_call_of_the_state_machine_retries_what_the_lambda_service_may_answer():
+    """Step Functions' "Handle transient Lambda service exceptions": ServiceException,
+    AWSLambdaException, SdkClientException and ClientExecutionTimeoutException; throttling
+    (TooManyRequestsException, an account's concurrency shared with everything else) for minutes,
+    not seconds; and the idempotent finalize and timeout functions once more after Lambda.Unknown
+    (a function that ran out of time or memory), rather than ending the run unfinalized."""
+    asl = json.loads((REPO / "statemachine" / "run.asl.json").read_text())
+    service = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException", "Lambda.ClientExecutionTimeoutException"}
+    for name, state in asl["States"].items():
+        if not str(state.get("Resource", "")).startswith("arn:aws:states:::lambda:invoke"):
+            continue
+        by_error = {error: r for r in state["Retry"] for error in r["ErrorEquals"]}
+        assert service <= set(by_error), name
+        throttled = by_error["Lambda.TooManyRequestsException"]
+        waited = sum(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** i for i in range(throttled["MaxAttempts"]))
+        assert waited >= 120, (name, waited)
+        if state["Parameters"]["FunctionName"] in ("${FinalizeFunctionArn}", "${RunTimedOutFunctionArn}"):
+            assert by_error["Lambda.Unknown"]["MaxAttempts"] >= 1, name
+
+
 def test_functions_get_the_limits_from_the_parameters(cfn_template):
     for logical_id, function in Conditions(cfn_template).resources().items():
         if function["Type"] == "AWS::Lambda::Function":
