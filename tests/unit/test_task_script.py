@@ -69,3 +69,49 @@ def test_the_private_tmpdir_goes_to_tmp_where_the_given_tmpdir_cannot_hold_it(tm
     # and the task's stderr says so, naming the directory and the user
     stderr = Path(result["dir"], "stderr.txt").read_text()
     assert f"miniwdl-fargate: scratch {tmp_path / 'no-such-volume'} is not writable by uid {os.getuid()}; TMPDIR is /tmp instead" in stderr
+
+
+TAR_WDL = """
+version 1.1
+task untar {
+  input { File bundle }
+  command <<<
+    echo "${TAR_OPTIONS-unset}" > tar_options.txt
+    tar -xf ~{bundle}
+    stat -c %u ref/genome.fa > owner.txt
+  >>>
+  output {
+    String tar_options = read_string("tar_options.txt")
+    Int owner = read_int("owner.txt")
+  }
+}
+"""
+
+
+def test_tar_restores_no_owner_unless_the_task_asks_for_it(tmp_path):
+    """On EFS through the run's access point, a file cannot be given to another owner: GNU tar run
+    as root (restoring each file's owner) failed there. TAR_OPTIONS=--no-same-owner makes the
+    extracted files the task's own, as a non-root user's always are; a TAR_OPTIONS of the
+    container's own is kept."""
+    import io
+    import tarfile
+
+    bundle = tmp_path / "ref.tar"
+    with tarfile.open(bundle, "w") as archive:
+        info = tarfile.TarInfo("ref/genome.fa")
+        data = b">chr1\nACGT\n"
+        info.size, info.uid, info.gid = len(data), 4321, 4321
+        archive.addfile(info, io.BytesIO(data))
+    wdl = tmp_path / "untar.wdl"
+    wdl.write_text(TAR_WDL)
+    for env, options in (({}, "--no-same-owner"), ({"TAR_OPTIONS": "--verbose"}, "--verbose")):
+        out = tmp_path / f"out-{len(env)}.json"
+        environ = {k: v for k, v in os.environ.items() if k != "TAR_OPTIONS"}
+        environ.update(MINIWDL__SCHEDULER__CONTAINER_BACKEND="host_process", **env)
+        proc = run_forked(WDL_CLI.main, ["run", str(wdl), f"bundle={bundle}", "--dir", str(tmp_path / f"runs-{len(env)}") + "/",
+                                         "-o", str(out)], env=environ)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs = json.loads(out.read_text())["outputs"]
+        assert outputs["untar.tar_options"] == options
+        if not env:
+            assert outputs["untar.owner"] == os.getuid()  # (not 4321, the archive's)

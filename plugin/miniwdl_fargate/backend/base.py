@@ -212,6 +212,12 @@ class BaseTaskContainer(TaskContainer):
           its own (``[file_io] mount_tmpdir``) overrides it. Where the container's environment
           names another TMPDIR (a task's EBS scratch volume) the directory is made there, or in
           ``/tmp`` if the container's user cannot write there.
+        - ``TAR_OPTIONS=--no-same-owner`` unless the container's environment sets it: through the
+          run's EFS access point every file belongs to its POSIX user (a user that is not root,
+          https://docs.aws.amazon.com/efs/latest/ug/efs-access-points.html), so no one may give a
+          file to another owner, and GNU tar run as root (most images' user), which restores each
+          extracted file's owner, failed ("Cannot change ownership ... Operation not permitted",
+          exit 2) on any archive made by someone else: a reference bundle's ``tar -xzf``.
         - The shell waits for the command in the background and passes a SIGTERM on (a stop, or a
           Spot interruption's two-minute warning): a foreground child of ``sh`` would not get it.
           A TERM that comes before the shell knows the command's process id is passed on as soon
@@ -241,6 +247,7 @@ class BaseTaskContainer(TaskContainer):
             f' TMPDIR is /tmp instead (a non-root image user gets an EBS volume only if the task definition names it)" >> {err}',
             '  scratch=$(mktemp -d /tmp/miniwdl.XXXXXX 2>/dev/null); }',
             '[ -n "$scratch" ] && export TMPDIR="$scratch"',
+            '[ -n "${TAR_OPTIONS+x}" ] || export TAR_OPTIONS=--no-same-owner',
         ]
         if self.stream_logs:
             lines += self.log_forwarder(out, err, self.log_forward_seconds)
@@ -356,8 +363,8 @@ class BaseTaskContainer(TaskContainer):
             dirs = nfs.revalidate_tree(self.host_work_dir())
             logs = sum(nfs.revalidate_file(path) for path in (self.host_stdout_txt(), self.host_stderr_txt()))
             logger.debug(_("refreshed the task directory (NFS)", directories=dirs, files=logs))
-        except OSError as exn:
-            logger.warning(_("could not refresh the task directory (NFS)", error=str(exn)))
+        except (OSError, RecursionError) as exn:  # (a tree deeper than Python's recursion: left as it is)
+            logger.warning(_("could not refresh the task directory (NFS)", error=str(exn) or type(exn).__name__))
 
     def _fresh_attempt(self, logger: logging.Logger) -> None:
         """Start over in a new work directory (``work2``, ``stdout2.txt``, ...), as miniwdl does
