@@ -96,6 +96,23 @@ def test_a_runs_tasks_mount_only_the_runs_directory_at_the_drivers_path(stack_ef
     assert len(aws.client("efs").describe_access_points(FileSystemId=efs_config["fileSystemId"])["AccessPoints"]) == 2
 
 
+def test_a_file_system_full_of_access_points_fails_the_run_saying_so(stack_efs, monkeypatch):
+    """EFS allows 10,000 access points a file system: AccessPointLimitExceeded is said as what it
+    is, not as a raw AWS error on every task of the run."""
+    from botocore.stub import Stubber
+
+    from miniwdl_fargate.backend.fargate import RunVolumeError
+
+    task, stack_ap, _ = stack_efs
+    efs = aws.client("efs")
+    base = efs.describe_access_points(AccessPointId=stack_ap)
+    with Stubber(efs) as stub:
+        stub.add_response("describe_access_points", base, {"AccessPointId": stack_ap})
+        stub.add_client_error("create_access_point", "AccessPointLimitExceeded", "You have reached the maximum number of access points")
+        with pytest.raises(RunVolumeError, match="holds as many access points as EFS allows: too many runs at once"):
+            FargateTaskContainer.run_volume(LOG, "full-3f2a9c01")
+
+
 def test_the_create_access_point_request_matches_the_efs_model(stack_efs):
     base = {"RootDirectory": {"Path": "/miniwdl"}, "PosixUser": {"Uid": 1000, "Gid": 1000}}
     request = FargateTaskContainer.run_access_point_request(base, "align-3f2a9c01")

@@ -540,7 +540,14 @@ class FargateTaskContainer(BaseTaskContainer):
         efs = aws.client("efs")
         s = cls.settings
         base = efs.describe_access_points(AccessPointId=s.efs_access_point)["AccessPoints"][0]
-        made = efs.create_access_point(**cls.run_access_point_request(base, run_id, tags))
+        try:
+            made = efs.create_access_point(**cls.run_access_point_request(base, run_id, tags))
+        except efs.exceptions.AccessPointLimitExceeded:  # (10,000 a file system: https://docs.aws.amazon.com/efs/latest/ug/limits.html)
+            raise RunVolumeError(
+                f"the file system {s.efs_id or base.get('FileSystemId', '')} holds as many access points as EFS allows: "
+                "too many runs at once, or runs whose end could not delete theirs (each is tagged "
+                "miniwdl-fargate:run-access-point and miniwdl-fargate:run: those of runs that ended may be deleted)"
+            ) from None
         access_point = made["AccessPointId"]
         try:
             cls._wait_available(efs, access_point, made.get("LifeCycleState", ""))
