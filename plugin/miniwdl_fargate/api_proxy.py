@@ -14,6 +14,7 @@ API's own URL, which wants a signed request) comes back as this proxy's.
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
@@ -52,6 +53,12 @@ def forward(request: AWSRequest) -> tuple[int, list[tuple[str, str]], bytes]:
         return exn.code, list(exn.headers.items()), exn.read()
 
 
+def failed(code: int, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The proxy's own answer when it cannot forward a request (one line of JSON, as the API's errors)."""
+    print(f"api-proxy: {message}", file=sys.stderr)
+    return code, [("Content-Type", "application/json")], json.dumps({"error": "ProxyError", "message": message}).encode()
+
+
 class SigningProxy(HttpService):
     """``with SigningProxy(stage, credentials, region, port=…) as url:`` the API at ``url``."""
 
@@ -63,7 +70,14 @@ class SigningProxy(HttpService):
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         passed = {k: v for k, v in headers.items() if k.lower() in FORWARDED}
-        code, answer_headers, answer = forward(signed(method, self.stage + path, passed, body, self.credentials, self.region))
+        try:
+            request = signed(method, self.stage + path, passed, body, self.credentials, self.region)
+        except Exception as exn:  # noqa: BLE001 (credentials that cannot be refreshed: an ended SSO session)
+            return failed(401, f"could not sign the request with your AWS credentials: {' '.join(str(exn).split())}")
+        try:
+            code, answer_headers, answer = forward(request)
+        except (urllib.error.URLError, OSError) as exn:  # (the API unreachable: said, not a dropped connection)
+            return failed(502, f"could not reach the stack's API {self.stage}: {getattr(exn, 'reason', exn)}")
         return code, answer_headers, self.through_proxy(answer)
 
     def through_proxy(self, answer: bytes) -> bytes:

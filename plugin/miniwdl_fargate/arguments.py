@@ -222,9 +222,17 @@ def _aws_problem(exn: BaseException, boto) -> str | None:
         return "no AWS region: give --region or set AWS_REGION"
     if isinstance(exn, boto.EndpointConnectionError):
         return f"could not reach {exn.kwargs.get('endpoint_url', 'AWS')} (for --local: is `miniwdl-fargate local up` still running?)"
+    if isinstance(exn, (boto.SSOError, boto.SSOTokenLoadError, boto.UnauthorizedSSOTokenError, boto.TokenRetrievalError)):
+        profile = os.environ.get("AWS_PROFILE")
+        login = f"aws sso login --profile {profile}" if profile else "aws sso login (with your --profile)"
+        return f"your AWS SSO session has ended or was never started ({' '.join(str(exn).split())}): run `{login}`, then again"
     if isinstance(exn, boto.ClientError):
         error = exn.response.get("Error", {})
-        return f"AWS {exn.operation_name}: {error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
+        code = error.get("Code", "?")
+        said = f"AWS {exn.operation_name}: {code}: {error.get('Message', '')}".rstrip(": ")
+        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"):
+            return f"{said}: your AWS credentials have expired: refresh them (aws sso login, or new session keys), then again"
+        return said
     if isinstance(exn, boto.BotoCoreError):
         return f"AWS: {exn}"
     return None

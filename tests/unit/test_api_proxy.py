@@ -113,3 +113,13 @@ def test_a_run_logs_task_logs_url_comes_back_as_the_proxys_own(upstream):
             assert json.loads(answer.read()) == {"ok": True}
     assert seen[-1][1] == "/v1/ga4gh/wes/v1/runs/r-1/tasks"
     assert seen[-1][2]["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+
+
+def test_an_unreachable_api_is_answered_502_in_one_line():
+    """The connection to the client was dropped (a traceback on the proxy's console)."""
+    with SigningProxy("http://127.0.0.1:9/v1", CREDENTIALS, "eu-west-1") as url:  # (port 9: nothing listens)
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(url + "/ga4gh/wes/v1/service-info")
+    assert answered.value.code == 502
+    doc = json.loads(answered.value.read())
+    assert doc["error"] == "ProxyError" and doc["message"].startswith("could not reach the stack's API http://127.0.0.1:9/v1")

@@ -481,3 +481,18 @@ def test_a_client_command_run_as_the_console_script_leaves_at_once_after_the_int
         capture_output=True, text=True, timeout=120,
     )
     assert called.stdout == "buffered 2\nmain returned\natexit ran\n"
+
+
+def test_an_ended_sso_session_and_expired_credentials_say_what_to_do(monkeypatch):
+    """botocore's SSO token errors and ExpiredToken answers named what failed, not what to do."""
+    import botocore.exceptions as boto
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setenv("AWS_PROFILE", "lab")
+    said = arguments.explain(boto.TokenRetrievalError(provider="sso", error_msg="Token has expired and refresh failed"))
+    assert said.startswith("your AWS SSO session has ended or was never started") and "`aws sso login --profile lab`" in said
+    expired = ClientError({"Error": {"Code": "ExpiredToken", "Message": "The provided token has expired."}}, "GetObject")
+    assert arguments.explain(expired) == (
+        "AWS GetObject: ExpiredToken: The provided token has expired.: your AWS credentials have expired: refresh them "
+        "(aws sso login, or new session keys), then again"
+    )
