@@ -14,6 +14,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 from concurrent.futures import CancelledError
 from typing import Any, Callable, Iterable, Iterator
 
@@ -322,19 +323,31 @@ def condition_failed(exn: Exception) -> bool:
     return response.get("Error", {}).get("Code") in CONDITION_FAILED
 
 
+#: waits (seconds) before each retry of a conditional write S3 answered 409: another write to the
+#: key was in progress ("you should retry the upload": API_PutObject, If-None-Match), which
+#: botocore's retry modes do not retry
+CONFLICT_RETRY_WAITS = (0.1, 0.3, 1.0, 2.0)
+
+
 def put_if_absent(bucket: str, key: str, body: bytes, content_type: str | None = None, etag: bool = False) -> Any:
     """Write the object only if there is none (``IfNoneMatch="*"``): True if this call wrote it
-    (with ``etag``: the new object's ETag), False if another object was there first (or another
-    conditional write to it won)."""
+    (with ``etag``: the new object's ETag), False if an object was there first (412). A 409 (a
+    write to the key racing this one, which may yet fail or be deleted) is tried again, and
+    counts as there only if it still answers so."""
     s3 = aws.client("s3")
     extra = {"ContentType": content_type} if content_type else {}
-    try:
-        put = s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
-    except s3.exceptions.ClientError as exn:
-        if not condition_failed(exn):
-            raise
-        return False
-    return put["ETag"] if etag else True
+    for wait in (*CONFLICT_RETRY_WAITS, None):
+        try:
+            put = s3.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", **extra)
+        except s3.exceptions.ClientError as exn:
+            if not condition_failed(exn):
+                raise
+            if wait is None or exn.response.get("Error", {}).get("Code") not in ("ConditionalRequestConflict", "409"):
+                return False
+            time.sleep(wait)
+            continue
+        return put["ETag"] if etag else True
+    return False  # (not reached)
 
 
 def one_upload(version_id: str | None, etag: str | None) -> dict[str, str]:

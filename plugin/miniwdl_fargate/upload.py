@@ -333,12 +333,17 @@ DEFAULT_PART_BYTES = 8 << 20
 def staged_transfer(size: int) -> Any:
     """The transfer settings of a ``size``-byte upload from a stream: s3transfer cannot size the
     parts of a stream it cannot seek (as it does for a file), so they are sized here to stay
-    within S3's 10,000 parts (with room), in whole MiB; the parts in flight are held in memory,
-    so fewer go at once as they grow (about 512 MiB in all)."""
+    within S3's 10,000 parts (with room), in whole MiB; the parts in flight, and those read ahead of
+    them (``max_in_memory_upload_chunks``: 10 unless told, whatever the concurrency), are held in
+    memory, so fewer go at once and fewer are read ahead as they grow (about 512 MiB of each)."""
     from boto3.s3.transfer import TransferConfig
 
     part = -(-max(DEFAULT_PART_BYTES, -(-size // (MAX_PARTS - 1000))) // (1 << 20)) * (1 << 20)
-    return TransferConfig(multipart_chunksize=part, max_concurrency=max(1, min(10, (512 << 20) // part)))
+    held = max(1, min(10, (512 << 20) // part))
+    config = TransferConfig(multipart_chunksize=part, max_concurrency=held)
+    # (s3transfer's own setting, which boto3's TransferConfig, a subclass, takes as an attribute only)
+    config.max_in_memory_upload_chunks = max(2, held)
+    return config
 
 
 #: the user metadata a staged object carries: the sha256 of the bytes uploaded (its key's)

@@ -198,6 +198,8 @@ def test_a_staged_upload_stays_within_s3s_ten_thousand_parts(size):
     part = transfer.multipart_chunksize
     assert part >= 8 << 20 and part % (1 << 20) == 0
     assert part * transfer.max_concurrency <= max(512 << 20, part)  # (the parts in flight are held in memory)
+    # and so are those read ahead of them: 10 unless told (about 6 GiB for a 5 TiB file's parts)
+    assert part * transfer.max_in_memory_upload_chunks <= max(512 << 20, 2 * part)
     assert -(-size // part) <= upload.MAX_PARTS and part <= 5 << 30  # (S3: a part is at most 5 GiB)
 
 
