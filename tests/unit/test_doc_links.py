@@ -4,6 +4,7 @@ module map in docs/architecture.md names every module there is."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -171,3 +172,17 @@ def test_every_table_row_has_its_headers_cells(page):
 def test_a_pipe_in_a_code_span_splits_a_row_unless_escaped():
     table = "| a | b |\n|---|---|\n| `x\\|y` | z |\n| `x|y` | z |\n"
     assert table_shape_problems(table) == ["3 cells, not 2: | `x|y` | z |"]
+
+
+def test_the_command_line_users_policy_in_security_md_is_one_iam_takes():
+    """The policy a reader pastes: JSON, each statement with only the elements IAM knows (a
+    "Comment" makes IAM refuse the whole policy), a Sid of letters and digits, each Sid once."""
+    text = (ROOT / "docs" / "security.md").read_text()
+    section = text[text.index("## Who uses the command line needs"):]
+    policy = json.loads(section[section.index("```json") + len("```json"): section.index("```", section.index("```json") + 7)])
+    assert policy["Version"] == "2012-10-17"
+    sids = [statement["Sid"] for statement in policy["Statement"]]
+    assert len(sids) == len(set(sids)) and all(re.fullmatch(r"[A-Za-z0-9]+", sid) for sid in sids)
+    for statement in policy["Statement"]:
+        assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, statement["Sid"]
+        assert statement["Effect"] == "Allow" and statement["Action"] and statement["Resource"]
