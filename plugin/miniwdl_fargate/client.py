@@ -514,15 +514,22 @@ class StreamRead:
     stopped_early: str | None = None
 
 
+#: what CloudWatch Logs answers a caller over its request rate: GetLogEvents' is shared by every
+#: caller in the account and region (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html)
+THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
+
+
 def read_stream(
-    logs: Any, group: str, stream: str, token: str | None, on_events: Any, limit: int = LOG_PAGE_LIMIT
+    logs: Any, group: str, stream: str, token: str | None, on_events: Any, limit: int = LOG_PAGE_LIMIT,
+    patient: bool = False,
 ) -> StreamRead:
     """Read a log stream from ``token`` (None: its head) page by page to its end, handing each
     page's events to ``on_events``. GetLogEvents pages with nextForwardToken and says the end is
     reached by returning the token it was given
     (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_GetLogEvents.html),
     so an empty page alone does not mean the end. Stops early, saying why, at ``limit`` pages or
-    on an error; a stream that does not exist (yet) is an empty one."""
+    on an error; a stream that does not exist (yet) is an empty one. ``patient`` (following):
+    throttled past botocore's retries, it stops where it is, to go on from there next time."""
     read = StreamRead(token)
     while read.pages < limit:
         kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
@@ -533,6 +540,9 @@ def read_stream(
         except logs.exceptions.ResourceNotFoundException:
             return read  # not started yet
         except Exception as exn:  # throttled past the retries, expired token, no permission...
+            code = (getattr(exn, "response", None) or {}).get("Error", {}).get("Code")
+            if patient and code in THROTTLED:
+                return read  # (the next pass reads on from this token)
             read.stopped_early = f"{exn.__class__.__name__}: {exn}"
             return read
         read.pages += 1
@@ -582,7 +592,7 @@ def print_logs(
                 for event in events:
                     out.write(event["message"].rstrip("\n") + "\n")
 
-            read = read_stream(logs, group, stream, tokens.get((group, stream)), write, page_limit)
+            read = read_stream(logs, group, stream, tokens.get((group, stream)), write, page_limit, patient=follow_)
             tokens[(group, stream)] = read.token
             if read.stopped_early:
                 incomplete.append(f"the log of {label} ({group} {stream}) was cut short: {read.stopped_early}")

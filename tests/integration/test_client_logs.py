@@ -97,6 +97,23 @@ def test_the_requests_validate_against_the_botocore_model():
     assert [e["message"] for e in got] == ["a"] and read.token == "f/1" and read.stopped_early is None
 
 
+def test_a_throttled_read_while_following_goes_on_next_time_and_otherwise_says_so(deployment):
+    """GetLogEvents' rate is shared by the whole account and region: `logs --follow` over many
+    tasks met ThrottlingException past botocore's retries and ended ("cut short"); following, the
+    read stops where it is and goes on from there at the next pass; a one-off read says so."""
+    from botocore.stub import Stubber
+
+    logs = aws.client("logs")
+    head = {"logGroupName": GROUP, "logStreamName": STREAM, "startFromHead": True}
+    with Stubber(logs) as stub:
+        stub.add_client_error("get_log_events", "ThrottlingException", "Rate exceeded", 400, expected_params=head)
+        read = client.read_stream(logs, GROUP, STREAM, None, list, patient=True)
+        assert read.stopped_early is None and read.token is None
+        stub.add_client_error("get_log_events", "ThrottlingException", "Rate exceeded", 400, expected_params=head)
+        read = client.read_stream(logs, GROUP, STREAM, None, list)
+        assert read.stopped_early.startswith("ThrottlingException: An error occurred (ThrottlingException)")
+
+
 def test_following_a_task_that_has_not_started_waits_for_it(deployment, capsys):
     """`logs RUN --task NAME --follow` right after submit: the run has no such task yet; it is
     waited for (it was an error), and each task's lines come under its heading, as more tasks
