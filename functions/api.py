@@ -306,6 +306,9 @@ def delete_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[st
         return _error(409, "AlreadyFinished", str(exn))
     except status.UnreadableStatus as exn:
         return _unreadable(exn)
+    except manage.CancelIncomplete as exn:  # (cancelled, but tasks run on: said, and the cancel may be repeated)
+        logger.exception("cancel incomplete")
+        return _error(500, "InternalError", str(exn))
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
     return _json(200, final)
 
@@ -646,7 +649,7 @@ def wes_cancel_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dic
         return _wes_error(404, str(exn))
     except manage.RunFinished as exn:
         return _wes_error(409, str(exn))
-    except status.UnreadableStatus as exn:
+    except (status.UnreadableStatus, manage.CancelIncomplete) as exn:
         return _wes_error(500, str(exn))
     metrics.add_metric(name="RunsCancelled", unit=MetricUnit.Count, value=1)
     return _json(200, WesRunId(run_id=run_id))

@@ -294,7 +294,7 @@ def cost_table(doc: dict[str, Any]) -> str:
 def cancel(deployment: Deployment, run_id: str) -> status.RunStatus:
     try:
         return manage.cancel_run(deployment.bucket, deployment.state_machine_arn, deployment.cluster, run_id)
-    except (manage.RunNotFound, manage.RunFinished, status.UnreadableStatus) as exn:
+    except (manage.RunNotFound, manage.RunFinished, status.UnreadableStatus, manage.CancelIncomplete) as exn:
         raise ClientError(str(exn)) from None
 
 

@@ -59,7 +59,9 @@ def running_tasks(cluster: str) -> Iterator[dict[str, Any]]:
         yield from found.get("tasks", [])
 
 
-def stop_tasks(cluster: str, arns: Iterable[str], reason: str) -> list[str]:
+def stop_tasks(cluster: str, arns: Iterable[str], reason: str, errors: list[str] | None = None) -> list[str]:
+    """StopTask each of ``arns``; the ARNs stopped. A failure is logged (and added to ``errors``)
+    and the rest are stopped still."""
     ecs = aws.client("ecs")
     stopped = []
     for arn in arns:
@@ -68,6 +70,8 @@ def stop_tasks(cluster: str, arns: Iterable[str], reason: str) -> list[str]:
             stopped.append(arn)
         except ecs.exceptions.ClientError as exn:
             log.error("StopTask %s failed: %s", arn, exn)
+            if errors is not None:
+                errors.append(f"{arn}: {exn}")
     return stopped
 
 
@@ -129,7 +133,10 @@ def run_task_arns(cluster: str, run_id: str, driver: str | None = None) -> list[
     return found
 
 
-def stop_run(cluster: str, run_id: str, reason: str, exclude: Iterable[str] = (), driver: str | None = None) -> list[str]:
+def stop_run(
+    cluster: str, run_id: str, reason: str, exclude: Iterable[str] = (), driver: str | None = None,
+    errors: list[str] | None = None,
+) -> list[str]:
     """Stop every running task of ``run_id`` (but those in ``exclude``; with ``driver``, only
     those that driver launched: a run's earlier driver must not stop what a later one runs);
     return their ARNs."""
@@ -137,7 +144,7 @@ def stop_run(cluster: str, run_id: str, reason: str, exclude: Iterable[str] = ()
     arns = [arn for arn in run_task_arns(cluster, run_id, driver) if arn not in skip]
     if arns:
         log.warning("stopping %d task(s) of run %s: %s", len(arns), run_id, reason)
-    return stop_tasks(cluster, arns, reason)
+    return stop_tasks(cluster, arns, reason, errors)
 
 
 def orphans(cluster: str) -> list[dict[str, Any]]:

@@ -197,3 +197,31 @@ def test_the_driver_is_tagged_with_the_run_its_name_workflow_and_labels(settings
         "miniwdl-fargate:run": "run-1", "miniwdl-fargate:call": "driver", "miniwdl-fargate:run-name": "n",
         "miniwdl-fargate:workflow": "hello", "project": "rnaseq", "cost center": "lab:42",
     }
+
+
+def test_a_cancel_that_cannot_stop_every_task_says_so_and_can_be_repeated(settings, monkeypatch):
+    """StopTask failures (a user without ecs:StopTask) were only logged: `cancel` said the run was
+    CANCELLED while its tasks ran on. It says how many could not be stopped; a second cancel
+    (once that is mended) stops the execution again and what still runs."""
+    from botocore.exceptions import ClientError
+
+    run = submitted()
+    arn = launch.launch_driver(settings, run, "token")
+    ecs = aws.client("ecs")
+    real = ecs.stop_task
+
+    def denied(**kwargs):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized to perform: ecs:StopTask"}}, "StopTask")
+
+    monkeypatch.setattr(ecs, "stop_task", denied)
+    with pytest.raises(manage.CancelIncomplete, match=r"^run run-1 is CANCELLED, but 1 of its task\(s\) could not be stopped"):
+        manage.cancel_run("runs", SFN, "c", run.run_id)
+    assert status.read("runs", run.run_id).status == "CANCELLED" and desired(arn) == "RUNNING"
+    assert s3io.find_json("runs", "results/run-1/error.json")["status"] == "CANCELLED"
+    monkeypatch.setattr(ecs, "stop_task", real)
+    stopped_executions = []
+    sfn = aws.client("stepfunctions")
+    monkeypatch.setattr(sfn, "stop_execution", lambda **kwargs: stopped_executions.append(kwargs["executionArn"]))
+    with pytest.raises(manage.RunFinished, match=r"^run run-1 already CANCELLED; stopped 1 task\(s\) of it still running$"):
+        manage.cancel_run("runs", SFN, "c", run.run_id)
+    assert desired(arn) == "STOPPED" and stopped_executions == [runs.execution_arn(SFN, "run-1")]

@@ -189,19 +189,37 @@ def cancel_run(bucket: str, state_machine_arn: str, cluster: str, run_id: str, r
 
     final = status.update(bucket, run_id, cancelling)
     if final is None or final.status != "CANCELLED" or before.finished:
-        raise RunFinished(_already_finished(cluster, run_id, final or before))
-    sfn = aws.client("stepfunctions")
-    arn = final.execution_arn or runs.execution_arn(state_machine_arn, run_id)
-    try:
-        sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason[:32000])
-    except sfn.exceptions.ExecutionDoesNotExist:
-        pass
-    stopped = sweep.stop_run(cluster, run_id, f"{runs.CANCELLED_STOP_REASON}: {reason}") if cluster else []
+        current = final or before
+        if current.status == "CANCELLED":  # (an earlier cancel may not have stopped it: denied, interrupted)
+            stop_execution(current, state_machine_arn, run_id, reason)
+        raise RunFinished(_already_finished(cluster, run_id, current))
+    stop_execution(final, state_machine_arn, run_id, reason)
+    errors: list[str] = []
+    stopped = sweep.stop_run(cluster, run_id, f"{runs.CANCELLED_STOP_REASON}: {reason}", errors=errors) if cluster else []
     log.info("run %s cancelled: execution stopped, %d task(s) stopped", run_id, len(stopped))
     results_bucket, prefix = s3io.split(final.results)
     s3io.put_json(results_bucket, prefix + "error.json", {"run_id": run_id, "status": "CANCELLED", **error})
     announce(final)
+    if errors:  # (said, not only logged: those tasks run on and bill)
+        raise CancelIncomplete(
+            f"run {run_id} is CANCELLED, but {len(errors)} of its task(s) could not be stopped (the first: "
+            f"{errors[0]}): they run on; cancel it again once that is mended"
+        )
     return final
+
+
+class CancelIncomplete(RuntimeError):
+    """The run is CANCELLED, but some of its tasks could not be stopped."""
+
+
+def stop_execution(current: status.RunStatus, state_machine_arn: str, run_id: str, reason: str) -> None:
+    """StopExecution of the run's execution (a stopped or finished one: nothing changes)."""
+    sfn = aws.client("stepfunctions")
+    arn = current.execution_arn or runs.execution_arn(state_machine_arn, run_id)
+    try:
+        sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason[:32000])
+    except sfn.exceptions.ExecutionDoesNotExist:
+        pass
 
 
 def _already_finished(cluster: str, run_id: str, current: status.RunStatus) -> str:
