@@ -627,17 +627,47 @@ def download_outputs(outputs: dict[str, Any], dest: str, results: str, overwrite
         if there:
             more = f" (and {len(there) - 1} more)" if len(there) > 1 else ""
             raise ClientError(f"--download {dest}: {there[0]} already exists{more}; use --overwrite to replace")
+    def cannot(exn: OSError, target: str) -> ClientError:  # (a folder that cannot be made there: /proc, a read-only mount)
+        return ClientError(f"--download {dest}: {exn.filename or target}: {exn.strerror or exn}")
+
     got: list[str] = []
+    try:  # File outputs first, many at once
+        files = download_files([(u, t) for u, t in targets if not u.endswith("/")])
+    except OSError as exn:
+        raise cannot(exn, dest) from None
     for uri_, target in targets:
         try:
-            found = download_output(uri_, target)
-        except OSError as exn:  # (a folder that cannot be made there: /proc, a read-only mount)
-            raise ClientError(f"--download {dest}: {exn.filename or target}: {exn.strerror or exn}") from None
+            found = files.get(uri_) or download_output(uri_, target)  # (the rest: Directory outputs, each in parallel)
+        except OSError as exn:
+            raise cannot(exn, target) from None
         if found is None:
             done = f" ({len(got)} file(s) downloaded before it)" if got else ""
             raise ClientError(f"--download: {uri_} is not in S3 (removed since the run ended?){done}")
         got.extend(found)
     return got
+
+
+def download_files(targets: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """The objects of ``targets`` (s3:// URI, local path) that are objects, downloaded
+    ``s3io.transfer_concurrency()`` at a time (an Array[File] of thousands went one by one), by
+    URI; a URI that is no object (a Directory output's prefix) is left out, for
+    ``download_output``. An OSError is raised as it comes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[str, str]) -> tuple[str, list[str] | None]:
+        uri_, target = item
+        bucket, key = s3io.split(uri_)
+        try:
+            return uri_, [s3io.download_to(bucket, key, target)]
+        except botocore.exceptions.ClientError as exn:
+            if not s3io.not_found(exn):
+                raise
+            return uri_, None
+
+    if not targets:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(targets), s3io.transfer_concurrency())) as pool:
+        return {uri_: found for uri_, found in pool.map(one, targets) if found is not None}
 
 
 def download_output(uri_: str, target: str) -> list[str] | None:

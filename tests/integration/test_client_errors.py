@@ -52,6 +52,25 @@ def test_download_takes_a_directory_output_named_without_its_ending_slash(bucket
         client.download_outputs({"w.g": RESULTS + "out/gone/g"}, str(tmp_path / "dl2"), RESULTS)
 
 
+def test_download_fetches_many_file_outputs_at_once_and_each_whole(bucket, tmp_path, monkeypatch):
+    """An Array[File] of thousands (a scatter's outputs) went one object after another: File
+    outputs are fetched ``transfer_concurrency`` at a time, each to its own path."""
+    import threading
+
+    from miniwdl_fargate import s3io
+
+    parts = [RESULTS + f"out/parts/{i}/part.txt" for i in range(40)]
+    for i, uri in enumerate(parts):
+        bucket.put_object(Bucket="runs", Key=uri.split("/", 3)[3], Body=f"part {i}\n".encode())
+    monkeypatch.setattr(s3io, "transfer_concurrency", lambda: 4)
+    threads, real = set(), s3io.download_to
+    monkeypatch.setattr(s3io, "download_to", lambda *a: threads.add(threading.get_ident()) or real(*a))
+    got = client.download_outputs({"w.parts": parts}, str(tmp_path / "dl"), RESULTS)
+    assert sorted(got) == sorted(f"{tmp_path}/dl/out/parts/{i}/part.txt" for i in range(40))
+    assert all((tmp_path / "dl" / "out" / "parts" / str(i) / "part.txt").read_text() == f"part {i}\n" for i in range(40))
+    assert threading.get_ident() not in threads and 1 <= len(threads) <= 4  # (a pool of 4, not this thread)
+
+
 def test_download_takes_the_files_that_are_map_keys(bucket, tmp_path):
     key = RESULTS + "out/map-keys/0/k.txt"
     bucket.put_object(Bucket="runs", Key=key.split("/", 3)[3], Body=b"keyed\n")
