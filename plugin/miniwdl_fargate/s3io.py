@@ -218,11 +218,24 @@ def prefix_targets(bucket: str, prefix: str, dest: str, exclude=lambda rel: Fals
         rel = obj["Key"][len(prefix) :]
         if not rel or rel.endswith("/") or exclude(rel):
             continue
+        if problem := path_problem(rel):
+            raise S3URIError(f"s3://{bucket}/{obj['Key']}: {problem}")
         target = os.path.normpath(os.path.join(dest, rel))
         if not target.startswith(os.path.normpath(dest) + os.sep):
             raise S3URIError(f"refusing to write outside {dest}: s3://{bucket}/{obj['Key']}")
         targets.append((bucket, obj["Key"], target, obj["Size"], obj["ETag"]))
     return targets
+
+
+def path_problem(rel: str) -> str | None:
+    """Why the key ``rel`` (below a Directory's prefix) has no file path of its own, or None: S3
+    keys are flat strings, where ``a//b``, ``a/./b`` and ``a/../b`` are keys of their own, but a
+    path has no empty, ``.`` or ``..`` part (such an object would land on another's path, or
+    outside the folder; https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html)."""
+    parts = rel.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "its key has an empty, '.' or '..' part (a '//', '/./' or '/../' in it), which no file path can hold: rename it"
+    return None
 
 
 def download_prefix(

@@ -345,6 +345,15 @@ def test_a_directory_input_must_name_a_prefix_with_files(pipeline):
     assert rejection("dir-folder")[0][1] == "s3://data/folder holds no objects (a Directory input names a prefix with files under it)"
     assert drop("dir-ok", dict(OK_INPUTS, **{"hello.reference": "s3://data/dir/"}), wdl) is not None
     assert len(executions()) == 1
+    # S3 keys are flat: "odd//b.txt" is a key of its own, with no file path (its staging failed
+    # with "refusing to write outside", "a/./b" landed on "a/b"'s path): refused, naming it
+    aws.client("s3").put_object(Bucket="data", Key="odd/a.txt", Body=b"a")
+    aws.client("s3").put_object(Bucket="data", Key="odd//b.txt", Body=b"b")
+    assert drop("dir-odd", dict(OK_INPUTS, **{"hello.reference": "s3://data/odd"}), wdl) is None
+    assert rejection("dir-odd")[0][1] == (
+        "s3://data/odd: s3://data/odd//b.txt: its key has an empty, '.' or '..' part (a '//', '/./' or '/../' in it), "
+        "which no file path can hold: rename it"
+    )
 
 
 @pytest.mark.parametrize("runtime", [

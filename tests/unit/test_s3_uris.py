@@ -31,3 +31,13 @@ def test_the_key_is_everything_after_the_buckets_slash(uri, expected):
 def test_what_is_not_an_s3_uri_is_refused(uri):
     with pytest.raises(s3io.S3URIError, match="not an s3:// URI"):
         s3io.split(uri)
+
+
+@pytest.mark.parametrize("rel, placeable", [
+    ("a.txt", True), ("sub/b.txt", True), (".hidden", True), ("a..b", True),
+    ("/b.txt", False), ("sub//b.txt", False), ("./b.txt", False), ("sub/../b.txt", False), ("..", False),
+])
+def test_a_key_below_a_directory_has_a_path_of_its_own_or_is_said_not_to(rel, placeable):
+    """S3 keys are flat strings: an empty, '.' or '..' part has no file path (it would land on
+    another object's path, or outside the folder)."""
+    assert (s3io.path_problem(rel) is None) == placeable

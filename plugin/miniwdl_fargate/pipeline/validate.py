@@ -14,6 +14,7 @@ one fix-and-resubmit round is enough.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import posixpath
 from collections.abc import Iterator
@@ -300,8 +301,14 @@ def _check_s3(uri: str, directory: bool) -> str | None:
             prefix = key if key.endswith("/") or not key else key + "/"
             # (a "<folder>/" object, the S3 console's or an empty Directory output's, is no file:
             # the driver's staging takes files only)
-            if not any(not o["Key"].endswith("/") for o in s3io.list_keys(bucket, prefix)):
+            # (its first 10,000 keys: a larger Directory's others are checked as the driver stages it)
+            listed = itertools.islice(s3io.list_keys(bucket, prefix), 10_000)
+            files = [o["Key"] for o in listed if not o["Key"].endswith("/")]
+            if not files:
                 return f"{uri} holds no objects (a Directory input names a prefix with files under it)"
+            unplaceable = next(((k, p) for k in files if (p := s3io.path_problem(k[len(prefix):]))), None)
+            if unplaceable:
+                return f"{uri}: s3://{bucket}/{unplaceable[0]}: {unplaceable[1]}"
             return None
         s3.head_object(Bucket=bucket, Key=key)
         return None
