@@ -225,3 +225,35 @@ def test_a_cancel_that_cannot_stop_every_task_says_so_and_can_be_repeated(settin
     with pytest.raises(manage.RunFinished, match=r"^run run-1 already CANCELLED; stopped 1 task\(s\) of it still running$"):
         manage.cancel_run("runs", SFN, "c", run.run_id)
     assert desired(arn) == "STOPPED" and stopped_executions == [runs.execution_arn(SFN, "run-1")]
+
+
+def test_a_driver_whose_tags_and_its_definitions_are_over_fifty_launches_with_the_runs_own(settings, monkeypatch):
+    """A stack deployed with tags (`sam deploy --tags`: CloudFormation tags the driver's task
+    definition too) and a run with many labels: RunTask refuses more than 50 tags with the
+    definition's propagated; the driver is launched with the run's own tags, without them."""
+    from botocore.exceptions import ClientError
+
+    ecs = aws.client("ecs")
+    real, sent = ecs.run_task, []
+
+    def fifty(**kwargs):
+        sent.append(kwargs)
+        if "propagateTags" in kwargs:
+            raise ecs.exceptions.InvalidParameterException(
+                {"Error": {"Code": "InvalidParameterException", "Message": "Tags can not be more than 50"}}, "RunTask")
+        return real(**kwargs)
+
+    monkeypatch.setattr(ecs, "run_task", fifty)
+    arn = launch.launch_driver(settings, record(), "sfn-task-token-A")
+    assert desired(arn) == "RUNNING" and len(sent) == 2
+    assert "propagateTags" not in sent[1] and sent[1]["tags"] == sent[0]["tags"]
+    assert sent[1]["clientToken"] != sent[0]["clientToken"] and valid("RunTask", sent[1])
+    # a retried invocation of the same attempt finds that driver; another InvalidParameter is the launch's failure
+    assert launch.launch_driver(settings, record(), "sfn-task-token-A") == arn
+
+    def other(**kwargs):
+        raise ClientError({"Error": {"Code": "InvalidParameterException", "Message": "subnet-x not found"}}, "RunTask")
+
+    monkeypatch.setattr(ecs, "run_task", other)
+    with pytest.raises(launch.DriverLaunchFailed, match="subnet-x not found"):
+        launch.launch_driver(settings, record("run-2"), "sfn-task-token-B")

@@ -50,7 +50,8 @@ def driver_tags(record: runs.RunRecord) -> list[dict[str, str]]:
     driver's cost is the run's in Cost Explorer. RunTask needs ``ecs:TagResource`` for them
     (template.yaml: TagDriverAtLaunch;
     https://docs.aws.amazon.com/AmazonECS/latest/developerguide/supported-iam-actions-tagging.html).
-    The task definition's own tags are propagated too (``propagateTags``: the stack's has none)."""
+    The task definition's own tags are propagated too (``propagateTags``: the stack's tags, where
+    it has some), unless they and these are over ECS's 50 (``launch_driver``)."""
     labels = dict((record.options or {}).get("labels") or {})
     own = {run_options.TAG_RUN: record.run_id, run_options.TAG_CALL: "driver"}
     return run_options.ecs_tags({**own, **run_options.run_tags(labels, record.name, workflow_name(record))})
@@ -121,7 +122,15 @@ def launch_driver(settings: LaunchSettings, record: runs.RunRecord, task_token: 
         log.info("driver of run %s already launched for this attempt: %s", record.run_id, ours)
         return ours
     try:
-        response = _run_driver(ecs, settings, record, task_token)
+        try:
+            response = _run_driver(ecs, settings, record, task_token)
+        except ecs.exceptions.InvalidParameterException as exn:
+            if "tag" not in str(exn).lower():
+                raise
+            # the run's tags and its task definition's (the stack's own tags, `sam deploy --tags`:
+            # CloudFormation puts them on the definition) over ECS's 50 a task: the run's are kept
+            log.warning("run %s: the driver launched without its task definition's tags (%s)", record.run_id, exn)
+            response = _run_driver(ecs, settings, record, task_token, propagate=False)
     except (ecs.exceptions.ClientError, BotoCoreError) as exn:
         raise DriverLaunchFailed(f"RunTask of the driver of run {record.run_id} failed: {exn}") from exn
     if response.get("failures") or not response.get("tasks"):
@@ -152,7 +161,10 @@ def stop_driver(ecs, settings: LaunchSettings, arn: str, reason: str) -> None:
         log.warning("StopTask of driver %s failed: %s", arn, exn)
 
 
-def _run_driver(ecs, settings: LaunchSettings, record: runs.RunRecord, task_token: str) -> dict:
+def _run_driver(ecs, settings: LaunchSettings, record: runs.RunRecord, task_token: str, propagate: bool = True) -> dict:
+    """RunTask of the driver; ``propagate``: with its task definition's tags too (a request
+    without them is another request: it has a client token of its own)."""
+    extra = {"propagateTags": "TASK_DEFINITION"} if propagate else {}
     return ecs.run_task(
         cluster=settings.cluster,
         taskDefinition=settings.driver_task_definition,
@@ -173,9 +185,9 @@ def _run_driver(ecs, settings: LaunchSettings, record: runs.RunRecord, task_toke
         startedBy=runs.started_by(record.run_id),
         tags=driver_tags(record),
         # both valid with RunTask's tags: ECS adds its aws:ecs:* tags (not counted against the 50)
-        # and the task definition's
+        # and (propagateTags) the task definition's
         # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html)
         enableECSManagedTags=True,
-        propagateTags="TASK_DEFINITION",
-        clientToken=driver_client_token(record.run_id, task_token),
+        clientToken=driver_client_token(record.run_id, task_token if propagate else task_token + "\nwithout its definition's tags"),
+        **extra,
     )
