@@ -109,7 +109,7 @@ def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", 
             # and billing: nothing else would ever stop them
             stopped = sweep.stop_run(
                 cluster, env["RUN_ID"], f"the run's driver stopped ({detail.stopCode or 'exit'}): stopping its tasks",
-                exclude=[detail.taskArn],
+                exclude=[detail.taskArn], driver=detail.taskArn,  # (its own: not a later attempt's driver and tasks)
             )
             if stopped:
                 log.warning("stopped %d task(s) left running by the driver of run %s", len(stopped), env["RUN_ID"])
