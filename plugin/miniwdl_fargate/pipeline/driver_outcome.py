@@ -88,7 +88,7 @@ def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, 
 
 
 def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", file_system_id: str = "") -> str:
-    """Stop whatever of the run is still running, then send the outcome to Step Functions.
+    """Stop what the driver launched that is still running, then send the outcome to Step Functions.
 
     In that order: the answer moves the state machine on to finalize, which stops what it still
     finds running with its own reason; stopping first leaves it nothing to race for (both would
@@ -96,7 +96,10 @@ def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", 
 
     Safe to repeat, whatever the order: only a STOPPED driver counts (earlier states are
     ignored), its task token accepts one answer (a duplicate event finds it spent), and stopping
-    tasks that are stopped already changes nothing.
+    tasks that are stopped already changes nothing. Only this driver's tasks (their driver tag):
+    the STOPPED event of a driver an earlier attempt launched can come after a new attempt
+    launched the run's next driver, whose tasks it must leave alone (ECS delivers events at least
+    once and in no set order: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_cwe_events.html).
     """
     found = outcome(detail, container)
     if found is None:
