@@ -180,17 +180,26 @@ def sweep_orphans(cluster: str, reason: str = "miniwdl-fargate sweep: the task's
 RUN_ACCESS_POINT_TAG = "miniwdl-fargate:run-access-point"
 
 
-def release_access_points(file_system_id: str, run_id: str) -> list[str]:
+def release_access_points(file_system_id: str, run_id: str, driver: str = "") -> list[str]:
     """Delete the EFS access points made for ``run_id`` that are still there (its driver
     deletes its own at the run's end; one that died leaves it: access points do not bill, but a
-    file system holds at most 10,000). Returns their ids."""
+    file system holds at most 10,000). Returns their ids.
+
+    With ``driver``, only that driver's (its ``miniwdl-fargate:driver`` tag; one without the tag,
+    made before access points carried it, too): the run's next attempt has a driver and an
+    access point of its own, which an earlier driver's late STOPPED event must leave alone."""
     efs = aws.client("efs")
+
+    def released_now(tags: dict[str, str]) -> bool:
+        if tags.get(RUN_TAG) != run_id or tags.get(RUN_ACCESS_POINT_TAG) != "true":
+            return False
+        return not driver or tags.get(DRIVER_TAG, driver) == driver
+
     released = [  # (all listed first: the listing's pages are not deleted from as they are read)
         point["AccessPointId"]
         for page in efs.get_paginator("describe_access_points").paginate(FileSystemId=file_system_id)
         for point in page.get("AccessPoints", [])
-        if (tags := {t["Key"]: t["Value"] for t in point.get("Tags", [])}).get(RUN_TAG) == run_id
-        and tags.get(RUN_ACCESS_POINT_TAG) == "true"
+        if released_now({t["Key"]: t["Value"] for t in point.get("Tags", [])})
     ]
     for access_point in released:
         efs.delete_access_point(AccessPointId=access_point)
@@ -199,13 +208,14 @@ def release_access_points(file_system_id: str, run_id: str) -> list[str]:
     return released
 
 
-def release_leftovers(file_system_id: str, run_id: str) -> None:
+def release_leftovers(file_system_id: str, run_id: str, driver: str = "") -> None:
     """Delete the run's own EFS access point if its driver could not (it died, or its run was
-    cancelled): at every end of a run (finalize) and when its driver stops (driver_stopped).
-    Housekeeping: never raises, a leftover is logged."""
+    cancelled): every one of the run's at every end of the run (finalize), the stopped driver's
+    own when a driver stops (driver_stopped: ``driver``, its task ARN). Housekeeping: never
+    raises, a leftover is logged."""
     if not file_system_id:
         return
     try:
-        release_access_points(file_system_id, run_id)
+        release_access_points(file_system_id, run_id, driver)
     except Exception:  # noqa: BLE001 (the run's end stands)
         log.exception("could not release the EFS access points of run %s", run_id)

@@ -503,10 +503,14 @@ class FargateTaskContainer(BaseTaskContainer):
             return cls._run_volume
 
     @classmethod
-    def run_access_point_request(cls, base: dict[str, Any], run_id: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
+    def run_access_point_request(
+        cls, base: dict[str, Any], run_id: str, tags: dict[str, str] | None = None, driver: str = ""
+    ) -> dict[str, Any]:
         """The CreateAccessPoint request of ``run_id``'s access point, tagged with ``tags`` too (the
         run's labels, name and workflow: whose directory it is; EFS bills storage per file system,
-        so this does not split the bill): the stack's access point
+        so this does not split the bill) and with the ``driver`` making it (its ``miniwdl-fargate:driver``
+        tag, as on its tasks: when that driver stops, only its own access point is released, not
+        the one a later attempt's driver of the same run made): the stack's access point
         (``base``, a DescribeAccessPoints entry) narrowed to the run's directory. The directory
         exists (the driver made it), so no CreationInfo. An access point's root is at most 100
         characters and 4 levels (https://docs.aws.amazon.com/efs/latest/ug/API_RootDirectory.html)."""
@@ -526,11 +530,13 @@ class FargateTaskContainer(BaseTaskContainer):
             "Tags": [
                 {"Key": RUN_TAG, "Value": run_id},
                 {"Key": RUN_ACCESS_POINT_TAG, "Value": "true"},  # (template.yaml lets the driver delete only these)
-                {"Key": "Name", "Value": f"miniwdl run {run_id}"[:256]},
-                # (at most 50 tags: these 3, the run's name and workflow, at most 45 labels)
-                *({"Key": key, "Value": value} for key, value in (tags or {}).items() if key != "Name"),
+                *([{"Key": DRIVER_TAG, "Value": driver[: run_options.TAG_VALUE_MAX]}] if driver else []),
+                # (the run's name and workflow, at most 45 labels)
+                *({"Key": key, "Value": value} for key, value in (tags or {}).items() if key not in ("Name", DRIVER_TAG)),
             ],
         }
+        if len(request["Tags"]) < run_options.MAX_TAGS_PER_RESOURCE:  # (the console's name, where 50 tags leave room)
+            request["Tags"].insert(2, {"Key": "Name", "Value": f"miniwdl run {run_id}"[:256]})
         if base.get("PosixUser"):
             request["PosixUser"] = base["PosixUser"]
         return request
@@ -541,7 +547,7 @@ class FargateTaskContainer(BaseTaskContainer):
         s = cls.settings
         base = efs.describe_access_points(AccessPointId=s.efs_access_point)["AccessPoints"][0]
         try:
-            made = efs.create_access_point(**cls.run_access_point_request(base, run_id, tags))
+            made = efs.create_access_point(**cls.run_access_point_request(base, run_id, tags, cls._driver))
         except efs.exceptions.AccessPointLimitExceeded:  # (10,000 a file system: https://docs.aws.amazon.com/efs/latest/ug/limits.html)
             raise RunVolumeError(
                 f"the file system {s.efs_id or base.get('FileSystemId', '')} holds as many access points as EFS allows: "

@@ -120,8 +120,9 @@ def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", 
         result = answer(env, kind, payload)
     if env.get("RUN_ID"):
         # and its run's own EFS access point, if it could not delete it itself (killed, or its
-        # run cancelled: a cancelled run's state machine never reaches finalize)
-        sweep.release_leftovers(file_system_id, env["RUN_ID"])
+        # run cancelled: a cancelled run's state machine never reaches finalize); its own only,
+        # as with its tasks
+        sweep.release_leftovers(file_system_id, env["RUN_ID"], driver=detail.taskArn)
     return result
 
 
