@@ -819,7 +819,7 @@ def test_every_setting_the_driver_is_given_is_one_its_configuration_reads(cfn_te
 
 
 def test_readable_buckets_with_kms_keys_and_other_accounts_ecr_are_granted_only_when_named(cfn_template):
-    """ReadableKmsKeyArns: Decrypt with those keys, through S3 only, for each role reading
+    """ReadableKmsKeyArns: Decrypt with those keys, through S3 only (in any region), for each role reading
     ReadableS3Arns; PullableEcrRepositoryArns: image pulls from those repositories (a cross-account
     pull needs this account's allow too). Neither without the parameter."""
     on = Conditions(cfn_template, VARIANTS["own VPC, private subnets, everything on"]).resources()
@@ -830,7 +830,7 @@ def test_readable_buckets_with_kms_keys_and_other_accounts_ecr_are_granted_only_
             decrypt = found.get((role, "DecryptReadableInputs"))
             assert (decrypt is not None) == named, role
             if named:
-                assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}}
+                assert decrypt["Condition"] == {"StringLike": {"kms:ViaService": {"Fn::Sub": "s3.*.${AWS::URLSuffix}"}}}
                 assert decrypt["Resource"] == {"Ref": "ReadableKmsKeyArns"}
         pull = found.get(("TaskExecutionRole", "PullFromOtherAccountsEcr"))
         assert (pull is not None) == named
