@@ -214,6 +214,14 @@ def explain(exn: BaseException) -> str:
     return _aws_problem(exn, boto) or f"{exn.__class__.__name__}: {' '.join(str(exn).split()) or '(no message)'}"
 
 
+#: what AWS answers a request signed more than 15 minutes before or after its own time: the
+#: caller's clock is off, its credentials are fine (RequestExpired, "Common Errors":
+#: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/CommonErrors.html; S3's RequestTimeTooSkewed:
+#: https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html; others answer
+#: InvalidSignatureException "Signature expired")
+CLOCK_SKEW_CODES = ("RequestExpired", "RequestTimeTooSkewed")
+
+
 def _aws_problem(exn: BaseException, boto) -> str | None:
     """What an AWS client error means for the user, or None if it is not one."""
     if isinstance(exn, boto.NoCredentialsError):
@@ -230,8 +238,10 @@ def _aws_problem(exn: BaseException, boto) -> str | None:
         error = exn.response.get("Error", {})
         code = error.get("Code", "?")
         said = f"AWS {exn.operation_name}: {code}: {error.get('Message', '')}".rstrip(": ")
-        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"):
+        if code in ("ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired"):
             return f"{said}: your AWS credentials have expired: refresh them (aws sso login, or new session keys), then again"
+        if code in CLOCK_SKEW_CODES or "signature expired" in error.get("Message", "").lower():
+            return f"{said}: this machine's clock is more than 15 minutes off AWS's: set it right (NTP), then again"
         return said
     if isinstance(exn, boto.BotoCoreError):
         return f"AWS: {exn}"

@@ -496,3 +496,22 @@ def test_an_ended_sso_session_and_expired_credentials_say_what_to_do(monkeypatch
         "AWS GetObject: ExpiredToken: The provided token has expired.: your AWS credentials have expired: refresh them "
         "(aws sso login, or new session keys), then again"
     )
+
+
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        ("RequestTimeTooSkewed", "The difference between the request time and the current time is too large."),
+        ("RequestExpired", "Request has expired."),
+        ("InvalidSignatureException", "Signature expired: 20261202T120000Z is now earlier than 20261202T121500Z (20261202T123000Z - 15 min.)"),
+    ],
+)
+def test_a_request_refused_for_the_machines_clock_says_so_not_that_credentials_expired(code, message):
+    """A request signed more than 15 minutes off AWS's time is the clock's fault: new credentials
+    would be refused the same way."""
+    from botocore.exceptions import ClientError
+
+    said = arguments.explain(ClientError({"Error": {"Code": code, "Message": message}}, "DescribeStacks"))
+    assert said.startswith(f"AWS DescribeStacks: {code}: ")
+    assert said.endswith("this machine's clock is more than 15 minutes off AWS's: set it right (NTP), then again")
+    assert "credentials" not in said
