@@ -218,6 +218,9 @@ def test_a_cancel_that_cannot_stop_every_task_says_so_and_can_be_repeated(settin
         manage.cancel_run("runs", SFN, "c", run.run_id)
     assert status.read("runs", run.run_id).status == "CANCELLED" and desired(arn) == "RUNNING"
     assert s3io.find_json("runs", "results/run-1/error.json")["status"] == "CANCELLED"
+    # a second cancel before it is mended says so again, not only that the run is CANCELLED
+    with pytest.raises(manage.CancelIncomplete, match=r"^run run-1 already CANCELLED, but 1 of its task\(s\) still running could not be stopped"):
+        manage.cancel_run("runs", SFN, "c", run.run_id)
     monkeypatch.setattr(ecs, "stop_task", real)
     stopped_executions = []
     sfn = aws.client("stepfunctions")

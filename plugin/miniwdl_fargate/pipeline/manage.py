@@ -176,7 +176,8 @@ def cancel_run(bucket: str, state_machine_arn: str, cluster: str, run_id: str, r
     with conditional writes. The driver claims a success there (``outputs``) before it writes
     outputs.json, and only if the run has not ended; a cancel marks CANCELLED only if the run
     has neither ended nor a claimed success. A run that had ended raises RunFinished, after
-    stopping whatever of it still runs (and saying so)."""
+    stopping whatever of it still runs (and saying so); CancelIncomplete whenever some of its
+    tasks could not be stopped."""
     error = {"error": "Cancelled", "message": reason}
     before = status.read(bucket, run_id)
     if before is None:
@@ -228,7 +229,13 @@ def _already_finished(cluster: str, run_id: str, current: status.RunStatus) -> s
     answer says so; a run whose driver is writing its outputs is left to finish."""
     if not current.finished:
         return f"run {run_id} already SUCCEEDED: its driver is writing its outputs ({current.outputs})"
-    stopped = sweep.stop_run(cluster, run_id, f"run {current.status}: stopping what still runs of it") if cluster else []
+    errors: list[str] = []
+    stopped = sweep.stop_run(cluster, run_id, f"run {current.status}: stopping what still runs of it", errors=errors) if cluster else []
+    if errors:  # (as the first cancel says it: those tasks run on and bill)
+        raise CancelIncomplete(
+            f"run {run_id} already {current.status}, but {len(errors)} of its task(s) still running could not be "
+            f"stopped (the first: {errors[0]}): they run on; cancel it again once that is mended"
+        )
     if stopped:
         return f"run {run_id} already {current.status}; stopped {len(stopped)} task(s) of it still running"
     return f"run {run_id} already {current.status}"
