@@ -635,13 +635,17 @@ def download_outputs(outputs: dict[str, Any], dest: str, results: str, overwrite
         files = download_files([(u, t) for u, t in targets if not u.endswith("/")])
     except OSError as exn:
         raise cannot(exn, dest) from None
+    downloaded = sum(len(paths) for paths in files.values())  # (what is on disk: said if one is missing)
     for uri_, target in targets:
         try:
-            found = files.get(uri_) or download_output(uri_, target)  # (the rest: Directory outputs, each in parallel)
+            found = files.get(uri_)
+            if found is None:  # (the rest: Directory outputs, each in parallel)
+                found = download_output(uri_, target)
+                downloaded += len(found or [])
         except OSError as exn:
             raise cannot(exn, target) from None
         if found is None:
-            done = f" ({len(got)} file(s) downloaded before it)" if got else ""
+            done = f" ({downloaded} file(s) downloaded, under {dest})" if downloaded else ""
             raise ClientError(f"--download: {uri_} is not in S3 (removed since the run ended?){done}")
         got.extend(found)
     return got

@@ -71,6 +71,17 @@ def test_download_fetches_many_file_outputs_at_once_and_each_whole(bucket, tmp_p
     assert threading.get_ident() not in threads and 1 <= len(threads) <= 4  # (a pool of 4, not this thread)
 
 
+def test_a_missing_output_says_how_many_files_are_on_disk_already(bucket, tmp_path):
+    """File outputs are fetched all at once before any is found missing: the error counts every
+    file downloaded (it counted only those listed before the missing one)."""
+    gone = RESULTS + "out/gone/g.txt"
+    outputs = {"w.first": gone, **OUTPUTS}
+    with pytest.raises(client.ClientError) as missing:
+        client.download_outputs(outputs, str(tmp_path / "dl"), RESULTS)
+    assert str(missing.value) == f"--download: {gone} is not in S3 (removed since the run ended?) (2 file(s) downloaded, under {tmp_path}/dl)"
+    assert (tmp_path / "dl" / "out" / "report" / "report.txt").read_text() == "new\n"
+
+
 def test_download_takes_the_files_that_are_map_keys(bucket, tmp_path):
     key = RESULTS + "out/map-keys/0/k.txt"
     bucket.put_object(Bucket="runs", Key=key.split("/", 3)[3], Body=b"keyed\n")
