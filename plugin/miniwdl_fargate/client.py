@@ -503,6 +503,10 @@ class NotYet(ClientError):
 
 
 LOG_PAGE_LIMIT = 1000  # pages read from one stream in one pass (a page: up to 10,000 events or 1 MB)
+#: following, a stream that had nothing new is read again after 2, 4, ... passes, at most this
+#: many: GetLogEvents' rate is the account's and region's, and most of a big scatter's streams
+#: are of tasks that have ended (the last pass, once the run has ended, reads every stream)
+QUIET_STREAM_PASSES = 8
 
 
 @dataclass
@@ -562,10 +566,14 @@ def print_logs(
     """Print the logs (every page of every stream) to ``out`` (standard output); what was cut
     short and why, one line each (an empty list: nothing was). Following, a run with no log to
     show yet (no driver task, no task matching) is waited for, as are the tasks that match
-    later; each task's lines come under its own heading then, as more may come."""
+    later; each task's lines come under its own heading then, as more may come. A stream with
+    nothing new is read less often (``QUIET_STREAM_PASSES``), and every stream once more after the
+    run has ended."""
     out = out or sys.stdout
     logs = aws.client("logs")
     tokens: dict[tuple[str, str], str | None] = {}
+    quiet: dict[tuple[str, str], tuple[int, int]] = {}  # passes with nothing new, the pass it is read again at
+    passes = 0
     headed: set[str] = set()
     incomplete: list[str] = []
     waiting = False
@@ -582,21 +590,30 @@ def print_logs(
             streams = []
         many = len(streams) > 1 or head_each
         for label, group, stream in streams:
+            key = (group, stream)
+            if follow_ and quiet.get(key, (0, 0))[1] > passes:
+                continue  # (quiet lately: read again a few passes on)
+            written = [0]
 
             def write(
-                events: list[dict[str, Any]], label: str = label, group: str = group, stream: str = stream, many: bool = many
+                events: list[dict[str, Any]], label: str = label, group: str = group, stream: str = stream, many: bool = many,
+                written: list[int] = written,
             ) -> None:
                 if events and many and label not in headed:
                     out.write(f"== {label} ({group} {stream})\n")
                     headed.add(label)
                 for event in events:
                     out.write(event["message"].rstrip("\n") + "\n")
+                written[0] += len(events)
 
-            read = read_stream(logs, group, stream, tokens.get((group, stream)), write, page_limit, patient=follow_)
-            tokens[(group, stream)] = read.token
+            read = read_stream(logs, group, stream, tokens.get(key), write, page_limit, patient=follow_)
+            tokens[key] = read.token
+            times = 0 if written[0] else quiet.get(key, (0, 0))[0] + 1
+            quiet[key] = (times, passes + min(2**times, QUIET_STREAM_PASSES))
             if read.stopped_early:
                 incomplete.append(f"the log of {label} ({group} {stream}) was cut short: {read.stopped_early}")
         out.flush()
+        passes += 1
         if not follow_ or incomplete:
             return incomplete
         current = status.read(deployment.bucket, run_id)

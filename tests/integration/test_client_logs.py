@@ -153,6 +153,44 @@ def test_following_a_task_that_has_not_started_waits_for_it(deployment, capsys):
         client.print_logs(deployment, run_id, "quiet", True, out=io.StringIO(), interval=0.01)
 
 
+def test_following_reads_a_quiet_stream_less_often_and_every_stream_once_the_run_has_ended(deployment, monkeypatch):
+    """`logs --follow` over a scatter read every task's stream at every pass, most of them of
+    tasks that had ended, against the account's GetLogEvents rate: a stream with nothing new is
+    read after 2, 4, 8 passes; one that has more is read at the next pass; the last pass (the
+    run ended) reads each one."""
+    run_id = "scatter-0123abcd"
+    record = runs.RunRecord(
+        run_id=run_id, name="scatter", bucket="runs", submitted_at=runs.now_iso(), workflow="s3://runs/w.wdl",
+        inputs="s3://runs/i.json", results="s3://runs/r/",
+    )
+    quiet_arn = TASK_ARN.replace("0123456789abcdef", "fedcba9876543210")
+    calls = {"call-chatty-0": [TASK_ARN], "call-chatty-1": [quiet_arn]}
+    status.update("runs", run_id, lambda s: s, initial=status.new(record).model_copy(update={"status": "RUNNING", "calls": calls}))
+    logs = aws.client("logs")
+    quiet_stream = "miniwdl/task/fedcba9876543210"
+    logs.create_log_stream(logGroupName=GROUP, logStreamName=quiet_stream)
+    reads: list[tuple[int, str]] = []
+    passes = [0]
+    logs.meta.events.register("provide-client-params.logs.GetLogEvents", lambda params, **_: reads.append((passes[0], params["logStreamName"])))
+
+    def next_pass(_seconds):
+        passes[0] += 1
+        if passes[0] == 5:  # (more for the chatty stream: read at the pass after it is next read)
+            logs.put_log_events(logGroupName=GROUP, logStreamName=STREAM, logEvents=[{"timestamp": int(time.time() * 1000), "message": "more"}])
+        if passes[0] == 20:
+            status.update("runs", run_id, lambda s: s.model_copy(update={"status": "SUCCEEDED"}))
+
+    monkeypatch.setattr(client.time, "sleep", next_pass)
+    out = io.StringIO()
+    assert client.print_logs(deployment, run_id, "chatty", True, out=out) == []
+    # (pass 0 twice: a stream's first page's token, then the same token back: its end; pass 21: the last)
+    assert [n for n, stream in reads if stream == quiet_stream] == [0, 0, 2, 6, 14, 21]
+    chatty = [n for n, stream in reads if stream == STREAM]
+    assert chatty[:4] == [0, 0, 0, 1]  # (two pages at first, 12,500 events, and the end; then nothing new)
+    assert 5 <= chatty[chatty.index(3) + 1] <= 7 and chatty[-1] == 21  # (the new line read at the pass it was due at)
+    assert out.getvalue().splitlines()[-1] == "more" and len(reads) < 2 * 21
+
+
 @pytest.mark.parametrize("asked, call, named", [
     ("greet", "call-greet-0-AlyssaPHacker", True), ("call-greet-0", "call-greet-0-AlyssaPHacker", True),
     ("call-greet-0-AlyssaPHacker", "call-greet-0-AlyssaPHacker", True), ("call-greet-1", "call-greet-10-CyDFect", False),
