@@ -261,8 +261,11 @@ def cost_by_label(
     before a report, ``ended_without_cost``)."""
     found, _more = list_runs(deployment, limit, name, on_unreadable)
     docs, without, ended = [], [], []
-    for run in found:
-        doc = s3io.find_json(*s3io.split(run.results + "cost.json")) if run.results else None
+
+    def cost_of(run: status.RunStatus) -> Any:
+        return s3io.find_json(*s3io.split(run.results + "cost.json")) if run.results else None
+
+    for run, doc in zip(found, s3io.read_each(cost_of, found), strict=True):
         if isinstance(doc, dict):
             docs.append(doc)
         else:

@@ -90,6 +90,22 @@ def test_a_malformed_status_json_is_left_out_of_the_list_and_the_others_shown(ma
     ]
 
 
+def test_a_name_run_often_is_listed_by_reading_its_statuses_several_at_once_newest_first(run, monkeypatch):
+    """Every run of a name is read to sort them by time: one after another, a name run a few
+    hundred times took longer than the API's 29 s."""
+    import threading
+
+    for i in range(30):
+        record = RECORD.model_copy(update={"run_id": f"st-{i:08x}", "submitted_at": f"2026-11-26T12:00:{i:02d}+00:00",
+                                           "results": f"s3://runs/runs/st/results/st-{i:08x}/"})
+        status.update("runs", record.run_id, lambda current: current, initial=status.new(record))
+    threads, real = set(), status.read
+    monkeypatch.setattr(status, "read", lambda *a: threads.add(threading.get_ident()) or real(*a))
+    found, _ = manage.list_runs("runs", name="st")
+    assert [r.run_id for r in found] == [f"st-{i:08x}" for i in reversed(range(30))] + [run]
+    assert len(threads) > 1 and threading.get_ident() not in threads
+
+
 def test_describing_or_cancelling_a_run_with_a_malformed_status_says_which_object_is_wrong(many):
     with pytest.raises(status.UnreadableStatus, match=r"^s3://runs/runs/broken/results/broken-deadbeef/status.json is not valid JSON"):
         manage.describe_run("runs", "broken-deadbeef")
