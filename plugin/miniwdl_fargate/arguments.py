@@ -133,6 +133,27 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                         help="set the optional input NAME to null, over its default, as `miniwdl run --none` (repeatable)")
 
 
+def add_task_argument(parser: argparse.ArgumentParser) -> None:
+    """``miniwdl run --task NAME``: run one task of the document rather than its workflow (the run
+    option ``task``)."""
+    parser.add_argument(
+        "--task", metavar="NAME", type=task_name,
+        help="run the task NAME of the document, rather than its workflow, as `miniwdl run --task` (a document of "
+        "several tasks and no workflow needs it); the inputs are the task's",
+    )
+
+
+def task_name(text: str) -> str:
+    """``--task NAME``: a WDL identifier."""
+    import re
+
+    from .run_options import WDL_IDENTIFIER
+
+    if not re.match(WDL_IDENTIFIER, text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a WDL task name (a letter, then letters, digits and _)")
+    return text
+
+
 def takes_late_inputs(args: argparse.Namespace) -> bool:
     """Whether the command takes INPUTS (``submit``, ``local run``), which may also come after its
     options, as ``miniwdl run`` users write them (``submit wf.wdl -i in.json x=1``): argparse

@@ -116,6 +116,10 @@ class DriverRun:
             self.options = dict(self.read_record().get("options") or {})
         return self.options
 
+    def task(self) -> str | None:
+        """The task the run's options name to run (``miniwdl run --task``), or None: its workflow."""
+        return run_options.task_of(self.read_options())
+
     def labels(self) -> dict[str, str]:
         """The run's labels (its options' ``labels``)."""
         return dict(run_options.parse(self.read_options()).labels)
@@ -268,7 +272,9 @@ def stage_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: st
     so_far.stop.enter("staging the inputs")
     counter = so_far.reporter.counter("staging inputs")
     try:
-        return staging.stage_s3_inputs(wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), so_far.stop.check, counter)
+        return staging.stage_s3_inputs(
+            wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), so_far.stop.check, counter, task=run.task()
+        )
     finally:
         counter.flush()
 
@@ -280,7 +286,7 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
     set_run_limits(run.read_options())
     count_driver_cost(run, so_far)
     try:
-        status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, so_far.cfg)
+        status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, so_far.cfg, run.task())
     finally:
         gate = limits.end_run(run.run_id)
         so_far.budget_exceeded = gate.halted if gate is not None else None
@@ -702,13 +708,18 @@ def cache_plugin_entry_points() -> None:
         entry_points(group=f"miniwdl.plugin.{group}")
 
 
-def miniwdl_run(wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None = None) -> tuple[int, dict[str, Any]]:
-    """``miniwdl run`` in-process; return (exit status, the JSON miniwdl wrote: outputs or error)."""
+def miniwdl_run(
+    wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None = None, task: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """``miniwdl run`` in-process (``--task task`` when the run names one); return (exit status,
+    the JSON miniwdl wrote: outputs or error)."""
     cache_plugin_entry_points()
     result_file = os.path.join(run_dir, f".result-{os.getpid()}.json")
     argv = ["run", wdl_path, "-i", inputs_path, "--dir", run_dir + "/", "-o", result_file, "--verbose"]
     if cfg:
         argv += ["--cfg", cfg]
+    if task:
+        argv += ["--task", task]
     args = vars(wdl_cli.create_arg_parser().parse_args(argv))
     assert args.pop("command") == "run"
     status = 0
@@ -804,7 +815,7 @@ def upload_outputs(
     with s3:// URIs in their place. ``progress`` is called as the bytes go (it raises
     DriverStopped to stop the upload), ``counted`` with the files done and known."""
     doc = WDL.load(wdl_path)
-    target: Any = wdl_target.find(doc)
+    target: Any = wdl_target.find(doc, run.task())
     if target is None:
         raise RuntimeError("cannot tell which workflow or task ran")
     env = WDL.values_from_json(outputs, target.effective_outputs, namespace=target.name)

@@ -115,6 +115,10 @@ def ecs_tags(tags: dict[str, str]) -> list[dict[str, str]]:
 CallCacheMode = Union[bool, Literal["read", "write"]]
 
 
+#: a WDL identifier (a task's name): https://github.com/openwdl/wdl/blob/wdl-1.1/SPEC.md#whitespace-strings-identifiers-constants
+WDL_IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
 class RunOptions(BaseModel):
     """One run's options; every field optional (None: the stack's default)."""
 
@@ -149,6 +153,11 @@ class RunOptions(BaseModel):
         default_factory=dict,
         description=f"the run's labels: each becomes an AWS tag of its driver and every task (at most {MAX_LABELS}; "
         "AWS tag rules), for cost allocation; cost.json groups cost by them",
+    )
+    task: str | None = Field(
+        default=None, pattern=WDL_IDENTIFIER, max_length=255,
+        description="run this task of the WDL document rather than its workflow, as `miniwdl run --task` does (a document "
+        "of several tasks and no workflow needs it); the inputs are the task's",
     )
 
     @field_validator("call_cache", mode="before")
@@ -210,6 +219,12 @@ def parse(raw: Any, where: str = "options") -> RunOptions:
         raise OptionsProblems(problems) from None
 
 
+def task_of(options: dict[str, Any] | None) -> str | None:
+    """The task a run's options (as its record keeps them, checked) name to run, or None: the
+    document's workflow (or its only task)."""
+    return (options or {}).get("task") or None
+
+
 def parse_sidecar(body: bytes, where: str) -> RunOptions:
     """An ``options.json`` sidecar's bytes as RunOptions; OptionsProblems saying what is wrong."""
     if len(body) > SIDECAR_MAX_BYTES:
@@ -221,10 +236,10 @@ def parse_sidecar(body: bytes, where: str) -> RunOptions:
     return parse(raw, where)
 
 
-def parse_assignments(labels: list[str], options: list[str]) -> RunOptions:
+def parse_assignments(labels: list[str], options: list[str], task: str | None = None) -> RunOptions:
     """``--label K=V`` and ``--option K=V`` command-line arguments as RunOptions (an option's value is
-    read as JSON when it is JSON, else as a string: ``--option call_cache=read``)."""
-    raw: dict[str, Any] = {}
+    read as JSON when it is JSON, else as a string: ``--option call_cache=read``), and ``--task``."""
+    raw: dict[str, Any] = {"task": task} if task else {}
     problems = []
     for text in labels:
         key, sep, value = text.partition("=")
@@ -240,6 +255,8 @@ def parse_assignments(labels: list[str], options: list[str]) -> RunOptions:
             raw[key] = json.loads(value)
         except json.JSONDecodeError:
             raw[key] = value
+        if key == "task" and task and raw[key] != task:
+            problems.append({"where": f"--option {text}", "problem": f"--task names another task ({task})"})
     if problems:
         raise OptionsProblems(problems)
     return parse(raw, "options")

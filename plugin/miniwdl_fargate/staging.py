@@ -37,16 +37,18 @@ STAGING_THREADS = 8
 
 
 def stage_s3_inputs(
-    wdl_path: str, inputs_path: str, store: str, progress: s3io.Progress | None = None, counted: s3io.Counted | None = None
+    wdl_path: str, inputs_path: str, store: str, progress: s3io.Progress | None = None, counted: s3io.Counted | None = None,
+    task: str | None = None,
 ) -> str:
     """Download the s3:// File/Directory inputs into ``store`` (``<bucket>/<key>/<etag>/<name>``,
     reused when already there) and return the path of an inputs JSON naming those copies.
     Anything this cannot read (a WDL or inputs miniwdl will reject, an object it cannot see) is
     left as it was, for miniwdl to report in its own words. Every object moves through one
     s3io.Transfers (bounded, parallel); ``progress`` is called as the bytes come (it raises
-    DriverStopped to stop the staging), ``counted`` with the objects done and known."""
+    DriverStopped to stop the staging), ``counted`` with the objects done and known. ``task``: the
+    run's option (what it runs, ``wdl_target``)."""
     try:
-        target: Any = wdl_target.find(WDL.load(wdl_path))
+        target: Any = wdl_target.find(WDL.load(wdl_path), task)
         with open(inputs_path) as infile:
             given = json.load(infile)
         env = WDL.values_from_json(given, target.available_inputs, namespace=target.name)

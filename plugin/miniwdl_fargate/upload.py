@@ -51,10 +51,10 @@ class RunResult:
         return self.results + ("outputs.json" if self.status == "SUCCEEDED" else "error.json")
 
 
-def workflow_target(doc: WDL.Tree.Document) -> wdl_target.Target:
-    """What the run runs (``wdl_target``), or RunInputError naming the document."""
+def workflow_target(doc: WDL.Tree.Document, task: str | None = None) -> wdl_target.Target:
+    """What the run runs (``wdl_target``; ``task``: the run's option), or RunInputError naming the document."""
     try:
-        return wdl_target.require(doc)
+        return wdl_target.require(doc, task)
     except wdl_target.NoTarget as exn:
         raise RunInputError(f"{doc.pos.uri}: {exn}") from None
 
@@ -158,15 +158,15 @@ STAGED_PREFIX = "staged/"
 
 
 def stage_inputs(
-    doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str
+    doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str, task: str | None = None
 ) -> tuple[dict[str, Any], list[tuple[Path, str, str]]]:
     """Rewrite local File/Directory inputs (relative to the inputs file) as s3:// URIs under
     ``STAGED_PREFIX``, named by their content.
 
     Returns the new inputs JSON and the uploads to make (file, key, the file's sha256 as it was
-    keyed); checks everything before uploading.
+    keyed); checks everything before uploading. ``task``: the run's option (``wdl_target``).
     """
-    target = workflow_target(doc)
+    target = workflow_target(doc, task)
     try:
         env = WDL.values_from_json(inputs, target.available_inputs, namespace=target.name)
     except WDL.Error.InputError as exn:
@@ -438,7 +438,7 @@ class Submission:
         claimed all along (``name_claimed``: another submission under the same name waits its
         turn, so neither runs the other's workflow). Returns (run name, the run id the pipeline
         gives it)."""
-        staged_inputs, uploads = stage_inputs(self.doc, self.inputs, self.inputs_dir, bucket)
+        staged_inputs, uploads = stage_inputs(self.doc, self.inputs, self.inputs_dir, bucket, self.options.task)
         body = json.dumps(staged_inputs, indent=2).encode()
         if problem := inputs_json.size_problem(len(body)):  # with its local paths made s3:// URIs
             raise RunInputError(f"inputs (as uploaded): {problem}")
@@ -608,7 +608,9 @@ def prepare(
     bundle there by miniwdl's own ``WDL.Zip.build`` (``build_bundle``), which is submitted; so
     is a WDL that imports the workflow.wdl of its own folder (whose place it would take).
     ``assignments``: NAME=VALUE inputs from the command line, over the inputs file's, and the
-    inputs ``empty`` (``--empty NAME``) and ``none`` (``--none NAME``) name (``command_line_inputs``)."""
+    inputs ``empty`` (``--empty NAME``) and ``none`` (``--none NAME``) name (``command_line_inputs``).
+    The run's ``options.task`` (``--task NAME``) is what it runs, rather than the document's workflow."""
+    task = options.task if options is not None else None
     wdl_path = Path(wdl).resolve()
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: {'a folder, not a WDL file' if wdl_path.is_dir() else 'no such WDL file'}")
@@ -635,14 +637,14 @@ def prepare(
     if not isinstance(inputs_doc, dict):
         raise RunInputError(f"{inputs}: must be a JSON object of workflow inputs")
     if assignments or empty or none:
-        inputs_doc = command_line_inputs(doc, inputs_doc, list(assignments), list(empty), list(none))
-    name = name or default_name(workflow_target(doc).name)
+        inputs_doc = command_line_inputs(doc, inputs_doc, list(assignments), list(empty), list(none), task)
+    name = name or default_name(workflow_target(doc, task).name)
     try:
         runs.check_name(name)
     except ValueError as exn:
         raise RunInputError(str(exn)) from None
-    check_inputs(doc, inputs_doc, defaults, "inputs" if isinstance(inputs, dict) else str(inputs))
-    stage_inputs(doc, inputs_doc, inputs_dir, "bucket")  # raises on a missing local file
+    check_inputs(doc, inputs_doc, defaults, "inputs" if isinstance(inputs, dict) else str(inputs), task)
+    stage_inputs(doc, inputs_doc, inputs_dir, "bucket", task)  # raises on a missing local file
     if zipbundle.is_bundle(str(wdl_path)):
         return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, [wdl_path], options or run_options.RunOptions(), bundle=True)
     files = bundle_files(wdl_path)
@@ -669,7 +671,7 @@ def check_copy_keys(name: str, wdl_path: Path, files: list[Path]) -> None:
 
 def command_line_inputs(
     doc: WDL.Tree.Document, inputs: dict[str, Any], assignments: list[str], empty: list[str] | None = None,
-    none: list[str] | None = None,
+    none: list[str] | None = None, task: str | None = None,
 ) -> dict[str, Any]:
     """``inputs`` with the command line's inputs over them, each read as ``miniwdl run`` reads it
     (``WDL.CLI.runner_input``): NAME=VALUE ``assignments`` (a value by its input's type, an array
@@ -680,7 +682,7 @@ def command_line_inputs(
     line's. RunInputError saying which of them is wrong."""
     from WDL import CLI
 
-    target = workflow_target(doc)
+    target = workflow_target(doc, task)
     # (the workflow's name in front, as an inputs JSON may have it: miniwdl's command line has none)
     prefix = f"{target.name}."
 
@@ -696,7 +698,7 @@ def command_line_inputs(
         # (miniwdl prints the workflow's inputs as help on a bad name: this says the problem instead)
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             _, env, _ = CLI.runner_input(
-                doc, by_kind["assign"], None, by_kind["empty"], by_kind["none"], check_required=False,
+                doc, by_kind["assign"], None, by_kind["empty"], by_kind["none"], task=task, check_required=False,
                 downloadable=lambda path, directory: "://" in path,
             )
         # a File or Directory inside a struct, pair or map (JSON on the command line) stays as
@@ -734,13 +736,13 @@ def _fails(read: Callable[[list[tuple[str, str, str]]], Any], item: tuple[str, s
     return False
 
 
-def check_inputs(doc: WDL.Tree.Document, inputs: dict[str, Any], defaults: dict[str, Any], where: str) -> None:
+def check_inputs(doc: WDL.Tree.Document, inputs: dict[str, Any], defaults: dict[str, Any], where: str, task: str | None = None) -> None:
     """The inputs (over a bundle's ``defaults``) checked as the submit step checks them
     (``validate.check_inputs``: each known and of its type, given once, with or without the
     workflow's name in front, none required missing); RunInputError names every problem."""
     from .pipeline import validate
 
-    target = workflow_target(doc)
+    target = workflow_target(doc, task)
     problems = validate.Problems()
     validate.check_inputs(target, zipbundle.merge_defaults(defaults, inputs, target.name), where, problems)
     if problems:

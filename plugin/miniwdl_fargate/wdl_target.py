@@ -1,4 +1,5 @@
-"""What a WDL document runs: its workflow, or else its only task (as ``miniwdl run`` picks it).
+"""What a WDL document runs: its workflow, or else its only task, or the task named (as ``miniwdl
+run`` picks it, ``--task``).
 
 One rule for every place that needs it: the submit step's validation, the CLI's upload, and the
 driver (staging inputs, collecting outputs).
@@ -14,11 +15,16 @@ Target = Union[WDL.Tree.Workflow, WDL.Tree.Task]
 
 
 class NoTarget(ValueError):
-    """The document has no workflow and not exactly one task: nothing to run."""
+    """The document has no workflow and not exactly one task, or no task of the name asked for:
+    nothing to run."""
 
 
-def find(doc: WDL.Tree.Document) -> Target | None:
-    """The document's workflow, else its only task; None when it has neither."""
+def find(doc: WDL.Tree.Document, task: str | None = None) -> Target | None:
+    """The document's workflow, else its only task; with ``task`` (``miniwdl run --task``, the
+    run option ``task``), the task of that name, whatever else the document has. None when there
+    is no such thing."""
+    if task:
+        return next((t for t in doc.tasks if t.name == task), None)
     if doc.workflow is not None:
         return doc.workflow
     if len(doc.tasks) == 1:
@@ -26,9 +32,17 @@ def find(doc: WDL.Tree.Document) -> Target | None:
     return None
 
 
-def require(doc: WDL.Tree.Document) -> Target:
+def require(doc: WDL.Tree.Document, task: str | None = None) -> Target:
     """``find``, or NoTarget saying why there is nothing to run."""
-    found = find(doc)
+    found = find(doc, task)
     if found is None:
-        raise NoTarget(f"no workflow to run: the document has no workflow and {len(doc.tasks)} tasks (it needs one)")
+        names = ", ".join(t.name for t in doc.tasks) or "none"
+        if task:
+            raise NoTarget(f"no task {task!r} in the document (its tasks: {names})")
+        if not doc.tasks:
+            raise NoTarget("no workflow to run: the document has no workflow and no task")
+        raise NoTarget(
+            f"no workflow to run: the document has no workflow and {len(doc.tasks)} tasks ({names}): "
+            "name the one to run (--task NAME, or the run option task)"
+        )
     return found

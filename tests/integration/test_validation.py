@@ -122,7 +122,7 @@ BAD_SUBMISSIONS = {
     ),
     "no-workflow": (
         {}, "version 1.1\ntask a { command <<< >>> }\ntask b { command <<< >>> }\n", None,
-        [(WDL, "no workflow to run: the document has no workflow and 2 tasks (it needs one)")],
+        [(WDL, "no workflow to run: the document has no workflow and 2 tasks (a, b): name the one to run (--task NAME, or the run option task)")],
     ),
     "map-key-of-another-type": (
         {"hello.m": {"notint": "x"}}, "version 1.1\nworkflow hello {\n  input { Map[Int,String]? m }\n}\n", None,

@@ -321,6 +321,11 @@ CASES = {
     "--none of a required input": (["local", "run", "{d}/good/w.wdl", "-i", '{{"w.who": "you"}}', "--none", "who", "--state-dir", "{d}/state"],
                                    "error: inputs on the command line: --none who: Cannot set non-optional input String who to None"),
     "an unknown option among late inputs": (["submit", "{d}/good/w.wdl", "--follow", "who=x", "--bogus"], "unrecognized arguments: who=x --bogus"),
+    "--task not a WDL name": (["submit", "{d}/good/w.wdl", "--task", "say-hi"], "argument --task: 'say-hi' is not a WDL task name"),
+    "--task of no such task": (["local", "run", "{d}/good/w.wdl", "--task", "bye", "--state-dir", "{d}/state"],
+                               "error: {d}/good/w.wdl: no task 'bye' in the document (its tasks: hi)"),
+    "--task and another task in --option": (["submit", "{d}/good/w.wdl", "--task", "hi", "--option", "task=bye"],
+                                            "error: --option task=bye: --task names another task (hi)"),
 }
 
 

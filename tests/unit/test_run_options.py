@@ -23,7 +23,7 @@ def test_call_cache_modes(mode, get, put):
 
 def test_every_option_round_trips_through_the_record():
     raw = {"call_cache": "read", "max_run_hours": 2.5, "max_cost_usd": 20, "max_concurrent_tasks": 8, "max_vcpus": 64,
-           "labels": {"project": "rnaseq-2026", "cost center": "lab:42/a+b=c@d", "empty": ""}}
+           "task": "count_lines", "labels": {"project": "rnaseq-2026", "cost center": "lab:42/a+b=c@d", "empty": ""}}
     options = run_options.parse(raw)
     assert run_options.parse(json.loads(json.dumps(options.given()))) == options
 
@@ -49,6 +49,8 @@ def test_every_option_round_trips_through_the_record():
         ({"labels": {f"k{i}": "v" for i in range(run_options.MAX_LABELS + 1)}}, "options.labels", "at most 45"),
         ({"labels": {"team": 3}}, "options.labels.team", "string"),
         ({"labels": ["team=x"]}, "options.labels", "dictionary"),
+        ({"task": "count-lines"}, "options.task", "should match pattern"),
+        ({"task": 3}, "options.task", "string"),
     ],
 )
 def test_a_bad_option_is_named_with_what_is_wrong(raw, where, says):
@@ -105,6 +107,17 @@ def test_bad_command_line_assignments(labels, options, where):
     with pytest.raises(OptionsProblems) as caught:
         run_options.parse_assignments(labels, options)
     assert caught.value.problems[0]["where"] == where
+
+
+def test_the_task_to_run_from_the_command_line():
+    """``--task NAME`` (as `miniwdl run --task`) is the option ``task``; ``--option task=`` too,
+    but not naming another task."""
+    assert run_options.parse_assignments([], [], "shout").given() == {"task": "shout"}
+    assert run_options.parse_assignments([], ["task=shout"], "shout").task == "shout"
+    assert run_options.task_of(run_options.parse_assignments([], ["task=shout"]).given()) == "shout"
+    assert run_options.task_of({}) is None
+    with pytest.raises(OptionsProblems, match=r"^--option task=whisper: --task names another task \(shout\)$"):
+        run_options.parse_assignments([], ["task=whisper"], "shout")
 
 
 # -- a resumed run's options (pipeline/resume.py) -------------------------------------------------

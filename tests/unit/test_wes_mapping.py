@@ -164,7 +164,7 @@ def test_service_info_lists_the_engine_parameters_of_the_options_model():
     info = wes.service_info("1.13.0", "0.1.0")
     assert (info["version"], info["type"]) == ("0.1.0", {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"})
     names = {p["name"] for p in info["default_workflow_engine_parameters"]}
-    assert names == {"call_cache", "max_run_hours", "max_cost_usd", "max_concurrent_tasks", "max_vcpus"}
+    assert names == {"call_cache", "max_run_hours", "max_cost_usd", "max_concurrent_tasks", "max_vcpus", "task"}
     assert info["workflow_engine_versions"] == {"miniwdl": {"workflow_engine_version": ["1.13.0"]}}
 
 

@@ -73,6 +73,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--name", type=arguments.run_name, help="run name (default: the workflow's name and the time)")
     run.add_argument("--zip", action="store_true", help=ZIP_HELP)
     arguments.add_input_arguments(run)
+    arguments.add_task_argument(run)
     run.add_argument(
         "--seed-s3",
         metavar="DIR",
@@ -369,6 +370,7 @@ def stop_signals_noted(signals: StopSignals | None = None) -> Iterator[StopSigna
 def run_once(args: argparse.Namespace, say: Callable[[str], None], started: float, signals: StopSignals) -> int:
     """``local run`` once its arguments are checked: deploy, submit, follow, print, stop
     (``signals.check`` between the steps)."""
+    from ..run_options import RunOptions
     from ..upload import RunInputError, prepare, scratch_folder, wait
     from . import changes
     from .stack import CLIENT_POLL_SECONDS, LocalStack
@@ -378,6 +380,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
         zip_into = scratch_folder() if args.zip else None
         submission = prepare(
             args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into,
+            options=RunOptions(task=args.task) if getattr(args, "task", None) else None,
             assignments=getattr(args, "assignments", []), empty=getattr(args, "empty", []), none=getattr(args, "none", []),
         )
         check()

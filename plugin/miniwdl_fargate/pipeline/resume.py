@@ -144,7 +144,8 @@ def resume(
     body, inputs = original_inputs(original)
     check_source(original)
     workflow, workflow_name = start.pin_and_validate(
-        original.workflow, inputs, original.inputs, results, settings.capacities(), settings.max_vcpus(merged)
+        original.workflow, inputs, original.inputs, results, settings.capacities(), settings.max_vcpus(merged),
+        run_options.task_of(merged),
     )
     record = start.new_record(
         new_id, original.name, bucket, workflow, results, source, limits,

@@ -169,18 +169,19 @@ def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
     return None
 
 
-def target_name(uri: str) -> str:
-    """The name of what the WDL at ``uri`` runs (its inputs' namespace); "" if it does not load
-    (``check_run`` then says why)."""
+def target_name(uri: str, task: str | None = None) -> str:
+    """The name of what the WDL at ``uri`` runs (its inputs' namespace; ``task``: the run's
+    option); "" if it does not load (``check_run`` then says why)."""
     doc = load_workflow(uri, Problems())
-    target = workflow_target(doc, uri, Problems()) if doc is not None else None
+    target = workflow_target(doc, uri, Problems(), task) if doc is not None else None
     return str(target.name) if target is not None else ""
 
 
-def workflow_target(doc: WDL.Tree.Document, uri: str, problems: Problems) -> wdl_target.Target | None:
-    """What the run runs (``wdl_target``); None, with the problem added, when there is nothing."""
+def workflow_target(doc: WDL.Tree.Document, uri: str, problems: Problems, task: str | None = None) -> wdl_target.Target | None:
+    """What the run runs (``wdl_target``; ``task``: the run's option); None, with the problem
+    added, when there is nothing."""
     try:
-        return wdl_target.require(doc)
+        return wdl_target.require(doc, task)
     except wdl_target.NoTarget as exn:
         problems.add(uri, str(exn))
         return None
@@ -467,7 +468,7 @@ def check_task_retries(called: CalledTasks, problems: Problems) -> None:
                 )
 
 
-def tasks_always_called(doc: WDL.Tree.Document) -> CalledTasks:
+def tasks_always_called(doc: WDL.Tree.Document, task: str | None = None) -> CalledTasks:
     """The tasks a run of ``doc`` calls whatever its inputs, each with its document: the target
     task, or the tasks the workflow calls outside any ``if`` (in scatters too, and through the
     sub-workflows it so calls), each once, in the order they are called."""
@@ -479,7 +480,7 @@ def tasks_always_called(doc: WDL.Tree.Document) -> CalledTasks:
             documents.add(id(document))
             owner.update({id(task): document for task in document.tasks})
             pending.extend(imp.doc for imp in document.imports if imp.doc is not None)
-    target = wdl_target.find(doc)
+    target = wdl_target.find(doc, task)
     if isinstance(target, WDL.Tree.Task):
         return [(target, doc)]
     found: dict[int, WDL.Tree.Task] = {}
@@ -571,17 +572,17 @@ def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
 
 def check_run(
     workflow_uri: str, inputs: dict[str, Any], inputs_where: str, problems: Problems, capacities: sizes.Capacities,
-    max_vcpus: tuple[float, str] = (0.0, ""),
+    max_vcpus: tuple[float, str] = (0.0, ""), task: str | None = None,
 ) -> str:
     """Everything above, for one run on a stack with ``capacities`` besides Fargate: ``problems``
     says what is wrong, if anything. The name of what the run runs (its workflow, or its only
-    task), "" if there is none."""
+    task, or ``task``, the run's option), "" if there is none."""
     check_bundle_cfg(workflow_uri, problems)
     doc = load_workflow(workflow_uri, problems)
     if doc is None:
         return ""
-    target = workflow_target(doc, workflow_uri, problems)
-    called = tasks_always_called(doc)
+    target = workflow_target(doc, workflow_uri, problems, task)
+    called = tasks_always_called(doc, task)
     check_task_sizes(called, problems, capacities, max_vcpus)
     check_task_images(called, problems)
     check_task_retries(called, problems)
