@@ -230,3 +230,28 @@ def test_an_image_that_cannot_run_the_command_fails_its_task_saying_why_not_retr
 def test_another_start_failure_may_pass():
     end = stops.ending({"stopCode": "TaskFailedToStart", "stoppedReason": "CannotStartContainerError: API error (500)", "containers": [{}]})
     assert end.verdict is stops.Verdict.START_INTERRUPTED and end.retryable
+
+
+def test_a_start_failure_said_only_by_the_container_is_read_as_one():
+    """DescribeTasks often gives the container's "CannotStartContainerError: ..." beside a general
+    stoppedReason (aws/containers-roadmap#1133): the image without a shell was retried as a task
+    stopped without an exit code."""
+    shell = 'CannotStartContainerError: failed to create shim task: exec: "/bin/sh": stat /bin/sh: no such file or directory: unknown'
+    task = {"stopCode": "EssentialContainerExited", "stoppedReason": "Essential container in task exited",
+            "containers": [{"reason": shell}]}
+    end = stops.ending(task)
+    assert end.verdict is Verdict.CANNOT_START and not end.retryable and "the image has no /bin/sh" in end.detail
+    pull = {"stopCode": "TaskFailedToStart", "stoppedReason": "Task failed to start",
+            "containers": [{"reason": "CannotPullContainerError: pull image manifest has been retried 5 time(s): "
+                                      "docker.io/library/ubuntu:nope: not found"}]}
+    assert stops.ending(pull).verdict is Verdict.IMAGE_NOT_PULLABLE
+
+
+@pytest.mark.parametrize("code", ["UserInitiated", "ServiceSchedulerInitiated", None])
+def test_a_task_stopped_for_ecs_maintenance_is_an_interruption_whatever_its_stop_code(code):
+    """AWS tells a task-maintenance stop by its stoppedReason, not its stop code
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-maintenance.html)."""
+    task = {"stopCode": code, "containers": [{"exitCode": 143}],
+            "stoppedReason": "Task stopped: ECS is performing maintenance on the underlying infrastructure hosting the task"}
+    end = stops.ending(task)
+    assert end.verdict is Verdict.INTERRUPTED and end.retryable and end.outcome == attempts.INTERRUPTED

@@ -56,6 +56,15 @@ STOP_CODES: dict[str, StopCode] = {
 }
 
 
+#: ECS's stoppedReason of a task it stopped for maintenance of the infrastructure under it, which
+#: AWS says tells such a stop, whatever the stop code
+#: (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-maintenance.html)
+MAINTENANCE_REASON = "ECS is performing maintenance on the underlying infrastructure hosting the task"
+#: the reasons (a task's stoppedReason, or its container's reason) of a task that never ran its
+#: command, whatever its stop code says
+START_FAILURE_PREFIXES = ("CannotPullContainerError", "CannotStartContainerError", "CannotCreateContainerError")
+
+
 def stop_code(code: str | None) -> StopCode | None:
     """The table's entry for ``code``; None for a code it does not know (the exit code decides)."""
     return STOP_CODES.get(code or "")
@@ -188,6 +197,8 @@ def ending(task: dict[str, Any]) -> Ending:
     exit_code = container.get("exitCode")
     known = stop_code(code)
     kind = known.outcome if known else Outcome.EXIT_CODE
+    if MAINTENANCE_REASON.lower() in reason.lower():
+        kind = Outcome.INTERRUPTED
     facts = {"stop_code": code, "reason": reason, "container_reason": container_reason}
     if kind is Outcome.INTERRUPTED:
         label = "Spot" if code == "SpotInterruption" else code
@@ -201,8 +212,12 @@ def ending(task: dict[str, Any]) -> Ending:
         cancelled = code == "UserInitiated" and reason.startswith(runs.CANCELLED_STOP_REASON)
         outcome = attempts.CANCELLED if cancelled else attempts.FAILED
         return Ending(Verdict.STOPPED, outcome, exit_code, f"{code}: {reason}", False, **facts)
-    if kind is Outcome.FAILED_TO_START and exit_code is None:
-        return _failed_to_start(reason, facts)
+    if exit_code is None:
+        # what stopped it may be said by the task or by its container only (DescribeTasks often
+        # gives the container's "CannotStartContainerError: ..." beside a general stoppedReason)
+        said = next((r for r in (reason, container_reason) if r.startswith(START_FAILURE_PREFIXES)), None)
+        if said is not None or kind is Outcome.FAILED_TO_START:
+            return _failed_to_start(said or reason, facts)
     if exit_code is not None:
         return Ending(Verdict.EXITED, "", exit_code, "", False, **facts)
     return Ending(Verdict.NO_EXIT_CODE, attempts.FAILED, None, f"{code or 'no stop code'}: {reason}", False, **facts)

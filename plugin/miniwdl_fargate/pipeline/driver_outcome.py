@@ -73,6 +73,18 @@ def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, 
                 | {"error_json": s3io.uri(bucket, prefix + "error.json")}
             )[:CAUSE_LIMIT],
         }
+    if never_ran(detail, container):
+        # safe to launch again (the state machine's Retry of DriverFailedToStart): it never ran,
+        # and what keeps it from starting may pass (an EFS mount, a network interface, an image
+        # pull timing out); an image that cannot be pulled or run will not, and ends the run
+        return "failure", {
+            "error": "DriverFailedToStart",
+            "cause": json.dumps(
+                {"message": "the driver task failed to start", "task": detail.taskArn, "stop_code": detail.stopCode,
+                 "stopped_reason": detail.stoppedReason,
+                 "container_reason": next((c.reason for c in detail.containers if c.name == container), None)}
+            )[:CAUSE_LIMIT],
+        }
     return "failure", {
         "error": "DriverStopped",
         "cause": json.dumps(
@@ -85,6 +97,18 @@ def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, 
             }
         )[:CAUSE_LIMIT],
     }
+
+
+def never_ran(detail: EcsTaskStateChange, container: str) -> bool:
+    """Whether the driver stopped before its command ran, for a reason that may pass (``stops``,
+    the table the WDL tasks' ends are read by: TaskFailedToStart, a pull or start failure)."""
+    from ..backend import stops
+
+    own = [c for c in detail.containers if c.name == container]
+    task = {"stopCode": detail.stopCode, "stoppedReason": detail.stoppedReason,
+            "containers": [{"exitCode": c.exitCode, "reason": c.reason} for c in own] or [{}]}
+    end = stops.ending(task)
+    return end.verdict in (stops.Verdict.PULL_AGAIN, stops.Verdict.START_INTERRUPTED)
 
 
 def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", file_system_id: str = "") -> str:
