@@ -30,7 +30,7 @@ def handler(event: S3EventNotificationEventBridgeModel, context: Any) -> dict[st
         # nothing was submitted, so nothing was rejected either
         logger.info("ignored: not runs/<name>/inputs.json")
         return {"started": False, "ignored": True}
-    result = start.from_object(SETTINGS.from_env(), bucket, key, obj.etag, obj.version_id, size)
+    result = start.from_object(SETTINGS.from_env(), bucket, key, obj.etag, obj.version_id, size, event.detail.reason)
     if result is None:
         metrics.add_metric(name="RunsRejected", unit=MetricUnit.Count, value=1)
         return {"started": False}

@@ -180,6 +180,7 @@ ACTIONS: dict[str, Action] = {
     "s3:DeleteObject": Action(S3, ("object",), S3_COMMON),
     "s3:AbortMultipartUpload": Action(S3, ("object",), S3_COMMON),
     "s3:ListBucket": Action(S3, ("bucket",), S3_COMMON + ("s3:delimiter", "s3:max-keys", "s3:prefix")),
+    "s3:ListBucketVersions": Action(S3, ("bucket",), S3_COMMON + ("s3:delimiter", "s3:max-keys", "s3:prefix")),
     "events:PutEvents": Action(EVENTS, ("event-bus",), ("events:detail-type", "events:source", "events:eventBusInvocation")),
     "ecr:GetAuthorizationToken": Action(ECR),
     "kms:Decrypt": Action(KMS, ("key",), (

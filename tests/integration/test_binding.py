@@ -155,6 +155,55 @@ def test_a_bundle_drop_runs_its_unpacked_copy_and_its_merged_inputs_whatever_is_
     assert {"GetObject", "PutObject"} <= {operation for operation, _ in sent}  # (validated by the fixture)
 
 
+def copy_in_place(key, **kwargs):
+    """The console's "Edit storage class" of ``key`` (a CopyObject onto itself: a new version of the
+    same bytes); the EventBridge event S3 sends for it (reason CopyObject)."""
+    copied = aws.client("s3").copy_object(Bucket="runs", Key=key, CopySource=f"runs/{key}", **kwargs)
+    event = copy.deepcopy(EVENT)
+    event["detail"]["bucket"]["name"] = "runs"
+    event["detail"]["reason"] = "CopyObject"
+    event["detail"]["object"].update(key=key, etag=copied["CopyObjectResult"]["ETag"].strip('"'), **{"version-id": copied["VersionId"]})
+    return event
+
+
+def test_an_inputs_json_copied_onto_itself_is_not_a_second_run(pipeline):
+    """A storage-class or encryption edit of runs/ copies each inputs.json onto itself: a new
+    version of the same bytes, which the run of those bytes answers for; bytes copied from
+    elsewhere onto the key are a submission like any other."""
+    settings, _ = pipeline
+    upload("runs/edited/workflow.wdl", WDL)
+    first = deliver(settings, upload("runs/edited/inputs.json", json.dumps({"hello.who": "Ann"})))
+    for storage_class in ("STANDARD_IA", "GLACIER_IR"):
+        event = copy_in_place("runs/edited/inputs.json", StorageClass=storage_class, MetadataDirective="COPY")
+        obj = event["detail"]["object"]
+        again = start.from_object(settings, "runs", obj["key"], obj["etag"], obj["version-id"], reason="CopyObject")
+        assert again.duplicate and again.record.run_id == first.record.run_id
+    aws.client("s3").put_object(Bucket="runs", Key="elsewhere/inputs.json", Body=json.dumps({"hello.who": "Bob"}).encode())
+    copied = aws.client("s3").copy_object(Bucket="runs", Key="runs/edited/inputs.json", CopySource="runs/elsewhere/inputs.json")
+    other = start.from_object(settings, "runs", "runs/edited/inputs.json", copied["CopyObjectResult"]["ETag"].strip('"'),
+                              copied["VersionId"], reason="CopyObject")
+    assert not other.duplicate and other.record.run_id != first.record.run_id
+    executions = aws.client("stepfunctions").list_executions(stateMachineArn=settings.state_machine_arn)["executions"]
+    assert len(executions) == 2
+
+
+def test_a_finished_run_submitted_again_is_not_started_again(pipeline):
+    """Step Functions takes a closed execution's name again after 90 days: a late duplicate of a
+    finished run (its client token again, an event redelivered) answers duplicate without a
+    StartExecution."""
+    from miniwdl_fargate import status
+
+    settings, _ = pipeline
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.wdl", Body=WDL.encode())
+    first = start.from_request(settings, "api-late", "s3://runs/workflows/hello.wdl", {"hello.who": "Ann"}, "late")
+    status.set_state("runs", first.record.run_id, "SUCCEEDED")
+    started = []
+    sfn = aws.client("stepfunctions")
+    sfn.meta.events.register("provide-client-params.stepfunctions.StartExecution", lambda params, **_: started.append(params))
+    again = start.from_request(settings, "api-late", "s3://runs/workflows/hello.wdl", {"hello.who": "Ann"}, "late")
+    assert again.duplicate and again.record.run_id == first.record.run_id and started == []
+
+
 # -- the API: one client token, one request ------------------------------------------------------
 
 

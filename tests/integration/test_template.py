@@ -561,9 +561,11 @@ XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # Powertools Trace
 ROLE_ACTIONS = {
     # pipeline/start.py + validate.py + snapshot.py: head_object/get_object (inputs.json at its
     # VersionId: s3:GetObjectVersion), copy_object (GetObject + PutObject), list_objects_v2,
-    # put_object, delete_object (a stale error.json, a rejected copy), start_execution
+    # put_object, delete_object (a stale error.json, a rejected copy), start_execution,
+    # list_object_versions (an inputs.json copied onto itself)
     "SubmitRole": LOGS | XRAY | {
-        "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "sqs:SendMessage",
+        "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:ListBucketVersions", "s3:PutObject", "s3:DeleteObject",
+        "states:StartExecution", "sqs:SendMessage",
     },
     # functions/api.py: pipeline/start.py (as above; client-tokens/ records; a rejected request's
     # copy deleted), manage.py: list/describe (s3), cancel (stop_execution, the run's tasks, the

@@ -99,6 +99,39 @@ def parse_inputs(body: bytes, where: str) -> dict[str, Any]:
         raise Refused(exn.problems) from None
 
 
+#: how many earlier versions of an inputs.json copied onto itself are looked through for the run
+#: of the same bytes (each copy in place is a version: a few storage-class or encryption edits)
+COPIES_LOOKED_THROUGH = 10
+
+
+def copied_in_place(bucket: str, name: str, key: str, version_id: str, etag: str) -> runs.RunRecord | None:
+    """The run of an earlier version of ``key`` with the same bytes as ``version_id`` (by ETag;
+    the versions just before it that also have them are looked through, ``COPIES_LOOKED_THROUGH``),
+    if that version started one; None otherwise: then the copy is a submission like any other (a
+    copy from elsewhere, or of other bytes). ListObjectVersions lists a key's versions newest
+    first (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html)."""
+    s3 = aws.client("s3")
+    versions: list[dict[str, Any]] = []
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+    for page in pages:  # (the copy is the newest version, or nearly: the first page has it and those before it)
+        versions += [v for v in page.get("Versions", []) if v["Key"] == key]
+        ids = [v["VersionId"] for v in versions]
+        if version_id in ids and len(ids) - ids.index(version_id) > COPIES_LOOKED_THROUGH:
+            break
+    ids = [v["VersionId"] for v in versions]
+    if version_id not in ids:
+        return None
+    for earlier in versions[ids.index(version_id) + 1 :][:COPIES_LOOKED_THROUGH]:
+        if earlier["ETag"].strip('"') != etag.strip('"'):
+            return None  # (other bytes: what was copied onto the key is new)
+        run_id = runs.run_id_for(name, key, earlier["VersionId"])
+        found = recorded_or_none(bucket, s3io.split(runs.results_uri(bucket, name, run_id))[1] + runs.RECORD_NAME)
+        if found is not None:
+            log.info("s3://%s/%s version %s is a copy of version %s onto itself: run %s", bucket, key, version_id, earlier["VersionId"], run_id)
+            return found
+    return None
+
+
 def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None) -> None:
     """Refuse an inputs JSON over the cap from its size alone, before reading a byte of it: the
     event's ``object.size``, else HeadObject's ContentLength of that same upload
@@ -140,9 +173,16 @@ def start(settings: SubmitSettings, record: runs.RunRecord) -> Submitted:
     """
     key = record.results_key(runs.RECORD_NAME)
     first = s3io.put_if_absent(record.bucket, key, (record.model_dump_json(indent=2) + "\n").encode(), "application/json")
+    arn = runs.execution_arn(settings.state_machine_arn, record.run_id)
     if not first:
         record = _recorded(record.bucket, key)
-    arn = runs.execution_arn(settings.state_machine_arn, record.run_id)
+        if _finished(record):
+            # its execution ended; Step Functions takes an execution's name again 90 days after it
+            # closed ("Names can be reused after 90 days",
+            # https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html):
+            # a late duplicate (a client token used again, a redelivered event) must not start it anew
+            log.info("run %s already submitted and finished", record.run_id)
+            return Submitted(record, arn, duplicate=True)
     status.update(record.bucket, record.run_id, lambda current: current, initial=status.new(record, arn))
     sfn = aws.client("stepfunctions")
     try:
@@ -154,6 +194,15 @@ def start(settings: SubmitSettings, record: runs.RunRecord) -> Submitted:
     if not first:
         log.info("run %s already submitted: %s", record.run_id, arn)
     return Submitted(record, arn, duplicate=not first)
+
+
+def _finished(record: runs.RunRecord) -> bool:
+    """Whether the run has ended (its status.json says so; one that cannot be read: not known to)."""
+    try:
+        current = status.read(record.bucket, record.run_id)
+    except status.UnreadableStatus:
+        return False
+    return current is not None and current.finished
 
 
 def _recorded(bucket: str, key: str) -> runs.RunRecord:
@@ -254,7 +303,8 @@ def with_defaults(workflow: str, defaults: dict[str, Any], inputs: dict[str, Any
 
 
 def from_object(
-    settings: SubmitSettings, bucket: str, key: str, etag: str, version_id: str | None = None, size: int | None = None
+    settings: SubmitSettings, bucket: str, key: str, etag: str, version_id: str | None = None, size: int | None = None,
+    reason: str | None = None,
 ) -> Submitted | None:
     """An object landed in the bucket: start a run if it is ``runs/<name>/inputs.json``.
 
@@ -262,7 +312,10 @@ def from_object(
     copy of the workflow's folder as it is now (see ``snapshot``), so a later upload to the same
     keys, however soon, is a run of its own and never changes this one. Returns None when nothing
     was started: not a trigger key, or a rejected submission (its problems written to
-    ``runs/<name>/error.json``).
+    ``runs/<name>/error.json``). ``reason``: the event's (the S3 call that made the object): a
+    CopyObject of an inputs.json onto itself (the console's "Edit storage class" or "Edit
+    encryption", a Batch Operations copy) makes a new version of the same bytes, not a
+    submission: the run of the version it copied answers for it (``copied_in_place``).
     """
     match = runs.TRIGGER_RE.match(key)
     if not match:
@@ -277,7 +330,9 @@ def from_object(
         run_id = runs.run_id_for(name, key, upload)
         results = runs.results_uri(bucket, name, run_id)
         record = recorded_or_none(bucket, s3io.split(results)[1] + runs.RECORD_NAME)
-        if record is not None:  # a duplicate delivery: the run is already bound
+        if record is None and reason == "CopyObject" and version_id:
+            record = copied_in_place(bucket, name, key, version_id, etag)
+        if record is not None:  # a duplicate delivery (or a copy of a run's inputs.json onto itself): the run is already bound
             return start(settings, record)
         check_inputs_size(bucket, key, version_id, etag, size)
         body = snapshot.read_version(bucket, key, version_id, etag)
