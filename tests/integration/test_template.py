@@ -671,6 +671,15 @@ def test_the_functions_that_stop_a_runs_tasks_may_take_the_minutes_thousands_tak
         assert resources[name]["Properties"]["Timeout"] == 900, name
 
 
+def test_a_dropped_submission_has_the_minutes_a_large_one_takes(cfn_template):
+    """The submit step of an S3 drop checks every s3:// input and copies the workflow's folder;
+    nothing waits on it (an asynchronous invocation), and one out of time writes no error.json
+    and is invoked again: it gets Lambda's 15 minutes, where the API (29 s at API Gateway) keeps 60 s."""
+    resources = Conditions(cfn_template).resources()
+    assert resources["SubmitFunction"]["Properties"]["Timeout"] == 900
+    assert resources["ApiFunction"]["Properties"]["Timeout"] == 60
+
+
 def test_each_function_has_its_own_role_and_log_group(cfn_template):
     resources = Conditions(cfn_template).resources()
     functions = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
