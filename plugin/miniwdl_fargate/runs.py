@@ -155,12 +155,21 @@ def started_by(run_id: str) -> str:
     return text if len(text) <= STARTED_BY_CHARS else text[: STARTED_BY_CHARS - 9] + text[-9:]
 
 
+def execution_name(run_id: str) -> str:
+    """The name of the run's execution: its run id, each "." made "_". A name with anything but
+    letters, digits, "-" and "_" is taken, but its execution is not logged to CloudWatch Logs ("To
+    enable logging with CloudWatch Logs, the name should only contain 0-9, A-Z, a-z, - and _",
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html); a run
+    name may hold "." (an S3 folder's). Two run ids that differ only there have different digests."""
+    return run_id.replace(".", "_")
+
+
 def execution_arn(state_machine_arn: str, run_id: str) -> str:
-    """The ARN of the run's execution (its name is the run id): the state machine's ARN with
+    """The ARN of the run's execution (``execution_name``): the state machine's ARN with
     ``stateMachine`` read as ``execution`` and the name added,
     ``arn:<partition>:states:<region>:<account>:execution:<state machine>:<name>``
     (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html)."""
-    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + run_id
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + execution_name(run_id)
 
 
 def results_uri(bucket: str, name: str, run_id: str) -> str:

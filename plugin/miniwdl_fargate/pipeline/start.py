@@ -187,7 +187,7 @@ def start(settings: SubmitSettings, record: runs.RunRecord) -> Submitted:
     sfn = aws.client("stepfunctions")
     try:
         arn = sfn.start_execution(
-            stateMachineArn=settings.state_machine_arn, name=record.run_id, input=record.model_dump_json()
+            stateMachineArn=settings.state_machine_arn, name=runs.execution_name(record.run_id), input=record.model_dump_json()
         )["executionArn"]
     except sfn.exceptions.ExecutionAlreadyExists:
         arn, first = runs.execution_arn(settings.state_machine_arn, record.run_id), False
