@@ -109,9 +109,13 @@ class BudgetExceeded:
 
 @dataclass(eq=False)
 class Turn:
-    """One task's place among the run's running tasks (``Gate.take``)."""
+    """One task's place among the run's running tasks (``Gate.take``), and the least it will cost
+    once launched (``committed_usd``: Fargate's one-minute minimum at its size), counted against
+    the budget from its turn on."""
 
     vcpus: float
+    committed_usd: float = 0.0
+    launched: bool = False
     returned: bool = False
 
 
@@ -137,6 +141,9 @@ class Gate:
     halted: BudgetExceeded | None = None
     closed: bool = False
     spent_usd: float = 0.0
+    #: the least the tasks given a turn and not launched yet will cost (``Turn.committed_usd``):
+    #: a scatter's tasks all take their turns at once, long before any of them bills
+    pending_usd: float = 0.0
     estimated_at: float | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _queue: collections.deque = field(default_factory=collections.deque)
@@ -144,10 +151,13 @@ class Gate:
 
     # -- turns ------------------------------------------------------------------------------
 
-    def take(self, vcpus: float, cancelled: Callable[[], bool] | None = None, who: str = "a task") -> Turn:
+    def take(
+        self, vcpus: float, cancelled: Callable[[], bool] | None = None, who: str = "a task", committed_usd: float = 0.0
+    ) -> Turn:
         """Wait for the run's limits to let a task of ``vcpus`` run; its Turn. TooBig: it never
-        could; LaunchRefused: the budget is spent or the run ended; ``LaunchCancelled`` (the
-        launcher's) when ``cancelled()`` turns true meanwhile."""
+        could; LaunchRefused: the budget is spent, or would be by the least the tasks launched
+        and launching cost (``committed_usd``: this task's), or the run ended; ``LaunchCancelled``
+        (the launcher's) when ``cancelled()`` turns true meanwhile."""
         cap = self.limits.max_vcpus
         if cap and vcpus > cap + 1e-9:
             raise TooBig(
@@ -173,9 +183,10 @@ class Gate:
                 self._cond.notify_all()  # (the next in line may fit now)
             self.running += 1
             self.vcpus += vcpus
+            self.pending_usd += committed_usd
             self.most_running = max(self.most_running, self.running)
             self.most_vcpus = max(self.most_vcpus, self.vcpus)
-        turn = Turn(vcpus)
+        turn = Turn(vcpus, committed_usd)
         try:
             self.check_budget(max_age=LAUNCH_ESTIMATE_AGE)
             with self._cond:
@@ -185,12 +196,25 @@ class Gate:
             raise
         return turn
 
+    def launched(self, turn: Turn) -> None:
+        """RunTask took the task: what it commits to is the estimate's now (which counts a launched
+        task at least its minimum from its launch; the estimate in hand, up to
+        ``LAUNCH_ESTIMATE_AGE`` old, does not yet: it is added to it)."""
+        with self._cond:
+            if turn.launched or turn.returned:
+                return
+            turn.launched = True
+            self.pending_usd = max(0.0, self.pending_usd - turn.committed_usd)
+            self.spent_usd += turn.committed_usd
+
     def give_back(self, turn: Turn) -> None:
         """The task's attempt is over: its place and vCPUs go to the next in line (once)."""
         with self._cond:
             if turn.returned:
                 return
             turn.returned = True
+            if not turn.launched:  # (never launched: it will cost nothing)
+                self.pending_usd = max(0.0, self.pending_usd - turn.committed_usd)
             self.running -= 1
             self.vcpus = max(0.0, self.vcpus - turn.vcpus)
             self._cond.notify_all()
@@ -218,10 +242,10 @@ class Gate:
         now = self.clock()
         if self.estimated_at is None or now - self.estimated_at >= max_age:
             self.spent_usd, self.estimated_at = self.estimate(now), now
-        if self.spent_usd >= budget:
+        if self.spent_usd + self.pending_usd >= budget:
             with self._cond:
                 if self.halted is None:
-                    self.halted = BudgetExceeded(budget, self.spent_usd, now)
+                    self.halted = BudgetExceeded(budget, self.spent_usd + self.pending_usd, now)
                     log.warning("run %s: %s", self.run_id, self.halted.message())
                 self._cond.notify_all()
         return self.halted
@@ -268,12 +292,13 @@ _LOCK = threading.Lock()
 
 
 def run_estimate(run_id: str, prices: Prices) -> Callable[[float], float]:
-    """The run's estimated cost at a moment: its recorded attempts (running ones up to then) and
-    its overhead rows (the driver), priced as cost.json prices them."""
+    """The run's estimated cost at a moment: its recorded attempts (running ones up to then, and
+    launched ones at least their minimum: ``committed``) and its overhead rows (the driver),
+    priced as cost.json prices them."""
 
     def estimate(now: float) -> float:
         rows = overhead(run_id) + attempts.LOG.snapshot(run=run_id)
-        return float(estimate_cost(rows, prices, now=now)["total_usd"])
+        return float(estimate_cost(rows, prices, now=now, committed=True)["total_usd"])
 
     return estimate
 

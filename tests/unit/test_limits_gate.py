@@ -210,3 +210,57 @@ def test_a_run_out_of_budget_ends_failed_saying_what_it_spent_of_which_budget(op
         "task of the run was stopped",
         "limit": "max_cost_usd", "max_cost_usd": 0.5, "spent_usd": 0.512346, "limit_source": source,
     }
+
+
+def test_tasks_taking_their_turns_at_once_count_their_minimum_before_any_bills():
+    """A scatter's tasks all take their turns within a second, long before any image pull is
+    seen: each counts the least it will cost (its one-minute minimum) from its turn on, so the
+    launches stop once those alone would reach the budget (500 big tasks passed a budget of 1 USD
+    while the estimate still said 0)."""
+    clock = Clock()
+    g = gate(lambda now: 0.0, clock, max_cost_usd=1.0)  # (no attempt billing yet: the estimate says 0)
+    for _ in range(3):
+        g.take(1, committed_usd=0.3)
+    assert g.pending_usd == pytest.approx(0.9) and g.halted is None
+    with pytest.raises(limits.LaunchRefused, match="the run reached its budget: it had spent about 1.2000 USD"):
+        g.take(1, who="task call-d", committed_usd=0.3)
+    assert g.running == 3
+    g.close()
+
+
+def test_a_launched_task_moves_from_pending_to_spent_and_one_never_launched_costs_nothing():
+    clock = Clock()
+    estimated, calls = {"usd": 0.0}, []
+
+    def estimate(now):
+        calls.append(now)
+        return estimated["usd"]
+
+    g = gate(estimate, clock, max_cost_usd=10.0)
+    g._watcher = threading.Thread()  # (no watcher re-estimating meanwhile: the estimates are the launches' own)
+    launched, unlaunched = g.take(1, committed_usd=2.0), g.take(1, committed_usd=3.0)
+    assert len(calls) == 1  # (the second launch reused the first's estimate)
+    g.launched(launched)
+    # the estimate in hand (too young to redo) gets it at once; the next one counts it from its launch
+    assert (g.pending_usd, g.spent_usd) == (pytest.approx(3.0), pytest.approx(2.0))
+    estimated["usd"] = 2.0
+    g.give_back(unlaunched)
+    assert g.pending_usd == pytest.approx(0.0)
+    g.give_back(launched)  # (its cost is the estimate's from now on, stopped or not)
+    assert g.pending_usd == pytest.approx(0.0) and g.spent_usd == pytest.approx(2.0)
+    g.close()
+
+
+def test_the_budgets_estimate_counts_a_launched_task_from_its_launch_until_its_pull_is_seen():
+    from miniwdl_fargate.report import cost
+
+    launched = attempts.Attempt("call-a", 1, cpu=1024, memory=2048, capacity="FARGATE", launched=1000.0)
+    assert cost.billed_seconds(launched, 60, now=1001.0) == 0  # (the report: no pull seen, nothing billed yet)
+    assert cost.billed_seconds(launched, 60, now=1001.0, committed=True) == 60  # (the budget: its minimum at least)
+    stopped = attempts.Attempt("call-a", 1, cpu=1024, memory=2048, capacity="FARGATE", launched=1000.0, stopped=1002.0)
+    assert cost.billed_seconds(stopped, 60, now=1003.0, committed=True) == 0  # (stopped before its pull: never billed)
+    minimum = float(PRICES.table.get("minimum_seconds", 60))
+    ran_its_minimum = attempts.Attempt("call-a", 1, cpu=1024, memory=2048, capacity="FARGATE", billing_start=10.0, running=10.0,
+                                       launched=10.0, stopped=10.0 + minimum)
+    least = cost.minimum_usd(launched, PRICES)
+    assert least > 0 and least == pytest.approx(cost.attempt_cost(ran_its_minimum, PRICES, minimum).usd)

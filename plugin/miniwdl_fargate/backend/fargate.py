@@ -64,6 +64,7 @@ import random
 import threading
 import time
 import uuid
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, NoReturn
 from urllib.parse import quote
@@ -77,6 +78,7 @@ from WDL.runtime.error import Interrupted, Terminated
 from .. import attempts, aws, config, images, limits, run_options, runs, sizes, sweep
 from ..attempts import epoch
 from ..config import FargateSettings
+from ..report.cost import minimum_usd
 from ..limits import LaunchCancelled, check_interval
 from . import links, miniwdl_fixes, standalone, stops
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
@@ -936,8 +938,12 @@ class FargateTaskContainer(BaseTaskContainer):
         gate = self._gate()
         if gate is None:
             return None
+        committed = 0.0
+        if gate.limits.max_cost_usd and self._attempt is not None:  # (the least it costs once launched, at its capacity)
+            prices = config.option(self.cfg, "prices")
+            committed = minimum_usd(dataclasses.replace(self._attempt, capacity=self.capacity()), prices)  # type: ignore[arg-type]
         try:
-            return gate.take(self.fargate_size().cpu / 1024, terminating, who=f"task {self.run_id}")
+            return gate.take(self.fargate_size().cpu / 1024, terminating, who=f"task {self.run_id}", committed_usd=committed)
         except LaunchCancelled:
             raise Terminated(quiet=True) from None
         except (limits.TooBig, limits.LaunchRefused) as exn:
@@ -966,6 +972,9 @@ class FargateTaskContainer(BaseTaskContainer):
         except BaseException:  # (no job for the attempt to end: the turn goes back at once)
             self._give_back(turn)
             raise
+        gate = limits.find(self.tagged_run) if turn is not None else None
+        if gate is not None and turn is not None:
+            gate.launched(turn)  # (what it commits to is now the estimate's)
         job.turn = turn
         return job
 

@@ -18,6 +18,7 @@ of a run's tasks carry its labels as AWS tags); ``sum_by_label`` adds up several
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -119,11 +120,13 @@ def _capacity_entry(key: str, entry: Any) -> dict[str, float]:
     return {k: float(v) for k, v in entry.items()}
 
 
-def billed_seconds(attempt: Attempt, minimum: float, now: float | None = None) -> float:
+def billed_seconds(attempt: Attempt, minimum: float, now: float | None = None, committed: bool = False) -> float:
     """Seconds Fargate bills for the attempt: from the image pull (or launch) until it stopped,
     at least ``minimum``; 0 for a launch that never happened, or a task that stopped before its
-    image pull began."""
-    start = attempt.billing_start or (attempt.launched if attempt.running is not None else None)
+    image pull began. ``committed`` (a budget's estimate): a task launched and not stopped whose
+    pull is not seen yet counts from its launch (it will bill at least ``minimum`` once it pulls)."""
+    started = attempt.running is not None or (committed and attempt.stopped is None)
+    start = attempt.billing_start or (attempt.launched if started else None)
     if start is None:
         return 0.0
     end = attempt.stopped if attempt.stopped is not None else (now or time.time())
@@ -141,16 +144,23 @@ class AttemptCost:
     priced: bool  # its capacity has a price
 
 
+def minimum_usd(a: Attempt, prices: Prices) -> float:
+    """The least ``a`` costs once it runs: its size at its capacity for the minimum billed seconds."""
+    now = time.time()
+    billed = dataclasses.replace(a, billing_start=now, launched=now, running=now, stopped=now)
+    return attempt_cost(billed, prices, float(prices.table.get("minimum_seconds", 60)), now).usd
+
+
 def _iso(epoch: float | None) -> str | None:
     """An attempt's time (epoch seconds) as ISO 8601 in UTC; None: it never got there."""
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat() if epoch else None
 
 
-def attempt_cost(a: Attempt, prices: Prices, minimum: float, now: float | None = None) -> AttemptCost:
-    """One attempt's billed seconds, what it used over them, and dollars (none for what its
-    capacity has no price for)."""
+def attempt_cost(a: Attempt, prices: Prices, minimum: float, now: float | None = None, committed: bool = False) -> AttemptCost:
+    """One attempt's billed seconds (``billed_seconds``), what it used over them, and dollars
+    (none for what its capacity has no price for)."""
     table = prices.table
-    seconds = billed_seconds(a, minimum, now)
+    seconds = billed_seconds(a, minimum, now, committed)
     used = {
         "vcpu_seconds": a.cpu / 1024 * seconds,
         "gb_seconds": a.memory / 1024 * seconds,
@@ -196,8 +206,8 @@ def attempt_cost(a: Attempt, prices: Prices, minimum: float, now: float | None =
     return AttemptCost(row, used, total, ipv4_usd, rate is not None)
 
 
-def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None = None) -> dict[str, Any]:
-    """Per-attempt and total vCPU-, GB- and GPU-seconds, and dollars."""
+def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None = None, committed: bool = False) -> dict[str, Any]:
+    """Per-attempt and total vCPU-, GB- and GPU-seconds, and dollars (``committed``: see ``billed_seconds``)."""
     table = prices.table
     minimum = float(table.get("minimum_seconds", 60))
     rows = []
@@ -207,7 +217,7 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
     usd = ipv4_usd = 0.0
     unpriced = set()
     for a in attempts:
-        cost = attempt_cost(a, prices, minimum, now)
+        cost = attempt_cost(a, prices, minimum, now, committed)
         for key, value in cost.used.items():
             totals[key] += value
         if not cost.priced and cost.row["billed_seconds"]:
