@@ -796,6 +796,27 @@ def test_tasks_get_public_ips_and_no_inbound_rules(cfn_template):
     assert driver_env["MINIWDL__AWS_FARGATE__SUBNETS"] == {"Fn::Sub": "${PublicSubnetA},${PublicSubnetB}"}
 
 
+def test_a_runs_own_miniwdl_cfg_cannot_change_what_its_cost_is_priced_at_or_how_often_its_budget_is_checked(cfn_template, tmp_path, monkeypatch):
+    """The budget's prices and its checks are the stack's: set in the driver's environment, which
+    miniwdl reads over any cfg file (the bundle's own miniwdl.cfg could otherwise price a run at
+    nothing and pass any budget)."""
+    import logging
+
+    from WDL.runtime import config as wdl_config
+
+    from miniwdl_fargate import config
+
+    env = driver_env(Conditions(cfn_template).resources())
+    assert env["MINIWDL__AWS_FARGATE__PRICES"] == {"Ref": "Prices"} and env["MINIWDL__AWS_FARGATE__BUDGET_CHECK_SECONDS"] == "5"
+    bundled = tmp_path / "miniwdl.cfg"
+    bundled.write_text('[aws_fargate]\nprices = {"FARGATE": {"vcpu_hour": 0, "gb_hour": 0}}\nbudget_check_seconds = 86400\n')
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__PRICES", "")  # (the parameter's default)
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__BUDGET_CHECK_SECONDS", "5")
+    cfg = wdl_config.Loader(logging.getLogger("test-prices"), filenames=[str(bundled)])
+    assert config.option(cfg, "prices").table["FARGATE"]["vcpu_hour"] > 0
+    assert config.FargateSettings.from_cfg(cfg).budget_check_seconds == 5
+
+
 def test_every_setting_the_driver_is_given_is_one_its_configuration_reads(cfn_template, monkeypatch, caplog):
     """The driver's container has its settings as ``MINIWDL__<SECTION>__<OPTION>`` variables: each
     is an option of miniwdl or of ``[aws_fargate]`` (so a cfg file sets it as well), and the

@@ -359,3 +359,16 @@ def test_the_calls_taken_from_the_call_cache_are_read_from_the_run_directory(tmp
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert report_run.cache_hits(str(tmp_path)) == hits
+
+
+def test_a_run_priced_at_another_regions_list_prices_says_so():
+    """Fargate's list prices differ by region: cost.json says when its prices are another
+    region's than the run's (the stack's Prices parameter gives this region's)."""
+    from miniwdl_fargate.report.cost import Prices
+    from miniwdl_fargate.report.run import prices_region_warning
+
+    said = prices_region_warning(Prices(), "eu-west-1")
+    assert said is not None and said.startswith("the prices are us-east-1's list prices, and the run ran in eu-west-1")
+    assert prices_region_warning(Prices(), "us-east-1") is None
+    assert prices_region_warning(Prices.parse('{"region": "eu-west-1"}'), "eu-west-1") is None
+    assert prices_region_warning(Prices(), "") is None

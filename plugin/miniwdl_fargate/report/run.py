@@ -77,7 +77,21 @@ def run_cost(
     cost.update(run_id=run.run_id, status=status, labels=labels, by_label=by_label(labels, cost["total_usd"]))
     if hits:
         cost["call_cache_hits"] = hits
+    if (warning := prices_region_warning(prices, os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""))):
+        cost["warnings"] = [warning]
     return cost
+
+
+def prices_region_warning(prices: Prices, region: str) -> str | None:
+    """What to say when the prices are another region's than the run's (Fargate's list prices
+    differ by region, https://aws.amazon.com/fargate/pricing/), else None."""
+    priced = str(prices.table.get("region") or "")
+    if not priced or not region or priced == region:
+        return None
+    return (
+        f"the prices are {priced}'s list prices, and the run ran in {region}: its cost is estimated (and its budget "
+        "checked) at those; give the stack's Prices parameter (or [aws_fargate] prices) this region's"
+    )
 
 
 def run_labels(run: "DriverRun") -> dict[str, str]:
