@@ -2,8 +2,9 @@
 
 A task that fits Fargate runs there:
 - cpu/memory: the smallest valid Fargate (cpu, memory) pair covering the request (the table below);
-- ``disks``: ephemeral storage, 20 GiB by default and settable from 21 to 200 GiB; beyond that, an
-  ECS-managed EBS volume as the task's scratch (where ``Capacities.ebs_scratch``).
+- ``disks``: ephemeral storage, 20 GiB by default and settable from 21 to 200 GiB, with room for the
+  image beside the disk asked for; beyond that, an ECS-managed EBS volume as the task's scratch
+  (where ``Capacities.ebs_scratch``).
 A task that does not (over 16 vCPU or 120 GiB, or a GPU) runs on the stack's ECS Managed Instances
 capacity where there is one (``Capacities.managed_instances``) and it is big enough: cpu and memory
 as asked (no size table there), GPUs as asked, and scratch beyond the instance's 20 GiB on an EBS
@@ -36,6 +37,13 @@ MAX_MEMORY_MIB = max(max(v) for v in FARGATE_SIZES.values())
 MAX_EPHEMERAL_GIB = 200
 MIN_EPHEMERAL_GIB = 21  # the smallest value RunTask accepts; 20 GiB is what a task gets by default
 DEFAULT_EPHEMERAL_GIB = 20
+#: room kept beside ``disks`` on a Fargate task's ephemeral storage for its image: the image is
+#: pulled onto that same storage, compressed and unpacked ("you must subtract the amount of storage
+#: your container image uses from the total amount of ephemeral storage your task is allocated",
+#: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-task-storage.html); a large
+#: bioinformatics image (GATK's) is some 5 GiB unpacked. 10 GiB more of ephemeral storage costs
+#: about a tenth of a cent an hour
+IMAGE_ROOM_GIB = 10
 # an ECS-managed EBS volume (gp3) is 1 to 16,384 GiB:
 # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-properties-ecs-service-servicemanagedebsvolumeconfiguration.html
 MAX_EBS_GIB = 16384
@@ -266,10 +274,16 @@ def _beyond_managed_instances(cpu: float | None, cpu_units: int, mem: int, gpus:
 
 
 def _with_fargate_disk(task: str, size: TaskSize, disk_gib: int | None, capacities: Capacities) -> TaskSize:
-    if disk_gib is None or disk_gib <= DEFAULT_EPHEMERAL_GIB:
+    """``disks`` on Fargate: ephemeral storage of the disk and room for the image
+    (``IMAGE_ROOM_GIB``), up to Fargate's 200 GiB; beyond, an EBS scratch volume of the disk where
+    the stack has them (the image stays on the ephemeral storage), else ephemeral storage's most."""
+    if disk_gib is None:
         return size
-    if disk_gib <= MAX_EPHEMERAL_GIB:
-        return replace(size, ephemeral_gib=max(MIN_EPHEMERAL_GIB, disk_gib))
+    wanted = disk_gib + IMAGE_ROOM_GIB
+    if wanted <= DEFAULT_EPHEMERAL_GIB:
+        return size
+    if wanted <= MAX_EPHEMERAL_GIB or (disk_gib <= MAX_EPHEMERAL_GIB and not capacities.ebs_scratch):
+        return replace(size, ephemeral_gib=max(MIN_EPHEMERAL_GIB, min(MAX_EPHEMERAL_GIB, wanted)))
     return replace(size, scratch_gib=_scratch_gib(task, disk_gib, FARGATE, capacities))
 
 

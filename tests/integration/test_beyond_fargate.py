@@ -92,7 +92,7 @@ def test_a_task_that_fits_fargate_runs_there_as_before(configure):
     request, spec = requests(new("call-small", cpu=2, memory="4 GiB", disks="100 GiB"))
     assert request["launchType"] == "FARGATE" and "capacityProviderStrategy" not in request
     assert "volumeConfigurations" not in request
-    assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 100}
+    assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 110}  # (and room for the image)
     assert spec["requiresCompatibilities"] == ["FARGATE"]
     container = spec["containerDefinitions"][0]
     assert "resourceRequirements" not in container and "environment" not in container

@@ -104,7 +104,7 @@ def test_disks_become_ephemeral_storage(backend):
     container = new(cpu=1, memory="2 GiB", disks="local-disk 150 SSD")
     request = container.run_task_request(LOG, container.task_script())
     validate("RunTask", request)
-    assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 150}
+    assert request["overrides"]["ephemeralStorage"] == {"sizeInGiB": 160}  # (and room for the image: sizes.IMAGE_ROOM_GIB)
 
 
 @pytest.mark.parametrize(

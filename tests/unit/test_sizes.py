@@ -80,10 +80,12 @@ DEFAULTS = dict(default_cpu_units=1024, default_memory_mib=2048)
         (dict(cpu=0.5, memory_bytes=None), TaskSize(512, 2048)),
         (dict(cpu=2, memory_bytes=3 * 2**30), TaskSize(2048, 4096)),
         (dict(cpu=3, memory_bytes=None), TaskSize(4096, 8192)),
+        # the disk and room for the image (sizes.IMAGE_ROOM_GIB: the image is pulled onto the same storage)
         (dict(cpu=1, memory_bytes=None, disks="local-disk 10 SSD"), TaskSize(1024, 2048)),  # 20 GiB included
-        (dict(cpu=1, memory_bytes=None, disks="20 GiB"), TaskSize(1024, 2048)),
-        (dict(cpu=1, memory_bytes=None, disks="21 GiB"), TaskSize(1024, 2048, 21)),
-        (dict(cpu=1, memory_bytes=None, disks="local-disk 200 SSD"), TaskSize(1024, 2048, 200)),
+        (dict(cpu=1, memory_bytes=None, disks="20 GiB"), TaskSize(1024, 2048, 30)),
+        (dict(cpu=1, memory_bytes=None, disks="11 GiB"), TaskSize(1024, 2048, 21)),
+        (dict(cpu=1, memory_bytes=None, disks="local-disk 190 SSD"), TaskSize(1024, 2048, 200)),
+        (dict(cpu=1, memory_bytes=None, disks="local-disk 200 SSD"), TaskSize(1024, 2048, 200)),  # (no EBS scratch: the most there is)
         (dict(cpu=16, memory_bytes=120 * 2**30), TaskSize(16384, 120 * GIB)),
     ],
 )
@@ -175,7 +177,10 @@ def test_disks_beyond_fargate_storage_get_an_ebs_scratch_volume_on_either_capaci
     fargate = for_task("call-x", cpu=1, memory_bytes=None, disks="local-disk 500 SSD", capacities=WITH_MI, **DEFAULTS)
     assert (fargate.capacity, fargate.ephemeral_gib, fargate.scratch_gib) == ("FARGATE", None, 500)
     small = for_task("call-x", cpu=1, memory_bytes=None, disks="150 GiB", capacities=WITH_MI, **DEFAULTS)
-    assert (small.ephemeral_gib, small.scratch_gib) == (150, None)
+    assert (small.ephemeral_gib, small.scratch_gib) == (160, None)  # (and room for the image)
+    # one that leaves no room for the image on ephemeral storage gets a volume of its own
+    close = for_task("call-x", cpu=1, memory_bytes=None, disks="195 GiB", capacities=WITH_MI, **DEFAULTS)
+    assert (close.ephemeral_gib, close.scratch_gib) == (None, 195)
     managed = for_task("call-x", cpu=32, memory_bytes=None, disks="100 GiB", capacities=WITH_MI, **DEFAULTS)
     assert (managed.capacity, managed.scratch_gib) == (MANAGED_INSTANCES, 100)
     assert for_task("call-x", cpu=32, memory_bytes=None, disks="10 GiB", capacities=WITH_MI, **DEFAULTS).scratch_gib is None
