@@ -171,7 +171,10 @@ def disks_gib(value: Any) -> int:
     """GiB of disk that a WDL ``runtime.disks`` value asks for, summed over its mount specs.
 
     Accepts WDL 1.2 (``"100 GiB"``, ``"/mnt/data 50 GiB"``, an array of those, a bare integer of GiB)
-    and the Cromwell-style ``"local-disk 100 SSD"``.
+    and Cromwell's ``"local-disk 100 SSD"``, several disks separated by commas
+    (``"local-disk 100 SSD, /mnt/my_mnt 3 SSD"``:
+    https://cromwell.readthedocs.io/en/stable/RuntimeAttributes/#disks). A mount point is read as
+    a path, never as a size (``"/mnt/2 10 GiB"`` is 10 GiB).
     """
     specs = value if isinstance(value, list) else [value]
     total_bytes = 0
@@ -182,11 +185,15 @@ def disks_gib(value: Any) -> int:
             total_bytes += int(spec * 1024**3)
             continue
         text = str(spec)
-        found = [m for m in _DISK_SPEC.finditer(text)]
-        if len(found) != 1:
-            raise SizeError(f"cannot read a disk size from {text!r} (expected e.g. \"100 GiB\" or \"local-disk 100 SSD\")")
-        number, unit = found[0].groups()
-        total_bytes += int(float(number) * _UNITS[(unit or "").lower()])
+        for part in text.split(",") if "," in text else [text]:
+            words = part.split()
+            if words and (words[0].startswith("/") or words[0] == "local-disk"):
+                words = words[1:]  # (its mount point)
+            found = list(_DISK_SPEC.finditer(" ".join(words)))
+            if len(found) != 1:
+                raise SizeError(f"cannot read a disk size from {text!r} (expected e.g. \"100 GiB\" or \"local-disk 100 SSD\")")
+            number, unit = found[0].groups()
+            total_bytes += int(float(number) * _UNITS[(unit or "").lower()])
     return math.ceil(total_bytes / 1024**3)
 
 

@@ -57,13 +57,17 @@ def test_beyond_fargate_limits(cpu, memory, message):
         ("500 GB", 466),
         ("1 TiB", 1024),
         ("2048 MiB", 2),
+        # Cromwell's several disks in one string (its RuntimeAttributes docs' example 2), summed
+        ("local-disk 100 SSD, /mnt/my_mnt 3 SSD", 103),
+        ("/mnt/my_mnt 3 SSD, /mnt/my_mnt2 500 HDD", 503),
+        ("/mnt/2 10 GiB", 10),  # (a mount point with a digit is a path, not a size)
     ],
 )
 def test_disks_in_every_wdl_spelling(value, gib):
     assert disks_gib(value) == gib
 
 
-@pytest.mark.parametrize("value", ["lots", "local-disk SSD", "10 GiB 20 GiB", True])
+@pytest.mark.parametrize("value", ["lots", "local-disk SSD", "10 GiB 20 GiB", True, "local-disk 10 SSD, ", "/mnt/a, /mnt/b 3 SSD"])
 def test_unreadable_disks(value):
     with pytest.raises(SizeError, match="cannot read a disk size"):
         disks_gib(value)
