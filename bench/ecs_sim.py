@@ -33,6 +33,8 @@ from typing import Any, Callable
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 CAPACITY_REASON = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+#: the account's concurrent Fargate vCPU quota reached (a "quota" script outcome)
+QUOTA_REASON = "You've reached the limit on the number of vCPUs you can run concurrently"
 #: stoppedReason of the script outcomes of a task that fails to start ("pull_*", "start_*"), as
 #: Fargate words them
 FAILED_STARTS = {
@@ -78,7 +80,7 @@ class Bucket:
 class Faults:
     """What goes wrong. Rates are per RunTask call (throttle, capacity, fail_to_start) or per
     Spot task (spot_interruption); ``script`` overrides them for the next calls, in order:
-    "throttle", "capacity", "fail_to_start", "spot_interruption", "ok", "missing_forever" (a
+    "throttle", "capacity", "quota", "fail_to_start", "spot_interruption", "ok", "missing_forever" (a
     task DescribeTasks never knows) and the keys of FAILED_STARTS (the task stops failing to start:
     its image cannot be pulled, or run). ``lost_answers``: the next N successful RunTask answers
     (a repeat of a handled request included) are lost: the request is handled, then the
@@ -364,10 +366,10 @@ class SimulatedECS:
         if fault == "throttle":
             self._record("RunTask", 1, "throttled", client)
             return self._error("ThrottlingException", "Rate exceeded")
-        if fault == "capacity":
-            self._record("RunTask", 1, "capacity", client)
+        if fault in ("capacity", "quota"):
+            self._record("RunTask", 1, fault, client)
             arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/none"
-            return 200, {"tasks": [], "failures": [{"arn": arn, "reason": CAPACITY_REASON}]}
+            return 200, {"tasks": [], "failures": [{"arn": arn, "reason": CAPACITY_REASON if fault == "capacity" else QUOTA_REASON}]}
         cluster = req.get("cluster", "default")
         cluster_arn = cluster if cluster.startswith("arn:") else f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}"
         task_id = uuid.uuid4().hex

@@ -94,6 +94,25 @@ def test_spot_without_capacity_anywhere_falls_back_to_on_demand(sim):
     launcher.close()
 
 
+def test_spot_held_back_by_its_own_vcpu_quota_runs_on_demand_and_on_demand_waits_its_turn(sim):
+    """Fargate Spot's vCPU quota is its own: a Spot task kept back by it runs On-Demand after a few
+    waits; an On-Demand one waits for vCPUs to be freed (other tasks end), however long."""
+    ecs = ecs_client(sim)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01)
+    sim.faults.script.extend(["quota"] * 3 + ["ok"])
+    req = request(ecs, spot=True)
+    task = launcher.launch(req)
+    sent = sim.run_task_requests
+    assert [r.get("capacityProviderStrategy", [{}])[0].get("capacityProvider") for r in sent[:3]] == ["FARGATE_SPOT"] * 3
+    assert sent[3]["launchType"] == "FARGATE" and task["capacityProviderName"] == "FARGATE"
+    assert launcher.stats["spot_fallbacks"] == 1 and launcher.stats["quota_waits"] == 3
+    sim.faults.script.extend(["quota"] * 5 + ["ok"])
+    on_demand = request(ecs)
+    launcher.launch(on_demand)
+    assert on_demand["launchType"] == "FARGATE" and launcher.stats["quota_waits"] == 8 and launcher.stats["spot_fallbacks"] == 1
+    launcher.close()
+
+
 def test_capacity_that_never_comes_fails_as_capacity(sim):
     ecs = ecs_client(sim)
     launcher = Launcher(ecs, rate=100, burst=10, capacity_retries=2, backoff_base=0.01)

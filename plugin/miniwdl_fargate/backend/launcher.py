@@ -207,6 +207,8 @@ def is_quota_failure(failure: dict[str, Any]) -> bool:
 
 
 SPOT = "FARGATE_SPOT"
+#: quota waits of a Spot request before it falls back to On-Demand (whose quota is another)
+SPOT_QUOTA_WAITS = 3
 
 
 def describe_placement(request: dict[str, Any]) -> str:
@@ -262,9 +264,10 @@ class Launcher:
         events.unregister("before-send.ecs.RunTask", self._before_send)
         events.unregister("needs-retry.ecs.RunTask", self._after_attempt)
 
-    def _maybe_fall_back(self, request: dict[str, Any], everywhere: bool, logger: logging.Logger) -> None:
-        """A Spot request that found no capacity in any subnet (``everywhere``) is placed
-        On-Demand from now on (``spot_fallbacks``), in place."""
+    def _maybe_fall_back(self, request: dict[str, Any], everywhere: bool, logger: logging.Logger, what: str = "capacity") -> None:
+        """A Spot request that found no capacity in any subnet (``everywhere``; or waited
+        ``SPOT_QUOTA_WAITS`` times on Spot's own vCPU quota) is placed On-Demand from now on
+        (``spot_fallbacks``), in place."""
         strategy = request.get("capacityProviderStrategy") or []
         provider = next((s.get("capacityProvider") for s in strategy if s.get("capacityProvider") in self.spot_fallbacks), None)
         if provider is None or not everywhere:
@@ -272,7 +275,8 @@ class Launcher:
         request.pop("capacityProviderStrategy")
         request.update(copy.deepcopy(self.spot_fallbacks[provider]))
         self._count("spot_fallbacks")
-        logger.warning("no %s capacity in any subnet; falling back to on-demand %s", provider, describe_placement(request))
+        where = "in any subnet" if what == "capacity" else "left"
+        logger.warning("no %s %s %s; falling back to on-demand %s", provider, what, where, describe_placement(request))
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -360,9 +364,15 @@ class Launcher:
                 if failures and all(is_quota_failure(f) for f in failures):
                     quota += 1
                     self._count("quota_waits")
+                    # Spot's vCPU quota is its own ("Fargate Spot vCPU resource count"): a Spot
+                    # task held back by it runs On-Demand instead, as one without Spot capacity does
+                    # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html)
+                    self._maybe_fall_back(request, quota >= SPOT_QUOTA_WAITS, logger, "vCPU quota")
                     delay = self._backoff(min(quota, 7))
                     log_ = logger.warning if quota == 1 or quota % 10 == 0 else logger.info
-                    log_("the account's Fargate vCPU quota is in use (attempt %d: %s); retrying in %.0fs",
+                    log_("the account's Fargate vCPU quota is in use (attempt %d: %s); retrying in %.0fs (Service Quotas, "
+                         "\"Fargate On-Demand vCPU resource count\" and \"Fargate Spot vCPU resource count\": a task needing "
+                         "more vCPUs than the whole quota waits until the run times out)",
                          quota, failures[0].get("reason"), delay)
                     self._wait(delay, cancelled)
                     continue
