@@ -257,9 +257,11 @@ def cost_by_label(
     deployment: Deployment, limit: int = 50, name: str | None = None, on_unreadable=None
 ) -> dict[str, Any]:
     """The runs' estimated cost per label value, their cost.json ``by_label`` added up: ``by_label``,
-    the runs counted, and those without a cost.json (``without_cost``: still running, or ended
-    before a report, ``ended_without_cost``)."""
-    found, _more = list_runs(deployment, limit, name, on_unreadable)
+    the runs counted and their ``total_usd`` (labelled or not), those without a cost.json
+    (``without_cost``: still running, or ended before a report, ``ended_without_cost``), and the
+    last run name read before ``limit`` stopped the list (``not_counted_from``: names after it are
+    not counted; None: every run was read)."""
+    found, more = list_runs(deployment, limit, name, on_unreadable)
     docs, without, ended = [], [], []
 
     def cost_of(run: status.RunStatus) -> Any:
@@ -273,8 +275,9 @@ def cost_by_label(
             if run.finished:
                 ended.append(run.run_id)
     currency = next((d.get("currency") for d in docs if d.get("currency")), "USD")
-    return {"by_label": sum_by_label(docs), "currency": currency, "runs": len(docs), "without_cost": without,
-            "ended_without_cost": ended}
+    total = round(sum(float(d.get("total_usd") or 0) for d in docs), 6)
+    return {"by_label": sum_by_label(docs), "currency": currency, "runs": len(docs), "total_usd": total,
+            "without_cost": without, "ended_without_cost": ended, "not_counted_from": more}
 
 
 def cost_table(doc: dict[str, Any]) -> str:
@@ -284,13 +287,15 @@ def cost_table(doc: dict[str, Any]) -> str:
         rows += [(key, value, f"{usd:.4f}") for value, usd in sorted(values.items(), key=lambda kv: -kv[1])]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    counted = f"{doc['runs']} run(s) counted"
+    counted = f"{doc['runs']} run(s) counted, {doc.get('total_usd', 0):.4f} {doc['currency']} in all (labelled or not)"
     ended = doc.get("ended_without_cost", [])
     going = [run_id for run_id in doc["without_cost"] if run_id not in ended]
     if going:
         counted += f"; {len(going)} without a cost estimate yet: {', '.join(going)}"
     if ended:  # (cancelled or refused before its driver ran, or a driver that died: never one)
         counted += f"; {len(ended)} ended without one: {', '.join(ended)}"
+    if doc.get("not_counted_from"):
+        counted += f"; the runs of names after {doc['not_counted_from']} are not counted (--limit): give a larger --limit"
     return "\n".join([*lines, counted])
 
 

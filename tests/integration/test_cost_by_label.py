@@ -39,10 +39,14 @@ def test_cost_adds_up_the_runs_cost_per_label_value_and_names_runs_without_one(d
     status.update("runs", gone, lambda current: current.model_copy(update={"status": "CANCELLED"}))
     doc = client.cost_by_label(deployment)
     assert doc == {"by_label": {"project": {"x": 1.75, "y": 2.0}, "team": {"lab": 1.5}}, "currency": "USD",
-                   "runs": 4, "without_cost": [going, gone], "ended_without_cost": [gone]}
+                   "runs": 4, "total_usd": 3.75, "without_cost": [going, gone], "ended_without_cost": [gone],
+                   "not_counted_from": None}
     assert cli.main(["cost", "--label", "project"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split() for line in lines[:3]] == [["LABEL", "VALUE", "USD"], ["project", "y", "2.0000"], ["project", "x", "1.7500"]]
-    assert lines[3] == f"4 run(s) counted; 1 without a cost estimate yet: {going}; 1 ended without one: {gone}"
+    assert lines[3] == f"4 run(s) counted, 3.7500 USD in all (labelled or not); 1 without a cost estimate yet: {going}; 1 ended without one: {gone}"
+    # a --limit that leaves runs out says so (the total is not the whole)
+    assert cli.main(["cost", "--limit", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("the runs of names after align are not counted (--limit): give a larger --limit")
     assert cli.main(["cost", "--name", "align", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["by_label"] == {"project": {"x": 1.75}, "team": {"lab": 1.5}}
