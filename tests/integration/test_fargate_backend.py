@@ -303,6 +303,33 @@ def test_a_task_started_by_a_launch_that_then_fails_is_stopped(backend, monkeypa
     assert arn not in FargateTaskContainer._poller._watches  # (no longer described)
 
 
+def test_a_task_the_driver_stops_is_priced_from_a_pull_its_stop_answer_tells(backend, monkeypatch):
+    """A task stopped (a failed sibling, a cancel) before a poll saw its image pull was priced at
+    nothing; StopTask's answer describes the task: its pullStartedAt starts the attempt's billing."""
+    from datetime import datetime, timezone
+
+    from miniwdl_fargate import attempts
+
+    new, _, _ = backend
+    container = new()
+    container._attempt = attempts.LOG.begin(call=container.run_id, attempt=1)  # (as _run_attempt begins one)
+    container._start(LOG, container.task_script(), lambda: False)
+    arn = container._attempt.task_arn
+    assert arn and container._attempt.billing_start is None  # (no poll has seen the pull)
+    ecs = aws.client("ecs")
+    real = ecs.stop_task
+    pulled = datetime(2026, 12, 2, 12, 0, 5, tzinfo=timezone.utc)
+
+    def answers_with_the_pull(**kwargs):
+        answer = real(**kwargs)
+        answer["task"]["pullStartedAt"] = pulled
+        return answer
+
+    monkeypatch.setattr(ecs, "stop_task", answers_with_the_pull)
+    container._stop_task(LOG, arn, "a sibling failed")
+    assert container._attempt.billing_start == pulled.timestamp()
+
+
 def test_standalone_without_a_run_id_tags_its_tasks_standalone(backend, monkeypatch):
     new, _, _ = backend
     monkeypatch.delenv("MINIWDL__AWS_FARGATE__RUN_ID")

@@ -1139,10 +1139,16 @@ class FargateTaskContainer(BaseTaskContainer):
         self._stop_task(logger, job.arn, reason)
 
     def _stop_task(self, logger: logging.Logger, arn: str, reason: str) -> None:
-        """StopTask (its failure logged, not raised); the poller stops watching the task."""
+        """StopTask (its failure logged, not raised); the poller stops watching the task. Its
+        answer describes the task: a pull no poll saw yet is the attempt's start of billing (a
+        task whose pull began bills at least a minute, stopped or not)."""
         logger.warning(_("stopping ECS task", arn=arn, reason=reason))
         try:
-            aws.client("ecs").stop_task(cluster=self.settings.cluster, task=arn, reason=reason[:255])
+            stopped = aws.client("ecs").stop_task(cluster=self.settings.cluster, task=arn, reason=reason[:255]).get("task") or {}
+            pulled = epoch(stopped.get("pullStartedAt"))
+            attempt = self._attempt
+            if pulled and attempt is not None and attempt.task_arn == arn and attempt.billing_start is None:
+                self._mark(billing_start=pulled)
         except Exception as exn:
             logger.error(_("StopTask failed", arn=arn, error=str(exn)))
         finally:
