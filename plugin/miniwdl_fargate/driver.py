@@ -495,7 +495,7 @@ def budget_exceeded(run: DriverRun, exceeded: limits.BudgetExceeded) -> Outcome:
     given = run.read_options().get("max_cost_usd") is not None
     source = "options.max_cost_usd" if given else "the stack's MaxRunCostUsd"
     message = (
-        f"the run reached its budget: it had spent about {exceeded.spent_usd:.4f} USD of the run's budget "
+        f"the run reached its budget: {exceeded.spending()} of the run's budget "
         f"{exceeded.limit_usd:g} USD ({source}), as the run report estimates cost (list prices, not the bill); "
         "no more tasks were launched and every running task of the run was stopped"
     )
@@ -504,6 +504,8 @@ def budget_exceeded(run: DriverRun, exceeded: limits.BudgetExceeded) -> Outcome:
         "limit": "max_cost_usd", "max_cost_usd": exceeded.limit_usd, "spent_usd": round(exceeded.spent_usd, 6),
         "limit_source": source,
     }
+    if exceeded.committed_usd:
+        doc["committed_usd"] = round(exceeded.committed_usd, 6)
     return Outcome(FAILED, 1, doc, stop_tasks="the run reached its budget (max_cost_usd)")
 
 

@@ -97,10 +97,18 @@ class BudgetExceeded:
     limit_usd: float
     spent_usd: float
     at: float  # epoch seconds
+    #: the least the tasks given their turn and not launched yet would have cost (``Turn.committed_usd``)
+    committed_usd: float = 0.0
+
+    def spending(self) -> str:
+        """What it had spent, and what the launches it stopped would have cost at least."""
+        more = (f", and its next launches would have cost at least {self.committed_usd:.4f} USD more (a task bills a "
+                "minute at least)") if self.committed_usd > 0 else ""
+        return f"it had spent about {self.spent_usd:.4f} USD{more}"
 
     def message(self) -> str:
         return (
-            f"the run reached its budget: it had spent about {self.spent_usd:.4f} USD of the run's budget "
+            f"the run reached its budget: {self.spending()} of the run's budget "
             f"{self.limit_usd:g} USD ([aws_fargate] max_cost_usd; a pipeline run's options.max_cost_usd or its "
             "stack's MaxRunCostUsd), as the run report "
             "estimates cost at list prices; no more tasks were launched and its running tasks were stopped"
@@ -245,7 +253,7 @@ class Gate:
         if self.spent_usd + self.pending_usd >= budget:
             with self._cond:
                 if self.halted is None:
-                    self.halted = BudgetExceeded(budget, self.spent_usd + self.pending_usd, now)
+                    self.halted = BudgetExceeded(budget, self.spent_usd, now, self.pending_usd)
                     log.warning("run %s: %s", self.run_id, self.halted.message())
                 self._cond.notify_all()
         return self.halted

@@ -20,10 +20,11 @@ task nap {
   runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" disks: "21 GiB" }
 }
 """
-# only the task's one GB of ephemeral storage beyond Fargate's 20 has a price: 0.01 USD a second
-# (the driver and the vCPUs cost nothing here, so the budget is the task's alone). The prices are
-# the stack's (its Prices parameter): a run's own miniwdl.cfg cannot set them
-PRICES = '{"FARGATE": {"vcpu_hour": 0, "gb_hour": 0}, "ephemeral_gb_hour": 36, "public_ipv4_hour": 0, "minimum_seconds": 1}'
+# only the task's ephemeral storage beyond Fargate's 20 GB has a price: its 11 GB (21 asked, and
+# room for the image) at 0.011 USD a second (the driver and the vCPUs cost nothing here, so the
+# budget is the task's alone; its one-second minimum, 0.011, lets it launch). The prices are the
+# stack's (its Prices parameter): a run's own miniwdl.cfg cannot set them
+PRICES = '{"FARGATE": {"vcpu_hour": 0, "gb_hour": 0}, "ephemeral_gb_hour": 3.6, "public_ipv4_hour": 0, "minimum_seconds": 1}'
 
 
 @pytest.mark.long
@@ -44,7 +45,7 @@ def test_a_run_that_reaches_its_budget_is_stopped_and_fails_saying_so(tmp_path):
     assert doc["spent_usd"] >= 0.02
     cost = json.loads((results / "cost.json").read_text())
     assert cost["status"] == "FAILED" and cost["total_usd"] >= 0.02
-    assert cost["prices"]["ephemeral_gb_hour"] == 36  # (the stack's, not the bundle's)
+    assert cost["prices"]["ephemeral_gb_hour"] == 3.6  # (the stack's, not the bundle's)
     naps = [a for a in cost["attempts"] if a["call"] != "driver"]
     # the task was stopped long before its ten minutes (`local run` ends with nothing left running)
     assert [a["call"] for a in naps] == ["call-nap"] and naps[0]["billed_seconds"] < 120

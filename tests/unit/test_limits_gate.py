@@ -222,7 +222,8 @@ def test_tasks_taking_their_turns_at_once_count_their_minimum_before_any_bills()
     for _ in range(3):
         g.take(1, committed_usd=0.3)
     assert g.pending_usd == pytest.approx(0.9) and g.halted is None
-    with pytest.raises(limits.LaunchRefused, match="the run reached its budget: it had spent about 1.2000 USD"):
+    with pytest.raises(limits.LaunchRefused, match=r"the run reached its budget: it had spent about 0.0000 USD, and its next "
+                       r"launches would have cost at least 1.2000 USD more \(a task bills a minute at least\) of the run's budget 1 USD"):
         g.take(1, who="task call-d", committed_usd=0.3)
     assert g.running == 3
     g.close()
