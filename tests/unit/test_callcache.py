@@ -27,6 +27,29 @@ def test_a_staged_s3_input_is_its_uri_and_etag(cache):
     assert keys.Identities(str(cache)).of(staged) == "s3://data/refs/hg38.fa#etag=abc123"
 
 
+def test_each_file_of_a_staged_directory_is_named_by_its_path_in_it(cache):
+    """A staged Directory input (``<cache>/s3/<bucket>/<prefix>/<listing digest>/<name>/...``): the
+    Directory is its URI and listing digest, each of its files that and its own path; every file of
+    it was the Directory's identity (a call given x.txt reused the result of one given y.txt)."""
+    from miniwdl_fargate.efs_cleanup import USED_MARKER
+
+    entry = cache / "s3" / "data" / "runs" / "d1" / ("c" * 32)
+    write(entry / USED_MARKER, "")
+    files = {rel: write(entry / "d1" / rel, rel) for rel in ("x.txt", "y.txt", "a/p.txt", "a/q.txt")}
+    ids = keys.Identities(str(cache))
+    found = {rel: ids.of(path) for rel, path in files.items()}
+    base = "s3://data/runs/d1#etag=" + "c" * 32
+    assert found == {rel: f"{base}/{rel}" for rel in files}
+    assert ids.of(str(entry / "d1"), directory=True) == base
+    # a staged file's entry, marked, is as before
+    staged = cache / "s3" / "data" / "refs" / "hg38.fa" / "abc123"
+    write(staged / USED_MARKER, "")
+    assert ids.of(write(staged / "hg38.fa", "ACGT")) == "s3://data/refs/hg38.fa#etag=abc123"
+    # a file below an unmarked entry that is not one's plain shape is known by its content
+    loose = write(cache / "s3" / "data" / "runs" / "d2" / ("e" * 32) / "d2" / "a" / "p.txt", "p")
+    assert ids.of(loose) == "sha256:" + hashlib.sha256(b"p").hexdigest()
+
+
 def test_a_file_fetched_back_by_the_cache_is_its_digest_without_reading_it(cache):
     fetched = write(cache / "files" / ("f" * 64) / "out.txt", "not what the name says")
     assert keys.Identities(str(cache)).of(fetched) == "sha256:" + "f" * 64

@@ -80,12 +80,32 @@ class Identities:
             return ""
         store, _, rest = os.path.relpath(real, self.cache_dir).partition(os.sep)
         parts = rest.split(os.sep)
-        if store == "s3" and len(parts) >= 4:  # <bucket>/<key...>/<etag or listing digest>/<name>
-            return f"{S3_PREFIX}{parts[0]}/{'/'.join(parts[1:-2])}#etag={parts[-2]}"
+        if store == "s3" and len(parts) >= 4:
+            return self.staged(parts)
         if store == "files" and len(parts) == 2:
             return SHA_PREFIX + parts[0]
         if store == "dirs" and len(parts) == 2:
             return TREE_PREFIX + parts[0]
+        return ""
+
+    def staged(self, parts: list[str]) -> str:
+        """The identity of a path of the store of staged inputs, ``parts`` below it: an entry is
+        ``<bucket>/<key...>/<ETag or listing digest>/<name>`` (``staging``), its folder marked
+        (``efs_cleanup.USED_MARKER``), a staged Directory's files below ``<name>``, each of which
+        is ``s3://bucket/key#etag=<digest>/<its path in the Directory>`` (every file of a Directory
+        was the Directory's own identity, so a call given one file of it reused another's result).
+        An unmarked path is an entry only in its plain shape (its name is its key's last part);
+        otherwise "": its content is its identity."""
+        from ..efs_cleanup import USED_MARKER
+
+        store = os.path.join(self.cache_dir, "s3")
+        for depth in range(len(parts) - 1, 2, -1):  # (the entry's folder: bucket, key, digest at least)
+            if os.path.exists(os.path.join(store, *parts[:depth], USED_MARKER)):
+                below = parts[depth + 1 :]
+                return (f"{S3_PREFIX}{parts[0]}/{'/'.join(parts[1 : depth - 1])}#etag={parts[depth - 1]}"
+                        + "".join("/" + part for part in below))
+        if parts[-1] == parts[-3]:
+            return f"{S3_PREFIX}{parts[0]}/{'/'.join(parts[1:-2])}#etag={parts[-2]}"
         return ""
 
     def file_digest(self, real: str) -> str:
