@@ -55,6 +55,7 @@ def stage_s3_inputs(
     except Exception as exn:
         log.info("inputs not staged (%s: %s); miniwdl will read them as given", exn.__class__.__name__, exn)
         return inputs_path
+    env = with_s3_defaults(target, env)
     uris: dict[str, bool] = {}  # uri -> is a Directory
 
     def collect(value: WDL.Value.File | WDL.Value.Directory) -> str:
@@ -74,6 +75,23 @@ def stage_s3_inputs(
     path = os.path.join(os.path.dirname(inputs_path), "inputs.staged.json")
     inputs_json.write_json(path, WDL.values_to_json(env, namespace=target.name))
     return path
+
+
+def with_s3_defaults(target: Any, env: WDL.Env.Bindings) -> WDL.Env.Bindings:
+    """``env`` with each File or Directory input not given whose default is an ``s3://`` string
+    literal, bound to it: staged as a given one is (the inputs staged name it, so the run's
+    call-cache keys, a workflow's too, have its ETag; miniwdl would download it itself, keyed by
+    its URI alone). The inputs miniwdl itself downloads so (``_add_downloadable_defaults``)."""
+    for binding in target.available_inputs:
+        decl = binding.value
+        literal = decl.expr.literal if isinstance(decl.expr, WDL.Expr.String) else None
+        if (
+            isinstance(decl.type, (WDL.Type.File, WDL.Type.Directory)) and binding.name not in env
+            and literal is not None and str(literal.value).startswith("s3://")
+        ):
+            value_type = WDL.Value.Directory if isinstance(decl.type, WDL.Type.Directory) else WDL.Value.File
+            env = env.bind(binding.name, value_type(str(literal.value), decl.expr))
+    return env
 
 
 class _Staged(str):
@@ -117,13 +135,24 @@ def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
     return path
 
 
+def directory_listing(bucket: str, prefix: str) -> list[tuple[str, str]]:
+    """(key, ETag) of each object of a Directory input's ``prefix`` (its folder markers left out), sorted."""
+    return sorted((o["Key"], o["ETag"].strip('"')) for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/"))
+
+
+def listing_digest(listing: list[tuple[str, str]]) -> str:
+    """What a Directory input's objects are (``directory_listing``): where it is staged, and its
+    identity in the call cache's keys."""
+    return hashlib.sha256("\n".join(f"{k} {e}" for k, e in listing).encode()).hexdigest()[:32]
+
+
 def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
     bucket, prefix = s3io.split(uri)
     prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
-    listing = sorted((o["Key"], o["ETag"].strip('"')) for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/"))
+    listing = directory_listing(bucket, prefix)
     if not listing:
         raise s3io.S3URIError(f"no objects under {uri}")
-    digest = hashlib.sha256("\n".join(f"{k} {e}" for k, e in listing).encode()).hexdigest()[:32]
+    digest = listing_digest(listing)
     name = os.path.basename(prefix.rstrip("/")) or bucket
     path = _in_store(store, bucket, prefix.rstrip("/") or "_", digest, name)
     marked = efs_cleanup.mark_used(os.path.dirname(path))  # (before looking: a collection spares what is marked)

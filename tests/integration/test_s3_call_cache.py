@@ -630,3 +630,32 @@ def test_a_folders_listing_answers_for_a_while_then_the_folder_is_listed_again(b
         monkeypatch.setattr(s3cache.KnownEntries, "MAX_AGE_SECONDS", 0.0)
         assert not known.absent("runs", key, logger)
         assert len(seen.of("ListObjectsV2", "cache/call/echo/d1/")) == 2
+
+
+DEFAULTED = WDL.replace("    File reference\n", '    File reference = "s3://runs/data/ref.txt"\n', 1)
+
+
+def test_an_s3_input_miniwdl_downloads_itself_is_keyed_by_its_etag(bucket, tmp_path):
+    """An input's default (or a URI in a call's inputs) is not staged: miniwdl downloads it, and
+    keyed its calls by the URI alone, so a call whose object was replaced since reused the old
+    object's result. It is keyed by the object's ETag, as a staged input is."""
+    aws.client("s3").put_object(Bucket="runs", Key="runs/d/workflow.wdl", Body=DEFAULTED.encode())
+    assert drive_workflow(tmp_path, "d-before", {"chain.name": "ann"}, wdl="runs/d/workflow.wdl") == 0
+    aws.client("s3").put_object(Bucket="runs", Key="data/ref.txt", Body=b"one two three four")
+    assert drive_workflow(tmp_path, "d-after", {"chain.name": "ann"}, wdl="runs/d/workflow.wdl") == 0
+    outputs = json.loads(read_uri("s3://runs/runs/d/results/d-after/outputs.json"))["outputs"]
+    assert outputs["chain.words"] == 7  # (not the 6 of the object it replaced)
+    assert drive_workflow(tmp_path, "d-again", {"chain.name": "ann"}, wdl="runs/d/workflow.wdl") == 0
+    attempts = json.loads(read_uri("s3://runs/runs/d/results/d-again/cost.json"))["attempts"]
+    assert [a["call"] for a in attempts if a["call"] != "driver"] == []  # (the same object: every call reused)
+
+
+def test_an_s3_uri_is_named_by_its_etag_or_listing_and_an_unreadable_one_never_matches(bucket, tmp_path):
+    from miniwdl_fargate import staging
+
+    ids = keys.Identities(str(tmp_path / "cache"))
+    etag = aws.client("s3").head_object(Bucket="runs", Key="data/ref.txt")["ETag"].strip('"')
+    assert ids.of("s3://runs/data/ref.txt") == f"s3://runs/data/ref.txt#etag={etag}"
+    digest = staging.listing_digest(staging.directory_listing("runs", "data/"))
+    assert ids.of("s3://runs/data", directory=True) == f"s3://runs/data#etag={digest}"  # (as staging names it)
+    assert ids.of("s3://runs/data/gone.txt") == "s3://runs/data/gone.txt#unreadable"

@@ -89,9 +89,10 @@ def test_a_directory_is_the_digest_of_its_files_paths_and_contents(cache, tmp_pa
     assert ids.of(str(tmp_path / "a"), directory=True) != keys.Identities(str(cache)).of(str(tmp_path / "b"), directory=True)
 
 
-def test_a_uri_or_a_missing_path_stays_as_it_is(cache):
+def test_a_uri_but_s3s_or_a_missing_path_stays_as_it_is(cache):
+    """(An s3:// one is named by its ETag: tests/integration/test_s3_call_cache.py.)"""
     ids = keys.Identities(str(cache))
-    assert ids.of("s3://bucket/key.txt") == "s3://bucket/key.txt"
+    assert ids.of("https://example.org/key.txt") == "https://example.org/key.txt"
     assert ids.of("/nowhere/at/all") == "/nowhere/at/all"
 
 

@@ -6,7 +6,8 @@ removed once their outputs are in S3), so the parts here name each File and Dire
 what it is:
 
 - an ``s3://`` input staged into the store of staged inputs (``staging``:
-  ``<cache>/s3/<bucket>/<key>/<ETag>/<name>``): ``s3://bucket/key#etag=<ETag>``;
+  ``<cache>/s3/<bucket>/<key>/<ETag>/<name>``): ``s3://bucket/key#etag=<ETag>``, and so is one
+  miniwdl downloads itself (HeadObject's ETag; a Directory's listing digest, as staged);
 - a file the S3 call cache brought back (``<cache>/files/<sha256>/<name>``): ``sha256:<hex>``,
   a directory (``<cache>/dirs/<tree>/<name>``): ``tree:<hex>``;
 - any other local file: the SHA-256 of its content (``sha256:<hex>``), computed once per
@@ -58,11 +59,16 @@ class Identities:
     def __init__(self, cache_dir: str):
         self.cache_dir = os.path.realpath(cache_dir) if cache_dir else ""
         self._memo: dict[tuple[int, int, int, int], str] = {}
+        self._remote: dict[tuple[str, bool], str] = {}
         self._lock = threading.Lock()
 
     def of(self, path: str, directory: bool = False) -> str:
-        """The identity of the File (or Directory) at ``path``; the path itself when it is not a
-        local path (a URI miniwdl downloads) or does not exist."""
+        """The identity of the File (or Directory) at ``path``; an ``s3://`` one miniwdl downloads
+        itself (not staged: an input's default, a URI in a call's inputs, one that staging could
+        not take) by its ETag or listing (``remote``); the path itself when it is another URI or
+        does not exist."""
+        if path.startswith(S3_PREFIX):
+            return self.remote(path, directory)
         real = os.path.realpath(path.rstrip("/") or "/")
         if "://" in path or not os.path.exists(real):
             return path
@@ -73,6 +79,33 @@ class Identities:
             return self.tree(real) if directory else self.file_digest(real)
         except NotRegular:
             return path  # (by its path, as miniwdl keys it)
+
+    def remote(self, uri: str, directory: bool) -> str:
+        """``s3://bucket/key#etag=<ETag>`` of an object miniwdl will download (a Directory: its
+        listing's digest, as staging names it): the URI alone keyed a call whose object was
+        since replaced to the old object's result. Asked once per process (a run downloads a URI
+        once); one that cannot be read is ``<uri>#unreadable``, which no entry has."""
+        with self._lock:
+            known = self._remote.get((uri, directory))
+        if known:
+            return known
+        from .. import aws, s3io, staging
+
+        try:
+            bucket, key = s3io.split(uri)
+            if directory:
+                prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+                listing = staging.directory_listing(bucket, prefix)
+                found = f"{S3_PREFIX}{bucket}/{prefix.rstrip('/') or '_'}#etag={staging.listing_digest(listing)}" if listing else ""
+            else:
+                etag = aws.client("s3").head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+                found = f"{S3_PREFIX}{bucket}/{key}#etag={etag}"
+        except Exception:  # noqa: BLE001 (miniwdl's download says why; the key only must not match)
+            found = ""
+        found = found or uri + "#unreadable"
+        with self._lock:
+            self._remote[(uri, directory)] = found
+        return found
 
     def in_store(self, real: str) -> str:
         """The identity a path of one of the cache folder's stores carries in itself; "" if none."""
