@@ -36,9 +36,11 @@ def test_an_oom_killed_task_is_retried_once_with_double_memory(sim, tmp_path):
     assert sizes_asked(sim) == [("1024", "2048"), ("1024", "4096")]
     assert "task ran out of memory: retrying with more memory" in out
     assert 'old_size: "1 vCPU / 2 GiB", new_size: "1 vCPU / 4 GiB"' in out
-    # the retry runs in a fresh work directory, like miniwdl's own retries
+    # the retry runs in a fresh work directory at the same path (the command's paths name it),
+    # the first attempt's kept aside
     task_dir = next((tmp_path / "runs").glob("*_w/call-t"))
-    assert (task_dir / "work").is_dir() and (task_dir / "work2").is_dir()
+    assert (task_dir / "work").is_dir() and (task_dir / "work.try1").is_dir() and not (task_dir / "work2").exists()
+    assert (task_dir / "stdout.try1.txt").is_file() and (task_dir / "stdout.txt").is_file()
 
 
 def test_the_next_size_may_need_more_vcpu(sim, tmp_path):

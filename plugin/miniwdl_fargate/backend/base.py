@@ -15,7 +15,7 @@ Every attempt is recorded in ``attempts`` (one process-wide log, read by the dri
 when it was queued, launched, running and stopped, its size and how it ended. A subclass may ask
 for another attempt of the command inside the same miniwdl attempt (``_retry_attempt``: the
 Fargate backend does so for a task killed for running out of memory); it runs in a fresh work
-directory, the way miniwdl's own retries do.
+directory, the way miniwdl's own retries do, at the same path (``reset``).
 """
 
 from __future__ import annotations
@@ -158,7 +158,38 @@ class BaseTaskContainer(TaskContainer):
         super().copy_input_files(logger)
         self._inputs_copied = True
 
+    # -- one place for every attempt ----------------------------------------------------------
+    # The command sees its directory by its real path (``container_dir`` is ``host_dir``), so the
+    # paths it was given (its inputs under work/_miniwdl_inputs, an output it names by absolute
+    # path, [file_io] mount_tmpdir's TMPDIR) name ``work`` on every attempt: where miniwdl's
+    # retries move on to work2, stdout2.txt... (which its Docker backend mounts back at
+    # .../work), each attempt here runs in ``work`` again, the failed attempt's files renamed
+    # aside (``work.try1``, ``stdout.try1.txt``: kept for inspection), as miniwdl-aws does.
+
+    def host_work_dir(self) -> str:
+        return os.path.join(self.host_dir, "work")
+
+    def host_stdout_txt(self) -> str:
+        return os.path.join(self.host_dir, "stdout.txt")
+
+    def host_stderr_txt(self) -> str:
+        return os.path.join(self.host_dir, "stderr.txt")
+
     def reset(self, logger: logging.Logger) -> None:
+        """Before another attempt: the last attempt's work directory and logs renamed aside
+        (``work.try<N>``, ``stdout.try<N>.txt``; a task that ended under miniwdl's
+        ``[file_io] delete_work`` has none), a fresh ``work``."""
+        kept = []
+        for path, aside in (
+            (self.host_work_dir(), os.path.join(self.host_dir, f"work.try{self.try_counter}")),
+            (self.host_stdout_txt(), os.path.join(self.host_dir, f"stdout.try{self.try_counter}.txt")),
+            (self.host_stderr_txt(), os.path.join(self.host_dir, f"stderr.try{self.try_counter}.txt")),
+        ):
+            if os.path.lexists(path):
+                os.rename(path, aside)
+                kept.append(aside)
+        if kept:
+            logger.info(_("the last attempt's files kept aside", files=kept))
         super().reset(logger)
         self._inputs_copied = False
 
@@ -367,8 +398,8 @@ class BaseTaskContainer(TaskContainer):
             logger.warning(_("could not refresh the task directory (NFS)", error=str(exn) or type(exn).__name__))
 
     def _fresh_attempt(self, logger: logging.Logger) -> None:
-        """Start over in a new work directory (``work2``, ``stdout2.txt``, ...), as miniwdl does
-        between its retries: the failed attempt's files stay for inspection, and the next attempt
+        """Start over in a fresh work directory (``reset``: the last attempt's renamed aside), as
+        miniwdl's retries do: the failed attempt's files stay for inspection, and the next attempt
         does not trip over its half-written outputs."""
         copied = self._inputs_copied
         tmpdir = os.path.isdir(os.path.join(self.host_work_dir(), "_miniwdl_tmpdir"))
