@@ -45,6 +45,16 @@ def test_bash_when_the_image_has_it_and_sh_when_it_does_not(tmp_path):
     assert with_bash["outputs"]["which_shell.shell"] == "bash"
     no_bash = run(tmp_path / "b", MINIWDL__TASK_RUNTIME__COMMAND_SHELL="/no/such/bash")
     assert no_bash["outputs"]["which_shell.shell"] == "sh"
+    said = (Path(no_bash["dir"]) / "container.log").read_text()
+    assert "miniwdl-fargate: the image has no /no/such/bash; the command runs under /bin/sh" in said
+
+
+def test_the_shell_takes_its_flags_as_miniwdls_command_shell_does(tmp_path):
+    """``command_shell = /bin/bash -x`` (miniwdl's default.cfg's own example): bash with -x, where
+    the whole string was taken for the program's name, not found, and sh ran the command."""
+    traced = run(tmp_path, MINIWDL__TASK_RUNTIME__COMMAND_SHELL="/bin/bash -x")
+    assert traced["outputs"]["which_shell.shell"] == "bash"
+    assert "+ pwd -P" in (Path(traced["dir"]) / "stderr.txt").read_text()  # (bash -x traces to the command's stderr)
 
 
 def test_command_runs_in_its_real_work_directory_with_a_private_tmpdir(tmp_path):
@@ -66,9 +76,11 @@ def test_the_private_tmpdir_goes_to_tmp_where_the_given_tmpdir_cannot_hold_it(tm
     assert tmpdir.startswith("/tmp/miniwdl.")
     assert result["outputs"]["which_shell.tmp_ok"] == "writable"
     assert not os.path.exists(tmpdir)
-    # and the task's stderr says so, naming the directory and the user
-    stderr = Path(result["dir"], "stderr.txt").read_text()
-    assert f"miniwdl-fargate: scratch {tmp_path / 'no-such-volume'} is not writable by uid {os.getuid()}; TMPDIR is /tmp instead" in stderr
+    # and the container's log says so, naming the directory and the user; the task's stderr() is
+    # the command's own
+    said = f"miniwdl-fargate: scratch {tmp_path / 'no-such-volume'} is not writable by uid {os.getuid()}; TMPDIR is /tmp instead"
+    task_dir = Path(result["dir"])
+    assert said in (task_dir / "container.log").read_text() and said not in (task_dir / "stderr.txt").read_text()
 
 
 TAR_WDL = """

@@ -236,8 +236,9 @@ class BaseTaskContainer(TaskContainer):
           (``container_dir`` is ``host_dir``, as in miniwdl-aws): ``pwd -P``, ``realpath`` of an
           input and outputs named by absolute paths all mean what they say. Nothing is created
           outside EFS first, so an image whose USER is not root runs as well.
-        - With ``command_shell`` (``/bin/bash`` by default) where the image has it, else ``/bin/sh``:
-          an image without bash runs a command that needs only sh.
+        - With ``command_shell`` (``/bin/bash`` by default; flags too, ``/bin/bash -x``, as miniwdl
+          takes it) where the image has it, else ``/bin/sh`` (said in the container's log): an
+          image without bash runs a command that needs only sh.
         - ``TMPDIR`` is a fresh directory in the container's own filesystem (``/tmp``: Fargate's
           ephemeral storage, which ``runtime.disks`` sizes), removed afterwards; a command that sets
           its own (``[file_io] mount_tmpdir``) overrides it. Where the container's environment
@@ -270,12 +271,15 @@ class BaseTaskContainer(TaskContainer):
         lines = [
             f"cd {q(self.host_work_dir())} || exit 1",
             f"stdout_txt={q(self.host_stdout_txt())}; stderr_txt={q(self.host_stderr_txt())}",
+            # the shell and its flags, as miniwdl takes command_shell ("/bin/bash -x"): the program
+            # is its first word; where the image has none, /bin/sh, said in the container's log
             f"shell={q(shell)}",
-            '[ -x "$shell" ] || shell=/bin/sh',
+            'set -- $shell; [ -x "$1" ] || { echo "miniwdl-fargate: the image has no $1; the command runs under /bin/sh" >&2; shell=/bin/sh; }',
             'scratch=$(mktemp -d "${TMPDIR:-/tmp}/miniwdl.XXXXXX" 2>/dev/null) || {',
-            # said in the task's stderr: a 500 GiB task silently on /tmp would fail later as "no space"
-            f'  [ -n "$TMPDIR" ] && echo "miniwdl-fargate: scratch $TMPDIR is not writable by uid $(id -u 2>/dev/null);'
-            f' TMPDIR is /tmp instead (a non-root image user gets an EBS volume only if the task definition names it)" >> {err}',
+            # said in the container's log (the task's stderr() is the command's alone): a 500 GiB
+            # task silently on /tmp would fail later as "no space"
+            '  [ -n "$TMPDIR" ] && echo "miniwdl-fargate: scratch $TMPDIR is not writable by uid $(id -u 2>/dev/null);'
+            ' TMPDIR is /tmp instead (a non-root image user gets an EBS volume only if the task definition names it)" >&2',
             '  scratch=$(mktemp -d /tmp/miniwdl.XXXXXX 2>/dev/null); }',
             '[ -n "$scratch" ] && export TMPDIR="$scratch"',
             '[ -n "${TAR_OPTIONS+x}" ] || export TAR_OPTIONS=--no-same-owner',
@@ -287,7 +291,7 @@ class BaseTaskContainer(TaskContainer):
             # may already be running, even writing) is passed on as soon as there is a child
             'stop_child() { [ -z "$child" ] || [ -n "$sent" ] || { sent=1; kill -TERM $child 2>/dev/null; }; }',
             "termed=; sent=; child=; trap 'termed=1; stop_child' TERM",
-            f'"$shell" {q(os.path.join(host, "command"))} {closed}>> {out} 2>> {err} & child=$!',
+            f'$shell {q(os.path.join(host, "command"))} {closed}>> {out} 2>> {err} & child=$!',
             '[ -z "$termed" ] || stop_child',
             "wait $child; rc=$?",
             "while kill -0 $child 2>/dev/null; do wait $child; rc=$?; done",

@@ -22,6 +22,9 @@ from WDL._util import StructuredLogMessage as _
 from . import links, miniwdl_fixes
 from .base import BaseTaskContainer, Job, JobStatus
 
+#: in each task's directory: what its script says besides the command's output (a container's log)
+CONTAINER_LOG = "container.log"
+
 
 @dataclass(eq=False)
 class HostProcessJob(Job):
@@ -58,14 +61,17 @@ class HostProcessTaskContainer(BaseTaskContainer):
         return {**super().attempt_facts(), "capacity": "local"}
 
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> HostProcessJob:
-        process = subprocess.Popen(
-            ["/bin/sh", "-c", script],
-            cwd=self.host_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # what the script itself says (not the command's: that is stdout.txt and stderr.txt) goes
+        # where a container's log would: a file of the task's, beside its command's
+        with open(os.path.join(self.host_dir, CONTAINER_LOG), "ab") as log_file:
+            process = subprocess.Popen(
+                ["/bin/sh", "-c", script],
+                cwd=self.host_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
+            )
         job = HostProcessJob(process, time.time())
         logger.notice(_("host_process started", pid=job.pid))  # type: ignore[attr-defined]
         return job
