@@ -42,6 +42,19 @@ _ECS_IMAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 _ECS_DIGEST = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 
 
+#: how WDL 1.1's ``container`` may name a Docker image, as a URI
+DOCKER_URI = "docker://"
+
+
+def wdl_image(value: str) -> str:
+    """The image a WDL ``docker``/``container`` value names: spaces around it dropped ("ubuntu:22.04 "
+    as a WDL may write it: ECS takes no spaces), and a ``docker://`` URI's scheme (WDL 1.1's
+    example of a container URI, https://github.com/openwdl/wdl/blob/wdl-1.1/SPEC.md#container:
+    ECS would take the whole for a repository name and fail its pull)."""
+    image = str(value).strip()
+    return image[len(DOCKER_URI):] if image.startswith(DOCKER_URI) else image
+
+
 def ecs_image_problem(image: str) -> str | None:
     """What makes ``image`` one ECS refuses to register as a container's image, or None. Docker's
     grammar (``parse_reference``) takes more: other digest algorithms, tags beyond ASCII letters,

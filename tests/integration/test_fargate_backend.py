@@ -99,6 +99,24 @@ def test_an_image_ecs_cannot_run_fails_the_task_before_registering_and_is_not_re
     assert registered["containerDefinitions"][0]["image"] == "ubuntu:22.04"
 
 
+def test_a_docker_uri_runs_its_image_and_an_inline_dockerfile_is_refused_saying_so(backend):
+    """WDL 1.1's ``container: "docker://ubuntu:22.04"`` names the image ubuntu:22.04 (ECS would
+    take the whole for a repository and fail its pull); ``inlineDockerfile`` (which miniwdl's
+    Docker backend builds) fails the task at once, saying what to do, not run in the default image."""
+    from miniwdl_fargate.backend.fargate import ImageUnusable
+
+    new, _, _ = backend
+    uri = new("call-uri")
+    uri.runtime_values["docker"] = "docker://ubuntu:22.04"
+    request = uri.run_task_request(LOG, uri.task_script())
+    registered = aws.client("ecs").describe_task_definition(taskDefinition=request["taskDefinition"])["taskDefinition"]
+    assert registered["containerDefinitions"][0]["image"] == "ubuntu:22.04"
+    inline = new("call-inline")
+    inline.runtime_values["inlineDockerfile"] = "FROM ubuntu:22.04\nRUN apt-get install -y samtools"
+    with pytest.raises(ImageUnusable, match=r"^task call-inline: runtime.inlineDockerfile is not supported by aws_fargate"):
+        inline.run_task_request(LOG, inline.task_script())
+
+
 def test_disks_become_ephemeral_storage(backend):
     new, _, _ = backend
     container = new(cpu=1, memory="2 GiB", disks="local-disk 150 SSD")
@@ -412,16 +430,16 @@ def test_a_task_deep_in_subworkflows_fits_runtasks_overrides_and_one_that_cannot
     from miniwdl_fargate.backend.fargate import MAX_OVERRIDES_CHARS
 
     new, _, _ = backend
-    deep = new(name="/".join(f"call-{'step' * 25}-{i}" for i in range(5)))  # (a 560-character path below the run's)
+    deep = new(name="/".join(f"call-{'step' * 26}-{i}" for i in range(5)))  # (a 580-character path below the run's)
     request = deep.run_task_request(LOG, deep.task_script())
     validate("RunTask", request)
     (script,) = request["overrides"]["containerOverrides"][0]["command"]
     assert script.count(deep.host_dir) == 4  # (the work directory, the command, stdout.txt, stderr.txt)
     length = len(json.dumps(request["overrides"], separators=(",", ":")))
     assert length < MAX_OVERRIDES_CHARS
-    # (with each of the script's 11 uses of a path written out, it would not have fit)
+    # (with each of the script's 10 uses of a path written out, it would not have fit)
     uses = script.count('"$stdout_txt"') + script.count('"$stderr_txt"')
-    assert uses == 9 and length + (uses - 2) * len(deep.host_dir) > MAX_OVERRIDES_CHARS
+    assert uses == 8 and length + (uses - 2) * len(deep.host_dir) > MAX_OVERRIDES_CHARS
     too_deep = new(name="/".join(f"call-{'x' * 240}-{i}" for i in range(7)))
     with pytest.raises(WDLRuntimeError, match=r"RunTask overrides would be \d+ characters, over ECS's 8192: the task's directory path is \d+ characters"):
         too_deep.run_task_request(LOG, too_deep.task_script())

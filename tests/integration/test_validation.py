@@ -364,11 +364,22 @@ def test_a_directory_input_must_name_a_prefix_with_files(pipeline):
     'docker: "quay.io/biocontainers/samtools:1.17--h00cdaf9_0"',
     'docker: "123456789012.dkr.ecr.us-east-1.amazonaws.com/tools@sha256:' + "a" * 64 + '"',
     'docker: "localhost:5000/x"',
+    'container: "docker://ubuntu:22.04"',  # (WDL 1.1's container URI)
 ])
 def test_an_image_miniwdl_would_not_use_or_would_take_is_not_refused(pipeline, runtime):
     settings, drop, rejection, executions = pipeline
     wdl = f"version 1.1\nworkflow hello {{ call t }}\ntask t {{\n  command <<< >>>\n  runtime {{\n    {runtime}\n  }}\n}}\n"
     assert drop("img", {}, wdl=wdl) is not None
+
+
+def test_a_task_with_an_inline_dockerfile_is_refused_saying_what_to_do(pipeline):
+    settings, drop, rejection, executions = pipeline
+    wdl = ("version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime {\n"
+           '    inlineDockerfile: "FROM ubuntu:22.04"\n  }\n}\n')
+    assert drop("inline", {}, wdl=wdl) is None
+    [(_, said)] = rejection("inline")
+    assert said.startswith("task t: runtime.inlineDockerfile is not supported (ECS runs images from a registry, it builds none)")
+    assert executions() == []
 
 
 def test_a_refused_submission_stays_refused_by_its_run_id_after_a_later_refusal(pipeline):

@@ -471,7 +471,7 @@ class FargateTaskContainer(BaseTaskContainer):
         image = self.runtime_values.get("docker") or self.cfg.get_dict("task_runtime", "defaults").get(
             "docker", "ubuntu:22.04"
         )
-        return str(image).strip()  # ("ubuntu:22.04 " as a WDL may write it: ECS takes no spaces)
+        return images.wdl_image(image)
 
     def pulled_image(self) -> str:
         """How errors name the image ECS pulls: as asked, and the image cache's URI where that
@@ -847,6 +847,11 @@ class FargateTaskContainer(BaseTaskContainer):
     def run_task_request(self, logger: logging.Logger, script: str, token: str | None = None) -> dict[str, Any]:
         """The RunTask request of one attempt; ``token``: its clientToken (fresh if not given)."""
         s = self.settings
+        if "inlineDockerfile" in self.runtime_values:  # (miniwdl's docker backend builds it; ECS runs images only)
+            raise ImageUnusable(
+                f"task {self.run_id}: runtime.inlineDockerfile is not supported by aws_fargate (ECS runs images from "
+                "a registry, it builds none): build the image, push it (to ECR, say) and name it in runtime.docker"
+            )
         problem = images.ecs_image_problem(self.image_uri())
         if problem:  # (said before RegisterTaskDefinition refuses it; no retry would change it)
             raise ImageUnusable(f"task {self.run_id}: image {self.pulled_image()} is not one ECS can run: {problem}")

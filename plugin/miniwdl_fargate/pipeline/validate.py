@@ -433,20 +433,25 @@ def check_task_images(called: CalledTasks, problems: Problems) -> None:
     for task, document in called:
         # the image miniwdl takes (TaskContainer.process_runtime): ``container`` before ``docker``,
         # an array's first; "" or "*" is the configured default image
+        if "inlineDockerfile" in task.runtime:  # (miniwdl's Docker backend builds it; ECS runs images only)
+            problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.inlineDockerfile is not supported "
+                         "(ECS runs images from a registry, it builds none): build the image, push it and name it in runtime.docker")
+            continue
         key = next((k for k in ("container", "docker") if k in task.runtime), None)
-        if key is None or "inlineDockerfile" in task.runtime:
+        if key is None:
             continue
         value = _literal(task.runtime[key], document.effective_wdl_version)
         if isinstance(value, WDL.Value.Array):
             value = value.value[0] if value.value else None
         if not isinstance(value, WDL.Value.String) or value.value.strip() in ("", "*"):
             continue
+        image = images.wdl_image(value.value)
         try:
-            images.parse_reference(value.value)
+            images.parse_reference(image)
         except images.ImageReferenceError as exn:
             problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {exn}")
             continue
-        problem = images.ecs_image_problem(value.value.strip())
+        problem = images.ecs_image_problem(image)
         if problem:
             problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {value.value!r}: {problem}")
 
