@@ -356,6 +356,25 @@ def test_a_directory_input_must_name_a_prefix_with_files(pipeline):
     )
 
 
+def test_an_archived_input_is_refused_until_it_is_restored(pipeline):
+    """An object in Glacier Flexible Retrieval or Deep Archive (or Intelligent-Tiering's archive
+    tiers) passes HeadObject, and its download fails (InvalidObjectState) after the run started:
+    refused at submit, naming it, until a restored copy is there."""
+    settings, drop, rejection, executions = pipeline
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="data", Key="cold/ref.txt", Body=b"ACGT", StorageClass="DEEP_ARCHIVE")
+    assert drop("cold", dict(OK_INPUTS, **{"hello.reference": "s3://data/cold/ref.txt"})) is None
+    assert rejection("cold") == [(INPUTS.format(name="cold") + ": hello.reference",
+                                  "s3://data/cold/ref.txt is archived in S3 (DEEP_ARCHIVE) and cannot be read until it is "
+                                  "restored: restore it (RestoreObject, or the S3 console's Initiate restore), then submit again")]
+    wdl = GOOD.replace("File reference", "Directory reference").replace("version 1.1", "version 1.2")
+    assert drop("cold-dir", dict(OK_INPUTS, **{"hello.reference": "s3://data/cold"}), wdl) is None
+    assert rejection("cold-dir")[0][1].startswith("s3://data/cold: s3://data/cold/ref.txt is archived in S3 (DEEP_ARCHIVE)")
+    s3.restore_object(Bucket="data", Key="cold/ref.txt", RestoreRequest={"Days": 1})
+    assert drop("warm", dict(OK_INPUTS, **{"hello.reference": "s3://data/cold/ref.txt"})) is not None
+    assert len(executions()) == 1
+
+
 @pytest.mark.parametrize("runtime", [
     'docker: ""',  # (the configured default image)
     'container: "*"',

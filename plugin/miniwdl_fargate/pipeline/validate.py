@@ -294,6 +294,29 @@ def _s3_error(exn: Any, uri: str) -> str:
     return f"{uri}: {exn}"
 
 
+#: storage classes whose objects GetObject refuses until restored (InvalidObjectState): "If the
+#: object you are retrieving is stored in the S3 Glacier Flexible Retrieval storage class, the S3
+#: Glacier Deep Archive storage class, the S3 Intelligent-Tiering Archive Access tier, or the S3
+#: Intelligent-Tiering Deep Archive Access tier, before you can retrieve the object you must first
+#: restore a copy using RestoreObject" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html)
+ARCHIVED_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
+ARCHIVED_TIERS = ("ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS")
+
+
+def archived_problem(head: dict[str, Any], uri: str) -> str | None:
+    """What keeps an object (its HeadObject answer) from being read, if it is archived and not
+    restored (HeadObject's ``Restore``: ``ongoing-request="false"`` once a copy is there); None if
+    it can be read. The driver's download would fail with InvalidObjectState after the run started."""
+    archived = head.get("StorageClass") if head.get("StorageClass") in ARCHIVED_CLASSES else None
+    if head.get("ArchiveStatus") in ARCHIVED_TIERS:
+        archived = f"Intelligent-Tiering {head['ArchiveStatus']}"
+    if archived is None or 'ongoing-request="false"' in str(head.get("Restore") or ""):
+        return None
+    restoring = " (its restore is under way: submit once it is done)" if 'ongoing-request="true"' in str(head.get("Restore") or "") else ""
+    return (f"{uri} is archived in S3 ({archived}) and cannot be read until it is restored{restoring}: restore it "
+            "(RestoreObject, or the S3 console's Initiate restore), then submit again")
+
+
 def _check_s3(uri: str, directory: bool) -> str | None:
     s3 = aws.client("s3")
     try:
@@ -303,16 +326,18 @@ def _check_s3(uri: str, directory: bool) -> str | None:
             # (a "<folder>/" object, the S3 console's or an empty Directory output's, is no file:
             # the driver's staging takes files only)
             # (its first 10,000 keys: a larger Directory's others are checked as the driver stages it)
-            listed = itertools.islice(s3io.list_keys(bucket, prefix), 10_000)
-            files = [o["Key"] for o in listed if not o["Key"].endswith("/")]
+            listed_objects = [o for o in itertools.islice(s3io.list_keys(bucket, prefix), 10_000) if not o["Key"].endswith("/")]
+            files = [o["Key"] for o in listed_objects]
             if not files:
                 return f"{uri} holds no objects (a Directory input names a prefix with files under it)"
             unplaceable = next(((k, p) for k in files if (p := s3io.path_problem(k[len(prefix):]))), None)
             if unplaceable:
                 return f"{uri}: s3://{bucket}/{unplaceable[0]}: {unplaceable[1]}"
+            archived = next((o["Key"] for o in listed_objects if o.get("StorageClass") in ARCHIVED_CLASSES), None)
+            if archived is not None and (problem := archived_problem(s3.head_object(Bucket=bucket, Key=archived), f"s3://{bucket}/{archived}")):
+                return f"{uri}: {problem}"
             return None
-        s3.head_object(Bucket=bucket, Key=key)
-        return None
+        return archived_problem(s3.head_object(Bucket=bucket, Key=key), uri)
     except s3io.S3URIError as exn:
         return str(exn)
     except s3.exceptions.ClientError as exn:
