@@ -105,11 +105,15 @@ COPIES_LOOKED_THROUGH = 10
 
 
 def copied_in_place(bucket: str, name: str, key: str, version_id: str, etag: str) -> runs.RunRecord | None:
-    """The run of an earlier version of ``key`` with the same bytes as ``version_id`` (by ETag;
-    the versions just before it that also have them are looked through, ``COPIES_LOOKED_THROUGH``),
-    if that version started one; None otherwise: then the copy is a submission like any other (a
-    copy from elsewhere, or of other bytes). ListObjectVersions lists a key's versions newest
-    first (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html)."""
+    """The run of an earlier version of ``key`` with the same bytes as ``version_id`` (the versions
+    just before it that also have them are looked through, ``COPIES_LOOKED_THROUGH``), if that
+    version started one; None otherwise: then the copy is a submission like any other (a copy
+    from elsewhere, or of other bytes). ListObjectVersions lists a key's versions newest first
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html). Bytes are
+    compared as read (an inputs.json is capped), not by ETag: a copy that changes the encryption
+    to SSE-KMS gets an ETag that is no MD5 of its bytes ("Objects ... encrypted by SSE-C or
+    SSE-KMS, have ETags that are not an MD5 digest of their object data",
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html)."""
     s3 = aws.client("s3")
     versions: list[dict[str, Any]] = []
     pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
@@ -121,14 +125,18 @@ def copied_in_place(bucket: str, name: str, key: str, version_id: str, etag: str
     ids = [v["VersionId"] for v in versions]
     if version_id not in ids:
         return None
-    for earlier in versions[ids.index(version_id) + 1 :][:COPIES_LOOKED_THROUGH]:
-        if earlier["ETag"].strip('"') != etag.strip('"'):
-            return None  # (other bytes: what was copied onto the key is new)
-        run_id = runs.run_id_for(name, key, earlier["VersionId"])
-        found = recorded_or_none(bucket, s3io.split(runs.results_uri(bucket, name, run_id))[1] + runs.RECORD_NAME)
-        if found is not None:
-            log.info("s3://%s/%s version %s is a copy of version %s onto itself: run %s", bucket, key, version_id, earlier["VersionId"], run_id)
-            return found
+    try:
+        copied = snapshot.read_version(bucket, key, version_id, etag)
+        for earlier in versions[ids.index(version_id) + 1 :][:COPIES_LOOKED_THROUGH]:
+            if snapshot.read_version(bucket, key, earlier["VersionId"], None) != copied:
+                return None  # (other bytes: what was copied onto the key is new)
+            run_id = runs.run_id_for(name, key, earlier["VersionId"])
+            found = recorded_or_none(bucket, s3io.split(runs.results_uri(bucket, name, run_id))[1] + runs.RECORD_NAME)
+            if found is not None:
+                log.info("s3://%s/%s version %s is a copy of version %s onto itself: run %s", bucket, key, version_id, earlier["VersionId"], run_id)
+                return found
+    except snapshot.SnapshotError:  # (a version gone meanwhile: no run to answer for the copy)
+        return None
     return None
 
 
@@ -330,11 +338,11 @@ def from_object(
         run_id = runs.run_id_for(name, key, upload)
         results = runs.results_uri(bucket, name, run_id)
         record = recorded_or_none(bucket, s3io.split(results)[1] + runs.RECORD_NAME)
-        if record is None and reason == "CopyObject" and version_id:
-            record = copied_in_place(bucket, name, key, version_id, etag)
-        if record is not None:  # a duplicate delivery (or a copy of a run's inputs.json onto itself): the run is already bound
+        if record is not None:  # a duplicate delivery: the run is already bound
             return start(settings, record)
         check_inputs_size(bucket, key, version_id, etag, size)
+        if reason == "CopyObject" and version_id and (earlier := copied_in_place(bucket, name, key, version_id, etag)):
+            return start(settings, earlier)  # (a copy of a run's inputs.json onto itself: that run's)
         body = snapshot.read_version(bucket, key, version_id, etag)
         inputs = parse_inputs(body, s3io.uri(bucket, key))
         body = inputs_json.decode(body, key).encode("utf-8")  # the run's copy: no byte order mark
