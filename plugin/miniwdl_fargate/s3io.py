@@ -109,10 +109,25 @@ class Transfers:
 
         concurrency = concurrency or transfer_concurrency()
         config = TransferConfig(max_concurrency=concurrency, use_threads=True, preferred_transfer_client="classic")
-        self.manager = create_transfer_manager(aws.client("s3"), config)
+        client = aws.client("s3")
+        self.manager = create_transfer_manager(client, config)
         self.progress, self.counted = progress, counted
         self.done = self.total = 0
         self._lock = threading.Lock()
+        # the ETag each download was listed (or headed) with, asked for in its GetObject: s3transfer
+        # asks for it in a ranged download only (an object of several parts), and takes no IfMatch
+        # of its caller; a small object replaced since would be written under the old ETag's name
+        self._etags: dict[tuple[str, str], str] = {}
+        self._events, self._pin_id = client.meta.events, f"s3io-transfers-{id(self)}"
+        self._events.register("provide-client-params.s3.GetObject", self._pin, unique_id=self._pin_id)
+
+    def _pin(self, params: dict[str, Any], **kwargs: Any) -> None:
+        """A GetObject of one of this Transfers' downloads asks for the ETag it was given
+        (S3 answers 412 if the object changed: "Return the object only if its entity tag (ETag)
+        is the same as the one specified", https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html)."""
+        etag = self._etags.get((params.get("Bucket", ""), params.get("Key", "")))
+        if etag and "IfMatch" not in params and "VersionId" not in params:
+            params["IfMatch"] = etag
 
     def __enter__(self) -> "Transfers":
         return self
@@ -122,6 +137,7 @@ class Transfers:
         # threads. (Not manager.shutdown(cancel=True, ...): s3transfer 0.19.3 passes its
         # arguments to _shutdown one place off, and the cancel fails with a TypeError.)
         self.manager.__exit__(kind, exn, tb)
+        self._events.unregister("provide-client-params.s3.GetObject", unique_id=self._pin_id)
 
     def _subscribers(self, known: tuple[int, str] | None = None) -> list[Any]:
         from s3transfer.subscribers import BaseSubscriber
@@ -159,8 +175,8 @@ class Transfers:
     def download(self, items: Iterable[tuple[str, str, str] | tuple[str, str, str, int, str]]) -> list[str]:
         """Download (bucket, key, path[, size, ETag]) items in parallel (each written to a
         temporary name beside ``path``, renamed when whole); the paths, once every one arrived.
-        The size and ETag of a listing save the HeadObject s3transfer would otherwise send first
-        (and s3transfer then asks for that ETag: an object replaced since the listing fails)."""
+        The size and ETag of a listing save the HeadObject s3transfer would otherwise send first,
+        and every GetObject asks for that ETag (``_pin``): an object replaced since fails (412)."""
         items = list(items)
         self._count(total=len(items))
         folders: set[str] = set()
@@ -171,6 +187,8 @@ class Transfers:
                 os.makedirs(folder, exist_ok=True)
                 folders.add(folder)
             subscribers = self._subscribers((known[0], known[1]) if known else None)
+            if known:
+                self._etags[(bucket, key)] = f'"{str(known[1]).strip(chr(34))}"'
             futures.append(self._queue(lambda b=bucket, k=key, p=path, s=subscribers: self.manager.download(b, k, p, subscribers=s)))
         self.wait(futures)
         return [item[2] for item in items]
@@ -228,12 +246,15 @@ def download_to(bucket: str, key: str, path: str, progress: Progress | None = No
     return path
 
 
-def prefix_targets(bucket: str, prefix: str, dest: str, exclude=lambda rel: False) -> list[tuple[str, str, str, int, str]]:
-    """(bucket, key, path under ``dest``, size, ETag) of every object under ``prefix``, keeping relative
-    paths; a key that would land outside ``dest`` is refused before anything is downloaded."""
+def prefix_targets(
+    bucket: str, prefix: str, dest: str, exclude=lambda rel: False, objects: Iterable[dict[str, Any]] | None = None,
+) -> list[tuple[str, str, str, int, str]]:
+    """(bucket, key, path under ``dest``, size, ETag) of every object under ``prefix`` (listed, or
+    ``objects``: a listing in hand, downloaded as it was listed), keeping relative paths; a key
+    that would land outside ``dest`` is refused before anything is downloaded."""
     prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     targets = []
-    for obj in list_keys(bucket, prefix):
+    for obj in list_keys(bucket, prefix) if objects is None else objects:
         rel = obj["Key"][len(prefix) :]
         if not rel or rel.endswith("/") or exclude(rel):
             continue

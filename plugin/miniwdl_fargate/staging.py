@@ -129,15 +129,20 @@ def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
     if os.path.isfile(path) and os.path.getsize(path) == head["ContentLength"]:
         path.reused = True
         return path
-    transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])
+    transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])  # (asked for by that ETag)
     if not marked:  # (the entry is there now)
         efs_cleanup.mark_used(os.path.dirname(path))
     return path
 
 
-def directory_listing(bucket: str, prefix: str) -> list[tuple[str, str]]:
-    """(key, ETag) of each object of a Directory input's ``prefix`` (its folder markers left out), sorted."""
-    return sorted((o["Key"], o["ETag"].strip('"')) for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/"))
+def directory_objects(bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """The objects of a Directory input's ``prefix`` as ListObjectsV2 gives them, its folder markers left out."""
+    return [o for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/")]
+
+
+def directory_listing(bucket: str, prefix: str, objects: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+    """(key, ETag) of each object of a Directory input's ``prefix`` (``directory_objects``, or those given), sorted."""
+    return sorted((o["Key"], o["ETag"].strip('"')) for o in (directory_objects(bucket, prefix) if objects is None else objects))
 
 
 def listing_digest(listing: list[tuple[str, str]]) -> str:
@@ -149,10 +154,10 @@ def listing_digest(listing: list[tuple[str, str]]) -> str:
 def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
     bucket, prefix = s3io.split(uri)
     prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
-    listing = directory_listing(bucket, prefix)
-    if not listing:
+    objects = directory_objects(bucket, prefix)  # (one listing: named by it, and downloaded as listed)
+    if not objects:
         raise s3io.S3URIError(f"no objects under {uri}")
-    digest = listing_digest(listing)
+    digest = listing_digest(directory_listing(bucket, prefix, objects))
     name = os.path.basename(prefix.rstrip("/")) or bucket
     path = _in_store(store, bucket, prefix.rstrip("/") or "_", digest, name)
     marked = efs_cleanup.mark_used(os.path.dirname(path))  # (before looking: a collection spares what is marked)
@@ -162,7 +167,7 @@ def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".part.", dir=os.path.dirname(path))
     try:
-        s3io.download_prefix(bucket, prefix, staging, transfers=transfers)
+        transfers.download(s3io.prefix_targets(bucket, prefix, staging, objects=objects))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -246,3 +246,42 @@ def test_one_file_uploads_whole_either_way_with_its_progress(s3, tmp_path, monke
     assert operations[:1] == ["PutObject"]
     if single_put_bytes > path.stat().st_size:
         assert operations == ["PutObject", "GetObject"]  # (one request for the upload)
+
+
+def test_an_object_replaced_after_it_was_named_is_never_staged_under_the_old_name(s3, tmp_path, monkeypatch):
+    """Between the HeadObject (or the listing) staging names an input by and its download, a
+    writer may replace the object: a small object's single GetObject named no ETag, so the new
+    bytes were stored under the old ETag's path (and the call cache keys by that path). Every
+    GetObject asks for the ETag (a replaced object is not staged: miniwdl downloads it itself,
+    keyed by its new ETag), and a Directory's objects are those it listed, not more."""
+    from miniwdl_fargate import staging
+
+    s3.put_object(Bucket="data", Key="ref/one.txt", Body=b"first")
+    s3.put_object(Bucket="data", Key="dir/a.txt", Body=b"listed")
+    real_head, real_list = s3.head_object, staging.directory_objects
+
+    def head_then_replaced(**kwargs):
+        head = real_head(**kwargs)
+        s3.put_object(Bucket="data", Key=kwargs["Key"], Body=b"replaced since")
+        return head
+
+    def listed_then_replaced(bucket, prefix):
+        objects = real_list(bucket, prefix)
+        s3.put_object(Bucket="data", Key="dir/a.txt", Body=b"replaced since")
+        s3.put_object(Bucket="data", Key="dir/new.txt", Body=b"not listed")
+        return objects
+
+    monkeypatch.setattr(s3, "head_object", head_then_replaced)
+    monkeypatch.setattr(staging, "directory_objects", listed_then_replaced)
+    (tmp_path / "w.wdl").write_text("version development\nworkflow w {\n  input { Directory d\n File f }\n}\n")
+    (tmp_path / "inputs.json").write_text('{"w.d": "s3://data/dir", "w.f": "s3://data/ref/one.txt"}')
+    doc = json.load(open(staging.stage_s3_inputs(str(tmp_path / "w.wdl"), str(tmp_path / "inputs.json"), str(tmp_path / "store"))))
+    # neither was staged: each stays the URI miniwdl downloads itself, and nothing is in the store
+    assert doc == {"w.d": "s3://data/dir", "w.f": "s3://data/ref/one.txt"}
+    assert [f for f in files_under(tmp_path / "store") if not f.endswith(".miniwdl-fargate-used")] == []
+    # as they are now, both stage (listed and headed as they are)
+    monkeypatch.setattr(s3, "head_object", real_head)
+    monkeypatch.setattr(staging, "directory_objects", real_list)
+    doc = json.load(open(staging.stage_s3_inputs(str(tmp_path / "w.wdl"), str(tmp_path / "inputs.json"), str(tmp_path / "store"))))
+    assert open(doc["w.f"]).read() == "replaced since"
+    assert files_under(doc["w.d"]) == {"a.txt": "replaced since", "new.txt": "not listed"}
