@@ -85,3 +85,23 @@ def test_oom_retries_can_be_turned_off(sim, tmp_path, monkeypatch):
     code, out = finish(start_miniwdl(sim, tmp_path, TASK % ("1", "2 GiB", 0)))
     assert code != 0
     assert sizes_asked(sim) == [("1024", "2048")]
+
+
+def test_a_task_that_names_no_memory_doubles_until_it_fits_or_fargate_has_no_more(sim, tmp_path):
+    """A task that says nothing of its memory runs at default_memory_mb (2 GiB), a limit Fargate
+    holds it to where miniwdl's Docker backend sets none (bwa index, STAR): it runs again with
+    double the memory until it fits, not once; one that names its memory keeps oom_retries."""
+    sim.behaviour = needs_memory(12_000)
+    code, out = finish(start_miniwdl(sim, tmp_path, one_task("cpu: 1")))
+    assert code == 0, out
+    assert [memory for _, memory in sizes_asked(sim)] == ["2048", "4096", "8192", "16384"]
+    assert "oom_retries: 6" in out
+
+
+def test_a_task_that_names_no_memory_keeps_oom_retries_off_when_they_are(sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__OOM_RETRIES", "0")
+    sim.behaviour = needs_memory(3000)
+    code, out = finish(start_miniwdl(sim, tmp_path, one_task("cpu: 1")))
+    assert code != 0 and len(sim.run_task_requests) == 1
+    error = json.loads((tmp_path / "result.json").read_text())
+    assert error["cause"]["out_of_memory"].endswith("the task does not say how much memory it needs: give it runtime.memory")

@@ -49,7 +49,8 @@
   second, RegisterTaskDefinition's sustained rate.
 - A task killed for running out of memory (container reason ``OutOfMemoryError``, exit 137) runs
   again at once with ``oom_memory_factor`` times the memory, snapped up to a Fargate size, up to
-  ``oom_retries`` times. This happens inside one miniwdl attempt (``_retry_attempt``), so it
+  ``oom_retries`` times (a task that names no memory: until Fargate's largest size). This happens
+  inside one miniwdl attempt (``_retry_attempt``), so it
   spends neither the task's ``maxRetries`` nor its ``preemptible`` budget; the new attempt gets a
   fresh work directory, as miniwdl's retries do, and the report shows both attempts.
 """
@@ -98,6 +99,9 @@ MANAGED_INSTANCES_SPOT = "MANAGED_INSTANCES_SPOT"
 #: task-definition volume (configured at launch: RunTask's volumeConfigurations) and where the
 #: container mounts it (also the task's TMPDIR)
 SCRATCH_VOLUME = "scratch"
+#: out-of-memory retries of a task that names no memory: 2 GiB doubled six times passes Fargate's
+#: 120 GiB (``sizes.next_size_up`` stops at the largest size)
+UNDECLARED_OOM_RETRIES = 6
 SCRATCH_PATH = "/mnt/scratch"
 #: RunTask's overrides, in JSON: "A total of 8192 characters are allowed for overrides. This limit
 #: includes the JSON formatting characters of the override structure."
@@ -392,6 +396,8 @@ class FargateTaskContainer(BaseTaskContainer):
                 "or set efs_mountpoint to the EFS mount holding it"
             )
         self._size: sizes.TaskSize | None = None
+        #: whether the task (or [task_runtime] defaults) says how much memory it needs
+        self._memory_declared = False
         self._interruptions = 0
         self._oom_retries = 0
         self._pull_retries = 0
@@ -411,6 +417,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 pass  # miniwdl's own check reports it
         if "disks" in runtime_eval:
             disks = runtime_eval["disks"].json
+        self._memory_declared = memory is not None
         gpu = runtime_eval.get("gpu")
         try:
             self._size = sizes.for_task(
@@ -1242,6 +1249,14 @@ class FargateTaskContainer(BaseTaskContainer):
             delay,
         )
 
+    def oom_retry_budget(self) -> int:
+        """How many times the task may run again with more memory: ``oom_retries``, and for a task
+        that does not say how much memory it needs (sized at ``default_memory_mb``, a limit
+        Fargate holds it to, where miniwdl's Docker backend sets none) enough doublings to reach
+        Fargate's most (``UNDECLARED_OOM_RETRIES``), unless ``oom_retries`` is 0."""
+        own = self.settings.oom_retries
+        return own if self._memory_declared or own == 0 else max(own, UNDECLARED_OOM_RETRIES)
+
     def _retry_attempt(self, logger: logging.Logger, job: Job, exit_code: int) -> bool:
         """Out of memory: run again at once with more memory, while ``oom_retries`` allows and
         Fargate has a bigger size. Otherwise the task fails as usual, and its error says why it
@@ -1251,10 +1266,12 @@ class FargateTaskContainer(BaseTaskContainer):
         size = self.fargate_size()
         info = dict(self.failure_info or {})
         here = f"{size.vcpu:g} vCPU / {size.memory / sizes.GIB:g} GiB"
-        if self._oom_retries >= self.settings.oom_retries:
+        budget = self.oom_retry_budget()
+        if self._oom_retries >= budget:
+            undeclared = "" if self._memory_declared else "; the task does not say how much memory it needs: give it runtime.memory"
             info["out_of_memory"] = (
                 f"killed for exceeding its memory at {here}; not retried "
-                f"(oom_retries = {self.settings.oom_retries}, spent: {self._oom_retries})"
+                f"(oom_retries = {budget}, spent: {self._oom_retries}){undeclared}"
             )
             self.failure_info = info
             return False
@@ -1272,7 +1289,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 old_size=here,
                 new_size=f"{bigger.vcpu:g} vCPU / {bigger.memory / sizes.GIB:g} GiB",
                 oom_retry=self._oom_retries,
-                oom_retries=self.settings.oom_retries,
+                oom_retries=budget,
             )
         )
         self._size = bigger
