@@ -275,6 +275,21 @@ def path_problem(rel: str) -> str | None:
     parts = rel.split("/")
     if any(part in ("", ".", "..") for part in parts):
         return "its key has an empty, '.' or '..' part (a '//', '/./' or '/../' in it), which no file path can hold: rename it"
+    return name_problem(parts)
+
+
+#: the longest file name EFS (NFSv4.1) takes, in bytes (https://docs.aws.amazon.com/efs/latest/ug/limits.html,
+#: "Maximum length of a file name")
+MAX_NAME_BYTES = 255
+
+
+def name_problem(parts: list[str]) -> str | None:
+    """Why the parts of a key cannot be file names on EFS (one longer than ``MAX_NAME_BYTES``: S3
+    keys may have 1,024 bytes between slashes), or None."""
+    long = next((part for part in parts if len(part.encode("utf-8")) > MAX_NAME_BYTES), None)
+    if long is not None:
+        return (f"its key has a part of {len(long.encode('utf-8'))} bytes ({long[:40]}...), longer than the "
+                f"{MAX_NAME_BYTES} bytes a file name may have on EFS: rename it")
     return None
 
 

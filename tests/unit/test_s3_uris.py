@@ -36,6 +36,8 @@ def test_what_is_not_an_s3_uri_is_refused(uri):
 @pytest.mark.parametrize("rel, placeable", [
     ("a.txt", True), ("sub/b.txt", True), (".hidden", True), ("a..b", True),
     ("/b.txt", False), ("sub//b.txt", False), ("./b.txt", False), ("sub/../b.txt", False), ("..", False),
+    # EFS's file names are at most 255 bytes (S3's key parts up to 1,024): UTF-8 bytes, not characters
+    ("sub/" + "x" * 255, True), ("sub/" + "x" * 256, False), ("é" * 127 + "/b.txt", True), ("é" * 128 + "/b.txt", False),
 ])
 def test_a_key_below_a_directory_has_a_path_of_its_own_or_is_said_not_to(rel, placeable):
     """S3 keys are flat strings: an empty, '.' or '..' part has no file path (it would land on

@@ -337,6 +337,8 @@ def _check_s3(uri: str, directory: bool) -> str | None:
             if archived is not None and (problem := archived_problem(s3.head_object(Bucket=bucket, Key=archived), f"s3://{bucket}/{archived}")):
                 return f"{uri}: {problem}"
             return None
+        if long := s3io.name_problem([key.rsplit("/", 1)[-1]]):  # (staged as a file of that name)
+            return f"{uri}: {long}"
         return archived_problem(s3.head_object(Bucket=bucket, Key=key), uri)
     except s3io.S3URIError as exn:
         return str(exn)
