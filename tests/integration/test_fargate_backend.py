@@ -443,3 +443,16 @@ def test_a_task_deep_in_subworkflows_fits_runtasks_overrides_and_one_that_cannot
     too_deep = new(name="/".join(f"call-{'x' * 240}-{i}" for i in range(7)))
     with pytest.raises(WDLRuntimeError, match=r"RunTask overrides would be \d+ characters, over ECS's 8192: the task's directory path is \d+ characters"):
         too_deep.run_task_request(LOG, too_deep.task_script())
+
+
+def test_miniwdls_as_user_is_said_to_be_not_what_the_backend_does(backend, monkeypatch, caplog):
+    """``[task_runtime] as_user`` (miniwdl's --as-me) runs a Docker task as the invoking user; a
+    Fargate task runs as its image's user, its files on EFS the access point's: said once, not
+    ignored silently."""
+    import logging
+
+    monkeypatch.setenv("MINIWDL__TASK_RUNTIME__AS_USER", "true")
+    cfg = wdl_config.Loader(LOG, filenames=[])
+    with caplog.at_level(logging.WARNING):
+        FargateTaskContainer.global_init(cfg, LOG)
+    assert any("[task_runtime] as_user is not what aws_fargate does" in r.getMessage() for r in caplog.records)

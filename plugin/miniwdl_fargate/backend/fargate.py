@@ -253,6 +253,11 @@ class FargateTaskContainer(BaseTaskContainer):
     @classmethod
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
         settings = FargateSettings.from_cfg(cfg)
+        if cfg.get_bool("task_runtime", "as_user"):  # (miniwdl's Docker backend runs the command as the invoking user)
+            logger.warning(_(
+                "[task_runtime] as_user is not what aws_fargate does: tasks run as their image's user, and every "
+                "file they write on EFS belongs to the run's access point's POSIX user"
+            ))
         links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
         miniwdl_fixes.inputs_stay_read_only()
         miniwdl_fixes.plugins_found_once()
