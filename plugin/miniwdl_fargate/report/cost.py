@@ -238,7 +238,10 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
             "on managed instances the task's share of its instance (vCPU, GB, GPUs) plus the management fee "
             "(a lower bound: EC2 bills the whole instance, from its launch until it is stopped after its last task); "
             "EBS scratch volumes as gp3 storage; "
-            "the public IPv4 address of each task that has one, over the same seconds"
+            "the public IPv4 address of each task that has one, over the same seconds. Not counted: what bills by "
+            "the byte or request (EFS storage and Elastic throughput, CloudWatch Logs ingestion, a NAT gateway's "
+            "data processing, S3 requests and storage), which a scatter reading large inputs can make more than "
+            "its compute"
         ),
     }
     if unpriced:
