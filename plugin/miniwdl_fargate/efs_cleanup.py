@@ -39,6 +39,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from . import runs
+from .backend import nfs
 from . import status as status_doc
 
 log = logging.getLogger("miniwdl-fargate.efs")
@@ -452,7 +453,7 @@ def collect_shared(
             break
         name = os.path.relpath(entry, cache_root)
         try:
-            used = os.lstat(os.path.join(entry, USED_MARKER)).st_mtime
+            used = nfs.fresh_stat(os.path.join(entry, USED_MARKER)).st_mtime  # (as EFS has it, not as cached here)
         except OSError:
             continue
         if used >= cutoff:
@@ -476,7 +477,7 @@ def _remove_unused(cache_root: str, entry: str, cutoff: float) -> dict[str, Any]
     except OSError as exn:
         return {"action": "kept", "reason": f"could not move it aside: {exn}"}
     try:
-        touched = os.lstat(os.path.join(aside, USED_MARKER)).st_mtime >= cutoff
+        touched = nfs.fresh_stat(os.path.join(aside, USED_MARKER)).st_mtime >= cutoff
     except OSError:
         touched = False
     if touched:

@@ -287,6 +287,24 @@ def test_an_entry_a_run_touches_while_it_is_removed_is_put_back(tmp_path):
     assert (entry / "staged.txt").read_text() == "y" * 3000
 
 
+def test_an_entrys_use_is_read_as_efs_has_it_not_as_this_client_cached_it(tmp_path, monkeypatch):
+    """Another client's touch of an entry's marker (a run on another host staging it) may be hidden
+    by this NFS client's cached attributes (up to acregmax, 60 s) from an lstat: the marker is
+    opened and fstat'ed (close-to-open: the open asks the server), when listed and when rechecked."""
+    from miniwdl_fargate.backend import nfs
+
+    cache = tmp_path / "cache"
+    entry = cache_entry(cache, "s3/data/x.txt/89abcdef", used_days_ago=30)
+    opened = []
+    real = nfs._open
+    monkeypatch.setattr(nfs, "_open", lambda path, flags, dir_fd=None: opened.append(path) or real(path, flags, dir_fd))
+    cutoff = (NOW - timedelta(days=7)).timestamp()
+    report = efs_cleanup.collect_shared(str(cache), cutoff)
+    assert [r["action"] for r in report] == ["removed"] and not entry.exists()
+    markers = [p for p in opened if p.endswith(efs_cleanup.USED_MARKER)]
+    assert len(markers) == 2 and markers[0] == str(entry / efs_cleanup.USED_MARKER)  # (listed, then rechecked aside)
+
+
 def test_staging_marks_what_it_stages_and_reuses(moto_aws, tmp_path):
     from miniwdl_fargate import s3io, staging
 

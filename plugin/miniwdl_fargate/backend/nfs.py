@@ -49,6 +49,17 @@ def revalidate_file(path: str) -> bool:
     return True
 
 
+def fresh_stat(path: str) -> os.stat_result:
+    """The attributes of ``path`` (a regular file; never a FIFO) as the server has them now: opened
+    and fstat'ed (an lstat may answer with attributes this client cached up to ``acregmax``, 60 s,
+    before: another client's touch unseen). OSError as ``os.lstat`` raises it."""
+    fd = _open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def revalidate_tree(root: str) -> int:
     """Open and list every directory under ``root`` (``root`` included; symlinks not followed).
     Returns how many directories were revalidated; a directory that cannot be opened (gone,
