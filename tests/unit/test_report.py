@@ -372,3 +372,17 @@ def test_a_run_priced_at_another_regions_list_prices_says_so():
     assert prices_region_warning(Prices(), "us-east-1") is None
     assert prices_region_warning(Prices.parse('{"region": "eu-west-1"}'), "eu-west-1") is None
     assert prices_region_warning(Prices(), "") is None
+
+
+def test_an_out_of_memory_retry_shows_its_own_cost_not_the_next_attempts():
+    """An out-of-memory retry runs inside one miniwdl try: both attempts have the call's try 1,
+    and the tooltip of the killed one showed the retry's dollars (its row keyed by call and try)."""
+    import dataclasses
+
+    small = hour_on("FARGATE", cpu=1024, memory=2048)
+    big = dataclasses.replace(small, memory=4 * 2048, queued=small.queued + 10)
+    cost = report_cost.estimate_cost([small, big], Prices())
+    _root, bars = parse(render.timeline_svg([small, big], now=T + 7200, costs=cost))
+    dollars = [f"~${row['usd']:.4f}" for row in cost["attempts"]]
+    assert dollars[0] != dollars[1]
+    assert dollars[0] in bars[0]["title"] and dollars[1] in bars[1]["title"]

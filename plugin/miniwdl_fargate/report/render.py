@@ -141,13 +141,16 @@ def timeline_svg(
     if not attempts:
         out.append(f'<text x="{LABEL_W}" y="{TOP + 14}" fill="#555">no WDL task ran</text>')
     labels = call_labels(attempts)
-    rates = {(r["call"], r["attempt"]): r for r in (costs or {}).get("attempts", [])}
+    # each attempt's cost row: cost.json's rows are the attempts', in the same order (an attempt's
+    # (call, try) is not its own: an out-of-memory retry runs inside one miniwdl try)
+    priced = (costs or {}).get("attempts", [])
+    rates = {(r["call"], r["attempt"]): r for r in priced}
     for i, a in enumerate(attempts):
         y = TOP + i * ROW_H
         colour = COLOURS.get(a.outcome or RUNNING, COLOURS[RUNNING])
         segs = _segments(a, now)
         durations = {name: end - start for name, start, end in segs}
-        cost = rates.get((a.call_path(), a.attempt))
+        cost = priced[i] if len(priced) == len(attempts) else rates.get((a.call_path(), a.attempt))
         tip = (
             f"{labels[i]}: {a.outcome_text()}"
             + (f" ({a.detail})" if a.detail else "")
