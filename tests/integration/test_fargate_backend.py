@@ -456,3 +456,18 @@ def test_miniwdls_as_user_is_said_to_be_not_what_the_backend_does(backend, monke
     with caplog.at_level(logging.WARNING):
         FargateTaskContainer.global_init(cfg, LOG)
     assert any("[task_runtime] as_user is not what aws_fargate does" in r.getMessage() for r in caplog.records)
+
+
+def test_without_an_access_point_the_tasks_files_are_writable_by_its_images_user(backend):
+    """miniwdl run on its own mounts EFS whole: the work directory (made by the driver's user) and
+    the logs are opened to whatever user the image runs as (a non-root image could not write
+    them), as miniwdl's Docker backend does; through an access point nothing needs changing."""
+    import stat as stat_
+
+    new, _, _ = backend
+    container = new("call-anyone")
+    assert not FargateTaskContainer.settings.efs_access_point
+    open(container.host_stdout_txt(), "a").close()  # (as each attempt makes its logs before it starts)
+    container._start(LOG, container.task_script(), lambda: False)
+    assert stat_.S_IMODE(os.stat(container.host_work_dir()).st_mode) == 0o777
+    assert stat_.S_IMODE(os.stat(container.host_stdout_txt()).st_mode) == 0o666

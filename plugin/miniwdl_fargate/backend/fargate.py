@@ -982,7 +982,21 @@ class FargateTaskContainer(BaseTaskContainer):
         why = gate.halted_error() if gate is not None else None
         return RunLimitReached(f"task {self.run_id} stopped: {why}") if why else None
 
+    def _open_to_any_user(self) -> None:
+        """Without an EFS access point (miniwdl run on its own, EFS mounted whole), the task's
+        files are its image's user's to write, whoever that is (a biocontainers image's is not the
+        driver's): the work directory and the command's logs made writable by all, as miniwdl's
+        Docker backend makes them for the container's user (its ``chmod_R_plus``). Through an access
+        point every file is the access point's POSIX user's already."""
+        if self.settings.efs_access_point:
+            return
+        os.chmod(self.host_work_dir(), 0o777)
+        for path in (self.host_stdout_txt(), self.host_stderr_txt()):
+            if os.path.exists(path):
+                os.chmod(path, 0o666)
+
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> FargateJob:
+        self._open_to_any_user()
         turn = self._take_turn(logger, terminating)
         try:
             job = self._launch(logger, script, terminating)
