@@ -251,7 +251,7 @@ def _accepted(result: start.Submitted, metric: str) -> Response[dict[str, Any]]:
 def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000, description="at most this many runs")] = 50,
     name: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="only runs of this name")] = None,
-    after: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="continue after this run name")] = None,
+    after: Annotated[str | None, Query(pattern=runs.PAGE_TOKEN_RE.pattern, description="the previous page's next: where to go on")] = None,
 ) -> Response[dict[str, Any]]:
     warnings: list[str] = []
     found, following = manage.list_runs(SETTINGS.from_env().runs_bucket, limit, name, after, on_unreadable=warnings.append)
@@ -508,12 +508,13 @@ def wes_post_run() -> Response[dict[str, Any]]:
 @app.get(wes.PREFIX + "/runs", summary="WES: list runs, a page at a time", responses={**_ok(WesRunListResponse, "runs"), **_wes_answers(400, 500)})
 @tracer.capture_method
 def wes_list_runs(
-    page_size: Annotated[int, Query(ge=1, le=1000, description="about this many runs (a page ends with a run name's last run)")] = 50,
-    page_token: Annotated[str | None, Query(pattern=runs.NAME_RE.pattern, description="next_page_token of the previous page")] = None,
+    page_size: Annotated[int, Query(ge=1, le=1000, description="at most this many runs")] = 50,
+    page_token: Annotated[str | None, Query(pattern=runs.PAGE_TOKEN_RE.pattern, description="next_page_token of the previous page")] = None,
 ) -> Response[dict[str, Any]]:
     bucket = SETTINGS.from_env().runs_bucket
     found, following = manage.list_runs(bucket, page_size, None, page_token or None)
-    summaries = [wes.summary(current, _error_json(current) if current.status == "FAILED" else None) for current in found]
+    errors = s3io.read_each(lambda current: _error_json(current) if current.status == "FAILED" else None, found)
+    summaries = [wes.summary(current, error) for current, error in zip(found, errors, strict=True)]
     return _json(200, {"runs": summaries, "next_page_token": following or ""})
 
 

@@ -262,7 +262,7 @@ def run_command(args: argparse.Namespace) -> int:
             else:
                 print(client.runs_table(found))
             if stopped_at is not None:  # (runs go by name: the newest may be among those left out)
-                _warn(f"more runs than --limit {args.limit}: the list goes by run name and stopped after {stopped_at!r}; "
+                _warn(f"more runs than --limit {args.limit}: the list goes by run name, each name's newest first; "
                       "give a larger --limit, or --name NAME for one name's runs")
             return 0
         if args.command == "logs":

@@ -247,8 +247,8 @@ def explain_call(deployment: Deployment, run_id: str, call: str) -> list[str]:
 def list_runs(
     deployment: Deployment, limit: int = 50, name: str | None = None, on_unreadable=None
 ) -> tuple[list[status.RunStatus], str | None]:
-    """The runs, by run name (each name's newest first), and the name the list stopped at when
-    ``limit`` left names out (None: it did not); one whose status.json cannot be read is left
+    """At most ``limit`` runs, by run name (each name's newest first), and where the list stopped
+    when ``limit`` left runs out (None: it did not); one whose status.json cannot be read is left
     out, told to ``on_unreadable``."""
     return manage.list_runs(deployment.bucket, limit, name, on_unreadable=on_unreadable)
 
@@ -258,9 +258,9 @@ def cost_by_label(
 ) -> dict[str, Any]:
     """The runs' estimated cost per label value, their cost.json ``by_label`` added up: ``by_label``,
     the runs counted and their ``total_usd`` (labelled or not), those without a cost.json
-    (``without_cost``: still running, or ended before a report, ``ended_without_cost``), and the
-    last run name read before ``limit`` stopped the list (``not_counted_from``: names after it are
-    not counted; None: every run was read)."""
+    (``without_cost``: still running, or ended before a report, ``ended_without_cost``), and where
+    ``limit`` stopped the list (``not_counted_from``: ``manage.list_runs``'s page token; None:
+    every run was counted)."""
     found, more = list_runs(deployment, limit, name, on_unreadable)
     docs, without, ended = [], [], []
 
@@ -295,7 +295,7 @@ def cost_table(doc: dict[str, Any]) -> str:
     if ended:  # (cancelled or refused before its driver ran, or a driver that died: never one)
         counted += f"; {len(ended)} ended without one: {', '.join(ended)}"
     if doc.get("not_counted_from"):
-        counted += f"; the runs of names after {doc['not_counted_from']} are not counted (--limit): give a larger --limit"
+        counted += "; more runs than --limit are not counted: give a larger --limit"
     return "\n".join([*lines, counted])
 
 

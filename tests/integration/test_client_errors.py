@@ -160,7 +160,7 @@ def test_list_says_when_its_limit_left_runs_out(bucket, capsys):
     out, err = capsys.readouterr()
     assert "alpha-0123abcd" in out and "beta-0123abcd" in out and "gamma" not in out
     assert err == (
-        "warning: more runs than --limit 2: the list goes by run name and stopped after 'beta'; "
+        "warning: more runs than --limit 2: the list goes by run name, each name's newest first; "
         "give a larger --limit, or --name NAME for one name's runs\n"
     )
     assert cli.main(["list"]) == 0

@@ -47,6 +47,6 @@ def test_cost_adds_up_the_runs_cost_per_label_value_and_names_runs_without_one(d
     assert lines[3] == f"4 run(s) counted, 3.7500 USD in all (labelled or not); 1 without a cost estimate yet: {going}; 1 ended without one: {gone}"
     # a --limit that leaves runs out says so (the total is not the whole)
     assert cli.main(["cost", "--limit", "1"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].endswith("the runs of names after align are not counted (--limit): give a larger --limit")
+    assert capsys.readouterr().out.splitlines()[-1].endswith("more runs than --limit are not counted: give a larger --limit")
     assert cli.main(["cost", "--name", "align", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["by_label"] == {"project": {"x": 1.75}, "team": {"lab": 1.5}}

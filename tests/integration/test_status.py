@@ -106,6 +106,27 @@ def test_a_name_run_often_is_listed_by_reading_its_statuses_several_at_once_newe
     assert len(threads) > 1 and threading.get_ident() not in threads
 
 
+def test_a_page_holds_at_most_its_limit_of_runs_and_goes_on_inside_a_name(run):
+    """A page ended with its last name's last run: every run of a name run often (a WES client's
+    runs are named after its workflow file) came in one page, whatever page_size asked. A page
+    holds at most ``limit`` runs; its token goes on inside a name (``<name>:<N>``), or after it."""
+    for i in range(5):
+        record = RECORD.model_copy(update={"run_id": f"main-{i:08x}", "name": "main", "submitted_at": f"2026-11-26T12:00:0{i}+00:00",
+                                           "results": f"s3://runs/runs/main/results/main-{i:08x}/"})
+        status.update("runs", record.run_id, lambda current: current, initial=status.new(record))
+    pages, token = [], None
+    while True:
+        found, token = manage.list_runs("runs", limit=2, after=token)
+        pages.append([r.run_id for r in found])
+        if token is None:
+            break
+    newest_first = [f"main-{i:08x}" for i in reversed(range(5))]
+    assert pages == [newest_first[:2], newest_first[2:4], [newest_first[4], run]]
+    assert manage.list_runs("runs", limit=2, name="main", after="main:4") == ([manage.list_runs("runs", name="main")[0][4]], None)
+    with pytest.raises(ValueError, match="page token 'main:x' is not one a list of runs gave"):
+        manage.list_runs("runs", after="main:x")
+
+
 def test_describing_or_cancelling_a_run_with_a_malformed_status_says_which_object_is_wrong(many):
     with pytest.raises(status.UnreadableStatus, match=r"^s3://runs/runs/broken/results/broken-deadbeef/status.json is not valid JSON"):
         manage.describe_run("runs", "broken-deadbeef")

@@ -40,11 +40,18 @@ def list_runs(
     bucket: str, limit: int = 50, name: str | None = None, after: str | None = None,
     on_unreadable: Callable[[str], None] | None = None,
 ) -> tuple[list[status.RunStatus], str | None]:
-    """Runs, newest first within each name, names in order; ``after`` continues from the name of
-    the last page (returned as the second value, None at the end). A run whose status.json
-    cannot be read is left out (logged, and told to ``on_unreadable``): one bad object does not
-    hide the others."""
+    """At most ``limit`` runs, newest first within each name, names in order, and the page token
+    to go on with (None: there are no more): a run name (the next page starts after its runs) or
+    ``<name>:<N>`` (after that name's N newest: a name run more often than a page holds;
+    ``runs.PAGE_TOKEN_RE``). ``after`` is such a token. A run whose status.json cannot be read is
+    left out (logged, and told to ``on_unreadable``): one bad object does not hide the others."""
     s3 = aws.client("s3")
+    start, skip = None, None
+    if after:
+        token = runs.PAGE_TOKEN_RE.match(after)
+        if token is None:
+            raise ValueError(f"page token {after!r} is not one a list of runs gave")
+        start, skip = token["name"], int(token["skip"]) if token["skip"] is not None else None
     names: list[str] = []
     if name:
         runs.check_name(name)
@@ -52,8 +59,8 @@ def list_runs(
     else:
         paginator = s3.get_paginator("list_objects_v2")
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": runs.RUNS_PREFIX, "Delimiter": "/"}
-        if after:
-            kwargs["StartAfter"] = runs.run_prefix(after)
+        if start:  # (after its folder, "runs/<name>/"; or from it, when the token goes on inside it)
+            kwargs["StartAfter"] = runs.run_prefix(start) if skip is None else runs.RUNS_PREFIX + start
         for page in paginator.paginate(**kwargs):
             names += [p["Prefix"][len(runs.RUNS_PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
     found: list[status.RunStatus] = []
@@ -64,7 +71,13 @@ def list_runs(
             ids += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
         statuses = [st for st in s3io.read_each(lambda run_id: _readable(bucket, run_id, on_unreadable), ids) if st is not None]
         # by time, not text: statuses written before timestamps had milliseconds sort with the rest
-        found += sorted(statuses, key=lambda st: datetime.fromisoformat(st.submitted_at), reverse=True)
+        statuses.sort(key=lambda st: datetime.fromisoformat(st.submitted_at), reverse=True)
+        offset = skip if skip is not None and run_name == start else 0
+        room = limit - len(found)
+        if len(statuses) - offset > room:
+            found += statuses[offset : offset + room]
+            return found, f"{run_name}:{offset + room}"
+        found += statuses[offset:]
         if len(found) >= limit and i + 1 < len(names):
             return found, run_name
     return found, None
