@@ -557,7 +557,20 @@ def wes_get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[s
     return _json(200, _fitted(wes.run_log(
         doc, runs.RunRecord.model_validate(record) if record else None, inputs, cost,
         settings.task_log_group, aws.client("s3").meta.region_name, _url(f"{wes.PREFIX}/runs/{run_id}/tasks"),
+        log_url=_presigned,
     ), doc["results"]))
+
+
+#: how long a log's URL in a RunLog works ("This URL may change between status requests": WES)
+LOG_URL_SECONDS = 3600
+
+
+def _presigned(uri: str) -> str:
+    """An HTTPS URL of the s3:// ``uri`` a WES client can GET without AWS credentials, for
+    ``LOG_URL_SECONDS`` (or until this function's own credentials expire, if sooner:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-presigned-url.html)."""
+    bucket, key = s3io.split(uri)
+    return aws.client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=LOG_URL_SECONDS)
 
 
 def _size(doc: Any) -> int:

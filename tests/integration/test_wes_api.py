@@ -180,6 +180,23 @@ def test_a_failed_run_lists_as_executor_error_and_a_damaged_cost_json_leaves_its
     assert log["run_log"]["system_logs"] == ["call-greet failed with exit status 1"]
 
 
+def test_a_run_logs_stderr_is_a_url_a_client_gets_over_https(wes):
+    """RunLog's stderr is "A URL to retrieve standard error logs": wes-client GETs it with
+    requests, which failed on the s3:// URI it was; it is a presigned HTTPS URL of the run's
+    workflow.log, which reads without AWS credentials."""
+    import requests
+
+    body, content_type = form({"workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+                               "workflow_params": json.dumps({"hello.who": "Ann"})}, [("hello.wdl", HELLO.encode())])
+    run_id = wes("POST", "/runs", body, content_type)[1]["run_id"]
+    results = status.read("runs", run_id).results
+    aws.client("s3").put_object(Bucket="runs", Key=results[len("s3://runs/"):] + "workflow.log", Body=b"the workflow's log\n")
+    status.update("runs", run_id, lambda current: current.model_copy(update={"status": "RUNNING", "started_at": runs.now_iso()}))
+    stderr = wes("GET", f"/runs/{run_id}")[1]["run_log"]["stderr"]
+    assert stderr.startswith("https://") and "/workflow.log?" in stderr and "Signature=" in stderr
+    assert requests.get(stderr, timeout=10).text == "the workflow's log\n"
+
+
 def bundle_of(main_wdl, defaults=None):
     """A ``miniwdl zip`` bundle (built by miniwdl's own builder) of one WDL, with default inputs."""
     import tempfile

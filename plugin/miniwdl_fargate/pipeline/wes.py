@@ -430,9 +430,12 @@ TASKS_PAGE_DEFAULT, TASKS_PAGE_MAX = 100, 1000
 def run_log(
     doc: dict[str, Any], record: runs.RunRecord | None, inputs: dict[str, Any] | None,
     cost: dict[str, Any] | None, log_group: str, region: str, tasks_url: str = "",
+    log_url: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """GET /runs/{run_id}: the run's request, state, log, task logs and outputs. ``doc`` is
     ``manage.describe_run``'s; ``cost`` the run's cost.json (its attempts, once it ended);
+    ``log_url``: an HTTPS URL of an s3:// URI (``stderr``, the run's workflow.log: "A URL to
+    retrieve standard error logs", which WES clients fetch over HTTP; else the s3:// URI);
     ``tasks_url`` where its task logs are listed a page at a time (ListTasks): the task logs
     themselves only up to ``TASK_LOGS_INLINE``."""
     current = status_of(doc)
@@ -447,7 +450,7 @@ def run_log(
             "start_time": current.started_at,
             "end_time": current.finished_at,
             "stdout": None,
-            "stderr": current.results + "workflow.log" if current.started_at else None,
+            "stderr": (log_url or (lambda uri: uri))(current.results + "workflow.log") if current.started_at else None,
             "exit_code": None,
             "system_logs": [error.get("message", "")] if isinstance(error, dict) and error.get("message") else [],
         },
