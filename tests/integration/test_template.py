@@ -759,13 +759,18 @@ def test_private_subnets_without_a_nat_reach_every_service_the_driver_calls(cfn_
     call): a service without one is out of the driver's reach, as EFS's API (its run's access
     point) and Step Functions' (its heartbeats) were."""
     resources = Conditions(cfn_template, {"InterfaceEndpoints": "true", "VpcId": "vpc-1", "SubnetIds": "subnet-a,subnet-b",
-                                          "AssignPublicIp": "DISABLED"}).resources()
+                                          "AssignPublicIp": "DISABLED", "RouteTableIds": "rtb-1"}).resources()
     called = {
         action.split(":", 1)[0]
         for logical_id, _, document in policy_documents({"DriverTaskRole": resources["DriverTaskRole"]})
         for statement in document["Statement"] if statement.get("Effect") == "Allow" and "Action" in statement
         for action in as_list(statement["Action"])
     } - {"sts"}  # (the trust policy's sts:AssumeRole is ECS's, not the driver's)
+    # S3 (ECR's image layers, the runs bucket) through the gateway endpoint, which a rule requires
+    # with InterfaceEndpoints (its route tables)
+    assert "S3GatewayEndpoint" in resources
+    rule = cfn_template["Rules"]["InterfaceEndpointsNeedAnS3Route"]
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Contains": [{"Ref": "RouteTableIds"}, ""]}]}
     reachable = {"iam", "s3"} | {
         r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]
         for r in resources.values() if r["Type"] == "AWS::EC2::VPCEndpoint" and r["Properties"]["VpcEndpointType"] == "Interface"
@@ -1595,3 +1600,27 @@ def test_failed_runs_are_kept_on_efs_as_the_stack_says_and_gc_can_reach_it(cfn_t
     statements = resources["DriverTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     (write,) = [s for s in statements if s.get("Sid") == "WriteRunResults"]
     assert {"Fn::Sub": "${RunsBucket.Arn}/gc/*"} in write["Resource"]
+
+
+def test_tasks_run_only_in_the_two_subnets_that_have_an_efs_mount_target(cfn_template):
+    """The file system has a mount target in SubnetIds' first two subnets only (one per zone); a
+    driver or task placed in a third subnet's zone cannot mount it ("Failed to resolve fs-...").
+    Every use of SubnetIds but the rules' takes its first two (``Fn::Select`` 0 and 1)."""
+    loose = []
+
+    def walk(node, where, selected=False):
+        if isinstance(node, dict):
+            if node == {"Ref": "SubnetIds"} and not selected:
+                loose.append(where)
+            for key, value in node.items():
+                walk(value, f"{where}.{key}", selected or key == "Fn::Select")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]", selected)
+
+    for section in ("Resources", "Outputs"):
+        walk(cfn_template[section], section)
+    assert loose == []
+    mounts = Conditions(cfn_template, {"VpcId": "vpc-1", "SubnetIds": "subnet-a,subnet-b,subnet-c"}).resources()
+    assert sorted(r["Properties"]["SubnetId"]["Fn::Select"][0] for r in mounts.values()
+                  if r["Type"] == "AWS::EFS::MountTarget") == [0, 1]
