@@ -662,6 +662,8 @@ def wes_cancel_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dic
     except manage.RunNotFound as exn:
         return _wes_error(404, str(exn))
     except manage.RunFinished as exn:
+        if exn.status == "CANCELLED":  # (a client's retry of its cancel: CancelRun answers 200, 401, 403, 404 or 500)
+            return _json(200, WesRunId(run_id=run_id))
         return _wes_error(409, str(exn))
     except (status.UnreadableStatus, manage.CancelIncomplete) as exn:
         return _wes_error(500, str(exn))

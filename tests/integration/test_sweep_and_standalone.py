@@ -280,3 +280,25 @@ def test_a_drivers_stop_sweeps_only_the_tasks_it_launched(cluster):
     news = [cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: new}) for _ in range(2)]
     assert sorted(sweep.stop_run("wdl", "run-a", "its driver stopped", exclude=[old], driver=old)) == sorted(olds)
     assert {t["taskArn"] for t in sweep.running_tasks("wdl")} == {old, new, *news}
+
+
+def test_a_runs_tasks_are_stopped_several_at_once_each_said_if_it_could_not_be(cluster, monkeypatch):
+    """One StopTask after another, a cancel of a run with hundreds of tasks ran past API
+    Gateway's 29 s: they go STOP_THREADS at a time, in order in the answer, a failure said."""
+    import threading
+
+    tasks = [cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: "host:x:1"}) for _ in range(12)]
+    ecs = aws.client("ecs")
+    real, threads = ecs.stop_task, set()
+
+    def stop(**kwargs):
+        threads.add(threading.get_ident())
+        if kwargs["task"] == tasks[5]:
+            raise ecs.exceptions.ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "StopTask")
+        return real(**kwargs)
+
+    monkeypatch.setattr(ecs, "stop_task", stop)
+    errors: list[str] = []
+    stopped = sweep.stop_tasks("wdl", tasks, "cancelled by the user", errors)
+    assert stopped == tasks[:5] + tasks[6:] and len(errors) == 1 and errors[0].startswith(tasks[5])
+    assert len(threads) > 1 and threading.get_ident() not in threads

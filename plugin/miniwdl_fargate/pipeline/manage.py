@@ -33,7 +33,11 @@ class RunRefused(RunNotFound):
 
 
 class RunFinished(ValueError):
-    """The run already ended: there is nothing to cancel."""
+    """The run already ended (``status``: how): there is nothing to cancel."""
+
+    def __init__(self, message: str, status: str = "") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def list_runs(
@@ -206,7 +210,7 @@ def cancel_run(bucket: str, state_machine_arn: str, cluster: str, run_id: str, r
         current = final or before
         if current.status == "CANCELLED":  # (an earlier cancel may not have stopped it: denied, interrupted)
             stop_execution(current, state_machine_arn, run_id, reason)
-        raise RunFinished(_already_finished(cluster, run_id, current))
+        raise RunFinished(_already_finished(cluster, run_id, current), current.status)
     stop_execution(final, state_machine_arn, run_id, reason)
     errors: list[str] = []
     stopped = sweep.stop_run(cluster, run_id, f"{runs.CANCELLED_STOP_REASON}: {reason}", errors=errors) if cluster else []
