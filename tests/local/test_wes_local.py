@@ -71,3 +71,21 @@ def test_a_wes_client_runs_a_workflow_reads_its_log_cancels_another_and_sees_a_t
     assert state_of(client, failed, ("COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR")) == "EXECUTOR_ERROR"
     [task] = client.get_run_log(failed)["task_logs"]
     assert task["exit_code"] == 3 and task["system_logs"] == ["failed (exit 3)"]
+
+
+def test_a_wes_client_runs_a_workflow_with_its_imports_attached_and_reads_its_log_over_http(client, tmp_path):
+    """`wes-client --attachments=tasks/greet.wdl` (WES 1.1: "tools imported by the workflow" go
+    in workflow_attachment): the run is their bundle; the run log's stderr, the run's
+    workflow.log, is a URL the client GETs as it is."""
+    import requests
+
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "greet.wdl").write_text(GREET.replace("workflow greet", "workflow unused"))
+    wdl = tmp_path / "main.wdl"
+    wdl.write_text('version 1.1\nimport "tasks/greet.wdl" as g\nworkflow main {\n  input { String who }\n'
+                   '  call g.hi { input: who = who }\n  output { String greeting = hi.out }\n}\n')
+    run_id = client.run(str(wdl), json.dumps({"main.who": "imports"}), [str(tmp_path / "tasks" / "greet.wdl")])["run_id"]
+    assert state_of(client, run_id, ("COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR")) == "COMPLETE"
+    log = client.get_run_log(run_id)
+    assert log["outputs"] == {"main.greeting": "Hello, imports!"}
+    assert "miniwdl" in requests.get(log["run_log"]["stderr"], timeout=30).text  # (workflow.log's lines)

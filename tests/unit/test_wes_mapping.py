@@ -1,6 +1,7 @@
 """GA4GH WES over our runs (pipeline/wes.py): states, reading a RunRequest (JSON and
 multipart/form-data), its mapping onto the one submission path, and the run log."""
 
+import io
 import json
 import re
 
@@ -115,8 +116,26 @@ def test_workflow_sources_https_fetched_at_submit_bounded_other_schemes_refused(
     for url in ("http://example.org/hello.wdl", "gs://b/hello.wdl", ""):
         with pytest.raises(wes.WesRefused, match="workflow_url"):
             wes.submission(request(workflow_url=url))
-    with pytest.raises(wes.WesRefused, match="only the one WDL file is taken"):
-        wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": b"", "lib.wdl": b""}))
+    with pytest.raises(wes.WesRefused, match="a miniwdl zip bundle is taken alone"):
+        wes.submission(wes.WesRequest("hello.zip", None, "WDL", "1.1", attachments={"hello.zip": b"PK", "lib.wdl": b""}))
+
+
+def test_a_wdl_attached_with_the_files_it_imports_runs_as_their_bundle():
+    """WES 1.1: "The workflow_attachment array may be used to upload files that are required to
+    execute the workflow, including the primary workflow, tools imported by the workflow"
+    (wes-client --attachments): they were refused; they become a miniwdl zip bundle, as
+    `miniwdl zip` builds it, the WDL workflow_url names its main."""
+    import zipfile
+
+    main = b'version 1.1\nimport "tasks/greet.wdl" as g\nworkflow hello { call g.greet }\n'
+    lib = b"version 1.1\ntask greet { command <<< echo hi >>> }\n"
+    asked = wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": main, "tasks/greet.wdl": lib}))
+    assert asked.workflow is None and asked.wdl is None and asked.name == "hello"
+    with zipfile.ZipFile(io.BytesIO(asked.workflow_zip)) as bundle:
+        names = bundle.namelist()
+    assert any(n.endswith("hello.wdl") for n in names) and any(n.endswith("tasks/greet.wdl") for n in names)
+    with pytest.raises(wes.WesRefused, match=r"workflow_attachment: hello.wdl:2:1: Failed to import tasks/greet.wdl"):
+        wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": main, "other.wdl": lib}))
 
 
 def test_run_names_come_from_the_workflow_file():

@@ -182,7 +182,7 @@ def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None)
     inputs = json_object(request.workflow_params, "workflow_params", problems, strict=True)
     options = options_of(request, problems)
     workflow, wdl = workflow_source(request, problems, fetch or fetch_https)
-    bundle = attached_bundle(request) if workflow is None and wdl is None else None
+    bundle = attached_bundle(request, problems) if workflow is None and wdl is None else None
     if bundle is not None:
         wdl_of_bundle = bundle_wdl(bundle, problems)
         version = check_version(request, wdl_of_bundle, problems) if wdl_of_bundle is not None else ""
@@ -193,11 +193,36 @@ def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None)
     return Submission(run_name(request.workflow_url), workflow, wdl, inputs, options, request.workflow_url, version, bundle)
 
 
-def attached_bundle(request: WesRequest) -> bytes | None:
-    """The attached ``miniwdl zip`` bundle workflow_url names, if it names one (``attached_wdl``
-    said what else is wrong with the attachments)."""
+def attached_bundle(request: WesRequest, problems: list[dict[str, str]]) -> bytes | None:
+    """The attached ``miniwdl zip`` bundle workflow_url names, if it names one; or one built of
+    the attached files, when workflow_url names one .wdl of several ("The workflow_attachment
+    array may be used to upload files that are required to execute the workflow, including the
+    primary workflow, tools imported by the workflow": WES 1.1, RunWorkflow) by miniwdl's own
+    ``miniwdl zip`` (``upload.build_bundle``: the main WDL and what it imports, its miniwdl.cfg);
+    None, with the problem, when it cannot be built (``attached_wdl`` said what else is wrong)."""
     url = request.workflow_url.strip()
-    return request.attachments[url] if zipbundle.is_bundle(url) and url in request.attachments else None
+    if url not in request.attachments:
+        return None
+    if zipbundle.is_bundle(url):
+        return request.attachments[url]
+    if len(request.attachments) < 2 or not url.endswith(".wdl"):
+        return None
+    import tempfile
+    from pathlib import Path
+
+    from ..upload import RunInputError, build_bundle
+
+    with tempfile.TemporaryDirectory(prefix="miniwdl-fargate-wes-") as folder:
+        files = Path(folder, "attached")
+        for name, body in request.attachments.items():  # (names checked: relative, no "..": attachment_name_problem)
+            path = files / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+        try:
+            return build_bundle(files / url, Path(folder)).read_bytes()
+        except RunInputError as exn:
+            problems.append({"where": "workflow_attachment", "problem": str(exn).replace(str(files) + "/", "")})
+            return None
 
 
 def bundle_wdl(bundle: bytes, problems: list[dict[str, str]]) -> str | None:
@@ -335,11 +360,10 @@ def attached_wdl(request: WesRequest, url: str, problems: list[dict[str, str]]) 
         problems.append({"where": "workflow_url", "problem": f"{url!r} is not an attached file (attached: {attached})"})
         return None
     others = sorted(set(request.attachments) - {url})
-    if others:
-        problems.append({"where": "workflow_attachment", "problem": f"only the one WDL file is taken ({', '.join(others)} besides it): "
-                         "inline the imports, or put the folder in S3 and give its s3:// workflow_url"})
-    if zipbundle.is_bundle(url):
-        return None  # (a bundle: attached_bundle)
+    if others and zipbundle.is_bundle(url):
+        problems.append({"where": "workflow_attachment", "problem": f"a miniwdl zip bundle is taken alone ({', '.join(others)} besides it)"})
+    if zipbundle.is_bundle(url) or (others and url.endswith(".wdl")):
+        return None  # (a bundle, or the files a bundle is made of: attached_bundle)
     if not url.endswith(".wdl"):
         problems.append({"where": "workflow_url", "problem": f"{url!r} is not a .wdl file or a miniwdl zip bundle"})
     return text_of(request.attachments[url], f"workflow_attachment {url!r}", problems)
