@@ -38,6 +38,9 @@ SETTINGS = WesApiSettings
 app = APIGatewayRestResolver(enable_validation=True)
 
 RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$"
+#: the most runs a WES ListRuns page holds: its page_size is "the preferred number of workflow
+#: runs to return in a page" (WES 1.1), so a larger one is taken as this, not refused
+WES_PAGE_MAX = 1000
 
 
 #: base64 characters of an uploaded bundle (about 3.5 MiB of ZIP): the whole request reaches the
@@ -508,11 +511,11 @@ def wes_post_run() -> Response[dict[str, Any]]:
 @app.get(wes.PREFIX + "/runs", summary="WES: list runs, a page at a time", responses={**_ok(WesRunListResponse, "runs"), **_wes_answers(400, 500)})
 @tracer.capture_method
 def wes_list_runs(
-    page_size: Annotated[int, Query(ge=1, le=1000, description="at most this many runs")] = 50,
+    page_size: Annotated[int, Query(ge=1, description=f"at most this many runs (a preference: at most {WES_PAGE_MAX} are given)")] = 50,
     page_token: Annotated[str | None, Query(pattern=runs.PAGE_TOKEN_RE.pattern, description="next_page_token of the previous page")] = None,
 ) -> Response[dict[str, Any]]:
     bucket = SETTINGS.from_env().runs_bucket
-    found, following = manage.list_runs(bucket, page_size, None, page_token or None)
+    found, following = manage.list_runs(bucket, min(page_size, WES_PAGE_MAX), None, page_token or None)
     errors = s3io.read_each(lambda current: _error_json(current) if current.status == "FAILED" else None, found)
     summaries = [wes.summary(current, error) for current, error in zip(found, errors, strict=True)]
     return _json(200, {"runs": summaries, "next_page_token": following or ""})
