@@ -39,7 +39,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from . import runs
-from .backend import nfs
 from . import status as status_doc
 
 log = logging.getLogger("miniwdl-fargate.efs")
@@ -453,7 +452,7 @@ def collect_shared(
             break
         name = os.path.relpath(entry, cache_root)
         try:
-            used = nfs.fresh_stat(os.path.join(entry, USED_MARKER)).st_mtime  # (as EFS has it, not as cached here)
+            used = fresh_mtime(os.path.join(entry, USED_MARKER))  # (as EFS has it, not as cached here)
         except OSError:
             continue
         if used >= cutoff:
@@ -464,6 +463,13 @@ def collect_shared(
             report.update(_remove_unused(cache_root, entry, cutoff))
         done.append(report)
     return done
+
+
+def fresh_mtime(path: str) -> float:
+    """A marker's mtime as EFS has it (``nfs.fresh_stat``: opened, not an lstat of cached attributes)."""
+    from .backend import nfs  # (here: the driver's modules load no backend module as they are imported)
+
+    return nfs.fresh_stat(path).st_mtime
 
 
 def _remove_unused(cache_root: str, entry: str, cutoff: float) -> dict[str, Any]:
@@ -477,7 +483,7 @@ def _remove_unused(cache_root: str, entry: str, cutoff: float) -> dict[str, Any]
     except OSError as exn:
         return {"action": "kept", "reason": f"could not move it aside: {exn}"}
     try:
-        touched = nfs.fresh_stat(os.path.join(aside, USED_MARKER)).st_mtime >= cutoff
+        touched = fresh_mtime(os.path.join(aside, USED_MARKER)) >= cutoff
     except OSError:
         touched = False
     if touched:
