@@ -70,6 +70,7 @@ class RunStatus(BaseModel):
     report: str | None = None  # s3:// URI of the run report
     resumed_from: str | None = None  # the failed or cancelled run this one resumes
     resumed_by: list[str] = Field(default_factory=list, description="the runs that resume this one, oldest first")
+    labels: dict[str, str] = Field(default_factory=dict, description="the run's labels (its options' labels): WES RunSummary's tags")
 
     @property
     def finished(self) -> bool:
@@ -118,6 +119,7 @@ def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:
         results=record.results,
         execution_arn=execution_arn,
         resumed_from=record.resumed_from,
+        labels=dict((record.options or {}).get("labels") or {}),
     )
 
 

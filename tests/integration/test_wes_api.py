@@ -109,6 +109,7 @@ def test_multipart_post_with_an_attached_wdl_starts_one_run_with_tags_as_labels_
 
     code, listed = wes("GET", "/runs?page_size=10")
     assert code == 200 and listed["runs"][0]["run_id"] == run_id and listed["runs"][0]["state"] == "QUEUED"
+    assert listed["runs"][0]["tags"] == {"team": "genomics"}  # (RunSummary's tags: the request's)
     assert wes("GET", "/runs?page_size=5000")[0] == 200  # (a preference: taken as the most a page holds)
 
     assert wes("POST", f"/runs/{run_id}/cancel") == (200, {"run_id": run_id})

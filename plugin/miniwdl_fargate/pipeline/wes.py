@@ -438,7 +438,7 @@ def summary(current: status.RunStatus, error: dict[str, Any] | None = None) -> d
         "state": state(current.status, error if error is not None else current.error),
         "start_time": current.started_at or current.submitted_at,
         "end_time": current.finished_at,
-        "tags": {},
+        "tags": dict(current.labels),  # (the request's tags, its labels: kept in status.json, which the list reads)
     }
 
 
