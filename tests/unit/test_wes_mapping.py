@@ -175,7 +175,8 @@ def test_run_log_task_logs_from_cost_json_and_while_running_from_the_status():
     assert log["state"] == "EXECUTOR_ERROR" and log["run_log"]["system_logs"] == ["call-t failed with exit status 3"]
     assert log["outputs"] == {"hello.x": 1}
     [task] = log["task_logs"]
-    assert (task["start_time"], task["end_time"], task["exit_code"]) == ("2026-11-30T09:00:10+00:00", "2026-11-30T09:00:20+00:00", 3)
+    # (WES's "ISO 8601 format %Y-%m-%dT%H:%M:%SZ": what a client parsing that format reads)
+    assert (task["start_time"], task["end_time"], task["exit_code"]) == ("2026-11-30T09:00:10Z", "2026-11-30T09:00:20Z", 3)
     assert task["tags"]["outcome"] == "failed (exit 3)"
 
 
@@ -207,3 +208,14 @@ def test_a_document_read_at_submit_says_its_own_version_an_s3_one_is_taken_at_th
     assert wes.submission(wes.WesRequest("s3://b/w/x.wdl", None, "WDL", "1.1")).workflow_type_version == "1.1"
     with pytest.raises(wes.WesRefused, match="workflow_type_version: 'draft-2'"):
         wes.submission(wes.WesRequest("s3://b/w/x.wdl", None, "WDL", "draft-2"))
+
+
+@pytest.mark.parametrize("given, said", [
+    ("2026-11-30T09:00:10.123456+00:00", "2026-11-30T09:00:10Z"),
+    ("2026-11-30T11:00:10+02:00", "2026-11-30T09:00:10Z"),
+    ("2026-11-30T09:00:10Z", "2026-11-30T09:00:10Z"),
+    (None, None),
+])
+def test_times_are_given_in_wess_own_format(given, said):
+    """WES: "ISO 8601 format %Y-%m-%dT%H:%M:%SZ"; a client may parse exactly that."""
+    assert wes.wes_time(given) == said

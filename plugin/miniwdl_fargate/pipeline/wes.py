@@ -17,6 +17,7 @@ it answers.
 from __future__ import annotations
 
 import email.parser
+from datetime import datetime, timezone
 import email.policy
 import io
 import json
@@ -431,13 +432,27 @@ def service_info(miniwdl_version: str, our_version: str, counts: dict[str, int] 
     }
 
 
+def wes_time(iso: str | None) -> str | None:
+    """A time as WES gives it, "ISO 8601 format %Y-%m-%dT%H:%M:%SZ" (UTC, whole seconds: a client
+    may parse it with exactly that format); ours have milliseconds and +00:00."""
+    if not iso:
+        return None
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def summary(current: status.RunStatus, error: dict[str, Any] | None = None) -> dict[str, Any]:
     """A RunSummary of GET /runs."""
     return {
         "run_id": current.run_id,
         "state": state(current.status, error if error is not None else current.error),
-        "start_time": current.started_at or current.submitted_at,
-        "end_time": current.finished_at,
+        "start_time": wes_time(current.started_at or current.submitted_at),
+        "end_time": wes_time(current.finished_at),
         "tags": dict(current.labels),  # (the request's tags, its labels: kept in status.json, which the list reads)
     }
 
@@ -471,8 +486,8 @@ def run_log(
         "run_log": {
             "name": (record.workflow_name if record else "") or current.name,
             "cmd": ["miniwdl", "run", current.workflow],
-            "start_time": current.started_at,
-            "end_time": current.finished_at,
+            "start_time": wes_time(current.started_at),
+            "end_time": wes_time(current.finished_at),
             "stdout": None,
             "stderr": (log_url or (lambda uri: uri))(current.results + "workflow.log") if current.started_at else None,
             "exit_code": None,
@@ -545,8 +560,8 @@ def attempt_log(row: dict[str, Any], log_group: str, region: str) -> dict[str, A
     return {
         "id": arn.rsplit("/", 1)[-1],
         "name": f"{row['call']} attempt {row['attempt']}",
-        "start_time": row.get("started_at"),
-        "end_time": row.get("stopped_at"),
+        "start_time": wes_time(row.get("started_at")),
+        "end_time": wes_time(row.get("stopped_at")),
         "exit_code": row.get("exit_code"),
         **log_links(arn, log_group, region),
         "system_logs": [row["outcome"]] if row.get("outcome") else [],
