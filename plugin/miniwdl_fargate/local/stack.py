@@ -327,6 +327,8 @@ class LocalStack:
         check: Callable[[], None] = lambda: None,
     ) -> None:
         self.state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="miniwdl-fargate-local-"))
+        #: a folder of its own (no ``state_dir`` given): removed at the stop if nothing was kept in it
+        self._own_state_dir = not state_dir
         #: called between the start's steps (after moto's imports, after its installation; the
         #: caller checks again once deployed): raises to stop the start there (`local run`'s check
         #: for a Ctrl-C noted meanwhile), and what started is stopped
@@ -464,6 +466,11 @@ class LocalStack:
             else:
                 os.environ[key] = value
         aws.reset()
+        if self._own_state_dir:  # (a stack that never got as far as keeping anything leaves no empty folder behind)
+            try:
+                os.rmdir(self.state_dir)
+            except OSError:  # (not empty: its EFS, logs and results stay for the user)
+                pass
 
     def __enter__(self) -> "LocalStack":
         try:
