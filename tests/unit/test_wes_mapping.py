@@ -134,8 +134,32 @@ def test_a_wdl_attached_with_the_files_it_imports_runs_as_their_bundle():
     with zipfile.ZipFile(io.BytesIO(asked.workflow_zip)) as bundle:
         names = bundle.namelist()
     assert any(n.endswith("hello.wdl") for n in names) and any(n.endswith("tasks/greet.wdl") for n in names)
-    with pytest.raises(wes.WesRefused, match=r"workflow_attachment: hello.wdl:2:1: Failed to import tasks/greet.wdl"):
+    with pytest.raises(wes.WesRefused, match=r"workflow_attachment: hello.wdl: could not be read with its attachments: .*Failed to import tasks/greet.wdl"):
         wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": main, "other.wdl": lib}))
+
+
+@pytest.mark.parametrize("imported", ["/etc/hostname", "../../../../etc/hostname", "https://example.org/lib.wdl", "/proc/self/environ"])
+def test_an_attached_wdl_imports_only_attached_files(imported, tmp_path):
+    """The bundle is built in the API's function: an import of a file it can read, or of a URL,
+    would put what it read in the run (or in the refusal's text); only attached files are read."""
+    main = f'version 1.1\nimport "{imported}" as x\nworkflow hello {{ }}\n'.encode()
+    read = []
+    real_open = open
+
+    def watched(path, *args, **kwargs):
+        read.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    import builtins
+
+    builtins_open, builtins.open = builtins.open, watched
+    try:
+        with pytest.raises(wes.WesRefused, match=rf"could not be read with its attachments: Failed to import {re.escape(imported)}$") as refused:
+            wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": main, "other.wdl": b"version 1.1\n"}))
+    finally:
+        builtins.open = builtins_open
+    assert not any(path.startswith(("/etc", "/proc")) for path in read), read  # (never opened)
+    assert "PATH=" not in str(refused.value)
 
 
 def test_run_names_come_from_the_workflow_file():

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 import email.policy
 import io
 import json
+import os
 import re
 import urllib.request
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ def attached_bundle(request: WesRequest, problems: list[dict[str, str]]) -> byte
     the attached files, when workflow_url names one .wdl of several ("The workflow_attachment
     array may be used to upload files that are required to execute the workflow, including the
     primary workflow, tools imported by the workflow": WES 1.1, RunWorkflow) by miniwdl's own
-    ``miniwdl zip`` (``upload.build_bundle``: the main WDL and what it imports, its miniwdl.cfg);
+    ``WDL.Zip.build``, its imports read from the attached files only (``attachments_only``);
     None, with the problem, when it cannot be built (``attached_wdl`` said what else is wrong)."""
     url = request.workflow_url.strip()
     if url not in request.attachments:
@@ -208,22 +209,52 @@ def attached_bundle(request: WesRequest, problems: list[dict[str, str]]) -> byte
         return request.attachments[url]
     if len(request.attachments) < 2 or not url.endswith(".wdl"):
         return None
+    import logging
     import tempfile
-    from pathlib import Path
 
-    from ..upload import RunInputError, build_bundle
+    import WDL
+    import WDL.Zip
 
     with tempfile.TemporaryDirectory(prefix="miniwdl-fargate-wes-") as folder:
-        files = Path(folder, "attached")
-        for name, body in request.attachments.items():  # (names checked: relative, no "..": attachment_name_problem)
-            path = files / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(body)
+        files = os.path.join(folder, "attached")
         try:
-            return build_bundle(files / url, Path(folder)).read_bytes()
-        except RunInputError as exn:
-            problems.append({"where": "workflow_attachment", "problem": str(exn).replace(str(files) + "/", "")})
+            for name, body in request.attachments.items():  # (names checked: relative, no "..": attachment_name_problem)
+                path = os.path.join(files, *name.split("/"))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as out:
+                    out.write(body)
+            doc = WDL.load(os.path.join(files, *url.split("/")), read_source=attachments_only(files))
+            archive = os.path.join(folder, "bundle.zip")
+            WDL.Zip.build(doc, archive, logging.getLogger("miniwdl-fargate.wes"))
+            with open(archive, "rb") as built:
+                return built.read()
+        except (OSError, WDL.Error.SyntaxError, WDL.Error.ImportError, WDL.Error.ValidationError, WDL.Error.InputError) as exn:
+            said = " ".join(str(exn).replace(files + "/", "").split())
+            problems.append({"where": "workflow_attachment", "problem": f"{url}: could not be read with its attachments: {said}"})
             return None
+
+
+def attachments_only(folder: str) -> Callable[..., Any]:
+    """A miniwdl ``read_source`` that reads an import only from the attached files (under
+    ``folder``): a relative path, no URL, nothing outside them (an import of "/proc/self/environ"
+    or an https:// URL would read what the API's function can, into the request's answer)."""
+    import WDL
+
+    root = os.path.realpath(folder)
+
+    async def read(uri: str, path: list[str], importer: Any) -> Any:
+        if importer is None:  # (the main WDL, which attached_bundle names by its path under the folder)
+            target = os.path.realpath(uri)
+        else:
+            target = os.path.realpath(os.path.join(os.path.dirname(importer.pos.abspath), uri))
+            if "://" in uri or os.path.isabs(uri):
+                target = ""
+        if not target.startswith(root + os.sep) or not os.path.isfile(target):
+            raise FileNotFoundError(f"{uri}: not among the attached files (an import names an attached file by its path relative to the importing one)")
+        with open(target) as infile:
+            return WDL.ReadSourceResult(source_text=infile.read(), abspath=target)
+
+    return read
 
 
 def bundle_wdl(bundle: bytes, problems: list[dict[str, str]]) -> str | None:
