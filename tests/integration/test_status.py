@@ -123,6 +123,19 @@ def test_a_page_holds_at_most_its_limit_of_runs_and_goes_on_inside_a_name(run):
     newest_first = [f"main-{i:08x}" for i in reversed(range(5))]
     assert pages == [newest_first[:2], newest_first[2:4], [newest_first[4], run]]
     assert manage.list_runs("runs", limit=2, name="main", after="main:4") == ([manage.list_runs("runs", name="main")[0][4]], None)
+    # names that extend another ("main-x", "main.v2" sort between "runs/main" and "runs/main/"):
+    # every run once, and the paging ends
+    for name in ("main-x", "main.v2"):
+        for i in range(3):
+            record = RECORD.model_copy(update={"run_id": f"{name}-{i:08x}", "name": name, "results": f"s3://runs/runs/{name}/results/{name}-{i:08x}/"})
+            status.update("runs", record.run_id, lambda current: current, initial=status.new(record))
+    seen, token = [], None
+    for _ in range(20):
+        found, token = manage.list_runs("runs", limit=2, after=token)
+        seen += [r.run_id for r in found]
+        if token is None:
+            break
+    assert token is None and sorted(seen) == sorted(set(seen)) and len(seen) == 5 + 3 + 3 + 1
     with pytest.raises(ValueError, match="page token 'main:x' is not one a list of runs gave"):
         manage.list_runs("runs", after="main:x")
 

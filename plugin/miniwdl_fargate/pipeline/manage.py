@@ -67,6 +67,10 @@ def list_runs(
             kwargs["StartAfter"] = runs.run_prefix(start) if skip is None else runs.RUNS_PREFIX + start
         for page in paginator.paginate(**kwargs):
             names += [p["Prefix"][len(runs.RUNS_PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        if start and skip is not None:
+            # ("runs/<name>" also sorts before "runs/<name>-x/" and "runs/<name>.x/", which come
+            # before "runs/<name>/": names listed on an earlier page; a page goes on from its name)
+            names = [n for n in names if runs.run_prefix(n) >= runs.run_prefix(start)]
     found: list[status.RunStatus] = []
     for i, run_name in enumerate(names):
         prefix = f"{runs.run_prefix(run_name)}{runs.RESULTS_DIR}/"
