@@ -401,6 +401,8 @@ class FargateTaskContainer(BaseTaskContainer):
                 "or set efs_mountpoint to the EFS mount holding it"
             )
         self._size: sizes.TaskSize | None = None
+        #: the gate's turn of the attempt being launched (``_start`` to ``_launched``)
+        self._launching: limits.Turn | None = None
         #: whether the task (or [task_runtime] defaults) says how much memory it needs
         self._memory_declared = False
         self._interruptions = 0
@@ -997,15 +999,14 @@ class FargateTaskContainer(BaseTaskContainer):
 
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> FargateJob:
         self._open_to_any_user()
-        turn = self._take_turn(logger, terminating)
+        turn = self._launching = self._take_turn(logger, terminating)
         try:
             job = self._launch(logger, script, terminating)
         except BaseException:  # (no job for the attempt to end: the turn goes back at once)
             self._give_back(turn)
             raise
-        gate = limits.find(self.tagged_run) if turn is not None else None
-        if gate is not None and turn is not None:
-            gate.launched(turn)  # (what it commits to is now the estimate's)
+        finally:
+            self._launching = None
         job.turn = turn
         return job
 
@@ -1038,6 +1039,11 @@ class FargateTaskContainer(BaseTaskContainer):
         job = FargateJob(
             self._poller.watch(arn), request["taskDefinition"], request["clientToken"], self._capacity_of(request), time.time()
         )
+        turn, gate = self._launching, limits.find(self.tagged_run)
+        if turn is not None and gate is not None:
+            # its least cost moves from the gate's pending to its estimate before the attempt is
+            # marked launched (which the next estimate counts): never counted twice meanwhile
+            gate.launched(turn)
         self._mark(launched=job.launched_at, task_arn=arn, capacity=job.capacity)
         self.failure_info = self._task_info(task, job.capacity)
         size = request["overrides"]
