@@ -204,6 +204,23 @@ def test_a_finished_run_submitted_again_is_not_started_again(pipeline):
     assert again.duplicate and again.record.run_id == first.record.run_id and started == []
 
 
+def test_a_run_started_under_its_dotted_execution_name_is_not_started_again_under_the_new_one(pipeline):
+    """Runs started before execution names had their "." made "_" have an execution of the old
+    name (status.json says which): a late duplicate of one still running must not start a second
+    execution (and driver) under the new name."""
+    from miniwdl_fargate import status
+
+    settings, _ = pipeline
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/hello.wdl", Body=WDL.encode())
+    first = start.from_request(settings, "my.data", "s3://runs/workflows/hello.wdl", {"hello.who": "Ann"}, "dotted")
+    old_arn = settings.state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + first.record.run_id
+    status.update("runs", first.record.run_id, lambda c: c.model_copy(update={"execution_arn": old_arn, "status": "RUNNING"}))
+    started = []
+    aws.client("stepfunctions").meta.events.register("provide-client-params.stepfunctions.StartExecution", lambda params, **_: started.append(params))
+    again = start.from_request(settings, "my.data", "s3://runs/workflows/hello.wdl", {"hello.who": "Ann"}, "dotted")
+    assert again.duplicate and again.execution_arn == old_arn and started == []
+
+
 # -- the API: one client token, one request ------------------------------------------------------
 
 

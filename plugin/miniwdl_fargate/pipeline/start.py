@@ -184,13 +184,17 @@ def start(settings: SubmitSettings, record: runs.RunRecord) -> Submitted:
     arn = runs.execution_arn(settings.state_machine_arn, record.run_id)
     if not first:
         record = _recorded(record.bucket, key)
-        if _finished(record):
+        known = _known_status(record)
+        if known is not None and known.finished:
             # its execution ended; Step Functions takes an execution's name again 90 days after it
             # closed ("Names can be reused after 90 days",
             # https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html):
             # a late duplicate (a client token used again, a redelivered event) must not start it anew
             log.info("run %s already submitted and finished", record.run_id)
-            return Submitted(record, arn, duplicate=True)
+            return Submitted(record, known.execution_arn or arn, duplicate=True)
+        if known is not None and known.execution_arn and known.execution_arn != arn:
+            # started under the name of its day (a run id's "." before execution_name made it "_")
+            return Submitted(record, known.execution_arn, duplicate=True)
     status.update(record.bucket, record.run_id, lambda current: current, initial=status.new(record, arn))
     sfn = aws.client("stepfunctions")
     try:
@@ -204,13 +208,12 @@ def start(settings: SubmitSettings, record: runs.RunRecord) -> Submitted:
     return Submitted(record, arn, duplicate=not first)
 
 
-def _finished(record: runs.RunRecord) -> bool:
-    """Whether the run has ended (its status.json says so; one that cannot be read: not known to)."""
+def _known_status(record: runs.RunRecord) -> status.RunStatus | None:
+    """The run's status.json (None: not there yet, or it cannot be read)."""
     try:
-        current = status.read(record.bucket, record.run_id)
+        return status.read(record.bucket, record.run_id)
     except status.UnreadableStatus:
-        return False
-    return current is not None and current.finished
+        return None
 
 
 def _recorded(bucket: str, key: str) -> runs.RunRecord:
