@@ -122,7 +122,8 @@ class Transfers:
         self._events.register("provide-client-params.s3.GetObject", self._pin, unique_id=self._pin_id)
 
     def _pin(self, params: dict[str, Any], **kwargs: Any) -> None:
-        """A GetObject of one of this Transfers' downloads asks for the ETag it was given
+        """A GetObject of one of this Transfers' downloads (its bucket and key: another download of
+        the same object in this process meanwhile asks for that ETag too) asks for the ETag it was given
         (S3 answers 412 if the object changed: "Return the object only if its entity tag (ETag)
         is the same as the one specified", https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html)."""
         etag = self._etags.get((params.get("Bucket", ""), params.get("Key", "")))
@@ -136,8 +137,10 @@ class Transfers:
         # the manager's own exit: cancels what is in flight on an error, then waits for its
         # threads. (Not manager.shutdown(cancel=True, ...): s3transfer 0.19.3 passes its
         # arguments to _shutdown one place off, and the cancel fails with a TypeError.)
-        self.manager.__exit__(kind, exn, tb)
-        self._events.unregister("provide-client-params.s3.GetObject", unique_id=self._pin_id)
+        try:
+            self.manager.__exit__(kind, exn, tb)
+        finally:  # (whatever the manager's exit raises: no pin outlives its Transfers)
+            self._events.unregister("provide-client-params.s3.GetObject", unique_id=self._pin_id)
 
     def _subscribers(self, known: tuple[int, str] | None = None) -> list[Any]:
         from s3transfer.subscribers import BaseSubscriber
