@@ -1549,7 +1549,7 @@ def test_local_mode_deploys_with_parameters(moto_server, tmp_path):
     with the given ones over them, through moto's server as local mode does."""
     cfn.install()
     fixes.find_in_map_number_keys()
-    local = stack.LocalStack(parameters={"ManagedInstances": "Enabled", "ImageCache": "Enabled", "TaskPollSeconds": "0.5"})
+    local = stack.LocalStack(state_dir=str(tmp_path / "state"), parameters={"ManagedInstances": "Enabled", "ImageCache": "Enabled", "TaskPollSeconds": "0.5"})
     parameters = local.stack_parameters()
     assert parameters["DriverImage"] == "local/miniwdl-fargate-driver:latest"  # (local mode's own)
     assert (parameters["ManagedInstances"], parameters["TaskPollSeconds"]) == ("Enabled", "0.5")

@@ -24,7 +24,9 @@ def test_a_local_stack_polls_ecs_as_a_deployment_does():
     # a deployment's floor is the backend's own default (the interval grows with the tasks watched)
     assert float(poll["Default"]) == float(config._defaults()["poll_interval"]) == 0.5
     assert stack.POLL_SECONDS == float(poll["Default"]) > float(poll["MinValue"])
-    assert stack.LocalStack().poll_seconds == stack.POLL_SECONDS
+    made = stack.LocalStack()  # (stopped after: its own state folder, empty, goes)
+    assert made.poll_seconds == stack.POLL_SECONDS
+    made.stop()
 
 
 def test_follow_looks_often_at_a_local_stack_and_every_two_seconds_at_a_deployment():
