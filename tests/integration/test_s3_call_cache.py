@@ -659,3 +659,35 @@ def test_an_s3_uri_is_named_by_its_etag_or_listing_and_an_unreadable_one_never_m
     digest = staging.listing_digest(staging.directory_listing("runs", "data/"))
     assert ids.of("s3://runs/data", directory=True) == f"s3://runs/data#etag={digest}"  # (as staging names it)
     assert ids.of("s3://runs/data/gone.txt") == "s3://runs/data/gone.txt#unreadable"
+
+
+LITERAL = WDL.replace("    File reference\n", "", 1).replace(
+    "  call count { input: made = make.out, reference = reference }",
+    '  File reference = "s3://runs/data/ref.txt"\n  call count { input: made = make.out, reference = reference }', 1,
+)
+
+
+def test_a_workflow_naming_an_s3_object_in_its_body_is_keyed_by_that_objects_etag(bucket, tmp_path):
+    """A reference named in the workflow's body (not an input): miniwdl keys the whole workflow by
+    its inputs and its source, the URI's text; after the object was replaced a run reused the
+    whole workflow's old outputs. Its key has the object's ETag."""
+    aws.client("s3").put_object(Bucket="runs", Key="runs/l/workflow.wdl", Body=LITERAL.encode())
+    assert drive_workflow(tmp_path, "l-before", {"chain.name": "ann"}, wdl="runs/l/workflow.wdl") == 0
+    aws.client("s3").put_object(Bucket="runs", Key="data/ref.txt", Body=b"one two three four")
+    assert drive_workflow(tmp_path, "l-after", {"chain.name": "ann"}, wdl="runs/l/workflow.wdl") == 0
+    outputs = json.loads(read_uri("s3://runs/runs/l/results/l-after/outputs.json"))["outputs"]
+    assert outputs["chain.words"] == 7  # (not the 6 of the object it replaced)
+    assert drive_workflow(tmp_path, "l-again", {"chain.name": "ann"}, wdl="runs/l/workflow.wdl") == 0
+    again = json.loads(read_uri("s3://runs/runs/l/results/l-again/outputs.json"))["outputs"]
+    assert again["chain.words"] == 7
+
+
+def test_a_workflows_s3_literals_are_found_in_its_body_and_outputs():
+    import WDL as miniwdl
+
+    doc = miniwdl.parse_document(
+        'version 1.1\nworkflow w {\n  input { File given = "s3://b/default.txt" }\n  File ref = "s3://b/ref.fa"\n'
+        '  scatter (x in ["s3://b/a.txt", "s3://b/b.txt"]) { String y = x }\n  String dynamic = "s3://b/~{ref}"\n'
+        '  output { File o = "s3://b/out.txt" }\n}\n'
+    )
+    assert keys.s3_literals(doc.workflow) == ["s3://b/a.txt", "s3://b/b.txt", "s3://b/out.txt", "s3://b/ref.fa"]

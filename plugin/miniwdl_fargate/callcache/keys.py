@@ -80,11 +80,22 @@ class Identities:
         except NotRegular:
             return path  # (by its path, as miniwdl keys it)
 
+    def forget_remote(self) -> None:
+        """Forget the identities ``remote`` found (a new run asks S3 again)."""
+        with self._lock:
+            self._remote.clear()
+
+    def remote_any(self, uri: str) -> str:
+        """``remote`` of a URI that may name an object or a folder (a String literal says neither)."""
+        found = self.remote(uri, False)
+        return self.remote(uri, True) if found.endswith("#unreadable") else found
+
     def remote(self, uri: str, directory: bool) -> str:
         """``s3://bucket/key#etag=<ETag>`` of an object miniwdl will download (a Directory: its
         listing's digest, as staging names it): the URI alone keyed a call whose object was
-        since replaced to the old object's result. Asked once per process (a run downloads a URI
-        once); one that cannot be read is ``<uri>#unreadable``, which no entry has."""
+        since replaced to the old object's result. Asked once per run (a run downloads a URI
+        once; ``s3cache.start_run`` forgets them); one that cannot be read is ``<uri>#unreadable``,
+        which no entry has."""
         with self._lock:
             known = self._remote.get((uri, directory))
         if known:
@@ -177,6 +188,35 @@ class Identities:
         return sorted(found)
 
 
+def s3_literals(workflow: WDL.Tree.Workflow) -> list[str]:
+    """The ``s3://`` URIs a workflow's body and outputs name literally (a reference genome as a
+    non-input declaration, a call's input given as a URI): what a run of it reads besides its
+    inputs, which miniwdl's key for the whole workflow names by their text only. Sorted, once each."""
+    found: set[str] = set()
+
+    def visit_expr(expr: Any) -> None:
+        if isinstance(expr, WDL.Expr.String) and expr.literal is not None and str(expr.literal.value).startswith(S3_PREFIX):
+            found.add(str(expr.literal.value))
+        for child in getattr(expr, "children", []) or []:
+            if isinstance(child, WDL.Expr.Base):
+                visit_expr(child)
+
+    def visit(nodes: Iterable[Any]) -> None:
+        for node in nodes:
+            if isinstance(node, WDL.Tree.Decl) and node.expr is not None:
+                visit_expr(node.expr)
+            elif isinstance(node, WDL.Tree.Call):
+                for expr in node.inputs.values():
+                    visit_expr(expr)
+            elif isinstance(node, (WDL.Tree.Scatter, WDL.Tree.Conditional)):
+                visit_expr(node.expr)
+                visit(node.body)
+
+    visit(workflow.body)
+    visit(workflow.outputs or [])
+    return sorted(found)
+
+
 def tree_digest(listing: Iterable[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(sorted(listing), separators=(",", ":")).encode()).hexdigest()
 
@@ -233,16 +273,21 @@ def result_defaults(task_runtime_defaults: dict[str, Any]) -> dict[str, Any]:
 
 
 def key_parts(
-    miniwdl_key: str, inputs: dict[str, Any], defaults: dict[str, Any], wdl_digest: str = ""
+    miniwdl_key: str, inputs: dict[str, Any], defaults: dict[str, Any], wdl_digest: str = "",
+    literals: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The parts of a call's key, from miniwdl's key (``<name>/<WDL digest>/<inputs digest>``),
     the inputs by identity (``input_identities``), the runtime defaults in the key, and the
-    task's ``result_digest`` (default: miniwdl's digest, of the key)."""
+    task's ``result_digest`` (default: miniwdl's digest, of the key); a workflow's ``literals``
+    (its body's s3:// URIs by identity, ``s3_literals``), when it has any."""
     name, miniwdl_digest, _ = miniwdl_key.rsplit("/", 2)
-    return {
+    parts = {
         "version": KEY_VERSION, "task": name, "wdl_digest": wdl_digest or miniwdl_digest, "inputs": inputs,
         "defaults": defaults,
     }
+    if literals:
+        parts["literals"] = literals
+    return parts
 
 
 def entry_name(parts: dict[str, Any]) -> str:
