@@ -677,6 +677,11 @@ def test_a_workflow_naming_an_s3_object_in_its_body_is_keyed_by_that_objects_eta
     assert drive_workflow(tmp_path, "l-after", {"chain.name": "ann"}, wdl="runs/l/workflow.wdl") == 0
     outputs = json.loads(read_uri("s3://runs/runs/l/results/l-after/outputs.json"))["outputs"]
     assert outputs["chain.words"] == 7  # (not the 6 of the object it replaced)
+    # explain says what of the whole workflow's key changed (the differences of its closest entry)
+    now = {"task": "chain", "wdl_digest": "d", "literals": {"s3://runs/data/ref.txt": "s3://runs/data/ref.txt#etag=2"}}
+    assert keys.differences(now, dict(now, literals={"s3://runs/data/ref.txt": "s3://runs/data/ref.txt#etag=1"})) == [
+        "s3://runs/data/ref.txt, which the workflow names: s3://runs/data/ref.txt changed (ETag 1 -> 2)"
+    ]
     assert drive_workflow(tmp_path, "l-again", {"chain.name": "ann"}, wdl="runs/l/workflow.wdl") == 0
     again = json.loads(read_uri("s3://runs/runs/l/results/l-again/outputs.json"))["outputs"]
     assert again["chain.words"] == 7

@@ -310,6 +310,10 @@ def differences(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
     if now.get("wdl_digest") != before.get("wdl_digest"):
         lines.append(f"the task's WDL (command, runtime or outputs) changed: digest {before.get('wdl_digest')} -> {now.get('wdl_digest')}")
     lines += input_differences(now.get("inputs") or {}, before.get("inputs") or {})
+    was_named, named = before.get("literals") or {}, now.get("literals") or {}
+    for uri in sorted(set(was_named) | set(named)):
+        if was_named.get(uri) != named.get(uri):
+            lines.append(f"{uri}, which the workflow names: {value_change(was_named.get(uri), named.get(uri))}")
     was, is_ = before.get("defaults") or {}, now.get("defaults") or {}
     for key in sorted(set(was) | set(is_)):
         if was.get(key) != is_.get(key):
