@@ -516,7 +516,7 @@ def wes_list_runs(
 ) -> Response[dict[str, Any]]:
     bucket = SETTINGS.from_env().runs_bucket
     found, following = manage.list_runs(bucket, min(page_size, WES_PAGE_MAX), None, page_token or None)
-    errors = s3io.read_each(lambda current: _error_json(current) if current.status == "FAILED" else None, found)
+    errors = aws.each(lambda current: _error_json(current) if current.status == "FAILED" else None, found, s3io.READ_THREADS)
     summaries = [wes.summary(current, error) for current, error in zip(found, errors, strict=True)]
     return _json(200, {"runs": summaries, "next_page_token": following or ""})
 

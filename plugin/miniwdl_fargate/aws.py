@@ -12,7 +12,7 @@ import collections
 import os
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import boto3
 import botocore.config
@@ -153,3 +153,20 @@ def reset() -> None:
 
 def region() -> str:
     return client("sts").meta.region_name
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def each(call: Callable[[T], R], items: Iterable[T], threads: int) -> list[R]:
+    """``call`` of each of ``items`` (AWS requests, which wait more than they work), ``threads``
+    at a time; the results in ``items``' order. The first exception ``call`` raises, in that
+    order, is raised (once every call has ended)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = list(items)
+    if len(items) < 2:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="aws-each") as pool:
+        return list(pool.map(call, items))

@@ -267,7 +267,7 @@ def cost_by_label(
     def cost_of(run: status.RunStatus) -> Any:
         return s3io.find_json(*s3io.split(run.results + "cost.json")) if run.results else None
 
-    for run, doc in zip(found, s3io.read_each(cost_of, found), strict=True):
+    for run, doc in zip(found, aws.each(cost_of, found, s3io.READ_THREADS), strict=True):
         if isinstance(doc, dict):
             docs.append(doc)
         else:
@@ -681,7 +681,6 @@ def download_files(targets: list[tuple[str, str]]) -> dict[str, list[str]]:
     ``s3io.transfer_concurrency()`` at a time (an Array[File] of thousands went one by one), by
     URI; a URI that is no object (a Directory output's prefix) is left out, for
     ``download_output``. An OSError is raised as it comes."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def one(item: tuple[str, str]) -> tuple[str, list[str] | None]:
         uri_, target = item
@@ -695,8 +694,7 @@ def download_files(targets: list[tuple[str, str]]) -> dict[str, list[str]]:
 
     if not targets:
         return {}
-    with ThreadPoolExecutor(max_workers=min(len(targets), s3io.transfer_concurrency())) as pool:
-        return {uri_: found for uri_, found in pool.map(one, targets) if found is not None}
+    return {uri_: found for uri_, found in aws.each(one, targets, s3io.transfer_concurrency()) if found is not None}
 
 
 def download_output(uri_: str, target: str) -> list[str] | None:

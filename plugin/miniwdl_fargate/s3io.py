@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import CancelledError
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator
 
 from . import aws
 
@@ -65,23 +65,9 @@ def list_keys(bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
 Progress = Callable[[int], None]  # a boto3 transfer Callback: bytes moved; may raise to stop it
 Counted = Callable[[int, int], None]  # (objects done, objects known so far)
 
-#: small objects read at once by ``read_each`` (each a request: a list of runs reads one or
-#: two per run, hundreds for a name run often, where the API has 29 s to answer)
+#: small objects read at once (``aws.each``; each a request: a list of runs reads one or two per
+#: run, hundreds for a name run often, where the API has 29 s to answer)
 READ_THREADS = 16
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def read_each(read: Callable[[T], R], items: Iterable[T], threads: int = READ_THREADS) -> list[R]:
-    """``read`` of each of ``items`` (requests that wait, not work), ``threads`` at a time; in
-    ``items``' order. The first exception ``read`` raises is raised."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    items = list(items)
-    if len(items) < 2:
-        return [read(item) for item in items]
-    with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="s3-read") as pool:
-        return list(pool.map(read, items))
 
 
 def transfer_concurrency() -> int:

@@ -68,8 +68,6 @@ STOP_THREADS = 8
 def stop_tasks(cluster: str, arns: Iterable[str], reason: str, errors: list[str] | None = None) -> list[str]:
     """StopTask each of ``arns`` (``STOP_THREADS`` at a time); the ARNs stopped, in order. A
     failure is logged (and added to ``errors``) and the rest are stopped still."""
-    from concurrent.futures import ThreadPoolExecutor
-
     ecs = aws.client("ecs")
     arns = list(arns)
 
@@ -81,11 +79,7 @@ def stop_tasks(cluster: str, arns: Iterable[str], reason: str, errors: list[str]
             log.error("StopTask %s failed: %s", arn, exn)
             return f"{arn}: {exn}"
 
-    if len(arns) < 2:
-        failures = [stop(arn) for arn in arns]
-    else:
-        with ThreadPoolExecutor(min(STOP_THREADS, len(arns)), thread_name_prefix="stop-task") as pool:
-            failures = list(pool.map(stop, arns))
+    failures = aws.each(stop, arns, STOP_THREADS)
     if errors is not None:
         errors.extend(f for f in failures if f)
     return [arn for arn, failure in zip(arns, failures, strict=True) if failure is None]

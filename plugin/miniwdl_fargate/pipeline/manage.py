@@ -77,7 +77,7 @@ def list_runs(
         ids = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             ids += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-        statuses = [st for st in s3io.read_each(lambda run_id: _readable(bucket, run_id, on_unreadable), ids) if st is not None]
+        statuses = [st for st in aws.each(lambda run_id: _readable(bucket, run_id, on_unreadable), ids, s3io.READ_THREADS) if st is not None]
         # by time, not text: statuses written before timestamps had milliseconds sort with the rest
         statuses.sort(key=lambda st: datetime.fromisoformat(st.submitted_at), reverse=True)
         offset = skip if skip is not None and run_name == start else 0
