@@ -635,15 +635,21 @@ def test_a_folders_listing_answers_for_a_while_then_the_folder_is_listed_again(b
 DEFAULTED = WDL.replace("    File reference\n", '    File reference = "s3://runs/data/ref.txt"\n', 1)
 
 
+def run_again_after_the_reference_changed(tmp_path, folder, wdl):
+    """``wdl`` (which names s3://runs/data/ref.txt itself) run as ``<folder>-before``, the object
+    replaced (6 words become 7), and run again as ``<folder>-after``: the second run's outputs."""
+    aws.client("s3").put_object(Bucket="runs", Key=f"runs/{folder}/workflow.wdl", Body=wdl.encode())
+    assert drive_workflow(tmp_path, f"{folder}-before", {"chain.name": "ann"}, wdl=f"runs/{folder}/workflow.wdl") == 0
+    aws.client("s3").put_object(Bucket="runs", Key="data/ref.txt", Body=b"one two three four")
+    assert drive_workflow(tmp_path, f"{folder}-after", {"chain.name": "ann"}, wdl=f"runs/{folder}/workflow.wdl") == 0
+    return json.loads(read_uri(f"s3://runs/runs/{folder}/results/{folder}-after/outputs.json"))["outputs"]
+
+
 def test_an_s3_input_miniwdl_downloads_itself_is_keyed_by_its_etag(bucket, tmp_path):
     """An input's default (or a URI in a call's inputs) is not staged: miniwdl downloads it, and
     keyed its calls by the URI alone, so a call whose object was replaced since reused the old
     object's result. It is keyed by the object's ETag, as a staged input is."""
-    aws.client("s3").put_object(Bucket="runs", Key="runs/d/workflow.wdl", Body=DEFAULTED.encode())
-    assert drive_workflow(tmp_path, "d-before", {"chain.name": "ann"}, wdl="runs/d/workflow.wdl") == 0
-    aws.client("s3").put_object(Bucket="runs", Key="data/ref.txt", Body=b"one two three four")
-    assert drive_workflow(tmp_path, "d-after", {"chain.name": "ann"}, wdl="runs/d/workflow.wdl") == 0
-    outputs = json.loads(read_uri("s3://runs/runs/d/results/d-after/outputs.json"))["outputs"]
+    outputs = run_again_after_the_reference_changed(tmp_path, "d", DEFAULTED)
     assert outputs["chain.words"] == 7  # (not the 6 of the object it replaced)
     assert drive_workflow(tmp_path, "d-again", {"chain.name": "ann"}, wdl="runs/d/workflow.wdl") == 0
     attempts = json.loads(read_uri("s3://runs/runs/d/results/d-again/cost.json"))["attempts"]
@@ -671,11 +677,7 @@ def test_a_workflow_naming_an_s3_object_in_its_body_is_keyed_by_that_objects_eta
     """A reference named in the workflow's body (not an input): miniwdl keys the whole workflow by
     its inputs and its source, the URI's text; after the object was replaced a run reused the
     whole workflow's old outputs. Its key has the object's ETag."""
-    aws.client("s3").put_object(Bucket="runs", Key="runs/l/workflow.wdl", Body=LITERAL.encode())
-    assert drive_workflow(tmp_path, "l-before", {"chain.name": "ann"}, wdl="runs/l/workflow.wdl") == 0
-    aws.client("s3").put_object(Bucket="runs", Key="data/ref.txt", Body=b"one two three four")
-    assert drive_workflow(tmp_path, "l-after", {"chain.name": "ann"}, wdl="runs/l/workflow.wdl") == 0
-    outputs = json.loads(read_uri("s3://runs/runs/l/results/l-after/outputs.json"))["outputs"]
+    outputs = run_again_after_the_reference_changed(tmp_path, "l", LITERAL)
     assert outputs["chain.words"] == 7  # (not the 6 of the object it replaced)
     # explain says what of the whole workflow's key changed (the differences of its closest entry)
     now = {"task": "chain", "wdl_digest": "d", "literals": {"s3://runs/data/ref.txt": "s3://runs/data/ref.txt#etag=2"}}
