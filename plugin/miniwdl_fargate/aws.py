@@ -27,6 +27,9 @@ RETRY_CONFIG = botocore.config.Config(
     connect_timeout=10,
     read_timeout=60,
 )
+#: for a question whose answer is only a help (a quota to say an error by): asked briefly, so a
+#: subnet with no route to the service's endpoint costs seconds, not minutes
+LOOKUP_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10)
 
 #: variables naming a profile or the machine's config and credentials files
 #: (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/configuration.html): local mode
@@ -81,17 +84,18 @@ def _forget_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
-def client(service: str, region: str | None = None) -> Any:
-    """A cached, thread-safe boto3 client for ``service``."""
+def client(service: str, region: str | None = None, config: botocore.config.Config = RETRY_CONFIG) -> Any:
+    """A cached, thread-safe boto3 client for ``service`` (``config``: ``RETRY_CONFIG`` or
+    ``LOOKUP_CONFIG``)."""
     global _session
-    key = (service, region)
+    key = (service, region, id(config))
     with _lock:
         found = _clients.get(key)
         if found is None:
             if _session is None:
                 _session = boto3.session.Session()
                 _session.events.register("before-call", _count_call)
-            found = _session.client(service, region_name=region, config=RETRY_CONFIG)
+            found = _session.client(service, region_name=region, config=config)
             _clients[key] = found
         return found
 

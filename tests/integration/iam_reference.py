@@ -31,6 +31,7 @@ EVENTS = SAR + "list_amazoneventbridge.html"
 ECR = SAR + "list_amazonelasticcontainerregistry.html"
 EC2 = SAR + "list_amazonec2.html"
 KMS = SAR + "list_awskeymanagementservice.html"
+SERVICE_QUOTAS = SAR + "list_servicequotas.html"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ RESOURCE_TYPES: dict[str, dict[str, ResourceType]] = {
         "bucket": ResourceType("arn:${Partition}:s3:::${BucketName}", ("s3:BucketTag/${TagKey}",)),
         "object": ResourceType("arn:${Partition}:s3:::${BucketName}/${ObjectName}", ("s3:BucketTag/${TagKey}",)),
     },
+    "servicequotas": {"quota": ResourceType("arn:${Partition}:servicequotas:${Region}:${Account}:${ServiceCode}/${QuotaCode}")},
     "events": {"event-bus": ResourceType("arn:${Partition}:events:${Region}:${Account}:event-bus/${EventBusName}")},
     "ecr": {"repository": ResourceType("arn:${Partition}:ecr:${Region}:${Account}:repository/${RepositoryName}", ("ecr:ResourceTag/${TagKey}",))},
     "kms": {"key": ResourceType("arn:${Partition}:kms:${Region}:${Account}:key/${KeyId}", ("aws:ResourceTag/${TagKey}", "kms:ResourceAliases"))},
@@ -170,6 +172,8 @@ ACTIONS: dict[str, Action] = {
     )),
     "elasticfilesystem:DescribeAccessPoints": Action(EFS, ("access-point", "file-system")),
     "elasticfilesystem:DeleteAccessPoint": Action(EFS, ("access-point",)),
+    # Service Quotas: reading one quota authorizes that quota's ARN
+    "servicequotas:GetServiceQuota": Action(SERVICE_QUOTAS, ("quota",)),
     **{f"elasticfilesystem:{name}": Action(EFS, ("file-system",), (
         "elasticfilesystem:AccessPointArn", "elasticfilesystem:AccessedViaMountTarget",
     )) for name in ("ClientMount", "ClientWrite", "ClientRootAccess")},

@@ -1,5 +1,7 @@
 """RunTask pacing and retries, over HTTP against the simulated ECS endpoint (bench/ecs_sim.py)."""
 
+import copy
+
 import boto3
 import botocore.config
 import pytest
@@ -111,6 +113,87 @@ def test_spot_held_back_by_its_own_vcpu_quota_runs_on_demand_and_on_demand_waits
     launcher.launch(on_demand)
     assert on_demand["launchType"] == "FARGATE" and launcher.stats["quota_waits"] == 8 and launcher.stats["spot_fallbacks"] == 1
     launcher.close()
+
+
+class Quotas:
+    """The account's whole vCPU quotas as Service Quotas would answer them, and how often asked."""
+
+    def __init__(self, **values):
+        self.values, self.asked = values, []
+
+    def __call__(self, placement):
+        self.asked.append(placement)
+        return self.values.get(placement)
+
+
+def sized(req, vcpus):
+    req = copy.deepcopy(req)  # (one task definition: RegisterTaskDefinition allows 1 call/s)
+    req["overrides"] = {"cpu": str(int(vcpus * 1024)), "memory": str(int(vcpus * 2048))}
+    return req
+
+
+def test_a_task_larger_than_the_whole_vcpu_quota_fails_at_once_saying_what_to_ask_for(sim):
+    """A task needing more vCPUs than the account's whole quota could wait for ever (until the
+    run's MaxRunHours): at its first quota answer the launcher asks Service Quotas, once, and
+    fails it naming the quota and the increase to request. One that fits waits its turn."""
+    ecs = ecs_client(sim)
+    slept = []
+    quotas = Quotas(FARGATE=6.0)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01, sleep=slept.append, vcpu_quota=quotas)
+    sim.faults.script.extend(["quota"] * 3)
+    base = request(ecs)
+    with pytest.raises(LaunchFailed) as failed:
+        launcher.launch(sized(base, 8))
+    message = str(failed.value)
+    assert "needs 8 vCPUs" in message and "Fargate On-Demand vCPU resource count" in message and "L-3032A538: 6)" in message
+    assert "--quota-code L-3032A538 --desired-value 12" in message and not failed.value.capacity
+    assert sim.count("RunTask", "quota") == 1 and slept == [] and launcher.stats["quota_waits"] == 0
+    sim.faults.script.clear()
+    sim.faults.script.extend(["quota"] * 2 + ["ok"])
+    launcher.launch(sized(base, 4))  # (fits the quota: the run's other tasks will free it)
+    assert launcher.stats["quota_waits"] == 2 and quotas.asked == ["FARGATE"]  # asked once
+    launcher.close()
+
+
+def test_a_spot_task_larger_than_spots_whole_quota_goes_on_demand_at_once(sim):
+    ecs = ecs_client(sim)
+    quotas = Quotas(FARGATE_SPOT=4.0, FARGATE=16.0)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01, vcpu_quota=quotas)
+    sim.faults.script.extend(["quota", "ok"])
+    req = sized(request(ecs, spot=True), 8)
+    task = launcher.launch(req)
+    assert req["launchType"] == "FARGATE" and task["capacityProviderName"] == "FARGATE"
+    assert launcher.stats["spot_fallbacks"] == 1 and launcher.stats["quota_waits"] == 0
+    assert quotas.asked == ["FARGATE_SPOT"]
+    launcher.close()
+
+
+def test_without_an_answer_from_service_quotas_a_task_waits_as_before(sim):
+    ecs = ecs_client(sim)
+    quotas = Quotas()  # (no permission, no endpoint: unknown)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01, vcpu_quota=quotas)
+    sim.faults.script.extend(["quota"] * 3 + ["ok"])
+    launcher.launch(sized(request(ecs), 64))
+    assert launcher.stats["quota_waits"] == 3 and quotas.asked == ["FARGATE"]
+    launcher.close()
+
+
+def test_the_quota_is_read_from_service_quotas_with_a_request_its_model_takes():
+    """account_vcpu_quota's GetServiceQuota (checked against botocore's model by the Stubber),
+    and None for what it cannot answer: a refusal, or a placement with no Fargate quota."""
+    from botocore.stub import Stubber
+
+    from miniwdl_fargate.backend.launcher import account_vcpu_quota
+
+    client = boto3.client("service-quotas", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    with Stubber(client) as stub:
+        stub.add_response("get_service_quota", {"Quota": {"QuotaCode": "L-36FBB829", "Value": 24.0}},
+                          {"ServiceCode": "fargate", "QuotaCode": "L-36FBB829"})
+        assert account_vcpu_quota(client, "FARGATE_SPOT") == 24.0
+        stub.add_client_error("get_service_quota", "AccessDeniedException", "not authorized")
+        assert account_vcpu_quota(client, "FARGATE") is None
+        assert account_vcpu_quota(client, "my-managed-instances") is None  # (EC2's quotas: not asked)
+        stub.assert_no_pending_responses()
 
 
 def test_capacity_that_never_comes_fails_as_capacity(sim):

@@ -160,3 +160,42 @@ def test_an_image_that_cannot_be_pulled_fails_the_run_at_once_naming_it(stack, f
     assert [(t["stopCode"], t["stoppedReason"][:24]) for t in tasks] == [("TaskFailedToStart", "CannotPullContainerError")], [
         (t["taskArn"], t.get("startedBy"), t.get("createdAt")) for t in tasks
     ]
+
+
+SIZED = """
+version 1.1
+workflow sized {
+  input { Int n = 3  Float cpu = 0.5  String tag = "" }
+  scatter (i in range(n)) { call work { input: i = i, cpu = cpu, tag = tag } }
+  output { Array[Int] out = work.out }
+}
+task work {
+  input { Int i  Float cpu  String tag }
+  command <<< sleep 1; echo ~{i} >>>
+  output { Int out = read_int(stdout()) }
+  runtime { docker: "ubuntu:22.04" cpu: cpu memory: "2 GiB" }
+}
+"""
+
+
+def test_tasks_held_back_by_the_accounts_vcpu_quota_wait_their_turn(stack, faults, run):
+    """The account's concurrent vCPU quota (1 vCPU here): RunTask answers its failure while the
+    run's other tasks hold it; each task waits until they end, and the run succeeds."""
+    injected = faults(fargate_vcpu_quota=1)
+    result = run("vcpu-quota-waits", {"sized.n": 3, "sized.cpu": 0.5, "sized.tag": "waits"}, source=SIZED)
+    assert result.status == "SUCCEEDED", result.document
+    assert result.document["outputs"]["sized.out"] == [0, 1, 2]
+    assert "fargate_vcpu_quota" in injected.injected  # (the third task waited for one of the first two)
+
+
+def test_a_task_larger_than_the_accounts_whole_vcpu_quota_fails_the_run_at_once_saying_so(stack, faults, run):
+    """Before, such a task waited on the quota until the run's MaxRunHours; now the driver asks
+    Service Quotas at the first quota answer and fails the task, naming the quota to raise."""
+    injected = faults(fargate_vcpu_quota=1)
+    result = run("vcpu-quota-never", {"sized.n": 1, "sized.cpu": 2, "sized.tag": "never"}, source=SIZED, timeout=90)
+    assert result.status == "FAILED"
+    message = result.document["failed_task"]["message"]
+    assert "needs 2 vCPUs, more than this account's whole Fargate vCPU quota" in message, result.document
+    assert "--quota-code L-3032A538" in message, message
+    assert injected.injected == ["fargate_vcpu_quota"]  # one RunTask refused, then no wait
+    assert [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]] == []

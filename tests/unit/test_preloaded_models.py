@@ -72,7 +72,8 @@ def test_the_fork_servers_preload_every_service_their_children_call_and_no_other
         in_a_child = not (source.is_relative_to(package) and source.relative_to(package).as_posix() in forkserver.NOT_IN_A_CHILD)
         (called if in_a_child else elsewhere).update(services)
     assert {"s3", "ecs", "stepfunctions"} <= called
-    assert called == set(forkserver.AWS_SERVICES), called ^ set(forkserver.AWS_SERVICES)
+    assert called - set(forkserver.RARELY_CALLED) == set(forkserver.AWS_SERVICES), called ^ set(forkserver.AWS_SERVICES)
+    assert set(forkserver.RARELY_CALLED) <= called
     assert {"cloudformation", "lambda", "ec2", "iam"} <= elsewhere  # (each module named is there, and calls some)
 
 

@@ -83,7 +83,7 @@ from ..report.cost import minimum_usd
 from ..limits import LaunchCancelled, check_interval
 from . import links, miniwdl_fixes, standalone, stops
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
-from .launcher import LaunchFailed, Launcher
+from .launcher import LaunchFailed, Launcher, account_vcpu_quota
 from .poller import TaskPoller, Watch
 
 CONTAINER_NAME = "task"
@@ -304,6 +304,9 @@ class FargateTaskContainer(BaseTaskContainer):
             burst=settings.launch_burst,
             capacity_retries=settings.capacity_retries,
             spot_fallbacks=cls._spot_fallbacks(settings),
+            vcpu_quota=lambda placement: account_vcpu_quota(
+                aws.client("service-quotas", config=aws.LOOKUP_CONFIG), placement, logger
+            ),
         )
         cls._driver = sweep.driver_identity()
         with cls._launches_guard:

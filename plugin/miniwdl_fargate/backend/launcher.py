@@ -13,7 +13,9 @@ One ``Launcher`` per driver process, shared by every task thread:
 - ``failures[]`` in a 200 answer (Fargate capacity): retried with backoff, narrowing the request
   to one subnet at a time in turn; a Spot request that finds no capacity in any subnet falls back
   to on-demand FARGATE; the account's concurrent vCPU quota in use: waited out, however long
-  (the run's other tasks will free it);
+  (the run's other tasks will free it), unless the task needs more vCPUs than the whole quota
+  (asked of Service Quotas once, at the first such answer): it fails at once saying so, a Spot
+  task goes On-Demand;
 - no answer (the connection broke, a read timed out, a 5xx) once botocore's retries are spent:
   sent again with the same ``clientToken`` and parameters, so a request ECS did handle returns
   the task it started rather than starting a second one. Each new round after a definite "not
@@ -46,6 +48,15 @@ CAPACITY_MARKERS = ("capacity",)
 # the account's concurrent Fargate vCPU quota: "You've reached the limit on the number of vCPUs you
 # can run concurrently". Other tasks of the run will finish and free vCPUs: wait, however long.
 QUOTA_MARKERS = ("limit on the number of vcpus",)
+#: the account's concurrent vCPU quota of each Fargate placement: (Service Quotas' quota code, its
+#: name) under service code "fargate" (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html);
+#: a Managed Instances capacity provider's tasks count against EC2's quotas instead (none here)
+VCPU_QUOTAS = {
+    "FARGATE": ("L-3032A538", "Fargate On-Demand vCPU resource count"),
+    "FARGATE_SPOT": ("L-36FBB829", "Fargate Spot vCPU resource count"),
+}
+
+
 def decreased_rate(rate: float, factor: float, floor: float = 1.0) -> float:
     """The launch rate after a cluster of throttles: multiplied by ``factor`` (< 1), not below
     ``floor``. Every driver sharing an account's quota is throttled in proportion to what it
@@ -211,6 +222,31 @@ SPOT = "FARGATE_SPOT"
 SPOT_QUOTA_WAITS = 3
 
 
+def task_vcpus(request: dict[str, Any]) -> float | None:
+    """The vCPUs a RunTask request's task asks for (its overrides' task-level cpu units), or None."""
+    try:
+        return int(request["overrides"]["cpu"]) / 1024
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def account_vcpu_quota(client: Any, placement: str, logger: logging.Logger | None = None) -> float | None:
+    """The account's concurrent vCPU quota for tasks placed on ``placement`` (FARGATE or
+    FARGATE_SPOT) in this region, as Service Quotas' GetServiceQuota answers it through
+    ``client`` (a service-quotas client); None when there is none to ask of or no answer (no
+    permission, no route to the endpoint, no applied value): the caller then waits as it would
+    (https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html)."""
+    code = VCPU_QUOTAS.get(placement)
+    if code is None:
+        return None
+    try:
+        value = client.get_service_quota(ServiceCode="fargate", QuotaCode=code[0])["Quota"]["Value"]
+        return float(value)
+    except Exception as exn:  # (best effort: never what fails a launch)
+        (logger or log).info("could not read the account's %s from Service Quotas (%s); waiting as usual", code[1], exn)
+        return None
+
+
 def describe_placement(request: dict[str, Any]) -> str:
     """Where a RunTask request places its task: its launch type, or its capacity provider."""
     strategy = request.get("capacityProviderStrategy") or []
@@ -231,12 +267,17 @@ class Launcher:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         spot_fallbacks: dict[str, dict[str, Any]] | None = None,
+        vcpu_quota: Callable[[str], float | None] | None = None,
     ) -> None:
         """``client``: the boto3 ECS client RunTask goes through (its events get the hooks).
         ``spot_fallbacks``: by Spot capacity provider, the RunTask fields that place a task
         On-Demand instead once no subnet has Spot capacity (FARGATE_SPOT's, launchType FARGATE,
-        always; the managed-instances Spot provider's, its On-Demand provider)."""
+        always; the managed-instances Spot provider's, its On-Demand provider).
+        ``vcpu_quota``: the account's whole concurrent vCPU quota of a placement (FARGATE,
+        FARGATE_SPOT), or None if unknown; asked once a placement, at its first quota answer."""
         self._client = client
+        self._vcpu_quota = vcpu_quota
+        self._vcpu_quotas: dict[str, float | None] = {}
         self.spot_fallbacks = {SPOT: {"launchType": "FARGATE"}, **(spot_fallbacks or {})}
         # recovering at 2% of the maximum per second: with ten drivers sharing a quota, 5% had
         # them climb back over it within a second of every cut (40% of RunTask calls throttled)
@@ -248,6 +289,7 @@ class Launcher:
         self.backoff_cap = backoff_cap
         self._sleep = sleep
         self._lock = threading.Lock()
+        self._quota_lock = threading.Lock()  # (one Service Quotas question at a time)
         self._local = threading.local()
         #: counters read by tests, logs and the benchmark
         self.stats = {
@@ -277,6 +319,35 @@ class Launcher:
         self._count("spot_fallbacks")
         where = "in any subnet" if what == "capacity" else "left"
         logger.warning("no %s %s %s; falling back to on-demand %s", provider, what, where, describe_placement(request))
+
+    def _whole_quota(self, placement: str) -> float | None:
+        """The account's whole vCPU quota of ``placement`` (asked once; None: unknown)."""
+        if self._vcpu_quota is None or placement not in VCPU_QUOTAS:
+            return None
+        with self._quota_lock:
+            if placement not in self._vcpu_quotas:
+                self._vcpu_quotas[placement] = self._vcpu_quota(placement)
+            return self._vcpu_quotas[placement]
+
+    def _never_fits(self, request: dict[str, Any], logger: logging.Logger) -> bool:
+        """After a quota answer: whether the task needs more vCPUs than the placement's whole
+        quota, so no wait would ever start it. A Spot task is then placed On-Demand (True: try
+        again now); an On-Demand one fails, saying what to ask for."""
+        placement, vcpus = describe_placement(request), task_vcpus(request)
+        quota = self._whole_quota(placement)
+        if vcpus is None or quota is None or vcpus <= quota:
+            return False
+        code, name = VCPU_QUOTAS[placement]
+        if any(s.get("capacityProvider") in self.spot_fallbacks for s in request.get("capacityProviderStrategy") or []):
+            logger.warning("the task needs %g vCPUs, more than the account's whole %s (%g)", vcpus, name, quota)
+            self._maybe_fall_back(request, True, logger, "vCPU quota")
+            return True
+        raise LaunchFailed(
+            f"the task needs {vcpus:g} vCPUs, more than this account's whole Fargate vCPU quota in this region "
+            f"(Service Quotas: \"{name}\", service code fargate, quota code {code}: {quota:g}): it could never start. "
+            f"Ask for fewer vCPUs (runtime cpu), or for a larger quota (aws service-quotas request-service-quota-increase "
+            f"--service-code fargate --quota-code {code} --desired-value {max(vcpus, quota * 2):g})"
+        )
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -362,6 +433,8 @@ class Launcher:
                     return tasks[0]
                 rounds += 1
                 if failures and all(is_quota_failure(f) for f in failures):
+                    if self._never_fits(request, logger):
+                        continue  # (placed On-Demand: asked again now)
                     quota += 1
                     self._count("quota_waits")
                     # Spot's vCPU quota is its own ("Fargate Spot vCPU resource count"): a Spot
@@ -371,8 +444,7 @@ class Launcher:
                     delay = self._backoff(min(quota, 7))
                     log_ = logger.warning if quota == 1 or quota % 10 == 0 else logger.info
                     log_("the account's Fargate vCPU quota is in use (attempt %d: %s); retrying in %.0fs (Service Quotas, "
-                         "\"Fargate On-Demand vCPU resource count\" and \"Fargate Spot vCPU resource count\": a task needing "
-                         "more vCPUs than the whole quota waits until the run times out)",
+                         "\"Fargate On-Demand vCPU resource count\" and \"Fargate Spot vCPU resource count\")",
                          quota, failures[0].get("reason"), delay)
                     self._wait(delay, cancelled)
                     continue

@@ -10,6 +10,10 @@ Set ``MINIWDL_FARGATE_LOCAL_FAULTS`` to a JSON object (or pass ``--faults`` to
 - ``run_task_throttles``: the next N RunTask calls of WDL tasks answer ThrottlingException;
 - ``run_task_capacity``: the next N RunTask calls of WDL tasks answer ``failures[]`` "Capacity is
   unavailable" (the driver's own launch is retried by the state machine: see ``lambda_errors``);
+- ``fargate_vcpu_quota``: the account's concurrent Fargate vCPU quota (On-Demand and Spot each):
+  RunTask of a WDL task that would take the WDL tasks not yet stopped over it answers
+  ``failures[]`` "You've reached the limit on the number of vCPUs you can run concurrently", and
+  Service Quotas' GetServiceQuota answers it (local mode has no quota otherwise);
 - ``run_task_lost_answers``: the next N RunTask calls of WDL tasks start their task, then answer
   with a server error, as if the answer were lost (botocore retries with the same clientToken);
 - ``pull_failures``: the next N WDL tasks stop before starting with stop code TaskFailedToStart
@@ -40,6 +44,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 ENV = "MINIWDL_FARGATE_LOCAL_FAULTS"
+#: RunTask's failure reason when the account's concurrent vCPU quota is reached
+#: (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html)
+VCPU_QUOTA_REASON = "You've reached the limit on the number of vCPUs you can run concurrently"
 CAPACITY_REASON = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
 RATE_LIMITED_PULL = (
     "pull image manifest has been retried 5 time(s): unexpected status code 429 Too Many Requests - "
@@ -52,6 +59,7 @@ class Faults:
     run_task_throttles: int = 0
     run_task_capacity: int = 0
     run_task_lost_answers: int = 0
+    fargate_vcpu_quota: float | None = None
     pull_failures: int = 0
     pull_error: str = RATE_LIMITED_PULL
     describe_missing: int = 1

@@ -6,8 +6,9 @@
   targets go to the runtime.
 - ECS RunTask / StopTask: moto records a task and runs nothing; the runtime's ECS runner gets a
   plain ``TaskSpec`` (the moto task stays with ``ecs_state``, the one module that writes it).
-- Faults (``local.faults``): RunTask throttled, refused for capacity or its answer lost, duplicate
-  event deliveries, and a new WDL task MISSING from its first DescribeTasks answers.
+- Faults (``local.faults``): RunTask throttled, refused for capacity or for the account's vCPU
+  quota (which Service Quotas then answers) or its answer lost, duplicate event deliveries, and a
+  new WDL task MISSING from its first DescribeTasks answers.
 - Changes a client following a run waits for (``local.changes``): every S3 object written or
   removed, every Step Functions execution started or ended, counted by the runtime.
 """
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 from ... import runs
 from ..ecs_runner import TaskSpec
 from ..ecs_state import LOCAL_RUNTIME_AGENT, MotoTaskState
-from ..faults import CAPACITY_REASON, Faults
+from ..faults import CAPACITY_REASON, VCPU_QUOTA_REASON, Faults
 from ..lambda_runner import FunctionSpec
 from . import fixes
 from .fixes import as_delivered
@@ -69,6 +70,7 @@ def install(local_runtime: Runtime, state: MotoTaskState) -> None:
     _ecs_run_and_stop()
     _run_task_faults()
     describe_tasks_faults()
+    _vcpu_quota_answered()
     _changes_counted()
 
 
@@ -305,10 +307,54 @@ def _run_task_with_faults(self: Any) -> Any:
         raise JsonRESTError("ThrottlingException", "Rate exceeded")
     if faults.take("run_task_capacity"):
         return ActionResult({"tasks": [], "failures": [{"arn": "", "reason": CAPACITY_REASON}]})
+    if faults.fargate_vcpu_quota is not None and _over_vcpu_quota(self, faults.fargate_vcpu_quota):
+        faults.injected.append("fargate_vcpu_quota")
+        return ActionResult({"tasks": [], "failures": [{"arn": "", "reason": VCPU_QUOTA_REASON}]})
     result = answer(self)
     if faults.take("run_task_lost_answers"):
         raise _server_error("ServerException", "injected fault: the task was started, this answer is lost")
     return result
+
+
+def _over_vcpu_quota(response: Any, quota: float) -> bool:
+    """Whether the task RunTask asks for would take the vCPUs of the WDL tasks not yet stopped
+    over ``quota`` (as the account's concurrent vCPU quota counts them)."""
+    def vcpus(overrides: dict[str, Any] | None, definition_arn: str) -> float:
+        cpu = (overrides or {}).get("cpu")
+        if cpu is None:
+            definition = response.ecs_backend.describe_task_definition(definition_arn)
+            cpu = definition.cpu
+        return int(cpu or 256) / 1024
+
+    asked = vcpus(response._get_param("overrides"), str(response._get_param("taskDefinition")))
+    with state_lock():
+        held = sum(
+            vcpus(task.overrides, task.task_definition_arn)
+            for tasks in response.ecs_backend.tasks.values() for task in tasks.values()
+            if task.last_status != "STOPPED" and "-driver" not in str(task.task_definition_arn)
+        )
+    return held + asked > quota
+
+
+def _vcpu_quota_answered() -> None:
+    """Service Quotas answers the ``fargate_vcpu_quota`` fault's quota (moto knows VPC's only)."""
+    from moto.servicequotas.models import ServiceQuotasBackend
+
+    replace("vcpu quota answered", ServiceQuotasBackend, "get_service_quota", _get_service_quota)
+
+
+def _get_service_quota(self: Any, service_code: str, quota_code: str) -> dict[str, Any]:
+    from ...backend.launcher import VCPU_QUOTAS
+
+    quota = _faults().fargate_vcpu_quota
+    names = {code: name for code, name in VCPU_QUOTAS.values()}
+    if service_code == "fargate" and quota_code in names and quota is not None:
+        return {
+            "ServiceCode": "fargate", "ServiceName": "AWS Fargate", "QuotaCode": quota_code, "QuotaName": names[quota_code],
+            "QuotaArn": f"arn:aws:servicequotas:{self.region_name}:{self.account_id}:fargate/{quota_code}",
+            "Value": float(quota), "Unit": "None", "Adjustable": True, "GlobalQuota": False,
+        }
+    return moto_function("vcpu quota answered", "get_service_quota")(self, service_code, quota_code)
 
 
 def _describe_tasks_with_faults(self: Any) -> Any:
