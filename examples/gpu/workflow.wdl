@@ -16,15 +16,16 @@ workflow gpu {
   }
 }
 
-# fits Fargate (1 vCPU, 2 GiB), with 300 GiB of scratch: beyond Fargate's 200 GiB of ephemeral
-# storage, so an EBS volume of its own is mounted as its TMPDIR (sort spills there)
+# fits Fargate (1 vCPU, 2 GiB), with 300 GiB of disk at /mnt/data: beyond Fargate's 200 GiB of
+# ephemeral storage, so an EBS volume of its own is mounted there and as its TMPDIR (sort spills there)
 task prepare {
   input {
     Int n
   }
   command <<<
     set -e
-    seq 1 ~{n} | sort -n -T "${TMPDIR:-/tmp}" > numbers.txt
+    seq 1 ~{n} > /mnt/data/unsorted.txt
+    sort -n -T "${TMPDIR:-/tmp}" /mnt/data/unsorted.txt > numbers.txt
   >>>
   output {
     File numbers = "numbers.txt"
@@ -33,7 +34,7 @@ task prepare {
     docker: "ubuntu:22.04"
     cpu: 1
     memory: "2 GiB"
-    disks: "300 GiB"
+    disks: "/mnt/data 300 GiB"
   }
 }
 

@@ -16,6 +16,7 @@ submit (pipeline/validate.py, for literal requests) and by the backend (for ever
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -112,6 +113,9 @@ class TaskSize:
     capacity: str = FARGATE  # FARGATE or MANAGED_INSTANCES (Spot or not is the backend's choice)
     gpus: int = 0
     scratch_gib: int | None = None  # an EBS volume of this size as the task's scratch; None: none
+    #: where else the task's ``disks`` asks for that space ("/mnt/data 500 SSD"): the scratch
+    #: volume is mounted there too
+    scratch_paths: tuple[str, ...] = ()
 
     @property
     def vcpu(self) -> float:
@@ -197,6 +201,34 @@ def disks_gib(value: Any) -> int:
     return math.ceil(total_bytes / 1024**3)
 
 
+#: directories of the image a disk cannot be mounted on (an empty volume would hide the image's
+#: own files there) and the kernel's; a disk is best named under /mnt
+_NOT_MOUNTABLE = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/sbin", "/sys", "/usr", "/var")
+
+
+def disk_mount_points(value: Any) -> tuple[str, ...]:
+    """The absolute mount points a ``runtime.disks`` value names, each once, in order
+    (``"local-disk 100 SSD, /mnt/my_mnt 3 SSD"`` names ``/mnt/my_mnt``; ``local-disk``, the task's
+    working directory, and bare sizes name none), or SizeError for one no volume can be mounted on."""
+    found: list[str] = []
+    for spec in value if isinstance(value, list) else [value]:
+        if isinstance(spec, (bool, int, float)):
+            continue
+        for part in str(spec).split(","):
+            words = part.split()
+            if not words or not words[0].startswith("/"):
+                continue
+            path = posixpath.normpath(words[0])
+            if path == "/" or any(path == top or path.startswith(top + "/") for top in _NOT_MOUNTABLE):
+                raise SizeError(
+                    f"runtime.disks mount point {words[0]!r}: a disk mounted there would hide the image's own files; "
+                    "name a directory of its own, such as /mnt/data"
+                )
+            if path not in found:
+                found.append(path)
+    return tuple(found)
+
+
 def for_task(
     task: str,
     *,
@@ -230,8 +262,7 @@ def for_task(
     if not beyond:
         if problems:
             raise SizeError(f"task {task} cannot run on Fargate: " + "; ".join(problems))
-        size = snap(cpu_units, mem)
-        return _with_fargate_disk(task, size, disk_gib, capacities)
+        return _mounted_where_asked(task, _with_fargate_disk(task, snap(cpu_units, mem), disk_gib, capacities), disks)
     limits = capacities.managed_instances
     if not limits.max_cpu:
         raise SizeError(f"task {task} cannot run on Fargate: " + "; ".join(beyond + problems) + f"; {ENABLE_MANAGED_INSTANCES}")
@@ -241,7 +272,18 @@ def for_task(
     size = TaskSize(cpu_units, mem, None, MANAGED_INSTANCES, gpus)
     if disk_gib is not None and disk_gib > DEFAULT_EPHEMERAL_GIB:  # beyond the instance's share: a volume of its own
         size = replace(size, scratch_gib=_scratch_gib(task, disk_gib, MANAGED_INSTANCES, capacities))
-    return size
+    return _mounted_where_asked(task, size, disks)
+
+
+def _mounted_where_asked(task: str, size: TaskSize, disks: Any) -> TaskSize:
+    """A task given an EBS scratch volume gets it at the mount points its ``disks`` names too
+    (where its command will write); one without keeps its disks on its own storage, as before."""
+    if not size.scratch_gib:
+        return size
+    try:
+        return replace(size, scratch_paths=disk_mount_points(disks))
+    except SizeError as exn:
+        raise SizeError(f"task {task}: {exn}") from None
 
 
 def _beyond_fargate(cpu: float | None, cpu_units: int, mem: int, gpus: int) -> list[str]:

@@ -265,6 +265,25 @@ def test_disks_beyond_the_capacity_get_an_ebs_scratch_volume_that_is_the_tmpdir(
     assert container.attempt_facts()["scratch_gib"] == size.scratch_gib
 
 
+def test_a_scratch_volume_is_mounted_at_the_disks_mount_points_in_a_task_definition_of_their_own(configure):
+    """ECS attaches one EBS volume to a task: it is mounted at /mnt/scratch (the TMPDIR) and at each
+    mount point the disks name; tasks of another mount point get another task definition, and a
+    mount point over the EFS file system's is refused before anything is registered."""
+    new = configure()
+    request, spec = requests(new("call-data", cpu=2, memory="4 GiB", disks="/mnt/data 1000 SSD"))
+    (definition,) = spec["containerDefinitions"]
+    scratch = [m["containerPath"] for m in definition["mountPoints"] if m["sourceVolume"] == "scratch"]
+    assert scratch == ["/mnt/scratch", "/mnt/data"]
+    assert definition["environment"] == [{"name": "TMPDIR", "value": "/mnt/scratch"}]
+    other, _ = requests(new("call-plain", cpu=2, memory="4 GiB", disks="1000 GiB"))
+    assert other["taskDefinition"] != request["taskDefinition"]
+    again, _ = requests(new("call-data-2", cpu=4, memory="8 GiB", disks="/mnt/data 900 SSD"))
+    assert again["taskDefinition"] == request["taskDefinition"]  # (same image, same mounts)
+    efs = next(m["containerPath"] for m in definition["mountPoints"] if m["sourceVolume"] != "scratch")
+    with pytest.raises(WDL.Error.RuntimeError, match=rf"mount point {efs}/x overlaps the EFS file system's mount point {efs}"):
+        requests(new("call-efs", cpu=2, memory="4 GiB", disks=f"{efs}/x 1000 SSD"))
+
+
 def test_the_task_definition_runs_the_image_through_the_cache_and_the_attempt_says_both(configure):
     new = configure()
     container = new("call-quay", docker="quay.io/biocontainers/samtools:1.17--h00cdaf9_0", cpu=1)

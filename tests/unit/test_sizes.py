@@ -190,6 +190,27 @@ def test_disks_beyond_fargate_storage_get_an_ebs_scratch_volume_on_either_capaci
     assert for_task("call-x", cpu=32, memory_bytes=None, disks="10 GiB", capacities=WITH_MI, **DEFAULTS).scratch_gib is None
 
 
+def test_a_scratch_volume_is_mounted_where_the_disks_name_it_too():
+    """Cromwell's "/mnt/data 500 SSD": the command will write under /mnt/data, so the volume that
+    gives the task its 500 GiB is mounted there (and stays the TMPDIR); local-disk names none."""
+    one = for_task("call-x", cpu=1, memory_bytes=None, disks="/mnt/data 500 SSD", capacities=WITH_MI, **DEFAULTS)
+    assert (one.scratch_gib, one.scratch_paths) == (500, ("/mnt/data",))
+    several = for_task("call-x", cpu=1, memory_bytes=None, disks=["local-disk 100 SSD", "/mnt/ref/ 200 GiB", "/mnt/out 100 GiB"],
+                       capacities=WITH_MI, **DEFAULTS)
+    assert (several.scratch_gib, several.scratch_paths) == (400, ("/mnt/ref", "/mnt/out"))
+    managed = for_task("call-x", cpu=32, memory_bytes=None, disks="local-disk 50 SSD, /mnt/x 60 SSD", capacities=WITH_MI, **DEFAULTS)
+    assert managed.scratch_paths == ("/mnt/x",)
+    # on the task's own storage (no volume) its disks stay as they were: nothing mounted, nothing refused
+    small = for_task("call-x", cpu=1, memory_bytes=None, disks="/usr/local 50 GiB", capacities=WITH_MI, **DEFAULTS)
+    assert (small.scratch_gib, small.scratch_paths) == (None, ())
+
+
+@pytest.mark.parametrize("mount", ["/", "/usr", "/usr/local/", "/etc/x", "/proc"])
+def test_a_volume_is_never_mounted_over_the_images_own_files(mount):
+    with pytest.raises(SizeError, match=rf"^task call-x: runtime.disks mount point '{mount}': a disk mounted there would hide"):
+        for_task("call-x", cpu=1, memory_bytes=None, disks=f"{mount} 500 GiB", capacities=WITH_MI, **DEFAULTS)
+
+
 def test_scratch_beyond_what_ebs_or_the_configuration_allows_is_refused():
     with pytest.raises(SizeError, match=r"an EBS scratch volume is at most 16384 GiB"):
         for_task("call-x", cpu=1, memory_bytes=None, disks="20 TiB", capacities=WITH_MI, **DEFAULTS)

@@ -726,7 +726,8 @@ class FargateTaskContainer(BaseTaskContainer):
         - EBS scratch: a volume ``configuredAtLaunch`` (RunTask's volumeConfigurations give its
           size and role: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/specify-ebs-config.html),
           mounted at SCRATCH_PATH, which is the task's TMPDIR (``task_script`` makes its own
-          directory there). The volume is root's; for a non-root user named in the container
+          directory there), and at each mount point the task's ``disks`` names (``/mnt/data 500
+          SSD``), where its command will write. The volume is root's; for a non-root user named in the container
           definition ECS grants its group read and write
           (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ebs-non-root-behavior.html). We
           keep the image's USER, which ECS may not see, so ``task_script`` falls back to /tmp
@@ -739,7 +740,17 @@ class FargateTaskContainer(BaseTaskContainer):
             container["resourceRequirements"] = [{"type": "GPU", "value": str(size.gpus)}]
         if size.scratch_gib:
             spec["volumes"].append({"name": SCRATCH_VOLUME, "configuredAtLaunch": True})
-            container["mountPoints"].append({"sourceVolume": SCRATCH_VOLUME, "containerPath": SCRATCH_PATH, "readOnly": False})
+            taken = [m["containerPath"].rstrip("/") for m in container["mountPoints"]]  # (EFS's)
+            for path in (SCRATCH_PATH, *size.scratch_paths):
+                clash = next((t for t in taken if path == t or path.startswith(t + "/") or t.startswith(path + "/")), None)
+                if clash is not None:
+                    raise WDL.Error.RuntimeError(
+                        f"runtime.disks mount point {path} overlaps the EFS file system's mount point {clash}, where the "
+                        "task's own directory is: name another, such as /mnt/data"
+                    )
+                # (one volume, mounted at each path the disks name: ECS attaches one EBS volume
+                # to a task, https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ebs-volumes.html)
+                container["mountPoints"].append({"sourceVolume": SCRATCH_VOLUME, "containerPath": path, "readOnly": False})
             container["environment"] = [{"name": "TMPDIR", "value": SCRATCH_PATH}]
 
     @staticmethod
@@ -752,7 +763,7 @@ class FargateTaskContainer(BaseTaskContainer):
         if size.gpus:
             parts.append(f"gpus={size.gpus}")
         if size.scratch_gib:
-            parts.append("scratch")
+            parts.append(":".join(("scratch", *size.scratch_paths)))
         return ",".join(parts)
 
     @classmethod
