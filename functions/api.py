@@ -148,6 +148,10 @@ def _invalid(problems: list[dict[str, str]]) -> Response[dict[str, Any]]:
 def invalid_request(exn: RequestValidationError) -> Response[dict[str, Any]]:
     problems = [_problem(e) for e in exn.errors()]
     if _is_wes():
+        if all(tuple(e.get("loc", ()))[:1] == ("path",) for e in exn.errors()):
+            # a run (or task) id no run can have names none: WES answers 404 for an unknown one,
+            # and its GetRunLog, GetRunStatus, CancelRun and GetTask have no 400
+            return _wes_error(404, f"no such run or task: {wes.problems_text(problems)}")
         return _wes_error(400, wes.problems_text(problems))
     return _invalid(problems)
 
@@ -546,7 +550,7 @@ def _describe(run_id: str) -> dict[str, Any] | Response[dict[str, Any]]:
         return _wes_error(500, str(exn))
 
 
-@app.get(wes.PREFIX + "/runs/<run_id>", summary="WES: the run log: request, state, task logs, outputs", responses={**_ok(WesRunLog, "the run"), **_wes_answers(400, 404, 500)})
+@app.get(wes.PREFIX + "/runs/<run_id>", summary="WES: the run log: request, state, task logs, outputs", responses={**_ok(WesRunLog, "the run"), **_wes_answers(404, 500)})
 @tracer.capture_method
 def wes_get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
     doc = _describe(run_id)
@@ -634,7 +638,7 @@ def wes_list_tasks(
     return _json(200, page)
 
 
-@app.get(wes.PREFIX + "/runs/<run_id>/tasks/<task_id>", summary="WES: one task attempt's log", responses={**_ok(WesTaskLog, "the task log"), **_wes_answers(400, 404, 500)})
+@app.get(wes.PREFIX + "/runs/<run_id>/tasks/<task_id>", summary="WES: one task attempt's log", responses={**_ok(WesTaskLog, "the task log"), **_wes_answers(404, 500)})
 @tracer.capture_method
 def wes_get_task(run_id: Annotated[str, Path(pattern=RUN_ID)], task_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]) -> Response[dict[str, Any]]:
     found = _run_tasks(run_id)
@@ -647,7 +651,7 @@ def wes_get_task(run_id: Annotated[str, Path(pattern=RUN_ID)], task_id: Annotate
     return _json(200, log)
 
 
-@app.get(wes.PREFIX + "/runs/<run_id>/status", summary="WES: the run's state", responses={**_ok(WesRunStatus, "the run's state"), **_wes_answers(400, 404, 500)})
+@app.get(wes.PREFIX + "/runs/<run_id>/status", summary="WES: the run's state", responses={**_ok(WesRunStatus, "the run's state"), **_wes_answers(404, 500)})
 @tracer.capture_method
 def wes_run_status(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
     doc = _describe(run_id)
@@ -656,7 +660,7 @@ def wes_run_status(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dic
     return _json(200, WesRunStatus(run_id=run_id, state=wes.state(doc["status"], doc.get("error"))))
 
 
-@app.post(wes.PREFIX + "/runs/<run_id>/cancel", summary="WES: cancel a run: its execution, driver and every task", responses={**_ok(WesRunId, "cancelled (CANCELED at once)"), **_wes_answers(400, 404, 409, 500)})
+@app.post(wes.PREFIX + "/runs/<run_id>/cancel", summary="WES: cancel a run: its execution, driver and every task", responses={**_ok(WesRunId, "cancelled (CANCELED at once)"), **_wes_answers(404, 409, 500)})
 @tracer.capture_method
 def wes_cancel_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[str, Any]]:
     settings = SETTINGS.from_env()

@@ -143,6 +143,7 @@ def test_json_post_with_an_s3_workflow_url(wes):
         ({"workflow_engine_parameters": json.dumps({"max_cost_usd": "-1"})}, "workflow_engine_parameters.max_cost_usd"),
         ({"workflow_engine_parameters": json.dumps({"fast": "yes"})}, "workflow_engine_parameters.fast"),
         ({"workflow_type": "CWL"}, "workflow_type"),
+        ({"workflow_engine_version": "1.11.0"}, "workflow_engine_version: '1.11.0': this service runs miniwdl 1.16"),
         ({"workflow_url": "old.wdl"}, "the document declares no version (WDL draft-2)"),
         ({"workflow_params": '{"hello.who": "a", "hello.who": "b"}'}, "workflow_params"),
         ({"workflow_params": json.dumps({"hello.nobody": "x"})}, "hello.nobody"),
@@ -164,8 +165,14 @@ def test_a_bad_request_is_an_error_response_naming_the_field_and_starts_nothing(
 def test_unknown_run_and_route_answer_wes_error_responses(wes):
     code, answer = wes("GET", "/runs/nobody-0000aaaa")
     assert (code, answer["status_code"]) == (404, 404) and "nobody-0000aaaa" in answer["msg"]
-    code, answer = wes("GET", "/runs/not a run id/status")
-    assert (code, answer["status_code"]) == (400, 400)
+    # a run id no run can have names no run: 404, as WES answers an unknown one (not 400: WES's
+    # GetRunLog, GetRunStatus, CancelRun and GetTask have no 400 answer)
+    for path in ("/runs/not a run id/status", "/runs/not a run id", "/runs/x%2Fy/tasks/abc", "/runs/nobody-0000aaaa/tasks/x y"):
+        code, answer = wes("POST" if path.endswith("/cancel") else "GET", path)
+        assert (code, answer["status_code"]) == (404, 404), path
+        assert "no such run" in answer["msg"], answer
+    code, answer = wes("POST", "/runs/not a run id/cancel")
+    assert (code, answer["status_code"]) == (404, 404)
     code, answer = wes("GET", "/nothing-here")
     assert (code, answer["status_code"]) == (404, 404)
 

@@ -101,6 +101,17 @@ def test_engine_parameters_and_tags_go_through_the_one_options_model_named_as_we
     assert "workflow_engine_parameters.max_vcpus" in str(refused.value) and "tags: 'x'" in str(refused.value)
 
 
+def test_a_workflow_engine_version_is_taken_only_as_the_miniwdl_every_driver_runs(monkeypatch):
+    """wes-client and others send workflow_engine_version; one the drivers do not run is refused
+    (a run would otherwise go on miniwdl 1.16 though the request asked for another)."""
+    monkeypatch.setattr(wes, "engine_version", lambda: "1.16.0")
+    for same in ("1.16.0", "v1.16.0", "1.16", "1", ""):
+        wes.submission(request(workflow_engine_version=same))
+    for other in ("1.16.1", "1.1", "2.0.0", "latest"):
+        with pytest.raises(wes.WesRefused, match=rf"workflow_engine_version: '{other}': this service runs miniwdl 1.16.0"):
+            wes.submission(request(workflow_engine_version=other))
+
+
 def test_workflow_sources_https_fetched_at_submit_bounded_other_schemes_refused():
     asked = wes.submission(request(workflow_url="https://example.org/wf/hello.wdl"), fetch=lambda url: HELLO.encode())
     assert (asked.workflow, asked.wdl, asked.name) == (None, HELLO, "hello")

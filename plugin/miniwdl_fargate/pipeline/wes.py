@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.parser
 from datetime import datetime, timezone
 import email.policy
+import importlib.metadata
 import io
 import json
 import os
@@ -275,6 +276,15 @@ def check_type(request: WesRequest, problems: list[dict[str, str]]) -> None:
     engine = request.workflow_engine.strip()
     if engine and engine.lower() != "miniwdl":
         problems.append({"where": "workflow_engine", "problem": f"{engine!r}: this service's engine is miniwdl"})
+    asked, runs = request.workflow_engine_version.strip(), engine_version()
+    if asked and not (asked.removeprefix("v") == runs or runs.startswith(asked.removeprefix("v") + ".")):
+        problems.append({"where": "workflow_engine_version", "problem": f"{asked!r}: this service runs miniwdl {runs} (service-info)"})
+
+
+def engine_version() -> str:
+    """The miniwdl every run's driver runs: the one installed here (the API's function and the
+    driver install the same pinned plugin)."""
+    return importlib.metadata.version("miniwdl")
 
 
 def check_version(request: WesRequest, wdl: str | None, problems: list[dict[str, str]]) -> str:
