@@ -1629,3 +1629,35 @@ def test_tasks_run_only_in_the_two_subnets_that_have_an_efs_mount_target(cfn_tem
     mounts = Conditions(cfn_template, {"VpcId": "vpc-1", "SubnetIds": "subnet-a,subnet-b,subnet-c"}).resources()
     assert sorted(r["Properties"]["SubnetId"]["Fn::Select"][0] for r in mounts.values()
                   if r["Type"] == "AWS::EFS::MountTarget") == [0, 1]
+
+
+def test_api_gateways_own_answers_have_the_shape_of_the_functions_errors_for_either_client(cfn_template):
+    """A refused signature, throttling, a body too large, a function too slow: API Gateway answers
+    these itself, by default as {"message": ...}. The template's gateway responses give them the
+    run API's ApiError (error, message, problems) and WES's ErrorResponse (msg, status_code) at
+    once, since a template cannot tell the two APIs' paths apart. Each is filled here as local
+    mode's gateway fills it (simple substitution, as API Gateway does)."""
+    from miniwdl_fargate.local.gateway import OWN_ANSWERS, GatewayResponses
+
+    (api,) = [r for r in cfn_template["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    # IAM auth's refusals, throttling, and every answer local mode gives itself
+    assert {"ACCESS_DENIED", "MISSING_AUTHENTICATION_TOKEN", "INVALID_SIGNATURE", "EXPIRED_TOKEN", "THROTTLED",
+            "DEFAULT_4XX", "DEFAULT_5XX", *OWN_ANSWERS} <= set(responses)
+    for kind, response in responses.items():
+        template = response["responseTemplates"]["application/json"]
+        filled = (template.replace("$context.error.messageString", json.dumps('a "quoted" message'))
+                  .replace("$context.error.validationErrorString", 'a \\"quoted\\" detail'))
+        assert "$context" not in filled, kind
+        body = json.loads(filled)
+        assert isinstance(body["error"], str) and isinstance(body["message"], str) and isinstance(body["problems"], list), kind
+        assert isinstance(body["msg"], str), kind
+        if kind.startswith("DEFAULT_"):
+            assert "statusCode" not in response and "status_code" not in body  # (each keeps its own code)
+        else:
+            assert body["status_code"] == int(response["statusCode"]), kind
+    for kind, (status, message, _) in OWN_ANSWERS.items():
+        code, _, data = GatewayResponses(responses).answer(kind, "detail")
+        body = json.loads(data)
+        assert code == status == body["status_code"], kind
+        assert message in body["msg"] or "detail" in body["msg"], kind

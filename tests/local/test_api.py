@@ -203,7 +203,12 @@ def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_res
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(urllib.request.Request(url + path, method=method))
             assert refused.value.code == 403, (method, path)
-            assert json.loads(refused.value.read()) == {"message": "Missing Authentication Token"}
+            # API Gateway's own answer in the shape of the function's errors, for either client
+            # (the template's GatewayResponses): the run API's ApiError, WES's ErrorResponse
+            assert json.loads(refused.value.read()) == {
+                "error": "MissingAuthenticationToken", "message": "Missing Authentication Token", "problems": [],
+                "msg": "Missing Authentication Token", "status_code": 403,
+            }
         # POST /runs's body is checked against the template's RunRequest model before the function
         model = template["Resources"]["RunsApi"]["Properties"]["Models"]["RunRequest"]
         assert service.checks.schemas == {("/runs", "POST"): json.loads(json.dumps(model))}
@@ -212,15 +217,20 @@ def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_res
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(post)
         assert refused.value.code == 400
-        assert json.loads(refused.value.read()) == {"error": "InvalidRequest", "problems": [{"where": "body", "problem": (
-            '[object instance has properties which are not allowed by the schema: ["extra"], '
-            'string "" is too short (length: 0, required minimum: 1)]'
-        )}]}
+        said = ('[object instance has properties which are not allowed by the schema: ["extra"], '
+                'string "" is too short (length: 0, required minimum: 1)]')
+        assert json.loads(refused.value.read()) == {
+            "error": "InvalidRequest", "message": "the request body does not match the RunRequest model (docs/openapi.json)",
+            "problems": [{"where": "body", "problem": said}],
+            "msg": f"the request body does not match the RunRequest model: {said}", "status_code": 400,
+        }
         # a body the model takes but whose event is over Lambda's 6 MB: refused by the invoke, as on AWS
         big = json.dumps({"name": "big", "wdl": GREET, "inputs": {"greet.who": "A" * (7 << 20)}}).encode()
         post = urllib.request.Request(url + "/runs", data=big, method="POST", headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(post)
-        assert refused.value.code == 413 and json.loads(refused.value.read()) == {"message": "Request Too Long"}
+        assert refused.value.code == 413 and json.loads(refused.value.read()) == {
+            "error": "RequestTooLarge", "message": "Request Too Long", "problems": [], "msg": "Request Too Long", "status_code": 413,
+        }
         code, doc = api("GET", "/runs", query={"name": "big"})
         assert code == 200 and doc["runs"] == []  # (nothing started)

@@ -218,7 +218,8 @@ def test_a_request_too_large_for_api_gateway_or_for_lambdas_invoke_gets_413(monk
     assert len(invoked) == 2  # (the body over 10 MB was never sent on)
     # refused by its Content-Length, before a byte of it is read (the service never buffers it)
     service = Gateway("api-function", API)
-    assert service.refused_length(gateway.MAX_BODY_BYTES + 1) == gateway.REQUEST_TOO_LARGE
+    assert service.refused_length(gateway.MAX_BODY_BYTES + 1) == gateway.AWS_DEFAULTS.answer("REQUEST_TOO_LARGE")
+    assert service.refused_length(gateway.MAX_BODY_BYTES + 1)[0] == 413
     assert service.refused_length(gateway.MAX_BODY_BYTES) is None
     service.server.server_close()
 

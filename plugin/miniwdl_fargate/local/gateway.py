@@ -45,12 +45,54 @@ BINARY_MEDIA_TYPES = ("multipart/form-data",)
 STAGE = "v1"
 
 
-#: what API Gateway answers a request for a resource or method the API does not have
-MISSING_ROUTE = (
-    403,
-    [("Content-Type", "application/json"), ("x-amzn-ErrorType", "MissingAuthenticationTokenException")],
-    json.dumps({"message": "Missing Authentication Token"}).encode(),
-)
+#: API Gateway's own answers local mode gives, by gateway response type: the status code, the
+#: message and x-amzn-ErrorType AWS gives where the API does not customize the type
+#: (https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html):
+#: a resource or method the API does not have; a body its model refuses; a request too large for
+#: API Gateway or for the Lambda invoke it makes; an integration slower than its timeout
+OWN_ANSWERS = {
+    "MISSING_AUTHENTICATION_TOKEN": (403, "Missing Authentication Token", "MissingAuthenticationTokenException"),
+    "BAD_REQUEST_BODY": (400, "Invalid request body", "BadRequestException"),
+    "REQUEST_TOO_LARGE": (413, "Request Too Long", "RequestTooLargeException"),
+    "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out", "InternalServerErrorException"),
+}
+
+
+@dataclass(frozen=True)
+class GatewayResponses:
+    """The API's gateway responses (``x-amazon-apigateway-gateway-responses`` of its definition):
+    how API Gateway's own answers look. A type the API does not customize falls back to its
+    DEFAULT_4XX or DEFAULT_5XX, else AWS's ``{"message": ...}``. A template is filled by simple
+    substitution only, as API Gateway fills it (no VTL:
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-swagger-extensions-gateway-responses.responseTemplates.html)."""
+
+    responses: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of_definition(cls, definition: dict[str, Any]) -> "GatewayResponses":
+        return cls(dict(definition.get("x-amazon-apigateway-gateway-responses") or {}))
+
+    def answer(self, kind: str, validation: str | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
+        """API Gateway's answer of type ``kind`` (an ``OWN_ANSWERS`` key); ``validation``: the
+        ``validationErrorString`` of a refused body."""
+        status, message, error_type = OWN_ANSWERS[kind]
+        response = self.responses.get(kind) or self.responses.get("DEFAULT_4XX" if status < 500 else "DEFAULT_5XX") or {}
+        template = (response.get("responseTemplates") or {}).get("application/json")
+        if template is None:
+            data = json.dumps({"message": message})
+        else:
+            data = (
+                template.replace("$context.error.messageString", json.dumps(message))
+                .replace("$context.error.message", json.dumps(message)[1:-1])
+                .replace("$context.error.responseType", kind)
+                .replace("$context.error.validationErrorString", json.dumps(validation or message)[1:-1])
+            )
+        headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)]
+        return int(response.get("statusCode") or status), headers, data.encode()
+
+
+#: the answers of an API that customizes none (AWS's own)
+AWS_DEFAULTS = GatewayResponses({})
 
 
 @dataclass(frozen=True)
@@ -114,17 +156,13 @@ def operations(definition: dict[str, Any]) -> Iterator[tuple[str, str, dict[str,
                 yield path, "ANY" if method == "x-amazon-apigateway-any-method" else method.upper(), operation
 
 
-#: what API Gateway answers a body that fails its model where the API has no BAD_REQUEST_BODY response
-DEFAULT_BAD_REQUEST_BODY = {"statusCode": "400", "responseTemplates": {"application/json": '{"message": "Invalid request body"}'}}
-
-
 @dataclass(frozen=True)
 class BodyChecks:
     """The request bodies the API checks against a model: by (resource, method), the JSON Schema
     of an ``application/json`` body; and what a body that fails gets (BAD_REQUEST_BODY)."""
 
     schemas: dict[tuple[str, str], dict[str, Any]]
-    bad_request_body: dict[str, Any]
+    responses: GatewayResponses = AWS_DEFAULTS
 
     @classmethod
     def of_definition(cls, definition: dict[str, Any]) -> "BodyChecks":
@@ -141,8 +179,7 @@ class BodyChecks:
             if validator.get("validateRequestBody") and schema is not None:
                 ref = schema.get("$ref", "")
                 schemas[(path, method)] = models[ref.rsplit("/", 1)[1]] if ref else schema
-        responses = definition.get("x-amazon-apigateway-gateway-responses") or {}
-        return cls(schemas, responses.get("BAD_REQUEST_BODY") or DEFAULT_BAD_REQUEST_BODY)
+        return cls(schemas, GatewayResponses.of_definition(definition))
 
     def refusal(self, resource: str, method: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """The answer to a body the model of ``method`` on ``resource`` refuses; None if it has
@@ -160,9 +197,7 @@ class BodyChecks:
             if not errors:
                 return None
             said = "[" + ", ".join(errors) + "]"
-        template = (self.bad_request_body.get("responseTemplates") or {}).get("application/json", '{"message": "$context.error.validationErrorString"}')
-        data = template.replace("$context.error.validationErrorString", json.dumps(said)[1:-1])
-        return int(self.bad_request_body.get("statusCode", 400)), [("Content-Type", "application/json"), ("x-amzn-ErrorType", "BadRequestException")], data.encode()
+        return self.responses.answer("BAD_REQUEST_BODY", said)
 
 
 def validation_errors(schema: dict[str, Any], instance: Any) -> list[str]:
@@ -242,24 +277,16 @@ def proxy_event(
 #: the largest request body a REST API takes (10 MB: https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html)
 MAX_BODY_BYTES = 10 * 1024 * 1024
 
-#: API Gateway's answer to a request too large for it, or for the Lambda invoke it makes
-#: (its REQUEST_TOO_LARGE gateway response, 413: https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html)
-REQUEST_TOO_LARGE = (
-    413, [("Content-Type", "application/json"), ("x-amzn-ErrorType", "RequestTooLargeException")],
-    json.dumps({"message": "Request Too Long"}).encode(),
-)
+
+
+class RequestTooLarge(Exception):
+    """The Lambda invoke refused the event for its size: API Gateway answers REQUEST_TOO_LARGE."""
 
 
 #: how long API Gateway waits for an integration that names no ``timeoutInMillis``: 29 s
 #: (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html, "Integration timeout")
 INTEGRATION_SECONDS = 29.0
 
-#: API Gateway's answer when the integration did not answer in time (its INTEGRATION_TIMEOUT
-#: gateway response, 504); the function itself runs on
-INTEGRATION_TIMEOUT = (
-    504, [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InternalServerErrorException")],
-    json.dumps({"message": "Endpoint request timed out"}).encode(),
-)
 
 
 def integration_seconds(definition: dict[str, Any]) -> dict[tuple[str, str], float]:
@@ -279,16 +306,15 @@ INTERNAL_ERROR = json.dumps({"message": "Internal server error"}).encode()
 
 def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     """The function's answer to ``event``: status, headers, body. An event over Lambda's
-    synchronous payload quota (6 MB: the invoke is refused before the function runs) is
-    ``REQUEST_TOO_LARGE``; any other refused invoke, API Gateway's 500."""
+    synchronous payload quota (6 MB: the invoke is refused before the function runs) raises
+    ``RequestTooLarge``; any other refused invoke is API Gateway's 500."""
     from botocore.exceptions import ClientError
 
     try:
         payload = aws.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(event).encode())["Payload"].read()
     except ClientError as exn:
         if exn.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 413:
-            code, headers, data = REQUEST_TOO_LARGE
-            return code, dict(headers), data
+            raise RequestTooLarge() from exn
         return 500, {"Content-Type": "application/json"}, INTERNAL_ERROR
     answer = json.loads(payload)
     if "statusCode" not in answer:  # the function failed: API Gateway answers 502
@@ -300,7 +326,8 @@ def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, dict[str, st
 
 class Gateway(HttpService):
     """``with Gateway(function_name, routes) as url:`` the API at ``url`` until the block ends:
-    a request ``routes`` has goes to the function, any other is answered ``MISSING_ROUTE``."""
+    a request ``routes`` has goes to the function, any other is answered as API Gateway answers
+    a missing route (MISSING_AUTHENTICATION_TOKEN), in the shape of the API's gateway responses."""
 
     thread_name = "local-api-gateway"
 
@@ -310,7 +337,8 @@ class Gateway(HttpService):
     ) -> None:
         self.function_name = function_name
         self.routes = routes
-        self.checks = checks or BodyChecks({}, DEFAULT_BAD_REQUEST_BODY)
+        self.checks = checks or BodyChecks({})
+        self.responses = self.checks.responses
         self.timeouts = timeouts or {}
         super().__init__(host, port)
 
@@ -336,23 +364,25 @@ class Gateway(HttpService):
         )
 
     def refused_length(self, length: int) -> tuple[int, list[tuple[str, str]], bytes] | None:
-        return REQUEST_TOO_LARGE if length > MAX_BODY_BYTES else None
+        return self.responses.answer("REQUEST_TOO_LARGE") if length > MAX_BODY_BYTES else None
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         # (a body over MAX_BODY_BYTES never gets here: refused_length answered it by its length)
         reached = self.routes.match(method, urllib.parse.urlsplit(path).path)
         if reached is None:
-            return MISSING_ROUTE
+            return self.responses.answer("MISSING_AUTHENTICATION_TOKEN")
         resource = reached[0]
         refused = self.checks.refusal(resource, method, headers, body)
         if refused is not None:
             return refused
         seconds = self.timeouts.get((resource, method), self.timeouts.get((resource, "ANY"), INTEGRATION_SECONDS))
-        answer: list[tuple[int, dict[str, str], bytes]] = []
+        answer: list[tuple[int, dict[str, str], bytes] | None] = []
         event = proxy_event(method, path, headers, body, *reached)
         def call() -> None:
             try:
                 answer.append(invoke(self.function_name, event))
+            except RequestTooLarge:
+                answer.append(None)
             except Exception:  # noqa: BLE001 (answered 500 below, as API Gateway answers a failed integration)
                 log.exception("local API gateway: invoking %s failed", self.function_name)
 
@@ -361,8 +391,10 @@ class Gateway(HttpService):
         caller.start()
         caller.join(seconds)
         if caller.is_alive():
-            return INTEGRATION_TIMEOUT
+            return self.responses.answer("INTEGRATION_TIMEOUT")
         if not answer:  # (the invoke itself failed: logged)
             return 500, [("Content-Type", "application/json")], INTERNAL_ERROR
+        if answer[0] is None:
+            return self.responses.answer("REQUEST_TOO_LARGE")
         code, answered, data = answer[0]
         return code, list(answered.items()), data
