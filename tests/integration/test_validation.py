@@ -1033,3 +1033,20 @@ def test_a_problem_in_an_inline_wdl_names_the_requests_wdl(pipeline):
     assert info.value.problems == [{"where": "wdl:3:11", "problem": "WDL error: Unknown identifier y"}]
     assert executions() == []
     assert "Contents" not in aws.client("s3").list_objects_v2(Bucket="runs", Prefix="runs/inline/")
+
+
+def test_a_run_started_by_an_events_second_delivery_does_not_carry_the_first_ones_refusal(pipeline):
+    """S3 delivers an event at least once, and the run id is the upload's: a first delivery
+    refused (inputs.json before workflow.wdl, in a parallel sync) then a second one after the
+    WDL arrived start the same run id, which must not keep the refusal as its error.json."""
+    settings, drop, rejection, executions = pipeline
+    s3 = aws.client("s3")
+    put = s3.put_object(Bucket="runs", Key="runs/synced/inputs.json", Body=json.dumps(OK_INPUTS).encode())
+    event = ("runs", "runs/synced/inputs.json", put["ETag"].strip('"'), put.get("VersionId"))
+    assert start.from_object(settings, *event) is None  # (no WDL yet: refused)
+    assert rejection("synced")[0][1].startswith("no WDL found")
+    s3.put_object(Bucket="runs", Key="runs/synced/workflow.wdl", Body=GOOD.encode())
+    submitted = start.from_object(settings, *event)  # (the same event, delivered again)
+    assert submitted is not None and not submitted.duplicate and len(executions()) == 1
+    results = s3.list_objects_v2(Bucket="runs", Prefix=f"runs/synced/results/{submitted.record.run_id}/")["Contents"]
+    assert "error.json" not in {o["Key"].rsplit("/", 1)[1] for o in results}

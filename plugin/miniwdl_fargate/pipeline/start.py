@@ -368,6 +368,10 @@ def from_object(
         submitted={"workflow": s3io.uri(bucket, wdl_key), "inputs": s3io.uri(bucket, key), "inputs_version": upload},
         options=options, workflow_name=workflow_name,
     )
+    # an earlier delivery of this event may have been refused (inputs.json before its workflow,
+    # in a parallel `aws s3 sync`) under this same run id: the run now started must not carry
+    # that refusal as its error (S3 delivers events at least once)
+    aws.client("s3").delete_object(Bucket=bucket, Key=runs.run_refusal_key(run_id))
     put_once(bucket, record.results_key(runs.INPUTS_NAME), body, "inputs")
     submitted = start(settings, record)
     if not submitted.duplicate:  # an earlier rejection of this run name no longer applies
