@@ -46,8 +46,12 @@ TRIGGER_RE = re.compile(r"^runs/(?P<name>[^/]+)/inputs\.json$")
 CANCELLED_STOP_REASON = "run cancelled"
 #: how long a run may take (template parameter MaxRunHours; per run: options.max_run_hours)
 DEFAULT_MAX_RUN_HOURS = 72.0
-#: at most a Standard workflow's own maximum duration, one year
-MAX_RUN_HOURS_LIMIT = 8760.0
+#: within a Standard workflow's own maximum duration, one year (8,760 hours), with room for what
+#: the state machine does beside the driver's wait: its retries of a driver that failed to start
+#: (each retry's TimeoutSeconds starts anew), then stopping the run and finalizing it. A run that
+#: reached the year itself would end TIMED_OUT, which no Catch handles: nothing would stop its
+#: tasks or write its error.json (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html)
+MAX_RUN_HOURS_LIMIT = 8700.0
 #: seconds the state machine waits for a heartbeat of the driver (DriverHeartbeatSeconds)
 DEFAULT_HEARTBEAT_SECONDS = 900
 
@@ -194,7 +198,7 @@ def max_run_hours(options: dict[str, Any], default: float = DEFAULT_MAX_RUN_HOUR
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"must be a number of hours, e.g. 12 or 0.5, not {value!r}")
     if not 0 < value <= MAX_RUN_HOURS_LIMIT:
-        raise ValueError(f"must be more than 0 and at most {MAX_RUN_HOURS_LIMIT:g} hours (a year), not {value:g}")
+        raise ValueError(f"must be more than 0 and at most {MAX_RUN_HOURS_LIMIT:g} hours (within the year a Step Functions execution may take), not {value:g}")
     return float(value)
 
 

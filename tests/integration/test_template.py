@@ -1265,6 +1265,9 @@ def test_functions_get_the_limits_from_the_parameters(cfn_template):
     params = cfn_template["Parameters"]
     assert float(params["MaxRunHours"]["Default"]) == runs.DEFAULT_MAX_RUN_HOURS
     assert int(params["DriverHeartbeatSeconds"]["Default"]) == runs.DEFAULT_HEARTBEAT_SECONDS
+    # a run's limit leaves room in the execution's year (Step Functions' own maximum) for its
+    # launch retries, stop and finalize: an execution that reaches the year ends uncaught
+    assert float(params["MaxRunHours"]["MaxValue"]) == runs.MAX_RUN_HOURS_LIMIT <= 365 * 24 - 48
 
 
 def test_the_driver_gets_max_tasks_per_run_from_the_parameter_with_the_backend_default(cfn_template):

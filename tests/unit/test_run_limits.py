@@ -30,9 +30,9 @@ def test_a_limit_shorter_than_the_heartbeat_keeps_the_heartbeat_below_it():
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        (0, "must be more than 0 and at most 8760 hours (a year), not 0"),
-        (-2, "must be more than 0 and at most 8760 hours (a year), not -2"),
-        (9000, "must be more than 0 and at most 8760 hours (a year), not 9000"),
+        (0, "must be more than 0 and at most 8700 hours (within the year a Step Functions execution may take), not 0"),
+        (-2, "must be more than 0 and at most 8700 hours (within the year a Step Functions execution may take), not -2"),
+        (9000, "must be more than 0 and at most 8700 hours (within the year a Step Functions execution may take), not 9000"),
         ("12", "must be a number of hours, e.g. 12 or 0.5, not '12'"),
         (True, "must be a number of hours, e.g. 12 or 0.5, not True"),
         (float("nan"), "must be a number of hours, e.g. 12 or 0.5, not nan"),
