@@ -869,6 +869,8 @@ def upload_outputs(
     def plan(output: str, value: WDL.Value.File | WDL.Value.Directory) -> str:
         name = f"{target.name}.{output}"
         path = value.value
+        if "://" in path:  # (a URI nothing downloaded, `File x = "s3://..."`: given as it is, as miniwdl gives it)
+            return path
         key = key_for(path, output)
         if isinstance(value, WDL.Value.Directory):
             files = outputs_check.directory_output(name, path, roots, real_run_dir)

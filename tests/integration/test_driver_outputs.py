@@ -190,3 +190,18 @@ def test_an_empty_directory_output_is_there_to_download(moto_aws, tmp_path, monk
     downloaded = client.download_outputs(outputs, str(tmp_path / "dl"), "s3://runs/runs/t/results/t-1/")
     assert downloaded == [str(tmp_path / "dl" / "out" / "f" / "f.txt")]
     assert (tmp_path / "dl" / "out" / "e" / "e").is_dir() and not any((tmp_path / "dl" / "out" / "e" / "e").iterdir())
+
+
+def test_a_file_output_that_is_a_uri_is_given_as_it_is(moto_aws, tmp_path, monkeypatch):
+    """A workflow output naming an object the run never downloaded (`File ref = "s3://..."`):
+    plain `miniwdl run` gives the URI as it is; the driver failed the run saying it was a broken
+    symbolic link."""
+    wdl = ('version 1.1\nworkflow w {\n  call t\n'
+           '  output { File ref = "s3://data/ref.txt"  Array[File] both = [t.f, "s3://data/ref.txt"] }\n}\n'
+           'task t { command <<< echo hi > f.txt >>>\n  output { File f = "f.txt" } }\n')
+    aws.client("s3").create_bucket(Bucket="data")
+    aws.client("s3").put_object(Bucket="data", Key="ref.txt", Body=b"reference")
+    assert drive_workflow(wdl, tmp_path, monkeypatch) == 0
+    outputs = json.loads(results()["outputs.json"])["outputs"]
+    assert outputs["w.ref"] == "s3://data/ref.txt"
+    assert outputs["w.both"][1] == "s3://data/ref.txt" and outputs["w.both"][0].startswith("s3://runs/runs/t/results/t-1/out/")
