@@ -277,6 +277,10 @@ def run_command(args: argparse.Namespace) -> int:
             if args.download:
                 got = client.download_outputs(doc["outputs"], args.download, doc["results"], args.overwrite)
                 print(f"downloaded {len(got)} file(s) into {args.download}", file=sys.stderr)
+                elsewhere = client.outside_results(doc["outputs"], doc["results"])
+                if elsewhere:
+                    _warn(f"{len(elsewhere)} s3:// value(s) not under the run's results left as they are (e.g. {elsewhere[0]}): "
+                          "Strings, or File outputs the workflow gave as URIs")
             client.emit(doc["outputs"])
             return 0
         if args.command == "cost":

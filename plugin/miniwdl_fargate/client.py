@@ -716,8 +716,30 @@ def download_output(uri_: str, target: str) -> list[str] | None:
     return s3io.download_prefix(bucket, prefix, target.rstrip(os.sep))
 
 
+def outside_results(outputs: dict[str, Any], results: str) -> list[str]:
+    """The s3:// values of ``outputs`` that are not under the run's ``results`` (what the run
+    wrote): a String that names an object, or a File output given as the URI it was: never
+    downloaded (the client has no WDL types to tell a File from a String)."""
+    found: list[str] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                visit(k)
+                visit(v)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v)
+        elif isinstance(value, str) and value.startswith("s3://") and not value.startswith(results):
+            found.append(value)
+
+    visit(outputs)
+    return found
+
+
 def output_targets(outputs: dict[str, Any], dest: str, bucket: str, prefix: str) -> list[tuple[str, str]]:
-    """(s3:// URI, local path under ``dest``) of every File/Directory value in ``outputs``;
+    """(s3:// URI, local path under ``dest``) of every File/Directory value in ``outputs`` that
+    the run wrote (under its results, ``bucket``/``prefix``: ``outside_results`` are left);
     ClientError for one that would land outside ``dest`` (a key with '..' segments)."""
     found: list[tuple[str, str]] = []
     root = os.path.abspath(dest)
@@ -732,8 +754,9 @@ def output_targets(outputs: dict[str, Any], dest: str, bucket: str, prefix: str)
                 visit(v)
         elif isinstance(value, str) and value.startswith("s3://"):
             src_bucket, key = s3io.split(value)
-            rel = key[len(prefix):] if src_bucket == bucket and key.startswith(prefix) else f"{src_bucket}/{key}"
-            target = os.path.normpath(os.path.join(root, rel))
+            if src_bucket != bucket or not key.startswith(prefix):
+                return  # (not the run's: outside_results)
+            target = os.path.normpath(os.path.join(root, key[len(prefix):]))
             if not target.startswith(root + os.sep):
                 raise ClientError(f"output {value} would land outside {dest}; not downloading it")
             found.append((value, target + (os.sep if value.endswith("/") else "")))

@@ -90,9 +90,19 @@ def test_download_takes_the_files_that_are_map_keys(bucket, tmp_path):
 
 
 def test_download_refuses_an_output_that_would_land_outside_the_folder(bucket, tmp_path):
-    outputs = {"w.x": "s3://runs/../../escape.txt"}
-    with pytest.raises(client.ClientError, match=r"^output s3://runs/../../escape.txt would land outside "):
+    outputs = {"w.x": RESULTS + "../../escape.txt"}
+    with pytest.raises(client.ClientError, match=r"^output s3://runs/.*/\.\./\.\./escape.txt would land outside "):
         client.download_outputs(outputs, str(tmp_path / "dl"), RESULTS)
+
+
+def test_download_takes_only_what_the_run_wrote(bucket, tmp_path):
+    """The client has no WDL types: a String output naming an object (or a File output the
+    workflow gave as a URI) was downloaded too, and one in a bucket that is not there crashed
+    the command. Only what is under the run's results is downloaded; the rest is said."""
+    outputs = {**OUTPUTS, "w.note": "s3://no-such-bucket/x.txt", "w.m": {"s3://elsewhere/k": "s3://runs/other/y"}}
+    got = client.download_outputs(outputs, str(tmp_path / "dl"), RESULTS)
+    assert sorted(got) == [f"{tmp_path}/dl/out/parts/0/a.txt", f"{tmp_path}/dl/out/report/report.txt"]
+    assert client.outside_results(outputs, RESULTS) == ["s3://no-such-bucket/x.txt", "s3://elsewhere/k", "s3://runs/other/y"]
 
 
 def test_list_shows_the_good_runs_and_warns_of_a_damaged_status_json(bucket, capsys):
