@@ -698,3 +698,54 @@ def test_a_workflows_s3_literals_are_found_in_its_body_and_outputs():
         '  output { File o = "s3://b/out.txt" }\n}\n'
     )
     assert keys.s3_literals(doc.workflow) == ["s3://b/a.txt", "s3://b/b.txt", "s3://b/out.txt", "s3://b/ref.fa"]
+
+
+TOOLS_WDL = """
+version development
+workflow tools {
+  input { String extra }
+  call make
+  call use { input: tool = make.tool, kit = make.kit, empty = make.empty, extra = extra }
+  output { String said = use.said }
+}
+task make {
+  command <<<
+    printf '#!/bin/sh\\necho tool\\n' > tool.sh && chmod +x tool.sh
+    mkdir -p kit/bin kit/logs kit/data/empty empty
+    printf '#!/bin/sh\\necho kit\\n' > kit/bin/run.sh && chmod +x kit/bin/run.sh
+    echo data > kit/data/d.txt
+  >>>
+  output {
+    File tool = "tool.sh"
+    Directory kit = "kit"
+    Directory empty = "empty"
+  }
+}
+task use {
+  input { File tool  Directory kit  Directory empty  String extra }
+  command <<<
+    set -e
+    "~{tool}" >&2; "~{kit}/bin/run.sh" >&2
+    [ -d "~{kit}/logs" ] && [ -d "~{kit}/data/empty" ] && [ -d "~{empty}" ] && echo "~{extra}"
+  >>>
+  output { String said = read_string(stdout()) }
+}
+"""
+
+
+def test_a_reused_call_gives_its_outputs_as_the_task_made_them_executables_and_empty_folders_too(bucket, tmp_path):
+    """A call taken from the cache gave its executable outputs read-only without their execute
+    bits (a later call running `~{tool}` failed, exit 126), and an empty Directory output, or an
+    empty folder inside one, not at all (the next call's input was not found)."""
+    aws.client("s3").put_object(Bucket="runs", Key="runs/t/workflow.wdl", Body=TOOLS_WDL.encode())
+
+    def run(run_id, extra):
+        return drive_workflow(tmp_path, run_id, {"tools.extra": extra}, wdl="runs/t/workflow.wdl", options={})
+
+    assert run("t-1", "first") == 0
+    shutil.rmtree(tmp_path / "efs" / "cache")  # (fetched back from S3, as on a new file system)
+    assert run("t-2", "second") == 0
+    attempts = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/t/results/t-2/cost.json")["Body"].read())["attempts"]
+    assert sorted(a["call"] for a in attempts) == ["call-use"]  # (make: reused)
+    outputs = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/t/results/t-2/outputs.json")["Body"].read())
+    assert outputs["outputs"]["tools.said"] == "second"

@@ -43,6 +43,12 @@ from . import keys
 
 #: a placeholder, in an entry's outputs, for a File / a Directory stored with it
 FILE_REF, DIR_REF = "cache-file:", "cache-dir:"
+#: a stored File output that was executable (a script a later call runs: ``~{tool}``); stored
+#: and identified as any File of its content, fetched with its execute bits
+EXEC_FILE_REF = "cache-file+x:"
+#: in a stored Directory's listing (entry ``dirs``), beside [path, sha256]: the file was
+#: executable; and [path + "/", ""]: an empty folder (a ``logs/`` the task made and left empty)
+EXECUTABLE = "x"
 
 
 
@@ -330,7 +336,7 @@ class S3CallCache(CallCache):
         """The call's output files into S3, then its entry."""
         parts = self._parts.get(key) or self.parts(key, inputs, task)
         name = keys.entry_name(parts)
-        dirs: dict[str, list[tuple[str, str]]] = {}
+        dirs: dict[str, list[list[str]]] = {}
         stored = WDL.Value.rewrite_env_paths(outputs, lambda v: self.store(v, dirs))
         entry = {
             "parts": parts,
@@ -406,7 +412,7 @@ class S3CallCache(CallCache):
 
     # -- files into S3, and back -------------------------------------------------------------------
 
-    def store(self, value: WDL.Value.File | WDL.Value.Directory, dirs: dict[str, list[tuple[str, str]]]) -> str:
+    def store(self, value: WDL.Value.File | WDL.Value.Directory, dirs: dict[str, list[list[str]]]) -> str:
         """Upload one output (a File, or a Directory's files) under ``files/<sha256>`` unless
         there already; its placeholder in the entry."""
         real = os.path.realpath(value.value.rstrip("/"))
@@ -415,12 +421,13 @@ class S3CallCache(CallCache):
             listing = self._identities.listing(real)
             for rel, digest in listing:
                 self.upload_blob(os.path.join(real, rel), digest)
-            tree = keys.tree_digest(listing)
-            dirs[tree] = listing
+            tree = keys.tree_digest(listing)  # (its identity: its files' paths and contents, as any Directory's)
+            dirs[tree] = stored_listing(real, listing)
             return f"{DIR_REF}{tree}/{base}"
         digest = self._identities.file_digest(real)
         self.upload_blob(real, digest)
-        return f"{FILE_REF}{digest[len(keys.SHA_PREFIX):]}/{base}"
+        ref = EXEC_FILE_REF if os.stat(real).st_mode & 0o111 else FILE_REF
+        return f"{ref}{digest[len(keys.SHA_PREFIX):]}/{base}"
 
     def blob_key(self, digest: str) -> str:
         return f"{self._prefix}files/{digest[len(keys.SHA_PREFIX):]}"
@@ -449,35 +456,58 @@ class S3CallCache(CallCache):
 
     def fetch(self, ref: str, listings: dict[str, list[list[str]]]) -> str:
         """The local path of a stored File or Directory (``FILE_REF`` / ``DIR_REF``)."""
-        if ref.startswith(FILE_REF):
-            sha, base = _stored_name(ref[len(FILE_REF):])
-            entry = os.path.join(self._cache_dir, "files", sha)
-            marked = efs_cleanup.mark_used(entry)  # (kept while runs use it)
-            path = self.fetch_blob(keys.SHA_PREFIX + sha, os.path.join(entry, base))
-            if not marked:  # (fetched into a new entry)
-                efs_cleanup.mark_used(entry)
-            return path
+        for prefix, executable in ((FILE_REF, False), (EXEC_FILE_REF, True)):
+            if ref.startswith(prefix):
+                sha, base = _stored_name(ref[len(prefix):])
+                entry = os.path.join(self._cache_dir, "files", sha)
+                marked = efs_cleanup.mark_used(entry)  # (kept while runs use it)
+                path = self.fetch_blob(keys.SHA_PREFIX + sha, os.path.join(entry, base), executable)
+                if not marked:  # (fetched into a new entry)
+                    efs_cleanup.mark_used(entry)
+                return path
         if ref.startswith(DIR_REF):
             tree, base = _stored_name(ref[len(DIR_REF):])
             entry = os.path.join(self._cache_dir, "dirs", tree)
             target = os.path.join(entry, base)
             marked = efs_cleanup.mark_used(entry)
-            for rel, digest in listings[tree]:
+            os.makedirs(target, exist_ok=True)  # (an empty Directory output is there too)
+            for rel, digest, *flags in listings[tree]:
                 if os.path.isabs(rel) or ".." in rel.split("/"):
                     raise ValueError(f"a stored directory's file is outside it: {rel}")
-                self.fetch_blob(digest, os.path.join(target, rel))
+                if rel.endswith("/"):
+                    os.makedirs(os.path.join(target, rel), exist_ok=True)
+                else:
+                    self.fetch_blob(digest, os.path.join(target, rel), EXECUTABLE in flags)
             if not marked:  # (fetched into a new entry)
                 efs_cleanup.mark_used(entry)
             return target
         raise ValueError(f"not a stored output: {ref}")
 
-    def fetch_blob(self, digest: str, path: str) -> str:
+    def fetch_blob(self, digest: str, path: str, executable: bool = False) -> str:
         """The stored file of content ``digest`` at ``path`` (downloaded unless already there;
-        the download lands in a temporary file renamed into place: never half a file)."""
+        the download lands in a temporary file renamed into place: never half a file), read-only
+        (shared by every run that reuses it, hard-linked into tasks), executable if it was."""
+        mode = 0o555 if executable else 0o444
         if not os.path.isfile(path):
             s3io.download_to(self._bucket, self.blob_key(digest), path)
-            os.chmod(path, 0o444)  # (shared by every run that reuses it, hard-linked into tasks)
+            os.chmod(path, mode)
+        elif executable and not os.stat(path).st_mode & 0o100:
+            os.chmod(path, mode)  # (fetched before by an entry of the same content that was not)
         return path
+
+
+def stored_listing(real: str, listing: list[tuple[str, str]]) -> list[list[str]]:
+    """A Directory output's listing as its entry keeps it: each file's [path, sha256], with
+    ``EXECUTABLE`` for one that was, and [path + "/", ""] for each empty folder in it, so a
+    fetched copy is the Directory the task made (miniwdl's own cache gives the task's folder)."""
+    kept: list[list[str]] = []
+    for rel, digest in listing:
+        executable = os.stat(os.path.join(real, rel)).st_mode & 0o111
+        kept.append([rel, digest, EXECUTABLE] if executable else [rel, digest])
+    for root, dirs, files in os.walk(real):
+        if not dirs and not files and root != real:
+            kept.append([os.path.relpath(root, real) + "/", ""])
+    return kept
 
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
