@@ -57,7 +57,9 @@ class Deployment:
 
 
 def samconfig_defaults(start: Path | None = None) -> dict[str, str]:
-    """stack_name and region from the nearest samconfig.toml (the [default] environment)."""
+    """stack_name and region from the nearest samconfig.toml (the [default] environment), as
+    `sam deploy` reads them: its own section first (where `sam deploy --guided` saves the answers),
+    then the global one."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         path = folder / "samconfig.toml"
@@ -67,7 +69,7 @@ def samconfig_defaults(start: Path | None = None) -> dict[str, str]:
             except (OSError, ValueError) as exn:
                 raise ClientError(f"{path}: cannot read it: {exn}") from None
             found: dict[str, str] = {}
-            for command in ("global", "deploy"):
+            for command in ("deploy", "global"):
                 params = config.get(command, {}).get("parameters", {})
                 for key in ("stack_name", "region"):
                     if key in params and key not in found:

@@ -30,6 +30,26 @@ def test_samconfig_names_the_stack_and_region(tmp_path, monkeypatch):
     assert client.samconfig_defaults(tmp_path / "sub") == {"stack_name": "my-wdl", "region": "eu-west-1"}
 
 
+def test_the_answers_sam_deploy_guided_saved_win_over_the_global_section(tmp_path):
+    """`sam deploy --guided` saves the stack name and region the user chose in the deploy
+    section, which sam reads before the global one: the command line read the global one first,
+    and looked for a stack the user had renamed."""
+    (tmp_path / "samconfig.toml").write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "miniwdl-fargate"\nregion = "us-east-1"\n'
+        '[default.deploy.parameters]\nstack_name = "wdl-prod"\nregion = "eu-west-1"\n'
+    )
+    assert client.samconfig_defaults(tmp_path) == {"stack_name": "wdl-prod", "region": "eu-west-1"}
+
+
+def test_the_repositorys_samconfig_names_the_stack_where_sam_deploy_guided_saves_it():
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / "samconfig.toml").read_text())["default"]
+    assert "global" not in config or "stack_name" not in config["global"].get("parameters", {})
+    assert config["deploy"]["parameters"]["stack_name"] == "miniwdl-fargate"
+
+
 def test_connect_reads_the_stack_outputs(deployed, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no samconfig.toml here
     monkeypatch.delenv("MINIWDL_FARGATE_STACK", raising=False)

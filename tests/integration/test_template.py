@@ -1475,6 +1475,14 @@ def test_image_cache_rules_only_as_configured(cfn_template, overrides, rules, up
     found = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::ECR::PullThroughCacheRule"}
     assert set(found) == rules
     prefixes = {props["EcrRepositoryPrefix"] for props in found.values()}
+    # nothing grows for good: the repositories each rule's pulls make expire their images
+    templates = {r["Properties"]["Prefix"]: r["Properties"] for r in resources.values() if r["Type"] == "AWS::ECR::RepositoryCreationTemplate"}
+    assert set(templates) == prefixes
+    for prefix, template in templates.items():
+        assert template["AppliedFor"] == ["PULL_THROUGH_CACHE"], prefix
+        (rule,) = json.loads(template["LifecyclePolicy"])["rules"]
+        assert rule["action"] == {"type": "expire"} and rule["selection"]["tagStatus"] == "any", prefix
+        assert (rule["selection"]["countType"], rule["selection"]["countUnit"], rule["selection"]["countNumber"]) == ("sinceImagePushed", "days", 30)
     for name, props in found.items():
         assert ("CredentialArn" in props) == (name in ("DockerHubCacheRule", "GitHubCacheRule")), name
     value = driver_env(resources)["MINIWDL__AWS_FARGATE__IMAGE_CACHE"]
@@ -1566,6 +1574,9 @@ def test_local_mode_deploys_with_parameters(moto_server, tmp_path):
     rules = aws.client("cloudformation").list_stack_resources(StackName="mwf-local")["StackResourceSummaries"]
     assert {r["LogicalResourceId"] for r in rules if r["ResourceType"] == "AWS::ECR::PullThroughCacheRule"} == {
         "EcrPublicCacheRule", "QuayCacheRule",
+    }
+    assert {r["LogicalResourceId"] for r in rules if r["ResourceType"] == "AWS::ECR::RepositoryCreationTemplate"} == {
+        "EcrPublicCacheRepositories", "QuayCacheRepositories",
     }
 
 

@@ -107,6 +107,12 @@ def _pull_through_cache_rule(name: str, props: dict[str, Any], account_id: str, 
     return props["EcrRepositoryPrefix"]
 
 
+def _repository_creation_template(name: str, props: dict[str, Any], account_id: str, region: str, stack_id: str) -> str:
+    # AWS::ECR::RepositoryCreationTemplate: moto's ECR has none (and no pull-through cache to
+    # make repositories with it); recorded as the resource's properties. Ref: the prefix.
+    return props["Prefix"]
+
+
 #: CloudFormation type -> the call that creates it (name, properties, account, region, stack id)
 #: and returns its physical id
 MISSING: dict[str, Callable[[str, dict[str, Any], str, str, str], str]] = {
@@ -116,6 +122,7 @@ MISSING: dict[str, Callable[[str, dict[str, Any], str, str, str], str]] = {
     "AWS::ApiGateway::Stage": _api_stage,
     "AWS::ECS::CapacityProvider": _capacity_provider,
     "AWS::ECR::PullThroughCacheRule": _pull_through_cache_rule,
+    "AWS::ECR::RepositoryCreationTemplate": _repository_creation_template,
 }
 
 _models: list[type] = []  # (moto finds models as subclasses of CloudFormationModel: keep them alive)
