@@ -1675,3 +1675,63 @@ def test_api_gateways_own_answers_have_the_shape_of_the_functions_errors_for_eit
         body = json.loads(data)
         assert code == status == body["status_code"], kind
         assert message in body["msg"] or "detail" in body["msg"], kind
+
+
+def evaluate_rule(rule: Any, parameters: dict[str, Any]) -> Any:
+    """A CloudFormation Rules condition with these parameter values (Ref, Equals, Not, And, Or,
+    Contains: those the template's rules use)."""
+    if isinstance(rule, list):
+        return [evaluate_rule(item, parameters) for item in rule]
+    if not isinstance(rule, dict):
+        return rule
+    (name, args), = rule.items()
+    if name == "Ref":
+        return parameters[args]
+    values = evaluate_rule(args, parameters)
+    return {
+        "Fn::Equals": lambda: str(values[0]) == str(values[1]),
+        "Fn::Not": lambda: not values[0],
+        "Fn::And": lambda: all(values),
+        "Fn::Or": lambda: any(values),
+        "Fn::Contains": lambda: values[1] in values[0],
+    }[name]()
+
+
+def test_the_driver_sizes_the_template_allows_are_fargates(cfn_template):
+    """A DriverMemory that is no Fargate size for DriverCpu failed the first deploy (the driver's
+    task definition) and rolled it back: a rule refuses it before anything is made, by the sizes
+    the backend knows (``sizes.FARGATE_SIZES``)."""
+    from miniwdl_fargate import sizes
+
+    params = cfn_template["Parameters"]
+    (assertion,) = cfn_template["Rules"]["DriverMemoryFitsDriverCpu"]["Assertions"]
+    for cpu in params["DriverCpu"]["AllowedValues"]:
+        for memory in range(512, 32 * 1024, 512):
+            allowed = evaluate_rule(assertion["Assert"], {"DriverCpu": cpu, "DriverMemory": str(memory)})
+            assert allowed == (memory in sizes.FARGATE_SIZES[int(cpu)]), (cpu, memory)
+    assert evaluate_rule(assertion["Assert"], {"DriverCpu": params["DriverCpu"]["Default"], "DriverMemory": params["DriverMemory"]["Default"]})
+
+
+def test_interface_endpoints_are_refused_without_a_vpc_of_your_own(cfn_template):
+    rule = cfn_template["Rules"]["InterfaceEndpointsNeedYourVpc"]
+    (assertion,) = rule["Assertions"]
+    for endpoints, vpc, refused in (("true", "", True), ("true", "vpc-1", False), ("false", "", False)):
+        given = {"InterfaceEndpoints": endpoints, "VpcId": vpc}
+        assert (evaluate_rule(rule["RuleCondition"], given) and not evaluate_rule(assertion["Assert"], given)) == refused
+
+
+@pytest.mark.parametrize("name, good, bad", [
+    ("ReadableS3Arns", ["arn:aws:s3:::my-data", "arn:aws:s3:::my-data/*", "arn:aws-cn:s3:::logs-*/x/*", ""], ["my-data", "s3://my-data", "arn:aws:s3:::"]),
+    ("ReadableKmsKeyArns", ["arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", ""],
+     ["arn:aws:kms:us-east-1:123456789012:alias/my-key", "1234abcd-12ab-34cd-56ef-1234567890ab"]),
+    ("PullableEcrRepositoryArns", ["arn:aws:ecr:us-east-1:111122223333:repository/pipelines/*", ""],
+     ["111122223333.dkr.ecr.us-east-1.amazonaws.com/pipelines", "arn:aws:ecr:us-east-1:111122223333:pipelines"]),
+])
+def test_arn_parameters_take_arns_item_by_item(cfn_template, name, good, bad):
+    """An item that is no ARN of its kind made a malformed IAM policy: the first deploy failed
+    and rolled back. Each item is checked (a CommaDelimitedList's AllowedPattern is each item's)."""
+    pattern = cfn_template["Parameters"][name]["AllowedPattern"]
+    assert all(re.fullmatch(pattern, item) for item in good), name
+    assert not any(re.fullmatch(pattern, item) for item in bad), name
+    assert stack.parameter_problems(cfn_template, "template.yaml", {name: ",".join(good[:-1])}) == []
+    assert stack.parameter_problems(cfn_template, "template.yaml", {name: ",".join([good[0], bad[0]])})

@@ -314,6 +314,11 @@ CASES = {
         ["local", "run", "{d}/good/w.wdl", "--parameter", "DriverCpu=3", "--parameter", "StatusSeconds=0", "--state-dir", "{d}/state"],
         "error: --parameter DriverCpu=3: must be one of 256, 512, 1024, 2048, 4096 (and 1 more)",
     ),
+    # (a CommaDelimitedList's pattern is each item's: a bucket name where an ARN goes)
+    "local up --parameter a list item not matching its pattern": (
+        ["local", "up", "--parameter", "ReadableS3Arns=arn:aws:s3:::my-data,my-data/*", "--state-dir", "{d}/state"],
+        "error: --parameter ReadableS3Arns=arn:aws:s3:::my-data,my-data/*: each an S3 ARN: arn:aws:s3:::BUCKET (listing)",
+    ),
     "--local to a command without it": (["local", "run", "{d}/good/w.wdl", "--local"], "unrecognized arguments: --local (see"),
     "sweep --run not a run id": (["sweep", "--run", "x y"], "argument --run: run id 'x y' is not one"),
     "-i and an inputs file": (["submit", "{d}/good/w.wdl", "-i", "{d}/good/inputs.json", "{d}/good/inputs.json"],

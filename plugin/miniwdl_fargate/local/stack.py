@@ -185,7 +185,9 @@ def parameter_problems(template: dict[str, Any], template_name: str, given: dict
                 why.append("must be a number")
         if "AllowedValues" in spec and value not in [str(v) for v in spec["AllowedValues"]]:
             why.append(f"must be one of {', '.join(str(v) for v in spec['AllowedValues'])}")
-        if "AllowedPattern" in spec and not re.fullmatch(str(spec["AllowedPattern"]), value):
+        # (a CommaDelimitedList's pattern is each item's)
+        items = value.split(",") if spec.get("Type") == "CommaDelimitedList" else [value]
+        if "AllowedPattern" in spec and not all(re.fullmatch(str(spec["AllowedPattern"]), item) for item in items):
             why.append(f"must match the pattern {spec['AllowedPattern']}")
         if number is not None and math.isfinite(number):
             if "MinValue" in spec and number < float(spec["MinValue"]):
