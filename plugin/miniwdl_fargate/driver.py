@@ -196,6 +196,8 @@ def _drive(run: DriverRun, stop: StopSignals) -> int:
         outcome = invalid_config(run, exn)
     except SubmittedFileGone as exn:
         outcome = user_error(run, "SubmittedFileGone", str(exn))
+    except staging.InputUnreadable as exn:
+        outcome = user_error(run, "InputUnreadable", str(exn))
     except Exception as exn:
         outcome = broken(run, so_far, exn)
     return finish(run, so_far, outcome)

@@ -108,6 +108,28 @@ def _in_store(store: str, *parts: str) -> _Staged:
     return _Staged(path)
 
 
+class InputUnreadable(Exception):
+    """An s3:// input the driver may not read: the run cannot go on, and no later download
+    would do better (a task has no more rights than its driver)."""
+
+
+def unreadable(uri: str, exn: Exception) -> InputUnreadable | None:
+    """InputUnreadable saying what to change, if ``exn`` is S3 refusing the driver ``uri``: an
+    object encrypted with a KMS key the stack may not use (S3 answers AccessDenied naming
+    kms:Decrypt, while HeadObject, all the submit step asks, needs no key:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html), or a bucket
+    the stack may not read."""
+    error = (getattr(exn, "response", None) or {}).get("Error", {})
+    if error.get("Code") not in ("AccessDenied", "403", "Forbidden", "KMS.AccessDeniedException"):
+        return None
+    said = str(error.get("Message") or exn)
+    if "kms" in said.lower():
+        fix = "it is encrypted with a KMS key the stack may not use: add the key's ARN to the stack's ReadableKmsKeyArns"
+    else:
+        fix = "the stack may not read it: add its bucket to the stack's ReadableS3Arns (arn:aws:s3:::BUCKET and arn:aws:s3:::BUCKET/*)"
+    return InputUnreadable(f"input {uri} cannot be read: {fix} ({said})")
+
+
 def _stage(uri: str, directory: bool, store: str, transfers: s3io.Transfers) -> str | None:
     try:
         if transfers.progress is not None:
@@ -116,6 +138,8 @@ def _stage(uri: str, directory: bool, store: str, transfers: s3io.Transfers) -> 
     except DriverStopped:
         raise
     except Exception as exn:  # miniwdl's own download of the URI will report it
+        if (refused := unreadable(uri, exn)) is not None:
+            raise refused from None
         log.warning("cannot stage %s (%s); leaving it to miniwdl", uri, exn)
         return None
 

@@ -749,3 +749,40 @@ def test_a_reused_call_gives_its_outputs_as_the_task_made_them_executables_and_e
     assert sorted(a["call"] for a in attempts) == ["call-use"]  # (make: reused)
     outputs = json.loads(aws.client("s3").get_object(Bucket="runs", Key="runs/t/results/t-2/outputs.json")["Body"].read())
     assert outputs["outputs"]["tools.said"] == "second"
+
+
+def test_an_input_the_stack_may_not_decrypt_fails_the_run_at_staging_naming_what_to_change(bucket, tmp_path, monkeypatch):
+    """An input encrypted with a KMS key the stack may not use passes the submit step (HeadObject
+    needs no key) and was left, at staging, to a download that failed later in other words; the
+    run now fails at staging, naming the parameter that gives the key (S3's AccessDenied names
+    kms:Decrypt)."""
+    from miniwdl_fargate import s3io
+
+    message = "User: arn:aws:sts::123456789012:assumed-role/driver is not authorized to perform: kms:Decrypt"
+
+    real = s3io.Transfers.download
+
+    def refused(self, objects):
+        objects = list(objects)
+        if any(key == "data/ref.txt" for _bucket, key, *_ in objects):
+            raise botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": message}}, "GetObject")
+        return real(self, objects)
+
+    monkeypatch.setattr(s3io.Transfers, "download", refused)
+    assert drive(tmp_path, "kms-1") == 1
+    error = get("kms-1", "error.json")
+    assert error["error"] == "InputUnreadable", error
+    assert error["message"] == ("input s3://runs/data/ref.txt cannot be read: it is encrypted with a KMS key the stack may not use: "
+                                f"add the key's ARN to the stack's ReadableKmsKeyArns ({message})"), error
+    assert "traceback" not in error
+
+
+def test_an_input_refused_for_its_bucket_names_readable_s3_arns_and_a_missing_one_is_left_to_miniwdl():
+    from miniwdl_fargate import staging
+
+    denied = botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "HeadObject")
+    said = str(staging.unreadable("s3://other/x.txt", denied))
+    assert said == ("input s3://other/x.txt cannot be read: the stack may not read it: add its bucket to the stack's ReadableS3Arns "
+                    "(arn:aws:s3:::BUCKET and arn:aws:s3:::BUCKET/*) (Access Denied)")
+    missing = botocore.exceptions.ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
+    assert staging.unreadable("s3://other/x.txt", missing) is None
