@@ -34,6 +34,9 @@ from .lifecycle import DriverStopped
 log = logging.getLogger("miniwdl-fargate.driver")
 
 STAGING_THREADS = 8
+#: the user metadata of an object ``submit`` staged from an executable local file, and its value
+#: (``upload.EXECUTABLE_SUFFIX``): staged with its execute bits, as miniwdl gives a local input
+MODE_METADATA, EXECUTABLE_MODE = "mode", "0755"
 
 
 def stage_s3_inputs(
@@ -150,12 +153,15 @@ def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
     etag = head["ETag"].strip('"')
     path = _in_store(store, bucket, key, etag, os.path.basename(key))
     marked = efs_cleanup.mark_used(os.path.dirname(path))  # (before looking: a collection spares what is marked)
+    executable = (head.get("Metadata") or {}).get(MODE_METADATA) == EXECUTABLE_MODE
     if os.path.isfile(path) and os.path.getsize(path) == head["ContentLength"]:
         path.reused = True
-        return path
-    transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])  # (asked for by that ETag)
-    if not marked:  # (the entry is there now)
-        efs_cleanup.mark_used(os.path.dirname(path))
+    else:
+        transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])  # (asked for by that ETag)
+        if not marked:  # (the entry is there now)
+            efs_cleanup.mark_used(os.path.dirname(path))
+    if executable and not os.stat(path).st_mode & 0o100:
+        os.chmod(path, os.stat(path).st_mode | 0o555)
     return path
 
 

@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import posixpath
+import re
 import secrets
 import threading
 import time
@@ -228,7 +229,9 @@ def stage_inputs(
             uploads.extend((file, f"{key}/{rel}", digest) for (rel, file), digest in zip(files, digests, strict=True))
             return s3io.uri(bucket, key + "/")
         digest = content_digest(local)
-        key = key_for(digest)
+        # an executable file (a script the task runs: `~{tool}`) keeps its execute bits: a key of
+        # its own, since one key's object is staged with one mode (``upload_staged``)
+        key = key_for(digest + (EXECUTABLE_SUFFIX if os.access(local, os.X_OK) else ""))
         uploads.append((local, key, digest))
         return s3io.uri(bucket, key)
 
@@ -348,6 +351,9 @@ def staged_transfer(size: int) -> Any:
 
 #: the user metadata a staged object carries: the sha256 of the bytes uploaded (its key's)
 STAGED_SHA256 = "sha256"
+#: a staged File that was executable: its key's folder ends so (``staged/<sha256>.x/<name>``),
+#: and its object carries ``staging.MODE_METADATA`` (S3 keeps no file modes)
+EXECUTABLE_SUFFIX = ".x"
 
 
 def upload_staged(s3: Any, path: Path, bucket: str, key: str, digest: str) -> None:
@@ -363,9 +369,15 @@ def upload_staged(s3: Any, path: Path, bucket: str, key: str, digest: str) -> No
     changed = RunInputError(f"{path} changed while it was being submitted: nothing was started; submit again")
     if content_digest(path) != digest:  # (since it was keyed: its size or mtime tell)
         raise changed
+    metadata = {STAGED_SHA256: digest}
+    parts = key[len(STAGED_PREFIX):].split("/")
+    if len(parts) == 2 and re.fullmatch(r"[0-9a-f]{64}" + re.escape(EXECUTABLE_SUFFIX) + r"(-\d+)?", parts[0]):
+        from .staging import EXECUTABLE_MODE, MODE_METADATA
+
+        metadata[MODE_METADATA] = EXECUTABLE_MODE
     with open(path, "rb") as infile:
         reader = _HashingReader(infile)
-        s3.upload_fileobj(reader, bucket, key, ExtraArgs={"Metadata": {STAGED_SHA256: digest}},
+        s3.upload_fileobj(reader, bucket, key, ExtraArgs={"Metadata": metadata},
                           Config=staged_transfer(path.stat().st_size))
     if reader.sha256.hexdigest() != digest:  # (changed while it was read)
         s3.delete_object(Bucket=bucket, Key=key)

@@ -249,3 +249,28 @@ def test_every_local_input_that_cannot_be_uploaded_is_named_at_once(tmp_path):
     assert "inputs: w.f: file nope0 not found (looked for " in said
     assert "; inputs: w.d: directory nodir not found (looked for " in said or "inputs: w.d: directory nodir not found" in said
     assert said.count("not found") == 2
+
+
+def test_an_executable_local_input_is_staged_executable(bucket, tmp_path):
+    """A local script the task runs (`~{tool}`) kept no execute bits through S3 (which keeps no
+    modes): the task failed with 126 where plain miniwdl runs it. Its key says so and its object
+    carries the mode, which the driver's staging gives the copy back; the same bytes not
+    executable stay another key."""
+    from miniwdl_fargate import staging
+
+    root = folder(tmp_path / "x", "data", {"a.txt": "A"})
+    (root / "tool.sh").write_text("#!/bin/sh\necho tool\n")
+    (root / "tool.sh").chmod(0o755)
+    (root / "plain.sh").write_text("#!/bin/sh\necho tool\n")
+    (root / "inputs.json").write_text(json.dumps({"w.f": "tool.sh", "w.d": "ref"}))
+    executable = submitted(bucket, root, "tooled")["w.f"]
+    (root / "inputs.json").write_text(json.dumps({"w.f": "plain.sh", "w.d": "ref"}))
+    plain = submitted(bucket, root, "plain")["w.f"]
+    assert executable != plain and s3io.split(executable)[1].split("/")[1].endswith(".x")
+    head = aws.client("s3").head_object(Bucket=bucket, Key=s3io.split(executable)[1])
+    assert head["Metadata"][staging.MODE_METADATA] == staging.EXECUTABLE_MODE
+    store = tmp_path / "store"
+    with s3io.Transfers() as transfers:
+        staged_exec = staging._stage_file(executable, str(store), transfers)
+        staged_plain = staging._stage_file(plain, str(store), transfers)
+    assert os.access(staged_exec, os.X_OK) and not os.access(staged_plain, os.X_OK)
