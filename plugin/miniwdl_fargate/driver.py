@@ -877,7 +877,11 @@ def upload_outputs(
         if isinstance(value, WDL.Value.Directory):
             files = outputs_check.directory_output(name, path, roots, real_run_dir)
             for local, rel in files:
-                uploads.append((local, outputs_check.s3_key(f"Directory output {name}", rel, key + "/" + rel)))
+                where = outputs_check.s3_key(f"Directory output {name}", rel, key + "/" + rel)
+                if rel.endswith("/"):  # (an empty folder inside: its "<path>/" marker, as for an empty Directory)
+                    folders.append(where)
+                else:
+                    uploads.append((local, where))
             if not files:  # (S3 has no folders: an empty "<key>/" object, as the S3 console makes one, says it is there)
                 folders.append(outputs_check.s3_key(f"Directory output {name}", path, key + "/"))
             return s3io.uri(bucket, key + "/")

@@ -101,7 +101,7 @@ def file_output(output: str, path: str, roots: list[str]) -> str:
 
 def directory_output(output: str, path: str, roots: list[str], run_dir: str) -> list[tuple[str, str]]:
     """The files of a Directory output to upload, as (real path, path inside the output), once
-    each is checked (see the module's doc). Links inside must stay in ``run_dir`` (real path),
+    each is checked (see the module's doc), and each empty folder inside as ("", "<its path>/"). Links inside must stay in ``run_dir`` (real path),
     or, for a Directory elsewhere (the call cache's, an input), in the Directory itself."""
     top = resolve(output, path, path)
     if not any(within(top, root) for root in roots):
@@ -119,6 +119,8 @@ def _walk(output: str, real_dir: str, rel_dir: str, bound: str, above: set[str],
     the real directories it is inside of (a link back to one is a cycle)."""
     with os.scandir(real_dir) as entries:
         names = sorted(entry.name for entry in entries)
+    if not names and rel_dir:  # an empty folder inside: ("", "<its path>/"), a folder marker to be
+        found.append(("", rel_dir + "/"))
     for name in names:
         rel = os.path.join(rel_dir, name)
         real = os.path.join(real_dir, name)

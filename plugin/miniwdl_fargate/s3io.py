@@ -256,6 +256,23 @@ def prefix_targets(
     return targets
 
 
+def prefix_folders(bucket: str, prefix: str, dest: str, objects: Iterable[dict[str, Any]] | None = None) -> list[str]:
+    """The local folders under ``dest`` that the folder markers under ``prefix`` stand for (the
+    empty ``<path>/`` objects the S3 console and the driver make: S3 has no folders), so an empty
+    folder of a Directory is there once downloaded, as miniwdl gives it; one that would be
+    outside ``dest`` or is no path is left out."""
+    prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+    found = []
+    for obj in list_keys(bucket, prefix) if objects is None else objects:
+        rel = obj["Key"][len(prefix) :]
+        if not rel.endswith("/") or rel == "/" or path_problem(rel.rstrip("/")):
+            continue
+        target = os.path.normpath(os.path.join(dest, rel))
+        if target.startswith(os.path.normpath(dest) + os.sep):
+            found.append(target)
+    return found
+
+
 def path_problem(rel: str) -> str | None:
     """Why the key ``rel`` (below a Directory's prefix) has no file path of its own, or None: S3
     keys are flat strings, where ``a//b``, ``a/./b`` and ``a/../b`` are keys of their own, but a
@@ -288,7 +305,10 @@ def download_prefix(
 ) -> list[str]:
     """Download every object under ``prefix`` into ``dest``, keeping relative paths, in parallel
     (through ``transfers``, or a Transfers of its own)."""
-    targets = prefix_targets(bucket, prefix, dest, exclude)
+    listed = list(list_keys(bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/"))
+    targets = prefix_targets(bucket, prefix, dest, exclude, objects=listed)
+    for folder in prefix_folders(bucket, prefix, dest, listed):
+        os.makedirs(folder, exist_ok=True)
     if transfers is not None:
         return transfers.download(targets)
     with Transfers(progress) as own:

@@ -205,3 +205,21 @@ def test_a_file_output_that_is_a_uri_is_given_as_it_is(moto_aws, tmp_path, monke
     outputs = json.loads(results()["outputs.json"])["outputs"]
     assert outputs["w.ref"] == "s3://data/ref.txt"
     assert outputs["w.both"][1] == "s3://data/ref.txt" and outputs["w.both"][0].startswith("s3://runs/runs/t/results/t-1/out/")
+
+
+def test_an_empty_folder_inside_a_directory_output_is_there_to_download(moto_aws, tmp_path, monkeypatch):
+    """S3 has no folders: an empty folder inside a Directory output (a `logs/` the task made and
+    left empty) was dropped on its way to S3 and back, where miniwdl gives the Directory as the
+    task made it. Each is a "<path>/" marker now, made a folder again by `outputs --download`."""
+    from miniwdl_fargate import client
+
+    wdl = ('version development\ntask t { command <<< mkdir -p d/logs d/a/b/empty; echo x > d/a/x.txt >>>\n'
+           '  output { Directory d = "d" } }\n')
+    assert drive_workflow(wdl, tmp_path, monkeypatch) == 0
+    got = results()
+    outputs = json.loads(got["outputs.json"])["outputs"]
+    assert got["out/d/d/logs/"] == b"" and got["out/d/d/a/b/empty/"] == b"" and got["out/d/d/a/x.txt"] == b"x\n"
+    downloaded = client.download_outputs(outputs, str(tmp_path / "dl"), "s3://runs/runs/t/results/t-1/")
+    root = tmp_path / "dl" / "out" / "d" / "d"
+    assert downloaded == [str(root / "a" / "x.txt")]
+    assert (root / "logs").is_dir() and (root / "a" / "b" / "empty").is_dir()

@@ -3,6 +3,7 @@ against moto."""
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -274,3 +275,20 @@ def test_an_executable_local_input_is_staged_executable(bucket, tmp_path):
         staged_exec = staging._stage_file(executable, str(store), transfers)
         staged_plain = staging._stage_file(plain, str(store), transfers)
     assert os.access(staged_exec, os.X_OK) and not os.access(staged_plain, os.X_OK)
+
+
+def test_an_s3_directory_input_is_staged_with_its_empty_folders(bucket, tmp_path):
+    """A Directory input whose S3 folder holds folder markers (the console's "Create folder", or
+    a Directory output of another run) is staged with those folders; its identity stays its
+    objects' (the markers name it no differently)."""
+    from miniwdl_fargate import staging
+
+    s3 = aws.client("s3")
+    for key, body in (("ref/a.txt", b"A"), ("ref/empty/", b""), ("ref/sub/deeper/", b""), ("ref/sub/b.txt", b"B")):
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    with s3io.Transfers() as transfers:
+        staged = staging._stage_directory(f"s3://{bucket}/ref/", str(tmp_path / "store"), transfers)
+    assert sorted(str(p.relative_to(staged)) for p in Path(staged).rglob("*")) == [
+        "a.txt", "empty", "sub", "sub/b.txt", "sub/deeper"]
+    assert staging.directory_listing(bucket, "ref/") == sorted(
+        (o["Key"], o["ETag"].strip('"')) for o in s3.list_objects_v2(Bucket=bucket, Prefix="ref/")["Contents"] if not o["Key"].endswith("/"))
