@@ -218,8 +218,9 @@ def test_run_log_task_logs_from_cost_json_and_while_running_from_the_status():
 def test_service_info_lists_the_engine_parameters_of_the_options_model():
     info = wes.service_info("1.13.0", "0.1.0")
     assert (info["version"], info["type"]) == ("0.1.0", {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"})
-    names = {p["name"] for p in info["default_workflow_engine_parameters"]}
-    assert names == {"call_cache", "max_run_hours", "max_cost_usd", "max_concurrent_tasks", "max_vcpus", "task"}
+    types = {p["name"]: p["type"] for p in info["default_workflow_engine_parameters"]}
+    assert types == {"call_cache": "string", "max_run_hours": "float", "max_cost_usd": "float", "max_concurrent_tasks": "int",
+                     "max_vcpus": "float", "task": "string"}
     assert info["workflow_engine_versions"] == {"miniwdl": {"workflow_engine_version": ["1.13.0"]}}
 
 

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import re
+import typing
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -464,13 +465,26 @@ def service_info(miniwdl_version: str, our_version: str, counts: dict[str, int] 
         "supported_wes_versions": [WES_VERSION],
         "supported_filesystem_protocols": list(PROTOCOLS),
         "workflow_engine_versions": {"miniwdl": {"workflow_engine_version": [miniwdl_version]}},
+        # (each with its type; "" for its default: the stack's, which the field's description names)
         "default_workflow_engine_parameters": [
-            {"name": name, "type": "string", "default_value": ""} for name in run_options.RunOptions.model_fields if name != "labels"
+            {"name": name, "type": engine_parameter_type(field.annotation), "default_value": ""}
+            for name, field in run_options.RunOptions.model_fields.items() if name != "labels"
         ],
         "system_state_counts": counts or {},
         "auth_instructions_url": "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html",
         "tags": {"labels": "tags become the run's labels (AWS tags of its driver and tasks)"},
     }
+
+
+def engine_parameter_type(annotation: Any) -> str:
+    """A run option's type as WES's DefaultWorkflowEngineParameter names one ("float", "int",
+    "string"): the option's own, less its ``None`` (call_cache, true/false/"read"/"write": string)."""
+    kinds = {a for a in typing.get_args(annotation) or (annotation,) if a is not type(None)}
+    if kinds == {float}:
+        return "float"
+    if kinds == {int}:
+        return "int"
+    return "string"
 
 
 def wes_time(iso: str | None) -> str | None:
