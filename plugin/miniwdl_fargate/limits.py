@@ -304,8 +304,11 @@ def run_estimate(run_id: str, prices: Prices) -> Callable[[float], float]:
     launched ones at least their minimum: ``committed``) and its overhead rows (the driver),
     priced as cost.json prices them."""
 
+    # (miniwdl run on its own records its attempts under no pipeline run id: "")
+    recorded_as = "" if run_id == STANDALONE else run_id
+
     def estimate(now: float) -> float:
-        rows = overhead(run_id) + attempts.LOG.snapshot(run=run_id)
+        rows = overhead(run_id) + attempts.LOG.snapshot(run=recorded_as)
         return float(estimate_cost(rows, prices, now=now, committed=True)["total_usd"])
 
     return estimate

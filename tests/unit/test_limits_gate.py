@@ -131,6 +131,19 @@ def test_the_estimate_prices_running_attempts_up_to_now_and_the_overhead(monkeyp
     assert limits.overhead("r") == []
 
 
+def test_a_standalone_runs_estimate_prices_its_attempts(monkeypatch):
+    """miniwdl run on its own (no pipeline run id) records its attempts under run "", while its
+    gate is the STANDALONE one: its estimate found none, so [aws_fargate] max_cost_usd never
+    stopped anything outside the pipeline."""
+    log = attempts.AttemptLog()
+    monkeypatch.setattr(attempts, "LOG", log)
+    log.begin(**vars(running_attempt(run="")))
+    try:
+        assert limits.run_estimate(limits.STANDALONE, PRICES)(1010.0) == pytest.approx(0.01)
+    finally:
+        limits.end_run(limits.STANDALONE)
+
+
 def test_a_launch_is_refused_once_the_cost_so_far_reaches_the_budget():
     clock = Clock()
     spent = {"usd": 0.5}
