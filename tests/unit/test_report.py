@@ -152,6 +152,23 @@ def test_prices_replace_the_defaults_entry_by_entry(tmp_path):
     with pytest.raises(ValueError, match="vcpu_hour"):
         Prices.parse('{"FARGATE": {"vcpu": 1}}')
     assert Prices.parse("").table == report_cost.DEFAULT_PRICES
+    # a misspelt key changed nothing, silently
+    with pytest.raises(ValueError, match=r"^public_ip_hour: not a key of a price table \(its keys: currency, region, FARGATE, "):
+        Prices.parse('{"public_ip_hour": 0.005}')
+
+
+def test_a_price_table_for_another_region_says_which_prices_are_still_us_east_1s():
+    """The documented {"region": "eu-west-1", "FARGATE": {...}} kept us-east-1's Spot, managed
+    instances, storage and IPv4 prices, and naming the region silenced the region warning."""
+    from miniwdl_fargate.report.run import prices_region_warning
+
+    prices = Prices.parse('{"region": "eu-west-1", "FARGATE": {"vcpu_hour": 0.04456, "gb_hour": 0.004865}}')
+    warning = prices_region_warning(prices, "eu-west-1")
+    assert warning.startswith("the prices name eu-west-1, but these of them are still us-east-1's list prices: FARGATE_SPOT, ")
+    assert "FARGATE," not in warning and "public_ipv4_hour" in warning
+    whole = {k: v for k, v in report_cost.DEFAULT_PRICES.items() if k != "currency"}
+    assert prices_region_warning(Prices.parse(json.dumps({**whole, "region": "eu-west-1"})), "eu-west-1") is None
+    assert prices_region_warning(Prices(), "us-east-1") is None
 
 
 def test_unknown_capacity_is_not_priced_but_said():
@@ -370,7 +387,8 @@ def test_a_run_priced_at_another_regions_list_prices_says_so():
     said = prices_region_warning(Prices(), "eu-west-1")
     assert said is not None and said.startswith("the prices are us-east-1's list prices, and the run ran in eu-west-1")
     assert prices_region_warning(Prices(), "us-east-1") is None
-    assert prices_region_warning(Prices.parse('{"region": "eu-west-1"}'), "eu-west-1") is None
+    # (naming the region alone leaves every price us-east-1's: still said)
+    assert "still us-east-1's list prices" in prices_region_warning(Prices.parse('{"region": "eu-west-1"}'), "eu-west-1")
     assert prices_region_warning(Prices(), "") is None
 
 

@@ -76,6 +76,8 @@ class Prices:
     """A price table: ``DEFAULT_PRICES``, or as ``[aws_fargate] prices`` sets it (``parse``)."""
 
     table: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(DEFAULT_PRICES)))
+    #: the entries left at the defaults (us-east-1's) of a table that names another region
+    defaults_kept: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, value: str) -> "Prices":
@@ -96,8 +98,14 @@ class Prices:
                 entry = _capacity_entry(key, entry)
             elif key in NUMBERS:
                 _check_number(key, entry)
+            elif key not in ("currency", "region"):  # (a misspelt key would change nothing, silently)
+                known = ", ".join(k for k in DEFAULT_PRICES if k not in ("currency", "region"))
+                raise ValueError(f"{key}: not a key of a price table (its keys: currency, region, {known}, or a capacity's rates)")
             table[key] = entry
-        return cls(table)
+        kept: tuple[str, ...] = ()
+        if str(table.get("region") or "") != DEFAULT_PRICES["region"]:
+            kept = tuple(k for k in DEFAULT_PRICES if k not in ("currency", "region") and k not in given)
+        return cls(table, kept)
 
     def rate(self, capacity: str) -> dict[str, float] | None:
         entry = self.table.get(capacity)

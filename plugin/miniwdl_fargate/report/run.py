@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from WDL.runtime import config as wdl_config
 
 from .. import attempts, aws, config, provenance, s3io, sweep
-from .cost import Prices, by_label, estimate_cost
+from .cost import DEFAULT_PRICES, Prices, by_label, estimate_cost
 from .render import clock, report_html, timeline_svg
 
 if TYPE_CHECKING:
@@ -86,6 +86,11 @@ def prices_region_warning(prices: Prices, region: str) -> str | None:
     """What to say when the prices are another region's than the run's (Fargate's list prices
     differ by region, https://aws.amazon.com/fargate/pricing/), else None."""
     priced = str(prices.table.get("region") or "")
+    if prices.defaults_kept:  # (a table for another region that leaves some of us-east-1's prices)
+        return (
+            f"the prices name {priced}, but these of them are still {DEFAULT_PRICES['region']}'s list prices: "
+            f"{', '.join(prices.defaults_kept)}; give each this region's (the stack's Prices parameter, or [aws_fargate] prices)"
+        )
     if not priced or not region or priced == region:
         return None
     return (
