@@ -471,3 +471,31 @@ def test_without_an_access_point_the_tasks_files_are_writable_by_its_images_user
     container._start(LOG, container.task_script(), lambda: False)
     assert stat_.S_IMODE(os.stat(container.host_work_dir()).st_mode) == 0o777
     assert stat_.S_IMODE(os.stat(container.host_stdout_txt()).st_mode) == 0o666
+
+
+def test_a_root_images_files_go_back_to_the_invoking_user_without_an_access_point(backend, monkeypatch, tmp_path):
+    """miniwdl run on its own by a user who is not root, EFS mounted whole: a root image's command
+    left root's files, which failed the task at miniwdl's chmod of its directory (EFS does not
+    squash root) and the user could not remove. The script gives them back, as miniwdl's Docker
+    backend does ([file_io] chown); its command's status stays its own."""
+    import shlex
+    import subprocess
+
+    from miniwdl_fargate.backend import fargate
+
+    new, _sg, _subnets = backend
+    monkeypatch.setattr(fargate.os, "geteuid", lambda: 1234)
+    monkeypatch.setattr(fargate.os, "getegid", lambda: 5678)
+    container = new("call-owned")
+    (line,) = container.after_command()
+    assert line == f'[ "$(id -u 2>/dev/null)" != 0 ] || chown -Rh 1234:5678 {shlex.quote(container.host_dir)} 2>/dev/null || true'
+    assert line in container.task_script()
+    if os.getuid() == 0:  # (as the task's root would run it: the files are the user's after)
+        (tmp_path / "owned" / "sub").mkdir(parents=True)
+        (tmp_path / "owned" / "sub" / "out.txt").write_text("x")
+        script = "rc=3\n" + line.replace(shlex.quote(container.host_dir), shlex.quote(str(tmp_path / "owned"))) + "\nexit $rc\n"
+        assert subprocess.run(["sh", "-c", script]).returncode == 3
+        assert {(p.stat().st_uid, p.stat().st_gid) for p in (tmp_path / "owned").rglob("*")} == {(1234, 5678)}
+    # through an access point every file is its POSIX user's already; chown = false turns it off
+    monkeypatch.setattr(container.settings, "efs_access_point", "fsap-1")
+    assert container.after_command() == []

@@ -299,11 +299,18 @@ class BaseTaskContainer(TaskContainer):
             # looked: its own status is still the shell's to report (127 if it was reported)
             '[ -z "$termed" ] || [ "$rc" -le 128 ] || { wait $child 2>/dev/null; own=$?; [ "$own" -eq 127 ] || rc=$own; }',
             '[ -n "$scratch" ] && rm -rf "$scratch"',
+            *self.after_command(),
         ]
         if self.stream_logs:
             lines += self.log_forwarder_drain(out, err)
         lines.append("exit $rc")
         return "\n".join(lines) + "\n"
+
+    def after_command(self) -> list[str]:
+        """Shell lines the task script runs once the command ended (its status in ``$rc``, which
+        they leave as it is): none here; a backend's own (``fargate``: files given back to the
+        invoking user)."""
+        return []
 
     @staticmethod
     def log_forwarder(out: str, err: str, interval: float = 1.0) -> list[str]:

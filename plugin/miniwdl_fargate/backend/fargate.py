@@ -62,6 +62,7 @@ import json
 import logging
 import os
 import random
+import shlex
 import threading
 import time
 import uuid
@@ -1010,6 +1011,17 @@ class FargateTaskContainer(BaseTaskContainer):
         for path in (self.host_stdout_txt(), self.host_stderr_txt()):
             if os.path.exists(path):
                 os.chmod(path, 0o666)
+
+    def after_command(self) -> list[str]:
+        """Without an EFS access point (miniwdl run on its own by a user who is not root), the
+        files a root image's command wrote are given back to the invoking user, as miniwdl's
+        Docker backend gives them (``[file_io] chown``, on by default): root's files failed the
+        task at miniwdl's own chmod of its directory, and could not be removed by the user.
+        Through an access point every file is its POSIX user's already."""
+        if self.settings.efs_access_point or not self.cfg.get_bool("file_io", "chown") or os.geteuid() == 0:
+            return []
+        owner = f"{os.geteuid()}:{os.getegid()}"
+        return [f'[ "$(id -u 2>/dev/null)" != 0 ] || chown -Rh {owner} {shlex.quote(self.host_dir)} 2>/dev/null || true']
 
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> FargateJob:
         self._open_to_any_user()
