@@ -238,3 +238,33 @@ def test_a_file_that_appears_after_its_lock_could_not_be_opened_is_not_linked_un
     assert not (tmp_path / "target").exists()
     links.hard_link(str(spare), str(tmp_path / "target"), 5)  # the next try takes the lock and links
     assert os.stat(spare).st_nlink == 2
+
+
+def test_a_directory_input_linking_outside_itself_is_refused_and_links_inside_it_are_followed(tmp_path, monkeypatch):
+    """A task's Directory output holding `ln -s ../../<another run> d/x` (miniwdl checks a
+    Directory's links to files, not to folders) gave the next task, as its input, every file of
+    that other run hard-linked: the driver mounts all of EFS. A link leading outside the
+    Directory is refused; links inside it are followed as miniwdl reads them, a cycle once."""
+    from miniwdl_fargate.backend.base import InputOutsideDirectory
+
+    victim = tmp_path / "efs" / "runs" / "victim"
+    data_file(victim / "secret.txt", "secret")
+    good = tmp_path / "efs" / "runs" / "mine" / "call-a" / "work" / "d"
+    data_file(good / "a.txt", "a")
+    (good / "sub").mkdir()
+    (good / "empty").mkdir()
+    os.symlink("../a.txt", good / "sub" / "a-again.txt")
+    os.symlink("..", good / "sub" / "up")  # (a cycle: followed once)
+    task = container(cfg(monkeypatch), tmp_path / "efs" / "runs" / "mine" / "call-b", [str(good) + "/"])
+    task.link_input_files(LOG)
+    (linked,) = [task.host_work_path(c).rstrip("/") for c in task.input_path_map.values()]
+    assert sorted(os.path.relpath(p, linked) for p in files_under(linked)) == ["a.txt", "sub/a-again.txt"]
+    assert os.path.isdir(os.path.join(linked, "empty"))
+
+    bad = tmp_path / "efs" / "runs" / "mine" / "call-c" / "work" / "d"
+    data_file(bad / "fine.txt", "f")
+    os.symlink(os.path.relpath(victim, bad), bad / "x")
+    task = container(cfg(monkeypatch), tmp_path / "efs" / "runs" / "mine" / "call-d", [str(bad) + "/"])
+    with pytest.raises(InputOutsideDirectory, match=rf"^Directory input {bad}: x is a symbolic link leading outside it \({victim}\): refused$"):
+        task.link_input_files(LOG)
+    assert not any("secret" in p for p in files_under(tmp_path / "efs" / "runs" / "mine"))

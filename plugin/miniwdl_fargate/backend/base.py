@@ -67,6 +67,41 @@ class StartAgain(Exception):
         self.delay = delay
 
 
+class InputOutsideDirectory(RuntimeError):
+    """A Directory input holds a symbolic link that leads outside it."""
+
+
+def directory_entries(source: str) -> list[tuple[str, str]]:
+    """(path, path inside) of each file of the Directory ``source``, and ("", "<folder>/") of each
+    folder, through its links as miniwdl reads a Directory, each once (a link back to a folder it
+    is in is not followed again). A link that leads outside the Directory is refused
+    (InputOutsideDirectory): miniwdl checks a Directory output's links to files, not to folders,
+    and the driver mounts all of EFS, so a task's ``ln -s ../../../<another run> d/x`` would have
+    given the next task every file there, hard-linked."""
+    bound = os.path.realpath(source)
+    found: list[tuple[str, str]] = []
+
+    def walk(folder: str, rel: str, seen: frozenset[str]) -> None:
+        found.append(("", rel or "./"))
+        with os.scandir(folder) as listed:
+            entries = sorted(listed, key=lambda e: e.name)
+        for entry in entries:
+            inside = rel + entry.name
+            real = os.path.realpath(entry.path)
+            if real != bound and not real.startswith(bound + os.sep):
+                raise InputOutsideDirectory(
+                    f"Directory input {source}: {inside} is a symbolic link leading outside it ({real}): refused"
+                )
+            if entry.is_dir():  # (follows links)
+                if real not in seen:
+                    walk(entry.path, inside + "/", seen | {real})
+            elif entry.is_file():
+                found.append((entry.path, inside))
+
+    walk(source, "", frozenset({bound}))
+    return found
+
+
 def read_only(path: str) -> None:
     """Take the write bits off an input file (each file of an input Directory), as miniwdl's
     Docker backend mounts inputs read-only. The file shares its inode with the staged copy other
@@ -207,11 +242,11 @@ class BaseTaskContainer(TaskContainer):
                 continue
             os.makedirs(os.path.dirname(target), exist_ok=True)
             if os.path.isdir(source):
-                for root, _dirs, files in os.walk(source, followlinks=True):
-                    rel = os.path.relpath(root, source)
-                    os.makedirs(os.path.join(target, rel), exist_ok=True)
-                    for name in files:
-                        links.link_or_copy(os.path.join(root, name), os.path.join(target, rel, name), source, stats, policy)
+                for path, rel in directory_entries(source):
+                    if rel.endswith("/"):
+                        os.makedirs(os.path.join(target, rel), exist_ok=True)
+                    else:
+                        links.link_or_copy(path, os.path.join(target, rel), source, stats, policy)
             else:
                 links.link_or_copy(source, target, source, stats, policy)
             read_only(target)
