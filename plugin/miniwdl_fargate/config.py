@@ -40,11 +40,49 @@ class InvalidConfig(ValueError):
         super().__init__(f"{where}: not a valid miniwdl configuration file: {problem}")
 
 
-def cfg_problem(text: str, where: str) -> str | None:
+#: what a run's own miniwdl.cfg (its workflow folder's, read by the pipeline's driver) may not set:
+#: by section, its options (None: the whole section). The stack's: where tasks run and with what
+#: network, roles and file system; what the runs share (the call cache's store and key, the spare
+#: links, the account's request rates, the budget's prices); and what would let a run read another's
+#: files (miniwdl's allow_any_input and root: inputs by any path of the file system every run is on)
+#: or keep a result under a key that does not say how it was made (command_shell is in no key).
+RUN_CFG_REFUSED: dict[str, frozenset[str] | None] = {
+    SECTION: frozenset({
+        "cluster", "run_id", "tags", "call_cache_uri", "subnets", "efs_security_group", "security_groups",
+        "assign_public_ip", "efs_id", "efs_mountpoint", "efs_access_point", "execution_role", "task_role",
+        "log_group", "task_definition_prefix", "poll_interval", "describe_budget", "launch_rate", "launch_burst",
+        "max_tasks_per_run", "budget_check_seconds", "provision", "prices", "efs_link_limit", "link_spares_dir",
+        "keep_unused_cache_days", "status_interval", "managed_instances_capacity_provider",
+        "managed_instances_spot_capacity_provider", "managed_instances_gpu_capacity_provider",
+        "managed_instances_gpu_spot_capacity_provider", "managed_instances_max_cpu",
+        "managed_instances_max_memory_gib", "managed_instances_max_gpus", "ebs_volume_role", "image_cache",
+    }),
+    "file_io": frozenset({"allow_any_input", "root"}),
+    "call_cache": frozenset({"dir", "backend"}),
+    "download_cache": frozenset({"dir"}),
+    "scheduler": frozenset({"container_backend"}),
+    "task_runtime": frozenset({"command_shell"}),
+    "plugins": None,
+}
+
+
+def refused_in_a_run(parser: configparser.ConfigParser) -> list[str]:
+    """The options of a run's own miniwdl.cfg it may not set (``RUN_CFG_REFUSED``), each said."""
+    found = []
+    for section in parser.sections():
+        refused = RUN_CFG_REFUSED.get(section, frozenset())
+        for option in parser.options(section):
+            if refused is None or option in refused:
+                found.append(f"[{section}] {option}: a run's miniwdl.cfg may not set it (the stack's, or the driver's)")
+    return found
+
+
+def cfg_problem(text: str, where: str, run: bool = False) -> str | None:
     """What miniwdl would find wrong reading this configuration text (an INI file, read by
     configparser with its default interpolation: a lone '%' is an error), or what the backend
     would find wrong in an ``[aws_fargate]`` value (``option``: it reads each one only when a
-    task needs it, by then mid-run); None if nothing."""
+    task needs it, by then mid-run); with ``run`` (a run's own miniwdl.cfg), also what it may not
+    set (``RUN_CFG_REFUSED``); None if nothing."""
     parser = configparser.ConfigParser()
     try:
         parser.read_string(text, source=where)
@@ -53,7 +91,7 @@ def cfg_problem(text: str, where: str) -> str | None:
                 parser.get(section, option)  # interpolation errors surface only here
     except configparser.Error as exn:
         return " ".join(str(exn).split())
-    problems = []
+    problems = refused_in_a_run(parser) if run else []
     if parser.has_section(SECTION):
         for name in parser.options(SECTION):
             # as miniwdl's Loader.get reads it: quotes around it stripped, then $VARs and ~
@@ -70,16 +108,16 @@ def cfg_problem(text: str, where: str) -> str | None:
     return "; ".join(problems) or None
 
 
-def check_cfg_file(path: str, where: str | None = None) -> None:
+def check_cfg_file(path: str, where: str | None = None, run: bool = False) -> None:
     """InvalidConfig if the file at ``path`` (named ``where`` in the message) is not one miniwdl
-    can read."""
+    can read (``run``: a run's own, which may not set everything: ``cfg_problem``)."""
     where = where or path
     try:
         with open(path, encoding="utf-8") as infile:
             text = infile.read()
     except (OSError, UnicodeDecodeError) as exn:
         raise InvalidConfig(where, str(exn)) from None
-    problem = cfg_problem(text, where)
+    problem = cfg_problem(text, where, run)
     if problem:
         raise InvalidConfig(where, problem)
 

@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass, field, fields
 
-from .config import SECTION, FargateSettings, default_cfg_text
+from .config import RUN_CFG_REFUSED, SECTION, FargateSettings, default_cfg_text
 
 SOURCE = "plugin/miniwdl_fargate/aws_fargate.cfg"
 
@@ -50,6 +50,16 @@ class ParsedCfg:
 
     def defaults(self) -> dict[str, str]:
         return {name: value for group in self.groups for name, value in group.defaults.items()}
+
+
+
+def _refused_in_a_run() -> list[str]:
+    """``config.RUN_CFG_REFUSED`` as lines of the page: each section and its options."""
+    parts = [
+        f"`[{section}]` " + ("(all of it)" if names is None else ", ".join(f"`{n}`" for n in sorted(names)))
+        for section, names in RUN_CFG_REFUSED.items()
+    ]
+    return [part + (";" if i < len(parts) - 1 else ".") for i, part in enumerate(parts)]
 
 
 def parse_cfg(text: str) -> ParsedCfg:
@@ -103,7 +113,9 @@ def render() -> str:
         "`miniwdl-fargate config` prints the same file. In the serverless stack the driver's task",
         "definition sets these options as environment variables (see [deploy.md](deploy.md)); a",
         "`miniwdl.cfg` in a run's workflow folder may set others for that run (see",
-        "[architecture.md](architecture.md#call-cache)).",
+        "[architecture.md](architecture.md#call-cache)), but not what the stack owns (where and how",
+        "tasks run, what runs share, what would let a run read another's files), refused at submit:",
+        *_refused_in_a_run(),
         "",
         "| option | environment variable | type | default |",
         "|---|---|---|---|",

@@ -805,7 +805,7 @@ def run_cfg(
     if os.path.isfile(bundled):
         sources.append(bundled)
     for source in sources:
-        config.check_cfg_file(source, bundle_uri if source == bundled and bundle_uri else source)
+        config.check_cfg_file(source, bundle_uri if source == bundled and bundle_uri else source, run=source == bundled)
         merged.read(source)
         log.info("miniwdl configuration from %s", source)
     chosen = run_options.parse(options or {})  # the submitter's say for this run

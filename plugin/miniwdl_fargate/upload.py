@@ -766,7 +766,7 @@ def check_bundled_cfg(folder: Path) -> None:
     bundled_cfg = folder / config.RUN_CFG
     if bundled_cfg.is_file():
         try:
-            config.check_cfg_file(str(bundled_cfg))
+            config.check_cfg_file(str(bundled_cfg), run=True)
         except config.InvalidConfig as exn:
             raise RunInputError(str(exn)) from None
 

@@ -273,6 +273,12 @@ BAD_SUBMISSIONS = {
         OK_INPUTS, GOOD, {"miniwdl.cfg": "[scheduler]\ncall_concurrency = 50%\n"},
         [("s3://runs/runs/{name}/miniwdl.cfg", "not a valid miniwdl configuration file: '%' must be followed by '%' or '(', found: '%'")],
     ),
+    "cfg-stack-owned": (  # (config.RUN_CFG_REFUSED: a run may not open the shared file system to itself)
+        OK_INPUTS, GOOD, {"miniwdl.cfg": "[file_io]\nallow_any_input = true\n[aws_fargate]\nspot = false\nsecurity_groups = sg-1\n"},
+        [("s3://runs/runs/{name}/miniwdl.cfg", "not a valid miniwdl configuration file: [file_io] allow_any_input: a run's "
+          "miniwdl.cfg may not set it (the stack's, or the driver's); [aws_fargate] security_groups: a run's miniwdl.cfg may not "
+          "set it (the stack's, or the driver's)")],
+    ),
     "cfg-bad-values": (  # (the backend reads each value only when a task needs it: mid-run)
         OK_INPUTS, GOOD, {"miniwdl.cfg": "[aws_fargate]\nkeep_run_dirs = perhaps\ncall_cache = maybe\nspot = false\n"},
         [("s3://runs/runs/{name}/miniwdl.cfg", "not a valid miniwdl configuration file: [aws_fargate] keep_run_dirs = 'perhaps': "

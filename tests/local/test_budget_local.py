@@ -30,8 +30,7 @@ PRICES = '{"FARGATE": {"vcpu_hour": 0, "gb_hour": 0}, "ephemeral_gb_hour": 3.6, 
 @pytest.mark.long
 def test_a_run_that_reaches_its_budget_is_stopped_and_fails_saying_so(tmp_path):
     (tmp_path / "sleeper.wdl").write_text(SLEEPER)
-    # a bundle's own prices (nothing at all) and budget checks (once a day) are not the run's
-    (tmp_path / "miniwdl.cfg").write_text('[aws_fargate]\nprices = {"FARGATE": {"vcpu_hour": 0, "gb_hour": 0}}\nbudget_check_seconds = 86400\n')
+    # (a bundle's own prices or budget checks are refused at submit: test_config's RUN_CFG_REFUSED)
     proc = run_cli(
         "local", "run", str(tmp_path / "sleeper.wdl"), "--state-dir", str(tmp_path / "state"),
         "--parameter", f"Prices={PRICES}", "--parameter", "MaxRunCostUsd=0.02", timeout=180,

@@ -34,7 +34,8 @@ task hi {
 def files(tmp_path_factory):
     """A workflow folder with a broken miniwdl.cfg, a good one without, and other things to point at."""
     top = tmp_path_factory.mktemp("cli")
-    for name, cfg in (("good", None), ("badcfg", "[call_cache\nget = true\n"), ("badpct", "[scheduler]\ncall_concurrency = 50%\n")):
+    for name, cfg in (("good", None), ("badcfg", "[call_cache\nget = true\n"), ("badpct", "[scheduler]\ncall_concurrency = 50%\n"),
+                      ("anyinput", "[file_io]\nallow_any_input = true\n")):
         (top / name).mkdir()
         (top / name / "w.wdl").write_text(WDL)
         (top / name / "inputs.json").write_text(json.dumps({"w.who": "you"}))
@@ -318,6 +319,11 @@ CASES = {
     "local up --parameter a list item not matching its pattern": (
         ["local", "up", "--parameter", "ReadableS3Arns=arn:aws:s3:::my-data,my-data/*", "--state-dir", "{d}/state"],
         "error: --parameter ReadableS3Arns=arn:aws:s3:::my-data,my-data/*: each an S3 ARN: arn:aws:s3:::BUCKET (listing)",
+    ),
+    # a run's own miniwdl.cfg may not open the shared file system to the run (config.RUN_CFG_REFUSED)
+    "local run a folder whose miniwdl.cfg sets what the stack owns": (
+        ["local", "run", "{d}/anyinput/w.wdl", "{d}/anyinput/inputs.json", "--state-dir", "{d}/state"],
+        "error: {d}/anyinput/miniwdl.cfg: not a valid miniwdl configuration file: [file_io] allow_any_input: a run's miniwdl.cfg may not set it",
     ),
     "--local to a command without it": (["local", "run", "{d}/good/w.wdl", "--local"], "unrecognized arguments: --local (see"),
     "sweep --run not a run id": (["sweep", "--run", "x y"], "argument --run: run id 'x y' is not one"),

@@ -228,3 +228,28 @@ def test_a_bundled_cfg_value_the_backend_cannot_read_is_refused_quoted_or_not():
     assert config.cfg_problem('[aws_fargate]\nkeep_run_dirs = "perhaps"\n', "miniwdl.cfg") == (
         "[aws_fargate] keep_run_dirs = 'perhaps': expected true or false, got 'perhaps'"
     )
+
+
+
+def test_a_runs_own_miniwdl_cfg_may_not_set_what_the_stack_or_the_driver_owns():
+    """A workflow folder's miniwdl.cfg set anything the deployment's environment did not: a run
+    could read any file on the shared EFS ([file_io] allow_any_input), write the call cache
+    elsewhere, change the tasks' security groups, or keep results made by another shell under the
+    task's key. Those options are refused, each named; what is the run's own stays settable."""
+    text = (
+        "[file_io]\nallow_any_input = true\ncopy_input_files = true\n"
+        "[aws_fargate]\nsecurity_groups = sg-1\ncall_cache_uri = s3://b/x/\nprices = {}\nkeep_run_dirs = true\nspot = false\n"
+        "[call_cache]\ndir = /mnt/efs/runs/other\nget = true\n"
+        "[task_runtime]\ncommand_shell = /bin/sh -c true\ndefaults = {\"maxRetries\": 2}\n"
+        "[plugins]\ndisable_patterns = [\"*\"]\n"
+    )
+    problem = config.cfg_problem(text, "s3://b/runs/x/miniwdl.cfg", run=True)
+    refused = [part.split(":")[0] for part in problem.split("; ")]
+    assert refused == [
+        "[file_io] allow_any_input", "[aws_fargate] security_groups", "[aws_fargate] call_cache_uri", "[aws_fargate] prices",
+        "[call_cache] dir", "[task_runtime] command_shell", "[plugins] disable_patterns",
+    ]
+    assert "a run's miniwdl.cfg may not set it" in problem
+    assert config.cfg_problem(text, "operator.cfg") is None  # (the operator's own file may)
+    every = set(config.RUN_CFG_REFUSED[config.SECTION])
+    assert every <= set(config._defaults()), every - set(config._defaults())  # (each an option of the packaged cfg)

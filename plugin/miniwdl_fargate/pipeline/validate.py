@@ -597,7 +597,7 @@ def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
     except ValueError as exn:
         problems.add(cfg_uri, str(exn))
         return
-    problem = config.cfg_problem(text, cfg_uri)
+    problem = config.cfg_problem(text, cfg_uri, run=True)
     if problem:
         problems.add(cfg_uri, f"not a valid miniwdl configuration file: {problem}")
 
