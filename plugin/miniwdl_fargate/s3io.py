@@ -9,6 +9,7 @@ standalone runs is on EFS, where every task container can see them.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -315,8 +316,11 @@ def download_prefix(
         return own.download(targets)
 
 
-def _download_dir(uri_: str) -> str:
-    digest = hashlib.sha256(uri_.encode()).hexdigest()[:16]
+def _download_dir(uri_: str, version: str) -> str:
+    """Where the download of ``uri_`` as it is now (``version``: its ETag, or its listing's) goes,
+    under the working directory: an object replaced since an earlier download there (miniwdl run
+    on its own, in one folder day after day) is downloaded anew, never taken for the old one."""
+    digest = hashlib.sha256(f"{uri_}#{version}".encode()).hexdigest()[:16]
     return os.path.join(os.getcwd(), DOWNLOADS, digest)
 
 
@@ -325,7 +329,8 @@ def download_file(cfg: Any, logger: logging.Logger, uri: str, **kwargs: Any) -> 
     bucket, key = split(uri)
     if not key or key.endswith("/"):
         raise S3URIError(f"File input {uri} names a folder; use a Directory input")
-    path = os.path.join(_download_dir(uri), os.path.basename(key))
+    etag = aws.client("s3").head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    path = os.path.join(_download_dir(uri, etag), os.path.basename(key))
     if not os.path.exists(path):
         download_to(bucket, key, path)
     logger.info("downloaded %s to %s", uri, path)
@@ -336,7 +341,9 @@ def download_directory(cfg: Any, logger: logging.Logger, uri: str, **kwargs: Any
     """miniwdl ``directory_download`` plugin for s3://bucket/prefix/."""
     bucket, key = split(uri)
     name = os.path.basename(key.rstrip("/")) or bucket
-    path = os.path.join(_download_dir(uri), name)
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    listing = sorted((o["Key"], o["ETag"].strip('"')) for o in list_keys(bucket, prefix))
+    path = os.path.join(_download_dir(uri, hashlib.sha256(json.dumps(listing).encode()).hexdigest()), name)
     if not os.path.isdir(path):
         staging = path + ".part"
         got = download_prefix(bucket, key, staging)

@@ -285,3 +285,30 @@ def test_an_object_replaced_after_it_was_named_is_never_staged_under_the_old_nam
     doc = json.load(open(staging.stage_s3_inputs(str(tmp_path / "w.wdl"), str(tmp_path / "inputs.json"), str(tmp_path / "store"))))
     assert open(doc["w.f"]).read() == "replaced since"
     assert files_under(doc["w.d"]) == {"a.txt": "replaced since", "new.txt": "not listed"}
+
+
+def test_miniwdls_s3_downloads_are_named_by_what_the_object_is_now(moto_aws, tmp_path, monkeypatch):
+    """miniwdl run on its own, day after day in one folder: its s3:// downloads were kept by URI
+    alone and reused for good, so an input object replaced since ran as its old bytes. Each is
+    kept by its ETag (a Directory by its listing's) now."""
+    import logging
+
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="data")
+    monkeypatch.chdir(tmp_path)
+    log = logging.getLogger("test")
+
+    def fetched(kind, uri):
+        (answer,) = (s3io.download_file if kind == "file" else s3io.download_directory)(None, log, uri)
+        return answer["outputs"][kind]
+
+    s3.put_object(Bucket="data", Key="ref.txt", Body=b"old")
+    s3.put_object(Bucket="data", Key="dir/a.txt", Body=b"old")
+    first, first_dir = fetched("file", "s3://data/ref.txt"), fetched("directory", "s3://data/dir/")
+    assert open(first).read() == "old" and open(os.path.join(first_dir, "a.txt")).read() == "old"
+    assert fetched("file", "s3://data/ref.txt") == first  # (unchanged: the same download)
+    s3.put_object(Bucket="data", Key="ref.txt", Body=b"new")
+    s3.put_object(Bucket="data", Key="dir/a.txt", Body=b"new")
+    again, again_dir = fetched("file", "s3://data/ref.txt"), fetched("directory", "s3://data/dir/")
+    assert again != first and open(again).read() == "new"
+    assert again_dir != first_dir and open(os.path.join(again_dir, "a.txt")).read() == "new"
