@@ -84,6 +84,11 @@ def test_efs_mount_is_found_by_walking_up_from_the_run_directory(tmp_path):
     assert standalone.detect_efs_mount("/mnt/other/y", str(mounts)) == ("/mnt/other", "")
     with pytest.raises(RuntimeError, match="is not on an EFS \\(NFS\\) mount"):
         standalone.detect_efs_mount("/home/me/work", str(mounts))
+    # a folder of the file system mounted alone: tasks mount the root there, so paths would differ
+    mounts.write_text("fs-0123abcd:/projects /mnt/projects efs rw 0 0\n")
+    with pytest.raises(RuntimeError, match=r"/mnt/projects is fs-0123abcd:/projects \(a folder of the file system, not its root\)"
+                                           r".* run under /mnt/efs/projects"):
+        standalone.detect_efs_mount("/mnt/projects/run", str(mounts))
 
 
 def settings(monkeypatch, **env):
@@ -114,6 +119,8 @@ def test_aegea_provisions_what_standalone_use_needs(moto_with_managed_policies, 
     assert set(cluster["capacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
     groups = aws.client("logs").describe_log_groups(logGroupNamePrefix="miniwdl-fargate-tasks")["logGroups"]
     assert [g["logGroupName"] for g in groups] == ["miniwdl-fargate-tasks"]
+    # (kept for good, every run's task output would bill its storage forever)
+    assert groups[0]["retentionInDays"] == standalone.LOG_RETENTION_DAYS
     role = aws.client("iam").get_role(RoleName=standalone.EXECUTION_ROLE_NAME)["Role"]
     assert s.execution_role == role["Arn"]
     assert "ecs-tasks.amazonaws.com" in str(role["AssumeRolePolicyDocument"])
@@ -129,9 +136,11 @@ def test_aegea_provisions_what_standalone_use_needs(moto_with_managed_policies, 
     nfs = [p for p in group["IpPermissions"] if p.get("FromPort") == 2049]
     assert nfs and nfs[0]["UserIdGroupPairs"][0]["GroupId"] == group["GroupId"]  # NFS from itself
 
-    # a second run finds everything and changes nothing
+    # a second run finds everything and changes nothing (a retention its owner chose included)
+    aws.client("logs").put_retention_policy(logGroupName="miniwdl-fargate-tasks", retentionInDays=7)
     again = settings(monkeypatch, cluster="miniwdl", efs_id="fs-1", efs_mountpoint="/mnt/efs")
     standalone.provision(again, LOG)
+    assert aws.client("logs").describe_log_groups(logGroupNamePrefix="miniwdl-fargate-tasks")["logGroups"][0]["retentionInDays"] == 7
     assert again.efs_security_group == s.efs_security_group and again.execution_role == s.execution_role
     assert len(ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["aegea.efs"]}])["SecurityGroups"]) == 1
 

@@ -262,11 +262,16 @@ class FargateTaskContainer(BaseTaskContainer):
         links.LinkPolicy.from_cfg(cfg)  # (a bad efs_link_limit fails the run now, not at its first task)
         miniwdl_fixes.inputs_stay_read_only()
         miniwdl_fixes.plugins_found_once()
-        if not settings.efs_mountpoint:
+        detected = ""
+        if not settings.efs_mountpoint:  # (from the working directory: miniwdl's own, where it is run)
             settings.efs_mountpoint, detected_id = standalone.detect_efs_mount(os.getcwd())
             settings.efs_id = settings.efs_id or detected_id
+            detected = settings.efs_mountpoint
         if not settings.efs_id:
             raise RuntimeError(
+                f"aws_fargate: no EFS file system id: the NFS mount at {detected} names none (an efs-utils TLS mount, "
+                "`-o tls`, shows 127.0.0.1): set [aws_fargate] efs_id (MINIWDL__AWS_FARGATE__EFS_ID=fs-12345678)"
+                if detected else
                 "aws_fargate: no EFS filesystem configured. Run miniwdl in a directory on an EFS "
                 "mount, or set [aws_fargate] efs_id and efs_mountpoint "
                 "(MINIWDL__AWS_FARGATE__EFS_ID=fs-12345678 MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT=/mnt/efs)"

@@ -36,8 +36,14 @@ def detect_efs_mount(start: str, mounts_file: str = "/proc/mounts") -> tuple[str
     path = os.path.abspath(start)
     while True:
         if path in mounts:
-            host = mounts[path].split(":", 1)[0]
+            host, _, export = mounts[path].partition(":")
             efs_id = host.split(".", 1)[0] if host.startswith("fs-") else ""
+            if export.rstrip("/"):  # (fs-1:/projects at /mnt/projects: tasks would mount fs-1:/ there)
+                raise RuntimeError(
+                    f"aws_fargate: {path} is {mounts[path]} (a folder of the file system, not its root), and tasks mount "
+                    f"the file system's root at {path}: their paths would not be these. Mount its root "
+                    f"(e.g. `mount -t efs {efs_id or 'fs-12345678'}:/ /mnt/efs`) and run under /mnt/efs{export.rstrip('/')}"
+                )
             return path, efs_id
         parent = os.path.dirname(path)
         if parent == path:
@@ -71,7 +77,7 @@ def provision(settings: "FargateSettings", logger: logging.Logger) -> None:
         from aegea.util.aws.iam import ensure_iam_role
     except ImportError:
         raise RuntimeError(
-            "aws_fargate: [aws_fargate] provision = true needs aegea: pip install 'miniwdl-fargate[standalone]' "
+            "aws_fargate: [aws_fargate] provision = true needs aegea: pip install aegea (or ./plugin[standalone] from this repository) "
             "(or create the cluster, log group, execution role and security group yourself and set "
             "provision = false)"
         ) from None
@@ -87,6 +93,7 @@ def provision(settings: "FargateSettings", logger: logging.Logger) -> None:
         )
     if settings.log_group:
         ensure_log_group(settings.log_group)
+        expire_logs(settings.log_group, logger)
     if not settings.execution_role:
         role = ensure_iam_role(EXECUTION_ROLE_NAME, policies=[EXECUTION_ROLE_POLICY], trust=["ecs-tasks"])
         settings.execution_role = role.arn
@@ -108,6 +115,23 @@ def provision(settings: "FargateSettings", logger: logging.Logger) -> None:
             security_group=settings.efs_security_group,
         )
     )
+
+
+#: days a provisioned task log group keeps its events, when it keeps them for good (as a log
+#: group does unless told: every run's output would bill its storage forever), as the stack's do
+#: by default (its LogRetentionDays)
+LOG_RETENTION_DAYS = 30
+
+
+def expire_logs(log_group: str, logger: logging.Logger) -> None:
+    """Give ``log_group`` a retention of ``LOG_RETENTION_DAYS`` if it has none (one set by its
+    owner is left as it is)."""
+    logs = aws.client("logs")
+    found = logs.describe_log_groups(logGroupNamePrefix=log_group)["logGroups"]
+    group = next((g for g in found if g["logGroupName"] == log_group), None)
+    if group is not None and not group.get("retentionInDays"):
+        logs.put_retention_policy(logGroupName=log_group, retentionInDays=LOG_RETENTION_DAYS)
+        logger.info(_("aws_fargate: task log group given a retention", log_group=log_group, days=LOG_RETENTION_DAYS))
 
 
 def resolve_security_group(name_or_id: str) -> str:
