@@ -165,10 +165,10 @@ def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
     return path
 
 
-def directory_objects(bucket: str, prefix: str, listed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The objects of a Directory input's ``prefix`` as ListObjectsV2 gives them (or ``listed``),
-    its folder markers left out (they name it no differently: ``s3io.prefix_folders`` makes their folders)."""
-    return [o for o in (s3io.list_keys(bucket, prefix) if listed is None else listed) if not o["Key"].endswith("/")]
+def directory_objects(bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """The objects of a Directory input's ``prefix`` as ListObjectsV2 gives them, its folder
+    markers left out (they name it no differently: ``s3io.prefix_folders`` makes their folders)."""
+    return [o for o in s3io.list_keys(bucket, prefix) if not o["Key"].endswith("/")]
 
 
 def directory_listing(bucket: str, prefix: str, objects: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
@@ -185,8 +185,7 @@ def listing_digest(listing: list[tuple[str, str]]) -> str:
 def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
     bucket, prefix = s3io.split(uri)
     prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
-    listed = list(s3io.list_keys(bucket, prefix))
-    objects = directory_objects(bucket, prefix, listed)  # (one listing: named by it, and downloaded as listed)
+    objects = directory_objects(bucket, prefix)  # (one listing: named by it, and downloaded as listed)
     if not objects:
         raise s3io.S3URIError(f"no objects under {uri}")
     digest = listing_digest(directory_listing(bucket, prefix, objects))
@@ -199,7 +198,7 @@ def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".part.", dir=os.path.dirname(path))
     try:
-        for folder in s3io.prefix_folders(bucket, prefix, staging, listed):  # (its empty folders too)
+        for folder in s3io.prefix_folders(bucket, prefix, staging):  # (its empty folders too: folders only, listed apart)
             os.makedirs(folder, exist_ok=True)
         transfers.download(s3io.prefix_targets(bucket, prefix, staging, objects=objects))
     except BaseException:
