@@ -68,10 +68,14 @@ RUN_CFG_REFUSED: dict[str, frozenset[str] | None] = {
 
 def refused_in_a_run(parser: configparser.ConfigParser) -> list[str]:
     """The options of a run's own miniwdl.cfg it may not set (``RUN_CFG_REFUSED``), each said."""
-    found = []
+    found = [  # ([DEFAULT]'s options reach every section of the merged file: the refused ones too)
+        f"[DEFAULT] {option}: a run's miniwdl.cfg may not set options for every section" for option in parser.defaults()
+    ]
     for section in parser.sections():
         refused = RUN_CFG_REFUSED.get(section, frozenset())
         for option in parser.options(section):
+            if option in parser.defaults():
+                continue  # (said above)
             if refused is None or option in refused:
                 found.append(f"[{section}] {option}: a run's miniwdl.cfg may not set it (the stack's, or the driver's)")
     return found

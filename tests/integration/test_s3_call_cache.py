@@ -285,8 +285,8 @@ def test_a_directory_output_is_kept_file_by_file_and_fetched_back(bucket, tmp_pa
     grow = next(k for k in keys_under("cache/call/grow/"))
     entry = json.loads(aws.client("s3").get_object(Bucket="runs", Key=grow)["Body"].read())
     ref, = entry["outputs"].values()
-    tree = ref[len(s3cache.DIR_REF):].split("/")[0]
-    assert sorted(path for path, _ in entry["dirs"][tree]) == ["a.txt", "sub/b.txt"]
+    tree, base = ref[len(s3cache.DIR_REF):].split("/")
+    assert sorted(path for path, _ in entry["dirs"][f"{tree}/{base}"]) == ["a.txt", "sub/b.txt"]
     assert not (tmp_path / "efs" / "runs" / "d-1").exists()  # (its driver removed it)
     shutil.rmtree(tmp_path / "efs" / "cache")
     assert drive_tree("d-2", "y") == 0
@@ -786,3 +786,18 @@ def test_an_input_refused_for_its_bucket_names_readable_s3_arns_and_a_missing_on
                     "(arn:aws:s3:::BUCKET and arn:aws:s3:::BUCKET/*) (Access Denied)")
     missing = botocore.exceptions.ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
     assert staging.unreadable("s3://other/x.txt", missing) is None
+
+
+
+def test_what_every_task_runs_with_is_in_the_key(bucket, tmp_path, monkeypatch):
+    """[task_runtime] env, command_preamble and command_shell change what every task makes, and
+    were in no key: a run with another env reused results made with the first."""
+    assert drive(tmp_path, "env-1") == 0
+    monkeypatch.setenv("MINIWDL__TASK_RUNTIME__ENV", '{"LC_ALL": "C"}')
+    assert drive(tmp_path, "env-2") == 0
+    assert ran("env-2") == ran("env-1") == ["call-count", "call-make", "call-say"]  # (none reused)
+    assert drive(tmp_path, "env-3") == 0
+    assert ran("env-3") == []  # (the same env again: all reused)
+    entries = [json.loads(aws.client("s3").get_object(Bucket="runs", Key=k)["Body"].read()) for k in keys_under("cache/call/say/")]
+    assert sorted(str(e["parts"]["defaults"].get("[task_runtime] env")) for e in entries) == ["None", "{'LC_ALL': 'C'}"]
+    assert {e["parts"]["version"] for e in entries} == {keys.KEY_VERSION} == {2}

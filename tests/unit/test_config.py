@@ -253,3 +253,10 @@ def test_a_runs_own_miniwdl_cfg_may_not_set_what_the_stack_or_the_driver_owns():
     assert config.cfg_problem(text, "operator.cfg") is None  # (the operator's own file may)
     every = set(config.RUN_CFG_REFUSED[config.SECTION])
     assert every <= set(config._defaults()), every - set(config._defaults())  # (each an option of the packaged cfg)
+
+
+def test_a_runs_own_miniwdl_cfg_may_not_reach_every_section_through_default():
+    """[DEFAULT]'s options are every section's once the driver merges the files: a bundle's
+    `[DEFAULT] launch_rate = 1000` reached [aws_fargate] past the refusal."""
+    problem = config.cfg_problem("[DEFAULT]\nlaunch_rate = 1000\n[aws_fargate]\nspot = false\n", "miniwdl.cfg", run=True)
+    assert problem == "[DEFAULT] launch_rate: a run's miniwdl.cfg may not set options for every section"

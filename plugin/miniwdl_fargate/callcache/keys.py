@@ -38,7 +38,10 @@ from typing import Any, Iterable
 import WDL
 
 #: the version of the parts' layout, in every key: a new layout never meets entries of an old one
-KEY_VERSION = 1
+#: (2: entries keep their outputs' execute bits and empty folders, which version 1's lost: a call
+#: reused from one gave ~{tool} without them; and [task_runtime] env, command_preamble and
+#: command_shell, which change what a task makes, are in the key)
+KEY_VERSION = 2
 
 #: runtime defaults ([task_runtime] defaults) that change what a task does: those in the key
 RESULT_DEFAULTS = ("docker", "container", "gpu")
@@ -267,9 +270,20 @@ def _blank(lines: list[str], pos: Any) -> None:
         lines[number - 1] = text[:start] + " " * max(0, end - start) + text[end:]
 
 
-def result_defaults(task_runtime_defaults: dict[str, Any]) -> dict[str, Any]:
-    """The runtime defaults in the key (``RESULT_DEFAULTS``), of ``[task_runtime] defaults``."""
-    return {k: task_runtime_defaults[k] for k in RESULT_DEFAULTS if k in task_runtime_defaults}
+def result_defaults(task_runtime_defaults: dict[str, Any], env: dict[str, Any] | None = None, preamble: str = "",
+                    shell: str = "/bin/bash") -> dict[str, Any]:
+    """The runtime settings in the key: the runtime defaults that change what a task does
+    (``RESULT_DEFAULTS``) of ``[task_runtime] defaults``, and, where set, ``[task_runtime]``'s
+    ``env`` (every task's environment), ``command_preamble`` (before every command) and a
+    ``command_shell`` other than miniwdl's ``/bin/bash``: each changes what every task makes."""
+    found = {k: task_runtime_defaults[k] for k in RESULT_DEFAULTS if k in task_runtime_defaults}
+    if env:
+        found["[task_runtime] env"] = env
+    if preamble:
+        found["[task_runtime] command_preamble"] = preamble
+    if shell and shell != "/bin/bash":
+        found["[task_runtime] command_shell"] = shell
+    return found
 
 
 def key_parts(

@@ -248,7 +248,12 @@ class S3CallCache(CallCache):
         self._identities = identities_for(self._cache_dir)
         self._run_id = config.run_id(cfg)
         self._known = KnownEntries()  # (which entries are in S3: a folder listed at its second lookup)
-        self._defaults = keys.result_defaults(cfg["task_runtime"].get_dict("defaults"))
+        runtime = cfg["task_runtime"]
+        self._defaults = keys.result_defaults(
+            runtime.get_dict("defaults"), runtime.get_dict("env") if cfg.has_option("task_runtime", "env") else None,
+            runtime.get("command_preamble") if cfg.has_option("task_runtime", "command_preamble") else "",
+            runtime.get("command_shell") if cfg.has_option("task_runtime", "command_shell") else "/bin/bash",
+        )
         self._parts: dict[str, dict[str, Any]] = {}  # miniwdl's key -> the key's parts
         self._unusable: set[str] = set()  # entries whose files could not be fetched
         # id(task) -> (the task, its result_digest): made once per task, not once per call (each
@@ -422,7 +427,9 @@ class S3CallCache(CallCache):
             for rel, digest in listing:
                 self.upload_blob(os.path.join(real, rel), digest)
             tree = keys.tree_digest(listing)  # (its identity: its files' paths and contents, as any Directory's)
-            dirs[tree] = stored_listing(real, listing)
+            # (by tree and name: two outputs of one call with the same files, one of them with an
+            # empty folder more, are each kept as they are)
+            dirs[f"{tree}/{base}"] = stored_listing(real, listing)
             return f"{DIR_REF}{tree}/{base}"
         digest = self._identities.file_digest(real)
         self.upload_blob(real, digest)
@@ -471,7 +478,7 @@ class S3CallCache(CallCache):
             target = os.path.join(entry, base)
             marked = efs_cleanup.mark_used(entry)
             os.makedirs(target, exist_ok=True)  # (an empty Directory output is there too)
-            for rel, digest, *flags in listings[tree]:
+            for rel, digest, *flags in listings[f"{tree}/{base}"]:
                 if os.path.isabs(rel) or ".." in rel.split("/"):
                     raise ValueError(f"a stored directory's file is outside it: {rel}")
                 if rel.endswith("/"):
