@@ -280,7 +280,7 @@ def test_a_scratch_volume_is_mounted_at_the_disks_mount_points_in_a_task_definit
     again, _ = requests(new("call-data-2", cpu=4, memory="8 GiB", disks="/mnt/data 900 SSD"))
     assert again["taskDefinition"] == request["taskDefinition"]  # (same image, same mounts)
     efs = next(m["containerPath"] for m in definition["mountPoints"] if m["sourceVolume"] != "scratch")
-    with pytest.raises(WDL.Error.RuntimeError, match=rf"mount point {efs}/x overlaps the EFS file system's mount point {efs}"):
+    with pytest.raises(WDL.Error.RuntimeError, match=rf"mount point {efs}/x overlaps {efs} \(the EFS file system's mount point"):
         requests(new("call-efs", cpu=2, memory="4 GiB", disks=f"{efs}/x 1000 SSD"))
 
 
@@ -471,3 +471,12 @@ def test_a_runs_tags_go_on_its_tasks_and_their_scratch_volumes_within_50(configu
     task = aws.client("ecs").run_task(**request)["tasks"][0]
     listed = aws.client("ecs").list_tags_for_resource(resourceArn=task["taskArn"])["tags"]
     assert {t["key"]: t["value"] for t in listed} == {t["key"]: t["value"] for t in request["tags"]}
+
+
+def test_disks_naming_the_scratch_path_or_overlapping_paths_mount_once_or_are_refused(configure):
+    new = configure()
+    _request, spec = requests(new("call-s", cpu=2, memory="4 GiB", disks="/mnt/scratch 1000 SSD"))
+    paths = [m["containerPath"] for m in spec["containerDefinitions"][0]["mountPoints"] if m["sourceVolume"] == "scratch"]
+    assert paths == ["/mnt/scratch"]  # (named by the disks too: one mount point, not two of one path)
+    with pytest.raises(WDL.Error.RuntimeError, match=r"mount point /mnt/data/sub overlaps /mnt/data \(another\)"):
+        requests(new("call-o", cpu=2, memory="4 GiB", disks="/mnt/data 500 SSD, /mnt/data/sub 500 SSD"))

@@ -488,14 +488,21 @@ def test_a_root_images_files_go_back_to_the_invoking_user_without_an_access_poin
     monkeypatch.setattr(fargate.os, "getegid", lambda: 5678)
     container = new("call-owned")
     (line,) = container.after_command()
-    assert line == f'[ "$(id -u 2>/dev/null)" != 0 ] || chown -Rh 1234:5678 {shlex.quote(container.host_dir)} 2>/dev/null || true'
+    inputs = os.path.join(container.host_work_dir(), "_miniwdl_inputs")
+    assert line == (f'[ "$(id -u 2>/dev/null)" != 0 ] || find {shlex.quote(container.host_dir)} -path {shlex.quote(inputs)} '
+                    "-prune -o -exec chown -h 1234:5678 {} + 2>/dev/null || true")
     assert line in container.task_script()
-    if os.getuid() == 0:  # (as the task's root would run it: the files are the user's after)
-        (tmp_path / "owned" / "sub").mkdir(parents=True)
-        (tmp_path / "owned" / "sub" / "out.txt").write_text("x")
-        script = "rc=3\n" + line.replace(shlex.quote(container.host_dir), shlex.quote(str(tmp_path / "owned"))) + "\nexit $rc\n"
-        assert subprocess.run(["sh", "-c", script]).returncode == 3
-        assert {(p.stat().st_uid, p.stat().st_gid) for p in (tmp_path / "owned").rglob("*")} == {(1234, 5678)}
+    if os.getuid() == 0:  # (as the task's root would run it: the files are the user's after, its inputs' are not)
+        shared = tmp_path / "store" / "ref.txt"
+        shared.parent.mkdir()
+        shared.write_text("shared")
+        os.makedirs(os.path.join(container.host_work_dir(), "sub"))
+        open(os.path.join(container.host_work_dir(), "sub", "out.txt"), "w").write("x")
+        os.makedirs(inputs)
+        os.link(shared, os.path.join(inputs, "ref.txt"))
+        assert subprocess.run(["sh", "-c", "rc=3\n" + line + "\nexit $rc\n"]).returncode == 3
+        assert os.stat(os.path.join(container.host_work_dir(), "sub", "out.txt"))[4:6] == (1234, 5678)
+        assert (shared.stat().st_uid, shared.stat().st_gid) == (0, 0)  # (the shared input: untouched)
     # through an access point every file is its POSIX user's already; chown = false turns it off
     monkeypatch.setattr(container.settings, "efs_access_point", "fsap-1")
     assert container.after_command() == []

@@ -274,3 +274,23 @@ def test_a_spot_provider_given_a_fallback_goes_on_demand_there_once_no_subnet_ha
     assert req["capacityProviderStrategy"] == on_demand["capacityProviderStrategy"] and "launchType" not in req
     assert launcher.stats["spot_fallbacks"] == 1
     launcher.close()
+
+
+def test_a_quota_service_quotas_did_not_answer_is_asked_for_again_later(sim, monkeypatch):
+    """A throttled or timed-out question (None) was kept for the driver's life: the check was off
+    for every later task. It is asked again after QUOTA_ASKED_AGAIN_SECONDS; an answer is kept."""
+    from miniwdl_fargate.backend import launcher as launcher_module
+
+    answers = iter([None, 6.0])
+    asked = []
+
+    def quota(placement):
+        asked.append(placement)
+        return next(answers)
+
+    launcher = Launcher(ecs_client(sim), vcpu_quota=quota)
+    assert launcher._whole_quota("FARGATE") is None and launcher._whole_quota("FARGATE") is None  # (not yet)
+    monkeypatch.setattr(launcher_module, "QUOTA_ASKED_AGAIN_SECONDS", 0)
+    assert launcher._whole_quota("FARGATE") == 6.0 and launcher._whole_quota("FARGATE") == 6.0
+    assert asked == ["FARGATE", "FARGATE"]
+    launcher.close()

@@ -81,24 +81,25 @@ def directory_entries(source: str) -> list[tuple[str, str]]:
     bound = os.path.realpath(source)
     found: list[tuple[str, str]] = []
 
-    def walk(folder: str, rel: str, seen: frozenset[str]) -> None:
+    def walk(folder: str, real_folder: str, rel: str, seen: frozenset[str]) -> None:
         found.append(("", rel or "./"))
         with os.scandir(folder) as listed:
             entries = sorted(listed, key=lambda e: e.name)
         for entry in entries:
             inside = rel + entry.name
-            real = os.path.realpath(entry.path)
+            # (resolved only where it is a link: a lookup per path part, on EFS, for each file)
+            real = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real_folder, entry.name)
             if real != bound and not real.startswith(bound + os.sep):
                 raise InputOutsideDirectory(
                     f"Directory input {source}: {inside} is a symbolic link leading outside it ({real}): refused"
                 )
             if entry.is_dir():  # (follows links)
                 if real not in seen:
-                    walk(entry.path, inside + "/", seen | {real})
+                    walk(entry.path, real, inside + "/", seen | {real})
             elif entry.is_file():
                 found.append((entry.path, inside))
 
-    walk(source, "", frozenset({bound}))
+    walk(source, bound, "", frozenset({bound}))
     return found
 
 

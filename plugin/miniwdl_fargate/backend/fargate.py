@@ -746,17 +746,19 @@ class FargateTaskContainer(BaseTaskContainer):
             container["resourceRequirements"] = [{"type": "GPU", "value": str(size.gpus)}]
         if size.scratch_gib:
             spec["volumes"].append({"name": SCRATCH_VOLUME, "configuredAtLaunch": True})
-            taken = [m["containerPath"].rstrip("/") for m in container["mountPoints"]]  # (EFS's)
-            for path in (SCRATCH_PATH, *size.scratch_paths):
-                clash = next((t for t in taken if path == t or path.startswith(t + "/") or t.startswith(path + "/")), None)
+            efs = [m["containerPath"].rstrip("/") for m in container["mountPoints"]]
+            taken: list[str] = []
+            for path in dict.fromkeys((SCRATCH_PATH, *size.scratch_paths)):  # (/mnt/scratch named too: once)
+                clash = next((t for t in efs + taken if path == t or path.startswith(t + "/") or t.startswith(path + "/")), None)
                 if clash is not None:
+                    where = "the EFS file system's mount point, where the task's own directory is" if clash in efs else "another"
                     raise WDL.Error.RuntimeError(
-                        f"runtime.disks mount point {path} overlaps the EFS file system's mount point {clash}, where the "
-                        "task's own directory is: name another, such as /mnt/data"
+                        f"runtime.disks mount point {path} overlaps {clash} ({where}): name another, such as /mnt/data"
                     )
                 # (one volume, mounted at each path the disks name: ECS attaches one EBS volume
                 # to a task, https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ebs-volumes.html)
                 container["mountPoints"].append({"sourceVolume": SCRATCH_VOLUME, "containerPath": path, "readOnly": False})
+                taken.append(path)
             container["environment"] = [{"name": "TMPDIR", "value": SCRATCH_PATH}]
 
     @staticmethod
@@ -1025,8 +1027,11 @@ class FargateTaskContainer(BaseTaskContainer):
         Through an access point every file is its POSIX user's already."""
         if self.settings.efs_access_point or not self.cfg.get_bool("file_io", "chown") or os.geteuid() == 0:
             return []
-        owner = f"{os.geteuid()}:{os.getegid()}"
-        return [f'[ "$(id -u 2>/dev/null)" != 0 ] || chown -Rh {owner} {shlex.quote(self.host_dir)} 2>/dev/null || true']
+        owner, top = f"{os.geteuid()}:{os.getegid()}", shlex.quote(self.host_dir)
+        inputs = shlex.quote(os.path.join(self.host_work_dir(), "_miniwdl_inputs"))
+        # (its inputs left as they are: hard links of shared files, the staged inputs' and the
+        # call cache's, whose owner is not this task's to change)
+        return [f'[ "$(id -u 2>/dev/null)" != 0 ] || find {top} -path {inputs} -prune -o -exec chown -h {owner} {{}} + 2>/dev/null || true']
 
     def _start(self, logger: logging.Logger, script: str, terminating: Callable[[], bool]) -> FargateJob:
         self._open_to_any_user()

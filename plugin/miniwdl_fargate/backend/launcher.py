@@ -217,6 +217,9 @@ def is_quota_failure(failure: dict[str, Any]) -> bool:
     return any(marker in text for marker in QUOTA_MARKERS)
 
 
+#: seconds before a vCPU quota Service Quotas did not answer is asked for again
+QUOTA_ASKED_AGAIN_SECONDS = 300
+
 SPOT = "FARGATE_SPOT"
 #: quota waits of a Spot request before it falls back to On-Demand (whose quota is another)
 SPOT_QUOTA_WAITS = 3
@@ -277,7 +280,7 @@ class Launcher:
         FARGATE_SPOT), or None if unknown; asked once a placement, at its first quota answer."""
         self._client = client
         self._vcpu_quota = vcpu_quota
-        self._vcpu_quotas: dict[str, float | None] = {}
+        self._vcpu_quotas: dict[str, tuple[float | None, float]] = {}  # placement -> (quota, when asked)
         self.spot_fallbacks = {SPOT: {"launchType": "FARGATE"}, **(spot_fallbacks or {})}
         # recovering at 2% of the maximum per second: with ten drivers sharing a quota, 5% had
         # them climb back over it within a second of every cut (40% of RunTask calls throttled)
@@ -321,13 +324,16 @@ class Launcher:
         logger.warning("no %s %s %s; falling back to on-demand %s", provider, what, where, describe_placement(request))
 
     def _whole_quota(self, placement: str) -> float | None:
-        """The account's whole vCPU quota of ``placement`` (asked once; None: unknown)."""
+        """The account's whole vCPU quota of ``placement`` (asked once; None: unknown, asked
+        again after ``QUOTA_ASKED_AGAIN_SECONDS``: a throttled or timed-out question)."""
         if self._vcpu_quota is None or placement not in VCPU_QUOTAS:
             return None
         with self._quota_lock:
-            if placement not in self._vcpu_quotas:
-                self._vcpu_quotas[placement] = self._vcpu_quota(placement)
-            return self._vcpu_quotas[placement]
+            known, asked = self._vcpu_quotas.get(placement, (None, None))
+            if asked is None or (known is None and time.monotonic() - asked > QUOTA_ASKED_AGAIN_SECONDS):
+                known = self._vcpu_quota(placement)
+                self._vcpu_quotas[placement] = (known, time.monotonic())
+            return known
 
     def _never_fits(self, request: dict[str, Any], logger: logging.Logger) -> bool:
         """After a quota answer: whether the task needs more vCPUs than the placement's whole

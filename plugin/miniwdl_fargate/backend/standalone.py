@@ -10,6 +10,8 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+import botocore.exceptions
+
 from WDL._util import StructuredLogMessage as _
 
 from .. import aws
@@ -127,11 +129,15 @@ def expire_logs(log_group: str, logger: logging.Logger) -> None:
     """Give ``log_group`` a retention of ``LOG_RETENTION_DAYS`` if it has none (one set by its
     owner is left as it is)."""
     logs = aws.client("logs")
-    found = logs.describe_log_groups(logGroupNamePrefix=log_group)["logGroups"]
-    group = next((g for g in found if g["logGroupName"] == log_group), None)
-    if group is not None and not group.get("retentionInDays"):
-        logs.put_retention_policy(logGroupName=log_group, retentionInDays=LOG_RETENTION_DAYS)
-        logger.info(_("aws_fargate: task log group given a retention", log_group=log_group, days=LOG_RETENTION_DAYS))
+    try:
+        found = logs.describe_log_groups(logGroupNamePrefix=log_group)["logGroups"]
+        group = next((g for g in found if g["logGroupName"] == log_group), None)
+        if group is not None and not group.get("retentionInDays"):
+            logs.put_retention_policy(logGroupName=log_group, retentionInDays=LOG_RETENTION_DAYS)
+            logger.info(_("aws_fargate: task log group given a retention", log_group=log_group, days=LOG_RETENTION_DAYS))
+    except botocore.exceptions.ClientError as exn:  # (without logs:PutRetentionPolicy: said, the run goes on)
+        logger.warning(_("aws_fargate: could not give the task log group a retention; it keeps its events for good",
+                         log_group=log_group, error=str(exn)))
 
 
 def resolve_security_group(name_or_id: str) -> str:
