@@ -155,6 +155,8 @@ def test_prices_replace_the_defaults_entry_by_entry(tmp_path):
     # a misspelt key changed nothing, silently
     with pytest.raises(ValueError, match=r"^public_ip_hour: not a key of a price table \(its keys: currency, region, FARGATE, "):
         Prices.parse('{"public_ip_hour": 0.005}')
+    with pytest.raises(ValueError, match=r"^FARGATE_SPOTT: not a key of a price table"):  # (a capacity misspelt)
+        Prices.parse('{"FARGATE_SPOTT": {"vcpu_hour": 0.01, "gb_hour": 0.001}}')
 
 
 def test_a_price_table_for_another_region_says_which_prices_are_still_us_east_1s():

@@ -94,13 +94,13 @@ class Prices:
             raise ValueError("expected a JSON object")
         table = cls().table
         for key, entry in given.items():
-            if key in ("FARGATE", "FARGATE_SPOT") or key.startswith("MANAGED_INSTANCES") or isinstance(entry, dict):
+            if key in ("FARGATE", "FARGATE_SPOT", "MANAGED_INSTANCES", "MANAGED_INSTANCES_SPOT"):
                 entry = _capacity_entry(key, entry)
             elif key in NUMBERS:
                 _check_number(key, entry)
             elif key not in ("currency", "region"):  # (a misspelt key would change nothing, silently)
                 known = ", ".join(k for k in DEFAULT_PRICES if k not in ("currency", "region"))
-                raise ValueError(f"{key}: not a key of a price table (its keys: currency, region, {known}, or a capacity's rates)")
+                raise ValueError(f"{key}: not a key of a price table (its keys: currency, region, {known})")
             table[key] = entry
         kept: tuple[str, ...] = ()
         if str(table.get("region") or "") != DEFAULT_PRICES["region"]:
