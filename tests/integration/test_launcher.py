@@ -294,3 +294,15 @@ def test_a_quota_service_quotas_did_not_answer_is_asked_for_again_later(sim, mon
     assert launcher._whole_quota("FARGATE") == 6.0 and launcher._whole_quota("FARGATE") == 6.0
     assert asked == ["FARGATE", "FARGATE"]
     launcher.close()
+
+
+def test_the_drivers_own_vcpus_count_against_the_on_demand_quota(sim):
+    """A pipeline driver runs On-Demand on the same quota its tasks wait for: a task needing
+    between the quota less the driver's vCPUs and the quota could never start either."""
+    ecs = ecs_client(sim)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01, sleep=lambda s: None,
+                        vcpu_quota=Quotas(FARGATE=6.0), own_vcpus=lambda: 1.0)
+    sim.faults.script.extend(["quota"])
+    with pytest.raises(LaunchFailed, match=r"L-3032A538: 6, of which this run's driver holds 1\): it could never start.*--desired-value 12"):
+        launcher.launch(sized(request(ecs), 6))
+    launcher.close()

@@ -179,9 +179,10 @@ task work {
 
 
 def test_tasks_held_back_by_the_accounts_vcpu_quota_wait_their_turn(stack, faults, run):
-    """The account's concurrent vCPU quota (1 vCPU here): RunTask answers its failure while the
-    run's other tasks hold it; each task waits until they end, and the run succeeds."""
-    injected = faults(fargate_vcpu_quota=1)
+    """The account's concurrent vCPU quota (2 vCPUs here, the driver holding 1): RunTask answers
+    its failure while the run's other tasks hold the rest; each task waits until they end, and
+    the run succeeds."""
+    injected = faults(fargate_vcpu_quota=2)
     result = run("vcpu-quota-waits", {"sized.n": 3, "sized.cpu": 0.5, "sized.tag": "waits"}, source=SIZED)
     assert result.status == "SUCCEEDED", result.document
     assert result.document["outputs"]["sized.out"] == [0, 1, 2]
@@ -190,12 +191,14 @@ def test_tasks_held_back_by_the_accounts_vcpu_quota_wait_their_turn(stack, fault
 
 def test_a_task_larger_than_the_accounts_whole_vcpu_quota_fails_the_run_at_once_saying_so(stack, faults, run):
     """Before, such a task waited on the quota until the run's MaxRunHours; now the driver asks
-    Service Quotas at the first quota answer and fails the task, naming the quota to raise."""
-    injected = faults(fargate_vcpu_quota=1)
+    Service Quotas at the first quota answer and fails the task, naming the quota to raise (of
+    which its driver holds 1 vCPU: the task's 2 could never be had beside it)."""
+    injected = faults(fargate_vcpu_quota=2)
     result = run("vcpu-quota-never", {"sized.n": 1, "sized.cpu": 2, "sized.tag": "never"}, source=SIZED, timeout=90)
     assert result.status == "FAILED"
     message = result.document["failed_task"]["message"]
     assert "needs 2 vCPUs, more than this account's whole Fargate vCPU quota" in message, result.document
+    assert "L-3032A538: 2, of which this run's driver holds 1)" in message, message
     assert "--quota-code L-3032A538" in message, message
     assert injected.injected == ["fargate_vcpu_quota"]  # one RunTask refused, then no wait
     assert [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]] == []

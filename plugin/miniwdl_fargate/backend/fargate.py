@@ -313,6 +313,7 @@ class FargateTaskContainer(BaseTaskContainer):
             vcpu_quota=lambda placement: account_vcpu_quota(
                 aws.client("service-quotas", config=aws.LOOKUP_CONFIG), placement, logger
             ),
+            own_vcpus=sweep.own_vcpus,
         )
         cls._driver = sweep.driver_identity()
         with cls._launches_guard:

@@ -271,15 +271,20 @@ class Launcher:
         clock: Callable[[], float] = time.monotonic,
         spot_fallbacks: dict[str, dict[str, Any]] | None = None,
         vcpu_quota: Callable[[str], float | None] | None = None,
+        own_vcpus: Callable[[], float] | None = None,
     ) -> None:
         """``client``: the boto3 ECS client RunTask goes through (its events get the hooks).
         ``spot_fallbacks``: by Spot capacity provider, the RunTask fields that place a task
         On-Demand instead once no subnet has Spot capacity (FARGATE_SPOT's, launchType FARGATE,
         always; the managed-instances Spot provider's, its On-Demand provider).
         ``vcpu_quota``: the account's whole concurrent vCPU quota of a placement (FARGATE,
-        FARGATE_SPOT), or None if unknown; asked once a placement, at its first quota answer."""
+        FARGATE_SPOT), or None if unknown; asked once a placement, at its first quota answer.
+        ``own_vcpus``: what of the On-Demand quota the process's own task holds (a pipeline
+        driver's size; 0 elsewhere), asked with it."""
         self._client = client
         self._vcpu_quota = vcpu_quota
+        self._own_vcpus = own_vcpus
+        self._held: float | None = None
         self._vcpu_quotas: dict[str, tuple[float | None, float]] = {}  # placement -> (quota, when asked)
         self.spot_fallbacks = {SPOT: {"launchType": "FARGATE"}, **(spot_fallbacks or {})}
         # recovering at 2% of the maximum per second: with ten drivers sharing a quota, 5% had
@@ -341,18 +346,27 @@ class Launcher:
         again now); an On-Demand one fails, saying what to ask for."""
         placement, vcpus = describe_placement(request), task_vcpus(request)
         quota = self._whole_quota(placement)
-        if vcpus is None or quota is None or vcpus <= quota:
+        if vcpus is None or quota is None:
+            return False
+        held = 0.0
+        if placement == "FARGATE" and self._own_vcpus is not None:  # (the driver runs On-Demand, on the same quota)
+            with self._quota_lock:
+                if self._held is None:
+                    self._held = float(self._own_vcpus())
+                held = self._held
+        if vcpus <= quota - held:
             return False
         code, name = VCPU_QUOTAS[placement]
         if any(s.get("capacityProvider") in self.spot_fallbacks for s in request.get("capacityProviderStrategy") or []):
             logger.warning("the task needs %g vCPUs, more than the account's whole %s (%g)", vcpus, name, quota)
             self._maybe_fall_back(request, True, logger, "vCPU quota")
             return True
+        driver = f", of which this run's driver holds {held:g}" if held else ""
         raise LaunchFailed(
             f"the task needs {vcpus:g} vCPUs, more than this account's whole Fargate vCPU quota in this region "
-            f"(Service Quotas: \"{name}\", service code fargate, quota code {code}: {quota:g}): it could never start. "
+            f"(Service Quotas: \"{name}\", service code fargate, quota code {code}: {quota:g}{driver}): it could never start. "
             f"Ask for fewer vCPUs (runtime cpu), or for a larger quota (aws service-quotas request-service-quota-increase "
-            f"--service-code fargate --quota-code {code} --desired-value {max(vcpus, quota * 2):g})"
+            f"--service-code fargate --quota-code {code} --desired-value {max(vcpus + held, quota * 2):g})"
         )
 
     def _count(self, key: str, n: int = 1) -> None:

@@ -11,7 +11,7 @@ Set ``MINIWDL_FARGATE_LOCAL_FAULTS`` to a JSON object (or pass ``--faults`` to
 - ``run_task_capacity``: the next N RunTask calls of WDL tasks answer ``failures[]`` "Capacity is
   unavailable" (the driver's own launch is retried by the state machine: see ``lambda_errors``);
 - ``fargate_vcpu_quota``: the account's concurrent Fargate vCPU quota (On-Demand and Spot each):
-  RunTask of a WDL task that would take the WDL tasks not yet stopped over it answers
+  RunTask of a WDL task that would take the tasks not yet stopped (drivers too) over it answers
   ``failures[]`` "You've reached the limit on the number of vCPUs you can run concurrently", and
   Service Quotas' GetServiceQuota answers it (local mode has no quota otherwise);
 - ``run_task_lost_answers``: the next N RunTask calls of WDL tasks start their task, then answer

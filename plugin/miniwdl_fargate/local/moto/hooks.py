@@ -317,8 +317,8 @@ def _run_task_with_faults(self: Any) -> Any:
 
 
 def _over_vcpu_quota(response: Any, quota: float) -> bool:
-    """Whether the task RunTask asks for would take the vCPUs of the WDL tasks not yet stopped
-    over ``quota`` (as the account's concurrent vCPU quota counts them)."""
+    """Whether the task RunTask asks for would take the vCPUs of the tasks not yet stopped (the
+    drivers' too, as the account's concurrent vCPU quota counts every task) over ``quota``."""
     def vcpus(overrides: dict[str, Any] | None, definition_arn: str) -> float:
         cpu = (overrides or {}).get("cpu")
         if cpu is None:
@@ -331,7 +331,7 @@ def _over_vcpu_quota(response: Any, quota: float) -> bool:
         held = sum(
             vcpus(task.overrides, task.task_definition_arn)
             for tasks in response.ecs_backend.tasks.values() for task in tasks.values()
-            if task.last_status != "STOPPED" and "-driver" not in str(task.task_definition_arn)
+            if task.last_status != "STOPPED"
         )
     return held + asked > quota
 
