@@ -521,6 +521,8 @@ def budget_exceeded(run: DriverRun, exceeded: limits.BudgetExceeded) -> Outcome:
     }
     if exceeded.committed_usd:
         doc["committed_usd"] = round(exceeded.committed_usd, 6)
+    if exceeded.coming_usd:
+        doc["coming_usd"] = round(exceeded.coming_usd, 6)
     return Outcome(FAILED, 1, doc, stop_tasks="the run reached its budget (max_cost_usd)")
 
 

@@ -99,12 +99,17 @@ class BudgetExceeded:
     at: float  # epoch seconds
     #: the least the tasks given their turn and not launched yet would have cost (``Turn.committed_usd``)
     committed_usd: float = 0.0
+    #: what its running tasks would have billed by the next check, had they run on
+    coming_usd: float = 0.0
 
     def spending(self) -> str:
-        """What it had spent, and what the launches it stopped would have cost at least."""
+        """What it had spent, what the launches it stopped would have cost at least, and what its
+        running tasks would have billed by the next check."""
         more = (f", and its next launches would have cost at least {self.committed_usd:.4f} USD more (a task bills a "
                 "minute at least)") if self.committed_usd > 0 else ""
-        return f"it had spent about {self.spent_usd:.4f} USD{more}"
+        coming = (f"; its running tasks would have billed about {self.coming_usd:.4f} USD more by the next check"
+                  if self.coming_usd > 0 else "")
+        return f"it had spent about {self.spent_usd:.4f} USD{more}{coming}"
 
     def message(self) -> str:
         return (
@@ -149,6 +154,8 @@ class Gate:
     halted: BudgetExceeded | None = None
     closed: bool = False
     spent_usd: float = 0.0
+    #: what the running tasks will have billed by the next check (``check_budget``)
+    coming_usd: float = 0.0
     #: the least the tasks given a turn and not launched yet will cost (``Turn.committed_usd``):
     #: a scatter's tasks all take their turns at once, long before any of them bills
     pending_usd: float = 0.0
@@ -250,10 +257,13 @@ class Gate:
         now = self.clock()
         if self.estimated_at is None or now - self.estimated_at >= max_age:
             self.spent_usd, self.estimated_at = self.estimate(now), now
-        if self.spent_usd + self.pending_usd >= budget:
+            # (what the running tasks bill until the next check could stop them: a cap, not a
+            # signal after the fact; a thousand 1-vCPU tasks bill about 0.07 USD in 5 s)
+            self.coming_usd = max(0.0, self.estimate(now + self.limits.check_seconds) - self.spent_usd)
+        if self.spent_usd + self.coming_usd + self.pending_usd >= budget:
             with self._cond:
                 if self.halted is None:
-                    self.halted = BudgetExceeded(budget, self.spent_usd, now, self.pending_usd)
+                    self.halted = BudgetExceeded(budget, self.spent_usd, now, self.pending_usd, self.coming_usd)
                     log.warning("run %s: %s", self.run_id, self.halted.message())
                 self._cond.notify_all()
         return self.halted

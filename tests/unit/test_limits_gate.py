@@ -253,7 +253,9 @@ def test_a_launched_task_moves_from_pending_to_spent_and_one_never_launched_cost
     g = gate(estimate, clock, max_cost_usd=10.0)
     g._watcher = threading.Thread()  # (no watcher re-estimating meanwhile: the estimates are the launches' own)
     launched, unlaunched = g.take(1, committed_usd=2.0), g.take(1, committed_usd=3.0)
-    assert len(calls) == 1  # (the second launch reused the first's estimate)
+    # (the second launch reused the first's estimate: now, and a check ahead, what the running
+    # tasks will have billed by then)
+    assert calls == [clock.now, clock.now + g.limits.check_seconds]
     g.launched(launched)
     # the estimate in hand (too young to redo) gets it at once; the next one counts it from its launch
     assert (g.pending_usd, g.spent_usd) == (pytest.approx(3.0), pytest.approx(2.0))
@@ -278,3 +280,21 @@ def test_the_budgets_estimate_counts_a_launched_task_from_its_launch_until_its_p
                                        launched=10.0, stopped=10.0 + minimum)
     least = cost.minimum_usd(launched, PRICES)
     assert least > 0 and least == pytest.approx(cost.attempt_cost(ran_its_minimum, PRICES, minimum).usd)
+
+
+
+def test_the_budget_halts_before_the_running_tasks_bill_past_it_by_the_next_check():
+    """The watcher looks every check_seconds: halting only once the estimate had reached the
+    budget let a thousand running tasks bill on past it until the next look. It halts when what
+    they will have billed by then would reach it, and says so."""
+    clock = Clock()
+    g = gate(lambda now: 0.9 + 0.01 * (now - 1000.0), clock, max_cost_usd=1.0, check_seconds=15)
+    g._watcher = threading.Thread()
+    assert g.check_budget() is not None  # (0.90 now, 1.05 by the next check)
+    assert g.halted.spent_usd == pytest.approx(0.9) and g.halted.coming_usd == pytest.approx(0.15)
+    assert "its running tasks would have billed about 0.1500 USD more by the next check" in g.halted.message()
+    g.close()
+    g = gate(lambda now: 0.9 + 0.01 * (now - 1000.0), Clock(), max_cost_usd=1.0, check_seconds=5)
+    g._watcher = threading.Thread()
+    assert g.check_budget() is None  # (0.95 by the next check: within it)
+    g.close()
