@@ -256,10 +256,14 @@ class Gate:
             return self.halted
         now = self.clock()
         if self.estimated_at is None or now - self.estimated_at >= max_age:
-            self.spent_usd, self.estimated_at = self.estimate(now), now
-            # (what the running tasks bill until the next check could stop them: a cap, not a
-            # signal after the fact; a thousand 1-vCPU tasks bill about 0.07 USD in 5 s)
-            self.coming_usd = max(0.0, self.estimate(now + self.limits.check_seconds) - self.spent_usd)
+            spent = self.estimate(now)
+            # what the running tasks bill until the next check could stop them (a cap, not a
+            # signal after the fact; a thousand 1-vCPU tasks bill about 0.07 USD in 5 s): from this
+            # estimate's own figure, not spent_usd, which launches meanwhile add to (a launch seen by
+            # the second estimate only is counted twice for an instant: early, never late)
+            coming = max(0.0, self.estimate(now + self.limits.check_seconds) - spent)
+            with self._cond:
+                self.spent_usd, self.coming_usd, self.estimated_at = spent, coming, now
         if self.spent_usd + self.coming_usd + self.pending_usd >= budget:
             with self._cond:
                 if self.halted is None:

@@ -39,20 +39,21 @@ def own_task_arn() -> str:
         return ""
 
 
-def own_vcpus() -> float:
-    """The vCPUs this process's own ECS task holds (DescribeTasks of ``own_task_arn``: its task
-    size, in cpu units), or 0 outside ECS or without an answer: a driver's share of the account's
-    On-Demand vCPU quota, which its tasks cannot have."""
+def own_vcpus() -> float | None:
+    """The vCPUs this process's own ECS task holds of the account's Fargate On-Demand vCPU quota
+    (DescribeTasks of ``own_task_arn``: its size in cpu units, when it runs on FARGATE), which its
+    tasks cannot have: 0 outside ECS or on other capacity, None without an answer (ask again)."""
     arn = own_task_arn()
     if not arn:
         return 0.0
     try:
         cluster = arn.split(":task/", 1)[1].rsplit("/", 1)[0]
         (task,) = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[arn])["tasks"]
-        return int(task.get("cpu") or 0) / 1024
     except Exception as exn:  # noqa: BLE001 (a help for an error message only)
         log.info("cannot tell this task's own vCPUs (%s)", exn)
-        return 0.0
+        return None
+    on_demand = (task.get("capacityProviderName") or task.get("launchType")) == "FARGATE"
+    return int(task.get("cpu") or 0) / 1024 if on_demand else 0.0
 
 
 def driver_identity() -> str:

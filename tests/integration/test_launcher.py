@@ -306,3 +306,20 @@ def test_the_drivers_own_vcpus_count_against_the_on_demand_quota(sim):
     with pytest.raises(LaunchFailed, match=r"L-3032A538: 6, of which this run's driver holds 1\): it could never start.*--desired-value 12"):
         launcher.launch(sized(request(ecs), 6))
     launcher.close()
+
+
+def test_the_drivers_vcpus_unanswered_are_asked_for_again(sim, monkeypatch):
+    from miniwdl_fargate.backend import launcher as launcher_module
+
+    answers = iter([None, 1.0])
+    ecs = ecs_client(sim)
+    launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01, sleep=lambda s: None,
+                        vcpu_quota=Quotas(FARGATE=6.0), own_vcpus=lambda: next(answers))
+    base = request(ecs)
+    sim.faults.script.extend(["quota", "ok"])
+    launcher.launch(sized(base, 6))  # (the driver's share unknown: it waits, as before)
+    monkeypatch.setattr(launcher_module, "QUOTA_ASKED_AGAIN_SECONDS", 0)
+    sim.faults.script.extend(["quota"])
+    with pytest.raises(LaunchFailed, match="of which this run's driver holds 1"):
+        launcher.launch(sized(base, 6))
+    launcher.close()

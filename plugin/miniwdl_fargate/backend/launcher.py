@@ -271,7 +271,7 @@ class Launcher:
         clock: Callable[[], float] = time.monotonic,
         spot_fallbacks: dict[str, dict[str, Any]] | None = None,
         vcpu_quota: Callable[[str], float | None] | None = None,
-        own_vcpus: Callable[[], float] | None = None,
+        own_vcpus: Callable[[], float | None] | None = None,
     ) -> None:
         """``client``: the boto3 ECS client RunTask goes through (its events get the hooks).
         ``spot_fallbacks``: by Spot capacity provider, the RunTask fields that place a task
@@ -284,7 +284,7 @@ class Launcher:
         self._client = client
         self._vcpu_quota = vcpu_quota
         self._own_vcpus = own_vcpus
-        self._held: float | None = None
+        self._held: tuple[float | None, float] | None = None  # (the driver's vCPUs, when asked)
         self._vcpu_quotas: dict[str, tuple[float | None, float]] = {}  # placement -> (quota, when asked)
         self.spot_fallbacks = {SPOT: {"launchType": "FARGATE"}, **(spot_fallbacks or {})}
         # recovering at 2% of the maximum per second: with ten drivers sharing a quota, 5% had
@@ -351,9 +351,10 @@ class Launcher:
         held = 0.0
         if placement == "FARGATE" and self._own_vcpus is not None:  # (the driver runs On-Demand, on the same quota)
             with self._quota_lock:
-                if self._held is None:
-                    self._held = float(self._own_vcpus())
-                held = self._held
+                known = self._held
+                if known is None or (known[0] is None and time.monotonic() - known[1] > QUOTA_ASKED_AGAIN_SECONDS):
+                    known = self._held = (self._own_vcpus(), time.monotonic())
+                held = known[0] or 0.0
         if vcpus <= quota - held:
             return False
         code, name = VCPU_QUOTAS[placement]

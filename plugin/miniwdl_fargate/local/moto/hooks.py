@@ -317,8 +317,9 @@ def _run_task_with_faults(self: Any) -> Any:
 
 
 def _over_vcpu_quota(response: Any, quota: float) -> bool:
-    """Whether the task RunTask asks for would take the vCPUs of the tasks not yet stopped (the
-    drivers' too, as the account's concurrent vCPU quota counts every task) over ``quota``."""
+    """Whether the task RunTask asks for would take the vCPUs of the tasks not yet stopped on its
+    placement (On-Demand or Spot: a quota each, ``quota`` for both; drivers too, as the account's
+    quota counts every task) over ``quota``."""
     def vcpus(overrides: dict[str, Any] | None, definition_arn: str) -> float:
         cpu = (overrides or {}).get("cpu")
         if cpu is None:
@@ -326,12 +327,17 @@ def _over_vcpu_quota(response: Any, quota: float) -> bool:
             cpu = definition.cpu
         return int(cpu or 256) / 1024
 
+    def spot(provider: Any) -> bool:
+        return str(provider or "").endswith("SPOT")
+
+    strategy = response._get_param("capacityProviderStrategy") or []
+    on_spot = spot(strategy[0].get("capacityProvider") if strategy else "")
     asked = vcpus(response._get_param("overrides"), str(response._get_param("taskDefinition")))
     with state_lock():
         held = sum(
             vcpus(task.overrides, task.task_definition_arn)
             for tasks in response.ecs_backend.tasks.values() for task in tasks.values()
-            if task.last_status != "STOPPED"
+            if task.last_status != "STOPPED" and spot(getattr(task, "capacity_provider_name", None)) == on_spot
         )
     return held + asked > quota
 
