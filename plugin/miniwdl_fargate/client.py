@@ -15,7 +15,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import botocore.exceptions
 
@@ -718,25 +718,25 @@ def download_output(uri_: str, target: str) -> list[str] | None:
     return s3io.download_prefix(bucket, prefix, target.rstrip(os.sep))
 
 
+def s3_values(value: Any) -> Iterator[str]:
+    """Each ``s3://`` string of an outputs document, in order: values, list items and a Map's keys
+    too (Map[File, ...]); the client has no WDL types to tell a File from a String."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from s3_values(k)
+            yield from s3_values(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from s3_values(v)
+    elif isinstance(value, str) and value.startswith("s3://"):
+        yield value
+
+
 def outside_results(outputs: dict[str, Any], results: str) -> list[str]:
     """The s3:// values of ``outputs`` that are not under the run's ``results`` (what the run
     wrote): a String that names an object, or a File output given as the URI it was: never
-    downloaded (the client has no WDL types to tell a File from a String)."""
-    found: list[str] = []
-
-    def visit(value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                visit(k)
-                visit(v)
-        elif isinstance(value, list):
-            for v in value:
-                visit(v)
-        elif isinstance(value, str) and value.startswith("s3://") and not value.startswith(results):
-            found.append(value)
-
-    visit(outputs)
-    return found
+    downloaded."""
+    return [value for value in s3_values(outputs) if not value.startswith(results)]
 
 
 def output_targets(outputs: dict[str, Any], dest: str, bucket: str, prefix: str) -> list[tuple[str, str]]:
@@ -745,25 +745,14 @@ def output_targets(outputs: dict[str, Any], dest: str, bucket: str, prefix: str)
     ClientError for one that would land outside ``dest`` (a key with '..' segments)."""
     found: list[tuple[str, str]] = []
     root = os.path.abspath(dest)
-
-    def visit(value: Any) -> None:
-        if isinstance(value, dict):  # (a Map's keys too: Map[File, ...])
-            for k, v in value.items():
-                visit(k)
-                visit(v)
-        elif isinstance(value, list):
-            for v in value:
-                visit(v)
-        elif isinstance(value, str) and value.startswith("s3://"):
-            src_bucket, key = s3io.split(value)
-            if src_bucket != bucket or not key.startswith(prefix):
-                return  # (not the run's: outside_results)
-            target = os.path.normpath(os.path.join(root, key[len(prefix):]))
-            if not target.startswith(root + os.sep):
-                raise ClientError(f"output {value} would land outside {dest}; not downloading it")
-            found.append((value, target + (os.sep if value.endswith("/") else "")))
-
-    visit(outputs)
+    for value in s3_values(outputs):
+        src_bucket, key = s3io.split(value)
+        if src_bucket != bucket or not key.startswith(prefix):
+            continue  # (not the run's: outside_results)
+        target = os.path.normpath(os.path.join(root, key[len(prefix):]))
+        if not target.startswith(root + os.sep):
+            raise ClientError(f"output {value} would land outside {dest}; not downloading it")
+        found.append((value, target + (os.sep if value.endswith("/") else "")))
     return found
 
 

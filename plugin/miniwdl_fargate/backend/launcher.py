@@ -284,8 +284,9 @@ class Launcher:
         self._client = client
         self._vcpu_quota = vcpu_quota
         self._own_vcpus = own_vcpus
-        self._held: tuple[float | None, float] | None = None  # (the driver's vCPUs, when asked)
-        self._vcpu_quotas: dict[str, tuple[float | None, float]] = {}  # placement -> (quota, when asked)
+        #: what was asked of AWS to word a quota error (a placement's quota, the driver's vCPUs):
+        #: the answer and when it was asked (``_asked``)
+        self._answers: dict[str, tuple[float | None, float]] = {}
         self.spot_fallbacks = {SPOT: {"launchType": "FARGATE"}, **(spot_fallbacks or {})}
         # recovering at 2% of the maximum per second: with ten drivers sharing a quota, 5% had
         # them climb back over it within a second of every cut (40% of RunTask calls throttled)
@@ -333,11 +334,17 @@ class Launcher:
         again after ``QUOTA_ASKED_AGAIN_SECONDS``: a throttled or timed-out question)."""
         if self._vcpu_quota is None or placement not in VCPU_QUOTAS:
             return None
+        ask = self._vcpu_quota
+        return self._asked(placement, lambda: ask(placement))
+
+    def _asked(self, what: str, ask: Callable[[], float | None]) -> float | None:
+        """``ask()``'s answer, asked once (one question at a time); None (no answer: throttled,
+        timed out) is asked again after ``QUOTA_ASKED_AGAIN_SECONDS``."""
         with self._quota_lock:
-            known, asked = self._vcpu_quotas.get(placement, (None, None))
+            known, asked = self._answers.get(what, (None, None))
             if asked is None or (known is None and time.monotonic() - asked > QUOTA_ASKED_AGAIN_SECONDS):
-                known = self._vcpu_quota(placement)
-                self._vcpu_quotas[placement] = (known, time.monotonic())
+                known = ask()
+                self._answers[what] = (known, time.monotonic())
             return known
 
     def _never_fits(self, request: dict[str, Any], logger: logging.Logger) -> bool:
@@ -350,11 +357,7 @@ class Launcher:
             return False
         held = 0.0
         if placement == "FARGATE" and self._own_vcpus is not None:  # (the driver runs On-Demand, on the same quota)
-            with self._quota_lock:
-                known = self._held
-                if known is None or (known[0] is None and time.monotonic() - known[1] > QUOTA_ASKED_AGAIN_SECONDS):
-                    known = self._held = (self._own_vcpus(), time.monotonic())
-                held = known[0] or 0.0
+            held = self._asked("the driver's vCPUs", self._own_vcpus) or 0.0
         if vcpus <= quota - held:
             return False
         code, name = VCPU_QUOTAS[placement]
