@@ -302,11 +302,13 @@ def name_problem(parts: list[str]) -> str | None:
 
 def download_prefix(
     bucket: str, prefix: str, dest: str, exclude=lambda rel: False, progress: Progress | None = None,
-    transfers: Transfers | None = None,
+    transfers: Transfers | None = None, listed: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Download every object under ``prefix`` into ``dest``, keeping relative paths, in parallel
-    (through ``transfers``, or a Transfers of its own)."""
-    listed = list(list_keys(bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/"))
+    (through ``transfers``, or a Transfers of its own); ``listed``: the prefix's listing in hand
+    (downloaded as it was listed), else listed now."""
+    if listed is None:
+        listed = list(list_keys(bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/"))
     targets = prefix_targets(bucket, prefix, dest, exclude, objects=listed)
     for folder in prefix_folders(bucket, prefix, dest, listed):
         os.makedirs(folder, exist_ok=True)
@@ -342,11 +344,12 @@ def download_directory(cfg: Any, logger: logging.Logger, uri: str, **kwargs: Any
     bucket, key = split(uri)
     name = os.path.basename(key.rstrip("/")) or bucket
     prefix = key.rstrip("/") + "/" if key.strip("/") else ""
-    listing = sorted((o["Key"], o["ETag"].strip('"')) for o in list_keys(bucket, prefix))
+    listed = list(list_keys(bucket, prefix))  # (one listing: the download is named by it, and takes it)
+    listing = sorted((o["Key"], o["ETag"].strip('"')) for o in listed)
     path = os.path.join(_download_dir(uri, hashlib.sha256(json.dumps(listing).encode()).hexdigest()), name)
     if not os.path.isdir(path):
         staging = path + ".part"
-        got = download_prefix(bucket, key, staging)
+        got = download_prefix(bucket, prefix, staging, listed=listed)
         if not got:
             raise S3URIError(f"Directory input {uri}: no objects under that prefix")
         os.replace(staging, path)
