@@ -182,6 +182,20 @@ def listing_digest(listing: list[tuple[str, str]]) -> str:
     return hashlib.sha256("\n".join(f"{k} {e}" for k, e in listing).encode()).hexdigest()[:32]
 
 
+def directory_modes(bucket: str, prefix: str) -> list[str]:
+    """The paths in a Directory that ``submit`` staged from a folder (``upload.STAGED_PREFIX``)
+    whose files were executable: listed beside it (``upload.MODES_SUFFIX``), as S3 keeps no
+    modes; none for any other folder."""
+    from .upload import EXECUTABLE_SUFFIX, MODES_SUFFIX, STAGED_PREFIX
+
+    parts = prefix.rstrip("/").split("/")
+    if not (len(parts) == 3 and prefix.startswith(STAGED_PREFIX) and parts[1].split("-")[0].endswith(EXECUTABLE_SUFFIX)):
+        return []
+    doc = s3io.find_json(bucket, prefix.rstrip("/") + MODES_SUFFIX)
+    listed = doc.get("executable") if isinstance(doc, dict) else None
+    return [rel for rel in listed if isinstance(rel, str)] if isinstance(listed, list) else []
+
+
 def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
     bucket, prefix = s3io.split(uri)
     prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
@@ -201,6 +215,10 @@ def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
         for folder in s3io.prefix_folders(bucket, prefix, staging):  # (its empty folders too: folders only, listed apart)
             os.makedirs(folder, exist_ok=True)
         transfers.download(s3io.prefix_targets(bucket, prefix, staging, objects=objects))
+        for rel in directory_modes(bucket, prefix):
+            target = os.path.normpath(os.path.join(staging, rel))
+            if target.startswith(staging + os.sep) and os.path.isfile(target) and not os.path.islink(target):
+                os.chmod(target, os.stat(target).st_mode | 0o555)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

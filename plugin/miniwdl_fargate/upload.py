@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import posixpath
-import re
 import secrets
 import threading
 import time
@@ -23,7 +22,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import botocore.exceptions
 import WDL
@@ -160,19 +159,19 @@ STAGED_PREFIX = "staged/"
 
 def stage_inputs(
     doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str, task: str | None = None
-) -> tuple[dict[str, Any], list[tuple[Path, str, str]]]:
+) -> tuple[dict[str, Any], list[Staged]]:
     """Rewrite local File/Directory inputs (relative to the inputs file) as s3:// URIs under
     ``STAGED_PREFIX``, named by their content.
 
-    Returns the new inputs JSON and the uploads to make (file, key, the file's sha256 as it was
-    keyed); checks everything before uploading. ``task``: the run's option (``wdl_target``).
+    Returns the new inputs JSON and the uploads to make (``Staged``); checks everything before
+    uploading. ``task``: the run's option (``wdl_target``).
     """
     target = workflow_target(doc, task)
     try:
         env = WDL.values_from_json(inputs, target.available_inputs, namespace=target.name)
     except WDL.Error.InputError as exn:
         raise RunInputError(f"inputs: {exn}") from None
-    uploads: list[tuple[Path, str, str]] = []
+    uploads: list[Staged] = []
     taken: dict[str, str] = {}  # key -> the local path (as given, made absolute) it holds
 
     def stage(value: WDL.Value.File | WDL.Value.Directory, name: str) -> str:
@@ -217,22 +216,32 @@ def stage_inputs(
             raise AssertionError  # (unreachable)
 
         if is_dir:
-            files = sorted(directory_files(local, path))
+            files, empty = directory_tree(local, path)
+            files.sort()
             if not files:  # (the submit step refuses an s3:// folder that holds nothing: S3 has no empty folders)
                 raise RunInputError(f"{where} {path} holds no files (looked in {local}); an S3 folder "
                                     "cannot be empty: put a file in it, or give the input no value if it is optional")
             digests = [content_digest(file) for _rel, file in files]
+            executable = [rel for rel, file in files if os.access(file, os.X_OK)]
+            # the tree: each file's path and sha256, its executables and its empty folders (only
+            # where it has any: a tree of neither keeps the key it had before they were staged)
             tree = hashlib.sha256()
             for (rel, _file), digest in zip(files, digests, strict=True):
-                tree.update(f"{rel}\0{digest}\n".encode())
-            key = key_for(tree.hexdigest())
-            uploads.extend((file, f"{key}/{rel}", digest) for (rel, file), digest in zip(files, digests, strict=True))
+                tree.update(f"{rel}\0{digest}{chr(0) + 'x' if rel in executable else ''}\n".encode())
+            for rel in sorted(empty):
+                tree.update(f"{rel}/\0\n".encode())
+            key = key_for(tree.hexdigest() + (EXECUTABLE_SUFFIX if executable else ""))
+            uploads.extend(Staged(f"{key}/{rel}", digest, file) for (rel, file), digest in zip(files, digests, strict=True))
+            uploads.extend(Staged.of(f"{key}/{rel}/", b"") for rel in sorted(empty))  # (folder markers)
+            if executable:  # (S3 keeps no modes: the driver's staging gives them back, ``staging.directory_modes``)
+                uploads.append(Staged.of(key + MODES_SUFFIX, json.dumps({"executable": executable}).encode()))
             return s3io.uri(bucket, key + "/")
         digest = content_digest(local)
         # an executable file (a script the task runs: `~{tool}`) keeps its execute bits: a key of
         # its own, since one key's object is staged with one mode (``upload_staged``)
-        key = key_for(digest + (EXECUTABLE_SUFFIX if os.access(local, os.X_OK) else ""))
-        uploads.append((local, key, digest))
+        executable_file = os.access(local, os.X_OK)
+        key = key_for(digest + (EXECUTABLE_SUFFIX if executable_file else ""))
+        uploads.append(Staged(key, digest, local, executable=executable_file))
         return s3io.uri(bucket, key)
 
     problems: list[str] = []
@@ -262,16 +271,24 @@ def name_problem(path: str) -> str | None:
 
 
 def directory_files(root: Path, given: str = "") -> list[tuple[str, Path]]:
-    """(relative path, path) of every file under ``root`` (a Directory input, ``given`` so), as
+    """(relative path, path) of every file under ``root`` (``directory_tree``'s files)."""
+    return directory_tree(root, given)[0]
+
+
+def directory_tree(root: Path, given: str = "") -> tuple[list[tuple[str, Path]], list[str]]:
+    """(relative path, path) of every file under ``root`` (a Directory input, ``given`` so), and
+    the relative path of every folder in it that holds nothing (not its files' folders), as
     miniwdl reads one: through links to folders (a link back to a folder it is inside, a loop,
     is not followed); a link to a file must be relative and stay inside ``root``, as miniwdl
     requires of a Directory input (``WDL.CLI``: "Input Directory contains unusable symlink"),
     else RunInputError; FIFOs and other non-files hold nothing."""
     found: list[tuple[str, Path]] = []
+    empty: list[str] = []
 
     def walk(folder: Path, rel: str, inside: frozenset[str]) -> None:
         with os.scandir(folder) as entries:
             listed = list(entries)
+        held = len(found), len(empty)
         for entry in listed:
             path, name = Path(entry.path), f"{rel}{entry.name}"
             if entry.is_dir():  # (follows links)
@@ -290,9 +307,11 @@ def directory_files(root: Path, given: str = "") -> list[tuple[str, Path]]:
                 raise RunInputError(f"inputs: directory {given or root}: {name!r}: {problem}")
             elif entry.is_file():
                 found.append((name, path))
+        if rel and held == (len(found), len(empty)):  # (nothing inside it: S3 keeps it as a folder marker)
+            empty.append(rel.rstrip("/"))
 
     walk(root, "", frozenset({os.path.realpath(root)}))
-    return found
+    return found, empty
 
 
 def content_digest(path: Path) -> str:
@@ -351,27 +370,52 @@ def staged_transfer(size: int) -> Any:
 
 #: the user metadata a staged object carries: the sha256 of the bytes uploaded (its key's)
 STAGED_SHA256 = "sha256"
-#: a staged File that was executable: its key's folder ends so (``staged/<sha256>.x/<name>``),
-#: and its object carries ``staging.MODE_METADATA`` (S3 keeps no file modes)
+#: a staged File that was executable, or a staged Directory that holds executables: its key's
+#: folder ends so (``staged/<sha256>.x/<name>``); the File's object carries
+#: ``staging.MODE_METADATA``, the Directory's executables are listed beside it (``MODES_SUFFIX``)
+#: (S3 keeps no file modes)
 EXECUTABLE_SUFFIX = ".x"
+#: beside a staged Directory that holds executables (``staged/<sha256>.x/<name>.modes.json``):
+#: ``{"executable": [their paths in it]}``
+MODES_SUFFIX = ".modes.json"
 
 
-def upload_staged(s3: Any, path: Path, bucket: str, key: str, digest: str) -> None:
-    """A staged input uploaded unless its key is there already (with the file's sha256,
-    ``digest``, as uploaded here). RunInputError if the file changed since its key was made
-    (nothing is uploaded), or while it was uploaded (the object is removed: the upload hashes
-    what it sends): a key never holds other bytes than its name says, and nothing has started."""
+class Staged(NamedTuple):
+    """One object ``submit`` stages: a local file (``path``), or ``body`` (a Directory's folder
+    marker, its list of executables), under ``key``; ``digest``: the sha256 of its bytes as keyed."""
+
+    key: str
+    digest: str
+    path: Path | None = None
+    body: bytes = b""
+    executable: bool = False
+
+    @classmethod
+    def of(cls, key: str, body: bytes) -> "Staged":
+        return cls(key, hashlib.sha256(body).hexdigest(), body=body)
+
+
+def upload_staged(s3: Any, path: Path | None, bucket: str, key: str, digest: str, executable: bool = False,
+                  body: bytes = b"") -> None:
+    """A staged input (a local file at ``path``, or else ``body``) uploaded unless its key is
+    there already (with the sha256, ``digest``, as uploaded here); an ``executable`` file's
+    object carries its mode (``staging.MODE_METADATA``). RunInputError if the file changed since
+    its key was made (nothing is uploaded), or while it was uploaded (the object is removed: the
+    upload hashes what it sends): a key never holds other bytes than its name says, and nothing
+    has started."""
     try:
         if s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get(STAGED_SHA256) == digest:
             return
     except s3.exceptions.ClientError:  # (404, or 403 without s3:ListBucket: upload it)
         pass
+    metadata = {STAGED_SHA256: digest}
+    if path is None:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)
+        return
     changed = RunInputError(f"{path} changed while it was being submitted: nothing was started; submit again")
     if content_digest(path) != digest:  # (since it was keyed: its size or mtime tell)
         raise changed
-    metadata = {STAGED_SHA256: digest}
-    parts = key[len(STAGED_PREFIX):].split("/")
-    if len(parts) == 2 and re.fullmatch(r"[0-9a-f]{64}" + re.escape(EXECUTABLE_SUFFIX) + r"(-\d+)?", parts[0]):
+    if executable:
         from .staging import EXECUTABLE_MODE, MODE_METADATA
 
         metadata[MODE_METADATA] = EXECUTABLE_MODE
@@ -458,8 +502,8 @@ class Submission:
         prefix = runs.run_prefix(self.name)
         with name_claimed(bucket, self.name) as lost:
             self.upload_workflow(bucket)
-            for path, key, digest in uploads:
-                upload_staged(s3, path, bucket, key, digest)
+            for item in uploads:
+                upload_staged(s3, item.path, bucket, item.key, item.digest, item.executable, item.body)
             given = self.options.given()
             if given:
                 s3.put_object(Bucket=bucket, Key=prefix + runs.OPTIONS_NAME, Body=json.dumps(given, indent=2).encode(),

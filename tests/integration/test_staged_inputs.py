@@ -58,9 +58,9 @@ def test_the_same_content_is_one_upload_whatever_the_run_name_or_folder(bucket, 
     uploaded = []
     real = upload.upload_staged
 
-    def spied(s3, path, bucket, key, digest):
+    def spied(s3, path, bucket, key, digest, *args):
         before = s3.head_object(Bucket=bucket, Key=key)["LastModified"]
-        real(s3, path, bucket, key, digest)
+        real(s3, path, bucket, key, digest, *args)
         if s3.head_object(Bucket=bucket, Key=key)["LastModified"] != before:
             uploaded.append(key)
 
@@ -292,3 +292,49 @@ def test_an_s3_directory_input_is_staged_with_its_empty_folders(bucket, tmp_path
         "a.txt", "empty", "sub", "sub/b.txt", "sub/deeper"]
     assert staging.directory_listing(bucket, "ref/") == sorted(
         (o["Key"], o["ETag"].strip('"')) for o in s3.list_objects_v2(Bucket=bucket, Prefix="ref/")["Contents"] if not o["Key"].endswith("/"))
+
+
+def test_a_local_directory_is_staged_with_its_executables_and_empty_folders(bucket, tmp_path):
+    """A folder of tools given as a Directory (`~{d}/bin/run.sh`) lost its execute bits through
+    S3 (the task failed with 126 where plain miniwdl runs it), and an empty folder in it (where
+    a tool writes) was not there: the driver's copy has both, as the folder had them. A tree
+    with neither keeps its key; the same bytes with a mode changed are another key."""
+    from miniwdl_fargate import staging
+
+    root = folder(tmp_path / "x", "data", {"a.txt": "A"})
+    plain = submitted(bucket, root, "plain")["w.d"]
+    (root / "ref" / "bin").mkdir()
+    (root / "ref" / "bin" / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (root / "ref" / "bin" / "run.sh").chmod(0o755)
+    (root / "ref" / "out" / "deeper").mkdir(parents=True)
+    tooled = submitted(bucket, root, "tooled")["w.d"]
+    (root / "ref" / "bin" / "run.sh").chmod(0o644)
+    unmoded = submitted(bucket, root, "unmoded")["w.d"]
+    assert len({plain, tooled, unmoded}) == 3
+    assert s3io.split(tooled)[1].split("/")[1].endswith(upload.EXECUTABLE_SUFFIX)
+    assert not s3io.split(unmoded)[1].split("/")[1].endswith(upload.EXECUTABLE_SUFFIX)
+    (root / "ref" / "bin" / "run.sh").unlink()
+    for empty in ("bin", "out/deeper", "out"):
+        (root / "ref" / empty).rmdir()
+    assert submitted(bucket, root, "plain-again")["w.d"] == plain  # (the key it had before)
+    with s3io.Transfers() as transfers:
+        staged = {uri: staging._stage_directory(uri, str(tmp_path / "store"), transfers) for uri in (tooled, unmoded)}
+    for uri, executable in ((tooled, True), (unmoded, False)):
+        assert sorted(str(p.relative_to(staged[uri])) for p in Path(staged[uri]).rglob("*")) == [
+            "a.txt", "bin", "bin/run.sh", "out", "out/deeper"]
+        assert os.access(Path(staged[uri]) / "bin" / "run.sh", os.X_OK) is executable
+        assert not os.access(Path(staged[uri]) / "a.txt", os.X_OK)
+
+
+def test_only_a_staged_directorys_own_list_of_executables_gives_modes(bucket):
+    """A user's own folder named like a staged one, or a list that is not a list, gives none."""
+    from miniwdl_fargate import staging
+
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=bucket, Key="mine/t.x/ref.modes.json", Body=b'{"executable": ["a"]}')
+    s3.put_object(Bucket=bucket, Key=f"staged/{'0' * 64}.x/ref.modes.json", Body=b'{"executable": "a"}')
+    s3.put_object(Bucket=bucket, Key=f"staged/{'1' * 64}.x-2/ref.modes.json", Body=b'{"executable": ["a", 3]}')
+    assert staging.directory_modes(bucket, "mine/t.x/ref/") == []
+    assert staging.directory_modes(bucket, f"staged/{'0' * 64}.x/ref/") == []
+    assert staging.directory_modes(bucket, f"staged/{'1' * 64}.x-2/ref/") == ["a"]
+    assert staging.directory_modes(bucket, f"staged/{'2' * 64}.x/ref/") == []  # (none there)

@@ -905,7 +905,7 @@ def test_the_cli_reads_inputs_as_the_pipeline_does(tmp_path):
     prepared = upload.prepare(wdl, good, name="cli")
     staged, uploads = upload.stage_inputs(prepared.doc, prepared.inputs, prepared.inputs_dir, "runs")
     assert staged["hello.names"] == ["😀"] and staged["hello.reference"].endswith("/ref 😀.txt")
-    assert [path.name for path, _key, _digest in uploads] == ["ref 😀.txt"]
+    assert [item.path.name for item in uploads] == ["ref 😀.txt"]
     for text, message in (
         ('{"hello.names": [], "hello.names": []}', f"{tmp_path}/bad.json: hello.names: key given more than once in the same object"),
         ('{"hello.copies": NaN}', f"{tmp_path}/bad.json: hello.copies: NaN is not a JSON number (JSON has no NaN or Infinity)"),
