@@ -305,6 +305,7 @@ def run_limits(cfg: wdl_config.Loader) -> RunLimits:
         max_vcpus=float(option(cfg, "max_vcpus")),  # type: ignore[arg-type]
         max_cost_usd=float(option(cfg, "max_cost_usd")),  # type: ignore[arg-type]
         check_seconds=float(option(cfg, "budget_check_seconds")),  # type: ignore[arg-type]
+        stop_seconds=float(option(cfg, "stop_timeout")),  # type: ignore[arg-type]
     )
 
 def tags(cfg: wdl_config.Loader) -> dict[str, str]:

@@ -23,8 +23,10 @@ How exact the budget is: Fargate bills from the start of the image pull until th
 rounded up to the second (https://aws.amazon.com/fargate/pricing/), which the estimate follows with
 list prices (Spot prices vary; the bill is AWS's). A stopped task is sent SIGTERM and bills until
 its container exits, at most its stop timeout later, when SIGKILL comes
-(https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_StopTask.html); with the watcher's
-interval, a run may end somewhat above its budget: the budget bounds launches, it is not a hard cap.
+(https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_StopTask.html): the budget halts
+once what the running tasks will have billed by then (the watcher's interval and the stop
+timeout, ``RunLimits.stop_seconds``) would reach it. What it cannot see: prices other than the
+list's, and what bills by the byte (see ``report.cost``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class RunLimits:
     max_cost_usd: float = 0.0
     #: seconds between the watcher's estimates of the run's cost
     check_seconds: float = 5.0
+    #: seconds a stopped task may bill on while it exits (its container's stop timeout, after
+    #: which SIGKILL comes): the budget keeps room for them
+    stop_seconds: float = 0.0
 
     @property
     def any(self) -> bool:
@@ -99,16 +104,17 @@ class BudgetExceeded:
     at: float  # epoch seconds
     #: the least the tasks given their turn and not launched yet would have cost (``Turn.committed_usd``)
     committed_usd: float = 0.0
-    #: what its running tasks would have billed by the next check, had they run on
+    #: what its running tasks would have billed by the time the next check could have stopped
+    #: them (the check's interval, then their stop timeout), had they run on
     coming_usd: float = 0.0
 
     def spending(self) -> str:
         """What it had spent, what the launches it stopped would have cost at least, and what its
-        running tasks would have billed by the next check."""
+        running tasks would have billed by the time the next check had stopped them."""
         more = (f", and its next launches would have cost at least {self.committed_usd:.4f} USD more (a task bills a "
                 "minute at least)") if self.committed_usd > 0 else ""
-        coming = (f"; its running tasks would have billed about {self.coming_usd:.4f} USD more by the next check"
-                  if self.coming_usd > 0 else "")
+        coming = (f"; its running tasks would have billed about {self.coming_usd:.4f} USD more by the time the next "
+                  "check had stopped them" if self.coming_usd > 0 else "")
         return f"it had spent about {self.spent_usd:.4f} USD{more}{coming}"
 
     def message(self) -> str:
@@ -154,7 +160,7 @@ class Gate:
     halted: BudgetExceeded | None = None
     closed: bool = False
     spent_usd: float = 0.0
-    #: what the running tasks will have billed by the next check (``check_budget``)
+    #: what the running tasks will have billed by the time the next check has stopped them (``check_budget``)
     coming_usd: float = 0.0
     #: the least the tasks given a turn and not launched yet will cost (``Turn.committed_usd``):
     #: a scatter's tasks all take their turns at once, long before any of them bills
@@ -257,11 +263,12 @@ class Gate:
         now = self.clock()
         if self.estimated_at is None or now - self.estimated_at >= max_age:
             spent = self.estimate(now)
-            # what the running tasks bill until the next check could stop them (a cap, not a
-            # signal after the fact; a thousand 1-vCPU tasks bill about 0.07 USD in 5 s): from this
-            # estimate's own figure, not spent_usd, which launches meanwhile add to (a launch seen by
-            # the second estimate only is counted twice for an instant: early, never late)
-            coming = max(0.0, self.estimate(now + self.limits.check_seconds) - spent)
+            # what the running tasks bill until the next check could have stopped them, their
+            # stop timeout included (a cap, not a signal after the fact; a thousand 1-vCPU tasks
+            # bill about 0.07 USD in 5 s): from this estimate's own figure, not spent_usd, which
+            # launches meanwhile add to (a launch seen by the second estimate only is counted
+            # twice for an instant: early, never late)
+            coming = max(0.0, self.estimate(now + self.limits.check_seconds + self.limits.stop_seconds) - spent)
             with self._cond:
                 self.spent_usd, self.coming_usd, self.estimated_at = spent, coming, now
         if self.spent_usd + self.coming_usd + self.pending_usd >= budget:

@@ -205,9 +205,10 @@ def test_the_runs_options_override_the_stacks_limits_for_that_run_only(monkeypat
     monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_CONCURRENT_TASKS", "0")
     monkeypatch.delenv("MINIWDL__AWS_FARGATE__MAX_VCPUS", raising=False)
     driver.set_run_limits({"max_cost_usd": 2.5, "max_vcpus": 8})
-    assert config.run_limits(config.loader()) == limits.RunLimits(max_concurrent_tasks=0, max_vcpus=8, max_cost_usd=2.5)
+    stop = {"stop_seconds": float(config.option(config.loader(), "stop_timeout"))}
+    assert config.run_limits(config.loader()) == limits.RunLimits(max_concurrent_tasks=0, max_vcpus=8, max_cost_usd=2.5, **stop)
     driver.set_run_limits({"max_concurrent_tasks": 3})  # the next run of this process
-    assert config.run_limits(config.loader()) == limits.RunLimits(max_concurrent_tasks=3, max_vcpus=0, max_cost_usd=25)
+    assert config.run_limits(config.loader()) == limits.RunLimits(max_concurrent_tasks=3, max_vcpus=0, max_cost_usd=25, **stop)
 
 
 @pytest.mark.parametrize(("options", "source"), [({"max_cost_usd": 0.5}, "options.max_cost_usd"), ({}, "the stack's MaxRunCostUsd")])
@@ -292,9 +293,20 @@ def test_the_budget_halts_before_the_running_tasks_bill_past_it_by_the_next_chec
     g._watcher = threading.Thread()
     assert g.check_budget() is not None  # (0.90 now, 1.05 by the next check)
     assert g.halted.spent_usd == pytest.approx(0.9) and g.halted.coming_usd == pytest.approx(0.15)
-    assert "its running tasks would have billed about 0.1500 USD more by the next check" in g.halted.message()
+    assert "its running tasks would have billed about 0.1500 USD more by the time the next check had stopped them" in g.halted.message()
     g.close()
     g = gate(lambda now: 0.9 + 0.01 * (now - 1000.0), Clock(), max_cost_usd=1.0, check_seconds=5)
     g._watcher = threading.Thread()
     assert g.check_budget() is None  # (0.95 by the next check: within it)
+    g.close()
+
+
+def test_the_budget_keeps_room_for_what_stopped_tasks_bill_while_they_exit():
+    """A stopped task bills until its container exits, up to its stop timeout (SIGKILL then):
+    halting once the next check's figure reached the budget let a run's running tasks bill on
+    past it while they stopped. The look-ahead counts their stop timeout too."""
+    g = gate(lambda now: 0.9 + 0.01 * (now - 1000.0), Clock(), max_cost_usd=1.0, check_seconds=5, stop_seconds=10)
+    g._watcher = threading.Thread()
+    assert g.check_budget() is not None  # (0.95 by the next check, 1.05 once they have stopped)
+    assert g.halted.coming_usd == pytest.approx(0.15)
     g.close()
