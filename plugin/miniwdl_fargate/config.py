@@ -215,6 +215,8 @@ class FargateSettings:
     provisioning_timeout: float
     pull_retries: int
     pull_retry_delay: float
+    start_retries: int
+    start_retry_delay: float
     prices: Prices
     efs_link_limit: int | None
     link_spares_dir: str
@@ -385,6 +387,8 @@ _PARSERS = {
     "provisioning_timeout": lambda v: _at_least(float(v), 0.0),
     "pull_retries": lambda v: int(_at_least(int(v), 0)),
     "pull_retry_delay": lambda v: _at_least(float(v), 0.0),
+    "start_retries": lambda v: int(_at_least(int(v), 0)),
+    "start_retry_delay": lambda v: _at_least(float(v), 0.0),
     "prices": Prices.parse,
     "efs_link_limit": parse_link_limit,
     "managed_instances_max_cpu": lambda v: int(_at_least(int(v), 0)),

@@ -45,7 +45,8 @@ def test_spot_budget_covers_several_interruptions(sim, tmp_path):
     assert capacities(sim) == ["FARGATE_SPOT", "FARGATE_SPOT", "FARGATE_SPOT"]
 
 
-def test_an_interruption_without_a_budget_fails_the_task(sim, tmp_path):
+def test_an_interruption_without_a_budget_fails_the_task(sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__START_RETRIES", "0")
     sim.faults.script.extend(["fail_to_start"])
     code, out = finish(start_miniwdl(sim, tmp_path, ONE_TASK % 0))
     assert code != 0
@@ -53,11 +54,31 @@ def test_an_interruption_without_a_budget_fails_the_task(sim, tmp_path):
     assert capacities(sim) == ["FARGATE"]
 
 
-def test_a_task_that_failed_to_start_is_retried_within_the_budget(sim, tmp_path):
+def test_a_task_that_failed_to_start_is_retried_within_the_budget(sim, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__START_RETRIES", "0")
     sim.faults.script.extend(["fail_to_start", "ok"])
     code, out = finish(start_miniwdl(sim, tmp_path, ONE_TASK % 1))
     assert code == 0, out
     assert len(sim.run_task_requests) == 2
+
+
+def test_a_task_that_failed_to_start_for_a_passing_reason_starts_again_without_spending_retries(sim, tmp_path, monkeypatch):
+    """Its network interface not provisioned, no IP address free in the subnet while other runs'
+    tasks hold them: its command never ran. A task with neither preemptible nor maxRetries failed
+    at once (a 10,000-task run with it); it starts again after a backoff, start_retries times,
+    and only then counts as interrupted."""
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__START_RETRY_DELAY", "0.05")
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__START_RETRIES", "2")
+    sim.faults.script.extend(["fail_to_start", "fail_to_start", "ok"])
+    code, out = finish(start_miniwdl(sim, tmp_path, ONE_TASK % 0))
+    assert code == 0, out
+    assert len(sim.run_task_requests) == 3
+    assert "ResourceInitializationError: failed to configure ENI (simulated): start retry 2 of 2" in out
+    sim.faults.script.extend(["fail_to_start"] * 3)
+    (tmp_path / "again").mkdir()
+    code, out = finish(start_miniwdl(sim, tmp_path / "again", ONE_TASK % 0))
+    assert code != 0
+    assert "ECS task failed to start: ResourceInitializationError: failed to configure ENI (simulated) (after 3 tries, start_retries = 2)" in out
 
 
 SCATTER_WITH_A_FAILURE = """

@@ -110,8 +110,15 @@ SCRATCH_PATH = "/mnt/scratch"
 MAX_OVERRIDES_CHARS = 8192
 #: task definitions a DeleteTaskDefinitions request takes (API_DeleteTaskDefinitions: "up to 10")
 DELETE_TASK_DEFINITIONS_MAX = 10
-#: the longest wait between two pulls of an image
+#: the longest wait between two pulls of an image (or two starts of a task that failed to start)
 PULL_RETRY_CAP = 300.0
+
+
+def backoff(base: float, tries: int) -> float:
+    """Seconds to wait before the ``tries``-th start again: ``base`` doubling each time, jittered
+    (between half and all of it), at most ``PULL_RETRY_CAP``."""
+    ceiling = min(PULL_RETRY_CAP, base * 2 ** (tries - 1))
+    return random.uniform(ceiling / 2, ceiling)
 #: RegisterTaskDefinition's sustained rate is 1 a second (token bucket per account and Region:
 #: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/request-throttling.html)
 REGISTER_INTERVAL = 1.0
@@ -418,6 +425,7 @@ class FargateTaskContainer(BaseTaskContainer):
         self._interruptions = 0
         self._oom_retries = 0
         self._pull_retries = 0
+        self._start_retries = 0
 
     # -- sizing ---------------------------------------------------------------------------------
 
@@ -1274,8 +1282,8 @@ class FargateTaskContainer(BaseTaskContainer):
 
     def _failed_to_start(self, logger: logging.Logger, end: stops.Ending) -> int:
         """TaskFailedToStart: an image pull error by ``stops.PULL_ERRORS`` (again after a backoff,
-        or fail at once naming the image); any other reason, as before: permanent ones fail,
-        the rest are retried as interruptions."""
+        or fail at once naming the image); any other reason: permanent ones fail, the rest start
+        again after a backoff while ``start_retries`` lasts, then count as interruptions."""
         reason = end.reason
         if end.verdict is stops.Verdict.IMAGE_NOT_PULLABLE:
             assert end.pull is not None
@@ -1290,8 +1298,16 @@ class FargateTaskContainer(BaseTaskContainer):
             if stops.start_error(reason):  # (the image's doing: no try would start it)
                 raise ImageUnusable(f"task {self.run_id}: image {self.pulled_image()} cannot run the task; not retried: {end.detail}")
             raise WDL.Error.RuntimeError(f"task {self.run_id}: ECS could not start the task: {reason}")
+        s = self.settings
+        if self._start_retries < s.start_retries:  # (its command never ran: starting it again is safe)
+            self._start_retries += 1
+            raise StartAgain(
+                f"ECS task failed to start: {reason}: start retry {self._start_retries} of {s.start_retries}",
+                backoff(s.start_retry_delay, self._start_retries),
+            )
         self._interruptions += 1
-        raise Interrupted(f"ECS task failed to start: {reason}")
+        tries = f" (after {self._start_retries + 1} tries, start_retries = {s.start_retries})" if s.start_retries else ""
+        raise Interrupted(f"ECS task failed to start: {reason}{tries}")
 
     def _pull_again(self, logger: logging.Logger, pull: stops.PullError, reason: str) -> NoReturn:
         """A pull that failed for a passing reason: start again after an exponential, jittered
@@ -1303,12 +1319,10 @@ class FargateTaskContainer(BaseTaskContainer):
                 f"after {self._pull_retries + 1} tries (pull_retries = {s.pull_retries}). ECS: {reason}"
             )
         self._pull_retries += 1
-        ceiling = min(PULL_RETRY_CAP, s.pull_retry_delay * 2 ** (self._pull_retries - 1))
-        delay = random.uniform(ceiling / 2, ceiling)
         raise StartAgain(
             f"image {self.pulled_image()} could not be pulled ({pull.what}): pull retry "
             f"{self._pull_retries} of {s.pull_retries}. ECS: {reason}",
-            delay,
+            backoff(s.pull_retry_delay, self._pull_retries),
         )
 
     def oom_retry_budget(self) -> int:
