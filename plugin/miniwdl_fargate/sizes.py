@@ -15,6 +15,7 @@ submit (pipeline/validate.py, for literal requests) and by the backend (for ever
 
 from __future__ import annotations
 
+import json
 import math
 import posixpath
 import re
@@ -229,6 +230,31 @@ def disk_mount_points(value: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
+#: the runtime keys that ask for a number of GPUs, which miniwdl passes through: Cromwell's
+#: ``gpuCount`` and AWS HealthOmics's ``acceleratorCount`` (with ``acceleratorType``, which alone
+#: asks for one: https://docs.aws.amazon.com/omics/latest/dev/task-accelerators.html)
+GPU_COUNT_KEYS = ("gpuCount", "acceleratorCount")
+GPU_KEYS = ("gpu", *GPU_COUNT_KEYS, "acceleratorType")
+
+
+def gpus_asked(task: str, runtime: dict[str, Any]) -> tuple[int, str]:
+    """How many GPUs a task's runtime asks for by count (its values as JSON, ``GPU_KEYS``; None,
+    an optional left unset, says nothing), and the key that says so ("" for none); SizeError for
+    a count that is not a whole number (a number, or a string of digits as `"~{n}"` makes)."""
+    for key in GPU_COUNT_KEYS:
+        value = runtime.get(key)
+        if value is None:
+            continue
+        text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+        if not text.isdigit():
+            raise SizeError(f"task {task}: runtime.{key} = {json.dumps(value)}: expected a whole number of GPUs, e.g. {key}: 2")
+        return int(text), f"runtime.{key}"
+    kind = runtime.get("acceleratorType")
+    if isinstance(kind, str) and kind.strip():
+        return 1, f"runtime.acceleratorType = {json.dumps(kind)}"
+    return 0, ""
+
+
 def for_task(
     task: str,
     *,
@@ -237,6 +263,7 @@ def for_task(
     disks: Any = None,
     gpu: bool = False,
     gpus: int = 0,
+    gpus_said: str = "runtime.gpuCount",
     default_cpu_units: int,
     default_memory_mib: int,
     capacities: Capacities = Capacities(),
@@ -245,8 +272,8 @@ def for_task(
 
     ``cpu`` in vCPUs (fractions allowed: 0.25 and 0.5 are Fargate sizes), ``memory_bytes`` as
     miniwdl parsed it, ``disks`` the raw ``runtime.disks`` value, ``gpu`` WDL's ``gpu: true`` and
-    ``gpus`` a GPU count (e.g. the ``gpuCount`` hint; ``gpu: true`` alone means one); None means
-    the task did not say.
+    ``gpus`` a GPU count (``gpus_asked``: the ``gpuCount`` hint, said by ``gpus_said``; ``gpu:
+    true`` alone means one); None means the task did not say.
     """
     gpus = max(gpus, 1 if gpu else 0)
     cpu_units = default_cpu_units if cpu is None else max(1, math.ceil(cpu * 1024))
@@ -258,7 +285,7 @@ def for_task(
             disk_gib = disks_gib(disks)
         except SizeError as exn:
             problems.append(f"runtime.disks: {exn}")
-    beyond = _beyond_fargate(cpu, cpu_units, mem, gpus)
+    beyond = _beyond_fargate(cpu, cpu_units, mem, gpus, "" if gpu and gpus == 1 else gpus_said)
     if not beyond:
         if problems:
             raise SizeError(f"task {task} cannot run on Fargate: " + "; ".join(problems))
@@ -286,11 +313,11 @@ def _mounted_where_asked(task: str, size: TaskSize, disks: Any) -> TaskSize:
         raise SizeError(f"task {task}: {exn}") from None
 
 
-def _beyond_fargate(cpu: float | None, cpu_units: int, mem: int, gpus: int) -> list[str]:
-    """What of a request Fargate cannot give."""
+def _beyond_fargate(cpu: float | None, cpu_units: int, mem: int, gpus: int, gpus_said: str = "") -> list[str]:
+    """What of a request Fargate cannot give (``gpus_said``: what asked for the GPUs by count)."""
     beyond = []
     if gpus:
-        asked = "runtime.gpu = true" if gpus == 1 else f"{gpus} GPUs (runtime.gpuCount)"
+        asked = f"{gpus} GPU{'s' if gpus > 1 else ''} ({gpus_said})" if gpus_said else "runtime.gpu = true"
         beyond.append(f"{asked}; Fargate has no GPUs")
     if cpu_units > MAX_CPU_UNITS:
         beyond.append(f"runtime.cpu = {cpu:g}; Fargate allows at most {MAX_CPU_UNITS // 1024} vCPU")

@@ -137,6 +137,22 @@ def test_a_gpu_task_runs_on_the_gpu_provider_with_its_gpus(configure):
     )
 
 
+@pytest.mark.parametrize("values, gpus", [
+    (dict(acceleratorType="nvidia-l4", acceleratorCount=2), 2),  # (AWS HealthOmics's keys)
+    (dict(acceleratorType="nvidia-l4"), 1),
+    (dict(gpuCount="2"), 2),  # (as `gpuCount: "~{n}"` makes it)
+    (dict(gpuCount=None, gpu=False), 0),  # (an optional count left unset)
+    (dict(acceleratorType="nvidia-l4", acceleratorCount=0), 0),
+])
+def test_a_task_asking_for_gpus_as_other_engines_write_it_gets_them(configure, values, gpus):
+    """`acceleratorType: "nvidia-l4" acceleratorCount: 1` (HealthOmics) ran on Fargate without a
+    GPU, its CUDA tool failing or crawling after its image's pull; a count given as a string
+    failed the task."""
+    container = configure()("call-gpu", cpu=8, memory="32 GiB", **values)
+    facts = container.attempt_facts()
+    assert (facts["capacity"], facts["gpus"]) == (("MANAGED_INSTANCES", gpus) if gpus else ("FARGATE", 0))
+
+
 def test_a_big_cpu_only_task_runs_on_the_cpu_provider_even_with_gpu_providers(configure):
     """The GPU providers' instances all have GPUs: a task without GPUs never goes there."""
     new = configure()

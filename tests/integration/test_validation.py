@@ -485,6 +485,11 @@ BEYOND_FARGATE = {
     "cpu-32": ('cpu: 32 memory: "1 GiB"', "runtime.cpu = 32; Fargate allows at most 16 vCPU; " + sizes.ENABLE_MANAGED_INSTANCES),
     "gpu": ('cpu: 1 memory: "1 GiB" gpu: true', "runtime.gpu = true; Fargate has no GPUs; " + sizes.ENABLE_MANAGED_INSTANCES),
     "gpu-count": ('cpu: 1 memory: "1 GiB" gpuCount: 2', "2 GPUs (runtime.gpuCount); Fargate has no GPUs; " + sizes.ENABLE_MANAGED_INSTANCES),
+    "gpu-count-string": ('cpu: 1 memory: "1 GiB" gpuCount: "2"', "2 GPUs (runtime.gpuCount); Fargate has no GPUs; " + sizes.ENABLE_MANAGED_INSTANCES),
+    "accelerator": ('cpu: 1 memory: "1 GiB" acceleratorType: "nvidia-l4" acceleratorCount: 1',
+                    "1 GPU (runtime.acceleratorCount); Fargate has no GPUs; " + sizes.ENABLE_MANAGED_INSTANCES),
+    "accelerator-type": ('cpu: 1 memory: "1 GiB" acceleratorType: "nvidia-l4"',
+                         '1 GPU (runtime.acceleratorType = "nvidia-l4"); Fargate has no GPUs; ' + sizes.ENABLE_MANAGED_INSTANCES),
     "disks-500": (
         'cpu: 1 memory: "1 GiB" disks: "500 GiB"',
         "runtime.disks = 500 GiB; Fargate ephemeral storage is at most 200 GiB; " + sizes.ENABLE_EBS_SCRATCH

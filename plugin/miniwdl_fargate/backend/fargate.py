@@ -445,13 +445,15 @@ class FargateTaskContainer(BaseTaskContainer):
         self._memory_declared = memory is not None
         gpu = runtime_eval.get("gpu")
         try:
+            gpus, gpus_said = sizes.gpus_asked(self.run_id, {k: runtime_eval[k].json for k in sizes.GPU_KEYS if k in runtime_eval})
             self._size = sizes.for_task(
                 self.run_id,
                 cpu=cpu,
                 memory_bytes=memory,
                 disks=disks,
                 gpu=isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
-                gpus=self._gpu_count(runtime_eval),
+                gpus=gpus,
+                gpus_said=gpus_said,
                 default_cpu_units=self.settings.default_cpu_shares,
                 default_memory_mib=self.settings.default_memory_mb,
                 capacities=self.capacities,
@@ -459,20 +461,6 @@ class FargateTaskContainer(BaseTaskContainer):
         except sizes.SizeError as exn:
             raise WDL.Error.RuntimeError(str(exn)) from None
         super().process_runtime(logger, runtime_eval)
-
-    def _gpu_count(self, runtime_eval: Dict[str, WDL.Value.Base]) -> int:
-        """``runtime.gpuCount`` (Cromwell's key, which miniwdl passes through): a whole number of
-        GPUs, 0 when absent."""
-        value = runtime_eval.get("gpuCount")
-        if value is None:
-            return 0
-        try:
-            count = int(str(value.coerce(WDL.Type.String()).value).strip())
-        except (ValueError, WDL.Error.RuntimeError, TypeError):
-            count = -1
-        if count < 0:
-            raise WDL.Error.RuntimeError(f"task {self.run_id}: runtime.gpuCount = {value}: expected a whole number of GPUs")
-        return count
 
     def fargate_size(self) -> sizes.TaskSize:
         if self._size is None:  # process_runtime not called: the task's runtime said nothing

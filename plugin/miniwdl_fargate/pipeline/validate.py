@@ -421,9 +421,9 @@ def _literal(expr: Any, version: str) -> Any:
         return None
 
 
-#: the runtime keys whose literal values decide a task's size and capacity; ``gpuCount`` is
-#: Cromwell's GPU count, which miniwdl passes through as an unknown runtime key
-SIZE_KEYS = ("cpu", "memory", "disks", "gpu", "gpuCount")
+#: the runtime keys whose literal values decide a task's size and capacity (``sizes.GPU_KEYS``:
+#: Cromwell's and HealthOmics's GPU keys, which miniwdl passes through as unknown runtime keys)
+SIZE_KEYS = ("cpu", "memory", "disks", *sizes.GPU_KEYS)
 
 
 #: tasks, each with the document it is in (``tasks_always_called``)
@@ -560,24 +560,21 @@ def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
                 f"task {task.name}: runtime.memory = {json.dumps(values['memory'].json)}: not a memory size "
                 '(e.g. "4 GiB", "512 MiB" or a number of bytes)'
             ) from None
-    cpu, gpu, gpus, disks = (values.get(k) for k in ("cpu", "gpu", "gpuCount", "disks"))
+    cpu, gpu, disks = (values.get(k) for k in ("cpu", "gpu", "disks"))
+    counts = {k: v.json for k, v in values.items() if k in sizes.GPU_KEYS and v is not None}
+    if any(k in task.runtime and values[k] is None for k in sizes.GPU_COUNT_KEYS):
+        counts.pop("acceleratorType", None)  # (a count known at run time only: its type alone says nothing)
+    gpus, gpus_said = sizes.gpus_asked(task.name, counts)
     return {
         "cpu": float(cpu.value) if isinstance(cpu, (WDL.Value.Int, WDL.Value.Float)) else None,
         "memory_bytes": memory,
         "disks": disks.json if disks is not None else None,
         "gpu": isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
-        "gpus": _gpu_count(task.name, gpus),
+        "gpus": gpus,
+        "gpus_said": gpus_said,
         "default_cpu_units": 256,
         "default_memory_mib": 512,
     }
-
-
-def _gpu_count(task: str, value: Any) -> int:
-    if value is None or isinstance(value, WDL.Value.Null):
-        return 0
-    if not isinstance(value, WDL.Value.Int) or value.value < 0:
-        raise sizes.SizeError(f"task {task}: runtime.gpuCount = {json.dumps(value.json)}: expected a whole number of GPUs, e.g. gpuCount: 2")
-    return int(value.value)
 
 
 def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
