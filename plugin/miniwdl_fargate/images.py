@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 DOCKER_HUB = "docker.io"
 #: other names of Docker Hub's registry
@@ -53,6 +54,26 @@ def wdl_image(value: str) -> str:
     ECS would take the whole for a repository name and fail its pull)."""
     image = str(value).strip()
     return image[len(DOCKER_URI):] if image.startswith(DOCKER_URI) else image
+
+
+#: a WDL ``container`` that lets the engine choose (WDL 1.2: "any POSIX-compliant operating
+#: environment"): the configured default image, as "" is
+ANY_IMAGE = "*"
+
+
+def chosen_image(value: Any) -> str:
+    """The image to run of a task's ``container``/``docker`` value (as JSON: a string, or an array
+    of alternatives): the first that ECS can pull (``wdl_image``: a Docker reference or
+    ``docker://`` URI), skipping ``*`` and URIs of other protocols, which WDL says an engine
+    ignores (https://github.com/openwdl/wdl/blob/wdl-1.1/SPEC.md#container: the order implies no
+    preference); "" for the configured default image (none given, or only ``*``). An array of
+    other protocols only gives its first, which the image checks then refuse by name."""
+    given = [str(v) for v in (value if isinstance(value, list) else [value]) if v is not None]
+    images = [wdl_image(v) for v in given]
+    runnable = [i for i in images if i and i != ANY_IMAGE and "://" not in i]
+    if runnable:
+        return runnable[0]
+    return next((i for i in images if "://" in i), "")
 
 
 def ecs_image_problem(image: str) -> str | None:

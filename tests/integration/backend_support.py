@@ -24,6 +24,10 @@ def runtime(**values):
             out[key] = WDL.Value.Int(value)
         elif isinstance(value, float):
             out[key] = WDL.Value.Float(value)
+        elif value is None:
+            out[key] = WDL.Value.Null()
+        elif isinstance(value, list):
+            out[key] = WDL.Value.Array(WDL.Type.String(), [WDL.Value.String(v) for v in value])
         else:
             out[key] = WDL.Value.String(value)
     return out

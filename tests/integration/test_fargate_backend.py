@@ -117,6 +117,21 @@ def test_a_docker_uri_runs_its_image_and_an_inline_dockerfile_is_refused_saying_
         inline.run_task_request(LOG, inline.task_script())
 
 
+@pytest.mark.parametrize("container, image", [
+    ("*", "ubuntu:22.04"),  # (WDL 1.2: any environment, the default image; it failed the task as "'*'")
+    (["https://gcr.io/standard-images/ubuntu:latest", "quay.io/biocontainers/samtools:1.17--h00cdaf9_0"],
+     "quay.io/biocontainers/samtools:1.17--h00cdaf9_0"),  # (another protocol is skipped, as WDL says)
+    (["*", "docker://ubuntu:24.04"], "ubuntu:24.04"),
+    (["ubuntu:24.04", "debian:12"], "ubuntu:24.04"),
+])
+def test_the_image_of_a_container_is_the_first_ecs_can_pull(backend, container, image):
+    new, _, _ = backend
+    chosen = new("call-chosen", container=container)
+    request = chosen.run_task_request(LOG, chosen.task_script())
+    registered = aws.client("ecs").describe_task_definition(taskDefinition=request["taskDefinition"])["taskDefinition"]
+    assert registered["containerDefinitions"][0]["image"] == image
+
+
 def test_disks_become_ephemeral_storage(backend):
     new, _, _ = backend
     container = new(cpu=1, memory="2 GiB", disks="local-disk 150 SSD")

@@ -154,6 +154,10 @@ BAD_SUBMISSIONS = {
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { docker: "UBUNTU::::bad image@@" }\n}\n',
         None, [(WDL + ":3:1", "task t: runtime.docker: not an image reference: 'UBUNTU::::bad image@@'")],
     ),
+    "runtime-container-array-not-an-image": (  # ("*" and other protocols skipped)
+        {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { container: ["*", "https://x/y", "Bad Image"] }\n}\n',
+        None, [(WDL + ":3:1", "task t: runtime.container: not an image reference: 'Bad Image'")],
+    ),
     "runtime-an-image-docker-takes-and-ecs-does-not": (  # (ECS: sha256 digests only)
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { docker: "ubuntu@sha512:' + "ab" * 64 + '" }\n}\n',
         None, [(WDL + ":3:1", "task t: runtime.docker: 'ubuntu@sha512:" + "ab" * 64 + "': its digest 'sha512:" + "ab" * 64
@@ -384,7 +388,8 @@ def test_an_archived_input_is_refused_until_it_is_restored(pipeline):
 @pytest.mark.parametrize("runtime", [
     'docker: ""',  # (the configured default image)
     'container: "*"',
-    'container: ["ubuntu:22.04", "Not An Image"]',  # (miniwdl takes the first)
+    'container: ["ubuntu:22.04", "Not An Image"]',  # (the first ECS can pull)
+    'container: ["https://gcr.io/x/ubuntu:latest", "ubuntu:22.04"]',  # (another protocol: skipped, as WDL says)
     'container: "ubuntu:22.04"\n    docker: "Old:Bad"',  # (miniwdl takes container)
     'docker: "quay.io/biocontainers/samtools:1.17--h00cdaf9_0"',
     'docker: "123456789012.dkr.ecr.us-east-1.amazonaws.com/tools@sha256:' + "a" * 64 + '"',

@@ -461,6 +461,9 @@ class FargateTaskContainer(BaseTaskContainer):
         except sizes.SizeError as exn:
             raise WDL.Error.RuntimeError(str(exn)) from None
         super().process_runtime(logger, runtime_eval)
+        image_key = next((k for k in ("container", "docker") if k in runtime_eval), None)
+        if image_key is not None and "inlineDockerfile" not in runtime_eval:  # (miniwdl took an array's first)
+            self.runtime_values["docker"] = images.chosen_image(runtime_eval[image_key].json)
 
     def fargate_size(self) -> sizes.TaskSize:
         if self._size is None:  # process_runtime not called: the task's runtime said nothing
@@ -487,7 +490,8 @@ class FargateTaskContainer(BaseTaskContainer):
         }
 
     def image(self) -> str:
-        """The task's image as the WDL asked for it (``runtime.docker``, else miniwdl's default)."""
+        """The task's image as the WDL asked for it (``runtime.container``/``docker``:
+        ``images.chosen_image``), else miniwdl's default."""
         image = self.runtime_values.get("docker") or self.cfg.get_dict("task_runtime", "defaults").get(
             "docker", "ubuntu:22.04"
         )

@@ -458,8 +458,8 @@ def check_task_images(called: CalledTasks, problems: Problems) -> None:
     from .. import images
 
     for task, document in called:
-        # the image miniwdl takes (TaskContainer.process_runtime): ``container`` before ``docker``,
-        # an array's first; "" or "*" is the configured default image
+        # the image the backend takes: ``container`` before ``docker`` (as miniwdl), an array's
+        # first ECS can pull (``images.chosen_image``); "" or "*" is the configured default image
         if "inlineDockerfile" in task.runtime:  # (miniwdl's Docker backend builds it; ECS runs images only)
             problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.inlineDockerfile is not supported "
                          "(ECS runs images from a registry, it builds none): build the image, push it and name it in runtime.docker")
@@ -468,11 +468,8 @@ def check_task_images(called: CalledTasks, problems: Problems) -> None:
         if key is None:
             continue
         value = _literal(task.runtime[key], document.effective_wdl_version)
-        if isinstance(value, WDL.Value.Array):
-            value = value.value[0] if value.value else None
-        if not isinstance(value, WDL.Value.String) or value.value.strip() in ("", "*"):
+        if not isinstance(value, (WDL.Value.String, WDL.Value.Array)) or not (image := images.chosen_image(value.json)):
             continue
-        image = images.wdl_image(value.value)
         try:
             images.parse_reference(image)
         except images.ImageReferenceError as exn:
@@ -480,7 +477,7 @@ def check_task_images(called: CalledTasks, problems: Problems) -> None:
             continue
         problem = images.ecs_image_problem(image)
         if problem:
-            problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {value.value!r}: {problem}")
+            problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {image!r}: {problem}")
 
 
 def check_task_retries(called: CalledTasks, problems: Problems) -> None:
