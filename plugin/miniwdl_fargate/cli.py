@@ -249,8 +249,7 @@ def run_command(args: argparse.Namespace) -> int:
                     print(f"warning: the pipeline has not taken run {run_id} yet (see `{_command(args, 'status', run_id)}`)", file=sys.stderr)
                 client.emit({"run_id": run_id, "name": name})
                 return 0
-            doc = client.follow(deployment, run_id, name=name, inputs_version=version)
-            return _finish(client, doc)
+            return _finish(client, _followed(args, deployment, run_id, name=name, inputs_version=version))
         if args.command == "status":
             doc = client.describe(deployment, args.run_id)
             print(json.dumps(doc, indent=2, default=str) if args.json else client.status_text(doc))
@@ -302,7 +301,7 @@ def run_command(args: argparse.Namespace) -> int:
             if not args.follow:
                 client.emit({"run_id": record.run_id, "name": record.name, "resumed_from": args.run_id})
                 return 0
-            return _finish(client, client.follow(deployment, record.run_id))
+            return _finish(client, _followed(args, deployment, record.run_id))
         if args.command == "api-proxy":
             return serve_api_proxy(deployment, args.port)
         if args.command == "gc":
@@ -315,6 +314,19 @@ def run_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+def _followed(args: argparse.Namespace, deployment: Any, run_id: str, **known: Any) -> dict[str, Any]:
+    """``client.follow`` of a run this command started; interrupted (Ctrl-C), it says that the run
+    goes on (and bills, on AWS) and how to stop it: only the following stopped."""
+    from . import client
+
+    try:
+        return client.follow(deployment, run_id, **known)
+    except KeyboardInterrupt:
+        print(f"\nstopped following run {run_id}; the run goes on (`{_command(args, 'status', run_id)}`; to stop it: "
+              f"`{_command(args, 'cancel', run_id)}`)", file=sys.stderr)
+        raise
 
 
 def serve_api_proxy(deployment: Any, port: int) -> int:

@@ -649,6 +649,13 @@ def download_outputs(outputs: dict[str, Any], dest: str, results: str, overwrite
     check_download_dir(dest)
     bucket, prefix = s3io.split(results)
     targets = output_targets(outputs, dest, bucket, prefix)
+    root = os.path.abspath(dest)
+    blocked = sorted({str(folder) for _, t in targets for folder in Path(t.rstrip(os.sep)).parents
+                      if str(folder).startswith(root + os.sep) and os.path.lexists(folder) and not folder.is_dir()})
+    if blocked:  # (a file where an output's folder goes: said before anything is downloaded, --overwrite or not)
+        more = f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else ""
+        raise ClientError(f"--download {dest}: {blocked[0]} is a file where a folder of the outputs goes{more}; "
+                          "move it away, or download into another folder")
     if not overwrite:
         there = [t.rstrip(os.sep) for _, t in targets if os.path.lexists(t.rstrip(os.sep))]
         if there:

@@ -37,6 +37,20 @@ def test_download_refuses_to_overwrite_a_file_before_downloading_anything(bucket
     assert (tmp_path / "out" / "report" / "report.txt").read_text() == "new\n"
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_download_refuses_a_file_where_a_folder_of_the_outputs_goes_before_downloading_anything(bucket, tmp_path, overwrite):
+    """An earlier run's File output `out/parts` where this run's Array[File] makes a folder: the
+    report was downloaded, then the download failed ("Not a directory") half done."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "parts").write_text("an earlier run's\n")
+    with pytest.raises(client.ClientError) as refused:
+        client.download_outputs(OUTPUTS, str(tmp_path), RESULTS, overwrite=overwrite)
+    assert str(refused.value) == (f"--download {tmp_path}: {tmp_path}/out/parts is a file where a folder of the outputs goes; "
+                                  "move it away, or download into another folder")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["parts"]  # nothing was downloaded
+    assert (tmp_path / "out" / "parts").read_text() == "an earlier run's\n"
+
+
 def test_download_takes_a_directory_output_named_without_its_ending_slash(bucket, tmp_path):
     """outputs.json names a Directory output by its prefix, without an ending "/" (miniwdl's
     Directory values have none): `outputs --download` took it for a missing file and stopped."""

@@ -6,6 +6,7 @@ what it reaches is broken.
 """
 
 import json
+from types import SimpleNamespace
 import os
 import subprocess
 import sys
@@ -42,6 +43,8 @@ def files(tmp_path_factory):
         if cfg:
             (top / name / "miniwdl.cfg").write_text(cfg)
     (top / "a-file").write_text("not a folder")
+    (top / "my-notes").mkdir()  # (a folder of the user's own: local mode would write over its "changes")
+    (top / "my-notes" / "changes").write_text("mine")
     (top / "not-a-zip.zip").write_text(WDL)
     with zipfile.ZipFile(top / "climbs.zip", "w") as bundle:
         bundle.writestr("w.wdl", WDL)
@@ -274,6 +277,17 @@ CASES = {
         ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--state-dir", "{d}/a-file"],
         "error: --state-dir {d}/a-file: exists and is not a folder",
     ),
+    "local run --state-dir a folder of the user's files": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--state-dir", "{d}/my-notes"],
+        "error: --state-dir {d}/my-notes: holds files that are not local mode's state (changes): local mode would write",
+    ),
+    "local up --state-dir a folder of the user's files": (
+        ["local", "up", "--state-dir", "{d}/my-notes"], "error: --state-dir {d}/my-notes: holds files that are not local mode's state",
+    ),
+    "local run --state-dir inside the workflow's folder": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--state-dir", "{d}/good/state"],
+        "error: --state-dir {d}/good/state: is inside the workflow's folder {d}/good, whose files are uploaded with the workflow",
+    ),
     "local run --name with a slash": (
         ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--name", "../x"], "argument --name: run name '../x'",
     ),
@@ -354,6 +368,7 @@ def test_a_bad_command_line_is_one_line_and_exit_2(case, files):
     assert expected.format(d=files) in lines[0]
     assert proc.stdout == ""
     assert not (files / "state").exists()  # refused before local mode started anything
+    assert [p.name for p in (files / "my-notes").iterdir()] == ["changes"] and (files / "my-notes" / "changes").read_text() == "mine"
 
 
 # the commands as docs/usage.md writes them: a bare --local first, then the command's own words
@@ -450,6 +465,23 @@ def test_interrupting_a_command_exits_130_without_a_traceback(monkeypatch, capsy
     assert capsys.readouterr().err == ""
 
 
+def test_interrupting_the_following_of_a_run_says_the_run_goes_on_and_how_to_stop_it(monkeypatch, capsys):
+    """Ctrl-C on `resume --follow` (as on `submit --follow`) stopped the following only, silently:
+    the run went on (billing, on AWS) with nothing said."""
+    from miniwdl_fargate import client
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client, "connect", lambda *args, **kwargs: object())
+    monkeypatch.setattr(client, "resume", lambda *args, **kwargs: SimpleNamespace(run_id="hello-0e0e0e0e", name="hello"))
+    monkeypatch.setattr(client, "follow", interrupted)
+    assert cli.main(["resume", "hello-1a2b3c4d", "--follow", "--stack", "prod"]) == 130
+    said = capsys.readouterr().err
+    assert said.endswith("stopped following run hello-0e0e0e0e; the run goes on (`miniwdl-fargate status hello-0e0e0e0e --stack prod`; to stop it: "
+                         "`miniwdl-fargate cancel hello-0e0e0e0e --stack prod`)\n")
+
+
 def test_local_parameters_reach_the_stack_as_given(monkeypatch, capsys):
     """`local up|run --parameter K=V` (repeatable; a value may be empty or hold "=") deploys the
     template with them (stack.LocalStack(parameters=...))."""
@@ -531,3 +563,25 @@ def test_a_request_refused_for_the_machines_clock_says_so_not_that_credentials_e
     assert said.startswith(f"AWS DescribeStacks: {code}: ")
     assert said.endswith("this machine's clock is more than 15 minutes off AWS's: set it right (NTP), then again")
     assert "credentials" not in said
+
+
+def test_a_second_local_up_does_not_take_over_a_running_stacks_connection_file(files, tmp_path):
+    """The second stack wrote over the first's connection file: once stopped, the first, still
+    up with its runs, could no longer be reached with --local. It is refused before it starts."""
+    import socket
+
+    from miniwdl_fargate.local import cli as local_cli
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+        connection = tmp_path / "local.json"
+        first = {"endpoint": endpoint, "region": "us-east-1", "stack_name": "s", "outputs": {}, "state_dir": "/x", "pid": os.getpid()}
+        connection.write_text(json.dumps(first))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIWDL_FARGATE", "AWS_ENDPOINT"))}
+        proc = run_forked(cli.main, ["local", "up", "--file", str(connection), "--state-dir", str(tmp_path / "state")], env=env, cwd=files)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"error: a local stack is already up (pid {os.getpid()}, {endpoint}, state in /x), reached "
+                                      f"with --local={connection}: stop it first")
+        assert json.loads(connection.read_text()) == first and not (tmp_path / "state").exists()
+    # once it no longer serves, its file is stale: a new stack may take it
+    assert local_cli.stack_already_up(connection) is None

@@ -130,6 +130,21 @@ def seed(dirs: list[str]) -> int:
     return count
 
 
+def stack_already_up(path: Path) -> str | None:
+    """What says that the stack whose connection file is ``path`` still serves (its process alive
+    and listening): another ``local up`` would write over that file, and the first stack, still
+    running with its runs, could no longer be reached with ``--local``. None when it does not."""
+    try:
+        info = client.read_connection(path)
+        os.kill(int(info["pid"]), 0)
+        client.check_listening(info["endpoint"])
+    except (OSError, ValueError, KeyError, TypeError, client.ClientError):  # (none there, or it outlived its stack)
+        return None
+    local = "--local" if path == client.LOCAL_FILE else f"--local={path}"
+    return (f"a local stack is already up (pid {info['pid']}, {info['endpoint']}, state in {info.get('state_dir')}), reached "
+            f"with {local}: stop it first (Ctrl-C where it runs), or give this one a --file of its own (and use --local=FILE)")
+
+
 def up(args: argparse.Namespace, say) -> int:
     """Serve the local stack until SIGINT, SIGTERM or SIGHUP (``stop_signals_noted``; a second
     Ctrl-C quits without waiting for what it started to stop); write where it is to ``--file``."""
@@ -238,8 +253,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {problems[0]}" + (f" (and {len(problems) - 1} more)" if problems[1:] else ""), file=sys.stderr)
             return 2
     if args.local_command == "up":
-        if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):
-            print(f"error: --state-dir {args.state_dir}: exists and is not a folder", file=sys.stderr)
+        from .stack import state_dir_problem
+
+        if problem := state_dir_problem(args.state_dir):
+            print(f"error: --state-dir {args.state_dir}: {problem}", file=sys.stderr)
+            return 2
+        if problem := stack_already_up(Path(args.file) if args.file else client.LOCAL_FILE):
+            print(f"error: {problem}", file=sys.stderr)
             return 2
         return up(args, say)
     if args.local_command != "run":
@@ -256,8 +276,13 @@ def run(args: argparse.Namespace) -> int:
             found = "is a folder, not a file" if os.path.isdir(path) else "not found"
             print(f"error: {what} {path} {found}", file=sys.stderr)
             return 2
-    if args.state_dir and os.path.exists(args.state_dir) and not os.path.isdir(args.state_dir):
-        print(f"error: --state-dir {args.state_dir}: exists and is not a folder", file=sys.stderr)
+    from .stack import state_dir_problem
+
+    import zipfile
+
+    workflow_dir = None if zipfile.is_zipfile(args.wdl) else os.path.dirname(os.path.abspath(args.wdl))  # (a bundle goes alone)
+    if problem := state_dir_problem(args.state_dir, workflow_dir):
+        print(f"error: --state-dir {args.state_dir}: {problem}", file=sys.stderr)
         return 2
     if args.faults is not None:
         from .faults import ENV, Faults

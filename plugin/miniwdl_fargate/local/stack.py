@@ -313,6 +313,33 @@ def deploy(
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
+#: the file that marks a folder as local mode's state (``--state-dir``): a folder holding files
+#: without it is someone else's, which local mode would write over
+STATE_MARK = ".miniwdl-fargate-local-state"
+
+
+def state_dir_problem(path: str | None, workflow_dir: str | None = None) -> str | None:
+    """Why ``path`` cannot be a stack's ``--state-dir`` (None when it can): not a folder, or a
+    folder holding files that are not local mode's (its EFS, S3 copies, logs and change counters
+    would be written among them, over those of the same names), or inside ``workflow_dir``,
+    whose files are uploaded with the workflow."""
+    if not path:
+        return None
+    if workflow_dir:
+        here, inside = os.path.realpath(path), os.path.realpath(workflow_dir)
+        if here == inside or here.startswith(inside + os.sep):
+            return f"is inside the workflow's folder {workflow_dir}, whose files are uploaded with the workflow: give a folder elsewhere"
+    if not os.path.exists(path):
+        return None
+    if not os.path.isdir(path):
+        return "exists and is not a folder"
+    held = [] if os.path.exists(os.path.join(path, STATE_MARK)) else sorted(os.listdir(path))
+    if held:
+        return (f"holds files that are not local mode's state ({', '.join(held[:3])}{', ...' if held[3:] else ''}): local mode "
+                "would write its EFS, S3 copies and logs among them; give a new or empty folder, or one an earlier local stack used")
+    return None
+
+
 class LocalStack:
     """Start moto, install the local runtime, deploy the stack. Use as a context manager."""
 
@@ -383,7 +410,10 @@ class LocalStack:
 
         if not self.template.is_file():
             raise FileNotFoundError(f"no template.yaml at {self.template} (use --template)")
+        if problem := state_dir_problem(self.state_dir):
+            raise ValueError(f"state folder {self.state_dir}: {problem}")
         os.makedirs(self.state_dir, exist_ok=True)
+        Path(self.state_dir, STATE_MARK).touch()
         moto_server.quiet_loggers()
         # known and harmless: SAM's feature-toggle notice
         logging.getLogger("samtranslator").setLevel(logging.ERROR)
