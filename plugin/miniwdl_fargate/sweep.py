@@ -102,8 +102,21 @@ def stop_tasks(cluster: str, arns: Iterable[str], reason: str, errors: list[str]
     return [arn for arn, failure in zip(arns, failures, strict=True) if failure is None]
 
 
+def run_listed(cluster: str, run_id: str) -> list[str]:
+    """The ARNs ListTasks gives under the run's ``startedBy`` (those meant to be running)."""
+    pages = aws.client("ecs").get_paginator("list_tasks").paginate(cluster=cluster, startedBy=runs.started_by(run_id))
+    return [arn for page in pages for arn in page.get("taskArns", [])]
+
+
 def run_tasks(cluster: str, run_id: str) -> list[dict[str, Any]]:
-    return [t for t in running_tasks(cluster) if tags_of(t).get(RUN_TAG) == run_id]
+    """Descriptions (with tags) of the run's tasks that are meant to be running (``run_listed``,
+    whose tags name the run)."""
+    ecs, arns = aws.client("ecs"), run_listed(cluster, run_id)
+    found: list[dict[str, Any]] = []
+    for i in range(0, len(arns), DESCRIBE_BATCH):
+        answer = ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + DESCRIBE_BATCH], include=["TAGS"])
+        found += [t for t in answer.get("tasks", []) if tags_of(t).get(RUN_TAG) == run_id]
+    return found
 
 
 #: a driver's sweep describes again, after each of these waits (seconds), a task of its run that
@@ -136,16 +149,14 @@ def run_task_arns(cluster: str, run_id: str, driver: str | None = None) -> list[
             missing += [f["arn"] for f in answer.get("failures", []) if f.get("reason") == "MISSING" and f.get("arn")]
         return found, missing
 
-    seen = list(running_tasks(cluster))
-    known = {t["taskArn"] for t in seen}
-    found = [t["taskArn"] for t in seen if ours(t)]
+    # the run's own tasks only (every one is started by its run: the backend's RunTask, the launch
+    # step's): not the cluster's, whose other runs' thousands of tasks each sweep would describe,
+    # against the account's ECS request rate that every driver's polls share
+    # (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html).
     # startedBy alone: ECS refuses it with any other filter ("When you specify startedBy as the
     # filter, it must be the only filter that you use", API_ListTasks; InvalidParameterException
     # "cannot specify startedBy with other arguments"); the desired status it lists is RUNNING
-    pages = ecs.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=runs.started_by(run_id))
-    listed = [arn for page in pages for arn in page.get("taskArns", []) if arn not in known]
-    more, missing = described(listed)
-    found += more
+    found, missing = described(run_listed(cluster, run_id))
     if driver is None:
         return found + missing
     for wait in KNOWN_WITHIN:

@@ -39,6 +39,8 @@ def run_tasks(moto_aws):
             cluster="wdl", taskDefinition="t", launchType="FARGATE",
             networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
             tags=[{"key": k, "value": v} for k, v in tags.items()],
+            # (as the backend and the launch step start a run's tasks and driver)
+            **({"startedBy": runs.started_by(tags[sweep.RUN_TAG])} if sweep.RUN_TAG in tags else {}),
         )["tasks"][0]["taskArn"]
 
     driver = run({sweep.RUN_TAG: RUN})

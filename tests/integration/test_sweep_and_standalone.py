@@ -6,7 +6,7 @@ import pytest
 from WDL.runtime import config as wdl_config
 
 from miniwdl_fargate.local.moto import fixes
-from miniwdl_fargate import aws, sweep
+from miniwdl_fargate import aws, runs, sweep
 from miniwdl_fargate.backend import standalone
 from miniwdl_fargate.config import FargateSettings
 
@@ -33,6 +33,8 @@ def cluster(moto_aws):
             cluster="wdl", taskDefinition=family, launchType="FARGATE",
             networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
             tags=[{"key": k, "value": v} for k, v in tags.items()],
+            # (as the backend and the launch step start a run's tasks and driver)
+            **({"startedBy": runs.started_by(tags[sweep.RUN_TAG])} if sweep.RUN_TAG in tags else {}),
         )["tasks"][0]["taskArn"]
 
     return run
@@ -62,6 +64,21 @@ def test_stop_run_stops_every_task_of_the_run_but_the_excluded(cluster):
     assert {t["taskArn"] for t in sweep.running_tasks("wdl")} == {driver, other}
     described = aws.client("ecs").describe_tasks(cluster="wdl", tasks=tasks)["tasks"]
     assert {t["stoppedReason"] for t in described} == {"cancelled by the user"}
+
+
+def test_stopping_a_run_describes_its_own_tasks_only(cluster, monkeypatch):
+    """Each stop of a run (a cancel, a driver's end, DriverStopped, Finalize) described every
+    task of the cluster: ten runs of 3,000 tasks, some 300 DescribeTasks a stop, against the
+    account's ECS request rate every driver's polls share."""
+    mine = [cluster("task", {sweep.RUN_TAG: "run-a"}) for _ in range(2)]
+    others = [cluster("task", {sweep.RUN_TAG: f"run-{n}"}) for n in range(5)]
+    ecs = aws.client("ecs")
+    asked: list[str] = []
+    real = ecs.describe_tasks
+    monkeypatch.setattr(ecs, "describe_tasks", lambda **kw: asked.extend(kw["tasks"]) or real(**kw))
+    assert sorted(sweep.stop_run("wdl", "run-a", "cancelled by the user")) == sorted(mine)
+    assert sorted(asked) == sorted(mine)
+    assert {t["taskArn"] for t in sweep.running_tasks("wdl")} == set(others)
 
 
 def test_own_task_arn_comes_from_the_task_metadata_endpoint(tmp_path, monkeypatch):
