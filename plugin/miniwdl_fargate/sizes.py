@@ -159,6 +159,20 @@ def next_size_up(size: TaskSize, memory_factor: float = 2.0, capacities: Capacit
     return replace(size, cpu=bigger.cpu, memory=bigger.memory)
 
 
+def memory_text(text: str) -> str:
+    """A ``runtime.memory`` string with its unit as miniwdl spells it ("4 gb" -> "4 GB", "2gib"
+    -> "2GiB"): WDL's units of storage are case-insensitive
+    (https://github.com/openwdl/wdl/blob/wdl-1.1/SPEC.md#units-of-storage), miniwdl's
+    ``parse_byte_size`` is not. Anything else is given back as it is (miniwdl says what is wrong)."""
+    from WDL._util import byte_size_units
+
+    found = re.fullmatch(r"\s*([0-9.]+\s*)([A-Za-z]+)\s*", text)
+    units = {unit.lower(): unit for unit in byte_size_units}
+    if not found or found.group(2).lower() not in units:
+        return text
+    return found.group(1) + units[found.group(2).lower()]
+
+
 def memory_mib(memory_bytes: int) -> int:
     return max(1, math.ceil(memory_bytes / (1024 * 1024)))
 
@@ -237,6 +251,23 @@ GPU_COUNT_KEYS = ("gpuCount", "acceleratorCount")
 GPU_KEYS = ("gpu", *GPU_COUNT_KEYS, "acceleratorType")
 
 
+def boot_disk(task: str, value: Any) -> int | None:
+    """Cromwell's ``bootDiskSizeGb`` (its value as JSON: a whole number of GB, or a string of
+    digits; None for none), in GiB; SizeError for anything else."""
+    if value is None:
+        return None
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not text.isdigit():
+        raise SizeError(f"task {task}: runtime.bootDiskSizeGb = {json.dumps(value)}: expected a whole number of GB, e.g. bootDiskSizeGb: 30")
+    return min(int(text), MAX_EPHEMERAL_GIB)
+
+
+def disks_value(runtime: dict[str, Any]) -> Any:
+    """A task's ``disks`` (as JSON), else the TES backends' ``disk`` ("10 GB", Cromwell on TES and
+    Funnel), which says the same; None for neither."""
+    return runtime.get("disks") if runtime.get("disks") is not None else runtime.get("disk")
+
+
 def gpus_asked(task: str, runtime: dict[str, Any]) -> tuple[int, str]:
     """How many GPUs a task's runtime asks for by count (its values as JSON, ``GPU_KEYS``; None,
     an optional left unset, says nothing), and the key that says so ("" for none); SizeError for
@@ -264,6 +295,7 @@ def for_task(
     gpu: bool = False,
     gpus: int = 0,
     gpus_said: str = "runtime.gpuCount",
+    boot_disk_gib: int | None = None,
     default_cpu_units: int,
     default_memory_mib: int,
     capacities: Capacities = Capacities(),
@@ -273,7 +305,8 @@ def for_task(
     ``cpu`` in vCPUs (fractions allowed: 0.25 and 0.5 are Fargate sizes), ``memory_bytes`` as
     miniwdl parsed it, ``disks`` the raw ``runtime.disks`` value, ``gpu`` WDL's ``gpu: true`` and
     ``gpus`` a GPU count (``gpus_asked``: the ``gpuCount`` hint, said by ``gpus_said``; ``gpu:
-    true`` alone means one); None means the task did not say.
+    true`` alone means one), ``boot_disk_gib`` Cromwell's ``bootDiskSizeGb`` (where its image goes:
+    room for the image, ``boot_disk``); None means the task did not say.
     """
     gpus = max(gpus, 1 if gpu else 0)
     cpu_units = default_cpu_units if cpu is None else max(1, math.ceil(cpu * 1024))
@@ -289,7 +322,8 @@ def for_task(
     if not beyond:
         if problems:
             raise SizeError(f"task {task} cannot run on Fargate: " + "; ".join(problems))
-        return _mounted_where_asked(task, _with_fargate_disk(task, snap(cpu_units, mem), disk_gib, capacities), disks)
+        sized = _with_fargate_disk(task, snap(cpu_units, mem), disk_gib, capacities, boot_disk_gib or 0)
+        return _mounted_where_asked(task, sized, disks)
     limits = capacities.managed_instances
     if not limits.max_cpu:
         raise SizeError(f"task {task} cannot run on Fargate: " + "; ".join(beyond + problems) + f"; {ENABLE_MANAGED_INSTANCES}")
@@ -349,13 +383,15 @@ def _beyond_managed_instances(cpu: float | None, cpu_units: int, mem: int, gpus:
     return beyond
 
 
-def _with_fargate_disk(task: str, size: TaskSize, disk_gib: int | None, capacities: Capacities) -> TaskSize:
+def _with_fargate_disk(task: str, size: TaskSize, disk_gib: int | None, capacities: Capacities, boot_gib: int = 0) -> TaskSize:
     """``disks`` on Fargate: ephemeral storage of the disk and room for the image
-    (``IMAGE_ROOM_GIB``), up to Fargate's 200 GiB; beyond, an EBS scratch volume of the disk where
-    the stack has them (the image stays on the ephemeral storage), else ephemeral storage's most."""
-    if disk_gib is None:
+    (``IMAGE_ROOM_GIB``, or the task's ``bootDiskSizeGb`` where larger: Cromwell's disk for the
+    image, which a large image's task names), up to Fargate's 200 GiB; beyond, an EBS scratch
+    volume of the disk where the stack has them (the image stays on the ephemeral storage), else
+    ephemeral storage's most."""
+    if disk_gib is None and not boot_gib:
         return size
-    wanted = disk_gib + IMAGE_ROOM_GIB
+    wanted = (disk_gib or 0) + max(IMAGE_ROOM_GIB, boot_gib)
     if wanted <= DEFAULT_EPHEMERAL_GIB:
         return size
     if wanted <= MAX_EPHEMERAL_GIB or (disk_gib <= MAX_EPHEMERAL_GIB and not capacities.ebs_scratch):

@@ -132,6 +132,39 @@ def test_the_image_of_a_container_is_the_first_ecs_can_pull(backend, container, 
     assert registered["containerDefinitions"][0]["image"] == image
 
 
+@pytest.mark.parametrize("memory", ["4g", "4 gb", "3.73 gib", "4 Gb"])
+def test_a_memory_unit_in_any_case_is_read_as_wdl_says(backend, memory):
+    """WDL's units of storage are case-insensitive; miniwdl refused "4g" ("invalid setting of
+    runtime.memory") and the task failed."""
+    new, _, _ = backend
+    container = new(cpu=1, memory=memory)
+    assert container.fargate_size().memory == 4096
+    assert container.runtime_values["memory_reservation"] >= 4 * 10**9 * 0.99  # (miniwdl took it too)
+
+
+@pytest.mark.parametrize("values, ephemeral", [
+    (dict(bootDiskSizeGb=50), 50),  # (Cromwell's disk for a large image: room for it)
+    (dict(disks="local-disk 100 HDD", bootDiskSizeGb=25), 125),
+    (dict(disks="local-disk 100 HDD", bootDiskSizeGb=5), 110),  # (never less than IMAGE_ROOM_GIB)
+    (dict(disk="100 GB"), 104),  # (the TES backends' key: 100 GB is 93.1 GiB)
+    (dict(disks="local-disk 30 HDD", disk="100 GB"), 40),  # (disks first)
+    (dict(bootDiskSizeGb=10), None),  # (within the default 20 GiB)
+])
+def test_other_engines_disk_keys_size_the_tasks_storage(backend, values, ephemeral):
+    """A task naming its image's disk (bootDiskSizeGb) or its scratch as the TES backends do
+    (disk) got Fargate's default 20 GiB: the large image's pull, or the command, ran out of room."""
+    new, _, _ = backend
+    container = new(cpu=1, memory="2 GiB", **values)
+    request = container.run_task_request(LOG, container.task_script())
+    assert request["overrides"].get("ephemeralStorage") == ({"sizeInGiB": ephemeral} if ephemeral else None)
+
+
+def test_a_boot_disk_that_is_not_a_number_fails_the_task_naming_it(backend):
+    new, _, _ = backend
+    with pytest.raises(WDL.Error.RuntimeError, match=r'runtime.bootDiskSizeGb = "big": expected a whole number of GB'):
+        new(cpu=1, bootDiskSizeGb="big")
+
+
 def test_disks_become_ephemeral_storage(backend):
     new, _, _ = backend
     container = new(cpu=1, memory="2 GiB", disks="local-disk 150 SSD")

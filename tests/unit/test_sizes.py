@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from miniwdl_fargate import sizes
 from miniwdl_fargate.sizes import SizeError, disks_gib, for_task, next_size_up, snap, TaskSize
 
 GIB = 1024
@@ -241,3 +242,11 @@ def test_a_task_must_leave_the_agents_memory_free_and_stay_within_ecs_cpu_cap():
     assert for_task("call-x", cpu=192, memory_bytes=None, capacities=huge, **DEFAULTS).cpu == 192 * 1024
     with pytest.raises(SizeError, match=r"at most 192 vCPU \(stack parameter ManagedInstancesMaxVCpu; alone: \[aws_fargate\] managed_instances_max_cpu; ECS gives one task at most 192 vCPU\)"):
         for_task("call-x", cpu=200, memory_bytes=None, capacities=huge, **DEFAULTS)
+
+
+@pytest.mark.parametrize("given, spelt", [
+    ("4g", "4G"), ("4 gb", "4 GB"), ("2gib", "2GiB"), ("1tb", "1TB"), ("7.5 GiB", "7.5 GiB"), ("3500 MB", "3500 MB"),
+    ("123", "123"), ("lots", "lots"), ("4 gallons", "4 gallons"),
+])
+def test_a_memory_units_case_is_miniwdls_as_wdl_reads_units_whatever_their_case(given, spelt):
+    assert sizes.memory_text(given) == spelt

@@ -435,17 +435,20 @@ class FargateTaskContainer(BaseTaskContainer):
         cpu = memory = disks = None
         if "cpu" in runtime_eval:
             cpu = runtime_eval["cpu"].coerce(WDL.Type.Float()).value
+        if "memory" in runtime_eval and isinstance(runtime_eval["memory"], WDL.Value.String):
+            # (its unit's case as miniwdl spells it: WDL says units are case-insensitive)
+            runtime_eval = dict(runtime_eval, memory=WDL.Value.String(sizes.memory_text(runtime_eval["memory"].value)))
         if "memory" in runtime_eval:
             try:
                 memory = parse_byte_size(runtime_eval["memory"].coerce(WDL.Type.String()).value)
             except ValueError:
                 pass  # miniwdl's own check reports it
-        if "disks" in runtime_eval:
-            disks = runtime_eval["disks"].json
+        disks = sizes.disks_value({k: runtime_eval[k].json for k in ("disks", "disk") if k in runtime_eval})
         self._memory_declared = memory is not None
         gpu = runtime_eval.get("gpu")
         try:
             gpus, gpus_said = sizes.gpus_asked(self.run_id, {k: runtime_eval[k].json for k in sizes.GPU_KEYS if k in runtime_eval})
+            boot = sizes.boot_disk(self.run_id, runtime_eval["bootDiskSizeGb"].json if "bootDiskSizeGb" in runtime_eval else None)
             self._size = sizes.for_task(
                 self.run_id,
                 cpu=cpu,
@@ -454,6 +457,7 @@ class FargateTaskContainer(BaseTaskContainer):
                 gpu=isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
                 gpus=gpus,
                 gpus_said=gpus_said,
+                boot_disk_gib=boot,
                 default_cpu_units=self.settings.default_cpu_shares,
                 default_memory_mib=self.settings.default_memory_mb,
                 capacities=self.capacities,

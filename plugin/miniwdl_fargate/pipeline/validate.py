@@ -423,7 +423,7 @@ def _literal(expr: Any, version: str) -> Any:
 
 #: the runtime keys whose literal values decide a task's size and capacity (``sizes.GPU_KEYS``:
 #: Cromwell's and HealthOmics's GPU keys, which miniwdl passes through as unknown runtime keys)
-SIZE_KEYS = ("cpu", "memory", "disks", *sizes.GPU_KEYS)
+SIZE_KEYS = ("cpu", "memory", "disks", "disk", "bootDiskSizeGb", *sizes.GPU_KEYS)
 
 
 #: tasks, each with the document it is in (``tasks_always_called``)
@@ -551,13 +551,14 @@ def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
     if values.get("memory") is not None and not isinstance(values["memory"], WDL.Value.Null):
         # (as miniwdl reads it when the task starts: TaskContainer.process_runtime)
         try:
-            memory = parse_byte_size(values["memory"].coerce(WDL.Type.String()).value)
+            memory = parse_byte_size(sizes.memory_text(values["memory"].coerce(WDL.Type.String()).value))
         except (ValueError, WDL.Error.RuntimeError):
             raise sizes.SizeError(
                 f"task {task.name}: runtime.memory = {json.dumps(values['memory'].json)}: not a memory size "
                 '(e.g. "4 GiB", "512 MiB" or a number of bytes)'
             ) from None
-    cpu, gpu, disks = (values.get(k) for k in ("cpu", "gpu", "disks"))
+    cpu, gpu, boot = (values.get(k) for k in ("cpu", "gpu", "bootDiskSizeGb"))
+    disks = sizes.disks_value({k: v.json for k, v in values.items() if k in ("disks", "disk") and v is not None})
     counts = {k: v.json for k, v in values.items() if k in sizes.GPU_KEYS and v is not None}
     if any(k in task.runtime and values[k] is None for k in sizes.GPU_COUNT_KEYS):
         counts.pop("acceleratorType", None)  # (a count known at run time only: its type alone says nothing)
@@ -565,7 +566,8 @@ def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
     return {
         "cpu": float(cpu.value) if isinstance(cpu, (WDL.Value.Int, WDL.Value.Float)) else None,
         "memory_bytes": memory,
-        "disks": disks.json if disks is not None else None,
+        "disks": disks,
+        "boot_disk_gib": sizes.boot_disk(task.name, boot.json if boot is not None else None),
         "gpu": isinstance(gpu, WDL.Value.Boolean) and gpu.value is True,
         "gpus": gpus,
         "gpus_said": gpus_said,
