@@ -526,6 +526,50 @@ def test_a_task_beyond_fargate_is_refused_naming_what_lifts_the_limit(pipeline, 
     assert executions() == []
 
 
+#: sizes as most published WDLs write them: an input with a default, which the workflow may set
+SIZED_BY_INPUTS = """version 1.1
+workflow sized {
+  input { Int aligner_cpu = 64  Int sort_memory_gb = 8 }
+  call align { input: cpu = aligner_cpu }
+  call sort { input: memory_gb = sort_memory_gb }
+  scatter (n in [1, 2]) { call sort as each { input: memory_gb = n * 300 } }
+}
+task align {
+  input { Int cpu = 4 }
+  command <<< >>>
+  runtime { cpu: cpu  memory: "8 GiB" }
+}
+task sort {
+  input { Int memory_gb = 4  Int extra_gb = 0 }
+  command <<< >>>
+  runtime { cpu: 2  memory: "~{memory_gb + extra_gb} GiB" }
+}
+"""
+
+
+@pytest.mark.parametrize("inputs, refused", [
+    ({}, ["task align cannot run on Fargate: runtime.cpu = 64; Fargate allows at most 16 vCPU"]),  # (the workflow's default)
+    ({"sized.aligner_cpu": 8}, []),
+    ({"sized.aligner_cpu": 8, "sized.sort.extra_gb": 500},
+     ["task sort cannot run on Fargate: runtime.memory = 508 GiB; Fargate allows at most 120 GiB"]),  # (a call's input given)
+    ({"sized.aligner_cpu": 8, "sized.each.extra_gb": 1}, []),  # (in a scatter: known at run time only)
+])
+def test_a_size_set_by_inputs_known_before_the_run_is_checked_as_a_literal_is(pipeline, inputs, refused):
+    """`cpu: cpu` of `Int cpu = 64` (WARP's style guide, stjudecloud's, biowdl's): the check took
+    literals only, and such a run started and failed hours in, when that task launched. What the
+    run's inputs, the call or the input's default make before the run is checked; what a scatter's
+    item or an earlier call makes is left to the backend."""
+    settings, drop, rejection, executions = pipeline
+    name = f"sized-{len(inputs)}-{len(refused)}"
+    started = drop(name, inputs, SIZED_BY_INPUTS)
+    if not refused:
+        assert started is not None
+        return
+    assert started is None and executions() == []
+    said = [problem for _where, problem in rejection(name)]
+    assert len(said) == len(refused) and all(p.startswith(r) for p, r in zip(said, refused, strict=True)), said
+
+
 #: GOOD with a big task it calls only under an ``if``, and a library's sub-workflow
 SOMETIMES_BIG = GOOD.replace("version 1.1\n", 'version 1.1\nimport "lib.wdl" as lib\n').replace(
     "    Int copies = 1\n", "    Boolean huge = false\n"

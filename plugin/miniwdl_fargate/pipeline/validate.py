@@ -413,11 +413,12 @@ def _report_s3(s3_checks: dict[tuple[str, bool], list[str]], where: str, problem
 # -- sizes -------------------------------------------------------------------------------------
 
 
-def _literal(expr: Any, version: str) -> Any:
-    """The value of a runtime expression that needs no inputs, else None."""
+def _literal(expr: Any, version: str, env: WDL.Env.Bindings | None = None) -> Any:
+    """The value of an expression that needs nothing but ``env`` (values known before the run),
+    else None."""
     try:
-        return expr.eval(WDL.Env.Bindings(), stdlib=WDL.StdLib.Base(version))
-    except Exception:  # it refers to inputs or calls functions needing files: known at run time only
+        return expr.eval(env or WDL.Env.Bindings(), stdlib=WDL.StdLib.Base(version))
+    except Exception:  # it refers to what only the run knows, or calls functions needing files
         return None
 
 
@@ -431,24 +432,74 @@ CalledTasks = list[tuple[WDL.Tree.Task, WDL.Tree.Document]]
 
 
 def check_task_sizes(
-    called: CalledTasks, problems: Problems, capacities: sizes.Capacities, max_vcpus: tuple[float, str] = (0.0, "")
+    called: CalledTasks, problems: Problems, capacities: sizes.Capacities, max_vcpus: tuple[float, str] = (0.0, ""),
+    known: dict[int, list[WDL.Env.Bindings]] | None = None,
 ) -> None:
-    """Literal runtime requests (cpu: 64, memory: "500 GiB", gpu: true, gpuCount: 2, disks: "500 GiB")
-    that neither Fargate nor the stack's other ``capacities`` can meet (``sizes.for_task``, the
-    backend's own decision), or whose size needs more vCPUs than the run may hold at once
-    (``max_vcpus``: the limit, 0 for none, and where it comes from), so it could never run: of
-    the tasks the run calls whatever its inputs (``tasks_always_called``). A task that is only
-    imported, or only called under an ``if``, may never run: the backend refuses it, with the same
-    words, if it is ever launched."""
+    """Runtime requests known before the run (cpu: 64, memory: "500 GiB", gpu: true, gpuCount: 2,
+    disks: "500 GiB", or `cpu: cpu` of an input `Int cpu = 64` the run does not change: ``known``,
+    each task's known inputs at each of its calls, ``known_task_inputs``) that neither Fargate nor
+    the stack's other ``capacities`` can meet (``sizes.for_task``, the backend's own decision), or
+    whose size needs more vCPUs than the run may hold at once (``max_vcpus``: the limit, 0 for
+    none, and where it comes from), so it could never run: of the tasks the run calls whatever its
+    inputs (``tasks_always_called``). A task that is only imported, or only called under an
+    ``if``, may never run: the backend refuses it, with the same words, if it is ever launched."""
     for task, document in called:
-        try:
-            requests = literal_requests(task, document.effective_wdl_version)
-            size = sizes.for_task(task.name, **requests, capacities=capacities)
-        except sizes.SizeError as exn:
-            problems.add(_where(document.pos.abspath, task.pos), str(exn))
-            continue
-        if requests["cpu"] is not None and max_vcpus[0] and size.cpu / 1024 > max_vcpus[0]:
-            problems.add(_where(document.pos.abspath, task.pos), vcpus_problem(task.name, requests["cpu"], size, max_vcpus))
+        for env in (known or {}).get(id(task)) or [WDL.Env.Bindings()]:
+            try:
+                requests = literal_requests(task, document.effective_wdl_version, env)
+                size = sizes.for_task(task.name, **requests, capacities=capacities)
+            except sizes.SizeError as exn:
+                problems.add(_where(document.pos.abspath, task.pos), str(exn))
+                break
+            if requests["cpu"] is not None and max_vcpus[0] and size.cpu / 1024 > max_vcpus[0]:
+                problems.add(_where(document.pos.abspath, task.pos), vcpus_problem(task.name, requests["cpu"], size, max_vcpus))
+                break
+
+
+def known_task_inputs(doc: WDL.Tree.Document, values: WDL.Env.Bindings | None, task: str | None = None) -> dict[int, list[WDL.Env.Bindings]]:
+    """For each task the run always calls (by ``id``), the values of its inputs known before the
+    run at each of its calls: given by the run's inputs (``values``, as ``check_inputs`` read them;
+    None: unknown), or set by the call to what the workflow's known inputs make, or else the
+    input's own default, where that needs nothing the run makes. An input set otherwise (by an
+    earlier call's output, a scatter's item, or the inputs of a sub-workflow's call) is left out:
+    a runtime value that needs it is known at run time only."""
+    target = wdl_target.find(doc, task)
+    given = values if values is not None else WDL.Env.Bindings()
+    version = doc.effective_wdl_version
+    if isinstance(target, WDL.Tree.Task):
+        return {id(target): [_task_env(target, {b.name: b.value for b in given}, version)]}
+    if target is None:
+        return {}
+    workflow = WDL.Env.Bindings()
+    for decl in target.inputs or []:  # (the workflow's own inputs: given, else their defaults)
+        value = given[decl.name] if given.has_binding(decl.name) else (
+            _literal(decl.expr, version, workflow) if decl.expr is not None else None)
+        if value is not None:
+            workflow = workflow.bind(decl.name, value)
+    found: dict[int, list[WDL.Env.Bindings]] = {}
+    for call, top in _always_calls(target):
+        callee = call.callee
+        assert isinstance(callee, WDL.Tree.Task)
+        set_by_call = {name: (_literal(expr, version, workflow) if top else None) for name, expr in call.inputs.items()}
+        if top:
+            set_by_call.update({b.name.split(".", 1)[1]: b.value for b in given if b.name.startswith(call.name + ".")})
+        elif any(b.name.split(".")[-2:-1] == [call.name] for b in given):  # (given for a sub-workflow's call: not read here)
+            set_by_call.update({b.name.rsplit(".", 1)[1]: None for b in given if b.name.split(".")[-2:-1] == [call.name]})
+        found.setdefault(id(callee), []).append(_task_env(callee, set_by_call, version))
+    return found
+
+
+def _task_env(task: WDL.Tree.Task, set_values: dict[str, Any], version: str) -> WDL.Env.Bindings:
+    """A task's inputs known before the run: ``set_values`` (None: set, to what the run makes), else their defaults."""
+    env = WDL.Env.Bindings()
+    for decl in task.inputs or []:
+        if decl.name in set_values:
+            value = set_values[decl.name]
+        else:
+            value = _literal(decl.expr, version, env) if decl.expr is not None else None
+        if value is not None:
+            env = env.bind(decl.name, value)
+    return env
 
 
 def check_task_images(called: CalledTasks, problems: Problems) -> None:
@@ -497,6 +548,31 @@ def check_task_retries(called: CalledTasks, problems: Problems) -> None:
                 )
 
 
+def _always_calls(workflow: WDL.Tree.Workflow) -> list[tuple[WDL.Tree.Call, bool]]:
+    """The calls of tasks a run of ``workflow`` makes whatever its inputs (outside any ``if``; in
+    scatters too, and through the sub-workflows it so calls, each of those once), each with
+    whether it is the workflow's own and outside any scatter (its inputs all set by the
+    workflow's inputs)."""
+    found: list[tuple[WDL.Tree.Call, bool]] = []
+    seen: set[int] = set()
+
+    def visit(nodes: list[Any], top: bool) -> None:
+        for node in nodes:
+            if isinstance(node, WDL.Tree.Call):
+                callee = node.callee
+                if isinstance(callee, WDL.Tree.Task):
+                    found.append((node, top))
+                elif isinstance(callee, WDL.Tree.Workflow) and id(callee) not in seen:
+                    seen.add(id(callee))
+                    visit(callee.body, False)
+            elif isinstance(node, WDL.Tree.Scatter):
+                visit(node.body, False)
+            # (a Conditional's calls may never run)
+
+    visit(workflow.body, True)
+    return found
+
+
 def tasks_always_called(doc: WDL.Tree.Document, task: str | None = None) -> CalledTasks:
     """The tasks a run of ``doc`` calls whatever its inputs, each with its document: the target
     task, or the tasks the workflow calls outside any ``if`` (in scatters too, and through the
@@ -513,23 +589,8 @@ def tasks_always_called(doc: WDL.Tree.Document, task: str | None = None) -> Call
     if isinstance(target, WDL.Tree.Task):
         return [(target, doc)]
     found: dict[int, WDL.Tree.Task] = {}
-    seen: set[int] = set()
-
-    def visit(nodes: list[Any]) -> None:
-        for node in nodes:
-            if isinstance(node, WDL.Tree.Call):
-                callee = node.callee
-                if isinstance(callee, WDL.Tree.Task):
-                    found.setdefault(id(callee), callee)
-                elif isinstance(callee, WDL.Tree.Workflow) and id(callee) not in seen:
-                    seen.add(id(callee))
-                    visit(callee.body)
-            elif isinstance(node, WDL.Tree.Scatter):
-                visit(node.body)
-            # (a Conditional's calls may never run)
-
-    if target is not None:
-        visit(target.body)
+    for call, _top in _always_calls(target) if target is not None else []:
+        found.setdefault(id(call.callee), call.callee)
     return [(task, owner.get(id(task), doc)) for task in found.values()]
 
 
@@ -542,11 +603,12 @@ def vcpus_problem(task: str, cpu: float, size: sizes.TaskSize, max_vcpus: tuple[
     )
 
 
-def literal_requests(task: WDL.Tree.Task, version: str) -> dict[str, Any]:
-    """``sizes.for_task``'s keyword arguments for what the task's runtime says literally (a value
-    that depends on inputs is left to the backend, which sizes every task as it starts);
-    SizeError for a ``gpuCount`` that is not a count."""
-    values = {k: _literal(task.runtime[k], version) for k in SIZE_KEYS if k in task.runtime}
+def literal_requests(task: WDL.Tree.Task, version: str, env: WDL.Env.Bindings | None = None) -> dict[str, Any]:
+    """``sizes.for_task``'s keyword arguments for what the task's runtime says with what is known
+    before the run (``env``: its inputs known, ``known_task_inputs``; a value that needs more is
+    left to the backend, which sizes every task as it starts); SizeError for a ``gpuCount`` that
+    is not a count."""
+    values = {k: _literal(task.runtime[k], version, env) for k in SIZE_KEYS if k in task.runtime}
     memory = None
     if values.get("memory") is not None and not isinstance(values["memory"], WDL.Value.Null):
         # (as miniwdl reads it when the task starts: TaskContainer.process_runtime)
@@ -611,7 +673,11 @@ def check_run(
         return ""
     target = workflow_target(doc, workflow_uri, problems, task)
     called = tasks_always_called(doc, task)
-    check_task_sizes(called, problems, capacities, max_vcpus)
+    try:  # (the inputs' own problems are said below, in order)
+        given = WDL.values_from_json(inputs, target.available_inputs, namespace=target.name) if target is not None else None
+    except Exception:
+        given = None
+    check_task_sizes(called, problems, capacities, max_vcpus, known_task_inputs(doc, given, task))
     check_task_images(called, problems)
     check_task_retries(called, problems)
     if target is None:
