@@ -158,6 +158,11 @@ BAD_SUBMISSIONS = {
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { container: ["*", "https://x/y", "Bad Image"] }\n}\n',
         None, [(WDL + ":3:1", "task t: runtime.container: not an image reference: 'Bad Image'")],
     ),
+    "runtime-an-images-default-input-not-an-image": (  # (`String docker = "..."`, as published WDLs pass it)
+        {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  input { String docker = "UBUNTU::::bad" }\n  command <<< >>>\n'
+        '  runtime { docker: docker }\n}\n',
+        None, [(WDL + ":3:1", "task t: runtime.docker: not an image reference: 'UBUNTU::::bad'")],
+    ),
     "runtime-an-image-docker-takes-and-ecs-does-not": (  # (ECS: sha256 digests only)
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { docker: "ubuntu@sha512:' + "ab" * 64 + '" }\n}\n',
         None, [(WDL + ":3:1", "task t: runtime.docker: 'ubuntu@sha512:" + "ab" * 64 + "': its digest 'sha512:" + "ab" * 64

@@ -502,33 +502,43 @@ def _task_env(task: WDL.Tree.Task, set_values: dict[str, Any], version: str) -> 
     return env
 
 
-def check_task_images(called: CalledTasks, problems: Problems) -> None:
-    """A literal ``docker``/``container`` image of a task the run always calls that is no image
-    reference Docker would take (``images.parse_reference``): ECS would fail the task as it
-    pulls it, after the run has started (local mode, running tasks without their images, never)."""
+def check_task_images(called: CalledTasks, problems: Problems, known: dict[int, list[WDL.Env.Bindings]] | None = None) -> None:
+    """A ``docker``/``container`` image known before the run (a literal, or an input's as
+    ``check_task_sizes`` reads ``known``: `String docker = "..."`) of a task the run always calls
+    that is no image reference Docker would take (``images.parse_reference``): ECS would fail the
+    task as it pulls it, after the run has started (local mode, running tasks without their
+    images, never)."""
+    for task, document in called:
+        for env in (known or {}).get(id(task)) or [WDL.Env.Bindings()]:
+            if _image_problem(task, document, problems, env):
+                break
+
+
+def _image_problem(task: WDL.Tree.Task, document: WDL.Tree.Document, problems: Problems, env: WDL.Env.Bindings) -> bool:
+    """``check_task_images`` of one call's ``env``: whether it found a problem (added)."""
     from .. import images
 
-    for task, document in called:
-        # the image the backend takes: ``container`` before ``docker`` (as miniwdl), an array's
-        # first ECS can pull (``images.chosen_image``); "" or "*" is the configured default image
-        if "inlineDockerfile" in task.runtime:  # (miniwdl's Docker backend builds it; ECS runs images only)
-            problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.inlineDockerfile is not supported "
-                         "(ECS runs images from a registry, it builds none): build the image, push it and name it in runtime.docker")
-            continue
-        key = next((k for k in ("container", "docker") if k in task.runtime), None)
-        if key is None:
-            continue
-        value = _literal(task.runtime[key], document.effective_wdl_version)
-        if not isinstance(value, (WDL.Value.String, WDL.Value.Array)) or not (image := images.chosen_image(value.json)):
-            continue
-        try:
-            images.parse_reference(image)
-        except images.ImageReferenceError as exn:
-            problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {exn}")
-            continue
-        problem = images.ecs_image_problem(image)
-        if problem:
-            problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {image!r}: {problem}")
+    # the image the backend takes: ``container`` before ``docker`` (as miniwdl), an array's
+    # first ECS can pull (``images.chosen_image``); "" or "*" is the configured default image
+    if "inlineDockerfile" in task.runtime:  # (miniwdl's Docker backend builds it; ECS runs images only)
+        problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.inlineDockerfile is not supported "
+                     "(ECS runs images from a registry, it builds none): build the image, push it and name it in runtime.docker")
+        return True
+    key = next((k for k in ("container", "docker") if k in task.runtime), None)
+    if key is None:
+        return False
+    value = _literal(task.runtime[key], document.effective_wdl_version, env)
+    if not isinstance(value, (WDL.Value.String, WDL.Value.Array)) or not (image := images.chosen_image(value.json)):
+        return False
+    try:
+        images.parse_reference(image)
+    except images.ImageReferenceError as exn:
+        problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {exn}")
+        return True
+    problem = images.ecs_image_problem(image)
+    if problem:
+        problems.add(_where(document.pos.abspath, task.pos), f"task {task.name}: runtime.{key}: {image!r}: {problem}")
+    return bool(problem)
 
 
 def check_task_retries(called: CalledTasks, problems: Problems) -> None:
@@ -677,8 +687,9 @@ def check_run(
         given = WDL.values_from_json(inputs, target.available_inputs, namespace=target.name) if target is not None else None
     except Exception:
         given = None
-    check_task_sizes(called, problems, capacities, max_vcpus, known_task_inputs(doc, given, task))
-    check_task_images(called, problems)
+    known = known_task_inputs(doc, given, task)
+    check_task_sizes(called, problems, capacities, max_vcpus, known)
+    check_task_images(called, problems, known)
     check_task_retries(called, problems)
     if target is None:
         return ""
