@@ -161,7 +161,8 @@ BAD_SUBMISSIONS = {
     "runtime-an-images-default-input-not-an-image": (  # (`String docker = "..."`, as published WDLs pass it)
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  input { String docker = "UBUNTU::::bad" }\n  command <<< >>>\n'
         '  runtime { docker: docker }\n}\n',
-        None, [(WDL + ":3:1", "task t: runtime.docker: not an image reference: 'UBUNTU::::bad'")],
+        None, [(WDL + ":3:1", "task t: runtime.docker: 'UBUNTU::::bad': 'UBUNTU:::' is not a repository name (lowercase letters, "
+                "digits, . _ -)")],
     ),
     "runtime-an-image-docker-takes-and-ecs-does-not": (  # (ECS: sha256 digests only)
         {}, 'version 1.1\nworkflow hello { call t }\ntask t {\n  command <<< >>>\n  runtime { docker: "ubuntu@sha512:' + "ab" * 64 + '" }\n}\n',
