@@ -169,6 +169,11 @@ BAD_SUBMISSIONS = {
         None, [(WDL + ":3:1", "task t: runtime.docker: 'ubuntu@sha512:" + "ab" * 64 + "': its digest 'sha512:" + "ab" * 64
                 + "' is not one ECS takes (sha256: and exactly 64 hex digits)")],
     ),
+    "int-beyond-64-bits": (
+        dict(OK_INPUTS, **{"hello.copies": 99999999999999999999}), GOOD, None,
+        [(INPUTS + ": hello.copies", "99999999999999999999 is beyond WDL's Int, a 64-bit integer "
+          "(-9223372036854775808 to 9223372036854775807)")],
+    ),
     "missing-input": (
         {"hello.reference": "s3://data/ref.txt"}, GOOD, None,
         [(INPUTS + ": hello.names", "missing required input of type Array[String]")],

@@ -248,7 +248,16 @@ def _check_input(target: Any, key: str, value: Any, where: str, problems: Proble
     empty = _empty_nonempty(decl.type, value, key)
     for path, ty in empty:
         problems.add(f"{where}: {path}", f"an empty array where {ty} must have at least one item")
-    return not extra and not empty
+    huge = [(path, v) for t, v, path in _typed_values(decl.type, value, key)
+            if isinstance(t, WDL.Type.Int) and isinstance(v, int) and not INT_MIN <= v <= INT_MAX]
+    for path, number in huge:
+        problems.add(f"{where}: {path}", f"{number} is beyond WDL's Int, a 64-bit integer ({INT_MIN} to {INT_MAX})")
+    return not extra and not empty and not huge
+
+
+#: WDL's Int: "a 64-bit signed integer" (https://github.com/openwdl/wdl/blob/wdl-1.1/SPEC.md#primitive-types);
+#: miniwdl takes any Python int, which a task's command then gets whole
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 
 def _empty_nonempty(ty: Any, value: Any, path: str) -> list[tuple[str, Any]]:
