@@ -195,7 +195,8 @@ def stage_inputs(
             raise RunInputError(f"{where} {path}: a loop of symbolic links (looked for {inputs_dir / path})") from None
         if not (local.is_dir() if is_dir else local.is_file()):
             what = "is not a regular file" if local.exists() and not is_dir else "not found"
-            raise RunInputError(f"{where} {path} {what} (looked for {local})")
+            looked = "" if str(local) == path else f" (looked for {local})"  # (a relative path: where it was looked for)
+            raise RunInputError(f"{where} {path} {what}{looked}")
         try:
             return keyed(path, local, is_dir, where)
         except OSError as exn:  # (unreadable: a file's mode, a folder's inside the Directory)
