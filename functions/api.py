@@ -690,14 +690,18 @@ def _strict_body(event: dict[str, Any]) -> dict[str, Any] | None:
     size cap applies to its inputs, by submit), before Powertools parses it leniently; the 400
     answer if it is refused."""
     body = event.get("body")
-    if event.get("httpMethod") != "POST" or not isinstance(body, str) or event.get("isBase64Encoded"):
+    if event.get("httpMethod") != "POST" or not isinstance(body, str):
         return None
     if str(event.get("path", "")).startswith(wes.PREFIX):
         return None  # a WES request is read strictly by wes.read_request, and answered in WES's shape
     kind = _content_type(event)
     if kind and kind != content_types.APPLICATION_JSON and not kind.endswith("+json"):
-        # (Powertools would answer 500 for it; curl's --data sends application/x-www-form-urlencoded)
+        # (Powertools would answer 500 for it; curl's --data sends application/x-www-form-urlencoded;
+        # multipart/form-data, which the API takes as binary for WES, came base64-encoded and was
+        # read leniently, a form taken for a run's fields)
         return _early_refusal([{"where": "Content-Type", "problem": f"{kind!r}: send the body as application/json"}])
+    if event.get("isBase64Encoded"):
+        return None
     if kind:  # JSON by another name (APPLICATION/JSON, application/vnd.x+json): Powertools reads only this one
         _set_header(event, "Content-Type", content_types.APPLICATION_JSON)
     text = inputs_json.decode(body, "body")

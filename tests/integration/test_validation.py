@@ -5,6 +5,7 @@ checks the exact problems reported (runs/<name>/error.json, or the HTTP 400 body
 execution was started.
 """
 
+import base64
 import json
 import logging
 from pathlib import Path
@@ -800,6 +801,11 @@ def test_a_post_that_is_not_json_is_a_400_naming_the_content_type(monkeypatch, k
     assert answer["statusCode"] == 400, answer
     media = kind.split(";")[0]
     assert json.loads(answer["body"])["problems"] == [{"where": "Content-Type", "problem": f"{media!r}: send the body as application/json"}]
+    # a form as API Gateway passes it (multipart/form-data is a binary media type, for WES): base64
+    encoded = dict(_with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()), kind),
+                   body=base64.b64encode(body.encode()).decode(), isBase64Encoded=True)
+    answer = api.handler(encoded, Context())
+    assert answer["statusCode"] == 400 and json.loads(answer["body"])["problems"][0]["where"] == "Content-Type", answer
     for json_kind in ("application/json; charset=utf-8", "APPLICATION/JSON", "application/vnd.api+json"):  # (JSON: read)
         event = _with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": "{oops"}, json_kind)
         answer = api.handler(event, Context())

@@ -195,10 +195,12 @@ def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_res
     assert service.timeouts == {(path, method): 29.0 for path, method in declared}
     with service as url:
         with urllib.request.urlopen(f"{url}/runs?limit=1") as answer:
-            assert answer.status == 200
+            # (the function's headers, which Powertools gives as multiValueHeaders: API Gateway merges both)
+            assert answer.status == 200 and answer.headers["Content-Type"] == "application/json"
         with pytest.raises(urllib.error.HTTPError) as unknown:
             urllib.request.urlopen(f"{url}/runs/nope-0123abcd")
         assert unknown.value.code == 404 and json.loads(unknown.value.read())["error"] == "NotFound"  # (the function's)
+        assert unknown.value.headers["Content-Type"] == "application/json"
         for method, path in (("PUT", "/runs"), ("GET", "/runs/nope-0123abcd/resume"), ("GET", "/ga4gh/wes/v1"), ("GET", "/")):
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(urllib.request.Request(url + path, method=method))

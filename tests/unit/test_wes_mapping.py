@@ -66,6 +66,9 @@ def test_a_multipart_request_as_a_client_encodes_it():
         ([("color", "blue")], "color: not a field"),
         ([("workflow_attachment", ("../etc/x.wdl", b"x"))], "must be a relative path"),
         ([("workflow_attachment", ("/x.wdl", b"x"))], "must be a relative path"),
+        # (the later took the earlier's place: another document was checked, and would have run)
+        ([("workflow_attachment", ("w.wdl", b"a")), ("workflow_attachment", ("w.wdl", b"b"))],
+         "workflow_attachment 'w.wdl': attached more than once"),
     ],
 )
 def test_a_multipart_request_with_a_repeated_unknown_or_escaping_part_is_refused(parts, where):
@@ -88,6 +91,19 @@ def test_a_json_request_is_read_strictly():
         assert where in str(refused.value), body
     with pytest.raises(wes.WesRefused, match="Content-Type"):
         wes.read_request(b"x", "text/plain")
+
+
+@pytest.mark.parametrize("field", ["workflow_engine_parameters", "tags"])
+def test_a_key_given_twice_in_a_form_fields_json_is_refused(field):
+    """`{"max_cost_usd": "5", "max_cost_usd": "500"}` took the second: a 5 USD budget became 500,
+    unsaid, where workflow_params and the JSON body refuse it."""
+    body, content_type = urllib3.encode_multipart_formdata([
+        ("workflow_url", "hello.wdl"), ("workflow_type", "WDL"), ("workflow_type_version", "1.1"),
+        (field, '{"max_cost_usd": "5", "max_cost_usd": "500"}'), ("workflow_attachment", ("hello.wdl", HELLO.encode())),
+    ])
+    with pytest.raises(wes.WesRefused) as refused:
+        wes.submission(wes.read_request(body, content_type))
+    assert f"{field}: max_cost_usd: key given more than once" in str(refused.value)
 
 
 def test_engine_parameters_and_tags_go_through_the_one_options_model_named_as_wes_fields():

@@ -304,10 +304,12 @@ def integration_seconds(definition: dict[str, Any]) -> dict[tuple[str, str], flo
 INTERNAL_ERROR = json.dumps({"message": "Internal server error"}).encode()
 
 
-def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    """The function's answer to ``event``: status, headers, body. An event over Lambda's
-    synchronous payload quota (6 MB: the invoke is refused before the function runs) raises
-    ``RequestTooLarge``; any other refused invoke is API Gateway's 500."""
+def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The function's answer to ``event``: status, headers (its ``headers`` and
+    ``multiValueHeaders`` merged, as API Gateway merges them: Powertools answers with the second
+    only, https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lambda-proxy-integrations.html),
+    body. An event over Lambda's synchronous payload quota (6 MB: the invoke is refused before
+    the function runs) raises ``RequestTooLarge``; any other refused invoke is API Gateway's 500."""
     from botocore.exceptions import ClientError
 
     try:
@@ -315,13 +317,15 @@ def invoke(function_name: str, event: dict[str, Any]) -> tuple[int, dict[str, st
     except ClientError as exn:
         if exn.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 413:
             raise RequestTooLarge() from exn
-        return 500, {"Content-Type": "application/json"}, INTERNAL_ERROR
+        return 500, [("Content-Type", "application/json")], INTERNAL_ERROR
     answer = json.loads(payload)
     if "statusCode" not in answer:  # the function failed: API Gateway answers 502
-        return 502, {"Content-Type": "application/json"}, INTERNAL_ERROR
+        return 502, [("Content-Type", "application/json")], INTERNAL_ERROR
     body = answer.get("body") or ""
     data = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
-    return int(answer["statusCode"]), dict(answer.get("headers") or {}), data
+    headers = [(str(k), str(v)) for k, v in (answer.get("headers") or {}).items()]
+    headers += [(str(k), str(v)) for k, values in (answer.get("multiValueHeaders") or {}).items() for v in values or []]
+    return int(answer["statusCode"]), list(dict.fromkeys(headers)), data
 
 
 class Gateway(HttpService):
@@ -376,7 +380,7 @@ class Gateway(HttpService):
         if refused is not None:
             return refused
         seconds = self.timeouts.get((resource, method), self.timeouts.get((resource, "ANY"), INTEGRATION_SECONDS))
-        answer: list[tuple[int, dict[str, str], bytes] | None] = []
+        answer: list[tuple[int, list[tuple[str, str]], bytes] | None] = []
         event = proxy_event(method, path, headers, body, *reached)
         def call() -> None:
             try:
@@ -396,5 +400,4 @@ class Gateway(HttpService):
             return 500, [("Content-Type", "application/json")], INTERNAL_ERROR
         if answer[0] is None:
             return self.responses.answer("REQUEST_TOO_LARGE")
-        code, answered, data = answer[0]
-        return code, list(answered.items()), data
+        return answer[0]

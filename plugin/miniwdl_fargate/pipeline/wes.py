@@ -140,6 +140,8 @@ def read_form(body: bytes, content_type: str) -> WesRequest:
             filename = part.get_filename() or ""
             if problem := attachment_name_problem(filename):
                 problems.append({"where": f"workflow_attachment {filename!r}", "problem": problem})
+            elif filename in request.attachments:  # (the later took the earlier's place: another document ran)
+                problems.append({"where": f"workflow_attachment {filename!r}", "problem": "attached more than once: attach each file once"})
             request.attachments[filename] = payload
         elif name in FIELDS:
             if name in seen:
@@ -318,12 +320,15 @@ def declared_version(wdl: str) -> str | None:
 
 
 def json_object(value: Any, where: str, problems: list[dict[str, str]], strict: bool = False) -> dict[str, Any]:
-    """A field that is a JSON object, given as one or as its text (a form field)."""
+    """A field that is a JSON object, given as one or as its text (a form field), read as an
+    inputs JSON is (``inputs_json.loads``: a key given twice, NaN, too deep a nesting refused:
+    `{"max_cost_usd": "5", "max_cost_usd": "500"}` took the second); ``strict``: capped in size
+    as an inputs JSON is too."""
     if value is None or value == "":
         return {}
     if isinstance(value, str):
         try:
-            value = inputs_json.loads(value, where, capped=strict) if strict else json.loads(value)
+            value = inputs_json.loads(value, where, capped=strict)
         except inputs_json.InputsJSONError as exn:
             problems.extend(exn.problems)
             return {}
