@@ -890,11 +890,13 @@ def test_storage_is_private_encrypted_and_tls_only(cfn_template):
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
     assert {r["Id"] for r in bucket["LifecycleConfiguration"]["Rules"]} == {
-        "expire-noncurrent-versions", "abort-incomplete-uploads", "expire-gc-reports", "expire-call-cache",
+        "expire-noncurrent-versions", "abort-incomplete-uploads", "expire-gc-reports", "expire-call-cache", "expire-client-tokens",
     }
     # `miniwdl-fargate gc` reports (gc/) and the call cache (cache/, CallCacheDays) expire: run results never do
     rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
     assert (rules["expire-gc-reports"]["Prefix"], rules["expire-gc-reports"]["ExpirationInDays"]) == ("gc/", 30)
+    # an API request's client token: one small object per request, kept 30 days (retries come within minutes)
+    assert (rules["expire-client-tokens"]["Prefix"], rules["expire-client-tokens"]["ExpirationInDays"]) == ("client-tokens/", 30)
     cache = rules["expire-call-cache"]
     assert (cache["Prefix"], cache["Status"], cache["ExpirationInDays"]) == ("cache/", "Enabled", {"Ref": "CallCacheDays"})
     assert cfn_template["Parameters"]["CallCacheDays"]["Default"] == 90
