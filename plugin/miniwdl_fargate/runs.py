@@ -35,9 +35,13 @@ DEFAULT_ZIP = "workflow.zip"
 # control characters, https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html).
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}-[0-9a-f]{8}$")
-#: where a list of runs goes on from (``manage.list_runs``): after a run name's runs, or after the
-#: first N runs of a name (``<name>:<N>``; a name holds no ":")
-PAGE_TOKEN_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})(?::(?P<skip>[0-9]{1,9}))?$")
+#: where a list of runs goes on from (``manage.list_runs``): after a run name's runs, or inside a
+#: name: after its run submitted at <ms> (epoch milliseconds) whose id ends <8 hex> (``<name>~<ms>~<hex>``:
+#: newer runs of the name since do not shift the pages), or after its first N runs (``<name>:<N>``,
+#: the tokens of earlier versions); a name holds no ":" or "~"
+PAGE_TOKEN_RE = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})(?::(?P<skip>[0-9]{1,9})|~(?P<ms>[0-9]{1,15})~(?P<id>[0-9a-f]{8}))?$"
+)
 TRIGGER_RE = re.compile(r"^runs/(?P<name>[^/]+)/inputs\.json$")
 
 #: how the StopTask reason of each task of a cancelled run begins: ECS hands the reason back as

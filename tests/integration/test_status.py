@@ -140,6 +140,26 @@ def test_a_page_holds_at_most_its_limit_of_runs_and_goes_on_inside_a_name(run):
         manage.list_runs("runs", after="main:x")
 
 
+def test_the_next_page_is_the_same_whatever_runs_of_the_name_came_since(run):
+    """The token was an offset inside a name: every newer run of it (a WES client's are all named
+    after its workflow file) shifted the next page by one, giving a run twice. It names the last
+    run given, which newer runs do not move."""
+    def submit(i):
+        record = RECORD.model_copy(update={"run_id": f"wf-{i:08x}", "name": "wf", "submitted_at": f"2026-11-26T12:00:{i:02d}+00:00",
+                                           "results": f"s3://runs/runs/wf/results/wf-{i:08x}/"})
+        status.update("runs", record.run_id, lambda current: current, initial=status.new(record))
+
+    for i in range(5):
+        submit(i)
+    first, token = manage.list_runs("runs", limit=2, name="wf")
+    assert [r.run_id for r in first] == ["wf-00000004", "wf-00000003"] and token.startswith("wf~")
+    submit(10)  # (a newer run of the name, meanwhile)
+    second, token = manage.list_runs("runs", limit=2, name="wf", after=token)
+    assert [r.run_id for r in second] == ["wf-00000002", "wf-00000001"]
+    third, token = manage.list_runs("runs", limit=2, name="wf", after=token)
+    assert [r.run_id for r in third] == ["wf-00000000"] and token is None
+
+
 def test_describing_or_cancelling_a_run_with_a_malformed_status_says_which_object_is_wrong(many):
     with pytest.raises(status.UnreadableStatus, match=r"^s3://runs/runs/broken/results/broken-deadbeef/status.json is not valid JSON"):
         manage.describe_run("runs", "broken-deadbeef")

@@ -46,16 +46,20 @@ def list_runs(
 ) -> tuple[list[status.RunStatus], str | None]:
     """At most ``limit`` runs, newest first within each name, names in order, and the page token
     to go on with (None: there are no more): a run name (the next page starts after its runs) or
-    ``<name>:<N>`` (after that name's N newest: a name run more often than a page holds;
-    ``runs.PAGE_TOKEN_RE``). ``after`` is such a token. A run whose status.json cannot be read is
-    left out (logged, and told to ``on_unreadable``): one bad object does not hide the others."""
+    ``<name>~<ms>~<hex>`` (after that name's run submitted then with that id: a name run more often
+    than a page holds; runs of it submitted since come on no later page, and shift none;
+    ``runs.PAGE_TOKEN_RE``, whose ``<name>:<N>`` is taken too). ``after`` is such a token. A run
+    whose status.json cannot be read is left out (logged, and told to ``on_unreadable``): one bad
+    object does not hide the others."""
     s3 = aws.client("s3")
-    start, skip = None, None
+    start, skip, last = None, None, None
     if after:
         token = runs.PAGE_TOKEN_RE.match(after)
         if token is None:
             raise ValueError(f"page token {after!r} is not one a list of runs gave")
         start, skip = token["name"], int(token["skip"]) if token["skip"] is not None else None
+        if token["ms"] is not None:
+            skip, last = 0, (int(token["ms"]), f"{start}-{token['id']}")
     names: list[str] = []
     if name:
         runs.check_name(name)
@@ -78,17 +82,28 @@ def list_runs(
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             ids += [p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", [])]
         statuses = [st for st in aws.each(lambda run_id: _readable(bucket, run_id, on_unreadable), ids, s3io.READ_THREADS) if st is not None]
-        # by time, not text: statuses written before timestamps had milliseconds sort with the rest
-        statuses.sort(key=lambda st: datetime.fromisoformat(st.submitted_at), reverse=True)
+        # by time, not text (statuses written before timestamps had milliseconds sort with the
+        # rest), then by id: one order, in which a page token names a place
+        statuses.sort(key=_place, reverse=True)
         offset = skip if skip is not None and run_name == start else 0
+        if last is not None and run_name == start:
+            offset = sum(1 for st in statuses if _place(st) >= last)
         room = limit - len(found)
         if len(statuses) - offset > room:
             found += statuses[offset : offset + room]
-            return found, f"{run_name}:{offset + room}"
+            ms, run_id = _place(found[-1])
+            token = f"{run_name}~{ms}~{run_id[len(run_name) + 1:]}"
+            return found, token if runs.PAGE_TOKEN_RE.match(token) else f"{run_name}:{offset + room}"
         found += statuses[offset:]
         if len(found) >= limit and i + 1 < len(names):
             return found, run_name
     return found, None
+
+
+def _place(current: status.RunStatus) -> tuple[int, str]:
+    """Where a run is among its name's runs (``list_runs``): its submission, in epoch
+    milliseconds, and its id."""
+    return round(datetime.fromisoformat(current.submitted_at).timestamp() * 1000), current.run_id
 
 
 def _readable(bucket: str, run_id: str, on_unreadable: Callable[[str], None] | None) -> status.RunStatus | None:
