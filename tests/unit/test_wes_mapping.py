@@ -106,6 +106,14 @@ def test_a_key_given_twice_in_a_form_fields_json_is_refused(field):
     assert f"{field}: max_cost_usd: key given more than once" in str(refused.value)
 
 
+def test_an_engine_parameter_given_as_service_infos_default_value_is_the_stacks_default():
+    """service-info gives every parameter's default_value as "" (the stack's); a client sending
+    those back was refused ("max_cost_usd: Input should be a valid number")."""
+    defaults = {p["name"]: p["default_value"] for p in wes.service_info("1.16.0", "0.1.0")["default_workflow_engine_parameters"]}
+    assert set(defaults.values()) == {""}
+    assert wes.submission(request(workflow_engine_parameters=defaults)).options == {}
+
+
 def test_engine_parameters_and_tags_go_through_the_one_options_model_named_as_wes_fields():
     asked = wes.submission(request(workflow_engine_parameters={"call_cache": "false", "max_run_hours": "2"}, tags={"a": "1"}))
     assert asked.options == {"call_cache": False, "max_run_hours": 2.0, "labels": {"a": "1"}}

@@ -351,7 +351,9 @@ def options_of(request: WesRequest, problems: list[dict[str, str]]) -> dict[str,
     if "labels" in params:
         problems.append({"where": "workflow_engine_parameters.labels", "problem": "give labels as the request's tags"})
         return {}
-    raw: dict[str, Any] = {key: as_json(value) for key, value in params.items()}
+    # ("": the stack's default, as service-info's default_value says: a client sending the
+    # defaults it was shown back asks for nothing)
+    raw: dict[str, Any] = {key: as_json(value) for key, value in params.items() if value != ""}
     if tags:
         raw["labels"] = tags
     try:
