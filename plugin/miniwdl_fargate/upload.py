@@ -128,12 +128,19 @@ def imports_file(doc: WDL.Tree.Document, path: Path) -> bool:
     )
 
 
+#: the file that marks a folder as local mode's state (``local run|up --state-dir``)
+LOCAL_STATE_MARK = ".miniwdl-fargate-local-state"
+
+
 def bundle_files(wdl_path: Path) -> list[Path]:
-    """The files of the WDL's folder (its imports and source-relative files live there)."""
+    """The files of the WDL's folder (its imports and source-relative files live there), but
+    those of a local stack's state folder in it (``LOCAL_STATE_MARK``: `--state-dir state` run
+    from the workflow's folder)."""
     base = wdl_path.parent
     files, total = [], 0
     for root, dirs, names in os.walk(base):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith(".")
+                         and not os.path.exists(os.path.join(root, d, LOCAL_STATE_MARK)))
         for name in sorted(names):
             path = Path(root) / name
             if name.startswith(".") or not path.is_file():

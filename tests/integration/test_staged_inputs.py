@@ -338,3 +338,14 @@ def test_only_a_staged_directorys_own_list_of_executables_gives_modes(bucket):
     assert staging.directory_modes(bucket, f"staged/{'0' * 64}.x/ref/") == []
     assert staging.directory_modes(bucket, f"staged/{'1' * 64}.x-2/ref/") == ["a"]
     assert staging.directory_modes(bucket, f"staged/{'2' * 64}.x/ref/") == []  # (none there)
+
+
+def test_a_local_stacks_state_folder_inside_the_workflows_folder_is_left_out_of_its_upload(tmp_path):
+    """`local run w.wdl --state-dir state` from the workflow's folder: its EFS, S3 copies and logs
+    were uploaded as the workflow's files (and soon passed the folder's 200 files)."""
+    root = folder(tmp_path / "wf", "data", {"a.txt": "A"})
+    (root / "state" / "efs").mkdir(parents=True)
+    (root / "state" / "efs" / "x").write_text("state")
+    (root / "state" / upload.LOCAL_STATE_MARK).touch()
+    assert sorted(str(p.relative_to(root)) for p in upload.bundle_files(root / "w.wdl")) == [
+        "data.txt", "inputs.json", "ref/a.txt", "w.wdl"]

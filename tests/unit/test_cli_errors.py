@@ -284,9 +284,9 @@ CASES = {
     "local up --state-dir a folder of the user's files": (
         ["local", "up", "--state-dir", "{d}/my-notes"], "error: --state-dir {d}/my-notes: holds files that are not local mode's state",
     ),
-    "local run --state-dir inside the workflow's folder": (
-        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--state-dir", "{d}/good/state"],
-        "error: --state-dir {d}/good/state: is inside the workflow's folder {d}/good, whose files are uploaded with the workflow",
+    "local run --state-dir the workflow's folder": (
+        ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--state-dir", "{d}/good"],
+        "error: --state-dir {d}/good: is the workflow's folder, whose files are uploaded with the workflow",
     ),
     "local run --name with a slash": (
         ["local", "run", "{d}/good/w.wdl", "{d}/good/inputs.json", "--name", "../x"], "argument --name: run name '../x'",

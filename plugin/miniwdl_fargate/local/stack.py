@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import aws
+from ..upload import LOCAL_STATE_MARK
 from . import heap
 from .lambda_runner import FunctionSpec
 
@@ -314,21 +315,22 @@ def deploy(
 
 
 #: the file that marks a folder as local mode's state (``--state-dir``): a folder holding files
-#: without it is someone else's, which local mode would write over
-STATE_MARK = ".miniwdl-fargate-local-state"
+#: without it is someone else's, which local mode would write over (and a workflow's upload
+#: leaves out a folder holding it)
+STATE_MARK = LOCAL_STATE_MARK
 
 
 def state_dir_problem(path: str | None, workflow_dir: str | None = None) -> str | None:
     """Why ``path`` cannot be a stack's ``--state-dir`` (None when it can): not a folder, or a
     folder holding files that are not local mode's (its EFS, S3 copies, logs and change counters
-    would be written among them, over those of the same names), or inside ``workflow_dir``,
-    whose files are uploaded with the workflow."""
+    would be written among them, over those of the same names), or ``workflow_dir`` itself,
+    whose files are uploaded with the workflow (a folder inside it is left out of the upload)."""
     if not path:
         return None
-    if workflow_dir:
-        here, inside = os.path.realpath(path), os.path.realpath(workflow_dir)
-        if here == inside or here.startswith(inside + os.sep):
-            return f"is inside the workflow's folder {workflow_dir}, whose files are uploaded with the workflow: give a folder elsewhere"
+    if workflow_dir and os.path.realpath(path) == os.path.realpath(workflow_dir):
+        # (a folder inside it is left out of the workflow's upload; the folder itself cannot be)
+        return ("is the workflow's folder, whose files are uploaded with the workflow: give a folder of its own "
+                f"(e.g. {os.path.join(path, 'state')})")
     if not os.path.exists(path):
         return None
     if not os.path.isdir(path):
