@@ -69,7 +69,7 @@ def test_a_route_the_api_lacks_is_answered_as_api_gateway_does_and_never_reaches
 
     def invoke(function_name, event):
         invoked.append(event)
-        return 200, {"Content-Type": "application/json"}, b'{"ok": true}'
+        return 200, [("Content-Type", "application/json")], b'{"ok": true}'
 
     monkeypatch.setattr(gateway, "invoke", invoke)
     with Gateway("api-function", API) as url:
@@ -178,7 +178,7 @@ def test_a_body_of_another_content_type_or_method_is_not_checked():
 
 def test_a_refused_body_never_reaches_the_function(monkeypatch):
     invoked = []
-    monkeypatch.setattr(gateway, "invoke", lambda name, event: invoked.append(event) or (201, {}, b"{}"))
+    monkeypatch.setattr(gateway, "invoke", lambda name, event: invoked.append(event) or (201, [], b"{}"))
     with Gateway("api-function", API, checks=gateway.BodyChecks.of_definition(DEFINITION)) as url:
         post = urllib.request.Request(url + "/runs", data=b'{"nmae": "x"}', method="POST", headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -238,7 +238,7 @@ def test_an_integration_slower_than_its_timeout_gets_api_gateways_504_while_the_
     def invoke(function_name, event):
         release.wait(10)  # (the function answers only once the test lets it)
         finished.set()
-        return 200, {}, b"{}"
+        return 200, [], b"{}"
 
     monkeypatch.setattr(gateway, "invoke", invoke)
     with Gateway("api-function", API, timeouts=timeouts) as url:
