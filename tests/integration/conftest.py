@@ -141,3 +141,9 @@ def registrations_paced_per_test():
 
     FargateTaskContainer._last_registration = 0.0
     yield
+    # a test that launched a task and never ended its attempt leaves it watched: the poller's
+    # thread would poll it on after the test's AWS (moto) is gone, each pass a failed call
+    poller = FargateTaskContainer._poller
+    if poller is not None:
+        for arn in list(poller._watches):
+            poller.forget(arn)
