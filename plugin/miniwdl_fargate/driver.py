@@ -993,18 +993,32 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
 # -- the run's ECS tasks and figures ---------------------------------------------------------------
 
 
-def sweep_orphans() -> None:
+#: seconds between the calls of a driver's sweep of orphaned tasks (``sweep_orphans``)
+ORPHAN_SWEEP_PACE = 0.5
+
+
+def sweep_orphans() -> threading.Thread | None:
     """Stop WDL tasks left running by drivers that died (see ``sweep``): a driver's start-up is
-    the one moment a crashed predecessor's tasks are sure to be noticed."""
+    the one moment a crashed predecessor's tasks are sure to be noticed (the pipeline's
+    DriverStopped and Finalize stop a run's tasks; this is the backstop). It looks at every task
+    of the cluster, in the background and paced (``ORPHAN_SWEEP_PACE``): a cluster of ten runs of
+    3,000 tasks is some 600 calls, which at once would take the account's ECS request rate from
+    every other driver's polls, and would hold this run's start."""
     cluster = config.backend_cluster(config.loader())
     if not cluster:
-        return
-    try:
-        stopped = sweep.sweep_orphans(cluster)
-        if stopped:
-            log.warning("stopped %d orphaned task(s) of dead drivers", len(stopped))
-    except Exception:  # never let housekeeping fail a run
-        log.exception("sweeping orphaned tasks failed")
+        return None
+
+    def sweep_now() -> None:
+        try:
+            stopped = sweep.sweep_orphans(cluster, pace=ORPHAN_SWEEP_PACE)
+            if stopped:
+                log.warning("stopped %d orphaned task(s) of dead drivers", len(stopped))
+        except Exception:  # never let housekeeping fail a run
+            log.exception("sweeping orphaned tasks failed")
+
+    sweeper = threading.Thread(target=sweep_now, name="orphan-sweep", daemon=True)
+    sweeper.start()
+    return sweeper
 
 
 def publish_metrics(run: DriverRun, outcome: str) -> None:

@@ -65,13 +65,20 @@ def tags_of(task: dict[str, Any]) -> dict[str, str]:
     return {t.get("key", ""): t.get("value", "") for t in task.get("tags") or []}
 
 
-def running_tasks(cluster: str) -> Iterator[dict[str, Any]]:
-    """Descriptions (with tags) of the cluster's tasks that are meant to be running."""
+def running_tasks(cluster: str, pace: float = 0.0) -> Iterator[dict[str, Any]]:
+    """Descriptions (with tags) of the cluster's tasks that are meant to be running; ``pace``:
+    seconds between its calls (ListTasks pages, DescribeTasks of a hundred), so that a look at a
+    cluster of thousands of tasks takes little of the account's ECS request rate at once, which
+    every driver's polls share (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html)."""
     ecs = aws.client("ecs")
     arns: list[str] = []
-    for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster, desiredStatus="RUNNING"):
+    for n, page in enumerate(ecs.get_paginator("list_tasks").paginate(cluster=cluster, desiredStatus="RUNNING")):
+        if n and pace:
+            time.sleep(pace)
         arns.extend(page.get("taskArns", []))
     for i in range(0, len(arns), DESCRIBE_BATCH):
+        if pace:
+            time.sleep(pace)
         found = ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + DESCRIBE_BATCH], include=["TAGS"])
         yield from found.get("tasks", [])
 
@@ -185,9 +192,10 @@ def stop_run(
     return stop_tasks(cluster, arns, reason, errors)
 
 
-def orphans(cluster: str) -> list[dict[str, Any]]:
-    """Running WDL tasks whose driver is an ECS task that is no longer running."""
-    tasks = [t for t in running_tasks(cluster) if tags_of(t).get(DRIVER_TAG, "").startswith("arn:")]
+def orphans(cluster: str, pace: float = 0.0) -> list[dict[str, Any]]:
+    """Running WDL tasks whose driver is an ECS task that is no longer running (``pace``: as
+    ``running_tasks`` takes it)."""
+    tasks = [t for t in running_tasks(cluster, pace) if tags_of(t).get(DRIVER_TAG, "").startswith("arn:")]
     drivers = sorted({tags_of(t)[DRIVER_TAG] for t in tasks})
     alive: set[str] = set()
     ecs = aws.client("ecs")
@@ -204,8 +212,8 @@ def orphans(cluster: str) -> list[dict[str, Any]]:
     return [t for t in tasks if tags_of(t)[DRIVER_TAG] not in alive]
 
 
-def sweep_orphans(cluster: str, reason: str = "miniwdl-fargate sweep: the task's driver has stopped") -> list[str]:
-    found = orphans(cluster)
+def sweep_orphans(cluster: str, reason: str = "miniwdl-fargate sweep: the task's driver has stopped", pace: float = 0.0) -> list[str]:
+    found = orphans(cluster, pace)
     for task in found:
         log.warning(
             "orphaned task %s of run %s (driver %s gone)",

@@ -55,6 +55,17 @@ def test_tasks_of_a_stopped_driver_are_swept_and_a_live_drivers_are_kept(cluster
     assert running == {alive, *kept, standalone_task}  # a standalone driver cannot be checked: kept
 
 
+def test_a_drivers_sweep_of_the_whole_cluster_is_paced(cluster, monkeypatch):
+    """A driver's start looked at every task of the cluster at once (some 600 calls for ten runs
+    of 3,000 tasks, taken from every other driver's polls); its calls are now spread out."""
+    tasks = [cluster("task", {sweep.RUN_TAG: f"run-{n}"}) for n in range(3)]
+    monkeypatch.setattr(sweep, "DESCRIBE_BATCH", 2)
+    naps: list[float] = []
+    monkeypatch.setattr(sweep.time, "sleep", naps.append)
+    assert sorted(t["taskArn"] for t in sweep.running_tasks("wdl", pace=0.5)) == sorted(tasks)
+    assert naps == [0.5, 0.5]  # (before each DescribeTasks of two: none before the first ListTasks page)
+
+
 def test_stop_run_stops_every_task_of_the_run_but_the_excluded(cluster):
     driver = cluster("driver", {sweep.RUN_TAG: "run-a"})
     tasks = [cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: driver}) for _ in range(2)]
@@ -251,7 +262,9 @@ def test_the_driver_sweeps_the_cluster_its_cfg_file_names(cluster, tmp_path, mon
     orphan = cluster("task", {sweep.RUN_TAG: "run-a", sweep.DRIVER_TAG: dead})
     aws.client("ecs").stop_task(cluster="wdl", task=dead, reason="driver crashed")
     operator_cfg(tmp_path, monkeypatch)
-    driver.sweep_orphans()
+    monkeypatch.setattr(driver, "ORPHAN_SWEEP_PACE", 0.0)
+    sweeper = driver.sweep_orphans()  # (in the background: the run's start does not wait for it)
+    sweeper.join(30)
     assert orphan not in {t["taskArn"] for t in sweep.running_tasks("wdl")}
 
 
@@ -280,7 +293,7 @@ def test_without_a_configured_cluster_the_driver_stops_nothing(cluster, tmp_path
     operator_cfg(tmp_path, monkeypatch)
     (tmp_path / "operator.cfg").write_text("[scheduler]\ncontainer_backend = aws_fargate\n")
     driver.stop_run_tasks(driver.DriverRun("run-a", "s3://b/w.wdl", "s3://b/i.json", "s3://b/r/", str(tmp_path)), "x")
-    driver.sweep_orphans()
+    assert driver.sweep_orphans() is None
     assert task in {t["taskArn"] for t in sweep.running_tasks("wdl")}
 
 
