@@ -78,6 +78,11 @@ class Attempt:
     detail: str = ""  # why it ended so (stop reason, container reason, error)
     task_arn: str = ""
     public_ip: bool = False  # its network interface got a public IPv4 address (assignPublicIp ENABLED)
+    #: what it read of the shared file system, at least (its inputs, each once: ``base.input_bytes``)
+    #: and wrote (the files left in its working directory: ``base.written_bytes``): EFS Elastic
+    #: throughput bills by the byte
+    efs_read_bytes: int = 0
+    efs_written_bytes: int = 0
 
     def call_path(self) -> str:
         """The call's name in what the run reports (``call_path_of``): ``call-inner/call-say_hi``

@@ -315,6 +315,22 @@ def test_an_ebs_scratch_volume_is_priced_per_gb_month_by_the_second():
     assert mi_row["usd"] == pytest.approx((32 * MI["vcpu_hour"] + 64 * MI["gb_hour"]) * 1.12 + 1000 * 0.08 / 730, abs=1e-6)
 
 
+def test_what_an_attempt_read_and_wrote_of_efs_is_priced_per_gb_of_elastic_throughput():
+    """EFS Elastic throughput bills 0.03 USD per GB read and 0.06 written: a scatter reading a
+    100 GB BAM per shard could cost more there than its compute, and cost.json said nothing."""
+    shard = hour_on("FARGATE", cpu=1024, memory=2048)
+    shard.efs_read_bytes, shard.efs_written_bytes = 100 << 30, 10 << 30
+    doc = report_cost.estimate_cost([shard, hour_on("FARGATE", cpu=1024, memory=2048)], Prices())
+    row = doc["attempts"][0]
+    assert (row["efs_read_bytes"], row["efs_written_bytes"]) == (100 << 30, 10 << 30)
+    assert row["efs_usd"] == pytest.approx(100 * 0.03 + 10 * 0.06)
+    assert row["usd"] == pytest.approx(0.04048 + 2 * 0.004445 + 3.6, abs=1e-6)
+    assert (doc["totals"]["efs_read_gb"], doc["totals"]["efs_written_gb"]) == (100, 10)
+    assert doc["attempts"][1]["efs_usd"] == 0
+    cheaper = Prices.parse(json.dumps({"efs_read_gb": 0.0, "efs_write_gb": 0.0}))
+    assert report_cost.estimate_cost([shard], cheaper)["attempts"][0]["efs_usd"] == 0
+
+
 def test_managed_instances_prices_need_every_rate_and_are_checked_by_name():
     given = Prices.parse('{"MANAGED_INSTANCES": {"vcpu_hour": 0.04, "gb_hour": 0.005, "gpu_hour": 0.9, '
                          '"management_fee_fraction": 0.1}, "ebs_gb_month": 0.0952}')

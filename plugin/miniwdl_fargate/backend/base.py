@@ -20,6 +20,8 @@ directory, the way miniwdl's own retries do, at the same path (``reset``).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import shlex
@@ -36,6 +38,7 @@ from WDL._util import StructuredLogMessage as _
 
 from .. import attempts, config
 from . import links, nfs
+from .miniwdl_fixes import INPUTS_FOLDER
 
 
 @dataclass
@@ -136,6 +139,7 @@ class BaseTaskContainer(TaskContainer):
         super().__init__(cfg, run_id, host_dir)
         self.container_dir = host_dir  # the command sees its directory by its real path
         self._inputs_copied = False
+        self._input_bytes: int | None = None  # (``input_bytes``, once)
         self._attempt: attempts.Attempt | None = None
         #: the pipeline's run id ("" when miniwdl runs on its own); miniwdl's ``run_id`` is the call's
         self.pipeline_run_id = config.run_id(cfg)
@@ -228,6 +232,23 @@ class BaseTaskContainer(TaskContainer):
             logger.info(_("the last attempt's files kept aside", files=kept))
         super().reset(logger)
         self._inputs_copied = False
+
+    def input_bytes(self) -> int:
+        """What the task's input files hold, each once (a Directory's files too): what an attempt
+        reads of the shared file system, at least (``attempts.Attempt.efs_read_bytes``)."""
+        if self._input_bytes is None:
+            files: dict[tuple[int, int], int] = {}
+            for host_path in self.input_path_map:
+                source = host_path.rstrip("/")
+                with contextlib.suppress(OSError):
+                    if os.path.isdir(source):
+                        found = os.stat(source)
+                        files.update(_directory_files(os.path.realpath(source), found.st_mtime_ns))
+                    else:
+                        found = os.stat(source)
+                        files[(found.st_dev, found.st_ino)] = found.st_size
+            self._input_bytes = sum(files.values())
+        return self._input_bytes
 
     def link_input_files(self, logger: logging.Logger) -> None:
         """Hard-link each input into ``work/_miniwdl_inputs`` (a Directory input becomes a tree of
@@ -499,6 +520,7 @@ class BaseTaskContainer(TaskContainer):
             cleanup.callback(self._attempt_over, job)  # (after the stop below, however the attempt ends)
             if attempt.launched is None:
                 attempts.LOG.update(attempt, launched=time.time())
+            attempts.LOG.update(attempt, efs_read_bytes=self.input_bytes())
             finished = False
 
             def stop_unless_finished() -> None:
@@ -530,7 +552,48 @@ class BaseTaskContainer(TaskContainer):
                     finished = True
                     attempts.LOG.update(attempt, stopped=status.stopped_at or time.time())
                     self.refresh_task_dir(logger)
+                    attempts.LOG.update(attempt, efs_written_bytes=written_bytes(self.host_work_dir()))
                     return self._exit_code(logger, job, status), job
+
+
+#: the most files one measure of a task's working directory or Directory input looks at (a lower
+#: bound beyond: a measure, not the task's work)
+MEASURED_FILES = 10_000
+
+
+@functools.lru_cache(maxsize=256)
+def _directory_files(path: str, _mtime_ns: int) -> tuple[tuple[tuple[int, int], int], ...]:
+    """((device, inode), size) of the files of a Directory input (``MEASURED_FILES`` at most),
+    measured once per process while its folder stays (a scatter's thousand tasks share one)."""
+    found: list[tuple[tuple[int, int], int]] = []
+    try:
+        entries = directory_entries(path)
+    except (OSError, InputOutsideDirectory):  # (said where the inputs are linked)
+        return ()
+    for file, _rel in entries:
+        if file and len(found) < MEASURED_FILES:
+            with contextlib.suppress(OSError):
+                st = os.stat(file)
+                found.append(((st.st_dev, st.st_ino), st.st_size))
+    return tuple(found)
+
+
+def written_bytes(work_dir: str) -> int:
+    """What the files left in a task's working directory hold, each once, its linked inputs
+    (``_miniwdl_inputs``) left out: what an attempt wrote to the shared file system, at least
+    (files it wrote and removed are not seen; ``attempts.Attempt.efs_written_bytes``)."""
+    files: dict[tuple[int, int], int] = {}
+    for root, dirs, names in os.walk(work_dir):
+        if root == work_dir:
+            dirs[:] = [d for d in dirs if d != INPUTS_FOLDER]
+        for name in names:
+            with contextlib.suppress(OSError):
+                found = os.lstat(os.path.join(root, name))
+                if stat.S_ISREG(found.st_mode):
+                    files[(found.st_dev, found.st_ino)] = found.st_size
+        if len(files) >= MEASURED_FILES:
+            break
+    return sum(files.values())
 
 
 def _global_init_again_after_fork() -> None:

@@ -61,10 +61,14 @@ DEFAULT_PRICES: dict[str, Any] = {
     "ephemeral_gb_hour": 0.000111,  # per GB over the 20 GB every task gets
     "ebs_gb_month": 0.08,  # an EBS scratch volume (gp3), per GB
     "public_ipv4_hour": 0.005,  # per public IPv4 address
+    # EFS Elastic throughput (https://aws.amazon.com/efs/pricing/), per GB read and written
+    "efs_read_gb": 0.03,
+    "efs_write_gb": 0.06,
     "minimum_seconds": 60,
 }
 #: the table's single numbers (the rest: a capacity's rates, or text)
-NUMBERS = ("ephemeral_gb_hour", "ebs_gb_month", "public_ipv4_hour", "minimum_seconds")
+NUMBERS = ("ephemeral_gb_hour", "ebs_gb_month", "public_ipv4_hour", "efs_read_gb", "efs_write_gb", "minimum_seconds")
+GIB = 1 << 30  # AWS's GB in its per-GB prices
 #: what a capacity's entry must give; a managed-instances capacity's entry, also these
 RATES = ("vcpu_hour", "gb_hour")
 INSTANCE_RATES = ("gpu_hour", "management_fee_fraction")
@@ -188,7 +192,10 @@ def attempt_cost(a: Attempt, prices: Prices, minimum: float, now: float | None =
             + used["ephemeral_gb_seconds"] * float(table.get("ephemeral_gb_hour", 0.0))
         ) / 3600
         fee_usd = compute_usd * rate.get("management_fee_fraction", 0.0)
-    total = compute_usd + fee_usd + scratch_usd + ipv4_usd
+    # what it read and wrote of EFS (at least: ``Attempt.efs_read_bytes``), billed by the byte
+    efs_usd = (a.efs_read_bytes * float(table.get("efs_read_gb", 0.0))
+               + a.efs_written_bytes * float(table.get("efs_write_gb", 0.0))) / GIB
+    total = compute_usd + fee_usd + scratch_usd + ipv4_usd + efs_usd
     row = {
         "call": a.call_path(),  # (a sub-workflow's call under its directory: call-inner/call-x)
         "attempt": a.attempt,
@@ -204,6 +211,9 @@ def attempt_cost(a: Attempt, prices: Prices, minimum: float, now: float | None =
         "public_ipv4": a.public_ip,
         "public_ipv4_usd": round(ipv4_usd, 6),
         "scratch_usd": round(scratch_usd, 6),
+        "efs_read_bytes": a.efs_read_bytes,
+        "efs_written_bytes": a.efs_written_bytes,
+        "efs_usd": round(efs_usd, 6),
         "management_fee_usd": round(fee_usd, 6),
         "usd": round(total, 6),
         "ecs_task": a.task_arn,
@@ -220,7 +230,8 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
     minimum = float(table.get("minimum_seconds", 60))
     rows = []
     totals = dict.fromkeys(
-        ("vcpu_seconds", "gb_seconds", "gpu_seconds", "ephemeral_gb_seconds", "scratch_gb_seconds", "public_ipv4_seconds"), 0.0
+        ("vcpu_seconds", "gb_seconds", "gpu_seconds", "ephemeral_gb_seconds", "scratch_gb_seconds", "public_ipv4_seconds",
+         "efs_read_gb", "efs_written_gb"), 0.0
     )
     usd = ipv4_usd = 0.0
     unpriced = set()
@@ -228,6 +239,8 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
         cost = attempt_cost(a, prices, minimum, now, committed)
         for key, value in cost.used.items():
             totals[key] += value
+        totals["efs_read_gb"] += a.efs_read_bytes / GIB
+        totals["efs_written_gb"] += a.efs_written_bytes / GIB
         if not cost.priced and cost.row["billed_seconds"]:
             unpriced.add(a.capacity or "?")
         usd += cost.usd
@@ -246,10 +259,12 @@ def estimate_cost(attempts: Iterable[Attempt], prices: Prices, now: float | None
             "on managed instances the task's share of its instance (vCPU, GB, GPUs) plus the management fee "
             "(a lower bound: EC2 bills the whole instance, from its launch until it is stopped after its last task); "
             "EBS scratch volumes as gp3 storage; "
-            "the public IPv4 address of each task that has one, over the same seconds. Not counted: what bills by "
-            "the byte or request (EFS storage and Elastic throughput, CloudWatch Logs ingestion, a NAT gateway's "
-            "data processing, S3 requests and storage), which a scatter reading large inputs can make more than "
-            "its compute"
+            "the public IPv4 address of each task that has one, over the same seconds; "
+            "EFS Elastic throughput per GB, at least: each attempt's input files read once and the files left "
+            "in its working directory written once (files it wrote and removed, or read again, are not seen). "
+            "Not counted: what else bills by the byte or request (EFS storage, the driver's staging and upload, "
+            "CloudWatch Logs ingestion, a NAT gateway's data processing, S3 requests and storage), which a "
+            "scatter reading large inputs can make more than its compute"
         ),
     }
     if unpriced:
