@@ -66,13 +66,16 @@ def chosen_image(value: Any) -> str:
     of alternatives): the first that ECS can pull (``wdl_image``: a Docker reference or
     ``docker://`` URI), skipping ``*`` and URIs of other protocols, which WDL says an engine
     ignores (https://github.com/openwdl/wdl/blob/wdl-1.1/SPEC.md#container: the order implies no
-    preference); "" for the configured default image (none given, or only ``*``). An array of
-    other protocols only gives its first, which the image checks then refuse by name."""
+    preference); "" for the configured default image (none given, or ``*`` beside no image ECS
+    can pull). An array of other protocols only gives its first, which the image checks then
+    refuse by name."""
     given = [str(v) for v in (value if isinstance(value, list) else [value]) if v is not None]
     images = [wdl_image(v) for v in given]
     runnable = [i for i in images if i and i != ANY_IMAGE and "://" not in i]
     if runnable:
         return runnable[0]
+    if ANY_IMAGE in images or "" in images:  # (any environment will do: none of the URIs is needed)
+        return ""
     return next((i for i in images if "://" in i), "")
 
 

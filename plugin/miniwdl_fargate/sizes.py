@@ -257,7 +257,7 @@ def boot_disk(task: str, value: Any) -> int | None:
     if value is None:
         return None
     text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise SizeError(f"task {task}: runtime.bootDiskSizeGb = {json.dumps(value)}: expected a whole number of GB, e.g. bootDiskSizeGb: 30")
     return min(int(text), MAX_EPHEMERAL_GIB)
 
@@ -277,7 +277,7 @@ def gpus_asked(task: str, runtime: dict[str, Any]) -> tuple[int, str]:
         if value is None:
             continue
         text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise SizeError(f"task {task}: runtime.{key} = {json.dumps(value)}: expected a whole number of GPUs, e.g. {key}: 2")
         return int(text), f"runtime.{key}"
     kind = runtime.get("acceleratorType")
@@ -394,9 +394,12 @@ def _with_fargate_disk(task: str, size: TaskSize, disk_gib: int | None, capaciti
     wanted = (disk_gib or 0) + max(IMAGE_ROOM_GIB, boot_gib)
     if wanted <= DEFAULT_EPHEMERAL_GIB:
         return size
-    if wanted <= MAX_EPHEMERAL_GIB or (disk_gib <= MAX_EPHEMERAL_GIB and not capacities.ebs_scratch):
+    if wanted <= MAX_EPHEMERAL_GIB or (disk_gib or 0) <= MAX_EPHEMERAL_GIB and not capacities.ebs_scratch:
         return replace(size, ephemeral_gib=max(MIN_EPHEMERAL_GIB, min(MAX_EPHEMERAL_GIB, wanted)))
-    return replace(size, scratch_gib=_scratch_gib(task, disk_gib, FARGATE, capacities))
+    # the disk on an EBS scratch volume; the image's room (a large bootDiskSizeGb) still on the ephemeral storage
+    room = max(IMAGE_ROOM_GIB, boot_gib)
+    with_room = size if room <= IMAGE_ROOM_GIB else replace(size, ephemeral_gib=max(MIN_EPHEMERAL_GIB, min(MAX_EPHEMERAL_GIB, room)))
+    return replace(with_room, scratch_gib=_scratch_gib(task, disk_gib or 0, FARGATE, capacities))
 
 
 def _scratch_gib(task: str, disk_gib: int, capacity: str, capacities: Capacities) -> int:

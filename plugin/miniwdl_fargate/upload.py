@@ -230,7 +230,7 @@ def stage_inputs(
                 raise RunInputError(f"{where} {path} holds no files (looked in {local}); an S3 folder "
                                     "cannot be empty: put a file in it, or give the input no value if it is optional")
             digests = [content_digest(file) for _rel, file in files]
-            executable = [rel for rel, file in files if os.access(file, os.X_OK)]
+            executable = {rel for rel, file in files if os.access(file, os.X_OK)}
             # the tree: each file's path and sha256, its executables and its empty folders (only
             # where it has any: a tree of neither keeps the key it had before they were staged)
             tree = hashlib.sha256()
@@ -242,7 +242,7 @@ def stage_inputs(
             uploads.extend(Staged(f"{key}/{rel}", digest, file) for (rel, file), digest in zip(files, digests, strict=True))
             uploads.extend(Staged.of(f"{key}/{rel}/", b"") for rel in sorted(empty))  # (folder markers)
             if executable:  # (S3 keeps no modes: the driver's staging gives them back, ``staging.directory_modes``)
-                uploads.append(Staged.of(key + MODES_SUFFIX, json.dumps({"executable": executable}).encode()))
+                uploads.append(Staged.of(key + MODES_SUFFIX, json.dumps({"executable": sorted(executable)}).encode()))
             return s3io.uri(bucket, key + "/")
         digest = content_digest(local)
         # an executable file (a script the task runs: `~{tool}`) keeps its execute bits: a key of

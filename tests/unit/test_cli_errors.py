@@ -585,3 +585,13 @@ def test_a_second_local_up_does_not_take_over_a_running_stacks_connection_file(f
         assert json.loads(connection.read_text()) == first and not (tmp_path / "state").exists()
     # once it no longer serves, its file is stale: a new stack may take it
     assert local_cli.stack_already_up(connection) is None
+
+
+def test_a_state_folder_of_a_local_stack_from_before_the_mark_is_taken(tmp_path):
+    from miniwdl_fargate.local.stack import state_dir_problem
+
+    for name in ("efs", "s3", "logs", "changes"):
+        (tmp_path / name).mkdir() if name != "changes" else (tmp_path / name).write_text("3")
+    assert state_dir_problem(str(tmp_path)) is None
+    (tmp_path / "notes.txt").write_text("mine")
+    assert "holds files that are not local mode's state (changes, efs, logs, ...)" in state_dir_problem(str(tmp_path))

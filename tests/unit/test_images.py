@@ -136,3 +136,15 @@ def test_what_ecs_refuses_as_a_containers_image_is_said(image, problem):
     """API_ContainerDefinition's image: at most 255 characters (before a digest), letters,
     digits and - _ : . / #, sha256 digests of 64 hex digits only; Docker's grammar takes more."""
     assert images.ecs_image_problem(image) == problem
+
+
+@pytest.mark.parametrize("value, chosen", [
+    ("*", ""), ("", ""), (None, ""), ("docker://ubuntu:22.04", "ubuntu:22.04"),
+    (["https://gcr.io/x/y:1", "quay.io/a/b:2"], "quay.io/a/b:2"),
+    (["oras://ghcr.io/x/y:1", "*"], ""),  # (any environment will do: the default image)
+    (["oras://ghcr.io/x/y:1"], "oras://ghcr.io/x/y:1"),  # (refused by name by the image checks)
+])
+def test_the_image_chosen_of_a_containers_alternatives(value, chosen):
+    from miniwdl_fargate import images
+
+    assert images.chosen_image(value) == chosen

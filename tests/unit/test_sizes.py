@@ -250,3 +250,22 @@ def test_a_task_must_leave_the_agents_memory_free_and_stay_within_ecs_cpu_cap():
 ])
 def test_a_memory_units_case_is_miniwdls_as_wdl_reads_units_whatever_their_case(given, spelt):
     assert sizes.memory_text(given) == spelt
+
+
+def test_a_large_boot_disk_keeps_its_room_for_the_image_when_the_disk_goes_to_ebs():
+    """disks 150 GiB with bootDiskSizeGb 60 on a stack with EBS scratch: the disk goes to an EBS
+    volume (150 + 60 > 200), and the image's 60 GiB stay on the ephemeral storage (it fell back to
+    the default 20)."""
+    from miniwdl_fargate.sizes import Capacities
+
+    size = for_task("t", cpu=1, memory_bytes=2 << 30, disks="local-disk 150 HDD", boot_disk_gib=60,
+                    default_cpu_units=256, default_memory_mib=512, capacities=Capacities(ebs_scratch=True))
+    assert (size.scratch_gib, size.ephemeral_gib) == (150, 60)
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1.5", True, -1])
+def test_a_count_that_is_not_ascii_digits_is_a_size_error(value):
+    with pytest.raises(SizeError, match="expected a whole number"):
+        sizes.gpus_asked("t", {"gpuCount": value})
+    with pytest.raises(SizeError, match="expected a whole number"):
+        sizes.boot_disk("t", value)

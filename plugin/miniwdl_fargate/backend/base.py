@@ -520,7 +520,6 @@ class BaseTaskContainer(TaskContainer):
             cleanup.callback(self._attempt_over, job)  # (after the stop below, however the attempt ends)
             if attempt.launched is None:
                 attempts.LOG.update(attempt, launched=time.time())
-            attempts.LOG.update(attempt, efs_read_bytes=self.input_bytes())
             finished = False
 
             def stop_unless_finished() -> None:
@@ -544,7 +543,8 @@ class BaseTaskContainer(TaskContainer):
                     cleanup.enter_context(self.task_running_context())
                     running = True
                     if status.running or status.started_at:
-                        attempts.LOG.update(attempt, running=status.started_at or time.time())
+                        # (its command ran: it read its inputs; one that never started read nothing)
+                        attempts.LOG.update(attempt, running=status.started_at or time.time(), efs_read_bytes=self.input_bytes())
                 elif status.started_at and attempt.running != status.started_at:
                     attempts.LOG.update(attempt, running=status.started_at)  # ECS's own time
                 poll_stderr()
@@ -552,7 +552,8 @@ class BaseTaskContainer(TaskContainer):
                     finished = True
                     attempts.LOG.update(attempt, stopped=status.stopped_at or time.time())
                     self.refresh_task_dir(logger)
-                    attempts.LOG.update(attempt, efs_written_bytes=written_bytes(self.host_work_dir()))
+                    if attempt.running is not None:
+                        attempts.LOG.update(attempt, efs_written_bytes=written_bytes(self.host_work_dir()))
                     return self._exit_code(logger, job, status), job
 
 
@@ -583,15 +584,17 @@ def written_bytes(work_dir: str) -> int:
     (``_miniwdl_inputs``) left out: what an attempt wrote to the shared file system, at least
     (files it wrote and removed are not seen; ``attempts.Attempt.efs_written_bytes``)."""
     files: dict[tuple[int, int], int] = {}
+    looked = 0
     for root, dirs, names in os.walk(work_dir):
         if root == work_dir:
             dirs[:] = [d for d in dirs if d != INPUTS_FOLDER]
-        for name in names:
+        for name in names[: MEASURED_FILES - looked]:
             with contextlib.suppress(OSError):
                 found = os.lstat(os.path.join(root, name))
                 if stat.S_ISREG(found.st_mode):
                     files[(found.st_dev, found.st_ino)] = found.st_size
-        if len(files) >= MEASURED_FILES:
+        looked += len(names)
+        if looked >= MEASURED_FILES:
             break
     return sum(files.values())
 

@@ -320,6 +320,14 @@ def deploy(
 STATE_MARK = LOCAL_STATE_MARK
 
 
+#: what a local stack keeps in its state folder: a folder holding these alone is one (an earlier
+#: stack's, from before ``STATE_MARK``)
+STATE_ENTRIES = frozenset({
+    "changes", "run-changes", "efs", "ebs", "s3", "logs", "home", "engine", "lambda", "idmapped", "ecs-metadata",
+    "pid", "driver-zygote", "python-zygote", "task-zygote",
+})
+
+
 def state_dir_problem(path: str | None, workflow_dir: str | None = None) -> str | None:
     """Why ``path`` cannot be a stack's ``--state-dir`` (None when it can): not a folder, or a
     folder holding files that are not local mode's (its EFS, S3 copies, logs and change counters
@@ -336,6 +344,8 @@ def state_dir_problem(path: str | None, workflow_dir: str | None = None) -> str 
     if not os.path.isdir(path):
         return "exists and is not a folder"
     held = [] if os.path.exists(os.path.join(path, STATE_MARK)) else sorted(os.listdir(path))
+    if set(held) <= STATE_ENTRIES and os.path.isdir(os.path.join(path, "efs")):  # (a local stack's of before the mark: its own names only, its EFS among them)
+        held = []
     if held:
         return (f"holds files that are not local mode's state ({', '.join(held[:3])}{', ...' if held[3:] else ''}): local mode "
                 "would write its EFS, S3 copies and logs among them; give a new or empty folder, or one an earlier local stack used")

@@ -696,7 +696,8 @@ def check_run(
         given = WDL.values_from_json(inputs, target.available_inputs, namespace=target.name) if target is not None else None
     except Exception:
         given = None
-    known = known_task_inputs(doc, given, task)
+    # (inputs that do not parse: literals only, not defaults the inputs may have meant to change)
+    known = known_task_inputs(doc, given, task) if given is not None else None
     check_task_sizes(called, problems, capacities, max_vcpus, known)
     check_task_images(called, problems, known)
     check_task_retries(called, problems)
