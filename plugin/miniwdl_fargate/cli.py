@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import signal
-import sys
 import threading
-from typing import Any, NoReturn
 
-from . import arguments
-from .process_exit import ended_as_interpreter
-from .config import default_cfg_text
+
+def _interrupted_while_loading(*_: object) -> None:
+    """A Ctrl-C while the command's modules load: exit 130 as a later one does, not a traceback
+    from the middle of an import."""
+    os._exit(130)
+
+
+#: (only for this module's imports, in the main thread: an importer's own SIGINT handling is back after)
+_LOADING = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _LOADING:
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
+
+from . import arguments  # noqa: E402
+from .config import default_cfg_text  # noqa: E402
+from .process_exit import ended_as_interpreter  # noqa: E402
+
+if _LOADING:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -595,3 +595,23 @@ def test_a_state_folder_of_a_local_stack_from_before_the_mark_is_taken(tmp_path)
     assert state_dir_problem(str(tmp_path)) is None
     (tmp_path / "notes.txt").write_text("mine")
     assert "holds files that are not local mode's state (changes, efs, logs, ...)" in state_dir_problem(str(tmp_path))
+
+
+def test_a_ctrl_c_while_the_command_loads_exits_130_without_a_traceback():
+    """Ctrl-C in a command's first moments printed a traceback from the middle of an import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import builtins, os, signal\n"
+        "real = builtins.__import__\n"
+        "def interrupting(name, globals=None, locals=None, fromlist=(), level=0):\n"
+        "    if fromlist and 'arguments' in fromlist:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(name, globals, locals, fromlist, level)\n"
+        "builtins.__import__ = interrupting\n"
+        "import miniwdl_fargate.cli\n"
+        "print('not interrupted')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")
