@@ -165,35 +165,41 @@ STAGED_PREFIX = "staged/"
 
 
 def stage_inputs(
-    doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str, task: str | None = None
+    doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str, task: str | None = None,
+    label: str = "inputs",
 ) -> tuple[dict[str, Any], list[Staged]]:
     """Rewrite local File/Directory inputs (relative to the inputs file) as s3:// URIs under
     ``STAGED_PREFIX``, named by their content.
 
     Returns the new inputs JSON and the uploads to make (``Staged``); checks everything before
-    uploading. ``task``: the run's option (``wdl_target``).
+    uploading. ``task``: the run's option (``wdl_target``). A problem is said under ``label``
+    (the inputs file), at the value's place in its input (``hello.pairs[0].right``).
     """
     target = workflow_target(doc, task)
     try:
         env = WDL.values_from_json(inputs, target.available_inputs, namespace=target.name)
     except WDL.Error.InputError as exn:
-        raise RunInputError(f"inputs: {exn}") from None
+        raise RunInputError(f"{label}: {exn}") from None
+    # (each File and Directory's place, in the order ``WDL.Value.rewrite_paths`` meets them: it
+    # hands the callback copies)
+    places = {b.name: iter([where for _v, where in value_places(b.value, f"{target.name}.{b.name}")]) for b in env}
     uploads: list[Staged] = []
     taken: dict[str, str] = {}  # key -> the local path (as given, made absolute) it holds
 
     def stage(value: WDL.Value.File | WDL.Value.Directory, name: str) -> str:
         path = value.value
         is_dir = isinstance(value, WDL.Value.Directory)
+        place = f"{label}: {next(places[name], f'{target.name}.{name}')}"
         if "://" in path:
             from .pipeline.validate import uri_problem
 
             if problem := uri_problem(path, is_dir):  # (as the submit step would refuse it, after the upload)
-                raise RunInputError(f"inputs: {target.name}.{name}: {problem}")
+                raise RunInputError(f"{place}: {problem}")
             return path
         kind = "directory" if is_dir else "file"
-        where = f"inputs: {target.name}.{name}: {kind}"
+        where = f"{place}: {kind}"
         if not path:
-            raise RunInputError(f"inputs: {target.name}.{name}: an empty path where a {kind} is named")
+            raise RunInputError(f"{place}: an empty path where a {kind} is named")
         if problem := name_problem(path):
             raise RunInputError(f"{where} {path!r}: {problem}")
         try:
@@ -268,6 +274,27 @@ def stage_inputs(
     if problems:
         raise RunInputError("; ".join(dict.fromkeys(problems)))
     return WDL.values_to_json(rewritten, namespace=target.name), uploads
+
+
+def value_places(value: WDL.Value.Base, where: str) -> Iterator[tuple[WDL.Value.Base, str]]:
+    """Each File and Directory in ``value`` with its place (``where``, then ``[0]``, ``.left``,
+    ``["key"]``, ``.member``), as an inputs JSON writes it, in the order ``WDL.Value.rewrite_paths``
+    meets them."""
+    if isinstance(value, (WDL.Value.File, WDL.Value.Directory)):
+        yield value, where
+    elif isinstance(value, WDL.Value.Array):
+        for i, item in enumerate(value.value):
+            yield from value_places(item, f"{where}[{i}]")
+    elif isinstance(value, WDL.Value.Map):
+        for key, item in value.value:
+            yield from value_places(key, f"{where} (a key)")
+            yield from value_places(item, f"{where}[{json.dumps(key.json)}]")
+    elif isinstance(value, WDL.Value.Pair):
+        yield from value_places(value.value[0], f"{where}.left")
+        yield from value_places(value.value[1], f"{where}.right")
+    elif isinstance(value, WDL.Value.Struct):
+        for member, item in value.value.items():
+            yield from value_places(item, f"{where}.{member}")
 
 
 def name_problem(path: str) -> str | None:
@@ -708,7 +735,7 @@ def prepare(
     except ValueError as exn:
         raise RunInputError(str(exn)) from None
     check_inputs(doc, inputs_doc, defaults, "inputs" if isinstance(inputs, dict) else str(inputs), task)
-    stage_inputs(doc, inputs_doc, inputs_dir, "bucket", task)  # raises on a missing local file
+    stage_inputs(doc, inputs_doc, inputs_dir, "bucket", task, "inputs" if isinstance(inputs, dict) else str(inputs))  # raises on a missing local file
     if zipbundle.is_bundle(str(wdl_path)):
         return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, [wdl_path], options or run_options.RunOptions(), bundle=True)
     files = bundle_files(wdl_path)

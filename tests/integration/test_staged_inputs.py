@@ -208,7 +208,7 @@ def test_an_input_that_is_no_regular_file_or_cannot_be_read_is_named(tmp_path, m
     root = folder(tmp_path / "wf", "one", {"x.txt": "X"})
     (root / "data.txt").unlink()
     os.mkfifo(root / "data.txt")
-    with pytest.raises(upload.RunInputError, match=r"^inputs: w.f: file data.txt is not a regular file \(looked for "):
+    with pytest.raises(upload.RunInputError, match=r"^.*/wf/inputs.json: w.f: file data.txt is not a regular file \(looked for "):
         upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
     (root / "data.txt").unlink()
     (root / "data.txt").write_text("one")
@@ -221,7 +221,7 @@ def test_an_input_that_is_no_regular_file_or_cannot_be_read_is_named(tmp_path, m
         return readable(path)
 
     monkeypatch.setattr(upload, "content_digest", unreadable)
-    with pytest.raises(upload.RunInputError, match=r"^inputs: w.f: file data.txt: .*/data.txt: Permission denied$"):
+    with pytest.raises(upload.RunInputError, match=r"^.*/wf/inputs.json: w.f: file data.txt: .*/data.txt: Permission denied$"):
         upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
 
 
@@ -230,13 +230,13 @@ def test_an_empty_path_or_a_loop_of_links_is_named_with_its_input(tmp_path):
     Symlink loop ... (unexpected)"."""
     root = folder(tmp_path / "wf", "one", {"x.txt": "X"})
     (root / "inputs.json").write_text(json.dumps({"w.f": "", "w.d": "ref"}))
-    with pytest.raises(upload.RunInputError, match=r"^inputs: w.f: an empty path where a file is named$"):
+    with pytest.raises(upload.RunInputError, match=r"^.*/wf/inputs.json: w.f: an empty path where a file is named$"):
         upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
     (root / "data.txt").unlink()
     (root / "data.txt").symlink_to("other.txt")
     (root / "other.txt").symlink_to("data.txt")
     (root / "inputs.json").write_text(json.dumps({"w.f": "data.txt", "w.d": "ref"}))
-    with pytest.raises(upload.RunInputError, match=r"^inputs: w.f: file data.txt: a loop of symbolic links \(looked for "):
+    with pytest.raises(upload.RunInputError, match=r"^.*/wf/inputs.json: w.f: file data.txt: a loop of symbolic links \(looked for "):
         upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
 
 
@@ -247,8 +247,8 @@ def test_every_local_input_that_cannot_be_uploaded_is_named_at_once(tmp_path):
     with pytest.raises(upload.RunInputError) as refused:
         upload.prepare(root / "w.wdl", root / "inputs.json", "odd")
     said = str(refused.value)
-    assert "inputs: w.f: file nope0 not found (looked for " in said
-    assert "; inputs: w.d: directory nodir not found (looked for " in said or "inputs: w.d: directory nodir not found" in said
+    assert "inputs.json: w.f: file nope0 not found (looked for " in said
+    assert "inputs.json: w.d: directory nodir not found" in said
     assert said.count("not found") == 2
 
 
@@ -349,3 +349,15 @@ def test_a_local_stacks_state_folder_inside_the_workflows_folder_is_left_out_of_
     (root / "state" / upload.LOCAL_STATE_MARK).touch()
     assert sorted(str(p.relative_to(root)) for p in upload.bundle_files(root / "w.wdl")) == [
         "data.txt", "inputs.json", "ref/a.txt", "w.wdl"]
+
+
+def test_a_missing_file_inside_an_input_is_named_by_the_inputs_file_and_its_place(tmp_path):
+    """It was "inputs: w.ps: file nope.txt not found": which inputs file, and where in a Pair of
+    an Array, the user had to find."""
+    root = tmp_path / "wf"
+    root.mkdir()
+    (root / "w.wdl").write_text("version 1.1\nworkflow w {\n  input { Array[Pair[File, File]] ps }\n}\n")
+    (root / "a.txt").write_text("A")
+    (root / "in.json").write_text(json.dumps({"w.ps": [{"left": "a.txt", "right": "a.txt"}, {"left": "a.txt", "right": "nope.txt"}]}))
+    with pytest.raises(upload.RunInputError, match=r"^/.*/wf/in.json: w.ps\[1\].right: file nope.txt not found \(looked for "):
+        upload.prepare(root / "w.wdl", root / "in.json", "placed")

@@ -172,19 +172,19 @@ CASES = {
     # what the submit step refuses of a URI, refused before the inputs.json is uploaded
     "submit a gs:// File input": (
         ["submit", "{d}/uris/w.wdl", "{d}/uris/gs.json", "--local={d}/gone.json"],
-        "error: inputs: w.f: File input gs://x/y: only s3:// and https:// URIs are supported",
+        "error: {d}/uris/gs.json: w.f: File input gs://x/y: only s3:// and https:// URIs are supported",
     ),
     "submit an S3:// File input": (
         ["submit", "{d}/uris/w.wdl", "{d}/uris/upper.json", "--local={d}/gone.json"],
-        "error: inputs: w.f: File input S3://x/y: only s3:// and https:// URIs are supported",
+        "error: {d}/uris/upper.json: w.f: File input S3://x/y: only s3:// and https:// URIs are supported",
     ),
     "submit an s3:// File input without a bucket": (
         ["submit", "{d}/uris/w.wdl", "{d}/uris/nobucket.json", "--local={d}/gone.json"],
-        "error: inputs: w.f: File input s3:///key: no bucket named (s3://BUCKET/KEY)",
+        "error: {d}/uris/nobucket.json: w.f: File input s3:///key: no bucket named (s3://BUCKET/KEY)",
     ),
     "submit an s3:// File input that is a bucket": (
         ["submit", "{d}/uris/w.wdl", "{d}/uris/bucketonly.json", "--local={d}/gone.json"],
-        "error: inputs: w.f: s3://BUCKET names a folder; a File input names one object",
+        "error: {d}/uris/bucketonly.json: w.f: s3://BUCKET names a folder; a File input names one object",
     ),
     "submit a WDL importing a file under results/": (
         ["submit", "{d}/reserved/w.wdl", "{d}/reserved/inputs.json", "--local={d}/gone.json"],
