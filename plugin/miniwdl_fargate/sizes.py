@@ -251,15 +251,21 @@ GPU_COUNT_KEYS = ("gpuCount", "acceleratorCount")
 GPU_KEYS = ("gpu", *GPU_COUNT_KEYS, "acceleratorType")
 
 
+def _whole_number(value: Any) -> int | None:
+    """A runtime value (as JSON) that is a whole number: a non-negative int, or a string of ASCII
+    digits (as `"~{n}"` makes one); None for anything else."""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def boot_disk(task: str, value: Any) -> int | None:
     """Cromwell's ``bootDiskSizeGb`` (its value as JSON: a whole number of GB, or a string of
     digits; None for none), in GiB; SizeError for anything else."""
     if value is None:
         return None
-    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-    if not (text.isascii() and text.isdigit()):
+    if (gb := _whole_number(value)) is None:
         raise SizeError(f"task {task}: runtime.bootDiskSizeGb = {json.dumps(value)}: expected a whole number of GB, e.g. bootDiskSizeGb: 30")
-    return min(int(text), MAX_EPHEMERAL_GIB)
+    return min(gb, MAX_EPHEMERAL_GIB)
 
 
 def disks_value(runtime: dict[str, Any]) -> Any:
@@ -276,10 +282,9 @@ def gpus_asked(task: str, runtime: dict[str, Any]) -> tuple[int, str]:
         value = runtime.get(key)
         if value is None:
             continue
-        text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
-        if not (text.isascii() and text.isdigit()):
+        if (count := _whole_number(value)) is None:
             raise SizeError(f"task {task}: runtime.{key} = {json.dumps(value)}: expected a whole number of GPUs, e.g. {key}: 2")
-        return int(text), f"runtime.{key}"
+        return count, f"runtime.{key}"
     kind = runtime.get("acceleratorType")
     if isinstance(kind, str) and kind.strip():
         return 1, f"runtime.acceleratorType = {json.dumps(kind)}"

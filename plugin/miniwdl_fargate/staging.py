@@ -160,9 +160,16 @@ def _stage_file(uri: str, store: str, transfers: s3io.Transfers) -> str:
         transfers.download([(bucket, key, path, head["ContentLength"], head["ETag"])])  # (asked for by that ETag)
         if not marked:  # (the entry is there now)
             efs_cleanup.mark_used(os.path.dirname(path))
-    if executable and not os.stat(path).st_mode & 0o100:
-        os.chmod(path, os.stat(path).st_mode | 0o555)
+    if executable:
+        _made_executable(path)
     return path
+
+
+def _made_executable(path: str) -> None:
+    """A staged copy given the execute bits its source had (``MODE_METADATA``, ``directory_modes``)."""
+    mode = os.stat(path).st_mode
+    if not mode & 0o100:
+        os.chmod(path, mode | 0o555)
 
 
 def directory_objects(bucket: str, prefix: str) -> list[dict[str, Any]]:
@@ -218,7 +225,7 @@ def _stage_directory(uri: str, store: str, transfers: s3io.Transfers) -> str:
         for rel in directory_modes(bucket, prefix):
             target = os.path.normpath(os.path.join(staging, rel))
             if target.startswith(staging + os.sep) and os.path.isfile(target) and not os.path.islink(target):
-                os.chmod(target, os.stat(target).st_mode | 0o555)
+                _made_executable(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

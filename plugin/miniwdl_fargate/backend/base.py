@@ -241,11 +241,10 @@ class BaseTaskContainer(TaskContainer):
             for host_path in self.input_path_map:
                 source = host_path.rstrip("/")
                 with contextlib.suppress(OSError):
-                    if os.path.isdir(source):
-                        found = os.stat(source)
+                    found = os.stat(source)
+                    if stat.S_ISDIR(found.st_mode):
                         files.update(_directory_files(os.path.realpath(source), found.st_mtime_ns))
                     else:
-                        found = os.stat(source)
                         files[(found.st_dev, found.st_ino)] = found.st_size
             self._input_bytes = sum(files.values())
         return self._input_bytes
