@@ -207,9 +207,13 @@ def test_the_local_gateway_routes_what_the_template_declares_and_answers_the_res
             assert refused.value.code == 403, (method, path)
             # API Gateway's own answer in the shape of the function's errors, for either client
             # (the template's GatewayResponses): the run API's ApiError, WES's ErrorResponse
+            # (both of API Gateway's causes named: an unsigned request, or no such route)
             assert json.loads(refused.value.read()) == {
-                "error": "MissingAuthenticationToken", "message": "Missing Authentication Token", "problems": [],
-                "msg": "Missing Authentication Token", "status_code": 403,
+                "error": "MissingAuthenticationToken", "message": "Missing Authentication Token",
+                "problems": [{"where": "request", "problem": "not signed (the API takes IAM auth: Signature Version 4 "
+                              "for execute-api), or no such method and path (the routes: docs/openapi.json)"}],
+                "msg": "Missing Authentication Token: the request is not signed (IAM auth, Signature Version 4), "
+                       "or the API has no such method and path (docs/openapi.json)", "status_code": 403,
             }
         # POST /runs's body is checked against the template's RunRequest model before the function
         model = template["Resources"]["RunsApi"]["Properties"]["Models"]["RunRequest"]
