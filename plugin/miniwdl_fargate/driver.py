@@ -985,6 +985,10 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
         doc["message"] = f"{what} ran out of memory (exit status {failed.get('exit_status')}): {failed['out_of_memory']}"
     elif "exit_status" in failed:
         doc["message"] = f"{what} failed with exit status {failed['exit_status']}"
+    elif failed.get("task") and failed.get("message"):
+        # (a call that failed before or without its command's exit: its image, its start, an
+        # interruption; miniwdl's RunFailed around it has no message of its own)
+        doc["message"] = f"{what} failed: {failed.get('error')}: {failed['message']}"
     else:
         doc["message"] = error.get("message") or f"{what} failed: {failed.get('error', error.get('error'))}"
     return doc

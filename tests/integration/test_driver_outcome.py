@@ -60,4 +60,50 @@ def test_a_driver_whose_image_cannot_be_pulled_fails_the_run(bucket):
         "123456789012.dkr.ecr.us-east-1.amazonaws.com/miniwdl-fargate-driver:nope: not found"
     )
     kind, payload = driver_outcome.outcome(detail, "driver")
-    assert (kind, payload["error"]) == ("failure", "DriverStopped")
+    assert (kind, payload["error"]) == ("failure", "DriverImageUnusable")  # (not in LaunchDriver's Retry)
+    asl = json.loads(ASL.read_text())
+    assert "DriverImageUnusable" not in {e for r in asl["States"]["LaunchDriver"]["Retry"] for e in r["ErrorEquals"]}
+    # the image, what is wrong with it, and what to do (error.json's message, through finalize)
+    message = json.loads(payload["cause"])["message"]
+    assert message.startswith("the driver's image 123456789012.dkr.ecr.us-east-1.amazonaws.com/miniwdl-fargate-driver:latest "
+                              "cannot be used (the image, tag or digest does not exist): push it"), message
+    assert "make push-image" in message and "DriverImage" in message and "not found" in message
+
+
+@pytest.mark.parametrize("stopped_reason, remedy", [
+    ("ResourceInitializationError: failed to invoke EFS utils commands to set up EFS volumes: stderr: Failed to resolve "
+     '"fs-1.efs.us-east-1.amazonaws.com": mount.nfs4: Connection timed out : unsuccessful EFS utils command execution; code: 32',
+     "NFS (TCP 2049)"),
+    ("ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to "
+     "retrieve ecr registry auth: service call has been retried 3 time(s): RequestError: send request failed", "NAT gateway"),
+])
+def test_a_driver_that_could_not_start_says_why_and_what_to_look_at(bucket, stopped_reason, remedy):
+    kind, payload = driver_outcome.outcome(failed_to_start(stopped_reason), "driver")
+    message = json.loads(payload["cause"])["message"]
+    assert payload["error"] == "DriverFailedToStart" and stopped_reason in message and remedy in message, message
+
+
+def stopped(exit_code, container_reason=None, stop_code="EssentialContainerExited", reason="Essential container in task exited"):
+    event = json.loads(EVENT.read_text())
+    event["detail"].update(stopCode=stop_code, stoppedReason=reason)
+    for container in event["detail"]["containers"]:
+        container["exitCode"] = exit_code
+        if container_reason:
+            container["reason"] = container_reason
+    return parse(event=event, model=Stopped).detail
+
+
+def test_a_driver_out_of_memory_names_its_size_and_the_stack_parameter(bucket):
+    kind, payload = driver_outcome.outcome(stopped(137, "OutOfMemoryError: Container killed due to memory usage"), "driver")
+    cause = json.loads(payload["cause"])
+    assert payload["error"] == "DriverOutOfMemory", payload
+    assert "of 2048 MiB" in cause["message"] and "DriverMemory" in cause["message"], cause
+    assert cause["container_reason"] == "OutOfMemoryError: Container killed due to memory usage"
+
+
+def test_a_driver_that_died_without_a_document_says_what_ecs_said(bucket):
+    kind, payload = driver_outcome.outcome(stopped(139), "driver")
+    cause = json.loads(payload["cause"])
+    assert payload["error"] == "DriverStopped"
+    assert cause["message"] == ("the driver task stopped without writing outputs.json or error.json (exit code 139; "
+                                "ECS: EssentialContainerExited: Essential container in task exited)")

@@ -167,6 +167,20 @@ def test_error_json_names_a_sub_workflows_failed_call_by_its_directory():
     assert doc["message"] == "call-inner_s-0-Alice/call-boom failed with exit status 7"
 
 
+def test_error_json_says_why_a_call_failed_that_never_ran_its_command():
+    """An image that cannot be pulled, a task that could not start, an interruption: no exit
+    status, and miniwdl's RunFailed around the cause has no message. The top-level message (what
+    status, WES and the console print) carries the cause's, not only its exception's name."""
+    run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/res/", "/tmp/x")
+    said = "image 'ubuntu:2204' cannot be pulled (the image, tag or digest does not exist); not retried"
+    cause = {"error": "ImageUnusable", "run": "call-align", "message": said}
+    doc = driver.describe_error(run, {"error": "RunFailed", "cause": cause})
+    assert doc["message"] == f"call-align failed: ImageUnusable: {said}"
+    # (a failure of no call keeps miniwdl's own message)
+    doc = driver.describe_error(run, {"error": "EvalError", "message": "no such input", "pos": {}})
+    assert doc["message"] == "no such input"
+
+
 class FakeECS:
     def __init__(self, task):
         self.task = task

@@ -88,6 +88,7 @@ def test_pull_retries_run_out(sim, tmp_path, monkeypatch):
     assert len(sim.run_task_requests) == 2
     message = error_of(tmp_path)["cause"]["message"]
     assert "image 'ubuntu:22.04' could not be pulled (the registry's pull rate limit) after 2 tries (pull_retries = 1)" in message
+    assert message.endswith("through your account's ECR instead."), message  # (what to do about it)
 
 
 @pytest.mark.parametrize("fault, said", [

@@ -57,7 +57,7 @@ P = "CannotPullContainerError: pull image manifest has been retried 5 time(s): "
         ("CannotPullContainerError: Error response from daemon: pull access denied for nope, repository does not exist or may require 'docker login'", Pull.PERMANENT),
         ("CannotPullContainerError: invalid reference format", Pull.PERMANENT),
         (P + "failed to authorize: unexpected status: 401 Unauthorized", Pull.PERMANENT),
-        ("CannotPullContainerError: no space left on device", Pull.PERMANENT),  # no pattern: as before
+        ("CannotPullContainerError: no space left on device", Pull.PERMANENT),
     ],
 )
 def test_pull_errors_are_told_apart(reason, kind):
@@ -74,6 +74,27 @@ def test_an_image_built_for_another_platform_only_is_said_so(reason):
     """An arm64-only image (built on an Apple-silicon Mac): said as what it is, not as a missing one."""
     found = stops.pull_error(reason)
     assert found.kind is Pull.PERMANENT and "no variant for the task's platform, linux/amd64" in found.what
+
+
+@pytest.mark.parametrize("reason, said", [
+    # quay.io answers a tag that does not exist (biocontainers' without its build suffix) with 401, as
+    # for a private repository: not a matter of the stack's credentials
+    (P + 'failed to resolve ref quay.io/biocontainers/samtools:1.17: unexpected status from HEAD request to '
+     'https://quay.io/v2/biocontainers/samtools/manifests/1.17: 401 UNAUTHORIZED', "no such image or tag, or it is private"),
+    # Docker Hub's answer for a private repository and a missing one alike
+    ("CannotPullContainerError: Error response from daemon: pull access denied for me/tools, repository does not "
+     "exist or may require authorization: server message: insufficient_scope", "no such image, or it is private"),
+    # ECR of another account: the stack parameter and the repository policy
+    (P + "failed to resolve ref 222233334444.dkr.ecr.us-east-1.amazonaws.com/tools:1: unexpected status: 403 Forbidden",
+     "PullableEcrRepositoryArns"),
+    # the image does not fit the task's storage
+    (P + "failed to extract layer sha256:ab: write /var/lib/containerd/x: no space left on device", "runtime.bootDiskSizeGb"),
+    # Docker Hub's rate limit: the image cache is the remedy
+    (P + "unexpected status code 429 Too Many Requests - Server message: toomanyrequests", "ImageCache=Enabled"),
+])
+def test_a_pull_failure_says_what_to_do(reason, said):
+    found = stops.pull_error(reason)
+    assert said in found.after(found.what), found
 
 
 def test_other_start_failures_are_not_pull_errors():
@@ -166,7 +187,8 @@ def test_what_each_ending_says():
     assert said["infrastructure_health"].detail.startswith("InfrastructureHealth: Task stopped because")
     assert said["user_initiated"].detail == "UserInitiated: Task stopped by user"
     assert said["user_initiated"].meaning == stops.STOP_CODES["UserInitiated"].meaning
-    assert said["pull_rate_limited"].pull == stops.PullError(Pull.TRANSIENT, "the registry's pull rate limit")
+    assert said["pull_rate_limited"].pull.kind is Pull.TRANSIENT
+    assert said["pull_rate_limited"].pull.what == "the registry's pull rate limit"
     assert said["pull_not_found"].pull.kind is Pull.PERMANENT
     for name in ("pull_rate_limited", "pull_not_found", "start_network", "cannot_create_container"):
         assert said[name].detail == said[name].reason

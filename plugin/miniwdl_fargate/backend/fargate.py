@@ -1283,10 +1283,10 @@ class FargateTaskContainer(BaseTaskContainer):
         reason = end.reason
         if end.verdict is stops.Verdict.IMAGE_NOT_PULLABLE:
             assert end.pull is not None
-            raise ImageUnusable(
+            raise ImageUnusable(end.pull.after(
                 f"task {self.run_id}: image {self.pulled_image()} cannot be pulled ({end.pull.what}); "
                 f"not retried. ECS: {reason}"
-            )
+            ))
         if end.verdict is stops.Verdict.PULL_AGAIN:
             assert end.pull is not None
             return self._pull_again(logger, end.pull, reason)
@@ -1303,17 +1303,18 @@ class FargateTaskContainer(BaseTaskContainer):
             )
         self._interruptions += 1
         tries = f" (after {self._start_retries + 1} tries, start_retries = {s.start_retries})" if s.start_retries else ""
-        raise Interrupted(f"ECS task failed to start: {reason}{tries}")
+        remedy = stops.start_remedy(reason)
+        raise Interrupted(f"ECS task failed to start: {reason}{tries}" + (f". {remedy}" if remedy else ""))
 
     def _pull_again(self, logger: logging.Logger, pull: stops.PullError, reason: str) -> NoReturn:
         """A pull that failed for a passing reason: start again after an exponential, jittered
         delay while ``pull_retries`` lasts; then fail, naming the image."""
         s = self.settings
         if self._pull_retries >= s.pull_retries:
-            raise WDL.Error.RuntimeError(
+            raise WDL.Error.RuntimeError(pull.after(
                 f"task {self.run_id}: image {self.pulled_image()} could not be pulled ({pull.what}) "
                 f"after {self._pull_retries + 1} tries (pull_retries = {s.pull_retries}). ECS: {reason}"
-            )
+            ))
         self._pull_retries += 1
         raise StartAgain(
             f"image {self.pulled_image()} could not be pulled ({pull.what}): pull retry "

@@ -77,9 +77,9 @@ class Pull(enum.Enum):
 
 PULL_ERROR_PREFIX = "CannotPullContainerError"
 
-#: (pattern in ECS's stoppedReason, lower case; what it is; transient or not). Permanent ones are
-#: tried first: "not found" after a timeout-looking prefix is still a missing image.
-PULL_ERRORS: tuple[tuple[str, str, Pull], ...] = (
+#: (pattern in ECS's stoppedReason, lower case; what it is; transient or not; what to do, or "").
+#: Permanent ones are tried first: "not found" after a timeout-looking prefix is still a missing image.
+PULL_ERRORS: tuple[tuple[str, str, Pull, str], ...] = (
     # an image built for another CPU only (arm64, as on an Apple-silicon Mac): Fargate's "failed to
     # find a descriptor for platform {linux/amd64}" (https://github.com/aws/containers-roadmap/issues/1120),
     # Docker's "does not contain descriptor matching platform", containerd's "no match for platform
@@ -88,18 +88,39 @@ PULL_ERRORS: tuple[tuple[str, str, Pull], ...] = (
     (r"descriptor (?:for|matching) platform|no match(?:ing manifest)? for platform|no matching manifest for"
      r"|does not match the specified platform",
      "it has no variant for the task's platform, linux/amd64 (an image built only for arm64, as on an Apple-silicon "
-     "Mac, has none): build and push it with --platform linux/amd64", Pull.PERMANENT),
-    (r"manifest unknown", "the tag or digest does not exist", Pull.PERMANENT),
-    (r"\bnot found\b", "the image, tag or digest does not exist", Pull.PERMANENT),
-    (r"repository \S+ does not exist|repository does not exist", "the repository does not exist", Pull.PERMANENT),
-    (r"pull access denied", "the registry refuses the pull (no such image, or no access)", Pull.PERMANENT),
-    (r"invalid reference format", "the image name is not a valid reference", Pull.PERMANENT),
-    (r"\bunauthorized\b|\b403\b|access ?denied|forbidden", "the registry refuses the credentials (execution role, secret)", Pull.PERMANENT),
-    (r"toomanyrequests|too many requests|\b429\b|rate limit", "the registry's pull rate limit", Pull.TRANSIENT),
-    (r"i/o timeout|timeout|timed out|context deadline exceeded", "the registry did not answer in time", Pull.TRANSIENT),
-    (r"tls handshake", "a TLS handshake with the registry failed", Pull.TRANSIENT),
-    (r"connection reset|connection refused|broken pipe|\beof\b", "the connection to the registry broke", Pull.TRANSIENT),
-    (r"\b50[0234]\b|service unavailable|internal server error", "the registry had a server error", Pull.TRANSIENT),
+     "Mac, has none): build and push it with --platform linux/amd64", Pull.PERMANENT, ""),
+    # the image does not fit the task's storage, where both the compressed and the unpacked image
+    # live (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-task-storage.html)
+    (r"no space left on device", "the image does not fit the task's storage", Pull.PERMANENT,
+     "The task's storage holds the image both compressed and unpacked: give it more with runtime.bootDiskSizeGb "
+     "or runtime.disks."),
+    # Docker Hub's answer for a private repository and for one that does not exist alike ("pull access
+    # denied for x, repository does not exist or may require authorization"): read before "does not exist"
+    (r"pull access denied|may require authorization", "no such image, or it is private", Pull.PERMANENT,
+     "Fargate pulls public registries' images anonymously: a private image goes to your account's ECR."),
+    (r"manifest unknown", "the tag or digest does not exist", Pull.PERMANENT, ""),
+    (r"\bnot found\b", "the image, tag or digest does not exist", Pull.PERMANENT, ""),
+    (r"repository \S+ does not exist|repository does not exist", "the repository does not exist", Pull.PERMANENT, ""),
+    (r"invalid reference format", "the image name is not a valid reference", Pull.PERMANENT, ""),
+    # ECR refusing the task's execution role: another account's repository needs both the stack's
+    # PullableEcrRepositoryArns and that repository's policy (docs/deploy.md)
+    (r"\.dkr\.ecr\.\S*(?:.*\b(?:unauthorized|403|forbidden)\b|.*access ?denied)",
+     "ECR refuses the task's execution role", Pull.PERMANENT,
+     "A repository of another account needs the stack's PullableEcrRepositoryArns and a repository policy that "
+     "lets this account pull."),
+    # other registries: quay.io answers 401 UNAUTHORIZED for a repository or tag that does not exist
+    # as for a private one (biocontainers' tags carry a build suffix: samtools:1.17--h00cdaf9_0)
+    (r"\bunauthorized\b|\b40[13]\b|access ?denied|forbidden",
+     "the registry refuses the pull: no such image or tag, or it is private", Pull.PERMANENT,
+     "Check the exact tag (quay.io answers so for a tag that does not exist; biocontainers' tags carry a build "
+     "suffix); a private image goes to your account's ECR."),
+    (r"toomanyrequests|too many requests|\b429\b|rate limit", "the registry's pull rate limit", Pull.TRANSIENT,
+     "Docker Hub counts pulls per address: the stack's ImageCache=Enabled with a DockerHubCredentialArn pulls "
+     "through your account's ECR instead."),
+    (r"i/o timeout|timeout|timed out|context deadline exceeded", "the registry did not answer in time", Pull.TRANSIENT, ""),
+    (r"tls handshake", "a TLS handshake with the registry failed", Pull.TRANSIENT, ""),
+    (r"connection reset|connection refused|broken pipe|\beof\b", "the connection to the registry broke", Pull.TRANSIENT, ""),
+    (r"\b50[0234]\b|service unavailable|internal server error", "the registry had a server error", Pull.TRANSIENT, ""),
 )
 
 
@@ -107,6 +128,12 @@ PULL_ERRORS: tuple[tuple[str, str, Pull], ...] = (
 class PullError:
     kind: Pull
     what: str
+    #: what to do about it ("" where ``what`` says it)
+    remedy: str = ""
+
+    def after(self, message: str) -> str:
+        """``message`` followed by the remedy, if there is one."""
+        return f"{message}. {self.remedy}" if self.remedy else message
 
 
 def pull_error(reason: str) -> PullError | None:
@@ -115,9 +142,9 @@ def pull_error(reason: str) -> PullError | None:
     if not reason.startswith(PULL_ERROR_PREFIX):
         return None
     text = reason.lower()
-    for pattern, what, kind in PULL_ERRORS:
+    for pattern, what, kind, remedy in PULL_ERRORS:
         if re.search(pattern, text):
-            return PullError(kind, what)
+            return PullError(kind, what, remedy)
     return PullError(Pull.PERMANENT, "the image could not be pulled")
 
 
@@ -134,6 +161,32 @@ START_ERRORS: tuple[tuple[str, str], ...] = (
      "the image's programs are built for another CPU than the task's, linux/amd64 (e.g. arm64, as on an Apple-silicon "
      "Mac): build and push it with --platform linux/amd64"),
 )
+
+
+#: (pattern in a start failure's reason, lower case; what to look at): the network a task starts in.
+#: A Fargate task reaches ECR, Secrets Manager and CloudWatch Logs from its subnet (through an
+#: internet gateway with a public IP, a NAT gateway, or interface endpoints:
+#: https://repost.aws/knowledge-center/ecs-fargate-pull-container-error), and mounts EFS through
+#: a mount target in its subnet's Availability Zone, by DNS name, NFS on TCP 2049
+#: (https://docs.aws.amazon.com/efs/latest/ug/troubleshooting-efs-mounting.html)
+START_REMEDIES: tuple[tuple[str, str], ...] = (
+    (r"efs|mount\.nfs|nfs4",
+     "EFS could not be mounted: the task's subnet needs a mount target of the file system in its Availability Zone, "
+     "its VPC DNS resolution on, and a security group that lets NFS (TCP 2049) in from the tasks' (the stack's own "
+     "VPC has all three: check SubnetIds and VpcId)"),
+    (r"unable to pull secrets or registry auth|registry auth|unable to retrieve|secretsmanager|ssm",
+     "the task could not reach ECR or Secrets Manager from its subnet: a subnet without a public IP needs a NAT "
+     "gateway or the stack's InterfaceEndpoints=Enabled (AssignPublicIp=ENABLED needs a route to an internet gateway)"),
+    (r"\beni\b|network interface|ip address|free address|subnet",
+     "no network interface or address could be had in the subnet: larger subnets (SubnetIds), or fewer tasks at once "
+     "(the stack's MaxRunConcurrentTasks)"),
+)
+
+
+def start_remedy(reason: str) -> str:
+    """What to look at for a task that could not start (``START_REMEDIES``), or ""."""
+    text = reason.lower()
+    return next((what for pattern, what in START_REMEDIES if re.search(pattern, text)), "")
 
 
 def start_error(reason: str) -> str | None:

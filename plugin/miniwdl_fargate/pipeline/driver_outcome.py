@@ -17,6 +17,7 @@ CAUSE_LIMIT = 32000  # Step Functions allows 32768 characters
 
 class EcsContainer(BaseModel):
     name: str = ""
+    image: str = ""
     exitCode: int | None = None
     reason: str | None = None
 
@@ -39,6 +40,7 @@ class EcsTaskStateChange(BaseModel):
     overrides: EcsOverrides = EcsOverrides()
     stopCode: str | None = None
     stoppedReason: str | None = None
+    memory: str | None = None  # (MiB, as the task's size)
     version: int | None = None
 
     def environment(self, container: str) -> dict[str, str]:
@@ -73,42 +75,43 @@ def outcome(detail: EcsTaskStateChange, container: str) -> tuple[str, dict[str, 
                 | {"error_json": s3io.uri(bucket, prefix + "error.json")}
             )[:CAUSE_LIMIT],
         }
-    if never_ran(detail, container):
-        # safe to launch again (the state machine's Retry of DriverFailedToStart): it never ran,
-        # and what keeps it from starting may pass (an EFS mount, a network interface, an image
-        # pull timing out); an image that cannot be pulled or run will not, and ends the run
-        return "failure", {
-            "error": "DriverFailedToStart",
-            "cause": json.dumps(
-                {"message": "the driver task failed to start", "task": detail.taskArn, "stop_code": detail.stopCode,
-                 "stopped_reason": detail.stoppedReason,
-                 "container_reason": next((c.reason for c in detail.containers if c.name == container), None)}
-            )[:CAUSE_LIMIT],
-        }
-    return "failure", {
-        "error": "DriverStopped",
-        "cause": json.dumps(
-            {
-                "message": "the driver task stopped without writing outputs.json or error.json",
-                "task": detail.taskArn,
-                "exit_code": exit_code,
-                "stop_code": detail.stopCode,
-                "stopped_reason": detail.stoppedReason,
-            }
-        )[:CAUSE_LIMIT],
-    }
+    own = next((c for c in detail.containers if c.name == container), EcsContainer())
+    facts = {"task": detail.taskArn, "exit_code": exit_code, "stop_code": detail.stopCode,
+             "stopped_reason": detail.stoppedReason, "container_reason": own.reason}
+    name, message = driver_ending(detail, own)
+    # DriverFailedToStart: safe to launch again (the state machine's Retry of it): the driver never
+    # ran, and what kept it from starting may pass (an EFS mount, a network interface, an image pull
+    # timing out); an image that cannot be pulled or run will not, and ends the run
+    return "failure", {"error": name, "cause": json.dumps({"message": message, **facts})[:CAUSE_LIMIT]}
 
 
-def never_ran(detail: EcsTaskStateChange, container: str) -> bool:
-    """Whether the driver stopped before its command ran, for a reason that may pass (``stops``,
-    the table the WDL tasks' ends are read by: TaskFailedToStart, a pull or start failure)."""
+def driver_ending(detail: EcsTaskStateChange, own: EcsContainer) -> tuple[str, str]:
+    """(error name, message) for a driver that stopped without writing outputs.json or
+    error.json, read by ``stops`` (the table the WDL tasks' ends are read by), each message naming
+    ECS's reason and what to change."""
     from ..backend import stops
 
-    own = [c for c in detail.containers if c.name == container]
-    task = {"stopCode": detail.stopCode, "stoppedReason": detail.stoppedReason,
-            "containers": [{"exitCode": c.exitCode, "reason": c.reason} for c in own] or [{}]}
-    end = stops.ending(task)
-    return end.verdict in (stops.Verdict.PULL_AGAIN, stops.Verdict.START_INTERRUPTED)
+    end = stops.ending({"stopCode": detail.stopCode, "stoppedReason": detail.stoppedReason,
+                        "containers": [{"exitCode": own.exitCode, "reason": own.reason}]})
+    said = f"{end.stop_code or 'no stop code'}: {end.reason or end.container_reason or 'no reason given'}"
+    if end.verdict in (stops.Verdict.PULL_AGAIN, stops.Verdict.START_INTERRUPTED):
+        remedy = stops.start_remedy(end.reason or end.container_reason)
+        return "DriverFailedToStart", f"the driver task failed to start (ECS: {said})" + (f". {remedy}" if remedy else "")
+    if end.verdict in (stops.Verdict.IMAGE_NOT_PULLABLE, stops.Verdict.CANNOT_START):
+        what = end.pull.what if end.pull else (stops.start_error(end.reason) or "it could not be started")
+        return "DriverImageUnusable", (
+            f"the driver's image {own.image or '(the stack’s DriverImage)'} cannot be used ({what}): push it to this "
+            f"Region's ECR (make push-image) and give its URI as the stack's DriverImage (ECS: {said})"
+        )
+    if end.verdict is stops.Verdict.OUT_OF_MEMORY:
+        size = f" of {detail.memory} MiB" if detail.memory else ""
+        return "DriverOutOfMemory", (
+            f"the driver ran out of its memory{size} (ECS: {end.container_reason}): give the stack a larger DriverMemory "
+            "(with DriverCpu): a run of many tasks or many input files needs more"
+        )
+    return "DriverStopped", (
+        f"the driver task stopped without writing outputs.json or error.json (exit code {own.exitCode}; ECS: {said})"
+    )
 
 
 def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", file_system_id: str = "") -> str:
