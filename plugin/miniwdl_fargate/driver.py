@@ -1069,6 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
     with StopSignals() as stop:  # from the very start: a stop at any moment ends cleanly
         heartbeat = lifecycle.Heartbeat.from_env()
         if heartbeat is not None:
+            heartbeat.on_abandoned = stop.abandon  # (nothing else would stop it: an execution stopped from outside)
             heartbeat.start()
         try:
             run = DriverRun.from_env()

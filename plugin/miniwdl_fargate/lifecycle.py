@@ -52,6 +52,8 @@ class StopSignals:
     def __init__(self) -> None:
         self.signal_name: str | None = None
         self.received_at: float | None = None
+        #: why the driver stopped itself (``abandon``), if it did
+        self.abandoned: str | None = None
         self.phase = "starting"
         self._event = threading.Event()
         self._flag: Any = None
@@ -91,6 +93,18 @@ class StopSignals:
     @property
     def requested(self) -> bool:
         return self._event.is_set()
+
+    def abandon(self, reason: str) -> None:
+        """Stop the driver as ECS would (SIGTERM to itself, through miniwdl's handlers: its tasks
+        stopped, error.json written) because nothing waits for it any more (``reason``): its
+        execution was stopped from outside (StopExecution runs no Catch, so neither finalize nor
+        the timeout's cleanup would ever stop it), timed out, or answered."""
+        self.abandoned = reason
+        if self._previous:
+            os.kill(os.getpid(), signal.SIGTERM)
+        elif self.signal_name is None:  # (no handlers: a test driving in a thread)
+            self.signal_name, self.received_at = "SIGTERM", time.time()
+            self._event.set()
 
     def enter(self, phase: str) -> None:
         """Now in ``phase`` (for the error message); stop here if told to already."""
@@ -148,6 +162,9 @@ def ecs_stop_facts() -> dict[str, str]:
 
 
 def stopped_message(stop: DriverStopped | StopSignals, facts: dict[str, str]) -> str:
+    abandoned = getattr(stop, "abandoned", None)
+    if abandoned:
+        return f"the state machine no longer waits for this run ({abandoned}): the driver stopped itself while {stop.phase}"
     why = f"{facts['stopCode']}: {facts.get('stoppedReason', '')}".rstrip(": ") if facts.get("stopCode") else ""
     return f"the driver was stopped ({stop.signal_name}{'; ECS ' + why if why else ''}) while {stop.phase}"
 
@@ -163,8 +180,12 @@ class Heartbeat:
 
     MAX_INTERVAL = 60.0
 
-    def __init__(self, task_token: str, heartbeat_seconds: float) -> None:
+    def __init__(
+        self, task_token: str, heartbeat_seconds: float, on_abandoned: Callable[[str], None] | None = None
+    ) -> None:
         self.task_token = task_token
+        #: called (with why) once the state machine no longer waits on the token
+        self.on_abandoned = on_abandoned
         # four beats per heartbeat period: three can be lost before the state machine gives up
         self.interval = max(0.2, min(self.MAX_INTERVAL, heartbeat_seconds / 4))
         self.sent = 0
@@ -194,7 +215,8 @@ class Heartbeat:
         self._stop.set()
 
     def beat(self) -> bool:
-        """One heartbeat; False when the state machine no longer waits on the token."""
+        """One heartbeat; False when the state machine no longer waits on the token (then
+        ``on_abandoned`` is called with why)."""
         from . import aws
 
         sfn = aws.client("stepfunctions")
@@ -203,7 +225,11 @@ class Heartbeat:
             self.sent += 1
             return True
         except (sfn.exceptions.TaskTimedOut, sfn.exceptions.TaskDoesNotExist, sfn.exceptions.InvalidToken) as exn:
+            # (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskHeartbeat.html:
+            # a token timed out, of an execution that ended, or not one at all; none passes)
             log.warning("the state machine no longer waits for this driver (%s): heartbeat ended", exn)
+            if self.on_abandoned is not None:
+                self.on_abandoned(exn.response["Error"].get("Code", "") or str(exn))
             return False
         except Exception as exn:  # never fatal: the next beat may pass
             log.warning("heartbeat to the state machine failed: %s", exn)

@@ -134,21 +134,23 @@ def long_tasks():
     sim.stop()
 
 
+#: the driver's aws_fargate backend (against the simulated ECS: ``long_tasks``'s endpoint)
+FARGATE = {
+    "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "aws_fargate",
+    "MINIWDL__AWS_FARGATE__CLUSTER": "wdl",
+    "MINIWDL__AWS_FARGATE__SUBNETS": "subnet-a,subnet-b",
+    "MINIWDL__AWS_FARGATE__EFS_SECURITY_GROUP": "sg-0test",
+    "MINIWDL__AWS_FARGATE__EFS_ID": "fs-0test",
+    "MINIWDL__AWS_FARGATE__EXECUTION_ROLE": "arn:aws:iam::123456789012:role/exec",
+    "MINIWDL__AWS_FARGATE__PROVISION": "false",
+    "MINIWDL__AWS_FARGATE__POLL_INTERVAL": "0.2",
+    "MINIWDL__CALL_CACHE__GET": "false",
+    "MINIWDL__CALL_CACHE__PUT": "false",
+}
+
+
 def test_sigterm_while_running_stops_every_task_and_ends_failed(moto_s3, long_tasks, tmp_path):
-    fargate = {
-        "AWS_ENDPOINT_URL_ECS": long_tasks.endpoint,
-        "MINIWDL__SCHEDULER__CONTAINER_BACKEND": "aws_fargate",
-        "MINIWDL__AWS_FARGATE__CLUSTER": "wdl",
-        "MINIWDL__AWS_FARGATE__SUBNETS": "subnet-a,subnet-b",
-        "MINIWDL__AWS_FARGATE__EFS_SECURITY_GROUP": "sg-0test",
-        "MINIWDL__AWS_FARGATE__EFS_ID": "fs-0test",
-        "MINIWDL__AWS_FARGATE__EXECUTION_ROLE": "arn:aws:iam::123456789012:role/exec",
-        "MINIWDL__AWS_FARGATE__PROVISION": "false",
-        "MINIWDL__AWS_FARGATE__POLL_INTERVAL": "0.2",
-        "MINIWDL__CALL_CACHE__GET": "false",
-        "MINIWDL__CALL_CACHE__PUT": "false",
-    }
-    proc = start_driver(tmp_path, moto_s3, **fargate)
+    proc = start_driver(tmp_path, moto_s3, **FARGATE, AWS_ENDPOINT_URL_ECS=long_tasks.endpoint)
 
     def both_running():
         if proc.poll() is not None:
@@ -164,6 +166,71 @@ def test_sigterm_while_running_stops_every_task_and_ends_failed(moto_s3, long_ta
     not_stopped = [t.arn for t in long_tasks.tasks.values() if t.stop_requested is None and t.status(time.time()) != "STOPPED"]
     assert not_stopped == [], "tasks left running after the driver exited"
     assert len(long_tasks.tasks) >= 2
+
+
+class StepFunctionsHeartbeats:
+    """Step Functions' SendTaskHeartbeat, answered as AWS answers it: accepted while the execution
+    waits, then TaskTimedOut once ``ended`` (an execution stopped from outside, or timed out:
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskHeartbeat.html).
+    moto accepts any token's heartbeat, whatever became of its execution."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.ended = False
+        self.beats = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                assert self.headers.get("X-Amz-Target") == "AWSStepFunctions.SendTaskHeartbeat"
+                outer.beats += 1
+                code, body = (400, {"__type": "TaskTimedOut", "message": "Task Timed Out"}) if outer.ended else (200, {})
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_driver_nothing_waits_for_any_more_stops_its_tasks_and_itself(moto_s3, long_tasks, tmp_path):
+    """An execution stopped from outside (the console's StopExecution runs no Catch: neither
+    finalize nor the timeout's cleanup would stop the driver): its next heartbeat is refused and
+    the driver stops as if ECS had stopped it, its tasks with it, saying why."""
+    heartbeats = StepFunctionsHeartbeats()
+    try:
+        proc = start_driver(tmp_path, moto_s3, **FARGATE, AWS_ENDPOINT_URL_ECS=long_tasks.endpoint,
+                            AWS_ENDPOINT_URL_SFN=heartbeats.endpoint,
+                            SFN_TASK_TOKEN="token-of-the-wait", SFN_HEARTBEAT_SECONDS="2")
+        wait_for(lambda: long_tasks.running() >= 2 and heartbeats.beats >= 1, what="two running tasks and a heartbeat")
+        heartbeats.ended = True  # (the execution stopped from outside)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        heartbeats.close()
+    prefix = RESULTS.split("/", 3)[3]
+    from miniwdl_fargate import s3io
+
+    error = s3io.find_json("runs", prefix + "error.json")
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert error["status"] == "FAILED" and error["error"] == "DriverStopped", error
+    assert error["message"] == ("the state machine no longer waits for this run (TaskTimedOut): the driver stopped "
+                                "itself while running the workflow"), error
+    not_stopped = [t.arn for t in long_tasks.tasks.values() if t.stop_requested is None and t.status(time.time()) != "STOPPED"]
+    assert not_stopped == [], "tasks left running after the driver exited"
 
 
 # -- a cancel whose signal has not reached the driver (issue 11, item 4) ------------------------
