@@ -572,12 +572,21 @@ def wes_get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[s
 LOG_URL_SECONDS = 3600
 
 
-def _presigned(uri: str) -> str:
+def _presigned(uri: str) -> str | None:
     """An HTTPS URL of the s3:// ``uri`` a WES client can GET without AWS credentials, for
     ``LOG_URL_SECONDS`` (or until this function's own credentials expire, if sooner:
-    https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-presigned-url.html)."""
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-presigned-url.html); None if there
+    is no such object (a URL that answers NoSuchKey is no log)."""
     bucket, key = s3io.split(uri)
-    return aws.client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=LOG_URL_SECONDS)
+    try:
+        aws.client("s3").head_object(Bucket=bucket, Key=key)
+    except Exception as exn:
+        if s3io.not_found(exn):
+            return None
+        raise
+    return aws.client("s3", config=aws.PRESIGN_CONFIG).generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=LOG_URL_SECONDS
+    )
 
 
 def _size(doc: Any) -> int:

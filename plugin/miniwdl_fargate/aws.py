@@ -30,6 +30,13 @@ RETRY_CONFIG = botocore.config.Config(
 #: for a question whose answer is only a help (a quota to say an error by): asked briefly, so a
 #: subnet with no route to the service's endpoint costs seconds, not minutes
 LOOKUP_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10)
+#: for S3 URLs presigned for someone without credentials: Signature Version 4, at the bucket's
+#: Regional host (virtual addressing; the global host answers a bucket of another Region with a
+#: redirect). botocore presigns with Signature Version 2 where a Region still has it (us-east-1,
+#: eu-west-1, ...: botocore's ``_set_s3_presign_signature_version``), which S3 refuses for buckets
+#: created after June 24, 2020 (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html;
+#: https://aws.amazon.com/blogs/aws/amazon-s3-update-sigv2-deprecation-period-extended-modified/)
+PRESIGN_CONFIG = RETRY_CONFIG.merge(botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
 
 #: variables naming a profile or the machine's config and credentials files
 #: (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/configuration.html): local mode

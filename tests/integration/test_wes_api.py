@@ -206,10 +206,15 @@ def test_a_run_logs_stderr_is_a_url_a_client_gets_over_https(wes):
                                "workflow_params": json.dumps({"hello.who": "Ann"})}, [("hello.wdl", HELLO.encode())])
     run_id = wes("POST", "/runs", body, content_type)[1]["run_id"]
     results = status.read("runs", run_id).results
-    aws.client("s3").put_object(Bucket="runs", Key=results[len("s3://runs/"):] + "workflow.log", Body=b"the workflow's log\n")
     status.update("runs", run_id, lambda current: current.model_copy(update={"status": "RUNNING", "started_at": runs.now_iso()}))
+    # the driver uploads workflow.log at the run's end: no URL that answers NoSuchKey before it
+    assert wes("GET", f"/runs/{run_id}")[1]["run_log"]["stderr"] is None
+    status.update("runs", run_id, lambda current: current.model_copy(update={"status": "FAILED"}))
+    assert wes("GET", f"/runs/{run_id}")[1]["run_log"]["stderr"] is None  # (a driver that died uploaded none)
+    aws.client("s3").put_object(Bucket="runs", Key=results[len("s3://runs/"):] + "workflow.log", Body=b"the workflow's log\n")
     stderr = wes("GET", f"/runs/{run_id}")[1]["run_log"]["stderr"]
-    assert stderr.startswith("https://") and "/workflow.log?" in stderr and "Signature=" in stderr
+    # (Signature Version 4: S3 refuses version 2, which botocore presigns with in us-east-1, for buckets since 2020)
+    assert stderr.startswith("https://") and "/workflow.log?" in stderr and "X-Amz-Algorithm=AWS4-HMAC-SHA256" in stderr, stderr
     assert requests.get(stderr, timeout=10).text == "the workflow's log\n"
 
 

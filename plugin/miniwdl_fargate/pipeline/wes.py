@@ -531,7 +531,7 @@ TASKS_PAGE_DEFAULT, TASKS_PAGE_MAX = 100, 1000
 def run_log(
     doc: dict[str, Any], record: runs.RunRecord | None, inputs: dict[str, Any] | None,
     cost: dict[str, Any] | None, log_group: str, region: str, tasks_url: str = "",
-    log_url: Callable[[str], str] | None = None,
+    log_url: Callable[[str], str | None] | None = None,
 ) -> dict[str, Any]:
     """GET /runs/{run_id}: the run's request, state, log, task logs and outputs. ``doc`` is
     ``manage.describe_run``'s; ``cost`` the run's cost.json (its attempts, once it ended);
@@ -551,7 +551,9 @@ def run_log(
             "start_time": wes_time(current.started_at),
             "end_time": wes_time(current.finished_at),
             "stdout": None,
-            "stderr": (log_url or (lambda uri: uri))(current.results + "workflow.log") if current.started_at else None,
+            # (the driver uploads workflow.log at the run's end; a driver that died uploaded none:
+            # ``log_url`` gives None for a log that is not there, as WES allows)
+            "stderr": (log_url or (lambda uri: uri))(current.results + "workflow.log") if current.finished and current.started_at else None,
             "exit_code": None,
             "system_logs": [error.get("message", "")] if isinstance(error, dict) and error.get("message") else [],
         },
