@@ -75,7 +75,7 @@ def record_of(run_id):
 def test_service_info_names_wdl_miniwdl_and_the_protocols(wes):
     code, info = wes("GET", "/service-info")
     assert code == 200
-    assert info["workflow_type_versions"] == {"WDL": {"workflow_type_version": ["1.0", "1.1"]}}
+    assert info["workflow_type_versions"] == {"WDL": {"workflow_type_version": ["draft-2", "1.0", "1.1", "1.2", "development"]}}
     assert list(info["workflow_engine_versions"]) == ["miniwdl"]
     assert info["workflow_engine_versions"]["miniwdl"]["workflow_engine_version"][0][0].isdigit()
     assert info["supported_filesystem_protocols"] == ["s3", "https"]
@@ -132,8 +132,8 @@ def test_json_post_with_an_s3_workflow_url(wes):
     code, answer = wes("POST", "/runs", json.dumps(request).encode())
     assert code == 200, answer
     assert record_of(answer["run_id"]).submitted["workflow"] == "s3://runs/workflows/hello/hello.wdl"
-    code, answer = wes("POST", "/runs", json.dumps({**request, "workflow_type_version": "draft-2"}).encode())
-    assert code == 400 and "workflow_type_version: 'draft-2': this service runs WDL 1.0, 1.1" in answer["msg"]
+    code, answer = wes("POST", "/runs", json.dumps({**request, "workflow_type_version": "2.0"}).encode())
+    assert code == 400 and "workflow_type_version: '2.0': this service runs WDL draft-2, 1.0, 1.1" in answer["msg"]
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_json_post_with_an_s3_workflow_url(wes):
         ({"workflow_engine_parameters": json.dumps({"fast": "yes"})}, "workflow_engine_parameters.fast"),
         ({"workflow_type": "CWL"}, "workflow_type"),
         ({"workflow_engine_version": "1.11.0"}, "workflow_engine_version: '1.11.0': this service runs miniwdl 1.16"),
-        ({"workflow_url": "old.wdl"}, "the document declares no version (WDL draft-2)"),
+        ({"workflow_url": "old.wdl"}, "the document declares WDL 3.0: this service runs WDL draft-2"),
         ({"workflow_params": '{"hello.who": "a", "hello.who": "b"}'}, "workflow_params"),
         ({"workflow_params": json.dumps({"hello.nobody": "x"})}, "hello.nobody"),
         ({"workflow_url": "other.wdl"}, "workflow_url"),
@@ -154,7 +154,7 @@ def test_json_post_with_an_s3_workflow_url(wes):
 def test_a_bad_request_is_an_error_response_naming_the_field_and_starts_nothing(wes, change, where):
     fields = {"workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
               "workflow_params": json.dumps({"hello.who": "Ann"}), **change}
-    attached = [("old.wdl", b"workflow old {}\n")] if fields["workflow_url"] == "old.wdl" else [("hello.wdl", HELLO.encode())]
+    attached = [("old.wdl", b"version 3.0\nworkflow old {}\n")] if fields["workflow_url"] == "old.wdl" else [("hello.wdl", HELLO.encode())]
     code, answer = wes("POST", "/runs", *form(fields, attached))
     assert code == 400 and answer["status_code"] == 400, answer
     assert where in answer["msg"], answer

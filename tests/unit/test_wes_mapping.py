@@ -262,12 +262,23 @@ def test_a_document_read_at_submit_says_its_own_version_an_s3_one_is_taken_at_th
     # wes-service's client sends draft-2 for any local .wdl: the document's statement decides
     asked = wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "draft-2", attachments={"hello.wdl": b"# hi\n\nversion 1.0\nworkflow w {}\n"}))
     assert asked.workflow_type_version == "1.0"
-    for text, said in ((b"workflow w {}\n", "declares no version (WDL draft-2)"), (b"version development\n", "declares WDL development")):
-        with pytest.raises(wes.WesRefused, match=re.escape(f"workflow_url: the document {said}: this service runs WDL 1.0, 1.1")):
-            wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": text}))
+    # every version the drivers' miniwdl reads, as every other entrance takes it (Broad's and
+    # Dockstore's older workflows are draft-2: no version statement)
+    for text, version in ((b"workflow w {}\n", "draft-2"), (b"version development\nworkflow w {}\n", "development"),
+                          (b"version 1.2\nworkflow w {}\n", "1.2")):
+        assert wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": text})).workflow_type_version == version
+    with pytest.raises(wes.WesRefused, match=re.escape("workflow_url: the document declares WDL 3.0: this service runs WDL draft-2, 1.0, 1.1")):
+        wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": b"version 3.0\nworkflow w {}\n"}))
     assert wes.submission(wes.WesRequest("s3://b/w/x.wdl", None, "WDL", "1.1")).workflow_type_version == "1.1"
-    with pytest.raises(wes.WesRefused, match="workflow_type_version: 'draft-2'"):
-        wes.submission(wes.WesRequest("s3://b/w/x.wdl", None, "WDL", "draft-2"))
+    assert wes.submission(wes.WesRequest("s3://b/w/x.wdl", None, "WDL", "draft-2")).workflow_type_version == "draft-2"
+    with pytest.raises(wes.WesRefused, match="workflow_type_version: '2.0'"):
+        wes.submission(wes.WesRequest("s3://b/w/x.wdl", None, "WDL", "2.0"))
+
+
+def test_the_wdl_versions_are_the_ones_miniwdl_reads():
+    import WDL._grammar
+
+    assert set(wes.WDL_VERSIONS) == set(WDL._grammar.versions)
 
 
 @pytest.mark.parametrize("given, said", [

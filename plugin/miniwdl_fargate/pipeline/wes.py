@@ -34,7 +34,9 @@ from .. import inputs_json, run_options, runs, status, zipbundle
 PREFIX = "/ga4gh/wes/v1"
 WES_VERSION = "1.1.0"
 WORKFLOW_TYPE = "WDL"
-WDL_VERSIONS = ("1.0", "1.1")
+#: the WDL versions the drivers' miniwdl reads (its grammars; a document with no ``version``
+#: statement is draft-2), as every other entrance takes them
+WDL_VERSIONS = ("draft-2", "1.0", "1.1", "1.2", "development")
 PROTOCOLS = ("s3", "https")
 #: an https:// workflow_url is fetched at submit, at most this much (the API's inline WDL cap) ...
 HTTPS_MAX_BYTES = 1_000_000
@@ -294,14 +296,14 @@ def check_version(request: WesRequest, wdl: str | None, problems: list[dict[str,
     """The WDL version the run is: a document read at submit (attached, https://) says its own
     (its ``version`` statement decides, whatever ``workflow_type_version`` says: wes-service's
     client, for one, always sends ``draft-2`` for a local file); an s3:// one is taken at the
-    request's word (miniwdl reads its statement when it runs). Either must be 1.0 or 1.1."""
+    request's word (miniwdl reads its statement when it runs). Either must be one of
+    ``WDL_VERSIONS``."""
     runs_as = ", ".join(WDL_VERSIONS)
     if wdl is not None:
-        declared = declared_version(wdl)
+        declared = declared_version(wdl) or "draft-2"
         if declared not in WDL_VERSIONS:
-            said = f"declares WDL {declared}" if declared else "declares no version (WDL draft-2)"
-            problems.append({"where": "workflow_url", "problem": f"the document {said}: this service runs WDL {runs_as}"})
-        return declared or ""
+            problems.append({"where": "workflow_url", "problem": f"the document declares WDL {declared}: this service runs WDL {runs_as}"})
+        return declared
     version = request.workflow_type_version.strip()
     if version not in WDL_VERSIONS:
         problems.append({"where": "workflow_type_version", "problem": f"{version!r}: this service runs WDL {runs_as}"})
