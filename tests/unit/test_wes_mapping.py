@@ -1,6 +1,7 @@
 """GA4GH WES over our runs (pipeline/wes.py): states, reading a RunRequest (JSON and
 multipart/form-data), its mapping onto the one submission path, and the run log."""
 
+import http.client
 import io
 import json
 import re
@@ -29,6 +30,11 @@ def test_each_of_our_states_has_its_wes_state(ours, wes_state):
         ({"error": "RunFailed", "failed_task": {"error": "OutOfMemory", "exit_status": 137}}, "EXECUTOR_ERROR"),
         ({"error": "EvalError", "failed_task": {"error": "EvalError"}}, "EXECUTOR_ERROR"),
         ({"error": "RunFailed", "failed_task": {"error": "Interrupted"}}, "SYSTEM_ERROR"),
+        ({"error": "RunFailed", "failed_task": {"error": "ImageUnusable"}}, "EXECUTOR_ERROR"),
+        ({"error": "RunFailed", "failed_task": {"error": "NullValue"}}, "EXECUTOR_ERROR"),
+        # the backend's own failures (a task ECS could not start, the run's EFS volume): the system's
+        ({"error": "RunFailed", "failed_task": {"error": "RuntimeError"}}, "SYSTEM_ERROR"),
+        ({"error": "RunFailed", "failed_task": {"error": "RunVolumeError"}}, "SYSTEM_ERROR"),
         ({"error": "DriverError", "failed_task": {"error": "DriverError"}}, "SYSTEM_ERROR"),
         ({"error": "TimedOut", "limit": "max_duration"}, "SYSTEM_ERROR"),
         ({"error": "BudgetExceeded", "limit": "max_cost_usd"}, "SYSTEM_ERROR"),
@@ -76,6 +82,30 @@ def test_a_multipart_request_with_a_repeated_unknown_or_escaping_part_is_refused
     with pytest.raises(wes.WesRefused) as refused:
         wes.read_request(body, content_type)
     assert where in str(refused.value)
+
+
+def test_the_same_file_attached_twice_is_one_file():
+    """wes-client --attachments="*.wdl" main.wdl attaches the main file by its name, and the glob
+    attaches it again: the same bytes are one file."""
+    body, content_type = urllib3.encode_multipart_formdata(
+        [("workflow_url", "hello.wdl"), ("workflow_type", "WDL"), ("workflow_type_version", "1.1"),
+         ("workflow_attachment", ("hello.wdl", HELLO.encode())), ("workflow_attachment", ("hello.wdl", HELLO.encode()))])
+    assert wes.read_request(body, content_type).attachments == {"hello.wdl": HELLO.encode()}
+
+
+@pytest.mark.parametrize("fetched, said", [
+    (http.client.InvalidURL("nonnumeric port: 'x'"), "could not fetch"),
+    (ValueError("unknown url type"), "could not fetch"),
+    (b"<!DOCTYPE html>\n<html><body>blob page</body></html>", "is a web page, not a WDL document"),
+])
+def test_an_https_workflow_url_that_cannot_be_a_document_is_refused_naming_it(fetched, said):
+    def fetch(url):
+        if isinstance(fetched, Exception):
+            raise fetched
+        return fetched
+
+    with pytest.raises(wes.WesRefused, match=f"workflow_url: .*{said}"):
+        wes.submission(wes.WesRequest("https://github.com/x/y/blob/main/w.wdl", None, "WDL", "1.0"), fetch=fetch)
 
 
 def test_a_json_request_is_read_strictly():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.parser
 from datetime import datetime, timezone
 import email.policy
+import http.client
 import importlib.metadata
 import io
 import json
@@ -48,6 +49,15 @@ EXECUTOR_ERROR, SYSTEM_ERROR, CANCELED = "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANC
 STATES = {"SUBMITTED": QUEUED, "STARTING": INITIALIZING, "RUNNING": RUNNING, "SUCCEEDED": COMPLETE, "CANCELLED": CANCELED}
 #: error codes (error.json's ``error``, or its failed task's) of a run the service stopped or failed
 SYSTEM_CODES = frozenset({"TimedOut", "BudgetExceeded", "DriverStopped", "DriverError", "UnreadableDocument", "Interrupted"})
+#: error codes of a failed task that are the workflow's own doing, beside a command's exit status
+#: and running out of memory: miniwdl's errors of a command, its outputs, and evaluating or checking
+#: the WDL (WDL.Error's ValidationError and EvalError kinds), and an image that cannot be used.
+#: Anything else (a task ECS could not start, the run's EFS volume) is SYSTEM_ERROR
+EXECUTOR_CODES = frozenset({
+    "CommandFailed", "OutputError", "ImageUnusable", "InputError", "EvalError", "NullValue", "OutOfBounds", "EmptyArray",
+    "ValidationError", "MultipleValidationErrors", "SyntaxError", "ImportError", "StaticTypeMismatch", "IncompatibleOperand",
+    "NoSuchInput", "NoSuchMember", "NoSuchFunction", "UnknownIdentifier", "WrongArity", "NotAnArray", "InvalidType",
+})
 
 
 def state(our: str, error: dict[str, Any] | None = None) -> str:
@@ -62,10 +72,13 @@ def failure_state(error: dict[str, Any] | None) -> str:
     SYSTEM_ERROR: anything else (see the module's docstring)."""
     if not error or not isinstance(error.get("failed_task"), dict):
         return SYSTEM_ERROR
-    codes = {error.get("error"), error["failed_task"].get("error")}
+    failed = error["failed_task"]
+    codes = {error.get("error"), failed.get("error")}
     if codes & SYSTEM_CODES or any(str(c).startswith("States.") for c in codes):
         return SYSTEM_ERROR
-    return EXECUTOR_ERROR
+    if "exit_status" in failed or "out_of_memory" in failed or failed.get("error") in EXECUTOR_CODES:
+        return EXECUTOR_ERROR
+    return SYSTEM_ERROR  # (the backend's own failures: a task ECS could not start, EFS, ...)
 
 
 # -- POST /runs ------------------------------------------------------------------------------------
@@ -142,8 +155,11 @@ def read_form(body: bytes, content_type: str) -> WesRequest:
             filename = part.get_filename() or ""
             if problem := attachment_name_problem(filename):
                 problems.append({"where": f"workflow_attachment {filename!r}", "problem": problem})
-            elif filename in request.attachments:  # (the later took the earlier's place: another document ran)
-                problems.append({"where": f"workflow_attachment {filename!r}", "problem": "attached more than once: attach each file once"})
+            elif filename in request.attachments and request.attachments[filename] != payload:
+                # (the later took the earlier's place: another document ran); the same bytes twice
+                # are one file (wes-client --attachments="*.wdl" attaches the main file again)
+                problems.append({"where": f"workflow_attachment {filename!r}",
+                                 "problem": "attached more than once, with different contents: attach each file once"})
             request.attachments[filename] = payload
         elif name in FIELDS:
             if name in seen:
@@ -396,10 +412,15 @@ def workflow_source(
         return url, None
     if url.startswith("https://"):
         try:
-            return None, text_of(fetch(url), "workflow_url", problems)
-        except OSError as exn:
+            fetched = fetch(url)
+        except (OSError, http.client.HTTPException, ValueError) as exn:  # (ValueError: urllib's on a malformed URL)
             problems.append({"where": "workflow_url", "problem": f"could not fetch {url}: {exn}"})
             return None, None
+        if fetched.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+            problems.append({"where": "workflow_url", "problem": f"{url} is a web page, not a WDL document (on GitHub, "
+                             "give the file's raw URL: raw.githubusercontent.com)"})
+            return None, None
+        return None, text_of(fetched, "workflow_url", problems)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
         problems.append({"where": "workflow_url", "problem": f"{url}: this service reads {', '.join(p + '://' for p in PROTOCOLS)} or an attached file"})
         return None, None
