@@ -202,14 +202,22 @@ def stage_inputs(
             raise RunInputError(f"{place}: an empty path where a {kind} is named")
         if problem := name_problem(path):
             raise RunInputError(f"{where} {path!r}: {problem}")
+        def found(local: Path) -> bool:
+            return local.is_dir() if is_dir else local.is_file()
+
         try:
             local = (inputs_dir / path).resolve()
+            # a relative path is the inputs file's folder's; else, as `miniwdl run -i` reads it,
+            # the current folder's (an inputs file kept in a subfolder, run from the project's root)
+            from_cwd = (Path.cwd() / path).resolve()
         except RuntimeError:  # (Python's word for a loop of symbolic links)
             raise RunInputError(f"{where} {path}: a loop of symbolic links (looked for {inputs_dir / path})") from None
-        if not (local.is_dir() if is_dir else local.is_file()):
+        if not found(local) and found(from_cwd):
+            local = from_cwd
+        if not found(local):
             what = "is not a regular file" if local.exists() and not is_dir else "not found"
-            looked = "" if str(local) == path else f" (looked for {local})"  # (a relative path: where it was looked for)
-            raise RunInputError(f"{where} {path} {what}{looked}")
+            looked = [str(p) for p in dict.fromkeys((local, from_cwd)) if str(p) != path]  # (a relative path: where it was looked for)
+            raise RunInputError(f"{where} {path} {what}" + (f" (looked for {' and '.join(looked)})" if looked else ""))
         try:
             return keyed(path, local, is_dir, where)
         except OSError as exn:  # (unreadable: a file's mode, a folder's inside the Directory)

@@ -252,6 +252,28 @@ def test_every_local_input_that_cannot_be_uploaded_is_named_at_once(tmp_path):
     assert said.count("not found") == 2
 
 
+def test_a_relative_path_not_beside_the_inputs_file_is_read_from_the_current_folder(bucket, tmp_path, monkeypatch):
+    """`miniwdl run -i cfg/in.json` reads a relative path from the current folder: an inputs file
+    kept in a subfolder, run from the project's root. Beside the inputs file first (where this
+    product has always looked), then there."""
+    root = folder(tmp_path / "wf", "from the project's root", {"a.txt": "A"})
+    (root / "cfg").mkdir()
+    (root / "cfg" / "in.json").write_text(json.dumps({"w.f": "data.txt", "w.d": "ref"}))
+    monkeypatch.chdir(root)
+
+    def staged_text(name):
+        upload.prepare(root / "w.wdl", root / "cfg" / "in.json", name).upload(bucket, answer_timeout=0)
+        staged = json.loads(aws.client("s3").get_object(Bucket=bucket, Key=f"runs/{name}/inputs.json")["Body"].read())
+        return aws.client("s3").get_object(Bucket=bucket, Key=staged["w.f"][len(f"s3://{bucket}/"):])["Body"].read()
+
+    assert staged_text("fromcwd") == b"from the project's root"
+    (root / "cfg" / "data.txt").write_text("beside the inputs file")  # (that one first)
+    assert staged_text("beside") == b"beside the inputs file"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(upload.RunInputError, match=r"w.d: directory ref not found \(looked for .*/cfg/ref and .*/ref\)"):
+        upload.prepare(root / "w.wdl", root / "cfg" / "in.json", "fromcwd")
+
+
 def test_an_executable_local_input_is_staged_executable(bucket, tmp_path):
     """A local script the task runs (`~{tool}`) kept no execute bits through S3 (which keeps no
     modes): the task failed with 126 where plain miniwdl runs it. Its key says so and its object
