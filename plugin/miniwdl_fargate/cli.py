@@ -127,8 +127,8 @@ INPUTS_HELP = (
     "these over them input by input"
 )
 ZIP_HELP = (
-    "submit WORKFLOW.wdl as a bundle built with `miniwdl zip`: the WDL and every WDL it imports, from anywhere "
-    "(not its folder's other files)"
+    "submit WORKFLOW.wdl as a bundle built with `miniwdl zip`: the WDL and every WDL it imports, from anywhere, "
+    "with its folder's other files (a WDL importing from outside its folder or by URL is sent so by itself)"
 )
 RUN_COMMANDS = ("submit", "status", "list", "logs", "outputs", "cancel", "resume", "cost", "gc", "cache", "api-proxy")
 

@@ -95,6 +95,20 @@ def url_imports(doc: WDL.Tree.Document) -> list[str]:
     return found + [uri for imp in doc.imports if imp.doc is not None for uri in url_imports(imp.doc)]
 
 
+def imports_outside(doc: WDL.Tree.Document, base: Path) -> bool:
+    """Whether the WDL, or a WDL it imports, imports a file outside the WDL's folder (``base``): by
+    an absolute path, or one that climbs above it (WARP's ``../../../tasks/broad/Utils.wdl``).
+    A folder cannot hold those: ``prepare`` submits such a WDL as a bundle, which does."""
+    for imp in doc.imports:
+        if "://" in imp.uri or imp.doc is None:
+            continue
+        if imp.uri.startswith("/") or not Path(os.path.abspath(imp.doc.pos.abspath)).is_relative_to(base):
+            return True
+        if imports_outside(imp.doc, base):
+            return True
+    return False
+
+
 def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
     """Every import a relative path to a file inside the WDL's folder (``base``), as the pipeline
     requires (``pipeline.validate.IMPORT_RULE``): only that folder is uploaded."""
@@ -105,7 +119,9 @@ def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
         if "://" in imp.uri or imp.uri.startswith("/"):
             raise RunInputError(f"{where}: cannot import {imp.uri}: {IMPORT_RULE}")
         if imp.doc is not None:
-            imported = Path(imp.doc.pos.abspath).resolve()
+            # (by the path as miniwdl found it, not its link's target: a link in the folder is the
+            # folder's file, uploaded as such)
+            imported = Path(os.path.abspath(imp.doc.pos.abspath))
             if not imported.is_relative_to(base):
                 raise RunInputError(
                     f"{where}: cannot import {imp.uri}: it is outside the workflow's folder; {IMPORT_RULE} "
@@ -138,9 +154,12 @@ def bundle_files(wdl_path: Path) -> list[Path]:
     from the workflow's folder)."""
     base = wdl_path.parent
     files, total = [], 0
-    for root, dirs, names in os.walk(base):
+    seen = {os.path.realpath(base)}  # (folders through links are walked, each once: no loop)
+    for root, dirs, names in os.walk(base, followlinks=True):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith(".")
-                         and not os.path.exists(os.path.join(root, d, LOCAL_STATE_MARK)))
+                         and not os.path.exists(os.path.join(root, d, LOCAL_STATE_MARK))
+                         and os.path.realpath(os.path.join(root, d)) not in seen)
+        seen.update(os.path.realpath(os.path.join(root, d)) for d in dirs)
         for name in sorted(names):
             path = Path(root) / name
             if name.startswith(".") or not path.is_file():
@@ -710,7 +729,8 @@ def prepare(
     inputs ``empty`` (``--empty NAME``) and ``none`` (``--none NAME``) name (``command_line_inputs``).
     The run's ``options.task`` (``--task NAME``) is what it runs, rather than the document's workflow."""
     task = options.task if options is not None else None
-    wdl_path = Path(wdl).resolve()
+    # (the path as given, as miniwdl reads it: a link's imports are beside the link, not its target)
+    wdl_path = Path(os.path.abspath(wdl))
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: {'a folder, not a WDL file' if wdl_path.is_dir() else 'no such WDL file'}")
     if zip_into is not None and not zipbundle.is_bundle(str(wdl_path)):
@@ -718,7 +738,9 @@ def prepare(
     defaults: dict[str, Any] = {}
     if not zipbundle.is_bundle(str(wdl_path)):
         doc = load_wdl(wdl_path)
-        if url_imports(doc):  # (a bundle holds what they import, as fetched now; the driver fetches nothing)
+        # a bundle holds what a folder cannot: what a URL imports (as fetched now: the driver fetches
+        # nothing), and WDL from outside the folder (stored under __outside_wdl/, as miniwdl zip does)
+        if url_imports(doc) or imports_outside(doc, wdl_path.parent):
             wdl_path = build_bundle(wdl_path, Path(zip_into if zip_into is not None else scratch_folder()))
     if not zipbundle.is_bundle(str(wdl_path)):
         check_imports(doc, wdl_path.parent)
@@ -732,7 +754,7 @@ def prepare(
     if isinstance(inputs, dict):
         inputs_doc, inputs_dir = inputs, Path.cwd()
     else:
-        inputs_doc, inputs_dir = read_inputs(Path(inputs)), Path(inputs).resolve().parent
+        inputs_doc, inputs_dir = read_inputs(Path(inputs)), Path(os.path.abspath(inputs)).parent
     if not isinstance(inputs_doc, dict):
         raise RunInputError(f"{inputs}: must be a JSON object of workflow inputs")
     if assignments or empty or none:
@@ -873,17 +895,21 @@ def scratch_folder() -> str:
 def build_bundle(wdl_path: Path, folder: Path) -> Path:
     """``miniwdl zip WORKFLOW.wdl``: the WDL and every WDL it imports (from anywhere: imports
     outside its folder are stored under ``__outside_wdl/`` and rewritten to match), into
-    ``folder``; WDL files, as miniwdl builds it, and the WDL folder's ``miniwdl.cfg`` beside
-    the main WDL (the run's configuration, as in a folder submitted as it is: the submit step
-    unpacks a bundle into a folder); no other files."""
+    ``folder``; and the other files of the WDL's folder, as a folder submitted as it is takes them
+    (``bundle_files``: the files its tasks read by relative path, its ``miniwdl.cfg``, beside the
+    main WDL, where the run reads it: the submit step unpacks a bundle into a folder)."""
     import logging
 
     import WDL.Zip
 
     doc = load_wdl(wdl_path)
     archive = folder / (wdl_path.stem + zipbundle.SUFFIX)
+    # (miniwdl zip holds the WDL it loaded already: the folder's other files beside them; the
+    # archive itself, were it made in the folder, is not one of them)
+    others = [str(f) for f in bundle_files(wdl_path)
+              if f.suffix != ".wdl" and f.name != config.RUN_CFG and f.resolve() != archive.resolve()]
     try:
-        WDL.Zip.build(doc, str(archive), logging.getLogger("miniwdl-fargate.zip"))
+        WDL.Zip.build(doc, str(archive), logging.getLogger("miniwdl-fargate.zip"), additional_files=others or None)
         cfg = wdl_path.parent / config.RUN_CFG
         if cfg.is_file():
             with zipfile.ZipFile(archive, "a") as bundle:

@@ -42,6 +42,8 @@ workflow hello {
     Array[Person] people = []
     Person? who""")
 IMPORT_RULE = "imports must be relative paths to files inside the workflow's folder (the driver downloads that folder, nothing else)"
+BUNDLE_HINT = ("; or submit a `miniwdl zip` bundle, which holds the WDL it imports from anywhere (`miniwdl-fargate submit` "
+               "makes one itself)")
 OK_INPUTS = {"hello.names": ["Ann"], "hello.reference": "s3://data/ref.txt"}
 WDL = "s3://runs/runs/{name}/workflow.wdl"
 INPUTS = "s3://runs/runs/{name}/inputs.json"
@@ -254,7 +256,7 @@ BAD_SUBMISSIONS = {
     "import-outside-folder": (
         {}, 'version 1.1\nimport "../shared/lib.wdl" as lib\nworkflow hello { call lib.t }\n', None,
         [(WDL + ":2:1", "WDL import failed: Failed to import ../shared/lib.wdl: cannot import ../shared/lib.wdl: it is "
-          "outside the workflow's folder; " + IMPORT_RULE)],
+          "outside the workflow's folder; " + IMPORT_RULE + BUNDLE_HINT)],
     ),
     "import-s3": (
         {}, 'version 1.1\nimport "s3://runs/shared/lib.wdl" as lib\nworkflow hello { call lib.t }\n', None,
@@ -265,7 +267,7 @@ BAD_SUBMISSIONS = {
     "import-absolute": (
         {}, 'version 1.1\nimport "/etc/lib.wdl" as lib\nworkflow hello { call lib.t }\n', None,
         [(WDL + ":2:1", "WDL import failed: Failed to import /etc/lib.wdl: cannot import /etc/lib.wdl: an absolute "
-          "path names a file on the machine running the workflow; " + IMPORT_RULE)],
+          "path names a file on the machine running the workflow; " + IMPORT_RULE + BUNDLE_HINT)],
     ),
     "import-errors": (  # (miniwdl's text of an imported document's several errors is empty)
         {}, 'version 1.1\nimport "lib.wdl" as lib\nworkflow hello { call lib.t }\n',
@@ -1042,24 +1044,21 @@ def test_the_cli_checks_inputs_over_a_bundles_defaults(tmp_path):
     assert str(info.value) == "inputs: reference: the input hello.reference is also given as 'hello.reference': give it once"
 
 
-@pytest.mark.parametrize(
-    "uri, problem",
-    [
-        ("../shared/lib.wdl", "cannot import ../shared/lib.wdl: it is outside the workflow's folder; " + IMPORT_RULE
-         + " (or submit with --zip: a `miniwdl zip` bundle takes the WDL it imports from anywhere)"),
-        ("{tmp}/shared/lib.wdl", "cannot import {tmp}/shared/lib.wdl: " + IMPORT_RULE),
-    ],
-    ids=["outside-the-folder", "absolute"],
-)
-def test_the_cli_refuses_the_imports_the_pipeline_refuses(tmp_path, uri, problem):
+@pytest.mark.parametrize("uri", ["../shared/lib.wdl", "{tmp}/shared/lib.wdl"], ids=["outside-the-folder", "absolute"])
+def test_the_cli_sends_a_wdl_importing_from_outside_its_folder_as_a_bundle(tmp_path, uri):
+    """What the pipeline refuses in a folder (its import rule), the CLI sends as the bundle that
+    holds it, as `miniwdl run` takes the WDL."""
+    from miniwdl_fargate import zipbundle
+
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "lib.wdl").write_text("version 1.1\ntask t { command <<< >>> }\n")
     (tmp_path / "wf").mkdir()
     wdl = tmp_path / "wf" / "main.wdl"
     wdl.write_text(f'version 1.1\nimport "{uri.format(tmp=tmp_path)}" as lib\nworkflow hello {{ call lib.t }}\n')
-    with pytest.raises(upload.RunInputError) as info:
-        upload.prepare(wdl, {}, name="cli")
-    assert str(info.value) == f"{wdl}:2:1: " + problem.format(tmp=tmp_path)
+    submission = upload.prepare(wdl, {}, name="cli")
+    assert submission.bundle
+    with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
+        assert any(i.filename.startswith("__outside_wdl/") and i.filename.endswith("/lib.wdl") for i in bundle.files())
 
 
 def test_an_api_request_with_a_large_wdl_and_small_inputs_is_not_refused_as_too_big(api_env):

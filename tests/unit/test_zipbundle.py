@@ -156,13 +156,52 @@ def test_the_cli_checks_a_bundle_and_names_it_in_every_problem(tmp_path):
         upload.prepare(tmp_path / "no.zip", {}, "zip-run")
 
 
+def test_a_wdl_importing_from_outside_its_folder_goes_as_a_bundle_with_the_folders_files(tmp_path):
+    """WARP's layout (pipelines/broad/.../X.wdl importing ../../../tasks/broad/Y.wdl), which
+    `miniwdl run` takes, was refused unless submitted with --zip: submitted as a bundle by itself,
+    with the folder's other files (its scripts, its miniwdl.cfg), as the folder would have gone."""
+    pipeline, tasks = tmp_path / "pipelines" / "broad" / "wgs", tmp_path / "tasks" / "broad"
+    (pipeline / "scripts").mkdir(parents=True)
+    tasks.mkdir(parents=True)
+    (pipeline / "main.wdl").write_text(MAIN.replace("tasks/t.wdl", "../../../tasks/broad/t.wdl"))
+    (tasks / "t.wdl").write_text(TASKS)
+    (pipeline / "scripts" / "count.sh").write_text("wc -l\n")
+    (pipeline / "miniwdl.cfg").write_text("[call_cache]\nget = false\n")
+    (pipeline / "unused.wdl").write_text(TASKS)  # (not imported: not its WDL)
+    submission = upload.prepare(pipeline / "main.wdl", {"w.who": "x"}, "warp")
+    assert submission.bundle
+    with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
+        assert sorted(i.filename for i in bundle.files()) == [
+            "MANIFEST.json", "__outside_wdl/tasks/broad/t.wdl", "main.wdl", "miniwdl.cfg", "scripts/count.sh"]
+
+
+def test_links_in_the_workflows_folder_are_its_files_as_miniwdl_reads_them(tmp_path):
+    """A main WDL that is a link (its imports beside the link), a folder of the workflow that is a
+    link (lib -> ../shared/lib), a file that is one: `miniwdl run` reads them by the path given;
+    they were refused as outside the folder (or the import not found beside the link's target)."""
+    shared = tmp_path / "shared"
+    (shared / "lib").mkdir(parents=True)
+    (shared / "lib" / "t.wdl").write_text(TASKS)
+    (shared / "t2.wdl").write_text(TASKS)
+    (shared / "elsewhere").mkdir()
+    (shared / "elsewhere" / "main.wdl").write_text(MAIN.replace("tasks/t.wdl", "lib/t.wdl").replace(
+        'import "lib/t.wdl" as t\n', 'import "lib/t.wdl" as t\nimport "t2.wdl" as t2\n'))
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "main.wdl").symlink_to(shared / "elsewhere" / "main.wdl")
+    (wf / "lib").symlink_to(shared / "lib", target_is_directory=True)
+    (wf / "t2.wdl").symlink_to(shared / "t2.wdl")
+    (wf / "loop").symlink_to(wf, target_is_directory=True)  # (walked once)
+    submission = upload.prepare(wf / "main.wdl", {"w.who": "x"}, "links")
+    assert not submission.bundle
+    assert sorted(p.relative_to(wf).as_posix() for p in submission.files) == ["lib/t.wdl", "main.wdl", "t2.wdl"]
+
+
 def test_the_cli_builds_a_bundle_with_miniwdl_zip_taking_imports_from_outside_the_folder(tmp_path):
     (tmp_path / "app").mkdir()
     (tmp_path / "shared").mkdir()
     (tmp_path / "app" / "main.wdl").write_text(MAIN.replace("tasks/t.wdl", "../shared/t.wdl"))
     (tmp_path / "shared" / "t.wdl").write_text(TASKS)
-    with pytest.raises(upload.RunInputError, match="it is outside the workflow's folder"):
-        upload.prepare(tmp_path / "app" / "main.wdl", {}, "zip-run")  # (as a folder: refused)
     (tmp_path / "zips").mkdir()
     submission = upload.prepare(tmp_path / "app" / "main.wdl", {"w.who": "x"}, "zip-run", zip_into=tmp_path / "zips")
     assert submission.bundle and submission.wdl_path == tmp_path / "zips" / "main.zip"

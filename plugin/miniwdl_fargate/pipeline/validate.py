@@ -76,6 +76,8 @@ def not_utf8(exn: UnicodeDecodeError) -> str:
 
 
 IMPORT_RULE = "imports must be relative paths to files inside the workflow's folder (the driver downloads that folder, nothing else)"
+#: what takes imports from outside the folder
+BUNDLE_HINT = "; or submit a `miniwdl zip` bundle, which holds the WDL it imports from anywhere (`miniwdl-fargate submit` makes one itself)"
 
 
 def _import_problem(uri: str, resolved: str, folder: str) -> str | None:
@@ -84,10 +86,11 @@ def _import_problem(uri: str, resolved: str, folder: str) -> str | None:
         return (f"cannot import {uri}: {IMPORT_RULE}; copy it into the folder and import it by relative path, or "
                 "submit a `miniwdl zip` bundle, which holds what the WDL imports by URL (`miniwdl-fargate submit` "
                 "makes one itself)")
+    bundle = BUNDLE_HINT
     if uri.startswith("/"):
-        return f"cannot import {uri}: an absolute path names a file on the machine running the workflow; {IMPORT_RULE}"
+        return f"cannot import {uri}: an absolute path names a file on the machine running the workflow; {IMPORT_RULE}{bundle}"
     if not resolved.startswith(folder):
-        return f"cannot import {uri}: it is outside the workflow's folder; {IMPORT_RULE}"
+        return f"cannot import {uri}: it is outside the workflow's folder; {IMPORT_RULE}{bundle}"
     return None
 
 
