@@ -54,3 +54,18 @@ def test_a_miniwdl_zip_bundle_with_an_import_runs_with_its_defaults_under_the_gi
     record = json.loads(read(s3, result.results + "run.json"))
     assert record["workflow"] == result.results + "source/main.wdl"
     assert record["submitted"]["workflow"] == f"s3://{bucket}/runs/zip-local/workflow.zip"
+
+
+def test_a_wdl_importing_from_above_its_folder_runs_as_submit_sends_it(stack, s3, tmp_path):
+    """WARP's layout (pipelines/<x>/main.wdl importing ../../tasks/greet.wdl), which `miniwdl
+    run` takes: `submit` sends it as a bundle by itself, and it runs."""
+    (tmp_path / "pipelines" / "hello").mkdir(parents=True)
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "pipelines" / "hello" / "main.wdl").write_text(MAIN.replace("lib/greet.wdl", "../../tasks/greet.wdl"))
+    (tmp_path / "tasks" / "greet.wdl").write_text(LIB)
+    submission = upload.prepare(tmp_path / "pipelines" / "hello" / "main.wdl", {"zipped.who": "warp"}, "above-folder")
+    assert submission.bundle
+    name, run_id = submission.upload(stack.outputs["BucketName"])
+    result = run_end(stack, name, run_id, timeout=300, inputs_version=submission.inputs_version)
+    assert result.status == "SUCCEEDED", result.document
+    assert result.document["outputs"] == {"zipped.said": "hello warp"}
