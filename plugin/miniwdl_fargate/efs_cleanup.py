@@ -22,7 +22,9 @@ carry ``USED_MARKER``, touched by every run that stages or reuses the entry (``m
 entry goes when its marker is older than both ``keep_unused_cache_days`` and the start of every
 run not yet finished (a run touches what it uses when it starts using it), so nothing a running run
 uses is taken from under it. The removal first renames the entry aside and looks at its marker
-again: a run that touched it meanwhile gets it back.
+again: a run that touched it meanwhile gets it back. The spares of inputs at EFS's hard-link limit
+(``<cache>/links``) and what an unfinished collection left aside go once nothing uses them
+(``leftovers``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,15 @@ EXPIRES_MARKER = ".miniwdl-fargate-expires"
 NOT_FINISHED = ("SUBMITTED", "STARTING", "RUNNING")
 #: status.json exists but cannot be read (edited by hand): keep, and say so
 UNREADABLE = "UNREADABLE"
+#: status.json says the run is not finished, long after its state machine can have waited for it
+#: (``lapsed_at``): its execution was stopped from outside (StopExecution runs no Catch, so nothing
+#: recorded its end) or its finalize failed. Taken as a failed run that ended then, so that it
+#: neither keeps its directory nor holds back the shared cache's collection for good
+LAPSED = "LAPSED"
+#: a run's state machine waits at most its ``max_run_seconds`` for its driver, each new launch of a
+#: driver that failed to start with its own timeout (LaunchDriver's Retry: such attempts end in
+#: minutes); twice that and a day more is past any wait
+LAPSE_FACTOR, LAPSE_MARGIN = 2, timedelta(days=1)
 #: in each entry of the shared cache: touched whenever a run stages or reuses the entry
 USED_MARKER = ".miniwdl-fargate-used"
 #: the shared cache's folders whose entries are collected, and how deep below each an entry is
@@ -58,6 +69,12 @@ USED_MARKER = ".miniwdl-fargate-used"
 SHARED_STORES = {"s3": None, "files": 1, "dirs": 1}
 #: where an entry is renamed aside before it is removed
 TRASH = ".trash"
+#: the spare copies of inputs at EFS's hard-link limit (``backend.links``: ``<cache>/links/<group>/<n>``)
+LINK_SPARES = "links"
+#: seconds since its last change before a spare no task links to any more, a spare's unfinished
+#: copy, or an entry left in TRASH by a collection that did not finish, goes (a spare is made, then
+#: linked at once: each link changes its ctime)
+LEFTOVER_SECONDS = 3600.0
 PROBLEMS_KEPT = 10  # problem messages kept per removal (all are counted)
 GB = 1e9
 
@@ -326,6 +343,11 @@ def decide(seen: Seen, now: datetime, keep_days: float) -> Verdict:
         return Verdict(False, "not a run directory (its name is not a run id)")
     if seen.state == UNREADABLE:
         return Verdict(False, "its status.json cannot be read")
+    if seen.state == LAPSED:
+        ended = seen.finished_at or seen.changed_at
+        until = ended + keep
+        said = f"the run's status.json still says it runs, past the most its state machine waits ({_iso(ended)})"
+        return Verdict(True, said) if now >= until else Verdict(False, f"{said}; kept until {_iso(until)}")
     if seen.state in NOT_FINISHED:
         return Verdict(False, f"the run is {seen.state}")
     if seen.state is None:
@@ -348,9 +370,24 @@ def _iso(when: datetime) -> str:
     return when.isoformat(timespec="seconds")
 
 
-def look(runs_root: str, name: str, bucket: str) -> Seen:
+def lapsed_at(bucket: str, current: status_doc.RunStatus) -> datetime | None:
+    """When a run not finished is past any wait of its state machine (``LAPSE_FACTOR``), from its
+    submission and its record's ``max_run_seconds``; None if its record cannot say."""
+    from . import s3io
+
+    try:
+        found = s3io.find_json(bucket, s3io.split(current.results)[1] + runs.RECORD_NAME)
+        limit = float(found["max_run_seconds"])
+        submitted = datetime.fromisoformat(current.submitted_at)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return submitted + LAPSE_FACTOR * timedelta(seconds=limit) + LAPSE_MARGIN
+
+
+def look(runs_root: str, name: str, bucket: str, now: datetime | None = None) -> Seen:
     """What is known of ``<runs_root>/<name>``: its run's status (status.json in ``bucket``), its
-    markers and its last change."""
+    markers and its last change; a run not finished long after any wait for it (``LAPSED``) as
+    ended then."""
     path = os.path.join(runs_root, name)
     changed = max(
         (os.lstat(p).st_mtime for p in (path, os.path.join(path, RUN_MARKER), os.path.join(path, EXPIRES_MARKER))
@@ -373,6 +410,9 @@ def look(runs_root: str, name: str, bucket: str) -> Seen:
         return Seen(name, UNREADABLE, **facts)
     if current is None:
         return Seen(name, None, **facts)
+    if current.status in NOT_FINISHED and (lapse := lapsed_at(bucket, current)) is not None:
+        if (now or datetime.now(timezone.utc)) >= lapse:
+            return Seen(name, LAPSED, lapse, **facts)
     ended = datetime.fromisoformat(current.finished_at) if current.finished_at else None
     return Seen(name, current.status, ended, **facts)
 
@@ -396,7 +436,7 @@ def collect(
         if deadline is not None and time.monotonic() > deadline:
             break
         try:
-            seen = look(runs_root, name, bucket)
+            seen = look(runs_root, name, bucket, clock())
             verdict = decide(seen, clock(), keep_days)
         except Exception as exn:  # S3 unreachable, no permission...: never a reason to remove
             log.warning("run directory %s kept: could not look it up: %s", name, exn)
@@ -446,7 +486,7 @@ def collect_shared(
 ) -> list[dict[str, Any]]:
     """Remove the shared cache's entries not used since ``cutoff`` (``shared_cutoff``); one report
     entry each (``name`` relative to ``cache_root``, ``action``, ``reason``, what it freed)."""
-    done: list[dict[str, Any]] = []
+    done: list[dict[str, Any]] = leftovers(cache_root, dry_run=dry_run)
     for entry in shared_entries(cache_root):
         if deadline is not None and time.monotonic() > deadline:
             break
@@ -461,6 +501,49 @@ def collect_shared(
         report: dict[str, Any] = {"name": name, "action": "would remove", "reason": reason}
         if not dry_run:
             report.update(_remove_unused(cache_root, entry, cutoff))
+        done.append(report)
+    return done
+
+
+def leftovers(cache_root: str, *, dry_run: bool = False, now: float | None = None) -> list[dict[str, Any]]:
+    """What nothing uses and nothing else would ever remove: spares of ``LINK_SPARES`` no task's
+    file links to any more (one link: the spare's own; its group's source may be long collected),
+    unfinished copies of spares (a driver killed mid-copy), and entries left in ``TRASH`` by a
+    collection that did not finish; each unchanged for ``LEFTOVER_SECONDS``. One report entry each."""
+    clock = time.time() if now is None else now
+    found: list[tuple[str, str]] = []  # (path, why)
+    spares = os.path.join(cache_root, LINK_SPARES)
+    for folder, _, files in os.walk(spares):
+        for name in files:
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if clock - st.st_ctime < LEFTOVER_SECONDS:
+                continue
+            if name.startswith(".part."):
+                found.append((path, "an unfinished copy of a spare"))
+            elif st.st_nlink <= 1:
+                found.append((path, "a spare copy of an input no task links to any more"))
+    trash = os.path.join(cache_root, TRASH)
+    for entry in os.scandir(trash) if os.path.isdir(trash) else ():
+        try:
+            if clock - entry.stat(follow_symlinks=False).st_ctime >= LEFTOVER_SECONDS:
+                found.append((entry.path, "left aside by a collection that did not finish"))
+        except OSError:
+            continue
+    done = []
+    for path, why in found:
+        report: dict[str, Any] = {"name": os.path.relpath(path, cache_root), "action": "would remove", "reason": why}
+        if not dry_run:
+            if os.path.isdir(path) and not os.path.islink(path):
+                report.update(removal_facts(remove_tree(path)))
+            else:
+                removal = Removal(path)
+                _remove_file(path, removal)
+                report.update(removal_facts(removal))
+                _remove_empty_parents(os.path.dirname(path), cache_root)
         done.append(report)
     return done
 
@@ -499,7 +582,7 @@ def _remove_unused(cache_root: str, entry: str, cutoff: float) -> dict[str, Any]
 
 def _remove_empty_parents(folder: str, top: str) -> None:
     """rmdir ``folder`` and its parents up to (not including) a store of ``top`` while empty."""
-    stores = {os.path.join(top, store) for store in SHARED_STORES}
+    stores = {os.path.join(top, store) for store in (*SHARED_STORES, LINK_SPARES)}
     while folder.startswith(top + os.sep) and folder not in stores:
         try:
             os.rmdir(folder)

@@ -4,6 +4,7 @@ collection of earlier runs', and ``miniwdl-fargate gc`` (--here, --dry-run, the 
 
 import json
 import os
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -264,6 +265,67 @@ def test_unused_cache_entries_go_but_never_what_a_run_still_going_may_use(efs):
     lines = client.gc_lines(report)
     assert any(line.startswith("removed") and "cache/files/" in line for line in lines)
     assert "and 2 unused cache entr(ies)" in lines[-1]
+
+
+def test_a_run_whose_status_still_says_it_runs_long_after_any_wait_for_it_holds_nothing_back(efs):
+    """An execution stopped from outside (StopExecution runs no Catch) or whose finalize failed
+    leaves status.json RUNNING for good: its directory was kept, and it held back every collection
+    of the shared cache, for good. Past twice its max_run_seconds and a day after its submission,
+    it is taken as a run that failed then."""
+    cache = efs.parent / "cache"
+    old = cache_entry(cache, "files/" + "d" * 64, used_days_ago=30)
+    started = (NOW - timedelta(days=31)).timestamp()  # (before the entry's last use: it would spare it)
+    (efs / "going-00000004" / efs_cleanup.RUN_MARKER).write_text("{}")
+    os.utime(efs / "going-00000004" / efs_cleanup.RUN_MARKER, (started, started))
+    results = "s3://runs/runs/going/results/going-00000004/"
+    current = status.read(BUCKET, "going-00000004").model_copy(update={"results": results})
+    aws.client("s3").put_object(Bucket=BUCKET, Key=status.status_key("going-00000004"), Body=current.model_dump_json().encode())
+    record = {"max_run_seconds": 72 * 3600}  # (submitted 30 days ago: lapsed 22 days ago)
+    aws.client("s3").put_object(Bucket=BUCKET, Key="runs/going/results/going-00000004/run.json", Body=json.dumps(record).encode())
+    report = efs_cleanup.collection(str(efs), BUCKET, keep_days=3, cache_keep_days=7)
+    (going,) = [d for d in report["directories"] if d["name"] == "going-00000004"]
+    assert going["action"] == "removed" and "still says it runs, past the most its state machine waits" in going["reason"], going
+    assert [c["action"] for c in report["cache"]] == ["removed"] and not old.exists()
+    # within the wait (a run of 30 days' limit): still going, sparing the cache
+    record["max_run_seconds"] = 30 * 86400
+    aws.client("s3").put_object(Bucket=BUCKET, Key="runs/going/results/going-00000004/run.json", Body=json.dumps(record).encode())
+    run_dir(efs, "going-00000004", marker=True)
+    os.utime(efs / "going-00000004" / efs_cleanup.RUN_MARKER, (started, started))
+    again = cache_entry(cache, "files/" + "e" * 64, used_days_ago=30)
+    report = efs_cleanup.collection(str(efs), BUCKET, keep_days=3, cache_keep_days=7)
+    assert [d["reason"] for d in report["directories"] if d["name"] == "going-00000004"] == ["the run is RUNNING"]
+    assert report["cache"] == [] and again.is_dir()
+
+
+def test_spares_no_task_links_to_and_what_a_collection_left_aside_go(efs):
+    """The spare copies of inputs at EFS's hard-link limit (cache/links) and the entries an
+    unfinished collection left in cache/.trash were never collected: each grew for good. A spare
+    no task's file links to any more goes (its group's source may be long gone), one a run's file
+    still links to stays; anything changed within the hour stays too."""
+    cache = efs.parent / "cache"
+    group = cache / "links" / "1234-5000-99"
+    group.mkdir(parents=True)
+    unused, linked, unused_too = group / "1", group / "2", group / "3"
+    for spare in (unused, linked, unused_too):
+        spare.write_text("y" * 5000)
+    os.link(linked, efs / "going-00000004" / "call-x" / "work" / "input.txt")  # (a run's task's input)
+    (group / ".part.abc").write_text("half a copy")  # (a driver killed mid-copy)
+    aside = cache / ".trash" / "123-456"
+    (aside / "deep").mkdir(parents=True)
+    (aside / "deep" / "blob").write_text("z" * 5000)
+    later = time.time() + 2 * efs_cleanup.LEFTOVER_SECONDS
+    report = efs_cleanup.leftovers(str(cache), now=later)
+    assert sorted((r["name"], r["action"]) for r in report) == [
+        (".trash/123-456", "removed"), ("links/1234-5000-99/.part.abc", "removed"),
+        ("links/1234-5000-99/1", "removed"), ("links/1234-5000-99/3", "removed")]
+    assert not unused.exists() and linked.exists() and not aside.exists()
+    assert sum(r["freed_bytes"] for r in report) >= 2 * 5000 + 5000
+    # within the hour, nothing
+    (group / "4").write_text("new")
+    assert efs_cleanup.leftovers(str(cache)) == []
+    # and a collection (gc, a driver's start) does it
+    report = efs_cleanup.collection(str(efs), BUCKET, keep_days=3, dry_run=True, cache_keep_days=7)
+    assert all(c["name"] != "links/1234-5000-99/2" for c in report["cache"])
 
 
 def test_a_dry_run_leaves_the_cache_and_a_run_of_unknown_start_spares_all_of_it(efs):
