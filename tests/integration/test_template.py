@@ -899,6 +899,8 @@ def test_storage_is_private_encrypted_and_tls_only(cfn_template):
     assert (rules["expire-client-tokens"]["Prefix"], rules["expire-client-tokens"]["ExpirationInDays"]) == ("client-tokens/", 30)
     cache = rules["expire-call-cache"]
     assert (cache["Prefix"], cache["Status"], cache["ExpirationInDays"]) == ("cache/", "Enabled", {"Ref": "CallCacheDays"})
+    # an expired or rewritten entry's noncurrent version goes the next day (the shorter of the two rules applies)
+    assert cache["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     assert cfn_template["Parameters"]["CallCacheDays"]["Default"] == 90
     kept = {r["Id"]: r for r in Conditions(cfn_template, {"CallCacheDays": "0"}).resources()["RunsBucket"]["Properties"][
         "LifecycleConfiguration"]["Rules"]}["expire-call-cache"]
