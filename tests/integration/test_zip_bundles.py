@@ -69,10 +69,10 @@ def source_keys(record) -> list[str]:
     return sorted(o["Key"][len(prefix):] for o in listing.get("Contents", []))
 
 
-def drop_zip(pipeline, name, body, inputs):
+def drop_zip(pipeline, name, body, inputs, key="workflow.zip"):
     settings, _drop, _rejection, _executions = pipeline
     s3 = aws.client("s3")
-    s3.put_object(Bucket="runs", Key=f"runs/{name}/workflow.zip", Body=body)
+    s3.put_object(Bucket="runs", Key=f"runs/{name}/{key}", Body=body)
     put = s3.put_object(Bucket="runs", Key=f"runs/{name}/inputs.json", Body=json.dumps(inputs).encode())
     return start.from_object(settings, "runs", f"runs/{name}/inputs.json", put["ETag"].strip('"'), put.get("VersionId"))
 
@@ -86,6 +86,18 @@ def test_an_s3_drop_of_a_workflow_zip_runs_its_main_wdl_with_its_defaults_under_
     assert started.record.submitted["workflow"] == "s3://runs/runs/zipped/workflow.zip"
     assert source_keys(started.record) == ["MANIFEST.json", "default_input.json", "lib/greet.wdl", "main.wdl"]
     assert json.loads(_run_inputs(started.record)) == {"hello.copies": 3, "who": "uploaded"}
+
+
+def test_an_s3_drop_of_a_bundle_by_the_name_miniwdl_zip_gives_it_runs_it(pipeline, tmp_path):
+    """`miniwdl zip main.wdl` writes main.wdl.zip: dropped as it is, the folder's only bundle runs
+    (as its only .wdl would); two are refused naming both."""
+    settings, drop, rejection, executions = pipeline
+    body = miniwdl_zip(tmp_path, {"hello.who": "bundle"})
+    started = drop_zip(pipeline, "named", body, {}, key="main.wdl.zip")
+    assert started is not None and started.record.submitted["workflow"] == "s3://runs/runs/named/main.wdl.zip"
+    aws.client("s3").put_object(Bucket="runs", Key="runs/two/other.zip", Body=body)
+    assert drop_zip(pipeline, "two", body, {}, key="main.wdl.zip") is None
+    assert rejection("two") == [("s3://runs/runs/two/", "several bundles (main.wdl.zip, other.zip); name the one to run workflow.zip")]
 
 
 def test_an_api_request_names_a_zip_on_s3_or_uploads_one(pipeline, tmp_path):

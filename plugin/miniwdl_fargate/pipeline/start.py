@@ -43,7 +43,8 @@ class Submitted:
 
 def find_workflow(bucket: str, name: str) -> tuple[str, str]:
     """(key, etag) of the run's workflow: ``workflow.wdl``, or ``workflow.zip`` (a ``miniwdl zip``
-    bundle), or the only ``*.wdl`` in its folder; Refused when it is none or both."""
+    bundle), or the only ``*.wdl`` in its folder, or else its only ``*.zip`` (``miniwdl zip
+    wf.wdl`` writes ``wf.wdl.zip``); Refused when it is none or both."""
     s3 = aws.client("s3")
     prefix = runs.run_prefix(name)
     where = f"s3://{bucket}/{prefix}"
@@ -53,7 +54,13 @@ def find_workflow(bucket: str, name: str) -> tuple[str, str]:
     if found:
         return found[0]
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
-    wdls = [o for page in pages for o in page.get("Contents", []) if o["Key"].endswith(".wdl")]
+    listed = [o for page in pages for o in page.get("Contents", [])]
+    wdls = [o for o in listed if o["Key"].endswith(".wdl")]
+    if not wdls:
+        wdls = [o for o in listed if zipbundle.is_bundle(o["Key"])]
+        if len(wdls) > 1:
+            names = ", ".join(o["Key"][len(prefix):] for o in wdls)
+            raise Refused([{"where": where, "problem": f"several bundles ({names}); name the one to run {runs.DEFAULT_ZIP}"}])
     if not wdls:
         raise Refused([{"where": where, "problem": f"no WDL found: upload the workflow as {where}{runs.DEFAULT_WDL} "
                         f"(or a `miniwdl zip` bundle as {where}{runs.DEFAULT_ZIP})"}])
