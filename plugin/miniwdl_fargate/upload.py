@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import posixpath
+import re
 import secrets
 import threading
 import time
@@ -148,28 +149,49 @@ def imports_file(doc: WDL.Tree.Document, path: Path) -> bool:
 LOCAL_STATE_MARK = ".miniwdl-fargate-local-state"
 
 
-def bundle_files(wdl_path: Path) -> list[Path]:
+#: a folder `miniwdl run` left beside the WDL: ``20261203_061500_hello/`` (its log, its ``rerun``
+#: script, its work), and its ``_LAST`` link to the latest
+MINIWDL_RUN_DIR = re.compile(r"^\d{8}_\d{6}_.+$")
+
+
+def _skipped(root: str, name: str) -> bool:
+    """Whether the folder ``name`` in ``root`` is left out of a workflow's upload: tools' and
+    version control's folders, hidden ones, local mode's state, `miniwdl run`'s run folders."""
+    path = os.path.join(root, name)
+    return (
+        name in SKIP_DIRS or name.startswith(".") or name == "_LAST"
+        or os.path.exists(os.path.join(path, LOCAL_STATE_MARK))
+        or (bool(MINIWDL_RUN_DIR.match(name)) and os.path.exists(os.path.join(path, "workflow.log")))
+    )
+
+
+def bundle_files(wdl_path: Path, leave_out: frozenset[Path] = frozenset()) -> list[Path]:
     """The files of the WDL's folder (its imports and source-relative files live there), but
-    those of a local stack's state folder in it (``LOCAL_STATE_MARK``: `--state-dir state` run
-    from the workflow's folder)."""
+    folders ``_skipped`` (a local stack's state folder in it: `--state-dir state` run from the
+    workflow's folder; `miniwdl run`'s run folders) and the files in ``leave_out`` (local inputs:
+    uploaded as inputs, not again with the folder)."""
     base = wdl_path.parent
     files, total = [], 0
+    sizes: dict[str, int] = {}  # (by the folder's own entries: what to name when it is too large)
     seen = {os.path.realpath(base)}  # (folders through links are walked, each once: no loop)
     for root, dirs, names in os.walk(base, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith(".")
-                         and not os.path.exists(os.path.join(root, d, LOCAL_STATE_MARK))
-                         and os.path.realpath(os.path.join(root, d)) not in seen)
+        dirs[:] = sorted(d for d in dirs if not _skipped(root, d) and os.path.realpath(os.path.join(root, d)) not in seen)
         seen.update(os.path.realpath(os.path.join(root, d)) for d in dirs)
         for name in sorted(names):
             path = Path(root) / name
-            if name.startswith(".") or not path.is_file():
+            if name.startswith(".") or not path.is_file() or path.resolve() in leave_out:
                 continue
             files.append(path)
-            total += path.stat().st_size
+            size = path.stat().st_size
+            total += size
+            top = path.relative_to(base).parts[0]
+            sizes[top] = sizes.get(top, 0) + size
             if len(files) > BUNDLE_MAX_FILES or total > BUNDLE_MAX_BYTES:
+                largest = ", ".join(f"{n} ({b / 2**20:.1f} MiB)" for n, b in sorted(sizes.items(), key=lambda i: -i[1])[:3])
                 raise RunInputError(
-                    f"{base} holds more than {BUNDLE_MAX_FILES} files or {BUNDLE_MAX_BYTES >> 20} MiB; "
-                    "put the WDL (with its imports and the files it reads by relative path) in a folder of its own"
+                    f"{base} holds more than {BUNDLE_MAX_FILES} files or {BUNDLE_MAX_BYTES >> 20} MiB (the largest so far: "
+                    f"{largest}): the workflow's folder is uploaded with it; put the WDL (with its imports and the files it "
+                    "reads by relative path) in a folder of its own, and give data as inputs (uploaded apart, once)"
                 )
     return files
 
@@ -765,10 +787,11 @@ def prepare(
     except ValueError as exn:
         raise RunInputError(str(exn)) from None
     check_inputs(doc, inputs_doc, defaults, "inputs" if isinstance(inputs, dict) else str(inputs), task)
-    stage_inputs(doc, inputs_doc, inputs_dir, "bucket", task, "inputs" if isinstance(inputs, dict) else str(inputs))  # raises on a missing local file
+    # (raises on a missing local file)
+    _, staged = stage_inputs(doc, inputs_doc, inputs_dir, "bucket", task, "inputs" if isinstance(inputs, dict) else str(inputs))
     if zipbundle.is_bundle(str(wdl_path)):
         return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, [wdl_path], options or run_options.RunOptions(), bundle=True)
-    files = bundle_files(wdl_path)
+    files = bundle_files(wdl_path, frozenset(s.path.resolve() for s in staged if s.path is not None))
     check_copy_keys(name, wdl_path, files)
     return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, files, options or run_options.RunOptions())
 

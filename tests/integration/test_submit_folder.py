@@ -2,6 +2,8 @@
 Submission.upload_workflow``), against moto: it removes what an earlier submit uploaded there and
 this one does not, and nothing else."""
 
+import pytest
+
 from miniwdl_fargate import aws, upload
 
 WDL = "version 1.1\nworkflow w {\n  input { String who }\n  output { String out = who }\n}\n"
@@ -49,3 +51,25 @@ def test_the_names_the_pipeline_writes_in_the_folder_are_not_uploaded_from_the_w
     folder = workflow_folder(tmp_path / "wf", "error.json", "inputs.json", "options.json", "results/old.txt")
     upload.prepare(folder / "w.wdl", {"w.who": "a"}, "mine").upload_workflow(bucket)
     assert keys(bucket) == ["runs/mine/workflow.wdl"]
+
+
+def test_what_the_folder_upload_leaves_out_and_what_it_says_when_too_large(bucket, tmp_path, monkeypatch):
+    """A project folder as people keep one: its test data given as an input (uploaded as the input,
+    not a second time with the folder), and the run folders `miniwdl run` left beside the WDL
+    (its _LAST link among them). Too large, the refusal names its largest entries."""
+    wdl = "version 1.1\nworkflow w {\n  input { File reads }\n  output { File out = reads }\n}\n"
+    root = workflow_folder(tmp_path / "project", "test_data/sample.fastq", "scripts/count.sh",
+                           "20261203_061500_w/workflow.log", "20261203_061500_w/out/x.txt")
+    (root / "w.wdl").write_text(wdl)
+    (root / "_LAST").symlink_to(root / "20261203_061500_w", target_is_directory=True)
+    submission = upload.prepare(root / "w.wdl", {"w.reads": str(root / "test_data" / "sample.fastq")}, "mine")
+    assert sorted(p.relative_to(root).as_posix() for p in submission.files) == ["scripts/count.sh", "w.wdl"]
+    monkeypatch.setattr(upload, "BUNDLE_MAX_FILES", 3)
+    for n in range(4):
+        (root / "notes" / f"{n}.txt").parent.mkdir(exist_ok=True)
+        (root / "notes" / f"{n}.txt").write_text("x" * (100 * (n + 1)))
+    with pytest.raises(upload.RunInputError) as refused:
+        upload.prepare(root / "w.wdl", {"w.reads": str(root / "test_data" / "sample.fastq")}, "mine")
+    said = str(refused.value)
+    assert said.startswith(f"{root} holds more than 3 files or 256 MiB (the largest so far: notes (0.0 MiB), "), said
+    assert "give data as inputs (uploaded apart, once)" in said
