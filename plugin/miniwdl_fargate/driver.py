@@ -961,6 +961,21 @@ def failed_call(result: dict[str, Any]) -> str:
     return attempts.call_path_of(str(cause.get("dir") or ""), str(cause["run"]))
 
 
+#: what a failed command's stderr or exit status commonly means, and what to change
+NO_SPACE = "no space left on device"
+
+
+def exit_hint(failed: dict[str, Any]) -> str:
+    """A hint after "failed with exit status N" where its stderr or status says what to change:
+    its storage full (ENOSPC: the ephemeral storage ``runtime.disks`` sizes, where TMPDIR is too),
+    or killed by SIGKILL without an out-of-memory reason (137: often memory all the same)."""
+    if any(NO_SPACE in line.lower() for line in failed.get("stderr_tail") or ()):
+        return " (its storage is full, \"No space left on device\": give it more with runtime.disks)"
+    if failed.get("exit_status") == 137:
+        return " (killed by SIGKILL: a possible indication that it ran out of memory; give it more with runtime.memory)"
+    return ""
+
+
 def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
     """miniwdl's error JSON plus what a user needs first: which task, its exit status, stderr."""
     doc: dict[str, Any] = {"run_id": run.run_id, "status": "FAILED", **error}
@@ -984,7 +999,7 @@ def describe_error(run: DriverRun, error: dict[str, Any]) -> dict[str, Any]:
     if "out_of_memory" in failed:
         doc["message"] = f"{what} ran out of memory (exit status {failed.get('exit_status')}): {failed['out_of_memory']}"
     elif "exit_status" in failed:
-        doc["message"] = f"{what} failed with exit status {failed['exit_status']}"
+        doc["message"] = f"{what} failed with exit status {failed['exit_status']}" + exit_hint(failed)
     elif failed.get("task") and failed.get("message"):
         # (a call that failed before or without its command's exit: its image, its start, an
         # interruption; miniwdl's RunFailed around it has no message of its own)

@@ -167,6 +167,18 @@ def test_error_json_names_a_sub_workflows_failed_call_by_its_directory():
     assert doc["message"] == "call-inner_s-0-Alice/call-boom failed with exit status 7"
 
 
+def test_error_json_says_what_a_full_disk_or_a_kill_commonly_means(tmp_path):
+    run = driver.DriverRun("r-1", "s3://b/w.wdl", "s3://b/i.json", "s3://b/res/", "/tmp/x")
+    stderr = tmp_path / "stderr.txt"
+    stderr.write_text("sorting...\nsamtools sort: couldn't write to /tmp/x.bam: No space left on device\n")
+    doc = driver.describe_error(run, {"error": "RunFailed", "cause": {
+        "error": "CommandFailed", "run": "call-sort", "exit_status": 1, "stderr_file": str(stderr)}})
+    assert doc["message"].startswith("call-sort failed with exit status 1 (its storage is full") and "runtime.disks" in doc["message"]
+    doc = driver.describe_error(run, {"error": "RunFailed", "cause": {"error": "CommandFailed", "run": "call-big", "exit_status": 137}})
+    assert doc["message"] == ("call-big failed with exit status 137 (killed by SIGKILL: a possible indication that it ran out "
+                              "of memory; give it more with runtime.memory)")
+
+
 def test_error_json_says_why_a_call_failed_that_never_ran_its_command():
     """An image that cannot be pulled, a task that could not start, an interruption: no exit
     status, and miniwdl's RunFailed around the cause has no message. The top-level message (what

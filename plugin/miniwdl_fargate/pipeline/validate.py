@@ -301,7 +301,8 @@ def _s3_error(exn: Any, uri: str) -> str:
     if code in ("403", "AccessDenied", "Forbidden"):
         return (
             f"{uri} is not readable by the pipeline (does it exist? is its bucket in the stack's "
-            "ReadableS3Arns parameter?)"
+            "ReadableS3Arns parameter? a Requester Pays bucket, which answers so to a read that does not "
+            "offer to pay, is not supported: copy the object to a bucket of your own)"
         )
     return f"{uri}: {exn}"
 
