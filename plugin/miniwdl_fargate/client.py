@@ -526,6 +526,8 @@ class StreamRead:
     token: str | None
     pages: int = 0
     stopped_early: str | None = None
+    #: the stream does not exist (yet: its task has not started; or never: it never did)
+    missing: bool = False
 
 
 #: what CloudWatch Logs answers a caller over its request rate: GetLogEvents' is shared by every
@@ -552,7 +554,8 @@ def read_stream(
         try:
             page = logs.get_log_events(**kwargs)
         except logs.exceptions.ResourceNotFoundException:
-            return read  # not started yet
+            read.missing = True  # (not started yet)
+            return read
         except Exception as exn:  # throttled past the retries, expired token, no permission...
             code = (getattr(exn, "response", None) or {}).get("Error", {}).get("Code")
             if patient and code in THROTTLED:
@@ -618,6 +621,10 @@ def print_logs(
 
             read = read_stream(logs, group, stream, tokens.get(key), write, page_limit, patient=follow_)
             tokens[key] = read.token
+            if read.missing and not follow_ and not read.token and label not in headed:
+                # (the last look: a task that never started has no log, and printing nothing said nothing)
+                print(f"no log for {label}: its stream {stream} does not exist in {group} (it never started: "
+                      "`status` says why; or its log expired, LogRetentionDays)", file=sys.stderr, flush=True)
             times = 0 if written[0] else quiet.get(key, (0, 0))[0] + 1
             quiet[key] = (times, passes + min(2**times, QUIET_STREAM_PASSES))
             if read.stopped_early:

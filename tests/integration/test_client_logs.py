@@ -46,6 +46,18 @@ def test_logs_of_a_task_print_every_page(deployment, capsys):
     assert "warning" not in captured.err
 
 
+def test_the_log_of_a_task_that_never_started_is_said_to_be_none(deployment, capsys):
+    """A task whose image could not be pulled has no log stream: `logs --task` printed nothing and
+    exited 0, which said nothing."""
+    never = "arn:aws:ecs:us-east-1:123456789012:task/c/feedfacefeedface"
+    status.update("runs", RUN_ID, lambda s: s.model_copy(update={"calls": {**s.calls, "call-broken": [never]}}))
+    assert cli.main(["logs", RUN_ID, "--task", "broken"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"no log for call-broken attempt 1: its stream miniwdl/task/feedfacefeedface does not exist "
+                                   f"in {GROUP} (it never started: `status` says why"), captured.err
+
+
 def test_a_page_limit_reached_is_said_not_hidden(deployment):
     out = io.StringIO()
     incomplete = client.print_logs(deployment, RUN_ID, "chatty", False, out=out, page_limit=1)
