@@ -29,7 +29,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from observability import lambda_handler, logger, metrics, tracer
 from pydantic import BaseModel, ConfigDict, Field
 
-from miniwdl_fargate import aws, inputs_json, openapi30, runs, s3io, status
+from miniwdl_fargate import aws, inputs_json, openapi30, runs, s3io, status, upload
 from miniwdl_fargate.run_options import RunOptions
 from miniwdl_fargate.pipeline import manage, resume, start, wes
 from miniwdl_fargate.pipeline.settings import WesApiSettings
@@ -457,7 +457,9 @@ WES_RUN_REQUEST = {
         "multipart/form-data": {"schema": {"type": "object", "required": ["workflow_url", "workflow_type", "workflow_type_version"],
                                            "properties": {**_WES_FIELDS, "workflow_attachment": {
                                                "type": "array", "items": {"type": "string", "format": "binary"},
-                                               "description": "the workflow's .wdl file (one self-contained document)"}}}},
+                                               "description": "the workflow's .wdl file, the files it imports (by their paths "
+                                                              "relative to it), or a miniwdl zip bundle; and input files "
+                                                              "workflow_params names by their paths"}}}},
         "application/json": {"schema": {"type": "object", "required": ["workflow_url", "workflow_type", "workflow_type_version"],
                                         "additionalProperties": False,
                                         "properties": {**_WES_FIELDS, "workflow_params": {"type": "object"},
@@ -498,9 +500,12 @@ def wes_post_run() -> Response[dict[str, Any]]:
     body = base64.b64decode(event.body or "") if event.is_base64_encoded else (event.body or "").encode("utf-8")
     content_type = event.get_header_value("content-type", default_value="", case_sensitive=False) or ""
     try:
-        asked = wes.submission(wes.read_request(body, content_type))
+        settings = SETTINGS.from_env()
+        asked = wes.submission(wes.read_request(body, content_type), bucket=settings.runs_bucket)
+        for item in asked.staged:  # (the attached files workflow_params names, where its inputs now say)
+            upload.upload_staged(aws.client("s3"), None, settings.runs_bucket, item.key, item.digest, item.executable, item.body)
         result = start.from_request(
-            SETTINGS.from_env(), asked.name, asked.workflow, asked.inputs, str(uuid.uuid4()), wdl=asked.wdl,
+            settings, asked.name, asked.workflow, asked.inputs, str(uuid.uuid4()), wdl=asked.wdl,
             options=asked.options, workflow_zip=asked.workflow_zip,
             described={"via": "wes", "workflow_url": asked.workflow_url, "workflow_type_version": asked.workflow_type_version},
         )

@@ -207,7 +207,7 @@ STAGED_PREFIX = "staged/"
 
 def stage_inputs(
     doc: WDL.Tree.Document, inputs: dict[str, Any], inputs_dir: Path, bucket: str, task: str | None = None,
-    label: str = "inputs",
+    label: str = "inputs", confined: str = "",
 ) -> tuple[dict[str, Any], list[Staged]]:
     """Rewrite local File/Directory inputs (relative to the inputs file) as s3:// URIs under
     ``STAGED_PREFIX``, named by their content.
@@ -215,6 +215,9 @@ def stage_inputs(
     Returns the new inputs JSON and the uploads to make (``Staged``); checks everything before
     uploading. ``task``: the run's option (``wdl_target``). A problem is said under ``label``
     (the inputs file), at the value's place in its input (``hello.pairs[0].right``).
+    ``confined`` (what the files there are, e.g. "the attached files"): only relative paths to
+    what ``inputs_dir`` holds are taken, nothing of the machine's own (a service staging what a
+    request attached: no absolute path, no current folder, no link out of it).
     """
     target = workflow_target(doc, task)
     try:
@@ -246,6 +249,12 @@ def stage_inputs(
         def found(local: Path) -> bool:
             return local.is_dir() if is_dir else local.is_file()
 
+        if confined:
+            local = (inputs_dir / path).resolve()
+            if os.path.isabs(path) or not local.is_relative_to(inputs_dir.resolve()) or not found(local):
+                raise RunInputError(f"{where} {path} is not one of {confined} (a local path names nothing the service "
+                                    "can read: give an s3:// URI, or attach it)")
+            return keyed(path, local, is_dir, where)
         try:
             local = (inputs_dir / path).resolve()
             # a relative path is the inputs file's folder's; else, as `miniwdl run -i` reads it,

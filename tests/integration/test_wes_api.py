@@ -331,3 +331,58 @@ def test_a_run_log_too_large_for_the_answer_names_its_outputs_and_then_its_input
     assert code == 200 and log["outputs"] == {} and log["request"]["workflow_params"] == {}
     assert [line.split(":")[0] for line in log["run_log"]["system_logs"][-2:]] == ["outputs", "workflow_params"]
     assert log["run_log"]["system_logs"][-1].endswith(f"in {results}inputs.json")
+
+
+READS = """version 1.1
+workflow count {
+  input { File reads  Array[File] more = []  String label = "" }
+  output { Int lines = length(read_lines(reads)) }
+}
+"""
+
+
+def test_attached_files_workflow_params_names_are_the_runs_inputs(wes):
+    """WES: "input files may be relative URLs corresponding to files uploaded using
+    workflow_attachment" (wes-client --attachments=data/reads.txt, Dockstore --attach): they were
+    dropped, the run refused as naming a local path. They are staged by content, as `submit`
+    stages local files; a String naming one stays a String."""
+    import hashlib
+
+    reads = b"a\nb\nc\n"
+    body, content_type = form(
+        {"workflow_url": "count.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+         "workflow_params": json.dumps({"count.reads": "data/reads.txt", "count.more": ["./data/reads.txt"],
+                                        "count.label": "data/reads.txt"})},
+        [("count.wdl", READS.encode()), ("data/reads.txt", reads), ("README.md", b"not named: not staged")])
+    code, answer = wes("POST", "/runs", body, content_type)
+    assert code == 200, answer
+    record = record_of(answer["run_id"])
+    inputs = json.loads(aws.client("s3").get_object(Bucket="runs", Key=record.inputs[len("s3://runs/"):])["Body"].read())
+    staged = f"s3://runs/staged/{hashlib.sha256(reads).hexdigest()}/reads.txt"
+    assert inputs == {"count.reads": staged, "count.more": [staged], "count.label": "data/reads.txt"}
+    assert aws.client("s3").get_object(Bucket="runs", Key=staged[len("s3://runs/"):])["Body"].read() == reads
+    listed = aws.client("s3").list_objects_v2(Bucket="runs", Prefix="staged/")["Contents"]
+    assert [o["Key"] for o in listed] == [staged[len("s3://runs/"):]]
+
+
+@pytest.mark.parametrize("params, said", [
+    ({"count.reads": "/etc/passwd"}, "count.reads: file /etc/passwd is not one of the attached files"),
+    ({"count.reads": "data/other.txt"}, "count.reads: file data/other.txt is not one of the attached files"),
+    ({"count.reads": "../count.wdl"}, "count.reads: file ../count.wdl is not one of the attached files"),
+])
+def test_a_local_path_that_is_not_attached_is_refused_and_nothing_of_the_service_is_read(wes, params, said):
+    body, content_type = form({"workflow_url": "count.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+                               "workflow_params": json.dumps(params)},
+                              [("count.wdl", READS.encode()), ("data/reads.txt", b"x\n")])
+    code, answer = wes("POST", "/runs", body, content_type)
+    assert code == 400 and said in answer["msg"], answer
+    assert aws.client("s3").list_objects_v2(Bucket="runs").get("KeyCount", 0) == 0
+
+
+def test_attached_files_named_beside_an_s3_workflow_are_refused_naming_them(wes):
+    aws.client("s3").put_object(Bucket="runs", Key="workflows/count.wdl", Body=READS.encode())
+    body, content_type = form({"workflow_url": "s3://runs/workflows/count.wdl", "workflow_type": "WDL",
+                               "workflow_type_version": "1.1", "workflow_params": json.dumps({"count.reads": "data/reads.txt"})},
+                              [("data/reads.txt", b"x\n")])
+    code, answer = wes("POST", "/runs", body, content_type)
+    assert code == 400 and "workflow_params: names the attached file(s) data/reads.txt" in answer["msg"], answer

@@ -33,7 +33,7 @@ def state_of(client, run_id, states, timeout=120):
 
 def test_a_wes_client_runs_a_workflow_reads_its_log_cancels_another_and_sees_a_third_fail(client, tmp_path):
     info = client.get_service_info()
-    assert info["workflow_type_versions"]["WDL"]["workflow_type_version"] == ["1.0", "1.1"]
+    assert info["workflow_type_versions"]["WDL"]["workflow_type_version"] == ["draft-2", "1.0", "1.1", "1.2", "development"]
 
     wdl = tmp_path / "greet.wdl"
     wdl.write_text(GREET)

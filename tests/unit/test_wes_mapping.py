@@ -12,7 +12,7 @@ import urllib3
 from miniwdl_fargate import runs, status
 from miniwdl_fargate.pipeline import wes
 
-HELLO = "version 1.1\nworkflow hello { call t }\ntask t { command <<< true >>> }\n"
+HELLO = "version 1.1\nworkflow hello { input { Int x = 0 } call t }\ntask t { command <<< true >>> }\n"
 
 
 @pytest.mark.parametrize(

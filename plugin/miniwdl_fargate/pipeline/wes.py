@@ -197,10 +197,14 @@ class Submission:
     workflow_type_version: str
     #: an attached ``miniwdl zip`` bundle (its bytes), when workflow_url names one
     workflow_zip: bytes | None = None
+    #: the attached files workflow_params names as File/Directory inputs, to upload under
+    #: ``upload.STAGED_PREFIX`` (``inputs`` names them by their s3:// URIs there)
+    staged: list[Any] = field(default_factory=list)
 
 
-def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None) -> Submission:
-    """What to submit for ``request``; WesRefused naming every problem (WES's fields by name)."""
+def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None, bucket: str = "") -> Submission:
+    """What to submit for ``request``; WesRefused naming every problem (WES's fields by name).
+    ``bucket``: the runs bucket, where attached files workflow_params names are staged."""
     problems: list[dict[str, str]] = []
     check_type(request, problems)
     inputs = json_object(request.workflow_params, "workflow_params", problems, strict=True)
@@ -212,9 +216,78 @@ def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None)
         version = check_version(request, wdl_of_bundle, problems) if wdl_of_bundle is not None else ""
     else:
         version = check_version(request, wdl, problems)
+    staged: list[Any] = []
+    attached_workflow = workflow is None and (wdl is not None or bundle is not None) and not zipbundle.is_bundle(
+        request.workflow_url.strip())
+    if not problems and attached_workflow:  # (its input types say which values are files)
+        inputs, staged = attached_inputs(request, inputs, options.get("task"), bucket, problems)
+    elif not problems and (named := attached_names(inputs, request)):
+        problems.append({"where": "workflow_params", "problem": f"names the attached file(s) {', '.join(sorted(named))}: "
+                         "attached files are taken as inputs with an attached .wdl workflow; give an s3:// URI"})
     if problems:
         raise WesRefused(problems)
-    return Submission(run_name(request.workflow_url), workflow, wdl, inputs, options, request.workflow_url, version, bundle)
+    return Submission(run_name(request.workflow_url), workflow, wdl, inputs, options, request.workflow_url, version, bundle,
+                      staged)
+
+
+def attached_names(inputs: Any, request: WesRequest) -> set[str]:
+    """The attachments (other than the workflow) that workflow_params names by their path, as a
+    File does, or as a folder of them, as a Directory does ("./" or not: wes-client sends paths
+    relative to where it ran)."""
+    others = set(request.attachments) - {request.workflow_url.strip()}
+    folders = {"/".join(name.split("/")[:i]) for name in others for i in range(1, name.count("/") + 1)}
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            name = value.removeprefix("./").rstrip("/")
+            if name in others or name in folders:
+                found.add(name)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(inputs)
+    return found
+
+
+def attached_inputs(
+    request: WesRequest, inputs: dict[str, Any], task: Any, bucket: str, problems: list[dict[str, str]]
+) -> tuple[dict[str, Any], list[Any]]:
+    """workflow_params with the File/Directory inputs that name attached files ("input files may
+    be relative URLs corresponding to files uploaded using workflow_attachment": WES 1.1,
+    RunWorkflow) given as the s3:// URIs they are staged under, as `submit` stages local files
+    (``upload.stage_inputs``: by content, the same keys), and those uploads, their bytes in hand.
+    Only the attached files are read (``confined``): a path naming anything else is refused. By
+    the workflow's input types: a String that happens to name an attachment stays a String."""
+    import tempfile
+    from pathlib import Path
+
+    import WDL
+
+    from .. import upload
+
+    with tempfile.TemporaryDirectory(prefix="miniwdl-fargate-wes-") as folder:
+        files = os.path.join(folder, "attached")
+        for name, body in request.attachments.items():  # (names checked: relative, no "..": attachment_name_problem)
+            path = os.path.join(files, *name.split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as out:
+                out.write(body)
+        try:
+            doc = WDL.load(os.path.join(files, *request.workflow_url.strip().split("/")), read_source=attachments_only(files))
+            rewritten, uploads = upload.stage_inputs(doc, inputs, Path(files), bucket, task, label="workflow_params",
+                                                     confined="the attached files")
+        except upload.RunInputError as exn:
+            problems.append({"where": "workflow_params", "problem": str(exn).removeprefix("workflow_params: ")})
+            return inputs, []
+        except (OSError, WDL.Error.SyntaxError, WDL.Error.ImportError, WDL.Error.ValidationError):
+            return inputs, []  # (the workflow's own problem: the submit step's checks say it, by the document)
+        return rewritten, [u if u.path is None else upload.Staged(u.key, u.digest, body=Path(u.path).read_bytes(),
+                                                                  executable=u.executable) for u in uploads]
 
 
 def attached_bundle(request: WesRequest, problems: list[dict[str, str]]) -> bytes | None:
