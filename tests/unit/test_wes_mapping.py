@@ -320,3 +320,35 @@ def test_the_wdl_versions_are_the_ones_miniwdl_reads():
 def test_times_are_given_in_wess_own_format(given, said):
     """WES: "ISO 8601 format %Y-%m-%dT%H:%M:%SZ"; a client may parse exactly that."""
     assert wes.wes_time(given) == said
+
+
+TRS = "https://dockstore.org/api/ga4gh/trs/v2/tools/%23workflow%2Fgithub.com%2Fx%2Fy/versions/main/PLAIN_WDL/descriptor/"
+
+
+def test_an_https_workflow_with_relative_imports_runs_as_the_bundle_of_them(tmp_path):
+    """Dockstore's `wes launch` sends its TRS URL of the main WDL: its relative imports were read
+    as the run's own S3 keys ("does not exist"), the run refused. They are fetched relative to the
+    document importing them, as `miniwdl run URL` reads them, into a bundle built at submit."""
+    from miniwdl_fargate import zipbundle
+
+    served = {
+        TRS + "%2Fmain.wdl": b'version 1.0\nimport "tasks/t.wdl" as t\nworkflow main { call t.hi }\n',
+        TRS + "tasks/t.wdl": b'version 1.0\nimport "../lib/u.wdl"\ntask hi { command <<< true >>> }\n',
+        TRS + "lib/u.wdl": b"version 1.0\ntask u { command <<< true >>> }\n",  # (../ of tasks/)
+    }
+    fetched = []
+
+    def fetch(url):
+        fetched.append(url)
+        if url not in served:
+            raise OSError(f"HTTP Error 404: {url}")
+        return served[url]
+
+    asked = wes.submission(wes.WesRequest(TRS + "%2Fmain.wdl", None, "WDL", "1.0"), fetch=fetch)
+    assert asked.name == "main" and asked.wdl is None and asked.workflow_zip is not None  # (not "2Fmain")
+    with zipbundle.opened(io.BytesIO(asked.workflow_zip), "workflow_url") as bundle:
+        assert bundle.main.endswith("main.wdl") and len(list(bundle.files())) == 4  # (3 documents and the manifest)
+    assert sorted(fetched) == sorted(served)  # (each once)
+    del served[TRS + "tasks/t.wdl"]
+    with pytest.raises(wes.WesRefused, match=r"workflow_url: https://dockstore.org/.*: could not be read with its imports: .*404"):
+        wes.submission(wes.WesRequest(TRS + "%2Fmain.wdl", None, "WDL", "1.0"), fetch=fetch)

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import typing
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -202,6 +203,51 @@ class Submission:
     staged: list[Any] = field(default_factory=list)
 
 
+#: the most documents an https:// workflow and its imports may be (each at most HTTPS_MAX_BYTES)
+HTTPS_MAX_DOCUMENTS = 200
+
+
+def https_bundle(url: str, wdl: str, fetch: Callable[[str], bytes], problems: list[dict[str, str]]) -> bytes | None:
+    """A ``miniwdl zip`` bundle of the https:// workflow at ``url`` (its text: ``wdl``) and what it
+    imports, each import fetched relative to the document importing it, as `miniwdl run URL` reads
+    them (a TRS server serves ``.../descriptor/{relative_path}``: Dockstore's `wes launch`) and
+    with the same limits (https:// only, HTTPS_MAX_BYTES each, at most HTTPS_MAX_DOCUMENTS);
+    None, with the problem, when one cannot be fetched or read."""
+    import logging
+    import tempfile
+
+    import WDL
+    import WDL.Zip
+
+    read: dict[str, str] = {url: wdl}
+
+    async def read_source(uri: str, path: list[str], importer: Any) -> Any:
+        target = url if importer is None else urllib.parse.urljoin(importer.pos.abspath, uri)
+        if not target.startswith("https://"):
+            raise OSError(f"{uri}: an import of an https:// workflow is fetched over https:// only")
+        if target not in read:
+            if len(read) >= HTTPS_MAX_DOCUMENTS:
+                raise OSError(f"{uri}: more than {HTTPS_MAX_DOCUMENTS} documents")
+            fetched = fetch(target)
+            if len(fetched) > HTTPS_MAX_BYTES:
+                raise OSError(f"{target}: more than {HTTPS_MAX_BYTES} bytes")
+            read[target] = fetched.decode("utf-8-sig")
+        return WDL.ReadSourceResult(source_text=read[target], abspath=target)
+
+    try:
+        doc = WDL.load(url, read_source=read_source)
+        with tempfile.TemporaryDirectory(prefix="miniwdl-fargate-wes-") as folder:
+            archive = os.path.join(folder, "bundle.zip")
+            WDL.Zip.build(doc, archive, logging.getLogger("miniwdl-fargate.wes"))
+            with open(archive, "rb") as built:
+                return built.read()
+    except (OSError, UnicodeDecodeError, ValueError, http.client.HTTPException, WDL.Error.SyntaxError,
+            WDL.Error.ImportError, WDL.Error.ValidationError, WDL.Error.MultipleValidationErrors) as exn:
+        said = " ".join(f"{exn}{': ' + str(exn.__cause__) if exn.__cause__ else ''}".split())  # (an import's own failure)
+        problems.append({"where": "workflow_url", "problem": f"{url}: could not be read with its imports: {said}"})
+        return None
+
+
 def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None, bucket: str = "") -> Submission:
     """What to submit for ``request``; WesRefused naming every problem (WES's fields by name).
     ``bucket``: the runs bucket, where attached files workflow_params names are staged."""
@@ -211,14 +257,18 @@ def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None,
     options = options_of(request, problems)
     workflow, wdl = workflow_source(request, problems, fetch or fetch_https)
     bundle = attached_bundle(request, problems) if workflow is None and wdl is None else None
+    url = request.workflow_url.strip()
+    if wdl is not None and url.startswith("https://") and re.search(r"^\s*import\s", wdl, re.MULTILINE):
+        bundle = https_bundle(url, wdl, fetch or fetch_https, problems)  # (its imports, fetched as miniwdl run does)
+        if bundle is not None:
+            wdl = None
     if bundle is not None:
         wdl_of_bundle = bundle_wdl(bundle, problems)
         version = check_version(request, wdl_of_bundle, problems) if wdl_of_bundle is not None else ""
     else:
         version = check_version(request, wdl, problems)
     staged: list[Any] = []
-    attached_workflow = workflow is None and (wdl is not None or bundle is not None) and not zipbundle.is_bundle(
-        request.workflow_url.strip())
+    attached_workflow = url in request.attachments and not zipbundle.is_bundle(url)
     if not problems and attached_workflow:  # (its input types say which values are files)
         inputs, staged = attached_inputs(request, inputs, options.get("task"), bucket, problems)
     elif not problems and (named := attached_names(inputs, request)):
@@ -544,8 +594,9 @@ def fetch_https(url: str) -> bytes:
 
 
 def run_name(workflow_url: str) -> str:
-    """The run's name: the workflow file's name without .wdl, made a valid run name."""
-    stem = workflow_url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+    """The run's name: the workflow file's name without .wdl, made a valid run name (a TRS
+    descriptor URL's last segment is its path, URL-encoded: ``.../descriptor/%2Fmain.wdl``)."""
+    stem = urllib.parse.unquote(workflow_url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]).rsplit("/", 1)[-1]
     stem = re.sub(r"\.(wdl|zip)$", "", stem)
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", stem).lstrip("._-")[:64]
     return name if name and runs.NAME_RE.match(name) else "wes-run"
