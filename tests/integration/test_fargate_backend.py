@@ -67,7 +67,9 @@ def test_run_task_request_matches_the_ecs_model(backend):
     # the script goes to the task definition's entryPoint (/bin/sh -c) and runs the command in
     # the task's real directory on EFS, mounted at the driver's own path
     (script,) = request["overrides"]["containerOverrides"][0]["command"]
-    assert script.startswith(f"cd {container.host_work_dir()} ")
+    # (its first command marks that it ran, beside stdout.txt: ``script_ran``), then its work directory
+    assert script.splitlines()[2].startswith(f"cd {container.host_work_dir()} ")
+    assert script.splitlines()[1] == ': > "${stdout_txt%/*}/".miniwdl-fargate-started.0 2>/dev/null'
     assert "miniwdl_task_container" not in script and "ln -s" not in script
     tags = {t["key"]: t["value"] for t in request["tags"]}
     assert tags["miniwdl-fargate:run"] == "run-1"

@@ -96,7 +96,8 @@ def test_a_driver_killed_mid_run_fails_the_run_and_stops_its_tasks(stack, faults
     assert result.status == "FAILED"
     cause = result.document["cause"]
     assert result.document["error"] == "DriverStopped", result.document
-    assert cause["message"] == "the driver task stopped without writing outputs.json or error.json"
+    assert cause["message"] == ("the driver task stopped without writing outputs.json or error.json (exit code 137; ECS: "
+                                "EssentialContainerExited: Essential container in task exited)")
     assert cause["exit_code"] == 137
     status, _ = execution(stack, result.run_id)
     assert status["status"] == "FAILED"
@@ -160,6 +161,20 @@ def test_an_image_that_cannot_be_pulled_fails_the_run_at_once_naming_it(stack, f
     assert [(t["stopCode"], t["stoppedReason"][:24]) for t in tasks] == [("TaskFailedToStart", "CannotPullContainerError")], [
         (t["taskArn"], t.get("startedBy"), t.get("createdAt")) for t in tasks
     ]
+
+
+def test_an_image_that_cannot_run_the_script_fails_at_once_saying_so(stack, faults, run):
+    """An image built only for arm64 (or one with no /bin/sh) is pulled, then its container exits 1
+    before the task's script runs: ECS says only EssentialContainerExited, exit 1. It was "failed
+    with exit status 1", empty stderr, retried under maxRetries; it is the image's doing."""
+    faults(unrunnable_images=1)
+    result = run("unrunnable", {"faulty.n": 1, "faulty.seconds": 6})
+    assert result.status == "FAILED"
+    message = result.document["message"]
+    assert "failed: ImageUnusable: " in message and "never ran the task's script (its container exited 1" in message, message
+    assert "--platform linux/amd64" in message
+    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    assert [t["stopCode"] for t in tasks] == ["EssentialContainerExited"]
 
 
 SIZED = """

@@ -284,6 +284,25 @@ class BaseTaskContainer(TaskContainer):
             outfile.write(command)
         return path
 
+    #: the file a task's script makes first, in its task directory (``script_marker``): a
+    #: command that failed without it never ran (``script_ran``)
+    SCRIPT_STARTED = ".miniwdl-fargate-started"
+
+    def script_marker(self) -> str:
+        """This start's marker: a name of its own each time the task's container is started (a
+        name the driver never looked up: no negative entry of its NFS cache hides it)."""
+        return os.path.join(self.host_dir, f"{self.SCRIPT_STARTED}.{getattr(self, '_script_starts', 0)}")
+
+    def script_ran(self) -> bool:
+        """Whether the last start's script ran its first line (as EFS has it now), its marker then
+        removed. False: the container's /bin/sh never ran it (no /bin/sh in the image, or an image
+        built for another CPU: "exec format error"), or could not write there."""
+        marker = self.script_marker()
+        ran = nfs.revalidate_file(marker)
+        with contextlib.suppress(OSError):
+            os.unlink(marker)
+        return ran
+
     def task_script(self) -> str:
         """The shell script the task's container runs (``/bin/sh -c``): the WDL command, in the
         task's own work directory, by its real path.
@@ -324,9 +343,12 @@ class BaseTaskContainer(TaskContainer):
         out, err = '"$stdout_txt"', '"$stderr_txt"'
         shell = self.cfg.get("task_runtime", "command_shell")
         closed = "3<&- 4<&- " if self.stream_logs else ""  # (the forwarder's descriptors are not the command's)
+        assert os.path.dirname(self.script_marker()) == os.path.dirname(self.host_stdout_txt())
         lines = [
-            f"cd {q(self.host_work_dir())} || exit 1",
             f"stdout_txt={q(self.host_stdout_txt())}; stderr_txt={q(self.host_stderr_txt())}",
+            # (``script_ran``: the script's first command ran; beside stdout.txt, its path not written again)
+            f': > "${{stdout_txt%/*}}/"{q(os.path.basename(self.script_marker()))} 2>/dev/null',
+            f"cd {q(self.host_work_dir())} || exit 1",
             # the shell and its flags, as miniwdl takes command_shell ("/bin/bash -x"): the program
             # is its first word; where the image has none, /bin/sh, said in the container's log
             f"shell={q(shell)}",
@@ -511,6 +533,7 @@ class BaseTaskContainer(TaskContainer):
             self.link_input_files(logger)
         for stream in (self.host_stdout_txt(), self.host_stderr_txt()):
             open(stream, "a").close()
+        self._script_starts = getattr(self, "_script_starts", 0) + 1
         script = self.task_script()
 
         with ExitStack() as cleanup:

@@ -1246,6 +1246,16 @@ class FargateTaskContainer(BaseTaskContainer):
             info["container_reason"] = end.container_reason
         self.failure_info = info
         if end.verdict is stops.Verdict.EXITED:
+            if end.exit_code != 0 and self.settings.efs_access_point and not self.script_ran():
+                # its first line never ran: ECS says only that the container exited (the runtime's
+                # "exec format error" or "no such file" is in its log); not the command's failure
+                # (through the run's access point the script can always write its marker)
+                raise ImageUnusable(
+                    f"task {self.run_id}: image {self.pulled_image()} never ran the task's script (its container exited "
+                    f"{end.exit_code} before the first line): the image has no /bin/sh, or is built for another CPU than "
+                    "linux/amd64 (\"exec format error\" in the task's log: build and push it with --platform linux/amd64); "
+                    "not retried"
+                )
             return end.exit_code  # type: ignore[return-value]  (EXITED always has one)
         if end.verdict is stops.Verdict.INTERRUPTED:
             self._interrupted(logger, job, task, end)

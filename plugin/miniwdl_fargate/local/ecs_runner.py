@@ -43,7 +43,7 @@ from . import idmap, owners, wakeups
 from .containers import (
     NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, STACK_LABEL, ContainerSpec, Engine, Mount, choice, remove_cgroup,
 )
-from .faults import Faults
+from .faults import UNRUNNABLE_SCRIPT, Faults
 from .forkserver import LazyForkServer
 from .jobs import ContainerJob, ForkedJob, HostJob
 from .sandbox import StrictSandbox
@@ -463,6 +463,8 @@ class EcsRunner:
         override = next(
             (o for o in (task.overrides or {}).get("containerOverrides", []) if o.get("name") == name), {}
         )
+        if "-driver" not in str(task.task_definition_arn) and self.faults.take("unrunnable_images"):
+            override = {**override, "command": [UNRUNNABLE_SCRIPT]}  # (fault injection)
         environment = {
             _ci(item, "name"): str(_ci(item, "value"))
             for item in list(_ci(container_def, "environment") or []) + list(override.get("environment") or [])

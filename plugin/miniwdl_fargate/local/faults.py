@@ -19,6 +19,9 @@ Set ``MINIWDL_FARGATE_LOCAL_FAULTS`` to a JSON object (or pass ``--faults`` to
 - ``pull_failures``: the next N WDL tasks stop before starting with stop code TaskFailedToStart
   and the stopped reason ``CannotPullContainerError: <pull_error>`` (default: Docker Hub's rate
   limit; e.g. "... manifest unknown" for an image that does not exist);
+- ``unrunnable_images``: the next N WDL tasks start, but their image cannot run the task's script
+  (an image built only for arm64, or one with no /bin/sh): the container exits 1 at once, having run
+  nothing of it, the runtime's "exec /bin/sh: exec format error" in its log, as Fargate's does;
 - ``describe_missing`` (default 1, on unless set to 0): ECS is eventually consistent, so each WDL
   task is MISSING for the first N DescribeTasks calls that name it;
 - ``spot_interruptions``: the next N tasks on FARGATE_SPOT are reclaimed a moment after they start
@@ -48,6 +51,9 @@ ENV = "MINIWDL_FARGATE_LOCAL_FAULTS"
 #: (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html)
 VCPU_QUOTA_REASON = "You've reached the limit on the number of vCPUs you can run concurrently"
 CAPACITY_REASON = "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+#: what a container whose image cannot run its command does (``unrunnable_images``): the runtime
+#: says so in its log and it exits 1, nothing of the task's script run
+UNRUNNABLE_SCRIPT = "echo 'exec /bin/sh: exec format error' >&2; exit 1"
 RATE_LIMITED_PULL = (
     "pull image manifest has been retried 5 time(s): unexpected status code 429 Too Many Requests - "
     "Server message: toomanyrequests: You have reached your pull rate limit."
@@ -62,6 +68,7 @@ class Faults:
     fargate_vcpu_quota: float | None = None
     pull_failures: int = 0
     pull_error: str = RATE_LIMITED_PULL
+    unrunnable_images: int = 0
     describe_missing: int = 1
     spot_interruptions: int = 0
     kill_driver_after_tasks: int | None = None
