@@ -669,8 +669,10 @@ def fetch(run: DriverRun, progress: s3io.Progress | None = None) -> tuple[str, s
     """Download the workflow bundle and the inputs; return their local paths."""
     bucket, wdl_key = s3io.split(run.workflow)
     source = tempfile.mkdtemp(prefix="source-", dir=run.workdir)
-    if "/" in wdl_key:  # the WDL's folder is its bundle (imports, source-relative files)
-        folder = wdl_key.rsplit("/", 1)[0] + "/"
+    if "/" in wdl_key:  # the WDL's folder (the run's copy of it: all of it) is its bundle (imports, source-relative files)
+        from .pipeline.snapshot import source_root
+
+        folder = source_root(wdl_key)
         s3io.download_prefix(bucket, folder, source, exclude=lambda rel: not runs.in_bundle(rel), progress=progress)
     else:  # at the top of a bucket: never download the whole bucket
         folder = ""

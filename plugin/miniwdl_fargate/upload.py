@@ -982,7 +982,9 @@ def load_bundle(zip_path: Path) -> tuple[WDL.Tree.Document, dict[str, Any]]:
                 main = Path(bundle.extract_to(folder))
                 defaults = bundle.defaults
             doc = load_wdl(main)
-            check_imports(doc, main.parent)
+            # (the whole bundle is the run's copy the driver downloads: a main WDL in a subfolder,
+            # as Amazon Genomics CLI's bundles have it, imports its siblings)
+            check_imports(doc, Path(folder))
             check_bundled_cfg(main.parent)
         except zipbundle.BundleError as exn:
             raise RunInputError(str(exn)) from None

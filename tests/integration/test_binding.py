@@ -155,6 +155,29 @@ def test_a_bundle_drop_runs_its_unpacked_copy_and_its_merged_inputs_whatever_is_
     assert {"GetObject", "PutObject"} <= {operation for operation, _ in sent}  # (validated by the fixture)
 
 
+def test_a_bundle_whose_main_wdl_is_in_a_subfolder_imports_its_siblings(pipeline, tmp_path):
+    """Amazon Genomics CLI's bundles name a main WDL in a subfolder (``workflows/main.wdl``)
+    importing ``../tasks/...``, which miniwdl's own unpack and load take: the submit step refused it
+    as outside the workflow's folder, and the driver fetched only the main WDL's folder."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("MANIFEST.json", json.dumps({"mainWorkflowURL": "workflows/main.wdl"}))
+        archive.writestr("workflows/main.wdl", 'version 1.1\nimport "../tasks/greet.wdl" as g\n'
+                         "workflow hello { input { String who } call g.greet { input: who = who } }\n")
+        archive.writestr("tasks/greet.wdl", "version 1.1\ntask greet { input { String who } command <<< echo ~{who} >>> }\n")
+    settings, _ = pipeline
+    upload("runs/agc/workflow.zip", out.getvalue())
+    run = deliver(settings, upload("runs/agc/inputs.json", '{"hello.who": "agc"}'))
+    assert run is not None, aws.client("s3").get_object(Bucket="runs", Key="runs/agc/error.json")["Body"].read()
+    source, inputs = fetched(run.record, tmp_path)
+    assert source.startswith("version 1.1\nimport \"../tasks/greet.wdl\"") and inputs == {"hello.who": "agc"}
+    fetched_dir = next((tmp_path / run.record.run_id).glob("source-*"))
+    assert (fetched_dir / "tasks" / "greet.wdl").is_file()  # (the sibling the main WDL imports)
+
+
 def copy_in_place(key, **kwargs):
     """The console's "Edit storage class" of ``key`` (a CopyObject onto itself: a new version of the
     same bytes); the EventBridge event S3 sends for it (reason CopyObject)."""

@@ -146,10 +146,16 @@ def test_the_cli_checks_a_bundle_and_names_it_in_every_problem(tmp_path):
     with pytest.raises(upload.RunInputError) as info:
         upload.prepare(broken, {}, "zip-run")
     assert str(info.value).startswith(f"{broken}/main.wdl:5:3: ")
+    # a main WDL in a subfolder importing its siblings (Amazon Genomics CLI's bundles): the whole
+    # bundle is the run's copy; an import leaving the bundle is still refused
+    beside = tmp_path / "beside.zip"
+    beside.write_bytes(archive({"sub/main.wdl": MAIN.replace("tasks/t.wdl", "../t.wdl").encode(), "t.wdl": TASKS.encode(),
+                                "MANIFEST.json": json.dumps({"mainWorkflowURL": "sub/main.wdl"}).encode()}).getvalue())
+    assert upload.prepare(beside, {"w.who": "x"}, "zip-run").bundle
     outside = tmp_path / "outside.zip"
-    outside.write_bytes(archive({"sub/main.wdl": MAIN.replace("tasks/t.wdl", "../t.wdl").encode(), "t.wdl": TASKS.encode(),
+    outside.write_bytes(archive({"sub/main.wdl": MAIN.replace("tasks/t.wdl", "../../t.wdl").encode(), "t.wdl": TASKS.encode(),
                                  "MANIFEST.json": json.dumps({"mainWorkflowURL": "sub/main.wdl"}).encode()}).getvalue())
-    with pytest.raises(upload.RunInputError, match="it is outside the workflow's folder"):
+    with pytest.raises(upload.RunInputError, match="Failed to import|it is outside the workflow's folder"):
         upload.prepare(outside, {}, "zip-run")
     with pytest.raises(upload.RunInputError, match="not a ZIP archive"):
         (tmp_path / "no.zip").write_text("x")

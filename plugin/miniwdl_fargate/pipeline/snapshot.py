@@ -24,6 +24,7 @@ object replaced while the copy runs fails the copy instead of mixing two uploads
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 from dataclasses import dataclass
 from typing import IO, Any
@@ -44,6 +45,18 @@ class SnapshotError(ValueError):
 def folder_of(key: str) -> str:
     """The WDL's folder (``a/b/`` for ``a/b/x.wdl``; empty at the top of a bucket)."""
     return key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+
+
+#: a run's own copy of its workflow: ``runs/<name>/results/<run id>/source/...``
+RUN_SOURCE_RE = re.compile(rf"^({re.escape(runs.RUNS_PREFIX)}[^/]+/{re.escape(runs.RESULTS_DIR)}/[^/]+/{re.escape(SOURCE_DIR)})")
+
+
+def source_root(key: str) -> str:
+    """What the driver downloads as the WDL's bundle: the whole of a run's copy (``source/``:
+    a folder submitted, or a bundle unpacked, whose main WDL may be in a subfolder of it and
+    import its siblings, as Amazon Genomics CLI's bundles do), else the WDL's folder."""
+    found = RUN_SOURCE_RE.match(key)
+    return found.group(1) if found else folder_of(key)
 
 
 FOLDER_RULE = (

@@ -99,7 +99,7 @@ def _source_reader(main_uri: str) -> Any:
     import is resolved against the importing document's s3:// location, as the driver will see it
     (it downloads the WDL's folder, so only imports inside that folder can be loaded)."""
     bucket, main_key = s3io.split(main_uri)
-    folder = s3io.uri(bucket, snapshot.folder_of(main_key))
+    folder = s3io.uri(bucket, snapshot.source_root(main_key))
 
     async def read_source(uri: str, path: list[str], importer: Any) -> Any:
         if importer is None:
