@@ -103,7 +103,11 @@ def imports_outside(doc: WDL.Tree.Document, base: Path) -> bool:
     for imp in doc.imports:
         if "://" in imp.uri or imp.doc is None:
             continue
-        if imp.uri.startswith("/") or not Path(os.path.abspath(imp.doc.pos.abspath)).is_relative_to(base):
+        imported = Path(os.path.abspath(imp.doc.pos.abspath))
+        if imp.uri.startswith("/") or not imported.is_relative_to(base):
+            return True
+        # (inside it, but in a folder its upload leaves out: a hidden one, `.deps/`, node_modules/)
+        if any(part.startswith(".") or part in SKIP_DIRS for part in imported.relative_to(base).parts[:-1]):
             return True
         if imports_outside(imp.doc, base):
             return True

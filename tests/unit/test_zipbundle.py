@@ -181,6 +181,18 @@ def test_a_wdl_importing_from_outside_its_folder_goes_as_a_bundle_with_the_folde
             "MANIFEST.json", "__outside_wdl/tasks/broad/t.wdl", "main.wdl", "miniwdl.cfg", "scripts/count.sh"]
 
 
+def test_a_wdl_importing_from_a_folder_the_upload_leaves_out_goes_as_a_bundle(tmp_path):
+    """`import ".deps/lib/t.wdl"`: hidden folders are left out of the folder's upload, and the run
+    failed in the pipeline, after the upload, its import missing. Such a WDL goes as a bundle."""
+    (tmp_path / ".deps" / "lib").mkdir(parents=True)
+    (tmp_path / ".deps" / "lib" / "t.wdl").write_text(TASKS)
+    (tmp_path / "main.wdl").write_text(MAIN.replace("tasks/t.wdl", ".deps/lib/t.wdl"))
+    submission = upload.prepare(tmp_path / "main.wdl", {"w.who": "x"}, "deps")
+    assert submission.bundle
+    with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
+        assert ".deps/lib/t.wdl" in [i.filename for i in bundle.files()]
+
+
 def test_links_in_the_workflows_folder_are_its_files_as_miniwdl_reads_them(tmp_path):
     """A main WDL that is a link (its imports beside the link), a folder of the workflow that is a
     link (lib -> ../shared/lib), a file that is one: `miniwdl run` reads them by the path given;
