@@ -117,7 +117,10 @@ PULL_ERRORS: tuple[tuple[str, str, Pull, str], ...] = (
     (r"toomanyrequests|too many requests|\b429\b|rate limit", "the registry's pull rate limit", Pull.TRANSIENT,
      "Docker Hub counts pulls per address: the stack's ImageCache=Enabled with a DockerHubCredentialArn pulls "
      "through your account's ECR instead."),
-    (r"i/o timeout|timeout|timed out|context deadline exceeded", "the registry did not answer in time", Pull.TRANSIENT, ""),
+    (r"i/o timeout|timeout|timed out|context deadline exceeded", "the registry did not answer in time", Pull.TRANSIENT,
+     "If every pull times out, the task's subnet cannot reach the registry: a subnet without a public IP needs a NAT "
+     "gateway (or, for ECR alone, the stack's InterfaceEndpoints=Enabled; ImageCache=Enabled then serves public images "
+     "from your account's ECR)."),
     (r"tls handshake", "a TLS handshake with the registry failed", Pull.TRANSIENT, ""),
     (r"connection reset|connection refused|broken pipe|\beof\b", "the connection to the registry broke", Pull.TRANSIENT, ""),
     (r"\b50[0234]\b|service unavailable|internal server error", "the registry had a server error", Pull.TRANSIENT, ""),
