@@ -69,7 +69,17 @@ def test_run_task_request_matches_the_ecs_model(backend):
     (script,) = request["overrides"]["containerOverrides"][0]["command"]
     # (its first command marks that it ran, beside stdout.txt: ``script_ran``), then its work directory
     assert script.splitlines()[2].startswith(f"cd {container.host_work_dir()} ")
-    assert script.splitlines()[1] == ': > "${stdout_txt%/*}/".miniwdl-fargate-started.0 2>/dev/null'
+    assert script.splitlines()[1] == 'command : 2>/dev/null > "${stdout_txt%/*}/".miniwdl-fargate-started.0'
+    # where the marker cannot be written (an image user who may not write the task's folder), the
+    # script goes on, silently, in every shell an image may have
+    import shutil
+    import subprocess
+
+    first = 'stdout_txt=/nonexistent/folder/stdout.txt\n' + script.splitlines()[1] + '\necho went on\n'
+    for shell in (["dash"], ["busybox", "sh"], ["bash", "--posix"]):
+        if shutil.which(shell[0]):
+            ran = subprocess.run([*shell, "-c", first], capture_output=True, text=True)
+            assert (ran.returncode, ran.stdout, ran.stderr) == (0, "went on\n", ""), (shell, ran)
     assert "miniwdl_task_container" not in script and "ln -s" not in script
     tags = {t["key"]: t["value"] for t in request["tags"]}
     assert tags["miniwdl-fargate:run"] == "run-1"

@@ -346,8 +346,10 @@ class BaseTaskContainer(TaskContainer):
         assert os.path.dirname(self.script_marker()) == os.path.dirname(self.host_stdout_txt())
         lines = [
             f"stdout_txt={q(self.host_stdout_txt())}; stderr_txt={q(self.host_stderr_txt())}",
-            # (``script_ran``: the script's first command ran; beside stdout.txt, its path not written again)
-            f': > "${{stdout_txt%/*}}/"{q(os.path.basename(self.script_marker()))} 2>/dev/null',
+            # (``script_ran``: the script's first command ran; beside stdout.txt, its path not written
+            # again. `command :`, not `:`: a special built-in whose redirection fails ends a POSIX
+            # shell, as where the image's user may not write the task's folder, standalone)
+            f'command : 2>/dev/null > "${{stdout_txt%/*}}/"{q(os.path.basename(self.script_marker()))}',
             f"cd {q(self.host_work_dir())} || exit 1",
             # the shell and its flags, as miniwdl takes command_shell ("/bin/bash -x"): the program
             # is its first word; where the image has none, /bin/sh, said in the container's log
