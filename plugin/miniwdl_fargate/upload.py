@@ -106,8 +106,9 @@ def imports_outside(doc: WDL.Tree.Document, base: Path) -> bool:
         imported = Path(os.path.abspath(imp.doc.pos.abspath))
         if imp.uri.startswith("/") or not imported.is_relative_to(base):
             return True
-        # (inside it, but in a folder its upload leaves out: a hidden one, `.deps/`, node_modules/)
-        if any(part.startswith(".") or part in SKIP_DIRS for part in imported.relative_to(base).parts[:-1]):
+        # (inside it, but where its upload leaves it out: a hidden file or folder, `.deps/`, node_modules/)
+        rel = imported.relative_to(base).parts
+        if any(part.startswith(".") for part in rel) or any(part in SKIP_DIRS for part in rel[:-1]):
             return True
         if imports_outside(imp.doc, base):
             return True
@@ -139,6 +140,16 @@ def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
                     f"(its inputs, options, refusal and {runs.RESULTS_DIR}/), which is not uploaded with the workflow: rename it"
                 )
             check_imports(imp.doc, base)
+
+
+def imported_paths(doc: WDL.Tree.Document) -> list[Path]:
+    """The local files of every WDL the document imports, directly or through its imports."""
+    found = []
+    for imp in doc.imports:
+        if imp.doc is not None and "://" not in imp.uri:
+            found.append(Path(os.path.abspath(imp.doc.pos.abspath)))
+            found.extend(imported_paths(imp.doc))
+    return found
 
 
 def imports_file(doc: WDL.Tree.Document, path: Path) -> bool:
@@ -335,7 +346,8 @@ def stage_inputs(
     )
     if problems:
         raise RunInputError("; ".join(dict.fromkeys(problems)))
-    return WDL.values_to_json(rewritten, namespace=target.name), uploads
+    # (one upload a key, however many inputs name its file: an Array of one file 2,000 times)
+    return WDL.values_to_json(rewritten, namespace=target.name), list({u.key: u for u in uploads}.values())
 
 
 def value_places(value: WDL.Value.Base, where: str) -> Iterator[tuple[WDL.Value.Base, str]]:
@@ -757,9 +769,12 @@ def prepare(
     none: list[str] | tuple[str, ...] = (),
 ) -> Submission:
     """Check the WDL (or `miniwdl zip` bundle), the inputs and the files they name; raise
-    RunInputError saying what is wrong. With ``zip_into`` (a folder), a WDL is first made a
-    bundle there by miniwdl's own ``WDL.Zip.build`` (``build_bundle``), which is submitted; so
-    is a WDL that imports the workflow.wdl of its own folder (whose place it would take).
+    RunInputError saying what is wrong. With ``zip_into`` (a folder), a WDL is made a bundle
+    there by miniwdl's own ``WDL.Zip.build`` (``build_bundle``), which is submitted; so is a WDL
+    a folder cannot hold (one importing by URL, from outside its folder, or its folder's
+    workflow.wdl, whose place it would take), in a scratch folder. Local inputs in the WDL's
+    folder go as inputs, not again with the folder or bundle (never the WDL, its imports or its
+    miniwdl.cfg).
     ``assignments``: NAME=VALUE inputs from the command line, over the inputs file's, and the
     inputs ``empty`` (``--empty NAME``) and ``none`` (``--none NAME``) name (``command_line_inputs``).
     The run's ``options.task`` (``--task NAME``) is what it runs, rather than the document's workflow."""
@@ -768,24 +783,22 @@ def prepare(
     wdl_path = Path(os.path.abspath(wdl))
     if not wdl_path.is_file():
         raise RunInputError(f"{wdl}: {'a folder, not a WDL file' if wdl_path.is_dir() else 'no such WDL file'}")
-    if zip_into is not None and not zipbundle.is_bundle(str(wdl_path)):
-        wdl_path = build_bundle(wdl_path, Path(zip_into))
     defaults: dict[str, Any] = {}
-    if not zipbundle.is_bundle(str(wdl_path)):
-        doc = load_wdl(wdl_path)
-        # a bundle holds what a folder cannot: what a URL imports (as fetched now: the driver fetches
-        # nothing), and WDL from outside the folder (stored under __outside_wdl/, as miniwdl zip does)
-        if url_imports(doc) or imports_outside(doc, wdl_path.parent):
-            wdl_path = build_bundle(wdl_path, Path(zip_into if zip_into is not None else scratch_folder()))
-    if not zipbundle.is_bundle(str(wdl_path)):
-        check_imports(doc, wdl_path.parent)
-        check_bundled_cfg(wdl_path.parent)
-        if wdl_path.name != runs.DEFAULT_WDL and imports_file(doc, wdl_path.parent / runs.DEFAULT_WDL):
-            # its folder is uploaded with the main WDL as runs/<name>/workflow.wdl, in place of
-            # the workflow.wdl it imports: a bundle names its main WDL apart
-            wdl_path = build_bundle(wdl_path, Path(zip_into if zip_into is not None else scratch_folder()))
+    #: where submit makes a bundle of the WDL, once it knows the local inputs its folder leaves out
+    bundle_into: Path | None = None
     if zipbundle.is_bundle(str(wdl_path)):
         doc, defaults = load_bundle(wdl_path)
+    else:
+        doc = load_wdl(wdl_path)
+        check_bundled_cfg(wdl_path.parent)
+        # a bundle holds what a folder cannot: what a URL imports (as fetched now: the driver fetches
+        # nothing), WDL from outside the folder (stored under __outside_wdl/, as miniwdl zip does),
+        # and the folder's workflow.wdl, whose place in runs/<name>/ the main WDL takes
+        imports_workflow_wdl = wdl_path.name != runs.DEFAULT_WDL and imports_file(doc, wdl_path.parent / runs.DEFAULT_WDL)
+        if zip_into is not None or url_imports(doc) or imports_outside(doc, wdl_path.parent) or imports_workflow_wdl:
+            bundle_into = Path(zip_into if zip_into is not None else scratch_folder())
+        else:
+            check_imports(doc, wdl_path.parent)
     if isinstance(inputs, dict):
         inputs_doc, inputs_dir = inputs, Path.cwd()
     else:
@@ -802,9 +815,15 @@ def prepare(
     check_inputs(doc, inputs_doc, defaults, "inputs" if isinstance(inputs, dict) else str(inputs), task)
     # (raises on a missing local file)
     _, staged = stage_inputs(doc, inputs_doc, inputs_dir, "bucket", task, "inputs" if isinstance(inputs, dict) else str(inputs))
+    # the local inputs go as inputs, not again with the WDL's folder; but never the workflow itself
+    workflow = {wdl_path.resolve(), (wdl_path.parent / config.RUN_CFG).resolve(), *(p.resolve() for p in imported_paths(doc))}
+    leave_out = frozenset(s.path.resolve() for s in staged if s.path is not None) - workflow
+    if bundle_into is not None:
+        wdl_path = build_bundle(wdl_path, bundle_into, leave_out)
+        load_bundle(wdl_path)  # (checked as every bundle is: its size, its members)
     if zipbundle.is_bundle(str(wdl_path)):
         return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, [wdl_path], options or run_options.RunOptions(), bundle=True)
-    files = bundle_files(wdl_path, frozenset(s.path.resolve() for s in staged if s.path is not None))
+    files = bundle_files(wdl_path, leave_out)
     check_copy_keys(name, wdl_path, files)
     return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, files, options or run_options.RunOptions())
 
@@ -928,29 +947,32 @@ def scratch_folder() -> str:
     return folder
 
 
-def build_bundle(wdl_path: Path, folder: Path) -> Path:
+def build_bundle(wdl_path: Path, folder: Path, leave_out: frozenset[Path] = frozenset()) -> Path:
     """``miniwdl zip WORKFLOW.wdl``: the WDL and every WDL it imports (from anywhere: imports
     outside its folder are stored under ``__outside_wdl/`` and rewritten to match), into
     ``folder``; and the other files of the WDL's folder, as a folder submitted as it is takes them
-    (``bundle_files``: the files its tasks read by relative path, its ``miniwdl.cfg``, beside the
-    main WDL, where the run reads it: the submit step unpacks a bundle into a folder)."""
+    (``bundle_files``, but ``leave_out``: the files its tasks read by relative path, its
+    ``miniwdl.cfg``), beside the main WDL, where the run reads them (the submit step unpacks a
+    bundle into a folder). Those are added here, by their paths, not by miniwdl's
+    ``additional_files``, which takes a name as a glob (``data[1].txt``), a link leading out of the
+    folder as an error, and a name the archive holds already as an error."""
     import logging
 
     import WDL.Zip
 
     doc = load_wdl(wdl_path)
     archive = folder / (wdl_path.stem + zipbundle.SUFFIX)
-    # (miniwdl zip holds the WDL it loaded already: the folder's other files beside them; the
-    # archive itself, were it made in the folder, is not one of them)
-    others = [str(f) for f in bundle_files(wdl_path)
-              if f.suffix != ".wdl" and f.name != config.RUN_CFG and f.resolve() != archive.resolve()]
+    others = [f for f in bundle_files(wdl_path, leave_out) if f.resolve() != archive.resolve()]
     try:
-        WDL.Zip.build(doc, str(archive), logging.getLogger("miniwdl-fargate.zip"), additional_files=others or None)
-        cfg = wdl_path.parent / config.RUN_CFG
-        if cfg.is_file():
-            with zipfile.ZipFile(archive, "a") as bundle:
-                main = json.loads(bundle.read(zipbundle.MANIFEST))["mainWorkflowURL"]
-                bundle.write(cfg, posixpath.join(posixpath.dirname(main), config.RUN_CFG))
+        WDL.Zip.build(doc, str(archive), logging.getLogger("miniwdl-fargate.zip"))
+        with zipfile.ZipFile(archive, "a") as bundle:
+            main = json.loads(bundle.read(zipbundle.MANIFEST))["mainWorkflowURL"]
+            held = set(bundle.namelist())  # (the WDL miniwdl put there, its manifest)
+            for path in others:
+                name = posixpath.join(posixpath.dirname(main), path.relative_to(wdl_path.parent).as_posix())
+                if name not in held:
+                    bundle.write(path, name)
+                    held.add(name)
     except (OSError, WDL.Error.InputError) as exn:
         raise RunInputError(f"{wdl_path}: could not build a bundle of it: {exn}") from None
     return archive

@@ -73,3 +73,23 @@ def test_what_the_folder_upload_leaves_out_and_what_it_says_when_too_large(bucke
     said = str(refused.value)
     assert said.startswith(f"{root} holds more than 3 files or 256 MiB (the largest so far: notes (0.0 MiB), "), said
     assert "give data as inputs (uploaded apart, once)" in said
+
+
+def test_an_input_naming_the_workflows_own_files_leaves_none_of_them_out(bucket, tmp_path):
+    """A File input naming the WDL, one of its imports or its miniwdl.cfg (or a Directory of the
+    whole folder) goes as an input, and the workflow with its folder all the same: leaving them
+    out, the run had no workflow.wdl (another .wdl ran) or missed its import."""
+    wdl = ('version development\nimport "lib.wdl" as lib\nworkflow w {\n  input { File f  Directory d }\n'
+           "  call lib.t\n  output { File out = f }\n}\n")
+    root = workflow_folder(tmp_path / "project", "miniwdl.cfg", "data.txt")
+    (root / "w.wdl").write_text(wdl)
+    (root / "lib.wdl").write_text("version development\ntask t { command <<< true >>> }\n")
+    submission = upload.prepare(root / "w.wdl", {"w.f": str(root / "w.wdl"), "w.d": str(root)}, "mine")
+    assert sorted(p.relative_to(root).as_posix() for p in submission.files) == ["lib.wdl", "miniwdl.cfg", "w.wdl"]
+    # and a bundle submit makes (--zip) leaves the inputs out as the folder does
+    (tmp_path / "zips").mkdir()
+    zipped = upload.prepare(root / "w.wdl", {"w.f": str(root / "data.txt"), "w.d": str(root)}, "mine", zip_into=tmp_path / "zips")
+    from miniwdl_fargate import zipbundle
+
+    with zipbundle.opened(zipped.wdl_path, "w.zip") as bundle:
+        assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "lib.wdl", "miniwdl.cfg", "w.wdl"]

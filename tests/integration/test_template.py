@@ -891,6 +891,7 @@ def test_storage_is_private_encrypted_and_tls_only(cfn_template):
     assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
     assert {r["Id"] for r in bucket["LifecycleConfiguration"]["Rules"]} == {
         "expire-noncurrent-versions", "abort-incomplete-uploads", "expire-gc-reports", "expire-call-cache", "expire-client-tokens",
+        "expire-call-cache-noncurrent",
     }
     # `miniwdl-fargate gc` reports (gc/) and the call cache (cache/, CallCacheDays) expire: run results never do
     rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
@@ -899,8 +900,10 @@ def test_storage_is_private_encrypted_and_tls_only(cfn_template):
     assert (rules["expire-client-tokens"]["Prefix"], rules["expire-client-tokens"]["ExpirationInDays"]) == ("client-tokens/", 30)
     cache = rules["expire-call-cache"]
     assert (cache["Prefix"], cache["Status"], cache["ExpirationInDays"]) == ("cache/", "Enabled", {"Ref": "CallCacheDays"})
-    # an expired or rewritten entry's noncurrent version goes the next day (the shorter of the two rules applies)
-    assert cache["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    # an expired or rewritten entry's noncurrent version goes the next day (the shorter of the two rules
+    # applies), CallCacheDays 0 or not
+    noncurrent = rules["expire-call-cache-noncurrent"]
+    assert (noncurrent["Prefix"], noncurrent["Status"], noncurrent["NoncurrentVersionExpiration"]) == ("cache/", "Enabled", {"NoncurrentDays": 1})
     assert cfn_template["Parameters"]["CallCacheDays"]["Default"] == 90
     kept = {r["Id"]: r for r in Conditions(cfn_template, {"CallCacheDays": "0"}).resources()["RunsBucket"]["Properties"][
         "LifecycleConfiguration"]["Rules"]}["expire-call-cache"]

@@ -386,3 +386,29 @@ def test_attached_files_named_beside_an_s3_workflow_are_refused_naming_them(wes)
                               [("data/reads.txt", b"x\n")])
     code, answer = wes("POST", "/runs", body, content_type)
     assert code == 400 and "workflow_params: names the attached file(s) data/reads.txt" in answer["msg"], answer
+
+
+def test_an_attached_file_named_many_times_is_staged_once(wes):
+    """A 16 KB request naming one attached file 2,000 times held 2,000 copies of it in memory
+    (2 GB for a 1 MiB file) and asked S3 2,000 times: one upload a key."""
+    body, content_type = form(
+        {"workflow_url": "count.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+         "workflow_params": json.dumps({"count.reads": "r.txt", "count.more": ["r.txt"] * 2000})},
+        [("count.wdl", READS.encode()), ("r.txt", b"x" * (1 << 20))])
+    from miniwdl_fargate.pipeline import wes as wes_mapping
+
+    asked = wes_mapping.submission(wes_mapping.read_request(body, content_type), bucket="runs")
+    assert len(asked.staged) == 1 and len(asked.inputs["count.more"]) == 2000
+    code, answer = wes("POST", "/runs", body, content_type)
+    assert code == 200, answer
+
+
+@pytest.mark.parametrize("attachments, said", [
+    ([("count.wdl", READS.encode()), ("bad\x00name.txt", b"x")], "its name holds a control character"),
+    ([("count.wdl", b"version 1.1\nworkflow count { call a  call b }\n")], "No such task/workflow: a"),
+])
+def test_a_bad_attachment_or_a_workflow_of_several_errors_is_a_400_naming_it(wes, attachments, said):
+    body, content_type = form({"workflow_url": "count.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+                               "workflow_params": "{}"}, attachments)
+    code, answer = wes("POST", "/runs", body, content_type)
+    assert code == 400 and said in answer["msg"] and "/tmp/" not in answer["msg"], answer

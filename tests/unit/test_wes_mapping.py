@@ -219,7 +219,8 @@ def test_an_attached_wdl_imports_only_attached_files(imported, tmp_path):
 
     builtins_open, builtins.open = builtins.open, watched
     try:
-        with pytest.raises(wes.WesRefused, match=rf"could not be read with its attachments: Failed to import {re.escape(imported)}$") as refused:
+        said = f"could not be read with its attachments: Failed to import {re.escape(imported)}; {re.escape(imported)}: not among the attached files"
+        with pytest.raises(wes.WesRefused, match=said) as refused:
             wes.submission(wes.WesRequest("hello.wdl", None, "WDL", "1.1", attachments={"hello.wdl": main, "other.wdl": b"version 1.1\n"}))
     finally:
         builtins.open = builtins_open

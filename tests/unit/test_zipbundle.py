@@ -173,12 +173,20 @@ def test_a_wdl_importing_from_outside_its_folder_goes_as_a_bundle_with_the_folde
     (tasks / "t.wdl").write_text(TASKS)
     (pipeline / "scripts" / "count.sh").write_text("wc -l\n")
     (pipeline / "miniwdl.cfg").write_text("[call_cache]\nget = false\n")
-    (pipeline / "unused.wdl").write_text(TASKS)  # (not imported: not its WDL)
+    (pipeline / "notes.wdl").write_text(TASKS)  # (not imported: a file of the folder, as a folder upload takes it)
+    # miniwdl's additional_files would take these as a glob, refuse a link out of the folder, and
+    # refuse a name the archive holds already
+    (pipeline / "data[1].txt").write_text("one")
+    (pipeline / "MANIFEST.json").write_text("{}")
+    (tmp_path / "elsewhere.txt").write_text("linked")
+    (pipeline / "linked.txt").symlink_to(tmp_path / "elsewhere.txt")
     submission = upload.prepare(pipeline / "main.wdl", {"w.who": "x"}, "warp")
     assert submission.bundle
     with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
         assert sorted(i.filename for i in bundle.files()) == [
-            "MANIFEST.json", "__outside_wdl/tasks/broad/t.wdl", "main.wdl", "miniwdl.cfg", "scripts/count.sh"]
+            "MANIFEST.json", "__outside_wdl/tasks/broad/t.wdl", "data[1].txt", "linked.txt", "main.wdl", "miniwdl.cfg",
+            "notes.wdl", "scripts/count.sh"]
+        assert json.loads(bundle.archive.read("MANIFEST.json"))["mainWorkflowURL"] == "main.wdl"  # (miniwdl's own)
 
 
 def test_a_wdl_importing_from_a_folder_the_upload_leaves_out_goes_as_a_bundle(tmp_path):
@@ -191,6 +199,9 @@ def test_a_wdl_importing_from_a_folder_the_upload_leaves_out_goes_as_a_bundle(tm
     assert submission.bundle
     with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
         assert ".deps/lib/t.wdl" in [i.filename for i in bundle.files()]
+    (tmp_path / ".common.wdl").write_text(TASKS)  # (a hidden file too)
+    (tmp_path / "main.wdl").write_text(MAIN.replace("tasks/t.wdl", ".common.wdl"))
+    assert upload.prepare(tmp_path / "main.wdl", {"w.who": "x"}, "deps").bundle
 
 
 def test_links_in_the_workflows_folder_are_its_files_as_miniwdl_reads_them(tmp_path):

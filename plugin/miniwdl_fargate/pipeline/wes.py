@@ -178,11 +178,13 @@ def read_form(body: bytes, content_type: str) -> WesRequest:
 
 
 def attachment_name_problem(name: str) -> str | None:
+    from ..upload import name_problem
+
     if not name:
         return "an attachment needs a file name"
     if name.startswith("/") or ".." in name.split("/") or "\\" in name:
         return "must be a relative path inside the workflow's folder"
-    return None
+    return name_problem(name)  # (a control character: a NUL no file may be named with)
 
 
 @dataclass
@@ -243,8 +245,7 @@ def https_bundle(url: str, wdl: str, fetch: Callable[[str], bytes], problems: li
                 return built.read()
     except (OSError, UnicodeDecodeError, ValueError, http.client.HTTPException, WDL.Error.SyntaxError,
             WDL.Error.ImportError, WDL.Error.ValidationError, WDL.Error.MultipleValidationErrors) as exn:
-        said = " ".join(f"{exn}{': ' + str(exn.__cause__) if exn.__cause__ else ''}".split())  # (an import's own failure)
-        problems.append({"where": "workflow_url", "problem": f"{url}: could not be read with its imports: {said}"})
+        problems.append({"where": "workflow_url", "problem": f"{url}: could not be read with its imports: {wdl_error_text(exn)}"})
         return None
 
 
@@ -332,12 +333,16 @@ def attached_inputs(
             rewritten, uploads = upload.stage_inputs(doc, inputs, Path(files), bucket, task, label="workflow_params",
                                                      confined="the attached files")
         except upload.RunInputError as exn:
-            problems.append({"where": "workflow_params", "problem": str(exn).removeprefix("workflow_params: ")})
+            said = str(exn).removeprefix("workflow_params: ").replace(files + os.sep, "")  # (no path of this machine's)
+            problems.append({"where": "workflow_params", "problem": said})
             return inputs, []
-        except (OSError, WDL.Error.SyntaxError, WDL.Error.ImportError, WDL.Error.ValidationError):
+        except (OSError, WDL.Error.SyntaxError, WDL.Error.ImportError, WDL.Error.ValidationError,
+                WDL.Error.MultipleValidationErrors):
             return inputs, []  # (the workflow's own problem: the submit step's checks say it, by the document)
-        return rewritten, [u if u.path is None else upload.Staged(u.key, u.digest, body=Path(u.path).read_bytes(),
-                                                                  executable=u.executable) for u in uploads]
+        # (the bytes the request carried, each once: ``stage_inputs`` gives one upload a key)
+        return rewritten, [u if u.path is None else upload.Staged(
+            u.key, u.digest, body=request.attachments[Path(u.path).relative_to(files).as_posix()], executable=u.executable)
+            for u in uploads]
 
 
 def attached_bundle(request: WesRequest, problems: list[dict[str, str]]) -> bytes | None:
@@ -373,10 +378,20 @@ def attached_bundle(request: WesRequest, problems: list[dict[str, str]]) -> byte
             WDL.Zip.build(doc, archive, logging.getLogger("miniwdl-fargate.wes"))
             with open(archive, "rb") as built:
                 return built.read()
-        except (OSError, WDL.Error.SyntaxError, WDL.Error.ImportError, WDL.Error.ValidationError, WDL.Error.InputError) as exn:
-            said = " ".join(str(exn).replace(files + "/", "").split())
+        except (OSError, WDL.Error.SyntaxError, WDL.Error.ImportError, WDL.Error.ValidationError, WDL.Error.MultipleValidationErrors,
+                WDL.Error.InputError) as exn:
+            said = wdl_error_text(exn).replace(files + "/", "")
             problems.append({"where": "workflow_attachment", "problem": f"{url}: could not be read with its attachments: {said}"})
             return None
+
+
+def wdl_error_text(exn: BaseException) -> str:
+    """What a WDL error says, on one line: each of several validation errors (miniwdl's
+    MultipleValidationErrors says nothing of its own), an import's own failure after it."""
+    parts = [str(e) for e in getattr(exn, "exceptions", ())] or [str(exn)]
+    if exn.__cause__ is not None:
+        parts.append(str(exn.__cause__))
+    return " ".join("; ".join(p for p in parts if p).split())
 
 
 def attachments_only(folder: str) -> Callable[..., Any]:
