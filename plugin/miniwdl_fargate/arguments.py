@@ -143,6 +143,15 @@ def add_task_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_quant_check_argument(parser: argparse.ArgumentParser) -> None:
+    """``miniwdl run --no-quant-check`` (the run option ``quant_check``: false)."""
+    parser.add_argument(
+        "--no-quant-check", action="store_true",
+        help="relax the type checking of optional (?) and nonempty (+) type quantifiers, as `miniwdl run "
+        "--no-quant-check` (for older WDL)",
+    )
+
+
 def task_name(text: str) -> str:
     """``--task NAME``: a WDL identifier."""
     import re

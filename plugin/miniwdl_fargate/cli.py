@@ -151,6 +151,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zip", action="store_true", help=ZIP_HELP)
     arguments.add_input_arguments(p)
     arguments.add_task_argument(p)
+    arguments.add_quant_check_argument(p)
     add_option_arguments(p)
     p = sub.add_parser(
         "api-proxy", parents=[where],
@@ -217,7 +218,7 @@ def add_option_arguments(p: argparse.ArgumentParser, which: str = "") -> None:
                    help=f"a label of the run: an AWS tag of its driver and every task (repeatable){which}")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="a run option (repeatable): call_cache=true|false|read|write, max_run_hours=H, "
-                   f"max_cost_usd=USD, max_concurrent_tasks=N, max_vcpus=N, task=NAME{which}")
+                   f"max_cost_usd=USD, max_concurrent_tasks=N, max_vcpus=N, task=NAME, quant_check=false{which}")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -236,7 +237,8 @@ def run_command(args: argparse.Namespace) -> int:
             from .run_options import OptionsProblems, parse_assignments
 
             try:
-                options = parse_assignments(args.label, args.option, getattr(args, "task", None))
+                options = parse_assignments(args.label, args.option, getattr(args, "task", None),
+                                            getattr(args, "no_quant_check", False))
             except OptionsProblems as exn:
                 raise RunInputError(str(exn)) from None
         if args.command == "submit":

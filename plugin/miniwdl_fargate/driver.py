@@ -120,6 +120,11 @@ class DriverRun:
         """The task the run's options name to run (``miniwdl run --task``), or None: its workflow."""
         return run_options.task_of(self.read_options())
 
+    def check_quant(self) -> bool:
+        """Whether the run keeps miniwdl's quantifier checks (its option ``quant_check``: false is
+        ``miniwdl run --no-quant-check``)."""
+        return run_options.check_quant_of(self.read_options())
+
     def labels(self) -> dict[str, str]:
         """The run's labels (its options' ``labels``)."""
         return dict(run_options.parse(self.read_options()).labels)
@@ -275,7 +280,8 @@ def stage_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: st
     counter = so_far.reporter.counter("staging inputs")
     try:
         return staging.stage_s3_inputs(
-            wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), so_far.stop.check, counter, task=run.task()
+            wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), so_far.stop.check, counter, task=run.task(),
+            check_quant=run.check_quant(),
         )
     finally:
         counter.flush()
@@ -288,9 +294,9 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
     set_run_limits(run.read_options())
     count_driver_cost(run, so_far)
     if run.cache_uri:
-        note_workflow_literals(wdl_path)
+        note_workflow_literals(wdl_path, run.check_quant())
     try:
-        status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, so_far.cfg, run.task())
+        status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, so_far.cfg, run.task(), run.check_quant())
     finally:
         gate = limits.end_run(run.run_id)
         so_far.budget_exceeded = gate.halted if gate is not None else None
@@ -304,13 +310,13 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
     return status, result
 
 
-def note_workflow_literals(wdl_path: str) -> None:
+def note_workflow_literals(wdl_path: str, check_quant: bool = True) -> None:
     """The call cache in S3 keys a whole workflow by its s3:// literals' identities too
     (``s3cache.register_workflows``); a document that does not load is miniwdl's to report."""
     from .callcache import s3cache
 
     try:
-        s3cache.start_run(WDL.load(wdl_path))
+        s3cache.start_run(WDL.load(wdl_path, check_quant=check_quant))
     except Exception as exn:  # noqa: BLE001 (miniwdl's own load says what is wrong)
         log.info("workflow literals not noted (%s: %s)", exn.__class__.__name__, exn)
 
@@ -730,10 +736,11 @@ def cache_plugin_entry_points() -> None:
 
 
 def miniwdl_run(
-    wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None = None, task: str | None = None
+    wdl_path: str, inputs_path: str, run_dir: str, cfg: str | None = None, task: str | None = None,
+    check_quant: bool = True,
 ) -> tuple[int, dict[str, Any]]:
-    """``miniwdl run`` in-process (``--task task`` when the run names one); return (exit status,
-    the JSON miniwdl wrote: outputs or error)."""
+    """``miniwdl run`` in-process (``--task task`` when the run names one, ``--no-quant-check``
+    when its options say); return (exit status, the JSON miniwdl wrote: outputs or error)."""
     cache_plugin_entry_points()
     result_file = os.path.join(run_dir, f".result-{os.getpid()}.json")
     argv = ["run", wdl_path, "-i", inputs_path, "--dir", run_dir + "/", "-o", result_file, "--verbose"]
@@ -741,6 +748,8 @@ def miniwdl_run(
         argv += ["--cfg", cfg]
     if task:
         argv += ["--task", task]
+    if not check_quant:
+        argv.append("--no-quant-check")
     args = vars(wdl_cli.create_arg_parser().parse_args(argv))
     assert args.pop("command") == "run"
     status = 0
@@ -835,7 +844,7 @@ def upload_outputs(
     """Upload File/Directory outputs (bounded, in parallel: s3io.Transfers); return the outputs
     with s3:// URIs in their place. ``progress`` is called as the bytes go (it raises
     DriverStopped to stop the upload), ``counted`` with the files done and known."""
-    doc = WDL.load(wdl_path)
+    doc = WDL.load(wdl_path, check_quant=run.check_quant())
     target: Any = wdl_target.find(doc, run.task())
     if target is None:
         raise RuntimeError("cannot tell which workflow or task ran")

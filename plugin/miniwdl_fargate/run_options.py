@@ -159,6 +159,11 @@ class RunOptions(BaseModel):
         description="run this task of the WDL document rather than its workflow, as `miniwdl run --task` does (a document "
         "of several tasks and no workflow needs it); the inputs are the task's",
     )
+    quant_check: bool | None = Field(
+        default=None,
+        description="false: relax the type checking of optional (?) and nonempty (+) type quantifiers, as `miniwdl run "
+        "--no-quant-check` does, for older WDL (draft-2 workflows passing a String? where a String goes); default: true",
+    )
 
     @field_validator("call_cache", mode="before")
     @classmethod
@@ -219,6 +224,12 @@ def parse(raw: Any, where: str = "options") -> RunOptions:
         raise OptionsProblems(problems) from None
 
 
+def check_quant_of(options: dict[str, Any] | None) -> bool:
+    """Whether a run's options (as its record keeps them) keep miniwdl's quantifier checks
+    (``quant_check``: on unless set false)."""
+    return (options or {}).get("quant_check") is not False
+
+
 def task_of(options: dict[str, Any] | None) -> str | None:
     """The task a run's options (as its record keeps them, checked) name to run, or None: the
     document's workflow (or its only task)."""
@@ -236,10 +247,15 @@ def parse_sidecar(body: bytes, where: str) -> RunOptions:
     return parse(raw, where)
 
 
-def parse_assignments(labels: list[str], options: list[str], task: str | None = None) -> RunOptions:
+def parse_assignments(
+    labels: list[str], options: list[str], task: str | None = None, no_quant_check: bool = False
+) -> RunOptions:
     """``--label K=V`` and ``--option K=V`` command-line arguments as RunOptions (an option's value is
-    read as JSON when it is JSON, else as a string: ``--option call_cache=read``), and ``--task``."""
+    read as JSON when it is JSON, else as a string: ``--option call_cache=read``), ``--task`` and
+    ``--no-quant-check``."""
     raw: dict[str, Any] = {"task": task} if task else {}
+    if no_quant_check:
+        raw["quant_check"] = False
     problems = []
     for text in labels:
         key, sep, value = text.partition("=")

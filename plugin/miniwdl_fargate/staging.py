@@ -41,7 +41,7 @@ MODE_METADATA, EXECUTABLE_MODE = "mode", "0755"
 
 def stage_s3_inputs(
     wdl_path: str, inputs_path: str, store: str, progress: s3io.Progress | None = None, counted: s3io.Counted | None = None,
-    task: str | None = None,
+    task: str | None = None, check_quant: bool = True,
 ) -> str:
     """Download the s3:// File/Directory inputs into ``store`` (``<bucket>/<key>/<etag>/<name>``,
     reused when already there) and return the path of an inputs JSON naming those copies.
@@ -51,7 +51,7 @@ def stage_s3_inputs(
     DriverStopped to stop the staging), ``counted`` with the objects done and known. ``task``: the
     run's option (what it runs, ``wdl_target``)."""
     try:
-        target: Any = wdl_target.find(WDL.load(wdl_path), task)
+        target: Any = wdl_target.find(WDL.load(wdl_path, check_quant=check_quant), task)
         with open(inputs_path) as infile:
             given = json.load(infile)
         env = WDL.values_from_json(given, target.available_inputs, namespace=target.name)

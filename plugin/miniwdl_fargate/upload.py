@@ -60,14 +60,15 @@ def workflow_target(doc: WDL.Tree.Document, task: str | None = None) -> wdl_targ
         raise RunInputError(f"{doc.pos.uri}: {exn}") from None
 
 
-def load_wdl(wdl_path: Path) -> WDL.Tree.Document:
+def load_wdl(wdl_path: Path, check_quant: bool = True) -> WDL.Tree.Document:
     """The WDL and its imports, loaded as ``miniwdl run`` loads them: an ``http(s)://`` import
-    downloaded (miniwdl's own ``WDL.CLI.make_read_source``); RunInputError saying what is wrong."""
+    downloaded (miniwdl's own ``WDL.CLI.make_read_source``); ``check_quant`` false as with
+    ``--no-quant-check``; RunInputError saying what is wrong."""
     from WDL import CLI
 
     wdl_parsers.use_cache()  # (the parser's build, once per machine: most of this check's time)
     try:
-        return WDL.load(str(wdl_path), read_source=CLI.make_read_source(False))
+        return WDL.load(str(wdl_path), read_source=CLI.make_read_source(False), check_quant=check_quant)
     except WDL.Error.SyntaxError as exn:  # (on one line, as the pipeline says it: lark's list of tokens spans many)
         raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: WDL syntax error: {' '.join(str(exn).split())}") from None
     except WDL.Error.ValidationError as exn:
@@ -779,6 +780,7 @@ def prepare(
     inputs ``empty`` (``--empty NAME``) and ``none`` (``--none NAME``) name (``command_line_inputs``).
     The run's ``options.task`` (``--task NAME``) is what it runs, rather than the document's workflow."""
     task = options.task if options is not None else None
+    check_quant = options is None or options.quant_check is not False
     # (the path as given, as miniwdl reads it: a link's imports are beside the link, not its target)
     wdl_path = Path(os.path.abspath(wdl))
     if not wdl_path.is_file():
@@ -787,9 +789,9 @@ def prepare(
     #: where submit makes a bundle of the WDL, once it knows the local inputs its folder leaves out
     bundle_into: Path | None = None
     if zipbundle.is_bundle(str(wdl_path)):
-        doc, defaults = load_bundle(wdl_path)
+        doc, defaults = load_bundle(wdl_path, check_quant)
     else:
-        doc = load_wdl(wdl_path)
+        doc = load_wdl(wdl_path, check_quant)
         check_bundled_cfg(wdl_path.parent)
         # a bundle holds what a folder cannot: what a URL imports (as fetched now: the driver fetches
         # nothing), WDL from outside the folder (stored under __outside_wdl/, as miniwdl zip does),
@@ -819,8 +821,8 @@ def prepare(
     workflow = {wdl_path.resolve(), (wdl_path.parent / config.RUN_CFG).resolve(), *(p.resolve() for p in imported_paths(doc))}
     leave_out = frozenset(s.path.resolve() for s in staged if s.path is not None) - workflow
     if bundle_into is not None:
-        wdl_path = build_bundle(wdl_path, bundle_into, leave_out)
-        load_bundle(wdl_path)  # (checked as every bundle is: its size, its members)
+        wdl_path = build_bundle(wdl_path, bundle_into, leave_out, check_quant)
+        load_bundle(wdl_path, check_quant)  # (checked as every bundle is: its size, its members)
     if zipbundle.is_bundle(str(wdl_path)):
         return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, [wdl_path], options or run_options.RunOptions(), bundle=True)
     files = bundle_files(wdl_path, leave_out)
@@ -947,7 +949,7 @@ def scratch_folder() -> str:
     return folder
 
 
-def build_bundle(wdl_path: Path, folder: Path, leave_out: frozenset[Path] = frozenset()) -> Path:
+def build_bundle(wdl_path: Path, folder: Path, leave_out: frozenset[Path] = frozenset(), check_quant: bool = True) -> Path:
     """``miniwdl zip WORKFLOW.wdl``: the WDL and every WDL it imports (from anywhere: imports
     outside its folder are stored under ``__outside_wdl/`` and rewritten to match), into
     ``folder``; and the other files of the WDL's folder, as a folder submitted as it is takes them
@@ -960,7 +962,7 @@ def build_bundle(wdl_path: Path, folder: Path, leave_out: frozenset[Path] = froz
 
     import WDL.Zip
 
-    doc = load_wdl(wdl_path)
+    doc = load_wdl(wdl_path, check_quant)
     archive = folder / (wdl_path.stem + zipbundle.SUFFIX)
     others = [f for f in bundle_files(wdl_path, leave_out) if f.resolve() != archive.resolve()]
     try:
@@ -994,7 +996,7 @@ def submitted(s3: Any, bucket: str, key: str) -> bool:
         raise
 
 
-def load_bundle(zip_path: Path) -> tuple[WDL.Tree.Document, dict[str, Any]]:
+def load_bundle(zip_path: Path, check_quant: bool = True) -> tuple[WDL.Tree.Document, dict[str, Any]]:
     """A `miniwdl zip` bundle checked as the submit step checks it (``zipbundle``): its main WDL,
     loaded from a temporary unpacked copy (problems name the bundle, not the copy), and its
     default inputs."""
@@ -1007,7 +1009,7 @@ def load_bundle(zip_path: Path) -> tuple[WDL.Tree.Document, dict[str, Any]]:
             with zipbundle.opened(zip_path, str(zip_path)) as bundle:
                 main = Path(bundle.extract_to(folder))
                 defaults = bundle.defaults
-            doc = load_wdl(main)
+            doc = load_wdl(main, check_quant)
             # (the whole bundle is the run's copy the driver downloads: a main WDL in a subfolder,
             # as Amazon Genomics CLI's bundles have it, imports its siblings)
             check_imports(doc, Path(folder))

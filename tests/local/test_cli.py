@@ -151,3 +151,33 @@ def test_a_failing_local_run_says_which_task_failed_and_nothing_of_motos_interna
     # objects' reprs: the run's normal end, not something for a user to read
     assert "FailureEventException" not in proc.stderr and " object at 0x" not in proc.stderr
 
+
+
+OLD_WDL = """version 1.0
+workflow old {
+  input { String? who }
+  call greet { input: who = who }
+  output { String said = greet.said }
+}
+task greet {
+  input { String who }
+  command <<< echo "hello ~{who}" >>>
+  output { String said = read_string(stdout()) }
+  runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
+}
+"""
+
+
+def test_local_run_with_no_quant_check_runs_older_wdl_as_miniwdl_run_does(tmp_path):
+    """Older WDL passes a String? where a String goes, which `miniwdl run --no-quant-check` runs:
+    refused before anything starts without it; with it (the run option quant_check false), the
+    submit step, the driver and miniwdl all take it."""
+    (tmp_path / "old.wdl").write_text(OLD_WDL)
+    (tmp_path / "in.json").write_text(json.dumps({"old.who": "draft"}))
+    refused = run_cli("local", "run", str(tmp_path / "old.wdl"), str(tmp_path / "in.json"), "--state-dir", str(tmp_path / "s1"))
+    assert refused.returncode == 2 and "String?" in refused.stderr, refused.stderr[-2000:]
+    assert not (tmp_path / "s1").exists()
+    ran = run_cli("local", "run", str(tmp_path / "old.wdl"), str(tmp_path / "in.json"), "--no-quant-check",
+                  "--state-dir", str(tmp_path / "s2"))
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert json.loads(ran.stdout)["outputs"]["old.said"] == "hello draft"

@@ -151,3 +151,15 @@ def test_options_given_to_resume_override_the_original_labels_one_by_one():
     with pytest.raises(run_options.OptionsProblems) as info:
         resumed_options(original, {"labels": {f"k{i}": "v" for i in range(run_options.MAX_LABELS)}})
     assert [p["where"] for p in info.value.problems] == ["options.labels"]
+
+
+def test_quant_check_is_a_boolean_option_off_only_when_set_false():
+    """`miniwdl run --no-quant-check`: `submit --no-quant-check`, `--option quant_check=false`, or
+    options.quant_check false; anything but a boolean refused, saying where."""
+    assert run_options.parse_assignments([], [], no_quant_check=True).given() == {"quant_check": False}
+    assert run_options.parse_assignments([], ["quant_check=false"]).given() == {"quant_check": False}
+    assert run_options.check_quant_of({"quant_check": False}) is False
+    assert run_options.check_quant_of({}) is True and run_options.check_quant_of(None) is True
+    with pytest.raises(run_options.OptionsProblems) as info:
+        run_options.parse({"quant_check": "maybe"}, "options")
+    assert [p["where"] for p in info.value.problems] == ["options.quant_check"]

@@ -275,7 +275,7 @@ def test_service_info_lists_the_engine_parameters_of_the_options_model():
     assert (info["version"], info["type"]) == ("0.1.0", {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"})
     types = {p["name"]: p["type"] for p in info["default_workflow_engine_parameters"]}
     assert types == {"call_cache": "string", "max_run_hours": "float", "max_cost_usd": "float", "max_concurrent_tasks": "int",
-                     "max_vcpus": "float", "task": "string"}
+                     "max_vcpus": "float", "task": "string", "quant_check": "bool"}
     assert info["workflow_engine_versions"] == {"miniwdl": {"workflow_engine_version": ["1.13.0"]}}
 
 

@@ -74,6 +74,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--zip", action="store_true", help=ZIP_HELP)
     arguments.add_input_arguments(run)
     arguments.add_task_argument(run)
+    arguments.add_quant_check_argument(run)
     run.add_argument(
         "--seed-s3",
         metavar="DIR",
@@ -405,7 +406,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
         zip_into = scratch_folder() if args.zip else None
         submission = prepare(
             args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into,
-            options=RunOptions(task=args.task) if getattr(args, "task", None) else None,
+            options=RunOptions(task=getattr(args, "task", None), quant_check=False if getattr(args, "no_quant_check", False) else None),
             assignments=getattr(args, "assignments", []), empty=getattr(args, "empty", []), none=getattr(args, "none", []),
         )
         check()

@@ -145,7 +145,7 @@ def resume(
     check_source(original)
     workflow, workflow_name = start.pin_and_validate(
         original.workflow, inputs, original.inputs, results, settings.capacities(), settings.max_vcpus(merged),
-        run_options.task_of(merged),
+        run_options.task_of(merged), run_options.check_quant_of(merged),
     )
     record = start.new_record(
         new_id, original.name, bucket, workflow, results, source, limits,

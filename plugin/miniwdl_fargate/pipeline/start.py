@@ -165,13 +165,13 @@ def check_inputs_size(bucket: str, key: str, version_id: str | None, etag: str |
 
 def validate(
     workflow: str, inputs: dict[str, Any], inputs_where: str, capacities: sizes.Capacities,
-    max_vcpus: tuple[float, str] = (0.0, ""), task: str | None = None,
+    max_vcpus: tuple[float, str] = (0.0, ""), task: str | None = None, check_quant: bool = True,
 ) -> str:
     """Raise Refused listing every problem of the run on a stack with ``capacities``, with the
-    run's ``max_vcpus`` and ``task`` (its options; see ``validate``); the name of the workflow
-    (or task) it runs."""
+    run's ``max_vcpus``, ``task`` and ``check_quant`` (its options; see ``validate``); the name of
+    the workflow (or task) it runs."""
     problems = Problems()
-    name = check_run(workflow, inputs, inputs_where, problems, capacities, max_vcpus, task)
+    name = check_run(workflow, inputs, inputs_where, problems, capacities, max_vcpus, task, check_quant)
     if problems:
         raise Refused(problems.found)
     return name
@@ -258,12 +258,12 @@ def reject(
 
 def pin_and_validate(
     workflow: str, inputs: dict[str, Any], inputs_where: str, results: str, capacities: sizes.Capacities,
-    max_vcpus: tuple[float, str] = (0.0, ""), task: str | None = None,
+    max_vcpus: tuple[float, str] = (0.0, ""), task: str | None = None, check_quant: bool = True,
 ) -> tuple[str, str]:
     """Copy the workflow's bundle into the run's ``source/`` and validate that copy (what the
     driver will run); return the copy's URI and the workflow's name. Problems name the original
     keys. A rejected copy is removed."""
-    pinned = pin_workflow(workflow, inputs, inputs_where, results, capacities, max_vcpus, task)
+    pinned = pin_workflow(workflow, inputs, inputs_where, results, capacities, max_vcpus, task, check_quant)
     return pinned.workflow, pinned.name
 
 
@@ -279,7 +279,7 @@ class Pinned:
 
 def pin_workflow(
     workflow: str | bytes, inputs: dict[str, Any], inputs_where: str, results: str, capacities: sizes.Capacities,
-    max_vcpus: tuple[float, str] = (0.0, ""), task: str | None = None,
+    max_vcpus: tuple[float, str] = (0.0, ""), task: str | None = None, check_quant: bool = True,
 ) -> Pinned:
     """``pin_and_validate`` for a WDL (its folder copied) or a ``miniwdl zip`` bundle (checked,
     then unpacked into ``source/``; its default inputs honoured, the submitted ones over them).
@@ -291,7 +291,7 @@ def pin_workflow(
         if isinstance(workflow, bytes) or zipbundle.is_bundle(workflow):
             unpacked = snapshot.copy_bundle_zip(workflow, bucket, source, where)
             copy, original = unpacked.workflow, where + "/"
-            inputs = with_defaults(copy, unpacked.defaults, inputs, task)
+            inputs = with_defaults(copy, unpacked.defaults, inputs, task, check_quant)
         else:
             copy = snapshot.copy_bundle(workflow, bucket, source)
             original = s3io.uri(s3io.split(workflow)[0], snapshot.folder_of(s3io.split(workflow)[1]))
@@ -299,7 +299,7 @@ def pin_workflow(
         snapshot.delete_prefix(bucket, source)
         raise Refused([{"where": where, "problem": str(exn).removeprefix(where + ": ")}]) from None
     try:
-        name = validate(copy, inputs, inputs_where, capacities, max_vcpus, task)
+        name = validate(copy, inputs, inputs_where, capacities, max_vcpus, task, check_quant)
     except Refused as exn:
         snapshot.delete_prefix(bucket, source)
         pinned = s3io.uri(bucket, source)
@@ -309,12 +309,14 @@ def pin_workflow(
     return Pinned(copy, name, inputs)
 
 
-def with_defaults(workflow: str, defaults: dict[str, Any], inputs: dict[str, Any], task: str | None = None) -> dict[str, Any]:
+def with_defaults(
+    workflow: str, defaults: dict[str, Any], inputs: dict[str, Any], task: str | None = None, check_quant: bool = True
+) -> dict[str, Any]:
     """The run's inputs: a bundle's ``defaults`` with the submitted ``inputs`` over them, input
     by input (named with or without the workflow's (or ``task``'s) name in front)."""
     if not defaults:
         return inputs
-    merged = zipbundle.merge_defaults(defaults, inputs, target_name(workflow, task))
+    merged = zipbundle.merge_defaults(defaults, inputs, target_name(workflow, task, check_quant))
     if problem := inputs_json.size_problem(len(inputs_body(merged))):
         raise snapshot.SnapshotError(f"the inputs with the bundle's default inputs: {problem}")
     return merged
@@ -361,7 +363,7 @@ def from_object(
         limits = settings.run_limits(options)
         pinned = pin_workflow(
             s3io.uri(bucket, wdl_key), inputs, s3io.uri(bucket, key), results, settings.capacities(), settings.max_vcpus(options),
-            run_options.task_of(options),
+            run_options.task_of(options), run_options.check_quant_of(options),
         )
         workflow, workflow_name = pinned.workflow, pinned.name
         if pinned.inputs is not inputs:  # a bundle's default inputs under the uploaded ones
@@ -529,12 +531,14 @@ def from_request(
             s3.head_object(Bucket=wf_bucket, Key=wf_key)
         except s3.exceptions.ClientError:
             raise Refused([{"where": "workflow", "problem": f"{workflow} does not exist or is not readable"}]) from None
-        pinned = pin_workflow(workflow, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options), run_options.task_of(options))
+        pinned = pin_workflow(workflow, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options),
+                              run_options.task_of(options), run_options.check_quant_of(options))
         source, workflow_name = pinned.workflow, pinned.name
         if pinned.inputs is not inputs:  # a bundle's default inputs under the given ones
             body = inputs_body(pinned.inputs)
     elif workflow_zip is not None:
-        pinned = pin_workflow(workflow_zip, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options), run_options.task_of(options))
+        pinned = pin_workflow(workflow_zip, inputs, "inputs", results, settings.capacities(), settings.max_vcpus(options),
+                              run_options.task_of(options), run_options.check_quant_of(options))
         source, workflow_name = pinned.workflow, pinned.name
         if pinned.inputs is not inputs:
             body = inputs_body(pinned.inputs)
@@ -543,7 +547,8 @@ def from_request(
         source = results + snapshot.SOURCE_DIR + runs.DEFAULT_WDL
         put_once(bucket, s3io.split(source)[1], wdl.encode(), "wdl")
         try:
-            workflow_name = validate(source, inputs, "inputs", settings.capacities(), settings.max_vcpus(options), run_options.task_of(options))
+            workflow_name = validate(source, inputs, "inputs", settings.capacities(), settings.max_vcpus(options),
+                                     run_options.task_of(options), run_options.check_quant_of(options))
         except Refused as exn:
             snapshot.delete_prefix(bucket, s3io.split(results)[1] + snapshot.SOURCE_DIR)  # a refused run leaves nothing
             # the problems name the request's "wdl" (line:column in it), not the copy just removed

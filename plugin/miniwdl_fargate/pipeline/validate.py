@@ -154,10 +154,11 @@ def _error_text(error: BaseException) -> str:
     return text
 
 
-def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
-    """The typechecked document at ``uri`` (s3://), or None with the problems recorded."""
+def load_workflow(uri: str, problems: Problems, check_quant: bool = True) -> WDL.Tree.Document | None:
+    """The typechecked document at ``uri`` (s3://), or None with the problems recorded
+    (``check_quant`` false: as ``miniwdl run --no-quant-check``, the run's option)."""
     try:
-        return asyncio.run(WDL.load_async(uri, read_source=_source_reader(uri)))
+        return asyncio.run(WDL.load_async(uri, read_source=_source_reader(uri), check_quant=check_quant))
     except WDL.Error.SyntaxError as exn:
         problems.add(_where(uri, exn.pos), "WDL syntax error: " + " ".join(str(exn).split()))
     except WDL.Error.ImportError as exn:
@@ -172,10 +173,10 @@ def load_workflow(uri: str, problems: Problems) -> WDL.Tree.Document | None:
     return None
 
 
-def target_name(uri: str, task: str | None = None) -> str:
+def target_name(uri: str, task: str | None = None, check_quant: bool = True) -> str:
     """The name of what the WDL at ``uri`` runs (its inputs' namespace; ``task``: the run's
     option); "" if it does not load (``check_run`` then says why)."""
-    doc = load_workflow(uri, Problems())
+    doc = load_workflow(uri, Problems(), check_quant)
     target = workflow_target(doc, uri, Problems(), task) if doc is not None else None
     return str(target.name) if target is not None else ""
 
@@ -685,13 +686,13 @@ def check_bundle_cfg(workflow_uri: str, problems: Problems) -> None:
 
 def check_run(
     workflow_uri: str, inputs: dict[str, Any], inputs_where: str, problems: Problems, capacities: sizes.Capacities,
-    max_vcpus: tuple[float, str] = (0.0, ""), task: str | None = None,
+    max_vcpus: tuple[float, str] = (0.0, ""), task: str | None = None, check_quant: bool = True,
 ) -> str:
     """Everything above, for one run on a stack with ``capacities`` besides Fargate: ``problems``
     says what is wrong, if anything. The name of what the run runs (its workflow, or its only
     task, or ``task``, the run's option), "" if there is none."""
     check_bundle_cfg(workflow_uri, problems)
-    doc = load_workflow(workflow_uri, problems)
+    doc = load_workflow(workflow_uri, problems, check_quant)
     if doc is None:
         return ""
     target = workflow_target(doc, workflow_uri, problems, task)

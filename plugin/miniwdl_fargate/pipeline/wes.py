@@ -209,7 +209,9 @@ class Submission:
 HTTPS_MAX_DOCUMENTS = 200
 
 
-def https_bundle(url: str, wdl: str, fetch: Callable[[str], bytes], problems: list[dict[str, str]]) -> bytes | None:
+def https_bundle(
+    url: str, wdl: str, fetch: Callable[[str], bytes], problems: list[dict[str, str]], check_quant: bool = True
+) -> bytes | None:
     """A ``miniwdl zip`` bundle of the https:// workflow at ``url`` (its text: ``wdl``) and what it
     imports, each import fetched relative to the document importing it, as `miniwdl run URL` reads
     them (a TRS server serves ``.../descriptor/{relative_path}``: Dockstore's `wes launch`) and
@@ -237,7 +239,7 @@ def https_bundle(url: str, wdl: str, fetch: Callable[[str], bytes], problems: li
         return WDL.ReadSourceResult(source_text=read[target], abspath=target)
 
     try:
-        doc = WDL.load(url, read_source=read_source)
+        doc = WDL.load(url, read_source=read_source, check_quant=check_quant)
         with tempfile.TemporaryDirectory(prefix="miniwdl-fargate-wes-") as folder:
             archive = os.path.join(folder, "bundle.zip")
             WDL.Zip.build(doc, archive, logging.getLogger("miniwdl-fargate.wes"))
@@ -257,10 +259,11 @@ def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None,
     inputs = json_object(request.workflow_params, "workflow_params", problems, strict=True)
     options = options_of(request, problems)
     workflow, wdl = workflow_source(request, problems, fetch or fetch_https)
-    bundle = attached_bundle(request, problems) if workflow is None and wdl is None else None
+    check_quant = run_options.check_quant_of(options)
+    bundle = attached_bundle(request, problems, check_quant) if workflow is None and wdl is None else None
     url = request.workflow_url.strip()
     if wdl is not None and url.startswith("https://") and re.search(r"^\s*import\s", wdl, re.MULTILINE):
-        bundle = https_bundle(url, wdl, fetch or fetch_https, problems)  # (its imports, fetched as miniwdl run does)
+        bundle = https_bundle(url, wdl, fetch or fetch_https, problems, check_quant)  # (its imports, fetched as miniwdl run does)
         if bundle is not None:
             wdl = None
     if bundle is not None:
@@ -271,7 +274,7 @@ def submission(request: WesRequest, fetch: Callable[[str], bytes] | None = None,
     staged: list[Any] = []
     attached_workflow = url in request.attachments and not zipbundle.is_bundle(url)
     if not problems and attached_workflow:  # (its input types say which values are files)
-        inputs, staged = attached_inputs(request, inputs, options.get("task"), bucket, problems)
+        inputs, staged = attached_inputs(request, inputs, options.get("task"), bucket, problems, check_quant)
     elif not problems and (named := attached_names(inputs, request)):
         problems.append({"where": "workflow_params", "problem": f"names the attached file(s) {', '.join(sorted(named))}: "
                          "attached files are taken as inputs with an attached .wdl workflow; give an s3:// URI"})
@@ -306,7 +309,8 @@ def attached_names(inputs: Any, request: WesRequest) -> set[str]:
 
 
 def attached_inputs(
-    request: WesRequest, inputs: dict[str, Any], task: Any, bucket: str, problems: list[dict[str, str]]
+    request: WesRequest, inputs: dict[str, Any], task: Any, bucket: str, problems: list[dict[str, str]],
+    check_quant: bool = True,
 ) -> tuple[dict[str, Any], list[Any]]:
     """workflow_params with the File/Directory inputs that name attached files ("input files may
     be relative URLs corresponding to files uploaded using workflow_attachment": WES 1.1,
@@ -329,7 +333,8 @@ def attached_inputs(
             with open(path, "wb") as out:
                 out.write(body)
         try:
-            doc = WDL.load(os.path.join(files, *request.workflow_url.strip().split("/")), read_source=attachments_only(files))
+            doc = WDL.load(os.path.join(files, *request.workflow_url.strip().split("/")), read_source=attachments_only(files),
+                           check_quant=check_quant)
             rewritten, uploads = upload.stage_inputs(doc, inputs, Path(files), bucket, task, label="workflow_params",
                                                      confined="the attached files")
         except upload.RunInputError as exn:
@@ -345,7 +350,7 @@ def attached_inputs(
             for u in uploads]
 
 
-def attached_bundle(request: WesRequest, problems: list[dict[str, str]]) -> bytes | None:
+def attached_bundle(request: WesRequest, problems: list[dict[str, str]], check_quant: bool = True) -> bytes | None:
     """The attached ``miniwdl zip`` bundle workflow_url names, if it names one; or one built of
     the attached files, when workflow_url names one .wdl of several ("The workflow_attachment
     array may be used to upload files that are required to execute the workflow, including the
@@ -373,7 +378,7 @@ def attached_bundle(request: WesRequest, problems: list[dict[str, str]]) -> byte
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "wb") as out:
                     out.write(body)
-            doc = WDL.load(os.path.join(files, *url.split("/")), read_source=attachments_only(files))
+            doc = WDL.load(os.path.join(files, *url.split("/")), read_source=attachments_only(files), check_quant=check_quant)
             archive = os.path.join(folder, "bundle.zip")
             WDL.Zip.build(doc, archive, logging.getLogger("miniwdl-fargate.wes"))
             with open(archive, "rb") as built:
@@ -647,8 +652,10 @@ def service_info(miniwdl_version: str, our_version: str, counts: dict[str, int] 
 
 def engine_parameter_type(annotation: Any) -> str:
     """A run option's type as WES's DefaultWorkflowEngineParameter names one ("float", "int",
-    "string"): the option's own, less its ``None`` (call_cache, true/false/"read"/"write": string)."""
+    "bool", "string"): the option's own, less its ``None`` (call_cache, true/false/"read"/"write": string)."""
     kinds = {a for a in typing.get_args(annotation) or (annotation,) if a is not type(None)}
+    if kinds == {bool}:
+        return "bool"
     if kinds == {float}:
         return "float"
     if kinds == {int}:
