@@ -566,11 +566,31 @@ def wes_get_run(run_id: Annotated[str, Path(pattern=RUN_ID)]) -> Response[dict[s
     record = _readable_json(bucket, prefix + runs.RECORD_NAME)
     inputs = _readable_json(bucket, prefix + runs.INPUTS_NAME)
     cost = _readable_json(bucket, prefix + "cost.json")
-    return _json(200, _fitted(wes.run_log(
+    log = wes.run_log(
         doc, runs.RunRecord.model_validate(record) if record else None, inputs, cost,
         settings.task_log_group, aws.client("s3").meta.region_name, _url(f"{wes.PREFIX}/runs/{run_id}/tasks"),
         log_url=_presigned,
-    ), doc["results"]))
+    )
+    _served_task_logs(run_id, log.get("task_logs") or [])
+    return _json(200, _fitted(log, doc["results"]))
+
+
+def _served_task_logs(run_id: str, logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each TaskLog's stdout/stderr as this API's own URL of its text (``wes_task_log_text``): a
+    log "should be available using the same credentials used to access the WES endpoint" (WES
+    1.1, TaskLog), and the CloudWatch console's page is a sign-in page to a client; the console
+    link stays in its tags (``log_console``)."""
+    for log in logs:
+        console = log.get("stdout")
+        served = _url(f"{wes.PREFIX}/runs/{run_id}/tasks/{log['id']}/logs") if console else None
+        log["stdout"] = log["stderr"] = served
+        if console:
+            log.setdefault("tags", {})["log_console"] = console
+    return logs
+
+
+#: the most of a task's log one answer carries (Lambda answers at most 6 MB)
+LOG_TEXT_BYTES = 4 * 1024 * 1024
 
 
 #: how long a log's URL in a RunLog works ("This URL may change between status requests": WES)
@@ -649,6 +669,7 @@ def wes_list_tasks(
         page = wes.task_page(current, cost, SETTINGS.from_env().task_log_group, aws.client("s3").meta.region_name, page_size, page_token or "")
     except ValueError as exn:
         return _wes_error(400, str(exn))
+    _served_task_logs(run_id, page["task_logs"])
     return _json(200, page)
 
 
@@ -662,7 +683,49 @@ def wes_get_task(run_id: Annotated[str, Path(pattern=RUN_ID)], task_id: Annotate
     log = wes.one_task(current, cost, SETTINGS.from_env().task_log_group, aws.client("s3").meta.region_name, task_id)
     if log is None:
         return _wes_error(404, f"run {run_id} has no task {task_id} (ListTasks names its tasks)")
-    return _json(200, log)
+    return _json(200, _served_task_logs(run_id, [log])[0])
+
+
+@app.get(wes.PREFIX + "/runs/<run_id>/tasks/<task_id>/logs", summary="WES: one task attempt's log, as text",
+         responses={200: {"description": "the attempt's stdout and stderr (one CloudWatch log stream), as text",
+                          "content": {"text/plain": {"schema": {"type": "string"}}}}, **_wes_answers(404, 500)})
+@tracer.capture_method
+def wes_task_log_text(run_id: Annotated[str, Path(pattern=RUN_ID)], task_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$")]) -> Response[Any]:
+    """What a TaskLog's stdout/stderr URL gives: the attempt's log stream from its start, at most
+    ``LOG_TEXT_BYTES`` (then a last line saying where the rest is)."""
+    from miniwdl_fargate.client import read_stream
+
+    found = _run_tasks(run_id)
+    if isinstance(found, Response):
+        return found
+    current, cost = found
+    settings = SETTINGS.from_env()
+    log = wes.one_task(current, cost, settings.task_log_group, aws.client("s3").meta.region_name, task_id)
+    if log is None:
+        return _wes_error(404, f"run {run_id} has no task {task_id} (ListTasks names its tasks)")
+    lines: list[str] = []
+    size = [0]
+
+    class Full(Exception):
+        pass
+
+    def take(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            line = str(event.get("message", "")).rstrip("\n") + "\n"
+            size[0] += len(line.encode())
+            if size[0] > LOG_TEXT_BYTES:
+                raise Full
+            lines.append(line)
+
+    try:
+        read = read_stream(aws.client("logs"), settings.task_log_group, f"miniwdl/task/{task_id}", None, take)
+        if read.missing:
+            lines.append("(no log: the task never started, or its log expired)\n")
+        elif read.stopped_early:
+            lines.append(f"(the log was cut short: {read.stopped_early}; all of it: {log.get('stdout')})\n")
+    except Full:
+        lines.append(f"(the log goes on past {LOG_TEXT_BYTES} bytes: all of it in CloudWatch Logs, {log.get('stdout')})\n")
+    return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body="".join(lines))
 
 
 @app.get(wes.PREFIX + "/runs/<run_id>/status", summary="WES: the run's state", responses={**_ok(WesRunStatus, "the run's state"), **_wes_answers(404, 500)})

@@ -155,6 +155,7 @@ ACTIONS: dict[str, Action] = {
     # machine's execution logs) authorizes "*" only
     "logs:CreateLogStream": Action(LOGS, ("log-stream",)),
     "logs:PutLogEvents": Action(LOGS, ("log-stream",)),
+    "logs:GetLogEvents": Action(LOGS, ("log-stream",)),  # (its resource types: log-stream alone)
     **{f"logs:{name}": Action(LOGS) for name in (
         "CreateLogDelivery", "GetLogDelivery", "UpdateLogDelivery", "DeleteLogDelivery", "ListLogDeliveries",
         "PutResourcePolicy", "DescribeResourcePolicies", "DescribeLogGroups",

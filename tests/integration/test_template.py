@@ -569,10 +569,10 @@ ROLE_ACTIONS = {
     },
     # functions/api.py: pipeline/start.py (as above; client-tokens/ records; a rejected request's
     # copy deleted), manage.py: list/describe (s3), cancel (stop_execution, the run's tasks, the
-    # run-finished event)
+    # run-finished event); WES's task logs as text (get_log_events)
     "ApiRole": LOGS | XRAY | {
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "states:StopExecution",
-        "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "events:PutEvents",
+        "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "events:PutEvents", "logs:GetLogEvents",
     },
     # pipeline/launch.py: run_task (with tags, roles of the task definition), status.json, stop_task of a cancelled run's driver
     "LaunchDriverRole": LOGS | XRAY | {
@@ -969,7 +969,7 @@ def test_api_requires_sigv4_validates_and_throttles(cfn_template):
         ("/ga4gh/wes/v1/service-info", "get"), ("/ga4gh/wes/v1/runs", "post"), ("/ga4gh/wes/v1/runs", "get"),
         ("/ga4gh/wes/v1/runs/{run_id}", "get"), ("/ga4gh/wes/v1/runs/{run_id}/status", "get"),
         ("/ga4gh/wes/v1/runs/{run_id}/cancel", "post"), ("/ga4gh/wes/v1/runs/{run_id}/tasks", "get"),
-        ("/ga4gh/wes/v1/runs/{run_id}/tasks/{task_id}", "get"),
+        ("/ga4gh/wes/v1/runs/{run_id}/tasks/{task_id}", "get"), ("/ga4gh/wes/v1/runs/{run_id}/tasks/{task_id}/logs", "get"),
     }
     # the gateway serves what the function documents (docs/openapi.json), no more, no less
     documented = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())

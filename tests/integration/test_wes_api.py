@@ -5,6 +5,7 @@ media type), the run started through the one submission path, answers in WES's s
 import json
 import logging
 import os
+import time
 
 import botocore.session
 import pytest
@@ -412,3 +413,40 @@ def test_a_bad_attachment_or_a_workflow_of_several_errors_is_a_400_naming_it(wes
                                "workflow_params": "{}"}, attachments)
     code, answer = wes("POST", "/runs", body, content_type)
     assert code == 400 and said in answer["msg"] and "/tmp/" not in answer["msg"], answer
+
+
+def test_a_task_logs_url_gives_its_text_with_the_apis_own_credentials(wes):
+    """A TaskLog's stdout/stderr was the CloudWatch console's page: a client GETting it got a
+    sign-in page. It is this API's URL of the log's text ("available using the same credentials
+    used to access the WES endpoint": WES 1.1), the console's link kept in its tags."""
+    import api
+
+    body, content_type = form({"workflow_url": "hello.wdl", "workflow_type": "WDL", "workflow_type_version": "1.1",
+                               "workflow_params": json.dumps({"hello.who": "Ann"})}, [("hello.wdl", HELLO.encode())])
+    run_id = wes("POST", "/runs", body, content_type)[1]["run_id"]
+    results = status.read("runs", run_id).results
+    ran, never = "a" * 32, "b" * 32
+    attempts = [{"call": "call-greet", "attempt": n, "ecs_task": f"arn:aws:ecs:us-east-1:123456789012:task/wdl/{task}",
+                 "exit_code": 1, "outcome": "failed"} for n, task in ((1, ran), (2, never))]
+    aws.client("s3").put_object(Bucket="runs", Key=results[len("s3://runs/"):] + "cost.json", Body=json.dumps({"attempts": attempts}).encode())
+    logs = aws.client("logs")
+    logs.create_log_group(logGroupName="miniwdl-fargate-tasks")
+    logs.create_log_stream(logGroupName="miniwdl-fargate-tasks", logStreamName=f"miniwdl/task/{ran}")
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName="miniwdl-fargate-tasks", logStreamName=f"miniwdl/task/{ran}",
+                        logEvents=[{"timestamp": now + i, "message": f"line {i}"} for i in range(3)])
+    code, one = wes("GET", f"/runs/{run_id}/tasks/{ran}")
+    assert code == 200 and one["stdout"] == one["stderr"] == f"{PREFIX}/runs/{run_id}/tasks/{ran}/logs"
+    assert one["tags"]["log_console"].startswith("https://")
+    code, whole = wes("GET", f"/runs/{run_id}")
+    assert [t["stdout"] for t in whole["task_logs"]] == [f"{PREFIX}/runs/{run_id}/tasks/{t}/logs" for t in (ran, never)]
+
+    def text(task):
+        answer = api.handler(proxy_event("GET", f"{PREFIX}/runs/{run_id}/tasks/{task}/logs", {}, b""), Context())
+        headers = {**{k: v[0] for k, v in (answer.get("multiValueHeaders") or {}).items()}, **(answer.get("headers") or {})}
+        return answer["statusCode"], headers.get("Content-Type"), answer["body"]
+
+    assert text(ran) == (200, "text/plain", "line 0\nline 1\nline 2\n")
+    assert text(never) == (200, "text/plain", "(no log: the task never started, or its log expired)\n")
+    code, missing = wes("GET", f"/runs/{run_id}/tasks/{'c' * 32}/logs")
+    assert (code, missing["status_code"]) == (404, 404)

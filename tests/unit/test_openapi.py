@@ -28,10 +28,12 @@ def test_every_route_documents_its_answers():
         (WES + "/service-info", "get"), (WES + "/runs", "post"), (WES + "/runs", "get"), (WES + "/runs/{run_id}", "get"),
         (WES + "/runs/{run_id}/status", "get"), (WES + "/runs/{run_id}/cancel", "post"),
         (WES + "/runs/{run_id}/tasks", "get"), (WES + "/runs/{run_id}/tasks/{task_id}", "get"),
+        (WES + "/runs/{run_id}/tasks/{task_id}/logs", "get"),  # (a task log's text)
     }
     # (WES's GetRunLog, GetRunStatus, CancelRun and GetTask have no 400: a malformed id is 404)
     no_400 = {(WES + "/service-info", "get"), (WES + "/runs/{run_id}", "get"), (WES + "/runs/{run_id}/status", "get"),
-              (WES + "/runs/{run_id}/cancel", "post"), (WES + "/runs/{run_id}/tasks/{task_id}", "get")}
+              (WES + "/runs/{run_id}/cancel", "post"), (WES + "/runs/{run_id}/tasks/{task_id}", "get"),
+              (WES + "/runs/{run_id}/tasks/{task_id}/logs", "get")}
     for (path, verb), op in routes.items():
         assert ("400" in op["responses"]) != ((path, verb) in no_400), (verb, path)
         assert "422" not in op["responses"]  # invalid requests answer 400, with every problem
