@@ -118,8 +118,8 @@ def forget_efs(tmp_path, run_id):
 def test_entries_and_their_files_are_kept_in_the_runs_bucket(bucket, tmp_path):
     assert drive(tmp_path, "c-1") == 0
     entries = keys_under("cache/call/")
-    # one entry per task call, and the workflow as a whole
-    assert sorted(k.split("/")[2] for k in entries) == ["chain", "count", "make", "say"]
+    # one entry per task call (none for the workflow as a whole: keys.KEY_VERSION 3)
+    assert sorted(k.split("/")[2] for k in entries) == ["count", "make", "say"]
     made = next(k for k in entries if k.split("/")[2] == "make")
     entry = json.loads(aws.client("s3").get_object(Bucket="runs", Key=made)["Body"].read())
     assert entry["run"] == "c-1" and entry["call"] == "call-make"
@@ -131,33 +131,29 @@ def test_entries_and_their_files_are_kept_in_the_runs_bucket(bucket, tmp_path):
     # the staged s3:// input by its URI and ETag, the upstream file by its content
     count = json.loads(aws.client("s3").get_object(Bucket="runs", Key=next(k for k in entries if "/count/" in k))["Body"].read())
     etag = aws.client("s3").head_object(Bucket="runs", Key="data/ref.txt")["ETag"].strip('"')
-    assert count["parts"]["inputs"] == {"made": f"sha256:{sha}", "reference": f"s3://runs/data/ref.txt#etag={etag}"}
+    assert count["parts"]["inputs"] == {"made": f"sha256:{sha}/made.txt", "reference": f"s3://runs/data/ref.txt#etag={etag}"}
     # the run's lookups, beside its report: every call ran (nothing was cached before)
-    assert {k: v["outcome"] for k, v in calls("c-1").items()} == {
-        ".": "ran", "call-count": "ran", "call-make": "ran", "call-say": "ran",
-    }
+    assert {k: v["outcome"] for k, v in calls("c-1").items()} == {"call-count": "ran", "call-make": "ran", "call-say": "ran"}
 
 
 def test_a_rerun_reuses_the_entries_after_the_efs_run_and_cache_folders_are_gone(bucket, tmp_path):
     assert drive(tmp_path, "c-first") == 0
     first = get("c-first", "outputs.json")
     forget_efs(tmp_path, "c-first")
-    # the same inputs: the workflow as a whole comes from S3, nothing runs
+    # the same inputs: each call comes from S3, nothing runs
     assert drive(tmp_path, "c-again") == 0
     again = get("c-again", "outputs.json")
     assert ran("c-again") == []
     assert read_uri(again["outputs"]["chain.made"]) == read_uri(first["outputs"]["chain.made"]) == b"made for ann\n"
     assert again["outputs"]["chain.words"] == first["outputs"]["chain.words"] == 6
-    assert calls("c-again")["."]["source"]["run"] == "c-first"
+    assert {k: v["source"]["run"] for k, v in calls("c-again").items()} == dict.fromkeys(("call-count", "call-make", "call-say"), "c-first")
     forget_efs(tmp_path, "c-again")
     # one input only `say` reads changed: `count` takes `make`'s output fetched back from S3 and
     # is still a hit (its input named by content, not by the gone run directory's path)
     assert drive(tmp_path, "c-other", extra="y") == 0
     assert ran("c-other") == ["call-say"]
     other = calls("c-other")
-    assert {k: v["outcome"] for k, v in other.items()} == {
-        ".": "ran", "call-count": "reused", "call-make": "reused", "call-say": "ran",
-    }
+    assert {k: v["outcome"] for k, v in other.items()} == {"call-count": "reused", "call-make": "reused", "call-say": "ran"}
     assert other["call-count"]["source"] == {"run": "c-first", "call": "call-count"}
     assert get("c-other", "outputs.json")["outputs"]["chain.words"] == 6
     page = get("c-other", "report.html")
@@ -199,7 +195,7 @@ def test_read_mode_reuses_but_keeps_nothing_and_write_mode_keeps_but_reuses_noth
     assert lines[3:] == ["its key is the same: with the call cache read, the call would have been reused"]
     # write with a new input: its entry is kept
     assert drive(tmp_path, "c-write2", extra="w", options={"call_cache": "write"}) == 0
-    assert len(keys_under("cache/call/")) == len(seeded) + 2  # say's, and the workflow's
+    assert len(keys_under("cache/call/")) == len(seeded) + 1  # say's (a workflow has none)
     seeded = keys_under("cache/call/")
     # read: a changed input runs its call, and its result is not kept
     assert drive(tmp_path, "c-read", extra="z", options={"call_cache": "read"}) == 0
@@ -222,7 +218,7 @@ def test_the_stacks_default_mode_applies_when_the_run_does_not_say(bucket, tmp_p
 
 def test_explain_says_what_it_cannot_find(bucket, tmp_path):
     assert drive(tmp_path, "c-x") == 0
-    with pytest.raises(explain.ExplainError, match=r"no call 'nope' in this run; its calls: \. \(the workflow\), call-count"):
+    with pytest.raises(explain.ExplainError, match=r"no call 'nope' in this run; its calls: call-count"):
         explain.explain("runs", "s3://runs/runs/c/results/c-x/", "nope")
     with pytest.raises(explain.ExplainError, match="is not there"):
         explain.explain("runs", "s3://runs/runs/c/results/c-none/", "make")
@@ -378,7 +374,7 @@ def test_a_task_given_more_memory_is_the_same_task(bucket, tmp_path):
     # the workflow's own digest (miniwdl's) changed, so it runs; its calls are all reused
     assert ran("c-large") == []
     assert {k: v["outcome"] for k, v in calls("c-large").items()} == {
-        ".": "ran", "call-count": "reused", "call-make": "reused", "call-say": "reused",
+        "call-count": "reused", "call-make": "reused", "call-say": "reused",
     }
     aws.client("s3").put_object(
         Bucket="runs", Key="runs/c/workflow.wdl", Body=WDL.replace('echo "made for', 'echo "made by').encode()
@@ -561,9 +557,8 @@ def test_a_scatters_calls_miss_by_one_listing_of_their_tasks_entries_not_a_get_e
     assert len(listed) == 1 and listed[0].count("/") == 4  # cache/call/echo/<WDL digest>/
     assert len(cache_requests.of("GetObject")) == 1
     assert len(cache_requests.of("PutObject")) == 4
-    # the workflow, looked up once: a GET, no listing (a listing is priced as about 12 GETs)
-    assert cache_requests.of("ListObjectsV2", "cache/call/fan/") == []
-    assert len(cache_requests.of("GetObject", "cache/call/fan/")) == 1
+    # the workflow: not looked up (none is kept: keys.KEY_VERSION 3)
+    assert cache_requests.of("ListObjectsV2", "cache/call/fan/") == cache_requests.of("GetObject", "cache/call/fan/") == []
     # another run of the same calls lists the folder again, finds the four entries and reads each
     cache_requests.sent.clear()
     assert set(drive_scatter(tmp_path, "fan-2").values()) == {"reused"}
@@ -610,7 +605,7 @@ def test_a_call_reuses_the_entry_an_earlier_call_of_its_run_wrote_after_the_fold
     aws.client("s3").put_object(Bucket="runs", Key="runs/c/twice.wdl", Body=TWICE.encode())
     assert drive_workflow(tmp_path, "twice-1", {}, wdl="runs/c/twice.wdl", options={}) == 0
     outcomes = {c["call"]: c["outcome"] for c in get("twice-1", "call_cache.json")["calls"]}
-    assert sorted(outcomes.items()) == [(".", "ran"), ("call-again", "reused"), ("call-echo-0-1", "ran"), ("call-echo-1-2", "ran")], outcomes
+    assert sorted(outcomes.items()) == [("call-again", "reused"), ("call-echo-0-1", "ran"), ("call-echo-1-2", "ran")], outcomes
     assert len(cache_requests.of("ListObjectsV2")) == 1 and len(cache_requests.of("GetObject")) == 2
 
 
@@ -800,4 +795,65 @@ def test_what_every_task_runs_with_is_in_the_key(bucket, tmp_path, monkeypatch):
     assert ran("env-3") == []  # (the same env again: all reused)
     entries = [json.loads(aws.client("s3").get_object(Bucket="runs", Key=k)["Body"].read()) for k in keys_under("cache/call/say/")]
     assert sorted(str(e["parts"]["defaults"].get("[task_runtime] env")) for e in entries) == ["None", "{'LC_ALL': 'C'}"]
-    assert {e["parts"]["version"] for e in entries} == {keys.KEY_VERSION} == {2}
+    assert {e["parts"]["version"] for e in entries} == {keys.KEY_VERSION} == {3}
+
+
+MANIFEST_WDL = """
+version 1.1
+workflow chain {
+  input { File manifest }
+  Array[File] refs = read_lines(manifest)
+  scatter (r in refs) { call count { input: reference = r } }
+  output { Array[Int] words = count.words }
+}
+task count {
+  input { File reference }
+  command <<< wc -w < "~{reference}" > words >>>
+  output { Int words = read_int("words") }
+}
+"""
+
+
+def test_an_object_a_manifest_names_changed_is_read_anew(bucket, tmp_path):
+    """A sample sheet's lines name the objects the calls read: the workflow's key (its inputs,
+    its s3:// literals) named none of them, so the whole workflow was reused with the old
+    object's result. A workflow has no entry: each call is looked up by what it reads."""
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key="data/manifest.txt", Body=b"s3://runs/data/ref.txt\n")
+    s3.put_object(Bucket="runs", Key="runs/m/workflow.wdl", Body=MANIFEST_WDL.encode())
+    inputs = {"chain.manifest": "s3://runs/data/manifest.txt"}
+    assert drive_workflow(tmp_path, "m-before", inputs, wdl="runs/m/workflow.wdl") == 0
+    s3.put_object(Bucket="runs", Key="data/ref.txt", Body=b"one two three four five")
+    assert drive_workflow(tmp_path, "m-after", inputs, wdl="runs/m/workflow.wdl") == 0
+    assert json.loads(read_uri("s3://runs/runs/m/results/m-after/outputs.json"))["outputs"]["chain.words"] == [5]
+
+
+NAMED_WDL = """
+version 1.1
+workflow chain {
+  input { String name }
+  call make { input: name = name }
+  call use { input: f = make.out }
+  output { String seen = use.seen }
+}
+task make {
+  input { String name }
+  command <<< echo same > "~{name}.txt" >>>
+  output { File out = "~{name}.txt" }
+}
+task use {
+  input { File f }
+  String sample = basename(f, ".txt")
+  command <<< echo "sample ~{sample}" >>>
+  output { String seen = sample }
+}
+"""
+
+
+def test_a_file_of_the_same_content_under_another_name_is_another_input(bucket, tmp_path):
+    """Two samples' files of equal content (empty, a header alone): a call seeing the file's name
+    (basename(f)) was reused with the other sample's name in its results."""
+    aws.client("s3").put_object(Bucket="runs", Key="runs/n/workflow.wdl", Body=NAMED_WDL.encode())
+    for who in ("ann", "bob"):
+        assert drive_workflow(tmp_path, f"n-{who}", {"chain.name": who}, wdl="runs/n/workflow.wdl") == 0
+    assert json.loads(read_uri("s3://runs/runs/n/results/n-bob/outputs.json"))["outputs"]["chain.seen"] == "bob"

@@ -2,6 +2,7 @@
 one readable line per difference; ``explain``'s choice of call; the cache modes' settings."""
 
 import hashlib
+import os
 
 import pytest
 import WDL
@@ -47,23 +48,29 @@ def test_each_file_of_a_staged_directory_is_named_by_its_path_in_it(cache):
     assert ids.of(write(staged / "hg38.fa", "ACGT")) == "s3://data/refs/hg38.fa#etag=abc123"
     # a file below an unmarked entry that is not one's plain shape is known by its content
     loose = write(cache / "s3" / "data" / "runs" / "d2" / ("e" * 32) / "d2" / "a" / "p.txt", "p")
-    assert ids.of(loose) == "sha256:" + hashlib.sha256(b"p").hexdigest()
+    assert ids.of(loose) == "sha256:" + hashlib.sha256(b"p").hexdigest() + "/p.txt"
 
 
 def test_a_file_fetched_back_by_the_cache_is_its_digest_without_reading_it(cache):
     fetched = write(cache / "files" / ("f" * 64) / "out.txt", "not what the name says")
-    assert keys.Identities(str(cache)).of(fetched) == "sha256:" + "f" * 64
+    assert keys.Identities(str(cache)).of(fetched) == "sha256:" + "f" * 64 + "/out.txt"
     tree = cache / "dirs" / ("e" * 64) / "results"
     write(tree / "a.txt", "a")
-    assert keys.Identities(str(cache)).of(str(tree), directory=True) == "tree:" + "e" * 64
+    assert keys.Identities(str(cache)).of(str(tree), directory=True) == "tree:" + "e" * 64 + "/results"
 
 
-def test_any_other_file_is_the_digest_of_its_content_wherever_it_lies(cache, tmp_path):
+def test_any_other_file_is_the_digest_of_its_content_and_its_name_wherever_it_lies(cache, tmp_path):
     one = write(tmp_path / "runs" / "r1" / "call-a" / "work" / "out.txt", "hello\n")
-    two = write(tmp_path / "runs" / "r2" / "elsewhere.txt", "hello\n")
+    two = write(tmp_path / "runs" / "r2" / "out.txt", "hello\n")
     ids = keys.Identities(str(cache))
-    expected = "sha256:" + hashlib.sha256(b"hello\n").hexdigest()
+    expected = "sha256:" + hashlib.sha256(b"hello\n").hexdigest() + "/out.txt"
     assert ids.of(one) == ids.of(two) == expected
+    # a task sees a file's name (basename(f): a sample's name) and whether it may run it: the same
+    # content under another name, or executable, is another input
+    other = write(tmp_path / "runs" / "r2" / "ann.txt", "hello\n")
+    assert ids.of(other) == expected.replace("/out.txt", "/ann.txt")
+    os.chmod(other, 0o755)
+    assert keys.Identities(str(cache)).of(other) == expected.replace("/out.txt", "/ann.txt#x")
 
 
 def test_a_files_digest_is_remembered_until_it_changes(cache, tmp_path, monkeypatch):
@@ -84,7 +91,9 @@ def test_a_directory_is_the_digest_of_its_files_paths_and_contents(cache, tmp_pa
         write(tmp_path / name / "x.txt", "x")
         write(tmp_path / name / "sub" / "y.txt", "y")
     ids = keys.Identities(str(cache))
-    assert ids.of(str(tmp_path / "a"), directory=True) == ids.of(str(tmp_path / "b"), directory=True)
+    # (the same files under another name: another Directory to a task that sees its name)
+    assert ids.of(str(tmp_path / "a"), directory=True).rsplit("/", 1)[0] == ids.of(str(tmp_path / "b"), directory=True).rsplit("/", 1)[0]
+    assert ids.of(str(tmp_path / "a"), directory=True) != ids.of(str(tmp_path / "b"), directory=True)
     write(tmp_path / "b" / "sub" / "y.txt", "z")
     assert ids.of(str(tmp_path / "a"), directory=True) != keys.Identities(str(cache)).of(str(tmp_path / "b"), directory=True)
 

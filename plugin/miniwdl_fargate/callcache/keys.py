@@ -13,7 +13,9 @@ what it is:
 - any other local file: the SHA-256 of its content (``sha256:<hex>``), computed once per
   (device, inode, size, mtime) in this process: the outputs the cache uploads are hashed then
   and not again when a later call takes them as inputs; a directory: ``tree:<hex>``, the digest
-  of its files' relative paths and digests.
+  of its files' relative paths and digests;
+- each local one followed by its name (``sha256:<hex>/<name>``, a file's ``#x`` when it is
+  executable): a task sees that too.
 
 Besides the inputs, the key has the task's name and WDL digest (``result_digest``: miniwdl's
 digest of its source, which covers its command, outputs and runtime section, ``docker``/
@@ -41,12 +43,19 @@ import WDL
 #: (2: entries keep their outputs' execute bits and empty folders, which version 1's lost: a call
 #: reused from one gave ~{tool} without them; and [task_runtime] env, command_preamble and
 #: command_shell, which change what a task makes, are in the key)
-KEY_VERSION = 2
+#: 3: a local File or Directory is named by its name too, a File by its execute bit, beside its
+#: content (two files of one content under two names gave each other's results: basename(f));
+#: workflows and sub-workflows have no entries (a URI computed as the run goes, from a manifest,
+#: was in no workflow key: a later run got the old object's result)
+KEY_VERSION = 3
 
 #: runtime defaults ([task_runtime] defaults) that change what a task does: those in the key
 RESULT_DEFAULTS = ("docker", "container", "gpu")
 
 S3_PREFIX, SHA_PREFIX, TREE_PREFIX = "s3://", "sha256:", "tree:"
+#: the folder of a run's directory where miniwdl writes the files of a workflow's write_lines,
+#: write_json, ... (``WDL.runtime.workflow``: ``write_dir``), each under a random name
+WRITTEN_DIR = "write_"
 
 
 class NotRegular(ValueError):
@@ -75,13 +84,19 @@ class Identities:
         real = os.path.realpath(path.rstrip("/") or "/")
         if "://" in path or not os.path.exists(real):
             return path
-        stored = self.in_store(real)
-        if stored:
-            return stored
         try:
-            return self.tree(real) if directory else self.file_digest(real)
+            found = self.in_store(real) or (self.tree(real) if directory else self.file_digest(real))
         except NotRegular:
             return path  # (by its path, as miniwdl keys it)
+        if found.startswith((SHA_PREFIX, TREE_PREFIX)):
+            # its content, and what else a task sees of it: its name (``basename(f)``, a sample's
+            # name in it, a tool choosing by extension; but not the random one of a file the
+            # workflow wrote, write_lines' ``write_/tmpXXXX``, which would never match again)
+            # and, a file, whether it may run it
+            named = os.path.basename(os.path.dirname(path.rstrip("/"))) != WRITTEN_DIR
+            executable = not directory and os.access(real, os.X_OK)
+            found += ("/" + os.path.basename(path.rstrip("/")) if named else "") + ("#x" if executable else "")
+        return found
 
     def forget_remote(self) -> None:
         """Forget the identities ``remote`` found (a new run asks S3 again)."""

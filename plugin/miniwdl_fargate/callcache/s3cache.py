@@ -273,6 +273,11 @@ class S3CallCache(CallCache):
         if written_file(key):
             return None
         call_dir, task = caller_call()
+        if task is None:
+            # a workflow or sub-workflow: none is kept (``keys.KEY_VERSION`` 3). Its key could not
+            # name the objects its calls read by URIs computed as it runs (a manifest's lines), so
+            # a hit gave the old objects' results; its calls are each looked up, by what they read
+            return None
         try:
             parts = self.parts(key, inputs, task)
         except OSError as exn:  # (an input file that cannot be read: the call will say so)
@@ -318,6 +323,8 @@ class S3CallCache(CallCache):
         if not self._cfg["call_cache"].get_bool("put"):
             return
         found_dir, task = caller_call()
+        if task is None:
+            return  # (a workflow's: see ``get``)
         call_dir = run_dir or found_dir
         image = self.image_of(call_dir)
         CALLS.note(call_dir, **image)
