@@ -857,3 +857,31 @@ def test_a_file_of_the_same_content_under_another_name_is_another_input(bucket, 
     for who in ("ann", "bob"):
         assert drive_workflow(tmp_path, f"n-{who}", {"chain.name": who}, wdl="runs/n/workflow.wdl") == 0
     assert json.loads(read_uri("s3://runs/runs/n/results/n-bob/outputs.json"))["outputs"]["chain.seen"] == "bob"
+
+
+TWO_REPORTS_WDL = """
+version 1.1
+workflow chain {
+  input { String name }
+  call make { input: name = name }
+  output { File a = make.a  File b = make.b }
+}
+task make {
+  input { String name }
+  command <<< mkdir -p x y; echo "a ~{name}" > x/report.txt; echo "b ~{name}" > y/report.txt >>>
+  output { File a = "x/report.txt"  File b = "y/report.txt" }
+}
+"""
+
+
+def test_a_run_laying_its_outputs_by_their_paths_neither_reuses_nor_keeps_calls(bucket, tmp_path):
+    """`[file_io] use_relative_output_paths` lays out/ by each output's path in its work directory,
+    which a hit's fetched files do not keep: a rerun failed, "Output filename collision"."""
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key="runs/r/workflow.wdl", Body=TWO_REPORTS_WDL.encode())
+    s3.put_object(Bucket="runs", Key="runs/r/miniwdl.cfg", Body=b"[file_io]\nuse_relative_output_paths = true\n")
+    for run_id in ("r-1", "r-2"):
+        assert drive_workflow(tmp_path, run_id, {"chain.name": "ann"}, wdl="runs/r/workflow.wdl") == 0, run_id
+    outputs = json.loads(read_uri("s3://runs/runs/r/results/r-2/outputs.json"))["outputs"]
+    assert [read_uri(outputs[k]) for k in ("chain.a", "chain.b")] == [b"a ann\n", b"b ann\n"]
+    assert keys_under("cache/call/make/") == []

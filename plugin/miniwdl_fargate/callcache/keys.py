@@ -53,6 +53,8 @@ KEY_VERSION = 3
 RESULT_DEFAULTS = ("docker", "container", "gpu")
 
 S3_PREFIX, SHA_PREFIX, TREE_PREFIX = "s3://", "sha256:", "tree:"
+#: after the URI of an object that could not be looked up (``remote``): no entry is kept with one
+UNREADABLE = "#unreadable"
 #: the folder of a run's directory where miniwdl writes the files of a workflow's write_lines,
 #: write_json, ... (``WDL.runtime.workflow``: ``write_dir``), each under a random name
 WRITTEN_DIR = "write_"
@@ -106,7 +108,7 @@ class Identities:
     def remote_any(self, uri: str) -> str:
         """``remote`` of a URI that may name an object or a folder (a String literal says neither)."""
         found = self.remote(uri, False)
-        return self.remote(uri, True) if found.endswith("#unreadable") else found
+        return self.remote(uri, True) if found.endswith(UNREADABLE) else found
 
     def remote(self, uri: str, directory: bool) -> str:
         """``s3://bucket/key#etag=<ETag>`` of an object miniwdl will download (a Directory: its
@@ -131,7 +133,8 @@ class Identities:
                 found = f"{S3_PREFIX}{bucket}/{key}#etag={etag}"
         except Exception:  # noqa: BLE001 (miniwdl's download says why; the key only must not match)
             found = ""
-        found = found or uri + "#unreadable"
+        if not found:  # (not remembered: a passing failure asks again; and no entry is kept with it)
+            return uri + UNREADABLE
         with self._lock:
             self._remote[(uri, directory)] = found
         return found

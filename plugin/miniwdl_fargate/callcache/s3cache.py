@@ -270,6 +270,8 @@ class S3CallCache(CallCache):
         reading, writing = self._cfg["call_cache"].get_bool("get"), self._cfg["call_cache"].get_bool("put")
         if not self._bucket or not (reading or writing):
             return super().get(key, inputs, output_types)
+        if self.relative_outputs():
+            return None
         if written_file(key):
             return None
         call_dir, task = caller_call()
@@ -320,7 +322,7 @@ class S3CallCache(CallCache):
         if written_file(key):
             return
         self._entry_add_paths[key] = add_paths.copy()
-        if not self._cfg["call_cache"].get_bool("put"):
+        if not self._cfg["call_cache"].get_bool("put") or self.relative_outputs():
             return
         found_dir, task = caller_call()
         if task is None:
@@ -347,6 +349,11 @@ class S3CallCache(CallCache):
     ) -> None:
         """The call's output files into S3, then its entry."""
         parts = self._parts.get(key) or self.parts(key, inputs, task)
+        if keys.UNREADABLE in json.dumps(parts):
+            # (an object its key names could not be looked up: an entry keyed on that would match
+            # whatever the object is the next time it cannot be)
+            self._logger.info("call cache: %s not kept: an input object could not be looked up", key)
+            return
         name = keys.entry_name(parts)
         dirs: dict[str, list[list[str]]] = {}
         stored = WDL.Value.rewrite_env_paths(outputs, lambda v: self.store(v, dirs))
@@ -362,6 +369,16 @@ class S3CallCache(CallCache):
         }
         self.write_entry(name, entry)
         CALLS.note(call_dir, kept=True)
+
+    def relative_outputs(self) -> bool:
+        """``[file_io] use_relative_output_paths``: miniwdl lays a run's out/ by each output's
+        path in its call's work directory, which a hit's files (fetched to ``files/<sha256>/<name>``)
+        do not keep: two outputs of one name collided ("Output filename collision"), so the
+        call cache neither reuses nor keeps calls of such a run."""
+        try:
+            return self._cfg["file_io"].get_bool("use_relative_output_paths")
+        except Exception:  # noqa: BLE001 (an older miniwdl without the option)
+            return False
 
     # -- the parts ---------------------------------------------------------------------------------
 
