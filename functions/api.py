@@ -589,7 +589,7 @@ def _served_task_logs(run_id: str, logs: list[dict[str, Any]]) -> list[dict[str,
     return logs
 
 
-#: the most of a task's log one answer carries (Lambda answers at most 6 MB)
+#: the most of a task's log one answer carries, as its JSON-escaped body counts (Lambda answers at most 6 MB)
 LOG_TEXT_BYTES = 4 * 1024 * 1024
 
 
@@ -712,7 +712,9 @@ def wes_task_log_text(run_id: Annotated[str, Path(pattern=RUN_ID)], task_id: Ann
     def take(events: list[dict[str, Any]]) -> None:
         for event in events:
             line = str(event.get("message", "")).rstrip("\n") + "\n"
-            size[0] += len(line.encode())
+            # (as Lambda's answer carries it: the body a JSON string, escaped as the python3.11
+            # runtime escapes it, non-ASCII and control characters six bytes each)
+            size[0] += len(json.dumps(line)) - 2
             if size[0] > LOG_TEXT_BYTES:
                 raise Full
             lines.append(line)

@@ -81,18 +81,27 @@ class SigningProxy(HttpService):
         return code, answer_headers, self.through_proxy(answer)
 
     def through_proxy(self, answer: bytes) -> bytes:
-        """A WES RunLog whose ``task_logs_url`` is the API's own (``https://<api>/<stage>/...``,
-        which a client of this proxy could not call unsigned) with that URL as this proxy's;
-        any other answer as it came."""
+        """A WES answer whose URLs are the API's own (``https://<api>/<stage>/...``, which a client
+        of this proxy could not call unsigned) with them as this proxy's: a RunLog's
+        ``task_logs_url``, and each TaskLog's ``stdout``/``stderr`` (in a RunLog's ``task_logs``,
+        a ListTasks page's, or one GetTask answers); any other answer as it came."""
         prefix = self.stage + "/"
-        if b'"task_logs_url"' not in answer or prefix.encode() not in answer:
+        if prefix.encode() not in answer:
             return answer
         try:
             doc = json.loads(answer)
         except ValueError:
             return answer
-        url = doc.get("task_logs_url") if isinstance(doc, dict) else None
-        if not isinstance(url, str) or not url.startswith(prefix):
+        if not isinstance(doc, dict):
             return answer
-        doc["task_logs_url"] = self.url + url[len(self.stage):]
+
+        def ours(holder: dict[str, Any], field: str) -> None:
+            url = holder.get(field)
+            if isinstance(url, str) and url.startswith(prefix):
+                holder[field] = self.url + url[len(self.stage):]
+
+        ours(doc, "task_logs_url")
+        for log in [doc, *(t for t in (doc.get("task_logs") or []) if isinstance(t, dict))]:
+            ours(log, "stdout")
+            ours(log, "stderr")
         return json.dumps(doc).encode()

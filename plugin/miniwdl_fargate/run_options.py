@@ -273,6 +273,8 @@ def parse_assignments(
             raw[key] = value
         if key == "task" and task and raw[key] != task:
             problems.append({"where": f"--option {text}", "problem": f"--task names another task ({task})"})
+        if key == "quant_check" and no_quant_check and raw[key] is not False:
+            problems.append({"where": f"--option {text}", "problem": "--no-quant-check says otherwise"})
     if problems:
         raise OptionsProblems(problems)
     return parse(raw, "options")

@@ -30,9 +30,13 @@ def upstream():
             seen.append((self.command, self.path, dict(self.headers.items()), body))
             code = 404 if "missing" in self.path else 200
             doc = {"msg": "nope", "status_code": 404} if code == 404 else {"ok": True}
+            log_text = f"{stage[0]}/ga4gh/wes/v1/runs/r-1/tasks/t1/logs"
             if self.path.endswith("/runs/r-1"):  # a WES RunLog: its task_logs_url the API's own
                 doc = {"run_id": "r-1", "task_logs_url": f"{stage[0]}/ga4gh/wes/v1/runs/r-1/tasks",
+                       "task_logs": [{"id": "t1", "stdout": log_text, "stderr": log_text}],
                        "outputs": {"w.note": f"{stage[0]}/kept as it is"}}
+            if self.path.endswith("/tasks/t1"):  # GetTask: one TaskLog
+                doc = {"id": "t1", "stdout": log_text, "stderr": log_text}
             data = json.dumps(doc).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -109,6 +113,10 @@ def test_a_run_logs_task_logs_url_comes_back_as_the_proxys_own(upstream):
             log = json.loads(answer.read())
         assert log["task_logs_url"] == url + "/ga4gh/wes/v1/runs/r-1/tasks"
         assert log["outputs"] == {"w.note": f"{stage}/kept as it is"}
+        # each task log's text too (in a RunLog, and as GetTask gives one)
+        assert log["task_logs"][0]["stdout"] == log["task_logs"][0]["stderr"] == url + "/ga4gh/wes/v1/runs/r-1/tasks/t1/logs"
+        with urllib.request.urlopen(url + "/ga4gh/wes/v1/runs/r-1/tasks/t1") as answer:
+            assert json.loads(answer.read())["stdout"] == url + "/ga4gh/wes/v1/runs/r-1/tasks/t1/logs"
         with urllib.request.urlopen(log["task_logs_url"]) as answer:  # (the proxy signs it)
             assert json.loads(answer.read()) == {"ok": True}
     assert seen[-1][1] == "/v1/ga4gh/wes/v1/runs/r-1/tasks"

@@ -163,3 +163,5 @@ def test_quant_check_is_a_boolean_option_off_only_when_set_false():
     with pytest.raises(run_options.OptionsProblems) as info:
         run_options.parse({"quant_check": "maybe"}, "options")
     assert [p["where"] for p in info.value.problems] == ["options.quant_check"]
+    with pytest.raises(run_options.OptionsProblems, match="--no-quant-check says otherwise"):
+        run_options.parse_assignments([], ["quant_check=true"], no_quant_check=True)

@@ -14,8 +14,7 @@ what it is:
   (device, inode, size, mtime) in this process: the outputs the cache uploads are hashed then
   and not again when a later call takes them as inputs; a directory: ``tree:<hex>``, the digest
   of its files' relative paths and digests;
-- each local one followed by its name (``sha256:<hex>/<name>``, a file's ``#x`` when it is
-  executable): a task sees that too.
+- each local one followed by its name (``sha256:<hex>/<name>``): a task sees that too.
 
 Besides the inputs, the key has the task's name and WDL digest (``result_digest``: miniwdl's
 digest of its source, which covers its command, outputs and runtime section, ``docker``/
@@ -43,8 +42,8 @@ import WDL
 #: (2: entries keep their outputs' execute bits and empty folders, which version 1's lost: a call
 #: reused from one gave ~{tool} without them; and [task_runtime] env, command_preamble and
 #: command_shell, which change what a task makes, are in the key)
-#: 3: a local File or Directory is named by its name too, a File by its execute bit, beside its
-#: content (two files of one content under two names gave each other's results: basename(f));
+#: 3: a local File or Directory is named by its name too, beside its content (two files of one
+#: content under two names gave each other's results: basename(f));
 #: workflows and sub-workflows have no entries (a URI computed as the run goes, from a manifest,
 #: was in no workflow key: a later run got the old object's result)
 KEY_VERSION = 3
@@ -90,14 +89,13 @@ class Identities:
             found = self.in_store(real) or (self.tree(real) if directory else self.file_digest(real))
         except NotRegular:
             return path  # (by its path, as miniwdl keys it)
-        if found.startswith((SHA_PREFIX, TREE_PREFIX)):
+        if found.startswith((SHA_PREFIX, TREE_PREFIX)) and os.path.basename(os.path.dirname(path.rstrip("/"))) != WRITTEN_DIR:
             # its content, and what else a task sees of it: its name (``basename(f)``, a sample's
             # name in it, a tool choosing by extension; but not the random one of a file the
-            # workflow wrote, write_lines' ``write_/tmpXXXX``, which would never match again)
-            # and, a file, whether it may run it
-            named = os.path.basename(os.path.dirname(path.rstrip("/"))) != WRITTEN_DIR
-            executable = not directory and os.access(real, os.X_OK)
-            found += ("/" + os.path.basename(path.rstrip("/")) if named else "") + ("#x" if executable else "")
+            # workflow wrote, write_lines' ``write_/tmpXXXX``, which would never match again).
+            # (Not its mode: a file the cache fetched back is shared by every entry of its
+            # content and name, executable or not, and its mode says the last one fetched.)
+            found += "/" + os.path.basename(path.rstrip("/"))
         return found
 
     def forget_remote(self) -> None:
@@ -375,7 +373,11 @@ def value_change(before: Any, now: Any) -> str:
         if uri_b == uri_n:
             return f"{uri_n} changed (ETag {tag_b} -> {tag_n})"
     if isinstance(before, str) and isinstance(now, str) and before.startswith(SHA_PREFIX) and now.startswith(SHA_PREFIX):
-        return f"file content changed ({before[:19]}... -> {now[:19]}...)"
+        (digest_b, _, name_b), (digest_n, _, name_n) = before.partition("/"), now.partition("/")
+        if digest_b == digest_n:  # (the same content under another name: a task sees the name)
+            return f"file name changed ({name_b or '?'} -> {name_n or '?'}; the same content)"
+        return f"file content changed ({digest_b[:19]}... -> {digest_n[:19]}...)" + (
+            f"; its name {name_b} -> {name_n}" if name_b != name_n else "")
     return f"{_shown(before)} -> {_shown(now)}"
 
 
