@@ -294,7 +294,9 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
     set_run_limits(run.read_options())
     count_driver_cost(run, so_far)
     if run.cache_uri:
-        note_workflow_literals(wdl_path, run.check_quant())
+        from .callcache import s3cache
+
+        s3cache.start_run()  # (s3:// objects' identities asked anew: one may have been replaced)
     try:
         status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, so_far.cfg, run.task(), run.check_quant())
     finally:
@@ -308,17 +310,6 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
     if so_far.run_dir and os.path.isfile(log_file):
         s3io.upload_file(log_file, run.results_bucket, run.results_key("workflow.log"))
     return status, result
-
-
-def note_workflow_literals(wdl_path: str, check_quant: bool = True) -> None:
-    """The call cache in S3 keys a whole workflow by its s3:// literals' identities too
-    (``s3cache.register_workflows``); a document that does not load is miniwdl's to report."""
-    from .callcache import s3cache
-
-    try:
-        s3cache.start_run(WDL.load(wdl_path, check_quant=check_quant))
-    except Exception as exn:  # noqa: BLE001 (miniwdl's own load says what is wrong)
-        log.info("workflow literals not noted (%s: %s)", exn.__class__.__name__, exn)
 
 
 #: the run options that limit a run while it runs, each an ``[aws_fargate]`` setting of the same name

@@ -103,11 +103,6 @@ class Identities:
         with self._lock:
             self._remote.clear()
 
-    def remote_any(self, uri: str) -> str:
-        """``remote`` of a URI that may name an object or a folder (a String literal says neither)."""
-        found = self.remote(uri, False)
-        return self.remote(uri, True) if found.endswith(UNREADABLE) else found
-
     def remote(self, uri: str, directory: bool) -> str:
         """``s3://bucket/key#etag=<ETag>`` of an object miniwdl will download (a Directory: its
         listing's digest, as staging names it): the URI alone keyed a call whose object was
@@ -207,35 +202,6 @@ class Identities:
         return sorted(found)
 
 
-def s3_literals(workflow: WDL.Tree.Workflow) -> list[str]:
-    """The ``s3://`` URIs a workflow's body and outputs name literally (a reference genome as a
-    non-input declaration, a call's input given as a URI): what a run of it reads besides its
-    inputs, which miniwdl's key for the whole workflow names by their text only. Sorted, once each."""
-    found: set[str] = set()
-
-    def visit_expr(expr: Any) -> None:
-        if isinstance(expr, WDL.Expr.String) and expr.literal is not None and str(expr.literal.value).startswith(S3_PREFIX):
-            found.add(str(expr.literal.value))
-        for child in getattr(expr, "children", []) or []:
-            if isinstance(child, WDL.Expr.Base):
-                visit_expr(child)
-
-    def visit(nodes: Iterable[Any]) -> None:
-        for node in nodes:
-            if isinstance(node, WDL.Tree.Decl) and node.expr is not None:
-                visit_expr(node.expr)
-            elif isinstance(node, WDL.Tree.Call):
-                for expr in node.inputs.values():
-                    visit_expr(expr)
-            elif isinstance(node, (WDL.Tree.Scatter, WDL.Tree.Conditional)):
-                visit_expr(node.expr)
-                visit(node.body)
-
-    visit(workflow.body)
-    visit(workflow.outputs or [])
-    return sorted(found)
-
-
 def tree_digest(listing: Iterable[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(sorted(listing), separators=(",", ":")).encode()).hexdigest()
 
@@ -302,22 +268,15 @@ def result_defaults(task_runtime_defaults: dict[str, Any], env: dict[str, Any] |
     return found
 
 
-def key_parts(
-    miniwdl_key: str, inputs: dict[str, Any], defaults: dict[str, Any], wdl_digest: str = "",
-    literals: dict[str, str] | None = None,
-) -> dict[str, Any]:
+def key_parts(miniwdl_key: str, inputs: dict[str, Any], defaults: dict[str, Any], wdl_digest: str = "") -> dict[str, Any]:
     """The parts of a call's key, from miniwdl's key (``<name>/<WDL digest>/<inputs digest>``),
     the inputs by identity (``input_identities``), the runtime defaults in the key, and the
-    task's ``result_digest`` (default: miniwdl's digest, of the key); a workflow's ``literals``
-    (its body's s3:// URIs by identity, ``s3_literals``), when it has any."""
+    task's ``result_digest`` (default: miniwdl's digest, of the key)."""
     name, miniwdl_digest, _ = miniwdl_key.rsplit("/", 2)
-    parts = {
+    return {
         "version": KEY_VERSION, "task": name, "wdl_digest": wdl_digest or miniwdl_digest, "inputs": inputs,
         "defaults": defaults,
     }
-    if literals:
-        parts["literals"] = literals
-    return parts
 
 
 def entry_name(parts: dict[str, Any]) -> str:
@@ -340,10 +299,6 @@ def differences(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
     if now.get("wdl_digest") != before.get("wdl_digest"):
         lines.append(f"the task's WDL (command, runtime or outputs) changed: digest {before.get('wdl_digest')} -> {now.get('wdl_digest')}")
     lines += input_differences(now.get("inputs") or {}, before.get("inputs") or {})
-    was_named, named = before.get("literals") or {}, now.get("literals") or {}
-    for uri in sorted(set(was_named) | set(named)):
-        if was_named.get(uri) != named.get(uri):
-            lines.append(f"{uri}, which the workflow names: {value_change(was_named.get(uri), named.get(uri))}")
     was, is_ = before.get("defaults") or {}, now.get("defaults") or {}
     for key in sorted(set(was) | set(is_)):
         if was.get(key) != is_.get(key):

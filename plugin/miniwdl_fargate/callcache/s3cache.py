@@ -52,35 +52,13 @@ EXECUTABLE = "x"
 
 
 
-#: each workflow's ``s3://`` literals (``keys.s3_literals``), by miniwdl's digest of it (the
-#: middle of its key): what a run reads besides the workflow's inputs, in its key
-#: (``register_workflows``, before miniwdl runs it)
-WORKFLOW_S3_LITERALS: dict[str, tuple[str, ...]] = {}
-
-
-def start_run(doc: WDL.Tree.Document) -> None:
-    """Before a run of ``doc``: what this process knew of s3:// objects' identities is forgotten
-    (a run asks again: an object may have been replaced since the last run of this process), and
-    its workflows' s3:// literals are noted (``register_workflows``)."""
+def start_run() -> None:
+    """Before a run: what this process knew of s3:// objects' identities is forgotten (a run asks
+    again: an object may have been replaced since the last run of this process)."""
     with _IDENTITIES_LOCK:
         for identities in _IDENTITIES.values():
             identities.forget_remote()
-    register_workflows(doc)
 
-
-def register_workflows(doc: WDL.Tree.Document) -> None:
-    """Note the ``s3://`` literals of the document's workflow and of those it imports (its
-    sub-workflows), by digest: the whole workflow's key names each by its identity, where
-    miniwdl's names it by its text (a run after the object was replaced reused the old one's)."""
-    pending, seen = [doc], set()
-    while pending:
-        document = pending.pop()
-        if id(document) in seen:
-            continue
-        seen.add(id(document))
-        if document.workflow is not None and (uris := keys.s3_literals(document.workflow)):
-            WORKFLOW_S3_LITERALS[document.workflow.digest] = tuple(uris)
-        pending.extend(imp.doc for imp in document.imports if imp.doc is not None)
 
 class CallRecords:
     """The calls this process looked up in the cache, by call directory (its path on EFS): the
@@ -387,9 +365,7 @@ class S3CallCache(CallCache):
     ) -> dict[str, Any]:
         """The key's parts of the call miniwdl keys ``key`` (remembered for its ``put``)."""
         digest = self.task_digest(task) if task is not None else ""
-        uris = WORKFLOW_S3_LITERALS.get(key.rsplit("/", 2)[1], ()) if task is None else ()
-        literals = {uri: self._identities.remote_any(uri) for uri in uris}
-        found = keys.key_parts(key, keys.input_identities(inputs, self._identities), self._defaults, digest, literals)
+        found = keys.key_parts(key, keys.input_identities(inputs, self._identities), self._defaults, digest)
         self._parts[key] = found
         return found
 
