@@ -97,21 +97,25 @@ def url_imports(doc: WDL.Tree.Document) -> list[str]:
     return found + [uri for imp in doc.imports if imp.doc is not None for uri in url_imports(imp.doc)]
 
 
+def local_imports(doc: WDL.Tree.Document) -> Iterator[tuple[str, Path]]:
+    """(the import as written, the file miniwdl found: its path as given, not a link's target)
+    of every local WDL the document imports, directly or through its imports."""
+    for imp in doc.imports:
+        if imp.doc is not None and "://" not in imp.uri:
+            yield imp.uri, Path(os.path.abspath(imp.doc.pos.abspath))
+            yield from local_imports(imp.doc)
+
+
 def imports_outside(doc: WDL.Tree.Document, base: Path) -> bool:
     """Whether the WDL, or a WDL it imports, imports a file outside the WDL's folder (``base``): by
-    an absolute path, or one that climbs above it (WARP's ``../../../tasks/broad/Utils.wdl``).
-    A folder cannot hold those: ``prepare`` submits such a WDL as a bundle, which does."""
-    for imp in doc.imports:
-        if "://" in imp.uri or imp.doc is None:
-            continue
-        imported = Path(os.path.abspath(imp.doc.pos.abspath))
-        if imp.uri.startswith("/") or not imported.is_relative_to(base):
+    an absolute path, or one that climbs above it (WARP's ``../../../tasks/broad/Utils.wdl``), or
+    one its upload leaves out (a hidden file or folder, ``.deps/``, ``node_modules/``). A folder
+    cannot hold those: ``prepare`` submits such a WDL as a bundle, which does."""
+    for uri, imported in local_imports(doc):
+        if uri.startswith("/") or not imported.is_relative_to(base):
             return True
-        # (inside it, but where its upload leaves it out: a hidden file or folder, `.deps/`, node_modules/)
         rel = imported.relative_to(base).parts
         if any(part.startswith(".") for part in rel) or any(part in SKIP_DIRS for part in rel[:-1]):
-            return True
-        if imports_outside(imp.doc, base):
             return True
     return False
 
@@ -143,22 +147,9 @@ def check_imports(doc: WDL.Tree.Document, base: Path) -> None:
             check_imports(imp.doc, base)
 
 
-def imported_paths(doc: WDL.Tree.Document) -> list[Path]:
-    """The local files of every WDL the document imports, directly or through its imports."""
-    found = []
-    for imp in doc.imports:
-        if imp.doc is not None and "://" not in imp.uri:
-            found.append(Path(os.path.abspath(imp.doc.pos.abspath)))
-            found.extend(imported_paths(imp.doc))
-    return found
-
-
 def imports_file(doc: WDL.Tree.Document, path: Path) -> bool:
     """Whether the document imports the file at ``path``, directly or through its imports."""
-    return any(
-        imp.doc is not None and (Path(imp.doc.pos.abspath).resolve() == path.resolve() or imports_file(imp.doc, path))
-        for imp in doc.imports
-    )
+    return any(imported.resolve() == path.resolve() for _, imported in local_imports(doc))
 
 
 #: the file that marks a folder as local mode's state (``local run|up --state-dir``)
@@ -818,7 +809,7 @@ def prepare(
     # (raises on a missing local file)
     _, staged = stage_inputs(doc, inputs_doc, inputs_dir, "bucket", task, "inputs" if isinstance(inputs, dict) else str(inputs))
     # the local inputs go as inputs, not again with the WDL's folder; but never the workflow itself
-    workflow = {wdl_path.resolve(), (wdl_path.parent / config.RUN_CFG).resolve(), *(p.resolve() for p in imported_paths(doc))}
+    workflow = {wdl_path.resolve(), (wdl_path.parent / config.RUN_CFG).resolve(), *(p.resolve() for _, p in local_imports(doc))}
     leave_out = frozenset(s.path.resolve() for s in staged if s.path is not None) - workflow
     if bundle_into is not None:
         wdl_path = build_bundle(wdl_path, bundle_into, leave_out, check_quant)

@@ -326,12 +326,7 @@ def attached_inputs(
     from .. import upload
 
     with tempfile.TemporaryDirectory(prefix="miniwdl-fargate-wes-") as folder:
-        files = os.path.join(folder, "attached")
-        for name, body in request.attachments.items():  # (names checked: relative, no "..": attachment_name_problem)
-            path = os.path.join(files, *name.split("/"))
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as out:
-                out.write(body)
+        files = write_attachments(request, os.path.join(folder, "attached"))
         try:
             doc = WDL.load(os.path.join(files, *request.workflow_url.strip().split("/")), read_source=attachments_only(files),
                            check_quant=check_quant)
@@ -373,11 +368,7 @@ def attached_bundle(request: WesRequest, problems: list[dict[str, str]], check_q
     with tempfile.TemporaryDirectory(prefix="miniwdl-fargate-wes-") as folder:
         files = os.path.join(folder, "attached")
         try:
-            for name, body in request.attachments.items():  # (names checked: relative, no "..": attachment_name_problem)
-                path = os.path.join(files, *name.split("/"))
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "wb") as out:
-                    out.write(body)
+            write_attachments(request, files)
             doc = WDL.load(os.path.join(files, *url.split("/")), read_source=attachments_only(files), check_quant=check_quant)
             archive = os.path.join(folder, "bundle.zip")
             WDL.Zip.build(doc, archive, logging.getLogger("miniwdl-fargate.wes"))
@@ -397,6 +388,17 @@ def wdl_error_text(exn: BaseException) -> str:
     if exn.__cause__ is not None:
         parts.append(str(exn.__cause__))
     return " ".join("; ".join(p for p in parts if p).split())
+
+
+def write_attachments(request: WesRequest, files: str) -> str:
+    """The request's attached files written under ``files`` by their names (checked already:
+    relative, no "..", no control character: ``attachment_name_problem``); ``files``."""
+    for name, body in request.attachments.items():
+        path = os.path.join(files, *name.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as out:
+            out.write(body)
+    return files
 
 
 def attachments_only(folder: str) -> Callable[..., Any]:
