@@ -9,10 +9,10 @@ from observability import lambda_handler, logger, metrics
 from pydantic import BaseModel
 
 from miniwdl_fargate.pipeline.finalize import finalize
-from miniwdl_fargate.pipeline.settings import CleanupSettings
+from miniwdl_fargate.pipeline.settings import FinalizeSettings
 from miniwdl_fargate.runs import RunRecord
 
-SETTINGS = CleanupSettings
+SETTINGS = FinalizeSettings
 
 
 class FinalizeEvent(BaseModel):
@@ -25,7 +25,9 @@ class FinalizeEvent(BaseModel):
 def handler(event: FinalizeEvent, context: Any) -> dict[str, Any]:
     logger.append_keys(run_id=event.run.run_id)
     settings = SETTINGS.from_env()
-    result = finalize(event.run, event.status, event.error, settings.cluster, settings.file_system_id)
+    result = finalize(
+        event.run, event.status, event.error, settings.cluster, settings.file_system_id, settings.collection()
+    )
     metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)
     if result.get("duration_s") is not None:
         metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=result["duration_s"])

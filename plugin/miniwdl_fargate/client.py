@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, TextIO
 
 import botocore.exceptions
 
-from . import aws, run_options, runs, s3io, status
+from . import aws, gc_task, run_options, runs, s3io, status
 from .pipeline import manage
 from .report.cost import sum_by_label, task_name
 from .upload import Submission, rejection
@@ -363,10 +363,6 @@ def stack_settings(deployment: Deployment):
 
 # -- gc: the EFS run directories left, collected where EFS is mounted ----------------------------
 
-#: the reports of ``gc`` tasks in the runs bucket (expired after 30 days: template.yaml)
-GC_PREFIX = "gc/"
-#: the driver's container in its task definition (template.yaml), which ``gc`` runs as
-DRIVER_CONTAINER = "driver"
 #: a ``gc`` task gives up waiting after this long (a collection of many large directories)
 GC_TIMEOUT_SECONDS = 6 * 3600.0
 
@@ -374,36 +370,22 @@ GC_TIMEOUT_SECONDS = 6 * 3600.0
 def gc_task_request(
     deployment: Deployment, report_key: str, dry_run: bool = False, keep_days: float | None = None
 ) -> dict[str, Any]:
-    """RunTask of ``miniwdl-fargate gc --here`` in a task of the driver's task definition: the
-    driver's image has the plugin, its task mounts the stack's EFS (which only tasks in the VPC
-    reach) and its role reads the runs bucket and writes the report. The driver's network, as
-    the stack says it (its outputs); the command as a container override
-    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerOverride.html)."""
+    """RunTask of the gc task (gc_task.run_task_request) in the driver's network, as the stack
+    says it (its outputs)."""
     needed = ("ClusterName", "DriverTaskDefinitionArn", "TaskSubnetIds", "TaskSecurityGroupId", "TaskAssignPublicIp")
     missing = [k for k in needed if not deployment.outputs.get(k)]
     if missing:
         raise ClientError(f"stack {deployment.stack_name} has no output {', '.join(missing)}: update the stack (sam deploy) to use gc")
-    command = ["miniwdl-fargate", "gc", "--here", "--bucket", deployment.bucket, "--report", report_key]
-    if keep_days is not None:
-        command += ["--keep-failed-days", f"{keep_days:g}"]
-    if dry_run:
-        command.append("--dry-run")
     outputs = deployment.outputs
-    return {
-        "cluster": outputs["ClusterName"],
-        "taskDefinition": outputs["DriverTaskDefinitionArn"],
-        "launchType": "FARGATE",
-        "count": 1,
-        "networkConfiguration": {
-            "awsvpcConfiguration": {
-                "subnets": [s for s in outputs["TaskSubnetIds"].split(",") if s],
-                "securityGroups": [outputs["TaskSecurityGroupId"]],
-                "assignPublicIp": outputs["TaskAssignPublicIp"],
-            }
-        },
-        "overrides": {"containerOverrides": [{"name": DRIVER_CONTAINER, "command": command}]},
-        "startedBy": "miniwdl-fargate-gc",
-    }
+    task = gc_task.DriverTask(
+        cluster=outputs["ClusterName"],
+        task_definition=outputs["DriverTaskDefinitionArn"],
+        container=gc_task.DRIVER_CONTAINER,
+        subnets=tuple(s for s in outputs["TaskSubnetIds"].split(",") if s),
+        security_groups=(outputs["TaskSecurityGroupId"],),
+        assign_public_ip=outputs["TaskAssignPublicIp"],
+    )
+    return gc_task.run_task_request(task, deployment.bucket, report_key, dry_run, keep_days)
 
 
 def collect_remotely(
@@ -412,7 +394,7 @@ def collect_remotely(
     """Run ``gc`` where the stack's EFS is mounted (``gc_task_request``), wait for its task to
     stop, and return its report (``efs_cleanup.collect``'s entries, under ``directories``)."""
     ecs = aws.client("ecs")
-    report_key = f"{GC_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.urandom(4).hex()}.json"
+    report_key = f"{gc_task.GC_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.urandom(4).hex()}.json"
     answer = ecs.run_task(**gc_task_request(deployment, report_key, dry_run, keep_days))
     if answer.get("failures") or not answer.get("tasks"):
         raise ClientError(f"could not start the gc task: {answer.get('failures')}")
@@ -420,11 +402,11 @@ def collect_remotely(
     stopped = wait_stopped(deployment, arn, timeout)
     report = s3io.find_json(deployment.bucket, report_key)
     if report is None:
-        container = next((c for c in stopped.get("containers", []) if c.get("name") == DRIVER_CONTAINER), {})
+        container = next((c for c in stopped.get("containers", []) if c.get("name") == gc_task.DRIVER_CONTAINER), {})
         raise ClientError(
             f"the gc task {arn} stopped without writing its report (exit code {container.get('exitCode')}, "
             f"{stopped.get('stoppedReason', 'no reason given')}); its log: {deployment.outputs.get('DriverLogGroupName')} "
-            f"driver/{DRIVER_CONTAINER}/{arn.rsplit('/', 1)[-1]}"
+            f"driver/{gc_task.DRIVER_CONTAINER}/{arn.rsplit('/', 1)[-1]}"
         )
     return report
 

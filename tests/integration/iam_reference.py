@@ -28,6 +28,7 @@ IAM = SAR + "list_awsidentityandaccessmanagementiam.html"
 EFS = SAR + "list_amazonelasticfilesystem.html"
 S3 = SAR + "list_amazons3.html"
 EVENTS = SAR + "list_amazoneventbridge.html"
+SCHEDULER = SAR + "list_amazoneventbridgescheduler.html"
 ECR = SAR + "list_amazonelasticcontainerregistry.html"
 EC2 = SAR + "list_amazonec2.html"
 KMS = SAR + "list_awskeymanagementservice.html"
@@ -110,6 +111,8 @@ RESOURCE_TYPES: dict[str, dict[str, ResourceType]] = {
     },
     "servicequotas": {"quota": ResourceType("arn:${Partition}:servicequotas:${Region}:${Account}:${ServiceCode}/${QuotaCode}")},
     "events": {"event-bus": ResourceType("arn:${Partition}:events:${Region}:${Account}:event-bus/${EventBusName}")},
+    # (a schedule carries no tags: only schedule groups do)
+    "scheduler": {"schedule": ResourceType("arn:${Partition}:scheduler:${Region}:${Account}:schedule/${GroupName}/${ScheduleName}")},
     "ecr": {"repository": ResourceType("arn:${Partition}:ecr:${Region}:${Account}:repository/${RepositoryName}", ("ecr:ResourceTag/${TagKey}",))},
     "kms": {"key": ResourceType("arn:${Partition}:kms:${Region}:${Account}:key/${KeyId}", ("aws:ResourceTag/${TagKey}", "kms:ResourceAliases"))},
 }
@@ -187,6 +190,8 @@ ACTIONS: dict[str, Action] = {
     "s3:ListBucket": Action(S3, ("bucket",), S3_COMMON + ("s3:delimiter", "s3:max-keys", "s3:prefix")),
     "s3:ListBucketVersions": Action(S3, ("bucket",), S3_COMMON + ("s3:delimiter", "s3:max-keys", "s3:prefix")),
     "events:PutEvents": Action(EVENTS, ("event-bus",), ("events:detail-type", "events:source", "events:eventBusInvocation")),
+    # CreateSchedule also needs iam:PassRole of the schedule's role (to scheduler.amazonaws.com)
+    "scheduler:CreateSchedule": Action(SCHEDULER, ("schedule",)),
     "ecr:GetAuthorizationToken": Action(ECR),
     "kms:Decrypt": Action(KMS, ("key",), (
         "kms:CallerAccount", "kms:EncryptionAlgorithm", "kms:EncryptionContext:${EncryptionContextKey}", "kms:EncryptionContextKeys",

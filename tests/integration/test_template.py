@@ -22,7 +22,7 @@ import pytest
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from miniwdl_fargate import aws, client, runs
+from miniwdl_fargate import aws, gc_task, runs
 from miniwdl_fargate.local import stack
 from miniwdl_fargate.local.moto import cfn, fixes, patching
 
@@ -328,7 +328,7 @@ def test_no_role_hides_permissions_in_managed_policies(cfn_template):
     assert set(roles) == {
         "TaskExecutionRole", "DriverTaskRole", "SubmitRole", "ApiRole", "LaunchDriverRole",
         "DriverStoppedRole", "FinalizeRole", "RunTimedOutRole", "StateMachineRole",
-        "EbsVolumeRole", "ManagedInstancesInfrastructureRole", "ManagedInstancesInstanceRole",
+        "EbsVolumeRole", "ManagedInstancesInfrastructureRole", "ManagedInstancesInstanceRole", "GcSchedulerRole",
     }
     for logical_id, role in roles.items():
         assert not role["Properties"].get("ManagedPolicyArns"), logical_id
@@ -338,6 +338,9 @@ def test_no_role_hides_permissions_in_managed_policies(cfn_template):
 # (role, Sid) of each iam:PassRole -> the one service it may pass roles to
 PASSED_TO = {
     ("LaunchDriverRole", "PassDriverRoles"): ("StringEquals", "ecs-tasks.amazonaws.com"),
+    # the gc task's schedule runs it as the driver's task definition (gc_task.schedule)
+    ("FinalizeRole", "PassGcSchedulerRole"): ("StringEquals", "scheduler.amazonaws.com"),
+    ("GcSchedulerRole", "PassDriverRoles"): ("StringEquals", "ecs-tasks.amazonaws.com"),
     ("DriverTaskRole", "PassRolesToTasks"): ("StringEquals", "ecs-tasks.amazonaws.com"),
     # the ECS infrastructure role of a task's EBS volume (RunTask managedEBSVolume.roleArn)
     ("DriverTaskRole", "PassEbsVolumeRole"): ("StringEquals", "ecs.amazonaws.com"),
@@ -586,11 +589,14 @@ ROLE_ACTIONS = {
         "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
     },
     # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event, stopping what still runs,
-    # the run's own access point a dead driver left
+    # the run's own access point a dead driver left, the gc task's schedule (gc_task.schedule: its role passed)
     "FinalizeRole": LOGS | XRAY | {
         "s3:GetObject", "s3:PutObject", "s3:ListBucket", "events:PutEvents", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
         "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
+        "scheduler:CreateSchedule", "iam:PassRole",
     },
+    # EventBridge Scheduler, running the gc task when a schedule falls due (gc_task.schedule_request)
+    "GcSchedulerRole": {"ecs:RunTask", "iam:PassRole"},
     # pipeline/timeout.py: outputs.json/error.json/status.json, stopping the run's driver and tasks
     "RunTimedOutRole": LOGS | XRAY | {
         "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
@@ -1122,7 +1128,10 @@ def test_default_stack_comes_up_in_moto(moto_cfn):
         assert json.loads(lam.get_policy(FunctionName=physical[function])["Policy"])["Statement"]
 
     roles = aws.client("iam").list_roles()["Roles"]
-    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 10  # (EbsVolumeRole: always)
+    assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 11  # (EbsVolumeRole, GcSchedulerRole: always)
+    # the gc task's schedules go in the stack's own group (deleted with it)
+    groups = aws.client("scheduler").list_schedule_groups()["ScheduleGroups"]
+    assert physical["GcScheduleGroup"] in [g["Name"] for g in groups]
 
 
 def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
@@ -1621,7 +1630,7 @@ def test_failed_runs_are_kept_on_efs_as_the_stack_says_and_gc_can_reach_it(cfn_t
     assert driver_env["MINIWDL__AWS_FARGATE__KEEP_FAILED_RUN_DAYS"] == {"Ref": "KeepFailedRunDays"}
     days = cfn_template["Parameters"]["KeepFailedRunDays"]
     assert (days["Type"], days["Default"], days["MinValue"]) == ("Number", 3, 0)
-    assert resources["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Name"] == client.DRIVER_CONTAINER
+    assert resources["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Name"] == gc_task.DRIVER_CONTAINER
     assert set(cfn_template["Outputs"]) >= {"DriverTaskDefinitionArn", "TaskSubnetIds", "TaskSecurityGroupId", "TaskAssignPublicIp"}
     statements = resources["DriverTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     (write,) = [s for s in statements if s.get("Sid") == "WriteRunResults"]

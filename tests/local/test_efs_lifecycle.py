@@ -4,10 +4,12 @@ driver's task definition, as on AWS) removes the failed one with no days kept, n
 still going."""
 
 import json
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
-from miniwdl_fargate import aws, client, efs_cleanup, status, sweep
+from miniwdl_fargate import aws, efs_cleanup, gc_task, s3io, status, sweep
 from miniwdl_fargate import upload as local_run
+from miniwdl_fargate.local import schedules
 from miniwdl_fargate.pipeline import manage
 from tests.waiting import run_end, wait_for
 
@@ -73,7 +75,8 @@ def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_run
     assert "failed runs kept 0 day(s), unused cache entries 7 day(s)" in lines[-1], lines[-1]
     # its report stays in the bucket, for a look later
     s3 = aws.client("s3")
-    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=client.GC_PREFIX)["Contents"]]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=gc_task.GC_PREFIX)["Contents"]
+    (key,) = [o["Key"] for o in listed if not o["Key"].startswith(f"{gc_task.GC_PREFIX}scheduled-")]
     report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     by_name = {d["name"]: d for d in report["directories"]}
     assert by_name[failed.run_id]["action"] == "removed", by_name[failed.run_id]
@@ -86,3 +89,29 @@ def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_run
     manage.cancel_run(bucket, stack.outputs["StateMachineArn"], stack.outputs["ClusterName"], held)
     # (nothing of it left running for the tests after this one: they share the stack's cluster)
     wait_for(lambda: not sweep.run_tasks(stack.outputs["ClusterName"], held), 120, "the held run's tasks stopped")
+
+
+def test_a_failed_runs_end_schedules_the_gc_task_and_it_runs_where_efs_is_when_due(stack, tmp_path):
+    """After a team's last run nothing else would collect what it left: its end schedules a gc
+    task for the day after that falls due (gc_task.schedule), which local mode runs when due as
+    EventBridge Scheduler would (local/schedules.py): here made due at once, as if days had passed."""
+    bucket = stack.outputs["BucketName"]
+    failed = outcome(stack, submit(stack, tmp_path, "efs-scheduled", code=3))
+    assert failed.status == "FAILED", failed.document
+    scheduler = aws.client("scheduler")
+    (group,) = [g["Name"] for g in scheduler.list_schedule_groups()["ScheduleGroups"] if g["Name"] != "default"]
+    today = datetime.fromisoformat(status.read(bucket, failed.run_id).finished_at).astimezone(timezone.utc).date()
+    days = [today + timedelta(days=d) for d in (4, 8)]  # KeepFailedRunDays 3, keep_unused_cache_days 7: each the day after
+    listed = {s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]}
+    assert {f"{gc_task.SCHEDULE_PREFIX}{d}" for d in days} <= listed, listed
+
+    fired = schedules.fire_due(datetime.combine(days[0], time(2), timezone.utc))
+    assert f"{group}/{gc_task.SCHEDULE_PREFIX}{days[0]}" in fired
+    key = f"{gc_task.GC_PREFIX}scheduled-{days[0]}.json"
+    report = wait_for(lambda: s3io.find_json(bucket, key), 120, "the scheduled gc task's report")
+    # it ran where the stack's EFS is mounted, with the stack's days (the failed run's are not
+    # over yet: today is really today)
+    assert report["keep_failed_run_days"] == 3 and report["runs_root"].endswith("/runs"), report
+    by_name = {d["name"]: d for d in report["directories"]}
+    assert by_name[failed.run_id]["action"] == "kept", by_name[failed.run_id]
+    assert f"{gc_task.SCHEDULE_PREFIX}{days[0]}" not in {s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]}

@@ -11,7 +11,7 @@ MODELS = {
     "api": settings.WesApiSettings,
     "launch_driver": settings.LaunchSettings,
     "driver_stopped": settings.DriverStoppedSettings,
-    "finalize": settings.CleanupSettings,
+    "finalize": settings.FinalizeSettings,
     "run_timed_out": settings.ClusterSettings,
 }
 
@@ -37,6 +37,9 @@ def test_each_model_needs_what_its_function_uses_and_no_more():
         "CLUSTER", "DRIVER_TASK_DEFINITION", "DRIVER_CONTAINER_NAME", "DRIVER_SUBNETS", "DRIVER_SECURITY_GROUPS",
         "DRIVER_ASSIGN_PUBLIC_IP",
     }
+    assert settings.FinalizeSettings.variables() == settings.CleanupSettings.variables() | settings.LaunchSettings.variables() | {
+        "GC_SCHEDULE_GROUP", "GC_SCHEDULER_ROLE_ARN", "KEEP_FAILED_RUN_DAYS",
+    }
 
 
 @pytest.mark.parametrize("model", list(MODELS.values()), ids=lambda m: m.__name__)
@@ -58,6 +61,19 @@ def test_a_malformed_variable_is_named_with_what_is_wrong():
     assert "environment variable STATE_MACHINE_ARN='': String should have at least 1 character" in said
     with pytest.raises(settings.SettingsError, match="DRIVER_ASSIGN_PUBLIC_IP='yes'"):
         settings.LaunchSettings.from_env(environment(DRIVER_ASSIGN_PUBLIC_IP="yes"))
+    with pytest.raises(settings.SettingsError, match="GC_SCHEDULER_ROLE_ARN='gc-role': String should match pattern"):
+        settings.FinalizeSettings.from_env(environment(GC_SCHEDULER_ROLE_ARN="gc-role"))
+    with pytest.raises(settings.SettingsError, match="KEEP_FAILED_RUN_DAYS='-1': Input should be greater than or equal to 0"):
+        settings.FinalizeSettings.from_env(environment(KEEP_FAILED_RUN_DAYS="-1"))
+
+
+def test_finalize_collects_on_the_stacks_network_what_the_driver_keeps_as_long_as_the_driver_keeps_it():
+    read = settings.FinalizeSettings.from_env(environment(DRIVER_SUBNETS="subnet-1, subnet-2", KEEP_FAILED_RUN_DAYS="2.5"))
+    collection = read.collection()
+    assert collection.driver_task.subnets == ("subnet-1", "subnet-2")
+    assert collection.driver_task.container == "driver"
+    assert collection.keep_failed_run_days == 2.5
+    assert collection.keep_unused_cache_days == 7  # aws_fargate.cfg's keep_unused_cache_days, as the driver reads it
 
 
 def test_the_process_environment_is_read_and_the_rest_of_it_ignored(monkeypatch):

@@ -49,15 +49,15 @@ Become = Callable[[dict, list[int], socket.socket], NoReturn]
 #: the process that starts it: the server's own HOME may be a Lambda environment's)
 PARSER_CACHE_ENV = "MINIWDL_FARGATE_WDL_PARSER_CACHE"
 #: the AWS services the children (Lambda handlers, the driver) make clients of (``sts``:
-#: ``aws.region()``). Only a user's commands (``client``), the stack's own process (``local.stack``,
+#: ``aws.region()``; ``scheduler``: each run's finalize step, ``gc_task.schedule``). Only a user's commands (``client``), the stack's own process (``local.stack``,
 #: ``local.gateway``) and the standalone plugin's provisioning (``backend.standalone``) call
 #: CloudFormation, Lambda, EC2 and IAM: their models, half a second of each fork server's start,
 #: are not read here (a child that did call one would read its model then), nor is Service Quotas'
 #: (a driver asks it only once a task meets the account's vCPU quota: ``RARELY_CALLED``)
-AWS_SERVICES = ("s3", "ecs", "stepfunctions", "logs", "efs", "events", "sts")
+AWS_SERVICES = ("s3", "ecs", "stepfunctions", "logs", "efs", "events", "scheduler", "sts")
 RARELY_CALLED = ("service-quotas",)
 #: the modules that run in no child of a fork server (``AWS_SERVICES``)
-NOT_IN_A_CHILD = ("client.py", "local/stack.py", "local/gateway.py", "backend/standalone.py")
+NOT_IN_A_CHILD = ("client.py", "local/stack.py", "local/gateway.py", "local/schedules.py", "backend/standalone.py")
 
 
 #: a WDL document per grammar version miniwdl knows, to build each version's parser once

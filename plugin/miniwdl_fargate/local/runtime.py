@@ -11,6 +11,7 @@ hands them over).
 - ECS on Fargate: ``ecs_runner`` runs each task RunTask starts, as Fargate would, and records
   its status, exit code and stop code in moto through ``ecs_state``, which also emits its "ECS
   Task State Change" events.
+- EventBridge Scheduler: one-time schedules run when they fall due (``schedules``).
 
 Handlers, driver and backend are unchanged: they reach moto through ``AWS_ENDPOINT_URL``.
 """
@@ -28,6 +29,7 @@ import uuid
 from typing import Any
 
 from .. import aws
+from . import schedules
 from .changes import RUN_FILE, ChangeCount
 from .ecs_runner import EcsRunner, TaskSpec
 from .ecs_state import MotoTaskState
@@ -39,6 +41,10 @@ from .moto import direct
 from .sandbox import StrictSandbox
 
 log = logging.getLogger("miniwdl-fargate.local")
+
+#: how often local mode looks for schedules fallen due (EventBridge Scheduler's one-time
+#: schedules run within their flexible window; the stack's fall due days after they are made)
+SCHEDULE_CHECK_SECONDS = 60.0
 
 
 #: Fargate's limit of open files for a container, soft and hard
@@ -67,6 +73,7 @@ class LocalRuntime:
         self._lock = threading.Lock()
         self._lambdas: LambdaRunner | None = None
         self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
+        self._stopping = threading.Event()
         self.faults = Faults.from_env()
         os.makedirs(self.logs_dir, exist_ok=True)
         #: what the clients of the stack watch (``changes``): every change, and the changes of runs
@@ -193,12 +200,30 @@ class LocalRuntime:
     def engine(self) -> Any:
         return self.ecs_runner.engine
 
+    # -- EventBridge Scheduler ------------------------------------------------------------------
+
+    def run_schedules(self, interval: float = SCHEDULE_CHECK_SECONDS) -> threading.Thread:
+        """Run the stack's one-time schedules as they fall due (``schedules.fire_due``), looking
+        every ``interval`` seconds until shutdown."""
+
+        def loop() -> None:
+            while not self._stopping.wait(interval):
+                try:
+                    schedules.fire_due()
+                except Exception:  # noqa: BLE001 (the next look tries again, as AWS retries)
+                    log.exception("local mode: running the schedules that fell due failed")
+
+        thread = threading.Thread(target=loop, name="scheduler", daemon=True)
+        thread.start()
+        return thread
+
     @property
     def driver_families(self) -> set[str]:
         return self.ecs_runner.driver_families
 
     def shutdown(self, timeout: float = 30) -> None:
         """Stop every task still running, wait for the runner threads and the deliveries."""
+        self._stopping.set()
         self.ecs_runner.shutdown(timeout)
         self._deliveries.shutdown(wait=True, cancel_futures=True)
         lambdas = self.lambdas  # (kept, shut down: an invoke after this starts no environment)

@@ -457,6 +457,7 @@ class LocalStack:
         driver = self.outputs.get("DriverTaskDefinitionArn", "")
         if driver:  # its tasks stay host processes; every other task definition is a WDL task's
             self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
+        self.runtime.run_schedules()
         return started
 
     def stack_parameters(self) -> dict[str, str]:

@@ -1,15 +1,17 @@
 """Finalize: the last step of every run. Its status becomes final (SUCCEEDED or FAILED, with
-timings, and where its outputs or its error are), a failed run always has an error.json, and a
-run-finished event tells whoever listens."""
+timings, and where its outputs or its error are), a failed run always has an error.json, a
+run-finished event tells whoever listens, and what the run left on EFS is collected once it falls
+due (gc_task.schedule)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
 import logging
 
-from .. import runs, s3io, status, sweep
+from .. import gc_task, runs, s3io, status, sweep
 from . import manage
 
 log = logging.getLogger(__name__)
@@ -31,11 +33,17 @@ def _error_document(record: runs.RunRecord, error: dict[str, Any] | None) -> dic
 
 
 def finalize(
-    record: runs.RunRecord, state: str, error: dict[str, Any] | None, cluster: str = "", file_system_id: str = ""
+    record: runs.RunRecord,
+    state: str,
+    error: dict[str, Any] | None,
+    cluster: str = "",
+    file_system_id: str = "",
+    collection: gc_task.Collection | None = None,
 ) -> dict[str, Any]:
     """Record the run's end; then stop whatever of it still runs (by its run tag): every path
     of the state machine ends here (RecordSuccess / RecordFailure, the Catch of every state
-    included), so a run the state machine ends, whatever ended it, leaves nothing running."""
+    included), so a run the state machine ends, whatever ended it, leaves nothing running; and,
+    with ``collection``, have what it left on EFS collected when that falls due."""
     if state == "SUCCEEDED":
         doc = s3io.find_json(record.bucket, record.results_key("outputs.json")) or {}
         fields: dict[str, Any] = {"outputs": record.results + "outputs.json", "error": None}
@@ -63,8 +71,21 @@ def finalize(
         manage.announce(final)
     stop_what_runs(cluster, record.run_id, final.status if final else state)
     sweep.release_leftovers(file_system_id, record.run_id)
-    return {"run_id": record.run_id, "status": final.status if final else state,
-            "duration_s": final.duration_s if final else None}
+    ended = final.status if final else state
+    scheduled = collect_when_due(collection, record.bucket, ended) if collection else []
+    return {"run_id": record.run_id, "status": ended, "duration_s": final.duration_s if final else None,
+            "gc_scheduled": scheduled}
+
+
+def collect_when_due(collection: gc_task.Collection, bucket: str, state: str) -> list[str]:
+    """Schedule the gc task for when what this run left falls due (from now: the driver dates
+    its directory's expiry from its own end, a moment before this)."""
+    return gc_task.schedule(collection, bucket, collection.due(clock(), failed=state != "SUCCEEDED"))
+
+
+def clock() -> datetime.datetime:
+    """Now, in UTC (a test sets the day)."""
+    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def stop_what_runs(cluster: str, run_id: str, state: str) -> list[str]:

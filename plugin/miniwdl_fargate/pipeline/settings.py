@@ -14,11 +14,15 @@ event is handled. template.yaml gives each function what its model requires
     │       └── ApiSettings           + RUNS_BUCKET, CLUSTER
     │           └── WesApiSettings    + TASK_LOG_GROUP (WES task logs)         api
     └── ClusterSettings               CLUSTER                                  run_timed_out
-        ├── CleanupSettings           + FILE_SYSTEM_ID                         finalize
-        │   └── DriverStoppedSettings + DRIVER_CONTAINER_NAME                  driver_stopped
-        └── LaunchSettings            + DRIVER_TASK_DEFINITION, DRIVER_CONTAINER_NAME,
-                                        DRIVER_SUBNETS, DRIVER_SECURITY_GROUPS,
-                                        DRIVER_ASSIGN_PUBLIC_IP                launch_driver
+        ├── CleanupSettings           + FILE_SYSTEM_ID
+        │   ├── DriverStoppedSettings + DRIVER_CONTAINER_NAME                  driver_stopped
+        │   └── FinalizeSettings      + DriverTaskSettings' variables,         finalize
+        │                               GC_SCHEDULE_GROUP, GC_SCHEDULER_ROLE_ARN,
+        │                               KEEP_FAILED_RUN_DAYS
+        └── DriverTaskSettings        + DRIVER_TASK_DEFINITION, DRIVER_CONTAINER_NAME,
+            │                           DRIVER_SUBNETS, DRIVER_SECURITY_GROUPS,
+            │                           DRIVER_ASSIGN_PUBLIC_IP
+            └── LaunchSettings                                                  launch_driver
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import runs, sizes
+from .. import gc_task, runs, sizes
 
 S = TypeVar("S", bound="FunctionSettings")
 
@@ -148,11 +152,45 @@ class DriverStoppedSettings(CleanupSettings):
     driver_container_name: str = Field(min_length=1, alias="DRIVER_CONTAINER_NAME")
 
 
-class LaunchSettings(ClusterSettings):
-    """launch_driver: RunTask of the driver task definition in the stack's network."""
+class DriverTaskSettings(ClusterSettings):
+    """Where a task of the driver's task definition runs: the stack's cluster and network."""
 
     driver_task_definition: str = Field(min_length=1, alias="DRIVER_TASK_DEFINITION")
     driver_container_name: str = Field(min_length=1, alias="DRIVER_CONTAINER_NAME")
     driver_subnets: str = Field(min_length=1, alias="DRIVER_SUBNETS")
     driver_security_groups: str = Field(min_length=1, alias="DRIVER_SECURITY_GROUPS")
     driver_assign_public_ip: Literal["ENABLED", "DISABLED"] = Field(alias="DRIVER_ASSIGN_PUBLIC_IP")
+
+    def driver_task(self) -> gc_task.DriverTask:
+        return gc_task.DriverTask(
+            cluster=self.cluster,
+            task_definition=self.driver_task_definition,
+            container=self.driver_container_name,
+            subnets=tuple(self.split(self.driver_subnets)),
+            security_groups=tuple(self.split(self.driver_security_groups)),
+            assign_public_ip=self.driver_assign_public_ip,
+        )
+
+
+class LaunchSettings(DriverTaskSettings):
+    """launch_driver: RunTask of the driver task definition in the stack's network."""
+
+
+class FinalizeSettings(CleanupSettings, DriverTaskSettings):
+    """finalize: also have what the run left on EFS collected when it falls due (gc_task): the
+    gc task runs as a task of the driver's task definition, from a one-time schedule of the
+    stack's group, as its scheduler role; a failed run's directory is kept KEEP_FAILED_RUN_DAYS
+    (template parameter KeepFailedRunDays), the shared cache's entries as long as the packaged
+    keep_unused_cache_days (aws_fargate.cfg), as the driver keeps them."""
+
+    gc_schedule_group: str = Field(min_length=1, alias="GC_SCHEDULE_GROUP")
+    gc_scheduler_role_arn: str = Field(pattern=r"^arn:aws(-[a-z]+)*:iam::\d{12}:role/", alias="GC_SCHEDULER_ROLE_ARN")
+    keep_failed_run_days: float = Field(ge=0, alias="KEEP_FAILED_RUN_DAYS")
+
+    def collection(self) -> gc_task.Collection:
+        from .. import config
+
+        cache_days = float(config.option(config.loader(), "keep_unused_cache_days"))  # type: ignore[arg-type]
+        return gc_task.Collection(
+            self.driver_task(), self.gc_schedule_group, self.gc_scheduler_role_arn, self.keep_failed_run_days, cache_days
+        )

@@ -113,6 +113,17 @@ def _repository_creation_template(name: str, props: dict[str, Any], account_id: 
     return props["Prefix"]
 
 
+def _schedule_group(name: str, props: dict[str, Any], account_id: str, region: str, stack_id: str) -> str:
+    # AWS::Scheduler::ScheduleGroup -> CreateScheduleGroup (a name CloudFormation makes when the
+    # template gives none, as it does: the stack's name and the resource's). Ref: the name.
+    from moto.scheduler.models import scheduler_backends
+
+    stack = stack_id.split("/")[-2] if "/" in stack_id else "stack"
+    group_name = props.get("Name") or f"{stack}-{name}"[:64]
+    scheduler_backends[account_id][region].create_schedule_group(group_name, list(props.get("Tags") or []))
+    return group_name
+
+
 #: CloudFormation type -> the call that creates it (name, properties, account, region, stack id)
 #: and returns its physical id
 MISSING: dict[str, Callable[[str, dict[str, Any], str, str, str], str]] = {
@@ -123,6 +134,7 @@ MISSING: dict[str, Callable[[str, dict[str, Any], str, str, str], str]] = {
     "AWS::ECS::CapacityProvider": _capacity_provider,
     "AWS::ECR::PullThroughCacheRule": _pull_through_cache_rule,
     "AWS::ECR::RepositoryCreationTemplate": _repository_creation_template,
+    "AWS::Scheduler::ScheduleGroup": _schedule_group,
 }
 
 _models: list[type] = []  # (moto finds models as subclasses of CloudFormationModel: keep them alive)
