@@ -26,7 +26,7 @@ def handler(event: FinalizeEvent, context: Any) -> dict[str, Any]:
     logger.append_keys(run_id=event.run.run_id)
     settings = SETTINGS.from_env()
     result = finalize(
-        event.run, event.status, event.error, settings.cluster, settings.file_system_id, settings.collection()
+        event.run, event.status, event.error, settings.cluster, settings.file_system_id, settings.collection
     )
     metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)
     if result.get("duration_s") is not None:

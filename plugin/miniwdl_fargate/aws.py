@@ -107,6 +107,39 @@ def client(service: str, region: str | None = None, config: botocore.config.Conf
         return found
 
 
+def sdk_parameters(service: str, operation: str, params: dict[str, Any], to_sdk: bool = True) -> dict[str, Any]:
+    """A request's parameters as AWS's "aws-sdk" integrations name them, every member PascalCase
+    even for a service whose API is camelCase (ECS): EventBridge Scheduler's universal targets
+    take their Input so, as Step Functions' AWS SDK integrations take their Parameters
+    (https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html,
+    https://docs.aws.amazon.com/scheduler/latest/UserGuide/managing-targets-universal.html); or,
+    ``to_sdk`` False, back to the service model's member names, as boto3 takes them. Walks the
+    operation's input shape: a map's keys and every value stay as they are."""
+    shape = client(service).meta.service_model.operation_model(operation).input_shape
+
+    def pascal(name: str) -> str:
+        return name[:1].upper() + name[1:]
+
+    def walk(value: Any, shape: Any) -> Any:
+        if shape is None:
+            return value
+        if shape.type_name == "structure" and isinstance(value, dict):
+            members = shape.members
+            named = {pascal(m): m for m in members} if not to_sdk else {}
+            out = {}
+            for key, item in value.items():
+                member = key if to_sdk else named.get(key, key)
+                out[pascal(member) if to_sdk else member] = walk(item, members.get(member))
+            return out
+        if shape.type_name == "list" and isinstance(value, list):
+            return [walk(item, shape.member) for item in value]
+        if shape.type_name == "map" and isinstance(value, dict):
+            return {key: walk(item, shape.value) for key, item in value.items()}
+        return value
+
+    return walk(params, shape)
+
+
 class _SearchPaths(list):
     """A loader's search paths that take each folder once: boto3 appends its data folder to the
     loader of every session it makes, and with share_data_loaders they all share one loader."""

@@ -369,10 +369,19 @@ def serve_api_proxy(deployment: Any, port: int) -> int:
 
 def gc_here(args: argparse.Namespace) -> int:
     """``gc --here``: collect the run directories of the EFS mounted here (what the gc task runs),
-    print the report as JSON and, with --report, write it to the bucket."""
+    print the report as JSON and, with --report, write it to the bucket. It stops collecting after
+    ``gc_task.MAX_SECONDS`` and ends a little after that whatever it is doing (no task of it,
+    started by a schedule nothing watches, bills for good)."""
     import logging
+    import threading
+    import time
 
-    from . import config, efs_cleanup, s3io
+    from . import config, efs_cleanup, gc_task, s3io
+
+    deadline = time.monotonic() + gc_task.MAX_SECONDS
+    watchdog = threading.Timer(gc_task.MAX_SECONDS + gc_task.EXIT_GRACE_SECONDS, os._exit, (124,))
+    watchdog.daemon = True
+    watchdog.start()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = config.loader()
@@ -382,9 +391,12 @@ def gc_here(args: argparse.Namespace) -> int:
         return 2
     days = args.keep_failed_days if args.keep_failed_days is not None else float(config.option(cfg, "keep_failed_run_days"))  # type: ignore[arg-type]
     cache_days = float(config.option(cfg, "keep_unused_cache_days"))  # type: ignore[arg-type]
-    report = efs_cleanup.collection(os.path.join(mountpoint, "runs"), args.bucket, days, args.dry_run, cache_days)
-    if args.report:
-        s3io.put_json(args.bucket, args.report, report)
+    try:
+        report = efs_cleanup.collection(os.path.join(mountpoint, "runs"), args.bucket, days, args.dry_run, cache_days, deadline)
+        if args.report:
+            s3io.put_json(args.bucket, args.report, report)
+    finally:
+        watchdog.cancel()
     print(json.dumps(report, indent=2))
     return 0
 

@@ -363,8 +363,8 @@ def stack_settings(deployment: Deployment):
 
 # -- gc: the EFS run directories left, collected where EFS is mounted ----------------------------
 
-#: a ``gc`` task gives up waiting after this long (a collection of many large directories)
-GC_TIMEOUT_SECONDS = 6 * 3600.0
+#: ``gc`` gives up waiting for its task after this long (the task's own limit, and a little more)
+GC_TIMEOUT_SECONDS = gc_task.MAX_SECONDS + gc_task.EXIT_GRACE_SECONDS + 300.0
 
 
 def gc_task_request(
@@ -442,6 +442,8 @@ def gc_lines(report: dict[str, Any]) -> list[str]:
         f"entr(ies); {report.get('freed_bytes', 0) / 1e9:.3f} GB freed; failed runs kept "
         f"{report.get('keep_failed_run_days', 0):g} day(s), unused cache entries {report.get('keep_unused_cache_days', 0):g} day(s)"
     )
+    if report.get("unfinished"):
+        lines.append(f"stopped after {gc_task.MAX_SECONDS / 3600:g} hours: the rest waits for the next collection")
     return lines
 
 

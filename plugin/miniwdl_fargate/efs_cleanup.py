@@ -625,12 +625,13 @@ def collect_shared_after(
 
 
 def collection(
-    runs_root: str, bucket: str, keep_days: float, dry_run: bool = False, cache_keep_days: float = 7.0
+    runs_root: str, bucket: str, keep_days: float, dry_run: bool = False, cache_keep_days: float = 7.0,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
-    """``miniwdl-fargate gc --here``: collect ``runs_root`` and the shared cache beside it, and say
-    what was done, as its report."""
-    done = collect(runs_root, bucket, keep_days, dry_run=dry_run)
-    cache = collect_shared_after(runs_root, done, cache_keep_days, dry_run=dry_run)
+    """``miniwdl-fargate gc --here``: collect ``runs_root`` and the shared cache beside it (until
+    ``deadline``, time.monotonic()), and say what was done, as its report."""
+    done = collect(runs_root, bucket, keep_days, dry_run=dry_run, deadline=deadline)
+    cache = collect_shared_after(runs_root, done, cache_keep_days, dry_run=dry_run, deadline=deadline)
     return {
         "runs_root": runs_root,
         "bucket": bucket,
@@ -640,5 +641,7 @@ def collection(
         "directories": done,
         "cache": cache,
         "freed_bytes": sum(d.get("freed_bytes", 0) for d in [*done, *cache]),
+        # out of time: what it did not get to waits for the next collection
+        "unfinished": deadline is not None and time.monotonic() > deadline,
         "finished_at": runs.now_iso(),
     }

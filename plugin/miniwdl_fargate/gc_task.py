@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 GC_PREFIX = "gc/"
 #: the driver's container in its task definition (template.yaml), which ``gc`` runs as
 DRIVER_CONTAINER = "driver"
+#: a gc task stops collecting after this long (what is left waits for the next collection), and
+#: ends a little after it whatever it is doing (a call stuck on NFS): no gc task bills for good
+MAX_SECONDS = 6 * 3600.0
+EXIT_GRACE_SECONDS = 300.0
 #: a scheduled gc task's schedule: this prefix and the day it runs (``efs-gc-2026-12-08``)
 SCHEDULE_PREFIX = "efs-gc-"
 #: a scheduled gc runs at this hour (UTC) of the day after its leftovers fall due, within
@@ -51,13 +55,25 @@ class DriverTask:
     security_groups: tuple[str, ...]
     assign_public_ip: str
 
+    @property
+    def family(self) -> str:
+        """The task definition's family (its ARN or ``family:revision`` without the revision):
+        RunTask of a family starts its latest ACTIVE revision, and a stack update registers a new
+        one and deregisters the old, which no new task can use
+        (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html,
+        https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DeregisterTaskDefinition.html)."""
+        name = self.task_definition.rsplit("/", 1)[-1]
+        family, _, revision = name.rpartition(":")
+        return family if family and revision.isdigit() else name
+
 
 def run_task_request(
-    task: DriverTask, bucket: str, report_key: str, dry_run: bool = False, keep_days: float | None = None
+    task: DriverTask, bucket: str, report_key: str, dry_run: bool = False, keep_days: float | None = None,
+    latest: bool = False,
 ) -> dict[str, Any]:
-    """RunTask of ``miniwdl-fargate gc --here`` in a task of the driver's task definition, the
-    command as a container override
-    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerOverride.html)."""
+    """RunTask of ``miniwdl-fargate gc --here`` in a task of the driver's task definition (with
+    ``latest``, its family's latest revision: ``DriverTask.family``), the command as a container
+    override (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerOverride.html)."""
     command = ["miniwdl-fargate", "gc", "--here", "--bucket", bucket, "--report", report_key]
     if keep_days is not None:
         command += ["--keep-failed-days", f"{keep_days:g}"]
@@ -65,7 +81,7 @@ def run_task_request(
         command.append("--dry-run")
     return {
         "cluster": task.cluster,
-        "taskDefinition": task.task_definition,
+        "taskDefinition": task.family if latest else task.task_definition,
         "launchType": "FARGATE",
         "count": 1,
         "networkConfiguration": {
@@ -108,10 +124,12 @@ def run_day(due: datetime.datetime) -> datetime.date:
 def schedule_request(collection: Collection, bucket: str, day: datetime.date) -> dict[str, Any]:
     """CreateSchedule of the gc task on ``day``: a one-time schedule (``at()``, in UTC) whose
     target is ECS RunTask (a universal target: arn:<partition>:scheduler:::aws-sdk:ecs:runTask,
-    its input the request's JSON), deleted once it has run."""
+    its input the request's JSON with the SDKs' member names, ``aws.sdk_parameters``), deleted
+    once it has run. It runs the family's latest task definition: a pending schedule outlives a
+    stack update."""
     name = f"{SCHEDULE_PREFIX}{day.isoformat()}"
     partition = collection.scheduler_role_arn.split(":")[1] if collection.scheduler_role_arn.startswith("arn:") else "aws"
-    request = run_task_request(collection.driver_task, bucket, f"{GC_PREFIX}scheduled-{day.isoformat()}.json")
+    request = run_task_request(collection.driver_task, bucket, f"{GC_PREFIX}scheduled-{day.isoformat()}.json", latest=True)
     return {
         "Name": name,
         "GroupName": collection.schedule_group,
@@ -123,7 +141,7 @@ def schedule_request(collection: Collection, bucket: str, day: datetime.date) ->
         "Target": {
             "Arn": f"arn:{partition}:scheduler:::aws-sdk:ecs:runTask",
             "RoleArn": collection.scheduler_role_arn,
-            "Input": json.dumps(request),
+            "Input": json.dumps(aws.sdk_parameters("ecs", "RunTask", request)),
         },
     }
 
@@ -133,7 +151,7 @@ def schedule(collection: Collection, bucket: str, dues: Iterable[datetime.dateti
     that exists already, made by a run that ended earlier, serves this one too). A schedule that
     cannot be made is logged, never raised: the run has ended, and the next driver's start or
     ``miniwdl-fargate gc`` still collects."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     scheduler = aws.client("scheduler")
     made = []
@@ -141,8 +159,8 @@ def schedule(collection: Collection, bucket: str, dues: Iterable[datetime.dateti
         request = schedule_request(collection, bucket, day)
         try:
             scheduler.create_schedule(**request)
-        except ClientError as exn:
-            if exn.response.get("Error", {}).get("Code") == "ConflictException":
+        except (ClientError, BotoCoreError) as exn:
+            if isinstance(exn, ClientError) and exn.response.get("Error", {}).get("Code") == "ConflictException":
                 continue  # that day's gc task is scheduled already
             log.warning(
                 "could not schedule the collection of what runs left on EFS on %s (%s); the next run's driver "

@@ -694,10 +694,12 @@ def name_claimed(
             break
         try:
             held = s3.get_object(Bucket=bucket, Key=key)
-            until = json.loads(held["Body"].read()).get("until", 0)
+            body = held["Body"].read()
         except s3.exceptions.NoSuchKey:
             continue  # (given up meanwhile)
-        except ValueError:
+        try:
+            until = json.loads(body).get("until", 0)
+        except (ValueError, AttributeError):
             until = 0  # (not a claim this writes: taken over)
         if not isinstance(until, (int, float)) or until < clock():
             try:

@@ -166,6 +166,34 @@ def test_gc_here_dry_run_reports_to_the_bucket_and_removes_nothing(efs, monkeypa
     assert any(line.startswith("kept            going-00000004  the run is RUNNING") for line in lines)
 
 
+def test_gc_here_out_of_time_stops_says_so_and_ends_whatever_it_is_doing(efs, monkeypatch, capsys):
+    """A gc task nothing watches (one a schedule started) never bills for good: it stops collecting
+    after its time, saying what waits for the next collection, and a watchdog ends its process a
+    little after that even if a call never returns (a hung NFS mount)."""
+    import threading
+
+    from miniwdl_fargate import gc_task
+
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT", str(efs.parent))
+    monkeypatch.setattr(gc_task, "MAX_SECONDS", -1.0)  # (its time is over before it starts)
+    timers = []
+
+    class Timer(threading.Timer):
+        def __init__(self, interval, function, args=None):
+            super().__init__(interval, function, args)
+            timers.append((interval, function, args, self))
+
+    monkeypatch.setattr(threading, "Timer", Timer)
+    assert cli.main(["gc", "--here", "--bucket", BUCKET, "--keep-failed-days", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unfinished"] is True and report["directories"] == []
+    assert all((efs / name).is_dir() for name in EXPECTED)  # nothing decided, nothing removed
+    assert client.gc_lines(report)[-1] == "stopped after -0.000277778 hours: the rest waits for the next collection"
+    ((interval, function, args, timer),) = timers
+    assert (interval, function, args) == (-1.0 + gc_task.EXIT_GRACE_SECONDS, os._exit, (124,))
+    assert timer.daemon and timer.finished.is_set()  # (cancelled once it was done)
+
+
 def test_gc_here_needs_its_bucket_and_only_here_takes_one(efs, monkeypatch, capsys):
     monkeypatch.setenv("MINIWDL__AWS_FARGATE__EFS_MOUNTPOINT", str(efs.parent))
     assert cli.main(["gc", "--here"]) == 2

@@ -69,7 +69,7 @@ def end(collection, run_id, state):
     if state == "SUCCEEDED":
         aws.client("s3").put_object(Bucket="runs", Key=f"results/{run_id}/outputs.json", Body=b'{"outputs": {}}')
     error = None if state == "SUCCEEDED" else {"Error": "RunFailed", "Cause": "{\"message\": \"call-x failed\"}"}
-    return finalize.finalize(record(run_id), state, error, "c", "", collection)
+    return finalize.finalize(record(run_id), state, error, "c", "", lambda: collection)
 
 
 def test_a_failed_run_has_a_gc_task_scheduled_for_when_its_directory_and_its_cache_entries_fall_due(collection):
@@ -88,9 +88,15 @@ def test_a_failed_run_has_a_gc_task_scheduled_for_when_its_directory_and_its_cac
     assert schedule["FlexibleTimeWindow"] == {"Mode": "FLEXIBLE", "MaximumWindowInMinutes": 60}
     target = schedule["Target"]
     assert target["Arn"] == "arn:aws:scheduler:::aws-sdk:ecs:runTask" and target["RoleArn"] == ROLE
-    request = json.loads(target["Input"])  # the universal target's input: ECS RunTask's request
+    # the universal target's input: ECS RunTask's request, its members named as the AWS SDKs
+    # name them (PascalCase, where ECS's own API is camelCase)
+    sent = json.loads(target["Input"])
+    assert sent["Overrides"]["ContainerOverrides"][0]["Name"] == "driver" and sent["Cluster"] == "c"
+    request = aws.sdk_parameters("ecs", "RunTask", sent, to_sdk=False)
     validate("RunTask", request)
-    assert request["taskDefinition"] == collection.driver_task.task_definition and request["cluster"] == "c"
+    assert aws.sdk_parameters("ecs", "RunTask", request) == sent
+    # the family: its latest revision, whatever stack update came between
+    assert request["taskDefinition"] == "stack-driver" != collection.driver_task.task_definition
     assert request["overrides"]["containerOverrides"] == [{"name": "driver", "command": [
         "miniwdl-fargate", "gc", "--here", "--bucket", "runs", "--report", f"gc/scheduled-{day}.json",
     ]}]  # the days kept are the driver's own (its task definition's environment)
@@ -134,6 +140,19 @@ def test_local_mode_runs_a_schedule_that_fell_due_as_the_scheduler_does_and_it_i
     assert scheduled() == [last]  # ActionAfterCompletion DELETE: run once, then gone
 
 
+def test_a_pending_schedule_runs_the_driver_task_definition_a_stack_update_registered_since(collection):
+    end(collection, "run-1", "FAILED")
+    ecs = aws.client("ecs")
+    newer = ecs.register_task_definition(
+        family="stack-driver", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="1024", memory="4096",
+        containerDefinitions=[{"name": "driver", "image": "driver:2"}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.deregister_task_definition(taskDefinition=collection.driver_task.task_definition)  # (as CloudFormation does)
+    schedules.fire_due(NOW + datetime.timedelta(days=30))
+    started = ecs.describe_tasks(cluster="c", tasks=ecs.list_tasks(cluster="c")["taskArns"])["tasks"]
+    assert [t["taskDefinitionArn"] for t in started] == [newer, newer]
+
+
 def test_a_schedule_that_cannot_be_made_leaves_the_runs_end_recorded_and_says_what_collects_instead(collection, caplog):
     # as AWS answers a role an SCP denies scheduler:CreateSchedule
     denied = {"Error": {"Code": "AccessDeniedException", "Message": "explicit deny in a service control policy"}}
@@ -150,3 +169,13 @@ def test_a_schedule_that_cannot_be_made_leaves_the_runs_end_recorded_and_says_wh
     assert "explicit deny in a service control policy" in caplog.text
     assert "the next run's driver collects it at its start, or run `miniwdl-fargate gc`" in caplog.text
     assert scheduled() == []
+
+
+def test_nothing_in_making_the_collection_fails_the_runs_end(collection, caplog):
+    def broken():
+        raise ValueError("[aws_fargate] keep_unused_cache_days: not a number")
+
+    with caplog.at_level(logging.WARNING):
+        result = finalize.finalize(record("run-1"), "FAILED", None, "c", "", broken)
+    assert result["status"] == "FAILED" and result["gc_scheduled"] == []
+    assert "keep_unused_cache_days: not a number" in caplog.text and "run `miniwdl-fargate gc`" in caplog.text

@@ -469,6 +469,34 @@ def test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it(moto_
         _ = found.value
 
 
+def test_moto_still_closes_an_object_under_a_read_when_it_is_deleted(moto_aws, monkeypatch):
+    """When this fails, moto no longer closes an object a read has found when DeleteObject removes
+    it: remove fixes.replaced_object_readable's ``pop``. With the fix the read gets the content
+    (S3 gives a read concurrent with a delete the object or 404; two submissions of one run
+    name, one releasing its claim as the other read it, saw moto's error)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+    from moto.s3.utils import _VersionedKeyStore
+
+    s3, backend = aws.client("s3"), s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    s3.create_bucket(Bucket="runs")
+    s3.put_object(Bucket="runs", Key="runs/shared/.submitting", Body=b"claim")
+    fixed = _VersionedKeyStore.pop
+    monkeypatch.setattr(_VersionedKeyStore, "pop", patching.unpatched("replaced_object_readable", _VersionedKeyStore, "pop"))
+    found = backend.get_object("runs", "runs/shared/.submitting")  # a GetObject found the object...
+    s3.delete_object(Bucket="runs", Key="runs/shared/.submitting")  # ...and a delete removed it before it read it
+    with pytest.raises(ValueError, match="closed file"):
+        _ = found.value
+    monkeypatch.setattr(_VersionedKeyStore, "pop", fixed)
+    fixes.replaced_object_readable()
+    s3.put_object(Bucket="runs", Key="runs/shared/.submitting", Body=b"claim 2")
+    found = backend.get_object("runs", "runs/shared/.submitting")
+    s3.delete_object(Bucket="runs", Key="runs/shared/.submitting")
+    assert found.value == b"claim 2"
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="runs", Key="runs/shared/.submitting")
+
+
 def test_replaced_object_readable_keeps_a_versioned_keys_versions_comparing_none(moto_aws):
     """A versioned bucket's key keeps each version it was written: the fix closes none of them,
     and tells kept from replaced by identity, never comparing two versions (its membership test

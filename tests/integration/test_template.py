@@ -1131,7 +1131,7 @@ def test_default_stack_comes_up_in_moto(moto_cfn):
     assert len([r for r in roles if r["RoleName"].startswith("mwf-")]) == 11  # (EbsVolumeRole, GcSchedulerRole: always)
     # the gc task's schedules go in the stack's own group (deleted with it)
     groups = aws.client("scheduler").list_schedule_groups()["ScheduleGroups"]
-    assert physical["GcScheduleGroup"] in [g["Name"] for g in groups]
+    assert physical["GcScheduleGroup"] == outputs["GcScheduleGroupName"] in [g["Name"] for g in groups]
 
 
 def test_own_vpc_stack_comes_up_in_moto(moto_cfn):

@@ -99,7 +99,7 @@ def test_a_failed_runs_end_schedules_the_gc_task_and_it_runs_where_efs_is_when_d
     failed = outcome(stack, submit(stack, tmp_path, "efs-scheduled", code=3))
     assert failed.status == "FAILED", failed.document
     scheduler = aws.client("scheduler")
-    (group,) = [g["Name"] for g in scheduler.list_schedule_groups()["ScheduleGroups"] if g["Name"] != "default"]
+    group = stack.outputs["GcScheduleGroupName"]
     today = datetime.fromisoformat(status.read(bucket, failed.run_id).finished_at).astimezone(timezone.utc).date()
     days = [today + timedelta(days=d) for d in (4, 8)]  # KeepFailedRunDays 3, keep_unused_cache_days 7: each the day after
     listed = {s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]}

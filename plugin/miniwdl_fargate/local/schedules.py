@@ -1,7 +1,8 @@
 """EventBridge Scheduler in local mode: moto keeps schedules and never runs them; this runs the
 one-time schedules whose time has come as EventBridge Scheduler does. A universal target
 (``arn:<partition>:scheduler:::aws-sdk:<service>:<apiAction>``) is that API called with the
-schedule's Input as its request (the stack's gc task: ``aws-sdk:ecs:runTask``), and a schedule
+schedule's Input as its request, its members named as the AWS SDKs name them (PascalCase:
+``aws.sdk_parameters``; the stack's gc task: ``aws-sdk:ecs:runTask``), and a schedule
 whose ActionAfterCompletion is DELETE is then deleted
 (https://docs.aws.amazon.com/scheduler/latest/UserGuide/managing-targets-universal.html,
 https://docs.aws.amazon.com/scheduler/latest/APIReference/API_CreateSchedule.html).
@@ -47,8 +48,10 @@ def call_target(target: dict[str, Any]) -> Any:
     if not found:
         raise ValueError(f"not a universal target: {target.get('Arn')!r}")
     service, action = found.groups()
-    request = json.loads(target.get("Input") or "{}")
-    return getattr(aws.client(service), xform_name(action))(**request)
+    api = aws.client(service)
+    operation = api.meta.method_to_api_mapping[xform_name(action)]
+    request = aws.sdk_parameters(service, operation, json.loads(target.get("Input") or "{}"), to_sdk=False)
+    return getattr(api, xform_name(action))(**request)
 
 
 def fire_due(now: datetime.datetime | None = None) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any
+from typing import Any, Callable
 
 import logging
 
@@ -38,12 +38,13 @@ def finalize(
     error: dict[str, Any] | None,
     cluster: str = "",
     file_system_id: str = "",
-    collection: gc_task.Collection | None = None,
+    collection: Callable[[], gc_task.Collection] | None = None,
 ) -> dict[str, Any]:
     """Record the run's end; then stop whatever of it still runs (by its run tag): every path
     of the state machine ends here (RecordSuccess / RecordFailure, the Catch of every state
     included), so a run the state machine ends, whatever ended it, leaves nothing running; and,
-    with ``collection``, have what it left on EFS collected when that falls due."""
+    with ``collection`` (the stack's, made when needed), have what it left on EFS collected when
+    that falls due."""
     if state == "SUCCEEDED":
         doc = s3io.find_json(record.bucket, record.results_key("outputs.json")) or {}
         fields: dict[str, Any] = {"outputs": record.results + "outputs.json", "error": None}
@@ -77,10 +78,18 @@ def finalize(
             "gc_scheduled": scheduled}
 
 
-def collect_when_due(collection: gc_task.Collection, bucket: str, state: str) -> list[str]:
+def collect_when_due(collection: Callable[[], gc_task.Collection], bucket: str, state: str) -> list[str]:
     """Schedule the gc task for when what this run left falls due (from now: the driver dates
-    its directory's expiry from its own end, a moment before this)."""
-    return gc_task.schedule(collection, bucket, collection.due(clock(), failed=state != "SUCCEEDED"))
+    its directory's expiry from its own end, a moment before this). Whatever goes wrong is
+    logged, never raised: the run has ended, and the next driver's start or ``miniwdl-fargate
+    gc`` still collects."""
+    try:
+        stack = collection()
+        return gc_task.schedule(stack, bucket, stack.due(clock(), failed=state != "SUCCEEDED"))
+    except Exception:  # noqa: BLE001 (see above)
+        log.warning("could not schedule the collection of what the run left on EFS; the next run's driver collects it "
+                    "at its start, or run `miniwdl-fargate gc`", exc_info=True)
+        return []
 
 
 def clock() -> datetime.datetime:

@@ -750,35 +750,46 @@ REPLACED_READABLE_SECONDS = 5.0
 
 
 def replaced_object_readable() -> None:
-    """A write that replaces an object (PutObject, CopyObject on an unversioned bucket) makes
-    moto close the old object's content at once (``_VersionedKeyStore.setlist`` disposes it),
-    while a GetObject that found the old object just before may not have read it yet: that read
+    """A write that replaces an object (PutObject, CopyObject on an unversioned bucket), or a
+    DeleteObject of one, makes moto close the old object's content at once
+    (``_VersionedKeyStore.setlist`` and ``pop`` dispose it), while a GetObject that found the old object just before may not have read it yet: that read
     fails ("I/O operation on closed file"; a 500 from moto's server, an exception in-process; a
     client following status.json while the driver rewrites it saw it). S3 never fails a read for
     a concurrent write: "if you make a PUT request to an existing key from one thread and perform
     a GET request on the same key from a second thread concurrently, you will get either the old
     data or the new data" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel).
-    A replaced object is closed ``REPLACED_READABLE_SECONDS`` later, at a later write: as many
-    as a few seconds of writes stay open, not every one ever made."""
+    A replaced or deleted object is closed ``REPLACED_READABLE_SECONDS`` later, at a later
+    write: as many as a few seconds of writes stay open, not every one ever made."""
     from moto.s3.utils import _VersionedKeyStore
 
     replaced: collections.deque[tuple[float, Any]] = collections.deque()  # (when, the object)
     lock = threading.Lock()
 
+    def close_later(objects: Any) -> None:
+        now = time.monotonic()
+        with lock:
+            replaced.extend((now, v) for v in objects if hasattr(v, "dispose"))
+            while replaced and now - replaced[0][0] >= REPLACED_READABLE_SECONDS:
+                replaced.popleft()[1].dispose()
+
     def setlist(self: Any, key: Any, list_: Any) -> None:
         # (moto's own, but for when the objects it does not keep are closed)
         kept = list(list_) if isinstance(list_, tuple) else list_ if isinstance(list_, list) else [list_]
-        now = time.monotonic()
         # (by identity, in one pass: a versioned bucket's key keeps every version it was written,
         # and a membership test of each in the list was quadratic in a key's writes)
         kept_ids = {id(v) for v in kept}
-        with lock:
-            replaced.extend((now, v) for v in self.getlist(key, []) if id(v) not in kept_ids and hasattr(v, "dispose"))
-            while replaced and now - replaced[0][0] >= REPLACED_READABLE_SECONDS:
-                replaced.popleft()[1].dispose()
+        close_later([v for v in self.getlist(key, []) if id(v) not in kept_ids])
         dict.__setitem__(self, key, kept)
 
+    def pop(self: Any, key: Any) -> None:
+        # DeleteObject of an unversioned bucket's object: moto's own, closing it later too (a
+        # GetObject that found it just before reads it, as S3 gives a read concurrent with a
+        # delete the object or 404, never an error)
+        close_later(self.getlist(key, []))
+        dict.pop(self, key)
+
     replace("replaced_object_readable", _VersionedKeyStore, "setlist", setlist)
+    replace("replaced_object_readable", _VersionedKeyStore, "pop", pop)
 
 
 #: the locks ``conditional_write_atomic`` takes, one per (bucket, key) hash: a fixed number, so
@@ -1000,7 +1011,7 @@ FIXES: tuple[Fix, ...] = (
         find_in_map_number_keys),
     Fix("error_lookup_kept", "every error answer builds the table of the service's error shapes again", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_builds_the_error_table_for_every_error", error_lookup_kept),
-    Fix("replaced_object_readable", "a write that replaces an object closes it under a read that found it",
+    Fix("replaced_object_readable", "a write that replaces or deletes an object closes it under a read that found it",
         "none for the race; cause: https://github.com/getmoto/moto/pull/5939 (replaced objects closed at once, in "
         "_VersionedKeyStore, so that no file handle is left open)",
         f"{_MOTO_TESTS}::test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it", replaced_object_readable),
