@@ -25,6 +25,7 @@ ENVIRONMENT = {
     "EBS_SCRATCH": "false",
     "MAX_RUN_VCPUS": "0",  # MaxRunVCpus: no limit
     "TASK_LOG_GROUP": "miniwdl-fargate-tasks",  # the api function's own (WES task logs)
+    "CALL_CACHE": "true",  # the api function's own (resume); the template's default
     "GC_SCHEDULE_GROUP": "stack-gc",  # finalize's own (gc_task.schedule)
     "GC_SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/stack-gc-scheduler",
     "KEEP_FAILED_RUN_DAYS": "3",

@@ -359,7 +359,10 @@ def stack_settings(deployment: Deployment):
             f"stack {stack}: cannot read its {API_FUNCTION}'s settings: {exn.response.get('Error', {}).get('Message', exn)}"
         ) from None
     except SettingsError as exn:
-        raise ClientError(f"stack {stack}: its {API_FUNCTION} lacks settings a run needs: {exn}") from None
+        raise ClientError(
+            f"stack {stack}: its {API_FUNCTION} lacks settings a run needs: {exn} (a stack older than this client: "
+            "update it with sam deploy)"
+        ) from None
 
 # -- gc: the EFS run directories left, collected where EFS is mounted ----------------------------
 

@@ -132,6 +132,18 @@ def test_a_cancelled_run_resumes_too_and_each_resume_is_linked(stack):
     assert status.read("runs", old.run_id).status == "CANCELLED"
 
 
+def test_a_run_on_a_stack_that_keeps_no_calls_resumes_reading_the_cache_and_keeping_none(stack):
+    """A run without the option got the stack's CallCache: where that is false, the run kept no
+    calls, and resuming it keeps none either (it was True: calls kept that the stack's owner
+    chose not to keep)."""
+    settings, _ = stack
+    plain = start.from_request(settings, "plain", "s3://runs/workflows/hello/hello.wdl", INPUTS, "plain-1").record
+    ended(plain)
+    no_cache = settings.model_copy(update={"call_cache": "false"})
+    assert resume.resume(no_cache, plain.run_id, "resume-1").record.options == {"call_cache": "read"}
+    assert resume.resume(settings, plain.run_id, "resume-2").record.options == {"call_cache": True}
+
+
 @pytest.mark.parametrize("state", ["SUBMITTED", "STARTING", "RUNNING"])
 def test_a_run_still_going_is_not_resumed(stack, state):
     settings, old = stack

@@ -28,7 +28,7 @@ def test_each_model_needs_what_its_function_uses_and_no_more():
         "MANAGED_INSTANCES_MAX_CPU", "MANAGED_INSTANCES_MAX_MEMORY_GIB", "MANAGED_INSTANCES_MAX_GPUS", "EBS_SCRATCH",
         "MAX_RUN_VCPUS",
     }
-    assert settings.ApiSettings.variables() == settings.SubmitSettings.variables() | {"RUNS_BUCKET", "CLUSTER"}
+    assert settings.ApiSettings.variables() == settings.SubmitSettings.variables() | {"RUNS_BUCKET", "CLUSTER", "CALL_CACHE"}
     assert settings.WesApiSettings.variables() == settings.ApiSettings.variables() | {"TASK_LOG_GROUP"}
     assert settings.ClusterSettings.variables() == {"CLUSTER"}
     assert settings.CleanupSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID"}

@@ -124,20 +124,23 @@ def test_the_task_to_run_from_the_command_line():
 
 
 @pytest.mark.parametrize(
-    "original, resumed",
+    "original, stack, resumed",
     [
-        (None, True),  # the stack's default: reads and keeps, as a cached run does by default
-        (True, True),
-        ("write", True),  # it kept its calls: the resumed run reads them
-        ("read", "read"),  # it asked not to keep its calls: neither does the resumed run
-        (False, "read"),
+        (None, "true", True),  # the stack's default: reads and keeps, as a cached run does by default
+        (None, "write", True),
+        (None, "false", "read"),  # a stack that keeps no calls: nor does a run resumed there
+        (None, "read", "read"),
+        (True, "false", True),  # the run's own option wins over the stack's
+        ("write", "true", True),  # it kept its calls: the resumed run reads them
+        ("read", "true", "read"),  # it asked not to keep its calls: neither does the resumed run
+        (False, "true", "read"),
     ],
 )
-def test_a_resumed_run_reads_the_cache_and_keeps_calls_as_the_original_asked(original, resumed):
+def test_a_resumed_run_reads_the_cache_and_keeps_calls_as_the_original_did(original, stack, resumed):
     from miniwdl_fargate.pipeline.resume import resumed_options
 
     given = {} if original is None else {"call_cache": original}
-    assert resumed_options({**given, "max_vcpus": 4}, {}) == {"call_cache": resumed, "max_vcpus": 4}
+    assert resumed_options({**given, "max_vcpus": 4}, {}, stack) == {"call_cache": resumed, "max_vcpus": 4}
 
 
 def test_options_given_to_resume_override_the_original_labels_one_by_one():
@@ -145,11 +148,11 @@ def test_options_given_to_resume_override_the_original_labels_one_by_one():
 
     original = {"call_cache": "write", "max_cost_usd": 5, "labels": {"team": "a", "project": "p"}}
     given = {"call_cache": False, "max_cost_usd": 8, "labels": {"team": "b"}}
-    assert resumed_options(original, given) == {
+    assert resumed_options(original, given, "true") == {
         "call_cache": False, "max_cost_usd": 8, "labels": {"team": "b", "project": "p"},
     }
     with pytest.raises(run_options.OptionsProblems) as info:
-        resumed_options(original, {"labels": {f"k{i}": "v" for i in range(run_options.MAX_LABELS)}})
+        resumed_options(original, {"labels": {f"k{i}": "v" for i in range(run_options.MAX_LABELS)}}, "true")
     assert [p["where"] for p in info.value.problems] == ["options.labels"]
 
 

@@ -30,14 +30,17 @@ class NotResumable(start.Refused):
     """The run cannot be resumed in the state it is in (HTTP 409): still going, or SUCCEEDED."""
 
 
-def resumed_options(original: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+def resumed_options(original: dict[str, Any], given: dict[str, Any], stack_call_cache: str) -> dict[str, Any]:
     """The resumed run's options: the earlier run's, with the call cache read (the point of
-    resuming), and written as the earlier run asked: a run that kept its calls (``true``,
-    ``"write"``, or the stack's default) resumes with ``true``; one that asked not to keep them
-    (``false``, ``"read"``) resumes with ``"read"``, so resuming never stores what its submitter
-    chose not to store. The options given to resume override these (labels one by one); the
-    result is checked as any run's options are (``OptionsProblems``)."""
+    resuming), and written as the earlier run was: a run that kept its calls (``true``,
+    ``"write"``, or no option and a stack whose ``CallCache`` keeps them, ``stack_call_cache``)
+    resumes with ``true``; one that did not (``false``, ``"read"``, or no option and a stack
+    that keeps none) resumes with ``"read"``, so resuming never stores what its submitter or
+    the stack chose not to store. The options given to resume override these (labels one by
+    one); the result is checked as any run's options are (``OptionsProblems``)."""
     kept = run_options.parse(original).cache_put
+    if kept is None:  # the stack's CallCache parameter: "true", "false", "read" or "write"
+        kept = stack_call_cache in ("true", "write")
     merged = {**original, "call_cache": "read" if kept is False else True}
     for key, value in given.items():
         merged[key] = {**merged.get("labels", {}), **value} if key == "labels" else value
@@ -135,7 +138,7 @@ def resume(
         return started(settings, record)
     original = original_record(current)
     try:
-        merged = resumed_options(original.options, options or {})
+        merged = resumed_options(original.options, options or {}, settings.call_cache)
     except run_options.OptionsProblems as exn:
         raise start.Refused(exn.problems) from None
     limits = settings.run_limits(merged)  # (max_run_hours already checked by the options' model)

@@ -11,7 +11,7 @@ event is handled. template.yaml gives each function what its model requires
     │       │                           MANAGED_INSTANCES_MAX_CPU, _MAX_MEMORY_GIB,
     │       │                           _MAX_GPUS, EBS_SCRATCH (what can run beyond Fargate),
     │       │                           MAX_RUN_VCPUS (the most vCPUs a run holds at once)
-    │       └── ApiSettings           + RUNS_BUCKET, CLUSTER
+    │       └── ApiSettings           + RUNS_BUCKET, CLUSTER, CALL_CACHE
     │           └── WesApiSettings    + TASK_LOG_GROUP (WES task logs)         api
     └── ClusterSettings               CLUSTER                                  run_timed_out
         ├── CleanupSettings           + FILE_SYSTEM_ID
@@ -122,10 +122,13 @@ class SubmitSettings(RunLimitSettings):
 
 
 class ApiSettings(SubmitSettings):
-    """api: submit into the stack's bucket; list, describe and cancel (its tasks are in CLUSTER)."""
+    """api: submit into the stack's bucket; list, describe and cancel (its tasks are in CLUSTER);
+    resume, keeping calls as the resumed run did (CALL_CACHE: the stack's CallCache, what a run
+    without the option got)."""
 
     runs_bucket: str = Field(min_length=1, alias="RUNS_BUCKET")
     cluster: str = Field(min_length=1, alias="CLUSTER")
+    call_cache: Literal["true", "false", "read", "write"] = Field(alias="CALL_CACHE")
 
 
 class WesApiSettings(ApiSettings):
