@@ -1,5 +1,6 @@
 """What the aws_fargate backend's tests share: checking a request against botocore's ECS model,
-and a task's evaluated runtime section as miniwdl hands it to ``process_runtime``."""
+a task's evaluated runtime section as miniwdl hands it to ``process_runtime``, and a stack's
+driver side in moto (``driver_side``)."""
 
 import botocore.session
 import WDL
@@ -31,3 +32,21 @@ def runtime(**values):
         else:
             out[key] = WDL.Value.String(value)
     return out
+
+
+def driver_side():
+    """What the stack's functions find in moto when they start a task of the driver's task
+    definition: cluster ``c``, the family ``stack-driver``, the runs bucket; the environment of
+    such a function (tests.function_env) for it, with the driver task definition's ARN."""
+    from miniwdl_fargate import aws
+    from tests.function_env import environment
+
+    ecs = aws.client("ecs")
+    ecs.create_cluster(clusterName="c")
+    td = ecs.register_task_definition(
+        family="stack-driver", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="1024", memory="2048",
+        containerDefinitions=[{"name": "driver", "image": "driver:1"}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    aws.client("s3").create_bucket(Bucket="runs")
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    return environment(CLUSTER="c", DRIVER_TASK_DEFINITION=td, DRIVER_SUBNETS=subnet, DRIVER_SECURITY_GROUPS="sg-1")

@@ -9,7 +9,7 @@ import logging
 
 import botocore.session
 import pytest
-from backend_support import validate
+from backend_support import driver_side, validate
 from botocore.awsrequest import AWSResponse
 from botocore.validate import ParamValidator
 
@@ -17,7 +17,6 @@ from miniwdl_fargate import aws, gc_task, runs, status
 from miniwdl_fargate.local import schedules
 from miniwdl_fargate.pipeline import finalize
 from miniwdl_fargate.pipeline.settings import FinalizeSettings
-from tests.function_env import environment
 
 SCHEDULER_MODEL = botocore.session.get_session().get_service_model("scheduler")
 GROUP = "stack-gc"
@@ -31,19 +30,9 @@ NOW = datetime.datetime(2026, 12, 3, 9, 30, tzinfo=datetime.timezone.utc)
 @pytest.fixture
 def collection(moto_aws, monkeypatch):
     monkeypatch.setattr(finalize, "clock", lambda: NOW)
-    ecs = aws.client("ecs")
-    ecs.create_cluster(clusterName="c")
-    td = ecs.register_task_definition(
-        family="stack-driver", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="1024", memory="2048",
-        containerDefinitions=[{"name": "driver", "image": "driver:1"}],
-    )["taskDefinition"]["taskDefinitionArn"]
-    aws.client("s3").create_bucket(Bucket="runs")
+    env = driver_side()
     aws.client("scheduler").create_schedule_group(Name=GROUP)
-    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
-    settings = FinalizeSettings.from_env(environment(
-        CLUSTER="c", DRIVER_TASK_DEFINITION=td, DRIVER_SUBNETS=subnet, DRIVER_SECURITY_GROUPS="sg-1",
-        GC_SCHEDULE_GROUP=GROUP, GC_SCHEDULER_ROLE_ARN=ROLE, KEEP_FAILED_RUN_DAYS="3",
-    ))
+    settings = FinalizeSettings.from_env({**env, "GC_SCHEDULE_GROUP": GROUP, "GC_SCHEDULER_ROLE_ARN": ROLE, "KEEP_FAILED_RUN_DAYS": "3"})
     return settings.collection()
 
 

@@ -5,28 +5,19 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
+from backend_support import driver_side
+
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate.local.moto import fixes
 from miniwdl_fargate.pipeline import launch
 from miniwdl_fargate.pipeline.settings import LaunchSettings
-from tests.function_env import environment
 
 
 @pytest.fixture
 def settings(moto_aws):
     fixes.run_task_client_token()  # as in local mode: moto alone ignores the token
     fixes.list_tasks_filters()  # as ECS: startedBy alone, RUNNING by default
-    ecs = aws.client("ecs")
-    ecs.create_cluster(clusterName="c")
-    td = ecs.register_task_definition(
-        family="stack-driver", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="1024", memory="2048",
-        containerDefinitions=[{"name": "driver", "image": "driver:1"}],
-    )["taskDefinition"]["taskDefinitionArn"]
-    aws.client("s3").create_bucket(Bucket="runs")
-    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
-    return LaunchSettings.from_env(
-        environment(CLUSTER="c", DRIVER_TASK_DEFINITION=td, DRIVER_SUBNETS=subnet, DRIVER_SECURITY_GROUPS="sg-1")
-    )
+    return LaunchSettings.from_env(driver_side())
 
 
 def record(run_id="run-1"):
