@@ -152,6 +152,17 @@ def add_quant_check_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_import_path_argument(parser: argparse.ArgumentParser) -> None:
+    """``miniwdl run -p/--path DIR``: folders where the workflow's imports are looked for after the
+    importing WDL's own folder. A WDL importing from one goes as a bundle (its imports rewritten
+    to where the bundle holds them, by miniwdl's own ``zip``)."""
+    parser.add_argument(
+        "-p", "--path", metavar="DIR", action="append", default=[], type=existing_dir,
+        help="a local folder to look for the workflow's imports in (repeatable), as `miniwdl run -p`; "
+        "a workflow importing from one goes as a bundle, as `miniwdl zip -p` makes it",
+    )
+
+
 def task_name(text: str) -> str:
     """``--task NAME``: a WDL identifier."""
     import re
@@ -217,7 +228,7 @@ def inputs_and_assignments(
 
 
 def existing_dir(text: str) -> str:
-    """``--seed-s3 DIR``: a folder that is there."""
+    """``--seed-s3 DIR``, ``-p DIR``: a folder that is there."""
     if not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text}: no such folder" if not os.path.exists(text) else f"{text}: not a folder")
     return text

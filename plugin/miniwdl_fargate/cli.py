@@ -152,6 +152,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     arguments.add_input_arguments(p)
     arguments.add_task_argument(p)
     arguments.add_quant_check_argument(p)
+    arguments.add_import_path_argument(p)
     add_option_arguments(p)
     p = sub.add_parser(
         "api-proxy", parents=[where],
@@ -251,7 +252,7 @@ def run_command(args: argparse.Namespace) -> int:
                 raise RunInputError(str(exn)) from None
             prepared = prepare(
                 args.wdl, inputs_file if inputs_file is not None else {}, args.name, options, zip_into, assignments,
-                empty=args.empty, none=args.none,
+                empty=args.empty, none=args.none, import_path=args.path,
             )
         if args.command == "outputs" and args.download:
             client.check_download_dir(args.download)

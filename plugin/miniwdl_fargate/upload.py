@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -60,15 +60,19 @@ def workflow_target(doc: WDL.Tree.Document, task: str | None = None) -> wdl_targ
         raise RunInputError(f"{doc.pos.uri}: {exn}") from None
 
 
-def load_wdl(wdl_path: Path, check_quant: bool = True) -> WDL.Tree.Document:
+def load_wdl(wdl_path: Path, check_quant: bool = True, import_path: Sequence[str] = ()) -> WDL.Tree.Document:
     """The WDL and its imports, loaded as ``miniwdl run`` loads them: an ``http(s)://`` import
     downloaded (miniwdl's own ``WDL.CLI.make_read_source``); ``check_quant`` false as with
-    ``--no-quant-check``; RunInputError saying what is wrong."""
+    ``--no-quant-check``; an import looked for in ``import_path`` too, as with ``-p``;
+    RunInputError saying what is wrong."""
     from WDL import CLI
 
     wdl_parsers.use_cache()  # (the parser's build, once per machine: most of this check's time)
     try:
-        return WDL.load(str(wdl_path), read_source=CLI.make_read_source(False), check_quant=check_quant)
+        return WDL.load(
+            str(wdl_path), [os.path.abspath(p) for p in import_path], read_source=CLI.make_read_source(False),
+            check_quant=check_quant,
+        )
     except WDL.Error.SyntaxError as exn:  # (on one line, as the pipeline says it: lark's list of tokens spans many)
         raise RunInputError(f"{wdl_path}:{exn.pos.line}:{exn.pos.column}: WDL syntax error: {' '.join(str(exn).split())}") from None
     except WDL.Error.ValidationError as exn:
@@ -760,7 +764,7 @@ def prepare(
     wdl: str | os.PathLike, inputs: str | os.PathLike | dict[str, Any], name: str | None = None,
     options: run_options.RunOptions | None = None, zip_into: str | os.PathLike | None = None,
     assignments: list[str] | tuple[str, ...] = (), empty: list[str] | tuple[str, ...] = (),
-    none: list[str] | tuple[str, ...] = (),
+    none: list[str] | tuple[str, ...] = (), import_path: Sequence[str] = (),
 ) -> Submission:
     """Check the WDL (or `miniwdl zip` bundle), the inputs and the files they name; raise
     RunInputError saying what is wrong. With ``zip_into`` (a folder), a WDL is made a bundle
@@ -771,7 +775,9 @@ def prepare(
     miniwdl.cfg).
     ``assignments``: NAME=VALUE inputs from the command line, over the inputs file's, and the
     inputs ``empty`` (``--empty NAME``) and ``none`` (``--none NAME``) name (``command_line_inputs``).
-    The run's ``options.task`` (``--task NAME``) is what it runs, rather than the document's workflow."""
+    The run's ``options.task`` (``--task NAME``) is what it runs, rather than the document's workflow.
+    ``import_path`` (``-p DIR``): folders imports are looked for in, as ``miniwdl run -p``; what
+    the WDL imports from them is outside its folder, so it goes as a bundle."""
     task = options.task if options is not None else None
     check_quant = options is None or options.quant_check is not False
     # (the path as given, as miniwdl reads it: a link's imports are beside the link, not its target)
@@ -784,7 +790,7 @@ def prepare(
     if zipbundle.is_bundle(str(wdl_path)):
         doc, defaults = load_bundle(wdl_path, check_quant)
     else:
-        doc = load_wdl(wdl_path, check_quant)
+        doc = load_wdl(wdl_path, check_quant, import_path)
         check_bundled_cfg(wdl_path.parent)
         # a bundle holds what a folder cannot: what a URL imports (as fetched now: the driver fetches
         # nothing), WDL from outside the folder (stored under __outside_wdl/, as miniwdl zip does),
@@ -814,7 +820,7 @@ def prepare(
     workflow = {wdl_path.resolve(), (wdl_path.parent / config.RUN_CFG).resolve(), *(p.resolve() for _, p in local_imports(doc))}
     leave_out = frozenset(s.path.resolve() for s in staged if s.path is not None) - workflow
     if bundle_into is not None:
-        wdl_path = build_bundle(wdl_path, bundle_into, leave_out, check_quant)
+        wdl_path = build_bundle(wdl_path, bundle_into, leave_out, check_quant, import_path)
         load_bundle(wdl_path, check_quant)  # (checked as every bundle is: its size, its members)
     if zipbundle.is_bundle(str(wdl_path)):
         return Submission(wdl_path, doc, inputs_doc, inputs_dir, name, [wdl_path], options or run_options.RunOptions(), bundle=True)
@@ -942,7 +948,10 @@ def scratch_folder() -> str:
     return folder
 
 
-def build_bundle(wdl_path: Path, folder: Path, leave_out: frozenset[Path] = frozenset(), check_quant: bool = True) -> Path:
+def build_bundle(
+    wdl_path: Path, folder: Path, leave_out: frozenset[Path] = frozenset(), check_quant: bool = True,
+    import_path: Sequence[str] = (),
+) -> Path:
     """``miniwdl zip WORKFLOW.wdl``: the WDL and every WDL it imports (from anywhere: imports
     outside its folder are stored under ``__outside_wdl/`` and rewritten to match), into
     ``folder``; and the other files of the WDL's folder, as a folder submitted as it is takes them
@@ -955,7 +964,7 @@ def build_bundle(wdl_path: Path, folder: Path, leave_out: frozenset[Path] = froz
 
     import WDL.Zip
 
-    doc = load_wdl(wdl_path, check_quant)
+    doc = load_wdl(wdl_path, check_quant, import_path)
     archive = folder / (wdl_path.stem + zipbundle.SUFFIX)
     others = [f for f in bundle_files(wdl_path, leave_out) if f.resolve() != archive.resolve()]
     try:

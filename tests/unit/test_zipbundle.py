@@ -226,6 +226,32 @@ def test_links_in_the_workflows_folder_are_its_files_as_miniwdl_reads_them(tmp_p
     assert sorted(p.relative_to(wf).as_posix() for p in submission.files) == ["lib/t.wdl", "main.wdl", "t2.wdl"]
 
 
+def test_a_wdl_importing_from_a_folder_given_with_p_goes_as_the_bundle_miniwdl_zip_p_makes(tmp_path, capsys):
+    """`miniwdl run -p lib main.wdl` finds `import "t.wdl"` in lib/: submit and local run take
+    `-p` as it does, and send the WDL as a bundle holding the import, rewritten to where the
+    bundle has it; without `-p` the import is not found, said before anything is uploaded."""
+    from miniwdl_fargate import cli
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "t.wdl").write_text(TASKS)
+    (tmp_path / "wf").mkdir()
+    main = tmp_path / "wf" / "main.wdl"
+    main.write_text(MAIN.replace("tasks/t.wdl", "t.wdl"))
+    with pytest.raises(upload.RunInputError, match=r"main.wdl:2:1: .*t\.wdl"):
+        upload.prepare(main, {"w.who": "x"}, "p-run")
+    submission = upload.prepare(main, {"w.who": "x"}, "p-run", import_path=[str(tmp_path / "lib")])
+    assert submission.bundle
+    with zipbundle.opened(submission.wdl_path, "main.zip") as bundle:
+        assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "__outside_wdl/lib/t.wdl", "main.wdl"]
+    doc, _ = upload.load_bundle(submission.wdl_path)  # (what the pipeline loads: no -p there)
+    assert [imp.doc.pos.abspath.endswith("/__outside_wdl/lib/t.wdl") for imp in doc.imports] == [True]
+    # a folder that is not there is refused as `miniwdl run -p` would be, naming it
+    for command in (["submit"], ["local", "run"]):
+        with pytest.raises(SystemExit) as exited:
+            cli.main([*command, str(main), "w.who=x", "-p", str(tmp_path / "nowhere")])
+        assert exited.value.code == 2 and f"{tmp_path / 'nowhere'}: no such folder" in capsys.readouterr().err
+
+
 def test_the_cli_builds_a_bundle_with_miniwdl_zip_taking_imports_from_outside_the_folder(tmp_path):
     (tmp_path / "app").mkdir()
     (tmp_path / "shared").mkdir()

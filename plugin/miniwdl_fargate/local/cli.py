@@ -75,6 +75,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     arguments.add_input_arguments(run)
     arguments.add_task_argument(run)
     arguments.add_quant_check_argument(run)
+    arguments.add_import_path_argument(run)
     run.add_argument(
         "--seed-s3",
         metavar="DIR",
@@ -408,6 +409,7 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
             args.wdl, args.inputs if args.inputs is not None else {}, args.name, zip_into=zip_into,
             options=RunOptions(task=getattr(args, "task", None), quant_check=False if getattr(args, "no_quant_check", False) else None),
             assignments=getattr(args, "assignments", []), empty=getattr(args, "empty", []), none=getattr(args, "none", []),
+            import_path=getattr(args, "path", []),
         )
         check()
         # (a Ctrl-C noted while the stack starts stops it between its steps, not once deployed)
