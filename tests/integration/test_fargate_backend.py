@@ -479,6 +479,17 @@ def test_the_task_definitions_size_is_the_defaults_snapped_to_a_fargate_size(bac
     validate("RegisterTaskDefinition", {"family": "f", **spec})
 
 
+def test_a_tasks_log_loses_no_line_whatever_the_accounts_default_log_mode(backend):
+    """ECS's default awslogs mode became non-blocking in June 2025 (an account setting), which
+    drops what overflows its buffer: the task definition says blocking (only the log forwarder
+    waits; the command writes to its files); the driver's says non-blocking with a large buffer
+    (template.yaml): it never waits on its own log."""
+    spec = FargateTaskContainer.task_definition_spec("ubuntu:22.04")
+    (container,) = spec["containerDefinitions"]
+    assert container["logConfiguration"]["options"]["mode"] == "blocking"
+    validate("RegisterTaskDefinition", {"family": "f", **spec})
+
+
 def test_a_task_deep_in_subworkflows_fits_runtasks_overrides_and_one_that_cannot_fails_saying_why(backend):
     """The script travels in RunTask's overrides (at most 8,192 characters of JSON): each path
     is written in it once, so a task deep in subworkflows and scatters, with long call names,

@@ -306,8 +306,10 @@ def test_the_drivers_own_vcpus_count_against_the_on_demand_quota(sim):
     launcher = Launcher(ecs, rate=100, burst=10, backoff_base=0.01, sleep=lambda s: None,
                         vcpu_quota=Quotas(FARGATE=6.0), own_vcpus=lambda: 1.0)
     sim.faults.script.extend(["quota"])
-    with pytest.raises(LaunchFailed, match=r"L-3032A538: 6, of which this run's driver holds 1\): it could never start.*--desired-value 12"):
+    with pytest.raises(LaunchFailed, match=r"L-3032A538: 6, of which this run's driver holds 1\): it could never start.*--desired-value 12") as failed:
         launcher.launch(sized(request(ecs), 6))
+    # (cpu: 2 with memory: "32 GB" is 8 vCPUs on Fargate: the memory is named as a cause too)
+    assert "Ask for fewer vCPUs or less memory (runtime cpu, memory" in str(failed.value)
     launcher.close()
 
 

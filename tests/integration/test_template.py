@@ -1296,6 +1296,15 @@ def test_the_driver_gets_max_tasks_per_run_from_the_parameter_with_the_backend_d
     assert str(param["Default"]) == backend_config._defaults()["max_tasks_per_run"] and int(param["MinValue"]) == 1
 
 
+def test_the_drivers_log_mode_is_said_not_left_to_the_accounts_default(cfn_template):
+    """ECS's default awslogs mode is an account setting (non-blocking since June 2025): the
+    driver's is said, non-blocking with a buffer far beyond its rate (it never waits on its own
+    log); a WDL task's is blocking (test_fargate_backend)."""
+    driver = Conditions(cfn_template).resources()["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    options = driver["LogConfiguration"]["Options"]
+    assert (options["mode"], options["max-buffer-size"]) == ("non-blocking", "25m")
+
+
 # -- beyond Fargate: managed instances, EBS scratch, the image cache --------------------------------
 
 MANAGED_INSTANCES_RESOURCES = {

@@ -697,6 +697,13 @@ class FargateTaskContainer(BaseTaskContainer):
                     "awslogs-group": s.log_group,
                     "awslogs-region": aws.client("ecs").meta.region_name,
                     "awslogs-stream-prefix": "miniwdl",
+                    # every line reaches the log: since June 2025 ECS's default mode is
+                    # non-blocking, which drops what overflows its buffer (a chatty tool's burst).
+                    # Blocking holds only the log forwarder, never the command, which writes to
+                    # its files (task_script); the task ends once its log is delivered
+                    # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-account-settings.html,
+                    # "Default log driver mode"; API_LogConfiguration's mode)
+                    "mode": "blocking",
                 },
             }
         efs: dict[str, Any] = {"fileSystemId": s.efs_id, "transitEncryption": "ENABLED"}

@@ -369,7 +369,9 @@ class Launcher:
         raise LaunchFailed(
             f"the task needs {vcpus:g} vCPUs, more than this account's whole Fargate vCPU quota in this region "
             f"(Service Quotas: \"{name}\", service code fargate, quota code {code}: {quota:g}{driver}): it could never start. "
-            f"Ask for fewer vCPUs (runtime cpu), or for a larger quota (aws service-quotas request-service-quota-increase "
+            f"Ask for fewer vCPUs or less memory (runtime cpu, memory: Fargate's sizes tie the two, so memory alone can "
+            f"take more vCPUs: more than 30 GiB takes 8, more than 60 GiB 16), or for a larger quota "
+            f"(aws service-quotas request-service-quota-increase "
             f"--service-code fargate --quota-code {code} --desired-value {max(vcpus + held, quota * 2):g})"
         )
 
