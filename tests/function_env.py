@@ -26,6 +26,8 @@ ENVIRONMENT = {
     "MAX_RUN_VCPUS": "0",  # MaxRunVCpus: no limit
     "TASK_LOG_GROUP": "miniwdl-fargate-tasks",  # the api function's own (WES task logs)
     "CALL_CACHE": "true",  # the api function's own (resume); the template's default
+    "MAX_CONCURRENT_RUNS": "0",  # launch_driver's own: automatic (the template's default)
+    "DRIVER_CPU": "1024",
     "GC_SCHEDULE_GROUP": "stack-gc",  # finalize's own (gc_task.schedule)
     "GC_SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/stack-gc-scheduler",
     "KEEP_FAILED_RUN_DAYS": "3",

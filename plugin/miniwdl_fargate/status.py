@@ -59,6 +59,7 @@ class RunStatus(BaseModel):
     results: str = ""
     execution_arn: str | None = None
     driver_task: str | None = None
+    driver_slot: str | None = None  # the runs bucket's key of the driver slot it holds (pipeline/driver_slots.py)
     tasks: TaskCounts = Field(default_factory=TaskCounts)
     phase: str | None = None  # what the driver is doing, e.g. "staging inputs 1200/20000"
     transfers: dict[str, TransferCounts] = Field(

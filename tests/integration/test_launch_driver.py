@@ -1,6 +1,8 @@
 """The launch Lambda's RunTask of the driver is idempotent: a retried invocation for the same run
 and Step Functions task token gets the driver the first one started."""
 
+import datetime
+
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
@@ -87,7 +89,7 @@ def test_the_driver_token_fits_run_task(settings):
 
 from miniwdl_fargate import s3io, status  # noqa: E402
 from miniwdl_fargate.driver import DriverRun, claim_success  # noqa: E402
-from miniwdl_fargate.pipeline import finalize, manage  # noqa: E402
+from miniwdl_fargate.pipeline import driver_slots, finalize, manage  # noqa: E402
 
 SFN = "arn:aws:states:us-east-1:123456789012:stateMachine:run"
 
@@ -251,3 +253,87 @@ def test_a_driver_whose_tags_and_its_definitions_are_over_fifty_launches_with_th
     monkeypatch.setattr(ecs, "run_task", other)
     with pytest.raises(launch.DriverLaunchFailed, match="subnet-x not found"):
         launch.launch_driver(settings, record("run-2"), "sfn-task-token-B")
+
+
+# -- drivers holding the account's vCPU quota leave their tasks none: runs wait their turn -------
+
+
+def test_a_run_waits_its_turn_while_as_many_runs_have_drivers_as_the_stack_lets(settings):
+    """MaxConcurrentRuns 1: a second run's launch starts no driver while the first holds the
+    stack's one driver slot, its status saying why; the first run's end gives the slot back, and
+    the second takes it."""
+    one = settings.model_copy(update={"max_concurrent_runs": 1})
+    launch.launch_driver(one, submitted("run-1"), "token-1")
+    assert status.read("runs", "run-1").driver_slot == "drivers/slot-0.json"
+    second = submitted("run-2")
+    with pytest.raises(launch.DriverSlotUnavailable, match=r"run run-2 queued behind other runs: at most 1 run\(s\) of this stack "
+                       r"have a driver at once \(the stack's MaxConcurrentRuns\)"):
+        launch.launch_driver(one, second, "token-2")
+    assert len(aws.client("ecs").list_tasks(cluster="c")["taskArns"]) == 1
+    waiting = status.read("runs", "run-2")
+    assert waiting.status == "SUBMITTED" and waiting.phase.startswith("queued behind other runs")
+    finalize.finalize(record("run-1"), "FAILED", None, cluster="c")  # (its end: the slot given back)
+    started = launch.launch_driver(one, second, "token-2")
+    after = status.read("runs", "run-2")
+    assert (after.status, after.driver_task, after.phase, after.driver_slot) == ("STARTING", started, None, "drivers/slot-0.json")
+    assert launch.launch_driver(one, second, "token-2") == started  # (a retried invocation: the same slot, no second)
+    assert [o["Key"] for o in s3io.list_keys("runs", driver_slots.PREFIX)] == ["drivers/slot-0.json"]
+
+
+def test_launches_at_the_same_moment_never_both_take_the_last_slot(settings):
+    """Counting the running drivers let runs submitted together all start theirs (each counted
+    before the others' started): a slot is an object written only where there is none."""
+    import concurrent.futures
+
+    for i in range(8):
+        submitted(f"run-{i}")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        taken = list(pool.map(lambda i: driver_slots.take("runs", "c", f"run-{i}", 2), range(8)))
+    assert sorted(k for k in taken if k) == ["drivers/slot-0.json", "drivers/slot-1.json"]
+    assert taken.count(None) == 6
+
+
+def test_a_slot_whose_run_ended_without_giving_it_back_is_taken_over(settings):
+    """An execution stopped from outside runs no finalize: its run's slot is taken over once its
+    status says it ended (a cancel), or, once the slot is old enough to judge, its driver has
+    stopped (the driver stops itself when its heartbeat is refused) or it never got one."""
+    one = settings.model_copy(update={"max_concurrent_runs": 1})
+    arn = launch.launch_driver(one, submitted("run-1"), "token-1")
+    held = driver_slots._held("runs", "drivers/slot-0.json")
+    assert held.run_id == "run-1" and not driver_slots.ended("runs", "c", held)
+    later = datetime.datetime.fromisoformat(held.taken_at) + datetime.timedelta(seconds=driver_slots.JUDGED_AFTER_SECONDS + 1)
+    assert not driver_slots.ended("runs", "c", held, later)  # (its driver runs)
+    aws.client("ecs").stop_task(cluster="c", task=arn, reason="its execution was stopped")
+    assert not driver_slots.ended("runs", "c", held)  # (too young to judge: ECS may not show a new task yet)
+    assert driver_slots.ended("runs", "c", held, later)
+    status.set_state("runs", "run-1", "CANCELLED")
+    assert driver_slots.ended("runs", "c", held)
+    launch.launch_driver(one, submitted("run-2"), "token-2")
+    assert driver_slots._held("runs", "drivers/slot-0.json").run_id == "run-2"
+    # a run that took a slot and never got a driver (its launch kept failing, its execution stopped)
+    never = driver_slots.Held("run-3", held.taken_at, "etag")
+    status.update("runs", "run-3", lambda current: current, initial=status.new(record("run-3")))
+    hour = datetime.datetime.fromisoformat(held.taken_at) + datetime.timedelta(seconds=driver_slots.NO_DRIVER_SECONDS + 1)
+    assert not driver_slots.ended("runs", "c", never, later) and driver_slots.ended("runs", "c", never, hour)
+
+
+@pytest.mark.parametrize("quota, driver_cpu, slots", [(6, 1024, 1), (20, 1024, 5), (6, 4096, 1), (4000, 1024, 1000), (None, 1024, None)])
+def test_by_default_drivers_hold_at_most_a_quarter_of_the_accounts_vcpu_quota(settings, quota, driver_cpu, slots):
+    """A new account's Fargate On-Demand quota is a few vCPUs: six runs' drivers at 1 vCPU each
+    held all six, and every task of every run waited for good. By default the drivers hold at most
+    a quarter of it (at least one run goes); a quota that cannot be read sets no limit."""
+    auto = settings.model_copy(update={"max_concurrent_runs": 0, "driver_cpu": driver_cpu})
+    assert launch.slot_count(auto, quota)[0] == slots
+    if quota is not None:
+        assert f"a quarter of the account's Fargate On-Demand vCPU quota ({quota:g})" in launch.slot_count(auto, quota)[1]
+
+
+def test_the_quota_read_sets_how_many_drivers_run_and_an_increase_counts_at_once(settings, monkeypatch):
+    quota = [4.0]
+    monkeypatch.setattr("miniwdl_fargate.backend.launcher.account_vcpu_quota", lambda client, placement, logger=None: quota[0])
+    launch.launch_driver(settings, submitted("run-1"), "token-1")  # (4 vCPUs: one driver of 1 vCPU)
+    with pytest.raises(launch.DriverSlotUnavailable, match=r"a quarter of the account's Fargate On-Demand vCPU quota \(4\)"):
+        launch.launch_driver(settings, submitted("run-2"), "token-2")
+    quota[0] = 8.0  # (an increase granted meanwhile)
+    launch.launch_driver(settings, submitted("run-2"), "token-3")
+    assert status.read("runs", "run-2").driver_slot == "drivers/slot-1.json"

@@ -577,10 +577,12 @@ ROLE_ACTIONS = {
         "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "states:StartExecution", "states:StopExecution",
         "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "events:PutEvents", "logs:GetLogEvents",
     },
-    # pipeline/launch.py: run_task (with tags, roles of the task definition), status.json, stop_task of a cancelled run's driver
+    # pipeline/launch.py: run_task (with tags, roles of the task definition), status.json, stop_task of a cancelled run's driver,
     "LaunchDriverRole": LOGS | XRAY | {
         "ecs:RunTask", "ecs:TagResource", "iam:PassRole", "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:StopTask",
         "ecs:ListTasks", "ecs:DescribeTasks",
+        # how many drivers may run at once (launch.slot_count)
+        "servicequotas:GetServiceQuota",
     },
     # pipeline/driver_outcome.py: get_object, send_task_success/failure; stopping a dead driver's tasks
     "DriverStoppedRole": LOGS | XRAY | {
@@ -589,11 +591,12 @@ ROLE_ACTIONS = {
         "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
     },
     # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event, stopping what still runs,
-    # the run's own access point a dead driver left, the gc task's schedule (gc_task.schedule: its role passed)
+    # the run's own access point a dead driver left, the gc task's schedule (gc_task.schedule: its role passed),
     "FinalizeRole": LOGS | XRAY | {
         "s3:GetObject", "s3:PutObject", "s3:ListBucket", "events:PutEvents", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask",
         "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
         "scheduler:CreateSchedule", "iam:PassRole",
+        "s3:DeleteObject",  # its driver slot given back (pipeline/driver_slots.py)
     },
     # EventBridge Scheduler, running the gc task when a schedule falls due (gc_task.schedule_request)
     "GcSchedulerRole": {"ecs:RunTask", "iam:PassRole"},
@@ -1270,6 +1273,20 @@ def test_every_lambda_call_of_the_state_machine_retries_what_the_lambda_service_
         assert waited >= 120, (name, waited)
         if state["Parameters"]["FunctionName"] in ("${FinalizeFunctionArn}", "${RunTimedOutFunctionArn}"):
             assert by_error["Lambda.Unknown"]["MaxAttempts"] >= 1, name
+
+
+def test_a_run_waiting_for_a_driver_slot_waits_days_within_an_executions_history(cfn_template):
+    """DriverSlotUnavailable (pipeline/launch.py: as many drivers run as the stack lets) is tried
+    again every two minutes at most, for days (a queue behind long runs), and no longer than an
+    execution's 25,000 history events hold (each attempt of the launch task writes about five:
+    https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html)."""
+    asl = json.loads((REPO / "statemachine" / "run.asl.json").read_text())
+    (slot,) = [r for r in asl["States"]["LaunchDriver"]["Retry"] if "DriverSlotUnavailable" in r["ErrorEquals"]]
+    assert slot["ErrorEquals"] == ["DriverSlotUnavailable"] and slot["MaxDelaySeconds"] <= 120
+    waits = [min(slot["IntervalSeconds"] * slot["BackoffRate"] ** min(i, 64), slot["MaxDelaySeconds"]) for i in range(slot["MaxAttempts"])]
+    assert sum(waits) >= 2 * 24 * 3600 and slot["MaxAttempts"] * 5 < 25_000
+    env = Conditions(cfn_template).resources()["LaunchDriverFunction"]["Properties"]["Environment"]["Variables"]
+    assert (env["MAX_CONCURRENT_RUNS"], env["DRIVER_CPU"]) == ({"Ref": "MaxConcurrentRuns"}, {"Ref": "DriverCpu"})
 
 
 def test_functions_get_the_limits_from_the_parameters(cfn_template):

@@ -204,6 +204,36 @@ def test_tasks_held_back_by_the_accounts_vcpu_quota_wait_their_turn(stack, fault
     assert "fargate_vcpu_quota" in injected.injected  # (the third task waited for one of the first two)
 
 
+def test_runs_submitted_together_on_a_small_vcpu_quota_take_turns_and_all_end(stack, faults, tmp_path):
+    """A new account's quota (2 vCPUs here): two runs at once each started a driver of 1 vCPU,
+    which held the whole quota; neither run's tasks could ever start, and both waited until their
+    MaxRunHours. Now the drivers hold at most a quarter of it, at least one run: the second run
+    waits its turn (SUBMITTED, its status saying why), then runs."""
+    from miniwdl_fargate import status
+
+    faults(fargate_vcpu_quota=2)
+    bucket = stack.outputs["BucketName"]
+    wdl = tmp_path / "sized.wdl"
+    wdl.write_text(SIZED)
+    submitted = [local_run.submit(bucket, wdl, {"sized.n": 1, "sized.cpu": 1, "sized.tag": f"turn-{i}"}, name=f"turns-{i}")
+                 for i in range(2)]
+    said = []
+
+    def queued_said():
+        for _, run_id in submitted:
+            current = status.read(bucket, run_id)
+            if current is not None and (current.phase or "").startswith("queued behind other runs: "):
+                said.append(current.phase)
+        return said
+
+    wait_for(queued_said, 60, "a run queued behind the other")
+    assert "at most 1 run(s) of this stack have a driver at once (a quarter of the account's Fargate On-Demand vCPU quota (2)" in said[0], said[0]
+    for name, run_id in submitted:
+        result = run_end(stack, name, run_id, timeout=180)
+        assert result.status == "SUCCEEDED", result.document
+    wait_for(lambda: stack.runtime.running_tasks() == [], 30, what=lambda: f"end of {stack.runtime.running_tasks()}")
+
+
 def test_a_task_larger_than_the_accounts_whole_vcpu_quota_fails_the_run_at_once_saying_so(stack, faults, run):
     """Before, such a task waited on the quota until the run's MaxRunHours; now the driver asks
     Service Quotas at the first quota answer and fails the task, naming the quota to raise (of

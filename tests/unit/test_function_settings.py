@@ -33,11 +33,12 @@ def test_each_model_needs_what_its_function_uses_and_no_more():
     assert settings.ClusterSettings.variables() == {"CLUSTER"}
     assert settings.CleanupSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID"}
     assert settings.DriverStoppedSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID", "DRIVER_CONTAINER_NAME"}
-    assert settings.LaunchSettings.variables() == {
+    assert settings.DriverTaskSettings.variables() == {
         "CLUSTER", "DRIVER_TASK_DEFINITION", "DRIVER_CONTAINER_NAME", "DRIVER_SUBNETS", "DRIVER_SECURITY_GROUPS",
         "DRIVER_ASSIGN_PUBLIC_IP",
     }
-    assert settings.FinalizeSettings.variables() == settings.CleanupSettings.variables() | settings.LaunchSettings.variables() | {
+    assert settings.LaunchSettings.variables() == settings.DriverTaskSettings.variables() | {"MAX_CONCURRENT_RUNS", "DRIVER_CPU"}
+    assert settings.FinalizeSettings.variables() == settings.CleanupSettings.variables() | settings.DriverTaskSettings.variables() | {
         "GC_SCHEDULE_GROUP", "GC_SCHEDULER_ROLE_ARN", "KEEP_FAILED_RUN_DAYS",
     }
 

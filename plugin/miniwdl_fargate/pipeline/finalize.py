@@ -1,7 +1,7 @@
 """Finalize: the last step of every run. Its status becomes final (SUCCEEDED or FAILED, with
 timings, and where its outputs or its error are), a failed run always has an error.json, a
-run-finished event tells whoever listens, and what the run left on EFS is collected once it falls
-due (gc_task.schedule)."""
+run-finished event tells whoever listens, its driver slot is given back (driver_slots), and what
+the run left on EFS is collected once it falls due (gc_task.schedule)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Callable
 import logging
 
 from .. import gc_task, runs, s3io, status, sweep
-from . import manage
+from . import driver_slots, manage
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def finalize(
         manage.announce(final)
     stop_what_runs(cluster, record.run_id, final.status if final else state)
     sweep.release_leftovers(file_system_id, record.run_id)
+    driver_slots.give_back(record.bucket, record.run_id, final.driver_slot if final else None)
     ended = final.status if final else state
     scheduled = collect_when_due(collection, record.bucket, ended) if collection else []
     return {"run_id": record.run_id, "status": ended, "duration_s": final.duration_s if final else None,

@@ -6,9 +6,10 @@ import hashlib
 import logging
 import posixpath
 
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import aws, run_options, runs, status
+from . import driver_slots as slots_module
 from .settings import LaunchSettings
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,11 @@ log = logging.getLogger(__name__)
 
 class DriverCapacityUnavailable(RuntimeError):
     """RunTask answered with failures[] (e.g. no Fargate capacity): the state machine retries."""
+
+
+class DriverSlotUnavailable(RuntimeError):
+    """As many runs have drivers as the stack lets at once (``slot_count``): the run waits its
+    turn, the state machine trying again (its Retry, backing off to two minutes)."""
 
 
 class DriverLaunchFailed(RuntimeError):
@@ -108,6 +114,60 @@ def earlier_drivers(ecs, settings: LaunchSettings, record: runs.RunRecord, task_
     return ours, stale
 
 
+#: with MaxConcurrentRuns 0, the drivers together hold at most this share of the account's Fargate
+#: On-Demand vCPU quota: each holds its vCPUs for its whole run, and drivers holding the quota
+#: leave their tasks none, each run waiting for the others for good (a new account's quota is a
+#: few vCPUs: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html)
+DRIVER_QUOTA_SHARE = 0.25
+def slot_count(settings: LaunchSettings, quota: float | None) -> tuple[int | None, str]:
+    """How many drivers may run at once, and why: MaxConcurrentRuns, or (0) as many as
+    DRIVER_QUOTA_SHARE of ``quota`` holds at the driver's size, at least one; None (no limit)
+    when the quota is not known."""
+    if settings.max_concurrent_runs > 0:
+        return settings.max_concurrent_runs, "the stack's MaxConcurrentRuns"
+    if quota is None:
+        return None, "no limit: the account's Fargate vCPU quota could not be read"
+    vcpus = settings.driver_cpu / 1024
+    slots = max(1, int(quota * DRIVER_QUOTA_SHARE // vcpus))
+    return slots, (
+        f"a quarter of the account's Fargate On-Demand vCPU quota ({quota:g}) at {vcpus:g} vCPU a driver; "
+        "MaxConcurrentRuns sets it, a larger quota raises it"
+    )
+
+
+def fargate_vcpu_quota() -> float | None:
+    """The account's Fargate On-Demand vCPU quota (Service Quotas), asked at each launch (an
+    increase counts at once; a new account's Lambda concurrency, 10, bounds the questions at
+    once); None if it cannot be read."""
+    from ..backend.launcher import account_vcpu_quota
+
+    return account_vcpu_quota(aws.client("service-quotas"), "FARGATE", log)
+
+
+def take_a_slot(settings: LaunchSettings, record: runs.RunRecord) -> None:
+    """Hold one of the stack's driver slots (``slot_count`` of them: ``driver_slots``), the run's
+    status saying which; or
+    DriverSlotUnavailable while runs still going hold them all, its status saying why it waits."""
+    slots, why = slot_count(settings, fargate_vcpu_quota() if settings.max_concurrent_runs == 0 else None)
+    if slots is None:
+        return
+    try:
+        key = slots_module.take(record.bucket, settings.cluster, record.run_id, slots)
+    except (ClientError, BotoCoreError) as exn:
+        raise DriverLaunchFailed(f"taking a driver slot for run {record.run_id} failed: {exn}") from exn
+    if key is not None:
+        status.update(record.bucket, record.run_id, lambda current: current.model_copy(update={"driver_slot": key}),
+                      initial=status.new(record))
+        return
+    said = f"queued behind other runs: at most {slots} run(s) of this stack have a driver at once ({why})"
+
+    def queued(current: status.RunStatus) -> status.RunStatus | None:
+        return current.model_copy(update={"phase": said}) if current.status == "SUBMITTED" and current.phase != said else None
+
+    status.update(record.bucket, record.run_id, queued)
+    raise DriverSlotUnavailable(f"run {record.run_id} {said}")
+
+
 def launch_driver(settings: LaunchSettings, record: runs.RunRecord, task_token: str) -> str:
     refuse_ended_run(record)
     ecs = aws.client("ecs")
@@ -121,6 +181,7 @@ def launch_driver(settings: LaunchSettings, record: runs.RunRecord, task_token: 
     if ours is not None:  # a retried invocation of this attempt: its driver runs already
         log.info("driver of run %s already launched for this attempt: %s", record.run_id, ours)
         return ours
+    take_a_slot(settings, record)
     try:
         try:
             response = _run_driver(ecs, settings, record, task_token)
@@ -141,7 +202,7 @@ def launch_driver(settings: LaunchSettings, record: runs.RunRecord, task_token: 
     def starting(current: status.RunStatus) -> status.RunStatus | None:
         if current.status != "SUBMITTED":
             return None  # the driver already reports (or the run ended)
-        return current.model_copy(update={"status": "STARTING", "driver_task": arn})
+        return current.model_copy(update={"status": "STARTING", "driver_task": arn, "phase": None})
 
     after = status.update(record.bucket, record.run_id, starting)
     if after is not None and after.finished:  # cancelled between the check above and RunTask

@@ -22,7 +22,7 @@ event is handled. template.yaml gives each function what its model requires
         └── DriverTaskSettings        + DRIVER_TASK_DEFINITION, DRIVER_CONTAINER_NAME,
             │                           DRIVER_SUBNETS, DRIVER_SECURITY_GROUPS,
             │                           DRIVER_ASSIGN_PUBLIC_IP
-            └── LaunchSettings                                                  launch_driver
+            └── LaunchSettings        + MAX_CONCURRENT_RUNS, DRIVER_CPU       launch_driver
 """
 
 from __future__ import annotations
@@ -176,7 +176,12 @@ class DriverTaskSettings(ClusterSettings):
 
 
 class LaunchSettings(DriverTaskSettings):
-    """launch_driver: RunTask of the driver task definition in the stack's network."""
+    """launch_driver: RunTask of the driver task definition in the stack's network, as long as
+    fewer drivers run than MAX_CONCURRENT_RUNS (template parameter MaxConcurrentRuns; 0: as many
+    as a quarter of the account's Fargate vCPU quota holds at DRIVER_CPU, the driver's size)."""
+
+    max_concurrent_runs: int = Field(ge=0, alias="MAX_CONCURRENT_RUNS")
+    driver_cpu: int = Field(gt=0, alias="DRIVER_CPU")  # cpu units (1024 a vCPU)
 
 
 class FinalizeSettings(CleanupSettings, DriverTaskSettings):

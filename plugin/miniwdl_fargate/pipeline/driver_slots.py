@@ -1,0 +1,138 @@
+"""Driver slots: at most N runs of a stack have a driver at once (``launch.driver_slots`` says N).
+
+Each driver holds its vCPUs for its whole run, and drivers holding the account's Fargate vCPU
+quota leave their tasks none: every run then waits for the others for good. So a run takes a
+slot before its driver is launched, and gives it back at its end.
+
+A slot is an object of the runs bucket, ``drivers/slot-<k>.json``, naming the run that holds it.
+A launch takes the first free one, written only where there is none (If-None-Match), or one whose
+run has ended, taken over by a write conditional on the ETag it read (If-Match): two launches at
+the same moment never both take the last slot, where counting the running drivers let both start
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). The run's status
+says which slot it holds (``driver_slot``), so a retried launch takes no second one. Its finalize
+step gives it back by a delete conditional on the ETag it read, so never a slot another run took
+over meanwhile (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html);
+a slot whose run ended without that (its execution stopped from outside, a finalize that failed:
+``ended``) is taken over by the next launch that finds every slot held.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from dataclasses import dataclass
+from botocore.exceptions import ClientError
+
+from .. import aws, runs, s3io, status
+
+log = logging.getLogger(__name__)
+
+PREFIX = "drivers/"
+
+
+def slot_key(k: int) -> str:
+    return f"{PREFIX}slot-{k}.json"
+
+
+#: a slot is judged by its run's driver only once it is this old: ECS may answer MISSING for a task
+#: just started (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html)
+JUDGED_AFTER_SECONDS = 300.0
+#: a slot whose run has had no driver this long has lost it (launch retries take minutes)
+NO_DRIVER_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Held:
+    run_id: str | None
+    taken_at: str
+    etag: str
+
+
+def _held(bucket: str, key: str) -> Held | None:
+    """Who holds the slot, since when, and the object's ETag; None if the slot is free."""
+    s3 = aws.client("s3")
+    try:
+        got = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exn:
+        if s3io.not_found(exn):
+            return None
+        raise
+    try:
+        doc = json.loads(got["Body"].read())
+        holder, taken_at = doc.get("run_id"), str(doc.get("taken_at") or "")
+    except (ValueError, AttributeError):
+        holder, taken_at = None, ""  # (not a slot this writes: taken over)
+    return Held(holder if isinstance(holder, str) else None, taken_at, got["ETag"])
+
+
+def ended(bucket: str, cluster: str, held: Held, now: datetime.datetime | None = None) -> bool:
+    """Whether the run holding a slot has ended: its status says so or is gone; or, once the slot
+    is JUDGED_AFTER_SECONDS old, its driver has stopped (an execution stopped from outside runs no
+    finalize, and its driver stops itself), or it has had none for NO_DRIVER_SECONDS."""
+    if not held.run_id:
+        return True
+    current = status.read(bucket, held.run_id)
+    if current is None or current.finished:
+        return True
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    try:
+        age = (now - datetime.datetime.fromisoformat(held.taken_at)).total_seconds()
+    except ValueError:
+        return True
+    if age < JUDGED_AFTER_SECONDS:
+        return False
+    if not current.driver_task:
+        return age > NO_DRIVER_SECONDS
+    found = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[current.driver_task]).get("tasks", [])
+    return not found or found[0].get("lastStatus") == "STOPPED"
+
+
+def take(bucket: str, cluster: str, run_id: str, slots: int) -> str | None:
+    """The key of a slot for the run: one it holds already (a retried launch), the first free one,
+    or one a run that has ended held; None while runs still going hold all ``slots``."""
+    current = status.read(bucket, run_id)
+    if current is not None and current.driver_slot:
+        held = _held(bucket, current.driver_slot)
+        if held is not None and held.run_id == run_id:
+            return current.driver_slot
+    body = json.dumps({"run_id": run_id, "taken_at": runs.now_iso()}).encode()
+    for k in range(slots):
+        if s3io.put_if_absent(bucket, slot_key(k), body, "application/json"):
+            return slot_key(k)
+    s3 = aws.client("s3")
+    for k in range(slots):  # every slot held: by runs still going?
+        held = _held(bucket, slot_key(k))
+        if held is None:
+            if s3io.put_if_absent(bucket, slot_key(k), body, "application/json"):
+                return slot_key(k)
+            continue
+        if held.run_id == run_id:
+            return slot_key(k)
+        if not ended(bucket, cluster, held):
+            continue
+        try:
+            s3.put_object(Bucket=bucket, Key=slot_key(k), Body=body, IfMatch=held.etag, ContentType="application/json")
+        except ClientError as exn:
+            if s3io.condition_failed(exn) or s3io.not_found(exn):
+                continue  # another launch took it over first, or its run gave it back
+            raise
+        log.info("run %s took over driver slot %s from run %s, which has ended", run_id, slot_key(k), held.run_id)
+        return slot_key(k)
+    return None
+
+
+def give_back(bucket: str, run_id: str, key: str | None) -> bool:
+    """Free the slot the run holds (its status's ``driver_slot``), unless another run took it over
+    meanwhile; True if this freed it. Never raises: the next launch takes an ended run's slot over."""
+    if not key:
+        return False
+    try:
+        held = _held(bucket, key)
+        if held is None or held.run_id != run_id:
+            return False
+        aws.client("s3").delete_object(Bucket=bucket, Key=key, IfMatch=held.etag)
+        return True
+    except Exception as exn:  # noqa: BLE001 (see above)
+        log.warning("run %s: could not give back its driver slot %s (%s); the next launch takes it over", run_id, key, exn)
+        return False
