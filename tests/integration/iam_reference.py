@@ -178,6 +178,7 @@ ACTIONS: dict[str, Action] = {
     "elasticfilesystem:DeleteAccessPoint": Action(EFS, ("access-point",)),
     # Service Quotas: reading one quota authorizes that quota's ARN
     "servicequotas:GetServiceQuota": Action(SERVICE_QUOTAS, ("quota",)),
+    "servicequotas:GetAWSDefaultServiceQuota": Action(SERVICE_QUOTAS),
     **{f"elasticfilesystem:{name}": Action(EFS, ("file-system",), (
         "elasticfilesystem:AccessPointArn", "elasticfilesystem:AccessedViaMountTarget",
     )) for name in ("ClientMount", "ClientWrite", "ClientRootAccess")},

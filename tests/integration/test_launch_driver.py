@@ -19,7 +19,8 @@ from miniwdl_fargate.pipeline.settings import LaunchSettings
 def settings(moto_aws):
     fixes.run_task_client_token()  # as in local mode: moto alone ignores the token
     fixes.list_tasks_filters()  # as ECS: startedBy alone, RUNNING by default
-    return LaunchSettings.from_env(driver_side())
+    # (a number: in-process moto's Service Quotas knows no Fargate quota, which takes one run at a time)
+    return LaunchSettings.from_env({**driver_side(), "MAX_CONCURRENT_RUNS": "100"})
 
 
 def record(run_id="run-1"):
@@ -258,25 +259,30 @@ def test_a_driver_whose_tags_and_its_definitions_are_over_fifty_launches_with_th
 # -- drivers holding the account's vCPU quota leave their tasks none: runs wait their turn -------
 
 
+def take_then_launch(settings, run, token):
+    """The state machine's TakeDriverSlot, then LaunchDriver."""
+    launch.take_a_slot(settings, run)
+    return launch.launch_driver(settings, run, token)
+
+
 def test_a_run_waits_its_turn_while_as_many_runs_have_drivers_as_the_stack_lets(settings):
-    """MaxConcurrentRuns 1: a second run's launch starts no driver while the first holds the
-    stack's one driver slot, its status saying why; the first run's end gives the slot back, and
-    the second takes it."""
+    """MaxConcurrentRuns 1: a second run takes no slot while the first holds the stack's one, its
+    status saying why; the first run's end gives the slot back, and the second takes it."""
     one = settings.model_copy(update={"max_concurrent_runs": 1})
-    launch.launch_driver(one, submitted("run-1"), "token-1")
+    take_then_launch(one, submitted("run-1"), "token-1")
     assert status.read("runs", "run-1").driver_slot == "drivers/slot-0.json"
     second = submitted("run-2")
     with pytest.raises(launch.DriverSlotUnavailable, match=r"run run-2 queued behind other runs: at most 1 run\(s\) of this stack "
                        r"have a driver at once \(the stack's MaxConcurrentRuns\)"):
-        launch.launch_driver(one, second, "token-2")
+        launch.take_a_slot(one, second)
     assert len(aws.client("ecs").list_tasks(cluster="c")["taskArns"]) == 1
     waiting = status.read("runs", "run-2")
     assert waiting.status == "SUBMITTED" and waiting.phase.startswith("queued behind other runs")
     finalize.finalize(record("run-1"), "FAILED", None, cluster="c")  # (its end: the slot given back)
-    started = launch.launch_driver(one, second, "token-2")
+    started = take_then_launch(one, second, "token-2")
     after = status.read("runs", "run-2")
     assert (after.status, after.driver_task, after.phase, after.driver_slot) == ("STARTING", started, None, "drivers/slot-0.json")
-    assert launch.launch_driver(one, second, "token-2") == started  # (a retried invocation: the same slot, no second)
+    assert launch.take_a_slot(one, second) == "drivers/slot-0.json"  # (a retried invocation: the same slot, no second)
     assert [o["Key"] for o in s3io.list_keys("runs", driver_slots.PREFIX)] == ["drivers/slot-0.json"]
 
 
@@ -295,45 +301,60 @@ def test_launches_at_the_same_moment_never_both_take_the_last_slot(settings):
 
 def test_a_slot_whose_run_ended_without_giving_it_back_is_taken_over(settings):
     """An execution stopped from outside runs no finalize: its run's slot is taken over once its
-    status says it ended (a cancel), or, once the slot is old enough to judge, its driver has
-    stopped (the driver stops itself when its heartbeat is refused) or it never got one."""
+    status says it ended (a cancel), or, once the slot is old enough to judge, ECS runs no task
+    of it (its driver stops itself when its heartbeat is refused; a launch that never got one).
+    A driver launched again after one that failed to start is the run's (a live run's slot kept)."""
     one = settings.model_copy(update={"max_concurrent_runs": 1})
-    arn = launch.launch_driver(one, submitted("run-1"), "token-1")
+    first = take_then_launch(one, submitted("run-1"), "token-1")
     held = driver_slots._held("runs", "drivers/slot-0.json")
     assert held.run_id == "run-1" and not driver_slots.ended("runs", "c", held)
     later = datetime.datetime.fromisoformat(held.taken_at) + datetime.timedelta(seconds=driver_slots.JUDGED_AFTER_SECONDS + 1)
     assert not driver_slots.ended("runs", "c", held, later)  # (its driver runs)
-    aws.client("ecs").stop_task(cluster="c", task=arn, reason="its execution was stopped")
-    assert not driver_slots.ended("runs", "c", held)  # (too young to judge: ECS may not show a new task yet)
+    ecs = aws.client("ecs")
+    ecs.stop_task(cluster="c", task=first, reason="CannotPullContainerError")  # (failed to start: launched again)
+    again = launch.launch_driver(one, record("run-1"), "token-1b")
+    assert status.read("runs", "run-1").driver_task == again
+    assert not driver_slots.ended("runs", "c", held, later)
+    ecs.stop_task(cluster="c", task=again, reason="its execution was stopped")
+    assert not driver_slots.ended("runs", "c", held)  # (too young to judge: ECS may not list a new task yet)
     assert driver_slots.ended("runs", "c", held, later)
     status.set_state("runs", "run-1", "CANCELLED")
     assert driver_slots.ended("runs", "c", held)
-    launch.launch_driver(one, submitted("run-2"), "token-2")
+    take_then_launch(one, submitted("run-2"), "token-2")
     assert driver_slots._held("runs", "drivers/slot-0.json").run_id == "run-2"
-    # a run that took a slot and never got a driver (its launch kept failing, its execution stopped)
-    never = driver_slots.Held("run-3", held.taken_at, "etag")
-    status.update("runs", "run-3", lambda current: current, initial=status.new(record("run-3")))
-    hour = datetime.datetime.fromisoformat(held.taken_at) + datetime.timedelta(seconds=driver_slots.NO_DRIVER_SECONDS + 1)
-    assert not driver_slots.ended("runs", "c", never, later) and driver_slots.ended("runs", "c", never, hour)
 
 
-@pytest.mark.parametrize("quota, driver_cpu, slots", [(6, 1024, 1), (20, 1024, 5), (6, 4096, 1), (4000, 1024, 1000), (None, 1024, None)])
+@pytest.mark.parametrize("quota, driver_cpu, slots", [(6, 1024, 1), (20, 1024, 5), (6, 4096, 1), (4000, 1024, 1000), (None, 1024, 1)])
 def test_by_default_drivers_hold_at_most_a_quarter_of_the_accounts_vcpu_quota(settings, quota, driver_cpu, slots):
     """A new account's Fargate On-Demand quota is a few vCPUs: six runs' drivers at 1 vCPU each
     held all six, and every task of every run waited for good. By default the drivers hold at most
-    a quarter of it (at least one run goes); a quota that cannot be read sets no limit."""
+    a quarter of it (at least one run goes); a quota that cannot be read takes one run at a time
+    (never no limit), saying how to set it."""
     auto = settings.model_copy(update={"max_concurrent_runs": 0, "driver_cpu": driver_cpu})
-    assert launch.slot_count(auto, quota)[0] == slots
+    count, why = launch.slot_count(auto, quota)
+    assert count == slots
     if quota is not None:
-        assert f"a quarter of the account's Fargate On-Demand vCPU quota ({quota:g})" in launch.slot_count(auto, quota)[1]
+        assert f"a quarter of the account's Fargate On-Demand vCPU quota ({quota:g})" in why
+    else:
+        assert "could not be read from Service Quotas: one run at a time; the stack's MaxConcurrentRuns sets how many" in why
 
 
 def test_the_quota_read_sets_how_many_drivers_run_and_an_increase_counts_at_once(settings, monkeypatch):
+    auto = settings.model_copy(update={"max_concurrent_runs": 0})
     quota = [4.0]
     monkeypatch.setattr("miniwdl_fargate.backend.launcher.account_vcpu_quota", lambda client, placement, logger=None: quota[0])
-    launch.launch_driver(settings, submitted("run-1"), "token-1")  # (4 vCPUs: one driver of 1 vCPU)
+    take_then_launch(auto, submitted("run-1"), "token-1")  # (4 vCPUs: one driver of 1 vCPU)
     with pytest.raises(launch.DriverSlotUnavailable, match=r"a quarter of the account's Fargate On-Demand vCPU quota \(4\)"):
-        launch.launch_driver(settings, submitted("run-2"), "token-2")
+        launch.take_a_slot(auto, submitted("run-2"))
     quota[0] = 8.0  # (an increase granted meanwhile)
-    launch.launch_driver(settings, submitted("run-2"), "token-3")
-    assert status.read("runs", "run-2").driver_slot == "drivers/slot-1.json"
+    assert launch.take_a_slot(auto, submitted("run-2")) == "drivers/slot-1.json"
+
+
+def test_a_run_that_gave_up_waiting_says_so_and_what_to_do(settings):
+    error = {"Error": "DriverSlotUnavailable",
+             "Cause": '{"errorMessage": "run run-1 queued behind other runs: at most 1 run(s) of this stack have a driver at once"}'}
+    finalize.finalize(submitted("run-1"), "FAILED", error, cluster="c")
+    said = s3io.get_json("runs", "results/run-1/error.json")
+    assert said["error"] == "DriverSlotUnavailable"
+    assert said["message"].startswith("gave up waiting for a driver slot after about 3.5 days, every slot held by runs still going")
+    assert "raise the stack's MaxConcurrentRuns or the account's Fargate On-Demand vCPU quota" in said["message"]

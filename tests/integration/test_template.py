@@ -35,6 +35,9 @@ ARTIFACTS = "template-test-artifacts"
 # (resource, statement Sid) -> why "*" is the narrowest resource. Each reason is also the
 # inline comment after `Resource: "*"  #` in template.yaml.
 ALLOWED_STAR_RESOURCES = {
+    ("LaunchDriverRole", "ReadFargateVcpuQuotaDefault"): (
+        "default quotas are no account's resources: no resource-level permissions"
+    ),
     ("TaskExecutionRole", "EcrLogin"): "GetAuthorizationToken supports no resource-level permissions",
     ("DriverTaskRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
@@ -582,7 +585,7 @@ ROLE_ACTIONS = {
         "ecs:RunTask", "ecs:TagResource", "iam:PassRole", "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:StopTask",
         "ecs:ListTasks", "ecs:DescribeTasks",
         # how many drivers may run at once (launch.slot_count)
-        "servicequotas:GetServiceQuota",
+        "servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota",
     },
     # pipeline/driver_outcome.py: get_object, send_task_success/failure; stopping a dead driver's tasks
     "DriverStoppedRole": LOGS | XRAY | {
@@ -1276,15 +1279,20 @@ def test_every_lambda_call_of_the_state_machine_retries_what_the_lambda_service_
 
 
 def test_a_run_waiting_for_a_driver_slot_waits_days_within_an_executions_history(cfn_template):
-    """DriverSlotUnavailable (pipeline/launch.py: as many drivers run as the stack lets) is tried
-    again every two minutes at most, for days (a queue behind long runs), and no longer than an
-    execution's 25,000 history events hold (each attempt of the launch task writes about five:
+    """DriverSlotUnavailable (pipeline/launch.py: as many runs have drivers as the stack lets) is
+    tried again every minute (no backoff: no run waiting longer is looked at less often), for days,
+    in a step of its own (LaunchDriver's retry counts stay whole for the launch), and no longer
+    than an execution's 25,000 history events hold (3 an attempt of a Lambda task:
     https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html)."""
     asl = json.loads((REPO / "statemachine" / "run.asl.json").read_text())
-    (slot,) = [r for r in asl["States"]["LaunchDriver"]["Retry"] if "DriverSlotUnavailable" in r["ErrorEquals"]]
-    assert slot["ErrorEquals"] == ["DriverSlotUnavailable"] and slot["MaxDelaySeconds"] <= 120
-    waits = [min(slot["IntervalSeconds"] * slot["BackoffRate"] ** min(i, 64), slot["MaxDelaySeconds"]) for i in range(slot["MaxAttempts"])]
-    assert sum(waits) >= 2 * 24 * 3600 and slot["MaxAttempts"] * 5 < 25_000
+    assert asl["StartAt"] == "TakeDriverSlot" and asl["States"]["TakeDriverSlot"]["Next"] == "LaunchDriver"
+    take = asl["States"]["TakeDriverSlot"]
+    assert take["Parameters"]["Payload"] == {"run.$": "$", "step": "take_slot"} and take["ResultPath"] is None
+    (slot,) = [r for r in take["Retry"] if "DriverSlotUnavailable" in r["ErrorEquals"]]
+    assert (slot["IntervalSeconds"], slot["BackoffRate"]) == (60, 1.0)
+    assert slot["IntervalSeconds"] * slot["MaxAttempts"] >= 3 * 24 * 3600 and slot["MaxAttempts"] * 3 < 20_000
+    assert take["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
+    assert not [r for r in asl["States"]["LaunchDriver"]["Retry"] if "DriverSlotUnavailable" in r["ErrorEquals"]]
     env = Conditions(cfn_template).resources()["LaunchDriverFunction"]["Properties"]["Environment"]["Variables"]
     assert (env["MAX_CONCURRENT_RUNS"], env["DRIVER_CPU"]) == ({"Ref": "MaxConcurrentRuns"}, {"Ref": "DriverCpu"})
 

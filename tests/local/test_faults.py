@@ -117,7 +117,7 @@ def test_duplicated_events_start_one_run_and_finish_it_once(stack, faults, run):
     drivers = [t for t in ecs_tasks_of(stack, result.run_id) if "-driver" in t["taskDefinitionArn"]]
     assert len(drivers) == 1
     _, history = execution(stack, result.run_id)
-    assert sum(1 for e in history if e["type"] == "TaskSucceeded") == 2  # launch (token) + finalize, once each
+    assert sum(1 for e in history if e["type"] == "TaskSucceeded") == 3  # driver slot, launch (token), finalize: once each
 
 
 def test_lambda_service_errors_are_retried_by_the_state_machine(stack, faults, run):

@@ -13,7 +13,8 @@ says which slot it holds (``driver_slot``), so a retried launch takes no second 
 step gives it back by a delete conditional on the ETag it read, so never a slot another run took
 over meanwhile (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html);
 a slot whose run ended without that (its execution stopped from outside, a finalize that failed:
-``ended``) is taken over by the next launch that finds every slot held.
+``ended``) is taken over by the next launch that finds every slot held. Runs waiting for a slot
+try again every minute (the state machine's TakeDriverSlot): no order among them.
 """
 
 from __future__ import annotations
@@ -35,11 +36,10 @@ def slot_key(k: int) -> str:
     return f"{PREFIX}slot-{k}.json"
 
 
-#: a slot is judged by its run's driver only once it is this old: ECS may answer MISSING for a task
-#: just started (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html)
-JUDGED_AFTER_SECONDS = 300.0
-#: a slot whose run has had no driver this long has lost it (launch retries take minutes)
-NO_DRIVER_SECONDS = 3600.0
+#: a slot is judged by its run's tasks only once it is this old: ECS may not list a task just
+#: started (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html), and
+#: a launch that took a slot tries RunTask for a few minutes at most
+JUDGED_AFTER_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -68,24 +68,28 @@ def _held(bucket: str, key: str) -> Held | None:
 
 def ended(bucket: str, cluster: str, held: Held, now: datetime.datetime | None = None) -> bool:
     """Whether the run holding a slot has ended: its status says so or is gone; or, once the slot
-    is JUDGED_AFTER_SECONDS old, its driver has stopped (an execution stopped from outside runs no
-    finalize, and its driver stops itself), or it has had none for NO_DRIVER_SECONDS."""
+    is JUDGED_AFTER_SECONDS old, ECS runs no task of it (an execution stopped from outside runs no
+    finalize, and its driver stops itself; a launch that never got a driver). A run whose status
+    or tasks cannot be read is taken as going (its slot kept)."""
     if not held.run_id:
         return True
-    current = status.read(bucket, held.run_id)
-    if current is None or current.finished:
-        return True
-    now = now or datetime.datetime.now(datetime.timezone.utc)
     try:
-        age = (now - datetime.datetime.fromisoformat(held.taken_at)).total_seconds()
-    except ValueError:
-        return True
-    if age < JUDGED_AFTER_SECONDS:
+        current = status.read(bucket, held.run_id)
+        if current is None or current.finished:
+            return True
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        try:
+            age = (now - datetime.datetime.fromisoformat(held.taken_at)).total_seconds()
+        except ValueError:
+            return True
+        if age < JUDGED_AFTER_SECONDS:
+            return False
+        # (the run's driver and WDL tasks, desired RUNNING: ListTasks' default; startedBy alone)
+        listed = aws.client("ecs").list_tasks(cluster=cluster, startedBy=runs.started_by(held.run_id))
+        return not listed.get("taskArns")
+    except Exception as exn:  # noqa: BLE001 (see above)
+        log.warning("driver slot of run %s: could not tell whether the run has ended (%s); kept", held.run_id, exn)
         return False
-    if not current.driver_task:
-        return age > NO_DRIVER_SECONDS
-    found = aws.client("ecs").describe_tasks(cluster=cluster, tasks=[current.driver_task]).get("tasks", [])
-    return not found or found[0].get("lastStatus") == "STOPPED"
 
 
 def take(bucket: str, cluster: str, run_id: str, slots: int) -> str | None:

@@ -29,6 +29,10 @@ def _error_document(record: runs.RunRecord, error: dict[str, Any] | None) -> dic
         message = cause.get("message") or cause.get("errorMessage") or json.dumps(cause)[:1000]
     else:
         message = str(cause or name)
+    if name == "DriverSlotUnavailable":  # TakeDriverSlot's tries ran out (statemachine/run.asl.json)
+        message = (f"gave up waiting for a driver slot after about 3.5 days, every slot held by runs still going ({message}); "
+                   "submit or resume it again once they end, or raise the stack's MaxConcurrentRuns or the account's "
+                   "Fargate On-Demand vCPU quota")
     return {"run_id": record.run_id, "status": "FAILED", "error": name, "message": message, "cause": cause}
 
 

@@ -21,7 +21,7 @@ class DriverCapacityUnavailable(RuntimeError):
 
 class DriverSlotUnavailable(RuntimeError):
     """As many runs have drivers as the stack lets at once (``slot_count``): the run waits its
-    turn, the state machine trying again (its Retry, backing off to two minutes)."""
+    turn, the state machine trying again every minute (its TakeDriverSlot step)."""
 
 
 class DriverLaunchFailed(RuntimeError):
@@ -119,14 +119,15 @@ def earlier_drivers(ecs, settings: LaunchSettings, record: runs.RunRecord, task_
 #: leave their tasks none, each run waiting for the others for good (a new account's quota is a
 #: few vCPUs: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html)
 DRIVER_QUOTA_SHARE = 0.25
-def slot_count(settings: LaunchSettings, quota: float | None) -> tuple[int | None, str]:
-    """How many drivers may run at once, and why: MaxConcurrentRuns, or (0) as many as
-    DRIVER_QUOTA_SHARE of ``quota`` holds at the driver's size, at least one; None (no limit)
-    when the quota is not known."""
+def slot_count(settings: LaunchSettings, quota: float | None) -> tuple[int, str]:
+    """How many runs may have a driver at once, and why: MaxConcurrentRuns, or (0) as many as
+    DRIVER_QUOTA_SHARE of ``quota`` holds at the driver's size, at least one; one when the quota
+    cannot be read (never no limit: that is the deadlock this prevents)."""
     if settings.max_concurrent_runs > 0:
         return settings.max_concurrent_runs, "the stack's MaxConcurrentRuns"
     if quota is None:
-        return None, "no limit: the account's Fargate vCPU quota could not be read"
+        return 1, ("the account's Fargate On-Demand vCPU quota could not be read from Service Quotas: one run at a time; "
+                   "the stack's MaxConcurrentRuns sets how many")
     vcpus = settings.driver_cpu / 1024
     slots = max(1, int(quota * DRIVER_QUOTA_SHARE // vcpus))
     return slots, (
@@ -136,29 +137,38 @@ def slot_count(settings: LaunchSettings, quota: float | None) -> tuple[int | Non
 
 
 def fargate_vcpu_quota() -> float | None:
-    """The account's Fargate On-Demand vCPU quota (Service Quotas), asked at each launch (an
-    increase counts at once; a new account's Lambda concurrency, 10, bounds the questions at
-    once); None if it cannot be read."""
-    from ..backend.launcher import account_vcpu_quota
+    """The account's Fargate On-Demand vCPU quota, asked at each launch (an increase counts at
+    once): its applied value, else AWS's default (GetServiceQuota answers no value for a quota
+    never changed on some accounts,
+    https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html);
+    None if neither can be read."""
+    from ..backend.launcher import VCPU_QUOTAS, account_vcpu_quota
 
-    return account_vcpu_quota(aws.client("service-quotas"), "FARGATE", log)
+    client = aws.client("service-quotas")
+    found = account_vcpu_quota(client, "FARGATE", log)
+    if found is not None:
+        return found
+    try:
+        return float(client.get_aws_default_service_quota(ServiceCode="fargate", QuotaCode=VCPU_QUOTAS["FARGATE"][0])["Quota"]["Value"])
+    except Exception as exn:  # noqa: BLE001 (then one run at a time: slot_count)
+        log.warning("could not read the account's Fargate On-Demand vCPU quota's default either (%s)", exn)
+        return None
 
 
-def take_a_slot(settings: LaunchSettings, record: runs.RunRecord) -> None:
+def take_a_slot(settings: LaunchSettings, record: runs.RunRecord) -> str:
     """Hold one of the stack's driver slots (``slot_count`` of them: ``driver_slots``), the run's
-    status saying which; or
-    DriverSlotUnavailable while runs still going hold them all, its status saying why it waits."""
+    status saying which: its key. DriverSlotUnavailable while runs still going hold them all,
+    its status saying why it waits, or while the slots cannot be looked at (S3 throttling: the
+    run waits as it would, and is not failed for it)."""
     slots, why = slot_count(settings, fargate_vcpu_quota() if settings.max_concurrent_runs == 0 else None)
-    if slots is None:
-        return
     try:
         key = slots_module.take(record.bucket, settings.cluster, record.run_id, slots)
     except (ClientError, BotoCoreError) as exn:
-        raise DriverLaunchFailed(f"taking a driver slot for run {record.run_id} failed: {exn}") from exn
+        raise DriverSlotUnavailable(f"run {record.run_id}: the driver slots could not be looked at ({exn}); trying again") from exn
     if key is not None:
-        status.update(record.bucket, record.run_id, lambda current: current.model_copy(update={"driver_slot": key}),
+        status.update(record.bucket, record.run_id, lambda current: current.model_copy(update={"driver_slot": key, "phase": None}),
                       initial=status.new(record))
-        return
+        return key
     said = f"queued behind other runs: at most {slots} run(s) of this stack have a driver at once ({why})"
 
     def queued(current: status.RunStatus) -> status.RunStatus | None:
@@ -181,7 +191,6 @@ def launch_driver(settings: LaunchSettings, record: runs.RunRecord, task_token: 
     if ours is not None:  # a retried invocation of this attempt: its driver runs already
         log.info("driver of run %s already launched for this attempt: %s", record.run_id, ours)
         return ours
-    take_a_slot(settings, record)
     try:
         try:
             response = _run_driver(ecs, settings, record, task_token)
@@ -200,8 +209,9 @@ def launch_driver(settings: LaunchSettings, record: runs.RunRecord, task_token: 
     log.info("driver of run %s launched: %s", record.run_id, arn)
 
     def starting(current: status.RunStatus) -> status.RunStatus | None:
-        if current.status != "SUBMITTED":
+        if current.status not in ("SUBMITTED", "STARTING"):
             return None  # the driver already reports (or the run ended)
+        # (STARTING: a driver of an earlier attempt failed to start; this one is the run's now)
         return current.model_copy(update={"status": "STARTING", "driver_task": arn, "phase": None})
 
     after = status.update(record.bucket, record.run_id, starting)

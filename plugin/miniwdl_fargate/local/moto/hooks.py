@@ -343,16 +343,23 @@ def _over_vcpu_quota(response: Any, quota: float) -> bool:
 
 
 def _vcpu_quota_answered() -> None:
-    """Service Quotas answers the ``fargate_vcpu_quota`` fault's quota (moto knows VPC's only)."""
+    """Service Quotas answers the Fargate vCPU quotas: the ``fargate_vcpu_quota`` fault's, else
+    ``LOCAL_VCPU_QUOTA`` (moto knows VPC's only)."""
     from moto.servicequotas.models import ServiceQuotasBackend
 
     replace("vcpu quota answered", ServiceQuotasBackend, "get_service_quota", _get_service_quota)
+
+
+#: the Fargate vCPU quota Service Quotas answers without the ``fargate_vcpu_quota`` fault: an
+#: established account's (local mode's ECS then holds no task back for it)
+LOCAL_VCPU_QUOTA = 1000.0
 
 
 def _get_service_quota(self: Any, service_code: str, quota_code: str) -> dict[str, Any]:
     from ...backend.launcher import VCPU_QUOTAS
 
     quota = _faults().fargate_vcpu_quota
+    quota = LOCAL_VCPU_QUOTA if quota is None else quota
     names = {code: name for code, name in VCPU_QUOTAS.values()}
     if service_code == "fargate" and quota_code in names and quota is not None:
         return {
