@@ -1280,7 +1280,7 @@ def test_every_lambda_call_of_the_state_machine_retries_what_the_lambda_service_
 
 def test_a_run_waiting_for_a_driver_slot_waits_days_within_an_executions_history(cfn_template):
     """DriverSlotUnavailable (pipeline/launch.py: as many runs have drivers as the stack lets) is
-    tried again every minute (no backoff: no run waiting longer is looked at less often), for days,
+    tried again soon at first, then every minute (no run waiting long is looked at less often), for days,
     in a step of its own (LaunchDriver's retry counts stay whole for the launch), and no longer
     than an execution's 25,000 history events hold (3 an attempt of a Lambda task:
     https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html)."""
@@ -1289,8 +1289,9 @@ def test_a_run_waiting_for_a_driver_slot_waits_days_within_an_executions_history
     take = asl["States"]["TakeDriverSlot"]
     assert take["Parameters"]["Payload"] == {"run.$": "$", "step": "take_slot"} and take["ResultPath"] is None
     (slot,) = [r for r in take["Retry"] if "DriverSlotUnavailable" in r["ErrorEquals"]]
-    assert (slot["IntervalSeconds"], slot["BackoffRate"]) == (60, 1.0)
-    assert slot["IntervalSeconds"] * slot["MaxAttempts"] >= 3 * 24 * 3600 and slot["MaxAttempts"] * 3 < 20_000
+    waits = [min(slot["IntervalSeconds"] * slot["BackoffRate"] ** min(i, 64), slot["MaxDelaySeconds"]) for i in range(slot["MaxAttempts"])]
+    assert waits[0] <= 5 and max(waits) == 60 and sum(waits[:8]) < 4 * 60  # (soon at first, then every minute)
+    assert sum(waits) >= 3 * 24 * 3600 and slot["MaxAttempts"] * 3 < 20_000
     assert take["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
     assert not [r for r in asl["States"]["LaunchDriver"]["Retry"] if "DriverSlotUnavailable" in r["ErrorEquals"]]
     env = Conditions(cfn_template).resources()["LaunchDriverFunction"]["Properties"]["Environment"]["Variables"]

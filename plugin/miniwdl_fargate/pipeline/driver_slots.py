@@ -14,7 +14,7 @@ step gives it back by a delete conditional on the ETag it read, so never a slot 
 over meanwhile (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html);
 a slot whose run ended without that (its execution stopped from outside, a finalize that failed:
 ``ended``) is taken over by the next launch that finds every slot held. Runs waiting for a slot
-try again every minute (the state machine's TakeDriverSlot): no order among them.
+try again up to every minute (the state machine's TakeDriverSlot): no order among them.
 """
 
 from __future__ import annotations

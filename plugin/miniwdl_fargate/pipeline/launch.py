@@ -21,7 +21,7 @@ class DriverCapacityUnavailable(RuntimeError):
 
 class DriverSlotUnavailable(RuntimeError):
     """As many runs have drivers as the stack lets at once (``slot_count``): the run waits its
-    turn, the state machine trying again every minute (its TakeDriverSlot step)."""
+    turn, the state machine trying again, up to every minute (its TakeDriverSlot step)."""
 
 
 class DriverLaunchFailed(RuntimeError):
