@@ -22,6 +22,6 @@ def handler(event: EcsTaskStateChangeEvent, context: Any) -> dict[str, str]:
     settings = SETTINGS.from_env()
     container = settings.driver_container_name
     logger.append_keys(run_id=event.detail.environment(container).get("RUN_ID"), task_arn=event.detail.taskArn)
-    result = send_outcome(event.detail, container, settings.cluster, settings.file_system_id)
+    result = send_outcome(event.detail, container, settings.cluster, settings.file_system_id, settings.collection)
     logger.info("driver stop handled", extra={"result": result})
     return {"result": result}

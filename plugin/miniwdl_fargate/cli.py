@@ -379,11 +379,6 @@ def gc_here(args: argparse.Namespace) -> int:
 
     from . import config, efs_cleanup, gc_task, s3io
 
-    deadline = time.monotonic() + gc_task.MAX_SECONDS
-    watchdog = threading.Timer(gc_task.MAX_SECONDS + gc_task.EXIT_GRACE_SECONDS, os._exit, (124,))
-    watchdog.daemon = True
-    watchdog.start()
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = config.loader()
     mountpoint = str(config.option(cfg, "efs_mountpoint"))
@@ -392,6 +387,10 @@ def gc_here(args: argparse.Namespace) -> int:
         return 2
     days = args.keep_failed_days if args.keep_failed_days is not None else float(config.option(cfg, "keep_failed_run_days"))  # type: ignore[arg-type]
     cache_days = float(config.option(cfg, "keep_unused_cache_days"))  # type: ignore[arg-type]
+    deadline = time.monotonic() + gc_task.MAX_SECONDS
+    watchdog = threading.Timer(gc_task.MAX_SECONDS + gc_task.EXIT_GRACE_SECONDS, os._exit, (124,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         report = efs_cleanup.collection(os.path.join(mountpoint, "runs"), args.bucket, days, args.dry_run, cache_days, deadline)
         if args.report:

@@ -796,7 +796,10 @@ def prepare(
         # nothing), WDL from outside the folder (stored under __outside_wdl/, as miniwdl zip does),
         # and the folder's workflow.wdl, whose place in runs/<name>/ the main WDL takes
         imports_workflow_wdl = wdl_path.name != runs.DEFAULT_WDL and imports_file(doc, wdl_path.parent / runs.DEFAULT_WDL)
-        if zip_into is not None or url_imports(doc) or imports_outside(doc, wdl_path.parent) or imports_workflow_wdl:
+        # (-p: an import found in one of its folders is where the pipeline, with no -p, does not
+        # look, even inside the WDL's folder: a bundle rewrites it to where it holds it)
+        if (zip_into is not None or url_imports(doc) or imports_outside(doc, wdl_path.parent) or imports_workflow_wdl
+                or import_path):
             bundle_into = Path(zip_into if zip_into is not None else scratch_folder())
         else:
             check_imports(doc, wdl_path.parent)

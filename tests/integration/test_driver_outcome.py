@@ -107,3 +107,30 @@ def test_a_driver_that_died_without_a_document_says_what_ecs_said(bucket):
     assert payload["error"] == "DriverStopped"
     assert cause["message"] == ("the driver task stopped without writing outputs.json or error.json (exit code 139; "
                                 "ECS: EssentialContainerExited: Essential container in task exited)")
+
+
+def test_a_cancelled_runs_driver_stopping_gives_its_slot_back_and_schedules_its_collection(bucket, monkeypatch):
+    """A cancelled run's execution is stopped: no finalize step follows. Its driver's stop gives
+    its driver slot back and schedules the collection of what it left on EFS, as finalize would;
+    a run whose finalize still comes (not ended yet) keeps its slot for it."""
+    from miniwdl_fargate import runs, status
+    from miniwdl_fargate.pipeline import driver_slots, finalize
+
+    runs_bucket, run_id = "miniwdl-fargate-runsbucket-example", "hello-1a2b3c4d"
+    record = runs.RunRecord(
+        run_id=run_id, name="hello", bucket=runs_bucket, workflow=f"s3://{runs_bucket}/runs/hello/workflow.wdl",
+        inputs=f"s3://{runs_bucket}/runs/hello/inputs.json", results=f"s3://{runs_bucket}/runs/hello/results/{run_id}/",
+        submitted_at="2026-01-01T00:00:00+00:00",
+    )
+    status.update(runs_bucket, run_id, lambda current: current, initial=status.new(record))
+    key = driver_slots.take(runs_bucket, "c", run_id, 1)
+    status.update(runs_bucket, run_id, lambda current: current.model_copy(update={"driver_slot": key}))
+    scheduled = []
+    monkeypatch.setattr(finalize, "collect_when_due", lambda collection, bucket, state: scheduled.append((bucket, state)))
+    event = parse(event=json.loads(EVENT.read_text()), model=Stopped).detail
+    driver_outcome.send_outcome(event, "driver", collection=lambda: None)
+    assert driver_slots._held(runs_bucket, key).run_id == run_id and scheduled == []  # (still RUNNING: finalize comes)
+    status.set_state(runs_bucket, run_id, "CANCELLED")
+    driver_outcome.send_outcome(event, "driver", collection=lambda: None)
+    assert driver_slots._held(runs_bucket, key) is None
+    assert scheduled == [(runs_bucket, "CANCELLED")]

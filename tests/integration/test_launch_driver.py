@@ -279,6 +279,7 @@ def test_a_run_waits_its_turn_while_as_many_runs_have_drivers_as_the_stack_lets(
     waiting = status.read("runs", "run-2")
     assert waiting.status == "SUBMITTED" and waiting.phase.startswith("queued behind other runs")
     finalize.finalize(record("run-1"), "FAILED", None, cluster="c")  # (its end: the slot given back)
+    assert driver_slots._held("runs", "drivers/slot-0.json") is None
     started = take_then_launch(one, second, "token-2")
     after = status.read("runs", "run-2")
     assert (after.status, after.driver_task, after.phase, after.driver_slot) == ("STARTING", started, None, "drivers/slot-0.json")
@@ -342,12 +343,33 @@ def test_by_default_drivers_hold_at_most_a_quarter_of_the_accounts_vcpu_quota(se
 def test_the_quota_read_sets_how_many_drivers_run_and_an_increase_counts_at_once(settings, monkeypatch):
     auto = settings.model_copy(update={"max_concurrent_runs": 0})
     quota = [4.0]
-    monkeypatch.setattr("miniwdl_fargate.backend.launcher.account_vcpu_quota", lambda client, placement, logger=None: quota[0])
+    monkeypatch.setattr(launch, "fargate_vcpu_quota", lambda: quota[0])
     take_then_launch(auto, submitted("run-1"), "token-1")  # (4 vCPUs: one driver of 1 vCPU)
     with pytest.raises(launch.DriverSlotUnavailable, match=r"a quarter of the account's Fargate On-Demand vCPU quota \(4\)"):
         launch.take_a_slot(auto, submitted("run-2"))
     quota[0] = 8.0  # (an increase granted meanwhile)
     assert launch.take_a_slot(auto, submitted("run-2")) == "drivers/slot-1.json"
+
+
+def test_the_quota_is_its_applied_value_else_its_default_and_a_passing_failure_is_waited_out(moto_aws):
+    """GetServiceQuota answers no value for a quota never changed on some accounts
+    (NoSuchResourceException): the default is read then. Denied: unknown (one run at a time,
+    slot_count). Throttled: the run looks again, rather than go by a default a raised quota is above."""
+    from botocore.stub import Stubber
+
+    quotas = aws.client("service-quotas")
+    asked = {"ServiceCode": "fargate", "QuotaCode": "L-3032A538"}
+    with Stubber(quotas) as stub:
+        stub.add_response("get_service_quota", {"Quota": {"QuotaCode": "L-3032A538", "Value": 40.0}}, asked)
+        assert launch.fargate_vcpu_quota() == 40.0
+        stub.add_client_error("get_service_quota", "NoSuchResourceException", "no applied value", 404, expected_params=asked)
+        stub.add_response("get_aws_default_service_quota", {"Quota": {"QuotaCode": "L-3032A538", "Value": 6.0}}, asked)
+        assert launch.fargate_vcpu_quota() == 6.0
+        stub.add_client_error("get_service_quota", "AccessDeniedException", "an SCP denies it", 400, expected_params=asked)
+        assert launch.fargate_vcpu_quota() is None
+        stub.add_client_error("get_service_quota", "TooManyRequestsException", "slow down", 400, expected_params=asked)
+        with pytest.raises(launch.DriverSlotUnavailable, match="could not be read for now"):
+            launch.fargate_vcpu_quota()
 
 
 def test_a_run_that_gave_up_waiting_says_so_and_what_to_do(settings):

@@ -343,6 +343,7 @@ PASSED_TO = {
     ("LaunchDriverRole", "PassDriverRoles"): ("StringEquals", "ecs-tasks.amazonaws.com"),
     # the gc task's schedule runs it as the driver's task definition (gc_task.schedule)
     ("FinalizeRole", "PassGcSchedulerRole"): ("StringEquals", "scheduler.amazonaws.com"),
+    ("DriverStoppedRole", "PassGcSchedulerRole"): ("StringEquals", "scheduler.amazonaws.com"),
     ("GcSchedulerRole", "PassDriverRoles"): ("StringEquals", "ecs-tasks.amazonaws.com"),
     ("DriverTaskRole", "PassRolesToTasks"): ("StringEquals", "ecs-tasks.amazonaws.com"),
     # the ECS infrastructure role of a task's EBS volume (RunTask managedEBSVolume.roleArn)
@@ -592,6 +593,8 @@ ROLE_ACTIONS = {
         "s3:GetObject", "s3:ListBucket", "states:SendTaskSuccess", "states:SendTaskFailure",
         "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask", "sqs:SendMessage",
         "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
+        # a cancelled run's driver slot given back and its leftovers' gc task scheduled (driver_outcome.ended_without_finalize)
+        "s3:DeleteObject", "scheduler:CreateSchedule", "iam:PassRole",
     },
     # pipeline/finalize.py: outputs.json/error.json/status.json, the run-finished event, stopping what still runs,
     # the run's own access point a dead driver left, the gc task's schedule (gc_task.schedule: its role passed),

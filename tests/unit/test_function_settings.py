@@ -32,7 +32,7 @@ def test_each_model_needs_what_its_function_uses_and_no_more():
     assert settings.WesApiSettings.variables() == settings.ApiSettings.variables() | {"TASK_LOG_GROUP"}
     assert settings.ClusterSettings.variables() == {"CLUSTER"}
     assert settings.CleanupSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID"}
-    assert settings.DriverStoppedSettings.variables() == {"CLUSTER", "FILE_SYSTEM_ID", "DRIVER_CONTAINER_NAME"}
+    assert settings.DriverStoppedSettings.variables() == settings.FinalizeSettings.variables()  # (a cancelled run's slot, its leftovers)
     assert settings.DriverTaskSettings.variables() == {
         "CLUSTER", "DRIVER_TASK_DEFINITION", "DRIVER_CONTAINER_NAME", "DRIVER_SUBNETS", "DRIVER_SECURITY_GROUPS",
         "DRIVER_ASSIGN_PUBLIC_IP",

@@ -34,6 +34,7 @@ Set ``MINIWDL_FARGATE_LOCAL_FAULTS`` to a JSON object (or pass ``--faults`` to
   twice;
 - ``lambda_errors``: the next N invocations of functions whose name contains the key fail as the
   Lambda service does (``Lambda.ServiceException``); ``lambda_crashes``: their handler raises.
+  The launch function's TakeDriverSlot invocations are named by their step, ``take_slot``.
 
 The counters run down as faults are injected; ``injected`` records what happened.
 """

@@ -52,10 +52,10 @@ PARSER_CACHE_ENV = "MINIWDL_FARGATE_WDL_PARSER_CACHE"
 #: ``aws.region()``; ``scheduler``: each run's finalize step, ``gc_task.schedule``). Only a user's commands (``client``), the stack's own process (``local.stack``,
 #: ``local.gateway``) and the standalone plugin's provisioning (``backend.standalone``) call
 #: CloudFormation, Lambda, EC2 and IAM: their models, half a second of each fork server's start,
-#: are not read here (a child that did call one would read its model then), nor is Service Quotas'
-#: (a driver asks it only once a task meets the account's vCPU quota: ``RARELY_CALLED``)
-AWS_SERVICES = ("s3", "ecs", "stepfunctions", "logs", "efs", "events", "scheduler", "sts")
-RARELY_CALLED = ("service-quotas",)
+#: are not read here (a child that did call one would read its model then). Service Quotas is read:
+#: the launch function asks it at every run's TakeDriverSlot (MaxConcurrentRuns 0, the default)
+AWS_SERVICES = ("s3", "ecs", "stepfunctions", "logs", "efs", "events", "scheduler", "service-quotas", "sts")
+RARELY_CALLED: tuple[str, ...] = ()
 #: the modules that run in no child of a fork server (``AWS_SERVICES``)
 NOT_IN_A_CHILD = ("client.py", "local/stack.py", "local/gateway.py", "local/schedules.py", "backend/standalone.py")
 

@@ -136,7 +136,10 @@ class LocalRuntime:
             self.run_changes.bump()
 
     def invoke_lambda(self, function: FunctionSpec, event: Any) -> tuple[str, bool, str]:
-        injected = self.faults.take_lambda(function.name)
+        # (faults name a function; the launch function's TakeDriverSlot step is named by its step,
+        # take_slot, so that a fault for LaunchDriver reaches the launch itself)
+        step = event.get("step") if isinstance(event, dict) else None
+        injected = self.faults.take_lambda(step if step and step != "launch" else function.name)
         if injected:  # fault injection: the Lambda service fails, or the handler raises
             kind = "Lambda.ServiceException" if injected == "error" else "RuntimeError"
             message = f"injected fault: {kind} in {function.name}"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from .. import aws, s3io, sweep
+from .. import aws, gc_task, s3io, status, sweep
+from . import driver_slots, finalize
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,10 @@ def driver_ending(detail: EcsTaskStateChange, own: EcsContainer) -> tuple[str, s
     )
 
 
-def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", file_system_id: str = "") -> str:
+def send_outcome(
+    detail: EcsTaskStateChange, container: str, cluster: str = "", file_system_id: str = "",
+    collection: Callable[[], gc_task.Collection] | None = None,
+) -> str:
     """Stop what the driver launched that is still running, then send the outcome to Step Functions.
 
     In that order: the answer moves the state machine on to finalize, which stops what it still
@@ -150,7 +154,24 @@ def send_outcome(detail: EcsTaskStateChange, container: str, cluster: str = "", 
         # run cancelled: a cancelled run's state machine never reaches finalize); its own only,
         # as with its tasks
         sweep.release_leftovers(file_system_id, env["RUN_ID"], driver=detail.taskArn)
+        ended_without_finalize(env, collection)
     return result
+
+
+def ended_without_finalize(env: dict[str, str], collection: Callable[[], gc_task.Collection] | None) -> None:
+    """A run that has ended as its driver stops (cancelled: its execution stopped, no finalize
+    step follows) gives its driver slot back and has its leftovers' collection scheduled here, as
+    finalize would (both idempotent: a run that finalize ends meanwhile is done twice, harmlessly)."""
+    results = env.get("RUN_RESULTS", "")
+    if not results.startswith("s3://"):
+        return
+    bucket, _ = s3io.split(results)
+    current = status.read(bucket, env["RUN_ID"])
+    if current is None or not current.finished:
+        return  # (its finalize step comes: the state machine waits on this driver's answer)
+    driver_slots.give_back(bucket, current.run_id, current.driver_slot)
+    if collection is not None:
+        finalize.collect_when_due(collection, bucket, current.status)
 
 
 def answer(env: dict[str, str], kind: str, payload: dict[str, Any]) -> str:

@@ -68,10 +68,12 @@ def _held(bucket: str, key: str) -> Held | None:
 
 
 def ended(bucket: str, cluster: str, held: Held, now: datetime.datetime | None = None) -> bool:
-    """Whether the run holding a slot has ended: its status says so or is gone; or, once the slot
-    is JUDGED_AFTER_SECONDS old, ECS runs no task of it (an execution stopped from outside runs no
-    finalize, and its driver stops itself; a launch that never got a driver). A run whose status
-    or tasks cannot be read is taken as going (its slot kept)."""
+    """Whether the run holding a slot has ended: its status says so or is gone; or, once both the
+    slot and its status are JUDGED_AFTER_SECONDS old, ECS runs no task of it (an execution stopped
+    from outside runs no finalize, and its driver stops itself). A launching run writes its status
+    at each launch and a running one every few seconds: a run between two launches (a driver that
+    failed to start, launched again) keeps its slot. A run whose status or tasks cannot be read is
+    taken as going (its slot kept)."""
     if not held.run_id:
         return True
     try:
@@ -80,10 +82,10 @@ def ended(bucket: str, cluster: str, held: Held, now: datetime.datetime | None =
             return True
         now = now or datetime.datetime.now(datetime.timezone.utc)
         try:
-            age = (now - datetime.datetime.fromisoformat(held.taken_at)).total_seconds()
+            ages = [(now - datetime.datetime.fromisoformat(t)).total_seconds() for t in (held.taken_at, current.updated_at)]
         except ValueError:
             return True
-        if age < JUDGED_AFTER_SECONDS:
+        if min(ages) < JUDGED_AFTER_SECONDS:
             return False
         # (the run's driver and WDL tasks, desired RUNNING: ListTasks' default; startedBy alone)
         listed = aws.client("ecs").list_tasks(cluster=cluster, startedBy=runs.started_by(held.run_id))
@@ -93,23 +95,32 @@ def ended(bucket: str, cluster: str, held: Held, now: datetime.datetime | None =
         return False
 
 
+#: a launch finding every slot held looks at this many of them (at random) for one whose run has
+#: ended: each costs S3 and ECS requests, and queued runs look every minute
+LOOKED_AT = 20
+
+
 def take(bucket: str, cluster: str, run_id: str, slots: int) -> str | None:
-    """The key of a slot for the run: one it holds already (a retried launch), the first free one,
-    or one a run that has ended held; None while runs still going hold all ``slots``."""
+    """The key of a slot for the run: one it holds already (a retried launch), a free one, or one
+    a run that has ended held; None while runs still going hold all ``slots``. One listing of the
+    slots tells the free from the held (S3 lists what was written before it, strongly consistent:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel); a free
+    one is still taken only by a write where there is none."""
     current = status.read(bucket, run_id)
     if current is not None and current.driver_slot:
         held = _held(bucket, current.driver_slot)
         if held is not None and held.run_id == run_id:
             return current.driver_slot
     body = json.dumps({"run_id": run_id, "taken_at": runs.now_iso()}).encode()
-    # from a slot of its own choosing: with a fraction f of the slots held, about 1 / (1 - f)
-    # conditional writes find a free one (from the first, one a held slot: hundreds, in a batch)
-    start = random.randrange(slots)
-    for k in [*range(start, slots), *range(start)]:
+    listed = {o["Key"] for o in s3io.list_keys(bucket, PREFIX)}
+    free = [k for k in range(slots) if slot_key(k) not in listed]
+    random.shuffle(free)  # (launches at the same moment mostly write different slots)
+    for k in free:
         if s3io.put_if_absent(bucket, slot_key(k), body, "application/json"):
             return slot_key(k)
+    held_keys = [k for k in range(slots) if slot_key(k) in listed]
     s3 = aws.client("s3")
-    for k in range(slots):  # every slot held: by runs still going?
+    for k in random.sample(held_keys, min(LOOKED_AT, len(held_keys))):  # every slot held: by runs still going?
         held = _held(bucket, slot_key(k))
         if held is None:
             if s3io.put_if_absent(bucket, slot_key(k), body, "application/json"):

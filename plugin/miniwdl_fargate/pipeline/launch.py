@@ -136,22 +136,39 @@ def slot_count(settings: LaunchSettings, quota: float | None) -> tuple[int, str]
     )
 
 
+def passing(exn: Exception) -> bool:
+    """Whether an AWS error is one that passes (throttling, a server error, no answer in time):
+    botocore's own retries gave up on it, the next look may not."""
+    if not isinstance(exn, ClientError):
+        return True  # (BotoCoreError: no connection, no answer)
+    error = exn.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    return exn.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500 or "Throttl" in code or code in (
+        "SlowDown", "RequestLimitExceeded", "TooManyRequestsException", "ServiceUnavailable", "InternalError",
+    )
+
+
 def fargate_vcpu_quota() -> float | None:
     """The account's Fargate On-Demand vCPU quota, asked at each launch (an increase counts at
-    once): its applied value, else AWS's default (GetServiceQuota answers no value for a quota
-    never changed on some accounts,
-    https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html);
-    None if neither can be read."""
-    from ..backend.launcher import VCPU_QUOTAS, account_vcpu_quota
+    once): its applied value, else (where none was ever applied: NoSuchResourceException) AWS's
+    default (https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html);
+    None where Service Quotas refuses (denied); DriverSlotUnavailable when it fails for a moment
+    (throttled): the run looks again, rather than go by a default a raised quota is above."""
+    from ..backend.launcher import VCPU_QUOTAS
 
     client = aws.client("service-quotas")
-    found = account_vcpu_quota(client, "FARGATE", log)
-    if found is not None:
-        return found
+    code = VCPU_QUOTAS["FARGATE"][0]
     try:
-        return float(client.get_aws_default_service_quota(ServiceCode="fargate", QuotaCode=VCPU_QUOTAS["FARGATE"][0])["Quota"]["Value"])
-    except Exception as exn:  # noqa: BLE001 (then one run at a time: slot_count)
-        log.warning("could not read the account's Fargate On-Demand vCPU quota's default either (%s)", exn)
+        try:
+            return float(client.get_service_quota(ServiceCode="fargate", QuotaCode=code)["Quota"]["Value"])
+        except ClientError as exn:
+            if exn.response.get("Error", {}).get("Code") != "NoSuchResourceException":
+                raise
+        return float(client.get_aws_default_service_quota(ServiceCode="fargate", QuotaCode=code)["Quota"]["Value"])
+    except (ClientError, BotoCoreError) as exn:
+        if passing(exn):
+            raise DriverSlotUnavailable(f"the account's Fargate On-Demand vCPU quota could not be read for now ({exn}); trying again") from exn
+        log.warning("could not read the account's Fargate On-Demand vCPU quota (%s): one run at a time", exn)
         return None
 
 
@@ -164,7 +181,9 @@ def take_a_slot(settings: LaunchSettings, record: runs.RunRecord) -> str:
     try:
         key = slots_module.take(record.bucket, settings.cluster, record.run_id, slots)
     except (ClientError, BotoCoreError) as exn:
-        raise DriverSlotUnavailable(f"run {record.run_id}: the driver slots could not be looked at ({exn}); trying again") from exn
+        if passing(exn):  # (throttled, S3 or ECS failing for a moment: the run waits as it would)
+            raise DriverSlotUnavailable(f"run {record.run_id}: the driver slots could not be looked at ({exn}); trying again") from exn
+        raise DriverLaunchFailed(f"run {record.run_id}: the driver slots could not be looked at: {exn}") from exn
     if key is not None:
         status.update(record.bucket, record.run_id, lambda current: current.model_copy(update={"driver_slot": key, "phase": None}),
                       initial=status.new(record))

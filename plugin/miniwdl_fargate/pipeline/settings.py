@@ -15,10 +15,10 @@ event is handled. template.yaml gives each function what its model requires
     │           └── WesApiSettings    + TASK_LOG_GROUP (WES task logs)         api
     └── ClusterSettings               CLUSTER                                  run_timed_out
         ├── CleanupSettings           + FILE_SYSTEM_ID
-        │   ├── DriverStoppedSettings + DRIVER_CONTAINER_NAME                  driver_stopped
         │   └── FinalizeSettings      + DriverTaskSettings' variables,         finalize
-        │                               GC_SCHEDULE_GROUP, GC_SCHEDULER_ROLE_ARN,
-        │                               KEEP_FAILED_RUN_DAYS
+        │       │                       GC_SCHEDULE_GROUP, GC_SCHEDULER_ROLE_ARN,
+        │       │                       KEEP_FAILED_RUN_DAYS
+        │       └── DriverStoppedSettings                                      driver_stopped
         └── DriverTaskSettings        + DRIVER_TASK_DEFINITION, DRIVER_CONTAINER_NAME,
             │                           DRIVER_SUBNETS, DRIVER_SECURITY_GROUPS,
             │                           DRIVER_ASSIGN_PUBLIC_IP
@@ -149,12 +149,6 @@ class CleanupSettings(ClusterSettings):
     file_system_id: str = Field(min_length=1, alias="FILE_SYSTEM_ID")
 
 
-class DriverStoppedSettings(CleanupSettings):
-    """driver_stopped: read the run from the driver container's environment."""
-
-    driver_container_name: str = Field(min_length=1, alias="DRIVER_CONTAINER_NAME")
-
-
 class DriverTaskSettings(ClusterSettings):
     """Where a task of the driver's task definition runs: the stack's cluster and network."""
 
@@ -202,3 +196,9 @@ class FinalizeSettings(CleanupSettings, DriverTaskSettings):
         return gc_task.Collection(
             self.driver_task(), self.gc_schedule_group, self.gc_scheduler_role_arn, self.keep_failed_run_days, cache_days
         )
+
+
+class DriverStoppedSettings(FinalizeSettings):
+    """driver_stopped: read the run from the driver container's environment; a run that ended
+    without its finalize step (cancelled) gets what that would have done for its slot and its
+    leftovers here."""

@@ -361,7 +361,7 @@ def _get_service_quota(self: Any, service_code: str, quota_code: str) -> dict[st
     quota = _faults().fargate_vcpu_quota
     quota = LOCAL_VCPU_QUOTA if quota is None else quota
     names = {code: name for code, name in VCPU_QUOTAS.values()}
-    if service_code == "fargate" and quota_code in names and quota is not None:
+    if service_code == "fargate" and quota_code in names:
         return {
             "ServiceCode": "fargate", "ServiceName": "AWS Fargate", "QuotaCode": quota_code, "QuotaName": names[quota_code],
             "QuotaArn": f"arn:aws:servicequotas:{self.region_name}:{self.account_id}:fargate/{quota_code}",
