@@ -66,6 +66,11 @@ def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_run
     kept = json.loads((root / failed.run_id / efs_cleanup.EXPIRES_MARKER).read_text())
     assert kept["status"] == "FAILED" and kept["expires_at"] > kept["finished_at"]  # the stack keeps it 3 days
 
+    # after a team's last run nothing else would collect what it left: its end scheduled a gc
+    # task for the day after that falls due (gc_task.schedule), which local mode runs when due as
+    # EventBridge Scheduler would (local/schedules.py): here made due at once, as if days had passed
+    scheduled_gc_runs_where_efs_is(stack, failed, held)
+
     # the command as a user runs it: its own process, reaching the stack by its --local file
     proc = local_cli("gc", "--keep-failed-days", "0")
     assert proc.returncode == 0, proc.stderr
@@ -91,13 +96,9 @@ def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_run
     wait_for(lambda: not sweep.run_tasks(stack.outputs["ClusterName"], held), 120, "the held run's tasks stopped")
 
 
-def test_a_failed_runs_end_schedules_the_gc_task_and_it_runs_where_efs_is_when_due(stack, tmp_path):
-    """After a team's last run nothing else would collect what it left: its end schedules a gc
-    task for the day after that falls due (gc_task.schedule), which local mode runs when due as
-    EventBridge Scheduler would (local/schedules.py): here made due at once, as if days had passed."""
+
+def scheduled_gc_runs_where_efs_is(stack, failed, held):
     bucket = stack.outputs["BucketName"]
-    failed = outcome(stack, submit(stack, tmp_path, "efs-scheduled", code=3))
-    assert failed.status == "FAILED", failed.document
     scheduler = aws.client("scheduler")
     group = stack.outputs["GcScheduleGroupName"]
     finished = datetime.fromisoformat(status.read(bucket, failed.run_id).finished_at).astimezone(timezone.utc)
@@ -110,14 +111,14 @@ def test_a_failed_runs_end_schedules_the_gc_task_and_it_runs_where_efs_is_when_d
             break
     else:
         raise AssertionError(f"no gc task scheduled for the days after {finished}: {listed}")
-
     fired = schedules.fire_due(datetime.combine(days[0], time(2), timezone.utc))
     assert f"{group}/{gc_task.SCHEDULE_PREFIX}{days[0]}" in fired
     key = f"{gc_task.GC_PREFIX}scheduled-{days[0]}.json"
     report = wait_for(lambda: s3io.find_json(bucket, key), 120, "the scheduled gc task's report")
     # it ran where the stack's EFS is mounted, with the stack's days (the failed run's are not
-    # over yet: today is really today)
+    # over yet: today is really today), never touching a run still going
     assert report["keep_failed_run_days"] == 3 and report["runs_root"].endswith("/runs"), report
     by_name = {d["name"]: d for d in report["directories"]}
     assert by_name[failed.run_id]["action"] == "kept", by_name[failed.run_id]
+    assert (by_name[held]["action"], by_name[held]["reason"]) == ("kept", "the run is RUNNING")
     assert f"{gc_task.SCHEDULE_PREFIX}{days[0]}" not in {s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]}

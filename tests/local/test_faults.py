@@ -193,30 +193,23 @@ task work {
 """
 
 
-def test_tasks_held_back_by_the_accounts_vcpu_quota_wait_their_turn(stack, faults, run):
-    """The account's concurrent vCPU quota (2 vCPUs here, the driver holding 1): RunTask answers
-    its failure while the run's other tasks hold the rest; each task waits until they end, and
-    the run succeeds."""
-    injected = faults(fargate_vcpu_quota=2)
-    result = run("vcpu-quota-waits", {"sized.n": 3, "sized.cpu": 0.5, "sized.tag": "waits"}, source=SIZED)
-    assert result.status == "SUCCEEDED", result.document
-    assert result.document["outputs"]["sized.out"] == [0, 1, 2]
-    assert "fargate_vcpu_quota" in injected.injected  # (the third task waited for one of the first two)
-
-
-def test_runs_submitted_together_on_a_small_vcpu_quota_take_turns_and_all_end(stack, faults, tmp_path):
-    """A new account's quota (2 vCPUs here): two runs at once each started a driver of 1 vCPU,
-    which held the whole quota; neither run's tasks could ever start, and both waited until their
-    MaxRunHours. Now the drivers hold at most a quarter of it, at least one run: the second run
-    waits its turn (SUBMITTED, its status saying why), then runs."""
+def test_on_a_small_vcpu_quota_tasks_wait_their_turn_and_runs_take_turns_for_drivers(stack, faults, tmp_path):
+    """The account's concurrent vCPU quota, 2 vCPUs here, as a new account's is a few. Within a
+    run (its driver holding 1): RunTask answers its failure while the run's other tasks hold the
+    rest; each task waits until they end. Between runs: two runs at once each started a driver of
+    1 vCPU, which held the whole quota, and neither run's tasks could ever start (both waited until
+    their MaxRunHours); now the drivers hold at most a quarter of it, at least one run: the second
+    run waits its turn (SUBMITTED, its status saying why), then runs. Both succeed."""
     from miniwdl_fargate import status
 
-    faults(fargate_vcpu_quota=2)
+    injected = faults(fargate_vcpu_quota=2)
     bucket = stack.outputs["BucketName"]
     wdl = tmp_path / "sized.wdl"
     wdl.write_text(SIZED)
-    submitted = [local_run.submit(bucket, wdl, {"sized.n": 1, "sized.cpu": 1, "sized.tag": f"turn-{i}"}, name=f"turns-{i}")
-                 for i in range(2)]
+    submitted = [
+        local_run.submit(bucket, wdl, {"sized.n": 3, "sized.cpu": 0.5, "sized.tag": "waits"}, name="vcpu-quota-waits"),
+        local_run.submit(bucket, wdl, {"sized.n": 1, "sized.cpu": 1, "sized.tag": "turn"}, name="vcpu-quota-turn"),
+    ]
     said = []
 
     def queued_said():
@@ -228,9 +221,10 @@ def test_runs_submitted_together_on_a_small_vcpu_quota_take_turns_and_all_end(st
 
     wait_for(queued_said, 60, "a run queued behind the other")
     assert "at most 1 run(s) of this stack have a driver at once (a quarter of the account's Fargate On-Demand vCPU quota (2)" in said[0], said[0]
-    for name, run_id in submitted:
-        result = run_end(stack, name, run_id, timeout=180)
-        assert result.status == "SUCCEEDED", result.document
+    results = [run_end(stack, name, run_id, timeout=180) for name, run_id in submitted]
+    assert [r.status for r in results] == ["SUCCEEDED", "SUCCEEDED"], [r.document for r in results]
+    assert results[0].document["outputs"]["sized.out"] == [0, 1, 2]
+    assert "fargate_vcpu_quota" in injected.injected  # (a task of the first run waited for one of its others)
     wait_for(lambda: stack.runtime.running_tasks() == [], 30, what=lambda: f"end of {stack.runtime.running_tasks()}")
 
 
