@@ -166,7 +166,11 @@ def ended_without_finalize(env: dict[str, str], collection: Callable[[], gc_task
     if not results.startswith("s3://"):
         return
     bucket, _ = s3io.split(results)
-    current = status.read(bucket, env["RUN_ID"])
+    try:
+        current = status.read(bucket, env["RUN_ID"])
+    except Exception as exn:  # noqa: BLE001 (the answer is sent: a slot is taken over, a later run schedules)
+        log.warning("run %s: could not read its status to give back its slot (%s)", env["RUN_ID"], exn)
+        return
     if current is None or not current.finished:
         return  # (its finalize step comes: the state machine waits on this driver's answer)
     driver_slots.give_back(bucket, current.run_id, current.driver_slot)

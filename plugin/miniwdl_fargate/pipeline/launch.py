@@ -119,6 +119,8 @@ def earlier_drivers(ecs, settings: LaunchSettings, record: runs.RunRecord, task_
 #: leave their tasks none, each run waiting for the others for good (a new account's quota is a
 #: few vCPUs: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html)
 DRIVER_QUOTA_SHARE = 0.25
+
+
 def slot_count(settings: LaunchSettings, quota: float | None) -> tuple[int, str]:
     """How many runs may have a driver at once, and why: MaxConcurrentRuns, or (0) as many as
     DRIVER_QUOTA_SHARE of ``quota`` holds at the driver's size, at least one; one when the quota
