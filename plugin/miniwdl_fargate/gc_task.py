@@ -57,14 +57,28 @@ class DriverTask:
 
     @property
     def family(self) -> str:
-        """The task definition's family (its ARN or ``family:revision`` without the revision):
-        RunTask of a family starts its latest ACTIVE revision, and a stack update registers a new
-        one and deregisters the old, which no new task can use
+        """The task definition's family: RunTask of a family starts its latest ACTIVE revision,
+        and a stack update registers a new one and deregisters the old, which no new task can use
         (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html,
         https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DeregisterTaskDefinition.html)."""
-        name = self.task_definition.rsplit("/", 1)[-1]
-        family, _, revision = name.rpartition(":")
-        return family if family and revision.isdigit() else name
+        return family_of(self.task_definition)
+
+    def network_configuration(self) -> dict[str, Any]:
+        """RunTask's networkConfiguration of a task of the driver's task definition."""
+        return {
+            "awsvpcConfiguration": {
+                "subnets": list(self.subnets),
+                "securityGroups": list(self.security_groups),
+                "assignPublicIp": self.assign_public_ip,
+            }
+        }
+
+
+def family_of(task_definition: str) -> str:
+    """A task definition's family, from its ARN or ``family:revision`` (the revision left out)."""
+    name = task_definition.rsplit("/", 1)[-1]
+    family, _, revision = name.rpartition(":")
+    return family if family and revision.isdigit() else name
 
 
 def run_task_request(
@@ -84,13 +98,7 @@ def run_task_request(
         "taskDefinition": task.family if latest else task.task_definition,
         "launchType": "FARGATE",
         "count": 1,
-        "networkConfiguration": {
-            "awsvpcConfiguration": {
-                "subnets": list(task.subnets),
-                "securityGroups": list(task.security_groups),
-                "assignPublicIp": task.assign_public_ip,
-            }
-        },
+        "networkConfiguration": task.network_configuration(),
         "overrides": {"containerOverrides": [{"name": task.container, "command": command}]},
         "startedBy": "miniwdl-fargate-gc",
     }

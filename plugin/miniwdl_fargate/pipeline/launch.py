@@ -8,7 +8,7 @@ import posixpath
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import aws, run_options, runs, status
+from .. import aws, gc_task, run_options, runs, status
 from . import driver_slots as slots_module
 from .settings import LaunchSettings
 
@@ -91,7 +91,7 @@ def earlier_drivers(ecs, settings: LaunchSettings, record: runs.RunRecord, task_
     a task token the state machine no longer waits on: it could never report, and would run the
     workflow beside the new one. A RunTask whose answer was lost (DriverLaunchFailed, retried by
     the state machine with a new token, so a new clientToken) may have started one."""
-    family = settings.driver_task_definition.rsplit("/", 1)[-1].split(":")[0]
+    family = gc_task.family_of(settings.driver_task_definition)
     # startedBy alone (the run's driver and its tasks; RUNNING, ListTasks' default): ECS refuses it
     # with any other filter ("When you specify startedBy as the filter, it must be the only filter
     # that you use", API_ListTasks: InvalidParameterException "cannot specify startedBy with other
@@ -104,7 +104,7 @@ def earlier_drivers(ecs, settings: LaunchSettings, record: runs.RunRecord, task_
         for task in ecs.describe_tasks(cluster=settings.cluster, tasks=listed[i : i + 100]).get("tasks", [])
     ]
     ours, stale = None, []
-    for task in [t for t in described if t["taskDefinitionArn"].rsplit("/", 1)[-1].split(":")[0] == family]:
+    for task in [t for t in described if gc_task.family_of(t["taskDefinitionArn"]) == family]:
         overrides = (task.get("overrides") or {}).get("containerOverrides") or []
         env = {e["name"]: e["value"] for o in overrides for e in o.get("environment") or []}
         if env.get("SFN_TASK_TOKEN") == task_token:
@@ -141,13 +141,13 @@ def slot_count(settings: LaunchSettings, quota: float | None) -> tuple[int, str]
 def passing(exn: Exception) -> bool:
     """Whether an AWS error is one that passes (throttling, a server error, no answer in time):
     botocore's own retries gave up on it, the next look may not."""
+    from ..backend.launcher import THROTTLE_CODES
+
     if not isinstance(exn, ClientError):
         return True  # (BotoCoreError: no connection, no answer)
-    error = exn.response.get("Error", {})
-    code = str(error.get("Code", ""))
-    return exn.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500 or "Throttl" in code or code in (
-        "SlowDown", "RequestLimitExceeded", "TooManyRequestsException", "ServiceUnavailable", "InternalError",
-    )
+    code = str(exn.response.get("Error", {}).get("Code", ""))
+    server_error = exn.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+    return server_error or "Throttl" in code or code in THROTTLE_CODES or code in ("SlowDown", "ServiceUnavailable", "InternalError")
 
 
 def fargate_vcpu_quota() -> float | None:
@@ -262,13 +262,7 @@ def _run_driver(ecs, settings: LaunchSettings, record: runs.RunRecord, task_toke
         taskDefinition=settings.driver_task_definition,
         launchType="FARGATE",
         count=1,
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": settings.split(settings.driver_subnets),
-                "securityGroups": settings.split(settings.driver_security_groups),
-                "assignPublicIp": settings.driver_assign_public_ip,
-            }
-        },
+        networkConfiguration=settings.driver_task().network_configuration(),
         overrides={
             "containerOverrides": [
                 {"name": settings.driver_container_name, "environment": driver_environment(record, task_token)}
