@@ -275,9 +275,12 @@ class CountingRuntime:
 @pytest.fixture
 def counted(moto_server):
     """The hooks that count changes, with a runtime that counts them, on a moto server that runs
-    state machines."""
-    from miniwdl_fargate.local.moto import server
+    state machines, with moto's fixes in place as local mode has them (among them StopExecution
+    ending an execution ABORTED at once: without it, whether a stop is ABORTED when its answer
+    comes depended on the race with moto's worker thread, and on which tests this process ran before)."""
+    from miniwdl_fargate.local.moto import fixes, server
 
+    fixes.install()
     server.execute_state_machines(moto_server["AWS_ENDPOINT_URL"])
     hooks._changes_counted()
     runtime = CountingRuntime()
