@@ -18,6 +18,8 @@ import boto3
 import botocore.config
 import botocore.loaders
 import botocore.session
+from botocore.exceptions import ClientError
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 
 # botocore's "standard" retry mode: exponential backoff with jitter on throttling and transient
 # errors, with a retry quota. Callers that need more (RunTask capacity failures) add their own.
@@ -37,6 +39,44 @@ LOOKUP_CONFIG = botocore.config.Config(retries={"mode": "standard", "max_attempt
 #: created after June 24, 2020 (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html;
 #: https://aws.amazon.com/blogs/aws/amazon-s3-update-sigv2-deprecation-period-extended-modified/)
 PRESIGN_CONFIG = RETRY_CONFIG.merge(botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+
+# What an error that botocore's retries gave up on says, by botocore's own rules (its "standard"
+# retry mode's checkers: https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html#standard-retry-mode),
+# so every caller deciding whether to wait and look again decides alike
+_THROTTLING = ThrottledRetryableChecker()
+_TRANSIENT = TransientRetryableChecker()
+
+
+class _Status:
+    """An HTTP answer's status code, as botocore's checkers read it from a response."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+def _retry_context(error: BaseException | dict[str, Any]) -> RetryContext:
+    parsed = error.response if isinstance(error, ClientError) else error if isinstance(error, dict) else None
+    status = (parsed or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return RetryContext(
+        attempt_number=1, parsed_response=parsed, http_response=_Status(status) if status else None,
+        caught_exception=error if isinstance(error, Exception) and not isinstance(error, ClientError) else None,
+    )
+
+
+def throttled(error: BaseException | dict[str, Any]) -> bool:
+    """Whether an AWS error (a ClientError, or the parsed response of a failed attempt) says its
+    caller went over a request rate: Throttling, ThrottlingException, TooManyRequestsException,
+    RequestLimitExceeded, SlowDown, ..., as botocore's standard retry mode counts them."""
+    return _THROTTLING.is_retryable(_retry_context(error))
+
+
+def passing(error: BaseException) -> bool:
+    """Whether an AWS error is one that passes (throttling; a server error, 500, 502, 503 or 504;
+    a request timeout; no connection or no answer), as botocore's standard retry mode retries
+    them: its retries gave up on it, a later look may not. Not a refusal (4xx), nor an error of
+    the request itself or of the caller's credentials."""
+    return throttled(error) or _TRANSIENT.is_retryable(_retry_context(error))
+
 
 #: variables naming a profile or the machine's config and credentials files
 #: (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/configuration.html): local mode

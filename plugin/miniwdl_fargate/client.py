@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, TextIO
 
 import botocore.exceptions
 
-from . import aws, gc_task, run_options, runs, s3io, status
+from . import aws, driver_task, gc_task, run_options, runs, s3io, status
 from .pipeline import manage
 from .report.cost import sum_by_label, task_name
 from .upload import Submission, rejection
@@ -380,10 +380,10 @@ def gc_task_request(
     if missing:
         raise ClientError(f"stack {deployment.stack_name} has no output {', '.join(missing)}: update the stack (sam deploy) to use gc")
     outputs = deployment.outputs
-    task = gc_task.DriverTask(
+    task = driver_task.DriverTask(
         cluster=outputs["ClusterName"],
         task_definition=outputs["DriverTaskDefinitionArn"],
-        container=gc_task.DRIVER_CONTAINER,
+        container=driver_task.DRIVER_CONTAINER,
         subnets=tuple(s for s in outputs["TaskSubnetIds"].split(",") if s),
         security_groups=(outputs["TaskSecurityGroupId"],),
         assign_public_ip=outputs["TaskAssignPublicIp"],
@@ -405,11 +405,11 @@ def collect_remotely(
     stopped = wait_stopped(deployment, arn, timeout)
     report = s3io.find_json(deployment.bucket, report_key)
     if report is None:
-        container = next((c for c in stopped.get("containers", []) if c.get("name") == gc_task.DRIVER_CONTAINER), {})
+        container = next((c for c in stopped.get("containers", []) if c.get("name") == driver_task.DRIVER_CONTAINER), {})
         raise ClientError(
             f"the gc task {arn} stopped without writing its report (exit code {container.get('exitCode')}, "
             f"{stopped.get('stoppedReason', 'no reason given')}); its log: {deployment.outputs.get('DriverLogGroupName')} "
-            f"driver/{gc_task.DRIVER_CONTAINER}/{arn.rsplit('/', 1)[-1]}"
+            f"driver/{driver_task.DRIVER_CONTAINER}/{arn.rsplit('/', 1)[-1]}"
         )
     return report
 
@@ -517,11 +517,6 @@ class StreamRead:
     missing: bool = False
 
 
-#: what CloudWatch Logs answers a caller over its request rate: GetLogEvents' is shared by every
-#: caller in the account and region (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html)
-THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException"})
-
-
 def read_stream(
     logs: Any, group: str, stream: str, token: str | None, on_events: Any, limit: int = LOG_PAGE_LIMIT,
     patient: bool = False,
@@ -544,8 +539,9 @@ def read_stream(
             read.missing = True  # (not started yet)
             return read
         except Exception as exn:  # throttled past the retries, expired token, no permission...
-            code = (getattr(exn, "response", None) or {}).get("Error", {}).get("Code")
-            if patient and code in THROTTLED:
+            # (GetLogEvents' request rate is shared by every caller in the account and region:
+            # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html)
+            if patient and aws.throttled(exn):
                 return read  # (the next pass reads on from this token)
             read.stopped_early = f"{exn.__class__.__name__}: {exn}"
             return read

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from . import aws
+from .driver_task import DriverTask
 
 log = logging.getLogger(__name__)
 
 #: the reports of ``gc`` tasks in the runs bucket (expired after 30 days: template.yaml)
 GC_PREFIX = "gc/"
-#: the driver's container in its task definition (template.yaml), which ``gc`` runs as
-DRIVER_CONTAINER = "driver"
 #: a gc task stops collecting after this long (what is left waits for the next collection), and
 #: ends a little after it whatever it is doing (a call stuck on NFS): no gc task bills for good
 MAX_SECONDS = 6 * 3600.0
@@ -41,44 +40,6 @@ SCHEDULE_PREFIX = "efs-gc-"
 #: FLEXIBLE_MINUTES after it (EventBridge Scheduler spreads what falls due at once)
 SCHEDULE_HOUR = 1
 FLEXIBLE_MINUTES = 60
-
-
-@dataclass(frozen=True)
-class DriverTask:
-    """A task of the driver's task definition: its cluster, task definition, container and
-    network, as the stack has them."""
-
-    cluster: str
-    task_definition: str
-    container: str
-    subnets: tuple[str, ...]
-    security_groups: tuple[str, ...]
-    assign_public_ip: str
-
-    @property
-    def family(self) -> str:
-        """The task definition's family: RunTask of a family starts its latest ACTIVE revision,
-        and a stack update registers a new one and deregisters the old, which no new task can use
-        (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html,
-        https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DeregisterTaskDefinition.html)."""
-        return family_of(self.task_definition)
-
-    def network_configuration(self) -> dict[str, Any]:
-        """RunTask's networkConfiguration of a task of the driver's task definition."""
-        return {
-            "awsvpcConfiguration": {
-                "subnets": list(self.subnets),
-                "securityGroups": list(self.security_groups),
-                "assignPublicIp": self.assign_public_ip,
-            }
-        }
-
-
-def family_of(task_definition: str) -> str:
-    """A task definition's family, from its ARN or ``family:revision`` (the revision left out)."""
-    name = task_definition.rsplit("/", 1)[-1]
-    family, _, revision = name.rpartition(":")
-    return family if family and revision.isdigit() else name
 
 
 def run_task_request(

@@ -183,7 +183,9 @@ def test_without_an_answer_from_service_quotas_a_task_waits_as_before(sim):
 
 def test_the_quota_is_read_from_service_quotas_with_a_request_its_model_takes():
     """account_vcpu_quota's GetServiceQuota (checked against botocore's model by the Stubber),
-    and None for what it cannot answer: a refusal, or a placement with no Fargate quota."""
+    AWS's default where no value was ever applied (as the launch step reads it: one reader), and
+    None for what it cannot answer: a refusal, throttling past the retries, or a placement with no
+    Fargate quota."""
     from botocore.stub import Stubber
 
     from miniwdl_fargate.backend.launcher import account_vcpu_quota
@@ -193,7 +195,13 @@ def test_the_quota_is_read_from_service_quotas_with_a_request_its_model_takes():
         stub.add_response("get_service_quota", {"Quota": {"QuotaCode": "L-36FBB829", "Value": 24.0}},
                           {"ServiceCode": "fargate", "QuotaCode": "L-36FBB829"})
         assert account_vcpu_quota(client, "FARGATE_SPOT") == 24.0
+        asked = {"ServiceCode": "fargate", "QuotaCode": "L-3032A538"}
+        stub.add_client_error("get_service_quota", "NoSuchResourceException", "no applied value", 404, expected_params=asked)
+        stub.add_response("get_aws_default_service_quota", {"Quota": {"QuotaCode": "L-3032A538", "Value": 6.0}}, asked)
+        assert account_vcpu_quota(client, "FARGATE") == 6.0
         stub.add_client_error("get_service_quota", "AccessDeniedException", "not authorized")
+        assert account_vcpu_quota(client, "FARGATE") is None
+        stub.add_client_error("get_service_quota", "TooManyRequestsException", "slow down", 400)
         assert account_vcpu_quota(client, "FARGATE") is None
         assert account_vcpu_quota(client, "my-managed-instances") is None  # (EC2's quotas: not asked)
         stub.assert_no_pending_responses()

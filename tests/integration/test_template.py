@@ -22,7 +22,7 @@ import pytest
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from miniwdl_fargate import aws, gc_task, runs
+from miniwdl_fargate import aws, driver_task, runs
 from miniwdl_fargate.local import stack
 from miniwdl_fargate.local.moto import cfn, fixes, patching
 
@@ -36,6 +36,9 @@ ARTIFACTS = "template-test-artifacts"
 # inline comment after `Resource: "*"  #` in template.yaml.
 ALLOWED_STAR_RESOURCES = {
     ("LaunchDriverRole", "ReadFargateVcpuQuotaDefault"): (
+        "default quotas are no account's resources: no resource-level permissions"
+    ),
+    ("DriverTaskRole", "ReadFargateVcpuQuotaDefaults"): (
         "default quotas are no account's resources: no resource-level permissions"
     ),
     ("TaskExecutionRole", "EcrLogin"): "GetAuthorizationToken supports no resource-level permissions",
@@ -631,7 +634,7 @@ ROLE_ACTIONS = {
         "elasticfilesystem:CreateAccessPoint", "elasticfilesystem:TagResource",
         "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
         # backend/launcher.py: the account's whole vCPU quota, once a task meets it
-        "servicequotas:GetServiceQuota",
+        "servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota",
     },
     # ECS itself: image pulls and awslogs
     "TaskExecutionRole": LOGS | {
@@ -1668,7 +1671,7 @@ def test_failed_runs_are_kept_on_efs_as_the_stack_says_and_gc_can_reach_it(cfn_t
     assert driver_env["MINIWDL__AWS_FARGATE__KEEP_FAILED_RUN_DAYS"] == {"Ref": "KeepFailedRunDays"}
     days = cfn_template["Parameters"]["KeepFailedRunDays"]
     assert (days["Type"], days["Default"], days["MinValue"]) == ("Number", 3, 0)
-    assert resources["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Name"] == gc_task.DRIVER_CONTAINER
+    assert resources["DriverTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Name"] == driver_task.DRIVER_CONTAINER
     assert set(cfn_template["Outputs"]) >= {"DriverTaskDefinitionArn", "TaskSubnetIds", "TaskSecurityGroupId", "TaskAssignPublicIp"}
     statements = resources["DriverTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     (write,) = [s for s in statements if s.get("Sid") == "WriteRunResults"]

@@ -38,11 +38,11 @@ from typing import Any, Callable
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from ..aws import throttled
 from ..limits import LaunchCancelled, check_interval  # (one story for a stopped wait: the run's gate's too)
 
 log = logging.getLogger(__name__)
 
-THROTTLE_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 # Fargate: "Capacity is unavailable at this time. Please try again later or in a different availability zone"
 CAPACITY_MARKERS = ("capacity",)
 # the account's concurrent Fargate vCPU quota: "You've reached the limit on the number of vCPUs you
@@ -203,10 +203,6 @@ def round_token(base: str, round_: int) -> str:
     return base if round_ == 0 else f"{base[:56]}.{round_}"
 
 
-def is_throttle(exn: BaseException) -> bool:
-    return isinstance(exn, ClientError) and exn.response.get("Error", {}).get("Code") in THROTTLE_CODES
-
-
 def is_capacity_failure(failure: dict[str, Any]) -> bool:
     text = f"{failure.get('reason', '')} {failure.get('detail', '')}".lower()
     return any(marker in text for marker in CAPACITY_MARKERS)
@@ -233,20 +229,32 @@ def task_vcpus(request: dict[str, Any]) -> float | None:
         return None
 
 
-def account_vcpu_quota(client: Any, placement: str, logger: logging.Logger | None = None) -> float | None:
+def read_vcpu_quota(client: Any, placement: str) -> float | None:
     """The account's concurrent vCPU quota for tasks placed on ``placement`` (FARGATE or
-    FARGATE_SPOT) in this region, as Service Quotas' GetServiceQuota answers it through
-    ``client`` (a service-quotas client); None when there is none to ask of or no answer (no
-    permission, no route to the endpoint, no applied value): the caller then waits as it would
-    (https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html)."""
+    FARGATE_SPOT) in this region, through ``client`` (a service-quotas client): its applied
+    value, else (where none was ever applied: NoSuchResourceException) AWS's default
+    (https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html,
+    https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetAWSDefaultServiceQuota.html);
+    None for a placement with no Fargate quota. Raises what Service Quotas raised: the caller
+    decides what an unread quota means (``aws.passing`` tells one that may be read later)."""
     code = VCPU_QUOTAS.get(placement)
     if code is None:
         return None
     try:
-        value = client.get_service_quota(ServiceCode="fargate", QuotaCode=code[0])["Quota"]["Value"]
-        return float(value)
+        return float(client.get_service_quota(ServiceCode="fargate", QuotaCode=code[0])["Quota"]["Value"])
+    except ClientError as exn:
+        if exn.response.get("Error", {}).get("Code") != "NoSuchResourceException":
+            raise
+    return float(client.get_aws_default_service_quota(ServiceCode="fargate", QuotaCode=code[0])["Quota"]["Value"])
+
+
+def account_vcpu_quota(client: Any, placement: str, logger: logging.Logger | None = None) -> float | None:
+    """``read_vcpu_quota``, or None when it cannot be read (no permission, no route to the
+    endpoint, throttled): the caller then waits as it would, and asks again later."""
+    try:
+        return read_vcpu_quota(client, placement)
     except Exception as exn:  # (best effort: never what fails a launch)
-        (logger or log).info("could not read the account's %s from Service Quotas (%s); waiting as usual", code[1], exn)
+        (logger or log).info("could not read the account's %s from Service Quotas (%s); waiting as usual", VCPU_QUOTAS[placement][1], exn)
         return None
 
 
@@ -388,7 +396,7 @@ class Launcher:
 
     def _after_attempt(self, response: Any = None, **kwargs: Any) -> None:
         parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else None
-        if isinstance(parsed, dict) and parsed.get("Error", {}).get("Code") in THROTTLE_CODES:
+        if isinstance(parsed, dict) and throttled(parsed):
             self._count("throttled")
             self.bucket.throttled()
         return None  # botocore's retry handler decides
@@ -443,7 +451,7 @@ class Launcher:
                         self._wait(delay, cancelled)
                         continue
                     rounds += 1
-                    if not isinstance(exn, ClientError) or not is_throttle(exn):
+                    if not isinstance(exn, ClientError) or not throttled(exn):
                         raise LaunchFailed(f"ECS RunTask refused the task: {exn}") from exn
                     throttles += 1  # botocore's retries are spent: back off ourselves
                     if throttles > self.throttle_retries:

@@ -37,7 +37,7 @@ import time
 import weakref
 from typing import Any, Callable
 
-from .launcher import is_throttle
+from .. import aws
 
 MAX_DESCRIBE = 100
 #: DescribeTasks calls per second a poller spends by default: a quarter of the account's
@@ -205,7 +205,7 @@ class TaskPoller:
             try:
                 response = self._describe(chunk)
             except Exception as exn:  # keep polling: a transient error must not strand waiters
-                throttled = throttled or is_throttle(exn)
+                throttled = throttled or aws.throttled(exn)
                 log.warning("DescribeTasks failed (will retry next pass): %s", exn)
                 continue
             calls += 1

@@ -8,7 +8,7 @@ import posixpath
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import aws, gc_task, run_options, runs, status
+from .. import aws, driver_task, run_options, runs, status
 from . import driver_slots as slots_module
 from .settings import LaunchSettings
 
@@ -91,7 +91,7 @@ def earlier_drivers(ecs, settings: LaunchSettings, record: runs.RunRecord, task_
     a task token the state machine no longer waits on: it could never report, and would run the
     workflow beside the new one. A RunTask whose answer was lost (DriverLaunchFailed, retried by
     the state machine with a new token, so a new clientToken) may have started one."""
-    family = gc_task.family_of(settings.driver_task_definition)
+    family = driver_task.family_of(settings.driver_task_definition)
     # startedBy alone (the run's driver and its tasks; RUNNING, ListTasks' default): ECS refuses it
     # with any other filter ("When you specify startedBy as the filter, it must be the only filter
     # that you use", API_ListTasks: InvalidParameterException "cannot specify startedBy with other
@@ -104,7 +104,7 @@ def earlier_drivers(ecs, settings: LaunchSettings, record: runs.RunRecord, task_
         for task in ecs.describe_tasks(cluster=settings.cluster, tasks=listed[i : i + 100]).get("tasks", [])
     ]
     ours, stale = None, []
-    for task in [t for t in described if gc_task.family_of(t["taskDefinitionArn"]) == family]:
+    for task in [t for t in described if driver_task.family_of(t["taskDefinitionArn"]) == family]:
         overrides = (task.get("overrides") or {}).get("containerOverrides") or []
         env = {e["name"]: e["value"] for o in overrides for e in o.get("environment") or []}
         if env.get("SFN_TASK_TOKEN") == task_token:
@@ -138,37 +138,17 @@ def slot_count(settings: LaunchSettings, quota: float | None) -> tuple[int, str]
     )
 
 
-def passing(exn: Exception) -> bool:
-    """Whether an AWS error is one that passes (throttling, a server error, no answer in time):
-    botocore's own retries gave up on it, the next look may not."""
-    from ..backend.launcher import THROTTLE_CODES
-
-    if not isinstance(exn, ClientError):
-        return True  # (BotoCoreError: no connection, no answer)
-    code = str(exn.response.get("Error", {}).get("Code", ""))
-    server_error = exn.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
-    return server_error or "Throttl" in code or code in THROTTLE_CODES or code in ("SlowDown", "ServiceUnavailable", "InternalError")
-
-
 def fargate_vcpu_quota() -> float | None:
-    """The account's Fargate On-Demand vCPU quota, asked at each launch (an increase counts at
-    once): its applied value, else (where none was ever applied: NoSuchResourceException) AWS's
-    default (https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html);
-    None where Service Quotas refuses (denied); DriverSlotUnavailable when it fails for a moment
-    (throttled): the run looks again, rather than go by a default a raised quota is above."""
-    from ..backend.launcher import VCPU_QUOTAS
+    """The account's Fargate On-Demand vCPU quota (``launcher.read_vcpu_quota``), asked at each
+    launch (an increase counts at once); None where Service Quotas refuses (denied);
+    DriverSlotUnavailable when it fails for a moment (throttled): the run looks again, rather
+    than go by a default a raised quota is above."""
+    from ..backend.launcher import read_vcpu_quota
 
-    client = aws.client("service-quotas")
-    code = VCPU_QUOTAS["FARGATE"][0]
     try:
-        try:
-            return float(client.get_service_quota(ServiceCode="fargate", QuotaCode=code)["Quota"]["Value"])
-        except ClientError as exn:
-            if exn.response.get("Error", {}).get("Code") != "NoSuchResourceException":
-                raise
-        return float(client.get_aws_default_service_quota(ServiceCode="fargate", QuotaCode=code)["Quota"]["Value"])
+        return read_vcpu_quota(aws.client("service-quotas"), "FARGATE")
     except (ClientError, BotoCoreError) as exn:
-        if passing(exn):
+        if aws.passing(exn):
             raise DriverSlotUnavailable(f"the account's Fargate On-Demand vCPU quota could not be read for now ({exn}); trying again") from exn
         log.warning("could not read the account's Fargate On-Demand vCPU quota (%s): one run at a time", exn)
         return None
@@ -183,7 +163,7 @@ def take_a_slot(settings: LaunchSettings, record: runs.RunRecord) -> str:
     try:
         key = slots_module.take(record.bucket, settings.cluster, record.run_id, slots)
     except (ClientError, BotoCoreError) as exn:
-        if passing(exn):  # (throttled, S3 or ECS failing for a moment: the run waits as it would)
+        if aws.passing(exn):  # (throttled, S3 or ECS failing for a moment: the run waits as it would)
             raise DriverSlotUnavailable(f"run {record.run_id}: the driver slots could not be looked at ({exn}); trying again") from exn
         raise DriverLaunchFailed(f"run {record.run_id}: the driver slots could not be looked at: {exn}") from exn
     if key is not None:

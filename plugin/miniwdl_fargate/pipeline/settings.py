@@ -32,7 +32,7 @@ from typing import Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import gc_task, runs, sizes
+from .. import driver_task, gc_task, runs, sizes
 
 S = TypeVar("S", bound="FunctionSettings")
 
@@ -158,8 +158,8 @@ class DriverTaskSettings(ClusterSettings):
     driver_security_groups: str = Field(min_length=1, alias="DRIVER_SECURITY_GROUPS")
     driver_assign_public_ip: Literal["ENABLED", "DISABLED"] = Field(alias="DRIVER_ASSIGN_PUBLIC_IP")
 
-    def driver_task(self) -> gc_task.DriverTask:
-        return gc_task.DriverTask(
+    def driver_task(self) -> driver_task.DriverTask:
+        return driver_task.DriverTask(
             cluster=self.cluster,
             task_definition=self.driver_task_definition,
             container=self.driver_container_name,
