@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import CancelledError
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from . import aws
@@ -435,6 +436,59 @@ def put_if_absent(bucket: str, key: str, body: bytes, content_type: str | None =
             continue
         return put["ETag"] if etag else True
     return False  # (not reached)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An object written as a claim (a run name's while it is submitted, a driver slot): what its
+    JSON says (empty if it is not a JSON object: no claim this product wrote) and its ETag, on
+    which taking it over or giving it up is conditional."""
+
+    doc: dict[str, Any]
+    etag: str
+
+
+def read_claim(bucket: str, key: str) -> Claim | None:
+    """The claim at ``key``, or None if there is none."""
+    s3 = aws.client("s3")
+    try:
+        got = s3.get_object(Bucket=bucket, Key=key)
+        body = got["Body"].read()
+    except s3.exceptions.ClientError as exn:
+        if not_found(exn):
+            return None
+        raise
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    return Claim(doc if isinstance(doc, dict) else {}, got["ETag"])
+
+
+def replace_claim(bucket: str, key: str, body: bytes, etag: str) -> str | None:
+    """Write ``body`` over the claim only if it is still the one with ``etag`` (``IfMatch``): its
+    new ETag, or None if another write replaced or removed it first (it is someone else's now)."""
+    s3 = aws.client("s3")
+    try:
+        return str(s3.put_object(Bucket=bucket, Key=key, Body=body, IfMatch=etag, ContentType="application/json")["ETag"])
+    except s3.exceptions.ClientError as exn:
+        if condition_failed(exn) or not_found(exn):
+            return None
+        raise
+
+
+def remove_claim(bucket: str, key: str, etag: str) -> bool:
+    """Delete the claim only if it is still the one with ``etag`` (a conditional delete:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html), so never one
+    another caller took over meanwhile: True if this removed it."""
+    s3 = aws.client("s3")
+    try:
+        s3.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+    except s3.exceptions.ClientError as exn:
+        if condition_failed(exn) or not_found(exn):
+            return False
+        raise
+    return True
 
 
 def one_upload(version_id: str | None, etag: str | None) -> dict[str, str]:

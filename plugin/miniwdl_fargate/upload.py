@@ -684,9 +684,8 @@ def name_claimed(
     (killed: no ``finally`` ran) holds the name that long at most: a claim past its time is
     taken over, by a write conditional on its ETag; a claim lost that way fails the upload
     before its inputs.json starts anything (RunInputError)."""
-    s3 = aws.client("s3")
     key = runs.run_prefix(name) + runs.CLAIM_NAME
-    token = secrets.token_hex(8)
+    token = secrets.token_hex(8)  # (which submission's claim it is, to whoever reads it)
     give_up = time.monotonic() + wait
 
     def claim_body() -> bytes:
@@ -696,25 +695,15 @@ def name_claimed(
         etag = s3io.put_if_absent(bucket, key, claim_body(), "application/json", etag=True)
         if etag:
             break
-        try:
-            held = s3.get_object(Bucket=bucket, Key=key)
-            body = held["Body"].read()
-        except s3.exceptions.NoSuchKey:
+        held = s3io.read_claim(bucket, key)
+        if held is None:
             continue  # (given up meanwhile)
-        try:
-            until = json.loads(body).get("until", 0)
-        except (ValueError, AttributeError):
-            until = 0  # (not a claim this writes: taken over)
+        until = held.doc.get("until", 0)  # (none: not a claim this writes: taken over)
         if not isinstance(until, (int, float)) or until < clock():
-            try:
-                etag = s3.put_object(
-                    Bucket=bucket, Key=key, Body=claim_body(), IfMatch=held["ETag"], ContentType="application/json"
-                )["ETag"]
+            etag = s3io.replace_claim(bucket, key, claim_body(), held.etag)
+            if etag:
                 break
-            except s3.exceptions.ClientError as exn:
-                if not (s3io.condition_failed(exn) or s3io.not_found(exn)):
-                    raise
-                continue
+            continue  # (another submission took it over first, or it was given up)
         if time.monotonic() > give_up:
             raise RunInputError(
                 f"run name {name!r} is still claimed by another submission after {wait:.0f}s (s3://{bucket}/{key}, "
@@ -728,15 +717,13 @@ def name_claimed(
     def renew() -> None:
         while not done.wait(lease / 3):
             try:
-                held_etag[0] = s3.put_object(
-                    Bucket=bucket, Key=key, Body=claim_body(), IfMatch=held_etag[0], ContentType="application/json"
-                )["ETag"]
-            except s3.exceptions.ClientError as exn:
-                if s3io.condition_failed(exn) or s3io.not_found(exn):
-                    lost.set()  # (taken over: this submission ran past its lease unrenewed)
-                    return
+                renewed = s3io.replace_claim(bucket, key, claim_body(), held_etag[0])
             except Exception:  # noqa: BLE001 (S3 unreachable for a moment: the next renewal tries again)
-                pass
+                continue
+            if renewed is None:
+                lost.set()  # (taken over: this submission ran past its lease unrenewed)
+                return
+            held_etag[0] = renewed
 
     renewer = threading.Thread(target=renew, name="name-claim", daemon=True)
     renewer.start()
@@ -745,12 +732,10 @@ def name_claimed(
     finally:
         done.set()
         renewer.join()
-        try:
-            mine = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).get("token") == token
-            if mine:
-                s3.delete_object(Bucket=bucket, Key=key)
-        except (s3.exceptions.ClientError, ValueError):
-            pass  # (gone, or taken over: not ours to give up; it expires in any case)
+        try:  # (unless taken over meanwhile: then not ours to give up)
+            s3io.remove_claim(bucket, key, held_etag[0])
+        except Exception:  # noqa: BLE001 (S3 unreachable: the claim expires in any case)
+            pass
 
 
 def default_name(workflow: str) -> str:

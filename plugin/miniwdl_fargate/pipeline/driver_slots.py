@@ -24,7 +24,6 @@ import json
 import logging
 import random
 from dataclasses import dataclass
-from botocore.exceptions import ClientError
 
 from .. import aws, runs, s3io, status
 
@@ -51,20 +50,13 @@ class Held:
 
 
 def _held(bucket: str, key: str) -> Held | None:
-    """Who holds the slot, since when, and the object's ETag; None if the slot is free."""
-    s3 = aws.client("s3")
-    try:
-        got = s3.get_object(Bucket=bucket, Key=key)
-    except ClientError as exn:
-        if s3io.not_found(exn):
-            return None
-        raise
-    try:
-        doc = json.loads(got["Body"].read())
-        holder, taken_at = doc.get("run_id"), str(doc.get("taken_at") or "")
-    except (ValueError, AttributeError):
-        holder, taken_at = None, ""  # (not a slot this writes: taken over)
-    return Held(holder if isinstance(holder, str) else None, taken_at, got["ETag"])
+    """Who holds the slot, since when, and the object's ETag; None if the slot is free. An
+    object that is not a slot this writes names no run: it is taken over."""
+    claim = s3io.read_claim(bucket, key)
+    if claim is None:
+        return None
+    holder = claim.doc.get("run_id")
+    return Held(holder if isinstance(holder, str) else None, str(claim.doc.get("taken_at") or ""), claim.etag)
 
 
 def ended(bucket: str, cluster: str, held: Held, now: datetime.datetime | None = None) -> bool:
@@ -119,7 +111,6 @@ def take(bucket: str, cluster: str, run_id: str, slots: int) -> str | None:
         if s3io.put_if_absent(bucket, slot_key(k), body, "application/json"):
             return slot_key(k)
     held_keys = [k for k in range(slots) if slot_key(k) in listed]
-    s3 = aws.client("s3")
     for k in random.sample(held_keys, min(LOOKED_AT, len(held_keys))):  # every slot held: by runs still going?
         held = _held(bucket, slot_key(k))
         if held is None:
@@ -130,12 +121,8 @@ def take(bucket: str, cluster: str, run_id: str, slots: int) -> str | None:
             return slot_key(k)
         if not ended(bucket, cluster, held):
             continue
-        try:
-            s3.put_object(Bucket=bucket, Key=slot_key(k), Body=body, IfMatch=held.etag, ContentType="application/json")
-        except ClientError as exn:
-            if s3io.condition_failed(exn) or s3io.not_found(exn):
-                continue  # another launch took it over first, or its run gave it back
-            raise
+        if s3io.replace_claim(bucket, slot_key(k), body, held.etag) is None:
+            continue  # another launch took it over first, or its run gave it back
         log.info("run %s took over driver slot %s from run %s, which has ended", run_id, slot_key(k), held.run_id)
         return slot_key(k)
     return None
@@ -148,10 +135,7 @@ def give_back(bucket: str, run_id: str, key: str | None) -> bool:
         return False
     try:
         held = _held(bucket, key)
-        if held is None or held.run_id != run_id:
-            return False
-        aws.client("s3").delete_object(Bucket=bucket, Key=key, IfMatch=held.etag)
-        return True
+        return held is not None and held.run_id == run_id and s3io.remove_claim(bucket, key, held.etag)
     except Exception as exn:  # noqa: BLE001 (see above)
         log.warning("run %s: could not give back its driver slot %s (%s); the next launch takes it over", run_id, key, exn)
         return False
