@@ -175,36 +175,25 @@ class StepFunctionsHeartbeats:
     moto accepts any token's heartbeat, whatever became of its execution."""
 
     def __init__(self) -> None:
-        import http.server
-        import threading
+        from tests.http_servers import QuietHandler, serving
 
         self.ended = False
         self.beats = 0
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.body()
                 assert self.headers.get("X-Amz-Target") == "AWSStepFunctions.SendTaskHeartbeat"
                 outer.beats += 1
                 code, body = (400, {"__type": "TaskTimedOut", "message": "Task Timed Out"}) if outer.ended else (200, {})
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/x-amz-json-1.0")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(code, body, "application/x-amz-json-1.0")
 
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serving = serving(Handler)
+        self.endpoint = self._serving.__enter__()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.__exit__(None, None, None)
 
 
 def test_a_driver_nothing_waits_for_any_more_stops_its_tasks_and_itself(moto_s3, long_tasks, tmp_path):

@@ -439,62 +439,63 @@ def test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported(monke
     assert len(fixed_regions) > 20 and "us-east-1" in fixed_zones
 
 
-def test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it(moto_aws, monkeypatch):
-    """When this fails, moto no longer closes an object a read has found when a write replaces
-    it: remove fixes.replaced_object_readable. With the fix, the read gets the old content (S3
-    gives the old object or the new one, never an error), and the replaced object is closed once
-    ``REPLACED_READABLE_SECONDS`` have passed, at a later write."""
+KEY = "runs/shared/status.json"
+
+
+@pytest.mark.parametrize(
+    ("attribute", "goes"),
+    [
+        ("setlist", lambda s3: s3.put_object(Bucket="runs", Key=KEY, Body=b"next")),  # a write replaces it
+        ("pop", lambda s3: s3.delete_object(Bucket="runs", Key=KEY)),  # DeleteObject removes it
+    ],
+    ids=["replaced", "deleted"],
+)
+def test_moto_still_closes_an_object_under_a_read_when_it_is_replaced_or_deleted(moto_aws, monkeypatch, attribute, goes):
+    """When this fails, moto no longer closes an object a read has found when a write replaces it
+    (``setlist``) or DeleteObject removes it (``pop``): remove that part of
+    fixes.replaced_object_readable. With the fix, the read gets the content it found (S3 gives a
+    read concurrent with a write the old object or the new one, and one concurrent with a delete
+    the object or 404, never an error; two submissions of one run name, one releasing its claim as
+    the other read it, saw moto's error)."""
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
     from moto.s3.utils import _VersionedKeyStore
 
     s3, backend = aws.client("s3"), s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
     s3.create_bucket(Bucket="runs")
-    s3.put_object(Bucket="runs", Key="status.json", Body=b"1")
-    fixed = _VersionedKeyStore.setlist
-    monkeypatch.setattr(_VersionedKeyStore, "setlist", patching.unpatched("replaced_object_readable", _VersionedKeyStore, "setlist"))
-    found = backend.get_object("runs", "status.json")  # a GetObject found the object...
-    s3.put_object(Bucket="runs", Key="status.json", Body=b"2")  # ...and a write replaced it before it read it
+    s3.put_object(Bucket="runs", Key=KEY, Body=b"1")
+    fixed = getattr(_VersionedKeyStore, attribute)
+    monkeypatch.setattr(_VersionedKeyStore, attribute, patching.unpatched("replaced_object_readable", _VersionedKeyStore, attribute))
+    found = backend.get_object("runs", KEY)  # a GetObject found the object...
+    goes(s3)  # ...and it went before the read read it
     with pytest.raises(ValueError, match="closed file"):
         _ = found.value
-    monkeypatch.setattr(_VersionedKeyStore, "setlist", fixed)
+    monkeypatch.setattr(_VersionedKeyStore, attribute, fixed)
     fixes.replaced_object_readable()
-    found = backend.get_object("runs", "status.json")
-    s3.put_object(Bucket="runs", Key="status.json", Body=b"3")
+    s3.put_object(Bucket="runs", Key=KEY, Body=b"2")
+    found = backend.get_object("runs", KEY)
+    goes(s3)
     assert found.value == b"2"
-    assert s3.get_object(Bucket="runs", Key="status.json")["Body"].read() == b"3"
-    monkeypatch.setattr(fixes, "REPLACED_READABLE_SECONDS", 0.0)
-    s3.put_object(Bucket="runs", Key="status.json", Body=b"4")  # (the objects replaced before are closed now)
-    with pytest.raises(ValueError, match="closed file"):
-        _ = found.value
 
 
-def test_moto_still_closes_an_object_under_a_read_when_it_is_deleted(moto_aws, monkeypatch):
-    """When this fails, moto no longer closes an object a read has found when DeleteObject removes
-    it: remove fixes.replaced_object_readable's ``pop``. With the fix the read gets the content
-    (S3 gives a read concurrent with a delete the object or 404; two submissions of one run
-    name, one releasing its claim as the other read it, saw moto's error)."""
+def test_an_object_replaced_under_a_read_is_closed_once_its_seconds_have_passed(moto_aws, monkeypatch):
+    """fixes.replaced_object_readable keeps a replaced object open for ``REPLACED_READABLE_SECONDS``
+    only: it is closed at a later write once they have passed (not every object ever written stays open)."""
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
-    from moto.s3.utils import _VersionedKeyStore
 
     s3, backend = aws.client("s3"), s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    fixes.replaced_object_readable()
     s3.create_bucket(Bucket="runs")
-    s3.put_object(Bucket="runs", Key="runs/shared/.submitting", Body=b"claim")
-    fixed = _VersionedKeyStore.pop
-    monkeypatch.setattr(_VersionedKeyStore, "pop", patching.unpatched("replaced_object_readable", _VersionedKeyStore, "pop"))
-    found = backend.get_object("runs", "runs/shared/.submitting")  # a GetObject found the object...
-    s3.delete_object(Bucket="runs", Key="runs/shared/.submitting")  # ...and a delete removed it before it read it
+    s3.put_object(Bucket="runs", Key=KEY, Body=b"2")
+    found = backend.get_object("runs", KEY)
+    s3.put_object(Bucket="runs", Key=KEY, Body=b"3")
+    assert found.value == b"2"
+    assert s3.get_object(Bucket="runs", Key=KEY)["Body"].read() == b"3"
+    monkeypatch.setattr(fixes, "REPLACED_READABLE_SECONDS", 0.0)
+    s3.put_object(Bucket="runs", Key=KEY, Body=b"4")  # (the objects replaced before are closed now)
     with pytest.raises(ValueError, match="closed file"):
         _ = found.value
-    monkeypatch.setattr(_VersionedKeyStore, "pop", fixed)
-    fixes.replaced_object_readable()
-    s3.put_object(Bucket="runs", Key="runs/shared/.submitting", Body=b"claim 2")
-    found = backend.get_object("runs", "runs/shared/.submitting")
-    s3.delete_object(Bucket="runs", Key="runs/shared/.submitting")
-    assert found.value == b"claim 2"
-    with pytest.raises(s3.exceptions.NoSuchKey):
-        s3.get_object(Bucket="runs", Key="runs/shared/.submitting")
 
 
 def test_replaced_object_readable_keeps_a_versioned_keys_versions_comparing_none(moto_aws):

@@ -270,21 +270,18 @@ def test_a_bundle_file_whose_runs_copy_would_have_a_key_s3_refuses_is_said_befor
 def served(tmp_path):
     """A folder served over HTTP on 127.0.0.1 (where a WDL imports from by URL)."""
     import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import SimpleHTTPRequestHandler
+
+    from tests.http_servers import QuietHandler, serving
 
     folder = tmp_path / "served"
     folder.mkdir()
 
     class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
+        log_message = QuietHandler.log_message
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(functools.partial(Quiet, directory=str(folder))) as url:
+        yield folder, url
 
 
 def test_a_wdl_importing_by_url_is_submitted_as_a_bundle_holding_the_import(served, tmp_path):

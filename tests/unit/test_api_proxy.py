@@ -3,10 +3,8 @@ API with its method, path, query, body and Content-Type, SigV4-signed for execut
 stack's region; the API's answer (an error too) comes back as it was."""
 
 import json
-import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -14,6 +12,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from miniwdl_fargate.api_proxy import SigningProxy, stage_url
+from tests.http_servers import QuietHandler, serving
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 
@@ -24,9 +23,9 @@ def upstream():
     seen = []
     stage = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _serve(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = self.body()
             seen.append((self.command, self.path, dict(self.headers.items()), body))
             code = 404 if "missing" in self.path else 200
             doc = {"msg": "nope", "status_code": 404} if code == 404 else {"ok": True}
@@ -37,25 +36,13 @@ def upstream():
                        "outputs": {"w.note": f"{stage[0]}/kept as it is"}}
             if self.path.endswith("/tasks/t1"):  # GetTask: one TaskLog
                 doc = {"id": "t1", "stdout": log_text, "stderr": log_text}
-            data = json.dumps(doc).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(code, doc)
 
         do_GET = do_POST = _serve
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    stage.append(f"http://127.0.0.1:{server.server_address[1]}/v1")
-    yield stage[0], seen
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        stage.append(f"{url}/v1")
+        yield stage[0], seen
 
 
 def test_requests_arrive_signed_for_execute_api_with_body_and_query(upstream, monkeypatch):

@@ -1014,7 +1014,7 @@ FIXES: tuple[Fix, ...] = (
     Fix("replaced_object_readable", "a write that replaces or deletes an object closes it under a read that found it",
         "none for the race; cause: https://github.com/getmoto/moto/pull/5939 (replaced objects closed at once, in "
         "_VersionedKeyStore, so that no file handle is left open)",
-        f"{_MOTO_TESTS}::test_moto_still_closes_an_object_under_a_read_when_a_write_replaces_it", replaced_object_readable),
+        f"{_MOTO_TESTS}::test_moto_still_closes_an_object_under_a_read_when_it_is_replaced_or_deleted", replaced_object_readable),
     Fix("conditional_write_atomic", "a conditional write's check and its write are not one step: two writers "
         "conditioned on the same ETag can both succeed",
         "none for the race; related: https://github.com/getmoto/moto/pull/8869 (If-Match on PutObject, checked before "
