@@ -287,6 +287,25 @@ def test_a_run_waits_its_turn_while_as_many_runs_have_drivers_as_the_stack_lets(
     assert [o["Key"] for o in s3io.list_keys("runs", driver_slots.PREFIX)] == ["drivers/slot-0.json"]
 
 
+def test_a_slot_taken_whose_status_could_not_say_so_is_given_back(settings, monkeypatch):
+    """The run's status names its slot (a retried launch finds it there): when that write fails,
+    the launch fails with the slot given back, so the retry takes one slot, not a second."""
+    one = settings.model_copy(update={"max_concurrent_runs": 2})
+    run = submitted("run-1")
+    real_update = status.update
+
+    def failing(bucket, run_id, change, initial=None):
+        raise aws.client("s3").exceptions.ClientError({"Error": {"Code": "InternalError", "Message": "S3 failed"}}, "PutObject")
+
+    monkeypatch.setattr(status, "update", failing)
+    with pytest.raises(Exception, match="S3 failed"):
+        launch.take_a_slot(one, run)
+    assert list(s3io.list_keys("runs", driver_slots.PREFIX)) == []
+    monkeypatch.setattr(status, "update", real_update)
+    key = launch.take_a_slot(one, run)
+    assert [o["Key"] for o in s3io.list_keys("runs", driver_slots.PREFIX)] == [key] == [status.read("runs", "run-1").driver_slot]
+
+
 def test_launches_at_the_same_moment_never_both_take_the_last_slot(settings):
     """Counting the running drivers let runs submitted together all start theirs (each counted
     before the others' started): a slot is an object written only where there is none."""

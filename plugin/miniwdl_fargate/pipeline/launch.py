@@ -167,8 +167,14 @@ def take_a_slot(settings: LaunchSettings, record: runs.RunRecord) -> str:
             raise DriverSlotUnavailable(f"run {record.run_id}: the driver slots could not be looked at ({exn}); trying again") from exn
         raise DriverLaunchFailed(f"run {record.run_id}: the driver slots could not be looked at: {exn}") from exn
     if key is not None:
-        status.update(record.bucket, record.run_id, lambda current: current.model_copy(update={"driver_slot": key, "phase": None}),
-                      initial=status.new(record))
+        try:
+            status.update(record.bucket, record.run_id, lambda current: current.model_copy(update={"driver_slot": key, "phase": None}),
+                          initial=status.new(record))
+        except BaseException:
+            # (the status names the slot a retried launch finds as the run's own: a slot it does
+            # not name would be held beside the one the retry takes, until the run's end)
+            slots_module.give_back(record.bucket, record.run_id, key)
+            raise
         return key
     said = f"queued behind other runs: at most {slots} run(s) of this stack have a driver at once ({why})"
 
