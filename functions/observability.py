@@ -22,12 +22,12 @@ metrics = Metrics()
 Handler = Callable[[Any, Any], Any]
 
 
-def lambda_handler(event_model: type[BaseModel] | None = None, *, publishes_metrics: bool = False) -> Callable[[Handler], Handler]:
+def lambda_handler(event_model: type[BaseModel] | Any = None, *, publishes_metrics: bool = False) -> Callable[[Handler], Handler]:
     """Wrap a Lambda handler, outermost first: the logger takes the invocation's context
     (``clear_state``: keys appended in one invocation never reach the next), the tracer traces it,
     ``publishes_metrics`` flushes its metrics at the end (no cold-start metric, as before), and
-    ``event_model`` parses the event into that model (a malformed event fails before the
-    handler runs)."""
+    ``event_model`` parses the event into that model, or the one of a ``Union`` of models it
+    fits (a malformed event fails before the handler runs)."""
 
     def wrap(handler: Handler) -> Handler:
         wrapped = handler

@@ -346,3 +346,42 @@ def test_objects_under_runs_and_executions_are_changes_of_runs_other_objects_onl
     started = {}
     assert moved(lambda: started.update(sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="e")))[1] >= 1
     assert moved(lambda: sfn.stop_execution(executionArn=started["executionArn"]))[1] >= 1
+
+
+def test_each_change_of_an_executions_status_is_one_event_on_the_default_bus(moto_server):
+    """Step Functions sends "Step Functions Execution Status Change" at each change of a standard
+    workflow's execution (the finalize function hears the ends no finalize step recorded); moto
+    sends none. Local mode sends one a status: RUNNING, then its end (ABORTED at once for a stop,
+    and nothing more when its worker ends after)."""
+    from miniwdl_fargate.local.moto import fixes, server
+
+    fixes.install()
+    server.execute_state_machines(moto_server["AWS_ENDPOINT_URL"])
+    hooks._execution_status_events()
+    sqs, events, sfn = aws.client("sqs"), aws.client("events"), aws.client("stepfunctions")
+    queue = sqs.create_queue(QueueName="heard")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="ends", EventPattern=json.dumps({"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"]}))
+    events.put_targets(Rule="ends", Targets=[{"Id": "q", "Arn": queue_arn}])
+    asl = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 1, "End": True}}}
+    machine = sfn.create_state_machine(name="m", definition=json.dumps(asl), roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
+    ends = sfn.start_execution(stateMachineArn=machine, name="ends", input=json.dumps({"run_id": "r-1"}))["executionArn"]
+    stopped = sfn.start_execution(stateMachineArn=machine, name="stopped")["executionArn"]
+    sfn.stop_execution(executionArn=stopped, error="Stopped", cause="in the console")
+    wait_for(lambda: sfn.describe_execution(executionArn=ends)["status"] == "SUCCEEDED", 30, "the execution's end")
+    heard: list[dict] = []
+
+    def all_heard():
+        for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+            heard.append(json.loads(message["Body"]))
+        return len(heard) >= 4
+
+    wait_for(all_heard, 10, lambda: f"four status changes (heard {[e['detail']['status'] for e in heard]})")
+    by_execution = {arn: [e["detail"]["status"] for e in heard if e["detail"]["executionArn"] == arn] for arn in (ends, stopped)}
+    assert by_execution == {ends: ["RUNNING", "SUCCEEDED"], stopped: ["RUNNING", "ABORTED"]}
+    end = next(e for e in heard if e["detail"]["status"] == "SUCCEEDED")
+    assert end["source"] == "aws.states" and end["resources"] == [ends]
+    assert json.loads(end["detail"]["input"]) == {"run_id": "r-1"} and end["detail"]["stateMachineArn"] == machine
+    assert end["detail"]["stopDate"] >= end["detail"]["startDate"] > 0
+    wait_for(lambda: sfn.describe_execution(executionArn=stopped)["status"] == "ABORTED", 10, "the stop")
+    assert not sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages")  # (its worker's end: nothing more)

@@ -606,6 +606,7 @@ ROLE_ACTIONS = {
         "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
         "scheduler:CreateSchedule", "iam:PassRole",
         "s3:DeleteObject",  # its driver slot given back (pipeline/driver_slots.py)
+        "sqs:SendMessage",  # an execution's end event it could not finalize (finalize.execution_ended)
     },
     # EventBridge Scheduler, running the gc task when a schedule falls due (gc_task.schedule_request)
     "GcSchedulerRole": {"ecs:RunTask", "iam:PassRole"},
@@ -955,14 +956,14 @@ def test_the_access_point_user_is_not_root_so_read_only_inputs_hold(cfn_template
 def test_event_targets_have_a_dead_letter_queue_and_alarms_watch_it(cfn_template):
     resources = Conditions(cfn_template).resources()
     rules = {k: r for k, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
-    assert len(rules) == 2
+    assert set(rules) == {"SubmitFunctionInputsUploaded", "DriverStoppedFunctionDriverStopped", "FinalizeFunctionExecutionEnded"}
     for logical_id, rule in rules.items():
         for target in rule["Properties"]["Targets"]:
             assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}, logical_id
     queue_policy = resources["DeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
     assert {a["Fn::GetAtt"][0] for a in queue_policy["Condition"]["ArnEquals"]["aws:SourceArn"]} == set(rules)
     # asynchronously invoked functions also send what they failed on there
-    for function in ("SubmitFunction", "DriverStoppedFunction"):
+    for function in ("SubmitFunction", "DriverStoppedFunction", "FinalizeFunction"):
         assert resources[function]["Properties"]["DeadLetterConfig"]["TargetArn"] == {
             "Fn::GetAtt": ["DeadLetterQueue", "Arn"]
         }
@@ -971,6 +972,19 @@ def test_event_targets_have_a_dead_letter_queue_and_alarms_watch_it(cfn_template
     assert alarms["ApproximateNumberOfMessagesVisible"]["Dimensions"][0]["Value"] == {
         "Fn::GetAtt": ["DeadLetterQueue", "QueueName"]
     }
+
+
+def test_a_run_whose_execution_ends_without_its_finalize_step_is_finalized_from_its_end_event(cfn_template):
+    """The execution's end events of this stack's state machine that no finalize step recorded
+    (stopped from outside, failed or timed out) reach the finalize function; its successes and
+    other state machines' ends do not."""
+    resources = Conditions(cfn_template).resources()
+    pattern = resources["FinalizeFunctionExecutionEnded"]["Properties"]["EventPattern"]
+    assert pattern == {
+        "source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"stateMachineArn": [{"Ref": "RunStateMachine"}], "status": ["ABORTED", "FAILED", "TIMED_OUT"]},
+    }
+    assert resources["FinalizeFunctionExecutionEnded"]["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["FinalizeFunction", "Arn"]}
 
 
 def test_api_requires_sigv4_validates_and_throttles(cfn_template):
@@ -1136,7 +1150,7 @@ def test_default_stack_comes_up_in_moto(moto_cfn):
     assert apigw.get_deployments(restApiId=api_id)["items"]
     lam = aws.client("lambda")
     assert lam.list_layers()["Layers"]
-    for function in ("SubmitFunction", "DriverStoppedFunction"):
+    for function in ("SubmitFunction", "DriverStoppedFunction", "FinalizeFunction"):
         assert json.loads(lam.get_policy(FunctionName=physical[function])["Policy"])["Statement"]
 
     roles = aws.client("iam").list_roles()["Roles"]

@@ -221,6 +221,15 @@ def test_on_a_small_vcpu_quota_tasks_wait_their_turn_and_runs_take_turns_for_dri
 
     wait_for(queued_said, 60, "a run queued behind the other")
     assert "at most 1 run(s) of this stack have a driver at once (a quarter of the account's Fargate On-Demand vCPU quota (2)" in said[0], said[0]
+    # a third run, queued behind them, whose execution is stopped from the Step Functions console:
+    # no Catch runs for a stopped execution and it has no driver whose stop would say it ended (its
+    # status said SUBMITTED, queued, for good); the execution's end event finalizes it
+    _, stopped_id = local_run.submit(bucket, wdl, {"sized.n": 1, "sized.cpu": 1, "sized.tag": "stopped"}, name="vcpu-quota-stopped")
+    wait_for(lambda: (getattr(status.read(bucket, stopped_id), "phase", None) or "").startswith("queued behind"), 60, "the third run queued")
+    aws.client("stepfunctions").stop_execution(executionArn=status.read(bucket, stopped_id).execution_arn, cause="stopped in the console")
+    wait_for(lambda: status.read(bucket, stopped_id).finished, 30, "the stopped run's end recorded")
+    stopped = status.read(bucket, stopped_id)
+    assert stopped.status == "CANCELLED" and "stopped outside miniwdl-fargate" in stopped.error["message"], stopped
     results = [run_end(stack, name, run_id, timeout=180) for name, run_id in submitted]
     assert [r.status for r in results] == ["SUCCEEDED", "SUCCEEDED"], [r.document for r in results]
     assert results[0].document["outputs"]["sized.out"] == [0, 1, 2]

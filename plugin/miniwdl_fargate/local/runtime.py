@@ -156,7 +156,10 @@ class LocalRuntime:
     # -- EventBridge ------------------------------------------------------------------------------
 
     def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None:
-        self._deliveries.submit(self._deliver, target, event)
+        try:
+            self._deliveries.submit(self._deliver, target, event)
+        except RuntimeError:  # (the stack has stopped: what it stopped as it went is delivered to no one)
+            log.debug("stack stopped: event to %s not delivered", target.get("Arn"))
 
     def _deliver(self, target: dict[str, Any], event: dict[str, Any]) -> None:
         arn = target["Arn"]

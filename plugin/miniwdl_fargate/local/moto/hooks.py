@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from typing import Any, Protocol
 
 from ... import runs
@@ -28,6 +29,8 @@ from . import fixes
 from .fixes import as_delivered
 from .patching import moto_function, replace, state_lock
 from .tracking import untracked_copy
+
+log = logging.getLogger(__name__)
 
 
 class Runtime(Protocol):
@@ -72,6 +75,7 @@ def install(local_runtime: Runtime, state: MotoTaskState) -> None:
     describe_tasks_faults()
     _vcpu_quota_answered()
     _changes_counted()
+    _execution_status_events()
 
 
 # -- Lambda ------------------------------------------------------------------------------------
@@ -202,6 +206,65 @@ def _changed(of_a_run: bool) -> None:
     current = runtime()
     if current is not None:
         current.changed(of_a_run)
+
+
+# -- Step Functions' events ---------------------------------------------------------------------------
+
+
+def _execution_status_events() -> None:
+    """A "Step Functions Execution Status Change" event on the default bus at each change of an
+    execution's status (it starts RUNNING; it ends SUCCEEDED, FAILED, TIMED_OUT or ABORTED), as
+    Step Functions sends them for standard workflows
+    (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html); moto sends none. A
+    stop that makes an execution ABORTED at once (``fixes.stop_execution_aborts``) is sent then,
+    and its worker's end after it sends nothing more: one event a status."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
+    def start(self: Any) -> None:
+        moto_function("execution status events", "start")(self)
+        _send_execution_status(self)
+
+    def stop(self: Any, *args: Any, **kwargs: Any) -> None:
+        moto_function("execution status events", "stop")(self, *args, **kwargs)
+        _send_execution_status(self)
+
+    def terminated(self: Any) -> None:
+        moto_function("execution status events", "terminated")(self)
+        _send_execution_status(self.execution)
+
+    replace("execution status events", Execution, "start", start)
+    replace("execution status events", Execution, "stop", stop)
+    replace("execution status events", BaseExecutionWorkerCommunication, "terminated", terminated)
+
+
+def _send_execution_status(execution: Any) -> None:
+    from moto.events.models import events_backends
+
+    status = getattr(execution.exec_status, "value", None)
+    with state_lock():
+        if status is None or getattr(execution, "_miniwdl_fargate_status_sent", None) == status:
+            return
+        execution._miniwdl_fargate_status_sent = status
+
+    def millis(when: Any) -> int | None:
+        return int(when.timestamp() * 1000) if when is not None else None
+
+    ended = status != "RUNNING"
+    output = execution.output if ended and status == "SUCCEEDED" else None
+    detail = {
+        "executionArn": execution.exec_arn, "stateMachineArn": execution.state_machine.arn, "name": execution.name,
+        "status": status, "startDate": millis(execution.start_date), "stopDate": millis(execution.stop_date) if ended else None,
+        "input": json.dumps(execution.input_data), "inputDetails": {"included": True},
+        "output": json.dumps(output) if output is not None else None, "outputDetails": {"included": True} if output is not None else None,
+        "error": execution.error if ended else None, "cause": execution.cause if ended else None,
+    }
+    try:
+        events_backends[execution.account_id][execution.region_name].put_events([{
+            "Source": "aws.states", "DetailType": "Step Functions Execution Status Change",
+            "Detail": json.dumps(detail), "Resources": [execution.exec_arn],
+        }])
+    except Exception:  # (an event lost, as EventBridge's best effort may lose one: never the execution's own failure)
+        log.exception("the status change event of %s was not sent", execution.exec_arn)
 
 
 # -- ECS -------------------------------------------------------------------------------------------
