@@ -18,7 +18,15 @@ import boto3
 import botocore.config
 import botocore.loaders
 import botocore.session
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    UnknownServiceError,
+)
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 
 # botocore's "standard" retry mode: exponential backoff with jitter on throttling and transient
@@ -63,19 +71,30 @@ def _retry_context(error: BaseException | dict[str, Any]) -> RetryContext:
     )
 
 
+#: errors of the caller's own making, which no later try mends: no credentials, no region, a
+#: request its service's model refuses
+_CALLERS_OWN = (NoCredentialsError, PartialCredentialsError, NoRegionError, ParamValidationError, UnknownServiceError)
+
+
 def throttled(error: BaseException | dict[str, Any]) -> bool:
     """Whether an AWS error (a ClientError, or the parsed response of a failed attempt) says its
     caller went over a request rate: Throttling, ThrottlingException, TooManyRequestsException,
-    RequestLimitExceeded, SlowDown, ..., as botocore's standard retry mode counts them."""
-    return _THROTTLING.is_retryable(_retry_context(error))
+    RequestLimitExceeded, SlowDown, ..., as botocore's standard retry mode counts them, or HTTP 429
+    (Too Many Requests) whatever its code."""
+    context = _retry_context(error)
+    status = context.http_response.status_code if context.http_response is not None else None
+    return status == 429 or _THROTTLING.is_retryable(context)
 
 
 def passing(error: BaseException) -> bool:
-    """Whether an AWS error is one that passes (throttling; a server error, 500, 502, 503 or 504;
-    a request timeout; no connection or no answer), as botocore's standard retry mode retries
-    them: its retries gave up on it, a later look may not. Not a refusal (4xx), nor an error of
-    the request itself or of the caller's credentials."""
-    return throttled(error) or _TRANSIENT.is_retryable(_retry_context(error))
+    """Whether an AWS error is one that passes, so that a later look may not meet it: throttling;
+    a server error (500, 502, 503, 504) or a request timeout, as botocore's standard retry mode
+    retries them; no connection or no answer; an answer cut short or garbled on the way
+    (IncompleteReadError, a checksum that does not match: the SDK's own errors but those of the
+    caller's making, ``_CALLERS_OWN``). Not a refusal (another 4xx)."""
+    if throttled(error) or _TRANSIENT.is_retryable(_retry_context(error)):
+        return True
+    return isinstance(error, BotoCoreError) and not isinstance(error, _CALLERS_OWN)
 
 
 #: variables naming a profile or the machine's config and credentials files

@@ -685,7 +685,7 @@ def name_claimed(
     taken over, by a write conditional on its ETag; a claim lost that way fails the upload
     before its inputs.json starts anything (RunInputError)."""
     key = runs.run_prefix(name) + runs.CLAIM_NAME
-    token = secrets.token_hex(8)  # (which submission's claim it is, to whoever reads it)
+    token = secrets.token_hex(8)  # (which submission's claim it is)
     give_up = time.monotonic() + wait
 
     def claim_body() -> bytes:
@@ -733,7 +733,12 @@ def name_claimed(
         done.set()
         renewer.join()
         try:  # (unless taken over meanwhile: then not ours to give up)
-            s3io.remove_claim(bucket, key, held_etag[0])
+            if not s3io.remove_claim(bucket, key, held_etag[0]):
+                # (a renewal whose write landed but whose answer was lost left another ETag: the
+                # claim is still ours if it carries our token)
+                held = s3io.read_claim(bucket, key)
+                if held is not None and held.doc.get("token") == token:
+                    s3io.remove_claim(bucket, key, held.etag)
         except Exception:  # noqa: BLE001 (S3 unreachable: the claim expires in any case)
             pass
 

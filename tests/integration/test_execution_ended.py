@@ -26,17 +26,29 @@ class Context:
 
 @pytest.fixture
 def handler(moto_aws, monkeypatch):
-    """The finalize function as Lambda runs it, its gc schedules recorded rather than made."""
+    """The finalize function as Lambda runs it, its gc schedules, the tasks it stops and the
+    run-finished events it sends recorded rather than made."""
     import finalize as function
     import observability
 
+    from miniwdl_fargate import sweep
+    from miniwdl_fargate.pipeline import manage
+
     set_environment(monkeypatch)
     monkeypatch.setattr(observability.metrics.provider, "namespace", "test")
+    monkeypatch.setattr(finalize, "OUTPUTS_WAIT", {"Delay": 0.05, "MaxAttempts": 3})
     aws.client("s3").create_bucket(Bucket=BUCKET)
-    aws.client("ecs").create_cluster(clusterName="wdl")
     scheduled: list[tuple[str, str]] = []
     monkeypatch.setattr(finalize, "collect_when_due", lambda collection, bucket, state: scheduled.append((bucket, state)) or [])
+    monkeypatch.setattr(sweep, "stop_run", lambda cluster, run_id, reason, **kw: STOPPED.append((cluster, run_id, reason)) or [])
+    monkeypatch.setattr(manage, "announce", lambda current: ANNOUNCED.append(current.status))
+    STOPPED.clear()
+    ANNOUNCED.clear()
     return lambda event: (function.handler(event, Context()), scheduled)
+
+
+STOPPED: list[tuple[str, str, str]] = []
+ANNOUNCED: list[str] = []
 
 
 def queued_run(driver_slot: bool = False) -> None:
@@ -64,33 +76,44 @@ def test_a_run_stopped_from_the_console_while_queued_is_cancelled_saying_how(han
     said = s3io.get_json(BUCKET, RECORD.results_key("error.json"))
     assert (said["status"], said["error"]) == ("CANCELLED", "Cancelled")
     assert "`miniwdl-fargate cancel` is what stops a run" in said["message"]
-    assert scheduled == [(BUCKET, "CANCELLED")]
+    assert scheduled == [(BUCKET, "CANCELLED")] and ANNOUNCED == ["CANCELLED"]
 
 
-def test_a_run_that_held_a_slot_gives_it_back_and_what_of_it_runs_is_stopped(handler, monkeypatch):
-    from miniwdl_fargate import sweep
-
+def test_a_run_that_held_a_slot_gives_it_back_and_what_of_it_runs_is_stopped(handler):
     queued_run(driver_slot=True)
-    stopped = []
-    monkeypatch.setattr(sweep, "stop_run", lambda cluster, run_id, reason, **kw: stopped.append((cluster, run_id, reason)) or [])
     handler(ended("ABORTED", "States.Aborted", "stopped in the console"))
     assert list(s3io.list_keys(BUCKET, driver_slots.PREFIX)) == []
-    assert stopped == [("wdl", RECORD.run_id, "run CANCELLED: stopping what still runs of it")]
+    assert STOPPED == [("wdl", RECORD.run_id, "run cancelled: stopping what still runs of it")]  # (counted cancelled)
     assert "stopped in the console" in status.read(BUCKET, RECORD.run_id).error["message"]
 
 
 @pytest.mark.parametrize("state", ["SUCCEEDED", "FAILED", "CANCELLED"])
-def test_a_run_whose_end_is_recorded_already_is_left_as_it_is(handler, state):
+def test_a_run_whose_end_is_recorded_already_keeps_it_and_what_follows_an_end_is_done_again(handler, state):
     """Every execution's end sends the event, a finalized one's too, and a run cancelled by
-    `miniwdl-fargate cancel` (which says so before it stops the execution): nothing changes, and
-    no second run-finished event goes out."""
-    queued_run()
+    `miniwdl-fargate cancel` (which says so before it stops the execution): its end stands, no
+    second run-finished event goes out; what follows an end (safe to repeat) is done again, as a
+    finalize step that failed after recording the end may not have done it (its tasks would bill on)."""
+    queued_run(driver_slot=True)
     status.set_state(BUCKET, RECORD.run_id, state)
     before = status.read(BUCKET, RECORD.run_id)
     result, scheduled = handler(ended("FAILED" if state != "CANCELLED" else "ABORTED", "RunFailed", "see error.json"))
     assert result == {"run_id": RECORD.run_id, "result": "ended already", "status": state}
-    assert status.read(BUCKET, RECORD.run_id) == before and scheduled == []
+    assert status.read(BUCKET, RECORD.run_id) == before and ANNOUNCED == []
     assert s3io.find_json(BUCKET, RECORD.results_key("error.json")) is None
+    said = "run cancelled" if state == "CANCELLED" else f"run {state}"
+    assert STOPPED == [("wdl", RECORD.run_id, f"{said}: stopping what still runs of it")]
+    assert list(s3io.list_keys(BUCKET, driver_slots.PREFIX)) == [] and scheduled == [(BUCKET, state)]
+
+
+def test_two_copies_of_the_end_event_at_once_end_the_run_once(handler):
+    """EventBridge delivers at least once: a copy that finds the run ended by the other (between
+    its look and its write) records and announces nothing."""
+    queued_run()
+    status.set_state(BUCKET, RECORD.run_id, "CANCELLED")
+    finalize.finalize(RECORD, "CANCELLED", {"Error": "Cancelled", "Cause": "{}"}, "wdl", ending_only=True)
+    assert ANNOUNCED == []
+    finalize.finalize(RECORD, "FAILED", {"Error": "RunFailed", "Cause": "{}"}, "wdl")  # (the state machine's: as before)
+    assert ANNOUNCED == []  # (CANCELLED stays; announced by whoever ended it)
 
 
 def test_a_run_whose_finalize_step_failed_recording_its_success_is_finalized_succeeded(handler):
@@ -99,6 +122,16 @@ def test_a_run_whose_finalize_step_failed_recording_its_success_is_finalized_suc
     result, _ = handler(ended("FAILED", "FinalizeFailed", "recording its end failed: see the finalize function's logs"))
     assert result["status"] == "SUCCEEDED"
     assert status.read(BUCKET, RECORD.run_id).outputs == RECORD.results + "outputs.json"
+
+
+def test_a_run_whose_finalize_step_failed_recording_its_failure_says_where_its_error_is(handler):
+    """The Fail state's error says only that the run failed: the message says where what failed
+    it is, rather than send the user to an error.json that does not exist."""
+    queued_run()
+    result, _ = handler(ended("FAILED", "RunFailed", "The run failed: see error.json under the run's results prefix"))
+    said = s3io.get_json(BUCKET, RECORD.results_key("error.json"))
+    assert result["status"] == "FAILED" and "recording its failure failed too" in said["message"]
+    assert EVENT["detail"]["executionArn"] in said["message"]
 
 
 def test_a_run_whose_finalize_step_failed_recording_its_failure_keeps_its_drivers_error(handler):
@@ -111,11 +144,30 @@ def test_a_run_whose_finalize_step_failed_recording_its_failure_keeps_its_driver
 
 
 def test_a_run_whose_driver_claimed_its_success_is_not_cancelled_by_a_stop_from_outside(handler):
-    """As `miniwdl-fargate cancel` leaves it: its driver is writing its outputs."""
+    """As `miniwdl-fargate cancel` leaves it: its driver is writing its outputs. SUCCEEDED once
+    outputs.json is there, the driver not stopped (stopped, it would say it failed); FAILED, what
+    runs of it stopped, if outputs.json never comes."""
     queued_run()
     status.update(BUCKET, RECORD.run_id, lambda current: current.model_copy(update={"outputs": RECORD.results + "outputs.json"}))
     result, _ = handler(EVENT)
-    assert result["status"] == "SUCCEEDED"
+    assert result["status"] == "FAILED" and STOPPED
+    assert "claimed the run's success but wrote no outputs.json" in status.read(BUCKET, RECORD.run_id).error["message"]
+
+
+def test_a_run_whose_driver_wrote_its_outputs_as_it_was_stopped_succeeds_its_driver_left_to_finish(handler):
+    queued_run()
+    status.update(BUCKET, RECORD.run_id, lambda current: current.model_copy(update={"outputs": RECORD.results + "outputs.json"}))
+    s3io.put_json(BUCKET, RECORD.results_key("outputs.json"), {"hello.message": "Hello, Ann!"})
+    result, _ = handler(EVENT)
+    assert result["status"] == "SUCCEEDED" and STOPPED == [] and ANNOUNCED == ["SUCCEEDED"]
+
+
+def test_a_run_whose_driver_failed_first_keeps_its_failure_when_its_execution_is_stopped(handler):
+    queued_run()
+    s3io.put_json(BUCKET, RECORD.results_key("error.json"), {"run_id": RECORD.run_id, "status": "FAILED", "error": "TaskFailed",
+                                                            "message": "task hello failed"})
+    result, _ = handler(EVENT)
+    assert result["status"] == "FAILED" and status.read(BUCKET, RECORD.run_id).error["error"] == "TaskFailed"
 
 
 def test_a_running_execution_or_one_that_is_not_a_run_is_ignored(handler, caplog):

@@ -289,16 +289,18 @@ def test_a_run_waits_its_turn_while_as_many_runs_have_drivers_as_the_stack_lets(
 
 def test_a_slot_taken_whose_status_could_not_say_so_is_given_back(settings, monkeypatch):
     """The run's status names its slot (a retried launch finds it there): when that write fails,
-    the launch fails with the slot given back, so the retry takes one slot, not a second."""
+    the launch fails with the slot given back, so the retry takes one slot, not a second (S3
+    failing for a moment: the run waits its turn again, DriverSlotUnavailable, and is not failed)."""
     one = settings.model_copy(update={"max_concurrent_runs": 2})
     run = submitted("run-1")
     real_update = status.update
 
     def failing(bucket, run_id, change, initial=None):
-        raise aws.client("s3").exceptions.ClientError({"Error": {"Code": "InternalError", "Message": "S3 failed"}}, "PutObject")
+        raise aws.client("s3").exceptions.ClientError(
+            {"Error": {"Code": "InternalError", "Message": "S3 failed"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "PutObject")
 
     monkeypatch.setattr(status, "update", failing)
-    with pytest.raises(Exception, match="S3 failed"):
+    with pytest.raises(launch.DriverSlotUnavailable, match="its status could not be written .*S3 failed"):
         launch.take_a_slot(one, run)
     assert list(s3io.list_keys("runs", driver_slots.PREFIX)) == []
     monkeypatch.setattr(status, "update", real_update)

@@ -183,9 +183,9 @@ def test_without_an_answer_from_service_quotas_a_task_waits_as_before(sim):
 
 def test_the_quota_is_read_from_service_quotas_with_a_request_its_model_takes():
     """account_vcpu_quota's GetServiceQuota (checked against botocore's model by the Stubber),
-    AWS's default where no value was ever applied (as the launch step reads it: one reader), and
-    None for what it cannot answer: a refusal, throttling past the retries, or a placement with no
-    Fargate quota."""
+    and None for what it cannot answer: no applied value (AWS's default does not reflect the
+    account's increases: a task is not failed as never fitting by it), a refusal, throttling past
+    the retries, or a placement with no Fargate quota."""
     from botocore.stub import Stubber
 
     from miniwdl_fargate.backend.launcher import account_vcpu_quota
@@ -197,8 +197,7 @@ def test_the_quota_is_read_from_service_quotas_with_a_request_its_model_takes():
         assert account_vcpu_quota(client, "FARGATE_SPOT") == 24.0
         asked = {"ServiceCode": "fargate", "QuotaCode": "L-3032A538"}
         stub.add_client_error("get_service_quota", "NoSuchResourceException", "no applied value", 404, expected_params=asked)
-        stub.add_response("get_aws_default_service_quota", {"Quota": {"QuotaCode": "L-3032A538", "Value": 6.0}}, asked)
-        assert account_vcpu_quota(client, "FARGATE") == 6.0
+        assert account_vcpu_quota(client, "FARGATE") is None
         stub.add_client_error("get_service_quota", "AccessDeniedException", "not authorized")
         assert account_vcpu_quota(client, "FARGATE") is None
         stub.add_client_error("get_service_quota", "TooManyRequestsException", "slow down", 400)

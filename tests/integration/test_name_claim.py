@@ -73,3 +73,15 @@ def test_a_claim_held_past_its_lease_is_renewed_and_one_taken_over_is_known_lost
         aws.client("s3").put_object(Bucket=bucket, Key=KEY, Body=json.dumps({"token": "other", "until": 1e12}).encode())
         wait_for(lost, timeout=10, what="the claim known lost", interval=0.05)
     assert claim(bucket)["token"] == "other"
+
+
+def test_a_claim_whose_last_renewal_answer_was_lost_is_still_given_up(bucket, monkeypatch):
+    """A renewal's write can land while its answer is lost: the claim then has an ETag its holder
+    never saw. Given up, it is recognised by its token and removed all the same (it held the name
+    up to its lease before)."""
+    from miniwdl_fargate import s3io
+
+    with upload.name_claimed(bucket, "shared"):
+        mine = claim(bucket)
+        aws.client("s3").put_object(Bucket=bucket, Key=KEY, Body=json.dumps(mine | {"until": mine["until"] + 1}).encode())
+    assert s3io.read_claim(bucket, KEY) is None

@@ -38,9 +38,6 @@ ALLOWED_STAR_RESOURCES = {
     ("LaunchDriverRole", "ReadFargateVcpuQuotaDefault"): (
         "default quotas are no account's resources: no resource-level permissions"
     ),
-    ("DriverTaskRole", "ReadFargateVcpuQuotaDefaults"): (
-        "default quotas are no account's resources: no resource-level permissions"
-    ),
     ("TaskExecutionRole", "EcrLogin"): "GetAuthorizationToken supports no resource-level permissions",
     ("DriverTaskRole", "ListTasksOfThisCluster"): (
         "ListTasks authorizes container-instance ARNs (none on Fargate); the condition pins the cluster"
@@ -588,6 +585,7 @@ ROLE_ACTIONS = {
     "LaunchDriverRole": LOGS | XRAY | {
         "ecs:RunTask", "ecs:TagResource", "iam:PassRole", "s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecs:StopTask",
         "ecs:ListTasks", "ecs:DescribeTasks",
+        "s3:DeleteObject",  # a driver slot it took and could not name in the run's status (launch.take_a_slot)
         # how many drivers may run at once (launch.slot_count)
         "servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota",
     },
@@ -635,7 +633,7 @@ ROLE_ACTIONS = {
         "elasticfilesystem:CreateAccessPoint", "elasticfilesystem:TagResource",
         "elasticfilesystem:DescribeAccessPoints", "elasticfilesystem:DeleteAccessPoint",
         # backend/launcher.py: the account's whole vCPU quota, once a task meets it
-        "servicequotas:GetServiceQuota", "servicequotas:GetAWSDefaultServiceQuota",
+        "servicequotas:GetServiceQuota",
     },
     # ECS itself: image pulls and awslogs
     "TaskExecutionRole": LOGS | {

@@ -9,7 +9,10 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    FlexibleChecksumError,
+    IncompleteReadError,
     NoCredentialsError,
+    NoRegionError,
     ParamValidationError,
     ReadTimeoutError,
 )
@@ -26,6 +29,7 @@ def error(code: str, status: int) -> ClientError:
     [
         (error("ThrottlingException", 400), True, True),  # ECS, Service Quotas, CloudWatch Logs
         (error("TooManyRequestsException", 429), True, True),  # Lambda, API Gateway
+        (error("SomethingNew", 429), True, True),  # (Too Many Requests, whatever its code)
         (error("RequestLimitExceeded", 503), True, True),  # EC2
         (error("SlowDown", 503), True, True),  # S3
         (error("InternalError", 500), False, True),
@@ -37,7 +41,10 @@ def error(code: str, status: int) -> ClientError:
         (EndpointConnectionError(endpoint_url="https://ecs.us-east-1.amazonaws.com"), False, True),
         (ConnectTimeoutError(endpoint_url="https://ecs.us-east-1.amazonaws.com"), False, True),
         (ReadTimeoutError(endpoint_url="https://ecs.us-east-1.amazonaws.com"), False, True),
+        (IncompleteReadError(actual_bytes=10, expected_bytes=100), False, True),  # (a body cut short on the way)
+        (FlexibleChecksumError(error_msg="checksum mismatch"), False, True),
         (NoCredentialsError(), False, False),  # (no later look has credentials either)
+        (NoRegionError(), False, False),
         (ParamValidationError(report="bad request"), False, False),
     ],
 )

@@ -229,28 +229,31 @@ def task_vcpus(request: dict[str, Any]) -> float | None:
         return None
 
 
-def read_vcpu_quota(client: Any, placement: str) -> float | None:
+def read_vcpu_quota(client: Any, placement: str, default: bool = False) -> float | None:
     """The account's concurrent vCPU quota for tasks placed on ``placement`` (FARGATE or
     FARGATE_SPOT) in this region, through ``client`` (a service-quotas client): its applied
-    value, else (where none was ever applied: NoSuchResourceException) AWS's default
+    value; with ``default``, where none was ever applied (NoSuchResourceException), AWS's
+    default, which "does not reflect any quota increases"
     (https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetServiceQuota.html,
-    https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetAWSDefaultServiceQuota.html);
-    None for a placement with no Fargate quota. Raises what Service Quotas raised: the caller
-    decides what an unread quota means (``aws.passing`` tells one that may be read later)."""
+    https://docs.aws.amazon.com/servicequotas/2019-06-24/apireference/API_GetAWSDefaultServiceQuota.html):
+    good for a share to hold back to, never for saying a task can never fit. None for a
+    placement with no Fargate quota. Raises what Service Quotas raised: the caller decides what
+    an unread quota means (``aws.passing`` tells one that may be read later)."""
     code = VCPU_QUOTAS.get(placement)
     if code is None:
         return None
     try:
         return float(client.get_service_quota(ServiceCode="fargate", QuotaCode=code[0])["Quota"]["Value"])
     except ClientError as exn:
-        if exn.response.get("Error", {}).get("Code") != "NoSuchResourceException":
+        if not default or exn.response.get("Error", {}).get("Code") != "NoSuchResourceException":
             raise
     return float(client.get_aws_default_service_quota(ServiceCode="fargate", QuotaCode=code[0])["Quota"]["Value"])
 
 
 def account_vcpu_quota(client: Any, placement: str, logger: logging.Logger | None = None) -> float | None:
-    """``read_vcpu_quota``, or None when it cannot be read (no permission, no route to the
-    endpoint, throttled): the caller then waits as it would, and asks again later."""
+    """``read_vcpu_quota``'s applied value, or None when there is none or it cannot be read (no
+    permission, no route to the endpoint, throttled): the caller then waits as it would, and
+    asks again later (a task is failed as never fitting only by a quota the account has)."""
     try:
         return read_vcpu_quota(client, placement)
     except Exception as exn:  # (best effort: never what fails a launch)

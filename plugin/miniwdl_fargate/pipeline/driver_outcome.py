@@ -9,7 +9,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from .. import aws, gc_task, s3io, status, sweep
-from . import driver_slots, finalize
+from . import finalize
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +173,8 @@ def ended_without_finalize(env: dict[str, str], collection: Callable[[], gc_task
         return
     if current is None or not current.finished:
         return  # (its finalize step comes: the state machine waits on this driver's answer)
-    driver_slots.give_back(bucket, current.run_id, current.driver_slot)
-    if collection is not None:
-        finalize.collect_when_due(collection, bucket, current.status)
+    # (its tasks stopped and its access point deleted above, this driver's own only)
+    finalize.after_end(bucket, current.run_id, current.status, current.driver_slot, collection=collection, stop=False)
 
 
 def answer(env: dict[str, str], kind: str, payload: dict[str, Any]) -> str:

@@ -17,9 +17,10 @@ import json
 import logging
 from typing import Any, Callable
 
+from botocore.exceptions import WaiterError
 from pydantic import BaseModel
 
-from .. import gc_task, runs, s3io, status, sweep
+from .. import aws, gc_task, runs, s3io, status, sweep
 from . import driver_slots, manage
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,16 @@ def finalize(
     cluster: str = "",
     file_system_id: str = "",
     collection: Callable[[], gc_task.Collection] | None = None,
+    ending_only: bool = False,
+    stop: bool = True,
 ) -> dict[str, Any]:
     """Record the run's end; then stop whatever of it still runs (by its run tag): every path
     of the state machine ends here (RecordSuccess / RecordFailure, the Catch of every state
     included), so a run the state machine ends, whatever ended it, leaves nothing running; and,
     with ``collection`` (the stack's, made when needed), have what it left on EFS collected when
-    that falls due."""
+    that falls due. ``ending_only``: record and announce the end only if the run had not ended
+    (an execution's end event, delivered at least once: two copies at once end it once).
+    ``stop``: False for a run whose driver is still writing its outputs (its tasks are done)."""
     if state == "SUCCEEDED":
         doc = s3io.find_json(record.bucket, record.results_key("outputs.json")) or {}
         fields: dict[str, Any] = {"outputs": record.results + "outputs.json", "error": None}
@@ -74,21 +79,34 @@ def finalize(
         }
     if doc.get("report"):
         fields["report"] = doc["report"]
-    final = status.update(
-        record.bucket,
-        record.run_id,
-        lambda current: current.model_copy(update={"status": state, **fields}),
-        initial=status.new(record),
-    )
-    if final is not None and final.status == state:  # not CANCELLED meanwhile (that state stays)
+    ended_here: list[bool] = []  # (status.update may apply the change again: the last one counts)
+
+    def ending(current: status.RunStatus) -> status.RunStatus | None:
+        ended_here.append(not (ending_only and current.finished))
+        return current.model_copy(update={"status": state, **fields}) if ended_here[-1] else None
+
+    final = status.update(record.bucket, record.run_id, ending, initial=status.new(record))
+    if final is not None and final.status == state and ended_here and ended_here[-1]:  # (not CANCELLED meanwhile: that state stays)
         manage.announce(final)
-    stop_what_runs(cluster, record.run_id, final.status if final else state)
-    sweep.release_leftovers(file_system_id, record.run_id)
-    driver_slots.give_back(record.bucket, record.run_id, final.driver_slot if final else None)
     ended = final.status if final else state
-    scheduled = collect_when_due(collection, record.bucket, ended) if collection else []
+    scheduled = after_end(record.bucket, record.run_id, ended, final.driver_slot if final else None, cluster, file_system_id,
+                          collection, stop)
     return {"run_id": record.run_id, "status": ended, "duration_s": final.duration_s if final else None,
             "gc_scheduled": scheduled}
+
+
+def after_end(
+    bucket: str, run_id: str, state: str, driver_slot: str | None, cluster: str = "", file_system_id: str = "",
+    collection: Callable[[], gc_task.Collection] | None = None, stop: bool = True,
+) -> list[str]:
+    """What follows a run's end, each part safe to repeat: whatever of it still runs stopped
+    (with ``stop``), its own EFS access point deleted, its driver slot given back, and what it left
+    on EFS scheduled for collection (with ``collection``): the schedules made."""
+    if stop:
+        stop_what_runs(cluster, run_id, state)
+        sweep.release_leftovers(file_system_id, run_id)
+    driver_slots.give_back(bucket, run_id, driver_slot)
+    return collect_when_due(collection, bucket, state) if collection else []
 
 
 class ExecutionStatusChange(BaseModel):
@@ -108,6 +126,9 @@ class ExecutionStatusChange(BaseModel):
 
 #: the execution statuses that end it (RUNNING and the redriven PENDING_REDRIVE do not)
 EXECUTION_ENDS = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+#: how long the end of an execution stopped as its driver claimed a success waits for the
+#: driver's outputs.json (S3's object_exists waiter: a HeadObject every few seconds)
+OUTPUTS_WAIT = {"Delay": 3, "MaxAttempts": 40}
 
 
 def execution_ended(
@@ -115,10 +136,14 @@ def execution_ended(
     collection: Callable[[], gc_task.Collection] | None = None,
 ) -> dict[str, Any]:
     """Finalize a run whose execution ended without its finalize step having recorded the end:
-    stopped from outside (CANCELLED, saying so), its finalize step failed (done again: SUCCEEDED
-    when it failed recording a success, else FAILED), or timed out. A run whose status says it
-    ended (finalized, or cancelled by ``miniwdl-fargate cancel``, which says so before it stops
-    the execution) is left as it is: this event comes after every end, and is sent at least once."""
+    stopped from outside (CANCELLED, saying so; FAILED if its driver had failed first, its
+    error.json written; SUCCEEDED if its driver had claimed a success, once its outputs.json is
+    there, its driver left to finish), its finalize step failed (done again: SUCCEEDED when it
+    failed recording a success, else FAILED), or timed out. A run whose status says it ended
+    (finalized, or cancelled by ``miniwdl-fargate cancel``, which says so before it stops the
+    execution) keeps its end; what follows an end is done again (``after_end``: a finalize step
+    that failed after recording the end may not have stopped what ran). The event comes after
+    every end, at least once, in no set order."""
     if detail.status not in EXECUTION_ENDS or detail.status == "SUCCEEDED":
         return {"result": "ignored", "execution_status": detail.status}
     try:
@@ -129,10 +154,14 @@ def execution_ended(
         return {"result": "no run", "execution_status": detail.status}
     current = status.read(record.bucket, record.run_id)
     if current is not None and current.finished:
+        after_end(record.bucket, record.run_id, current.status, current.driver_slot, cluster, file_system_id, collection)
         return {"run_id": record.run_id, "result": "ended already", "status": current.status}
     said = ": ".join(part for part in (detail.error, detail.cause) if part)
-    if current is not None and current.outputs:  # (its driver claimed a success and writes its outputs: that end stands)
-        state, error = "SUCCEEDED", None
+    stop = True
+    if current is not None and current.outputs:  # (its driver claimed a success and writes its outputs)
+        state, error, stop = _claimed_success(record)
+    elif detail.status == "ABORTED" and s3io.find_json(record.bucket, record.results_key("error.json")) is not None:
+        state, error = "FAILED", None  # (its driver failed first and said why: that end stands)
     elif detail.status == "ABORTED":
         state, error = "CANCELLED", {"Error": "Cancelled", "Cause": json.dumps({"message": (
             "the run's execution was stopped outside miniwdl-fargate (the Step Functions console, or StopExecution)"
@@ -141,11 +170,28 @@ def execution_ended(
         state, error = "SUCCEEDED", None
     elif detail.status == "TIMED_OUT":
         state, error = "FAILED", {"Error": "TimedOut", "Cause": json.dumps({"message": "the run's execution timed out"})}
-    else:
-        state, error = "FAILED", {"Error": detail.error or "RunFailed", "Cause": detail.cause or ""}
+    else:  # (RecordFailure's Catch: the Fail state's error says only that the run failed)
+        state, error = "FAILED", {"Error": detail.error or "RunFailed", "Cause": json.dumps({"message": (
+            "the run failed, and recording its failure failed too: what failed it is in its execution's history "
+            f"(the Step Functions console, execution {detail.executionArn}: the RecordFailure step's input)")})}
     log.warning("run %s: its execution ended %s (%s) without its finalize step: finalized as %s",
                 record.run_id, detail.status, said or "no cause given", state)
-    return {**finalize(record, state, error, cluster, file_system_id, collection), "result": "finalized"}
+    return {**finalize(record, state, error, cluster, file_system_id, collection, ending_only=True, stop=stop),
+            "result": "finalized"}
+
+
+def _claimed_success(record: runs.RunRecord) -> tuple[str, dict[str, Any] | None, bool]:
+    """A run whose driver claimed a success (status.json's ``outputs``) writes its outputs.json
+    next: SUCCEEDED once it is there, the driver not stopped (its tasks are done; stopped, it
+    would say it failed); FAILED, what still runs of it stopped, if it never comes."""
+    try:
+        aws.client("s3").get_waiter("object_exists").wait(
+            Bucket=record.bucket, Key=record.results_key("outputs.json"), WaiterConfig=OUTPUTS_WAIT
+        )
+        return "SUCCEEDED", None, False
+    except WaiterError as exn:
+        return "FAILED", {"Error": "DriverStopped", "Cause": json.dumps({"message": (
+            f"its driver claimed the run's success but wrote no outputs.json ({exn}); its execution was stopped meanwhile")})}, True
 
 
 def collect_when_due(collection: Callable[[], gc_task.Collection], bucket: str, state: str) -> list[str]:
@@ -169,8 +215,10 @@ def clock() -> datetime.datetime:
 
 def stop_what_runs(cluster: str, run_id: str, state: str) -> list[str]:
     """Stop the run's tasks still running (a driver whose launch the state machine gave up on,
-    tasks left by a driver that died); none, usually."""
-    stopped = sweep.stop_run(cluster, run_id, f"run {state}: stopping what still runs of it") if cluster else []
+    tasks left by a driver that died); none, usually. A cancelled run's are stopped with the
+    reason a cancel gives (``runs.CANCELLED_STOP_REASON``): its driver counts them cancelled, not failed."""
+    said = runs.CANCELLED_STOP_REASON if state == "CANCELLED" else f"run {state}"
+    stopped = sweep.stop_run(cluster, run_id, f"{said}: stopping what still runs of it") if cluster else []
     if stopped:
         log.warning("run %s ended %s with %d task(s) still running: stopped", run_id, state, len(stopped))
     return stopped

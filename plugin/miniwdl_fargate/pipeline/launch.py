@@ -146,7 +146,7 @@ def fargate_vcpu_quota() -> float | None:
     from ..backend.launcher import read_vcpu_quota
 
     try:
-        return read_vcpu_quota(aws.client("service-quotas"), "FARGATE")
+        return read_vcpu_quota(aws.client("service-quotas"), "FARGATE", default=True)
     except (ClientError, BotoCoreError) as exn:
         if aws.passing(exn):
             raise DriverSlotUnavailable(f"the account's Fargate On-Demand vCPU quota could not be read for now ({exn}); trying again") from exn
@@ -170,10 +170,12 @@ def take_a_slot(settings: LaunchSettings, record: runs.RunRecord) -> str:
         try:
             status.update(record.bucket, record.run_id, lambda current: current.model_copy(update={"driver_slot": key, "phase": None}),
                           initial=status.new(record))
-        except BaseException:
+        except BaseException as exn:
             # (the status names the slot a retried launch finds as the run's own: a slot it does
             # not name would be held beside the one the retry takes, until the run's end)
             slots_module.give_back(record.bucket, record.run_id, key)
+            if isinstance(exn, (ClientError, BotoCoreError)) and aws.passing(exn):  # (S3 failing for a moment: it waits as it would)
+                raise DriverSlotUnavailable(f"run {record.run_id}: its status could not be written ({exn}); trying again") from exn
             raise
         return key
     said = f"queued behind other runs: at most {slots} run(s) of this stack have a driver at once ({why})"
