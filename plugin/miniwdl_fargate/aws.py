@@ -76,6 +76,13 @@ def _retry_context(error: BaseException | dict[str, Any]) -> RetryContext:
 _CALLERS_OWN = (NoCredentialsError, PartialCredentialsError, NoRegionError, ParamValidationError, UnknownServiceError)
 
 
+def error_code(error: BaseException) -> str:
+    """An AWS error's code (a ClientError's ``Error.Code``: "NoSuchKey", "ThrottlingException",
+    "412" for an answer without a body), or "" for any other error."""
+    response = getattr(error, "response", None) or {}
+    return str((response.get("Error") or {}).get("Code") or "")
+
+
 def throttled(error: BaseException | dict[str, Any]) -> bool:
     """Whether an AWS error (a ClientError, or the parsed response of a failed attempt) says its
     caller went over a request rate: Throttling, ThrottlingException, TooManyRequestsException,

@@ -129,7 +129,7 @@ def schedule(collection: Collection, bucket: str, dues: Iterable[datetime.dateti
         try:
             scheduler.create_schedule(**request)
         except (ClientError, BotoCoreError) as exn:
-            if isinstance(exn, ClientError) and exn.response.get("Error", {}).get("Code") == "ConflictException":
+            if aws.error_code(exn) == "ConflictException":
                 continue  # that day's gc task is scheduled already
             log.warning(
                 "could not schedule the collection of what runs left on EFS on %s (%s); the next run's driver "

@@ -400,15 +400,13 @@ NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 def not_found(exn: Exception) -> bool:
     """Whether a ClientError is S3 saying the key is not there (``NOT_FOUND``)."""
-    response = getattr(exn, "response", None) or {}
-    return response.get("Error", {}).get("Code") in NOT_FOUND
+    return aws.error_code(exn) in NOT_FOUND
 
 
 def condition_failed(exn: Exception) -> bool:
     """Whether a ClientError is S3 refusing a conditional request (``CONDITION_FAILED``): the
     object is not as the request assumed, or another write to it won."""
-    response = getattr(exn, "response", None) or {}
-    return response.get("Error", {}).get("Code") in CONDITION_FAILED
+    return aws.error_code(exn) in CONDITION_FAILED
 
 
 #: waits (seconds) before each retry of a conditional write S3 answered 409: another write to the
@@ -430,7 +428,7 @@ def put_if_absent(bucket: str, key: str, body: bytes, content_type: str | None =
         except s3.exceptions.ClientError as exn:
             if not condition_failed(exn):
                 raise
-            if wait is None or exn.response.get("Error", {}).get("Code") not in ("ConditionalRequestConflict", "409"):
+            if wait is None or aws.error_code(exn) not in ("ConditionalRequestConflict", "409"):
                 return False
             time.sleep(wait)
             continue

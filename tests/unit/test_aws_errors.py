@@ -58,3 +58,10 @@ def test_a_failed_attempts_parsed_response_is_read_as_its_error():
     assert aws.throttled({"Error": {"Code": "ThrottlingException"}, "ResponseMetadata": {"HTTPStatusCode": 400}})
     assert not aws.throttled({"Error": {"Code": "ClientException"}, "ResponseMetadata": {"HTTPStatusCode": 400}})
     assert not aws.throttled({"tasks": [], "failures": []})
+
+
+def test_an_errors_code_is_its_client_errors_code_else_empty():
+    assert aws.error_code(error("NoSuchKey", 404)) == "NoSuchKey"
+    assert aws.error_code(ClientError({"Error": {}, "ResponseMetadata": {"HTTPStatusCode": 412}}, "PutObject")) == ""
+    assert aws.error_code(EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")) == ""
+    assert aws.error_code(ValueError("not AWS's")) == ""

@@ -38,7 +38,7 @@ from typing import Any, Callable
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from ..aws import throttled
+from ..aws import error_code, throttled
 from ..limits import LaunchCancelled, check_interval  # (one story for a stopped wait: the run's gate's too)
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def read_vcpu_quota(client: Any, placement: str, default: bool = False) -> float
     try:
         return float(client.get_service_quota(ServiceCode="fargate", QuotaCode=code[0])["Quota"]["Value"])
     except ClientError as exn:
-        if not default or exn.response.get("Error", {}).get("Code") != "NoSuchResourceException":
+        if not default or error_code(exn) != "NoSuchResourceException":
             raise
     return float(client.get_aws_default_service_quota(ServiceCode="fargate", QuotaCode=code[0])["Quota"]["Value"])
 

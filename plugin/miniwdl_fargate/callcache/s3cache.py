@@ -204,7 +204,7 @@ class KnownEntries:
                     logger.info("call cache: more than %d entries under %s: each call looked up by itself", len(found), where)
                     return None, True
         except botocore.exceptions.ClientError as exn:
-            denied = exn.response.get("Error", {}).get("Code") == "AccessDenied"
+            denied = aws.error_code(exn) == "AccessDenied"
             logger.info("call cache: %s not listed, each call looked up by itself: %s", where, exn)
             return None, denied
         except botocore.exceptions.BotoCoreError as exn:

@@ -184,7 +184,7 @@ def read_zip(uri: str) -> IO[bytes]:
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exn:
-        code = exn.response.get("Error", {}).get("Code")
+        code = aws.error_code(exn)
         if code in s3io.NOT_FOUND:
             raise SnapshotError(f"{uri} does not exist") from None
         if code in ("AccessDenied", "403"):
@@ -237,7 +237,7 @@ def read_version(bucket: str, key: str, version: str | None, etag: str | None) -
     try:
         return s3.get_object(Bucket=bucket, Key=key, **s3io.one_upload(version, etag))["Body"].read()
     except s3.exceptions.ClientError as exn:
-        code = exn.response.get("Error", {}).get("Code")
+        code = aws.error_code(exn)
         if s3io.condition_failed(exn):
             raise SnapshotError(
                 "was replaced before this upload could be read (the bucket keeps no versions): upload it again"

@@ -294,7 +294,7 @@ def check_inputs(target: Any, inputs: dict[str, Any], where: str, problems: Prob
 
 
 def _s3_error(exn: Any, uri: str) -> str:
-    code = str(exn.response.get("Error", {}).get("Code", ""))
+    code = aws.error_code(exn)
     if code in s3io.NOT_FOUND:
         return f"{uri} does not exist"
     if code == "NoSuchBucket":
