@@ -463,6 +463,34 @@ def read_claim(bucket: str, key: str) -> Claim | None:
     return Claim(doc if isinstance(doc, dict) else {}, got["ETag"])
 
 
+@dataclass(frozen=True)
+class Taking:
+    """What ``take_claim`` found: ``etag``, the claim's new ETag once this took it (None: not
+    taken); ``held``, the claim that was there (taken over, or still holding it; None: none was,
+    or it went before it could be read)."""
+
+    etag: str | None
+    held: Claim | None
+
+
+def take_claim(bucket: str, key: str, body: bytes, stale: Callable[[Claim], bool], held_first: bool = False) -> Taking:
+    """Write the claim ``body`` at ``key`` where there is none (``put_if_absent``), or over the one
+    there if ``stale`` says its holder has let it go (a write conditional on the ETag read, so of
+    two takers at once one wins). Not taken while its holder holds it, or when another write won
+    the race (``held`` None then: try again). ``held_first``: the claim is likely held (a listing
+    showed it): read it first, rather than try a write S3 refuses (a PUT costs a dozen GETs)."""
+    held = read_claim(bucket, key) if held_first else None
+    if held is None:
+        etag = put_if_absent(bucket, key, body, "application/json", etag=True)
+        if etag:
+            return Taking(str(etag), None)
+        held = read_claim(bucket, key)
+    if held is None or not stale(held):
+        return Taking(None, held)
+    etag = replace_claim(bucket, key, body, held.etag)  # (None: another taker won, or its holder gave it up)
+    return Taking(etag, held if etag else None)
+
+
 def replace_claim(bucket: str, key: str, body: bytes, etag: str) -> str | None:
     """Write ``body`` over the claim only if it is still the one with ``etag`` (``IfMatch``): its
     new ETag, or None if another write replaced or removed it first (it is someone else's now)."""

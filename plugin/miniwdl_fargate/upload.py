@@ -691,19 +691,18 @@ def name_claimed(
     def claim_body() -> bytes:
         return json.dumps({"token": token, "until": clock() + lease}).encode()
 
+    def lapsed(held: s3io.Claim) -> bool:  # (no "until": not a claim this writes: taken over)
+        until = held.doc.get("until")
+        return not isinstance(until, (int, float)) or until < clock()
+
     while True:
-        etag = s3io.put_if_absent(bucket, key, claim_body(), "application/json", etag=True)
-        if etag:
+        taking = s3io.take_claim(bucket, key, claim_body(), lapsed)
+        if taking.etag:
+            etag = taking.etag
             break
-        held = s3io.read_claim(bucket, key)
-        if held is None:
-            continue  # (given up meanwhile)
-        until = held.doc.get("until", 0)  # (none: not a claim this writes: taken over)
-        if not isinstance(until, (int, float)) or until < clock():
-            etag = s3io.replace_claim(bucket, key, claim_body(), held.etag)
-            if etag:
-                break
-            continue  # (another submission took it over first, or it was given up)
+        if taking.held is None:
+            continue  # (given up, or taken over by another submission, meanwhile: at once again)
+        until = taking.held.doc["until"]
         if time.monotonic() > give_up:
             raise RunInputError(
                 f"run name {name!r} is still claimed by another submission after {wait:.0f}s (s3://{bucket}/{key}, "

@@ -85,3 +85,25 @@ def test_a_claim_whose_last_renewal_answer_was_lost_is_still_given_up(bucket, mo
         mine = claim(bucket)
         aws.client("s3").put_object(Bucket=bucket, Key=KEY, Body=json.dumps(mine | {"until": mine["until"] + 1}).encode())
     assert s3io.read_claim(bucket, KEY) is None
+
+
+@pytest.mark.parametrize("held_first", [False, True])
+def test_a_claim_is_taken_where_there_is_none_or_over_one_let_go_and_of_two_takers_one_wins(bucket, held_first):
+    """s3io.take_claim, which the run name's claim and the driver slots share."""
+    from miniwdl_fargate import s3io
+
+    mine = json.dumps({"token": "mine"}).encode()
+    first = s3io.take_claim(bucket, KEY, json.dumps({"token": "first"}).encode(), lambda held: False, held_first)
+    assert first.etag and first.held is None
+    holding = s3io.take_claim(bucket, KEY, mine, lambda held: False, held_first)
+    assert holding.etag is None and holding.held.doc == {"token": "first"}
+    taken = s3io.take_claim(bucket, KEY, mine, lambda held: held.doc["token"] == "first", held_first)
+    assert taken.etag and taken.held.doc == {"token": "first"} and claim(bucket) == {"token": "mine"}
+
+    def another_takes_it_first(held):
+        aws.client("s3").put_object(Bucket=bucket, Key=KEY, Body=json.dumps({"token": "other"}).encode())
+        return True
+
+    lost = s3io.take_claim(bucket, KEY, json.dumps({"token": "late"}).encode(), another_takes_it_first, held_first)
+    assert (lost.etag, lost.held) == (None, None) and claim(bucket) == {"token": "other"}
+    assert s3io.remove_claim(bucket, KEY, taken.etag) is False  # (not the claim it took any more)

@@ -50,11 +50,13 @@ class Held:
 
 
 def _held(bucket: str, key: str) -> Held | None:
-    """Who holds the slot, since when, and the object's ETag; None if the slot is free. An
-    object that is not a slot this writes names no run: it is taken over."""
+    """Who holds the slot, since when, and the object's ETag; None if the slot is free."""
     claim = s3io.read_claim(bucket, key)
-    if claim is None:
-        return None
+    return None if claim is None else _holder(claim)
+
+
+def _holder(claim: s3io.Claim) -> Held:
+    """A slot's holder. An object that is not a slot this writes names no run: it is taken over."""
     holder = claim.doc.get("run_id")
     return Held(holder if isinstance(holder, str) else None, str(claim.doc.get("taken_at") or ""), claim.etag)
 
@@ -111,19 +113,17 @@ def take(bucket: str, cluster: str, run_id: str, slots: int) -> str | None:
         if s3io.put_if_absent(bucket, slot_key(k), body, "application/json"):
             return slot_key(k)
     held_keys = [k for k in range(slots) if slot_key(k) in listed]
+    def let_go(claim: s3io.Claim) -> bool:  # (by this run itself: taken again, anew)
+        held = _holder(claim)
+        return held.run_id == run_id or ended(bucket, cluster, held)
+
     for k in random.sample(held_keys, min(LOOKED_AT, len(held_keys))):  # every slot held: by runs still going?
-        held = _held(bucket, slot_key(k))
-        if held is None:
-            if s3io.put_if_absent(bucket, slot_key(k), body, "application/json"):
-                return slot_key(k)
-            continue
-        if held.run_id == run_id:
-            return slot_key(k)
-        if not ended(bucket, cluster, held):
-            continue
-        if s3io.replace_claim(bucket, slot_key(k), body, held.etag) is None:
-            continue  # another launch took it over first, or its run gave it back
-        log.info("run %s took over driver slot %s from run %s, which has ended", run_id, slot_key(k), held.run_id)
+        taking = s3io.take_claim(bucket, slot_key(k), body, let_go, held_first=True)
+        if taking.etag is None:
+            continue  # held by a run still going, or another launch took it first
+        if taking.held is not None and _holder(taking.held).run_id != run_id:
+            log.info("run %s took over driver slot %s from run %s, which has ended", run_id, slot_key(k),
+                     _holder(taking.held).run_id)
         return slot_key(k)
     return None
 
