@@ -19,14 +19,14 @@ import botocore.config
 import botocore.loaders
 import botocore.session
 from botocore.exceptions import (
-    BotoCoreError,
+    ChecksumError,
     ClientError,
-    NoCredentialsError,
-    NoRegionError,
-    ParamValidationError,
-    PartialCredentialsError,
-    UnknownServiceError,
+    CredentialRetrievalError,
+    FlexibleChecksumError,
+    HTTPClientError,
+    IncompleteReadError,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 
 # botocore's "standard" retry mode: exponential backoff with jitter on throttling and transient
@@ -71,9 +71,14 @@ def _retry_context(error: BaseException | dict[str, Any]) -> RetryContext:
     )
 
 
-#: errors of the caller's own making, which no later try mends: no credentials, no region, a
-#: request its service's model refuses
-_CALLERS_OWN = (NoCredentialsError, PartialCredentialsError, NoRegionError, ParamValidationError, UnknownServiceError)
+#: the SDK's own errors that pass: no connection (a timeout, a reset, TLS), an answer cut short
+#: or garbled on the way (a read timeout, a body shorter than said, a checksum that does not
+#: match), temporary credentials not fetched in time (the container's or instance's endpoint).
+#: Not the others (no credentials or region, a request its model refuses, an unknown profile or
+#: service): no later try mends those
+_PASSING_SDK_ERRORS = (
+    BotoConnectionError, HTTPClientError, IncompleteReadError, ChecksumError, FlexibleChecksumError, CredentialRetrievalError,
+)
 
 
 def error_code(error: BaseException) -> str:
@@ -96,12 +101,11 @@ def throttled(error: BaseException | dict[str, Any]) -> bool:
 def passing(error: BaseException) -> bool:
     """Whether an AWS error is one that passes, so that a later look may not meet it: throttling;
     a server error (500, 502, 503, 504) or a request timeout, as botocore's standard retry mode
-    retries them; no connection or no answer; an answer cut short or garbled on the way
-    (IncompleteReadError, a checksum that does not match: the SDK's own errors but those of the
-    caller's making, ``_CALLERS_OWN``). Not a refusal (another 4xx)."""
+    retries them; and the SDK's own ``_PASSING_SDK_ERRORS``. Not a refusal (another 4xx), nor an
+    error of the caller's configuration."""
     if throttled(error) or _TRANSIENT.is_retryable(_retry_context(error)):
         return True
-    return isinstance(error, BotoCoreError) and not isinstance(error, _CALLERS_OWN)
+    return isinstance(error, _PASSING_SDK_ERRORS)
 
 
 #: variables naming a profile or the machine's config and credentials files

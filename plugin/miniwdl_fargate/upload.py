@@ -713,15 +713,24 @@ def name_claimed(
     lost = threading.Event()
     done = threading.Event()
 
+    def ours() -> s3io.Claim | None:
+        """The claim as it is, if it is still this submission's: a write whose answer was lost
+        (botocore's retry of it then refused) leaves an ETag this never saw, and its token."""
+        held = s3io.read_claim(bucket, key)
+        return held if held is not None and held.doc.get("token") == token else None
+
     def renew() -> None:
         while not done.wait(lease / 3):
             try:
                 renewed = s3io.replace_claim(bucket, key, claim_body(), held_etag[0])
+                if renewed is None:
+                    held = ours()
+                    if held is None:
+                        lost.set()  # (taken over: this submission ran past its lease unrenewed)
+                        return
+                    renewed = held.etag
             except Exception:  # noqa: BLE001 (S3 unreachable for a moment: the next renewal tries again)
                 continue
-            if renewed is None:
-                lost.set()  # (taken over: this submission ran past its lease unrenewed)
-                return
             held_etag[0] = renewed
 
     renewer = threading.Thread(target=renew, name="name-claim", daemon=True)
@@ -733,10 +742,8 @@ def name_claimed(
         renewer.join()
         try:  # (unless taken over meanwhile: then not ours to give up)
             if not s3io.remove_claim(bucket, key, held_etag[0]):
-                # (a renewal whose write landed but whose answer was lost left another ETag: the
-                # claim is still ours if it carries our token)
-                held = s3io.read_claim(bucket, key)
-                if held is not None and held.doc.get("token") == token:
+                held = ours()
+                if held is not None:
                     s3io.remove_claim(bucket, key, held.etag)
         except Exception:  # noqa: BLE001 (S3 unreachable: the claim expires in any case)
             pass

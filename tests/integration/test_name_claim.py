@@ -107,3 +107,13 @@ def test_a_claim_is_taken_where_there_is_none_or_over_one_let_go_and_of_two_take
     lost = s3io.take_claim(bucket, KEY, json.dumps({"token": "late"}).encode(), another_takes_it_first, held_first)
     assert (lost.etag, lost.held) == (None, None) and claim(bucket) == {"token": "other"}
     assert s3io.remove_claim(bucket, KEY, taken.etag) is False  # (not the claim it took any more)
+
+
+def test_a_renewal_whose_answer_was_lost_keeps_the_claim(bucket):
+    """Its write landed (the claim has an ETag this never saw), botocore's retry of it was refused:
+    the claim carries this submission's token, so it is still held, not known lost."""
+    with upload.name_claimed(bucket, "shared", lease=0.6) as lost:
+        mine = claim(bucket)
+        aws.client("s3").put_object(Bucket=bucket, Key=KEY, Body=json.dumps(mine | {"until": mine["until"] + 0.01}).encode())
+        wait_for(lambda: claim(bucket)["until"] > mine["until"] + 0.1, timeout=10, what="a renewal after it", interval=0.05)
+        assert not lost() and claim(bucket)["token"] == mine["token"]

@@ -8,12 +8,15 @@ import pytest
 from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointResolutionError,
     EndpointConnectionError,
     FlexibleChecksumError,
     IncompleteReadError,
     NoCredentialsError,
     NoRegionError,
     ParamValidationError,
+    ProfileNotFound,
     ReadTimeoutError,
 )
 
@@ -45,6 +48,9 @@ def error(code: str, status: int) -> ClientError:
         (FlexibleChecksumError(error_msg="checksum mismatch"), False, True),
         (NoCredentialsError(), False, False),  # (no later look has credentials either)
         (NoRegionError(), False, False),
+        (ProfileNotFound(profile="lab"), False, False),
+        (EndpointResolutionError(msg="no endpoint"), False, False),
+        (CredentialRetrievalError(provider="container-role", error_msg="timed out"), False, True),
         (ParamValidationError(report="bad request"), False, False),
     ],
 )

@@ -54,14 +54,18 @@ def finalize(
     collection: Callable[[], gc_task.Collection] | None = None,
     ending_only: bool = False,
     stop: bool = True,
+    over_claim: bool = False,
 ) -> dict[str, Any]:
     """Record the run's end; then stop whatever of it still runs (by its run tag): every path
     of the state machine ends here (RecordSuccess / RecordFailure, the Catch of every state
     included), so a run the state machine ends, whatever ended it, leaves nothing running; and,
     with ``collection`` (the stack's, made when needed), have what it left on EFS collected when
     that falls due. ``ending_only``: record and announce the end only if the run had not ended
-    (an execution's end event, delivered at least once: two copies at once end it once).
-    ``stop``: False for a run whose driver is still writing its outputs (its tasks are done)."""
+    (an execution's end event, delivered at least once: two copies at once end it once), nor its
+    driver claimed a success (status.json's ``outputs``, set just before it writes outputs.json,
+    as a cancel leaves it): then nothing is done, and the answer says ``claimed`` (unless
+    ``over_claim``: the claim was waited on, and outputs.json never came). ``stop``: False for a
+    run whose driver is still writing its outputs (its tasks are done)."""
     if state == "SUCCEEDED":
         doc = s3io.find_json(record.bucket, record.results_key("outputs.json")) or {}
         fields: dict[str, Any] = {"outputs": record.results + "outputs.json", "error": None}
@@ -71,23 +75,30 @@ def finalize(
             doc = _error_document(record, error, state)
             s3io.put_json(record.bucket, record.results_key("error.json"), doc)
         fields = {
+            "outputs": None,  # (a success its driver claimed and never wrote)
             "error": {
                 "error": doc.get("error"),
                 "message": doc.get("message"),
                 "error_json": record.results + "error.json",
-            }
+            },
         }
     if doc.get("report"):
         fields["report"] = doc["report"]
     ended_here: list[bool] = []  # (status.update may apply the change again: the last one counts)
 
     def ending(current: status.RunStatus) -> status.RunStatus | None:
-        ended_here.append(not (ending_only and current.finished))
+        claimed = state != "SUCCEEDED" and bool(current.outputs) and not over_claim
+        ended_here.append(not (ending_only and (current.finished or claimed)))
         return current.model_copy(update={"status": state, **fields}) if ended_here[-1] else None
 
     final = status.update(record.bucket, record.run_id, ending, initial=status.new(record))
+    if ending_only and final is not None and not final.finished:  # (its driver claimed a success: nothing done)
+        return {"run_id": record.run_id, "status": final.status, "duration_s": None, "gc_scheduled": [], "claimed": True}
     if final is not None and final.status == state and ended_here and ended_here[-1]:  # (not CANCELLED meanwhile: that state stays)
-        manage.announce(final)
+        try:
+            manage.announce(final)
+        except Exception:  # noqa: BLE001 (the end is recorded: its announcement is not what fails it)
+            log.exception("run %s: its run-finished event could not be sent", record.run_id)
     ended = final.status if final else state
     scheduled = after_end(record.bucket, record.run_id, ended, final.driver_slot if final else None, cluster, file_system_id,
                           collection, stop)
@@ -101,12 +112,20 @@ def after_end(
 ) -> list[str]:
     """What follows a run's end, each part safe to repeat: whatever of it still runs stopped
     (with ``stop``), its own EFS access point deleted, its driver slot given back, and what it left
-    on EFS scheduled for collection (with ``collection``): the schedules made."""
+    on EFS scheduled for collection (with ``collection``): the schedules made. A stop that failed
+    (ECS throttled past the retries) is raised once the rest is done: the caller is tried again."""
+    failed: Exception | None = None
     if stop:
-        stop_what_runs(cluster, run_id, state)
+        try:
+            stop_what_runs(cluster, run_id, state)
+        except Exception as exn:  # noqa: BLE001 (raised below)
+            failed = exn
         sweep.release_leftovers(file_system_id, run_id)
     driver_slots.give_back(bucket, run_id, driver_slot)
-    return collect_when_due(collection, bucket, state) if collection else []
+    scheduled = collect_when_due(collection, bucket, state) if collection else []
+    if failed is not None:
+        raise failed
+    return scheduled
 
 
 class ExecutionStatusChange(BaseModel):
@@ -128,7 +147,7 @@ class ExecutionStatusChange(BaseModel):
 EXECUTION_ENDS = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 #: how long the end of an execution stopped as its driver claimed a success waits for the
 #: driver's outputs.json (S3's object_exists waiter: a HeadObject every few seconds)
-OUTPUTS_WAIT = {"Delay": 3, "MaxAttempts": 40}
+OUTPUTS_WAIT = {"Delay": 5, "MaxAttempts": 120}  # (10 minutes, within the function's 15)
 
 
 def execution_ended(
@@ -154,13 +173,14 @@ def execution_ended(
         return {"result": "no run", "execution_status": detail.status}
     current = status.read(record.bucket, record.run_id)
     if current is not None and current.finished:
-        after_end(record.bucket, record.run_id, current.status, current.driver_slot, cluster, file_system_id, collection)
+        # (a SUCCEEDED run's driver may still be tidying up: its own stop's event follows it)
+        after_end(record.bucket, record.run_id, current.status, current.driver_slot, cluster, file_system_id, collection,
+                  stop=current.status != "SUCCEEDED")
         return {"run_id": record.run_id, "result": "ended already", "status": current.status}
     said = ": ".join(part for part in (detail.error, detail.cause) if part)
-    stop = True
     if current is not None and current.outputs:  # (its driver claimed a success and writes its outputs)
-        state, error, stop = _claimed_success(record)
-    elif detail.status == "ABORTED" and s3io.find_json(record.bucket, record.results_key("error.json")) is not None:
+        return _claimed_success(record, cluster, file_system_id, collection)
+    if detail.status == "ABORTED" and s3io.find_json(record.bucket, record.results_key("error.json")) is not None:
         state, error = "FAILED", None  # (its driver failed first and said why: that end stands)
     elif detail.status == "ABORTED":
         state, error = "CANCELLED", {"Error": "Cancelled", "Cause": json.dumps({"message": (
@@ -176,22 +196,34 @@ def execution_ended(
             f"(the Step Functions console, execution {detail.executionArn}: the RecordFailure step's input)")})}
     log.warning("run %s: its execution ended %s (%s) without its finalize step: finalized as %s",
                 record.run_id, detail.status, said or "no cause given", state)
-    return {**finalize(record, state, error, cluster, file_system_id, collection, ending_only=True, stop=stop),
-            "result": "finalized"}
+    result = finalize(record, state, error, cluster, file_system_id, collection, ending_only=True)
+    if result.get("claimed"):  # (its driver claimed a success between the look above and the write)
+        return _claimed_success(record, cluster, file_system_id, collection)
+    return {**result, "result": "finalized"}
 
 
-def _claimed_success(record: runs.RunRecord) -> tuple[str, dict[str, Any] | None, bool]:
+def _claimed_success(
+    record: runs.RunRecord, cluster: str, file_system_id: str, collection: Callable[[], gc_task.Collection] | None,
+) -> dict[str, Any]:
     """A run whose driver claimed a success (status.json's ``outputs``) writes its outputs.json
-    next: SUCCEEDED once it is there, the driver not stopped (its tasks are done; stopped, it
-    would say it failed); FAILED, what still runs of it stopped, if it never comes."""
+    next (after the call cache's entries and the run's report, which on a large run take
+    minutes): SUCCEEDED once it is there, the driver not stopped (its tasks are done; stopped, it
+    would say it failed); FAILED, what still runs of it stopped, if it never comes. An S3 that
+    fails the look is raised: the event is tried again."""
     try:
         aws.client("s3").get_waiter("object_exists").wait(
             Bucket=record.bucket, Key=record.results_key("outputs.json"), WaiterConfig=OUTPUTS_WAIT
         )
-        return "SUCCEEDED", None, False
+        state, error, stop = "SUCCEEDED", None, False
     except WaiterError as exn:
-        return "FAILED", {"Error": "DriverStopped", "Cause": json.dumps({"message": (
-            f"its driver claimed the run's success but wrote no outputs.json ({exn}); its execution was stopped meanwhile")})}, True
+        if "Max attempts exceeded" not in str(exn.kwargs.get("reason", "")):
+            raise
+        state, error, stop = "FAILED", {"Error": "DriverStopped", "Cause": json.dumps({"message": (
+            "its driver claimed the run's success but wrote no outputs.json in "
+            f"{OUTPUTS_WAIT['Delay'] * OUTPUTS_WAIT['MaxAttempts']:g} s; its execution was stopped meanwhile")})}, True
+    log.warning("run %s: its execution ended as its driver claimed a success: finalized as %s", record.run_id, state)
+    return {**finalize(record, state, error, cluster, file_system_id, collection, ending_only=True, stop=stop, over_claim=True),
+            "result": "finalized"}
 
 
 def collect_when_due(collection: Callable[[], gc_task.Collection], bucket: str, state: str) -> list[str]:
