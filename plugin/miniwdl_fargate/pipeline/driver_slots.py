@@ -121,9 +121,10 @@ def take(bucket: str, cluster: str, run_id: str, slots: int) -> str | None:
         taking = s3io.take_claim(bucket, slot_key(k), body, let_go, held_first=True)
         if taking.etag is None:
             continue  # held by a run still going, or another launch took it first
-        if taking.held is not None and _holder(taking.held).run_id != run_id:
-            log.info("run %s took over driver slot %s from run %s, which has ended", run_id, slot_key(k),
-                     _holder(taking.held).run_id)
+        previous = _holder(taking.held).run_id if taking.held is not None else run_id
+        if previous != run_id:
+            log.info("run %s took over driver slot %s from %s", run_id, slot_key(k),
+                     f"run {previous}, which has ended" if previous else "an object that is not a driver slot")
         return slot_key(k)
     return None
 
