@@ -357,7 +357,7 @@ def test_each_change_of_an_executions_status_is_one_event_on_the_default_bus(mot
 
     fixes.install()
     server.execute_state_machines(moto_server["AWS_ENDPOINT_URL"])
-    hooks._execution_status_events()
+    hooks._execution_changes()
     sqs, events, sfn = aws.client("sqs"), aws.client("events"), aws.client("stepfunctions")
     queue = sqs.create_queue(QueueName="heard")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

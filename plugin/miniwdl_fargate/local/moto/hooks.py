@@ -75,7 +75,6 @@ def install(local_runtime: Runtime, state: MotoTaskState) -> None:
     describe_tasks_faults()
     _vcpu_quota_answered()
     _changes_counted()
-    _execution_status_events()
 
 
 # -- Lambda ------------------------------------------------------------------------------------
@@ -176,7 +175,6 @@ def _changes_counted() -> None:
     one, whether or not the bucket has any) and each execution started, stopped or ended, once it is
     in place (``local.changes``); an object under ``runs/`` and an execution are changes of a run."""
     from moto.s3 import notifications
-    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 
     def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
         try:
@@ -184,22 +182,8 @@ def _changes_counted() -> None:
         finally:
             _changed(of_a_run=str(getattr(key, "name", "")).startswith(runs.RUNS_PREFIX))
 
-    def start(self: Any) -> None:
-        moto_function("changes counted", "start")(self)
-        _changed(of_a_run=True)
-
-    def stop(self: Any, *args: Any, **kwargs: Any) -> None:
-        moto_function("changes counted", "stop")(self, *args, **kwargs)
-        _changed(of_a_run=True)
-
-    def terminated(self: Any) -> None:
-        moto_function("changes counted", "terminated")(self)
-        _changed(of_a_run=True)
-
     replace("changes counted", notifications, "send_event", send_event)
-    replace("changes counted", Execution, "start", start)
-    replace("changes counted", Execution, "stop", stop)
-    replace("changes counted", BaseExecutionWorkerCommunication, "terminated", terminated)
+    _execution_changes()
 
 
 def _changed(of_a_run: bool) -> None:
@@ -208,33 +192,33 @@ def _changed(of_a_run: bool) -> None:
         current.changed(of_a_run)
 
 
-# -- Step Functions' events ---------------------------------------------------------------------------
-
-
-def _execution_status_events() -> None:
-    """A "Step Functions Execution Status Change" event on the default bus at each change of an
-    execution's status (it starts RUNNING; it ends SUCCEEDED, FAILED, TIMED_OUT or ABORTED), as
-    Step Functions sends them for standard workflows
-    (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html); moto sends none. A
-    stop that makes an execution ABORTED at once (``fixes.stop_execution_aborts``) is sent then,
-    and its worker's end after it sends nothing more: one event a status."""
+def _execution_changes() -> None:
+    """Each execution started, stopped or ended is a change of a run (``_changes_counted``), and a
+    "Step Functions Execution Status Change" event on the default bus at each change of its
+    status (it starts RUNNING; it ends SUCCEEDED, FAILED, TIMED_OUT or ABORTED), as Step Functions
+    sends them for standard workflows (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html);
+    moto sends none. A stop that makes an execution ABORTED at once (``fixes.stop_execution_aborts``)
+    is sent then, and its worker's end after it sends nothing more: one event a status."""
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 
     def start(self: Any) -> None:
-        moto_function("execution status events", "start")(self)
+        moto_function("execution changes", "start")(self)
         _send_execution_status(self)
+        _changed(of_a_run=True)
 
     def stop(self: Any, *args: Any, **kwargs: Any) -> None:
-        moto_function("execution status events", "stop")(self, *args, **kwargs)
+        moto_function("execution changes", "stop")(self, *args, **kwargs)
         _send_execution_status(self)
+        _changed(of_a_run=True)
 
     def terminated(self: Any) -> None:
-        moto_function("execution status events", "terminated")(self)
+        moto_function("execution changes", "terminated")(self)
         _send_execution_status(self.execution)
+        _changed(of_a_run=True)
 
-    replace("execution status events", Execution, "start", start)
-    replace("execution status events", Execution, "stop", stop)
-    replace("execution status events", BaseExecutionWorkerCommunication, "terminated", terminated)
+    replace("execution changes", Execution, "start", start)
+    replace("execution changes", Execution, "stop", stop)
+    replace("execution changes", BaseExecutionWorkerCommunication, "terminated", terminated)
 
 
 def _send_execution_status(execution: Any) -> None:
