@@ -108,17 +108,16 @@ def take(bucket: str, cluster: str, run_id: str, slots: int) -> str | None:
     body = json.dumps({"run_id": run_id, "taken_at": runs.now_iso()}).encode()
     listed = {o["Key"] for o in s3io.list_keys(bucket, PREFIX)}
     free = [k for k in range(slots) if slot_key(k) not in listed]
-    random.shuffle(free)  # (launches at the same moment mostly write different slots)
-    for k in free:
-        if s3io.put_if_absent(bucket, slot_key(k), body, "application/json"):
-            return slot_key(k)
     held_keys = [k for k in range(slots) if slot_key(k) in listed]
+    random.shuffle(free)  # (launches at the same moment mostly write different slots)
+
     def let_go(claim: s3io.Claim) -> bool:  # (by this run itself: taken again, anew)
         held = _holder(claim)
         return held.run_id == run_id or ended(bucket, cluster, held)
 
-    for k in random.sample(held_keys, min(LOOKED_AT, len(held_keys))):  # every slot held: by runs still going?
-        taking = s3io.take_claim(bucket, slot_key(k), body, let_go, held_first=True)
+    # every free slot, then (every slot held: by runs still going?) some of the held ones
+    for k in free + random.sample(held_keys, min(LOOKED_AT, len(held_keys))):
+        taking = s3io.take_claim(bucket, slot_key(k), body, let_go, held_first=slot_key(k) in listed)
         if taking.etag is None:
             continue  # held by a run still going, or another launch took it first
         previous = _holder(taking.held).run_id if taking.held is not None else run_id
