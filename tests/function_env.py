@@ -43,3 +43,9 @@ def set_environment(monkeypatch: Any, **values: str) -> None:
     """Set the function environment (and no X-Ray tracing: there is no daemon in a test)."""
     for key, value in environment(POWERTOOLS_TRACE_DISABLED="true", **values).items():
         monkeypatch.setenv(key, value)
+
+
+class LambdaContext:
+    """The Lambda context a handler is invoked with, as far as Powertools' logger reads it."""
+
+    function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"

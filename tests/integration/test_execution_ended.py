@@ -13,15 +13,11 @@ import pytest
 
 from miniwdl_fargate import aws, runs, s3io, status
 from miniwdl_fargate.pipeline import driver_slots, finalize
-from tests.function_env import set_environment
+from tests.function_env import LambdaContext, set_environment
 
 EVENT = json.loads((Path(__file__).parents[1] / "events" / "sfn_execution_aborted.json").read_text())
 RECORD = runs.RunRecord.model_validate_json(EVENT["detail"]["input"])
 BUCKET = RECORD.bucket
-
-
-class Context:
-    function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
 
 
 @pytest.fixture
@@ -44,7 +40,7 @@ def handler(moto_aws, monkeypatch):
     monkeypatch.setattr(manage, "announce", lambda current: ANNOUNCED.append(current.status))
     STOPPED.clear()
     ANNOUNCED.clear()
-    return lambda event: (function.handler(event, Context()), scheduled)
+    return lambda event: (function.handler(event, LambdaContext()), scheduled)
 
 
 STOPPED: list[tuple[str, str, str]] = []

@@ -12,7 +12,7 @@ from botocore.validate import ParamValidator
 from miniwdl_fargate import aws, runs, s3io, status
 from miniwdl_fargate.pipeline import manage, resume, start
 from miniwdl_fargate.pipeline.settings import ApiSettings
-from tests.function_env import environment, set_environment
+from tests.function_env import LambdaContext, environment, set_environment
 
 WDL = """version 1.1
 workflow hello {
@@ -218,16 +218,13 @@ def api(stack, monkeypatch):
     set_environment(monkeypatch, STATE_MACHINE_ARN=settings.state_machine_arn)
     monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
 
-    class Context:
-        function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
-
     def call(method, path, body=None):
         event = json.loads(EVENT.read_text())
         resource = "/runs/{run_id}/resume" if path.endswith("/resume") else "/runs/{run_id}"
         event.update(path=path, httpMethod=method, resource=resource, pathParameters={"run_id": path.split("/")[2]},
                      body=json.dumps(body) if body is not None else None)
         event["requestContext"].update(httpMethod=method, resourcePath=resource, path="/v1" + path)
-        answer = api.handler(event, Context())
+        answer = api.handler(event, LambdaContext())
         return answer["statusCode"], json.loads(answer["body"])
 
     return call, settings, old

@@ -9,7 +9,7 @@ import pytest
 
 from miniwdl_fargate import aws, runs, s3io, status, sweep
 from miniwdl_fargate.pipeline import timeout
-from tests.function_env import set_environment
+from tests.function_env import LambdaContext, set_environment
 
 RUN = "late-0123abcd"
 
@@ -126,8 +126,5 @@ def test_the_handler_parses_the_state_machines_payload(run_tasks, monkeypatch):
     payload = {"run": json.loads(rec.model_dump_json()) | {"error": {"Error": "States.Timeout", "Cause": ""}},
                "error": {"Error": "States.Timeout", "Cause": ""}}
 
-    class Context:
-        function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
-
-    assert run_timed_out.handler(payload, Context()) == {"status": "FAILED"}
+    assert run_timed_out.handler(payload, LambdaContext()) == {"status": "FAILED"}
     assert stored("error.json")["limit"] == "max_duration"

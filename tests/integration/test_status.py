@@ -7,7 +7,7 @@ import pytest
 
 from miniwdl_fargate import aws, runs, status
 from miniwdl_fargate.pipeline import manage
-from tests.function_env import set_environment
+from tests.function_env import LambdaContext, set_environment
 
 RECORD = runs.RunRecord(
     run_id="st-0123abcd", name="st", bucket="runs", workflow="s3://runs/runs/st/workflow.wdl",
@@ -178,15 +178,12 @@ def api_get(path, monkeypatch):
     set_environment(monkeypatch)
     monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
 
-    class Context:
-        function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
-
     event = json.loads(EVENT.read_text())
     run_id = path.split("/")[2] if path.count("/") == 2 else None
     resource = "/runs/{run_id}" if run_id else "/runs"
     event.update(path=path, httpMethod="GET", resource=resource, body=None, pathParameters={"run_id": run_id} if run_id else None)
     event["requestContext"].update(httpMethod="GET", resourcePath=resource, path="/v1" + path)
-    answer = api.handler(event, Context())
+    answer = api.handler(event, LambdaContext())
     return answer["statusCode"], json.loads(answer["body"])
 
 

@@ -17,7 +17,7 @@ from WDL import load as load_wdl
 from miniwdl_fargate import aws, inputs_json, sizes, upload
 from miniwdl_fargate.pipeline import snapshot, start, validate
 from miniwdl_fargate.pipeline.settings import ApiSettings
-from tests.function_env import environment, set_environment
+from tests.function_env import LambdaContext, environment, set_environment
 
 GOOD = """version 1.1
 workflow hello {
@@ -708,10 +708,6 @@ def test_the_api_checks_sizes_against_the_stack_it_runs_in(pipeline):
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
-class Context:
-    function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
-
-
 def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_retried(pipeline, monkeypatch):
     """The submit function answers the S3 event (a real payload) with error.json and returns: an
     error raised here would only be retried by EventBridge into the dead-letter queue."""
@@ -727,7 +723,7 @@ def test_an_inputs_json_deleted_before_the_submit_step_reads_it_is_rejected_not_
     event = json.loads((EVENTS / "s3_object_created.json").read_text())
     event["detail"]["bucket"]["name"] = "runs"
     event["detail"]["object"].update(key="runs/gone/inputs.json", etag=put["ETag"].strip('"'))
-    assert inputs_dropped.handler(event, Context()) == {"started": False}
+    assert inputs_dropped.handler(event, LambdaContext()) == {"started": False}
     assert rejection("gone") == [
         (INPUTS.format(name="gone"), "was deleted before the pipeline could read it: upload it again to start the run")
     ]
@@ -749,14 +745,14 @@ def test_a_runs_own_copy_of_its_inputs_matches_the_rule_and_is_ignored_not_count
     event = json.loads((EVENTS / "s3_object_created.json").read_text())
     event["detail"]["bucket"]["name"] = "runs"
     event["detail"]["object"].update(key=copy_key, etag=put["ETag"].strip('"'))
-    assert inputs_dropped.handler(event, Context()) == {"started": False, "ignored": True}
+    assert inputs_dropped.handler(event, LambdaContext()) == {"started": False, "ignored": True}
     assert "RunsRejected" not in capsys.readouterr().out
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="runs", Prefix="runs/hello/")["Contents"]] == [copy_key]
     assert executions() == []
 
     s3.put_object(Bucket="runs", Key="runs/gone2/workflow.wdl", Body=GOOD.encode())
     event["detail"]["object"].update(key="runs/gone2/inputs.json", etag="0" * 32)  # (never uploaded)
-    assert inputs_dropped.handler(event, Context()) == {"started": False}
+    assert inputs_dropped.handler(event, LambdaContext()) == {"started": False}
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert [e.get("RunsRejected") for e in emitted] == [[1.0]]
 
@@ -776,7 +772,7 @@ def test_a_post_whose_body_is_not_a_json_object_is_a_400_saying_so(monkeypatch, 
     set_environment(monkeypatch)
     monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
     event = json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": body}
-    answer = api.handler(event, Context())
+    answer = api.handler(event, LambdaContext())
     assert answer["statusCode"] == 400
     assert json.loads(answer["body"])["problems"] == [{"where": "body", "problem": problem}]
 
@@ -799,18 +795,18 @@ def test_a_post_that_is_not_json_is_a_400_naming_the_content_type(monkeypatch, k
     set_environment(monkeypatch)
     monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
     body = json.dumps({"name": "typed", "workflow": "s3://runs/w/workflow.wdl", "inputs": {}})
-    answer = api.handler(_with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": body}, kind), Context())
+    answer = api.handler(_with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": body}, kind), LambdaContext())
     assert answer["statusCode"] == 400, answer
     media = kind.split(";")[0]
     assert json.loads(answer["body"])["problems"] == [{"where": "Content-Type", "problem": f"{media!r}: send the body as application/json"}]
     # a form as API Gateway passes it (multipart/form-data is a binary media type, for WES): base64
     encoded = dict(_with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()), kind),
                    body=base64.b64encode(body.encode()).decode(), isBase64Encoded=True)
-    answer = api.handler(encoded, Context())
+    answer = api.handler(encoded, LambdaContext())
     assert answer["statusCode"] == 400 and json.loads(answer["body"])["problems"][0]["where"] == "Content-Type", answer
     for json_kind in ("application/json; charset=utf-8", "APPLICATION/JSON", "application/vnd.api+json"):  # (JSON: read)
         event = _with_content_type(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": "{oops"}, json_kind)
-        answer = api.handler(event, Context())
+        answer = api.handler(event, LambdaContext())
         assert answer["statusCode"] == 400 and json.loads(answer["body"])["problems"][0]["where"] == "body", (json_kind, answer)
 
 
@@ -826,7 +822,7 @@ def test_a_field_the_run_api_does_not_know_is_refused_naming_it(pipeline, monkey
     settings, _drop, _rejection, executions = pipeline
     set_environment(monkeypatch, STATE_MACHINE_ARN=settings.state_machine_arn)
     monkeypatch.setattr(api.metrics.provider, "namespace", "test")  # (the template sets it)
-    answer = api.handler(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": json.dumps(body)}, Context())
+    answer = api.handler(json.loads((EVENTS / "apigw_post_runs.json").read_text()) | {"body": json.dumps(body)}, LambdaContext())
     assert answer["statusCode"] == 400, answer
     assert json.loads(answer["body"])["problems"] == [{"where": unknown, "problem": "Extra inputs are not permitted"}]
     assert executions() == []
@@ -891,7 +887,7 @@ def test_an_inputs_json_over_the_cap_is_refused_from_the_event_size_before_it_is
     event["detail"]["bucket"]["name"] = "runs"
     event["detail"]["object"].update(key="runs/huge/inputs.json", etag=put["ETag"].strip('"'), size=inputs_json.MAX_INPUTS_BYTES + 1)
     event["detail"]["object"].pop("version-id")
-    assert inputs_dropped.handler(event, Context()) == {"started": False}
+    assert inputs_dropped.handler(event, LambdaContext()) == {"started": False}
     assert rejection("huge") == [
         (INPUTS.format(name="huge"), "1048577 bytes; an inputs JSON may have at most 1 MiB (put large values in files and pass their s3:// URIs)")
     ]
@@ -939,7 +935,7 @@ def test_a_bom_is_stripped_and_emoji_work_through_the_api(api_env):
     handler, executions = api_env
     aws.client("s3").put_object(Bucket="data", Key="ref 😀.txt", Body=b"r")
     body = BOM + json.dumps({"name": "api-bom", "workflow": "s3://runs/workflows/hello/hello.wdl", "inputs": EMOJI_INPUTS}, ensure_ascii=False)
-    answer = handler(_api_event(body), Context())
+    answer = handler(_api_event(body), LambdaContext())
     assert answer["statusCode"] == 202, answer["body"]
     run = json.loads(answer["body"])
     inputs = aws.client("s3").get_object(Bucket="runs", Key=run["results"].split("/", 3)[3] + "inputs.json")["Body"].read()
@@ -963,7 +959,7 @@ def test_a_bom_is_stripped_and_emoji_work_through_the_api(api_env):
 )
 def test_the_api_refuses_what_an_s3_drop_refuses_with_where(api_env, body, problems):
     handler, executions = api_env
-    answer = handler(_api_event(body), Context())
+    answer = handler(_api_event(body), LambdaContext())
     assert answer["statusCode"] == 400
     assert json.loads(answer["body"])["problems"] == problems
     assert executions() == []
@@ -1068,7 +1064,7 @@ def test_an_api_request_with_a_large_wdl_and_small_inputs_is_not_refused_as_too_
     wdl = "version 1.1\nworkflow big { input { String who } output { String out = who } }\n# " + "😀" * 300_000 + "\n"
     body = json.dumps({"name": "big", "wdl": wdl, "inputs": {"big.who": "x"}}, ensure_ascii=False)
     assert len(body.encode()) > 1 << 20
-    answer = handler(_api_event(body), Context())
+    answer = handler(_api_event(body), LambdaContext())
     assert answer["statusCode"] == 202, answer["body"][:500]
     assert len(executions()) == 1
 

@@ -14,16 +14,12 @@ from botocore.validate import ParamValidator
 
 from miniwdl_fargate import aws, runs, status
 from miniwdl_fargate.local.gateway import proxy_event
-from tests.function_env import set_environment
+from tests.function_env import LambdaContext, set_environment
 from tests.workflows import HELLO
 
 S3_MODEL = botocore.session.get_session().get_service_model("s3")
 SFN_MODEL = botocore.session.get_session().get_service_model("stepfunctions")
 PREFIX = "/ga4gh/wes/v1"
-
-
-class Context:
-    function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
 
 
 @pytest.fixture
@@ -46,7 +42,7 @@ def wes(moto_aws, monkeypatch):
 
     def call(method, path, body=b"", content_type="application/json"):
         event = proxy_event(method, PREFIX + path, {"Content-Type": content_type, "Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"}, body)
-        answer = api.handler(event, Context())
+        answer = api.handler(event, LambdaContext())
         return answer["statusCode"], json.loads(answer["body"])
 
     call.machine = machine
@@ -302,11 +298,11 @@ def test_a_runs_task_logs_are_listed_a_page_at_a_time_and_one_too_large_for_its_
     # through API Gateway, the URL is the API's own: its domain and stage
     event = proxy_event("GET", f"{PREFIX}/runs/{run_id}", {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"}, b"")
     event["requestContext"]["domainName"] = "abcdef1234.execute-api.us-east-1.amazonaws.com"
-    answer = json.loads(api.handler(event, Context())["body"])
+    answer = json.loads(api.handler(event, LambdaContext())["body"])
     assert answer["task_logs_url"] == f"https://abcdef1234.execute-api.us-east-1.amazonaws.com/v1{PREFIX}/runs/{run_id}/tasks"
     # through a custom domain, under the base path its mapping gives the API
     event["requestContext"].update(domainName="api.example.org", path=f"/genomics{PREFIX}/runs/{run_id}")
-    answer = json.loads(api.handler(event, Context())["body"])
+    answer = json.loads(api.handler(event, LambdaContext())["body"])
     assert answer["task_logs_url"] == f"https://api.example.org/genomics{PREFIX}/runs/{run_id}/tasks"
 
 
@@ -442,7 +438,7 @@ def test_a_task_logs_url_gives_its_text_with_the_apis_own_credentials(wes):
     assert [t["stdout"] for t in whole["task_logs"]] == [f"{PREFIX}/runs/{run_id}/tasks/{t}/logs" for t in (ran, never)]
 
     def text(task):
-        answer = api.handler(proxy_event("GET", f"{PREFIX}/runs/{run_id}/tasks/{task}/logs", {}, b""), Context())
+        answer = api.handler(proxy_event("GET", f"{PREFIX}/runs/{run_id}/tasks/{task}/logs", {}, b""), LambdaContext())
         headers = {**{k: v[0] for k, v in (answer.get("multiValueHeaders") or {}).items()}, **(answer.get("headers") or {})}
         return answer["statusCode"], headers.get("Content-Type"), answer["body"]
 

@@ -16,7 +16,8 @@ import WDL.Zip
 from miniwdl_fargate import aws, upload
 from miniwdl_fargate.pipeline import start
 from tests.integration import test_validation
-from tests.integration.test_validation import Context, _api_event, _run_inputs
+from tests.function_env import LambdaContext
+from tests.integration.test_validation import _api_event, _run_inputs
 from tests.unit.test_zipbundle import damaged
 
 pipeline = test_validation.pipeline  # (its fixtures: a runs bucket, a state machine, drops)
@@ -117,9 +118,9 @@ def test_the_http_api_takes_a_base64_bundle_and_refuses_one_that_is_not_base64(a
     handler, executions = api_env
     body = miniwdl_zip(tmp_path)
     request = {"name": "http-zip", "workflow_zip": base64.b64encode(body).decode(), "inputs": {"hello.who": "you"}}
-    answer = handler(_api_event(json.dumps(request)), Context())
+    answer = handler(_api_event(json.dumps(request)), LambdaContext())
     assert answer["statusCode"] == 202, answer["body"]
-    answer = handler(_api_event(json.dumps(dict(request, workflow_zip="not base64!"))), Context())
+    answer = handler(_api_event(json.dumps(dict(request, workflow_zip="not base64!"))), LambdaContext())
     assert answer["statusCode"] == 400
     assert json.loads(answer["body"])["problems"] == [
         {"where": "workflow_zip", "problem": "not base64: give the bundle's bytes base64-encoded"}

@@ -10,10 +10,7 @@ from aws_lambda_powertools.utilities.parser import ValidationError
 from pydantic import BaseModel
 
 import observability
-
-
-class Context:
-    function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:aws:lambda:us-east-1:1:function:f", "r"
+from tests.function_env import LambdaContext
 
 
 class Event(BaseModel):
@@ -48,12 +45,12 @@ def test_the_event_is_parsed_and_keys_of_one_invocation_do_not_reach_the_next():
         observability.logger.append_keys(run_id=event.run_id)
         return event.run_id
 
-    assert handler({"run_id": "a-01234567"}, Context()) == "a-01234567"
-    assert handler({"run_id": "b-01234567"}, Context()) == "b-01234567"
+    assert handler({"run_id": "a-01234567"}, LambdaContext()) == "a-01234567"
+    assert handler({"run_id": "b-01234567"}, LambdaContext()) == "b-01234567"
     assert all("run_id" not in keys for keys in seen)
     assert seen[0]["function_name"] == "f"
     with pytest.raises(ValidationError):
-        handler({"no": "run id"}, Context())
+        handler({"no": "run id"}, LambdaContext())
 
 
 def test_a_handler_that_publishes_metrics_flushes_them_in_the_namespace(monkeypatch, capsys):
@@ -64,7 +61,7 @@ def test_a_handler_that_publishes_metrics_flushes_them_in_the_namespace(monkeypa
         observability.metrics.add_metric(name="RunsSubmitted", unit=MetricUnit.Count, value=1)
         return "ok"
 
-    assert handler({}, Context()) == "ok"
+    assert handler({}, LambdaContext()) == "ok"
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert len(emitted) == 1
     directive = emitted[0]["_aws"]["CloudWatchMetrics"][0]
