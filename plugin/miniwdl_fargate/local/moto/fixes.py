@@ -752,9 +752,10 @@ REPLACED_READABLE_SECONDS = 5.0
 def replaced_object_readable() -> None:
     """A write that replaces an object (PutObject, CopyObject on an unversioned bucket), or a
     DeleteObject of one, makes moto close the old object's content at once
-    (``_VersionedKeyStore.setlist`` and ``pop`` dispose it), while a GetObject that found the old object just before may not have read it yet: that read
-    fails ("I/O operation on closed file"; a 500 from moto's server, an exception in-process; a
-    client following status.json while the driver rewrites it saw it). S3 never fails a read for
+    (``_VersionedKeyStore.setlist`` and ``pop`` dispose it), while a GetObject that found the old
+    object just before may not have read it yet: that read fails ("I/O operation on closed
+    file"; a 500 from moto's server, an exception in-process; a client following status.json
+    while the driver rewrites it saw it). S3 never fails a read for
     a concurrent write: "if you make a PUT request to an existing key from one thread and perform
     a GET request on the same key from a second thread concurrently, you will get either the old
     data or the new data" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel).
