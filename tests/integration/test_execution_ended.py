@@ -157,6 +157,7 @@ def test_a_run_whose_driver_wrote_its_outputs_as_it_was_stopped_succeeds_its_dri
     s3io.put_json(BUCKET, RECORD.results_key("outputs.json"), {"hello.message": "Hello, Ann!"})
     result, _ = handler(EVENT)
     assert result["status"] == "SUCCEEDED" and STOPPED == [] and ANNOUNCED == ["SUCCEEDED"]
+    assert s3io.find_json(BUCKET, RECORD.results_key("error.json")) is None
 
 
 def test_a_run_whose_driver_failed_first_keeps_its_failure_when_its_execution_is_stopped(handler):
@@ -196,6 +197,7 @@ def test_a_success_claimed_between_the_look_and_the_write_is_not_ended_under_its
     result = finalize.finalize(RECORD, "CANCELLED", {"Error": "Cancelled", "Cause": "{}"}, "wdl", ending_only=True)
     assert result["claimed"] and result["status"] == "SUBMITTED"
     assert status.read(BUCKET, RECORD.run_id).status == "SUBMITTED" and STOPPED == [] and ANNOUNCED == []
+    assert s3io.find_json(BUCKET, RECORD.results_key("error.json")) is None  # (no CANCELLED beside the success to come)
 
 
 def test_a_run_finished_event_that_cannot_be_sent_does_not_fail_the_runs_end(handler, monkeypatch, caplog):

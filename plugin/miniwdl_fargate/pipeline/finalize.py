@@ -71,9 +71,12 @@ def finalize(
         fields: dict[str, Any] = {"outputs": record.results + "outputs.json", "error": None}
     else:
         doc = s3io.find_json(record.bucket, record.results_key("error.json"))
+        written = doc is not None
         if doc is None:
             doc = _error_document(record, error, state)
-            s3io.put_json(record.bucket, record.results_key("error.json"), doc)
+            if not ending_only:  # (ending_only: only once this call has ended the run, below)
+                s3io.put_json(record.bucket, record.results_key("error.json"), doc)
+                written = True
         fields = {
             "outputs": None,  # (a success its driver claimed and never wrote)
             "error": {
@@ -94,6 +97,8 @@ def finalize(
     final = status.update(record.bucket, record.run_id, ending, initial=status.new(record))
     if ending_only and final is not None and not final.finished:  # (its driver claimed a success: nothing done)
         return {"run_id": record.run_id, "status": final.status, "duration_s": None, "gc_scheduled": [], "claimed": True}
+    if state != "SUCCEEDED" and not written and ended_here and ended_here[-1]:
+        s3io.put_json(record.bucket, record.results_key("error.json"), doc)
     if final is not None and final.status == state and ended_here and ended_here[-1]:  # (not CANCELLED meanwhile: that state stays)
         try:
             manage.announce(final)
@@ -178,8 +183,6 @@ def execution_ended(
                   stop=current.status != "SUCCEEDED")
         return {"run_id": record.run_id, "result": "ended already", "status": current.status}
     said = ": ".join(part for part in (detail.error, detail.cause) if part)
-    if current is not None and current.outputs:  # (its driver claimed a success and writes its outputs)
-        return _claimed_success(record, cluster, file_system_id, collection)
     if detail.status == "ABORTED" and s3io.find_json(record.bucket, record.results_key("error.json")) is not None:
         state, error = "FAILED", None  # (its driver failed first and said why: that end stands)
     elif detail.status == "ABORTED":
@@ -197,7 +200,7 @@ def execution_ended(
     log.warning("run %s: its execution ended %s (%s) without its finalize step: finalized as %s",
                 record.run_id, detail.status, said or "no cause given", state)
     result = finalize(record, state, error, cluster, file_system_id, collection, ending_only=True)
-    if result.get("claimed"):  # (its driver claimed a success between the look above and the write)
+    if result.get("claimed"):  # (its driver claimed a success: it writes its outputs.json next)
         return _claimed_success(record, cluster, file_system_id, collection)
     return {**result, "result": "finalized"}
 
