@@ -184,13 +184,27 @@ def bundle_files(wdl_path: Path, leave_out: frozenset[Path] = frozenset()) -> li
     base = wdl_path.parent
     files, total = [], 0
     sizes: dict[str, int] = {}  # (by the folder's own entries: what to name when it is too large)
-    seen = {os.path.realpath(base)}  # (folders through links are walked, each once: no loop)
+    # each folder's real path (folders through links are walked, each once: no loop), found from
+    # its parent's: a realpath of every entry looks at each folder above it, which grows with the
+    # square of a deep tree's depth
+    real = {str(base): os.path.realpath(base)}
+    seen = set(real.values())
     for root, dirs, names in os.walk(base, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not _skipped(root, d) and os.path.realpath(os.path.join(root, d)) not in seen)
-        seen.update(os.path.realpath(os.path.join(root, d)) for d in dirs)
+        here = real.pop(root)
+        kept = []
+        for name in sorted(dirs):
+            path = os.path.join(root, name)
+            resolved = os.path.realpath(path) if os.path.islink(path) else os.path.join(here, name)
+            if not _skipped(root, name) and resolved not in seen:
+                seen.add(resolved)
+                real[path] = resolved
+                kept.append(name)
+        dirs[:] = kept
         for name in sorted(names):
             path = Path(root) / name
-            if name.startswith(".") or not path.is_file() or path.resolve() in leave_out:
+            if name.startswith(".") or not path.is_file():
+                continue
+            if (path.resolve() if path.is_symlink() else Path(here, name)) in leave_out:
                 continue
             files.append(path)
             size = path.stat().st_size

@@ -93,3 +93,23 @@ def test_an_input_naming_the_workflows_own_files_leaves_none_of_them_out(bucket,
 
     with zipbundle.opened(zipped.wdl_path, "w.zip") as bundle:
         assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "lib.wdl", "miniwdl.cfg", "w.wdl"]
+
+
+def test_the_folders_links_are_walked_once_each_and_a_linked_input_is_left_out(tmp_path):
+    """Folders reached through links are the folder's (each real folder once, a link back up no
+    loop); an input given by the path of a link to a file of the folder is left out as the file
+    itself is; a deep folder is walked whole."""
+    root = workflow_folder(tmp_path / "project", "lib/tasks.wdl", "data/sample.fastq", "scripts/count.sh")
+    (root / "lib" / "up").symlink_to("..", target_is_directory=True)  # (a loop)
+    (root / "tools").symlink_to("scripts", target_is_directory=True)  # (scripts/ a second time)
+    (root / "reads.fastq").symlink_to("data/sample.fastq")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "common.wdl").write_text("version 1.1\n")
+    (root / "shared").symlink_to(tmp_path / "shared", target_is_directory=True)  # (outside: its files come)
+    deep = root.joinpath(*["d"] * 60)
+    deep.mkdir(parents=True)
+    (deep / "x.txt").write_text("x")
+    files = upload.bundle_files(root / "w.wdl", leave_out=frozenset({(root / "data" / "sample.fastq").resolve()}))
+    assert sorted(p.relative_to(root).as_posix() for p in files) == [
+        "/".join(["d"] * 60) + "/x.txt", "lib/tasks.wdl", "scripts/count.sh", "shared/common.wdl", "w.wdl",
+    ]
