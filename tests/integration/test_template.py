@@ -834,7 +834,8 @@ def test_a_runs_own_miniwdl_cfg_cannot_change_what_its_cost_is_priced_at_or_how_
     from miniwdl_fargate import config
 
     env = driver_env(Conditions(cfn_template).resources())
-    assert env["MINIWDL__AWS_FARGATE__PRICES"] == {"Ref": "Prices"} and env["MINIWDL__AWS_FARGATE__BUDGET_CHECK_SECONDS"] == "5"
+    assert env["MINIWDL__AWS_FARGATE__PRICES"] == {"Ref": "Prices"} and env["MINIWDL__AWS_FARGATE__BUDGET_CHECK_SECONDS"] == {"Ref": "BudgetCheckSeconds"}
+    assert cfn_template["Parameters"]["BudgetCheckSeconds"]["Default"] == 5
     bundled = tmp_path / "miniwdl.cfg"
     bundled.write_text('[aws_fargate]\nprices = {"FARGATE": {"vcpu_hour": 0, "gb_hour": 0}}\nbudget_check_seconds = 86400\n')
     monkeypatch.setenv("MINIWDL__AWS_FARGATE__PRICES", "")  # (the parameter's default)

@@ -42,6 +42,9 @@ POLL_SECONDS = 0.5
 #: the driver's shortest interval between status.json updates in local mode (StatusSeconds'
 #: MinValue; a deployment's default is 10 s): `logs --task` and `submit --follow` see a task soon
 STATUS_SECONDS = 1
+#: the driver's interval between checks of a run's budget in local mode (BudgetCheckSeconds; a
+#: deployment's default is 5 s): a run over its budget is stopped within a second
+BUDGET_CHECK_SECONDS = 1
 #: the handler modules of the Lambda functions every run goes through, in the order it reaches
 #: them (an S3 drop's submit, the driver's launch, its stop, the run's finalize)
 RUN_PATH_HANDLERS = ("inputs_dropped", "launch_driver", "driver_stopped", "finalize")
@@ -466,6 +469,7 @@ class LocalStack:
             "DriverImage": "local/miniwdl-fargate-driver:latest",  # never pulled: the driver runs as a host process
             "TaskPollSeconds": str(self.poll_seconds),
             "StatusSeconds": str(STATUS_SECONDS),
+            "BudgetCheckSeconds": str(BUDGET_CHECK_SECONDS),
             "DriverHeartbeatSeconds": str(self.heartbeat_seconds),
             **self.parameters,
         }
