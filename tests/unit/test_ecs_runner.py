@@ -296,7 +296,18 @@ class FakeLogs:
     def _called(self, operation, request):
         from botocore.validate import ParamValidator
 
-        assert not ParamValidator().validate(request, self.model.operation_model(operation).input_shape).has_errors()
+        shape = self.model.operation_model(operation).input_shape
+        if "logEvents" in request:
+            # one event of each type and length stands for the others: an event's fields have
+            # only type, length and range rules (no pattern), so the list passes if they do (the
+            # hundreds of thousands of lines a test sends validated one by one took 4 s)
+            listed = shape.members["logEvents"]
+            assert not any("pattern" in m.metadata for m in listed.member.members.values())
+            assert listed.metadata.get("min", 0) <= len(request["logEvents"]) <= listed.metadata.get("max", 10**9)
+            kinds = {(type(e.get("message")), len(e.get("message") or ""), type(e.get("timestamp")),
+                      (e.get("timestamp") or 0) < 0, tuple(sorted(e))): e for e in request["logEvents"]}
+            request = {**request, "logEvents": list(kinds.values())}
+        assert not ParamValidator().validate(request, shape).has_errors()
         self.calls.append(operation)
 
     def create_log_group(self, **request):
