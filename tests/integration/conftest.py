@@ -136,10 +136,10 @@ def sim():
 @pytest.fixture(autouse=True)
 def registrations_paced_per_test():
     """Each test's backend paces its RegisterTaskDefinition calls from nothing, as each driver
-    process does (REGISTER_INTERVAL is per process): not from an earlier test's last registration."""
-    from miniwdl_fargate.backend.fargate import FargateTaskContainer
+    process does (its token bucket is per process): not from what an earlier test's registrations left."""
+    from miniwdl_fargate.backend.fargate import REGISTER_BURST, FargateTaskContainer
 
-    FargateTaskContainer._last_registration = 0.0
+    FargateTaskContainer._registration_tokens = (REGISTER_BURST, 0.0)
     yield
     # a test that launched a task and never ended its attempt leaves it watched: the poller's
     # thread would poll it on after the test's AWS (moto) is gone, each pass a failed call

@@ -317,6 +317,38 @@ def test_a_blocked_registration_of_one_image_holds_up_no_other_image(backend, mo
     assert found == [known]
 
 
+def test_registrations_go_a_few_at_once_then_one_a_second_as_ecs_throttles_them(backend, monkeypatch):
+    """RegisterTaskDefinition's token bucket (a burst, then its sustained rate of one a second):
+    a workflow's first images register side by side, without waiting; more wait their token."""
+    from miniwdl_fargate.backend import fargate
+
+    new, _, _ = backend
+    new()  # (the backend set up)
+    clock, slept, registered = [1000.0], [], []
+    monkeypatch.setattr(fargate.time, "monotonic", lambda: clock[0])
+
+    def sleep(seconds):
+        slept.append(round(seconds, 3))
+        clock[0] += seconds
+
+    monkeypatch.setattr(fargate.time, "sleep", sleep)
+    ecs = aws.client("ecs")
+    original = ecs.register_task_definition
+
+    def register(**request):
+        registered.append(round(clock[0], 3))
+        return original(**request)
+
+    monkeypatch.setattr(ecs, "register_task_definition", register)
+    for n in range(fargate.REGISTER_BURST + 2):
+        FargateTaskContainer.task_definition(LOG, f"biocontainers/tool{n}:1")
+    assert slept == [1.0, 1.0] and registered == [1000.0] * fargate.REGISTER_BURST + [1001.0, 1002.0]
+    clock[0] += 2.5  # (two tokens and a half back)
+    for n in range(3):
+        FargateTaskContainer.task_definition(LOG, f"quay.io/other{n}:1")
+    assert slept[2:] == [0.5] and registered[-3:] == [1004.5, 1004.5, 1005.0]
+
+
 def test_the_report_counts_a_public_ipv4_address_exactly_when_the_task_gets_one(backend, monkeypatch):
     new, _, _ = backend
     container = new()

@@ -45,8 +45,9 @@
   an image pull that failed for a passing reason (rate limit, timeout) is tried again with
   backoff, one that cannot succeed (no such image, access denied) fails at once (``stops.PULL_ERRORS``).
 - Task definitions are registered under a lock per image: a slow or throttled registration of
-  a new image never holds up launches of images already known. Registrations are paced to one a
-  second, RegisterTaskDefinition's sustained rate.
+  a new image never holds up launches of images already known. Registrations are paced as ECS
+  throttles them, a token bucket: a few at once, then one a second, RegisterTaskDefinition's
+  sustained rate.
 - A task killed for running out of memory (container reason ``OutOfMemoryError``, exit 137) runs
   again at once with ``oom_memory_factor`` times the memory, snapped up to a Fargate size, up to
   ``oom_retries`` times (a task that names no memory: until Fargate's largest size). This happens
@@ -120,8 +121,12 @@ def backoff(base: float, tries: int) -> float:
     ceiling = min(PULL_RETRY_CAP, base * 2 ** (tries - 1))
     return random.uniform(ceiling / 2, ceiling)
 #: RegisterTaskDefinition's sustained rate is 1 a second (token bucket per account and Region:
-#: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/request-throttling.html)
+#: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/request-throttling.html); a process
+#: paces its own the same way: REGISTER_BURST at once (a workflow's first images, side by side, in
+#: well under the account's burst, which other drivers share), then one every REGISTER_INTERVAL. A
+#: throttled call beyond is retried by botocore's standard retries (``aws.CONFIG``)
 REGISTER_INTERVAL = 1.0
+REGISTER_BURST = 4
 #: how long a new access point may stay ``creating`` before the run fails
 ACCESS_POINT_WAIT = 120.0
 
@@ -242,12 +247,12 @@ class FargateTaskContainer(BaseTaskContainer):
     #: protects the dict of locks only)
     _td_locks: Dict[str, threading.Lock] = {}
     _td_guard = threading.Lock()
-    #: this process's run's volume (made on the first task definition), and when the last
-    #: RegisterTaskDefinition was sent (``_pace_registration``)
+    #: this process's run's volume (made on the first task definition), and the registrations it
+    #: may send at once (``_pace_registration``: tokens, counted at the monotonic time beside)
     _run_volume: RunVolume | None = None
     _run_volume_failure: tuple[str, Exception] | None = None  # (run id, why its volume could not be made)
     _run_volume_lock = threading.Lock()
-    _last_registration = 0.0
+    _registration_tokens: tuple[float, float] = (REGISTER_BURST, 0.0)
     _registration_lock = threading.Lock()
     #: where tasks beyond Fargate can run (``settings.capacities``), and the image cache's rules
     capacities: sizes.Capacities = sizes.Capacities()
@@ -654,12 +659,16 @@ class FargateTaskContainer(BaseTaskContainer):
 
     @classmethod
     def _pace_registration(cls) -> None:
-        """Wait until REGISTER_INTERVAL has passed since this process's last registration."""
+        """Take a token of this process's registrations (REGISTER_BURST at most, one more every
+        REGISTER_INTERVAL), waiting for one if there is none."""
         with cls._registration_lock:
-            wait = cls._last_registration + REGISTER_INTERVAL - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            cls._last_registration = time.monotonic()
+            tokens, counted_at = cls._registration_tokens
+            now = time.monotonic()
+            tokens = min(REGISTER_BURST, tokens + (now - counted_at) / REGISTER_INTERVAL) if REGISTER_INTERVAL else 1
+            if tokens < 1:
+                time.sleep((1 - tokens) * REGISTER_INTERVAL)
+                now, tokens = time.monotonic(), 1
+            cls._registration_tokens = (tokens - 1, now)
 
     @classmethod
     def task_definition_spec(
@@ -1401,7 +1410,7 @@ def _new_process_after_fork() -> None:
     cls._run_volume, cls._run_volume_failure = None, None
     cls._run_volume_lock = threading.Lock()
     cls._registration_lock = threading.Lock()
-    cls._last_registration = 0.0  # (pacing is per process: this one has registered nothing)
+    cls._registration_tokens = (REGISTER_BURST, 0.0)  # (pacing is per process: this one has registered nothing)
     cls._launches_guard = threading.Lock()
 
 
