@@ -184,20 +184,21 @@ def bundle_files(wdl_path: Path, leave_out: frozenset[Path] = frozenset()) -> li
     base = wdl_path.parent
     files, total = [], 0
     sizes: dict[str, int] = {}  # (by the folder's own entries: what to name when it is too large)
-    # each folder's real path (folders through links are walked, each once: no loop), found from
-    # its parent's: a realpath of every entry looks at each folder above it, which grows with the
-    # square of a deep tree's depth
-    real = {str(base): os.path.realpath(base)}
-    seen = set(real.values())
+    # each folder's real path and its parents' on the walk: a link is the folder's file (or
+    # folder), walked under its own name as well as its target's, unless it leads back to the
+    # folder it is in or one above it (a loop). A folder's real path is its parent's and its name,
+    # found by a realpath only for a link (one of every entry looks at each folder above it: the
+    # square of a deep tree's depth)
+    chains = {str(base): (os.path.realpath(base),)}
     for root, dirs, names in os.walk(base, followlinks=True):
-        here = real.pop(root)
+        chain = chains.pop(root)
+        here = chain[-1]
         kept = []
         for name in sorted(dirs):
             path = os.path.join(root, name)
             resolved = os.path.realpath(path) if os.path.islink(path) else os.path.join(here, name)
-            if not _skipped(root, name) and resolved not in seen:
-                seen.add(resolved)
-                real[path] = resolved
+            if not _skipped(root, name) and resolved not in chain:
+                chains[path] = (*chain, resolved)
                 kept.append(name)
         dirs[:] = kept
         for name in sorted(names):

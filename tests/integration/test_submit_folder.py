@@ -95,21 +95,26 @@ def test_an_input_naming_the_workflows_own_files_leaves_none_of_them_out(bucket,
         assert sorted(i.filename for i in bundle.files()) == ["MANIFEST.json", "lib.wdl", "miniwdl.cfg", "w.wdl"]
 
 
-def test_the_folders_links_are_walked_once_each_and_a_linked_input_is_left_out(tmp_path):
-    """Folders reached through links are the folder's (each real folder once, a link back up no
-    loop); an input given by the path of a link to a file of the folder is left out as the file
-    itself is; a deep folder is walked whole."""
-    root = workflow_folder(tmp_path / "project", "lib/tasks.wdl", "data/sample.fastq", "scripts/count.sh")
+def test_the_folders_links_are_its_files_but_a_loop_and_a_linked_input_is_left_out(tmp_path):
+    """A link in the folder is the folder's file or folder, under its own name as under its
+    target's (a WDL may import or read either); a link back to a folder above it is a loop, not
+    walked; an input given by a link to a file of the folder is left out as the file itself is; a
+    deep folder is walked whole."""
+    root = workflow_folder(tmp_path / "project", "lib/tasks.wdl", "data/sample.fastq", "scripts/count.sh", "z/z.wdl")
     (root / "lib" / "up").symlink_to("..", target_is_directory=True)  # (a loop)
-    (root / "tools").symlink_to("scripts", target_is_directory=True)  # (scripts/ a second time)
+    (root / "lib" / "self").symlink_to(".", target_is_directory=True)  # (a loop)
+    (root / "tools").symlink_to("scripts", target_is_directory=True)  # (after its target)
+    (root / "a").symlink_to("z", target_is_directory=True)  # (before its target)
     (root / "reads.fastq").symlink_to("data/sample.fastq")
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "common.wdl").write_text("version 1.1\n")
     (root / "shared").symlink_to(tmp_path / "shared", target_is_directory=True)  # (outside: its files come)
+    (root / "shared2").symlink_to(tmp_path / "shared", target_is_directory=True)
     deep = root.joinpath(*["d"] * 60)
     deep.mkdir(parents=True)
     (deep / "x.txt").write_text("x")
     files = upload.bundle_files(root / "w.wdl", leave_out=frozenset({(root / "data" / "sample.fastq").resolve()}))
     assert sorted(p.relative_to(root).as_posix() for p in files) == [
-        "/".join(["d"] * 60) + "/x.txt", "lib/tasks.wdl", "scripts/count.sh", "shared/common.wdl", "w.wdl",
+        "a/z.wdl", "/".join(["d"] * 60) + "/x.txt", "lib/tasks.wdl", "scripts/count.sh", "shared/common.wdl",
+        "shared2/common.wdl", "tools/count.sh", "w.wdl", "z/z.wdl",
     ]
