@@ -183,6 +183,16 @@ class RunSoFar:
     budget_exceeded: limits.BudgetExceeded | None = None
     #: the collection of earlier runs' directories, running in the background (``collect_in_background``)
     collector: threading.Thread | None = None
+    #: the fetched workflow's document, once the driver read it (``document``)
+    loaded: WDL.Tree.Document | None = None
+
+    def document(self, wdl_path: str, check_quant: bool) -> WDL.Tree.Document:
+        """The fetched workflow's document, loaded once for all the driver reads of it (its
+        inputs' types to stage them, its outputs' to upload them; miniwdl loads its own): a
+        workflow of many imports takes seconds to load and check."""
+        if self.loaded is None:
+            self.loaded = WDL.load(wdl_path, check_quant=check_quant)
+        return self.loaded
 
 
 def _drive(run: DriverRun, stop: StopSignals) -> int:
@@ -281,7 +291,7 @@ def stage_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: st
     try:
         return staging.stage_s3_inputs(
             wdl_path, inputs_path, os.path.join(run.cache_dir, "s3"), so_far.stop.check, counter, task=run.task(),
-            check_quant=run.check_quant(),
+            check_quant=run.check_quant(), load=lambda: so_far.document(wdl_path, run.check_quant()),
         )
     finally:
         counter.flush()
@@ -352,7 +362,8 @@ def upload_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, outputs: dict[
     """The output files under the results prefix; the outputs with their s3:// URIs."""
     counter = so_far.reporter.counter("uploading outputs")
     try:
-        return upload_outputs(run, wdl_path, outputs, so_far.run_dir, so_far.stop.check, counter)
+        doc = so_far.document(wdl_path, run.check_quant())
+        return upload_outputs(run, wdl_path, outputs, so_far.run_dir, so_far.stop.check, counter, doc=doc)
     finally:
         counter.flush()
 
@@ -830,12 +841,14 @@ def run_cfg(
 
 def upload_outputs(
     run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_dir: str, progress: s3io.Progress | None = None,
-    counted: s3io.Counted | None = None,
+    counted: s3io.Counted | None = None, doc: WDL.Tree.Document | None = None,
 ) -> dict[str, Any]:
     """Upload File/Directory outputs (bounded, in parallel: s3io.Transfers); return the outputs
     with s3:// URIs in their place. ``progress`` is called as the bytes go (it raises
-    DriverStopped to stop the upload), ``counted`` with the files done and known."""
-    doc = WDL.load(wdl_path, check_quant=run.check_quant())
+    DriverStopped to stop the upload), ``counted`` with the files done and known. ``doc``: the
+    workflow's document, if loaded already."""
+    if doc is None:
+        doc = WDL.load(wdl_path, check_quant=run.check_quant())
     target: Any = wdl_target.find(doc, run.task())
     if target is None:
         raise RuntimeError("cannot tell which workflow or task ran")

@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 import WDL
 
@@ -41,7 +41,7 @@ MODE_METADATA, EXECUTABLE_MODE = "mode", "0755"
 
 def stage_s3_inputs(
     wdl_path: str, inputs_path: str, store: str, progress: s3io.Progress | None = None, counted: s3io.Counted | None = None,
-    task: str | None = None, check_quant: bool = True,
+    task: str | None = None, check_quant: bool = True, load: Callable[[], WDL.Tree.Document] | None = None,
 ) -> str:
     """Download the s3:// File/Directory inputs into ``store`` (``<bucket>/<key>/<etag>/<name>``,
     reused when already there) and return the path of an inputs JSON naming those copies.
@@ -49,9 +49,11 @@ def stage_s3_inputs(
     left as it was, for miniwdl to report in its own words. Every object moves through one
     s3io.Transfers (bounded, parallel); ``progress`` is called as the bytes come (it raises
     DriverStopped to stop the staging), ``counted`` with the objects done and known. ``task``: the
-    run's option (what it runs, ``wdl_target``)."""
+    run's option (what it runs, ``wdl_target``). ``load``: the workflow's document (the driver's,
+    loaded once), else it is loaded from ``wdl_path``."""
     try:
-        target: Any = wdl_target.find(WDL.load(wdl_path, check_quant=check_quant), task)
+        doc = load() if load is not None else WDL.load(wdl_path, check_quant=check_quant)
+        target: Any = wdl_target.find(doc, task)
         with open(inputs_path) as infile:
             given = json.load(infile)
         env = WDL.values_from_json(given, target.available_inputs, namespace=target.name)

@@ -61,6 +61,24 @@ def bars(svg_text):
     return found
 
 
+def test_the_driver_loads_the_workflow_once_for_staging_its_inputs_and_uploading_its_outputs(bucket, tmp_path, monkeypatch):
+    """A workflow of many imports takes seconds to load and check: the driver reads it once (the
+    inputs' types to stage, the outputs' to upload), besides miniwdl's own load."""
+    import WDL
+
+    loads = []
+    original = WDL.load
+
+    def load(*args, **kwargs):
+        loads.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(WDL, "load", load)
+    assert drive(tmp_path, "t-once", reference="one two three") == 0
+    assert get("t-once", "outputs.json")["outputs"]
+    assert len(loads) == 1, loads
+
+
 def test_a_successful_run_has_a_report_next_to_its_outputs(bucket, tmp_path):
     assert drive(tmp_path, "t-ok", reference="one two three") == 0
     doc = get("t-ok", "outputs.json")
