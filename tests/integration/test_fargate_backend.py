@@ -325,13 +325,13 @@ def test_registrations_go_a_few_at_once_then_one_a_second_as_ecs_throttles_them(
     new, _, _ = backend
     new()  # (the backend set up)
     clock, slept, registered = [1000.0], [], []
-    monkeypatch.setattr(fargate.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(fargate, "_registration_clock", lambda: clock[0])
 
     def sleep(seconds):
         slept.append(round(seconds, 3))
         clock[0] += seconds
 
-    monkeypatch.setattr(fargate.time, "sleep", sleep)
+    monkeypatch.setattr(fargate, "_registration_wait", sleep)
     ecs = aws.client("ecs")
     original = ecs.register_task_definition
 

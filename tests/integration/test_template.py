@@ -1641,6 +1641,10 @@ def test_local_mode_deploys_with_parameters(moto_server, tmp_path):
     assert (parameters["ManagedInstances"], parameters["TaskPollSeconds"]) == ("Enabled", "0.5")
     outputs = stack.deploy(TEMPLATE, "mwf-local", parameters, tmp_path)
     assert outputs["ManagedInstancesCapacityProviderName"] and outputs["ManagedInstancesSpotCapacityProviderName"]
+    # local mode's short intervals reach its drivers
+    definition = aws.client("ecs").describe_task_definition(taskDefinition=outputs["DriverTaskDefinitionArn"])["taskDefinition"]
+    env = {e["name"]: e["value"] for e in definition["containerDefinitions"][0]["environment"]}
+    assert (env["MINIWDL__AWS_FARGATE__BUDGET_CHECK_SECONDS"], env["MINIWDL__AWS_FARGATE__POLL_INTERVAL"]) == ("1", "0.5")
     rules = aws.client("cloudformation").list_stack_resources(StackName="mwf-local")["StackResourceSummaries"]
     assert {r["LogicalResourceId"] for r in rules if r["ResourceType"] == "AWS::ECR::PullThroughCacheRule"} == {
         "EcrPublicCacheRule", "QuayCacheRule",

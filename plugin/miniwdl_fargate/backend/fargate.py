@@ -127,6 +127,8 @@ def backoff(base: float, tries: int) -> float:
 #: throttled call beyond is retried by botocore's standard retries (``aws.CONFIG``)
 REGISTER_INTERVAL = 1.0
 REGISTER_BURST = 4
+#: the pacing's clock and wait (a test's own, in its place)
+_registration_clock, _registration_wait = time.monotonic, time.sleep
 #: how long a new access point may stay ``creating`` before the run fails
 ACCESS_POINT_WAIT = 120.0
 
@@ -663,11 +665,11 @@ class FargateTaskContainer(BaseTaskContainer):
         REGISTER_INTERVAL), waiting for one if there is none."""
         with cls._registration_lock:
             tokens, counted_at = cls._registration_tokens
-            now = time.monotonic()
+            now = _registration_clock()
             tokens = min(REGISTER_BURST, tokens + (now - counted_at) / REGISTER_INTERVAL) if REGISTER_INTERVAL else 1
             if tokens < 1:
-                time.sleep((1 - tokens) * REGISTER_INTERVAL)
-                now, tokens = time.monotonic(), 1
+                _registration_wait((1 - tokens) * REGISTER_INTERVAL)
+                now, tokens = _registration_clock(), 1
             cls._registration_tokens = (tokens - 1, now)
 
     @classmethod
