@@ -247,6 +247,14 @@ def test_run_log_task_logs_from_cost_json_and_while_running_from_the_status():
     )
     log = wes.run_log(current.model_dump(), record, {"hello.x": 1}, None, "tasks", "us-east-1")
     assert log["state"] == "RUNNING" and log["run_log"]["name"] == "hello"
+    assert log["run_log"]["system_logs"] == []
+    # why a run waits, and what a running one does: status.json's phase, until it ends
+    queued = current.model_copy(update={"status": "SUBMITTED", "started_at": None, "calls": {},
+                                        "phase": "queued behind other runs: at most 2 run(s) of this stack have a driver at once"})
+    waiting = wes.run_log(queued.model_dump(), record, {"hello.x": 1}, None, "tasks", "us-east-1")
+    assert waiting["state"] == "QUEUED" and waiting["run_log"]["system_logs"] == [queued.phase]
+    staging = current.model_copy(update={"phase": "staging inputs 3/20"})
+    assert wes.run_log(staging.model_dump(), record, {}, None, "tasks", "us-east-1")["run_log"]["system_logs"] == ["staging inputs 3/20"]
     assert log["request"] == {"workflow_params": {"hello.x": 1}, "workflow_type": "WDL", "workflow_type_version": "1.1",
                               "tags": {"a": "1"}, "workflow_engine_parameters": {"max_vcpus": "2.0"}, "workflow_url": "hello.wdl"}
     [task] = log["task_logs"]

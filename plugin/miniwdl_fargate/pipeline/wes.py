@@ -726,12 +726,24 @@ def run_log(
             # ``log_url`` gives None for a log that is not there, as WES allows)
             "stderr": (log_url or (lambda uri: uri))(current.results + "workflow.log") if current.finished and current.started_at else None,
             "exit_code": None,
-            "system_logs": [error.get("message", "")] if isinstance(error, dict) and error.get("message") else [],
+            "system_logs": system_logs(current, error),
         },
         "task_logs_url": tasks_url or f"{PREFIX}/runs/{current.run_id}/tasks",
         "task_logs": logs if len(logs := task_logs(current, cost, log_group, region)) <= TASK_LOGS_INLINE else None,
         "outputs": doc.get("outputs") if isinstance(doc.get("outputs"), dict) else {},
     }
+
+
+def system_logs(current: status.RunStatus, error: Any) -> list[str]:
+    """The run log's ``system_logs`` ("any logs the system decides are relevant, which are not
+    tied directly to a task"): why it failed, once it did; while it has not ended, what it is
+    doing (status.json's phase: why a QUEUED run waits, e.g. behind other runs for a driver, or
+    what its driver is doing, e.g. staging its inputs)."""
+    if isinstance(error, dict) and error.get("message"):
+        return [str(error["message"])]
+    if current.phase and not current.finished:
+        return [current.phase]
+    return []
 
 
 def status_of(doc: dict[str, Any]) -> status.RunStatus:
