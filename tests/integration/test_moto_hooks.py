@@ -385,3 +385,29 @@ def test_each_change_of_an_executions_status_is_one_event_on_the_default_bus(mot
     assert end["detail"]["stopDate"] >= end["detail"]["startDate"] > 0
     wait_for(lambda: sfn.describe_execution(executionArn=stopped)["status"] == "ABORTED", 10, "the stop")
     assert not sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages")  # (its worker's end: nothing more)
+
+
+def test_a_state_machine_retry_waits_its_interval_times_the_runtimes_retry_scale(monkeypatch):
+    """moto's Retrier waits a retry's interval with ``time.sleep``: a local stack's runtime makes
+    that wait a fraction of the definition's (``LocalStack``'s RETRY_SCALE); without a runtime, or
+    with a scale of 1, the interval as the definition says, as on AWS."""
+    import time
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    from miniwdl_fargate.local import stack
+
+    hooks._retry_waits_scaled()
+    waited = []
+    monkeypatch.setattr(time, "sleep", waited.append)
+    retrier_decl.time.sleep(4)  # (no runtime)
+    runtime = FakeRuntime()
+    runtime.retry_scale = stack.RETRY_SCALE
+    monkeypatch.setitem(hooks._current, "runtime", runtime)
+    retrier_decl.time.sleep(4)
+    assert waited == [4, 4 * stack.RETRY_SCALE] and 0 < stack.RETRY_SCALE < 1
+    assert retrier_decl.time.monotonic is time.monotonic  # (the rest is the time module's own)
+    # (a moto whose Retrier waits otherwise makes this hook wait nothing less: it is to change then)
+    import inspect
+
+    assert "time.sleep(interval_seconds)" in inspect.getsource(retrier_decl.RetrierDecl._eval_body)

@@ -75,6 +75,9 @@ class LocalRuntime:
         self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
         self._stopping = threading.Event()
         self.faults = Faults.from_env()
+        #: what the state machine's Retry intervals are multiplied by (``moto.hooks``): 1 as on AWS
+        #: unless the stack says otherwise (``LocalStack``: short)
+        self.retry_scale = 1.0
         os.makedirs(self.logs_dir, exist_ok=True)
         #: what the clients of the stack watch (``changes``): every change, and the changes of runs
         self.changes = ChangeCount(state_dir)

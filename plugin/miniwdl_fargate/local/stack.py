@@ -45,6 +45,11 @@ STATUS_SECONDS = 1
 #: the driver's interval between checks of a run's budget in local mode (BudgetCheckSeconds; a
 #: deployment's default is 5 s): a run over its budget is stopped within a second
 BUDGET_CHECK_SECONDS = 1
+#: what the state machine's Retry intervals are multiplied by in local mode (``moto.hooks``): its
+#: definition is the one deployed to AWS (whole seconds, at least 1), whose waits are for AWS's
+#: services to recover or a driver slot to free; a local stack's queued run tries for a slot every
+#: half second, up to every 15 s, where a deployed one tries every 2 s up to every minute
+RETRY_SCALE = 0.25
 #: the handler modules of the Lambda functions every run goes through, in the order it reaches
 #: them (an S3 drop's submit, the driver's launch, its stop, the run's finalize)
 RUN_PATH_HANDLERS = ("inputs_dropped", "launch_driver", "driver_stopped", "finalize")
@@ -446,6 +451,7 @@ class LocalStack:
                 self._saved_env.setdefault(key, os.environ.pop(key))
         aws.reset()
         self.runtime = LocalRuntime(self.state_dir, self.endpoint, REGION)
+        self.runtime.retry_scale = RETRY_SCALE
         if self.prewarm:
             # the Lambda environments' and the driver's libraries load while this process imports
             # moto's modules and deploys: a from-scratch `local run` about 0.6 s sooner on two

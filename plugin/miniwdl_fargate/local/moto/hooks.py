@@ -11,6 +11,8 @@
   new WDL task MISSING from its first DescribeTasks answers.
 - Changes a client following a run waits for (``local.changes``): every S3 object written or
   removed, every Step Functions execution started or ended, counted by the runtime.
+- Step Functions Retry waits: a state's retry waits its interval times the runtime's
+  ``retry_scale`` (local mode's is short, as its poll intervals are: ``LocalStack``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 from typing import Any, Protocol
 
 from ... import runs
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 class Runtime(Protocol):
     faults: Any  # local.faults.Faults
+    retry_scale: float  # what a Step Functions Retry's interval is multiplied by
 
     def invoke_lambda(self, function: FunctionSpec, event: Any) -> tuple[str, bool, str]: ...
     def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None: ...
@@ -75,6 +79,33 @@ def install(local_runtime: Runtime, state: MotoTaskState) -> None:
     describe_tasks_faults()
     _vcpu_quota_answered()
     _changes_counted()
+    _retry_waits_scaled()
+
+
+# -- Step Functions' retries -----------------------------------------------------------------
+
+
+class _ScaledWaits:
+    """The ``time`` of moto's Retrier (``RetrierDecl._eval_body`` waits a retry's interval,
+    backoff, cap and jitter applied, with ``time.sleep``): its sleep multiplied by the runtime's
+    ``retry_scale``; everything else the ``time`` module's own."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        current = runtime()
+        time.sleep(seconds * float(getattr(current, "retry_scale", 1.0)) if current is not None else seconds)
+
+
+def _retry_waits_scaled() -> None:
+    """A Retry's ``IntervalSeconds`` (whole seconds, at least 1: the ASL's own, as AWS takes them)
+    waited a fraction as long in local mode, as its DescribeTasks and status intervals are shorter
+    (a queued run tries for a driver slot every 2 s, up to every minute, in the definition)."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    replace("retry waits scaled", retrier_decl, "time", _ScaledWaits())
 
 
 # -- Lambda ------------------------------------------------------------------------------------
