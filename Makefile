@@ -26,7 +26,7 @@ help:
 	@echo "make bench-10k  the same with 10,000 tasks in one run (about 10 min)"
 	@echo "make bench-fair  10 drivers of 500 tasks each sharing one account's quotas (about 5 min)"
 	@echo "make bench-transfers  many small objects down and up, one at a time vs in parallel (under 1 min)"
-	@echo "make bench-local  what local mode adds to a run: plain miniwdl vs local mode, hello and a 50-task scatter (about 3 min)"
+	@echo "make bench-local  what local mode adds to a run: plain miniwdl vs local mode, hello and a 50-task scatter (about 1 min)"
 	@echo "make bench-local-ecs  what a local stack's DescribeTasks costs as its tasks pile up: moto's lookup vs local mode's (under 1 min)"
 	@echo "make bench-tests  how long make test takes on a clean clone of this checkout's HEAD (about 3 min)"
 	@echo "make docs   docs/configuration.md from the packaged aws_fargate.cfg"

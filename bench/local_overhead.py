@@ -222,7 +222,7 @@ def stop_stack(proc: subprocess.Popen) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per workload and side (median reported)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per workload and side (median reported)")
     parser.add_argument("--tasks", type=int, default=50, help="the big scatter's width (the small one is a fifth)")
     args = parser.parse_args()
     workloads = ["hello", f"scatter-{max(1, args.tasks // 5)}", f"scatter-{args.tasks}"]
