@@ -184,22 +184,23 @@ def bundle_files(wdl_path: Path, leave_out: frozenset[Path] = frozenset()) -> li
     base = wdl_path.parent
     files, total = [], 0
     sizes: dict[str, int] = {}  # (by the folder's own entries: what to name when it is too large)
-    # each folder's real path and its parents' on the walk: a link is the folder's file (or
-    # folder), walked under its own name as well as its target's, unless it leads back to the
-    # folder it is in or one above it (a loop). A folder's real path is its parent's and its name,
-    # found by a realpath only for a link (one of every entry looks at each folder above it: the
-    # square of a deep tree's depth)
-    chains = {str(base): (os.path.realpath(base),)}
+    # a folder whose real path was walked already is not walked again (no loop, and links
+    # between folders multiply nothing), but the names one folder lists side by side are each
+    # walked (a link beside its target: the WDL may read either). Each folder's real path is its
+    # parent's and its name, found by a realpath only for a link (one of every entry looks at each
+    # folder above it: the square of a deep tree's depth)
+    real = {str(base): os.path.realpath(base)}
+    seen = set(real.values())
     for root, dirs, names in os.walk(base, followlinks=True):
-        chain = chains.pop(root)
-        here = chain[-1]
+        here = real.pop(root)
         kept = []
         for name in sorted(dirs):
             path = os.path.join(root, name)
             resolved = os.path.realpath(path) if os.path.islink(path) else os.path.join(here, name)
-            if not _skipped(root, name) and resolved not in chain:
-                chains[path] = (*chain, resolved)
+            if not _skipped(root, name) and resolved not in seen:
+                real[path] = resolved
                 kept.append(name)
+        seen.update(real[os.path.join(root, name)] for name in kept)
         dirs[:] = kept
         for name in sorted(names):
             path = Path(root) / name
