@@ -46,7 +46,9 @@ def test_a_run_that_reaches_its_budget_is_stopped_and_fails_saying_so(tmp_path):
     # (each figure rounded to 6 places)
     assert doc["spent_usd"] + doc.get("committed_usd", 0) + doc.get("coming_usd", 0) >= 0.02 - 1e-5, doc
     cost = json.loads((results / "cost.json").read_text())
-    assert cost["status"] == "FAILED" and cost["total_usd"] >= 0.02
+    # (cost.json bills the task to its end, after the halt: at least what the halt saw spent; the
+    # budget is a cap, not a notice after the fact, so the total may stay under it)
+    assert cost["status"] == "FAILED" and cost["total_usd"] >= doc["spent_usd"] > 0
     assert cost["prices"]["ephemeral_gb_hour"] == 3.6  # (the stack's, not the bundle's)
     naps = [a for a in cost["attempts"] if a["call"] != "driver"]
     # the task was stopped long before its ten minutes (`local run` ends with nothing left running)
