@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from .. import aws, config, sweep
+from ..driver_task import family_of
 from . import idmap, owners, wakeups
 from .containers import (
     NETWORK_ENV, NETWORKS, PULL_ENV, PULL_POLICIES, STACK_LABEL, ContainerSpec, Engine, Mount, choice, remove_cgroup,
@@ -345,7 +346,7 @@ class EcsRunner:
         folder = self.metadata_folder(task.id)
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "task"), "w") as outfile:
-            json.dump({"Cluster": task.cluster_arn, "TaskARN": task.task_arn, "Family": task.task_definition_arn.rsplit("/", 1)[-1].split(":")[0]}, outfile)
+            json.dump({"Cluster": task.cluster_arn, "TaskARN": task.task_arn, "Family": family_of(task.task_definition_arn)}, outfile)
         return "file://" + folder
 
     def volume_host_dir(self, task: TaskSpec, volume: dict[str, Any]) -> str:

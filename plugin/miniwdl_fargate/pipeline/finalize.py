@@ -97,9 +97,10 @@ def finalize(
     final = status.update(record.bucket, record.run_id, ending, initial=status.new(record))
     if ending_only and final is not None and not final.finished:  # (its driver claimed a success: nothing done)
         return {"run_id": record.run_id, "status": final.status, "duration_s": None, "gc_scheduled": [], "claimed": True}
-    if state != "SUCCEEDED" and not written and ended_here and ended_here[-1]:
+    recorded_here = bool(ended_here) and ended_here[-1]
+    if state != "SUCCEEDED" and not written and recorded_here:
         s3io.put_json(record.bucket, record.results_key("error.json"), doc)
-    if final is not None and final.status == state and ended_here and ended_here[-1]:  # (not CANCELLED meanwhile: that state stays)
+    if final is not None and final.status == state and recorded_here:  # (not CANCELLED meanwhile: that state stays)
         try:
             manage.announce(final)
         except Exception:  # noqa: BLE001 (the end is recorded: its announcement is not what fails it)

@@ -95,8 +95,7 @@ class _ScaledWaits:
 
     @staticmethod
     def sleep(seconds: float) -> None:
-        current = runtime()
-        time.sleep(seconds * float(getattr(current, "retry_scale", 1.0)) if current is not None else seconds)
+        time.sleep(seconds * float(getattr(runtime(), "retry_scale", 1.0)))  # (1 without a runtime)
 
 
 def _retry_waits_scaled() -> None:
