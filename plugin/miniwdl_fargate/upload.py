@@ -182,25 +182,50 @@ def bundle_files(wdl_path: Path, leave_out: frozenset[Path] = frozenset()) -> li
     workflow's folder; `miniwdl run`'s run folders) and the files in ``leave_out`` (local inputs:
     uploaded as inputs, not again with the folder)."""
     base = wdl_path.parent
-    files, total = [], 0
+    files: list[Path] = []
+    total = 0
     sizes: dict[str, int] = {}  # (by the folder's own entries: what to name when it is too large)
-    # a folder whose real path was walked already is not walked again (no loop, and links
-    # between folders multiply nothing), but the names one folder lists side by side are each
-    # walked (a link beside its target: the WDL may read either). Each folder's real path is its
-    # parent's and its name, found by a realpath only for a link (one of every entry looks at each
-    # folder above it: the square of a deep tree's depth)
+
+    def add(path: Path) -> None:
+        nonlocal total
+        files.append(path)
+        size = path.stat().st_size
+        total += size
+        top = path.relative_to(base).parts[0]
+        sizes[top] = sizes.get(top, 0) + size
+        if len(files) > BUNDLE_MAX_FILES or total > BUNDLE_MAX_BYTES:
+            largest = ", ".join(f"{n} ({b / 2**20:.1f} MiB)" for n, b in sorted(sizes.items(), key=lambda i: -i[1])[:3])
+            raise RunInputError(
+                f"{base} holds more than {BUNDLE_MAX_FILES} files or {BUNDLE_MAX_BYTES >> 20} MiB (the largest so far: "
+                f"{largest}): the workflow's folder is uploaded with it; put the WDL (with its imports and the files it "
+                "reads by relative path) in a folder of its own, and give data as inputs (uploaded apart, once)"
+            )
+
+    # Each real folder is walked once, under the first of its names; every other name of it (a
+    # link to a folder walked already, or walked later under its first name) is an alias, whose
+    # files are listed again under it once the walk is done: the WDL may read a file by either
+    # name, and no chain of links multiplies the walk. A link to the folder it is in or one above
+    # it is a loop, left out. Each folder's real path is its parent's and its name, found by a
+    # realpath only for a link (one of every entry looks at each folder above it: the square of a
+    # deep tree's depth)
     real = {str(base): os.path.realpath(base)}
     seen = set(real.values())
+    aliases: list[tuple[Path, str]] = []  # (the name, the real folder it names)
+    found: list[tuple[str, str]] = []  # (a walked file's real folder, its name)
     for root, dirs, names in os.walk(base, followlinks=True):
         here = real.pop(root)
         kept = []
         for name in sorted(dirs):
             path = os.path.join(root, name)
             resolved = os.path.realpath(path) if os.path.islink(path) else os.path.join(here, name)
-            if not _skipped(root, name) and resolved not in seen:
-                real[path] = resolved
-                kept.append(name)
-        seen.update(real[os.path.join(root, name)] for name in kept)
+            if _skipped(root, name) or here == resolved or here.startswith(resolved + os.sep):
+                continue
+            if resolved in seen:
+                aliases.append((Path(path), resolved))
+                continue
+            seen.add(resolved)
+            real[path] = resolved
+            kept.append(name)
         dirs[:] = kept
         for name in sorted(names):
             path = Path(root) / name
@@ -208,18 +233,12 @@ def bundle_files(wdl_path: Path, leave_out: frozenset[Path] = frozenset()) -> li
                 continue
             if (path.resolve() if path.is_symlink() else Path(here, name)) in leave_out:
                 continue
-            files.append(path)
-            size = path.stat().st_size
-            total += size
-            top = path.relative_to(base).parts[0]
-            sizes[top] = sizes.get(top, 0) + size
-            if len(files) > BUNDLE_MAX_FILES or total > BUNDLE_MAX_BYTES:
-                largest = ", ".join(f"{n} ({b / 2**20:.1f} MiB)" for n, b in sorted(sizes.items(), key=lambda i: -i[1])[:3])
-                raise RunInputError(
-                    f"{base} holds more than {BUNDLE_MAX_FILES} files or {BUNDLE_MAX_BYTES >> 20} MiB (the largest so far: "
-                    f"{largest}): the workflow's folder is uploaded with it; put the WDL (with its imports and the files it "
-                    "reads by relative path) in a folder of its own, and give data as inputs (uploaded apart, once)"
-                )
+            found.append((here, name))
+            add(path)
+    for alias, target in aliases:
+        for folder, name in found:
+            if folder == target or folder.startswith(target + os.sep):
+                add(alias / os.path.relpath(folder, target) / name)
     return files
 
 

@@ -96,12 +96,14 @@ def test_an_input_naming_the_workflows_own_files_leaves_none_of_them_out(bucket,
 
 
 def test_the_folders_links_are_its_files_but_a_loop_and_a_linked_input_is_left_out(tmp_path):
-    """A link in the folder is the folder's file or folder, under its own name as under its
-    target's beside it (a WDL may import or read either); a folder walked already is not walked
-    again (a link back up: a loop; folders linked to one another: no path through them multiplies
-    the walk); an input given by a link to a file of the folder is left out as the file itself is;
-    a deep folder is walked whole."""
-    root = workflow_folder(tmp_path / "project", "lib/tasks.wdl", "data/sample.fastq", "scripts/count.sh", "z/z.wdl")
+    """A link in the folder is the folder's file or folder: its files are there under every name
+    it has, whichever is walked first (a WDL may import or read either), its subfolders' too; a
+    link back up is a loop, left out; folders linked to one another are each listed under each
+    name, no chain of links multiplying the walk; an input given by a link to a file of the folder
+    is left out as the file itself is; a deep folder is walked whole."""
+    root = workflow_folder(tmp_path / "project", "lib/tasks.wdl", "data/sample.fastq", "scripts/count.sh", "z/z.wdl",
+                           "shared_tasks/sub/t.wdl")
+    (root / "alib").symlink_to("shared_tasks", target_is_directory=True)  # (walked first: the real one is the alias)
     (root / "lib" / "up").symlink_to("..", target_is_directory=True)  # (a loop)
     (root / "lib" / "self").symlink_to(".", target_is_directory=True)  # (a loop)
     (root / "tools").symlink_to("scripts", target_is_directory=True)  # (after its target)
@@ -111,7 +113,7 @@ def test_the_folders_links_are_its_files_but_a_loop_and_a_linked_input_is_left_o
     (tmp_path / "shared" / "common.wdl").write_text("version 1.1\n")
     (root / "shared").symlink_to(tmp_path / "shared", target_is_directory=True)  # (outside: its files come)
     (root / "shared2").symlink_to(tmp_path / "shared", target_is_directory=True)
-    for n in range(8):  # (8 folders each linked to every other: 8! paths through them, walked once each)
+    for n in range(8):  # (8 folders each linked to every other: 8! paths through them, none followed twice)
         (root / "mesh" / f"m{n}").mkdir(parents=True)
         (root / "mesh" / f"m{n}" / "f.txt").write_text(str(n))
     for n in range(8):
@@ -123,6 +125,8 @@ def test_the_folders_links_are_its_files_but_a_loop_and_a_linked_input_is_left_o
     (deep / "x.txt").write_text("x")
     files = upload.bundle_files(root / "w.wdl", leave_out=frozenset({(root / "data" / "sample.fastq").resolve()}))
     assert sorted(p.relative_to(root).as_posix() for p in files) == [
-        "a/z.wdl", "/".join(["d"] * 60) + "/x.txt", "lib/tasks.wdl", *[f"mesh/m{n}/f.txt" for n in range(8)],
-        "scripts/count.sh", "shared/common.wdl", "shared2/common.wdl", "tools/count.sh", "w.wdl", "z/z.wdl",
+        "a/z.wdl", "alib/sub/t.wdl", "/".join(["d"] * 60) + "/x.txt", "lib/tasks.wdl",
+        *sorted([f"mesh/m{n}/f.txt" for n in range(8)] + [f"mesh/m{n}/m{o}/f.txt" for n in range(8) for o in range(8) if o != n]),
+        "scripts/count.sh", "shared/common.wdl", "shared2/common.wdl", "shared_tasks/sub/t.wdl", "tools/count.sh", "w.wdl",
+        "z/z.wdl",
     ]
