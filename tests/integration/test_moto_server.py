@@ -1,6 +1,12 @@
 """local mode's moto server as ``local.moto.server`` starts it."""
 
+import socket
+import threading
+
+import pytest
 import requests
+
+from tests.waiting import wait_for
 
 
 def s3_answer_to_a_browser(endpoint: str) -> requests.Response:
@@ -34,3 +40,49 @@ def test_moto_still_answers_a_browser_with_cors_unless_told_not_to(monkeypatch):
         assert answer.headers.get("Access-Control-Allow-Origin") == "http://localhost:8000"
     finally:
         local_moto_server.stop(server)
+
+
+def request_threads() -> set[int]:
+    """The threads of ``ThreadsKeptServer`` alive now."""
+    return {thread.ident for thread in threading.enumerate() if thread.name == "moto-request"}
+
+
+def list_buckets(endpoint: str) -> None:
+    answer = requests.get(f"{endpoint}/", headers={"Host": "s3.amazonaws.com"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def test_one_request_after_another_is_served_by_the_same_thread(moto_server):
+    """werkzeug closes each connection after its response, so each request is a connection: a
+    thread waits for the next one rather than a thread starting for each."""
+    endpoint = moto_server["AWS_ENDPOINT_URL"]
+    seen = set()
+    for _ in range(20):
+        list_buckets(endpoint)
+        seen |= request_threads()
+    assert 1 <= len(seen) <= 2, seen  # (a thread may still be closing its connection at the next)
+
+
+def test_a_connection_that_holds_its_thread_holds_up_no_other_and_threads_end_when_idle_or_stopped():
+    """Each connection has a thread of its own while it is open (a slow client holds up no
+    other); a thread with no connection for ``idle_seconds`` ends; after a stop, the listening
+    socket is closed and each thread ends once its connection has."""
+    from miniwdl_fargate.local.moto import server as local_moto_server
+
+    before = request_threads()
+    server = local_moto_server.start()
+    server.server.idle_seconds = 1.0
+    host, port = server.get_host_and_port()
+    silent = [socket.create_connection((host, port), timeout=10) for _ in range(5)]
+    try:
+        wait_for(lambda: len(request_threads() - before) == 5, timeout=10, what="a thread per silent connection")
+        list_buckets(f"http://{host}:{port}")  # answered while five threads wait on their clients
+        assert len(request_threads() - before) == 6
+        wait_for(lambda: len(request_threads() - before) == 5, timeout=10, what="the idle thread's end")
+    finally:
+        local_moto_server.stop(server)
+        for connection in silent:
+            connection.close()
+    wait_for(lambda: not request_threads() - before, timeout=10, what="every request thread's end after the stop")
+    with pytest.raises(OSError):
+        socket.create_connection((host, port), timeout=2).close()
