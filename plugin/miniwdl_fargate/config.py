@@ -51,7 +51,7 @@ RUN_CFG_REFUSED: dict[str, frozenset[str] | None] = {
         "cluster", "run_id", "tags", "call_cache_uri", "subnets", "efs_security_group", "security_groups",
         "assign_public_ip", "efs_id", "efs_mountpoint", "efs_access_point", "execution_role", "task_role",
         "log_group", "task_definition_prefix", "poll_interval", "describe_budget", "launch_rate", "launch_burst",
-        "max_tasks_per_run", "budget_check_seconds", "provision", "prices", "efs_link_limit", "link_spares_dir",
+        "launch_retry_delay", "max_tasks_per_run", "budget_check_seconds", "provision", "prices", "efs_link_limit", "link_spares_dir",
         "keep_unused_cache_days", "status_interval", "managed_instances_capacity_provider",
         "managed_instances_spot_capacity_provider", "managed_instances_gpu_capacity_provider",
         "managed_instances_gpu_spot_capacity_provider", "managed_instances_max_cpu",
@@ -207,6 +207,7 @@ class FargateSettings:
     max_cost_usd: float
     budget_check_seconds: float
     capacity_retries: int
+    launch_retry_delay: float
     spot: bool
     provision: bool
     oom_retries: int
@@ -379,6 +380,7 @@ _PARSERS = {
     "max_cost_usd": lambda v: _at_least(float(v or 0), 0.0),
     "budget_check_seconds": lambda v: _at_least(float(v), 0.1),
     "capacity_retries": lambda v: int(_at_least(int(v), 0)),
+    "launch_retry_delay": lambda v: _at_least(float(v), 0.01),
     "spot": parse_bool,
     "provision": parse_bool,
     "oom_retries": lambda v: max(0, int(v)),

@@ -215,6 +215,13 @@ def test_a_big_preemptible_task_tries_the_spot_provider_then_on_demand(configure
     ]
 
 
+def test_the_launcher_waits_to_try_a_runtask_again_as_launch_retry_delay_says(configure):
+    configure()
+    assert FargateTaskContainer._launcher.backoff_base == 1.0  # (the packaged default)
+    configure(LAUNCH_RETRY_DELAY="0.25")
+    assert FargateTaskContainer._launcher.backoff_base == 0.25
+
+
 def test_the_attempt_records_the_capacity_its_request_ran_on_after_the_launchers_fallback(configure):
     new = configure()
     container = new("call-big", cpu=32, preemptible=1)

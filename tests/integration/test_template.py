@@ -845,6 +845,20 @@ def test_a_runs_own_miniwdl_cfg_cannot_change_what_its_cost_is_priced_at_or_how_
     assert config.FargateSettings.from_cfg(cfg).budget_check_seconds == 5
 
 
+def test_how_long_a_driver_waits_to_try_a_runtask_again_is_the_stacks(cfn_template):
+    """LaunchRetrySeconds reaches the driver as ``[aws_fargate] launch_retry_delay``, with the
+    packaged default, and a run's own miniwdl.cfg may not set it (it paces how hard the run presses
+    the account's shared RunTask and vCPU quotas)."""
+    from miniwdl_fargate import config
+
+    env = driver_env(Conditions(cfn_template).resources())
+    assert env["MINIWDL__AWS_FARGATE__LAUNCH_RETRY_DELAY"] == {"Ref": "LaunchRetrySeconds"}
+    parameter = cfn_template["Parameters"]["LaunchRetrySeconds"]
+    assert float(parameter["Default"]) == float(config._defaults()["launch_retry_delay"]) == 1
+    problem = config.cfg_problem("[aws_fargate]\nlaunch_retry_delay = 0.01\n", "s3://b/runs/x/miniwdl.cfg", run=True)
+    assert problem is not None and problem.startswith("[aws_fargate] launch_retry_delay: a run's miniwdl.cfg may not set it")
+
+
 def test_every_setting_the_driver_is_given_is_one_its_configuration_reads(cfn_template, monkeypatch, caplog):
     """The driver's container has its settings as ``MINIWDL__<SECTION>__<OPTION>`` variables: each
     is an option of miniwdl or of ``[aws_fargate]`` (so a cfg file sets it as well), and the
@@ -1645,6 +1659,7 @@ def test_local_mode_deploys_with_parameters(moto_server, tmp_path):
     definition = aws.client("ecs").describe_task_definition(taskDefinition=outputs["DriverTaskDefinitionArn"])["taskDefinition"]
     env = {e["name"]: e["value"] for e in definition["containerDefinitions"][0]["environment"]}
     assert (env["MINIWDL__AWS_FARGATE__BUDGET_CHECK_SECONDS"], env["MINIWDL__AWS_FARGATE__POLL_INTERVAL"]) == ("1", "0.5")
+    assert env["MINIWDL__AWS_FARGATE__LAUNCH_RETRY_DELAY"] == "0.25"
     rules = aws.client("cloudformation").list_stack_resources(StackName="mwf-local")["StackResourceSummaries"]
     assert {r["LogicalResourceId"] for r in rules if r["ResourceType"] == "AWS::ECR::PullThroughCacheRule"} == {
         "EcrPublicCacheRule", "QuayCacheRule",

@@ -323,6 +323,7 @@ class FargateTaskContainer(BaseTaskContainer):
             rate=settings.launch_rate,
             burst=settings.launch_burst,
             capacity_retries=settings.capacity_retries,
+            backoff_base=settings.launch_retry_delay,
             spot_fallbacks=cls._spot_fallbacks(settings),
             vcpu_quota=lambda placement: account_vcpu_quota(
                 aws.client("service-quotas", config=aws.LOOKUP_CONFIG), placement, logger

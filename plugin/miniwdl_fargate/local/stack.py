@@ -45,6 +45,10 @@ STATUS_SECONDS = 1
 #: the driver's interval between checks of a run's budget in local mode (BudgetCheckSeconds; a
 #: deployment's default is 5 s): a run over its budget is stopped within a second
 BUDGET_CHECK_SECONDS = 1
+#: the longest first wait before the driver tries a RunTask again in local mode (LaunchRetrySeconds;
+#: a deployment's default is 1 s, for ECS's throttles and capacity to pass): a quarter, as the state
+#: machine's retries (``RETRY_SCALE``)
+LAUNCH_RETRY_SECONDS = 0.25
 #: what the state machine's Retry intervals are multiplied by in local mode (``moto.hooks``): its
 #: definition is the one deployed to AWS (whole seconds, at least 1), whose waits are for AWS's
 #: services to recover or a driver slot to free; a local stack's queued run tries for a slot every
@@ -476,6 +480,7 @@ class LocalStack:
             "TaskPollSeconds": str(self.poll_seconds),
             "StatusSeconds": str(STATUS_SECONDS),
             "BudgetCheckSeconds": str(BUDGET_CHECK_SECONDS),
+            "LaunchRetrySeconds": str(LAUNCH_RETRY_SECONDS),
             "DriverHeartbeatSeconds": str(self.heartbeat_seconds),
             **self.parameters,
         }
