@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # every module it imports again
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help venv demo test soak unit integration local containers browser screenshot lint image push-image clean bench bench-10k bench-fair bench-transfers bench-local bench-local-ecs bench-tests openapi docs
+.PHONY: help venv demo test soak unit integration local containers browser screenshot lint image push-image clean bench bench-10k bench-fair bench-transfers bench-local bench-local-ecs bench-moto-server bench-tests openapi docs
 
 help:
 	@echo "make demo   run the example workflow through the whole pipeline in local mode"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-transfers  many small objects down and up, one at a time vs in parallel (under 1 min)"
 	@echo "make bench-local  what local mode adds to a run: plain miniwdl vs local mode, hello and a 50-task scatter (about 1 min)"
 	@echo "make bench-local-ecs  what a local stack's DescribeTasks costs as its tasks pile up: moto's lookup vs local mode's (under 1 min)"
+	@echo "make bench-moto-server  the CPU local mode's moto server spends on a request: moto's own threaded server vs local mode's kept threads (under 1 min)"
 	@echo "make bench-tests  how long make test takes on a clean clone of this checkout's HEAD (about 3 min)"
 	@echo "make docs   docs/configuration.md from the packaged aws_fargate.cfg"
 	@echo "make screenshot   docs/report-screenshot.png: the run report in headless Chromium (apt-get install chromium)"
@@ -169,6 +170,9 @@ bench-local: venv
 
 bench-local-ecs: venv
 	$(BIN)/python bench/local_ecs_lookup.py
+
+bench-moto-server: venv
+	$(BIN)/python bench/moto_server.py
 
 # (a clone of HEAD makes its own .venv: this needs only Python 3.11, git and make)
 bench-tests:

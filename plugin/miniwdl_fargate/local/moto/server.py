@@ -53,6 +53,7 @@ class ThreadsKeptServer:
                 kept.hand_over(request, client_address)
 
         self.server = Server(host, port, app, handler=MotoRequestHandler)
+        self.thread_name = f"moto-request-{self.server.server_address[1]}"
         self._connections: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._waiting = 0  # threads waiting for a connection
@@ -65,7 +66,7 @@ class ThreadsKeptServer:
             if self._waiting:
                 self._waiting -= 1
                 return
-        threading.Thread(target=self._serve, name="moto-request", daemon=True).start()
+        threading.Thread(target=self._serve, name=self.thread_name, daemon=True).start()
 
     def _serve(self) -> None:
         while True:
