@@ -42,9 +42,10 @@ def test_moto_still_answers_a_browser_with_cors_unless_told_not_to(monkeypatch):
         local_moto_server.stop(server)
 
 
-def request_threads(port: int) -> set[int]:
-    """The threads alive now of the ``ThreadsKeptServer`` on ``port``."""
-    return {thread.ident for thread in threading.enumerate() if thread.name == f"moto-request-{port}"}
+def request_threads(port: int) -> set[threading.Thread]:
+    """The threads alive now of the ``ThreadsKeptServer`` on ``port`` (the threads themselves: an
+    ended thread's ident may be a new one's)."""
+    return {thread for thread in threading.enumerate() if thread.name == f"moto-request-{port}"}
 
 
 def list_buckets(endpoint: str) -> None:
@@ -72,7 +73,7 @@ def test_a_connection_that_holds_its_thread_holds_up_no_other_and_threads_end_wh
     from miniwdl_fargate.local.moto import server as local_moto_server
 
     server = local_moto_server.start()
-    server.server.idle_seconds = 1.0
+    server.server.idle_seconds = 3.0  # (the sixth thread, counted right after its answer, still waits)
     host, port = server.get_host_and_port()
     silent = [socket.create_connection((host, port), timeout=10) for _ in range(5)]
     try:

@@ -147,6 +147,17 @@ def test_contracts_md_lists_every_parameter_and_output_of_the_stack():
     assert set(re.findall(r"`([A-Za-z0-9]+)`", outputs)) == set(template["Outputs"])
 
 
+def test_contracts_md_names_every_setting_the_driver_is_given():
+    """The driver container's ``MINIWDL__AWS_FARGATE__*`` variables in template.yaml, each named
+    in CONTRACTS.md's list of them (``__NAME``)."""
+    text = (ROOT / "docs" / "CONTRACTS.md").read_text()
+    block = text[text.index("MINIWDL__AWS_FARGATE__CLUSTER"):]
+    block = block[: block.index("```")].replace("MINIWDL__AWS_FARGATE__", "__")
+    listed = set(re.findall(r"__([A-Z_]+)\b", block))
+    given = set(re.findall(r"MINIWDL__AWS_FARGATE__([A-Z_]+)", (ROOT / "template.yaml").read_text()))
+    assert given - listed == set()
+
+
 def table_shape_problems(text: str) -> list[str]:
     """Table rows with another number of cells than their header row. GitHub splits a row at every
     ``|`` not escaped as ``\\|``, inside code spans too (GFM spec, "Tables (extension)":

@@ -33,7 +33,7 @@ class ThreadsKeptServer:
     """werkzeug's threaded WSGI server, whose threads wait for the next connection when theirs is
     done. The threaded server starts a thread per connection, and its handler closes every
     connection after one response (it sends ``Connection: close``: werkzeug's ``run_wsgi``), so
-    every request was a new thread: starting it was about an eighth of the server's CPU in a
+    every request was a new thread: starting it was about an eighth of the stack's CPU in a
     50-task scatter (py-spy), and a request answered by a waiting thread costs the server about
     12% less CPU (S3 requests one after another, median of six runs each). A thread ends once it has waited ``idle_seconds`` with no connection, and at
     ``close``. Anything else is as the threaded server does it (a connection is one thread's
@@ -60,38 +60,43 @@ class ThreadsKeptServer:
         self._closed = False
 
     def hand_over(self, request: Any, client_address: Any) -> None:
-        """A connection to a waiting thread, or to a new one (one thread per connection)."""
+        """A connection to a waiting thread, or to a new one of its own (one thread a connection;
+        a thread that cannot start leaves the connection to socketserver, which closes it)."""
         with self._lock:
-            self._connections.put((request, client_address))
             if self._waiting:
                 self._waiting -= 1
+                self._connections.put((request, client_address))
                 return
-        threading.Thread(target=self._serve, name=self.thread_name, daemon=True).start()
+        threading.Thread(
+            target=self._serve, args=((request, client_address),), name=self.thread_name, daemon=True
+        ).start()
 
-    def _serve(self) -> None:
+    def _serve(self, connection: tuple[Any, Any]) -> None:
         while True:
-            try:
-                connection = self._connections.get(timeout=self.idle_seconds)
-            except queue.Empty:
-                with self._lock:  # (a connection handed over meanwhile was counted as ours)
-                    if self._connections.empty():
-                        self._waiting -= 1
-                        return
-                continue
-            if connection is None:  # closed
-                return
             self.server.process_request_thread(*connection)  # (socketserver's: handled, then shut)
             with self._lock:
                 if self._closed:
                     return
                 self._waiting += 1
+            while True:
+                try:
+                    connection = self._connections.get(timeout=self.idle_seconds)
+                    break
+                except queue.Empty:
+                    with self._lock:  # (one handed over meanwhile was counted as this thread's)
+                        if self._connections.empty():
+                            self._waiting -= 1
+                            return
+            if connection is None:  # closed
+                return
 
     def serve_forever(self) -> None:
         self.server.serve_forever()
 
     def close(self) -> None:
-        """Once ``serve_forever`` has returned: the listening socket closed, every thread ended
-        (one serving a connection still ends it first)."""
+        """Once ``serve_forever`` has returned: the listening socket closed, and each thread
+        waiting for a connection told to end (one serving a connection ends when it has, as the
+        threaded server's would: when its client closes it)."""
         self.server.server_close()
         with self._lock:
             self._closed = True
