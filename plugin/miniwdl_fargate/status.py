@@ -4,14 +4,17 @@ it outlives the Step Functions history (90 days) and costs nothing while idle.
 Who writes it, in order: submit (SUBMITTED), launch (STARTING, the driver's task), the driver
 (RUNNING, then task counts as it goes), finalize (SUCCEEDED / FAILED, timings, outputs or error),
 and cancel (CANCELLED). Updates are read-modify-write with a conditional put (If-Match on the
-ETag, retried on a conflict), and a finished run keeps its state: a late writer (the driver's last
+ETag, retried on a conflict; a process writes its next update on top of its last without reading
+it again, ``WRITTEN``), and a finished run keeps its state: a late writer (the driver's last
 counts, finalize after a cancel, a cancel after the end) can add to it but not change it.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any, Callable, Literal
 
@@ -124,6 +127,44 @@ def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:
     )
 
 
+class _Written:
+    """The status.json this process last wrote or read, per key, with its ETag: the next update
+    of the same run by this process (the driver's RUNNING, counts and phases, a dozen in a short
+    run) writes on top of it with ``If-Match`` at once, instead of reading it again first. If
+    another writer changed it meanwhile, S3 refuses the write (412 Precondition Failed, or 404 if
+    it was deleted: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)
+    and the update reads it and goes on as before: a stale entry costs one refused write, never a
+    lost change. At most ``KEPT`` keys (a warm Lambda environment serves many runs)."""
+
+    KEPT = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], tuple[str, RunStatus]] = OrderedDict()
+
+    def get(self, bucket: str, key: str) -> tuple[str, RunStatus] | None:
+        with self._lock:
+            found = self._entries.get((bucket, key))
+        return None if found is None else (found[0], found[1].model_copy(deep=True))
+
+    def put(self, bucket: str, key: str, etag: str | None, document: RunStatus) -> None:
+        with self._lock:
+            if not etag:
+                self._entries.pop((bucket, key), None)
+                return
+            self._entries[(bucket, key)] = (etag, document.model_copy(deep=True))
+            self._entries.move_to_end((bucket, key))
+            while len(self._entries) > self.KEPT:
+                self._entries.popitem(last=False)
+
+    def forget(self, bucket: str, key: str) -> None:
+        with self._lock:
+            self._entries.pop((bucket, key), None)
+
+
+WRITTEN = _Written()
+
+
 def update(
     bucket: str, run_id: str, change: Callable[[RunStatus], RunStatus | None], initial: RunStatus | None = None
 ) -> RunStatus | None:
@@ -133,18 +174,25 @@ def update(
     s3 = aws.client("s3")
     key = status_key(run_id)
     for attempt in range(8):
-        try:
-            obj = s3.get_object(Bucket=bucket, Key=key)
-            current: RunStatus | None = RunStatus.model_validate(json.loads(obj["Body"].read()))
-            condition = {"IfMatch": obj["ETag"]}
-        except s3.exceptions.NoSuchKey:
-            current, condition = initial, {"IfNoneMatch": "*"}
+        known = WRITTEN.get(bucket, key)
+        if known is not None:  # (as this process left it: written on top of if no one else wrote since)
+            etag, current = known
+            condition: dict[str, str] = {"IfMatch": etag}
+        else:
+            try:
+                obj = s3.get_object(Bucket=bucket, Key=key)
+                current = RunStatus.model_validate(json.loads(obj["Body"].read()))
+                condition = {"IfMatch": obj["ETag"]}
+                WRITTEN.put(bucket, key, obj["ETag"], current)
+            except s3.exceptions.NoSuchKey:
+                current, condition = initial, {"IfNoneMatch": "*"}
         if current is None:
             return None
         changed = change(current.model_copy(deep=True))
-        if changed is None:
-            return current
-        if current.finished and changed.status != current.status:
+        if changed is None or (current.finished and changed.status != current.status):
+            if known is not None:  # (nothing to write: what is answered is read, not remembered)
+                WRITTEN.forget(bucket, key)
+                continue
             return current
         changed.updated_at = runs.now_iso()
         if changed.finished:  # the driver does nothing more (its last counts may still land: they keep none)
@@ -156,15 +204,20 @@ def update(
             if start and end:
                 changed.duration_s = round((end - start).total_seconds(), 1)
         try:
-            s3.put_object(
+            written = s3.put_object(
                 Bucket=bucket, Key=key, ContentType="application/json",
                 Body=(changed.model_dump_json(indent=2) + "\n").encode(), **condition,
             )
-            return changed
         except s3.exceptions.ClientError as exn:
+            WRITTEN.forget(bucket, key)
+            if known is not None and (s3io.condition_failed(exn) or s3io.not_found(exn)):
+                continue  # someone else wrote (or removed it) since this process did: read it again
             if not s3io.condition_failed(exn):
                 raise
             time.sleep(0.05 * (attempt + 1))  # someone else wrote first: read again
+            continue
+        WRITTEN.put(bucket, key, written.get("ETag"), changed)
+        return changed
     raise RuntimeError(f"status of run {run_id} kept changing under us; gave up updating it")
 
 

@@ -256,3 +256,65 @@ def test_the_answer_is_measured_as_lambda_carries_it_its_body_escaped_once_more(
     monkeypatch.setattr(api, "ANSWER_BYTES", (as_body + as_answer) // 2)
     code, body = api_get(f"/runs/{run}", monkeypatch)
     assert code == 200 and body["outputs"] == RECORD.results + "outputs.json"
+
+
+def s3_calls(operation):
+    """The names of the ``operation`` requests (e.g. "GetObject") the S3 client sends from now on."""
+    sent = []
+    aws.client("s3").meta.events.register(f"before-parameter-build.s3.{operation}", lambda params, **_: sent.append(params["Key"]))
+    return sent
+
+
+def test_a_process_writes_its_next_update_of_a_run_on_top_of_its_last_without_reading_it_again(run):
+    """The driver updates status.json a dozen times in a short run (RUNNING, counts, phases): each
+    after the first is one conditional PUT (If-Match on the ETag of what it wrote), not a GET and
+    a PUT."""
+    status.set_state("runs", run, "RUNNING")
+    gets, puts = s3_calls("GetObject"), s3_calls("PutObject")
+    for n in range(1, 4):
+        status.update("runs", run, lambda c, n=n: c.model_copy(update={"tasks": status.TaskCounts(total=3, succeeded=n)}))
+    assert gets == [] and len(puts) == 3
+    assert stored(run)["status"] == "RUNNING" and stored(run)["tasks"]["succeeded"] == 3
+
+
+def test_what_another_writer_changed_since_this_processs_last_write_is_kept(run):
+    """Another writer (finalize, a cancel: other processes) changed status.json after this process
+    last wrote it: S3 refuses this process's write on top of its own (412), and the update reads
+    the object and applies its change to what is there, losing nothing of either."""
+    status.set_state("runs", run, "RUNNING")
+    s3, key = aws.client("s3"), status.status_key(run)
+    theirs = {**stored(run), "labels": {"by": "another writer"}}
+    s3.put_object(Bucket="runs", Key=key, Body=json.dumps(theirs).encode())
+    gets = s3_calls("GetObject")
+    status.update("runs", run, lambda c: c.model_copy(update={"phase": "staging inputs 1/2"}))
+    assert gets == [key]  # (read once, after the refusal)
+    assert stored(run)["labels"] == {"by": "another writer"} and stored(run)["phase"] == "staging inputs 1/2"
+
+    # a finish written by another process stands: a late RUNNING of this one is dropped
+    s3.put_object(Bucket="runs", Key=key, Body=json.dumps({**stored(run), "status": "SUCCEEDED"}).encode())
+    assert status.set_state("runs", run, "RUNNING").status == "SUCCEEDED"
+    assert stored(run)["status"] == "SUCCEEDED"
+
+    # removed since (404 to the write on top): as if this process had never seen it
+    s3.delete_object(Bucket="runs", Key=key)
+    assert status.set_state("runs", run, "RUNNING") is None
+    assert "Contents" not in s3.list_objects_v2(Bucket="runs", Prefix=key)
+    again = status.update("runs", run, lambda c: c, initial=status.new(RECORD))
+    assert again.status == "SUBMITTED" and stored(run)["status"] == "SUBMITTED"
+
+
+def test_a_change_that_writes_nothing_is_decided_on_what_is_stored_not_on_what_this_process_wrote(run):
+    """``change`` returning None (nothing to write) is decided on what status.json says now, not
+    on this process's older copy: here this process wrote a driver slot, another gave it back since,
+    and "take a slot unless the run holds one" must take one."""
+    status.update("runs", run, lambda c: c.model_copy(update={"status": "STARTING", "driver_slot": "drivers/slot-1.json"}))
+    s3, key = aws.client("s3"), status.status_key(run)
+    s3.put_object(Bucket="runs", Key=key, Body=json.dumps({**stored(run), "driver_slot": None}).encode())
+
+    def unless_it_holds_one(current):
+        return None if current.driver_slot else current.model_copy(update={"driver_slot": "drivers/slot-2.json"})
+
+    assert status.update("runs", run, unless_it_holds_one).driver_slot == "drivers/slot-2.json"
+    assert stored(run)["driver_slot"] == "drivers/slot-2.json"
+    # and a None answered from what is stored, this process's copy being current
+    assert status.update("runs", run, unless_it_holds_one).driver_slot == "drivers/slot-2.json"
