@@ -54,6 +54,7 @@ from WDL import CLI as wdl_cli
 from . import attempts, aws, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
+from .backend import miniwdl_fixes
 from .lifecycle import StopSignals
 from .report.run import cache_hits, driver_attempt, own_public_ip, run_report
 
@@ -183,16 +184,22 @@ class RunSoFar:
     budget_exceeded: limits.BudgetExceeded | None = None
     #: the collection of earlier runs' directories, running in the background (``collect_in_background``)
     collector: threading.Thread | None = None
-    #: the fetched workflow's document, once the driver read it (``document``)
+    #: the fetched workflow's document, once the driver or miniwdl read it (``document``, ``keep``)
     loaded: WDL.Tree.Document | None = None
 
     def document(self, wdl_path: str, check_quant: bool) -> WDL.Tree.Document:
         """The fetched workflow's document, loaded once for all the driver reads of it (its
-        inputs' types to stage them, its outputs' to upload them; miniwdl loads its own): a
-        workflow of many imports takes seconds to load and check."""
+        inputs' types to stage them, its outputs' to upload them) and miniwdl's run of it
+        (``miniwdl_fixes.workflow_loaded_once``): a workflow of many imports takes seconds to
+        load and check."""
         if self.loaded is None:
             self.loaded = WDL.load(wdl_path, check_quant=check_quant)
         return self.loaded
+
+    def keep(self, document: WDL.Tree.Document) -> None:
+        """The document miniwdl loaded, when the driver had not read it first."""
+        if self.loaded is None:
+            self.loaded = document
 
 
 def _drive(run: DriverRun, stop: StopSignals) -> int:
@@ -308,7 +315,9 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
 
         s3cache.start_run()  # (s3:// objects' identities asked anew: one may have been replaced)
     try:
-        status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, so_far.cfg, run.task(), run.check_quant())
+        # (one load of the workflow for the driver and miniwdl: whoever loads it first)
+        with miniwdl_fixes.workflow_loaded_once(wdl_path, run.check_quant(), lambda: so_far.loaded, so_far.keep):
+            status, result = miniwdl_run(wdl_path, inputs_path, run.workdir, so_far.cfg, run.task(), run.check_quant())
     finally:
         gate = limits.end_run(run.run_id)
         so_far.budget_exceeded = gate.halted if gate is not None else None

@@ -61,10 +61,12 @@ def bars(svg_text):
     return found
 
 
-def test_the_driver_loads_the_workflow_once_for_staging_its_inputs_and_uploading_its_outputs(bucket, tmp_path, monkeypatch):
+def test_the_driver_and_miniwdl_load_the_workflow_once_for_staging_running_and_uploading(bucket, tmp_path, monkeypatch):
     """A workflow of many imports takes seconds to load and check: the driver reads it once (the
-    inputs' types to stage, the outputs' to upload), besides miniwdl's own load."""
+    inputs' types to stage, the outputs' to upload) and miniwdl runs that document, loading it
+    no more (backend/miniwdl_fixes.py ``workflow_loaded_once``)."""
     import WDL
+    import WDL.CLI
 
     loads = []
     original = WDL.load
@@ -74,6 +76,7 @@ def test_the_driver_loads_the_workflow_once_for_staging_its_inputs_and_uploading
         return original(*args, **kwargs)
 
     monkeypatch.setattr(WDL, "load", load)
+    monkeypatch.setattr(WDL.CLI, "load", load)  # (miniwdl's runner loads through its own name of it)
     assert drive(tmp_path, "t-once", reference="one two three") == 0
     assert get("t-once", "outputs.json")["outputs"]
     assert len(loads) == 1, loads

@@ -1,9 +1,12 @@
 """backend/miniwdl_fixes.py: miniwdl's post-task chmod leaves a task's hard-linked inputs
-read-only (they share their inode with the staged copy other tasks link to)."""
+read-only (they share their inode with the staged copy other tasks link to); its plugins are
+looked up once; the driver and miniwdl's runner share one load of the workflow."""
 
 import os
 import stat
 
+import WDL
+import WDL.CLI
 import WDL.runtime.task
 from WDL._util import chmod_R_plus
 
@@ -81,3 +84,41 @@ def test_plugins_are_looked_up_once_and_are_the_ones_miniwdl_finds(monkeypatch):
     assert lookups == ["container_backend"]
     list(WDL.runtime.config.load_plugins(cfg, "task"))
     assert lookups == ["container_backend", "task"]
+
+
+def test_miniwdl_runs_the_document_the_driver_loaded_or_loads_it_for_the_driver(tmp_path, monkeypatch):
+    """``miniwdl run`` in the driver (``driver.miniwdl_run``) loads the workflow through
+    ``WDL.CLI.load``: within ``workflow_loaded_once`` it runs the document the driver loaded
+    without loading it again, or, if the driver had not, loads it once and hands it over. This
+    fails when miniwdl's runner stops loading through ``WDL.CLI.load`` (the fix then does nothing)."""
+    from miniwdl_fargate import driver
+
+    wdl = tmp_path / "w.wdl"
+    wdl.write_text("version 1.1\nworkflow w { input { Int n = 1 } output { Int x = n + 1 } }\n")
+    (tmp_path / "in.json").write_text('{"w.n": 41}')
+    loads = []
+    miniwdls = WDL.CLI.load
+
+    def load(*args, **kwargs):
+        loads.append(args[0])
+        return miniwdls(*args, **kwargs)
+
+    monkeypatch.setattr(WDL.CLI, "load", load)
+
+    def run(name, loaded, keep):
+        with miniwdl_fixes.workflow_loaded_once(str(wdl), True, loaded, keep):
+            code, result = driver.miniwdl_run(str(wdl), str(tmp_path / "in.json"), str(tmp_path / name))
+        assert code == 0 and result["outputs"] == {"w.x": 42}, result
+        return result
+
+    drivers = WDL.load(str(wdl))
+    kept = []
+    run("given", lambda: drivers, kept.append)
+    assert loads == [] and kept == []  # miniwdl ran the driver's document
+    run("kept", lambda: None, kept.append)
+    assert loads == [str(wdl)] and len(kept) == 1 and isinstance(kept[0], WDL.Tree.Document) and kept[0] is not drivers
+    # another workflow, or the same loaded otherwise (quantifiers unchecked), is miniwdl's own load
+    with miniwdl_fixes.workflow_loaded_once(str(wdl), False, lambda: drivers, kept.append):
+        WDL.CLI.load(str(wdl), [], check_quant=True)
+    assert loads == [str(wdl)] * 2 and len(kept) == 1
+    assert WDL.CLI.load is load  # (miniwdl's own again after the block)

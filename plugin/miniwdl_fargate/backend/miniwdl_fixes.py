@@ -20,15 +20,27 @@ tests/local/test_task_view.py). The fix leaves files under a ``_miniwdl_inputs``
 are; everything else is chmod-ed as miniwdl does. No upstream issue (miniwdl's own backends never
 hard-link inputs into the run directory); ``tests/unit/test_miniwdl_fixes.py`` fails when
 miniwdl stops doing this, and the fix can go.
+
+``workflow_loaded_once``: the driver reads the workflow's document (its inputs' types to stage
+them, its outputs' to upload them), and ``miniwdl run`` (``WDL.CLI.runner``) loads it again: a
+parse and a typecheck of the workflow and each of its imports, about a tenth of a hello run's
+driver CPU and seconds for a workflow of many imports. While the driver runs miniwdl, the
+runner's load of the run's workflow answers the document the driver loaded (or, if it had not
+yet, the one miniwdl loads is kept for the driver). miniwdl's runner offers no way to pass a loaded
+document (no upstream issue); ``tests/unit/test_miniwdl_fixes.py`` fails when ``WDL.CLI.runner``
+no longer loads through ``WDL.CLI.load``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
+import WDL
+import WDL.CLI
 import WDL.runtime.config
 import WDL.runtime.task
 from WDL._util import chmod_R_plus
@@ -84,3 +96,29 @@ def plugins_found_once() -> None:
         if not _plugins_patched:
             WDL.runtime.config.load_plugins = load_plugins_once  # type: ignore[assignment]
             _plugins_patched = True
+
+
+@contextlib.contextmanager
+def workflow_loaded_once(
+    uri: str, check_quant: bool, loaded: Callable[[], WDL.Tree.Document | None], keep: Callable[[WDL.Tree.Document], None],
+) -> Iterator[None]:
+    """Within the block, miniwdl's CLI loading ``uri`` (no import path, the same ``check_quant``)
+    gets the document ``loaded()`` answers, if any; else it loads it as it would and hands it to
+    ``keep``. Any other load is miniwdl's own. For the one thread that runs miniwdl's ``runner``."""
+    own = WDL.CLI.load
+
+    def load(source: str, path: list[str] | None = None, check_quant: bool = True, **options: Any) -> WDL.Tree.Document:
+        if source != uri or path or check_quant != expected_quant:
+            return own(source, path, check_quant=check_quant, **options)
+        document = loaded()
+        if document is None:
+            document = own(source, path, check_quant=check_quant, **options)
+            keep(document)
+        return document
+
+    expected_quant = check_quant
+    WDL.CLI.load = load  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        WDL.CLI.load = own  # type: ignore[assignment]
