@@ -54,7 +54,7 @@ from WDL import CLI as wdl_cli
 from . import attempts, aws, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
-from .backend import miniwdl_fixes
+from . import miniwdl_fixes
 from .lifecycle import StopSignals
 from .report.run import cache_hits, driver_attempt, own_public_ip, run_report
 

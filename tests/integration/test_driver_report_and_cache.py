@@ -64,7 +64,7 @@ def bars(svg_text):
 def test_the_driver_and_miniwdl_load_the_workflow_once_for_staging_running_and_uploading(bucket, tmp_path, monkeypatch):
     """A workflow of many imports takes seconds to load and check: the driver reads it once (the
     inputs' types to stage, the outputs' to upload) and miniwdl runs that document, loading it
-    no more (backend/miniwdl_fixes.py ``workflow_loaded_once``)."""
+    no more (miniwdl_fixes.py ``workflow_loaded_once``)."""
     import WDL
     import WDL.CLI
 

@@ -1,4 +1,4 @@
-"""backend/miniwdl_fixes.py: miniwdl's post-task chmod leaves a task's hard-linked inputs
+"""miniwdl_fixes.py: miniwdl's post-task chmod leaves a task's hard-linked inputs
 read-only (they share their inode with the staged copy other tasks link to); its plugins are
 looked up once; the driver and miniwdl's runner share one load of the workflow."""
 
@@ -10,7 +10,7 @@ import WDL.CLI
 import WDL.runtime.task
 from WDL._util import chmod_R_plus
 
-from miniwdl_fargate.backend import miniwdl_fixes
+from miniwdl_fargate import miniwdl_fixes
 
 
 def run_dir(tmp_path):

@@ -38,7 +38,7 @@ from WDL._util import StructuredLogMessage as _
 
 from .. import attempts, config
 from . import links, nfs
-from .miniwdl_fixes import INPUTS_FOLDER
+from ..miniwdl_fixes import INPUTS_FOLDER
 
 
 @dataclass

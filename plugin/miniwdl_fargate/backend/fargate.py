@@ -83,7 +83,8 @@ from ..attempts import epoch
 from ..config import FargateSettings
 from ..report.cost import minimum_usd
 from ..limits import LaunchCancelled, check_interval
-from . import links, miniwdl_fixes, standalone, stops
+from . import links, standalone, stops
+from .. import miniwdl_fixes
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
 from .launcher import LaunchFailed, Launcher, account_vcpu_quota
 from .poller import TaskPoller, Watch
