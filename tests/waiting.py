@@ -23,14 +23,14 @@ def wait_for(
 
 def run_end(stack, name: str, run_id: str, timeout: float = 300.0, **options: Any) -> Any:
     """``upload.wait`` for run ``run_id`` (of run name ``name``) of the local ``stack`` (a
-    ``LocalStack``): its outcome once its execution ended, looking at it when a run of the stack
-    changed (the stack's count of its runs' changes, ``local.changes``), as ``local run`` does,
+    ``LocalStack``): its outcome once its execution ended, looking at it when a run of that name
+    changed (the stack's count of their changes, ``local.changes``), as ``local run`` does,
     so the end is seen within a few hundredths of a second, not at the next of looks every 0.25
     s. ``options``: ``upload.wait``'s other arguments (``inputs_version``)."""
     from miniwdl_fargate import upload
     from miniwdl_fargate.local import changes
 
-    longest, pause = changes.pace(stack.state_dir, 0.25, name=changes.RUN_FILE)
+    longest, pause = changes.pace(stack.state_dir, 0.25, name=changes.RUN_FILE, run=name)
     return upload.wait(
         stack.outputs["BucketName"], stack.outputs["StateMachineArn"], name, run_id, timeout,
         interval=longest, pause=pause, **options,

@@ -168,15 +168,17 @@ def follow_seconds(deployment: Deployment) -> float:
     return LOCAL_FOLLOW_SECONDS if deployment.local else FOLLOW_SECONDS
 
 
-def pace(deployment: Deployment, of_runs: bool = True) -> tuple[float, Callable[[float], None]]:
-    """How a client following a run of ``deployment`` (``of_runs``; else anything of the
-    stack, as an ECS task) waits between two looks: (the longest wait, what waits). A sleep of
-    ``follow_seconds``; at a local stack that counts its changes, until it changed (a run's S3
-    objects or executions, or anything: ``local.changes``), ``LOOK_SECONDS`` at most."""
+def pace(deployment: Deployment, of_runs: bool = True, run_name: str | None = None) -> tuple[float, Callable[[float], None]]:
+    """How a client following a run of ``deployment`` (``of_runs``, the runs named ``run_name``
+    if given; else anything of the stack, as an ECS task) waits between two looks: (the longest
+    wait, what waits). A sleep of ``follow_seconds``; at a local stack that counts its changes,
+    until it changed (a run's S3 objects or executions, or anything: ``local.changes``),
+    ``LOOK_SECONDS`` at most."""
     if deployment.local:
         from .local import changes
 
-        return changes.pace(deployment.state_dir, follow_seconds(deployment), name=changes.RUN_FILE if of_runs else changes.FILE)
+        name = changes.RUN_FILE if of_runs else changes.FILE
+        return changes.pace(deployment.state_dir, follow_seconds(deployment), name=name, run=run_name if of_runs else None)
     return follow_seconds(deployment), time.sleep
 
 
@@ -188,7 +190,7 @@ def follow(
     every ``interval`` seconds (default: the deployment's ``pace``); return its description (with outputs
     or error). Before the run exists, a rejection of the submission (runs/<name>/error.json) ends it."""
     out = sys.stderr if out is None else out  # (not a default argument: bound once, at import)
-    longest, pause = pace(deployment) if interval is None else (interval, time.sleep)
+    longest, pause = pace(deployment, run_name=name or runs.name_of(run_id)) if interval is None else (interval, time.sleep)
     tty = out.isatty()
     last = last_key = ""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -223,7 +225,7 @@ def submit(deployment: Deployment, prepared: Submission) -> tuple[str, str, str 
     """Stage a checked submission (``upload.prepare``) and its local inputs into the bucket
     and drop inputs.json (which starts the run). Returns (run name, run id, version of the inputs
     upload)."""
-    longest, pause = pace(deployment)
+    longest, pause = pace(deployment, run_name=prepared.name)
     run_name, run_id = prepared.upload(deployment.bucket, interval=longest, pause=pause)
     return run_name, run_id, prepared.inputs_version
 

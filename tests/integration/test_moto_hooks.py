@@ -2,12 +2,14 @@
 plain TaskSpec and StopTask the task's ARN; what ecs_state writes is what DescribeTasks and the
 "ECS Task State Change" events show. (Without a runtime, the hooks leave the work to moto.)"""
 
+import collections
 import json
 
 import pytest
 
-from miniwdl_fargate import aws, sweep
+from miniwdl_fargate import aws, runs, sweep
 from miniwdl_fargate.local.ecs_runner import TaskSpec
+from miniwdl_fargate.local import changes
 from miniwdl_fargate.local.ecs_state import MotoTaskState
 from miniwdl_fargate.local.faults import Faults
 from miniwdl_fargate.local.moto import hooks
@@ -262,14 +264,19 @@ def test_each_status_ecs_state_writes_is_counted_once_in_place():
 
 
 class CountingRuntime:
-    """The runtime's counts of changes (local.changes), as numbers: every change, and the runs'."""
+    """The runtime's counts of changes (local.changes), as numbers: every change, the runs', and
+    each run name's (``by_name``)."""
 
     def __init__(self):
         self.count = self.of_runs = 0
+        self.by_name = collections.Counter()
 
-    def changed(self, of_a_run=False):
+    def changed(self, of_a_run=False, run_name=None):
         self.count += 1
         self.of_runs += of_a_run
+        if run_name is not None:
+            assert of_a_run  # (only a run's change names its run)
+            self.by_name[run_name] += 1
 
 
 @pytest.fixture
@@ -341,11 +348,16 @@ def test_objects_under_runs_and_executions_are_changes_of_runs_other_objects_onl
     ):
         every, of_runs = moved(action)
         assert every >= 1 and of_runs >= 1
+    assert set(counted.by_name) == {"r"} and counted.by_name["r"] >= 3  # (each named by its run: runs/<name>/)
     asl = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}
     machine = sfn.create_state_machine(name="m2", definition=json.dumps(asl), roleArn="arn:aws:iam::123456789012:role/r")
     started = {}
-    assert moved(lambda: started.update(sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="e")))[1] >= 1
+    # an execution is named by its run id, <name>-<8 hex> ("." made "_": runs.execution_name)
+    execution = runs.execution_name("my.run-0123abcd")
+    assert moved(lambda: started.update(sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name=execution)))[1] >= 1
     assert moved(lambda: sfn.stop_execution(executionArn=started["executionArn"]))[1] >= 1
+    assert counted.by_name["my_run"] >= 2 and set(counted.by_name) == {"r", "my_run"}
+    assert changes.run_slot("my_run") == changes.run_slot("my.run")  # (what a client following run my.run watches)
 
 
 def test_each_change_of_an_executions_status_is_one_event_on_the_default_bus(moto_server):

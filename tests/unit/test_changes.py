@@ -147,6 +147,49 @@ def test_follow_pauses_at_the_stacks_pace(tmp_path, monkeypatch):
     monkeypatch.setattr(client.status, "read", lambda bucket, run_id: next(answers))
     monkeypatch.setattr(client.manage, "describe_run", lambda bucket, run_id: {"run_id": run_id, "status": "SUCCEEDED"})
     local = client.Deployment("stack", "us-east-1", {"BucketName": "b"}, local=True, state_dir=str(tmp_path))
-    monkeypatch.setattr(client, "pace", lambda deployment: (changes.LOOK_SECONDS, paused.append))
+    monkeypatch.setattr(client, "pace", lambda deployment, **following: (changes.LOOK_SECONDS, paused.append))
     assert client.follow(local, "r", out=io.StringIO())["status"] == "SUCCEEDED"
     assert paused == [changes.LOOK_SECONDS] * 2
+
+
+def test_a_watch_of_one_runs_changes_is_ended_by_its_runs_changes_not_another_runs(tmp_path, clock):
+    """Ten runs at once: a client following one looks at it when that run changed, not at each
+    change of the nine others (the stack counts each run name's changes, ``run_slot``)."""
+    ours, theirs = "burst-000", next(f"other-{i}" for i in range(100) if changes.run_slot(f"other-{i}") != changes.run_slot("burst-000"))
+    of_runs = changes.ChangeCount(str(tmp_path), changes.RUN_FILE, 1 + changes.RUN_SLOTS)
+    watch = changes.watch(str(tmp_path), changes.RUN_FILE, run=ours)
+    every_run = changes.watch(str(tmp_path), changes.RUN_FILE)
+    of_runs.bump(changes.run_slot(theirs))
+    clock.during_sleep = lambda: of_runs.bump(changes.run_slot(theirs if clock.now < 100.4 else ours))
+    watch.pause(changes.LOOK_SECONDS)
+    assert clock.now - 100.0 == pytest.approx(0.4 + changes.CHECK_SECONDS, abs=changes.CHECK_SECONDS)
+    clock.during_sleep = lambda: None
+    started = clock.now
+    every_run.pause(changes.LOOK_SECONDS)  # (every run's count moved all along: over at once)
+    assert clock.now - started == pytest.approx(changes.SHORTEST_SECONDS)
+    # an execution's changes count as its run's: its name is the run id with "." made "_"
+    assert changes.run_slot("my.run") == changes.run_slot("my_run")
+
+
+def test_a_run_change_count_file_of_an_earlier_stack_is_watched_whole(tmp_path, clock):
+    """A stack of an earlier version keeps one count of every run's changes (8 bytes): a client
+    following one run watches that count, as before."""
+    older = changes.ChangeCount(str(tmp_path), changes.RUN_FILE)
+    watch = changes.watch(str(tmp_path), changes.RUN_FILE, run="burst-000")
+    assert watch.slot == 0
+    older.bump()
+    watch.pause(changes.LOOK_SECONDS)
+    assert clock.slept == [changes.SHORTEST_SECONDS]
+
+
+def test_a_stack_started_again_on_its_folder_counts_each_run_on(tmp_path):
+    first = changes.ChangeCount(str(tmp_path), changes.RUN_FILE, 1 + changes.RUN_SLOTS)
+    slot = changes.run_slot("r")
+    first.bump(slot)
+    first.bump(slot)
+    first.close()
+    again = changes.ChangeCount(str(tmp_path), changes.RUN_FILE, 1 + changes.RUN_SLOTS)
+    watch = changes.ChangeWatch(str(tmp_path), changes.RUN_FILE, slot)
+    assert watch._count() == 2 and changes.ChangeWatch(str(tmp_path), changes.RUN_FILE)._count() == 2
+    again.bump(slot)
+    assert watch._count() == 3

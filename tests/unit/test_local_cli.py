@@ -60,6 +60,7 @@ def test_a_local_run_the_pipeline_refuses_says_why_on_one_line_and_exits_2(monke
     instances, say: tests/local/test_beyond_fargate_local.py runs that one): one `error:` line,
     exit 2, as `submit` says it; not error.json and exit 1."""
     class Refused:
+        name = "gpu"
         refusal = {"error": "InvalidSubmission", "problems": [
             {"where": "s3://b/runs/gpu/workflow.wdl:9:1", "problem": "task train cannot run on Fargate: runtime.gpu = true"},
             {"where": "s3://b/runs/gpu/inputs.json: gpu.n", "problem": "expected Int"},
@@ -90,11 +91,11 @@ def test_a_local_run_looks_at_its_run_when_the_stack_changed_and_stops_waiting_a
     class Counting(StandInStack):
         state_dir = str(tmp_path)
 
-    changes.ChangeCount(str(tmp_path), changes.RUN_FILE)
+    changes.ChangeCount(str(tmp_path), changes.RUN_FILE, 1 + changes.RUN_SLOTS)
     seen = {}
 
     class Submission:
-        refusal, inputs_version = None, "v1"
+        name, refusal, inputs_version = "n", None, "v1"
 
         def upload(self, bucket, interval, pause=None):
             seen["upload"] = (interval, pause)
@@ -113,7 +114,8 @@ def test_a_local_run_looks_at_its_run_when_the_stack_changed_and_stops_waiting_a
     assert local_cli.run_once(args, lambda message: None, 0.0, signals) == 1
     assert seen["upload"][0] == seen["wait"][0] == changes.LOOK_SECONDS
     pause = seen["wait"][1]
-    assert pause.func.__self__.path == str(tmp_path / changes.RUN_FILE)  # (the count of the runs' changes)
+    assert pause.func.__self__.path == str(tmp_path / changes.RUN_FILE)  # (the count of the runs' changes,
+    assert pause.func.__self__.slot == changes.run_slot("n")  # its run's: runs named n)
     signals.noted.append(signal.SIGTERM)
     with pytest.raises(local_cli.Terminated):
         pause(changes.LOOK_SECONDS)

@@ -23,6 +23,12 @@ changes kept the first count moving, where the run's own status changed 9 times 
 GetObject, about 5 ms of CPU between the stack and the client); a client waiting for an ECS task
 watches the first.
 
+``RUN_FILE`` holds, after the count of every run's changes, a count per run name (``run_slot``:
+``RUN_SLOTS`` counts, a name's chosen by its CRC-32), and a client following one run watches its
+run's (``pace(..., run=name)``): with ten runs at once, a client waiting for the first looked at
+it at each change of any of the ten. Two names may share a count: a look too many, never a change
+missed.
+
 Only local mode has this: on AWS a client looks every few seconds, as before.
 """
 
@@ -32,6 +38,7 @@ import functools
 import os
 import threading
 import time
+import zlib
 from typing import Callable
 
 #: the file of the count of every change, in the stack's state folder
@@ -45,25 +52,40 @@ SHORTEST_SECONDS = 0.05
 #: how often a watching client looks at what it follows whatever the count says
 LOOK_SECONDS = 1.0
 
+#: the counts of ``RUN_FILE`` after its first (every run's changes): one per run name, by ``run_slot``
+RUN_SLOTS = 1024
+
 _SIZE = 8
 
 
-class ChangeCount:
-    """The stack's side: the count, bumped after each change is in place (a client that sees
-    the new count and looks sees the change)."""
+def run_slot(run_name: str) -> int:
+    """Where ``RUN_FILE`` counts the changes of the runs named ``run_name``: 1 to ``RUN_SLOTS``
+    (0 is every run's). A "." counts as "_": an execution's name is its run id with each "."
+    made "_" (``runs.execution_name``), and its changes are its run's."""
+    return 1 + zlib.crc32(run_name.replace(".", "_").encode()) % RUN_SLOTS
 
-    def __init__(self, state_dir: str, name: str = FILE) -> None:
+
+class ChangeCount:
+    """The stack's side: the count (``slots`` of them: the first counts every change, the others
+    each a part of them), bumped after each change is in place (a client that sees the new count
+    and looks sees the change)."""
+
+    def __init__(self, state_dir: str, name: str = FILE, slots: int = 1) -> None:
         self.path = os.path.join(state_dir, name)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._lock = threading.Lock()
-        self._count = _read(self._fd)  # (a stack started again on its folder counts on)
+        # (a stack started again on its folder counts on)
+        self._counts = [_read(self._fd, slot) for slot in range(slots)]
+        os.pwrite(self._fd, b"".join(count.to_bytes(_SIZE, "little") for count in self._counts), 0)
 
-    def bump(self) -> None:
+    def bump(self, slot: int = 0) -> None:
+        """Count a change: in the first count, and in count ``slot`` too if it is another."""
         with self._lock:
             if self._fd < 0:
                 return
-            self._count += 1
-            os.pwrite(self._fd, self._count.to_bytes(_SIZE, "little"), 0)
+            for counted in {0, slot}:
+                self._counts[counted] += 1
+                os.pwrite(self._fd, self._counts[counted].to_bytes(_SIZE, "little"), counted * _SIZE)
 
     def close(self) -> None:
         with self._lock:
@@ -73,11 +95,17 @@ class ChangeCount:
 
 
 class ChangeWatch:
-    """A client's side: ``pause`` waits until the count (of the file ``name``) moves (or
-    ``longest`` seconds), at least ``SHORTEST_SECONDS``."""
+    """A client's side: ``pause`` waits until the count (of the file ``name``: its count
+    ``slot``) moves (or ``longest`` seconds), at least ``SHORTEST_SECONDS``."""
 
-    def __init__(self, state_dir: str, name: str = FILE) -> None:
+    def __init__(self, state_dir: str, name: str = FILE, slot: int = 0) -> None:
         self.path = os.path.join(state_dir, name)
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            raise FileNotFoundError(self.path) from None
+        # (a file of fewer counts, a stack of an earlier version's: its first count, every change)
+        self.slot = slot if size >= (slot + 1) * _SIZE else 0
         self._seen = self._count()
         if self._seen is None:
             raise FileNotFoundError(self.path)
@@ -90,7 +118,7 @@ class ChangeWatch:
         except OSError:
             return None
         try:
-            return _read(fd)
+            return _read(fd, self.slot)
         finally:
             os.close(fd)
 
@@ -115,29 +143,30 @@ class ChangeWatch:
 
 def pace(
     state_dir: str | None, otherwise: float, check: Callable[[], None] | None = None, name: str = FILE,
+    run: str | None = None,
 ) -> tuple[float, Callable[[float], None]]:
     """How a client of the stack whose state folder is ``state_dir`` waits between two looks at
     what it follows: (the longest wait, what waits). Until the count of the file ``name`` moved
-    (``FILE``: any change; ``RUN_FILE``: a change to a run), ``LOOK_SECONDS`` at most (``check``
-    called at each read of the count); where the stack keeps no such count, a sleep of
-    ``otherwise`` seconds."""
-    found = watch(state_dir, name)
+    (``FILE``: any change; ``RUN_FILE``: a change to a run, to the runs named ``run`` if given),
+    ``LOOK_SECONDS`` at most (``check`` called at each read of the count); where the stack keeps no
+    such count, a sleep of ``otherwise`` seconds."""
+    found = watch(state_dir, name, run)
     if found is None:
         return otherwise, time.sleep
     return LOOK_SECONDS, found.pause if check is None else functools.partial(found.pause, check=check)
 
 
-def watch(state_dir: str | None, name: str = FILE) -> ChangeWatch | None:
-    """A watch of the count ``name`` of the stack whose state folder is ``state_dir``; None where
-    it keeps no such count (a stack of an earlier version, a folder gone): its client looks at its
-    old pace."""
+def watch(state_dir: str | None, name: str = FILE, run: str | None = None) -> ChangeWatch | None:
+    """A watch of the count ``name`` of the stack whose state folder is ``state_dir`` (of
+    ``RUN_FILE``, the count of the runs named ``run`` if given); None where it keeps no such count
+    (a stack of an earlier version, a folder gone): its client looks at its old pace."""
     if not state_dir:
         return None
     try:
-        return ChangeWatch(state_dir, name)
+        return ChangeWatch(state_dir, name, run_slot(run) if run and name == RUN_FILE else 0)
     except OSError:
         return None
 
 
-def _read(fd: int) -> int:
-    return int.from_bytes(os.pread(fd, _SIZE, 0) or b"\0", "little")
+def _read(fd: int, slot: int = 0) -> int:
+    return int.from_bytes(os.pread(fd, _SIZE, slot * _SIZE) or b"\0", "little")

@@ -420,8 +420,8 @@ def run_once(args: argparse.Namespace, say: Callable[[str], None], started: floa
             if args.seed_s3:
                 say(f"seeded {seed(args.seed_s3)} object(s) into local S3")
             signals.submitting = True
-            # (looks when a run changed, local.changes; a signal stops the wait at once)
-            longest, pause = changes.pace(stack.state_dir, CLIENT_POLL_SECONDS, check, changes.RUN_FILE)
+            # (looks when its run changed, local.changes; a signal stops the wait at once)
+            longest, pause = changes.pace(stack.state_dir, CLIENT_POLL_SECONDS, check, changes.RUN_FILE, submission.name)
             name, run_id = submission.upload(bucket, interval=longest, pause=pause)
             say(f"submitted s3://{bucket}/runs/{name}/inputs.json -> run {run_id}")
             if submission.refusal is not None:  # bad input, said on one line as `submit` says it

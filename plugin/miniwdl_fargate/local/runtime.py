@@ -30,7 +30,7 @@ from typing import Any
 
 from .. import aws
 from . import schedules
-from .changes import RUN_FILE, ChangeCount
+from .changes import RUN_FILE, RUN_SLOTS, ChangeCount, run_slot
 from .ecs_runner import EcsRunner, TaskSpec
 from .ecs_state import MotoTaskState
 from .faults import Faults
@@ -81,7 +81,7 @@ class LocalRuntime:
         os.makedirs(self.logs_dir, exist_ok=True)
         #: what the clients of the stack watch (``changes``): every change, and the changes of runs
         self.changes = ChangeCount(state_dir)
-        self.run_changes = ChangeCount(state_dir, RUN_FILE)
+        self.run_changes = ChangeCount(state_dir, RUN_FILE, 1 + RUN_SLOTS)
         #: what RunTask created in moto, written as the runner says (``moto.hooks`` registers each task)
         self.ecs_state = MotoTaskState(region, on_change=self.changes.bump)
         #: the fork server of Lambda environments and drivers (``python_zygote``); its first
@@ -131,12 +131,13 @@ class LocalRuntime:
                 )
             return self._lambdas
 
-    def changed(self, of_a_run: bool = False) -> None:
+    def changed(self, of_a_run: bool = False, run_name: str | None = None) -> None:
         """Something a client of the stack may be waiting for changed (``changes``); ``of_a_run``:
-        a run's S3 object or execution, what a client following a run waits for."""
+        a run's S3 object or execution, what a client following a run waits for (the runs named
+        ``run_name``, if known)."""
         self.changes.bump()
         if of_a_run:
-            self.run_changes.bump()
+            self.run_changes.bump(run_slot(run_name) if run_name else 0)
 
     def invoke_lambda(self, function: FunctionSpec, event: Any) -> tuple[str, bool, str]:
         # (faults name a function; the launch function's TakeDriverSlot step is named by its step,

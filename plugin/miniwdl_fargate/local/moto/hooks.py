@@ -44,7 +44,7 @@ class Runtime(Protocol):
     def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None: ...
     def ecs_task_started(self, task: TaskSpec) -> None: ...
     def ecs_stop_task(self, task_arn: str, reason: str) -> bool: ...
-    def changed(self, of_a_run: bool = False) -> None: ...
+    def changed(self, of_a_run: bool = False, run_name: str | None = None) -> None: ...
 
 
 #: the runtime (and its ECS state) moto's work goes to; without one, each hook leaves the work to
@@ -203,23 +203,31 @@ def _send_to_targets(self: Any, original_event: Any, transform_input: bool = Tru
 def _changes_counted() -> None:
     """The runtime counts each S3 object written or removed (moto tells its notifications of every
     one, whether or not the bucket has any) and each execution started, stopped or ended, once it is
-    in place (``local.changes``); an object under ``runs/`` and an execution are changes of a run."""
+    in place (``local.changes``); an object under ``runs/<name>/`` and an execution (named by its
+    run id, ``<name>-<8 hex>``) are changes of a run, of the runs named ``<name>``."""
     from moto.s3 import notifications
 
     def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
         try:
             moto_function("changes counted", "send_event")(account_id, event_name, bucket, key)
         finally:
-            _changed(of_a_run=str(getattr(key, "name", "")).startswith(runs.RUNS_PREFIX))
+            name = str(getattr(key, "name", ""))
+            of_a_run = name.startswith(runs.RUNS_PREFIX)
+            _changed(of_a_run, name[len(runs.RUNS_PREFIX):].split("/", 1)[0] if of_a_run else None)
 
     replace("changes counted", notifications, "send_event", send_event)
     _execution_changes()
 
 
-def _changed(of_a_run: bool) -> None:
+def _changed(of_a_run: bool, run_name: str | None = None) -> None:
     current = runtime()
     if current is not None:
-        current.changed(of_a_run)
+        current.changed(of_a_run, run_name or None)
+
+
+def _execution_changed(execution: Any) -> None:
+    """A change of the run whose execution ``execution`` is (its name: the run id, "." made "_")."""
+    _changed(True, runs.name_of(str(getattr(execution, "name", ""))))
 
 
 def _execution_changes() -> None:
@@ -234,17 +242,17 @@ def _execution_changes() -> None:
     def start(self: Any) -> None:
         moto_function("execution changes", "start")(self)
         _send_execution_status(self)
-        _changed(of_a_run=True)
+        _execution_changed(self)
 
     def stop(self: Any, *args: Any, **kwargs: Any) -> None:
         moto_function("execution changes", "stop")(self, *args, **kwargs)
         _send_execution_status(self)
-        _changed(of_a_run=True)
+        _execution_changed(self)
 
     def terminated(self: Any) -> None:
         moto_function("execution changes", "terminated")(self)
         _send_execution_status(self.execution)
-        _changed(of_a_run=True)
+        _execution_changed(self.execution)
 
     replace("execution changes", Execution, "start", start)
     replace("execution changes", Execution, "stop", stop)
