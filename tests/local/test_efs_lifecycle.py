@@ -111,6 +111,11 @@ def scheduled_gc_runs_where_efs_is(stack, failed, held):
             break
     else:
         raise AssertionError(f"no gc task scheduled for the days after {finished}: {listed}")
+    # each run's end is handled twice, by its finalize step and by its execution's end event, and
+    # each schedules its gc days again (finalize.after_end: safe to repeat, as the finalize step
+    # may have failed after recording the end): days pass only once the events are handled, or an
+    # end handled late would schedule again the day that fired
+    assert stack.runtime.events_delivered(120), "the runs' end events still not handled after 120 s"
     fired = schedules.fire_due(datetime.combine(days[0], time(2), timezone.utc))
     assert f"{group}/{gc_task.SCHEDULE_PREFIX}{days[0]}" in fired
     key = f"{gc_task.GC_PREFIX}scheduled-{days[0]}.json"

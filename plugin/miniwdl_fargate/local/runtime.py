@@ -73,6 +73,8 @@ class LocalRuntime:
         self._lock = threading.Lock()
         self._lambdas: LambdaRunner | None = None
         self._deliveries = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="eventbridge")
+        self._undelivered = 0  # events sent and not yet handled by their target (``events_delivered``)
+        self._delivered = threading.Condition()
         self._stopping = threading.Event()
         self.faults = Faults.from_env()
         #: what the state machine's Retry intervals are multiplied by (``moto.hooks``): 1 as on AWS
@@ -160,12 +162,33 @@ class LocalRuntime:
     # -- EventBridge ------------------------------------------------------------------------------
 
     def deliver_event(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+        with self._delivered:
+            self._undelivered += 1
         try:
             self._deliveries.submit(self._deliver, target, event)
         except RuntimeError:  # (the stack has stopped: what it stopped as it went is delivered to no one)
             log.debug("stack stopped: event to %s not delivered", target.get("Arn"))
+            self._handled()
+
+    def events_delivered(self, timeout: float) -> bool:
+        """Whether every event sent so far has been handled by its target (a Lambda function's
+        invocation returned, an execution started) within ``timeout`` seconds: what a test waits
+        for before it acts as if time had passed (the ends of runs that ended are handled)."""
+        with self._delivered:
+            return self._delivered.wait_for(lambda: self._undelivered == 0, timeout)
+
+    def _handled(self) -> None:
+        with self._delivered:
+            self._undelivered -= 1
+            self._delivered.notify_all()
 
     def _deliver(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+        try:
+            self._deliver_to(target, event)
+        finally:
+            self._handled()
+
+    def _deliver_to(self, target: dict[str, Any], event: dict[str, Any]) -> None:
         arn = target["Arn"]
         try:
             if ":lambda:" in arn:
