@@ -51,50 +51,49 @@ def test_efs_keeps_no_successful_run_a_failed_one_for_a_while_and_gc_never_a_run
     # three runs at once: one held running (its task naps far longer than this test), one that
     # succeeds, one that fails
     _, held = submit(stack, tmp_path, "efs-held", nap=600)
-    ok_run, failed_run = submit(stack, tmp_path, "efs-ok"), submit(stack, tmp_path, "efs-failed", code=3)
-    ok, failed = outcome(stack, ok_run), outcome(stack, failed_run)
-    current = lambda: status.read(bucket, held)  # noqa: E731
-    wait_for(lambda: current() is not None and current().status == "RUNNING", 120, "the held run RUNNING")
-    root = runs_root(stack)
-    assert (root / held).is_dir()
+    try:
+        ok_run, failed_run = submit(stack, tmp_path, "efs-ok"), submit(stack, tmp_path, "efs-failed", code=3)
+        ok, failed = outcome(stack, ok_run), outcome(stack, failed_run)
+        current = lambda: status.read(bucket, held)  # noqa: E731
+        wait_for(lambda: current() is not None and current().status == "RUNNING", 120, "the held run RUNNING")
+        root = runs_root(stack)
+        assert (root / held).is_dir()
 
-    assert ok.status == "SUCCEEDED", ok.document
-    assert ok.document["outputs"]["tiny.said"] == "said"
-    assert not (root / ok.run_id).exists()  # its outputs are in S3; nothing of it stays on EFS
+        assert ok.status == "SUCCEEDED", ok.document
+        assert ok.document["outputs"]["tiny.said"] == "said"
+        assert not (root / ok.run_id).exists()  # its outputs are in S3; nothing of it stays on EFS
 
-    assert failed.status == "FAILED", failed.document
-    kept = json.loads((root / failed.run_id / efs_cleanup.EXPIRES_MARKER).read_text())
-    assert kept["status"] == "FAILED" and kept["expires_at"] > kept["finished_at"]  # the stack keeps it 3 days
+        assert failed.status == "FAILED", failed.document
+        kept = json.loads((root / failed.run_id / efs_cleanup.EXPIRES_MARKER).read_text())
+        assert kept["status"] == "FAILED" and kept["expires_at"] > kept["finished_at"]  # the stack keeps it 3 days
 
-    # after a team's last run nothing else would collect what it left: its end scheduled a gc
-    # task for the day after that falls due (gc_task.schedule), which local mode runs when due as
-    # EventBridge Scheduler would (local/schedules.py): here made due at once, as if days had passed
-    scheduled_gc_runs_where_efs_is(stack, failed, held)
+        # after a team's last run nothing else would collect what it left: its end scheduled a gc
+        # task for the day after that falls due (gc_task.schedule), which local mode runs when due as
+        # EventBridge Scheduler would (local/schedules.py): here made due at once, as if days had passed
+        scheduled_gc_runs_where_efs_is(stack, failed, held)
 
-    # the command as a user runs it: its own process, reaching the stack by its --local file
-    proc = local_cli("gc", "--keep-failed-days", "0")
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert any(line.startswith(f"removed         {failed.run_id}  the run FAILED at") for line in lines), lines
-    assert f"kept            {held}  the run is RUNNING" in lines
-    assert "failed runs kept 0 day(s), unused cache entries 7 day(s)" in lines[-1], lines[-1]
-    # its report stays in the bucket, for a look later
-    s3 = aws.client("s3")
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix=gc_task.GC_PREFIX)["Contents"]
-    (key,) = [o["Key"] for o in listed if not o["Key"].startswith(f"{gc_task.GC_PREFIX}scheduled-")]
-    report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    by_name = {d["name"]: d for d in report["directories"]}
-    assert by_name[failed.run_id]["action"] == "removed", by_name[failed.run_id]
-    assert by_name[failed.run_id]["reason"].startswith("the run FAILED at")
-    assert (by_name[held]["action"], by_name[held]["reason"]) == ("kept", "the run is RUNNING")
-    assert ok.run_id not in by_name
-    assert not (root / failed.run_id).exists() and (root / held).is_dir()
-    assert current().status == "RUNNING"
-
-    manage.cancel_run(bucket, stack.outputs["StateMachineArn"], stack.outputs["ClusterName"], held)
-    # (nothing of it left running for the tests after this one: they share the stack's cluster)
-    wait_for(lambda: not sweep.run_tasks(stack.outputs["ClusterName"], held), 120, "the held run's tasks stopped")
-
+        # the command as a user runs it: its own process, reaching the stack by its --local file
+        proc = local_cli("gc", "--keep-failed-days", "0")
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert any(line.startswith(f"removed         {failed.run_id}  the run FAILED at") for line in lines), lines
+        assert f"kept            {held}  the run is RUNNING" in lines
+        assert "failed runs kept 0 day(s), unused cache entries 7 day(s)" in lines[-1], lines[-1]
+        # its report stays in the bucket, for a look later
+        s3 = aws.client("s3")
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=gc_task.GC_PREFIX)["Contents"]
+        (key,) = [o["Key"] for o in listed if not o["Key"].startswith(f"{gc_task.GC_PREFIX}scheduled-")]
+        report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        by_name = {d["name"]: d for d in report["directories"]}
+        assert by_name[failed.run_id]["action"] == "removed", by_name[failed.run_id]
+        assert by_name[failed.run_id]["reason"].startswith("the run FAILED at")
+        assert (by_name[held]["action"], by_name[held]["reason"]) == ("kept", "the run is RUNNING")
+        assert ok.run_id not in by_name
+        assert not (root / failed.run_id).exists() and (root / held).is_dir()
+        assert current().status == "RUNNING"
+    finally:  # (nothing of it left running for the tests after this one, pass or fail: they share the stack's cluster)
+        manage.cancel_run(bucket, stack.outputs["StateMachineArn"], stack.outputs["ClusterName"], held)
+        wait_for(lambda: not sweep.run_tasks(stack.outputs["ClusterName"], held), 120, "the held run's tasks stopped")
 
 
 def scheduled_gc_runs_where_efs_is(stack, failed, held):
