@@ -121,4 +121,7 @@ def workflow_loaded_once(
     try:
         yield
     finally:
+        # (one block at a time in a process: a driver runs one miniwdl; else one ending after the other
+        # would leave a load of another run's document in place)
+        assert WDL.CLI.load is load, "workflow_loaded_once blocks overlapped"
         WDL.CLI.load = own  # type: ignore[assignment]

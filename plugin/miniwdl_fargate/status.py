@@ -134,7 +134,10 @@ class _Written:
     another writer changed it meanwhile, S3 refuses the write (412 Precondition Failed, or 404 if
     it was deleted: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)
     and the update reads it and goes on as before: a stale entry costs one refused write, never a
-    lost change. At most ``KEPT`` keys (a warm Lambda environment serves many runs)."""
+    lost change. A finished run's is not kept (what follows its end, in the Lambda functions,
+    writes it once or twice more at most), and at most ``KEPT`` keys are (a warm Lambda
+    environment serves many runs). The documents kept are never handed out: ``update`` changes a
+    copy."""
 
     KEPT = 64
 
@@ -144,12 +147,11 @@ class _Written:
 
     def get(self, bucket: str, key: str) -> tuple[str, RunStatus] | None:
         with self._lock:
-            found = self._entries.get((bucket, key))
-        return None if found is None else (found[0], found[1].model_copy(deep=True))
+            return self._entries.get((bucket, key))
 
     def put(self, bucket: str, key: str, etag: str | None, document: RunStatus) -> None:
         with self._lock:
-            if not etag:
+            if not etag or document.finished:
                 self._entries.pop((bucket, key), None)
                 return
             self._entries[(bucket, key)] = (etag, document.model_copy(deep=True))
@@ -173,12 +175,15 @@ def update(
     run's state never changes (a late RUNNING, FAILED or CANCELLED is dropped)."""
     s3 = aws.client("s3")
     key = status_key(run_id)
-    for attempt in range(8):
-        known = WRITTEN.get(bucket, key)
+    reads = remembered = 0  # (8 tries of each: a refused write on top of what was remembered is no read)
+    while reads < 8:
+        known = WRITTEN.get(bucket, key) if remembered < 8 else None
         if known is not None:  # (as this process left it: written on top of if no one else wrote since)
+            remembered += 1
             etag, current = known
             condition: dict[str, str] = {"IfMatch": etag}
         else:
+            reads += 1
             try:
                 obj = s3.get_object(Bucket=bucket, Key=key)
                 current = RunStatus.model_validate(json.loads(obj["Body"].read()))
@@ -214,7 +219,7 @@ def update(
                 continue  # someone else wrote (or removed it) since this process did: read it again
             if not s3io.condition_failed(exn):
                 raise
-            time.sleep(0.05 * (attempt + 1))  # someone else wrote first: read again
+            time.sleep(0.05 * reads)  # someone else wrote first: read again
             continue
         WRITTEN.put(bucket, key, written.get("ETag"), changed)
         return changed

@@ -3,7 +3,7 @@ import os
 import pytest
 from moto import mock_aws
 
-from miniwdl_fargate import aws
+from miniwdl_fargate import aws, status
 from miniwdl_fargate.local.moto import fixes
 
 
@@ -86,6 +86,8 @@ def moto_aws(monkeypatch):
     fixes.replaced_object_readable()
     fixes.conditional_write_atomic()
     fixes.backend_urls_kept()
+    # (what this process remembers of the status.json it wrote is of the last test's moto, not this one's)
+    monkeypatch.setattr(status, "WRITTEN", status._Written())
     with mock_aws():
         yield
     KEPT.keep(environment)
@@ -110,6 +112,7 @@ def moto_server(monkeypatch):
 
     fixes.replaced_object_readable()
     fixes.conditional_write_atomic()
+    monkeypatch.setattr(status, "WRITTEN", status._Written())
     server = local_moto_server.start()
     host, port = server.get_host_and_port()
     env = {**aws.local_environment(f"http://{host}:{port}", "us-east-1"), "MOTO_PORT": str(port)}

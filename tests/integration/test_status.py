@@ -275,6 +275,9 @@ def test_a_process_writes_its_next_update_of_a_run_on_top_of_its_last_without_re
         status.update("runs", run, lambda c, n=n: c.model_copy(update={"tasks": status.TaskCounts(total=3, succeeded=n)}))
     assert gets == [] and len(puts) == 3
     assert stored(run)["status"] == "RUNNING" and stored(run)["tasks"]["succeeded"] == 3
+    # a finished run's is not remembered (what follows its end writes it once or twice more at most)
+    status.set_state("runs", run, "SUCCEEDED")
+    assert status.WRITTEN.get("runs", status.status_key(run)) is None
 
 
 def test_what_another_writer_changed_since_this_processs_last_write_is_kept(run):
@@ -285,9 +288,9 @@ def test_what_another_writer_changed_since_this_processs_last_write_is_kept(run)
     s3, key = aws.client("s3"), status.status_key(run)
     theirs = {**stored(run), "labels": {"by": "another writer"}}
     s3.put_object(Bucket="runs", Key=key, Body=json.dumps(theirs).encode())
-    gets = s3_calls("GetObject")
+    gets, puts = s3_calls("GetObject"), s3_calls("PutObject")
     status.update("runs", run, lambda c: c.model_copy(update={"phase": "staging inputs 1/2"}))
-    assert gets == [key]  # (read once, after the refusal)
+    assert puts == [key, key] and gets == [key]  # (refused on top of its own, read once, written)
     assert stored(run)["labels"] == {"by": "another writer"} and stored(run)["phase"] == "staging inputs 1/2"
 
     # a finish written by another process stands: a late RUNNING of this one is dropped

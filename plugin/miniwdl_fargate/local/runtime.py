@@ -173,7 +173,11 @@ class LocalRuntime:
     def events_delivered(self, timeout: float) -> bool:
         """Whether every event sent so far has been handled by its target (a Lambda function's
         invocation returned, an execution started) within ``timeout`` seconds: what a test waits
-        for before it acts as if time had passed (the ends of runs that ended are handled)."""
+        for before it acts as if time had passed (the ends of runs that ended are handled). An
+        execution's end is seen by DescribeExecution a moment before its event is sent (moto's
+        worker records the status, then ``moto.hooks`` sends it): a caller that just saw an end
+        makes a request or two first. Once the stack has stopped, what it never delivered counts
+        on: False after ``timeout``."""
         with self._delivered:
             return self._delivered.wait_for(lambda: self._undelivered == 0, timeout)
 
