@@ -177,8 +177,8 @@ def pace(deployment: Deployment, of_runs: bool = True, run_name: str | None = No
     if deployment.local:
         from .local import changes
 
-        name = changes.RUN_FILE if of_runs else changes.FILE
-        return changes.pace(deployment.state_dir, follow_seconds(deployment), name=name, run=run_name if of_runs else None)
+        name = changes.RUN_FILE if of_runs else changes.FILE  # (``run`` counts only of RUN_FILE)
+        return changes.pace(deployment.state_dir, follow_seconds(deployment), name=name, run=run_name)
     return follow_seconds(deployment), time.sleep
 
 

@@ -222,7 +222,7 @@ def _changes_counted() -> None:
 def _changed(of_a_run: bool, run_name: str | None = None) -> None:
     current = runtime()
     if current is not None:
-        current.changed(of_a_run, run_name or None)
+        current.changed(of_a_run, run_name)
 
 
 def _execution_changed(execution: Any) -> None:
