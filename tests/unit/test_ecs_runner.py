@@ -207,13 +207,14 @@ def test_a_wdl_task_wakes_its_drivers_pollers_when_it_stopped(runner):
     folder = runner.metadata_folder(driver_id)
     os.makedirs(folder)
     seen = []
-    wakeups.listen(folder, lambda: seen.append(runner.fake_state.last_status(task.task_arn)))
+    wakeups.listen(folder, lambda arns: seen.append((arns, runner.fake_state.last_status(task.task_arn))))
     driver_arn = f"arn:aws:ecs:us-east-1:123456789012:task/c/{driver_id}"
     task = spec("t-woken", "exit 0", tags=[{"key": sweep.RUN_TAG, "value": "r1"}, {"key": sweep.DRIVER_TAG, "value": driver_arn}])
     runner.ecs_task_started(task)
     ended(runner, task)
-    wait_for(lambda: "STOPPED" in seen, what="the wake after the task stopped")
-    assert set(seen) == {"STOPPED"}  # every wake came after ECS showed the task stopped
+    wait_for(lambda: seen, what="the wake after the task stopped")
+    # every wake came after ECS showed the task stopped, and names the task (its pass describes it alone)
+    assert seen == [([task.task_arn], "STOPPED")]
 
 
 def test_an_access_points_root_is_asked_of_efs_once(runner, monkeypatch):

@@ -4,6 +4,8 @@ metadata folder that one of its tasks changed; the driver's listener wakes its p
 import os
 import threading
 
+import pytest
+
 from miniwdl_fargate.local import wakeups
 from tests.waiting import wait_for
 
@@ -11,11 +13,13 @@ from tests.waiting import wait_for
 class Counter:
     def __init__(self):
         self.count = 0
+        self.named = []  # what each wake named (None: every task)
         self.lock = threading.Lock()
 
-    def __call__(self):
+    def __call__(self, arns):
         with self.lock:
             self.count += 1
+            self.named.append(arns)
 
 
 def test_a_notice_wakes_the_listener(tmp_path):
@@ -36,8 +40,8 @@ def test_without_a_listener_a_notice_is_dropped_at_once(tmp_path):
 def test_a_listener_that_fails_to_wake_keeps_listening(tmp_path):
     calls = Counter()
 
-    def wake():
-        calls()
+    def wake(arns):
+        calls(arns)
         if calls.count == 1:
             raise RuntimeError("the first wake fails")
 
@@ -46,3 +50,35 @@ def test_a_listener_that_fails_to_wake_keeps_listening(tmp_path):
     wait_for(lambda: calls.count >= 1, what="the failing wake")
     wakeups.notify(str(tmp_path))
     wait_for(lambda: calls.count >= 2, what="the next wake")
+
+
+def test_a_notice_names_its_task_and_one_naming_none_wakes_for_every_task(tmp_path):
+    woken = Counter()
+    wakeups.listen(str(tmp_path), woken)
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/c/t1"
+    assert wakeups.notify(str(tmp_path), arn)
+    wait_for(lambda: woken.count >= 1, what="the named wake")
+    assert woken.named == [[arn]]
+    assert wakeups.notify(str(tmp_path))
+    wait_for(lambda: woken.count >= 2, what="the wake for every task")
+    assert woken.named[1] is None
+
+
+def test_notices_written_at_once_from_many_threads_arrive_whole(tmp_path):
+    """Each notice is one write of at most PIPE_BUF bytes: whole or not at all, never interleaved."""
+    woken = Counter()
+    wakeups.listen(str(tmp_path), woken)
+    arns = [f"arn:aws:ecs:us-east-1:123456789012:task/c/{'t' * 60}{i}" for i in range(200)]
+    threads = [threading.Thread(target=wakeups.notify, args=(str(tmp_path), a)) for a in arns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_for(lambda: sum(len(n) for n in woken.named) >= len(arns), what="every notice")
+    assert sorted(a for n in woken.named for a in n) == sorted(arns)
+
+
+def test_a_notice_that_is_no_single_line_is_refused(tmp_path):
+    for bad in ("arn:one\narn:two", "x" * 5000):
+        with pytest.raises(ValueError, match="not a task ARN"):
+            wakeups.notify(str(tmp_path), bad)

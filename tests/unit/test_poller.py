@@ -114,6 +114,55 @@ def test_a_wake_makes_the_next_pass_now_not_at_the_end_of_the_interval():
     assert len(ecs.calls) == 2
 
 
+def test_a_wake_that_names_a_task_describes_that_task_alone_and_one_naming_none_every_task():
+    """Local mode's ECS runner names the task that stopped: its pass describes it alone (the
+    others are unchanged, and a scatter's every end would describe them all again)."""
+    from miniwdl_fargate.backend import poller as poller_module
+
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=3600, background=False)
+    watches = {a: poller.watch(a) for a in ("a", "b", "c")}
+    poller.background = True
+    poller.watch("a")  # (the thread starts with all three watched)
+    wait_for(lambda: len(ecs.calls) >= 1, what="the first pass")
+    assert sorted(ecs.calls[0]) == ["a", "b", "c"]
+    ecs.stopped.add("b")
+    poller_module.wake_all(["b", "not-watched"])
+    wait_for(lambda: watches["b"].stopped, what="the pass the wake asked for")
+    assert ecs.calls[1] == ["b"]
+    assert poller.watched() == 2
+    ecs.stopped.add("c")
+    poller_module.wake_all()  # (naming none: every task watched)
+    wait_for(lambda: watches["c"].stopped, what="the pass of every task")
+    assert sorted(ecs.calls[2]) == ["a", "c"]
+    assert len(ecs.calls) == 3
+
+
+def test_wakes_that_name_tasks_do_not_put_off_the_pass_of_every_task():
+    """A task no wake names (here "a", which stops unannounced) is still seen at the interval,
+    however many named wakes come in between."""
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=0.2)
+    watches = {x: poller.watch(x) for x in ("a", "b")}
+    wait_for(lambda: len(ecs.calls) >= 1, what="the first pass")
+    ecs.stopped.add("a")
+    done = threading.Event()
+
+    def keep_waking():
+        while not done.wait(0.01):
+            poller.wake(["b"])
+
+    waker = threading.Thread(target=keep_waking)
+    waker.start()
+    try:
+        wait_for(lambda: watches["a"].stopped, what="a pass of every task among the named ones")
+    finally:
+        done.set()
+        waker.join()
+    assert ["b"] in ecs.calls  # (the named passes ran meanwhile)
+    poller.forget("b")
+
+
 def test_wake_all_reaches_every_live_poller_of_the_process():
     from miniwdl_fargate.backend import poller as poller_module
 

@@ -11,11 +11,13 @@ https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html). The
 ``missing`` and since when (``missing_since``), and decides how long to wait (the backend's
 ``missing_grace``).
 
-``wake`` (every poller of the process: ``wake_all``) makes the next pass start now rather than
-at the end of the interval. Nothing here calls it: it is a hook for whoever learns of a task's
-change first; local mode's ECS runner tells a local driver's process when one of its tasks
-stopped, so the pass that sees it is not an interval late. On AWS nothing calls it and the
-poller passes every interval, as before.
+``wake`` (every poller of the process: ``wake_all``) makes a pass start now rather than at the
+end of the interval. Nothing here calls it: it is a hook for whoever learns of a task's change
+first; local mode's ECS runner tells a local driver's process when one of its tasks stopped, so
+the pass that sees it is not an interval late. A wake that names its tasks makes a pass that
+describes only those (of the ones watched): the others are described at the interval as before,
+so a scatter's task is described about once more for its end, not once per end of any task. On
+AWS nothing calls it and the poller passes every interval, as before.
 
 The interval adapts to the number of tasks watched (``pass_interval``): a pass costs
 ceil(watched / 100) DescribeTasks calls, and passes are spaced so that calls per second stay
@@ -35,7 +37,7 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .. import aws
 
@@ -55,10 +57,12 @@ MIN_WAKE_GAP = 0.05
 _POLLERS: "weakref.WeakSet[TaskPoller]" = weakref.WeakSet()
 
 
-def wake_all() -> None:
-    """Every poller of this process makes its next pass now (see ``TaskPoller.wake``)."""
+def wake_all(arns: Iterable[str] | None = None) -> None:
+    """Every poller of this process makes a pass now: of the tasks ``arns`` names that it
+    watches, or of every task it watches if None (see ``TaskPoller.wake``)."""
+    named = None if arns is None else list(arns)
     for poller in list(_POLLERS):
-        poller.wake()
+        poller.wake(named)
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +165,12 @@ class TaskPoller:
         self._watches: dict[str, Watch] = {}
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        #: what the wakes since the last pass asked for: these tasks described (``_named``), or
+        #: every task (``_wake_every``)
+        self._named: set[str] = set()
+        self._wake_every = False
+        #: when the background thread's next pass of every task is due (``time.monotonic``)
+        self._next_full = 0.0
         #: DescribeTasks calls made, and (calls, watched) per pass: read by tests and the benchmark
         self.calls = 0
         #: tasks described, over every call (a task in two passes counts twice)
@@ -168,9 +178,16 @@ class TaskPoller:
         self.passes: list[tuple[int, int]] = []
         _POLLERS.add(self)
 
-    def wake(self) -> None:
-        """Make the next pass now (not before ``MIN_WAKE_GAP`` after the last one began), not at
-        the end of the interval: a task this poller watches has just changed."""
+    def wake(self, arns: Iterable[str] | None = None) -> None:
+        """Make a pass now (not before ``MIN_WAKE_GAP`` after the last one began), not at the end
+        of the interval: the tasks ``arns`` names have just changed (those this poller watches
+        are described), or, if None, any task may have (every task is described). The pass of
+        every task stays due at its interval either way."""
+        with self._lock:
+            if arns is None:
+                self._wake_every = True
+            else:
+                self._named.update(arns)
         self._wake.set()
 
     def watch(self, arn: str) -> Watch:
@@ -187,13 +204,15 @@ class TaskPoller:
         with self._lock:
             self._watches.pop(arn, None)
 
-    def poll_once(self, pace: bool = False) -> None:
+    def poll_once(self, pace: bool = False, only: Iterable[str] | None = None) -> None:
         """One pass: DescribeTasks for every task watched, 100 a call. ``pace``: the calls of
         the pass are spread ``1 / budget`` seconds apart (less ``HEADROOM``) (the background thread's passes), so
         that DescribeTasks stays within the budget over any stretch of time, not only on
-        average: a pass of 20 calls takes 4 s, and each task is still described once a pass."""
+        average: a pass of 20 calls takes 4 s, and each task is still described once a pass.
+        ``only``: describe just those of these tasks that are watched (a wake's pass); such a
+        pass is not counted as a pass of every task (``current_interval``)."""
         with self._lock:
-            arns = list(self._watches)
+            arns = list(self._watches) if only is None else [a for a in dict.fromkeys(only) if a in self._watches]
         calls = 0
         throttled = False
         last_call: float | None = None
@@ -216,7 +235,8 @@ class TaskPoller:
                 if failure.get("reason") == "MISSING" and failure.get("arn"):
                     self._deliver(failure["arn"], None, missing=True)
         self.calls += calls
-        self._last_watched = len(arns)
+        if only is None:
+            self._last_watched = len(arns)
         self.slowdown = next_slowdown(self.slowdown, throttled)
         if arns:
             self.passes.append((calls, len(arns)))
@@ -249,12 +269,20 @@ class TaskPoller:
         while True:
             started = time.monotonic()
             self._wake.clear()  # (a wake from here on asks for the next pass)
-            self.poll_once(pace=True)
+            with self._lock:
+                named, self._named = self._named, set()
+                every = self._wake_every or started >= self._next_full
+                self._wake_every = False
+            if every:
+                self.poll_once(pace=True)
+                self._next_full = started + self.current_interval()
+            elif named:
+                self.poll_once(pace=True, only=named)
             with self._lock:
                 if not self._watches:
                     self._thread = None
                     return
-            if self._wake.wait(max(0.0, self.current_interval() - (time.monotonic() - started))):
+            if self._wake.wait(max(0.0, self._next_full - time.monotonic())):
                 gap = MIN_WAKE_GAP - (time.monotonic() - started)
                 if gap > 0:
                     time.sleep(gap)

@@ -443,12 +443,12 @@ class EcsRunner:
                 self._active.discard(task.task_arn)
 
     def _wake_driver(self, task: TaskSpec) -> None:
-        """A WDL task stopped (recorded in ECS already): its driver's poller asks now
+        """A WDL task stopped (recorded in ECS already): its driver's poller asks about it now
         (``wakeups``) rather than at its next pass. (Only the end: that a task runs is news the
         driver waits for nothing on, and a pass per start would double the passes of a scatter.)"""
         driver = {t.get("key"): t.get("value") for t in (task.tags or [])}.get(sweep.DRIVER_TAG, "")
         if driver.startswith("arn:"):
-            wakeups.notify(self.metadata_folder(driver.rsplit("/", 1)[-1]))
+            wakeups.notify(self.metadata_folder(driver.rsplit("/", 1)[-1]), task.task_arn)
 
     def metadata_folder(self, task_id: str) -> str:
         """Where the task metadata endpoint of task ``task_id`` is (``task_metadata``)."""

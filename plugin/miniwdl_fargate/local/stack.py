@@ -35,9 +35,10 @@ ARTIFACTS_BUCKET = "miniwdl-fargate-local-artifacts"
 STACK_NAME = "miniwdl-fargate"
 #: the driver's shortest DescribeTasks interval in local mode: a deployment's default
 #: (TaskPollSeconds). A task's end is seen at once all the same: the ECS runner wakes the driver's
-#: poller for it (``wakeups``); the passes at this interval only see tasks start (and anything not
-#: woken), and each is a DescribeTasks of every task watched, which moto serializes (at 0.1 s,
-#: most of a waiting run's CPU, the stack's and the driver's)
+#: poller for it (``wakeups``: a DescribeTasks of that task alone); the passes at this interval
+#: only see tasks start (and anything not woken), and each is a DescribeTasks of every task
+#: watched, which moto serializes (at 0.1 s, most of a waiting run's CPU, the stack's and the
+#: driver's)
 POLL_SECONDS = 0.5
 #: the driver's shortest interval between status.json updates in local mode (StatusSeconds'
 #: MinValue; a deployment's default is 10 s): `logs --task` and `submit --follow` see a task soon
