@@ -96,19 +96,30 @@ class UnreadableStatus(ValueError):
 
 def read(bucket: str, run_id: str) -> RunStatus | None:
     """The run's status; None if it has none (yet); UnreadableStatus saying where and what is
-    wrong if its status.json is not one."""
-    where = s3io.uri(bucket, status_key(run_id))
+    wrong if its status.json is not one. What is read is remembered (``WRITTEN``): an update
+    of the run by this process next writes on top of it without reading it again (a launch or
+    a finalize reads the status, decides, and updates it)."""
+    key = status_key(run_id)
+    where = s3io.uri(bucket, key)
+    s3 = aws.client("s3")
     try:
-        found = s3io.find_json(bucket, status_key(run_id))
+        obj = s3.get_object(Bucket=bucket, Key=key)
+        found = json.loads(obj["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+    except s3.exceptions.ClientError as exn:
+        if s3io.not_found(exn):
+            return None
+        raise
     except ValueError as exn:  # (json.JSONDecodeError and UnicodeDecodeError are ValueErrors)
         raise UnreadableStatus(f"{where} is not valid JSON: {exn}") from None
-    if found is None:
-        return None
     try:
-        return RunStatus.model_validate(found)
+        current = RunStatus.model_validate(found)
     except ValidationError as exn:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}" for e in exn.errors()[:3])
         raise UnreadableStatus(f"{where} is not a run status ({problems})") from None
+    WRITTEN.put(bucket, key, obj.get("ETag"), current)
+    return current
 
 
 def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:
@@ -128,7 +139,7 @@ def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:
 
 
 class _Written:
-    """The status.json this process last wrote or read, per key, with its ETag: the next update
+    """The status.json this process last wrote or read (``read`` or ``update``), per key, with its ETag: the next update
     of the same run by this process (the driver's RUNNING, counts and phases, a dozen in a short
     run) writes on top of it with ``If-Match`` at once, instead of reading it again first. If
     another writer changed it meanwhile, S3 refuses the write (412 Precondition Failed, or 404 if

@@ -280,6 +280,23 @@ def test_a_process_writes_its_next_update_of_a_run_on_top_of_its_last_without_re
     assert status.WRITTEN.get("runs", status.status_key(run)) is None
 
 
+def test_a_process_that_read_a_runs_status_writes_its_update_on_top_of_what_it_read(run):
+    """A launch or a finalize reads the status, decides, then updates it: one GET and a
+    conditional PUT, not two GETs; what was read is never handed out to be changed in place."""
+    status.set_state("runs", run, "RUNNING")
+    status.WRITTEN.forget("runs", status.status_key(run))  # (as in another process, which only wrote nothing yet)
+    gets, puts = s3_calls("GetObject"), s3_calls("PutObject")
+    seen = status.read("runs", run)
+    seen.phase = "changed by the reader, not written"
+    status.update("runs", run, lambda c: c.model_copy(update={"tasks": status.TaskCounts(total=1)}))
+    assert len(gets) == 1 and len(puts) == 1
+    assert stored(run)["tasks"]["total"] == 1 and stored(run)["phase"] is None
+    # a finished run's status read is not remembered
+    status.set_state("runs", run, "SUCCEEDED")
+    assert status.read("runs", run).status == "SUCCEEDED"
+    assert status.WRITTEN.get("runs", status.status_key(run)) is None
+
+
 def test_what_another_writer_changed_since_this_processs_last_write_is_kept(run):
     """Another writer (finalize, a cancel: other processes) changed status.json after this process
     last wrote it: S3 refuses this process's write on top of its own (412), and the update reads
