@@ -138,6 +138,91 @@ def test_a_wake_that_names_a_task_describes_that_task_alone_and_one_naming_none_
     assert len(ecs.calls) == 3
 
 
+def test_a_task_woken_for_before_it_is_watched_is_described_as_soon_as_it_is():
+    """A short task can end before RunTask's answer reaches the driver: the wake that names it
+    comes first, and watching the task then makes its pass at once, not an interval later."""
+    from miniwdl_fargate.backend import poller as poller_module
+
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=3600)
+    first = poller.watch("first")
+    wait_for(lambda: len(ecs.calls) >= 1, what="the first pass")
+    ecs.stopped.add("quick")
+    poller_module.wake_all(["quick"])  # (not watched yet: its RunTask's answer is on its way)
+    quick = poller.watch("quick")
+    wait_for(lambda: quick.stopped, what="the pass of the task woken for before it was watched")
+    assert ecs.calls[1:] == [["quick"]] and not first.stopped
+    # the names of tasks never watched are not kept without end
+    poller.wake([f"never-{n}" for n in range(poller_module.EARLY_KEPT + 10)])
+    assert len(poller._early) == poller_module.EARLY_KEPT and "never-0" not in poller._early
+    poller.forget("first")
+
+
+def test_a_task_woken_for_that_ecs_does_not_know_yet_is_asked_about_again_soon_a_few_times():
+    """ECS is eventually consistent: the first DescribeTasks naming a task may answer MISSING. A
+    wake said the task changed, so the poller asks again soon, not an interval later; a few times,
+    then it leaves the task to the passes of every task."""
+    from miniwdl_fargate.backend import poller as poller_module
+
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=3600)
+    first = poller.watch("first")
+    wait_for(lambda: len(ecs.calls) >= 1, what="the first pass")
+    quick = poller.watch("quick")
+    ecs.stopped.add("quick")
+    ecs.hidden.add("quick")  # (unknown to the first DescribeTasks that names it)
+    described = ecs.describe
+
+    def describe_once_hidden(arns):
+        answer = described(arns)
+        ecs.hidden.discard("quick")
+        return answer
+
+    poller._describe = describe_once_hidden
+    poller.wake(["quick"])
+    wait_for(lambda: quick.stopped, what="the task's end, asked about again")
+    assert ecs.calls[1:] == [["quick"], ["quick"]] and not first.stopped
+    # a task ECS never knows is asked about MISSING_RECHECKS times more, then left to the interval
+    gone = poller.watch("gone-1")
+    poller.wake(["gone-1"])
+    wait_for(lambda: ecs.calls.count(["gone-1"]) == 1 + poller_module.MISSING_RECHECKS and not poller._rechecks,
+             what="the rechecks")
+    assert gone.missing and ecs.calls.count(["gone-1"]) == 1 + poller_module.MISSING_RECHECKS
+    poller.forget("first")
+    poller.forget("gone-1")
+
+
+def test_a_task_woken_for_that_the_pass_of_every_task_finds_missing_is_asked_about_again_soon():
+    """A wake for every task and one naming a task come together: the pass of every task answers
+    for the named one too, and if ECS does not know it yet it is asked about again soon."""
+    ecs = FakeECS()
+    in_pass, release = threading.Event(), threading.Event()
+    described = ecs.describe
+
+    def describe(arns):
+        if len(ecs.calls) == 0:  # (the first pass waits while both wakes come)
+            in_pass.set()
+            release.wait(10)
+        answer = described(arns)
+        if len(ecs.calls) == 2:
+            ecs.hidden.discard("quick")  # (known from the second DescribeTasks that names it)
+        return answer
+
+    poller = TaskPoller(describe, interval=3600)
+    first = poller.watch("first")
+    in_pass.wait(10)
+    quick = poller.watch("quick")
+    ecs.stopped.add("quick")
+    ecs.hidden.add("quick")
+    poller.wake(["quick"])
+    poller.wake()
+    release.set()
+    wait_for(lambda: quick.stopped, what="the task's end, asked about again")
+    assert ecs.calls[0] == ["first"] and sorted(ecs.calls[1]) == ["first", "quick"] and ecs.calls[2:] == [["quick"]]
+    assert not first.stopped
+    poller.forget("first")
+
+
 def test_wakes_that_name_tasks_do_not_put_off_the_pass_of_every_task():
     """A task no wake names (here "a", which stops unannounced) is still seen at the interval,
     however many named wakes come in between."""

@@ -16,8 +16,13 @@ end of the interval. Nothing here calls it: it is a hook for whoever learns of a
 first; local mode's ECS runner tells a local driver's process when one of its tasks stopped, so
 the pass that sees it is not an interval late. A wake that names its tasks makes a pass that
 describes only those (of the ones watched): the others are described at the interval as before,
-so a scatter's task is described about once more for its end, not once per end of any task. On
-AWS nothing calls it and the poller passes every interval, as before.
+so a scatter's task is described about once more for its end, not once per end of any task. A
+wake may name a task before it is watched (a short task can end before RunTask's answer reaches
+the driver, which then watches it): the name is kept (``EARLY_KEPT`` at most), and watching the
+task makes a pass of it at once. A task a wake named that DescribeTasks answers MISSING (ECS is
+eventually consistent: the first answers about a task may not know it yet) is asked about again
+after ``MIN_WAKE_GAP``, ``MISSING_RECHECKS`` times at most, then left to the passes of every task.
+On AWS nothing calls it and the poller passes every interval, as before.
 
 The interval adapts to the number of tasks watched (``pass_interval``): a pass costs
 ceil(watched / 100) DescribeTasks calls, and passes are spaced so that calls per second stay
@@ -37,6 +42,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from typing import Any, Callable, Iterable
 
 from .. import aws
@@ -53,6 +59,12 @@ HEADROOM = 0.98
 #: a pass a ``wake`` asks for starts at least this long after the previous one began (a burst
 #: of wakes, as when many tasks stop at once, makes one or two passes, not one per wake)
 MIN_WAKE_GAP = 0.05
+#: task ARNs a wake named before they were watched, kept per poller (the oldest forgotten first):
+#: a task woken for that is never watched (stopped and forgotten already) must not pile up
+EARLY_KEPT = 256
+#: how many more passes, ``MIN_WAKE_GAP`` apart, ask about a task a wake named and DescribeTasks
+#: answered MISSING (the wake said it changed: ECS knows it, or soon will)
+MISSING_RECHECKS = 3
 #: every poller of this process (``wake_all``)
 _POLLERS: "weakref.WeakSet[TaskPoller]" = weakref.WeakSet()
 
@@ -169,6 +181,10 @@ class TaskPoller:
         #: every task (``_wake_every``)
         self._named: set[str] = set()
         self._wake_every = False
+        #: tasks a wake named that were not watched then (``EARLY_KEPT``)
+        self._early: OrderedDict[str, None] = OrderedDict()
+        #: tasks a wake named that were answered MISSING, and how often they were asked again
+        self._rechecks: dict[str, int] = {}
         #: when the background thread's next pass of every task is due (``time.monotonic``)
         self._next_full = 0.0
         #: DescribeTasks calls made, and (calls, watched) per pass: read by tests and the benchmark
@@ -187,17 +203,30 @@ class TaskPoller:
             if arns is None:
                 self._wake_every = True
             else:
-                self._named.update(arns)
+                for arn in arns:
+                    if arn in self._watches:
+                        self._named.add(arn)
+                    else:  # (its RunTask's answer may not have reached the driver yet)
+                        self._early[arn] = None
+                        while len(self._early) > EARLY_KEPT:
+                            self._early.popitem(last=False)
         self._wake.set()
 
     def watch(self, arn: str) -> Watch:
+        woken = False
         with self._lock:
             found = self._watches.get(arn)
             if found is None:
                 found = self._watches[arn] = Watch(arn, self._clock)
+                if arn in self._early:  # a wake named it before it was watched: described now
+                    del self._early[arn]
+                    self._named.add(arn)
+                    woken = True
             if self.background and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._loop, name="fargate-poller", daemon=True)
                 self._thread.start()
+        if woken:
+            self._wake.set()
         return found
 
     def forget(self, arn: str) -> None:
@@ -265,6 +294,21 @@ class TaskPoller:
             return
         watch._update(task, missing=missing)
 
+    def _recheck_missing(self, named: set[str]) -> None:
+        """The tasks a wake named that the pass after it found MISSING are asked about again in
+        the next pass (``MISSING_RECHECKS`` times at most)."""
+        again = False
+        with self._lock:
+            for arn in named:
+                watch = self._watches.get(arn)
+                tries = self._rechecks.pop(arn, 0) + 1
+                if watch is not None and watch.missing and tries <= MISSING_RECHECKS:
+                    self._rechecks[arn] = tries
+                    self._named.add(arn)
+                    again = True
+        if again:
+            self._wake.set()
+
     def _loop(self) -> None:
         while True:
             started = time.monotonic()
@@ -278,6 +322,8 @@ class TaskPoller:
                 self._next_full = started + self.current_interval()
             elif named:
                 self.poll_once(pace=True, only=named)
+            if named:  # (a pass of every task that came with the wake answers for the named ones too)
+                self._recheck_missing(named)
             with self._lock:
                 if not self._watches:
                     self._thread = None
