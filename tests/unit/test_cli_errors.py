@@ -599,12 +599,14 @@ def test_a_state_folder_of_a_local_stack_from_before_the_mark_is_taken(tmp_path)
 
 def test_a_ctrl_c_while_the_command_loads_exits_130_without_a_traceback():
     """Ctrl-C in a command's first moments printed a traceback from the middle of an import."""
-    import signal
     import subprocess
     import sys
 
     code = (
+        # (SIGINT handled as a terminal's foreground command has it: a job a non-interactive
+        # shell put in the background, such as a CI script's, passes it on ignored)
         "import builtins, os, signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "real = builtins.__import__\n"
         "def interrupting(name, globals=None, locals=None, fromlist=(), level=0):\n"
         "    if fromlist and 'arguments' in fromlist:\n"
@@ -614,8 +616,5 @@ def test_a_ctrl_c_while_the_command_loads_exits_130_without_a_traceback():
         "import miniwdl_fargate.cli\n"
         "print('not interrupted')\n"
     )
-    # (with SIGINT at its default, as a terminal's foreground command has it: a job a
-    # non-interactive shell put in the background, such as a CI script's, passes it on ignored)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "")

@@ -2,9 +2,8 @@
 metadata folder that one of its tasks changed; the driver's listener wakes its pollers."""
 
 import os
+import select
 import threading
-
-import pytest
 
 from miniwdl_fargate.local import wakeups
 from tests.waiting import wait_for
@@ -78,7 +77,22 @@ def test_notices_written_at_once_from_many_threads_arrive_whole(tmp_path):
     assert sorted(a for n in woken.named for a in n) == sorted(arns)
 
 
-def test_a_notice_that_is_no_single_line_is_refused(tmp_path):
+def test_a_notice_that_is_no_single_line_is_not_sent_and_the_listener_survives_garbage(tmp_path, caplog):
+    woken = Counter()
+    wakeups.listen(str(tmp_path), woken)
     for bad in ("arn:one\narn:two", "x" * 5000):
-        with pytest.raises(ValueError, match="not a task ARN"):
-            wakeups.notify(str(tmp_path), bad)
+        assert not wakeups.notify(str(tmp_path), bad)
+    assert "not a task ARN a wake can name" in caplog.text
+    fifo = os.open(tmp_path / wakeups.FIFO, os.O_WRONLY)
+    try:
+        os.write(fifo, b"\xff\xfe not UTF-8\n")  # (decoded as it can be: wakes for no task watched)
+        wait_for(lambda: woken.count >= 1, what="the wake of the undecodable line")
+        os.write(fifo, b"y" * (select.PIPE_BUF + 1))  # (longer than any notice, no end: a wake for every task)
+        wait_for(lambda: woken.count >= 2, what="the wake for every task")
+        assert woken.named[1] is None
+    finally:
+        os.close(fifo)
+    arn = "arn:aws:ecs:us-east-1:123456789012:task/c/t2"
+    assert wakeups.notify(str(tmp_path), arn)
+    wait_for(lambda: woken.count >= 3, what="the next notice")
+    assert woken.named[2] == [arn]

@@ -136,6 +136,7 @@ def test_a_wake_that_names_a_task_describes_that_task_alone_and_one_naming_none_
     wait_for(lambda: watches["c"].stopped, what="the pass of every task")
     assert sorted(ecs.calls[2]) == ["a", "c"]
     assert len(ecs.calls) == 3
+    poller.forget("a")
 
 
 def test_a_task_woken_for_before_it_is_watched_is_described_as_soon_as_it_is():
@@ -224,13 +225,12 @@ def test_a_task_woken_for_that_the_pass_of_every_task_finds_missing_is_asked_abo
 
 
 def test_wakes_that_name_tasks_do_not_put_off_the_pass_of_every_task():
-    """A task no wake names (here "a", which stops unannounced) is still seen at the interval,
-    however many named wakes come in between."""
+    """A task no wake names (here "a") is still described at each interval, however many named
+    wakes come in between: passes of every task keep coming while "b" is woken for without end."""
     ecs = FakeECS()
     poller = TaskPoller(ecs.describe, interval=0.2)
     watches = {x: poller.watch(x) for x in ("a", "b")}
-    wait_for(lambda: len(ecs.calls) >= 1, what="the first pass")
-    ecs.stopped.add("a")
+    wait_for(lambda: len(poller.passes) >= 1, what="the first pass")
     done = threading.Event()
 
     def keep_waking():
@@ -240,12 +240,51 @@ def test_wakes_that_name_tasks_do_not_put_off_the_pass_of_every_task():
     waker = threading.Thread(target=keep_waking)
     waker.start()
     try:
-        wait_for(lambda: watches["a"].stopped, what="a pass of every task among the named ones")
+        wait_for(lambda: ["b"] in ecs.calls, what="a pass of the named task")
+        wait_for(lambda: len(poller.passes) >= 4, what="passes of every task among the named ones")
+        ecs.stopped.add("a")  # (stops unannounced: seen by a pass of every task)
+        wait_for(lambda: watches["a"].stopped, what="the unannounced end")
     finally:
         done.set()
         waker.join()
-    assert ["b"] in ecs.calls  # (the named passes ran meanwhile)
+    assert all(sorted(arns) == ["a", "b"] or arns == ["b"] for arns in ecs.calls)
     poller.forget("b")
+
+
+def test_the_first_task_watched_after_the_list_emptied_is_asked_about_at_once():
+    """The poller's thread ends when it watches nothing; the next task watched starts it again
+    and is described at once, not when the last pass of every task would have had its next."""
+    ecs = FakeECS()
+    poller = TaskPoller(ecs.describe, interval=3600)
+    done = poller.watch("done")
+    ecs.stopped.add("done")
+    wait_for(lambda: done.stopped, what="the first task's end")
+    wait_for(lambda: poller._thread is None, what="the thread's end")
+    later = poller.watch("later")
+    ecs.stopped.add("later")
+    wait_for(lambda: later.stopped, what="the next task's first pass")
+
+
+def test_a_named_pass_whose_describetasks_failed_asks_again_soon():
+    ecs = FakeECS()
+    described = ecs.describe
+    failures = []
+
+    def describe(arns):
+        if arns == ["quick"] and not failures:
+            failures.append(arns)
+            raise RuntimeError("a transient error")
+        return described(arns)
+
+    poller = TaskPoller(describe, interval=3600)
+    first = poller.watch("first")
+    wait_for(lambda: len(ecs.calls) >= 1, what="the first pass")
+    quick = poller.watch("quick")
+    ecs.stopped.add("quick")
+    poller.wake(["quick"])
+    wait_for(lambda: quick.stopped, what="the task's end, asked about again after the failure")
+    assert failures == [["quick"]] and ecs.calls[1:] == [["quick"]] and not first.stopped
+    poller.forget("first")
 
 
 def test_wake_all_reaches_every_live_poller_of_the_process():

@@ -233,17 +233,20 @@ class TaskPoller:
         with self._lock:
             self._watches.pop(arn, None)
 
-    def poll_once(self, pace: bool = False, only: Iterable[str] | None = None) -> None:
+    def poll_once(self, pace: bool = False, only: Iterable[str] | None = None) -> set[str]:
         """One pass: DescribeTasks for every task watched, 100 a call. ``pace``: the calls of
         the pass are spread ``1 / budget`` seconds apart (less ``HEADROOM``) (the background thread's passes), so
         that DescribeTasks stays within the budget over any stretch of time, not only on
         average: a pass of 20 calls takes 4 s, and each task is still described once a pass.
         ``only``: describe just those of these tasks that are watched (a wake's pass); such a
-        pass is not counted as a pass of every task (``current_interval``)."""
+        pass is not counted as a pass of every task (``current_interval``, ``passes``), and only
+        a throttle in it changes the slowdown (a burst of wakes does not undo a backoff).
+        Returns the tasks whose DescribeTasks call failed."""
         with self._lock:
             arns = list(self._watches) if only is None else [a for a in dict.fromkeys(only) if a in self._watches]
         calls = 0
         throttled = False
+        failed: set[str] = set()
         last_call: float | None = None
         for i in range(0, len(arns), MAX_DESCRIBE):
             chunk = arns[i : i + MAX_DESCRIBE]
@@ -255,6 +258,7 @@ class TaskPoller:
             except Exception as exn:  # keep polling: a transient error must not strand waiters
                 throttled = throttled or aws.throttled(exn)
                 log.warning("DescribeTasks failed (will retry next pass): %s", exn)
+                failed.update(chunk)
                 continue
             calls += 1
             self.described += len(chunk)
@@ -264,11 +268,13 @@ class TaskPoller:
                 if failure.get("reason") == "MISSING" and failure.get("arn"):
                     self._deliver(failure["arn"], None, missing=True)
         self.calls += calls
+        if only is None or throttled:
+            self.slowdown = next_slowdown(self.slowdown, throttled)
         if only is None:
             self._last_watched = len(arns)
-        self.slowdown = next_slowdown(self.slowdown, throttled)
-        if arns:
-            self.passes.append((calls, len(arns)))
+            if arns:
+                self.passes.append((calls, len(arns)))
+        return failed
 
     def watched(self) -> int:
         """How many tasks the poller follows now."""
@@ -294,15 +300,15 @@ class TaskPoller:
             return
         watch._update(task, missing=missing)
 
-    def _recheck_missing(self, named: set[str]) -> None:
-        """The tasks a wake named that the pass after it found MISSING are asked about again in
-        the next pass (``MISSING_RECHECKS`` times at most)."""
+    def _recheck_missing(self, named: set[str], failed: set[str]) -> None:
+        """The tasks a wake named that the pass after it found MISSING, or could not ask about
+        (``failed``), are asked about again in the next pass (``MISSING_RECHECKS`` times at most)."""
         again = False
         with self._lock:
             for arn in named:
                 watch = self._watches.get(arn)
                 tries = self._rechecks.pop(arn, 0) + 1
-                if watch is not None and watch.missing and tries <= MISSING_RECHECKS:
+                if watch is not None and (watch.missing or arn in failed) and tries <= MISSING_RECHECKS:
                     self._rechecks[arn] = tries
                     self._named.add(arn)
                     again = True
@@ -318,15 +324,16 @@ class TaskPoller:
                 every = self._wake_every or started >= self._next_full
                 self._wake_every = False
             if every:
-                self.poll_once(pace=True)
+                failed = self.poll_once(pace=True)
                 self._next_full = started + self.current_interval()
-            elif named:
-                self.poll_once(pace=True, only=named)
+            else:
+                failed = self.poll_once(pace=True, only=named) if named else set()
             if named:  # (a pass of every task that came with the wake answers for the named ones too)
-                self._recheck_missing(named)
+                self._recheck_missing(named, failed)
             with self._lock:
                 if not self._watches:
                     self._thread = None
+                    self._next_full = 0.0  # (the next task watched is asked about at once, as at the start)
                     return
             if self._wake.wait(max(0.0, self._next_full - time.monotonic())):
                 gap = MIN_WAKE_GAP - (time.monotonic() - started)

@@ -2,7 +2,7 @@
 
 On AWS the driver's poller (``backend.poller``) learns that a task stopped at its next
 DescribeTasks pass, up to ``TaskPollSeconds`` later. Locally the ECS runner knows the moment it
-happens, so it says so: it writes a byte into a FIFO in the driver task's metadata folder (the
+happens, so it says so: it writes a line into a FIFO in the driver task's metadata folder (the
 folder ``ECS_CONTAINER_METADATA_URI_V4`` names, ``ecs_runner.task_metadata``), and a thread in the
 driver's process reads it and calls ``backend.poller.wake_all``; the pass that sees the change
 then starts at once. The poller still asks ECS (moto) what happened: only the moment of asking
@@ -12,7 +12,7 @@ A notice is one line: the ARN of the task that changed (the driver's pass then d
 task alone), or empty (every task it watches). A line is one write of at most ``PIPE_BUF`` bytes
 to a pipe, which Linux writes whole or not at all (pipe(7)), so notices from the runner's threads
 never interleave. A notice that finds the pipe full is dropped: its task is seen at the driver's
-next pass of every task, ``TaskPollSeconds`` later at most.
+next pass of every task.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def notify(folder: str, arn: str = "") -> bool:
     """Wake the driver whose metadata folder ``folder`` is, if it listens, for the task ``arn``
     (empty: for any task); never blocks. True if it was told."""
     line = arn.encode() + b"\n"
-    if b"\n" in line[:-1] or len(line) > select.PIPE_BUF:
-        raise ValueError(f"not a task ARN a wake can name: {arn!r}")
+    if b"\n" in line[:-1] or len(line) > select.PIPE_BUF:  # (never a task ARN: said, and no one woken)
+        log.warning("local mode: not a task ARN a wake can name: %r", arn[:200])
+        return False
     try:
         fd = os.open(os.path.join(folder, FIFO), os.O_WRONLY | os.O_NONBLOCK)
     except OSError as exn:  # no FIFO (not listening), or no reader (ENXIO: its process ended)
@@ -70,10 +71,12 @@ def _serve(fd: int, wake: Callable[[list[str] | None], None]) -> None:
     pending = b""
     while chunk := os.read(fd, 65536):
         *lines, pending = (pending + chunk).split(b"\n")
+        if len(pending) > select.PIPE_BUF:  # (no notice is that long: not one, so a wake for every task)
+            lines, pending = [b""], b""
         if not lines:  # (the rest of a line is still to come: a read may end inside a write)
             continue
-        arns = [line.decode() for line in lines]
         try:
+            arns = [line.decode(errors="replace") for line in lines]
             wake(None if "" in arns else arns)
         except Exception:  # noqa: BLE001 (a failed wake only means a pass at the interval)
             log.exception("local mode: waking the poller failed")
