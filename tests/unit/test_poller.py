@@ -247,7 +247,9 @@ def test_wakes_that_name_tasks_do_not_put_off_the_pass_of_every_task():
     finally:
         done.set()
         waker.join()
-    assert all(sorted(arns) == ["a", "b"] or arns == ["b"] for arns in ecs.calls)
+    # each call was a named pass (of "b") or a pass of every task (the first may have come
+    # before "b" was watched)
+    assert all(arns == ["b"] or "a" in arns for arns in ecs.calls)
     poller.forget("b")
 
 
