@@ -258,12 +258,11 @@ def test_the_first_task_watched_after_the_list_emptied_is_asked_about_at_once():
     and is described at once, not when the last pass of every task would have had its next."""
     ecs = FakeECS()
     poller = TaskPoller(ecs.describe, interval=3600)
+    ecs.stopped.update({"done", "later"})  # (each ended by its first pass)
     done = poller.watch("done")
-    ecs.stopped.add("done")
     wait_for(lambda: done.stopped, what="the first task's end")
     wait_for(lambda: poller._thread is None, what="the thread's end")
     later = poller.watch("later")
-    ecs.stopped.add("later")
     wait_for(lambda: later.stopped, what="the next task's first pass")
 
 
