@@ -139,16 +139,17 @@ def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:
 
 
 class _Written:
-    """The status.json this process last wrote or read (``read`` or ``update``), per key, with its ETag: the next update
-    of the same run by this process (the driver's RUNNING, counts and phases, a dozen in a short
-    run) writes on top of it with ``If-Match`` at once, instead of reading it again first. If
-    another writer changed it meanwhile, S3 refuses the write (412 Precondition Failed, or 404 if
-    it was deleted: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)
-    and the update reads it and goes on as before: a stale entry costs one refused write, never a
-    lost change. A finished run's is not kept (what follows its end, in the Lambda functions,
-    writes it once or twice more at most), and at most ``KEPT`` keys are (a warm Lambda
-    environment serves many runs). The documents kept are never handed out: ``update`` changes a
-    copy."""
+    """The status.json this process last wrote or read (``update``, ``read``), per key, with its
+    ETag: the next update of the same run by this process (the driver's RUNNING, counts and
+    phases, a dozen in a short run; a launch's or a finalize's after its read) writes on top of it
+    with ``If-Match`` at once, instead of reading it again first. If another writer changed it
+    meanwhile, S3 refuses the write (412 Precondition Failed, or 404 if it was deleted:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html) and the update
+    reads it and goes on as before: a stale entry costs one refused write, never a lost change. A
+    finished run's is not kept (what follows its end, in the Lambda functions, writes it once or
+    twice more at most), and at most ``KEPT`` keys are (a warm Lambda environment serves many
+    runs). The documents kept are never handed out: ``update`` changes a copy, ``read`` returns
+    its own."""
 
     KEPT = 64
 

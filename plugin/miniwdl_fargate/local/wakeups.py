@@ -20,8 +20,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import threading
 import select
+import threading
 from typing import Callable
 
 log = logging.getLogger("miniwdl-fargate.local")
