@@ -99,15 +99,19 @@ def read(bucket: str, run_id: str) -> RunStatus | None:
     wrong if its status.json is not one. What is read is remembered (``WRITTEN``): an update
     of the run by this process next writes on top of it without reading it again (a launch or
     a finalize reads the status, decides, and updates it)."""
-    key = status_key(run_id)
+    found = _fetch(bucket, status_key(run_id))
+    return None if found is None else found[1]
+
+
+def _fetch(bucket: str, key: str) -> tuple[str, RunStatus] | None:
+    """The status.json at ``key`` with its ETag, remembered (``WRITTEN``); None if there is none;
+    UnreadableStatus saying where and what is wrong if it is not one."""
     where = s3io.uri(bucket, key)
     s3 = aws.client("s3")
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
         found = json.loads(obj["Body"].read())
-    except s3.exceptions.NoSuchKey:
-        return None
-    except s3.exceptions.ClientError as exn:
+    except s3.exceptions.ClientError as exn:  # (NoSuchKey is one)
         if s3io.not_found(exn):
             return None
         raise
@@ -118,8 +122,8 @@ def read(bucket: str, run_id: str) -> RunStatus | None:
     except ValidationError as exn:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}" for e in exn.errors()[:3])
         raise UnreadableStatus(f"{where} is not a run status ({problems})") from None
-    WRITTEN.put(bucket, key, obj.get("ETag"), current)
-    return current
+    WRITTEN.put(bucket, key, obj["ETag"], current)
+    return obj["ETag"], current
 
 
 def new(record: runs.RunRecord, execution_arn: str | None = None) -> RunStatus:
@@ -196,13 +200,11 @@ def update(
             condition: dict[str, str] = {"IfMatch": etag}
         else:
             reads += 1
-            try:
-                obj = s3.get_object(Bucket=bucket, Key=key)
-                current = RunStatus.model_validate(json.loads(obj["Body"].read()))
-                condition = {"IfMatch": obj["ETag"]}
-                WRITTEN.put(bucket, key, obj["ETag"], current)
-            except s3.exceptions.NoSuchKey:
+            found = _fetch(bucket, key)
+            if found is None:
                 current, condition = initial, {"IfNoneMatch": "*"}
+            else:
+                current, condition = found[1], {"IfMatch": found[0]}
         if current is None:
             return None
         changed = change(current.model_copy(deep=True))

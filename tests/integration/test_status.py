@@ -165,6 +165,9 @@ def test_describing_or_cancelling_a_run_with_a_malformed_status_says_which_objec
         manage.describe_run("runs", "broken-deadbeef")
     with pytest.raises(status.UnreadableStatus, match=r"^s3://runs/runs/shape/results/shape-0000aaaa/status.json is not a run status"):
         manage.cancel_run("runs", "", "", "shape-0000aaaa")
+    # an update reads it as describe does, and says the same (it wrote nothing over it)
+    with pytest.raises(status.UnreadableStatus, match=r"^s3://runs/runs/broken/results/broken-deadbeef/status.json is not valid JSON"):
+        status.set_state("runs", "broken-deadbeef", "RUNNING")
 
 
 EVENT = Path(__file__).resolve().parents[1] / "events" / "apigw_post_runs.json"
