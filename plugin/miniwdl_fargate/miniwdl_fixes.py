@@ -106,6 +106,7 @@ def workflow_loaded_once(
     gets the document ``loaded()`` answers, if any; else it loads it as it would and hands it to
     ``keep``. Any other load is miniwdl's own. For the one thread that runs miniwdl's ``runner``."""
     own = WDL.CLI.load
+    expected_quant = check_quant  # (``load``'s own check_quant is the caller's)
 
     def load(source: str, path: list[str] | None = None, check_quant: bool = True, **options: Any) -> WDL.Tree.Document:
         if source != uri or path or check_quant != expected_quant:
@@ -116,7 +117,6 @@ def workflow_loaded_once(
             keep(document)
         return document
 
-    expected_quant = check_quant
     WDL.CLI.load = load  # type: ignore[assignment]
     try:
         yield

@@ -78,13 +78,12 @@ from WDL._util import parse_byte_size
 from docker.errors import BuildError as DockerBuildError  # (miniwdl's own dependency)
 from WDL.runtime.error import Interrupted, Terminated
 
-from .. import attempts, aws, config, images, limits, run_options, runs, sizes, sweep
+from .. import attempts, aws, config, images, limits, miniwdl_fixes, run_options, runs, sizes, sweep
 from ..attempts import epoch
 from ..config import FargateSettings
 from ..report.cost import minimum_usd
 from ..limits import LaunchCancelled, check_interval
 from . import links, standalone, stops
-from .. import miniwdl_fixes
 from .base import BaseTaskContainer, Job, JobStatus, StartAgain
 from .launcher import LaunchFailed, Launcher, account_vcpu_quota
 from .poller import TaskPoller, Watch

@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict
 import psutil
 from WDL._util import StructuredLogMessage as _
 
-from . import links
 from .. import miniwdl_fixes
+from . import links
 from .base import BaseTaskContainer, Job, JobStatus
 
 #: in each task's directory: what its script says besides the command's output (a container's log)
