@@ -40,6 +40,15 @@ class InvalidConfig(ValueError):
         super().__init__(f"{where}: not a valid miniwdl configuration file: {problem}")
 
 
+class InvalidSetting(ValueError):
+    """An ``[aws_fargate]`` setting (``name``) whose value ``option`` cannot take; the message says
+    which, where it may be set, the value and what is wrong with it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(message)
+
+
 #: what a run's own miniwdl.cfg (its workflow folder's, read by the pipeline's driver) may not set:
 #: by section, its options (None: the whole section). The stack's: where tasks run and with what
 #: network, roles and file system; what the runs share (the call cache's store and key, the spare
@@ -352,13 +361,19 @@ def env_name(name: str) -> str:
 
 
 def option(cfg: wdl_config.Loader, name: str) -> object:
-    """One ``[aws_fargate]`` setting, parsed: the user's (cfg file or environment) or the default."""
+    """One ``[aws_fargate]`` setting, parsed: the user's (cfg file or environment) or the default;
+    ``InvalidSetting`` (a ValueError) if its value is not one the setting takes."""
     raw = str(cfg[SECTION][name]) if cfg.has_option(SECTION, name) else _defaults().get(name, "")
     try:
         return _PARSERS.get(name, str.strip)(raw)
     except ValueError as exn:
         given = "" if repr(raw.strip()) in str(exn) else f" = {raw.strip()!r}"  # (the value, unless the problem names it)
-        raise ValueError(f"invalid [{SECTION}] {name} (or {env_name(name)}){given}: {exn}") from None
+        raise InvalidSetting(name, f"invalid [{SECTION}] {name} (or {env_name(name)}){given}: {exn}") from None
+
+
+def default(name: str) -> object:
+    """The ``[aws_fargate]`` setting ``name``'s default (the packaged aws_fargate.cfg's), parsed."""
+    return _PARSERS.get(name, str.strip)(_defaults().get(name, ""))
 
 
 _PARSERS = {

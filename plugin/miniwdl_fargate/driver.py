@@ -203,19 +203,30 @@ class RunSoFar:
 
 
 def _drive(run: DriverRun, stop: StopSignals) -> int:
-    interval = float(config.option(config.loader(), "status_interval"))  # type: ignore[arg-type]
-    so_far = RunSoFar(stop, progress.StatusReporter(run.results_bucket, run.run_id, interval))
-    set_up(run)
-    sweep_orphans()
-    so_far.collector = collect_in_background(run)
-    ended = progress.ended(run.results_bucket, run.run_id)
-    if ended is not None:  # cancelled (or timed out) before this driver started: run nothing
-        return finish(run, so_far, already_ended(run, ended, "starting"))
-    so_far.reporter.started(sweep.own_task_arn())
+    # (every step from here on ends in ``finish``: a setting that cannot be read, a working
+    # directory that cannot be made, fail the run with its error.json, not the driver's process)
+    unreadable: Exception | None = None
     try:
-        outcome = run_phases(run, so_far)
+        interval = float(config.option(config.loader(), "status_interval"))  # type: ignore[arg-type]
+    except Exception as exn:  # (raised again in the try below, which ends the run as it says)
+        interval, unreadable = float(config.default("status_interval")), exn  # type: ignore[arg-type]
+    so_far = RunSoFar(stop, progress.StatusReporter(run.results_bucket, run.run_id, interval))
+    try:
+        if unreadable is not None:
+            raise unreadable
+        set_up(run)
+        sweep_orphans()
+        so_far.collector = collect_in_background(run)
+        ended = progress.ended(run.results_bucket, run.run_id)
+        if ended is not None:  # cancelled (or timed out) before this driver started: run nothing
+            outcome = already_ended(run, ended, "starting")
+        else:
+            so_far.reporter.started(sweep.own_task_arn())
+            outcome = run_phases(run, so_far)
     except config.InvalidConfig as exn:
         outcome = invalid_config(run, exn)
+    except config.InvalidSetting as exn:
+        outcome = user_error(run, "InvalidSetting", str(exn), setting=exn.name)
     except SubmittedFileGone as exn:
         outcome = user_error(run, "SubmittedFileGone", str(exn))
     except staging.InputUnreadable as exn:

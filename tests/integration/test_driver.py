@@ -146,6 +146,35 @@ def test_a_broken_miniwdl_cfg_in_the_bundle_fails_the_run_naming_the_file(bucket
     assert "traceback" not in doc
 
 
+def test_a_setting_the_driver_cannot_read_fails_the_run_saying_which_and_runs_nothing(bucket, tmp_path, monkeypatch):
+    # (the stack's own settings reach the driver as MINIWDL__AWS_FARGATE__* variables; the first
+    # it reads, before the run's directory is made, once ended the driver's process instead)
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__STATUS_INTERVAL", "often")
+    assert start(tmp_path, monkeypatch, "one two three") == 1
+    doc = get("runs/t/results/t-1/error.json")
+    assert doc["status"] == "FAILED" and doc["error"] == "InvalidSetting" and doc["setting"] == "status_interval"
+    assert doc["message"] == (
+        "invalid [aws_fargate] status_interval (or MINIWDL__AWS_FARGATE__STATUS_INTERVAL): could not convert string to float: 'often'"
+    )
+    assert "traceback" not in doc
+    assert not (tmp_path / "work").exists()  # nothing ran
+
+
+def test_a_run_directory_that_cannot_be_made_fails_the_run_with_its_error_json(bucket, tmp_path, monkeypatch):
+    (tmp_path / "efs").write_text("a file where the run's folder's parent should be")
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="runs", Key="data/ref.txt", Body=b"one")
+    inputs_and_settings(s3, monkeypatch, tmp_path, "t-1")
+    run = driver.DriverRun(
+        run_id="t-1", workflow="s3://runs/runs/t/workflow.wdl", inputs="s3://runs/runs/t/inputs.json",
+        results="s3://runs/runs/t/results/t-1/", workdir=str(tmp_path / "efs" / "work"),
+    )
+    assert driver.drive(run) == 2  # (the driver's own failure, as any it cannot name)
+    doc = get("runs/t/results/t-1/error.json")
+    assert doc["status"] == "FAILED" and doc["error"] in {"NotADirectoryError", "FileExistsError"}, doc
+    assert str(tmp_path / "efs") in doc["message"]
+
+
 def test_inputs_deleted_after_submission_fail_the_run_saying_so(bucket, tmp_path, monkeypatch):
     real = driver.s3io.download_to
 

@@ -46,8 +46,16 @@ def test_environment_overrides(monkeypatch):
 
 
 def test_bad_value_names_the_option(monkeypatch):
-    with pytest.raises(ValueError, match=r"default_memory_mb \(or MINIWDL__AWS_FARGATE__DEFAULT_MEMORY_MB\)"):
+    with pytest.raises(config.InvalidSetting, match=r"default_memory_mb \(or MINIWDL__AWS_FARGATE__DEFAULT_MEMORY_MB\)") as caught:
         load(monkeypatch, default_memory_mb="lots")
+    assert caught.value.name == "default_memory_mb" and isinstance(caught.value, ValueError)
+
+
+def test_a_settings_default_is_the_packaged_cfgs_parsed(monkeypatch):
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__STATUS_INTERVAL", "often")  # (not the default's business)
+    assert config.default("status_interval") == 10.0
+    assert config.default("subnets") == []
+    assert config.default("assign_public_ip") is True
 
 
 @pytest.mark.parametrize("option, value", [
