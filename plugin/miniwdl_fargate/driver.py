@@ -51,7 +51,7 @@ import WDL
 from WDL._util import StructuredLogMessage as _
 from WDL import CLI as wdl_cli
 
-from . import attempts, aws, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, runs, s3io, staging, sweep, wdl_target
+from . import attempts, aws, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, run_resources, runs, s3io, staging, sweep, wdl_target
 from . import status as status_doc
 from . import outputs as outputs_check
 from . import miniwdl_fixes
@@ -727,11 +727,9 @@ def _download_submitted(uri: str, path: str, progress: s3io.Progress | None) -> 
 
 
 def release_run_volume() -> None:
-    """The run's WDL tasks are over: remove what the aws_fargate backend made for them alone
-    (its task definitions and EFS access point)."""
-    from .backend.fargate import FargateTaskContainer  # (not every driver test loads the backend)
-
-    FargateTaskContainer.release_run(log)
+    """The run's WDL tasks are over: remove what the backend made for them alone (the aws_fargate
+    backend's task definitions and EFS access point: ``run_resources``)."""
+    run_resources.release(log)
 
 
 #: the groups of entry points miniwdl looks its plugins up in

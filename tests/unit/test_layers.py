@@ -1,6 +1,7 @@
 """Which modules know which: the driver, its progress reports, the run report, the settings and
 the run's limits read the backend's attempts log and settings, never a backend module; the
-backend is loaded by miniwdl, as its plugin, when a run starts tasks."""
+backend is loaded by miniwdl, as its plugin, when a run starts tasks (and says then, through
+``run_resources``, how the driver releases what it made for the run)."""
 
 import json
 import subprocess
@@ -8,7 +9,7 @@ import sys
 
 NOT_THE_BACKEND = [
     "miniwdl_fargate.driver", "miniwdl_fargate.progress", "miniwdl_fargate.report.run", "miniwdl_fargate.config",
-    "miniwdl_fargate.limits", "miniwdl_fargate.attempts",
+    "miniwdl_fargate.limits", "miniwdl_fargate.attempts", "miniwdl_fargate.run_resources",
 ]
 
 
@@ -20,3 +21,18 @@ def test_importing_the_driver_and_what_it_reads_loads_no_backend_module():
     )
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert loaded == []
+
+
+
+def test_no_function_of_the_driver_imports_a_backend_module_when_it_runs():
+    # (an import inside a function, which the check above cannot see, counts too)
+    import ast
+    import importlib
+
+    for name in NOT_THE_BACKEND:
+        module = importlib.import_module(name)
+        tree = ast.parse(open(module.__file__).read())
+        imported = [
+            node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        ] + [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        assert [m for m in imported if "backend" in m.split(".")] == [], name

@@ -78,9 +78,10 @@ from WDL._util import parse_byte_size
 from docker.errors import BuildError as DockerBuildError  # (miniwdl's own dependency)
 from WDL.runtime.error import Interrupted, Terminated
 
-from .. import attempts, aws, config, images, limits, miniwdl_fixes, run_options, runs, sizes, sweep
+from .. import attempts, aws, config, images, limits, miniwdl_fixes, run_options, run_resources, runs, sizes, sweep
 from ..attempts import epoch
 from ..config import FargateSettings
+from ..driver_task import family_of
 from ..report.cost import minimum_usd
 from ..limits import LaunchCancelled, check_interval
 from . import links, standalone, stops
@@ -193,7 +194,7 @@ class FargateJob(Job):
     @property
     def family(self) -> str:
         """The task definition's family (its ARN's ``family:revision`` without the revision)."""
-        return self.task_definition.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+        return family_of(self.task_definition)
 
 
 class TaskLimitReached(WDL.Error.RuntimeError):
@@ -267,6 +268,7 @@ class FargateTaskContainer(BaseTaskContainer):
 
     @classmethod
     def global_init(cls, cfg: Any, logger: logging.Logger) -> None:
+        run_resources.at_release("aws_fargate", cls.release_run)  # (the driver releases them at the run's end)
         settings = FargateSettings.from_cfg(cfg)
         if cfg.get_bool("task_runtime", "as_user"):  # (miniwdl's Docker backend runs the command as the invoking user)
             logger.warning(_(

@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import aws
+from .. import aws, driver_task
 from ..upload import LOCAL_STATE_MARK
 from . import heap
 from .lambda_runner import FunctionSpec
@@ -470,7 +470,7 @@ class LocalStack:
         self.outputs = deploy(self.template, self.stack_name, self.stack_parameters(), self.cache_dir)
         driver = self.outputs.get("DriverTaskDefinitionArn", "")
         if driver:  # its tasks stay host processes; every other task definition is a WDL task's
-            self.runtime.driver_families.add(driver.rsplit("/", 1)[-1].rsplit(":", 1)[0])
+            self.runtime.driver_families.add(driver_task.family_of(driver))
         self.runtime.run_schedules()
         return started
 
