@@ -1244,6 +1244,29 @@ def test_moto_cloudformation_still_ignores_a_vpcs_dns_hostnames(moto_aws):
     assert not vpc.enable_dns_hostnames
 
 
+# moto's models that cfn.IDS_AND_ATTRIBUTES gives an id or attributes: when one of these fails,
+# moto has it itself; drop that part of cfn._ids_and_attributes (and the test)
+
+
+def test_moto_cloudformation_still_has_no_getatt_of_an_efs_file_system():
+    from moto.efs.models import FileSystem
+
+    own = patching.unpatched("cfn AWS::EFS::FileSystem", FileSystem, "get_cfn_attribute")
+    assert own is None  # (moto's CloudFormationModel has none either: Fn::GetAtt fails)
+
+
+def test_moto_cloudformation_still_has_no_physical_id_of_an_efs_access_point():
+    from moto.efs.models import AccessPoint
+
+    assert patching.unpatched("cfn AWS::EFS::AccessPoint", AccessPoint, "physical_resource_id") is None
+
+
+def test_moto_cloudformation_still_has_no_physical_id_of_an_api_deployment():
+    from moto.apigateway.models import Deployment
+
+    assert patching.unpatched("cfn AWS::ApiGateway::Deployment", Deployment, "physical_resource_id") is None
+
+
 def test_moto_cloudformation_still_ignores_a_clusters_capacity_providers_and_settings(moto_aws):
     from moto.ecs.models import Cluster
 

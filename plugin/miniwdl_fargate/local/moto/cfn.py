@@ -342,10 +342,26 @@ def _complete(cfn_type: str, model_path: str, create: Callable[..., Any]) -> Non
             classmethod(create_from_cloudformation_json))
 
 
+#: CloudFormation type -> (what moto's model lacks that ``_ids_and_attributes`` gives it, the test
+#: that fails once moto has it)
+IDS_AND_ATTRIBUTES: dict[str, tuple[str, str]] = {
+    "AWS::EFS::FileSystem": (
+        "Fn::GetAtt of Arn and FileSystemId",
+        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_getatt_of_an_efs_file_system",
+    ),
+    "AWS::EFS::AccessPoint": (
+        "a physical id: Ref gives moto's object, not the access point's id",
+        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_physical_id_of_an_efs_access_point",
+    ),
+    "AWS::ApiGateway::Deployment": (
+        "a physical id: Ref gives moto's object, not the deployment's id",
+        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_physical_id_of_an_api_deployment",
+    ),
+}
+
+
 def _ids_and_attributes() -> None:
-    """AWS::EFS::FileSystem: moto has no Fn::GetAtt support (Arn, FileSystemId);
-    AWS::EFS::AccessPoint and AWS::ApiGateway::Deployment: moto has no physical id, so Ref gives
-    an object instead of its id."""
+    """What ``IDS_AND_ATTRIBUTES`` says moto's models lack, each given them."""
     from moto.apigateway.models import Deployment
     from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
     from moto.efs.models import AccessPoint, FileSystem
