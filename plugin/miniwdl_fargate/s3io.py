@@ -390,7 +390,8 @@ def upload_file(path: str, bucket: str, key: str, progress: Progress | None = No
 #: ConditionalRequestConflict (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html,
 #: https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html). The bare status codes are
 #: botocore's Code for an answer without an error body.
-CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+CONFLICT = frozenset({"ConditionalRequestConflict", "409"})  # (another write to the key in progress: try again)
+CONDITION_FAILED = frozenset({"PreconditionFailed", "412"}) | CONFLICT
 
 
 #: the codes S3 answers a missing key with: GetObject's NoSuchKey, HeadObject's bare 404 (a HEAD
@@ -428,7 +429,7 @@ def put_if_absent(bucket: str, key: str, body: bytes, content_type: str | None =
         except s3.exceptions.ClientError as exn:
             if not condition_failed(exn):
                 raise
-            if wait is None or aws.error_code(exn) not in ("ConditionalRequestConflict", "409"):
+            if wait is None or aws.error_code(exn) not in CONFLICT:
                 return False
             time.sleep(wait)
             continue
