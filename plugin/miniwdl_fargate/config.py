@@ -365,7 +365,7 @@ def option(cfg: wdl_config.Loader, name: str) -> object:
     ``InvalidSetting`` (a ValueError) if its value is not one the setting takes."""
     raw = str(cfg[SECTION][name]) if cfg.has_option(SECTION, name) else _defaults().get(name, "")
     try:
-        return _PARSERS.get(name, str.strip)(raw)
+        return _parse(name, raw)
     except ValueError as exn:
         given = "" if repr(raw.strip()) in str(exn) else f" = {raw.strip()!r}"  # (the value, unless the problem names it)
         raise InvalidSetting(name, f"invalid [{SECTION}] {name} (or {env_name(name)}){given}: {exn}") from None
@@ -373,7 +373,12 @@ def option(cfg: wdl_config.Loader, name: str) -> object:
 
 def default(name: str) -> object:
     """The ``[aws_fargate]`` setting ``name``'s default (the packaged aws_fargate.cfg's), parsed."""
-    return _PARSERS.get(name, str.strip)(_defaults().get(name, ""))
+    return _parse(name, _defaults().get(name, ""))
+
+
+def _parse(name: str, raw: str) -> object:
+    """The value ``raw`` of the setting ``name``, as its reader takes it (ValueError if it cannot)."""
+    return _PARSERS.get(name, str.strip)(raw)
 
 
 _PARSERS = {

@@ -23,8 +23,9 @@ whose driver was killed, a failed run's whose days are over). Told to stop (SIGT
 any moment, it stops what it is doing and every WDL task of the run, and writes error.json
 saying so (``lifecycle``). Meanwhile it keeps the state machine's wait alive with heartbeats.
 
-Exit status: 0 succeeded, 1 the workflow failed (or the run ended elsewhere first), 2 the driver
-itself failed, 128 + the signal's number when it was stopped (143: SIGTERM).
+Exit status: 0 succeeded, 1 the workflow failed, or the run failed for what its user or the
+stack's operator can fix (``user_error``), or it ended elsewhere first; 2 the driver itself
+failed; 128 + the signal's number when it was stopped (143: SIGTERM).
 """
 
 from __future__ import annotations
@@ -562,9 +563,10 @@ def invalid_config(run: DriverRun, exn: config.InvalidConfig) -> Outcome:
 
 
 def user_error(run: DriverRun, error: str, message: str, **facts: Any) -> Outcome:
-    """Fail the run for something the user can fix (no traceback: the message says what and
-    where): a deleted submission, an output the driver does not upload (``outputs``), a broken
-    miniwdl.cfg; exit 1, as for a workflow that failed."""
+    """Fail the run for something the user (or the stack's operator) can fix (no traceback: the
+    message says what and where): a deleted submission, an output the driver does not upload
+    (``outputs``), a broken miniwdl.cfg, an ``[aws_fargate]`` setting the driver cannot read;
+    exit 1, as for a workflow that failed."""
     return Outcome(FAILED, 1, {"run_id": run.run_id, "status": FAILED, "error": error, "message": message, **facts})
 
 

@@ -4,8 +4,9 @@ over: the aws_fargate backend's task definitions and EFS access point for the ru
 
 The backend says how to release them when miniwdl initializes it (``at_release``); the driver,
 which imports no backend module (``tests/unit/test_layers.py``), calls ``release`` at the end of
-the run's workflow. A process that never initialized a backend (a run that failed before its
-first task, a test with the host_process backend) has nothing to release."""
+the run's workflow. Where miniwdl never initialized the aws_fargate backend (no task container
+made: a run that failed before its first task, or whose every call the call cache answered; or
+another backend, which registers nothing) the backend made nothing to release."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ def defined_tests(path: Path) -> set[str]:
 
 STILL_NEEDED = [(fix.name, fix.still_needed_test) for fix in fixes.FIXES] + [
     (cfn_type, test) for cfn_type, (_model, _create, test) in cfn.INCOMPLETE.items() if test
-] + [(cfn_type, test) for cfn_type, (_lacks, test) in cfn.IDS_AND_ATTRIBUTES.items()]
+] + [(cfn_type, test) for cfn_type, (_model, _give, test) in cfn.IDS_AND_ATTRIBUTES.items()]
 
 
 @pytest.mark.parametrize("name, test", STILL_NEEDED)

@@ -31,4 +31,3 @@ def test_a_backend_initialized_again_replaces_its_own_release():
     run_resources.at_release("aws_fargate", lambda logger: called.append(2))
     run_resources.release(logging.getLogger("driver"))
     assert called == [2]
-

@@ -1,7 +1,9 @@
 """CloudFormation as template.yaml needs it from moto: the resource types moto has no model for
 (``MISSING``: each a function doing the API call behind the resource, made a model by one helper,
-``_model``), and the properties moto's own models ignore (``INCOMPLETE``: each a function run on
-what moto's model created, applied by one helper, ``_complete``). Needs no local runtime:
+``_model``), the properties moto's own models ignore (``INCOMPLETE``: each a function run on
+what moto's model created, applied by one helper, ``_complete``), and the ids and attributes
+moto's models lack (``IDS_AND_ATTRIBUTES``: each a function given the model). Each entry names the
+test that fails once moto no longer needs it. Needs no local runtime:
 tests/integration deploys the template into in-process moto with ``install()`` alone.
 """
 
@@ -342,29 +344,12 @@ def _complete(cfn_type: str, model_path: str, create: Callable[..., Any]) -> Non
             classmethod(create_from_cloudformation_json))
 
 
-#: CloudFormation type -> (what moto's model lacks that ``_ids_and_attributes`` gives it, the test
-#: that fails once moto has it)
-IDS_AND_ATTRIBUTES: dict[str, tuple[str, str]] = {
-    "AWS::EFS::FileSystem": (
-        "Fn::GetAtt of Arn and FileSystemId",
-        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_getatt_of_an_efs_file_system",
-    ),
-    "AWS::EFS::AccessPoint": (
-        "a physical id: Ref gives moto's object, not the access point's id",
-        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_physical_id_of_an_efs_access_point",
-    ),
-    "AWS::ApiGateway::Deployment": (
-        "a physical id: Ref gives moto's object, not the deployment's id",
-        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_physical_id_of_an_api_deployment",
-    ),
-}
+# -- ids and attributes moto's models lack: each given by one function ------------------------------
 
 
-def _ids_and_attributes() -> None:
-    """What ``IDS_AND_ATTRIBUTES`` says moto's models lack, each given them."""
-    from moto.apigateway.models import Deployment
+def _file_system_attributes(model: Any) -> None:
+    """Fn::GetAtt of an EFS file system's Arn and FileSystemId."""
     from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
-    from moto.efs.models import AccessPoint, FileSystem
 
     def get_cfn_attribute(self: Any, attribute_name: str) -> str:
         if attribute_name == "Arn":
@@ -373,10 +358,32 @@ def _ids_and_attributes() -> None:
             return self.file_system_id
         raise UnformattedGetAttTemplateException()
 
-    replace("cfn AWS::EFS::AccessPoint", AccessPoint, "physical_resource_id", property(lambda self: self.access_point_id))
-    replace("cfn AWS::ApiGateway::Deployment", Deployment, "physical_resource_id", property(lambda self: self.id))
-    replace("cfn AWS::EFS::FileSystem", FileSystem, "get_cfn_attribute", get_cfn_attribute)
-    replace("cfn AWS::EFS::FileSystem", FileSystem, "has_cfn_attr", classmethod(lambda cls, attr: attr in ("Arn", "FileSystemId")))
+    replace("cfn AWS::EFS::FileSystem", model, "get_cfn_attribute", get_cfn_attribute)
+    replace("cfn AWS::EFS::FileSystem", model, "has_cfn_attr", classmethod(lambda cls, attr: attr in ("Arn", "FileSystemId")))
+
+
+def _physical_id(cfn_type: str, attribute: str) -> Callable[[Any], None]:
+    """A physical id for ``cfn_type``'s model (its ``attribute``): without one, Ref gives moto's
+    object instead of the resource's id."""
+    return lambda model: replace(f"cfn {cfn_type}", model, "physical_resource_id", property(lambda self: getattr(self, attribute)))
+
+
+#: CloudFormation type -> (moto's model, the function giving it what it lacks, the test that fails
+#: once moto has it)
+IDS_AND_ATTRIBUTES: dict[str, tuple[str, Callable[[Any], None], str]] = {
+    "AWS::EFS::FileSystem": (
+        "moto.efs.models.FileSystem", _file_system_attributes,
+        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_getatt_of_an_efs_file_system",
+    ),
+    "AWS::EFS::AccessPoint": (
+        "moto.efs.models.AccessPoint", _physical_id("AWS::EFS::AccessPoint", "access_point_id"),
+        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_physical_id_of_an_efs_access_point",
+    ),
+    "AWS::ApiGateway::Deployment": (
+        "moto.apigateway.models.Deployment", _physical_id("AWS::ApiGateway::Deployment", "id"),
+        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_physical_id_of_an_api_deployment",
+    ),
+}
 
 
 def install() -> None:
@@ -384,7 +391,8 @@ def install() -> None:
     check_version()
     if _models:
         return
-    _ids_and_attributes()
+    for model_path, give, _test in IDS_AND_ATTRIBUTES.values():
+        give(_model_class(model_path))
     for cfn_type, (model_path, create, _test) in INCOMPLETE.items():
         _complete(cfn_type, model_path, create)
     _models.extend(_model(cfn_type, create) for cfn_type, create in MISSING.items())
