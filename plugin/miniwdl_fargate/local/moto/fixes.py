@@ -961,7 +961,9 @@ FIXES: tuple[Fix, ...] = (
     Fix("ec2_regions_read_once", "EC2 reads botocore's endpoints three times over as it is imported, a new boto3 "
         "Session for each partition's regions", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported", ec2_regions_read_once),
-    Fix("stepfunctions_finished_threads", "the Step Functions interpreter keeps every thread it started", NO_ISSUE,
+    Fix("stepfunctions_finished_threads", "the Step Functions interpreter keeps every thread it started",
+        "none for the threads; related: https://github.com/getmoto/moto/issues/10077 (a state machine's copy took "
+        "its past executions' live threads along; fixed by leaving them out of the copy, not by ending them)",
         f"{_MOTO_TESTS}::test_moto_still_keeps_every_thread_of_an_execution", stepfunctions_finished_threads),
     Fix("send_task_failure_cause", "SendTaskFailure drops cause",
         "none for the cause; related: https://github.com/getmoto/moto/pull/7608 (SendTaskFailure fixes, cause still dropped)",
@@ -969,7 +971,9 @@ FIXES: tuple[Fix, ...] = (
     Fix("stop_execution_aborts", "StopExecution leaves a waiting execution RUNNING",
         "https://github.com/getmoto/moto/issues/2846 (fixed for moto's non-executing backend only)",
         f"{_MOTO_TESTS}::test_moto_still_leaves_a_stopped_waiting_execution_running", stop_execution_aborts),
-    Fix("invoke_request_size", "Invoke runs the function with a request payload over Lambda's quota", NO_ISSUE,
+    Fix("invoke_request_size", "Invoke runs the function with a request payload over Lambda's quota",
+        "none for the request; related: https://github.com/getmoto/moto/issues/3988 (the 6 MB quota of a response, "
+        "enforced since https://github.com/getmoto/moto/pull/4763)",
         f"{_MOTO_TESTS}::test_moto_still_invokes_with_a_request_payload_over_the_quota", invoke_request_size),
     Fix("s3_key_length", "S3 takes object keys of any length", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_takes_s3_keys_over_1024_bytes", s3_key_length),
