@@ -248,7 +248,8 @@ def set_up(run: DriverRun) -> None:
     os.environ.setdefault("MINIWDL__SCHEDULER__TASK_CONCURRENCY", str(TASK_CONCURRENCY))
     # the run's own [aws_fargate] settings reach the backend in the run's configuration file
     # (``run_cfg``), where a variable of the same name would override them (miniwdl: the
-    # environment over files): none is left to
+    # environment over files): none is left to (the stack's limits kept first: ``stack_limits``)
+    stack_limits()
     for name in RUN_OWN_SETTINGS:
         os.environ.pop(config.env_name(name), None)
 
@@ -320,7 +321,6 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
     """``miniwdl run``, then what is over with it: the run's task definitions and EFS access
     point, status.json's progress; workflow.log under the results prefix."""
     result: dict[str, Any] = {}
-    set_run_limits(run.read_options())
     count_driver_cost(run, so_far)
     if run.cache_uri:
         from .callcache import s3cache
@@ -345,23 +345,32 @@ def run_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, inputs_path: str)
 
 #: the run options that limit a run while it runs, each an ``[aws_fargate]`` setting of the same name
 LIMIT_OPTIONS = ("max_concurrent_tasks", "max_vcpus", "max_cost_usd")
-#: the stack's defaults of those settings, as this process found them (MINIWDL__AWS_FARGATE__<NAME>)
+#: the stack's defaults of those settings, by name, as this process first found them
 _STACK_LIMITS: dict[str, str | None] = {}
 
 
-def set_run_limits(options: dict[str, Any]) -> None:
-    """The run's limits for the backend (``limits``): each option the run gives replaces the
-    stack's default (``MINIWDL__AWS_FARGATE__<NAME>``, from a template parameter) for this run."""
-    chosen = run_options.parse(options or {})
+def stack_limits() -> dict[str, str | None]:
+    """The stack's defaults of the run's limits (``MINIWDL__AWS_FARGATE__<NAME>``, from template
+    parameters; None where it sets none), as this process first found them: ``set_up`` then takes
+    the variables out of its environment, as it does every run's own setting."""
     for name in LIMIT_OPTIONS:
-        variable = config.env_name(name)
-        stack = _STACK_LIMITS.setdefault(variable, os.environ.get(variable))
+        _STACK_LIMITS.setdefault(name, os.environ.get(config.env_name(name)))
+    return dict(_STACK_LIMITS)
+
+
+def run_limits(options: dict[str, Any] | None) -> dict[str, str]:
+    """The run's limits as its configuration file holds them (``run_own_settings``): each option
+    the run gives replaces the stack's default for this run; a limit neither sets is left to
+    miniwdl's configuration files, as any setting is."""
+    chosen = run_options.parse(options or {})
+    stack = stack_limits()
+    found: dict[str, str] = {}
+    for name in LIMIT_OPTIONS:
         value = getattr(chosen, name)
-        value = f"{value:g}" if isinstance(value, float) else str(value) if value is not None else stack
-        if value is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = value
+        text = f"{value:g}" if isinstance(value, float) else str(value) if value is not None else stack[name]
+        if text is not None:
+            found[name] = text
+    return found
 
 
 def count_driver_cost(run: DriverRun, so_far: RunSoFar) -> None:
@@ -803,15 +812,15 @@ RUN_CFG = config.RUN_CFG  # in the workflow bundle: this run's miniwdl configura
 
 
 #: the [aws_fargate] settings that are each run's own: its id (the backend tags its tasks with it
-#: and names its EFS access point after it) and its tags (its labels, name and workflow on every
-#: task). The driver writes them in the run's configuration file (``run_cfg``); the run's limits
-#: stay environment variables (``set_run_limits``), as the stack's defaults they replace are.
-RUN_OWN_SETTINGS = ("run_id", "tags")
+#: and names its EFS access point after it), its tags (its labels, name and workflow on every
+#: task) and its limits (``run_limits``). The driver writes them in the run's configuration file
+#: (``run_cfg``), which the backend reads as it reads every other setting.
+RUN_OWN_SETTINGS = ("run_id", "tags", *LIMIT_OPTIONS)
 
 
 def run_own_settings(run: DriverRun) -> dict[str, str]:
     """The run's ``RUN_OWN_SETTINGS``, as the run's configuration file holds them."""
-    return {"run_id": run.run_id, "tags": json.dumps(run.tags())}
+    return {"run_id": run.run_id, "tags": json.dumps(run.tags()), **run_limits(run.read_options())}
 
 
 def run_cfg(
