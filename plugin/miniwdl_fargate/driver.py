@@ -367,7 +367,7 @@ def run_limits(options: dict[str, Any] | None) -> dict[str, str]:
     found: dict[str, str] = {}
     for name in LIMIT_OPTIONS:
         value = getattr(chosen, name)
-        text = f"{value:g}" if isinstance(value, float) else str(value) if value is not None else stack[name]
+        text = repr(value) if value is not None else stack[name]  # (a float's repr reads back exactly)
         if text is not None:
             found[name] = text
     return found

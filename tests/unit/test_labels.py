@@ -111,6 +111,13 @@ def test_a_bad_tags_setting_is_refused_naming_the_setting_and_the_tag(monkeypatc
     assert problem in str(caught.value)
 
 
+@pytest.fixture(autouse=True)
+def no_stack_limits_kept(monkeypatch):
+    """The driver keeps the stack's limits as its process first finds them: each test starts with
+    none kept, and leaves none for the next."""
+    monkeypatch.setattr(driver, "_STACK_LIMITS", {})
+
+
 def test_the_driver_gives_the_backend_the_runs_labels_name_and_workflow(tmp_path):
     run = DriverRun("hello-3f2a9c01", "s3://runs/w.wdl", "s3://runs/i.json", "s3://runs/results/", "/tmp/x")
     run.record = record().model_dump()

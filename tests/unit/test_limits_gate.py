@@ -1,6 +1,7 @@
 """A run's gate (limits.py): its concurrent tasks and vCPUs, turns given back, waits that end when
 the run stops, and the budget against an estimate of the run's cost (fake attempts, a fake clock)."""
 
+import os
 import threading
 
 import pytest
@@ -200,40 +201,42 @@ def test_gates_are_one_per_run_until_the_run_ends():
 
 
 def test_the_runs_options_override_the_stacks_limits_for_that_run_only(monkeypatch, tmp_path):
-    # (as the driver does it: the stack's defaults kept, their variables taken out, each run's
-    # limits in its own configuration file, which the backend reads as every other setting)
+    # (as the driver does it, several runs in one process: set_up keeps the stack's defaults and
+    # takes their variables out; each run's limits go in its own configuration file, over the
+    # operator's and the bundle's, which the backend reads as every other setting)
     monkeypatch.setattr(driver, "_STACK_LIMITS", {})
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_COST_USD", "25")  # the stack's MaxRunCostUsd
-    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_CONCURRENT_TASKS", "0")
-    monkeypatch.delenv("MINIWDL__AWS_FARGATE__MAX_VCPUS", raising=False)
-    monkeypatch.delenv("MINIWDL_CFG", raising=False)
+    operator = tmp_path / "operator.cfg"
+    operator.write_text("[aws_fargate]\nmax_concurrent_tasks = 7\nmax_vcpus = 5\n")
+    monkeypatch.setattr(os, "environ", {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MINIWDL__AWS_FARGATE__MAX_")},
+        "MINIWDL__AWS_FARGATE__MAX_COST_USD": "25",  # the stack's MaxRunCostUsd
+        "MINIWDL__AWS_FARGATE__MAX_CONCURRENT_TASKS": "0",  # its MaxRunConcurrentTasks (none: MaxRunVCpus unset)
+        "MINIWDL_CFG": str(operator),
+    })
+    monkeypatch.chdir(tmp_path)  # (set_up goes into each run's folder)
     stop = {"stop_seconds": float(config.option(config.loader(), "stop_timeout"))}
 
     def limits_of(run_id, options, bundle_cfg=""):
         run = driver.DriverRun(run_id, "s3://b/w.wdl", "s3://b/i.json", f"s3://b/results/{run_id}/", str(tmp_path / run_id), options=options)
+        monkeypatch.setattr(run, "tags", lambda: {})
         bundle = tmp_path / f"{run_id}-bundle"
         bundle.mkdir()
         if bundle_cfg:
             (bundle / "miniwdl.cfg").write_text(bundle_cfg)
-        (tmp_path / run_id).mkdir()
-        monkeypatch.setattr(run, "tags", lambda: {})
-        with monkeypatch.context() as m:
-            m.chdir(tmp_path)
-            driver.stack_limits()  # (set_up's part: the stack's kept, every run's own taken out)
-            for name in driver.RUN_OWN_SETTINGS:
-                m.delenv(config.env_name(name), raising=False)
-            cfg = driver.run_cfg(str(tmp_path / run_id), "", str(bundle), options, own=driver.run_own_settings(run))
-            return config.run_limits(config.loader(cfg))
+        driver.set_up(run)
+        assert not [k for k in os.environ if k.startswith("MINIWDL__AWS_FARGATE__MAX_")]
+        cfg = driver.run_cfg(run.workdir, "", str(bundle), options, own=driver.run_own_settings(run))
+        return config.run_limits(config.loader(cfg))
 
+    # the run's options over the stack's defaults; where neither says, the operator's file (max_vcpus)
     assert limits_of("r-1", {"max_cost_usd": 2.5, "max_vcpus": 8}) == limits.RunLimits(
         max_concurrent_tasks=0, max_vcpus=8, max_cost_usd=2.5, **stop)
-    # the next run of this process: the stack's defaults still hold where its options say nothing
+    # the next run of this process, its variables gone: the stack's defaults still hold
     assert limits_of("r-2", {"max_concurrent_tasks": 3}) == limits.RunLimits(
-        max_concurrent_tasks=3, max_vcpus=0, max_cost_usd=25, **stop)
-    # a limit neither the run nor the stack sets is the bundle's miniwdl.cfg's, as any setting is;
-    # one they set wins over it
-    assert limits_of("r-3", {}, "[aws_fargate]\nmax_vcpus = 16\nmax_cost_usd = 1\n") == limits.RunLimits(
-        max_concurrent_tasks=0, max_vcpus=16, max_cost_usd=25, **stop)
+        max_concurrent_tasks=3, max_vcpus=5, max_cost_usd=25, **stop)
+    # a bundle's miniwdl.cfg is over the operator's file, under the run's options and the stack's defaults
+    assert limits_of("r-3", {"max_cost_usd": 123456.7}, "[aws_fargate]\nmax_vcpus = 16\nmax_cost_usd = 1\nmax_concurrent_tasks = 2\n") == (
+        limits.RunLimits(max_concurrent_tasks=0, max_vcpus=16, max_cost_usd=123456.7, **stop))
 
 
 @pytest.mark.parametrize(("options", "source"), [({"max_cost_usd": 0.5}, "options.max_cost_usd"), ({}, "the stack's MaxRunCostUsd")])
