@@ -205,16 +205,12 @@ class RunSoFar:
 
 def _drive(run: DriverRun, stop: StopSignals) -> int:
     # (every step from here on ends in ``finish``: a setting that cannot be read, a working
-    # directory that cannot be made, fail the run with its error.json, not the driver's process)
-    unreadable: Exception | None = None
+    # directory that cannot be made, fail the run with its error.json, not the driver's process;
+    # the reporter, which ``finish`` needs, takes the configured interval once it is read)
+    default_interval = float(config.default("status_interval"))  # type: ignore[arg-type]
+    so_far = RunSoFar(stop, progress.StatusReporter(run.results_bucket, run.run_id, default_interval))
     try:
-        interval = float(config.option(config.loader(), "status_interval"))  # type: ignore[arg-type]
-    except Exception as exn:  # (raised again in the try below, which ends the run as it says)
-        interval, unreadable = float(config.default("status_interval")), exn  # type: ignore[arg-type]
-    so_far = RunSoFar(stop, progress.StatusReporter(run.results_bucket, run.run_id, interval))
-    try:
-        if unreadable is not None:
-            raise unreadable
+        so_far.reporter.interval = float(config.option(config.loader(), "status_interval"))  # type: ignore[arg-type]
         set_up(run)
         sweep_orphans()
         so_far.collector = collect_in_background(run)
