@@ -139,6 +139,33 @@ def _count_call(model: Any, **_: Any) -> None:
         _calls[f"{model.service_model.service_name}.{model.name}"] += 1
 
 
+#: an S3 request whose body is smaller than this is sent whole at once, without ``Expect:
+#: 100-continue``. botocore asks for the 100 Continue on every PUT whose body it holds as a file,
+#: however small (``add_expect_header``; a ``put_object`` of bytes becomes one), and then sends the
+#: body only after S3's interim answer: one round trip more for each small object the product
+#: writes (status.json, call-cache entries, attempt records). AWS's SDKs for Go and Kotlin send the
+#: header only from 2 MB up (aws-sdk-go#615, aws-sdk-go-v2#1451, the Kotlin SDK's
+#: ``continueHeaderThresholdBytes``); the header is not signed (botocore's SigV4 skips ``expect``),
+#: so dropping it before the send keeps the signature. A body of unknown length keeps it.
+CONTINUE_THRESHOLD = 2 * 1024 * 1024
+
+
+def _send_small_bodies_at_once(request: Any, **_: Any) -> None:
+    """botocore's ``before-send`` event for S3, once per attempt: ``Expect: 100-continue`` taken
+    off a request whose ``Content-Length`` is under ``CONTINUE_THRESHOLD``."""
+    expect, length = request.headers.get("Expect"), request.headers.get("Content-Length")
+    if expect is None or length is None:
+        return
+    if isinstance(expect, bytes):
+        expect = expect.decode("latin-1")
+    try:
+        size = int(length)  # (int() reads bytes and str alike)
+    except ValueError:
+        return
+    if expect.lower() == "100-continue" and size < CONTINUE_THRESHOLD:
+        del request.headers["Expect"]
+
+
 def calls() -> dict[str, int]:
     """How many calls of each operation (``service.Operation``) this process has made through
     ``client``'s clients: what a driver logs at its run's end."""
@@ -172,6 +199,7 @@ def client(service: str, region: str | None = None, config: botocore.config.Conf
             if _session is None:
                 _session = boto3.session.Session()
                 _session.events.register("before-call", _count_call)
+                _session.events.register("before-send.s3", _send_small_bodies_at_once)
             found = _session.client(service, region_name=region, config=config)
             _clients[key] = found
         return found
