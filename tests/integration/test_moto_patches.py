@@ -366,6 +366,57 @@ def test_moto_still_builds_the_error_table_for_every_error(monkeypatch):
     assert len(built) <= 2  # (once per service model looked in: S3's, and the exception's own)
 
 
+def test_moto_still_works_out_each_members_names_for_every_object(moto_aws, monkeypatch):
+    """When this fails, moto works out the names it looks each member of an answer up by once,
+    not for every object it serializes: remove fixes.serializer_member_names_kept. With the fix,
+    an ECS answer serializes as moto serialized it, and once each member's names are known, a
+    second answer works none of them out again."""
+    from moto.core import serialize
+
+    fixes.serializer_member_names_kept()
+    kept_names = serialize.XFormedAttributePicker.get_possible_keys
+    ecs = aws.client("ecs")
+    ecs.create_cluster(clusterName="c")
+    ecs.register_task_definition(
+        family="t", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        containerDefinitions=[{"name": "task", "image": "ubuntu", "essential": True}],
+    )
+    subnet = aws.client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    arns = [
+        ecs.run_task(
+            cluster="c", taskDefinition="t", launchType="FARGATE", tags=[{"key": "run", "value": str(i)}],
+            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": ["sg-1"]}},
+            overrides={"containerOverrides": [{"name": "task", "command": [f"echo {i}"]}], "cpu": "1024"},
+        )["tasks"][0]["taskArn"]
+        for i in range(3)
+    ]
+    asked: list[str] = []
+    moto_has_alias = serialize.NoAlias.has_alias
+    monkeypatch.setattr(serialize.NoAlias, "has_alias", lambda self, key: asked.append(key) or moto_has_alias(self, key))
+
+    def described() -> list:
+        """The tasks as DescribeTasks answers (each but its lastStatus: moto moves a task on
+        through its states as it is described)."""
+        tasks = ecs.describe_tasks(cluster="c", tasks=arns, include=["TAGS"])["tasks"]
+        assert all(task.pop("lastStatus") for task in tasks)
+        return tasks
+
+    monkeypatch.setattr(
+        serialize.XFormedAttributePicker, "get_possible_keys",
+        patching.unpatched("serializer_member_names_kept", serialize.XFormedAttributePicker, "get_possible_keys"),
+    )
+    by_moto = described()
+    worked_out = len(asked)
+    by_moto_again = described()
+    assert worked_out >= 3 * 20 and len(asked) == 2 * worked_out, "moto no longer works out each member's names for every object"
+    monkeypatch.setattr(serialize.XFormedAttributePicker, "get_possible_keys", kept_names)
+    assert described() == by_moto == by_moto_again
+    asked.clear()
+    assert described() == by_moto
+    assert asked == []
+    assert {t["tags"][0]["value"] for t in by_moto} == {"0", "1", "2"} and all(t["overrides"]["cpu"] == "1024" for t in by_moto)
+
+
 def test_moto_still_reads_a_json_template_as_yaml(monkeypatch):
     """When this fails, moto reads a JSON template without PyYAML's loader: remove
     fixes.json_template_read_as_json. With the fix, a JSON template reads as moto read it,

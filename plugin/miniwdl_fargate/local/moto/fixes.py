@@ -723,6 +723,46 @@ def error_lookup_kept() -> None:
     replace("error_lookup_kept", ErrorLookupFactory, "__init__", __init__)
 
 
+#: how many members' names ``serializer_member_names_kept`` keeps (a stack's answers need a few
+#: hundred; any beyond are worked out each time, as moto does)
+MEMBER_NAMES_KEPT = 4096
+
+
+def serializer_member_names_kept() -> None:
+    """moto's response serializer finds each member of an answer's structures on the Python object
+    it serializes by trying names in turn (``AttributePicker.__call__``), and works those names out
+    anew for each member of each object (``XFormedAttributePicker.get_possible_keys``): an
+    instance of each of its six alias providers, each asked whether it has an alias, and
+    botocore's ``xform_name`` of each. An ECS task has about 90 members: this was about 40% of
+    moto's CPU in serializing a RunTask or DescribeTasks answer, the stack's largest cost for each
+    WDL task. The names depend on the member (its service, its structure, its own name and
+    shape), the object's class and the picker's alias providers, never on the object's values:
+    each such list is worked out once and kept (up to ``MEMBER_NAMES_KEPT``). Which of the names
+    the object has is still asked object by object, in the same order."""
+    from moto.core.serialize import XFormedAttributePicker
+
+    kept: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+    def get_possible_keys(self: Any, context: Any) -> Any:
+        own = moto_function("serializer_member_names_kept", "get_possible_keys")
+        shape, service = context.shape, context.service_model
+        parent = getattr(shape, "parent", None)
+        if shape is None or service is None or parent is None:
+            return own(self, context)
+        key = (
+            service.service_name, parent.name, shape.name, context.key, type(context.obj),
+            type(self), tuple(self.alias_providers),
+        )
+        found = kept.get(key)
+        if found is None:
+            found = tuple(own(self, context))
+            if len(kept) < MEMBER_NAMES_KEPT:
+                kept[key] = found
+        return found
+
+    replace("serializer_member_names_kept", XFormedAttributePicker, "get_possible_keys", get_possible_keys)
+
+
 def json_template_read_as_json() -> None:
     """CreateStack: moto reads every TemplateBody with PyYAML's pure-Python loader
     (``Stack.parse_template``: JSON is YAML too), and falls back to ``json.loads`` only where that
@@ -1036,6 +1076,9 @@ FIXES: tuple[Fix, ...] = (
         backend_urls_kept),
     Fix("asl_parse_tree_kept", "Step Functions parses the state machine's definition again for every execution",
         NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_parses_the_definition_again_for_every_execution", asl_parse_tree_kept),
+    Fix("serializer_member_names_kept", "the response serializer works out the names to look each member up by "
+        "anew for every member of every object", NO_ISSUE,
+        f"{_MOTO_TESTS}::test_moto_still_works_out_each_members_names_for_every_object", serializer_member_names_kept),
     Fix("json_template_read_as_json", "CreateStack reads a JSON template with PyYAML's pure-Python loader", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_reads_a_json_template_as_yaml", json_template_read_as_json),
 )
