@@ -1,9 +1,9 @@
 """The one boto3 client factory.
 
 Every AWS call of the product (Lambda handlers, driver, backend, local mode) gets its client here,
-so retry behaviour and endpoints are configured in one place. The endpoint follows botocore's own
-``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` variables, which is how local mode points the
-same code at the embedded moto server.
+so retry behaviour, endpoints and how S3 PUTs are sent (``CONTINUE_THRESHOLD``) are configured in
+one place. The endpoint follows botocore's own ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``
+variables, which is how local mode points the same code at the embedded moto server.
 """
 
 from __future__ import annotations
@@ -141,19 +141,28 @@ def _count_call(model: Any, **_: Any) -> None:
 
 #: an S3 request whose body is smaller than this is sent whole at once, without ``Expect:
 #: 100-continue``. botocore asks for the 100 Continue on every PUT whose body it holds as a file,
-#: however small (``add_expect_header``; a ``put_object`` of bytes becomes one), and then sends the
-#: body only after S3's interim answer: one round trip more for each small object the product
-#: writes (status.json, call-cache entries, attempt records). AWS's SDKs for Go and Kotlin send the
-#: header only from 2 MB up (aws-sdk-go#615, aws-sdk-go-v2#1451, the Kotlin SDK's
-#: ``continueHeaderThresholdBytes``); the header is not signed (botocore's SigV4 skips ``expect``),
-#: so dropping it before the send keeps the signature. A body of unknown length keeps it.
+#: however small (``handlers.add_expect_header``; a ``put_object`` of bytes becomes one), and then
+#: sends the body only once S3's interim answer came: one round trip more for each small object
+#: the product writes (each status.json, each call-cache entry). AWS's SDKs for Go and Kotlin ask
+#: for it only from 2 MB up (https://github.com/aws/aws-sdk-go/pull/615,
+#: https://github.com/aws/aws-sdk-go-v2/issues/1451,
+#: https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/s3/aws.sdk.kotlin.services.s3/-s3-client/-config/-builder/continue-header-threshold-bytes.html).
+#: The header is not signed (botocore's SigV4 leaves ``expect`` out: ``SIGNED_HEADERS_BLACKLIST``),
+#: so taking it off before the send keeps the signature. A bigger body, or one whose size the
+#: request does not say, keeps it: S3 can still refuse such a request before its body is sent.
 CONTINUE_THRESHOLD = 2 * 1024 * 1024
 
 
 def _send_small_bodies_at_once(request: Any, **_: Any) -> None:
     """botocore's ``before-send`` event for S3, once per attempt: ``Expect: 100-continue`` taken
-    off a request whose ``Content-Length`` is under ``CONTINUE_THRESHOLD``."""
-    expect, length = request.headers.get("Expect"), request.headers.get("Content-Length")
+    off a request whose body is under ``CONTINUE_THRESHOLD``. Its size is its ``Content-Length``,
+    or, for a body sent in chunks with its checksum in a trailer (botocore's default for a PUT over
+    HTTPS: ``Transfer-Encoding: chunked``, no ``Content-Length``), its
+    ``X-Amz-Decoded-Content-Length``
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming.html)."""
+    headers = request.headers
+    expect = headers.get("Expect")
+    length = headers.get("Content-Length") or headers.get("X-Amz-Decoded-Content-Length")
     if expect is None or length is None:
         return
     if isinstance(expect, bytes):
@@ -163,7 +172,7 @@ def _send_small_bodies_at_once(request: Any, **_: Any) -> None:
     except ValueError:
         return
     if expect.lower() == "100-continue" and size < CONTINUE_THRESHOLD:
-        del request.headers["Expect"]
+        del headers["Expect"]
 
 
 def calls() -> dict[str, int]:

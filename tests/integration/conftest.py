@@ -86,6 +86,7 @@ def moto_aws(monkeypatch):
     fixes.replaced_object_readable()
     fixes.conditional_write_atomic()
     fixes.backend_urls_kept()
+    fixes.serializer_member_names_kept()
     # (what this process remembers of the status.json it wrote is of the last test's moto, not this one's)
     monkeypatch.setattr(status, "WRITTEN", status._Written())
     with mock_aws():

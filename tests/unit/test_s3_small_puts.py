@@ -1,10 +1,17 @@
 """What the client factory's S3 clients put on the wire for a PUT (``aws.CONTINUE_THRESHOLD``): a
-body under 2 MB goes with its headers, without ``Expect: 100-continue``; a bigger one still waits
-for S3's 100 Continue. Against a small HTTP/1.1 server that records each request as it came."""
+body under 2 MiB goes with its headers, without ``Expect: 100-continue``; a bigger one still waits
+for S3's 100 Continue. Against a small HTTP/1.1 server that records each request as it came, over
+plain HTTP (local mode: the body's size in Content-Length) and over HTTPS (AWS: botocore sends the
+body in chunks with its checksum in a trailer, and says its size in X-Amz-Decoded-Content-Length)."""
 
 from __future__ import annotations
 
+import datetime
 import io
+import ipaddress
+import ssl
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -14,55 +21,128 @@ from tests.http_servers import QuietHandler, serving
 
 class RecordingS3(QuietHandler):
     """Answers every PUT as S3 does (200, an ETag), after a 100 Continue where one is asked for
-    (``http.server`` sends it for an HTTP/1.1 request); records the headers and the body length."""
+    (``http.server`` sends it for an HTTP/1.1 request); records its headers and its body's length
+    (a chunked body read to its end, trailer included)."""
 
     protocol_version = "HTTP/1.1"
     seen: list[dict] = []
 
+    @staticmethod
+    def chunks(stream: io.BufferedIOBase) -> tuple[bytes, list[bytes]]:
+        """A chunked body read to its end: its data and its trailer's lines (HTTP's chunked
+        transfer coding and S3's aws-chunked content coding are written alike)."""
+        data, trailer = b"", []
+        while size := int(stream.readline().split(b";")[0], 16):
+            data += stream.read(size)
+            stream.readline()
+        while (line := stream.readline()) not in (b"\r\n", b""):
+            trailer.append(line)
+        return data, trailer
+
+    def chunked_body(self) -> bytes:
+        """The body as S3 stores it: HTTP's chunks joined, and, where it says aws-chunked
+        (botocore's checksum in a trailer), those chunks' own data, the checksum checked."""
+        body, _ = self.chunks(self.rfile)
+        if "aws-chunked" in self.headers.get("Content-Encoding", ""):
+            body, trailer = self.chunks(io.BytesIO(body))
+            assert len(body) == int(self.headers["X-Amz-Decoded-Content-Length"])
+            assert [line.split(b":")[0].lower() for line in trailer] == [self.headers["X-Amz-Trailer"].encode().lower()]
+        return body
+
     def do_PUT(self) -> None:
-        body = self.body()
-        RecordingS3.seen.append({"path": self.path, "expect": self.headers.get("Expect"), "length": len(body)})
+        chunked = self.headers.get("Transfer-Encoding") == "chunked"
+        body = self.chunked_body() if chunked else self.body()
+        RecordingS3.seen.append({"path": self.path, "expect": self.headers.get("Expect"), "length": len(body), "chunked": chunked})
         self.send_response(200)
         self.send_header("ETag", '"0"')
         self.send_header("Content-Length", "0")
         self.end_headers()
 
 
-@pytest.fixture
-def recorded_s3(monkeypatch):
+def self_signed(folder) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key (PEM files in ``folder``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture(params=["http", "https"])
+def recorded_s3(request, monkeypatch, tmp_path):
+    """The requests an ``aws.client("s3")`` sends, as the server saw them, and whether they went
+    over HTTPS."""
     RecordingS3.seen = []
-    with serving(RecordingS3) as url:
-        for key, value in aws.local_environment(url, "us-east-1").items():
-            monkeypatch.setenv(key, value)
-        aws.reset()
-        yield RecordingS3.seen
+    if request.param == "http":
+        with serving(RecordingS3) as url:
+            for key, value in aws.local_environment(url, "us-east-1").items():
+                monkeypatch.setenv(key, value)
+            aws.reset()
+            yield RecordingS3.seen, False
+    else:
+        cert, key = self_signed(tmp_path)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingS3)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, name="test-https-server", daemon=True).start()
+        try:
+            for name, value in aws.local_environment(f"https://127.0.0.1:{server.server_address[1]}", "us-east-1").items():
+                monkeypatch.setenv(name, value)
+            monkeypatch.setenv("AWS_CA_BUNDLE", cert)
+            aws.reset()
+            yield RecordingS3.seen, True
+        finally:
+            server.shutdown()
+            server.server_close()
     aws.reset()
 
 
 def test_a_small_put_goes_without_waiting_for_100_continue_and_a_big_one_still_waits(recorded_s3):
+    seen, https = recorded_s3
     s3 = aws.client("s3")
     big = aws.CONTINUE_THRESHOLD
     s3.put_object(Bucket="b", Key="small.json", Body=b'{"a": 1}')
     s3.put_object(Bucket="b", Key="empty", Body=b"")
     s3.put_object(Bucket="b", Key="under", Body=io.BytesIO(b"x" * (big - 1)))
     s3.put_object(Bucket="b", Key="if-absent.json", Body=b"{}", IfNoneMatch="*")
+    s3.upload_fileobj(io.BytesIO(b"streamed"), "b", "streamed.txt")
     s3.put_object(Bucket="b", Key="big", Body=b"x" * big)
-    assert [(r["path"], r["expect"], r["length"]) for r in recorded_s3] == [
+    assert [(r["path"], r["expect"], r["length"]) for r in seen] == [
         ("/b/small.json", None, 8),
         ("/b/empty", None, 0),
         ("/b/under", None, big - 1),
         ("/b/if-absent.json", None, 2),
+        ("/b/streamed.txt", None, 8),
         ("/b/big", "100-continue", big),
     ]
+    # (over HTTPS, botocore sends each body in chunks, its checksum in a trailer, as it does to S3)
+    assert [r["chunked"] for r in seen if r["length"]] == [https] * 5
 
 
 def test_without_the_factorys_handler_botocore_asks_every_put_to_wait(recorded_s3):
     """The still-needed check: botocore itself still adds the header to a small PUT (if this
     fails, botocore has a threshold of its own and ``_send_small_bodies_at_once`` can go)."""
+    seen, _ = recorded_s3
     s3 = aws.client("s3")
     s3.meta.events.unregister("before-send.s3", aws._send_small_bodies_at_once)
     s3.put_object(Bucket="b", Key="small.json", Body=b'{"a": 1}')
-    assert [(r["expect"], r["length"]) for r in recorded_s3] == [("100-continue", 8)]
+    assert [(r["expect"], r["length"]) for r in seen] == [("100-continue", 8)]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +150,9 @@ def test_without_the_factorys_handler_botocore_asks_every_put_to_wait(recorded_s
     [
         ({"Expect": b"100-continue", "Content-Length": "12"}, False),
         ({"Expect": "100-Continue", "Content-Length": b"12"}, False),
-        ({"Expect": b"100-continue"}, True),  # a body of unknown length
+        ({"Expect": b"100-continue", "Transfer-Encoding": "chunked", "X-Amz-Decoded-Content-Length": "12"}, False),
+        ({"Expect": b"100-continue", "Transfer-Encoding": "chunked"}, True),  # a body of unknown length
+        ({"Expect": b"100-continue"}, True),
         ({"Expect": b"100-continue", "Content-Length": str(2 * 1024 * 1024)}, True),
         ({"Expect": b"100-continue", "Content-Length": "twelve"}, True),
     ],
