@@ -156,9 +156,9 @@ CONTINUE_THRESHOLD = 2 * 1024 * 1024
 def _send_small_bodies_at_once(request: Any, **_: Any) -> None:
     """botocore's ``before-send`` event for S3, once per attempt: ``Expect: 100-continue`` taken
     off a request whose body is under ``CONTINUE_THRESHOLD``. Its size is its ``Content-Length``,
-    or, for a body sent in chunks with its checksum in a trailer (botocore's default for a PUT over
-    HTTPS: ``Transfer-Encoding: chunked``, no ``Content-Length``), its
-    ``X-Amz-Decoded-Content-Length``
+    or, for a body sent in chunks with its checksum in a trailer (what botocore does over HTTPS
+    with a PutObject's or an UploadPart's body when it computes the checksum itself:
+    ``Transfer-Encoding: chunked``, no ``Content-Length``), its ``X-Amz-Decoded-Content-Length``
     (https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming.html)."""
     headers = request.headers
     expect = headers.get("Expect")
