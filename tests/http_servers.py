@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,14 +33,16 @@ class QuietHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving(handler: Any) -> Iterator[str]:
+def serving(handler: Any, tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """``handler`` (a request handler class, or a factory of one such as ``functools.partial``)
-    serving on a port of 127.0.0.1 the system picks, in a thread: its base URL, then the server
-    stopped and its socket closed."""
+    serving on a port of 127.0.0.1 the system picks, in a thread (over HTTPS with ``tls``, a
+    server context): its base URL, then the server stopped and its socket closed."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, name="test-http-server", daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

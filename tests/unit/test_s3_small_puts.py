@@ -12,10 +12,8 @@ import datetime
 import io
 import ipaddress
 import ssl
-import threading
 import zlib
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -109,28 +107,17 @@ def recording_s3(scheme: str, monkeypatch, folder) -> Iterator[list[dict]]:
     ``AWS_CA_BUNDLE`` makes botocore trust), every ``aws.client`` pointed at it: the requests
     it saw."""
     RecordingS3.seen = []
-    if scheme == "http":
-        with serving(RecordingS3) as url:
-            for key, value in aws.local_environment(url, "us-east-1").items():
-                monkeypatch.setenv(key, value)
-            aws.reset()
-            yield RecordingS3.seen
-    else:
+    tls = None
+    if scheme == "https":
         cert, key = self_signed(folder)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingS3)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, name="test-https-server", daemon=True).start()
-        try:
-            for name, value in aws.local_environment(f"https://127.0.0.1:{server.server_address[1]}", "us-east-1").items():
-                monkeypatch.setenv(name, value)
-            monkeypatch.setenv("AWS_CA_BUNDLE", cert)
-            aws.reset()
-            yield RecordingS3.seen
-        finally:
-            server.shutdown()
-            server.server_close()
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
+        monkeypatch.setenv("AWS_CA_BUNDLE", cert)
+    with serving(RecordingS3, tls) as url:
+        for name, value in aws.local_environment(url, "us-east-1").items():
+            monkeypatch.setenv(name, value)
+        aws.reset()
+        yield RecordingS3.seen
     aws.reset()
 
 
