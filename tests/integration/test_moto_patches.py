@@ -725,6 +725,46 @@ def execution_worker_of(definition: str) -> SimpleNamespace:
     return SimpleNamespace(_evaluation_details=SimpleNamespace(state_machine_details=SimpleNamespace(definition=definition)))
 
 
+def test_moto_still_makes_a_client_for_every_service_call(monkeypatch):
+    """When this fails, moto's Step Functions keeps the clients its task states call services
+    with: remove fixes.stepfunctions_clients_kept."""
+    import importlib
+
+    from moto.core.models import botocore_stubber
+
+    monkeypatch.setattr(botocore_stubber, "enabled", False)  # (as in moto's server)
+    own = importlib.import_module(fixes.SERVICE_CLIENT_FUNCTION).boto_client_for
+    assert own("us-east-1", "lambda") is not own("us-east-1", "lambda")
+
+
+def test_step_functions_keeps_one_client_per_region_service_and_server(monkeypatch):
+    """With stepfunctions_clients_kept, every caller of moto's ``boto_client_for`` gets one client
+    per region, service, server port (the port a second stack's server listens on gets its own)
+    and role the state runs as; where moto intercepts this process's calls, a new one each time."""
+    import importlib
+
+    from moto.core.models import botocore_stubber
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import StateCredentials
+
+    fixes.stepfunctions_clients_kept()
+    monkeypatch.setattr(botocore_stubber, "enabled", False)
+    monkeypatch.setenv("MOTO_PORT", "5001")
+    callers = [importlib.import_module(fixes._SERVICE_CLIENT_PACKAGE + caller) for caller in fixes.SERVICE_CLIENT_CALLERS]
+    kept = callers[0].boto_client_for
+    assert all(module.boto_client_for is kept for module in callers)
+    client = kept("us-east-1", "lambda")
+    assert kept("us-east-1", "lambda") is client
+    assert client.meta.endpoint_url == "http://localhost:5001"
+    assert kept("us-west-2", "lambda") is not client and kept("us-east-1", "sqs") is not client
+    monkeypatch.setenv("MOTO_PORT", "5002")
+    assert kept("us-east-1", "lambda").meta.endpoint_url == "http://localhost:5002"
+    role, other = (StateCredentials(role_arn=f"arn:aws:iam::123456789012:role/{name}") for name in ("r", "o"))
+    assert kept("us-east-1", "lambda", role) is kept("us-east-1", "lambda", StateCredentials(role_arn=role.role_arn))
+    assert kept("us-east-1", "lambda", other) is not kept("us-east-1", "lambda", role)
+    monkeypatch.setattr(botocore_stubber, "enabled", True)
+    assert kept("us-east-1", "lambda") is not kept("us-east-1", "lambda")
+
+
 def test_moto_still_parses_the_definition_again_for_every_execution(monkeypatch):
     """When this fails, moto's Step Functions no longer parses a state machine's definition for
     each of its executions: remove fixes.asl_parse_tree_kept."""

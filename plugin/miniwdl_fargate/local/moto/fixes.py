@@ -706,6 +706,53 @@ def asl_parse_tree_kept() -> None:
     replace("asl_parse_tree_kept", AmazonStateLanguageParser, "parse", staticmethod(parse))
 
 
+#: where ``boto_client_for`` is defined, and the modules of moto's Step Functions interpreter that
+#: call it (each imports it by name): its Lambda task states, its other service integrations, its
+#: Map state's S3 reader and writer
+SERVICE_CLIENT_FUNCTION = "moto.stepfunctions.parser.asl.utils.boto_client"
+SERVICE_CLIENT_CALLERS = (
+    "state_task.lambda_eval_utils",
+    *(f"state_task.service.state_task_service_{service}" for service in (
+        "aws_sdk", "batch", "dynamodb", "ecs", "events", "glue", "sfn", "sns", "sqs", "unsupported")),
+    "state_map.item_reader.eval.resource_eval_s3",
+    "state_map.result_writer.resource_eval.resource_eval_s3",
+)
+_SERVICE_CLIENT_PACKAGE = "moto.stepfunctions.parser.asl.component.state.exec."
+
+
+def stepfunctions_clients_kept() -> None:
+    """moto's Step Functions interpreter makes a new boto3 client for every service call of a task
+    state (``boto_client_for``: each Lambda task's Invoke, about 6 ms of the stack's CPU to make,
+    four or five a run), where a client can be made once and shared by threads
+    (https://docs.aws.amazon.com/boto3/latest/guide/clients.html#multithreading-or-multiprocessing-with-clients).
+    Against moto's server (local mode's), the client depends on its region, its service and the
+    server's port alone (moto gives each the same fixed credentials and settings, whatever role
+    the state runs as): one is kept for each of those and the role (the execution's, or the
+    state's own ``Credentials``). A process whose boto3 calls moto intercepts (its decorator
+    mode) gets a new client each time, as moto makes it."""
+    import importlib
+
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+
+    own = importlib.import_module(SERVICE_CLIENT_FUNCTION).boto_client_for
+    kept: dict[tuple[str, str, str, Any], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        if botocore_stubber.enabled:
+            return own(region, service, state_credentials)
+        key = (region, service, str(moto_server_port()), getattr(state_credentials, "role_arn", None))
+        with lock:
+            if key not in kept:
+                kept[key] = own(region, service, state_credentials)
+            return kept[key]
+
+    for caller in SERVICE_CLIENT_CALLERS:
+        replace(f"stepfunctions_clients_kept:{caller}", importlib.import_module(_SERVICE_CLIENT_PACKAGE + caller),
+                "boto_client_for", boto_client_for)
+
+
 def error_lookup_kept() -> None:
     """moto serializes every error answer (an S3 GET of a key that is not there: each call-cache
     lookup that misses) by looking its code up in a table of the service's error shapes, which
@@ -1076,6 +1123,8 @@ FIXES: tuple[Fix, ...] = (
         backend_urls_kept),
     Fix("asl_parse_tree_kept", "Step Functions parses the state machine's definition again for every execution",
         NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_parses_the_definition_again_for_every_execution", asl_parse_tree_kept),
+    Fix("stepfunctions_clients_kept", "Step Functions makes a new boto3 client for every service call of a task state",
+        NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_makes_a_client_for_every_service_call", stepfunctions_clients_kept),
     Fix("serializer_member_names_kept", "the response serializer works out the names to look each member up by "
         "anew for every member of every object", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_works_out_each_members_names_for_every_object", serializer_member_names_kept),
