@@ -104,6 +104,28 @@ def test_both_fork_servers_build_the_parsers_and_parse_the_models(preload, monke
     assert sorted(done) == ["models", "parsers"]
 
 
+def test_a_driver_forked_from_the_fork_server_reads_its_task_metadata_without_reading_the_mime_types(monkeypatch, tmp_path):
+    """A local driver's task metadata is a file:// URL, whose type urllib's file handler guesses:
+    the fork server has read the system's type tables for every driver it forks."""
+    import json
+    import mimetypes
+
+    from miniwdl_fargate import sweep
+
+    monkeypatch.setattr(mimetypes, "inited", False)  # (restored after: as a fresh interpreter's)
+    monkeypatch.setattr(mimetypes, "_db", None)
+    monkeypatch.setattr(forkserver, "build_wdl_parsers", lambda: None)
+    monkeypatch.setattr(forkserver, "preload_aws", lambda: None)
+    monkeypatch.setattr(driver_zygote.driver, "cache_plugin_entry_points", lambda: None)
+    driver_zygote.preload()
+    reads = []
+    monkeypatch.setattr(mimetypes.MimeTypes, "read", lambda self, *args, **kwargs: reads.append(args))
+    (tmp_path / "task").write_text(json.dumps({"TaskARN": "arn:aws:ecs:us-east-1:123456789012:task/c/t"}))
+    monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", tmp_path.as_uri())
+    assert sweep.own_task_arn() == "arn:aws:ecs:us-east-1:123456789012:task/c/t"
+    assert reads == []
+
+
 def test_the_driver_scans_each_group_of_plugin_entry_points_once(monkeypatch):
     import importlib.metadata
 
