@@ -1244,6 +1244,21 @@ def test_moto_cloudformation_still_ignores_a_vpcs_dns_hostnames(moto_aws):
     assert not vpc.enable_dns_hostnames
 
 
+# the types cfn.MISSING makes models of: when this fails for one, moto has a model of it
+
+
+@pytest.mark.parametrize("cfn_type", sorted(cfn.MISSING))
+def test_moto_cloudformation_still_has_no_model_of_a_missing_type(cfn_type):
+    """When this fails for a type, moto's CloudFormation has a model of it: drop its entry from
+    cfn.MISSING (moto's model is then the one the template's resource is made by)."""
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    own = {model.cloudformation_type() for model in parsing.get_model_list() if model not in cfn._models}
+    assert CloudFormationModel.__subclasses__() == parsing.get_model_list()  # (moto's own lookup of its models)
+    assert cfn_type not in own
+
+
 # moto's models that cfn.IDS_AND_ATTRIBUTES gives an id or attributes: when one of these fails,
 # moto has it itself; drop that part of cfn._ids_and_attributes (and the test)
 

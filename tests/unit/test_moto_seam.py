@@ -19,7 +19,9 @@ def defined_tests(path: Path) -> set[str]:
 
 STILL_NEEDED = [(fix.name, fix.still_needed_test) for fix in fixes.FIXES] + [
     (cfn_type, test) for cfn_type, (_model, _create, test) in cfn.INCOMPLETE.items() if test
-] + [(cfn_type, test) for cfn_type, (_model, _give, test) in cfn.IDS_AND_ATTRIBUTES.items()]
+] + [(cfn_type, test) for cfn_type, (_model, _give, test) in cfn.IDS_AND_ATTRIBUTES.items()] + [
+    (cfn_type, cfn.MISSING_TEST) for cfn_type in cfn.MISSING
+]
 
 
 @pytest.mark.parametrize("name, test", STILL_NEEDED)
@@ -48,8 +50,8 @@ def moto_imports(path: Path) -> list[str]:
 
 def test_only_the_seam_knows_moto():
     """Nothing of the package but local/moto/ and ecs_state (which writes the ECS tasks moto
-    created) imports moto: the Lambda and ECS runners get plain values (or, for Lambda, the
-    function object the hook hands over), and the stack starts moto's server through the seam."""
+    created) imports moto: the Lambda and ECS runners get plain values (a ``FunctionSpec``, a
+    ``TaskSpec``), and the stack starts moto's server through the seam."""
     package = LOCAL.parent
     imports = {
         str(path.relative_to(package)): moto_imports(path)

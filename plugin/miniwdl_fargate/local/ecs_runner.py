@@ -290,7 +290,7 @@ class EcsRunner:
         Fargate."""
         if any(t.get("key") == sweep.DRIVER_TAG for t in (getattr(task, "tags", None) or [])):
             return {}
-        name = "MINIWDL__AWS_FARGATE__EFS_LINK_LIMIT"
+        name = config.env_name("efs_link_limit")
         return {name: os.environ.get(name) or str(config.EFS_LINK_LIMIT)}
 
 

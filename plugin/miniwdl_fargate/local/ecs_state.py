@@ -3,8 +3,10 @@ the local runner runs it (status transitions, the container's exit code and reas
 and reason, the times, the version), and the "ECS Task State Change" events it emits.
 
 The runner (``ecs_runner``) calls it with a task's ARN and plain values, through the
-``ecs_runner.TaskState`` protocol; only this module touches moto's Task objects (which
-``moto.hooks`` hands it at RunTask, ``register``).
+``ecs_runner.TaskState`` protocol; only this module changes moto's Task objects once they exist
+(``moto.hooks`` hands each over at RunTask, ``register``). What moto leaves out of a new task as
+it creates one (its cpu and memory, capacity provider, volume configurations, image digest) is
+filled in by ``moto.fixes``, in moto's RunTask.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 (``MISSING``: each a function doing the API call behind the resource, made a model by one helper,
 ``_model``), the properties moto's own models ignore (``INCOMPLETE``: each a function run on
 what moto's model created, applied by one helper, ``_complete``), and the ids and attributes
-moto's models lack (``IDS_AND_ATTRIBUTES``: each a function given the model). Each entry names the
-test that fails once moto no longer needs it. Needs no local runtime:
+moto's models lack (``IDS_AND_ATTRIBUTES``: each a function given the model). Each entry of the
+last two names the test that fails once moto no longer needs it; for the first, one test
+(``MISSING_TEST``) fails for each type moto has come to have a model of. Needs no local runtime:
 tests/integration deploys the template into in-process moto with ``install()`` alone.
 """
 
@@ -138,6 +139,9 @@ MISSING: dict[str, Callable[[str, dict[str, Any], str, str, str], str]] = {
     "AWS::ECR::RepositoryCreationTemplate": _repository_creation_template,
     "AWS::Scheduler::ScheduleGroup": _schedule_group,
 }
+
+#: the test that fails for each type of ``MISSING`` that moto has a model of (parametrized by type)
+MISSING_TEST = "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_model_of_a_missing_type"
 
 _models: list[type] = []  # (moto finds models as subclasses of CloudFormationModel: keep them alive)
 
