@@ -765,6 +765,35 @@ def test_step_functions_keeps_one_client_per_region_service_and_server(monkeypat
     assert kept("us-east-1", "lambda") is not kept("us-east-1", "lambda")
 
 
+def test_a_kept_client_used_by_many_executions_at_once_logs_nothing(moto_server, caplog):
+    """A kept Step Functions client called by more threads at once than its connection pool
+    holds (as many Lambda task states as runs at once) answers each, and local mode's stack
+    (``server.quiet_loggers``) logs no full pool: the server closes each connection anyway."""
+    import importlib
+    import logging
+
+    from miniwdl_fargate.local.moto import server
+
+    fixes.stepfunctions_clients_kept()
+    server.quiet_loggers()
+    client = importlib.import_module(fixes._SERVICE_CLIENT_PACKAGE + fixes.SERVICE_CLIENT_CALLERS[0]).boto_client_for("us-east-1", "sqs")
+    client.create_queue(QueueName="q")
+    answers = []
+
+    def calls() -> None:
+        for _ in range(5):
+            answers.append(len(client.list_queues()["QueueUrls"]))
+
+    caplog.set_level(logging.WARNING)
+    threads = [threading.Thread(target=calls) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [1] * 100
+    assert not [r for r in caplog.records if r.name.startswith("urllib3")]
+
+
 def test_moto_still_parses_the_definition_again_for_every_execution(monkeypatch):
     """When this fails, moto's Step Functions no longer parses a state machine's definition for
     each of its executions: remove fixes.asl_parse_tree_kept."""

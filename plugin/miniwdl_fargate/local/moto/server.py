@@ -27,6 +27,11 @@ def quiet_loggers() -> None:
     # moto's Step Functions interpreter logs each Fail state it reaches at ERROR, with its own
     # objects' reprs: a failed run's normal end, which the run's error.json already says
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
+    # this process's clients of the server (moto's Step Functions' kept clients, used by as many
+    # executions at once as run: fixes.stepfunctions_clients_kept) get connections it closes after
+    # one answer, so their pools never hold one worth keeping: urllib3's "Connection pool is full,
+    # discarding connection" (a client used by more threads at once than its pool's 10) says nothing
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 class ThreadsKeptServer:
