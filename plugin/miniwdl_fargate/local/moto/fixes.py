@@ -724,8 +724,10 @@ def stepfunctions_clients_kept() -> None:
     """moto's Step Functions interpreter makes a new boto3 client for every service call of a task
     state (``boto_client_for``: each Lambda task's Invoke, about 6 ms of the stack's CPU to make,
     four or five a run), where a client can be made once and shared by threads
-    (https://docs.aws.amazon.com/boto3/latest/guide/clients.html#multithreading-or-multiprocessing-with-clients).
-    Against moto's server (local mode's), the client depends on its region, its service and the
+    (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/clients.html#multithreading-or-multiprocessing-with-clients);
+    and it made them through boto3's default session from as many threads as executions run,
+    which boto3 does not make safe (boto/boto3#1592, boto/botocore#2991): the kept ones are made
+    under a lock. Against moto's server (local mode's), the client depends on its region, its service and the
     server's port alone (moto gives each the same fixed credentials and settings, whatever role
     the state runs as): one is kept for each of those and the role (the execution's, or the
     state's own ``Credentials``). A process whose boto3 calls moto intercepts (its decorator
