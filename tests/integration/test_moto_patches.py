@@ -765,7 +765,30 @@ def test_step_functions_keeps_one_client_per_region_service_and_server(monkeypat
     assert kept("us-east-1", "lambda") is not kept("us-east-1", "lambda")
 
 
-def test_a_kept_client_used_by_many_executions_at_once_logs_nothing(moto_server, caplog):
+def test_every_step_functions_module_that_makes_service_clients_gets_the_kept_ones():
+    """stepfunctions_clients_kept replaces ``boto_client_for`` in every module of moto's Step
+    Functions interpreter that imports it (SERVICE_CLIENT_CALLERS): when this fails, a moto
+    module not in the list still makes a client for every call."""
+    import importlib
+    import pkgutil
+
+    import moto.stepfunctions.parser as parser
+
+    fixes.stepfunctions_clients_kept()
+    own = importlib.import_module(fixes.SERVICE_CLIENT_FUNCTION).boto_client_for
+    callers = set()
+    for found in pkgutil.walk_packages(parser.__path__, parser.__name__ + "."):
+        try:
+            module = importlib.import_module(found.name)
+        except ImportError:  # (a module of moto's that does not import: nothing of moto runs it)
+            continue
+        if found.name != fixes.SERVICE_CLIENT_FUNCTION and getattr(module, "boto_client_for", None) is not None:
+            assert module.boto_client_for is not own, found.name
+            callers.add(found.name.removeprefix(fixes._SERVICE_CLIENT_PACKAGE))
+    assert callers == set(fixes.SERVICE_CLIENT_CALLERS)
+
+
+def test_a_kept_client_used_by_many_executions_at_once_logs_nothing(moto_server, caplog, monkeypatch):
     """A kept Step Functions client called by more threads at once than its connection pool
     holds (as many Lambda task states as runs at once) answers each, and local mode's stack
     (``server.quiet_loggers``) logs no full pool: the server closes each connection anyway."""
@@ -775,6 +798,8 @@ def test_a_kept_client_used_by_many_executions_at_once_logs_nothing(moto_server,
     from miniwdl_fargate.local.moto import server
 
     fixes.stepfunctions_clients_kept()
+    for name in server.QUIET_LOGGERS:  # (each put back as it was after the test)
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
     server.quiet_loggers()
     client = importlib.import_module(fixes._SERVICE_CLIENT_PACKAGE + fixes.SERVICE_CLIENT_CALLERS[0]).boto_client_for("us-east-1", "sqs")
     client.create_queue(QueueName="q")

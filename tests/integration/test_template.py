@@ -1251,9 +1251,14 @@ def test_moto_cloudformation_still_ignores_a_vpcs_dns_hostnames(moto_aws):
 def test_moto_cloudformation_still_has_no_model_of_a_missing_type(cfn_type):
     """When this fails for a type, moto's CloudFormation has a model of it: drop its entry from
     cfn.MISSING (moto's model is then the one the template's resource is made by)."""
+    import importlib
+
     from moto.cloudformation import parsing
     from moto.core.common_models import CloudFormationModel
 
+    # (a model of the type would be in its service's module, which moto's server imports
+    # where CloudFormation's parsing may not)
+    importlib.import_module(f"moto.{cfn_type.split('::')[1].lower()}.models")
     own = {model.cloudformation_type() for model in parsing.get_model_list() if model not in cfn._models}
     assert CloudFormationModel.__subclasses__() == parsing.get_model_list()  # (moto's own lookup of its models)
     assert cfn_type not in own

@@ -112,12 +112,18 @@ def test_a_driver_forked_from_the_fork_server_reads_its_task_metadata_without_re
 
     from miniwdl_fargate import sweep
 
-    monkeypatch.setattr(mimetypes, "inited", False)  # (restored after: as a fresh interpreter's)
+    # (as a fresh interpreter's, every table put back after the test) with a type table of its own
+    for name in ("inited", "_db", "types_map", "common_types", "encodings_map", "suffix_map", "knownfiles"):
+        monkeypatch.setattr(mimetypes, name, getattr(mimetypes, name))
+    monkeypatch.setattr(mimetypes, "inited", False)
     monkeypatch.setattr(mimetypes, "_db", None)
+    (tmp_path / "mime.types").write_text("application/x-test-type\ttesttype\n")
+    monkeypatch.setattr(mimetypes, "knownfiles", [str(tmp_path / "mime.types")])
     monkeypatch.setattr(forkserver, "build_wdl_parsers", lambda: None)
     monkeypatch.setattr(forkserver, "preload_aws", lambda: None)
     monkeypatch.setattr(driver_zygote.driver, "cache_plugin_entry_points", lambda: None)
     driver_zygote.preload()
+    assert mimetypes.inited and mimetypes.guess_type("f.testtype")[0] == "application/x-test-type"
     reads = []
     monkeypatch.setattr(mimetypes.MimeTypes, "read", lambda self, *args, **kwargs: reads.append(args))
     (tmp_path / "task").write_text(json.dumps({"TaskARN": "arn:aws:ecs:us-east-1:123456789012:task/c/t"}))

@@ -20,18 +20,25 @@ MOTO_SETTINGS = {"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
 STOP_KNOCK_SECONDS = 2.0
 
 
-def quiet_loggers() -> None:
-    """moto's and its server's logs down to what says something is wrong with local mode."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server's request log
-    logging.getLogger("moto").setLevel(logging.ERROR)
+#: the loggers local mode's stack turns down, and the level each is set to
+QUIET_LOGGERS = {
+    "werkzeug": logging.WARNING,  # moto server's request log
+    "moto": logging.ERROR,
     # moto's Step Functions interpreter logs each Fail state it reaches at ERROR, with its own
     # objects' reprs: a failed run's normal end, which the run's error.json already says
-    logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
+    "moto.stepfunctions.parser.asl.component.eval_component": logging.CRITICAL,
     # this process's clients of the server (moto's Step Functions' kept clients, used by as many
     # executions at once as run: fixes.stepfunctions_clients_kept) get connections it closes after
     # one answer, so their pools never hold one worth keeping: urllib3's "Connection pool is full,
     # discarding connection" (a client used by more threads at once than its pool's 10) says nothing
-    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    "urllib3.connectionpool": logging.ERROR,
+}
+
+
+def quiet_loggers() -> None:
+    """moto's and its server's logs down to what says something is wrong with local mode."""
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 class ThreadsKeptServer:
