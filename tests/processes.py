@@ -3,7 +3,10 @@ temporary folder) in their command line, working directory or environment; and a
 has any more."""
 
 import os
+import signal
 import subprocess
+import threading
+from collections.abc import Callable
 
 
 def ancestors() -> set[int]:
@@ -41,3 +44,35 @@ def dead_pid() -> int:
     child = subprocess.Popen(["true"])
     child.wait()
     return child.pid
+
+
+def blocked_on_a_lock(native_id: int) -> bool:
+    """Whether thread ``native_id`` of this process sleeps in the kernel on a futex: a Python
+    lock's (or event's, queue's) wait, or the GIL's."""
+    task = f"/proc/self/task/{native_id}"
+    with open(f"{task}/stat") as stat, open(f"{task}/wchan") as wchan:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "S" and "futex" in wchan.read()
+
+
+def signal_while_the_main_thread_waits(signum: int, then: Callable[[], None] = lambda: None) -> threading.Thread:
+    """A thread that sends ``signum`` to itself alone once the main thread waits on a lock, then
+    calls ``then``: the signal lands where Python cannot run its handler, and the main thread's
+    wait is not interrupted. The main thread is taken to wait once seen asleep on a futex twice, a
+    poll apart (asleep the first time for the GIL, it would have taken it meanwhile)."""
+    from tests.waiting import wait_for
+
+    main = os.getpid()  # (the main thread's id: threading's native_id is its parent's in a forked child)
+    seen = []
+
+    def waits() -> bool:
+        seen.append(blocked_on_a_lock(main))
+        return seen[-2:] == [True, True]
+
+    def run() -> None:
+        wait_for(waits, timeout=30, what="the main thread waiting on a lock", interval=0.02)
+        signal.pthread_kill(threading.get_ident(), signum)
+        then()
+
+    thread = threading.Thread(target=run, name="signalled")
+    thread.start()
+    return thread

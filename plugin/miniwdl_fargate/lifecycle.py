@@ -11,7 +11,9 @@ their tasks (aws_fargate: StopTask) and raise ``Terminated``. On top of miniwdl'
 notes which signal came, so the phases miniwdl does not run (fetching and staging inputs,
 uploading outputs) stop at their next checkpoint (``check``, and every chunk of an S3 transfer)
 with ``DriverStopped``. miniwdl's own SIGUSR1 (its fail-fast abort after a task failed) is not a
-stop of the driver and is not noted.
+stop of the driver and is not noted. Python runs a signal's handler on the main thread only, and
+miniwdl's main thread waits for its calls with no timeout: a stop signal is also noted, and
+miniwdl's flag set, from a thread of its own the moment it is delivered (``SignalWatcher``).
 
 Heartbeat. The state machine waits for the driver with a task token and ``HeartbeatSeconds``;
 ``Heartbeat`` sends SendTaskHeartbeat from a daemon thread (it dies with the driver, which is the
@@ -21,6 +23,7 @@ instead of hanging until its maximum duration).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -45,9 +48,81 @@ class DriverStopped(Exception):
         super().__init__(f"the driver received {signal_name} while {phase}")
 
 
+class SignalWatcher:
+    """Calls ``delivered(signum)`` on a thread of its own for each signal this process's Python
+    handlers catch, the moment it is delivered, whatever the main thread is doing. Created and
+    closed on the main thread.
+
+    Python runs a signal's handler on the main thread only, between two of its bytecodes
+    (https://docs.python.org/3/library/signal.html#execution-of-python-signal-handlers). A signal
+    that lands while the main thread waits on a lock, or just before it begins to, waits for
+    whatever wakes that thread next: with nothing to wake it, for ever (python/cpython#98140,
+    #85300). miniwdl's workflow loop waits on its queue of finished calls with no timeout, so a
+    driver stopped just then never stopped its tasks (seen in a loaded test run: SIGTERM, and no
+    handler ran in two minutes). CPython's own handler, which runs on whichever thread the signal
+    lands, writes the signal's number to the wakeup fd
+    (https://docs.python.org/3/library/signal.html#signal.set_wakeup_fd); this watcher's thread
+    reads it. A wakeup fd set before is given each number too, and set again at ``close``."""
+
+    def __init__(self, delivered: Callable[[int], None]) -> None:
+        self._delivered = delivered
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)  # (set_wakeup_fd requires it: a full pipe drops a number, never blocks)
+        self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        _WATCHERS.add(self)
+        self._thread = threading.Thread(target=self._watch, name="signal-watcher", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                numbers = os.read(self._read, 64)
+            except OSError:  # (closed under it: a ``close`` that gave up waiting for this thread)
+                return
+            if not numbers:  # (``close`` closed the other end)
+                return
+            if self._previous >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(self._previous, numbers)
+            for signum in numbers:
+                try:
+                    self._delivered(signum)
+                except Exception:  # noqa: BLE001 (the watcher goes on; the main thread's handler still runs)
+                    log.exception("handling signal %d off the main thread failed", signum)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._previous)
+        _WATCHERS.discard(self)
+        os.close(self._write)
+        self._thread.join(timeout=5)
+        os.close(self._read)
+
+    def forget_in_child(self) -> None:
+        """(a forked child: its copy of the pipe and of the wakeup fd go, the watcher thread was not copied)"""
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(self._previous)
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+#: the watchers this process has open (a forked child lets go of its copies: ``_forget_in_child``)
+_WATCHERS: set[SignalWatcher] = set()
+
+
+def _forget_in_child() -> None:
+    for watcher in list(_WATCHERS):
+        watcher.forget_in_child()
+    _WATCHERS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 class StopSignals:
     """For the driver's whole life (a context manager, entered on the main thread): stop signals
-    set miniwdl's termination flag and are remembered for ``check``."""
+    set miniwdl's termination flag and are remembered for ``check``, the moment they come
+    (``SignalWatcher``) as well as when the main thread's handler runs."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
@@ -58,37 +133,64 @@ class StopSignals:
         self._event = threading.Event()
         self._flag: Any = None
         self._previous: dict[int, Any] = {}
+        #: the handlers miniwdl's flag installed (what sets its termination flag), by signal
+        self._flag_handlers: dict[int, Callable[[int, FrameType | None], None]] = {}
+        self._watcher: SignalWatcher | None = None
+        self._noted = threading.RLock()  # (reentrant: the main thread's handler may run inside ``_note`` on the same thread)
 
     def __enter__(self) -> "StopSignals":
         from WDL._util import TerminationSignalFlag
 
         if threading.current_thread() is not threading.main_thread():
             return self  # (signal handlers belong to the main thread: a test driving in a thread)
+        before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
         self._flag = TerminationSignalFlag(log)
         self._flag.__enter__()
         for sig in STOP_SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._noting(signal.getsignal(sig)))
+            chained = signal.getsignal(sig)
+            if chained is not before[sig] and callable(chained):
+                self._flag_handlers[sig] = chained
+            self._previous[sig] = signal.signal(sig, self._noting(chained))
+        self._watcher = SignalWatcher(self._delivered)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        self._flag_handlers.clear()
         if self._flag is not None:
             self._flag.__exit__(*exc)
             self._flag = None
 
     def _noting(self, chained: Any) -> Callable[[int, FrameType | None], None]:
         def handler(sig: int, frame: FrameType | None) -> None:
-            if self.signal_name is None:
-                self.signal_name = signal.Signals(sig).name
-                self.received_at = time.time()
-                log.warning("%s received while %s: stopping the run", self.signal_name, self.phase)
-                self._event.set()
+            self._note(sig)
             if callable(chained):
                 chained(sig, frame)
 
         return handler
+
+    def _delivered(self, sig: int) -> None:
+        """(the watcher's thread) A stop signal, as it is delivered: miniwdl's flag set by its own
+        handler, so that its tasks stop while its main thread waits, and the signal noted. The main thread's
+        handler does the same again when it runs (both are idempotent)."""
+        if sig in STOP_SIGNALS:
+            if sig in self._flag_handlers:
+                self._flag_handlers[sig](sig, None)
+            self._note(sig)
+
+    def _note(self, sig: int) -> None:
+        with self._noted:
+            if self.signal_name is not None:
+                return
+            self.signal_name = signal.Signals(sig).name
+            self.received_at = time.time()
+        log.warning("%s received while %s: stopping the run", self.signal_name, self.phase)
+        self._event.set()
 
     @property
     def requested(self) -> bool:

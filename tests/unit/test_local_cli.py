@@ -231,3 +231,32 @@ def test_a_signal_ignored_before_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _waits_for_a_signal_landing_on_another_thread(argv: list[str]) -> int:
+    import json
+    import signal
+
+    from tests.processes import signal_while_the_main_thread_waits
+
+    with pytest.raises(local_cli.Terminated):
+        with local_cli.stop_signals_noted() as signals:
+            signal_while_the_main_thread_waits(signal.SIGTERM)
+            signals.wait()
+    print(json.dumps({"noted": signals.noted}))
+    return 0
+
+
+@pytest.mark.usefixtures("stop_signals_as_from_a_terminal")
+def test_local_up_ends_on_a_stop_signal_that_interrupted_no_wait():
+    """`local up` waits for a stop signal on its main thread. Python runs the signal's handler
+    there once the thread is back from its wait; a signal that lands just before the wait begins,
+    or on another thread (as here), interrupts nothing, and a wait with no end waited for ever."""
+    import json
+    import signal
+
+    from tests.forked import run_forked
+
+    done = run_forked(_waits_for_a_signal_landing_on_another_thread, [], timeout=20)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"noted": [signal.SIGTERM]}

@@ -326,6 +326,8 @@ class Terminated(BaseException):
 
 #: the signals that stop ``local run`` and ``local up`` (each as its stack stops what it started)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: at most this long between a stop signal and ``local up`` noticing it, whatever its main thread was doing
+WAKE_SECONDS = 0.5
 #: what ``local run`` and ``local up`` say after a second Ctrl-C (``StopSignals.forced``)
 QUIT_AT_ONCE = (
     "local mode quit without waiting for what it started to stop (what a stack killed outright leaves: docs/local-mode.md)"
@@ -359,8 +361,12 @@ class StopSignals:
             raise KeyboardInterrupt if self.noted[0] == signal.SIGINT else Terminated(self.noted[0])
 
     def wait(self) -> None:
-        """Wait until a stop signal comes."""
-        self._any.wait()
+        """Wait until a stop signal comes, in turns of ``WAKE_SECONDS``: Python runs a signal's
+        handler on the main thread once it is back from what it waits on, and a signal that lands
+        just before the wait begins, or on another thread, interrupts no wait at all: a wait with
+        no end would have waited with it for ever (``lifecycle.SignalWatcher`` says more)."""
+        while not self._any.wait(WAKE_SECONDS):
+            pass
 
 
 @contextlib.contextmanager
