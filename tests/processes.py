@@ -46,30 +46,53 @@ def dead_pid() -> int:
     return child.pid
 
 
-def blocked_on_a_lock(native_id: int) -> bool:
-    """Whether thread ``native_id`` of this process sleeps in the kernel on a futex: a Python
-    lock's (or event's, queue's) wait, or the GIL's."""
+#: what a thread asleep in the kernel can wait in: the kernel function /proc/<tid>/wchan names,
+#: and, where wchan reads "0" (a kernel that hides its symbols), the number /proc/<tid>/syscall
+#: begins with, by machine (futex; clock_nanosleep, which time.sleep calls)
+WAITS = {
+    "lock": ("futex", {"x86_64": 202, "aarch64": 98}),
+    "sleep": ("nanosleep", {"x86_64": 230, "aarch64": 115}),
+}
+
+
+def asleep_in(native_id: int, wait: str) -> bool:
+    """Whether thread ``native_id`` of this process sleeps in the kernel in ``wait`` (``WAITS``):
+    "lock", a Python lock's (or event's, queue's) wait, or the GIL's; "sleep", ``time.sleep``."""
+    import platform
+
     task = f"/proc/self/task/{native_id}"
-    with open(f"{task}/stat") as stat, open(f"{task}/wchan") as wchan:
-        return stat.read().rsplit(")", 1)[1].split()[0] == "S" and "futex" in wchan.read()
+    with open(f"{task}/stat") as stat:
+        if stat.read().rsplit(")", 1)[1].split()[0] != "S":
+            return False
+    kernel_function, syscalls = WAITS[wait]
+    with open(f"{task}/wchan") as wchan:
+        where = wchan.read().strip()
+    if where and where != "0":
+        return kernel_function in where
+    if platform.machine() not in syscalls:
+        raise RuntimeError(f"cannot tell what thread {native_id} waits in: wchan reads {where!r}, and no syscall number for {platform.machine()}")
+    with open(f"{task}/syscall") as syscall:
+        return syscall.read().split()[0] == str(syscalls[platform.machine()])
 
 
-def signal_while_the_main_thread_waits(signum: int, then: Callable[[], None] = lambda: None) -> threading.Thread:
-    """A thread that sends ``signum`` to itself alone once the main thread waits on a lock, then
-    calls ``then``: the signal lands where Python cannot run its handler, and the main thread's
-    wait is not interrupted. The main thread is taken to wait once seen asleep on a futex twice, a
-    poll apart (asleep the first time for the GIL, it would have taken it meanwhile)."""
+def signal_while_the_main_thread_waits(
+    signum: int, then: Callable[[], None] = lambda: None, wait: str = "lock"
+) -> threading.Thread:
+    """A thread that sends ``signum`` to itself alone once the main thread waits (in ``wait``:
+    ``WAITS``), then calls ``then``: the signal lands where Python cannot run its handler, and
+    the main thread's wait is not interrupted. The main thread is taken to wait once seen asleep
+    there twice, a poll apart (asleep the first time for the GIL, it would have taken it meanwhile)."""
     from tests.waiting import wait_for
 
     main = os.getpid()  # (the main thread's id: threading's native_id is its parent's in a forked child)
     seen = []
 
     def waits() -> bool:
-        seen.append(blocked_on_a_lock(main))
+        seen.append(asleep_in(main, wait))
         return seen[-2:] == [True, True]
 
     def run() -> None:
-        wait_for(waits, timeout=30, what="the main thread waiting on a lock", interval=0.02)
+        wait_for(waits, timeout=30, what=f"the main thread waiting ({wait})", interval=0.02)
         signal.pthread_kill(threading.get_ident(), signum)
         then()
 

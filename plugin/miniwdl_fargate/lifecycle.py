@@ -55,9 +55,9 @@ class SignalWatcher:
 
     Python runs a signal's handler on the main thread only, between two of its bytecodes
     (https://docs.python.org/3/library/signal.html#execution-of-python-signal-handlers). A signal
-    that lands while the main thread waits on a lock, or just before it begins to, waits for
-    whatever wakes that thread next: with nothing to wake it, for ever (python/cpython#98140,
-    #85300). miniwdl's workflow loop waits on its queue of finished calls with no timeout, so a
+    that lands just before the main thread begins to wait on a lock, or on another thread while
+    it waits, interrupts no wait: its handler waits for whatever wakes that thread next, and with
+    nothing to wake it, for ever (python/cpython#98140, #85300). miniwdl's workflow loop waits on its queue of finished calls with no timeout, so a
     driver stopped just then never stopped its tasks (seen in a loaded test run: SIGTERM, and no
     handler ran in two minutes). CPython's own handler, which runs on whichever thread the signal
     lands, writes the signal's number to the wakeup fd
@@ -66,9 +66,16 @@ class SignalWatcher:
 
     def __init__(self, delivered: Callable[[int], None]) -> None:
         self._delivered = delivered
+        #: closed (``close``) or let go of in a forked child (``forget_in_child``)
+        self._closed = False
         self._read, self._write = os.pipe()
-        os.set_blocking(self._write, False)  # (set_wakeup_fd requires it: a full pipe drops a number, never blocks)
-        self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        try:
+            os.set_blocking(self._write, False)  # (set_wakeup_fd requires it: a full pipe drops a number, never blocks)
+            self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        except BaseException:
+            os.close(self._read)
+            os.close(self._write)
+            raise
         _WATCHERS.add(self)
         self._thread = threading.Thread(target=self._watch, name="signal-watcher", daemon=True)
         self._thread.start()
@@ -91,14 +98,22 @@ class SignalWatcher:
                     log.exception("handling signal %d off the main thread failed", signum)
 
     def close(self) -> None:
+        if self._closed:  # (twice, or in a forked child that let go of it)
+            return
+        self._closed = True
         signal.set_wakeup_fd(self._previous)
         _WATCHERS.discard(self)
-        os.close(self._write)
+        os.close(self._write)  # (the thread's read ends)
         self._thread.join(timeout=5)
-        os.close(self._read)
+        if not self._thread.is_alive():  # (else ``delivered`` hangs: its fd stays open, never reused under it)
+            os.close(self._read)
 
     def forget_in_child(self) -> None:
-        """(a forked child: its copy of the pipe and of the wakeup fd go, the watcher thread was not copied)"""
+        """(a forked child: its copy of the pipe and of the wakeup fd go, the watcher thread was not
+        copied, and a ``close`` after this closes nothing: those numbers may be reused by then)"""
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(ValueError, OSError):
             signal.set_wakeup_fd(self._previous)
         for fd in (self._read, self._write):
@@ -122,7 +137,13 @@ os.register_at_fork(after_in_child=_forget_in_child)
 class StopSignals:
     """For the driver's whole life (a context manager, entered on the main thread): stop signals
     set miniwdl's termination flag and are remembered for ``check``, the moment they come
-    (``SignalWatcher``) as well as when the main thread's handler runs."""
+    (``SignalWatcher``) as well as when the main thread's handler runs.
+
+    The main thread's handler takes no lock but the reentrant one that notes the signal: a
+    handler runs between two bytecodes of whatever the main thread was doing, and that may be
+    inside ``wait`` holding the event's own lock (not reentrant: setting the event there would
+    wait for ever). The watcher's thread sets the event; the main thread's handler sets only
+    ``signal_name``, which ``requested``, ``check`` and ``wait`` read."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
@@ -141,17 +162,28 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         from WDL._util import TerminationSignalFlag
 
+        if self._flag is not None or self._previous:
+            raise RuntimeError("StopSignals is entered once")
         if threading.current_thread() is not threading.main_thread():
             return self  # (signal handlers belong to the main thread: a test driving in a thread)
         before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
         self._flag = TerminationSignalFlag(log)
         self._flag.__enter__()
-        for sig in STOP_SIGNALS:
-            chained = signal.getsignal(sig)
-            if chained is not before[sig] and callable(chained):
-                self._flag_handlers[sig] = chained
-            self._previous[sig] = signal.signal(sig, self._noting(chained))
-        self._watcher = SignalWatcher(self._delivered)
+        try:
+            for sig in STOP_SIGNALS:
+                chained = signal.getsignal(sig)
+                if chained is not before[sig] and callable(chained):
+                    self._flag_handlers[sig] = chained
+                self._previous[sig] = signal.signal(sig, self._noting(chained))
+            if not self._flag_handlers:
+                log.warning(
+                    "miniwdl's termination flag was open already (its handlers are not the driver's):"
+                    " a stop signal reaches miniwdl's tasks only when the main thread's handler runs"
+                )
+            self._watcher = SignalWatcher(self._delivered)
+        except BaseException as exn:
+            self.__exit__(type(exn), exn, exn.__traceback__)
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -176,12 +208,14 @@ class StopSignals:
 
     def _delivered(self, sig: int) -> None:
         """(the watcher's thread) A stop signal, as it is delivered: miniwdl's flag set by its own
-        handler, so that its tasks stop while its main thread waits, and the signal noted. The main thread's
-        handler does the same again when it runs (both are idempotent)."""
+        handler, so that its tasks stop while its main thread waits, the signal noted, and whoever
+        waits woken. The main thread's handler notes it again when it runs (``_note`` is
+        idempotent; miniwdl's handler is too)."""
         if sig in STOP_SIGNALS:
             if sig in self._flag_handlers:
                 self._flag_handlers[sig](sig, None)
             self._note(sig)
+            self._event.set()
 
     def _note(self, sig: int) -> None:
         with self._noted:
@@ -190,11 +224,11 @@ class StopSignals:
             self.signal_name = signal.Signals(sig).name
             self.received_at = time.time()
         log.warning("%s received while %s: stopping the run", self.signal_name, self.phase)
-        self._event.set()
 
     @property
     def requested(self) -> bool:
-        return self._event.is_set()
+        """A stop signal came (or ``abandon``): what ``check`` raises on."""
+        return self.signal_name is not None
 
     def abandon(self, reason: str) -> None:
         """Stop the driver as ECS would (SIGTERM to itself, through miniwdl's handlers: its tasks
@@ -204,8 +238,10 @@ class StopSignals:
         self.abandoned = reason
         if self._previous:
             os.kill(os.getpid(), signal.SIGTERM)
-        elif self.signal_name is None:  # (no handlers: a test driving in a thread)
-            self.signal_name, self.received_at = "SIGTERM", time.time()
+        else:  # (no handlers: a test driving in a thread)
+            with self._noted:
+                if self.signal_name is None:
+                    self.signal_name, self.received_at = "SIGTERM", time.time()
             self._event.set()
 
     def enter(self, phase: str) -> None:
@@ -220,7 +256,8 @@ class StopSignals:
             raise DriverStopped(self.signal_name, self.phase)
 
     def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
+        """Wait at most ``timeout`` seconds for a stop; whether one came."""
+        return self._event.wait(timeout) or self.requested
 
 
 def pause_for_test(phase: str, stop: StopSignals) -> None:

@@ -19,7 +19,7 @@ import signal
 import threading
 
 from tests.forked import run_forked
-from tests.processes import signal_while_the_main_thread_waits
+from tests.processes import asleep_in, signal_while_the_main_thread_waits
 
 WAIT = 5.0  # seconds the signalled thread gives the stop to be seen (it is seen at once)
 
@@ -39,7 +39,10 @@ def _stopped_while_the_main_thread_waits(argv: list[str]) -> int:
             def signalled() -> None:
                 try:
                     seen["noted"] = stop.wait(WAIT)
-                    seen.update(terminating=terminating(), signal=stop.signal_name, main_thread_blocked=main_waits.locked())
+                    seen.update(
+                        terminating=terminating(), signal=stop.signal_name,
+                        main_thread_blocked=asleep_in(os.getpid(), "lock"),  # (still: no handler woke it)
+                    )
                 finally:
                     main_waits.release()
 
@@ -66,10 +69,15 @@ def test_a_stop_signal_reaches_miniwdls_tasks_while_the_drivers_main_thread_is_b
 def _forks_while_watching(argv: list[str]) -> int:
     from miniwdl_fargate.lifecycle import StopSignals
 
-    with StopSignals():
+    with StopSignals() as stop:
         pid = os.fork()
         if pid == 0:  # the forked copy: neither the watcher's pipe nor the wakeup fd came with it
-            os._exit(0 if signal.set_wakeup_fd(-1) == -1 else 1)
+            wakeup_fd = signal.set_wakeup_fd(-1)
+            reused = os.pipe()  # (the lowest free numbers: those the watcher's pipe had)
+            stop.__exit__(None, None, None)  # (a child that leaves the driver's block closes none of them)
+            for fd in reused:
+                os.fstat(fd)
+            os._exit(0 if wakeup_fd == -1 else 1)
         _, status = os.waitpid(pid, 0)
     print(json.dumps({"child": os.waitstatus_to_exitcode(status)}))
     return 0

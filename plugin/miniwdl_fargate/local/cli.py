@@ -346,14 +346,13 @@ class StopSignals:
         self.late = False
         #: ``local run`` began to upload the run's inputs (from then on a run may have started)
         self.submitting = False
-        self._any = threading.Event()
 
     def on_signal(self, signum: int, frame: object) -> None:
+        # (no lock: the handler runs between two bytecodes of the main thread, which may hold it)
         if signum == signal.SIGINT and self.noted:
             self.forced = True
             raise KeyboardInterrupt
         self.noted.append(signum)
-        self._any.set()
 
     def check(self) -> None:
         """Raise KeyboardInterrupt (SIGINT) or Terminated (the others) if one was noted."""
@@ -364,9 +363,11 @@ class StopSignals:
         """Wait until a stop signal comes, in turns of ``WAKE_SECONDS``: Python runs a signal's
         handler on the main thread once it is back from what it waits on, and a signal that lands
         just before the wait begins, or on another thread, interrupts no wait at all: a wait with
-        no end would have waited with it for ever (``lifecycle.SignalWatcher`` says more)."""
-        while not self._any.wait(WAKE_SECONDS):
-            pass
+        no end would have waited with it for ever (``lifecycle.SignalWatcher`` says more). A
+        sleep, not an event: the handler cannot set an event without its lock, which the main
+        thread may hold in the wait it interrupted."""
+        while not self.noted:
+            time.sleep(WAKE_SECONDS)
 
 
 @contextlib.contextmanager
