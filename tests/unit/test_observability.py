@@ -68,3 +68,20 @@ def test_a_handler_that_publishes_metrics_flushes_them_in_the_namespace(monkeypa
     assert directive["Namespace"] == "test"
     assert directive["Metrics"] == [{"Name": "RunsSubmitted", "Unit": "Count"}]
     assert emitted[0]["RunsSubmitted"] == [1.0]
+
+
+
+def test_an_invocation_that_publishes_no_metric_warns_of_nothing(capsys):
+    """The API's reads publish no metric: Powertools' "No application metrics to publish"
+    warning was in every one's log (and 51 times in a test run's summary)."""
+    import warnings
+
+    @observability.lambda_handler(publishes_metrics=True)
+    def handler(event, context):
+        return "read"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", append=True)  # (last: any warning no filter before takes)
+        assert handler({}, LambdaContext()) == "read"
+    assert [str(w.message) for w in caught] == []
+    assert '"_aws"' not in capsys.readouterr().out
