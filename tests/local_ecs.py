@@ -19,6 +19,23 @@ def every_task_arn(cluster):
     return list(dict.fromkeys(found))  # (a task stopping between the two lists is in both)
 
 
+def tasks_of_run(stack, run_id, only=None):
+    """Every ECS task tagged with the run, running or stopped, with its tags: its driver and its
+    WDL tasks, or ``only="wdl"`` the WDL tasks', ``only="driver"`` the driver's."""
+    from miniwdl_fargate import sweep
+
+    ecs = aws.client("ecs")
+    cluster = stack.outputs["ClusterName"]
+    arns = every_task_arn(cluster)
+    marks = {None: "", "wdl": "-task-", "driver": "-driver"}
+    found = []
+    for i in range(0, len(arns), 100):  # (DescribeTasks takes at most 100)
+        for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"])["tasks"]:
+            if sweep.tags_of(task).get(sweep.RUN_TAG) == run_id and marks[only] in task["taskDefinitionArn"]:
+                found.append(task)
+    return found
+
+
 def image(name):
     """One of the images tests/containers/images.sh builds."""
     return f"miniwdl-fargate-test/{name}:1"

@@ -7,7 +7,7 @@ import pytest
 from miniwdl_fargate import aws, runs
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
-from tests.local_ecs import every_task_arn
+from tests.local_ecs import tasks_of_run
 from tests.waiting import run_end, wait_for
 
 SCATTER = """
@@ -51,18 +51,6 @@ def run(stack, tmp_path):
     return go
 
 
-def ecs_tasks_of(stack, run_id):
-    ecs = aws.client("ecs")
-    cluster = stack.outputs["ClusterName"]
-    arns = every_task_arn(cluster)
-    found = []
-    for i in range(0, len(arns), 100):
-        for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i:i + 100], include=["TAGS"])["tasks"]:
-            if {"key": "miniwdl-fargate:run", "value": run_id} in task.get("tags", []):
-                found.append(task)
-    return found
-
-
 def execution(stack, run_id):
     arn = runs.execution_arn(stack.outputs["StateMachineArn"], run_id)
     sfn = aws.client("stepfunctions")
@@ -83,7 +71,7 @@ def test_a_spot_interruption_is_retried_on_demand(stack, faults, run):
     result = run("spot", {"faulty.n": 1, "faulty.seconds": 3, "faulty.spot": 1})
     assert result.status == "SUCCEEDED", result.document
     assert injected.injected == ["spot_interruptions"]
-    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    tasks = tasks_of_run(stack, result.run_id, only="wdl")
     assert sorted((t.get("capacityProviderName") or t.get("launchType"), t.get("stopCode")) for t in tasks) == [
         ("FARGATE", "EssentialContainerExited"),
         ("FARGATE_SPOT", "SpotInterruption"),
@@ -101,7 +89,7 @@ def test_a_driver_killed_mid_run_fails_the_run_and_stops_its_tasks(stack, faults
     assert cause["exit_code"] == 137
     status, _ = execution(stack, result.run_id)
     assert status["status"] == "FAILED"
-    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    tasks = tasks_of_run(stack, result.run_id, only="wdl")
     assert len(tasks) >= 2
     assert all(t["lastStatus"] == "STOPPED" for t in tasks), [(t["lastStatus"], t.get("stoppedReason"), t.get("createdAt")) for t in tasks]
     assert {t["stoppedReason"] for t in tasks} == {"the run's driver stopped (EssentialContainerExited): stopping its tasks"}
@@ -114,7 +102,7 @@ def test_duplicated_events_start_one_run_and_finish_it_once(stack, faults, run):
     assert "duplicate_event" in injected.injected
     executions = aws.client("stepfunctions").list_executions(stateMachineArn=stack.outputs["StateMachineArn"])["executions"]
     assert [e["name"] for e in executions if e["name"].startswith("duplicated-")] == [result.run_id]
-    drivers = [t for t in ecs_tasks_of(stack, result.run_id) if "-driver" in t["taskDefinitionArn"]]
+    drivers = tasks_of_run(stack, result.run_id, only="driver")
     assert len(drivers) == 1
     _, history = execution(stack, result.run_id)
     assert sum(1 for e in history if e["type"] == "TaskSucceeded") == 3  # driver slot, launch (token), finalize: once each
@@ -139,7 +127,7 @@ def test_a_failing_lambda_ends_the_run_failed_with_error_json(stack, faults, run
     assert "LaunchDriver" in doc["message"]
     status, _ = execution(stack, result.run_id)
     assert status["status"] == "FAILED"
-    assert ecs_tasks_of(stack, result.run_id) == []  # nothing was launched
+    assert tasks_of_run(stack, result.run_id) == []  # nothing was launched
 
 
 def test_a_lost_run_task_answer_starts_no_second_task(stack, faults, run):
@@ -147,7 +135,7 @@ def test_a_lost_run_task_answer_starts_no_second_task(stack, faults, run):
     result = run("lost-answer", {"faulty.n": 1, "faulty.seconds": 4})  # (inputs no other test uses: no call cache hit)
     assert result.status == "SUCCEEDED", result.document
     assert injected.injected == ["run_task_lost_answers"]
-    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    tasks = tasks_of_run(stack, result.run_id, only="wdl")
     assert len(tasks) == 1  # botocore's retry carried the same clientToken
 
 
@@ -157,7 +145,7 @@ def test_an_image_that_cannot_be_pulled_fails_the_run_at_once_naming_it(stack, f
     assert result.status == "FAILED"
     said = "image 'ubuntu:22.04' cannot be pulled (the tag or digest does not exist); not retried"
     assert said in result.document["message"], result.document  # (the message status and WES print)
-    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    tasks = tasks_of_run(stack, result.run_id, only="wdl")
     assert [(t["stopCode"], t["stoppedReason"][:24]) for t in tasks] == [("TaskFailedToStart", "CannotPullContainerError")], [
         (t["taskArn"], t.get("startedBy"), t.get("createdAt")) for t in tasks
     ]
@@ -173,7 +161,7 @@ def test_an_image_that_cannot_run_the_script_fails_at_once_saying_so(stack, faul
     message = result.document["message"]
     assert "failed: ImageUnusable: " in message and "never ran the task's script (its container exited 1" in message, message
     assert "--platform linux/amd64" in message
-    tasks = [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]]
+    tasks = tasks_of_run(stack, result.run_id, only="wdl")
     assert [t["stopCode"] for t in tasks] == ["EssentialContainerExited"]
 
 
@@ -249,4 +237,4 @@ def test_a_task_larger_than_the_accounts_whole_vcpu_quota_fails_the_run_at_once_
     assert "L-3032A538: 2, of which this run's driver holds 1)" in message, message
     assert "--quota-code L-3032A538" in message, message
     assert injected.injected == ["fargate_vcpu_quota"]  # one RunTask refused, then no wait
-    assert [t for t in ecs_tasks_of(stack, result.run_id) if "-task-" in t["taskDefinitionArn"]] == []
+    assert tasks_of_run(stack, result.run_id, only="wdl") == []

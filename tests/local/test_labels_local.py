@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from miniwdl_fargate import aws, s3io, sweep
-from tests.local_ecs import every_task_arn
+from tests.local_ecs import tasks_of_run
 from miniwdl_fargate.client import api_function
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,19 +25,6 @@ task hi {
 """
 
 
-def tasks_of(stack, run_id):
-    """Every ECS task of the run (its driver and its WDL tasks), running or stopped, with tags."""
-    ecs = aws.client("ecs")
-    cluster = stack.outputs["ClusterName"]
-    arns = every_task_arn(cluster)
-    found = []
-    for i in range(0, len(arns), 100):
-        for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"])["tasks"]:
-            if sweep.tags_of(task).get(sweep.RUN_TAG) == run_id:
-                found.append(task)
-    return found
-
-
 def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_by_them(stack, tmp_path, local_cli):
     folder = tmp_path / "tagged"
     folder.mkdir()
@@ -50,7 +37,7 @@ def test_submit_with_labels_tags_the_driver_and_every_task_and_cost_json_groups_
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     run_id = doc["run_id"]
-    tasks = tasks_of(stack, run_id)
+    tasks = tasks_of_run(stack, run_id)
     calls = sorted(sweep.tags_of(t)["miniwdl-fargate:call"] for t in tasks)
     assert calls == ["call-hi", "driver"], calls
     for task in tasks:

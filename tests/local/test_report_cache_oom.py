@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.local_ecs import every_task_arn
+from tests.local_ecs import tasks_of_run
 from test_pipeline import EXAMPLE, REPO, read, run_through_bucket
 
-from miniwdl_fargate import attempts, aws, sweep
+from miniwdl_fargate import attempts
 from miniwdl_fargate.local.cli import seed
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -35,19 +35,6 @@ task eat {
   runtime { docker: "ubuntu:22.04" cpu: 0.25 memory: "512 MiB" }
 }
 """
-
-
-def wdl_tasks_of(stack, run_id):
-    """The ECS tasks the run's driver launched for WDL tasks (not the driver itself)."""
-    ecs = aws.client("ecs")
-    cluster = stack.outputs["ClusterName"]
-    arns = every_task_arn(cluster)
-    found = []
-    for i in range(0, len(arns), 100):
-        for task in ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100], include=["TAGS"])["tasks"]:
-            if sweep.tags_of(task).get(sweep.RUN_TAG) == run_id and "-task-" in task["taskDefinitionArn"]:
-                found.append(task)
-    return found
 
 
 def attempts_in(svg_text):
@@ -80,7 +67,7 @@ def test_the_example_run_writes_its_report_next_to_the_outputs(stack, s3, tmp_pa
     # ... then one bar per WDL task attempt: two greetings and the gather, each run once, all succeeded
     assert sorted(call.split("-")[1] for call, _attempt, _outcome in bars) == ["gather", "greet", "greet"]
     assert {(attempt, outcome) for _call, attempt, outcome in bars} == {(1, "succeeded")}
-    assert len(wdl_tasks_of(stack, result.run_id)) == 3
+    assert len(tasks_of_run(stack, result.run_id, only="wdl")) == 3
     page = read(s3, result.results + "report.html").decode()
     assert "<svg" in page and "call-gather" in page
     cost = json.loads(read(s3, result.results + "cost.json"))
@@ -127,13 +114,13 @@ def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
     wdl = kept_example(tmp_path)
     first = run_through_bucket(stack, wdl, hello_inputs(tmp_path, f"C {token}", f"D {token}"), "cache-1")
     assert first.status == "SUCCEEDED", first.document
-    assert len(wdl_tasks_of(stack, first.run_id)) == 3
+    assert len(tasks_of_run(stack, first.run_id, only="wdl")) == 3
 
     # another run, the same inputs: nothing is launched, the outputs are the same
     again = run_through_bucket(stack, wdl, hello_inputs(tmp_path, f"C {token}", f"D {token}"), "cache-2")
     assert again.status == "SUCCEEDED", again.document
     assert again.run_id != first.run_id
-    assert wdl_tasks_of(stack, again.run_id) == []
+    assert tasks_of_run(stack, again.run_id, only="wdl") == []
     for name in ("hello.greetings", "hello.summary"):
         one, two = first.document["outputs"][name], again.document["outputs"][name]
         assert [read(s3, u) for u in (one if isinstance(one, list) else [one])] == [
@@ -147,7 +134,7 @@ def test_a_rerun_reuses_the_call_cache(stack, s3, tmp_path):
         stack, wdl, hello_inputs(tmp_path, f"C {token}", f"D {token}", f"E {token}"), "cache-3"
     )
     assert more.status == "SUCCEEDED", more.document
-    launched = wdl_tasks_of(stack, more.run_id)
+    launched = tasks_of_run(stack, more.run_id, only="wdl")
     assert len(launched) == 2
     assert json.loads(read(s3, more.results + "cost.json"))["call_cache_hits"] == 2
 
@@ -231,7 +218,7 @@ def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(sta
         shutil.rmtree(efs / "cache" / folder, ignore_errors=True)
     again = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"F {token}", f"G {token}"), "s3cache-2")
     assert again.status == "SUCCEEDED", again.document
-    assert wdl_tasks_of(stack, again.run_id) == []
+    assert tasks_of_run(stack, again.run_id, only="wdl") == []
     for name in ("hello.greetings", "hello.summary"):
         one, two = first.document["outputs"][name], again.document["outputs"][name]
         assert [read(s3, u) for u in (one if isinstance(one, list) else [one])] == [
@@ -242,7 +229,7 @@ def test_the_call_cache_outlives_the_runs_efs_directory_and_explains_a_rerun(sta
     # one name changed: its greeting and the gather run; `cache explain` says why, naming the input
     more = run_through_bucket(stack, EXAMPLE / "workflow.wdl", hello_inputs(tmp_path, f"F {token}", f"H {token}"), "s3cache-3")
     assert more.status == "SUCCEEDED", more.document
-    assert len(wdl_tasks_of(stack, more.run_id)) == 2
+    assert len(tasks_of_run(stack, more.run_id, only="wdl")) == 2
     def explain(call):
         proc = local_cli("cache", "explain", more.run_id, call, timeout=120)
         assert proc.returncode == 0, proc.stderr
@@ -264,7 +251,7 @@ def test_a_task_out_of_memory_is_retried_with_twice_the_memory(stack, s3, tmp_pa
     result = run_through_bucket(stack, wdl, {}, "hungry")
     assert result.status == "SUCCEEDED", result.document
     assert result.document["outputs"]["hungry.said"] == "full"
-    tasks = sorted(wdl_tasks_of(stack, result.run_id), key=lambda t: t["createdAt"])
+    tasks = sorted(tasks_of_run(stack, result.run_id, only="wdl"), key=lambda t: t["createdAt"])
     # killed at 0.25 vCPU / 512 MiB the way Fargate does it, then run at 1 GiB
     assert [(t["overrides"]["cpu"], t["overrides"]["memory"]) for t in tasks] == [("256", "512"), ("256", "1024")]
     assert tasks[0]["containers"][0]["exitCode"] == 137

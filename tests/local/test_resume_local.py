@@ -6,11 +6,11 @@ other. (Each refusal, and the command's answers to them: tests/integration/test_
 import json
 import uuid
 
-from test_report_cache_oom import wdl_tasks_of
 
 from miniwdl_fargate import aws, run_options, status, sweep
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults
+from tests.local_ecs import tasks_of_run
 from tests.waiting import run_end, wait_for
 
 TWO_STEPS = """version 1.1
@@ -56,7 +56,7 @@ def test_a_run_whose_driver_died_is_resumed_reusing_its_finished_call(stack, tmp
     assert resumed.stderr.splitlines()[0] == f"resumed run {old} as run {new}"
     assert json.loads(resumed.stdout)["outputs"] == {"twostep.out": f"second saw {word}"}
     # the first call came from the cache: only the second ran
-    assert [sweep.tags_of(t)[run_options.TAG_CALL] for t in wdl_tasks_of(stack, new)] == ["call-second"]
+    assert [sweep.tags_of(t)[run_options.TAG_CALL] for t in tasks_of_run(stack, new, only="wdl")] == ["call-second"]
     cost = json.loads(aws.client("s3").get_object(Bucket=bucket, Key=f"runs/{name}/results/{new}/cost.json")["Body"].read())
     assert cost["call_cache_hits"] == 1
     record = json.loads(aws.client("s3").get_object(Bucket=bucket, Key=f"runs/{name}/results/{new}/run.json")["Body"].read())
