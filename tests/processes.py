@@ -55,31 +55,32 @@ WAITS = {
 }
 
 
-def asleep_in(native_id: int, wait: str) -> bool:
-    """Whether thread ``native_id`` of this process sleeps in the kernel in ``wait`` (``WAITS``):
-    "lock", a Python lock's (or event's, queue's) wait, or the GIL's; "sleep", ``time.sleep``."""
+def asleep_in(native_id: int, waits: tuple[str, ...]) -> bool:
+    """Whether thread ``native_id`` of this process sleeps in the kernel in one of ``waits``
+    (``WAITS``): "lock", a Python lock's (or event's, queue's) wait, or the GIL's; "sleep",
+    ``time.sleep``."""
     import platform
 
     task = f"/proc/self/task/{native_id}"
     with open(f"{task}/stat") as stat:
         if stat.read().rsplit(")", 1)[1].split()[0] != "S":
             return False
-    kernel_function, syscalls = WAITS[wait]
     with open(f"{task}/wchan") as wchan:
         where = wchan.read().strip()
     if where and where != "0":
-        return kernel_function in where
-    if platform.machine() not in syscalls:
+        return any(WAITS[wait][0] in where for wait in waits)
+    numbers = {str(WAITS[wait][1].get(platform.machine())) for wait in waits}
+    if "None" in numbers:
         raise RuntimeError(f"cannot tell what thread {native_id} waits in: wchan reads {where!r}, and no syscall number for {platform.machine()}")
     with open(f"{task}/syscall") as syscall:
-        return syscall.read().split()[0] == str(syscalls[platform.machine()])
+        return syscall.read().split()[0] in numbers
 
 
 def signal_while_the_main_thread_waits(
-    signum: int, then: Callable[[], None] = lambda: None, wait: str = "lock"
+    signum: int, then: Callable[[], None] = lambda: None, waits: tuple[str, ...] = ("lock",)
 ) -> threading.Thread:
-    """A thread that sends ``signum`` to itself alone once the main thread waits (in ``wait``:
-    ``WAITS``), then calls ``then``: the signal lands where Python cannot run its handler, and
+    """A thread that sends ``signum`` to itself alone once the main thread waits (in one of
+    ``waits``: ``WAITS``), then calls ``then``: the signal lands where Python cannot run its handler, and
     the main thread's wait is not interrupted. The main thread is taken to wait once seen asleep
     there twice, a poll apart (asleep the first time for the GIL, it would have taken it meanwhile)."""
     from tests.waiting import wait_for
@@ -87,12 +88,12 @@ def signal_while_the_main_thread_waits(
     main = os.getpid()  # (the main thread's id: threading's native_id is its parent's in a forked child)
     seen = []
 
-    def waits() -> bool:
-        seen.append(asleep_in(main, wait))
+    def waiting() -> bool:
+        seen.append(asleep_in(main, waits))
         return seen[-2:] == [True, True]
 
     def run() -> None:
-        wait_for(waits, timeout=30, what=f"the main thread waiting ({wait})", interval=0.02)
+        wait_for(waiting, timeout=30, what=f"the main thread waiting ({' or '.join(waits)})", interval=0.02)
         signal.pthread_kill(threading.get_ident(), signum)
         then()
 

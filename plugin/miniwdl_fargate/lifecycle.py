@@ -69,16 +69,17 @@ class SignalWatcher:
         #: closed (``close``) or let go of in a forked child (``forget_in_child``)
         self._closed = False
         self._read, self._write = os.pipe()
+        #: the wakeup fd set before this watcher's (None until this watcher's is set)
+        self._previous: int | None = None
         try:
             os.set_blocking(self._write, False)  # (set_wakeup_fd requires it: a full pipe drops a number, never blocks)
             self._previous = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
-        except BaseException:
-            os.close(self._read)
-            os.close(self._write)
+            _WATCHERS.add(self)
+            self._thread = threading.Thread(target=self._watch, name="signal-watcher", daemon=True)
+            self._thread.start()
+        except BaseException:  # (e.g. no thread to be had: nothing of this stays behind)
+            self._let_go()
             raise
-        _WATCHERS.add(self)
-        self._thread = threading.Thread(target=self._watch, name="signal-watcher", daemon=True)
-        self._thread.start()
 
     def _watch(self) -> None:
         while True:
@@ -88,7 +89,7 @@ class SignalWatcher:
                 return
             if not numbers:  # (``close`` closed the other end)
                 return
-            if self._previous >= 0:
+            if self._previous is not None and self._previous >= 0:
                 with contextlib.suppress(OSError):
                     os.write(self._previous, numbers)
             for signum in numbers:
@@ -97,28 +98,46 @@ class SignalWatcher:
                 except Exception:  # noqa: BLE001 (the watcher goes on; the main thread's handler still runs)
                     log.exception("handling signal %d off the main thread failed", signum)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        """Give the wakeup fd back, end the thread and close the pipe (the read end stays open if
+        the thread does not end: ``delivered`` hangs, and its fd is never reused under it)."""
         if self._closed:  # (twice, or in a forked child that let go of it)
             return
         self._closed = True
-        signal.set_wakeup_fd(self._previous)
+        self._restore_wakeup_fd()
         _WATCHERS.discard(self)
         os.close(self._write)  # (the thread's read ends)
         self._thread.join(timeout=5)
-        if not self._thread.is_alive():  # (else ``delivered`` hangs: its fd stays open, never reused under it)
+        if not self._thread.is_alive():
             os.close(self._read)
 
     def forget_in_child(self) -> None:
         """(a forked child: its copy of the pipe and of the wakeup fd go, the watcher thread was not
         copied, and a ``close`` after this closes nothing: those numbers may be reused by then)"""
-        if self._closed:
-            return
+        if not self._closed:
+            self._let_go()
+
+    def _let_go(self) -> None:
         self._closed = True
-        with contextlib.suppress(ValueError, OSError):
-            signal.set_wakeup_fd(self._previous)
+        self._restore_wakeup_fd()
+        _WATCHERS.discard(self)
         for fd in (self._read, self._write):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _restore_wakeup_fd(self) -> None:
+        """The wakeup fd set before this watcher, or none if that one cannot be (closed since):
+        never this watcher's pipe, whose number is closed next and may be reused."""
+        if self._previous is None:  # (never set)
+            return
+        try:
+            signal.set_wakeup_fd(self._previous)
+        except (ValueError, OSError):
+            signal.set_wakeup_fd(-1)
 
 
 #: the watchers this process has open (a forked child lets go of its copies: ``_forget_in_child``)
@@ -139,11 +158,12 @@ class StopSignals:
     set miniwdl's termination flag and are remembered for ``check``, the moment they come
     (``SignalWatcher``) as well as when the main thread's handler runs.
 
-    The main thread's handler takes no lock but the reentrant one that notes the signal: a
-    handler runs between two bytecodes of whatever the main thread was doing, and that may be
+    A handler runs between two bytecodes of whatever the main thread was doing, and that may be
     inside ``wait`` holding the event's own lock (not reentrant: setting the event there would
-    wait for ever). The watcher's thread sets the event; the main thread's handler sets only
-    ``signal_name``, which ``requested``, ``check`` and ``wait`` read."""
+    wait for ever) or inside a write to the log. So while the watcher runs, the main thread's
+    handler only notes the signal (``signal_name``, which ``requested``, ``check`` and ``wait``
+    read, under a reentrant lock) and calls the handler it chained (miniwdl's, which sets its flag
+    and logs); the watcher's thread logs the stop and sets the event."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
@@ -157,7 +177,11 @@ class StopSignals:
         #: the handlers miniwdl's flag installed (what sets its termination flag), by signal
         self._flag_handlers: dict[int, Callable[[int, FrameType | None], None]] = {}
         self._watcher: SignalWatcher | None = None
-        self._noted = threading.RLock()  # (reentrant: the main thread's handler may run inside ``_note`` on the same thread)
+        # (reentrant: the main thread's handler may run inside ``_note`` on the same thread; a fork
+        # while the watcher holds it leaves it held in the child, where nothing but this driver's
+        # own code would take it: the driver forks only to exec)
+        self._noted = threading.RLock()
+        self._logged = False
 
     def __enter__(self) -> "StopSignals":
         from WDL._util import TerminationSignalFlag
@@ -165,7 +189,7 @@ class StopSignals:
         if self._flag is not None or self._previous:
             raise RuntimeError("StopSignals is entered once")
         if threading.current_thread() is not threading.main_thread():
-            return self  # (signal handlers belong to the main thread: a test driving in a thread)
+            return self  # (signal handlers belong to the main thread: a test driving in a thread; entered once or more)
         before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
         self._flag = TerminationSignalFlag(log)
         self._flag.__enter__()
@@ -180,49 +204,66 @@ class StopSignals:
                     "miniwdl's termination flag was open already (its handlers are not the driver's):"
                     " a stop signal reaches miniwdl's tasks only when the main thread's handler runs"
                 )
-            self._watcher = SignalWatcher(self._delivered)
         except BaseException as exn:
             self.__exit__(type(exn), exn, exn.__traceback__)
             raise
+        try:
+            self._watcher = SignalWatcher(self._delivered)
+        except (OSError, RuntimeError, ValueError) as exn:  # (no pipe or no thread to be had: handlers alone, as before)
+            log.warning("stop signals are seen only when the main thread's handler runs (no watcher: %s)", exn)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-        self._flag_handlers.clear()
-        if self._flag is not None:
-            self._flag.__exit__(*exc)
-            self._flag = None
+        try:
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
+        finally:
+            try:
+                for sig, handler in self._previous.items():
+                    signal.signal(sig, handler)
+                self._previous.clear()
+                self._flag_handlers.clear()
+            finally:
+                if self._flag is not None:
+                    self._flag.__exit__(*exc)
+                    self._flag = None
 
     def _noting(self, chained: Any) -> Callable[[int, FrameType | None], None]:
         def handler(sig: int, frame: FrameType | None) -> None:
             self._note(sig)
+            if self._watcher is None or self._watcher.closed:
+                self._log_stop()
             if callable(chained):
                 chained(sig, frame)
 
         return handler
 
     def _delivered(self, sig: int) -> None:
-        """(the watcher's thread) A stop signal, as it is delivered: miniwdl's flag set by its own
-        handler, so that its tasks stop while its main thread waits, the signal noted, and whoever
-        waits woken. The main thread's handler notes it again when it runs (``_note`` is
-        idempotent; miniwdl's handler is too)."""
-        if sig in STOP_SIGNALS:
-            if sig in self._flag_handlers:
-                self._flag_handlers[sig](sig, None)
-            self._note(sig)
-            self._event.set()
+        """(the watcher's thread) A stop signal, as it is delivered: noted (for ``check``), logged,
+        miniwdl's flag set by its own handler, so that its tasks stop while its main thread waits,
+        and whoever waits woken. The main thread's handler notes it again when it runs, and calls
+        miniwdl's again (``_note`` does nothing the second time; miniwdl's handler sets its flag
+        again, and may log its "aborting" line twice)."""
+        if sig not in STOP_SIGNALS or self._flag is None:  # (a watcher outliving ``__exit__``: miniwdl's flag is shut)
+            return
+        self._note(sig)
+        self._log_stop()
+        if sig in self._flag_handlers:
+            self._flag_handlers[sig](sig, None)
+        self._event.set()
 
     def _note(self, sig: int) -> None:
+        name = signal.Signals(sig).name
         with self._noted:
-            if self.signal_name is not None:
+            if self.signal_name is None:
+                self.signal_name, self.received_at = name, time.time()
+
+    def _log_stop(self) -> None:
+        with self._noted:
+            if self._logged:
                 return
-            self.signal_name = signal.Signals(sig).name
-            self.received_at = time.time()
+            self._logged = True
         log.warning("%s received while %s: stopping the run", self.signal_name, self.phase)
 
     @property

@@ -19,7 +19,7 @@ import signal
 import threading
 
 from tests.forked import run_forked
-from tests.processes import asleep_in, signal_while_the_main_thread_waits
+from tests.processes import signal_while_the_main_thread_waits
 
 WAIT = 5.0  # seconds the signalled thread gives the stop to be seen (it is seen at once)
 
@@ -39,10 +39,7 @@ def _stopped_while_the_main_thread_waits(argv: list[str]) -> int:
             def signalled() -> None:
                 try:
                     seen["noted"] = stop.wait(WAIT)
-                    seen.update(
-                        terminating=terminating(), signal=stop.signal_name,
-                        main_thread_blocked=asleep_in(os.getpid(), "lock"),  # (still: no handler woke it)
-                    )
+                    seen.update(terminating=terminating(), signal=stop.signal_name)
                 finally:
                     main_waits.release()
 
@@ -60,8 +57,7 @@ def test_a_stop_signal_reaches_miniwdls_tasks_while_the_drivers_main_thread_is_b
         assert done.returncode == 0, done.stderr[-3000:]
         seen = json.loads(done.stdout.strip().splitlines()[-1])
         assert seen == {
-            "noted": True, "terminating": True, "signal": name, "main_thread_blocked": True,
-            "watcher_threads_left": 0, "wakeup_fd_after": -1,
+            "noted": True, "terminating": True, "signal": name, "watcher_threads_left": 0, "wakeup_fd_after": -1,
         }, done.stderr[-3000:]
         assert f"{name} received while starting: stopping the run" in done.stderr
 
@@ -87,3 +83,33 @@ def test_a_process_forked_while_the_driver_watches_for_signals_does_not_write_to
     done = run_forked(_forks_while_watching, [], timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"child": 0}
+
+
+def _enters_with_no_thread_to_be_had(argv: list[str]) -> int:
+    from miniwdl_fargate import lifecycle
+
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    threading.Thread.start = no_thread  # (this forked process's own)
+    seen: dict[str, object] = {}
+    with lifecycle.StopSignals() as stop:
+        seen["wakeup_fd"] = signal.set_wakeup_fd(-1)  # (none: the watcher's pipe did not stay set)
+        seen["watchers"] = len(lifecycle._WATCHERS)
+        os.kill(os.getpid(), signal.SIGTERM)  # (the main thread's handler alone notes it)
+        seen["requested"] = stop.requested
+    seen["handler_after"] = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    print(json.dumps(seen))
+    return 0
+
+
+def test_a_driver_with_no_thread_for_its_signal_watcher_still_stops_on_a_signal():
+    """A watcher that cannot start (no thread to be had) leaves nothing set and the driver runs
+    on with the main thread's handlers alone, as before the watcher: it does not die before it
+    could write its error.json."""
+    done = run_forked(_enters_with_no_thread_to_be_had, [], timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"wakeup_fd": -1, "watchers": 0, "requested": True, "handler_after": True}, done.stderr[-3000:]
+    assert "stop signals are seen only when the main thread's handler runs (no watcher: can't start new thread)" in done.stderr
+    assert "SIGTERM received while starting: stopping the run" in done.stderr

@@ -241,7 +241,7 @@ def _waits_for_a_signal_landing_on_another_thread(argv: list[str]) -> int:
 
     with pytest.raises(local_cli.Terminated):
         with local_cli.stop_signals_noted() as signals:
-            signal_while_the_main_thread_waits(signal.SIGTERM, wait="sleep")
+            signal_while_the_main_thread_waits(signal.SIGTERM, waits=("lock", "sleep"))
             signals.wait()
     print(json.dumps({"noted": signals.noted}))
     return 0
