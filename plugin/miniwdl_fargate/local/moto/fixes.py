@@ -1048,7 +1048,9 @@ def stepfunctions_finished_threads() -> None:
 FIXES: tuple[Fix, ...] = (
     # (first: what the others import imports moto's EC2)
     Fix("ec2_regions_read_once", "EC2 reads botocore's endpoints three times over as it is imported, a new boto3 "
-        "Session for each partition's regions", NO_ISSUE,
+        "Session for each partition's regions", "none for EC2's import; related: https://github.com/getmoto/moto/pull/7120 "
+        "(a cached region collection) and https://github.com/getmoto/moto/pull/8369 (a Session made only when needed), "
+        "which left EC2's module as it was",
         f"{_MOTO_TESTS}::test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported", ec2_regions_read_once),
     Fix("stepfunctions_finished_threads", "the Step Functions interpreter keeps every thread it started",
         "none for the threads; related: https://github.com/getmoto/moto/issues/10077 (a state machine's copy took "
@@ -1064,30 +1066,41 @@ FIXES: tuple[Fix, ...] = (
         "none for the request; related: https://github.com/getmoto/moto/issues/3988 (the 6 MB quota of a response, "
         "enforced since https://github.com/getmoto/moto/pull/4763)",
         f"{_MOTO_TESTS}::test_moto_still_invokes_with_a_request_payload_over_the_quota", invoke_request_size),
-    Fix("s3_key_length", "S3 takes object keys of any length", NO_ISSUE,
+    Fix("s3_key_length", "S3 takes object keys of any length",
+        "none in moto; LocalStack's same fix: https://github.com/localstack/localstack/pull/9875 (object key validation)",
         f"{_MOTO_TESTS}::test_moto_still_takes_s3_keys_over_1024_bytes", s3_key_length),
-    Fix("heartbeat_timeout_name", "a heartbeat timeout is named States.Timeout", NO_ISSUE,
+    Fix("heartbeat_timeout_name", "a heartbeat timeout is named States.Timeout",
+        "none in moto; origin: https://github.com/localstack/localstack/pull/8428 (heartbeats in LocalStack's "
+        "interpreter, which moto's comes from: every timeout through one path)",
         f"{_MOTO_TESTS}::test_moto_still_names_a_heartbeat_timeout_states_timeout", heartbeat_timeout_name),
     Fix("heartbeat_while_starting", "a heartbeat sent before the task state's service call returned is InvalidToken",
         NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_refuses_a_heartbeat_before_the_wait_begins", heartbeat_while_starting),
-    Fix("event_envelope", "events carry a float time, a constant S3 event id and eTag", NO_ISSUE,
+    Fix("event_envelope", "S3's events carry a float time, one constant id, and the object's eTag where EventBridge says etag",
+        "none for the envelope; related: https://github.com/getmoto/moto/pull/7252 (S3's EventBridge events) and "
+        "https://github.com/getmoto/moto/pull/10032 (the time's format fixed for S3's SQS notifications only)",
         f"{_MOTO_TESTS}::test_moto_still_sends_events_in_its_own_envelope", _nothing_to_install),
     Fix("ecs_resource_requirements", "RunTask fails on a container without memory",
         "https://github.com/getmoto/moto/issues/7272 (closed, still so in 5.2.5: _calculate_task_resource_requirements "
         "wants memory on the container; fix proposed in https://github.com/getmoto/moto/pull/7280)",
         f"{_ECS_TESTS}::test_moto_itself_still_needs_container_memory", ecs_resource_requirements),
-    Fix("ecs_task_size", "DescribeTasks leaves cpu and memory out", NO_ISSUE,
+    Fix("ecs_task_size", "DescribeTasks leaves cpu and memory out",
+        "none for a task's size; related: https://github.com/getmoto/moto/issues/3222 (cpu and memory missing from task "
+        "definitions)",
         "tests/integration/test_driver_report_and_cache.py::test_moto_still_leaves_the_task_size_out", ecs_task_size),
     Fix("run_task_overrides_length", "RunTask takes overrides of any length", NO_ISSUE,
         f"{_ECS_TESTS}::test_moto_itself_still_takes_overrides_of_any_length", run_task_overrides_length),
-    Fix("list_tasks_filters", "ListTasks takes startedBy with other filters and lists stopped tasks by default", NO_ISSUE,
+    Fix("list_tasks_filters", "ListTasks takes startedBy with other filters and lists stopped tasks by default",
+        "none for either; related: https://github.com/getmoto/moto/pull/3376 (ListTasks' filters, for "
+        "https://github.com/getmoto/moto/issues/1785)",
         f"{_ECS_TESTS}::test_moto_itself_still_lists_by_started_by_with_other_filters_and_stopped_tasks_by_default",
         list_tasks_filters),
     Fix("run_task_client_token", "RunTask ignores clientToken", NO_ISSUE,
         f"{_ECS_TESTS}::test_moto_itself_still_ignores_client_tokens", run_task_client_token),
     Fix("describe_tasks_missing", "DescribeTasks leaves unknown tasks out", NO_ISSUE,
         f"{_ECS_TESTS}::test_moto_itself_still_leaves_unknown_tasks_out", describe_tasks_missing),
-    Fix("task_lookup_by_key", "DescribeTasks scans every task of every cluster", NO_ISSUE,
+    Fix("task_lookup_by_key", "DescribeTasks scans every task of every cluster",
+        "none for the scan; cause: https://github.com/getmoto/moto/pull/1697 (DescribeTasks by task id, matched in every "
+        "cluster by substring)",
         f"{_ECS_TESTS}::test_moto_itself_still_describes_tasks_of_other_clusters", task_lookup_by_key),
     Fix("ecs_managed_instances", "RunTask on a Managed Instances capacity provider wants registered container instances",
         "none for Managed Instances; related: https://github.com/getmoto/moto/issues/8722 (RunTask ignores a "
@@ -1103,7 +1116,9 @@ FIXES: tuple[Fix, ...] = (
         "whose cast https://github.com/getmoto/moto/pull/5705 undid for Fn::Sub",
         "tests/integration/test_template.py::test_moto_still_finds_no_mapping_key_for_a_number_parameter",
         find_in_map_number_keys),
-    Fix("error_lookup_kept", "every error answer builds the table of the service's error shapes again", NO_ISSUE,
+    Fix("error_lookup_kept", "every error answer builds the table of the service's error shapes again",
+        "none for the cost; cause: https://github.com/getmoto/moto/pull/9383 (errors matched to the service's error "
+        "shapes, by a lookup made anew for each)",
         f"{_MOTO_TESTS}::test_moto_still_builds_the_error_table_for_every_error", error_lookup_kept),
     Fix("replaced_object_readable", "a write that replaces or deletes an object closes it under a read that found it",
         "none for the race; cause: https://github.com/getmoto/moto/pull/5939 (replaced objects closed at once, in "
@@ -1121,12 +1136,14 @@ FIXES: tuple[Fix, ...] = (
     Fix("backend_lookup_cached", "the server looks up each request's service anew, listing its folder", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_looks_up_the_service_of_every_request", backend_lookup_cached),
     Fix("backend_urls_kept", "an in-process request builds its service's URL table again (S3's after reloading its "
-        "urls module)", NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_builds_the_url_table_for_every_in_process_request",
+        "urls module)", "none for the table; related: https://github.com/getmoto/moto/issues/8185 (BotocoreStubber's "
+        "slow URL matching)", f"{_MOTO_TESTS}::test_moto_still_builds_the_url_table_for_every_in_process_request",
         backend_urls_kept),
     Fix("asl_parse_tree_kept", "Step Functions parses the state machine's definition again for every execution",
         NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_parses_the_definition_again_for_every_execution", asl_parse_tree_kept),
     Fix("stepfunctions_clients_kept", "Step Functions makes a new boto3 client for every service call of a task state",
-        NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_makes_a_client_for_every_service_call", stepfunctions_clients_kept),
+        "none in moto; the hazard: https://github.com/boto/boto3/issues/1592 (boto3's default session used from many "
+        "threads)", f"{_MOTO_TESTS}::test_moto_still_makes_a_client_for_every_service_call", stepfunctions_clients_kept),
     Fix("serializer_member_names_kept", "the response serializer works out the names to look each member up by "
         "anew for every member of every object", NO_ISSUE,
         f"{_MOTO_TESTS}::test_moto_still_works_out_each_members_names_for_every_object", serializer_member_names_kept),
