@@ -76,13 +76,27 @@ if BUSYBOX:
     SHELLS.append(pytest.param([BUSYBOX, "sh"], "busybox", id="busybox-sh"))
 
 
-def run_script(made: ScriptOnly, tmp_path: Path, shell: list[str], tools: str | None, timeout: int = 60):
-    """The task script of ``made`` run by ``shell`` (with busybox's applets only on its PATH if
-    ``tools``), TMPDIR in tmp_path."""
+def script_env(tmp_path: Path, tools: str | None) -> dict[str, str]:
+    """The task script's environment: TMPDIR in tmp_path, and busybox's applets only on its PATH
+    if ``tools``."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     if tools:
         env["PATH"] = busybox_path(tmp_path)
-    return subprocess.run([*shell, "-c", made.task_script()], env=env, capture_output=True, timeout=timeout)
+    return env
+
+
+def run_script(made: ScriptOnly, tmp_path: Path, shell: list[str], tools: str | None, timeout: int = 60):
+    """The task script of ``made`` run by ``shell`` to its end (``script_env``)."""
+    return subprocess.run([*shell, "-c", made.task_script()], env=script_env(tmp_path, tools), capture_output=True, timeout=timeout)
+
+
+def start_script(made: ScriptOnly, folder: Path, shell: list[str], tools: str | None) -> subprocess.Popen:
+    """The task script of ``made`` started by ``shell`` (``script_env``) in a session of its own,
+    as a container's processes are: ``end_of_container`` ends what is left of it."""
+    return subprocess.Popen(
+        [*shell, "-c", made.task_script()], env=script_env(folder, tools), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.parametrize(("shell", "tools"), SHELLS)
@@ -223,12 +237,7 @@ def test_a_stopped_task_exits_with_its_commands_own_status(tmp_path, shell, tool
         folder.mkdir()
         made = container(folder, command)
         made.log_forward_seconds = 3600
-        env = {**os.environ, "TMPDIR": str(folder)}
-        if tools:
-            env["PATH"] = busybox_path(folder)
-        proc = subprocess.Popen(
-            [*shell, "-c", made.task_script()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-        )
+        proc = start_script(made, folder, shell, tools)
         try:
             stdout = Path(made.host_stdout_txt())
             wait_for(lambda out=stdout: "started" in out.read_text(), 30, "the command's start", interval=0.01)
@@ -254,12 +263,7 @@ def test_a_stop_that_comes_as_the_command_starts_is_passed_on(tmp_path, shell, t
         made = container(folder, "trap 'exit 7' TERM; echo started; sleep 100 & wait\n")
         made.cfg.override({"task_runtime": {"command_shell": str(wrapper)}})
         made.log_forward_seconds = 3600
-        env = {**os.environ, "TMPDIR": str(folder)}
-        if tools:
-            env["PATH"] = busybox_path(folder)
-        proc = subprocess.Popen(
-            [*shell, "-c", made.task_script()], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-        )
+        proc = start_script(made, folder, shell, tools)
         try:
             proc.communicate(timeout=30)
         finally:
