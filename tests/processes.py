@@ -71,7 +71,9 @@ def asleep_in(native_id: int, waits: tuple[str, ...]) -> bool:
         return any(WAITS[wait][0] in where for wait in waits)
     numbers = {str(WAITS[wait][1].get(platform.machine())) for wait in waits}
     if "None" in numbers:
-        raise RuntimeError(f"cannot tell what thread {native_id} waits in: wchan reads {where!r}, and no syscall number for {platform.machine()}")
+        raise RuntimeError(
+            f"cannot tell what thread {native_id} waits in: wchan reads {where!r}, and no syscall number for {platform.machine()}"
+        )
     with open(f"{task}/syscall") as syscall:
         return syscall.read().split()[0] in numbers
 

@@ -57,12 +57,12 @@ class SignalWatcher:
     (https://docs.python.org/3/library/signal.html#execution-of-python-signal-handlers). A signal
     that lands just before the main thread begins to wait on a lock, or on another thread while
     it waits, interrupts no wait: its handler waits for whatever wakes that thread next, and with
-    nothing to wake it, for ever (python/cpython#98140, #85300). miniwdl's workflow loop waits on its queue of finished calls with no timeout, so a
-    driver stopped just then never stopped its tasks (seen in a loaded test run: SIGTERM, and no
-    handler ran in two minutes). CPython's own handler, which runs on whichever thread the signal
-    lands, writes the signal's number to the wakeup fd
-    (https://docs.python.org/3/library/signal.html#signal.set_wakeup_fd); this watcher's thread
-    reads it. A wakeup fd set before is given each number too, and set again at ``close``."""
+    nothing to wake it, for ever (python/cpython#98140, #85300). miniwdl's workflow loop waits on
+    its queue of finished calls with no timeout, so a driver stopped just then never stopped its
+    tasks (seen in a loaded test run: SIGTERM, and no handler ran in two minutes). CPython's own
+    handler, which runs on whichever thread the signal lands, writes the signal's number to the
+    wakeup fd (https://docs.python.org/3/library/signal.html#signal.set_wakeup_fd); this
+    watcher's thread reads it. A wakeup fd set before is given each number too, and set again at ``close``."""
 
     def __init__(self, delivered: Callable[[int], None]) -> None:
         self._delivered = delivered
