@@ -5,7 +5,7 @@ mounted at /mnt/efs, initProcessEnabled), and what ECS then reports."""
 import os
 import uuid
 
-from miniwdl_fargate import aws
+from miniwdl_fargate import aws, sweep
 from tests.waiting import wait_for
 
 EFS = "/mnt/efs"
@@ -22,8 +22,6 @@ def every_task_arn(cluster):
 def tasks_of_run(stack, run_id, only=None):
     """Every ECS task tagged with the run, running or stopped, with its tags: its driver and its
     WDL tasks, or ``only="wdl"`` the WDL tasks', ``only="driver"`` the driver's."""
-    from miniwdl_fargate import sweep
-
     ecs = aws.client("ecs")
     cluster = stack.outputs["ClusterName"]
     arns = every_task_arn(cluster)

@@ -82,9 +82,10 @@ def signal_while_the_main_thread_waits(
     signum: int, then: Callable[[], None] = lambda: None, waits: tuple[str, ...] = ("lock",)
 ) -> threading.Thread:
     """A thread that sends ``signum`` to itself alone once the main thread waits (in one of
-    ``waits``: ``WAITS``), then calls ``then``: the signal lands where Python cannot run its handler, and
-    the main thread's wait is not interrupted. The main thread is taken to wait once seen asleep
-    there twice, a poll apart (asleep the first time for the GIL, it would have taken it meanwhile)."""
+    ``waits``: ``WAITS``), then calls ``then``: the signal lands where Python cannot run its
+    handler, and the main thread's wait is not interrupted. The main thread is taken to wait once
+    seen asleep there twice, a poll apart (asleep the first time for the GIL, it would have taken
+    it meanwhile)."""
     from tests.waiting import wait_for
 
     main = os.getpid()  # (the main thread's id: threading's native_id is its parent's in a forked child)

@@ -62,7 +62,8 @@ class SignalWatcher:
     tasks (seen in a loaded test run: SIGTERM, and no handler ran in two minutes). CPython's own
     handler, which runs on whichever thread the signal lands, writes the signal's number to the
     wakeup fd (https://docs.python.org/3/library/signal.html#signal.set_wakeup_fd); this
-    watcher's thread reads it. A wakeup fd set before is given each number too, and set again at ``close``."""
+    watcher's thread reads it. A wakeup fd set before is given each number too, and set again at
+    ``close``."""
 
     def __init__(self, delivered: Callable[[int], None]) -> None:
         self._delivered = delivered
@@ -280,9 +281,7 @@ class StopSignals:
         if self._previous:
             os.kill(os.getpid(), signal.SIGTERM)
         else:  # (no handlers: a test driving in a thread)
-            with self._noted:
-                if self.signal_name is None:
-                    self.signal_name, self.received_at = "SIGTERM", time.time()
+            self._note(signal.SIGTERM)
             self._event.set()
 
     def enter(self, phase: str) -> None:

@@ -6,7 +6,6 @@ other. (Each refusal, and the command's answers to them: tests/integration/test_
 import json
 import uuid
 
-
 from miniwdl_fargate import aws, run_options, status, sweep
 from miniwdl_fargate import upload as local_run
 from miniwdl_fargate.local.faults import Faults

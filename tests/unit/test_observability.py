@@ -70,7 +70,6 @@ def test_a_handler_that_publishes_metrics_flushes_them_in_the_namespace(monkeypa
     assert emitted[0]["RunsSubmitted"] == [1.0]
 
 
-
 def test_an_invocation_that_publishes_no_metric_warns_of_nothing(capsys):
     """The API's reads publish no metric: Powertools' "No application metrics to publish"
     warning was in every one's log (and 51 times in a test run's summary)."""
