@@ -114,8 +114,9 @@ def test_every_line_reaches_the_container_output_once_in_order(tmp_path, shell, 
 def test_the_exit_status_and_a_command_writing_nothing(tmp_path):
     made = container(tmp_path, "exit 3\n")
     proc = subprocess.run(["/bin/sh", "-c", made.task_script()], capture_output=True, timeout=60)
-    assert proc.returncode == 3
-    assert proc.stdout == b"" and proc.stderr == b""
+    # (all three in one assertion, so that a failure shows what the script said: it failed once,
+    # in a full suite, and did not again in 3,600 runs under load)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, b"", b"")
 
 
 @pytest.mark.parametrize(("shell", "tools"), SHELLS)
