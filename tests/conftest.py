@@ -157,6 +157,16 @@ def pytest_collection(session):
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+@pytest.fixture(autouse=True)
+def no_poller_outlives_its_test():
+    """(``tests/pollers.py``; the integration tier's AWS fixtures stop theirs sooner, while their
+    AWS still answers.)"""
+    yield
+    from tests.pollers import pollers_idle
+
+    pollers_idle()
+
+
 def pytest_collection_modifyitems(session, config, items):
     items.sort(key=run_order)  # (a stable sort: the order otherwise stays pytest's)
     items[:] = spread_waiting(items)

@@ -390,8 +390,13 @@ class Heartbeat:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """No beat after this returns: a beat in flight is waited for (at most ``timeout``
+        seconds; not from the heartbeat's own thread)."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def beat(self) -> bool:
         """One heartbeat; False when the state machine no longer waits on the token (then

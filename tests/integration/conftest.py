@@ -5,6 +5,7 @@ from moto import mock_aws
 
 from miniwdl_fargate import aws, status
 from miniwdl_fargate.local.moto import fixes
+from tests.pollers import pollers_idle
 
 
 def aws_environment() -> tuple:
@@ -91,6 +92,7 @@ def moto_aws(monkeypatch):
     monkeypatch.setattr(status, "WRITTEN", status._Written())
     with mock_aws():
         yield
+        pollers_idle()
     KEPT.keep(environment)
     aws.reset()
 
@@ -122,6 +124,7 @@ def moto_server(monkeypatch):
     aws.reset()
     requests.post(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", timeout=10).raise_for_status()
     yield env
+    pollers_idle()
     local_moto_server.stop(server)
     aws.reset()
 
@@ -134,6 +137,7 @@ def sim():
     sim = SimulatedECS(start_latency=(0.02, 0.05), run_time=(0.1, 0.15), faults=Faults())
     sim.endpoint = sim.start()
     yield sim
+    pollers_idle()
     sim.stop()
 
 
@@ -145,9 +149,3 @@ def registrations_paced_per_test():
 
     FargateTaskContainer._registration_tokens = (REGISTER_BURST, 0.0)
     yield
-    # a test that launched a task and never ended its attempt leaves it watched: the poller's
-    # thread would poll it on after the test's AWS (moto) is gone, each pass a failed call
-    poller = FargateTaskContainer._poller
-    if poller is not None:
-        for arn in list(poller._watches):
-            poller.forget(arn)
