@@ -10,6 +10,7 @@ import pytest
 
 from miniwdl_fargate import aws, progress, runs, s3io, status
 from miniwdl_fargate.lifecycle import DriverStopped
+from tests.integration.moto_objects import write_objects
 
 N = 300  # objects: many times the transfer concurrency, small enough for a quick test
 
@@ -27,14 +28,9 @@ def s3(moto_aws):
 
 @pytest.fixture
 def prefix_of_n(s3):
-    """N objects under in/, written straight into moto's S3 (through the API, the seeding took
-    more CPU than the transfers under test: about 1.5 s a test; it is not what is tested)."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]  # (S3's backends are per partition)
-    for rel in rel_paths():
-        backend.put_object("data", f"in/{rel}", rel.encode())
+    """N objects under in/, written straight into moto's S3 (``write_objects``: through the
+    API, the seeding took more CPU than the transfers under test)."""
+    write_objects("data", ((f"in/{rel}", rel.encode()) for rel in rel_paths()))
     assert s3.list_objects_v2(Bucket="data", Prefix="in/")["KeyCount"] == N
     return "in/"
 
