@@ -58,10 +58,12 @@ ONE_WORKER = (
 
 
 # Modules whose tests mostly wait (a simulated ECS's task times and polls, Step Functions timers
-# and retry intervals) rather than compute. Inside their tier, their tests are spread one at a time
-# between the other tests (spread_waiting), so that while one worker waits the others compute: run
-# one after another (their names are neighbours), they left all three workers waiting at once and
-# the machine idle for a third of the integration tier.
+# and retry intervals) rather than compute. A tier's are one work unit (work_unit), first in the
+# tier: one worker runs them one after another while the others compute. Spread one at a time
+# between the other tests, each worker still took one whenever it came, and the short tests
+# between them went by so fast that the three workers often waited at once, the machine idle
+# (measured with /proc/stat each second through a make test: about 30 idle core-seconds, 26 with
+# one unit). Run in name order, they had left the machine idle for a third of the integration tier.
 WAITING = (
     "tests/integration/test_beyond_fargate.py", "tests/integration/test_ecs_semantics_sim.py",
     "tests/integration/test_fargate_backend.py", "tests/integration/test_fargate_sim.py",
@@ -86,55 +88,15 @@ def waits(item) -> bool:
     return Path(str(item.fspath)).relative_to(REPO).as_posix() in WAITING
 
 
-#: the scopes of a fixture set up once for several tests of one module (a worker tears it down
-#: whenever its next test is another module's)
-MODULE_SCOPES = ("class", "module")
-
-
-def keeps_module_state(item) -> bool:
-    """Whether the test uses a fixture of a ``MODULE_SCOPES`` scope."""
-    info = getattr(item, "_fixtureinfo", None)
-    return info is not None and any(
-        getattr(fixturedef, "scope", "function") in MODULE_SCOPES
-        for fixturedefs in info.name2fixturedefs.values() for fixturedef in fixturedefs
-    )
-
-
-def units(others: list) -> list[list]:
-    """``others`` in their order, as the runs no waiting test may come between: a module whose
-    tests keep state (``keeps_module_state``) whole, any other test on its own."""
-    found = []
-    for _, module in itertools.groupby(others, key=lambda i: str(i.fspath)):
-        module = list(module)
-        found += [module] if any(keeps_module_state(item) for item in module) else [[item] for item in module]
-    return found
-
-
-def spread_waiting(items: list) -> list:
-    """``items`` (in tier order) with each tier's WAITING tests spread evenly between its other
-    tests: after each unit of those (``units``: a module with a module's fixtures whole, their
-    state set up once; any other test on its own) come as many waiting tests as its share of the
-    units, so that the waiting tests a worker takes next are seldom next to each other
-    (when they were put after each module, about three at a time in the integration tier, all
-    three workers often took one at once and the machine stood idle). Waiting tests marked
-    ``long`` come first of all (their waits then overlap everything else)."""
-    spread = []
+def waiting_first(items: list) -> list:
+    """``items`` (in tier order) with each tier's WAITING tests first in it, its long ones first
+    of all: the tier's first work unit (``work_unit``), which a worker takes as the tier begins."""
+    ordered = []
     for _, tier in itertools.groupby(items, key=tier_of):
         tier = list(tier)
-        first = [item for item in tier if waits(item) and item.get_closest_marker("long")]
-        waiting = [item for item in tier if waits(item) and item not in first]
-        others = [item for item in tier if not waits(item)]
-        spread += first
-        if not waiting or not others:
-            spread += waiting + others
-            continue
-        placed = 0
-        found = units(others)
-        for done, unit in enumerate(found, 1):
-            upto = len(waiting) * done // len(found)
-            spread += unit + waiting[placed:upto]
-            placed = upto
-    return spread
+        waiting = sorted((item for item in tier if waits(item)), key=lambda item: not item.get_closest_marker("long"))
+        ordered += waiting + [item for item in tier if not waits(item)]
+    return ordered
 
 
 #: the collector's thresholds in a test process once its tests are collected: a young collection
@@ -169,12 +131,19 @@ def no_poller_outlives_its_test():
 
 def pytest_collection_modifyitems(session, config, items):
     items.sort(key=run_order)  # (a stable sort: the order otherwise stays pytest's)
-    items[:] = spread_waiting(items)
+    items[:] = waiting_first(items)
 
 
 def work_unit(nodeid: str) -> str:
-    """What xdist hands to a worker as one: the test, or the ONE_WORKER prefix it is under."""
-    return next((prefix for prefix in ONE_WORKER if nodeid.startswith(prefix)), nodeid)
+    """What xdist hands to a worker as one: the ONE_WORKER prefix the test is under, or all the
+    WAITING tests of its tier, or the test."""
+    found = next((prefix for prefix in ONE_WORKER if nodeid.startswith(prefix)), None)
+    if found is not None:
+        return found
+    module = nodeid.split("::", 1)[0]
+    if module in WAITING:
+        return f"the waiting tests of {module.split('/')[1]}"
+    return nodeid
 
 
 try:

@@ -74,43 +74,24 @@ def test_the_scheduler_keeps_the_collection_order_of_work_units():
     assert scheduler._split_scope("tests/containers/test_runner.py::test_a") == "tests/containers/"
 
 
-def test_a_tiers_waiting_tests_are_spread_between_its_other_tests_a_module_with_module_state_kept_whole(monkeypatch):
-    """Waiting tests one at a time between the others' units: a module whose tests share a
-    module-scoped fixture (test_a) whole, any other test (test_c's, test_b) on its own."""
+def test_a_tiers_waiting_tests_come_first_in_it_its_long_ones_first_of_all(monkeypatch):
     import tests.conftest as conftest
 
-    monkeypatch.setattr(conftest, "WAITING", ("tests/integration/test_w.py",))
-    order = ordered(
-        Item("unit/test_u.py"), *[Item("integration/test_w.py") for _ in range(4)],
-        Item("integration/test_a.py", scope="module"), Item("integration/test_a.py"), Item("integration/test_c.py"),
-        Item("integration/test_c.py", scope="session"), Item("integration/test_b.py"), Item("local/test_l.py"),
-    )
-    assert order == [
-        "unit/test_u.py", "integration/test_a.py", "integration/test_a.py", "integration/test_w.py", "integration/test_c.py",
-        "integration/test_w.py", "integration/test_c.py", "integration/test_w.py", "integration/test_b.py",
-        "integration/test_w.py", "local/test_l.py",
-    ]
-
-
-def test_a_class_scoped_fixture_keeps_its_module_whole_too(monkeypatch):
-    import tests.conftest as conftest
-
-    monkeypatch.setattr(conftest, "WAITING", ("tests/integration/test_w.py",))
-    order = ordered(
-        Item("integration/test_a.py"), Item("integration/test_a.py", scope="class"), Item("integration/test_w.py"),
-        Item("integration/test_w.py"), Item("integration/test_b.py"),
-    )
-    assert order == [
-        "integration/test_a.py", "integration/test_a.py", "integration/test_w.py", "integration/test_b.py",
-        "integration/test_w.py",
-    ]
-
-
-def test_long_waiting_tests_come_first_of_their_tier(monkeypatch):
-    import tests.conftest as conftest
-
-    monkeypatch.setattr(conftest, "WAITING", ("tests/local/test_w.py",))
+    monkeypatch.setattr(conftest, "WAITING", ("tests/integration/test_w.py", "tests/local/test_w.py", "tests/local/test_v.py"))
     assert ordered(
-        Item("local/test_a.py", "long"), Item("local/test_w.py"), Item("local/test_w.py", "long"), Item("local/test_b.py"),
-        Item("unit/test_u.py"),
-    ) == ["unit/test_u.py", "local/test_w.py", "local/test_a.py", "local/test_b.py", "local/test_w.py"]
+        Item("local/test_a.py", "long"), Item("integration/test_b.py"), Item("local/test_w.py"), Item("integration/test_w.py"),
+        Item("local/test_v.py", "long"), Item("local/test_b.py"), Item("unit/test_u.py"), Item("integration/test_w.py", "long"),
+    ) == [
+        "unit/test_u.py", "integration/test_w.py", "integration/test_w.py", "integration/test_b.py",
+        "local/test_v.py", "local/test_w.py", "local/test_a.py", "local/test_b.py",
+    ]
+
+
+def test_a_tiers_waiting_tests_are_one_work_unit_for_one_worker(monkeypatch):
+    """While one worker waits through them, one after another, the others compute."""
+    import tests.conftest as conftest
+
+    monkeypatch.setattr(conftest, "WAITING", ("tests/integration/test_w.py", "tests/integration/test_v.py", "tests/local/test_w.py"))
+    assert work_unit("tests/integration/test_w.py::test_a") == work_unit("tests/integration/test_v.py::test_b[x]")
+    assert work_unit("tests/integration/test_w.py::test_a") != work_unit("tests/local/test_w.py::test_a")
+    assert work_unit("tests/integration/test_x.py::test_a") == "tests/integration/test_x.py::test_a"
