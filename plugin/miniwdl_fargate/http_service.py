@@ -6,12 +6,36 @@ the answer, and serves until its ``with`` block ends.
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 #: headers of an answer that are this connection's own (re-made here), never passed on
 HOP_BY_HOP = ("content-length", "transfer-encoding", "connection")
+
+#: how long ``stop_promptly`` knocks at a server's socket before it waits as socketserver does
+STOP_KNOCK_SECONDS = 2.0
+
+
+def stop_promptly(stop: Callable[[], None], address: tuple[str, int]) -> None:
+    """``stop()``, the stop of a socketserver serving on ``address`` (its ``shutdown``, or what
+    calls it), without its wait. ``serve_forever`` looks for a shutdown request only between waits
+    of up to half a second for a connection, so a stop took up to that long; while the stop
+    waits, a connection to the server's socket ends the wait at once (the server answers it as
+    any: a connection closed unread)."""
+    stopping = threading.Thread(target=stop, name="http-server-stop", daemon=True)
+    stopping.start()
+    deadline = time.monotonic() + STOP_KNOCK_SECONDS
+    while stopping.is_alive() and time.monotonic() < deadline:
+        try:
+            socket.create_connection(address, timeout=0.1).close()
+        except OSError:  # (closed already: the stop is done, or about to be)
+            pass
+        stopping.join(0.02)
+    stopping.join()
 
 
 class HttpService:
@@ -78,6 +102,7 @@ class HttpService:
         return self.url
 
     def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
+        host, port = self.server.server_address[:2]
+        stop_promptly(self.server.shutdown, (str(host), int(port)))
         self.server.server_close()
         self.thread.join()

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
 import threading
-import time
 from typing import Any
+
+from ...http_service import stop_promptly
 
 #: moto's own settings (environment variables) for local mode: nothing in the stack uses an AMI,
 #: and moto's EC2 otherwise makes its ~1,300 default images, each with a snapshot and a volume,
 #: for every account and region it serves (a third of a second of CPU each time)
 MOTO_SETTINGS = {"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
-
-#: how long ``stop`` knocks at the server's socket before it waits as socketserver does
-STOP_KNOCK_SECONDS = 2.0
-
 
 #: the loggers local mode's stack turns down, and the level each is set to
 QUIET_LOGGERS = {
@@ -165,17 +161,6 @@ def execute_state_machines(endpoint: str) -> None:
 
 
 def stop(server: Any) -> None:
-    """Stop a ``MotoServer`` (or moto's ``ThreadedMotoServer``). Its ``serve_forever``
-    (socketserver's) looks for a shutdown request only between waits of up to 0.5 s for a
-    connection, so a stop took up to that long: while the stop waits, a connection to the
-    server's socket ends the wait at once."""
-    stopping = threading.Thread(target=server.stop, name="moto-server-stop", daemon=True)
-    stopping.start()
-    deadline = time.monotonic() + STOP_KNOCK_SECONDS
-    while stopping.is_alive() and time.monotonic() < deadline:
-        try:
-            socket.create_connection(server.get_host_and_port(), timeout=0.1).close()
-        except OSError:  # (closed already: the stop is done, or about to be)
-            pass
-        stopping.join(0.02)
-    stopping.join()
+    """Stop a ``MotoServer`` (or moto's ``ThreadedMotoServer``) without socketserver's wait of up
+    to half a second (``http_service.stop_promptly``)."""
+    stop_promptly(server.stop, server.get_host_and_port())
