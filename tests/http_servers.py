@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from miniwdl_fargate.http_service import stop_promptly
+
 
 class QuietHandler(BaseHTTPRequestHandler):
     """A handler that logs nothing (http.server writes each request to stderr) and answers JSON
@@ -44,5 +46,5 @@ def serving(handler: Any, tls: ssl.SSLContext | None = None) -> Iterator[str]:
     try:
         yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
-        server.shutdown()
+        stop_promptly(server.shutdown, server.server_address[:2])  # (not after socketserver's poll)
         server.server_close()
