@@ -2,6 +2,8 @@
 nothing left running: throttled and capacity-starved launches, Spot interruptions, a driver killed
 mid-run, duplicated events, Lambda failures."""
 
+from pathlib import Path
+
 import pytest
 
 from miniwdl_fargate import aws, runs
@@ -174,11 +176,24 @@ workflow sized {
 }
 task work {
   input { Int i  Float cpu  String tag }
-  command <<< sleep 1; echo ~{i} >>>
+  command <<<
+    # (tag "waits": each task ends only once the test has written "release" into the run's
+    # directory, ../.. of its work directory: release_waiting_tasks)
+    if [ "~{tag}" = waits ]; then until [ -e ../../release ]; do sleep 0.1; done; fi
+    echo ~{i}
+  >>>
   output { Int out = read_int(stdout()) }
   runtime { docker: "ubuntu:22.04" cpu: cpu memory: "2 GiB" }
 }
 """
+
+
+def release_waiting_tasks(stack, run_id: str) -> None:
+    """Let the tasks of run ``run_id`` (of ``SIZED``, tag "waits") end: "release" in the run's
+    miniwdl directory on the stack's EFS (runs/<run id>/<timestamp>_sized/)."""
+    found = wait_for(lambda: next(Path(stack.runtime.efs_root).glob(f"*/miniwdl/runs/{run_id}/*_sized/call-work-0"), None),
+                     60, f"run {run_id}'s directory on EFS")
+    (found.parent / "release").touch()
 
 
 def test_on_a_small_vcpu_quota_tasks_wait_their_turn_and_runs_take_turns_for_drivers(stack, faults, tmp_path):
@@ -218,6 +233,11 @@ def test_on_a_small_vcpu_quota_tasks_wait_their_turn_and_runs_take_turns_for_dri
     wait_for(lambda: status.read(bucket, stopped_id).finished, 30, "the stopped run's end recorded")
     stopped = status.read(bucket, stopped_id)
     assert stopped.status == "CANCELLED" and "stopped outside miniwdl-fargate" in stopped.error["message"], stopped
+    # the first run's tasks end only once a task of it was refused the quota while the others held
+    # it (the driver 1 vCPU, two tasks 0.5 each), however slowly the machine launches them: with
+    # tasks of a second's sleep, a loaded machine once launched the third after the first ended
+    wait_for(lambda: "fargate_vcpu_quota" in injected.injected, 60, "a task of the first run refused for the vCPU quota")
+    release_waiting_tasks(stack, submitted[0][1])
     results = [run_end(stack, name, run_id, timeout=180) for name, run_id in submitted]
     assert [r.status for r in results] == ["SUCCEEDED", "SUCCEEDED"], [r.document for r in results]
     assert results[0].document["outputs"]["sized.out"] == [0, 1, 2]
