@@ -62,8 +62,8 @@ ONE_WORKER = (
 # tier: one worker runs them one after another while the others compute. Spread one at a time
 # between the other tests, each worker still took one whenever it came, and the short tests
 # between them went by so fast that the three workers often waited at once, the machine idle
-# (measured with /proc/stat each second through a make test: about 30 idle core-seconds, 26 with
-# one unit). Run in name order, they had left the machine idle for a third of the integration tier.
+# (measured with /proc/stat each second through a make test: about 30 idle core-seconds, 23-26
+# with one unit). Run in name order, they had left the machine idle for a third of the integration tier.
 WAITING = (
     "tests/integration/test_beyond_fargate.py", "tests/integration/test_ecs_semantics_sim.py",
     "tests/integration/test_fargate_backend.py", "tests/integration/test_fargate_sim.py",
