@@ -89,13 +89,13 @@ def waits(item) -> bool:
 
 
 def waiting_first(items: list) -> list:
-    """``items`` (in tier order) with each tier's WAITING tests first in it, its long ones first
-    of all: the tier's first work unit (``work_unit``), which a worker takes as the tier begins."""
+    """``items`` (in ``run_order``: a tier's long tests first) with each tier's WAITING tests first
+    in it, in that order: the tier's first work unit (``work_unit``), which a worker takes as the
+    tier begins."""
     ordered = []
     for _, tier in itertools.groupby(items, key=tier_of):
         tier = list(tier)
-        waiting = sorted((item for item in tier if waits(item)), key=lambda item: not item.get_closest_marker("long"))
-        ordered += waiting + [item for item in tier if not waits(item)]
+        ordered += [item for item in tier if waits(item)] + [item for item in tier if not waits(item)]
     return ordered
 
 
