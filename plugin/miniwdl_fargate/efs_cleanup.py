@@ -8,8 +8,8 @@ go once no run has used them for ``keep_unused_cache_days`` (``collect_shared``)
   once), with ``EXPIRES_MARKER`` in it saying until when;
 - **what is left** (a driver killed before it could tidy up, a kept directory whose days are over):
   collected by the next driver's start (in the background) and by ``miniwdl-fargate gc``, each
-  directory decided by its run's status.json in S3 (``decide``): a run not finished is never
-  touched.
+  directory decided by its run's status.json in S3, or a kept one's marker (``look``,
+  ``decide``): a run not finished is never touched.
 
 Removal is robust to what EFS and WDL tasks leave: read-only files and directories are made
 writable first, NFS "silly-renamed" files (``.nfsXXXX``: a file deleted while a process still
@@ -319,7 +319,7 @@ class Seen:
     name: str
     #: the run's state from its status.json; None: it has none; UNREADABLE: it cannot be read
     state: str | None
-    finished_at: datetime | None = None  # the run's end (status.json)
+    finished_at: datetime | None = None  # the run's end (status.json, or a kept directory's marker)
     kept: bool = False  # it has EXPIRES_MARKER: its driver kept it on purpose
     pipeline: bool = False  # it has RUN_MARKER: a driver of the pipeline made it
     changed_at: datetime = datetime.fromtimestamp(0, timezone.utc)  # its (or its markers') last change
@@ -384,10 +384,26 @@ def lapsed_at(bucket: str, current: status_doc.RunStatus) -> datetime | None:
     return submitted + LAPSE_FACTOR * timedelta(seconds=limit) + LAPSE_MARGIN
 
 
+def marked_end(path: str) -> tuple[str, datetime] | None:
+    """The end of the run of the directory ``path`` as its ``EXPIRES_MARKER`` says it (its state and
+    time), or None where the marker cannot say. Its driver wrote the marker once the run's end was
+    written, and a run never runs again (a resume is a new run, in a directory of its own): a
+    collection asks S3 for the status of no directory kept so. Each driver's start-up collection
+    used to read the status.json of every failed run kept for its days, a GetObject each."""
+    found = _read_json(os.path.join(path, EXPIRES_MARKER)) or {}
+    try:
+        state, ended = found["status"], datetime.fromisoformat(found["finished_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if state not in status_doc.FINISHED or ended.tzinfo is None:
+        return None
+    return state, ended
+
+
 def look(runs_root: str, name: str, bucket: str, now: datetime | None = None) -> Seen:
-    """What is known of ``<runs_root>/<name>``: its run's status (status.json in ``bucket``), its
-    markers and its last change; a run not finished long after any wait for it (``LAPSED``) as
-    ended then."""
+    """What is known of ``<runs_root>/<name>``: its run's end as the marker of a kept directory
+    says it (``marked_end``), else its run's status (status.json in ``bucket``); its markers and
+    its last change; a run not finished long after any wait for it (``LAPSED``) as ended then."""
     path = os.path.join(runs_root, name)
     changed = max(
         (os.lstat(p).st_mtime for p in (path, os.path.join(path, RUN_MARKER), os.path.join(path, EXPIRES_MARKER))
@@ -401,6 +417,8 @@ def look(runs_root: str, name: str, bucket: str, now: datetime | None = None) ->
     }
     if not runs.RUN_ID_RE.match(name):
         return Seen(name, None, **facts)
+    if facts["kept"] and (marked := marked_end(path)) is not None:
+        return Seen(name, *marked, **facts)
     try:
         # a missing status.json is "none" only where the reader may list the bucket (else S3 says
         # 403, not 404: https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html), which

@@ -139,6 +139,44 @@ def test_a_kept_directory_says_until_when(tmp_path):
     assert stat.S_ISREG(os.stat(tmp_path / efs_cleanup.EXPIRES_MARKER).st_mode)
 
 
+def test_a_directory_its_driver_kept_is_decided_by_its_marker_without_asking_s3(tmp_path, monkeypatch):
+    """The marker is written once the run's end is: its state and time are the run's, and no
+    status.json is read for them (a driver's start-up collection read one for every kept run)."""
+    asked = []
+    monkeypatch.setattr(efs_cleanup.status_doc, "read", lambda bucket, run_id: asked.append(run_id))
+    for run_id, state, ended in [("kept-00000001", "FAILED", ago(1)), ("gone-00000002", "CANCELLED", ago(4)),
+                                 ("mine-00000003", "SUCCEEDED", ago(0))]:
+        (tmp_path / run_id).mkdir()
+        efs_cleanup.mark_kept(str(tmp_path / run_id), state, 3, "why", now=ended)
+    seen = {name: efs_cleanup.look(str(tmp_path), name, "runs", NOW) for name in sorted(os.listdir(tmp_path))}
+    assert asked == []
+    assert {name: (s.state, s.finished_at, s.kept) for name, s in seen.items()} == {
+        "gone-00000002": ("CANCELLED", ago(4), True), "kept-00000001": ("FAILED", ago(1), True),
+        "mine-00000003": ("SUCCEEDED", ago(0), True),
+    }
+    verdicts = {name: decide(s, NOW, 3) for name, s in seen.items()}
+    assert {name: v.remove for name, v in verdicts.items()} == {
+        "gone-00000002": True, "kept-00000001": False, "mine-00000003": False,
+    }
+    assert verdicts["kept-00000001"].reason == "the run FAILED; kept until 2026-12-02T12:00:00+00:00"
+
+
+@pytest.mark.parametrize("marker", [
+    "not json", "[]", '{"status": "FAILED"}', '{"status": "FAILED", "finished_at": "yesterday"}',
+    '{"status": "FAILED", "finished_at": "2026-11-29T12:00:00"}',  # (no zone: not what a driver writes)
+    '{"status": "RUNNING", "finished_at": "2026-11-29T12:00:00+00:00"}', '{"status": 3, "finished_at": "2026-11-29T12:00:00+00:00"}',
+])
+def test_a_marker_that_cannot_say_how_the_run_ended_leaves_it_to_the_runs_status(tmp_path, monkeypatch, marker):
+    from miniwdl_fargate import status
+
+    monkeypatch.setattr(efs_cleanup.status_doc, "read", lambda bucket, run_id: status.RunStatus(
+        run_id=run_id, name="hello", status="FAILED", submitted_at=ago(3).isoformat(), finished_at=ago(2).isoformat()))
+    (tmp_path / RUN).mkdir()
+    (tmp_path / RUN / efs_cleanup.EXPIRES_MARKER).write_text(marker)
+    seen = efs_cleanup.look(str(tmp_path), RUN, "runs", NOW)
+    assert (seen.state, seen.finished_at, seen.kept) == ("FAILED", ago(2), True)
+
+
 def test_a_link_to_a_directory_is_removed_never_what_it_points_at(tmp_path):
     target = tmp_path / "precious"
     (target / "inside").mkdir(parents=True)
