@@ -35,8 +35,8 @@ help:
 
 # Built with uv (.ci/uv: about 3 s where pip took 13), or with pip when uv cannot be had.
 # VENV_COMPILE=1 (make test sets it) compiles the packages' bytecode once installed, and the
-# project's folders (.ci/bytecode: all but the packages nothing of ours imports; about 7 s and 14 s
-# of CPU on two cores, where uv's --compile-bytecode of all of .venv took 14 s and 27 s): the tests
+# project's folders (.ci/bytecode: all but what nothing of ours imports; about 5 s and 7 s of CPU
+# on two cores for the packages, where uv's --compile-bytecode of all of .venv took 14 s and 27 s): the tests
 # start many interpreters at once (three workers, each with its fork servers and `local run`s), and
 # left to each module's first import, a module was compiled by every process importing it before
 # the first one wrote its .pyc (a clean clone's suite took 507 s of CPU, 434 s with its 2,182
