@@ -3,6 +3,7 @@ HeartbeatSecondsPath and SendTaskHeartbeat work as documented; the name of a hea
 needs the fix fixes.heartbeat_timeout_name (the first test says when it no longer does)."""
 
 import json
+import os
 import threading
 import time
 from types import SimpleNamespace
@@ -495,6 +496,40 @@ def test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported(monke
     assert fixed_reads <= 1
     assert fixed_regions == unfixed_regions and fixed_zones == unfixed_zones
     assert len(fixed_regions) > 20 and "us-east-1" in fixed_zones
+
+
+def _offerings_imported(monkeypatch, fixed: bool) -> tuple[dict, dict]:
+    """moto's module of instance types imported anew (this process's own copy put back after), with
+    or without the fix: how many offerings each location type held as the import ended, and them
+    all (read then, the fix's when asked)."""
+    import importlib
+    import sys
+
+    importlib.import_module(fixes.EC2_OFFERINGS_MODULE)
+    monkeypatch.delitem(sys.modules, fixes.EC2_OFFERINGS_MODULE)  # (put back by monkeypatch after the test)
+    monkeypatch.delitem(patching.originals, "ec2_offerings_read_when_asked", raising=False)
+    if fixed:
+        fixes.ec2_offerings_read_when_asked()
+        module = sys.modules[fixes.EC2_OFFERINGS_MODULE]
+        assert module.listdir is os.listdir and os.listdir.__module__ == "posix", "the system's own listdir is not back"
+    else:
+        module = importlib.import_module(fixes.EC2_OFFERINGS_MODULE)
+    del sys.modules[fixes.EC2_OFFERINGS_MODULE]
+    offerings = module.INSTANCE_TYPE_OFFERINGS
+    at_import = {location: sum(len(found) for found in dict.values(regions)) for location, regions in offerings.items()}
+    return at_import, {location: dict(regions.items()) for location, regions in offerings.items()}
+
+
+def test_moto_still_reads_every_instance_type_offering_as_ec2_is_imported(monkeypatch):
+    """When this fails, importing moto's EC2 no longer reads every region's instance type
+    offerings: remove fixes.ec2_offerings_read_when_asked. With the fix, none is read as the module
+    is imported, and moto has the same offerings once asked, by [region] and by .get(region)."""
+    unfixed_at_import, unfixed = _offerings_imported(monkeypatch, fixed=False)
+    assert sum(unfixed_at_import.values()) > 100_000, "moto's EC2 no longer reads the offerings as it is imported"
+    fixed_at_import, fixed = _offerings_imported(monkeypatch, fixed=True)
+    assert set(fixed_at_import) == set(unfixed_at_import) and not any(fixed_at_import.values())
+    assert fixed == unfixed
+    assert fixed["region"]["us-east-1"][0]["LocationType"] == "region"
 
 
 KEY = "runs/shared/status.json"

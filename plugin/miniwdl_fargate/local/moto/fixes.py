@@ -1005,6 +1005,108 @@ def ec2_regions_read_once() -> None:
         Session.get_available_regions = own
 
 
+#: the module of moto's EC2 that reads every region's instance type offerings as it is imported
+EC2_OFFERINGS_MODULE = "moto.ec2.models.instance_types"
+
+
+class OfferingsReadWhenAsked(dict):
+    """One location type's instance type offerings by region, as moto's ``INSTANCE_TYPE_OFFERINGS``
+    holds them (``{region: [offering, ...]}``), read from moto's files the first time anything asks
+    for them, as moto's module reads them. moto asks by ``[region]`` and ``.get(region)`` (a
+    DescribeInstanceTypeOfferings, a RunInstances, a spot price history). Indexing, ``get``,
+    ``in``, iteration, ``len``, ``keys``, ``values`` and ``items`` read them first; a copy made in C
+    (``dict(x)``, ``{**x}``) would not, and moto makes none of this dict."""
+
+    def __init__(self, module: Any, location: str) -> None:
+        super().__init__()
+        self._module, self._location = module, location
+        self._lock = threading.Lock()
+        self._read = False
+
+    def _read_all(self) -> None:
+        import os
+
+        with self._lock:
+            if self._read:
+                return
+            folder = self._module.root / self._module.offerings_path / self._location
+            for data_file in os.listdir(folder):  # (as moto's module: {region}.json or {region}.json.gz)
+                found = self._module.load_resource(os.path.join("ec2", self._module.offerings_path, self._location, data_file))
+                for offering in found:
+                    offering["LocationType"] = self._location
+                dict.__setitem__(self, data_file.split(".")[0], found)
+            self._read = True
+
+    def __getitem__(self, key: Any) -> Any:
+        self._read_all()
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._read_all()
+        return super().get(key, default)
+
+    def __contains__(self, key: Any) -> bool:
+        self._read_all()
+        return super().__contains__(key)
+
+    def __iter__(self) -> Any:
+        self._read_all()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._read_all()
+        return super().__len__()
+
+    def keys(self) -> Any:
+        self._read_all()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._read_all()
+        return super().values()
+
+    def items(self) -> Any:
+        self._read_all()
+        return super().items()
+
+
+def ec2_offerings_read_when_asked() -> None:
+    """moto's EC2 reads the instance type offerings of every region and location type (about
+    150,000 of them, from 90 files) as its module is imported: 0.27 s of CPU in every
+    process that imports moto's CloudFormation or Step Functions (a one-shot ``local run``, ``local
+    up``), for data that only a DescribeInstanceTypeOfferings, a RunInstances or
+    a spot price history reads, none of which local mode's stack makes. While moto's EC2 is
+    imported (``ec2_regions_read_once`` imports it, that fix around the import too), the module
+    finds no offerings folder; then each location type's offerings are an
+    ``OfferingsReadWhenAsked``, in the dict moto's other modules bound at their import. Nothing to
+    do where EC2 is imported already; installed before anything imports it (first in ``install``)."""
+    import importlib
+    import os
+    import sys
+
+    if EC2_OFFERINGS_MODULE in sys.modules or installed("ec2_offerings_read_when_asked"):
+        return
+    own = os.listdir
+    folder = os.path.join("resources", "instance_type_offerings")
+
+    def listdir(path: Any = None) -> list:  # (os.listdir's one argument: a path, bytes, a descriptor or None)
+        name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+        if isinstance(name, str) and name.endswith(folder):
+            return []
+        return own(path)
+
+    replace("ec2_offerings_read_when_asked", os, "listdir", listdir)
+    try:
+        ec2_regions_read_once()
+        module = importlib.import_module(EC2_OFFERINGS_MODULE)
+    finally:
+        # (the system's own function again, for everyone: the fix only ever applies to this import)
+        os.listdir = own
+    module.listdir = own  # (the name the module bound as it was imported)
+    for location in own(module.root / module.offerings_path):
+        module.INSTANCE_TYPE_OFFERINGS[location] = OfferingsReadWhenAsked(module, location)
+
+
 def _nothing_to_install() -> None:
     """(``event_envelope`` is applied by the events hook, event by event.)"""
 
@@ -1046,7 +1148,11 @@ def stepfunctions_finished_threads() -> None:
 
 
 FIXES: tuple[Fix, ...] = (
-    # (first: what the others import imports moto's EC2)
+    # (first: what the others import imports moto's EC2; the offerings' fix imports it, the
+    # regions' fix around that import too)
+    Fix("ec2_offerings_read_when_asked", "EC2 reads every region's instance type offerings as it is imported",
+        NO_ISSUE, f"{_MOTO_TESTS}::test_moto_still_reads_every_instance_type_offering_as_ec2_is_imported",
+        ec2_offerings_read_when_asked),
     Fix("ec2_regions_read_once", "EC2 reads botocore's endpoints three times over as it is imported, a new boto3 "
         "Session for each partition's regions", "none for EC2's import; related: https://github.com/getmoto/moto/pull/7120 "
         "(a cached region collection) and https://github.com/getmoto/moto/pull/8369 (a Session made only when needed), "
