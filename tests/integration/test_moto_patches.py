@@ -500,8 +500,8 @@ def test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported(monke
 
 def _offerings_imported(monkeypatch, fixed: bool) -> tuple[dict, dict]:
     """moto's module of instance types imported anew (this process's own copy put back after), with
-    or without the fix: how many offerings each location type held as the import ended, and them
-    all (read then, the fix's when asked)."""
+    or without the fix: how many offerings each location type held as the import ended, and
+    moto's table of them (``INSTANCE_TYPE_OFFERINGS``)."""
     import importlib
     import sys
 
@@ -516,19 +516,25 @@ def _offerings_imported(monkeypatch, fixed: bool) -> tuple[dict, dict]:
         module = importlib.import_module(fixes.EC2_OFFERINGS_MODULE)
     del sys.modules[fixes.EC2_OFFERINGS_MODULE]
     offerings = module.INSTANCE_TYPE_OFFERINGS
-    at_import = {location: sum(len(found) for found in dict.values(regions)) for location, regions in offerings.items()}
-    return at_import, {location: dict(regions.items()) for location, regions in offerings.items()}
+    at_import = {
+        location: 0 if isinstance(regions, fixes.OfferingsReadWhenAsked) and not regions.read
+        else sum(len(found) for found in regions.values())
+        for location, regions in offerings.items()
+    }
+    return at_import, offerings
 
 
 def test_moto_still_reads_every_instance_type_offering_as_ec2_is_imported(monkeypatch):
     """When this fails, importing moto's EC2 no longer reads every region's instance type
     offerings: remove fixes.ec2_offerings_read_when_asked. With the fix, none is read as the module
-    is imported, and moto has the same offerings once asked, by [region] and by .get(region)."""
+    is imported, and moto has the same offerings once asked, by .get(region) and [region]."""
     unfixed_at_import, unfixed = _offerings_imported(monkeypatch, fixed=False)
     assert sum(unfixed_at_import.values()) > 100_000, "moto's EC2 no longer reads the offerings as it is imported"
     fixed_at_import, fixed = _offerings_imported(monkeypatch, fixed=True)
     assert set(fixed_at_import) == set(unfixed_at_import) and not any(fixed_at_import.values())
-    assert fixed == unfixed
+    assert fixed["availability-zone"].get("us-east-1") == unfixed["availability-zone"]["us-east-1"]
+    assert fixed["region"].get("no-such-region", []) == [] and "no-such-region" not in fixed["region"]
+    assert {location: dict(regions) for location, regions in fixed.items()} == unfixed
     assert fixed["region"]["us-east-1"][0]["LocationType"] == "region"
 
 

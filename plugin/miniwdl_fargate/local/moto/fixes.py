@@ -10,6 +10,7 @@ A fix changes how moto answers the product's own requests; it never runs anythin
 from __future__ import annotations
 
 import collections
+import collections.abc
 import copy
 import datetime
 import functools
@@ -1009,65 +1010,46 @@ def ec2_regions_read_once() -> None:
 EC2_OFFERINGS_MODULE = "moto.ec2.models.instance_types"
 
 
-class OfferingsReadWhenAsked(dict):
+class OfferingsReadWhenAsked(collections.abc.Mapping):
     """One location type's instance type offerings by region, as moto's ``INSTANCE_TYPE_OFFERINGS``
     holds them (``{region: [offering, ...]}``), read from moto's files the first time anything asks
     for them, as moto's module reads them. moto asks by ``[region]`` and ``.get(region)`` (a
-    DescribeInstanceTypeOfferings, a RunInstances, a spot price history). Indexing, ``get``,
-    ``in``, iteration, ``len``, ``keys``, ``values`` and ``items`` read them first; a copy made in C
-    (``dict(x)``, ``{**x}``) would not, and moto makes none of this dict."""
+    DescribeInstanceTypeOfferings, a RunInstances, a spot price history); every other way of
+    reading a mapping goes through the same three methods."""
 
     def __init__(self, module: Any, location: str) -> None:
-        super().__init__()
         self._module, self._location = module, location
         self._lock = threading.Lock()
-        self._read = False
+        self._offerings: dict[str, list] | None = None
 
-    def _read_all(self) -> None:
+    @property
+    def read(self) -> bool:
+        """Whether anything has asked for them yet."""
+        return self._offerings is not None
+
+    def offerings(self) -> dict[str, list]:
         import os
 
         with self._lock:
-            if self._read:
-                return
-            folder = self._module.root / self._module.offerings_path / self._location
-            for data_file in os.listdir(folder):  # (as moto's module: {region}.json or {region}.json.gz)
-                found = self._module.load_resource(os.path.join("ec2", self._module.offerings_path, self._location, data_file))
-                for offering in found:
-                    offering["LocationType"] = self._location
-                dict.__setitem__(self, data_file.split(".")[0], found)
-            self._read = True
+            if self._offerings is None:
+                found: dict[str, list] = {}
+                folder = self._module.root / self._module.offerings_path / self._location
+                for data_file in os.listdir(folder):  # (as moto's module: {region}.json or {region}.json.gz)
+                    path = os.path.join("ec2", self._module.offerings_path, self._location, data_file)
+                    region = found[data_file.split(".")[0]] = self._module.load_resource(path)
+                    for offering in region:
+                        offering["LocationType"] = self._location
+                self._offerings = found
+            return self._offerings
 
-    def __getitem__(self, key: Any) -> Any:
-        self._read_all()
-        return super().__getitem__(key)
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        self._read_all()
-        return super().get(key, default)
-
-    def __contains__(self, key: Any) -> bool:
-        self._read_all()
-        return super().__contains__(key)
+    def __getitem__(self, region: str) -> list:
+        return self.offerings()[region]
 
     def __iter__(self) -> Any:
-        self._read_all()
-        return super().__iter__()
+        return iter(self.offerings())
 
     def __len__(self) -> int:
-        self._read_all()
-        return super().__len__()
-
-    def keys(self) -> Any:
-        self._read_all()
-        return super().keys()
-
-    def values(self) -> Any:
-        self._read_all()
-        return super().values()
-
-    def items(self) -> Any:
-        self._read_all()
-        return super().items()
+        return len(self.offerings())
 
 
 def ec2_offerings_read_when_asked() -> None:
