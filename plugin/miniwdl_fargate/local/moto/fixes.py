@@ -1036,9 +1036,10 @@ class OfferingsReadWhenAsked(collections.abc.Mapping):
                 folder = self._module.root / self._module.offerings_path / self._location
                 for data_file in os.listdir(folder):  # (as moto's module: {region}.json or {region}.json.gz)
                     path = os.path.join("ec2", self._module.offerings_path, self._location, data_file)
-                    region = found[data_file.split(".")[0]] = self._module.load_resource(path)
+                    region = self._module.load_resource(path)
                     for offering in region:
                         offering["LocationType"] = self._location
+                    found[data_file.split(".")[0]] = region
                 self._offerings = found
             return self._offerings
 
@@ -1054,14 +1055,14 @@ class OfferingsReadWhenAsked(collections.abc.Mapping):
 
 def ec2_offerings_read_when_asked() -> None:
     """moto's EC2 reads the instance type offerings of every region and location type (about
-    150,000 of them, from 90 files) as its module is imported: 0.27 s of CPU in every
-    process that imports moto's CloudFormation or Step Functions (a one-shot ``local run``, ``local
-    up``), for data that only a DescribeInstanceTypeOfferings, a RunInstances or
-    a spot price history reads, none of which local mode's stack makes. While moto's EC2 is
-    imported (``ec2_regions_read_once`` imports it, that fix around the import too), the module
-    finds no offerings folder; then each location type's offerings are an
-    ``OfferingsReadWhenAsked``, in the dict moto's other modules bound at their import. Nothing to
-    do where EC2 is imported already; installed before anything imports it (first in ``install``)."""
+    150,000 of them, from 90 files) as its module is imported: 0.27 s of CPU in every process that
+    imports moto's CloudFormation or Step Functions first (a one-shot ``local run``, ``local up``),
+    for data that only a DescribeInstanceTypeOfferings, a RunInstances or a spot price history
+    reads, none of which local mode's stack makes. While moto's EC2 is imported
+    (``ec2_regions_read_once`` imports it, that fix around the import too), the module finds no
+    offerings folder; then each location type's offerings are an ``OfferingsReadWhenAsked``, in
+    the dict moto's other modules bound at their import. Nothing to do where EC2 is imported
+    already; installed before anything imports it (first in ``install``)."""
     import importlib
     import os
     import sys
