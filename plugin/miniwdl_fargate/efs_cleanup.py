@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from . import runs
+from . import nfs, runs
 from . import status as status_doc
 
 log = logging.getLogger("miniwdl-fargate.efs")
@@ -568,8 +568,6 @@ def leftovers(cache_root: str, *, dry_run: bool = False, now: float | None = Non
 
 def fresh_mtime(path: str) -> float:
     """A marker's mtime as EFS has it (``nfs.fresh_stat``: opened, not an lstat of cached attributes)."""
-    from .backend import nfs  # (here: the driver's modules load no backend module as they are imported)
-
     return nfs.fresh_stat(path).st_mtime
 
 

@@ -381,7 +381,7 @@ def test_an_entrys_use_is_read_as_efs_has_it_not_as_this_client_cached_it(tmp_pa
     """Another client's touch of an entry's marker (a run on another host staging it) may be hidden
     by this NFS client's cached attributes (up to acregmax, 60 s) from an lstat: the marker is
     opened and fstat'ed (close-to-open: the open asks the server), when listed and when rechecked."""
-    from miniwdl_fargate.backend import nfs
+    from miniwdl_fargate import nfs
 
     cache = tmp_path / "cache"
     entry = cache_entry(cache, "s3/data/x.txt/89abcdef", used_days_ago=30)

@@ -9,7 +9,8 @@ import sys
 
 NOT_THE_BACKEND = [
     "miniwdl_fargate.driver", "miniwdl_fargate.progress", "miniwdl_fargate.report.run", "miniwdl_fargate.config",
-    "miniwdl_fargate.limits", "miniwdl_fargate.attempts", "miniwdl_fargate.run_resources",
+    "miniwdl_fargate.limits", "miniwdl_fargate.attempts", "miniwdl_fargate.run_resources", "miniwdl_fargate.efs_cleanup",
+    "miniwdl_fargate.nfs",
 ]
 
 

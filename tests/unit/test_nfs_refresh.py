@@ -1,12 +1,13 @@
 """The driver refreshes its NFS view of a task's directory after the task stops and before miniwdl
-reads its outputs (backend.nfs, BaseTaskContainer.refresh_task_dir)."""
+reads its outputs (nfs, BaseTaskContainer.refresh_task_dir)."""
 
 import logging
 import os
 
 from WDL.runtime import config as wdl_config
 
-from miniwdl_fargate.backend import base, nfs
+from miniwdl_fargate import nfs
+from miniwdl_fargate.backend import base
 
 LOG = logging.getLogger("test")
 

@@ -37,7 +37,8 @@ from WDL.runtime.task_container import TaskContainer
 from WDL._util import StructuredLogMessage as _
 
 from .. import attempts, config
-from . import links, nfs
+from .. import nfs
+from . import links
 from ..miniwdl_fixes import INPUTS_FOLDER
 
 
