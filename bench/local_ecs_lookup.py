@@ -52,7 +52,7 @@ def main() -> None:
 
     from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
 
-    from miniwdl_fargate.local.ecs_state import LOCAL_RUNTIME_AGENT
+    from miniwdl_fargate.local.moto.ecs_state import LOCAL_RUNTIME_AGENT
     from miniwdl_fargate.local.moto import direct, fixes, hooks, patching
 
     patching.check_version()

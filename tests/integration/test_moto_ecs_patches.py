@@ -6,7 +6,7 @@ from botocore.exceptions import ClientError
 from moto.ecs.responses import EC2ContainerServiceResponse
 
 from miniwdl_fargate import aws
-from miniwdl_fargate.local.ecs_state import LOCAL_RUNTIME_AGENT
+from miniwdl_fargate.local.moto.ecs_state import LOCAL_RUNTIME_AGENT
 from miniwdl_fargate.local.moto import fixes, hooks, patching
 
 
@@ -90,7 +90,7 @@ def test_a_task_stopped_an_hour_ago_is_forgotten_with_its_client_token(ecs, monk
     and the tokens of the tasks it forgot, so a stack that stays up does not keep every task."""
     from moto.ecs.models import ecs_backends
 
-    from miniwdl_fargate.local import ecs_state
+    from miniwdl_fargate.local.moto import ecs_state
 
     monkeypatch.setattr(fixes, "TOKENS_KEPT", 1)  # (every RunTask looks for tokens to forget)
     now = [0.0]
@@ -220,7 +220,7 @@ def test_an_answer_never_shows_half_of_one_write_of_the_runner(ecs):
 
     from moto.ecs.models import ecs_backends
 
-    from miniwdl_fargate.local import ecs_state
+    from miniwdl_fargate.local.moto import ecs_state
 
     (task,) = run(ecs, "half")
     arn = task["taskArn"]
@@ -245,7 +245,7 @@ def test_an_answer_never_shows_half_of_one_write_of_the_runner(ecs):
 def test_a_snapshot_is_its_own_copy(ecs):
     from moto.ecs.models import ecs_backends
 
-    from miniwdl_fargate.local import ecs_state
+    from miniwdl_fargate.local.moto import ecs_state
 
     run(ecs, "copy")
     (moto_task,) = ecs_backends["123456789012"]["us-east-1"].tasks["c"].values()

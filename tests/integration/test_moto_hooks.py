@@ -1,4 +1,4 @@
-"""local/moto/hooks.py and local/ecs_state.py against in-process moto: RunTask hands the runner a
+"""local/moto/hooks.py and local/moto/ecs_state.py against in-process moto: RunTask hands the runner a
 plain TaskSpec and StopTask the task's ARN; what ecs_state writes is what DescribeTasks and the
 "ECS Task State Change" events show. (Without a runtime, the hooks leave the work to moto.)"""
 
@@ -10,7 +10,7 @@ import pytest
 from miniwdl_fargate import aws, runs, sweep
 from miniwdl_fargate.local.ecs_runner import TaskSpec
 from miniwdl_fargate.local import changes
-from miniwdl_fargate.local.ecs_state import MotoTaskState
+from miniwdl_fargate.local.moto.ecs_state import MotoTaskState
 from miniwdl_fargate.local.faults import Faults
 from miniwdl_fargate.local.moto import hooks
 from tests.waiting import wait_for
@@ -171,7 +171,7 @@ def test_a_state_change_event_is_built_only_where_a_rule_may_match_it(hooked, mo
     """No rule of the stack matches a WDL task's events: they are not built (a DescribeTasks
     each). A rule that may match one gets it, whole; a rule naming only fields of the detail that
     a DescribeTasks tells (here a container's exit code) gets every event to decide on."""
-    from miniwdl_fargate.local import ecs_state
+    from miniwdl_fargate.local.moto import ecs_state
 
     _, state = hooked
     sqs, queue = events_to_a_queue("stopped", {
@@ -225,7 +225,7 @@ def test_stop_task_of_a_task_it_does_not_know_is_refused_as_ecs_refuses_it(hooke
 def test_a_state_change_event_is_built_when_its_rules_cannot_be_judged(hooked, monkeypatch):
     """Should judging the bus's rules on what moto holds fail, the whole event is built and moto's
     own matching decides: an event is never lost to the shortcut."""
-    from miniwdl_fargate.local import ecs_state
+    from miniwdl_fargate.local.moto import ecs_state
 
     _, state = hooked
     sqs, queue = events_to_a_queue("all-ecs", {"source": ["aws.ecs"]})

@@ -32,7 +32,7 @@ from .. import aws
 from . import schedules
 from .changes import RUN_FILE, RUN_SLOTS, ChangeCount, run_slot
 from .ecs_runner import EcsRunner, TaskSpec
-from .ecs_state import MotoTaskState
+from .moto.ecs_state import MotoTaskState
 from .faults import Faults
 from .forkserver import LazyForkServer
 from .lambda_runner import FunctionSpec, LambdaRunner

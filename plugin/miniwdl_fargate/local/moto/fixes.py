@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .. import ecs_state
+from . import ecs_state
 from .patching import MOTO_VERSION, backend_state, installed, moto_function, replace, state_lock
 from .tracking import untracked_copy
 

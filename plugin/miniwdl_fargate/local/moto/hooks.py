@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from ... import runs
 from ..ecs_runner import TaskSpec
-from ..ecs_state import LOCAL_RUNTIME_AGENT, MotoTaskState
+from .ecs_state import LOCAL_RUNTIME_AGENT, MotoTaskState
 from ..faults import CAPACITY_REASON, VCPU_QUOTA_REASON, Faults
 from ..lambda_runner import FunctionSpec
 from . import fixes

@@ -36,7 +36,7 @@ WRITE_LOCK = threading.RLock()
 def snapshot(task: Any) -> Any:
     """A copy of moto's task (and of its containers) as it is between two writes, for an answer
     (one moto does not keep: ``moto.tracking``)."""
-    from .moto.tracking import untracked_copy  # (here: the moto package imports this module)
+    from .tracking import untracked_copy
 
     with WRITE_LOCK:
         copied = untracked_copy(task)
@@ -104,7 +104,7 @@ class MotoTaskState:
                     gone.append((arn, self._tasks[arn]))
         if not gone:  # (each RunTask asks: most find nothing to forget, and take no other lock)
             return 0
-        from .moto.tracking import untrack
+        from .tracking import untrack
 
         forgotten: list[Any] = []
         with WRITE_LOCK:  # (out of moto first: a StopTask then finds nothing, not a task this forgot)
@@ -185,7 +185,7 @@ class MotoTaskState:
     def ecs(self) -> Any:
         """The runtime's own ECS client: "ECS itself", which always knows its tasks (DescribeTasks
         hides nothing from it, see ``moto.hooks``), answered by moto in this process (``moto.direct``)."""
-        from .moto import direct
+        from . import direct
 
         return direct.client("ecs", self.region, LOCAL_RUNTIME_AGENT)
 
