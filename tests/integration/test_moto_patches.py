@@ -454,33 +454,43 @@ def test_moto_still_reads_a_json_template_as_yaml(monkeypatch):
     assert len(loads) == 2
 
 
+def _imported_anew(monkeypatch, module_name: str, fix_name: str, install, fixed: bool):
+    """moto's module ``module_name`` imported anew, with the fix ``fix_name`` (``install``, which
+    imports it) or without; this process's own copy of the module, the one moto's backends were
+    built from, is put back after the test (monkeypatch)."""
+    import importlib
+    import sys
+
+    importlib.import_module(module_name)
+    monkeypatch.delitem(sys.modules, module_name)
+    monkeypatch.delitem(patching.originals, fix_name, raising=False)
+    if fixed:
+        install()
+        module = sys.modules[module_name]
+    else:
+        module = importlib.import_module(module_name)
+    del sys.modules[module_name]
+    return module
 
 
 def _ec2_regions_imported(monkeypatch, fixed: bool) -> tuple[int, list, dict]:
-    """moto's module of EC2 regions imported anew (this process's own copy put back after, the one
-    moto's EC2 backend was built from), with or without the fix: how many times botocore's
-    endpoints were read (one EndpointResolver each), and the regions and zones moto listed."""
+    """moto's module of EC2 regions imported anew (``_imported_anew``), with or without the fix:
+    how many times botocore's endpoints were read (one EndpointResolver each), and the regions
+    and zones moto listed."""
     import importlib
-    import sys
 
     import botocore.regions
     from boto3.session import Session
 
-    importlib.import_module(fixes.EC2_REGIONS_MODULE)
+    importlib.import_module(fixes.EC2_REGIONS_MODULE)  # (before the reads are counted)
     reads = []
     own_init = botocore.regions.EndpointResolver.__init__
     monkeypatch.setattr(botocore.regions.EndpointResolver, "__init__",
                         lambda self, *args, **kwargs: reads.append(1) or own_init(self, *args, **kwargs))
     own_method = Session.get_available_regions
-    monkeypatch.delitem(sys.modules, fixes.EC2_REGIONS_MODULE)  # (put back by monkeypatch after the test)
-    monkeypatch.delitem(patching.originals, "ec2_regions_read_once", raising=False)
-    if fixed:
-        fixes.ec2_regions_read_once()
-        assert Session.get_available_regions is own_method, "boto3's own method is not back"
-        table = sys.modules[fixes.EC2_REGIONS_MODULE].RegionsAndZonesBackend
-    else:
-        table = importlib.import_module(fixes.EC2_REGIONS_MODULE).RegionsAndZonesBackend
-    del sys.modules[fixes.EC2_REGIONS_MODULE]
+    module = _imported_anew(monkeypatch, fixes.EC2_REGIONS_MODULE, "ec2_regions_read_once", fixes.ec2_regions_read_once, fixed)
+    assert Session.get_available_regions is own_method, "boto3's own method is not back"
+    table = module.RegionsAndZonesBackend
     zones = {region: [(z.name, z.zone_id) for z in found] for region, found in table.zones.items()}
     return len(reads), [(r.name, r.endpoint) for r in table.regions], zones
 
@@ -499,22 +509,13 @@ def test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported(monke
 
 
 def _offerings_imported(monkeypatch, fixed: bool) -> tuple[dict, dict]:
-    """moto's module of instance types imported anew (this process's own copy put back after), with
-    or without the fix: how many offerings each location type held as the import ended, and
-    moto's table of them (``INSTANCE_TYPE_OFFERINGS``)."""
-    import importlib
-    import sys
-
-    importlib.import_module(fixes.EC2_OFFERINGS_MODULE)
-    monkeypatch.delitem(sys.modules, fixes.EC2_OFFERINGS_MODULE)  # (put back by monkeypatch after the test)
-    monkeypatch.delitem(patching.originals, "ec2_offerings_read_when_asked", raising=False)
-    if fixed:
-        fixes.ec2_offerings_read_when_asked()
-        module = sys.modules[fixes.EC2_OFFERINGS_MODULE]
-        assert module.listdir is os.listdir and os.listdir.__module__ == "posix", "the system's own listdir is not back"
-    else:
-        module = importlib.import_module(fixes.EC2_OFFERINGS_MODULE)
-    del sys.modules[fixes.EC2_OFFERINGS_MODULE]
+    """moto's module of instance types imported anew (``_imported_anew``), with or without the
+    fix: how many offerings each location type held as the import ended, and moto's table of them
+    (``INSTANCE_TYPE_OFFERINGS``)."""
+    module = _imported_anew(
+        monkeypatch, fixes.EC2_OFFERINGS_MODULE, "ec2_offerings_read_when_asked", fixes.ec2_offerings_read_when_asked, fixed,
+    )
+    assert module.listdir is os.listdir and os.listdir.__module__ == "posix", "the system's own listdir is not back"
     offerings = module.INSTANCE_TYPE_OFFERINGS
     at_import = {
         location: 0 if isinstance(regions, fixes.OfferingsReadWhenAsked) and not regions.read
