@@ -1203,8 +1203,8 @@ def test_own_vpc_stack_comes_up_in_moto(moto_cfn):
 
 
 def test_moto_cloudformation_still_drops_a_task_definitions_cpu(moto_aws):
-    """Why cfn.INCOMPLETE completes AWS::ECS::TaskDefinition; when this fails, moto keeps Cpu
-    itself: drop the patch."""
+    """Why cfn.RESOURCE_TYPES replaces moto's creation of AWS::ECS::TaskDefinition; when this
+    fails, moto keeps Cpu itself: drop its entry."""
     from moto.ecs.models import TaskDefinition
 
     create = cfn.moto_create("AWS::ECS::TaskDefinition")
@@ -1214,8 +1214,8 @@ def test_moto_cloudformation_still_drops_a_task_definitions_cpu(moto_aws):
 
 
 
-# moto's own CloudFormation creations of what cfn.INCOMPLETE completes: when one of these fails,
-# moto does it itself; drop that completion (and the test)
+# moto's own CloudFormation creations that cfn.RESOURCE_TYPES' creations replace: when one of these
+# fails, moto does it itself; drop that entry (and the test)
 
 
 def test_moto_cloudformation_still_ignores_a_rest_apis_body(moto_aws):
@@ -1244,13 +1244,13 @@ def test_moto_cloudformation_still_ignores_a_vpcs_dns_hostnames(moto_aws):
     assert not vpc.enable_dns_hostnames
 
 
-# the types cfn.MISSING makes models of: when this fails for one, moto has a model of it
+# the types cfn.RESOURCE_TYPES' calls make models of: when this fails for one, moto has a model of it
 
 
-@pytest.mark.parametrize("cfn_type", sorted(cfn.MISSING))
+@pytest.mark.parametrize("cfn_type", sorted(t for t, fix in cfn.RESOURCE_TYPES.items() if fix.call))
 def test_moto_cloudformation_still_has_no_model_of_a_missing_type(cfn_type):
     """When this fails for a type, moto's CloudFormation has a model of it: drop its entry from
-    cfn.MISSING (moto's model is then the one the template's resource is made by)."""
+    cfn.RESOURCE_TYPES (moto's model is then the one the template's resource is made by)."""
     import importlib
 
     from moto.cloudformation import parsing
@@ -1264,8 +1264,8 @@ def test_moto_cloudformation_still_has_no_model_of_a_missing_type(cfn_type):
     assert cfn_type not in own
 
 
-# moto's models that cfn.IDS_AND_ATTRIBUTES gives an id or attributes: when one of these fails,
-# moto has it itself; drop that part of cfn._ids_and_attributes (and the test)
+# moto's models that cfn.RESOURCE_TYPES gives an id or attributes: when one of these fails,
+# moto has it itself; drop its entry of cfn.RESOURCE_TYPES (and the test)
 
 
 def test_moto_cloudformation_still_has_no_getatt_of_an_efs_file_system():

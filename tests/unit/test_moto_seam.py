@@ -18,9 +18,7 @@ def defined_tests(path: Path) -> set[str]:
 
 
 STILL_NEEDED = [(fix.name, fix.still_needed_test) for fix in fixes.FIXES] + [
-    (cfn_type, test) for cfn_type, (_model, _create, test) in cfn.INCOMPLETE.items() if test
-] + [(cfn_type, test) for cfn_type, (_model, _give, test) in cfn.IDS_AND_ATTRIBUTES.items()] + [
-    (cfn_type, cfn.MISSING_TEST) for cfn_type in cfn.MISSING
+    (cfn_type, fix.still_needed_test) for cfn_type, fix in cfn.RESOURCE_TYPES.items()
 ]
 
 
@@ -60,3 +58,21 @@ def test_only_the_seam_knows_moto():
     }
     assert {name: found for name, found in imports.items() if found} == {}
     assert "local/stack.py" in imports and "local/runtime.py" in imports  # (the walk reaches local/)
+
+
+@pytest.mark.parametrize("kinds", [
+    {"moto_model": "moto.x.models.X", "call": lambda *a: "id"},  # a call is for a type moto has no model of
+    {"creation": lambda *a: None},  # a creation replaces moto's model's: it names it
+    {"moto_model": "moto.x.models.X", "creation": lambda *a: None, "attributes": lambda m: None},  # two kinds
+    {"moto_model": "moto.x.models.X"},  # none
+])
+def test_a_cfn_fix_is_of_one_kind(kinds):
+    with pytest.raises(ValueError, match="a CfnFix is a call"):
+        cfn.CfnFix("tests/x.py::test_x", **kinds)
+
+
+def test_every_cfn_fix_of_a_moto_model_names_one_that_exists():
+    for cfn_type, fix in cfn.RESOURCE_TYPES.items():
+        if fix.moto_model:
+            module, _, name = fix.moto_model.rpartition(".")
+            assert hasattr(__import__(module, fromlist=[name]), name), cfn_type

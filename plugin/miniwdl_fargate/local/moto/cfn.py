@@ -1,17 +1,19 @@
-"""CloudFormation as template.yaml needs it from moto: the resource types moto has no model for
-(``MISSING``: each a function doing the API call behind the resource, made a model by one helper,
-``_model``), the properties moto's own models ignore (``INCOMPLETE``: each a function run on
-what moto's model created, applied by one helper, ``_complete``), and the ids and attributes
-moto's models lack (``IDS_AND_ATTRIBUTES``: each a function given the model). Each entry of the
-last two names the test that fails once moto no longer needs it; for the first, one test
-(``MISSING_TEST``) fails for each type moto has come to have a model of. Needs no local runtime:
-tests/integration deploys the template into in-process moto with ``install()`` alone.
+"""CloudFormation as template.yaml needs it from moto, as one table (``RESOURCE_TYPES``: a
+``CfnFix`` per resource type) applied by one helper (``_apply``). A fix is one of three kinds:
+- ``call``: moto has no model of the type; the AWS API call behind the resource is made one;
+- ``creation``: moto's model ignores properties the template sets; this creation replaces
+  moto's (and may call moto's own through ``_moto_create``);
+- ``attributes``: moto's model lacks the physical id or the ``Fn::GetAtt`` attributes.
+Each names the test that fails once moto no longer needs it (for the types moto has no model of,
+one test parametrized by type, ``MISSING_TEST``). Needs no local runtime: tests/integration
+deploys the template into in-process moto with ``install()`` alone.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .patching import check_version, moto_function, replace, unpatched
@@ -127,62 +129,6 @@ def _schedule_group(name: str, props: dict[str, Any], account_id: str, region: s
     return group_name
 
 
-#: CloudFormation type -> the call that creates it (name, properties, account, region, stack id)
-#: and returns its physical id
-MISSING: dict[str, Callable[[str, dict[str, Any], str, str, str], str]] = {
-    "AWS::CloudWatch::Alarm": _alarm,
-    "AWS::SQS::QueuePolicy": _queue_policy,
-    "AWS::S3::BucketPolicy": _bucket_policy,
-    "AWS::ApiGateway::Stage": _api_stage,
-    "AWS::ECS::CapacityProvider": _capacity_provider,
-    "AWS::ECR::PullThroughCacheRule": _pull_through_cache_rule,
-    "AWS::ECR::RepositoryCreationTemplate": _repository_creation_template,
-    "AWS::Scheduler::ScheduleGroup": _schedule_group,
-}
-
-#: the test that fails for each type of ``MISSING`` that moto has a model of (parametrized by type)
-MISSING_TEST = "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_model_of_a_missing_type"
-
-_models: list[type] = []  # (moto finds models as subclasses of CloudFormationModel: keep them alive)
-
-
-def _model(cfn_type: str, create: Callable[[str, dict[str, Any], str, str, str], str]) -> type:
-    """A moto CloudFormation model for ``cfn_type`` whose creation is ``create``: a resource with
-    a physical id and no attributes."""
-    from moto.core.common_models import CloudFormationModel
-
-    class Model(CloudFormationModel):
-        def __init__(self, physical_id: str, properties: dict[str, Any]) -> None:
-            self.physical_resource_id = physical_id
-            self.properties = properties
-
-        @staticmethod
-        def cloudformation_name_type() -> str:
-            return ""
-
-        @staticmethod
-        def cloudformation_type() -> str:
-            return cfn_type
-
-        @classmethod
-        def has_cfn_attr(cls, attr: str) -> bool:
-            return False
-
-        def is_created(self) -> bool:
-            return True
-
-        @classmethod
-        def create_from_cloudformation_json(  # type: ignore[override]
-            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-        ) -> Any:
-            props = cloudformation_json["Properties"]
-            stack_id = kwargs.get("StackId", "")
-            return cls(create(resource_name, props, account_id, region_name, stack_id), props)
-
-    Model.__name__ = Model.__qualname__ = cfn_type.replace("::", "")
-    return Model
-
-
 # -- properties moto's models ignore: each completes what moto's model created ---------------------
 
 
@@ -292,62 +238,6 @@ def _task_definition(cls: Any, name: str, template: dict[str, Any], account_id: 
     return task_definition
 
 
-def _model_class(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    return getattr(__import__(module, fromlist=[name]), name)
-
-
-#: CloudFormation type -> (moto's model, the creation that replaces moto's own; it may call moto's
-#: own through ``_moto_create``), and the test that fails once moto no longer needs it
-INCOMPLETE: dict[str, tuple[str, Callable[..., Any], str]] = {
-    "AWS::StepFunctions::StateMachine": (
-        "moto.stepfunctions.models.StateMachine", _state_machine,
-        "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_state_machines_definition_in_s3",
-    ),
-    "AWS::ApiGateway::RestApi": (
-        "moto.apigateway.models.RestAPI", _rest_api, "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_rest_apis_body",
-    ),
-    "AWS::S3::Bucket": (
-        "moto.s3.models.FakeBucket", _bucket,
-        "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_buckets_eventbridge_and_public_access_block",
-    ),
-    "AWS::EC2::VPC": ("moto.ec2.models.vpcs.VPC", _vpc, "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_vpcs_dns_hostnames"),
-    "AWS::ECS::Cluster": (
-        "moto.ecs.models.Cluster", _cluster,
-        "tests/integration/test_template.py::test_moto_cloudformation_still_ignores_a_clusters_capacity_providers_and_settings",
-    ),
-    "AWS::ECS::TaskDefinition": (
-        "moto.ecs.models.TaskDefinition", _task_definition,
-        "tests/integration/test_template.py::test_moto_cloudformation_still_drops_a_task_definitions_cpu",
-    ),
-}
-
-
-def _moto_create(cfn_type: str) -> Any:
-    """moto's own creation of ``cfn_type`` (a function of cls, name, template, account, region)."""
-    return moto_function(f"cfn {cfn_type}", "create_from_cloudformation_json")
-
-
-def moto_create(cfn_type: str) -> Any:
-    """moto's own creation of ``cfn_type``, whether or not ``install`` ran (tests tell from it
-    when moto no longer needs the completion)."""
-    own = unpatched(f"cfn {cfn_type}", _model_class(INCOMPLETE[cfn_type][0]), "create_from_cloudformation_json")
-    return getattr(own, "__func__", own)
-
-
-def _complete(cfn_type: str, model_path: str, create: Callable[..., Any]) -> None:
-    """Make ``create`` moto's creation of ``cfn_type``."""
-
-    def create_from_cloudformation_json(
-        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
-    ) -> Any:
-        cloudformation_json.setdefault("Properties", {})
-        return create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-
-    replace(f"cfn {cfn_type}", _model_class(model_path), "create_from_cloudformation_json",
-            classmethod(create_from_cloudformation_json))
-
-
 # -- ids and attributes moto's models lack: each given by one function ------------------------------
 
 
@@ -372,22 +262,163 @@ def _physical_id(cfn_type: str, attribute: str) -> Callable[[Any], None]:
     return lambda model: replace(f"cfn {cfn_type}", model, "physical_resource_id", property(lambda self: getattr(self, attribute)))
 
 
-#: CloudFormation type -> (moto's model, the function giving it what it lacks, the test that fails
-#: once moto has it)
-IDS_AND_ATTRIBUTES: dict[str, tuple[str, Callable[[Any], None], str]] = {
-    "AWS::EFS::FileSystem": (
-        "moto.efs.models.FileSystem", _file_system_attributes,
-        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_getatt_of_an_efs_file_system",
+@dataclass(frozen=True)
+class CfnFix:
+    """What moto's CloudFormation lacks for one resource type: exactly one of ``call`` (moto has
+    no model of the type), ``creation`` (moto's model ignores properties) or ``attributes``
+    (moto's model lacks its id or attributes); and the test that fails once moto no longer needs it."""
+
+    #: the test (path::function) that fails once moto no longer needs the fix
+    still_needed_test: str
+    #: moto's model of the type (module.Class); "" where moto has none
+    moto_model: str = ""
+    #: the API call behind a resource moto has no model of: (name, properties, account, region,
+    #: stack id) -> the physical id; made a model by ``_model``
+    call: Callable[[str, dict[str, Any], str, str, str], str] | None = None
+    #: the creation that replaces moto's: (cls, name, template, account, region, **kwargs) -> the
+    #: model; it may call moto's own through ``_moto_create``
+    creation: Callable[..., Any] | None = None
+    #: what gives moto's model class its physical id or attributes
+    attributes: Callable[[Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        kinds = [kind for kind in ("call", "creation", "attributes") if getattr(self, kind) is not None]
+        if len(kinds) != 1 or (self.call is None) == (not self.moto_model):
+            raise ValueError(f"a CfnFix is a call (no moto_model), a creation or attributes (of a moto_model): {self}")
+
+
+#: the test that fails, for each type a ``call`` makes a model of, once moto has a model of it
+MISSING_TEST = "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_model_of_a_missing_type"
+_TEMPLATE_TESTS = "tests/integration/test_template.py::"
+
+#: CloudFormation resource type -> what moto's CloudFormation lacks for it
+RESOURCE_TYPES: dict[str, CfnFix] = {
+    # types moto has no model of
+    "AWS::CloudWatch::Alarm": CfnFix(MISSING_TEST, call=_alarm),
+    "AWS::SQS::QueuePolicy": CfnFix(MISSING_TEST, call=_queue_policy),
+    "AWS::S3::BucketPolicy": CfnFix(MISSING_TEST, call=_bucket_policy),
+    "AWS::ApiGateway::Stage": CfnFix(MISSING_TEST, call=_api_stage),
+    "AWS::ECS::CapacityProvider": CfnFix(MISSING_TEST, call=_capacity_provider),
+    "AWS::ECR::PullThroughCacheRule": CfnFix(MISSING_TEST, call=_pull_through_cache_rule),
+    "AWS::ECR::RepositoryCreationTemplate": CfnFix(MISSING_TEST, call=_repository_creation_template),
+    "AWS::Scheduler::ScheduleGroup": CfnFix(MISSING_TEST, call=_schedule_group),
+    # properties moto's models ignore
+    "AWS::StepFunctions::StateMachine": CfnFix(
+        _TEMPLATE_TESTS + "test_moto_cloudformation_still_ignores_a_state_machines_definition_in_s3",
+        "moto.stepfunctions.models.StateMachine", creation=_state_machine,
     ),
-    "AWS::EFS::AccessPoint": (
-        "moto.efs.models.AccessPoint", _physical_id("AWS::EFS::AccessPoint", "access_point_id"),
-        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_physical_id_of_an_efs_access_point",
+    "AWS::ApiGateway::RestApi": CfnFix(
+        _TEMPLATE_TESTS + "test_moto_cloudformation_still_ignores_a_rest_apis_body", "moto.apigateway.models.RestAPI", creation=_rest_api,
     ),
-    "AWS::ApiGateway::Deployment": (
-        "moto.apigateway.models.Deployment", _physical_id("AWS::ApiGateway::Deployment", "id"),
-        "tests/integration/test_template.py::test_moto_cloudformation_still_has_no_physical_id_of_an_api_deployment",
+    "AWS::S3::Bucket": CfnFix(
+        _TEMPLATE_TESTS + "test_moto_cloudformation_still_ignores_a_buckets_eventbridge_and_public_access_block",
+        "moto.s3.models.FakeBucket", creation=_bucket,
+    ),
+    "AWS::EC2::VPC": CfnFix(
+        _TEMPLATE_TESTS + "test_moto_cloudformation_still_ignores_a_vpcs_dns_hostnames", "moto.ec2.models.vpcs.VPC", creation=_vpc,
+    ),
+    "AWS::ECS::Cluster": CfnFix(
+        _TEMPLATE_TESTS + "test_moto_cloudformation_still_ignores_a_clusters_capacity_providers_and_settings",
+        "moto.ecs.models.Cluster", creation=_cluster,
+    ),
+    "AWS::ECS::TaskDefinition": CfnFix(
+        _TEMPLATE_TESTS + "test_moto_cloudformation_still_drops_a_task_definitions_cpu",
+        "moto.ecs.models.TaskDefinition", creation=_task_definition,
+    ),
+    # ids and attributes moto's models lack
+    "AWS::EFS::FileSystem": CfnFix(
+        _TEMPLATE_TESTS + "test_moto_cloudformation_still_has_no_getatt_of_an_efs_file_system",
+        "moto.efs.models.FileSystem", attributes=_file_system_attributes,
+    ),
+    "AWS::EFS::AccessPoint": CfnFix(
+        _TEMPLATE_TESTS + "test_moto_cloudformation_still_has_no_physical_id_of_an_efs_access_point",
+        "moto.efs.models.AccessPoint", attributes=_physical_id("AWS::EFS::AccessPoint", "access_point_id"),
+    ),
+    "AWS::ApiGateway::Deployment": CfnFix(
+        _TEMPLATE_TESTS + "test_moto_cloudformation_still_has_no_physical_id_of_an_api_deployment",
+        "moto.apigateway.models.Deployment", attributes=_physical_id("AWS::ApiGateway::Deployment", "id"),
     ),
 }
+
+
+# -- the one helper ----------------------------------------------------------------------------------
+
+
+def _model_class(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def _moto_create(cfn_type: str) -> Any:
+    """moto's own creation of ``cfn_type`` (a function of cls, name, template, account, region)."""
+    return moto_function(f"cfn {cfn_type}", "create_from_cloudformation_json")
+
+
+def moto_create(cfn_type: str) -> Any:
+    """moto's own creation of ``cfn_type``, whether or not ``install`` ran (tests tell from it
+    when moto no longer needs the completion)."""
+    own = unpatched(f"cfn {cfn_type}", _model_class(RESOURCE_TYPES[cfn_type].moto_model), "create_from_cloudformation_json")
+    return getattr(own, "__func__", own)
+
+
+_models: list[type] = []  # (moto finds models as subclasses of CloudFormationModel: keep them alive)
+
+
+def _model(cfn_type: str, create: Callable[[str, dict[str, Any], str, str, str], str]) -> type:
+    """A moto CloudFormation model for ``cfn_type`` whose creation is ``create``: a resource with
+    a physical id and no attributes."""
+    from moto.core.common_models import CloudFormationModel
+
+    class Model(CloudFormationModel):
+        def __init__(self, physical_id: str, properties: dict[str, Any]) -> None:
+            self.physical_resource_id = physical_id
+            self.properties = properties
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return cfn_type
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return False
+
+        def is_created(self) -> bool:
+            return True
+
+        @classmethod
+        def create_from_cloudformation_json(  # type: ignore[override]
+            cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+        ) -> Any:
+            props = cloudformation_json["Properties"]
+            stack_id = kwargs.get("StackId", "")
+            return cls(create(resource_name, props, account_id, region_name, stack_id), props)
+
+    Model.__name__ = Model.__qualname__ = cfn_type.replace("::", "")
+    return Model
+
+
+def _apply(cfn_type: str, fix: CfnFix) -> None:
+    """Give moto's CloudFormation what ``fix`` says it lacks for ``cfn_type``."""
+    if fix.call is not None:
+        _models.append(_model(cfn_type, fix.call))
+        return
+    model = _model_class(fix.moto_model)
+    if fix.attributes is not None:
+        fix.attributes(model)
+        return
+    creation = fix.creation
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        cloudformation_json.setdefault("Properties", {})
+        return creation(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    replace(f"cfn {cfn_type}", model, "create_from_cloudformation_json", classmethod(create_from_cloudformation_json))
 
 
 def install() -> None:
@@ -395,11 +426,8 @@ def install() -> None:
     check_version()
     if _models:
         return
-    for model_path, give, _test in IDS_AND_ATTRIBUTES.values():
-        give(_model_class(model_path))
-    for cfn_type, (model_path, create, _test) in INCOMPLETE.items():
-        _complete(cfn_type, model_path, create)
-    _models.extend(_model(cfn_type, create) for cfn_type, create in MISSING.items())
+    for cfn_type, fix in RESOURCE_TYPES.items():
+        _apply(cfn_type, fix)
     from moto.cloudformation import parsing
 
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
