@@ -2,6 +2,7 @@
 only local/moto/ imports moto."""
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,10 @@ REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "plugin" / "miniwdl_fargate" / "local"
 
 
-def defined_tests(path: Path) -> set[str]:
+@functools.cache  # (one parse of a test module for all the fixes naming a test of it)
+def defined_tests(path: Path) -> frozenset[str]:
     tree = ast.parse(path.read_text())
-    return {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+    return frozenset(node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"))
 
 
 STILL_NEEDED = [(fix.name, fix.still_needed_test) for fix in fixes.FIXES] + [
