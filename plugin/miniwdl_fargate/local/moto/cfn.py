@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from .patching import check_version, moto_function, replace, unpatched
 
-# -- resource types moto has no model for: each does what the AWS API call behind it would -------
+# -- calls: for a type moto has no model of, each does what the AWS API call behind it would ------
 
 
 def _alarm(name: str, props: dict[str, Any], account_id: str, region: str, stack_id: str) -> str:
@@ -129,7 +129,7 @@ def _schedule_group(name: str, props: dict[str, Any], account_id: str, region: s
     return group_name
 
 
-# -- properties moto's models ignore: each completes what moto's model created ---------------------
+# -- creations: for properties moto's models ignore, each replaces moto's creation ---------------
 
 
 def _state_machine(cls: Any, name: str, template: dict[str, Any], account_id: str, region: str, **kwargs: Any) -> Any:
@@ -238,7 +238,7 @@ def _task_definition(cls: Any, name: str, template: dict[str, Any], account_id: 
     return task_definition
 
 
-# -- ids and attributes moto's models lack: each given by one function ------------------------------
+# -- attributes: the ids and attributes moto's models lack, each given by one function -----------
 
 
 def _file_system_attributes(model: Any) -> None:
@@ -341,7 +341,7 @@ RESOURCE_TYPES: dict[str, CfnFix] = {
 }
 
 
-# -- the one helper ----------------------------------------------------------------------------------
+# -- applying the table: the one helper (``_apply``) and what it uses -----------------------------
 
 
 def _model_class(path: str) -> Any:
