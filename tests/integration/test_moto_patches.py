@@ -473,37 +473,42 @@ def _imported_anew(monkeypatch, module_name: str, fix_name: str, install, fixed:
     return module
 
 
-def _ec2_regions_imported(monkeypatch, fixed: bool) -> tuple[int, list, dict]:
+def _ec2_regions_imported(monkeypatch, fixed: bool) -> tuple[int, int, list, dict]:
     """moto's module of EC2 regions imported anew (``_imported_anew``), with or without the fix:
-    how many times botocore's endpoints were read (one EndpointResolver each), and the regions
-    and zones moto listed."""
+    how many times botocore's endpoints were read (one EndpointResolver each), how many times a
+    session asked for EC2's service model, and the regions and zones moto listed."""
     import importlib
 
     import botocore.regions
+    import botocore.session
     from boto3.session import Session
 
     importlib.import_module(fixes.EC2_REGIONS_MODULE)  # (before the reads are counted)
-    reads = []
+    reads, models = [], []
     own_init = botocore.regions.EndpointResolver.__init__
     monkeypatch.setattr(botocore.regions.EndpointResolver, "__init__",
                         lambda self, *args, **kwargs: reads.append(1) or own_init(self, *args, **kwargs))
+    own_service_data = botocore.session.Session.get_service_data
+    monkeypatch.setattr(botocore.session.Session, "get_service_data",
+                        lambda self, name, *args, **kwargs: (name == "ec2" and models.append(1)) or own_service_data(self, name, *args, **kwargs))
     own_method = Session.get_available_regions
     module = _imported_anew(monkeypatch, fixes.EC2_REGIONS_MODULE, "ec2_regions_read_once", fixes.ec2_regions_read_once, fixed)
     assert Session.get_available_regions is own_method, "boto3's own method is not back"
     table = module.RegionsAndZonesBackend
     zones = {region: [(z.name, z.zone_id) for z in found] for region, found in table.zones.items()}
-    return len(reads), [(r.name, r.endpoint) for r in table.regions], zones
+    return len(reads), len(models), [(r.name, r.endpoint) for r in table.regions], zones
 
 
 def test_moto_still_reads_the_regions_with_new_sessions_as_ec2_is_imported(monkeypatch):
     """When this fails, importing moto's EC2 reads botocore's endpoints once: remove
     fixes.ec2_regions_read_once. With the fix, they are read at most once (moto's own session's
-    may have read them already) and moto lists the same regions and zones, and boto3's own
-    method is back once the module is imported."""
-    unfixed_reads, unfixed_regions, unfixed_zones = _ec2_regions_imported(monkeypatch, fixed=False)
+    may have read them already), EC2's service model not at all, moto lists the same regions and
+    zones, and boto3's own method is back once the module is imported."""
+    unfixed_reads, unfixed_models, unfixed_regions, unfixed_zones = _ec2_regions_imported(monkeypatch, fixed=False)
     assert unfixed_reads >= 3, "moto's EC2 no longer reads the endpoints for each partition"
-    fixed_reads, fixed_regions, fixed_zones = _ec2_regions_imported(monkeypatch, fixed=True)
-    assert fixed_reads <= 1
+    assert unfixed_models >= 1  # (botocore reads EC2's model for its endpoint prefix)
+    fixed_reads, fixed_models, fixed_regions, fixed_zones = _ec2_regions_imported(monkeypatch, fixed=True)
+    assert fixed_reads <= 1 and fixed_models == 0
     assert fixed_regions == unfixed_regions and fixed_zones == unfixed_zones
     assert len(fixed_regions) > 20 and "us-east-1" in fixed_zones
 
