@@ -4,7 +4,8 @@ Defaults live in one place, the packaged ``aws_fargate.cfg`` (which doubles as t
 documentation); miniwdl's own loader supplies the user's cfg files and ``MINIWDL__AWS_FARGATE__*``
 environment variables on top. Every ``[aws_fargate]`` option is read here, through ``option``:
 the backend's settings (``FargateSettings``), the run id and tags the driver gives the backend
-(``run_id``, ``tags``), and what the driver needs outside miniwdl (``loader``, ``backend_cluster``), so a
+(``run_id``, ``tags``), and what the driver needs outside miniwdl (``loader``, ``backend_cluster``,
+and the stack's own values apart from any file's, ``environment_value``), so a
 miniwdl.cfg file configures everything environment variables do (``efs_link_limit`` and
 ``link_spares_dir``, which both backends use, too: ``backend.links.LinkPolicy.from_cfg``).
 """
@@ -16,6 +17,7 @@ import functools
 import json
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -358,6 +360,14 @@ def parse_link_limit(raw: str) -> int | None:
 def env_name(name: str) -> str:
     """The environment variable of the ``[aws_fargate]`` setting ``name`` (miniwdl's naming)."""
     return f"MINIWDL__{SECTION.upper()}__{name.upper()}"
+
+
+def environment_value(name: str) -> str | None:
+    """The ``[aws_fargate]`` setting ``name`` as this process's environment gives it (``env_name``),
+    None where it gives none: what the stack's template sets for its drivers, told apart from any
+    cfg file's value and from the default (``option`` gives the one in effect). The driver keeps the
+    stack's defaults of a run's limits so (``driver.stack_limits``)."""
+    return os.environ.get(env_name(name))
 
 
 def option(cfg: wdl_config.Loader, name: str) -> object:

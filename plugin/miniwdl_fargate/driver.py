@@ -350,7 +350,7 @@ def stack_limits() -> dict[str, str | None]:
     parameters; None where it sets none), as this process first found them: ``set_up`` then takes
     the variables out of its environment, as it does every run's own setting."""
     for name in LIMIT_OPTIONS:
-        _STACK_LIMITS.setdefault(name, os.environ.get(config.env_name(name)))
+        _STACK_LIMITS.setdefault(name, config.environment_value(name))
     return dict(_STACK_LIMITS)
 
 

@@ -268,3 +268,14 @@ def test_a_runs_own_miniwdl_cfg_may_not_reach_every_section_through_default():
     `[DEFAULT] launch_rate = 1000` reached [aws_fargate] past the refusal."""
     problem = config.cfg_problem("[DEFAULT]\nlaunch_rate = 1000\n[aws_fargate]\nspot = false\n", "miniwdl.cfg", run=True)
     assert problem == "[DEFAULT] launch_rate: a run's miniwdl.cfg may not set options for every section"
+
+
+def test_the_environments_own_value_is_told_apart_from_a_files_and_the_default(tmp_path, no_environment, monkeypatch):
+    """``environment_value``: what the environment itself sets (the stack's template, for its
+    drivers), None where it sets nothing, whatever a cfg file or the default says."""
+    path = tmp_path / "miniwdl.cfg"
+    path.write_text("[aws_fargate]\nmax_vcpus = 64\n")
+    monkeypatch.setenv("MINIWDL_CFG", str(path))
+    assert config.environment_value("max_vcpus") is None and config.environment_value("max_cost_usd") is None
+    monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_VCPUS", "16")
+    assert config.environment_value("max_vcpus") == "16"
