@@ -142,6 +142,8 @@ class BaseTaskContainer(TaskContainer):
         self._inputs_copied = False
         self._input_bytes: int | None = None  # (``input_bytes``, once)
         self._attempt: attempts.Attempt | None = None
+        #: how many times the task's container has been started (``script_marker``)
+        self._script_starts = 0
         #: the pipeline's run id ("" when miniwdl runs on its own); miniwdl's ``run_id`` is the call's
         self.pipeline_run_id = config.run_id(cfg)
         #: the tags of the run's resources besides the run id, driver and call (``[aws_fargate] tags``)
@@ -292,7 +294,7 @@ class BaseTaskContainer(TaskContainer):
     def script_marker(self) -> str:
         """This start's marker: a name of its own each time the task's container is started (a
         name the driver never looked up: no negative entry of its NFS cache hides it)."""
-        return os.path.join(self.host_dir, f"{self.SCRIPT_STARTED}.{getattr(self, '_script_starts', 0)}")
+        return os.path.join(self.host_dir, f"{self.SCRIPT_STARTED}.{self._script_starts}")
 
     def script_ran(self) -> bool:
         """Whether the last start's script ran its first line (as EFS has it now), its marker then
@@ -536,7 +538,7 @@ class BaseTaskContainer(TaskContainer):
             self.link_input_files(logger)
         for stream in (self.host_stdout_txt(), self.host_stderr_txt()):
             open(stream, "a").close()
-        self._script_starts = getattr(self, "_script_starts", 0) + 1
+        self._script_starts += 1
         script = self.task_script()
 
         with ExitStack() as cleanup:
