@@ -52,9 +52,9 @@ import WDL
 from WDL._util import StructuredLogMessage as _
 from WDL import CLI as wdl_cli
 
-from . import attempts, aws, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, run_resources, runs, s3io, staging, sweep, wdl_target
+from . import attempts, aws, config, efs_cleanup, inputs_json, lifecycle, limits, progress, provenance, run_options, run_resources, runs, s3io, staging, sweep
 from . import status as status_doc
-from . import outputs as outputs_check
+from . import outputs as run_outputs
 from . import miniwdl_fixes
 from .lifecycle import StopSignals
 from .report.run import cache_hits, driver_attempt, own_public_ip, run_report
@@ -269,7 +269,7 @@ def run_phases(run: DriverRun, so_far: RunSoFar) -> Outcome:
     so_far.stop.enter("uploading the outputs")
     try:
         outputs = upload_phase(run, so_far, wdl_path, result["outputs"])
-    except outputs_check.OutputRefused as exn:
+    except run_outputs.OutputRefused as exn:
         return user_error(run, "OutputRefused", str(exn))
     so_far.stop.check()
     return Outcome(SUCCEEDED, 0, {"run_id": run.run_id, "status": SUCCEEDED, "outputs": outputs, "results": run.results})
@@ -389,7 +389,7 @@ def upload_phase(run: DriverRun, so_far: RunSoFar, wdl_path: str, outputs: dict[
     counter = so_far.reporter.counter("uploading outputs")
     try:
         doc = so_far.document(wdl_path, run.check_quant())
-        return upload_outputs(run, wdl_path, outputs, so_far.run_dir, so_far.stop.check, counter, doc=doc)
+        return run_outputs.upload(run, doc, outputs, so_far.run_dir, so_far.stop.check, counter)
     finally:
         counter.flush()
 
@@ -859,123 +859,6 @@ def run_cfg(
     with open(path, "w") as outfile:
         merged.write(outfile)
     return path
-
-
-# -- the outputs, under the results prefix ---------------------------------------------------------
-
-
-def upload_outputs(
-    run: DriverRun, wdl_path: str, outputs: dict[str, Any], run_dir: str, progress: s3io.Progress | None = None,
-    counted: s3io.Counted | None = None, doc: WDL.Tree.Document | None = None,
-) -> dict[str, Any]:
-    """Upload File/Directory outputs (bounded, in parallel: s3io.Transfers); return the outputs
-    with s3:// URIs in their place. ``progress`` is called as the bytes go (it raises
-    DriverStopped to stop the upload), ``counted`` with the files done and known. ``doc``: the
-    workflow's document, if loaded already."""
-    if doc is None:
-        doc = WDL.load(wdl_path, check_quant=run.check_quant())
-    target: Any = wdl_target.find(doc, run.task())
-    if target is None:
-        raise RuntimeError("cannot tell which workflow or task ran")
-    env = WDL.values_from_json(outputs, target.effective_outputs, namespace=target.name)
-    out_dir = os.path.realpath(os.path.join(run_dir, "out"))
-    bucket = run.results_bucket
-    links = out_links(os.path.join(run_dir, "out"))
-
-    taken: set[str] = set()
-    elsewhere: dict[str, str] = {}  # a file or folder out/ has no place for (a Map's File key) -> its key
-
-    def key_for(path: str, output: str) -> str:
-        real = os.path.realpath(path.rstrip("/"))
-        rel = os.path.relpath(path.rstrip("/"), os.path.join(run_dir, "out"))
-        if rel.startswith(".."):
-            rel = os.path.relpath(real, out_dir)
-        if rel.startswith("..") and real in links:
-            # an output taken from the call cache lives elsewhere (an earlier run's directory,
-            # the cache's files); this run's out/ links to it under each output's own name, once
-            # per place it is a value of: the same place as in a run that ran the call
-            rel = out_link(links[real], output, taken)
-        if rel.startswith(".."):
-            # (miniwdl links no Map key into out/): a folder of its own per file, so two such
-            # files of one name stay two, the same file is one, under a name no output has (an
-            # output's is a WDL identifier: no "-"), by the name it was given
-            rel = elsewhere.setdefault(
-                real, os.path.join(MAP_KEYS_DIR, str(len(elsewhere)), os.path.basename(path.rstrip("/")))
-            )
-        return run.results_key("out/" + rel)
-
-    # every output is checked before anything is uploaded: a refused run uploads nothing
-    roots = output_roots(run)
-    real_run_dir = os.path.realpath(run_dir)
-    uploads: list[tuple[str, str]] = []  # (local file, key)
-    folders: list[str] = []  # the keys of empty Directory outputs' folder markers
-
-    def plan(output: str, value: WDL.Value.File | WDL.Value.Directory) -> str:
-        name = f"{target.name}.{output}"
-        path = value.value
-        if "://" in path:  # (a URI nothing downloaded, `File x = "s3://..."`: given as it is, as miniwdl gives it)
-            return path
-        key = key_for(path, output)
-        if isinstance(value, WDL.Value.Directory):
-            files = outputs_check.directory_output(name, path, roots, real_run_dir)
-            for local, rel in files:
-                where = outputs_check.s3_key(f"Directory output {name}", rel, key + "/" + rel)
-                if rel.endswith("/"):  # (an empty folder inside: its "<path>/" marker, as for an empty Directory)
-                    folders.append(where)
-                else:
-                    uploads.append((local, where))
-            if not files:  # (S3 has no folders: an empty "<key>/" object, as the S3 console makes one, says it is there)
-                folders.append(outputs_check.s3_key(f"Directory output {name}", path, key + "/"))
-            return s3io.uri(bucket, key + "/")
-        uploads.append((outputs_check.file_output(name, path, roots), outputs_check.s3_key(f"File output {name}", path, key)))
-        return s3io.uri(bucket, key)
-
-    rewritten = env.map(
-        lambda b: WDL.Env.Binding(
-            b.name, WDL.Value.rewrite_paths(b.value, lambda v: plan(b.name, v)), b.info
-        )
-    )
-    with s3io.Transfers(progress, counted) as transfers:
-        transfers.upload((local, bucket, key) for local, key in uploads)
-    for folder in folders:
-        aws.client("s3").put_object(Bucket=bucket, Key=folder, Body=b"")
-    return WDL.values_to_json(rewritten, namespace=target.name)
-
-
-#: where under out/ the files that are Map keys go (miniwdl links none into out/): not a WDL
-#: identifier, so no output's folder
-MAP_KEYS_DIR = "map-keys"
-
-
-def output_roots(run: DriverRun) -> list[str]:
-    """Where an output may really be (real paths): the runs of this filesystem (this run's own
-    directory, and earlier runs' whose outputs the call cache reuses) and the staged inputs."""
-    roots = [os.path.dirname(os.path.realpath(run.workdir))]
-    if run.cache_dir:
-        roots.append(os.path.realpath(run.cache_dir))
-    return roots
-
-
-def out_links(out_dir: str) -> dict[str, list[str]]:
-    """What each entry of miniwdl's out/ tree is (its real path) -> every place it is under out/
-    (one per output value it is: ``File a`` and ``Array[File] ab`` of the same file are
-    ``a/a.txt`` and ``ab/0/a.txt``), in order."""
-    found: dict[str, list[str]] = {}
-    for root, dirs, files in os.walk(out_dir):  # (symlinked directories are listed, not entered)
-        dirs.sort()
-        for name in sorted(files + dirs):
-            path = os.path.join(root, name)
-            found.setdefault(os.path.realpath(path), []).append(os.path.relpath(path, out_dir))
-    return found
-
-
-def out_link(places: list[str], output: str, taken: set[str]) -> str:
-    """Of ``places`` (``out_links``), the first under ``output``'s own folder not ``taken`` yet
-    (then taken); else the first under it, else the first."""
-    own = [p for p in places if p.split(os.sep, 1)[0] == output] or places
-    chosen = next((p for p in own if p not in taken), own[0])
-    taken.add(chosen)
-    return chosen
 
 
 # -- what failed -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What the driver uploads of a run's File/Directory outputs: what the tasks made, nothing else.
+"""The driver's upload of a run's File/Directory outputs (``upload``): what the tasks made, nothing else.
 
 Before a byte goes to S3 the driver checks every output (``plan``): a File output, and the
 top of a Directory output, must really be (its symbolic links resolved) within the run's
@@ -21,8 +21,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import TYPE_CHECKING, Any
 
-from . import s3io
+import WDL
+
+from . import aws, s3io, wdl_target
+
+if TYPE_CHECKING:
+    from .driver import DriverRun
 
 
 class OutputRefused(ValueError):
@@ -142,3 +148,118 @@ def _walk(output: str, real_dir: str, rel_dir: str, bound: str, above: set[str],
             found.append((real, rel))
         else:
             raise OutputRefused(f"Directory output {output}: {rel} is {kind(mode)}, which cannot be uploaded")
+
+
+# -- the upload, under the run's results prefix ---------------------------------------------------
+
+
+def upload(
+    run: DriverRun, doc: WDL.Tree.Document, outputs: dict[str, Any], run_dir: str, progress: s3io.Progress | None = None,
+    counted: s3io.Counted | None = None,
+) -> dict[str, Any]:
+    """Upload ``run``'s File/Directory outputs (bounded, in parallel: s3io.Transfers), each checked
+    first (``plan``: a refused one uploads nothing of the run); return the outputs with s3:// URIs
+    in their place. ``doc``: the workflow's document; ``progress`` is called as the bytes go (it
+    raises DriverStopped to stop the upload), ``counted`` with the files done and known."""
+    target: Any = wdl_target.find(doc, run.task())
+    if target is None:
+        raise RuntimeError("cannot tell which workflow or task ran")
+    env = WDL.values_from_json(outputs, target.effective_outputs, namespace=target.name)
+    out_dir = os.path.realpath(os.path.join(run_dir, "out"))
+    bucket = run.results_bucket
+    links = out_links(os.path.join(run_dir, "out"))
+
+    taken: set[str] = set()
+    elsewhere: dict[str, str] = {}  # a file or folder out/ has no place for (a Map's File key) -> its key
+
+    def key_for(path: str, output: str) -> str:
+        real = os.path.realpath(path.rstrip("/"))
+        rel = os.path.relpath(path.rstrip("/"), os.path.join(run_dir, "out"))
+        if rel.startswith(".."):
+            rel = os.path.relpath(real, out_dir)
+        if rel.startswith("..") and real in links:
+            # an output taken from the call cache lives elsewhere (an earlier run's directory,
+            # the cache's files); this run's out/ links to it under each output's own name, once
+            # per place it is a value of: the same place as in a run that ran the call
+            rel = out_link(links[real], output, taken)
+        if rel.startswith(".."):
+            # (miniwdl links no Map key into out/): a folder of its own per file, so two such
+            # files of one name stay two, the same file is one, under a name no output has (an
+            # output's is a WDL identifier: no "-"), by the name it was given
+            rel = elsewhere.setdefault(
+                real, os.path.join(MAP_KEYS_DIR, str(len(elsewhere)), os.path.basename(path.rstrip("/")))
+            )
+        return run.results_key("out/" + rel)
+
+    # every output is checked before anything is uploaded: a refused run uploads nothing
+    found_roots = roots(run)
+    real_run_dir = os.path.realpath(run_dir)
+    uploads: list[tuple[str, str]] = []  # (local file, key)
+    folders: list[str] = []  # the keys of empty Directory outputs' folder markers
+
+    def plan(output: str, value: WDL.Value.File | WDL.Value.Directory) -> str:
+        name = f"{target.name}.{output}"
+        path = value.value
+        if "://" in path:  # (a URI nothing downloaded, `File x = "s3://..."`: given as it is, as miniwdl gives it)
+            return path
+        key = key_for(path, output)
+        if isinstance(value, WDL.Value.Directory):
+            files = directory_output(name, path, found_roots, real_run_dir)
+            for local, rel in files:
+                where = s3_key(f"Directory output {name}", rel, key + "/" + rel)
+                if rel.endswith("/"):  # (an empty folder inside: its "<path>/" marker, as for an empty Directory)
+                    folders.append(where)
+                else:
+                    uploads.append((local, where))
+            if not files:  # (S3 has no folders: an empty "<key>/" object, as the S3 console makes one, says it is there)
+                folders.append(s3_key(f"Directory output {name}", path, key + "/"))
+            return s3io.uri(bucket, key + "/")
+        uploads.append((file_output(name, path, found_roots), s3_key(f"File output {name}", path, key)))
+        return s3io.uri(bucket, key)
+
+    rewritten = env.map(
+        lambda b: WDL.Env.Binding(
+            b.name, WDL.Value.rewrite_paths(b.value, lambda v: plan(b.name, v)), b.info
+        )
+    )
+    with s3io.Transfers(progress, counted) as transfers:
+        transfers.upload((local, bucket, key) for local, key in uploads)
+    for folder in folders:
+        aws.client("s3").put_object(Bucket=bucket, Key=folder, Body=b"")
+    return WDL.values_to_json(rewritten, namespace=target.name)
+
+
+#: where under out/ the files that are Map keys go (miniwdl links none into out/): not a WDL
+#: identifier, so no output's folder
+MAP_KEYS_DIR = "map-keys"
+
+
+def roots(run: DriverRun) -> list[str]:
+    """Where an output may really be (real paths): the runs of this filesystem (this run's own
+    directory, and earlier runs' whose outputs the call cache reuses) and the staged inputs."""
+    found = [os.path.dirname(os.path.realpath(run.workdir))]
+    if run.cache_dir:
+        found.append(os.path.realpath(run.cache_dir))
+    return found
+
+
+def out_links(out_dir: str) -> dict[str, list[str]]:
+    """What each entry of miniwdl's out/ tree is (its real path) -> every place it is under out/
+    (one per output value it is: ``File a`` and ``Array[File] ab`` of the same file are
+    ``a/a.txt`` and ``ab/0/a.txt``), in order."""
+    found: dict[str, list[str]] = {}
+    for root, dirs, files in os.walk(out_dir):  # (symlinked directories are listed, not entered)
+        dirs.sort()
+        for name in sorted(files + dirs):
+            path = os.path.join(root, name)
+            found.setdefault(os.path.realpath(path), []).append(os.path.relpath(path, out_dir))
+    return found
+
+
+def out_link(places: list[str], output: str, taken: set[str]) -> str:
+    """Of ``places`` (``out_links``), the first under ``output``'s own folder not ``taken`` yet
+    (then taken); else the first under it, else the first."""
+    own = [p for p in places if p.split(os.sep, 1)[0] == output] or places
+    chosen = next((p for p in own if p not in taken), own[0])
+    taken.add(chosen)
+    return chosen
