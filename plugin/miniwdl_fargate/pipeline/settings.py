@@ -121,18 +121,13 @@ class SubmitSettings(RunLimitSettings):
         return self.max_run_vcpus, "the stack's MaxRunVCpus"
 
 
-class ClusterSettings(FunctionSettings):
-    """run_timed_out: stop what of a run still runs in the cluster."""
-
-    cluster: str = Field(min_length=1, alias="CLUSTER")
-
-
-class ApiSettings(SubmitSettings, ClusterSettings):
+class ApiSettings(SubmitSettings):
     """api: submit into the stack's bucket; list, describe and cancel (its tasks are in CLUSTER);
     resume, keeping calls as the resumed run did (CALL_CACHE: the stack's CallCache, what a run
     without the option got)."""
 
     runs_bucket: str = Field(min_length=1, alias="RUNS_BUCKET")
+    cluster: str = Field(min_length=1, alias="CLUSTER")
     call_cache: Literal["true", "false", "read", "write"] = Field(alias="CALL_CACHE")
 
 
@@ -140,6 +135,12 @@ class WesApiSettings(ApiSettings):
     """api with its WES routes: a task log's stdout/stderr name its stream in TASK_LOG_GROUP."""
 
     task_log_group: str = Field(min_length=1, alias="TASK_LOG_GROUP")
+
+
+class ClusterSettings(FunctionSettings):
+    """run_timed_out: stop what of a run still runs in the cluster."""
+
+    cluster: str = Field(min_length=1, alias="CLUSTER")
 
 
 class CleanupSettings(ClusterSettings):
