@@ -1,3 +1,4 @@
+import functools
 import gc
 import itertools
 import os
@@ -72,9 +73,15 @@ WAITING = (
 )
 
 
+@functools.cache  # (one look per test module, not per test: thousands of tests, a few hundred modules)
+def _module_path(fspath: str) -> str:
+    """A test module's path in the repository (``tests/<tier>/test_x.py``)."""
+    return Path(fspath).relative_to(REPO).as_posix()
+
+
 def tier_of(item) -> str:
     """The tier of a test: the folder under tests/ it is in."""
-    parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+    parts = _module_path(str(item.fspath)).split("/")[1:]
     return parts[0] if len(parts) > 1 else ""
 
 
@@ -85,7 +92,7 @@ def run_order(item) -> tuple[int, int]:
 
 
 def waits(item) -> bool:
-    return Path(str(item.fspath)).relative_to(REPO).as_posix() in WAITING
+    return _module_path(str(item.fspath)) in WAITING
 
 
 def waiting_first(items: list) -> list:
