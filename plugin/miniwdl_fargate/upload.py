@@ -1,8 +1,8 @@
 """Submitting a workflow to the pipeline the way a user would (AWS or local mode alike).
 
 Stage the workflow bundle and any local input files into the bucket, drop ``inputs.json`` into
-``runs/<name>/`` (which starts the run through S3 -> EventBridge -> submit), follow the execution,
-and return the outputs (File values as s3:// URIs) or the error.
+``runs/<name>/`` (which starts the run through S3 -> EventBridge -> the inputs_dropped
+function), follow the execution, and return the outputs (File values as s3:// URIs) or the error.
 """
 
 from __future__ import annotations
