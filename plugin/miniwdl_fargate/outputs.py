@@ -2,7 +2,7 @@
 
 Before a byte goes to S3 the driver checks every output (``plan``): a File output, and the
 top of a Directory output, must really be (its symbolic links resolved) within the run's
-directories (``roots``: the runs on this filesystem, for outputs taken from the call cache, and
+directories (``roots_of``: the runs on this filesystem, for outputs taken from the call cache, and
 the staged inputs); a Directory output is walked without following links blindly
 (``lstat``): a symbolic link in it is uploaded as the file or directory it points to when that
 stays inside the run's directory (a Directory from the call cache or an input: inside itself),
@@ -192,7 +192,7 @@ def upload(
         return run.results_key("out/" + rel)
 
     # every output is checked before anything is uploaded: a refused run uploads nothing
-    found_roots = roots(run)
+    found_roots = roots_of(run)
     real_run_dir = os.path.realpath(run_dir)
     uploads: list[tuple[str, str]] = []  # (local file, key)
     folders: list[str] = []  # the keys of empty Directory outputs' folder markers
@@ -234,7 +234,7 @@ def upload(
 MAP_KEYS_DIR = "map-keys"
 
 
-def roots(run: DriverRun) -> list[str]:
+def roots_of(run: DriverRun) -> list[str]:
     """Where an output may really be (real paths): the runs of this filesystem (this run's own
     directory, and earlier runs' whose outputs the call cache reuses) and the staged inputs."""
     found = [os.path.dirname(os.path.realpath(run.workdir))]

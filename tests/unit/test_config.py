@@ -276,6 +276,7 @@ def test_the_environments_own_value_is_told_apart_from_a_files_and_the_default(t
     path = tmp_path / "miniwdl.cfg"
     path.write_text("[aws_fargate]\nmax_vcpus = 64\n")
     monkeypatch.setenv("MINIWDL_CFG", str(path))
+    assert config.option(config.loader(), "max_vcpus") == 64  # (the file's, in effect)
     assert config.environment_value("max_vcpus") is None and config.environment_value("max_cost_usd") is None
     monkeypatch.setenv("MINIWDL__AWS_FARGATE__MAX_VCPUS", "16")
     assert config.environment_value("max_vcpus") == "16"

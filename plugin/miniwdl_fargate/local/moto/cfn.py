@@ -356,8 +356,11 @@ def _moto_create(cfn_type: str) -> Any:
 
 def moto_create(cfn_type: str) -> Any:
     """moto's own creation of ``cfn_type``, whether or not ``install`` ran (tests tell from it
-    when moto no longer needs the completion)."""
-    own = unpatched(f"cfn {cfn_type}", _model_class(RESOURCE_TYPES[cfn_type].moto_model), "create_from_cloudformation_json")
+    when moto no longer needs the creation that replaces it)."""
+    fix = RESOURCE_TYPES[cfn_type]
+    if not fix.moto_model:
+        raise ValueError(f"{cfn_type}: moto has no model of it (its CfnFix is a call)")
+    own = unpatched(f"cfn {cfn_type}", _model_class(fix.moto_model), "create_from_cloudformation_json")
     return getattr(own, "__func__", own)
 
 
@@ -426,7 +429,9 @@ def install() -> None:
     check_version()
     if _models:
         return
-    for cfn_type, fix in RESOURCE_TYPES.items():
+    # the calls' models last: ``_models`` says the whole table is applied, so it fills only once
+    # every creation and attribute is in place (one that failed is tried again at the next install)
+    for cfn_type, fix in sorted(RESOURCE_TYPES.items(), key=lambda entry: entry[1].call is not None):
         _apply(cfn_type, fix)
     from moto.cloudformation import parsing
 
