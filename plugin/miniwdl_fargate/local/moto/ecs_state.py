@@ -56,7 +56,7 @@ def _now() -> datetime:
 
 
 def _release_network_interfaces(task: Any) -> list[Any]:
-    """The network interfaces moto's RunTask made for an awsvpc task, out of moto's EC2; they."""
+    """Take the network interfaces moto's RunTask made for an awsvpc task out of moto's EC2; return them."""
     from moto.ec2.models import ec2_backends
 
     enis = ec2_backends[task._account_id][task.region_name].enis

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import inspect
 import json
+import os
 import threading
 import time
 import uuid
@@ -1036,8 +1037,6 @@ class OfferingsReadWhenAsked(collections.abc.Mapping):
         return self._offerings is not None
 
     def offerings(self) -> dict[str, list]:
-        import os
-
         with self._lock:
             if self._offerings is None:
                 found: dict[str, list] = {}
@@ -1072,7 +1071,6 @@ def ec2_offerings_read_when_asked() -> None:
     the dict moto's other modules bound at their import. Nothing to do where EC2 is imported
     already; installed before anything imports it (first in ``install``)."""
     import importlib
-    import os
     import sys
 
     if EC2_OFFERINGS_MODULE in sys.modules or installed("ec2_offerings_read_when_asked"):
